@@ -1,0 +1,10 @@
+// Package broker is keybroker's domain: resolving the key of a (workspace,
+// provider) with BYOK first and the platform's hosted key as fallback, the
+// in-memory cache in front of Vault with its single-flight reads and
+// invalidation, the key lifecycle (set, rotate, roll back, delete, purge a
+// workspace), and the registry of supported providers with their key format
+// rules.
+//
+// It talks to Vault through the vault package and to metadata through a store
+// interface; it knows nothing of HTTP.
+package broker

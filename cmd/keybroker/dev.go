@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keybroker/keybroker/internal/devenv"
+)
+
+// devKVMount is the KV v2 mount `keybroker dev` enables (DESIGN.md's default).
+const devKVMount = "byok"
+
+func newDevCommand() *cobra.Command {
+	var listenAddr string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run keybroker locally with its own Vault dev server and PostgreSQL",
+		Long: `Run keybroker locally with everything it needs: a Vault dev server (in
+memory, on a free loopback port) and a throwaway PostgreSQL cluster (data in a
+temporary folder). Prints the addresses and credentials, serves until Ctrl-C,
+then stops both servers and removes their folders.
+
+For development only: the Vault server is a dev server with a root token.
+Vault comes from scripts/tools.sh (make tools); PostgreSQL from Debian.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDev(cmd.Context(), listenAddr)
+		},
+	}
+	cmd.Flags().StringVar(&listenAddr, "listen-addr", envOr("KEYBROKER_LISTEN_ADDR", "127.0.0.1:8080"), "HTTP listen address (KEYBROKER_LISTEN_ADDR)")
+	return cmd
+}
+
+func runDev(ctx context.Context, listenAddr string) error {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ln, err := net.Listen("tcp", listenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", listenAddr, err)
+	}
+	defer ln.Close()
+
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	logger.Info("starting PostgreSQL")
+	pg, err := devenv.StartPostgres(startCtx, devenv.PostgresOptions{})
+	if err != nil {
+		return fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	defer pg.Stop()
+	logger.Info("starting Vault dev server")
+	vs, err := devenv.StartVault(startCtx)
+	if err != nil {
+		return fmt.Errorf("start Vault: %w", err)
+	}
+	defer vs.Stop()
+	if err := devenv.EnableKVv2(startCtx, vs.Client(), devKVMount); err != nil {
+		return err
+	}
+	go func() {
+		select {
+		case <-vs.Exited():
+			logger.Error("the Vault dev server has exited; /readyz answers 503 until keybroker dev is restarted", "pid", vs.Pid())
+		case <-ctx.Done():
+		}
+	}()
+	go func() {
+		select {
+		case <-pg.Exited():
+			logger.Error("PostgreSQL has exited; /readyz answers 503 until keybroker dev is restarted", "pid", pg.Pid())
+		case <-ctx.Done():
+		}
+	}()
+
+	out := os.Stdout
+	fmt.Fprintf(out, "keybroker dev: everything runs on loopback; Ctrl-C stops it and removes the data folders.\n\n")
+	fmt.Fprintf(out, "  keybroker      http://%s  (try: curl http://%s/readyz)\n", ln.Addr(), ln.Addr())
+	fmt.Fprintf(out, "  VAULT_ADDR=%s\n", vs.Addr)
+	fmt.Fprintf(out, "  VAULT_TOKEN=%s  (dev root token)\n", vs.RootToken)
+	fmt.Fprintf(out, "  KV v2 mount    %s\n", devKVMount)
+	fmt.Fprintf(out, "  DATABASE_URL=%s\n", pg.URL)
+	fmt.Fprintf(out, "  vault pid %d, folder %s\n", vs.Pid(), vs.Dir)
+	fmt.Fprintf(out, "  postgres pid %d, folder %s\n\n", pg.Pid(), pg.Dir)
+
+	return runServer(ctx, serverConfig{
+		DatabaseURL: pg.URL,
+		VaultAddr:   vs.Addr,
+		VaultToken:  vs.RootToken,
+	}, ln, logger)
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary stand in for the keybroker binary: with
+// KEYBROKER_RUN_MAIN=1 it runs main() instead of the tests.
+func TestMain(m *testing.M) {
+	if os.Getenv("KEYBROKER_RUN_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// keybroker returns a command that runs this binary as keybroker.
+func keybroker(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "KEYBROKER_RUN_MAIN=1")
+	return cmd
+}
+
+var (
+	reListen   = regexp.MustCompile(`^\s+keybroker\s+http://(\S+)`)
+	reVaultPid = regexp.MustCompile(`^\s+vault pid (\d+), folder (\S+)`)
+	rePgPid    = regexp.MustCompile(`^\s+postgres pid (\d+), folder (\S+)`)
+)
+
+func TestDevServesReadinessOfItsOwnVaultAndPostgres(t *testing.T) {
+	cmd := keybroker("dev", "--listen-addr", "127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = &testLogWriter{t: t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+
+	var addr, vaultDir, pgDir string
+	var vaultPid, pgPid int
+	lines := bufio.NewScanner(stdout)
+	deadline := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
+	for lines.Scan() && (addr == "" || vaultPid == 0 || pgPid == 0) {
+		line := lines.Text()
+		if m := reListen.FindStringSubmatch(line); m != nil {
+			addr = m[1]
+		}
+		if m := reVaultPid.FindStringSubmatch(line); m != nil {
+			vaultPid, _ = strconv.Atoi(m[1])
+			vaultDir = m[2]
+		}
+		if m := rePgPid.FindStringSubmatch(line); m != nil {
+			pgPid, _ = strconv.Atoi(m[1])
+			pgDir = m[2]
+		}
+	}
+	deadline.Stop()
+	if addr == "" || vaultPid == 0 || pgPid == 0 {
+		t.Fatalf("keybroker dev did not print its addresses and pids (addr %q, vault %d, postgres %d)", addr, vaultPid, pgPid)
+	}
+	go io.Copy(io.Discard, stdout)
+
+	status, body := get(t, "http://"+addr+"/readyz")
+	if status != http.StatusOK {
+		t.Fatalf("readyz with both servers up: %d %s", status, body)
+	}
+
+	if err := syscall.Kill(vaultPid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill vault %d: %v", vaultPid, err)
+	}
+	status, body = waitStatus(t, "http://"+addr+"/readyz", http.StatusServiceUnavailable)
+	var answer struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &answer); err != nil {
+		t.Fatalf("readyz 503 body is not JSON: %q", body)
+	}
+	if answer.Error.Code != "dependency_unavailable" || !strings.Contains(answer.Error.Message, "vault") {
+		t.Fatalf("readyz with vault killed: %d %s", status, body)
+	}
+
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("keybroker dev exited with %v after Ctrl-C", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("keybroker dev did not exit after Ctrl-C")
+	}
+	if err := syscall.Kill(pgPid, 0); err == nil {
+		t.Errorf("postgres %d still runs after keybroker dev exited", pgPid)
+	}
+	for _, dir := range []string{vaultDir, pgDir} {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("folder %s still exists after keybroker dev exited (%v)", dir, err)
+		}
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitStatus polls url until it answers want (readiness checks take up to a
+// couple of seconds to notice a dead dependency).
+func waitStatus(t *testing.T, url string, want int) (int, string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		status, body := get(t, url)
+		if status == want || time.Now().After(deadline) {
+			return status, body
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// testLogWriter sends a child's stderr to the test log.
+type testLogWriter struct{ t *testing.T }
+
+func (w *testLogWriter) Write(p []byte) (int, error) {
+	w.t.Logf("keybroker dev: %s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,193 @@
+package devenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// PostgresServer is a running throwaway PostgreSQL cluster on a free loopback
+// port. The superuser is "postgres" with a random password (scram-sha-256);
+// Unix sockets are off.
+type PostgresServer struct {
+	// URL connects as the superuser to the "postgres" database.
+	URL string
+	// Dir holds the cluster's data and log; it is removed by Stop.
+	Dir string
+
+	proc *process
+}
+
+// PostgresOptions tune a cluster for its use.
+type PostgresOptions struct {
+	// Durable keeps fsync on. Off by default: a throwaway cluster that dies
+	// with its process has nothing worth flushing, and tests run faster.
+	Durable bool
+}
+
+// StartPostgres runs initdb in a fresh folder and starts the server, waiting
+// until it accepts connections. When the caller is root, both run as the
+// unprivileged user "nobody" (PostgreSQL refuses to run as root).
+func StartPostgres(ctx context.Context, opts PostgresOptions) (*PostgresServer, error) {
+	initdb, err := findPostgresTool("initdb")
+	if err != nil {
+		return nil, err
+	}
+	postgres, err := findPostgresTool("postgres")
+	if err != nil {
+		return nil, err
+	}
+	cred, err := unprivilegedCredential()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := newRunDir("postgres")
+	if err != nil {
+		return nil, err
+	}
+	s, err := startPostgres(ctx, dir, initdb, postgres, cred, opts)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+func startPostgres(ctx context.Context, dir, initdb, postgres string, cred *syscall.Credential, opts PostgresOptions) (*PostgresServer, error) {
+	password, err := randomHex(16)
+	if err != nil {
+		return nil, err
+	}
+	dataDir := filepath.Join(dir, "data")
+	pwFile := filepath.Join(dir, "pwfile")
+	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write postgres password file: %w", err)
+	}
+	if cred != nil {
+		if err := chownTree(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return nil, err
+		}
+	}
+	init := exec.CommandContext(ctx, initdb, "-D", dataDir, "-U", "postgres",
+		"--auth=scram-sha-256", "--pwfile="+pwFile, "-E", "UTF8", "--locale=C", "--no-sync")
+	if err := runAs(init, cred); err != nil {
+		return nil, fmt.Errorf("initdb: %w", err)
+	}
+	os.Remove(pwFile)
+
+	args := []string{"-D", dataDir,
+		"-c", "listen_addresses=127.0.0.1",
+		"-c", "unix_socket_directories=",
+		"-c", "max_connections=200",
+	}
+	if !opts.Durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	var lastErr error
+	for range 3 { // a free port can be taken between finding and binding it
+		port, err := freePort(false)
+		if err != nil {
+			return nil, err
+		}
+		cmd := exec.Command(postgres, append(args, "-p", strconv.Itoa(port))...)
+		cmd.Dir = dir
+		// SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes
+		// its backends down with it.
+		cmd.SysProcAttr = childAttrs(syscall.SIGQUIT, cred)
+		proc, err := startProcess("postgres", cmd, filepath.Join(dir, "postgres.log"))
+		if err != nil {
+			return nil, err
+		}
+		s := &PostgresServer{
+			URL: (&url.URL{
+				Scheme:   "postgres",
+				User:     url.UserPassword("postgres", password),
+				Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+				Path:     "/postgres",
+				RawQuery: "sslmode=disable",
+			}).String(),
+			Dir:  dir,
+			proc: proc,
+		}
+		if lastErr = s.waitReady(ctx, port); lastErr == nil {
+			return s, nil
+		}
+		proc.terminate(syscall.SIGQUIT, 5*time.Second)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+// waitReady waits until the server accepts TCP connections and has written
+// its "ready to accept connections" line.
+func (s *PostgresServer) waitReady(ctx context.Context, port int) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			if b, err := os.ReadFile(s.proc.logPath); err == nil && bytes.Contains(b, []byte("database system is ready to accept connections")) {
+				return nil
+			}
+		}
+		select {
+		case <-s.proc.done:
+			return fmt.Errorf("postgres exited during start-up (%v); its log ends with:\n%s", s.proc.waitErr, s.proc.logTail())
+		case <-ctx.Done():
+			return fmt.Errorf("postgres on %s not ready: %w; its log ends with:\n%s", addr, ctx.Err(), s.proc.logTail())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Pid is the postmaster's process id.
+func (s *PostgresServer) Pid() int { return s.proc.cmd.Process.Pid }
+
+// Exited is closed when the postmaster has ended.
+func (s *PostgresServer) Exited() <-chan struct{} { return s.proc.done }
+
+// Stop shuts the cluster down (fast shutdown: open sessions are ended) and
+// removes its folder. It is safe to call more than once.
+func (s *PostgresServer) Stop() {
+	s.proc.terminate(syscall.SIGINT, 30*time.Second)
+	os.RemoveAll(s.Dir)
+}
+
+// unprivilegedCredential returns nil when the caller is not root, and the
+// credential of user "nobody" when it is.
+func unprivilegedCredential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		return nil, fmt.Errorf("running as root, PostgreSQL needs an unprivileged user: look up nobody: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
+}
+
+func chownTree(dir string, uid, gid int) error {
+	return filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := os.Lchown(p, uid, gid); err != nil {
+			return fmt.Errorf("hand %s to the postgres user: %w", p, err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,8 @@
+// Package store owns keybroker's PostgreSQL data: key metadata (never the
+// key itself), the append-only audit trail and API token hashes; the SQL
+// migrations that create them, embedded in the binary; and the
+// LISTEN/NOTIFY channel replicas use to evict cached keys.
+//
+// It speaks pgx/v5 and hands the rest of keybroker plain Go values and the
+// domain's sentinel errors, never pgx types.
+package store
