@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 )
 
-// Config describes how to reach Vault. Zero values take the defaults stated
-// on each field.
+// Config describes how to reach Vault and log in. Zero values take the
+// defaults stated on each field.
 type Config struct {
 	// Address of the Vault server. Default: VAULT_ADDR, else Vault's own
 	// default (https://127.0.0.1:8200).
@@ -22,20 +23,34 @@ type Config struct {
 	// CACert is a PEM file of CA certificates to trust. Default:
 	// VAULT_CACERT, else the system pool.
 	CACert string
-	// Token is a static Vault token (dev only; production uses an auth
-	// method).
+	// Auth logs in to get a short-lived token (see AppRole). Nil means the
+	// static Token is used as is (dev only): it is neither renewed nor
+	// replaced.
+	Auth api.AuthMethod
+	// Token is the static Vault token used when Auth is nil.
 	Token string
 	// Timeout bounds every call to Vault. Default: 5s.
 	Timeout time.Duration
+	// Transport carries the HTTP requests, for instrumentation and tests.
+	// Default: vault/api's pooled transport with the TLS settings above.
+	Transport http.RoundTripper
+	// Logger receives login and renewal events. Default: slog.Default().
+	Logger *slog.Logger
 }
 
-// Client is keybroker's handle on Vault.
+// Client is keybroker's handle on Vault. Requests carry no retries of their
+// own (the resolve path must not stall behind a slow Vault) and each has
+// the configured deadline. With an auth method, a request that Vault
+// refuses with 403 because the token is no longer valid triggers one
+// re-login (shared with concurrent requests) and is retried once.
 type Client struct {
 	api     *api.Client
 	timeout time.Duration
+	tokens  *tokenSource // nil with a static token
 }
 
-// New builds a client from cfg. It does not contact Vault.
+// New builds a client from cfg. It does not contact Vault; call Start to
+// log in and keep the token alive.
 func New(cfg Config) (*Client, error) {
 	apiCfg := api.DefaultConfig() // reads VAULT_ADDR, VAULT_CACERT, ...
 	if apiCfg.Error != nil {
@@ -47,11 +62,18 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	apiCfg.Timeout = cfg.Timeout
+	apiCfg.MaxRetries = 0
 	if cfg.CACert != "" {
 		if err := apiCfg.ConfigureTLS(&api.TLSConfig{CACert: cfg.CACert}); err != nil {
 			return nil, fmt.Errorf("vault TLS configuration from %s: %w", cfg.CACert, err)
 		}
+	}
+	if cfg.Transport != nil {
+		apiCfg.HttpClient.Transport = cfg.Transport
 	}
 	c, err := api.NewClient(apiCfg)
 	if err != nil {
@@ -60,28 +82,132 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Namespace != "" {
 		c.SetNamespace(cfg.Namespace)
 	}
-	c.SetToken(cfg.Token)
-	return &Client{api: c, timeout: cfg.Timeout}, nil
+	client := &Client{api: c, timeout: cfg.Timeout}
+	if cfg.Auth != nil {
+		c.ClearToken()
+		client.tokens = newTokenSource(c, cfg.Auth, cfg.Logger.With("component", "vault-token"))
+	} else {
+		c.SetToken(cfg.Token)
+	}
+	return client, nil
+}
+
+// Start logs in (for auth methods) and keeps the token renewed, or replaced
+// by a new login, until ctx is done. It returns at once; see WaitForToken.
+func (c *Client) Start(ctx context.Context) {
+	if c.tokens != nil {
+		go c.tokens.run(ctx)
+	}
+}
+
+// WaitForToken waits until the first login has succeeded (at once for a
+// static token).
+func (c *Client) WaitForToken(ctx context.Context) error {
+	if c.tokens == nil {
+		return nil
+	}
+	for {
+		c.tokens.mu.Lock()
+		gen, changed := c.tokens.gen, c.tokens.changed
+		c.tokens.mu.Unlock()
+		if gen > 0 {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for a vault login at %s: %w", c.api.Address(), ctx.Err())
+		}
+	}
 }
 
 // Address is the Vault address the client talks to.
 func (c *Client) Address() string { return c.api.Address() }
 
-// ErrTokenInvalid means Vault answered but refused the client's token.
-var ErrTokenInvalid = errors.New("vault token is not valid")
+// TokenStats reports the token's life so far: successful logins, failed
+// logins, renewals and the current token's expiry (zero when unknown or
+// static).
+func (c *Client) TokenStats() (logins, loginErrors, renewals int64, expires time.Time) {
+	if c.tokens == nil {
+		return 0, 0, 0, time.Time{}
+	}
+	if u := c.tokens.expiresAtUTC.Load(); u > 0 {
+		expires = time.Unix(u, 0)
+	}
+	return c.tokens.logins.Load(), c.tokens.loginErrors.Load(), c.tokens.renewals.Load(), expires
+}
 
 // CheckToken asks Vault to look up the client's own token: it succeeds only
 // when Vault is reachable, unsealed and accepts the token.
 func (c *Client) CheckToken(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	_, err := c.api.Auth().Token().LookupSelfWithContext(ctx)
+	err := c.do(ctx, func(ctx context.Context) error {
+		_, err := c.api.Auth().Token().LookupSelfWithContext(ctx)
+		return err
+	})
 	if err == nil {
 		return nil
 	}
-	var re *api.ResponseError
-	if errors.As(err, &re) && (re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusUnauthorized) {
-		return fmt.Errorf("look up own token at %s: %w", c.api.Address(), ErrTokenInvalid)
+	if statusOf(err) == http.StatusForbidden || statusOf(err) == http.StatusUnauthorized {
+		return fmt.Errorf("look up own token at %s: %w", c.api.Address(), errors.Join(ErrTokenInvalid, err))
 	}
 	return fmt.Errorf("look up own token at %s: %w", c.api.Address(), err)
+}
+
+// do runs one Vault call under the per-call deadline. On a 403 with an auth
+// method it checks whether the token is still valid; if not, it logs in
+// again (one login shared by every caller that saw the same token fail) and
+// retries the call once. The returned error is classified (see errors.go).
+func (c *Client) do(ctx context.Context, call func(context.Context) error) error {
+	var gen uint64
+	if c.tokens != nil {
+		gen = c.tokens.generation()
+	}
+	err := c.once(ctx, call)
+	if c.tokens == nil || statusOf(err) != http.StatusForbidden {
+		return classify(err)
+	}
+	retry, rerr := c.recoverToken(ctx, gen)
+	if rerr != nil {
+		return classify(errors.Join(err, rerr))
+	}
+	if !retry {
+		return classify(err)
+	}
+	return classify(c.once(ctx, call))
+}
+
+func (c *Client) once(ctx context.Context, call func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return call(ctx)
+}
+
+// recoverToken decides what a 403 means. If the token of generation seen is
+// still valid, the 403 is the policy's answer and there is nothing to
+// retry. If Vault no longer accepts it (revoked, expired), log in again and
+// retry. Concurrent callers that saw the same token fail share one check.
+func (c *Client) recoverToken(ctx context.Context, seen uint64) (bool, error) {
+	v, err, _ := c.tokens.sf.Do(fmt.Sprintf("recover-%d", seen), func() (any, error) {
+		if c.tokens.generation() != seen {
+			return true, nil // a login happened since: retry with the new token
+		}
+		lerr := c.once(context.WithoutCancel(ctx), func(ctx context.Context) error {
+			_, err := c.api.Auth().Token().LookupSelfWithContext(ctx)
+			return err
+		})
+		switch status := statusOf(lerr); {
+		case lerr == nil:
+			return false, nil
+		case status != http.StatusForbidden && status != http.StatusUnauthorized:
+			return false, lerr
+		}
+		if err := c.tokens.relogin(ctx, seen); err != nil {
+			return false, err
+		}
+		return true, nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return v.(bool), nil
 }

@@ -48,8 +48,9 @@ func TestDevServesReadinessOfItsOwnVaultAndPostgres(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		select {
@@ -106,9 +107,9 @@ func TestDevServesReadinessOfItsOwnVaultAndPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("keybroker dev exited with %v after Ctrl-C", err)
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("keybroker dev exited with %v after Ctrl-C", waitErr)
 		}
 	case <-time.After(40 * time.Second):
 		t.Fatal("keybroker dev did not exit after Ctrl-C")

@@ -1,0 +1,162 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	gocache "github.com/patrickmn/go-cache"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/vault"
+)
+
+// KeyReader reads key material: the reader identity's view of Vault.
+type KeyReader interface {
+	Get(ctx context.Context, path string) (vault.Secret, error)
+	GetVersion(ctx context.Context, path string, version int) (vault.Secret, error)
+}
+
+// KeyWriter changes key material and reads metadata, never a key: the
+// writer identity's view of Vault.
+type KeyWriter interface {
+	Put(ctx context.Context, path, value string, cas int) (int, error)
+	Metadata(ctx context.Context, path string) (vault.Metadata, error)
+	DeleteVersion(ctx context.Context, path string, version int) error
+	Destroy(ctx context.Context, path string) error
+	List(ctx context.Context, dir string) ([]string, error)
+}
+
+var (
+	_ KeyReader = (*vault.KV)(nil)
+	_ KeyWriter = (*vault.KV)(nil)
+)
+
+// MetadataStore is what the broker needs of PostgreSQL (package store).
+type MetadataStore interface {
+	BeginChange(ctx context.Context, workspace, provider string, ch store.Change) (store.KeyRecord, error)
+	CompleteWrite(ctx context.Context, workspace, provider, id string, w store.Written, ev store.AuditEvent) error
+	AbortChange(ctx context.Context, workspace, provider, id string) error
+	CompleteDelete(ctx context.Context, workspace, provider string, deleted int, ev store.AuditEvent) error
+	PurgeWorkspace(ctx context.Context, workspace string, ev store.AuditEvent) (int, error)
+	GetKey(ctx context.Context, workspace, provider string) (store.KeyRecord, error)
+	ListKeys(ctx context.Context, workspace string) ([]store.KeyRecord, error)
+	ListPending(ctx context.Context, olderThan time.Duration) ([]store.KeyRecord, error)
+	AppendAudit(ctx context.Context, ev store.AuditEvent) error
+}
+
+var _ MetadataStore = (*store.Store)(nil)
+
+// Config assembles a Broker. Zero values take the defaults stated.
+type Config struct {
+	// Reader reads keys for Resolve and Rollback. Nil in a broker that
+	// only manages keys without rollback (admin mode with the writer
+	// identity alone).
+	Reader KeyReader
+	// Writer and Store are needed for key management; nil in a
+	// resolver-only broker.
+	Writer KeyWriter
+	Store  MetadataStore
+	// Providers is the registry. Default: DefaultRegistry().
+	Providers *Registry
+	// CacheTTL is how long a resolved key is served from memory.
+	// Default: 30s.
+	CacheTTL time.Duration
+	// NegativeCacheTTL is how long "no key" is remembered. Default: 5s.
+	NegativeCacheTTL time.Duration
+	// Pepper keys the fingerprints. Required for key management.
+	Pepper []byte
+	// Logger. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Broker is keybroker's domain: resolve, and key lifecycle.
+type Broker struct {
+	reader    KeyReader
+	writer    KeyWriter
+	store     MetadataStore
+	providers *Registry
+	ttl       time.Duration
+	negTTL    time.Duration
+	pepper    []byte
+	log       *slog.Logger
+
+	cache  *gocache.Cache
+	flight singleflight.Group
+}
+
+// New returns a broker. It checks that the configuration is coherent, not
+// that Vault or PostgreSQL answer.
+func New(cfg Config) (*Broker, error) {
+	if cfg.Providers == nil {
+		cfg.Providers = DefaultRegistry()
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = 30 * time.Second
+	}
+	if cfg.NegativeCacheTTL == 0 {
+		cfg.NegativeCacheTTL = 5 * time.Second
+	}
+	if cfg.CacheTTL < 0 || cfg.NegativeCacheTTL < 0 {
+		return nil, errors.New("broker: cache TTLs must not be negative")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if (cfg.Writer == nil) != (cfg.Store == nil) {
+		return nil, errors.New("broker: key management needs both a Vault writer and a metadata store")
+	}
+	if cfg.Writer != nil && len(cfg.Pepper) < 16 {
+		return nil, errors.New("broker: key management needs a fingerprint pepper of at least 16 bytes")
+	}
+	if cfg.Reader == nil && cfg.Writer == nil {
+		return nil, errors.New("broker: needs a Vault reader, a writer, or both")
+	}
+	return &Broker{
+		reader:    cfg.Reader,
+		writer:    cfg.Writer,
+		store:     cfg.Store,
+		providers: cfg.Providers,
+		ttl:       cfg.CacheTTL,
+		negTTL:    cfg.NegativeCacheTTL,
+		pepper:    cfg.Pepper,
+		log:       cfg.Logger,
+		cache:     gocache.New(cfg.CacheTTL, time.Minute),
+	}, nil
+}
+
+// Providers is the broker's provider registry.
+func (b *Broker) Providers() *Registry { return b.providers }
+
+// checkIDs validates a workspace and provider id pair.
+func (b *Broker) checkIDs(workspace, provider string) (*Provider, error) {
+	if !ValidID(workspace) {
+		return nil, errors.Join(ErrInvalidID, errors.New("workspace id must match [a-z0-9][a-z0-9_-]{0,62}"))
+	}
+	if !ValidID(provider) {
+		return nil, errors.Join(ErrInvalidID, errors.New("provider id must match [a-z0-9][a-z0-9_-]{0,62}"))
+	}
+	p, ok := b.providers.Lookup(provider)
+	if !ok {
+		return nil, errors.Join(ErrUnknownProvider, errors.New("provider "+provider+" is not supported"))
+	}
+	return p, nil
+}
+
+// fromVault maps a vault error onto the domain's.
+func fromVault(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, vault.ErrCASMismatch):
+		return errors.Join(ErrConflict, err)
+	case errors.Is(err, vault.ErrNotFound):
+		return errors.Join(ErrNotFound, err)
+	case errors.Is(err, vault.ErrForbidden):
+		return errors.Join(ErrForbidden, err)
+	default:
+		return errors.Join(ErrUnavailable, err)
+	}
+}

@@ -1,0 +1,222 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrNotFound: no such row.
+var ErrNotFound = errors.New("store: not found")
+
+// Pending operations.
+const (
+	OpSet      = "set"
+	OpDelete   = "delete"
+	OpRollback = "rollback"
+)
+
+// Key states.
+const (
+	StatePending = "pending"
+	StateActive  = "active"
+)
+
+// KeyRecord is the metadata of one (workspace, provider) key. Version 0
+// means no version has been confirmed yet (a first write is in flight).
+type KeyRecord struct {
+	Workspace   string    `db:"workspace"`
+	Provider    string    `db:"provider"`
+	State       string    `db:"state"`
+	Version     int       `db:"kv_version"`
+	MaskedKey   string    `db:"masked_key"`
+	Fingerprint string    `db:"fingerprint"`
+	CreatedAt   time.Time `db:"created_at"`
+	CreatedBy   string    `db:"created_by"`
+	UpdatedAt   time.Time `db:"updated_at"`
+	UpdatedBy   string    `db:"updated_by"`
+
+	PendingID          *string    `db:"pending_id"`
+	PendingOp          *string    `db:"pending_op"`
+	PendingSince       *time.Time `db:"pending_since"`
+	PendingBy          *string    `db:"pending_by"`
+	PendingMaskedKey   *string    `db:"pending_masked_key"`
+	PendingFingerprint *string    `db:"pending_fingerprint"`
+}
+
+const keyColumns = `workspace, provider, state, kv_version, masked_key, fingerprint,
+	created_at, created_by, updated_at, updated_by,
+	pending_id::text AS pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint`
+
+// Change is a write about to be made in Vault.
+type Change struct {
+	ID          string // a UUID that names this change
+	Op          string // OpSet, OpDelete, OpRollback
+	By          string // who asked
+	MaskedKey   string // of the key being written (set, rollback)
+	Fingerprint string
+}
+
+// BeginChange marks the key pending with ch, creating the row when the key
+// has none, and returns the row as it now is. A change already pending is
+// replaced: Vault's check-and-set decides which of two racing writes wins,
+// and each writer finishes or aborts only its own change.
+func (s *Store) BeginChange(ctx context.Context, workspace, provider string, ch Change) (KeyRecord, error) {
+	rows, err := s.pool.Query(ctx, `
+		INSERT INTO provider_keys AS k (workspace, provider, state, created_by, updated_by,
+			pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint)
+		VALUES ($1, $2, 'pending', $3, $3, $4, $5, now(), $3, $6, $7)
+		ON CONFLICT (workspace, provider) DO UPDATE SET
+			state = 'pending', pending_id = EXCLUDED.pending_id, pending_op = EXCLUDED.pending_op,
+			pending_since = EXCLUDED.pending_since, pending_by = EXCLUDED.pending_by,
+			pending_masked_key = EXCLUDED.pending_masked_key, pending_fingerprint = EXCLUDED.pending_fingerprint
+		RETURNING `+keyColumns,
+		workspace, provider, ch.By, ch.ID, ch.Op, ch.MaskedKey, ch.Fingerprint)
+	if err != nil {
+		return KeyRecord{}, fmt.Errorf("mark %s/%s pending: %w", workspace, provider, err)
+	}
+	rec, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[KeyRecord])
+	if err != nil {
+		return KeyRecord{}, fmt.Errorf("mark %s/%s pending: %w", workspace, provider, err)
+	}
+	return rec, nil
+}
+
+// Written is a version that Vault confirmed.
+type Written struct {
+	Version     int
+	MaskedKey   string
+	Fingerprint string
+	By          string
+}
+
+// CompleteWrite records that change id wrote w to Vault, and appends ev, in
+// one transaction. The metadata moves only forward: a completion that
+// arrives after a newer version was recorded leaves it alone. The row
+// becomes active when id is still its pending change.
+func (s *Store) CompleteWrite(ctx context.Context, workspace, provider, id string, w Written, ev AuditEvent) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			INSERT INTO provider_keys AS k (workspace, provider, state, kv_version, masked_key, fingerprint, created_by, updated_by)
+			VALUES ($1, $2, 'active', $4, $5, $6, $7, $7)
+			ON CONFLICT (workspace, provider) DO UPDATE SET
+				kv_version  = GREATEST(k.kv_version, $4),
+				masked_key  = CASE WHEN k.kv_version < $4 THEN $5 ELSE k.masked_key END,
+				fingerprint = CASE WHEN k.kv_version < $4 THEN $6 ELSE k.fingerprint END,
+				updated_at  = CASE WHEN k.kv_version < $4 THEN now() ELSE k.updated_at END,
+				updated_by  = CASE WHEN k.kv_version < $4 THEN $7 ELSE k.updated_by END,
+				state = CASE WHEN k.pending_id = $3::uuid OR k.pending_id IS NULL THEN 'active' ELSE k.state END,
+				pending_id          = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_id END,
+				pending_op          = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_op END,
+				pending_since       = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_since END,
+				pending_by          = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_by END,
+				pending_masked_key  = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_masked_key END,
+				pending_fingerprint = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_fingerprint END`,
+			workspace, provider, id, w.Version, w.MaskedKey, w.Fingerprint, w.By)
+		if err != nil {
+			return fmt.Errorf("record version %d of %s/%s: %w", w.Version, workspace, provider, err)
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+}
+
+// AbortChange undoes change id when it is still the key's pending change:
+// the row returns to active, or disappears when no version was ever
+// confirmed.
+func (s *Store) AbortChange(ctx context.Context, workspace, provider, id string) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM provider_keys
+			WHERE workspace = $1 AND provider = $2 AND pending_id = $3::uuid AND kv_version = 0`,
+			workspace, provider, id); err != nil {
+			return fmt.Errorf("abort change of %s/%s: %w", workspace, provider, err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE provider_keys SET state = 'active', pending_id = NULL, pending_op = NULL,
+				pending_since = NULL, pending_by = NULL, pending_masked_key = NULL, pending_fingerprint = NULL
+			WHERE workspace = $1 AND provider = $2 AND pending_id = $3::uuid`,
+			workspace, provider, id); err != nil {
+			return fmt.Errorf("abort change of %s/%s: %w", workspace, provider, err)
+		}
+		return nil
+	})
+}
+
+// CompleteDelete removes the key's row after Vault deleted version
+// deleted, and appends ev, in one transaction. A row that already records
+// a newer version (a write that won after the delete) is kept.
+func (s *Store) CompleteDelete(ctx context.Context, workspace, provider string, deleted int, ev AuditEvent) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM provider_keys
+			WHERE workspace = $1 AND provider = $2 AND kv_version <= $3`,
+			workspace, provider, deleted); err != nil {
+			return fmt.Errorf("remove %s/%s: %w", workspace, provider, err)
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+}
+
+// PurgeWorkspace removes every key row of workspace and appends ev, in one
+// transaction. It returns how many rows it removed.
+func (s *Store) PurgeWorkspace(ctx context.Context, workspace string, ev AuditEvent) (int, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM provider_keys WHERE workspace = $1`, workspace)
+		if err != nil {
+			return fmt.Errorf("purge workspace %s: %w", workspace, err)
+		}
+		n = tag.RowsAffected()
+		return appendAudit(ctx, tx, ev)
+	})
+	return int(n), err
+}
+
+// GetKey returns the metadata of one key; ErrNotFound when it has no
+// confirmed version.
+func (s *Store) GetKey(ctx context.Context, workspace, provider string) (KeyRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys
+		WHERE workspace = $1 AND provider = $2 AND kv_version > 0`, workspace, provider)
+	if err != nil {
+		return KeyRecord{}, fmt.Errorf("read %s/%s: %w", workspace, provider, err)
+	}
+	rec, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[KeyRecord])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return KeyRecord{}, fmt.Errorf("read %s/%s: %w", workspace, provider, ErrNotFound)
+	}
+	if err != nil {
+		return KeyRecord{}, fmt.Errorf("read %s/%s: %w", workspace, provider, err)
+	}
+	return rec, nil
+}
+
+// ListKeys returns the metadata of every key of workspace with a confirmed
+// version, sorted by provider.
+func (s *Store) ListKeys(ctx context.Context, workspace string) ([]KeyRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys
+		WHERE workspace = $1 AND kv_version > 0 ORDER BY provider`, workspace)
+	if err != nil {
+		return nil, fmt.Errorf("list keys of %s: %w", workspace, err)
+	}
+	recs, err := pgx.CollectRows(rows, pgx.RowToStructByName[KeyRecord])
+	if err != nil {
+		return nil, fmt.Errorf("list keys of %s: %w", workspace, err)
+	}
+	return recs, nil
+}
+
+// ListPending returns rows whose change has been pending for at least
+// olderThan, oldest first.
+func (s *Store) ListPending(ctx context.Context, olderThan time.Duration) ([]KeyRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys
+		WHERE state = 'pending' AND pending_since <= now() - $1::interval ORDER BY pending_since`,
+		olderThan)
+	if err != nil {
+		return nil, fmt.Errorf("list pending keys: %w", err)
+	}
+	recs, err := pgx.CollectRows(rows, pgx.RowToStructByName[KeyRecord])
+	if err != nil {
+		return nil, fmt.Errorf("list pending keys: %w", err)
+	}
+	return recs, nil
+}

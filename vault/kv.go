@@ -1,0 +1,229 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Secret is one version of a key read from KV v2. Its String, GoString and
+// LogValue never show the value, so a Secret printed by mistake leaks
+// nothing.
+type Secret struct {
+	Value   string
+	Version int
+}
+
+func (s Secret) String() string   { return fmt.Sprintf("vault.Secret{Version:%d Value:<redacted>}", s.Version) }
+func (s Secret) GoString() string { return s.String() }
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int("version", s.Version), slog.String("value", "<redacted>"))
+}
+
+// Version describes one version of a secret (metadata only).
+type Version struct {
+	Version     int
+	CreatedTime time.Time
+	// DeletionTime is set when the version is soft-deleted (or scheduled
+	// for deletion).
+	DeletionTime time.Time
+	Destroyed    bool
+}
+
+// Alive reports whether the version can be read.
+func (v Version) Alive() bool { return !v.Destroyed && v.DeletionTime.IsZero() }
+
+// Metadata is a secret's version history.
+type Metadata struct {
+	CurrentVersion int
+	// Versions, oldest first.
+	Versions []Version
+}
+
+// Current returns the current version's entry, if Vault still lists it.
+func (m Metadata) Current() (Version, bool) {
+	for _, v := range m.Versions {
+		if v.Version == m.CurrentVersion {
+			return v, true
+		}
+	}
+	return Version{}, false
+}
+
+// KV is a KV v2 secrets engine at one mount. Secrets hold one field,
+// ValueField.
+type KV struct {
+	c     *Client
+	mount string
+	kv    *api.KVv2
+}
+
+// KV returns the KV v2 engine at mount (e.g. "byok").
+func (c *Client) KV(mount string) *KV {
+	mount = strings.Trim(mount, "/")
+	return &KV{c: c, mount: mount, kv: c.api.KVv2(mount)}
+}
+
+// Mount is the engine's mount path.
+func (kv *KV) Mount() string { return kv.mount }
+
+func (kv *KV) where(path string) string { return kv.mount + "/" + path }
+
+// Get reads the current version of the secret at path. A missing secret and
+// a deleted or destroyed current version are both ErrNotFound.
+func (kv *KV) Get(ctx context.Context, path string) (Secret, error) {
+	var s *api.KVSecret
+	err := kv.c.do(ctx, func(ctx context.Context) (err error) {
+		s, err = kv.kv.Get(ctx, path)
+		return err
+	})
+	return kv.secret(s, err, "read secret at "+kv.where(path))
+}
+
+// GetVersion reads one version of the secret at path.
+func (kv *KV) GetVersion(ctx context.Context, path string, version int) (Secret, error) {
+	var s *api.KVSecret
+	err := kv.c.do(ctx, func(ctx context.Context) (err error) {
+		s, err = kv.kv.GetVersion(ctx, path, version)
+		return err
+	})
+	return kv.secret(s, err, fmt.Sprintf("read version %d of secret at %s", version, kv.where(path)))
+}
+
+func (kv *KV) secret(s *api.KVSecret, err error, what string) (Secret, error) {
+	if err != nil {
+		return Secret{}, fmt.Errorf("%s: %w", what, err)
+	}
+	// A deleted or destroyed version comes back as a 404 with metadata and
+	// no data; vault/api returns it without an error.
+	if s == nil || s.Data == nil {
+		return Secret{}, fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	value, ok := s.Data[ValueField].(string)
+	if !ok || value == "" {
+		return Secret{}, fmt.Errorf("%s: field %q is missing or not a string: %w", what, ValueField, ErrNotFound)
+	}
+	version := 0
+	if s.VersionMetadata != nil {
+		version = s.VersionMetadata.Version
+	}
+	return Secret{Value: value, Version: version}, nil
+}
+
+// Put writes value as a new version with check-and-set: cas is the version
+// the caller believes is current (0: the secret must not exist yet). It
+// returns the new version, or ErrCASMismatch when another write won.
+func (kv *KV) Put(ctx context.Context, path, value string, cas int) (int, error) {
+	var s *api.KVSecret
+	err := kv.c.do(ctx, func(ctx context.Context) (err error) {
+		s, err = kv.kv.Put(ctx, path, map[string]any{ValueField: value}, api.WithCheckAndSet(cas))
+		return err
+	})
+	if err != nil {
+		// Vault answers a lost check-and-set with a plain 400. Rather than
+		// match its message, look at the current version: if it is not the
+		// one expected, the write lost a race.
+		if statusOf(err) == http.StatusBadRequest {
+			if md, merr := kv.Metadata(ctx, path); (merr == nil && md.CurrentVersion != cas) || (errors.Is(merr, ErrNotFound) && cas != 0) {
+				return 0, fmt.Errorf("write secret at %s with cas=%d: %w", kv.where(path), cas, errors.Join(ErrCASMismatch, err))
+			}
+		}
+		return 0, fmt.Errorf("write secret at %s with cas=%d: %w", kv.where(path), cas, err)
+	}
+	if s == nil || s.VersionMetadata == nil {
+		return 0, fmt.Errorf("write secret at %s: vault answered without version metadata", kv.where(path))
+	}
+	return s.VersionMetadata.Version, nil
+}
+
+// Metadata reads the version history of the secret at path (no key
+// material). A path that never held a secret, or whose metadata was
+// destroyed, is ErrNotFound.
+func (kv *KV) Metadata(ctx context.Context, path string) (Metadata, error) {
+	var md *api.KVMetadata
+	err := kv.c.do(ctx, func(ctx context.Context) (err error) {
+		md, err = kv.kv.GetMetadata(ctx, path)
+		return err
+	})
+	if err != nil {
+		return Metadata{}, fmt.Errorf("read metadata of secret at %s: %w", kv.where(path), err)
+	}
+	out := Metadata{CurrentVersion: md.CurrentVersion}
+	for _, v := range md.Versions {
+		out.Versions = append(out.Versions, Version{
+			Version: v.Version, CreatedTime: v.CreatedTime, DeletionTime: v.DeletionTime, Destroyed: v.Destroyed,
+		})
+	}
+	sort.Slice(out.Versions, func(i, j int) bool { return out.Versions[i].Version < out.Versions[j].Version })
+	return out, nil
+}
+
+// DeleteVersion soft-deletes one version (undelete can bring it back). It
+// uses the delete/ endpoint, which a writer may call without read access to
+// data/.
+func (kv *KV) DeleteVersion(ctx context.Context, path string, version int) error {
+	err := kv.c.do(ctx, func(ctx context.Context) error {
+		return kv.kv.DeleteVersions(ctx, path, []int{version})
+	})
+	if err != nil {
+		return fmt.Errorf("delete version %d of secret at %s: %w", version, kv.where(path), err)
+	}
+	return nil
+}
+
+// Undelete restores soft-deleted versions.
+func (kv *KV) Undelete(ctx context.Context, path string, versions ...int) error {
+	err := kv.c.do(ctx, func(ctx context.Context) error {
+		return kv.kv.Undelete(ctx, path, versions)
+	})
+	if err != nil {
+		return fmt.Errorf("undelete versions %v of secret at %s: %w", versions, kv.where(path), err)
+	}
+	return nil
+}
+
+// Destroy removes the secret at path with every version and its metadata,
+// for good.
+func (kv *KV) Destroy(ctx context.Context, path string) error {
+	err := kv.c.do(ctx, func(ctx context.Context) error {
+		return kv.kv.DeleteMetadata(ctx, path)
+	})
+	if err != nil {
+		return fmt.Errorf("destroy secret at %s: %w", kv.where(path), err)
+	}
+	return nil
+}
+
+// List returns the names under the folder dir (a folder's names end in
+// "/"). An empty or missing folder gives an empty list.
+func (kv *KV) List(ctx context.Context, dir string) ([]string, error) {
+	var s *api.Secret
+	err := kv.c.do(ctx, func(ctx context.Context) (err error) {
+		s, err = kv.c.api.Logical().ListWithContext(ctx, kv.mount+"/metadata/"+dir)
+		return err
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("list secrets under %s: %w", kv.where(dir), err)
+	}
+	if s == nil || s.Data == nil {
+		return nil, nil
+	}
+	raw, _ := s.Data["keys"].([]any)
+	names := make([]string, 0, len(raw))
+	for _, k := range raw {
+		if name, ok := k.(string); ok {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
