@@ -21,7 +21,9 @@ type Secret struct {
 	Version int
 }
 
-func (s Secret) String() string   { return fmt.Sprintf("vault.Secret{Version:%d Value:<redacted>}", s.Version) }
+func (s Secret) String() string {
+	return fmt.Sprintf("vault.Secret{Version:%d Value:<redacted>}", s.Version)
+}
 func (s Secret) GoString() string { return s.String() }
 
 // LogValue implements slog.LogValuer.
