@@ -36,6 +36,11 @@ func (b *Broker) Reconcile(ctx context.Context, olderThan time.Duration) (Reconc
 		return rep, fmt.Errorf("reconcile: %w", errors.Join(ErrUnavailable, err))
 	}
 	var errs []error
+	defer func() {
+		if len(pending) > 0 {
+			b.log.InfoContext(ctx, "reconciled pending key changes", "completed", rep.Completed, "aborted", rep.Aborted, "failed", rep.Failed)
+		}
+	}()
 	for _, rec := range pending {
 		if err := b.reconcileOne(ctx, rec, &rep); err != nil {
 			rep.Failed++

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keybroker/keybroker/internal/devenv"
+	"github.com/keybroker/keybroker/store"
 )
 
 // devKVMount is the KV v2 mount `keybroker dev` enables (DESIGN.md's default).
@@ -27,6 +28,7 @@ temporary folder). Prints the addresses and credentials, serves until Ctrl-C,
 then stops both servers and removes their folders.
 
 For development only: the Vault server is a dev server with a root token.
+The database migrations are applied before serving.
 Vault comes from scripts/tools.sh (make tools); PostgreSQL from Debian.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -53,6 +55,9 @@ func runDev(ctx context.Context, listenAddr string) error {
 		return fmt.Errorf("start PostgreSQL: %w", err)
 	}
 	defer pg.Stop()
+	if err := migrate(startCtx, pg.URL); err != nil {
+		return err
+	}
 	logger.Info("starting Vault dev server")
 	vs, err := devenv.StartVault(startCtx)
 	if err != nil {
@@ -92,4 +97,13 @@ func runDev(ctx context.Context, listenAddr string) error {
 		VaultAddr:   vs.Addr,
 		VaultToken:  vs.RootToken,
 	}, ln, logger)
+}
+
+func migrate(ctx context.Context, databaseURL string) error {
+	st, err := store.Open(ctx, databaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return st.Migrate(ctx)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keybroker/keybroker/internal/testenv"
 )
 
 // TestMain lets the test binary stand in for the keybroker binary: with
@@ -22,7 +25,7 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	testenv.Main(m)
 }
 
 // keybroker returns a command that runs this binary as keybroker.
@@ -33,9 +36,10 @@ func keybroker(args ...string) *exec.Cmd {
 }
 
 var (
-	reListen   = regexp.MustCompile(`^\s+keybroker\s+http://(\S+)`)
-	reVaultPid = regexp.MustCompile(`^\s+vault pid (\d+), folder (\S+)`)
-	rePgPid    = regexp.MustCompile(`^\s+postgres pid (\d+), folder (\S+)`)
+	reListen      = regexp.MustCompile(`^\s+keybroker\s+http://(\S+)`)
+	reVaultPid    = regexp.MustCompile(`^\s+vault pid (\d+), folder (\S+)`)
+	rePgPid       = regexp.MustCompile(`^\s+postgres pid (\d+), folder (\S+)`)
+	reDatabaseURL = regexp.MustCompile(`^\s+DATABASE_URL=(\S+)`)
 )
 
 func TestDevServesReadinessOfItsOwnVaultAndPostgres(t *testing.T) {
@@ -60,7 +64,7 @@ func TestDevServesReadinessOfItsOwnVaultAndPostgres(t *testing.T) {
 		}
 	})
 
-	var addr, vaultDir, pgDir string
+	var addr, vaultDir, pgDir, databaseURL string
 	var vaultPid, pgPid int
 	lines := bufio.NewScanner(stdout)
 	deadline := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
@@ -72,6 +76,9 @@ func TestDevServesReadinessOfItsOwnVaultAndPostgres(t *testing.T) {
 		if m := reVaultPid.FindStringSubmatch(line); m != nil {
 			vaultPid, _ = strconv.Atoi(m[1])
 			vaultDir = m[2]
+		}
+		if m := reDatabaseURL.FindStringSubmatch(line); m != nil {
+			databaseURL = m[1]
 		}
 		if m := rePgPid.FindStringSubmatch(line); m != nil {
 			pgPid, _ = strconv.Atoi(m[1])
@@ -88,6 +95,7 @@ func TestDevServesReadinessOfItsOwnVaultAndPostgres(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("readyz with both servers up: %d %s", status, body)
 	}
+	assertMigrated(t, databaseURL)
 
 	if err := syscall.Kill(vaultPid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill vault %d: %v", vaultPid, err)
@@ -155,4 +163,34 @@ type testLogWriter struct{ t *testing.T }
 func (w *testLogWriter) Write(p []byte) (int, error) {
 	w.t.Logf("keybroker dev: %s", strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// assertMigrated checks that keybroker's tables exist in the database.
+func assertMigrated(t *testing.T, databaseURL string) {
+	t.Helper()
+	if databaseURL == "" {
+		t.Fatal("no DATABASE_URL printed")
+	}
+	pool := testenv.NewPoolFor(t, databaseURL)
+	var tables int
+	err := pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM information_schema.tables WHERE table_name IN ('provider_keys', 'audit_events')`).Scan(&tables)
+	if err != nil || tables != 2 {
+		t.Fatalf("keybroker's tables: %d found, %v", tables, err)
+	}
+}
+
+func TestMigrateCommandIsIdempotent(t *testing.T) {
+	url := testenv.DatabaseURL(t)
+	for i := range 2 {
+		cmd := keybroker("migrate", "--database-url", url)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("migrate run %d: %v: %s", i+1, err, out)
+		}
+	}
+	assertMigrated(t, url)
+	out, err := keybroker("migrate", "--database-url", "").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "DATABASE_URL") {
+		t.Fatalf("migrate without a database: %v: %s", err, out)
+	}
 }

@@ -17,7 +17,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newDevCommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newDevCommand(), newMigrateCommand(), newVersionCommand())
 	return root
 }
 

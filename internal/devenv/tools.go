@@ -42,6 +42,10 @@ func FindTool(name string) (string, error) {
 		ErrToolMissing, name, filepath.Join(ToolsDir(), "bin"), SetupHint)
 }
 
+// PostgresTool returns the path of a PostgreSQL program (initdb, postgres,
+// pg_dump).
+func PostgresTool(name string) (string, error) { return findPostgresTool(name) }
+
 // findPostgresTool returns the path of a PostgreSQL server program (initdb,
 // postgres). Debian installs them under /usr/lib/postgresql/<major>/bin,
 // which is not on $PATH; the newest major wins.

@@ -50,9 +50,17 @@ var (
 	pgErr    error
 )
 
-// Main runs the package's tests and stops the shared servers afterwards.
-func Main(m *testing.M) {
+// Main runs the package's tests, then the after-run checks (each may fail
+// the run with an error, e.g. "a key leaked into the logs"), and stops the
+// shared servers.
+func Main(m *testing.M, checks ...func() error) {
 	code := m.Run()
+	for _, check := range checks {
+		if err := check(); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL: after-run check:", err)
+			code = 1
+		}
+	}
 	if vaultServer != nil {
 		vaultServer.Stop()
 	}
@@ -202,7 +210,13 @@ func DatabaseURL(t testing.TB) string {
 // the test ends.
 func NewPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	dsn := DatabaseURL(t)
+	return NewPoolFor(t, DatabaseURL(t))
+}
+
+// NewPoolFor returns a pool on the database at dsn, closed when the test
+// ends.
+func NewPoolFor(t testing.TB, dsn string) *pgxpool.Pool {
+	t.Helper()
 	pool, err := pgxpool.New(context.Background(), dsn)
 	if err != nil {
 		t.Fatalf("testenv: open pool: %v", err)

@@ -1,0 +1,423 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/vault"
+)
+
+func TestSetResolveDeleteFallsBackToHosted(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	hosted := newKey(t, "openai")
+	e.setHosted(t, "openai", hosted)
+
+	// No BYOK key yet: the hosted key, billed.
+	r, err := e.b.Resolve(ctx, ws, "openai")
+	if err != nil || r.APIKey != hosted || r.Source != broker.SourceHosted || r.IsBYOK {
+		t.Fatalf("before set: %v %v", r, err)
+	}
+
+	own := newKey(t, "openai")
+	res, err := e.b.SetKey(ctx, alice, ws, "openai", own, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Created || res.Meta.Version != 1 || res.Meta.MaskedKey != broker.MaskKey(own) || res.Meta.CreatedBy != "alice" {
+		t.Fatalf("set result: %+v", res)
+	}
+	r, err = e.b.Resolve(ctx, ws, "openai")
+	if err != nil || r.APIKey != own || r.Source != broker.SourceBYOK || !r.IsBYOK || r.Version != 1 {
+		t.Fatalf("after set: %v %v", r, err)
+	}
+
+	if err := e.b.DeleteKey(ctx, alice, ws, "openai", 0); err != nil {
+		t.Fatal(err)
+	}
+	r, err = e.b.Resolve(ctx, ws, "openai")
+	if err != nil || r.APIKey != hosted || r.Source != broker.SourceHosted || r.IsBYOK {
+		t.Fatalf("after delete: %v %v", r, err)
+	}
+	if _, err := e.b.GetKey(ctx, ws, "openai"); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("metadata after delete: %v", err)
+	}
+	if err := e.b.DeleteKey(ctx, alice, ws, "openai", 0); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("deleting twice: %v, want ErrNotFound", err)
+	}
+
+	// Neither a BYOK nor a hosted key: a typed not-found.
+	if _, err := e.b.Resolve(ctx, ws, "mistral"); !errors.Is(err, broker.ErrNoKey) {
+		t.Fatalf("no key anywhere: %v, want ErrNoKey", err)
+	}
+
+	// Setting a key after a delete is a create again, on top of the
+	// deleted version.
+	again := newKey(t, "openai")
+	res, err = e.b.SetKey(ctx, alice, ws, "openai", again, 0)
+	if err != nil || !res.Created || res.Meta.Version != 2 {
+		t.Fatalf("set after delete: %+v %v", res, err)
+	}
+	if r, _ := e.b.Resolve(ctx, ws, "openai"); r.APIKey != again {
+		t.Fatal("resolve after re-create does not return the new key")
+	}
+}
+
+func TestRotationIsSeenAtOnceHereAndWithinTTLElsewhere(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	other := e.another(t, func(c *broker.Config) { c.CacheTTL = 2 * time.Second })
+	first, second := newKey(t, "anthropic"), newKey(t, "anthropic")
+	if _, err := e.b.SetKey(ctx, alice, ws, "anthropic", first, 0); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := other.Resolve(ctx, ws, "anthropic"); err != nil || r.APIKey != first {
+		t.Fatalf("other replica before rotation: %v %v", r, err)
+	}
+	res, err := e.b.SetKey(ctx, alice, ws, "anthropic", second, 1)
+	if err != nil || res.Created || res.Meta.Version != 2 {
+		t.Fatalf("rotate: %+v %v", res, err)
+	}
+	if r, err := e.b.Resolve(ctx, ws, "anthropic"); err != nil || r.APIKey != second || r.Version != 2 {
+		t.Fatalf("same replica right after rotation: %v %v", r, err)
+	}
+	// The other replica still serves its cached copy (push invalidation
+	// comes with LISTEN/NOTIFY), then the new key once its TTL is over.
+	if r, _ := other.Resolve(ctx, ws, "anthropic"); r.APIKey != first {
+		t.Fatal("other replica dropped its cache entry before the TTL")
+	}
+	waitFor(t, 5*time.Second, "other replica sees the rotated key", func() bool {
+		r, err := other.Resolve(ctx, ws, "anthropic")
+		return err == nil && r.APIKey == second
+	})
+}
+
+func TestConcurrentRotationsWithTheSameExpectedVersion(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	if _, err := e.b.SetKey(ctx, alice, ws, "openai", newKey(t, "openai"), 0); err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{newKey(t, "openai"), newKey(t, "openai")}
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range keys {
+		wg.Go(func() {
+			<-start
+			_, errs[i] = e.b.SetKey(ctx, alice, ws, "openai", keys[i], 1)
+		})
+	}
+	close(start)
+	wg.Wait()
+	wins, losses := 0, 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case errors.Is(err, broker.ErrPreconditionFailed):
+			losses++
+		default:
+			t.Fatalf("unexpected error: %v", err)
+		}
+	}
+	if wins != 1 || losses != 1 {
+		t.Fatalf("%d wins and %d losses, want one of each", wins, losses)
+	}
+	assertMetadataMatchesVault(t, e, ws, "openai")
+}
+
+func TestConcurrentRotationsWithoutExpectedVersionAllLand(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	landed, conflicts := 0, 0
+	for range 8 {
+		wg.Go(func() {
+			_, err := e.b.SetKey(ctx, alice, ws, "exa", newKey(t, "exa"), 0)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				landed++
+			case errors.Is(err, broker.ErrConflict):
+				conflicts++ // lost the race twice: allowed, reported as 409
+			default:
+				t.Errorf("unexpected error: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if landed == 0 {
+		t.Fatal("no concurrent write landed")
+	}
+	md := assertMetadataMatchesVault(t, e, ws, "exa")
+	if md.Version != landed {
+		t.Fatalf("vault holds %d versions but %d writes reported success", md.Version, landed)
+	}
+	if pending, err := e.store.ListPending(ctx, 0); err != nil || len(pending) != 0 {
+		t.Fatalf("rows left pending after concurrent writes: %+v %v", pending, err)
+	}
+}
+
+// assertMetadataMatchesVault checks that PostgreSQL's version is Vault's
+// current version and that the fingerprint is the current key's.
+func assertMetadataMatchesVault(t *testing.T, e *env, ws, provider string) broker.KeyMeta {
+	t.Helper()
+	ctx := context.Background()
+	meta, err := e.b.GetKey(ctx, ws, provider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := e.rootKV.Get(ctx, vault.WorkspaceKeyPath(ws, provider))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.Version != cur.Version {
+		t.Fatalf("metadata version %d, vault version %d", meta.Version, cur.Version)
+	}
+	if meta.Fingerprint != broker.Fingerprint(e.cfg.Pepper, cur.Value) || meta.MaskedKey != broker.MaskKey(cur.Value) {
+		t.Fatal("metadata fingerprint or preview is not the current key's")
+	}
+	return meta
+}
+
+func TestColdHerdMakesOneVaultRead(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	key := newKey(t, "google")
+	if _, err := e.b.SetKey(ctx, alice, ws, "google", key, 0); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh replica: nothing cached.
+	cold := e.another(t, nil)
+	before := e.reads.dataReads.Load()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	var failures sync.Map
+	for i := range 200 {
+		wg.Go(func() {
+			<-start
+			r, err := cold.Resolve(ctx, ws, "google")
+			if err != nil || r.APIKey != key {
+				failures.Store(i, fmt.Sprint(err))
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	failures.Range(func(k, v any) bool { t.Errorf("resolve %v: %v", k, v); return true })
+	if n := e.reads.dataReads.Load() - before; n != 1 {
+		t.Fatalf("200 concurrent cold resolves made %d Vault reads, want 1", n)
+	}
+}
+
+func TestNegativeAnswerIsCachedBriefly(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, func(c *broker.Config) { c.NegativeCacheTTL = 300 * time.Millisecond })
+	ws := e.workspc
+	hosted := newKey(t, "mistral")
+	e.setHosted(t, "mistral", hosted)
+	if _, err := e.b.Resolve(ctx, ws, "mistral"); err != nil {
+		t.Fatal(err)
+	}
+	before := e.reads.dataReads.Load()
+	for range 20 {
+		if r, err := e.b.Resolve(ctx, ws, "mistral"); err != nil || r.APIKey != hosted {
+			t.Fatalf("%v %v", r, err)
+		}
+	}
+	if n := e.reads.dataReads.Load() - before; n != 0 {
+		t.Fatalf("%d Vault reads for cached answers (BYOK absent, hosted present)", n)
+	}
+	// A BYOK key written behind keybroker's back shows once the negative
+	// entry expires.
+	own := newKey(t, "mistral")
+	if _, err := e.rootKV.Put(ctx, vault.WorkspaceKeyPath(ws, "mistral"), own, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "BYOK key written out of band is resolved", func() bool {
+		r, err := e.b.Resolve(ctx, ws, "mistral")
+		return err == nil && r.APIKey == own && r.IsBYOK
+	})
+}
+
+func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	cases := []struct {
+		name, ws, provider, key string
+		want                    error
+	}{
+		{"uppercase workspace", "WS", "openai", newKey(t, "openai"), broker.ErrInvalidID},
+		{"slash in workspace", "a/b", "openai", newKey(t, "openai"), broker.ErrInvalidID},
+		{"unknown provider", ws, "nosuch", newKey(t, "openai"), broker.ErrUnknownProvider},
+		{"empty key", ws, "openai", "", broker.ErrInvalidKey},
+		{"whitespace", ws, "openai", " " + newKey(t, "openai"), broker.ErrInvalidKey},
+		{"newline inside", ws, "openai", "sk-proj-abc\ndef0123456789abcdef", broker.ErrInvalidKey},
+		{"a sentence", ws, "openai", "sk-this is my key please keep it", broker.ErrInvalidKey},
+		{"another provider's key", ws, "openai", newKey(t, "google"), broker.ErrInvalidKey},
+		{"too short", ws, "anthropic", "sk-ant-short", broker.ErrInvalidKey},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.b.SetKey(ctx, alice, tc.ws, tc.provider, tc.key, 0)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if tc.key != "" && strings.Contains(err.Error(), strings.TrimSpace(tc.key)) {
+				t.Fatalf("the error quotes the key: %v", err)
+			}
+		})
+	}
+	if keys, err := e.b.ListKeys(ctx, ws); err != nil || len(keys) != 0 {
+		t.Fatalf("refused writes left keys: %+v %v", keys, err)
+	}
+	if names, err := e.rootKV.List(ctx, vault.WorkspaceProvidersDir(ws)); err != nil || len(names) != 0 {
+		t.Fatalf("refused writes reached Vault: %v %v", names, err)
+	}
+	if evs, err := e.store.ListAudit(ctx, ws, 0, 10); err != nil || len(evs) != 0 {
+		t.Fatalf("refused input made audit events: %+v %v", evs, err)
+	}
+}
+
+func TestVersionsRollbackAndAudit(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	k1, k2 := newKey(t, "openai"), newKey(t, "openai")
+	if _, err := e.b.SetKey(ctx, alice, ws, "openai", k1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.b.SetKey(ctx, alice, ws, "openai", k2, 0); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.b.Rollback(ctx, alice, ws, "openai", 1)
+	if err != nil || res.Meta.Version != 3 || res.Meta.MaskedKey != broker.MaskKey(k1) {
+		t.Fatalf("rollback: %+v %v", res, err)
+	}
+	if r, err := e.b.Resolve(ctx, ws, "openai"); err != nil || r.APIKey != k1 || r.Version != 3 {
+		t.Fatalf("resolve after rollback: %v %v", r, err)
+	}
+	vs, err := e.b.Versions(ctx, ws, "openai")
+	if err != nil || len(vs) != 3 || vs[0].Version != 3 || !vs[0].Current || vs[2].Version != 1 {
+		t.Fatalf("versions: %+v %v", vs, err)
+	}
+	if _, err := e.b.Rollback(ctx, alice, ws, "openai", 3); !errors.Is(err, broker.ErrInvalidRequest) {
+		t.Fatalf("rollback to the current version: %v", err)
+	}
+	if _, err := e.b.Rollback(ctx, alice, ws, "openai", 9); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("rollback to a missing version: %v", err)
+	}
+	evs, err := e.store.ListAudit(ctx, ws, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, ev := range evs {
+		actions = append(actions, ev.Action+":"+ev.Outcome)
+		if ev.Actor != "alice" || ev.RemoteAddr != "192.0.2.10" {
+			t.Fatalf("audit event without who and from where: %+v", ev)
+		}
+	}
+	if got := strings.Join(actions, ","); got != "key.rollback:success,key.rotate:success,key.create:success" {
+		t.Fatalf("audit trail: %s", got)
+	}
+}
+
+func TestPurgeWorkspaceDestroysEveryVersion(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	for _, p := range []string{"openai", "anthropic", "exa"} {
+		if _, err := e.b.SetKey(ctx, alice, ws, p, newKey(t, p), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.b.Resolve(ctx, ws, "openai"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := e.b.PurgeWorkspace(ctx, broker.Actor{Subject: "operator"}, ws)
+	if err != nil || n != 3 {
+		t.Fatalf("purge: %d %v", n, err)
+	}
+	for _, p := range []string{"openai", "anthropic", "exa"} {
+		if _, err := e.rootKV.Metadata(ctx, vault.WorkspaceKeyPath(ws, p)); !errors.Is(err, vault.ErrNotFound) {
+			t.Fatalf("%s still in Vault after purge: %v", p, err)
+		}
+	}
+	if _, err := e.b.Resolve(ctx, ws, "openai"); !errors.Is(err, broker.ErrNoKey) {
+		t.Fatalf("resolve after purge: %v", err)
+	}
+	if keys, _ := e.b.ListKeys(ctx, ws); len(keys) != 0 {
+		t.Fatalf("metadata after purge: %+v", keys)
+	}
+	if n, err := e.b.PurgeWorkspace(ctx, broker.Actor{Subject: "operator"}, ws); err != nil || n != 0 {
+		t.Fatalf("purging again: %d %v", n, err)
+	}
+}
+
+func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+
+	// A writer that died after Vault accepted its write: the row is pending
+	// with the new key's preview, Vault has version 1.
+	written := newKey(t, "openai")
+	ch := store.Change{ID: "00000000-0000-4000-8000-000000000001", Op: store.OpSet, By: "alice",
+		MaskedKey: broker.MaskKey(written), Fingerprint: broker.Fingerprint(e.cfg.Pepper, written)}
+	if _, err := e.store.BeginChange(ctx, ws, "openai", ch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rootKV.Put(ctx, vault.WorkspaceKeyPath(ws, "openai"), written, 0); err != nil {
+		t.Fatal(err)
+	}
+	// A writer that died before reaching Vault.
+	lost := newKey(t, "anthropic")
+	ch2 := store.Change{ID: "00000000-0000-4000-8000-000000000002", Op: store.OpSet, By: "bob",
+		MaskedKey: broker.MaskKey(lost), Fingerprint: broker.Fingerprint(e.cfg.Pepper, lost)}
+	if _, err := e.store.BeginChange(ctx, ws, "anthropic", ch2); err != nil {
+		t.Fatal(err)
+	}
+
+	rep, err := e.b.Reconcile(ctx, 0)
+	if err != nil || rep.Completed != 1 || rep.Aborted != 1 || rep.Failed != 0 {
+		t.Fatalf("reconcile: %+v %v", rep, err)
+	}
+	meta := assertMetadataMatchesVault(t, e, ws, "openai")
+	if meta.UpdatedBy != "alice" {
+		t.Fatalf("completed row: %+v", meta)
+	}
+	if _, err := e.b.GetKey(ctx, ws, "anthropic"); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("aborted create left metadata: %v", err)
+	}
+	if pending, _ := e.store.ListPending(ctx, 0); len(pending) != 0 {
+		t.Fatalf("still pending: %+v", pending)
+	}
+}
+
+func TestResolverOnlyBrokerCannotWrite(t *testing.T) {
+	e := newEnv(t, nil)
+	b, err := broker.New(broker.Config{Reader: e.cfg.Reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.SetKey(context.Background(), alice, e.workspc, "openai", newKey(t, "openai"), 0); !errors.Is(err, broker.ErrNotConfigured) {
+		t.Fatalf("set on a resolver-only broker: %v", err)
+	}
+}

@@ -1,0 +1,229 @@
+package broker_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/internal/devenv"
+	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/vault"
+)
+
+// Every log line of every broker and Vault client in this package goes to
+// capturedLogs; every key a test makes is in usedKeys. TestMain fails the
+// run if a key shows up in the logs.
+var (
+	capturedLogs syncBuffer
+	usedKeysMu   sync.Mutex
+	usedKeys     []string
+)
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, func() error {
+		logs := capturedLogs.String()
+		usedKeysMu.Lock()
+		defer usedKeysMu.Unlock()
+		if len(usedKeys) > 0 && !strings.Contains(logs, "level=") {
+			return fmt.Errorf("keys were used but no log lines were captured; the leak check would prove nothing")
+		}
+		for _, k := range usedKeys {
+			if strings.Contains(logs, k) {
+				return fmt.Errorf("the captured logs contain a key (%s...)", k[:6])
+			}
+		}
+		return nil
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var testLogger = slog.New(slog.NewTextHandler(&capturedLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+
+// newKey returns a fresh, valid key for provider and remembers it for the
+// leak checks.
+func newKey(t testing.TB, provider string) string {
+	t.Helper()
+	b := make([]byte, 20)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	body := hex.EncodeToString(b)
+	var key string
+	switch provider {
+	case "openai":
+		key = "sk-proj-" + body
+	case "anthropic":
+		key = "sk-ant-api03-" + body
+	case "google":
+		key = "AIza" + body[:35]
+	default:
+		key = body
+	}
+	usedKeysMu.Lock()
+	usedKeys = append(usedKeys, key)
+	usedKeysMu.Unlock()
+	return key
+}
+
+// countingTransport counts Vault reads of key material (GET on data/).
+type countingTransport struct {
+	base      http.RoundTripper
+	dataReads atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/data/") {
+		c.dataReads.Add(1)
+	}
+	return c.base.RoundTrip(r)
+}
+
+// env is a broker on the shared Vault (a fresh KV mount) and PostgreSQL (a
+// fresh, migrated database).
+type env struct {
+	b       *broker.Broker
+	cfg     broker.Config
+	mount   string
+	dbURL   string
+	root    *vaultapi.Client
+	rootKV  *vault.KV
+	reads   *countingTransport
+	store   *store.Store
+	workspc string
+}
+
+func newEnv(t testing.TB, tune func(*broker.Config)) *env {
+	t.Helper()
+	ctx := context.Background()
+	addr, token := testenv.Vault(t)
+	mount := testenv.NewKVMount(t)
+	dbURL := testenv.DatabaseURL(t)
+	st, err := store.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Before the database is dropped, prove it holds no key.
+	t.Cleanup(func() { assertDatabaseHoldsNoKey(t, dbURL) })
+
+	reads := &countingTransport{base: http.DefaultTransport.(*http.Transport).Clone()}
+	vc, err := vault.New(vault.Config{Address: addr, Token: token, Transport: reads, Logger: testLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := vc.KV(mount)
+	cfg := broker.Config{
+		Reader: kv, Writer: kv, Store: st,
+		Pepper: []byte("test-pepper-0123456789"),
+		Logger: testLogger,
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	b, err := broker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootClient, err := vault.New(vault.Config{Address: addr, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{b: b, cfg: cfg, mount: mount, dbURL: dbURL, root: testenv.VaultClient(t),
+		rootKV: rootClient.KV(mount), reads: reads, store: st, workspc: "ws-" + testenv.RandomID(t)}
+}
+
+// another returns a second broker (another replica) on the same Vault
+// mount and database, with its own cache.
+func (e *env) another(t testing.TB, tune func(*broker.Config)) *broker.Broker {
+	t.Helper()
+	cfg := e.cfg
+	if tune != nil {
+		tune(&cfg)
+	}
+	b, err := broker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// setHosted writes the platform's hosted key for provider, as an operator
+// would.
+func (e *env) setHosted(t testing.TB, provider, key string) {
+	t.Helper()
+	if _, err := e.root.KVv2(e.mount).Put(context.Background(), vault.HostedKeyPath(provider), map[string]any{vault.ValueField: key}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var alice = broker.Actor{Subject: "alice", RemoteAddr: "192.0.2.10"}
+
+// assertDatabaseHoldsNoKey dumps the database with pg_dump and fails if any
+// key made so far appears in it.
+func assertDatabaseHoldsNoKey(t testing.TB, dbURL string) {
+	t.Helper()
+	pgDump, err := devenv.PostgresTool("pg_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(pgDump, "--data-only", "--dbname="+dbURL).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_dump: %v: %s", err, out)
+	}
+	if len(out) < 100 {
+		t.Fatalf("pg_dump printed almost nothing: %q", out)
+	}
+	usedKeysMu.Lock()
+	defer usedKeysMu.Unlock()
+	for _, k := range usedKeys {
+		if bytes.Contains(out, []byte(k)) {
+			t.Errorf("the database dump contains a key (%s...)", k[:6])
+		}
+	}
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+

@@ -1,0 +1,88 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func TestMaskKey(t *testing.T) {
+	for key, want := range map[string]string{
+		"":                         "••••••••",
+		"abcdefgh":                 "••••••••",
+		"abcdefghi":                "abcd...fghi",
+		"abcdefghijkl":             "abcd...ijkl",
+		"abcdefghijklm":            "abcdef...jklm",
+		"sk-proj-0123456789abcdef": "sk-pro...cdef",
+	} {
+		if got := MaskKey(key); got != want {
+			t.Errorf("MaskKey(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+func TestFingerprintNeedsThePepper(t *testing.T) {
+	a := Fingerprint([]byte("pepper-one-0123456"), "sk-same-key")
+	b := Fingerprint([]byte("pepper-one-0123456"), "sk-same-key")
+	c := Fingerprint([]byte("pepper-two-0123456"), "sk-same-key")
+	d := Fingerprint([]byte("pepper-one-0123456"), "sk-other-key")
+	if a != b || a == c || a == d || len(a) != 64 || strings.Contains(a, "same") {
+		t.Fatalf("fingerprints: %s %s %s %s", a, b, c, d)
+	}
+}
+
+func TestRealKeyShapesAreAccepted(t *testing.T) {
+	reg := DefaultRegistry()
+	for provider, key := range map[string]string{
+		"openai":    "sk-proj-Ab3_x-" + strings.Repeat("Z9y8", 35),
+		"anthropic": "sk-ant-api03-" + strings.Repeat("aB3-_", 18) + "AA",
+		"google":    "AIzaSyD-" + strings.Repeat("x", 31),
+		"mistral":   "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF",
+		"exa":       "3f2b6c1e-8a4d-4f7b-9c2e-5d1a0b9e8f7c",
+	} {
+		p, ok := reg.Lookup(provider)
+		if !ok {
+			t.Fatalf("provider %s missing", provider)
+		}
+		if err := p.ValidateKey(key); err != nil {
+			t.Errorf("%s: a real-looking key was refused: %v", provider, err)
+		}
+	}
+}
+
+func TestKeyRuleErrorsNeverQuoteTheKey(t *testing.T) {
+	p, _ := DefaultRegistry().Lookup("openai")
+	for _, key := range []string{"sk-secret part two here", "xx-secretsecretsecretsecret", "sk-secret" + "\u00e9" + "secretsecretsecret", "sk-sec"} {
+		err := p.ValidateKey(key)
+		if !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("%q: %v", key, err)
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Fatalf("error quotes the key: %v", err)
+		}
+	}
+}
+
+func TestValidID(t *testing.T) {
+	for id, want := range map[string]bool{
+		"a": true, "ws-1_x": true, "0abc": true, strings.Repeat("a", 63): true,
+		"": false, "-a": false, "_a": false, "A": false, "a/b": false, "a.b": false, strings.Repeat("a", 64): false, "é": false,
+	} {
+		if ValidID(id) != want {
+			t.Errorf("ValidID(%q) = %v", id, !want)
+		}
+	}
+}
+
+func TestResolutionNeverPrintsTheKey(t *testing.T) {
+	r := Resolution{APIKey: "sk-top-secret", Source: SourceBYOK, IsBYOK: true, Version: 2}
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("resolved", "r", r)
+	for _, out := range []string{fmt.Sprintf("%v %+v %#v %s", r, r, r, r), logged.String()} {
+		if strings.Contains(out, "top-secret") {
+			t.Fatalf("key printed: %s", out)
+		}
+	}
+}

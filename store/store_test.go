@@ -1,0 +1,253 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/store"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func newStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestMigrateTwiceAndConcurrently(t *testing.T) {
+	url := testenv.DatabaseURL(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Go(func() {
+			st, err := store.Open(context.Background(), url)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer st.Close()
+			errs[i] = st.Migrate(context.Background())
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent migrate: %v", err)
+		}
+	}
+	st, err := store.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatalf("migrate again: %v", err)
+	}
+	if _, err := st.ListKeys(context.Background(), "ws"); err != nil {
+		t.Fatalf("tables missing after migrate: %v", err)
+	}
+}
+
+func TestAuditTrailIsAppendOnly(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.DatabaseURL(t)
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AppendAudit(ctx, store.AuditEvent{Workspace: "ws", Provider: "openai", Action: "key.create", Actor: "alice", Outcome: "success"}); err != nil {
+		t.Fatal(err)
+	}
+	pool := testenv.NewPoolFor(t, url)
+	for _, sql := range []string{
+		`UPDATE audit_events SET actor = 'mallory'`,
+		`DELETE FROM audit_events`,
+		`TRUNCATE audit_events`,
+	} {
+		if _, err := pool.Exec(ctx, sql); err == nil {
+			t.Errorf("%s succeeded on the append-only audit trail", sql)
+		}
+	}
+	evs, err := st.ListAudit(ctx, "ws", 0, 10)
+	if err != nil || len(evs) != 1 || evs[0].Actor != "alice" {
+		t.Fatalf("audit after tampering attempts: %+v %v", evs, err)
+	}
+}
+
+func change(op string) store.Change {
+	return store.Change{ID: uuid.NewString(), Op: op, By: "alice", MaskedKey: "sk-abc...wxyz", Fingerprint: "fp-" + op}
+}
+
+func TestWriteLifecycle(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	create := change(store.OpSet)
+	rec, err := st.BeginChange(ctx, "ws", "openai", create)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.State != store.StatePending || rec.Version != 0 {
+		t.Fatalf("pending create: %+v", rec)
+	}
+	// A key with no confirmed version is not listed.
+	if _, err := st.GetKey(ctx, "ws", "openai"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("get during a pending create: %v", err)
+	}
+	ev := store.AuditEvent{Workspace: "ws", Provider: "openai", Action: "key.create", Actor: "alice", Outcome: "success"}
+	if err := st.CompleteWrite(ctx, "ws", "openai", create.ID, store.Written{Version: 1, MaskedKey: "sk-one...1111", Fingerprint: "f1", By: "alice"}, ev); err != nil {
+		t.Fatal(err)
+	}
+	rec, err = st.GetKey(ctx, "ws", "openai")
+	if err != nil || rec.State != store.StateActive || rec.Version != 1 || rec.MaskedKey != "sk-one...1111" || rec.PendingID != nil {
+		t.Fatalf("after create: %+v %v", rec, err)
+	}
+
+	rotate := change(store.OpSet)
+	if _, err := st.BeginChange(ctx, "ws", "openai", rotate); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := st.GetKey(ctx, "ws", "openai"); rec.Version != 1 || rec.State != store.StatePending {
+		t.Fatalf("during rotation the last confirmed version stays: %+v", rec)
+	}
+	if err := st.CompleteWrite(ctx, "ws", "openai", rotate.ID, store.Written{Version: 3, MaskedKey: "sk-thr...3333", Fingerprint: "f3", By: "bob"}, ev); err != nil {
+		t.Fatal(err)
+	}
+	// A completion that arrives late (version 2 after 3) does not move the
+	// metadata backwards.
+	if err := st.CompleteWrite(ctx, "ws", "openai", uuid.NewString(), store.Written{Version: 2, MaskedKey: "sk-two...2222", Fingerprint: "f2", By: "carol"}, ev); err != nil {
+		t.Fatal(err)
+	}
+	rec, err = st.GetKey(ctx, "ws", "openai")
+	if err != nil || rec.Version != 3 || rec.MaskedKey != "sk-thr...3333" || rec.UpdatedBy != "bob" || rec.CreatedBy != "alice" || rec.State != store.StateActive {
+		t.Fatalf("after rotation: %+v %v", rec, err)
+	}
+	evs, err := st.ListAudit(ctx, "ws", 0, 10)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("audit events: %d %v", len(evs), err)
+	}
+}
+
+func TestAbortChange(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	create := change(store.OpSet)
+	if _, err := st.BeginChange(ctx, "ws", "mistral", create); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AbortChange(ctx, "ws", "mistral", create.ID); err != nil {
+		t.Fatal(err)
+	}
+	if pending, err := st.ListPending(ctx, 0); err != nil || len(pending) != 0 {
+		t.Fatalf("an aborted create left rows: %+v %v", pending, err)
+	}
+
+	first := change(store.OpSet)
+	if _, err := st.BeginChange(ctx, "ws", "mistral", first); err != nil {
+		t.Fatal(err)
+	}
+	ev := store.AuditEvent{Workspace: "ws", Provider: "mistral", Action: "key.create", Actor: "a", Outcome: "success"}
+	if err := st.CompleteWrite(ctx, "ws", "mistral", first.ID, store.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
+		t.Fatal(err)
+	}
+	// Two racing changes: the second replaces the first's pending mark, so
+	// the first may no longer abort it.
+	a, b := change(store.OpSet), change(store.OpSet)
+	if _, err := st.BeginChange(ctx, "ws", "mistral", a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.BeginChange(ctx, "ws", "mistral", b); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AbortChange(ctx, "ws", "mistral", a.ID); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := st.GetKey(ctx, "ws", "mistral")
+	if err != nil || rec.State != store.StatePending || rec.PendingID == nil || *rec.PendingID != b.ID {
+		t.Fatalf("abort of a replaced change touched the other: %+v %v", rec, err)
+	}
+	if err := st.AbortChange(ctx, "ws", "mistral", b.ID); err != nil {
+		t.Fatal(err)
+	}
+	rec, err = st.GetKey(ctx, "ws", "mistral")
+	if err != nil || rec.State != store.StateActive || rec.Version != 1 {
+		t.Fatalf("after aborting a rotation: %+v %v", rec, err)
+	}
+}
+
+func TestCompleteDeleteKeepsANewerVersion(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	ev := store.AuditEvent{Workspace: "ws", Provider: "exa", Action: "x", Actor: "a", Outcome: "success"}
+	c := change(store.OpSet)
+	if _, err := st.BeginChange(ctx, "ws", "exa", c); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CompleteWrite(ctx, "ws", "exa", c.ID, store.Written{Version: 5, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CompleteDelete(ctx, "ws", "exa", 4, ev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetKey(ctx, "ws", "exa"); err != nil {
+		t.Fatalf("deleting version 4 removed the row of version 5: %v", err)
+	}
+	if err := st.CompleteDelete(ctx, "ws", "exa", 5, ev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetKey(ctx, "ws", "exa"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after deleting the current version: %v", err)
+	}
+}
+
+func TestDatabaseRefusesMalformedIDs(t *testing.T) {
+	st := newStore(t)
+	for _, ws := range []string{"Upper", "", "has space", "-lead"} {
+		if _, err := st.BeginChange(context.Background(), ws, "openai", change(store.OpSet)); err == nil {
+			t.Errorf("workspace id %q accepted", ws)
+		}
+	}
+}
+
+func TestPurgeWorkspaceRemovesOnlyItsRows(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	ev := store.AuditEvent{Workspace: "x", Action: "x", Actor: "a", Outcome: "success"}
+	for _, ws := range []string{"gone", "kept"} {
+		for _, p := range []string{"openai", "exa"} {
+			c := change(store.OpSet)
+			if _, err := st.BeginChange(ctx, ws, p, c); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.CompleteWrite(ctx, ws, p, c.ID, store.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	n, err := st.PurgeWorkspace(ctx, "gone", store.AuditEvent{Workspace: "gone", Action: "workspace.purge", Actor: "op", Outcome: "success"})
+	if err != nil || n != 2 {
+		t.Fatalf("purge: %d %v", n, err)
+	}
+	if recs, _ := st.ListKeys(ctx, "gone"); len(recs) != 0 {
+		t.Fatalf("purged workspace still has %d keys", len(recs))
+	}
+	if recs, _ := st.ListKeys(ctx, "kept"); len(recs) != 2 || recs[0].Provider != "exa" {
+		t.Fatalf("other workspace: %+v", recs)
+	}
+}
