@@ -1,0 +1,82 @@
+package vault_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keybroker/keybroker/vault"
+)
+
+// Vault OSS has no namespaces and answers promptly, so these two use an
+// httptest stand-in: one checks the header, the other hangs.
+
+func TestNamespaceHeaderIsSent(t *testing.T) {
+	var got atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get("X-Vault-Namespace"))
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"data":{"data":{"api_key":"v"},"metadata":{"version":4}}}`))
+	}))
+	defer srv.Close()
+	c, err := vault.New(vault.Config{Address: srv.URL, Token: "t", Namespace: "team-a/ai"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.KV("byok").Get(context.Background(), "hosted/providers/openai")
+	if err != nil || s.Version != 4 {
+		t.Fatalf("get: %v %v", s, err)
+	}
+	if got.Load() != "team-a/ai" {
+		t.Fatalf("X-Vault-Namespace = %q", got.Load())
+	}
+}
+
+func TestEveryCallHasADeadlineAndNoRetries(t *testing.T) {
+	var calls atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		<-release
+	}))
+	defer srv.Close()
+	defer close(release)
+	c, err := vault.New(vault.Config{Address: srv.URL, Token: "t", Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = c.KV("byok").Get(context.Background(), "hosted/providers/openai")
+	if !errors.Is(err, vault.ErrUnavailable) {
+		t.Fatalf("get from a hanging vault: %v, want ErrUnavailable", err)
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Fatalf("the call took %v despite a 300ms deadline", elapsed)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d requests for one call: the client retried", n)
+	}
+}
+
+func TestServerErrorsAreUnavailable(t *testing.T) {
+	for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusInternalServerError} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			w.Write([]byte(`{"errors":["Vault is sealed"]}`))
+		}))
+		c, err := vault.New(vault.Config{Address: srv.URL, Token: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.KV("byok").Get(context.Background(), "hosted/providers/openai")
+		srv.Close()
+		if !errors.Is(err, vault.ErrUnavailable) {
+			t.Fatalf("status %d: %v, want ErrUnavailable", status, err)
+		}
+	}
+}
