@@ -32,7 +32,7 @@ log() { echo "tools: $*" >&2; }
 # copy it to DEST as a writable tree (the module cache is read-only).
 modcopy() {
 	local mod="$1" dest="$2" dir
-	dir=$(GOFLAGS=-mod=mod go mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	dir=$(cd / && GOFLAGS=-mod=mod go mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 	if [ -z "$dir" ] || [ ! -d "$dir" ]; then
 		log "could not download $mod from the Go module proxy"
 		return 1
@@ -99,7 +99,7 @@ build_tofu() {
 	# build inside the module's own source folder instead (read-only is fine:
 	# -mod=readonly writes nothing there).
 	local dir
-	dir=$(go mod download -json "github.com/opentofu/opentofu@v$TOFU_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	dir=$(cd / && go mod download -json "github.com/opentofu/opentofu@v$TOFU_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 	mkdir -p "$BIN"
 	(cd "$dir" && CGO_ENABLED=0 go build -mod=readonly -trimpath \
 		-ldflags "-s -w -X github.com/opentofu/opentofu/version.dev=no" -o "$BIN/tofu.tmp" ./cmd/tofu)
