@@ -45,6 +45,7 @@ type MetadataStore interface {
 	ListKeys(ctx context.Context, workspace string) ([]store.KeyRecord, error)
 	ListPending(ctx context.Context, olderThan time.Duration) ([]store.KeyRecord, error)
 	AppendAudit(ctx context.Context, ev store.AuditEvent) error
+	ListAudit(ctx context.Context, workspace string, before int64, limit int) ([]store.AuditEvent, error)
 }
 
 var _ MetadataStore = (*store.Store)(nil)

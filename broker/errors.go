@@ -1,6 +1,9 @@
 package broker
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // The domain's errors. Callers (the HTTP handlers) map them to statuses with
 // errors.Is; messages never contain key material.
@@ -32,3 +35,28 @@ var (
 	// needs (a resolver-only broker asked to write, say).
 	ErrNotConfigured = errors.New("operation not available in this mode")
 )
+
+// publicError is a refusal whose reason is safe to show to the caller: it
+// names ids, versions and format rules, never a key.
+type publicError struct {
+	kind   error
+	reason string
+}
+
+func (e *publicError) Error() string { return e.kind.Error() + ": " + e.reason }
+func (e *publicError) Unwrap() error { return e.kind }
+
+// refuse returns an error of kind whose reason callers may show.
+func refuse(kind error, format string, args ...any) error {
+	return &publicError{kind: kind, reason: fmt.Sprintf(format, args...)}
+}
+
+// PublicReason returns the caller-safe reason of a refusal made by the
+// broker (bad key, bad request), or "" for other errors.
+func PublicReason(err error) string {
+	var pe *publicError
+	if errors.As(err, &pe) {
+		return pe.reason
+	}
+	return ""
+}

@@ -18,6 +18,8 @@ type Actor struct {
 	Subject string
 	// RemoteAddr is the caller's network address, when known.
 	RemoteAddr string
+	// RequestID ties the change to the request's log lines.
+	RequestID string
 }
 
 // KeyMeta is what keybroker says about a key: never the key itself.
@@ -80,7 +82,7 @@ func (b *Broker) SetKey(ctx context.Context, actor Actor, workspace, provider, a
 		return SetResult{}, err
 	}
 	if expectedVersion < 0 {
-		return SetResult{}, fmt.Errorf("%w: expected version must be positive", ErrInvalidRequest)
+		return SetResult{}, refuse(ErrInvalidRequest, "expected version must be positive")
 	}
 	return b.write(ctx, actor, workspace, provider, apiKey, store.OpSet, expectedVersion, "")
 }
@@ -98,7 +100,7 @@ func (b *Broker) Rollback(ctx context.Context, actor Actor, workspace, provider 
 		return SetResult{}, err
 	}
 	if version <= 0 {
-		return SetResult{}, fmt.Errorf("%w: version must be a positive integer", ErrInvalidRequest)
+		return SetResult{}, refuse(ErrInvalidRequest, "version must be a positive integer")
 	}
 	path := vault.WorkspaceKeyPath(workspace, provider)
 	md, err := b.writer.Metadata(ctx, path)
@@ -106,7 +108,7 @@ func (b *Broker) Rollback(ctx context.Context, actor Actor, workspace, provider 
 		return SetResult{}, fmt.Errorf("rollback %s/%s: %w", workspace, provider, fromVault(err))
 	}
 	if version == md.CurrentVersion {
-		return SetResult{}, fmt.Errorf("%w: version %d is already current", ErrInvalidRequest, version)
+		return SetResult{}, refuse(ErrInvalidRequest, "version %d is already current", version)
 	}
 	old, err := b.reader.GetVersion(ctx, path, version)
 	if err != nil {
@@ -145,7 +147,7 @@ func (b *Broker) write(ctx context.Context, actor Actor, workspace, provider, va
 	}
 	audit := store.AuditEvent{
 		Workspace: workspace, Provider: provider, Action: action, Actor: actor.Subject,
-		RemoteAddr: actor.RemoteAddr, MaskedKey: &masked, Fingerprint: &fp, Detail: detail,
+		RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID, MaskedKey: &masked, Fingerprint: &fp, Detail: detail,
 	}
 
 	version, err := b.putWithCAS(ctx, path, value, expectedVersion)
@@ -249,7 +251,7 @@ func (b *Broker) DeleteKey(ctx context.Context, actor Actor, workspace, provider
 	version := md.CurrentVersion
 	audit := store.AuditEvent{
 		Workspace: workspace, Provider: provider, Action: ActionDelete, Actor: actor.Subject,
-		RemoteAddr: actor.RemoteAddr, Version: &version,
+		RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID, Version: &version,
 	}
 	if err := b.writer.DeleteVersion(ctx, path, version); err != nil {
 		if aerr := b.store.AbortChange(context.WithoutCancel(ctx), workspace, provider, change.ID); aerr != nil {
@@ -300,7 +302,7 @@ func (b *Broker) PurgeWorkspace(ctx context.Context, actor Actor, workspace stri
 		b.evict(workspace, p.ID)
 	}
 	audit := store.AuditEvent{
-		Workspace: workspace, Action: ActionPurge, Actor: actor.Subject, RemoteAddr: actor.RemoteAddr,
+		Workspace: workspace, Action: ActionPurge, Actor: actor.Subject, RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID,
 		Outcome: OutcomeSuccess, Detail: fmt.Sprintf("%d keys destroyed", destroyed),
 	}
 	if _, err := b.store.PurgeWorkspace(ctx, workspace, audit); err != nil {
@@ -378,4 +380,20 @@ func (b *Broker) Versions(ctx context.Context, workspace, provider string) ([]Ve
 		})
 	}
 	return out, nil
+}
+
+// Audit returns up to limit audit events of a workspace, newest first, with
+// ids below before (0: from the newest).
+func (b *Broker) Audit(ctx context.Context, workspace string, before int64, limit int) ([]store.AuditEvent, error) {
+	if err := b.canManage(); err != nil {
+		return nil, err
+	}
+	if !ValidID(workspace) {
+		return nil, errors.Join(ErrInvalidID, errors.New("workspace id must match [a-z0-9][a-z0-9_-]{0,62}"))
+	}
+	evs, err := b.store.ListAudit(ctx, workspace, before, limit)
+	if err != nil {
+		return nil, errors.Join(ErrUnavailable, err)
+	}
+	return evs, nil
 }

@@ -75,7 +75,7 @@ func (r *Registry) All() []Provider { return append([]Provider(nil), r.list...) 
 // describes what is wrong without quoting the key.
 func (p *Provider) ValidateKey(key string) error {
 	reject := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s key %s", ErrInvalidKey, p.DisplayName, fmt.Sprintf(format, args...))
+		return refuse(ErrInvalidKey, "%s key %s", p.DisplayName, fmt.Sprintf(format, args...))
 	}
 	if key == "" {
 		return reject("is empty")

@@ -1,17 +1,67 @@
 package handlers
 
 import (
+	"context"
 	"log/slog"
+	"net/http"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/store"
+)
+
+// KeyService is what the handlers need of the domain (package broker).
+type KeyService interface {
+	Providers() *broker.Registry
+	ListKeys(ctx context.Context, workspace string) ([]broker.KeyMeta, error)
+	GetKey(ctx context.Context, workspace, provider string) (broker.KeyMeta, error)
+	SetKey(ctx context.Context, actor broker.Actor, workspace, provider, apiKey string, expectedVersion int) (broker.SetResult, error)
+	DeleteKey(ctx context.Context, actor broker.Actor, workspace, provider string, expectedVersion int) error
+	Versions(ctx context.Context, workspace, provider string) ([]broker.VersionInfo, error)
+	Rollback(ctx context.Context, actor broker.Actor, workspace, provider string, version int) (broker.SetResult, error)
+	PurgeWorkspace(ctx context.Context, actor broker.Actor, workspace string) (int, error)
+	Audit(ctx context.Context, workspace string, before int64, limit int) ([]store.AuditEvent, error)
+	Resolve(ctx context.Context, workspace, provider string) (broker.Resolution, error)
+}
+
+var _ KeyService = (*broker.Broker)(nil)
+
+// Mode says which half of the API a server offers.
+type Mode string
+
+const (
+	// ModeAll serves key management and resolve.
+	ModeAll Mode = "all"
+	// ModeAdmin serves key management; /v1/resolve does not exist.
+	ModeAdmin Mode = "admin"
+	// ModeResolver serves /v1/resolve (and /v1/providers) only.
+	ModeResolver Mode = "resolver"
 )
 
 // Options are what the router needs from the rest of keybroker.
 type Options struct {
-	// Logger receives one line per failed request. Default: slog.Default().
+	// Logger receives the access log and one line per failed request.
+	// Default: slog.Default().
 	Logger *slog.Logger
 	// Dependencies are checked by /readyz.
 	Dependencies []Dependency
+	// Keys and Tokens serve the v1 API; without them only the health
+	// endpoints and the OpenAPI document are served.
+	Keys   KeyService
+	Tokens Authenticator
+	// Mode selects the routes. Default: ModeAll.
+	Mode Mode
+	// TrustedProxies may set X-Forwarded-For (CIDRs or IPs). Default: none,
+	// so the client address in audit events is the peer's and cannot be
+	// forged by a header.
+	TrustedProxies []string
+}
+
+type server struct {
+	log    *slog.Logger
+	keys   KeyService
+	tokens Authenticator
 }
 
 // NewRouter returns keybroker's HTTP handler.
@@ -19,20 +69,52 @@ func NewRouter(opts Options) *gin.Engine {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Mode == "" {
+		opts.Mode = ModeAll
+	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	r.Use(gin.Recovery())
+	// Route on the escaped path so that "%2F" in an id stays inside its
+	// segment (and is refused as an invalid id) instead of making a new one.
+	r.UseRawPath = true
+	r.UnescapePathValues = true
+	r.RemoveExtraSlash = false
 	r.HandleMethodNotAllowed = true
+	if err := r.SetTrustedProxies(opts.TrustedProxies); err != nil {
+		opts.Logger.Error("ignoring invalid trusted proxies; trusting none", "error", err)
+		_ = r.SetTrustedProxies(nil)
+	}
+	s := &server{log: opts.Logger, keys: opts.Keys, tokens: opts.Tokens}
+	r.Use(requestID(), recoverPanics(opts.Logger), accessLog(opts.Logger))
 
 	health := &healthHandler{deps: opts.Dependencies, log: opts.Logger}
 	r.GET("/healthz", health.healthz)
 	r.GET("/readyz", health.readyz)
+	r.GET("/v1/openapi.json", serveOpenAPI)
+
+	if opts.Keys != nil && opts.Tokens != nil {
+		v1 := r.Group("/v1", limitBody(opts.Logger), s.authenticate)
+		v1.GET("/providers", s.listProviders)
+		if opts.Mode == ModeAll || opts.Mode == ModeAdmin {
+			v1.GET("/workspaces/:ws/keys", s.listKeys)
+			v1.GET("/workspaces/:ws/keys/:provider", s.getKey)
+			v1.PUT("/workspaces/:ws/keys/:provider", s.putKey)
+			v1.DELETE("/workspaces/:ws/keys/:provider", s.deleteKey)
+			v1.GET("/workspaces/:ws/keys/:provider/versions", s.listVersions)
+			v1.POST("/workspaces/:ws/keys/:provider/rollback", s.rollback)
+			v1.DELETE("/workspaces/:ws", s.purgeWorkspace)
+			v1.GET("/workspaces/:ws/audit", s.listAudit)
+		}
+		if opts.Mode == ModeAll || opts.Mode == ModeResolver {
+			v1.POST("/resolve", s.resolve)
+		}
+	}
 
 	r.NoRoute(func(c *gin.Context) {
-		renderError(c, opts.Logger, &Error{Status: 404, Code: "not_found", Message: "no such route"})
+		renderError(c, opts.Logger, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such route"})
 	})
 	r.NoMethod(func(c *gin.Context) {
-		renderError(c, opts.Logger, &Error{Status: 405, Code: "method_not_allowed", Message: "method not allowed on this route"})
+		renderError(c, opts.Logger, &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed on this route"})
 	})
 	return r
 }

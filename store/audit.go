@@ -23,6 +23,7 @@ type AuditEvent struct {
 	MaskedKey   *string   `db:"masked_key"`
 	Fingerprint *string   `db:"fingerprint"`
 	Detail      string    `db:"detail"`
+	RequestID   string    `db:"request_id"`
 }
 
 // AppendAudit records ev on its own.
@@ -32,9 +33,9 @@ func (s *Store) AppendAudit(ctx context.Context, ev AuditEvent) error {
 
 func appendAudit(ctx context.Context, tx pgx.Tx, ev AuditEvent) error {
 	_, err := tx.Exec(ctx, `INSERT INTO audit_events
-		(workspace, provider, action, actor, remote_addr, outcome, kv_version, masked_key, fingerprint, detail)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		ev.Workspace, ev.Provider, ev.Action, ev.Actor, ev.RemoteAddr, ev.Outcome, ev.Version, ev.MaskedKey, ev.Fingerprint, ev.Detail)
+		(workspace, provider, action, actor, remote_addr, outcome, kv_version, masked_key, fingerprint, detail, request_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		ev.Workspace, ev.Provider, ev.Action, ev.Actor, ev.RemoteAddr, ev.Outcome, ev.Version, ev.MaskedKey, ev.Fingerprint, ev.Detail, ev.RequestID)
 	if err != nil {
 		return fmt.Errorf("append audit event %s for %s/%s: %w", ev.Action, ev.Workspace, ev.Provider, err)
 	}
@@ -48,7 +49,7 @@ func (s *Store) ListAudit(ctx context.Context, workspace string, before int64, l
 		before = 1<<63 - 1
 	}
 	rows, err := s.pool.Query(ctx, `SELECT id, occurred_at, workspace, provider, action, actor, remote_addr,
-			outcome, kv_version, masked_key, fingerprint, detail
+			outcome, kv_version, masked_key, fingerprint, detail, request_id
 		FROM audit_events WHERE workspace = $1 AND id < $2 ORDER BY id DESC LIMIT $3`,
 		workspace, before, limit)
 	if err != nil {

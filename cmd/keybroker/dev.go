@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/store"
 )
@@ -58,6 +59,10 @@ func runDev(ctx context.Context, listenAddr string) error {
 	if err := migrate(startCtx, pg.URL); err != nil {
 		return err
 	}
+	operatorToken, err := createToken(startCtx, pg.URL, auth.CreateRequest{Role: auth.RoleOperator, Description: "keybroker dev", CreatedBy: "keybroker dev"})
+	if err != nil {
+		return err
+	}
 	logger.Info("starting Vault dev server")
 	vs, err := devenv.StartVault(startCtx)
 	if err != nil {
@@ -85,6 +90,8 @@ func runDev(ctx context.Context, listenAddr string) error {
 	out := os.Stdout
 	fmt.Fprintf(out, "keybroker dev: everything runs on loopback; Ctrl-C stops it and removes the data folders.\n\n")
 	fmt.Fprintf(out, "  keybroker      http://%s  (try: curl http://%s/readyz)\n", ln.Addr(), ln.Addr())
+	fmt.Fprintf(out, "  KEYBROKER_ADDR=http://%s\n", ln.Addr())
+	fmt.Fprintf(out, "  KEYBROKER_TOKEN=%s  (operator token)\n", operatorToken)
 	fmt.Fprintf(out, "  VAULT_ADDR=%s\n", vs.Addr)
 	fmt.Fprintf(out, "  VAULT_TOKEN=%s  (dev root token)\n", vs.RootToken)
 	fmt.Fprintf(out, "  KV v2 mount    %s\n", devKVMount)
@@ -93,9 +100,15 @@ func runDev(ctx context.Context, listenAddr string) error {
 	fmt.Fprintf(out, "  postgres pid %d, folder %s\n\n", pg.Pid(), pg.Dir)
 
 	return runServer(ctx, serverConfig{
-		DatabaseURL: pg.URL,
-		VaultAddr:   vs.Addr,
-		VaultToken:  vs.RootToken,
+		Mode:             "all",
+		DatabaseURL:      pg.URL,
+		VaultAddr:        vs.Addr,
+		VaultAuth:        "token",
+		VaultToken:       vs.RootToken,
+		KVMount:          devKVMount,
+		CacheTTL:         30 * time.Second,
+		NegativeCacheTTL: 5 * time.Second,
+		Pepper:           randomSecret(), // a dev run's fingerprints live as long as its database
 	}, ln, logger)
 }
 

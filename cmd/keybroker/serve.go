@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,21 +14,61 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
 
 // serverConfig is what `keybroker serve` runs with. Every field has an
-// environment variable and a flag (see newServeCommand).
+// environment variable and a flag (see newServeCommand); secrets come from
+// the environment only, so that they never show in a process listing.
 type serverConfig struct {
-	ListenAddr     string
-	DatabaseURL    string
-	VaultAddr      string
-	VaultNamespace string
-	VaultCACert    string
-	// VaultToken comes from VAULT_TOKEN only: a flag would show it in ps.
+	ListenAddr       string
+	Mode             string
+	DatabaseURL      string
+	VaultAddr        string
+	VaultNamespace   string
+	VaultCACert      string
+	VaultAuth        string
+	AppRoleMount     string
+	AppRoleRoleID    string
+	AppRoleSecretID  string // path of a file holding the secret id
+	KVMount          string
+	CacheTTL         time.Duration
+	NegativeCacheTTL time.Duration
+
+	// From the environment only.
 	VaultToken string
+	Pepper     string
+}
+
+func (cfg *serverConfig) bindFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&cfg.ListenAddr, "listen-addr", envOr("KEYBROKER_LISTEN_ADDR", "127.0.0.1:8080"), "HTTP listen address (KEYBROKER_LISTEN_ADDR)")
+	f.StringVar(&cfg.Mode, "mode", envOr("KEYBROKER_MODE", "all"), "all, admin (key management, no resolve) or resolver (resolve only) (KEYBROKER_MODE)")
+	f.StringVar(&cfg.DatabaseURL, "database-url", envOr("DATABASE_URL", ""), "PostgreSQL connection string (DATABASE_URL)")
+	f.StringVar(&cfg.VaultAddr, "vault-addr", envOr("VAULT_ADDR", ""), "Vault address (VAULT_ADDR)")
+	f.StringVar(&cfg.VaultNamespace, "vault-namespace", envOr("VAULT_NAMESPACE", ""), "Vault Enterprise namespace (VAULT_NAMESPACE)")
+	f.StringVar(&cfg.VaultCACert, "vault-cacert", envOr("VAULT_CACERT", ""), "PEM file of CAs to trust for Vault (VAULT_CACERT)")
+	f.StringVar(&cfg.VaultAuth, "vault-auth", envOr("KEYBROKER_VAULT_AUTH", "token"), "Vault auth method: token (dev, VAULT_TOKEN) or approle (KEYBROKER_VAULT_AUTH)")
+	f.StringVar(&cfg.AppRoleMount, "approle-mount", envOr("KEYBROKER_APPROLE_MOUNT", "approle"), "AppRole auth mount path (KEYBROKER_APPROLE_MOUNT)")
+	f.StringVar(&cfg.AppRoleRoleID, "approle-role-id", envOr("KEYBROKER_APPROLE_ROLE_ID", ""), "AppRole role id (KEYBROKER_APPROLE_ROLE_ID)")
+	f.StringVar(&cfg.AppRoleSecretID, "approle-secret-id-file", envOr("KEYBROKER_APPROLE_SECRET_ID_FILE", ""), "file holding the AppRole secret id, re-read at each login (KEYBROKER_APPROLE_SECRET_ID_FILE)")
+	f.StringVar(&cfg.KVMount, "kv-mount", envOr("KEYBROKER_KV_MOUNT", "byok"), "KV v2 mount of the keys (KEYBROKER_KV_MOUNT)")
+	f.DurationVar(&cfg.CacheTTL, "cache-ttl", envDuration("KEYBROKER_CACHE_TTL", 30*time.Second), "how long a resolved key is served from memory (KEYBROKER_CACHE_TTL)")
+	f.DurationVar(&cfg.NegativeCacheTTL, "negative-cache-ttl", envDuration("KEYBROKER_NEGATIVE_CACHE_TTL", 5*time.Second), `how long "no key" is remembered (KEYBROKER_NEGATIVE_CACHE_TTL)`)
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(name); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+		fmt.Fprintf(os.Stderr, "keybroker: ignoring %s=%q: not a duration (e.g. 30s)\n", name, v)
+	}
+	return def
 }
 
 func newServeCommand() *cobra.Command {
@@ -37,11 +79,13 @@ func newServeCommand() *cobra.Command {
 		Long: `Serve keybroker's HTTP API.
 
 Every flag can also be set by the environment variable named in its help.
-The Vault token is read from VAULT_TOKEN (there is no flag, so that it never
-shows in a process listing).`,
+Secrets are read from the environment only, never from flags:
+  VAULT_TOKEN                     static Vault token (with --vault-auth=token, dev only)
+  KEYBROKER_FINGERPRINT_PEPPER    secret for key fingerprints (required, 16+ characters)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.VaultToken = os.Getenv("VAULT_TOKEN")
+			cfg.Pepper = os.Getenv("KEYBROKER_FINGERPRINT_PEPPER")
 			logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 			ln, err := net.Listen("tcp", cfg.ListenAddr)
 			if err != nil {
@@ -50,40 +94,76 @@ shows in a process listing).`,
 			return runServer(cmd.Context(), cfg, ln, logger)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&cfg.ListenAddr, "listen-addr", envOr("KEYBROKER_LISTEN_ADDR", "127.0.0.1:8080"), "HTTP listen address (KEYBROKER_LISTEN_ADDR)")
-	f.StringVar(&cfg.DatabaseURL, "database-url", envOr("DATABASE_URL", ""), "PostgreSQL connection string (DATABASE_URL)")
-	f.StringVar(&cfg.VaultAddr, "vault-addr", envOr("VAULT_ADDR", ""), "Vault address (VAULT_ADDR)")
-	f.StringVar(&cfg.VaultNamespace, "vault-namespace", envOr("VAULT_NAMESPACE", ""), "Vault Enterprise namespace (VAULT_NAMESPACE)")
-	f.StringVar(&cfg.VaultCACert, "vault-cacert", envOr("VAULT_CACERT", ""), "PEM file of CAs to trust for Vault (VAULT_CACERT)")
+	cfg.bindFlags(cmd)
 	return cmd
 }
 
 // shutdownGrace is how long in-flight requests get to finish on shutdown.
 const shutdownGrace = 20 * time.Second
 
-// runServer serves on ln until ctx is done, then shuts down gracefully.
+func (cfg serverConfig) vaultAuth() (vault.Config, error) {
+	vc := vault.Config{Address: cfg.VaultAddr, Namespace: cfg.VaultNamespace, CACert: cfg.VaultCACert}
+	switch cfg.VaultAuth {
+	case "token":
+		if cfg.VaultToken == "" {
+			return vc, errors.New("--vault-auth=token needs VAULT_TOKEN")
+		}
+		vc.Token = cfg.VaultToken
+	case "approle":
+		m, err := vault.AppRole(vault.AppRoleConfig{MountPath: cfg.AppRoleMount, RoleID: cfg.AppRoleRoleID, SecretIDFile: cfg.AppRoleSecretID})
+		if err != nil {
+			return vc, err
+		}
+		vc.Auth = m
+	default:
+		return vc, fmt.Errorf("unknown --vault-auth %q (token, approle)", cfg.VaultAuth)
+	}
+	return vc, nil
+}
+
+// runServer serves on ln until ctx is done, then shuts down gracefully:
+// in-flight requests get shutdownGrace to finish.
 func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *slog.Logger) error {
+	mode := handlers.Mode(cfg.Mode)
+	if mode != handlers.ModeAll && mode != handlers.ModeAdmin && mode != handlers.ModeResolver {
+		return fmt.Errorf("unknown --mode %q (all, admin, resolver)", cfg.Mode)
+	}
 	if cfg.DatabaseURL == "" {
 		return errors.New("no database: set DATABASE_URL or --database-url")
 	}
-	vc, err := vault.New(vault.Config{
-		Address:   cfg.VaultAddr,
-		Namespace: cfg.VaultNamespace,
-		CACert:    cfg.VaultCACert,
-		Token:     cfg.VaultToken,
-	})
+	if mode != handlers.ModeResolver && len(cfg.Pepper) < 16 {
+		return errors.New("KEYBROKER_FINGERPRINT_PEPPER must be set to a secret of at least 16 characters")
+	}
+	vcfg, err := cfg.vaultAuth()
 	if err != nil {
 		return err
 	}
+	vcfg.Logger = logger
+	vc, err := vault.New(vcfg)
+	if err != nil {
+		return err
+	}
+	vc.Start(ctx)
 	st, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
+	kv := vc.KV(cfg.KVMount)
+	bcfg := broker.Config{Reader: kv, CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, Logger: logger}
+	if mode != handlers.ModeResolver {
+		bcfg.Writer, bcfg.Store, bcfg.Pepper = kv, st, []byte(cfg.Pepper)
+	}
+	b, err := broker.New(bcfg)
+	if err != nil {
+		return err
+	}
 	router := handlers.NewRouter(handlers.Options{
 		Logger: logger,
+		Mode:   mode,
+		Keys:   b,
+		Tokens: auth.NewService(st, 0),
 		Dependencies: []handlers.Dependency{
 			{Name: "vault", Check: vc.CheckToken},
 			{Name: "postgres", Check: st.Ping},
@@ -95,9 +175,10 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("keybroker serving", "addr", ln.Addr().String(), "vault", vc.Address())
+	logger.Info("keybroker serving", "addr", ln.Addr().String(), "mode", string(mode), "vault", vc.Address(), "kv_mount", cfg.KVMount)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -113,4 +194,10 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 		return fmt.Errorf("shut down HTTP server: %w", err)
 	}
 	return nil
+}
+
+func randomSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

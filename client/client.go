@@ -1,0 +1,219 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config says where keybroker is and how to authenticate.
+type Config struct {
+	// Address of keybroker, e.g. https://keybroker.internal:8080. Required.
+	Address string
+	// Token is the bearer token. Required.
+	Token string
+	// HTTPClient carries the requests. Default: a client with Timeout.
+	HTTPClient *http.Client
+	// Timeout bounds each request when HTTPClient is nil. Default: 30s.
+	Timeout time.Duration
+}
+
+// Client is a typed client of keybroker's HTTP API (v1).
+type Client struct {
+	base  *url.URL
+	token string
+	http  *http.Client
+}
+
+// New returns a client for cfg.
+func New(cfg Config) (*Client, error) {
+	if cfg.Address == "" {
+		return nil, errors.New("keybroker client: no address (set KEYBROKER_ADDR)")
+	}
+	if cfg.Token == "" {
+		return nil, errors.New("keybroker client: no token (set KEYBROKER_TOKEN)")
+	}
+	u, err := url.Parse(strings.TrimRight(cfg.Address, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("keybroker client: address %q is not an http(s) URL", cfg.Address)
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		timeout := cfg.Timeout
+		if timeout <= 0 {
+			timeout = 30 * time.Second
+		}
+		hc = &http.Client{Timeout: timeout}
+	}
+	return &Client{base: u, token: cfg.Token, http: hc}, nil
+}
+
+// Error is an error answer of the API.
+type Error struct {
+	StatusCode int
+	Code       string
+	Message    string
+	RequestID  string
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("keybroker: %d %s: %s", e.StatusCode, e.Code, e.Message)
+	if e.RequestID != "" {
+		s += " (request " + e.RequestID + ")"
+	}
+	return s
+}
+
+// IsStatus reports whether err is an API error with the given status.
+func IsStatus(err error, status int) bool {
+	var e *Error
+	return errors.As(err, &e) && e.StatusCode == status
+}
+
+// do sends a request and decodes a JSON answer into out (when not nil).
+func (c *Client) do(ctx context.Context, method, path string, header http.Header, in, out any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("keybroker: encode %s %s: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("keybroker: %s %s: %w", method, path, err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("keybroker: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		apiErr := &Error{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
+		var eb ErrorBody
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&eb); err == nil && eb.Error.Code != "" {
+			apiErr.Code, apiErr.Message = eb.Error.Code, eb.Error.Message
+		} else {
+			apiErr.Code, apiErr.Message = "http_error", http.StatusText(resp.StatusCode)
+		}
+		return resp, apiErr
+	}
+	if out != nil && resp.StatusCode != http.StatusNoContent {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return resp, fmt.Errorf("keybroker: decode answer to %s %s: %w", method, path, err)
+		}
+	}
+	return resp, nil
+}
+
+func keyPath(workspace, provider string) string {
+	return "/v1/workspaces/" + url.PathEscape(workspace) + "/keys/" + url.PathEscape(provider)
+}
+
+func ifMatch(version int) http.Header {
+	if version <= 0 {
+		return nil
+	}
+	return http.Header{"If-Match": {strconv.Quote(strconv.Itoa(version))}}
+}
+
+// Providers lists the supported providers.
+func (c *Client) Providers(ctx context.Context) ([]Provider, error) {
+	var out ProviderList
+	_, err := c.do(ctx, http.MethodGet, "/v1/providers", nil, nil, &out)
+	return out.Providers, err
+}
+
+// ListKeys lists the metadata of a workspace's keys.
+func (c *Client) ListKeys(ctx context.Context, workspace string) ([]KeyMetadata, error) {
+	var out KeyList
+	_, err := c.do(ctx, http.MethodGet, "/v1/workspaces/"+url.PathEscape(workspace)+"/keys", nil, nil, &out)
+	return out.Keys, err
+}
+
+// GetKey returns one key's metadata.
+func (c *Client) GetKey(ctx context.Context, workspace, provider string) (KeyMetadata, error) {
+	var out KeyMetadata
+	_, err := c.do(ctx, http.MethodGet, keyPath(workspace, provider), nil, nil, &out)
+	return out, err
+}
+
+// SetKey creates or rotates a key. With expectedVersion > 0 it is sent as
+// If-Match. created is true when the key did not exist (201).
+func (c *Client) SetKey(ctx context.Context, workspace, provider, apiKey string, expectedVersion int) (meta KeyMetadata, created bool, err error) {
+	resp, err := c.do(ctx, http.MethodPut, keyPath(workspace, provider), ifMatch(expectedVersion), SetKeyRequest{APIKey: apiKey}, &meta)
+	if err != nil {
+		return KeyMetadata{}, false, err
+	}
+	return meta, resp.StatusCode == http.StatusCreated, nil
+}
+
+// DeleteKey removes a key; with expectedVersion > 0, only if it is current.
+func (c *Client) DeleteKey(ctx context.Context, workspace, provider string, expectedVersion int) error {
+	_, err := c.do(ctx, http.MethodDelete, keyPath(workspace, provider), ifMatch(expectedVersion), nil, nil)
+	return err
+}
+
+// Versions lists a key's versions, newest first.
+func (c *Client) Versions(ctx context.Context, workspace, provider string) ([]KeyVersion, error) {
+	var out VersionList
+	_, err := c.do(ctx, http.MethodGet, keyPath(workspace, provider)+"/versions", nil, nil, &out)
+	return out.Versions, err
+}
+
+// Rollback makes an earlier version current.
+func (c *Client) Rollback(ctx context.Context, workspace, provider string, version int) (KeyMetadata, error) {
+	var out KeyMetadata
+	_, err := c.do(ctx, http.MethodPost, keyPath(workspace, provider)+"/rollback", nil, RollbackRequest{Version: version}, &out)
+	return out, err
+}
+
+// PurgeWorkspace destroys every key of a workspace (operator only).
+func (c *Client) PurgeWorkspace(ctx context.Context, workspace string) (PurgeResult, error) {
+	var out PurgeResult
+	_, err := c.do(ctx, http.MethodDelete, "/v1/workspaces/"+url.PathEscape(workspace), nil, nil, &out)
+	return out, err
+}
+
+// Audit returns one page of a workspace's audit trail, newest first.
+// cursor is "" for the newest page, else a previous page's NextCursor.
+func (c *Client) Audit(ctx context.Context, workspace, cursor string, limit int) (AuditPage, error) {
+	q := url.Values{}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	path := "/v1/workspaces/" + url.PathEscape(workspace) + "/audit"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out AuditPage
+	_, err := c.do(ctx, http.MethodGet, path, nil, nil, &out)
+	return out, err
+}
+
+// Resolve returns the key to use for (workspace, provider).
+func (c *Client) Resolve(ctx context.Context, workspace, provider string) (ResolveResponse, error) {
+	var out ResolveResponse
+	_, err := c.do(ctx, http.MethodPost, "/v1/resolve", nil, ResolveRequest{Workspace: workspace, Provider: provider}, &out)
+	return out, err
+}

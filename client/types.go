@@ -1,0 +1,124 @@
+package client
+
+import "time"
+
+// The JSON shapes of keybroker's HTTP API (v1), shared by the server
+// (package handlers) and this client. None of them carries a key except
+// ResolveResponse, which only resolver and operator tokens receive.
+
+// Provider is a supported provider.
+type Provider struct {
+	ID          string `json:"id"`
+	DisplayName string `json:"displayName"`
+	FormatHint  string `json:"formatHint"`
+}
+
+// ProviderList answers GET /v1/providers.
+type ProviderList struct {
+	Providers []Provider `json:"providers"`
+}
+
+// KeyMetadata describes a workspace's key for a provider, never the key.
+type KeyMetadata struct {
+	Workspace   string    `json:"workspace"`
+	Provider    string    `json:"provider"`
+	MaskedKey   string    `json:"maskedKey"`
+	Version     int       `json:"version"`
+	Fingerprint string    `json:"fingerprint"`
+	CreatedAt   time.Time `json:"createdAt"`
+	CreatedBy   string    `json:"createdBy"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+	UpdatedBy   string    `json:"updatedBy"`
+}
+
+// KeyList answers GET /v1/workspaces/{ws}/keys.
+type KeyList struct {
+	Keys []KeyMetadata `json:"keys"`
+}
+
+// SetKeyRequest is the body of PUT /v1/workspaces/{ws}/keys/{provider}.
+type SetKeyRequest struct {
+	APIKey string `json:"apiKey"`
+}
+
+// KeyVersion is one KV version of a key (metadata only).
+type KeyVersion struct {
+	Version   int        `json:"version"`
+	CreatedAt time.Time  `json:"createdAt"`
+	DeletedAt *time.Time `json:"deletedAt,omitempty"`
+	Destroyed bool       `json:"destroyed"`
+	Current   bool       `json:"current"`
+}
+
+// VersionList answers GET .../versions, newest first.
+type VersionList struct {
+	Versions []KeyVersion `json:"versions"`
+}
+
+// RollbackRequest is the body of POST .../rollback.
+type RollbackRequest struct {
+	Version int `json:"version"`
+}
+
+// PurgeResult answers DELETE /v1/workspaces/{ws}.
+type PurgeResult struct {
+	Workspace     string `json:"workspace"`
+	KeysDestroyed int    `json:"keysDestroyed"`
+}
+
+// AuditEvent is one entry of a workspace's audit trail.
+type AuditEvent struct {
+	ID         string    `json:"id"`
+	OccurredAt time.Time `json:"occurredAt"`
+	Workspace  string    `json:"workspace"`
+	Provider   string    `json:"provider,omitempty"`
+	Action     string    `json:"action"`
+	Actor      string    `json:"actor"`
+	RemoteAddr string    `json:"remoteAddr,omitempty"`
+	Outcome    string    `json:"outcome"`
+	Version    *int      `json:"version,omitempty"`
+	MaskedKey  string    `json:"maskedKey,omitempty"`
+	RequestID  string    `json:"requestId,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+}
+
+// AuditPage answers GET /v1/workspaces/{ws}/audit. NextCursor, when set,
+// is the cursor query parameter of the next (older) page.
+type AuditPage struct {
+	Events     []AuditEvent `json:"events"`
+	NextCursor string       `json:"nextCursor,omitempty"`
+}
+
+// ResolveRequest is the body of POST /v1/resolve.
+type ResolveRequest struct {
+	Workspace string `json:"workspace"`
+	Provider  string `json:"provider"`
+}
+
+// ResolveResponse answers POST /v1/resolve. IsBYOK is true when the key is
+// the workspace's own (the platform does not bill the call).
+type ResolveResponse struct {
+	APIKey  string `json:"apiKey"`
+	Source  string `json:"source"`
+	IsBYOK  bool   `json:"isBYOK"`
+	Version int    `json:"version"`
+}
+
+// String never shows the key.
+func (r ResolveResponse) String() string {
+	return "ResolveResponse{Source:" + r.Source + " APIKey:<redacted>}"
+}
+
+// GoString never shows the key.
+func (r ResolveResponse) GoString() string { return r.String() }
+
+// ErrorBody is the shape of every error answer.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong, safely.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}

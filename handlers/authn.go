@@ -1,0 +1,71 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/keybroker/keybroker/auth"
+)
+
+// Authenticator is what the handlers need of package auth.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (auth.Principal, error)
+	RecordDenial(ctx context.Context, p auth.Principal, workspace, provider, route, remoteAddr, requestID string) error
+}
+
+var _ Authenticator = (*auth.Service)(nil)
+
+var errUnauthenticated = &Error{Status: http.StatusUnauthorized, Code: "unauthenticated",
+	Message: "missing, unknown, revoked or expired bearer token"}
+
+// authenticate requires a valid bearer token and stores its principal.
+func (s *server) authenticate(c *gin.Context) {
+	header := c.GetHeader("Authorization")
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		c.Header("WWW-Authenticate", `Bearer realm="keybroker"`)
+		renderError(c, s.log, errUnauthenticated)
+		return
+	}
+	p, err := s.tokens.Authenticate(c.Request.Context(), strings.TrimSpace(token))
+	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		c.Header("WWW-Authenticate", `Bearer realm="keybroker", error="invalid_token"`)
+		renderError(c, s.log, errUnauthenticated)
+		return
+	case err != nil:
+		renderError(c, s.log, unavailable(err))
+		return
+	}
+	c.Set(ctxPrincipal, p)
+	c.Next()
+}
+
+func principalOf(c *gin.Context) (auth.Principal, bool) {
+	v, ok := c.Get(ctxPrincipal)
+	if !ok {
+		return auth.Principal{}, false
+	}
+	p, ok := v.(auth.Principal)
+	return p, ok
+}
+
+// authorize answers 403, and records the denial in the audit trail, when
+// the caller's role does not allow action on workspace.
+func (s *server) authorize(c *gin.Context, action auth.Action, workspace, provider string) bool {
+	p, _ := principalOf(c)
+	if p.Allowed(action, workspace) {
+		return true
+	}
+	route := c.Request.Method + " " + c.FullPath()
+	if err := s.tokens.RecordDenial(c.Request.Context(), p, workspace, provider, route, c.ClientIP(), requestIDOf(c)); err != nil {
+		s.log.WarnContext(c.Request.Context(), "could not record a denied request in the audit trail", "error", err, "request_id", requestIDOf(c))
+	}
+	renderError(c, s.log, &Error{Status: http.StatusForbidden, Code: "forbidden",
+		Message: "this token's role (" + string(p.Role) + ") may not do this here"})
+	return false
+}

@@ -1,0 +1,303 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/client"
+	"github.com/keybroker/keybroker/store"
+)
+
+// decodeJSON reads exactly one JSON object into v, refusing unknown fields,
+// trailing data and bodies over MaxBodyBytes. The error is ready to render;
+// it never quotes the body.
+func decodeJSON(c *gin.Context, v any) *Error {
+	dec := json.NewDecoder(c.Request.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("trailing data after the JSON object")
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return errBodyTooLarge
+	}
+	msg := "request body must be one JSON object"
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		msg = "request body is empty; expected a JSON object"
+	case errors.As(err, &typeErr):
+		msg = fmt.Sprintf("field %q has the wrong type", typeErr.Field)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		msg = "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	}
+	return &Error{Status: http.StatusBadRequest, Code: "malformed_json", Message: msg}
+}
+
+// ids reads and checks the :ws and :provider path parameters.
+func (s *server) ids(c *gin.Context) (ws, provider string, ok bool) {
+	ws, provider = c.Param("ws"), c.Param("provider")
+	hasProvider := strings.Contains(c.FullPath(), ":provider")
+	if !broker.ValidID(ws) || hasProvider && !broker.ValidID(provider) {
+		renderError(c, s.log, domainError(broker.ErrInvalidID))
+		return "", "", false
+	}
+	return ws, provider, true
+}
+
+func (s *server) actor(c *gin.Context) broker.Actor {
+	p, _ := principalOf(c)
+	return broker.Actor{Subject: p.Subject(), RemoteAddr: c.ClientIP(), RequestID: requestIDOf(c)}
+}
+
+// ifMatch parses an If-Match header holding a KV version ("3" or 3); 0
+// when absent.
+func ifMatch(c *gin.Context) (int, *Error) {
+	h := strings.TrimSpace(c.GetHeader("If-Match"))
+	if h == "" {
+		return 0, nil
+	}
+	v, err := strconv.Atoi(strings.Trim(h, `"`))
+	if err != nil || v <= 0 {
+		return 0, &Error{Status: http.StatusBadRequest, Code: "invalid_if_match", Message: `If-Match must be a key version, e.g. "3"`}
+	}
+	return v, nil
+}
+
+func etag(version int) string { return `"` + strconv.Itoa(version) + `"` }
+
+func keyMetadata(m broker.KeyMeta) client.KeyMetadata {
+	return client.KeyMetadata{
+		Workspace: m.Workspace, Provider: m.Provider, MaskedKey: m.MaskedKey, Version: m.Version,
+		Fingerprint: m.Fingerprint, CreatedAt: m.CreatedAt.UTC(), CreatedBy: m.CreatedBy,
+		UpdatedAt: m.UpdatedAt.UTC(), UpdatedBy: m.UpdatedBy,
+	}
+}
+
+func (s *server) listProviders(c *gin.Context) {
+	all := s.keys.Providers().All()
+	out := client.ProviderList{Providers: make([]client.Provider, 0, len(all))}
+	for _, p := range all {
+		out.Providers = append(out.Providers, client.Provider{ID: p.ID, DisplayName: p.DisplayName, FormatHint: p.FormatHint})
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *server) listKeys(c *gin.Context) {
+	ws, _, ok := s.ids(c)
+	if !ok || !s.authorize(c, auth.ActionReadKeys, ws, "") {
+		return
+	}
+	keys, err := s.keys.ListKeys(c.Request.Context(), ws)
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	out := client.KeyList{Keys: make([]client.KeyMetadata, 0, len(keys))}
+	for _, k := range keys {
+		out.Keys = append(out.Keys, keyMetadata(k))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *server) getKey(c *gin.Context) {
+	ws, provider, ok := s.ids(c)
+	if !ok || !s.authorize(c, auth.ActionReadKeys, ws, provider) {
+		return
+	}
+	meta, err := s.keys.GetKey(c.Request.Context(), ws, provider)
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	c.Header("ETag", etag(meta.Version))
+	c.JSON(http.StatusOK, keyMetadata(meta))
+}
+
+func (s *server) putKey(c *gin.Context) {
+	ws, provider, ok := s.ids(c)
+	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, provider) {
+		return
+	}
+	expected, herr := ifMatch(c)
+	if herr != nil {
+		renderError(c, s.log, herr)
+		return
+	}
+	var req client.SetKeyRequest
+	if derr := decodeJSON(c, &req); derr != nil {
+		renderError(c, s.log, derr)
+		return
+	}
+	res, err := s.keys.SetKey(c.Request.Context(), s.actor(c), ws, provider, req.APIKey, expected)
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+	}
+	c.Header("ETag", etag(res.Meta.Version))
+	c.JSON(status, keyMetadata(res.Meta))
+}
+
+func (s *server) deleteKey(c *gin.Context) {
+	ws, provider, ok := s.ids(c)
+	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, provider) {
+		return
+	}
+	expected, herr := ifMatch(c)
+	if herr != nil {
+		renderError(c, s.log, herr)
+		return
+	}
+	if err := s.keys.DeleteKey(c.Request.Context(), s.actor(c), ws, provider, expected); err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (s *server) listVersions(c *gin.Context) {
+	ws, provider, ok := s.ids(c)
+	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, provider) {
+		return
+	}
+	vs, err := s.keys.Versions(c.Request.Context(), ws, provider)
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	out := client.VersionList{Versions: make([]client.KeyVersion, 0, len(vs))}
+	for _, v := range vs {
+		kv := client.KeyVersion{Version: v.Version, CreatedAt: v.CreatedAt.UTC(), Destroyed: v.Destroyed, Current: v.Current}
+		if !v.DeletedAt.IsZero() {
+			d := v.DeletedAt.UTC()
+			kv.DeletedAt = &d
+		}
+		out.Versions = append(out.Versions, kv)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *server) rollback(c *gin.Context) {
+	ws, provider, ok := s.ids(c)
+	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, provider) {
+		return
+	}
+	var req client.RollbackRequest
+	if derr := decodeJSON(c, &req); derr != nil {
+		renderError(c, s.log, derr)
+		return
+	}
+	res, err := s.keys.Rollback(c.Request.Context(), s.actor(c), ws, provider, req.Version)
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	c.Header("ETag", etag(res.Meta.Version))
+	c.JSON(http.StatusOK, keyMetadata(res.Meta))
+}
+
+func (s *server) purgeWorkspace(c *gin.Context) {
+	ws, _, ok := s.ids(c)
+	if !ok || !s.authorize(c, auth.ActionPurgeWorkspace, ws, "") {
+		return
+	}
+	n, err := s.keys.PurgeWorkspace(c.Request.Context(), s.actor(c), ws)
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	c.JSON(http.StatusOK, client.PurgeResult{Workspace: ws, KeysDestroyed: n})
+}
+
+const (
+	defaultAuditLimit = 50
+	maxAuditLimit     = 200
+)
+
+func (s *server) listAudit(c *gin.Context) {
+	ws, _, ok := s.ids(c)
+	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, "") {
+		return
+	}
+	limit := defaultAuditLimit
+	if l := c.Query("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > maxAuditLimit {
+			renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "limit must be an integer from 1 to 200"})
+			return
+		}
+		limit = n
+	}
+	var before int64
+	if cur := c.Query("cursor"); cur != "" {
+		n, err := strconv.ParseInt(cur, 10, 64)
+		if err != nil || n <= 0 {
+			renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "cursor must be a previous page's nextCursor"})
+			return
+		}
+		before = n
+	}
+	evs, err := s.keys.Audit(c.Request.Context(), ws, before, limit+1)
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	page := client.AuditPage{Events: make([]client.AuditEvent, 0, min(len(evs), limit))}
+	for i, ev := range evs {
+		if i == limit {
+			page.NextCursor = strconv.FormatInt(evs[i-1].ID, 10)
+			break
+		}
+		page.Events = append(page.Events, auditEvent(ev))
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+func auditEvent(ev store.AuditEvent) client.AuditEvent {
+	out := client.AuditEvent{
+		ID: strconv.FormatInt(ev.ID, 10), OccurredAt: ev.OccurredAt.UTC(), Workspace: ev.Workspace, Provider: ev.Provider,
+		Action: ev.Action, Actor: ev.Actor, RemoteAddr: ev.RemoteAddr, Outcome: ev.Outcome, Version: ev.Version,
+		RequestID: ev.RequestID, Detail: ev.Detail,
+	}
+	if ev.MaskedKey != nil {
+		out.MaskedKey = *ev.MaskedKey
+	}
+	return out
+}
+
+func (s *server) resolve(c *gin.Context) {
+	if !s.authorize(c, auth.ActionResolve, "", "") {
+		return
+	}
+	var req client.ResolveRequest
+	if derr := decodeJSON(c, &req); derr != nil {
+		renderError(c, s.log, derr)
+		return
+	}
+	r, err := s.keys.Resolve(c.Request.Context(), req.Workspace, req.Provider)
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, client.ResolveResponse{APIKey: r.APIKey, Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version})
+}

@@ -1,0 +1,107 @@
+package handlers
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// MaxBodyBytes is the largest request body keybroker reads (64 KiB).
+const MaxBodyBytes = 64 << 10
+
+const (
+	ctxRequestID = "keybroker.request_id"
+	ctxPrincipal = "keybroker.principal"
+)
+
+// requestID takes the caller's X-Request-Id when it is sane, else makes
+// one, and echoes it on the response.
+func requestID() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader("X-Request-Id")
+		if !saneRequestID(id) {
+			b := make([]byte, 8)
+			_, _ = rand.Read(b)
+			id = hex.EncodeToString(b)
+		}
+		c.Set(ctxRequestID, id)
+		c.Header("X-Request-Id", id)
+		c.Next()
+	}
+}
+
+func saneRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		ch := id[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_' || ch == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func requestIDOf(c *gin.Context) string { return c.GetString(ctxRequestID) }
+
+// accessLog writes one line per request: the route pattern (never the raw
+// path or query), status, duration, request id, client address and token
+// id. Headers and bodies are never logged, so neither a bearer token nor a
+// key can reach the log.
+func accessLog(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "(no route)"
+		}
+		attrs := []any{
+			"method", c.Request.Method, "route", route, "status", c.Writer.Status(),
+			"duration_ms", float64(time.Since(start).Microseconds()) / 1000,
+			"request_id", requestIDOf(c), "remote_addr", c.ClientIP(),
+		}
+		if p, ok := principalOf(c); ok {
+			attrs = append(attrs, "token_id", p.TokenID, "role", string(p.Role))
+		}
+		log.InfoContext(c.Request.Context(), "http request", attrs...)
+	}
+}
+
+// limitBody refuses bodies over MaxBodyBytes: at once when Content-Length
+// says so, else when reading passes the limit (see decodeJSON).
+func limitBody(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.Request.ContentLength > MaxBodyBytes {
+			renderError(c, log, errBodyTooLarge)
+			return
+		}
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+		c.Next()
+	}
+}
+
+var errBodyTooLarge = &Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "request body is larger than 64 KiB"}
+
+// recoverPanics turns a panic into a 500 and one log line with the route
+// and request id; unlike gin.Recovery it never dumps the request (whose
+// headers carry a bearer token).
+func recoverPanics(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic while serving a request", "route", c.FullPath(), "request_id", requestIDOf(c))
+				if !c.Writer.Written() {
+					renderError(c, log, &Error{Status: http.StatusInternalServerError, Code: "internal_error", Message: "internal error"})
+				}
+				c.Abort()
+			}
+		}()
+		c.Next()
+	}
+}

@@ -1,0 +1,95 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TokenRecord is an API token as stored: its SHA-256 hash, never the token.
+type TokenRecord struct {
+	ID          string     `db:"id"`
+	Hash        []byte     `db:"token_hash"`
+	Role        string     `db:"role"`
+	Workspaces  []string   `db:"workspaces"`
+	Description string     `db:"description"`
+	CreatedBy   string     `db:"created_by"`
+	CreatedAt   time.Time  `db:"created_at"`
+	ExpiresAt   *time.Time `db:"expires_at"`
+	RevokedAt   *time.Time `db:"revoked_at"`
+}
+
+// ErrDuplicate: a row with the same unique value exists.
+var ErrDuplicate = errors.New("store: duplicate")
+
+const tokenColumns = `id, token_hash, role, workspaces, description, created_by, created_at, expires_at, revoked_at`
+
+// CreateToken stores a token record and appends ev, in one transaction.
+func (s *Store) CreateToken(ctx context.Context, rec TokenRecord, ev AuditEvent) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO api_tokens (id, token_hash, role, workspaces, description, created_by, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			rec.ID, rec.Hash, rec.Role, rec.Workspaces, rec.Description, rec.CreatedBy, rec.ExpiresAt)
+		if err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return fmt.Errorf("create token %s: %w", rec.ID, ErrDuplicate)
+	}
+	if err != nil {
+		return fmt.Errorf("create token %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// TokenByHash returns the token whose SHA-256 hash is hash.
+func (s *Store) TokenByHash(ctx context.Context, hash []byte) (TokenRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE token_hash = $1`, hash)
+	if err != nil {
+		return TokenRecord{}, fmt.Errorf("look up token: %w", err)
+	}
+	rec, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[TokenRecord])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return TokenRecord{}, fmt.Errorf("look up token: %w", ErrNotFound)
+	}
+	if err != nil {
+		return TokenRecord{}, fmt.Errorf("look up token: %w", err)
+	}
+	return rec, nil
+}
+
+// ListTokens returns every token record, newest first.
+func (s *Store) ListTokens(ctx context.Context) ([]TokenRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM api_tokens ORDER BY created_at DESC, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	recs, err := pgx.CollectRows(rows, pgx.RowToStructByName[TokenRecord])
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	return recs, nil
+}
+
+// RevokeToken marks token id revoked (once) and appends ev, in one
+// transaction. ErrNotFound when no such token exists or it was already
+// revoked.
+func (s *Store) RevokeToken(ctx context.Context, id string, ev AuditEvent) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id)
+		if err != nil {
+			return fmt.Errorf("revoke token %s: %w", id, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("revoke token %s: %w", id, ErrNotFound)
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+}
