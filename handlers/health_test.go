@@ -16,7 +16,7 @@ import (
 	"github.com/keybroker/keybroker/vault"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) { testenv.Main(m, leakCheck) }
 
 type readyAnswer struct {
 	status     int
