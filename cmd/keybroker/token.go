@@ -143,4 +143,3 @@ func createToken(ctx context.Context, databaseURL string, req auth.CreateRequest
 	token, _, err := auth.NewService(st, -1).Create(ctx, req, broker.ValidID)
 	return token, err
 }
-
