@@ -31,7 +31,16 @@ func TestMain(m *testing.M) {
 // keybroker returns a command that runs this binary as keybroker.
 func keybroker(args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "KEYBROKER_RUN_MAIN=1")
+	// The child sees no server settings of the parent's environment.
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "KEYBROKER_") || strings.HasPrefix(name, "VAULT_") || name == "DATABASE_URL" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	cmd.Env = append(env, "KEYBROKER_RUN_MAIN=1")
 	return cmd
 }
 

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keybroker/keybroker/client"
+	"github.com/keybroker/keybroker/internal/testenv"
+)
+
+// lockedBuffer collects a child's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// run runs keybroker with env added, stdin as input, and returns stdout;
+// it fails the test when the command fails and wantFail is false.
+func run(t *testing.T, env []string, stdin string, wantFail bool, args ...string) (string, string) {
+	t.Helper()
+	cmd := keybroker(args...)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if (err != nil) != wantFail {
+		t.Fatalf("keybroker %s: err=%v, stdout=%s stderr=%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String(), stderr.String()
+}
+
+func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
+	vaultAddr, vaultToken := testenv.Vault(t)
+	mount := testenv.NewKVMount(t)
+	dbURL := testenv.DatabaseURL(t)
+	run(t, nil, "", false, "migrate", "--database-url", dbURL)
+
+	addr := freeAddr(t)
+	serve := keybroker("serve")
+	serve.Env = append(serve.Env,
+		"KEYBROKER_LISTEN_ADDR="+addr, "DATABASE_URL="+dbURL, "VAULT_ADDR="+vaultAddr, "VAULT_TOKEN="+vaultToken,
+		"KEYBROKER_KV_MOUNT="+mount, "KEYBROKER_FINGERPRINT_PEPPER=cli-test-pepper-0123456789")
+	var serverLog lockedBuffer
+	serve.Stdout, serve.Stderr = &serverLog, &serverLog
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- serve.Wait() }()
+	t.Cleanup(func() { _ = serve.Process.Kill() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve not ready within 30s (%v)\n%s", err, serverLog.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	db := []string{"DATABASE_URL=" + dbURL}
+	token, details := run(t, db, "", false, "token", "create", "--role", "admin", "--workspace", "ws1", "--ttl", "1h")
+	token = strings.TrimSpace(token)
+	if !strings.HasPrefix(token, "kbt_") || strings.Count(token, "\n") != 0 || !strings.Contains(details, "tok_") {
+		t.Fatalf("token create printed %q on stdout and %q on stderr", token, details)
+	}
+	api := []string{"KEYBROKER_ADDR=http://" + addr, "KEYBROKER_TOKEN=" + token}
+	k1, k2 := "sk-proj-cli-"+testenv.RandomID(t)+testenv.RandomID(t), "sk-proj-cli-"+testenv.RandomID(t)+testenv.RandomID(t)
+
+	_, msg := run(t, api, k1+"\n", false, "keys", "set", "--workspace", "ws1", "--provider", "openai")
+	if !strings.Contains(msg, "created ws1/openai") || strings.Contains(msg, k1) {
+		t.Fatalf("keys set said %q", msg)
+	}
+	run(t, api, k2+"\n", false, "keys", "set", "--workspace", "ws1", "--provider", "openai", "--if-version", "1")
+	_, msg = run(t, api, k2+"\n", true, "keys", "set", "--workspace", "ws1", "--provider", "openai", "--if-version", "1")
+	if !strings.Contains(msg, "412") {
+		t.Fatalf("a stale --if-version said %q", msg)
+	}
+	out, _ := run(t, api, "", false, "keys", "versions", "--workspace", "ws1", "--provider", "openai")
+	if !strings.Contains(out, "2  ") || !strings.Contains(out, "current") {
+		t.Fatalf("keys versions printed %q", out)
+	}
+	out, _ = run(t, api, "", false, "keys", "rollback", "--workspace", "ws1", "--provider", "openai", "--version", "1", "--json")
+	var metas []client.KeyMetadata
+	if err := json.Unmarshal([]byte(out), &metas); err != nil || len(metas) != 1 || metas[0].Version != 3 || metas[0].MaskedKey != k1[:6]+"..."+k1[len(k1)-4:] {
+		t.Fatalf("keys rollback printed %q (%v)", out, err)
+	}
+	out, _ = run(t, api, "", false, "keys", "list", "--workspace", "ws1")
+	if !strings.Contains(out, "openai") || !strings.Contains(out, "3") || strings.Contains(out, k1) {
+		t.Fatalf("keys list printed %q", out)
+	}
+	out, _ = run(t, api, "", false, "keys", "get", "--workspace", "ws1", "--provider", "openai", "--json")
+	if !strings.Contains(out, `"version":3`) {
+		t.Fatalf("keys get printed %q", out)
+	}
+	run(t, api, "", false, "keys", "delete", "--workspace", "ws1", "--provider", "openai")
+	out, _ = run(t, api, "", false, "keys", "list", "--workspace", "ws1", "--json")
+	if strings.TrimSpace(out) != "[]" {
+		t.Fatalf("keys list after delete printed %q", out)
+	}
+	_, msg = run(t, api, "", true, "keys", "set", "--workspace", "ws1", "--provider", "openai")
+	if !strings.Contains(msg, "no key on stdin") {
+		t.Fatalf("keys set without a key said %q", msg)
+	}
+	_, msg = run(t, api, "", true, "keys", "list", "--workspace", "ws2")
+	if !strings.Contains(msg, "403") {
+		t.Fatalf("another workspace said %q", msg)
+	}
+
+	out, _ = run(t, db, "", false, "token", "list")
+	id := strings.Fields(strings.Split(details, "created ")[1])[0]
+	id = strings.TrimSuffix(id, ":")
+	if !strings.Contains(out, id) || strings.Contains(out, token) || !strings.Contains(out, "active") {
+		t.Fatalf("token list printed %q (id %s)", out, id)
+	}
+	run(t, db, "", false, "token", "revoke", id)
+	_, msg = run(t, api, "", true, "keys", "list", "--workspace", "ws1")
+	if !strings.Contains(msg, "401") {
+		t.Fatalf("a revoked token said %q", msg)
+	}
+	if out, _ = run(t, db, "", false, "token", "list"); !strings.Contains(out, "revoked") {
+		t.Fatalf("token list after revoke printed %q", out)
+	}
+
+	if err := serve.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("serve exited with %v after SIGTERM\n%s", err, serverLog.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not exit after SIGTERM")
+	}
+	logs := serverLog.String()
+	for _, secret := range []string{k1, k2, token, vaultToken} {
+		if strings.Contains(logs, secret) {
+			t.Fatalf("the server log contains a secret (%s...)", secret[:6])
+		}
+	}
+	if !strings.Contains(logs, `"msg":"http request"`) {
+		t.Fatalf("no access log in %s", logs)
+	}
+}
+
+func TestServeRefusesMissingConfiguration(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"DATABASE_URL="}, "DATABASE_URL"},
+		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=short"}, "KEYBROKER_FINGERPRINT_PEPPER"},
+		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_MODE=both"}, "--mode"},
+		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "VAULT_TOKEN="}, "VAULT_TOKEN"},
+	} {
+		env := append([]string{"KEYBROKER_LISTEN_ADDR=" + freeAddr(t)}, tc.env...)
+		_, msg := run(t, env, "", true, "serve")
+		if !strings.Contains(msg, tc.want) {
+			t.Errorf("serve with %v said %q, want it to name %s", tc.env, msg, tc.want)
+		}
+	}
+}
+
