@@ -196,4 +196,3 @@ func TestServeRefusesMissingConfiguration(t *testing.T) {
 		}
 	}
 }
-
