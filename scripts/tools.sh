@@ -79,7 +79,7 @@ build_vault() {
 }
 
 build_terraform() {
-	if [ -x "$BIN/terraform" ] && "$BIN/terraform" version 2>/dev/null | head -1 | grep -q "Terraform v$TERRAFORM_VERSION"; then
+	if [ -x "$BIN/terraform" ] && "$BIN/terraform" version 2>/dev/null | grep -q "^Terraform v$TERRAFORM_VERSION\b"; then
 		log "terraform v$TERRAFORM_VERSION already built ($BIN/terraform)"
 		return
 	fi
@@ -90,7 +90,7 @@ build_terraform() {
 }
 
 build_tofu() {
-	if [ -x "$BIN/tofu" ] && "$BIN/tofu" version 2>/dev/null | head -1 | grep -q "OpenTofu v$TOFU_VERSION"; then
+	if [ -x "$BIN/tofu" ] && "$BIN/tofu" version 2>/dev/null | grep -q "^OpenTofu v$TOFU_VERSION\b"; then
 		log "tofu v$TOFU_VERSION already built ($BIN/tofu)"
 		return
 	fi
