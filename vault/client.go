@@ -20,6 +20,9 @@ type Config struct {
 	// Namespace is the Vault Enterprise namespace sent as X-Vault-Namespace
 	// on every request. Default: VAULT_NAMESPACE, else none.
 	Namespace string
+	// AuthNamespace is the namespace of the auth method used to log in,
+	// when it is not Namespace (e.g. AppRole in the parent namespace).
+	AuthNamespace string
 	// CACert is a PEM file of CA certificates to trust. Default:
 	// VAULT_CACERT, else the system pool.
 	CACert string
@@ -86,6 +89,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Auth != nil {
 		c.ClearToken()
 		client.tokens = newTokenSource(c, cfg.Auth, cfg.Logger.With("component", "vault-token"))
+		client.tokens.authNamespace = cfg.AuthNamespace
 	} else {
 		c.SetToken(cfg.Token)
 	}
@@ -210,4 +214,13 @@ func (c *Client) recoverToken(ctx context.Context, seen uint64) (bool, error) {
 		return false, err
 	}
 	return v.(bool), nil
+}
+
+// CheckSys reads sys/mounts: keybroker's identities must be refused
+// (ErrForbidden). It exists for tests and for operators checking a token.
+func (c *Client) CheckSys(ctx context.Context) error {
+	return c.do(ctx, func(ctx context.Context) error {
+		_, err := c.api.Sys().ListMountsWithContext(ctx)
+		return err
+	})
 }

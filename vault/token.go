@@ -34,6 +34,9 @@ type tokenSource struct {
 	api    *api.Client
 	method api.AuthMethod
 	log    *slog.Logger
+	// authNamespace, when set, is the Vault Enterprise namespace of the
+	// auth method (it may differ from the secrets' namespace).
+	authNamespace string
 
 	sf singleflight.Group
 
@@ -63,6 +66,7 @@ func (s *tokenSource) generation() uint64 {
 
 // run keeps the token alive until ctx is done.
 func (s *tokenSource) run(ctx context.Context) {
+	external, _ := s.method.(interface{ renewedElsewhere() bool })
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		secret, changed := s.secret, s.changed
@@ -70,6 +74,15 @@ func (s *tokenSource) run(ctx context.Context) {
 		if secret == nil {
 			if err := s.login(ctx); err != nil {
 				s.sleepBackoff(ctx)
+			}
+			continue
+		}
+		if external != nil && external.renewedElsewhere() {
+			// Someone else renews this token; a refused request makes
+			// the next login (see Client.do).
+			select {
+			case <-changed:
+			case <-ctx.Done():
 			}
 			continue
 		}
@@ -152,6 +165,9 @@ func (s *tokenSource) login(ctx context.Context) error {
 			return nil, fmt.Errorf("clone vault client for login: %w", err)
 		}
 		lc.ClearToken()
+		if s.authNamespace != "" {
+			lc.SetNamespace(s.authNamespace)
+		}
 		secret, err := s.method.Login(lctx, lc)
 		if err == nil && (secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "") {
 			err = errors.New("vault login answered without a token")

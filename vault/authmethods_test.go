@@ -1,0 +1,249 @@
+package vault_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/vaulttest"
+	"github.com/keybroker/keybroker/vault"
+)
+
+// readerToken mints a token carrying the reader policy, as a Vault Agent
+// would after its own login.
+func readerToken(t *testing.T, ids *vaulttest.Identities) string {
+	t.Helper()
+	addr, root := testenv.Vault(t)
+	s, err := testenv.NewVaultClient(t, addr, root).Auth().Token().CreateWithContext(context.Background(), &vaultapi.TokenCreateRequest{
+		Policies: []string{ids.ReaderRole}, TTL: "1h", NoDefaultPolicy: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Auth.ClientToken
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil { // as an agent's sink does: atomically
+		t.Fatal(err)
+	}
+}
+
+func TestTokenFileRotationWhileServing(t *testing.T) {
+	ctx := context.Background()
+	ids := vaulttest.Bootstrap(t, vaulttest.Options{})
+	if _, err := ids.Root.KV(ids.Mount).Put(ctx, vault.HostedKeyPath("openai"), "sk-hosted-tokenfile-0000", 0); err != nil {
+		t.Fatal(err)
+	}
+	addr, root := testenv.Vault(t)
+	file := filepath.Join(t.TempDir(), "vault-token")
+	writeFile(t, file, readerToken(t, ids))
+	method, err := vault.TokenFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := vaulttest.Start(t, vault.Config{Address: addr, Auth: method})
+	kv := c.KV(ids.Mount)
+
+	var failures atomic.Int64
+	var reads atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := kv.Get(ctx, vault.HostedKeyPath("openai")); err != nil {
+				failures.Add(1)
+				t.Logf("read failed: %v", err)
+			}
+			reads.Add(1)
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	rc := testenv.NewVaultClient(t, addr, root)
+	for range 3 {
+		time.Sleep(200 * time.Millisecond)
+		old, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The agent writes a new token, and the old one dies.
+		writeFile(t, file, readerToken(t, ids))
+		if err := rc.Auth().Token().RevokeOrphanWithContext(ctx, strings.TrimSpace(string(old))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if failures.Load() != 0 {
+		t.Fatalf("%d of %d reads failed across three token rotations", failures.Load(), reads.Load())
+	}
+	if logins, _, _, _ := c.TokenStats(); logins != 4 {
+		t.Fatalf("%d file reads (logins), want 4: the first and one per rotation", logins)
+	}
+}
+
+// fakeKubernetes answers TokenReview like a Kubernetes API server, for the
+// JWTs it currently accepts.
+type fakeKubernetes struct {
+	mu       sync.Mutex
+	accepted map[string]bool
+	seen     []string
+}
+
+func (f *fakeKubernetes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/apis/authentication.k8s.io/v1/tokenreviews" {
+		http.NotFound(w, r)
+		return
+	}
+	var review struct {
+		Spec struct {
+			Token string `json:"token"`
+		} `json:"spec"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	f.seen = append(f.seen, review.Spec.Token)
+	ok := f.accepted[review.Spec.Token]
+	f.mu.Unlock()
+	status := map[string]any{"authenticated": false}
+	if ok {
+		status = map[string]any{"authenticated": true, "user": map[string]any{
+			"username": "system:serviceaccount:prod:keybroker", "uid": "3f5e-uid",
+			"groups": []string{"system:serviceaccounts", "system:serviceaccounts:prod"},
+		}}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": status,
+	})
+}
+
+// serviceAccountJWT signs a service-account token as Kubernetes would.
+func serviceAccountJWT(t *testing.T, key *rsa.PrivateKey, serial string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	header, _ := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": "test"})
+	claims, _ := json.Marshal(map[string]any{
+		"iss": "kubernetes/serviceaccount", "sub": "system:serviceaccount:prod:keybroker",
+		"kubernetes.io/serviceaccount/namespace":            "prod",
+		"kubernetes.io/serviceaccount/service-account.name": "keybroker",
+		"kubernetes.io/serviceaccount/service-account.uid":  "3f5e-uid",
+		"kubernetes.io/serviceaccount/secret.name":          "keybroker-token-" + serial,
+	})
+	signing := enc.EncodeToString(header) + "." + enc.EncodeToString(claims)
+	sum := sha256.Sum256([]byte(signing))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signing + "." + enc.EncodeToString(sig)
+}
+
+func TestKubernetesAuthRereadsTheJWTAtEveryLogin(t *testing.T) {
+	ctx := context.Background()
+	ids := vaulttest.Bootstrap(t, vaulttest.Options{})
+	if _, err := ids.Root.KV(ids.Mount).Put(ctx, vault.HostedKeyPath("openai"), "sk-hosted-kubernetes-000", 0); err != nil {
+		t.Fatal(err)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwt1, jwt2 := serviceAccountJWT(t, key, "1"), serviceAccountJWT(t, key, "2")
+	k8s := &fakeKubernetes{accepted: map[string]bool{jwt1: true}}
+	api := httptest.NewTLSServer(k8s)
+	t.Cleanup(api.Close)
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}))
+
+	// The real Vault, with its kubernetes auth method pointed at the
+	// stand-in API server.
+	addr, rootToken := testenv.Vault(t)
+	root := testenv.NewVaultClient(t, addr, rootToken)
+	mount := "kubernetes-" + testenv.RandomID(t)
+	if err := root.Sys().EnableAuthWithOptionsWithContext(ctx, mount, &vaultapi.EnableAuthOptions{Type: "kubernetes"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = root.Sys().DisableAuthWithContext(context.Background(), mount) })
+	if _, err := root.Logical().WriteWithContext(ctx, "auth/"+mount+"/config", map[string]any{
+		"kubernetes_host": api.URL, "kubernetes_ca_cert": caPEM, "disable_local_ca_jwt": true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Logical().WriteWithContext(ctx, "auth/"+mount+"/role/keybroker-reader", map[string]any{
+		"bound_service_account_names": "keybroker", "bound_service_account_namespaces": "prod",
+		// Tokens that die every 3 s: each new login must read the JWT file.
+		"token_policies": ids.ReaderRole, "token_no_default_policy": true, "token_ttl": "3s", "token_max_ttl": "3s",
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	jwtFile := filepath.Join(t.TempDir(), "token")
+	writeFile(t, jwtFile, jwt1)
+	method, err := vault.Kubernetes(vault.KubernetesConfig{MountPath: mount, Role: "keybroker-reader", JWTPath: jwtFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := vaulttest.Start(t, vault.Config{Address: addr, Auth: method})
+	kv := c.KV(ids.Mount)
+	if _, err := kv.Get(ctx, vault.HostedKeyPath("openai")); err != nil {
+		t.Fatalf("read after a kubernetes login: %v", err)
+	}
+
+	// Kubernetes rotates the projected token: the old JWT stops being
+	// accepted and the file holds the new one. When the Vault token reaches
+	// its max TTL, the next login must present the new JWT.
+	k8s.mu.Lock()
+	k8s.accepted = map[string]bool{jwt2: true}
+	k8s.mu.Unlock()
+	writeFile(t, jwtFile, jwt2)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		k8s.mu.Lock()
+		rotated := k8s.seen[len(k8s.seen)-1] == jwt2
+		k8s.mu.Unlock()
+		if rotated {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no login presented the rotated JWT within 15s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := kv.Get(ctx, vault.HostedKeyPath("openai")); err != nil {
+		t.Fatalf("read after the JWT rotated: %v", err)
+	}
+	if _, loginErrors, _, _ := c.TokenStats(); loginErrors != 0 {
+		t.Fatalf("%d failed logins: an old JWT was presented after the rotation", loginErrors)
+	}
+}
