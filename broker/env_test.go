@@ -20,6 +20,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/vaulttest"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
@@ -123,11 +124,14 @@ type env struct {
 	workspc string
 }
 
+// newEnv runs the broker as production does: on the writer and reader
+// AppRole identities that `keybroker vault bootstrap` creates (a fresh
+// mount, policies and roles of the test's own), never the root token. Only
+// the test's operator side (hosted keys, checks behind the broker's back)
+// uses root.
 func newEnv(t testing.TB, tune func(*broker.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
-	addr, token := testenv.Vault(t)
-	mount := testenv.NewKVMount(t)
 	dbURL := testenv.DatabaseURL(t)
 	st, err := store.Open(ctx, dbURL)
 	if err != nil {
@@ -141,13 +145,9 @@ func newEnv(t testing.TB, tune func(*broker.Config)) *env {
 	t.Cleanup(func() { assertDatabaseHoldsNoKey(t, dbURL) })
 
 	reads := &countingTransport{base: http.DefaultTransport.(*http.Transport).Clone()}
-	vc, err := vault.New(vault.Config{Address: addr, Token: token, Transport: reads, Logger: testLogger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv := vc.KV(mount)
+	ids := vaulttest.Bootstrap(t, vaulttest.Options{Logger: testLogger, ReaderTransport: reads})
 	cfg := broker.Config{
-		Reader: kv, Writer: kv, Store: st,
+		Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st,
 		Pepper: []byte("test-pepper-0123456789"),
 		Logger: testLogger,
 	}
@@ -158,12 +158,8 @@ func newEnv(t testing.TB, tune func(*broker.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootClient, err := vault.New(vault.Config{Address: addr, Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{b: b, cfg: cfg, mount: mount, dbURL: dbURL, root: testenv.VaultClient(t),
-		rootKV: rootClient.KV(mount), reads: reads, store: st, workspc: "ws-" + testenv.RandomID(t)}
+	return &env{b: b, cfg: cfg, mount: ids.Mount, dbURL: dbURL, root: testenv.VaultClient(t),
+		rootKV: ids.Root.KV(ids.Mount), reads: reads, store: st, workspc: "ws-" + testenv.RandomID(t)}
 }
 
 // another returns a second broker (another replica) on the same Vault

@@ -6,13 +6,16 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/internal/devenv"
+	"github.com/keybroker/keybroker/policies"
 	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/vault"
 )
 
 // devKVMount is the KV v2 mount `keybroker dev` enables (DESIGN.md's default).
@@ -69,7 +72,10 @@ func runDev(ctx context.Context, listenAddr string) error {
 		return fmt.Errorf("start Vault: %w", err)
 	}
 	defer vs.Stop()
-	if err := devenv.EnableKVv2(startCtx, vs.Client(), devKVMount); err != nil {
+	// Vault is set up as in production: `keybroker vault bootstrap`, then
+	// keybroker logs in with the writer and reader AppRole identities.
+	writer, reader, err := bootstrapDevVault(startCtx, vs)
+	if err != nil {
 		return err
 	}
 	go func() {
@@ -93,8 +99,8 @@ func runDev(ctx context.Context, listenAddr string) error {
 	fmt.Fprintf(out, "  KEYBROKER_ADDR=http://%s\n", ln.Addr())
 	fmt.Fprintf(out, "  KEYBROKER_TOKEN=%s  (operator token)\n", operatorToken)
 	fmt.Fprintf(out, "  VAULT_ADDR=%s\n", vs.Addr)
-	fmt.Fprintf(out, "  VAULT_TOKEN=%s  (dev root token)\n", vs.RootToken)
-	fmt.Fprintf(out, "  KV v2 mount    %s\n", devKVMount)
+	fmt.Fprintf(out, "  VAULT_TOKEN=%s  (dev root token, for you; keybroker logs in with AppRole)\n", vs.RootToken)
+	fmt.Fprintf(out, "  KV v2 mount    %s (bootstrapped: policies keybroker-writer, keybroker-reader, keybroker-hosted-writer)\n", devKVMount)
 	fmt.Fprintf(out, "  DATABASE_URL=%s\n", pg.URL)
 	fmt.Fprintf(out, "  vault pid %d, folder %s\n", vs.Pid(), vs.Dir)
 	fmt.Fprintf(out, "  postgres pid %d, folder %s\n\n", pg.Pid(), pg.Dir)
@@ -103,8 +109,10 @@ func runDev(ctx context.Context, listenAddr string) error {
 		Mode:             "all",
 		DatabaseURL:      pg.URL,
 		VaultAddr:        vs.Addr,
-		VaultAuth:        "token",
-		VaultToken:       vs.RootToken,
+		VaultAuth:        "approle",
+		AppRoleMount:     "approle",
+		Writer:           writer,
+		Reader:           reader,
 		KVMount:          devKVMount,
 		CacheTTL:         30 * time.Second,
 		NegativeCacheTTL: 5 * time.Second,
@@ -119,4 +127,31 @@ func migrate(ctx context.Context, databaseURL string) error {
 	}
 	defer st.Close()
 	return st.Migrate(ctx)
+}
+
+// bootstrapDevVault runs bootstrap on the dev Vault and issues one secret
+// id per role into files in the Vault's folder.
+func bootstrapDevVault(ctx context.Context, vs *devenv.VaultServer) (writer, reader identityConfig, err error) {
+	op, err := vault.New(vault.Config{Address: vs.Addr, Token: vs.RootToken})
+	if err != nil {
+		return writer, reader, err
+	}
+	res, err := op.Bootstrap(ctx, vault.BootstrapConfig{KVMount: devKVMount})
+	if err != nil {
+		return writer, reader, err
+	}
+	root := vs.Client()
+	ids := make(map[string]identityConfig, 2)
+	for _, role := range []string{policies.Writer, policies.Reader} {
+		s, err := root.Logical().WriteWithContext(ctx, "auth/approle/role/"+role+"/secret-id", nil)
+		if err != nil {
+			return writer, reader, fmt.Errorf("issue a secret id for %s: %w", role, err)
+		}
+		file := filepath.Join(vs.Dir, role+".secret-id")
+		if err := os.WriteFile(file, []byte(s.Data["secret_id"].(string)), 0o600); err != nil {
+			return writer, reader, fmt.Errorf("write the secret id of %s: %w", role, err)
+		}
+		ids[role] = identityConfig{RoleName: role, RoleID: res.RoleIDs[role], SecretIDFile: file}
+	}
+	return ids[policies.Writer], ids[policies.Reader], nil
 }

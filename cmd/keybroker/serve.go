@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,9 +33,12 @@ type serverConfig struct {
 	VaultNamespace   string
 	VaultCACert      string
 	VaultAuth        string
+	AuthNamespace    string
 	AppRoleMount     string
-	AppRoleRoleID    string
-	AppRoleSecretID  string // path of a file holding the secret id
+	AppRoleWrapped   bool
+	Writer, Reader   identityConfig
+	KubernetesMount  string
+	KubernetesJWT    string
 	KVMount          string
 	CacheTTL         time.Duration
 	NegativeCacheTTL time.Duration
@@ -52,10 +56,14 @@ func (cfg *serverConfig) bindFlags(cmd *cobra.Command) {
 	f.StringVar(&cfg.VaultAddr, "vault-addr", envOr("VAULT_ADDR", ""), "Vault address (VAULT_ADDR)")
 	f.StringVar(&cfg.VaultNamespace, "vault-namespace", envOr("VAULT_NAMESPACE", ""), "Vault Enterprise namespace (VAULT_NAMESPACE)")
 	f.StringVar(&cfg.VaultCACert, "vault-cacert", envOr("VAULT_CACERT", ""), "PEM file of CAs to trust for Vault (VAULT_CACERT)")
-	f.StringVar(&cfg.VaultAuth, "vault-auth", envOr("KEYBROKER_VAULT_AUTH", "token"), "Vault auth method: token (dev, VAULT_TOKEN) or approle (KEYBROKER_VAULT_AUTH)")
-	f.StringVar(&cfg.AppRoleMount, "approle-mount", envOr("KEYBROKER_APPROLE_MOUNT", "approle"), "AppRole auth mount path (KEYBROKER_APPROLE_MOUNT)")
-	f.StringVar(&cfg.AppRoleRoleID, "approle-role-id", envOr("KEYBROKER_APPROLE_ROLE_ID", ""), "AppRole role id (KEYBROKER_APPROLE_ROLE_ID)")
-	f.StringVar(&cfg.AppRoleSecretID, "approle-secret-id-file", envOr("KEYBROKER_APPROLE_SECRET_ID_FILE", ""), "file holding the AppRole secret id, re-read at each login (KEYBROKER_APPROLE_SECRET_ID_FILE)")
+	f.StringVar(&cfg.VaultAuth, "vault-auth", envOr("KEYBROKER_VAULT_AUTH", "token"), "Vault auth method: approle, kubernetes, token-file, or token (static VAULT_TOKEN, dev only) (KEYBROKER_VAULT_AUTH)")
+	f.StringVar(&cfg.AuthNamespace, "vault-auth-namespace", envOr("KEYBROKER_VAULT_AUTH_NAMESPACE", ""), "Vault Enterprise namespace of the auth method, when not the secrets' (KEYBROKER_VAULT_AUTH_NAMESPACE)")
+	f.StringVar(&cfg.AppRoleMount, "approle-mount", envOr("KEYBROKER_APPROLE_MOUNT", "approle"), "AppRole auth mount (KEYBROKER_APPROLE_MOUNT)")
+	f.BoolVar(&cfg.AppRoleWrapped, "approle-secret-id-wrapped", envOr("KEYBROKER_APPROLE_SECRET_ID_WRAPPED", "") == "true", "the secret id files hold response-wrapping tokens (KEYBROKER_APPROLE_SECRET_ID_WRAPPED=true)")
+	f.StringVar(&cfg.KubernetesMount, "kubernetes-mount", envOr("KEYBROKER_KUBERNETES_MOUNT", "kubernetes"), "Kubernetes auth mount (KEYBROKER_KUBERNETES_MOUNT)")
+	f.StringVar(&cfg.KubernetesJWT, "kubernetes-jwt-path", envOr("KEYBROKER_KUBERNETES_JWT_PATH", "/var/run/secrets/kubernetes.io/serviceaccount/token"), "service-account token file, re-read at every login (KEYBROKER_KUBERNETES_JWT_PATH)")
+	cfg.Writer.bindFlags(cmd, "writer")
+	cfg.Reader.bindFlags(cmd, "reader")
 	f.StringVar(&cfg.KVMount, "kv-mount", envOr("KEYBROKER_KV_MOUNT", "byok"), "KV v2 mount of the keys (KEYBROKER_KV_MOUNT)")
 	f.DurationVar(&cfg.CacheTTL, "cache-ttl", envDuration("KEYBROKER_CACHE_TTL", 30*time.Second), "how long a resolved key is served from memory (KEYBROKER_CACHE_TTL)")
 	f.DurationVar(&cfg.NegativeCacheTTL, "negative-cache-ttl", envDuration("KEYBROKER_NEGATIVE_CACHE_TTL", 5*time.Second), `how long "no key" is remembered (KEYBROKER_NEGATIVE_CACHE_TTL)`)
@@ -101,24 +109,50 @@ Secrets are read from the environment only, never from flags:
 // shutdownGrace is how long in-flight requests get to finish on shutdown.
 const shutdownGrace = 20 * time.Second
 
-func (cfg serverConfig) vaultAuth() (vault.Config, error) {
-	vc := vault.Config{Address: cfg.VaultAddr, Namespace: cfg.VaultNamespace, CACert: cfg.VaultCACert}
+// identityConfig is how one of keybroker's two Vault identities (writer,
+// reader) logs in; which fields count depends on --vault-auth.
+type identityConfig struct {
+	RoleName       string // AppRole role name (checked against wrapping tokens) and Kubernetes role
+	RoleID         string // AppRole
+	SecretIDFile   string // AppRole: file holding the secret id (or its wrapping token)
+	KubernetesRole string // Kubernetes
+	TokenFile      string // token-file: the Vault Agent/Proxy sink
+}
+
+func (id *identityConfig) bindFlags(cmd *cobra.Command, who string) {
+	f, up := cmd.Flags(), strings.ToUpper(who)
+	f.StringVar(&id.RoleName, who+"-role-name", envOr("KEYBROKER_"+up+"_ROLE_NAME", "keybroker-"+who), "AppRole role name of the "+who+" identity (KEYBROKER_"+up+"_ROLE_NAME)")
+	f.StringVar(&id.RoleID, who+"-role-id", envOr("KEYBROKER_"+up+"_ROLE_ID", ""), "AppRole role id of the "+who+" identity (KEYBROKER_"+up+"_ROLE_ID)")
+	f.StringVar(&id.SecretIDFile, who+"-secret-id-file", envOr("KEYBROKER_"+up+"_SECRET_ID_FILE", ""), "file holding the "+who+"'s AppRole secret id (KEYBROKER_"+up+"_SECRET_ID_FILE)")
+	f.StringVar(&id.KubernetesRole, who+"-kubernetes-role", envOr("KEYBROKER_"+up+"_KUBERNETES_ROLE", "keybroker-"+who), "Vault Kubernetes role of the "+who+" identity (KEYBROKER_"+up+"_KUBERNETES_ROLE)")
+	f.StringVar(&id.TokenFile, who+"-token-file", envOr("KEYBROKER_"+up+"_TOKEN_FILE", ""), "Vault Agent token sink file of the "+who+" identity (KEYBROKER_"+up+"_TOKEN_FILE)")
+}
+
+// vaultClient builds the Vault client of one identity.
+func (cfg serverConfig) vaultClient(who string, id identityConfig, logger *slog.Logger) (*vault.Client, error) {
+	vc := vault.Config{Address: cfg.VaultAddr, Namespace: cfg.VaultNamespace, AuthNamespace: cfg.AuthNamespace,
+		CACert: cfg.VaultCACert, Logger: logger.With("identity", who)}
+	var err error
 	switch cfg.VaultAuth {
 	case "token":
 		if cfg.VaultToken == "" {
-			return vc, errors.New("--vault-auth=token needs VAULT_TOKEN")
+			return nil, errors.New("--vault-auth=token needs VAULT_TOKEN")
 		}
 		vc.Token = cfg.VaultToken
 	case "approle":
-		m, err := vault.AppRole(vault.AppRoleConfig{MountPath: cfg.AppRoleMount, RoleID: cfg.AppRoleRoleID, SecretIDFile: cfg.AppRoleSecretID})
-		if err != nil {
-			return vc, err
-		}
-		vc.Auth = m
+		vc.Auth, err = vault.AppRole(vault.AppRoleConfig{MountPath: cfg.AppRoleMount, RoleID: id.RoleID, RoleName: id.RoleName,
+			SecretIDFile: id.SecretIDFile, Wrapped: cfg.AppRoleWrapped, Logger: logger})
+	case "kubernetes":
+		vc.Auth, err = vault.Kubernetes(vault.KubernetesConfig{MountPath: cfg.KubernetesMount, Role: id.KubernetesRole, JWTPath: cfg.KubernetesJWT})
+	case "token-file":
+		vc.Auth, err = vault.TokenFile(id.TokenFile)
 	default:
-		return vc, fmt.Errorf("unknown --vault-auth %q (token, approle)", cfg.VaultAuth)
+		return nil, fmt.Errorf("unknown --vault-auth %q (approle, kubernetes, token-file, token)", cfg.VaultAuth)
 	}
-	return vc, nil
+	if err != nil {
+		return nil, fmt.Errorf("vault %s identity: %w", who, err)
+	}
+	return vault.New(vc)
 }
 
 // runServer serves on ln until ctx is done, then shuts down gracefully:
@@ -134,26 +168,36 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 	if mode != handlers.ModeResolver && len(cfg.Pepper) < 16 {
 		return errors.New("KEYBROKER_FINGERPRINT_PEPPER must be set to a secret of at least 16 characters")
 	}
-	vcfg, err := cfg.vaultAuth()
-	if err != nil {
-		return err
+	if cfg.VaultAuth == "token" {
+		logger.Warn("using a static Vault token: for development only; production uses approle, kubernetes or token-file")
 	}
-	vcfg.Logger = logger
-	vc, err := vault.New(vcfg)
-	if err != nil {
-		return err
-	}
-	vc.Start(ctx)
 	st, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
-	kv := vc.KV(cfg.KVMount)
-	bcfg := broker.Config{Reader: kv, CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, Logger: logger}
+	// Each mode holds only the Vault identities it needs: admin the writer
+	// (which cannot read keys), resolver the reader, all both.
+	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, Logger: logger}
+	var identities []*vault.Client
+	if mode != handlers.ModeAdmin {
+		reader, err := cfg.vaultClient("reader", cfg.Reader, logger)
+		if err != nil {
+			return err
+		}
+		reader.Start(ctx)
+		identities = append(identities, reader)
+		bcfg.Reader = reader.KV(cfg.KVMount)
+	}
 	if mode != handlers.ModeResolver {
-		bcfg.Writer, bcfg.Store, bcfg.Pepper = kv, st, []byte(cfg.Pepper)
+		writer, err := cfg.vaultClient("writer", cfg.Writer, logger)
+		if err != nil {
+			return err
+		}
+		writer.Start(ctx)
+		identities = append(identities, writer)
+		bcfg.Writer, bcfg.Store, bcfg.Pepper = writer.KV(cfg.KVMount), st, []byte(cfg.Pepper)
 	}
 	b, err := broker.New(bcfg)
 	if err != nil {
@@ -165,7 +209,14 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 		Keys:   b,
 		Tokens: auth.NewService(st, 0),
 		Dependencies: []handlers.Dependency{
-			{Name: "vault", Check: vc.CheckToken},
+			{Name: "vault", Check: func(ctx context.Context) error {
+				for _, c := range identities {
+					if err := c.CheckToken(ctx); err != nil {
+						return err
+					}
+				}
+				return nil
+			}},
 			{Name: "postgres", Check: st.Ping},
 		},
 	})
@@ -178,7 +229,8 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("keybroker serving", "addr", ln.Addr().String(), "mode", string(mode), "vault", vc.Address(), "kv_mount", cfg.KVMount)
+	logger.Info("keybroker serving", "addr", ln.Addr().String(), "mode", string(mode), "vault", identities[0].Address(),
+		"vault_auth", cfg.VaultAuth, "kv_mount", cfg.KVMount)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

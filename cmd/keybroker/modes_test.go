@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/client"
+	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/vaulttest"
+	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/vault"
+)
+
+// startServe runs `keybroker serve` with env and waits until it is ready.
+func startServe(t *testing.T, env []string) (addr string, logs *lockedBuffer) {
+	t.Helper()
+	addr = freeAddr(t)
+	serve := keybroker("serve")
+	serve.Env = append(serve.Env, append(env, "KEYBROKER_LISTEN_ADDR="+addr)...)
+	logs = &lockedBuffer{}
+	serve.Stdout, serve.Stderr = logs, logs
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = serve.Process.Signal(syscall.SIGTERM)
+		_, _ = serve.Process.Wait()
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return addr, logs
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve not ready within 30s\n%s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func writeSecret(t *testing.T, dir, name, value string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(value), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestModesHoldOnlyTheirVaultIdentity runs an admin replica on the writer
+// identity alone (with a wrapped secret id) and a resolver replica on the
+// reader identity alone, as production would.
+func TestModesHoldOnlyTheirVaultIdentity(t *testing.T) {
+	ctx := context.Background()
+	ids := vaulttest.Bootstrap(t, vaulttest.Options{Tune: func(c *vault.BootstrapConfig) { c.WrapTTL = 10 * time.Minute }})
+	vaultAddr, _ := testenv.Vault(t)
+	dbURL := testenv.DatabaseURL(t)
+	st, err := store.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	opToken, _, err := auth.NewService(st, 0).Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "test"}, broker.ValidID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	common := []string{"DATABASE_URL=" + dbURL, "VAULT_ADDR=" + vaultAddr, "KEYBROKER_KV_MOUNT=" + ids.Mount,
+		"KEYBROKER_VAULT_AUTH=approle", "KEYBROKER_APPROLE_MOUNT=" + ids.AppRoleMount,
+		"KEYBROKER_FINGERPRINT_PEPPER=modes-test-pepper-0123456789"}
+
+	adminAddr, _ := startServe(t, append(common, "KEYBROKER_MODE=admin", "KEYBROKER_APPROLE_SECRET_ID_WRAPPED=true",
+		"KEYBROKER_WRITER_ROLE_NAME="+ids.WriterRole, "KEYBROKER_WRITER_ROLE_ID="+ids.Result.RoleIDs[ids.WriterRole],
+		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, dir, "writer", ids.Result.WrappedSecretIDs[ids.WriterRole])))
+	resolverAddr, _ := startServe(t, append(common, "KEYBROKER_MODE=resolver",
+		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
+		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))))
+
+	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: opToken})
+	resolver, _ := client.New(client.Config{Address: "http://" + resolverAddr, Token: opToken})
+	key := "sk-proj-modes-" + testenv.RandomID(t) + testenv.RandomID(t)
+	if _, _, err := admin.SetKey(ctx, "ws1", "openai", key, 0); err != nil {
+		t.Fatalf("set on the admin replica: %v", err)
+	}
+	if _, _, err := admin.SetKey(ctx, "ws1", "openai", key+"x", 0); err != nil {
+		t.Fatalf("rotate on the admin replica: %v", err)
+	}
+	r, err := resolver.Resolve(ctx, "ws1", "openai")
+	if err != nil || r.APIKey != key+"x" || !r.IsBYOK {
+		t.Fatalf("resolve on the resolver replica: %v %v", r, err)
+	}
+	if _, err := admin.Resolve(ctx, "ws1", "openai"); !client.IsStatus(err, http.StatusNotFound) {
+		t.Fatalf("resolve on the admin replica: %v", err)
+	}
+	if _, err := resolver.ListKeys(ctx, "ws1"); !client.IsStatus(err, http.StatusNotFound) {
+		t.Fatalf("key list on the resolver replica: %v", err)
+	}
+	// Rollback reads the old key: the writer identity cannot.
+	_, err = admin.Rollback(ctx, "ws1", "openai", 1)
+	var apiErr *client.Error
+	if !client.IsStatus(err, http.StatusNotImplemented) || !errors.As(err, &apiErr) || !strings.Contains(apiErr.Message, "--mode=all") {
+		t.Fatalf("rollback on the admin replica: %v", err)
+	}
+}

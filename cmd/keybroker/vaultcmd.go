@@ -1,0 +1,106 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keybroker/keybroker/policies"
+	"github.com/keybroker/keybroker/vault"
+)
+
+func newVaultCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "vault",
+		Short: "Set Vault up for keybroker (bootstrap) or print its policies",
+	}
+	var cfg vault.BootstrapConfig
+	var namespace string
+	bootstrap := &cobra.Command{
+		Use:   "bootstrap",
+		Short: "Enable the KV v2 mount, write the policies, enable AppRole and create the writer and reader roles (idempotent)",
+		Long: `Set Vault up for keybroker, with an operator's token (VAULT_ADDR, VAULT_TOKEN).
+
+Idempotent: it changes only what differs from keybroker's settings and says
+what it changed; a second run changes nothing. --dry-run reports what it would
+change (the drift, after a manual edit) and changes nothing.
+
+It prints the role ids of keybroker-writer and keybroker-reader; with
+--wrap-ttl it also issues one secret id per role, response-wrapped, for you
+to hand to the deployment (keybroker checks where a wrapping token comes from
+before it unwraps it).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			token := os.Getenv("VAULT_TOKEN")
+			if token == "" {
+				return errors.New("vault bootstrap needs an operator's token in VAULT_TOKEN")
+			}
+			c, err := vault.New(vault.Config{Address: envOr("VAULT_ADDR", ""), Namespace: namespace, CACert: envOr("VAULT_CACERT", ""), Token: token})
+			if err != nil {
+				return err
+			}
+			res, err := c.Bootstrap(cmd.Context(), cfg)
+			out, log := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			verb := "changed"
+			if cfg.DryRun {
+				verb = "would change"
+			}
+			for _, ch := range res.Changes {
+				fmt.Fprintf(log, "%s: %s\n", verb, ch)
+			}
+			if err != nil {
+				return err
+			}
+			if len(res.Changes) == 0 {
+				fmt.Fprintln(log, "Vault is already set up for keybroker; nothing to change.")
+			}
+			roles := make([]string, 0, len(res.RoleIDs))
+			for r := range res.RoleIDs {
+				roles = append(roles, r)
+			}
+			sort.Strings(roles)
+			for _, r := range roles {
+				fmt.Fprintf(out, "%s role_id=%s\n", r, res.RoleIDs[r])
+				if w := res.WrappedSecretIDs[r]; w != "" {
+					fmt.Fprintf(out, "%s wrapped_secret_id=%s\n", r, w)
+				}
+			}
+			return nil
+		},
+	}
+	f := bootstrap.Flags()
+	f.StringVar(&cfg.KVMount, "kv-mount", envOr("KEYBROKER_KV_MOUNT", "byok"), "KV v2 mount of the keys (KEYBROKER_KV_MOUNT)")
+	f.IntVar(&cfg.MaxVersions, "max-versions", 10, "versions kept per key")
+	f.StringVar(&cfg.AppRoleMount, "approle-mount", envOr("KEYBROKER_APPROLE_MOUNT", "approle"), "AppRole auth mount")
+	f.DurationVar(&cfg.TokenTTL, "token-ttl", 15*time.Minute, "TTL of the roles' tokens")
+	f.DurationVar(&cfg.TokenMaxTTL, "token-max-ttl", time.Hour, "max TTL of the roles' tokens")
+	f.DurationVar(&cfg.SecretIDTTL, "secret-id-ttl", 0, "TTL of the roles' secret ids (0: no expiry)")
+	f.StringSliceVar(&cfg.TokenBoundCIDRs, "token-bound-cidrs", nil, "CIDRs the roles' tokens may be used from")
+	f.DurationVar(&cfg.WrapTTL, "wrap-ttl", 0, "issue one response-wrapped secret id per role with this TTL (e.g. 10m)")
+	f.BoolVar(&cfg.DryRun, "dry-run", false, "report what would change; change nothing")
+	f.StringVar(&namespace, "vault-namespace", envOr("VAULT_NAMESPACE", ""), "Vault Enterprise namespace (VAULT_NAMESPACE)")
+
+	var mount string
+	printPolicies := &cobra.Command{
+		Use:   "policies",
+		Short: "Print keybroker's Vault policies (HCL) for teams that apply them with their own tooling",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, name := range policies.Names {
+				hcl, err := policies.Render(name, mount)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "# ---- policy %q ----\n%s\n", name, hcl)
+			}
+			return nil
+		},
+	}
+	printPolicies.Flags().StringVar(&mount, "kv-mount", envOr("KEYBROKER_KV_MOUNT", "byok"), "KV v2 mount of the keys")
+	cmd.AddCommand(bootstrap, printPolicies)
+	return cmd
+}
