@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,5 +80,52 @@ func TestServerErrorsAreUnavailable(t *testing.T) {
 		if !errors.Is(err, vault.ErrUnavailable) {
 			t.Fatalf("status %d: %v, want ErrUnavailable", status, err)
 		}
+	}
+}
+
+// Vault OSS has no namespaces: an httptest stand-in records which
+// namespace each request carries.
+func TestAuthAndSecretsNamespacesAreSeparate(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]string{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path] = r.Header.Get("X-Vault-Namespace")
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/login"):
+			w.Write([]byte(`{"auth":{"client_token":"hvs.test","lease_duration":3600,"renewable":false}}`))
+		default:
+			w.Write([]byte(`{"data":{"data":{"api_key":"v"},"metadata":{"version":1}}}`))
+		}
+	}))
+	defer srv.Close()
+	method, err := vault.AppRole(vault.AppRoleConfig{RoleID: "r", SecretID: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := vault.New(vault.Config{Address: srv.URL, Namespace: "team-a/ai", AuthNamespace: "team-a", Auth: method})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.Start(ctx)
+	if err := c.WaitForToken(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.KV("byok").Get(ctx, "hosted/providers/openai"); err != nil {
+		t.Fatal(err)
+	}
+	// The token is not renewable: one login, not a login loop.
+	time.Sleep(300 * time.Millisecond)
+	if logins, _, _, _ := c.TokenStats(); logins != 1 {
+		t.Fatalf("%d logins for one non-renewable token with an hour to live", logins)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["/v1/auth/approle/login"] != "team-a" || seen["/v1/byok/data/hosted/providers/openai"] != "team-a/ai" {
+		t.Fatalf("namespaces by path: %v", seen)
 	}
 }

@@ -94,6 +94,23 @@ func (s *tokenSource) run(ctx context.Context) {
 // login replaces it, or ctx ends; then it clears the secret when it needs a
 // new login.
 func (s *tokenSource) watch(ctx context.Context, secret *api.Secret, changed <-chan struct{}) {
+	if secret.Auth != nil && !secret.Auth.Renewable {
+		// A token that cannot be renewed (a batch token, say): log in
+		// again when four fifths of its life are gone.
+		var expiry <-chan time.Time
+		if secret.Auth.LeaseDuration > 0 {
+			t := time.NewTimer(time.Duration(secret.Auth.LeaseDuration) * time.Second * 4 / 5)
+			defer t.Stop()
+			expiry = t.C
+		}
+		select {
+		case <-expiry:
+			s.forget(secret)
+		case <-changed:
+		case <-ctx.Done():
+		}
+		return
+	}
 	w, err := s.api.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: secret})
 	if err != nil {
 		s.log.Warn("vault token cannot be watched; logging in again", "error", err)
