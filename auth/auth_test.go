@@ -53,7 +53,11 @@ func TestTokensAreLongRandomAndStoredHashed(t *testing.T) {
 	if err != nil || p.TokenID != rec.ID || p.Role != auth.RoleAdmin {
 		t.Fatalf("authenticate: %+v %v", p, err)
 	}
-	for _, bad := range []string{"", tok[:46], tok + "x", "Bearer " + tok, strings.Replace(tok, "kbt_", "kbx_", 1), tok[:46] + "A"} {
+	last := "A"
+	if strings.HasSuffix(tok, "A") {
+		last = "B"
+	}
+	for _, bad := range []string{"", tok[:46], tok + "x", "Bearer " + tok, strings.Replace(tok, "kbt_", "kbx_", 1), tok[:46] + last} {
 		if _, err := s.Authenticate(ctx, bad); !errors.Is(err, auth.ErrUnauthenticated) {
 			t.Errorf("authenticate %q...: %v", bad[:min(len(bad), 8)], err)
 		}

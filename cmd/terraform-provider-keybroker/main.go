@@ -1,0 +1,28 @@
+// Command terraform-provider-keybroker is the Terraform provider binary; it
+// only serves the provider implemented in package terraform.
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+
+	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+
+	"github.com/keybroker/keybroker/terraform"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	debug := flag.Bool("debug", false, "run with support for debuggers such as delve")
+	flag.Parse()
+	err := providerserver.Serve(context.Background(), terraform.New(version), providerserver.ServeOpts{
+		Address: "registry.terraform.io/keybroker/keybroker",
+		Debug:   *debug,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+}

@@ -1,0 +1,78 @@
+package terraform
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/keybroker/keybroker/client"
+)
+
+type workspaceKeysDataSource struct{ client *client.Client }
+
+var _ datasource.DataSourceWithConfigure = (*workspaceKeysDataSource)(nil)
+
+func newWorkspaceKeysDataSource() datasource.DataSource { return &workspaceKeysDataSource{} }
+
+func (d *workspaceKeysDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_workspace_keys"
+}
+
+func (d *workspaceKeysDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		Description: "Metadata of every key of a workspace (never the keys).",
+		Attributes: map[string]schema.Attribute{
+			"workspace_id": schema.StringAttribute{Required: true, Validators: []validator.String{idValidator{}}},
+			"keys": schema.ListNestedAttribute{
+				Computed: true, Description: "One entry per provider, sorted by provider.",
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"provider_id": schema.StringAttribute{Computed: true},
+					"masked_key":  schema.StringAttribute{Computed: true},
+					"version":     schema.Int64Attribute{Computed: true},
+					"fingerprint": schema.StringAttribute{Computed: true},
+					"updated_at":  schema.StringAttribute{Computed: true},
+					"updated_by":  schema.StringAttribute{Computed: true},
+				}},
+			},
+		},
+	}
+}
+
+func (d *workspaceKeysDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
+	if req.ProviderData == nil {
+		return
+	}
+	c, ok := req.ProviderData.(*client.Client)
+	if !ok {
+		resp.Diagnostics.AddError("Unexpected provider data", fmt.Sprintf("Expected *client.Client, got %T. This is a bug in the provider.", req.ProviderData))
+		return
+	}
+	d.client = c
+}
+
+func (d *workspaceKeysDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	var m workspaceKeysModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	keys, err := d.client.ListKeys(ctx, m.WorkspaceID.ValueString())
+	if err != nil {
+		apiError(&resp.Diagnostics, "list", m.WorkspaceID.ValueString(), "workspace's", err)
+		return
+	}
+	m.Keys = make([]keySummaryModel, 0, len(keys))
+	for _, k := range keys {
+		m.Keys = append(m.Keys, keySummaryModel{
+			ProviderID: types.StringValue(k.Provider), MaskedKey: types.StringValue(k.MaskedKey),
+			Version: types.Int64Value(int64(k.Version)), Fingerprint: types.StringValue(k.Fingerprint),
+			UpdatedAt: types.StringValue(k.UpdatedAt.UTC().Format(time.RFC3339)), UpdatedBy: types.StringValue(k.UpdatedBy),
+		})
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
