@@ -1,0 +1,308 @@
+package terraform_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-testing/config"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	tfstate "github.com/hashicorp/terraform-plugin-testing/terraform"
+
+	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/client"
+	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/internal/devenv"
+	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/vaulttest"
+	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/terraform"
+	"github.com/keybroker/keybroker/vault"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const pepper = "terraform-test-pepper-0123456789"
+
+// server is a real keybroker (real Vault identities, real PostgreSQL) on
+// loopback, with an operator token.
+type server struct {
+	url, token string
+	api        *client.Client
+	ids        *vaulttest.Identities
+}
+
+func startKeybroker(t *testing.T) *server {
+	t.Helper()
+	ctx := context.Background()
+	ids := vaulttest.Bootstrap(t, vaulttest.Options{})
+	dbURL := testenv.DatabaseURL(t)
+	st, err := store.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st,
+		Pepper: []byte(pepper), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := auth.NewService(st, 0)
+	token, _, err := tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "terraform-test"}, broker.ValidID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(handlers.NewRouter(handlers.Options{Keys: b, Tokens: tokens, Logger: slog.New(slog.DiscardHandler)}))
+	t.Cleanup(srv.Close)
+	api, err := client.New(client.Config{Address: srv.URL, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &server{url: srv.URL, token: token, api: api, ids: ids}
+}
+
+// useCLI points terraform-plugin-testing at one of the CLIs built by
+// scripts/tools.sh, with the environment both need.
+func useCLI(t *testing.T, name string) {
+	t.Helper()
+	bin, err := devenv.FindTool(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliConfig := filepath.Join(t.TempDir(), "cli.tfrc")
+	if err := os.WriteFile(cliConfig, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TF_ACC", "1")
+	t.Setenv("TF_ACC_TERRAFORM_PATH", bin)
+	t.Setenv("TF_ACC_PROVIDER_NAMESPACE", "hashicorp")
+	t.Setenv("CHECKPOINT_DISABLE", "1")
+	t.Setenv("TF_CLI_CONFIG_FILE", cliConfig)
+}
+
+var factories = map[string]func() (tfprotov6.ProviderServer, error){
+	"keybroker": providerserver.NewProtocol6WithError(terraform.New("test")()),
+}
+
+func providerBlock(s *server) string {
+	return fmt.Sprintf("provider \"keybroker\" {\n  address = %q\n  token   = %q\n}\n", s.url, s.token)
+}
+
+func newKey(t *testing.T) string {
+	return "sk-proj-tf-" + testenv.RandomID(t) + testenv.RandomID(t) + testenv.RandomID(t)
+}
+
+// resolvesTo checks what the execution path gets for ws1/openai.
+func resolvesTo(s *server, want, source string) resource.TestCheckFunc {
+	return func(*tfstate.State) error {
+		r, err := s.api.Resolve(context.Background(), "ws1", "openai")
+		if err != nil {
+			return fmt.Errorf("resolve: %w", err)
+		}
+		if r.APIKey != want || r.Source != source {
+			return fmt.Errorf("resolve gave a %s key (version %d), not the expected %s one", r.Source, r.Version, source)
+		}
+		return nil
+	}
+}
+
+// destroyedToHosted checks, after destroy, that the key is gone from Vault
+// and the workspace resolves to the hosted key.
+func destroyedToHosted(s *server, hosted string) func(*tfstate.State) error {
+	return func(*tfstate.State) error {
+		if _, err := s.api.GetKey(context.Background(), "ws1", "openai"); !client.IsStatus(err, http.StatusNotFound) {
+			return fmt.Errorf("key metadata after destroy: %v", err)
+		}
+		if _, err := s.ids.Root.KV(s.ids.Mount).Get(context.Background(), vault.WorkspaceKeyPath("ws1", "openai")); err == nil {
+			return fmt.Errorf("the key is still readable in Vault after destroy")
+		}
+		return resolvesTo(s, hosted, "hosted")(nil)
+	}
+}
+
+const res = "keybroker_workspace_key.k"
+
+func TestAcceptanceTerraform15WithAPIKey(t *testing.T) {
+	useCLI(t, "terraform")
+	s := startKeybroker(t)
+	hosted, k1, k2, outOfBand := newKey(t), newKey(t), newKey(t), newKey(t)
+	if _, err := s.ids.Root.KV(s.ids.Mount).Put(context.Background(), vault.HostedKeyPath("openai"), hosted, 0); err != nil {
+		t.Fatal(err)
+	}
+	config := func(key string) string {
+		return providerBlock(s) + fmt.Sprintf(`
+resource "keybroker_workspace_key" "k" {
+  workspace_id = "ws1"
+  provider_id  = "openai"
+  api_key      = %q
+}
+data "keybroker_workspace_keys" "ws1" {
+  workspace_id = "ws1"
+  depends_on   = [keybroker_workspace_key.k]
+}
+data "keybroker_providers" "all" {}
+`, key)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		CheckDestroy:             destroyedToHosted(s, hosted),
+		Steps: []resource.TestStep{
+			{
+				Config: config(k1),
+				Check: resource.ComposeTestCheckFunc(
+					resource.TestCheckResourceAttr(res, "id", "ws1/openai"),
+					resource.TestCheckResourceAttr(res, "version", "1"),
+					resource.TestCheckResourceAttr(res, "masked_key", k1[:6]+"..."+k1[len(k1)-4:]),
+					resource.TestCheckResourceAttr("data.keybroker_workspace_keys.ws1", "keys.0.provider_id", "openai"),
+					resource.TestCheckResourceAttr("data.keybroker_providers.all", "providers.#", "5"),
+					resolvesTo(s, k1, "byok"),
+				),
+			},
+			{
+				Config: config(k2),
+				Check: resource.ComposeTestCheckFunc(
+					resource.TestCheckResourceAttr(res, "version", "2"),
+					resolvesTo(s, k2, "byok"),
+				),
+			},
+			{ResourceName: res, ImportState: true, ImportStateId: "ws1/openai", ImportStateVerify: true,
+				ImportStateVerifyIgnore: []string{"api_key", "api_key_wo_version"}},
+			{
+				// Deleted outside Terraform: the plan creates it again.
+				PreConfig: func() {
+					if err := s.api.DeleteKey(context.Background(), "ws1", "openai", 0); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config:           config(k2),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectResourceAction(res, plancheck.ResourceActionCreate)}},
+				Check:            resolvesTo(s, k2, "byok"),
+			},
+			{
+				// Rotated outside Terraform: the plan puts the configured key back.
+				PreConfig: func() {
+					if _, _, err := s.api.SetKey(context.Background(), "ws1", "openai", outOfBand, 0); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config:           config(k2),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectResourceAction(res, plancheck.ResourceActionUpdate)}},
+				Check:            resolvesTo(s, k2, "byok"),
+			},
+		},
+	})
+}
+
+// noSecret fails when the JSON form of a plan or state holds the key or
+// the pepper.
+func noSecret(what string, v any, secrets ...string) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if len(b) < 50 {
+		return fmt.Errorf("%s JSON is nearly empty: %s", what, b)
+	}
+	for _, s := range secrets {
+		if strings.Contains(string(b), s) {
+			return fmt.Errorf("the %s holds a secret (%s...)", what, s[:6])
+		}
+	}
+	return nil
+}
+
+type planHasNoSecret struct{ secrets []string }
+
+func (p planHasNoSecret) CheckPlan(_ context.Context, req plancheck.CheckPlanRequest, resp *plancheck.CheckPlanResponse) {
+	resp.Error = noSecret("plan", req.Plan, p.secrets...)
+}
+
+type stateHasNoSecret struct{ secrets []string }
+
+func (s stateHasNoSecret) CheckState(_ context.Context, req statecheck.CheckStateRequest, resp *statecheck.CheckStateResponse) {
+	resp.Error = noSecret("state", req.State, s.secrets...)
+}
+
+func TestAcceptanceOpenTofuWithWriteOnlyKey(t *testing.T) {
+	useCLI(t, "tofu")
+	s := startKeybroker(t)
+	hosted, k1, k2 := newKey(t), newKey(t), newKey(t)
+	if _, err := s.ids.Root.KV(s.ids.Mount).Put(context.Background(), vault.HostedKeyPath("openai"), hosted, 0); err != nil {
+		t.Fatal(err)
+	}
+	// The key comes in through an ephemeral variable, as in the example:
+	// OpenTofu keeps its value out of plans and state too.
+	config := func(key string, version int) (string, config.Variables) {
+		return providerBlock(s) + fmt.Sprintf(`
+variable "openai_key" {
+  type      = string
+  sensitive = true
+  ephemeral = true
+}
+resource "keybroker_workspace_key" "k" {
+  workspace_id       = "ws1"
+  provider_id        = "openai"
+  api_key_wo         = var.openai_key
+  api_key_wo_version = %d
+}
+`, version), config.Variables{"openai_key": config.StringVariable(key)}
+	}
+	secrets := []string{k1, k2, pepper}
+	plans := resource.ConfigPlanChecks{
+		PreApply:             []plancheck.PlanCheck{planHasNoSecret{secrets}},
+		PostApplyPostRefresh: []plancheck.PlanCheck{planHasNoSecret{secrets}},
+	}
+	states := []statecheck.StateCheck{stateHasNoSecret{secrets}}
+	cfg1, vars1 := config(k1, 1)
+	cfg2, vars2 := config(k2, 2)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		CheckDestroy:             destroyedToHosted(s, hosted),
+		Steps: []resource.TestStep{
+			{
+				Config: cfg1, ConfigVariables: vars1, ConfigPlanChecks: plans, ConfigStateChecks: states,
+				Check: resource.ComposeTestCheckFunc(
+					resource.TestCheckResourceAttr(res, "version", "1"),
+					resource.TestCheckNoResourceAttr(res, "api_key_wo"),
+					resolvesTo(s, k1, "byok"),
+				),
+			},
+			{
+				// Rotation: a new key and a bumped version.
+				Config: cfg2, ConfigVariables: vars2, ConfigPlanChecks: plans, ConfigStateChecks: states,
+				Check: resource.ComposeTestCheckFunc(
+					resource.TestCheckResourceAttr(res, "version", "2"),
+					resolvesTo(s, k2, "byok"),
+				),
+			},
+			{ResourceName: res, ImportState: true, ImportStateId: "ws1/openai", ImportStateVerify: true,
+				ConfigVariables: vars2, ImportStateVerifyIgnore: []string{"api_key_wo_version"}},
+			{
+				PreConfig: func() {
+					if err := s.api.DeleteKey(context.Background(), "ws1", "openai", 0); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: cfg2, ConfigVariables: vars2, ConfigStateChecks: states,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(res, plancheck.ResourceActionCreate), planHasNoSecret{secrets}}},
+				Check: resolvesTo(s, k2, "byok"),
+			},
+		},
+	})
+}
