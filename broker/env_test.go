@@ -1,14 +1,12 @@
 package broker_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,7 +16,6 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/internal/vaulttest"
 	"github.com/keybroker/keybroker/store"
@@ -29,7 +26,7 @@ import (
 // capturedLogs; every key a test makes is in usedKeys. TestMain fails the
 // run if a key shows up in the logs.
 var (
-	capturedLogs syncBuffer
+	capturedLogs testenv.SyncBuffer
 	usedKeysMu   sync.Mutex
 	usedKeys     []string
 )
@@ -49,24 +46,6 @@ func TestMain(m *testing.M) {
 		}
 		return nil
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var testLogger = slog.New(slog.NewTextHandler(&capturedLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -192,24 +171,10 @@ var alice = broker.Actor{Subject: "alice", RemoteAddr: "192.0.2.10"}
 // key made so far appears in it.
 func assertDatabaseHoldsNoKey(t testing.TB, dbURL string) {
 	t.Helper()
-	pgDump, err := devenv.PostgresTool("pg_dump")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(pgDump, "--data-only", "--dbname="+dbURL).CombinedOutput()
-	if err != nil {
-		t.Fatalf("pg_dump: %v: %s", err, out)
-	}
-	if len(out) < 100 {
-		t.Fatalf("pg_dump printed almost nothing: %q", out)
-	}
 	usedKeysMu.Lock()
-	defer usedKeysMu.Unlock()
-	for _, k := range usedKeys {
-		if bytes.Contains(out, []byte(k)) {
-			t.Errorf("the database dump contains a key (%s...)", k[:6])
-		}
-	}
+	keys := append([]string(nil), usedKeys...)
+	usedKeysMu.Unlock()
+	testenv.AssertDumpLacks(t, dbURL, keys)
 }
 
 func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {

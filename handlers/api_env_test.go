@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -25,7 +24,6 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
@@ -39,8 +37,8 @@ import (
 var (
 	secretsMu   sync.Mutex
 	secrets     []string
-	logs        syncBuffer
-	errorBodies syncBuffer
+	logs        testenv.SyncBuffer
+	errorBodies testenv.SyncBuffer
 )
 
 func remember(s string) string {
@@ -69,23 +67,6 @@ func leakCheck() error {
 		}
 	}
 	return nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // api is a keybroker HTTP server on loopback over the real Vault and
@@ -301,19 +282,8 @@ func (s *specCheck) RoundTrip(req *http.Request) (*http.Response, error) {
 // key or token used so far appears in it.
 func assertDumpHoldsNoSecret(t *testing.T, dbURL string) {
 	t.Helper()
-	pgDump, err := devenv.PostgresTool("pg_dump")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(pgDump, "--data-only", "--dbname="+dbURL).CombinedOutput()
-	if err != nil {
-		t.Fatalf("pg_dump: %v: %s", err, out)
-	}
 	secretsMu.Lock()
-	defer secretsMu.Unlock()
-	for _, s := range secrets {
-		if bytes.Contains(out, []byte(s)) {
-			t.Errorf("the database dump contains a secret (%s...)", s[:6])
-		}
-	}
+	all := append([]string(nil), secrets...)
+	secretsMu.Unlock()
+	testenv.AssertDumpLacks(t, dbURL, all)
 }

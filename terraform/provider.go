@@ -139,3 +139,16 @@ func valueOr(v types.String, def string) string {
 	}
 	return v.ValueString()
 }
+
+// clientFrom is the Configure of every resource and data source: the
+// provider hands over one API client.
+func clientFrom(providerData any, diags diagAdder) *client.Client {
+	if providerData == nil {
+		return nil // the provider is not configured yet (validation)
+	}
+	c, ok := providerData.(*client.Client)
+	if !ok {
+		diags.AddError("Unexpected provider data", fmt.Sprintf("Expected *client.Client, got %T. This is a bug in the provider.", providerData))
+	}
+	return c
+}

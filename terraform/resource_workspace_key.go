@@ -8,12 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/keybroker/keybroker/client"
@@ -74,15 +76,7 @@ func (r *workspaceKeyResource) Schema(_ context.Context, _ resource.SchemaReques
 }
 
 func (r *workspaceKeyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	if req.ProviderData == nil {
-		return
-	}
-	c, ok := req.ProviderData.(*client.Client)
-	if !ok {
-		resp.Diagnostics.AddError("Unexpected provider data", fmt.Sprintf("Expected *client.Client, got %T. This is a bug in the provider.", req.ProviderData))
-		return
-	}
-	r.client = c
+	r.client = clientFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 func (r *workspaceKeyResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
@@ -121,13 +115,19 @@ func (r *workspaceKeyResource) Create(ctx context.Context, req resource.CreateRe
 		apiError(&resp.Diagnostics, "read", ws, provider, err)
 		return
 	}
+	r.write(ctx, "create", plan, config, &resp.State, &resp.Diagnostics)
+}
+
+// write sends the key (create or rotate) and records the answer in state.
+func (r *workspaceKeyResource) write(ctx context.Context, op string, plan, config workspaceKeyModel, state *tfsdk.State, diags *diag.Diagnostics) {
+	ws, provider := plan.WorkspaceID.ValueString(), plan.ProviderID.ValueString()
 	meta, _, err := r.client.SetKey(ctx, ws, provider, keyOf(plan, config), 0)
 	if err != nil {
-		apiError(&resp.Diagnostics, "create", ws, provider, err)
+		apiError(diags, op, ws, provider, err)
 		return
 	}
 	setComputed(&plan, meta)
-	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	diags.Append(state.Set(ctx, &plan)...)
 }
 
 func (r *workspaceKeyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -165,14 +165,7 @@ func (r *workspaceKeyResource) Update(ctx context.Context, req resource.UpdateRe
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ws, provider := plan.WorkspaceID.ValueString(), plan.ProviderID.ValueString()
-	meta, _, err := r.client.SetKey(ctx, ws, provider, keyOf(plan, config), 0)
-	if err != nil {
-		apiError(&resp.Diagnostics, "rotate", ws, provider, err)
-		return
-	}
-	setComputed(&plan, meta)
-	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	r.write(ctx, "rotate", plan, config, &resp.State, &resp.Diagnostics)
 }
 
 func (r *workspaceKeyResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {

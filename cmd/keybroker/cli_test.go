@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,24 +13,6 @@ import (
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/internal/testenv"
 )
-
-// lockedBuffer collects a child's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -70,7 +51,7 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	serve.Env = append(serve.Env,
 		"KEYBROKER_LISTEN_ADDR="+addr, "DATABASE_URL="+dbURL, "VAULT_ADDR="+vaultAddr, "VAULT_TOKEN="+vaultToken,
 		"KEYBROKER_KV_MOUNT="+mount, "KEYBROKER_FINGERPRINT_PEPPER=cli-test-pepper-0123456789")
-	var serverLog lockedBuffer
+	var serverLog testenv.SyncBuffer
 	serve.Stdout, serve.Stderr = &serverLog, &serverLog
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)

@@ -33,16 +33,23 @@ func newKeysCommand() *cobra.Command {
 	pf.StringVar(&provider, "provider", "", "provider id")
 	pf.BoolVar(&asJSON, "json", false, "print JSON")
 
-	newClient := func() (*client.Client, error) {
-		return client.New(client.Config{Address: addr, Token: os.Getenv("KEYBROKER_TOKEN")})
-	}
-	need := func(names ...string) error {
-		for _, n := range names {
-			if (n == "workspace" && workspace == "") || (n == "provider" && provider == "") {
-				return fmt.Errorf("--%s is required", n)
-			}
-		}
-		return nil
+	// command builds a subcommand that needs --workspace (and, with
+	// needProvider, --provider) and an API client.
+	command := func(use, short string, needProvider bool, run func(*cobra.Command, *client.Client) error) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				if workspace == "" {
+					return errors.New("--workspace is required")
+				}
+				if needProvider && provider == "" {
+					return errors.New("--provider is required")
+				}
+				c, err := client.New(client.Config{Address: addr, Token: os.Getenv("KEYBROKER_TOKEN")})
+				if err != nil {
+					return err
+				}
+				return run(cmd, c)
+			}}
 	}
 	printMeta := func(w io.Writer, metas ...client.KeyMetadata) error {
 		if asJSON {
@@ -56,132 +63,84 @@ func newKeysCommand() *cobra.Command {
 		return tw.Flush()
 	}
 
-	list := &cobra.Command{Use: "list", Short: "List a workspace's keys (metadata only)", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := need("workspace"); err != nil {
-				return err
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			keys, err := c.ListKeys(cmd.Context(), workspace)
-			if err != nil {
-				return err
-			}
-			return printMeta(cmd.OutOrStdout(), keys...)
-		}}
-	get := &cobra.Command{Use: "get", Short: "Show one key's metadata", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := need("workspace", "provider"); err != nil {
-				return err
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			m, err := c.GetKey(cmd.Context(), workspace, provider)
-			if err != nil {
-				return err
-			}
-			return printMeta(cmd.OutOrStdout(), m)
-		}}
+	list := command("list", "List a workspace's keys (metadata only)", false, func(cmd *cobra.Command, c *client.Client) error {
+		keys, err := c.ListKeys(cmd.Context(), workspace)
+		if err != nil {
+			return err
+		}
+		return printMeta(cmd.OutOrStdout(), keys...)
+	})
+	get := command("get", "Show one key's metadata", true, func(cmd *cobra.Command, c *client.Client) error {
+		m, err := c.GetKey(cmd.Context(), workspace, provider)
+		if err != nil {
+			return err
+		}
+		return printMeta(cmd.OutOrStdout(), m)
+	})
 	var ifVersion int
-	set := &cobra.Command{Use: "set", Short: "Create or rotate a key, read from stdin or a prompt (never a flag)", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := need("workspace", "provider"); err != nil {
-				return err
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			key, err := readKey(cmd.InOrStdin(), cmd.ErrOrStderr(), provider)
-			if err != nil {
-				return err
-			}
-			m, created, err := c.SetKey(cmd.Context(), workspace, provider, key, ifVersion)
-			if err != nil {
-				return err
-			}
-			verb := "rotated"
-			if created {
-				verb = "created"
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "%s %s/%s: %s, version %d\n", verb, workspace, provider, m.MaskedKey, m.Version)
-			return printMeta(cmd.OutOrStdout(), m)
-		}}
+	set := command("set", "Create or rotate a key, read from stdin or a prompt (never a flag)", true, func(cmd *cobra.Command, c *client.Client) error {
+		key, err := readKey(cmd.InOrStdin(), cmd.ErrOrStderr(), provider)
+		if err != nil {
+			return err
+		}
+		m, created, err := c.SetKey(cmd.Context(), workspace, provider, key, ifVersion)
+		if err != nil {
+			return err
+		}
+		verb := "rotated"
+		if created {
+			verb = "created"
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s %s/%s: %s, version %d\n", verb, workspace, provider, m.MaskedKey, m.Version)
+		return printMeta(cmd.OutOrStdout(), m)
+	})
 	set.Flags().IntVar(&ifVersion, "if-version", 0, "write only if this version is current (check-and-set)")
-	del := &cobra.Command{Use: "delete", Short: "Delete a key; the workspace falls back to the platform's hosted key", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := need("workspace", "provider"); err != nil {
-				return err
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteKey(cmd.Context(), workspace, provider, ifVersion); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s/%s; calls now use the hosted key (billed)\n", workspace, provider)
-			return nil
-		}}
+	del := command("delete", "Delete a key; the workspace falls back to the platform's hosted key", true, func(cmd *cobra.Command, c *client.Client) error {
+		if err := c.DeleteKey(cmd.Context(), workspace, provider, ifVersion); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s/%s; calls now use the hosted key (billed)\n", workspace, provider)
+		return nil
+	})
 	del.Flags().IntVar(&ifVersion, "if-version", 0, "delete only if this version is current")
-	versions := &cobra.Command{Use: "versions", Short: "List a key's versions", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := need("workspace", "provider"); err != nil {
-				return err
+	versions := command("versions", "List a key's versions", true, func(cmd *cobra.Command, c *client.Client) error {
+		vs, err := c.Versions(cmd.Context(), workspace, provider)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(vs)
+		}
+		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tCREATED\tSTATE")
+		for _, v := range vs {
+			state := "available"
+			switch {
+			case v.Current:
+				state = "current"
+			case v.Destroyed:
+				state = "destroyed"
+			case v.DeletedAt != nil:
+				state = "deleted"
 			}
-			c, err := newClient()
-			if err != nil {
-				return err
+			if v.Current && v.DeletedAt != nil {
+				state = "current, deleted"
 			}
-			vs, err := c.Versions(cmd.Context(), workspace, provider)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(vs)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "VERSION\tCREATED\tSTATE")
-			for _, v := range vs {
-				state := "available"
-				switch {
-				case v.Current:
-					state = "current"
-				case v.Destroyed:
-					state = "destroyed"
-				case v.DeletedAt != nil:
-					state = "deleted"
-				}
-				if v.Current && v.DeletedAt != nil {
-					state = "current, deleted"
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\n", v.Version, v.CreatedAt.Format(time.RFC3339), state)
-			}
-			return tw.Flush()
-		}}
+			fmt.Fprintf(tw, "%d\t%s\t%s\n", v.Version, v.CreatedAt.Format(time.RFC3339), state)
+		}
+		return tw.Flush()
+	})
 	var toVersion int
-	rollback := &cobra.Command{Use: "rollback", Short: "Make an earlier version current", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := need("workspace", "provider"); err != nil {
-				return err
-			}
-			if toVersion <= 0 {
-				return errors.New("--version is required")
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			m, err := c.Rollback(cmd.Context(), workspace, provider, toVersion)
-			if err != nil {
-				return err
-			}
-			return printMeta(cmd.OutOrStdout(), m)
-		}}
+	rollback := command("rollback", "Make an earlier version current", true, func(cmd *cobra.Command, c *client.Client) error {
+		if toVersion <= 0 {
+			return errors.New("--version is required")
+		}
+		m, err := c.Rollback(cmd.Context(), workspace, provider, toVersion)
+		if err != nil {
+			return err
+		}
+		return printMeta(cmd.OutOrStdout(), m)
+	})
 	rollback.Flags().IntVar(&toVersion, "version", 0, "the version to make current again")
 	cmd.AddCommand(list, get, set, del, versions, rollback)
 	return cmd

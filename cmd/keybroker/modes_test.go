@@ -21,12 +21,12 @@ import (
 )
 
 // startServe runs `keybroker serve` with env and waits until it is ready.
-func startServe(t *testing.T, env []string) (addr string, logs *lockedBuffer) {
+func startServe(t *testing.T, env []string) (addr string, logs *testenv.SyncBuffer) {
 	t.Helper()
 	addr = freeAddr(t)
 	serve := keybroker("serve")
 	serve.Env = append(serve.Env, append(env, "KEYBROKER_LISTEN_ADDR="+addr)...)
-	logs = &lockedBuffer{}
+	logs = &testenv.SyncBuffer{}
 	serve.Stdout, serve.Stderr = logs, logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
