@@ -28,6 +28,17 @@ TOFU_VERSION="1.12.6"      # OpenTofu (MPL-2.0); has write-only attributes
 
 log() { echo "tools: $*" >&2; }
 
+# has_version BIN PATTERN: BIN exists and its `version` output has a line
+# matching PATTERN. The output is captured first: with pipefail, `grep -q`
+# closing the pipe early would fail the pipeline. CLI configuration warnings
+# (a TF_CLI_CONFIG_FILE that does not exist) are ignored.
+has_version() {
+	[ -x "$1" ] || return 1
+	local out
+	out=$(TF_CLI_CONFIG_FILE=/dev/null "$1" version 2>/dev/null) || true
+	grep -q "$2" <<<"$out"
+}
+
 # modcopy MODULE@VERSION DEST: download a module's source from the proxy and
 # copy it to DEST as a writable tree (the module cache is read-only).
 modcopy() {
@@ -44,7 +55,7 @@ modcopy() {
 }
 
 build_vault() {
-	if [ -x "$BIN/vault" ] && "$BIN/vault" version 2>/dev/null | grep -q "Vault v$VAULT_VERSION"; then
+	if has_version "$BIN/vault" "^Vault v$VAULT_VERSION\b"; then
 		log "vault v$VAULT_VERSION already built ($BIN/vault)"
 		return
 	fi
@@ -79,7 +90,7 @@ build_vault() {
 }
 
 build_terraform() {
-	if [ -x "$BIN/terraform" ] && "$BIN/terraform" version 2>/dev/null | grep -q "^Terraform v$TERRAFORM_VERSION\b"; then
+	if has_version "$BIN/terraform" "^Terraform v$TERRAFORM_VERSION\b"; then
 		log "terraform v$TERRAFORM_VERSION already built ($BIN/terraform)"
 		return
 	fi
@@ -90,7 +101,7 @@ build_terraform() {
 }
 
 build_tofu() {
-	if [ -x "$BIN/tofu" ] && "$BIN/tofu" version 2>/dev/null | grep -q "^OpenTofu v$TOFU_VERSION\b"; then
+	if has_version "$BIN/tofu" "^OpenTofu v$TOFU_VERSION\b"; then
 		log "tofu v$TOFU_VERSION already built ($BIN/tofu)"
 		return
 	fi
