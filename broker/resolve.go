@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -131,6 +132,21 @@ func (b *Broker) evict(workspace, provider string) {
 	b.cache.Delete(string(workspaceCacheKey(workspace, provider)))
 }
 
-// Evict forgets the cached answer for (workspace, provider); replicas call
-// it when another replica changed the key.
+// Evict forgets the cached answer for (workspace, provider).
 func (b *Broker) Evict(workspace, provider string) { b.evict(workspace, provider) }
+
+// Invalidate applies a change announced by a replica (or this one) over
+// PostgreSQL: the key, or every key of the workspace, is forgotten.
+func (b *Broker) Invalidate(inv store.Invalidation) {
+	if inv.Provider != "" {
+		b.evict(inv.Workspace, inv.Provider)
+		return
+	}
+	for _, p := range b.providers.All() {
+		b.evict(inv.Workspace, p.ID)
+	}
+}
+
+// FlushCache forgets every cached answer: after the invalidation listener
+// reconnects, announcements may have been missed.
+func (b *Broker) FlushCache() { b.cache.Flush() }

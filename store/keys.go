@@ -119,6 +119,9 @@ func (s *Store) CompleteWrite(ctx context.Context, workspace, provider, id strin
 		if err != nil {
 			return fmt.Errorf("record version %d of %s/%s: %w", w.Version, workspace, provider, err)
 		}
+		if err := notify(ctx, tx, Invalidation{Workspace: workspace, Provider: provider, Version: w.Version}); err != nil {
+			return err
+		}
 		return appendAudit(ctx, tx, ev)
 	})
 }
@@ -153,6 +156,9 @@ func (s *Store) CompleteDelete(ctx context.Context, workspace, provider string, 
 			workspace, provider, deleted); err != nil {
 			return fmt.Errorf("remove %s/%s: %w", workspace, provider, err)
 		}
+		if err := notify(ctx, tx, Invalidation{Workspace: workspace, Provider: provider, Version: deleted}); err != nil {
+			return err
+		}
 		return appendAudit(ctx, tx, ev)
 	})
 }
@@ -167,6 +173,9 @@ func (s *Store) PurgeWorkspace(ctx context.Context, workspace string, ev AuditEv
 			return fmt.Errorf("purge workspace %s: %w", workspace, err)
 		}
 		n = tag.RowsAffected()
+		if err := notify(ctx, tx, Invalidation{Workspace: workspace}); err != nil {
+			return err
+		}
 		return appendAudit(ctx, tx, ev)
 	})
 	return int(n), err

@@ -203,6 +203,22 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 	if err != nil {
 		return err
 	}
+	if bcfg.Reader != nil {
+		// Push invalidation: a key changed through any replica is evicted
+		// here within moments, not at the end of its TTL.
+		go func() {
+			err := st.ListenInvalidations(ctx, store.InvalidationHandler{
+				Invalidate: b.Invalidate,
+				Listening: func() {
+					b.FlushCache()
+					logger.Info("listening for key invalidations; cache flushed", "channel", store.InvalidationChannel)
+				},
+			}, logger)
+			if err != nil {
+				logger.Error("invalidation listener stopped; keys are now invalidated by their TTL only", "error", err)
+			}
+		}()
+	}
 	router := handlers.NewRouter(handlers.Options{
 		Logger: logger,
 		Mode:   mode,

@@ -1,0 +1,157 @@
+package broker_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/store"
+)
+
+// listen runs a replica's invalidation listener until the test ends and
+// returns a channel that receives each time it (re)starts listening.
+func listen(t *testing.T, e *env, b *broker.Broker) <-chan struct{} {
+	t.Helper()
+	started := make(chan struct{}, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = e.store.ListenInvalidations(ctx, store.InvalidationHandler{
+			Invalidate: b.Invalidate,
+			Listening: func() {
+				b.FlushCache()
+				started <- struct{}{}
+			},
+		}, testLogger)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener did not start")
+	}
+	return started
+}
+
+// untilServes measures how long b takes to serve want for ws/provider,
+// with other goroutines resolving the same key meanwhile (load).
+func untilServes(t *testing.T, b *broker.Broker, ws, provider, want string) time.Duration {
+	t.Helper()
+	ctx := context.Background()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var resolves atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _ = b.Resolve(ctx, ws, provider)
+				resolves.Add(1)
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	start := time.Now()
+	for {
+		if r, err := b.Resolve(ctx, ws, provider); err == nil && r.APIKey == want {
+			return time.Since(start)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("not served within 5 s (%d resolves meanwhile)", resolves.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestChangesOnOneReplicaReachAnotherWithinASecond(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil) // replica A; caches for 30 s
+	ws := e.workspc
+	replicaB := e.another(t, nil)
+	listen(t, e, e.b)
+	listen(t, e, replicaB)
+	hosted, k1, k2 := newKey(t, "openai"), newKey(t, "openai"), newKey(t, "openai")
+	e.setHosted(t, "openai", hosted)
+	if _, err := e.b.SetKey(ctx, alice, ws, "openai", k1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := replicaB.Resolve(ctx, ws, "openai"); err != nil || r.APIKey != k1 {
+		t.Fatalf("B before: %v %v", r, err)
+	}
+
+	// Delete on A while B serves the key under load.
+	if err := e.b.DeleteKey(ctx, alice, ws, "openai", 0); err != nil {
+		t.Fatal(err)
+	}
+	deleted := untilServes(t, replicaB, ws, "openai", hosted)
+
+	// A new key on A (B has "no BYOK key" cached), then a rotation.
+	if _, err := e.b.SetKey(ctx, alice, ws, "openai", k1, 0); err != nil {
+		t.Fatal(err)
+	}
+	recreated := untilServes(t, replicaB, ws, "openai", k1)
+	if _, err := e.b.SetKey(ctx, alice, ws, "openai", k2, 0); err != nil {
+		t.Fatal(err)
+	}
+	rotated := untilServes(t, replicaB, ws, "openai", k2)
+	t.Logf("replica B stopped serving a deleted key after %v, served a re-created key after %v and a rotated key after %v", deleted, recreated, rotated)
+	for what, d := range map[string]time.Duration{"delete": deleted, "re-create": recreated, "rotation": rotated} {
+		if d > time.Second {
+			t.Errorf("%s reached replica B after %v, want within 1 s", what, d)
+		}
+	}
+
+	// A purge reaches B too.
+	if _, err := e.b.PurgeWorkspace(ctx, alice, ws); err != nil {
+		t.Fatal(err)
+	}
+	if d := untilServes(t, replicaB, ws, "openai", hosted); d > time.Second {
+		t.Errorf("a purge reached replica B after %v", d)
+	}
+}
+
+func TestListenerReconnectsAndFlushesAfterItsConnectionIsKilled(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	replicaB := e.another(t, nil)
+	startedB := listen(t, e, replicaB)
+	k1, k2 := newKey(t, "anthropic"), newKey(t, "anthropic")
+	if _, err := e.b.SetKey(ctx, alice, ws, "anthropic", k1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := replicaB.Resolve(ctx, ws, "anthropic"); r.APIKey != k1 {
+		t.Fatal("B does not serve the key")
+	}
+	// Kill B's LISTEN connection from the server side.
+	admin := testenv.NewPoolFor(t, e.dbURL)
+	tag, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'listen%'`)
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("terminate the listener's connection: %v (%d rows)", err, tag.RowsAffected())
+	}
+	select {
+	case <-startedB:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener did not reconnect within 10 s")
+	}
+	// B caches the key again; then invalidation must work again.
+	if r, _ := replicaB.Resolve(ctx, ws, "anthropic"); r.APIKey != k1 {
+		t.Fatal("B does not serve the key after the reconnect")
+	}
+	if _, err := e.b.SetKey(ctx, alice, ws, "anthropic", k2, 0); err != nil {
+		t.Fatal(err)
+	}
+	if d := untilServes(t, replicaB, ws, "anthropic", k2); d > time.Second {
+		t.Errorf("after the reconnect a rotation reached B after %v", d)
+	}
+}

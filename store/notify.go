@@ -1,0 +1,124 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgxlisten"
+)
+
+// InvalidationChannel is the PostgreSQL channel on which key changes are
+// announced to every replica.
+const InvalidationChannel = "keybroker_keys"
+
+// Invalidation says that a key changed: every replica evicts it from its
+// cache. An empty Provider means every key of the workspace (a purge).
+type Invalidation struct {
+	Workspace string `json:"w"`
+	Provider  string `json:"p,omitempty"`
+	Version   int    `json:"v,omitempty"`
+}
+
+// notify announces inv when tx commits (PostgreSQL delivers notifications
+// of a transaction at its commit, and drops them on rollback).
+func notify(ctx context.Context, tx pgx.Tx, inv Invalidation) error {
+	payload, err := json.Marshal(inv)
+	if err != nil {
+		return fmt.Errorf("encode invalidation: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, InvalidationChannel, string(payload)); err != nil {
+		return fmt.Errorf("notify %s: %w", InvalidationChannel, err)
+	}
+	return nil
+}
+
+// InvalidationHandler receives what ListenInvalidations hears.
+type InvalidationHandler struct {
+	// Invalidate is called for each announced change.
+	Invalidate func(Invalidation)
+	// Listening is called each time the listener (re)starts listening:
+	// announcements made while it was not may have been missed.
+	Listening func()
+}
+
+// ListenInvalidations keeps one dedicated connection listening on
+// InvalidationChannel until ctx is done, reconnecting with exponential
+// backoff and jitter (100 ms to 30 s) when the connection is lost.
+func (s *Store) ListenInvalidations(ctx context.Context, h InvalidationHandler, log *slog.Logger) error {
+	var mu sync.Mutex
+	failures := 0
+	l := &pgxlisten.Listener{
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			mu.Lock()
+			n := failures
+			mu.Unlock()
+			if n > 0 {
+				select {
+				case <-time.After(listenBackoff(n)):
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+			mu.Lock()
+			if err != nil {
+				failures++
+			} else {
+				failures = 0
+			}
+			mu.Unlock()
+			return conn, err
+		},
+		LogError: func(ctx context.Context, err error) {
+			if ctx.Err() == nil {
+				log.Warn("invalidation listener: connection lost or refused; reconnecting", "error", err)
+			}
+		},
+		ReconnectDelay: 100 * time.Millisecond,
+	}
+	l.Handle(InvalidationChannel, listenHandler{h: h, log: log})
+	err := l.Listen(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func listenBackoff(failures int) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 1; i < failures && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	d = min(d, 30*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+type listenHandler struct {
+	h   InvalidationHandler
+	log *slog.Logger
+}
+
+func (l listenHandler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
+	var inv Invalidation
+	if err := json.Unmarshal([]byte(n.Payload), &inv); err != nil {
+		l.log.Warn("invalidation listener: ignoring a malformed notification", "error", err)
+		return nil
+	}
+	l.h.Invalidate(inv)
+	return nil
+}
+
+// HandleBacklog runs when listening (re)starts.
+func (l listenHandler) HandleBacklog(context.Context, string, *pgx.Conn) error {
+	if l.h.Listening != nil {
+		l.h.Listening()
+	}
+	return nil
+}
