@@ -67,10 +67,16 @@ type Config struct {
 	CacheTTL time.Duration
 	// NegativeCacheTTL is how long "no key" is remembered. Default: 5s.
 	NegativeCacheTTL time.Duration
+	// StaleIfError is how long past its TTL a cached answer may still be
+	// served while Vault is unreachable (transport errors, 5xx, sealed,
+	// 429). Never after a 403 or a deleted key. Default: 0 (off).
+	StaleIfError time.Duration
 	// Pepper keys the fingerprints. Required for key management.
 	Pepper []byte
 	// Logger. Default: slog.Default().
 	Logger *slog.Logger
+	// Metrics records resolves and cache behaviour. Default: none.
+	Metrics *Metrics
 }
 
 // Broker is keybroker's domain: resolve, and key lifecycle.
@@ -81,8 +87,11 @@ type Broker struct {
 	providers *Registry
 	ttl       time.Duration
 	negTTL    time.Duration
-	pepper    []byte
-	log       *slog.Logger
+	// staleIfError: see Config.StaleIfError.
+	staleIfError time.Duration
+	pepper       []byte
+	metrics      *Metrics
+	log          *slog.Logger
 
 	cache  *gocache.Cache
 	flight singleflight.Group
@@ -100,7 +109,7 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.NegativeCacheTTL == 0 {
 		cfg.NegativeCacheTTL = 5 * time.Second
 	}
-	if cfg.CacheTTL < 0 || cfg.NegativeCacheTTL < 0 {
+	if cfg.CacheTTL < 0 || cfg.NegativeCacheTTL < 0 || cfg.StaleIfError < 0 {
 		return nil, errors.New("broker: cache TTLs must not be negative")
 	}
 	if cfg.Logger == nil {
@@ -116,15 +125,17 @@ func New(cfg Config) (*Broker, error) {
 		return nil, errors.New("broker: needs a Vault reader, a writer, or both")
 	}
 	return &Broker{
-		reader:    cfg.Reader,
-		writer:    cfg.Writer,
-		store:     cfg.Store,
-		providers: cfg.Providers,
-		ttl:       cfg.CacheTTL,
-		negTTL:    cfg.NegativeCacheTTL,
-		pepper:    cfg.Pepper,
-		log:       cfg.Logger,
-		cache:     gocache.New(cfg.CacheTTL, time.Minute),
+		reader:       cfg.Reader,
+		writer:       cfg.Writer,
+		store:        cfg.Store,
+		providers:    cfg.Providers,
+		ttl:          cfg.CacheTTL,
+		negTTL:       cfg.NegativeCacheTTL,
+		staleIfError: cfg.StaleIfError,
+		metrics:      cfg.Metrics,
+		pepper:       cfg.Pepper,
+		log:          cfg.Logger,
+		cache:        gocache.New(cfg.CacheTTL, time.Minute),
 	}, nil
 }
 

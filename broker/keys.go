@@ -166,6 +166,7 @@ func (b *Broker) write(ctx context.Context, actor Actor, workspace, provider, va
 		if aerr := b.store.AppendAudit(context.WithoutCancel(ctx), audit); aerr != nil {
 			b.log.Warn("could not record a failed key change in the audit trail", "workspace", workspace, "provider", provider, "error", aerr)
 		}
+		b.metrics.action(action, audit.Outcome)
 		return SetResult{}, fmt.Errorf("set %s/%s: %w", workspace, provider, err)
 	}
 	b.evict(workspace, provider)
@@ -177,6 +178,7 @@ func (b *Broker) write(ctx context.Context, actor Actor, workspace, provider, va
 		return SetResult{}, fmt.Errorf("set %s/%s: key stored in Vault as version %d, but its metadata could not be recorded (the reconciler will finish it): %w",
 			workspace, provider, version, errors.Join(ErrUnavailable, err))
 	}
+	b.metrics.action(action, OutcomeSuccess)
 	b.log.InfoContext(ctx, "key stored", "workspace", workspace, "provider", provider, "action", action,
 		"version", version, "masked_key", masked, "actor", actor.Subject)
 	rec, err = b.store.GetKey(ctx, workspace, provider)
@@ -269,6 +271,7 @@ func (b *Broker) DeleteKey(ctx context.Context, actor Actor, workspace, provider
 		return fmt.Errorf("delete %s/%s: key deleted in Vault, but its metadata could not be removed (the reconciler will finish it): %w",
 			workspace, provider, errors.Join(ErrUnavailable, err))
 	}
+	b.metrics.action(ActionDelete, OutcomeSuccess)
 	b.log.InfoContext(ctx, "key deleted", "workspace", workspace, "provider", provider, "version", version, "actor", actor.Subject)
 	return nil
 }
@@ -309,6 +312,7 @@ func (b *Broker) PurgeWorkspace(ctx context.Context, actor Actor, workspace stri
 		return destroyed, fmt.Errorf("purge %s: keys destroyed in Vault, but metadata could not be removed (run the purge again): %w",
 			workspace, errors.Join(ErrUnavailable, err))
 	}
+	b.metrics.action(ActionPurge, OutcomeSuccess)
 	b.log.InfoContext(ctx, "workspace purged", "workspace", workspace, "keys_destroyed", destroyed, "actor", actor.Subject)
 	return destroyed, nil
 }

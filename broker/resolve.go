@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/keybroker/keybroker/store"
@@ -52,21 +54,28 @@ func workspaceCacheKey(workspace, provider string) CacheKey {
 
 func hostedCacheKey(provider string) CacheKey { return CacheKey("/hosted/" + provider) }
 
-// cacheEntry is what the cache holds: a key, or the fact that there is
-// none (found false).
-type cacheEntry struct {
-	found     bool
-	key       string
-	version   int
-	fetchedAt time.Time
-}
-
 // Resolve returns the key to use for (workspace, provider): the
 // workspace's own key when it has one, else the platform's hosted key.
 // Answers come from memory for CacheTTL; on a miss, one Vault read per key
 // is in flight at a time however many callers ask. ErrNoKey when neither
 // exists.
 func (b *Broker) Resolve(ctx context.Context, workspace, provider string) (Resolution, error) {
+	start := time.Now()
+	r, err := b.resolve(ctx, workspace, provider)
+	if b.metrics != nil {
+		source, outcome := string(r.Source), "ok"
+		switch {
+		case errors.Is(err, ErrNoKey):
+			source, outcome = "none", "no_key"
+		case err != nil:
+			source, outcome = "none", "error"
+		}
+		b.metrics.resolved(source, outcome, time.Since(start))
+	}
+	return r, err
+}
+
+func (b *Broker) resolve(ctx context.Context, workspace, provider string) (Resolution, error) {
 	if b.reader == nil {
 		return Resolution{}, fmt.Errorf("resolve: %w: no Vault reader identity", ErrNotConfigured)
 	}
@@ -90,36 +99,57 @@ func (b *Broker) Resolve(ctx context.Context, workspace, provider string) (Resol
 	return Resolution{}, fmt.Errorf("resolve %s/%s: %w", workspace, provider, ErrNoKey)
 }
 
+// cacheEntry is what the cache holds: a key, or the fact that there is
+// none (found false). The cache keeps an entry past freshUntil for the
+// stale-if-error window only; a stale entry is served only while Vault is
+// unreachable.
+type cacheEntry struct {
+	found      bool
+	key        string
+	version    int
+	fetchedAt  time.Time
+	freshUntil time.Time
+	refreshAt  time.Time   // a hit after this refreshes the entry in the background
+	refreshing atomic.Bool // one background refresh at a time
+}
+
 // lookup answers from the cache or reads path from Vault, one read per key
 // at a time.
 func (b *Broker) lookup(ctx context.Context, key CacheKey, path string) (*cacheEntry, error) {
+	var stale *cacheEntry
 	if v, ok := b.cache.Get(string(key)); ok {
-		return v.(*cacheEntry), nil
+		e := v.(*cacheEntry)
+		now := time.Now()
+		if now.Before(e.freshUntil) {
+			b.metrics.lookup(true)
+			if e.found && now.After(e.refreshAt) && e.refreshing.CompareAndSwap(false, true) {
+				go b.refresh(key, path, e)
+			}
+			return e, nil
+		}
+		stale = e // kept for the stale-if-error window
 	}
+	b.metrics.lookup(false)
 	v, err, _ := b.flight.Do(string(key), func() (any, error) {
-		// Another caller may have filled the entry while this one waited
-		// for the flight.
-		if v, ok := b.cache.Get(string(key)); ok {
+		// Another caller may have refreshed the entry while this one
+		// waited for the flight.
+		if v, ok := b.cache.Get(string(key)); ok && time.Now().Before(v.(*cacheEntry).freshUntil) {
 			return v, nil
 		}
 		// The read is shared by every caller waiting on this key, so it
 		// must not die with the first caller's context; the Vault client
 		// bounds it with its own deadline.
-		s, err := b.reader.Get(context.WithoutCancel(ctx), path)
-		switch {
-		case err == nil:
-			e := &cacheEntry{found: true, key: s.Value, version: s.Version, fetchedAt: time.Now()}
-			b.cache.Set(string(key), e, b.ttl)
+		e, err := b.fetch(context.WithoutCancel(ctx), key, path)
+		if err == nil {
 			return e, nil
-		case errors.Is(err, vault.ErrNotFound):
-			e := &cacheEntry{fetchedAt: time.Now()}
-			b.cache.Set(string(key), e, b.negTTL)
-			return e, nil
-		default:
-			// Refused or unreachable: fail closed, and forget what we knew.
-			b.cache.Delete(string(key))
-			return nil, fromVault(err)
 		}
+		if stale != nil && errors.Is(err, ErrUnavailable) {
+			b.metrics.staleServed()
+			b.log.Warn("vault unavailable: serving a cached answer past its TTL (stale-if-error)",
+				"age", time.Since(stale.fetchedAt).Round(time.Millisecond).String(), "error", err)
+			return stale, nil
+		}
+		return nil, err
 	})
 	if err != nil {
 		return nil, err
@@ -127,9 +157,51 @@ func (b *Broker) lookup(ctx context.Context, key CacheKey, path string) (*cacheE
 	return v.(*cacheEntry), nil
 }
 
+// fetch reads path from Vault and caches the answer. A refusal (403) or an
+// error other than unavailability forgets the entry: those never serve
+// stale.
+func (b *Broker) fetch(ctx context.Context, key CacheKey, path string) (*cacheEntry, error) {
+	s, err := b.reader.Get(ctx, path)
+	now := time.Now()
+	switch {
+	case err == nil:
+		e := &cacheEntry{found: true, key: s.Value, version: s.Version, fetchedAt: now, freshUntil: now.Add(b.ttl),
+			refreshAt: now.Add(b.ttl*4/5 - jitter(b.ttl/10))}
+		b.cache.Set(string(key), e, b.ttl+b.staleIfError)
+		return e, nil
+	case errors.Is(err, vault.ErrNotFound):
+		e := &cacheEntry{fetchedAt: now, freshUntil: now.Add(b.negTTL)}
+		b.cache.Set(string(key), e, b.negTTL+b.staleIfError)
+		return e, nil
+	case errors.Is(err, vault.ErrUnavailable):
+		return nil, fromVault(err)
+	default:
+		// Refused (403 after one re-login) or malformed: fail closed.
+		b.cache.Delete(string(key))
+		return nil, fromVault(err)
+	}
+}
+
+// refresh re-reads a hot entry shortly before it expires, so that a busy
+// key never waits for Vault on the request path.
+func (b *Broker) refresh(key CacheKey, path string, old *cacheEntry) {
+	defer old.refreshing.Store(false)
+	_, _, _ = b.flight.Do(string(key), func() (any, error) {
+		return b.fetch(context.Background(), key, path)
+	})
+}
+
+func jitter(max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	return rand.N(max)
+}
+
 // evict forgets the cached answer for a workspace's key.
 func (b *Broker) evict(workspace, provider string) {
 	b.cache.Delete(string(workspaceCacheKey(workspace, provider)))
+	b.metrics.evicted()
 }
 
 // Evict forgets the cached answer for (workspace, provider).
@@ -149,4 +221,7 @@ func (b *Broker) Invalidate(inv store.Invalidation) {
 
 // FlushCache forgets every cached answer: after the invalidation listener
 // reconnects, announcements may have been missed.
-func (b *Broker) FlushCache() { b.cache.Flush() }
+func (b *Broker) FlushCache() {
+	b.cache.Flush()
+	b.metrics.flushed()
+}

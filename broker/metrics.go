@@ -1,0 +1,87 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the broker's Prometheus metrics. Labels carry only fixed
+// words (source, outcome, action), never a workspace, key or token. A nil
+// *Metrics records nothing.
+type Metrics struct {
+	resolves     *prometheus.HistogramVec
+	cacheLookups *prometheus.CounterVec
+	cacheStale   prometheus.Counter
+	cacheEvicted prometheus.Counter
+	adminActions *prometheus.CounterVec
+	cacheFlushes prometheus.Counter
+}
+
+// NewMetrics creates the broker's metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		resolves: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "keybroker_resolve_duration_seconds", Help: "Resolves by source (byok, hosted, none) and outcome (ok, no_key, error).",
+			Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5},
+		}, []string{"source", "outcome"}),
+		cacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keybroker_cache_lookups_total", Help: "Cache lookups by result (hit, miss).",
+		}, []string{"result"}),
+		cacheStale: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keybroker_cache_stale_served_total", Help: "Answers served past their TTL because Vault was unavailable (stale-if-error).",
+		}),
+		cacheEvicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keybroker_cache_evictions_total", Help: "Cache entries evicted by a change (local or announced by a replica).",
+		}),
+		cacheFlushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keybroker_cache_flushes_total", Help: "Whole-cache flushes (the invalidation listener reconnected).",
+		}),
+		adminActions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keybroker_admin_actions_total", Help: "Key changes by action and outcome.",
+		}, []string{"action", "outcome"}),
+	}
+	reg.MustRegister(m.resolves, m.cacheLookups, m.cacheStale, m.cacheEvicted, m.cacheFlushes, m.adminActions)
+	return m
+}
+
+func (m *Metrics) resolved(source, outcome string, d time.Duration) {
+	if m != nil {
+		m.resolves.WithLabelValues(source, outcome).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) lookup(hit bool) {
+	if m == nil {
+		return
+	}
+	if hit {
+		m.cacheLookups.WithLabelValues("hit").Inc()
+	} else {
+		m.cacheLookups.WithLabelValues("miss").Inc()
+	}
+}
+
+func (m *Metrics) staleServed() {
+	if m != nil {
+		m.cacheStale.Inc()
+	}
+}
+
+func (m *Metrics) evicted() {
+	if m != nil {
+		m.cacheEvicted.Inc()
+	}
+}
+
+func (m *Metrics) flushed() {
+	if m != nil {
+		m.cacheFlushes.Inc()
+	}
+}
+
+func (m *Metrics) action(action, outcome string) {
+	if m != nil {
+		m.adminActions.WithLabelValues(action, outcome).Inc()
+	}
+}
