@@ -52,6 +52,8 @@ type Options struct {
 	Tokens Authenticator
 	// Mode selects the routes. Default: ModeAll.
 	Mode Mode
+	// Metrics, when set, is served at /metrics (Prometheus).
+	Metrics http.Handler
 	// TrustedProxies may set X-Forwarded-For (CIDRs or IPs). Default: none,
 	// so the client address in audit events is the peer's and cannot be
 	// forged by a header.
@@ -91,6 +93,9 @@ func NewRouter(opts Options) *gin.Engine {
 	r.GET("/healthz", health.healthz)
 	r.GET("/readyz", health.readyz)
 	r.GET("/v1/openapi.json", serveOpenAPI)
+	if opts.Metrics != nil {
+		r.GET("/metrics", gin.WrapH(opts.Metrics))
+	}
 
 	if opts.Keys != nil && opts.Tokens != nil {
 		v1 := r.Group("/v1", limitBody(opts.Logger), s.authenticate)

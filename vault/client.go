@@ -39,6 +39,9 @@ type Config struct {
 	Transport http.RoundTripper
 	// Logger receives login and renewal events. Default: slog.Default().
 	Logger *slog.Logger
+	// Metrics records request latency and errors by operation. Default:
+	// none.
+	Metrics *Metrics
 }
 
 // Client is keybroker's handle on Vault. Requests carry no retries of their
@@ -48,6 +51,7 @@ type Config struct {
 // re-login (shared with concurrent requests) and is retried once.
 type Client struct {
 	api     *api.Client
+	metrics *Metrics
 	timeout time.Duration
 	tokens  *tokenSource // nil with a static token
 }
@@ -85,7 +89,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Namespace != "" {
 		c.SetNamespace(cfg.Namespace)
 	}
-	client := &Client{api: c, timeout: cfg.Timeout}
+	client := &Client{api: c, timeout: cfg.Timeout, metrics: cfg.Metrics}
 	if cfg.Auth != nil {
 		c.ClearToken()
 		client.tokens = newTokenSource(c, cfg.Auth, cfg.Logger.With("component", "vault-token"))
@@ -144,7 +148,7 @@ func (c *Client) TokenStats() (logins, loginErrors, renewals int64, expires time
 // CheckToken asks Vault to look up the client's own token: it succeeds only
 // when Vault is reachable, unsealed and accepts the token.
 func (c *Client) CheckToken(ctx context.Context) error {
-	err := c.do(ctx, func(ctx context.Context) error {
+	err := c.do(ctx, "token_lookup", func(ctx context.Context) error {
 		_, err := c.api.Auth().Token().LookupSelfWithContext(ctx)
 		return err
 	})
@@ -161,7 +165,14 @@ func (c *Client) CheckToken(ctx context.Context) error {
 // method it checks whether the token is still valid; if not, it logs in
 // again (one login shared by every caller that saw the same token fail) and
 // retries the call once. The returned error is classified (see errors.go).
-func (c *Client) do(ctx context.Context, call func(context.Context) error) error {
+func (c *Client) do(ctx context.Context, op string, call func(context.Context) error) error {
+	start := time.Now()
+	err := c.doOnce(ctx, call)
+	c.metrics.observe(op, err, time.Since(start))
+	return err
+}
+
+func (c *Client) doOnce(ctx context.Context, call func(context.Context) error) error {
 	var gen uint64
 	if c.tokens != nil {
 		gen = c.tokens.generation()
@@ -219,8 +230,23 @@ func (c *Client) recoverToken(ctx context.Context, seen uint64) (bool, error) {
 // CheckSys reads sys/mounts: keybroker's identities must be refused
 // (ErrForbidden). It exists for tests and for operators checking a token.
 func (c *Client) CheckSys(ctx context.Context) error {
-	return c.do(ctx, func(ctx context.Context) error {
+	return c.do(ctx, "sys_mounts", func(ctx context.Context) error {
 		_, err := c.api.Sys().ListMountsWithContext(ctx)
 		return err
+	})
+}
+
+// CheckReachable asks Vault for its health: it succeeds when Vault answers
+// and is unsealed (an active node or a standby).
+func (c *Client) CheckReachable(ctx context.Context) error {
+	return c.do(ctx, "sys_health", func(ctx context.Context) error {
+		h, err := c.api.Sys().HealthWithContext(ctx)
+		if err != nil {
+			return err
+		}
+		if !h.Initialized || h.Sealed {
+			return errors.Join(ErrUnavailable, fmt.Errorf("vault at %s is sealed or not initialized", c.api.Address()))
+		}
+		return nil
 	})
 }

@@ -84,7 +84,7 @@ func (kv *KV) where(path string) string { return kv.mount + "/" + path }
 // a deleted or destroyed current version are both ErrNotFound.
 func (kv *KV) Get(ctx context.Context, path string) (Secret, error) {
 	var s *api.KVSecret
-	err := kv.c.do(ctx, func(ctx context.Context) (err error) {
+	err := kv.c.do(ctx, "kv_get", func(ctx context.Context) (err error) {
 		s, err = kv.kv.Get(ctx, path)
 		return err
 	})
@@ -94,7 +94,7 @@ func (kv *KV) Get(ctx context.Context, path string) (Secret, error) {
 // GetVersion reads one version of the secret at path.
 func (kv *KV) GetVersion(ctx context.Context, path string, version int) (Secret, error) {
 	var s *api.KVSecret
-	err := kv.c.do(ctx, func(ctx context.Context) (err error) {
+	err := kv.c.do(ctx, "kv_get_version", func(ctx context.Context) (err error) {
 		s, err = kv.kv.GetVersion(ctx, path, version)
 		return err
 	})
@@ -126,7 +126,7 @@ func (kv *KV) secret(s *api.KVSecret, err error, what string) (Secret, error) {
 // returns the new version, or ErrCASMismatch when another write won.
 func (kv *KV) Put(ctx context.Context, path, value string, cas int) (int, error) {
 	var s *api.KVSecret
-	err := kv.c.do(ctx, func(ctx context.Context) (err error) {
+	err := kv.c.do(ctx, "kv_put", func(ctx context.Context) (err error) {
 		s, err = kv.kv.Put(ctx, path, map[string]any{ValueField: value}, api.WithCheckAndSet(cas))
 		return err
 	})
@@ -152,7 +152,7 @@ func (kv *KV) Put(ctx context.Context, path, value string, cas int) (int, error)
 // destroyed, is ErrNotFound.
 func (kv *KV) Metadata(ctx context.Context, path string) (Metadata, error) {
 	var md *api.KVMetadata
-	err := kv.c.do(ctx, func(ctx context.Context) (err error) {
+	err := kv.c.do(ctx, "kv_metadata", func(ctx context.Context) (err error) {
 		md, err = kv.kv.GetMetadata(ctx, path)
 		return err
 	})
@@ -173,7 +173,7 @@ func (kv *KV) Metadata(ctx context.Context, path string) (Metadata, error) {
 // uses the delete/ endpoint, which a writer may call without read access to
 // data/.
 func (kv *KV) DeleteVersion(ctx context.Context, path string, version int) error {
-	err := kv.c.do(ctx, func(ctx context.Context) error {
+	err := kv.c.do(ctx, "kv_delete_version", func(ctx context.Context) error {
 		return kv.kv.DeleteVersions(ctx, path, []int{version})
 	})
 	if err != nil {
@@ -184,7 +184,7 @@ func (kv *KV) DeleteVersion(ctx context.Context, path string, version int) error
 
 // Undelete restores soft-deleted versions.
 func (kv *KV) Undelete(ctx context.Context, path string, versions ...int) error {
-	err := kv.c.do(ctx, func(ctx context.Context) error {
+	err := kv.c.do(ctx, "kv_undelete", func(ctx context.Context) error {
 		return kv.kv.Undelete(ctx, path, versions)
 	})
 	if err != nil {
@@ -196,7 +196,7 @@ func (kv *KV) Undelete(ctx context.Context, path string, versions ...int) error 
 // Destroy removes the secret at path with every version and its metadata,
 // for good.
 func (kv *KV) Destroy(ctx context.Context, path string) error {
-	err := kv.c.do(ctx, func(ctx context.Context) error {
+	err := kv.c.do(ctx, "kv_destroy", func(ctx context.Context) error {
 		return kv.kv.DeleteMetadata(ctx, path)
 	})
 	if err != nil {
@@ -209,7 +209,7 @@ func (kv *KV) Destroy(ctx context.Context, path string) error {
 // "/"). An empty or missing folder gives an empty list.
 func (kv *KV) List(ctx context.Context, dir string) ([]string, error) {
 	var s *api.Secret
-	err := kv.c.do(ctx, func(ctx context.Context) (err error) {
+	err := kv.c.do(ctx, "kv_list", func(ctx context.Context) (err error) {
 		s, err = kv.c.api.Logical().ListWithContext(ctx, kv.mount+"/metadata/"+dir)
 		return err
 	})

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -136,6 +137,27 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	}
 	if out, _ = run(t, db, "", false, "token", "list"); !strings.Contains(out, "revoked") {
 		t.Fatalf("token list after revoke printed %q", out)
+	}
+
+	// Metrics: the expected families, and no workspace, key or token in them.
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`keybroker_admin_actions_total{action="key.create",outcome="success"} 1`,
+		`keybroker_admin_actions_total{action="key.rollback",outcome="success"} 1`,
+		"keybroker_vault_request_duration_seconds_count{operation=\"kv_put\",outcome=\"ok\"}",
+		"keybroker_postgres_pool_connections", "keybroker_vault_token_ttl_seconds", "keybroker_cache_stale_served_total"} {
+		if !strings.Contains(string(metricsText), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for _, secret := range []string{k1, k2, token, "ws1", "ws2"} {
+		if strings.Contains(string(metricsText), secret) {
+			t.Errorf("/metrics contains %q...", secret[:3])
+		}
 	}
 
 	if err := serve.Process.Signal(syscall.SIGTERM); err != nil {

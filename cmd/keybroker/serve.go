@@ -13,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/keybroker/keybroker/auth"
@@ -42,6 +45,7 @@ type serverConfig struct {
 	KVMount          string
 	CacheTTL         time.Duration
 	NegativeCacheTTL time.Duration
+	StaleIfError     time.Duration
 
 	// From the environment only.
 	VaultToken string
@@ -66,6 +70,7 @@ func (cfg *serverConfig) bindFlags(cmd *cobra.Command) {
 	cfg.Reader.bindFlags(cmd, "reader")
 	f.StringVar(&cfg.KVMount, "kv-mount", envOr("KEYBROKER_KV_MOUNT", "byok"), "KV v2 mount of the keys (KEYBROKER_KV_MOUNT)")
 	f.DurationVar(&cfg.CacheTTL, "cache-ttl", envDuration("KEYBROKER_CACHE_TTL", 30*time.Second), "how long a resolved key is served from memory (KEYBROKER_CACHE_TTL)")
+	f.DurationVar(&cfg.StaleIfError, "stale-if-error", envDuration("KEYBROKER_STALE_IF_ERROR", 0), "serve a cached key this long past its TTL while Vault is unreachable; 0 is off (KEYBROKER_STALE_IF_ERROR)")
 	f.DurationVar(&cfg.NegativeCacheTTL, "negative-cache-ttl", envDuration("KEYBROKER_NEGATIVE_CACHE_TTL", 5*time.Second), `how long "no key" is remembered (KEYBROKER_NEGATIVE_CACHE_TTL)`)
 }
 
@@ -129,9 +134,9 @@ func (id *identityConfig) bindFlags(cmd *cobra.Command, who string) {
 }
 
 // vaultClient builds the Vault client of one identity.
-func (cfg serverConfig) vaultClient(who string, id identityConfig, logger *slog.Logger) (*vault.Client, error) {
+func (cfg serverConfig) vaultClient(who string, id identityConfig, logger *slog.Logger, metrics *vault.Metrics) (*vault.Client, error) {
 	vc := vault.Config{Address: cfg.VaultAddr, Namespace: cfg.VaultNamespace, AuthNamespace: cfg.AuthNamespace,
-		CACert: cfg.VaultCACert, Logger: logger.With("identity", who)}
+		CACert: cfg.VaultCACert, Logger: logger.With("identity", who), Metrics: metrics}
 	var err error
 	switch cfg.VaultAuth {
 	case "token":
@@ -179,22 +184,29 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 
 	// Each mode holds only the Vault identities it needs: admin the writer
 	// (which cannot read keys), resolver the reader, all both.
-	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, Logger: logger}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	vaultMetrics := vault.NewMetrics(reg)
+	st.RegisterPoolMetrics(reg)
+	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, StaleIfError: cfg.StaleIfError,
+		Logger: logger, Metrics: broker.NewMetrics(reg)}
 	var identities []*vault.Client
 	if mode != handlers.ModeAdmin {
-		reader, err := cfg.vaultClient("reader", cfg.Reader, logger)
+		reader, err := cfg.vaultClient("reader", cfg.Reader, logger, vaultMetrics)
 		if err != nil {
 			return err
 		}
+		vault.RegisterTokenMetrics(reg, "reader", reader)
 		reader.Start(ctx)
 		identities = append(identities, reader)
 		bcfg.Reader = reader.KV(cfg.KVMount)
 	}
 	if mode != handlers.ModeResolver {
-		writer, err := cfg.vaultClient("writer", cfg.Writer, logger)
+		writer, err := cfg.vaultClient("writer", cfg.Writer, logger, vaultMetrics)
 		if err != nil {
 			return err
 		}
+		vault.RegisterTokenMetrics(reg, "writer", writer)
 		writer.Start(ctx)
 		identities = append(identities, writer)
 		bcfg.Writer, bcfg.Store, bcfg.Pepper = writer.KV(cfg.KVMount), st, []byte(cfg.Pepper)
@@ -220,12 +232,14 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 		}()
 	}
 	router := handlers.NewRouter(handlers.Options{
-		Logger: logger,
-		Mode:   mode,
-		Keys:   b,
-		Tokens: auth.NewService(st, 0),
+		Logger:  logger,
+		Mode:    mode,
+		Keys:    b,
+		Tokens:  auth.NewService(st, 0),
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Dependencies: []handlers.Dependency{
-			{Name: "vault", Check: func(ctx context.Context) error {
+			{Name: "vault_reachable", Check: identities[0].CheckReachable},
+			{Name: "vault_token", Check: func(ctx context.Context) error {
 				for _, c := range identities {
 					if err := c.CheckToken(ctx); err != nil {
 						return err
