@@ -24,10 +24,12 @@ type VaultServer struct {
 	// RootToken is the dev server's root token. It exists only as long as
 	// the server does.
 	RootToken string
-	// Dir holds the server's log; it is removed by Stop.
+	// Dir holds the server's log (and storage); it is removed by Stop.
 	Dir string
 
 	proc *process
+	// For servers with storage (StartVaultServer):
+	bin, configPath, unsealKey string
 }
 
 // StartVault starts a Vault dev server and waits until it answers
