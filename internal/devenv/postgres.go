@@ -25,6 +25,11 @@ type PostgresServer struct {
 	Dir string
 
 	proc *process
+	// To start the same cluster again after Halt.
+	bin  string
+	args []string
+	cred *syscall.Credential
+	port int
 }
 
 // PostgresOptions tune a cluster for its use.
@@ -117,8 +122,9 @@ func startPostgres(ctx context.Context, dir, initdb, postgres string, cred *sysc
 			}).String(),
 			Dir:  dir,
 			proc: proc,
+			bin:  postgres, args: append(args, "-p", strconv.Itoa(port)), cred: cred, port: port,
 		}
-		if lastErr = s.waitReady(ctx, port); lastErr == nil {
+		if lastErr = s.waitReady(ctx, port, 0); lastErr == nil {
 			return s, nil
 		}
 		proc.terminate(syscall.SIGQUIT, 5*time.Second)
@@ -131,14 +137,15 @@ func startPostgres(ctx context.Context, dir, initdb, postgres string, cred *sysc
 
 // waitReady waits until the server accepts TCP connections and has written
 // its "ready to accept connections" line.
-func (s *PostgresServer) waitReady(ctx context.Context, port int) error {
+func (s *PostgresServer) waitReady(ctx context.Context, port int, logOffset int64) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
-			if b, err := os.ReadFile(s.proc.logPath); err == nil && bytes.Contains(b, []byte("database system is ready to accept connections")) {
+			if b, err := os.ReadFile(s.proc.logPath); err == nil && int64(len(b)) > logOffset &&
+				bytes.Contains(b[logOffset:], []byte("database system is ready to accept connections")) {
 				return nil
 			}
 		}
@@ -157,6 +164,27 @@ func (s *PostgresServer) Pid() int { return s.proc.cmd.Process.Pid }
 
 // Exited is closed when the postmaster has ended.
 func (s *PostgresServer) Exited() <-chan struct{} { return s.proc.done }
+
+// Halt shuts the server down (fast shutdown) and keeps its data, as an
+// outage would; Start brings it back.
+func (s *PostgresServer) Halt() { s.proc.terminate(syscall.SIGINT, 30*time.Second) }
+
+// Start starts a halted server again on the same port and data.
+func (s *PostgresServer) Start(ctx context.Context) error {
+	var offset int64
+	if fi, err := os.Stat(s.proc.logPath); err == nil {
+		offset = fi.Size()
+	}
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Dir = s.Dir
+	cmd.SysProcAttr = childAttrs(syscall.SIGQUIT, s.cred)
+	proc, err := startProcess("postgres", cmd, s.proc.logPath)
+	if err != nil {
+		return err
+	}
+	s.proc = proc
+	return s.waitReady(ctx, s.port, offset)
+}
 
 // Stop shuts the cluster down (fast shutdown: open sessions are ended) and
 // removes its folder. It is safe to call more than once.
