@@ -46,6 +46,7 @@ type MetadataStore interface {
 	ListPending(ctx context.Context, olderThan time.Duration) ([]store.KeyRecord, error)
 	AppendAudit(ctx context.Context, ev store.AuditEvent) error
 	ListAudit(ctx context.Context, workspace string, before int64, limit int) ([]store.AuditEvent, error)
+	ListAllKeys(ctx context.Context) ([]store.KeyRecord, error)
 }
 
 var _ MetadataStore = (*store.Store)(nil)
@@ -77,6 +78,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics records resolves and cache behaviour. Default: none.
 	Metrics *Metrics
+	// AfterVaultWrite, when set, runs after a key is written to Vault and
+	// before its metadata is recorded: a hook for fault tests (a crash
+	// between the two).
+	AfterVaultWrite func()
 }
 
 // Broker is keybroker's domain: resolve, and key lifecycle.
@@ -88,10 +93,11 @@ type Broker struct {
 	ttl       time.Duration
 	negTTL    time.Duration
 	// staleIfError: see Config.StaleIfError.
-	staleIfError time.Duration
-	pepper       []byte
-	metrics      *Metrics
-	log          *slog.Logger
+	staleIfError    time.Duration
+	pepper          []byte
+	metrics         *Metrics
+	afterVaultWrite func()
+	log             *slog.Logger
 
 	cache  *gocache.Cache
 	flight singleflight.Group
@@ -125,17 +131,18 @@ func New(cfg Config) (*Broker, error) {
 		return nil, errors.New("broker: needs a Vault reader, a writer, or both")
 	}
 	return &Broker{
-		reader:       cfg.Reader,
-		writer:       cfg.Writer,
-		store:        cfg.Store,
-		providers:    cfg.Providers,
-		ttl:          cfg.CacheTTL,
-		negTTL:       cfg.NegativeCacheTTL,
-		staleIfError: cfg.StaleIfError,
-		metrics:      cfg.Metrics,
-		pepper:       cfg.Pepper,
-		log:          cfg.Logger,
-		cache:        gocache.New(cfg.CacheTTL, time.Minute),
+		reader:          cfg.Reader,
+		writer:          cfg.Writer,
+		store:           cfg.Store,
+		providers:       cfg.Providers,
+		ttl:             cfg.CacheTTL,
+		negTTL:          cfg.NegativeCacheTTL,
+		staleIfError:    cfg.StaleIfError,
+		metrics:         cfg.Metrics,
+		afterVaultWrite: cfg.AfterVaultWrite,
+		pepper:          cfg.Pepper,
+		log:             cfg.Logger,
+		cache:           gocache.New(cfg.CacheTTL, time.Minute),
 	}, nil
 }
 

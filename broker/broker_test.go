@@ -421,3 +421,53 @@ func TestResolverOnlyBrokerCannotWrite(t *testing.T) {
 		t.Fatalf("set on a resolver-only broker: %v", err)
 	}
 }
+
+func TestReconcileRepairsDriftMadeInVaultDirectly(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	k1, k2, orphan := newKey(t, "openai"), newKey(t, "openai"), newKey(t, "exa")
+	if _, err := e.b.SetKey(ctx, alice, ws, "openai", k1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.b.SetKey(ctx, alice, ws, "anthropic", newKey(t, "anthropic"), 0); err != nil {
+		t.Fatal(err)
+	}
+	// Behind keybroker's back: a rotation, a delete, a key with no row.
+	if _, err := e.rootKV.Put(ctx, vault.WorkspaceKeyPath(ws, "openai"), k2, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rootKV.DeleteVersion(ctx, vault.WorkspaceKeyPath(ws, "anthropic"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rootKV.Put(ctx, vault.WorkspaceKeyPath(ws, "exa"), orphan, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// A writer-only broker (admin mode) cannot read keys: it reports what
+	// it cannot fix and fixes the delete.
+	writerOnly, err := broker.New(broker.Config{Writer: e.cfg.Writer, Store: e.store, Pepper: e.cfg.Pepper, Logger: testLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := writerOnly.Reconcile(ctx, 0)
+	if err != nil || rep.Repaired != 1 || len(rep.Unrepaired) != 2 {
+		t.Fatalf("writer-only reconcile: %+v %v", rep, err)
+	}
+	if _, err := e.b.GetKey(ctx, ws, "anthropic"); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("a key deleted in Vault kept its metadata: %v", err)
+	}
+
+	rep, err = e.b.Reconcile(ctx, 0)
+	if err != nil || rep.Repaired != 2 || len(rep.Unrepaired) != 0 {
+		t.Fatalf("reconcile with both identities: %+v %v", rep, err)
+	}
+	assertMetadataMatchesVault(t, e, ws, "openai")
+	meta := assertMetadataMatchesVault(t, e, ws, "exa")
+	if meta.CreatedBy != "reconciler" {
+		t.Fatalf("adopted key: %+v", meta)
+	}
+	if rep, err := e.b.Reconcile(ctx, 0); err != nil || rep.Repaired != 0 || len(rep.Unrepaired) != 0 {
+		t.Fatalf("a second reconcile found more: %+v %v", rep, err)
+	}
+}

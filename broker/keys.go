@@ -169,6 +169,9 @@ func (b *Broker) write(ctx context.Context, actor Actor, workspace, provider, va
 		b.metrics.action(action, audit.Outcome)
 		return SetResult{}, fmt.Errorf("set %s/%s: %w", workspace, provider, err)
 	}
+	if b.afterVaultWrite != nil {
+		b.afterVaultWrite()
+	}
 	b.evict(workspace, provider)
 
 	audit.Outcome = OutcomeSuccess

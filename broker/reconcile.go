@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
@@ -18,6 +21,13 @@ type ReconcileReport struct {
 	Aborted int
 	// Failed: rows that could not be checked (Vault or PostgreSQL errors).
 	Failed int
+	// Repaired: drift between Vault and PostgreSQL made outside keybroker
+	// (a key written, rotated or deleted in Vault directly) that was safe
+	// to fix: metadata now matches Vault.
+	Repaired int
+	// Unrepaired: drift left for an operator, one "workspace/provider:
+	// reason" each (fixing it needs the reader identity).
+	Unrepaired []string
 }
 
 // Reconcile repairs rows whose change has been pending for at least
@@ -47,7 +57,118 @@ func (b *Broker) Reconcile(ctx context.Context, olderThan time.Duration) (Reconc
 			errs = append(errs, err)
 		}
 	}
+	if err := b.reconcileDrift(ctx, &rep); err != nil {
+		errs = append(errs, err)
+	}
+	for _, u := range rep.Unrepaired {
+		b.log.WarnContext(ctx, "reconcile: drift between Vault and PostgreSQL left for an operator", "key", u)
+	}
 	return rep, errors.Join(errs...)
+}
+
+// reconcileDrift compares every workspace key in Vault with its metadata
+// row. Rows whose key is gone from Vault are removed; keys that Vault holds
+// at another version than the row, or that have no row, are adopted when
+// the reader identity can read them (to compute the preview and
+// fingerprint), else reported.
+func (b *Broker) reconcileDrift(ctx context.Context, rep *ReconcileReport) error {
+	recs, err := b.store.ListAllKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", errors.Join(ErrUnavailable, err))
+	}
+	rows := make(map[string]store.KeyRecord, len(recs))
+	for _, r := range recs {
+		if r.State == store.StateActive {
+			rows[r.Workspace+"/"+r.Provider] = r
+		}
+	}
+	workspaces, err := b.writer.List(ctx, "workspaces/")
+	if err != nil {
+		return fmt.Errorf("reconcile: list workspaces in Vault: %w", fromVault(err))
+	}
+	var errs []error
+	for _, wsDir := range workspaces {
+		ws := strings.TrimSuffix(wsDir, "/")
+		if !ValidID(ws) {
+			continue
+		}
+		providers, err := b.writer.List(ctx, vault.WorkspaceProvidersDir(ws))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reconcile: list %s: %w", ws, fromVault(err)))
+			continue
+		}
+		for _, provider := range providers {
+			if !ValidID(provider) {
+				continue
+			}
+			key := ws + "/" + provider
+			rec, hasRow := rows[key]
+			delete(rows, key)
+			if err := b.reconcileKey(ctx, ws, provider, rec, hasRow, rep); err != nil {
+				rep.Failed++
+				errs = append(errs, err)
+			}
+		}
+	}
+	// Rows whose key Vault does not hold at all.
+	for _, rec := range rows {
+		if err := b.reconcileKey(ctx, rec.Workspace, rec.Provider, rec, true, rep); err != nil {
+			rep.Failed++
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (b *Broker) reconcileKey(ctx context.Context, ws, provider string, rec store.KeyRecord, hasRow bool, rep *ReconcileReport) error {
+	if hasRow && rec.State != store.StateActive {
+		return nil // pending: handled by reconcileOne
+	}
+	path := vault.WorkspaceKeyPath(ws, provider)
+	md, err := b.writer.Metadata(ctx, path)
+	if err != nil && !errors.Is(err, vault.ErrNotFound) {
+		return fmt.Errorf("reconcile %s/%s: %w", ws, provider, fromVault(err))
+	}
+	cur, listed := md.Current()
+	alive := err == nil && listed && cur.Alive()
+	switch {
+	case !alive && hasRow:
+		version := max(md.CurrentVersion, rec.Version)
+		ev := store.AuditEvent{Workspace: ws, Provider: provider, Action: ActionDelete, Actor: "reconciler",
+			Outcome: OutcomeReconciled, Version: &version, Detail: "the key is gone from Vault"}
+		if err := b.store.CompleteDelete(ctx, ws, provider, version, ev); err != nil {
+			return fmt.Errorf("reconcile %s/%s: %w", ws, provider, err)
+		}
+		b.evict(ws, provider)
+		rep.Repaired++
+	case alive && (!hasRow || rec.Version != md.CurrentVersion):
+		reason := fmt.Sprintf("Vault holds version %d, metadata says %d", md.CurrentVersion, rec.Version)
+		if !hasRow {
+			reason = fmt.Sprintf("Vault holds version %d and there is no metadata row", md.CurrentVersion)
+		}
+		if b.reader == nil {
+			rep.Unrepaired = append(rep.Unrepaired, ws+"/"+provider+": "+reason)
+			return nil
+		}
+		s, err := b.reader.Get(ctx, path)
+		if err != nil {
+			return fmt.Errorf("reconcile %s/%s: %w", ws, provider, fromVault(err))
+		}
+		masked, fp, version := MaskKey(s.Value), Fingerprint(b.pepper, s.Value), s.Version
+		ev := store.AuditEvent{Workspace: ws, Provider: provider, Action: ActionRotate, Actor: "reconciler",
+			Outcome: OutcomeReconciled, Version: &version, MaskedKey: &masked, Fingerprint: &fp,
+			Detail: "adopted a change made in Vault directly: " + reason}
+		if !hasRow {
+			ev.Action = ActionCreate
+		}
+		w := store.Written{Version: version, MaskedKey: masked, Fingerprint: fp, By: "reconciler"}
+		if err := b.store.CompleteWrite(ctx, ws, provider, uuid.NewString(), w, ev); err != nil {
+			return fmt.Errorf("reconcile %s/%s: %w", ws, provider, err)
+		}
+		b.evict(ws, provider)
+		rep.Repaired++
+	}
+	return nil
 }
 
 func (b *Broker) reconcileOne(ctx context.Context, rec store.KeyRecord, rep *ReconcileReport) error {

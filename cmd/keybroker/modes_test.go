@@ -118,3 +118,56 @@ func TestModesHoldOnlyTheirVaultIdentity(t *testing.T) {
 		t.Fatalf("rollback on the admin replica: %v", err)
 	}
 }
+
+// TestCrashBetweenVaultWriteAndMetadataIsRepaired kills keybroker (-9)
+// right after Vault accepted a key and before PostgreSQL recorded it; then
+// `keybroker reconcile` repairs the row.
+func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
+	ctx := context.Background()
+	ids := vaulttest.Bootstrap(t, vaulttest.Options{})
+	vaultAddr, _ := testenv.Vault(t)
+	dbURL := testenv.DatabaseURL(t)
+	st, err := store.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	opToken, _, err := auth.NewService(st, 0).Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "test"}, broker.ValidID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	env := []string{"DATABASE_URL=" + dbURL, "VAULT_ADDR=" + vaultAddr, "KEYBROKER_KV_MOUNT=" + ids.Mount,
+		"KEYBROKER_VAULT_AUTH=approle", "KEYBROKER_APPROLE_MOUNT=" + ids.AppRoleMount,
+		"KEYBROKER_FINGERPRINT_PEPPER=crash-test-pepper-0123456789",
+		"KEYBROKER_WRITER_ROLE_ID=" + ids.Result.RoleIDs[ids.WriterRole],
+		"KEYBROKER_WRITER_SECRET_ID_FILE=" + writeSecret(t, dir, "writer", vaulttest.SecretID(t, ids.AppRoleMount, ids.WriterRole)),
+		"KEYBROKER_READER_ROLE_ID=" + ids.Result.RoleIDs[ids.ReaderRole],
+		"KEYBROKER_READER_SECRET_ID_FILE=" + writeSecret(t, dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))}
+	addr, _ := startServe(t, append(env, "KEYBROKER_TEST_CRASH_AFTER_VAULT_WRITE=1"))
+	api, _ := client.New(client.Config{Address: "http://" + addr, Token: opToken})
+	key := "sk-proj-crash-" + testenv.RandomID(t) + testenv.RandomID(t)
+	if _, _, err := api.SetKey(ctx, "ws1", "openai", key, 0); err == nil {
+		t.Fatal("the write succeeded although keybroker was killed during it")
+	}
+	cur, err := ids.Root.KV(ids.Mount).Get(ctx, vault.WorkspaceKeyPath("ws1", "openai"))
+	if err != nil || cur.Value != key {
+		t.Fatalf("Vault after the crash: %v", err)
+	}
+	pending, err := st.ListPending(ctx, 0)
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("rows pending after the crash: %d %v", len(pending), err)
+	}
+
+	out, _ := run(t, env, "", false, "reconcile")
+	if !strings.Contains(out, "completed 1,") {
+		t.Fatalf("reconcile printed %q", out)
+	}
+	rec, err := st.GetKey(ctx, "ws1", "openai")
+	if err != nil || rec.Version != cur.Version || rec.State != store.StateActive || rec.MaskedKey != broker.MaskKey(key) {
+		t.Fatalf("after reconcile: %+v %v", rec, err)
+	}
+}

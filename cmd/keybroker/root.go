@@ -17,7 +17,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newDevCommand(), newMigrateCommand(), newTokenCommand(), newKeysCommand(), newVaultCommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newDevCommand(), newMigrateCommand(), newTokenCommand(), newKeysCommand(), newVaultCommand(), newReconcileCommand(), newVersionCommand())
 	return root
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -46,6 +47,7 @@ type serverConfig struct {
 	CacheTTL         time.Duration
 	NegativeCacheTTL time.Duration
 	StaleIfError     time.Duration
+	ReconcileEvery   time.Duration
 
 	// From the environment only.
 	VaultToken string
@@ -70,6 +72,7 @@ func (cfg *serverConfig) bindFlags(cmd *cobra.Command) {
 	cfg.Reader.bindFlags(cmd, "reader")
 	f.StringVar(&cfg.KVMount, "kv-mount", envOr("KEYBROKER_KV_MOUNT", "byok"), "KV v2 mount of the keys (KEYBROKER_KV_MOUNT)")
 	f.DurationVar(&cfg.CacheTTL, "cache-ttl", envDuration("KEYBROKER_CACHE_TTL", 30*time.Second), "how long a resolved key is served from memory (KEYBROKER_CACHE_TTL)")
+	f.DurationVar(&cfg.ReconcileEvery, "reconcile-interval", envDuration("KEYBROKER_RECONCILE_INTERVAL", 5*time.Minute), "how often one replica reconciles Vault and PostgreSQL; 0 is never (KEYBROKER_RECONCILE_INTERVAL)")
 	f.DurationVar(&cfg.StaleIfError, "stale-if-error", envDuration("KEYBROKER_STALE_IF_ERROR", 0), "serve a cached key this long past its TTL while Vault is unreachable; 0 is off (KEYBROKER_STALE_IF_ERROR)")
 	f.DurationVar(&cfg.NegativeCacheTTL, "negative-cache-ttl", envDuration("KEYBROKER_NEGATIVE_CACHE_TTL", 5*time.Second), `how long "no key" is remembered (KEYBROKER_NEGATIVE_CACHE_TTL)`)
 }
@@ -189,7 +192,7 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 	vaultMetrics := vault.NewMetrics(reg)
 	st.RegisterPoolMetrics(reg)
 	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, StaleIfError: cfg.StaleIfError,
-		Logger: logger, Metrics: broker.NewMetrics(reg)}
+		Logger: logger, Metrics: broker.NewMetrics(reg), AfterVaultWrite: afterVaultWrite}
 	var identities []*vault.Client
 	if mode != handlers.ModeAdmin {
 		reader, err := cfg.vaultClient("reader", cfg.Reader, logger, vaultMetrics)
@@ -214,6 +217,9 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 	b, err := broker.New(bcfg)
 	if err != nil {
 		return err
+	}
+	if bcfg.Writer != nil && cfg.ReconcileEvery > 0 {
+		go reconcileLoop(ctx, b, st, cfg.ReconcileEvery, logger)
 	}
 	if bcfg.Reader != nil {
 		// Push invalidation: a key changed through any replica is evicted
@@ -282,4 +288,38 @@ func randomSecret() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// afterVaultWrite is nil in production; the fault tests of this package set
+// it to crash the process between a Vault write and its metadata commit.
+var afterVaultWrite func()
+
+// reconcileLockKey is the PostgreSQL advisory lock that makes one replica
+// at a time reconcile.
+const reconcileLockKey = 0x6b62726563 // "kbrec"
+
+// pendingGrace leaves in-flight writes alone: only changes pending for
+// longer than this are repaired.
+const pendingGrace = time.Minute
+
+// reconcileLoop runs the reconciler every interval (jittered) on whichever
+// replica takes the lock.
+func reconcileLoop(ctx context.Context, b *broker.Broker, st *store.Store, every time.Duration, logger *slog.Logger) {
+	for {
+		wait := every/2 + time.Duration(mrand.Int64N(int64(every)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		err := st.WithLock(ctx, reconcileLockKey, func(ctx context.Context) error {
+			rep, err := b.Reconcile(ctx, pendingGrace)
+			logger.Info("reconcile run", "completed", rep.Completed, "aborted", rep.Aborted, "repaired", rep.Repaired,
+				"unrepaired", len(rep.Unrepaired), "failed", rep.Failed)
+			return err
+		})
+		if err != nil && !errors.Is(err, store.ErrLocked) && ctx.Err() == nil {
+			logger.Warn("reconcile run failed", "error", err)
+		}
+	}
 }
