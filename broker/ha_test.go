@@ -1,0 +1,149 @@
+package broker_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/internal/devenv"
+	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/vault"
+)
+
+// TestVaultHAFailover runs the broker against a standby of a 3-node Raft
+// cluster (standing in for a load balancer) and kills the active node under
+// resolve and write load.
+func TestVaultHAFailover(t *testing.T) {
+	ctx := context.Background()
+	cluster, err := devenv.StartVaultCluster(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Stop)
+	if err := devenv.EnableKVv2(ctx, cluster.Nodes[0].Client(), "byok"); err != nil {
+		t.Fatal(err)
+	}
+	// Keep every version, so that each acknowledged write can be checked.
+	if _, err := cluster.Nodes[0].Client().Logical().WriteWithContext(ctx, "byok/config", map[string]any{"max_versions": 100000}); err != nil {
+		t.Fatal(err)
+	}
+	standby := cluster.Nodes[1]
+	vc, err := vault.New(vault.Config{Address: standby.Addr, Token: cluster.RootToken, Timeout: 2 * time.Second, Logger: testLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := vc.KV("byok")
+	st, err := store.Open(ctx, testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(broker.Config{Reader: kv, Writer: kv, Store: st, Pepper: []byte("ha-test-pepper-0123456789"),
+		CacheTTL: 50 * time.Millisecond, Logger: testLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.SetKey(ctx, alice, "ws", "openai", newKey(t, "openai"), 0); err != nil {
+		t.Fatalf("write through the standby: %v", err)
+	}
+
+	type ack struct {
+		version int
+		key     string
+	}
+	var (
+		mu           sync.Mutex
+		acked        []ack
+		writeErrors  atomic.Int64
+		resolveFails atomic.Int64
+		lastWriteOK  atomic.Int64 // unix nanos
+		lastErr      atomic.Value
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { // writer
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			k := newKey(t, "openai")
+			res, err := b.SetKey(ctx, alice, "ws", "openai", k, 0)
+			if err != nil {
+				lastErr.Store(err.Error())
+				writeErrors.Add(1)
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			mu.Lock()
+			acked = append(acked, ack{res.Meta.Version, k})
+			mu.Unlock()
+			lastWriteOK.Store(time.Now().UnixNano())
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	for range 3 { // resolvers
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := b.Resolve(ctx, "ws", "openai"); err != nil {
+					resolveFails.Add(1)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond)
+	active := cluster.Active(ctx)
+	if active < 0 || active == 1 {
+		t.Fatalf("active node %d; the broker must talk to a standby", active)
+	}
+	killed := time.Now()
+	cluster.Nodes[active].Kill()
+
+	// Recovery: a write acknowledged after the kill, and resolves working.
+	var recovery time.Duration
+	for {
+		if ts := lastWriteOK.Load(); ts > killed.UnixNano() {
+			if _, err := b.Resolve(ctx, "ws", "openai"); err == nil {
+				recovery = time.Since(killed)
+				break
+			}
+		}
+		if time.Since(killed) > 90*time.Second {
+			t.Fatalf("no acknowledged write within 90 s of killing the active node; last error: %v; active node now %d", lastErr.Load(), cluster.Active(ctx))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	// No acknowledged write is lost: each version holds what was written.
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range acked {
+		s, err := kv.GetVersion(ctx, vault.WorkspaceKeyPath("ws", "openai"), a.version)
+		if err != nil || s.Value != a.key {
+			t.Fatalf("acknowledged version %d lost after failover: %v", a.version, err)
+		}
+	}
+	last := acked[len(acked)-1]
+	if r, err := b.Resolve(ctx, "ws", "openai"); err != nil || r.Version < last.version {
+		t.Fatalf("after failover resolve gives version %d, last acknowledged %d (%v)", r.Version, last.version, err)
+	}
+	t.Logf("Vault HA failover: writes and resolves again %v after the active node was killed; %d acknowledged writes all intact; %d failed writes and %d failed resolves during the election",
+		recovery.Round(time.Millisecond), len(acked), writeErrors.Load(), resolveFails.Load())
+}
