@@ -85,3 +85,9 @@ func (m *Metrics) action(action, outcome string) {
 		m.adminActions.WithLabelValues(action, outcome).Inc()
 	}
 }
+
+// CacheLookups is the counter of cache lookups with result "hit" or
+// "miss" (for tests and dashboards that read it in-process).
+func (m *Metrics) CacheLookups(result string) prometheus.Counter {
+	return m.cacheLookups.WithLabelValues(result)
+}

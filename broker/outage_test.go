@@ -3,10 +3,14 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/devenv"
@@ -253,4 +257,64 @@ func TestConcurrentRotationsThroughTwoReplicasLoseNothing(t *testing.T) {
 		t.Fatalf("%d successful audit events for %d successful writes", successes, landed.Load())
 	}
 	t.Logf("100 concurrent rotations through two replicas: %d landed, %d reported a conflict; versions and audit agree", landed.Load(), 100-landed.Load())
+}
+
+// TestRefusalIsNeverServedStale: when Vault starts refusing the reader
+// (its policy no longer allows the path), a cached key is not served past
+// its TTL, stale-if-error or not.
+func TestRefusalIsNeverServedStale(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, func(c *broker.Config) {
+		c.CacheTTL = 100 * time.Millisecond
+		c.StaleIfError = time.Hour
+	})
+	ws := e.workspc
+	if _, err := e.b.SetKey(ctx, alice, ws, "openai", newKey(t, "openai"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.b.Resolve(ctx, ws, "openai"); err != nil {
+		t.Fatal(err)
+	}
+	// The operator takes the reader's access away.
+	policy := "keybroker-reader-" + strings.TrimPrefix(e.mount, "byok-")
+	if err := e.root.Sys().PutPolicyWithContext(ctx, policy, `path "auth/token/lookup-self" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, err := e.b.Resolve(ctx, ws, "openai"); !errors.Is(err, broker.ErrForbidden) {
+		t.Fatalf("resolve after the reader lost access: %v, want ErrForbidden (never stale)", err)
+	}
+}
+
+// TestHotKeysAreRefreshedInTheBackground: a key resolved all the time never
+// misses the cache after its first read.
+func TestHotKeysAreRefreshedInTheBackground(t *testing.T) {
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, func(c *broker.Config) {
+		c.CacheTTL = 300 * time.Millisecond
+		c.Metrics = broker.NewMetrics(reg)
+	})
+	ws := e.workspc
+	if _, err := e.b.SetKey(ctx, alice, ws, "openai", newKey(t, "openai"), 0); err != nil {
+		t.Fatal(err)
+	}
+	readsBefore := e.reads.dataReads.Load()
+	deadline := time.Now().Add(2 * time.Second) // more than six TTLs
+	for time.Now().Before(deadline) {
+		if _, err := e.b.Resolve(ctx, ws, "openai"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	misses := testutil.ToFloat64(e.cfg.Metrics.CacheLookups("miss"))
+	hits := testutil.ToFloat64(e.cfg.Metrics.CacheLookups("hit"))
+	reads := e.reads.dataReads.Load() - readsBefore
+	t.Logf("hot key over 2 s with a 300 ms TTL: %.0f hits, %.0f misses, %d Vault reads", hits, misses, reads)
+	if misses != 1 {
+		t.Fatalf("%.0f cache misses, want 1 (the first read): hot entries must be refreshed before they expire", misses)
+	}
+	if reads < 5 || reads > 12 {
+		t.Fatalf("%d Vault reads in 2 s with a 300 ms TTL; want about one per TTL", reads)
+	}
 }
