@@ -124,6 +124,12 @@ type Service struct {
 	// request while the store answers.
 	trustWithoutStore time.Duration
 
+	// fresh is how long a validation is used without asking PostgreSQL
+	// again: revocation reaches this replica at once (Revoke, or the
+	// invalidation channel: Forget), so the database is not queried on
+	// every request.
+	fresh time.Duration
+
 	mu        sync.Mutex
 	validated map[[32]byte]validation
 }
@@ -141,7 +147,7 @@ func NewService(st Store, trustWithoutStore time.Duration) *Service {
 	if trustWithoutStore == 0 {
 		trustWithoutStore = 5 * time.Minute
 	}
-	return &Service{store: st, trustWithoutStore: trustWithoutStore, validated: make(map[[32]byte]validation)}
+	return &Service{store: st, trustWithoutStore: trustWithoutStore, fresh: 10 * time.Second, validated: make(map[[32]byte]validation)}
 }
 
 // Hash returns the SHA-256 of a token, as stored.
@@ -227,6 +233,13 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 		return Principal{}, ErrUnauthenticated
 	}
 	hash := Hash(token)
+	now := time.Now()
+	s.mu.Lock()
+	v, ok := s.validated[hash]
+	s.mu.Unlock()
+	if ok && now.Sub(v.at) < s.fresh && (v.expiresAt == nil || now.Before(*v.expiresAt)) {
+		return v.principal, nil
+	}
 	rec, err := s.store.TokenByHash(ctx, hash[:])
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -240,13 +253,12 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 	if subtle.ConstantTimeCompare(rec.Hash, hash[:]) != 1 {
 		return Principal{}, ErrUnauthenticated
 	}
-	now := time.Now()
 	if rec.RevokedAt != nil || (rec.ExpiresAt != nil && !now.Before(*rec.ExpiresAt)) {
 		s.forget(hash)
 		return Principal{}, ErrUnauthenticated
 	}
 	p := Principal{TokenID: rec.ID, Role: Role(rec.Role), Workspaces: rec.Workspaces}
-	if s.trustWithoutStore > 0 {
+	if s.trustWithoutStore > 0 || s.fresh > 0 {
 		s.mu.Lock()
 		s.validated[hash] = validation{principal: p, expiresAt: rec.ExpiresAt, at: now}
 		s.mu.Unlock()
@@ -291,14 +303,28 @@ func (s *Service) Revoke(ctx context.Context, id, by, remoteAddr, requestID stri
 	if err != nil {
 		return errors.Join(ErrUnavailable, err)
 	}
+	s.Forget(id)
+	return nil
+}
+
+// Forget drops what this replica knows of token id (revoked through
+// another replica).
+func (s *Service) Forget(id string) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for h, v := range s.validated {
 		if v.principal.TokenID == id {
 			delete(s.validated, h)
 		}
 	}
-	s.mu.Unlock()
-	return nil
+}
+
+// ForgetAll drops every validation (the invalidation listener reconnected:
+// revocations may have been missed).
+func (s *Service) ForgetAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.validated)
 }
 
 // RecordDenial appends an audit event for a call the principal's role did

@@ -18,12 +18,14 @@ import (
 // announced to every replica.
 const InvalidationChannel = "keybroker_keys"
 
-// Invalidation says that a key changed: every replica evicts it from its
-// cache. An empty Provider means every key of the workspace (a purge).
+// Invalidation says that a key changed, or a token was revoked: every
+// replica evicts it from its cache. An empty Provider means every key of
+// the workspace (a purge); a TokenID names a revoked API token.
 type Invalidation struct {
-	Workspace string `json:"w"`
+	Workspace string `json:"w,omitempty"`
 	Provider  string `json:"p,omitempty"`
 	Version   int    `json:"v,omitempty"`
+	TokenID   string `json:"t,omitempty"`
 }
 
 // notify announces inv when tx commits (PostgreSQL delivers notifications

@@ -90,6 +90,9 @@ func (s *Store) RevokeToken(ctx context.Context, id string, ev AuditEvent) error
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("revoke token %s: %w", id, ErrNotFound)
 		}
+		if err := notify(ctx, tx, Invalidation{TokenID: id}); err != nil {
+			return err
+		}
 		return appendAudit(ctx, tx, ev)
 	})
 }

@@ -221,27 +221,33 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 	if bcfg.Writer != nil && cfg.ReconcileEvery > 0 {
 		go reconcileLoop(ctx, b, st, cfg.ReconcileEvery, logger)
 	}
-	if bcfg.Reader != nil {
-		// Push invalidation: a key changed through any replica is evicted
-		// here within moments, not at the end of its TTL.
-		go func() {
-			err := st.ListenInvalidations(ctx, store.InvalidationHandler{
-				Invalidate: b.Invalidate,
-				Listening: func() {
-					b.FlushCache()
-					logger.Info("listening for key invalidations; cache flushed", "channel", store.InvalidationChannel)
-				},
-			}, logger)
-			if err != nil {
-				logger.Error("invalidation listener stopped; keys are now invalidated by their TTL only", "error", err)
-			}
-		}()
-	}
+	tokens := auth.NewService(st, 0)
+	// Push invalidation: a key changed, or a token revoked, through any
+	// replica is forgotten here within moments.
+	go func() {
+		err := st.ListenInvalidations(ctx, store.InvalidationHandler{
+			Invalidate: func(inv store.Invalidation) {
+				if inv.TokenID != "" {
+					tokens.Forget(inv.TokenID)
+					return
+				}
+				b.Invalidate(inv)
+			},
+			Listening: func() {
+				b.FlushCache()
+				tokens.ForgetAll()
+				logger.Info("listening for invalidations; caches flushed", "channel", store.InvalidationChannel)
+			},
+		}, logger)
+		if err != nil {
+			logger.Error("invalidation listener stopped; keys are now invalidated by their TTL only", "error", err)
+		}
+	}()
 	router := handlers.NewRouter(handlers.Options{
 		Logger:  logger,
 		Mode:    mode,
 		Keys:    b,
-		Tokens:  auth.NewService(st, 0),
+		Tokens:  tokens,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Dependencies: []handlers.Dependency{
 			{Name: "vault_reachable", Check: identities[0].CheckReachable},
