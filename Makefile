@@ -9,7 +9,7 @@ export KEYBROKER_TOOLS_DIR ?= $(HOME)/.cache/keybroker/tools
 GO ?= go
 GOTEST_FLAGS ?= -race -count=1 -timeout 45m
 
-.PHONY: all build tools dev test lint fmt
+.PHONY: all build tools dev test lint fmt bench
 
 all: build
 
@@ -33,3 +33,8 @@ test: tools lint
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# The benchmark against the alternatives (BENCHMARKS.md); flags via BENCH_FLAGS.
+bench:
+	scripts/tools.sh postgres vault
+	$(GO) run ./cmd/keybroker-bench $(BENCH_FLAGS)

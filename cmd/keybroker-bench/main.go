@@ -1,0 +1,83 @@
+// Command keybroker-bench measures keybroker against what a team would do
+// without it, side by side in one run, on real servers it starts itself
+// (Vault dev server, PostgreSQL, keybroker on loopback):
+//
+//  1. keybroker HTTP resolve, cache hit (uniform and Zipf-skewed keys)
+//  2. a direct Vault KV v2 read of the same paths with a reader token
+//  3. the platform-style lookup: one PostgreSQL row, AES-256-GCM, per call
+//  4. in-process broker.Resolve, hit and miss (ns/op, allocs/op)
+//  5. a cold herd: 1,000 concurrent resolves of one uncached key
+//  6. Vault reads per second during scenario 1
+//  7. memory with 100,000 cached keys
+//  8. the cost of an admin write
+//
+// Scenarios 1–3 run interleaved for several rounds; the table quotes
+// medians. Run it with `make bench` (see BENCHMARKS.md).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	workspaces  int
+	duration    time.Duration
+	concurrency int
+	rounds      int
+	ttl         time.Duration
+	jsonOut     bool
+	cpuProfile  string
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.workspaces, "workspaces", 1000, "workspaces to load (each gets 5 provider keys)")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each load run")
+	flag.IntVar(&o.concurrency, "concurrency", 32, "concurrent connections of the load generator")
+	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds of scenarios 1-3 (medians are quoted)")
+	flag.DurationVar(&o.ttl, "ttl", 5*time.Second, "keybroker's cache TTL (scenario 6 expects about keys/TTL Vault reads per second)")
+	flag.BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the scenario-1 runs to this file")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	rep, err := run(ctx, o, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keybroker-bench:", err)
+		os.Exit(1)
+	}
+	if o.jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+		return
+	}
+	rep.print(os.Stdout)
+}
+
+func startProfile(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keybroker-bench: cpuprofile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}

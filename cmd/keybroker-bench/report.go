@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"text/tabwriter"
+	"time"
+)
+
+// scenarioResult is the median of a scenario's rounds.
+type scenarioResult struct {
+	Name   string       `json:"name"`
+	Median loadResult   `json:"median"`
+	Rounds []loadResult `json:"rounds"`
+}
+
+type report struct {
+	Machine        string           `json:"machine"`
+	Keys           int              `json:"keys"`
+	Concurrency    int              `json:"concurrency"`
+	Duration       string           `json:"duration_per_run"`
+	CacheTTL       string           `json:"cache_ttl"`
+	Load           []scenarioResult `json:"load"`
+	RatioVault     float64          `json:"ratio_keybroker_vs_vault"`
+	RatioPlatform  float64          `json:"ratio_keybroker_vs_platform"`
+	HitNs          float64          `json:"inprocess_hit_ns_per_op"`
+	HitAllocs      int64            `json:"inprocess_hit_allocs_per_op"`
+	MissNs         float64          `json:"inprocess_miss_ns_per_op"`
+	MissAllocs     int64            `json:"inprocess_miss_allocs_per_op"`
+	ColdHerdReads  int64            `json:"cold_herd_vault_reads"`
+	VaultReadsPerS float64          `json:"steady_vault_reads_per_s"`
+	KeysPerTTL     float64          `json:"keys_per_ttl_per_s"`
+	MemRSSMB       float64          `json:"rss_mb_100k_keys"`
+	MemHeapMB      float64          `json:"heap_mb_100k_keys"`
+	WriteP50       time.Duration    `json:"admin_write_p50_ns"`
+	WriteP99       time.Duration    `json:"admin_write_p99_ns"`
+}
+
+func median(rounds []loadResult) loadResult {
+	pick := func(f func(loadResult) float64) float64 {
+		v := make([]float64, len(rounds))
+		for i, r := range rounds {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return loadResult{
+		Requests:   int(pick(func(r loadResult) float64 { return float64(r.Requests) })),
+		Errors:     int(pick(func(r loadResult) float64 { return float64(r.Errors) })),
+		Seconds:    pick(func(r loadResult) float64 { return r.Seconds }),
+		Throughput: pick(func(r loadResult) float64 { return r.Throughput }),
+		P50:        time.Duration(pick(func(r loadResult) float64 { return float64(r.P50) })),
+		P90:        time.Duration(pick(func(r loadResult) float64 { return float64(r.P90) })),
+		P99:        time.Duration(pick(func(r loadResult) float64 { return float64(r.P99) })),
+	}
+}
+
+func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
+	g, cleanup, err := setUp(ctx, o, log)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	n := len(g.keys)
+	rep := &report{Machine: machine(), Keys: n, Concurrency: o.concurrency, Duration: o.duration.String(), CacheTTL: o.ttl.String()}
+
+	client := httpClient(o.concurrency)
+	same := func(p keyPicker) func(int) keyPicker { return func(int) keyPicker { return p } }
+	zipfPick := zipf(n)
+	scenarios := []struct {
+		name string
+		pick func(int) keyPicker
+		do   func(context.Context, int) error
+	}{
+		{"1a keybroker HTTP resolve, cache hit, uniform", same(uniform(n)), g.resolveHTTP(client)},
+		{"1b keybroker HTTP resolve, cache hit, Zipf", func(w int) keyPicker { return zipfPick(uint64(w) + 7) }, g.resolveHTTP(client)},
+		{"2  direct Vault KV v2 read (reader token)", same(uniform(n)), g.vaultRead(client)},
+		{"3  platform-style: PostgreSQL row + AES-256-GCM", same(uniform(n)), g.platformRead},
+	}
+	// Warm keybroker's cache: scenario 1 measures hits.
+	warm := g.resolveHTTP(client)
+	for k := range n {
+		if err := warm(ctx, k); err != nil {
+			return nil, fmt.Errorf("warm the cache: %w", err)
+		}
+	}
+	rounds := make([][]loadResult, len(scenarios))
+	var vaultReads int64
+	var scenario1Time time.Duration
+	for round := range o.rounds {
+		for i, s := range scenarios {
+			log.Info("run", "round", round+1, "scenario", s.name)
+			stop := func() {}
+			if round == 0 && i == 0 {
+				stop = startProfile(o.cpuProfile)
+			}
+			before := g.reads.reads.Load()
+			r := runLoad(ctx, o.concurrency, o.duration, s.pick, s.do)
+			stop()
+			if i <= 1 {
+				vaultReads += g.reads.reads.Load() - before
+				scenario1Time += time.Duration(r.Seconds * float64(time.Second))
+			}
+			rounds[i] = append(rounds[i], r)
+		}
+	}
+	for i, s := range scenarios {
+		rep.Load = append(rep.Load, scenarioResult{Name: s.name, Median: median(rounds[i]), Rounds: rounds[i]})
+	}
+	rep.RatioVault = rep.Load[0].Median.Throughput / rep.Load[2].Median.Throughput
+	rep.RatioPlatform = rep.Load[0].Median.Throughput / rep.Load[3].Median.Throughput
+	rep.VaultReadsPerS = float64(vaultReads) / scenario1Time.Seconds()
+	rep.KeysPerTTL = float64(n) / o.ttl.Seconds()
+
+	log.Info("run", "scenario", "4 in-process Resolve")
+	hit, miss := g.inProcess(ctx, false), g.inProcess(ctx, true)
+	rep.HitNs, rep.HitAllocs = float64(hit.NsPerOp()), hit.AllocsPerOp()
+	rep.MissNs, rep.MissAllocs = float64(miss.NsPerOp()), miss.AllocsPerOp()
+	log.Info("run", "scenario", "5 cold herd")
+	if rep.ColdHerdReads, err = g.coldHerd(ctx); err != nil {
+		return nil, err
+	}
+	log.Info("run", "scenario", "8 admin writes")
+	if rep.WriteP50, rep.WriteP99, err = g.adminWrites(ctx, 200); err != nil {
+		return nil, err
+	}
+	log.Info("run", "scenario", "7 memory")
+	if rep.MemRSSMB, rep.MemHeapMB, err = memory(ctx); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func machine() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%s, %d CPUs, %s, host %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), host)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
+
+func (r *report) print(w io.Writer) {
+	fmt.Fprintf(w, "keybroker-bench: %d keys, %d connections, %s per run, medians of the rounds, cache TTL %s\nmachine: %s\n\n",
+		r.Keys, r.Concurrency, r.Duration, r.CacheTTL, r.Machine)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\treq/s\tp50\tp90\tp99\terrors\t")
+	for _, s := range r.Load {
+		m := s.Median
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t\n", s.Name, m.Throughput, ms(m.P50), ms(m.P90), ms(m.P99), m.Errors)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nratios (throughput, scenario 1a over): direct Vault %.1fx, platform-style %.1fx\n", r.RatioVault, r.RatioPlatform)
+	fmt.Fprintf(w, "4  in-process Resolve: hit %.0f ns/op, %d allocs/op; miss (a Vault read) %.0f ns/op, %d allocs/op\n",
+		r.HitNs, r.HitAllocs, r.MissNs, r.MissAllocs)
+	fmt.Fprintf(w, "5  cold herd: 1000 concurrent resolves of one uncached key -> %d Vault read(s)\n", r.ColdHerdReads)
+	fmt.Fprintf(w, "6  steady Vault load during scenario 1: %.0f reads/s (keys/TTL = %.0f/s, ratio %.2f)\n",
+		r.VaultReadsPerS, r.KeysPerTTL, r.VaultReadsPerS/r.KeysPerTTL)
+	fmt.Fprintf(w, "7  memory with 100,000 cached keys: RSS +%.1f MB, live heap +%.1f MB\n", r.MemRSSMB, r.MemHeapMB)
+	fmt.Fprintf(w, "8  admin write (Vault write + PostgreSQL transaction): p50 %s, p99 %s\n", ms(r.WriteP50), ms(r.WriteP99))
+}
