@@ -110,16 +110,8 @@ type env struct {
 // uses root.
 func newEnv(t testing.TB, tune func(*broker.Config)) *env {
 	t.Helper()
-	ctx := context.Background()
 	dbURL := testenv.DatabaseURL(t)
-	st, err := store.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, dbURL)
 	// Before the database is dropped, prove it holds no key.
 	t.Cleanup(func() { assertDatabaseHoldsNoKey(t, dbURL) })
 
@@ -186,4 +178,54 @@ func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// openStore opens and migrates the database at url for the test.
+func openStore(t testing.TB, url string) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// load runs call from several goroutines until stopped, counting
+// successes and failures.
+type load struct {
+	ok, failed atomic.Int64
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startLoad(workers int, pause time.Duration, call func() error) *load {
+	l := &load{stop: make(chan struct{})}
+	for range workers {
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				if err := call(); err != nil {
+					l.failed.Add(1)
+				} else {
+					l.ok.Add(1)
+				}
+				time.Sleep(pause)
+			}
+		})
+	}
+	return l
+}
+
+// Stop ends the load and waits for the workers.
+func (l *load) Stop() {
+	close(l.stop)
+	l.wg.Wait()
 }

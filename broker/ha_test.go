@@ -10,7 +10,6 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -37,14 +36,7 @@ func TestVaultHAFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	kv := vc.KV("byok")
-	st, err := store.Open(ctx, testenv.DatabaseURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, testenv.DatabaseURL(t))
 	b, err := broker.New(broker.Config{Reader: kv, Writer: kv, Store: st, Pepper: []byte("ha-test-pepper-0123456789"),
 		CacheTTL: 50 * time.Millisecond, Logger: testLogger})
 	if err != nil {

@@ -2,8 +2,6 @@ package broker_test
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,30 +41,15 @@ func listen(t *testing.T, e *env, b *broker.Broker) <-chan struct{} {
 func untilServes(t *testing.T, b *broker.Broker, ws, provider, want string) time.Duration {
 	t.Helper()
 	ctx := context.Background()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var resolves atomic.Int64
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_, _ = b.Resolve(ctx, ws, provider)
-				resolves.Add(1)
-			}
-		})
-	}
-	defer func() { close(stop); wg.Wait() }()
+	resolves := startLoad(4, 0, func() error { _, err := b.Resolve(ctx, ws, provider); return err })
+	defer resolves.Stop()
 	start := time.Now()
 	for {
 		if r, err := b.Resolve(ctx, ws, provider); err == nil && r.APIKey == want {
 			return time.Since(start)
 		}
 		if time.Since(start) > 5*time.Second {
-			t.Fatalf("not served within 5 s (%d resolves meanwhile)", resolves.Load())
+			t.Fatalf("not served within 5 s (%d resolves meanwhile)", resolves.ok.Load()+resolves.failed.Load())
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/internal/vaulttest"
-	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -37,14 +36,7 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	kv := vc.KV("byok")
-	st, err := store.Open(ctx, testenv.DatabaseURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, testenv.DatabaseURL(t))
 	b, err := broker.New(broker.Config{Reader: kv, Writer: kv, Store: st, Pepper: []byte("outage-test-pepper-0123"),
 		CacheTTL: 200 * time.Millisecond, StaleIfError: time.Minute, Logger: testLogger})
 	if err != nil {
@@ -58,33 +50,20 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 		t.Fatalf("before the outage: %v", err)
 	}
 
-	var failures, served atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if r, err := b.Resolve(ctx, "ws", "openai"); err != nil || (r.APIKey != k1 && r.APIKey != k2) {
-					failures.Add(1)
-				} else {
-					served.Add(1)
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
-		})
-	}
+	resolves := startLoad(4, 2*time.Millisecond, func() error {
+		r, err := b.Resolve(ctx, "ws", "openai")
+		if err == nil && r.APIKey != k1 && r.APIKey != k2 {
+			err = errors.New("an unexpected key")
+		}
+		return err
+	})
 
 	vs.Kill()
 	time.Sleep(600 * time.Millisecond) // well past the 200 ms TTL
 	if _, err := b.Resolve(ctx, "ws", "anthropic"); !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("an uncached key during the outage: %v, want ErrUnavailable", err)
 	}
-	servedDuringOutage := served.Load()
+	servedDuringOutage := resolves.ok.Load()
 
 	if err := vs.Restart(ctx); err != nil {
 		t.Fatal(err)
@@ -105,12 +84,11 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	recovery := time.Since(restarted)
-	close(stop)
-	wg.Wait()
+	resolves.Stop()
 	t.Logf("stale-if-error: %d resolves served, %d failed across the outage; fresh again %v after Vault was unsealed",
-		served.Load(), failures.Load(), recovery)
-	if failures.Load() != 0 {
-		t.Fatalf("%d resolves of a cached key failed during the outage", failures.Load())
+		resolves.ok.Load(), resolves.failed.Load(), recovery)
+	if resolves.failed.Load() != 0 {
+		t.Fatalf("%d resolves of a cached key failed during the outage", resolves.failed.Load())
 	}
 	if servedDuringOutage == 0 {
 		t.Fatal("no resolve ran during the outage: the test proved nothing")
@@ -126,14 +104,7 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pg.Stop)
-	st, err := store.Open(ctx, pg.URL+"&connect_timeout=2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, pg.URL+"&connect_timeout=2")
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{Logger: testLogger})
 	b, err := broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st,
 		Pepper: []byte("pg-outage-test-pepper-01"), CacheTTL: 50 * time.Millisecond, Logger: testLogger})
@@ -145,29 +116,16 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var failures, served atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if r, err := b.Resolve(ctx, "ws", "openai"); err != nil || (r.APIKey != k1 && r.APIKey != k2) {
-					failures.Add(1)
-				} else {
-					served.Add(1)
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
-		})
-	}
+	resolves := startLoad(4, 2*time.Millisecond, func() error {
+		r, err := b.Resolve(ctx, "ws", "openai")
+		if err == nil && r.APIKey != k1 && r.APIKey != k2 {
+			err = errors.New("an unexpected key")
+		}
+		return err
+	})
 	pg.Halt()
 	time.Sleep(300 * time.Millisecond) // resolves keep going, through Vault
-	servedBefore := served.Load()
+	servedBefore := resolves.ok.Load()
 	if _, err := b.SetKey(ctx, alice, "ws", "openai", k2, 0); !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("a write while PostgreSQL is down: %v, want ErrUnavailable", err)
 	}
@@ -175,7 +133,7 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 		t.Fatalf("the refused write reached Vault: %v", err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if served.Load() == servedBefore {
+	if resolves.ok.Load() == servedBefore {
 		t.Fatal("no resolve was served while PostgreSQL was down")
 	}
 
@@ -193,10 +151,9 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
-	if failures.Load() != 0 {
-		t.Fatalf("%d resolves failed during the PostgreSQL outage (%d served)", failures.Load(), served.Load())
+	resolves.Stop()
+	if resolves.failed.Load() != 0 {
+		t.Fatalf("%d resolves failed during the PostgreSQL outage (%d served)", resolves.failed.Load(), resolves.ok.Load())
 	}
 	rep, err := b.Reconcile(ctx, 0)
 	if err != nil || rep.Failed != 0 {
@@ -207,7 +164,7 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 	if err != nil || verr != nil || meta.Version != cur.Version || cur.Value != k2 {
 		t.Fatalf("after the outage: metadata %+v (%v), vault version %d (%v)", meta, err, cur.Version, verr)
 	}
-	t.Logf("PostgreSQL outage: %d resolves served, 0 failed; the write during the outage was refused and left nothing behind", served.Load())
+	t.Logf("PostgreSQL outage: %d resolves served, 0 failed; the write during the outage was refused and left nothing behind", resolves.ok.Load())
 }
 
 // TestConcurrentRotationsThroughTwoReplicasLoseNothing: 100 rotations of one
