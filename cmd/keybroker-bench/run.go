@@ -69,13 +69,49 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // ground is everything the scenarios run against.
 type ground struct {
 	vaultAddr, readerToken, writerToken string
+	vaultWriter                         *vault.Client
 	pool                                *pgxpool.Pool
 	st                                  *store.Store
+	tokens                              *auth.Service
 	reads                               *countingTransport
 	b                                   *broker.Broker
 	url, resolverToken                  string
+	steady                              *instance   // scenario 6: the same server with a short TTL
 	keys                                [][2]string // (workspace, provider)
 	platform                            *platformStore
+}
+
+// instance is one keybroker server on loopback.
+type instance struct {
+	b     *broker.Broker
+	url   string
+	reads *countingTransport // Vault reads of key material by its reader
+}
+
+// serve starts a keybroker HTTP server with cache TTL ttl on the ground's
+// Vault and PostgreSQL.
+func (g *ground) serve(ttl time.Duration) (*instance, func(), error) {
+	in := &instance{reads: &countingTransport{base: http.DefaultTransport.(*http.Transport).Clone()}}
+	reader, err := vault.New(vault.Config{Address: g.vaultAddr, Token: g.readerToken, Transport: in.reads})
+	if err != nil {
+		return nil, nil, err
+	}
+	in.b, err = broker.New(broker.Config{Reader: reader.KV("byok"), Writer: g.vaultWriter.KV("byok"), Store: g.st,
+		Pepper: []byte("bench-pepper-0123456789abcdef"), CacheTTL: ttl, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, nil, err
+	}
+	// The access log as in production (JSON, one line per request), to a
+	// sink: it is part of the cost.
+	router := handlers.NewRouter(handlers.Options{Keys: in.b, Tokens: g.tokens, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	in.url = "http://" + ln.Addr().String()
+	return in, func() { _ = srv.Close() }, nil
 }
 
 func policyToken(ctx context.Context, root *vaultapi.Client, policy string) (string, error) {
@@ -122,11 +158,6 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	if g.writerToken, err = policyToken(ctx, vs.Client(), policies.Writer); err != nil {
 		return fail(err)
 	}
-	g.reads = &countingTransport{base: http.DefaultTransport.(*http.Transport).Clone()}
-	reader, err := vault.New(vault.Config{Address: vs.Addr, Token: g.readerToken, Transport: g.reads})
-	if err != nil {
-		return fail(err)
-	}
 	writer, err := vault.New(vault.Config{Address: vs.Addr, Token: g.writerToken})
 	if err != nil {
 		return fail(err)
@@ -138,27 +169,23 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	if err := g.st.Migrate(ctx); err != nil {
 		return fail(err)
 	}
-	quiet := slog.New(slog.DiscardHandler)
-	g.b, err = broker.New(broker.Config{Reader: reader.KV("byok"), Writer: writer.KV("byok"), Store: g.st,
-		Pepper: []byte("bench-pepper-0123456789abcdef"), CacheTTL: o.ttl, Logger: quiet})
+	g.vaultWriter = writer
+	g.tokens = auth.NewService(g.st, 0)
+	if g.resolverToken, _, err = g.tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "bench"}, broker.ValidID); err != nil {
+		return fail(err)
+	}
+	primary, stopPrimary, err := g.serve(o.ttl)
 	if err != nil {
 		return fail(err)
 	}
-	tokens := auth.NewService(g.st, 0)
-	if g.resolverToken, _, err = tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "bench"}, broker.ValidID); err != nil {
-		return fail(err)
-	}
-	// The access log as in production (JSON, one line per request), to a
-	// sink: it is part of the cost.
-	router := handlers.NewRouter(handlers.Options{Keys: g.b, Tokens: tokens, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	cleanups = append(cleanups, stopPrimary)
+	g.b, g.url, g.reads = primary.b, primary.url, primary.reads
+	steady, stopSteady, err := g.serve(o.steadyTTL)
 	if err != nil {
 		return fail(err)
 	}
-	srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	cleanups = append(cleanups, func() { _ = srv.Close() })
-	g.url = "http://" + ln.Addr().String()
+	cleanups = append(cleanups, stopSteady)
+	g.steady = steady
 
 	if g.pool, err = pgxpool.New(ctx, pg.URL+"&pool_max_conns="+strconv.Itoa(o.concurrency+4)); err != nil {
 		return fail(err)
@@ -224,13 +251,17 @@ func drain(resp *http.Response, err error) error {
 }
 
 func (g *ground) resolveHTTP(c *http.Client) func(ctx context.Context, k int) error {
+	return g.resolveAt(g.url, c)
+}
+
+func (g *ground) resolveAt(url string, c *http.Client) func(ctx context.Context, k int) error {
 	bodies := make([][]byte, len(g.keys))
 	for i, k := range g.keys {
 		bodies[i] = []byte(`{"workspace":"` + k[0] + `","provider":"` + k[1] + `"}`)
 	}
 	auth := "Bearer " + g.resolverToken
 	return func(ctx context.Context, k int) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.url+"/v1/resolve", bytes.NewReader(bodies[k]))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/resolve", bytes.NewReader(bodies[k]))
 		req.Header.Set("Authorization", auth)
 		req.Header.Set("Content-Type", "application/json")
 		return drain(c.Do(req))
