@@ -134,6 +134,13 @@ func ifMatch(version int) http.Header {
 	return http.Header{"If-Match": {strconv.Quote(strconv.Itoa(version))}}
 }
 
+// WhoAmI returns the token's id, role and workspaces.
+func (c *Client) WhoAmI(ctx context.Context) (WhoAmI, error) {
+	var out WhoAmI
+	_, err := c.do(ctx, http.MethodGet, "/v1/whoami", nil, nil, &out)
+	return out, err
+}
+
 // Providers lists the supported providers.
 func (c *Client) Providers(ctx context.Context) ([]Provider, error) {
 	var out ProviderList

@@ -18,6 +18,14 @@ type ProviderList struct {
 	Providers []Provider `json:"providers"`
 }
 
+// WhoAmI answers GET /v1/whoami: the caller's token id, role and
+// workspaces (admin and reader tokens).
+type WhoAmI struct {
+	TokenID    string   `json:"tokenId"`
+	Role       string   `json:"role"`
+	Workspaces []string `json:"workspaces"`
+}
+
 // KeyMetadata describes a workspace's key for a provider, never the key.
 type KeyMetadata struct {
 	Workspace   string    `json:"workspace"`

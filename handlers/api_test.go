@@ -43,6 +43,13 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 		t.Fatalf("providers: %d %s", r.status, r.body)
 	}
 
+	r = a.call("admin", "GET", "/v1/whoami", nil)
+	var who client.WhoAmI
+	r.decode(t, &who)
+	if r.status != 200 || who.TokenID != a.ids["admin"] || who.Role != "admin" || strings.Join(who.Workspaces, ",") != "ws1" {
+		t.Fatalf("whoami: %d %s", r.status, r.body)
+	}
+
 	k1 := openaiKey(t)
 	r = a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: k1})
 	var meta client.KeyMetadata

@@ -98,6 +98,16 @@ func (s *server) listProviders(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
+// whoami tells the caller what its token is: the admin page shows it.
+func (s *server) whoami(c *gin.Context) {
+	p, _ := principalOf(c)
+	ws := p.Workspaces
+	if ws == nil {
+		ws = []string{}
+	}
+	c.JSON(http.StatusOK, client.WhoAmI{TokenID: p.TokenID, Role: string(p.Role), Workspaces: ws})
+}
+
 func (s *server) listKeys(c *gin.Context) {
 	ws, _, ok := s.ids(c)
 	if !ok || !s.authorize(c, auth.ActionReadKeys, ws, "") {

@@ -100,7 +100,9 @@ func NewRouter(opts Options) *gin.Engine {
 	if opts.Keys != nil && opts.Tokens != nil {
 		v1 := r.Group("/v1", limitBody(opts.Logger), s.authenticate)
 		v1.GET("/providers", s.listProviders)
+		v1.GET("/whoami", s.whoami)
 		if opts.Mode == ModeAll || opts.Mode == ModeAdmin {
+			registerUI(r)
 			v1.GET("/workspaces/:ws/keys", s.listKeys)
 			v1.GET("/workspaces/:ws/keys/:provider", s.getKey)
 			v1.PUT("/workspaces/:ws/keys/:provider", s.putKey)

@@ -12,7 +12,7 @@
 # run, this one (and Go's own build cache) survives on the same machine. A tool
 # is rebuilt only when its binary is missing or reports another version.
 #
-# Usage: scripts/tools.sh [all|vault|terraform|tofu|postgres]...   (default: all)
+# Usage: scripts/tools.sh [all|vault|terraform|tofu|postgres|chromium]...   (default: all)
 # Prints nothing on stdout but the tools folder's bin path when asked with
 # `scripts/tools.sh path`.
 set -euo pipefail
@@ -130,10 +130,24 @@ ensure_postgres() {
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >&2
 }
 
+# Debian's Chromium, driven headless by the admin page's browser tests.
+ensure_chromium() {
+	if command -v chromium >/dev/null 2>&1; then
+		log "chromium present"
+		return
+	fi
+	log "installing Debian's chromium (about a minute)"
+	local sudo=""
+	[ "$(id -u)" = 0 ] || sudo="sudo"
+	$sudo apt-get update -qq >&2
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2
+}
+
 [ $# -gt 0 ] || set -- all
 for what in "$@"; do
 	case "$what" in
-	all) ensure_postgres; build_vault; build_terraform; build_tofu ;;
+	all) ensure_postgres; ensure_chromium; build_vault; build_terraform; build_tofu ;;
+	chromium) ensure_chromium ;;
 	vault) build_vault ;;
 	terraform) build_terraform ;;
 	tofu) build_tofu ;;

@@ -1,0 +1,41 @@
+package handlers
+
+import (
+	"embed"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+)
+
+// The admin web page: plain HTML, CSS and one ES module, embedded; no CDN,
+// no external fonts, no inline script. It talks to the v1 API with the
+// bearer token the admin pastes (kept in sessionStorage only).
+//
+//go:embed ui/index.html ui/app.js ui/style.css
+var uiFiles embed.FS
+
+// uiHeaders are set on every /ui/ answer.
+func uiHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	c.Next()
+}
+
+func registerUI(r *gin.Engine) {
+	serve := func(name, contentType string) gin.HandlerFunc {
+		b, err := uiFiles.ReadFile("ui/" + name)
+		if err != nil {
+			panic("handlers: embedded UI file missing: " + name)
+		}
+		return func(c *gin.Context) { c.Data(http.StatusOK, contentType, b) }
+	}
+	ui := r.Group("/ui", uiHeaders)
+	ui.GET("/", serve("index.html", "text/html; charset=utf-8"))
+	ui.GET("/app.js", serve("app.js", "text/javascript; charset=utf-8"))
+	ui.GET("/style.css", serve("style.css", "text/css; charset=utf-8"))
+	r.GET("/ui", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/ui/") })
+}

@@ -1,0 +1,218 @@
+package handlers_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/vault"
+)
+
+// browser starts headless Chromium (Debian's, installed by
+// scripts/tools.sh) for the test.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("no chromium on PATH: install it with make tools (scripts/tools.sh chromium)")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1200, 900),
+	}
+	// Start the browser now, with a second chance: a start can fail when
+	// the machine is busy.
+	var lastErr error
+	for range 3 {
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(opts, chromedp.UserDataDir(t.TempDir()))...)
+		ctx, cancel := chromedp.NewContext(actx)
+		if lastErr = chromedp.Do(ctx); lastErr == nil {
+			t.Cleanup(func() { cancel(); cancelAlloc() })
+			ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
+			t.Cleanup(cancelTimeout)
+			return ctx
+		}
+		cancel()
+		cancelAlloc()
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("start chromium: %v", lastErr)
+	return nil
+}
+
+func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// waitText waits until the element's text contains want.
+func waitText(t *testing.T, ctx context.Context, sel, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel), chromedp.AtLeast(0)))
+		if strings.Contains(s, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s says %q, want it to contain %q", sel, s, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// pageHolds reports whether the DOM (with input values) or sessionStorage
+// holds s.
+func pageHolds(t *testing.T, ctx context.Context, s string) bool {
+	t.Helper()
+	dom := eval[string](t, ctx, `document.documentElement.outerHTML + [...document.querySelectorAll('input')].map(i => i.value).join(' ')`)
+	session := eval[string](t, ctx, `JSON.stringify(Object.assign({}, sessionStorage))`)
+	return strings.Contains(dom, s) || strings.Contains(session, s)
+}
+
+func TestAdminPageInARealBrowser(t *testing.T) {
+	a := newAPI(t, handlers.ModeAll)
+	hosted := openaiKey(t)
+	if _, err := a.kv.Put(context.Background(), vault.HostedKeyPath("openai"), hosted, 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx := browser(t)
+	k1, k2 := openaiKey(t), openaiKey(t)
+	masked := func(k string) string { return k[:6] + "..." + k[len(k)-4:] }
+	row := `tr[data-provider="openai"]`
+
+	run(t, ctx, "sign in",
+		chromedp.Navigate(a.srv.URL+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), a.tokens["admin"]),
+		chromedp.Click(chromedp.CSS(`#signin button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("workspace-section")),
+	)
+	waitText(t, ctx, "#who", "role admin")
+	waitText(t, ctx, row+` td[data-status="openai"]`, "Using hosted key")
+
+	// A bad key: the API's message next to the field, nothing saved.
+	run(t, ctx, "set a bad key",
+		chromedp.SendKeys(chromedp.ID("key-openai"), "sk-this has spaces in it"),
+		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
+	waitText(t, ctx, "#err-openai", "whitespace")
+
+	run(t, ctx, "set a key",
+		chromedp.SendKeys(chromedp.ID("key-openai"), k1),
+		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
+	waitText(t, ctx, `span[data-masked="openai"]`, masked(k1))
+	if pageHolds(t, ctx, k1) {
+		t.Fatal("the plaintext key is in the DOM or sessionStorage after save")
+	}
+
+	run(t, ctx, "reload", chromedp.Reload())
+	waitText(t, ctx, `span[data-masked="openai"]`, masked(k1))
+
+	run(t, ctx, "rotate",
+		chromedp.SendKeys(chromedp.ID("key-openai"), k2),
+		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
+	waitText(t, ctx, `span[data-masked="openai"]`, masked(k2))
+	waitText(t, ctx, row, "version 2")
+
+	run(t, ctx, "roll back",
+		chromedp.Click(chromedp.CSS(`button[data-history="openai"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-rollback="1"]`)),
+		chromedp.Click(chromedp.CSS(`button[data-rollback="1"]`)))
+	waitText(t, ctx, `span[data-masked="openai"]`, masked(k1))
+	waitText(t, ctx, row, "version 3")
+	waitText(t, ctx, "#audit", "key.rollback")
+
+	screenshots := filepath.Join("..", "ui-screenshots")
+	if err := os.MkdirAll(screenshots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(screenshots, "workspace.png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	run(t, ctx, "delete",
+		chromedp.Click(chromedp.CSS(`button[data-delete="openai"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-confirm-delete="openai"]`)))
+	waitText(t, ctx, row+" .warning", "fall back to the platform's hosted key")
+	run(t, ctx, "confirm delete", chromedp.Click(chromedp.CSS(`button[data-confirm-delete="openai"]`)))
+	waitText(t, ctx, row+` td[data-status="openai"]`, "Using hosted key")
+	for _, k := range []string{k1, k2, hosted} {
+		if pageHolds(t, ctx, k) {
+			t.Fatal("a plaintext key is in the DOM or sessionStorage")
+		}
+	}
+
+	// A reader sees everything but the controls that would change it.
+	eval[bool](t, ctx, `sessionStorage.clear(), true`)
+	run(t, ctx, "sign in as a reader",
+		chromedp.Navigate(a.srv.URL+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), a.tokens["reader"]),
+		chromedp.Click(chromedp.CSS(`#signin button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("workspace-section")))
+	waitText(t, ctx, "#who", "role reader")
+	waitText(t, ctx, row, "Using hosted key")
+	controls := eval[int](t, ctx, `document.querySelectorAll('#keys input, #keys button, #keys form').length`)
+	if controls != 0 {
+		t.Fatalf("a reader sees %d edit controls", controls)
+	}
+}
+
+func TestAdminPageSecurityHeaders(t *testing.T) {
+	a := newAPI(t, handlers.ModeAll)
+	for _, path := range []string{"/ui/", "/ui/app.js", "/ui/style.css"} {
+		resp, err := http.Get(a.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		h := resp.Header
+		if resp.StatusCode != 200 || !strings.Contains(h.Get("Content-Security-Policy"), "script-src 'self'") ||
+			strings.Contains(h.Get("Content-Security-Policy"), "unsafe-inline") || h.Get("X-Frame-Options") != "DENY" ||
+			h.Get("Referrer-Policy") != "no-referrer" || h.Get("X-Content-Type-Options") != "nosniff" {
+			t.Fatalf("%s: %d %v", path, resp.StatusCode, h)
+		}
+	}
+	// No inline script in the page.
+	resp, err := http.Get(a.srv.URL + "/ui/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	_, _ = io.Copy(&b, resp.Body)
+	if strings.Contains(b.String(), "<script>") || strings.Contains(b.String(), "onclick=") {
+		t.Fatal("the page has inline script")
+	}
+	// The resolver-only server has no admin page.
+	r := newAPI(t, handlers.ModeResolver)
+	if resp, err := http.Get(r.srv.URL + "/ui/"); err != nil || resp.StatusCode != 404 {
+		t.Fatalf("resolver mode serves the page: %v %v", resp.StatusCode, err)
+	}
+}
