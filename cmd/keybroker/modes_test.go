@@ -60,30 +60,48 @@ func writeSecret(t *testing.T, dir, name, value string) string {
 	return p
 }
 
-// TestModesHoldOnlyTheirVaultIdentity runs an admin replica on the writer
-// identity alone (with a wrapped secret id) and a resolver replica on the
-// reader identity alone, as production would.
-func TestModesHoldOnlyTheirVaultIdentity(t *testing.T) {
+// approleGround is what a keybroker process needs on the test ground:
+// bootstrapped Vault identities, a migrated database, an operator token,
+// and the environment that points `keybroker serve` at them with AppRole.
+type approleGround struct {
+	ids     *vaulttest.Identities
+	st      *store.Store
+	opToken string
+	env     []string
+	dir     string
+}
+
+func newApproleGround(t *testing.T, tune func(*vault.BootstrapConfig)) *approleGround {
+	t.Helper()
 	ctx := context.Background()
-	ids := vaulttest.Bootstrap(t, vaulttest.Options{Tune: func(c *vault.BootstrapConfig) { c.WrapTTL = 10 * time.Minute }})
+	g := &approleGround{ids: vaulttest.Bootstrap(t, vaulttest.Options{Tune: tune}), dir: t.TempDir()}
 	vaultAddr, _ := testenv.Vault(t)
 	dbURL := testenv.DatabaseURL(t)
 	st, err := store.Open(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(st.Close)
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	opToken, _, err := auth.NewService(st, 0).Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "test"}, broker.ValidID)
-	if err != nil {
+	g.st = st
+	if g.opToken, _, err = auth.NewService(st, 0).Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "test"}, broker.ValidID); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	common := []string{"DATABASE_URL=" + dbURL, "VAULT_ADDR=" + vaultAddr, "KEYBROKER_KV_MOUNT=" + ids.Mount,
-		"KEYBROKER_VAULT_AUTH=approle", "KEYBROKER_APPROLE_MOUNT=" + ids.AppRoleMount,
-		"KEYBROKER_FINGERPRINT_PEPPER=modes-test-pepper-0123456789"}
+	g.env = []string{"DATABASE_URL=" + dbURL, "VAULT_ADDR=" + vaultAddr, "KEYBROKER_KV_MOUNT=" + g.ids.Mount,
+		"KEYBROKER_VAULT_AUTH=approle", "KEYBROKER_APPROLE_MOUNT=" + g.ids.AppRoleMount,
+		"KEYBROKER_FINGERPRINT_PEPPER=approle-test-pepper-0123456789"}
+	return g
+}
+
+// TestModesHoldOnlyTheirVaultIdentity runs an admin replica on the writer
+// identity alone (with a wrapped secret id) and a resolver replica on the
+// reader identity alone, as production would.
+func TestModesHoldOnlyTheirVaultIdentity(t *testing.T) {
+	ctx := context.Background()
+	g := newApproleGround(t, func(c *vault.BootstrapConfig) { c.WrapTTL = 10 * time.Minute })
+	ids, opToken, dir, common := g.ids, g.opToken, g.dir, g.env
 
 	adminAddr, _ := startServe(t, append(common, "KEYBROKER_MODE=admin", "KEYBROKER_APPROLE_SECRET_ID_WRAPPED=true",
 		"KEYBROKER_WRITER_ROLE_NAME="+ids.WriterRole, "KEYBROKER_WRITER_ROLE_ID="+ids.Result.RoleIDs[ids.WriterRole],
@@ -124,29 +142,13 @@ func TestModesHoldOnlyTheirVaultIdentity(t *testing.T) {
 // `keybroker reconcile` repairs the row.
 func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 	ctx := context.Background()
-	ids := vaulttest.Bootstrap(t, vaulttest.Options{})
-	vaultAddr, _ := testenv.Vault(t)
-	dbURL := testenv.DatabaseURL(t)
-	st, err := store.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	opToken, _, err := auth.NewService(st, 0).Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "test"}, broker.ValidID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	env := []string{"DATABASE_URL=" + dbURL, "VAULT_ADDR=" + vaultAddr, "KEYBROKER_KV_MOUNT=" + ids.Mount,
-		"KEYBROKER_VAULT_AUTH=approle", "KEYBROKER_APPROLE_MOUNT=" + ids.AppRoleMount,
-		"KEYBROKER_FINGERPRINT_PEPPER=crash-test-pepper-0123456789",
-		"KEYBROKER_WRITER_ROLE_ID=" + ids.Result.RoleIDs[ids.WriterRole],
-		"KEYBROKER_WRITER_SECRET_ID_FILE=" + writeSecret(t, dir, "writer", vaulttest.SecretID(t, ids.AppRoleMount, ids.WriterRole)),
-		"KEYBROKER_READER_ROLE_ID=" + ids.Result.RoleIDs[ids.ReaderRole],
-		"KEYBROKER_READER_SECRET_ID_FILE=" + writeSecret(t, dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))}
+	g := newApproleGround(t, nil)
+	ids, st, opToken, dir := g.ids, g.st, g.opToken, g.dir
+	env := append(g.env,
+		"KEYBROKER_WRITER_ROLE_ID="+ids.Result.RoleIDs[ids.WriterRole],
+		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, dir, "writer", vaulttest.SecretID(t, ids.AppRoleMount, ids.WriterRole)),
+		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
+		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole)))
 	addr, _ := startServe(t, append(env, "KEYBROKER_TEST_CRASH_AFTER_VAULT_WRITE=1"))
 	api, _ := client.New(client.Config{Address: "http://" + addr, Token: opToken})
 	key := "sk-proj-crash-" + testenv.RandomID(t) + testenv.RandomID(t)
