@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -42,6 +43,7 @@ type server struct {
 	url, token string
 	api        *client.Client
 	ids        *vaulttest.Identities
+	tokens     *auth.Service
 }
 
 func startKeybroker(t *testing.T) *server {
@@ -73,7 +75,7 @@ func startKeybroker(t *testing.T) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &server{url: srv.URL, token: token, api: api, ids: ids}
+	return &server{url: srv.URL, token: token, api: api, ids: ids, tokens: tokens}
 }
 
 // useCLI points terraform-plugin-testing at one of the CLIs built by
@@ -305,4 +307,34 @@ resource "keybroker_workspace_key" "k" {
 			},
 		},
 	})
+}
+
+func TestProviderDiagnostics(t *testing.T) {
+	useCLI(t, "terraform")
+	s := startKeybroker(t)
+	reader, _, err := s.tokens.Create(context.Background(), auth.CreateRequest{Role: auth.RoleReader, Workspaces: []string{"ws1"}, CreatedBy: "test"}, broker.ValidID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resourceBlock := func(ws, attrs string) string {
+		return fmt.Sprintf("resource \"keybroker_workspace_key\" \"k\" {\n  workspace_id = %q\n  provider_id = \"openai\"\n%s\n}\n", ws, attrs)
+	}
+	withKey := `  api_key = "sk-proj-diagnostics-0000000000000"`
+	provider := func(addr, token string) string {
+		return fmt.Sprintf("provider \"keybroker\" {\n  address = %q\n  token = %q\n}\n", addr, token)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{Config: provider("http://127.0.0.1:1", s.token) + resourceBlock("ws1", withKey), ExpectError: regexp.MustCompile(`keybroker is unreachable`)},
+			{Config: provider(s.url, "kbt_garbage") + resourceBlock("ws1", withKey), ExpectError: regexp.MustCompile(`keybroker refused the token`)},
+			{Config: provider(s.url, reader) + resourceBlock("ws1", withKey), ExpectError: regexp.MustCompile(`may not manage keys of this\s+workspace \(403\)`)},
+			{Config: providerBlock(s) + resourceBlock("ws1", ""), ExpectError: regexp.MustCompile(`Exactly one of api_key and api_key_wo`)},
+			{Config: providerBlock(s) + resourceBlock("Bad/WS", withKey), ExpectError: regexp.MustCompile(`Invalid id`)},
+			{Config: providerBlock(s) + resourceBlock("ws1", `  api_key = "sk-this is not a key at all"`), ExpectError: regexp.MustCompile(`keybroker rejected the key`)},
+		},
+	})
+	if _, err := s.api.GetKey(context.Background(), "ws1", "openai"); !client.IsStatus(err, http.StatusNotFound) {
+		t.Fatalf("a refused configuration left a key: %v", err)
+	}
 }
