@@ -50,10 +50,14 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 		t.Fatalf("before the outage: %v", err)
 	}
 
+	var lastErr atomic.Value
 	resolves := startLoad(4, 2*time.Millisecond, func() error {
 		r, err := b.Resolve(ctx, "ws", "openai")
 		if err == nil && r.APIKey != k1 && r.APIKey != k2 {
 			err = errors.New("an unexpected key")
+		}
+		if err != nil {
+			lastErr.Store(err.Error())
 		}
 		return err
 	})
@@ -88,7 +92,7 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 	t.Logf("stale-if-error: %d resolves served, %d failed across the outage; fresh again %v after Vault was unsealed",
 		resolves.ok.Load(), resolves.failed.Load(), recovery)
 	if resolves.failed.Load() != 0 {
-		t.Fatalf("%d resolves of a cached key failed during the outage", resolves.failed.Load())
+		t.Fatalf("%d resolves of a cached key failed during the outage; the last: %v", resolves.failed.Load(), lastErr.Load())
 	}
 	if servedDuringOutage == 0 {
 		t.Fatal("no resolve ran during the outage: the test proved nothing")

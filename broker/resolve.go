@@ -187,7 +187,21 @@ func (b *Broker) fetch(ctx context.Context, key CacheKey, path string) (*cacheEn
 func (b *Broker) refresh(key CacheKey, path string, old *cacheEntry) {
 	defer old.refreshing.Store(false)
 	_, _, _ = b.flight.Do(string(key), func() (any, error) {
-		return b.fetch(context.Background(), key, path)
+		e, err := b.fetch(context.Background(), key, path)
+		// Callers that find the entry expired join this flight; while Vault
+		// is unavailable they get what lookup would give them: the old
+		// answer while it is fresh or within the stale-if-error window.
+		if err != nil && errors.Is(err, ErrUnavailable) {
+			age := time.Since(old.fetchedAt)
+			if time.Now().Before(old.freshUntil) {
+				return old, nil
+			}
+			if b.staleIfError > 0 && age < old.freshUntil.Sub(old.fetchedAt)+b.staleIfError {
+				b.metrics.staleServed()
+				return old, nil
+			}
+		}
+		return e, err
 	})
 }
 
