@@ -204,7 +204,7 @@ func TestColdHerdMakesOneVaultRead(t *testing.T) {
 	}
 	// A fresh replica: nothing cached.
 	cold := e.another(t, nil)
-	before := e.reads.dataReads.Load()
+	before := e.reads.Reads()
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	var failures sync.Map
@@ -220,7 +220,7 @@ func TestColdHerdMakesOneVaultRead(t *testing.T) {
 	close(start)
 	wg.Wait()
 	failures.Range(func(k, v any) bool { t.Errorf("resolve %v: %v", k, v); return true })
-	if n := e.reads.dataReads.Load() - before; n != 1 {
+	if n := e.reads.Reads() - before; n != 1 {
 		t.Fatalf("200 concurrent cold resolves made %d Vault reads, want 1", n)
 	}
 }
@@ -234,13 +234,13 @@ func TestNegativeAnswerIsCachedBriefly(t *testing.T) {
 	if _, err := e.b.Resolve(ctx, ws, "mistral"); err != nil {
 		t.Fatal(err)
 	}
-	before := e.reads.dataReads.Load()
+	before := e.reads.Reads()
 	for range 20 {
 		if r, err := e.b.Resolve(ctx, ws, "mistral"); err != nil || r.APIKey != hosted {
 			t.Fatalf("%v %v", r, err)
 		}
 	}
-	if n := e.reads.dataReads.Load() - before; n != 0 {
+	if n := e.reads.Reads() - before; n != 0 {
 		t.Fatalf("%d Vault reads for cached answers (BYOK absent, hosted present)", n)
 	}
 	// A BYOK key written behind keybroker's back shows once the negative

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/internal/vaulttest"
 	"github.com/keybroker/keybroker/store"
@@ -76,19 +76,6 @@ func newKey(t testing.TB, provider string) string {
 	return key
 }
 
-// countingTransport counts Vault reads of key material (GET on data/).
-type countingTransport struct {
-	base      http.RoundTripper
-	dataReads atomic.Int64
-}
-
-func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/data/") {
-		c.dataReads.Add(1)
-	}
-	return c.base.RoundTrip(r)
-}
-
 // env is a broker on the shared Vault (a fresh KV mount) and PostgreSQL (a
 // fresh, migrated database).
 type env struct {
@@ -98,7 +85,7 @@ type env struct {
 	dbURL   string
 	root    *vaultapi.Client
 	rootKV  *vault.KV
-	reads   *countingTransport
+	reads   *devenv.VaultReadCounter
 	store   *store.Store
 	workspc string
 }
@@ -115,7 +102,7 @@ func newEnv(t testing.TB, tune func(*broker.Config)) *env {
 	// Before the database is dropped, prove it holds no key.
 	t.Cleanup(func() { assertDatabaseHoldsNoKey(t, dbURL) })
 
-	reads := &countingTransport{base: http.DefaultTransport.(*http.Transport).Clone()}
+	reads := devenv.NewVaultReadCounter()
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{Logger: testLogger, ReaderTransport: reads})
 	cfg := broker.Config{
 		Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st,

@@ -260,7 +260,7 @@ func TestHotKeysAreRefreshedInTheBackground(t *testing.T) {
 	if _, err := e.b.SetKey(ctx, alice, ws, "openai", newKey(t, "openai"), 0); err != nil {
 		t.Fatal(err)
 	}
-	readsBefore := e.reads.dataReads.Load()
+	readsBefore := e.reads.Reads()
 	deadline := time.Now().Add(4 * time.Second) // four TTLs
 	for time.Now().Before(deadline) {
 		if _, err := e.b.Resolve(ctx, ws, "openai"); err != nil {
@@ -270,7 +270,7 @@ func TestHotKeysAreRefreshedInTheBackground(t *testing.T) {
 	}
 	misses := testutil.ToFloat64(e.cfg.Metrics.CacheLookups("miss"))
 	hits := testutil.ToFloat64(e.cfg.Metrics.CacheLookups("hit"))
-	reads := e.reads.dataReads.Load() - readsBefore
+	reads := e.reads.Reads() - readsBefore
 	t.Logf("hot key over 4 s with a 1 s TTL: %.0f hits, %.0f misses, %d Vault reads", hits, misses, reads)
 	if misses != 1 {
 		t.Fatalf("%.0f cache misses, want 1 (the first read): hot entries must be refreshed before they expire", misses)

@@ -120,9 +120,9 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 			return nil, fmt.Errorf("warm the steady-state server: %w", err)
 		}
 	}
-	before := g.steady.reads.reads.Load()
+	before := g.steady.reads.Reads()
 	sr := runLoad(ctx, o.concurrency, 3*o.steadyTTL, same(uniform(n)), steadyResolve)
-	rep.VaultReadsPerS = float64(g.steady.reads.reads.Load()-before) / sr.Seconds
+	rep.VaultReadsPerS = float64(g.steady.reads.Reads()-before) / sr.Seconds
 	rep.KeysPerTTL = float64(n) / o.steadyTTL.Seconds()
 	rep.SteadyTTL, rep.SteadyThroughput = o.steadyTTL.String(), sr.Throughput
 

@@ -53,19 +53,6 @@ func keyFor(provider string) string {
 	}
 }
 
-// countingTransport counts Vault reads of key material.
-type countingTransport struct {
-	base  http.RoundTripper
-	reads atomic.Int64
-}
-
-func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/data/") {
-		c.reads.Add(1)
-	}
-	return c.base.RoundTrip(r)
-}
-
 // ground is everything the scenarios run against.
 type ground struct {
 	vaultAddr, readerToken, writerToken string
@@ -73,7 +60,7 @@ type ground struct {
 	pool                                *pgxpool.Pool
 	st                                  *store.Store
 	tokens                              *auth.Service
-	reads                               *countingTransport
+	reads                               *devenv.VaultReadCounter
 	b                                   *broker.Broker
 	url, resolverToken                  string
 	steady                              *instance   // scenario 6: the same server with a short TTL
@@ -85,13 +72,13 @@ type ground struct {
 type instance struct {
 	b     *broker.Broker
 	url   string
-	reads *countingTransport // Vault reads of key material by its reader
+	reads *devenv.VaultReadCounter // Vault reads of key material by its reader
 }
 
 // serve starts a keybroker HTTP server with cache TTL ttl on the ground's
 // Vault and PostgreSQL.
 func (g *ground) serve(ttl time.Duration) (*instance, func(), error) {
-	in := &instance{reads: &countingTransport{base: http.DefaultTransport.(*http.Transport).Clone()}}
+	in := &instance{reads: devenv.NewVaultReadCounter()}
 	reader, err := vault.New(vault.Config{Address: g.vaultAddr, Token: g.readerToken, Transport: in.reads})
 	if err != nil {
 		return nil, nil, err
@@ -307,7 +294,7 @@ func (g *ground) inProcess(ctx context.Context, miss bool) testing.BenchmarkResu
 // coldHerd resolves one key nobody has asked for yet from 1,000 goroutines
 // at once, on a fresh broker, and counts Vault reads.
 func (g *ground) coldHerd(ctx context.Context) (int64, error) {
-	counting := &countingTransport{base: http.DefaultTransport.(*http.Transport).Clone()}
+	counting := devenv.NewVaultReadCounter()
 	reader, err := vault.New(vault.Config{Address: g.vaultAddr, Token: g.readerToken, Transport: counting})
 	if err != nil {
 		return 0, err
@@ -333,7 +320,7 @@ func (g *ground) coldHerd(ctx context.Context) (int64, error) {
 	if failed.Load() > 0 {
 		return 0, fmt.Errorf("%d cold resolves failed", failed.Load())
 	}
-	return counting.reads.Load(), nil
+	return counting.Reads(), nil
 }
 
 // syntheticReader answers any path with a key of realistic size, so that
