@@ -41,17 +41,14 @@ func (s *server) authenticate(c *gin.Context) {
 		renderError(c, s.log, unavailable(err))
 		return
 	}
-	c.Set(ctxPrincipal, p)
+	st := stateOf(c)
+	st.principal, st.authenticated = p, true
 	c.Next()
 }
 
 func principalOf(c *gin.Context) (auth.Principal, bool) {
-	v, ok := c.Get(ctxPrincipal)
-	if !ok {
-		return auth.Principal{}, false
-	}
-	p, ok := v.(auth.Principal)
-	return p, ok
+	st := stateOf(c)
+	return st.principal, st.authenticated
 }
 
 // authorize answers 403, and records the denial in the audit trail, when

@@ -37,6 +37,8 @@ type options struct {
 	steadyTTL   time.Duration
 	jsonOut     bool
 	cpuProfile  string
+	load        string
+	wrkThreads  int
 }
 
 func main() {
@@ -49,7 +51,13 @@ func main() {
 	flag.DurationVar(&o.steadyTTL, "steady-ttl", 2*time.Second, "the cache TTL of scenario 6, which runs for three of them and expects about keys/TTL Vault reads per second")
 	flag.BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the scenario-1 runs to this file")
+	flag.StringVar(&o.load, "load", "auto", "load generator of the HTTP scenarios: wrk, go (Go's HTTP client), or auto (wrk when it is installed)")
+	flag.IntVar(&o.wrkThreads, "wrk-threads", 1, "wrk's threads")
 	flag.Parse()
+	if o.load != "auto" && o.load != "wrk" && o.load != "go" {
+		fmt.Fprintln(os.Stderr, "keybroker-bench: --load must be auto, wrk or go")
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -25,6 +25,7 @@ type report struct {
 	Concurrency      int              `json:"concurrency"`
 	Duration         string           `json:"duration_per_run"`
 	CacheTTL         string           `json:"cache_ttl"`
+	LoadGenerator    string           `json:"load_generator"`
 	Load             []scenarioResult `json:"load"`
 	RatioVault       float64          `json:"ratio_keybroker_vs_vault"`
 	RatioPlatform    float64          `json:"ratio_keybroker_vs_platform"`
@@ -75,22 +76,41 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	client := httpClient(o.concurrency)
 	same := func(p keyPicker) func(int) keyPicker { return func(int) keyPicker { return p } }
 	zipfPick := zipf(n)
+	resolve, vaultKV := g.resolveTarget(g.url), g.vaultTarget()
 	scenarios := []struct {
-		name string
-		pick func(int) keyPicker
-		do   func(context.Context, int) error
+		name   string
+		pick   func(int) keyPicker
+		target *httpTarget                      // HTTP scenarios: driven by the load generator
+		do     func(context.Context, int) error // in-process scenarios
 	}{
-		{"1a keybroker HTTP resolve, cache hit, uniform", same(uniform(n)), g.resolveHTTP(client)},
-		{"1b keybroker HTTP resolve, cache hit, Zipf", func(w int) keyPicker { return zipfPick(uint64(w) + 7) }, g.resolveHTTP(client)},
-		{"2  direct Vault KV v2 read (reader token)", same(uniform(n)), g.vaultRead(client)},
-		{"3  platform-style: PostgreSQL row + AES-256-GCM", same(uniform(n)), g.platformRead},
+		{"1a keybroker HTTP resolve, cache hit, uniform", same(uniform(n)), &resolve, nil},
+		{"1b keybroker HTTP resolve, cache hit, Zipf", func(w int) keyPicker { return zipfPick(uint64(w) + 7) }, &resolve, nil},
+		{"2  direct Vault KV v2 read (reader token)", same(uniform(n)), &vaultKV, nil},
+		{"3  platform-style: PostgreSQL row + AES-256-GCM", same(uniform(n)), nil, g.platformRead},
+	}
+	useWrk := o.load == "wrk" || (o.load == "auto" && wrkAvailable())
+	rep.LoadGenerator = "Go net/http client, one connection per worker"
+	if useWrk {
+		rep.LoadGenerator = fmt.Sprintf("wrk, %d thread(s)", max(1, min(o.wrkThreads, o.concurrency)))
+	}
+	wrkDir, err := os.MkdirTemp("", "keybroker-bench-wrk-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(wrkDir)
+	drive := func(t *httpTarget, pick func(int) keyPicker, do func(context.Context, int) error, d time.Duration) (loadResult, error) {
+		switch {
+		case t != nil && useWrk:
+			return runWrk(ctx, wrkDir, *t, sequence(pick(0), 200_000), o.concurrency, o.wrkThreads, d)
+		case t != nil:
+			return runLoad(ctx, o.concurrency, d, pick, goRequests(*t, client)), nil
+		default:
+			return runLoad(ctx, o.concurrency, d, pick, do), nil
+		}
 	}
 	// Warm keybroker's cache: scenario 1 measures hits.
-	warm := g.resolveHTTP(client)
-	for k := range n {
-		if err := warm(ctx, k); err != nil {
-			return nil, fmt.Errorf("warm the cache: %w", err)
-		}
+	if err := warmUp(ctx, goRequests(resolve, client), n); err != nil {
+		return nil, fmt.Errorf("warm the cache: %w", err)
 	}
 	rounds := make([][]loadResult, len(scenarios))
 	for round := range o.rounds {
@@ -100,8 +120,11 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 			if round == 0 && i == 0 {
 				stop = startProfile(o.cpuProfile)
 			}
-			r := runLoad(ctx, o.concurrency, o.duration, s.pick, s.do)
+			r, err := drive(s.target, s.pick, s.do, o.duration)
 			stop()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.name, err)
+			}
 			rounds[i] = append(rounds[i], r)
 		}
 	}
@@ -114,14 +137,15 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	// Scenario 6: scenario 1's load on a server with a short TTL, for three
 	// TTLs: Vault reads should follow keys/TTL, not the traffic.
 	log.Info("run", "scenario", "6 steady Vault load", "ttl", o.steadyTTL)
-	steadyResolve := g.resolveAt(g.steady.url, client)
-	for k := range n {
-		if err := steadyResolve(ctx, k); err != nil {
-			return nil, fmt.Errorf("warm the steady-state server: %w", err)
-		}
+	steady := g.resolveTarget(g.steady.url)
+	if err := warmUp(ctx, goRequests(steady, client), n); err != nil {
+		return nil, fmt.Errorf("warm the steady-state server: %w", err)
 	}
 	before := g.steady.reads.Reads()
-	sr := runLoad(ctx, o.concurrency, 3*o.steadyTTL, same(uniform(n)), steadyResolve)
+	sr, err := drive(&steady, same(uniform(n)), nil, 3*o.steadyTTL)
+	if err != nil {
+		return nil, fmt.Errorf("steady state: %w", err)
+	}
 	rep.VaultReadsPerS = float64(g.steady.reads.Reads()-before) / sr.Seconds
 	rep.KeysPerTTL = float64(n) / o.steadyTTL.Seconds()
 	rep.SteadyTTL, rep.SteadyThroughput = o.steadyTTL.String(), sr.Throughput
@@ -145,6 +169,16 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	return rep, nil
 }
 
+// warmUp asks once for every key.
+func warmUp(ctx context.Context, do func(context.Context, int) error, n int) error {
+	for k := range n {
+		if err := do(ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func machine() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s/%s, %d CPUs, %s, host %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), host)
@@ -153,8 +187,8 @@ func machine() string {
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
 
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "keybroker-bench: %d keys, %d connections, %s per run, medians of the rounds, cache TTL %s\nmachine: %s\n\n",
-		r.Keys, r.Concurrency, r.Duration, r.CacheTTL, r.Machine)
+	fmt.Fprintf(w, "keybroker-bench: %d keys, %d connections, %s per run, medians of the rounds, cache TTL %s\nmachine: %s\nload generator: %s\n\n",
+		r.Keys, r.Concurrency, r.Duration, r.CacheTTL, r.Machine, r.LoadGenerator)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\treq/s\tp50\tp90\tp99\terrors\t")
 	for _, s := range r.Load {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -237,32 +236,42 @@ func drain(resp *http.Response, err error) error {
 	return nil
 }
 
-func (g *ground) resolveHTTP(c *http.Client) func(ctx context.Context, k int) error {
-	return g.resolveAt(g.url, c)
+// resolveTarget is scenario 1: POST /v1/resolve on the keybroker at url.
+func (g *ground) resolveTarget(url string) httpTarget {
+	t := httpTarget{base: url, method: http.MethodPost, paths: make([]string, len(g.keys)), bodies: make([]string, len(g.keys)),
+		headers: map[string]string{"Authorization": "Bearer " + g.resolverToken, "Content-Type": "application/json", "Host": strings.TrimPrefix(url, "http://")}}
+	for i, k := range g.keys {
+		t.paths[i] = "/v1/resolve"
+		t.bodies[i] = `{"workspace":"` + k[0] + `","provider":"` + k[1] + `"}`
+	}
+	return t
 }
 
-func (g *ground) resolveAt(url string, c *http.Client) func(ctx context.Context, k int) error {
-	bodies := make([][]byte, len(g.keys))
+// vaultTarget is scenario 2: a KV v2 read of the same paths with the
+// reader's token.
+func (g *ground) vaultTarget() httpTarget {
+	t := httpTarget{base: g.vaultAddr, method: http.MethodGet, paths: make([]string, len(g.keys)),
+		headers: map[string]string{"X-Vault-Token": g.readerToken, "Host": strings.TrimPrefix(g.vaultAddr, "http://")}}
 	for i, k := range g.keys {
-		bodies[i] = []byte(`{"workspace":"` + k[0] + `","provider":"` + k[1] + `"}`)
+		t.paths[i] = "/v1/byok/data/" + vault.WorkspaceKeyPath(k[0], k[1])
 	}
-	auth := "Bearer " + g.resolverToken
-	return func(ctx context.Context, k int) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/resolve", bytes.NewReader(bodies[k]))
-		req.Header.Set("Authorization", auth)
-		req.Header.Set("Content-Type", "application/json")
-		return drain(c.Do(req))
-	}
+	return t
 }
 
-func (g *ground) vaultRead(c *http.Client) func(ctx context.Context, k int) error {
-	urls := make([]string, len(g.keys))
-	for i, k := range g.keys {
-		urls[i] = g.vaultAddr + "/v1/byok/data/" + vault.WorkspaceKeyPath(k[0], k[1])
-	}
+// goRequests sends t's requests with Go's HTTP client: the built-in load
+// generator when wrk is not installed, and the warm-up.
+func goRequests(t httpTarget, c *http.Client) func(ctx context.Context, k int) error {
 	return func(ctx context.Context, k int) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, urls[k], nil)
-		req.Header.Set("X-Vault-Token", g.readerToken)
+		var body io.Reader
+		if t.bodies != nil {
+			body = strings.NewReader(t.bodies[k])
+		}
+		req, _ := http.NewRequestWithContext(ctx, t.method, t.base+t.paths[k], body)
+		for h, v := range t.headers {
+			if h != "Host" {
+				req.Header.Set(h, v)
+			}
+		}
 		return drain(c.Do(req))
 	}
 }
