@@ -23,25 +23,35 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"syscall"
 	"time"
 )
 
 type options struct {
-	workspaces  int
-	duration    time.Duration
-	concurrency int
-	rounds      int
-	ttl         time.Duration
-	steadyTTL   time.Duration
-	jsonOut     bool
-	cpuProfile  string
-	load        string
-	wrkThreads  int
+	workspaces    int
+	duration      time.Duration
+	concurrency   int
+	rounds        int
+	ttl           time.Duration
+	steadyTTL     time.Duration
+	jsonOut       bool
+	cpuProfile    string
+	load          string
+	wrkThreads    int
+	sweepDuration time.Duration
+	p99Goal       time.Duration
+	keybrokerBin  string
 }
 
 func main() {
+	if kind := os.Getenv(envReference); kind != "" {
+		// A reference server of scenarios 0 and 3b (see child.go).
+		if err := serveReference(kind); err != nil {
+			fmt.Fprintln(os.Stderr, "keybroker-bench reference:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	flag.IntVar(&o.workspaces, "workspaces", 1000, "workspaces to load (each gets 5 provider keys)")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each load run")
@@ -50,9 +60,12 @@ func main() {
 	flag.DurationVar(&o.ttl, "ttl", 30*time.Second, "keybroker's cache TTL in scenarios 1-3 (production's default)")
 	flag.DurationVar(&o.steadyTTL, "steady-ttl", 2*time.Second, "the cache TTL of scenario 6, which runs for three of them and expects about keys/TTL Vault reads per second")
 	flag.BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the scenario-1 runs to this file")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the keybroker process during the first scenario-1a run to this file (go tool pprof FILE)")
 	flag.StringVar(&o.load, "load", "auto", "load generator of the HTTP scenarios: wrk, go (Go's HTTP client), or auto (wrk when it is installed)")
 	flag.IntVar(&o.wrkThreads, "wrk-threads", 1, "wrk's threads")
+	flag.DurationVar(&o.sweepDuration, "sweep-duration", 3*time.Second, "length of each run of the capacity sweep (concurrency 1, 2, 4, ... up to --concurrency); 0 skips the sweep")
+	flag.DurationVar(&o.p99Goal, "p99-goal", 2*time.Millisecond, "the latency goal of the capacity sweep")
+	flag.StringVar(&o.keybrokerBin, "keybroker-bin", "", "the keybroker binary to benchmark (default: build cmd/keybroker)")
 	flag.Parse()
 	if o.load != "auto" && o.load != "wrk" && o.load != "go" {
 		fmt.Fprintln(os.Stderr, "keybroker-bench: --load must be auto, wrk or go")
@@ -74,20 +87,4 @@ func main() {
 		return
 	}
 	rep.print(os.Stdout)
-}
-
-func startProfile(path string) func() {
-	if path == "" {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "keybroker-bench: cpuprofile:", err)
-		return func() {}
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return func() {}
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
 }

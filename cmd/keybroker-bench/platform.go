@@ -5,11 +5,17 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keybroker/keybroker/client"
 )
 
 // platformStore is the reference for scenario 3: how the BYOK feature that
@@ -21,11 +27,7 @@ type platformStore struct {
 	gcm  cipher.AEAD
 }
 
-func newPlatformStore(ctx context.Context, pool *pgxpool.Pool) (*platformStore, error) {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
+func newPlatformStore(ctx context.Context, pool *pgxpool.Pool, key []byte) (*platformStore, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
@@ -70,4 +72,45 @@ func (p *platformStore) get(ctx context.Context, ws, provider string) (string, e
 		return "", err
 	}
 	return string(pt), nil
+}
+
+// handler is scenario 3b: the platform-style lookup behind an HTTP hop like
+// keybroker's — the same request and answer, a bearer-token check, a body
+// limit — so that the same load generator drives both. It has no access log
+// and no router, which favours the reference.
+func (p *platformStore) handler(token string) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			http.Error(w, `{"error":{"code":"unauthenticated"}}`, http.StatusUnauthorized)
+			return
+		}
+		var req client.ResolveRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+			http.Error(w, `{"error":{"code":"malformed_json"}}`, http.StatusBadRequest)
+			return
+		}
+		key, err := p.get(r.Context(), req.Workspace, req.Provider)
+		if err != nil {
+			http.Error(w, `{"error":{"code":"unavailable"}}`, http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(client.ResolveResponse{APIKey: key, Source: "byok", IsBYOK: true, Version: 1})
+	})
+}
+
+// floorHandler is scenario 0: net/http answering a constant of the resolve
+// answer's size after reading the request — no lookup, no middleware. Its
+// throughput is the most any HTTP service can reach on this machine with
+// this load generator.
+func floorHandler() http.Handler {
+	body, _ := json.Marshal(client.ResolveResponse{APIKey: keyFor("openai"), Source: "byok", IsBYOK: true, Version: 1})
+	body = append(body, '\n')
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header()["Content-Type"] = []string{"application/json; charset=utf-8"}
+		_, _ = w.Write(body)
+	})
 }

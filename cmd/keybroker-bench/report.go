@@ -14,6 +14,7 @@ import (
 
 // scenarioResult is the median of a scenario's rounds.
 type scenarioResult struct {
+	ID     string       `json:"id"`
 	Name   string       `json:"name"`
 	Median loadResult   `json:"median"`
 	Rounds []loadResult `json:"rounds"`
@@ -29,6 +30,10 @@ type report struct {
 	Load             []scenarioResult `json:"load"`
 	RatioVault       float64          `json:"ratio_keybroker_vs_vault"`
 	RatioPlatform    float64          `json:"ratio_keybroker_vs_platform"`
+	RatioPlatformHop float64          `json:"ratio_keybroker_vs_platform_http"`
+	RatioFloor       float64          `json:"ratio_http_floor_vs_platform"`
+	P99Goal          time.Duration    `json:"p99_goal_ns"`
+	Capacity         []capacity       `json:"capacity_at_p99_goal"`
 	HitNs            float64          `json:"inprocess_hit_ns_per_op"`
 	HitAllocs        int64            `json:"inprocess_hit_allocs_per_op"`
 	MissNs           float64          `json:"inprocess_miss_ns_per_op"`
@@ -77,16 +82,14 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	same := func(p keyPicker) func(int) keyPicker { return func(int) keyPicker { return p } }
 	zipfPick := zipf(n)
 	resolve, vaultKV := g.resolveTarget(g.url), g.vaultTarget()
-	scenarios := []struct {
-		name   string
-		pick   func(int) keyPicker
-		target *httpTarget                      // HTTP scenarios: driven by the load generator
-		do     func(context.Context, int) error // in-process scenarios
-	}{
-		{"1a keybroker HTTP resolve, cache hit, uniform", same(uniform(n)), &resolve, nil},
-		{"1b keybroker HTTP resolve, cache hit, Zipf", func(w int) keyPicker { return zipfPick(uint64(w) + 7) }, &resolve, nil},
-		{"2  direct Vault KV v2 read (reader token)", same(uniform(n)), &vaultKV, nil},
-		{"3  platform-style: PostgreSQL row + AES-256-GCM", same(uniform(n)), nil, g.platformRead},
+	platformHop, floor := g.resolveTarget(g.platformURL), g.resolveTarget(g.floorURL)
+	scenarios := []scenario{
+		{"0", "HTTP floor: net/http answering a constant", same(uniform(n)), &floor, nil},
+		{"1a", "keybroker HTTP resolve, cache hit, uniform", same(uniform(n)), &resolve, nil},
+		{"1b", "keybroker HTTP resolve, cache hit, Zipf", func(w int) keyPicker { return zipfPick(uint64(w) + 7) }, &resolve, nil},
+		{"2", "direct Vault KV v2 read (reader token)", same(uniform(n)), &vaultKV, nil},
+		{"3a", "platform-style in process: PostgreSQL row + AES-256-GCM", same(uniform(n)), nil, g.platformRead},
+		{"3b", "platform-style behind an HTTP hop", same(uniform(n)), &platformHop, nil},
 	}
 	useWrk := o.load == "wrk" || (o.load == "auto" && wrkAvailable())
 	rep.LoadGenerator = "Go net/http client, one connection per worker"
@@ -98,14 +101,14 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(wrkDir)
-	drive := func(t *httpTarget, pick func(int) keyPicker, do func(context.Context, int) error, d time.Duration) (loadResult, error) {
+	drive := func(s scenario, concurrency int, d time.Duration) (loadResult, error) {
 		switch {
-		case t != nil && useWrk:
-			return runWrk(ctx, wrkDir, *t, sequence(pick(0), 200_000), o.concurrency, o.wrkThreads, d)
-		case t != nil:
-			return runLoad(ctx, o.concurrency, d, pick, goRequests(*t, client)), nil
+		case s.target != nil && useWrk:
+			return runWrk(ctx, wrkDir, *s.target, sequence(s.pick(0), 200_000), concurrency, o.wrkThreads, d)
+		case s.target != nil:
+			return runLoad(ctx, concurrency, d, s.pick, goRequests(*s.target, client)), nil
 		default:
-			return runLoad(ctx, o.concurrency, d, pick, do), nil
+			return runLoad(ctx, concurrency, d, s.pick, s.do), nil
 		}
 	}
 	// Warm keybroker's cache: scenario 1 measures hits.
@@ -115,38 +118,81 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	rounds := make([][]loadResult, len(scenarios))
 	for round := range o.rounds {
 		for i, s := range scenarios {
-			log.Info("run", "round", round+1, "scenario", s.name)
-			stop := func() {}
-			if round == 0 && i == 0 {
-				stop = startProfile(o.cpuProfile)
+			log.Info("run", "round", round+1, "scenario", s.id)
+			profiled := make(chan error, 1)
+			if round == 0 && s.id == "1a" && o.cpuProfile != "" {
+				go func() { profiled <- g.profile(ctx, o.cpuProfile, o.duration) }()
+			} else {
+				profiled <- nil
 			}
-			r, err := drive(s.target, s.pick, s.do, o.duration)
-			stop()
+			r, err := drive(s, o.concurrency, o.duration)
+			if perr := <-profiled; perr != nil {
+				log.Warn("no CPU profile", "error", perr)
+			}
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", s.name, err)
+				return nil, fmt.Errorf("scenario %s: %w", s.id, err)
 			}
 			rounds[i] = append(rounds[i], r)
 		}
 	}
 	for i, s := range scenarios {
-		rep.Load = append(rep.Load, scenarioResult{Name: s.name, Median: median(rounds[i]), Rounds: rounds[i]})
+		rep.Load = append(rep.Load, scenarioResult{ID: s.id, Name: s.name, Median: median(rounds[i]), Rounds: rounds[i]})
 	}
-	rep.RatioVault = rep.Load[0].Median.Throughput / rep.Load[2].Median.Throughput
-	rep.RatioPlatform = rep.Load[0].Median.Throughput / rep.Load[3].Median.Throughput
+	rep.RatioVault = rep.throughput("1a") / rep.throughput("2")
+	rep.RatioPlatform = rep.throughput("1a") / rep.throughput("3a")
+	rep.RatioPlatformHop = rep.throughput("1a") / rep.throughput("3b")
+	rep.RatioFloor = rep.throughput("0") / rep.throughput("3a")
+
+	// Capacity: each scenario's throughput at the highest load whose p99
+	// stays under the goal, interleaved over the same concurrency levels.
+	if o.sweepDuration > 0 {
+		rep.P99Goal = o.p99Goal
+		var swept []scenario
+		for _, s := range scenarios {
+			if s.id != "1b" {
+				swept = append(swept, s)
+			}
+		}
+		points := make([][]sweepPoint, len(swept))
+		for c := 1; c <= o.concurrency; c *= 2 {
+			for i, s := range swept {
+				log.Info("run", "sweep", s.id, "concurrency", c)
+				r, err := drive(s, c, o.sweepDuration)
+				if err != nil {
+					return nil, fmt.Errorf("sweep %s at %d: %w", s.id, c, err)
+				}
+				points[i] = append(points[i], sweepPoint{Concurrency: c, Throughput: r.Throughput, P99: r.P99, Errors: r.Errors})
+			}
+		}
+		for i, s := range swept {
+			rep.Capacity = append(rep.Capacity, capacityOf(s.id, s.name, points[i], o.p99Goal))
+		}
+	}
 
 	// Scenario 6: scenario 1's load on a server with a short TTL, for three
 	// TTLs: Vault reads should follow keys/TTL, not the traffic.
 	log.Info("run", "scenario", "6 steady Vault load", "ttl", o.steadyTTL)
 	steady := g.resolveTarget(g.steady.url)
+	steadyScenario := scenario{"6", "steady", same(uniform(n)), &steady, nil}
 	if err := warmUp(ctx, goRequests(steady, client), n); err != nil {
 		return nil, fmt.Errorf("warm the steady-state server: %w", err)
 	}
-	before := g.steady.reads.Reads()
-	sr, err := drive(&steady, same(uniform(n)), nil, 3*o.steadyTTL)
+	vaultReads := func() (float64, error) {
+		return g.steady.metricSum(`keybroker_vault_request_duration_seconds_count{operation="kv_get",`)
+	}
+	before, err := vaultReads()
+	if err != nil {
+		return nil, fmt.Errorf("read the steady server's metrics: %w", err)
+	}
+	sr, err := drive(steadyScenario, o.concurrency, 3*o.steadyTTL)
 	if err != nil {
 		return nil, fmt.Errorf("steady state: %w", err)
 	}
-	rep.VaultReadsPerS = float64(g.steady.reads.Reads()-before) / sr.Seconds
+	after, err := vaultReads()
+	if err != nil {
+		return nil, fmt.Errorf("read the steady server's metrics: %w", err)
+	}
+	rep.VaultReadsPerS = (after - before) / sr.Seconds
 	rep.KeysPerTTL = float64(n) / o.steadyTTL.Seconds()
 	rep.SteadyTTL, rep.SteadyThroughput = o.steadyTTL.String(), sr.Throughput
 
@@ -167,6 +213,60 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// scenario is one row of the load table.
+type scenario struct {
+	id, name string
+	pick     func(worker int) keyPicker
+	target   *httpTarget                      // HTTP scenarios: driven by the load generator
+	do       func(context.Context, int) error // in-process scenarios
+}
+
+// sweepPoint is one load level of the capacity sweep.
+type sweepPoint struct {
+	Concurrency int           `json:"concurrency"`
+	Throughput  float64       `json:"throughput_per_s"`
+	P99         time.Duration `json:"p99_ns"`
+	Errors      int           `json:"errors"`
+}
+
+// capacity is a scenario's best throughput with p99 under the goal.
+type capacity struct {
+	ID          string        `json:"id"`
+	Name        string        `json:"name"`
+	Throughput  float64       `json:"throughput_per_s"`
+	P99         time.Duration `json:"p99_ns"`
+	Concurrency int           `json:"concurrency"`
+	Points      []sweepPoint  `json:"points"`
+}
+
+func capacityOf(id, name string, points []sweepPoint, goal time.Duration) capacity {
+	c := capacity{ID: id, Name: name, Points: points}
+	for _, p := range points {
+		if p.Errors == 0 && p.P99 < goal && p.Throughput > c.Throughput {
+			c.Throughput, c.P99, c.Concurrency = p.Throughput, p.P99, p.Concurrency
+		}
+	}
+	return c
+}
+
+func (r *report) throughput(id string) float64 {
+	for _, s := range r.Load {
+		if s.ID == id {
+			return s.Median.Throughput
+		}
+	}
+	return 0
+}
+
+func (r *report) capacity(id string) float64 {
+	for _, c := range r.Capacity {
+		if c.ID == id {
+			return c.Throughput
+		}
+	}
+	return 0
 }
 
 // warmUp asks once for every key.
@@ -190,13 +290,44 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "keybroker-bench: %d keys, %d connections, %s per run, medians of the rounds, cache TTL %s\nmachine: %s\nload generator: %s\n\n",
 		r.Keys, r.Concurrency, r.Duration, r.CacheTTL, r.Machine, r.LoadGenerator)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\treq/s\tp50\tp90\tp99\terrors\t")
+	fmt.Fprintln(tw, "scenario\t\treq/s\tp50\tp90\tp99\terrors\t")
 	for _, s := range r.Load {
 		m := s.Median
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t\n", s.Name, m.Throughput, ms(m.P50), ms(m.P90), ms(m.P99), m.Errors)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t\n", s.ID, s.Name, m.Throughput, ms(m.P50), ms(m.P90), ms(m.P99), m.Errors)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nratios (throughput, scenario 1a over): direct Vault %.1fx, platform-style %.1fx\n", r.RatioVault, r.RatioPlatform)
+	fmt.Fprintf(w, "\nratios (throughput, scenario 1a over): direct Vault %.1fx, platform-style in process %.1fx, platform-style behind HTTP %.1fx\n",
+		r.RatioVault, r.RatioPlatform, r.RatioPlatformHop)
+	fmt.Fprintf(w, "ceiling: the HTTP floor (0) is %.1fx the in-process platform lookup (3a)\n", r.RatioFloor)
+	if len(r.Capacity) > 0 {
+		fmt.Fprintf(w, "\ncapacity: best throughput with p99 < %s (concurrency 1, 2, 4, ...)\n", ms(r.P99Goal))
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "scenario\t\treq/s\tp99\tconnections\t")
+		for _, c := range r.Capacity {
+			if c.Concurrency == 0 {
+				fmt.Fprintf(tw, "%s\t%s\t-\tnever under the goal\t-\t\n", c.ID, c.Name)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%d\t\n", c.ID, c.Name, c.Throughput, ms(c.P99), c.Concurrency)
+		}
+		tw.Flush()
+		fmt.Fprintln(w, "each level (connections: req/s, p99):")
+		for _, c := range r.Capacity {
+			fmt.Fprintf(w, "  %-3s", c.ID)
+			for _, p := range c.Points {
+				fmt.Fprintf(w, "  %d: %.0f, %.2f ms", p.Concurrency, p.Throughput, float64(p.P99)/float64(time.Millisecond))
+			}
+			fmt.Fprintln(w)
+		}
+		ratio := func(a, b string) string {
+			if r.capacity(b) == 0 {
+				return "n/a"
+			}
+			return fmt.Sprintf("%.1fx", r.capacity(a)/r.capacity(b))
+		}
+		fmt.Fprintf(w, "ratios (capacity, scenario 1a over): direct Vault %s, platform-style in process %s, platform-style behind HTTP %s\n",
+			ratio("1a", "2"), ratio("1a", "3a"), ratio("1a", "3b"))
+	}
 	fmt.Fprintf(w, "4  in-process Resolve: hit %.0f ns/op, %d allocs/op; miss (a Vault read) %.0f ns/op, %d allocs/op\n",
 		r.HitNs, r.HitAllocs, r.MissNs, r.MissAllocs)
 	fmt.Fprintf(w, "5  cold herd: 1000 concurrent resolves of one uncached key -> %d Vault read(s)\n", r.ColdHerdReads)

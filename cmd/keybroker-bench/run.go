@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -24,7 +27,6 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/policies"
 	"github.com/keybroker/keybroker/store"
@@ -55,49 +57,70 @@ func keyFor(provider string) string {
 // ground is everything the scenarios run against.
 type ground struct {
 	vaultAddr, readerToken, writerToken string
+	dbURL, pprofAddr                    string
 	vaultWriter                         *vault.Client
 	pool                                *pgxpool.Pool
 	st                                  *store.Store
 	tokens                              *auth.Service
-	reads                               *devenv.VaultReadCounter
-	b                                   *broker.Broker
+	b                                   *broker.Broker // in process: loads the keys; scenarios 4, 5, 7, 8
 	url, resolverToken                  string
-	steady                              *instance   // scenario 6: the same server with a short TTL
+	steady                              *child      // scenario 6: keybroker with a short TTL
 	keys                                [][2]string // (workspace, provider)
 	platform                            *platformStore
+	platformURL, floorURL               string // scenarios 3b and 0
 }
 
-// instance is one keybroker server on loopback.
-type instance struct {
-	b     *broker.Broker
-	url   string
-	reads *devenv.VaultReadCounter // Vault reads of key material by its reader
+// startKeybroker runs `keybroker serve --mode resolver` as production runs
+// it (JSON log to stderr, metrics, invalidation listener), with the
+// reader's Vault token and cache TTL ttl.
+func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl time.Duration, pprofAddr string) (*child, error) {
+	return startChild(ctx, dir, name, bin, func(listen string) ([]string, []string) {
+		return []string{"serve"}, []string{
+			"KEYBROKER_LISTEN_ADDR=" + listen, "KEYBROKER_MODE=resolver", "DATABASE_URL=" + g.dbURL,
+			"VAULT_ADDR=" + g.vaultAddr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + g.readerToken,
+			"KEYBROKER_KV_MOUNT=byok", "KEYBROKER_CACHE_TTL=" + ttl.String(), "KEYBROKER_PPROF_ADDR=" + pprofAddr,
+		}
+	}, "/readyz")
 }
 
-// serve starts a keybroker HTTP server with cache TTL ttl on the ground's
-// Vault and PostgreSQL.
-func (g *ground) serve(ttl time.Duration) (*instance, func(), error) {
-	in := &instance{reads: devenv.NewVaultReadCounter()}
-	reader, err := vault.New(vault.Config{Address: g.vaultAddr, Token: g.readerToken, Transport: in.reads})
-	if err != nil {
-		return nil, nil, err
+// profile writes a CPU profile of the keybroker process over d to path.
+func (g *ground) profile(ctx context.Context, path string, d time.Duration) error {
+	if g.pprofAddr == "" {
+		return errors.New("keybroker was started without --pprof-addr")
 	}
-	in.b, err = broker.New(broker.Config{Reader: reader.KV("byok"), Writer: g.vaultWriter.KV("byok"), Store: g.st,
-		Pepper: []byte("bench-pepper-0123456789abcdef"), CacheTTL: ttl, Logger: slog.New(slog.DiscardHandler)})
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", g.pprofAddr, max(1, int(d.Seconds())))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	// The access log as in production (JSON, one line per request), to a
-	// sink: it is part of the cost.
-	router := handlers.NewRouter(handlers.Options{Keys: in.b, Tokens: g.tokens, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	in.url = "http://" + ln.Addr().String()
-	return in, func() { _ = srv.Close() }, nil
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof answered %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// buildKeybroker builds cmd/keybroker into dir (the benchmark runs from the
+// module, as `make bench` does).
+func buildKeybroker(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "keybroker")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/keybroker/keybroker/cmd/keybroker")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build keybroker (or pass --keybroker-bin): %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return bin, nil
 }
 
 func policyToken(ctx context.Context, root *vaultapi.Client, policy string) (string, error) {
@@ -135,7 +158,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	if _, err := op.Bootstrap(ctx, vault.BootstrapConfig{KVMount: "byok"}); err != nil {
 		return fail(err)
 	}
-	g := &ground{vaultAddr: vs.Addr}
+	g := &ground{vaultAddr: vs.Addr, dbURL: pg.URL}
 	// The broker uses tokens carrying keybroker's policies (as its AppRole
 	// logins would); scenario 2 reads Vault with the reader's.
 	if g.readerToken, err = policyToken(ctx, vs.Client(), policies.Reader); err != nil {
@@ -160,26 +183,80 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	if g.resolverToken, _, err = g.tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "bench"}, broker.ValidID); err != nil {
 		return fail(err)
 	}
-	primary, stopPrimary, err := g.serve(o.ttl)
+	// The in-process broker loads the keys (Vault write + PostgreSQL
+	// transaction each) and runs the in-process scenarios.
+	reader, err := vault.New(vault.Config{Address: g.vaultAddr, Token: g.readerToken})
 	if err != nil {
 		return fail(err)
 	}
-	cleanups = append(cleanups, stopPrimary)
-	g.b, g.url, g.reads = primary.b, primary.url, primary.reads
-	steady, stopSteady, err := g.serve(o.steadyTTL)
-	if err != nil {
+	if g.b, err = broker.New(broker.Config{Reader: reader.KV("byok"), Writer: writer.KV("byok"), Store: g.st,
+		Pepper: []byte("bench-pepper-0123456789abcdef"), CacheTTL: o.ttl, Logger: slog.New(slog.DiscardHandler)}); err != nil {
 		return fail(err)
 	}
-	cleanups = append(cleanups, stopSteady)
-	g.steady = steady
 
+	dir, err := os.MkdirTemp("", "keybroker-bench-")
+	if err != nil {
+		return fail(err)
+	}
+	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+	bin := o.keybrokerBin
+	if bin == "" {
+		log.Info("building keybroker")
+		if bin, err = buildKeybroker(ctx, dir); err != nil {
+			return fail(err)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fail(err)
+	}
+	aesKey := make([]byte, 32)
+	if _, err := rand.Read(aesKey); err != nil {
+		return fail(err)
+	}
 	if g.pool, err = pgxpool.New(ctx, pg.URL+"&pool_max_conns="+strconv.Itoa(o.concurrency+4)); err != nil {
 		return fail(err)
 	}
 	cleanups = append(cleanups, g.pool.Close)
-	if g.platform, err = newPlatformStore(ctx, g.pool); err != nil {
+	if g.platform, err = newPlatformStore(ctx, g.pool, aesKey); err != nil {
 		return fail(err)
 	}
+
+	log.Info("starting keybroker and the reference servers")
+	if o.cpuProfile != "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fail(err)
+		}
+		g.pprofAddr = ln.Addr().String()
+		ln.Close()
+	}
+	reference := func(kind string) func(string) ([]string, []string) {
+		return func(listen string) ([]string, []string) {
+			return nil, []string{envReference + "=" + kind, envListen + "=" + listen, "DATABASE_URL=" + g.dbURL,
+				envAESKey + "=" + hex.EncodeToString(aesKey), envToken + "=" + g.resolverToken, envPoolSize + "=" + strconv.Itoa(o.concurrency+4)}
+		}
+	}
+	children := []struct {
+		start func() (*child, error)
+		url   *string
+	}{
+		{func() (*child, error) { return g.startKeybroker(ctx, dir, bin, "keybroker", o.ttl, g.pprofAddr) }, &g.url},
+		{func() (*child, error) { return startChild(ctx, dir, "platform", self, reference("platform"), "/ready") }, &g.platformURL},
+		{func() (*child, error) { return startChild(ctx, dir, "floor", self, reference("floor"), "/ready") }, &g.floorURL},
+	}
+	for _, ch := range children {
+		c, err := ch.start()
+		if err != nil {
+			return fail(err)
+		}
+		cleanups = append(cleanups, c.stop)
+		*ch.url = c.url
+	}
+	if g.steady, err = g.startKeybroker(ctx, dir, bin, "keybroker-steady", o.steadyTTL, ""); err != nil {
+		return fail(err)
+	}
+	cleanups = append(cleanups, g.steady.stop)
 
 	log.Info("loading keys", "workspaces", o.workspaces, "keys", o.workspaces*len(providerIDs))
 	for w := range o.workspaces {

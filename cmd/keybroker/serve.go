@@ -48,6 +48,7 @@ type serverConfig struct {
 	NegativeCacheTTL time.Duration
 	StaleIfError     time.Duration
 	ReconcileEvery   time.Duration
+	PprofAddr        string
 
 	// From the environment only.
 	VaultToken string
@@ -74,6 +75,7 @@ func (cfg *serverConfig) bindFlags(cmd *cobra.Command) {
 	f.DurationVar(&cfg.CacheTTL, "cache-ttl", envDuration("KEYBROKER_CACHE_TTL", 30*time.Second), "how long a resolved key is served from memory (KEYBROKER_CACHE_TTL)")
 	f.DurationVar(&cfg.ReconcileEvery, "reconcile-interval", envDuration("KEYBROKER_RECONCILE_INTERVAL", 5*time.Minute), "how often one replica reconciles Vault and PostgreSQL; 0 is never (KEYBROKER_RECONCILE_INTERVAL)")
 	f.DurationVar(&cfg.StaleIfError, "stale-if-error", envDuration("KEYBROKER_STALE_IF_ERROR", 0), "serve a cached key this long past its TTL while Vault is unreachable; 0 is off (KEYBROKER_STALE_IF_ERROR)")
+	f.StringVar(&cfg.PprofAddr, "pprof-addr", envOr("KEYBROKER_PPROF_ADDR", ""), "serve Go's profiler (/debug/pprof/) on this loopback address; off when empty (KEYBROKER_PPROF_ADDR)")
 	f.DurationVar(&cfg.NegativeCacheTTL, "negative-cache-ttl", envDuration("KEYBROKER_NEGATIVE_CACHE_TTL", 5*time.Second), `how long "no key" is remembered (KEYBROKER_NEGATIVE_CACHE_TTL)`)
 }
 
@@ -184,6 +186,12 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 		return err
 	}
 	defer st.Close()
+
+	if cfg.PprofAddr != "" {
+		if err := servePprof(ctx, cfg.PprofAddr, logger); err != nil {
+			return err
+		}
+	}
 
 	// Each mode holds only the Vault identities it needs: admin the writer
 	// (which cannot read keys), resolver the reader, all both.
