@@ -36,5 +36,5 @@ fmt:
 
 # The benchmark against the alternatives (BENCHMARKS.md); flags via BENCH_FLAGS.
 bench:
-	scripts/tools.sh postgres vault
+	scripts/tools.sh postgres vault wrk
 	$(GO) run ./cmd/keybroker-bench $(BENCH_FLAGS)

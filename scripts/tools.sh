@@ -12,7 +12,7 @@
 # run, this one (and Go's own build cache) survives on the same machine. A tool
 # is rebuilt only when its binary is missing or reports another version.
 #
-# Usage: scripts/tools.sh [all|vault|terraform|tofu|postgres|chromium]...   (default: all)
+# Usage: scripts/tools.sh [all|vault|terraform|tofu|postgres|chromium|wrk]...   (default: all)
 # Prints nothing on stdout but the tools folder's bin path when asked with
 # `scripts/tools.sh path`.
 set -euo pipefail
@@ -143,11 +143,25 @@ ensure_chromium() {
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2
 }
 
+# Debian's wrk, the HTTP load generator of `make bench` (and of its test).
+ensure_wrk() {
+	if command -v wrk >/dev/null 2>&1; then
+		log "wrk present"
+		return
+	fi
+	log "installing Debian's wrk"
+	local sudo=""
+	[ "$(id -u)" = 0 ] || sudo="sudo"
+	$sudo apt-get update -qq >&2
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >&2
+}
+
 [ $# -gt 0 ] || set -- all
 for what in "$@"; do
 	case "$what" in
-	all) ensure_postgres; ensure_chromium; build_vault; build_terraform; build_tofu ;;
+	all) ensure_postgres; ensure_chromium; ensure_wrk; build_vault; build_terraform; build_tofu ;;
 	chromium) ensure_chromium ;;
+	wrk) ensure_wrk ;;
 	vault) build_vault ;;
 	terraform) build_terraform ;;
 	tofu) build_tofu ;;

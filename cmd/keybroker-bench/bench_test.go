@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	if kind := os.Getenv(envReference); kind != "" {
+		// The smoke test's reference servers re-execute this test binary.
+		if err := serveReference(kind); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestParseWrkReadsTheScriptsResultLine(t *testing.T) {
+	out := []byte("Running 1s test @ http://127.0.0.1:1\n  1 threads and 2 connections\nWRKRESULT 1000 2000000 10 150 900 2500\n")
+	r, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := loadResult{Requests: 990, Errors: 10, Seconds: 2, Throughput: 495,
+		P50: 150 * time.Microsecond, P90: 900 * time.Microsecond, P99: 2500 * time.Microsecond}
+	if r != want {
+		t.Fatalf("parseWrk = %+v, want %+v", r, want)
+	}
+	for _, bad := range []string{"", "Running 1s test\n", "WRKRESULT 1 2 x 4 5 6\n"} {
+		if _, err := parseWrk([]byte(bad)); err == nil {
+			t.Errorf("parseWrk(%q) did not fail", bad)
+		}
+	}
+}
+
+func requireWrk(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("wrk"); err != nil {
+		t.Fatal("wrk is not installed: run scripts/tools.sh wrk (make test does)")
+	}
+}
+
+// TestWrkSendsTheTargetsRequestsInSequence checks the script wrk runs: the
+// method, headers and body of each key, and only the keys of the sequence.
+func TestWrkSendsTheTargetsRequestsInSequence(t *testing.T) {
+	requireWrk(t)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var bad []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Method != http.MethodPost || r.Header.Get("Authorization") != "Bearer t0ken" || r.URL.Path != "/v1/resolve" {
+			bad = append(bad, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		}
+		seen[string(body)]++
+		if strings.Contains(string(body), "fail") {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	target := httpTarget{base: srv.URL, method: http.MethodPost, paths: []string{"/v1/resolve", "/v1/resolve", "/v1/resolve"},
+		bodies:  []string{`{"k":"zero"}`, `{"k":"one"}`, `{"k":"fail"}`},
+		headers: map[string]string{"Authorization": "Bearer t0ken", "Host": strings.TrimPrefix(srv.URL, "http://")}}
+	r, err := runWrk(t.Context(), t.TempDir(), target, []int{0, 1, 0, 1}, 2, 1, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	badSeen, seenCopy := append([]string(nil), bad...), fmt.Sprint(seen)
+	keysOK := seen[`{"k":"zero"}`] > 0 && seen[`{"k":"one"}`] > 0 && len(seen) == 2
+	mu.Unlock()
+	if len(badSeen) > 0 {
+		t.Fatalf("wrong requests: %q", badSeen[:min(3, len(badSeen))])
+	}
+	if !keysOK {
+		t.Fatalf("bodies seen: %s; want keys 0 and 1 of the sequence only", seenCopy)
+	}
+	if r.Requests == 0 || r.Errors != 0 || r.P99 <= 0 {
+		t.Fatalf("result %+v", r)
+	}
+
+	// A failing status counts as an error.
+	r, err = runWrk(t.Context(), t.TempDir(), target, []int{2}, 1, 1, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Errors == 0 || r.Requests != 0 {
+		t.Fatalf("503 answers gave %+v; want every request counted as an error", r)
+	}
+}
+
+// TestBenchmarkRunsEveryScenario runs the whole benchmark, small and short,
+// on the real servers with wrk: every scenario answers without an error,
+// the cold herd makes one Vault read, and the report holds every row.
+func TestBenchmarkRunsEveryScenario(t *testing.T) {
+	requireWrk(t)
+	o := options{workspaces: 4, duration: time.Second, concurrency: 2, rounds: 1, ttl: 30 * time.Second,
+		steadyTTL: time.Second, load: "wrk", wrkThreads: 1, sweepDuration: time.Second, p99Goal: time.Second}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	rep, err := run(ctx, o, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{}
+	for _, s := range rep.Load {
+		ids = append(ids, s.ID)
+		if s.Median.Requests == 0 || s.Median.Errors != 0 {
+			t.Errorf("scenario %s: %+v; want requests and no error", s.ID, s.Median)
+		}
+	}
+	if got := strings.Join(ids, ","); got != "0,1a,1b,2,3a,3b" {
+		t.Errorf("scenarios %s", got)
+	}
+	if !strings.HasPrefix(rep.LoadGenerator, "wrk") {
+		t.Errorf("load generator %q; want wrk", rep.LoadGenerator)
+	}
+	if rep.ColdHerdReads != 1 {
+		t.Errorf("cold herd made %d Vault reads; want 1", rep.ColdHerdReads)
+	}
+	if rep.VaultReadsPerS <= 0 {
+		t.Errorf("steady state counted %v Vault reads/s; the TTL is 1s, so the keys must have been re-read", rep.VaultReadsPerS)
+	}
+	if len(rep.Capacity) != 5 || len(rep.Capacity[0].Points) != 2 {
+		t.Errorf("capacity sweep %+v; want 5 scenarios at concurrency 1 and 2", rep.Capacity)
+	}
+	if rep.HitNs <= 0 || rep.MissNs <= rep.HitNs || rep.WriteP50 <= 0 || rep.MemHeapMB <= 0 {
+		t.Errorf("in-process results: hit %v ns, miss %v ns, write p50 %v, heap %v MB", rep.HitNs, rep.MissNs, rep.WriteP50, rep.MemHeapMB)
+	}
+	var table strings.Builder
+	rep.print(&table)
+	for _, want := range []string{"HTTP floor", "platform-style behind an HTTP hop", "capacity: best throughput", "cold herd"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("the printed table lacks %q", want)
+		}
+	}
+}
