@@ -79,12 +79,15 @@ func requestIDOf(c *gin.Context) string { return stateOf(c).id }
 // accessLog writes one line per request: the route pattern (never the raw
 // path or query), status, duration, request id, client address and token
 // id. Headers and bodies are never logged, so neither a bearer token nor a
-// key can reach the log.
-func accessLog(log *slog.Logger) gin.HandlerFunc {
+// key can reach the log. With errorsOnly, answers below 400 are not logged.
+func accessLog(log *slog.Logger, errorsOnly bool) gin.HandlerFunc {
 	h := log.Handler()
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
+		if errorsOnly && c.Writer.Status() < http.StatusBadRequest {
+			return
+		}
 		ctx := c.Request.Context()
 		if !h.Enabled(ctx, slog.LevelInfo) {
 			return

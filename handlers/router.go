@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -39,6 +40,27 @@ const (
 	ModeResolver Mode = "resolver"
 )
 
+// AccessLog says which requests get an access-log line.
+type AccessLog string
+
+const (
+	// AccessLogAll logs every request.
+	AccessLogAll AccessLog = "all"
+	// AccessLogErrors logs only answers of 400 and above: refusals,
+	// denials and failures. Successful resolves are counted in the metrics,
+	// and every change is in the audit trail.
+	AccessLogErrors AccessLog = "errors"
+)
+
+// ParseAccessLog checks an access-log setting.
+func ParseAccessLog(s string) (AccessLog, error) {
+	switch a := AccessLog(s); a {
+	case AccessLogAll, AccessLogErrors:
+		return a, nil
+	}
+	return "", fmt.Errorf("unknown access log %q (all, errors)", s)
+}
+
 // Options are what the router needs from the rest of keybroker.
 type Options struct {
 	// Logger receives the access log and one line per failed request.
@@ -52,6 +74,8 @@ type Options struct {
 	Tokens Authenticator
 	// Mode selects the routes. Default: ModeAll.
 	Mode Mode
+	// AccessLog selects the requests that are logged. Default: AccessLogAll.
+	AccessLog AccessLog
 	// Metrics, when set, is served at /metrics (Prometheus).
 	Metrics http.Handler
 	// TrustedProxies may set X-Forwarded-For (CIDRs or IPs). Default: none,
@@ -87,7 +111,7 @@ func NewRouter(opts Options) *gin.Engine {
 		_ = r.SetTrustedProxies(nil)
 	}
 	s := &server{log: opts.Logger, keys: opts.Keys, tokens: opts.Tokens}
-	r.Use(requestID(), recoverPanics(opts.Logger), accessLog(opts.Logger))
+	r.Use(requestID(), recoverPanics(opts.Logger), accessLog(opts.Logger, opts.AccessLog == AccessLogErrors))
 
 	health := &healthHandler{deps: opts.Dependencies, log: opts.Logger}
 	r.GET("/healthz", health.healthz)

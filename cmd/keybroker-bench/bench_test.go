@@ -109,7 +109,7 @@ func TestWrkSendsTheTargetsRequestsInSequence(t *testing.T) {
 func TestBenchmarkRunsEveryScenario(t *testing.T) {
 	requireWrk(t)
 	o := options{workspaces: 4, duration: time.Second, concurrency: 2, rounds: 1, ttl: 30 * time.Second,
-		steadyTTL: time.Second, load: "wrk", wrkThreads: 1, sweepDuration: time.Second, p99Goal: time.Second}
+		steadyTTL: time.Second, load: "wrk", wrkThreads: 1, sweepDuration: time.Second, p99Goal: time.Second, accessLog: "all"}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	rep, err := run(ctx, o, slog.New(slog.DiscardHandler))

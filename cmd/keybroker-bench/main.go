@@ -41,6 +41,7 @@ type options struct {
 	sweepDuration time.Duration
 	p99Goal       time.Duration
 	keybrokerBin  string
+	accessLog     string
 }
 
 func main() {
@@ -66,6 +67,7 @@ func main() {
 	flag.DurationVar(&o.sweepDuration, "sweep-duration", 3*time.Second, "length of each run of the capacity sweep (concurrency 1, 2, 4, ... up to --concurrency); 0 skips the sweep")
 	flag.DurationVar(&o.p99Goal, "p99-goal", 2*time.Millisecond, "the latency goal of the capacity sweep")
 	flag.StringVar(&o.keybrokerBin, "keybroker-bin", "", "the keybroker binary to benchmark (default: build cmd/keybroker)")
+	flag.StringVar(&o.accessLog, "access-log", "all", "keybroker's --access-log: all (production's default) or errors")
 	flag.Parse()
 	if o.load != "auto" && o.load != "wrk" && o.load != "go" {
 		fmt.Fprintln(os.Stderr, "keybroker-bench: --load must be auto, wrk or go")

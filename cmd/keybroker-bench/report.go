@@ -27,6 +27,7 @@ type report struct {
 	Duration         string           `json:"duration_per_run"`
 	CacheTTL         string           `json:"cache_ttl"`
 	LoadGenerator    string           `json:"load_generator"`
+	AccessLog        string           `json:"keybroker_access_log"`
 	Load             []scenarioResult `json:"load"`
 	RatioVault       float64          `json:"ratio_keybroker_vs_vault"`
 	RatioPlatform    float64          `json:"ratio_keybroker_vs_platform"`
@@ -76,7 +77,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	}
 	defer cleanup()
 	n := len(g.keys)
-	rep := &report{Machine: machine(), Keys: n, Concurrency: o.concurrency, Duration: o.duration.String(), CacheTTL: o.ttl.String()}
+	rep := &report{Machine: machine(), Keys: n, Concurrency: o.concurrency, Duration: o.duration.String(), CacheTTL: o.ttl.String(), AccessLog: o.accessLog}
 
 	client := httpClient(o.concurrency)
 	same := func(p keyPicker) func(int) keyPicker { return func(int) keyPicker { return p } }
@@ -287,8 +288,8 @@ func machine() string {
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
 
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "keybroker-bench: %d keys, %d connections, %s per run, medians of the rounds, cache TTL %s\nmachine: %s\nload generator: %s\n\n",
-		r.Keys, r.Concurrency, r.Duration, r.CacheTTL, r.Machine, r.LoadGenerator)
+	fmt.Fprintf(w, "keybroker-bench: %d keys, %d connections, %s per run, medians of the rounds, cache TTL %s, access log %s\nmachine: %s\nload generator: %s\n\n",
+		r.Keys, r.Concurrency, r.Duration, r.CacheTTL, r.AccessLog, r.Machine, r.LoadGenerator)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\t\treq/s\tp50\tp90\tp99\terrors\t")
 	for _, s := range r.Load {

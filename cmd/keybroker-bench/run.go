@@ -73,12 +73,13 @@ type ground struct {
 // startKeybroker runs `keybroker serve --mode resolver` as production runs
 // it (JSON log to stderr, metrics, invalidation listener), with the
 // reader's Vault token and cache TTL ttl.
-func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl time.Duration, pprofAddr string) (*child, error) {
+func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl time.Duration, pprofAddr, accessLog string) (*child, error) {
 	return startChild(ctx, dir, name, bin, func(listen string) ([]string, []string) {
 		return []string{"serve"}, []string{
 			"KEYBROKER_LISTEN_ADDR=" + listen, "KEYBROKER_MODE=resolver", "DATABASE_URL=" + g.dbURL,
 			"VAULT_ADDR=" + g.vaultAddr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + g.readerToken,
 			"KEYBROKER_KV_MOUNT=byok", "KEYBROKER_CACHE_TTL=" + ttl.String(), "KEYBROKER_PPROF_ADDR=" + pprofAddr,
+			"KEYBROKER_ACCESS_LOG=" + accessLog,
 		}
 	}, "/readyz")
 }
@@ -241,7 +242,9 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 		start func() (*child, error)
 		url   *string
 	}{
-		{func() (*child, error) { return g.startKeybroker(ctx, dir, bin, "keybroker", o.ttl, g.pprofAddr) }, &g.url},
+		{func() (*child, error) {
+			return g.startKeybroker(ctx, dir, bin, "keybroker", o.ttl, g.pprofAddr, o.accessLog)
+		}, &g.url},
 		{func() (*child, error) { return startChild(ctx, dir, "platform", self, reference("platform"), "/ready") }, &g.platformURL},
 		{func() (*child, error) { return startChild(ctx, dir, "floor", self, reference("floor"), "/ready") }, &g.floorURL},
 	}
@@ -253,7 +256,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 		cleanups = append(cleanups, c.stop)
 		*ch.url = c.url
 	}
-	if g.steady, err = g.startKeybroker(ctx, dir, bin, "keybroker-steady", o.steadyTTL, ""); err != nil {
+	if g.steady, err = g.startKeybroker(ctx, dir, bin, "keybroker-steady", o.steadyTTL, "", o.accessLog); err != nil {
 		return fail(err)
 	}
 	cleanups = append(cleanups, g.steady.stop)

@@ -49,6 +49,7 @@ type serverConfig struct {
 	StaleIfError     time.Duration
 	ReconcileEvery   time.Duration
 	PprofAddr        string
+	AccessLog        string
 
 	// From the environment only.
 	VaultToken string
@@ -75,6 +76,7 @@ func (cfg *serverConfig) bindFlags(cmd *cobra.Command) {
 	f.DurationVar(&cfg.CacheTTL, "cache-ttl", envDuration("KEYBROKER_CACHE_TTL", 30*time.Second), "how long a resolved key is served from memory (KEYBROKER_CACHE_TTL)")
 	f.DurationVar(&cfg.ReconcileEvery, "reconcile-interval", envDuration("KEYBROKER_RECONCILE_INTERVAL", 5*time.Minute), "how often one replica reconciles Vault and PostgreSQL; 0 is never (KEYBROKER_RECONCILE_INTERVAL)")
 	f.DurationVar(&cfg.StaleIfError, "stale-if-error", envDuration("KEYBROKER_STALE_IF_ERROR", 0), "serve a cached key this long past its TTL while Vault is unreachable; 0 is off (KEYBROKER_STALE_IF_ERROR)")
+	f.StringVar(&cfg.AccessLog, "access-log", envOr("KEYBROKER_ACCESS_LOG", "all"), "which requests get an access-log line: all, or errors (answers of 400 and above) (KEYBROKER_ACCESS_LOG)")
 	f.StringVar(&cfg.PprofAddr, "pprof-addr", envOr("KEYBROKER_PPROF_ADDR", ""), "serve Go's profiler (/debug/pprof/) on this loopback address; off when empty (KEYBROKER_PPROF_ADDR)")
 	f.DurationVar(&cfg.NegativeCacheTTL, "negative-cache-ttl", envDuration("KEYBROKER_NEGATIVE_CACHE_TTL", 5*time.Second), `how long "no key" is remembered (KEYBROKER_NEGATIVE_CACHE_TTL)`)
 }
@@ -172,6 +174,10 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 	if mode != handlers.ModeAll && mode != handlers.ModeAdmin && mode != handlers.ModeResolver {
 		return fmt.Errorf("unknown --mode %q (all, admin, resolver)", cfg.Mode)
 	}
+	accessLog, err := handlers.ParseAccessLog(cfg.AccessLog)
+	if err != nil {
+		return fmt.Errorf("--access-log: %w", err)
+	}
 	if cfg.DatabaseURL == "" {
 		return errors.New("no database: set DATABASE_URL or --database-url")
 	}
@@ -252,11 +258,12 @@ func runServer(ctx context.Context, cfg serverConfig, ln net.Listener, logger *s
 		}
 	}()
 	router := handlers.NewRouter(handlers.Options{
-		Logger:  logger,
-		Mode:    mode,
-		Keys:    b,
-		Tokens:  tokens,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Logger:    logger,
+		Mode:      mode,
+		AccessLog: accessLog,
+		Keys:      b,
+		Tokens:    tokens,
+		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Dependencies: []handlers.Dependency{
 			{Name: "vault_reachable", Check: identities[0].CheckReachable},
 			{Name: "vault_token", Check: func(ctx context.Context) error {

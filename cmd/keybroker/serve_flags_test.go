@@ -54,3 +54,14 @@ func TestPprofServesOnLoopbackUntilTheContextEnds(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestServeRefusesAnUnknownAccessLogSetting(t *testing.T) {
+	serve := keybroker("serve", "--access-log", "verbose")
+	out, err := serve.CombinedOutput()
+	if err == nil {
+		t.Fatalf("serve started with --access-log verbose:\n%s", out)
+	}
+	if !strings.Contains(string(out), `--access-log: unknown access log "verbose" (all, errors)`) {
+		t.Fatalf("unclear error:\n%s", out)
+	}
+}
