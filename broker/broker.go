@@ -101,7 +101,16 @@ type Broker struct {
 
 	cache  *gocache.Cache
 	flight singleflight.Group
+	// refreshSlots bounds the background refreshes in flight: when many hot
+	// keys come due together (after a restart or a cache flush), Vault gets
+	// a steady trickle instead of a burst of goroutines.
+	refreshSlots chan struct{}
 }
+
+// maxBackgroundRefreshes is how many hot keys are re-read from Vault at once
+// in the background. A key that finds no free slot tries again at its next
+// hit; one that expires first is read on the request path, as a miss.
+const maxBackgroundRefreshes = 4
 
 // New returns a broker. It checks that the configuration is coherent, not
 // that Vault or PostgreSQL answer.
@@ -143,6 +152,7 @@ func New(cfg Config) (*Broker, error) {
 		pepper:          cfg.Pepper,
 		log:             cfg.Logger,
 		cache:           gocache.New(cfg.CacheTTL, time.Minute),
+		refreshSlots:    make(chan struct{}, maxBackgroundRefreshes),
 	}, nil
 }
 

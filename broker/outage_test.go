@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -277,5 +278,89 @@ func TestHotKeysAreRefreshedInTheBackground(t *testing.T) {
 	}
 	if reads < 3 || reads > 8 {
 		t.Fatalf("%d Vault reads in 4 s with a 1 s TTL; want about one per TTL", reads)
+	}
+}
+
+// backgroundMarker tags the test's own resolves, so that the reader below
+// can tell them from the broker's background refreshes (which do not carry
+// a request's context).
+type backgroundMarker struct{}
+
+// slowCountingReader delays every Vault read a little and records the most
+// background reads that were in flight at once.
+type slowCountingReader struct {
+	broker.KeyReader
+	inFlight, maxInFlight, background atomic.Int64
+}
+
+func (r *slowCountingReader) Get(ctx context.Context, path string) (vault.Secret, error) {
+	if ctx.Value(backgroundMarker{}) == nil {
+		n := r.inFlight.Add(1)
+		defer r.inFlight.Add(-1)
+		r.background.Add(1)
+		for {
+			m := r.maxInFlight.Load()
+			if n <= m || r.maxInFlight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return r.KeyReader.Get(ctx, path)
+}
+
+// TestBackgroundRefreshesAreBounded: many hot keys coming due at once (as
+// after a restart or a cache flush) are refreshed a few at a time, not all
+// at once, and still without a cache miss.
+func TestBackgroundRefreshesAreBounded(t *testing.T) {
+	const keys, ttl = 40, 4 * time.Second
+	reader := &slowCountingReader{}
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, func(c *broker.Config) {
+		reader.KeyReader = c.Reader
+		c.Reader = reader
+		c.CacheTTL = ttl
+		c.Metrics = broker.NewMetrics(reg)
+	})
+	ctx := context.WithValue(context.Background(), backgroundMarker{}, true)
+	for i := range keys {
+		if _, err := e.b.SetKey(ctx, alice, fmt.Sprintf("%s-%d", e.workspc, i), "openai", newKey(t, "openai"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	for i := range keys {
+		if _, err := e.b.Resolve(ctx, fmt.Sprintf("%s-%d", e.workspc, i), "openai"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every entry is due for a refresh after 85 % of the TTL and expires at
+	// 100 %: hit them all, from many goroutines, in between, until the
+	// refreshes are done.
+	time.Sleep(time.Until(start.Add(ttl * 86 / 100)))
+	var wg sync.WaitGroup
+	for i := range keys {
+		wg.Go(func() {
+			for range 20 {
+				if _, err := e.b.Resolve(ctx, fmt.Sprintf("%s-%d", e.workspc, i), "openai"); err != nil {
+					t.Error(err)
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	misses := testutil.ToFloat64(e.cfg.Metrics.CacheLookups("miss"))
+	t.Logf("%d hot keys due together: %d background reads, at most %d at once, %.0f misses (the %d first reads)",
+		keys, reader.background.Load(), reader.maxInFlight.Load(), misses, keys)
+	if got := reader.maxInFlight.Load(); got < 1 || got > 4 {
+		t.Fatalf("%d background refreshes at once; want between 1 and 4", got)
+	}
+	if reader.background.Load() < keys/2 {
+		t.Fatalf("only %d of %d due keys were refreshed in the background", reader.background.Load(), keys)
+	}
+	if time.Since(start) < ttl && misses != keys {
+		t.Fatalf("%.0f cache misses; want %d (the first reads only)", misses, keys)
 	}
 }

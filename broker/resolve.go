@@ -123,7 +123,12 @@ func (b *Broker) lookup(ctx context.Context, key CacheKey, path string) (*cacheE
 		if now.Before(e.freshUntil) {
 			b.metrics.lookup(true)
 			if e.found && now.After(e.refreshAt) && e.refreshing.CompareAndSwap(false, true) {
-				go b.refresh(key, path, e)
+				select {
+				case b.refreshSlots <- struct{}{}:
+					go b.refresh(key, path, e)
+				default:
+					e.refreshing.Store(false) // all slots busy: the next hit tries again
+				}
 			}
 			return e, nil
 		}
@@ -166,7 +171,7 @@ func (b *Broker) fetch(ctx context.Context, key CacheKey, path string) (*cacheEn
 	switch {
 	case err == nil:
 		e := &cacheEntry{found: true, key: s.Value, version: s.Version, fetchedAt: now, freshUntil: now.Add(b.ttl),
-			refreshAt: now.Add(b.ttl*4/5 - jitter(b.ttl/10))}
+			refreshAt: now.Add(b.ttl*6/10 + jitter(b.ttl/4))}
 		b.cache.Set(string(key), e, b.ttl+b.staleIfError)
 		return e, nil
 	case errors.Is(err, vault.ErrNotFound):
@@ -182,9 +187,13 @@ func (b *Broker) fetch(ctx context.Context, key CacheKey, path string) (*cacheEn
 	}
 }
 
-// refresh re-reads a hot entry shortly before it expires, so that a busy
-// key never waits for Vault on the request path.
+// refresh re-reads a hot entry before it expires, so that a busy key never
+// waits for Vault on the request path. Entries come due at 60–85 % of the
+// TTL, at random: keys first read together (a restart, a flush) drift apart
+// instead of being re-read together every TTL. It holds one of
+// refreshSlots, which the caller took.
 func (b *Broker) refresh(key CacheKey, path string, old *cacheEntry) {
+	defer func() { <-b.refreshSlots }()
 	defer old.refreshing.Store(false)
 	_, _, _ = b.flight.Do(string(key), func() (any, error) {
 		e, err := b.fetch(context.Background(), key, path)
