@@ -129,6 +129,9 @@ func TestBenchmarkRunsEveryScenario(t *testing.T) {
 	if !strings.HasPrefix(rep.LoadGenerator, "wrk") {
 		t.Errorf("load generator %q; want wrk", rep.LoadGenerator)
 	}
+	if rep.HitRunMisses != 0 {
+		t.Errorf("%d cache misses during scenario 1 (keys warmed, TTL 30s); want 0", rep.HitRunMisses)
+	}
 	if rep.ColdHerdReads != 1 {
 		t.Errorf("cold herd made %d Vault reads; want 1", rep.ColdHerdReads)
 	}

@@ -64,6 +64,7 @@ type ground struct {
 	tokens                              *auth.Service
 	b                                   *broker.Broker // in process: loads the keys; scenarios 4, 5, 7, 8
 	url, resolverToken                  string
+	primary                             *child      // scenario 1
 	steady                              *child      // scenario 6: keybroker with a short TTL
 	keys                                [][2]string // (workspace, provider)
 	platform                            *platformStore
@@ -238,13 +239,15 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 				envAESKey + "=" + hex.EncodeToString(aesKey), envToken + "=" + g.resolverToken, envPoolSize + "=" + strconv.Itoa(o.concurrency+4)}
 		}
 	}
+	if g.primary, err = g.startKeybroker(ctx, dir, bin, "keybroker", o.ttl, g.pprofAddr, o.accessLog); err != nil {
+		return fail(err)
+	}
+	cleanups = append(cleanups, g.primary.stop)
+	g.url = g.primary.url
 	children := []struct {
 		start func() (*child, error)
 		url   *string
 	}{
-		{func() (*child, error) {
-			return g.startKeybroker(ctx, dir, bin, "keybroker", o.ttl, g.pprofAddr, o.accessLog)
-		}, &g.url},
 		{func() (*child, error) { return startChild(ctx, dir, "platform", self, reference("platform"), "/ready") }, &g.platformURL},
 		{func() (*child, error) { return startChild(ctx, dir, "floor", self, reference("floor"), "/ready") }, &g.floorURL},
 	}
