@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -42,6 +43,7 @@ type options struct {
 	p99Goal       time.Duration
 	keybrokerBin  string
 	accessLog     string
+	keybrokerEnv  []string
 }
 
 func main() {
@@ -68,6 +70,13 @@ func main() {
 	flag.DurationVar(&o.p99Goal, "p99-goal", 2*time.Millisecond, "the latency goal of the capacity sweep")
 	flag.StringVar(&o.keybrokerBin, "keybroker-bin", "", "the keybroker binary to benchmark (default: build cmd/keybroker)")
 	flag.StringVar(&o.accessLog, "access-log", "all", "keybroker's --access-log: all (production's default) or errors")
+	flag.Func("keybroker-env", "NAME=VALUE added to keybroker's environment, e.g. GOGC=400 (repeatable)", func(v string) error {
+		if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
+			return fmt.Errorf("want NAME=VALUE, got %q", v)
+		}
+		o.keybrokerEnv = append(o.keybrokerEnv, v)
+		return nil
+	})
 	flag.Parse()
 	if o.load != "auto" && o.load != "wrk" && o.load != "go" {
 		fmt.Fprintln(os.Stderr, "keybroker-bench: --load must be auto, wrk or go")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -31,6 +32,7 @@ type report struct {
 	LoadGenerator    string           `json:"load_generator"`
 	HitRunMisses     int64            `json:"cache_misses_during_scenario_1"`
 	AccessLog        string           `json:"keybroker_access_log"`
+	KeybrokerEnv     []string         `json:"keybroker_env,omitempty"`
 	Load             []scenarioResult `json:"load"`
 	RatioVault       float64          `json:"ratio_keybroker_vs_vault"`
 	RatioPlatform    float64          `json:"ratio_keybroker_vs_platform"`
@@ -80,7 +82,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	}
 	defer cleanup()
 	n := len(g.keys)
-	rep := &report{Machine: machine(), Keys: n, Concurrency: o.concurrency, Duration: o.duration.String(), CacheTTL: o.ttl.String(), AccessLog: o.accessLog}
+	rep := &report{Machine: machine(), Keys: n, Concurrency: o.concurrency, Duration: o.duration.String(), CacheTTL: o.ttl.String(), AccessLog: o.accessLog, KeybrokerEnv: o.keybrokerEnv}
 
 	client := httpClient(o.concurrency)
 	same := func(p keyPicker) func(int) keyPicker { return func(int) keyPicker { return p } }
@@ -308,6 +310,13 @@ func warmUp(ctx context.Context, do func(context.Context, int) error, n int) err
 	return <-errs
 }
 
+func envNote(env []string) string {
+	if len(env) == 0 {
+		return ""
+	}
+	return ", keybroker env " + strings.Join(env, " ")
+}
+
 func machine() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s/%s, %d CPUs, %s, host %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), host)
@@ -316,8 +325,8 @@ func machine() string {
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
 
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "keybroker-bench: %d keys, %d connections, %s per run, medians of the rounds, cache TTL %s, access log %s\nmachine: %s\nload generator: %s\n\n",
-		r.Keys, r.Concurrency, r.Duration, r.CacheTTL, r.AccessLog, r.Machine, r.LoadGenerator)
+	fmt.Fprintf(w, "keybroker-bench: %d keys, %d connections, %s per run, medians of the rounds, cache TTL %s, access log %s%s\nmachine: %s\nload generator: %s\n\n",
+		r.Keys, r.Concurrency, r.Duration, r.CacheTTL, r.AccessLog, envNote(r.KeybrokerEnv), r.Machine, r.LoadGenerator)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\t\treq/s\tp50\tp90\tp99\terrors\t")
 	for _, s := range r.Load {

@@ -58,6 +58,7 @@ func keyFor(provider string) string {
 type ground struct {
 	vaultAddr, readerToken, writerToken string
 	dbURL, pprofAddr                    string
+	keybrokerEnv                        []string // --keybroker-env
 	vaultWriter                         *vault.Client
 	pool                                *pgxpool.Pool
 	st                                  *store.Store
@@ -76,12 +77,12 @@ type ground struct {
 // reader's Vault token and cache TTL ttl.
 func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl time.Duration, pprofAddr, accessLog string) (*child, error) {
 	return startChild(ctx, dir, name, bin, func(listen string) ([]string, []string) {
-		return []string{"serve"}, []string{
+		return []string{"serve"}, append([]string{
 			"KEYBROKER_LISTEN_ADDR=" + listen, "KEYBROKER_MODE=resolver", "DATABASE_URL=" + g.dbURL,
 			"VAULT_ADDR=" + g.vaultAddr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + g.readerToken,
 			"KEYBROKER_KV_MOUNT=byok", "KEYBROKER_CACHE_TTL=" + ttl.String(), "KEYBROKER_PPROF_ADDR=" + pprofAddr,
 			"KEYBROKER_ACCESS_LOG=" + accessLog,
-		}
+		}, g.keybrokerEnv...)
 	}, "/readyz")
 }
 
@@ -160,7 +161,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	if _, err := op.Bootstrap(ctx, vault.BootstrapConfig{KVMount: "byok"}); err != nil {
 		return fail(err)
 	}
-	g := &ground{vaultAddr: vs.Addr, dbURL: pg.URL}
+	g := &ground{vaultAddr: vs.Addr, dbURL: pg.URL, keybrokerEnv: o.keybrokerEnv}
 	// The broker uses tokens carrying keybroker's policies (as its AppRole
 	// logins would); scenario 2 reads Vault with the reader's.
 	if g.readerToken, err = policyToken(ctx, vs.Client(), policies.Reader); err != nil {
