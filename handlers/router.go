@@ -52,9 +52,11 @@ const (
 	AccessLogErrors AccessLog = "errors"
 )
 
-// ParseAccessLog checks an access-log setting.
+// ParseAccessLog checks an access-log setting; empty is AccessLogAll.
 func ParseAccessLog(s string) (AccessLog, error) {
 	switch a := AccessLog(s); a {
+	case "":
+		return AccessLogAll, nil
 	case AccessLogAll, AccessLogErrors:
 		return a, nil
 	}
