@@ -135,6 +135,15 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 			return runLoad(ctx, concurrency, d, s.pick, s.do), nil
 		}
 	}
+	// One short untimed pass first: connection pools (PostgreSQL's, in 3a
+	// and 3b) open their connections, and the servers warm up.
+	for _, s := range scenarios {
+		log.Info("warm-up", "scenario", s.id)
+		if _, err := drive(s, o.concurrency, time.Second); err != nil {
+			return nil, fmt.Errorf("warm-up of scenario %s: %w", s.id, err)
+		}
+	}
+	rep.HitRunMisses = 0
 	rounds := make([][]loadResult, len(scenarios))
 	for round := range o.rounds {
 		for i, s := range scenarios {
