@@ -102,14 +102,17 @@ func accessLog(log *slog.Logger, errorsOnly bool) gin.HandlerFunc {
 		}
 		st := stateOf(c)
 		r := slog.NewRecord(end, slog.LevelInfo, "http request", 0)
-		r.AddAttrs(
+		attrs := [8]slog.Attr{
 			slog.String("method", c.Request.Method), slog.String("route", route), slog.Int("status", c.Writer.Status()),
 			slog.Float64("duration_ms", float64(end.Sub(start).Microseconds())/1000),
 			slog.String("request_id", st.id), slog.String("remote_addr", c.ClientIP()),
-		)
-		if st.authenticated {
-			r.AddAttrs(slog.String("token_id", st.principal.TokenID), slog.String("role", string(st.principal.Role)))
 		}
+		n := 6
+		if st.authenticated {
+			attrs[6], attrs[7] = slog.String("token_id", st.principal.TokenID), slog.String("role", string(st.principal.Role))
+			n = 8
+		}
+		r.AddAttrs(attrs[:n]...)
 		_ = h.Handle(ctx, r)
 	}
 }
