@@ -118,50 +118,41 @@ build_tofu() {
 	"$BIN/tofu" version >&2
 }
 
+# apt_install PACKAGE: installs a Debian package (as root, or with sudo).
+apt_install() {
+	local sudo=""
+	[ "$(id -u)" = 0 ] || sudo="sudo"
+	$sudo apt-get update -qq >&2
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >&2
+}
+
+# Debian's PostgreSQL 15 server, started by the tests and `keybroker dev`.
 ensure_postgres() {
 	if command -v initdb >/dev/null 2>&1 || [ -x /usr/lib/postgresql/15/bin/initdb ]; then
 		log "postgresql server binaries present"
 		return
 	fi
 	log "installing Debian's postgresql (15)"
-	local sudo=""
-	[ "$(id -u)" = 0 ] || sudo="sudo"
-	$sudo apt-get update -qq >&2
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >&2
+	apt_install postgresql
 }
 
-# Debian's Chromium, driven headless by the admin page's browser tests.
-ensure_chromium() {
-	if command -v chromium >/dev/null 2>&1; then
-		log "chromium present"
+# ensure_command COMMAND: installs the Debian package of that name when the
+# command is missing. Chromium drives the admin page's browser tests; wrk is
+# the HTTP load generator of `make bench` (and of its test).
+ensure_command() {
+	if command -v "$1" >/dev/null 2>&1; then
+		log "$1 present"
 		return
 	fi
-	log "installing Debian's chromium (about a minute)"
-	local sudo=""
-	[ "$(id -u)" = 0 ] || sudo="sudo"
-	$sudo apt-get update -qq >&2
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2
-}
-
-# Debian's wrk, the HTTP load generator of `make bench` (and of its test).
-ensure_wrk() {
-	if command -v wrk >/dev/null 2>&1; then
-		log "wrk present"
-		return
-	fi
-	log "installing Debian's wrk"
-	local sudo=""
-	[ "$(id -u)" = 0 ] || sudo="sudo"
-	$sudo apt-get update -qq >&2
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >&2
+	log "installing Debian's $1"
+	apt_install "$1"
 }
 
 [ $# -gt 0 ] || set -- all
 for what in "$@"; do
 	case "$what" in
-	all) ensure_postgres; ensure_chromium; ensure_wrk; build_vault; build_terraform; build_tofu ;;
-	chromium) ensure_chromium ;;
-	wrk) ensure_wrk ;;
+	all) ensure_postgres; ensure_command chromium; ensure_command wrk; build_vault; build_terraform; build_tofu ;;
+	chromium | wrk) ensure_command "$what" ;;
 	vault) build_vault ;;
 	terraform) build_terraform ;;
 	tofu) build_tofu ;;
