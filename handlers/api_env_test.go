@@ -85,37 +85,52 @@ type api struct {
 	ids    map[string]string // name → token id
 }
 
-func newAPI(t *testing.T, mode handlers.Mode) *api {
-	t.Helper()
+// keyGround is what a router runs on: a migrated database, a KV v2 mount
+// of the real Vault, a broker over both (the root token reads and writes),
+// and the token service.
+type keyGround struct {
+	st           *store.Store
+	kv           *vault.KV
+	keys         *broker.Broker
+	tokens       *auth.Service
+	mount, dbURL string
+}
+
+func newKeyGround(tb testing.TB, logger *slog.Logger) *keyGround {
+	tb.Helper()
 	ctx := context.Background()
-	addr, rootToken := testenv.Vault(t)
-	mount := testenv.NewKVMount(t)
-	dbURL := testenv.DatabaseURL(t)
-	st, err := store.Open(ctx, dbURL)
+	addr, rootToken := testenv.Vault(tb)
+	g := &keyGround{mount: testenv.NewKVMount(tb), dbURL: testenv.DatabaseURL(tb)}
+	st, err := store.Open(ctx, g.dbURL)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(st.Close)
+	tb.Cleanup(st.Close)
 	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { assertDumpHoldsNoSecret(t, dbURL) })
-	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	tb.Cleanup(func() { assertDumpHoldsNoSecret(tb, g.dbURL) })
 	vc, err := vault.New(vault.Config{Address: addr, Token: rootToken, Logger: logger})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	kv := vc.KV(mount)
-	b, err := broker.New(broker.Config{Reader: kv, Writer: kv, Store: st, Pepper: []byte("handlers-test-pepper"), Logger: logger})
-	if err != nil {
-		t.Fatal(err)
+	g.st, g.kv, g.tokens = st, vc.KV(g.mount), auth.NewService(st, 0)
+	if g.keys, err = broker.New(broker.Config{Reader: g.kv, Writer: g.kv, Store: st, Pepper: []byte("handlers-test-pepper"), Logger: logger}); err != nil {
+		tb.Fatal(err)
 	}
-	tokens := auth.NewService(st, 0)
-	router := handlers.NewRouter(handlers.Options{Logger: logger, Keys: b, Tokens: tokens, Mode: mode})
+	return g
+}
+
+func newAPI(t *testing.T, mode handlers.Mode) *api {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	g := newKeyGround(t, logger)
+	ctx, tokens := context.Background(), g.tokens
+	router := handlers.NewRouter(handlers.Options{Logger: logger, Keys: g.keys, Tokens: g.tokens, Mode: mode})
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)
 
-	a := &api{t: t, srv: srv, router: router, pool: testenv.NewPoolFor(t, dbURL), store: st, kv: kv, mount: mount, dbURL: dbURL,
+	a := &api{t: t, srv: srv, router: router, pool: testenv.NewPoolFor(t, g.dbURL), store: g.st, kv: g.kv, mount: g.mount, dbURL: g.dbURL,
 		tokens: map[string]string{}, ids: map[string]string{}}
 	a.http = &http.Client{Transport: newSpecCheck(t, srv.URL, http.DefaultTransport), Timeout: 30 * time.Second}
 	for name, req := range map[string]auth.CreateRequest{
@@ -280,7 +295,7 @@ func (s *specCheck) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // assertDumpHoldsNoSecret dumps the database with pg_dump and fails if any
 // key or token used so far appears in it.
-func assertDumpHoldsNoSecret(t *testing.T, dbURL string) {
+func assertDumpHoldsNoSecret(t testing.TB, dbURL string) {
 	t.Helper()
 	secretsMu.Lock()
 	all := append([]string(nil), secrets...)

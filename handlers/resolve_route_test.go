@@ -12,44 +12,25 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/store"
-	"github.com/keybroker/keybroker/vault"
 )
 
 // newResolveRouter is a router over the real Vault and PostgreSQL with one
 // key (ws-bench/openai) and a resolver token; opts gives the logger and
 // access-log setting.
+const resolveRouteKey = "sk-proj-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+
 func newResolveRouter(tb testing.TB, opts handlers.Options) (http.Handler, string) {
 	tb.Helper()
 	ctx := context.Background()
-	addr, rootToken := testenv.Vault(tb)
-	mount := testenv.NewKVMount(tb)
-	st, err := store.Open(ctx, testenv.DatabaseURL(tb))
+	g := newKeyGround(tb, slog.New(slog.DiscardHandler))
+	token, _, err := g.tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "bench"}, broker.ValidID)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
+	if _, err := g.keys.SetKey(ctx, broker.Actor{Subject: "bench"}, "ws-bench", "openai", resolveRouteKey, 0); err != nil {
 		tb.Fatal(err)
 	}
-	vc, err := vault.New(vault.Config{Address: addr, Token: rootToken})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	kv := vc.KV(mount)
-	brk, err := broker.New(broker.Config{Reader: kv, Writer: kv, Store: st, Pepper: []byte("handlers-bench-pepper"), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tokens := auth.NewService(st, 0)
-	token, _, err := tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "bench"}, broker.ValidID)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := brk.SetKey(ctx, broker.Actor{Subject: "bench"}, "ws-bench", "openai", "sk-proj-"+strings.Repeat("a", 48), 0); err != nil {
-		tb.Fatal(err)
-	}
-	opts.Keys, opts.Tokens = brk, tokens
+	opts.Keys, opts.Tokens = g.keys, g.tokens
 	return handlers.NewRouter(opts), token
 }
 
@@ -85,8 +66,12 @@ func TestAccessLogErrorsLogsOnlyRefusalsAndFailures(t *testing.T) {
 		setting   handlers.AccessLog
 		wantLines int
 	}{{handlers.AccessLogErrors, 1}, {"", 2}} {
+		// The lines also go to the package's log, which the after-run
+		// check searches for the key and the token.
 		var buf testenv.SyncBuffer
-		router, token := newResolveRouter(t, handlers.Options{AccessLog: tc.setting, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+		remember(resolveRouteKey)
+		router, token := newResolveRouter(t, handlers.Options{AccessLog: tc.setting, Logger: slog.New(slog.NewJSONHandler(io.MultiWriter(&buf, &logs), nil))})
+		remember(token)
 		if s := resolveOnce(router, token); s != http.StatusOK {
 			t.Fatalf("resolve: %d", s)
 		}
