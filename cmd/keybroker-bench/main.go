@@ -1,18 +1,23 @@
 // Command keybroker-bench measures keybroker against what a team would do
-// without it, side by side in one run, on real servers it starts itself
-// (Vault dev server, PostgreSQL, keybroker on loopback):
+// without it, side by side in one run, on real servers it starts itself: a
+// Vault dev server, PostgreSQL, `keybroker serve --mode resolver` as its own
+// process, and two reference servers (this program, re-executed):
 //
-//  1. keybroker HTTP resolve, cache hit (uniform and Zipf-skewed keys)
-//  2. a direct Vault KV v2 read of the same paths with a reader token
-//  3. the platform-style lookup: one PostgreSQL row, AES-256-GCM, per call
-//  4. in-process broker.Resolve, hit and miss (ns/op, allocs/op)
-//  5. a cold herd: 1,000 concurrent resolves of one uncached key
-//  6. Vault reads per second during scenario 1
-//  7. memory with 100,000 cached keys
-//  8. the cost of an admin write
+//	0   the HTTP floor: net/http answering a constant
+//	1   keybroker HTTP resolve, cache hit (uniform and Zipf-skewed keys)
+//	2   a direct Vault KV v2 read of the same paths with a reader token
+//	3a  the platform-style lookup in process: one PostgreSQL row, AES-256-GCM
+//	3b  the same lookup behind an HTTP hop like keybroker's
+//	4   in-process broker.Resolve, hit and miss (ns/op, allocs/op)
+//	5   a cold herd: 1,000 concurrent resolves of one uncached key
+//	6   Vault reads per second under scenario 1's load
+//	7   memory with 100,000 cached keys
+//	8   the cost of an admin write
 //
-// Scenarios 1–3 run interleaved for several rounds; the table quotes
-// medians. Run it with `make bench` (see BENCHMARKS.md).
+// wrk drives the HTTP scenarios (Go's client with --load go). Scenarios 0–3
+// run interleaved for several rounds and the table quotes medians; a sweep
+// over the number of connections finds each one's throughput under a p99
+// goal. Run it with `make bench` (see BENCHMARKS.md).
 package main
 
 import (
