@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keybroker/keybroker/ids"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -180,7 +181,7 @@ type CreateRequest struct {
 
 // Create mints and stores a token. The plaintext is returned once and kept
 // nowhere.
-func (s *Service) Create(ctx context.Context, req CreateRequest, validWorkspace func(string) bool) (string, store.TokenRecord, error) {
+func (s *Service) Create(ctx context.Context, req CreateRequest) (string, store.TokenRecord, error) {
 	if _, err := ParseRole(string(req.Role)); err != nil {
 		return "", store.TokenRecord{}, err
 	}
@@ -192,8 +193,8 @@ func (s *Service) Create(ctx context.Context, req CreateRequest, validWorkspace 
 		return "", store.TokenRecord{}, fmt.Errorf("%w: a %s token takes no workspaces", ErrInvalid, req.Role)
 	}
 	for _, ws := range req.Workspaces {
-		if !validWorkspace(ws) {
-			return "", store.TokenRecord{}, fmt.Errorf("%w: workspace id %q must match [a-z0-9][a-z0-9_-]{0,62}", ErrInvalid, ws)
+		if !ids.Valid(ws) {
+			return "", store.TokenRecord{}, fmt.Errorf("%w: workspace id %q must match %s", ErrInvalid, ws, ids.Rule)
 		}
 	}
 	if req.TTL < 0 {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/auth"
-	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/store"
@@ -33,14 +32,14 @@ func TestTokensAreLongRandomAndStoredHashed(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.DatabaseURL(t)
 	s, st := newService(t, url)
-	tok, rec, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleAdmin, Workspaces: []string{"ws1"}, CreatedBy: "t"}, broker.ValidID)
+	tok, rec, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleAdmin, Workspaces: []string{"ws1"}, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(tok, "kbt_") || len(tok) != 47 || !strings.HasPrefix(rec.ID, "tok_") {
 		t.Fatalf("token %d chars, id %s", len(tok), rec.ID)
 	}
-	other, _, _ := s.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "t"}, broker.ValidID)
+	other, _, _ := s.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "t"})
 	if other == tok {
 		t.Fatal("two tokens are equal")
 	}
@@ -73,7 +72,7 @@ func TestCreateRefusesIncoherentRequests(t *testing.T) {
 		{Role: auth.RoleResolver, Workspaces: []string{"ws1"}},
 		{Role: auth.RoleOperator, TTL: -time.Hour},
 	} {
-		if _, _, err := s.Create(context.Background(), req, broker.ValidID); !errors.Is(err, auth.ErrInvalid) {
+		if _, _, err := s.Create(context.Background(), req); !errors.Is(err, auth.ErrInvalid) {
 			t.Errorf("%+v: %v", req, err)
 		}
 	}
@@ -117,11 +116,11 @@ func TestRecentlyValidatedTokensSurviveAPostgresOutage(t *testing.T) {
 	}
 	t.Cleanup(pg.Stop)
 	s, _ := newService(t, pg.URL)
-	seen, _, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "t"}, broker.ValidID)
+	seen, _, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	unseen, _, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "t"}, broker.ValidID)
+	unseen, _, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +139,7 @@ func TestRecentlyValidatedTokensSurviveAPostgresOutage(t *testing.T) {
 func TestRevokedTokenIsRefusedAtOnce(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newService(t, testenv.DatabaseURL(t))
-	tok, rec, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "t"}, broker.ValidID)
+	tok, rec, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package broker_test
 import (
 	"context"
 	"testing"
+
+	"github.com/keybroker/keybroker/broker"
 )
 
 // BenchmarkResolveHit is the execution path's common case: the key is in
@@ -10,7 +12,7 @@ import (
 func BenchmarkResolveHit(b *testing.B) {
 	ctx := context.Background()
 	e := newEnv(b, nil)
-	if _, err := e.b.SetKey(ctx, alice, e.workspc, "openai", newKey(b, "openai"), 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: e.workspc, Provider: "openai", APIKey: newKey(b, "openai")}); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := e.b.Resolve(ctx, e.workspc, "openai"); err != nil {
@@ -32,7 +34,7 @@ func BenchmarkResolveHit(b *testing.B) {
 func BenchmarkResolveMiss(b *testing.B) {
 	ctx := context.Background()
 	e := newEnv(b, nil)
-	if _, err := e.b.SetKey(ctx, alice, e.workspc, "openai", newKey(b, "openai"), 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: e.workspc, Provider: "openai", APIKey: newKey(b, "openai")}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()

@@ -9,7 +9,7 @@ import (
 	gocache "github.com/patrickmn/go-cache"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/ids"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -34,22 +34,23 @@ var (
 	_ KeyWriter = (*vault.KV)(nil)
 )
 
-// MetadataStore is what the broker needs of PostgreSQL (package store).
+// MetadataStore is what the broker needs of PostgreSQL, in the broker's own
+// records (package store implements it). Its errors wrap ErrNotFound for a
+// missing row and ErrConflict for a unique violation; any other error means
+// the store could not answer.
 type MetadataStore interface {
-	BeginChange(ctx context.Context, workspace, provider string, ch store.Change) (store.KeyRecord, error)
-	CompleteWrite(ctx context.Context, workspace, provider, id string, w store.Written, ev store.AuditEvent) error
+	BeginChange(ctx context.Context, workspace, provider string, ch Change) (KeyRecord, error)
+	CompleteWrite(ctx context.Context, workspace, provider, id string, w Written, ev AuditEvent) error
 	AbortChange(ctx context.Context, workspace, provider, id string) error
-	CompleteDelete(ctx context.Context, workspace, provider string, deleted int, ev store.AuditEvent) error
-	PurgeWorkspace(ctx context.Context, workspace string, ev store.AuditEvent) (int, error)
-	GetKey(ctx context.Context, workspace, provider string) (store.KeyRecord, error)
-	ListKeys(ctx context.Context, workspace string) ([]store.KeyRecord, error)
-	ListPending(ctx context.Context, olderThan time.Duration) ([]store.KeyRecord, error)
-	AppendAudit(ctx context.Context, ev store.AuditEvent) error
-	ListAudit(ctx context.Context, workspace string, before int64, limit int) ([]store.AuditEvent, error)
-	ListAllKeys(ctx context.Context) ([]store.KeyRecord, error)
+	CompleteDelete(ctx context.Context, workspace, provider string, deleted int, ev AuditEvent) error
+	PurgeWorkspace(ctx context.Context, workspace string, ev AuditEvent) (int, error)
+	GetKey(ctx context.Context, workspace, provider string) (KeyRecord, error)
+	ListKeys(ctx context.Context, workspace string) ([]KeyRecord, error)
+	ListPending(ctx context.Context, olderThan time.Duration) ([]KeyRecord, error)
+	AppendAudit(ctx context.Context, ev AuditEvent) error
+	ListAudit(ctx context.Context, workspace string, before int64, limit int) ([]AuditEvent, error)
+	ListAllKeys(ctx context.Context) ([]KeyRecord, error)
 }
-
-var _ MetadataStore = (*store.Store)(nil)
 
 // Config assembles a Broker. Zero values take the defaults stated.
 type Config struct {
@@ -78,10 +79,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics records resolves and cache behaviour. Default: none.
 	Metrics *Metrics
-	// AfterVaultWrite, when set, runs after a key is written to Vault and
-	// before its metadata is recorded: a hook for fault tests (a crash
-	// between the two).
-	AfterVaultWrite func()
+	// Now tells the time for the cache's freshness and refresh decisions
+	// (tests move it). Default: time.Now. The cache's own eviction, at
+	// CacheTTL plus StaleIfError, runs on the wall clock.
+	Now func() time.Time
 }
 
 // Broker is keybroker's domain: resolve, and key lifecycle.
@@ -93,11 +94,11 @@ type Broker struct {
 	ttl       time.Duration
 	negTTL    time.Duration
 	// staleIfError: see Config.StaleIfError.
-	staleIfError    time.Duration
-	pepper          []byte
-	metrics         *Metrics
-	afterVaultWrite func()
-	log             *slog.Logger
+	staleIfError time.Duration
+	pepper       []byte
+	metrics      *Metrics
+	log          *slog.Logger
+	now          func() time.Time
 
 	cache  *gocache.Cache
 	flight singleflight.Group
@@ -130,6 +131,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if (cfg.Writer == nil) != (cfg.Store == nil) {
 		return nil, errors.New("broker: key management needs both a Vault writer and a metadata store")
 	}
@@ -140,32 +144,40 @@ func New(cfg Config) (*Broker, error) {
 		return nil, errors.New("broker: needs a Vault reader, a writer, or both")
 	}
 	return &Broker{
-		reader:          cfg.Reader,
-		writer:          cfg.Writer,
-		store:           cfg.Store,
-		providers:       cfg.Providers,
-		ttl:             cfg.CacheTTL,
-		negTTL:          cfg.NegativeCacheTTL,
-		staleIfError:    cfg.StaleIfError,
-		metrics:         cfg.Metrics,
-		afterVaultWrite: cfg.AfterVaultWrite,
-		pepper:          cfg.Pepper,
-		log:             cfg.Logger,
-		cache:           gocache.New(cfg.CacheTTL, time.Minute),
-		refreshSlots:    make(chan struct{}, maxBackgroundRefreshes),
+		reader:       cfg.Reader,
+		writer:       cfg.Writer,
+		store:        cfg.Store,
+		providers:    cfg.Providers,
+		ttl:          cfg.CacheTTL,
+		negTTL:       cfg.NegativeCacheTTL,
+		staleIfError: cfg.StaleIfError,
+		metrics:      cfg.Metrics,
+		pepper:       cfg.Pepper,
+		log:          cfg.Logger,
+		now:          cfg.Now,
+		cache:        gocache.New(cfg.CacheTTL, time.Minute),
+		refreshSlots: make(chan struct{}, maxBackgroundRefreshes),
 	}, nil
 }
 
 // Providers is the broker's provider registry.
 func (b *Broker) Providers() *Registry { return b.providers }
 
+// checkWorkspace validates a workspace id.
+func checkWorkspace(workspace string) error {
+	if !ids.Valid(workspace) {
+		return errors.Join(ErrInvalidID, errors.New(ids.Message("workspace")))
+	}
+	return nil
+}
+
 // checkIDs validates a workspace and provider id pair.
 func (b *Broker) checkIDs(workspace, provider string) (*Provider, error) {
-	if !ValidID(workspace) {
-		return nil, errors.Join(ErrInvalidID, errors.New("workspace id must match [a-z0-9][a-z0-9_-]{0,62}"))
+	if err := checkWorkspace(workspace); err != nil {
+		return nil, err
 	}
-	if !ValidID(provider) {
-		return nil, errors.Join(ErrInvalidID, errors.New("provider id must match [a-z0-9][a-z0-9_-]{0,62}"))
+	if !ids.Valid(provider) {
+		return nil, errors.Join(ErrInvalidID, errors.New(ids.Message("provider")))
 	}
 	p, ok := b.providers.Lookup(provider)
 	if !ok {
@@ -185,6 +197,20 @@ func fromVault(err error) error {
 		return errors.Join(ErrNotFound, err)
 	case errors.Is(err, vault.ErrForbidden):
 		return errors.Join(ErrForbidden, err)
+	default:
+		return errors.Join(ErrUnavailable, err)
+	}
+}
+
+// fromStore maps a metadata store error onto the domain's: a missing row
+// and a lost unique race keep their meaning, anything else is the store
+// being unable to answer.
+func fromStore(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict):
+		return err
 	default:
 		return errors.Join(ErrUnavailable, err)
 	}

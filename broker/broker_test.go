@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -28,7 +27,7 @@ func TestSetResolveDeleteFallsBackToHosted(t *testing.T) {
 	}
 
 	own := newKey(t, "openai")
-	res, err := e.b.SetKey(ctx, alice, ws, "openai", own, 0)
+	res, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: own})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +39,7 @@ func TestSetResolveDeleteFallsBackToHosted(t *testing.T) {
 		t.Fatalf("after set: %v %v", r, err)
 	}
 
-	if err := e.b.DeleteKey(ctx, alice, ws, "openai", 0); err != nil {
+	if err := e.b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Workspace: ws, Provider: "openai"}); err != nil {
 		t.Fatal(err)
 	}
 	r, err = e.b.Resolve(ctx, ws, "openai")
@@ -50,7 +49,7 @@ func TestSetResolveDeleteFallsBackToHosted(t *testing.T) {
 	if _, err := e.b.GetKey(ctx, ws, "openai"); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("metadata after delete: %v", err)
 	}
-	if err := e.b.DeleteKey(ctx, alice, ws, "openai", 0); !errors.Is(err, broker.ErrNotFound) {
+	if err := e.b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Workspace: ws, Provider: "openai"}); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("deleting twice: %v, want ErrNotFound", err)
 	}
 
@@ -62,7 +61,7 @@ func TestSetResolveDeleteFallsBackToHosted(t *testing.T) {
 	// Setting a key after a delete is a create again, on top of the
 	// deleted version.
 	again := newKey(t, "openai")
-	res, err = e.b.SetKey(ctx, alice, ws, "openai", again, 0)
+	res, err = e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: again})
 	if err != nil || !res.Created || res.Meta.Version != 2 {
 		t.Fatalf("set after delete: %+v %v", res, err)
 	}
@@ -77,13 +76,13 @@ func TestRotationIsSeenAtOnceHereAndWithinTTLElsewhere(t *testing.T) {
 	ws := e.workspc
 	other := e.another(t, func(c *broker.Config) { c.CacheTTL = 2 * time.Second })
 	first, second := newKey(t, "anthropic"), newKey(t, "anthropic")
-	if _, err := e.b.SetKey(ctx, alice, ws, "anthropic", first, 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: first}); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := other.Resolve(ctx, ws, "anthropic"); err != nil || r.APIKey != first {
 		t.Fatalf("other replica before rotation: %v %v", r, err)
 	}
-	res, err := e.b.SetKey(ctx, alice, ws, "anthropic", second, 1)
+	res, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: second, ExpectedVersion: 1})
 	if err != nil || res.Created || res.Meta.Version != 2 {
 		t.Fatalf("rotate: %+v %v", res, err)
 	}
@@ -105,7 +104,7 @@ func TestConcurrentRotationsWithTheSameExpectedVersion(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, alice, ws, "openai", newKey(t, "openai"), 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: newKey(t, "openai")}); err != nil {
 		t.Fatal(err)
 	}
 	keys := []string{newKey(t, "openai"), newKey(t, "openai")}
@@ -115,7 +114,7 @@ func TestConcurrentRotationsWithTheSameExpectedVersion(t *testing.T) {
 	for i := range keys {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = e.b.SetKey(ctx, alice, ws, "openai", keys[i], 1)
+			_, errs[i] = e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: keys[i], ExpectedVersion: 1})
 		})
 	}
 	close(start)
@@ -146,7 +145,7 @@ func TestConcurrentRotationsWithoutExpectedVersionAllLand(t *testing.T) {
 	landed, conflicts := 0, 0
 	for range 8 {
 		wg.Go(func() {
-			_, err := e.b.SetKey(ctx, alice, ws, "exa", newKey(t, "exa"), 0)
+			_, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "exa", APIKey: newKey(t, "exa")})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -199,7 +198,7 @@ func TestColdHerdMakesOneVaultRead(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	key := newKey(t, "google")
-	if _, err := e.b.SetKey(ctx, alice, ws, "google", key, 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "google", APIKey: key}); err != nil {
 		t.Fatal(err)
 	}
 	// A fresh replica: nothing cached.
@@ -275,7 +274,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := e.b.SetKey(ctx, alice, tc.ws, tc.provider, tc.key, 0)
+			_, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: tc.ws, Provider: tc.provider, APIKey: tc.key})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
@@ -300,13 +299,13 @@ func TestVersionsRollbackAndAudit(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	k1, k2 := newKey(t, "openai"), newKey(t, "openai")
-	if _, err := e.b.SetKey(ctx, alice, ws, "openai", k1, 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.b.SetKey(ctx, alice, ws, "openai", k2, 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k2}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.b.Rollback(ctx, alice, ws, "openai", 1)
+	res, err := e.b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Workspace: ws, Provider: "openai", Version: 1})
 	if err != nil || res.Meta.Version != 3 || res.Meta.MaskedKey != broker.MaskKey(k1) {
 		t.Fatalf("rollback: %+v %v", res, err)
 	}
@@ -317,10 +316,10 @@ func TestVersionsRollbackAndAudit(t *testing.T) {
 	if err != nil || len(vs) != 3 || vs[0].Version != 3 || !vs[0].Current || vs[2].Version != 1 {
 		t.Fatalf("versions: %+v %v", vs, err)
 	}
-	if _, err := e.b.Rollback(ctx, alice, ws, "openai", 3); !errors.Is(err, broker.ErrInvalidRequest) {
+	if _, err := e.b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Workspace: ws, Provider: "openai", Version: 3}); !errors.Is(err, broker.ErrInvalidRequest) {
 		t.Fatalf("rollback to the current version: %v", err)
 	}
-	if _, err := e.b.Rollback(ctx, alice, ws, "openai", 9); !errors.Is(err, broker.ErrNotFound) {
+	if _, err := e.b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Workspace: ws, Provider: "openai", Version: 9}); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("rollback to a missing version: %v", err)
 	}
 	evs, err := e.store.ListAudit(ctx, ws, 0, 10)
@@ -344,7 +343,7 @@ func TestPurgeWorkspaceDestroysEveryVersion(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	for _, p := range []string{"openai", "anthropic", "exa"} {
-		if _, err := e.b.SetKey(ctx, alice, ws, p, newKey(t, p), 0); err != nil {
+		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: p, APIKey: newKey(t, p)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -379,7 +378,7 @@ func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
 	// A writer that died after Vault accepted its write: the row is pending
 	// with the new key's preview, Vault has version 1.
 	written := newKey(t, "openai")
-	ch := store.Change{ID: "00000000-0000-4000-8000-000000000001", Op: store.OpSet, By: "alice",
+	ch := broker.Change{ID: "00000000-0000-4000-8000-000000000001", Op: broker.OpSet, By: "alice",
 		MaskedKey: broker.MaskKey(written), Fingerprint: broker.Fingerprint(e.cfg.Pepper, written)}
 	if _, err := e.store.BeginChange(ctx, ws, "openai", ch); err != nil {
 		t.Fatal(err)
@@ -389,7 +388,7 @@ func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
 	}
 	// A writer that died before reaching Vault.
 	lost := newKey(t, "anthropic")
-	ch2 := store.Change{ID: "00000000-0000-4000-8000-000000000002", Op: store.OpSet, By: "bob",
+	ch2 := broker.Change{ID: "00000000-0000-4000-8000-000000000002", Op: broker.OpSet, By: "bob",
 		MaskedKey: broker.MaskKey(lost), Fingerprint: broker.Fingerprint(e.cfg.Pepper, lost)}
 	if _, err := e.store.BeginChange(ctx, ws, "anthropic", ch2); err != nil {
 		t.Fatal(err)
@@ -417,7 +416,7 @@ func TestResolverOnlyBrokerCannotWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.SetKey(context.Background(), alice, e.workspc, "openai", newKey(t, "openai"), 0); !errors.Is(err, broker.ErrNotConfigured) {
+	if _, err := b.SetKey(context.Background(), broker.SetKeyRequest{Actor: alice, Workspace: e.workspc, Provider: "openai", APIKey: newKey(t, "openai")}); !errors.Is(err, broker.ErrNotConfigured) {
 		t.Fatalf("set on a resolver-only broker: %v", err)
 	}
 }
@@ -427,10 +426,10 @@ func TestReconcileRepairsDriftMadeInVaultDirectly(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	k1, k2, orphan := newKey(t, "openai"), newKey(t, "openai"), newKey(t, "exa")
-	if _, err := e.b.SetKey(ctx, alice, ws, "openai", k1, 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.b.SetKey(ctx, alice, ws, "anthropic", newKey(t, "anthropic"), 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: newKey(t, "anthropic")}); err != nil {
 		t.Fatal(err)
 	}
 	// Behind keybroker's back: a rotation, a delete, a key with no row.

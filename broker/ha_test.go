@@ -42,7 +42,7 @@ func TestVaultHAFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.SetKey(ctx, alice, "ws", "openai", newKey(t, "openai"), 0); err != nil {
+	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: "ws", Provider: "openai", APIKey: newKey(t, "openai")}); err != nil {
 		t.Fatalf("write through the standby: %v", err)
 	}
 
@@ -68,7 +68,7 @@ func TestVaultHAFailover(t *testing.T) {
 			default:
 			}
 			k := newKey(t, "openai")
-			res, err := b.SetKey(ctx, alice, "ws", "openai", k, 0)
+			res, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: "ws", Provider: "openai", APIKey: k})
 			if err != nil {
 				lastErr.Store(err.Error())
 				writeErrors.Add(1)

@@ -20,7 +20,7 @@ func listen(t *testing.T, e *env, b *broker.Broker) <-chan struct{} {
 	go func() {
 		defer close(done)
 		_ = e.store.ListenInvalidations(ctx, store.InvalidationHandler{
-			Invalidate: b.Invalidate,
+			Invalidate: func(inv store.Invalidation) { b.Invalidate(inv.ForBroker()) },
 			Listening: func() {
 				b.FlushCache()
 				started <- struct{}{}
@@ -64,7 +64,7 @@ func TestChangesOnOneReplicaReachAnotherWithinASecond(t *testing.T) {
 	listen(t, e, replicaB)
 	hosted, k1, k2 := newKey(t, "openai"), newKey(t, "openai"), newKey(t, "openai")
 	e.setHosted(t, "openai", hosted)
-	if _, err := e.b.SetKey(ctx, alice, ws, "openai", k1, 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k1}); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := replicaB.Resolve(ctx, ws, "openai"); err != nil || r.APIKey != k1 {
@@ -72,17 +72,17 @@ func TestChangesOnOneReplicaReachAnotherWithinASecond(t *testing.T) {
 	}
 
 	// Delete on A while B serves the key under load.
-	if err := e.b.DeleteKey(ctx, alice, ws, "openai", 0); err != nil {
+	if err := e.b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Workspace: ws, Provider: "openai"}); err != nil {
 		t.Fatal(err)
 	}
 	deleted := untilServes(t, replicaB, ws, "openai", hosted)
 
 	// A new key on A (B has "no BYOK key" cached), then a rotation.
-	if _, err := e.b.SetKey(ctx, alice, ws, "openai", k1, 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k1}); err != nil {
 		t.Fatal(err)
 	}
 	recreated := untilServes(t, replicaB, ws, "openai", k1)
-	if _, err := e.b.SetKey(ctx, alice, ws, "openai", k2, 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k2}); err != nil {
 		t.Fatal(err)
 	}
 	rotated := untilServes(t, replicaB, ws, "openai", k2)
@@ -109,7 +109,7 @@ func TestListenerReconnectsAndFlushesAfterItsConnectionIsKilled(t *testing.T) {
 	replicaB := e.another(t, nil)
 	startedB := listen(t, e, replicaB)
 	k1, k2 := newKey(t, "anthropic"), newKey(t, "anthropic")
-	if _, err := e.b.SetKey(ctx, alice, ws, "anthropic", k1, 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: k1}); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := replicaB.Resolve(ctx, ws, "anthropic"); r.APIKey != k1 {
@@ -131,7 +131,7 @@ func TestListenerReconnectsAndFlushesAfterItsConnectionIsKilled(t *testing.T) {
 	if r, _ := replicaB.Resolve(ctx, ws, "anthropic"); r.APIKey != k1 {
 		t.Fatal("B does not serve the key after the reconnect")
 	}
-	if _, err := e.b.SetKey(ctx, alice, ws, "anthropic", k2, 0); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: k2}); err != nil {
 		t.Fatal(err)
 	}
 	if d := untilServes(t, replicaB, ws, "anthropic", k2); d > time.Second {

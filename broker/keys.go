@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
-
-	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/ids"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -35,7 +33,7 @@ type KeyMeta struct {
 	UpdatedBy   string
 }
 
-func metaOf(r store.KeyRecord) KeyMeta {
+func metaOf(r KeyRecord) KeyMeta {
 	return KeyMeta{
 		Workspace: r.Workspace, Provider: r.Provider, MaskedKey: r.MaskedKey, Version: r.Version,
 		Fingerprint: r.Fingerprint, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy,
@@ -65,56 +63,79 @@ type SetResult struct {
 	Created bool
 }
 
-// SetKey stores apiKey as the workspace's key for provider: a new key, or a
-// new KV version of an existing one (rotation). With expectedVersion > 0 the
-// write happens only if that version is current (ErrPreconditionFailed
-// otherwise); without, a write that loses a race is retried once against
-// the new current version before ErrConflict.
-func (b *Broker) SetKey(ctx context.Context, actor Actor, workspace, provider, apiKey string, expectedVersion int) (SetResult, error) {
+// SetKeyRequest asks SetKey to store APIKey as the workspace's key for
+// Provider.
+type SetKeyRequest struct {
+	Actor     Actor
+	Workspace string
+	Provider  string
+	APIKey    string
+	// ExpectedVersion > 0 writes only if that version is current
+	// (ErrPreconditionFailed otherwise); 0 retries a lost race once.
+	ExpectedVersion int
+}
+
+// SetKey stores the key: a new key, or a new KV version of an existing one
+// (rotation). With ExpectedVersion > 0 the write happens only if that
+// version is current (ErrPreconditionFailed otherwise); without, a write
+// that loses a race is retried once against the new current version before
+// ErrConflict.
+func (b *Broker) SetKey(ctx context.Context, req SetKeyRequest) (SetResult, error) {
 	if err := b.canManage(); err != nil {
 		return SetResult{}, err
 	}
-	p, err := b.checkIDs(workspace, provider)
+	p, err := b.checkIDs(req.Workspace, req.Provider)
 	if err != nil {
 		return SetResult{}, err
 	}
-	if err := p.ValidateKey(apiKey); err != nil {
+	if err := p.ValidateKey(req.APIKey); err != nil {
 		return SetResult{}, err
 	}
-	if expectedVersion < 0 {
+	if req.ExpectedVersion < 0 {
 		return SetResult{}, refuse(ErrInvalidRequest, "expected version must be positive")
 	}
-	return b.write(ctx, actor, workspace, provider, apiKey, store.OpSet, expectedVersion, "")
+	return b.write(ctx, changeRequest{Ref: WorkspaceKey(req.Workspace, req.Provider), Actor: req.Actor, Op: OpSet, Value: req.APIKey},
+		req.ExpectedVersion)
+}
+
+// RollbackRequest asks Rollback to make Version of the workspace's key for
+// Provider current again.
+type RollbackRequest struct {
+	Actor     Actor
+	Workspace string
+	Provider  string
+	Version   int
 }
 
 // Rollback makes an earlier version current again by writing its value as a
 // new version. It needs the reader identity (the writer cannot read keys).
-func (b *Broker) Rollback(ctx context.Context, actor Actor, workspace, provider string, version int) (SetResult, error) {
+func (b *Broker) Rollback(ctx context.Context, req RollbackRequest) (SetResult, error) {
 	if err := b.canManage(); err != nil {
 		return SetResult{}, err
 	}
 	if b.reader == nil {
 		return SetResult{}, fmt.Errorf("rollback: %w: it reads the old version with the Vault reader identity", ErrNotConfigured)
 	}
-	if _, err := b.checkIDs(workspace, provider); err != nil {
+	if _, err := b.checkIDs(req.Workspace, req.Provider); err != nil {
 		return SetResult{}, err
 	}
-	if version <= 0 {
+	if req.Version <= 0 {
 		return SetResult{}, refuse(ErrInvalidRequest, "version must be a positive integer")
 	}
-	path := vault.WorkspaceKeyPath(workspace, provider)
-	md, err := b.writer.Metadata(ctx, path)
+	ref := WorkspaceKey(req.Workspace, req.Provider)
+	md, err := b.writer.Metadata(ctx, ref.VaultPath())
 	if err != nil {
-		return SetResult{}, fmt.Errorf("rollback %s/%s: %w", workspace, provider, fromVault(err))
+		return SetResult{}, fmt.Errorf("rollback %s: %w", ref, fromVault(err))
 	}
-	if version == md.CurrentVersion {
-		return SetResult{}, refuse(ErrInvalidRequest, "version %d is already current", version)
+	if req.Version == md.CurrentVersion {
+		return SetResult{}, refuse(ErrInvalidRequest, "version %d is already current", req.Version)
 	}
-	old, err := b.reader.GetVersion(ctx, path, version)
+	old, err := b.reader.GetVersion(ctx, ref.VaultPath(), req.Version)
 	if err != nil {
-		return SetResult{}, fmt.Errorf("rollback %s/%s to version %d: %w", workspace, provider, version, fromVault(err))
+		return SetResult{}, fmt.Errorf("rollback %s to version %d: %w", ref, req.Version, fromVault(err))
 	}
-	return b.write(ctx, actor, workspace, provider, old.Value, store.OpRollback, md.CurrentVersion, fmt.Sprintf("to version %d", version))
+	return b.write(ctx, changeRequest{Ref: ref, Actor: req.Actor, Op: OpRollback, Value: old.Value,
+		Detail: fmt.Sprintf("to version %d", req.Version)}, md.CurrentVersion)
 }
 
 func (b *Broker) canManage() error {
@@ -124,71 +145,30 @@ func (b *Broker) canManage() error {
 	return nil
 }
 
-// write is the one path of every key write (DESIGN.md, "Writes"): PostgreSQL
-// row pending → Vault put with check-and-set → row active with the new
-// version, masked preview and fingerprint plus an audit event, in one
-// transaction → evict the cache entry. A failure after the Vault write
-// leaves the row pending for Reconcile.
-func (b *Broker) write(ctx context.Context, actor Actor, workspace, provider, value, op string, expectedVersion int, detail string) (SetResult, error) {
-	path := vault.WorkspaceKeyPath(workspace, provider)
-	masked, fp := MaskKey(value), Fingerprint(b.pepper, value)
-	change := store.Change{ID: uuid.NewString(), Op: op, By: actor.Subject, MaskedKey: masked, Fingerprint: fp}
-	rec, err := b.store.BeginChange(ctx, workspace, provider, change)
+// write carries a set or a rollback through the key-change unit: row
+// pending → Vault put with check-and-set → row active with the new version,
+// masked preview and fingerprint plus an audit event, in one transaction →
+// cache entry evicted. A failure after the Vault write leaves the row
+// pending for Reconcile.
+func (b *Broker) write(ctx context.Context, req changeRequest, expectedVersion int) (SetResult, error) {
+	change, prior, err := b.beginChange(ctx, req)
 	if err != nil {
-		return SetResult{}, fmt.Errorf("set %s/%s: %w", workspace, provider, errors.Join(ErrUnavailable, err))
+		return SetResult{}, err
 	}
-	created := rec.Version == 0
-	action := ActionRotate
-	switch {
-	case op == store.OpRollback:
-		action = ActionRollback
-	case created:
-		action = ActionCreate
-	}
-	audit := store.AuditEvent{
-		Workspace: workspace, Provider: provider, Action: action, Actor: actor.Subject,
-		RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID, MaskedKey: &masked, Fingerprint: &fp, Detail: detail,
-	}
-
-	version, err := b.putWithCAS(ctx, path, value, expectedVersion)
+	version, err := b.putWithCAS(ctx, req.Ref.VaultPath(), req.Value, expectedVersion)
 	if err != nil {
-		// Nothing was written to Vault: undo the pending mark.
-		if aerr := b.store.AbortChange(context.WithoutCancel(ctx), workspace, provider, change.ID); aerr != nil {
-			b.log.Warn("could not undo a pending key change; the reconciler will", "workspace", workspace, "provider", provider, "error", aerr)
-		}
-		audit.Outcome = OutcomeError
-		switch {
-		case errors.Is(err, ErrPreconditionFailed):
-			audit.Outcome = OutcomePreconditionFailed
-		case errors.Is(err, ErrConflict):
-			audit.Outcome = OutcomeConflict
-		}
-		if aerr := b.store.AppendAudit(context.WithoutCancel(ctx), audit); aerr != nil {
-			b.log.Warn("could not record a failed key change in the audit trail", "workspace", workspace, "provider", provider, "error", aerr)
-		}
-		b.metrics.action(action, audit.Outcome)
-		return SetResult{}, fmt.Errorf("set %s/%s: %w", workspace, provider, err)
+		return SetResult{}, change.abort(ctx, err, 0)
 	}
-	if b.afterVaultWrite != nil {
-		b.afterVaultWrite()
+	if err := change.completeWrite(ctx, version); err != nil {
+		return SetResult{}, err
 	}
-	b.evict(workspace, provider)
-
-	audit.Outcome = OutcomeSuccess
-	audit.Version = &version
-	written := store.Written{Version: version, MaskedKey: masked, Fingerprint: fp, By: actor.Subject}
-	if err := b.store.CompleteWrite(ctx, workspace, provider, change.ID, written, audit); err != nil {
-		return SetResult{}, fmt.Errorf("set %s/%s: key stored in Vault as version %d, but its metadata could not be recorded (the reconciler will finish it): %w",
-			workspace, provider, version, errors.Join(ErrUnavailable, err))
-	}
-	b.metrics.action(action, OutcomeSuccess)
-	b.log.InfoContext(ctx, "key stored", "workspace", workspace, "provider", provider, "action", action,
-		"version", version, "masked_key", masked, "actor", actor.Subject)
-	rec, err = b.store.GetKey(ctx, workspace, provider)
+	b.log.InfoContext(ctx, "key stored", "workspace", req.Ref.ScopeID, "provider", req.Ref.Provider, "action", change.action,
+		"version", version, "masked_key", change.masked, "actor", req.Actor.Subject)
+	rec, err := b.store.GetKey(ctx, req.Ref.ScopeID, req.Ref.Provider)
 	if err != nil {
-		return SetResult{}, fmt.Errorf("set %s/%s: read back metadata: %w", workspace, provider, errors.Join(ErrUnavailable, err))
+		return SetResult{}, fmt.Errorf("%s %s: read back metadata: %w", req.Op, req.Ref, fromStore(err))
 	}
-	return SetResult{Meta: metaOf(rec), Created: created}, nil
+	return SetResult{Meta: metaOf(rec), Created: prior == 0}, nil
 }
 
 // putWithCAS writes value at path with check-and-set. With expected > 0 it
@@ -227,55 +207,50 @@ func (b *Broker) putWithCAS(ctx context.Context, path, value string, expected in
 	return 0, fromVault(err)
 }
 
-// DeleteKey removes the workspace's key for provider: its current KV
-// version is soft-deleted (the history stays for Versions and Rollback) and
-// its metadata row removed. Resolve falls back to the hosted key at once on
-// this replica. With expectedVersion > 0, only if that version is current.
-func (b *Broker) DeleteKey(ctx context.Context, actor Actor, workspace, provider string, expectedVersion int) error {
+// DeleteKeyRequest asks DeleteKey to remove the workspace's key for
+// Provider.
+type DeleteKeyRequest struct {
+	Actor     Actor
+	Workspace string
+	Provider  string
+	// ExpectedVersion > 0 deletes only if that version is current.
+	ExpectedVersion int
+}
+
+// DeleteKey removes the workspace's key: its current KV version is
+// soft-deleted (the history stays for Versions and Rollback) and its
+// metadata row removed. Resolve falls back to the hosted key at once on
+// this replica. With ExpectedVersion > 0, only if that version is current.
+func (b *Broker) DeleteKey(ctx context.Context, req DeleteKeyRequest) error {
 	if err := b.canManage(); err != nil {
 		return err
 	}
-	if _, err := b.checkIDs(workspace, provider); err != nil {
+	if _, err := b.checkIDs(req.Workspace, req.Provider); err != nil {
 		return err
 	}
-	path := vault.WorkspaceKeyPath(workspace, provider)
-	md, err := b.writer.Metadata(ctx, path)
+	ref := WorkspaceKey(req.Workspace, req.Provider)
+	md, err := b.writer.Metadata(ctx, ref.VaultPath())
 	if err != nil {
-		return fmt.Errorf("delete %s/%s: %w", workspace, provider, fromVault(err))
+		return fmt.Errorf("delete %s: %w", ref, fromVault(err))
 	}
 	if cur, ok := md.Current(); !ok || !cur.Alive() {
-		return fmt.Errorf("delete %s/%s: %w: the workspace has no key for this provider", workspace, provider, ErrNotFound)
+		return fmt.Errorf("delete %s: %w: the workspace has no key for this provider", ref, ErrNotFound)
 	}
-	if expectedVersion > 0 && md.CurrentVersion != expectedVersion {
-		return fmt.Errorf("delete %s/%s: current version is %d, not %d: %w", workspace, provider, md.CurrentVersion, expectedVersion, ErrPreconditionFailed)
+	if req.ExpectedVersion > 0 && md.CurrentVersion != req.ExpectedVersion {
+		return fmt.Errorf("delete %s: current version is %d, not %d: %w", ref, md.CurrentVersion, req.ExpectedVersion, ErrPreconditionFailed)
 	}
-	change := store.Change{ID: uuid.NewString(), Op: store.OpDelete, By: actor.Subject}
-	if _, err := b.store.BeginChange(ctx, workspace, provider, change); err != nil {
-		return fmt.Errorf("delete %s/%s: %w", workspace, provider, errors.Join(ErrUnavailable, err))
+	change, _, err := b.beginChange(ctx, changeRequest{Ref: ref, Actor: req.Actor, Op: OpDelete})
+	if err != nil {
+		return err
 	}
 	version := md.CurrentVersion
-	audit := store.AuditEvent{
-		Workspace: workspace, Provider: provider, Action: ActionDelete, Actor: actor.Subject,
-		RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID, Version: &version,
+	if err := b.writer.DeleteVersion(ctx, ref.VaultPath(), version); err != nil {
+		return change.abort(ctx, fromVault(err), version)
 	}
-	if err := b.writer.DeleteVersion(ctx, path, version); err != nil {
-		if aerr := b.store.AbortChange(context.WithoutCancel(ctx), workspace, provider, change.ID); aerr != nil {
-			b.log.Warn("could not undo a pending key change; the reconciler will", "workspace", workspace, "provider", provider, "error", aerr)
-		}
-		audit.Outcome = OutcomeError
-		if aerr := b.store.AppendAudit(context.WithoutCancel(ctx), audit); aerr != nil {
-			b.log.Warn("could not record a failed key change in the audit trail", "workspace", workspace, "provider", provider, "error", aerr)
-		}
-		return fmt.Errorf("delete %s/%s: %w", workspace, provider, fromVault(err))
+	if err := change.completeDelete(ctx, version); err != nil {
+		return err
 	}
-	b.evict(workspace, provider)
-	audit.Outcome = OutcomeSuccess
-	if err := b.store.CompleteDelete(ctx, workspace, provider, version, audit); err != nil {
-		return fmt.Errorf("delete %s/%s: key deleted in Vault, but its metadata could not be removed (the reconciler will finish it): %w",
-			workspace, provider, errors.Join(ErrUnavailable, err))
-	}
-	b.metrics.action(ActionDelete, OutcomeSuccess)
-	b.log.InfoContext(ctx, "key deleted", "workspace", workspace, "provider", provider, "version", version, "actor", actor.Subject)
+	b.log.InfoContext(ctx, "key deleted", "workspace", ref.ScopeID, "provider", ref.Provider, "version", version, "actor", req.Actor.Subject)
 	return nil
 }
 
@@ -286,34 +261,33 @@ func (b *Broker) PurgeWorkspace(ctx context.Context, actor Actor, workspace stri
 	if err := b.canManage(); err != nil {
 		return 0, err
 	}
-	if !ValidID(workspace) {
-		return 0, errors.Join(ErrInvalidID, errors.New("workspace id must match [a-z0-9][a-z0-9_-]{0,62}"))
+	if err := checkWorkspace(workspace); err != nil {
+		return 0, err
 	}
-	names, err := b.writer.List(ctx, vault.WorkspaceProvidersDir(workspace))
+	names, err := b.writer.List(ctx, workspaceProvidersDir(workspace))
 	if err != nil {
 		return 0, fmt.Errorf("purge %s: %w", workspace, fromVault(err))
 	}
 	destroyed := 0
 	for _, provider := range names {
-		if !ValidID(provider) {
+		if !ids.Valid(provider) {
 			continue // a folder or a name keybroker did not write
 		}
-		if err := b.writer.Destroy(ctx, vault.WorkspaceKeyPath(workspace, provider)); err != nil {
+		ref := WorkspaceKey(workspace, provider)
+		if err := b.writer.Destroy(ctx, ref.VaultPath()); err != nil {
 			return destroyed, fmt.Errorf("purge %s: destroy %s: %w", workspace, provider, fromVault(err))
 		}
 		destroyed++
-		b.evict(workspace, provider)
+		b.evict(ref)
 	}
-	for _, p := range b.providers.All() {
-		b.evict(workspace, p.ID)
-	}
-	audit := store.AuditEvent{
+	b.evictWorkspace(workspace)
+	audit := AuditEvent{
 		Workspace: workspace, Action: ActionPurge, Actor: actor.Subject, RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID,
 		Outcome: OutcomeSuccess, Detail: fmt.Sprintf("%d keys destroyed", destroyed),
 	}
 	if _, err := b.store.PurgeWorkspace(ctx, workspace, audit); err != nil {
 		return destroyed, fmt.Errorf("purge %s: keys destroyed in Vault, but metadata could not be removed (run the purge again): %w",
-			workspace, errors.Join(ErrUnavailable, err))
+			workspace, fromStore(err))
 	}
 	b.metrics.action(ActionPurge, OutcomeSuccess)
 	b.log.InfoContext(ctx, "workspace purged", "workspace", workspace, "keys_destroyed", destroyed, "actor", actor.Subject)
@@ -329,11 +303,11 @@ func (b *Broker) GetKey(ctx context.Context, workspace, provider string) (KeyMet
 		return KeyMeta{}, err
 	}
 	rec, err := b.store.GetKey(ctx, workspace, provider)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, ErrNotFound) {
 		return KeyMeta{}, fmt.Errorf("%w: the workspace has no key for %s", ErrNotFound, provider)
 	}
 	if err != nil {
-		return KeyMeta{}, errors.Join(ErrUnavailable, err)
+		return KeyMeta{}, fromStore(err)
 	}
 	return metaOf(rec), nil
 }
@@ -343,12 +317,12 @@ func (b *Broker) ListKeys(ctx context.Context, workspace string) ([]KeyMeta, err
 	if err := b.canManage(); err != nil {
 		return nil, err
 	}
-	if !ValidID(workspace) {
-		return nil, errors.Join(ErrInvalidID, errors.New("workspace id must match [a-z0-9][a-z0-9_-]{0,62}"))
+	if err := checkWorkspace(workspace); err != nil {
+		return nil, err
 	}
 	recs, err := b.store.ListKeys(ctx, workspace)
 	if err != nil {
-		return nil, errors.Join(ErrUnavailable, err)
+		return nil, fromStore(err)
 	}
 	out := make([]KeyMeta, 0, len(recs))
 	for _, r := range recs {
@@ -374,9 +348,10 @@ func (b *Broker) Versions(ctx context.Context, workspace, provider string) ([]Ve
 	if _, err := b.checkIDs(workspace, provider); err != nil {
 		return nil, err
 	}
-	md, err := b.writer.Metadata(ctx, vault.WorkspaceKeyPath(workspace, provider))
+	ref := WorkspaceKey(workspace, provider)
+	md, err := b.writer.Metadata(ctx, ref.VaultPath())
 	if err != nil {
-		return nil, fmt.Errorf("versions of %s/%s: %w", workspace, provider, fromVault(err))
+		return nil, fmt.Errorf("versions of %s: %w", ref, fromVault(err))
 	}
 	out := make([]VersionInfo, 0, len(md.Versions))
 	for i := len(md.Versions) - 1; i >= 0; i-- {
@@ -391,16 +366,16 @@ func (b *Broker) Versions(ctx context.Context, workspace, provider string) ([]Ve
 
 // Audit returns up to limit audit events of a workspace, newest first, with
 // ids below before (0: from the newest).
-func (b *Broker) Audit(ctx context.Context, workspace string, before int64, limit int) ([]store.AuditEvent, error) {
+func (b *Broker) Audit(ctx context.Context, workspace string, before int64, limit int) ([]AuditEvent, error) {
 	if err := b.canManage(); err != nil {
 		return nil, err
 	}
-	if !ValidID(workspace) {
-		return nil, errors.Join(ErrInvalidID, errors.New("workspace id must match [a-z0-9][a-z0-9_-]{0,62}"))
+	if err := checkWorkspace(workspace); err != nil {
+		return nil, err
 	}
 	evs, err := b.store.ListAudit(ctx, workspace, before, limit)
 	if err != nil {
-		return nil, errors.Join(ErrUnavailable, err)
+		return nil, fromStore(err)
 	}
 	return evs, nil
 }

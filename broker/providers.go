@@ -121,19 +121,3 @@ func isAlnum(c byte) bool {
 }
 func isAlnumOrDash(c byte) bool { return isAlnum(c) || c == '-' }
 func isTokenChar(c byte) bool   { return isAlnum(c) || c == '-' || c == '_' }
-
-// ValidID reports whether s is a valid workspace or provider id:
-// [a-z0-9][a-z0-9_-]{0,62}.
-func ValidID(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || i > 0 && (c == '_' || c == '-')
-		if !ok {
-			return false
-		}
-	}
-	return true
-}

@@ -65,17 +65,6 @@ func TestKeyRuleErrorsNeverQuoteTheKey(t *testing.T) {
 	}
 }
 
-func TestValidID(t *testing.T) {
-	for id, want := range map[string]bool{
-		"a": true, "ws-1_x": true, "0abc": true, strings.Repeat("a", 63): true,
-		"": false, "-a": false, "_a": false, "A": false, "a/b": false, "a.b": false, strings.Repeat("a", 64): false, "é": false,
-	} {
-		if ValidID(id) != want {
-			t.Errorf("ValidID(%q) = %v", id, !want)
-		}
-	}
-}
-
 func TestResolutionNeverPrintsTheKey(t *testing.T) {
 	r := Resolution{APIKey: "sk-top-secret", Source: SourceBYOK, IsBYOK: true, Version: 2}
 	var logged strings.Builder

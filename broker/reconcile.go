@@ -7,9 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
-	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/ids"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -43,7 +41,7 @@ func (b *Broker) Reconcile(ctx context.Context, olderThan time.Duration) (Reconc
 	}
 	pending, err := b.store.ListPending(ctx, olderThan)
 	if err != nil {
-		return rep, fmt.Errorf("reconcile: %w", errors.Join(ErrUnavailable, err))
+		return rep, fmt.Errorf("reconcile: %w", fromStore(err))
 	}
 	var errs []error
 	defer func() {
@@ -74,45 +72,45 @@ func (b *Broker) Reconcile(ctx context.Context, olderThan time.Duration) (Reconc
 func (b *Broker) reconcileDrift(ctx context.Context, rep *ReconcileReport) error {
 	recs, err := b.store.ListAllKeys(ctx)
 	if err != nil {
-		return fmt.Errorf("reconcile: %w", errors.Join(ErrUnavailable, err))
+		return fmt.Errorf("reconcile: %w", fromStore(err))
 	}
-	rows := make(map[string]store.KeyRecord, len(recs))
+	rows := make(map[KeyRef]KeyRecord, len(recs))
 	for _, r := range recs {
-		if r.State == store.StateActive {
-			rows[r.Workspace+"/"+r.Provider] = r
+		if r.State == StateActive {
+			rows[r.Ref()] = r
 		}
 	}
-	workspaces, err := b.writer.List(ctx, "workspaces/")
+	workspaces, err := b.writer.List(ctx, workspacesDir)
 	if err != nil {
 		return fmt.Errorf("reconcile: list workspaces in Vault: %w", fromVault(err))
 	}
 	var errs []error
 	for _, wsDir := range workspaces {
 		ws := strings.TrimSuffix(wsDir, "/")
-		if !ValidID(ws) {
+		if !ids.Valid(ws) {
 			continue
 		}
-		providers, err := b.writer.List(ctx, vault.WorkspaceProvidersDir(ws))
+		providers, err := b.writer.List(ctx, workspaceProvidersDir(ws))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reconcile: list %s: %w", ws, fromVault(err)))
 			continue
 		}
 		for _, provider := range providers {
-			if !ValidID(provider) {
+			if !ids.Valid(provider) {
 				continue
 			}
-			key := ws + "/" + provider
-			rec, hasRow := rows[key]
-			delete(rows, key)
-			if err := b.reconcileKey(ctx, ws, provider, rec, hasRow, rep); err != nil {
+			ref := WorkspaceKey(ws, provider)
+			rec, hasRow := rows[ref]
+			delete(rows, ref)
+			if err := b.reconcileKey(ctx, ref, rec, hasRow, rep); err != nil {
 				rep.Failed++
 				errs = append(errs, err)
 			}
 		}
 	}
 	// Rows whose key Vault does not hold at all.
-	for _, rec := range rows {
-		if err := b.reconcileKey(ctx, rec.Workspace, rec.Provider, rec, true, rep); err != nil {
+	for ref, rec := range rows {
+		if err := b.reconcileKey(ctx, ref, rec, true, rep); err != nil {
 			rep.Failed++
 			errs = append(errs, err)
 		}
@@ -120,26 +118,22 @@ func (b *Broker) reconcileDrift(ctx context.Context, rep *ReconcileReport) error
 	return errors.Join(errs...)
 }
 
-func (b *Broker) reconcileKey(ctx context.Context, ws, provider string, rec store.KeyRecord, hasRow bool, rep *ReconcileReport) error {
-	if hasRow && rec.State != store.StateActive {
+func (b *Broker) reconcileKey(ctx context.Context, ref KeyRef, rec KeyRecord, hasRow bool, rep *ReconcileReport) error {
+	if hasRow && rec.State != StateActive {
 		return nil // pending: handled by reconcileOne
 	}
-	path := vault.WorkspaceKeyPath(ws, provider)
-	md, err := b.writer.Metadata(ctx, path)
+	md, err := b.writer.Metadata(ctx, ref.VaultPath())
 	if err != nil && !errors.Is(err, vault.ErrNotFound) {
-		return fmt.Errorf("reconcile %s/%s: %w", ws, provider, fromVault(err))
+		return fmt.Errorf("reconcile %s: %w", ref, fromVault(err))
 	}
 	cur, listed := md.Current()
 	alive := err == nil && listed && cur.Alive()
 	switch {
 	case !alive && hasRow:
-		version := max(md.CurrentVersion, rec.Version)
-		ev := store.AuditEvent{Workspace: ws, Provider: provider, Action: ActionDelete, Actor: "reconciler",
-			Outcome: OutcomeReconciled, Version: &version, Detail: "the key is gone from Vault"}
-		if err := b.store.CompleteDelete(ctx, ws, provider, version, ev); err != nil {
-			return fmt.Errorf("reconcile %s/%s: %w", ws, provider, err)
+		change := b.repairChange(ref, ActionDelete, "the key is gone from Vault")
+		if err := change.completeDelete(ctx, max(md.CurrentVersion, rec.Version)); err != nil {
+			return err
 		}
-		b.evict(ws, provider)
 		rep.Repaired++
 	case alive && (!hasRow || rec.Version != md.CurrentVersion):
 		reason := fmt.Sprintf("Vault holds version %d, metadata says %d", md.CurrentVersion, rec.Version)
@@ -147,89 +141,52 @@ func (b *Broker) reconcileKey(ctx context.Context, ws, provider string, rec stor
 			reason = fmt.Sprintf("Vault holds version %d and there is no metadata row", md.CurrentVersion)
 		}
 		if b.reader == nil {
-			rep.Unrepaired = append(rep.Unrepaired, ws+"/"+provider+": "+reason)
+			rep.Unrepaired = append(rep.Unrepaired, ref.String()+": "+reason)
 			return nil
 		}
-		s, err := b.reader.Get(ctx, path)
+		s, err := b.reader.Get(ctx, ref.VaultPath())
 		if err != nil {
-			return fmt.Errorf("reconcile %s/%s: %w", ws, provider, fromVault(err))
+			return fmt.Errorf("reconcile %s: %w", ref, fromVault(err))
 		}
-		masked, fp, version := MaskKey(s.Value), Fingerprint(b.pepper, s.Value), s.Version
-		ev := store.AuditEvent{Workspace: ws, Provider: provider, Action: ActionRotate, Actor: "reconciler",
-			Outcome: OutcomeReconciled, Version: &version, MaskedKey: &masked, Fingerprint: &fp,
-			Detail: "adopted a change made in Vault directly: " + reason}
-		if !hasRow {
-			ev.Action = ActionCreate
+		change := b.repairChange(ref, actionOf(OpSet, rec.Version), "adopted a change made in Vault directly: "+reason)
+		change.masked, change.fp = MaskKey(s.Value), Fingerprint(b.pepper, s.Value)
+		if err := change.completeWrite(ctx, s.Version); err != nil {
+			return err
 		}
-		w := store.Written{Version: version, MaskedKey: masked, Fingerprint: fp, By: "reconciler"}
-		if err := b.store.CompleteWrite(ctx, ws, provider, uuid.NewString(), w, ev); err != nil {
-			return fmt.Errorf("reconcile %s/%s: %w", ws, provider, err)
-		}
-		b.evict(ws, provider)
 		rep.Repaired++
 	}
 	return nil
 }
 
-func (b *Broker) reconcileOne(ctx context.Context, rec store.KeyRecord, rep *ReconcileReport) error {
-	ws, provider := rec.Workspace, rec.Provider
-	if rec.PendingID == nil || rec.PendingOp == nil {
+func (b *Broker) reconcileOne(ctx context.Context, rec KeyRecord, rep *ReconcileReport) error {
+	if rec.Pending == nil {
 		return nil
 	}
-	id, op := *rec.PendingID, *rec.PendingOp
-	md, err := b.writer.Metadata(ctx, vault.WorkspaceKeyPath(ws, provider))
+	change := b.resumeChange(rec)
+	md, err := b.writer.Metadata(ctx, change.ref.VaultPath())
 	exists := err == nil
 	if err != nil && !errors.Is(err, vault.ErrNotFound) {
-		return fmt.Errorf("reconcile %s/%s: %w", ws, provider, fromVault(err))
+		return fmt.Errorf("reconcile %s: %w", change.ref, fromVault(err))
 	}
 	cur, curListed := md.Current()
 	alive := exists && curListed && cur.Alive()
-	by := "reconciler"
-	if rec.PendingBy != nil {
-		by = *rec.PendingBy
-	}
-
+	op := rec.Pending.Op
 	switch {
-	case op == store.OpDelete && !alive:
-		version := md.CurrentVersion
-		ev := store.AuditEvent{Workspace: ws, Provider: provider, Action: ActionDelete, Actor: by,
-			Outcome: OutcomeReconciled, Version: &version, Detail: "finished by the reconciler"}
-		if err := b.store.CompleteDelete(ctx, ws, provider, max(version, rec.Version), ev); err != nil {
-			return fmt.Errorf("reconcile %s/%s: %w", ws, provider, err)
+	case op == OpDelete && !alive:
+		if err := change.completeDelete(ctx, max(md.CurrentVersion, rec.Version)); err != nil {
+			return err
 		}
-		b.evict(ws, provider)
 		rep.Completed++
-	case op != store.OpDelete && alive && md.CurrentVersion > rec.Version:
-		masked, fp := deref(rec.PendingMaskedKey), deref(rec.PendingFingerprint)
-		version := md.CurrentVersion
-		action := ActionRotate
-		switch {
-		case op == store.OpRollback:
-			action = ActionRollback
-		case rec.Version == 0:
-			action = ActionCreate
+	case op != OpDelete && alive && md.CurrentVersion > rec.Version:
+		if err := change.completeWrite(ctx, md.CurrentVersion); err != nil {
+			return err
 		}
-		ev := store.AuditEvent{Workspace: ws, Provider: provider, Action: action, Actor: by,
-			Outcome: OutcomeReconciled, Version: &version, MaskedKey: &masked, Fingerprint: &fp,
-			Detail: "finished by the reconciler"}
-		w := store.Written{Version: version, MaskedKey: masked, Fingerprint: fp, By: by}
-		if err := b.store.CompleteWrite(ctx, ws, provider, id, w, ev); err != nil {
-			return fmt.Errorf("reconcile %s/%s: %w", ws, provider, err)
-		}
-		b.evict(ws, provider)
 		rep.Completed++
 	default:
-		if err := b.store.AbortChange(ctx, ws, provider, id); err != nil {
-			return fmt.Errorf("reconcile %s/%s: %w", ws, provider, err)
+		if err := change.undo(ctx); err != nil {
+			return err
 		}
 		rep.Aborted++
 	}
 	return nil
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }

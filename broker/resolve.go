@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -44,16 +43,6 @@ func (r Resolution) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("source", string(r.Source)), slog.Int("version", r.Version))
 }
 
-// CacheKey names a cache entry: a workspace's key for a provider, or the
-// hosted key of a provider. Ids cannot contain '/', so the two never meet.
-type CacheKey string
-
-func workspaceCacheKey(workspace, provider string) CacheKey {
-	return CacheKey(workspace + "/" + provider)
-}
-
-func hostedCacheKey(provider string) CacheKey { return CacheKey("/hosted/" + provider) }
-
 // Resolve returns the key to use for (workspace, provider): the
 // workspace's own key when it has one, else the platform's hosted key.
 // Answers come from memory for CacheTTL; on a miss, one Vault read per key
@@ -82,14 +71,16 @@ func (b *Broker) resolve(ctx context.Context, workspace, provider string) (Resol
 	if _, err := b.checkIDs(workspace, provider); err != nil {
 		return Resolution{}, fmt.Errorf("resolve: %w", err)
 	}
-	e, err := b.lookup(ctx, workspaceCacheKey(workspace, provider), vault.WorkspaceKeyPath(workspace, provider))
+	own := WorkspaceKey(workspace, provider)
+	e, err := b.lookup(ctx, own.CacheKey(), own.VaultPath())
 	if err != nil {
 		return Resolution{}, fmt.Errorf("resolve %s/%s: %w", workspace, provider, err)
 	}
 	if e.found {
 		return Resolution{APIKey: e.key, Source: SourceBYOK, IsBYOK: true, Version: e.version}, nil
 	}
-	e, err = b.lookup(ctx, hostedCacheKey(provider), vault.HostedKeyPath(provider))
+	hosted := HostedKey(provider)
+	e, err = b.lookup(ctx, hosted.CacheKey(), hosted.VaultPath())
 	if err != nil {
 		return Resolution{}, fmt.Errorf("resolve hosted key of %s: %w", provider, err)
 	}
@@ -119,7 +110,7 @@ func (b *Broker) lookup(ctx context.Context, key CacheKey, path string) (*cacheE
 	var stale *cacheEntry
 	if v, ok := b.cache.Get(string(key)); ok {
 		e := v.(*cacheEntry)
-		now := time.Now()
+		now := b.now()
 		if now.Before(e.freshUntil) {
 			b.metrics.lookup(true)
 			if e.found && now.After(e.refreshAt) && e.refreshing.CompareAndSwap(false, true) {
@@ -138,7 +129,7 @@ func (b *Broker) lookup(ctx context.Context, key CacheKey, path string) (*cacheE
 	v, err, _ := b.flight.Do(string(key), func() (any, error) {
 		// Another caller may have refreshed the entry while this one
 		// waited for the flight.
-		if v, ok := b.cache.Get(string(key)); ok && time.Now().Before(v.(*cacheEntry).freshUntil) {
+		if v, ok := b.cache.Get(string(key)); ok && b.now().Before(v.(*cacheEntry).freshUntil) {
 			return v, nil
 		}
 		// The read is shared by every caller waiting on this key, so it
@@ -151,7 +142,7 @@ func (b *Broker) lookup(ctx context.Context, key CacheKey, path string) (*cacheE
 		if stale != nil && errors.Is(err, ErrUnavailable) {
 			b.metrics.staleServed()
 			b.log.Warn("vault unavailable: serving a cached answer past its TTL (stale-if-error)",
-				"age", time.Since(stale.fetchedAt).Round(time.Millisecond).String(), "error", err)
+				"age", b.now().Sub(stale.fetchedAt).Round(time.Millisecond).String(), "error", err)
 			return stale, nil
 		}
 		return nil, err
@@ -167,7 +158,7 @@ func (b *Broker) lookup(ctx context.Context, key CacheKey, path string) (*cacheE
 // stale.
 func (b *Broker) fetch(ctx context.Context, key CacheKey, path string) (*cacheEntry, error) {
 	s, err := b.reader.Get(ctx, path)
-	now := time.Now()
+	now := b.now()
 	switch {
 	case err == nil:
 		e := &cacheEntry{found: true, key: s.Value, version: s.Version, fetchedAt: now, freshUntil: now.Add(b.ttl),
@@ -201,8 +192,9 @@ func (b *Broker) refresh(key CacheKey, path string, old *cacheEntry) {
 		// is unavailable they get what lookup would give them: the old
 		// answer while it is fresh or within the stale-if-error window.
 		if err != nil && errors.Is(err, ErrUnavailable) {
-			age := time.Since(old.fetchedAt)
-			if time.Now().Before(old.freshUntil) {
+			now := b.now()
+			age := now.Sub(old.fetchedAt)
+			if now.Before(old.freshUntil) {
 				return old, nil
 			}
 			if b.staleIfError > 0 && age < old.freshUntil.Sub(old.fetchedAt)+b.staleIfError {
@@ -221,25 +213,31 @@ func jitter(max time.Duration) time.Duration {
 	return rand.N(max)
 }
 
-// evict forgets the cached answer for a workspace's key.
-func (b *Broker) evict(workspace, provider string) {
-	b.cache.Delete(string(workspaceCacheKey(workspace, provider)))
+// evict forgets the cached answer for a key.
+func (b *Broker) evict(ref KeyRef) {
+	b.cache.Delete(string(ref.CacheKey()))
 	b.metrics.evicted()
 }
 
-// Evict forgets the cached answer for (workspace, provider).
-func (b *Broker) Evict(workspace, provider string) { b.evict(workspace, provider) }
+// evictWorkspace forgets the cached answers for every provider's key of a
+// workspace.
+func (b *Broker) evictWorkspace(workspace string) {
+	for _, p := range b.providers.All() {
+		b.evict(WorkspaceKey(workspace, p.ID))
+	}
+}
 
-// Invalidate applies a change announced by a replica (or this one) over
-// PostgreSQL: the key, or every key of the workspace, is forgotten.
-func (b *Broker) Invalidate(inv store.Invalidation) {
+// Evict forgets the cached answer for (workspace, provider).
+func (b *Broker) Evict(workspace, provider string) { b.evict(WorkspaceKey(workspace, provider)) }
+
+// Invalidate applies a change announced by a replica (or this one): the
+// key, or every key of the workspace, is forgotten.
+func (b *Broker) Invalidate(inv Invalidation) {
 	if inv.Provider != "" {
-		b.evict(inv.Workspace, inv.Provider)
+		b.evict(WorkspaceKey(inv.Workspace, inv.Provider))
 		return
 	}
-	for _, p := range b.providers.All() {
-		b.evict(inv.Workspace, p.ID)
-	}
+	b.evictWorkspace(inv.Workspace)
 }
 
 // FlushCache forgets every cached answer: after the invalidation listener

@@ -143,7 +143,7 @@ func newAPI(t *testing.T, mode handlers.Mode) *api {
 		"expired":   {Role: auth.RoleOperator, TTL: time.Millisecond},
 	} {
 		req.CreatedBy = "test"
-		tok, rec, err := tokens.Create(ctx, req, broker.ValidID)
+		tok, rec, err := tokens.Create(ctx, req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/ids"
 )
 
 func unavailable(cause error) *Error {
@@ -20,7 +21,7 @@ func domainError(err error) *Error {
 	e := &Error{Cause: err}
 	switch {
 	case errors.Is(err, broker.ErrInvalidID):
-		e.Status, e.Code, e.Message = http.StatusBadRequest, "invalid_id", "workspace and provider ids must match [a-z0-9][a-z0-9_-]{0,62}"
+		e.Status, e.Code, e.Message = http.StatusBadRequest, "invalid_id", "workspace and provider ids must match "+ids.Rule
 	case errors.Is(err, broker.ErrUnknownProvider):
 		e.Status, e.Code, e.Message = http.StatusBadRequest, "unknown_provider", "this provider is not supported (see GET /v1/providers)"
 	case errors.Is(err, broker.ErrInvalidKey):

@@ -14,7 +14,7 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/ids"
 )
 
 // decodeJSON reads exactly one JSON object into v, refusing unknown fields,
@@ -53,7 +53,7 @@ func decodeJSON(c *gin.Context, v any) *Error {
 func (s *server) ids(c *gin.Context) (ws, provider string, ok bool) {
 	ws, provider = c.Param("ws"), c.Param("provider")
 	hasProvider := strings.Contains(c.FullPath(), ":provider")
-	if !broker.ValidID(ws) || hasProvider && !broker.ValidID(provider) {
+	if !ids.Valid(ws) || hasProvider && !ids.Valid(provider) {
 		renderError(c, s.log, domainError(broker.ErrInvalidID))
 		return "", "", false
 	}
@@ -154,7 +154,8 @@ func (s *server) putKey(c *gin.Context) {
 		renderError(c, s.log, derr)
 		return
 	}
-	res, err := s.keys.SetKey(c.Request.Context(), s.actor(c), ws, provider, req.APIKey, expected)
+	res, err := s.keys.SetKey(c.Request.Context(), broker.SetKeyRequest{
+		Actor: s.actor(c), Workspace: ws, Provider: provider, APIKey: req.APIKey, ExpectedVersion: expected})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -177,7 +178,8 @@ func (s *server) deleteKey(c *gin.Context) {
 		renderError(c, s.log, herr)
 		return
 	}
-	if err := s.keys.DeleteKey(c.Request.Context(), s.actor(c), ws, provider, expected); err != nil {
+	if err := s.keys.DeleteKey(c.Request.Context(), broker.DeleteKeyRequest{
+		Actor: s.actor(c), Workspace: ws, Provider: provider, ExpectedVersion: expected}); err != nil {
 		renderError(c, s.log, domainError(err))
 		return
 	}
@@ -216,7 +218,8 @@ func (s *server) rollback(c *gin.Context) {
 		renderError(c, s.log, derr)
 		return
 	}
-	res, err := s.keys.Rollback(c.Request.Context(), s.actor(c), ws, provider, req.Version)
+	res, err := s.keys.Rollback(c.Request.Context(), broker.RollbackRequest{
+		Actor: s.actor(c), Workspace: ws, Provider: provider, Version: req.Version})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -282,7 +285,7 @@ func (s *server) listAudit(c *gin.Context) {
 	c.JSON(http.StatusOK, page)
 }
 
-func auditEvent(ev store.AuditEvent) client.AuditEvent {
+func auditEvent(ev broker.AuditEvent) client.AuditEvent {
 	out := client.AuditEvent{
 		ID: strconv.FormatInt(ev.ID, 10), OccurredAt: ev.OccurredAt.UTC(), Workspace: ev.Workspace, Provider: ev.Provider,
 		Action: ev.Action, Actor: ev.Actor, RemoteAddr: ev.RemoteAddr, Outcome: ev.Outcome, Version: ev.Version,

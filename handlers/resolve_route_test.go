@@ -23,11 +23,11 @@ func newResolveRouter(tb testing.TB, opts handlers.Options) (http.Handler, strin
 	tb.Helper()
 	ctx := context.Background()
 	g := newKeyGround(tb, slog.New(slog.DiscardHandler))
-	token, _, err := g.tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "bench"}, broker.ValidID)
+	token, _, err := g.tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "bench"})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := g.keys.SetKey(ctx, broker.Actor{Subject: "bench"}, "ws-bench", "openai", resolveRouteKey, 0); err != nil {
+	if _, err := g.keys.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Workspace: "ws-bench", Provider: "openai", APIKey: resolveRouteKey}); err != nil {
 		tb.Fatal(err)
 	}
 	opts.Keys, opts.Tokens = g.keys, g.tokens

@@ -9,7 +9,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/store"
 )
 
 // KeyService is what the handlers need of the domain (package broker).
@@ -17,12 +16,12 @@ type KeyService interface {
 	Providers() *broker.Registry
 	ListKeys(ctx context.Context, workspace string) ([]broker.KeyMeta, error)
 	GetKey(ctx context.Context, workspace, provider string) (broker.KeyMeta, error)
-	SetKey(ctx context.Context, actor broker.Actor, workspace, provider, apiKey string, expectedVersion int) (broker.SetResult, error)
-	DeleteKey(ctx context.Context, actor broker.Actor, workspace, provider string, expectedVersion int) error
+	SetKey(ctx context.Context, req broker.SetKeyRequest) (broker.SetResult, error)
+	DeleteKey(ctx context.Context, req broker.DeleteKeyRequest) error
 	Versions(ctx context.Context, workspace, provider string) ([]broker.VersionInfo, error)
-	Rollback(ctx context.Context, actor broker.Actor, workspace, provider string, version int) (broker.SetResult, error)
+	Rollback(ctx context.Context, req broker.RollbackRequest) (broker.SetResult, error)
 	PurgeWorkspace(ctx context.Context, actor broker.Actor, workspace string) (int, error)
-	Audit(ctx context.Context, workspace string, before int64, limit int) ([]store.AuditEvent, error)
+	Audit(ctx context.Context, workspace string, before int64, limit int) ([]broker.AuditEvent, error)
 	Resolve(ctx context.Context, workspace, provider string) (broker.Resolution, error)
 }
 

@@ -6,11 +6,16 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/keybroker/keybroker/broker"
 )
 
-// AuditEvent is one entry of the append-only audit trail. It never holds
-// key material: at most the masked preview and the fingerprint.
-type AuditEvent struct {
+// AuditEvent is the broker's audit record, which the token service (package
+// auth) writes too.
+type AuditEvent = broker.AuditEvent
+
+// auditRow is a row of audit_events.
+type auditRow struct {
 	ID          int64     `db:"id"`
 	OccurredAt  time.Time `db:"occurred_at"`
 	Workspace   string    `db:"workspace"`
@@ -26,9 +31,15 @@ type AuditEvent struct {
 	RequestID   string    `db:"request_id"`
 }
 
+func (r auditRow) event() AuditEvent {
+	return AuditEvent{ID: r.ID, OccurredAt: r.OccurredAt, Workspace: r.Workspace, Provider: r.Provider, Action: r.Action,
+		Actor: r.Actor, RemoteAddr: r.RemoteAddr, Outcome: r.Outcome, Version: r.Version, MaskedKey: r.MaskedKey,
+		Fingerprint: r.Fingerprint, Detail: r.Detail, RequestID: r.RequestID}
+}
+
 // AppendAudit records ev on its own.
 func (s *Store) AppendAudit(ctx context.Context, ev AuditEvent) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return appendAudit(ctx, tx, ev) })
+	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return appendAudit(ctx, tx, ev) }))
 }
 
 func appendAudit(ctx context.Context, tx pgx.Tx, ev AuditEvent) error {
@@ -55,9 +66,13 @@ func (s *Store) ListAudit(ctx context.Context, workspace string, before int64, l
 	if err != nil {
 		return nil, fmt.Errorf("list audit events of %s: %w", workspace, err)
 	}
-	evs, err := pgx.CollectRows(rows, pgx.RowToStructByName[AuditEvent])
+	evRows, err := pgx.CollectRows(rows, pgx.RowToStructByName[auditRow])
 	if err != nil {
 		return nil, fmt.Errorf("list audit events of %s: %w", workspace, err)
+	}
+	evs := make([]AuditEvent, len(evRows))
+	for i, r := range evRows {
+		evs[i] = r.event()
 	}
 	return evs, nil
 }

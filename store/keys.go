@@ -7,27 +7,18 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/keybroker/keybroker/broker"
 )
 
-// ErrNotFound: no such row.
-var ErrNotFound = errors.New("store: not found")
+// ErrNotFound: no such row. It is the broker's, so that the domain sees
+// its own sentinel.
+var ErrNotFound = broker.ErrNotFound
 
-// Pending operations.
-const (
-	OpSet      = "set"
-	OpDelete   = "delete"
-	OpRollback = "rollback"
-)
+var _ broker.MetadataStore = (*Store)(nil)
 
-// Key states.
-const (
-	StatePending = "pending"
-	StateActive  = "active"
-)
-
-// KeyRecord is the metadata of one (workspace, provider) key. Version 0
-// means no version has been confirmed yet (a first write is in flight).
-type KeyRecord struct {
+// keyRow is a row of provider_keys.
+type keyRow struct {
 	Workspace   string    `db:"workspace"`
 	Provider    string    `db:"provider"`
 	State       string    `db:"state"`
@@ -47,24 +38,64 @@ type KeyRecord struct {
 	PendingFingerprint *string    `db:"pending_fingerprint"`
 }
 
+// record converts the row into the broker's record.
+func (r keyRow) record() broker.KeyRecord {
+	rec := broker.KeyRecord{
+		Workspace: r.Workspace, Provider: r.Provider, State: r.State, Version: r.Version, MaskedKey: r.MaskedKey,
+		Fingerprint: r.Fingerprint, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy,
+	}
+	if r.PendingID != nil {
+		p := &broker.PendingChange{ID: *r.PendingID, Op: deref(r.PendingOp), By: deref(r.PendingBy),
+			MaskedKey: deref(r.PendingMaskedKey), Fingerprint: deref(r.PendingFingerprint)}
+		if r.PendingSince != nil {
+			p.Since = *r.PendingSince
+		}
+		rec.Pending = p
+	}
+	return rec
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// collectKeys reads every row of rows.
+func collectKeys(rows pgx.Rows) ([]broker.KeyRecord, error) {
+	krs, err := pgx.CollectRows(rows, pgx.RowToStructByName[keyRow])
+	if err != nil {
+		return nil, classify(err)
+	}
+	out := make([]broker.KeyRecord, len(krs))
+	for i, r := range krs {
+		out[i] = r.record()
+	}
+	return out, nil
+}
+
+// collectKey reads the one row of rows; ErrNotFound when there is none.
+func collectKey(rows pgx.Rows) (broker.KeyRecord, error) {
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[keyRow])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return broker.KeyRecord{}, ErrNotFound
+	}
+	if err != nil {
+		return broker.KeyRecord{}, classify(err)
+	}
+	return r.record(), nil
+}
+
 const keyColumns = `workspace, provider, state, kv_version, masked_key, fingerprint,
 	created_at, created_by, updated_at, updated_by,
 	pending_id::text AS pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint`
-
-// Change is a write about to be made in Vault.
-type Change struct {
-	ID          string // a UUID that names this change
-	Op          string // OpSet, OpDelete, OpRollback
-	By          string // who asked
-	MaskedKey   string // of the key being written (set, rollback)
-	Fingerprint string
-}
 
 // BeginChange marks the key pending with ch, creating the row when the key
 // has none, and returns the row as it now is. A change already pending is
 // replaced: Vault's check-and-set decides which of two racing writes wins,
 // and each writer finishes or aborts only its own change.
-func (s *Store) BeginChange(ctx context.Context, workspace, provider string, ch Change) (KeyRecord, error) {
+func (s *Store) BeginChange(ctx context.Context, workspace, provider string, ch broker.Change) (broker.KeyRecord, error) {
 	rows, err := s.pool.Query(ctx, `
 		INSERT INTO provider_keys AS k (workspace, provider, state, created_by, updated_by,
 			pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint)
@@ -76,29 +107,21 @@ func (s *Store) BeginChange(ctx context.Context, workspace, provider string, ch 
 		RETURNING `+keyColumns,
 		workspace, provider, ch.By, ch.ID, ch.Op, ch.MaskedKey, ch.Fingerprint)
 	if err != nil {
-		return KeyRecord{}, fmt.Errorf("mark %s/%s pending: %w", workspace, provider, err)
+		return broker.KeyRecord{}, fmt.Errorf("mark %s/%s pending: %w", workspace, provider, classify(err))
 	}
-	rec, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[KeyRecord])
+	rec, err := collectKey(rows)
 	if err != nil {
-		return KeyRecord{}, fmt.Errorf("mark %s/%s pending: %w", workspace, provider, err)
+		return broker.KeyRecord{}, fmt.Errorf("mark %s/%s pending: %w", workspace, provider, err)
 	}
 	return rec, nil
-}
-
-// Written is a version that Vault confirmed.
-type Written struct {
-	Version     int
-	MaskedKey   string
-	Fingerprint string
-	By          string
 }
 
 // CompleteWrite records that change id wrote w to Vault, and appends ev, in
 // one transaction. The metadata moves only forward: a completion that
 // arrives after a newer version was recorded leaves it alone. The row
 // becomes active when id is still its pending change.
-func (s *Store) CompleteWrite(ctx context.Context, workspace, provider, id string, w Written, ev AuditEvent) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+func (s *Store) CompleteWrite(ctx context.Context, workspace, provider, id string, w broker.Written, ev broker.AuditEvent) error {
+	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
 			INSERT INTO provider_keys AS k (workspace, provider, state, kv_version, masked_key, fingerprint, created_by, updated_by)
 			VALUES ($1, $2, 'active', $4, $5, $6, $7, $7)
@@ -123,14 +146,14 @@ func (s *Store) CompleteWrite(ctx context.Context, workspace, provider, id strin
 			return err
 		}
 		return appendAudit(ctx, tx, ev)
-	})
+	}))
 }
 
 // AbortChange undoes change id when it is still the key's pending change:
 // the row returns to active, or disappears when no version was ever
 // confirmed.
 func (s *Store) AbortChange(ctx context.Context, workspace, provider, id string) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM provider_keys
 			WHERE workspace = $1 AND provider = $2 AND pending_id = $3::uuid AND kv_version = 0`,
 			workspace, provider, id); err != nil {
@@ -143,14 +166,14 @@ func (s *Store) AbortChange(ctx context.Context, workspace, provider, id string)
 			return fmt.Errorf("abort change of %s/%s: %w", workspace, provider, err)
 		}
 		return nil
-	})
+	}))
 }
 
 // CompleteDelete removes the key's row after Vault deleted version
 // deleted, and appends ev, in one transaction. A row that already records
 // a newer version (a write that won after the delete) is kept.
-func (s *Store) CompleteDelete(ctx context.Context, workspace, provider string, deleted int, ev AuditEvent) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+func (s *Store) CompleteDelete(ctx context.Context, workspace, provider string, deleted int, ev broker.AuditEvent) error {
+	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM provider_keys
 			WHERE workspace = $1 AND provider = $2 AND kv_version <= $3`,
 			workspace, provider, deleted); err != nil {
@@ -160,12 +183,12 @@ func (s *Store) CompleteDelete(ctx context.Context, workspace, provider string, 
 			return err
 		}
 		return appendAudit(ctx, tx, ev)
-	})
+	}))
 }
 
 // PurgeWorkspace removes every key row of workspace and appends ev, in one
 // transaction. It returns how many rows it removed.
-func (s *Store) PurgeWorkspace(ctx context.Context, workspace string, ev AuditEvent) (int, error) {
+func (s *Store) PurgeWorkspace(ctx context.Context, workspace string, ev broker.AuditEvent) (int, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `DELETE FROM provider_keys WHERE workspace = $1`, workspace)
@@ -178,36 +201,33 @@ func (s *Store) PurgeWorkspace(ctx context.Context, workspace string, ev AuditEv
 		}
 		return appendAudit(ctx, tx, ev)
 	})
-	return int(n), err
+	return int(n), classify(err)
 }
 
 // GetKey returns the metadata of one key; ErrNotFound when it has no
 // confirmed version.
-func (s *Store) GetKey(ctx context.Context, workspace, provider string) (KeyRecord, error) {
+func (s *Store) GetKey(ctx context.Context, workspace, provider string) (broker.KeyRecord, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys
 		WHERE workspace = $1 AND provider = $2 AND kv_version > 0`, workspace, provider)
 	if err != nil {
-		return KeyRecord{}, fmt.Errorf("read %s/%s: %w", workspace, provider, err)
+		return broker.KeyRecord{}, fmt.Errorf("read %s/%s: %w", workspace, provider, classify(err))
 	}
-	rec, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[KeyRecord])
-	if errors.Is(err, pgx.ErrNoRows) {
-		return KeyRecord{}, fmt.Errorf("read %s/%s: %w", workspace, provider, ErrNotFound)
-	}
+	rec, err := collectKey(rows)
 	if err != nil {
-		return KeyRecord{}, fmt.Errorf("read %s/%s: %w", workspace, provider, err)
+		return broker.KeyRecord{}, fmt.Errorf("read %s/%s: %w", workspace, provider, err)
 	}
 	return rec, nil
 }
 
 // ListKeys returns the metadata of every key of workspace with a confirmed
 // version, sorted by provider.
-func (s *Store) ListKeys(ctx context.Context, workspace string) ([]KeyRecord, error) {
+func (s *Store) ListKeys(ctx context.Context, workspace string) ([]broker.KeyRecord, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys
 		WHERE workspace = $1 AND kv_version > 0 ORDER BY provider`, workspace)
 	if err != nil {
-		return nil, fmt.Errorf("list keys of %s: %w", workspace, err)
+		return nil, fmt.Errorf("list keys of %s: %w", workspace, classify(err))
 	}
-	recs, err := pgx.CollectRows(rows, pgx.RowToStructByName[KeyRecord])
+	recs, err := collectKeys(rows)
 	if err != nil {
 		return nil, fmt.Errorf("list keys of %s: %w", workspace, err)
 	}
@@ -216,14 +236,14 @@ func (s *Store) ListKeys(ctx context.Context, workspace string) ([]KeyRecord, er
 
 // ListPending returns rows whose change has been pending for at least
 // olderThan, oldest first.
-func (s *Store) ListPending(ctx context.Context, olderThan time.Duration) ([]KeyRecord, error) {
+func (s *Store) ListPending(ctx context.Context, olderThan time.Duration) ([]broker.KeyRecord, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys
 		WHERE state = 'pending' AND pending_since <= now() - $1::interval ORDER BY pending_since`,
 		olderThan)
 	if err != nil {
-		return nil, fmt.Errorf("list pending keys: %w", err)
+		return nil, fmt.Errorf("list pending keys: %w", classify(err))
 	}
-	recs, err := pgx.CollectRows(rows, pgx.RowToStructByName[KeyRecord])
+	recs, err := collectKeys(rows)
 	if err != nil {
 		return nil, fmt.Errorf("list pending keys: %w", err)
 	}
@@ -232,12 +252,12 @@ func (s *Store) ListPending(ctx context.Context, olderThan time.Duration) ([]Key
 
 // ListAllKeys returns every key row with a confirmed version, for the
 // reconciler.
-func (s *Store) ListAllKeys(ctx context.Context) ([]KeyRecord, error) {
+func (s *Store) ListAllKeys(ctx context.Context) ([]broker.KeyRecord, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys WHERE kv_version > 0 ORDER BY workspace, provider`)
 	if err != nil {
-		return nil, fmt.Errorf("list all keys: %w", err)
+		return nil, fmt.Errorf("list all keys: %w", classify(err))
 	}
-	recs, err := pgx.CollectRows(rows, pgx.RowToStructByName[KeyRecord])
+	recs, err := collectKeys(rows)
 	if err != nil {
 		return nil, fmt.Errorf("list all keys: %w", err)
 	}

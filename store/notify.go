@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgxlisten"
+
+	"github.com/keybroker/keybroker/broker"
 )
 
 // InvalidationChannel is the PostgreSQL channel on which key changes are
@@ -26,6 +28,11 @@ type Invalidation struct {
 	Provider  string `json:"p,omitempty"`
 	Version   int    `json:"v,omitempty"`
 	TokenID   string `json:"t,omitempty"`
+}
+
+// ForBroker is the key change inv announces, in the broker's words.
+func (inv Invalidation) ForBroker() broker.Invalidation {
+	return broker.Invalidation{Workspace: inv.Workspace, Provider: inv.Provider}
 }
 
 // notify announces inv when tx commits (PostgreSQL delivers notifications

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/store"
 )
@@ -91,19 +92,19 @@ func TestAuditTrailIsAppendOnly(t *testing.T) {
 	}
 }
 
-func change(op string) store.Change {
-	return store.Change{ID: uuid.NewString(), Op: op, By: "alice", MaskedKey: "sk-abc...wxyz", Fingerprint: "fp-" + op}
+func change(op string) broker.Change {
+	return broker.Change{ID: uuid.NewString(), Op: op, By: "alice", MaskedKey: "sk-abc...wxyz", Fingerprint: "fp-" + op}
 }
 
 func TestWriteLifecycle(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	create := change(store.OpSet)
+	create := change(broker.OpSet)
 	rec, err := st.BeginChange(ctx, "ws", "openai", create)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != store.StatePending || rec.Version != 0 {
+	if rec.State != broker.StatePending || rec.Version != 0 {
 		t.Fatalf("pending create: %+v", rec)
 	}
 	// A key with no confirmed version is not listed.
@@ -111,31 +112,31 @@ func TestWriteLifecycle(t *testing.T) {
 		t.Fatalf("get during a pending create: %v", err)
 	}
 	ev := store.AuditEvent{Workspace: "ws", Provider: "openai", Action: "key.create", Actor: "alice", Outcome: "success"}
-	if err := st.CompleteWrite(ctx, "ws", "openai", create.ID, store.Written{Version: 1, MaskedKey: "sk-one...1111", Fingerprint: "f1", By: "alice"}, ev); err != nil {
+	if err := st.CompleteWrite(ctx, "ws", "openai", create.ID, broker.Written{Version: 1, MaskedKey: "sk-one...1111", Fingerprint: "f1", By: "alice"}, ev); err != nil {
 		t.Fatal(err)
 	}
 	rec, err = st.GetKey(ctx, "ws", "openai")
-	if err != nil || rec.State != store.StateActive || rec.Version != 1 || rec.MaskedKey != "sk-one...1111" || rec.PendingID != nil {
+	if err != nil || rec.State != broker.StateActive || rec.Version != 1 || rec.MaskedKey != "sk-one...1111" || rec.Pending != nil {
 		t.Fatalf("after create: %+v %v", rec, err)
 	}
 
-	rotate := change(store.OpSet)
+	rotate := change(broker.OpSet)
 	if _, err := st.BeginChange(ctx, "ws", "openai", rotate); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := st.GetKey(ctx, "ws", "openai"); rec.Version != 1 || rec.State != store.StatePending {
+	if rec, _ := st.GetKey(ctx, "ws", "openai"); rec.Version != 1 || rec.State != broker.StatePending {
 		t.Fatalf("during rotation the last confirmed version stays: %+v", rec)
 	}
-	if err := st.CompleteWrite(ctx, "ws", "openai", rotate.ID, store.Written{Version: 3, MaskedKey: "sk-thr...3333", Fingerprint: "f3", By: "bob"}, ev); err != nil {
+	if err := st.CompleteWrite(ctx, "ws", "openai", rotate.ID, broker.Written{Version: 3, MaskedKey: "sk-thr...3333", Fingerprint: "f3", By: "bob"}, ev); err != nil {
 		t.Fatal(err)
 	}
 	// A completion that arrives late (version 2 after 3) does not move the
 	// metadata backwards.
-	if err := st.CompleteWrite(ctx, "ws", "openai", uuid.NewString(), store.Written{Version: 2, MaskedKey: "sk-two...2222", Fingerprint: "f2", By: "carol"}, ev); err != nil {
+	if err := st.CompleteWrite(ctx, "ws", "openai", uuid.NewString(), broker.Written{Version: 2, MaskedKey: "sk-two...2222", Fingerprint: "f2", By: "carol"}, ev); err != nil {
 		t.Fatal(err)
 	}
 	rec, err = st.GetKey(ctx, "ws", "openai")
-	if err != nil || rec.Version != 3 || rec.MaskedKey != "sk-thr...3333" || rec.UpdatedBy != "bob" || rec.CreatedBy != "alice" || rec.State != store.StateActive {
+	if err != nil || rec.Version != 3 || rec.MaskedKey != "sk-thr...3333" || rec.UpdatedBy != "bob" || rec.CreatedBy != "alice" || rec.State != broker.StateActive {
 		t.Fatalf("after rotation: %+v %v", rec, err)
 	}
 	evs, err := st.ListAudit(ctx, "ws", 0, 10)
@@ -147,7 +148,7 @@ func TestWriteLifecycle(t *testing.T) {
 func TestAbortChange(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	create := change(store.OpSet)
+	create := change(broker.OpSet)
 	if _, err := st.BeginChange(ctx, "ws", "mistral", create); err != nil {
 		t.Fatal(err)
 	}
@@ -158,17 +159,17 @@ func TestAbortChange(t *testing.T) {
 		t.Fatalf("an aborted create left rows: %+v %v", pending, err)
 	}
 
-	first := change(store.OpSet)
+	first := change(broker.OpSet)
 	if _, err := st.BeginChange(ctx, "ws", "mistral", first); err != nil {
 		t.Fatal(err)
 	}
 	ev := store.AuditEvent{Workspace: "ws", Provider: "mistral", Action: "key.create", Actor: "a", Outcome: "success"}
-	if err := st.CompleteWrite(ctx, "ws", "mistral", first.ID, store.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
+	if err := st.CompleteWrite(ctx, "ws", "mistral", first.ID, broker.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
 		t.Fatal(err)
 	}
 	// Two racing changes: the second replaces the first's pending mark, so
 	// the first may no longer abort it.
-	a, b := change(store.OpSet), change(store.OpSet)
+	a, b := change(broker.OpSet), change(broker.OpSet)
 	if _, err := st.BeginChange(ctx, "ws", "mistral", a); err != nil {
 		t.Fatal(err)
 	}
@@ -179,14 +180,14 @@ func TestAbortChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec, err := st.GetKey(ctx, "ws", "mistral")
-	if err != nil || rec.State != store.StatePending || rec.PendingID == nil || *rec.PendingID != b.ID {
+	if err != nil || rec.State != broker.StatePending || rec.Pending == nil || rec.Pending.ID != b.ID {
 		t.Fatalf("abort of a replaced change touched the other: %+v %v", rec, err)
 	}
 	if err := st.AbortChange(ctx, "ws", "mistral", b.ID); err != nil {
 		t.Fatal(err)
 	}
 	rec, err = st.GetKey(ctx, "ws", "mistral")
-	if err != nil || rec.State != store.StateActive || rec.Version != 1 {
+	if err != nil || rec.State != broker.StateActive || rec.Version != 1 {
 		t.Fatalf("after aborting a rotation: %+v %v", rec, err)
 	}
 }
@@ -195,11 +196,11 @@ func TestCompleteDeleteKeepsANewerVersion(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
 	ev := store.AuditEvent{Workspace: "ws", Provider: "exa", Action: "x", Actor: "a", Outcome: "success"}
-	c := change(store.OpSet)
+	c := change(broker.OpSet)
 	if _, err := st.BeginChange(ctx, "ws", "exa", c); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.CompleteWrite(ctx, "ws", "exa", c.ID, store.Written{Version: 5, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
+	if err := st.CompleteWrite(ctx, "ws", "exa", c.ID, broker.Written{Version: 5, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.CompleteDelete(ctx, "ws", "exa", 4, ev); err != nil {
@@ -219,7 +220,7 @@ func TestCompleteDeleteKeepsANewerVersion(t *testing.T) {
 func TestDatabaseRefusesMalformedIDs(t *testing.T) {
 	st := newStore(t)
 	for _, ws := range []string{"Upper", "", "has space", "-lead"} {
-		if _, err := st.BeginChange(context.Background(), ws, "openai", change(store.OpSet)); err == nil {
+		if _, err := st.BeginChange(context.Background(), ws, "openai", change(broker.OpSet)); err == nil {
 			t.Errorf("workspace id %q accepted", ws)
 		}
 	}
@@ -231,11 +232,11 @@ func TestPurgeWorkspaceRemovesOnlyItsRows(t *testing.T) {
 	ev := store.AuditEvent{Workspace: "x", Action: "x", Actor: "a", Outcome: "success"}
 	for _, ws := range []string{"gone", "kept"} {
 		for _, p := range []string{"openai", "exa"} {
-			c := change(store.OpSet)
+			c := change(broker.OpSet)
 			if _, err := st.BeginChange(ctx, ws, p, c); err != nil {
 				t.Fatal(err)
 			}
-			if err := st.CompleteWrite(ctx, ws, p, c.ID, store.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
+			if err := st.CompleteWrite(ctx, ws, p, c.ID, broker.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -249,5 +250,21 @@ func TestPurgeWorkspaceRemovesOnlyItsRows(t *testing.T) {
 	}
 	if recs, _ := st.ListKeys(ctx, "kept"); len(recs) != 2 || recs[0].Provider != "exa" {
 		t.Fatalf("other workspace: %+v", recs)
+	}
+}
+
+// TestUniqueViolationIsAConflictNotAnOutage: PostgreSQL's 23505 reaches
+// callers as the broker's ErrConflict (409), never as ErrUnavailable (503).
+func TestUniqueViolationIsAConflictNotAnOutage(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	rec := store.TokenRecord{ID: "tok_0123456789abcdef", Hash: []byte("0123456789abcdef0123456789abcdef"), Role: "operator", Workspaces: []string{}, CreatedBy: "test"}
+	ev := store.AuditEvent{Action: "token.create", Actor: "test", Outcome: "success"}
+	if err := st.CreateToken(ctx, rec, ev); err != nil {
+		t.Fatal(err)
+	}
+	err := st.CreateToken(ctx, rec, ev)
+	if !errors.Is(err, store.ErrDuplicate) || !errors.Is(err, broker.ErrConflict) || errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("second token with the same id: %v", err)
 	}
 }

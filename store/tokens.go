@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/keybroker/keybroker/broker"
 )
 
 // TokenRecord is an API token as stored: its SHA-256 hash, never the token.
@@ -23,13 +24,10 @@ type TokenRecord struct {
 	RevokedAt   *time.Time `db:"revoked_at"`
 }
 
-// ErrDuplicate: a row with the same unique value exists.
-var ErrDuplicate = errors.New("store: duplicate")
-
 const tokenColumns = `id, token_hash, role, workspaces, description, created_by, created_at, expires_at, revoked_at`
 
 // CreateToken stores a token record and appends ev, in one transaction.
-func (s *Store) CreateToken(ctx context.Context, rec TokenRecord, ev AuditEvent) error {
+func (s *Store) CreateToken(ctx context.Context, rec TokenRecord, ev broker.AuditEvent) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO api_tokens (id, token_hash, role, workspaces, description, created_by, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
@@ -39,12 +37,8 @@ func (s *Store) CreateToken(ctx context.Context, rec TokenRecord, ev AuditEvent)
 		}
 		return appendAudit(ctx, tx, ev)
 	})
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		return fmt.Errorf("create token %s: %w", rec.ID, ErrDuplicate)
-	}
 	if err != nil {
-		return fmt.Errorf("create token %s: %w", rec.ID, err)
+		return fmt.Errorf("create token %s: %w", rec.ID, classify(err))
 	}
 	return nil
 }

@@ -1,14 +1,9 @@
 package terraform
 
 import (
-	"regexp"
-
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 )
-
-// idPattern is keybroker's rule for workspace and provider ids, as in the API.
-var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 func pathRoot(name string) path.Path { return path.Root(name) }
 

@@ -65,7 +65,7 @@ func startKeybroker(t *testing.T) *server {
 		t.Fatal(err)
 	}
 	tokens := auth.NewService(st, 0)
-	token, _, err := tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "terraform-test"}, broker.ValidID)
+	token, _, err := tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "terraform-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +312,7 @@ resource "keybroker_workspace_key" "k" {
 func TestProviderDiagnostics(t *testing.T) {
 	useCLI(t, "terraform")
 	s := startKeybroker(t)
-	reader, _, err := s.tokens.Create(context.Background(), auth.CreateRequest{Role: auth.RoleReader, Workspaces: []string{"ws1"}, CreatedBy: "test"}, broker.ValidID)
+	reader, _, err := s.tokens.Create(context.Background(), auth.CreateRequest{Role: auth.RoleReader, Workspaces: []string{"ws1"}, CreatedBy: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

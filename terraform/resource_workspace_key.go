@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/keybroker/keybroker/client"
+	"github.com/keybroker/keybroker/ids"
 )
 
 type workspaceKeyResource struct{ client *client.Client }
@@ -49,7 +50,7 @@ func (r *workspaceKeyResource) Schema(_ context.Context, _ resource.SchemaReques
 			},
 			"workspace_id": schema.StringAttribute{
 				Required: true, PlanModifiers: replace, Validators: []validator.String{idValidator{}},
-				Description: "Workspace id, [a-z0-9][a-z0-9_-]{0,62}. Changing it replaces the key.",
+				Description: "Workspace id, " + ids.Rule + ". Changing it replaces the key.",
 			},
 			"provider_id": schema.StringAttribute{
 				Required: true, PlanModifiers: replace, Validators: []validator.String{idValidator{}},
@@ -182,7 +183,7 @@ func (r *workspaceKeyResource) Delete(ctx context.Context, req resource.DeleteRe
 
 func (r *workspaceKeyResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	ws, provider, ok := strings.Cut(req.ID, "/")
-	if !ok || !idPattern.MatchString(ws) || !idPattern.MatchString(provider) {
+	if !ok || !ids.Valid(ws) || !ids.Valid(provider) {
 		resp.Diagnostics.AddError("Invalid import id", fmt.Sprintf("Expected <workspace_id>/<provider_id>, got %q.", req.ID))
 		return
 	}
@@ -231,15 +232,15 @@ type diagAdder interface{ AddError(summary, detail string) }
 type idValidator struct{}
 
 func (idValidator) Description(context.Context) string {
-	return "must match [a-z0-9][a-z0-9_-]{0,62}"
+	return "must match " + ids.Rule
 }
 func (v idValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
 func (idValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
-	if !idPattern.MatchString(req.ConfigValue.ValueString()) {
+	if !ids.Valid(req.ConfigValue.ValueString()) {
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid id",
-			fmt.Sprintf("%q must match [a-z0-9][a-z0-9_-]{0,62}, as keybroker requires.", req.ConfigValue.ValueString()))
+			fmt.Sprintf("%q must match %s, as keybroker requires.", req.ConfigValue.ValueString(), ids.Rule))
 	}
 }

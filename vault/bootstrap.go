@@ -318,3 +318,18 @@ func stringsOf(v any) []string {
 	}
 	return out
 }
+
+// IssueSecretID issues a new AppRole secret id for role at appRoleMount
+// with the client's (an operator's) token, unwrapped: for a development
+// Vault, whose operator hands it to keybroker directly.
+func (c *Client) IssueSecretID(ctx context.Context, appRoleMount, role string) (string, error) {
+	s, err := c.api.Logical().WriteWithContext(ctx, "auth/"+strings.Trim(appRoleMount, "/")+"/role/"+role+"/secret-id", nil)
+	if err != nil {
+		return "", fmt.Errorf("issue a secret id for %s: %w", role, classify(err))
+	}
+	id, _ := s.Data["secret_id"].(string)
+	if id == "" {
+		return "", fmt.Errorf("issue a secret id for %s: vault answered without one", role)
+	}
+	return id, nil
+}

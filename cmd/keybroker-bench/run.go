@@ -183,7 +183,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	}
 	g.vaultWriter = writer
 	g.tokens = auth.NewService(g.st, 0)
-	if g.resolverToken, _, err = g.tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "bench"}, broker.ValidID); err != nil {
+	if g.resolverToken, _, err = g.tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "bench"}); err != nil {
 		return fail(err)
 	}
 	// The in-process broker loads the keys (Vault write + PostgreSQL
@@ -283,7 +283,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 				}
 				ws, p := g.keys[i][0], g.keys[i][1]
 				k := keyFor(p)
-				if _, err := g.b.SetKey(ctx, broker.Actor{Subject: "bench"}, ws, p, k, 0); err != nil {
+				if _, err := g.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Workspace: ws, Provider: p, APIKey: k}); err != nil {
 					loadErr.Store(err)
 					return
 				}
@@ -471,7 +471,7 @@ func (g *ground) adminWrites(ctx context.Context, n int) (p50, p99 time.Duration
 	for i := range n {
 		k := g.keys[i%len(g.keys)]
 		t0 := time.Now()
-		if _, err := g.b.SetKey(ctx, broker.Actor{Subject: "bench"}, k[0], k[1], keyFor(k[1]), 0); err != nil {
+		if _, err := g.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Workspace: k[0], Provider: k[1], APIKey: keyFor(k[1])}); err != nil {
 			return 0, 0, err
 		}
 		lat = append(lat, time.Since(t0))

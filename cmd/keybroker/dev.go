@@ -2,20 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/internal/app"
 	"github.com/keybroker/keybroker/internal/devenv"
-	"github.com/keybroker/keybroker/policies"
 	"github.com/keybroker/keybroker/store"
-	"github.com/keybroker/keybroker/vault"
 )
 
 // devKVMount is the KV v2 mount `keybroker dev` enables (DESIGN.md's default).
@@ -74,7 +74,7 @@ func runDev(ctx context.Context, listenAddr string) error {
 	defer vs.Stop()
 	// Vault is set up as in production: `keybroker vault bootstrap`, then
 	// keybroker logs in with the writer and reader AppRole identities.
-	writer, reader, err := bootstrapDevVault(startCtx, vs)
+	writer, reader, err := app.BootstrapDevVault(startCtx, vs.Addr, vs.RootToken, vs.Dir, devKVMount)
 	if err != nil {
 		return err
 	}
@@ -105,19 +105,25 @@ func runDev(ctx context.Context, listenAddr string) error {
 	fmt.Fprintf(out, "  vault pid %d, folder %s\n", vs.Pid(), vs.Dir)
 	fmt.Fprintf(out, "  postgres pid %d, folder %s\n\n", pg.Pid(), pg.Dir)
 
-	return runServer(ctx, serverConfig{
-		Mode:             "all",
-		DatabaseURL:      pg.URL,
-		VaultAddr:        vs.Addr,
-		VaultAuth:        "approle",
-		AppRoleMount:     "approle",
-		Writer:           writer,
-		Reader:           reader,
-		KVMount:          devKVMount,
-		CacheTTL:         30 * time.Second,
-		NegativeCacheTTL: 5 * time.Second,
-		Pepper:           randomSecret(), // a dev run's fingerprints live as long as its database
-	}, ln, logger)
+	a, err := app.New(ctx, app.Config{
+		DatabaseURL: pg.URL,
+		VaultAddr:   vs.Addr,
+		VaultAuth:   app.VaultAuthAppRole,
+		Writer:      writer,
+		Reader:      reader,
+		KVMount:     devKVMount,
+		Pepper:      randomSecret(), // a dev run's fingerprints live as long as its database
+	}, logger)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx, ln)
+}
+
+func randomSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func migrate(ctx context.Context, databaseURL string) error {
@@ -127,31 +133,4 @@ func migrate(ctx context.Context, databaseURL string) error {
 	}
 	defer st.Close()
 	return st.Migrate(ctx)
-}
-
-// bootstrapDevVault runs bootstrap on the dev Vault and issues one secret
-// id per role into files in the Vault's folder.
-func bootstrapDevVault(ctx context.Context, vs *devenv.VaultServer) (writer, reader identityConfig, err error) {
-	op, err := vault.New(vault.Config{Address: vs.Addr, Token: vs.RootToken})
-	if err != nil {
-		return writer, reader, err
-	}
-	res, err := op.Bootstrap(ctx, vault.BootstrapConfig{KVMount: devKVMount})
-	if err != nil {
-		return writer, reader, err
-	}
-	root := vs.Client()
-	ids := make(map[string]identityConfig, 2)
-	for _, role := range []string{policies.Writer, policies.Reader} {
-		s, err := root.Logical().WriteWithContext(ctx, "auth/approle/role/"+role+"/secret-id", nil)
-		if err != nil {
-			return writer, reader, fmt.Errorf("issue a secret id for %s: %w", role, err)
-		}
-		file := filepath.Join(vs.Dir, role+".secret-id")
-		if err := os.WriteFile(file, []byte(s.Data["secret_id"].(string)), 0o600); err != nil {
-			return writer, reader, fmt.Errorf("write the secret id of %s: %w", role, err)
-		}
-		ids[role] = identityConfig{RoleName: role, RoleID: res.RoleIDs[role], SecretIDFile: file}
-	}
-	return ids[policies.Writer], ids[policies.Reader], nil
 }

@@ -22,10 +22,6 @@ import (
 // KEYBROKER_RUN_MAIN=1 it runs main() instead of the tests.
 func TestMain(m *testing.M) {
 	if os.Getenv("KEYBROKER_RUN_MAIN") == "1" {
-		if os.Getenv("KEYBROKER_TEST_CRASH_AFTER_VAULT_WRITE") == "1" {
-			// kill -9 between the Vault write and the metadata commit
-			afterVaultWrite = func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) }
-		}
 		main()
 		os.Exit(0)
 	}

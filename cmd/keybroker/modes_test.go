@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +26,13 @@ import (
 
 // startServe runs `keybroker serve` with env and waits until it is ready.
 func startServe(t *testing.T, env []string) (addr string, logs *testenv.SyncBuffer) {
+	t.Helper()
+	addr, logs, _ = startServeProcess(t, env)
+	return addr, logs
+}
+
+// startServeProcess is startServe that also returns the process.
+func startServeProcess(t *testing.T, env []string) (addr string, logs *testenv.SyncBuffer, proc *os.Process) {
 	t.Helper()
 	addr = freeAddr(t)
 	serve := keybroker("serve")
@@ -41,7 +52,7 @@ func startServe(t *testing.T, env []string) (addr string, logs *testenv.SyncBuff
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return addr, logs
+				return addr, logs, serve.Process
 			}
 		}
 		if time.Now().After(deadline) {
@@ -86,7 +97,7 @@ func newApproleGround(t *testing.T, tune func(*vault.BootstrapConfig)) *approleG
 		t.Fatal(err)
 	}
 	g.st = st
-	if g.opToken, _, err = auth.NewService(st, 0).Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "test"}, broker.ValidID); err != nil {
+	if g.opToken, _, err = auth.NewService(st, 0).Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	g.env = []string{"DATABASE_URL=" + dbURL, "VAULT_ADDR=" + vaultAddr, "KEYBROKER_KV_MOUNT=" + g.ids.Mount,
@@ -137,6 +148,40 @@ func TestModesHoldOnlyTheirVaultIdentity(t *testing.T) {
 	}
 }
 
+// crashAfterVaultWrite is a proxy in front of Vault that, once armed, lets
+// Vault perform the first write of a key (a KV v2 data write) and then kills
+// the keybroker process with SIGKILL before it can hear Vault's answer: the
+// crash between the Vault write and the metadata commit, with no hook in
+// keybroker itself.
+type crashAfterVaultWrite struct {
+	URL   string
+	armed atomic.Pointer[os.Process]
+}
+
+func newCrashAfterVaultWrite(t *testing.T, vaultAddr string) *crashAfterVaultWrite {
+	t.Helper()
+	target, err := url.Parse(vaultAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &crashAfterVaultWrite{}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		r := resp.Request
+		if (r.Method == http.MethodPut || r.Method == http.MethodPost) && strings.Contains(r.URL.Path, "/data/") && resp.StatusCode == http.StatusOK {
+			if p := c.armed.Swap(nil); p != nil {
+				_ = p.Kill()
+				_, _ = p.Wait()
+			}
+		}
+		return nil
+	}
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(srv.Close)
+	c.URL = srv.URL
+	return c
+}
+
 // TestCrashBetweenVaultWriteAndMetadataIsRepaired kills keybroker (-9)
 // right after Vault accepted a key and before PostgreSQL recorded it; then
 // `keybroker reconcile` repairs the row.
@@ -149,7 +194,10 @@ func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, dir, "writer", vaulttest.SecretID(t, ids.AppRoleMount, ids.WriterRole)),
 		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
 		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole)))
-	addr, _ := startServe(t, append(env, "KEYBROKER_TEST_CRASH_AFTER_VAULT_WRITE=1"))
+	vaultAddr, _ := testenv.Vault(t)
+	proxy := newCrashAfterVaultWrite(t, vaultAddr)
+	addr, _, proc := startServeProcess(t, append(env, "VAULT_ADDR="+proxy.URL))
+	proxy.armed.Store(proc)
 	api, _ := client.New(client.Config{Address: "http://" + addr, Token: opToken})
 	key := "sk-proj-crash-" + testenv.RandomID(t) + testenv.RandomID(t)
 	if _, _, err := api.SetKey(ctx, "ws1", "openai", key, 0); err == nil {
@@ -169,7 +217,7 @@ func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 		t.Fatalf("reconcile printed %q", out)
 	}
 	rec, err := st.GetKey(ctx, "ws1", "openai")
-	if err != nil || rec.Version != cur.Version || rec.State != store.StateActive || rec.MaskedKey != broker.MaskKey(key) {
+	if err != nil || rec.Version != cur.Version || rec.State != broker.StateActive || rec.MaskedKey != broker.MaskKey(key) {
 		t.Fatalf("after reconcile: %+v %v", rec, err)
 	}
 }

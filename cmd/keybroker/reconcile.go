@@ -1,19 +1,16 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/internal/app"
 )
 
 func newReconcileCommand() *cobra.Command {
-	var cfg serverConfig
+	var cfg app.Config
 	cmd := &cobra.Command{
 		Use:   "reconcile",
 		Short: "Repair what Vault and PostgreSQL disagree on, once (serve also does it periodically)",
@@ -24,47 +21,12 @@ identity is configured, else reported). Takes the same Vault and database
 settings as serve; needs the writer identity, and the reader for adoption.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.VaultToken = os.Getenv("VAULT_TOKEN")
-			cfg.Pepper = os.Getenv("KEYBROKER_FINGERPRINT_PEPPER")
-			if cfg.DatabaseURL == "" {
-				return errors.New("no database: set DATABASE_URL or --database-url")
-			}
-			if len(cfg.Pepper) < 16 {
-				return errors.New("KEYBROKER_FINGERPRINT_PEPPER must be set (the same as serve's)")
-			}
+			secretsFromEnv(&cfg)
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			ctx := cmd.Context()
-			st, err := store.Open(ctx, cfg.DatabaseURL)
-			if err != nil {
+			rep, err := app.Reconcile(cmd.Context(), cfg, logger)
+			if rep == nil {
 				return err
 			}
-			defer st.Close()
-			bcfg := broker.Config{Store: st, Pepper: []byte(cfg.Pepper), Logger: logger}
-			writer, err := cfg.vaultClient("writer", cfg.Writer, logger, nil)
-			if err != nil {
-				return err
-			}
-			writer.Start(ctx)
-			if err := writer.WaitForToken(ctx); err != nil {
-				return err
-			}
-			bcfg.Writer = writer.KV(cfg.KVMount)
-			if cfg.Mode == "all" {
-				reader, err := cfg.vaultClient("reader", cfg.Reader, logger, nil)
-				if err != nil {
-					return err
-				}
-				reader.Start(ctx)
-				if err := reader.WaitForToken(ctx); err != nil {
-					return err
-				}
-				bcfg.Reader = reader.KV(cfg.KVMount)
-			}
-			b, err := broker.New(bcfg)
-			if err != nil {
-				return err
-			}
-			rep, err := b.Reconcile(ctx, 0)
 			fmt.Fprintf(cmd.OutOrStdout(), "completed %d, aborted %d, repaired %d, unrepaired %d, failed %d\n",
 				rep.Completed, rep.Aborted, rep.Repaired, len(rep.Unrepaired), rep.Failed)
 			for _, u := range rep.Unrepaired {
@@ -73,6 +35,6 @@ settings as serve; needs the writer identity, and the reader for adoption.`,
 			return err
 		},
 	}
-	cfg.bindFlags(cmd)
+	serveFlags(cmd, &cfg)
 	return cmd
 }

@@ -16,6 +16,9 @@ func newRootCommand() *cobra.Command {
 		Short:         "Vault-backed secrets broker for bring-your-own-key API keys",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Flags that an environment variable may set take it now, so that
+		// a bad value stops the command before it does anything.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return applyEnv(cmd) },
 	}
 	root.AddCommand(newServeCommand(), newDevCommand(), newMigrateCommand(), newTokenCommand(), newKeysCommand(), newVaultCommand(), newReconcileCommand(), newVersionCommand())
 	return root

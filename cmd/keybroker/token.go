@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keybroker/keybroker/auth"
-	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -53,7 +52,7 @@ func newTokenCommand() *cobra.Command {
 			return withService(cmd.Context(), func(s *auth.Service) error {
 				token, rec, err := s.Create(cmd.Context(), auth.CreateRequest{
 					Role: r, Workspaces: workspaces, TTL: ttl, Description: description, CreatedBy: cliActor(),
-				}, broker.ValidID)
+				})
 				if err != nil {
 					return err
 				}
@@ -140,6 +139,6 @@ func createToken(ctx context.Context, databaseURL string, req auth.CreateRequest
 		return "", err
 	}
 	defer st.Close()
-	token, _, err := auth.NewService(st, -1).Create(ctx, req, broker.ValidID)
+	token, _, err := auth.NewService(st, -1).Create(ctx, req)
 	return token, err
 }

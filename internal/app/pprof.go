@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -15,12 +15,8 @@ import (
 // --pprof-addr is set, and only a loopback address is accepted: profiles
 // hold no key, but they are for an operator on the host, not the network.
 func servePprof(ctx context.Context, addr string, logger *slog.Logger) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if err := checkLoopback(addr); err != nil {
 		return fmt.Errorf("--pprof-addr %q: %w", addr, err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("--pprof-addr %q: only a loopback address is allowed", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

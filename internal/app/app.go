@@ -1,0 +1,202 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/vault"
+)
+
+// ShutdownGrace is how long in-flight requests get to finish on shutdown.
+const ShutdownGrace = 20 * time.Second
+
+// App is one keybroker server, wired and ready to Run.
+type App struct {
+	cfg        Config
+	mode       handlers.Mode
+	log        *slog.Logger
+	store      *store.Store
+	broker     *broker.Broker
+	tokens     *auth.Service
+	identities []*vault.Client // the reader first when held: readiness asks it
+	reconciler *Reconciler     // nil when the mode holds no writer or ReconcileEvery is 0
+	handler    http.Handler
+}
+
+// New wires a server from cfg. It contacts nothing: PostgreSQL is opened
+// lazily and the Vault identities log in when Run starts, so that a server
+// comes up (and reports itself unready) while a dependency is down.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	mode, _ := cfg.mode()
+	accessLog, _ := handlers.ParseAccessLog(cfg.AccessLog)
+	if cfg.VaultAuth == VaultAuthToken {
+		logger.Warn("using a static Vault token: for development only; production uses approle, kubernetes or token-file")
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, mode: mode, log: logger, store: st}
+	if err := a.wire(accessLog); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) wire(accessLog handlers.AccessLog) error {
+	cfg, logger := a.cfg, a.log
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	vaultMetrics := vault.NewMetrics(reg)
+	a.store.RegisterPoolMetrics(reg)
+
+	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, StaleIfError: cfg.StaleIfError,
+		Logger: logger, Metrics: broker.NewMetrics(reg)}
+	if needsReader(a.mode) {
+		reader, err := cfg.vaultClient("reader", cfg.Reader, logger, vaultMetrics)
+		if err != nil {
+			return err
+		}
+		vault.RegisterTokenMetrics(reg, "reader", reader)
+		a.identities = append(a.identities, reader)
+		bcfg.Reader = reader.KV(cfg.KVMount)
+	}
+	if needsWriter(a.mode) {
+		writer, err := cfg.vaultClient("writer", cfg.Writer, logger, vaultMetrics)
+		if err != nil {
+			return err
+		}
+		vault.RegisterTokenMetrics(reg, "writer", writer)
+		a.identities = append(a.identities, writer)
+		bcfg.Writer, bcfg.Store, bcfg.Pepper = writer.KV(cfg.KVMount), broker.MetadataStore(a.store), []byte(cfg.Pepper)
+	}
+	b, err := broker.New(bcfg)
+	if err != nil {
+		return err
+	}
+	a.broker = b
+	a.tokens = auth.NewService(a.store, 0)
+	if bcfg.Writer != nil && cfg.ReconcileEvery > 0 {
+		a.reconciler = &Reconciler{Broker: b, Locker: a.store, Every: cfg.ReconcileEvery, Logger: logger}
+	}
+	a.handler = handlers.NewRouter(handlers.Options{
+		Logger:         logger,
+		Mode:           a.mode,
+		AccessLog:      accessLog,
+		Keys:           b,
+		Tokens:         a.tokens,
+		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		TrustedProxies: cfg.TrustedProxies,
+		Dependencies:   a.dependencies(),
+	})
+	return nil
+}
+
+// dependencies are what /readyz checks.
+func (a *App) dependencies() []handlers.Dependency {
+	return []handlers.Dependency{
+		{Name: "vault_reachable", Check: a.identities[0].CheckReachable},
+		{Name: "vault_token", Check: func(ctx context.Context) error {
+			for _, c := range a.identities {
+				if err := c.CheckToken(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{Name: "postgres", Check: a.store.Ping},
+	}
+}
+
+// Handler is the server's HTTP handler (for tests that serve it
+// themselves).
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Run logs the identities in, starts the background work (invalidation
+// listener, reconciler, pprof) and serves HTTP on ln until ctx is done;
+// then in-flight requests get ShutdownGrace to finish. It closes the
+// PostgreSQL pool when it returns.
+func (a *App) Run(ctx context.Context, ln net.Listener) error {
+	defer a.store.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if a.cfg.PprofAddr != "" {
+		if err := servePprof(ctx, a.cfg.PprofAddr, a.log); err != nil {
+			return err
+		}
+	}
+	for _, c := range a.identities {
+		c.Start(ctx)
+	}
+	if a.reconciler != nil {
+		go a.reconciler.Run(ctx)
+	}
+	go a.listenInvalidations(ctx)
+
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	a.log.Info("keybroker serving", "addr", ln.Addr().String(), "mode", string(a.mode), "vault", a.identities[0].Address(),
+		"vault_auth", a.cfg.VaultAuth, "kv_mount", a.cfg.KVMount)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve HTTP: %w", err)
+	case <-ctx.Done():
+	}
+	a.log.Info("keybroker shutting down", "grace", ShutdownGrace.String())
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), ShutdownGrace)
+	defer cancelShutdown()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shut down HTTP server: %w", err)
+	}
+	return nil
+}
+
+// listenInvalidations applies push invalidation: a key changed, or a token
+// revoked, through any replica is forgotten here within moments.
+func (a *App) listenInvalidations(ctx context.Context) {
+	err := a.store.ListenInvalidations(ctx, store.InvalidationHandler{
+		Invalidate: func(inv store.Invalidation) {
+			if inv.TokenID != "" {
+				a.tokens.Forget(inv.TokenID)
+				return
+			}
+			a.broker.Invalidate(inv.ForBroker())
+		},
+		Listening: func() {
+			a.broker.FlushCache()
+			a.tokens.ForgetAll()
+			a.log.Info("listening for invalidations; caches flushed", "channel", store.InvalidationChannel)
+		},
+	}, a.log)
+	if err != nil {
+		a.log.Error("invalidation listener stopped; keys are now invalidated by their TTL only", "error", err)
+	}
+}

@@ -1,0 +1,115 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/vault"
+)
+
+// ReconcileLockKey is the PostgreSQL advisory lock that makes one replica
+// at a time reconcile.
+const ReconcileLockKey = 0x6b62726563 // "kbrec"
+
+// PendingGrace leaves in-flight writes alone: the periodic reconciler
+// repairs only changes pending for longer than this.
+const PendingGrace = time.Minute
+
+// Locker runs fn while holding an advisory lock; store.ErrLocked when
+// another replica holds it (package store implements it).
+type Locker interface {
+	WithLock(ctx context.Context, key int64, fn func(context.Context) error) error
+}
+
+var _ Locker = (*store.Store)(nil)
+
+// Reconciler runs the broker's reconciler every Every (jittered to 50-150 %)
+// on whichever replica takes the lock.
+type Reconciler struct {
+	Broker *broker.Broker
+	Locker Locker
+	Every  time.Duration
+	Logger *slog.Logger
+}
+
+// Run reconciles until ctx is done.
+func (r *Reconciler) Run(ctx context.Context) {
+	for {
+		wait := r.Every/2 + time.Duration(mrand.Int64N(int64(r.Every)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		err := r.RunOnce(ctx)
+		if err != nil && !errors.Is(err, store.ErrLocked) && ctx.Err() == nil {
+			r.Logger.Warn("reconcile run failed", "error", err)
+		}
+	}
+}
+
+// RunOnce reconciles once under the lock; store.ErrLocked when another
+// replica is at it.
+func (r *Reconciler) RunOnce(ctx context.Context) error {
+	return r.Locker.WithLock(ctx, ReconcileLockKey, func(ctx context.Context) error {
+		rep, err := r.Broker.Reconcile(ctx, PendingGrace)
+		r.Logger.Info("reconcile run", "completed", rep.Completed, "aborted", rep.Aborted, "repaired", rep.Repaired,
+			"unrepaired", len(rep.Unrepaired), "failed", rep.Failed)
+		return err
+	})
+}
+
+// Reconcile is `keybroker reconcile`: one pass over every change, with no
+// grace for pending ones (the operator runs it when no writer is mid-way).
+// It needs the writer identity; with Mode all it also logs in as the reader
+// to adopt keys written in Vault directly.
+// The report is nil when reconciling could not start.
+func Reconcile(ctx context.Context, cfg Config, logger *slog.Logger) (*broker.ReconcileReport, error) {
+	cfg = cfg.withDefaults()
+	if cfg.DatabaseURL == "" {
+		return nil, errors.New("no database: set DATABASE_URL or --database-url")
+	}
+	if len(cfg.Pepper) < 16 {
+		return nil, errors.New("KEYBROKER_FINGERPRINT_PEPPER must be set (the same as serve's)")
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	bcfg := broker.Config{Store: st, Pepper: []byte(cfg.Pepper), Logger: logger}
+	login := func(who string, id Identity) (*vault.Client, error) {
+		c, err := cfg.vaultClient(who, id, logger, nil)
+		if err != nil {
+			return nil, err
+		}
+		c.Start(ctx)
+		return c, c.WaitForToken(ctx)
+	}
+	writer, err := login("writer", cfg.Writer)
+	if err != nil {
+		return nil, err
+	}
+	bcfg.Writer = writer.KV(cfg.KVMount)
+	if cfg.Mode == string(handlers.ModeAll) {
+		reader, err := login("reader", cfg.Reader)
+		if err != nil {
+			return nil, err
+		}
+		bcfg.Reader = reader.KV(cfg.KVMount)
+	}
+	b, err := broker.New(bcfg)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := b.Reconcile(ctx, 0)
+	return &rep, err
+}
