@@ -1,6 +1,7 @@
 # keybroker — the two commands a newcomer needs:
 #   make dev    run keybroker with its own local Vault and PostgreSQL
-#   make test   build or reuse the test tools, check formatting and vet, run every test
+#   make test   build or reuse the test tools, lint, run every test
+#   make test-unit   the tests that need no server, in seconds
 #
 # Tools (Vault, Terraform, OpenTofu) are built from source into
 # $(KEYBROKER_TOOLS_DIR)/bin, outside the checkout, and reused.
@@ -8,8 +9,16 @@
 export KEYBROKER_TOOLS_DIR ?= $(HOME)/.cache/keybroker/tools
 GO ?= go
 GOTEST_FLAGS ?= -race -count=1 -timeout 45m
+TOOLS_BIN = $(KEYBROKER_TOOLS_DIR)/bin
+# The Terraform provider's reference docs, generated from its schema and
+# terraform/examples (terraform-plugin-docs; it finds Terraform on PATH).
+TFPLUGINDOCS = PATH="$(TOOLS_BIN):$$PATH" $(TOOLS_BIN)/tfplugindocs generate --provider-name keybroker \
+	--provider-dir cmd/terraform-provider-keybroker --examples-dir ../../terraform/examples \
+	--website-source-dir ../../terraform/templates
+# Packages whose tests need no server (no Vault, PostgreSQL, CLI or browser).
+UNIT_PKGS = ./ids/ ./policies/ ./internal/app/
 
-.PHONY: all build tools dev test lint fmt bench
+.PHONY: all build tools dev test test-unit lint generate fmt bench
 
 all: build
 
@@ -23,10 +32,25 @@ dev:
 	scripts/tools.sh postgres vault
 	$(GO) run ./cmd/keybroker dev
 
+# gofmt, go vet, staticcheck (staticcheck.conf), go.mod tidy, and generated
+# docs not stale (they are regenerated, and must then equal what git has).
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(TOOLS_BIN)/staticcheck ./...
+	$(GO) mod tidy -diff
+	@$(TFPLUGINDOCS) --rendered-website-dir ../../terraform/docs >/dev/null
+	@if [ -n "$$(git status --porcelain terraform/docs)" ]; then git status --short terraform/docs; \
+		echo "terraform/docs was stale (regenerated now: review and commit it)"; exit 1; fi
+
+# Regenerate what is generated: the Terraform provider's docs.
+generate:
+	scripts/tools.sh terraform linters
+	$(TFPLUGINDOCS) --rendered-website-dir ../../terraform/docs
+
+test-unit:
+	$(GO) test -count=1 $(UNIT_PKGS)
 
 test: tools lint
 	$(GO) test $(GOTEST_FLAGS) ./...
@@ -34,7 +58,7 @@ test: tools lint
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-# The benchmark against the alternatives (BENCHMARKS.md); flags via BENCH_FLAGS.
+# The benchmark against the alternatives (docs/benchmarks.md); flags via BENCH_FLAGS.
 bench:
 	scripts/tools.sh postgres vault wrk
 	$(GO) run ./cmd/keybroker-bench $(BENCH_FLAGS)

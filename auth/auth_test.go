@@ -10,6 +10,7 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/testenv/kbtest"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -17,14 +18,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 func newService(t *testing.T, url string) (*auth.Service, *store.Store) {
 	t.Helper()
-	st, err := store.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	st := kbtest.NewStore(t, url)
 	return auth.NewService(st, 0), st
 }
 

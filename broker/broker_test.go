@@ -180,7 +180,7 @@ func assertMetadataMatchesVault(t *testing.T, e *env, ws, provider string) broke
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur, err := e.rootKV.Get(ctx, vault.WorkspaceKeyPath(ws, provider))
+	cur, err := e.rootKV.Get(ctx, broker.WorkspaceKey(ws, provider).VaultPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestNegativeAnswerIsCachedBriefly(t *testing.T) {
 	// A BYOK key written behind keybroker's back shows once the negative
 	// entry expires.
 	own := newKey(t, "mistral")
-	if _, err := e.rootKV.Put(ctx, vault.WorkspaceKeyPath(ws, "mistral"), own, 0); err != nil {
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "mistral").VaultPath(), own, 0); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 3*time.Second, "BYOK key written out of band is resolved", func() bool {
@@ -286,7 +286,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 	if keys, err := e.b.ListKeys(ctx, ws); err != nil || len(keys) != 0 {
 		t.Fatalf("refused writes left keys: %+v %v", keys, err)
 	}
-	if names, err := e.rootKV.List(ctx, vault.WorkspaceProvidersDir(ws)); err != nil || len(names) != 0 {
+	if names, err := e.rootKV.List(ctx, broker.WorkspaceKeysDir(ws)); err != nil || len(names) != 0 {
 		t.Fatalf("refused writes reached Vault: %v %v", names, err)
 	}
 	if evs, err := e.store.ListAudit(ctx, ws, 0, 10); err != nil || len(evs) != 0 {
@@ -355,7 +355,7 @@ func TestPurgeWorkspaceDestroysEveryVersion(t *testing.T) {
 		t.Fatalf("purge: %d %v", n, err)
 	}
 	for _, p := range []string{"openai", "anthropic", "exa"} {
-		if _, err := e.rootKV.Metadata(ctx, vault.WorkspaceKeyPath(ws, p)); !errors.Is(err, vault.ErrNotFound) {
+		if _, err := e.rootKV.Metadata(ctx, broker.WorkspaceKey(ws, p).VaultPath()); !errors.Is(err, vault.ErrNotFound) {
 			t.Fatalf("%s still in Vault after purge: %v", p, err)
 		}
 	}
@@ -383,7 +383,7 @@ func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
 	if _, err := e.store.BeginChange(ctx, ws, "openai", ch); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.rootKV.Put(ctx, vault.WorkspaceKeyPath(ws, "openai"), written, 0); err != nil {
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai").VaultPath(), written, 0); err != nil {
 		t.Fatal(err)
 	}
 	// A writer that died before reaching Vault.
@@ -433,13 +433,13 @@ func TestReconcileRepairsDriftMadeInVaultDirectly(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Behind keybroker's back: a rotation, a delete, a key with no row.
-	if _, err := e.rootKV.Put(ctx, vault.WorkspaceKeyPath(ws, "openai"), k2, 1); err != nil {
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai").VaultPath(), k2, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.rootKV.DeleteVersion(ctx, vault.WorkspaceKeyPath(ws, "anthropic"), 1); err != nil {
+	if err := e.rootKV.DeleteVersion(ctx, broker.WorkspaceKey(ws, "anthropic").VaultPath(), 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.rootKV.Put(ctx, vault.WorkspaceKeyPath(ws, "exa"), orphan, 0); err != nil {
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "exa").VaultPath(), orphan, 0); err != nil {
 		t.Fatal(err)
 	}
 

@@ -15,8 +15,8 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/vaulttest"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
@@ -85,7 +85,7 @@ type env struct {
 	dbURL   string
 	root    *vaultapi.Client
 	rootKV  *vault.KV
-	reads   *devenv.VaultReadCounter
+	reads   *testenv.VaultReadCounter
 	store   *store.Store
 	workspc string
 }
@@ -102,7 +102,7 @@ func newEnv(t testing.TB, tune func(*broker.Config)) *env {
 	// Before the database is dropped, prove it holds no key.
 	t.Cleanup(func() { assertDatabaseHoldsNoKey(t, dbURL) })
 
-	reads := devenv.NewVaultReadCounter()
+	reads := testenv.NewVaultReadCounter()
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{Logger: testLogger, ReaderTransport: reads})
 	cfg := broker.Config{
 		Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st,
@@ -139,7 +139,7 @@ func (e *env) another(t testing.TB, tune func(*broker.Config)) *broker.Broker {
 // would.
 func (e *env) setHosted(t testing.TB, provider, key string) {
 	t.Helper()
-	if _, err := e.root.KVv2(e.mount).Put(context.Background(), vault.HostedKeyPath(provider), map[string]any{vault.ValueField: key}); err != nil {
+	if _, err := e.root.KVv2(e.mount).Put(context.Background(), broker.HostedKey(provider).VaultPath(), map[string]any{vault.ValueField: key}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -170,15 +170,7 @@ func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {
 // openStore opens and migrates the database at url for the test.
 func openStore(t testing.TB, url string) *store.Store {
 	t.Helper()
-	st, err := store.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return kbtest.NewStore(t, url)
 }
 
 // load runs call from several goroutines until stopped, counting

@@ -18,7 +18,7 @@ import (
 // resolve and write load.
 func TestVaultHAFailover(t *testing.T) {
 	ctx := context.Background()
-	cluster, err := devenv.StartVaultCluster(ctx, 3)
+	cluster, err := testenv.StartVaultCluster(ctx, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestVaultHAFailover(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for _, a := range acked {
-		s, err := kv.GetVersion(ctx, vault.WorkspaceKeyPath("ws", "openai"), a.version)
+		s, err := kv.GetVersion(ctx, broker.WorkspaceKey("ws", "openai").VaultPath(), a.version)
 		if err != nil || s.Value != a.key {
 			t.Fatalf("acknowledged version %d lost after failover: %v", a.version, err)
 		}

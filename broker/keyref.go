@@ -55,7 +55,7 @@ func (r KeyRef) VaultPath() string {
 	if r.Scope == ScopeHosted {
 		return hostedDir + r.Provider
 	}
-	return workspaceProvidersDir(r.ScopeID) + r.Provider
+	return WorkspaceKeysDir(r.ScopeID) + r.Provider
 }
 
 // String names the key in errors and logs: "ws1/openai", "hosted/openai".
@@ -72,8 +72,8 @@ const (
 	hostedDir     = "hosted/providers/"
 )
 
-// workspaceProvidersDir is the folder of a workspace's keys, one name per
-// provider.
-func workspaceProvidersDir(workspace string) string {
+// WorkspaceKeysDir is the folder of a workspace's keys in the mount, one
+// name per provider (for listing).
+func WorkspaceKeysDir(workspace string) string {
 	return workspacesDir + workspace + "/providers/"
 }

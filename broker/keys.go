@@ -264,7 +264,7 @@ func (b *Broker) PurgeWorkspace(ctx context.Context, actor Actor, workspace stri
 	if err := checkWorkspace(workspace); err != nil {
 		return 0, err
 	}
-	names, err := b.writer.List(ctx, workspaceProvidersDir(workspace))
+	names, err := b.writer.List(ctx, WorkspaceKeysDir(workspace))
 	if err != nil {
 		return 0, fmt.Errorf("purge %s: %w", workspace, fromVault(err))
 	}

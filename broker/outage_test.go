@@ -24,7 +24,7 @@ import (
 // storage, so the same Vault comes back) under resolve load.
 func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 	ctx := context.Background()
-	vs, err := devenv.StartVaultServer(ctx)
+	vs, err := testenv.StartVaultServer(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 	restarted := time.Now()
 	// A write behind the broker's back, then: how long until it serves the
 	// new version without a restart of its own?
-	if _, err := vs.Client().KVv2("byok").Put(ctx, vault.WorkspaceKeyPath("ws", "openai"), map[string]any{vault.ValueField: k2}); err != nil {
+	if _, err := vs.Client().KVv2("byok").Put(ctx, broker.WorkspaceKey("ws", "openai").VaultPath(), map[string]any{vault.ValueField: k2}); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -134,7 +134,7 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: "ws", Provider: "openai", APIKey: k2}); !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("a write while PostgreSQL is down: %v, want ErrUnavailable", err)
 	}
-	if s, err := ids.Root.KV(ids.Mount).Get(ctx, vault.WorkspaceKeyPath("ws", "openai")); err != nil || s.Value != k1 {
+	if s, err := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws", "openai").VaultPath()); err != nil || s.Value != k1 {
 		t.Fatalf("the refused write reached Vault: %v", err)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -165,7 +165,7 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 		t.Fatalf("reconcile after the outage: %+v %v", rep, err)
 	}
 	meta, err := b.GetKey(ctx, "ws", "openai")
-	cur, verr := ids.Root.KV(ids.Mount).Get(ctx, vault.WorkspaceKeyPath("ws", "openai"))
+	cur, verr := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws", "openai").VaultPath())
 	if err != nil || verr != nil || meta.Version != cur.Version || cur.Value != k2 {
 		t.Fatalf("after the outage: metadata %+v (%v), vault version %d (%v)", meta, err, cur.Version, verr)
 	}

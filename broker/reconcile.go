@@ -90,7 +90,7 @@ func (b *Broker) reconcileDrift(ctx context.Context, rep *ReconcileReport) error
 		if !ids.Valid(ws) {
 			continue
 		}
-		providers, err := b.writer.List(ctx, workspaceProvidersDir(ws))
+		providers, err := b.writer.List(ctx, WorkspaceKeysDir(ws))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reconcile: list %s: %w", ws, fromVault(err)))
 			continue

@@ -25,6 +25,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/testenv/kbtest"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
@@ -98,17 +99,9 @@ type keyGround struct {
 
 func newKeyGround(tb testing.TB, logger *slog.Logger) *keyGround {
 	tb.Helper()
-	ctx := context.Background()
 	addr, rootToken := testenv.Vault(tb)
 	g := &keyGround{mount: testenv.NewKVMount(tb), dbURL: testenv.DatabaseURL(tb)}
-	st, err := store.Open(ctx, g.dbURL)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		tb.Fatal(err)
-	}
+	st := kbtest.NewStore(tb, g.dbURL)
 	tb.Cleanup(func() { assertDumpHoldsNoSecret(tb, g.dbURL) })
 	vc, err := vault.New(vault.Config{Address: addr, Token: rootToken, Logger: logger})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/vault"
@@ -32,7 +33,7 @@ func exaKey(t *testing.T) string       { return remember(openaiKey(t)[8:44]) }
 func TestHappyPathOfEveryRoute(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	hosted := openaiKey(t)
-	if _, err := a.kv.Put(context.Background(), vault.HostedKeyPath("openai"), hosted, 0); err != nil {
+	if _, err := a.kv.Put(context.Background(), broker.HostedKey("openai").VaultPath(), hosted, 0); err != nil {
 		t.Fatal(err)
 	}
 
@@ -80,7 +81,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 	if r.status != 200 || r.header.Get("ETag") != `"2"` || meta.Version != 2 || strings.Contains(string(r.body), k2) {
 		t.Fatalf("get: %d %s", r.status, r.body)
 	}
-	if _, err := a.kv.Put(context.Background(), vault.WorkspaceKeyPath("ws1", "anthropic"), anthropicKey(t), 0); err != nil {
+	if _, err := a.kv.Put(context.Background(), broker.WorkspaceKey("ws1", "anthropic").VaultPath(), anthropicKey(t), 0); err != nil {
 		t.Fatal(err)
 	}
 	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/exa", client.SetKeyRequest{APIKey: exaKey(t)})
@@ -164,7 +165,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 		t.Fatalf("purge: %d %s", r.status, r.body)
 	}
 	for _, p := range []string{"openai", "anthropic", "exa"} {
-		if _, err := a.kv.Metadata(context.Background(), vault.WorkspaceKeyPath("ws1", p)); !errors.Is(err, vault.ErrNotFound) {
+		if _, err := a.kv.Metadata(context.Background(), broker.WorkspaceKey("ws1", p).VaultPath()); !errors.Is(err, vault.ErrNotFound) {
 			t.Fatalf("%s still in Vault after purge: %v", p, err)
 		}
 	}
@@ -188,12 +189,12 @@ func (a *api) snapshot(t *testing.T) string {
 	for _, ws := range []string{"ws1", "ws2", "ws9"} {
 		r := a.call("operator", "GET", "/v1/workspaces/"+ws+"/keys", nil)
 		b.Write(r.body)
-		names, err := a.kv.List(ctx, vault.WorkspaceProvidersDir(ws))
+		names, err := a.kv.List(ctx, broker.WorkspaceKeysDir(ws))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, n := range names {
-			md, err := a.kv.Metadata(ctx, vault.WorkspaceKeyPath(ws, n))
+			md, err := a.kv.Metadata(ctx, broker.WorkspaceKey(ws, n).VaultPath())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,8 +13,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/vault"
 )
 
 // browser starts headless Chromium (Debian's, installed by
@@ -95,7 +95,7 @@ func pageHolds(t *testing.T, ctx context.Context, s string) bool {
 func TestAdminPageInARealBrowser(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	hosted := openaiKey(t)
-	if _, err := a.kv.Put(context.Background(), vault.HostedKeyPath("openai"), hosted, 0); err != nil {
+	if _, err := a.kv.Put(context.Background(), broker.HostedKey("openai").VaultPath(), hosted, 0); err != nil {
 		t.Fatal(err)
 	}
 	ctx := browser(t)

@@ -12,7 +12,7 @@
 # run, this one (and Go's own build cache) survives on the same machine. A tool
 # is rebuilt only when its binary is missing or reports another version.
 #
-# Usage: scripts/tools.sh [all|vault|terraform|tofu|postgres|chromium|wrk]...   (default: all)
+# Usage: scripts/tools.sh [all|vault|terraform|tofu|postgres|chromium|wrk|linters]...   (default: all)
 # Prints nothing on stdout but the tools folder's bin path when asked with
 # `scripts/tools.sh path`.
 set -euo pipefail
@@ -127,6 +127,22 @@ apt_install() {
 }
 
 # Debian's PostgreSQL 15 server, started by the tests and `keybroker dev`.
+STATICCHECK_VERSION="v0.8.2"     # honnef.co/go/tools (MIT): make lint
+TFPLUGINDOCS_VERSION="v0.25.0"   # terraform-plugin-docs (MPL-2.0): make generate, make lint
+
+# build_gotool NAME MODULE/CMD VERSION: go install a Go command into $BIN,
+# unless the binary there was built from that version (its build info says).
+build_gotool() {
+	local name="$1" pkg="$2" version="$3"
+	if [ -x "$BIN/$name" ] && go version -m "$BIN/$name" 2>/dev/null | grep -q "[[:space:]]mod[[:space:]].*[[:space:]]$version\b"; then
+		log "$name $version already built ($BIN/$name)"
+		return
+	fi
+	log "building $name $version from module source"
+	mkdir -p "$BIN"
+	(cd / && GOBIN="$BIN" GOFLAGS=-mod=mod go install "$pkg@$version")
+}
+
 ensure_postgres() {
 	if command -v initdb >/dev/null 2>&1 || [ -x /usr/lib/postgresql/15/bin/initdb ]; then
 		log "postgresql server binaries present"
@@ -148,10 +164,16 @@ ensure_command() {
 	apt_install "$1"
 }
 
+build_linters() {
+	build_gotool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION"
+	build_gotool tfplugindocs github.com/hashicorp/terraform-plugin-docs/cmd/tfplugindocs "$TFPLUGINDOCS_VERSION"
+}
+
 [ $# -gt 0 ] || set -- all
 for what in "$@"; do
 	case "$what" in
-	all) ensure_postgres; ensure_command chromium; ensure_command wrk; build_vault; build_terraform; build_tofu ;;
+	all) ensure_postgres; ensure_command chromium; ensure_command wrk; build_vault; build_terraform; build_tofu; build_linters ;;
+	linters) build_linters ;;
 	chromium | wrk) ensure_command "$what" ;;
 	vault) build_vault ;;
 	terraform) build_terraform ;;

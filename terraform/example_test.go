@@ -87,13 +87,25 @@ type devNull struct{}
 
 func (devNull) Write(p []byte) (int, error) { return len(p), nil }
 
-// TestREADMEExampleAgainstKeybrokerDev runs terraform/examples/main.tf with
+// TestExampleAgainstKeybrokerDev runs examples/workspace-keys with
 // OpenTofu and a dev_overrides CLI configuration (no init, as with any
 // locally built provider) against `keybroker dev`: apply, a plan with no
 // changes, destroy; and neither the state file nor the plan JSON holds a
 // key.
-func TestREADMEExampleAgainstKeybrokerDev(t *testing.T) {
-	tofu, err := devenv.FindTool("tofu")
+func TestExampleAgainstKeybrokerDev(t *testing.T) {
+	runExample(t, "tofu", "examples/workspace-keys", true)
+}
+
+// TestTerraform15ExampleAgainstKeybrokerDev runs the api_key variant,
+// examples/workspace-keys-terraform-1.5, with Terraform 1.5.7 (which has no
+// write-only attributes): the same steps; the key is in the state, as its
+// comment says.
+func TestTerraform15ExampleAgainstKeybrokerDev(t *testing.T) {
+	runExample(t, "terraform", "examples/workspace-keys-terraform-1.5", false)
+}
+
+func runExample(t *testing.T, cli, dir string, writeOnly bool) {
+	tofu, err := devenv.FindTool(cli)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +115,7 @@ func TestREADMEExampleAgainstKeybrokerDev(t *testing.T) {
 	addr, token := startDev(t, keybroker)
 
 	work := t.TempDir()
-	example, err := os.ReadFile("examples/main.tf")
+	example, err := os.ReadFile(filepath.Join(dir, "main.tf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,10 +146,10 @@ func TestREADMEExampleAgainstKeybrokerDev(t *testing.T) {
 		if ee, ok := err.(*exec.ExitError); ok {
 			code = ee.ExitCode()
 		} else if err != nil {
-			t.Fatalf("tofu %s: %v", strings.Join(args, " "), err)
+			t.Fatalf("%s %s: %v", cli, strings.Join(args, " "), err)
 		}
 		if code != wantCode {
-			t.Fatalf("tofu %s exited %d, want %d:\n%s", strings.Join(args, " "), code, wantCode, out)
+			t.Fatalf("%s %s exited %d, want %d:\n%s", cli, strings.Join(args, " "), code, wantCode, out)
 		}
 		return string(out)
 	}
@@ -165,8 +177,11 @@ func TestREADMEExampleAgainstKeybrokerDev(t *testing.T) {
 		t.Fatal("the state does not even hold the masked preview: the check below would prove nothing")
 	}
 	for _, k := range []string{openaiKey, anthropicKey} {
-		if strings.Contains(string(state), k) || strings.Contains(planJSON, k) {
+		if writeOnly && (strings.Contains(string(state), k) || strings.Contains(planJSON, k)) {
 			t.Fatalf("a key (%s...) is in the state file or the plan JSON", k[:8])
+		}
+		if !writeOnly && !strings.Contains(string(state), k) {
+			t.Fatalf("the api_key variant's state lacks the key (%s...): its comment says otherwise", k[:8])
 		}
 	}
 

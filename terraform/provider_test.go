@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -24,21 +22,19 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/vaulttest"
-	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/terraform"
-	"github.com/keybroker/keybroker/vault"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 const pepper = "terraform-test-pepper-0123456789"
 
-// server is a real keybroker (real Vault identities, real PostgreSQL) on
-// loopback, with an operator token.
+// server is keybroker over real Vault and PostgreSQL on loopback, with an
+// operator token (the one test harness, kbtest).
 type server struct {
 	url, token string
 	api        *client.Client
@@ -48,34 +44,8 @@ type server struct {
 
 func startKeybroker(t *testing.T) *server {
 	t.Helper()
-	ctx := context.Background()
-	ids := vaulttest.Bootstrap(t, vaulttest.Options{})
-	dbURL := testenv.DatabaseURL(t)
-	st, err := store.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st,
-		Pepper: []byte(pepper), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens := auth.NewService(st, 0)
-	token, _, err := tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "terraform-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(handlers.NewRouter(handlers.Options{Keys: b, Tokens: tokens, Logger: slog.New(slog.DiscardHandler)}))
-	t.Cleanup(srv.Close)
-	api, err := client.New(client.Config{Address: srv.URL, Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &server{url: srv.URL, token: token, api: api, ids: ids, tokens: tokens}
+	s := kbtest.Start(t, kbtest.Options{Pepper: pepper})
+	return &server{url: s.URL, token: s.Token, api: s.API, ids: s.Identities, tokens: s.Tokens}
 }
 
 // useCLI points terraform-plugin-testing at one of the CLIs built by
@@ -130,7 +100,7 @@ func destroyedToHosted(s *server, hosted string) func(*tfstate.State) error {
 		if _, err := s.api.GetKey(context.Background(), "ws1", "openai"); !client.IsStatus(err, http.StatusNotFound) {
 			return fmt.Errorf("key metadata after destroy: %v", err)
 		}
-		if _, err := s.ids.Root.KV(s.ids.Mount).Get(context.Background(), vault.WorkspaceKeyPath("ws1", "openai")); err == nil {
+		if _, err := s.ids.Root.KV(s.ids.Mount).Get(context.Background(), broker.WorkspaceKey("ws1", "openai").VaultPath()); err == nil {
 			return fmt.Errorf("the key is still readable in Vault after destroy")
 		}
 		return resolvesTo(s, hosted, "hosted")(nil)
@@ -143,7 +113,7 @@ func TestAcceptanceTerraform15WithAPIKey(t *testing.T) {
 	useCLI(t, "terraform")
 	s := startKeybroker(t)
 	hosted, k1, k2, outOfBand := newKey(t), newKey(t), newKey(t), newKey(t)
-	if _, err := s.ids.Root.KV(s.ids.Mount).Put(context.Background(), vault.HostedKeyPath("openai"), hosted, 0); err != nil {
+	if _, err := s.ids.Root.KV(s.ids.Mount).Put(context.Background(), broker.HostedKey("openai").VaultPath(), hosted, 0); err != nil {
 		t.Fatal(err)
 	}
 	config := func(key string) string {
@@ -244,7 +214,7 @@ func TestAcceptanceOpenTofuWithWriteOnlyKey(t *testing.T) {
 	useCLI(t, "tofu")
 	s := startKeybroker(t)
 	hosted, k1, k2 := newKey(t), newKey(t), newKey(t)
-	if _, err := s.ids.Root.KV(s.ids.Mount).Put(context.Background(), vault.HostedKeyPath("openai"), hosted, 0); err != nil {
+	if _, err := s.ids.Root.KV(s.ids.Mount).Put(context.Background(), broker.HostedKey("openai").VaultPath(), hosted, 0); err != nil {
 		t.Fatal(err)
 	}
 	// The key comes in through an ephemeral variable, as in the example:

@@ -54,7 +54,7 @@ func writeFile(t *testing.T, path, content string) {
 func TestTokenFileRotationWhileServing(t *testing.T) {
 	ctx := context.Background()
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{})
-	if _, err := ids.Root.KV(ids.Mount).Put(ctx, vault.HostedKeyPath("openai"), "sk-hosted-tokenfile-0000", 0); err != nil {
+	if _, err := ids.Root.KV(ids.Mount).Put(ctx, "hosted/providers/openai", "sk-hosted-tokenfile-0000", 0); err != nil {
 		t.Fatal(err)
 	}
 	addr, root := testenv.Vault(t)
@@ -78,7 +78,7 @@ func TestTokenFileRotationWhileServing(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := kv.Get(ctx, vault.HostedKeyPath("openai")); err != nil {
+			if _, err := kv.Get(ctx, "hosted/providers/openai"); err != nil {
 				failures.Add(1)
 				t.Logf("read failed: %v", err)
 			}
@@ -173,7 +173,7 @@ func serviceAccountJWT(t *testing.T, key *rsa.PrivateKey, serial string) string 
 func TestKubernetesAuthRereadsTheJWTAtEveryLogin(t *testing.T) {
 	ctx := context.Background()
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{})
-	if _, err := ids.Root.KV(ids.Mount).Put(ctx, vault.HostedKeyPath("openai"), "sk-hosted-kubernetes-000", 0); err != nil {
+	if _, err := ids.Root.KV(ids.Mount).Put(ctx, "hosted/providers/openai", "sk-hosted-kubernetes-000", 0); err != nil {
 		t.Fatal(err)
 	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -216,7 +216,7 @@ func TestKubernetesAuthRereadsTheJWTAtEveryLogin(t *testing.T) {
 	}
 	c := vaulttest.Start(t, vault.Config{Address: addr, Auth: method})
 	kv := c.KV(ids.Mount)
-	if _, err := kv.Get(ctx, vault.HostedKeyPath("openai")); err != nil {
+	if _, err := kv.Get(ctx, "hosted/providers/openai"); err != nil {
 		t.Fatalf("read after a kubernetes login: %v", err)
 	}
 
@@ -240,7 +240,7 @@ func TestKubernetesAuthRereadsTheJWTAtEveryLogin(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if _, err := kv.Get(ctx, vault.HostedKeyPath("openai")); err != nil {
+	if _, err := kv.Get(ctx, "hosted/providers/openai"); err != nil {
 		t.Fatalf("read after the JWT rotated: %v", err)
 	}
 	if _, loginErrors, _, _ := c.TokenStats(); loginErrors != 0 {

@@ -87,7 +87,7 @@ func TestLeastPrivilege(t *testing.T) {
 	ctx := context.Background()
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{})
 	writer, reader, root := ids.Writer.KV(ids.Mount), ids.Reader.KV(ids.Mount), ids.Root.KV(ids.Mount)
-	path := vault.WorkspaceKeyPath("ws1", "openai")
+	path := "workspaces/ws1/providers/openai"
 
 	// The writer writes, rotates, reads metadata, lists, deletes, destroys.
 	if _, err := writer.Put(ctx, path, "sk-writer-wrote-this-000000", 0); err != nil {
@@ -96,7 +96,7 @@ func TestLeastPrivilege(t *testing.T) {
 	if _, err := writer.Metadata(ctx, path); err != nil {
 		t.Fatalf("writer metadata: %v", err)
 	}
-	if names, err := writer.List(ctx, vault.WorkspaceProvidersDir("ws1")); err != nil || len(names) != 1 {
+	if names, err := writer.List(ctx, "workspaces/ws1/providers/"); err != nil || len(names) != 1 {
 		t.Fatalf("writer list: %v %v", names, err)
 	}
 	// ... but Vault itself refuses to give it a key.
@@ -111,10 +111,10 @@ func TestLeastPrivilege(t *testing.T) {
 	if s, err := reader.Get(ctx, path); err != nil || s.Value != "sk-writer-wrote-this-000000" {
 		t.Fatalf("reader get: %v", err)
 	}
-	if _, err := root.Put(ctx, vault.HostedKeyPath("openai"), "sk-hosted-000000000000", 0); err != nil {
+	if _, err := root.Put(ctx, "hosted/providers/openai", "sk-hosted-000000000000", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reader.Get(ctx, vault.HostedKeyPath("openai")); err != nil {
+	if _, err := reader.Get(ctx, "hosted/providers/openai"); err != nil {
 		t.Fatalf("reader get hosted: %v", err)
 	}
 	for what, err := range map[string]error{
@@ -122,14 +122,14 @@ func TestLeastPrivilege(t *testing.T) {
 		"delete":   reader.DeleteVersion(ctx, path, 1),
 		"destroy":  reader.Destroy(ctx, path),
 		"metadata": func() error { _, err := reader.Metadata(ctx, path); return err }(),
-		"list":     func() error { _, err := reader.List(ctx, vault.WorkspaceProvidersDir("ws1")); return err }(),
+		"list":     func() error { _, err := reader.List(ctx, "workspaces/ws1/providers/"); return err }(),
 		"put hosted": func() error {
-			_, err := writer.Put(ctx, vault.HostedKeyPath("openai"), "sk-x-0000000000000", 1)
+			_, err := writer.Put(ctx, "hosted/providers/openai", "sk-x-0000000000000", 1)
 			return err
 		}(),
 		"extra segment":  func() error { _, err := writer.Put(ctx, path+"/extra", "sk-x-0000000000000", 0); return err }(),
 		"missing one":    func() error { _, err := writer.Put(ctx, "workspaces/ws1/openai", "sk-x-0000000000000", 0); return err }(),
-		"reader extra":   func() error { _, err := reader.Get(ctx, vault.HostedKeyPath("openai")+"/x"); return err }(),
+		"reader extra":   func() error { _, err := reader.Get(ctx, "hosted/providers/openai"+"/x"); return err }(),
 		"reader missing": func() error { _, err := reader.Get(ctx, "workspaces/ws1/openai"); return err }(),
 	} {
 		if !errors.Is(err, vault.ErrForbidden) {
@@ -142,10 +142,10 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, c := range map[string]*vault.Client{"writer": ids.Writer, "reader": ids.Reader} {
-		if _, err := c.KV(other).Get(ctx, vault.WorkspaceKeyPath("ws1", "openai")); !errors.Is(err, vault.ErrForbidden) {
+		if _, err := c.KV(other).Get(ctx, "workspaces/ws1/providers/openai"); !errors.Is(err, vault.ErrForbidden) {
 			t.Errorf("%s read another mount: %v", name, err)
 		}
-		if _, err := c.KV(other).Put(ctx, vault.WorkspaceKeyPath("ws1", "openai"), "sk-x-0000000000000", 0); !errors.Is(err, vault.ErrForbidden) {
+		if _, err := c.KV(other).Put(ctx, "workspaces/ws1/providers/openai", "sk-x-0000000000000", 0); !errors.Is(err, vault.ErrForbidden) {
 			t.Errorf("%s wrote another mount: %v", name, err)
 		}
 		if err := c.CheckSys(ctx); !errors.Is(err, vault.ErrForbidden) {
@@ -175,7 +175,7 @@ func TestWrappedSecretIDIsCheckedBeforeUnwrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := vaulttest.Start(t, vault.Config{Address: addr, Auth: method})
-	if _, err := c.KV(ids.Mount).Put(ctx, vault.WorkspaceKeyPath("ws1", "openai"), "sk-wrapped-login-0000000", 0); err != nil {
+	if _, err := c.KV(ids.Mount).Put(ctx, "workspaces/ws1/providers/openai", "sk-wrapped-login-0000000", 0); err != nil {
 		t.Fatalf("put after a wrapped login: %v", err)
 	}
 

@@ -29,7 +29,7 @@ func rootKV(t *testing.T) *vault.KV {
 func TestKVPutGetWithCheckAndSet(t *testing.T) {
 	ctx := context.Background()
 	kv := rootKV(t)
-	path := vault.WorkspaceKeyPath("ws1", "openai")
+	path := "workspaces/ws1/providers/openai"
 
 	if _, err := kv.Get(ctx, path); !errors.Is(err, vault.ErrNotFound) {
 		t.Fatalf("get before any write: %v, want ErrNotFound", err)
@@ -68,11 +68,11 @@ func TestKVPutGetWithCheckAndSet(t *testing.T) {
 func TestKVSoftDeleteUndeleteDestroyList(t *testing.T) {
 	ctx := context.Background()
 	kv := rootKV(t)
-	path := vault.WorkspaceKeyPath("ws2", "anthropic")
+	path := "workspaces/ws2/providers/anthropic"
 	if _, err := kv.Put(ctx, path, "sk-ant-value-1", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, vault.WorkspaceKeyPath("ws2", "openai"), "sk-value-2", 0); err != nil {
+	if _, err := kv.Put(ctx, "workspaces/ws2/providers/openai", "sk-value-2", 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := kv.DeleteVersion(ctx, path, 1); err != nil {
@@ -102,7 +102,7 @@ func TestKVSoftDeleteUndeleteDestroyList(t *testing.T) {
 	if s, err := kv.Get(ctx, path); err != nil || s.Value != "sk-ant-value-2" {
 		t.Fatalf("get after undelete: %v %v", s, err)
 	}
-	names, err := kv.List(ctx, vault.WorkspaceProvidersDir("ws2"))
+	names, err := kv.List(ctx, "workspaces/ws2/providers/")
 	if err != nil || strings.Join(names, ",") != "anthropic,openai" {
 		t.Fatalf("list: %v %v", names, err)
 	}
@@ -112,7 +112,7 @@ func TestKVSoftDeleteUndeleteDestroyList(t *testing.T) {
 	if _, err := kv.Metadata(ctx, path); !errors.Is(err, vault.ErrNotFound) {
 		t.Fatalf("metadata after destroy: %v, want ErrNotFound", err)
 	}
-	if names, err := kv.List(ctx, vault.WorkspaceProvidersDir("nobody-here")); err != nil || len(names) != 0 {
+	if names, err := kv.List(ctx, "workspaces/nobody-here/providers/"); err != nil || len(names) != 0 {
 		t.Fatalf("list of an empty folder: %v %v", names, err)
 	}
 }

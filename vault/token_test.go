@@ -22,7 +22,7 @@ func appRoleFixture(t *testing.T, tokenTTL, tokenMaxTTL string) (*Client, string
 	ctx := context.Background()
 	root := testenv.VaultClient(t)
 	mount := testenv.NewKVMount(t)
-	if _, err := root.KVv2(mount).Put(ctx, WorkspaceKeyPath("ws", "openai"), map[string]any{ValueField: "sk-approle-test-0000000"}); err != nil {
+	if _, err := root.KVv2(mount).Put(ctx, "workspaces/ws/providers/openai", map[string]any{ValueField: "sk-approle-test-0000000"}); err != nil {
 		t.Fatal(err)
 	}
 	id := testenv.RandomID(t)
@@ -78,7 +78,7 @@ func TestShortLivedTokensKeepReadsWorkingAcrossMaxTTLs(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	reads := 0
 	for time.Now().Before(deadline) {
-		if s, err := kv.Get(ctx, WorkspaceKeyPath("ws", "openai")); err != nil || s.Value != "sk-approle-test-0000000" {
+		if s, err := kv.Get(ctx, "workspaces/ws/providers/openai"); err != nil || s.Value != "sk-approle-test-0000000" {
 			t.Fatalf("read %d failed: %v", reads, err)
 		}
 		reads++
@@ -114,7 +114,7 @@ func TestRevokedTokenLeadsToExactlyOneRelogin(t *testing.T) {
 					return
 				default:
 				}
-				if _, err := kv.Get(ctx, WorkspaceKeyPath("ws", "openai")); err != nil {
+				if _, err := kv.Get(ctx, "workspaces/ws/providers/openai"); err != nil {
 					failures.Add(1)
 					t.Logf("read failed: %v", err)
 				}
@@ -144,7 +144,7 @@ func TestPolicyDenialDoesNotLogIn(t *testing.T) {
 	c, mount := appRoleFixture(t, "1h", "2h")
 	before, _, _, _ := c.TokenStats()
 	// The role may read data/, not metadata/.
-	_, err := c.KV(mount).Metadata(context.Background(), WorkspaceKeyPath("ws", "openai"))
+	_, err := c.KV(mount).Metadata(context.Background(), "workspaces/ws/providers/openai")
 	if !errors.Is(err, ErrForbidden) {
 		t.Fatalf("metadata read outside the policy: %v, want ErrForbidden", err)
 	}

@@ -17,7 +17,7 @@
 // wrk drives the HTTP scenarios (Go's client with --load go). Scenarios 0–3
 // run interleaved for several rounds and the table quotes medians; a sweep
 // over the number of connections finds each one's throughput under a p99
-// goal. Run it with `make bench` (see BENCHMARKS.md).
+// goal. Run it with `make bench` (see docs/benchmarks.md).
 package main
 
 import (

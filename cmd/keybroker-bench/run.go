@@ -28,6 +28,7 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/devenv"
+	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/policies"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
@@ -337,7 +338,7 @@ func (g *ground) vaultTarget() httpTarget {
 	t := httpTarget{base: g.vaultAddr, method: http.MethodGet, paths: make([]string, len(g.keys)),
 		headers: map[string]string{"X-Vault-Token": g.readerToken, "Host": strings.TrimPrefix(g.vaultAddr, "http://")}}
 	for i, k := range g.keys {
-		t.paths[i] = "/v1/byok/data/" + vault.WorkspaceKeyPath(k[0], k[1])
+		t.paths[i] = "/v1/byok/data/" + broker.WorkspaceKey(k[0], k[1]).VaultPath()
 	}
 	return t
 }
@@ -387,7 +388,7 @@ func (g *ground) inProcess(ctx context.Context, miss bool) testing.BenchmarkResu
 // coldHerd resolves one key nobody has asked for yet from 1,000 goroutines
 // at once, on a fresh broker, and counts Vault reads.
 func (g *ground) coldHerd(ctx context.Context) (int64, error) {
-	counting := devenv.NewVaultReadCounter()
+	counting := testenv.NewVaultReadCounter()
 	reader, err := vault.New(vault.Config{Address: g.vaultAddr, Token: g.readerToken, Transport: counting})
 	if err != nil {
 		return 0, err

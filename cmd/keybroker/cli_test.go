@@ -60,20 +60,7 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- serve.Wait() }()
 	t.Cleanup(func() { _ = serve.Process.Kill() })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve not ready within 30s (%v)\n%s", err, serverLog.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.WaitReady(t, "http://"+addr+"/readyz", 30*time.Second, serverLog.String)
 
 	db := []string{"DATABASE_URL=" + dbURL}
 	token, details := run(t, db, "", false, "token", "create", "--role", "admin", "--workspace", "ws1", "--ttl", "1h")

@@ -19,6 +19,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/vaulttest"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
@@ -46,20 +47,8 @@ func startServeProcess(t *testing.T, env []string) (addr string, logs *testenv.S
 		_ = serve.Process.Signal(syscall.SIGTERM)
 		_, _ = serve.Process.Wait()
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return addr, logs, serve.Process
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve not ready within 30s\n%s", logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.WaitReady(t, "http://"+addr+"/readyz", 30*time.Second, logs.String)
+	return addr, logs, serve.Process
 }
 
 func writeSecret(t *testing.T, dir, name, value string) string {
@@ -88,15 +77,9 @@ func newApproleGround(t *testing.T, tune func(*vault.BootstrapConfig)) *approleG
 	g := &approleGround{ids: vaulttest.Bootstrap(t, vaulttest.Options{Tune: tune}), dir: t.TempDir()}
 	vaultAddr, _ := testenv.Vault(t)
 	dbURL := testenv.DatabaseURL(t)
-	st, err := store.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := kbtest.NewStore(t, dbURL)
 	g.st = st
+	var err error
 	if g.opToken, _, err = auth.NewService(st, 0).Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "test"}); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +186,7 @@ func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 	if _, _, err := api.SetKey(ctx, "ws1", "openai", key, 0); err == nil {
 		t.Fatal("the write succeeded although keybroker was killed during it")
 	}
-	cur, err := ids.Root.KV(ids.Mount).Get(ctx, vault.WorkspaceKeyPath("ws1", "openai"))
+	cur, err := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws1", "openai").VaultPath())
 	if err != nil || cur.Value != key {
 		t.Fatalf("Vault after the crash: %v", err)
 	}

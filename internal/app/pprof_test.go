@@ -54,4 +54,3 @@ func TestPprofServesOnLoopbackUntilTheContextEnds(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-

@@ -112,7 +112,7 @@ func TestSweepRemovesFoldersOfDeadProcesses(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(stale, ownerFile), []byte(strconv.Itoa(p.Pid)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	live, err := newRunDir("live")
+	live, err := NewRunDir("live")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,9 @@
 // parent-death signal, and folders left behind by a process that died are
 // swept at the next start.
 //
-// Both `keybroker dev` and the test helpers in internal/testenv use it. It is
+// `keybroker dev` links it, so it holds only what a development run needs;
+// the test fixtures built on it (a Vault with storage that survives a
+// restart, a Raft cluster, a read counter) live in internal/testenv. It is
 // not used by `keybroker serve`: production Vault and Postgres are the
 // operator's.
 package devenv

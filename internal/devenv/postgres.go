@@ -55,7 +55,7 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*PostgresServer, 
 	if err != nil {
 		return nil, err
 	}
-	dir, err := newRunDir("postgres")
+	dir, err := NewRunDir("postgres")
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ func startPostgres(ctx context.Context, dir, initdb, postgres string, cred *sysc
 	}
 	var lastErr error
 	for range 3 { // a free port can be taken between finding and binding it
-		port, err := freePort(false)
+		port, err := FreePort(false)
 		if err != nil {
 			return nil, err
 		}

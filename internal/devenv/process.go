@@ -22,9 +22,9 @@ const dirPrefix = "keybroker-devenv-"
 // ownerFile holds the pid of the process that created a folder.
 const ownerFile = "owner.pid"
 
-// newRunDir creates a fresh folder for one server and records our pid in it.
+// NewRunDir creates a fresh folder for one server and records our pid in it.
 // Folders of earlier processes that are no longer alive are removed first.
-func newRunDir(kind string) (string, error) {
+func NewRunDir(kind string) (string, error) {
 	sweepStaleDirs()
 	dir, err := os.MkdirTemp("", dirPrefix+kind+"-")
 	if err != nil {
@@ -69,9 +69,9 @@ func childAttrs(deathSignal syscall.Signal, cred *syscall.Credential) *syscall.S
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: deathSignal, Credential: cred}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago. With
+// FreePort returns a loopback TCP port that was free a moment ago. With
 // pair set, port+1 was free too (Vault's cluster listener takes it).
-func freePort(pair bool) (int, error) {
+func FreePort(pair bool) (int, error) {
 	for range 50 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

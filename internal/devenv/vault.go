@@ -28,8 +28,6 @@ type VaultServer struct {
 	Dir string
 
 	proc *process
-	// For servers with storage (StartVaultServer):
-	bin, configPath, unsealKey string
 }
 
 // StartVault starts a Vault dev server and waits until it answers
@@ -39,7 +37,7 @@ func StartVault(ctx context.Context) (*VaultServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := newRunDir("vault")
+	dir, err := NewRunDir("vault")
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +48,7 @@ func StartVault(ctx context.Context) (*VaultServer, error) {
 	}
 	var lastErr error
 	for range 3 { // a free port can be taken between finding and binding it
-		port, err := freePort(true)
+		port, err := FreePort(true)
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
@@ -107,6 +105,52 @@ func (v *VaultServer) waitReady(ctx context.Context) error {
 		}
 	}
 }
+
+// StartVaultNode runs `vault server -config=configPath` in dir (a folder
+// from NewRunDir, removed by Stop) for a server with storage that the caller
+// configured to listen at addr, and returns once it answers HTTP (any
+// status: uninitialised and sealed are expected). Initialising and
+// unsealing are the caller's: the test fixtures of internal/testenv build
+// storage servers and Raft clusters on it.
+func StartVaultNode(ctx context.Context, dir, addr, configPath string) (*VaultServer, error) {
+	bin, err := FindTool("vault")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "server", "-config="+configPath)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir, "VAULT_ADDR=", "VAULT_TOKEN=")
+	cmd.SysProcAttr = childAttrs(syscall.SIGKILL, nil)
+	proc, err := startProcess("vault", cmd, filepath.Join(dir, "vault.log"))
+	if err != nil {
+		return nil, err
+	}
+	v := &VaultServer{Addr: addr, Dir: dir, proc: proc}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, addr+"/v1/sys/health", nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			return v, nil
+		}
+		select {
+		case <-proc.done:
+			return nil, fmt.Errorf("vault server exited during start-up (%v); its log ends with:\n%s", proc.waitErr, proc.logTail())
+		case <-ctx.Done():
+			proc.terminate(syscall.SIGKILL, time.Second)
+			return nil, fmt.Errorf("vault server at %s does not answer: %w", addr, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Running reports whether the server process is still alive.
+func (v *VaultServer) Running() bool { return !v.proc.exited() }
+
+// LogTail is the end of the server's log, for error messages.
+func (v *VaultServer) LogTail() string { return v.proc.logTail() }
 
 // Pid is the server's process id.
 func (v *VaultServer) Pid() int { return v.proc.cmd.Process.Pid }

@@ -1,4 +1,4 @@
-package devenv
+package testenv
 
 import (
 	"context"
@@ -9,12 +9,14 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/keybroker/keybroker/internal/devenv"
 )
 
 // VaultCluster is an HA Vault cluster with integrated storage (Raft) on
 // loopback: node 0 is initialised and active, the others join it.
 type VaultCluster struct {
-	Nodes     []*VaultServer
+	Nodes     []*devenv.VaultServer
 	RootToken string
 	unsealKey string
 }
@@ -22,19 +24,15 @@ type VaultCluster struct {
 // StartVaultCluster starts n Vault servers with Raft storage, initialises
 // the first, and unseals and joins the others. Stop it with Stop.
 func StartVaultCluster(ctx context.Context, n int) (*VaultCluster, error) {
-	bin, err := FindTool("vault")
-	if err != nil {
-		return nil, err
-	}
 	c := &VaultCluster{}
 	var leader string
 	for i := range n {
-		dir, err := newRunDir("vault-raft")
+		dir, err := devenv.NewRunDir("vault-raft")
 		if err != nil {
 			c.Stop()
 			return nil, err
 		}
-		port, err := freePort(true)
+		port, err := devenv.FreePort(true)
 		if err != nil {
 			c.Stop()
 			return nil, err
@@ -56,20 +54,24 @@ api_addr      = %q
 cluster_addr  = "https://127.0.0.1:%d"
 disable_mlock = true
 `, filepath.Join(dir, "raft"), i, port, port+1, addr, port+1)
-		v := &VaultServer{Addr: addr, Dir: dir, bin: bin, configPath: filepath.Join(dir, "vault.hcl")}
-		c.Nodes = append(c.Nodes, v)
+		configPath := filepath.Join(dir, "vault.hcl")
 		if err := os.MkdirAll(filepath.Join(dir, "raft"), 0o700); err != nil {
+			os.RemoveAll(dir)
 			c.Stop()
 			return nil, err
 		}
-		if err := os.WriteFile(v.configPath, []byte(config), 0o600); err != nil {
+		if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+			os.RemoveAll(dir)
 			c.Stop()
 			return nil, err
 		}
-		if err := v.startServer(ctx); err != nil {
+		v, err := devenv.StartVaultNode(ctx, dir, addr, configPath)
+		if err != nil {
+			os.RemoveAll(dir)
 			c.Stop()
 			return nil, err
 		}
+		c.Nodes = append(c.Nodes, v)
 		if i == 0 {
 			init, err := v.Client().Sys().InitWithContext(ctx, &vaultapi.InitRequest{SecretShares: 1, SecretThreshold: 1})
 			if err != nil {
@@ -78,7 +80,7 @@ disable_mlock = true
 			}
 			c.RootToken, c.unsealKey = init.RootToken, init.KeysB64[0]
 		}
-		v.RootToken, v.unsealKey = c.RootToken, c.unsealKey
+		v.RootToken = c.RootToken
 		if i > 0 {
 			// operator raft join, then unseal with the cluster's key.
 			if _, err := v.Client().Sys().RaftJoinWithContext(ctx, &vaultapi.RaftJoinRequest{LeaderAPIAddr: leader}); err != nil {
@@ -133,30 +135,10 @@ func (c *VaultCluster) waitVoters(ctx context.Context, n int) error {
 	}
 }
 
-// waitUnsealed waits until v is unsealed and, with active, the leader.
-func waitUnsealed(ctx context.Context, v *VaultServer, active bool) error {
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	c := v.Client()
-	for {
-		h, err := c.Sys().HealthWithContext(ctx)
-		if err == nil && h.Initialized && !h.Sealed && (!active || !h.Standby) {
-			return nil
-		}
-		select {
-		case <-v.proc.done:
-			return fmt.Errorf("vault node exited (%v); its log ends with:\n%s", v.proc.waitErr, v.proc.logTail())
-		case <-ctx.Done():
-			return fmt.Errorf("vault node at %s not unsealed: %v", v.Addr, err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
 // Active returns the index of the active node, or -1.
 func (c *VaultCluster) Active(ctx context.Context) int {
 	for i, v := range c.Nodes {
-		if v.proc.exited() {
+		if !v.Running() {
 			continue
 		}
 		h, err := v.Client().Sys().HealthWithContext(ctx)
@@ -170,10 +152,6 @@ func (c *VaultCluster) Active(ctx context.Context) int {
 // Stop stops every node and removes their folders.
 func (c *VaultCluster) Stop() {
 	for _, v := range c.Nodes {
-		if v.proc != nil {
-			v.Stop()
-		} else {
-			os.RemoveAll(v.Dir)
-		}
+		v.Stop()
 	}
 }

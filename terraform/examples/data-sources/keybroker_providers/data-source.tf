@@ -1,0 +1,2 @@
+# The providers keybroker supports, with their key format hints.
+data "keybroker_providers" "all" {}
