@@ -55,7 +55,7 @@ func (r KeyRef) VaultPath() string {
 	if r.Scope == ScopeHosted {
 		return hostedDir + r.Provider
 	}
-	return WorkspaceKeysDir(r.ScopeID) + r.Provider
+	return workspacesDir + r.ScopeID + "/providers/" + r.Provider // one allocation
 }
 
 // String names the key in errors and logs: "ws1/openai", "hosted/openai".

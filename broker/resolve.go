@@ -72,7 +72,7 @@ func (b *Broker) resolve(ctx context.Context, workspace, provider string) (Resol
 		return Resolution{}, fmt.Errorf("resolve: %w", err)
 	}
 	own := WorkspaceKey(workspace, provider)
-	e, err := b.lookup(ctx, own.CacheKey(), own.VaultPath())
+	e, err := b.lookup(ctx, own)
 	if err != nil {
 		return Resolution{}, fmt.Errorf("resolve %s/%s: %w", workspace, provider, err)
 	}
@@ -80,7 +80,7 @@ func (b *Broker) resolve(ctx context.Context, workspace, provider string) (Resol
 		return Resolution{APIKey: e.key, Source: SourceBYOK, IsBYOK: true, Version: e.version}, nil
 	}
 	hosted := HostedKey(provider)
-	e, err = b.lookup(ctx, hosted.CacheKey(), hosted.VaultPath())
+	e, err = b.lookup(ctx, hosted)
 	if err != nil {
 		return Resolution{}, fmt.Errorf("resolve hosted key of %s: %w", provider, err)
 	}
@@ -104,9 +104,12 @@ type cacheEntry struct {
 	refreshing atomic.Bool // one background refresh at a time
 }
 
-// lookup answers from the cache or reads path from Vault, one read per key
+// lookup answers from the cache or reads the key from Vault, one read per key
 // at a time.
-func (b *Broker) lookup(ctx context.Context, key CacheKey, path string) (*cacheEntry, error) {
+// The Vault path is computed only on the way to Vault: a hit costs one
+// string, the cache key.
+func (b *Broker) lookup(ctx context.Context, ref KeyRef) (*cacheEntry, error) {
+	key := ref.CacheKey()
 	var stale *cacheEntry
 	if v, ok := b.cache.Get(string(key)); ok {
 		e := v.(*cacheEntry)
@@ -116,7 +119,7 @@ func (b *Broker) lookup(ctx context.Context, key CacheKey, path string) (*cacheE
 			if e.found && now.After(e.refreshAt) && e.refreshing.CompareAndSwap(false, true) {
 				select {
 				case b.refreshSlots <- struct{}{}:
-					go b.refresh(key, path, e)
+					go b.refresh(key, ref, e)
 				default:
 					e.refreshing.Store(false) // all slots busy: the next hit tries again
 				}
@@ -135,7 +138,7 @@ func (b *Broker) lookup(ctx context.Context, key CacheKey, path string) (*cacheE
 		// The read is shared by every caller waiting on this key, so it
 		// must not die with the first caller's context; the Vault client
 		// bounds it with its own deadline.
-		e, err := b.fetch(context.WithoutCancel(ctx), key, path)
+		e, err := b.fetch(context.WithoutCancel(ctx), key, ref)
 		if err == nil {
 			return e, nil
 		}
@@ -153,11 +156,11 @@ func (b *Broker) lookup(ctx context.Context, key CacheKey, path string) (*cacheE
 	return v.(*cacheEntry), nil
 }
 
-// fetch reads path from Vault and caches the answer. A refusal (403) or an
+// fetch reads the key from Vault and caches the answer. A refusal (403) or an
 // error other than unavailability forgets the entry: those never serve
 // stale.
-func (b *Broker) fetch(ctx context.Context, key CacheKey, path string) (*cacheEntry, error) {
-	s, err := b.reader.Get(ctx, path)
+func (b *Broker) fetch(ctx context.Context, key CacheKey, ref KeyRef) (*cacheEntry, error) {
+	s, err := b.reader.Get(ctx, ref.VaultPath())
 	now := b.now()
 	switch {
 	case err == nil:
@@ -183,11 +186,11 @@ func (b *Broker) fetch(ctx context.Context, key CacheKey, path string) (*cacheEn
 // TTL, at random: keys first read together (a restart, a flush) drift apart
 // instead of being re-read together every TTL. It holds one of
 // refreshSlots, which the caller took.
-func (b *Broker) refresh(key CacheKey, path string, old *cacheEntry) {
+func (b *Broker) refresh(key CacheKey, ref KeyRef, old *cacheEntry) {
 	defer func() { <-b.refreshSlots }()
 	defer old.refreshing.Store(false)
 	_, _, _ = b.flight.Do(string(key), func() (any, error) {
-		e, err := b.fetch(context.Background(), key, path)
+		e, err := b.fetch(context.Background(), key, ref)
 		// Callers that find the entry expired join this flight; while Vault
 		// is unavailable they get what lookup would give them: the old
 		// answer while it is fresh or within the stale-if-error window.
