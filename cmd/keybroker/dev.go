@@ -39,7 +39,7 @@ Vault comes from scripts/tools.sh (make tools); PostgreSQL from Debian.`,
 			return runDev(cmd.Context(), listenAddr)
 		},
 	}
-	cmd.Flags().StringVar(&listenAddr, "listen-addr", envOr("KEYBROKER_LISTEN_ADDR", "127.0.0.1:8080"), "HTTP listen address (KEYBROKER_LISTEN_ADDR)")
+	flagsOf(cmd).String(&listenAddr, "listen-addr", "KEYBROKER_LISTEN_ADDR", "127.0.0.1:8080", "HTTP listen address")
 	return cmd
 }
 

@@ -28,7 +28,7 @@ func newKeysCommand() *cobra.Command {
 		Short: "Manage workspace keys over the HTTP API (KEYBROKER_ADDR, KEYBROKER_TOKEN)",
 	}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&addr, "addr", envOr("KEYBROKER_ADDR", "http://127.0.0.1:8080"), "keybroker address (KEYBROKER_ADDR)")
+	envFlags{pf}.String(&addr, "addr", "KEYBROKER_ADDR", "http://127.0.0.1:8080", "keybroker address")
 	pf.StringVar(&workspace, "workspace", "", "workspace id")
 	pf.StringVar(&provider, "provider", "", "provider id")
 	pf.BoolVar(&asJSON, "json", false, "print JSON")

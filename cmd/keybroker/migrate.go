@@ -35,6 +35,6 @@ under a PostgreSQL advisory lock and only the missing ones are applied.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&databaseURL, "database-url", envOr("DATABASE_URL", ""), "PostgreSQL connection string (DATABASE_URL)")
+	flagsOf(cmd).String(&databaseURL, "database-url", "DATABASE_URL", "", "PostgreSQL connection string")
 	return cmd
 }

@@ -24,7 +24,7 @@ func newTokenCommand() *cobra.Command {
 		Use:   "token",
 		Short: "Create, list and revoke API bearer tokens (needs DATABASE_URL)",
 	}
-	cmd.PersistentFlags().StringVar(&databaseURL, "database-url", envOr("DATABASE_URL", ""), "PostgreSQL connection string (DATABASE_URL)")
+	envFlags{cmd.PersistentFlags()}.String(&databaseURL, "database-url", "DATABASE_URL", "", "PostgreSQL connection string")
 	withService := func(ctx context.Context, fn func(*auth.Service) error) error {
 		if databaseURL == "" {
 			return errors.New("no database: set DATABASE_URL or --database-url")

@@ -39,7 +39,7 @@ before it unwraps it).`,
 			if token == "" {
 				return errors.New("vault bootstrap needs an operator's token in VAULT_TOKEN")
 			}
-			c, err := vault.New(vault.Config{Address: envOr("VAULT_ADDR", ""), Namespace: namespace, CACert: envOr("VAULT_CACERT", ""), Token: token})
+			c, err := vault.New(vault.Config{Address: os.Getenv("VAULT_ADDR"), Namespace: namespace, CACert: os.Getenv("VAULT_CACERT"), Token: token})
 			if err != nil {
 				return err
 			}
@@ -73,16 +73,17 @@ before it unwraps it).`,
 		},
 	}
 	f := bootstrap.Flags()
-	f.StringVar(&cfg.KVMount, "kv-mount", envOr("KEYBROKER_KV_MOUNT", "byok"), "KV v2 mount of the keys (KEYBROKER_KV_MOUNT)")
+	ef := flagsOf(bootstrap)
+	ef.String(&cfg.KVMount, "kv-mount", "KEYBROKER_KV_MOUNT", "byok", "KV v2 mount of the keys")
 	f.IntVar(&cfg.MaxVersions, "max-versions", 10, "versions kept per key")
-	f.StringVar(&cfg.AppRoleMount, "approle-mount", envOr("KEYBROKER_APPROLE_MOUNT", "approle"), "AppRole auth mount")
+	ef.String(&cfg.AppRoleMount, "approle-mount", "KEYBROKER_APPROLE_MOUNT", "approle", "AppRole auth mount")
 	f.DurationVar(&cfg.TokenTTL, "token-ttl", 15*time.Minute, "TTL of the roles' tokens")
 	f.DurationVar(&cfg.TokenMaxTTL, "token-max-ttl", time.Hour, "max TTL of the roles' tokens")
 	f.DurationVar(&cfg.SecretIDTTL, "secret-id-ttl", 0, "TTL of the roles' secret ids (0: no expiry)")
 	f.StringSliceVar(&cfg.TokenBoundCIDRs, "token-bound-cidrs", nil, "CIDRs the roles' tokens may be used from")
 	f.DurationVar(&cfg.WrapTTL, "wrap-ttl", 0, "issue one response-wrapped secret id per role with this TTL (e.g. 10m)")
 	f.BoolVar(&cfg.DryRun, "dry-run", false, "report what would change; change nothing")
-	f.StringVar(&namespace, "vault-namespace", envOr("VAULT_NAMESPACE", ""), "Vault Enterprise namespace (VAULT_NAMESPACE)")
+	ef.String(&namespace, "vault-namespace", "VAULT_NAMESPACE", "", "Vault Enterprise namespace")
 
 	var mount string
 	printPolicies := &cobra.Command{
@@ -100,7 +101,7 @@ before it unwraps it).`,
 			return nil
 		},
 	}
-	printPolicies.Flags().StringVar(&mount, "kv-mount", envOr("KEYBROKER_KV_MOUNT", "byok"), "KV v2 mount of the keys")
+	flagsOf(printPolicies).String(&mount, "kv-mount", "KEYBROKER_KV_MOUNT", "byok", "KV v2 mount of the keys")
 	cmd.AddCommand(bootstrap, printPolicies)
 	return cmd
 }

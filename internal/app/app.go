@@ -70,23 +70,29 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 
 	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, StaleIfError: cfg.StaleIfError,
 		Logger: logger, Metrics: broker.NewMetrics(reg)}
+	// hold builds one identity's client, with its token metrics.
+	hold := func(who string, id Identity) (*vault.KV, error) {
+		c, err := cfg.vaultClient(who, id, logger, vaultMetrics)
+		if err != nil {
+			return nil, err
+		}
+		vault.RegisterTokenMetrics(reg, who, c)
+		a.identities = append(a.identities, c)
+		return c.KV(cfg.KVMount), nil
+	}
 	if needsReader(a.mode) {
-		reader, err := cfg.vaultClient("reader", cfg.Reader, logger, vaultMetrics)
+		reader, err := hold("reader", cfg.Reader)
 		if err != nil {
 			return err
 		}
-		vault.RegisterTokenMetrics(reg, "reader", reader)
-		a.identities = append(a.identities, reader)
-		bcfg.Reader = reader.KV(cfg.KVMount)
+		bcfg.Reader = reader
 	}
 	if needsWriter(a.mode) {
-		writer, err := cfg.vaultClient("writer", cfg.Writer, logger, vaultMetrics)
+		writer, err := hold("writer", cfg.Writer)
 		if err != nil {
 			return err
 		}
-		vault.RegisterTokenMetrics(reg, "writer", writer)
-		a.identities = append(a.identities, writer)
-		bcfg.Writer, bcfg.Store, bcfg.Pepper = writer.KV(cfg.KVMount), broker.MetadataStore(a.store), []byte(cfg.Pepper)
+		bcfg.Writer, bcfg.Store, bcfg.Pepper = writer, a.store, []byte(cfg.Pepper)
 	}
 	b, err := broker.New(bcfg)
 	if err != nil {

@@ -83,7 +83,15 @@ func StartVault(ctx context.Context) (*VaultServer, error) {
 	return nil, lastErr
 }
 
+// waitReady waits until the server answers sys/health as active and
+// unsealed (200).
 func (v *VaultServer) waitReady(ctx context.Context) error {
+	return v.waitHealth(ctx, func(status int) bool { return status == http.StatusOK })
+}
+
+// waitHealth polls sys/health until its status satisfies ok, the process
+// exits, or a minute has passed.
+func (v *VaultServer) waitHealth(ctx context.Context, ok func(status int) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
@@ -92,15 +100,15 @@ func (v *VaultServer) waitReady(ctx context.Context) error {
 		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if ok(resp.StatusCode) {
 				return nil
 			}
 		}
 		select {
 		case <-v.proc.done:
-			return fmt.Errorf("vault dev server exited during start-up (%v); its log ends with:\n%s", v.proc.waitErr, v.proc.logTail())
+			return fmt.Errorf("vault server exited during start-up (%v); its log ends with:\n%s", v.proc.waitErr, v.proc.logTail())
 		case <-ctx.Done():
-			return fmt.Errorf("vault dev server at %s not ready: %w; its log ends with:\n%s", v.Addr, ctx.Err(), v.proc.logTail())
+			return fmt.Errorf("vault server at %s not ready: %w; its log ends with:\n%s", v.Addr, ctx.Err(), v.proc.logTail())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -126,24 +134,12 @@ func StartVaultNode(ctx context.Context, dir, addr, configPath string) (*VaultSe
 		return nil, err
 	}
 	v := &VaultServer{Addr: addr, Dir: dir, proc: proc}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, addr+"/v1/sys/health", nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			return v, nil
-		}
-		select {
-		case <-proc.done:
-			return nil, fmt.Errorf("vault server exited during start-up (%v); its log ends with:\n%s", proc.waitErr, proc.logTail())
-		case <-ctx.Done():
-			proc.terminate(syscall.SIGKILL, time.Second)
-			return nil, fmt.Errorf("vault server at %s does not answer: %w", addr, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
+	// Any answer will do: uninitialised (501) and sealed (503) are expected.
+	if err := v.waitHealth(ctx, func(int) bool { return true }); err != nil {
+		proc.terminate(syscall.SIGKILL, time.Second)
+		return nil, err
 	}
+	return v, nil
 }
 
 // Running reports whether the server process is still alive.
