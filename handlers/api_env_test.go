@@ -86,12 +86,13 @@ type api struct {
 	ids    map[string]string // name → token id
 }
 
-// keyGround is what a router runs on: a migrated database, a KV v2 mount
-// of the real Vault, a broker over both (the root token reads and writes),
-// and the token service.
+// keyGround is what a router runs on: the shared harness's ground
+// (keybroker's AppRole identities on a bootstrapped mount, a migrated
+// database, a broker, the token service) and a root-token view of the
+// mount to look behind the API's back.
 type keyGround struct {
 	st           *store.Store
-	kv           *vault.KV
+	kv           *vault.KV // root token
 	keys         *broker.Broker
 	tokens       *auth.Service
 	mount, dbURL string
@@ -99,18 +100,10 @@ type keyGround struct {
 
 func newKeyGround(tb testing.TB, logger *slog.Logger) *keyGround {
 	tb.Helper()
-	addr, rootToken := testenv.Vault(tb)
-	g := &keyGround{mount: testenv.NewKVMount(tb), dbURL: testenv.DatabaseURL(tb)}
-	st := kbtest.NewStore(tb, g.dbURL)
+	kg := kbtest.NewGround(tb, kbtest.Options{Logger: logger, Pepper: "handlers-test-pepper"})
+	ids := kg.Identities
+	g := &keyGround{st: kg.Store, kv: ids.Root.KV(ids.Mount), keys: kg.Broker, tokens: kg.Tokens, mount: ids.Mount, dbURL: kg.DBURL}
 	tb.Cleanup(func() { assertDumpHoldsNoSecret(tb, g.dbURL) })
-	vc, err := vault.New(vault.Config{Address: addr, Token: rootToken, Logger: logger})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	g.st, g.kv, g.tokens = st, vc.KV(g.mount), auth.NewService(st, 0)
-	if g.keys, err = broker.New(broker.Config{Reader: g.kv, Writer: g.kv, Store: st, Pepper: []byte("handlers-test-pepper"), Logger: logger}); err != nil {
-		tb.Fatal(err)
-	}
 	return g
 }
 

@@ -45,7 +45,7 @@ type server struct {
 func startKeybroker(t *testing.T) *server {
 	t.Helper()
 	s := kbtest.Start(t, kbtest.Options{Pepper: pepper})
-	return &server{url: s.URL, token: s.Token, api: s.API, ids: s.Identities, tokens: s.Tokens}
+	return &server{url: s.URL, token: s.OperatorToken, api: s.API, ids: s.Identities, tokens: s.Tokens}
 }
 
 // useCLI points terraform-plugin-testing at one of the CLIs built by

@@ -3,85 +3,12 @@ package vault_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/internal/vaulttest"
-	"github.com/keybroker/keybroker/policies"
 	"github.com/keybroker/keybroker/vault"
 )
-
-func TestBootstrapIsIdempotentAndReportsDrift(t *testing.T) {
-	ctx := context.Background()
-	vs := testenv.StartVault(t) // a Vault of this test's own: bootstrap uses the default names
-	op, err := vault.New(vault.Config{Address: vs.Addr, Token: vs.RootToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, err := op.Bootstrap(ctx, vault.BootstrapConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	joined := strings.Join(first.Changes, "\n")
-	for _, want := range []string{"enable the KV v2 secrets engine at byok/", "write policy keybroker-writer", "write policy keybroker-reader",
-		"write policy keybroker-hosted-writer", "enable the AppRole auth method", "create AppRole role keybroker-writer", "create AppRole role keybroker-reader"} {
-		if !strings.Contains(joined, want) {
-			t.Errorf("first bootstrap did not %q; it did:\n%s", want, joined)
-		}
-	}
-	if first.RoleIDs[policies.Writer] == "" || first.RoleIDs[policies.Reader] == "" {
-		t.Fatalf("role ids: %v", first.RoleIDs)
-	}
-
-	again, err := op.Bootstrap(ctx, vault.BootstrapConfig{})
-	if err != nil || len(again.Changes) != 0 {
-		t.Fatalf("second bootstrap changed %v (%v)", again.Changes, err)
-	}
-	if again.RoleIDs[policies.Writer] != first.RoleIDs[policies.Writer] {
-		t.Fatal("role id changed between runs")
-	}
-
-	// Someone widens the writer's policy and lengthens the reader's tokens.
-	root := vs.Client()
-	if err := root.Sys().PutPolicyWithContext(ctx, policies.Writer, `path "byok/data/*" { capabilities = ["read", "create", "update"] }`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := root.Logical().WriteWithContext(ctx, "auth/approle/role/keybroker-reader", map[string]any{"token_ttl": "24h", "token_max_ttl": "48h"}); err != nil {
-		t.Fatal(err)
-	}
-	dry, err := op.Bootstrap(ctx, vault.BootstrapConfig{DryRun: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	joined = strings.Join(dry.Changes, "\n")
-	if !strings.Contains(joined, "rewrite policy keybroker-writer") || !strings.Contains(joined, "update AppRole role keybroker-reader") || len(dry.Changes) != 2 {
-		t.Fatalf("dry run after drift reported:\n%s", joined)
-	}
-	if hcl, _ := root.Sys().GetPolicyWithContext(ctx, policies.Writer); !strings.Contains(hcl, `"read"`) || strings.Contains(hcl, "keybroker-writer:") {
-		t.Fatal("the dry run changed the policy")
-	}
-	fixed, err := op.Bootstrap(ctx, vault.BootstrapConfig{})
-	if err != nil || len(fixed.Changes) != 2 {
-		t.Fatalf("repair run: %v %v", fixed.Changes, err)
-	}
-	if final, err := op.Bootstrap(ctx, vault.BootstrapConfig{}); err != nil || len(final.Changes) != 0 {
-		t.Fatalf("after repair: %v %v", final.Changes, err)
-	}
-}
-
-func TestBootstrapRefusesAMountOfAnotherKind(t *testing.T) {
-	vs := testenv.StartVault(t)
-	op, err := vault.New(vault.Config{Address: vs.Addr, Token: vs.RootToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The dev server's "secret/" is KV v2; "cubbyhole/" is not KV at all.
-	if _, err := op.Bootstrap(context.Background(), vault.BootstrapConfig{KVMount: "cubbyhole"}); err == nil || !strings.Contains(err.Error(), "not KV v2") {
-		t.Fatalf("bootstrap over cubbyhole: %v", err)
-	}
-}
 
 func TestLeastPrivilege(t *testing.T) {
 	ctx := context.Background()
@@ -158,53 +85,5 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	if err := writer.Destroy(ctx, path); err != nil {
 		t.Fatalf("writer destroy: %v", err)
-	}
-}
-
-func TestWrappedSecretIDIsCheckedBeforeUnwrap(t *testing.T) {
-	ctx := context.Background()
-	ids := vaulttest.Bootstrap(t, vaulttest.Options{Tune: func(c *vault.BootstrapConfig) { c.WrapTTL = 5 * time.Minute }})
-	addr, _ := testenv.Vault(t)
-	wrapped := ids.Result.WrappedSecretIDs[ids.WriterRole]
-	if !strings.HasPrefix(wrapped, "hvs.") && len(wrapped) < 20 {
-		t.Fatalf("wrapped secret id: %q", wrapped)
-	}
-	method, err := vault.AppRole(vault.AppRoleConfig{MountPath: ids.AppRoleMount, RoleID: ids.Result.RoleIDs[ids.WriterRole],
-		RoleName: ids.WriterRole, SecretID: wrapped, Wrapped: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := vaulttest.Start(t, vault.Config{Address: addr, Auth: method})
-	if _, err := c.KV(ids.Mount).Put(ctx, "workspaces/ws1/providers/openai", "sk-wrapped-login-0000000", 0); err != nil {
-		t.Fatalf("put after a wrapped login: %v", err)
-	}
-
-	// The reader's wrapped secret id offered as the writer's: refused, and
-	// not unwrapped (it stays usable for its rightful owner).
-	readerWrapped := ids.Result.WrappedSecretIDs[ids.ReaderRole]
-	bad, err := vault.AppRole(vault.AppRoleConfig{MountPath: ids.AppRoleMount, RoleID: ids.Result.RoleIDs[ids.WriterRole],
-		RoleName: ids.WriterRole, SecretID: readerWrapped, Wrapped: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bad.Login(ctx, testenv.NewVaultClient(t, addr, "")); !errors.Is(err, vault.ErrWrappingTokenRefused) {
-		t.Fatalf("wrong wrapping token: %v", err)
-	}
-	look, err := testenv.NewVaultClient(t, addr, "").Logical().WriteWithContext(ctx, "sys/wrapping/lookup", map[string]any{"token": readerWrapped})
-	if err != nil || look == nil {
-		t.Fatalf("the refused wrapping token was consumed: %v", err)
-	}
-	// A wrapping token of arbitrary data is refused the same way.
-	addr2, rootToken := testenv.Vault(t)
-	rc := testenv.NewVaultClient(t, addr2, rootToken)
-	rc.SetWrappingLookupFunc(func(string, string) string { return "5m" })
-	w, err := rc.Logical().WriteWithContext(ctx, "sys/wrapping/wrap", map[string]any{"secret_id": "not-from-approle"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	forged, _ := vault.AppRole(vault.AppRoleConfig{MountPath: ids.AppRoleMount, RoleID: ids.Result.RoleIDs[ids.WriterRole],
-		RoleName: ids.WriterRole, SecretID: w.WrapInfo.Token, Wrapped: true})
-	if _, err := forged.Login(ctx, testenv.NewVaultClient(t, addr, "")); !errors.Is(err, vault.ErrWrappingTokenRefused) {
-		t.Fatalf("wrapped arbitrary data: %v", err)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/internal/testenv"
@@ -73,19 +72,13 @@ type approleGround struct {
 
 func newApproleGround(t *testing.T, tune func(*vault.BootstrapConfig)) *approleGround {
 	t.Helper()
-	ctx := context.Background()
-	g := &approleGround{ids: vaulttest.Bootstrap(t, vaulttest.Options{Tune: tune}), dir: t.TempDir()}
+	const pepper = "approle-test-pepper-0123456789"
+	kg := kbtest.NewGround(t, kbtest.Options{Pepper: pepper, Vault: vaulttest.Options{Tune: tune}})
+	g := &approleGround{ids: kg.Identities, st: kg.Store, opToken: kg.OperatorToken, dir: t.TempDir()}
 	vaultAddr, _ := testenv.Vault(t)
-	dbURL := testenv.DatabaseURL(t)
-	st := kbtest.NewStore(t, dbURL)
-	g.st = st
-	var err error
-	if g.opToken, _, err = auth.NewService(st, 0).Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "test"}); err != nil {
-		t.Fatal(err)
-	}
-	g.env = []string{"DATABASE_URL=" + dbURL, "VAULT_ADDR=" + vaultAddr, "KEYBROKER_KV_MOUNT=" + g.ids.Mount,
+	g.env = []string{"DATABASE_URL=" + kg.DBURL, "VAULT_ADDR=" + vaultAddr, "KEYBROKER_KV_MOUNT=" + g.ids.Mount,
 		"KEYBROKER_VAULT_AUTH=approle", "KEYBROKER_APPROLE_MOUNT=" + g.ids.AppRoleMount,
-		"KEYBROKER_FINGERPRINT_PEPPER=approle-test-pepper-0123456789"}
+		"KEYBROKER_FINGERPRINT_PEPPER=" + pepper}
 	return g
 }
 

@@ -132,10 +132,6 @@ func (a *App) dependencies() []handlers.Dependency {
 	}
 }
 
-// Handler is the server's HTTP handler (for tests that serve it
-// themselves).
-func (a *App) Handler() http.Handler { return a.handler }
-
 // Run logs the identities in, starts the background work (invalidation
 // listener, reconciler, pprof) and serves HTTP on ln until ctx is done;
 // then in-flight requests get ShutdownGrace to finish. It closes the

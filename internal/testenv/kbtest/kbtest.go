@@ -36,31 +36,35 @@ func NewStore(tb testing.TB, dbURL string) *store.Store {
 	return st
 }
 
-// Server is a keybroker API on loopback over real Vault and PostgreSQL.
-type Server struct {
-	// URL is the API's base URL; Token an operator token; API a client
-	// holding it.
-	URL, Token string
-	API        *client.Client
+// Ground is keybroker's domain over real Vault and PostgreSQL, without a
+// server: bootstrapped Vault identities (as production's), a migrated
+// database, a broker whose writer and reader are those identities, the
+// token service and an operator token.
+type Ground struct {
 	// Identities are the bootstrapped Vault identities (Root holds the root
-	// token, to look behind the API's back).
-	Identities *vaulttest.Identities
-	Store      *store.Store
-	DBURL      string
-	Broker     *broker.Broker
-	Tokens     *auth.Service
+	// token, to look behind keybroker's back).
+	Identities    *vaulttest.Identities
+	DBURL         string
+	Store         *store.Store
+	Broker        *broker.Broker
+	Tokens        *auth.Service
+	OperatorToken string
 }
 
-// Options tune Start.
+// Options tune NewGround and Start.
 type Options struct {
 	// Pepper keys the fingerprints. Default: a fixed test pepper.
 	Pepper string
-	// Logger of the broker and the router. Default: discard.
+	// Logger of the broker, the Vault identities and the router. Default:
+	// discard.
 	Logger *slog.Logger
+	// Vault tunes the bootstrap and the identities (its Logger defaults to
+	// Logger).
+	Vault vaulttest.Options
 }
 
-// Start serves keybroker's API (mode all) for the test.
-func Start(t testing.TB, opts Options) *Server {
+// NewGround builds a Ground for the test.
+func NewGround(t testing.TB, opts Options) *Ground {
 	t.Helper()
 	if opts.Pepper == "" {
 		opts.Pepper = "kbtest-pepper-0123456789"
@@ -68,24 +72,46 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	ctx := context.Background()
-	s := &Server{Identities: vaulttest.Bootstrap(t, vaulttest.Options{}), DBURL: testenv.DatabaseURL(t)}
-	s.Store = NewStore(t, s.DBURL)
-	ids := s.Identities
+	if opts.Vault.Logger == nil {
+		opts.Vault.Logger = opts.Logger
+	}
+	g := &Ground{Identities: vaulttest.Bootstrap(t, opts.Vault), DBURL: testenv.DatabaseURL(t)}
+	g.Store = NewStore(t, g.DBURL)
+	ids := g.Identities
 	var err error
-	s.Broker, err = broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: s.Store,
+	g.Broker, err = broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: g.Store,
 		Pepper: []byte(opts.Pepper), Logger: opts.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Tokens = auth.NewService(s.Store, 0)
-	if s.Token, _, err = s.Tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "kbtest"}); err != nil {
+	g.Tokens = auth.NewService(g.Store, 0)
+	if g.OperatorToken, _, err = g.Tokens.Create(context.Background(), auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "kbtest"}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(handlers.NewRouter(handlers.Options{Keys: s.Broker, Tokens: s.Tokens, Logger: opts.Logger}))
+	return g
+}
+
+// Server is a Ground served by keybroker's router (mode all) on loopback.
+type Server struct {
+	*Ground
+	// URL is the API's base URL; API a client holding the operator token.
+	URL string
+	API *client.Client
+}
+
+// Start serves a new Ground's API for the test.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	g := NewGround(t, opts)
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	srv := httptest.NewServer(handlers.NewRouter(handlers.Options{Keys: g.Broker, Tokens: g.Tokens, Logger: logger}))
 	t.Cleanup(srv.Close)
-	s.URL = srv.URL
-	if s.API, err = client.New(client.Config{Address: srv.URL, Token: s.Token}); err != nil {
+	s := &Server{Ground: g, URL: srv.URL}
+	var err error
+	if s.API, err = client.New(client.Config{Address: srv.URL, Token: g.OperatorToken}); err != nil {
 		t.Fatal(err)
 	}
 	return s

@@ -3,11 +3,9 @@ package broker_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/vault"
@@ -68,36 +66,6 @@ func TestSetResolveDeleteFallsBackToHosted(t *testing.T) {
 	if r, _ := e.b.Resolve(ctx, ws, "openai"); r.APIKey != again {
 		t.Fatal("resolve after re-create does not return the new key")
 	}
-}
-
-func TestRotationIsSeenAtOnceHereAndWithinTTLElsewhere(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, nil)
-	ws := e.workspc
-	other := e.another(t, func(c *broker.Config) { c.CacheTTL = 2 * time.Second })
-	first, second := newKey(t, "anthropic"), newKey(t, "anthropic")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: first}); err != nil {
-		t.Fatal(err)
-	}
-	if r, err := other.Resolve(ctx, ws, "anthropic"); err != nil || r.APIKey != first {
-		t.Fatalf("other replica before rotation: %v %v", r, err)
-	}
-	res, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: second, ExpectedVersion: 1})
-	if err != nil || res.Created || res.Meta.Version != 2 {
-		t.Fatalf("rotate: %+v %v", res, err)
-	}
-	if r, err := e.b.Resolve(ctx, ws, "anthropic"); err != nil || r.APIKey != second || r.Version != 2 {
-		t.Fatalf("same replica right after rotation: %v %v", r, err)
-	}
-	// The other replica still serves its cached copy (push invalidation
-	// comes with LISTEN/NOTIFY), then the new key once its TTL is over.
-	if r, _ := other.Resolve(ctx, ws, "anthropic"); r.APIKey != first {
-		t.Fatal("other replica dropped its cache entry before the TTL")
-	}
-	waitFor(t, 5*time.Second, "other replica sees the rotated key", func() bool {
-		r, err := other.Resolve(ctx, ws, "anthropic")
-		return err == nil && r.APIKey == second
-	})
 }
 
 func TestConcurrentRotationsWithTheSameExpectedVersion(t *testing.T) {
@@ -191,67 +159,6 @@ func assertMetadataMatchesVault(t *testing.T, e *env, ws, provider string) broke
 		t.Fatal("metadata fingerprint or preview is not the current key's")
 	}
 	return meta
-}
-
-func TestColdHerdMakesOneVaultRead(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, nil)
-	ws := e.workspc
-	key := newKey(t, "google")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "google", APIKey: key}); err != nil {
-		t.Fatal(err)
-	}
-	// A fresh replica: nothing cached.
-	cold := e.another(t, nil)
-	before := e.reads.Reads()
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	var failures sync.Map
-	for i := range 200 {
-		wg.Go(func() {
-			<-start
-			r, err := cold.Resolve(ctx, ws, "google")
-			if err != nil || r.APIKey != key {
-				failures.Store(i, fmt.Sprint(err))
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	failures.Range(func(k, v any) bool { t.Errorf("resolve %v: %v", k, v); return true })
-	if n := e.reads.Reads() - before; n != 1 {
-		t.Fatalf("200 concurrent cold resolves made %d Vault reads, want 1", n)
-	}
-}
-
-func TestNegativeAnswerIsCachedBriefly(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, func(c *broker.Config) { c.NegativeCacheTTL = 300 * time.Millisecond })
-	ws := e.workspc
-	hosted := newKey(t, "mistral")
-	e.setHosted(t, "mistral", hosted)
-	if _, err := e.b.Resolve(ctx, ws, "mistral"); err != nil {
-		t.Fatal(err)
-	}
-	before := e.reads.Reads()
-	for range 20 {
-		if r, err := e.b.Resolve(ctx, ws, "mistral"); err != nil || r.APIKey != hosted {
-			t.Fatalf("%v %v", r, err)
-		}
-	}
-	if n := e.reads.Reads() - before; n != 0 {
-		t.Fatalf("%d Vault reads for cached answers (BYOK absent, hosted present)", n)
-	}
-	// A BYOK key written behind keybroker's back shows once the negative
-	// entry expires.
-	own := newKey(t, "mistral")
-	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "mistral").VaultPath(), own, 0); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 3*time.Second, "BYOK key written out of band is resolved", func() bool {
-		r, err := e.b.Resolve(ctx, ws, "mistral")
-		return err == nil && r.APIKey == own && r.IsBYOK
-	})
 }
 
 func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
@@ -370,46 +277,6 @@ func TestPurgeWorkspaceDestroysEveryVersion(t *testing.T) {
 	}
 }
 
-func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, nil)
-	ws := e.workspc
-
-	// A writer that died after Vault accepted its write: the row is pending
-	// with the new key's preview, Vault has version 1.
-	written := newKey(t, "openai")
-	ch := broker.Change{ID: "00000000-0000-4000-8000-000000000001", Op: broker.OpSet, By: "alice",
-		MaskedKey: broker.MaskKey(written), Fingerprint: broker.Fingerprint(e.cfg.Pepper, written)}
-	if _, err := e.store.BeginChange(ctx, ws, "openai", ch); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai").VaultPath(), written, 0); err != nil {
-		t.Fatal(err)
-	}
-	// A writer that died before reaching Vault.
-	lost := newKey(t, "anthropic")
-	ch2 := broker.Change{ID: "00000000-0000-4000-8000-000000000002", Op: broker.OpSet, By: "bob",
-		MaskedKey: broker.MaskKey(lost), Fingerprint: broker.Fingerprint(e.cfg.Pepper, lost)}
-	if _, err := e.store.BeginChange(ctx, ws, "anthropic", ch2); err != nil {
-		t.Fatal(err)
-	}
-
-	rep, err := e.b.Reconcile(ctx, 0)
-	if err != nil || rep.Completed != 1 || rep.Aborted != 1 || rep.Failed != 0 {
-		t.Fatalf("reconcile: %+v %v", rep, err)
-	}
-	meta := assertMetadataMatchesVault(t, e, ws, "openai")
-	if meta.UpdatedBy != "alice" {
-		t.Fatalf("completed row: %+v", meta)
-	}
-	if _, err := e.b.GetKey(ctx, ws, "anthropic"); !errors.Is(err, broker.ErrNotFound) {
-		t.Fatalf("aborted create left metadata: %v", err)
-	}
-	if pending, _ := e.store.ListPending(ctx, 0); len(pending) != 0 {
-		t.Fatalf("still pending: %+v", pending)
-	}
-}
-
 func TestResolverOnlyBrokerCannotWrite(t *testing.T) {
 	e := newEnv(t, nil)
 	b, err := broker.New(broker.Config{Reader: e.cfg.Reader})
@@ -418,55 +285,5 @@ func TestResolverOnlyBrokerCannotWrite(t *testing.T) {
 	}
 	if _, err := b.SetKey(context.Background(), broker.SetKeyRequest{Actor: alice, Workspace: e.workspc, Provider: "openai", APIKey: newKey(t, "openai")}); !errors.Is(err, broker.ErrNotConfigured) {
 		t.Fatalf("set on a resolver-only broker: %v", err)
-	}
-}
-
-func TestReconcileRepairsDriftMadeInVaultDirectly(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, nil)
-	ws := e.workspc
-	k1, k2, orphan := newKey(t, "openai"), newKey(t, "openai"), newKey(t, "exa")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k1}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: newKey(t, "anthropic")}); err != nil {
-		t.Fatal(err)
-	}
-	// Behind keybroker's back: a rotation, a delete, a key with no row.
-	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai").VaultPath(), k2, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.rootKV.DeleteVersion(ctx, broker.WorkspaceKey(ws, "anthropic").VaultPath(), 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "exa").VaultPath(), orphan, 0); err != nil {
-		t.Fatal(err)
-	}
-
-	// A writer-only broker (admin mode) cannot read keys: it reports what
-	// it cannot fix and fixes the delete.
-	writerOnly, err := broker.New(broker.Config{Writer: e.cfg.Writer, Store: e.store, Pepper: e.cfg.Pepper, Logger: testLogger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := writerOnly.Reconcile(ctx, 0)
-	if err != nil || rep.Repaired != 1 || len(rep.Unrepaired) != 2 {
-		t.Fatalf("writer-only reconcile: %+v %v", rep, err)
-	}
-	if _, err := e.b.GetKey(ctx, ws, "anthropic"); !errors.Is(err, broker.ErrNotFound) {
-		t.Fatalf("a key deleted in Vault kept its metadata: %v", err)
-	}
-
-	rep, err = e.b.Reconcile(ctx, 0)
-	if err != nil || rep.Repaired != 2 || len(rep.Unrepaired) != 0 {
-		t.Fatalf("reconcile with both identities: %+v %v", rep, err)
-	}
-	assertMetadataMatchesVault(t, e, ws, "openai")
-	meta := assertMetadataMatchesVault(t, e, ws, "exa")
-	if meta.CreatedBy != "reconciler" {
-		t.Fatalf("adopted key: %+v", meta)
-	}
-	if rep, err := e.b.Reconcile(ctx, 0); err != nil || rep.Repaired != 0 || len(rep.Unrepaired) != 0 {
-		t.Fatalf("a second reconcile found more: %+v %v", rep, err)
 	}
 }

@@ -1,0 +1,99 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/keybroker/keybroker/broker"
+)
+
+func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+
+	// A writer that died after Vault accepted its write: the row is pending
+	// with the new key's preview, Vault has version 1.
+	written := newKey(t, "openai")
+	ch := broker.Change{ID: "00000000-0000-4000-8000-000000000001", Op: broker.OpSet, By: "alice",
+		MaskedKey: broker.MaskKey(written), Fingerprint: broker.Fingerprint(e.cfg.Pepper, written)}
+	if _, err := e.store.BeginChange(ctx, ws, "openai", ch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai").VaultPath(), written, 0); err != nil {
+		t.Fatal(err)
+	}
+	// A writer that died before reaching Vault.
+	lost := newKey(t, "anthropic")
+	ch2 := broker.Change{ID: "00000000-0000-4000-8000-000000000002", Op: broker.OpSet, By: "bob",
+		MaskedKey: broker.MaskKey(lost), Fingerprint: broker.Fingerprint(e.cfg.Pepper, lost)}
+	if _, err := e.store.BeginChange(ctx, ws, "anthropic", ch2); err != nil {
+		t.Fatal(err)
+	}
+
+	rep, err := e.b.Reconcile(ctx, 0)
+	if err != nil || rep.Completed != 1 || rep.Aborted != 1 || rep.Failed != 0 {
+		t.Fatalf("reconcile: %+v %v", rep, err)
+	}
+	meta := assertMetadataMatchesVault(t, e, ws, "openai")
+	if meta.UpdatedBy != "alice" {
+		t.Fatalf("completed row: %+v", meta)
+	}
+	if _, err := e.b.GetKey(ctx, ws, "anthropic"); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("aborted create left metadata: %v", err)
+	}
+	if pending, _ := e.store.ListPending(ctx, 0); len(pending) != 0 {
+		t.Fatalf("still pending: %+v", pending)
+	}
+}
+
+func TestReconcileRepairsDriftMadeInVaultDirectly(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	k1, k2, orphan := newKey(t, "openai"), newKey(t, "openai"), newKey(t, "exa")
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: newKey(t, "anthropic")}); err != nil {
+		t.Fatal(err)
+	}
+	// Behind keybroker's back: a rotation, a delete, a key with no row.
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai").VaultPath(), k2, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rootKV.DeleteVersion(ctx, broker.WorkspaceKey(ws, "anthropic").VaultPath(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "exa").VaultPath(), orphan, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// A writer-only broker (admin mode) cannot read keys: it reports what
+	// it cannot fix and fixes the delete.
+	writerOnly, err := broker.New(broker.Config{Writer: e.cfg.Writer, Store: e.store, Pepper: e.cfg.Pepper, Logger: testLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := writerOnly.Reconcile(ctx, 0)
+	if err != nil || rep.Repaired != 1 || len(rep.Unrepaired) != 2 {
+		t.Fatalf("writer-only reconcile: %+v %v", rep, err)
+	}
+	if _, err := e.b.GetKey(ctx, ws, "anthropic"); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("a key deleted in Vault kept its metadata: %v", err)
+	}
+
+	rep, err = e.b.Reconcile(ctx, 0)
+	if err != nil || rep.Repaired != 2 || len(rep.Unrepaired) != 0 {
+		t.Fatalf("reconcile with both identities: %+v %v", rep, err)
+	}
+	assertMetadataMatchesVault(t, e, ws, "openai")
+	meta := assertMetadataMatchesVault(t, e, ws, "exa")
+	if meta.CreatedBy != "reconciler" {
+		t.Fatalf("adopted key: %+v", meta)
+	}
+	if rep, err := e.b.Reconcile(ctx, 0); err != nil || rep.Repaired != 0 || len(rep.Unrepaired) != 0 {
+		t.Fatalf("a second reconcile found more: %+v %v", rep, err)
+	}
+}
