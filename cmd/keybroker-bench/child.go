@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keybroker/keybroker/internal/devenv"
 )
 
 // child is a server the benchmark runs as its own process, as production
@@ -56,28 +58,16 @@ func startChild(ctx context.Context, dir, name, bin string, setup func(listen st
 	}
 	go func() { _ = c.cmd.Wait(); logFile.Close(); close(c.done) }()
 
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(c.url + readyPath)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return c, nil
-			}
-		}
-		select {
-		case <-c.done:
+	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := devenv.WaitHTTP(waitCtx, c.url+readyPath, nil, c.done); err != nil {
+		c.stop()
+		if errors.Is(err, devenv.ErrExited) {
 			return nil, fmt.Errorf("%s exited while starting: %s", name, c.logTail())
-		case <-ctx.Done():
-			c.stop()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
 		}
-		if time.Now().After(deadline) {
-			c.stop()
-			return nil, fmt.Errorf("%s not ready after 60s: %s", name, c.logTail())
-		}
+		return nil, fmt.Errorf("%s not ready: %w: %s", name, err, c.logTail())
 	}
+	return c, nil
 }
 
 // stop asks the process to end and kills it after 10 s.

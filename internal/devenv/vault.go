@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -94,24 +95,14 @@ func (v *VaultServer) waitReady(ctx context.Context) error {
 func (v *VaultServer) waitHealth(ctx context.Context, ok func(status int) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, v.Addr+"/v1/sys/health", nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if ok(resp.StatusCode) {
-				return nil
-			}
-		}
-		select {
-		case <-v.proc.done:
-			return fmt.Errorf("vault server exited during start-up (%v); its log ends with:\n%s", v.proc.waitErr, v.proc.logTail())
-		case <-ctx.Done():
-			return fmt.Errorf("vault server at %s not ready: %w; its log ends with:\n%s", v.Addr, ctx.Err(), v.proc.logTail())
-		case <-time.After(100 * time.Millisecond):
-		}
+	err := WaitHTTP(ctx, v.Addr+"/v1/sys/health", ok, v.proc.done)
+	if errors.Is(err, ErrExited) {
+		return fmt.Errorf("vault server exited during start-up (%v); its log ends with:\n%s", v.proc.waitErr, v.proc.logTail())
 	}
+	if err != nil {
+		return fmt.Errorf("vault server: %w; its log ends with:\n%s", err, v.proc.logTail())
+	}
+	return nil
 }
 
 // StartVaultNode runs `vault server -config=configPath` in dir (a folder

@@ -1,9 +1,11 @@
 package testenv
 
 import (
-	"net/http"
+	"context"
 	"testing"
 	"time"
+
+	"github.com/keybroker/keybroker/internal/devenv"
 )
 
 // WaitReady polls url (e.g. a keybroker's /readyz) until it answers 200,
@@ -11,30 +13,13 @@ import (
 // has not within within.
 func WaitReady(t testing.TB, url string, within time.Duration, describe func() string) {
 	t.Helper()
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(within)
-	var lastErr error
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			err = &statusError{resp.StatusCode}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	if err := devenv.WaitHTTP(ctx, url, nil, nil); err != nil {
+		text := ""
+		if describe != nil {
+			text = describe()
 		}
-		lastErr = err
-		if time.Now().After(deadline) {
-			text := ""
-			if describe != nil {
-				text = describe()
-			}
-			t.Fatalf("testenv: %s not ready within %v (%v)\n%s", url, within, lastErr, text)
-		}
-		time.Sleep(100 * time.Millisecond)
+		t.Fatalf("testenv: %v\n%s", err, text)
 	}
 }
-
-type statusError struct{ status int }
-
-func (e *statusError) Error() string { return "answered " + http.StatusText(e.status) }
