@@ -146,18 +146,10 @@ func TestHotKeysAreRefreshedInTheBackground(t *testing.T) {
 	// moves the clock past the old entry's expiry. Every resolve but the
 	// first must be a hit.
 	const ttl, rounds = 10 * time.Minute, 4
-	var clock atomic.Int64
-	start := time.Now()
+	clock := newTestClock()
 	reader := &versionTaggingReader{}
 	ctx := context.Background()
-	reg := prometheus.NewRegistry()
-	e := newEnv(t, func(c *broker.Config) {
-		reader.KeyReader = c.Reader
-		c.Reader = reader
-		c.CacheTTL = ttl
-		c.Metrics = broker.NewMetrics(reg)
-		c.Now = func() time.Time { return start.Add(time.Duration(clock.Load())) }
-	})
+	e := newEnv(t, onTestClock(clock, ttl, func(r broker.KeyReader) broker.KeyReader { reader.KeyReader = r; return reader }))
 	ws := e.workspc
 	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: newKey(t, "openai")}); err != nil {
 		t.Fatal(err)
@@ -176,7 +168,7 @@ func TestHotKeysAreRefreshedInTheBackground(t *testing.T) {
 		// The current entry was read at (round-1)*0.9 TTL: 0.9 TTL later
 		// it is due for a refresh and still fresh, and so is the refreshed
 		// entry, read now, until (round+1)*0.9 TTL.
-		clock.Store(int64(time.Duration(round) * ttl * 9 / 10))
+		clock.Set(time.Duration(round) * ttl * 9 / 10)
 		reader.tag.Store(int64(round) * versionTag)
 		waitFor(t, 30*time.Second, fmt.Sprintf("round %d's refreshed entry is served", round), func() bool {
 			return resolve().Version >= round*versionTag
@@ -247,17 +239,9 @@ func TestBackgroundRefreshesAreBounded(t *testing.T) {
 	// exact. The TTL is long so that the cache's wall-clock eviction never
 	// comes into it.
 	const keys, ttl = 40, 10 * time.Minute
-	var clock atomic.Int64 // nanoseconds past start
-	start := time.Now()
+	clock := newTestClock()
 	reader := &slowCountingReader{}
-	reg := prometheus.NewRegistry()
-	e := newEnv(t, func(c *broker.Config) {
-		reader.KeyReader = c.Reader
-		c.Reader = reader
-		c.CacheTTL = ttl
-		c.Metrics = broker.NewMetrics(reg)
-		c.Now = func() time.Time { return start.Add(time.Duration(clock.Load())) }
-	})
+	e := newEnv(t, onTestClock(clock, ttl, func(r broker.KeyReader) broker.KeyReader { reader.KeyReader = r; return reader }))
 	ctx := context.WithValue(context.Background(), backgroundMarker{}, true)
 	for i := range keys {
 		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: fmt.Sprintf("%s-%d", e.workspc, i), Provider: "openai", APIKey: newKey(t, "openai")}); err != nil {
@@ -272,7 +256,7 @@ func TestBackgroundRefreshesAreBounded(t *testing.T) {
 	// Every entry is due for a refresh after 85 % of the TTL and expires at
 	// 100 %: hit them all, from many goroutines, in between, until the
 	// refreshes are done.
-	clock.Store(int64(ttl * 86 / 100))
+	clock.Set(ttl * 86 / 100)
 	var wg sync.WaitGroup
 	for i := range keys {
 		wg.Go(func() {
@@ -297,5 +281,31 @@ func TestBackgroundRefreshesAreBounded(t *testing.T) {
 	}
 	if misses != keys {
 		t.Fatalf("%.0f cache misses; want %d (the first reads only)", misses, keys)
+	}
+}
+
+// testClock is a broker clock (broker.Config.Now) that moves only when the
+// test sets it.
+type testClock struct {
+	start  time.Time
+	offset atomic.Int64 // nanoseconds past start
+}
+
+func newTestClock() *testClock { return &testClock{start: time.Now()} }
+
+func (c *testClock) Now() time.Time { return c.start.Add(time.Duration(c.offset.Load())) }
+
+// Set puts the clock d past its start.
+func (c *testClock) Set(d time.Duration) { c.offset.Store(int64(d)) }
+
+// onTestClock configures a broker for the refresh tests: the test's clock,
+// a TTL long enough that the cache's wall-clock eviction never comes into
+// it, metrics of its own, and the Vault reader wrapped by wrap.
+func onTestClock(clock *testClock, ttl time.Duration, wrap func(broker.KeyReader) broker.KeyReader) func(*broker.Config) {
+	return func(c *broker.Config) {
+		c.Reader = wrap(c.Reader)
+		c.CacheTTL = ttl
+		c.Metrics = broker.NewMetrics(prometheus.NewRegistry())
+		c.Now = clock.Now
 	}
 }
