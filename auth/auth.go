@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -22,13 +23,16 @@ import (
 type Role string
 
 const (
-	// RoleOperator may do everything, including purging workspaces.
+	// RoleOperator manages everything, including purging workspaces and
+	// the global audit trail, but never resolves: no operator token can
+	// read a key.
 	RoleOperator Role = "operator"
 	// RoleAdmin manages the keys of its listed workspaces.
 	RoleAdmin Role = "admin"
 	// RoleReader reads key metadata of its listed workspaces.
 	RoleReader Role = "reader"
-	// RoleResolver may only resolve keys (the execution path).
+	// RoleResolver may only resolve keys (the execution path), of every
+	// workspace or, when the token lists workspaces, of those only.
 	RoleResolver Role = "resolver"
 )
 
@@ -83,14 +87,16 @@ const (
 	ActionReadKeys             // list and get key metadata
 	ActionManageKeys           // set, rotate, delete, roll back, versions, audit
 	ActionPurgeWorkspace
-	ActionResolve
+	ActionResolve     // the workspace is the one resolved for
+	ActionGlobalAudit // the operator-wide trail
 )
 
 // Allowed reports whether p may do action on workspace ("" for actions
 // that concern no workspace).
 func (p Principal) Allowed(action Action, workspace string) bool {
 	if p.Role == RoleOperator {
-		return true
+		// Everything but reading a key.
+		return action != ActionResolve
 	}
 	switch action {
 	case ActionListProviders:
@@ -100,40 +106,21 @@ func (p Principal) Allowed(action Action, workspace string) bool {
 	case ActionManageKeys:
 		return p.Role == RoleAdmin && slices.Contains(p.Workspaces, workspace)
 	case ActionResolve:
-		return p.Role == RoleResolver
+		return p.Role == RoleResolver && (len(p.Workspaces) == 0 || slices.Contains(p.Workspaces, workspace))
 	}
 	return false
 }
 
 // Store is what auth needs of PostgreSQL.
 type Store interface {
-	CreateToken(ctx context.Context, rec store.TokenRecord, ev store.AuditEvent) error
+	CreateToken(ctx context.Context, rec store.TokenRecord, evs []store.AuditEvent) error
 	TokenByHash(ctx context.Context, hash []byte) (store.TokenRecord, error)
 	ListTokens(ctx context.Context) ([]store.TokenRecord, error)
 	RevokeToken(ctx context.Context, id string, ev store.AuditEvent) error
-	AppendAudit(ctx context.Context, ev store.AuditEvent) error
+	AppendAudits(ctx context.Context, evs []store.AuditEvent) error
 }
 
 var _ Store = (*store.Store)(nil)
-
-// Service authenticates tokens and manages them.
-type Service struct {
-	store Store
-	// trustWithoutStore is how long a token validated against the store
-	// stays trusted while the store is unreachable, so that resolves keep
-	// working through a PostgreSQL outage. Revocation is checked on every
-	// request while the store answers.
-	trustWithoutStore time.Duration
-
-	// fresh is how long a validation is used without asking PostgreSQL
-	// again: revocation reaches this replica at once (Revoke, or the
-	// invalidation channel: Forget), so the database is not queried on
-	// every request.
-	fresh time.Duration
-
-	mu        sync.Mutex
-	validated map[[32]byte]validation
-}
 
 type validation struct {
 	principal Principal
@@ -141,14 +128,85 @@ type validation struct {
 	at        time.Time
 }
 
-// NewService returns a token service over st. trustWithoutStore (default
-// 5 min when 0; negative disables) bounds how long a recently validated
-// token is accepted while PostgreSQL is down.
-func NewService(st Store, trustWithoutStore time.Duration) *Service {
-	if trustWithoutStore == 0 {
-		trustWithoutStore = 5 * time.Minute
+// Service authenticates tokens and manages them.
+type Service struct {
+	store Store
+	opts  Options
+
+	mu        sync.Mutex
+	validated map[[32]byte]validation
+	// unknown remembers hashes PostgreSQL did not know, briefly, so that
+	// a caller sending made-up tokens cannot make a query per request.
+	unknown map[[32]byte]time.Time
+
+	denials *denialRecorder
+}
+
+// Options tune a Service; zero values take the defaults stated.
+type Options struct {
+	// TrustWithoutStore is how long a token validated against PostgreSQL
+	// stays trusted while PostgreSQL cannot be reached, so that resolves
+	// keep working through an outage. The trade-off: a token revoked
+	// during the outage keeps working on a replica that validated it until
+	// the window ends. Default: 5 min; negative: none (an outage refuses
+	// every request with 503).
+	TrustWithoutStore time.Duration
+	// Fresh is how long a validation is used without asking PostgreSQL
+	// again (revocation reaches every replica at once through NOTIFY).
+	// Default: 10s.
+	Fresh time.Duration
+	// UnknownTTL is how long an unknown token's hash is remembered.
+	// Default: 30s. A token created in that window on another replica is
+	// not affected: it has another hash.
+	UnknownTTL time.Duration
+	// MaxRemembered bounds both the validated and the unknown sets.
+	// Default: 100000 each.
+	MaxRemembered int
+	// LookupTimeout bounds the PostgreSQL lookup of one token. Default: 2s.
+	LookupTimeout time.Duration
+	// DenialInterval is the window over which denials of one token, scope
+	// and action are written as one audit row with a count. Default: 1 min.
+	DenialInterval time.Duration
+	// Now is the clock (tests). Default: time.Now.
+	Now func() time.Time
+	// Logger receives failures of background work. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.TrustWithoutStore == 0 {
+		o.TrustWithoutStore = 5 * time.Minute
 	}
-	return &Service{store: st, trustWithoutStore: trustWithoutStore, fresh: 10 * time.Second, validated: make(map[[32]byte]validation)}
+	if o.Fresh == 0 {
+		o.Fresh = 10 * time.Second
+	}
+	if o.UnknownTTL == 0 {
+		o.UnknownTTL = 30 * time.Second
+	}
+	if o.MaxRemembered <= 0 {
+		o.MaxRemembered = 100_000
+	}
+	if o.LookupTimeout <= 0 {
+		o.LookupTimeout = 2 * time.Second
+	}
+	if o.DenialInterval <= 0 {
+		o.DenialInterval = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// NewService returns a token service over st.
+func NewService(st Store, opts Options) *Service {
+	opts = opts.withDefaults()
+	s := &Service{store: st, opts: opts, validated: make(map[[32]byte]validation), unknown: make(map[[32]byte]time.Time)}
+	s.denials = newDenialRecorder(st, opts.DenialInterval, opts.Now)
+	return s
 }
 
 // Hash returns the SHA-256 of a token, as stored.
@@ -170,14 +228,25 @@ func NewToken() (token, id string, err error) {
 
 // CreateRequest describes a token to create.
 type CreateRequest struct {
-	Role        Role
-	Workspaces  []string
-	TTL         time.Duration // 0: never expires
+	Role       Role
+	Workspaces []string
+	// TTL is the token's lifetime. 0 takes the default: DefaultTTL, or
+	// MaxOperatorTTL for an operator token (which may not live longer).
+	TTL time.Duration
+	// NoExpiry makes a token that never expires; it must be asked for
+	// by name (and is reported by `token list`).
+	NoExpiry    bool
 	Description string
 	CreatedBy   string
 	RemoteAddr  string
 	RequestID   string
 }
+
+// Token lifetimes.
+const (
+	DefaultTTL     = 90 * 24 * time.Hour
+	MaxOperatorTTL = 30 * 24 * time.Hour
+)
 
 // Create mints and stores a token. The plaintext is returned once and kept
 // nowhere.
@@ -189,16 +258,17 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (string, store.
 	if needsWorkspaces && len(req.Workspaces) == 0 {
 		return "", store.TokenRecord{}, fmt.Errorf("%w: an %s token needs at least one workspace", ErrInvalid, req.Role)
 	}
-	if !needsWorkspaces && len(req.Workspaces) > 0 {
-		return "", store.TokenRecord{}, fmt.Errorf("%w: a %s token takes no workspaces", ErrInvalid, req.Role)
+	if req.Role == RoleOperator && len(req.Workspaces) > 0 {
+		return "", store.TokenRecord{}, fmt.Errorf("%w: an operator token takes no workspaces", ErrInvalid)
 	}
 	for _, ws := range req.Workspaces {
 		if !ids.Valid(ws) {
 			return "", store.TokenRecord{}, fmt.Errorf("%w: workspace id %q must match %s", ErrInvalid, ws, ids.Rule)
 		}
 	}
-	if req.TTL < 0 {
-		return "", store.TokenRecord{}, fmt.Errorf("%w: ttl must not be negative", ErrInvalid)
+	ttl, err := tokenTTL(req)
+	if err != nil {
+		return "", store.TokenRecord{}, err
 	}
 	token, id, err := NewToken()
 	if err != nil {
@@ -212,19 +282,52 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (string, store.
 	if rec.Workspaces == nil {
 		rec.Workspaces = []string{}
 	}
-	if req.TTL > 0 {
-		exp := time.Now().Add(req.TTL).UTC()
+	if ttl > 0 {
+		exp := s.opts.Now().Add(ttl).UTC()
 		rec.ExpiresAt = &exp
 	}
-	ev := store.AuditEvent{
-		Workspace: strings.Join(req.Workspaces, ","), Action: "token.create", Actor: req.CreatedBy,
-		RemoteAddr: req.RemoteAddr, Outcome: "success", RequestID: req.RequestID,
-		Detail: fmt.Sprintf("%s role=%s", id, req.Role),
+	// One event in the trail of each workspace the token reaches, so each
+	// workspace's admins see it; an operator-wide event for the others.
+	detail := fmt.Sprintf("%s role=%s expires=%s", id, req.Role, expiryText(rec.ExpiresAt))
+	scopes := req.Workspaces
+	if len(scopes) == 0 {
+		scopes = []string{""}
 	}
-	if err := s.store.CreateToken(ctx, rec, ev); err != nil {
+	evs := make([]store.AuditEvent, 0, len(scopes))
+	for _, ws := range scopes {
+		evs = append(evs, store.AuditEvent{Workspace: ws, Action: "token.create", Actor: req.CreatedBy,
+			RemoteAddr: req.RemoteAddr, Outcome: "success", RequestID: req.RequestID, Detail: detail})
+	}
+	if err := s.store.CreateToken(ctx, rec, evs); err != nil {
 		return "", store.TokenRecord{}, errors.Join(ErrUnavailable, err)
 	}
 	return token, rec, nil
+}
+
+// tokenTTL applies the expiry rules to a request.
+func tokenTTL(req CreateRequest) (time.Duration, error) {
+	switch {
+	case req.TTL < 0:
+		return 0, fmt.Errorf("%w: ttl must not be negative", ErrInvalid)
+	case req.NoExpiry && req.TTL > 0:
+		return 0, fmt.Errorf("%w: a token with no expiry takes no ttl", ErrInvalid)
+	case req.NoExpiry:
+		return 0, nil
+	case req.Role == RoleOperator && req.TTL > MaxOperatorTTL:
+		return 0, fmt.Errorf("%w: an operator token lives at most %s (720h); ask for no expiry by name if you must", ErrInvalid, MaxOperatorTTL)
+	case req.TTL > 0:
+		return req.TTL, nil
+	case req.Role == RoleOperator:
+		return MaxOperatorTTL, nil
+	}
+	return DefaultTTL, nil
+}
+
+func expiryText(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return t.Format(time.RFC3339)
 }
 
 // Authenticate returns the principal of a presented token, or
@@ -234,20 +337,26 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 		return Principal{}, ErrUnauthenticated
 	}
 	hash := Hash(token)
-	now := time.Now()
+	now := s.opts.Now()
 	s.mu.Lock()
 	v, ok := s.validated[hash]
+	unknownAt, isUnknown := s.unknown[hash]
 	s.mu.Unlock()
-	if ok && now.Sub(v.at) < s.fresh && (v.expiresAt == nil || now.Before(*v.expiresAt)) {
+	if ok && now.Sub(v.at) < s.opts.Fresh && (v.expiresAt == nil || now.Before(*v.expiresAt)) {
 		return v.principal, nil
 	}
-	rec, err := s.store.TokenByHash(ctx, hash[:])
+	if isUnknown && now.Sub(unknownAt) < s.opts.UnknownTTL {
+		return Principal{}, ErrUnauthenticated
+	}
+	lctx, cancel := context.WithTimeout(ctx, s.opts.LookupTimeout)
+	rec, err := s.store.TokenByHash(lctx, hash[:])
+	cancel()
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.forget(hash)
+		s.rememberUnknown(hash, now)
 		return Principal{}, ErrUnauthenticated
 	case err != nil:
-		return s.trustedWithoutStore(hash, err)
+		return s.trustedWithoutStore(hash, now, err)
 	}
 	// The row was found by its hash; compare again in constant time so
 	// that no code path depends on how much of a hash matched.
@@ -256,23 +365,59 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 	}
 	if rec.RevokedAt != nil || (rec.ExpiresAt != nil && !now.Before(*rec.ExpiresAt)) {
 		s.forget(hash)
+		s.rememberUnknown(hash, now)
 		return Principal{}, ErrUnauthenticated
 	}
 	p := Principal{TokenID: rec.ID, Role: Role(rec.Role), Workspaces: rec.Workspaces}
-	if s.trustWithoutStore > 0 || s.fresh > 0 {
-		s.mu.Lock()
-		s.validated[hash] = validation{principal: p, expiresAt: rec.ExpiresAt, at: now}
-		s.mu.Unlock()
+	s.mu.Lock()
+	if len(s.validated) >= s.opts.MaxRemembered {
+		s.evictOldest(now)
 	}
+	s.validated[hash] = validation{principal: p, expiresAt: rec.ExpiresAt, at: now}
+	s.mu.Unlock()
 	return p, nil
 }
 
-func (s *Service) trustedWithoutStore(hash [32]byte, cause error) (Principal, error) {
+// rememberUnknown notes a hash PostgreSQL does not know (or knows as
+// revoked or expired); when the set is full, stale entries go first and
+// then the set is cleared (a flood of made-up tokens then costs one query
+// per token per UnknownTTL, never more).
+func (s *Service) rememberUnknown(hash [32]byte, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.unknown) >= s.opts.MaxRemembered {
+		for h, at := range s.unknown {
+			if now.Sub(at) >= s.opts.UnknownTTL {
+				delete(s.unknown, h)
+			}
+		}
+		if len(s.unknown) >= s.opts.MaxRemembered {
+			clear(s.unknown)
+		}
+	}
+	s.unknown[hash] = now
+}
+
+// evictOldest drops validations too old to be used even during an outage,
+// or, if none is, every validation (they are rebuilt from PostgreSQL).
+// Called with s.mu held.
+func (s *Service) evictOldest(now time.Time) {
+	keep := max(s.opts.Fresh, s.opts.TrustWithoutStore)
+	for h, v := range s.validated {
+		if now.Sub(v.at) >= keep {
+			delete(s.validated, h)
+		}
+	}
+	if len(s.validated) >= s.opts.MaxRemembered {
+		clear(s.validated)
+	}
+}
+
+func (s *Service) trustedWithoutStore(hash [32]byte, now time.Time, cause error) (Principal, error) {
 	s.mu.Lock()
 	v, ok := s.validated[hash]
 	s.mu.Unlock()
-	now := time.Now()
-	if !ok || now.Sub(v.at) > s.trustWithoutStore || (v.expiresAt != nil && !now.Before(*v.expiresAt)) {
+	if !ok || s.opts.TrustWithoutStore < 0 || now.Sub(v.at) > s.opts.TrustWithoutStore || (v.expiresAt != nil && !now.Before(*v.expiresAt)) {
 		return Principal{}, errors.Join(ErrUnavailable, cause)
 	}
 	return v.principal, nil
@@ -326,14 +471,16 @@ func (s *Service) ForgetAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.validated)
+	clear(s.unknown)
 }
 
-// RecordDenial appends an audit event for a call the principal's role did
-// not allow.
+// RecordDenial notes a call the principal's role did not allow. Denials
+// are aggregated: one audit row per token, workspace, provider and action
+// per interval, with a count, so no caller can flood a trail.
 func (s *Service) RecordDenial(ctx context.Context, p Principal, workspace, provider, route, remoteAddr, requestID string) error {
-	return s.store.AppendAudit(ctx, store.AuditEvent{
-		Workspace: workspace, Provider: provider, Action: "access.denied", Actor: p.Subject(),
-		RemoteAddr: remoteAddr, Outcome: "forbidden", RequestID: requestID,
-		Detail: fmt.Sprintf("role %s may not %s", p.Role, route),
-	})
+	return s.denials.record(ctx, denialKey{token: p.TokenID, role: p.Role, workspace: workspace, provider: provider, route: route},
+		remoteAddr, requestID)
 }
+
+// FlushDenials writes the denials noted so far (at shutdown; tests).
+func (s *Service) FlushDenials(ctx context.Context) error { return s.denials.flush(ctx) }

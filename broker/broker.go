@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	gocache "github.com/patrickmn/go-cache"
 	"golang.org/x/sync/singleflight"
 
@@ -49,6 +50,7 @@ type MetadataStore interface {
 	ListPending(ctx context.Context, olderThan time.Duration) ([]KeyRecord, error)
 	AppendAudit(ctx context.Context, ev AuditEvent) error
 	ListAudit(ctx context.Context, workspace string, before int64, limit int) ([]AuditEvent, error)
+	ListAllAudit(ctx context.Context, before int64, limit int) ([]AuditEvent, error)
 	ListAllKeys(ctx context.Context) ([]KeyRecord, error)
 }
 
@@ -73,6 +75,16 @@ type Config struct {
 	// served while Vault is unreachable (transport errors, 5xx, sealed,
 	// 429). Never after a 403 or a deleted key. Default: 0 (off).
 	StaleIfError time.Duration
+	// MaxEntries bounds the keys held in memory. Past it, a newly read key
+	// is served but not cached (a metric counts it). Default: 100000.
+	MaxEntries int
+	// MaxNegativeEntries bounds the "no key" answers held, apart from the
+	// keys, so made-up workspace ids cannot grow memory or push out real
+	// keys; the least recently used goes first. Default: 10000.
+	MaxNegativeEntries int
+	// MaxColdReads bounds the Vault reads of cache misses in flight at
+	// once; more misses wait for a slot (or their context). Default: 32.
+	MaxColdReads int
 	// Pepper keys the fingerprints. Required for key management.
 	Pepper []byte
 	// Logger. Default: slog.Default().
@@ -100,8 +112,14 @@ type Broker struct {
 	log          *slog.Logger
 	now          func() time.Time
 
-	cache  *gocache.Cache
-	flight singleflight.Group
+	cache      *gocache.Cache
+	maxEntries int
+	// negative holds "no key" answers: size-bounded, least recently used
+	// first out, and never kept past NegativeCacheTTL (no stale-if-error).
+	negative *expirable.LRU[string, *cacheEntry]
+	// coldSlots bounds the Vault reads of misses in flight.
+	coldSlots chan struct{}
+	flight    singleflight.Group
 	// refreshSlots bounds the background refreshes in flight: when many hot
 	// keys come due together (after a restart or a cache flush), Vault gets
 	// a steady trickle instead of a burst of goroutines.
@@ -127,6 +145,15 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.CacheTTL < 0 || cfg.NegativeCacheTTL < 0 || cfg.StaleIfError < 0 {
 		return nil, errors.New("broker: cache TTLs must not be negative")
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = 100_000
+	}
+	if cfg.MaxNegativeEntries <= 0 {
+		cfg.MaxNegativeEntries = 10_000
+	}
+	if cfg.MaxColdReads <= 0 {
+		cfg.MaxColdReads = 32
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -156,6 +183,9 @@ func New(cfg Config) (*Broker, error) {
 		log:          cfg.Logger,
 		now:          cfg.Now,
 		cache:        gocache.New(cfg.CacheTTL, time.Minute),
+		maxEntries:   cfg.MaxEntries,
+		negative:     expirable.NewLRU[string, *cacheEntry](cfg.MaxNegativeEntries, nil, cfg.NegativeCacheTTL),
+		coldSlots:    make(chan struct{}, cfg.MaxColdReads),
 		refreshSlots: make(chan struct{}, maxBackgroundRefreshes),
 	}, nil
 }

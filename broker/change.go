@@ -92,7 +92,7 @@ const reconcilerActor = "reconciler"
 
 func (c *keyChange) audit(outcome string, version int) AuditEvent {
 	ev := AuditEvent{Workspace: c.ref.ScopeID, Provider: c.ref.Provider, Action: c.action, Actor: c.actor.Subject,
-		RemoteAddr: c.actor.RemoteAddr, RequestID: c.actor.RequestID, Outcome: outcome, Detail: c.detail}
+		RemoteAddr: c.actor.RemoteAddr, RequestID: c.actor.RequestID, ClientRequestID: c.actor.ClientRequestID, Outcome: outcome, Detail: c.detail}
 	if version > 0 {
 		ev.Version = &version
 	}

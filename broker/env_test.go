@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/api"
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/keybroker/keybroker/broker"
@@ -139,7 +140,14 @@ func (e *env) another(t testing.TB, tune func(*broker.Config)) *broker.Broker {
 // would.
 func (e *env) setHosted(t testing.TB, provider, key string) {
 	t.Helper()
-	if _, err := e.root.KVv2(e.mount).Put(context.Background(), broker.HostedKey(provider).VaultPath(), map[string]any{vault.ValueField: key}); err != nil {
+	// The mount requires check-and-set: write over the current version.
+	kv := e.root.KVv2(e.mount)
+	path := broker.HostedKey(provider).VaultPath()
+	cas := 0
+	if md, err := kv.GetMetadata(context.Background(), path); err == nil {
+		cas = md.CurrentVersion
+	}
+	if _, err := kv.Put(context.Background(), path, map[string]any{vault.ValueField: key}, api.WithCheckAndSet(cas)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/keybroker/keybroker/ids"
@@ -16,8 +17,9 @@ type Actor struct {
 	Subject string
 	// RemoteAddr is the caller's network address, when known.
 	RemoteAddr string
-	// RequestID ties the change to the request's log lines.
-	RequestID string
+	// RequestID ties the change to the request's log lines (keybroker's
+	// own id); ClientRequestID is the caller's X-Request-Id, if any.
+	RequestID, ClientRequestID string
 }
 
 // KeyMeta is what keybroker says about a key: never the key itself.
@@ -89,6 +91,9 @@ func (b *Broker) SetKey(ctx context.Context, req SetKeyRequest) (SetResult, erro
 		return SetResult{}, err
 	}
 	if err := p.ValidateKey(req.APIKey); err != nil {
+		return SetResult{}, err
+	}
+	if err := b.refuseEchoedMask(ctx, req); err != nil {
 		return SetResult{}, err
 	}
 	if req.ExpectedVersion < 0 {
@@ -215,6 +220,11 @@ type DeleteKeyRequest struct {
 	Provider  string
 	// ExpectedVersion > 0 deletes only if that version is current.
 	ExpectedVersion int
+	// Destroy removes every version and the key's metadata from Vault for
+	// good, instead of soft-deleting the current version (which leaves the
+	// older versions readable by Vault's operators and restorable by them).
+	// It also clears what a plain delete left behind.
+	Destroy bool
 }
 
 // DeleteKey removes the workspace's key: its current KV version is
@@ -233,24 +243,33 @@ func (b *Broker) DeleteKey(ctx context.Context, req DeleteKeyRequest) error {
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", ref, fromVault(err))
 	}
-	if cur, ok := md.Current(); !ok || !cur.Alive() {
+	if cur, ok := md.Current(); !req.Destroy && (!ok || !cur.Alive()) {
 		return fmt.Errorf("delete %s: %w: the workspace has no key for this provider", ref, ErrNotFound)
 	}
 	if req.ExpectedVersion > 0 && md.CurrentVersion != req.ExpectedVersion {
 		return fmt.Errorf("delete %s: current version is %d, not %d: %w", ref, md.CurrentVersion, req.ExpectedVersion, ErrPreconditionFailed)
 	}
-	change, _, err := b.beginChange(ctx, changeRequest{Ref: ref, Actor: req.Actor, Op: OpDelete})
+	detail := "current version soft-deleted; older versions remain in Vault"
+	if req.Destroy {
+		detail = fmt.Sprintf("destroyed: all %d versions and the metadata removed from Vault", len(md.Versions))
+	}
+	change, _, err := b.beginChange(ctx, changeRequest{Ref: ref, Actor: req.Actor, Op: OpDelete, Detail: detail})
 	if err != nil {
 		return err
 	}
 	version := md.CurrentVersion
-	if err := b.writer.DeleteVersion(ctx, ref.VaultPath(), version); err != nil {
+	if req.Destroy {
+		err = b.writer.Destroy(ctx, ref.VaultPath())
+	} else {
+		err = b.writer.DeleteVersion(ctx, ref.VaultPath(), version)
+	}
+	if err != nil {
 		return change.abort(ctx, fromVault(err), version)
 	}
 	if err := change.completeDelete(ctx, version); err != nil {
 		return err
 	}
-	b.log.InfoContext(ctx, "key deleted", "workspace", ref.ScopeID, "provider", ref.Provider, "version", version, "actor", req.Actor.Subject)
+	b.log.InfoContext(ctx, "key deleted", "workspace", ref.ScopeID, "provider", ref.Provider, "version", version, "destroyed", req.Destroy, "actor", req.Actor.Subject)
 	return nil
 }
 
@@ -282,7 +301,7 @@ func (b *Broker) PurgeWorkspace(ctx context.Context, actor Actor, workspace stri
 	}
 	b.evictWorkspace(workspace)
 	audit := AuditEvent{
-		Workspace: workspace, Action: ActionPurge, Actor: actor.Subject, RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID,
+		Workspace: workspace, Action: ActionPurge, Actor: actor.Subject, RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID, ClientRequestID: actor.ClientRequestID,
 		Outcome: OutcomeSuccess, Detail: fmt.Sprintf("%d keys destroyed", destroyed),
 	}
 	if _, err := b.store.PurgeWorkspace(ctx, workspace, audit); err != nil {
@@ -378,4 +397,35 @@ func (b *Broker) Audit(ctx context.Context, workspace string, before int64, limi
 		return nil, fromStore(err)
 	}
 	return evs, nil
+}
+
+// AuditAll returns the global trail (every workspace's events and the
+// operator-wide ones), newest first, with ids below before.
+func (b *Broker) AuditAll(ctx context.Context, before int64, limit int) ([]AuditEvent, error) {
+	if err := b.canManage(); err != nil {
+		return nil, err
+	}
+	evs, err := b.store.ListAllAudit(ctx, before, limit)
+	if err != nil {
+		return nil, fromStore(err)
+	}
+	return evs, nil
+}
+
+// refuseEchoedMask refuses a value that is a masked preview — its own, or
+// the current key's: a page or script echoing the mask back would
+// otherwise replace a working key with its preview.
+func (b *Broker) refuseEchoedMask(ctx context.Context, req SetKeyRequest) error {
+	const why = "the value is a masked preview (%s), not a key: send the full key"
+	if MaskKey(req.APIKey) == req.APIKey {
+		return refuse(ErrInvalidKey, why, "its own")
+	}
+	if !strings.Contains(req.APIKey, "...") {
+		return nil
+	}
+	rec, err := b.store.GetKey(ctx, req.Workspace, req.Provider)
+	if err == nil && rec.MaskedKey != "" && rec.MaskedKey == req.APIKey {
+		return refuse(ErrInvalidKey, why, "the current key's")
+	}
+	return nil
 }

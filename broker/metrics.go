@@ -16,6 +16,7 @@ type Metrics struct {
 	cacheEvicted prometheus.Counter
 	adminActions *prometheus.CounterVec
 	cacheFlushes prometheus.Counter
+	cacheFullC   prometheus.Counter
 }
 
 // NewMetrics creates the broker's metrics and registers them with reg.
@@ -37,11 +38,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		cacheFlushes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keybroker_cache_flushes_total", Help: "Whole-cache flushes (the invalidation listener reconnected).",
 		}),
+		cacheFullC: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keybroker_cache_full_total", Help: "Keys read from Vault but not cached because the cache held its maximum of entries.",
+		}),
 		adminActions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keybroker_admin_actions_total", Help: "Key changes by action and outcome.",
 		}, []string{"action", "outcome"}),
 	}
-	reg.MustRegister(m.resolves, m.cacheLookups, m.cacheStale, m.cacheEvicted, m.cacheFlushes, m.adminActions)
+	reg.MustRegister(m.resolves, m.cacheLookups, m.cacheStale, m.cacheEvicted, m.cacheFlushes, m.cacheFullC, m.adminActions)
 	return m
 }
 
@@ -71,6 +75,12 @@ func (m *Metrics) staleServed() {
 func (m *Metrics) evicted() {
 	if m != nil {
 		m.cacheEvicted.Inc()
+	}
+}
+
+func (m *Metrics) cacheFull() {
+	if m != nil {
+		m.cacheFullC.Inc()
 	}
 }
 

@@ -80,7 +80,14 @@ type AuditEvent struct {
 	MaskedKey   *string
 	Fingerprint *string
 	Detail      string
-	RequestID   string
+	// RequestID is keybroker's own id of the request; ClientRequestID the
+	// caller's X-Request-Id, kept beside it (never in its place: a caller
+	// could otherwise forge the id an investigation follows).
+	RequestID       string
+	ClientRequestID string
+	// Count is how many events the row stands for (aggregated denials);
+	// 0 or 1 is one.
+	Count int
 }
 
 // Invalidation says that a workspace's key for Provider changed on some

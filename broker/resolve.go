@@ -111,8 +111,7 @@ type cacheEntry struct {
 func (b *Broker) lookup(ctx context.Context, ref KeyRef) (*cacheEntry, error) {
 	key := ref.CacheKey()
 	var stale *cacheEntry
-	if v, ok := b.cache.Get(string(key)); ok {
-		e := v.(*cacheEntry)
+	if e, ok := b.cached(key); ok {
 		now := b.now()
 		if now.Before(e.freshUntil) {
 			b.metrics.lookup(true)
@@ -132,9 +131,18 @@ func (b *Broker) lookup(ctx context.Context, ref KeyRef) (*cacheEntry, error) {
 	v, err, _ := b.flight.Do(string(key), func() (any, error) {
 		// Another caller may have refreshed the entry while this one
 		// waited for the flight.
-		if v, ok := b.cache.Get(string(key)); ok && b.now().Before(v.(*cacheEntry).freshUntil) {
-			return v, nil
+		if e, ok := b.cached(key); ok && b.now().Before(e.freshUntil) {
+			return e, nil
 		}
+		// One of MaxColdReads slots, waited for with the first caller's
+		// context: a burst of misses (made-up ids, a flushed cache) reaches
+		// Vault as a bounded trickle.
+		select {
+		case b.coldSlots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for a Vault read slot: %w", errors.Join(ErrUnavailable, ctx.Err()))
+		}
+		defer func() { <-b.coldSlots }()
 		// The read is shared by every caller waiting on this key, so it
 		// must not die with the first caller's context; the Vault client
 		// bounds it with its own deadline.
@@ -166,20 +174,44 @@ func (b *Broker) fetch(ctx context.Context, key CacheKey, ref KeyRef) (*cacheEnt
 	case err == nil:
 		e := &cacheEntry{found: true, key: s.Value, version: s.Version, fetchedAt: now, freshUntil: now.Add(b.ttl),
 			refreshAt: now.Add(b.ttl*6/10 + jitter(b.ttl/4))}
-		b.cache.Set(string(key), e, b.ttl+b.staleIfError)
+		b.negative.Remove(string(key))
+		if _, held := b.cache.Get(string(key)); held || b.cache.ItemCount() < b.maxEntries {
+			b.cache.Set(string(key), e, b.ttl+b.staleIfError)
+		} else {
+			b.metrics.cacheFull()
+		}
 		return e, nil
 	case errors.Is(err, vault.ErrNotFound):
+		// "No key" is never served stale: it lives NegativeCacheTTL, in
+		// its own bounded set.
 		e := &cacheEntry{fetchedAt: now, freshUntil: now.Add(b.negTTL)}
-		b.cache.Set(string(key), e, b.negTTL+b.staleIfError)
+		b.cache.Delete(string(key))
+		b.negative.Add(string(key), e)
 		return e, nil
 	case errors.Is(err, vault.ErrUnavailable):
 		return nil, fromVault(err)
 	default:
 		// Refused (403 after one re-login) or malformed: fail closed.
-		b.cache.Delete(string(key))
+		b.forgetKey(key)
 		return nil, fromVault(err)
 	}
 }
+
+// cached returns the entry held for key: a key, or a "no key" answer.
+func (b *Broker) cached(key CacheKey) (*cacheEntry, bool) {
+	if v, ok := b.cache.Get(string(key)); ok {
+		return v.(*cacheEntry), true
+	}
+	return b.negative.Get(string(key))
+}
+
+func (b *Broker) forgetKey(key CacheKey) {
+	b.cache.Delete(string(key))
+	b.negative.Remove(string(key))
+}
+
+// CacheSize reports the entries held: keys, and "no key" answers.
+func (b *Broker) CacheSize() (keys, negative int) { return b.cache.ItemCount(), b.negative.Len() }
 
 // refresh re-reads a hot entry before it expires, so that a busy key never
 // waits for Vault on the request path. Entries come due at 60–85 % of the
@@ -218,7 +250,7 @@ func jitter(max time.Duration) time.Duration {
 
 // evict forgets the cached answer for a key.
 func (b *Broker) evict(ref KeyRef) {
-	b.cache.Delete(string(ref.CacheKey()))
+	b.forgetKey(ref.CacheKey())
 	b.metrics.evicted()
 }
 
@@ -247,5 +279,6 @@ func (b *Broker) Invalidate(inv Invalidation) {
 // reconnects, announcements may have been missed.
 func (b *Broker) FlushCache() {
 	b.cache.Flush()
+	b.negative.Purge()
 	b.metrics.flushed()
 }

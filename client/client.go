@@ -3,12 +3,16 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -20,11 +24,27 @@ type Config struct {
 	Address string
 	// Token is the bearer token. Required.
 	Token string
-	// HTTPClient carries the requests. Default: a client with Timeout.
+	// HTTPClient carries the requests. Default: a client with Timeout and
+	// the TLS settings below. Redirects are never followed, whatever its
+	// CheckRedirect says: a redirect would re-send a key to another host.
 	HTTPClient *http.Client
 	// Timeout bounds each request when HTTPClient is nil. Default: 30s.
 	Timeout time.Duration
+	// CACertFile is a PEM file of CAs to trust for keybroker's
+	// certificate. Default: the system pool.
+	CACertFile string
+	// ClientCertFile and ClientKeyFile are a client certificate for a
+	// keybroker that requires mutual TLS.
+	ClientCertFile, ClientKeyFile string
+	// AllowInsecureHTTP allows an http:// address to a host that is not
+	// loopback (the token, and keys, would cross the network in clear).
+	// Refused without it.
+	AllowInsecureHTTP bool
 }
+
+// ErrRedirect is returned when keybroker (or something in its place)
+// answers with a redirect: it is never followed.
+var ErrRedirect = errors.New("keybroker: the server answered with a redirect, which is never followed (a redirect would re-send the token and any key to another host); check the address")
 
 // Client is a typed client of keybroker's HTTP API (v1).
 type Client struct {
@@ -45,15 +65,59 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("keybroker client: address %q is not an http(s) URL", cfg.Address)
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		timeout := cfg.Timeout
-		if timeout <= 0 {
-			timeout = 30 * time.Second
-		}
-		hc = &http.Client{Timeout: timeout}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) && !cfg.AllowInsecureHTTP {
+		return nil, fmt.Errorf("keybroker client: %s is plain http to a host that is not loopback: the token and keys would cross the network in clear; use https (or allow insecure http explicitly)", cfg.Address)
 	}
-	return &Client{base: u, token: cfg.Token, http: hc}, nil
+	var hc http.Client
+	if cfg.HTTPClient != nil {
+		hc = *cfg.HTTPClient
+	} else {
+		transport, err := tlsTransport(cfg)
+		if err != nil {
+			return nil, err
+		}
+		hc = http.Client{Transport: transport, Timeout: cfg.Timeout}
+		if hc.Timeout <= 0 {
+			hc.Timeout = 30 * time.Second
+		}
+	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Client{base: u, token: cfg.Token, http: &hc}, nil
+}
+
+// tlsTransport is the default transport with the CA and client
+// certificate of cfg.
+func tlsTransport(cfg Config) (*http.Transport, error) {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CACertFile != "" {
+		pem, err := os.ReadFile(cfg.CACertFile)
+		if err != nil {
+			return nil, fmt.Errorf("keybroker client: read the CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("keybroker client: %s holds no PEM certificate", cfg.CACertFile)
+		}
+		tc.RootCAs = pool
+	}
+	if (cfg.ClientCertFile == "") != (cfg.ClientKeyFile == "") {
+		return nil, errors.New("keybroker client: a client certificate needs both its certificate and its key file")
+	}
+	if cfg.ClientCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.ClientCertFile, cfg.ClientKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("keybroker client: load the client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	transport.TLSClientConfig = tc
+	return transport, nil
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // Error is an error answer of the API.
@@ -105,6 +169,9 @@ func (c *Client) do(ctx context.Context, method, path string, header http.Header
 		return nil, fmt.Errorf("keybroker: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return resp, fmt.Errorf("%s %s answered %d: %w", method, path, resp.StatusCode, ErrRedirect)
+	}
 	if resp.StatusCode >= 400 {
 		apiErr := &Error{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
 		var eb ErrorBody
@@ -173,8 +240,19 @@ func (c *Client) SetKey(ctx context.Context, workspace, provider, apiKey string,
 }
 
 // DeleteKey removes a key; with expectedVersion > 0, only if it is current.
+//
+// A plain delete soft-deletes the current version only: the older
+// versions stay in Vault, readable by Vault's operators and restorable by
+// them. DestroyKey removes every version.
 func (c *Client) DeleteKey(ctx context.Context, workspace, provider string, expectedVersion int) error {
 	_, err := c.do(ctx, http.MethodDelete, keyPath(workspace, provider), ifMatch(expectedVersion), nil, nil)
+	return err
+}
+
+// DestroyKey deletes the key and destroys every version of it in Vault,
+// for good (DELETE ...?destroy=true).
+func (c *Client) DestroyKey(ctx context.Context, workspace, provider string, expectedVersion int) error {
+	_, err := c.do(ctx, http.MethodDelete, keyPath(workspace, provider)+"?destroy=true", ifMatch(expectedVersion), nil, nil)
 	return err
 }
 

@@ -87,7 +87,12 @@ type AuditEvent struct {
 	Version    *int      `json:"version,omitempty"`
 	MaskedKey  string    `json:"maskedKey,omitempty"`
 	RequestID  string    `json:"requestId,omitempty"`
-	Detail     string    `json:"detail,omitempty"`
+	// ClientRequestID is the X-Request-Id the caller sent, if any.
+	ClientRequestID string `json:"clientRequestId,omitempty"`
+	Detail          string `json:"detail,omitempty"`
+	// Count is how many events the line stands for: aggregated denials
+	// are one line per token, scope and action per interval.
+	Count int `json:"count"`
 }
 
 // AuditPage answers GET /v1/workspaces/{ws}/audit. NextCursor, when set,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -23,10 +24,20 @@ var errUnauthenticated = &Error{Status: http.StatusUnauthorized, Code: "unauthen
 	Message: "missing, unknown, revoked or expired bearer token"}
 
 // authenticate requires a valid bearer token and stores its principal.
+// With a limiter, a client address that failed authentication too often
+// is refused before any lookup, and each token has a request rate.
 func (s *server) authenticate(c *gin.Context) {
+	addr := c.ClientIP()
+	if s.limiter != nil {
+		if blocked, wait := s.limiter.AddrBlocked(addr); blocked {
+			renderError(c, s.log, rateLimited(wait, "too many failed authentications from this address"))
+			return
+		}
+	}
 	header := c.GetHeader("Authorization")
 	scheme, token, ok := strings.Cut(header, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		s.failedAuth(addr)
 		c.Header("WWW-Authenticate", `Bearer realm="keybroker"`)
 		renderError(c, s.log, errUnauthenticated)
 		return
@@ -34,6 +45,7 @@ func (s *server) authenticate(c *gin.Context) {
 	p, err := s.tokens.Authenticate(c.Request.Context(), strings.TrimSpace(token))
 	switch {
 	case errors.Is(err, auth.ErrUnauthenticated):
+		s.failedAuth(addr)
 		c.Header("WWW-Authenticate", `Bearer realm="keybroker", error="invalid_token"`)
 		renderError(c, s.log, errUnauthenticated)
 		return
@@ -43,7 +55,23 @@ func (s *server) authenticate(c *gin.Context) {
 	}
 	st := stateOf(c)
 	st.principal, st.authenticated = p, true
+	if s.limiter != nil {
+		if ok, wait := s.limiter.AllowToken(p.TokenID); !ok {
+			renderError(c, s.log, rateLimited(wait, "this token is over its request rate"))
+			return
+		}
+	}
 	c.Next()
+}
+
+func (s *server) failedAuth(addr string) {
+	if s.limiter != nil {
+		s.limiter.FailedAuth(addr)
+	}
+}
+
+func rateLimited(wait time.Duration, why string) *Error {
+	return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: why + "; retry later", RetryAfter: wait}
 }
 
 func principalOf(c *gin.Context) (auth.Principal, bool) {

@@ -1,10 +1,8 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,38 +14,6 @@ import (
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/ids"
 )
-
-// decodeJSON reads exactly one JSON object into v, refusing unknown fields,
-// trailing data and bodies over MaxBodyBytes. The error is ready to render;
-// it never quotes the body.
-func decodeJSON(c *gin.Context, v any) *Error {
-	dec := json.NewDecoder(c.Request.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("trailing data after the JSON object")
-		}
-	}
-	if err == nil {
-		return nil
-	}
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return errBodyTooLarge
-	}
-	msg := "request body must be one JSON object"
-	var typeErr *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		msg = "request body is empty; expected a JSON object"
-	case errors.As(err, &typeErr):
-		msg = fmt.Sprintf("field %q has the wrong type", typeErr.Field)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		msg = "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
-	}
-	return &Error{Status: http.StatusBadRequest, Code: "malformed_json", Message: msg}
-}
 
 // ids reads and checks the :ws and :provider path parameters.
 func (s *server) ids(c *gin.Context) (ws, provider string, ok bool) {
@@ -62,7 +28,8 @@ func (s *server) ids(c *gin.Context) (ws, provider string, ok bool) {
 
 func (s *server) actor(c *gin.Context) broker.Actor {
 	p, _ := principalOf(c)
-	return broker.Actor{Subject: p.Subject(), RemoteAddr: c.ClientIP(), RequestID: requestIDOf(c)}
+	st := stateOf(c)
+	return broker.Actor{Subject: p.Subject(), RemoteAddr: c.ClientIP(), RequestID: st.id, ClientRequestID: st.clientID}
 }
 
 // ifMatch parses an If-Match header holding a KV version ("3" or 3); 0
@@ -178,8 +145,17 @@ func (s *server) deleteKey(c *gin.Context) {
 		renderError(c, s.log, herr)
 		return
 	}
+	destroy := false
+	switch c.Query("destroy") {
+	case "", "false":
+	case "true":
+		destroy = true
+	default:
+		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "destroy must be true or false"})
+		return
+	}
 	if err := s.keys.DeleteKey(c.Request.Context(), broker.DeleteKeyRequest{
-		Actor: s.actor(c), Workspace: ws, Provider: provider, ExpectedVersion: expected}); err != nil {
+		Actor: s.actor(c), Workspace: ws, Provider: provider, ExpectedVersion: expected, Destroy: destroy}); err != nil {
 		renderError(c, s.log, domainError(err))
 		return
 	}
@@ -251,6 +227,21 @@ func (s *server) listAudit(c *gin.Context) {
 	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, "") {
 		return
 	}
+	s.auditPage(c, func(ctx context.Context, before int64, limit int) ([]broker.AuditEvent, error) {
+		return s.keys.Audit(ctx, ws, before, limit)
+	})
+}
+
+// listGlobalAudit is the operator's trail: every event, the operator-wide
+// ones (tokens of no workspace) included.
+func (s *server) listGlobalAudit(c *gin.Context) {
+	if !s.authorize(c, auth.ActionGlobalAudit, "", "") {
+		return
+	}
+	s.auditPage(c, s.keys.AuditAll)
+}
+
+func (s *server) auditPage(c *gin.Context, list func(ctx context.Context, before int64, limit int) ([]broker.AuditEvent, error)) {
 	limit := defaultAuditLimit
 	if l := c.Query("limit"); l != "" {
 		n, err := strconv.Atoi(l)
@@ -269,7 +260,7 @@ func (s *server) listAudit(c *gin.Context) {
 		}
 		before = n
 	}
-	evs, err := s.keys.Audit(c.Request.Context(), ws, before, limit+1)
+	evs, err := list(c.Request.Context(), before, limit+1)
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -289,7 +280,7 @@ func auditEvent(ev broker.AuditEvent) client.AuditEvent {
 	out := client.AuditEvent{
 		ID: strconv.FormatInt(ev.ID, 10), OccurredAt: ev.OccurredAt.UTC(), Workspace: ev.Workspace, Provider: ev.Provider,
 		Action: ev.Action, Actor: ev.Actor, RemoteAddr: ev.RemoteAddr, Outcome: ev.Outcome, Version: ev.Version,
-		RequestID: ev.RequestID, Detail: ev.Detail,
+		RequestID: ev.RequestID, ClientRequestID: ev.ClientRequestID, Detail: ev.Detail, Count: max(ev.Count, 1),
 	}
 	if ev.MaskedKey != nil {
 		out.MaskedKey = *ev.MaskedKey
@@ -298,12 +289,18 @@ func auditEvent(ev broker.AuditEvent) client.AuditEvent {
 }
 
 func (s *server) resolve(c *gin.Context) {
-	if !s.authorize(c, auth.ActionResolve, "", "") {
+	// Only a resolver may resolve; refuse the others before reading the
+	// body, and a resolver limited to workspaces once the body names one.
+	if p, _ := principalOf(c); p.Role != auth.RoleResolver {
+		s.authorize(c, auth.ActionResolve, "", "")
 		return
 	}
 	var req client.ResolveRequest
 	if derr := decodeJSON(c, &req); derr != nil {
 		renderError(c, s.log, derr)
+		return
+	}
+	if !s.authorize(c, auth.ActionResolve, req.Workspace, req.Provider) {
 		return
 	}
 	r, err := s.keys.Resolve(c.Request.Context(), req.Workspace, req.Provider)

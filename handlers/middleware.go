@@ -21,7 +21,8 @@ const MaxBodyBytes = 64 << 10
 // single pointer in the gin context (one entry instead of one per fact: the
 // resolve path is hot).
 type requestState struct {
-	id            string
+	id            string // keybroker's own
+	clientID      string // the caller's X-Request-Id, when sane
 	principal     auth.Principal
 	authenticated bool
 }
@@ -41,22 +42,27 @@ func stateOf(c *gin.Context) *requestState {
 	return st
 }
 
-// requestID takes the caller's X-Request-Id when it is sane, else makes
-// one — a random per-process prefix and a counter: unique, and cheap on
-// the hot path (no read of the system's random source per request) — and
-// echoes it on the response.
+// requestID gives every request keybroker's own id — a random
+// per-process prefix and a counter: unique, and cheap on the hot path (no
+// read of the system's random source per request) — and answers it in
+// X-Request-Id. A caller's own X-Request-Id, when sane, is kept beside it
+// (audit events and logs carry both) and echoed in X-Client-Request-Id; it
+// never replaces keybroker's, so no caller can forge the id an
+// investigation follows.
 func requestID() gin.HandlerFunc {
 	prefixBytes := make([]byte, 4)
 	_, _ = rand.Read(prefixBytes)
 	prefix := hex.EncodeToString(prefixBytes)
 	var counter atomic.Uint64
 	return func(c *gin.Context) {
-		id := c.GetHeader("X-Request-Id")
-		if !saneRequestID(id) {
-			id = prefix + strconv.FormatUint(counter.Add(1), 16)
+		st := &requestState{id: prefix + strconv.FormatUint(counter.Add(1), 16)}
+		h := c.Writer.Header()
+		h["X-Request-Id"] = []string{st.id}
+		if cid := c.GetHeader("X-Request-Id"); cid != "" && saneRequestID(cid) {
+			st.clientID = cid
+			h["X-Client-Request-Id"] = []string{cid}
 		}
-		c.Set(ctxState, &requestState{id: id})
-		c.Writer.Header()["X-Request-Id"] = []string{id}
+		c.Set(ctxState, st)
 		c.Next()
 	}
 }
@@ -102,15 +108,19 @@ func accessLog(log *slog.Logger, errorsOnly bool) gin.HandlerFunc {
 		}
 		st := stateOf(c)
 		r := slog.NewRecord(end, slog.LevelInfo, "http request", 0)
-		attrs := [8]slog.Attr{
+		attrs := [9]slog.Attr{
 			slog.String("method", c.Request.Method), slog.String("route", route), slog.Int("status", c.Writer.Status()),
 			slog.Float64("duration_ms", float64(end.Sub(start).Microseconds())/1000),
 			slog.String("request_id", st.id), slog.String("remote_addr", c.ClientIP()),
 		}
 		n := 6
+		if st.clientID != "" {
+			attrs[n] = slog.String("client_request_id", st.clientID)
+			n++
+		}
 		if st.authenticated {
-			attrs[6], attrs[7] = slog.String("token_id", st.principal.TokenID), slog.String("role", string(st.principal.Role))
-			n = 8
+			attrs[n], attrs[n+1] = slog.String("token_id", st.principal.TokenID), slog.String("role", string(st.principal.Role))
+			n += 2
 		}
 		r.AddAttrs(attrs[:n]...)
 		_ = h.Handle(ctx, r)

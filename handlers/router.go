@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 )
 
@@ -22,6 +23,7 @@ type KeyService interface {
 	Rollback(ctx context.Context, req broker.RollbackRequest) (broker.SetResult, error)
 	PurgeWorkspace(ctx context.Context, actor broker.Actor, workspace string) (int, error)
 	Audit(ctx context.Context, workspace string, before int64, limit int) ([]broker.AuditEvent, error)
+	AuditAll(ctx context.Context, before int64, limit int) ([]broker.AuditEvent, error)
 	Resolve(ctx context.Context, workspace, provider string) (broker.Resolution, error)
 }
 
@@ -77,8 +79,8 @@ type Options struct {
 	Mode Mode
 	// AccessLog selects the requests that are logged. Default: AccessLogAll.
 	AccessLog AccessLog
-	// Metrics, when set, is served at /metrics (Prometheus).
-	Metrics http.Handler
+	// Limiter, when set, rate-limits tokens and failed authentications.
+	Limiter *auth.Limiter
 	// TrustedProxies may set X-Forwarded-For (CIDRs or IPs). Default: none,
 	// so the client address in audit events is the peer's and cannot be
 	// forged by a header.
@@ -86,9 +88,10 @@ type Options struct {
 }
 
 type server struct {
-	log    *slog.Logger
-	keys   KeyService
-	tokens Authenticator
+	log     *slog.Logger
+	keys    KeyService
+	tokens  Authenticator
+	limiter *auth.Limiter
 }
 
 // NewRouter returns keybroker's HTTP handler.
@@ -111,16 +114,13 @@ func NewRouter(opts Options) *gin.Engine {
 		opts.Logger.Error("ignoring invalid trusted proxies; trusting none", "error", err)
 		_ = r.SetTrustedProxies(nil)
 	}
-	s := &server{log: opts.Logger, keys: opts.Keys, tokens: opts.Tokens}
+	s := &server{log: opts.Logger, keys: opts.Keys, tokens: opts.Tokens, limiter: opts.Limiter}
 	r.Use(requestID(), recoverPanics(opts.Logger), accessLog(opts.Logger, opts.AccessLog == AccessLogErrors))
 
-	health := &healthHandler{deps: opts.Dependencies, log: opts.Logger}
+	health := newHealthHandler(opts.Dependencies, opts.Logger)
 	r.GET("/healthz", health.healthz)
 	r.GET("/readyz", health.readyz)
 	r.GET("/v1/openapi.json", serveOpenAPI)
-	if opts.Metrics != nil {
-		r.GET("/metrics", gin.WrapH(opts.Metrics))
-	}
 
 	if opts.Keys != nil && opts.Tokens != nil {
 		v1 := r.Group("/v1", limitBody(opts.Logger), s.authenticate)
@@ -136,6 +136,7 @@ func NewRouter(opts Options) *gin.Engine {
 			v1.POST("/workspaces/:ws/keys/:provider/rollback", s.rollback)
 			v1.DELETE("/workspaces/:ws", s.purgeWorkspace)
 			v1.GET("/workspaces/:ws/audit", s.listAudit)
+			v1.GET("/audit", s.listGlobalAudit)
 		}
 		if opts.Mode == ModeAll || opts.Mode == ModeResolver {
 			v1.POST("/resolve", s.resolve)

@@ -15,14 +15,9 @@ path "{{mount}}/metadata/hosted/providers/" {
   capabilities = ["list"]
 }
 
-# Soft-delete, undelete and destroy versions.
+# Soft-delete the current version (no undelete: a deleted key stays
+# deleted).
 path "{{mount}}/delete/hosted/providers/+" {
-  capabilities = ["update"]
-}
-path "{{mount}}/undelete/hosted/providers/+" {
-  capabilities = ["update"]
-}
-path "{{mount}}/destroy/hosted/providers/+" {
   capabilities = ["update"]
 }
 

@@ -25,15 +25,10 @@ path "{{mount}}/metadata/workspaces/" {
   capabilities = ["list"]
 }
 
-# Soft-delete the current version (DELETE of a key), bring versions back,
-# destroy versions for good.
+# Soft-delete the current version (DELETE of a key). Nothing here can
+# undelete a version: a key a customer deleted stays deleted. Destroying
+# every version goes through metadata delete above.
 path "{{mount}}/delete/workspaces/+/providers/+" {
-  capabilities = ["update"]
-}
-path "{{mount}}/undelete/workspaces/+/providers/+" {
-  capabilities = ["update"]
-}
-path "{{mount}}/destroy/workspaces/+/providers/+" {
   capabilities = ["update"]
 }
 

@@ -29,12 +29,15 @@ type auditRow struct {
 	Fingerprint *string   `db:"fingerprint"`
 	Detail      string    `db:"detail"`
 	RequestID   string    `db:"request_id"`
+	ClientReqID string    `db:"client_request_id"`
+	Count       int       `db:"event_count"`
 }
 
 func (r auditRow) event() AuditEvent {
 	return AuditEvent{ID: r.ID, OccurredAt: r.OccurredAt, Workspace: r.Workspace, Provider: r.Provider, Action: r.Action,
 		Actor: r.Actor, RemoteAddr: r.RemoteAddr, Outcome: r.Outcome, Version: r.Version, MaskedKey: r.MaskedKey,
-		Fingerprint: r.Fingerprint, Detail: r.Detail, RequestID: r.RequestID}
+		Fingerprint: r.Fingerprint, Detail: r.Detail, RequestID: r.RequestID,
+		ClientRequestID: r.ClientReqID, Count: r.Count}
 }
 
 // AppendAudit records ev on its own.
@@ -42,16 +45,34 @@ func (s *Store) AppendAudit(ctx context.Context, ev AuditEvent) error {
 	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return appendAudit(ctx, tx, ev) }))
 }
 
+// AppendAudits records evs in one transaction.
+func (s *Store) AppendAudits(ctx context.Context, evs []AuditEvent) error {
+	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, ev := range evs {
+			if err := appendAudit(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
+
 func appendAudit(ctx context.Context, tx pgx.Tx, ev AuditEvent) error {
+	count := max(ev.Count, 1)
 	_, err := tx.Exec(ctx, `INSERT INTO audit_events
-		(workspace, provider, action, actor, remote_addr, outcome, kv_version, masked_key, fingerprint, detail, request_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		ev.Workspace, ev.Provider, ev.Action, ev.Actor, ev.RemoteAddr, ev.Outcome, ev.Version, ev.MaskedKey, ev.Fingerprint, ev.Detail, ev.RequestID)
+		(workspace, provider, action, actor, remote_addr, outcome, kv_version, masked_key, fingerprint, detail, request_id,
+		 client_request_id, event_count)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		ev.Workspace, ev.Provider, ev.Action, ev.Actor, ev.RemoteAddr, ev.Outcome, ev.Version, ev.MaskedKey, ev.Fingerprint, ev.Detail, ev.RequestID,
+		ev.ClientRequestID, count)
 	if err != nil {
 		return fmt.Errorf("append audit event %s for %s/%s: %w", ev.Action, ev.Workspace, ev.Provider, err)
 	}
 	return nil
 }
+
+const auditColumns = `id, occurred_at, workspace, provider, action, actor, remote_addr,
+	outcome, kv_version, masked_key, fingerprint, detail, request_id, client_request_id, event_count`
 
 // ListAudit returns up to limit events of workspace, newest first, with ids
 // below before (0: from the newest).
@@ -59,16 +80,30 @@ func (s *Store) ListAudit(ctx context.Context, workspace string, before int64, l
 	if before <= 0 {
 		before = 1<<63 - 1
 	}
-	rows, err := s.pool.Query(ctx, `SELECT id, occurred_at, workspace, provider, action, actor, remote_addr,
-			outcome, kv_version, masked_key, fingerprint, detail, request_id
+	rows, err := s.pool.Query(ctx, `SELECT `+auditColumns+`
 		FROM audit_events WHERE workspace = $1 AND id < $2 ORDER BY id DESC LIMIT $3`,
 		workspace, before, limit)
+	return collectAudit(rows, err, "of "+workspace)
+}
+
+// ListAllAudit is the global trail: every event of every workspace and the
+// operator-wide ones (tokens of no workspace, purges), newest first.
+func (s *Store) ListAllAudit(ctx context.Context, before int64, limit int) ([]AuditEvent, error) {
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+auditColumns+`
+		FROM audit_events WHERE id < $1 ORDER BY id DESC LIMIT $2`, before, limit)
+	return collectAudit(rows, err, "(global trail)")
+}
+
+func collectAudit(rows pgx.Rows, err error, what string) ([]AuditEvent, error) {
 	if err != nil {
-		return nil, fmt.Errorf("list audit events of %s: %w", workspace, err)
+		return nil, fmt.Errorf("list audit events %s: %w", what, err)
 	}
 	evRows, err := pgx.CollectRows(rows, pgx.RowToStructByName[auditRow])
 	if err != nil {
-		return nil, fmt.Errorf("list audit events of %s: %w", workspace, err)
+		return nil, fmt.Errorf("list audit events %s: %w", what, err)
 	}
 	evs := make([]AuditEvent, len(evRows))
 	for i, r := range evRows {

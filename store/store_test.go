@@ -253,10 +253,10 @@ func TestUniqueViolationIsAConflictNotAnOutage(t *testing.T) {
 	ctx := context.Background()
 	rec := store.TokenRecord{ID: "tok_0123456789abcdef", Hash: []byte("0123456789abcdef0123456789abcdef"), Role: "operator", Workspaces: []string{}, CreatedBy: "test"}
 	ev := store.AuditEvent{Action: "token.create", Actor: "test", Outcome: "success"}
-	if err := st.CreateToken(ctx, rec, ev); err != nil {
+	if err := st.CreateToken(ctx, rec, []store.AuditEvent{ev}); err != nil {
 		t.Fatal(err)
 	}
-	err := st.CreateToken(ctx, rec, ev)
+	err := st.CreateToken(ctx, rec, []store.AuditEvent{ev})
 	if !errors.Is(err, store.ErrDuplicate) || !errors.Is(err, broker.ErrConflict) || errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("second token with the same id: %v", err)
 	}

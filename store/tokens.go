@@ -26,8 +26,9 @@ type TokenRecord struct {
 
 const tokenColumns = `id, token_hash, role, workspaces, description, created_by, created_at, expires_at, revoked_at`
 
-// CreateToken stores a token record and appends ev, in one transaction.
-func (s *Store) CreateToken(ctx context.Context, rec TokenRecord, ev broker.AuditEvent) error {
+// CreateToken stores a token record and appends evs (one per workspace
+// the token reaches), in one transaction.
+func (s *Store) CreateToken(ctx context.Context, rec TokenRecord, evs []broker.AuditEvent) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO api_tokens (id, token_hash, role, workspaces, description, created_by, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
@@ -35,7 +36,12 @@ func (s *Store) CreateToken(ctx context.Context, rec TokenRecord, ev broker.Audi
 		if err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		for _, ev := range evs {
+			if err := appendAudit(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("create token %s: %w", rec.ID, classify(err))
@@ -77,16 +83,28 @@ func (s *Store) ListTokens(ctx context.Context) ([]TokenRecord, error) {
 // revoked.
 func (s *Store) RevokeToken(ctx context.Context, id string, ev AuditEvent) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id)
+		var workspaces []string
+		err := tx.QueryRow(ctx, `UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING workspaces`, id).Scan(&workspaces)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("revoke token %s: %w", id, ErrNotFound)
+		}
 		if err != nil {
 			return fmt.Errorf("revoke token %s: %w", id, err)
-		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("revoke token %s: %w", id, ErrNotFound)
 		}
 		if err := notify(ctx, tx, Invalidation{TokenID: id}); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		// One event in the trail of every workspace the token reached
+		// (and one operator-wide event for a token of no workspace).
+		if len(workspaces) == 0 {
+			workspaces = []string{""}
+		}
+		for _, ws := range workspaces {
+			ev.Workspace = ws
+			if err := appendAudit(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }

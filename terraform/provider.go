@@ -2,8 +2,6 @@ package terraform
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,6 +30,9 @@ type providerModel struct {
 	Address        types.String `tfsdk:"address"`
 	Token          types.String `tfsdk:"token"`
 	CACertFile     types.String `tfsdk:"ca_cert_file"`
+	ClientCertFile types.String `tfsdk:"client_cert_file"`
+	ClientKeyFile  types.String `tfsdk:"client_key_file"`
+	InsecureHTTP   types.Bool   `tfsdk:"insecure_http"`
 	RequestTimeout types.String `tfsdk:"request_timeout"`
 }
 
@@ -55,7 +56,19 @@ func (p *keybrokerProvider) Schema(_ context.Context, _ provider.SchemaRequest, 
 			},
 			"ca_cert_file": schema.StringAttribute{
 				Optional:    true,
-				Description: "PEM file of CA certificates to trust for keybroker's TLS. Default: the system pool.",
+				Description: "PEM file of CA certificates to trust for keybroker's TLS. Default: KEYBROKER_CACERT, else the system pool.",
+			},
+			"client_cert_file": schema.StringAttribute{
+				Optional:    true,
+				Description: "PEM client certificate, for a keybroker that requires mutual TLS (with client_key_file). Default: KEYBROKER_CLIENT_CERT.",
+			},
+			"client_key_file": schema.StringAttribute{
+				Optional:    true,
+				Description: "PEM private key of client_cert_file. Default: KEYBROKER_CLIENT_KEY.",
+			},
+			"insecure_http": schema.BoolAttribute{
+				Optional:    true,
+				Description: "Allow an http:// address to a host that is not loopback (the token and keys would cross the network in clear). Default: false. The provider never follows redirects.",
 			},
 			"request_timeout": schema.StringAttribute{
 				Optional:    true,
@@ -87,23 +100,13 @@ func (p *keybrokerProvider) Configure(ctx context.Context, req provider.Configur
 		}
 		timeout = d
 	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	if file := cfg.CACertFile.ValueString(); file != "" {
-		pem, err := os.ReadFile(file)
-		if err != nil {
-			resp.Diagnostics.AddAttributeError(pathRoot("ca_cert_file"), "Cannot read ca_cert_file", err.Error())
-			return
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			resp.Diagnostics.AddAttributeError(pathRoot("ca_cert_file"), "No certificate in ca_cert_file", file+" holds no PEM certificate.")
-			return
-		}
-		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	c, err := client.New(client.Config{Address: address, Token: token, HTTPClient: &http.Client{Transport: transport, Timeout: timeout}})
+	c, err := client.New(client.Config{Address: address, Token: token, Timeout: timeout,
+		CACertFile:        valueOr(cfg.CACertFile, os.Getenv("KEYBROKER_CACERT")),
+		ClientCertFile:    valueOr(cfg.ClientCertFile, os.Getenv("KEYBROKER_CLIENT_CERT")),
+		ClientKeyFile:     valueOr(cfg.ClientKeyFile, os.Getenv("KEYBROKER_CLIENT_KEY")),
+		AllowInsecureHTTP: cfg.InsecureHTTP.ValueBool()})
 	if err != nil {
-		resp.Diagnostics.AddError("Invalid keybroker address", err.Error())
+		resp.Diagnostics.AddError("Invalid keybroker client settings", err.Error())
 		return
 	}
 	// Fail early, and clearly, when keybroker cannot be reached or refuses

@@ -31,11 +31,16 @@ type BootstrapConfig struct {
 	HostedWriterPolicy string
 	// TokenTTL and TokenMaxTTL of the roles' tokens. Default: 15m and 1h.
 	TokenTTL, TokenMaxTTL time.Duration
-	// SecretIDTTL of the roles' secret ids. Default: 0 (no expiry; rotate
-	// them with your own process).
+	// SecretIDTTL of the roles' secret ids. Default: 720h (30 days);
+	// issue new ones before the old ones expire. Negative: no expiry.
 	SecretIDTTL time.Duration
-	// TokenBoundCIDRs limits where the roles' tokens may be used from.
-	TokenBoundCIDRs []string
+	// SecretIDNumUses is how many logins one secret id allows. Default:
+	// 1000 (a login per token max TTL of 1h for 30 days, with room for
+	// restarts). Negative: unlimited.
+	SecretIDNumUses int
+	// TokenBoundCIDRs limits where the roles' tokens may be used from, and
+	// SecretIDBoundCIDRs where a secret id may log in from.
+	TokenBoundCIDRs, SecretIDBoundCIDRs []string
 	// WrapTTL, when set, makes bootstrap issue one secret id per role,
 	// response-wrapped with this TTL.
 	WrapTTL time.Duration
@@ -69,6 +74,18 @@ func (cfg *BootstrapConfig) defaults() {
 	}
 	if cfg.TokenMaxTTL == 0 {
 		cfg.TokenMaxTTL = time.Hour
+	}
+	switch {
+	case cfg.SecretIDTTL == 0:
+		cfg.SecretIDTTL = 720 * time.Hour
+	case cfg.SecretIDTTL < 0:
+		cfg.SecretIDTTL = 0
+	}
+	switch {
+	case cfg.SecretIDNumUses == 0:
+		cfg.SecretIDNumUses = 1000
+	case cfg.SecretIDNumUses < 0:
+		cfg.SecretIDNumUses = 0
 	}
 }
 
@@ -143,7 +160,7 @@ func (c *Client) bootstrapMount(ctx context.Context, cfg BootstrapConfig, change
 	if !ok {
 		change("enable the KV v2 secrets engine at %s/", cfg.KVMount)
 		if cfg.DryRun {
-			change("set max_versions=%d on %s/", cfg.MaxVersions, cfg.KVMount)
+			change("set max_versions=%d and cas_required=true on %s/", cfg.MaxVersions, cfg.KVMount)
 			return nil
 		}
 		err := c.api.Sys().MountWithContext(ctx, cfg.KVMount, &api.MountInput{
@@ -171,14 +188,18 @@ func (c *Client) bootstrapMount(ctx context.Context, cfg BootstrapConfig, change
 	if err != nil {
 		return fmt.Errorf("bootstrap: read %s/config: %w", cfg.KVMount, classify(err))
 	}
-	current := 0
+	current, casRequired := 0, false
 	if conf != nil {
 		current = intOf(conf.Data["max_versions"])
+		casRequired, _ = conf.Data["cas_required"].(bool)
 	}
-	if current != cfg.MaxVersions {
-		change("set max_versions=%d on %s/ (was %d)", cfg.MaxVersions, cfg.KVMount, current)
+	if current != cfg.MaxVersions || !casRequired {
+		// cas_required: Vault itself refuses a write without
+		// check-and-set, so no client of the mount can overwrite a key
+		// blindly.
+		change("set max_versions=%d (was %d) and cas_required=true (was %v) on %s/", cfg.MaxVersions, current, casRequired, cfg.KVMount)
 		if !cfg.DryRun {
-			if _, err := c.api.Logical().WriteWithContext(ctx, cfg.KVMount+"/config", map[string]any{"max_versions": cfg.MaxVersions}); err != nil {
+			if _, err := c.api.Logical().WriteWithContext(ctx, cfg.KVMount+"/config", map[string]any{"max_versions": cfg.MaxVersions, "cas_required": true}); err != nil {
 				return fmt.Errorf("bootstrap: configure %s: %w", cfg.KVMount, classify(err))
 			}
 		}
@@ -243,7 +264,9 @@ func (c *Client) bootstrapRole(ctx context.Context, cfg BootstrapConfig, role st
 		"token_ttl":               int(cfg.TokenTTL.Seconds()),
 		"token_max_ttl":           int(cfg.TokenMaxTTL.Seconds()),
 		"secret_id_ttl":           int(cfg.SecretIDTTL.Seconds()),
+		"secret_id_num_uses":      cfg.SecretIDNumUses,
 		"token_bound_cidrs":       cfg.TokenBoundCIDRs,
+		"secret_id_bound_cidrs":   cfg.SecretIDBoundCIDRs,
 		"bind_secret_id":          true,
 	}
 	have, err := c.api.Logical().ReadWithContext(ctx, path)
@@ -269,7 +292,7 @@ func (c *Client) bootstrapRole(ctx context.Context, cfg BootstrapConfig, role st
 // roleDrift names the settings of a role that differ from want.
 func roleDrift(have, want map[string]any) []string {
 	var diff []string
-	for _, k := range []string{"token_policies", "token_no_default_policy", "token_ttl", "token_max_ttl", "secret_id_ttl", "token_bound_cidrs", "bind_secret_id"} {
+	for _, k := range []string{"token_policies", "token_no_default_policy", "token_ttl", "token_max_ttl", "secret_id_ttl", "secret_id_num_uses", "token_bound_cidrs", "secret_id_bound_cidrs", "bind_secret_id"} {
 		var same bool
 		switch w := want[k].(type) {
 		case int:

@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -77,5 +78,45 @@ func TestBootstrapRefusesAMountOfAnotherKind(t *testing.T) {
 	// The dev server's "secret/" is KV v2; "cubbyhole/" is not KV at all.
 	if _, err := op.Bootstrap(context.Background(), vault.BootstrapConfig{KVMount: "cubbyhole"}); err == nil || !strings.Contains(err.Error(), "not KV v2") {
 		t.Fatalf("bootstrap over cubbyhole: %v", err)
+	}
+}
+
+func TestBootstrapRequiresCASAndBoundsSecretIDs(t *testing.T) {
+	ctx := context.Background()
+	vs := testenv.StartVault(t)
+	op, err := vault.New(vault.Config{Address: vs.Addr, Token: vs.RootToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.Bootstrap(ctx, vault.BootstrapConfig{SecretIDBoundCIDRs: []string{"10.0.0.0/8"}}); err != nil {
+		t.Fatal(err)
+	}
+	root := vs.Client()
+	conf, err := root.Logical().ReadWithContext(ctx, "byok/config")
+	if err != nil || conf.Data["cas_required"] != true {
+		t.Fatalf("byok/config: %v %v", conf, err)
+	}
+	// Vault itself refuses a blind write: even a root token must send cas.
+	if _, err := root.Logical().WriteWithContext(ctx, "byok/data/workspaces/ws1/providers/openai", map[string]any{"data": map[string]any{"api_key": "sk-blind"}}); err == nil ||
+		!strings.Contains(err.Error(), "check-and-set") {
+		t.Fatalf("write without cas: %v", err)
+	}
+	role, err := root.Logical().ReadWithContext(ctx, "auth/approle/role/"+policies.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl, uses := role.Data["secret_id_ttl"], role.Data["secret_id_num_uses"]; fmt.Sprint(ttl) != "2592000" || fmt.Sprint(uses) != "1000" {
+		t.Fatalf("secret id ttl %v, uses %v; want 30 days and 1000", ttl, uses)
+	}
+	// A secret id bound to 10.0.0.0/8 cannot log in from loopback.
+	secretID, err := op.IssueSecretID(ctx, "approle", policies.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roleID, _ := root.Logical().ReadWithContext(ctx, "auth/approle/role/"+policies.Reader+"/role-id")
+	if _, err := root.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{"role_id": roleID.Data["role_id"], "secret_id": secretID}); err == nil {
+		t.Fatal("a secret id bound to 10.0.0.0/8 logged in from 127.0.0.1")
+	} else if strings.Contains(err.Error(), secretID) {
+		t.Fatal("the error quotes the secret id")
 	}
 }

@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -42,6 +46,13 @@ type Config struct {
 	// Metrics records request latency and errors by operation. Default:
 	// none.
 	Metrics *Metrics
+	// AllowInsecureTLS lets VAULT_SKIP_VERIFY turn certificate
+	// verification off. Without it New refuses: a secret id or a JWT would
+	// be sent to whoever answers.
+	AllowInsecureTLS bool
+	// AllowPlaintext allows an http:// address that is not loopback (a
+	// sidecar on a pod network, a lab). Without it New refuses.
+	AllowPlaintext bool
 }
 
 // Client is keybroker's handle on Vault. Requests carry no retries of their
@@ -54,6 +65,60 @@ type Client struct {
 	metrics *Metrics
 	timeout time.Duration
 	tokens  *tokenSource // nil with a static token
+	// transport says how the connection to Vault is protected, for the
+	// start-up log line.
+	transport string
+}
+
+// Transport says how requests to Vault are protected: "https (CA file
+// ...)", "https (system CAs)", "https WITHOUT certificate verification",
+// "http (loopback)" or "http (plaintext, allowed)".
+func (c *Client) Transport() string { return c.transport }
+
+func transportSecurity(u *url.URL, apiCfg *api.Config, cfg Config) string {
+	if u.Scheme == "http" {
+		if isLoopback(u.Hostname()) {
+			return "http (loopback)"
+		}
+		return "http (plaintext, allowed)"
+	}
+	if t, ok := apiCfg.HttpClient.Transport.(*http.Transport); ok && t.TLSClientConfig != nil && t.TLSClientConfig.InsecureSkipVerify {
+		return "https WITHOUT certificate verification (allowed)"
+	}
+	if ca := cfg.CACert; ca != "" {
+		return "https (CA file " + ca + ")"
+	}
+	if ca := os.Getenv("VAULT_CACERT"); ca != "" {
+		return "https (CA file " + ca + ")"
+	}
+	return "https (system CAs)"
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// Revoke revokes the token this client logged in for (on shutdown: a
+// token nobody uses should not stay valid until its TTL). A static token
+// and a token file's token belong to someone else and are left alone.
+func (c *Client) Revoke(ctx context.Context) error {
+	if c.tokens == nil || c.tokens.renewedElsewhere() {
+		return nil
+	}
+	c.tokens.mu.Lock()
+	secret := c.tokens.secret
+	c.tokens.mu.Unlock()
+	if secret == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if err := c.api.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
+		return fmt.Errorf("revoke own vault token at %s: %w", c.api.Address(), classify(err))
+	}
+	c.tokens.forget(secret)
+	return nil
 }
 
 // New builds a client from cfg. It does not contact Vault; call Start to
@@ -63,8 +128,25 @@ func New(cfg Config) (*Client, error) {
 	if apiCfg.Error != nil {
 		return nil, fmt.Errorf("vault client configuration: %w", apiCfg.Error)
 	}
+	if agent := os.Getenv("VAULT_AGENT_ADDR"); agent != "" {
+		// vault/api would send every request there instead of Address,
+		// without a word; make the choice explicit.
+		return nil, fmt.Errorf("VAULT_AGENT_ADDR is set (%s): keybroker talks to the address it is given; unset it, and set the Vault address to the agent's if that is what you mean", agent)
+	}
 	if cfg.Address != "" {
 		apiCfg.Address = cfg.Address
+	}
+	if skip, _ := strconv.ParseBool(os.Getenv("VAULT_SKIP_VERIFY")); skip && !cfg.AllowInsecureTLS {
+		return nil, errors.New("VAULT_SKIP_VERIFY is set: refusing to send Vault credentials without verifying Vault's certificate; " +
+			"trust its CA with VAULT_CACERT, or allow it explicitly (--vault-allow-insecure-tls)")
+	}
+	u, err := url.Parse(apiCfg.Address)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("vault address %q is not an http(s) URL", apiCfg.Address)
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) && !cfg.AllowPlaintext {
+		return nil, fmt.Errorf("vault address %s is plain http to a host that is not loopback: tokens and keys would cross the network in clear; "+
+			"use https, or allow it explicitly (--vault-allow-plaintext)", apiCfg.Address)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
@@ -89,7 +171,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Namespace != "" {
 		c.SetNamespace(cfg.Namespace)
 	}
-	client := &Client{api: c, timeout: cfg.Timeout, metrics: cfg.Metrics}
+	client := &Client{api: c, timeout: cfg.Timeout, metrics: cfg.Metrics, transport: transportSecurity(u, apiCfg, cfg)}
 	if cfg.Auth != nil {
 		c.ClearToken()
 		client.tokens = newTokenSource(c, cfg.Auth, cfg.Logger.With("component", "vault-token"))

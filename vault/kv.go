@@ -182,17 +182,6 @@ func (kv *KV) DeleteVersion(ctx context.Context, path string, version int) error
 	return nil
 }
 
-// Undelete restores soft-deleted versions.
-func (kv *KV) Undelete(ctx context.Context, path string, versions ...int) error {
-	err := kv.c.do(ctx, "kv_undelete", func(ctx context.Context) error {
-		return kv.kv.Undelete(ctx, path, versions)
-	})
-	if err != nil {
-		return fmt.Errorf("undelete versions %v of secret at %s: %w", versions, kv.where(path), err)
-	}
-	return nil
-}
-
 // Destroy removes the secret at path with every version and its metadata,
 // for good.
 func (kv *KV) Destroy(ctx context.Context, path string) error {

@@ -64,9 +64,15 @@ func (s *tokenSource) generation() uint64 {
 	return s.gen
 }
 
+// renewedElsewhere reports whether the token belongs to someone else (a
+// Vault Agent's sink): it is then neither renewed nor revoked here.
+func (s *tokenSource) renewedElsewhere() bool {
+	external, ok := s.method.(interface{ renewedElsewhere() bool })
+	return ok && external.renewedElsewhere()
+}
+
 // run keeps the token alive until ctx is done.
 func (s *tokenSource) run(ctx context.Context) {
-	external, _ := s.method.(interface{ renewedElsewhere() bool })
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		secret, changed := s.secret, s.changed
@@ -77,7 +83,7 @@ func (s *tokenSource) run(ctx context.Context) {
 			}
 			continue
 		}
-		if external != nil && external.renewedElsewhere() {
+		if s.renewedElsewhere() {
 			// Someone else renews this token; a refused request makes
 			// the next login (see Client.do).
 			select {

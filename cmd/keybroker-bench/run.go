@@ -183,7 +183,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 		return fail(err)
 	}
 	g.vaultWriter = writer
-	g.tokens = auth.NewService(g.st, 0)
+	g.tokens = auth.NewService(g.st, auth.Options{})
 	if g.resolverToken, _, err = g.tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "bench"}); err != nil {
 		return fail(err)
 	}

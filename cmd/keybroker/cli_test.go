@@ -177,7 +177,9 @@ func TestServeRefusesMissingConfiguration(t *testing.T) {
 		{[]string{"DATABASE_URL="}, "DATABASE_URL"},
 		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=short"}, "KEYBROKER_FINGERPRINT_PEPPER"},
 		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_MODE=both"}, "--mode"},
-		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "VAULT_TOKEN="}, "VAULT_TOKEN"},
+		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN="}, "VAULT_TOKEN"},
+		// No default Vault auth: the static dev token must be named.
+		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_VAULT_AUTH="}, "no --vault-auth"},
 	} {
 		env := append([]string{"KEYBROKER_LISTEN_ADDR=" + freeAddr(t)}, tc.env...)
 		_, msg := run(t, env, "", true, "serve")

@@ -45,6 +45,9 @@ Vault comes from scripts/tools.sh (make tools); PostgreSQL from Debian.`,
 
 func runDev(ctx context.Context, listenAddr string) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if host, _, err := net.SplitHostPort(listenAddr); err != nil || !isLoopback(host) {
+		return fmt.Errorf("keybroker dev listens on loopback only (plain HTTP, a dev Vault with a root token); %q is not a loopback address", listenAddr)
+	}
 	ln, err := net.Listen("tcp", listenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listenAddr, err)
@@ -59,10 +62,21 @@ func runDev(ctx context.Context, listenAddr string) error {
 		return fmt.Errorf("start PostgreSQL: %w", err)
 	}
 	defer pg.Stop()
-	if err := migrate(startCtx, pg.URL); err != nil {
+	// As in production: migrations run as the owner (the cluster's
+	// superuser here), serve as a runtime role that cannot touch the audit
+	// trail.
+	runtimeURL, err := devenv.EnsureLoginRole(startCtx, pg.URL, devRuntimeRole, randomSecret())
+	if err != nil {
+		return err
+	}
+	if err := migrate(startCtx, pg.URL, devRuntimeRole); err != nil {
 		return err
 	}
 	operatorToken, err := createToken(startCtx, pg.URL, auth.CreateRequest{Role: auth.RoleOperator, Description: "keybroker dev", CreatedBy: "keybroker dev"})
+	if err != nil {
+		return err
+	}
+	resolverToken, err := createToken(startCtx, pg.URL, auth.CreateRequest{Role: auth.RoleResolver, Description: "keybroker dev", CreatedBy: "keybroker dev"})
 	if err != nil {
 		return err
 	}
@@ -97,16 +111,19 @@ func runDev(ctx context.Context, listenAddr string) error {
 	fmt.Fprintf(out, "keybroker dev: everything runs on loopback; Ctrl-C stops it and removes the data folders.\n\n")
 	fmt.Fprintf(out, "  keybroker      http://%s  (try: curl http://%s/readyz)\n", ln.Addr(), ln.Addr())
 	fmt.Fprintf(out, "  KEYBROKER_ADDR=http://%s\n", ln.Addr())
-	fmt.Fprintf(out, "  KEYBROKER_TOKEN=%s  (operator token)\n", operatorToken)
+	fmt.Fprintf(out, "  KEYBROKER_TOKEN=%s  (operator token: manages keys and tokens, cannot resolve)\n", operatorToken)
+	fmt.Fprintf(out, "  resolver token %s  (POST /v1/resolve only)\n", resolverToken)
 	fmt.Fprintf(out, "  VAULT_ADDR=%s\n", vs.Addr)
 	fmt.Fprintf(out, "  VAULT_TOKEN=%s  (dev root token, for you; keybroker logs in with AppRole)\n", vs.RootToken)
 	fmt.Fprintf(out, "  KV v2 mount    %s (bootstrapped: policies keybroker-writer, keybroker-reader, keybroker-hosted-writer)\n", devKVMount)
-	fmt.Fprintf(out, "  DATABASE_URL=%s\n", pg.URL)
+	fmt.Fprintf(out, "  DATABASE_URL=%s  (owner: migrate, token)\n", pg.URL)
+	fmt.Fprintf(out, "  runtime role   %s (keybroker serves as it: INSERT and SELECT only on audit_events)\n", devRuntimeRole)
 	fmt.Fprintf(out, "  vault pid %d, folder %s\n", vs.Pid(), vs.Dir)
 	fmt.Fprintf(out, "  postgres pid %d, folder %s\n\n", pg.Pid(), pg.Dir)
 
 	a, err := app.New(ctx, app.Config{
-		DatabaseURL: pg.URL,
+		DatabaseURL: runtimeURL,
+		MetricsAddr: "127.0.0.1:0",
 		VaultAddr:   vs.Addr,
 		VaultAuth:   app.VaultAuthAppRole,
 		Writer:      writer,
@@ -126,11 +143,19 @@ func randomSecret() string {
 	return hex.EncodeToString(b)
 }
 
-func migrate(ctx context.Context, databaseURL string) error {
+// devRuntimeRole is the role `keybroker dev` serves as.
+const devRuntimeRole = "keybroker_runtime"
+
+func migrate(ctx context.Context, databaseURL, runtimeRole string) error {
 	st, err := store.Open(ctx, databaseURL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	return st.Migrate(ctx)
+	return st.Migrate(ctx, runtimeRole)
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -190,16 +191,56 @@ func assertMigrated(t *testing.T, databaseURL string) {
 }
 
 func TestMigrateCommandIsIdempotent(t *testing.T) {
-	url := testenv.DatabaseURL(t)
+	dbURL := testenv.DatabaseURL(t)
+	role := testenv.RuntimeRole(t)
+	_ = testenv.RuntimeURL(t, dbURL) // creates the role
 	for i := range 2 {
-		cmd := keybroker("migrate", "--database-url", url)
+		cmd := keybroker("migrate", "--runtime-role", role)
+		cmd.Env = append(cmd.Env, "DATABASE_URL="+dbURL)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("migrate run %d: %v: %s", i+1, err, out)
 		}
 	}
-	assertMigrated(t, url)
-	out, err := keybroker("migrate", "--database-url", "").CombinedOutput()
+	assertMigrated(t, dbURL)
+	// A password on the command line shows in every process listing.
+	out, err := keybroker("migrate", "--database-url", dbURL).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--database-url carries a password") || strings.Contains(string(out), passwordOf(t, dbURL)) {
+		t.Fatalf("migrate with a password in --database-url: %v: %s", err, out)
+	}
+	// The password from a file, the URL without it.
+	pwFile := writeSecret(t, t.TempDir(), "pgpass", passwordOf(t, dbURL)+"\n")
+	cmd := keybroker("migrate", "--database-url", withoutPassword(t, dbURL), "--database-password-file", pwFile, "--runtime-role", role)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("migrate with --database-password-file: %v: %s", err, out)
+	}
+	// A missing runtime role is named.
+	cmd = keybroker("migrate", "--runtime-role", "no_such_role_here")
+	cmd.Env = append(cmd.Env, "DATABASE_URL="+dbURL)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), `runtime role "no_such_role_here" does not exist`) {
+		t.Fatalf("migrate with a missing runtime role: %v: %s", err, out)
+	}
+	out, err = keybroker("migrate", "--database-url", "").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "DATABASE_URL") {
 		t.Fatalf("migrate without a database: %v: %s", err, out)
 	}
+}
+
+func passwordOf(t *testing.T, dbURL string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal("parse the database URL")
+	}
+	pw, _ := u.User.Password()
+	return pw
+}
+
+func withoutPassword(t *testing.T, dbURL string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal("parse the database URL")
+	}
+	u.User = url.User(u.User.Username())
+	return u.String()
 }

@@ -39,6 +39,16 @@ func (e envFlags) Duration(p *time.Duration, name, env string, def time.Duration
 	e.bind(name, env)
 }
 
+func (e envFlags) Float64(p *float64, name, env string, def float64, usage string) {
+	e.fs.Float64Var(p, name, def, usage+" ("+env+")")
+	e.bind(name, env)
+}
+
+func (e envFlags) Int(p *int, name, env string, def int, usage string) {
+	e.fs.IntVar(p, name, def, usage+" ("+env+")")
+	e.bind(name, env)
+}
+
 func (e envFlags) Strings(p *[]string, name, env string, usage string) {
 	e.fs.StringSliceVar(p, name, nil, usage+" ("+env+", comma-separated)")
 	e.bind(name, env)

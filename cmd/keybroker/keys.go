@@ -28,7 +28,12 @@ func newKeysCommand() *cobra.Command {
 		Short: "Manage workspace keys over the HTTP API (KEYBROKER_ADDR, KEYBROKER_TOKEN)",
 	}
 	pf := cmd.PersistentFlags()
+	var tlsCfg client.Config
 	envFlags{pf}.String(&addr, "addr", "KEYBROKER_ADDR", "http://127.0.0.1:8080", "keybroker address")
+	envFlags{pf}.String(&tlsCfg.CACertFile, "cacert", "KEYBROKER_CACERT", "", "PEM file of CAs to trust for keybroker's certificate")
+	envFlags{pf}.String(&tlsCfg.ClientCertFile, "client-cert", "KEYBROKER_CLIENT_CERT", "", "client certificate (PEM) for a keybroker that requires mutual TLS")
+	envFlags{pf}.String(&tlsCfg.ClientKeyFile, "client-key", "KEYBROKER_CLIENT_KEY", "", "client certificate's key (PEM)")
+	envFlags{pf}.Bool(&tlsCfg.AllowInsecureHTTP, "insecure-http", "KEYBROKER_INSECURE_HTTP", false, "allow http:// to a host that is not loopback")
 	pf.StringVar(&workspace, "workspace", "", "workspace id")
 	pf.StringVar(&provider, "provider", "", "provider id")
 	pf.BoolVar(&asJSON, "json", false, "print JSON")
@@ -44,7 +49,9 @@ func newKeysCommand() *cobra.Command {
 				if needProvider && provider == "" {
 					return errors.New("--provider is required")
 				}
-				c, err := client.New(client.Config{Address: addr, Token: os.Getenv("KEYBROKER_TOKEN")})
+				cfg := tlsCfg
+				cfg.Address, cfg.Token = addr, os.Getenv("KEYBROKER_TOKEN")
+				c, err := client.New(cfg)
 				if err != nil {
 					return err
 				}
@@ -95,14 +102,25 @@ func newKeysCommand() *cobra.Command {
 		return printMeta(cmd.OutOrStdout(), m)
 	})
 	set.Flags().IntVar(&ifVersion, "if-version", 0, "write only if this version is current (check-and-set)")
+	var destroy bool
 	del := command("delete", "Delete a key; the workspace falls back to the platform's hosted key", true, func(cmd *cobra.Command, c *client.Client) error {
+		if destroy {
+			if err := c.DestroyKey(cmd.Context(), workspace, provider, ifVersion); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s/%s and destroyed every version in Vault; calls now use the hosted key (billed)\n", workspace, provider)
+			return nil
+		}
 		if err := c.DeleteKey(cmd.Context(), workspace, provider, ifVersion); err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s/%s; calls now use the hosted key (billed)\n", workspace, provider)
+		fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s/%s; calls now use the hosted key (billed). The older versions remain in Vault "+
+			"(readable by Vault's operators, restorable with rollback after a new write); --destroy removes them all\n", workspace, provider)
 		return nil
 	})
+	del.Long = "Delete a key. A plain delete soft-deletes the current version in Vault; the older versions stay there. --destroy destroys every version, for good."
 	del.Flags().IntVar(&ifVersion, "if-version", 0, "delete only if this version is current")
+	del.Flags().BoolVar(&destroy, "destroy", false, "destroy every version in Vault, not only the current one")
 	versions := command("versions", "List a key's versions", true, func(cmd *cobra.Command, c *client.Client) error {
 		vs, err := c.Versions(cmd.Context(), workspace, provider)
 		if err != nil {

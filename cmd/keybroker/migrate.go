@@ -1,40 +1,44 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/keybroker/keybroker/store"
 )
 
 func newMigrateCommand() *cobra.Command {
-	var databaseURL string
+	var db databaseSetting
+	var runtimeRole string
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Apply keybroker's database migrations (idempotent)",
 		Long: `Apply keybroker's database migrations, embedded in the binary.
 
 Safe to run on every deploy and from several replicas at once: migrations run
-under a PostgreSQL advisory lock and only the missing ones are applied.`,
+under a PostgreSQL advisory lock and only the missing ones are applied.
+
+Run it as the owner of keybroker's tables. With --runtime-role it then grants
+the role keybroker serve connects as exactly what serving needs: on the audit
+trail only INSERT and SELECT, so a compromised server can neither change nor
+delete audit rows, nor disable the triggers that keep them append-only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if databaseURL == "" {
-				return errors.New("no database: set DATABASE_URL or --database-url")
-			}
-			st, err := store.Open(cmd.Context(), databaseURL)
+			st, err := db.open(cmd.Context(), cmd)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			if err := st.Migrate(cmd.Context()); err != nil {
+			if runtimeRole == "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "keybroker: warning: no --runtime-role; serve must not run as the owner of the tables, or it could erase the audit trail")
+			}
+			if err := st.Migrate(cmd.Context(), runtimeRole); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "keybroker: database is up to date")
 			return nil
 		},
 	}
-	flagsOf(cmd).String(&databaseURL, "database-url", "DATABASE_URL", "", "PostgreSQL connection string")
+	databaseFlags(flagsOf(cmd), &db)
+	flagsOf(cmd).String(&runtimeRole, "runtime-role", "KEYBROKER_RUNTIME_ROLE", "", "PostgreSQL role keybroker serve connects as, to grant (it must exist)")
 	return cmd
 }

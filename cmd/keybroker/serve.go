@@ -18,25 +18,39 @@ import (
 func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f := flagsOf(cmd)
 	f.String(&cfg.Mode, "mode", "KEYBROKER_MODE", "all", "all, admin (key management, no resolve) or resolver (resolve only)")
-	f.String(&cfg.DatabaseURL, "database-url", "DATABASE_URL", "", "PostgreSQL connection string")
+	databaseFlagsInto(f, &cfg.DatabaseURL, &cfg.DatabasePasswordFile)
 	f.String(&cfg.VaultAddr, "vault-addr", "VAULT_ADDR", "", "Vault address")
 	f.String(&cfg.VaultNamespace, "vault-namespace", "VAULT_NAMESPACE", "", "Vault Enterprise namespace")
 	f.String(&cfg.VaultCACert, "vault-cacert", "VAULT_CACERT", "", "PEM file of CAs to trust for Vault")
-	f.String(&cfg.VaultAuth, "vault-auth", "KEYBROKER_VAULT_AUTH", app.VaultAuthToken, "Vault auth method: approle, kubernetes, token-file, or token (static VAULT_TOKEN, dev only)")
+	f.String(&cfg.VaultAuth, "vault-auth", "KEYBROKER_VAULT_AUTH", "", "Vault auth method (required): approle, kubernetes, token-file, or token (static VAULT_TOKEN, development only)")
+	f.Bool(&cfg.VaultAllowInsecureTLS, "vault-allow-insecure-tls", "KEYBROKER_VAULT_ALLOW_INSECURE_TLS", false, "let VAULT_SKIP_VERIFY turn off verification of Vault's certificate (refused otherwise)")
+	f.Bool(&cfg.VaultAllowPlaintext, "vault-allow-plaintext", "KEYBROKER_VAULT_ALLOW_PLAINTEXT", false, "allow an http:// Vault address that is not loopback (refused otherwise)")
 	f.String(&cfg.AuthNamespace, "vault-auth-namespace", "KEYBROKER_VAULT_AUTH_NAMESPACE", "", "Vault Enterprise namespace of the auth method, when not the secrets'")
 	f.String(&cfg.AppRoleMount, "approle-mount", "KEYBROKER_APPROLE_MOUNT", "approle", "AppRole auth mount")
 	f.Bool(&cfg.AppRoleWrapped, "approle-secret-id-wrapped", "KEYBROKER_APPROLE_SECRET_ID_WRAPPED", false, "the secret id files hold response-wrapping tokens")
 	f.String(&cfg.KubernetesMount, "kubernetes-mount", "KEYBROKER_KUBERNETES_MOUNT", "kubernetes", "Kubernetes auth mount")
-	f.String(&cfg.KubernetesJWT, "kubernetes-jwt-path", "KEYBROKER_KUBERNETES_JWT_PATH", "/var/run/secrets/kubernetes.io/serviceaccount/token", "service-account token file, re-read at every login")
 	identityFlags(f, &cfg.Writer, "writer")
 	identityFlags(f, &cfg.Reader, "reader")
 	f.String(&cfg.KVMount, "kv-mount", "KEYBROKER_KV_MOUNT", "byok", "KV v2 mount of the keys")
 	f.Duration(&cfg.CacheTTL, "cache-ttl", "KEYBROKER_CACHE_TTL", 30*time.Second, "how long a resolved key is served from memory")
 	f.Duration(&cfg.NegativeCacheTTL, "negative-cache-ttl", "KEYBROKER_NEGATIVE_CACHE_TTL", 5*time.Second, `how long "no key" is remembered`)
 	f.Duration(&cfg.StaleIfError, "stale-if-error", "KEYBROKER_STALE_IF_ERROR", 0, "serve a cached key this long past its TTL while Vault is unreachable; 0 is off")
+	f.Int(&cfg.CacheMaxEntries, "cache-max-entries", "KEYBROKER_CACHE_MAX_ENTRIES", 100000, "keys held in memory at most; past it, new keys are served uncached")
+	f.Int(&cfg.CacheMaxNegative, "cache-max-negative", "KEYBROKER_CACHE_MAX_NEGATIVE", 10000, `"no key" answers held at most (least recently used go first)`)
+	f.Int(&cfg.MaxColdReads, "max-cold-reads", "KEYBROKER_MAX_COLD_READS", 32, "Vault reads of cache misses in flight at once")
 	f.Duration(&cfg.ReconcileEvery, "reconcile-interval", "KEYBROKER_RECONCILE_INTERVAL", 5*time.Minute, "how often one replica reconciles Vault and PostgreSQL; 0 is never")
 	f.String(&cfg.AccessLog, "access-log", "KEYBROKER_ACCESS_LOG", "all", "which requests get an access-log line: all, or errors (answers of 400 and above)")
 	f.String(&cfg.PprofAddr, "pprof-addr", "KEYBROKER_PPROF_ADDR", "", "serve Go's profiler (/debug/pprof/) on this loopback address; off when empty")
+	f.Duration(&cfg.TokenOutageGrace, "token-outage-grace", "KEYBROKER_TOKEN_OUTAGE_GRACE", 5*time.Minute, "while PostgreSQL is down, accept tokens validated this recently (a token revoked meanwhile works that long); negative: none")
+	f.Float64(&cfg.RateLimits.PerToken, "rate-limit-per-token", "KEYBROKER_RATE_LIMIT_PER_TOKEN", 500, "sustained requests per second of one token (negative: off)")
+	f.Int(&cfg.RateLimits.PerTokenBurst, "rate-limit-burst", "KEYBROKER_RATE_LIMIT_BURST", 1000, "requests one token may send at once above its rate")
+	f.Float64(&cfg.RateLimits.FailedAuthPerAddr, "rate-limit-failed-auth", "KEYBROKER_RATE_LIMIT_FAILED_AUTH", 5, "sustained failed authentications per second from one client address (negative: off)")
+	f.Int(&cfg.RateLimits.FailedAuthBurst, "rate-limit-failed-auth-burst", "KEYBROKER_RATE_LIMIT_FAILED_AUTH_BURST", 20, "failed authentications one address may make at once above its rate")
+	f.String(&cfg.TLSCertFile, "tls-cert-file", "KEYBROKER_TLS_CERT_FILE", "", "PEM certificate (chain) of the API listener; with --tls-key-file, serve TLS 1.2+ (re-read when the file changes)")
+	f.String(&cfg.TLSKeyFile, "tls-key-file", "KEYBROKER_TLS_KEY_FILE", "", "PEM private key of the API listener")
+	f.String(&cfg.TLSClientCAFile, "tls-client-ca-file", "KEYBROKER_TLS_CLIENT_CA_FILE", "", "PEM CAs; when set, every client must present a certificate they signed (mutual TLS)")
+	f.Bool(&cfg.InsecurePlaintext, "insecure-plaintext", "KEYBROKER_INSECURE_PLAINTEXT", false, "serve plain HTTP on a non-loopback address: a mesh or proxy in front terminates TLS")
+	f.String(&cfg.MetricsAddr, "metrics-addr", "KEYBROKER_METRICS_ADDR", "127.0.0.1:9464", "listener of /metrics (Prometheus), apart from the API; empty: off")
 	f.Strings(&cfg.TrustedProxies, "trusted-proxies", "KEYBROKER_TRUSTED_PROXIES", "proxies (IPs or CIDRs) whose X-Forwarded-For names the client in audit events and logs; none by default")
 }
 
@@ -46,6 +60,7 @@ func identityFlags(f envFlags, id *app.Identity, who string) {
 	f.String(&id.RoleID, who+"-role-id", up+"ROLE_ID", "", "AppRole role id of the "+who+" identity")
 	f.String(&id.SecretIDFile, who+"-secret-id-file", up+"SECRET_ID_FILE", "", "file holding the "+who+"'s AppRole secret id")
 	f.String(&id.KubernetesRole, who+"-kubernetes-role", up+"KUBERNETES_ROLE", "keybroker-"+who, "Vault Kubernetes role of the "+who+" identity")
+	f.String(&id.KubernetesJWT, who+"-kubernetes-jwt-path", up+"KUBERNETES_JWT_PATH", app.DefaultKubernetesJWT, "service-account token file of the "+who+" identity, re-read at every login")
 	f.String(&id.TokenFile, who+"-token-file", up+"TOKEN_FILE", "", "Vault Agent token sink file of the "+who+" identity")
 }
 
@@ -70,6 +85,9 @@ Secrets are read from the environment only, never from flags:
   KEYBROKER_FINGERPRINT_PEPPER    secret for key fingerprints (required, 16+ characters)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkDatabaseURL(cmd, cfg.DatabaseURL); err != nil {
+				return err
+			}
 			secretsFromEnv(&cfg)
 			logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 			a, err := app.New(cmd.Context(), cfg, logger)

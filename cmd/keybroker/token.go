@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os/user"
 	"strings"
@@ -19,27 +18,25 @@ import (
 // how an operator gets the first token, before any caller of the API exists.
 
 func newTokenCommand() *cobra.Command {
-	var databaseURL string
+	var db databaseSetting
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Create, list and revoke API bearer tokens (needs DATABASE_URL)",
 	}
-	envFlags{cmd.PersistentFlags()}.String(&databaseURL, "database-url", "DATABASE_URL", "", "PostgreSQL connection string")
-	withService := func(ctx context.Context, fn func(*auth.Service) error) error {
-		if databaseURL == "" {
-			return errors.New("no database: set DATABASE_URL or --database-url")
-		}
-		st, err := store.Open(ctx, databaseURL)
+	databaseFlags(envFlags{cmd.PersistentFlags()}, &db)
+	withService := func(cmd *cobra.Command, fn func(*auth.Service) error) error {
+		st, err := db.open(cmd.Context(), cmd)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		return fn(auth.NewService(st, -1))
+		return fn(auth.NewService(st, auth.Options{TrustWithoutStore: -1}))
 	}
 
 	var role, description string
 	var workspaces []string
 	var ttl time.Duration
+	var noExpiry bool
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a token; prints the token alone on stdout (once), details on stderr",
@@ -49,9 +46,9 @@ func newTokenCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withService(cmd.Context(), func(s *auth.Service) error {
+			return withService(cmd, func(s *auth.Service) error {
 				token, rec, err := s.Create(cmd.Context(), auth.CreateRequest{
-					Role: r, Workspaces: workspaces, TTL: ttl, Description: description, CreatedBy: cliActor(),
+					Role: r, Workspaces: workspaces, TTL: ttl, NoExpiry: noExpiry, Description: description, CreatedBy: cliActor(),
 				})
 				if err != nil {
 					return err
@@ -63,13 +60,17 @@ func newTokenCommand() *cobra.Command {
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "created %s: role %s, workspaces [%s], expires %s. The token is shown once; store it now.\n",
 					rec.ID, rec.Role, strings.Join(rec.Workspaces, ","), expires)
+				if noExpiry {
+					fmt.Fprintln(cmd.ErrOrStderr(), "warning: this token never expires; revoke it when it is no longer needed (keybroker token revoke "+rec.ID+")")
+				}
 				return nil
 			})
 		},
 	}
 	create.Flags().StringVar(&role, "role", "", "operator, admin, reader or resolver (required)")
-	create.Flags().StringSliceVar(&workspaces, "workspace", nil, "workspace the admin or reader token may use (repeat for more)")
-	create.Flags().DurationVar(&ttl, "ttl", 0, "lifetime, e.g. 720h (default: no expiry)")
+	create.Flags().StringSliceVar(&workspaces, "workspace", nil, "workspace the admin or reader token may use, or the resolver token is limited to (repeat for more)")
+	create.Flags().DurationVar(&ttl, "ttl", 0, "lifetime, e.g. 720h (default: 2160h = 90 days; operator tokens 720h = 30 days, which is also their maximum)")
+	create.Flags().BoolVar(&noExpiry, "no-expiry", false, "a token that never expires (must be asked for by name)")
 	create.Flags().StringVar(&description, "description", "", "what the token is for")
 	_ = create.MarkFlagRequired("role")
 
@@ -78,7 +79,7 @@ func newTokenCommand() *cobra.Command {
 		Short: "List tokens (ids and roles; never the tokens)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withService(cmd.Context(), func(s *auth.Service) error {
+			return withService(cmd, func(s *auth.Service) error {
 				recs, err := s.List(cmd.Context())
 				if err != nil {
 					return err
@@ -86,13 +87,22 @@ func newTokenCommand() *cobra.Command {
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "ID\tROLE\tWORKSPACES\tCREATED\tEXPIRES\tSTATE\tDESCRIPTION")
 				now := time.Now()
+				soon := 0
 				for _, r := range recs {
 					state, expires := "active", "never"
 					if r.ExpiresAt != nil {
 						expires = r.ExpiresAt.Format(time.RFC3339)
-						if !now.Before(*r.ExpiresAt) {
+						switch left := r.ExpiresAt.Sub(now); {
+						case left <= 0:
 							state = "expired"
+						case left <= expiresSoon:
+							state = fmt.Sprintf("expires in %s", humanDuration(left))
+							if r.RevokedAt == nil {
+								soon++
+							}
 						}
+					} else if r.RevokedAt == nil {
+						state = "active, never expires"
 					}
 					if r.RevokedAt != nil {
 						state = "revoked"
@@ -100,7 +110,13 @@ func newTokenCommand() *cobra.Command {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Role, strings.Join(r.Workspaces, ","),
 						r.CreatedAt.Format(time.RFC3339), expires, state, r.Description)
 				}
-				return w.Flush()
+				if err := w.Flush(); err != nil {
+					return err
+				}
+				if soon > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%d token(s) expire within %s: create their successors now.\n", soon, humanDuration(expiresSoon))
+				}
+				return nil
 			})
 		},
 	}
@@ -110,7 +126,7 @@ func newTokenCommand() *cobra.Command {
 		Short: "Revoke a token; it is refused from the next request on",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withService(cmd.Context(), func(s *auth.Service) error {
+			return withService(cmd, func(s *auth.Service) error {
 				if err := s.Revoke(cmd.Context(), args[0], cliActor(), "", ""); err != nil {
 					return err
 				}
@@ -139,6 +155,17 @@ func createToken(ctx context.Context, databaseURL string, req auth.CreateRequest
 		return "", err
 	}
 	defer st.Close()
-	token, _, err := auth.NewService(st, -1).Create(ctx, req)
+	token, _, err := auth.NewService(st, auth.Options{TrustWithoutStore: -1}).Create(ctx, req)
 	return token, err
+}
+
+// expiresSoon is how far ahead `token list` warns of expiring tokens.
+const expiresSoon = 14 * 24 * time.Hour
+
+// humanDuration says d in days (or hours, under two days).
+func humanDuration(d time.Duration) string {
+	if d < 48*time.Hour {
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }

@@ -2,11 +2,13 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +18,7 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/internal/tlsfiles"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
@@ -25,15 +28,18 @@ const ShutdownGrace = 20 * time.Second
 
 // App is one keybroker server, wired and ready to Run.
 type App struct {
-	cfg        Config
-	mode       handlers.Mode
-	log        *slog.Logger
-	store      *store.Store
-	broker     *broker.Broker
-	tokens     *auth.Service
-	identities []*vault.Client // the reader first when held: readiness asks it
-	reconciler *Reconciler     // nil when the mode holds no writer or ReconcileEvery is 0
-	handler    http.Handler
+	cfg         Config
+	mode        handlers.Mode
+	log         *slog.Logger
+	store       *store.Store
+	broker      *broker.Broker
+	tokens      *auth.Service
+	identities  []*vault.Client // the reader first when held: readiness asks it
+	reconciler  *Reconciler     // nil when the mode holds no writer or ReconcileEvery is 0
+	handler     http.Handler
+	metrics     http.Handler
+	tls         *tlsfiles.Loader // nil: plain HTTP
+	metricsAddr atomic.Value     // string, once the metrics listener is up
 }
 
 // New wires a server from cfg. It contacts nothing: PostgreSQL is opened
@@ -47,13 +53,21 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 	mode, _ := cfg.mode()
 	accessLog, _ := handlers.ParseAccessLog(cfg.AccessLog)
 	if cfg.VaultAuth == VaultAuthToken {
-		logger.Warn("using a static Vault token: for development only; production uses approle, kubernetes or token-file")
+		logger.Warn("using a static Vault token (--vault-auth=token): for development only; both identities are then one token, " +
+			"so the writer/reader split does not hold. Production uses approle, kubernetes or token-file")
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL)
+	st, err := store.Open(ctx, cfg.DatabaseURL, store.PasswordFile(cfg.DatabasePasswordFile))
 	if err != nil {
 		return nil, err
 	}
 	a := &App{cfg: cfg, mode: mode, log: logger, store: st}
+	if cfg.TLSCertFile != "" {
+		if a.tls, err = tlsfiles.New(tlsfiles.Config{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile,
+			ClientCAFile: cfg.TLSClientCAFile, Logger: logger}); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	if err := a.wire(accessLog); err != nil {
 		st.Close()
 		return nil, err
@@ -69,6 +83,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	a.store.RegisterPoolMetrics(reg)
 
 	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, StaleIfError: cfg.StaleIfError,
+		MaxEntries: cfg.CacheMaxEntries, MaxNegativeEntries: cfg.CacheMaxNegative, MaxColdReads: cfg.MaxColdReads,
 		Logger: logger, Metrics: broker.NewMetrics(reg)}
 	// hold builds one identity's client, with its token metrics.
 	hold := func(who string, id Identity) (*vault.KV, error) {
@@ -99,7 +114,8 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		return err
 	}
 	a.broker = b
-	a.tokens = auth.NewService(a.store, 0)
+	a.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	a.tokens = auth.NewService(a.store, auth.Options{TrustWithoutStore: cfg.TokenOutageGrace, Logger: logger})
 	if bcfg.Writer != nil && cfg.ReconcileEvery > 0 {
 		a.reconciler = &Reconciler{Broker: b, Locker: a.store, Every: cfg.ReconcileEvery, Logger: logger}
 	}
@@ -109,7 +125,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		AccessLog:      accessLog,
 		Keys:           b,
 		Tokens:         a.tokens,
-		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Limiter:        auth.NewLimiter(cfg.RateLimits, reg),
 		TrustedProxies: cfg.TrustedProxies,
 		Dependencies:   a.dependencies(),
 	})
@@ -133,15 +149,27 @@ func (a *App) dependencies() []handlers.Dependency {
 }
 
 // Run logs the identities in, starts the background work (invalidation
-// listener, reconciler, pprof) and serves HTTP on ln until ctx is done;
-// then in-flight requests get ShutdownGrace to finish. It closes the
-// PostgreSQL pool when it returns.
+// listener, reconciler, denial flushing, the metrics listener, pprof) and
+// serves the API on ln until ctx is done; then in-flight requests get
+// ShutdownGrace to finish and the Vault tokens keybroker logged in for are
+// revoked. It closes the PostgreSQL pool when it returns. Plain HTTP on a
+// listener that is not loopback is refused unless the config says TLS ends
+// in front (InsecurePlaintext).
 func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	defer a.store.Close()
+	if err := a.cfg.checkListener(ln.Addr()); err != nil {
+		ln.Close()
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if a.cfg.PprofAddr != "" {
 		if err := servePprof(ctx, a.cfg.PprofAddr, a.log); err != nil {
+			return err
+		}
+	}
+	if a.cfg.MetricsAddr != "" {
+		if err := a.serveMetrics(ctx); err != nil {
 			return err
 		}
 	}
@@ -152,6 +180,8 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		go a.reconciler.Run(ctx)
 	}
 	go a.listenInvalidations(ctx)
+	tokensDone := make(chan struct{})
+	go func() { defer close(tokensDone); a.tokens.Run(ctx) }()
 
 	srv := &http.Server{
 		Handler:           a.handler,
@@ -162,23 +192,82 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
-	a.log.Info("keybroker serving", "addr", ln.Addr().String(), "mode", string(a.mode), "vault", a.identities[0].Address(),
-		"vault_auth", a.cfg.VaultAuth, "kv_mount", a.cfg.KVMount)
+	transport := "plain HTTP (loopback)"
+	switch {
+	case a.tls != nil:
+		srv.TLSConfig = a.tls.TLSConfig()
+		ln = tls.NewListener(ln, srv.TLSConfig)
+		transport = "TLS"
+		if a.tls.ClientAuth() {
+			transport = "TLS, client certificates required"
+		}
+	case a.cfg.InsecurePlaintext:
+		transport = "plain HTTP (--insecure-plaintext: TLS must end in front of keybroker)"
+		a.log.Warn("serving plain HTTP: resolve answers carry plaintext keys; --insecure-plaintext says a mesh or proxy terminates TLS in front")
+	}
+	vaultClient := a.identities[0]
+	a.log.Info("keybroker serving", "addr", ln.Addr().String(), "transport", transport, "mode", string(a.mode),
+		"vault", vaultClient.Address(), "vault_transport", vaultClient.Transport(), "vault_auth", a.cfg.VaultAuth,
+		"kv_mount", a.cfg.KVMount, "metrics_addr", a.cfg.MetricsAddr)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	var serveErr error
 	select {
 	case err := <-errc:
-		return fmt.Errorf("serve HTTP: %w", err)
+		serveErr = fmt.Errorf("serve HTTP: %w", err)
 	case <-ctx.Done():
+		a.log.Info("keybroker shutting down", "grace", ShutdownGrace.String())
+		shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), ShutdownGrace)
+		defer cancelShutdown()
+		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr = fmt.Errorf("shut down HTTP server: %w", err)
+		}
 	}
-	a.log.Info("keybroker shutting down", "grace", ShutdownGrace.String())
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), ShutdownGrace)
-	defer cancelShutdown()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shut down HTTP server: %w", err)
+	cancel()
+	<-tokensDone
+	a.revokeVaultTokens()
+	return serveErr
+}
+
+// revokeVaultTokens revokes the tokens this process logged in for: a token
+// nobody holds any more should not stay valid until its TTL runs out.
+func (a *App) revokeVaultTokens() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, c := range a.identities {
+		if err := c.Revoke(ctx); err != nil {
+			a.log.Warn("could not revoke a Vault token at shutdown; it expires with its TTL", "error", err)
+		}
 	}
+}
+
+// serveMetrics serves /metrics (Prometheus) on its own listener, apart
+// from the API: scraping needs no bearer token, and the API's port exposes
+// no process internals.
+func (a *App) serveMetrics(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("metrics listener on %s: %w", a.cfg.MetricsAddr, err)
+	}
+	a.metricsAddr.Store(ln.Addr().String())
+	a.log.Info("metrics listener", "addr", ln.Addr().String(), "path", "/metrics")
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", a.metrics)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	go func() { _ = srv.Serve(ln) }()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
 	return nil
+}
+
+// MetricsAddr is the metrics listener's address once Run has started it
+// (with port 0 in the config, the port chosen).
+func (a *App) MetricsAddr() string {
+	addr, _ := a.metricsAddr.Load().(string)
+	return addr
 }
 
 // listenInvalidations applies push invalidation: a key changed, or a token

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/handlers"
 )
 
@@ -25,17 +26,25 @@ type Config struct {
 	// Mode selects the API and the identities: all, admin or resolver.
 	// Default: all.
 	Mode string
-	// DatabaseURL is PostgreSQL's connection string. Required.
+	// DatabaseURL is PostgreSQL's connection string, as keybroker's
+	// runtime role (see store.GrantRuntime). Required.
 	DatabaseURL string
+	// DatabasePasswordFile, when set, holds the database password.
+	DatabasePasswordFile string
 
 	// VaultAddr, VaultNamespace and VaultCACert say how to reach Vault.
 	VaultAddr      string
 	VaultNamespace string
 	VaultCACert    string
 	// VaultAuth is how both identities log in: approle, kubernetes,
-	// token-file, or token (static VaultToken, development only).
-	// Default: token.
+	// token-file, or token (static VaultToken, development only: both
+	// identities are then one token). Required: there is no default.
 	VaultAuth string
+	// VaultAllowInsecureTLS lets VAULT_SKIP_VERIFY turn off the
+	// verification of Vault's certificate; VaultAllowPlaintext allows an
+	// http:// Vault address that is not loopback. Both are refused
+	// without them.
+	VaultAllowInsecureTLS, VaultAllowPlaintext bool
 	// AuthNamespace is the namespace of the auth method when it is not
 	// VaultNamespace.
 	AuthNamespace string
@@ -45,9 +54,6 @@ type Config struct {
 	AppRoleWrapped bool
 	// KubernetesMount is the Kubernetes auth mount. Default: kubernetes.
 	KubernetesMount string
-	// KubernetesJWT is the service-account token file, re-read at every
-	// login.
-	KubernetesJWT string
 	// Writer and Reader are how each of the two identities logs in.
 	Writer, Reader Identity
 	// KVMount is the KV v2 mount of the keys. Default: byok.
@@ -58,6 +64,10 @@ type Config struct {
 	CacheTTL         time.Duration
 	NegativeCacheTTL time.Duration
 	StaleIfError     time.Duration
+	// CacheMaxEntries, CacheMaxNegative and MaxColdReads bound the cache
+	// and the Vault reads of misses (see broker.Config; zero takes the
+	// broker's defaults).
+	CacheMaxEntries, CacheMaxNegative, MaxColdReads int
 	// ReconcileEvery is how often one replica reconciles Vault and
 	// PostgreSQL. 0: never.
 	ReconcileEvery time.Duration
@@ -68,6 +78,28 @@ type Config struct {
 	// TrustedProxies may set X-Forwarded-For (IPs or CIDRs). Default:
 	// none, so the client address in audit events cannot be forged.
 	TrustedProxies []string
+
+	// TLSCertFile and TLSKeyFile make the API listener serve TLS (1.2 at
+	// least); the files are read again when they change.
+	TLSCertFile, TLSKeyFile string
+	// TLSClientCAFile, with TLS, requires every client to present a
+	// certificate signed by one of these CAs (mutual TLS).
+	TLSClientCAFile string
+	// InsecurePlaintext allows plain HTTP on a non-loopback listener: a
+	// mesh or proxy in front terminates TLS. Without it such a start is
+	// refused.
+	InsecurePlaintext bool
+	// TokenOutageGrace is how long a token validated against PostgreSQL
+	// is still accepted while PostgreSQL is down (auth.Options
+	// TrustWithoutStore). Default: 5m; negative: none.
+	TokenOutageGrace time.Duration
+	// RateLimits bound the requests of a token and the failed
+	// authentications of a client address (zero values: auth's defaults).
+	RateLimits auth.RateLimits
+	// MetricsAddr is the listener of /metrics (Prometheus), apart from the
+	// API. Empty: no metrics listener (the serve command's default is
+	// 127.0.0.1:9464).
+	MetricsAddr string
 
 	// VaultToken is the static token of VaultAuth "token" (environment
 	// only).
@@ -84,16 +116,27 @@ type Identity struct {
 	RoleID         string // AppRole
 	SecretIDFile   string // AppRole: file holding the secret id (or its wrapping token)
 	KubernetesRole string // Kubernetes
+	// KubernetesJWT is the service-account token file of this identity,
+	// re-read at every login. Default: the pod's projected token. A
+	// server holding both identities needs two different files (two
+	// projected tokens with the audiences the two Vault roles require).
+	KubernetesJWT string
 	TokenFile      string // token-file: the Vault Agent/Proxy sink
 }
+
+// DefaultKubernetesJWT is where Kubernetes projects a pod's service-account
+// token.
+const DefaultKubernetesJWT = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 // withDefaults fills the zero values that have defaults.
 func (c Config) withDefaults() Config {
 	if c.Mode == "" {
 		c.Mode = string(handlers.ModeAll)
 	}
-	if c.VaultAuth == "" {
-		c.VaultAuth = VaultAuthToken
+	for _, id := range []*Identity{&c.Writer, &c.Reader} {
+		if id.KubernetesJWT == "" {
+			id.KubernetesJWT = DefaultKubernetesJWT
+		}
 	}
 	if c.AppRoleMount == "" {
 		c.AppRoleMount = "approle"
@@ -136,6 +179,16 @@ func (c Config) Validate() error {
 	if needsWriter(mode) && len(c.Pepper) < 16 {
 		return errors.New("KEYBROKER_FINGERPRINT_PEPPER must be set to a secret of at least 16 characters")
 	}
+	switch c.VaultAuth {
+	case "":
+		return errors.New("no --vault-auth: choose approle, kubernetes or token-file (token, a static VAULT_TOKEN, is for development only and must be named)")
+	case VaultAuthKubernetes:
+		if mode == handlers.ModeAll && c.Writer.KubernetesJWT == c.Reader.KubernetesJWT && c.Writer.KubernetesRole != c.Reader.KubernetesRole {
+			return errors.New("--mode=all with Kubernetes auth logs both identities in with one service-account token, so whoever may use it holds both Vault roles: " +
+				"run admin and resolver as separate deployments (one service account each), or give the identities two projected tokens " +
+				"(--writer-kubernetes-jwt-path, --reader-kubernetes-jwt-path) whose audiences the two Vault roles require")
+		}
+	}
 	if c.CacheTTL < 0 || c.NegativeCacheTTL < 0 || c.StaleIfError < 0 || c.ReconcileEvery < 0 {
 		return errors.New("durations must not be negative")
 	}
@@ -143,6 +196,12 @@ func (c Config) Validate() error {
 		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
 			return fmt.Errorf("--trusted-proxies: %q is neither an IP address nor a CIDR", p)
 		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		return errors.New("--tls-client-ca-file needs --tls-cert-file and --tls-key-file")
 	}
 	if c.PprofAddr != "" {
 		if err := checkLoopback(c.PprofAddr); err != nil {
@@ -158,8 +217,29 @@ func checkLoopback(addr string) error {
 	if err != nil {
 		return err
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !isLoopbackHost(host) {
 		return errors.New("only a loopback address is allowed")
 	}
 	return nil
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback IP.
+func isLoopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// checkListener refuses plain HTTP on a listener other processes can
+// reach, unless InsecurePlaintext says TLS ends in front of keybroker.
+func (c Config) checkListener(addr net.Addr) error {
+	if c.TLSCertFile != "" || c.InsecurePlaintext {
+		return nil
+	}
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || tcp.IP.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("refusing to serve plain HTTP on %s, which is not a loopback address: resolve answers carry "+
+		"plaintext keys and every request a bearer token. Set --tls-cert-file and --tls-key-file, or "+
+		"--insecure-plaintext when a mesh or proxy terminates TLS in front of keybroker", addr)
 }

@@ -24,7 +24,7 @@ func (c Config) authMethod(id Identity, logger *slog.Logger) (api.AuthMethod, er
 		return vault.AppRole(vault.AppRoleConfig{MountPath: c.AppRoleMount, RoleID: id.RoleID, RoleName: id.RoleName,
 			SecretIDFile: id.SecretIDFile, Wrapped: c.AppRoleWrapped, Logger: logger})
 	case VaultAuthKubernetes:
-		return vault.Kubernetes(vault.KubernetesConfig{MountPath: c.KubernetesMount, Role: id.KubernetesRole, JWTPath: c.KubernetesJWT})
+		return vault.Kubernetes(vault.KubernetesConfig{MountPath: c.KubernetesMount, Role: id.KubernetesRole, JWTPath: id.KubernetesJWT})
 	case VaultAuthTokenFile:
 		return vault.TokenFile(id.TokenFile)
 	}
@@ -39,7 +39,8 @@ func (c Config) vaultClient(who string, id Identity, logger *slog.Logger, metric
 		return nil, fmt.Errorf("vault %s identity: %w", who, err)
 	}
 	vc := vault.Config{Address: c.VaultAddr, Namespace: c.VaultNamespace, AuthNamespace: c.AuthNamespace,
-		CACert: c.VaultCACert, Logger: logger.With("identity", who), Metrics: metrics, Auth: auth}
+		CACert: c.VaultCACert, Logger: logger.With("identity", who), Metrics: metrics, Auth: auth,
+		AllowInsecureTLS: c.VaultAllowInsecureTLS, AllowPlaintext: c.VaultAllowPlaintext}
 	if auth == nil {
 		vc.Token = c.VaultToken
 	}

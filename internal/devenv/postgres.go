@@ -3,6 +3,7 @@ package devenv
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -11,8 +12,12 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // PostgresServer is a running throwaway PostgreSQL cluster on a free loopback
@@ -218,4 +223,34 @@ func chownTree(dir string, uid, gid int) error {
 		}
 		return nil
 	})
+}
+
+// EnsureLoginRole creates (or resets the password of) a login role on the
+// server at adminURL, and returns adminURL with that role and password in
+// place of the admin's: how `keybroker dev` and the tests connect as
+// keybroker's runtime role while migrations run as the owner.
+func EnsureLoginRole(ctx context.Context, adminURL, role, password string) (string, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", fmt.Errorf("connect to PostgreSQL to create role %s: %w", role, err)
+	}
+	defer conn.Close(ctx)
+	ident := pgx.Identifier{role}.Sanitize()
+	// CREATE ROLE takes no parameters; the password is quoted as a literal.
+	lit := "'" + strings.ReplaceAll(password, "'", "''") + "'"
+	if _, err := conn.Exec(ctx, "CREATE ROLE "+ident+" LOGIN PASSWORD "+lit); err != nil {
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42710" { // duplicate_object
+			return "", fmt.Errorf("create role %s: %w", role, err)
+		}
+		if _, err := conn.Exec(ctx, "ALTER ROLE "+ident+" LOGIN PASSWORD "+lit); err != nil {
+			return "", fmt.Errorf("set the password of role %s: %w", role, err)
+		}
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return "", errors.New("parse the PostgreSQL admin URL")
+	}
+	u.User = url.UserPassword(role, password)
+	return u.String(), nil
 }

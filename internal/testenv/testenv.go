@@ -247,3 +247,47 @@ func redact(err error, dsn string) error {
 	}
 	return err
 }
+
+var (
+	runtimeOnce     sync.Once
+	runtimeRole     string
+	runtimePassword string
+	runtimeMu       sync.Mutex
+	runtimeOnServer = map[string]bool{} // host:port → role created there
+)
+
+// RuntimeRole is the login role of this test process that plays
+// keybroker's runtime role (one per process: test binaries run side by
+// side on one server). Migrate as the owner with it, then serve through
+// RuntimeURL, as production does.
+func RuntimeRole(t testing.TB) string {
+	t.Helper()
+	runtimeOnce.Do(func() {
+		runtimeRole = "kbtest_runtime_" + RandomID(t)
+		runtimePassword = RandomID(t) + RandomID(t)
+	})
+	return runtimeRole
+}
+
+// RuntimeURL is dbURL (an owner's URL) with the runtime role's
+// credentials; the role is created on dbURL's server the first time.
+func RuntimeURL(t testing.TB, dbURL string) string {
+	t.Helper()
+	role := RuntimeRole(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatalf("testenv: parse the database URL: %v", redact(err, dbURL))
+	}
+	runtimeMu.Lock()
+	defer runtimeMu.Unlock()
+	if !runtimeOnServer[u.Host] {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := devenv.EnsureLoginRole(ctx, dbURL, role, runtimePassword); err != nil {
+			t.Fatalf("testenv: runtime role: %v", redact(err, dbURL))
+		}
+		runtimeOnServer[u.Host] = true
+	}
+	u.User = url.UserPassword(role, runtimePassword)
+	return u.String()
+}

@@ -20,19 +20,27 @@ import (
 	"github.com/keybroker/keybroker/store"
 )
 
-// NewStore opens and migrates the database at dbURL; the store is closed
-// when the test ends.
+// NewStore migrates the database at dbURL as its owner, granting the test
+// process's runtime role, and returns a store connected as that runtime
+// role (as `keybroker serve` runs in production); the store is closed when
+// the test ends.
 func NewStore(tb testing.TB, dbURL string) *store.Store {
 	tb.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, dbURL)
+	runtimeURL := testenv.RuntimeURL(tb, dbURL) // creates the role first
+	owner, err := store.Open(ctx, dbURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer owner.Close()
+	if err := owner.Migrate(ctx, testenv.RuntimeRole(tb)); err != nil {
+		tb.Fatal(err)
+	}
+	st, err := store.Open(ctx, runtimeURL)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		tb.Fatal(err)
-	}
 	return st
 }
 
@@ -84,7 +92,7 @@ func NewGround(t testing.TB, opts Options) *Ground {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.Tokens = auth.NewService(g.Store, 0)
+	g.Tokens = auth.NewService(g.Store, auth.Options{})
 	if g.OperatorToken, _, err = g.Tokens.Create(context.Background(), auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "kbtest"}); err != nil {
 		t.Fatal(err)
 	}
