@@ -63,8 +63,13 @@ func TestCreateRefusesIncoherentRequests(t *testing.T) {
 		{Role: "root"},
 		{Role: auth.RoleAdmin},
 		{Role: auth.RoleReader, Workspaces: []string{"Bad/WS"}},
-		{Role: auth.RoleResolver, Workspaces: []string{"ws1"}},
+		{Role: auth.RoleResolver, Workspaces: []string{"Bad/WS"}},
+		{Role: auth.RoleOperator, Workspaces: []string{"ws1"}},
 		{Role: auth.RoleOperator, TTL: -time.Hour},
+		// Operator tokens live 30 days at most, unless no expiry is asked
+		// for by name; no expiry takes no TTL.
+		{Role: auth.RoleOperator, TTL: 31 * 24 * time.Hour},
+		{Role: auth.RoleAdmin, Workspaces: []string{"ws1"}, TTL: time.Hour, NoExpiry: true},
 	} {
 		if _, _, err := s.Create(context.Background(), req); !errors.Is(err, auth.ErrInvalid) {
 			t.Errorf("%+v: %v", req, err)

@@ -93,6 +93,13 @@ func (l *Limiter) AddrBlocked(addr string) (bool, time.Duration) {
 	return blocked, wait
 }
 
+// Tracked is how many tokens have a bucket now (bounded by MaxTracked).
+func (l *Limiter) Tracked() int {
+	l.tokens.mu.Lock()
+	defer l.tokens.mu.Unlock()
+	return len(l.tokens.m)
+}
+
 // FailedAuth counts a failed authentication from addr.
 func (l *Limiter) FailedAuth(addr string) { l.addrs.take(addr) }
 

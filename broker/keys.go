@@ -90,10 +90,12 @@ func (b *Broker) SetKey(ctx context.Context, req SetKeyRequest) (SetResult, erro
 	if err != nil {
 		return SetResult{}, err
 	}
-	if err := p.ValidateKey(req.APIKey); err != nil {
+	// A mask echoed back is named as such before the format rule (which
+	// would only say the length is wrong).
+	if err := b.refuseEchoedMask(ctx, req); err != nil {
 		return SetResult{}, err
 	}
-	if err := b.refuseEchoedMask(ctx, req); err != nil {
+	if err := p.ValidateKey(req.APIKey); err != nil {
 		return SetResult{}, err
 	}
 	if req.ExpectedVersion < 0 {

@@ -84,6 +84,7 @@ type api struct {
 	dbURL  string
 	tokens map[string]string // name → bearer token
 	ids    map[string]string // name → token id
+	ground *keyGround
 }
 
 // keyGround is what a router runs on: the shared harness's ground
@@ -117,7 +118,7 @@ func newAPI(t *testing.T, mode handlers.Mode) *api {
 	t.Cleanup(srv.Close)
 
 	a := &api{t: t, srv: srv, router: router, pool: testenv.NewPoolFor(t, g.dbURL), store: g.st, kv: g.kv, mount: g.mount, dbURL: g.dbURL,
-		tokens: map[string]string{}, ids: map[string]string{}}
+		tokens: map[string]string{}, ids: map[string]string{}, ground: g}
 	a.http = &http.Client{Transport: newSpecCheck(t, srv.URL, http.DefaultTransport), Timeout: 30 * time.Second}
 	for name, req := range map[string]auth.CreateRequest{
 		"operator":  {Role: auth.RoleOperator},
@@ -155,6 +156,14 @@ func (r answer) code() string {
 	}
 	_ = json.Unmarshal(r.body, &eb)
 	return eb.Error.Code
+}
+
+func (r answer) message() string {
+	var eb struct {
+		Error struct{ Message string } `json:"error"`
+	}
+	_ = json.Unmarshal(r.body, &eb)
+	return eb.Error.Message
 }
 
 func (r answer) decode(t *testing.T, v any) {

@@ -239,6 +239,8 @@ func routes(t *testing.T) []route {
 			}, nil},
 		{"audit", []string{"operator", "admin"},
 			func(a *api, as string) answer { return a.call(as, "GET", "/v1/workspaces/ws1/audit", nil) }, nil},
+		{"global audit", []string{"operator"},
+			func(a *api, as string) answer { return a.call(as, "GET", "/v1/audit", nil) }, nil},
 		{"set key", []string{"operator", "admin"},
 			func(a *api, as string) answer {
 				return a.call(as, "PUT", "/v1/workspaces/ws1/keys/mistral", client.SetKeyRequest{APIKey: exaKey(t)[:32]})
@@ -257,7 +259,8 @@ func routes(t *testing.T) []route {
 			func(a *api) {
 				a.call("operator", "PUT", "/v1/workspaces/ws9/keys/exa", client.SetKeyRequest{APIKey: exaKey(t)})
 			}},
-		{"resolve", []string{"operator", "resolver"},
+		// Operators manage everything but never read a key.
+		{"resolve", []string{"resolver"},
 			func(a *api, as string) answer {
 				return a.call(as, "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "openai"})
 			}, nil},

@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/testenv"
@@ -74,10 +78,9 @@ func TestReadyzFollowsVault(t *testing.T) {
 	}
 
 	vs.Kill()
-	a := getReady(t, router)
-	if a.status != http.StatusServiceUnavailable {
-		t.Fatalf("with Vault killed: %d %s", a.status, a.raw)
-	}
+	// Readiness answers from a result at most a second old: it turns
+	// within a moment, not at once.
+	a := readyWithin(t, router, http.StatusServiceUnavailable, 5*time.Second)
 	code, msg := errorOf(t, a)
 	if code != "dependency_unavailable" || !strings.Contains(msg, "vault") || strings.Contains(msg, "postgres") {
 		t.Fatalf("with Vault killed: code %q message %q", code, msg)
@@ -148,5 +151,61 @@ func TestHealthzAndUnknownRoutes(t *testing.T) {
 	router.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/healthz", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("POST /healthz: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// readyWithin polls /readyz until it answers status (a cached result ages
+// out within a second), failing the test after wait.
+func readyWithin(t *testing.T, h http.Handler, status int, wait time.Duration) readyAnswer {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		a := getReady(t, h)
+		if a.status == status {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still answers %d %s after %s, want %d", a.status, a.raw, wait, status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A burst of probes costs one round of dependency checks, and a failing
+// dependency is logged when it starts failing, not once per probe.
+func TestReadyzAnswersABurstFromOneRoundOfChecks(t *testing.T) {
+	var checks atomic.Int32
+	release := make(chan struct{})
+	var logBuf testenv.SyncBuffer
+	router := handlers.NewRouter(handlers.Options{Logger: slog.New(slog.NewTextHandler(&logBuf, nil)),
+		Dependencies: []handlers.Dependency{{Name: "vault", Check: func(ctx context.Context) error {
+			checks.Add(1)
+			<-release
+			return errors.New("sealed")
+		}}}})
+	var wg sync.WaitGroup
+	statuses := make(chan int, 20)
+	for range 20 {
+		wg.Go(func() { statuses <- getReady(t, router).status })
+	}
+	// Let the first check finish only when every probe is waiting on it
+	// or has been answered from it.
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		if s != http.StatusServiceUnavailable {
+			t.Fatalf("a probe answered %d", s)
+		}
+	}
+	for range 20 {
+		getReady(t, router)
+	}
+	if n := checks.Load(); n != 1 {
+		t.Fatalf("40 probes within a second ran %d rounds of checks, want 1", n)
+	}
+	if n := strings.Count(logBuf.String(), "readiness: dependency unavailable"); n != 1 {
+		t.Fatalf("the failing dependency was logged %d times, want 1:\n%s", n, logBuf.String())
 	}
 }

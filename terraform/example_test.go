@@ -31,12 +31,13 @@ func goBuild(t *testing.T, pkg, dir, name string) string {
 }
 
 var (
-	reAddr  = regexp.MustCompile(`^\s+KEYBROKER_ADDR=(\S+)`)
-	reToken = regexp.MustCompile(`^\s+KEYBROKER_TOKEN=(\S+)`)
+	reAddr          = regexp.MustCompile(`^\s+KEYBROKER_ADDR=(\S+)`)
+	reToken         = regexp.MustCompile(`^\s+KEYBROKER_TOKEN=(\S+)`)
+	reResolverToken = regexp.MustCompile(`^\s+KEYBROKER_RESOLVER_TOKEN=(\S+)`)
 )
 
 // startDev runs `keybroker dev` and returns its address and operator token.
-func startDev(t *testing.T, bin string) (addr, token string) {
+func startDev(t *testing.T, bin string) (addr, token, resolverToken string) {
 	t.Helper()
 	cmd := exec.Command(bin, "dev", "--listen-addr", "127.0.0.1:0")
 	var env []string
@@ -68,7 +69,10 @@ func startDev(t *testing.T, bin string) (addr, token string) {
 	timer := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
 	defer timer.Stop()
 	lines := bufio.NewScanner(stdout)
-	for lines.Scan() && (addr == "" || token == "") {
+	for lines.Scan() && (addr == "" || token == "" || resolverToken == "") {
+		if m := reResolverToken.FindStringSubmatch(lines.Text()); m != nil {
+			resolverToken = m[1]
+		}
 		if m := reAddr.FindStringSubmatch(lines.Text()); m != nil {
 			addr = m[1]
 		}
@@ -76,11 +80,11 @@ func startDev(t *testing.T, bin string) (addr, token string) {
 			token = m[1]
 		}
 	}
-	if addr == "" || token == "" {
-		t.Fatalf("keybroker dev printed no address or token; its log:\n%s", stderr.String())
+	if addr == "" || token == "" || resolverToken == "" {
+		t.Fatalf("keybroker dev printed no address or tokens; its log:\n%s", stderr.String())
 	}
 	go func() { _, _ = bufio.NewReader(stdout).WriteTo(devNull{}) }()
-	return addr, token
+	return addr, token, resolverToken
 }
 
 type devNull struct{}
@@ -112,7 +116,7 @@ func runExample(t *testing.T, cli, dir string, writeOnly bool) {
 	bins := t.TempDir()
 	goBuild(t, "./cmd/terraform-provider-keybroker", bins, "terraform-provider-keybroker")
 	keybroker := goBuild(t, "./cmd/keybroker", bins, "keybroker")
-	addr, token := startDev(t, keybroker)
+	addr, token, resolverToken := startDev(t, keybroker)
 
 	work := t.TempDir()
 	example, err := os.ReadFile(filepath.Join(dir, "main.tf"))
@@ -159,9 +163,13 @@ func runExample(t *testing.T, cli, dir string, writeOnly bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	resolver, err := client.New(client.Config{Address: addr, Token: resolverToken})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	for _, c := range []struct{ ws, provider, key string }{{"acme", "openai", openaiKey}, {"globex", "anthropic", anthropicKey}} {
-		r, err := api.Resolve(ctx, c.ws, c.provider)
+		r, err := resolver.Resolve(ctx, c.ws, c.provider)
 		if err != nil || r.APIKey != c.key || !r.IsBYOK {
 			t.Fatalf("resolve %s/%s after apply: %v", c.ws, c.provider, err)
 		}

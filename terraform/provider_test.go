@@ -38,6 +38,7 @@ const pepper = "terraform-test-pepper-0123456789"
 type server struct {
 	url, token string
 	api        *client.Client
+	resolver   *client.Client
 	ids        *vaulttest.Identities
 	tokens     *auth.Service
 }
@@ -45,7 +46,7 @@ type server struct {
 func startKeybroker(t *testing.T) *server {
 	t.Helper()
 	s := kbtest.Start(t, kbtest.Options{Pepper: pepper})
-	return &server{url: s.URL, token: s.OperatorToken, api: s.API, ids: s.Identities, tokens: s.Tokens}
+	return &server{url: s.URL, token: s.OperatorToken, api: s.API, resolver: s.Resolver, ids: s.Identities, tokens: s.Tokens}
 }
 
 // useCLI points terraform-plugin-testing at one of the CLIs built by
@@ -82,7 +83,7 @@ func newKey(t *testing.T) string {
 // resolvesTo checks what the execution path gets for ws1/openai.
 func resolvesTo(s *server, want, source string) resource.TestCheckFunc {
 	return func(*tfstate.State) error {
-		r, err := s.api.Resolve(context.Background(), "ws1", "openai")
+		r, err := s.resolver.Resolve(context.Background(), "ws1", "openai")
 		if err != nil {
 			return fmt.Errorf("resolve: %w", err)
 		}

@@ -82,7 +82,10 @@ func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl 
 			"KEYBROKER_LISTEN_ADDR=" + listen, "KEYBROKER_MODE=resolver", "DATABASE_URL=" + g.dbURL,
 			"VAULT_ADDR=" + g.vaultAddr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + g.readerToken,
 			"KEYBROKER_KV_MOUNT=byok", "KEYBROKER_CACHE_TTL=" + ttl.String(), "KEYBROKER_PPROF_ADDR=" + pprofAddr,
-			"KEYBROKER_ACCESS_LOG=" + accessLog,
+			"KEYBROKER_ACCESS_LOG=" + accessLog, "KEYBROKER_METRICS_ADDR=",
+			// The benchmark measures the resolve path; the rate limiter has
+			// its own benchmark (auth).
+			"KEYBROKER_RATE_LIMIT_PER_TOKEN=-1",
 		}, g.keybrokerEnv...)
 	}, "/readyz")
 }

@@ -45,13 +45,14 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	vaultAddr, vaultToken := testenv.Vault(t)
 	mount := testenv.NewKVMount(t)
 	dbURL := testenv.DatabaseURL(t)
-	run(t, nil, "", false, "migrate", "--database-url", dbURL)
+	runtimeURL := testenv.RuntimeURL(t, dbURL)
+	run(t, []string{"DATABASE_URL=" + dbURL}, "", false, "migrate", "--runtime-role", testenv.RuntimeRole(t))
 
-	addr := freeAddr(t)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
 	serve := keybroker("serve")
 	serve.Env = append(serve.Env,
-		"KEYBROKER_LISTEN_ADDR="+addr, "DATABASE_URL="+dbURL, "VAULT_ADDR="+vaultAddr, "VAULT_TOKEN="+vaultToken,
-		"KEYBROKER_KV_MOUNT="+mount, "KEYBROKER_FINGERPRINT_PEPPER=cli-test-pepper-0123456789")
+		"KEYBROKER_LISTEN_ADDR="+addr, "DATABASE_URL="+runtimeURL, "VAULT_ADDR="+vaultAddr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN="+vaultToken,
+		"KEYBROKER_KV_MOUNT="+mount, "KEYBROKER_FINGERPRINT_PEPPER=cli-test-pepper-0123456789", "KEYBROKER_METRICS_ADDR="+metricsAddr)
 	var serverLog testenv.SyncBuffer
 	serve.Stdout, serve.Stderr = &serverLog, &serverLog
 	if err := serve.Start(); err != nil {
@@ -97,7 +98,10 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	if !strings.Contains(out, `"version":3`) {
 		t.Fatalf("keys get printed %q", out)
 	}
-	run(t, api, "", false, "keys", "delete", "--workspace", "ws1", "--provider", "openai")
+	_, msg = run(t, api, "", false, "keys", "delete", "--workspace", "ws1", "--provider", "openai")
+	if !strings.Contains(msg, "older versions remain in Vault") {
+		t.Fatalf("keys delete said %q, not what it leaves behind", msg)
+	}
 	out, _ = run(t, api, "", false, "keys", "list", "--workspace", "ws1", "--json")
 	if strings.TrimSpace(out) != "[]" {
 		t.Fatalf("keys list after delete printed %q", out)
@@ -127,7 +131,11 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	}
 
 	// Metrics: the expected families, and no workspace, key or token in them.
-	resp, err := http.Get("http://" + addr + "/metrics")
+	// They are served on the metrics listener, not the API's.
+	if resp, err := http.Get("http://" + addr + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("/metrics on the API listener: %v %v", resp, err)
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ func runDev(ctx context.Context, listenAddr string) error {
 	fmt.Fprintf(out, "  keybroker      http://%s  (try: curl http://%s/readyz)\n", ln.Addr(), ln.Addr())
 	fmt.Fprintf(out, "  KEYBROKER_ADDR=http://%s\n", ln.Addr())
 	fmt.Fprintf(out, "  KEYBROKER_TOKEN=%s  (operator token: manages keys and tokens, cannot resolve)\n", operatorToken)
-	fmt.Fprintf(out, "  resolver token %s  (POST /v1/resolve only)\n", resolverToken)
+	fmt.Fprintf(out, "  KEYBROKER_RESOLVER_TOKEN=%s  (resolver token: POST /v1/resolve only)\n", resolverToken)
 	fmt.Fprintf(out, "  VAULT_ADDR=%s\n", vs.Addr)
 	fmt.Fprintf(out, "  VAULT_TOKEN=%s  (dev root token, for you; keybroker logs in with AppRole)\n", vs.RootToken)
 	fmt.Fprintf(out, "  KV v2 mount    %s (bootstrapped: policies keybroker-writer, keybroker-reader, keybroker-hosted-writer)\n", devKVMount)

@@ -41,7 +41,8 @@ func keybroker(args ...string) *exec.Cmd {
 		}
 		env = append(env, kv)
 	}
-	cmd.Env = append(env, "KEYBROKER_RUN_MAIN=1")
+	// No metrics listener unless a test asks: its default port is fixed.
+	cmd.Env = append(env, "KEYBROKER_RUN_MAIN=1", "KEYBROKER_METRICS_ADDR=")
 	return cmd
 }
 

@@ -66,17 +66,19 @@ type approleGround struct {
 	ids     *vaulttest.Identities
 	st      *store.Store
 	opToken string
-	env     []string
-	dir     string
+	// resolverToken resolves (an operator token cannot).
+	resolverToken string
+	env           []string
+	dir           string
 }
 
 func newApproleGround(t *testing.T, tune func(*vault.BootstrapConfig)) *approleGround {
 	t.Helper()
 	const pepper = "approle-test-pepper-0123456789"
 	kg := kbtest.NewGround(t, kbtest.Options{Pepper: pepper, Vault: vaulttest.Options{Tune: tune}})
-	g := &approleGround{ids: kg.Identities, st: kg.Store, opToken: kg.OperatorToken, dir: t.TempDir()}
+	g := &approleGround{ids: kg.Identities, st: kg.Store, opToken: kg.OperatorToken, resolverToken: kg.ResolverToken, dir: t.TempDir()}
 	vaultAddr, _ := testenv.Vault(t)
-	g.env = []string{"DATABASE_URL=" + kg.DBURL, "VAULT_ADDR=" + vaultAddr, "KEYBROKER_KV_MOUNT=" + g.ids.Mount,
+	g.env = []string{"DATABASE_URL=" + testenv.RuntimeURL(t, kg.DBURL), "VAULT_ADDR=" + vaultAddr, "KEYBROKER_KV_MOUNT=" + g.ids.Mount,
 		"KEYBROKER_VAULT_AUTH=approle", "KEYBROKER_APPROLE_MOUNT=" + g.ids.AppRoleMount,
 		"KEYBROKER_FINGERPRINT_PEPPER=" + pepper}
 	return g
@@ -98,7 +100,7 @@ func TestModesHoldOnlyTheirVaultIdentity(t *testing.T) {
 		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))))
 
 	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: opToken})
-	resolver, _ := client.New(client.Config{Address: "http://" + resolverAddr, Token: opToken})
+	resolver, _ := client.New(client.Config{Address: "http://" + resolverAddr, Token: g.resolverToken})
 	key := "sk-proj-modes-" + testenv.RandomID(t) + testenv.RandomID(t)
 	if _, _, err := admin.SetKey(ctx, "ws1", "openai", key, 0); err != nil {
 		t.Fatalf("set on the admin replica: %v", err)

@@ -96,7 +96,7 @@ func newTokenCommand() *cobra.Command {
 						case left <= 0:
 							state = "expired"
 						case left <= expiresSoon:
-							state = fmt.Sprintf("expires in %s", humanDuration(left))
+							state = fmt.Sprintf("active, EXPIRES IN %s", humanDuration(left))
 							if r.RevokedAt == nil {
 								soon++
 							}

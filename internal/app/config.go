@@ -121,7 +121,7 @@ type Identity struct {
 	// server holding both identities needs two different files (two
 	// projected tokens with the audiences the two Vault roles require).
 	KubernetesJWT string
-	TokenFile      string // token-file: the Vault Agent/Proxy sink
+	TokenFile     string // token-file: the Vault Agent/Proxy sink
 }
 
 // DefaultKubernetesJWT is where Kubernetes projects a pod's service-account

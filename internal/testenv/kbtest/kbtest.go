@@ -57,6 +57,8 @@ type Ground struct {
 	Broker        *broker.Broker
 	Tokens        *auth.Service
 	OperatorToken string
+	// ResolverToken resolves (an operator cannot).
+	ResolverToken string
 }
 
 // Options tune NewGround and Start.
@@ -96,15 +98,20 @@ func NewGround(t testing.TB, opts Options) *Ground {
 	if g.OperatorToken, _, err = g.Tokens.Create(context.Background(), auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "kbtest"}); err != nil {
 		t.Fatal(err)
 	}
+	if g.ResolverToken, _, err = g.Tokens.Create(context.Background(), auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "kbtest"}); err != nil {
+		t.Fatal(err)
+	}
 	return g
 }
 
 // Server is a Ground served by keybroker's router (mode all) on loopback.
 type Server struct {
 	*Ground
-	// URL is the API's base URL; API a client holding the operator token.
-	URL string
-	API *client.Client
+	// URL is the API's base URL; API a client holding the operator token,
+	// Resolver one holding the resolver token.
+	URL      string
+	API      *client.Client
+	Resolver *client.Client
 }
 
 // Start serves a new Ground's API for the test.
@@ -120,6 +127,9 @@ func Start(t testing.TB, opts Options) *Server {
 	s := &Server{Ground: g, URL: srv.URL}
 	var err error
 	if s.API, err = client.New(client.Config{Address: srv.URL, Token: g.OperatorToken}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Resolver, err = client.New(client.Config{Address: srv.URL, Token: g.ResolverToken}); err != nil {
 		t.Fatal(err)
 	}
 	return s
