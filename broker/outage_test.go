@@ -34,7 +34,7 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 	kv := vc.KV("byok")
 	st := openStore(t, testenv.DatabaseURL(t))
 	b, err := broker.New(broker.Config{Reader: kv, Writer: kv, Store: st, Pepper: []byte("outage-test-pepper-0123"),
-		CacheTTL: 200 * time.Millisecond, StaleIfError: time.Minute, Logger: testLogger})
+		CacheTTL: 200 * time.Millisecond, NegativeCacheTTL: 200 * time.Millisecond, StaleIfError: time.Minute, Logger: testLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +44,9 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 	}
 	if r, err := b.Resolve(ctx, "ws", "openai"); err != nil || r.APIKey != k1 {
 		t.Fatalf("before the outage: %v", err)
+	}
+	if _, err := b.Resolve(ctx, "ws", "mistral"); !errors.Is(err, broker.ErrNoKey) {
+		t.Fatalf("no mistral key before the outage: %v", err)
 	}
 
 	var lastErr atomic.Value
@@ -62,6 +65,10 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 	time.Sleep(600 * time.Millisecond) // well past the 200 ms TTL
 	if _, err := b.Resolve(ctx, "ws", "anthropic"); !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("an uncached key during the outage: %v, want ErrUnavailable", err)
+	}
+	// "No key" is never served stale: past its TTL it is a Vault read again.
+	if _, err := b.Resolve(ctx, "ws", "mistral"); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("an expired no-key answer during the outage: %v, want ErrUnavailable (no stale-if-error for negatives)", err)
 	}
 	servedDuringOutage := resolves.ok.Load()
 

@@ -40,6 +40,9 @@ type Options struct {
 	ReaderTransport http.RoundTripper
 	// Tune adjusts the bootstrap configuration.
 	Tune func(*vault.BootstrapConfig)
+	// Addr and RootToken name a Vault of the test's own. Default: the
+	// shared test Vault.
+	Addr, RootToken string
 }
 
 // Bootstrap sets up a fresh mount, policies and AppRole roles on the shared
@@ -48,7 +51,10 @@ type Options struct {
 func Bootstrap(t testing.TB, opts Options) *Identities {
 	t.Helper()
 	ctx := context.Background()
-	addr, token := testenv.Vault(t)
+	addr, token := opts.Addr, opts.RootToken
+	if addr == "" {
+		addr, token = testenv.Vault(t)
+	}
 	root, err := vault.New(vault.Config{Address: addr, Token: token})
 	if err != nil {
 		t.Fatal(err)
@@ -77,8 +83,8 @@ func Bootstrap(t testing.TB, opts Options) *Identities {
 	})
 	ids := &Identities{Mount: cfg.KVMount, AppRoleMount: cfg.AppRoleMount, WriterRole: cfg.WriterRole,
 		ReaderRole: cfg.ReaderRole, Root: root, Result: res}
-	ids.Writer = Login(t, vault.Config{Address: addr, Logger: opts.Logger}, cfg.AppRoleMount, cfg.WriterRole, res.RoleIDs[cfg.WriterRole])
-	ids.Reader = Login(t, vault.Config{Address: addr, Logger: opts.Logger, Transport: opts.ReaderTransport}, cfg.AppRoleMount, cfg.ReaderRole, res.RoleIDs[cfg.ReaderRole])
+	ids.Writer = loginAt(t, token, vault.Config{Address: addr, Logger: opts.Logger}, cfg.AppRoleMount, cfg.WriterRole, res.RoleIDs[cfg.WriterRole])
+	ids.Reader = loginAt(t, token, vault.Config{Address: addr, Logger: opts.Logger, Transport: opts.ReaderTransport}, cfg.AppRoleMount, cfg.ReaderRole, res.RoleIDs[cfg.ReaderRole])
 	return ids
 }
 
@@ -86,6 +92,11 @@ func Bootstrap(t testing.TB, opts Options) *Identities {
 func SecretID(t testing.TB, appRoleMount, role string) string {
 	t.Helper()
 	addr, token := testenv.Vault(t)
+	return secretIDAt(t, addr, token, appRoleMount, role)
+}
+
+func secretIDAt(t testing.TB, addr, token, appRoleMount, role string) string {
+	t.Helper()
 	s, err := testenv.NewVaultClient(t, addr, token).Logical().WriteWithContext(context.Background(),
 		fmt.Sprintf("auth/%s/role/%s/secret-id", appRoleMount, role), nil)
 	if err != nil {
@@ -98,7 +109,13 @@ func SecretID(t testing.TB, appRoleMount, role string) string {
 // Vault is), starts the token's upkeep, and waits for the first login.
 func Login(t testing.TB, cfg vault.Config, appRoleMount, role, roleID string) *vault.Client {
 	t.Helper()
-	method, err := vault.AppRole(vault.AppRoleConfig{MountPath: appRoleMount, RoleID: roleID, SecretID: SecretID(t, appRoleMount, role)})
+	_, token := testenv.Vault(t)
+	return loginAt(t, token, cfg, appRoleMount, role, roleID)
+}
+
+func loginAt(t testing.TB, rootToken string, cfg vault.Config, appRoleMount, role, roleID string) *vault.Client {
+	t.Helper()
+	method, err := vault.AppRole(vault.AppRoleConfig{MountPath: appRoleMount, RoleID: roleID, SecretID: secretIDAt(t, cfg.Address, rootToken, appRoleMount, role)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,82 @@
+package store_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/testenv/kbtest"
+	"github.com/keybroker/keybroker/store"
+)
+
+// TestRuntimeRoleCannotEraseTheAuditTrail connects as the role keybroker
+// serve runs as and tries everything an attacker holding its credentials
+// would try on audit_events: each is refused by PostgreSQL itself.
+func TestRuntimeRoleCannotEraseTheAuditTrail(t *testing.T) {
+	ctx := context.Background()
+	ownerURL := testenv.DatabaseURL(t)
+	st := kbtest.NewStore(t, ownerURL) // migrated as the owner, connected as the runtime role
+	if err := st.AppendAudit(ctx, store.AuditEvent{Workspace: "ws1", Action: "key.create", Actor: "t", Outcome: "success"}); err != nil {
+		t.Fatalf("the runtime role appends: %v", err)
+	}
+	if evs, err := st.ListAudit(ctx, "ws1", 0, 10); err != nil || len(evs) != 1 {
+		t.Fatalf("the runtime role reads: %v %v", evs, err)
+	}
+	conn, err := pgx.Connect(ctx, testenv.RuntimeURL(t, ownerURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var who string
+	if err := conn.QueryRow(ctx, `SELECT current_user`).Scan(&who); err != nil || who != testenv.RuntimeRole(t) {
+		t.Fatalf("connected as %q (%v), want the runtime role", who, err)
+	}
+	for _, q := range []string{
+		`UPDATE audit_events SET actor = 'someone else'`,
+		`DELETE FROM audit_events`,
+		`TRUNCATE audit_events`,
+		`ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change`,
+		`ALTER TABLE audit_events DISABLE TRIGGER ALL`,
+		`DROP TRIGGER audit_events_no_change ON audit_events`,
+		`DROP TABLE audit_events`,
+	} {
+		_, err := conn.Exec(ctx, q)
+		if err == nil {
+			t.Errorf("the runtime role ran %q", q)
+			continue
+		}
+		if !strings.Contains(err.Error(), "permission denied") && !strings.Contains(err.Error(), "must be owner") {
+			t.Errorf("%q failed, but not on privileges: %v", q, err)
+		}
+	}
+	// It cannot grant itself more either (PostgreSQL only warns that nothing
+	// was granted).
+	_, _ = conn.Exec(ctx, `GRANT UPDATE, DELETE, TRUNCATE ON audit_events TO `+pgx.Identifier{who}.Sanitize())
+	var canChange bool
+	if err := conn.QueryRow(ctx, `SELECT has_table_privilege(current_user, 'audit_events', 'UPDATE')
+		OR has_table_privilege(current_user, 'audit_events', 'DELETE') OR has_table_privilege(current_user, 'audit_events', 'TRUNCATE')`).Scan(&canChange); err != nil || canChange {
+		t.Fatalf("the runtime role holds UPDATE, DELETE or TRUNCATE on audit_events (%v)", err)
+	}
+	if evs, err := st.ListAudit(ctx, "ws1", 0, 10); err != nil || len(evs) != 1 || evs[0].Actor != "t" {
+		t.Fatalf("the trail after the attempts: %v %v", evs, err)
+	}
+	// It still does its job on the other tables.
+	if _, err := conn.Exec(ctx, `UPDATE provider_keys SET updated_by = updated_by`); err != nil {
+		t.Fatalf("the runtime role updates key metadata: %v", err)
+	}
+}
+
+func TestGrantRefusesTheOwnerAsRuntimeRole(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx, "postgres"); err == nil || !strings.Contains(err.Error(), "is the role running the migration") {
+		t.Fatalf("granting the owner itself: %v", err)
+	}
+}
