@@ -183,7 +183,7 @@ func (c Config) Validate() error {
 	case "":
 		return errors.New("no --vault-auth: choose approle, kubernetes or token-file (token, a static VAULT_TOKEN, is for development only and must be named)")
 	case VaultAuthKubernetes:
-		if mode == handlers.ModeAll && c.Writer.KubernetesJWT == c.Reader.KubernetesJWT && c.Writer.KubernetesRole != c.Reader.KubernetesRole {
+		if mode == handlers.ModeAll && c.Writer.KubernetesJWT == c.Reader.KubernetesJWT {
 			return errors.New("--mode=all with Kubernetes auth logs both identities in with one service-account token, so whoever may use it holds both Vault roles: " +
 				"run admin and resolver as separate deployments (one service account each), or give the identities two projected tokens " +
 				"(--writer-kubernetes-jwt-path, --reader-kubernetes-jwt-path) whose audiences the two Vault roles require")

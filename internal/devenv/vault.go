@@ -47,6 +47,7 @@ func StartVault(ctx context.Context) (*VaultServer, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	RegisterSecret(token) // Redact hides it from then on
 	var lastErr error
 	for range 3 { // a free port can be taken between finding and binding it
 		port, err := FreePort(true)
@@ -137,7 +138,7 @@ func StartVaultNode(ctx context.Context, dir, addr, configPath string) (*VaultSe
 func (v *VaultServer) Running() bool { return !v.proc.exited() }
 
 // LogTail is the end of the server's log, for error messages.
-func (v *VaultServer) LogTail() string { return v.proc.logTail() }
+func (v *VaultServer) LogTail() string { return Redact(v.proc.logTail()) }
 
 // Pid is the server's process id.
 func (v *VaultServer) Pid() int { return v.proc.cmd.Process.Pid }

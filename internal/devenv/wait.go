@@ -16,10 +16,15 @@ var ErrExited = errors.New("the process exited")
 // the one readiness poll of the dev servers, the tests and the benchmark's
 // child processes.
 func WaitHTTP(ctx context.Context, url string, ok func(status int) bool, exited <-chan struct{}) error {
+	return WaitHTTPWith(ctx, &http.Client{Timeout: 2 * time.Second}, url, ok, exited)
+}
+
+// WaitHTTPWith is WaitHTTP with the given client (TLS settings, client
+// certificates).
+func WaitHTTPWith(ctx context.Context, client *http.Client, url string, ok func(status int) bool, exited <-chan struct{}) error {
 	if ok == nil {
 		ok = func(status int) bool { return status == http.StatusOK }
 	}
-	client := &http.Client{Timeout: 2 * time.Second}
 	var last error
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

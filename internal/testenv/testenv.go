@@ -54,6 +54,7 @@ var (
 // the run with an error, e.g. "a key leaked into the logs"), and stops the
 // shared servers.
 func Main(m *testing.M, checks ...func() error) {
+	restore := redactStdout()
 	code := m.Run()
 	for _, check := range checks {
 		if err := check(); err != nil {
@@ -67,6 +68,7 @@ func Main(m *testing.M, checks ...func() error) {
 	if pgServer != nil {
 		pgServer.Stop()
 	}
+	restore()
 	os.Exit(code)
 }
 
@@ -81,6 +83,7 @@ func Vault(t testing.TB) (addr, token string) {
 	vaultOnce.Do(func() {
 		if a, tok := os.Getenv("VAULT_ADDR"), os.Getenv("VAULT_TOKEN"); a != "" && tok != "" {
 			vaultAddr, vaultToken = a, tok
+			devenv.RegisterSecret(tok)
 			return
 		}
 		ctx, cancel := startContext()

@@ -1,0 +1,87 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+)
+
+func validConfig() Config {
+	return Config{DatabaseURL: "postgres://keybroker@127.0.0.1:1/keybroker", VaultAddr: "http://127.0.0.1:1",
+		VaultAuth: VaultAuthToken, VaultToken: "hvs.dev", Pepper: "0123456789abcdef0123"}
+}
+
+func TestConfigRefusesWhatWouldWeakenTheSplit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"no vault auth", func(c *Config) { c.VaultAuth = "" }, "no --vault-auth"},
+		{"kubernetes, mode all, one JWT", func(c *Config) { c.VaultAuth = VaultAuthKubernetes }, "one service-account token"},
+		{"cert without key", func(c *Config) { c.TLSCertFile = "/x.crt" }, "go together"},
+		{"client CA without TLS", func(c *Config) { c.TLSClientCAFile = "/ca.pem" }, "needs --tls-cert-file"},
+	} {
+		cfg := validConfig()
+		tc.edit(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	// Kubernetes with two projected tokens, or one mode per deployment, is fine.
+	for _, edit := range []func(*Config){
+		func(c *Config) {
+			c.VaultAuth = VaultAuthKubernetes
+			c.Writer.KubernetesJWT, c.Reader.KubernetesJWT = "/var/run/secrets/writer/token", "/var/run/secrets/reader/token"
+		},
+		func(c *Config) { c.VaultAuth, c.Mode = VaultAuthKubernetes, "resolver" },
+	} {
+		cfg := validConfig()
+		edit(&cfg)
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%+v: %v", cfg, err)
+		}
+	}
+}
+
+func TestPlainHTTPOffLoopbackIsRefusedAtStart(t *testing.T) {
+	a, err := New(context.Background(), validConfig(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Run(context.Background(), ln)
+	if err == nil || !strings.Contains(err.Error(), "refusing to serve plain HTTP") || !strings.Contains(err.Error(), "--insecure-plaintext") {
+		t.Fatalf("plain HTTP on 0.0.0.0: %v", err)
+	}
+	// The listener was closed: the port is free again.
+	again, lerr := net.Listen("tcp", ln.Addr().String())
+	if lerr != nil {
+		t.Fatalf("the refused listener was left open: %v", lerr)
+	}
+	again.Close()
+	for _, ok := range []string{"127.0.0.1:0", "[::1]:0"} {
+		if err := validConfig().checkListener(mustAddr(t, ok)); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	cfg := validConfig()
+	cfg.InsecurePlaintext = true
+	if err := cfg.checkListener(mustAddr(t, "0.0.0.0:0")); err != nil {
+		t.Errorf("with --insecure-plaintext: %v", err)
+	}
+}
+
+func mustAddr(t *testing.T, s string) net.Addr {
+	t.Helper()
+	a, err := net.ResolveTCPAddr("tcp", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
