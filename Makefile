@@ -41,13 +41,16 @@ lint:
 	$(TOOLS_BIN)/staticcheck ./...
 	$(GO) mod tidy -diff
 	@$(TFPLUGINDOCS) --rendered-website-dir ../../terraform/docs >/dev/null
-	@if [ -n "$$(git status --porcelain terraform/docs)" ]; then git status --short terraform/docs; \
-		echo "terraform/docs was stale (regenerated now: review and commit it)"; exit 1; fi
+	@$(GO) run ./cmd/keybroker docs > docs/reference/flags.md
+	@if [ -n "$$(git status --porcelain terraform/docs docs/reference)" ]; then git status --short terraform/docs docs/reference; \
+		echo "generated docs were stale (regenerated now: review and commit them)"; exit 1; fi
 
-# Regenerate what is generated: the Terraform provider's docs.
+# Regenerate what is generated: the Terraform provider's docs and the
+# settings reference (docs/reference/flags.md, from the commands' flags).
 generate:
 	scripts/tools.sh terraform linters
 	$(TFPLUGINDOCS) --rendered-website-dir ../../terraform/docs
+	$(GO) run ./cmd/keybroker docs > docs/reference/flags.md
 
 test-unit:
 	$(GO) test -count=1 $(UNIT_PKGS)

@@ -96,4 +96,3 @@ func TestColdReadsHaveAConcurrencyBound(t *testing.T) {
 		t.Fatalf("%d Vault reads in flight at once, bound 4 (and reads did overlap: at least 2)", p)
 	}
 }
-

@@ -20,6 +20,7 @@ func newRootCommand() *cobra.Command {
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return applyEnv(cmd) },
 	}
 	root.AddCommand(newServeCommand(), newDevCommand(), newMigrateCommand(), newTokenCommand(), newKeysCommand(), newVaultCommand(), newReconcileCommand(), newVersionCommand())
+	root.AddCommand(newDocsCommand(root))
 	return root
 }
 
