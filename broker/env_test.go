@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/vault/api"
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/keybroker/keybroker/broker"
@@ -147,7 +146,7 @@ func (e *env) setHosted(t testing.TB, provider, key string) {
 	if md, err := kv.GetMetadata(context.Background(), path); err == nil {
 		cas = md.CurrentVersion
 	}
-	if _, err := kv.Put(context.Background(), path, map[string]any{vault.ValueField: key}, api.WithCheckAndSet(cas)); err != nil {
+	if _, err := kv.Put(context.Background(), path, map[string]any{vault.ValueField: key}, vaultapi.WithCheckAndSet(cas)); err != nil {
 		t.Fatal(err)
 	}
 }
