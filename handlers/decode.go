@@ -31,7 +31,12 @@ func decodeJSON(c *gin.Context, v any) *Error {
 	if err != nil {
 		return &Error{Status: http.StatusBadRequest, Code: "malformed_json", Message: "could not read the request body"}
 	}
-	if msg := checkNames(body, fieldNames(v)); msg != "" {
+	known := fieldNames(v)
+	msg, decided := quickCheckNames(body, known)
+	if !decided {
+		msg = checkNames(body, known)
+	}
+	if msg != "" {
 		return &Error{Status: http.StatusBadRequest, Code: "malformed_json", Message: msg}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -45,7 +50,7 @@ func decodeJSON(c *gin.Context, v any) *Error {
 	if err == nil {
 		return nil
 	}
-	msg := "request body must be one JSON object"
+	msg = "request body must be one JSON object"
 	var typeErr *json.UnmarshalTypeError
 	switch {
 	case errors.Is(err, io.EOF):
@@ -121,6 +126,77 @@ func checkNames(body []byte, known map[string]bool) string {
 		// A value ended: in an object, a name comes next.
 		stack[len(stack)-1].key = stack[len(stack)-1].object
 	}
+}
+
+// quickCheckNames is checkNames without allocations for the bodies the API
+// gets (small objects, names without escapes): the resolve path is hot.
+// decided is false when the body is outside what it handles (escaped
+// names, deep nesting, many names); checkNames then decides.
+func quickCheckNames(body []byte, known map[string]bool) (msg string, decided bool) {
+	const maxDepth, maxNames = 8, 16
+	type frame struct {
+		names     [maxNames][]byte
+		n         int
+		object    bool
+		expectKey bool
+	}
+	var stack [maxDepth]frame
+	depth := 0
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; c {
+		case '{', '[':
+			if depth == maxDepth {
+				return "", false
+			}
+			stack[depth] = frame{object: c == '{', expectKey: c == '{'}
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return "", false
+			}
+			depth--
+		case ',':
+			if depth > 0 && stack[depth-1].object {
+				stack[depth-1].expectKey = true
+			}
+		case '"':
+			end := i + 1
+			for end < len(body) && body[end] != '"' {
+				if body[end] == '\\' {
+					return "", false
+				}
+				end++
+			}
+			if end == len(body) {
+				return "", true // unterminated: the decoder says so
+			}
+			s := body[i+1 : end]
+			i = end
+			if depth == 0 || !stack[depth-1].object || !stack[depth-1].expectKey {
+				continue // a value
+			}
+			f := &stack[depth-1]
+			f.expectKey = false
+			for _, prev := range f.names[:f.n] {
+				if bytes.Equal(prev, s) {
+					return fmt.Sprintf("duplicate field %q", s), true
+				}
+			}
+			if f.n == maxNames {
+				return "", false
+			}
+			f.names[f.n] = s
+			f.n++
+			if depth == 1 && !known[string(s)] {
+				for k := range known {
+					if strings.EqualFold(k, string(s)) {
+						return fmt.Sprintf("unknown field %q (did you mean %q? names are case-sensitive)", s, k), true
+					}
+				}
+			}
+		}
+	}
+	return "", true
 }
 
 var fieldNameCache sync.Map // reflect.Type → map[string]bool

@@ -28,6 +28,9 @@ import (
 // from the load generator, nothing shares its runtime.
 type child struct {
 	name, url, logPath string
+	// metricsURL is where the child serves /metrics (keybroker: its own
+	// metrics listener); empty: on url.
+	metricsURL string
 	cmd                *exec.Cmd
 	done               chan struct{}
 }
@@ -90,7 +93,11 @@ func (c *child) logTail() string {
 // metricSum adds up the samples of a Prometheus counter (name plus label
 // prefix) on the child's /metrics.
 func (c *child) metricSum(prefix string) (float64, error) {
-	resp, err := http.Get(c.url + "/metrics")
+	base := c.url
+	if c.metricsURL != "" {
+		base = c.metricsURL
+	}
+	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		return 0, err
 	}

@@ -77,17 +77,28 @@ type ground struct {
 // it (JSON log to stderr, metrics, invalidation listener), with the
 // reader's Vault token and cache TTL ttl.
 func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl time.Duration, pprofAddr, accessLog string) (*child, error) {
-	return startChild(ctx, dir, name, bin, func(listen string) ([]string, []string) {
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	metricsAddr := ml.Addr().String()
+	ml.Close()
+	c, err := startChild(ctx, dir, name, bin, func(listen string) ([]string, []string) {
 		return []string{"serve"}, append([]string{
 			"KEYBROKER_LISTEN_ADDR=" + listen, "KEYBROKER_MODE=resolver", "DATABASE_URL=" + g.dbURL,
 			"VAULT_ADDR=" + g.vaultAddr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + g.readerToken,
 			"KEYBROKER_KV_MOUNT=byok", "KEYBROKER_CACHE_TTL=" + ttl.String(), "KEYBROKER_PPROF_ADDR=" + pprofAddr,
-			"KEYBROKER_ACCESS_LOG=" + accessLog, "KEYBROKER_METRICS_ADDR=",
+			"KEYBROKER_ACCESS_LOG=" + accessLog, "KEYBROKER_METRICS_ADDR=" + metricsAddr,
 			// The benchmark measures the resolve path; the rate limiter has
 			// its own benchmark (auth).
 			"KEYBROKER_RATE_LIMIT_PER_TOKEN=-1",
 		}, g.keybrokerEnv...)
 	}, "/readyz")
+	if err != nil {
+		return nil, err
+	}
+	c.metricsURL = "http://" + metricsAddr
+	return c, nil
 }
 
 // profile writes a CPU profile of the keybroker process over d to path.
