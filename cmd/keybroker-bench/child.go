@@ -31,8 +31,8 @@ type child struct {
 	// metricsURL is where the child serves /metrics (keybroker: its own
 	// metrics listener); empty: on url.
 	metricsURL string
-	cmd                *exec.Cmd
-	done               chan struct{}
+	cmd        *exec.Cmd
+	done       chan struct{}
 }
 
 // startChild runs bin with args and env (both given the listen address it
