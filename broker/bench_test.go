@@ -2,7 +2,10 @@ package broker_test
 
 import (
 	"context"
+	"runtime"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/keybroker/keybroker/broker"
 )
@@ -45,4 +48,31 @@ func BenchmarkResolveMiss(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkMadeUpWorkspaceIDs resolves b.N distinct made-up workspace ids
+// (each a Vault read that finds no key, then the cached hosted key) and
+// reports the heap the cache keeps afterwards: bounded by
+// MaxNegativeEntries (default 10,000) however large b.N grows
+// (docs/benchmarks.md: run with -benchtime 300000x).
+func BenchmarkMadeUpWorkspaceIDs(b *testing.B) {
+	ctx := context.Background()
+	e := newEnv(b, func(c *broker.Config) { c.NegativeCacheTTL = time.Hour })
+	e.setHosted(b, "openai", newKey(b, "openai"))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := e.b.Resolve(ctx, "made-up-"+strconv.Itoa(i), "openai"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	keys, negative := e.b.CacheSize()
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/1e6, "heap-MB-kept")
+	b.ReportMetric(float64(negative), "negative-entries")
+	b.ReportMetric(float64(keys), "keys")
 }

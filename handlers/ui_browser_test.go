@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/vault"
 )
 
 // browser starts headless Chromium (Debian's, installed by
@@ -160,8 +162,14 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`button[data-delete="openai"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`button[data-confirm-delete="openai"]`)))
 	waitText(t, ctx, row+" .warning", "fall back to the platform's hosted key")
-	run(t, ctx, "confirm delete", chromedp.Click(chromedp.CSS(`button[data-confirm-delete="openai"]`)))
+	waitText(t, ctx, row+" .warning", "the older versions stay in Vault")
+	run(t, ctx, "confirm delete, destroying every version",
+		chromedp.Click(chromedp.CSS(`input[data-destroy="openai"]`)),
+		chromedp.Click(chromedp.CSS(`button[data-confirm-delete="openai"]`)))
 	waitText(t, ctx, row+` td[data-status="openai"]`, "Using hosted key")
+	if _, err := a.kv.Metadata(context.Background(), broker.WorkspaceKey("ws1", "openai").VaultPath()); !errors.Is(err, vault.ErrNotFound) {
+		t.Fatalf("after a delete with destroy, Vault still holds the key's versions: %v", err)
+	}
 	for _, k := range []string{k1, k2, hosted} {
 		if pageHolds(t, ctx, k) {
 			t.Fatal("a plaintext key is in the DOM or sessionStorage")

@@ -118,8 +118,17 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	out, _ = run(t, db, "", false, "token", "list")
 	id := strings.Fields(strings.Split(details, "created ")[1])[0]
 	id = strings.TrimSuffix(id, ":")
-	if !strings.Contains(out, id) || strings.Contains(out, token) || !strings.Contains(out, "active") {
-		t.Fatalf("token list printed %q (id %s)", out, id)
+	if !strings.Contains(out, id) || strings.Contains(out, token) || !strings.Contains(out, "active, EXPIRES IN 0h") {
+		t.Fatalf("token list printed %q (id %s): the 1h token is active and expires soon", out, id)
+	}
+	// A token that never expires must be asked for by name, and is flagged.
+	_, details = run(t, db, "", false, "token", "create", "--role", "resolver", "--no-expiry")
+	if !strings.Contains(details, "expires never") || !strings.Contains(details, "never expires; revoke it") {
+		t.Fatalf("token create --no-expiry said %q", details)
+	}
+	_, msg = run(t, db, "", true, "token", "create", "--role", "operator", "--ttl", "1000h")
+	if !strings.Contains(msg, "at most") {
+		t.Fatalf("an operator token of 1000h said %q", msg)
 	}
 	run(t, db, "", false, "token", "revoke", id)
 	_, msg = run(t, api, "", true, "keys", "list", "--workspace", "ws1")

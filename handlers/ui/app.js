@@ -126,16 +126,24 @@ function editControls(p, k) {
     const warn = el('p', { class: 'warning', hidden: '' });
     const confirmBtn = el('button', { type: 'button', hidden: '', 'data-confirm-delete': p.id, text: 'Yes, delete the key' });
     const cancelBtn = el('button', { type: 'button', hidden: '', text: 'Cancel' });
+    const destroy = el('input', { type: 'checkbox', id: `destroy-${p.id}`, 'data-destroy': p.id });
+    const destroyLabel = el('label', { for: `destroy-${p.id}`, hidden: '',
+      text: ' Also destroy every earlier version in Vault, for good' });
+    destroyLabel.prepend(destroy);
     const delBtn = el('button', { type: 'button', 'data-delete': p.id, text: 'Delete key' });
     delBtn.addEventListener('click', () => {
-      warn.textContent = `Delete the ${p.displayName} key of ${current}? Calls will fall back to the platform's hosted key, billed to the workspace.`;
-      warn.hidden = false; confirmBtn.hidden = false; cancelBtn.hidden = false;
+      warn.textContent = `Delete the ${p.displayName} key of ${current}? Calls will fall back to the platform's hosted key, billed to the workspace. ` +
+        'A plain delete removes the current version only: the older versions stay in Vault, readable and restorable by its operators.';
+      warn.hidden = false; confirmBtn.hidden = false; cancelBtn.hidden = false; destroyLabel.hidden = false;
       confirmBtn.focus();
     });
-    cancelBtn.addEventListener('click', () => { warn.hidden = true; confirmBtn.hidden = true; cancelBtn.hidden = true; delBtn.focus(); });
+    cancelBtn.addEventListener('click', () => {
+      warn.hidden = true; confirmBtn.hidden = true; cancelBtn.hidden = true; destroyLabel.hidden = true; delBtn.focus();
+    });
     confirmBtn.addEventListener('click', async () => {
       try {
-        await api('DELETE', `/v1/workspaces/${encodeURIComponent(current)}/keys/${p.id}`);
+        const query = destroy.checked ? '?destroy=true' : '';
+        await api('DELETE', `/v1/workspaces/${encodeURIComponent(current)}/keys/${p.id}${query}`);
         await renderKeys();
         await renderAudit();
       } catch (e) {
@@ -144,7 +152,7 @@ function editControls(p, k) {
     });
     const histBtn = el('button', { type: 'button', 'data-history': p.id, text: 'Version history',
       onclick: () => renderHistory(p) });
-    box.append(delBtn, histBtn, warn, confirmBtn, cancelBtn);
+    box.append(delBtn, histBtn, warn, destroyLabel, confirmBtn, cancelBtn);
   }
   return box;
 }
