@@ -20,6 +20,7 @@ func newVaultCommand() *cobra.Command {
 	}
 	var cfg vault.BootstrapConfig
 	var namespace string
+	var allowInsecureTLS, allowPlaintext bool
 	bootstrap := &cobra.Command{
 		Use:   "bootstrap",
 		Short: "Enable the KV v2 mount, write the policies, enable AppRole and create the writer and reader roles (idempotent)",
@@ -39,7 +40,8 @@ before it unwraps it).`,
 			if token == "" {
 				return errors.New("vault bootstrap needs an operator's token in VAULT_TOKEN")
 			}
-			c, err := vault.New(vault.Config{Address: os.Getenv("VAULT_ADDR"), Namespace: namespace, CACert: os.Getenv("VAULT_CACERT"), Token: token})
+			c, err := vault.New(vault.Config{Address: os.Getenv("VAULT_ADDR"), Namespace: namespace, CACert: os.Getenv("VAULT_CACERT"), Token: token,
+				AllowInsecureTLS: allowInsecureTLS, AllowPlaintext: allowPlaintext})
 			if err != nil {
 				return err
 			}
@@ -86,6 +88,8 @@ before it unwraps it).`,
 	f.DurationVar(&cfg.WrapTTL, "wrap-ttl", 0, "issue one response-wrapped secret id per role with this TTL (e.g. 10m)")
 	f.BoolVar(&cfg.DryRun, "dry-run", false, "report what would change; change nothing")
 	ef.String(&namespace, "vault-namespace", "VAULT_NAMESPACE", "", "Vault Enterprise namespace")
+	ef.Bool(&allowInsecureTLS, "vault-allow-insecure-tls", "KEYBROKER_VAULT_ALLOW_INSECURE_TLS", false, "let VAULT_SKIP_VERIFY turn off verification of Vault's certificate (refused otherwise)")
+	ef.Bool(&allowPlaintext, "vault-allow-plaintext", "KEYBROKER_VAULT_ALLOW_PLAINTEXT", false, "allow an http:// Vault address that is not loopback (refused otherwise)")
 
 	var mount string
 	printPolicies := &cobra.Command{
