@@ -1,7 +1,6 @@
 package tlsfiles_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -10,10 +9,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/internal/testenv/testpki"
 	"github.com/keybroker/keybroker/internal/tlsfiles"
 )
@@ -84,7 +83,7 @@ func TestMutualTLSRequiresAClientCertificateOfTheCA(t *testing.T) {
 func TestCertificateIsReloadedWhenTheFilesChange(t *testing.T) {
 	ca := testpki.NewCA(t, "keybroker test CA")
 	pair := ca.Server("keybroker")
-	logs := &syncWriter{buf: &bytes.Buffer{}}
+	logs := &testenv.SyncBuffer{}
 	l, err := tlsfiles.New(tlsfiles.Config{CertFile: pair.CertFile, KeyFile: pair.KeyFile, CheckEvery: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
@@ -136,22 +135,4 @@ func TestMissingOrMismatchedFilesFailAtStart(t *testing.T) {
 		!strings.Contains(err.Error(), "no PEM certificate") {
 		t.Fatalf("a client CA file without certificates: %v", err)
 	}
-}
-
-// syncWriter lets the loader's logger write while the test reads.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf *bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }
