@@ -90,7 +90,13 @@ func (s *server) authorize(c *gin.Context, action auth.Action, workspace, provid
 	if err := s.tokens.RecordDenial(c.Request.Context(), p, workspace, provider, route, c.ClientIP(), requestIDOf(c)); err != nil {
 		s.log.WarnContext(c.Request.Context(), "could not record a denied request in the audit trail", "error", err, "request_id", requestIDOf(c))
 	}
-	renderError(c, s.log, &Error{Status: http.StatusForbidden, Code: "forbidden",
-		Message: "this token's role (" + string(p.Role) + ") may not do this here"})
+	msg := "this token's role (" + string(p.Role) + ") may not do this here"
+	switch {
+	case action == auth.ActionResolve && p.Role != auth.RoleResolver:
+		msg = "only resolver tokens resolve keys; this token's role is " + string(p.Role)
+	case action == auth.ActionResolve:
+		msg = "this resolver token is limited to other workspaces"
+	}
+	renderError(c, s.log, &Error{Status: http.StatusForbidden, Code: "forbidden", Message: msg})
 	return false
 }

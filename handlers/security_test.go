@@ -64,7 +64,7 @@ func TestResolveIsForResolversAndTheirWorkspaces(t *testing.T) {
 		t.Fatalf("resolve of another workspace: %d %s", r.status, r.body)
 	}
 	r := a.call("operator", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "openai"})
-	if r.status != http.StatusForbidden || strings.Contains(string(r.body), k) {
+	if r.status != http.StatusForbidden || strings.Contains(string(r.body), k) || !strings.Contains(r.message(), "only resolver tokens") {
 		t.Fatalf("an operator resolving: %d %s", r.status, r.body)
 	}
 }
