@@ -3,8 +3,10 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
+	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/keybroker/keybroker/broker"
 )
 
@@ -95,5 +97,32 @@ func TestReconcileRepairsDriftMadeInVaultDirectly(t *testing.T) {
 	}
 	if rep, err := e.b.Reconcile(ctx, 0); err != nil || rep.Repaired != 0 || len(rep.Unrepaired) != 0 {
 		t.Fatalf("a second reconcile found more: %+v %v", rep, err)
+	}
+}
+
+// A key written around keybroker under another field name is reported
+// with the reason, and resolve says so in the log instead of a silent
+// no_key.
+func TestKeyUnderAnotherFieldNameIsReported(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	path := broker.WorkspaceKey(ws, "openai").VaultPath()
+	value := newKey(t, "openai")
+	if _, err := e.root.KVv2(e.mount).Put(ctx, path, map[string]any{"key": value}, vaultapi.WithCheckAndSet(0)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.b.Reconcile(ctx, 0)
+	if err != nil || rep.Failed != 0 || len(rep.Unrepaired) != 1 {
+		t.Fatalf("reconcile: %+v %v", rep, err)
+	}
+	if u := rep.Unrepaired[0]; !strings.Contains(u, "no field api_key") || !strings.Contains(u, `"key"`) || strings.Contains(u, value) {
+		t.Fatalf("unrepaired: %q", u)
+	}
+	if _, err := e.b.Resolve(ctx, ws, "openai"); !errors.Is(err, broker.ErrNoKey) {
+		t.Fatalf("resolve: %v, want no key", err)
+	}
+	if logs := capturedLogs.String(); !strings.Contains(logs, "has no api_key field") {
+		t.Fatal("resolve did not log the secret without an api_key field")
 	}
 }

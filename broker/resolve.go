@@ -182,6 +182,13 @@ func (b *Broker) fetch(ctx context.Context, key CacheKey, ref KeyRef) (*cacheEnt
 		}
 		return e, nil
 	case errors.Is(err, vault.ErrNotFound):
+		if errors.Is(err, vault.ErrNoValueField) {
+			// Logged at each read (at most once per NegativeCacheTTL per
+			// key): a silent no_key would hide a key written around
+			// keybroker under another field name.
+			b.log.Warn("a secret in Vault has no "+vault.ValueField+" field; resolve answers no_key for it",
+				"key", ref.String(), "fields", fieldsOf(err))
+		}
 		// "No key" is never served stale: it lives NegativeCacheTTL, in
 		// its own bounded set.
 		e := &cacheEntry{fetchedAt: now, freshUntil: now.Add(b.negTTL)}

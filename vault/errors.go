@@ -24,6 +24,10 @@ var (
 	ErrUnavailable = errors.New("vault: unavailable")
 	// ErrTokenInvalid: Vault answered but does not accept the client's token.
 	ErrTokenInvalid = errors.New("vault token is not valid")
+	// ErrNoValueField: a secret is there but has no string field
+	// ValueField (written around keybroker under another name). It is also
+	// ErrNotFound: there is no key to serve.
+	ErrNoValueField = errors.New("vault: the secret has no " + ValueField + " field")
 )
 
 // classify adds the matching sentinel to err, keeping err in the chain.

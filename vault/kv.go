@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -112,7 +113,15 @@ func (kv *KV) secret(s *api.KVSecret, err error, what string) (Secret, error) {
 	}
 	value, ok := s.Data[ValueField].(string)
 	if !ok || value == "" {
-		return Secret{}, fmt.Errorf("%s: field %q is missing or not a string: %w", what, ValueField, ErrNotFound)
+		// Name the fields there are (never their values), so that a key
+		// written under another name can be found and fixed.
+		fields := make([]string, 0, len(s.Data))
+		for k := range s.Data {
+			fields = append(fields, strconv.Quote(k))
+		}
+		sort.Strings(fields)
+		return Secret{}, fmt.Errorf("%s: field %q is missing or not a string (fields: %s): %w", what, ValueField,
+			strings.Join(fields, ", "), errors.Join(ErrNoValueField, ErrNotFound))
 	}
 	version := 0
 	if s.VersionMetadata != nil {

@@ -78,7 +78,7 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	}
 	run(t, api, k2+"\n", false, "keys", "set", "--workspace", "ws1", "--provider", "openai", "--if-version", "1")
 	_, msg = run(t, api, k2+"\n", true, "keys", "set", "--workspace", "ws1", "--provider", "openai", "--if-version", "1")
-	if !strings.Contains(msg, "412") {
+	if !strings.Contains(msg, "412") || strings.Count(msg, "keybroker:") != 1 {
 		t.Fatalf("a stale --if-version said %q", msg)
 	}
 	out, _ := run(t, api, "", false, "keys", "versions", "--workspace", "ws1", "--provider", "openai")
@@ -86,8 +86,8 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 		t.Fatalf("keys versions printed %q", out)
 	}
 	out, _ = run(t, api, "", false, "keys", "rollback", "--workspace", "ws1", "--provider", "openai", "--version", "1", "--json")
-	var metas []client.KeyMetadata
-	if err := json.Unmarshal([]byte(out), &metas); err != nil || len(metas) != 1 || metas[0].Version != 3 || metas[0].MaskedKey != k1[:6]+"..."+k1[len(k1)-4:] {
+	var meta client.KeyMetadata // one key: an object, not a one-element array
+	if err := json.Unmarshal([]byte(out), &meta); err != nil || meta.Version != 3 || meta.MaskedKey != k1[:6]+"..."+k1[len(k1)-4:] {
 		t.Fatalf("keys rollback printed %q (%v)", out, err)
 	}
 	out, _ = run(t, api, "", false, "keys", "list", "--workspace", "ws1")
@@ -99,7 +99,7 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 		t.Fatalf("keys get printed %q", out)
 	}
 	_, msg = run(t, api, "", false, "keys", "delete", "--workspace", "ws1", "--provider", "openai")
-	if !strings.Contains(msg, "older versions remain in Vault") {
+	if !strings.Contains(msg, "older versions remain in Vault") || !strings.Contains(msg, "hosted key if one exists") {
 		t.Fatalf("keys delete said %q, not what it leaves behind", msg)
 	}
 	out, _ = run(t, api, "", false, "keys", "list", "--workspace", "ws1", "--json")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -92,6 +93,11 @@ func runDev(ctx context.Context, listenAddr string) error {
 	if err != nil {
 		return err
 	}
+	hosted, err := app.SeedDevHostedKeys(startCtx, vs.Addr, vs.RootToken, devKVMount)
+	if err != nil {
+		return err
+	}
+	pepper := randomSecret() // a dev run's fingerprints live as long as its database
 	go func() {
 		select {
 		case <-vs.Exited():
@@ -118,6 +124,12 @@ func runDev(ctx context.Context, listenAddr string) error {
 	fmt.Fprintf(out, "  KV v2 mount    %s (bootstrapped: policies keybroker-writer, keybroker-reader, keybroker-hosted-writer)\n", devKVMount)
 	fmt.Fprintf(out, "  DATABASE_URL=%s  (owner: migrate, token)\n", pg.URL)
 	fmt.Fprintf(out, "  runtime role   %s (keybroker serves as it: INSERT and SELECT only on audit_events)\n", devRuntimeRole)
+	fmt.Fprintf(out, "  hosted keys    FAKE ones for %s: workspaces without a key fall back to them; no provider accepts them\n", strings.Join(hosted, ", "))
+	fmt.Fprintf(out, "  reconcile      DATABASE_URL=%s VAULT_ADDR=%s KEYBROKER_VAULT_AUTH=approle KEYBROKER_KV_MOUNT=%s \\\n"+
+		"                   KEYBROKER_WRITER_ROLE_ID=%s KEYBROKER_WRITER_SECRET_ID_FILE=%s \\\n"+
+		"                   KEYBROKER_READER_ROLE_ID=%s KEYBROKER_READER_SECRET_ID_FILE=%s \\\n"+
+		"                   KEYBROKER_FINGERPRINT_PEPPER=%s keybroker reconcile\n",
+		runtimeURL, vs.Addr, devKVMount, writer.RoleID, writer.SecretIDFile, reader.RoleID, reader.SecretIDFile, pepper)
 	fmt.Fprintf(out, "  vault pid %d, folder %s\n", vs.Pid(), vs.Dir)
 	fmt.Fprintf(out, "  postgres pid %d, folder %s\n\n", pg.Pid(), pg.Dir)
 
@@ -129,7 +141,7 @@ func runDev(ctx context.Context, listenAddr string) error {
 		Writer:      writer,
 		Reader:      reader,
 		KVMount:     devKVMount,
-		Pepper:      randomSecret(), // a dev run's fingerprints live as long as its database
+		Pepper:      pepper,
 	}, logger)
 	if err != nil {
 		return err

@@ -51,6 +51,8 @@ var (
 	reVaultPid    = regexp.MustCompile(`^\s+vault pid (\d+), folder (\S+)`)
 	rePgPid       = regexp.MustCompile(`^\s+postgres pid (\d+), folder (\S+)`)
 	reDatabaseURL = regexp.MustCompile(`^\s+DATABASE_URL=(\S+)`)
+	reResolver    = regexp.MustCompile(`^\s+KEYBROKER_RESOLVER_TOKEN=(\S+)`)
+	reEnvPair     = regexp.MustCompile(`[A-Z_]+=\S+`)
 )
 
 func TestDevServesReadinessOfItsOwnVaultAndPostgres(t *testing.T) {
@@ -75,12 +77,25 @@ func TestDevServesReadinessOfItsOwnVaultAndPostgres(t *testing.T) {
 		}
 	})
 
-	var addr, vaultDir, pgDir, databaseURL string
+	var addr, vaultDir, pgDir, databaseURL, resolverToken string
+	var reconcileEnv []string
+	collecting := false
 	var vaultPid, pgPid int
 	lines := bufio.NewScanner(stdout)
 	deadline := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
 	for lines.Scan() && (addr == "" || vaultPid == 0 || pgPid == 0) {
 		line := lines.Text()
+		if m := reResolver.FindStringSubmatch(line); m != nil {
+			resolverToken = m[1]
+		}
+		// The reconcile command dev prints, over several lines.
+		if strings.HasPrefix(line, "  reconcile ") {
+			collecting = true
+		}
+		if collecting {
+			reconcileEnv = append(reconcileEnv, reEnvPair.FindAllString(line, -1)...)
+			collecting = !strings.Contains(line, "keybroker reconcile")
+		}
 		if m := reListen.FindStringSubmatch(line); m != nil {
 			addr = m[1]
 		}
@@ -107,6 +122,32 @@ func TestDevServesReadinessOfItsOwnVaultAndPostgres(t *testing.T) {
 		t.Fatalf("readyz with both servers up: %d %s", status, body)
 	}
 	assertMigrated(t, databaseURL)
+
+	// A newcomer's workspace without a key falls back to the fake hosted
+	// key dev seeded, and the reconcile command it printed runs as is.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/resolve", strings.NewReader(`{"workspace":"newcomer","provider":"openai"}`))
+	req.Header.Set("Authorization", "Bearer "+resolverToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resolved struct {
+		APIKey string `json:"apiKey"`
+		Source string `json:"source"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&resolved)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resolved.Source != "hosted" || !strings.Contains(resolved.APIKey, "FAKE") {
+		t.Fatalf("resolve of a workspace without a key in dev: %d, source %q", resp.StatusCode, resolved.Source)
+	}
+	if len(reconcileEnv) < 8 {
+		t.Fatalf("dev printed no usable reconcile command (%d settings)", len(reconcileEnv))
+	}
+	reconcile := keybroker("reconcile")
+	reconcile.Env = append(reconcile.Env, reconcileEnv...)
+	if out, err := reconcile.CombinedOutput(); err != nil || !strings.Contains(string(out), "completed 0, aborted 0, repaired 0") {
+		t.Fatalf("the printed reconcile command: %v\n%s", err, out)
+	}
 
 	if err := syscall.Kill(vaultPid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill vault %d: %v", vaultPid, err)

@@ -58,7 +58,16 @@ func newKeysCommand() *cobra.Command {
 				return run(cmd, c)
 			}}
 	}
-	printMeta := func(w io.Writer, metas ...client.KeyMetadata) error {
+	// printMetas prints a list (a JSON array with --json); printMeta one
+	// key (a JSON object).
+	var printMetas func(w io.Writer, metas []client.KeyMetadata) error
+	printMeta := func(w io.Writer, m client.KeyMetadata) error {
+		if asJSON {
+			return json.NewEncoder(w).Encode(m)
+		}
+		return printMetas(w, []client.KeyMetadata{m})
+	}
+	printMetas = func(w io.Writer, metas []client.KeyMetadata) error {
 		if asJSON {
 			return json.NewEncoder(w).Encode(metas)
 		}
@@ -75,7 +84,7 @@ func newKeysCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return printMeta(cmd.OutOrStdout(), keys...)
+		return printMetas(cmd.OutOrStdout(), keys)
 	})
 	get := command("get", "Show one key's metadata", true, func(cmd *cobra.Command, c *client.Client) error {
 		m, err := c.GetKey(cmd.Context(), workspace, provider)
@@ -103,19 +112,22 @@ func newKeysCommand() *cobra.Command {
 	})
 	set.Flags().IntVar(&ifVersion, "if-version", 0, "write only if this version is current (check-and-set)")
 	var destroy bool
-	del := command("delete", "Delete a key; the workspace falls back to the platform's hosted key", true, func(cmd *cobra.Command, c *client.Client) error {
+	del := command("delete", "Delete a key; calls fall back to the platform's hosted key, if there is one", true, func(cmd *cobra.Command, c *client.Client) error {
+		// What is true for the calls depends on whether the platform has a
+		// hosted key for the provider, which an admin's token cannot see.
+		const after = "calls for it now use the platform's hosted key if one exists (billed to the workspace), else fail with no_key"
 		if destroy {
 			if err := c.DestroyKey(cmd.Context(), workspace, provider, ifVersion); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s/%s and destroyed every version in Vault; calls now use the hosted key (billed)\n", workspace, provider)
+			fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s/%s and destroyed every version in Vault; %s\n", workspace, provider, after)
 			return nil
 		}
 		if err := c.DeleteKey(cmd.Context(), workspace, provider, ifVersion); err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s/%s; calls now use the hosted key (billed). The older versions remain in Vault "+
-			"(readable by Vault's operators, restorable with rollback after a new write); --destroy removes them all\n", workspace, provider)
+		fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s/%s; %s. The older versions remain in Vault "+
+			"(readable by Vault's operators, restorable with rollback after a new write); --destroy removes them all\n", workspace, provider, after)
 		return nil
 	})
 	del.Long = "Delete a key. A plain delete soft-deletes the current version in Vault; the older versions stay there. --destroy destroys every version, for good."

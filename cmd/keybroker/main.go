@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -14,7 +15,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "keybroker:", err)
+		// Errors of the API client already start with "keybroker: ".
+		fmt.Fprintln(os.Stderr, "keybroker:", strings.TrimPrefix(err.Error(), "keybroker: "))
 		os.Exit(1)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/policies"
 	"github.com/keybroker/keybroker/vault"
 )
@@ -37,4 +38,42 @@ func BootstrapDevVault(ctx context.Context, addr, rootToken, dir, kvMount string
 		identities[role] = Identity{RoleName: role, RoleID: res.RoleIDs[role], SecretIDFile: file}
 	}
 	return identities[policies.Writer], identities[policies.Reader], nil
+}
+
+// devHostedKeys are the fake hosted keys `keybroker dev` seeds, one per
+// provider of the default registry: they satisfy each provider's format
+// rule, so resolve serves them, and no provider accepts them.
+var devHostedKeys = map[string]string{
+	"openai":    "sk-FAKE-hosted-dev-key-not-real-openai",
+	"anthropic": "sk-ant-FAKE-hosted-dev-key-not-real",
+	"google":    "AIzaFAKE-hosted-dev-key-not-real-google0",
+	"mistral":   "FAKEhostedDevKeyNotRealMistral00",
+	"exa":       "FAKE-hosted-dev-key-not-real-exa-000",
+}
+
+// SeedDevHostedKeys writes a fake hosted key for every provider, as the
+// platform's operators would write real ones, so that a newcomer's
+// workspace without a key of its own falls back to something. It returns
+// the providers seeded.
+func SeedDevHostedKeys(ctx context.Context, addr, rootToken, kvMount string) ([]string, error) {
+	op, err := vault.New(vault.Config{Address: addr, Token: rootToken})
+	if err != nil {
+		return nil, err
+	}
+	kv := op.KV(kvMount)
+	var seeded []string
+	for _, p := range broker.DefaultRegistry().All() {
+		key, ok := devHostedKeys[p.ID]
+		if !ok {
+			continue
+		}
+		if err := p.ValidateKey(key); err != nil {
+			return nil, fmt.Errorf("the fake hosted key of %s breaks its rule: %w", p.ID, err)
+		}
+		if _, err := kv.Put(ctx, broker.HostedKey(p.ID).VaultPath(), key, 0); err != nil {
+			return nil, fmt.Errorf("seed the hosted key of %s: %w", p.ID, err)
+		}
+		seeded = append(seeded, p.ID)
+	}
+	return seeded, nil
 }
