@@ -89,6 +89,7 @@ const (
 	ActionPurgeWorkspace
 	ActionResolve     // the workspace is the one resolved for
 	ActionGlobalAudit // the operator-wide trail
+	ActionLinkOrganization // set the organization a workspace belongs to
 )
 
 // Allowed reports whether p may do action on workspace ("" for actions

@@ -2,8 +2,11 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -64,6 +67,9 @@ type Config struct {
 	// resolver-only broker.
 	Writer KeyWriter
 	Store  MetadataStore
+	// Settings holds the workspaces' settings; without it every workspace
+	// has DefaultSettings.
+	Settings SettingsStore
 	// Providers is the registry. Default: DefaultRegistry().
 	Providers *Registry
 	// CacheTTL is how long a resolved key is served from memory.
@@ -118,8 +124,14 @@ type Broker struct {
 	// first out, and never kept past NegativeCacheTTL (no stale-if-error).
 	negative *expirable.LRU[string, *cacheEntry]
 	// coldSlots bounds the Vault reads of misses in flight.
-	coldSlots chan struct{}
-	flight    singleflight.Group
+	coldSlots     chan struct{}
+	flight        singleflight.Group
+	settingsStore SettingsStore
+	settings      settingsMirror
+	// resolutionPrefix and resolutions make resolution ids: unique per
+	// process, cheap (no random read per resolve).
+	resolutionPrefix string
+	resolutions      atomic.Uint64
 	// refreshSlots bounds the background refreshes in flight: when many hot
 	// keys come due together (after a restart or a cache flush), Vault gets
 	// a steady trickle instead of a burst of goroutines.
@@ -170,24 +182,32 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Reader == nil && cfg.Writer == nil {
 		return nil, errors.New("broker: needs a Vault reader, a writer, or both")
 	}
-	return &Broker{
-		reader:       cfg.Reader,
-		writer:       cfg.Writer,
-		store:        cfg.Store,
-		providers:    cfg.Providers,
-		ttl:          cfg.CacheTTL,
-		negTTL:       cfg.NegativeCacheTTL,
-		staleIfError: cfg.StaleIfError,
-		metrics:      cfg.Metrics,
-		pepper:       cfg.Pepper,
-		log:          cfg.Logger,
-		now:          cfg.Now,
-		cache:        gocache.New(cfg.CacheTTL, time.Minute),
-		maxEntries:   cfg.MaxEntries,
-		negative:     expirable.NewLRU[string, *cacheEntry](cfg.MaxNegativeEntries, nil, cfg.NegativeCacheTTL),
-		coldSlots:    make(chan struct{}, cfg.MaxColdReads),
-		refreshSlots: make(chan struct{}, maxBackgroundRefreshes),
-	}, nil
+	prefix := make([]byte, 4)
+	_, _ = rand.Read(prefix)
+	b := &Broker{
+		settingsStore:    cfg.Settings,
+		resolutionPrefix: "res_" + hex.EncodeToString(prefix) + "_",
+		reader:           cfg.Reader,
+		writer:           cfg.Writer,
+		store:            cfg.Store,
+		providers:        cfg.Providers,
+		ttl:              cfg.CacheTTL,
+		negTTL:           cfg.NegativeCacheTTL,
+		staleIfError:     cfg.StaleIfError,
+		metrics:          cfg.Metrics,
+		pepper:           cfg.Pepper,
+		log:              cfg.Logger,
+		now:              cfg.Now,
+		cache:            gocache.New(cfg.CacheTTL, time.Minute),
+		maxEntries:       cfg.MaxEntries,
+		negative:         expirable.NewLRU[string, *cacheEntry](cfg.MaxNegativeEntries, nil, cfg.NegativeCacheTTL),
+		coldSlots:        make(chan struct{}, cfg.MaxColdReads),
+		refreshSlots:     make(chan struct{}, maxBackgroundRefreshes),
+	}
+	if cfg.Settings == nil {
+		b.settings.loaded = true // every workspace has the defaults
+	}
+	return b, nil
 }
 
 // Providers is the broker's provider registry.

@@ -107,13 +107,16 @@ func newEnv(t testing.TB, tune func(*broker.Config)) *env {
 	cfg := broker.Config{
 		Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st,
 		Pepper: []byte("test-pepper-0123456789"),
-		Logger: testLogger,
+		Logger: testLogger, Settings: st,
 	}
 	if tune != nil {
 		tune(&cfg)
 	}
 	b, err := broker.New(cfg)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.LoadSettings(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return &env{b: b, cfg: cfg, mount: ids.Mount, dbURL: dbURL, root: testenv.VaultClient(t),
@@ -130,6 +133,9 @@ func (e *env) another(t testing.TB, tune func(*broker.Config)) *broker.Broker {
 	}
 	b, err := broker.New(cfg)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.LoadSettings(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return b

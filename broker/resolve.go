@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -31,7 +32,36 @@ type Resolution struct {
 	Source  Source
 	IsBYOK  bool
 	Version int
+	// Scope is where the key lives (workspace, hosted), KeyID which key of
+	// the scope's pool served (v1 scopes hold one key, "default").
+	Scope ScopeKind
+	KeyID string
+	// FallbackReason says why an earlier scope did not serve
+	// ("no_workspace_key" when a hosted key did); "" when the workspace's
+	// own key served.
+	FallbackReason string
+	// ResolutionID names this answer in the platform's usage records.
+	ResolutionID string
 }
+
+// Reasons a resolve found no key (NoKeyError.Reason) or fell back.
+const (
+	ReasonNoWorkspaceKey    = "no_workspace_key"
+	ReasonHostedFallbackOff = "hosted_fallback_off"
+	ReasonNoHostedKey       = "no_hosted_key"
+)
+
+// NoKeyError is ErrNoKey with the reason no scope could serve.
+type NoKeyError struct {
+	Workspace, Provider, Reason string
+}
+
+func (e *NoKeyError) Error() string {
+	return fmt.Sprintf("resolve %s/%s: %s (%s)", e.Workspace, e.Provider, ErrNoKey, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrNoKey) hold.
+func (e *NoKeyError) Is(target error) bool { return target == ErrNoKey }
 
 func (r Resolution) String() string {
 	return fmt.Sprintf("broker.Resolution{Source:%s Version:%d APIKey:<redacted>}", r.Source, r.Version)
@@ -77,7 +107,16 @@ func (b *Broker) resolve(ctx context.Context, workspace, provider string) (Resol
 		return Resolution{}, fmt.Errorf("resolve %s/%s: %w", workspace, provider, err)
 	}
 	if e.found {
-		return Resolution{APIKey: e.key, Source: SourceBYOK, IsBYOK: true, Version: e.version}, nil
+		return Resolution{APIKey: e.key, Source: SourceBYOK, IsBYOK: true, Version: e.version, Scope: ScopeWorkspace,
+			KeyID: DefaultKeyID, ResolutionID: b.newResolutionID()}, nil
+	}
+	settings, loaded := b.settings.get(workspace)
+	if !loaded {
+		return Resolution{}, fmt.Errorf("resolve %s/%s: the workspace has no key; whether it may fall back to a hosted key is unknown: %w",
+			workspace, provider, ErrSettingsNotLoaded)
+	}
+	if !settings.HostedFallback {
+		return Resolution{}, &NoKeyError{Workspace: workspace, Provider: provider, Reason: ReasonHostedFallbackOff}
 	}
 	hosted := HostedKey(provider)
 	e, err = b.lookup(ctx, hosted)
@@ -85,9 +124,18 @@ func (b *Broker) resolve(ctx context.Context, workspace, provider string) (Resol
 		return Resolution{}, fmt.Errorf("resolve hosted key of %s: %w", provider, err)
 	}
 	if e.found {
-		return Resolution{APIKey: e.key, Source: SourceHosted, IsBYOK: false, Version: e.version}, nil
+		return Resolution{APIKey: e.key, Source: SourceHosted, IsBYOK: false, Version: e.version, Scope: ScopeHosted,
+			KeyID: DefaultKeyID, FallbackReason: ReasonNoWorkspaceKey, ResolutionID: b.newResolutionID()}, nil
 	}
-	return Resolution{}, fmt.Errorf("resolve %s/%s: %w", workspace, provider, ErrNoKey)
+	return Resolution{}, &NoKeyError{Workspace: workspace, Provider: provider, Reason: ReasonNoHostedKey}
+}
+
+// newResolutionID builds the id in one allocation: this is the hot path.
+func (b *Broker) newResolutionID() string {
+	var buf [40]byte
+	out := append(buf[:0], b.resolutionPrefix...)
+	out = strconv.AppendUint(out, b.resolutions.Add(1), 36)
+	return string(out)
 }
 
 // cacheEntry is what the cache holds: a key, or the fact that there is

@@ -125,7 +125,9 @@ type Error struct {
 	StatusCode int
 	Code       string
 	Message    string
-	RequestID  string
+	// Reason details some codes (no_key: why no scope could serve).
+	Reason    string
+	RequestID string
 }
 
 func (e *Error) Error() string {
@@ -176,7 +178,7 @@ func (c *Client) do(ctx context.Context, method, path string, header http.Header
 		apiErr := &Error{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
 		var eb ErrorBody
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&eb); err == nil && eb.Error.Code != "" {
-			apiErr.Code, apiErr.Message = eb.Error.Code, eb.Error.Message
+			apiErr.Code, apiErr.Message, apiErr.Reason = eb.Error.Code, eb.Error.Message, eb.Error.Reason
 		} else {
 			apiErr.Code, apiErr.Message = "http_error", http.StatusText(resp.StatusCode)
 		}
@@ -300,5 +302,19 @@ func (c *Client) Audit(ctx context.Context, workspace, cursor string, limit int)
 func (c *Client) Resolve(ctx context.Context, workspace, provider string) (ResolveResponse, error) {
 	var out ResolveResponse
 	_, err := c.do(ctx, http.MethodPost, "/v1/resolve", nil, ResolveRequest{Workspace: workspace, Provider: provider}, &out)
+	return out, err
+}
+
+// Settings returns a workspace's settings.
+func (c *Client) Settings(ctx context.Context, workspace string) (Settings, error) {
+	var out Settings
+	_, err := c.do(ctx, http.MethodGet, "/v1/workspaces/"+url.PathEscape(workspace)+"/settings", nil, nil, &out)
+	return out, err
+}
+
+// PutSettings changes a workspace's settings (absent fields stay).
+func (c *Client) PutSettings(ctx context.Context, workspace string, req SettingsRequest) (Settings, error) {
+	var out Settings
+	_, err := c.do(ctx, http.MethodPut, "/v1/workspaces/"+url.PathEscape(workspace)+"/settings", nil, req, &out)
 	return out, err
 }

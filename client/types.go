@@ -4,7 +4,7 @@ import "time"
 
 // The JSON shapes of keybroker's HTTP API (v1), shared by the server
 // (package handlers) and this client. None of them carries a key except
-// ResolveResponse, which only resolver and operator tokens receive.
+// ResolveResponse, which only resolver tokens receive.
 
 // Provider is a supported provider.
 type Provider struct {
@@ -115,6 +115,38 @@ type ResolveResponse struct {
 	Source  string `json:"source"`
 	IsBYOK  bool   `json:"isBYOK"`
 	Version int    `json:"version"`
+	// Scope is where the key lives ("workspace", "hosted"), KeyID which
+	// key of that scope served.
+	Scope string `json:"scope"`
+	KeyID string `json:"keyId"`
+	// ResolutionID names this answer in the platform's usage records.
+	ResolutionID string `json:"resolutionId"`
+	// FallbackReason says why an earlier scope did not serve
+	// ("no_workspace_key"); absent when the workspace's own key did.
+	FallbackReason string `json:"fallbackReason,omitempty"`
+}
+
+// Settings are a workspace's settings (GET and PUT
+// /v1/workspaces/{ws}/settings).
+type Settings struct {
+	// Organization is the organization the workspace belongs to (null:
+	// none); only an operator changes it.
+	Organization *string `json:"organization"`
+	// Inherit: use the organization's keys when the workspace has none.
+	Inherit bool `json:"inherit"`
+	// HostedFallback: fall back to the platform's hosted keys (billed);
+	// false fails closed with 404 no_key (reason hosted_fallback_off).
+	HostedFallback bool      `json:"hostedFallback"`
+	UpdatedAt      time.Time `json:"updatedAt,omitzero"`
+	UpdatedBy      string    `json:"updatedBy,omitempty"`
+}
+
+// SettingsRequest changes settings: absent (or null) fields stay as they
+// are; "organization": "" unlinks the workspace.
+type SettingsRequest struct {
+	Organization   *string `json:"organization,omitempty"`
+	Inherit        *bool   `json:"inherit,omitempty"`
+	HostedFallback *bool   `json:"hostedFallback,omitempty"`
 }
 
 // String never shows the key.
@@ -134,4 +166,7 @@ type ErrorBody struct {
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Reason details some codes: for no_key, hosted_fallback_off or
+	// no_hosted_key.
+	Reason string `json:"reason,omitempty"`
 }

@@ -239,6 +239,12 @@ func routes(t *testing.T) []route {
 			}, nil},
 		{"audit", []string{"operator", "admin"},
 			func(a *api, as string) answer { return a.call(as, "GET", "/v1/workspaces/ws1/audit", nil) }, nil},
+		{"settings", []string{"operator", "admin", "reader"},
+			func(a *api, as string) answer { return a.call(as, "GET", "/v1/workspaces/ws1/settings", nil) }, nil},
+		{"change settings", []string{"operator", "admin"},
+			func(a *api, as string) answer {
+				return a.call(as, "PUT", "/v1/workspaces/ws1/settings", client.SettingsRequest{Inherit: new(true)})
+			}, nil},
 		{"global audit", []string{"operator"},
 			func(a *api, as string) answer { return a.call(as, "GET", "/v1/audit", nil) }, nil},
 		{"set key", []string{"operator", "admin"},

@@ -30,6 +30,13 @@ func domainError(err error) *Error {
 		e.Status, e.Code, e.Message = http.StatusBadRequest, "invalid_request", broker.PublicReason(err)
 	case errors.Is(err, broker.ErrNoKey):
 		e.Status, e.Code, e.Message = http.StatusNotFound, "no_key", "the workspace has no key for this provider and there is no hosted key"
+		var nk *broker.NoKeyError
+		if errors.As(err, &nk) {
+			e.Reason = nk.Reason
+			if nk.Reason == broker.ReasonHostedFallbackOff {
+				e.Message = "the workspace has no key for this provider, and its settings turn the hosted fallback off"
+			}
+		}
 	case errors.Is(err, broker.ErrNotFound):
 		e.Status, e.Code, e.Message = http.StatusNotFound, "not_found", "no such key or version"
 	case errors.Is(err, broker.ErrPreconditionFailed):

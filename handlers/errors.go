@@ -15,7 +15,10 @@ type Error struct {
 	Code       string
 	Message    string
 	RetryAfter time.Duration
-	Cause      error
+	// Reason is a machine-readable detail of some codes (no_key: why no
+	// scope could serve).
+	Reason string
+	Cause  error
 }
 
 func (e *Error) Error() string {
@@ -35,6 +38,7 @@ type errorBody struct {
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // renderError logs e once, with its cause, and writes the safe part.
@@ -51,5 +55,5 @@ func renderError(c *gin.Context, log *slog.Logger, e *Error) {
 	if e.RetryAfter > 0 {
 		c.Header("Retry-After", strconv.Itoa(int(e.RetryAfter.Round(time.Second)/time.Second)))
 	}
-	c.AbortWithStatusJSON(e.Status, errorBody{Error: errorDetail{Code: e.Code, Message: e.Message}})
+	c.AbortWithStatusJSON(e.Status, errorBody{Error: errorDetail{Code: e.Code, Message: e.Message, Reason: e.Reason}})
 }

@@ -315,5 +315,6 @@ func (s *server) resolve(c *gin.Context) {
 	h["Cache-Control"] = []string{"no-store"}
 	h["Content-Type"] = []string{"application/json; charset=utf-8"}
 	c.Status(http.StatusOK)
-	_ = json.NewEncoder(c.Writer).Encode(client.ResolveResponse{APIKey: r.APIKey, Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version})
+	_ = json.NewEncoder(c.Writer).Encode(client.ResolveResponse{APIKey: r.APIKey, Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
+		Scope: string(r.Scope), KeyID: r.KeyID, ResolutionID: r.ResolutionID, FallbackReason: r.FallbackReason})
 }

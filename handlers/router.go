@@ -25,6 +25,8 @@ type KeyService interface {
 	Audit(ctx context.Context, workspace string, before int64, limit int) ([]broker.AuditEvent, error)
 	AuditAll(ctx context.Context, before int64, limit int) ([]broker.AuditEvent, error)
 	Resolve(ctx context.Context, workspace, provider string) (broker.Resolution, error)
+	GetSettings(ctx context.Context, workspace string) (broker.Settings, error)
+	PutSettings(ctx context.Context, req broker.SettingsRequest) (broker.Settings, error)
 }
 
 var _ KeyService = (*broker.Broker)(nil)
@@ -136,6 +138,8 @@ func NewRouter(opts Options) *gin.Engine {
 			v1.POST("/workspaces/:ws/keys/:provider/rollback", s.rollback)
 			v1.DELETE("/workspaces/:ws", s.purgeWorkspace)
 			v1.GET("/workspaces/:ws/audit", s.listAudit)
+			v1.GET("/workspaces/:ws/settings", s.getSettings)
+			v1.PUT("/workspaces/:ws/settings", s.putSettings)
 			v1.GET("/audit", s.listGlobalAudit)
 		}
 		if opts.Mode == ModeAll || opts.Mode == ModeResolver {

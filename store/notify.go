@@ -28,6 +28,8 @@ type Invalidation struct {
 	Provider  string `json:"p,omitempty"`
 	Version   int    `json:"v,omitempty"`
 	TokenID   string `json:"t,omitempty"`
+	// Settings names a workspace whose settings changed.
+	Settings string `json:"s,omitempty"`
 }
 
 // ForBroker is the key change inv announces, in the broker's words.

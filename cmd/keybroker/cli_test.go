@@ -114,6 +114,18 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	if !strings.Contains(msg, "403") {
 		t.Fatalf("another workspace said %q", msg)
 	}
+	out, _ = run(t, api, "", false, "workspaces", "settings", "--workspace", "ws1")
+	if !strings.Contains(out, "hosted fallback  on") {
+		t.Fatalf("workspaces settings printed %q", out)
+	}
+	out, _ = run(t, api, "", false, "workspaces", "settings", "--workspace", "ws1", "--hosted-fallback=false")
+	if !strings.Contains(out, "hosted fallback  off") || !strings.Contains(out, "fail closed") {
+		t.Fatalf("turning the hosted fallback off printed %q", out)
+	}
+	_, msg = run(t, api, "", true, "workspaces", "settings", "--workspace", "ws1", "--organization", "acme")
+	if !strings.Contains(msg, "403") {
+		t.Fatalf("an admin linking an organization said %q", msg)
+	}
 
 	out, _ = run(t, db, "", false, "token", "list")
 	id := strings.Fields(strings.Split(details, "created ")[1])[0]

@@ -20,20 +20,37 @@ import (
 // The keys commands are a thin admin CLI over the HTTP API (package
 // client), configured by KEYBROKER_ADDR and KEYBROKER_TOKEN.
 
+// apiFlags are how the API commands reach keybroker: the address and TLS
+// settings as flags (or variables), the token from KEYBROKER_TOKEN only.
+type apiFlags struct {
+	cfg client.Config
+}
+
+func (a *apiFlags) bind(cmd *cobra.Command) {
+	f := envFlags{cmd.PersistentFlags()}
+	f.String(&a.cfg.Address, "addr", "KEYBROKER_ADDR", "http://127.0.0.1:8080", "keybroker address")
+	f.String(&a.cfg.CACertFile, "cacert", "KEYBROKER_CACERT", "", "PEM file of CAs to trust for keybroker's certificate")
+	f.String(&a.cfg.ClientCertFile, "client-cert", "KEYBROKER_CLIENT_CERT", "", "client certificate (PEM) for a keybroker that requires mutual TLS")
+	f.String(&a.cfg.ClientKeyFile, "client-key", "KEYBROKER_CLIENT_KEY", "", "client certificate's key (PEM)")
+	f.Bool(&a.cfg.AllowInsecureHTTP, "insecure-http", "KEYBROKER_INSECURE_HTTP", false, "allow http:// to a host that is not loopback")
+}
+
+func (a *apiFlags) client() (*client.Client, error) {
+	cfg := a.cfg
+	cfg.Token = os.Getenv("KEYBROKER_TOKEN")
+	return client.New(cfg)
+}
+
 func newKeysCommand() *cobra.Command {
-	var addr, workspace, provider string
+	var workspace, provider string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "keys",
 		Short: "Manage workspace keys over the HTTP API (KEYBROKER_ADDR, KEYBROKER_TOKEN)",
 	}
+	var api apiFlags
+	api.bind(cmd)
 	pf := cmd.PersistentFlags()
-	var tlsCfg client.Config
-	envFlags{pf}.String(&addr, "addr", "KEYBROKER_ADDR", "http://127.0.0.1:8080", "keybroker address")
-	envFlags{pf}.String(&tlsCfg.CACertFile, "cacert", "KEYBROKER_CACERT", "", "PEM file of CAs to trust for keybroker's certificate")
-	envFlags{pf}.String(&tlsCfg.ClientCertFile, "client-cert", "KEYBROKER_CLIENT_CERT", "", "client certificate (PEM) for a keybroker that requires mutual TLS")
-	envFlags{pf}.String(&tlsCfg.ClientKeyFile, "client-key", "KEYBROKER_CLIENT_KEY", "", "client certificate's key (PEM)")
-	envFlags{pf}.Bool(&tlsCfg.AllowInsecureHTTP, "insecure-http", "KEYBROKER_INSECURE_HTTP", false, "allow http:// to a host that is not loopback")
 	pf.StringVar(&workspace, "workspace", "", "workspace id")
 	pf.StringVar(&provider, "provider", "", "provider id")
 	pf.BoolVar(&asJSON, "json", false, "print JSON")
@@ -49,9 +66,7 @@ func newKeysCommand() *cobra.Command {
 				if needProvider && provider == "" {
 					return errors.New("--provider is required")
 				}
-				cfg := tlsCfg
-				cfg.Address, cfg.Token = addr, os.Getenv("KEYBROKER_TOKEN")
-				c, err := client.New(cfg)
+				c, err := api.client()
 				if err != nil {
 					return err
 				}

@@ -84,7 +84,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 
 	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, StaleIfError: cfg.StaleIfError,
 		MaxEntries: cfg.CacheMaxEntries, MaxNegativeEntries: cfg.CacheMaxNegative, MaxColdReads: cfg.MaxColdReads,
-		Logger: logger, Metrics: broker.NewMetrics(reg)}
+		Logger: logger, Metrics: broker.NewMetrics(reg), Settings: a.store}
 	// hold builds one identity's client, with its token metrics.
 	hold := func(who string, id Identity) (*vault.KV, error) {
 		c, err := cfg.vaultClient(who, id, logger, vaultMetrics)
@@ -279,11 +279,25 @@ func (a *App) listenInvalidations(ctx context.Context) {
 				a.tokens.Forget(inv.TokenID)
 				return
 			}
+			if inv.Settings != "" {
+				sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				if err := a.broker.SettingsChanged(sctx, inv.Settings); err != nil {
+					// The next reconnect reloads every workspace's settings.
+					a.log.Warn("could not reload a workspace's settings announced as changed", "workspace", inv.Settings, "error", err)
+				}
+				return
+			}
 			a.broker.Invalidate(inv.ForBroker())
 		},
 		Listening: func() {
 			a.broker.FlushCache()
 			a.tokens.ForgetAll()
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := a.broker.LoadSettings(sctx); err != nil {
+				a.log.Warn("could not reload the workspace settings after reconnecting; keeping the last known ones", "error", err)
+			}
 			a.log.Info("listening for invalidations; caches flushed", "channel", store.InvalidationChannel)
 		},
 	}, a.log)

@@ -1,0 +1,184 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/keybroker/keybroker/ids"
+)
+
+// Settings are a workspace's choices about where its calls' keys may come
+// from when it has none of its own.
+type Settings struct {
+	// Organization is the organization the workspace belongs to ("":
+	// none). Only an operator sets it.
+	Organization string
+	// Inherit: the workspace uses its organization's keys when it has none.
+	Inherit bool
+	// HostedFallback: the workspace falls back to the platform's hosted
+	// keys (billed) when no key of its own, or inherited, can serve. False
+	// fails closed: resolve answers no_key instead of billing.
+	HostedFallback bool
+	UpdatedAt      time.Time
+	UpdatedBy      string
+}
+
+// DefaultSettings are a workspace's settings until someone changes them.
+func DefaultSettings() Settings { return Settings{Inherit: true, HostedFallback: true} }
+
+// SettingsStore is what the broker needs to know every workspace's
+// settings: all of them at start (and after the invalidation listener
+// reconnects), one when a change is announced. Resolve never queries it.
+type SettingsStore interface {
+	AllWorkspaceSettings(ctx context.Context) (map[string]Settings, error)
+	WorkspaceSettings(ctx context.Context, workspace string) (Settings, error)
+	PutWorkspaceSettings(ctx context.Context, workspace string, s Settings, ev AuditEvent) error
+}
+
+// settingsMirror is this replica's copy of the settings that differ from
+// the defaults, read by resolve without touching PostgreSQL.
+type settingsMirror struct {
+	mu     sync.RWMutex
+	loaded bool
+	byWS   map[string]Settings
+}
+
+// get returns ws's settings, and false when the mirror is not loaded yet.
+func (m *settingsMirror) get(ws string) (Settings, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if !m.loaded {
+		return Settings{}, false
+	}
+	if s, ok := m.byWS[ws]; ok {
+		return s, true
+	}
+	return DefaultSettings(), true
+}
+
+func (m *settingsMirror) set(ws string, s Settings) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.byWS == nil {
+		m.byWS = make(map[string]Settings)
+	}
+	if s.Organization == "" && s.Inherit && s.HostedFallback {
+		delete(m.byWS, ws)
+		return
+	}
+	m.byWS[ws] = s
+}
+
+// ErrSettingsNotLoaded: this replica has not read the workspaces'
+// settings yet (PostgreSQL unreachable since start); a resolve that would
+// fall back to a hosted key cannot know whether that is allowed (503).
+var ErrSettingsNotLoaded = errors.Join(ErrUnavailable, errors.New("workspace settings not loaded yet"))
+
+// LoadSettings reads every workspace's settings into this replica's
+// mirror: at start, and after the invalidation listener reconnected (a
+// change may have been missed).
+func (b *Broker) LoadSettings(ctx context.Context) error {
+	if b.settingsStore == nil {
+		return nil
+	}
+	all, err := b.settingsStore.AllWorkspaceSettings(ctx)
+	if err != nil {
+		return fmt.Errorf("load workspace settings: %w", fromStore(err))
+	}
+	b.settings.mu.Lock()
+	b.settings.byWS = make(map[string]Settings, len(all))
+	for ws, s := range all {
+		if !(s.Organization == "" && s.Inherit && s.HostedFallback) {
+			b.settings.byWS[ws] = s
+		}
+	}
+	b.settings.loaded = true
+	b.settings.mu.Unlock()
+	return nil
+}
+
+// SettingsLoaded reports whether the mirror holds every workspace's settings.
+func (b *Broker) SettingsLoaded() bool {
+	b.settings.mu.RLock()
+	defer b.settings.mu.RUnlock()
+	return b.settings.loaded
+}
+
+// SettingsChanged re-reads one workspace's settings (a change announced
+// by a replica, this one included).
+func (b *Broker) SettingsChanged(ctx context.Context, workspace string) error {
+	if b.settingsStore == nil {
+		return nil
+	}
+	s, err := b.settingsStore.WorkspaceSettings(ctx, workspace)
+	if err != nil {
+		return fmt.Errorf("reload the settings of %s: %w", workspace, fromStore(err))
+	}
+	b.settings.set(workspace, s)
+	return nil
+}
+
+// GetSettings returns a workspace's settings, from PostgreSQL.
+func (b *Broker) GetSettings(ctx context.Context, workspace string) (Settings, error) {
+	if err := checkWorkspace(workspace); err != nil {
+		return Settings{}, err
+	}
+	if b.settingsStore == nil {
+		return Settings{}, fmt.Errorf("settings: %w: no settings store", ErrNotConfigured)
+	}
+	s, err := b.settingsStore.WorkspaceSettings(ctx, workspace)
+	if err != nil {
+		return Settings{}, fmt.Errorf("settings of %s: %w", workspace, fromStore(err))
+	}
+	return s, nil
+}
+
+// SettingsRequest changes a workspace's settings; nil fields stay as they
+// are.
+type SettingsRequest struct {
+	Actor     Actor
+	Workspace string
+	// Organization: nil leaves it; a pointer to "" unlinks the workspace.
+	Organization   *string
+	Inherit        *bool
+	HostedFallback *bool
+}
+
+// Audit actions of settings.
+const ActionSettings = "workspace.settings"
+
+// PutSettings applies req, records it in the audit trail and announces it
+// to every replica. Who may change what (the organization link is an
+// operator's) is the caller's decision (package auth).
+func (b *Broker) PutSettings(ctx context.Context, req SettingsRequest) (Settings, error) {
+	cur, err := b.GetSettings(ctx, req.Workspace)
+	if err != nil {
+		return Settings{}, err
+	}
+	next := cur
+	if req.Organization != nil {
+		if *req.Organization != "" && !ids.Valid(*req.Organization) {
+			return Settings{}, errors.Join(ErrInvalidID, errors.New(ids.Message("organization")))
+		}
+		next.Organization = *req.Organization
+	}
+	if req.Inherit != nil {
+		next.Inherit = *req.Inherit
+	}
+	if req.HostedFallback != nil {
+		next.HostedFallback = *req.HostedFallback
+	}
+	next.UpdatedBy = req.Actor.Subject
+	ev := AuditEvent{Workspace: req.Workspace, Action: ActionSettings, Actor: req.Actor.Subject, RemoteAddr: req.Actor.RemoteAddr,
+		RequestID: req.Actor.RequestID, ClientRequestID: req.Actor.ClientRequestID, Outcome: OutcomeSuccess,
+		Detail: fmt.Sprintf("organization=%q inherit=%v hostedFallback=%v (was organization=%q inherit=%v hostedFallback=%v)",
+			next.Organization, next.Inherit, next.HostedFallback, cur.Organization, cur.Inherit, cur.HostedFallback)}
+	if err := b.settingsStore.PutWorkspaceSettings(ctx, req.Workspace, next, ev); err != nil {
+		return Settings{}, fmt.Errorf("settings of %s: %w", req.Workspace, fromStore(err))
+	}
+	b.settings.set(req.Workspace, next)
+	return b.GetSettings(ctx, req.Workspace)
+}

@@ -1,0 +1,146 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/store"
+)
+
+// countingSettings is the real store, counting settings reads.
+type countingSettings struct {
+	*store.Store
+	reads atomic.Int32
+}
+
+func (c *countingSettings) AllWorkspaceSettings(ctx context.Context) (map[string]broker.Settings, error) {
+	c.reads.Add(1)
+	return c.Store.AllWorkspaceSettings(ctx)
+}
+
+func (c *countingSettings) WorkspaceSettings(ctx context.Context, ws string) (broker.Settings, error) {
+	c.reads.Add(1)
+	return c.Store.WorkspaceSettings(ctx, ws)
+}
+
+func TestHostedFallbackOffFailsClosedOnEveryReplica(t *testing.T) {
+	ctx := context.Background()
+	var counted *countingSettings
+	e := newEnv(t, func(c *broker.Config) { counted = &countingSettings{Store: c.Store.(*store.Store)}; c.Settings = counted })
+	ws := e.workspc
+	e.setHosted(t, "openai", newKey(t, "openai"))
+	other := e.another(t, nil) // replica B, reading the same database
+	listenWithSettings(t, e, other)
+
+	r, err := e.b.Resolve(ctx, ws, "openai")
+	if err != nil || r.Scope != broker.ScopeHosted || r.IsBYOK || r.FallbackReason != broker.ReasonNoWorkspaceKey || r.ResolutionID == "" {
+		t.Fatalf("before: %v %v", r, err)
+	}
+	off := false
+	if _, err := e.b.PutSettings(ctx, broker.SettingsRequest{Actor: alice, Workspace: ws, HostedFallback: &off}); err != nil {
+		t.Fatal(err)
+	}
+	readsBefore := counted.reads.Load()
+	var nk *broker.NoKeyError
+	for range 100 {
+		if _, err := e.b.Resolve(ctx, ws, "openai"); !errors.As(err, &nk) || nk.Reason != broker.ReasonHostedFallbackOff {
+			t.Fatalf("after turning the fallback off: %v", err)
+		}
+	}
+	if n := counted.reads.Load() - readsBefore; n != 0 {
+		t.Fatalf("100 resolves read the settings from PostgreSQL %d times, want 0 (they are in memory)", n)
+	}
+	// Replica B learns it through NOTIFY.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := other.Resolve(ctx, ws, "openai")
+		if errors.As(err, &nk) && nk.Reason == broker.ReasonHostedFallbackOff {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica B still serves the hosted key 5 s after the change: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The workspace's own key is served whatever the fallback says.
+	own := newKey(t, "openai")
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: own}); err != nil {
+		t.Fatal(err)
+	}
+	r, err = e.b.Resolve(ctx, ws, "openai")
+	if err != nil || r.APIKey != own || r.Scope != broker.ScopeWorkspace || r.KeyID != broker.DefaultKeyID || r.FallbackReason != "" {
+		t.Fatalf("with its own key: %v %v", r, err)
+	}
+	r2, _ := e.b.Resolve(ctx, ws, "openai")
+	if r2.ResolutionID == r.ResolutionID {
+		t.Fatal("two answers share a resolution id")
+	}
+	// The change is in the audit trail.
+	evs, err := e.store.ListAudit(ctx, ws, 0, 10)
+	if err != nil || !containsAction(evs, broker.ActionSettings) {
+		t.Fatalf("audit: %v %v", evs, err)
+	}
+}
+
+func TestUnloadedSettingsNeverFallBackBlindly(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	e.setHosted(t, "openai", newKey(t, "openai"))
+	// A replica that could not read the settings yet (PostgreSQL down
+	// since its start).
+	cfg := e.cfg
+	b, err := broker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resolve(ctx, e.workspc, "openai"); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("a hosted fallback with the settings unknown: %v, want unavailable", err)
+	}
+	own := newKey(t, "openai")
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: e.workspc, Provider: "openai", APIKey: own}); err != nil {
+		t.Fatal(err)
+	}
+	b.Evict(e.workspc, "openai") // as the NOTIFY of the write would
+	if r, err := b.Resolve(ctx, e.workspc, "openai"); err != nil || r.APIKey != own {
+		t.Fatalf("the workspace's own key with the settings unknown: %v", err)
+	}
+}
+
+func listenWithSettings(t *testing.T, e *env, b *broker.Broker) {
+	t.Helper()
+	started := make(chan struct{}, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = e.store.ListenInvalidations(ctx, store.InvalidationHandler{
+			Invalidate: func(inv store.Invalidation) {
+				if inv.Settings != "" {
+					_ = b.SettingsChanged(ctx, inv.Settings)
+					return
+				}
+				b.Invalidate(inv.ForBroker())
+			},
+			Listening: func() { started <- struct{}{} },
+		}, testLogger)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener did not start")
+	}
+}
+
+func containsAction(evs []broker.AuditEvent, action string) bool {
+	for _, ev := range evs {
+		if ev.Action == action {
+			return true
+		}
+	}
+	return false
+}

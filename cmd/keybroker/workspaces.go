@@ -1,0 +1,83 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keybroker/keybroker/client"
+)
+
+func newWorkspacesCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "workspaces",
+		Short: "Workspace settings over the HTTP API (KEYBROKER_ADDR, KEYBROKER_TOKEN)",
+	}
+	var api apiFlags
+	api.bind(cmd)
+	var workspace, organization string
+	var inherit, hostedFallback, asJSON bool
+	settings := &cobra.Command{
+		Use:   "settings",
+		Short: "Show a workspace's settings, or change them with the flags given",
+		Long: `Show a workspace's settings, or change them with the flags given.
+
+--hosted-fallback=false fails closed: a workspace without a key of its own
+gets no_key instead of the platform's hosted key (billed). --organization
+links the workspace to an organization (operators only; "" unlinks).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if workspace == "" {
+				return errors.New("--workspace is required")
+			}
+			c, err := api.client()
+			if err != nil {
+				return err
+			}
+			var req client.SettingsRequest
+			changed := false
+			if f := cmd.Flags().Lookup("organization"); f.Changed {
+				req.Organization, changed = &organization, true
+			}
+			if f := cmd.Flags().Lookup("inherit"); f.Changed {
+				req.Inherit, changed = &inherit, true
+			}
+			if f := cmd.Flags().Lookup("hosted-fallback"); f.Changed {
+				req.HostedFallback, changed = &hostedFallback, true
+			}
+			var s client.Settings
+			if changed {
+				s, err = c.PutSettings(cmd.Context(), workspace, req)
+			} else {
+				s, err = c.Settings(cmd.Context(), workspace)
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(s)
+			}
+			org := "(none)"
+			if s.Organization != nil {
+				org = *s.Organization
+			}
+			fallback := "on: calls without a workspace key use the platform's hosted key, billed"
+			if !s.HostedFallback {
+				fallback = "off: calls without a workspace key fail with no_key (fail closed)"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "workspace        %s\norganization     %s\ninherit          %v\nhosted fallback  %s\n",
+				workspace, org, s.Inherit, fallback)
+			return nil
+		},
+	}
+	f := settings.Flags()
+	f.StringVar(&workspace, "workspace", "", "workspace id")
+	f.StringVar(&organization, "organization", "", `link to this organization (operators only; "" unlinks)`)
+	f.BoolVar(&inherit, "inherit", true, "use the organization's keys when the workspace has none")
+	f.BoolVar(&hostedFallback, "hosted-fallback", true, "fall back to the platform's hosted keys (billed); false fails closed")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(settings)
+	return cmd
+}

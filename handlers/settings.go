@@ -1,0 +1,67 @@
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/client"
+)
+
+func settingsAnswer(s broker.Settings) client.Settings {
+	out := client.Settings{Inherit: s.Inherit, HostedFallback: s.HostedFallback, UpdatedAt: s.UpdatedAt.UTC(), UpdatedBy: s.UpdatedBy}
+	if s.Organization != "" {
+		org := s.Organization
+		out.Organization = &org
+	}
+	if s.UpdatedAt.IsZero() {
+		out.UpdatedAt = s.UpdatedAt
+	}
+	return out
+}
+
+func (s *server) getSettings(c *gin.Context) {
+	ws, _, ok := s.ids(c)
+	if !ok || !s.authorize(c, auth.ActionReadKeys, ws, "") {
+		return
+	}
+	set, err := s.keys.GetSettings(c.Request.Context(), ws)
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	c.JSON(http.StatusOK, settingsAnswer(set))
+}
+
+// putSettings: a workspace admin sets inherit and hostedFallback; linking
+// the workspace to an organization (or unlinking it) is an operator's.
+func (s *server) putSettings(c *gin.Context) {
+	ws, _, ok := s.ids(c)
+	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, "") {
+		return
+	}
+	var req client.SettingsRequest
+	if derr := decodeJSON(c, &req); derr != nil {
+		renderError(c, s.log, derr)
+		return
+	}
+	if req.Organization != nil {
+		cur, err := s.keys.GetSettings(c.Request.Context(), ws)
+		if err != nil {
+			renderError(c, s.log, domainError(err))
+			return
+		}
+		if *req.Organization != cur.Organization && !s.authorize(c, auth.ActionLinkOrganization, ws, "") {
+			return
+		}
+	}
+	set, err := s.keys.PutSettings(c.Request.Context(), broker.SettingsRequest{Actor: s.actor(c), Workspace: ws,
+		Organization: req.Organization, Inherit: req.Inherit, HostedFallback: req.HostedFallback})
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	c.JSON(http.StatusOK, settingsAnswer(set))
+}
