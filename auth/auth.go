@@ -87,8 +87,8 @@ const (
 	ActionReadKeys             // list and get key metadata
 	ActionManageKeys           // set, rotate, delete, roll back, versions, audit
 	ActionPurgeWorkspace
-	ActionResolve     // the workspace is the one resolved for
-	ActionGlobalAudit // the operator-wide trail
+	ActionResolve          // the workspace is the one resolved for
+	ActionGlobalAudit      // the operator-wide trail
 	ActionLinkOrganization // set the organization a workspace belongs to
 )
 

@@ -30,7 +30,10 @@ func (c *countingSettings) WorkspaceSettings(ctx context.Context, ws string) (br
 func TestHostedFallbackOffFailsClosedOnEveryReplica(t *testing.T) {
 	ctx := context.Background()
 	var counted *countingSettings
-	e := newEnv(t, func(c *broker.Config) { counted = &countingSettings{Store: c.Store.(*store.Store)}; c.Settings = counted })
+	e := newEnv(t, func(c *broker.Config) {
+		counted = &countingSettings{Store: c.Store.(*store.Store)}
+		c.Settings = counted
+	})
 	ws := e.workspc
 	e.setHosted(t, "openai", newKey(t, "openai"))
 	other := e.another(t, nil) // replica B, reading the same database
