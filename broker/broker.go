@@ -70,6 +70,9 @@ type Config struct {
 	// Settings holds the workspaces' settings; without it every workspace
 	// has DefaultSettings.
 	Settings SettingsStore
+	// Usage keeps the resolves per key (flushed in batches, see
+	// RunUsageFlusher); without it usage is not counted.
+	Usage UsageStore
 	// Providers is the registry. Default: DefaultRegistry().
 	Providers *Registry
 	// CacheTTL is how long a resolved key is served from memory.
@@ -128,6 +131,8 @@ type Broker struct {
 	flight        singleflight.Group
 	settingsStore SettingsStore
 	settings      settingsMirror
+	usageStore    UsageStore
+	usage         usageBook
 	// resolutionPrefix and resolutions make resolution ids: unique per
 	// process, cheap (no random read per resolve).
 	resolutionPrefix string
@@ -186,6 +191,7 @@ func New(cfg Config) (*Broker, error) {
 	_, _ = rand.Read(prefix)
 	b := &Broker{
 		settingsStore:    cfg.Settings,
+		usageStore:       cfg.Usage,
 		resolutionPrefix: "res_" + hex.EncodeToString(prefix) + "_",
 		reader:           cfg.Reader,
 		writer:           cfg.Writer,

@@ -107,7 +107,7 @@ func newEnv(t testing.TB, tune func(*broker.Config)) *env {
 	cfg := broker.Config{
 		Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st,
 		Pepper: []byte("test-pepper-0123456789"),
-		Logger: testLogger, Settings: st,
+		Logger: testLogger, Settings: st, Usage: st,
 	}
 	if tune != nil {
 		tune(&cfg)

@@ -33,6 +33,36 @@ type KeyMeta struct {
 	CreatedBy   string
 	UpdatedAt   time.Time
 	UpdatedBy   string
+	// Resolves and LastUsedAt are the key's usage as flushed by every
+	// replica (up to a flush interval behind); zero when never used.
+	Resolves   int64
+	LastUsedAt time.Time
+	// Idle: unused (or, never used, created) more than IdleAfter ago.
+	Idle bool
+}
+
+// withUsage adds the usage of the workspace's keys to metas.
+func (b *Broker) withUsage(ctx context.Context, workspace string, metas []KeyMeta) []KeyMeta {
+	if b.usageStore == nil {
+		return metas
+	}
+	usage, err := b.usageStore.UsageOf(ctx, ScopeWorkspace, workspace)
+	if err != nil {
+		b.log.Warn("could not read key usage; answering without it", "workspace", workspace, "error", err)
+		usage = nil
+	}
+	now := b.now()
+	for i := range metas {
+		m := &metas[i]
+		u := usage[m.Provider+"/"+DefaultKeyID]
+		m.Resolves, m.LastUsedAt = u.Resolves, u.LastUsedAt
+		since := m.CreatedAt
+		if !u.LastUsedAt.IsZero() {
+			since = u.LastUsedAt
+		}
+		m.Idle = !since.IsZero() && now.Sub(since) > IdleAfter
+	}
+	return metas
 }
 
 func metaOf(r KeyRecord) KeyMeta {
@@ -330,7 +360,7 @@ func (b *Broker) GetKey(ctx context.Context, workspace, provider string) (KeyMet
 	if err != nil {
 		return KeyMeta{}, fromStore(err)
 	}
-	return metaOf(rec), nil
+	return b.withUsage(ctx, workspace, []KeyMeta{metaOf(rec)})[0], nil
 }
 
 // ListKeys returns the metadata of every key of a workspace, by provider.
@@ -349,7 +379,7 @@ func (b *Broker) ListKeys(ctx context.Context, workspace string) ([]KeyMeta, err
 	for _, r := range recs {
 		out = append(out, metaOf(r))
 	}
-	return out, nil
+	return b.withUsage(ctx, workspace, out), nil
 }
 
 // VersionInfo describes one KV version of a key (metadata only).

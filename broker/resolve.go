@@ -107,6 +107,7 @@ func (b *Broker) resolve(ctx context.Context, workspace, provider string) (Resol
 		return Resolution{}, fmt.Errorf("resolve %s/%s: %w", workspace, provider, err)
 	}
 	if e.found {
+		e.countUse(b)
 		return Resolution{APIKey: e.key, Source: SourceBYOK, IsBYOK: true, Version: e.version, Scope: ScopeWorkspace,
 			KeyID: DefaultKeyID, ResolutionID: b.newResolutionID()}, nil
 	}
@@ -124,6 +125,7 @@ func (b *Broker) resolve(ctx context.Context, workspace, provider string) (Resol
 		return Resolution{}, fmt.Errorf("resolve hosted key of %s: %w", provider, err)
 	}
 	if e.found {
+		e.countUse(b)
 		return Resolution{APIKey: e.key, Source: SourceHosted, IsBYOK: false, Version: e.version, Scope: ScopeHosted,
 			KeyID: DefaultKeyID, FallbackReason: ReasonNoWorkspaceKey, ResolutionID: b.newResolutionID()}, nil
 	}
@@ -150,6 +152,8 @@ type cacheEntry struct {
 	freshUntil time.Time
 	refreshAt  time.Time   // a hit after this refreshes the entry in the background
 	refreshing atomic.Bool // one background refresh at a time
+	// usage counts the key's resolves (found entries with a usage store).
+	usage *usageCounter
 }
 
 // lookup answers from the cache or reads the key from Vault, one read per key
@@ -222,6 +226,9 @@ func (b *Broker) fetch(ctx context.Context, key CacheKey, ref KeyRef) (*cacheEnt
 	case err == nil:
 		e := &cacheEntry{found: true, key: s.Value, version: s.Version, fetchedAt: now, freshUntil: now.Add(b.ttl),
 			refreshAt: now.Add(b.ttl*6/10 + jitter(b.ttl/4))}
+		if b.usageStore != nil {
+			e.usage = b.usage.counter(ref)
+		}
 		b.negative.Remove(string(key))
 		if _, held := b.cache.Get(string(key)); held || b.cache.ItemCount() < b.maxEntries {
 			b.cache.Set(string(key), e, b.ttl+b.staleIfError)
@@ -336,4 +343,11 @@ func (b *Broker) FlushCache() {
 	b.cache.Flush()
 	b.negative.Purge()
 	b.metrics.flushed()
+}
+
+// countUse counts a resolve served by the entry's key.
+func (e *cacheEntry) countUse(b *Broker) {
+	if e.usage != nil {
+		e.usage.record(b.now())
+	}
 }

@@ -37,6 +37,11 @@ type KeyMetadata struct {
 	CreatedBy   string    `json:"createdBy"`
 	UpdatedAt   time.Time `json:"updatedAt"`
 	UpdatedBy   string    `json:"updatedBy"`
+	// Resolves and LastUsedAt are the key's usage (counted by every
+	// replica, written every few seconds); Idle: unused for 90 days.
+	Resolves   int64     `json:"resolves"`
+	LastUsedAt time.Time `json:"lastUsedAt,omitzero"`
+	Idle       bool      `json:"idle"`
 }
 
 // KeyList answers GET /v1/workspaces/{ws}/keys.

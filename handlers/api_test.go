@@ -67,7 +67,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 		fields = append(fields, k)
 	}
 	sort.Strings(fields)
-	if got := strings.Join(fields, ","); got != "createdAt,createdBy,fingerprint,maskedKey,provider,updatedAt,updatedBy,version,workspace" {
+	if got := strings.Join(fields, ","); got != "createdAt,createdBy,fingerprint,idle,maskedKey,provider,resolves,updatedAt,updatedBy,version,workspace" {
 		t.Fatalf("metadata fields: %s", got)
 	}
 

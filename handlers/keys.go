@@ -52,7 +52,7 @@ func keyMetadata(m broker.KeyMeta) client.KeyMetadata {
 	return client.KeyMetadata{
 		Workspace: m.Workspace, Provider: m.Provider, MaskedKey: m.MaskedKey, Version: m.Version,
 		Fingerprint: m.Fingerprint, CreatedAt: m.CreatedAt.UTC(), CreatedBy: m.CreatedBy,
-		UpdatedAt: m.UpdatedAt.UTC(), UpdatedBy: m.UpdatedBy,
+		UpdatedAt: m.UpdatedAt.UTC(), UpdatedBy: m.UpdatedBy, Resolves: m.Resolves, LastUsedAt: m.LastUsedAt.UTC(), Idle: m.Idle,
 	}
 }
 

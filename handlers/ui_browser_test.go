@@ -161,6 +161,7 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 	run(t, ctx, "delete",
 		chromedp.Click(chromedp.CSS(`button[data-delete="openai"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`button[data-confirm-delete="openai"]`)))
+	waitText(t, ctx, `[data-usage="openai"]`, "never used")
 	waitText(t, ctx, row+" .warning", "fall back to the platform's hosted key")
 	waitText(t, ctx, row+" .warning", "the older versions stay in Vault")
 	run(t, ctx, "confirm delete, destroying every version",

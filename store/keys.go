@@ -179,6 +179,9 @@ func (s *Store) CompleteDelete(ctx context.Context, workspace, provider string, 
 			workspace, provider, deleted); err != nil {
 			return fmt.Errorf("remove %s/%s: %w", workspace, provider, err)
 		}
+		if err := forgetUsage(ctx, tx, workspace, provider); err != nil {
+			return err
+		}
 		if err := notify(ctx, tx, Invalidation{Workspace: workspace, Provider: provider, Version: deleted}); err != nil {
 			return err
 		}
@@ -186,8 +189,9 @@ func (s *Store) CompleteDelete(ctx context.Context, workspace, provider string, 
 	}))
 }
 
-// PurgeWorkspace removes every key row of workspace and appends ev, in one
-// transaction. It returns how many rows it removed.
+// PurgeWorkspace removes every key row of workspace, its usage and its
+// settings, and appends ev, in one transaction. It returns how many key
+// rows it removed.
 func (s *Store) PurgeWorkspace(ctx context.Context, workspace string, ev broker.AuditEvent) (int, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -196,7 +200,16 @@ func (s *Store) PurgeWorkspace(ctx context.Context, workspace string, ev broker.
 			return fmt.Errorf("purge workspace %s: %w", workspace, err)
 		}
 		n = tag.RowsAffected()
+		if err := forgetUsage(ctx, tx, workspace, ""); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM workspace_settings WHERE workspace = $1`, workspace); err != nil {
+			return fmt.Errorf("purge the settings of %s: %w", workspace, err)
+		}
 		if err := notify(ctx, tx, Invalidation{Workspace: workspace}); err != nil {
+			return err
+		}
+		if err := notify(ctx, tx, Invalidation{Settings: workspace}); err != nil {
 			return err
 		}
 		return appendAudit(ctx, tx, ev)

@@ -87,9 +87,17 @@ func newKeysCommand() *cobra.Command {
 			return json.NewEncoder(w).Encode(metas)
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PROVIDER\tKEY\tVERSION\tUPDATED\tBY")
+		fmt.Fprintln(tw, "PROVIDER\tKEY\tVERSION\tUPDATED\tBY\tRESOLVES\tLAST USED")
 		for _, m := range metas {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", m.Provider, m.MaskedKey, m.Version, m.UpdatedAt.Format(time.RFC3339), m.UpdatedBy)
+			last := "never"
+			if !m.LastUsedAt.IsZero() {
+				last = m.LastUsedAt.Format(time.RFC3339)
+			}
+			if m.Idle {
+				last += " (idle: unused for 90 days)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\n", m.Provider, m.MaskedKey, m.Version, m.UpdatedAt.Format(time.RFC3339), m.UpdatedBy,
+				m.Resolves, last)
 		}
 		return tw.Flush()
 	}

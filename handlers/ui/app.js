@@ -88,7 +88,10 @@ async function renderKeys() {
     const status = k
       ? el('td', { 'data-status': p.id },
           el('span', { class: 'masked', 'data-masked': p.id, text: k.maskedKey }),
-          el('div', { text: `version ${k.version}, changed by ${k.updatedBy} at ${when(k.updatedAt)}` }))
+          el('div', { text: `version ${k.version}, changed by ${k.updatedBy} at ${when(k.updatedAt)}` }),
+          el('div', { 'data-usage': p.id, text: k.lastUsedAt
+            ? `${k.resolves} resolves, last used ${when(k.lastUsedAt)}${k.idle ? ' (idle: unused for 90 days)' : ''}`
+            : `never used${k.idle ? ' (idle: created over 90 days ago)' : ''}` }))
       : el('td', { 'data-status': p.id }, el('span', { class: 'hosted', text: 'Using hosted key' }));
     const actions = el('td');
     if (canEdit()) actions.append(editControls(p, k));

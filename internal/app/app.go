@@ -26,6 +26,10 @@ import (
 // ShutdownGrace is how long in-flight requests get to finish on shutdown.
 const ShutdownGrace = 20 * time.Second
 
+// usageFlushEvery is how often each replica writes the resolves it
+// counted per key (one batch statement).
+const usageFlushEvery = 10 * time.Second
+
 // App is one keybroker server, wired and ready to Run.
 type App struct {
 	cfg         Config
@@ -84,7 +88,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 
 	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, StaleIfError: cfg.StaleIfError,
 		MaxEntries: cfg.CacheMaxEntries, MaxNegativeEntries: cfg.CacheMaxNegative, MaxColdReads: cfg.MaxColdReads,
-		Logger: logger, Metrics: broker.NewMetrics(reg), Settings: a.store}
+		Logger: logger, Metrics: broker.NewMetrics(reg), Settings: a.store, Usage: a.store}
 	// hold builds one identity's client, with its token metrics.
 	hold := func(who string, id Identity) (*vault.KV, error) {
 		c, err := cfg.vaultClient(who, id, logger, vaultMetrics)
@@ -180,8 +184,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		go a.reconciler.Run(ctx)
 	}
 	go a.listenInvalidations(ctx)
-	tokensDone := make(chan struct{})
+	tokensDone, usageDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(tokensDone); a.tokens.Run(ctx) }()
+	go func() { defer close(usageDone); a.broker.RunUsageFlusher(ctx, usageFlushEvery) }()
 
 	srv := &http.Server{
 		Handler:           a.handler,
@@ -226,6 +231,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	cancel()
 	<-tokensDone
+	<-usageDone
 	a.revokeVaultTokens()
 	return serveErr
 }

@@ -90,7 +90,7 @@ func NewGround(t testing.TB, opts Options) *Ground {
 	ids := g.Identities
 	var err error
 	g.Broker, err = broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: g.Store,
-		Pepper: []byte(opts.Pepper), Logger: opts.Logger, Settings: g.Store})
+		Pepper: []byte(opts.Pepper), Logger: opts.Logger, Settings: g.Store, Usage: g.Store})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,70 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keybroker/keybroker/broker"
+)
+
+var _ broker.UsageStore = (*Store)(nil)
+
+// AddUsage adds counted resolves to the keys' totals and moves their last
+// use forward, in one statement for the whole batch.
+func (s *Store) AddUsage(ctx context.Context, batch []broker.Usage) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	scopes, ids, providers, keys := make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch))
+	counts, lasts := make([]int64, len(batch)), make([]time.Time, len(batch))
+	for i, u := range batch {
+		scopes[i], ids[i], providers[i], keys[i] = string(u.Ref.Scope), u.Ref.ScopeID, u.Ref.Provider, u.Ref.KeyID
+		counts[i], lasts[i] = u.Resolves, u.LastUsedAt
+	}
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO key_usage AS u (scope, scope_id, provider, key_id, resolves, last_used_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])
+		ON CONFLICT (scope, scope_id, provider, key_id) DO UPDATE SET
+			resolves = u.resolves + EXCLUDED.resolves,
+			last_used_at = greatest(u.last_used_at, EXCLUDED.last_used_at)`,
+		scopes, ids, providers, keys, counts, lasts)
+	if err != nil {
+		return fmt.Errorf("add the usage of %d keys: %w", len(batch), classify(err))
+	}
+	return nil
+}
+
+// UsageOf returns the usage of every key of a scope, by provider and key
+// id ("openai/default").
+func (s *Store) UsageOf(ctx context.Context, scope broker.ScopeKind, scopeID string) (map[string]broker.Usage, error) {
+	rows, err := s.pool.Query(ctx, `SELECT provider, key_id, resolves, last_used_at FROM key_usage
+		WHERE scope = $1 AND scope_id = $2`, string(scope), scopeID)
+	if err != nil {
+		return nil, fmt.Errorf("read the usage of %s %s: %w", scope, scopeID, classify(err))
+	}
+	out := map[string]broker.Usage{}
+	var provider, keyID string
+	var u broker.Usage
+	_, err = pgx.ForEachRow(rows, []any{&provider, &keyID, &u.Resolves, &u.LastUsedAt}, func() error {
+		u.Ref = broker.KeyRef{Scope: scope, ScopeID: scopeID, Provider: provider, KeyID: keyID}
+		out[provider+"/"+keyID] = u
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the usage of %s %s: %w", scope, scopeID, classify(err))
+	}
+	return out, nil
+}
+
+// forgetUsage removes the usage of a workspace's keys (provider "": all
+// of them), inside a delete or purge.
+func forgetUsage(ctx context.Context, tx pgx.Tx, workspace, provider string) error {
+	_, err := tx.Exec(ctx, `DELETE FROM key_usage WHERE scope = 'workspace' AND scope_id = $1 AND ($2 = '' OR provider = $2)`, workspace, provider)
+	if err != nil {
+		return fmt.Errorf("forget the usage of %s/%s: %w", workspace, provider, err)
+	}
+	return nil
+}
