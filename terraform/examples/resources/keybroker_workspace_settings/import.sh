@@ -1,0 +1,2 @@
+# <workspace_id>
+terraform import keybroker_workspace_settings.acme acme
