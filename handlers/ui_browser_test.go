@@ -114,6 +114,18 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 	)
 	waitText(t, ctx, "#who", "role admin")
 	waitText(t, ctx, row+` td[data-status="openai"]`, "Using hosted key")
+	waitText(t, ctx, "#fallback-text", "billed at hosted rates")
+
+	// Fail closed, and back: the page says what calls will do.
+	run(t, ctx, "turn the hosted fallback off", chromedp.Click(chromedp.ID("fallback-toggle")))
+	waitText(t, ctx, "#fallback-text", "fail")
+	waitText(t, ctx, row+` td[data-status="openai"]`, "calls fail (hosted fallback is off)")
+	if got, err := a.ground.keys.GetSettings(context.Background(), "ws1"); err != nil || got.HostedFallback {
+		t.Fatalf("settings after the toggle: %+v %v", got, err)
+	}
+	run(t, ctx, "turn it on again", chromedp.Click(chromedp.ID("fallback-toggle")))
+	waitText(t, ctx, "#fallback-text", "billed at hosted rates")
+	waitText(t, ctx, row+` td[data-status="openai"]`, "Using hosted key (billed)")
 
 	// A bad key: the API's message next to the field, nothing saved.
 	run(t, ctx, "set a bad key",

@@ -72,9 +72,39 @@ async function openWorkspace(ws) {
   $('workspace-title').textContent = 'Workspace ' + ws;
   $('workspace-section').hidden = false;
   $('history-section').hidden = true;
+  await renderSettings();
   await renderKeys();
   if (canEdit()) await renderAudit();
 }
+
+// settings of the open workspace: whether a call without a key of its own
+// falls back to the platform's hosted key (billed) or fails.
+let settings = { hostedFallback: true, inherit: true, organization: null };
+
+async function renderSettings() {
+  settings = await api('GET', `/v1/workspaces/${encodeURIComponent(current)}/settings`);
+  $('fallback-text').textContent = settings.hostedFallback
+    ? "Calls for a provider without a workspace key use the platform's hosted key, billed at hosted rates."
+    : 'Calls for a provider without a workspace key fail: the hosted fallback is off, so nothing is billed at hosted rates.';
+  $('org-text').textContent = settings.organization
+    ? `The workspace belongs to the organization ${settings.organization}.`
+    : 'The workspace belongs to no organization.';
+  const toggle = $('fallback-toggle');
+  toggle.hidden = !canEdit();
+  toggle.textContent = settings.hostedFallback ? 'Turn the hosted fallback off (fail closed)' : 'Turn the hosted fallback on (billed)';
+}
+
+$('fallback-toggle').addEventListener('click', async () => {
+  $('settings-error').textContent = '';
+  try {
+    await api('PUT', `/v1/workspaces/${encodeURIComponent(current)}/settings`, { hostedFallback: !settings.hostedFallback });
+    await renderSettings();
+    await renderKeys();
+    await renderAudit();
+  } catch (e) {
+    $('settings-error').textContent = e.message;
+  }
+});
 
 function when(iso) { return new Date(iso).toISOString().replace('T', ' ').slice(0, 19) + ' UTC'; }
 
@@ -92,7 +122,9 @@ async function renderKeys() {
           el('div', { 'data-usage': p.id, text: k.lastUsedAt
             ? `${k.resolves} resolves, last used ${when(k.lastUsedAt)}${k.idle ? ' (idle: unused for 90 days)' : ''}`
             : `never used${k.idle ? ' (idle: created over 90 days ago)' : ''}` }))
-      : el('td', { 'data-status': p.id }, el('span', { class: 'hosted', text: 'Using hosted key' }));
+      : el('td', { 'data-status': p.id }, settings.hostedFallback
+        ? el('span', { class: 'hosted', text: 'Using hosted key (billed)' })
+        : el('span', { class: 'hosted', text: 'No key: calls fail (hosted fallback is off)' }));
     const actions = el('td');
     if (canEdit()) actions.append(editControls(p, k));
     tbody.append(el('tr', { 'data-provider': p.id }, el('th', { scope: 'row', text: p.displayName }), status, actions));
