@@ -20,7 +20,13 @@ func listen(t *testing.T, e *env, b *broker.Broker) <-chan struct{} {
 	go func() {
 		defer close(done)
 		_ = e.store.ListenInvalidations(ctx, store.InvalidationHandler{
-			Invalidate: func(inv store.Invalidation) { b.Invalidate(inv.ForBroker()) },
+			Invalidate: func(inv store.Invalidation) {
+				if inv.Settings != "" {
+					_ = b.SettingsChanged(ctx, inv.Settings)
+					return
+				}
+				b.Invalidate(inv.ForBroker())
+			},
 			Listening: func() {
 				b.FlushCache()
 				started <- struct{}{}

@@ -37,7 +37,7 @@ func TestHostedFallbackOffFailsClosedOnEveryReplica(t *testing.T) {
 	ws := e.workspc
 	e.setHosted(t, "openai", newKey(t, "openai"))
 	other := e.another(t, nil) // replica B, reading the same database
-	listenWithSettings(t, e, other)
+	listen(t, e, other)
 
 	r, err := e.b.Resolve(ctx, ws, "openai")
 	if err != nil || r.Scope != broker.ScopeHosted || r.IsBYOK || r.FallbackReason != broker.ReasonNoWorkspaceKey || r.ResolutionID == "" {
@@ -110,32 +110,6 @@ func TestUnloadedSettingsNeverFallBackBlindly(t *testing.T) {
 	b.Evict(e.workspc, "openai") // as the NOTIFY of the write would
 	if r, err := b.Resolve(ctx, e.workspc, "openai"); err != nil || r.APIKey != own {
 		t.Fatalf("the workspace's own key with the settings unknown: %v", err)
-	}
-}
-
-func listenWithSettings(t *testing.T, e *env, b *broker.Broker) {
-	t.Helper()
-	started := make(chan struct{}, 10)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = e.store.ListenInvalidations(ctx, store.InvalidationHandler{
-			Invalidate: func(inv store.Invalidation) {
-				if inv.Settings != "" {
-					_ = b.SettingsChanged(ctx, inv.Settings)
-					return
-				}
-				b.Invalidate(inv.ForBroker())
-			},
-			Listening: func() { started <- struct{}{} },
-		}, testLogger)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the listener did not start")
 	}
 }
 
