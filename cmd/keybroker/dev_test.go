@@ -117,8 +117,8 @@ func TestDevServesReadinessOfItsOwnVaultAndPostgres(t *testing.T) {
 	}
 	go io.Copy(io.Discard, stdout)
 
-	status, body := get(t, "http://"+addr+"/readyz")
-	if status != http.StatusOK {
+	status, body := waitStatus(t, "http://"+addr+"/readyz", http.StatusOK)
+	if status != http.StatusOK || !strings.Contains(body, `"settings_loaded":"ok"`) {
 		t.Fatalf("readyz with both servers up: %d %s", status, body)
 	}
 	assertMigrated(t, databaseURL)

@@ -149,6 +149,14 @@ func (a *App) dependencies() []handlers.Dependency {
 			return nil
 		}},
 		{Name: "postgres", Check: a.store.Ping},
+		// Until the workspace settings are in memory, a resolve that would
+		// fall back to a hosted key answers 503: not ready either.
+		{Name: "settings_loaded", Check: func(context.Context) error {
+			if !a.broker.SettingsLoaded() {
+				return errors.New("the workspace settings are not loaded yet (the invalidation listener has not connected)")
+			}
+			return nil
+		}},
 	}
 }
 
