@@ -63,6 +63,14 @@ func TestServeTLSWithClientCertificates(t *testing.T) {
 	if r, err := resolver.Resolve(ctx, "ws1", "openai"); err != nil || r.APIKey != key {
 		t.Fatalf("resolve over mTLS: %v", err)
 	}
+	// HTTP/2 is offered (ALPN) besides HTTP/1.1.
+	h2 := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{
+		RootCAs: ca.Pool(), Certificates: []tls.Certificate{resolverCert.TLS}}}}
+	if resp, err := h2.Get("https://" + addr + "/healthz"); err != nil || resp.ProtoMajor != 2 {
+		t.Fatalf("HTTP/2 over TLS: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	noCert, _ := client.New(client.Config{Address: "https://" + addr, Token: g.resolverToken, CACertFile: ca.CertFile})
 	if _, err := noCert.Resolve(ctx, "ws1", "openai"); err == nil {
 		t.Fatal("a client without a certificate resolved")

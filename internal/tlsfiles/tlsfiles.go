@@ -15,6 +15,10 @@ import (
 	"time"
 )
 
+// nextProtos offers HTTP/2 and HTTP/1.1 (ALPN): net/http serves HTTP/2 on
+// a TLS listener whose configuration names "h2".
+var nextProtos = []string{"h2", "http/1.1"}
+
 // Config names the files.
 type Config struct {
 	// CertFile and KeyFile are the PEM certificate chain and private key.
@@ -77,6 +81,7 @@ func New(cfg Config) (*Loader, error) {
 func (l *Loader) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
+		NextProtos: nextProtos,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return l.Current(), nil
 		},
@@ -139,7 +144,7 @@ func (l *Loader) load() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load TLS certificate %s and key %s: %w", l.cfg.CertFile, l.cfg.KeyFile, err)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: nextProtos}
 	if l.cfg.ClientCAFile != "" {
 		pem, err := os.ReadFile(l.cfg.ClientCAFile)
 		if err != nil {
