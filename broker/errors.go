@@ -34,6 +34,9 @@ var (
 	// ErrNotConfigured: this broker lacks the Vault identity the operation
 	// needs (a resolver-only broker asked to write, say).
 	ErrNotConfigured = errors.New("operation not available in this mode")
+	// ErrLinkNotAllowed: the change would link a workspace to an
+	// organization (or unlink it), which the caller may not do (403).
+	ErrLinkNotAllowed = errors.New("only an operator links a workspace to an organization")
 )
 
 // publicError is a refusal whose reason is safe to show to the caller: it

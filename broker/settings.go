@@ -145,6 +145,10 @@ type SettingsRequest struct {
 	Organization   *string
 	Inherit        *bool
 	HostedFallback *bool
+	// MayLink says whether the caller may change the organization link
+	// (package auth decides: operators). Naming the current organization
+	// again is no change and needs no permission.
+	MayLink bool
 }
 
 // Audit actions of settings.
@@ -162,6 +166,9 @@ func (b *Broker) PutSettings(ctx context.Context, req SettingsRequest) (Settings
 	if req.Organization != nil {
 		if *req.Organization != "" && !ids.Valid(*req.Organization) {
 			return Settings{}, errors.Join(ErrInvalidID, errors.New(ids.Message("organization")))
+		}
+		if *req.Organization != cur.Organization && !req.MayLink {
+			return Settings{}, fmt.Errorf("settings of %s: %w", req.Workspace, ErrLinkNotAllowed)
 		}
 		next.Organization = *req.Organization
 	}

@@ -121,3 +121,28 @@ func containsAction(evs []broker.AuditEvent, action string) bool {
 	}
 	return false
 }
+
+func TestOnlyPermittedCallersChangeTheOrganizationLink(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	acme, other := "acme", "globex"
+	req := broker.SettingsRequest{Actor: alice, Workspace: e.workspc, Organization: &acme}
+	if _, err := e.b.PutSettings(ctx, req); !errors.Is(err, broker.ErrLinkNotAllowed) {
+		t.Fatalf("linking without permission: %v", err)
+	}
+	req.MayLink = true
+	if s, err := e.b.PutSettings(ctx, req); err != nil || s.Organization != "acme" {
+		t.Fatalf("linking with permission: %+v %v", s, err)
+	}
+	off := false
+	// Naming the current organization again is no change.
+	if s, err := e.b.PutSettings(ctx, broker.SettingsRequest{Actor: alice, Workspace: e.workspc, Organization: &acme, HostedFallback: &off}); err != nil || s.HostedFallback {
+		t.Fatalf("the same organization again: %+v %v", s, err)
+	}
+	if _, err := e.b.PutSettings(ctx, broker.SettingsRequest{Actor: alice, Workspace: e.workspc, Organization: &other}); !errors.Is(err, broker.ErrLinkNotAllowed) {
+		t.Fatalf("moving to another organization without permission: %v", err)
+	}
+	if s, err := e.b.GetSettings(ctx, e.workspc); err != nil || s.Organization != "acme" || s.HostedFallback {
+		t.Fatalf("after the refusal: %+v %v", s, err)
+	}
+}

@@ -96,6 +96,8 @@ func (s *server) authorize(c *gin.Context, action auth.Action, workspace, provid
 		msg = "only resolver tokens resolve keys; this token's role is " + string(p.Role)
 	case action == auth.ActionResolve:
 		msg = "this resolver token is limited to other workspaces"
+	case action == auth.ActionLinkOrganization:
+		msg = "only an operator links a workspace to an organization (or changes or removes the link)"
 	}
 	renderError(c, s.log, &Error{Status: http.StatusForbidden, Code: "forbidden", Message: msg})
 	return false

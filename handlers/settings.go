@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -36,7 +37,9 @@ func (s *server) getSettings(c *gin.Context) {
 }
 
 // putSettings: a workspace admin sets inherit and hostedFallback; linking
-// the workspace to an organization (or unlinking it) is an operator's.
+// the workspace to an organization (or unlinking it) is an operator's (the
+// broker decides whether the request changes the link; auth whether the
+// caller may).
 func (s *server) putSettings(c *gin.Context) {
 	ws, _, ok := s.ids(c)
 	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, "") {
@@ -47,18 +50,14 @@ func (s *server) putSettings(c *gin.Context) {
 		renderError(c, s.log, derr)
 		return
 	}
-	if req.Organization != nil {
-		cur, err := s.keys.GetSettings(c.Request.Context(), ws)
-		if err != nil {
-			renderError(c, s.log, domainError(err))
-			return
-		}
-		if *req.Organization != cur.Organization && !s.authorize(c, auth.ActionLinkOrganization, ws, "") {
-			return
-		}
-	}
+	p, _ := principalOf(c)
 	set, err := s.keys.PutSettings(c.Request.Context(), broker.SettingsRequest{Actor: s.actor(c), Workspace: ws,
-		Organization: req.Organization, Inherit: req.Inherit, HostedFallback: req.HostedFallback})
+		Organization: req.Organization, Inherit: req.Inherit, HostedFallback: req.HostedFallback,
+		MayLink: p.Allowed(auth.ActionLinkOrganization, ws)})
+	if errors.Is(err, broker.ErrLinkNotAllowed) {
+		s.authorize(c, auth.ActionLinkOrganization, ws, "") // records the denial and answers 403
+		return
+	}
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return

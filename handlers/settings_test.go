@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/keybroker/keybroker/broker"
@@ -48,6 +49,9 @@ func TestSettingsRolesAndFailClosed(t *testing.T) {
 		r := a.call(tc.as, "PUT", "/v1/workspaces/ws1/settings", tc.body)
 		if r.status != tc.status || r.code() != tc.code {
 			t.Errorf("%s PUT %s: %d %s, want %d %s", tc.as, tc.body, r.status, r.body, tc.status, tc.code)
+		}
+		if tc.as == "admin" && tc.status == http.StatusForbidden && !strings.Contains(r.message(), "only an operator links") {
+			t.Errorf("an admin linking an organization was told %q", r.message())
 		}
 	}
 	if r := a.call("reader", "GET", "/v1/workspaces/ws1/settings", nil); r.status != http.StatusOK {
