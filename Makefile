@@ -16,7 +16,7 @@ TFPLUGINDOCS = PATH="$(TOOLS_BIN):$$PATH" $(TOOLS_BIN)/tfplugindocs generate --p
 	--provider-dir cmd/terraform-provider-keybroker --examples-dir ../../terraform/examples \
 	--website-source-dir ../../terraform/templates
 # Packages whose tests need no server (no Vault, PostgreSQL, CLI or browser).
-UNIT_PKGS = ./ids/ ./policies/ ./internal/app/
+UNIT_PKGS = ./ids/ ./policies/ ./internal/app/ ./internal/tlsfiles/ ./client/
 
 .PHONY: all build tools dev test test-unit lint generate fmt bench
 
