@@ -41,8 +41,11 @@ func TestPoliciesGrantExactlyWhatTheCodeUses(t *testing.T) {
 		Tune: func(c *vault.BootstrapConfig) { c.TokenTTL, c.TokenMaxTTL = 3*time.Second, time.Hour }})
 	st := openStore(t, testenv.DatabaseURL(t))
 	b, err := broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st,
-		Pepper: []byte("policy-test-pepper-0123"), Logger: testLogger})
+		Pepper: []byte("policy-test-pepper-0123"), Logger: testLogger, Settings: st})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.LoadSettings(ctx); err != nil {
 		t.Fatal(err)
 	}
 	must := func(what string, err error) {
@@ -68,6 +71,8 @@ func TestPoliciesGrantExactlyWhatTheCodeUses(t *testing.T) {
 	must("rollback", err)
 	_, err = b.Resolve(ctx, "ws1", "openai") // a workspace's key
 	must("resolve BYOK", err)
+	_, err = b.Effective(ctx, "ws9") // the hosted keys' metadata
+	must("effective", err)
 	_, err = b.Resolve(ctx, "ws9", "openai") // the hosted key
 	must("resolve hosted", err)
 	must("delete", b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Workspace: "ws1", Provider: "openai"}))

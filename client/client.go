@@ -318,3 +318,11 @@ func (c *Client) PutSettings(ctx context.Context, workspace string, req Settings
 	_, err := c.do(ctx, http.MethodPut, "/v1/workspaces/"+url.PathEscape(workspace)+"/settings", nil, req, &out)
 	return out, err
 }
+
+// Effective says, per provider, where the workspace's calls get their key
+// now: its own, the platform's hosted key (billed), or none.
+func (c *Client) Effective(ctx context.Context, workspace string) ([]EffectiveSource, error) {
+	var out EffectiveSources
+	_, err := c.do(ctx, http.MethodGet, "/v1/workspaces/"+url.PathEscape(workspace)+"/effective", nil, nil, &out)
+	return out.Providers, err
+}

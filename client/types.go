@@ -146,6 +146,24 @@ type Settings struct {
 	UpdatedBy      string    `json:"updatedBy,omitempty"`
 }
 
+// EffectiveSource says where a workspace's calls for a provider get their
+// key now (GET /v1/workspaces/{ws}/effective).
+type EffectiveSource struct {
+	Provider string `json:"provider"`
+	// Scope is "workspace" (its own key, not billed), "hosted" (the
+	// platform's key, billed at hosted rates), or null: calls fail.
+	Scope      *string `json:"scope"`
+	UsableKeys int     `json:"usableKeys"`
+	// Reason says why an earlier scope does not serve, or why none does:
+	// no_workspace_key, hosted_fallback_off, no_hosted_key.
+	Reason string `json:"reason,omitempty"`
+}
+
+// EffectiveSources answers GET /v1/workspaces/{ws}/effective.
+type EffectiveSources struct {
+	Providers []EffectiveSource `json:"providers"`
+}
+
 // SettingsRequest changes settings: absent (or null) fields stay as they
 // are; "organization": "" unlinks the workspace.
 type SettingsRequest struct {

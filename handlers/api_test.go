@@ -245,6 +245,8 @@ func routes(t *testing.T) []route {
 			func(a *api, as string) answer {
 				return a.call(as, "PUT", "/v1/workspaces/ws1/settings", client.SettingsRequest{Inherit: new(true)})
 			}, nil},
+		{"effective", []string{"operator", "admin", "reader"},
+			func(a *api, as string) answer { return a.call(as, "GET", "/v1/workspaces/ws1/effective", nil) }, nil},
 		{"global audit", []string{"operator"},
 			func(a *api, as string) answer { return a.call(as, "GET", "/v1/audit", nil) }, nil},
 		{"set key", []string{"operator", "admin"},

@@ -27,6 +27,7 @@ type KeyService interface {
 	Resolve(ctx context.Context, workspace, provider string) (broker.Resolution, error)
 	GetSettings(ctx context.Context, workspace string) (broker.Settings, error)
 	PutSettings(ctx context.Context, req broker.SettingsRequest) (broker.Settings, error)
+	Effective(ctx context.Context, workspace string) ([]broker.EffectiveSource, error)
 }
 
 var _ KeyService = (*broker.Broker)(nil)
@@ -140,6 +141,7 @@ func NewRouter(opts Options) *gin.Engine {
 			v1.GET("/workspaces/:ws/audit", s.listAudit)
 			v1.GET("/workspaces/:ws/settings", s.getSettings)
 			v1.PUT("/workspaces/:ws/settings", s.putSettings)
+			v1.GET("/workspaces/:ws/effective", s.effective)
 			v1.GET("/audit", s.listGlobalAudit)
 		}
 		if opts.Mode == ModeAll || opts.Mode == ModeResolver {

@@ -64,3 +64,26 @@ func (s *server) putSettings(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, settingsAnswer(set))
 }
+
+// effective says per provider which scope serves the workspace's calls now.
+func (s *server) effective(c *gin.Context) {
+	ws, _, ok := s.ids(c)
+	if !ok || !s.authorize(c, auth.ActionReadKeys, ws, "") {
+		return
+	}
+	srcs, err := s.keys.Effective(c.Request.Context(), ws)
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	out := client.EffectiveSources{Providers: make([]client.EffectiveSource, 0, len(srcs))}
+	for _, src := range srcs {
+		e := client.EffectiveSource{Provider: src.Provider, UsableKeys: src.UsableKeys, Reason: src.Reason}
+		if src.Scope != "" {
+			scope := string(src.Scope)
+			e.Scope = &scope
+		}
+		out.Providers = append(out.Providers, e)
+	}
+	c.JSON(http.StatusOK, out)
+}

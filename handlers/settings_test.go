@@ -84,3 +84,49 @@ func TestSettingsRolesAndFailClosed(t *testing.T) {
 		t.Fatalf("audit: %+v", page.Events)
 	}
 }
+
+func TestEffectiveSaysWhatServesEachProvider(t *testing.T) {
+	a := newAPI(t, handlers.ModeAll)
+	if _, err := a.kv.Put(context.Background(), broker.HostedKey("openai").VaultPath(), openaiKey(t), 0); err != nil {
+		t.Fatal(err)
+	}
+	effective := func(as string) map[string]client.EffectiveSource {
+		t.Helper()
+		var out client.EffectiveSources
+		r := a.call(as, "GET", "/v1/workspaces/ws1/effective", nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("effective as %s: %d %s", as, r.status, r.body)
+		}
+		r.decode(t, &out)
+		m := map[string]client.EffectiveSource{}
+		for _, p := range out.Providers {
+			m[p.Provider] = p
+		}
+		return m
+	}
+	scope := func(s client.EffectiveSource) string {
+		if s.Scope == nil {
+			return "none"
+		}
+		return *s.Scope
+	}
+	e := effective("reader")
+	if len(e) != 5 || scope(e["openai"]) != "hosted" || e["openai"].Reason != "no_workspace_key" ||
+		scope(e["anthropic"]) != "none" || e["anthropic"].Reason != "no_hosted_key" {
+		t.Fatalf("no workspace keys: %+v", e)
+	}
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/anthropic", client.SetKeyRequest{APIKey: anthropicKey(t)})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/settings", `{"hostedFallback":false}`)
+	e = effective("admin")
+	if scope(e["anthropic"]) != "workspace" || e["anthropic"].UsableKeys != 1 || scope(e["openai"]) != "none" || e["openai"].Reason != "hosted_fallback_off" {
+		t.Fatalf("a key of its own, fallback off: %+v", e)
+	}
+	for _, as := range []string{"resolver", "admin-ws2"} {
+		if r := a.call(as, "GET", "/v1/workspaces/ws1/effective", nil); r.status != http.StatusForbidden {
+			t.Errorf("effective as %s: %d", as, r.status)
+		}
+	}
+	if r := a.call("reader", "GET", "/v1/workspaces/Bad/effective", nil); r.status != http.StatusBadRequest {
+		t.Errorf("effective of an invalid id: %d", r.status)
+	}
+}

@@ -115,6 +115,8 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 	waitText(t, ctx, "#who", "role admin")
 	waitText(t, ctx, row+` td[data-status="openai"]`, "Using hosted key")
 	waitText(t, ctx, "#fallback-text", "billed at hosted rates")
+	// The platform has no hosted Anthropic key: the page says calls fail.
+	waitText(t, ctx, `td[data-status="anthropic"]`, "the platform has no hosted key")
 
 	// Fail closed, and back: the page says what calls will do.
 	run(t, ctx, "turn the hosted fallback off", chromedp.Click(chromedp.ID("fallback-toggle")))
@@ -125,7 +127,7 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 	}
 	run(t, ctx, "turn it on again", chromedp.Click(chromedp.ID("fallback-toggle")))
 	waitText(t, ctx, "#fallback-text", "billed at hosted rates")
-	waitText(t, ctx, row+` td[data-status="openai"]`, "Using hosted key (billed)")
+	waitText(t, ctx, row+` td[data-status="openai"]`, "billed at the platform's hosted rates")
 
 	// A bad key: the API's message next to the field, nothing saved.
 	run(t, ctx, "set a bad key",

@@ -25,6 +25,12 @@ path "{{mount}}/metadata/workspaces/" {
   capabilities = ["list"]
 }
 
+# Whether the platform has a hosted key for a provider (its metadata:
+# versions, never the key), for GET /v1/workspaces/{ws}/effective.
+path "{{mount}}/metadata/hosted/providers/+" {
+  capabilities = ["read"]
+}
+
 # Soft-delete the current version (DELETE of a key). Nothing here can
 # undelete a version: a key a customer deleted stays deleted. Destroying
 # every version goes through metadata delete above.

@@ -106,11 +106,21 @@ $('fallback-toggle').addEventListener('click', async () => {
   }
 });
 
+// withoutKey says in plain words what calls do for a provider the
+// workspace has no key of (from GET .../effective).
+function withoutKey(e) {
+  if (e && e.scope === 'hosted') return "Using hosted key: calls are billed at the platform's hosted rates";
+  if (e && e.reason === 'hosted_fallback_off') return 'No key: calls fail (hosted fallback is off)';
+  return 'No key: calls fail (the platform has no hosted key for this provider)';
+}
+
 function when(iso) { return new Date(iso).toISOString().replace('T', ' ').slice(0, 19) + ' UTC'; }
 
 async function renderKeys() {
   const keys = (await api('GET', `/v1/workspaces/${encodeURIComponent(current)}/keys`)).keys;
   const byProvider = Object.fromEntries(keys.map((k) => [k.provider, k]));
+  const effective = Object.fromEntries((await api('GET', `/v1/workspaces/${encodeURIComponent(current)}/effective`)).providers
+    .map((e) => [e.provider, e]));
   const tbody = $('keys');
   tbody.replaceChildren();
   for (const p of providers) {
@@ -122,9 +132,7 @@ async function renderKeys() {
           el('div', { 'data-usage': p.id, text: k.lastUsedAt
             ? `${k.resolves} resolves, last used ${when(k.lastUsedAt)}${k.idle ? ' (idle: unused for 90 days)' : ''}`
             : `never used${k.idle ? ' (idle: created over 90 days ago)' : ''}` }))
-      : el('td', { 'data-status': p.id }, settings.hostedFallback
-        ? el('span', { class: 'hosted', text: 'Using hosted key (billed)' })
-        : el('span', { class: 'hosted', text: 'No key: calls fail (hosted fallback is off)' }));
+      : el('td', { 'data-status': p.id }, el('span', { class: 'hosted', text: withoutKey(effective[p.id]) }));
     const actions = el('td');
     if (canEdit()) actions.append(editControls(p, k));
     tbody.append(el('tr', { 'data-provider': p.id }, el('th', { scope: 'row', text: p.displayName }), status, actions));
