@@ -122,6 +122,11 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	if !strings.Contains(out, "hosted fallback  off") || !strings.Contains(out, "fail closed") {
 		t.Fatalf("turning the hosted fallback off printed %q", out)
 	}
+	out, _ = run(t, api, "", false, "workspaces", "effective", "--workspace", "ws1")
+	// ws1's key was deleted above, and the fallback is now off.
+	if strings.Count(out, "\n") != 5 || !strings.Contains(out, "openai     no key: calls fail (hosted fallback is off)") {
+		t.Fatalf("workspaces effective printed %q", out)
+	}
 	_, msg = run(t, api, "", true, "workspaces", "settings", "--workspace", "ws1", "--organization", "acme")
 	if !strings.Contains(msg, "403") {
 		t.Fatalf("an admin linking an organization said %q", msg)

@@ -78,6 +78,48 @@ links the workspace to an organization (operators only; "" unlinks).`,
 	f.BoolVar(&inherit, "inherit", true, "use the organization's keys when the workspace has none")
 	f.BoolVar(&hostedFallback, "hosted-fallback", true, "fall back to the platform's hosted keys (billed); false fails closed")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(settings)
+	var effWorkspace string
+	var effJSON bool
+	effective := &cobra.Command{
+		Use:   "effective",
+		Short: "Say, per provider, what serves the workspace's calls now: its own key, the billed hosted key, or nothing",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if effWorkspace == "" {
+				return errors.New("--workspace is required")
+			}
+			c, err := api.client()
+			if err != nil {
+				return err
+			}
+			srcs, err := c.Effective(cmd.Context(), effWorkspace)
+			if err != nil {
+				return err
+			}
+			if effJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(srcs)
+			}
+			for _, s := range srcs {
+				fmt.Fprintf(cmd.OutOrStdout(), "%-10s %s\n", s.Provider, effectiveInWords(s))
+			}
+			return nil
+		},
+	}
+	effective.Flags().StringVar(&effWorkspace, "workspace", "", "workspace id")
+	effective.Flags().BoolVar(&effJSON, "json", false, "print JSON")
+	cmd.AddCommand(settings, effective)
 	return cmd
+}
+
+// effectiveInWords says what a provider's calls do, as the page does.
+func effectiveInWords(s client.EffectiveSource) string {
+	switch {
+	case s.Scope != nil && *s.Scope == "workspace":
+		return "the workspace's own key (BYOK, not billed)"
+	case s.Scope != nil && *s.Scope == "hosted":
+		return "the platform's hosted key: calls are billed at hosted rates"
+	case s.Reason == "hosted_fallback_off":
+		return "no key: calls fail (hosted fallback is off)"
+	}
+	return "no key: calls fail (the platform has no hosted key for this provider)"
 }
