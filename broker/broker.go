@@ -43,12 +43,12 @@ var (
 // missing row and ErrConflict for a unique violation; any other error means
 // the store could not answer.
 type MetadataStore interface {
-	BeginChange(ctx context.Context, workspace, provider string, ch Change) (KeyRecord, error)
-	CompleteWrite(ctx context.Context, workspace, provider, id string, w Written, ev AuditEvent) error
-	AbortChange(ctx context.Context, workspace, provider, id string) error
-	CompleteDelete(ctx context.Context, workspace, provider string, deleted int, ev AuditEvent) error
+	BeginChange(ctx context.Context, ref KeyRef, ch Change) (KeyRecord, error)
+	CompleteWrite(ctx context.Context, ref KeyRef, id string, w Written, ev AuditEvent) error
+	AbortChange(ctx context.Context, ref KeyRef, id string) error
+	CompleteDelete(ctx context.Context, ref KeyRef, deleted int, ev AuditEvent) error
 	PurgeWorkspace(ctx context.Context, workspace string, ev AuditEvent) (int, error)
-	GetKey(ctx context.Context, workspace, provider string) (KeyRecord, error)
+	GetKey(ctx context.Context, ref KeyRef) (KeyRecord, error)
 	ListKeys(ctx context.Context, workspace string) ([]KeyRecord, error)
 	ListPending(ctx context.Context, olderThan time.Duration) ([]KeyRecord, error)
 	AppendAudit(ctx context.Context, ev AuditEvent) error

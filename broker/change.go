@@ -59,7 +59,7 @@ func (b *Broker) beginChange(ctx context.Context, req changeRequest) (*keyChange
 	if req.Op != OpDelete {
 		c.masked, c.fp = MaskKey(req.Value), Fingerprint(b.pepper, req.Value)
 	}
-	rec, err := b.store.BeginChange(ctx, req.Ref.ScopeID, req.Ref.Provider,
+	rec, err := b.store.BeginChange(ctx, req.Ref,
 		Change{ID: c.id, Op: req.Op, By: req.Actor.Subject, MaskedKey: c.masked, Fingerprint: c.fp})
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s %s: %w", req.Op, req.Ref, fromStore(err))
@@ -111,7 +111,7 @@ func (c *keyChange) audit(outcome string, version int) AuditEvent {
 func (c *keyChange) abort(ctx context.Context, cause error, version int) error {
 	ctx = context.WithoutCancel(ctx)
 	b := c.b
-	if err := b.store.AbortChange(ctx, c.ref.ScopeID, c.ref.Provider, c.id); err != nil {
+	if err := b.store.AbortChange(ctx, c.ref, c.id); err != nil {
 		b.log.Warn("could not undo a pending key change; the reconciler will", "key", c.ref.String(), "error", err)
 	}
 	outcome := OutcomeError
@@ -131,7 +131,7 @@ func (c *keyChange) abort(ctx context.Context, cause error, version int) error {
 // undo restores the row of a change that the reconciler found never
 // reached Vault; nothing is audited (nothing happened).
 func (c *keyChange) undo(ctx context.Context) error {
-	if err := c.b.store.AbortChange(ctx, c.ref.ScopeID, c.ref.Provider, c.id); err != nil {
+	if err := c.b.store.AbortChange(ctx, c.ref, c.id); err != nil {
 		return fmt.Errorf("reconcile %s: %w", c.ref, fromStore(err))
 	}
 	return nil
@@ -143,7 +143,7 @@ func (c *keyChange) completeWrite(ctx context.Context, version int) error {
 	b := c.b
 	b.evict(c.ref)
 	w := Written{Version: version, MaskedKey: c.masked, Fingerprint: c.fp, By: c.actor.Subject}
-	if err := b.store.CompleteWrite(ctx, c.ref.ScopeID, c.ref.Provider, c.id, w, c.audit(c.outcome, version)); err != nil {
+	if err := b.store.CompleteWrite(ctx, c.ref, c.id, w, c.audit(c.outcome, version)); err != nil {
 		return fmt.Errorf("%s %s: key stored in Vault as version %d, but its metadata could not be recorded (the reconciler will finish it): %w",
 			c.op, c.ref, version, fromStore(err))
 	}
@@ -156,7 +156,7 @@ func (c *keyChange) completeWrite(ctx context.Context, version int) error {
 func (c *keyChange) completeDelete(ctx context.Context, version int) error {
 	b := c.b
 	b.evict(c.ref)
-	if err := b.store.CompleteDelete(ctx, c.ref.ScopeID, c.ref.Provider, version, c.audit(c.outcome, version)); err != nil {
+	if err := b.store.CompleteDelete(ctx, c.ref, version, c.audit(c.outcome, version)); err != nil {
 		return fmt.Errorf("%s %s: key deleted in Vault, but its metadata could not be removed (the reconciler will finish it): %w",
 			c.op, c.ref, fromStore(err))
 	}

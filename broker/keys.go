@@ -201,7 +201,7 @@ func (b *Broker) write(ctx context.Context, req changeRequest, expectedVersion i
 	}
 	b.log.InfoContext(ctx, "key stored", "workspace", req.Ref.ScopeID, "provider", req.Ref.Provider, "action", change.action,
 		"version", version, "masked_key", change.masked, "actor", req.Actor.Subject)
-	rec, err := b.store.GetKey(ctx, req.Ref.ScopeID, req.Ref.Provider)
+	rec, err := b.store.GetKey(ctx, req.Ref)
 	if err != nil {
 		return SetResult{}, fmt.Errorf("%s %s: read back metadata: %w", req.Op, req.Ref, fromStore(err))
 	}
@@ -353,7 +353,7 @@ func (b *Broker) GetKey(ctx context.Context, workspace, provider string) (KeyMet
 	if _, err := b.checkIDs(workspace, provider); err != nil {
 		return KeyMeta{}, err
 	}
-	rec, err := b.store.GetKey(ctx, workspace, provider)
+	rec, err := b.store.GetKey(ctx, WorkspaceKey(workspace, provider))
 	if errors.Is(err, ErrNotFound) {
 		return KeyMeta{}, fmt.Errorf("%w: the workspace has no key for %s", ErrNotFound, provider)
 	}
@@ -455,7 +455,7 @@ func (b *Broker) refuseEchoedMask(ctx context.Context, req SetKeyRequest) error 
 	if !strings.Contains(req.APIKey, "...") {
 		return nil
 	}
-	rec, err := b.store.GetKey(ctx, req.Workspace, req.Provider)
+	rec, err := b.store.GetKey(ctx, WorkspaceKey(req.Workspace, req.Provider))
 	if err == nil && rec.MaskedKey != "" && rec.MaskedKey == req.APIKey {
 		return refuse(ErrInvalidKey, why, "the current key's")
 	}

@@ -20,7 +20,7 @@ func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
 	written := newKey(t, "openai")
 	ch := broker.Change{ID: "00000000-0000-4000-8000-000000000001", Op: broker.OpSet, By: "alice",
 		MaskedKey: broker.MaskKey(written), Fingerprint: broker.Fingerprint(e.cfg.Pepper, written)}
-	if _, err := e.store.BeginChange(ctx, ws, "openai", ch); err != nil {
+	if _, err := e.store.BeginChange(ctx, broker.WorkspaceKey(ws, "openai"), ch); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai").VaultPath(), written, 0); err != nil {
@@ -30,7 +30,7 @@ func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
 	lost := newKey(t, "anthropic")
 	ch2 := broker.Change{ID: "00000000-0000-4000-8000-000000000002", Op: broker.OpSet, By: "bob",
 		MaskedKey: broker.MaskKey(lost), Fingerprint: broker.Fingerprint(e.cfg.Pepper, lost)}
-	if _, err := e.store.BeginChange(ctx, ws, "anthropic", ch2); err != nil {
+	if _, err := e.store.BeginChange(ctx, broker.WorkspaceKey(ws, "anthropic"), ch2); err != nil {
 		t.Fatal(err)
 	}
 

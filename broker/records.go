@@ -21,8 +21,12 @@ const (
 // KeyRecord is the metadata of one workspace key. Version 0 means no version
 // has been confirmed yet (a first write is in flight).
 type KeyRecord struct {
+	// Scope, Workspace (the scope's id: a workspace id, an organization
+	// id, "" for hosted), Provider and KeyID name the key.
+	Scope       ScopeKind
 	Workspace   string
 	Provider    string
+	KeyID       string
 	State       string
 	Version     int
 	MaskedKey   string
@@ -36,7 +40,9 @@ type KeyRecord struct {
 }
 
 // Ref is the record's key.
-func (r KeyRecord) Ref() KeyRef { return WorkspaceKey(r.Workspace, r.Provider) }
+func (r KeyRecord) Ref() KeyRef {
+	return KeyRef{Scope: r.Scope, ScopeID: r.Workspace, Provider: r.Provider, KeyID: r.KeyID}
+}
 
 // PendingChange is a change begun and not yet completed or aborted.
 type PendingChange struct {

@@ -19,8 +19,10 @@ var _ broker.MetadataStore = (*Store)(nil)
 
 // keyRow is a row of provider_keys.
 type keyRow struct {
-	Workspace   string    `db:"workspace"`
+	Scope       string    `db:"scope"`
+	ScopeID     string    `db:"scope_id"`
 	Provider    string    `db:"provider"`
+	KeyID       string    `db:"key_id"`
 	State       string    `db:"state"`
 	Version     int       `db:"kv_version"`
 	MaskedKey   string    `db:"masked_key"`
@@ -41,7 +43,7 @@ type keyRow struct {
 // record converts the row into the broker's record.
 func (r keyRow) record() broker.KeyRecord {
 	rec := broker.KeyRecord{
-		Workspace: r.Workspace, Provider: r.Provider, State: r.State, Version: r.Version, MaskedKey: r.MaskedKey,
+		Scope: broker.ScopeKind(r.Scope), Workspace: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, State: r.State, Version: r.Version, MaskedKey: r.MaskedKey,
 		Fingerprint: r.Fingerprint, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy,
 	}
 	if r.PendingID != nil {
@@ -87,7 +89,7 @@ func collectKey(rows pgx.Rows) (broker.KeyRecord, error) {
 	return r.record(), nil
 }
 
-const keyColumns = `workspace, provider, state, kv_version, masked_key, fingerprint,
+const keyColumns = `scope, scope_id, provider, key_id, state, kv_version, masked_key, fingerprint,
 	created_at, created_by, updated_at, updated_by,
 	pending_id::text AS pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint`
 
@@ -95,23 +97,23 @@ const keyColumns = `workspace, provider, state, kv_version, masked_key, fingerpr
 // has none, and returns the row as it now is. A change already pending is
 // replaced: Vault's check-and-set decides which of two racing writes wins,
 // and each writer finishes or aborts only its own change.
-func (s *Store) BeginChange(ctx context.Context, workspace, provider string, ch broker.Change) (broker.KeyRecord, error) {
+func (s *Store) BeginChange(ctx context.Context, ref broker.KeyRef, ch broker.Change) (broker.KeyRecord, error) {
 	rows, err := s.pool.Query(ctx, `
-		INSERT INTO provider_keys AS k (workspace, provider, state, created_by, updated_by,
+		INSERT INTO provider_keys AS k (scope, scope_id, provider, key_id, state, created_by, updated_by,
 			pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint)
-		VALUES ($1, $2, 'pending', $3, $3, $4, $5, now(), $3, $6, $7)
-		ON CONFLICT (workspace, provider) DO UPDATE SET
+		VALUES ($8, $1, $2, $9, 'pending', $3, $3, $4, $5, now(), $3, $6, $7)
+		ON CONFLICT (scope, scope_id, provider, key_id) DO UPDATE SET
 			state = 'pending', pending_id = EXCLUDED.pending_id, pending_op = EXCLUDED.pending_op,
 			pending_since = EXCLUDED.pending_since, pending_by = EXCLUDED.pending_by,
 			pending_masked_key = EXCLUDED.pending_masked_key, pending_fingerprint = EXCLUDED.pending_fingerprint
 		RETURNING `+keyColumns,
-		workspace, provider, ch.By, ch.ID, ch.Op, ch.MaskedKey, ch.Fingerprint)
+		ref.ScopeID, ref.Provider, ch.By, ch.ID, ch.Op, ch.MaskedKey, ch.Fingerprint, string(ref.Scope), ref.KeyID)
 	if err != nil {
-		return broker.KeyRecord{}, fmt.Errorf("mark %s/%s pending: %w", workspace, provider, classify(err))
+		return broker.KeyRecord{}, fmt.Errorf("mark %s pending: %w", ref, classify(err))
 	}
 	rec, err := collectKey(rows)
 	if err != nil {
-		return broker.KeyRecord{}, fmt.Errorf("mark %s/%s pending: %w", workspace, provider, err)
+		return broker.KeyRecord{}, fmt.Errorf("mark %s pending: %w", ref, err)
 	}
 	return rec, nil
 }
@@ -120,12 +122,12 @@ func (s *Store) BeginChange(ctx context.Context, workspace, provider string, ch 
 // one transaction. The metadata moves only forward: a completion that
 // arrives after a newer version was recorded leaves it alone. The row
 // becomes active when id is still its pending change.
-func (s *Store) CompleteWrite(ctx context.Context, workspace, provider, id string, w broker.Written, ev broker.AuditEvent) error {
+func (s *Store) CompleteWrite(ctx context.Context, ref broker.KeyRef, id string, w broker.Written, ev broker.AuditEvent) error {
 	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
-			INSERT INTO provider_keys AS k (workspace, provider, state, kv_version, masked_key, fingerprint, created_by, updated_by)
-			VALUES ($1, $2, 'active', $4, $5, $6, $7, $7)
-			ON CONFLICT (workspace, provider) DO UPDATE SET
+			INSERT INTO provider_keys AS k (scope, scope_id, provider, key_id, state, kv_version, masked_key, fingerprint, created_by, updated_by)
+			VALUES ($8, $1, $2, $9, 'active', $4, $5, $6, $7, $7)
+			ON CONFLICT (scope, scope_id, provider, key_id) DO UPDATE SET
 				kv_version  = GREATEST(k.kv_version, $4),
 				masked_key  = CASE WHEN k.kv_version < $4 THEN $5 ELSE k.masked_key END,
 				fingerprint = CASE WHEN k.kv_version < $4 THEN $6 ELSE k.fingerprint END,
@@ -138,11 +140,11 @@ func (s *Store) CompleteWrite(ctx context.Context, workspace, provider, id strin
 				pending_by          = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_by END,
 				pending_masked_key  = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_masked_key END,
 				pending_fingerprint = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_fingerprint END`,
-			workspace, provider, id, w.Version, w.MaskedKey, w.Fingerprint, w.By)
+			ref.ScopeID, ref.Provider, id, w.Version, w.MaskedKey, w.Fingerprint, w.By, string(ref.Scope), ref.KeyID)
 		if err != nil {
-			return fmt.Errorf("record version %d of %s/%s: %w", w.Version, workspace, provider, err)
+			return fmt.Errorf("record version %d of %s: %w", w.Version, ref, err)
 		}
-		if err := notify(ctx, tx, Invalidation{Workspace: workspace, Provider: provider, Version: w.Version}); err != nil {
+		if err := notify(ctx, tx, Invalidation{Workspace: ref.ScopeID, Provider: ref.Provider, Version: w.Version}); err != nil {
 			return err
 		}
 		return appendAudit(ctx, tx, ev)
@@ -152,18 +154,18 @@ func (s *Store) CompleteWrite(ctx context.Context, workspace, provider, id strin
 // AbortChange undoes change id when it is still the key's pending change:
 // the row returns to active, or disappears when no version was ever
 // confirmed.
-func (s *Store) AbortChange(ctx context.Context, workspace, provider, id string) error {
+func (s *Store) AbortChange(ctx context.Context, ref broker.KeyRef, id string) error {
 	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM provider_keys
-			WHERE workspace = $1 AND provider = $2 AND pending_id = $3::uuid AND kv_version = 0`,
-			workspace, provider, id); err != nil {
-			return fmt.Errorf("abort change of %s/%s: %w", workspace, provider, err)
+			WHERE `+keyMatch+` AND pending_id = $5::uuid AND kv_version = 0`,
+			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, id); err != nil {
+			return fmt.Errorf("abort change of %s: %w", ref, err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE provider_keys SET state = 'active', pending_id = NULL, pending_op = NULL,
 				pending_since = NULL, pending_by = NULL, pending_masked_key = NULL, pending_fingerprint = NULL
-			WHERE workspace = $1 AND provider = $2 AND pending_id = $3::uuid`,
-			workspace, provider, id); err != nil {
-			return fmt.Errorf("abort change of %s/%s: %w", workspace, provider, err)
+			WHERE `+keyMatch+` AND pending_id = $5::uuid`,
+			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, id); err != nil {
+			return fmt.Errorf("abort change of %s: %w", ref, err)
 		}
 		return nil
 	}))
@@ -172,17 +174,17 @@ func (s *Store) AbortChange(ctx context.Context, workspace, provider, id string)
 // CompleteDelete removes the key's row after Vault deleted version
 // deleted, and appends ev, in one transaction. A row that already records
 // a newer version (a write that won after the delete) is kept.
-func (s *Store) CompleteDelete(ctx context.Context, workspace, provider string, deleted int, ev broker.AuditEvent) error {
+func (s *Store) CompleteDelete(ctx context.Context, ref broker.KeyRef, deleted int, ev broker.AuditEvent) error {
 	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM provider_keys
-			WHERE workspace = $1 AND provider = $2 AND kv_version <= $3`,
-			workspace, provider, deleted); err != nil {
-			return fmt.Errorf("remove %s/%s: %w", workspace, provider, err)
+			WHERE `+keyMatch+` AND kv_version <= $5`,
+			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, deleted); err != nil {
+			return fmt.Errorf("remove %s: %w", ref, err)
 		}
-		if err := forgetUsage(ctx, tx, workspace, provider); err != nil {
+		if err := forgetUsage(ctx, tx, ref.ScopeID, ref.Provider); err != nil {
 			return err
 		}
-		if err := notify(ctx, tx, Invalidation{Workspace: workspace, Provider: provider, Version: deleted}); err != nil {
+		if err := notify(ctx, tx, Invalidation{Workspace: ref.ScopeID, Provider: ref.Provider, Version: deleted}); err != nil {
 			return err
 		}
 		return appendAudit(ctx, tx, ev)
@@ -195,7 +197,7 @@ func (s *Store) CompleteDelete(ctx context.Context, workspace, provider string, 
 func (s *Store) PurgeWorkspace(ctx context.Context, workspace string, ev broker.AuditEvent) (int, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM provider_keys WHERE workspace = $1`, workspace)
+		tag, err := tx.Exec(ctx, `DELETE FROM provider_keys WHERE scope = 'workspace' AND scope_id = $1`, workspace)
 		if err != nil {
 			return fmt.Errorf("purge workspace %s: %w", workspace, err)
 		}
@@ -219,24 +221,28 @@ func (s *Store) PurgeWorkspace(ctx context.Context, workspace string, ev broker.
 
 // GetKey returns the metadata of one key; ErrNotFound when it has no
 // confirmed version.
-func (s *Store) GetKey(ctx context.Context, workspace, provider string) (broker.KeyRecord, error) {
+func (s *Store) GetKey(ctx context.Context, ref broker.KeyRef) (broker.KeyRecord, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys
-		WHERE workspace = $1 AND provider = $2 AND kv_version > 0`, workspace, provider)
+		WHERE `+keyMatch+` AND kv_version > 0`, string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID)
 	if err != nil {
-		return broker.KeyRecord{}, fmt.Errorf("read %s/%s: %w", workspace, provider, classify(err))
+		return broker.KeyRecord{}, fmt.Errorf("read %s: %w", ref, classify(err))
 	}
 	rec, err := collectKey(rows)
 	if err != nil {
-		return broker.KeyRecord{}, fmt.Errorf("read %s/%s: %w", workspace, provider, err)
+		return broker.KeyRecord{}, fmt.Errorf("read %s: %w", ref, err)
 	}
 	return rec, nil
 }
+
+// keyMatch selects one key's row: $1 scope, $2 scope id, $3 provider,
+// $4 key id.
+const keyMatch = `scope = $1 AND scope_id = $2 AND provider = $3 AND key_id = $4`
 
 // ListKeys returns the metadata of every key of workspace with a confirmed
 // version, sorted by provider.
 func (s *Store) ListKeys(ctx context.Context, workspace string) ([]broker.KeyRecord, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys
-		WHERE workspace = $1 AND kv_version > 0 ORDER BY provider`, workspace)
+		WHERE scope = 'workspace' AND scope_id = $1 AND kv_version > 0 ORDER BY provider, key_id`, workspace)
 	if err != nil {
 		return nil, fmt.Errorf("list keys of %s: %w", workspace, classify(err))
 	}
@@ -266,7 +272,7 @@ func (s *Store) ListPending(ctx context.Context, olderThan time.Duration) ([]bro
 // ListAllKeys returns every key row with a confirmed version, for the
 // reconciler.
 func (s *Store) ListAllKeys(ctx context.Context) ([]broker.KeyRecord, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys WHERE kv_version > 0 ORDER BY workspace, provider`)
+	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys WHERE kv_version > 0 ORDER BY scope, scope_id, provider, key_id`)
 	if err != nil {
 		return nil, fmt.Errorf("list all keys: %w", classify(err))
 	}

@@ -93,7 +93,7 @@ func TestWriteLifecycle(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
 	create := change(broker.OpSet)
-	rec, err := st.BeginChange(ctx, "ws", "openai", create)
+	rec, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "openai"), create)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,34 +101,34 @@ func TestWriteLifecycle(t *testing.T) {
 		t.Fatalf("pending create: %+v", rec)
 	}
 	// A key with no confirmed version is not listed.
-	if _, err := st.GetKey(ctx, "ws", "openai"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "openai")); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("get during a pending create: %v", err)
 	}
 	ev := store.AuditEvent{Workspace: "ws", Provider: "openai", Action: "key.create", Actor: "alice", Outcome: "success"}
-	if err := st.CompleteWrite(ctx, "ws", "openai", create.ID, broker.Written{Version: 1, MaskedKey: "sk-one...1111", Fingerprint: "f1", By: "alice"}, ev); err != nil {
+	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "openai"), create.ID, broker.Written{Version: 1, MaskedKey: "sk-one...1111", Fingerprint: "f1", By: "alice"}, ev); err != nil {
 		t.Fatal(err)
 	}
-	rec, err = st.GetKey(ctx, "ws", "openai")
+	rec, err = st.GetKey(ctx, broker.WorkspaceKey("ws", "openai"))
 	if err != nil || rec.State != broker.StateActive || rec.Version != 1 || rec.MaskedKey != "sk-one...1111" || rec.Pending != nil {
 		t.Fatalf("after create: %+v %v", rec, err)
 	}
 
 	rotate := change(broker.OpSet)
-	if _, err := st.BeginChange(ctx, "ws", "openai", rotate); err != nil {
+	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "openai"), rotate); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := st.GetKey(ctx, "ws", "openai"); rec.Version != 1 || rec.State != broker.StatePending {
+	if rec, _ := st.GetKey(ctx, broker.WorkspaceKey("ws", "openai")); rec.Version != 1 || rec.State != broker.StatePending {
 		t.Fatalf("during rotation the last confirmed version stays: %+v", rec)
 	}
-	if err := st.CompleteWrite(ctx, "ws", "openai", rotate.ID, broker.Written{Version: 3, MaskedKey: "sk-thr...3333", Fingerprint: "f3", By: "bob"}, ev); err != nil {
+	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "openai"), rotate.ID, broker.Written{Version: 3, MaskedKey: "sk-thr...3333", Fingerprint: "f3", By: "bob"}, ev); err != nil {
 		t.Fatal(err)
 	}
 	// A completion that arrives late (version 2 after 3) does not move the
 	// metadata backwards.
-	if err := st.CompleteWrite(ctx, "ws", "openai", uuid.NewString(), broker.Written{Version: 2, MaskedKey: "sk-two...2222", Fingerprint: "f2", By: "carol"}, ev); err != nil {
+	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "openai"), uuid.NewString(), broker.Written{Version: 2, MaskedKey: "sk-two...2222", Fingerprint: "f2", By: "carol"}, ev); err != nil {
 		t.Fatal(err)
 	}
-	rec, err = st.GetKey(ctx, "ws", "openai")
+	rec, err = st.GetKey(ctx, broker.WorkspaceKey("ws", "openai"))
 	if err != nil || rec.Version != 3 || rec.MaskedKey != "sk-thr...3333" || rec.UpdatedBy != "bob" || rec.CreatedBy != "alice" || rec.State != broker.StateActive {
 		t.Fatalf("after rotation: %+v %v", rec, err)
 	}
@@ -142,10 +142,10 @@ func TestAbortChange(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
 	create := change(broker.OpSet)
-	if _, err := st.BeginChange(ctx, "ws", "mistral", create); err != nil {
+	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "mistral"), create); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.AbortChange(ctx, "ws", "mistral", create.ID); err != nil {
+	if err := st.AbortChange(ctx, broker.WorkspaceKey("ws", "mistral"), create.ID); err != nil {
 		t.Fatal(err)
 	}
 	if pending, err := st.ListPending(ctx, 0); err != nil || len(pending) != 0 {
@@ -153,33 +153,33 @@ func TestAbortChange(t *testing.T) {
 	}
 
 	first := change(broker.OpSet)
-	if _, err := st.BeginChange(ctx, "ws", "mistral", first); err != nil {
+	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "mistral"), first); err != nil {
 		t.Fatal(err)
 	}
 	ev := store.AuditEvent{Workspace: "ws", Provider: "mistral", Action: "key.create", Actor: "a", Outcome: "success"}
-	if err := st.CompleteWrite(ctx, "ws", "mistral", first.ID, broker.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
+	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "mistral"), first.ID, broker.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
 		t.Fatal(err)
 	}
 	// Two racing changes: the second replaces the first's pending mark, so
 	// the first may no longer abort it.
 	a, b := change(broker.OpSet), change(broker.OpSet)
-	if _, err := st.BeginChange(ctx, "ws", "mistral", a); err != nil {
+	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "mistral"), a); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.BeginChange(ctx, "ws", "mistral", b); err != nil {
+	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "mistral"), b); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.AbortChange(ctx, "ws", "mistral", a.ID); err != nil {
+	if err := st.AbortChange(ctx, broker.WorkspaceKey("ws", "mistral"), a.ID); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := st.GetKey(ctx, "ws", "mistral")
+	rec, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "mistral"))
 	if err != nil || rec.State != broker.StatePending || rec.Pending == nil || rec.Pending.ID != b.ID {
 		t.Fatalf("abort of a replaced change touched the other: %+v %v", rec, err)
 	}
-	if err := st.AbortChange(ctx, "ws", "mistral", b.ID); err != nil {
+	if err := st.AbortChange(ctx, broker.WorkspaceKey("ws", "mistral"), b.ID); err != nil {
 		t.Fatal(err)
 	}
-	rec, err = st.GetKey(ctx, "ws", "mistral")
+	rec, err = st.GetKey(ctx, broker.WorkspaceKey("ws", "mistral"))
 	if err != nil || rec.State != broker.StateActive || rec.Version != 1 {
 		t.Fatalf("after aborting a rotation: %+v %v", rec, err)
 	}
@@ -190,22 +190,22 @@ func TestCompleteDeleteKeepsANewerVersion(t *testing.T) {
 	st := newStore(t)
 	ev := store.AuditEvent{Workspace: "ws", Provider: "exa", Action: "x", Actor: "a", Outcome: "success"}
 	c := change(broker.OpSet)
-	if _, err := st.BeginChange(ctx, "ws", "exa", c); err != nil {
+	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "exa"), c); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.CompleteWrite(ctx, "ws", "exa", c.ID, broker.Written{Version: 5, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
+	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "exa"), c.ID, broker.Written{Version: 5, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.CompleteDelete(ctx, "ws", "exa", 4, ev); err != nil {
+	if err := st.CompleteDelete(ctx, broker.WorkspaceKey("ws", "exa"), 4, ev); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.GetKey(ctx, "ws", "exa"); err != nil {
+	if _, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "exa")); err != nil {
 		t.Fatalf("deleting version 4 removed the row of version 5: %v", err)
 	}
-	if err := st.CompleteDelete(ctx, "ws", "exa", 5, ev); err != nil {
+	if err := st.CompleteDelete(ctx, broker.WorkspaceKey("ws", "exa"), 5, ev); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.GetKey(ctx, "ws", "exa"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "exa")); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("after deleting the current version: %v", err)
 	}
 }
@@ -213,9 +213,22 @@ func TestCompleteDeleteKeepsANewerVersion(t *testing.T) {
 func TestDatabaseRefusesMalformedIDs(t *testing.T) {
 	st := newStore(t)
 	for _, ws := range []string{"Upper", "", "has space", "-lead"} {
-		if _, err := st.BeginChange(context.Background(), ws, "openai", change(broker.OpSet)); err == nil {
+		if _, err := st.BeginChange(context.Background(), broker.WorkspaceKey(ws, "openai"), change(broker.OpSet)); err == nil {
 			t.Errorf("workspace id %q accepted", ws)
 		}
+	}
+	// A key id follows the rule too, and a hosted key has no scope id.
+	for _, ref := range []broker.KeyRef{
+		{Scope: broker.ScopeWorkspace, ScopeID: "ws1", Provider: "openai", KeyID: "Bad Key"},
+		{Scope: broker.ScopeHosted, ScopeID: "ws1", Provider: "openai", KeyID: "default"},
+		{Scope: "galaxy", ScopeID: "ws1", Provider: "openai", KeyID: "default"},
+	} {
+		if _, err := st.BeginChange(context.Background(), ref, change(broker.OpSet)); err == nil {
+			t.Errorf("%+v accepted", ref)
+		}
+	}
+	if _, err := st.BeginChange(context.Background(), broker.HostedKey("openai"), change(broker.OpSet)); err != nil {
+		t.Errorf("a hosted key's row refused: %v", err)
 	}
 }
 
@@ -226,10 +239,10 @@ func TestPurgeWorkspaceRemovesOnlyItsRows(t *testing.T) {
 	for _, ws := range []string{"gone", "kept"} {
 		for _, p := range []string{"openai", "exa"} {
 			c := change(broker.OpSet)
-			if _, err := st.BeginChange(ctx, ws, p, c); err != nil {
+			if _, err := st.BeginChange(ctx, broker.WorkspaceKey(ws, p), c); err != nil {
 				t.Fatal(err)
 			}
-			if err := st.CompleteWrite(ctx, ws, p, c.ID, broker.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
+			if err := st.CompleteWrite(ctx, broker.WorkspaceKey(ws, p), c.ID, broker.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -194,7 +194,7 @@ func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 	if !strings.Contains(out, "completed 1,") {
 		t.Fatalf("reconcile printed %q", out)
 	}
-	rec, err := st.GetKey(ctx, "ws1", "openai")
+	rec, err := st.GetKey(ctx, broker.WorkspaceKey("ws1", "openai"))
 	if err != nil || rec.Version != cur.Version || rec.State != broker.StateActive || rec.MaskedKey != broker.MaskKey(key) {
 		t.Fatalf("after reconcile: %+v %v", rec, err)
 	}
