@@ -48,8 +48,8 @@ func (r *workspaceSettingsResource) Metadata(_ context.Context, req resource.Met
 func (r *workspaceSettingsResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
 		Description: "A workspace's settings in keybroker: the organization it belongs to, and whether calls without a key of " +
-			"its own may use its organization's keys or the platform's hosted keys (billed). Destroying the resource puts the " +
-			"defaults back (no organization, inherit, hosted fallback).",
+			"its own may use its organization's keys or the platform's hosted keys (billed). Destroying the resource puts " +
+			"inherit and hosted_fallback back to their defaults (true) and leaves the organization link as it is.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Computed: true, Description: "The workspace id.",
@@ -61,8 +61,10 @@ func (r *workspaceSettingsResource) Schema(_ context.Context, _ resource.SchemaR
 				Description:   "Workspace id, " + ids.Rule + ".",
 			},
 			"organization": schema.StringAttribute{
-				Optional: true, Validators: []validator.String{idValidator{}},
-				Description: "The organization the workspace belongs to. Setting or changing it needs an operator token.",
+				Optional: true, Computed: true, Validators: []validator.String{idValidator{}},
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+				Description: "The organization the workspace belongs to. Setting or changing it needs an operator token; " +
+					"left out, the link is not managed here (an admin token can then manage the rest).",
 			},
 			"inherit": schema.BoolAttribute{
 				Optional: true, Computed: true, Default: booldefault.StaticBool(true),
@@ -111,8 +113,12 @@ func (r *workspaceSettingsResource) put(ctx context.Context, plan workspaceSetti
 	}
 	inherit, fallback := plan.Inherit.ValueBool(), plan.HostedFallback.ValueBool()
 	req := client.SettingsRequest{Inherit: &inherit, HostedFallback: &fallback}
-	if want := plan.Organization.ValueString(); want != orgOf(cur) {
-		req.Organization = &want
+	// An organization that is not configured is unknown or null in the
+	// plan: the link is left alone.
+	if !plan.Organization.IsUnknown() && !plan.Organization.IsNull() {
+		if want := plan.Organization.ValueString(); want != orgOf(cur) {
+			req.Organization = &want
+		}
 	}
 	got, err := r.client.PutSettings(ctx, ws, req)
 	if err != nil {
@@ -142,8 +148,9 @@ func (r *workspaceSettingsResource) Read(ctx context.Context, req resource.ReadR
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
-// Delete puts the defaults back (the organization link only when this
-// resource set one).
+// Delete puts inherit and hosted_fallback back to their defaults. The
+// organization link stays: state cannot tell whether this configuration or
+// an operator elsewhere made it, and unlinking is an operator's decision.
 func (r *workspaceSettingsResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
 	var state workspaceSettingsModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
@@ -152,10 +159,6 @@ func (r *workspaceSettingsResource) Delete(ctx context.Context, req resource.Del
 	}
 	yes := true
 	put := client.SettingsRequest{Inherit: &yes, HostedFallback: &yes}
-	if !state.Organization.IsNull() && state.Organization.ValueString() != "" {
-		none := ""
-		put.Organization = &none
-	}
 	if _, err := r.client.PutSettings(ctx, state.WorkspaceID.ValueString(), put); err != nil {
 		settingsError(&resp.Diagnostics, "reset", state.WorkspaceID.ValueString(), err)
 	}

@@ -48,8 +48,8 @@ func TestAcceptanceWorkspaceSettingsOnBothCLIs(t *testing.T) {
 				ProtoV6ProviderFactories: factories,
 				CheckDestroy: func(*tfstate.State) error {
 					got, err := s.api.Settings(context.Background(), "ws1")
-					if err != nil || got.Organization != nil || !got.Inherit || !got.HostedFallback {
-						return fmt.Errorf("after destroy: %+v %v; want the defaults", got, err)
+					if err != nil || got.Organization == nil || *got.Organization != "acme" || !got.Inherit || !got.HostedFallback {
+						return fmt.Errorf("after destroy: %+v %v; want inherit and hosted fallback back on, the link kept", got, err)
 					}
 					return resolvesTo(s, hosted, "hosted")(nil)
 				},
@@ -97,16 +97,22 @@ func TestWorkspaceSettingsOrganizationNeedsAnOperator(t *testing.T) {
 		t.Fatal(err)
 	}
 	asAdmin := &server{url: s.url, token: admin}
+	acme := "acme"
+	if _, err := s.api.PutSettings(context.Background(), "ws1", client.SettingsRequest{Organization: &acme}); err != nil {
+		t.Fatal(err) // an operator linked ws1 outside this configuration
+	}
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: factories,
 		Steps: []resource.TestStep{
 			{
-				Config:      providerBlock(asAdmin) + "resource \"keybroker_workspace_settings\" \"s\" {\n  workspace_id = \"ws1\"\n  organization = \"acme\"\n}\n",
+				Config:      providerBlock(asAdmin) + "resource \"keybroker_workspace_settings\" \"s\" {\n  workspace_id = \"ws1\"\n  organization = \"globex\"\n}\n",
 				ExpectError: regexp.MustCompile(`only\s+an\s+operator\s+token\s+sets\s+or\s+changes\s+organization`),
 			},
 			{
+				// Left out, the operator's link is not touched.
 				Config: providerBlock(asAdmin) + "resource \"keybroker_workspace_settings\" \"s\" {\n  workspace_id    = \"ws1\"\n  hosted_fallback = false\n}\n",
-				Check:  resolveFailsClosed(s),
+				Check: resource.ComposeTestCheckFunc(resolveFailsClosed(s),
+					resource.TestCheckResourceAttr(settingsRes, "organization", "acme")),
 			},
 		},
 	})
