@@ -148,7 +148,7 @@ func (b *Broker) reconcileKey(ctx context.Context, ref KeyRef, rec KeyRecord, ha
 		if errors.Is(err, vault.ErrNoValueField) {
 			// Written around keybroker under another field name: nothing to
 			// serve, and nothing keybroker may guess. An operator fixes it.
-			rep.Unrepaired = append(rep.Unrepaired, ref.String()+": "+reason+", but it has no field "+vault.ValueField+" ("+fieldsOf(err)+"); "+
+			rep.Unrepaired = append(rep.Unrepaired, ref.String()+": "+reason+", but it has no field "+vault.ValueField+" ("+vault.FieldNames(err)+"); "+
 				"resolve answers no_key until it is rewritten with that field")
 			return nil
 		}
@@ -196,19 +196,4 @@ func (b *Broker) reconcileOne(ctx context.Context, rec KeyRecord, rep *Reconcile
 		rep.Aborted++
 	}
 	return nil
-}
-
-// fieldsOf extracts the "(fields: ...)" part of a vault.ErrNoValueField
-// error: the names of the fields the secret has (never their values).
-func fieldsOf(err error) string {
-	msg := err.Error()
-	i := strings.Index(msg, "(fields: ")
-	if i < 0 {
-		return "no fields"
-	}
-	rest := msg[i+1:]
-	if j := strings.Index(rest, ")"); j >= 0 {
-		return rest[:j]
-	}
-	return rest
 }

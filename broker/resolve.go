@@ -107,7 +107,6 @@ func (b *Broker) resolve(ctx context.Context, workspace, provider string) (Resol
 		return Resolution{}, fmt.Errorf("resolve %s/%s: %w", workspace, provider, err)
 	}
 	if e.found {
-		e.countUse(b)
 		return Resolution{APIKey: e.key, Source: SourceBYOK, IsBYOK: true, Version: e.version, Scope: ScopeWorkspace,
 			KeyID: DefaultKeyID, ResolutionID: b.newResolutionID()}, nil
 	}
@@ -125,7 +124,6 @@ func (b *Broker) resolve(ctx context.Context, workspace, provider string) (Resol
 		return Resolution{}, fmt.Errorf("resolve hosted key of %s: %w", provider, err)
 	}
 	if e.found {
-		e.countUse(b)
 		return Resolution{APIKey: e.key, Source: SourceHosted, IsBYOK: false, Version: e.version, Scope: ScopeHosted,
 			KeyID: DefaultKeyID, FallbackReason: ReasonNoWorkspaceKey, ResolutionID: b.newResolutionID()}, nil
 	}
@@ -157,7 +155,8 @@ type cacheEntry struct {
 }
 
 // lookup answers from the cache or reads the key from Vault, one read per key
-// at a time.
+// at a time. A key found counts as one use (a resolve serves the first key
+// found and looks no further), on the clock reading the hit already made.
 // The Vault path is computed only on the way to Vault: a hit costs one
 // string, the cache key.
 func (b *Broker) lookup(ctx context.Context, ref KeyRef) (*cacheEntry, error) {
@@ -167,6 +166,9 @@ func (b *Broker) lookup(ctx context.Context, ref KeyRef) (*cacheEntry, error) {
 		now := b.now()
 		if now.Before(e.freshUntil) {
 			b.metrics.lookup(true)
+			if e.usage != nil {
+				e.usage.record(now)
+			}
 			if e.found && now.After(e.refreshAt) && e.refreshing.CompareAndSwap(false, true) {
 				select {
 				case b.refreshSlots <- struct{}{}:
@@ -213,7 +215,11 @@ func (b *Broker) lookup(ctx context.Context, ref KeyRef) (*cacheEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return v.(*cacheEntry), nil
+	e := v.(*cacheEntry)
+	if e.usage != nil {
+		e.usage.record(b.now())
+	}
+	return e, nil
 }
 
 // fetch reads the key from Vault and caches the answer. A refusal (403) or an
@@ -242,7 +248,7 @@ func (b *Broker) fetch(ctx context.Context, key CacheKey, ref KeyRef) (*cacheEnt
 			// key): a silent no_key would hide a key written around
 			// keybroker under another field name.
 			b.log.Warn("a secret in Vault has no "+vault.ValueField+" field; resolve answers no_key for it",
-				"key", ref.String(), "fields", fieldsOf(err))
+				"key", ref.String(), "fields", vault.FieldNames(err))
 		}
 		// "No key" is never served stale: it lives NegativeCacheTTL, in
 		// its own bounded set.
@@ -343,11 +349,4 @@ func (b *Broker) FlushCache() {
 	b.cache.Flush()
 	b.negative.Purge()
 	b.metrics.flushed()
-}
-
-// countUse counts a resolve served by the entry's key.
-func (e *cacheEntry) countUse(b *Broker) {
-	if e.usage != nil {
-		e.usage.record(b.now())
-	}
 }

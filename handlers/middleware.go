@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -58,7 +59,9 @@ func requestID() gin.HandlerFunc {
 		st := &requestState{id: prefix + strconv.FormatUint(counter.Add(1), 16)}
 		h := c.Writer.Header()
 		h["X-Request-Id"] = []string{st.id}
-		if cid := c.GetHeader("X-Request-Id"); cid != "" && saneRequestID(cid) {
+		// A bearer token pasted into the header by mistake is dropped: it
+		// would otherwise be stored in the audit trail.
+		if cid := c.GetHeader("X-Request-Id"); cid != "" && saneRequestID(cid) && !strings.HasPrefix(cid, "kbt_") {
 			st.clientID = cid
 			h["X-Client-Request-Id"] = []string{cid}
 		}

@@ -81,6 +81,16 @@ func TestCallerRequestIDIsKeptBesideKeybrokers(t *testing.T) {
 	if len(page.Events) == 0 || page.Events[0].RequestID != own || page.Events[0].ClientRequestID != "caller-chosen-1" {
 		t.Fatalf("audit event: %+v", page.Events)
 	}
+	// A bearer token sent as a request id by mistake is not kept.
+	r = a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)}, "X-Request-Id", a.tokens["admin"])
+	if r.status != http.StatusOK || r.header.Get("X-Client-Request-Id") != "" {
+		t.Fatalf("a token as request id: %d, echoed back: %v", r.status, r.header.Get("X-Client-Request-Id") != "")
+	}
+	var after client.AuditPage
+	a.call("admin", "GET", "/v1/workspaces/ws1/audit", nil).decode(t, &after)
+	if len(after.Events) == 0 || after.Events[0].Action != "key.rotate" || after.Events[0].ClientRequestID != "" {
+		t.Fatal("a token sent as request id reached the audit trail")
+	}
 }
 
 func TestGlobalTrailIsTheOperators(t *testing.T) {

@@ -2,7 +2,9 @@ package vault
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/hashicorp/vault/api"
 )
@@ -26,7 +28,8 @@ var (
 	ErrTokenInvalid = errors.New("vault token is not valid")
 	// ErrNoValueField: a secret is there but has no string field
 	// ValueField (written around keybroker under another name). It is also
-	// ErrNotFound: there is no key to serve.
+	// ErrNotFound: there is no key to serve. The error is a
+	// *NoValueFieldError, which names the fields the secret has.
 	ErrNoValueField = errors.New("vault: the secret has no " + ValueField + " field")
 )
 
@@ -60,4 +63,37 @@ func statusOf(err error) int {
 		return re.StatusCode
 	}
 	return 0
+}
+
+// NoValueFieldError is ErrNoValueField with the names (never the values)
+// of the fields the secret has, so that a key written under another name
+// can be found and fixed.
+type NoValueFieldError struct {
+	Fields []string // quoted, sorted
+}
+
+func (e *NoValueFieldError) Error() string {
+	fields := "no fields"
+	if len(e.Fields) > 0 {
+		fields = "fields: " + strings.Join(e.Fields, ", ")
+	}
+	return fmt.Sprintf("field %q is missing or not a string (%s)", ValueField, fields)
+}
+
+// Is makes errors.Is hold for ErrNoValueField and ErrNotFound.
+func (e *NoValueFieldError) Is(target error) bool {
+	return target == ErrNoValueField || target == ErrNotFound
+}
+
+// FieldNames says which fields a secret without ValueField has ("no
+// fields" when none), or "" when err is not a NoValueFieldError.
+func FieldNames(err error) string {
+	var nf *NoValueFieldError
+	if !errors.As(err, &nf) {
+		return ""
+	}
+	if len(nf.Fields) == 0 {
+		return "no fields"
+	}
+	return strings.Join(nf.Fields, ", ")
 }

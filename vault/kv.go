@@ -120,8 +120,7 @@ func (kv *KV) secret(s *api.KVSecret, err error, what string) (Secret, error) {
 			fields = append(fields, strconv.Quote(k))
 		}
 		sort.Strings(fields)
-		return Secret{}, fmt.Errorf("%s: field %q is missing or not a string (fields: %s): %w", what, ValueField,
-			strings.Join(fields, ", "), errors.Join(ErrNoValueField, ErrNotFound))
+		return Secret{}, fmt.Errorf("%s: %w", what, &NoValueFieldError{Fields: fields})
 	}
 	version := 0
 	if s.VersionMetadata != nil {

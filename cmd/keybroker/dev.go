@@ -46,7 +46,7 @@ Vault comes from scripts/tools.sh (make tools); PostgreSQL from Debian.`,
 
 func runDev(ctx context.Context, listenAddr string) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if host, _, err := net.SplitHostPort(listenAddr); err != nil || !isLoopback(host) {
+	if err := app.CheckLoopback(listenAddr); err != nil {
 		return fmt.Errorf("keybroker dev listens on loopback only (plain HTTP, a dev Vault with a root token); %q is not a loopback address", listenAddr)
 	}
 	ln, err := net.Listen("tcp", listenAddr)
@@ -165,9 +165,4 @@ func migrate(ctx context.Context, databaseURL, runtimeRole string) error {
 	}
 	defer st.Close()
 	return st.Migrate(ctx, runtimeRole)
-}
-
-func isLoopback(host string) bool {
-	ip := net.ParseIP(host)
-	return host == "localhost" || ip != nil && ip.IsLoopback()
 }

@@ -204,29 +204,24 @@ func (c Config) Validate() error {
 		return errors.New("--tls-client-ca-file needs --tls-cert-file and --tls-key-file")
 	}
 	if c.PprofAddr != "" {
-		if err := checkLoopback(c.PprofAddr); err != nil {
+		if err := CheckLoopback(c.PprofAddr); err != nil {
 			return fmt.Errorf("--pprof-addr %q: %w", c.PprofAddr, err)
 		}
 	}
 	return nil
 }
 
-// checkLoopback accepts host:port addresses on loopback only.
-func checkLoopback(addr string) error {
+// CheckLoopback accepts host:port addresses on loopback only (localhost or
+// a loopback IP): pprof, and the listener of keybroker dev.
+func CheckLoopback(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
 	}
-	if !isLoopbackHost(host) {
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return errors.New("only a loopback address is allowed")
 	}
 	return nil
-}
-
-// isLoopbackHost reports whether host is localhost or a loopback IP.
-func isLoopbackHost(host string) bool {
-	ip := net.ParseIP(host)
-	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // checkListener refuses plain HTTP on a listener other processes can

@@ -15,7 +15,7 @@ import (
 // --pprof-addr is set, and only a loopback address is accepted: profiles
 // hold no key, but they are for an operator on the host, not the network.
 func servePprof(ctx context.Context, addr string, logger *slog.Logger) error {
-	if err := checkLoopback(addr); err != nil {
+	if err := CheckLoopback(addr); err != nil {
 		return fmt.Errorf("--pprof-addr %q: %w", addr, err)
 	}
 	ln, err := net.Listen("tcp", addr)
