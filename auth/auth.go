@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/ids"
 	"github.com/keybroker/keybroker/store"
 )
@@ -27,9 +28,11 @@ const (
 	// the global audit trail, but never resolves: no operator token can
 	// read a key.
 	RoleOperator Role = "operator"
-	// RoleAdmin manages the keys of its listed workspaces.
+	// RoleAdmin manages the keys of its listed workspaces and
+	// organizations.
 	RoleAdmin Role = "admin"
-	// RoleReader reads key metadata of its listed workspaces.
+	// RoleReader reads key metadata of its listed workspaces and
+	// organizations.
 	RoleReader Role = "reader"
 	// RoleResolver may only resolve keys (the execution path), of every
 	// workspace or, when the token lists workspaces, of those only.
@@ -71,9 +74,10 @@ var tokenLen = len(tokenPrefix) + base64.RawURLEncoding.EncodedLen(32)
 
 // Principal is an authenticated caller.
 type Principal struct {
-	TokenID    string
-	Role       Role
-	Workspaces []string
+	TokenID       string
+	Role          Role
+	Workspaces    []string
+	Organizations []string
 }
 
 // Subject names the principal in audit events.
@@ -92,9 +96,11 @@ const (
 	ActionLinkOrganization // set the organization a workspace belongs to
 )
 
-// Allowed reports whether p may do action on workspace ("" for actions
-// that concern no workspace).
-func (p Principal) Allowed(action Action, workspace string) bool {
+// Allowed reports whether p may do action on scope (the zero Scope for
+// actions that concern none). The hosted scope is the operators' alone;
+// an organization's admin reaches the organization's pools, not its
+// workspaces.
+func (p Principal) Allowed(action Action, scope broker.Scope) bool {
 	if p.Role == RoleOperator {
 		// Everything but reading a key.
 		return action != ActionResolve
@@ -103,11 +109,23 @@ func (p Principal) Allowed(action Action, workspace string) bool {
 	case ActionListProviders:
 		return true
 	case ActionReadKeys:
-		return (p.Role == RoleAdmin || p.Role == RoleReader) && slices.Contains(p.Workspaces, workspace)
+		return (p.Role == RoleAdmin || p.Role == RoleReader) && p.reaches(scope)
 	case ActionManageKeys:
-		return p.Role == RoleAdmin && slices.Contains(p.Workspaces, workspace)
+		return p.Role == RoleAdmin && p.reaches(scope)
 	case ActionResolve:
-		return p.Role == RoleResolver && (len(p.Workspaces) == 0 || slices.Contains(p.Workspaces, workspace))
+		return p.Role == RoleResolver && scope.Kind == broker.ScopeWorkspace &&
+			(len(p.Workspaces) == 0 || slices.Contains(p.Workspaces, scope.ID))
+	}
+	return false
+}
+
+// reaches says whether scope is one of the token's listed scopes.
+func (p Principal) reaches(scope broker.Scope) bool {
+	switch scope.Kind {
+	case broker.ScopeWorkspace:
+		return slices.Contains(p.Workspaces, scope.ID)
+	case broker.ScopeOrganization:
+		return slices.Contains(p.Organizations, scope.ID)
 	}
 	return false
 }
@@ -231,6 +249,8 @@ func NewToken() (token, id string, err error) {
 type CreateRequest struct {
 	Role       Role
 	Workspaces []string
+	// Organizations an admin or reader token reaches.
+	Organizations []string
 	// TTL is the token's lifetime. 0 takes the default: DefaultTTL, or
 	// MaxOperatorTTL for an operator token (which may not live longer).
 	TTL time.Duration
@@ -255,16 +275,24 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (string, store.
 	if _, err := ParseRole(string(req.Role)); err != nil {
 		return "", store.TokenRecord{}, err
 	}
-	needsWorkspaces := req.Role == RoleAdmin || req.Role == RoleReader
-	if needsWorkspaces && len(req.Workspaces) == 0 {
-		return "", store.TokenRecord{}, fmt.Errorf("%w: an %s token needs at least one workspace", ErrInvalid, req.Role)
+	needsScopes := req.Role == RoleAdmin || req.Role == RoleReader
+	if needsScopes && len(req.Workspaces)+len(req.Organizations) == 0 {
+		return "", store.TokenRecord{}, fmt.Errorf("%w: an %s token needs at least one workspace or organization", ErrInvalid, req.Role)
 	}
-	if req.Role == RoleOperator && len(req.Workspaces) > 0 {
-		return "", store.TokenRecord{}, fmt.Errorf("%w: an operator token takes no workspaces", ErrInvalid)
+	if req.Role == RoleOperator && len(req.Workspaces)+len(req.Organizations) > 0 {
+		return "", store.TokenRecord{}, fmt.Errorf("%w: an operator token takes no workspaces or organizations", ErrInvalid)
+	}
+	if req.Role == RoleResolver && len(req.Organizations) > 0 {
+		return "", store.TokenRecord{}, fmt.Errorf("%w: a resolver token may be limited to workspaces, not organizations", ErrInvalid)
 	}
 	for _, ws := range req.Workspaces {
 		if !ids.Valid(ws) {
 			return "", store.TokenRecord{}, fmt.Errorf("%w: workspace id %q must match %s", ErrInvalid, ws, ids.Rule)
+		}
+	}
+	for _, org := range req.Organizations {
+		if !ids.Valid(org) {
+			return "", store.TokenRecord{}, fmt.Errorf("%w: organization id %q must match %s", ErrInvalid, org, ids.Rule)
 		}
 	}
 	ttl, err := tokenTTL(req)
@@ -278,25 +306,25 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (string, store.
 	hash := Hash(token)
 	rec := store.TokenRecord{
 		ID: id, Hash: hash[:], Role: string(req.Role), Workspaces: slices.Clone(req.Workspaces),
-		Description: req.Description, CreatedBy: req.CreatedBy,
+		Organizations: slices.Clone(req.Organizations), Description: req.Description, CreatedBy: req.CreatedBy,
 	}
 	if rec.Workspaces == nil {
 		rec.Workspaces = []string{}
+	}
+	if rec.Organizations == nil {
+		rec.Organizations = []string{}
 	}
 	if ttl > 0 {
 		exp := s.opts.Now().Add(ttl).UTC()
 		rec.ExpiresAt = &exp
 	}
-	// One event in the trail of each workspace the token reaches, so each
-	// workspace's admins see it; an operator-wide event for the others.
+	// One event in the trail of each scope the token reaches, so each
+	// scope's admins see it; an operator-wide event for the others.
 	detail := fmt.Sprintf("%s role=%s expires=%s", id, req.Role, expiryText(rec.ExpiresAt))
-	scopes := req.Workspaces
-	if len(scopes) == 0 {
-		scopes = []string{""}
-	}
+	scopes := store.TokenScopes(rec.Workspaces, rec.Organizations)
 	evs := make([]store.AuditEvent, 0, len(scopes))
-	for _, ws := range scopes {
-		evs = append(evs, store.AuditEvent{Workspace: ws, Action: "token.create", Actor: req.CreatedBy,
+	for _, sc := range scopes {
+		evs = append(evs, store.AuditEvent{Scope: sc.Kind, ScopeID: sc.ID, Action: "token.create", Actor: req.CreatedBy,
 			RemoteAddr: req.RemoteAddr, Outcome: "success", RequestID: req.RequestID, Detail: detail})
 	}
 	if err := s.store.CreateToken(ctx, rec, evs); err != nil {
@@ -369,7 +397,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 		s.rememberUnknown(hash, now)
 		return Principal{}, ErrUnauthenticated
 	}
-	p := Principal{TokenID: rec.ID, Role: Role(rec.Role), Workspaces: rec.Workspaces}
+	p := Principal{TokenID: rec.ID, Role: Role(rec.Role), Workspaces: rec.Workspaces, Organizations: rec.Organizations}
 	s.mu.Lock()
 	if len(s.validated) >= s.opts.MaxRemembered {
 		s.evictOldest(now)
@@ -476,10 +504,10 @@ func (s *Service) ForgetAll() {
 }
 
 // RecordDenial notes a call the principal's role did not allow. Denials
-// are aggregated: one audit row per token, workspace, provider and action
-// per interval, with a count, so no caller can flood a trail.
-func (s *Service) RecordDenial(ctx context.Context, p Principal, workspace, provider, route, remoteAddr, requestID string) error {
-	return s.denials.record(ctx, denialKey{token: p.TokenID, role: p.Role, workspace: workspace, provider: provider, route: route},
+// are aggregated: one audit row per token, scope, provider and action per
+// interval, with a count, so no caller can flood a trail.
+func (s *Service) RecordDenial(ctx context.Context, p Principal, scope broker.Scope, provider, route, remoteAddr, requestID string) error {
+	return s.denials.record(ctx, denialKey{token: p.TokenID, role: p.Role, scope: scope, provider: provider, route: route},
 		remoteAddr, requestID)
 }
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keybroker/keybroker/broker"
+
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
@@ -99,7 +101,7 @@ func TestRolesAllow(t *testing.T) {
 		{op, auth.ActionPurgeWorkspace, "any", true},
 		{resolver, auth.ActionListProviders, "", true},
 	} {
-		if got := tc.p.Allowed(tc.action, tc.ws); got != tc.want {
+		if got := tc.p.Allowed(tc.action, broker.WorkspaceScope(tc.ws)); got != tc.want {
 			t.Errorf("%s action %d on %q: %v", tc.p.Role, tc.action, tc.ws, got)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -14,11 +15,11 @@ import (
 const maxDenialKeys = 10_000
 
 type denialKey struct {
-	token     string
-	role      Role
-	workspace string
-	provider  string
-	route     string
+	token    string
+	role     Role
+	scope    broker.Scope
+	provider string
+	route    string
 }
 
 type denialCount struct {
@@ -109,7 +110,7 @@ func denialEvent(k denialKey, count int, remoteAddr, requestID string, interval 
 	if k.token == "" {
 		actor = "(many)"
 	}
-	return store.AuditEvent{Workspace: k.workspace, Provider: k.provider, Action: "access.denied", Actor: actor,
+	return store.AuditEvent{Scope: k.scope.Kind, ScopeID: k.scope.ID, Provider: k.provider, Action: "access.denied", Actor: actor,
 		RemoteAddr: remoteAddr, Outcome: "forbidden", RequestID: requestID, Count: count, Detail: detail}
 }
 

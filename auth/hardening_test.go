@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keybroker/keybroker/broker"
+
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/store"
@@ -124,18 +126,18 @@ func TestDenialsAreAggregated(t *testing.T) {
 	s := auth.NewService(st, auth.Options{DenialInterval: time.Hour})
 	p := auth.Principal{TokenID: "tok_0123456789abcdef", Role: auth.RoleReader, Workspaces: []string{"ws1"}}
 	for range 500 {
-		if err := s.RecordDenial(ctx, p, "ws2", "openai", "PUT /v1/workspaces/:ws/keys/:provider", "192.0.2.1", "r1"); err != nil {
+		if err := s.RecordDenial(ctx, p, broker.WorkspaceScope("ws2"), "openai", "PUT /v1/workspaces/:ws/keys/:provider", "192.0.2.1", "r1"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	evs, err := st.ListAudit(ctx, "ws2", 0, 100)
+	evs, err := st.ListAudit(ctx, broker.WorkspaceScope("ws2"), 0, 100)
 	if err != nil || len(evs) != 1 || max(evs[0].Count, 1) != 1 {
 		t.Fatalf("before the interval ends: %d rows (%v), want the first denial alone", len(evs), err)
 	}
 	if err := s.FlushDenials(ctx); err != nil {
 		t.Fatal(err)
 	}
-	evs, err = st.ListAudit(ctx, "ws2", 0, 100)
+	evs, err = st.ListAudit(ctx, broker.WorkspaceScope("ws2"), 0, 100)
 	if err != nil || len(evs) != 2 || evs[0].Count != 499 || evs[0].Action != "access.denied" || !strings.Contains(evs[0].Detail, "499 more") {
 		t.Fatalf("after the interval: %+v %v; want one row counting the other 499", evs, err)
 	}
@@ -153,7 +155,7 @@ func TestTokenEventsReachEachWorkspaceTrail(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ws := range []string{"ws1", "ws2"} {
-		evs, err := st.ListAudit(ctx, ws, 0, 10)
+		evs, err := st.ListAudit(ctx, broker.WorkspaceScope(ws), 0, 10)
 		if err != nil || len(evs) != 2 || evs[0].Action != "token.revoke" || evs[1].Action != "token.create" || !strings.Contains(evs[1].Detail, rec.ID) {
 			t.Fatalf("trail of %s: %+v %v", ws, evs, err)
 		}
@@ -162,7 +164,7 @@ func TestTokenEventsReachEachWorkspaceTrail(t *testing.T) {
 		t.Fatal(err)
 	}
 	all, err := st.ListAllAudit(ctx, 0, 10)
-	if err != nil || len(all) != 5 || all[0].Workspace != "" || all[0].Action != "token.create" {
+	if err != nil || len(all) != 5 || all[0].ScopeID != "" || all[0].Action != "token.create" {
 		t.Fatalf("global trail: %+v %v", all, err)
 	}
 }

@@ -15,17 +15,17 @@ import (
 func BenchmarkResolveHit(b *testing.B) {
 	ctx := context.Background()
 	e := newEnv(b, nil)
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: e.workspc, Provider: "openai", APIKey: newKey(b, "openai")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), APIKey: newKey(b, "openai")}); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := e.b.Resolve(ctx, e.workspc, "openai"); err != nil {
+	if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: e.workspc, Provider: "openai"}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := e.b.Resolve(ctx, e.workspc, "openai"); err != nil {
+			if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: e.workspc, Provider: "openai"}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -37,14 +37,14 @@ func BenchmarkResolveHit(b *testing.B) {
 func BenchmarkResolveMiss(b *testing.B) {
 	ctx := context.Background()
 	e := newEnv(b, nil)
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: e.workspc, Provider: "openai", APIKey: newKey(b, "openai")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), APIKey: newKey(b, "openai")}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		e.b.Evict(e.workspc, "openai")
-		if _, err := e.b.Resolve(ctx, e.workspc, "openai"); err != nil {
+		e.b.Evict(broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID))
+		if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: e.workspc, Provider: "openai"}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -64,7 +64,7 @@ func BenchmarkMadeUpWorkspaceIDs(b *testing.B) {
 	runtime.ReadMemStats(&before)
 	b.ResetTimer()
 	for i := range b.N {
-		if _, err := e.b.Resolve(ctx, "made-up-"+strconv.Itoa(i), "openai"); err != nil {
+		if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: "made-up-" + strconv.Itoa(i), Provider: "openai"}); err != nil {
 			b.Fatal(err)
 		}
 	}

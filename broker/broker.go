@@ -47,12 +47,13 @@ type MetadataStore interface {
 	CompleteWrite(ctx context.Context, ref KeyRef, id string, w Written, ev AuditEvent) error
 	AbortChange(ctx context.Context, ref KeyRef, id string) error
 	CompleteDelete(ctx context.Context, ref KeyRef, deleted int, ev AuditEvent) error
-	PurgeWorkspace(ctx context.Context, workspace string, ev AuditEvent) (int, error)
+	UpdateMember(ctx context.Context, ref KeyRef, s MemberSettings, ev AuditEvent) (KeyRecord, error)
+	PurgeScope(ctx context.Context, scope Scope, ev AuditEvent) (int, error)
 	GetKey(ctx context.Context, ref KeyRef) (KeyRecord, error)
-	ListKeys(ctx context.Context, workspace string) ([]KeyRecord, error)
+	ListKeys(ctx context.Context, scope Scope) ([]KeyRecord, error)
 	ListPending(ctx context.Context, olderThan time.Duration) ([]KeyRecord, error)
 	AppendAudit(ctx context.Context, ev AuditEvent) error
-	ListAudit(ctx context.Context, workspace string, before int64, limit int) ([]AuditEvent, error)
+	ListAudit(ctx context.Context, scope Scope, before int64, limit int) ([]AuditEvent, error)
 	ListAllAudit(ctx context.Context, before int64, limit int) ([]AuditEvent, error)
 	ListAllKeys(ctx context.Context) ([]KeyRecord, error)
 }
@@ -70,6 +71,13 @@ type Config struct {
 	// Settings holds the workspaces' settings; without it every workspace
 	// has DefaultSettings.
 	Settings SettingsStore
+	// Pools tells which keys each pool holds (loaded at start, re-read
+	// when a change is announced). Without it each pool is its key
+	// "default" and Vault alone says whether it exists (a broker on
+	// Vault alone: tests, benchmarks).
+	Pools PoolStore
+	// MaxKeysPerPool bounds a pool. Default: DefaultMaxKeysPerPool (10).
+	MaxKeysPerPool int
 	// Usage keeps the resolves per key (flushed in batches, see
 	// RunUsageFlusher); without it usage is not counted.
 	Usage UsageStore
@@ -131,6 +139,9 @@ type Broker struct {
 	flight        singleflight.Group
 	settingsStore SettingsStore
 	settings      settingsMirror
+	poolStore     PoolStore
+	pools         poolMirror
+	maxPool       int
 	usageStore    UsageStore
 	usage         usageBook
 	// resolutionPrefix and resolutions make resolution ids: unique per
@@ -169,6 +180,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.MaxNegativeEntries <= 0 {
 		cfg.MaxNegativeEntries = 10_000
 	}
+	if cfg.MaxKeysPerPool <= 0 {
+		cfg.MaxKeysPerPool = DefaultMaxKeysPerPool
+	}
 	if cfg.MaxColdReads <= 0 {
 		cfg.MaxColdReads = 32
 	}
@@ -191,6 +205,8 @@ func New(cfg Config) (*Broker, error) {
 	_, _ = rand.Read(prefix)
 	b := &Broker{
 		settingsStore:    cfg.Settings,
+		poolStore:        cfg.Pools,
+		maxPool:          cfg.MaxKeysPerPool,
 		usageStore:       cfg.Usage,
 		resolutionPrefix: "res_" + hex.EncodeToString(prefix) + "_",
 		reader:           cfg.Reader,
@@ -213,6 +229,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Settings == nil {
 		b.settings.loaded = true // every workspace has the defaults
 	}
+	if cfg.Pools == nil {
+		b.pools.loaded = true // each pool is its key "default"
+	}
 	return b, nil
 }
 
@@ -232,6 +251,30 @@ func (b *Broker) checkIDs(workspace, provider string) (*Provider, error) {
 	if err := checkWorkspace(workspace); err != nil {
 		return nil, err
 	}
+	return b.checkProvider(provider)
+}
+
+// checkPool validates a pool's scope and provider.
+func (b *Broker) checkPool(pr PoolRef) (*Provider, error) {
+	if err := pr.Owner().Check(); err != nil {
+		return nil, err
+	}
+	return b.checkProvider(pr.Provider)
+}
+
+// checkKey validates a key's scope, provider and key id.
+func (b *Broker) checkKey(ref KeyRef) (*Provider, error) {
+	p, err := b.checkPool(ref.Pool())
+	if err != nil {
+		return nil, err
+	}
+	if !ids.Valid(ref.KeyID) {
+		return nil, errors.Join(ErrInvalidID, errors.New(ids.Message("key")))
+	}
+	return p, nil
+}
+
+func (b *Broker) checkProvider(provider string) (*Provider, error) {
 	if !ids.Valid(provider) {
 		return nil, errors.Join(ErrInvalidID, errors.New(ids.Message("provider")))
 	}

@@ -12,13 +12,35 @@ import (
 	"github.com/keybroker/keybroker/vault"
 )
 
+// TestMadeUpWorkspaceIDsNeverReachVault resolves 3,000 made-up workspace
+// ids: their pools are empty in memory, so Vault sees one read (the hosted
+// key) and the cache holds nothing for them.
+func TestMadeUpWorkspaceIDsNeverReachVault(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	e.setHosted(t, "openai", newKey(t, "openai"))
+	start := e.reads.Reads()
+	for i := range 3000 {
+		if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: fmt.Sprintf("rand-%06d", i), Provider: "openai"}); err != nil || r.Source != broker.SourceHosted {
+			t.Fatalf("resolve: %v %v", r, err)
+		}
+	}
+	if got := e.reads.Reads() - start; got != 1 {
+		t.Fatalf("3000 made-up ids made %d Vault reads, want 1 (the hosted key)", got)
+	}
+	if keys, negative := e.b.CacheSize(); keys != 1 || negative != 0 {
+		t.Fatalf("cache holds %d keys and %d no-key answers; want 1 and 0", keys, negative)
+	}
+}
+
 // TestCacheIsBoundedUnderRandomWorkspaceIDs resolves 3,000 made-up
-// workspace ids (each a Vault read: no key, then the hosted key): memory
-// holds at most MaxNegativeEntries "no key" answers, the least recently
-// used go first, and the hosted key stays cached throughout.
+// workspace ids on a broker without a pool store, where each is a Vault
+// read (no key, then the hosted key): memory holds at most
+// MaxNegativeEntries "no key" answers, the least recently used go first,
+// and the hosted key stays cached throughout.
 func TestCacheIsBoundedUnderRandomWorkspaceIDs(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t, func(c *broker.Config) { c.MaxNegativeEntries = 500; c.NegativeCacheTTL = time.Hour })
+	e := newEnv(t, func(c *broker.Config) { c.MaxNegativeEntries = 500; c.NegativeCacheTTL = time.Hour; c.Pools = nil })
 	e.setHosted(t, "openai", newKey(t, "openai"))
 	const n = 3000
 	ids := make([]string, n)
@@ -27,7 +49,7 @@ func TestCacheIsBoundedUnderRandomWorkspaceIDs(t *testing.T) {
 	}
 	start := e.reads.Reads()
 	for _, ws := range ids {
-		if r, err := e.b.Resolve(ctx, ws, "openai"); err != nil || r.Source != broker.SourceHosted {
+		if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil || r.Source != broker.SourceHosted {
 			t.Fatalf("resolve %s: %v %v", ws, r, err)
 		}
 	}
@@ -41,14 +63,14 @@ func TestCacheIsBoundedUnderRandomWorkspaceIDs(t *testing.T) {
 	// The last 500 ids are still remembered; the first 500 were pushed out.
 	mark := e.reads.Reads()
 	for _, ws := range ids[n-500:] {
-		_, _ = e.b.Resolve(ctx, ws, "openai")
+		_, _ = e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
 	}
 	if got := e.reads.Reads() - mark; got != 0 {
 		t.Fatalf("the 500 most recent ids made %d Vault reads, want 0", got)
 	}
 	mark = e.reads.Reads()
 	for _, ws := range ids[:500] {
-		_, _ = e.b.Resolve(ctx, ws, "openai")
+		_, _ = e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
 	}
 	if got := e.reads.Reads() - mark; got != 500 {
 		t.Fatalf("the 500 oldest ids made %d Vault reads, want 500 (evicted)", got)
@@ -81,12 +103,13 @@ func TestColdReadsHaveAConcurrencyBound(t *testing.T) {
 	e := newEnv(t, func(c *broker.Config) {
 		reader = &concurrencyReader{KeyReader: c.Reader}
 		c.Reader, c.MaxColdReads = reader, 4
+		c.Pools = nil // every made-up workspace is a Vault read
 	})
 	e.setHosted(t, "openai", newKey(t, "openai"))
 	var wg sync.WaitGroup
 	for i := range 200 {
 		wg.Go(func() {
-			if _, err := e.b.Resolve(ctx, fmt.Sprintf("cold-%d", i), "openai"); err != nil {
+			if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: fmt.Sprintf("cold-%d", i), Provider: "openai"}); err != nil {
 				t.Errorf("resolve: %v", err)
 			}
 		})

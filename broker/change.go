@@ -36,6 +36,10 @@ type changeRequest struct {
 	Op     string // OpSet, OpRollback, OpDelete
 	Value  string // the key being written (set, rollback)
 	Detail string // added to the audit event
+	// Create: the key must be new (ErrKeyExists otherwise).
+	Create bool
+	// Member settles the settings of a key new to its pool.
+	Member MemberSettings
 }
 
 // actionOf is the audit action of an operation on a key whose confirmed
@@ -60,7 +64,8 @@ func (b *Broker) beginChange(ctx context.Context, req changeRequest) (*keyChange
 		c.masked, c.fp = MaskKey(req.Value), Fingerprint(b.pepper, req.Value)
 	}
 	rec, err := b.store.BeginChange(ctx, req.Ref,
-		Change{ID: c.id, Op: req.Op, By: req.Actor.Subject, MaskedKey: c.masked, Fingerprint: c.fp})
+		Change{ID: c.id, Op: req.Op, By: req.Actor.Subject, MaskedKey: c.masked, Fingerprint: c.fp,
+			Create: req.Create, MaxPool: b.maxPool, Member: req.Member})
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s %s: %w", req.Op, req.Ref, fromStore(err))
 	}
@@ -91,7 +96,7 @@ func (b *Broker) repairChange(ref KeyRef, action, detail string) *keyChange {
 const reconcilerActor = "reconciler"
 
 func (c *keyChange) audit(outcome string, version int) AuditEvent {
-	ev := AuditEvent{Workspace: c.ref.ScopeID, Provider: c.ref.Provider, Action: c.action, Actor: c.actor.Subject,
+	ev := AuditEvent{Scope: c.ref.Scope, ScopeID: c.ref.ScopeID, Provider: c.ref.Provider, KeyID: c.ref.KeyID, Action: c.action, Actor: c.actor.Subject,
 		RemoteAddr: c.actor.RemoteAddr, RequestID: c.actor.RequestID, ClientRequestID: c.actor.ClientRequestID, Outcome: outcome, Detail: c.detail}
 	if version > 0 {
 		ev.Version = &version
@@ -147,6 +152,7 @@ func (c *keyChange) completeWrite(ctx context.Context, version int) error {
 		return fmt.Errorf("%s %s: key stored in Vault as version %d, but its metadata could not be recorded (the reconciler will finish it): %w",
 			c.op, c.ref, version, fromStore(err))
 	}
+	b.poolChangedHere(ctx, c.ref.Pool())
 	c.counted()
 	return nil
 }
@@ -160,6 +166,7 @@ func (c *keyChange) completeDelete(ctx context.Context, version int) error {
 		return fmt.Errorf("%s %s: key deleted in Vault, but its metadata could not be removed (the reconciler will finish it): %w",
 			c.op, c.ref, fromStore(err))
 	}
+	b.poolChangedHere(ctx, c.ref.Pool())
 	c.counted()
 	return nil
 }

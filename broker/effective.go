@@ -2,31 +2,29 @@ package broker
 
 import (
 	"context"
-	"errors"
-	"fmt"
-
-	"github.com/keybroker/keybroker/vault"
 )
 
 // EffectiveSource says where a workspace's calls for one provider get
 // their key now, and why.
 type EffectiveSource struct {
 	Provider string
-	// Scope serves the calls: ScopeWorkspace, ScopeHosted, or "" when no
-	// key may serve (the calls fail with no_key).
-	Scope ScopeKind
-	// UsableKeys is how many keys of that scope may serve (v1 pools hold
-	// one).
+	// Scope serves the calls: ScopeWorkspace, ScopeOrganization,
+	// ScopeHosted, or "" when no key may serve (the calls fail with
+	// no_key). ScopeID names the organization.
+	Scope   ScopeKind
+	ScopeID string
+	// UsableKeys is how many keys of that scope may serve (active; keys
+	// limited to some models count too).
 	UsableKeys int
 	// Reason says why an earlier scope does not serve, or why none does
-	// (no_workspace_key, hosted_fallback_off, no_hosted_key).
+	// (the reasons of Resolve).
 	Reason string
 }
 
 // Effective answers, per provider, which scope serves the workspace's
-// calls now: its own key, the platform's hosted key (billed), or none. It
-// reads the metadata and the settings from PostgreSQL and the hosted keys'
-// metadata from Vault (the writer may read metadata, never a key).
+// calls now: its own keys, its organization's, the platform's hosted keys
+// (billed), or none. It reads the settings from PostgreSQL and the pools
+// from this replica's memory, as resolve does.
 func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSource, error) {
 	if err := b.canManage(); err != nil {
 		return nil, err
@@ -35,34 +33,68 @@ func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSo
 	if err != nil {
 		return nil, err
 	}
-	recs, err := b.store.ListKeys(ctx, workspace)
-	if err != nil {
-		return nil, fromStore(err)
-	}
-	own := make(map[string]bool, len(recs))
-	for _, r := range recs {
-		own[r.Provider] = true
+	if !b.PoolsLoaded() {
+		return nil, ErrPoolsNotLoaded
 	}
 	var out []EffectiveSource
 	for _, p := range b.providers.All() {
 		src := EffectiveSource{Provider: p.ID}
+		n, out1 := b.usable(WorkspaceScope(workspace).Pool(p.ID))
+		reason := ReasonNoWorkspaceKey
+		if out1 != poolEmpty {
+			reason = ReasonWorkspaceKeysUnavailable
+		}
 		switch {
-		case own[p.ID]:
-			src.Scope, src.UsableKeys = ScopeWorkspace, 1
-		case !settings.HostedFallback:
+		case n > 0:
+			src.Scope, src.ScopeID, src.UsableKeys = ScopeWorkspace, workspace, n
+			out = append(out, src)
+			continue
+		case settings.Organization != "" && settings.Inherit:
+			org := OrganizationScope(settings.Organization)
+			n, out2 := b.usable(org.Pool(p.ID))
+			if n > 0 {
+				src.Scope, src.ScopeID, src.UsableKeys, src.Reason = ScopeOrganization, org.ID, n, reason
+				out = append(out, src)
+				continue
+			}
+			reason = ReasonNoOrganizationKey
+			if out2 != poolEmpty {
+				reason = ReasonOrganizationKeysUnavailable
+			}
+		}
+		if !settings.HostedFallback {
 			src.Reason = ReasonHostedFallbackOff
+			out = append(out, src)
+			continue
+		}
+		n, out3 := b.usable(HostedScope().Pool(p.ID))
+		switch {
+		case n > 0:
+			src.Scope, src.UsableKeys, src.Reason = ScopeHosted, n, reason
+		case out3 == poolEmpty:
+			src.Reason = ReasonNoHostedKey
 		default:
-			md, err := b.writer.Metadata(ctx, HostedKey(p.ID).VaultPath())
-			if err != nil && !errors.Is(err, vault.ErrNotFound) {
-				return nil, fmt.Errorf("effective sources of %s: %w", workspace, fromVault(err))
-			}
-			if cur, ok := md.Current(); err == nil && ok && cur.Alive() {
-				src.Scope, src.UsableKeys, src.Reason = ScopeHosted, 1, ReasonNoWorkspaceKey
-			} else {
-				src.Reason = ReasonNoHostedKey
-			}
+			src.Reason = ReasonHostedKeysUnavailable
 		}
 		out = append(out, src)
 	}
 	return out, nil
+}
+
+// usable counts the active keys of a pool as this replica knows it.
+func (b *Broker) usable(pr PoolRef) (int, poolOutcome) {
+	p, _ := b.pools.get(pr)
+	if p == nil {
+		return 0, poolEmpty
+	}
+	n := 0
+	for _, m := range p.members {
+		if !m.disabled {
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, poolUnavailable
+	}
+	return n, poolServed
 }

@@ -105,7 +105,7 @@ func newEnv(t testing.TB, tune func(*broker.Config)) *env {
 	reads := testenv.NewVaultReadCounter()
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{Logger: testLogger, ReaderTransport: reads})
 	cfg := broker.Config{
-		Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st,
+		Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st, Pools: st,
 		Pepper: []byte("test-pepper-0123456789"),
 		Logger: testLogger, Settings: st, Usage: st,
 	}
@@ -116,7 +116,7 @@ func newEnv(t testing.TB, tune func(*broker.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.LoadSettings(context.Background()); err != nil {
+	if err := b.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return &env{b: b, cfg: cfg, mount: ids.Mount, dbURL: dbURL, root: testenv.VaultClient(t),
@@ -135,7 +135,7 @@ func (e *env) another(t testing.TB, tune func(*broker.Config)) *broker.Broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.LoadSettings(context.Background()); err != nil {
+	if err := b.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -145,14 +145,8 @@ func (e *env) another(t testing.TB, tune func(*broker.Config)) *broker.Broker {
 // would.
 func (e *env) setHosted(t testing.TB, provider, key string) {
 	t.Helper()
-	// The mount requires check-and-set: write over the current version.
-	kv := e.root.KVv2(e.mount)
-	path := broker.HostedKey(provider).VaultPath()
-	cas := 0
-	if md, err := kv.GetMetadata(context.Background(), path); err == nil {
-		cas = md.CurrentVersion
-	}
-	if _, err := kv.Put(context.Background(), path, map[string]any{vault.ValueField: key}, vaultapi.WithCheckAndSet(cas)); err != nil {
+	if _, err := e.b.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"},
+		Ref: broker.HostedKey(provider, broker.DefaultKeyID), APIKey: key}); err != nil {
 		t.Fatal(err)
 	}
 }

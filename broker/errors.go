@@ -63,3 +63,14 @@ func PublicReason(err error) string {
 	}
 	return ""
 }
+
+// ErrPoolFull: the pool already holds the most keys it may
+// (Config.MaxKeysPerPool).
+var ErrPoolFull = errors.New("the pool is full")
+
+// ErrKeyExists: a create named a key id the pool already has.
+var ErrKeyExists = errors.Join(ErrConflict, errors.New("a key with this id already exists"))
+
+// ErrLegacyLayout: the key is still stored where keybroker v1 kept it;
+// `keybroker vault migrate-layout` moves it (409).
+var ErrLegacyLayout = errors.Join(ErrConflict, errors.New("the key is still in the v1 layout"))

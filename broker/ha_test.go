@@ -39,12 +39,15 @@ func TestVaultHAFailover(t *testing.T) {
 	}
 	kv := vc.KV("byok")
 	st := openStore(t, testenv.DatabaseURL(t))
-	b, err := broker.New(broker.Config{Reader: kv, Writer: kv, Store: st, Pepper: []byte("ha-test-pepper-0123456789"),
+	b, err := broker.New(broker.Config{Reader: kv, Writer: kv, Store: st, Pools: st, Pepper: []byte("ha-test-pepper-0123456789"),
 		CacheTTL: 50 * time.Millisecond, Logger: testLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: "ws", Provider: "openai", APIKey: newKey(t, "openai")}); err != nil {
+	if err := b.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); err != nil {
 		t.Fatalf("write through the standby: %v", err)
 	}
 
@@ -70,7 +73,7 @@ func TestVaultHAFailover(t *testing.T) {
 			default:
 			}
 			k := newKey(t, "openai")
-			res, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: "ws", Provider: "openai", APIKey: k})
+			res, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), APIKey: k})
 			if err != nil {
 				lastErr.Store(err.Error())
 				writeErrors.Add(1)
@@ -92,7 +95,7 @@ func TestVaultHAFailover(t *testing.T) {
 					return
 				default:
 				}
-				if _, err := b.Resolve(ctx, "ws", "openai"); err != nil {
+				if _, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"}); err != nil {
 					resolveFails.Add(1)
 				}
 				time.Sleep(5 * time.Millisecond)
@@ -111,7 +114,7 @@ func TestVaultHAFailover(t *testing.T) {
 	var recovery time.Duration
 	for {
 		if ts := lastWriteOK.Load(); ts > killed.UnixNano() {
-			if _, err := b.Resolve(ctx, "ws", "openai"); err == nil {
+			if _, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"}); err == nil {
 				recovery = time.Since(killed)
 				break
 			}
@@ -132,7 +135,7 @@ func TestVaultHAFailover(t *testing.T) {
 	// election (it answers with a redirect there, or fails to forward): a
 	// read that finds Vault unavailable is retried, a wrong or missing
 	// value fails at once.
-	path := broker.WorkspaceKey("ws", "openai").VaultPath()
+	path := broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID).VaultPath()
 	unavailableReads := 0
 	for _, a := range acked {
 		var s vault.Secret
@@ -150,7 +153,7 @@ func TestVaultHAFailover(t *testing.T) {
 		}
 	}
 	last := acked[len(acked)-1]
-	if r, err := b.Resolve(ctx, "ws", "openai"); err != nil || r.Version < last.version {
+	if r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"}); err != nil || r.Version < last.version {
 		t.Fatalf("after failover resolve gives version %d, last acknowledged %d (%v)", r.Version, last.version, err)
 	}
 	t.Logf("Vault HA failover: writes and resolves again %v after the active node was killed; %d acknowledged writes all intact; %d failed writes and %d failed resolves during the election; %d checking reads found Vault unavailable and were retried",

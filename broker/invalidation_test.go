@@ -25,10 +25,11 @@ func listen(t *testing.T, e *env, b *broker.Broker) <-chan struct{} {
 					_ = b.SettingsChanged(ctx, inv.Settings)
 					return
 				}
-				b.Invalidate(inv.ForBroker())
+				_ = b.Invalidate(ctx, inv.ForBroker())
 			},
 			Listening: func() {
 				b.FlushCache()
+				_ = b.Load(ctx)
 				started <- struct{}{}
 			},
 		}, testLogger)
@@ -47,11 +48,14 @@ func listen(t *testing.T, e *env, b *broker.Broker) <-chan struct{} {
 func untilServes(t *testing.T, b *broker.Broker, ws, provider, want string) time.Duration {
 	t.Helper()
 	ctx := context.Background()
-	resolves := startLoad(4, 0, func() error { _, err := b.Resolve(ctx, ws, provider); return err })
+	resolves := startLoad(4, 0, func() error {
+		_, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: provider})
+		return err
+	})
 	defer resolves.Stop()
 	start := time.Now()
 	for {
-		if r, err := b.Resolve(ctx, ws, provider); err == nil && r.APIKey == want {
+		if r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: provider}); err == nil && r.APIKey == want {
 			return time.Since(start)
 		}
 		if time.Since(start) > 5*time.Second {
@@ -70,25 +74,25 @@ func TestChangesOnOneReplicaReachAnotherWithinASecond(t *testing.T) {
 	listen(t, e, replicaB)
 	hosted, k1, k2 := newKey(t, "openai"), newKey(t, "openai"), newKey(t, "openai")
 	e.setHosted(t, "openai", hosted)
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k1}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: k1}); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := replicaB.Resolve(ctx, ws, "openai"); err != nil || r.APIKey != k1 {
-		t.Fatalf("B before: %v %v", r, err)
+	if d := untilServes(t, replicaB, ws, "openai", k1); d > time.Second {
+		t.Errorf("a new key reached replica B after %v", d)
 	}
 
 	// Delete on A while B serves the key under load.
-	if err := e.b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Workspace: ws, Provider: "openai"}); err != nil {
+	if err := e.b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID)}); err != nil {
 		t.Fatal(err)
 	}
 	deleted := untilServes(t, replicaB, ws, "openai", hosted)
 
 	// A new key on A (B has "no BYOK key" cached), then a rotation.
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k1}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: k1}); err != nil {
 		t.Fatal(err)
 	}
 	recreated := untilServes(t, replicaB, ws, "openai", k1)
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k2}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: k2}); err != nil {
 		t.Fatal(err)
 	}
 	rotated := untilServes(t, replicaB, ws, "openai", k2)
@@ -100,7 +104,7 @@ func TestChangesOnOneReplicaReachAnotherWithinASecond(t *testing.T) {
 	}
 
 	// A purge reaches B too.
-	if _, err := e.b.PurgeWorkspace(ctx, alice, ws); err != nil {
+	if _, err := e.b.PurgeScope(ctx, alice, broker.WorkspaceScope(ws)); err != nil {
 		t.Fatal(err)
 	}
 	if d := untilServes(t, replicaB, ws, "openai", hosted); d > time.Second {
@@ -115,12 +119,10 @@ func TestListenerReconnectsAndFlushesAfterItsConnectionIsKilled(t *testing.T) {
 	replicaB := e.another(t, nil)
 	startedB := listen(t, e, replicaB)
 	k1, k2 := newKey(t, "anthropic"), newKey(t, "anthropic")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: k1}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), APIKey: k1}); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := replicaB.Resolve(ctx, ws, "anthropic"); r.APIKey != k1 {
-		t.Fatal("B does not serve the key")
-	}
+	untilServes(t, replicaB, ws, "anthropic", k1)
 	// Kill B's LISTEN connection from the server side.
 	admin := testenv.NewPoolFor(t, e.dbURL)
 	tag, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
@@ -134,10 +136,10 @@ func TestListenerReconnectsAndFlushesAfterItsConnectionIsKilled(t *testing.T) {
 		t.Fatal("the listener did not reconnect within 10 s")
 	}
 	// B caches the key again; then invalidation must work again.
-	if r, _ := replicaB.Resolve(ctx, ws, "anthropic"); r.APIKey != k1 {
+	if r, _ := replicaB.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); r.APIKey != k1 {
 		t.Fatal("B does not serve the key after the reconnect")
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: k2}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), APIKey: k2}); err != nil {
 		t.Fatal(err)
 	}
 	if d := untilServes(t, replicaB, ws, "anthropic", k2); d > time.Second {

@@ -2,10 +2,14 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/keybroker/keybroker/ids"
 	"github.com/keybroker/keybroker/vault"
@@ -24,8 +28,15 @@ type Actor struct {
 
 // KeyMeta is what keybroker says about a key: never the key itself.
 type KeyMeta struct {
-	Workspace   string
-	Provider    string
+	Scope    ScopeKind
+	ScopeID  string
+	Provider string
+	KeyID    string
+	Name     string
+	Priority int
+	// State is KeyActive or KeyDisabled.
+	State       string
+	Models      []string
 	MaskedKey   string
 	Version     int
 	Fingerprint string
@@ -41,20 +52,25 @@ type KeyMeta struct {
 	Idle bool
 }
 
-// withUsage adds the usage of the workspace's keys to metas.
-func (b *Broker) withUsage(ctx context.Context, workspace string, metas []KeyMeta) []KeyMeta {
+// Ref names the key.
+func (m KeyMeta) Ref() KeyRef {
+	return KeyRef{Scope: m.Scope, ScopeID: m.ScopeID, Provider: m.Provider, KeyID: m.KeyID}
+}
+
+// withUsage adds the usage of a scope's keys to metas.
+func (b *Broker) withUsage(ctx context.Context, scope Scope, metas []KeyMeta) []KeyMeta {
 	if b.usageStore == nil {
 		return metas
 	}
-	usage, err := b.usageStore.UsageOf(ctx, ScopeWorkspace, workspace)
+	usage, err := b.usageStore.UsageOf(ctx, scope.Kind, scope.ID)
 	if err != nil {
-		b.log.Warn("could not read key usage; answering without it", "workspace", workspace, "error", err)
+		b.log.Warn("could not read key usage; answering without it", "scope", scope.String(), "error", err)
 		usage = nil
 	}
 	now := b.now()
 	for i := range metas {
 		m := &metas[i]
-		u := usage[m.Provider+"/"+DefaultKeyID]
+		u := usage[m.Provider+"/"+m.KeyID]
 		m.Resolves, m.LastUsedAt = u.Resolves, u.LastUsedAt
 		since := m.CreatedAt
 		if !u.LastUsedAt.IsZero() {
@@ -66,8 +82,17 @@ func (b *Broker) withUsage(ctx context.Context, workspace string, metas []KeyMet
 }
 
 func metaOf(r KeyRecord) KeyMeta {
+	state := KeyActive
+	if r.Disabled {
+		state = KeyDisabled
+	}
+	models := r.Models
+	if models == nil {
+		models = []string{}
+	}
 	return KeyMeta{
-		Workspace: r.Workspace, Provider: r.Provider, MaskedKey: r.MaskedKey, Version: r.Version,
+		Scope: r.Scope, ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, Name: r.Name, Priority: r.Priority,
+		State: state, Models: models, MaskedKey: r.MaskedKey, Version: r.Version,
 		Fingerprint: r.Fingerprint, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy,
 		UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy,
 	}
@@ -79,7 +104,10 @@ const (
 	ActionRotate   = "key.rotate"
 	ActionRollback = "key.rollback"
 	ActionDelete   = "key.delete"
+	ActionUpdate   = "key.update"
 	ActionPurge    = "workspace.purge"
+	// ActionPurgeOrganization: every key of an organization destroyed.
+	ActionPurgeOrganization = "organization.purge"
 
 	OutcomeSuccess            = "success"
 	OutcomeConflict           = "conflict"
@@ -88,60 +116,241 @@ const (
 	OutcomeReconciled         = "reconciled"
 )
 
-// SetResult is the outcome of SetKey.
+// SetResult is the outcome of SetKey and AddKey.
 type SetResult struct {
 	Meta KeyMeta
-	// Created is true when the workspace had no key for the provider.
+	// Created is true when the pool had no key of this id.
 	Created bool
 }
 
-// SetKeyRequest asks SetKey to store APIKey as the workspace's key for
-// Provider.
+// SetKeyRequest asks SetKey to store APIKey as key Ref.
 type SetKeyRequest struct {
-	Actor     Actor
-	Workspace string
-	Provider  string
-	APIKey    string
+	Actor  Actor
+	Ref    KeyRef
+	APIKey string
 	// ExpectedVersion > 0 writes only if that version is current
 	// (ErrPreconditionFailed otherwise); 0 retries a lost race once.
 	ExpectedVersion int
 }
 
-// SetKey stores the key: a new key, or a new KV version of an existing one
-// (rotation). With ExpectedVersion > 0 the write happens only if that
-// version is current (ErrPreconditionFailed otherwise); without, a write
-// that loses a race is retried once against the new current version before
-// ErrConflict.
+// SetKey stores the key: a new key of its pool (with the default
+// settings), or a new KV version of an existing one (rotation). With
+// ExpectedVersion > 0 the write happens only if that version is current
+// (ErrPreconditionFailed otherwise); without, a write that loses a race is
+// retried once against the new current version before ErrConflict.
 func (b *Broker) SetKey(ctx context.Context, req SetKeyRequest) (SetResult, error) {
 	if err := b.canManage(); err != nil {
 		return SetResult{}, err
 	}
-	p, err := b.checkIDs(req.Workspace, req.Provider)
+	p, err := b.checkKey(req.Ref)
 	if err != nil {
 		return SetResult{}, err
 	}
-	// A mask echoed back is named as such before the format rule (which
-	// would only say the length is wrong).
-	if err := b.refuseEchoedMask(ctx, req); err != nil {
-		return SetResult{}, err
-	}
-	if err := p.ValidateKey(req.APIKey); err != nil {
+	if err := b.checkValue(ctx, p, req.Ref, req.APIKey); err != nil {
 		return SetResult{}, err
 	}
 	if req.ExpectedVersion < 0 {
 		return SetResult{}, refuse(ErrInvalidRequest, "expected version must be positive")
 	}
-	return b.write(ctx, changeRequest{Ref: WorkspaceKey(req.Workspace, req.Provider), Actor: req.Actor, Op: OpSet, Value: req.APIKey},
-		req.ExpectedVersion)
+	return b.write(ctx, changeRequest{Ref: req.Ref, Actor: req.Actor, Op: OpSet, Value: req.APIKey,
+		Member: MemberSettings{Priority: DefaultPriority}}, req.ExpectedVersion)
 }
 
-// RollbackRequest asks Rollback to make Version of the workspace's key for
-// Provider current again.
+// checkValue refuses a value that is an echoed mask or breaks the
+// provider's key format.
+func (b *Broker) checkValue(ctx context.Context, p *Provider, ref KeyRef, value string) error {
+	// A mask echoed back is named as such before the format rule (which
+	// would only say the length is wrong).
+	if err := b.refuseEchoedMask(ctx, ref, value); err != nil {
+		return err
+	}
+	return p.ValidateKey(value)
+}
+
+// AddKeyRequest asks AddKey for a new key of a pool.
+type AddKeyRequest struct {
+	Actor Actor
+	Pool  PoolRef
+	// KeyID names the key; generated when "".
+	KeyID  string
+	APIKey string
+	// Name, Priority (nil: DefaultPriority), State ("": active) and Models
+	// (nil: every model) settle the key's place in the pool.
+	Name     string
+	Priority *int
+	State    string
+	Models   []string
+}
+
+// DefaultPriority is a key's priority unless it is given one.
+const DefaultPriority = 100
+
+// AddKey adds a key to a pool: ErrKeyExists when the pool has a key of that
+// id, ErrPoolFull when the pool holds MaxKeysPerPool keys.
+func (b *Broker) AddKey(ctx context.Context, req AddKeyRequest) (SetResult, error) {
+	if err := b.canManage(); err != nil {
+		return SetResult{}, err
+	}
+	if req.KeyID == "" {
+		req.KeyID = newKeyID()
+	}
+	ref := req.Pool.Key(req.KeyID)
+	p, err := b.checkKey(ref)
+	if err != nil {
+		return SetResult{}, err
+	}
+	member := MemberSettings{Name: req.Name, Priority: DefaultPriority, Models: req.Models}
+	if req.Priority != nil {
+		member.Priority = *req.Priority
+	}
+	if req.State != "" {
+		if member.Disabled, err = parseState(req.State); err != nil {
+			return SetResult{}, err
+		}
+	}
+	if member, err = checkMember(member); err != nil {
+		return SetResult{}, err
+	}
+	if err := b.checkValue(ctx, p, ref, req.APIKey); err != nil {
+		return SetResult{}, err
+	}
+	return b.write(ctx, changeRequest{Ref: ref, Actor: req.Actor, Op: OpSet, Value: req.APIKey, Create: true, Member: member,
+		Detail: memberDetail(member)}, 0)
+}
+
+// newKeyID generates a key id: "key-" and 8 random hex digits.
+func newKeyID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "key-" + hex.EncodeToString(b)
+}
+
+// Limits of a pool member's settings.
+const (
+	MaxNameLength = 120
+	MaxPriority   = 1000
+	MaxModels     = 64
+)
+
+// parseState reads an admin state: true for disabled.
+func parseState(s string) (bool, error) {
+	switch s {
+	case KeyActive:
+		return false, nil
+	case KeyDisabled:
+		return true, nil
+	}
+	return false, refuse(ErrInvalidRequest, "state must be %q or %q", KeyActive, KeyDisabled)
+}
+
+// checkMember validates a member's settings; models are returned without
+// duplicates, in the order given.
+func checkMember(m MemberSettings) (MemberSettings, error) {
+	if utf8.RuneCountInString(m.Name) > MaxNameLength || !utf8.ValidString(m.Name) {
+		return m, refuse(ErrInvalidRequest, "name must be at most %d characters", MaxNameLength)
+	}
+	if strings.ContainsFunc(m.Name, unicode.IsControl) {
+		return m, refuse(ErrInvalidRequest, "name must not contain control characters (newlines, tabs)")
+	}
+	if m.Priority < 0 || m.Priority > MaxPriority {
+		return m, refuse(ErrInvalidRequest, "priority must be an integer from 0 to %d (lower serves first)", MaxPriority)
+	}
+	if len(m.Models) > MaxModels {
+		return m, refuse(ErrInvalidRequest, "models may list at most %d model names", MaxModels)
+	}
+	seen := make(map[string]bool, len(m.Models))
+	out := make([]string, 0, len(m.Models))
+	for _, model := range m.Models {
+		if model == "" || len(model) > MaxModelLength || strings.ContainsFunc(model, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+			return m, refuse(ErrInvalidRequest, "each model must be a model name of 1 to %d characters without spaces", MaxModelLength)
+		}
+		if !seen[model] {
+			seen[model] = true
+			out = append(out, model)
+		}
+	}
+	m.Models = out
+	return m, nil
+}
+
+// memberDetail describes a member's settings for the audit trail.
+func memberDetail(m MemberSettings) string {
+	state := KeyActive
+	if m.Disabled {
+		state = KeyDisabled
+	}
+	return fmt.Sprintf("name=%q priority=%d state=%s models=%q", m.Name, m.Priority, state, m.Models)
+}
+
+// UpdateKeyRequest changes a key's settings in its pool; nil fields stay.
+type UpdateKeyRequest struct {
+	Actor    Actor
+	Ref      KeyRef
+	Name     *string
+	Priority *int
+	State    *string
+	// Models: a pointer to an empty list lets the key serve every model.
+	Models *[]string
+}
+
+// UpdateKey changes a key's name, priority, state or models (never the
+// key), records it in the audit trail and announces it: every replica's
+// next resolve sees it.
+func (b *Broker) UpdateKey(ctx context.Context, req UpdateKeyRequest) (KeyMeta, error) {
+	if err := b.canManage(); err != nil {
+		return KeyMeta{}, err
+	}
+	if _, err := b.checkKey(req.Ref); err != nil {
+		return KeyMeta{}, err
+	}
+	rec, err := b.store.GetKey(ctx, req.Ref)
+	if errors.Is(err, ErrNotFound) {
+		return KeyMeta{}, fmt.Errorf("update %s: %w: no such key", req.Ref, ErrNotFound)
+	}
+	if err != nil {
+		return KeyMeta{}, fmt.Errorf("update %s: %w", req.Ref, fromStore(err))
+	}
+	cur := MemberSettings{Name: rec.Name, Priority: rec.Priority, Disabled: rec.Disabled, Models: rec.Models}
+	next := cur
+	if req.Name != nil {
+		next.Name = *req.Name
+	}
+	if req.Priority != nil {
+		next.Priority = *req.Priority
+	}
+	if req.State != nil {
+		if next.Disabled, err = parseState(*req.State); err != nil {
+			return KeyMeta{}, err
+		}
+	}
+	if req.Models != nil {
+		next.Models = *req.Models
+	}
+	if next, err = checkMember(next); err != nil {
+		return KeyMeta{}, err
+	}
+	ev := AuditEvent{Scope: req.Ref.Scope, ScopeID: req.Ref.ScopeID, Provider: req.Ref.Provider, KeyID: req.Ref.KeyID,
+		Action: ActionUpdate, Actor: req.Actor.Subject, RemoteAddr: req.Actor.RemoteAddr, RequestID: req.Actor.RequestID,
+		ClientRequestID: req.Actor.ClientRequestID, Outcome: OutcomeSuccess,
+		Detail: memberDetail(next) + " (was " + memberDetail(cur) + ")"}
+	rec, err = b.store.UpdateMember(ctx, req.Ref, next, ev)
+	if errors.Is(err, ErrNotFound) {
+		return KeyMeta{}, fmt.Errorf("update %s: %w: no such key", req.Ref, ErrNotFound)
+	}
+	if err != nil {
+		return KeyMeta{}, fmt.Errorf("update %s: %w", req.Ref, fromStore(err))
+	}
+	b.poolChangedHere(ctx, req.Ref.Pool())
+	b.metrics.action(ActionUpdate, OutcomeSuccess)
+	b.log.InfoContext(ctx, "key settings changed", "key", req.Ref.String(), "detail", ev.Detail, "actor", req.Actor.Subject)
+	return b.withUsage(ctx, req.Ref.Owner(), []KeyMeta{metaOf(rec)})[0], nil
+}
+
+// RollbackRequest asks Rollback to make Version of key Ref current again.
 type RollbackRequest struct {
-	Actor     Actor
-	Workspace string
-	Provider  string
-	Version   int
+	Actor   Actor
+	Ref     KeyRef
+	Version int
 }
 
 // Rollback makes an earlier version current again by writing its value as a
@@ -153,13 +362,13 @@ func (b *Broker) Rollback(ctx context.Context, req RollbackRequest) (SetResult, 
 	if b.reader == nil {
 		return SetResult{}, fmt.Errorf("rollback: %w: it reads the old version with the Vault reader identity", ErrNotConfigured)
 	}
-	if _, err := b.checkIDs(req.Workspace, req.Provider); err != nil {
+	if _, err := b.checkKey(req.Ref); err != nil {
 		return SetResult{}, err
 	}
 	if req.Version <= 0 {
 		return SetResult{}, refuse(ErrInvalidRequest, "version must be a positive integer")
 	}
-	ref := WorkspaceKey(req.Workspace, req.Provider)
+	ref := req.Ref
 	md, err := b.writer.Metadata(ctx, ref.VaultPath())
 	if err != nil {
 		return SetResult{}, fmt.Errorf("rollback %s: %w", ref, fromVault(err))
@@ -192,27 +401,28 @@ func (b *Broker) write(ctx context.Context, req changeRequest, expectedVersion i
 	if err != nil {
 		return SetResult{}, err
 	}
-	version, err := b.putWithCAS(ctx, req.Ref.VaultPath(), req.Value, expectedVersion)
+	version, err := b.putWithCAS(ctx, req.Ref, req.Value, expectedVersion)
 	if err != nil {
 		return SetResult{}, change.abort(ctx, err, 0)
 	}
 	if err := change.completeWrite(ctx, version); err != nil {
 		return SetResult{}, err
 	}
-	b.log.InfoContext(ctx, "key stored", "workspace", req.Ref.ScopeID, "provider", req.Ref.Provider, "action", change.action,
+	b.log.InfoContext(ctx, "key stored", "key", req.Ref.String(), "action", change.action,
 		"version", version, "masked_key", change.masked, "actor", req.Actor.Subject)
 	rec, err := b.store.GetKey(ctx, req.Ref)
 	if err != nil {
 		return SetResult{}, fmt.Errorf("%s %s: read back metadata: %w", req.Op, req.Ref, fromStore(err))
 	}
-	return SetResult{Meta: metaOf(rec), Created: prior == 0}, nil
+	return SetResult{Meta: b.withUsage(ctx, req.Ref.Owner(), []KeyMeta{metaOf(rec)})[0], Created: prior == 0}, nil
 }
 
 // putWithCAS writes value at path with check-and-set. With expected > 0 it
 // is the caller's version (a mismatch is ErrPreconditionFailed); else the
 // current version is read from Vault's metadata and one lost race is
 // retried.
-func (b *Broker) putWithCAS(ctx context.Context, path, value string, expected int) (int, error) {
+func (b *Broker) putWithCAS(ctx context.Context, ref KeyRef, value string, expected int) (int, error) {
+	path := ref.VaultPath()
 	if expected > 0 {
 		v, err := b.writer.Put(ctx, path, value, expected)
 		if errors.Is(err, vault.ErrCASMismatch) {
@@ -228,6 +438,9 @@ func (b *Broker) putWithCAS(ctx context.Context, path, value string, expected in
 		case merr == nil:
 			cas = md.CurrentVersion
 		case errors.Is(merr, vault.ErrNotFound):
+			if err := b.refuseLegacy(ctx, ref); err != nil {
+				return 0, err
+			}
 			cas = 0
 		default:
 			return 0, fromVault(merr)
@@ -244,12 +457,32 @@ func (b *Broker) putWithCAS(ctx context.Context, path, value string, expected in
 	return 0, fromVault(err)
 }
 
-// DeleteKeyRequest asks DeleteKey to remove the workspace's key for
-// Provider.
+// refuseLegacy refuses the first write of a key that keybroker v1 still
+// holds at its old path: written at the new path, it would start again at
+// version 1 beside its history. `keybroker vault migrate-layout` moves it.
+func (b *Broker) refuseLegacy(ctx context.Context, ref KeyRef) error {
+	legacy := ref.LegacyVaultPath()
+	if legacy == "" {
+		return nil
+	}
+	md, err := b.writer.Metadata(ctx, legacy)
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fromVault(err)
+	}
+	if cur, ok := md.Current(); ok && cur.Alive() {
+		return fmt.Errorf("%w: %s is still stored where keybroker v1 kept it (%s): run `keybroker vault migrate-layout` first",
+			ErrLegacyLayout, ref, legacy)
+	}
+	return nil
+}
+
+// DeleteKeyRequest asks DeleteKey to remove key Ref.
 type DeleteKeyRequest struct {
-	Actor     Actor
-	Workspace string
-	Provider  string
+	Actor Actor
+	Ref   KeyRef
 	// ExpectedVersion > 0 deletes only if that version is current.
 	ExpectedVersion int
 	// Destroy removes every version and the key's metadata from Vault for
@@ -259,24 +492,28 @@ type DeleteKeyRequest struct {
 	Destroy bool
 }
 
-// DeleteKey removes the workspace's key: its current KV version is
+// DeleteKey removes a key from its pool: its current KV version is
 // soft-deleted (the history stays for Versions and Rollback) and its
-// metadata row removed. Resolve falls back to the hosted key at once on
-// this replica. With ExpectedVersion > 0, only if that version is current.
+// metadata row removed. The pool loses it at once on this replica, and on
+// the others when the change is announced. With ExpectedVersion > 0, only
+// if that version is current.
 func (b *Broker) DeleteKey(ctx context.Context, req DeleteKeyRequest) error {
 	if err := b.canManage(); err != nil {
 		return err
 	}
-	if _, err := b.checkIDs(req.Workspace, req.Provider); err != nil {
+	if _, err := b.checkKey(req.Ref); err != nil {
 		return err
 	}
-	ref := WorkspaceKey(req.Workspace, req.Provider)
+	ref := req.Ref
 	md, err := b.writer.Metadata(ctx, ref.VaultPath())
+	if errors.Is(err, vault.ErrNotFound) {
+		return fmt.Errorf("delete %s: %w: no such key", ref, ErrNotFound)
+	}
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", ref, fromVault(err))
 	}
 	if cur, ok := md.Current(); !req.Destroy && (!ok || !cur.Alive()) {
-		return fmt.Errorf("delete %s: %w: the workspace has no key for this provider", ref, ErrNotFound)
+		return fmt.Errorf("delete %s: %w: no such key", ref, ErrNotFound)
 	}
 	if req.ExpectedVersion > 0 && md.CurrentVersion != req.ExpectedVersion {
 		return fmt.Errorf("delete %s: current version is %d, not %d: %w", ref, md.CurrentVersion, req.ExpectedVersion, ErrPreconditionFailed)
@@ -301,77 +538,107 @@ func (b *Broker) DeleteKey(ctx context.Context, req DeleteKeyRequest) error {
 	if err := change.completeDelete(ctx, version); err != nil {
 		return err
 	}
-	b.log.InfoContext(ctx, "key deleted", "workspace", ref.ScopeID, "provider", ref.Provider, "version", version, "destroyed", req.Destroy, "actor", req.Actor.Subject)
+	b.log.InfoContext(ctx, "key deleted", "key", ref.String(), "version", version, "destroyed", req.Destroy, "actor", req.Actor.Subject)
 	return nil
 }
 
-// PurgeWorkspace destroys every key of a deleted workspace in Vault, all
-// versions and metadata, and removes its rows. It returns how many keys
-// Vault held. Running it again finishes an interrupted purge.
-func (b *Broker) PurgeWorkspace(ctx context.Context, actor Actor, workspace string) (int, error) {
+// PurgeScope destroys every key of a deleted workspace or organization in
+// Vault, all versions and metadata, and removes its rows (and a
+// workspace's settings). It returns how many keys Vault held. Running it
+// again finishes an interrupted purge.
+func (b *Broker) PurgeScope(ctx context.Context, actor Actor, scope Scope) (int, error) {
 	if err := b.canManage(); err != nil {
 		return 0, err
 	}
-	if err := checkWorkspace(workspace); err != nil {
+	if err := scope.Check(); err != nil {
 		return 0, err
 	}
-	names, err := b.writer.List(ctx, WorkspaceKeysDir(workspace))
+	if scope.Kind == ScopeHosted {
+		return 0, refuse(ErrInvalidRequest, "the hosted scope cannot be purged: delete its keys one by one")
+	}
+	providers, err := b.writer.List(ctx, scope.ProvidersDir())
 	if err != nil {
-		return 0, fmt.Errorf("purge %s: %w", workspace, fromVault(err))
+		return 0, fmt.Errorf("purge %s: %w", scope, fromVault(err))
 	}
 	destroyed := 0
-	for _, provider := range names {
+	for _, name := range providers {
+		provider, isDir := strings.CutSuffix(name, "/")
 		if !ids.Valid(provider) {
-			continue // a folder or a name keybroker did not write
+			continue // a name keybroker did not write
 		}
-		ref := WorkspaceKey(workspace, provider)
-		if err := b.writer.Destroy(ctx, ref.VaultPath()); err != nil {
-			return destroyed, fmt.Errorf("purge %s: destroy %s: %w", workspace, provider, fromVault(err))
+		if !isDir {
+			// A v1 key at the old layout.
+			if legacy := scope.Key(provider, DefaultKeyID).LegacyVaultPath(); legacy != "" {
+				if err := b.writer.Destroy(ctx, legacy); err != nil {
+					return destroyed, fmt.Errorf("purge %s: destroy %s: %w", scope, legacy, fromVault(err))
+				}
+				destroyed++
+			}
+			continue
 		}
-		destroyed++
-		b.evict(ref)
+		pool := scope.Pool(provider)
+		keys, err := b.writer.List(ctx, pool.KeysDir())
+		if err != nil {
+			return destroyed, fmt.Errorf("purge %s: %w", pool, fromVault(err))
+		}
+		for _, keyID := range keys {
+			if !ids.Valid(keyID) {
+				continue
+			}
+			ref := pool.Key(keyID)
+			if err := b.writer.Destroy(ctx, ref.VaultPath()); err != nil {
+				return destroyed, fmt.Errorf("purge %s: destroy %s: %w", scope, ref, fromVault(err))
+			}
+			destroyed++
+			b.evict(ref)
+		}
 	}
-	b.evictWorkspace(workspace)
+	action := ActionPurge
+	if scope.Kind == ScopeOrganization {
+		action = ActionPurgeOrganization
+	}
 	audit := AuditEvent{
-		Workspace: workspace, Action: ActionPurge, Actor: actor.Subject, RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID, ClientRequestID: actor.ClientRequestID,
-		Outcome: OutcomeSuccess, Detail: fmt.Sprintf("%d keys destroyed", destroyed),
+		Scope: scope.Kind, ScopeID: scope.ID, Action: action, Actor: actor.Subject, RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID,
+		ClientRequestID: actor.ClientRequestID, Outcome: OutcomeSuccess, Detail: fmt.Sprintf("%d keys destroyed", destroyed),
 	}
-	if _, err := b.store.PurgeWorkspace(ctx, workspace, audit); err != nil {
+	if _, err := b.store.PurgeScope(ctx, scope, audit); err != nil {
 		return destroyed, fmt.Errorf("purge %s: keys destroyed in Vault, but metadata could not be removed (run the purge again): %w",
-			workspace, fromStore(err))
+			scope, fromStore(err))
 	}
-	b.metrics.action(ActionPurge, OutcomeSuccess)
-	b.log.InfoContext(ctx, "workspace purged", "workspace", workspace, "keys_destroyed", destroyed, "actor", actor.Subject)
+	_ = b.Invalidate(ctx, Invalidation{Scope: scope.Kind, ScopeID: scope.ID})
+	b.metrics.action(action, OutcomeSuccess)
+	b.log.InfoContext(ctx, "scope purged", "scope", scope.String(), "keys_destroyed", destroyed, "actor", actor.Subject)
 	return destroyed, nil
 }
 
 // GetKey returns a key's metadata.
-func (b *Broker) GetKey(ctx context.Context, workspace, provider string) (KeyMeta, error) {
+func (b *Broker) GetKey(ctx context.Context, ref KeyRef) (KeyMeta, error) {
 	if err := b.canManage(); err != nil {
 		return KeyMeta{}, err
 	}
-	if _, err := b.checkIDs(workspace, provider); err != nil {
+	if _, err := b.checkKey(ref); err != nil {
 		return KeyMeta{}, err
 	}
-	rec, err := b.store.GetKey(ctx, WorkspaceKey(workspace, provider))
+	rec, err := b.store.GetKey(ctx, ref)
 	if errors.Is(err, ErrNotFound) {
-		return KeyMeta{}, fmt.Errorf("%w: the workspace has no key for %s", ErrNotFound, provider)
+		return KeyMeta{}, fmt.Errorf("%w: %s has no key %s for %s", ErrNotFound, ref.Owner(), ref.KeyID, ref.Provider)
 	}
 	if err != nil {
 		return KeyMeta{}, fromStore(err)
 	}
-	return b.withUsage(ctx, workspace, []KeyMeta{metaOf(rec)})[0], nil
+	return b.withUsage(ctx, ref.Owner(), []KeyMeta{metaOf(rec)})[0], nil
 }
 
-// ListKeys returns the metadata of every key of a workspace, by provider.
-func (b *Broker) ListKeys(ctx context.Context, workspace string) ([]KeyMeta, error) {
+// ListKeys returns the metadata of every key of a scope, by provider, then
+// as each pool orders them (priority, then age).
+func (b *Broker) ListKeys(ctx context.Context, scope Scope) ([]KeyMeta, error) {
 	if err := b.canManage(); err != nil {
 		return nil, err
 	}
-	if err := checkWorkspace(workspace); err != nil {
+	if err := scope.Check(); err != nil {
 		return nil, err
 	}
-	recs, err := b.store.ListKeys(ctx, workspace)
+	recs, err := b.store.ListKeys(ctx, scope)
 	if err != nil {
 		return nil, fromStore(err)
 	}
@@ -379,7 +646,25 @@ func (b *Broker) ListKeys(ctx context.Context, workspace string) ([]KeyMeta, err
 	for _, r := range recs {
 		out = append(out, metaOf(r))
 	}
-	return b.withUsage(ctx, workspace, out), nil
+	return b.withUsage(ctx, scope, out), nil
+}
+
+// ListPool returns the metadata of a pool's keys, by priority, then age.
+func (b *Broker) ListPool(ctx context.Context, pool PoolRef) ([]KeyMeta, error) {
+	if _, err := b.checkPool(pool); err != nil {
+		return nil, err
+	}
+	all, err := b.ListKeys(ctx, pool.Owner())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]KeyMeta, 0, len(all))
+	for _, m := range all {
+		if m.Provider == pool.Provider {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 // VersionInfo describes one KV version of a key (metadata only).
@@ -392,14 +677,13 @@ type VersionInfo struct {
 }
 
 // Versions returns a key's version history, newest first.
-func (b *Broker) Versions(ctx context.Context, workspace, provider string) ([]VersionInfo, error) {
+func (b *Broker) Versions(ctx context.Context, ref KeyRef) ([]VersionInfo, error) {
 	if err := b.canManage(); err != nil {
 		return nil, err
 	}
-	if _, err := b.checkIDs(workspace, provider); err != nil {
+	if _, err := b.checkKey(ref); err != nil {
 		return nil, err
 	}
-	ref := WorkspaceKey(workspace, provider)
 	md, err := b.writer.Metadata(ctx, ref.VaultPath())
 	if err != nil {
 		return nil, fmt.Errorf("versions of %s: %w", ref, fromVault(err))
@@ -415,16 +699,16 @@ func (b *Broker) Versions(ctx context.Context, workspace, provider string) ([]Ve
 	return out, nil
 }
 
-// Audit returns up to limit audit events of a workspace, newest first, with
-// ids below before (0: from the newest).
-func (b *Broker) Audit(ctx context.Context, workspace string, before int64, limit int) ([]AuditEvent, error) {
+// Audit returns up to limit audit events of a scope's trail, newest
+// first, with ids below before (0: from the newest).
+func (b *Broker) Audit(ctx context.Context, scope Scope, before int64, limit int) ([]AuditEvent, error) {
 	if err := b.canManage(); err != nil {
 		return nil, err
 	}
-	if err := checkWorkspace(workspace); err != nil {
+	if err := scope.Check(); err != nil {
 		return nil, err
 	}
-	evs, err := b.store.ListAudit(ctx, workspace, before, limit)
+	evs, err := b.store.ListAudit(ctx, scope, before, limit)
 	if err != nil {
 		return nil, fromStore(err)
 	}
@@ -447,16 +731,16 @@ func (b *Broker) AuditAll(ctx context.Context, before int64, limit int) ([]Audit
 // refuseEchoedMask refuses a value that is a masked preview — its own, or
 // the current key's: a page or script echoing the mask back would
 // otherwise replace a working key with its preview.
-func (b *Broker) refuseEchoedMask(ctx context.Context, req SetKeyRequest) error {
+func (b *Broker) refuseEchoedMask(ctx context.Context, ref KeyRef, value string) error {
 	const why = "the value is a masked preview (%s), not a key: send the full key"
-	if MaskKey(req.APIKey) == req.APIKey {
+	if MaskKey(value) == value {
 		return refuse(ErrInvalidKey, why, "its own")
 	}
-	if !strings.Contains(req.APIKey, "...") {
+	if !strings.Contains(value, "...") {
 		return nil
 	}
-	rec, err := b.store.GetKey(ctx, WorkspaceKey(req.Workspace, req.Provider))
-	if err == nil && rec.MaskedKey != "" && rec.MaskedKey == req.APIKey {
+	rec, err := b.store.GetKey(ctx, ref)
+	if err == nil && rec.MaskedKey != "" && rec.MaskedKey == value {
 		return refuse(ErrInvalidKey, why, "the current key's")
 	}
 	return nil

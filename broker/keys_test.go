@@ -19,51 +19,51 @@ func TestSetResolveDeleteFallsBackToHosted(t *testing.T) {
 	e.setHosted(t, "openai", hosted)
 
 	// No BYOK key yet: the hosted key, billed.
-	r, err := e.b.Resolve(ctx, ws, "openai")
+	r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
 	if err != nil || r.APIKey != hosted || r.Source != broker.SourceHosted || r.IsBYOK {
 		t.Fatalf("before set: %v %v", r, err)
 	}
 
 	own := newKey(t, "openai")
-	res, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: own})
+	res, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: own})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !res.Created || res.Meta.Version != 1 || res.Meta.MaskedKey != broker.MaskKey(own) || res.Meta.CreatedBy != "alice" {
 		t.Fatalf("set result: %+v", res)
 	}
-	r, err = e.b.Resolve(ctx, ws, "openai")
+	r, err = e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
 	if err != nil || r.APIKey != own || r.Source != broker.SourceBYOK || !r.IsBYOK || r.Version != 1 {
 		t.Fatalf("after set: %v %v", r, err)
 	}
 
-	if err := e.b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Workspace: ws, Provider: "openai"}); err != nil {
+	if err := e.b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID)}); err != nil {
 		t.Fatal(err)
 	}
-	r, err = e.b.Resolve(ctx, ws, "openai")
+	r, err = e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
 	if err != nil || r.APIKey != hosted || r.Source != broker.SourceHosted || r.IsBYOK {
 		t.Fatalf("after delete: %v %v", r, err)
 	}
-	if _, err := e.b.GetKey(ctx, ws, "openai"); !errors.Is(err, broker.ErrNotFound) {
+	if _, err := e.b.GetKey(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID)); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("metadata after delete: %v", err)
 	}
-	if err := e.b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Workspace: ws, Provider: "openai"}); !errors.Is(err, broker.ErrNotFound) {
+	if err := e.b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID)}); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("deleting twice: %v, want ErrNotFound", err)
 	}
 
 	// Neither a BYOK nor a hosted key: a typed not-found.
-	if _, err := e.b.Resolve(ctx, ws, "mistral"); !errors.Is(err, broker.ErrNoKey) {
+	if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "mistral"}); !errors.Is(err, broker.ErrNoKey) {
 		t.Fatalf("no key anywhere: %v, want ErrNoKey", err)
 	}
 
 	// Setting a key after a delete is a create again, on top of the
 	// deleted version.
 	again := newKey(t, "openai")
-	res, err = e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: again})
+	res, err = e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: again})
 	if err != nil || !res.Created || res.Meta.Version != 2 {
 		t.Fatalf("set after delete: %+v %v", res, err)
 	}
-	if r, _ := e.b.Resolve(ctx, ws, "openai"); r.APIKey != again {
+	if r, _ := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); r.APIKey != again {
 		t.Fatal("resolve after re-create does not return the new key")
 	}
 }
@@ -72,7 +72,7 @@ func TestConcurrentRotationsWithTheSameExpectedVersion(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: newKey(t, "openai")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); err != nil {
 		t.Fatal(err)
 	}
 	keys := []string{newKey(t, "openai"), newKey(t, "openai")}
@@ -82,7 +82,7 @@ func TestConcurrentRotationsWithTheSameExpectedVersion(t *testing.T) {
 	for i := range keys {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: keys[i], ExpectedVersion: 1})
+			_, errs[i] = e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: keys[i], ExpectedVersion: 1})
 		})
 	}
 	close(start)
@@ -113,7 +113,7 @@ func TestConcurrentRotationsWithoutExpectedVersionAllLand(t *testing.T) {
 	landed, conflicts := 0, 0
 	for range 8 {
 		wg.Go(func() {
-			_, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "exa", APIKey: newKey(t, "exa")})
+			_, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "exa", broker.DefaultKeyID), APIKey: newKey(t, "exa")})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -144,11 +144,11 @@ func TestConcurrentRotationsWithoutExpectedVersionAllLand(t *testing.T) {
 func assertMetadataMatchesVault(t *testing.T, e *env, ws, provider string) broker.KeyMeta {
 	t.Helper()
 	ctx := context.Background()
-	meta, err := e.b.GetKey(ctx, ws, provider)
+	meta, err := e.b.GetKey(ctx, broker.WorkspaceKey(ws, provider, broker.DefaultKeyID))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur, err := e.rootKV.Get(ctx, broker.WorkspaceKey(ws, provider).VaultPath())
+	cur, err := e.rootKV.Get(ctx, broker.WorkspaceKey(ws, provider, broker.DefaultKeyID).VaultPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: tc.ws, Provider: tc.provider, APIKey: tc.key})
+			_, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(tc.ws, tc.provider, broker.DefaultKeyID), APIKey: tc.key})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
@@ -190,13 +190,13 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 			}
 		})
 	}
-	if keys, err := e.b.ListKeys(ctx, ws); err != nil || len(keys) != 0 {
+	if keys, err := e.b.ListKeys(ctx, broker.WorkspaceScope(ws)); err != nil || len(keys) != 0 {
 		t.Fatalf("refused writes left keys: %+v %v", keys, err)
 	}
-	if names, err := e.rootKV.List(ctx, broker.WorkspaceKeysDir(ws)); err != nil || len(names) != 0 {
+	if names, err := e.rootKV.List(ctx, broker.WorkspaceScope(ws).ProvidersDir()); err != nil || len(names) != 0 {
 		t.Fatalf("refused writes reached Vault: %v %v", names, err)
 	}
-	if evs, err := e.store.ListAudit(ctx, ws, 0, 10); err != nil || len(evs) != 0 {
+	if evs, err := e.store.ListAudit(ctx, broker.WorkspaceScope(ws), 0, 10); err != nil || len(evs) != 0 {
 		t.Fatalf("refused input made audit events: %+v %v", evs, err)
 	}
 }
@@ -206,30 +206,30 @@ func TestVersionsRollbackAndAudit(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	k1, k2 := newKey(t, "openai"), newKey(t, "openai")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k1}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: k1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k2}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: k2}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Workspace: ws, Provider: "openai", Version: 1})
+	res, err := e.b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Version: 1})
 	if err != nil || res.Meta.Version != 3 || res.Meta.MaskedKey != broker.MaskKey(k1) {
 		t.Fatalf("rollback: %+v %v", res, err)
 	}
-	if r, err := e.b.Resolve(ctx, ws, "openai"); err != nil || r.APIKey != k1 || r.Version != 3 {
+	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil || r.APIKey != k1 || r.Version != 3 {
 		t.Fatalf("resolve after rollback: %v %v", r, err)
 	}
-	vs, err := e.b.Versions(ctx, ws, "openai")
+	vs, err := e.b.Versions(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID))
 	if err != nil || len(vs) != 3 || vs[0].Version != 3 || !vs[0].Current || vs[2].Version != 1 {
 		t.Fatalf("versions: %+v %v", vs, err)
 	}
-	if _, err := e.b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Workspace: ws, Provider: "openai", Version: 3}); !errors.Is(err, broker.ErrInvalidRequest) {
+	if _, err := e.b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Version: 3}); !errors.Is(err, broker.ErrInvalidRequest) {
 		t.Fatalf("rollback to the current version: %v", err)
 	}
-	if _, err := e.b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Workspace: ws, Provider: "openai", Version: 9}); !errors.Is(err, broker.ErrNotFound) {
+	if _, err := e.b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Version: 9}); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("rollback to a missing version: %v", err)
 	}
-	evs, err := e.store.ListAudit(ctx, ws, 0, 10)
+	evs, err := e.store.ListAudit(ctx, broker.WorkspaceScope(ws), 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,29 +250,29 @@ func TestPurgeWorkspaceDestroysEveryVersion(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	for _, p := range []string{"openai", "anthropic", "exa"} {
-		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: p, APIKey: newKey(t, p)}); err != nil {
+		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), APIKey: newKey(t, p)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := e.b.Resolve(ctx, ws, "openai"); err != nil {
+	if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := e.b.PurgeWorkspace(ctx, broker.Actor{Subject: "operator"}, ws)
+	n, err := e.b.PurgeScope(ctx, broker.Actor{Subject: "operator"}, broker.WorkspaceScope(ws))
 	if err != nil || n != 3 {
 		t.Fatalf("purge: %d %v", n, err)
 	}
 	for _, p := range []string{"openai", "anthropic", "exa"} {
-		if _, err := e.rootKV.Metadata(ctx, broker.WorkspaceKey(ws, p).VaultPath()); !errors.Is(err, vault.ErrNotFound) {
+		if _, err := e.rootKV.Metadata(ctx, broker.WorkspaceKey(ws, p, broker.DefaultKeyID).VaultPath()); !errors.Is(err, vault.ErrNotFound) {
 			t.Fatalf("%s still in Vault after purge: %v", p, err)
 		}
 	}
-	if _, err := e.b.Resolve(ctx, ws, "openai"); !errors.Is(err, broker.ErrNoKey) {
+	if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); !errors.Is(err, broker.ErrNoKey) {
 		t.Fatalf("resolve after purge: %v", err)
 	}
-	if keys, _ := e.b.ListKeys(ctx, ws); len(keys) != 0 {
+	if keys, _ := e.b.ListKeys(ctx, broker.WorkspaceScope(ws)); len(keys) != 0 {
 		t.Fatalf("metadata after purge: %+v", keys)
 	}
-	if n, err := e.b.PurgeWorkspace(ctx, broker.Actor{Subject: "operator"}, ws); err != nil || n != 0 {
+	if n, err := e.b.PurgeScope(ctx, broker.Actor{Subject: "operator"}, broker.WorkspaceScope(ws)); err != nil || n != 0 {
 		t.Fatalf("purging again: %d %v", n, err)
 	}
 }
@@ -283,7 +283,7 @@ func TestResolverOnlyBrokerCannotWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.SetKey(context.Background(), broker.SetKeyRequest{Actor: alice, Workspace: e.workspc, Provider: "openai", APIKey: newKey(t, "openai")}); !errors.Is(err, broker.ErrNotConfigured) {
+	if _, err := b.SetKey(context.Background(), broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); !errors.Is(err, broker.ErrNotConfigured) {
 		t.Fatalf("set on a resolver-only broker: %v", err)
 	}
 }

@@ -33,25 +33,32 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 	}
 	kv := vc.KV("byok")
 	st := openStore(t, testenv.DatabaseURL(t))
-	b, err := broker.New(broker.Config{Reader: kv, Writer: kv, Store: st, Pepper: []byte("outage-test-pepper-0123"),
+	b, err := broker.New(broker.Config{Reader: kv, Writer: kv, Store: st, Pools: st, Pepper: []byte("outage-test-pepper-0123"),
 		CacheTTL: 200 * time.Millisecond, NegativeCacheTTL: 200 * time.Millisecond, StaleIfError: time.Minute, Logger: testLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	k1, k2 := newKey(t, "openai"), newKey(t, "openai")
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: "ws", Provider: "openai", APIKey: k1}); err != nil {
+	if err := b.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := b.Resolve(ctx, "ws", "openai"); err != nil || r.APIKey != k1 {
+	k1, k2 := newKey(t, "openai"), newKey(t, "openai")
+	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), APIKey: k1}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"}); err != nil || r.APIKey != k1 {
 		t.Fatalf("before the outage: %v", err)
 	}
-	if _, err := b.Resolve(ctx, "ws", "mistral"); !errors.Is(err, broker.ErrNoKey) {
+	if _, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "mistral"}); !errors.Is(err, broker.ErrNoKey) {
 		t.Fatalf("no mistral key before the outage: %v", err)
+	}
+	// A key of the pool that no resolve has read yet.
+	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "anthropic", broker.DefaultKeyID), APIKey: newKey(t, "anthropic")}); err != nil {
+		t.Fatal(err)
 	}
 
 	var lastErr atomic.Value
 	resolves := startLoad(4, 2*time.Millisecond, func() error {
-		r, err := b.Resolve(ctx, "ws", "openai")
+		r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"})
 		if err == nil && r.APIKey != k1 && r.APIKey != k2 {
 			err = errors.New("an unexpected key")
 		}
@@ -63,12 +70,12 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 
 	vs.Kill()
 	time.Sleep(600 * time.Millisecond) // well past the 200 ms TTL
-	if _, err := b.Resolve(ctx, "ws", "anthropic"); !errors.Is(err, broker.ErrUnavailable) {
+	if _, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "anthropic"}); !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("an uncached key during the outage: %v, want ErrUnavailable", err)
 	}
-	// "No key" is never served stale: past its TTL it is a Vault read again.
-	if _, err := b.Resolve(ctx, "ws", "mistral"); !errors.Is(err, broker.ErrUnavailable) {
-		t.Fatalf("an expired no-key answer during the outage: %v, want ErrUnavailable (no stale-if-error for negatives)", err)
+	// No pool holds a mistral key: that is known from memory, Vault or not.
+	if _, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "mistral"}); !errors.Is(err, broker.ErrNoKey) {
+		t.Fatalf("a provider no pool has a key for, during the outage: %v, want ErrNoKey", err)
 	}
 	servedDuringOutage := resolves.ok.Load()
 
@@ -78,11 +85,11 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 	restarted := time.Now()
 	// A write behind the broker's back, then: how long until it serves the
 	// new version without a restart of its own?
-	if _, err := vs.Client().KVv2("byok").Put(ctx, broker.WorkspaceKey("ws", "openai").VaultPath(), map[string]any{vault.ValueField: k2}); err != nil {
+	if _, err := vs.Client().KVv2("byok").Put(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID).VaultPath(), map[string]any{vault.ValueField: k2}); err != nil {
 		t.Fatal(err)
 	}
 	for {
-		if r, err := b.Resolve(ctx, "ws", "openai"); err == nil && r.APIKey == k2 {
+		if r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"}); err == nil && r.APIKey == k2 {
 			break
 		}
 		if time.Since(restarted) > 10*time.Second {
@@ -113,18 +120,21 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 	t.Cleanup(pg.Stop)
 	st := openStore(t, pg.URL+"&connect_timeout=2")
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{Logger: testLogger})
-	b, err := broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st,
+	b, err := broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st, Pools: st,
 		Pepper: []byte("pg-outage-test-pepper-01"), CacheTTL: 50 * time.Millisecond, Logger: testLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
 	k1, k2 := newKey(t, "openai"), newKey(t, "openai")
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: "ws", Provider: "openai", APIKey: k1}); err != nil {
+	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), APIKey: k1}); err != nil {
 		t.Fatal(err)
 	}
 
 	resolves := startLoad(4, 2*time.Millisecond, func() error {
-		r, err := b.Resolve(ctx, "ws", "openai")
+		r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"})
 		if err == nil && r.APIKey != k1 && r.APIKey != k2 {
 			err = errors.New("an unexpected key")
 		}
@@ -133,10 +143,10 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 	pg.Halt()
 	time.Sleep(300 * time.Millisecond) // resolves keep going, through Vault
 	servedBefore := resolves.ok.Load()
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: "ws", Provider: "openai", APIKey: k2}); !errors.Is(err, broker.ErrUnavailable) {
+	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), APIKey: k2}); !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("a write while PostgreSQL is down: %v, want ErrUnavailable", err)
 	}
-	if s, err := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws", "openai").VaultPath()); err != nil || s.Value != k1 {
+	if s, err := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID).VaultPath()); err != nil || s.Value != k1 {
 		t.Fatalf("the refused write reached Vault: %v", err)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -149,7 +159,7 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: "ws", Provider: "openai", APIKey: k2})
+		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), APIKey: k2})
 		if err == nil {
 			break
 		}
@@ -166,8 +176,8 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 	if err != nil || rep.Failed != 0 {
 		t.Fatalf("reconcile after the outage: %+v %v", rep, err)
 	}
-	meta, err := b.GetKey(ctx, "ws", "openai")
-	cur, verr := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws", "openai").VaultPath())
+	meta, err := b.GetKey(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID))
+	cur, verr := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID).VaultPath())
 	if err != nil || verr != nil || meta.Version != cur.Version || cur.Value != k2 {
 		t.Fatalf("after the outage: metadata %+v (%v), vault version %d (%v)", meta, err, cur.Version, verr)
 	}
@@ -185,7 +195,7 @@ func TestConcurrentRotationsThroughTwoReplicasLoseNothing(t *testing.T) {
 	var landed atomic.Int64
 	for i := range 100 {
 		wg.Go(func() {
-			_, err := replicas[i%2].SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: newKey(t, "openai")})
+			_, err := replicas[i%2].SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")})
 			switch {
 			case err == nil:
 				landed.Add(1)
@@ -203,7 +213,7 @@ func TestConcurrentRotationsThroughTwoReplicasLoseNothing(t *testing.T) {
 	}
 	var successes int
 	for before := int64(0); ; {
-		evs, err := e.store.ListAudit(ctx, ws, before, 200)
+		evs, err := e.store.ListAudit(ctx, broker.WorkspaceScope(ws), before, 200)
 		if err != nil {
 			t.Fatal(err)
 		}

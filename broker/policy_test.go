@@ -40,12 +40,12 @@ func TestPoliciesGrantExactlyWhatTheCodeUses(t *testing.T) {
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{Addr: vs.Addr, RootToken: vs.RootToken, Logger: testLogger,
 		Tune: func(c *vault.BootstrapConfig) { c.TokenTTL, c.TokenMaxTTL = 3*time.Second, time.Hour }})
 	st := openStore(t, testenv.DatabaseURL(t))
-	b, err := broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st,
+	b, err := broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st, Pools: st,
 		Pepper: []byte("policy-test-pepper-0123"), Logger: testLogger, Settings: st})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.LoadSettings(ctx); err != nil {
+	if err := b.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
 	must := func(what string, err error) {
@@ -55,35 +55,65 @@ func TestPoliciesGrantExactlyWhatTheCodeUses(t *testing.T) {
 		}
 	}
 	set := func(ws, p string) {
-		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: p, APIKey: newKey(t, p)})
+		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), APIKey: newKey(t, p)})
 		must("set "+ws+"/"+p, err)
 	}
-	hostedKV := ids.Root.KV(ids.Mount)
-	_, err = hostedKV.Put(ctx, broker.HostedKey("openai").VaultPath(), newKey(t, "openai"), 0)
-	must("hosted key", err)
+	// Keys keybroker v1 left at the old layout (a workspace's, a hosted
+	// one), for migrate-layout.
+	rootKV := ids.Root.KV(ids.Mount)
+	for _, ref := range []broker.KeyRef{broker.WorkspaceKey("wsold", "openai", broker.DefaultKeyID), broker.HostedKey("anthropic", broker.DefaultKeyID)} {
+		_, err = rootKV.Put(ctx, ref.LegacyVaultPath(), newKey(t, ref.Provider), 0)
+		must("v1 key", err)
+	}
+	setRef := func(ref broker.KeyRef) {
+		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: ref, APIKey: newKey(t, ref.Provider)})
+		must("set "+ref.String(), err)
+	}
+	resolve := func(ws string, want broker.ScopeKind) {
+		r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
+		must("resolve "+ws, err)
+		if r.Scope != want {
+			t.Fatalf("resolve %s: served from %s, want %s", ws, r.Scope, want)
+		}
+	}
+	orgKey, hostedKey := broker.OrganizationKey("acme", "openai", "shared"), broker.HostedKey("openai", broker.DefaultKeyID)
 
-	// Every operation the admin and resolver modes perform.
-	set("ws1", "openai")                      // create
-	set("ws1", "openai")                      // rotate
-	_, err = b.Versions(ctx, "ws1", "openai") // history
+	// Every operation the admin and resolver modes perform, on each scope.
+	set("ws1", "openai")                                                                // create
+	set("ws1", "openai")                                                                // rotate
+	_, err = b.Versions(ctx, broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID)) // history
 	must("versions", err)
-	_, err = b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Workspace: "ws1", Provider: "openai", Version: 1})
+	_, err = b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Ref: broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID), Version: 1})
 	must("rollback", err)
-	_, err = b.Resolve(ctx, "ws1", "openai") // a workspace's key
-	must("resolve BYOK", err)
-	_, err = b.Effective(ctx, "ws9") // the hosted keys' metadata
+	resolve("ws1", broker.ScopeWorkspace)
+	setRef(orgKey)
+	setRef(orgKey)
+	_, err = b.PutSettings(ctx, broker.SettingsRequest{Actor: alice, Workspace: "ws9", Organization: ptr("acme"), MayLink: true})
+	must("link", err)
+	resolve("ws9", broker.ScopeOrganization)
+	setRef(hostedKey)
+	setRef(hostedKey)
+	resolve("ws8", broker.ScopeHosted)
+	_, err = b.Effective(ctx, "ws9")
 	must("effective", err)
-	_, err = b.Resolve(ctx, "ws9", "openai") // the hosted key
-	must("resolve hosted", err)
-	must("delete", b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Workspace: "ws1", Provider: "openai"}))
-	must("destroy", b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Workspace: "ws1", Provider: "openai", Destroy: true}))
+	_, err = b.Reconcile(ctx, 0) // lists every scope's pools
+	must("reconcile", err)
+	for _, ref := range []broker.KeyRef{broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID), orgKey, hostedKey} {
+		must("delete", b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Ref: ref}))
+		must("destroy", b.DeleteKey(ctx, broker.DeleteKeyRequest{Actor: alice, Ref: ref, Destroy: true}))
+	}
 	set("ws2", "openai")
 	set("ws2", "anthropic")
-	_, err = b.PurgeWorkspace(ctx, alice, "ws2")
+	_, err = b.PurgeScope(ctx, alice, broker.WorkspaceScope("ws2"))
 	must("purge", err)
-	set("ws3", "openai")
-	_, err = b.Reconcile(ctx, 0)
-	must("reconcile", err)
+	setRef(broker.OrganizationKey("acme", "anthropic", "other"))
+	_, err = b.PurgeScope(ctx, alice, broker.OrganizationScope("acme"))
+	must("purge organization", err)
+	rep, err := b.MigrateLayout(ctx, alice)
+	must("migrate layout", err)
+	if len(rep.Moved) != 2 {
+		t.Fatalf("migrate layout moved %v, want the two v1 keys", rep.Moved)
+	}
 	for _, c := range []*vault.Client{ids.Writer, ids.Reader} {
 		must("readiness token check", c.CheckToken(ctx))
 	}
@@ -202,3 +232,5 @@ func describe(reqs []auditedRequest) string {
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -80,31 +80,42 @@ func (b *Broker) reconcileDrift(ctx context.Context, rep *ReconcileReport) error
 			rows[r.Ref()] = r
 		}
 	}
-	workspaces, err := b.writer.List(ctx, workspacesDir)
-	if err != nil {
-		return fmt.Errorf("reconcile: list workspaces in Vault: %w", fromVault(err))
-	}
 	var errs []error
-	for _, wsDir := range workspaces {
-		ws := strings.TrimSuffix(wsDir, "/")
-		if !ids.Valid(ws) {
-			continue
-		}
-		providers, err := b.writer.List(ctx, WorkspaceKeysDir(ws))
+	for _, scope := range b.vaultScopes(ctx, &errs) {
+		providers, err := b.writer.List(ctx, scope.ProvidersDir())
 		if err != nil {
-			errs = append(errs, fmt.Errorf("reconcile: list %s: %w", ws, fromVault(err)))
+			errs = append(errs, fmt.Errorf("reconcile: list %s: %w", scope, fromVault(err)))
 			continue
 		}
-		for _, provider := range providers {
+		for _, name := range providers {
+			provider, isDir := strings.CutSuffix(name, "/")
 			if !ids.Valid(provider) {
 				continue
 			}
-			ref := WorkspaceKey(ws, provider)
-			rec, hasRow := rows[ref]
-			delete(rows, ref)
-			if err := b.reconcileKey(ctx, ref, rec, hasRow, rep); err != nil {
-				rep.Failed++
-				errs = append(errs, err)
+			if !isDir {
+				if scope.Key(provider, DefaultKeyID).LegacyVaultPath() != "" {
+					rep.Unrepaired = append(rep.Unrepaired, scope.Pool(provider).String()+": a key stored where keybroker v1 kept it "+
+						"(resolve still serves it); run `keybroker vault migrate-layout` to move it")
+				}
+				continue
+			}
+			pool := scope.Pool(provider)
+			keys, err := b.writer.List(ctx, pool.KeysDir())
+			if err != nil {
+				errs = append(errs, fmt.Errorf("reconcile: list %s: %w", pool, fromVault(err)))
+				continue
+			}
+			for _, keyID := range keys {
+				if !ids.Valid(keyID) {
+					continue
+				}
+				ref := pool.Key(keyID)
+				rec, hasRow := rows[ref]
+				delete(rows, ref)
+				if err := b.reconcileKey(ctx, ref, rec, hasRow, rep); err != nil {
+					rep.Failed++
+					errs = append(errs, err)
+				}
 			}
 		}
 	}
@@ -116,6 +127,25 @@ func (b *Broker) reconcileDrift(ctx context.Context, rep *ReconcileReport) error
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// vaultScopes lists the scopes that hold keys in Vault: every workspace and
+// organization folder, and hosted.
+func (b *Broker) vaultScopes(ctx context.Context, errs *[]error) []Scope {
+	scopes := []Scope{HostedScope()}
+	for kind, dir := range map[ScopeKind]string{ScopeWorkspace: "workspaces/", ScopeOrganization: "organizations/"} {
+		names, err := b.writer.List(ctx, dir)
+		if err != nil {
+			*errs = append(*errs, fmt.Errorf("reconcile: list %s: %w", dir, fromVault(err)))
+			continue
+		}
+		for _, n := range names {
+			if id, ok := strings.CutSuffix(n, "/"); ok && ids.Valid(id) {
+				scopes = append(scopes, Scope{Kind: kind, ID: id})
+			}
+		}
+	}
+	return scopes
 }
 
 func (b *Broker) reconcileKey(ctx context.Context, ref KeyRef, rec KeyRecord, hasRow bool, rep *ReconcileReport) error {

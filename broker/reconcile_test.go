@@ -20,17 +20,17 @@ func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
 	written := newKey(t, "openai")
 	ch := broker.Change{ID: "00000000-0000-4000-8000-000000000001", Op: broker.OpSet, By: "alice",
 		MaskedKey: broker.MaskKey(written), Fingerprint: broker.Fingerprint(e.cfg.Pepper, written)}
-	if _, err := e.store.BeginChange(ctx, broker.WorkspaceKey(ws, "openai"), ch); err != nil {
+	if _, err := e.store.BeginChange(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), ch); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai").VaultPath(), written, 0); err != nil {
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID).VaultPath(), written, 0); err != nil {
 		t.Fatal(err)
 	}
 	// A writer that died before reaching Vault.
 	lost := newKey(t, "anthropic")
 	ch2 := broker.Change{ID: "00000000-0000-4000-8000-000000000002", Op: broker.OpSet, By: "bob",
 		MaskedKey: broker.MaskKey(lost), Fingerprint: broker.Fingerprint(e.cfg.Pepper, lost)}
-	if _, err := e.store.BeginChange(ctx, broker.WorkspaceKey(ws, "anthropic"), ch2); err != nil {
+	if _, err := e.store.BeginChange(ctx, broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), ch2); err != nil {
 		t.Fatal(err)
 	}
 
@@ -42,7 +42,7 @@ func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
 	if meta.UpdatedBy != "alice" {
 		t.Fatalf("completed row: %+v", meta)
 	}
-	if _, err := e.b.GetKey(ctx, ws, "anthropic"); !errors.Is(err, broker.ErrNotFound) {
+	if _, err := e.b.GetKey(ctx, broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID)); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("aborted create left metadata: %v", err)
 	}
 	if pending, _ := e.store.ListPending(ctx, 0); len(pending) != 0 {
@@ -55,26 +55,26 @@ func TestReconcileRepairsDriftMadeInVaultDirectly(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	k1, k2, orphan := newKey(t, "openai"), newKey(t, "openai"), newKey(t, "exa")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: k1}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: k1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: newKey(t, "anthropic")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), APIKey: newKey(t, "anthropic")}); err != nil {
 		t.Fatal(err)
 	}
 	// Behind keybroker's back: a rotation, a delete, a key with no row.
-	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai").VaultPath(), k2, 1); err != nil {
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID).VaultPath(), k2, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.rootKV.DeleteVersion(ctx, broker.WorkspaceKey(ws, "anthropic").VaultPath(), 1); err != nil {
+	if err := e.rootKV.DeleteVersion(ctx, broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID).VaultPath(), 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "exa").VaultPath(), orphan, 0); err != nil {
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "exa", broker.DefaultKeyID).VaultPath(), orphan, 0); err != nil {
 		t.Fatal(err)
 	}
 
 	// A writer-only broker (admin mode) cannot read keys: it reports what
 	// it cannot fix and fixes the delete.
-	writerOnly, err := broker.New(broker.Config{Writer: e.cfg.Writer, Store: e.store, Pepper: e.cfg.Pepper, Logger: testLogger})
+	writerOnly, err := broker.New(broker.Config{Writer: e.cfg.Writer, Store: e.store, Pools: e.store, Pepper: e.cfg.Pepper, Logger: testLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestReconcileRepairsDriftMadeInVaultDirectly(t *testing.T) {
 	if err != nil || rep.Repaired != 1 || len(rep.Unrepaired) != 2 {
 		t.Fatalf("writer-only reconcile: %+v %v", rep, err)
 	}
-	if _, err := e.b.GetKey(ctx, ws, "anthropic"); !errors.Is(err, broker.ErrNotFound) {
+	if _, err := e.b.GetKey(ctx, broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID)); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("a key deleted in Vault kept its metadata: %v", err)
 	}
 
@@ -101,13 +101,13 @@ func TestReconcileRepairsDriftMadeInVaultDirectly(t *testing.T) {
 }
 
 // A key written around keybroker under another field name is reported
-// with the reason, and resolve says so in the log instead of a silent
-// no_key.
+// with the reason; a pool's key overwritten so makes resolve say so in the
+// log instead of a silent no_key.
 func TestKeyUnderAnotherFieldNameIsReported(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
 	ws := e.workspc
-	path := broker.WorkspaceKey(ws, "openai").VaultPath()
+	path := broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID).VaultPath()
 	value := newKey(t, "openai")
 	if _, err := e.root.KVv2(e.mount).Put(ctx, path, map[string]any{"key": value}, vaultapi.WithCheckAndSet(0)); err != nil {
 		t.Fatal(err)
@@ -119,7 +119,15 @@ func TestKeyUnderAnotherFieldNameIsReported(t *testing.T) {
 	if u := rep.Unrepaired[0]; !strings.Contains(u, "no field api_key") || !strings.Contains(u, `"key"`) || strings.Contains(u, value) {
 		t.Fatalf("unrepaired: %q", u)
 	}
-	if _, err := e.b.Resolve(ctx, ws, "openai"); !errors.Is(err, broker.ErrNoKey) {
+	// A pool member overwritten in Vault under another field name.
+	member := broker.WorkspaceKey(ws, "openai", "member")
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: member, APIKey: newKey(t, "openai")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.root.KVv2(e.mount).Put(ctx, member.VaultPath(), map[string]any{"key": value}, vaultapi.WithCheckAndSet(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); !errors.Is(err, broker.ErrNoKey) {
 		t.Fatalf("resolve: %v, want no key", err)
 	}
 	if logs := capturedLogs.String(); !strings.Contains(logs, "has no api_key field") {

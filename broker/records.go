@@ -18,16 +18,31 @@ const (
 	StateActive  = "active"
 )
 
-// KeyRecord is the metadata of one workspace key. Version 0 means no version
-// has been confirmed yet (a first write is in flight).
+// Admin states of a key (KeyRecord.Disabled, the API's "state").
+const (
+	KeyActive   = "active"
+	KeyDisabled = "disabled"
+)
+
+// KeyRecord is the metadata of one key. Version 0 means no version has been
+// confirmed yet (a first write is in flight).
 type KeyRecord struct {
-	// Scope, Workspace (the scope's id: a workspace id, an organization
-	// id, "" for hosted), Provider and KeyID name the key.
-	Scope       ScopeKind
-	Workspace   string
-	Provider    string
-	KeyID       string
-	State       string
+	// Scope, ScopeID (a workspace id, an organization id, "" for hosted),
+	// Provider and KeyID name the key.
+	Scope    ScopeKind
+	ScopeID  string
+	Provider string
+	KeyID    string
+	// State is the write lifecycle: StatePending while a change is in
+	// flight, else StateActive.
+	State string
+	// Name, Priority, Disabled and Models are the pool member's settings:
+	// free text; lower priority serves first; a disabled key never
+	// serves; a key with Models serves only those models.
+	Name        string
+	Priority    int
+	Disabled    bool
+	Models      []string
 	Version     int
 	MaskedKey   string
 	Fingerprint string
@@ -41,7 +56,7 @@ type KeyRecord struct {
 
 // Ref is the record's key.
 func (r KeyRecord) Ref() KeyRef {
-	return KeyRef{Scope: r.Scope, ScopeID: r.Workspace, Provider: r.Provider, KeyID: r.KeyID}
+	return KeyRef{Scope: r.Scope, ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID}
 }
 
 // PendingChange is a change begun and not yet completed or aborted.
@@ -61,6 +76,22 @@ type Change struct {
 	By          string // who asked
 	MaskedKey   string // of the key being written (set, rollback)
 	Fingerprint string
+	// Create: the key must not exist yet (ErrConflict when it does).
+	Create bool
+	// MaxPool > 0 refuses a key new to its pool when the pool already
+	// holds that many (ErrPoolFull).
+	MaxPool int
+	// Member settles the settings of a key new to its pool (ignored for an
+	// existing key).
+	Member MemberSettings
+}
+
+// MemberSettings are a key's settings as a member of its pool.
+type MemberSettings struct {
+	Name     string
+	Priority int
+	Disabled bool
+	Models   []string
 }
 
 // Written is a version that Vault confirmed.
@@ -74,10 +105,14 @@ type Written struct {
 // AuditEvent is one entry of the append-only audit trail. It never holds
 // key material: at most the masked preview and the fingerprint.
 type AuditEvent struct {
-	ID          int64
-	OccurredAt  time.Time
-	Workspace   string
+	ID         int64
+	OccurredAt time.Time
+	// Scope and ScopeID name whose trail the event is in; both "" for an
+	// operator-wide event (a token of no workspace).
+	Scope       ScopeKind
+	ScopeID     string
 	Provider    string
+	KeyID       string
 	Action      string
 	Actor       string
 	RemoteAddr  string
@@ -96,9 +131,12 @@ type AuditEvent struct {
 	Count int
 }
 
-// Invalidation says that a workspace's key for Provider changed on some
-// replica; an empty Provider means every key of the workspace (a purge).
+// Invalidation says that a key, or the membership of its pool, changed on
+// some replica: its cached answer is forgotten and its pool re-read. An
+// empty Provider means every pool of the scope (a purge).
 type Invalidation struct {
-	Workspace string
-	Provider  string
+	Scope    ScopeKind
+	ScopeID  string
+	Provider string
+	KeyID    string
 }

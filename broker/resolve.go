@@ -25,30 +25,42 @@ const (
 )
 
 // Resolution is the key to use for a call. IsBYOK is what the platform
-// checks to skip billing: true exactly when the workspace brought the key.
-// String and LogValue never show the key.
+// checks to skip billing: true exactly when the customer brought the key
+// (a workspace's or its organization's). String and LogValue never show
+// the key.
 type Resolution struct {
 	APIKey  string
 	Source  Source
 	IsBYOK  bool
 	Version int
-	// Scope is where the key lives (workspace, hosted), KeyID which key of
-	// the scope's pool served (v1 scopes hold one key, "default").
+	// Scope is where the key lives (workspace, organization, hosted),
+	// KeyID which key of the scope's pool served.
 	Scope ScopeKind
 	KeyID string
+	// Fingerprint identifies the key (HMAC with the server's pepper) in
+	// the platform's usage records; "" when this replica has no metadata
+	// for it (a broker without a pool store).
+	Fingerprint string
 	// FallbackReason says why an earlier scope did not serve
-	// ("no_workspace_key" when a hosted key did); "" when the workspace's
-	// own key served.
+	// (no_workspace_key, workspace_keys_unavailable, no_organization_key,
+	// ...); "" when the workspace's own key served.
 	FallbackReason string
-	// ResolutionID names this answer in the platform's usage records.
+	// ResolutionID names this answer in the platform's usage records and
+	// in reports about the call.
 	ResolutionID string
 }
 
-// Reasons a resolve found no key (NoKeyError.Reason) or fell back.
+// Reasons a resolve found no key (NoKeyError.Reason) or fell back
+// (Resolution.FallbackReason).
 const (
-	ReasonNoWorkspaceKey    = "no_workspace_key"
-	ReasonHostedFallbackOff = "hosted_fallback_off"
-	ReasonNoHostedKey       = "no_hosted_key"
+	ReasonNoWorkspaceKey              = "no_workspace_key"
+	ReasonWorkspaceKeysUnavailable    = "workspace_keys_unavailable"
+	ReasonNoOrganizationKey           = "no_organization_key"
+	ReasonOrganizationKeysUnavailable = "organization_keys_unavailable"
+	ReasonHostedFallbackOff           = "hosted_fallback_off"
+	ReasonNoHostedKey                 = "no_hosted_key"
+	ReasonHostedKeysUnavailable       = "hosted_keys_unavailable"
+	ReasonNoKeyAllowsModel            = "no_key_allows_model"
 )
 
 // NoKeyError is ErrNoKey with the reason no scope could serve.
@@ -64,23 +76,35 @@ func (e *NoKeyError) Error() string {
 func (e *NoKeyError) Is(target error) bool { return target == ErrNoKey }
 
 func (r Resolution) String() string {
-	return fmt.Sprintf("broker.Resolution{Source:%s Version:%d APIKey:<redacted>}", r.Source, r.Version)
+	return fmt.Sprintf("broker.Resolution{Source:%s Scope:%s KeyID:%s Version:%d APIKey:<redacted>}", r.Source, r.Scope, r.KeyID, r.Version)
 }
 func (r Resolution) GoString() string { return r.String() }
 
 // LogValue implements slog.LogValuer.
 func (r Resolution) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("source", string(r.Source)), slog.Int("version", r.Version))
+	return slog.GroupValue(slog.String("source", string(r.Source)), slog.String("scope", string(r.Scope)),
+		slog.String("key_id", r.KeyID), slog.Int("version", r.Version))
 }
 
-// Resolve returns the key to use for (workspace, provider): the
-// workspace's own key when it has one, else the platform's hosted key.
-// Answers come from memory for CacheTTL; on a miss, one Vault read per key
-// is in flight at a time however many callers ask. ErrNoKey when neither
-// exists.
-func (b *Broker) Resolve(ctx context.Context, workspace, provider string) (Resolution, error) {
+// ResolveRequest asks for the key of a call.
+type ResolveRequest struct {
+	Workspace string
+	Provider  string
+	// Model is the model the call uses; keys with an allow-list of models
+	// serve only calls that name one of them. Optional.
+	Model string
+}
+
+// Resolve returns the key to use for a call: from the workspace's pool;
+// else its organization's (when linked, and the workspace inherits); else
+// the platform's hosted pool (when the workspace allows the fallback);
+// else ErrNoKey (a *NoKeyError with the reason). Within a pool the usable
+// keys of the lowest priority take turns. Pools and settings come from
+// this replica's memory; keys from the cache, or on a miss from Vault, one
+// read per key at a time however many callers ask.
+func (b *Broker) Resolve(ctx context.Context, req ResolveRequest) (Resolution, error) {
 	start := time.Now()
-	r, err := b.resolve(ctx, workspace, provider)
+	r, err := b.resolve(ctx, req)
 	if b.metrics != nil {
 		source, outcome := string(r.Source), "ok"
 		switch {
@@ -94,40 +118,81 @@ func (b *Broker) Resolve(ctx context.Context, workspace, provider string) (Resol
 	return r, err
 }
 
-func (b *Broker) resolve(ctx context.Context, workspace, provider string) (Resolution, error) {
+func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, error) {
 	if b.reader == nil {
 		return Resolution{}, fmt.Errorf("resolve: %w: no Vault reader identity", ErrNotConfigured)
 	}
-	if _, err := b.checkIDs(workspace, provider); err != nil {
+	if _, err := b.checkIDs(req.Workspace, req.Provider); err != nil {
 		return Resolution{}, fmt.Errorf("resolve: %w", err)
 	}
-	own := WorkspaceKey(workspace, provider)
-	e, err := b.lookup(ctx, own)
+	if len(req.Model) > MaxModelLength {
+		return Resolution{}, fmt.Errorf("resolve: %w", refuse(ErrInvalidRequest, "model must be at most %d characters", MaxModelLength))
+	}
+	e, m, out, err := b.fromPool(ctx, PoolRef{Scope: ScopeWorkspace, ScopeID: req.Workspace, Provider: req.Provider}, req.Model)
 	if err != nil {
-		return Resolution{}, fmt.Errorf("resolve %s/%s: %w", workspace, provider, err)
+		return Resolution{}, fmt.Errorf("resolve %s/%s: %w", req.Workspace, req.Provider, err)
 	}
-	if e.found {
-		return Resolution{APIKey: e.key, Source: SourceBYOK, IsBYOK: true, Version: e.version, Scope: ScopeWorkspace,
-			KeyID: DefaultKeyID, ResolutionID: b.newResolutionID()}, nil
+	if out == poolServed {
+		return b.answer(e, m, ""), nil
 	}
-	settings, loaded := b.settings.get(workspace)
+	excluded := out == poolModelExcluded
+	reason := ReasonNoWorkspaceKey
+	if out != poolEmpty {
+		reason = ReasonWorkspaceKeysUnavailable
+	}
+	settings, loaded := b.settings.get(req.Workspace)
 	if !loaded {
-		return Resolution{}, fmt.Errorf("resolve %s/%s: the workspace has no key; whether it may fall back to a hosted key is unknown: %w",
-			workspace, provider, ErrSettingsNotLoaded)
+		return Resolution{}, fmt.Errorf("resolve %s/%s: the workspace has no usable key; where it may fall back to is unknown: %w",
+			req.Workspace, req.Provider, ErrSettingsNotLoaded)
+	}
+	if settings.Organization != "" && settings.Inherit {
+		e, m, out, err = b.fromPool(ctx, PoolRef{Scope: ScopeOrganization, ScopeID: settings.Organization, Provider: req.Provider}, req.Model)
+		if err != nil {
+			return Resolution{}, fmt.Errorf("resolve %s/%s from organization %s: %w", req.Workspace, req.Provider, settings.Organization, err)
+		}
+		if out == poolServed {
+			return b.answer(e, m, reason), nil
+		}
+		excluded = excluded || out == poolModelExcluded
+		reason = ReasonNoOrganizationKey
+		if out != poolEmpty {
+			reason = ReasonOrganizationKeysUnavailable
+		}
 	}
 	if !settings.HostedFallback {
-		return Resolution{}, &NoKeyError{Workspace: workspace, Provider: provider, Reason: ReasonHostedFallbackOff}
+		if excluded {
+			return Resolution{}, &NoKeyError{Workspace: req.Workspace, Provider: req.Provider, Reason: ReasonNoKeyAllowsModel}
+		}
+		return Resolution{}, &NoKeyError{Workspace: req.Workspace, Provider: req.Provider, Reason: ReasonHostedFallbackOff}
 	}
-	hosted := HostedKey(provider)
-	e, err = b.lookup(ctx, hosted)
+	e, m, out, err = b.fromPool(ctx, PoolRef{Scope: ScopeHosted, Provider: req.Provider}, req.Model)
 	if err != nil {
-		return Resolution{}, fmt.Errorf("resolve hosted key of %s: %w", provider, err)
+		return Resolution{}, fmt.Errorf("resolve hosted key of %s: %w", req.Provider, err)
 	}
-	if e.found {
-		return Resolution{APIKey: e.key, Source: SourceHosted, IsBYOK: false, Version: e.version, Scope: ScopeHosted,
-			KeyID: DefaultKeyID, FallbackReason: ReasonNoWorkspaceKey, ResolutionID: b.newResolutionID()}, nil
+	switch {
+	case out == poolServed:
+		return b.answer(e, m, reason), nil
+	case excluded || out == poolModelExcluded:
+		reason = ReasonNoKeyAllowsModel
+	case out == poolEmpty:
+		reason = ReasonNoHostedKey
+	default:
+		reason = ReasonHostedKeysUnavailable
 	}
-	return Resolution{}, &NoKeyError{Workspace: workspace, Provider: provider, Reason: ReasonNoHostedKey}
+	return Resolution{}, &NoKeyError{Workspace: req.Workspace, Provider: req.Provider, Reason: reason}
+}
+
+// MaxModelLength bounds a model name, in a resolve and in a key's models.
+const MaxModelLength = 128
+
+// answer is the resolution a pool member's cache entry gives.
+func (b *Broker) answer(e *cacheEntry, m *member, fallbackReason string) Resolution {
+	source := SourceBYOK
+	if m.ref.Scope == ScopeHosted {
+		source = SourceHosted
+	}
+	return Resolution{APIKey: e.key, Source: source, IsBYOK: source == SourceBYOK, Version: e.version, Scope: m.ref.Scope,
+		KeyID: m.ref.KeyID, Fingerprint: m.fingerprintOf(e.version), FallbackReason: fallbackReason, ResolutionID: b.newResolutionID()}
 }
 
 // newResolutionID builds the id in one allocation: this is the hot path.
@@ -157,10 +222,10 @@ type cacheEntry struct {
 // lookup answers from the cache or reads the key from Vault, one read per key
 // at a time. A key found counts as one use (a resolve serves the first key
 // found and looks no further), on the clock reading the hit already made.
-// The Vault path is computed only on the way to Vault: a hit costs one
-// string, the cache key.
-func (b *Broker) lookup(ctx context.Context, ref KeyRef) (*cacheEntry, error) {
-	key := ref.CacheKey()
+// The cache key was computed when the pool was loaded: a hit allocates
+// nothing here.
+func (b *Broker) lookup(ctx context.Context, m *member) (*cacheEntry, error) {
+	key, ref := m.cacheKey, m.ref
 	var stale *cacheEntry
 	if e, ok := b.cached(key); ok {
 		now := b.now()
@@ -226,7 +291,12 @@ func (b *Broker) lookup(ctx context.Context, ref KeyRef) (*cacheEntry, error) {
 // error other than unavailability forgets the entry: those never serve
 // stale.
 func (b *Broker) fetch(ctx context.Context, key CacheKey, ref KeyRef) (*cacheEntry, error) {
-	s, err := b.reader.Get(ctx, ref.VaultPath())
+	s, err := b.reader.Get(ctx, string(key))
+	if legacy := ref.LegacyVaultPath(); legacy != "" && b.poolStore != nil && errors.Is(err, vault.ErrNotFound) && !errors.Is(err, vault.ErrNoValueField) {
+		// A pool's key that keybroker v1 kept, not yet moved by `keybroker
+		// vault migrate-layout`.
+		s, err = b.reader.Get(ctx, legacy)
+	}
 	now := b.now()
 	switch {
 	case err == nil:
@@ -322,25 +392,22 @@ func (b *Broker) evict(ref KeyRef) {
 	b.metrics.evicted()
 }
 
-// evictWorkspace forgets the cached answers for every provider's key of a
-// workspace.
-func (b *Broker) evictWorkspace(workspace string) {
-	for _, p := range b.providers.All() {
-		b.evict(WorkspaceKey(workspace, p.ID))
-	}
-}
-
-// Evict forgets the cached answer for (workspace, provider).
-func (b *Broker) Evict(workspace, provider string) { b.evict(WorkspaceKey(workspace, provider)) }
-
 // Invalidate applies a change announced by a replica (or this one): the
-// key, or every key of the workspace, is forgotten.
-func (b *Broker) Invalidate(inv Invalidation) {
-	if inv.Provider != "" {
-		b.evict(WorkspaceKey(inv.Workspace, inv.Provider))
-		return
+// key's cached answer is forgotten and its pool re-read; for a purge
+// (no provider), every pool of the scope is forgotten.
+func (b *Broker) Invalidate(ctx context.Context, inv Invalidation) error {
+	scope := Scope{Kind: inv.Scope, ID: inv.ScopeID}
+	if inv.Provider == "" {
+		for _, k := range b.pools.dropScope(scope) {
+			b.forgetKey(k)
+			b.metrics.evicted()
+		}
+		return nil
 	}
-	b.evictWorkspace(inv.Workspace)
+	if inv.KeyID != "" {
+		b.evict(scope.Key(inv.Provider, inv.KeyID))
+	}
+	return b.PoolChanged(ctx, scope.Pool(inv.Provider))
 }
 
 // FlushCache forgets every cached answer: after the invalidation listener
@@ -350,3 +417,7 @@ func (b *Broker) FlushCache() {
 	b.negative.Purge()
 	b.metrics.flushed()
 }
+
+// Evict forgets the cached answer for a key (benchmarks measure a miss
+// with it).
+func (b *Broker) Evict(ref KeyRef) { b.evict(ref) }

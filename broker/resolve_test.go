@@ -21,28 +21,29 @@ func TestRotationIsSeenAtOnceHereAndWithinTTLElsewhere(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
 	ws := e.workspc
-	other := e.another(t, func(c *broker.Config) { c.CacheTTL = 2 * time.Second })
 	first, second := newKey(t, "anthropic"), newKey(t, "anthropic")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: first}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), APIKey: first}); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := other.Resolve(ctx, ws, "anthropic"); err != nil || r.APIKey != first {
+	// Another replica, not listening: it knows the pool from its start.
+	other := e.another(t, func(c *broker.Config) { c.CacheTTL = 2 * time.Second })
+	if r, err := other.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); err != nil || r.APIKey != first {
 		t.Fatalf("other replica before rotation: %v %v", r, err)
 	}
-	res, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "anthropic", APIKey: second, ExpectedVersion: 1})
+	res, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), APIKey: second, ExpectedVersion: 1})
 	if err != nil || res.Created || res.Meta.Version != 2 {
 		t.Fatalf("rotate: %+v %v", res, err)
 	}
-	if r, err := e.b.Resolve(ctx, ws, "anthropic"); err != nil || r.APIKey != second || r.Version != 2 {
+	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); err != nil || r.APIKey != second || r.Version != 2 {
 		t.Fatalf("same replica right after rotation: %v %v", r, err)
 	}
 	// The other replica still serves its cached copy (push invalidation
 	// comes with LISTEN/NOTIFY), then the new key once its TTL is over.
-	if r, _ := other.Resolve(ctx, ws, "anthropic"); r.APIKey != first {
+	if r, _ := other.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); r.APIKey != first {
 		t.Fatal("other replica dropped its cache entry before the TTL")
 	}
 	waitFor(t, 5*time.Second, "other replica sees the rotated key", func() bool {
-		r, err := other.Resolve(ctx, ws, "anthropic")
+		r, err := other.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"})
 		return err == nil && r.APIKey == second
 	})
 }
@@ -52,7 +53,7 @@ func TestColdHerdMakesOneVaultRead(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	key := newKey(t, "google")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "google", APIKey: key}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "google", broker.DefaultKeyID), APIKey: key}); err != nil {
 		t.Fatal(err)
 	}
 	// A fresh replica: nothing cached.
@@ -64,7 +65,7 @@ func TestColdHerdMakesOneVaultRead(t *testing.T) {
 	for i := range 200 {
 		wg.Go(func() {
 			<-start
-			r, err := cold.Resolve(ctx, ws, "google")
+			r, err := cold.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "google"})
 			if err != nil || r.APIKey != key {
 				failures.Store(i, fmt.Sprint(err))
 			}
@@ -78,18 +79,21 @@ func TestColdHerdMakesOneVaultRead(t *testing.T) {
 	}
 }
 
+// TestNegativeAnswerIsCachedBriefly: on a broker without a pool store
+// (where Vault alone says whether a key exists), "no key" is remembered
+// for NegativeCacheTTL.
 func TestNegativeAnswerIsCachedBriefly(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t, func(c *broker.Config) { c.NegativeCacheTTL = 300 * time.Millisecond })
+	e := newEnv(t, func(c *broker.Config) { c.NegativeCacheTTL = 300 * time.Millisecond; c.Pools = nil })
 	ws := e.workspc
 	hosted := newKey(t, "mistral")
 	e.setHosted(t, "mistral", hosted)
-	if _, err := e.b.Resolve(ctx, ws, "mistral"); err != nil {
+	if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "mistral"}); err != nil {
 		t.Fatal(err)
 	}
 	before := e.reads.Reads()
 	for range 20 {
-		if r, err := e.b.Resolve(ctx, ws, "mistral"); err != nil || r.APIKey != hosted {
+		if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "mistral"}); err != nil || r.APIKey != hosted {
 			t.Fatalf("%v %v", r, err)
 		}
 	}
@@ -99,11 +103,11 @@ func TestNegativeAnswerIsCachedBriefly(t *testing.T) {
 	// A BYOK key written behind keybroker's back shows once the negative
 	// entry expires.
 	own := newKey(t, "mistral")
-	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "mistral").VaultPath(), own, 0); err != nil {
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "mistral", broker.DefaultKeyID).VaultPath(), own, 0); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 3*time.Second, "BYOK key written out of band is resolved", func() bool {
-		r, err := e.b.Resolve(ctx, ws, "mistral")
+		r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "mistral"})
 		return err == nil && r.APIKey == own && r.IsBYOK
 	})
 }
@@ -118,10 +122,10 @@ func TestRefusalIsNeverServedStale(t *testing.T) {
 		c.StaleIfError = time.Hour
 	})
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: newKey(t, "openai")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.b.Resolve(ctx, ws, "openai"); err != nil {
+	if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil {
 		t.Fatal(err)
 	}
 	// The operator takes the reader's access away.
@@ -130,7 +134,7 @@ func TestRefusalIsNeverServedStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if _, err := e.b.Resolve(ctx, ws, "openai"); !errors.Is(err, broker.ErrForbidden) {
+	if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); !errors.Is(err, broker.ErrForbidden) {
 		t.Fatalf("resolve after the reader lost access: %v, want ErrForbidden (never stale)", err)
 	}
 }
@@ -151,12 +155,12 @@ func TestHotKeysAreRefreshedInTheBackground(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, onTestClock(clock, ttl, func(r broker.KeyReader) broker.KeyReader { reader.KeyReader = r; return reader }))
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: newKey(t, "openai")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); err != nil {
 		t.Fatal(err)
 	}
 	resolve := func() broker.Resolution {
 		t.Helper()
-		r, err := e.b.Resolve(ctx, ws, "openai")
+		r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,12 +248,12 @@ func TestBackgroundRefreshesAreBounded(t *testing.T) {
 	e := newEnv(t, onTestClock(clock, ttl, func(r broker.KeyReader) broker.KeyReader { reader.KeyReader = r; return reader }))
 	ctx := context.WithValue(context.Background(), backgroundMarker{}, true)
 	for i := range keys {
-		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: fmt.Sprintf("%s-%d", e.workspc, i), Provider: "openai", APIKey: newKey(t, "openai")}); err != nil {
+		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(fmt.Sprintf("%s-%d", e.workspc, i), "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range keys {
-		if _, err := e.b.Resolve(ctx, fmt.Sprintf("%s-%d", e.workspc, i), "openai"); err != nil {
+		if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: fmt.Sprintf("%s-%d", e.workspc, i), Provider: "openai"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -261,7 +265,7 @@ func TestBackgroundRefreshesAreBounded(t *testing.T) {
 	for i := range keys {
 		wg.Go(func() {
 			for range 20 {
-				if _, err := e.b.Resolve(ctx, fmt.Sprintf("%s-%d", e.workspc, i), "openai"); err != nil {
+				if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: fmt.Sprintf("%s-%d", e.workspc, i), Provider: "openai"}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -307,5 +311,32 @@ func onTestClock(clock *testClock, ttl time.Duration, wrap func(broker.KeyReader
 		c.CacheTTL = ttl
 		c.Metrics = broker.NewMetrics(prometheus.NewRegistry())
 		c.Now = clock.Now
+	}
+}
+
+// TestKeyWrittenAroundKeybrokerIsNotServedUntilAdopted: a key put straight
+// into Vault is no member of any pool, so resolve does not serve it (and
+// the API does not list it) until the reconciler adopts it; then both do.
+func TestKeyWrittenAroundKeybrokerIsNotServedUntilAdopted(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	e.setHosted(t, "mistral", newKey(t, "mistral"))
+	own := newKey(t, "mistral")
+	ref := broker.WorkspaceKey(ws, "mistral", "out-of-band")
+	if _, err := e.rootKV.Put(ctx, ref.VaultPath(), own, 0); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "mistral"}); err != nil || r.IsBYOK {
+		t.Fatalf("before adoption: %v %v, want the hosted key", r, err)
+	}
+	if _, err := e.b.GetKey(ctx, ref); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("the API knows the key before adoption: %v", err)
+	}
+	if rep, err := e.b.Reconcile(ctx, 0); err != nil || rep.Repaired != 1 {
+		t.Fatalf("reconcile: %+v %v", rep, err)
+	}
+	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "mistral"}); err != nil || r.APIKey != own || r.KeyID != "out-of-band" {
+		t.Fatalf("after adoption: %v %v", r, err)
 	}
 }

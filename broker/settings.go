@@ -36,6 +36,30 @@ type SettingsStore interface {
 	AllWorkspaceSettings(ctx context.Context) (map[string]Settings, error)
 	WorkspaceSettings(ctx context.Context, workspace string) (Settings, error)
 	PutWorkspaceSettings(ctx context.Context, workspace string, s Settings, ev AuditEvent) error
+	LinkedWorkspaces(ctx context.Context, org string) ([]LinkedWorkspace, error)
+}
+
+// LinkedWorkspace is a workspace linked to an organization, with its
+// settings.
+type LinkedWorkspace struct {
+	Workspace string
+	Settings  Settings
+}
+
+// LinkedWorkspaces lists the workspaces linked to organization org: who
+// inherits its keys.
+func (b *Broker) LinkedWorkspaces(ctx context.Context, org string) ([]LinkedWorkspace, error) {
+	if err := OrganizationScope(org).Check(); err != nil {
+		return nil, err
+	}
+	if b.settingsStore == nil {
+		return nil, fmt.Errorf("linked workspaces: %w: no settings store", ErrNotConfigured)
+	}
+	out, err := b.settingsStore.LinkedWorkspaces(ctx, org)
+	if err != nil {
+		return nil, fmt.Errorf("workspaces of organization %s: %w", org, fromStore(err))
+	}
+	return out, nil
 }
 
 // settingsMirror is this replica's copy of the settings that differ from
@@ -179,7 +203,7 @@ func (b *Broker) PutSettings(ctx context.Context, req SettingsRequest) (Settings
 		next.HostedFallback = *req.HostedFallback
 	}
 	next.UpdatedBy = req.Actor.Subject
-	ev := AuditEvent{Workspace: req.Workspace, Action: ActionSettings, Actor: req.Actor.Subject, RemoteAddr: req.Actor.RemoteAddr,
+	ev := AuditEvent{Scope: ScopeWorkspace, ScopeID: req.Workspace, Action: ActionSettings, Actor: req.Actor.Subject, RemoteAddr: req.Actor.RemoteAddr,
 		RequestID: req.Actor.RequestID, ClientRequestID: req.Actor.ClientRequestID, Outcome: OutcomeSuccess,
 		Detail: fmt.Sprintf("organization=%q inherit=%v hostedFallback=%v (was organization=%q inherit=%v hostedFallback=%v)",
 			next.Organization, next.Inherit, next.HostedFallback, cur.Organization, cur.Inherit, cur.HostedFallback)}

@@ -39,7 +39,7 @@ func TestHostedFallbackOffFailsClosedOnEveryReplica(t *testing.T) {
 	other := e.another(t, nil) // replica B, reading the same database
 	listen(t, e, other)
 
-	r, err := e.b.Resolve(ctx, ws, "openai")
+	r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
 	if err != nil || r.Scope != broker.ScopeHosted || r.IsBYOK || r.FallbackReason != broker.ReasonNoWorkspaceKey || r.ResolutionID == "" {
 		t.Fatalf("before: %v %v", r, err)
 	}
@@ -50,7 +50,7 @@ func TestHostedFallbackOffFailsClosedOnEveryReplica(t *testing.T) {
 	readsBefore := counted.reads.Load()
 	var nk *broker.NoKeyError
 	for range 100 {
-		if _, err := e.b.Resolve(ctx, ws, "openai"); !errors.As(err, &nk) || nk.Reason != broker.ReasonHostedFallbackOff {
+		if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); !errors.As(err, &nk) || nk.Reason != broker.ReasonHostedFallbackOff {
 			t.Fatalf("after turning the fallback off: %v", err)
 		}
 	}
@@ -60,7 +60,7 @@ func TestHostedFallbackOffFailsClosedOnEveryReplica(t *testing.T) {
 	// Replica B learns it through NOTIFY.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_, err := other.Resolve(ctx, ws, "openai")
+		_, err := other.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
 		if errors.As(err, &nk) && nk.Reason == broker.ReasonHostedFallbackOff {
 			break
 		}
@@ -71,19 +71,19 @@ func TestHostedFallbackOffFailsClosedOnEveryReplica(t *testing.T) {
 	}
 	// The workspace's own key is served whatever the fallback says.
 	own := newKey(t, "openai")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: own}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: own}); err != nil {
 		t.Fatal(err)
 	}
-	r, err = e.b.Resolve(ctx, ws, "openai")
+	r, err = e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
 	if err != nil || r.APIKey != own || r.Scope != broker.ScopeWorkspace || r.KeyID != broker.DefaultKeyID || r.FallbackReason != "" {
 		t.Fatalf("with its own key: %v %v", r, err)
 	}
-	r2, _ := e.b.Resolve(ctx, ws, "openai")
+	r2, _ := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
 	if r2.ResolutionID == r.ResolutionID {
 		t.Fatal("two answers share a resolution id")
 	}
 	// The change is in the audit trail.
-	evs, err := e.store.ListAudit(ctx, ws, 0, 10)
+	evs, err := e.store.ListAudit(ctx, broker.WorkspaceScope(ws), 0, 10)
 	if err != nil || !containsAction(evs, broker.ActionSettings) {
 		t.Fatalf("audit: %v %v", evs, err)
 	}
@@ -93,22 +93,31 @@ func TestUnloadedSettingsNeverFallBackBlindly(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
 	e.setHosted(t, "openai", newKey(t, "openai"))
-	// A replica that could not read the settings yet (PostgreSQL down
-	// since its start).
+	// A replica that could read neither pools nor settings yet
+	// (PostgreSQL down since its start) serves nothing.
 	cfg := e.cfg
 	b, err := broker.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Resolve(ctx, e.workspc, "openai"); !errors.Is(err, broker.ErrUnavailable) {
+	if _, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: e.workspc, Provider: "openai"}); !errors.Is(err, broker.ErrPoolsNotLoaded) {
+		t.Fatalf("a resolve with the pools unknown: %v, want pools not loaded", err)
+	}
+	// One that read the pools, not the settings.
+	if err := b.LoadPools(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: e.workspc, Provider: "openai"}); !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("a hosted fallback with the settings unknown: %v, want unavailable", err)
 	}
 	own := newKey(t, "openai")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: e.workspc, Provider: "openai", APIKey: own}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), APIKey: own}); err != nil {
 		t.Fatal(err)
 	}
-	b.Evict(e.workspc, "openai") // as the NOTIFY of the write would
-	if r, err := b.Resolve(ctx, e.workspc, "openai"); err != nil || r.APIKey != own {
+	if err := b.PoolChanged(ctx, broker.WorkspaceScope(e.workspc).Pool("openai")); err != nil { // as the NOTIFY of the write would
+		t.Fatal(err)
+	}
+	if r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: e.workspc, Provider: "openai"}); err != nil || r.APIKey != own {
 		t.Fatalf("the workspace's own key with the settings unknown: %v", err)
 	}
 }

@@ -32,18 +32,18 @@ func TestUsageIsCountedInMemoryAndFlushedInBatches(t *testing.T) {
 	var usage *countingUsage
 	e := newEnv(t, func(c *broker.Config) { usage = &countingUsage{Store: c.Store.(*store.Store)}; c.Usage = usage })
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: newKey(t, "openai")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); err != nil {
 		t.Fatal(err)
 	}
 	var usage2 *countingUsage
 	other := e.another(t, func(c *broker.Config) { usage2 = &countingUsage{Store: c.Store.(*store.Store)}; c.Usage = usage2 })
 	for range 1000 {
-		if _, err := e.b.Resolve(ctx, ws, "openai"); err != nil {
+		if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for range 300 {
-		if _, err := other.Resolve(ctx, ws, "openai"); err != nil {
+		if _, err := other.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -64,7 +64,7 @@ func TestUsageIsCountedInMemoryAndFlushedInBatches(t *testing.T) {
 	if n := usage.writes.Load() + usage2.writes.Load(); n != 2 {
 		t.Fatalf("two flushes made %d writes, want 2 (one batch each)", n)
 	}
-	m, err := e.b.GetKey(ctx, ws, "openai")
+	m, err := e.b.GetKey(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID))
 	if err != nil || m.Resolves != 1300 || time.Since(m.LastUsedAt) > time.Minute || m.Idle {
 		t.Fatalf("usage: %d resolves, last used %v, idle %v (%v); want 1300, just now, not idle", m.Resolves, m.LastUsedAt, m.Idle, err)
 	}
@@ -79,14 +79,14 @@ func TestKeysUnusedFor90DaysAreIdle(t *testing.T) {
 	clock := time.Now()
 	e := newEnv(t, func(c *broker.Config) { c.Now = func() time.Time { return clock } })
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Workspace: ws, Provider: "openai", APIKey: newKey(t, "openai")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := e.b.GetKey(ctx, ws, "openai"); err != nil || m.Idle || m.Resolves != 0 {
+	if m, err := e.b.GetKey(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID)); err != nil || m.Idle || m.Resolves != 0 {
 		t.Fatalf("a new key: %+v %v", m, err)
 	}
 	clock = clock.Add(broker.IdleAfter + time.Hour)
-	if m, err := e.b.GetKey(ctx, ws, "openai"); err != nil || !m.Idle {
+	if m, err := e.b.GetKey(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID)); err != nil || !m.Idle {
 		t.Fatalf("a key never used for 90 days: idle %v (%v)", m.Idle, err)
 	}
 }

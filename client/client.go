@@ -282,6 +282,10 @@ func (c *Client) PurgeWorkspace(ctx context.Context, workspace string) (PurgeRes
 // Audit returns one page of a workspace's audit trail, newest first.
 // cursor is "" for the newest page, else a previous page's NextCursor.
 func (c *Client) Audit(ctx context.Context, workspace, cursor string, limit int) (AuditPage, error) {
+	return c.auditPage(ctx, "/v1/workspaces/"+url.PathEscape(workspace)+"/audit", cursor, limit)
+}
+
+func (c *Client) auditPage(ctx context.Context, path, cursor string, limit int) (AuditPage, error) {
 	q := url.Values{}
 	if cursor != "" {
 		q.Set("cursor", cursor)
@@ -289,7 +293,6 @@ func (c *Client) Audit(ctx context.Context, workspace, cursor string, limit int)
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
-	path := "/v1/workspaces/" + url.PathEscape(workspace) + "/audit"
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
@@ -300,9 +303,7 @@ func (c *Client) Audit(ctx context.Context, workspace, cursor string, limit int)
 
 // Resolve returns the key to use for (workspace, provider).
 func (c *Client) Resolve(ctx context.Context, workspace, provider string) (ResolveResponse, error) {
-	var out ResolveResponse
-	_, err := c.do(ctx, http.MethodPost, "/v1/resolve", nil, ResolveRequest{Workspace: workspace, Provider: provider}, &out)
-	return out, err
+	return c.ResolveFor(ctx, ResolveRequest{Workspace: workspace, Provider: provider})
 }
 
 // Settings returns a workspace's settings.
@@ -325,4 +326,146 @@ func (c *Client) Effective(ctx context.Context, workspace string) ([]EffectiveSo
 	var out EffectiveSources
 	_, err := c.do(ctx, http.MethodGet, "/v1/workspaces/"+url.PathEscape(workspace)+"/effective", nil, nil, &out)
 	return out.Providers, err
+}
+
+// Scope names whose pools a call is about: a workspace, an organization,
+// or the platform's hosted keys.
+type Scope struct {
+	// Kind is "workspace", "organization" or "hosted".
+	Kind string
+	// ID is the workspace or organization id ("" for hosted).
+	ID string
+}
+
+// Workspace is workspace ws's scope.
+func Workspace(ws string) Scope { return Scope{Kind: "workspace", ID: ws} }
+
+// Organization is organization org's scope.
+func Organization(org string) Scope { return Scope{Kind: "organization", ID: org} }
+
+// Hosted is the platform's hosted keys.
+func Hosted() Scope { return Scope{Kind: "hosted"} }
+
+// path is the scope's API path: /v1/workspaces/{ws}, /v1/organizations/{org}
+// or /v1/hosted.
+func (s Scope) path() string {
+	switch s.Kind {
+	case "organization":
+		return "/v1/organizations/" + url.PathEscape(s.ID)
+	case "hosted":
+		return "/v1/hosted"
+	}
+	return "/v1/workspaces/" + url.PathEscape(s.ID)
+}
+
+func (s Scope) String() string {
+	if s.Kind == "hosted" {
+		return "hosted"
+	}
+	return s.Kind + " " + s.ID
+}
+
+// KeyRef names one key: a scope's key KeyID for Provider.
+type KeyRef struct {
+	Scope    Scope
+	Provider string
+	KeyID    string
+}
+
+func poolPath(s Scope, provider string) string {
+	return s.path() + "/providers/" + url.PathEscape(provider) + "/keys"
+}
+
+func (r KeyRef) path() string { return poolPath(r.Scope, r.Provider) + "/" + url.PathEscape(r.KeyID) }
+
+// Pool lists the keys of a scope's pool for provider, by priority.
+func (c *Client) Pool(ctx context.Context, scope Scope, provider string) ([]KeyMetadata, error) {
+	var out KeyList
+	_, err := c.do(ctx, http.MethodGet, poolPath(scope, provider), nil, nil, &out)
+	return out.Keys, err
+}
+
+// AddKey adds a key to a scope's pool (409 pool_full when it holds the
+// most keys it may, 409 conflict when the key id exists).
+func (c *Client) AddKey(ctx context.Context, scope Scope, provider string, req AddKeyRequest) (KeyMetadata, error) {
+	var out KeyMetadata
+	_, err := c.do(ctx, http.MethodPost, poolPath(scope, provider), nil, req, &out)
+	return out, err
+}
+
+// Key returns one key's metadata.
+func (c *Client) Key(ctx context.Context, ref KeyRef) (KeyMetadata, error) {
+	var out KeyMetadata
+	_, err := c.do(ctx, http.MethodGet, ref.path(), nil, nil, &out)
+	return out, err
+}
+
+// PutKey rotates a key, or creates it with the default settings. With
+// expectedVersion > 0 it is sent as If-Match; created is true on 201.
+func (c *Client) PutKey(ctx context.Context, ref KeyRef, apiKey string, expectedVersion int) (meta KeyMetadata, created bool, err error) {
+	resp, err := c.do(ctx, http.MethodPut, ref.path(), ifMatch(expectedVersion), SetKeyRequest{APIKey: apiKey}, &meta)
+	if err != nil {
+		return KeyMetadata{}, false, err
+	}
+	return meta, resp.StatusCode == http.StatusCreated, nil
+}
+
+// UpdateKey changes a key's name, priority, state or models.
+func (c *Client) UpdateKey(ctx context.Context, ref KeyRef, req UpdateKeyRequest) (KeyMetadata, error) {
+	var out KeyMetadata
+	_, err := c.do(ctx, http.MethodPatch, ref.path(), nil, req, &out)
+	return out, err
+}
+
+// RemoveKey deletes a key from its pool; with destroy, every version is
+// destroyed in Vault (else older versions stay there). With
+// expectedVersion > 0, only if it is current.
+func (c *Client) RemoveKey(ctx context.Context, ref KeyRef, expectedVersion int, destroy bool) error {
+	path := ref.path()
+	if destroy {
+		path += "?destroy=true"
+	}
+	_, err := c.do(ctx, http.MethodDelete, path, ifMatch(expectedVersion), nil, nil)
+	return err
+}
+
+// KeyVersions lists a key's versions, newest first.
+func (c *Client) KeyVersions(ctx context.Context, ref KeyRef) ([]KeyVersion, error) {
+	var out VersionList
+	_, err := c.do(ctx, http.MethodGet, ref.path()+"/versions", nil, nil, &out)
+	return out.Versions, err
+}
+
+// RollbackKey makes an earlier version of a key current.
+func (c *Client) RollbackKey(ctx context.Context, ref KeyRef, version int) (KeyMetadata, error) {
+	var out KeyMetadata
+	_, err := c.do(ctx, http.MethodPost, ref.path()+"/rollback", nil, RollbackRequest{Version: version}, &out)
+	return out, err
+}
+
+// ScopeAudit returns one page of a scope's audit trail, newest first.
+func (c *Client) ScopeAudit(ctx context.Context, scope Scope, cursor string, limit int) (AuditPage, error) {
+	return c.auditPage(ctx, scope.path()+"/audit", cursor, limit)
+}
+
+// PurgeOrganization destroys every key of an organization (operator only).
+func (c *Client) PurgeOrganization(ctx context.Context, org string) (PurgeResult, error) {
+	var out PurgeResult
+	_, err := c.do(ctx, http.MethodDelete, Organization(org).path(), nil, nil, &out)
+	return out, err
+}
+
+// LinkedWorkspaces lists the workspaces linked to an organization.
+func (c *Client) LinkedWorkspaces(ctx context.Context, org string) ([]LinkedWorkspace, error) {
+	var out WorkspaceList
+	_, err := c.do(ctx, http.MethodGet, Organization(org).path()+"/workspaces", nil, nil, &out)
+	return out.Workspaces, err
+}
+
+// ResolveFor returns the key to use for a call described by req (with its
+// model, when keys are limited to some models).
+func (c *Client) ResolveFor(ctx context.Context, req ResolveRequest) (ResolveResponse, error) {
+	var out ResolveResponse
+	_, err := c.do(ctx, http.MethodPost, "/v1/resolve", nil, req, &out)
+	return out, err
 }

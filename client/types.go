@@ -21,15 +21,30 @@ type ProviderList struct {
 // WhoAmI answers GET /v1/whoami: the caller's token id, role and
 // workspaces (admin and reader tokens).
 type WhoAmI struct {
-	TokenID    string   `json:"tokenId"`
-	Role       string   `json:"role"`
-	Workspaces []string `json:"workspaces"`
+	TokenID       string   `json:"tokenId"`
+	Role          string   `json:"role"`
+	Workspaces    []string `json:"workspaces"`
+	Organizations []string `json:"organizations"`
 }
 
-// KeyMetadata describes a workspace's key for a provider, never the key.
+// KeyMetadata describes a key of a pool, never the key.
 type KeyMetadata struct {
-	Workspace   string    `json:"workspace"`
-	Provider    string    `json:"provider"`
+	// Scope is "workspace", "organization" or "hosted"; ScopeID the
+	// workspace or organization id ("" for hosted).
+	Scope   string `json:"scope"`
+	ScopeID string `json:"scopeId"`
+	// Workspace is ScopeID for a workspace's key (as the v1 answers had
+	// it); absent otherwise.
+	Workspace string `json:"workspace,omitempty"`
+	Provider  string `json:"provider"`
+	KeyID     string `json:"keyId"`
+	Name      string `json:"name"`
+	// Priority: lower serves first; equal priorities take turns.
+	Priority int `json:"priority"`
+	// State is "active" or "disabled" (a disabled key never serves).
+	State string `json:"state"`
+	// Models, when not empty, are the only models the key serves.
+	Models      []string  `json:"models"`
 	MaskedKey   string    `json:"maskedKey"`
 	Version     int       `json:"version"`
 	Fingerprint string    `json:"fingerprint"`
@@ -49,9 +64,45 @@ type KeyList struct {
 	Keys []KeyMetadata `json:"keys"`
 }
 
-// SetKeyRequest is the body of PUT /v1/workspaces/{ws}/keys/{provider}.
+// SetKeyRequest is the body of PUT /v1/workspaces/{ws}/keys/{provider}
+// and PUT /v1/{scope}/providers/{p}/keys/{keyId}.
 type SetKeyRequest struct {
 	APIKey string `json:"apiKey"`
+}
+
+// AddKeyRequest is the body of POST /v1/{scope}/providers/{p}/keys: a new
+// key of the pool. KeyID is generated when absent; Priority defaults to
+// 100, State to "active", Models to none (every model).
+type AddKeyRequest struct {
+	APIKey   string   `json:"apiKey"`
+	KeyID    string   `json:"keyId,omitempty"`
+	Name     string   `json:"name,omitempty"`
+	Priority *int     `json:"priority,omitempty"`
+	State    string   `json:"state,omitempty"`
+	Models   []string `json:"models,omitempty"`
+}
+
+// UpdateKeyRequest is the body of PATCH /v1/{scope}/providers/{p}/keys/{keyId}:
+// absent fields stay; "models": [] lets the key serve every model.
+type UpdateKeyRequest struct {
+	Name     *string   `json:"name,omitempty"`
+	Priority *int      `json:"priority,omitempty"`
+	State    *string   `json:"state,omitempty"`
+	Models   *[]string `json:"models,omitempty"`
+}
+
+// WorkspaceList answers GET /v1/organizations/{org}/workspaces: the
+// workspaces linked to the organization, and whether each inherits its
+// keys.
+type WorkspaceList struct {
+	Workspaces []LinkedWorkspace `json:"workspaces"`
+}
+
+// LinkedWorkspace is a workspace linked to an organization.
+type LinkedWorkspace struct {
+	Workspace      string `json:"workspace"`
+	Inherit        bool   `json:"inherit"`
+	HostedFallback bool   `json:"hostedFallback"`
 }
 
 // KeyVersion is one KV version of a key (metadata only).
@@ -73,9 +124,11 @@ type RollbackRequest struct {
 	Version int `json:"version"`
 }
 
-// PurgeResult answers DELETE /v1/workspaces/{ws}.
+// PurgeResult answers DELETE /v1/workspaces/{ws} and DELETE
+// /v1/organizations/{org}.
 type PurgeResult struct {
-	Workspace     string `json:"workspace"`
+	Workspace     string `json:"workspace,omitempty"`
+	Organization  string `json:"organization,omitempty"`
 	KeysDestroyed int    `json:"keysDestroyed"`
 }
 
@@ -83,15 +136,20 @@ type PurgeResult struct {
 type AuditEvent struct {
 	ID         string    `json:"id"`
 	OccurredAt time.Time `json:"occurredAt"`
-	Workspace  string    `json:"workspace"`
-	Provider   string    `json:"provider,omitempty"`
-	Action     string    `json:"action"`
-	Actor      string    `json:"actor"`
-	RemoteAddr string    `json:"remoteAddr,omitempty"`
-	Outcome    string    `json:"outcome"`
-	Version    *int      `json:"version,omitempty"`
-	MaskedKey  string    `json:"maskedKey,omitempty"`
-	RequestID  string    `json:"requestId,omitempty"`
+	// Scope and ScopeID name the trail ("" for operator-wide events);
+	// Workspace is ScopeID for a workspace's event.
+	Scope      string `json:"scope,omitempty"`
+	ScopeID    string `json:"scopeId,omitempty"`
+	Workspace  string `json:"workspace,omitempty"`
+	Provider   string `json:"provider,omitempty"`
+	KeyID      string `json:"keyId,omitempty"`
+	Action     string `json:"action"`
+	Actor      string `json:"actor"`
+	RemoteAddr string `json:"remoteAddr,omitempty"`
+	Outcome    string `json:"outcome"`
+	Version    *int   `json:"version,omitempty"`
+	MaskedKey  string `json:"maskedKey,omitempty"`
+	RequestID  string `json:"requestId,omitempty"`
 	// ClientRequestID is the X-Request-Id the caller sent, if any.
 	ClientRequestID string `json:"clientRequestId,omitempty"`
 	Detail          string `json:"detail,omitempty"`
@@ -111,23 +169,31 @@ type AuditPage struct {
 type ResolveRequest struct {
 	Workspace string `json:"workspace"`
 	Provider  string `json:"provider"`
+	// Model is the model of the call: keys limited to some models serve
+	// only those.
+	Model string `json:"model,omitempty"`
 }
 
 // ResolveResponse answers POST /v1/resolve. IsBYOK is true when the key is
-// the workspace's own (the platform does not bill the call).
+// the customer's own, the workspace's or its organization's (the platform
+// does not bill the call).
 type ResolveResponse struct {
 	APIKey  string `json:"apiKey"`
 	Source  string `json:"source"`
 	IsBYOK  bool   `json:"isBYOK"`
 	Version int    `json:"version"`
-	// Scope is where the key lives ("workspace", "hosted"), KeyID which
-	// key of that scope served.
+	// Scope is where the key lives ("workspace", "organization",
+	// "hosted"), KeyID which key of that scope's pool served.
 	Scope string `json:"scope"`
 	KeyID string `json:"keyId"`
+	// Fingerprint identifies the key (an HMAC, never the key).
+	Fingerprint string `json:"fingerprint,omitempty"`
 	// ResolutionID names this answer in the platform's usage records.
 	ResolutionID string `json:"resolutionId"`
 	// FallbackReason says why an earlier scope did not serve
-	// ("no_workspace_key"); absent when the workspace's own key did.
+	// (no_workspace_key, workspace_keys_unavailable, no_organization_key,
+	// organization_keys_unavailable); absent when the workspace's own key
+	// did.
 	FallbackReason string `json:"fallbackReason,omitempty"`
 }
 
@@ -150,12 +216,15 @@ type Settings struct {
 // key now (GET /v1/workspaces/{ws}/effective).
 type EffectiveSource struct {
 	Provider string `json:"provider"`
-	// Scope is "workspace" (its own key, not billed), "hosted" (the
-	// platform's key, billed at hosted rates), or null: calls fail.
+	// Scope is "workspace" (its own keys, not billed), "organization"
+	// (its organization's, not billed), "hosted" (the platform's keys,
+	// billed at hosted rates), or null: calls fail. ScopeID names the
+	// workspace or organization.
 	Scope      *string `json:"scope"`
+	ScopeID    string  `json:"scopeId,omitempty"`
 	UsableKeys int     `json:"usableKeys"`
-	// Reason says why an earlier scope does not serve, or why none does:
-	// no_workspace_key, hosted_fallback_off, no_hosted_key.
+	// Reason says why an earlier scope does not serve, or why none does
+	// (the reasons of resolve).
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -189,7 +258,7 @@ type ErrorBody struct {
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
-	// Reason details some codes: for no_key, hosted_fallback_off or
-	// no_hosted_key.
+	// Reason details some codes: for no_key, hosted_fallback_off,
+	// no_hosted_key, hosted_keys_unavailable or no_key_allows_model.
 	Reason string `json:"reason,omitempty"`
 }

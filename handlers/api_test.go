@@ -33,7 +33,7 @@ func exaKey(t *testing.T) string       { return remember(openaiKey(t)[8:44]) }
 func TestHappyPathOfEveryRoute(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	hosted := openaiKey(t)
-	if _, err := a.kv.Put(context.Background(), broker.HostedKey("openai").VaultPath(), hosted, 0); err != nil {
+	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), APIKey: hosted}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -67,7 +67,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 		fields = append(fields, k)
 	}
 	sort.Strings(fields)
-	if got := strings.Join(fields, ","); got != "createdAt,createdBy,fingerprint,idle,maskedKey,provider,resolves,updatedAt,updatedBy,version,workspace" {
+	if got := strings.Join(fields, ","); got != "createdAt,createdBy,fingerprint,idle,keyId,maskedKey,models,name,priority,provider,resolves,scope,scopeId,state,updatedAt,updatedBy,version,workspace" {
 		t.Fatalf("metadata fields: %s", got)
 	}
 
@@ -81,7 +81,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 	if r.status != 200 || r.header.Get("ETag") != `"2"` || meta.Version != 2 || strings.Contains(string(r.body), k2) {
 		t.Fatalf("get: %d %s", r.status, r.body)
 	}
-	if _, err := a.kv.Put(context.Background(), broker.WorkspaceKey("ws1", "anthropic").VaultPath(), anthropicKey(t), 0); err != nil {
+	if _, err := a.kv.Put(context.Background(), broker.WorkspaceKey("ws1", "anthropic", broker.DefaultKeyID).VaultPath(), anthropicKey(t), 0); err != nil {
 		t.Fatal(err)
 	}
 	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/exa", client.SetKeyRequest{APIKey: exaKey(t)})
@@ -165,7 +165,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 		t.Fatalf("purge: %d %s", r.status, r.body)
 	}
 	for _, p := range []string{"openai", "anthropic", "exa"} {
-		if _, err := a.kv.Metadata(context.Background(), broker.WorkspaceKey("ws1", p).VaultPath()); !errors.Is(err, vault.ErrNotFound) {
+		if _, err := a.kv.Metadata(context.Background(), broker.WorkspaceKey("ws1", p, broker.DefaultKeyID).VaultPath()); !errors.Is(err, vault.ErrNotFound) {
 			t.Fatalf("%s still in Vault after purge: %v", p, err)
 		}
 	}
@@ -189,12 +189,12 @@ func (a *api) snapshot(t *testing.T) string {
 	for _, ws := range []string{"ws1", "ws2", "ws9"} {
 		r := a.call("operator", "GET", "/v1/workspaces/"+ws+"/keys", nil)
 		b.Write(r.body)
-		names, err := a.kv.List(ctx, broker.WorkspaceKeysDir(ws))
+		names, err := a.kv.List(ctx, broker.WorkspaceScope(ws).ProvidersDir())
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, n := range names {
-			md, err := a.kv.Metadata(ctx, broker.WorkspaceKey(ws, n).VaultPath())
+			md, err := a.kv.Metadata(ctx, broker.WorkspaceKey(ws, n, broker.DefaultKeyID).VaultPath())
 			if err != nil {
 				t.Fatal(err)
 			}

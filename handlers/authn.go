@@ -10,12 +10,13 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/broker"
 )
 
 // Authenticator is what the handlers need of package auth.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (auth.Principal, error)
-	RecordDenial(ctx context.Context, p auth.Principal, workspace, provider, route, remoteAddr, requestID string) error
+	RecordDenial(ctx context.Context, p auth.Principal, scope broker.Scope, provider, route, remoteAddr, requestID string) error
 }
 
 var _ Authenticator = (*auth.Service)(nil)
@@ -80,14 +81,14 @@ func principalOf(c *gin.Context) (auth.Principal, bool) {
 }
 
 // authorize answers 403, and records the denial in the audit trail, when
-// the caller's role does not allow action on workspace.
-func (s *server) authorize(c *gin.Context, action auth.Action, workspace, provider string) bool {
+// the caller's role does not allow action on scope.
+func (s *server) authorize(c *gin.Context, action auth.Action, scope broker.Scope, provider string) bool {
 	p, _ := principalOf(c)
-	if p.Allowed(action, workspace) {
+	if p.Allowed(action, scope) {
 		return true
 	}
 	route := c.Request.Method + " " + c.FullPath()
-	if err := s.tokens.RecordDenial(c.Request.Context(), p, workspace, provider, route, c.ClientIP(), requestIDOf(c)); err != nil {
+	if err := s.tokens.RecordDenial(c.Request.Context(), p, scope, provider, route, c.ClientIP(), requestIDOf(c)); err != nil {
 		s.log.WarnContext(c.Request.Context(), "could not record a denied request in the audit trail", "error", err, "request_id", requestIDOf(c))
 	}
 	msg := "this token's role (" + string(p.Role) + ") may not do this here"
@@ -96,6 +97,8 @@ func (s *server) authorize(c *gin.Context, action auth.Action, workspace, provid
 		msg = "only resolver tokens resolve keys; this token's role is " + string(p.Role)
 	case action == auth.ActionResolve:
 		msg = "this resolver token is limited to other workspaces"
+	case scope.Kind == broker.ScopeHosted:
+		msg = "only an operator manages the platform's hosted keys"
 	case action == auth.ActionLinkOrganization:
 		msg = "only an operator links a workspace to an organization (or changes or removes the link)"
 	}

@@ -21,7 +21,7 @@ func domainError(err error) *Error {
 	e := &Error{Cause: err}
 	switch {
 	case errors.Is(err, broker.ErrInvalidID):
-		e.Status, e.Code, e.Message = http.StatusBadRequest, "invalid_id", "workspace and provider ids must match "+ids.Rule
+		e.Status, e.Code, e.Message = http.StatusBadRequest, "invalid_id", "workspace, organization, provider and key ids must match "+ids.Rule
 	case errors.Is(err, broker.ErrUnknownProvider):
 		e.Status, e.Code, e.Message = http.StatusBadRequest, "unknown_provider", "this provider is not supported (see GET /v1/providers)"
 	case errors.Is(err, broker.ErrInvalidKey):
@@ -29,14 +29,26 @@ func domainError(err error) *Error {
 	case errors.Is(err, broker.ErrInvalidRequest):
 		e.Status, e.Code, e.Message = http.StatusBadRequest, "invalid_request", broker.PublicReason(err)
 	case errors.Is(err, broker.ErrNoKey):
-		e.Status, e.Code, e.Message = http.StatusNotFound, "no_key", "the workspace has no key for this provider and there is no hosted key"
+		e.Status, e.Code, e.Message = http.StatusNotFound, "no_key", "no key may serve: the workspace (and its organization) have no usable key for this provider and there is no hosted key"
 		var nk *broker.NoKeyError
 		if errors.As(err, &nk) {
 			e.Reason = nk.Reason
-			if nk.Reason == broker.ReasonHostedFallbackOff {
-				e.Message = "the workspace has no key for this provider, and its settings turn the hosted fallback off"
+			switch nk.Reason {
+			case broker.ReasonHostedFallbackOff:
+				e.Message = "the workspace (and its organization) have no usable key for this provider, and its settings turn the hosted fallback off"
+			case broker.ReasonNoKeyAllowsModel:
+				e.Message = "no key this workspace may use allows this model (keys limited to other models were skipped)"
+			case broker.ReasonHostedKeysUnavailable:
+				e.Message = "no usable key: the platform's hosted keys for this provider are all disabled"
 			}
 		}
+	case errors.Is(err, broker.ErrPoolFull):
+		e.Status, e.Code, e.Message = http.StatusConflict, "pool_full", "the pool holds the most keys it may (KEYBROKER_MAX_KEYS_PER_POOL): delete one first"
+	case errors.Is(err, broker.ErrLegacyLayout):
+		e.Status, e.Code, e.Message = http.StatusConflict, "legacy_layout",
+			"this key is still stored where keybroker v1 kept it: an operator runs `keybroker vault migrate-layout` first"
+	case errors.Is(err, broker.ErrKeyExists):
+		e.Status, e.Code, e.Message = http.StatusConflict, "conflict", "the pool already has a key with this keyId: PUT rotates it"
 	case errors.Is(err, broker.ErrNotFound):
 		e.Status, e.Code, e.Message = http.StatusNotFound, "not_found", "no such key or version"
 	case errors.Is(err, broker.ErrPreconditionFailed):

@@ -26,6 +26,43 @@ func (s *server) ids(c *gin.Context) (ws, provider string, ok bool) {
 	return ws, provider, true
 }
 
+// scopeOf reads the scope a route names: /v1/workspaces/:ws,
+// /v1/organizations/:org or /v1/hosted.
+func (s *server) scopeOf(c *gin.Context) (broker.Scope, bool) {
+	var sc broker.Scope
+	switch path := c.FullPath(); {
+	case strings.HasPrefix(path, "/v1/hosted"):
+		sc = broker.HostedScope()
+	case strings.HasPrefix(path, "/v1/organizations/"):
+		sc = broker.OrganizationScope(c.Param("org"))
+	default:
+		sc = broker.WorkspaceScope(c.Param("ws"))
+	}
+	if err := sc.Check(); err != nil {
+		renderError(c, s.log, domainError(err))
+		return broker.Scope{}, false
+	}
+	return sc, true
+}
+
+// target reads the key a route names: a scope, :provider, and :key (the v1
+// shorthand routes name key "default").
+func (s *server) target(c *gin.Context) (broker.KeyRef, bool) {
+	sc, ok := s.scopeOf(c)
+	if !ok {
+		return broker.KeyRef{}, false
+	}
+	provider, keyID := c.Param("provider"), broker.DefaultKeyID
+	if strings.Contains(c.FullPath(), ":key") {
+		keyID = c.Param("key")
+	}
+	if !ids.Valid(provider) || !ids.Valid(keyID) {
+		renderError(c, s.log, domainError(broker.ErrInvalidID))
+		return broker.KeyRef{}, false
+	}
+	return sc.Key(provider, keyID), true
+}
+
 func (s *server) actor(c *gin.Context) broker.Actor {
 	p, _ := principalOf(c)
 	st := stateOf(c)
@@ -49,11 +86,19 @@ func ifMatch(c *gin.Context) (int, *Error) {
 func etag(version int) string { return `"` + strconv.Itoa(version) + `"` }
 
 func keyMetadata(m broker.KeyMeta) client.KeyMetadata {
-	return client.KeyMetadata{
-		Workspace: m.Workspace, Provider: m.Provider, MaskedKey: m.MaskedKey, Version: m.Version,
+	out := client.KeyMetadata{
+		Scope: string(m.Scope), ScopeID: m.ScopeID, Provider: m.Provider, KeyID: m.KeyID, Name: m.Name,
+		Priority: m.Priority, State: m.State, Models: m.Models, MaskedKey: m.MaskedKey, Version: m.Version,
 		Fingerprint: m.Fingerprint, CreatedAt: m.CreatedAt.UTC(), CreatedBy: m.CreatedBy,
 		UpdatedAt: m.UpdatedAt.UTC(), UpdatedBy: m.UpdatedBy, Resolves: m.Resolves, LastUsedAt: m.LastUsedAt.UTC(), Idle: m.Idle,
 	}
+	if m.Scope == broker.ScopeWorkspace {
+		out.Workspace = m.ScopeID
+	}
+	if out.Models == nil {
+		out.Models = []string{}
+	}
+	return out
 }
 
 func (s *server) listProviders(c *gin.Context) {
@@ -72,15 +117,42 @@ func (s *server) whoami(c *gin.Context) {
 	if ws == nil {
 		ws = []string{}
 	}
-	c.JSON(http.StatusOK, client.WhoAmI{TokenID: p.TokenID, Role: string(p.Role), Workspaces: ws})
+	orgs := p.Organizations
+	if orgs == nil {
+		orgs = []string{}
+	}
+	c.JSON(http.StatusOK, client.WhoAmI{TokenID: p.TokenID, Role: string(p.Role), Workspaces: ws, Organizations: orgs})
 }
 
+// listKeys lists every key of a workspace (the v1 shorthand's list).
 func (s *server) listKeys(c *gin.Context) {
-	ws, _, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionReadKeys, ws, "") {
+	sc, ok := s.scopeOf(c)
+	if !ok || !s.authorize(c, auth.ActionReadKeys, sc, "") {
 		return
 	}
-	keys, err := s.keys.ListKeys(c.Request.Context(), ws)
+	keys, err := s.keys.ListKeys(c.Request.Context(), sc)
+	s.renderKeys(c, keys, err)
+}
+
+// listPool lists a pool's keys, by priority.
+func (s *server) listPool(c *gin.Context) {
+	sc, ok := s.scopeOf(c)
+	if !ok {
+		return
+	}
+	pool := sc.Pool(c.Param("provider"))
+	if !ids.Valid(pool.Provider) {
+		renderError(c, s.log, domainError(broker.ErrInvalidID))
+		return
+	}
+	if !s.authorize(c, auth.ActionReadKeys, sc, pool.Provider) {
+		return
+	}
+	keys, err := s.keys.ListPool(c.Request.Context(), pool)
+	s.renderKeys(c, keys, err)
+}
+
+func (s *server) renderKeys(c *gin.Context, keys []broker.KeyMeta, err error) {
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -93,11 +165,11 @@ func (s *server) listKeys(c *gin.Context) {
 }
 
 func (s *server) getKey(c *gin.Context) {
-	ws, provider, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionReadKeys, ws, provider) {
+	ref, ok := s.target(c)
+	if !ok || !s.authorize(c, auth.ActionReadKeys, ref.Owner(), ref.Provider) {
 		return
 	}
-	meta, err := s.keys.GetKey(c.Request.Context(), ws, provider)
+	meta, err := s.keys.GetKey(c.Request.Context(), ref)
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -106,9 +178,39 @@ func (s *server) getKey(c *gin.Context) {
 	c.JSON(http.StatusOK, keyMetadata(meta))
 }
 
+// addKey adds a key to a pool (POST .../keys).
+func (s *server) addKey(c *gin.Context) {
+	sc, ok := s.scopeOf(c)
+	if !ok {
+		return
+	}
+	pool := sc.Pool(c.Param("provider"))
+	if !ids.Valid(pool.Provider) {
+		renderError(c, s.log, domainError(broker.ErrInvalidID))
+		return
+	}
+	if !s.authorize(c, auth.ActionManageKeys, sc, pool.Provider) {
+		return
+	}
+	var req client.AddKeyRequest
+	if derr := decodeJSON(c, &req); derr != nil {
+		renderError(c, s.log, derr)
+		return
+	}
+	res, err := s.keys.AddKey(c.Request.Context(), broker.AddKeyRequest{Actor: s.actor(c), Pool: pool, KeyID: req.KeyID,
+		APIKey: req.APIKey, Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models})
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	c.Header("ETag", etag(res.Meta.Version))
+	c.Header("Location", c.Request.URL.EscapedPath()+"/"+res.Meta.KeyID)
+	c.JSON(http.StatusCreated, keyMetadata(res.Meta))
+}
+
 func (s *server) putKey(c *gin.Context) {
-	ws, provider, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, provider) {
+	ref, ok := s.target(c)
+	if !ok || !s.authorize(c, auth.ActionManageKeys, ref.Owner(), ref.Provider) {
 		return
 	}
 	expected, herr := ifMatch(c)
@@ -122,7 +224,7 @@ func (s *server) putKey(c *gin.Context) {
 		return
 	}
 	res, err := s.keys.SetKey(c.Request.Context(), broker.SetKeyRequest{
-		Actor: s.actor(c), Workspace: ws, Provider: provider, APIKey: req.APIKey, ExpectedVersion: expected})
+		Actor: s.actor(c), Ref: ref, APIKey: req.APIKey, ExpectedVersion: expected})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -135,9 +237,35 @@ func (s *server) putKey(c *gin.Context) {
 	c.JSON(status, keyMetadata(res.Meta))
 }
 
+// patchKey changes a key's settings in its pool, never the key.
+func (s *server) patchKey(c *gin.Context) {
+	ref, ok := s.target(c)
+	if !ok || !s.authorize(c, auth.ActionManageKeys, ref.Owner(), ref.Provider) {
+		return
+	}
+	var req client.UpdateKeyRequest
+	if derr := decodeJSON(c, &req); derr != nil {
+		renderError(c, s.log, derr)
+		return
+	}
+	if req.Name == nil && req.Priority == nil && req.State == nil && req.Models == nil {
+		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request",
+			Message: "name, priority, state or models: send at least one"})
+		return
+	}
+	meta, err := s.keys.UpdateKey(c.Request.Context(), broker.UpdateKeyRequest{Actor: s.actor(c), Ref: ref,
+		Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models})
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	c.Header("ETag", etag(meta.Version))
+	c.JSON(http.StatusOK, keyMetadata(meta))
+}
+
 func (s *server) deleteKey(c *gin.Context) {
-	ws, provider, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, provider) {
+	ref, ok := s.target(c)
+	if !ok || !s.authorize(c, auth.ActionManageKeys, ref.Owner(), ref.Provider) {
 		return
 	}
 	expected, herr := ifMatch(c)
@@ -155,7 +283,7 @@ func (s *server) deleteKey(c *gin.Context) {
 		return
 	}
 	if err := s.keys.DeleteKey(c.Request.Context(), broker.DeleteKeyRequest{
-		Actor: s.actor(c), Workspace: ws, Provider: provider, ExpectedVersion: expected, Destroy: destroy}); err != nil {
+		Actor: s.actor(c), Ref: ref, ExpectedVersion: expected, Destroy: destroy}); err != nil {
 		renderError(c, s.log, domainError(err))
 		return
 	}
@@ -163,11 +291,11 @@ func (s *server) deleteKey(c *gin.Context) {
 }
 
 func (s *server) listVersions(c *gin.Context) {
-	ws, provider, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, provider) {
+	ref, ok := s.target(c)
+	if !ok || !s.authorize(c, auth.ActionManageKeys, ref.Owner(), ref.Provider) {
 		return
 	}
-	vs, err := s.keys.Versions(c.Request.Context(), ws, provider)
+	vs, err := s.keys.Versions(c.Request.Context(), ref)
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -185,8 +313,8 @@ func (s *server) listVersions(c *gin.Context) {
 }
 
 func (s *server) rollback(c *gin.Context) {
-	ws, provider, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, provider) {
+	ref, ok := s.target(c)
+	if !ok || !s.authorize(c, auth.ActionManageKeys, ref.Owner(), ref.Provider) {
 		return
 	}
 	var req client.RollbackRequest
@@ -194,8 +322,7 @@ func (s *server) rollback(c *gin.Context) {
 		renderError(c, s.log, derr)
 		return
 	}
-	res, err := s.keys.Rollback(c.Request.Context(), broker.RollbackRequest{
-		Actor: s.actor(c), Workspace: ws, Provider: provider, Version: req.Version})
+	res, err := s.keys.Rollback(c.Request.Context(), broker.RollbackRequest{Actor: s.actor(c), Ref: ref, Version: req.Version})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -204,17 +331,43 @@ func (s *server) rollback(c *gin.Context) {
 	c.JSON(http.StatusOK, keyMetadata(res.Meta))
 }
 
-func (s *server) purgeWorkspace(c *gin.Context) {
-	ws, _, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionPurgeWorkspace, ws, "") {
+// purge destroys every key of a workspace or organization (operators).
+func (s *server) purge(c *gin.Context) {
+	sc, ok := s.scopeOf(c)
+	if !ok || !s.authorize(c, auth.ActionPurgeWorkspace, sc, "") {
 		return
 	}
-	n, err := s.keys.PurgeWorkspace(c.Request.Context(), s.actor(c), ws)
+	n, err := s.keys.PurgeScope(c.Request.Context(), s.actor(c), sc)
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
 	}
-	c.JSON(http.StatusOK, client.PurgeResult{Workspace: ws, KeysDestroyed: n})
+	out := client.PurgeResult{KeysDestroyed: n}
+	if sc.Kind == broker.ScopeOrganization {
+		out.Organization = sc.ID
+	} else {
+		out.Workspace = sc.ID
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// linkedWorkspaces lists the workspaces linked to an organization.
+func (s *server) linkedWorkspaces(c *gin.Context) {
+	sc, ok := s.scopeOf(c)
+	if !ok || !s.authorize(c, auth.ActionReadKeys, sc, "") {
+		return
+	}
+	linked, err := s.keys.LinkedWorkspaces(c.Request.Context(), sc.ID)
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	out := client.WorkspaceList{Workspaces: make([]client.LinkedWorkspace, 0, len(linked))}
+	for _, l := range linked {
+		out.Workspaces = append(out.Workspaces, client.LinkedWorkspace{Workspace: l.Workspace, Inherit: l.Settings.Inherit,
+			HostedFallback: l.Settings.HostedFallback})
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 const (
@@ -223,19 +376,19 @@ const (
 )
 
 func (s *server) listAudit(c *gin.Context) {
-	ws, _, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, "") {
+	sc, ok := s.scopeOf(c)
+	if !ok || !s.authorize(c, auth.ActionManageKeys, sc, "") {
 		return
 	}
 	s.auditPage(c, func(ctx context.Context, before int64, limit int) ([]broker.AuditEvent, error) {
-		return s.keys.Audit(ctx, ws, before, limit)
+		return s.keys.Audit(ctx, sc, before, limit)
 	})
 }
 
 // listGlobalAudit is the operator's trail: every event, the operator-wide
 // ones (tokens of no workspace) included.
 func (s *server) listGlobalAudit(c *gin.Context) {
-	if !s.authorize(c, auth.ActionGlobalAudit, "", "") {
+	if !s.authorize(c, auth.ActionGlobalAudit, broker.Scope{}, "") {
 		return
 	}
 	s.auditPage(c, s.keys.AuditAll)
@@ -278,9 +431,13 @@ func (s *server) auditPage(c *gin.Context, list func(ctx context.Context, before
 
 func auditEvent(ev broker.AuditEvent) client.AuditEvent {
 	out := client.AuditEvent{
-		ID: strconv.FormatInt(ev.ID, 10), OccurredAt: ev.OccurredAt.UTC(), Workspace: ev.Workspace, Provider: ev.Provider,
+		ID: strconv.FormatInt(ev.ID, 10), OccurredAt: ev.OccurredAt.UTC(), Scope: string(ev.Scope), ScopeID: ev.ScopeID,
+		Provider: ev.Provider, KeyID: ev.KeyID,
 		Action: ev.Action, Actor: ev.Actor, RemoteAddr: ev.RemoteAddr, Outcome: ev.Outcome, Version: ev.Version,
 		RequestID: ev.RequestID, ClientRequestID: ev.ClientRequestID, Detail: ev.Detail, Count: max(ev.Count, 1),
+	}
+	if ev.Scope == broker.ScopeWorkspace {
+		out.Workspace = ev.ScopeID
 	}
 	if ev.MaskedKey != nil {
 		out.MaskedKey = *ev.MaskedKey
@@ -292,7 +449,7 @@ func (s *server) resolve(c *gin.Context) {
 	// Only a resolver may resolve; refuse the others before reading the
 	// body, and a resolver limited to workspaces once the body names one.
 	if p, _ := principalOf(c); p.Role != auth.RoleResolver {
-		s.authorize(c, auth.ActionResolve, "", "")
+		s.authorize(c, auth.ActionResolve, broker.Scope{}, "")
 		return
 	}
 	var req client.ResolveRequest
@@ -300,10 +457,10 @@ func (s *server) resolve(c *gin.Context) {
 		renderError(c, s.log, derr)
 		return
 	}
-	if !s.authorize(c, auth.ActionResolve, req.Workspace, req.Provider) {
+	if !s.authorize(c, auth.ActionResolve, broker.WorkspaceScope(req.Workspace), req.Provider) {
 		return
 	}
-	r, err := s.keys.Resolve(c.Request.Context(), req.Workspace, req.Provider)
+	r, err := s.keys.Resolve(c.Request.Context(), broker.ResolveRequest{Workspace: req.Workspace, Provider: req.Provider, Model: req.Model})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -316,5 +473,5 @@ func (s *server) resolve(c *gin.Context) {
 	h["Content-Type"] = []string{"application/json; charset=utf-8"}
 	c.Status(http.StatusOK)
 	_ = json.NewEncoder(c.Writer).Encode(client.ResolveResponse{APIKey: r.APIKey, Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
-		Scope: string(r.Scope), KeyID: r.KeyID, ResolutionID: r.ResolutionID, FallbackReason: r.FallbackReason})
+		Scope: string(r.Scope), KeyID: r.KeyID, Fingerprint: r.Fingerprint, ResolutionID: r.ResolutionID, FallbackReason: r.FallbackReason})
 }

@@ -31,7 +31,7 @@ func newResolveRouter(tb testing.TB, opts handlers.Options) (http.Handler, strin
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := g.keys.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Workspace: "ws-bench", Provider: "openai", APIKey: resolveRouteKey}); err != nil {
+	if _, err := g.keys.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey("ws-bench", "openai", broker.DefaultKeyID), APIKey: resolveRouteKey}); err != nil {
 		tb.Fatal(err)
 	}
 	opts.Keys, opts.Tokens = g.keys, g.tokens

@@ -15,16 +15,20 @@ import (
 // KeyService is what the handlers need of the domain (package broker).
 type KeyService interface {
 	Providers() *broker.Registry
-	ListKeys(ctx context.Context, workspace string) ([]broker.KeyMeta, error)
-	GetKey(ctx context.Context, workspace, provider string) (broker.KeyMeta, error)
+	ListKeys(ctx context.Context, scope broker.Scope) ([]broker.KeyMeta, error)
+	ListPool(ctx context.Context, pool broker.PoolRef) ([]broker.KeyMeta, error)
+	GetKey(ctx context.Context, ref broker.KeyRef) (broker.KeyMeta, error)
+	AddKey(ctx context.Context, req broker.AddKeyRequest) (broker.SetResult, error)
 	SetKey(ctx context.Context, req broker.SetKeyRequest) (broker.SetResult, error)
+	UpdateKey(ctx context.Context, req broker.UpdateKeyRequest) (broker.KeyMeta, error)
 	DeleteKey(ctx context.Context, req broker.DeleteKeyRequest) error
-	Versions(ctx context.Context, workspace, provider string) ([]broker.VersionInfo, error)
+	Versions(ctx context.Context, ref broker.KeyRef) ([]broker.VersionInfo, error)
 	Rollback(ctx context.Context, req broker.RollbackRequest) (broker.SetResult, error)
-	PurgeWorkspace(ctx context.Context, actor broker.Actor, workspace string) (int, error)
-	Audit(ctx context.Context, workspace string, before int64, limit int) ([]broker.AuditEvent, error)
+	PurgeScope(ctx context.Context, actor broker.Actor, scope broker.Scope) (int, error)
+	LinkedWorkspaces(ctx context.Context, org string) ([]broker.LinkedWorkspace, error)
+	Audit(ctx context.Context, scope broker.Scope, before int64, limit int) ([]broker.AuditEvent, error)
 	AuditAll(ctx context.Context, before int64, limit int) ([]broker.AuditEvent, error)
-	Resolve(ctx context.Context, workspace, provider string) (broker.Resolution, error)
+	Resolve(ctx context.Context, req broker.ResolveRequest) (broker.Resolution, error)
 	GetSettings(ctx context.Context, workspace string) (broker.Settings, error)
 	PutSettings(ctx context.Context, req broker.SettingsRequest) (broker.Settings, error)
 	Effective(ctx context.Context, workspace string) ([]broker.EffectiveSource, error)
@@ -131,14 +135,29 @@ func NewRouter(opts Options) *gin.Engine {
 		v1.GET("/whoami", s.whoami)
 		if opts.Mode == ModeAll || opts.Mode == ModeAdmin {
 			registerUI(r)
+			// The v1 shorthand: key "default" of the workspace's pool.
 			v1.GET("/workspaces/:ws/keys", s.listKeys)
 			v1.GET("/workspaces/:ws/keys/:provider", s.getKey)
 			v1.PUT("/workspaces/:ws/keys/:provider", s.putKey)
 			v1.DELETE("/workspaces/:ws/keys/:provider", s.deleteKey)
 			v1.GET("/workspaces/:ws/keys/:provider/versions", s.listVersions)
 			v1.POST("/workspaces/:ws/keys/:provider/rollback", s.rollback)
-			v1.DELETE("/workspaces/:ws", s.purgeWorkspace)
-			v1.GET("/workspaces/:ws/audit", s.listAudit)
+			// Pools of every scope.
+			for _, scope := range []string{"/workspaces/:ws", "/organizations/:org", "/hosted"} {
+				pool := scope + "/providers/:provider/keys"
+				v1.GET(pool, s.listPool)
+				v1.POST(pool, s.addKey)
+				v1.GET(pool+"/:key", s.getKey)
+				v1.PUT(pool+"/:key", s.putKey)
+				v1.PATCH(pool+"/:key", s.patchKey)
+				v1.DELETE(pool+"/:key", s.deleteKey)
+				v1.GET(pool+"/:key/versions", s.listVersions)
+				v1.POST(pool+"/:key/rollback", s.rollback)
+				v1.GET(scope+"/audit", s.listAudit)
+			}
+			v1.DELETE("/workspaces/:ws", s.purge)
+			v1.DELETE("/organizations/:org", s.purge)
+			v1.GET("/organizations/:org/workspaces", s.linkedWorkspaces)
 			v1.GET("/workspaces/:ws/settings", s.getSettings)
 			v1.PUT("/workspaces/:ws/settings", s.putSettings)
 			v1.GET("/workspaces/:ws/effective", s.effective)

@@ -118,7 +118,7 @@ func TestGlobalTrailIsTheOperators(t *testing.T) {
 func TestDeleteLeavesOlderVersionsUnlessDestroyed(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	ctx := context.Background()
-	path := broker.WorkspaceKey("ws1", "openai").VaultPath()
+	path := broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID).VaultPath()
 	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)})
 	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)})
 	if r := a.call("admin", "DELETE", "/v1/workspaces/ws1/keys/openai?destroy=perhaps", nil); r.status != http.StatusBadRequest {

@@ -25,7 +25,7 @@ func settingsAnswer(s broker.Settings) client.Settings {
 
 func (s *server) getSettings(c *gin.Context) {
 	ws, _, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionReadKeys, ws, "") {
+	if !ok || !s.authorize(c, auth.ActionReadKeys, broker.WorkspaceScope(ws), "") {
 		return
 	}
 	set, err := s.keys.GetSettings(c.Request.Context(), ws)
@@ -42,7 +42,7 @@ func (s *server) getSettings(c *gin.Context) {
 // caller may).
 func (s *server) putSettings(c *gin.Context) {
 	ws, _, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, ws, "") {
+	if !ok || !s.authorize(c, auth.ActionManageKeys, broker.WorkspaceScope(ws), "") {
 		return
 	}
 	var req client.SettingsRequest
@@ -53,9 +53,9 @@ func (s *server) putSettings(c *gin.Context) {
 	p, _ := principalOf(c)
 	set, err := s.keys.PutSettings(c.Request.Context(), broker.SettingsRequest{Actor: s.actor(c), Workspace: ws,
 		Organization: req.Organization, Inherit: req.Inherit, HostedFallback: req.HostedFallback,
-		MayLink: p.Allowed(auth.ActionLinkOrganization, ws)})
+		MayLink: p.Allowed(auth.ActionLinkOrganization, broker.WorkspaceScope(ws))})
 	if errors.Is(err, broker.ErrLinkNotAllowed) {
-		s.authorize(c, auth.ActionLinkOrganization, ws, "") // records the denial and answers 403
+		s.authorize(c, auth.ActionLinkOrganization, broker.WorkspaceScope(ws), "") // records the denial and answers 403
 		return
 	}
 	if err != nil {
@@ -68,7 +68,7 @@ func (s *server) putSettings(c *gin.Context) {
 // effective says per provider which scope serves the workspace's calls now.
 func (s *server) effective(c *gin.Context) {
 	ws, _, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionReadKeys, ws, "") {
+	if !ok || !s.authorize(c, auth.ActionReadKeys, broker.WorkspaceScope(ws), "") {
 		return
 	}
 	srcs, err := s.keys.Effective(c.Request.Context(), ws)

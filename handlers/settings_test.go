@@ -14,7 +14,7 @@ import (
 func TestSettingsRolesAndFailClosed(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	hosted := openaiKey(t)
-	if _, err := a.kv.Put(context.Background(), broker.HostedKey("openai").VaultPath(), hosted, 0); err != nil {
+	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), APIKey: hosted}); err != nil {
 		t.Fatal(err)
 	}
 	var set client.Settings
@@ -87,7 +87,7 @@ func TestSettingsRolesAndFailClosed(t *testing.T) {
 
 func TestEffectiveSaysWhatServesEachProvider(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
-	if _, err := a.kv.Put(context.Background(), broker.HostedKey("openai").VaultPath(), openaiKey(t), 0); err != nil {
+	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), APIKey: openaiKey(t)}); err != nil {
 		t.Fatal(err)
 	}
 	effective := func(as string) map[string]client.EffectiveSource {

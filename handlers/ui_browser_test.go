@@ -97,7 +97,7 @@ func pageHolds(t *testing.T, ctx context.Context, s string) bool {
 func TestAdminPageInARealBrowser(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	hosted := openaiKey(t)
-	if _, err := a.kv.Put(context.Background(), broker.HostedKey("openai").VaultPath(), hosted, 0); err != nil {
+	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), APIKey: hosted}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := browser(t)
@@ -182,7 +182,7 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`input[data-destroy="openai"]`)),
 		chromedp.Click(chromedp.CSS(`button[data-confirm-delete="openai"]`)))
 	waitText(t, ctx, row+` td[data-status="openai"]`, "Using hosted key")
-	if _, err := a.kv.Metadata(context.Background(), broker.WorkspaceKey("ws1", "openai").VaultPath()); !errors.Is(err, vault.ErrNotFound) {
+	if _, err := a.kv.Metadata(context.Background(), broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID).VaultPath()); !errors.Is(err, vault.ErrNotFound) {
 		t.Fatalf("after a delete with destroy, Vault still holds the key's versions: %v", err)
 	}
 	for _, k := range []string{k1, k2, hosted} {

@@ -12,13 +12,12 @@ var files embed.FS
 
 // The policies keybroker ships.
 const (
-	Writer       = "keybroker-writer"
-	Reader       = "keybroker-reader"
-	HostedWriter = "keybroker-hosted-writer"
+	Writer = "keybroker-writer"
+	Reader = "keybroker-reader"
 )
 
 // Names lists the policies in a stable order.
-var Names = []string{Writer, Reader, HostedWriter}
+var Names = []string{Writer, Reader}
 
 // validMount is what a mount path may look like here: segments of letters,
 // digits, '-' and '_' (no quotes, globs or "+" that would change a rule).

@@ -18,8 +18,10 @@ type AuditEvent = broker.AuditEvent
 type auditRow struct {
 	ID          int64     `db:"id"`
 	OccurredAt  time.Time `db:"occurred_at"`
-	Workspace   string    `db:"workspace"`
+	Scope       string    `db:"scope"`
+	ScopeID     string    `db:"scope_id"`
 	Provider    string    `db:"provider"`
+	KeyID       string    `db:"key_id"`
 	Action      string    `db:"action"`
 	Actor       string    `db:"actor"`
 	RemoteAddr  string    `db:"remote_addr"`
@@ -34,7 +36,7 @@ type auditRow struct {
 }
 
 func (r auditRow) event() AuditEvent {
-	return AuditEvent{ID: r.ID, OccurredAt: r.OccurredAt, Workspace: r.Workspace, Provider: r.Provider, Action: r.Action,
+	return AuditEvent{ID: r.ID, OccurredAt: r.OccurredAt, Scope: broker.ScopeKind(r.Scope), ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, Action: r.Action,
 		Actor: r.Actor, RemoteAddr: r.RemoteAddr, Outcome: r.Outcome, Version: r.Version, MaskedKey: r.MaskedKey,
 		Fingerprint: r.Fingerprint, Detail: r.Detail, RequestID: r.RequestID,
 		ClientRequestID: r.ClientReqID, Count: r.Count}
@@ -60,30 +62,30 @@ func (s *Store) AppendAudits(ctx context.Context, evs []AuditEvent) error {
 func appendAudit(ctx context.Context, tx pgx.Tx, ev AuditEvent) error {
 	count := max(ev.Count, 1)
 	_, err := tx.Exec(ctx, `INSERT INTO audit_events
-		(workspace, provider, action, actor, remote_addr, outcome, kv_version, masked_key, fingerprint, detail, request_id,
-		 client_request_id, event_count)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		ev.Workspace, ev.Provider, ev.Action, ev.Actor, ev.RemoteAddr, ev.Outcome, ev.Version, ev.MaskedKey, ev.Fingerprint, ev.Detail, ev.RequestID,
-		ev.ClientRequestID, count)
+		(scope_id, provider, action, actor, remote_addr, outcome, kv_version, masked_key, fingerprint, detail, request_id,
+		 client_request_id, event_count, scope, key_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		ev.ScopeID, ev.Provider, ev.Action, ev.Actor, ev.RemoteAddr, ev.Outcome, ev.Version, ev.MaskedKey, ev.Fingerprint, ev.Detail, ev.RequestID,
+		ev.ClientRequestID, count, string(ev.Scope), ev.KeyID)
 	if err != nil {
-		return fmt.Errorf("append audit event %s for %s/%s: %w", ev.Action, ev.Workspace, ev.Provider, err)
+		return fmt.Errorf("append audit event %s for %s %s/%s: %w", ev.Action, ev.Scope, ev.ScopeID, ev.Provider, err)
 	}
 	return nil
 }
 
-const auditColumns = `id, occurred_at, workspace, provider, action, actor, remote_addr,
+const auditColumns = `id, occurred_at, scope, scope_id, provider, key_id, action, actor, remote_addr,
 	outcome, kv_version, masked_key, fingerprint, detail, request_id, client_request_id, event_count`
 
-// ListAudit returns up to limit events of workspace, newest first, with ids
-// below before (0: from the newest).
-func (s *Store) ListAudit(ctx context.Context, workspace string, before int64, limit int) ([]AuditEvent, error) {
+// ListAudit returns up to limit events of a scope's trail, newest first,
+// with ids below before (0: from the newest).
+func (s *Store) ListAudit(ctx context.Context, scope broker.Scope, before int64, limit int) ([]AuditEvent, error) {
 	if before <= 0 {
 		before = 1<<63 - 1
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+auditColumns+`
-		FROM audit_events WHERE workspace = $1 AND id < $2 ORDER BY id DESC LIMIT $3`,
-		workspace, before, limit)
-	return collectAudit(rows, err, "of "+workspace)
+		FROM audit_events WHERE scope = $1 AND scope_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4`,
+		string(scope.Kind), scope.ID, before, limit)
+	return collectAudit(rows, err, "of "+scope.String())
 }
 
 // ListAllAudit is the global trail: every event of every workspace and the

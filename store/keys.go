@@ -24,6 +24,10 @@ type keyRow struct {
 	Provider    string    `db:"provider"`
 	KeyID       string    `db:"key_id"`
 	State       string    `db:"state"`
+	Name        string    `db:"name"`
+	Priority    int       `db:"priority"`
+	KeyState    string    `db:"key_state"`
+	Models      []string  `db:"models"`
 	Version     int       `db:"kv_version"`
 	MaskedKey   string    `db:"masked_key"`
 	Fingerprint string    `db:"fingerprint"`
@@ -43,7 +47,8 @@ type keyRow struct {
 // record converts the row into the broker's record.
 func (r keyRow) record() broker.KeyRecord {
 	rec := broker.KeyRecord{
-		Scope: broker.ScopeKind(r.Scope), Workspace: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, State: r.State, Version: r.Version, MaskedKey: r.MaskedKey,
+		Scope: broker.ScopeKind(r.Scope), ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, State: r.State,
+		Name: r.Name, Priority: r.Priority, Disabled: r.KeyState == broker.KeyDisabled, Models: r.Models, Version: r.Version, MaskedKey: r.MaskedKey,
 		Fingerprint: r.Fingerprint, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy,
 	}
 	if r.PendingID != nil {
@@ -89,31 +94,104 @@ func collectKey(rows pgx.Rows) (broker.KeyRecord, error) {
 	return r.record(), nil
 }
 
-const keyColumns = `scope, scope_id, provider, key_id, state, kv_version, masked_key, fingerprint,
+const keyColumns = `scope, scope_id, provider, key_id, state, name, priority, key_state, models, kv_version, masked_key, fingerprint,
 	created_at, created_by, updated_at, updated_by,
 	pending_id::text AS pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint`
 
 // BeginChange marks the key pending with ch, creating the row when the key
 // has none, and returns the row as it now is. A change already pending is
 // replaced: Vault's check-and-set decides which of two racing writes wins,
-// and each writer finishes or aborts only its own change.
+// and each writer finishes or aborts only its own change. A key new to its
+// pool takes ch.Member's settings; ch.Create refuses a key that exists
+// (broker.ErrKeyExists), ch.MaxPool a pool that is full
+// (broker.ErrPoolFull). The pool is locked for the transaction, so two
+// writers cannot both take its last place.
 func (s *Store) BeginChange(ctx context.Context, ref broker.KeyRef, ch broker.Change) (broker.KeyRecord, error) {
-	rows, err := s.pool.Query(ctx, `
-		INSERT INTO provider_keys AS k (scope, scope_id, provider, key_id, state, created_by, updated_by,
-			pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint)
-		VALUES ($8, $1, $2, $9, 'pending', $3, $3, $4, $5, now(), $3, $6, $7)
-		ON CONFLICT (scope, scope_id, provider, key_id) DO UPDATE SET
-			state = 'pending', pending_id = EXCLUDED.pending_id, pending_op = EXCLUDED.pending_op,
-			pending_since = EXCLUDED.pending_since, pending_by = EXCLUDED.pending_by,
-			pending_masked_key = EXCLUDED.pending_masked_key, pending_fingerprint = EXCLUDED.pending_fingerprint
-		RETURNING `+keyColumns,
-		ref.ScopeID, ref.Provider, ch.By, ch.ID, ch.Op, ch.MaskedKey, ch.Fingerprint, string(ref.Scope), ref.KeyID)
+	var rec broker.KeyRecord
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "pool:"+ref.Pool().String()); err != nil {
+			return fmt.Errorf("lock pool: %w", err)
+		}
+		var exists bool
+		var inPool int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE key_id = $4 AND kv_version > 0) > 0, count(*) FILTER (WHERE key_id <> $4)
+			FROM provider_keys WHERE scope = $1 AND scope_id = $2 AND provider = $3`,
+			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID).Scan(&exists, &inPool); err != nil {
+			return fmt.Errorf("count the pool: %w", err)
+		}
+		if exists && ch.Create {
+			return broker.ErrKeyExists
+		}
+		if !exists && ch.MaxPool > 0 && inPool >= ch.MaxPool {
+			return fmt.Errorf("%w: it holds %d keys, the most it may (KEYBROKER_MAX_KEYS_PER_POOL)", broker.ErrPoolFull, inPool)
+		}
+		keyState := broker.KeyActive
+		if ch.Member.Disabled {
+			keyState = broker.KeyDisabled
+		}
+		models := ch.Member.Models
+		if models == nil {
+			models = []string{}
+		}
+		rows, err := tx.Query(ctx, `
+			INSERT INTO provider_keys AS k (scope, scope_id, provider, key_id, state, created_by, updated_by,
+				pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint,
+				name, priority, key_state, models)
+			VALUES ($8, $1, $2, $9, 'pending', $3, $3, $4, $5, now(), $3, $6, $7, $10, $11, $12, $13)
+			ON CONFLICT (scope, scope_id, provider, key_id) DO UPDATE SET
+				state = 'pending', pending_id = EXCLUDED.pending_id, pending_op = EXCLUDED.pending_op,
+				pending_since = EXCLUDED.pending_since, pending_by = EXCLUDED.pending_by,
+				pending_masked_key = EXCLUDED.pending_masked_key, pending_fingerprint = EXCLUDED.pending_fingerprint,
+				name = CASE WHEN k.kv_version = 0 THEN EXCLUDED.name ELSE k.name END,
+				priority = CASE WHEN k.kv_version = 0 THEN EXCLUDED.priority ELSE k.priority END,
+				key_state = CASE WHEN k.kv_version = 0 THEN EXCLUDED.key_state ELSE k.key_state END,
+				models = CASE WHEN k.kv_version = 0 THEN EXCLUDED.models ELSE k.models END
+			RETURNING `+keyColumns,
+			ref.ScopeID, ref.Provider, ch.By, ch.ID, ch.Op, ch.MaskedKey, ch.Fingerprint, string(ref.Scope), ref.KeyID,
+			ch.Member.Name, ch.Member.Priority, keyState, models)
+		if err != nil {
+			return err
+		}
+		rec, err = collectKey(rows)
+		return err
+	})
 	if err != nil {
 		return broker.KeyRecord{}, fmt.Errorf("mark %s pending: %w", ref, classify(err))
 	}
-	rec, err := collectKey(rows)
+	return rec, nil
+}
+
+// UpdateMember changes a key's settings in its pool and appends ev, in one
+// transaction, and announces the change; ErrNotFound when the key has no
+// confirmed version.
+func (s *Store) UpdateMember(ctx context.Context, ref broker.KeyRef, m broker.MemberSettings, ev broker.AuditEvent) (broker.KeyRecord, error) {
+	var rec broker.KeyRecord
+	keyState := broker.KeyActive
+	if m.Disabled {
+		keyState = broker.KeyDisabled
+	}
+	models := m.Models
+	if models == nil {
+		models = []string{}
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `UPDATE provider_keys SET name = $5, priority = $6, key_state = $7, models = $8,
+				updated_at = now(), updated_by = $9
+			WHERE `+keyMatch+` AND kv_version > 0 RETURNING `+keyColumns,
+			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, m.Name, m.Priority, keyState, models, ev.Actor)
+		if err != nil {
+			return err
+		}
+		if rec, err = collectKey(rows); err != nil {
+			return err
+		}
+		if err := notify(ctx, tx, keyChanged(ref, rec.Version)); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
+	})
 	if err != nil {
-		return broker.KeyRecord{}, fmt.Errorf("mark %s pending: %w", ref, err)
+		return broker.KeyRecord{}, fmt.Errorf("update %s: %w", ref, classify(err))
 	}
 	return rec, nil
 }
@@ -144,7 +222,7 @@ func (s *Store) CompleteWrite(ctx context.Context, ref broker.KeyRef, id string,
 		if err != nil {
 			return fmt.Errorf("record version %d of %s: %w", w.Version, ref, err)
 		}
-		if err := notify(ctx, tx, Invalidation{Workspace: ref.ScopeID, Provider: ref.Provider, Version: w.Version}); err != nil {
+		if err := notify(ctx, tx, keyChanged(ref, w.Version)); err != nil {
 			return err
 		}
 		return appendAudit(ctx, tx, ev)
@@ -181,38 +259,40 @@ func (s *Store) CompleteDelete(ctx context.Context, ref broker.KeyRef, deleted i
 			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, deleted); err != nil {
 			return fmt.Errorf("remove %s: %w", ref, err)
 		}
-		if err := forgetUsage(ctx, tx, ref.ScopeID, ref.Provider); err != nil {
+		if err := forgetUsage(ctx, tx, ref); err != nil {
 			return err
 		}
-		if err := notify(ctx, tx, Invalidation{Workspace: ref.ScopeID, Provider: ref.Provider, Version: deleted}); err != nil {
+		if err := notify(ctx, tx, keyChanged(ref, deleted)); err != nil {
 			return err
 		}
 		return appendAudit(ctx, tx, ev)
 	}))
 }
 
-// PurgeWorkspace removes every key row of workspace, its usage and its
-// settings, and appends ev, in one transaction. It returns how many key
-// rows it removed.
-func (s *Store) PurgeWorkspace(ctx context.Context, workspace string, ev broker.AuditEvent) (int, error) {
+// PurgeScope removes every key row of a workspace or organization, their
+// usage and (a workspace's) settings, and appends ev, in one transaction.
+// It returns how many key rows it removed.
+func (s *Store) PurgeScope(ctx context.Context, scope broker.Scope, ev broker.AuditEvent) (int, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM provider_keys WHERE scope = 'workspace' AND scope_id = $1`, workspace)
+		tag, err := tx.Exec(ctx, `DELETE FROM provider_keys WHERE scope = $1 AND scope_id = $2`, string(scope.Kind), scope.ID)
 		if err != nil {
-			return fmt.Errorf("purge workspace %s: %w", workspace, err)
+			return fmt.Errorf("purge %s: %w", scope, err)
 		}
 		n = tag.RowsAffected()
-		if err := forgetUsage(ctx, tx, workspace, ""); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM key_usage WHERE scope = $1 AND scope_id = $2`, string(scope.Kind), scope.ID); err != nil {
+			return fmt.Errorf("purge the usage of %s: %w", scope, err)
+		}
+		if err := notify(ctx, tx, Invalidation{Scope: string(scope.Kind), Workspace: scope.ID}); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM workspace_settings WHERE workspace = $1`, workspace); err != nil {
-			return fmt.Errorf("purge the settings of %s: %w", workspace, err)
-		}
-		if err := notify(ctx, tx, Invalidation{Workspace: workspace}); err != nil {
-			return err
-		}
-		if err := notify(ctx, tx, Invalidation{Settings: workspace}); err != nil {
-			return err
+		if scope.Kind == broker.ScopeWorkspace {
+			if _, err := tx.Exec(ctx, `DELETE FROM workspace_settings WHERE workspace = $1`, scope.ID); err != nil {
+				return fmt.Errorf("purge the settings of %s: %w", scope, err)
+			}
+			if err := notify(ctx, tx, Invalidation{Settings: scope.ID}); err != nil {
+				return err
+			}
 		}
 		return appendAudit(ctx, tx, ev)
 	})
@@ -238,17 +318,41 @@ func (s *Store) GetKey(ctx context.Context, ref broker.KeyRef) (broker.KeyRecord
 // $4 key id.
 const keyMatch = `scope = $1 AND scope_id = $2 AND provider = $3 AND key_id = $4`
 
-// ListKeys returns the metadata of every key of workspace with a confirmed
-// version, sorted by provider.
-func (s *Store) ListKeys(ctx context.Context, workspace string) ([]broker.KeyRecord, error) {
+// ListKeys returns the metadata of every key of a scope with a confirmed
+// version, by provider, then as its pool orders them (priority, age, id).
+func (s *Store) ListKeys(ctx context.Context, scope broker.Scope) ([]broker.KeyRecord, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys
-		WHERE scope = 'workspace' AND scope_id = $1 AND kv_version > 0 ORDER BY provider, key_id`, workspace)
+		WHERE scope = $1 AND scope_id = $2 AND kv_version > 0 ORDER BY provider, priority, created_at, key_id`,
+		string(scope.Kind), scope.ID)
 	if err != nil {
-		return nil, fmt.Errorf("list keys of %s: %w", workspace, classify(err))
+		return nil, fmt.Errorf("list keys of %s: %w", scope, classify(err))
 	}
 	recs, err := collectKeys(rows)
 	if err != nil {
-		return nil, fmt.Errorf("list keys of %s: %w", workspace, err)
+		return nil, fmt.Errorf("list keys of %s: %w", scope, err)
+	}
+	return recs, nil
+}
+
+var _ broker.PoolStore = (*Store)(nil)
+
+// AllPoolMembers returns every key with a confirmed version (each
+// replica's pools, at start).
+func (s *Store) AllPoolMembers(ctx context.Context) ([]broker.KeyRecord, error) {
+	return s.ListAllKeys(ctx)
+}
+
+// PoolMembers returns the keys of one pool with a confirmed version.
+func (s *Store) PoolMembers(ctx context.Context, pool broker.PoolRef) ([]broker.KeyRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys
+		WHERE scope = $1 AND scope_id = $2 AND provider = $3 AND kv_version > 0`,
+		string(pool.Scope), pool.ScopeID, pool.Provider)
+	if err != nil {
+		return nil, fmt.Errorf("read pool %s: %w", pool, classify(err))
+	}
+	recs, err := collectKeys(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read pool %s: %w", pool, err)
 	}
 	return recs, nil
 }

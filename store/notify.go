@@ -20,12 +20,16 @@ import (
 // announced to every replica.
 const InvalidationChannel = "keybroker_keys"
 
-// Invalidation says that a key changed, or a token was revoked: every
-// replica evicts it from its cache. An empty Provider means every key of
-// the workspace (a purge); a TokenID names a revoked API token.
+// Invalidation says that a key or its pool changed, or a token was
+// revoked: every replica evicts it from its cache and re-reads the pool.
+// Scope ("" is a workspace, as keybroker v1 announced) and Workspace (the
+// scope's id) name the scope; an empty Provider means every key of the
+// scope (a purge); a TokenID names a revoked API token.
 type Invalidation struct {
+	Scope     string `json:"sc,omitempty"`
 	Workspace string `json:"w,omitempty"`
 	Provider  string `json:"p,omitempty"`
+	KeyID     string `json:"k,omitempty"`
 	Version   int    `json:"v,omitempty"`
 	TokenID   string `json:"t,omitempty"`
 	// Settings names a workspace whose settings changed.
@@ -34,7 +38,16 @@ type Invalidation struct {
 
 // ForBroker is the key change inv announces, in the broker's words.
 func (inv Invalidation) ForBroker() broker.Invalidation {
-	return broker.Invalidation{Workspace: inv.Workspace, Provider: inv.Provider}
+	scope := broker.ScopeKind(inv.Scope)
+	if scope == "" {
+		scope = broker.ScopeWorkspace
+	}
+	return broker.Invalidation{Scope: scope, ScopeID: inv.Workspace, Provider: inv.Provider, KeyID: inv.KeyID}
+}
+
+// keyChanged is the announcement of a change of key ref.
+func keyChanged(ref broker.KeyRef, version int) Invalidation {
+	return Invalidation{Scope: string(ref.Scope), Workspace: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Version: version}
 }
 
 // notify announces inv when tx commits (PostgreSQL delivers notifications

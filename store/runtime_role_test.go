@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keybroker/keybroker/broker"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keybroker/keybroker/internal/testenv"
@@ -19,10 +21,10 @@ func TestRuntimeRoleCannotEraseTheAuditTrail(t *testing.T) {
 	ctx := context.Background()
 	ownerURL := testenv.DatabaseURL(t)
 	st := kbtest.NewStore(t, ownerURL) // migrated as the owner, connected as the runtime role
-	if err := st.AppendAudit(ctx, store.AuditEvent{Workspace: "ws1", Action: "key.create", Actor: "t", Outcome: "success"}); err != nil {
+	if err := st.AppendAudit(ctx, store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws1", Action: "key.create", Actor: "t", Outcome: "success"}); err != nil {
 		t.Fatalf("the runtime role appends: %v", err)
 	}
-	if evs, err := st.ListAudit(ctx, "ws1", 0, 10); err != nil || len(evs) != 1 {
+	if evs, err := st.ListAudit(ctx, broker.WorkspaceScope("ws1"), 0, 10); err != nil || len(evs) != 1 {
 		t.Fatalf("the runtime role reads: %v %v", evs, err)
 	}
 	conn, err := pgx.Connect(ctx, testenv.RuntimeURL(t, ownerURL))
@@ -60,7 +62,7 @@ func TestRuntimeRoleCannotEraseTheAuditTrail(t *testing.T) {
 		OR has_table_privilege(current_user, 'audit_events', 'DELETE') OR has_table_privilege(current_user, 'audit_events', 'TRUNCATE')`).Scan(&canChange); err != nil || canChange {
 		t.Fatalf("the runtime role holds UPDATE, DELETE or TRUNCATE on audit_events (%v)", err)
 	}
-	if evs, err := st.ListAudit(ctx, "ws1", 0, 10); err != nil || len(evs) != 1 || evs[0].Actor != "t" {
+	if evs, err := st.ListAudit(ctx, broker.WorkspaceScope("ws1"), 0, 10); err != nil || len(evs) != 1 || evs[0].Actor != "t" {
 		t.Fatalf("the trail after the attempts: %v %v", evs, err)
 	}
 	// It still does its job on the other tables.

@@ -90,3 +90,21 @@ func (s *Store) PutWorkspaceSettings(ctx context.Context, workspace string, set 
 		return notify(ctx, tx, Invalidation{Settings: workspace})
 	}))
 }
+
+// LinkedWorkspaces returns the settings of every workspace linked to
+// organization org, by workspace id.
+func (s *Store) LinkedWorkspaces(ctx context.Context, org string) ([]broker.LinkedWorkspace, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+settingsColumns+` FROM workspace_settings WHERE organization = $1 ORDER BY workspace`, org)
+	if err != nil {
+		return nil, fmt.Errorf("read the workspaces of %s: %w", org, classify(err))
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByName[settingsRow])
+	if err != nil {
+		return nil, fmt.Errorf("read the workspaces of %s: %w", org, classify(err))
+	}
+	out := make([]broker.LinkedWorkspace, len(list))
+	for i, r := range list {
+		out[i] = broker.LinkedWorkspace{Workspace: r.Workspace, Settings: r.settings()}
+	}
+	return out, nil
+}

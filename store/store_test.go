@@ -50,7 +50,7 @@ func TestMigrateTwiceAndConcurrently(t *testing.T) {
 	if err := st.Migrate(context.Background()); err != nil {
 		t.Fatalf("migrate again: %v", err)
 	}
-	if _, err := st.ListKeys(context.Background(), "ws"); err != nil {
+	if _, err := st.ListKeys(context.Background(), broker.WorkspaceScope("ws")); err != nil {
 		t.Fatalf("tables missing after migrate: %v", err)
 	}
 }
@@ -66,7 +66,7 @@ func TestAuditTrailIsAppendOnly(t *testing.T) {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.AppendAudit(ctx, store.AuditEvent{Workspace: "ws", Provider: "openai", Action: "key.create", Actor: "alice", Outcome: "success"}); err != nil {
+	if err := st.AppendAudit(ctx, store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws", Provider: "openai", Action: "key.create", Actor: "alice", Outcome: "success"}); err != nil {
 		t.Fatal(err)
 	}
 	pool := testenv.NewPoolFor(t, url)
@@ -79,7 +79,7 @@ func TestAuditTrailIsAppendOnly(t *testing.T) {
 			t.Errorf("%s succeeded on the append-only audit trail", sql)
 		}
 	}
-	evs, err := st.ListAudit(ctx, "ws", 0, 10)
+	evs, err := st.ListAudit(ctx, broker.WorkspaceScope("ws"), 0, 10)
 	if err != nil || len(evs) != 1 || evs[0].Actor != "alice" {
 		t.Fatalf("audit after tampering attempts: %+v %v", evs, err)
 	}
@@ -93,7 +93,7 @@ func TestWriteLifecycle(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
 	create := change(broker.OpSet)
-	rec, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "openai"), create)
+	rec, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), create)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,38 +101,38 @@ func TestWriteLifecycle(t *testing.T) {
 		t.Fatalf("pending create: %+v", rec)
 	}
 	// A key with no confirmed version is not listed.
-	if _, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "openai")); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("get during a pending create: %v", err)
 	}
-	ev := store.AuditEvent{Workspace: "ws", Provider: "openai", Action: "key.create", Actor: "alice", Outcome: "success"}
-	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "openai"), create.ID, broker.Written{Version: 1, MaskedKey: "sk-one...1111", Fingerprint: "f1", By: "alice"}, ev); err != nil {
+	ev := store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws", Provider: "openai", Action: "key.create", Actor: "alice", Outcome: "success"}
+	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), create.ID, broker.Written{Version: 1, MaskedKey: "sk-one...1111", Fingerprint: "f1", By: "alice"}, ev); err != nil {
 		t.Fatal(err)
 	}
-	rec, err = st.GetKey(ctx, broker.WorkspaceKey("ws", "openai"))
+	rec, err = st.GetKey(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID))
 	if err != nil || rec.State != broker.StateActive || rec.Version != 1 || rec.MaskedKey != "sk-one...1111" || rec.Pending != nil {
 		t.Fatalf("after create: %+v %v", rec, err)
 	}
 
 	rotate := change(broker.OpSet)
-	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "openai"), rotate); err != nil {
+	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), rotate); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := st.GetKey(ctx, broker.WorkspaceKey("ws", "openai")); rec.Version != 1 || rec.State != broker.StatePending {
+	if rec, _ := st.GetKey(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID)); rec.Version != 1 || rec.State != broker.StatePending {
 		t.Fatalf("during rotation the last confirmed version stays: %+v", rec)
 	}
-	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "openai"), rotate.ID, broker.Written{Version: 3, MaskedKey: "sk-thr...3333", Fingerprint: "f3", By: "bob"}, ev); err != nil {
+	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), rotate.ID, broker.Written{Version: 3, MaskedKey: "sk-thr...3333", Fingerprint: "f3", By: "bob"}, ev); err != nil {
 		t.Fatal(err)
 	}
 	// A completion that arrives late (version 2 after 3) does not move the
 	// metadata backwards.
-	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "openai"), uuid.NewString(), broker.Written{Version: 2, MaskedKey: "sk-two...2222", Fingerprint: "f2", By: "carol"}, ev); err != nil {
+	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), uuid.NewString(), broker.Written{Version: 2, MaskedKey: "sk-two...2222", Fingerprint: "f2", By: "carol"}, ev); err != nil {
 		t.Fatal(err)
 	}
-	rec, err = st.GetKey(ctx, broker.WorkspaceKey("ws", "openai"))
+	rec, err = st.GetKey(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID))
 	if err != nil || rec.Version != 3 || rec.MaskedKey != "sk-thr...3333" || rec.UpdatedBy != "bob" || rec.CreatedBy != "alice" || rec.State != broker.StateActive {
 		t.Fatalf("after rotation: %+v %v", rec, err)
 	}
-	evs, err := st.ListAudit(ctx, "ws", 0, 10)
+	evs, err := st.ListAudit(ctx, broker.WorkspaceScope("ws"), 0, 10)
 	if err != nil || len(evs) != 3 {
 		t.Fatalf("audit events: %d %v", len(evs), err)
 	}
@@ -142,10 +142,10 @@ func TestAbortChange(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
 	create := change(broker.OpSet)
-	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "mistral"), create); err != nil {
+	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID), create); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.AbortChange(ctx, broker.WorkspaceKey("ws", "mistral"), create.ID); err != nil {
+	if err := st.AbortChange(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID), create.ID); err != nil {
 		t.Fatal(err)
 	}
 	if pending, err := st.ListPending(ctx, 0); err != nil || len(pending) != 0 {
@@ -153,33 +153,33 @@ func TestAbortChange(t *testing.T) {
 	}
 
 	first := change(broker.OpSet)
-	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "mistral"), first); err != nil {
+	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID), first); err != nil {
 		t.Fatal(err)
 	}
-	ev := store.AuditEvent{Workspace: "ws", Provider: "mistral", Action: "key.create", Actor: "a", Outcome: "success"}
-	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "mistral"), first.ID, broker.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
+	ev := store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws", Provider: "mistral", Action: "key.create", Actor: "a", Outcome: "success"}
+	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID), first.ID, broker.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
 		t.Fatal(err)
 	}
 	// Two racing changes: the second replaces the first's pending mark, so
 	// the first may no longer abort it.
 	a, b := change(broker.OpSet), change(broker.OpSet)
-	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "mistral"), a); err != nil {
+	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID), a); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "mistral"), b); err != nil {
+	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID), b); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.AbortChange(ctx, broker.WorkspaceKey("ws", "mistral"), a.ID); err != nil {
+	if err := st.AbortChange(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID), a.ID); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "mistral"))
+	rec, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID))
 	if err != nil || rec.State != broker.StatePending || rec.Pending == nil || rec.Pending.ID != b.ID {
 		t.Fatalf("abort of a replaced change touched the other: %+v %v", rec, err)
 	}
-	if err := st.AbortChange(ctx, broker.WorkspaceKey("ws", "mistral"), b.ID); err != nil {
+	if err := st.AbortChange(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID), b.ID); err != nil {
 		t.Fatal(err)
 	}
-	rec, err = st.GetKey(ctx, broker.WorkspaceKey("ws", "mistral"))
+	rec, err = st.GetKey(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID))
 	if err != nil || rec.State != broker.StateActive || rec.Version != 1 {
 		t.Fatalf("after aborting a rotation: %+v %v", rec, err)
 	}
@@ -188,24 +188,24 @@ func TestAbortChange(t *testing.T) {
 func TestCompleteDeleteKeepsANewerVersion(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	ev := store.AuditEvent{Workspace: "ws", Provider: "exa", Action: "x", Actor: "a", Outcome: "success"}
+	ev := store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws", Provider: "exa", Action: "x", Actor: "a", Outcome: "success"}
 	c := change(broker.OpSet)
-	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "exa"), c); err != nil {
+	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "exa", broker.DefaultKeyID), c); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "exa"), c.ID, broker.Written{Version: 5, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
+	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "exa", broker.DefaultKeyID), c.ID, broker.Written{Version: 5, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.CompleteDelete(ctx, broker.WorkspaceKey("ws", "exa"), 4, ev); err != nil {
+	if err := st.CompleteDelete(ctx, broker.WorkspaceKey("ws", "exa", broker.DefaultKeyID), 4, ev); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "exa")); err != nil {
+	if _, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "exa", broker.DefaultKeyID)); err != nil {
 		t.Fatalf("deleting version 4 removed the row of version 5: %v", err)
 	}
-	if err := st.CompleteDelete(ctx, broker.WorkspaceKey("ws", "exa"), 5, ev); err != nil {
+	if err := st.CompleteDelete(ctx, broker.WorkspaceKey("ws", "exa", broker.DefaultKeyID), 5, ev); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "exa")); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "exa", broker.DefaultKeyID)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("after deleting the current version: %v", err)
 	}
 }
@@ -213,7 +213,7 @@ func TestCompleteDeleteKeepsANewerVersion(t *testing.T) {
 func TestDatabaseRefusesMalformedIDs(t *testing.T) {
 	st := newStore(t)
 	for _, ws := range []string{"Upper", "", "has space", "-lead"} {
-		if _, err := st.BeginChange(context.Background(), broker.WorkspaceKey(ws, "openai"), change(broker.OpSet)); err == nil {
+		if _, err := st.BeginChange(context.Background(), broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), change(broker.OpSet)); err == nil {
 			t.Errorf("workspace id %q accepted", ws)
 		}
 	}
@@ -227,7 +227,7 @@ func TestDatabaseRefusesMalformedIDs(t *testing.T) {
 			t.Errorf("%+v accepted", ref)
 		}
 	}
-	if _, err := st.BeginChange(context.Background(), broker.HostedKey("openai"), change(broker.OpSet)); err != nil {
+	if _, err := st.BeginChange(context.Background(), broker.HostedKey("openai", broker.DefaultKeyID), change(broker.OpSet)); err != nil {
 		t.Errorf("a hosted key's row refused: %v", err)
 	}
 }
@@ -235,26 +235,26 @@ func TestDatabaseRefusesMalformedIDs(t *testing.T) {
 func TestPurgeWorkspaceRemovesOnlyItsRows(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	ev := store.AuditEvent{Workspace: "x", Action: "x", Actor: "a", Outcome: "success"}
+	ev := store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "x", Action: "x", Actor: "a", Outcome: "success"}
 	for _, ws := range []string{"gone", "kept"} {
 		for _, p := range []string{"openai", "exa"} {
 			c := change(broker.OpSet)
-			if _, err := st.BeginChange(ctx, broker.WorkspaceKey(ws, p), c); err != nil {
+			if _, err := st.BeginChange(ctx, broker.WorkspaceKey(ws, p, broker.DefaultKeyID), c); err != nil {
 				t.Fatal(err)
 			}
-			if err := st.CompleteWrite(ctx, broker.WorkspaceKey(ws, p), c.ID, broker.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
+			if err := st.CompleteWrite(ctx, broker.WorkspaceKey(ws, p, broker.DefaultKeyID), c.ID, broker.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	n, err := st.PurgeWorkspace(ctx, "gone", store.AuditEvent{Workspace: "gone", Action: "workspace.purge", Actor: "op", Outcome: "success"})
+	n, err := st.PurgeScope(ctx, broker.WorkspaceScope("gone"), store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "gone", Action: "workspace.purge", Actor: "op", Outcome: "success"})
 	if err != nil || n != 2 {
 		t.Fatalf("purge: %d %v", n, err)
 	}
-	if recs, _ := st.ListKeys(ctx, "gone"); len(recs) != 0 {
+	if recs, _ := st.ListKeys(ctx, broker.WorkspaceScope("gone")); len(recs) != 0 {
 		t.Fatalf("purged workspace still has %d keys", len(recs))
 	}
-	if recs, _ := st.ListKeys(ctx, "kept"); len(recs) != 2 || recs[0].Provider != "exa" {
+	if recs, _ := st.ListKeys(ctx, broker.WorkspaceScope("kept")); len(recs) != 2 || recs[0].Provider != "exa" {
 		t.Fatalf("other workspace: %+v", recs)
 	}
 }

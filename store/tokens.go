@@ -13,26 +13,32 @@ import (
 
 // TokenRecord is an API token as stored: its SHA-256 hash, never the token.
 type TokenRecord struct {
-	ID          string     `db:"id"`
-	Hash        []byte     `db:"token_hash"`
-	Role        string     `db:"role"`
-	Workspaces  []string   `db:"workspaces"`
-	Description string     `db:"description"`
-	CreatedBy   string     `db:"created_by"`
-	CreatedAt   time.Time  `db:"created_at"`
-	ExpiresAt   *time.Time `db:"expires_at"`
-	RevokedAt   *time.Time `db:"revoked_at"`
+	ID         string   `db:"id"`
+	Hash       []byte   `db:"token_hash"`
+	Role       string   `db:"role"`
+	Workspaces []string `db:"workspaces"`
+	// Organizations an admin or reader token reaches.
+	Organizations []string   `db:"organizations"`
+	Description   string     `db:"description"`
+	CreatedBy     string     `db:"created_by"`
+	CreatedAt     time.Time  `db:"created_at"`
+	ExpiresAt     *time.Time `db:"expires_at"`
+	RevokedAt     *time.Time `db:"revoked_at"`
 }
 
-const tokenColumns = `id, token_hash, role, workspaces, description, created_by, created_at, expires_at, revoked_at`
+const tokenColumns = `id, token_hash, role, workspaces, organizations, description, created_by, created_at, expires_at, revoked_at`
 
 // CreateToken stores a token record and appends evs (one per workspace
 // the token reaches), in one transaction.
 func (s *Store) CreateToken(ctx context.Context, rec TokenRecord, evs []broker.AuditEvent) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO api_tokens (id, token_hash, role, workspaces, description, created_by, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			rec.ID, rec.Hash, rec.Role, rec.Workspaces, rec.Description, rec.CreatedBy, rec.ExpiresAt)
+		orgs := rec.Organizations
+		if orgs == nil {
+			orgs = []string{}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO api_tokens (id, token_hash, role, workspaces, organizations, description, created_by, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			rec.ID, rec.Hash, rec.Role, rec.Workspaces, orgs, rec.Description, rec.CreatedBy, rec.ExpiresAt)
 		if err != nil {
 			return err
 		}
@@ -83,8 +89,9 @@ func (s *Store) ListTokens(ctx context.Context) ([]TokenRecord, error) {
 // revoked.
 func (s *Store) RevokeToken(ctx context.Context, id string, ev AuditEvent) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var workspaces []string
-		err := tx.QueryRow(ctx, `UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING workspaces`, id).Scan(&workspaces)
+		var workspaces, orgs []string
+		err := tx.QueryRow(ctx, `UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL
+			RETURNING workspaces, organizations`, id).Scan(&workspaces, &orgs)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("revoke token %s: %w", id, ErrNotFound)
 		}
@@ -94,17 +101,31 @@ func (s *Store) RevokeToken(ctx context.Context, id string, ev AuditEvent) error
 		if err := notify(ctx, tx, Invalidation{TokenID: id}); err != nil {
 			return err
 		}
-		// One event in the trail of every workspace the token reached
-		// (and one operator-wide event for a token of no workspace).
-		if len(workspaces) == 0 {
-			workspaces = []string{""}
-		}
-		for _, ws := range workspaces {
-			ev.Workspace = ws
+		// One event in the trail of every scope the token reached (and one
+		// operator-wide event for a token of none).
+		for _, sc := range TokenScopes(workspaces, orgs) {
+			ev.Scope, ev.ScopeID = sc.Kind, sc.ID
 			if err := appendAudit(ctx, tx, ev); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// TokenScopes are the trails a token's events go to: one per workspace and
+// organization it reaches, or the operator-wide trail (empty scope) when
+// it reaches none.
+func TokenScopes(workspaces, organizations []string) []broker.Scope {
+	var out []broker.Scope
+	for _, ws := range workspaces {
+		out = append(out, broker.WorkspaceScope(ws))
+	}
+	for _, org := range organizations {
+		out = append(out, broker.OrganizationScope(org))
+	}
+	if len(out) == 0 {
+		out = []broker.Scope{{}}
+	}
+	return out
 }

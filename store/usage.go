@@ -59,12 +59,12 @@ func (s *Store) UsageOf(ctx context.Context, scope broker.ScopeKind, scopeID str
 	return out, nil
 }
 
-// forgetUsage removes the usage of a workspace's keys (provider "": all
-// of them), inside a delete or purge.
-func forgetUsage(ctx context.Context, tx pgx.Tx, workspace, provider string) error {
-	_, err := tx.Exec(ctx, `DELETE FROM key_usage WHERE scope = 'workspace' AND scope_id = $1 AND ($2 = '' OR provider = $2)`, workspace, provider)
+// forgetUsage removes the usage of a key, inside its delete.
+func forgetUsage(ctx context.Context, tx pgx.Tx, ref broker.KeyRef) error {
+	_, err := tx.Exec(ctx, `DELETE FROM key_usage WHERE scope = $1 AND scope_id = $2 AND provider = $3 AND key_id = $4`,
+		string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID)
 	if err != nil {
-		return fmt.Errorf("forget the usage of %s/%s: %w", workspace, provider, err)
+		return fmt.Errorf("forget the usage of %s: %w", ref, err)
 	}
 	return nil
 }

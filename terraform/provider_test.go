@@ -101,7 +101,7 @@ func destroyedToHosted(s *server, hosted string) func(*tfstate.State) error {
 		if _, err := s.api.GetKey(context.Background(), "ws1", "openai"); !client.IsStatus(err, http.StatusNotFound) {
 			return fmt.Errorf("key metadata after destroy: %v", err)
 		}
-		if _, err := s.ids.Root.KV(s.ids.Mount).Get(context.Background(), broker.WorkspaceKey("ws1", "openai").VaultPath()); err == nil {
+		if _, err := s.ids.Root.KV(s.ids.Mount).Get(context.Background(), broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID).VaultPath()); err == nil {
 			return fmt.Errorf("the key is still readable in Vault after destroy")
 		}
 		return resolvesTo(s, hosted, "hosted")(nil)
@@ -114,7 +114,7 @@ func TestAcceptanceTerraform15WithAPIKey(t *testing.T) {
 	useCLI(t, "terraform")
 	s := startKeybroker(t)
 	hosted, k1, k2, outOfBand := newKey(t), newKey(t), newKey(t), newKey(t)
-	if _, err := s.ids.Root.KV(s.ids.Mount).Put(context.Background(), broker.HostedKey("openai").VaultPath(), hosted, 0); err != nil {
+	if _, _, err := s.api.PutKey(context.Background(), client.KeyRef{Scope: client.Hosted(), Provider: "openai", KeyID: "default"}, hosted, 0); err != nil {
 		t.Fatal(err)
 	}
 	config := func(key string) string {
@@ -215,7 +215,7 @@ func TestAcceptanceOpenTofuWithWriteOnlyKey(t *testing.T) {
 	useCLI(t, "tofu")
 	s := startKeybroker(t)
 	hosted, k1, k2 := newKey(t), newKey(t), newKey(t)
-	if _, err := s.ids.Root.KV(s.ids.Mount).Put(context.Background(), broker.HostedKey("openai").VaultPath(), hosted, 0); err != nil {
+	if _, _, err := s.api.PutKey(context.Background(), client.KeyRef{Scope: client.Hosted(), Provider: "openai", KeyID: "default"}, hosted, 0); err != nil {
 		t.Fatal(err)
 	}
 	// The key comes in through an ephemeral variable, as in the example:

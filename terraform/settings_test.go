@@ -13,7 +13,6 @@ import (
 	tfstate "github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/keybroker/keybroker/auth"
-	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 )
 
@@ -38,7 +37,7 @@ func TestAcceptanceWorkspaceSettingsOnBothCLIs(t *testing.T) {
 			useCLI(t, cli)
 			s := startKeybroker(t)
 			hosted := newKey(t)
-			if _, err := s.ids.Root.KV(s.ids.Mount).Put(context.Background(), broker.HostedKey("openai").VaultPath(), hosted, 0); err != nil {
+			if _, _, err := s.api.PutKey(context.Background(), client.KeyRef{Scope: client.Hosted(), Provider: "openai", KeyID: "default"}, hosted, 0); err != nil {
 				t.Fatal(err)
 			}
 			config := func(body string) string {

@@ -26,9 +26,6 @@ type BootstrapConfig struct {
 	// WriterRole and ReaderRole name the AppRole roles and their policies.
 	// Default: "keybroker-writer", "keybroker-reader".
 	WriterRole, ReaderRole string
-	// HostedWriterPolicy names the hosted-key writer policy. Default:
-	// "keybroker-hosted-writer".
-	HostedWriterPolicy string
 	// TokenTTL and TokenMaxTTL of the roles' tokens. Default: 15m and 1h.
 	TokenTTL, TokenMaxTTL time.Duration
 	// SecretIDTTL of the roles' secret ids. Default: 720h (30 days);
@@ -65,9 +62,6 @@ func (cfg *BootstrapConfig) defaults() {
 	}
 	if cfg.ReaderRole == "" {
 		cfg.ReaderRole = policies.Reader
-	}
-	if cfg.HostedWriterPolicy == "" {
-		cfg.HostedWriterPolicy = policies.HostedWriter
 	}
 	if cfg.TokenTTL == 0 {
 		cfg.TokenTTL = 15 * time.Minute
@@ -116,7 +110,7 @@ func (c *Client) Bootstrap(ctx context.Context, cfg BootstrapConfig) (BootstrapR
 	if err := c.bootstrapMount(ctx, cfg, change); err != nil {
 		return res, err
 	}
-	for name, file := range map[string]string{cfg.WriterRole: policies.Writer, cfg.ReaderRole: policies.Reader, cfg.HostedWriterPolicy: policies.HostedWriter} {
+	for name, file := range map[string]string{cfg.WriterRole: policies.Writer, cfg.ReaderRole: policies.Reader} {
 		if err := c.bootstrapPolicy(ctx, cfg, name, file, change); err != nil {
 			return res, err
 		}

@@ -207,8 +207,11 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	if err != nil {
 		return fail(err)
 	}
-	if g.b, err = broker.New(broker.Config{Reader: reader.KV("byok"), Writer: writer.KV("byok"), Store: g.st,
+	if g.b, err = broker.New(broker.Config{Reader: reader.KV("byok"), Writer: writer.KV("byok"), Store: g.st, Pools: g.st,
 		Pepper: []byte("bench-pepper-0123456789abcdef"), CacheTTL: o.ttl, Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		return fail(err)
+	}
+	if err := g.b.Load(ctx); err != nil {
 		return fail(err)
 	}
 
@@ -298,7 +301,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 				}
 				ws, p := g.keys[i][0], g.keys[i][1]
 				k := keyFor(p)
-				if _, err := g.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Workspace: ws, Provider: p, APIKey: k}); err != nil {
+				if _, err := g.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), APIKey: k}); err != nil {
 					loadErr.Store(err)
 					return
 				}
@@ -352,7 +355,7 @@ func (g *ground) vaultTarget() httpTarget {
 	t := httpTarget{base: g.vaultAddr, method: http.MethodGet, paths: make([]string, len(g.keys)),
 		headers: map[string]string{"X-Vault-Token": g.readerToken, "Host": strings.TrimPrefix(g.vaultAddr, "http://")}}
 	for i, k := range g.keys {
-		t.paths[i] = "/v1/byok/data/" + broker.WorkspaceKey(k[0], k[1]).VaultPath()
+		t.paths[i] = "/v1/byok/data/" + broker.WorkspaceKey(k[0], k[1], broker.DefaultKeyID).VaultPath()
 	}
 	return t
 }
@@ -383,16 +386,16 @@ func (g *ground) platformRead(ctx context.Context, k int) error {
 // inProcess measures broker.Resolve with Go's benchmark harness.
 func (g *ground) inProcess(ctx context.Context, miss bool) testing.BenchmarkResult {
 	ws, p := g.keys[0][0], g.keys[0][1]
-	if _, err := g.b.Resolve(ctx, ws, p); err != nil {
+	if _, err := g.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: p}); err != nil {
 		return testing.BenchmarkResult{}
 	}
 	return testing.Benchmark(func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if miss {
-				g.b.Evict(ws, p)
+				g.b.Evict(broker.WorkspaceKey(ws, p, broker.DefaultKeyID))
 			}
-			if _, err := g.b.Resolve(ctx, ws, p); err != nil {
+			if _, err := g.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: p}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -418,7 +421,7 @@ func (g *ground) coldHerd(ctx context.Context) (int64, error) {
 	for range 1000 {
 		wg.Go(func() {
 			<-start
-			if _, err := fresh.Resolve(ctx, ws, p); err != nil {
+			if _, err := fresh.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: p}); err != nil {
 				failed.Add(1)
 			}
 		})
@@ -454,7 +457,7 @@ func memory(ctx context.Context) (rssMB, heapMB float64, err error) {
 	runtime.ReadMemStats(&before)
 	rss0 := rssBytes()
 	for i := range 100_000 {
-		if _, err := b.Resolve(ctx, fmt.Sprintf("ws-%06d", i/5), providerIDs[i%5]); err != nil {
+		if _, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: fmt.Sprintf("ws-%06d", i/5), Provider: providerIDs[i%5]}); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -486,7 +489,7 @@ func (g *ground) adminWrites(ctx context.Context, n int) (p50, p99 time.Duration
 	for i := range n {
 		k := g.keys[i%len(g.keys)]
 		t0 := time.Now()
-		if _, err := g.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Workspace: k[0], Provider: k[1], APIKey: keyFor(k[1])}); err != nil {
+		if _, err := g.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey(k[0], k[1], broker.DefaultKeyID), APIKey: keyFor(k[1])}); err != nil {
 			return 0, 0, err
 		}
 		lat = append(lat, time.Since(t0))

@@ -93,10 +93,6 @@ func runDev(ctx context.Context, listenAddr string) error {
 	if err != nil {
 		return err
 	}
-	hosted, err := app.SeedDevHostedKeys(startCtx, vs.Addr, vs.RootToken, devKVMount)
-	if err != nil {
-		return err
-	}
 	pepper := randomSecret() // a dev run's fingerprints live as long as its database
 	go func() {
 		select {
@@ -121,17 +117,16 @@ func runDev(ctx context.Context, listenAddr string) error {
 	fmt.Fprintf(out, "  KEYBROKER_RESOLVER_TOKEN=%s  (resolver token: POST /v1/resolve only)\n", resolverToken)
 	fmt.Fprintf(out, "  VAULT_ADDR=%s\n", vs.Addr)
 	fmt.Fprintf(out, "  VAULT_TOKEN=%s  (dev root token, for you; keybroker logs in with AppRole)\n", vs.RootToken)
-	fmt.Fprintf(out, "  KV v2 mount    %s (bootstrapped: policies keybroker-writer, keybroker-reader, keybroker-hosted-writer)\n", devKVMount)
+	fmt.Fprintf(out, "  KV v2 mount    %s (bootstrapped: policies keybroker-writer, keybroker-reader)\n", devKVMount)
 	fmt.Fprintf(out, "  DATABASE_URL=%s  (owner: migrate, token)\n", pg.URL)
 	fmt.Fprintf(out, "  runtime role   %s (keybroker serves as it: INSERT and SELECT only on audit_events)\n", devRuntimeRole)
-	fmt.Fprintf(out, "  hosted keys    FAKE ones for %s: workspaces without a key fall back to them; no provider accepts them\n", strings.Join(hosted, ", "))
 	fmt.Fprintf(out, "  reconcile      DATABASE_URL=%s VAULT_ADDR=%s KEYBROKER_VAULT_AUTH=approle KEYBROKER_KV_MOUNT=%s \\\n"+
 		"                   KEYBROKER_WRITER_ROLE_ID=%s KEYBROKER_WRITER_SECRET_ID_FILE=%s \\\n"+
 		"                   KEYBROKER_READER_ROLE_ID=%s KEYBROKER_READER_SECRET_ID_FILE=%s \\\n"+
 		"                   KEYBROKER_FINGERPRINT_PEPPER=%s keybroker reconcile\n",
 		runtimeURL, vs.Addr, devKVMount, writer.RoleID, writer.SecretIDFile, reader.RoleID, reader.SecretIDFile, pepper)
 	fmt.Fprintf(out, "  vault pid %d, folder %s\n", vs.Pid(), vs.Dir)
-	fmt.Fprintf(out, "  postgres pid %d, folder %s\n\n", pg.Pid(), pg.Dir)
+	fmt.Fprintf(out, "  postgres pid %d, folder %s\n", pg.Pid(), pg.Dir)
 
 	a, err := app.New(ctx, app.Config{
 		DatabaseURL: runtimeURL,
@@ -146,6 +141,12 @@ func runDev(ctx context.Context, listenAddr string) error {
 	if err != nil {
 		return err
 	}
+	hosted, err := a.SeedDevHostedKeys(startCtx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  hosted keys    FAKE ones (key id %s) for %s: workspaces without a key fall back to them; no provider accepts them\n\n",
+		app.DevHostedKeyID, strings.Join(hosted, ", "))
 	return a.Run(ctx, ln)
 }
 

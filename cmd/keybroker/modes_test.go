@@ -181,7 +181,7 @@ func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 	if _, _, err := api.SetKey(ctx, "ws1", "openai", key, 0); err == nil {
 		t.Fatal("the write succeeded although keybroker was killed during it")
 	}
-	cur, err := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws1", "openai").VaultPath())
+	cur, err := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID).VaultPath())
 	if err != nil || cur.Value != key {
 		t.Fatalf("Vault after the crash: %v", err)
 	}
@@ -194,7 +194,7 @@ func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 	if !strings.Contains(out, "completed 1,") {
 		t.Fatalf("reconcile printed %q", out)
 	}
-	rec, err := st.GetKey(ctx, broker.WorkspaceKey("ws1", "openai"))
+	rec, err := st.GetKey(ctx, broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID))
 	if err != nil || rec.Version != cur.Version || rec.State != broker.StateActive || rec.MaskedKey != broker.MaskKey(key) {
 		t.Fatalf("after reconcile: %+v %v", rec, err)
 	}

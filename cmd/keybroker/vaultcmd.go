@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/keybroker/keybroker/internal/app"
 	"github.com/keybroker/keybroker/policies"
 	"github.com/keybroker/keybroker/vault"
 )
@@ -108,6 +110,36 @@ before it unwraps it).`,
 		},
 	}
 	flagsOf(printPolicies).String(&mount, "kv-mount", "KEYBROKER_KV_MOUNT", "byok", "KV v2 mount of the keys")
-	cmd.AddCommand(bootstrap, printPolicies)
+	var layoutCfg app.Config
+	migrateLayout := &cobra.Command{
+		Use:   "migrate-layout",
+		Short: "Move the keys keybroker v1 stored to the v2 layout (<scope>/providers/<p>/keys/default)",
+		Long: `Move every key keybroker v1 kept at workspaces/<ws>/providers/<p> and
+hosted/providers/<p> to .../providers/<p>/keys/default, version by version (the
+version numbers stay the same), then destroy the v1 secret. Until it has run,
+resolve still reads the v1 path, and a first write of such a key is refused.
+Run it once after every replica runs v2; running it again moves what is left.
+Takes the same Vault and database settings as serve, and needs both the writer
+and the reader identity.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			secretsFromEnv(&layoutCfg)
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			rep, err := app.MigrateLayout(cmd.Context(), layoutCfg, logger)
+			if rep == nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "moved %d, skipped %d\n", len(rep.Moved), len(rep.Skipped))
+			for _, m := range rep.Moved {
+				fmt.Fprintln(cmd.OutOrStdout(), "moved:", m)
+			}
+			for _, s := range rep.Skipped {
+				fmt.Fprintln(cmd.OutOrStdout(), "skipped:", s)
+			}
+			return err
+		},
+	}
+	serveFlags(migrateLayout, &layoutCfg)
+	cmd.AddCommand(bootstrap, printPolicies, migrateLayout)
 	return cmd
 }

@@ -9,7 +9,7 @@ import (
 
 func TestVaultPoliciesAndBootstrapCommands(t *testing.T) {
 	out, _ := run(t, nil, "", false, "vault", "policies", "--kv-mount", "byok-prod")
-	for _, want := range []string{`policy "keybroker-writer"`, `policy "keybroker-reader"`, `policy "keybroker-hosted-writer"`, `path "byok-prod/data/workspaces/+/providers/+"`} {
+	for _, want := range []string{`policy "keybroker-writer"`, `policy "keybroker-reader"`, `path "byok-prod/data/workspaces/+/providers/+/keys/+"`} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("vault policies lacks %s:\n%s", want, out)
 		}

@@ -88,7 +88,8 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 
 	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, StaleIfError: cfg.StaleIfError,
 		MaxEntries: cfg.CacheMaxEntries, MaxNegativeEntries: cfg.CacheMaxNegative, MaxColdReads: cfg.MaxColdReads,
-		Logger: logger, Metrics: broker.NewMetrics(reg), Settings: a.store, Usage: a.store}
+		Logger: logger, Metrics: broker.NewMetrics(reg), Settings: a.store, Usage: a.store, Pools: a.store,
+		MaxKeysPerPool: cfg.MaxKeysPerPool}
 	// hold builds one identity's client, with its token metrics.
 	hold := func(who string, id Identity) (*vault.KV, error) {
 		c, err := cfg.vaultClient(who, id, logger, vaultMetrics)
@@ -154,6 +155,13 @@ func (a *App) dependencies() []handlers.Dependency {
 		{Name: "settings_loaded", Check: func(context.Context) error {
 			if !a.broker.SettingsLoaded() {
 				return errors.New("the workspace settings are not loaded yet (the invalidation listener has not connected)")
+			}
+			return nil
+		}},
+		// Until the pools are in memory, no resolve can choose a key.
+		{Name: "pools_loaded", Check: func(context.Context) error {
+			if !a.broker.PoolsLoaded() {
+				return errors.New("the key pools are not loaded yet (the invalidation listener has not connected)")
 			}
 			return nil
 		}},
@@ -302,15 +310,20 @@ func (a *App) listenInvalidations(ctx context.Context) {
 				}
 				return
 			}
-			a.broker.Invalidate(inv.ForBroker())
+			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := a.broker.Invalidate(ictx, inv.ForBroker()); err != nil {
+				// The next reconnect reloads every pool.
+				a.log.Warn("could not reload a pool announced as changed", "error", err)
+			}
 		},
 		Listening: func() {
 			a.broker.FlushCache()
 			a.tokens.ForgetAll()
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			if err := a.broker.LoadSettings(sctx); err != nil {
-				a.log.Warn("could not reload the workspace settings after reconnecting; keeping the last known ones", "error", err)
+			if err := a.broker.Load(sctx); err != nil {
+				a.log.Warn("could not reload the workspace settings and key pools after reconnecting; keeping the last known ones", "error", err)
 			}
 			a.log.Info("listening for invalidations; caches flushed", "channel", store.InvalidationChannel)
 		},

@@ -68,6 +68,8 @@ type Config struct {
 	// and the Vault reads of misses (see broker.Config; zero takes the
 	// broker's defaults).
 	CacheMaxEntries, CacheMaxNegative, MaxColdReads int
+	// MaxKeysPerPool bounds each pool (0: broker.DefaultMaxKeysPerPool).
+	MaxKeysPerPool int
 	// ReconcileEvery is how often one replica reconciles Vault and
 	// PostgreSQL. 0: never.
 	ReconcileEvery time.Duration

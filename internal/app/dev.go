@@ -51,29 +51,32 @@ var devHostedKeys = map[string]string{
 	"exa":       "FAKE-hosted-dev-key-not-real-exa-000",
 }
 
-// SeedDevHostedKeys writes a fake hosted key for every provider, as the
-// platform's operators would write real ones, so that a newcomer's
-// workspace without a key of its own falls back to something. It returns
-// the providers seeded.
-func SeedDevHostedKeys(ctx context.Context, addr, rootToken, kvMount string) ([]string, error) {
-	op, err := vault.New(vault.Config{Address: addr, Token: rootToken})
-	if err != nil {
-		return nil, err
-	}
-	kv := op.KV(kvMount)
+// DevHostedKeyID is the key id of the fake hosted keys `keybroker dev`
+// seeds.
+const DevHostedKeyID = "dev-fake"
+
+// SeedDevHostedKeys adds a fake hosted key for every provider through the
+// API's own path (as an operator would add real ones), so that a
+// newcomer's workspace without a key of its own falls back to something.
+// It returns the providers seeded.
+func (a *App) SeedDevHostedKeys(ctx context.Context) ([]string, error) {
 	var seeded []string
-	for _, p := range broker.DefaultRegistry().All() {
+	actor := broker.Actor{Subject: "keybroker dev"}
+	for _, p := range a.broker.Providers().All() {
 		key, ok := devHostedKeys[p.ID]
 		if !ok {
 			continue
 		}
-		if err := p.ValidateKey(key); err != nil {
-			return nil, fmt.Errorf("the fake hosted key of %s breaks its rule: %w", p.ID, err)
+		if _, err := a.broker.SetKey(ctx, broker.SetKeyRequest{Actor: actor, Ref: broker.HostedKey(p.ID, DevHostedKeyID), APIKey: key}); err != nil {
+			return nil, fmt.Errorf("seed the fake hosted key of %s: %w", p.ID, err)
 		}
-		if _, err := kv.Put(ctx, broker.HostedKey(p.ID).VaultPath(), key, 0); err != nil {
-			return nil, fmt.Errorf("seed the hosted key of %s: %w", p.ID, err)
+		if _, err := a.broker.UpdateKey(ctx, broker.UpdateKeyRequest{Actor: actor, Ref: broker.HostedKey(p.ID, DevHostedKeyID),
+			Name: ptr("FAKE hosted key of keybroker dev (no provider accepts it)")}); err != nil {
+			return nil, fmt.Errorf("name the fake hosted key of %s: %w", p.ID, err)
 		}
 		seeded = append(seeded, p.ID)
 	}
 	return seeded, nil
 }
+
+func ptr[T any](v T) *T { return &v }

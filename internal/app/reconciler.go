@@ -71,21 +71,47 @@ func (r *Reconciler) RunOnce(ctx context.Context) error {
 // to adopt keys written in Vault directly.
 // The report is nil when reconciling could not start.
 func Reconcile(ctx context.Context, cfg Config, logger *slog.Logger) (*broker.ReconcileReport, error) {
+	var rep *broker.ReconcileReport
+	err := withOneShotBroker(ctx, cfg, logger, cfg.Mode == string(handlers.ModeAll), func(ctx context.Context, b *broker.Broker) error {
+		r, err := b.Reconcile(ctx, 0)
+		rep = &r
+		return err
+	})
+	return rep, err
+}
+
+// MigrateLayout is `keybroker vault migrate-layout`: it moves the keys
+// keybroker v1 kept at <scope>/providers/<provider> to the v2 layout. It
+// needs both identities (the reader copies, the writer writes). The
+// report is nil when the move could not start.
+func MigrateLayout(ctx context.Context, cfg Config, logger *slog.Logger) (*broker.LayoutReport, error) {
+	var rep *broker.LayoutReport
+	err := withOneShotBroker(ctx, cfg, logger, true, func(ctx context.Context, b *broker.Broker) error {
+		r, err := b.MigrateLayout(ctx, broker.Actor{Subject: "keybroker vault migrate-layout"})
+		rep = &r
+		return err
+	})
+	return rep, err
+}
+
+// withOneShotBroker runs fn with a broker on the writer identity (and the
+// reader, when withReader) and the metadata store, for one command.
+func withOneShotBroker(ctx context.Context, cfg Config, logger *slog.Logger, withReader bool, fn func(context.Context, *broker.Broker) error) error {
 	cfg = cfg.withDefaults()
 	if cfg.DatabaseURL == "" {
-		return nil, errors.New("no database: set DATABASE_URL or --database-url")
+		return errors.New("no database: set DATABASE_URL or --database-url")
 	}
 	if len(cfg.Pepper) < 16 {
-		return nil, errors.New("KEYBROKER_FINGERPRINT_PEPPER must be set (the same as serve's)")
+		return errors.New("KEYBROKER_FINGERPRINT_PEPPER must be set (the same as serve's)")
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer st.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	bcfg := broker.Config{Store: st, Pepper: []byte(cfg.Pepper), Logger: logger}
+	bcfg := broker.Config{Store: st, Pools: st, Pepper: []byte(cfg.Pepper), Logger: logger}
 	login := func(who string, id Identity) (*vault.Client, error) {
 		c, err := cfg.vaultClient(who, id, logger, nil)
 		if err != nil {
@@ -96,20 +122,19 @@ func Reconcile(ctx context.Context, cfg Config, logger *slog.Logger) (*broker.Re
 	}
 	writer, err := login("writer", cfg.Writer)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	bcfg.Writer = writer.KV(cfg.KVMount)
-	if cfg.Mode == string(handlers.ModeAll) {
+	if withReader {
 		reader, err := login("reader", cfg.Reader)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		bcfg.Reader = reader.KV(cfg.KVMount)
 	}
 	b, err := broker.New(bcfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	rep, err := b.Reconcile(ctx, 0)
-	return &rep, err
+	return fn(ctx, b)
 }

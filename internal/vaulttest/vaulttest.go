@@ -63,7 +63,6 @@ func Bootstrap(t testing.TB, opts Options) *Identities {
 	cfg := vault.BootstrapConfig{
 		KVMount: "byok-" + id, AppRoleMount: "approle-" + id,
 		WriterRole: "keybroker-writer-" + id, ReaderRole: "keybroker-reader-" + id,
-		HostedWriterPolicy: "keybroker-hosted-writer-" + id,
 	}
 	if opts.Tune != nil {
 		opts.Tune(&cfg)
@@ -77,7 +76,7 @@ func Bootstrap(t testing.TB, opts Options) *Identities {
 		ctx := context.Background()
 		_ = api.Sys().DisableAuthWithContext(ctx, cfg.AppRoleMount)
 		_ = api.Sys().UnmountWithContext(ctx, cfg.KVMount)
-		for _, p := range []string{cfg.WriterRole, cfg.ReaderRole, cfg.HostedWriterPolicy} {
+		for _, p := range []string{cfg.WriterRole, cfg.ReaderRole} {
 			_ = api.Sys().DeletePolicyWithContext(ctx, p)
 		}
 	})

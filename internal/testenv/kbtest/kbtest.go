@@ -89,12 +89,12 @@ func NewGround(t testing.TB, opts Options) *Ground {
 	g.Store = NewStore(t, g.DBURL)
 	ids := g.Identities
 	var err error
-	g.Broker, err = broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: g.Store,
+	g.Broker, err = broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: g.Store, Pools: g.Store,
 		Pepper: []byte(opts.Pepper), Logger: opts.Logger, Settings: g.Store, Usage: g.Store})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := g.Broker.LoadSettings(context.Background()); err != nil {
+	if err := g.Broker.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	g.Tokens = auth.NewService(g.Store, auth.Options{})

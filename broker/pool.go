@@ -1,0 +1,275 @@
+package broker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMaxKeysPerPool is how many keys a pool holds at most unless
+// Config.MaxKeysPerPool says otherwise.
+const DefaultMaxKeysPerPool = 10
+
+// PoolStore is what the broker needs to know every pool's members: all of
+// them at start (and after the invalidation listener reconnects), one pool
+// when a change is announced. Resolve never queries it.
+type PoolStore interface {
+	// AllPoolMembers returns every key with a confirmed version.
+	AllPoolMembers(ctx context.Context) ([]KeyRecord, error)
+	// PoolMembers returns the keys of one pool with a confirmed version.
+	PoolMembers(ctx context.Context, pool PoolRef) ([]KeyRecord, error)
+}
+
+// member is a key as resolve sees it: enough to choose, and its cache key
+// computed once.
+type member struct {
+	ref       KeyRef
+	cacheKey  CacheKey
+	priority  int
+	disabled  bool
+	models    []string
+	createdAt time.Time
+	// version and fingerprint are the metadata's: the fingerprint is
+	// given out with the version it belongs to only.
+	version     int
+	fingerprint string
+}
+
+// fingerprintOf is the member's fingerprint if version is the one its
+// metadata describes ("" for another: a write around keybroker).
+func (m *member) fingerprintOf(version int) string {
+	if version == m.version {
+		return m.fingerprint
+	}
+	return ""
+}
+
+// allows says whether the member may serve a call for model. A key with
+// an allow-list serves only the models on it, so a call that names no
+// model is not served by it.
+func (m *member) allows(model string) bool {
+	return len(m.models) == 0 || slices.Contains(m.models, model)
+}
+
+// pool is one pool's members, by priority, then age, then key id, never
+// changed once built (a change builds a new pool); turn takes turns among
+// the usable keys of the lowest priority.
+type pool struct {
+	members []member
+	turn    atomic.Uint64
+}
+
+func newPool(recs []KeyRecord) *pool {
+	p := &pool{members: make([]member, 0, len(recs))}
+	for _, r := range recs {
+		ref := r.Ref()
+		p.members = append(p.members, member{ref: ref, cacheKey: ref.CacheKey(), priority: r.Priority, disabled: r.Disabled,
+			models: slices.Clone(r.Models), createdAt: r.CreatedAt, version: r.Version, fingerprint: r.Fingerprint})
+	}
+	slices.SortFunc(p.members, func(a, b member) int {
+		return cmp.Or(cmp.Compare(a.priority, b.priority), a.createdAt.Compare(b.createdAt), cmp.Compare(a.ref.KeyID, b.ref.KeyID))
+	})
+	return p
+}
+
+// poolMirror is this replica's copy of every pool's membership.
+type poolMirror struct {
+	mu     sync.RWMutex
+	loaded bool
+	pools  map[PoolRef]*pool
+}
+
+func (m *poolMirror) get(ref PoolRef) (*pool, bool) {
+	m.mu.RLock()
+	p, loaded := m.pools[ref], m.loaded
+	m.mu.RUnlock()
+	return p, loaded
+}
+
+func (m *poolMirror) set(ref PoolRef, recs []KeyRecord) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pools == nil {
+		m.pools = make(map[PoolRef]*pool)
+	}
+	if len(recs) == 0 {
+		delete(m.pools, ref)
+		return
+	}
+	m.pools[ref] = newPool(recs)
+}
+
+// dropScope forgets every pool of a scope (a purge), returning their
+// members' cache keys.
+func (m *poolMirror) dropScope(s Scope) []CacheKey {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var keys []CacheKey
+	for ref, p := range m.pools {
+		if ref.Scope == s.Kind && ref.ScopeID == s.ID {
+			for _, mem := range p.members {
+				keys = append(keys, mem.cacheKey)
+			}
+			delete(m.pools, ref)
+		}
+	}
+	return keys
+}
+
+// ErrPoolsNotLoaded: this replica has not read the pools yet (PostgreSQL
+// unreachable since start), so it cannot know which keys may serve (503).
+var ErrPoolsNotLoaded = errors.Join(ErrUnavailable, errors.New("key pools not loaded yet"))
+
+// Load reads every workspace's settings and every pool's members into this
+// replica's memory: at start, and after the invalidation listener
+// reconnected (a change may have been missed).
+func (b *Broker) Load(ctx context.Context) error {
+	return errors.Join(b.LoadSettings(ctx), b.LoadPools(ctx))
+}
+
+// LoadPools reads every pool's members into this replica's memory.
+func (b *Broker) LoadPools(ctx context.Context) error {
+	if b.poolStore == nil {
+		return nil
+	}
+	recs, err := b.poolStore.AllPoolMembers(ctx)
+	if err != nil {
+		return fmt.Errorf("load key pools: %w", fromStore(err))
+	}
+	byPool := make(map[PoolRef][]KeyRecord)
+	for _, r := range recs {
+		byPool[r.Ref().Pool()] = append(byPool[r.Ref().Pool()], r)
+	}
+	pools := make(map[PoolRef]*pool, len(byPool))
+	for ref, rs := range byPool {
+		pools[ref] = newPool(rs)
+	}
+	b.pools.mu.Lock()
+	b.pools.pools, b.pools.loaded = pools, true
+	b.pools.mu.Unlock()
+	return nil
+}
+
+// PoolsLoaded reports whether this replica knows every pool.
+func (b *Broker) PoolsLoaded() bool {
+	b.pools.mu.RLock()
+	defer b.pools.mu.RUnlock()
+	return b.pools.loaded
+}
+
+// PoolChanged re-reads one pool (a change announced by a replica, this one
+// included).
+func (b *Broker) PoolChanged(ctx context.Context, ref PoolRef) error {
+	if b.poolStore == nil {
+		return nil
+	}
+	recs, err := b.poolStore.PoolMembers(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("reload pool %s: %w", ref, fromStore(err))
+	}
+	b.pools.set(ref, recs)
+	return nil
+}
+
+// poolChangedHere re-reads a pool this replica just changed, so that its
+// next resolve sees the change before the announcement comes back. A
+// failure is logged: the announcement, or the next reconnect, repairs it.
+func (b *Broker) poolChangedHere(ctx context.Context, ref PoolRef) {
+	if err := b.PoolChanged(context.WithoutCancel(ctx), ref); err != nil {
+		b.log.Warn("could not re-read a pool after changing it; the announcement will", "pool", ref.String(), "error", err)
+	}
+}
+
+// poolOutcome says what a pool could do for a call.
+type poolOutcome int
+
+const (
+	poolServed poolOutcome = iota
+	// poolEmpty: the pool holds no key (or none that Vault still has).
+	poolEmpty
+	// poolUnavailable: it holds keys, none usable (disabled).
+	poolUnavailable
+	// poolModelExcluded: it holds usable keys, none allowing the model.
+	poolModelExcluded
+)
+
+// fromPool picks the key to serve from a pool: the usable keys of the
+// lowest priority take turns; a key the pool lists but Vault no longer
+// has gives way to the pool's other usable keys.
+func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string) (*cacheEntry, *member, poolOutcome, error) {
+	var p *pool
+	if b.poolStore == nil {
+		// Without a pool store (a broker on Vault alone: tests,
+		// benchmarks) each pool is its key "default", as in v1, and Vault
+		// says whether it exists.
+		ref := pr.Key(DefaultKeyID)
+		p = &pool{members: []member{{ref: ref, cacheKey: ref.CacheKey(), priority: 100}}}
+	} else {
+		var loaded bool
+		if p, loaded = b.pools.get(pr); !loaded {
+			return nil, nil, 0, ErrPoolsNotLoaded
+		}
+		if p == nil {
+			return nil, nil, poolEmpty, nil
+		}
+	}
+	n, top, excluded := 0, 0, false
+	for i := range p.members {
+		m := &p.members[i]
+		if m.disabled {
+			continue
+		}
+		if !m.allows(model) {
+			excluded = true
+			continue
+		}
+		if n == 0 {
+			top = m.priority
+		} else if m.priority != top {
+			break
+		}
+		n++
+	}
+	if n == 0 {
+		if excluded {
+			return nil, nil, poolModelExcluded, nil
+		}
+		return nil, nil, poolUnavailable, nil
+	}
+	pick := 0
+	if n > 1 {
+		pick = int(p.turn.Add(1) % uint64(n))
+	}
+	var chosen *member
+	for i := range p.members {
+		m := &p.members[i]
+		if m.disabled || !m.allows(model) {
+			continue
+		}
+		if pick == 0 {
+			chosen = m
+			break
+		}
+		pick--
+	}
+	e, err := b.lookup(ctx, chosen)
+	if err != nil || e.found {
+		return e, chosen, poolServed, err
+	}
+	// Listed, but gone from Vault (deleted around keybroker): the others.
+	for i := range p.members {
+		m := &p.members[i]
+		if m == chosen || m.disabled || !m.allows(model) {
+			continue
+		}
+		if e, err = b.lookup(ctx, m); err != nil || e.found {
+			return e, m, poolServed, err
+		}
+	}
+	return nil, nil, poolEmpty, nil
+}
