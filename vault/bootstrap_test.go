@@ -24,7 +24,7 @@ func TestBootstrapIsIdempotentAndReportsDrift(t *testing.T) {
 	}
 	joined := strings.Join(first.Changes, "\n")
 	for _, want := range []string{"enable the KV v2 secrets engine at byok/", "write policy keybroker-writer", "write policy keybroker-reader",
-"enable the AppRole auth method", "create AppRole role keybroker-writer", "create AppRole role keybroker-reader"} {
+		"enable the AppRole auth method", "create AppRole role keybroker-writer", "create AppRole role keybroker-reader"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("first bootstrap did not %q; it did:\n%s", want, joined)
 		}
