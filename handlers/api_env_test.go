@@ -121,13 +121,15 @@ func newAPI(t *testing.T, mode handlers.Mode) *api {
 		tokens: map[string]string{}, ids: map[string]string{}, ground: g}
 	a.http = &http.Client{Transport: newSpecCheck(t, srv.URL, http.DefaultTransport), Timeout: 30 * time.Second}
 	for name, req := range map[string]auth.CreateRequest{
-		"operator":  {Role: auth.RoleOperator},
-		"admin":     {Role: auth.RoleAdmin, Workspaces: []string{"ws1"}},
-		"reader":    {Role: auth.RoleReader, Workspaces: []string{"ws1"}},
-		"resolver":  {Role: auth.RoleResolver},
-		"admin-ws2": {Role: auth.RoleAdmin, Workspaces: []string{"ws2"}},
-		"revoked":   {Role: auth.RoleOperator},
-		"expired":   {Role: auth.RoleOperator, TTL: time.Millisecond},
+		"operator":   {Role: auth.RoleOperator},
+		"admin":      {Role: auth.RoleAdmin, Workspaces: []string{"ws1"}},
+		"reader":     {Role: auth.RoleReader, Workspaces: []string{"ws1"}},
+		"resolver":   {Role: auth.RoleResolver},
+		"admin-ws2":  {Role: auth.RoleAdmin, Workspaces: []string{"ws2"}},
+		"org-admin":  {Role: auth.RoleAdmin, Organizations: []string{"acme"}},
+		"org-reader": {Role: auth.RoleReader, Organizations: []string{"acme"}},
+		"revoked":    {Role: auth.RoleOperator},
+		"expired":    {Role: auth.RoleOperator, TTL: time.Millisecond},
 	} {
 		req.CreatedBy = "test"
 		tok, rec, err := tokens.Create(ctx, req)

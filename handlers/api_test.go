@@ -189,20 +189,33 @@ func (a *api) snapshot(t *testing.T) string {
 	for _, ws := range []string{"ws1", "ws2", "ws9"} {
 		r := a.call("operator", "GET", "/v1/workspaces/"+ws+"/keys", nil)
 		b.Write(r.body)
-		names, err := a.kv.List(ctx, broker.WorkspaceScope(ws).ProvidersDir())
+	}
+	for _, path := range []string{"/v1/organizations/acme/providers/openai/keys", "/v1/hosted/providers/openai/keys", "/v1/workspaces/ws1/settings"} {
+		b.Write(a.call("operator", "GET", path, nil).body)
+	}
+	for _, scope := range []broker.Scope{broker.WorkspaceScope("ws1"), broker.WorkspaceScope("ws2"), broker.WorkspaceScope("ws9"),
+		broker.OrganizationScope("acme"), broker.OrganizationScope("beta"), broker.HostedScope()} {
+		providers, err := a.kv.List(ctx, scope.ProvidersDir())
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, n := range names {
-			md, err := a.kv.Metadata(ctx, broker.WorkspaceKey(ws, n, broker.DefaultKeyID).VaultPath())
+		for _, p := range providers {
+			pool := scope.Pool(strings.TrimSuffix(p, "/"))
+			keys, err := a.kv.List(ctx, pool.KeysDir())
 			if err != nil {
 				t.Fatal(err)
 			}
-			b.WriteString(ws + "/" + n + ":")
-			for _, v := range md.Versions {
-				b.WriteString(strings.Join([]string{strconv.Itoa(v.Version), v.DeletionTime.String(), strconv.FormatBool(v.Destroyed)}, ","))
+			for _, k := range keys {
+				md, err := a.kv.Metadata(ctx, pool.Key(k).VaultPath())
+				if err != nil {
+					t.Fatal(err)
+				}
+				b.WriteString(pool.Key(k).String() + ":")
+				for _, v := range md.Versions {
+					b.WriteString(strings.Join([]string{strconv.Itoa(v.Version), v.DeletionTime.String(), strconv.FormatBool(v.Destroyed)}, ","))
+				}
+				b.WriteString(strconv.Itoa(md.CurrentVersion) + ";")
 			}
-			b.WriteString(strconv.Itoa(md.CurrentVersion) + ";")
 		}
 	}
 	return b.String()
@@ -227,7 +240,7 @@ type route struct {
 
 func routes(t *testing.T) []route {
 	return []route{
-		{"list providers", []string{"operator", "admin", "reader", "resolver", "admin-ws2"},
+		{"list providers", []string{"operator", "admin", "reader", "resolver", "admin-ws2", "org-admin", "org-reader"},
 			func(a *api, as string) answer { return a.call(as, "GET", "/v1/providers", nil) }, nil},
 		{"list keys", []string{"operator", "admin", "reader"},
 			func(a *api, as string) answer { return a.call(as, "GET", "/v1/workspaces/ws1/keys", nil) }, nil},
@@ -267,6 +280,48 @@ func routes(t *testing.T) []route {
 			func(a *api) {
 				a.call("operator", "PUT", "/v1/workspaces/ws9/keys/exa", client.SetKeyRequest{APIKey: exaKey(t)})
 			}},
+		// Pools of every scope.
+		{"list pool", []string{"operator", "admin", "reader"},
+			func(a *api, as string) answer {
+				return a.call(as, "GET", "/v1/workspaces/ws1/providers/openai/keys", nil)
+			}, nil},
+		{"add key", []string{"operator", "admin"},
+			func(a *api, as string) answer {
+				return a.call(as, "POST", "/v1/workspaces/ws1/providers/anthropic/keys", client.AddKeyRequest{APIKey: anthropicKey(t)})
+			}, nil},
+		{"update key", []string{"operator", "admin"},
+			func(a *api, as string) answer {
+				return a.call(as, "PATCH", "/v1/workspaces/ws1/providers/openai/keys/default", client.UpdateKeyRequest{Name: new("main")})
+			}, nil},
+		{"organization pool", []string{"operator", "org-admin", "org-reader"},
+			func(a *api, as string) answer {
+				return a.call(as, "GET", "/v1/organizations/acme/providers/openai/keys", nil)
+			}, nil},
+		{"add organization key", []string{"operator", "org-admin"},
+			func(a *api, as string) answer {
+				return a.call(as, "POST", "/v1/organizations/acme/providers/anthropic/keys", client.AddKeyRequest{APIKey: anthropicKey(t)})
+			}, nil},
+		{"another organization's pool", []string{"operator"},
+			func(a *api, as string) answer {
+				return a.call(as, "GET", "/v1/organizations/beta/providers/openai/keys", nil)
+			}, nil},
+		{"organization audit", []string{"operator", "org-admin"},
+			func(a *api, as string) answer { return a.call(as, "GET", "/v1/organizations/acme/audit", nil) }, nil},
+		{"linked workspaces", []string{"operator", "org-admin", "org-reader"},
+			func(a *api, as string) answer { return a.call(as, "GET", "/v1/organizations/acme/workspaces", nil) }, nil},
+		{"hosted pool", []string{"operator"},
+			func(a *api, as string) answer { return a.call(as, "GET", "/v1/hosted/providers/openai/keys", nil) }, nil},
+		{"add hosted key", []string{"operator"},
+			func(a *api, as string) answer {
+				return a.call(as, "POST", "/v1/hosted/providers/anthropic/keys", client.AddKeyRequest{APIKey: anthropicKey(t)})
+			}, nil},
+		{"hosted audit", []string{"operator"},
+			func(a *api, as string) answer { return a.call(as, "GET", "/v1/hosted/audit", nil) }, nil},
+		{"purge organization", []string{"operator"},
+			func(a *api, as string) answer { return a.call(as, "DELETE", "/v1/organizations/beta", nil) },
+			func(a *api) {
+				a.call("operator", "PUT", "/v1/organizations/beta/providers/exa/keys/k", client.SetKeyRequest{APIKey: exaKey(t)})
+			}},
 		// Operators manage everything but never read a key.
 		{"resolve", []string{"resolver"},
 			func(a *api, as string) answer {
@@ -284,7 +339,7 @@ func TestRoleMatrix(t *testing.T) {
 	}
 	a.call("operator", "PUT", "/v1/workspaces/ws9/keys/exa", client.SetKeyRequest{APIKey: exaKey(t)})
 
-	roles := []string{"operator", "admin", "reader", "resolver", "admin-ws2"}
+	roles := []string{"operator", "admin", "reader", "resolver", "admin-ws2", "org-admin", "org-reader"}
 	for _, rt := range routes(t) {
 		for _, role := range roles {
 			allowed := contains(rt.allowed, role)

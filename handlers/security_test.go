@@ -100,7 +100,7 @@ func TestGlobalTrailIsTheOperators(t *testing.T) {
 	r.decode(t, &page)
 	var operatorWide int
 	for _, ev := range page.Events {
-		if ev.Workspace == "" && ev.Action == "token.create" {
+		if ev.Scope == "" && ev.Action == "token.create" {
 			operatorWide++
 		}
 	}
