@@ -73,7 +73,7 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	k1, k2 := "sk-proj-cli-"+testenv.RandomID(t)+testenv.RandomID(t), "sk-proj-cli-"+testenv.RandomID(t)+testenv.RandomID(t)
 
 	_, msg := run(t, api, k1+"\n", false, "keys", "set", "--workspace", "ws1", "--provider", "openai")
-	if !strings.Contains(msg, "created ws1/openai") || strings.Contains(msg, k1) {
+	if !strings.Contains(msg, "created workspace ws1/openai/default") || strings.Contains(msg, k1) {
 		t.Fatalf("keys set said %q", msg)
 	}
 	run(t, api, k2+"\n", false, "keys", "set", "--workspace", "ws1", "--provider", "openai", "--if-version", "1")
@@ -99,7 +99,7 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 		t.Fatalf("keys get printed %q", out)
 	}
 	_, msg = run(t, api, "", false, "keys", "delete", "--workspace", "ws1", "--provider", "openai")
-	if !strings.Contains(msg, "older versions remain in Vault") || !strings.Contains(msg, "hosted key if one exists") {
+	if !strings.Contains(msg, "older versions remain in Vault") || !strings.Contains(msg, "workspaces effective") {
 		t.Fatalf("keys delete said %q, not what it leaves behind", msg)
 	}
 	out, _ = run(t, api, "", false, "keys", "list", "--workspace", "ws1", "--json")
@@ -132,10 +132,49 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 		t.Fatalf("an admin linking an organization said %q", msg)
 	}
 
+	// A pool of named keys, in an organization, by its own admin.
+	orgToken, orgDetails := run(t, db, "", false, "token", "create", "--role", "admin", "--organization", "acme", "--ttl", "1h")
+	if !strings.Contains(orgDetails, "organizations [acme]") {
+		t.Fatalf("token create --organization said %q", orgDetails)
+	}
+	org := []string{"KEYBROKER_ADDR=http://" + addr, "KEYBROKER_TOKEN=" + strings.TrimSpace(orgToken)}
+	k3, k4 := "sk-proj-cli-"+testenv.RandomID(t)+testenv.RandomID(t), "sk-proj-cli-"+testenv.RandomID(t)+testenv.RandomID(t)
+	_, msg = run(t, org, k3+"\n", false, "keys", "add", "--organization", "acme", "--provider", "openai", "--key", "shared", "--name", "Shared key", "--priority", "10")
+	if !strings.Contains(msg, "added organization acme/openai/shared") || !strings.Contains(msg, "priority 10") || strings.Contains(msg, k3) {
+		t.Fatalf("keys add said %q", msg)
+	}
+	_, msg = run(t, org, k4+"\n", false, "keys", "add", "--organization", "acme", "--provider", "openai", "--models", "gpt-4o,gpt-4o-mini")
+	if !strings.Contains(msg, "added organization acme/openai/key-") {
+		t.Fatalf("keys add with a generated id said %q", msg)
+	}
+	run(t, org, "", false, "keys", "update", "--organization", "acme", "--provider", "openai", "--key", "shared", "--state", "disabled")
+	out, _ = run(t, org, "", false, "keys", "list", "--organization", "acme")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || !strings.Contains(lines[1], "shared") || !strings.Contains(lines[1], "disabled") ||
+		!strings.Contains(lines[2], "gpt-4o,gpt-4o-mini") || strings.Contains(out, k3) || strings.Contains(out, k4) {
+		t.Fatalf("keys list --organization printed %q", out)
+	}
+	_, msg = run(t, org, "", true, "keys", "update", "--organization", "acme", "--provider", "openai", "--key", "shared")
+	if !strings.Contains(msg, "nothing to change") {
+		t.Fatalf("keys update without a change said %q", msg)
+	}
+	_, msg = run(t, org, "", true, "keys", "list", "--workspace", "ws1", "--organization", "acme")
+	if !strings.Contains(msg, "name one scope") {
+		t.Fatalf("two scopes said %q", msg)
+	}
+	_, msg = run(t, org, "", true, "keys", "list", "--workspace", "ws1")
+	if !strings.Contains(msg, "403") {
+		t.Fatalf("an organization's admin on a workspace said %q", msg)
+	}
+	_, msg = run(t, api, "", true, "keys", "list", "--hosted")
+	if !strings.Contains(msg, "403") || !strings.Contains(msg, "operator") {
+		t.Fatalf("a workspace admin on the hosted keys said %q", msg)
+	}
+	run(t, org, "", false, "keys", "delete", "--organization", "acme", "--provider", "openai", "--key", "shared", "--destroy")
+
 	out, _ = run(t, db, "", false, "token", "list")
 	id := strings.Fields(strings.Split(details, "created ")[1])[0]
 	id = strings.TrimSuffix(id, ":")
-	if !strings.Contains(out, id) || strings.Contains(out, token) || !strings.Contains(out, "active, EXPIRES IN 0h") {
+	if !strings.Contains(out, id) || strings.Contains(out, token) || !strings.Contains(out, "active, EXPIRES IN 0h") || !strings.Contains(out, "org:acme") {
 		t.Fatalf("token list printed %q (id %s): the 1h token is active and expires soon", out, id)
 	}
 	// A token that never expires must be asked for by name, and is flagged.
@@ -167,7 +206,7 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	}
 	metricsText, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`keybroker_admin_actions_total{action="key.create",outcome="success"} 1`,
+	for _, want := range []string{`keybroker_admin_actions_total{action="key.create",outcome="success"} 3`, `keybroker_admin_actions_total{action="key.update",outcome="success"} 1`,
 		`keybroker_admin_actions_total{action="key.rollback",outcome="success"} 1`,
 		"keybroker_vault_request_duration_seconds_count{operation=\"kv_put\",outcome=\"ok\"}",
 		"keybroker_postgres_pool_connections", "keybroker_vault_token_ttl_seconds", "keybroker_cache_stale_served_total"} {
@@ -175,7 +214,7 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	for _, secret := range []string{k1, k2, token, "ws1", "ws2"} {
+	for _, secret := range []string{k1, k2, k3, k4, token, "ws1", "ws2", "acme"} {
 		if strings.Contains(string(metricsText), secret) {
 			t.Errorf("/metrics contains %q...", secret[:3])
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 )
 
@@ -41,29 +42,80 @@ func (a *apiFlags) client() (*client.Client, error) {
 	return client.New(cfg)
 }
 
+// keyTarget is what the keys commands act on: one scope (--workspace,
+// --organization or --hosted), a provider and a key id.
+type keyTarget struct {
+	workspace, organization string
+	hosted                  bool
+	provider, keyID         string
+}
+
+func (t *keyTarget) scope() (client.Scope, error) {
+	n := 0
+	for _, set := range []bool{t.workspace != "", t.organization != "", t.hosted} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n != 1:
+		return client.Scope{}, errors.New("name one scope: --workspace WS, --organization ORG or --hosted")
+	case t.workspace != "":
+		return client.Workspace(t.workspace), nil
+	case t.organization != "":
+		return client.Organization(t.organization), nil
+	}
+	return client.Hosted(), nil
+}
+
+func (t *keyTarget) ref() (client.KeyRef, error) {
+	sc, err := t.scope()
+	if err != nil {
+		return client.KeyRef{}, err
+	}
+	if t.provider == "" {
+		return client.KeyRef{}, errors.New("--provider is required")
+	}
+	return client.KeyRef{Scope: sc, Provider: t.provider, KeyID: t.keyID}, nil
+}
+
+// name is how the messages name a key: "workspace ws1/openai/default".
+func (t *keyTarget) name(keyID string) string {
+	sc, _ := t.scope()
+	return sc.String() + "/" + t.provider + "/" + keyID
+}
+
 func newKeysCommand() *cobra.Command {
-	var workspace, provider string
+	var target keyTarget
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Manage workspace keys over the HTTP API (KEYBROKER_ADDR, KEYBROKER_TOKEN)",
+		Short: "Manage the keys of a workspace, an organization or the hosted pool over the HTTP API (KEYBROKER_ADDR, KEYBROKER_TOKEN)",
+		Long: `Manage keys over the HTTP API. Every command names one scope (--workspace WS,
+--organization ORG, or --hosted for the platform's own keys, operators only)
+and, but for list, a --provider. A pool (one scope's keys for one provider)
+holds up to 10 keys, named by --key (default "default", the key the v1 routes
+manage). Keys are read from stdin or a prompt, never from a flag.`,
 	}
 	var api apiFlags
 	api.bind(cmd)
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&workspace, "workspace", "", "workspace id")
-	pf.StringVar(&provider, "provider", "", "provider id")
+	pf.StringVar(&target.workspace, "workspace", "", "workspace id")
+	pf.StringVar(&target.organization, "organization", "", "organization id")
+	pf.BoolVar(&target.hosted, "hosted", false, "the platform's hosted keys (operators)")
+	pf.StringVar(&target.provider, "provider", "", "provider id")
+	pf.StringVar(&target.keyID, "key", broker.DefaultKeyID, "key id within the pool")
 	pf.BoolVar(&asJSON, "json", false, "print JSON")
 
-	// command builds a subcommand that needs --workspace (and, with
+	// command builds a subcommand that needs a scope (and, with
 	// needProvider, --provider) and an API client.
 	command := func(use, short string, needProvider bool, run func(*cobra.Command, *client.Client) error) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				if workspace == "" {
-					return errors.New("--workspace is required")
+				if _, err := target.scope(); err != nil {
+					return err
 				}
-				if needProvider && provider == "" {
+				if needProvider && target.provider == "" {
 					return errors.New("--provider is required")
 				}
 				c, err := api.client()
@@ -87,7 +139,7 @@ func newKeysCommand() *cobra.Command {
 			return json.NewEncoder(w).Encode(metas)
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PROVIDER\tKEY\tVERSION\tUPDATED\tBY\tRESOLVES\tLAST USED")
+		fmt.Fprintln(tw, "PROVIDER\tKEY ID\tNAME\tPRIORITY\tSTATE\tMODELS\tKEY\tVERSION\tUPDATED\tBY\tRESOLVES\tLAST USED")
 		for _, m := range metas {
 			last := "never"
 			if !m.LastUsedAt.IsZero() {
@@ -96,68 +148,165 @@ func newKeysCommand() *cobra.Command {
 			if m.Idle {
 				last += " (idle: unused for 90 days)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\n", m.Provider, m.MaskedKey, m.Version, m.UpdatedAt.Format(time.RFC3339), m.UpdatedBy,
-				m.Resolves, last)
+			models := "all"
+			if len(m.Models) > 0 {
+				models = strings.Join(m.Models, ",")
+			}
+			name := m.Name
+			if name == "" {
+				name = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", m.Provider, m.KeyID, name, m.Priority, m.State, models,
+				m.MaskedKey, m.Version, m.UpdatedAt.Format(time.RFC3339), m.UpdatedBy, m.Resolves, last)
 		}
 		return tw.Flush()
 	}
 
-	list := command("list", "List a workspace's keys (metadata only)", false, func(cmd *cobra.Command, c *client.Client) error {
-		keys, err := c.ListKeys(cmd.Context(), workspace)
-		if err != nil {
-			return err
+	list := command("list", "List the keys of a scope, or of one pool with --provider (metadata only)", false, func(cmd *cobra.Command, c *client.Client) error {
+		sc, _ := target.scope()
+		var keys []client.KeyMetadata
+		switch {
+		case target.provider != "":
+			pool, err := c.Pool(cmd.Context(), sc, target.provider)
+			if err != nil {
+				return err
+			}
+			keys = pool
+		case target.workspace != "":
+			all, err := c.ListKeys(cmd.Context(), target.workspace)
+			if err != nil {
+				return err
+			}
+			keys = all
+		default:
+			providers, err := c.Providers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			for _, p := range providers {
+				pool, err := c.Pool(cmd.Context(), sc, p.ID)
+				if err != nil {
+					return err
+				}
+				keys = append(keys, pool...)
+			}
+		}
+		if keys == nil {
+			keys = []client.KeyMetadata{}
 		}
 		return printMetas(cmd.OutOrStdout(), keys)
 	})
 	get := command("get", "Show one key's metadata", true, func(cmd *cobra.Command, c *client.Client) error {
-		m, err := c.GetKey(cmd.Context(), workspace, provider)
+		ref, _ := target.ref()
+		m, err := c.Key(cmd.Context(), ref)
 		if err != nil {
 			return err
 		}
 		return printMeta(cmd.OutOrStdout(), m)
 	})
+
+	var member struct {
+		name, state string
+		priority    int
+		models      []string
+	}
+	memberFlags := func(c *cobra.Command) {
+		c.Flags().StringVar(&member.name, "name", "", "a name people recognise (at most 120 characters)")
+		c.Flags().IntVar(&member.priority, "priority", broker.DefaultPriority, "lower serves first; equal priorities take turns (0-1000)")
+		c.Flags().StringVar(&member.state, "state", "", "active or disabled (a disabled key never serves)")
+		c.Flags().StringSliceVar(&member.models, "models", nil, "the only models the key serves (comma-separated; none: every model)")
+	}
+	add := command("add", "Add a key to a pool, read from stdin or a prompt; --key names it (else an id is generated)", true, func(cmd *cobra.Command, c *client.Client) error {
+		sc, _ := target.scope()
+		key, err := readKey(cmd.InOrStdin(), cmd.ErrOrStderr(), target.provider)
+		if err != nil {
+			return err
+		}
+		req := client.AddKeyRequest{APIKey: key, Name: member.name, State: member.state, Models: member.models}
+		if cmd.Flags().Changed("key") {
+			req.KeyID = target.keyID
+		}
+		if cmd.Flags().Changed("priority") {
+			req.Priority = &member.priority
+		}
+		m, err := c.AddKey(cmd.Context(), sc, target.provider, req)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "added %s: %s, version %d, priority %d\n", target.name(m.KeyID), m.MaskedKey, m.Version, m.Priority)
+		return printMeta(cmd.OutOrStdout(), m)
+	})
+	memberFlags(add)
 	var ifVersion int
-	set := command("set", "Create or rotate a key, read from stdin or a prompt (never a flag)", true, func(cmd *cobra.Command, c *client.Client) error {
-		key, err := readKey(cmd.InOrStdin(), cmd.ErrOrStderr(), provider)
-		if err != nil {
-			return err
-		}
-		m, created, err := c.SetKey(cmd.Context(), workspace, provider, key, ifVersion)
-		if err != nil {
-			return err
-		}
-		verb := "rotated"
-		if created {
-			verb = "created"
-		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "%s %s/%s: %s, version %d\n", verb, workspace, provider, m.MaskedKey, m.Version)
-		return printMeta(cmd.OutOrStdout(), m)
-	})
-	set.Flags().IntVar(&ifVersion, "if-version", 0, "write only if this version is current (check-and-set)")
-	var destroy bool
-	del := command("delete", "Delete a key; calls fall back to the platform's hosted key, if there is one", true, func(cmd *cobra.Command, c *client.Client) error {
-		// What is true for the calls depends on whether the platform has a
-		// hosted key for the provider, which an admin's token cannot see.
-		const after = "calls for it now use the platform's hosted key if one exists (billed to the workspace), else fail with no_key"
-		if destroy {
-			if err := c.DestroyKey(cmd.Context(), workspace, provider, ifVersion); err != nil {
+	rotate := command("rotate", "Rotate a key (or create it with the default settings), read from stdin or a prompt (never a flag)", true,
+		func(cmd *cobra.Command, c *client.Client) error {
+			ref, _ := target.ref()
+			key, err := readKey(cmd.InOrStdin(), cmd.ErrOrStderr(), target.provider)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s/%s and destroyed every version in Vault; %s\n", workspace, provider, after)
-			return nil
+			m, created, err := c.PutKey(cmd.Context(), ref, key, ifVersion)
+			if err != nil {
+				return err
+			}
+			verb := "rotated"
+			if created {
+				verb = "created"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s %s: %s, version %d\n", verb, target.name(ref.KeyID), m.MaskedKey, m.Version)
+			return printMeta(cmd.OutOrStdout(), m)
+		})
+	rotate.Aliases = []string{"set"}
+	rotate.Flags().IntVar(&ifVersion, "if-version", 0, "write only if this version is current (check-and-set)")
+	update := command("update", "Change a key's name, priority, state or models (never the key)", true, func(cmd *cobra.Command, c *client.Client) error {
+		ref, _ := target.ref()
+		var req client.UpdateKeyRequest
+		if cmd.Flags().Changed("name") {
+			req.Name = &member.name
 		}
-		if err := c.DeleteKey(cmd.Context(), workspace, provider, ifVersion); err != nil {
+		if cmd.Flags().Changed("priority") {
+			req.Priority = &member.priority
+		}
+		if cmd.Flags().Changed("state") {
+			req.State = &member.state
+		}
+		if cmd.Flags().Changed("models") {
+			req.Models = &member.models
+		}
+		if req.Name == nil && req.Priority == nil && req.State == nil && req.Models == nil {
+			return errors.New("nothing to change: give --name, --priority, --state or --models (--models '' lets the key serve every model)")
+		}
+		m, err := c.UpdateKey(cmd.Context(), ref, req)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s/%s; %s. The older versions remain in Vault "+
-			"(readable by Vault's operators, restorable with rollback after a new write); --destroy removes them all\n", workspace, provider, after)
+		return printMeta(cmd.OutOrStdout(), m)
+	})
+	memberFlags(update)
+	var destroy bool
+	del := command("delete", "Delete a key from its pool", true, func(cmd *cobra.Command, c *client.Client) error {
+		ref, _ := target.ref()
+		// What serves next depends on the pool's other keys and the
+		// workspace's settings: say where to look rather than guess.
+		const after = "the pool no longer serves it: calls use the pool's other usable keys, else the next scope the workspace's settings allow " +
+			"(`keybroker workspaces effective` shows which)"
+		if err := c.RemoveKey(cmd.Context(), ref, ifVersion, destroy); err != nil {
+			return err
+		}
+		if destroy {
+			fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s and destroyed every version in Vault; %s\n", target.name(ref.KeyID), after)
+			return nil
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s; %s. The older versions remain in Vault "+
+			"(readable by Vault's operators, restorable with rollback after a new write); --destroy removes them all\n", target.name(ref.KeyID), after)
 		return nil
 	})
 	del.Long = "Delete a key. A plain delete soft-deletes the current version in Vault; the older versions stay there. --destroy destroys every version, for good."
 	del.Flags().IntVar(&ifVersion, "if-version", 0, "delete only if this version is current")
 	del.Flags().BoolVar(&destroy, "destroy", false, "destroy every version in Vault, not only the current one")
 	versions := command("versions", "List a key's versions", true, func(cmd *cobra.Command, c *client.Client) error {
-		vs, err := c.Versions(cmd.Context(), workspace, provider)
+		ref, _ := target.ref()
+		vs, err := c.KeyVersions(cmd.Context(), ref)
 		if err != nil {
 			return err
 		}
@@ -188,14 +337,15 @@ func newKeysCommand() *cobra.Command {
 		if toVersion <= 0 {
 			return errors.New("--version is required")
 		}
-		m, err := c.Rollback(cmd.Context(), workspace, provider, toVersion)
+		ref, _ := target.ref()
+		m, err := c.RollbackKey(cmd.Context(), ref, toVersion)
 		if err != nil {
 			return err
 		}
 		return printMeta(cmd.OutOrStdout(), m)
 	})
 	rollback.Flags().IntVar(&toVersion, "version", 0, "the version to make current again")
-	cmd.AddCommand(list, get, set, del, versions, rollback)
+	cmd.AddCommand(list, get, add, rotate, update, del, versions, rollback)
 	return cmd
 }
 

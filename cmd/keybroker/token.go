@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/user"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,7 +35,7 @@ func newTokenCommand() *cobra.Command {
 	}
 
 	var role, description string
-	var workspaces []string
+	var workspaces, organizations []string
 	var ttl time.Duration
 	var noExpiry bool
 	create := &cobra.Command{
@@ -48,7 +49,7 @@ func newTokenCommand() *cobra.Command {
 			}
 			return withService(cmd, func(s *auth.Service) error {
 				token, rec, err := s.Create(cmd.Context(), auth.CreateRequest{
-					Role: r, Workspaces: workspaces, TTL: ttl, NoExpiry: noExpiry, Description: description, CreatedBy: cliActor(),
+					Role: r, Workspaces: workspaces, Organizations: organizations, TTL: ttl, NoExpiry: noExpiry, Description: description, CreatedBy: cliActor(),
 				})
 				if err != nil {
 					return err
@@ -58,8 +59,8 @@ func newTokenCommand() *cobra.Command {
 				if rec.ExpiresAt != nil {
 					expires = rec.ExpiresAt.Format(time.RFC3339)
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "created %s: role %s, workspaces [%s], expires %s. The token is shown once; store it now.\n",
-					rec.ID, rec.Role, strings.Join(rec.Workspaces, ","), expires)
+				fmt.Fprintf(cmd.ErrOrStderr(), "created %s: role %s, workspaces [%s], organizations [%s], expires %s. The token is shown once; store it now.\n",
+					rec.ID, rec.Role, strings.Join(rec.Workspaces, ","), strings.Join(rec.Organizations, ","), expires)
 				if noExpiry {
 					fmt.Fprintln(cmd.ErrOrStderr(), "warning: this token never expires; revoke it when it is no longer needed (keybroker token revoke "+rec.ID+")")
 				}
@@ -69,6 +70,7 @@ func newTokenCommand() *cobra.Command {
 	}
 	create.Flags().StringVar(&role, "role", "", "operator, admin, reader or resolver (required)")
 	create.Flags().StringSliceVar(&workspaces, "workspace", nil, "workspace the admin or reader token may use, or the resolver token is limited to (repeat for more)")
+	create.Flags().StringSliceVar(&organizations, "organization", nil, "organization whose pools the admin or reader token may use (repeat for more); not its workspaces")
 	create.Flags().DurationVar(&ttl, "ttl", 0, "lifetime, e.g. 720h (default: 2160h = 90 days; operator tokens 720h = 30 days, which is also their maximum)")
 	create.Flags().BoolVar(&noExpiry, "no-expiry", false, "a token that never expires (must be asked for by name)")
 	create.Flags().StringVar(&description, "description", "", "what the token is for")
@@ -85,7 +87,7 @@ func newTokenCommand() *cobra.Command {
 					return err
 				}
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "ID\tROLE\tWORKSPACES\tCREATED\tEXPIRES\tSTATE\tDESCRIPTION")
+				fmt.Fprintln(w, "ID\tROLE\tSCOPES\tCREATED\tEXPIRES\tSTATE\tDESCRIPTION")
 				now := time.Now()
 				soon := 0
 				for _, r := range recs {
@@ -107,7 +109,7 @@ func newTokenCommand() *cobra.Command {
 					if r.RevokedAt != nil {
 						state = "revoked"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Role, strings.Join(r.Workspaces, ","),
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Role, tokenScopes(r),
 						r.CreatedAt.Format(time.RFC3339), expires, state, r.Description)
 				}
 				if err := w.Flush(); err != nil {
@@ -168,4 +170,16 @@ func humanDuration(d time.Duration) string {
 		return fmt.Sprintf("%dh", int(d.Hours()))
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// tokenScopes names what a token reaches: "ws1,org:acme"; "-" for none.
+func tokenScopes(r store.TokenRecord) string {
+	scopes := slices.Clone(r.Workspaces)
+	for _, org := range r.Organizations {
+		scopes = append(scopes, "org:"+org)
+	}
+	if len(scopes) == 0 {
+		return "-"
+	}
+	return strings.Join(scopes, ",")
 }
