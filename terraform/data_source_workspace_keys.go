@@ -28,9 +28,13 @@ func (d *workspaceKeysDataSource) Schema(_ context.Context, _ datasource.SchemaR
 		Attributes: map[string]schema.Attribute{
 			"workspace_id": schema.StringAttribute{Required: true, Validators: []validator.String{idValidator{}}},
 			"keys": schema.ListNestedAttribute{
-				Computed: true, Description: "One entry per provider, sorted by provider.",
+				Computed: true, Description: "One entry per key, by provider, then as each pool orders them (priority, then age).",
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"provider_id": schema.StringAttribute{Computed: true},
+					"key_id":      schema.StringAttribute{Computed: true},
+					"name":        schema.StringAttribute{Computed: true},
+					"priority":    schema.Int64Attribute{Computed: true},
+					"state":       schema.StringAttribute{Computed: true},
 					"masked_key":  schema.StringAttribute{Computed: true},
 					"version":     schema.Int64Attribute{Computed: true},
 					"fingerprint": schema.StringAttribute{Computed: true},
@@ -54,13 +58,14 @@ func (d *workspaceKeysDataSource) Read(ctx context.Context, req datasource.ReadR
 	}
 	keys, err := d.client.ListKeys(ctx, m.WorkspaceID.ValueString())
 	if err != nil {
-		apiError(&resp.Diagnostics, "list", m.WorkspaceID.ValueString(), "workspace's", err)
+		apiError(&resp.Diagnostics, "list", client.KeyRef{Scope: client.Workspace(m.WorkspaceID.ValueString()), Provider: "every provider", KeyID: "every"}, err)
 		return
 	}
 	m.Keys = make([]keySummaryModel, 0, len(keys))
 	for _, k := range keys {
 		m.Keys = append(m.Keys, keySummaryModel{
-			ProviderID: types.StringValue(k.Provider), MaskedKey: types.StringValue(k.MaskedKey),
+			ProviderID: types.StringValue(k.Provider), KeyID: types.StringValue(k.KeyID), Name: types.StringValue(k.Name),
+			Priority: types.Int64Value(int64(k.Priority)), State: types.StringValue(k.State), MaskedKey: types.StringValue(k.MaskedKey),
 			Version: types.Int64Value(int64(k.Version)), Fingerprint: types.StringValue(k.Fingerprint),
 			UpdatedAt: types.StringValue(k.UpdatedAt.UTC().Format(time.RFC3339)), UpdatedBy: types.StringValue(k.UpdatedBy),
 		})

@@ -129,7 +129,7 @@ func (p *keybrokerProvider) Configure(ctx context.Context, req provider.Configur
 }
 
 func (p *keybrokerProvider) Resources(context.Context) []func() resource.Resource {
-	return []func() resource.Resource{newWorkspaceKeyResource, newWorkspaceSettingsResource}
+	return []func() resource.Resource{newWorkspaceKeyResource, newOrganizationKeyResource, newHostedKeyResource, newWorkspaceSettingsResource}
 }
 
 func (p *keybrokerProvider) DataSources(context.Context) []func() datasource.DataSource {

@@ -138,7 +138,10 @@ data "keybroker_providers" "all" {}
 			{
 				Config: config(k1),
 				Check: resource.ComposeTestCheckFunc(
-					resource.TestCheckResourceAttr(res, "id", "ws1/openai"),
+					resource.TestCheckResourceAttr(res, "id", "workspace/ws1/openai/default"),
+					resource.TestCheckResourceAttr(res, "key_id", "default"),
+					resource.TestCheckResourceAttr(res, "priority", "100"),
+					resource.TestCheckResourceAttr(res, "state", "active"),
 					resource.TestCheckResourceAttr(res, "version", "1"),
 					resource.TestCheckResourceAttr(res, "masked_key", k1[:6]+"..."+k1[len(k1)-4:]),
 					resource.TestCheckResourceAttr("data.keybroker_workspace_keys.ws1", "keys.0.provider_id", "openai"),
@@ -153,6 +156,9 @@ data "keybroker_providers" "all" {}
 					resolvesTo(s, k2, "byok"),
 				),
 			},
+			// The id of v2, and v1's <workspace>/<provider> (key "default").
+			{ResourceName: res, ImportState: true, ImportStateId: "workspace/ws1/openai/default", ImportStateVerify: true,
+				ImportStateVerifyIgnore: []string{"api_key", "api_key_wo_version"}},
 			{ResourceName: res, ImportState: true, ImportStateId: "ws1/openai", ImportStateVerify: true,
 				ImportStateVerifyIgnore: []string{"api_key", "api_key_wo_version"}},
 			{
@@ -299,7 +305,7 @@ func TestProviderDiagnostics(t *testing.T) {
 		Steps: []resource.TestStep{
 			{Config: provider("http://127.0.0.1:1", s.token) + resourceBlock("ws1", withKey), ExpectError: regexp.MustCompile(`keybroker is unreachable`)},
 			{Config: provider(s.url, "kbt_garbage") + resourceBlock("ws1", withKey), ExpectError: regexp.MustCompile(`keybroker refused the token`)},
-			{Config: provider(s.url, reader) + resourceBlock("ws1", withKey), ExpectError: regexp.MustCompile(`may not manage keys of this\s+workspace \(403\)`)},
+			{Config: provider(s.url, reader) + resourceBlock("ws1", withKey), ExpectError: regexp.MustCompile(`may not manage keys of\s+workspace ws1 \(403\)`)},
 			{Config: providerBlock(s) + resourceBlock("ws1", ""), ExpectError: regexp.MustCompile(`Exactly one of api_key and api_key_wo`)},
 			{Config: providerBlock(s) + resourceBlock("Bad/WS", withKey), ExpectError: regexp.MustCompile(`Invalid id`)},
 			{Config: providerBlock(s) + resourceBlock("ws1", `  api_key = "sk-this is not a key at all"`), ExpectError: regexp.MustCompile(`keybroker rejected the key`)},
