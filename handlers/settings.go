@@ -78,7 +78,7 @@ func (s *server) effective(c *gin.Context) {
 	}
 	out := client.EffectiveSources{Providers: make([]client.EffectiveSource, 0, len(srcs))}
 	for _, src := range srcs {
-		e := client.EffectiveSource{Provider: src.Provider, UsableKeys: src.UsableKeys, Reason: src.Reason}
+		e := client.EffectiveSource{Provider: src.Provider, ScopeID: src.ScopeID, UsableKeys: src.UsableKeys, Reason: src.Reason}
 		if src.Scope != "" {
 			scope := string(src.Scope)
 			e.Scope = &scope

@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/vault"
 )
@@ -135,30 +136,57 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
 	waitText(t, ctx, "#err-openai", "whitespace")
 
-	run(t, ctx, "set a key",
+	run(t, ctx, "add a key",
 		chromedp.SendKeys(chromedp.ID("key-openai"), k1),
 		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
-	waitText(t, ctx, `span[data-masked="openai"]`, masked(k1))
+	waitText(t, ctx, `span[data-masked="openai/default"]`, masked(k1))
+	waitText(t, ctx, row+` td[data-status="openai"]`, "Calls use the workspace's own keys (1 usable key; BYOK, not billed")
 	if pageHolds(t, ctx, k1) {
 		t.Fatal("the plaintext key is in the DOM or sessionStorage after save")
 	}
 
 	run(t, ctx, "reload", chromedp.Reload())
-	waitText(t, ctx, `span[data-masked="openai"]`, masked(k1))
+	waitText(t, ctx, `span[data-masked="openai/default"]`, masked(k1))
 
 	run(t, ctx, "rotate",
-		chromedp.SendKeys(chromedp.ID("key-openai"), k2),
+		chromedp.SendKeys(chromedp.ID("rotate-openai-default"), k2),
+		chromedp.Click(chromedp.CSS(`form[data-rotate="openai/default"] button[type=submit]`)))
+	waitText(t, ctx, `span[data-masked="openai/default"]`, masked(k2))
+	waitText(t, ctx, `li[data-key="openai/default"]`, "version 2")
+
+	// A second key of the pool, named, served later; then moved before the
+	// first, disabled, and the first renamed.
+	backup := openaiKey(t)
+	run(t, ctx, "add a second key",
+		chromedp.SendKeys(chromedp.ID("key-openai"), backup),
+		chromedp.SendKeys(chromedp.ID("newname-openai"), "Backup"),
+		chromedp.SetValue(chromedp.ID("priority-openai"), "200"),
 		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
-	waitText(t, ctx, `span[data-masked="openai"]`, masked(k2))
-	waitText(t, ctx, row, "version 2")
+	waitText(t, ctx, `ul[data-pool="openai"] > li:nth-child(2)`, "Backup")
+	waitText(t, ctx, `ul[data-pool="openai"] > li:nth-child(2)`, "priority 200")
+	waitText(t, ctx, row+` td[data-status="openai"]`, "2 usable keys")
+	run(t, ctx, "serve the backup first", chromedp.Click(chromedp.CSS(`ul[data-pool="openai"] > li:nth-child(2) button[data-up]`)))
+	waitText(t, ctx, `ul[data-pool="openai"] > li:nth-child(1)`, "Backup")
+	waitText(t, ctx, `ul[data-pool="openai"] > li:nth-child(1)`, "priority 99")
+	run(t, ctx, "disable the backup", chromedp.Click(chromedp.CSS(`ul[data-pool="openai"] > li:nth-child(1) button[data-toggle-state]`)))
+	waitText(t, ctx, `ul[data-pool="openai"] > li:nth-child(1)`, "disabled")
+	waitText(t, ctx, row+` td[data-status="openai"]`, "1 usable key")
+	run(t, ctx, "rename the first key",
+		chromedp.SetValue(chromedp.ID("name-openai-default"), "Main"),
+		chromedp.Click(chromedp.CSS(`form[data-rename="openai/default"] button[type=submit]`)))
+	waitText(t, ctx, `strong[data-name="openai/default"]`, "Main")
+	if r, err := a.ground.keys.Resolve(context.Background(), broker.ResolveRequest{Workspace: "ws1", Provider: "openai"}); err != nil || r.KeyID != "default" {
+		t.Fatalf("resolve with the backup disabled: %v %v", r, err)
+	}
 
 	run(t, ctx, "roll back",
-		chromedp.Click(chromedp.CSS(`button[data-history="openai"]`)),
+		chromedp.Click(chromedp.CSS(`button[data-history="openai/default"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`button[data-rollback="1"]`)),
 		chromedp.Click(chromedp.CSS(`button[data-rollback="1"]`)))
-	waitText(t, ctx, `span[data-masked="openai"]`, masked(k1))
-	waitText(t, ctx, row, "version 3")
-	waitText(t, ctx, "#audit", "key.rollback")
+	waitText(t, ctx, `span[data-masked="openai/default"]`, masked(k1))
+	waitText(t, ctx, `li[data-key="openai/default"]`, "version 3")
+	waitText(t, ctx, "#audit", "key.rollback openai/default")
+	waitText(t, ctx, "#audit", "key.update openai/")
 
 	screenshots := filepath.Join("..", "ui-screenshots")
 	if err := os.MkdirAll(screenshots, 0o755); err != nil {
@@ -173,22 +201,57 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 	}
 
 	run(t, ctx, "delete",
-		chromedp.Click(chromedp.CSS(`button[data-delete="openai"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`button[data-confirm-delete="openai"]`)))
-	waitText(t, ctx, `[data-usage="openai"]`, "never used")
-	waitText(t, ctx, row+" .warning", "fall back to the platform's hosted key")
-	waitText(t, ctx, row+" .warning", "the older versions stay in Vault")
+		chromedp.Click(chromedp.CSS(`button[data-delete="openai/default"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-confirm-delete="openai/default"]`)))
+	waitText(t, ctx, `[data-usage="openai/default"]`, "never used")
+	waitText(t, ctx, `li[data-key="openai/default"] .warning`, "the platform's hosted key (billed)")
+	waitText(t, ctx, `li[data-key="openai/default"] .warning`, "the older versions stay in Vault")
 	run(t, ctx, "confirm delete, destroying every version",
-		chromedp.Click(chromedp.CSS(`input[data-destroy="openai"]`)),
-		chromedp.Click(chromedp.CSS(`button[data-confirm-delete="openai"]`)))
+		chromedp.Click(chromedp.CSS(`input[data-destroy="openai/default"]`)),
+		chromedp.Click(chromedp.CSS(`button[data-confirm-delete="openai/default"]`)))
+	// The disabled backup stays; nothing of the workspace may serve.
 	waitText(t, ctx, row+` td[data-status="openai"]`, "Using hosted key")
 	if _, err := a.kv.Metadata(context.Background(), broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID).VaultPath()); !errors.Is(err, vault.ErrNotFound) {
 		t.Fatalf("after a delete with destroy, Vault still holds the key's versions: %v", err)
 	}
-	for _, k := range []string{k1, k2, hosted} {
+	for _, k := range []string{k1, k2, backup, hosted} {
 		if pageHolds(t, ctx, k) {
 			t.Fatal("a plaintext key is in the DOM or sessionStorage")
 		}
+	}
+
+	// An organization's admin manages its pools and sees who inherits them;
+	// the workspace's page then says its calls use them.
+	orgKey := openaiKey(t)
+	eval[bool](t, ctx, `sessionStorage.clear(), true`)
+	run(t, ctx, "sign in as an organization's admin",
+		chromedp.Navigate(a.srv.URL+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), a.tokens["org-admin"]),
+		chromedp.Click(chromedp.CSS(`#signin button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("workspace-section")))
+	waitText(t, ctx, "#workspace-title", "Organization acme")
+	waitText(t, ctx, "#linked", "No workspace is linked")
+	run(t, ctx, "add an organization key",
+		chromedp.SendKeys(chromedp.ID("key-openai"), orgKey),
+		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
+	waitText(t, ctx, `span[data-masked="openai/default"]`, masked(orgKey))
+	if r := a.call("operator", "PUT", "/v1/workspaces/ws1/settings", client.SettingsRequest{Organization: new("acme")}); r.status != 200 {
+		t.Fatalf("link: %d %s", r.status, r.body)
+	}
+	run(t, ctx, "reload", chromedp.Reload())
+	waitText(t, ctx, `#linked li[data-linked="ws1"]`, "uses these keys")
+	eval[bool](t, ctx, `sessionStorage.clear(), true`)
+	run(t, ctx, "sign in as the workspace's admin",
+		chromedp.Navigate(a.srv.URL+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), a.tokens["admin"]),
+		chromedp.Click(chromedp.CSS(`#signin button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("workspace-section")))
+	waitText(t, ctx, row+` td[data-status="openai"]`, "Calls use organization acme's keys (1 usable key; BYOK, not billed")
+	waitText(t, ctx, "#inherit-text", "use acme's keys")
+	if pageHolds(t, ctx, orgKey) {
+		t.Fatal("the organization's key is in the DOM")
 	}
 
 	// A reader sees everything but the controls that would change it.
@@ -200,7 +263,7 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#signin button[type=submit]`)),
 		chromedp.WaitVisible(chromedp.ID("workspace-section")))
 	waitText(t, ctx, "#who", "role reader")
-	waitText(t, ctx, row, "Using hosted key")
+	waitText(t, ctx, row, "Calls use organization acme's keys")
 	controls := eval[int](t, ctx, `document.querySelectorAll('#keys input, #keys button, #keys form').length`)
 	if controls != 0 {
 		t.Fatalf("a reader sees %d edit controls", controls)

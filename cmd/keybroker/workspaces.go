@@ -25,7 +25,8 @@ func newWorkspacesCommand() *cobra.Command {
 		Long: `Show a workspace's settings, or change them with the flags given.
 
 --hosted-fallback=false fails closed: a workspace without a key of its own
-gets no_key instead of the platform's hosted key (billed). --organization
+gets no_key instead of the platform's hosted key (billed). --inherit=false
+stops using the organization's keys. --organization
 links the workspace to an organization (operators only; "" unlinks).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -63,9 +64,9 @@ links the workspace to an organization (operators only; "" unlinks).`,
 			if s.Organization != nil {
 				org = *s.Organization
 			}
-			fallback := "on: calls without a workspace key use the platform's hosted key, billed"
+			fallback := "on: calls without a usable workspace (or inherited) key use the platform's hosted key, billed"
 			if !s.HostedFallback {
-				fallback = "off: calls without a workspace key fail with no_key (fail closed)"
+				fallback = "off: calls without a usable workspace (or inherited) key fail with no_key (fail closed)"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "workspace        %s\norganization     %s\ninherit          %v\nhosted fallback  %s\n",
 				workspace, org, s.Inherit, fallback)
@@ -113,13 +114,21 @@ links the workspace to an organization (operators only; "" unlinks).`,
 
 // effectiveInWords says what a provider's calls do, as the page does.
 func effectiveInWords(s client.EffectiveSource) string {
+	keys := fmt.Sprintf("%d usable keys", s.UsableKeys)
+	if s.UsableKeys == 1 {
+		keys = "1 usable key"
+	}
 	switch {
 	case s.Scope != nil && *s.Scope == "workspace":
-		return "the workspace's own key (BYOK, not billed)"
+		return "the workspace's own keys (" + keys + "; BYOK, not billed)"
+	case s.Scope != nil && *s.Scope == "organization":
+		return "organization " + s.ScopeID + "'s keys (" + keys + "; BYOK, not billed)"
 	case s.Scope != nil && *s.Scope == "hosted":
 		return "the platform's hosted key: calls are billed at hosted rates"
 	case s.Reason == "hosted_fallback_off":
 		return "no key: calls fail (hosted fallback is off)"
+	case s.Reason == "hosted_keys_unavailable":
+		return "no key: calls fail (the platform's hosted keys are disabled)"
 	}
 	return "no key: calls fail (the platform has no hosted key for this provider)"
 }

@@ -6,7 +6,7 @@ const store = window.sessionStorage;
 const $ = (id) => document.getElementById(id);
 let me = null;        // GET /v1/whoami
 let providers = [];   // GET /v1/providers
-let current = null;   // open workspace id
+let current = null;   // the open scope: { kind: 'workspace'|'organization', id }
 
 async function api(method, path, body) {
   const headers = { Authorization: 'Bearer ' + store.getItem('keybroker.token') };
@@ -34,6 +34,9 @@ function el(tag, attrs = {}, ...children) {
 }
 
 const canEdit = () => me && (me.role === 'operator' || me.role === 'admin');
+const base = () => (current.kind === 'organization' ? '/v1/organizations/' : '/v1/workspaces/') + encodeURIComponent(current.id);
+const poolPath = (p) => `${base()}/providers/${p}/keys`;
+const keyPath = (p, k) => `${poolPath(p)}/${encodeURIComponent(k)}`;
 
 async function signIn(token) {
   store.setItem('keybroker.token', token);
@@ -44,8 +47,8 @@ async function signIn(token) {
     throw e;
   }
   providers = (await api('GET', '/v1/providers')).providers;
-  $('who').textContent = `Signed in as ${me.tokenId}, role ${me.role}` +
-    (me.workspaces.length ? `, workspaces ${me.workspaces.join(', ')}` : '');
+  const scopes = [...me.workspaces, ...me.organizations.map((o) => 'organization ' + o)];
+  $('who').textContent = `Signed in as ${me.tokenId}, role ${me.role}` + (scopes.length ? `, ${scopes.join(', ')}` : '');
   $('who').hidden = false;
   $('signout').hidden = false;
   $('signin-section').hidden = true;
@@ -53,12 +56,19 @@ async function signIn(token) {
   const list = $('workspace-list');
   list.replaceChildren();
   for (const ws of me.workspaces) {
-    list.append(el('button', { type: 'button', 'data-workspace': ws, onclick: () => openWorkspace(ws) }, ws));
+    list.append(el('button', { type: 'button', 'data-workspace': ws, onclick: () => openScope({ kind: 'workspace', id: ws }) }, 'Workspace ' + ws));
+  }
+  for (const org of me.organizations) {
+    list.append(el('button', { type: 'button', 'data-organization': org, onclick: () => openScope({ kind: 'organization', id: org }) }, 'Organization ' + org));
   }
   $('open-workspace').hidden = me.role !== 'operator';
-  const last = store.getItem('keybroker.workspace');
-  if (last && (me.role === 'operator' || me.workspaces.includes(last))) await openWorkspace(last);
-  else if (me.workspaces.length === 1) await openWorkspace(me.workspaces[0]);
+  $('open-organization').hidden = me.role !== 'operator';
+  const last = JSON.parse(store.getItem('keybroker.scope') || 'null');
+  const reachable = (s) => me.role === 'operator' || (s.kind === 'workspace' ? me.workspaces : me.organizations).includes(s.id);
+  if (last && reachable(last)) await openScope(last);
+  else if (me.workspaces.length + me.organizations.length === 1) {
+    await openScope(me.workspaces.length ? { kind: 'workspace', id: me.workspaces[0] } : { kind: 'organization', id: me.organizations[0] });
+  }
 }
 
 function signOut() {
@@ -66,143 +76,243 @@ function signOut() {
   location.reload();
 }
 
-async function openWorkspace(ws) {
-  current = ws;
-  store.setItem('keybroker.workspace', ws);
-  $('workspace-title').textContent = 'Workspace ' + ws;
+async function openScope(scope) {
+  current = scope;
+  store.setItem('keybroker.scope', JSON.stringify(scope));
+  const ws = scope.kind === 'workspace';
+  $('workspace-title').textContent = (ws ? 'Workspace ' : 'Organization ') + scope.id;
+  $('scope-hint').textContent = ws
+    ? "Keys are stored in Vault; this page never shows one. Calls made with the workspace's own keys, or its organization's, are not billed by the platform."
+    : "Keys are stored in Vault; this page never shows one. The organization's workspaces use these keys when they have no usable key of their own (and inherit), without being billed by the platform.";
   $('workspace-section').hidden = false;
   $('history-section').hidden = true;
-  await renderSettings();
+  $('settings-section').hidden = !ws;
+  $('linked-section').hidden = ws;
+  if (ws) await renderSettings();
+  else await renderLinked();
   await renderKeys();
   if (canEdit()) await renderAudit();
 }
 
-// settings of the open workspace: whether a call without a key of its own
-// falls back to the platform's hosted key (billed) or fails.
+// settings of the open workspace: its organization, whether it inherits
+// the organization's keys, and whether a call without a usable key falls
+// back to the platform's hosted keys (billed) or fails.
 let settings = { hostedFallback: true, inherit: true, organization: null };
 
 async function renderSettings() {
-  settings = await api('GET', `/v1/workspaces/${encodeURIComponent(current)}/settings`);
-  $('fallback-text').textContent = settings.hostedFallback
-    ? "Calls for a provider without a workspace key use the platform's hosted key, billed at hosted rates."
-    : 'Calls for a provider without a workspace key fail: the hosted fallback is off, so nothing is billed at hosted rates.';
+  settings = await api('GET', `${base()}/settings`);
   $('org-text').textContent = settings.organization
     ? `The workspace belongs to the organization ${settings.organization}.`
     : 'The workspace belongs to no organization.';
+  $('inherit-text').textContent = !settings.organization ? ''
+    : settings.inherit ? `Providers without a usable workspace key use ${settings.organization}'s keys (not billed by the platform).`
+      : `The workspace does not use ${settings.organization}'s keys.`;
+  $('fallback-text').textContent = settings.hostedFallback
+    ? "Calls for a provider without a usable key of the workspace (or inherited) use the platform's hosted key, billed at hosted rates."
+    : 'Calls for a provider without a usable key of the workspace (or inherited) fail: the hosted fallback is off, so nothing is billed at hosted rates.';
   const toggle = $('fallback-toggle');
   toggle.hidden = !canEdit();
   toggle.textContent = settings.hostedFallback ? 'Turn the hosted fallback off (fail closed)' : 'Turn the hosted fallback on (billed)';
+  const inherit = $('inherit-toggle');
+  inherit.hidden = !canEdit() || !settings.organization;
+  inherit.textContent = settings.inherit ? `Stop using ${settings.organization}'s keys` : `Use ${settings.organization}'s keys`;
 }
 
-$('fallback-toggle').addEventListener('click', async () => {
+async function changeSettings(change) {
   $('settings-error').textContent = '';
   try {
-    await api('PUT', `/v1/workspaces/${encodeURIComponent(current)}/settings`, { hostedFallback: !settings.hostedFallback });
+    await api('PUT', `${base()}/settings`, change);
     await renderSettings();
     await renderKeys();
     await renderAudit();
   } catch (e) {
     $('settings-error').textContent = e.message;
   }
-});
+}
+$('fallback-toggle').addEventListener('click', () => changeSettings({ hostedFallback: !settings.hostedFallback }));
+$('inherit-toggle').addEventListener('click', () => changeSettings({ inherit: !settings.inherit }));
 
-// withoutKey says in plain words what calls do for a provider the
-// workspace has no key of (from GET .../effective).
-function withoutKey(e) {
-  if (e && e.scope === 'hosted') return "Using hosted key: calls are billed at the platform's hosted rates";
-  if (e && e.reason === 'hosted_fallback_off') return 'No key: calls fail (hosted fallback is off)';
+async function renderLinked() {
+  const list = $('linked');
+  list.replaceChildren();
+  try {
+    const linked = (await api('GET', `${base()}/workspaces`)).workspaces;
+    for (const w of linked) {
+      list.append(el('li', { 'data-linked': w.workspace, text: `${w.workspace}: ` +
+        (w.inherit ? "uses these keys when it has no usable key of its own" : "linked, but does not use these keys") }));
+    }
+    if (!linked.length) list.append(el('li', { text: 'No workspace is linked to this organization (an operator links them).' }));
+  } catch (e) {
+    list.append(el('li', { class: 'error', text: e.message }));
+  }
+}
+
+// servedBy says in plain words what serves a workspace's calls for a
+// provider (from GET .../effective).
+function servedBy(e) {
+  if (!e) return '';
+  const n = e.usableKeys === 1 ? '1 usable key' : `${e.usableKeys} usable keys`;
+  switch (e.scope) {
+    case 'workspace': return `Calls use the workspace's own keys (${n}; BYOK, not billed by the platform)`;
+    case 'organization': return `Calls use organization ${e.scopeId}'s keys (${n}; BYOK, not billed by the platform)`;
+    case 'hosted': return "Using hosted key: calls are billed at the platform's hosted rates";
+  }
+  if (e.reason === 'hosted_fallback_off') return 'No key: calls fail (hosted fallback is off)';
+  if (e.reason === 'hosted_keys_unavailable') return "No key: calls fail (the platform's hosted keys are disabled)";
   return 'No key: calls fail (the platform has no hosted key for this provider)';
 }
 
 function when(iso) { return new Date(iso).toISOString().replace('T', ' ').slice(0, 19) + ' UTC'; }
 
 async function renderKeys() {
-  const keys = (await api('GET', `/v1/workspaces/${encodeURIComponent(current)}/keys`)).keys;
-  const byProvider = Object.fromEntries(keys.map((k) => [k.provider, k]));
-  const effective = Object.fromEntries((await api('GET', `/v1/workspaces/${encodeURIComponent(current)}/effective`)).providers
-    .map((e) => [e.provider, e]));
+  const all = await Promise.all(providers.map((p) => api('GET', poolPath(p.id)).then((r) => r.keys)));
+  let effective = {};
+  if (current.kind === 'workspace') {
+    effective = Object.fromEntries((await api('GET', `${base()}/effective`)).providers.map((e) => [e.provider, e]));
+  }
   const tbody = $('keys');
   tbody.replaceChildren();
-  for (const p of providers) {
-    const k = byProvider[p.id];
-    const status = k
-      ? el('td', { 'data-status': p.id },
-          el('span', { class: 'masked', 'data-masked': p.id, text: k.maskedKey }),
-          el('div', { text: `version ${k.version}, changed by ${k.updatedBy} at ${when(k.updatedAt)}` }),
-          el('div', { 'data-usage': p.id, text: k.lastUsedAt
-            ? `${k.resolves} resolves, last used ${when(k.lastUsedAt)}${k.idle ? ' (idle: unused for 90 days)' : ''}`
-            : `never used${k.idle ? ' (idle: created over 90 days ago)' : ''}` }))
-      : el('td', { 'data-status': p.id }, el('span', { class: 'hosted', text: withoutKey(effective[p.id]) }));
-    const actions = el('td');
-    if (canEdit()) actions.append(editControls(p, k));
-    tbody.append(el('tr', { 'data-provider': p.id }, el('th', { scope: 'row', text: p.displayName }), status, actions));
-  }
+  providers.forEach((p, i) => {
+    const pool = all[i];
+    const status = current.kind === 'workspace' ? servedBy(effective[p.id])
+      : pool.length ? `${pool.filter((k) => k.state === 'active').length} of ${pool.length} keys active` : 'No key';
+    const list = el('ul', { class: 'pool', 'data-pool': p.id });
+    pool.forEach((k, j) => list.append(keyItem(p, k, pool, j)));
+    const keysCell = el('td', {}, list);
+    if (canEdit()) keysCell.append(addForm(p, pool));
+    tbody.append(el('tr', { 'data-provider': p.id }, el('th', { scope: 'row', text: p.displayName }),
+      el('td', { 'data-status': p.id }, el('span', { class: 'hosted', text: status })), keysCell));
+  });
 }
 
-function editControls(p, k) {
+// keyItem is one key of a pool: what it is, how it serves, and (for
+// admins) what can be done with it.
+function keyItem(p, k, pool, j) {
+  const id = `${p.id}/${k.keyId}`;
+  const usage = k.lastUsedAt
+    ? `${k.resolves} resolves, last used ${when(k.lastUsedAt)}${k.idle ? ' (idle: unused for 90 days)' : ''}`
+    : `never used${k.idle ? ' (idle: created over 90 days ago)' : ''}`;
+  const item = el('li', { 'data-key': id, class: k.state === 'disabled' ? 'disabled' : '' },
+    el('strong', { 'data-name': id, text: k.name || k.keyId }), ' ',
+    el('span', { class: 'masked', 'data-masked': id, text: k.maskedKey }),
+    el('div', { text: `key id ${k.keyId}, priority ${k.priority}, ${k.state}` +
+      (k.models.length ? `, only for ${k.models.join(', ')}` : '') }),
+    el('div', { text: `version ${k.version}, changed by ${k.updatedBy} at ${when(k.updatedAt)}` }),
+    el('div', { 'data-usage': id, text: usage }));
+  if (canEdit()) item.append(keyControls(p, k, pool, j));
+  return item;
+}
+
+function keyControls(p, k, pool, j) {
+  const id = `${p.id}/${k.keyId}`, slug = `${p.id}-${k.keyId}`;
   const box = el('div', { class: 'edit' });
-  const inputId = 'key-' + p.id, errId = 'err-' + p.id;
-  const input = el('input', { id: inputId, type: 'password', autocomplete: 'off', spellcheck: 'false',
-    'aria-describedby': errId + ' hint-' + p.id });
-  const err = el('p', { class: 'error', id: errId, role: 'alert' });
+  const err = el('p', { class: 'error', id: 'err-' + slug, role: 'alert' });
+  const act = (fn) => async () => {
+    err.textContent = '';
+    try {
+      await fn();
+      await renderKeys();
+      await renderAudit();
+    } catch (e) {
+      err.textContent = e.message;
+    }
+  };
+  // Rotate: a new value for this key.
+  const input = el('input', { id: 'rotate-' + slug, type: 'password', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'err-' + slug });
+  const rotate = el('form', { 'data-rotate': id, method: 'post' },
+    el('label', { for: 'rotate-' + slug, text: `Replace the key ${k.name || k.keyId}` }), input,
+    el('button', { type: 'submit', text: 'Replace key' }));
+  rotate.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const value = input.value;
+    input.value = '';           // the key leaves the DOM before the request returns
+    act(() => api('PUT', keyPath(p.id, k.keyId), { apiKey: value }))();
+  });
+  // Rename.
+  const nameInput = el('input', { id: 'name-' + slug, autocomplete: 'off', value: k.name, maxlength: '120' });
+  const rename = el('form', { 'data-rename': id, method: 'post' },
+    el('label', { for: 'name-' + slug, text: 'Name' }), nameInput, el('button', { type: 'submit', text: 'Rename' }));
+  rename.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    act(() => api('PATCH', keyPath(p.id, k.keyId), { name: nameInput.value }))();
+  });
+  // Reorder: serve before the key above, or after the key below.
+  const move = async (other, earlier) => {
+    if (!earlier) return api('PATCH', keyPath(p.id, k.keyId), { priority: Math.min(1000, other.priority + 1) });
+    if (other.priority === 0) await api('PATCH', keyPath(p.id, other.keyId), { priority: 1 });
+    return api('PATCH', keyPath(p.id, k.keyId), { priority: Math.max(0, other.priority - 1) });
+  };
+  const up = el('button', { type: 'button', 'data-up': id, text: 'Serve earlier', 'aria-label': `Serve ${k.name || k.keyId} earlier` });
+  const down = el('button', { type: 'button', 'data-down': id, text: 'Serve later', 'aria-label': `Serve ${k.name || k.keyId} later` });
+  up.disabled = j === 0;
+  down.disabled = j === pool.length - 1;
+  up.addEventListener('click', act(() => move(pool[j - 1], true)));
+  down.addEventListener('click', act(() => move(pool[j + 1], false)));
+  const toggle = el('button', { type: 'button', 'data-toggle-state': id,
+    text: k.state === 'active' ? 'Disable' : 'Enable',
+    onclick: act(() => api('PATCH', keyPath(p.id, k.keyId), { state: k.state === 'active' ? 'disabled' : 'active' })) });
+  // Delete, with a confirmation that says what it leaves behind.
+  const warn = el('p', { class: 'warning', hidden: '' });
+  const confirmBtn = el('button', { type: 'button', hidden: '', 'data-confirm-delete': id, text: 'Yes, delete the key' });
+  const cancelBtn = el('button', { type: 'button', hidden: '', text: 'Cancel' });
+  const destroy = el('input', { type: 'checkbox', id: `destroy-${slug}`, 'data-destroy': id });
+  const destroyLabel = el('label', { for: `destroy-${slug}`, hidden: '', text: ' Also destroy every earlier version in Vault, for good' });
+  destroyLabel.prepend(destroy);
+  const delBtn = el('button', { type: 'button', 'data-delete': id, text: 'Delete key' });
+  delBtn.addEventListener('click', () => {
+    const others = pool.filter((o) => o.keyId !== k.keyId && o.state === 'active').length;
+    const next = others ? `The pool's ${others} other active key(s) serve instead.`
+      : current.kind === 'workspace' ? 'Calls will then use the next source the settings allow: the organization\'s keys, else the platform\'s hosted key (billed), else fail.'
+        : "The organization's workspaces will then use the next source their settings allow.";
+    warn.textContent = `Delete ${k.name || k.keyId} (${p.displayName})? ${next} ` +
+      'A plain delete removes the current version only: the older versions stay in Vault, readable and restorable by its operators.';
+    warn.hidden = false; confirmBtn.hidden = false; cancelBtn.hidden = false; destroyLabel.hidden = false;
+    confirmBtn.focus();
+  });
+  cancelBtn.addEventListener('click', () => {
+    warn.hidden = true; confirmBtn.hidden = true; cancelBtn.hidden = true; destroyLabel.hidden = true; delBtn.focus();
+  });
+  confirmBtn.addEventListener('click', act(() => api('DELETE', keyPath(p.id, k.keyId) + (destroy.checked ? '?destroy=true' : ''))));
+  const histBtn = el('button', { type: 'button', 'data-history': id, text: 'Version history', onclick: () => renderHistory(p, k) });
+  box.append(rotate, rename, up, down, toggle, delBtn, histBtn, warn, destroyLabel, confirmBtn, cancelBtn, err);
+  return box;
+}
+
+// addForm adds a key to a provider's pool.
+function addForm(p, pool) {
+  const input = el('input', { id: 'key-' + p.id, type: 'password', autocomplete: 'off', spellcheck: 'false',
+    'aria-describedby': 'err-' + p.id + ' hint-' + p.id });
+  const name = el('input', { id: 'newname-' + p.id, autocomplete: 'off', maxlength: '120' });
+  const priority = el('input', { id: 'priority-' + p.id, type: 'number', min: '0', max: '1000', value: '100' });
+  const err = el('p', { class: 'error', id: 'err-' + p.id, role: 'alert' });
   const form = el('form', { 'data-form': p.id, method: 'post' },
-    el('label', { for: inputId, text: (k ? 'Replace' : 'Add') + ` ${p.displayName} key` }),
-    input,
+    el('label', { for: 'key-' + p.id, text: `Add a ${p.displayName} key` + (pool.length ? ` (${pool.length} of 10)` : '') }), input,
     el('span', { class: 'hint', id: 'hint-' + p.id, text: ' ' + p.formatHint + ' ' }),
-    el('button', { type: 'submit', text: k ? 'Replace key' : 'Save key' }),
-    err);
+    el('label', { for: 'newname-' + p.id, text: 'Name (optional)' }), name,
+    el('label', { for: 'priority-' + p.id, text: 'Priority (lower serves first)' }), priority,
+    el('button', { type: 'submit', text: 'Add key' }), err);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const value = input.value;
     input.value = '';           // the key leaves the DOM before the request returns
     err.textContent = '';
+    const body = { apiKey: value, priority: Number(priority.value) };
+    if (name.value) body.name = name.value;
+    if (!pool.length) body.keyId = 'default'; // the v1 routes' key
     try {
-      await api('PUT', `/v1/workspaces/${encodeURIComponent(current)}/keys/${p.id}`, { apiKey: value });
+      await api('POST', poolPath(p.id), body);
       await renderKeys();
       await renderAudit();
     } catch (e) {
       err.textContent = e.message;
     }
   });
-  box.append(form);
-  if (k) {
-    const warn = el('p', { class: 'warning', hidden: '' });
-    const confirmBtn = el('button', { type: 'button', hidden: '', 'data-confirm-delete': p.id, text: 'Yes, delete the key' });
-    const cancelBtn = el('button', { type: 'button', hidden: '', text: 'Cancel' });
-    const destroy = el('input', { type: 'checkbox', id: `destroy-${p.id}`, 'data-destroy': p.id });
-    const destroyLabel = el('label', { for: `destroy-${p.id}`, hidden: '',
-      text: ' Also destroy every earlier version in Vault, for good' });
-    destroyLabel.prepend(destroy);
-    const delBtn = el('button', { type: 'button', 'data-delete': p.id, text: 'Delete key' });
-    delBtn.addEventListener('click', () => {
-      warn.textContent = `Delete the ${p.displayName} key of ${current}? Calls will fall back to the platform's hosted key, billed to the workspace. ` +
-        'A plain delete removes the current version only: the older versions stay in Vault, readable and restorable by its operators.';
-      warn.hidden = false; confirmBtn.hidden = false; cancelBtn.hidden = false; destroyLabel.hidden = false;
-      confirmBtn.focus();
-    });
-    cancelBtn.addEventListener('click', () => {
-      warn.hidden = true; confirmBtn.hidden = true; cancelBtn.hidden = true; destroyLabel.hidden = true; delBtn.focus();
-    });
-    confirmBtn.addEventListener('click', async () => {
-      try {
-        const query = destroy.checked ? '?destroy=true' : '';
-        await api('DELETE', `/v1/workspaces/${encodeURIComponent(current)}/keys/${p.id}${query}`);
-        await renderKeys();
-        await renderAudit();
-      } catch (e) {
-        err.textContent = e.message;
-      }
-    });
-    const histBtn = el('button', { type: 'button', 'data-history': p.id, text: 'Version history',
-      onclick: () => renderHistory(p) });
-    box.append(delBtn, histBtn, warn, destroyLabel, confirmBtn, cancelBtn);
-  }
-  return box;
+  return form;
 }
 
-async function renderHistory(p) {
-  const versions = (await api('GET', `/v1/workspaces/${encodeURIComponent(current)}/keys/${p.id}/versions`)).versions;
-  $('history-title').textContent = `${p.displayName} key versions`;
+async function renderHistory(p, k) {
+  const versions = (await api('GET', `${keyPath(p.id, k.keyId)}/versions`)).versions;
+  $('history-title').textContent = `${p.displayName} key ${k.name || k.keyId}: versions`;
   const list = $('history');
   list.replaceChildren();
   for (const v of versions) {
@@ -211,9 +321,9 @@ async function renderHistory(p) {
     if (!v.current && state === 'available') {
       item.append(el('button', { type: 'button', 'data-rollback': String(v.version), text: `Roll back to version ${v.version}`,
         onclick: async () => {
-          await api('POST', `/v1/workspaces/${encodeURIComponent(current)}/keys/${p.id}/rollback`, { version: v.version });
+          await api('POST', `${keyPath(p.id, k.keyId)}/rollback`, { version: v.version });
           await renderKeys();
-          await renderHistory(p);
+          await renderHistory(p, k);
           await renderAudit();
         } }));
     }
@@ -223,12 +333,13 @@ async function renderHistory(p) {
 }
 
 async function renderAudit() {
-  const page = await api('GET', `/v1/workspaces/${encodeURIComponent(current)}/audit?limit=20`);
+  const page = await api('GET', `${base()}/audit?limit=20`);
   const list = $('audit');
   list.replaceChildren();
   for (const e of page.events) {
-    list.append(el('li', { text: `${when(e.occurredAt)} ${e.action} ${e.provider || ''} ${e.outcome} by ${e.actor}` +
-      (e.version ? ` (version ${e.version})` : '') }));
+    const key = e.provider ? ` ${e.provider}${e.keyId ? '/' + e.keyId : ''}` : '';
+    list.append(el('li', { text: `${when(e.occurredAt)} ${e.action}${key} ${e.outcome} by ${e.actor}` +
+      (e.version ? ` (version ${e.version})` : '') + (e.count > 1 ? ` ×${e.count}` : '') }));
   }
   $('audit-section').hidden = false;
 }
@@ -246,10 +357,18 @@ $('signin').addEventListener('submit', async (ev) => {
   }
 });
 $('signout').addEventListener('click', signOut);
-$('open-workspace').addEventListener('submit', async (ev) => {
-  ev.preventDefault();
-  await openWorkspace($('workspace-id').value.trim());
-});
+for (const [form, input, kind] of [['open-workspace', 'workspace-id', 'workspace'], ['open-organization', 'organization-id', 'organization']]) {
+  $(form).addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    $('open-error').textContent = '';
+    try {
+      await openScope({ kind, id: $(input).value.trim() });
+    } catch (e) {
+      $('workspace-section').hidden = true;
+      $('open-error').textContent = e.message;
+    }
+  });
+}
 
 if (store.getItem('keybroker.token')) {
   signIn(store.getItem('keybroker.token')).catch(() => store.removeItem('keybroker.token'));
