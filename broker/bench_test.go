@@ -11,25 +11,35 @@ import (
 )
 
 // BenchmarkResolveHit is the execution path's common case: the key is in
-// memory.
+// memory. keys=1 is a workspace with one key; keys=10 a full pool of ten
+// keys of equal priority, which take turns (each cached).
 func BenchmarkResolveHit(b *testing.B) {
-	ctx := context.Background()
-	e := newEnv(b, nil)
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), APIKey: newKey(b, "openai")}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: e.workspc, Provider: "openai"}); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: e.workspc, Provider: "openai"}); err != nil {
-				b.Fatal(err)
+	for _, n := range []int{1, 10} {
+		b.Run("keys="+strconv.Itoa(n), func(b *testing.B) {
+			ctx := context.Background()
+			e := newEnv(b, nil)
+			pool := broker.WorkspaceScope(e.workspc).Pool("openai")
+			for i := range n {
+				if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "k" + strconv.Itoa(i), APIKey: newKey(b, "openai")}); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
+			for range n { // every key of the pool read once
+				if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: e.workspc, Provider: "openai"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: e.workspc, Provider: "openai"}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkResolveMiss pays a real Vault read per call: the entry is
@@ -51,13 +61,29 @@ func BenchmarkResolveMiss(b *testing.B) {
 }
 
 // BenchmarkMadeUpWorkspaceIDs resolves b.N distinct made-up workspace ids
-// (each a Vault read that finds no key, then the cached hosted key) and
-// reports the heap the cache keeps afterwards: bounded by
+// and reports the heap the cache keeps afterwards. With pools in memory a
+// made-up id reaches neither Vault nor the cache; without a pool store
+// (pools=off) each is a Vault read that finds no key, bounded by
 // MaxNegativeEntries (default 10,000) however large b.N grows
 // (docs/benchmarks.md: run with -benchtime 300000x).
 func BenchmarkMadeUpWorkspaceIDs(b *testing.B) {
+	for _, pools := range []bool{true, false} {
+		name := "pools=on"
+		if !pools {
+			name = "pools=off"
+		}
+		b.Run(name, func(b *testing.B) { benchmarkMadeUpWorkspaceIDs(b, pools) })
+	}
+}
+
+func benchmarkMadeUpWorkspaceIDs(b *testing.B, pools bool) {
 	ctx := context.Background()
-	e := newEnv(b, func(c *broker.Config) { c.NegativeCacheTTL = time.Hour })
+	e := newEnv(b, func(c *broker.Config) {
+		c.NegativeCacheTTL = time.Hour
+		if !pools {
+			c.Pools = nil
+		}
+	})
 	e.setHosted(b, "openai", newKey(b, "openai"))
 	var before, after runtime.MemStats
 	runtime.GC()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -170,6 +171,27 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 		t.Fatalf("a workspace admin on the hosted keys said %q", msg)
 	}
 	run(t, org, "", false, "keys", "delete", "--organization", "acme", "--provider", "openai", "--key", "shared", "--destroy")
+
+	// A key keybroker v1 left at the old layout is moved, versions and all.
+	v1Key := "sk-proj-cli-v1-" + testenv.RandomID(t) + testenv.RandomID(t)
+	if _, err := testenv.NewVaultClient(t, vaultAddr, vaultToken).KVv2(mount).Put(context.Background(), "workspaces/ws5/providers/openai",
+		map[string]any{"api_key": v1Key}); err != nil {
+		t.Fatal(err)
+	}
+	layoutEnv := []string{"DATABASE_URL=" + runtimeURL, "VAULT_ADDR=" + vaultAddr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + vaultToken,
+		"KEYBROKER_KV_MOUNT=" + mount, "KEYBROKER_FINGERPRINT_PEPPER=cli-test-pepper-0123456789"}
+	out, _ = run(t, layoutEnv, "", false, "vault", "migrate-layout")
+	if !strings.Contains(out, "moved 1, skipped 0") || !strings.Contains(out, "moved: workspace ws5/openai/default") || strings.Contains(out, v1Key) {
+		t.Fatalf("vault migrate-layout printed %q", out)
+	}
+	if s, err := testenv.NewVaultClient(t, vaultAddr, vaultToken).KVv2(mount).Get(context.Background(), "workspaces/ws5/providers/openai/keys/default"); err != nil ||
+		s.Data["api_key"] != v1Key {
+		t.Fatalf("the moved key: %v", err)
+	}
+	out, _ = run(t, layoutEnv, "", false, "vault", "migrate-layout")
+	if !strings.Contains(out, "moved 0, skipped 0") {
+		t.Fatalf("a second migrate-layout printed %q", out)
+	}
 
 	out, _ = run(t, db, "", false, "token", "list")
 	id := strings.Fields(strings.Split(details, "created ")[1])[0]
