@@ -29,7 +29,7 @@ func TestNamespaceHeaderIsSent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := c.KV("byok").Get(context.Background(), "hosted/providers/openai")
+	s, err := c.KV("byok").Get(context.Background(), "hosted/providers/openai/keys/default")
 	if err != nil || s.Version != 4 {
 		t.Fatalf("get: %v %v", s, err)
 	}
@@ -52,7 +52,7 @@ func TestEveryCallHasADeadlineAndNoRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, err = c.KV("byok").Get(context.Background(), "hosted/providers/openai")
+	_, err = c.KV("byok").Get(context.Background(), "hosted/providers/openai/keys/default")
 	if !errors.Is(err, vault.ErrUnavailable) {
 		t.Fatalf("get from a hanging vault: %v, want ErrUnavailable", err)
 	}
@@ -75,7 +75,7 @@ func TestServerErrorsAreUnavailable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = c.KV("byok").Get(context.Background(), "hosted/providers/openai")
+		_, err = c.KV("byok").Get(context.Background(), "hosted/providers/openai/keys/default")
 		srv.Close()
 		if !errors.Is(err, vault.ErrUnavailable) {
 			t.Fatalf("status %d: %v, want ErrUnavailable", status, err)
@@ -115,7 +115,7 @@ func TestAuthAndSecretsNamespacesAreSeparate(t *testing.T) {
 	if err := c.WaitForToken(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.KV("byok").Get(ctx, "hosted/providers/openai"); err != nil {
+	if _, err := c.KV("byok").Get(ctx, "hosted/providers/openai/keys/default"); err != nil {
 		t.Fatal(err)
 	}
 	// The token is not renewable: one login, not a login loop.
@@ -125,7 +125,7 @@ func TestAuthAndSecretsNamespacesAreSeparate(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if seen["/v1/auth/approle/login"] != "team-a" || seen["/v1/byok/data/hosted/providers/openai"] != "team-a/ai" {
+	if seen["/v1/auth/approle/login"] != "team-a" || seen["/v1/byok/data/hosted/providers/openai/keys/default"] != "team-a/ai" {
 		t.Fatalf("namespaces by path: %v", seen)
 	}
 }

@@ -14,7 +14,7 @@ func TestLeastPrivilege(t *testing.T) {
 	ctx := context.Background()
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{})
 	writer, reader, root := ids.Writer.KV(ids.Mount), ids.Reader.KV(ids.Mount), ids.Root.KV(ids.Mount)
-	path := "workspaces/ws1/providers/openai"
+	path := "workspaces/ws1/providers/openai/keys/default"
 
 	// The writer writes, rotates, reads metadata, lists, deletes, destroys.
 	if _, err := writer.Put(ctx, path, "sk-writer-wrote-this-000000", 0); err != nil {
@@ -23,7 +23,7 @@ func TestLeastPrivilege(t *testing.T) {
 	if _, err := writer.Metadata(ctx, path); err != nil {
 		t.Fatalf("writer metadata: %v", err)
 	}
-	if names, err := writer.List(ctx, "workspaces/ws1/providers/"); err != nil || len(names) != 1 {
+	if names, err := writer.List(ctx, "workspaces/ws1/providers/openai/keys/"); err != nil || len(names) != 1 {
 		t.Fatalf("writer list: %v %v", names, err)
 	}
 	// ... but Vault itself refuses to give it a key.
@@ -38,26 +38,43 @@ func TestLeastPrivilege(t *testing.T) {
 	if s, err := reader.Get(ctx, path); err != nil || s.Value != "sk-writer-wrote-this-000000" {
 		t.Fatalf("reader get: %v", err)
 	}
-	if _, err := root.Put(ctx, "hosted/providers/openai", "sk-hosted-000000000000", 0); err != nil {
+	if _, err := root.Put(ctx, "hosted/providers/openai/keys/default", "sk-hosted-000000000000", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reader.Get(ctx, "hosted/providers/openai"); err != nil {
+	if _, err := reader.Get(ctx, "hosted/providers/openai/keys/default"); err != nil {
 		t.Fatalf("reader get hosted: %v", err)
+	}
+	// The writer writes the keys of every scope, hosted keys included
+	// (operators manage them through the API).
+	for _, p := range []string{"organizations/acme/providers/openai/keys/shared", "hosted/providers/openai/keys/second"} {
+		if _, err := writer.Put(ctx, p, "sk-writer-wrote-this-000000", 0); err != nil {
+			t.Fatalf("writer put %s: %v", p, err)
+		}
+		if s, err := reader.Get(ctx, p); err != nil || s.Value != "sk-writer-wrote-this-000000" {
+			t.Fatalf("reader get %s: %v", p, err)
+		}
 	}
 	for what, err := range map[string]error{
 		"put":      func() error { _, err := reader.Put(ctx, path, "sk-reader-tries-000000", 1); return err }(),
 		"delete":   reader.DeleteVersion(ctx, path, 1),
 		"destroy":  reader.Destroy(ctx, path),
 		"metadata": func() error { _, err := reader.Metadata(ctx, path); return err }(),
-		"list":     func() error { _, err := reader.List(ctx, "workspaces/ws1/providers/"); return err }(),
-		"put hosted": func() error {
-			_, err := writer.Put(ctx, "hosted/providers/openai", "sk-x-0000000000000", 1)
+		"list":     func() error { _, err := reader.List(ctx, "workspaces/ws1/providers/openai/keys/"); return err }(),
+		"put at the v1 path": func() error {
+			_, err := writer.Put(ctx, "workspaces/ws1/providers/openai", "sk-x-0000000000000", 0)
 			return err
 		}(),
-		"extra segment":  func() error { _, err := writer.Put(ctx, path+"/extra", "sk-x-0000000000000", 0); return err }(),
-		"missing one":    func() error { _, err := writer.Put(ctx, "workspaces/ws1/openai", "sk-x-0000000000000", 0); return err }(),
-		"reader extra":   func() error { _, err := reader.Get(ctx, "hosted/providers/openai"+"/x"); return err }(),
-		"reader missing": func() error { _, err := reader.Get(ctx, "workspaces/ws1/openai"); return err }(),
+		"extra segment": func() error { _, err := writer.Put(ctx, path+"/extra", "sk-x-0000000000000", 0); return err }(),
+		"missing one": func() error {
+			_, err := writer.Put(ctx, "workspaces/ws1/providers/openai/keys", "sk-x-0000000000000", 0)
+			return err
+		}(),
+		"another folder": func() error {
+			_, err := writer.Put(ctx, "teams/t1/providers/openai/keys/default", "sk-x-0000000000000", 0)
+			return err
+		}(),
+		"reader extra":   func() error { _, err := reader.Get(ctx, "hosted/providers/openai/keys/default"+"/x"); return err }(),
+		"reader missing": func() error { _, err := reader.Get(ctx, "workspaces/ws1/providers/openai/keys"); return err }(),
 	} {
 		if !errors.Is(err, vault.ErrForbidden) {
 			t.Errorf("%s: %v, want 403", what, err)

@@ -86,7 +86,7 @@ func serviceAccountJWT(t *testing.T, key *rsa.PrivateKey, serial string) string 
 func TestKubernetesAuthRereadsTheJWTAtEveryLogin(t *testing.T) {
 	ctx := context.Background()
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{})
-	if _, err := ids.Root.KV(ids.Mount).Put(ctx, "hosted/providers/openai", "sk-hosted-kubernetes-000", 0); err != nil {
+	if _, err := ids.Root.KV(ids.Mount).Put(ctx, "hosted/providers/openai/keys/default", "sk-hosted-kubernetes-000", 0); err != nil {
 		t.Fatal(err)
 	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -129,7 +129,7 @@ func TestKubernetesAuthRereadsTheJWTAtEveryLogin(t *testing.T) {
 	}
 	c := vaulttest.Start(t, vault.Config{Address: addr, Auth: method})
 	kv := c.KV(ids.Mount)
-	if _, err := kv.Get(ctx, "hosted/providers/openai"); err != nil {
+	if _, err := kv.Get(ctx, "hosted/providers/openai/keys/default"); err != nil {
 		t.Fatalf("read after a kubernetes login: %v", err)
 	}
 
@@ -153,7 +153,7 @@ func TestKubernetesAuthRereadsTheJWTAtEveryLogin(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if _, err := kv.Get(ctx, "hosted/providers/openai"); err != nil {
+	if _, err := kv.Get(ctx, "hosted/providers/openai/keys/default"); err != nil {
 		t.Fatalf("read after the JWT rotated: %v", err)
 	}
 	if _, loginErrors, _, _ := c.TokenStats(); loginErrors != 0 {

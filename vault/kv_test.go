@@ -29,7 +29,7 @@ func rootKV(t *testing.T) *vault.KV {
 func TestKVPutGetWithCheckAndSet(t *testing.T) {
 	ctx := context.Background()
 	kv := rootKV(t)
-	path := "workspaces/ws1/providers/openai"
+	path := "workspaces/ws1/providers/openai/keys/default"
 
 	if _, err := kv.Get(ctx, path); !errors.Is(err, vault.ErrNotFound) {
 		t.Fatalf("get before any write: %v, want ErrNotFound", err)
