@@ -146,3 +146,40 @@ func TestListenerReconnectsAndFlushesAfterItsConnectionIsKilled(t *testing.T) {
 		t.Errorf("after the reconnect a rotation reached B after %v", d)
 	}
 }
+
+// TestPoolChangesReachAnotherReplicaWithinASecond: a key disabled, an
+// organization's key added and a settings change made on one replica steer
+// another replica's resolves within a second.
+func TestPoolChangesReachAnotherReplicaWithinASecond(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws, org := e.workspc, "org-"+e.workspc
+	replicaB := e.another(t, nil)
+	listen(t, e, e.b)
+	listen(t, e, replicaB)
+	hosted, own, shared := newKey(t, "mistral"), newKey(t, "mistral"), newKey(t, "mistral")
+	e.setHosted(t, "mistral", hosted)
+	pool := broker.WorkspaceScope(ws).Pool("mistral")
+	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "own", APIKey: own}); err != nil {
+		t.Fatal(err)
+	}
+	added := untilServes(t, replicaB, ws, "mistral", own)
+	disabled := broker.KeyDisabled
+	if _, err := e.b.UpdateKey(ctx, broker.UpdateKeyRequest{Actor: alice, Ref: pool.Key("own"), State: &disabled}); err != nil {
+		t.Fatal(err)
+	}
+	off := untilServes(t, replicaB, ws, "mistral", hosted)
+	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: broker.OrganizationScope(org).Pool("mistral"), KeyID: "shared", APIKey: shared}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.b.PutSettings(ctx, broker.SettingsRequest{Actor: alice, Workspace: ws, Organization: &org, MayLink: true}); err != nil {
+		t.Fatal(err)
+	}
+	inherited := untilServes(t, replicaB, ws, "mistral", shared)
+	t.Logf("replica B served a new key after %v, stopped serving a disabled one after %v, served an inherited one after %v", added, off, inherited)
+	for what, d := range map[string]time.Duration{"a new key": added, "a disabled key": off, "an inherited key": inherited} {
+		if d > time.Second {
+			t.Errorf("%s reached replica B after %v, want within 1 s", what, d)
+		}
+	}
+}
