@@ -23,6 +23,11 @@ type RateLimits struct {
 	// before any lookup. Default: 5/s, burst 20.
 	FailedAuthPerAddr float64
 	FailedAuthBurst   int
+	// ReportsPerToken is the sustained rate of /v1/resolve/report calls of
+	// one token, with ReportsBurst on top: a report storm cannot turn into
+	// a storm of health writes. Default: 20/s, burst 100.
+	ReportsPerToken float64
+	ReportsBurst    int
 	// MaxTracked bounds the tokens and addresses tracked per limit.
 	// Default: 100000.
 	MaxTracked int
@@ -41,6 +46,12 @@ func (r RateLimits) withDefaults() RateLimits {
 	if r.FailedAuthBurst <= 0 {
 		r.FailedAuthBurst = 20
 	}
+	if r.ReportsPerToken == 0 {
+		r.ReportsPerToken = 20
+	}
+	if r.ReportsBurst <= 0 {
+		r.ReportsBurst = 100
+	}
 	if r.MaxTracked <= 0 {
 		r.MaxTracked = 100_000
 	}
@@ -50,8 +61,8 @@ func (r RateLimits) withDefaults() RateLimits {
 // Limiter enforces RateLimits with one token bucket per token and per
 // client address (golang.org/x/time/rate), in bounded maps.
 type Limiter struct {
-	tokens, addrs *buckets
-	refused       *prometheus.CounterVec
+	tokens, addrs, reports *buckets
+	refused                *prometheus.CounterVec
 }
 
 // NewLimiter returns the limiter of limits; refusals are counted in
@@ -60,11 +71,12 @@ type Limiter struct {
 func NewLimiter(limits RateLimits, reg prometheus.Registerer) *Limiter {
 	limits = limits.withDefaults()
 	l := &Limiter{
-		tokens: newBuckets(limits.PerToken, limits.PerTokenBurst, limits.MaxTracked),
-		addrs:  newBuckets(limits.FailedAuthPerAddr, limits.FailedAuthBurst, limits.MaxTracked),
+		tokens:  newBuckets(limits.PerToken, limits.PerTokenBurst, limits.MaxTracked),
+		addrs:   newBuckets(limits.FailedAuthPerAddr, limits.FailedAuthBurst, limits.MaxTracked),
+		reports: newBuckets(limits.ReportsPerToken, limits.ReportsBurst, limits.MaxTracked),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keybroker_rate_limited_total",
-			Help: "Requests refused with 429, by the limit that refused them (token: an authenticated token's rate; failed_auth: a client address's failed authentications).",
+			Help: "Requests refused with 429, by the limit that refused them (token: an authenticated token's rate; failed_auth: a client address's failed authentications; report: a token's reports).",
 		}, []string{"limit"}),
 	}
 	if reg != nil {
@@ -79,6 +91,15 @@ func (l *Limiter) AllowToken(tokenID string) (bool, time.Duration) {
 	ok, wait := l.tokens.take(tokenID)
 	if !ok {
 		l.refused.WithLabelValues("token").Inc()
+	}
+	return ok, wait
+}
+
+// AllowReport takes one report from the token's report bucket.
+func (l *Limiter) AllowReport(tokenID string) (bool, time.Duration) {
+	ok, wait := l.reports.take(tokenID)
+	if !ok {
+		l.refused.WithLabelValues("report").Inc()
 	}
 	return ok, wait
 }

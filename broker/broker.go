@@ -2,11 +2,8 @@ package broker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -102,8 +99,20 @@ type Config struct {
 	// MaxColdReads bounds the Vault reads of cache misses in flight at
 	// once; more misses wait for a slot (or their context). Default: 32.
 	MaxColdReads int
-	// Pepper keys the fingerprints. Required for key management.
+	// Pepper keys the fingerprints (required for key management) and the
+	// resolution ids' MAC: replicas that share it take each other's
+	// reports. Without it a replica takes only reports of its own
+	// resolutions.
 	Pepper []byte
+	// Checker asks providers whether they accept a key (tests, verified
+	// writes, the prober). Without it, tests answer ErrNotConfigured.
+	Checker KeyChecker
+	// Health records what providers said of keys (reports, tests).
+	// Without it, reports answer ErrNotConfigured.
+	Health HealthStore
+	// Events receives every health change as it is recorded (a webhook
+	// sink). Optional; it must not block.
+	Events EventSink
 	// Logger. Default: slog.Default().
 	Logger *slog.Logger
 	// Metrics records resolves and cache behaviour. Default: none.
@@ -144,15 +153,21 @@ type Broker struct {
 	maxPool       int
 	usageStore    UsageStore
 	usage         usageBook
-	// resolutionPrefix and resolutions make resolution ids: unique per
-	// process, cheap (no random read per resolve).
-	resolutionPrefix string
-	resolutions      atomic.Uint64
+	// resolutionIDs makes and checks resolution ids.
+	resolutionIDs *resolutionIDs
+	checker       KeyChecker
+	checkerLimit  chan struct{}
+	health        HealthStore
+	events        eventSink
 	// refreshSlots bounds the background refreshes in flight: when many hot
 	// keys come due together (after a restart or a cache flush), Vault gets
 	// a steady trickle instead of a burst of goroutines.
 	refreshSlots chan struct{}
 }
+
+// maxChecksInFlight bounds the provider checks (tests, verified writes,
+// the prober) in flight at once.
+const maxChecksInFlight = 8
 
 // maxBackgroundRefreshes is how many hot keys are re-read from Vault at once
 // in the background. A key that finds no free slot tries again at its next
@@ -201,30 +216,32 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Reader == nil && cfg.Writer == nil {
 		return nil, errors.New("broker: needs a Vault reader, a writer, or both")
 	}
-	prefix := make([]byte, 4)
-	_, _ = rand.Read(prefix)
 	b := &Broker{
-		settingsStore:    cfg.Settings,
-		poolStore:        cfg.Pools,
-		maxPool:          cfg.MaxKeysPerPool,
-		usageStore:       cfg.Usage,
-		resolutionPrefix: "res_" + hex.EncodeToString(prefix) + "_",
-		reader:           cfg.Reader,
-		writer:           cfg.Writer,
-		store:            cfg.Store,
-		providers:        cfg.Providers,
-		ttl:              cfg.CacheTTL,
-		negTTL:           cfg.NegativeCacheTTL,
-		staleIfError:     cfg.StaleIfError,
-		metrics:          cfg.Metrics,
-		pepper:           cfg.Pepper,
-		log:              cfg.Logger,
-		now:              cfg.Now,
-		cache:            gocache.New(cfg.CacheTTL, time.Minute),
-		maxEntries:       cfg.MaxEntries,
-		negative:         expirable.NewLRU[string, *cacheEntry](cfg.MaxNegativeEntries, nil, cfg.NegativeCacheTTL),
-		coldSlots:        make(chan struct{}, cfg.MaxColdReads),
-		refreshSlots:     make(chan struct{}, maxBackgroundRefreshes),
+		settingsStore: cfg.Settings,
+		poolStore:     cfg.Pools,
+		maxPool:       cfg.MaxKeysPerPool,
+		usageStore:    cfg.Usage,
+		resolutionIDs: newResolutionIDs(cfg.Pepper),
+		checker:       cfg.Checker,
+		checkerLimit:  make(chan struct{}, maxChecksInFlight),
+		health:        cfg.Health,
+		events:        eventSink{cfg.Events},
+		reader:        cfg.Reader,
+		writer:        cfg.Writer,
+		store:         cfg.Store,
+		providers:     cfg.Providers,
+		ttl:           cfg.CacheTTL,
+		negTTL:        cfg.NegativeCacheTTL,
+		staleIfError:  cfg.StaleIfError,
+		metrics:       cfg.Metrics,
+		pepper:        cfg.Pepper,
+		log:           cfg.Logger,
+		now:           cfg.Now,
+		cache:         gocache.New(cfg.CacheTTL, time.Minute),
+		maxEntries:    cfg.MaxEntries,
+		negative:      expirable.NewLRU[string, *cacheEntry](cfg.MaxNegativeEntries, nil, cfg.NegativeCacheTTL),
+		coldSlots:     make(chan struct{}, cfg.MaxColdReads),
+		refreshSlots:  make(chan struct{}, maxBackgroundRefreshes),
 	}
 	if cfg.Settings == nil {
 		b.settings.loaded = true // every workspace has the defaults

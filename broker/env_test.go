@@ -67,6 +67,10 @@ func newKey(t testing.TB, provider string) string {
 		key = "sk-ant-api03-" + body
 	case "google":
 		key = "AIza" + body[:35]
+	case "mistral":
+		key = body[:32]
+	case "exa":
+		key = body[:8] + "-" + body[8:12] + "-" + body[12:16] + "-" + body[16:20] + "-" + body[20:32]
 	default:
 		key = body
 	}
@@ -107,7 +111,7 @@ func newEnv(t testing.TB, tune func(*broker.Config)) *env {
 	cfg := broker.Config{
 		Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st, Pools: st,
 		Pepper: []byte("test-pepper-0123456789"),
-		Logger: testLogger, Settings: st, Usage: st,
+		Logger: testLogger, Settings: st, Usage: st, Health: st,
 	}
 	if tune != nil {
 		tune(&cfg)

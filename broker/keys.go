@@ -50,6 +50,12 @@ type KeyMeta struct {
 	LastUsedAt time.Time
 	// Idle: unused (or, never used, created) more than IdleAfter ago.
 	Idle bool
+	// Health is HealthHealthy, HealthCoolingDown (until CooldownUntil) or
+	// HealthFailing; HealthReason says why, HealthChangedAt since when.
+	Health          string
+	HealthReason    string
+	HealthChangedAt time.Time
+	CooldownUntil   time.Time
 }
 
 // Ref names the key.
@@ -57,15 +63,16 @@ func (m KeyMeta) Ref() KeyRef {
 	return KeyRef{Scope: m.Scope, ScopeID: m.ScopeID, Provider: m.Provider, KeyID: m.KeyID}
 }
 
-// withUsage adds the usage of a scope's keys to metas.
+// withUsage adds the usage of a scope's keys to metas, and their health at
+// this moment.
 func (b *Broker) withUsage(ctx context.Context, scope Scope, metas []KeyMeta) []KeyMeta {
-	if b.usageStore == nil {
-		return metas
-	}
-	usage, err := b.usageStore.UsageOf(ctx, scope.Kind, scope.ID)
-	if err != nil {
-		b.log.Warn("could not read key usage; answering without it", "scope", scope.String(), "error", err)
-		usage = nil
+	var usage map[string]Usage
+	if b.usageStore != nil {
+		var err error
+		if usage, err = b.usageStore.UsageOf(ctx, scope.Kind, scope.ID); err != nil {
+			b.log.Warn("could not read key usage; answering without it", "scope", scope.String(), "error", err)
+			usage = nil
+		}
 	}
 	now := b.now()
 	for i := range metas {
@@ -77,6 +84,10 @@ func (b *Broker) withUsage(ctx context.Context, scope Scope, metas []KeyMeta) []
 			since = u.LastUsedAt
 		}
 		m.Idle = !since.IsZero() && now.Sub(since) > IdleAfter
+		m.Health = healthOf(m.Health == HealthFailing, m.CooldownUntil, now)
+		if m.Health == HealthHealthy {
+			m.CooldownUntil = time.Time{}
+		}
 	}
 	return metas
 }
@@ -90,11 +101,16 @@ func metaOf(r KeyRecord) KeyMeta {
 	if models == nil {
 		models = []string{}
 	}
+	health := HealthHealthy // made exact by withUsage, which knows the time
+	if r.Failing {
+		health = HealthFailing
+	}
 	return KeyMeta{
 		Scope: r.Scope, ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, Name: r.Name, Priority: r.Priority,
 		State: state, Models: models, MaskedKey: r.MaskedKey, Version: r.Version,
 		Fingerprint: r.Fingerprint, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy,
-		UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy,
+		UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy, Health: health, HealthReason: r.HealthReason,
+		HealthChangedAt: r.HealthChangedAt, CooldownUntil: r.CooldownUntil,
 	}
 }
 
@@ -131,6 +147,9 @@ type SetKeyRequest struct {
 	// ExpectedVersion > 0 writes only if that version is current
 	// (ErrPreconditionFailed otherwise); 0 retries a lost race once.
 	ExpectedVersion int
+	// Verify asks the provider first: a refused key is
+	// ErrVerificationFailed and nothing is stored.
+	Verify bool
 }
 
 // SetKey stores the key: a new key of its pool (with the default
@@ -151,6 +170,11 @@ func (b *Broker) SetKey(ctx context.Context, req SetKeyRequest) (SetResult, erro
 	}
 	if req.ExpectedVersion < 0 {
 		return SetResult{}, refuse(ErrInvalidRequest, "expected version must be positive")
+	}
+	if req.Verify {
+		if err := b.verify(ctx, p, req.APIKey); err != nil {
+			return SetResult{}, err
+		}
 	}
 	return b.write(ctx, changeRequest{Ref: req.Ref, Actor: req.Actor, Op: OpSet, Value: req.APIKey,
 		Member: MemberSettings{Priority: DefaultPriority}}, req.ExpectedVersion)
@@ -180,6 +204,8 @@ type AddKeyRequest struct {
 	Priority *int
 	State    string
 	Models   []string
+	// Verify asks the provider first (see SetKeyRequest.Verify).
+	Verify bool
 }
 
 // DefaultPriority is a key's priority unless it is given one.
@@ -213,6 +239,11 @@ func (b *Broker) AddKey(ctx context.Context, req AddKeyRequest) (SetResult, erro
 	}
 	if err := b.checkValue(ctx, p, ref, req.APIKey); err != nil {
 		return SetResult{}, err
+	}
+	if req.Verify {
+		if err := b.verify(ctx, p, req.APIKey); err != nil {
+			return SetResult{}, err
+		}
 	}
 	return b.write(ctx, changeRequest{Ref: ref, Actor: req.Actor, Op: OpSet, Value: req.APIKey, Create: true, Member: member,
 		Detail: memberDetail(member)}, 0)
@@ -322,6 +353,7 @@ func (b *Broker) UpdateKey(ctx context.Context, req UpdateKeyRequest) (KeyMeta, 
 		if next.Disabled, err = parseState(*req.State); err != nil {
 			return KeyMeta{}, err
 		}
+		next.ResetHealth = !next.Disabled
 	}
 	if req.Models != nil {
 		next.Models = *req.Models

@@ -17,6 +17,9 @@ type Metrics struct {
 	adminActions *prometheus.CounterVec
 	cacheFlushes prometheus.Counter
 	cacheFullC   prometheus.Counter
+	reports      *prometheus.CounterVec
+	healthC      *prometheus.CounterVec
+	checks       *prometheus.CounterVec
 }
 
 // NewMetrics creates the broker's metrics and registers them with reg.
@@ -44,9 +47,37 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		adminActions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keybroker_admin_actions_total", Help: "Key changes by action and outcome.",
 		}, []string{"action", "outcome"}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keybroker_key_reports_total", Help: "Reports of what a provider answered to a call made with a resolved key, by provider and outcome (repeats of a known state included).",
+		}, []string{"provider", "outcome"}),
+		healthC: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keybroker_key_health_changes_total", Help: "Changes of a key's health (from a report, a test or an admin), by provider and the health reached (healthy, cooling_down, failing).",
+		}, []string{"provider", "health"}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keybroker_key_checks_total", Help: "Keys checked with their provider (tests, verified writes, the prober), by provider and verdict (accepted, refused, rate_limited, unreachable).",
+		}, []string{"provider", "verdict"}),
 	}
-	reg.MustRegister(m.resolves, m.cacheLookups, m.cacheStale, m.cacheEvicted, m.cacheFlushes, m.cacheFullC, m.adminActions)
+	reg.MustRegister(m.resolves, m.cacheLookups, m.cacheStale, m.cacheEvicted, m.cacheFlushes, m.cacheFullC, m.adminActions,
+		m.reports, m.healthC, m.checks)
 	return m
+}
+
+func (m *Metrics) reported(provider, outcome string) {
+	if m != nil {
+		m.reports.WithLabelValues(provider, outcome).Inc()
+	}
+}
+
+func (m *Metrics) healthChanged(provider, health string) {
+	if m != nil {
+		m.healthC.WithLabelValues(provider, health).Inc()
+	}
+}
+
+func (m *Metrics) checked(provider, verdict string) {
+	if m != nil {
+		m.checks.WithLabelValues(provider, verdict).Inc()
+	}
 }
 
 func (m *Metrics) resolved(source, outcome string, d time.Duration) {

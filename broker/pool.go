@@ -38,6 +38,28 @@ type member struct {
 	// given out with the version it belongs to only.
 	version     int
 	fingerprint string
+	// failing: a provider refused the key; cooldownUntil (unix
+	// nanoseconds, 0: none) keeps it out of the pool until then;
+	// cooldowns counts the consecutive ones (the backoff).
+	failing       bool
+	cooldownUntil int64
+	cooldowns     int
+}
+
+// coolingAt says whether the member is cooling down at now.
+func (m *member) coolingAt(now time.Time) bool {
+	return m.cooldownUntil != 0 && now.UnixNano() < m.cooldownUntil
+}
+
+// health is the member's health at now.
+func (m *member) health(now time.Time) string {
+	switch {
+	case m.failing:
+		return HealthFailing
+	case m.coolingAt(now):
+		return HealthCoolingDown
+	}
+	return HealthHealthy
 }
 
 // fingerprintOf is the member's fingerprint if version is the one its
@@ -68,8 +90,13 @@ func newPool(recs []KeyRecord) *pool {
 	p := &pool{members: make([]member, 0, len(recs))}
 	for _, r := range recs {
 		ref := r.Ref()
-		p.members = append(p.members, member{ref: ref, cacheKey: ref.CacheKey(), priority: r.Priority, disabled: r.Disabled,
-			models: slices.Clone(r.Models), createdAt: r.CreatedAt, version: r.Version, fingerprint: r.Fingerprint})
+		m := member{ref: ref, cacheKey: ref.CacheKey(), priority: r.Priority, disabled: r.Disabled,
+			models: slices.Clone(r.Models), createdAt: r.CreatedAt, version: r.Version, fingerprint: r.Fingerprint,
+			failing: r.Failing, cooldowns: r.Cooldowns}
+		if !r.CooldownUntil.IsZero() {
+			m.cooldownUntil = r.CooldownUntil.UnixNano()
+		}
+		p.members = append(p.members, m)
 	}
 	slices.SortFunc(p.members, func(a, b member) int {
 		return cmp.Or(cmp.Compare(a.priority, b.priority), a.createdAt.Compare(b.createdAt), cmp.Compare(a.ref.KeyID, b.ref.KeyID))
@@ -218,10 +245,25 @@ func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string) (*cache
 			return nil, nil, poolEmpty, nil
 		}
 	}
+	// The clock is read only when a member is cooling down: a healthy
+	// pool costs no clock read here.
+	var nowNs int64
+	unusable := func(m *member) bool {
+		if m.disabled || m.failing {
+			return true
+		}
+		if m.cooldownUntil != 0 {
+			if nowNs == 0 {
+				nowNs = b.now().UnixNano()
+			}
+			return nowNs < m.cooldownUntil
+		}
+		return false
+	}
 	n, top, excluded := 0, 0, false
 	for i := range p.members {
 		m := &p.members[i]
-		if m.disabled {
+		if unusable(m) {
 			continue
 		}
 		if !m.allows(model) {
@@ -248,7 +290,7 @@ func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string) (*cache
 	var chosen *member
 	for i := range p.members {
 		m := &p.members[i]
-		if m.disabled || !m.allows(model) {
+		if unusable(m) || !m.allows(model) {
 			continue
 		}
 		if pick == 0 {
@@ -264,7 +306,7 @@ func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string) (*cache
 	// Listed, but gone from Vault (deleted around keybroker): the others.
 	for i := range p.members {
 		m := &p.members[i]
-		if m == chosen || m.disabled || !m.allows(model) {
+		if m == chosen || unusable(m) || !m.allows(model) {
 			continue
 		}
 		if e, err = b.lookup(ctx, m); err != nil || e.found {

@@ -205,7 +205,7 @@ func TestPoolLimitsAndBadInputChangeNothing(t *testing.T) {
 	} {
 		req.Actor, req.Pool, req.APIKey = alice, broker.WorkspaceScope(ws).Pool("anthropic"), newKey(t, "anthropic")
 		if name == "existing key id" {
-			req.Pool = pool
+			req.Pool, req.APIKey = pool, newKey(t, "openai")
 		}
 		_, err := e.b.AddKey(ctx, req)
 		if err == nil || !(errors.Is(err, broker.ErrInvalidRequest) || errors.Is(err, broker.ErrInvalidID) || errors.Is(err, broker.ErrConflict) || errors.Is(err, broker.ErrPoolFull)) {

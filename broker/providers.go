@@ -12,10 +12,39 @@ type Provider struct {
 	ID string
 	// DisplayName is for people ("OpenAI").
 	DisplayName string
-	// FormatHint tells an admin what a key looks like.
+	// FormatHint tells an admin what a key looks like; the format rule
+	// checks exactly that.
 	FormatHint string
+	// Check is the provider's cheapest authenticated call, with which a
+	// key is tested.
+	Check CheckSpec
 
 	rule keyRule
+}
+
+// AuthStyle is how a provider takes its key.
+type AuthStyle string
+
+const (
+	// AuthBearer: "Authorization: Bearer <key>".
+	AuthBearer AuthStyle = "bearer"
+	// AuthXAPIKey: "x-api-key: <key>".
+	AuthXAPIKey AuthStyle = "x-api-key"
+	// AuthGoogAPIKey: "x-goog-api-key: <key>".
+	AuthGoogAPIKey AuthStyle = "x-goog-api-key"
+	// AuthAPIKeyScheme: "Authorization: Api-Key <key>".
+	AuthAPIKeyScheme AuthStyle = "api-key"
+)
+
+// CheckSpec is a provider's cheapest authenticated call: GET BaseURL+Path
+// with the key sent as Auth says, and Headers.
+type CheckSpec struct {
+	// BaseURL is the provider's API (KEYBROKER_PROVIDER_<ID>_BASE_URL
+	// replaces it: a stand-in, an egress proxy).
+	BaseURL string
+	Path    string
+	Auth    AuthStyle
+	Headers map[string]string
 }
 
 // keyRule is a provider's key format: loose enough to take every real key
@@ -23,23 +52,72 @@ type Provider struct {
 // sentence, a stray space or another provider's key.
 type keyRule struct {
 	prefixes       []string // the key starts with one of these (none: any)
+	notPrefixes    []string // ...and not with one of these (another provider's)
 	minLen, maxLen int
 	allowed        func(byte) bool // every character after the prefix
 	allowedText    string          // allowed, in words, for error messages
+	// shape, when set, checks the whole key (a UUID) and says what is
+	// wrong.
+	shape func(string) string
 }
 
 // defaultProviders is the registry. Adding a provider is one entry.
 var defaultProviders = []Provider{
-	{ID: "openai", DisplayName: "OpenAI", FormatHint: `starts with "sk-"`,
-		rule: keyRule{prefixes: []string{"sk-"}, minLen: 20, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
-	{ID: "anthropic", DisplayName: "Anthropic", FormatHint: `starts with "sk-ant-"`,
+	{ID: "openai", DisplayName: "OpenAI", FormatHint: `starts with "sk-" (not "sk-ant-"), 20 to 256 characters`,
+		Check: CheckSpec{BaseURL: "https://api.openai.com", Path: "/v1/models", Auth: AuthBearer},
+		rule:  keyRule{prefixes: []string{"sk-"}, notPrefixes: []string{"sk-ant-"}, minLen: 20, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
+	{ID: "anthropic", DisplayName: "Anthropic", FormatHint: `starts with "sk-ant-", 20 to 256 characters`,
+		Check: CheckSpec{BaseURL: "https://api.anthropic.com", Path: "/v1/models?limit=1", Auth: AuthXAPIKey,
+			Headers: map[string]string{"anthropic-version": "2023-06-01"}},
 		rule: keyRule{prefixes: []string{"sk-ant-"}, minLen: 20, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
 	{ID: "google", DisplayName: "Google AI (Gemini)", FormatHint: `starts with "AIza", 39 characters`,
-		rule: keyRule{prefixes: []string{"AIza"}, minLen: 30, maxLen: 64, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
+		Check: CheckSpec{BaseURL: "https://generativelanguage.googleapis.com", Path: "/v1beta/models?pageSize=1", Auth: AuthGoogAPIKey},
+		rule:  keyRule{prefixes: []string{"AIza"}, minLen: 39, maxLen: 39, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
 	{ID: "mistral", DisplayName: "Mistral AI", FormatHint: "32 letters and digits",
-		rule: keyRule{minLen: 20, maxLen: 128, allowed: isAlnum, allowedText: "letters and digits"}},
-	{ID: "exa", DisplayName: "Exa", FormatHint: "a UUID, 36 characters",
-		rule: keyRule{minLen: 20, maxLen: 128, allowed: isAlnumOrDash, allowedText: "letters, digits and '-'"}},
+		Check: CheckSpec{BaseURL: "https://api.mistral.ai", Path: "/v1/models", Auth: AuthBearer},
+		rule:  keyRule{minLen: 32, maxLen: 32, allowed: isAlnum, allowedText: "letters and digits"}},
+	{ID: "exa", DisplayName: "Exa", FormatHint: "a UUID: 36 characters, hexadecimal digits in groups of 8-4-4-4-12",
+		// Listing websets is authenticated and spends no search credit.
+		Check: CheckSpec{BaseURL: "https://api.exa.ai", Path: "/websets/v0/websets?limit=1", Auth: AuthXAPIKey},
+		rule:  keyRule{minLen: 36, maxLen: 36, allowed: isHexOrDash, allowedText: "hexadecimal digits and '-'", shape: uuidShape}},
+	{ID: "xai", DisplayName: "xAI (Grok)", FormatHint: `starts with "xai-", 20 to 256 characters`,
+		Check: CheckSpec{BaseURL: "https://api.x.ai", Path: "/v1/models", Auth: AuthBearer},
+		rule:  keyRule{prefixes: []string{"xai-"}, minLen: 20, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
+	{ID: "zai", DisplayName: "Z.ai (GLM)", FormatHint: "letters and digits with one '.' (id.secret), 20 to 128 characters",
+		Check: CheckSpec{BaseURL: "https://api.z.ai", Path: "/api/paas/v4/models", Auth: AuthBearer},
+		rule:  keyRule{minLen: 20, maxLen: 128, allowed: isAlnumOrDot, allowedText: "letters, digits and '.'", shape: oneDot}},
+	{ID: "moonshot", DisplayName: "Moonshot AI (Kimi)", FormatHint: `starts with "sk-", 20 to 256 characters`,
+		Check: CheckSpec{BaseURL: "https://api.moonshot.ai", Path: "/v1/models", Auth: AuthBearer},
+		rule:  keyRule{prefixes: []string{"sk-"}, notPrefixes: []string{"sk-ant-"}, minLen: 20, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
+	{ID: "fireworks", DisplayName: "Fireworks AI", FormatHint: `starts with "fw_", 20 to 256 characters`,
+		Check: CheckSpec{BaseURL: "https://api.fireworks.ai", Path: "/inference/v1/models", Auth: AuthBearer},
+		rule:  keyRule{prefixes: []string{"fw_"}, minLen: 20, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
+	{ID: "together", DisplayName: "Together AI", FormatHint: "letters, digits, '-' and '_', 40 to 256 characters",
+		Check: CheckSpec{BaseURL: "https://api.together.xyz", Path: "/v1/models", Auth: AuthBearer},
+		rule:  keyRule{minLen: 40, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
+	{ID: "baseten", DisplayName: "Baseten", FormatHint: "letters and digits with one '.' (prefix.secret), 20 to 128 characters",
+		Check: CheckSpec{BaseURL: "https://api.baseten.co", Path: "/v1/models", Auth: AuthAPIKeyScheme},
+		rule:  keyRule{minLen: 20, maxLen: 128, allowed: isAlnumOrDot, allowedText: "letters, digits and '.'", shape: oneDot}},
+}
+
+// uuidShape checks the 8-4-4-4-12 groups of a UUID.
+func uuidShape(key string) string {
+	for i := 0; i < len(key); i++ {
+		dash := i == 8 || i == 13 || i == 18 || i == 23
+		if dash != (key[i] == '-') {
+			return "is not a UUID (hexadecimal digits in groups of 8-4-4-4-12)"
+		}
+	}
+	return ""
+}
+
+// oneDot checks an id.secret key: one '.', not at either end.
+func oneDot(key string) string {
+	i := strings.IndexByte(key, '.')
+	if i <= 0 || i == len(key)-1 || strings.Count(key, ".") != 1 {
+		return "must be two parts joined by one '.'"
+	}
+	return ""
 }
 
 // Registry is the set of supported providers.
@@ -108,9 +186,19 @@ func (p *Provider) ValidateKey(key string) error {
 			return reject("must start with %q", strings.Join(r.prefixes, `" or "`))
 		}
 	}
+	for _, not := range r.notPrefixes {
+		if strings.HasPrefix(key, not) {
+			return reject("starts with %q, which is another provider's key", not)
+		}
+	}
 	for i := 0; i < len(body); i++ {
 		if !r.allowed(body[i]) {
 			return reject("may contain only %s (character %d is not one)", r.allowedText, len(key)-len(body)+i+1)
+		}
+	}
+	if r.shape != nil {
+		if why := r.shape(key); why != "" {
+			return reject("%s", why)
 		}
 	}
 	return nil
@@ -119,5 +207,8 @@ func (p *Provider) ValidateKey(key string) error {
 func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
-func isAlnumOrDash(c byte) bool { return isAlnum(c) || c == '-' }
+func isAlnumOrDot(c byte) bool { return isAlnum(c) || c == '.' }
+func isHexOrDash(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '-'
+}
 func isTokenChar(c byte) bool   { return isAlnum(c) || c == '-' || c == '_' }

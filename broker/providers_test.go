@@ -41,6 +41,12 @@ func TestRealKeyShapesAreAccepted(t *testing.T) {
 		"google":    "AIzaSyD-" + strings.Repeat("x", 31),
 		"mistral":   "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF",
 		"exa":       "3f2b6c1e-8a4d-4f7b-9c2e-5d1a0b9e8f7c",
+		"xai":       "xai-" + strings.Repeat("Ab3", 26),
+		"zai":       "0123456789abcdef0123456789abcdef.AbCdEfGhIjKlMnOp",
+		"moonshot":  "sk-" + strings.Repeat("aB3", 16),
+		"fireworks": "fw_" + strings.Repeat("aB3", 8),
+		"together":  strings.Repeat("0a1b2c3d", 8),
+		"baseten":   "AbCd1234.0123456789abcdefABCDEF0123456789",
 	} {
 		p, ok := reg.Lookup(provider)
 		if !ok {
@@ -72,6 +78,34 @@ func TestResolutionNeverPrintsTheKey(t *testing.T) {
 	for _, out := range []string{fmt.Sprintf("%v %+v %#v %s", r, r, r, r), logged.String()} {
 		if strings.Contains(out, "top-secret") {
 			t.Fatalf("key printed: %s", out)
+		}
+	}
+}
+
+// TestFormatHintsMatchTheRules: what a hint promises, the rule enforces.
+func TestFormatHintsMatchTheRules(t *testing.T) {
+	reg := DefaultRegistry()
+	for _, tc := range []struct{ provider, key, why string }{
+		{"mistral", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0e", "31 characters, the hint says 32"},
+		{"mistral", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eFG", "33 characters"},
+		{"exa", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz", "not hexadecimal"},
+		{"exa", "3f2b6c1e8a4d-4f7b-9c2e-5d1a0b9e8f7c-", "dashes in the wrong places"},
+		{"openai", "sk-ant-api03-" + strings.Repeat("a", 40), "an Anthropic key"},
+		{"moonshot", "sk-ant-api03-" + strings.Repeat("a", 40), "an Anthropic key"},
+		{"google", "AIza" + strings.Repeat("x", 36), "40 characters, the hint says 39"},
+		{"zai", "0123456789abcdef.0123.456789", "two dots"},
+		{"baseten", ".0123456789abcdef0123456789", "a dot first"},
+		{"xai", "sk-" + strings.Repeat("a", 30), "no xai- prefix"},
+		{"fireworks", "fw-" + strings.Repeat("a", 30), "fw- is not fw_"},
+	} {
+		p, _ := reg.Lookup(tc.provider)
+		if err := p.ValidateKey(tc.key); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("%s %s: accepted", tc.provider, tc.why)
+		}
+	}
+	for _, p := range reg.All() {
+		if p.Check.BaseURL == "" || p.Check.Path == "" || p.Check.Auth == "" || p.FormatHint == "" {
+			t.Errorf("%s: the registry entry lacks its check or hint: %+v", p.ID, p.Check)
 		}
 	}
 }

@@ -43,6 +43,13 @@ type KeyRecord struct {
 	Priority    int
 	Disabled    bool
 	Models      []string
+	// Failing, HealthReason, HealthChangedAt, CooldownUntil and Cooldowns
+	// are what the providers said of the key (see health.go).
+	Failing         bool
+	HealthReason    string
+	HealthChangedAt time.Time
+	CooldownUntil   time.Time
+	Cooldowns       int
 	Version     int
 	MaskedKey   string
 	Fingerprint string
@@ -92,6 +99,9 @@ type MemberSettings struct {
 	Priority int
 	Disabled bool
 	Models   []string
+	// ResetHealth (an update only): an admin set the key active, which
+	// returns a failing or cooling key to its pool.
+	ResetHealth bool
 }
 
 // Written is a version that Vault confirmed.

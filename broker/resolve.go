@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -93,6 +92,9 @@ type ResolveRequest struct {
 	// Model is the model the call uses; keys with an allow-list of models
 	// serve only calls that name one of them. Optional.
 	Model string
+	// Caller names who asks (the resolver token's id): the resolution id
+	// is bound to it, so that only this caller may report on it.
+	Caller string
 }
 
 // Resolve returns the key to use for a call: from the workspace's pool;
@@ -133,7 +135,7 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 		return Resolution{}, fmt.Errorf("resolve %s/%s: %w", req.Workspace, req.Provider, err)
 	}
 	if out == poolServed {
-		return b.answer(e, m, ""), nil
+		return b.answer(e, m, "", req.Caller), nil
 	}
 	excluded := out == poolModelExcluded
 	reason := ReasonNoWorkspaceKey
@@ -151,7 +153,7 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 			return Resolution{}, fmt.Errorf("resolve %s/%s from organization %s: %w", req.Workspace, req.Provider, settings.Organization, err)
 		}
 		if out == poolServed {
-			return b.answer(e, m, reason), nil
+			return b.answer(e, m, reason, req.Caller), nil
 		}
 		excluded = excluded || out == poolModelExcluded
 		reason = ReasonNoOrganizationKey
@@ -171,7 +173,7 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 	}
 	switch {
 	case out == poolServed:
-		return b.answer(e, m, reason), nil
+		return b.answer(e, m, reason, req.Caller), nil
 	case excluded || out == poolModelExcluded:
 		reason = ReasonNoKeyAllowsModel
 	case out == poolEmpty:
@@ -186,21 +188,14 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 const MaxModelLength = 128
 
 // answer is the resolution a pool member's cache entry gives.
-func (b *Broker) answer(e *cacheEntry, m *member, fallbackReason string) Resolution {
+func (b *Broker) answer(e *cacheEntry, m *member, fallbackReason, caller string) Resolution {
 	source := SourceBYOK
 	if m.ref.Scope == ScopeHosted {
 		source = SourceHosted
 	}
 	return Resolution{APIKey: e.key, Source: source, IsBYOK: source == SourceBYOK, Version: e.version, Scope: m.ref.Scope,
-		KeyID: m.ref.KeyID, Fingerprint: m.fingerprintOf(e.version), FallbackReason: fallbackReason, ResolutionID: b.newResolutionID()}
-}
-
-// newResolutionID builds the id in one allocation: this is the hot path.
-func (b *Broker) newResolutionID() string {
-	var buf [40]byte
-	out := append(buf[:0], b.resolutionPrefix...)
-	out = strconv.AppendUint(out, b.resolutions.Add(1), 36)
-	return string(out)
+		KeyID: m.ref.KeyID, Fingerprint: m.fingerprintOf(e.version), FallbackReason: fallbackReason,
+		ResolutionID: b.resolutionIDs.make(&m.ref, e.version, caller, b.now())}
 }
 
 // cacheEntry is what the cache holds: a key, or the fact that there is

@@ -469,3 +469,26 @@ func (c *Client) ResolveFor(ctx context.Context, req ResolveRequest) (ResolveRes
 	_, err := c.do(ctx, http.MethodPost, "/v1/resolve", nil, req, &out)
 	return out, err
 }
+
+// Report says what a provider answered to a call made with a resolved key
+// (resolver tokens; the resolution must be this token's).
+func (c *Client) Report(ctx context.Context, req ReportRequest) (ReportResult, error) {
+	var out ReportResult
+	_, err := c.do(ctx, http.MethodPost, "/v1/resolve/report", nil, req, &out)
+	return out, err
+}
+
+// TestKey asks the key's provider whether it accepts the key.
+func (c *Client) TestKey(ctx context.Context, ref KeyRef) (KeyTestResult, error) {
+	var out KeyTestResult
+	_, err := c.do(ctx, http.MethodPost, ref.path()+"/test", nil, nil, &out)
+	return out, err
+}
+
+// AddVerifiedKey is AddKey with ?verify=true: the provider is asked first,
+// and a key it refuses is 422 key_verification_failed, nothing stored.
+func (c *Client) AddVerifiedKey(ctx context.Context, scope Scope, provider string, req AddKeyRequest) (KeyMetadata, error) {
+	var out KeyMetadata
+	_, err := c.do(ctx, http.MethodPost, poolPath(scope, provider)+"?verify=true", nil, req, &out)
+	return out, err
+}

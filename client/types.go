@@ -44,14 +44,20 @@ type KeyMetadata struct {
 	// State is "active" or "disabled" (a disabled key never serves).
 	State string `json:"state"`
 	// Models, when not empty, are the only models the key serves.
-	Models      []string  `json:"models"`
-	MaskedKey   string    `json:"maskedKey"`
-	Version     int       `json:"version"`
-	Fingerprint string    `json:"fingerprint"`
-	CreatedAt   time.Time `json:"createdAt"`
-	CreatedBy   string    `json:"createdBy"`
-	UpdatedAt   time.Time `json:"updatedAt"`
-	UpdatedBy   string    `json:"updatedBy"`
+	Models []string `json:"models"`
+	// Health is "healthy", "cooling_down" (until CooldownUntil) or
+	// "failing" (a provider refused the key); HealthReason says why.
+	Health          string     `json:"health"`
+	HealthReason    string     `json:"healthReason,omitempty"`
+	HealthChangedAt *time.Time `json:"healthChangedAt,omitempty"`
+	CooldownUntil   *time.Time `json:"cooldownUntil,omitempty"`
+	MaskedKey       string     `json:"maskedKey"`
+	Version         int        `json:"version"`
+	Fingerprint     string     `json:"fingerprint"`
+	CreatedAt       time.Time  `json:"createdAt"`
+	CreatedBy       string     `json:"createdBy"`
+	UpdatedAt       time.Time  `json:"updatedAt"`
+	UpdatedBy       string     `json:"updatedBy"`
 	// Resolves and LastUsedAt are the key's usage (counted by every
 	// replica, written every few seconds); Idle: unused for 90 days.
 	Resolves   int64     `json:"resolves"`
@@ -261,4 +267,40 @@ type ErrorDetail struct {
 	// Reason details some codes: for no_key, hosted_fallback_off,
 	// no_hosted_key, hosted_keys_unavailable or no_key_allows_model.
 	Reason string `json:"reason,omitempty"`
+}
+
+// ReportRequest is the body of POST /v1/resolve/report: what a provider
+// answered to a call made with a resolved key.
+type ReportRequest struct {
+	ResolutionID string `json:"resolutionId"`
+	// Outcome is ok, unauthorized, forbidden, quota_exceeded,
+	// rate_limited or server_error.
+	Outcome string `json:"outcome"`
+	// RetryAfterSeconds is the provider's Retry-After (0 to 3600), for
+	// rate_limited and server_error.
+	RetryAfterSeconds int `json:"retryAfterSeconds,omitempty"`
+}
+
+// ReportResult answers POST /v1/resolve/report.
+type ReportResult struct {
+	Scope    string `json:"scope"`
+	ScopeID  string `json:"scopeId"`
+	Provider string `json:"provider"`
+	KeyID    string `json:"keyId"`
+	// Health is the key's health now; Changed whether the report changed
+	// it (repeating what is known changes nothing).
+	Health  string `json:"health"`
+	Changed bool   `json:"changed"`
+}
+
+// KeyTestResult answers POST .../keys/{keyId}/test: what the provider said
+// of the key, never the key.
+type KeyTestResult struct {
+	// Result is accepted, refused, rate_limited or unreachable.
+	Result string `json:"result"`
+	// Status is the provider's HTTP status (absent when it did not answer).
+	Status    int       `json:"status,omitempty"`
+	Detail    string    `json:"detail"`
+	Health    string    `json:"health"`
+	CheckedAt time.Time `json:"checkedAt"`
 }

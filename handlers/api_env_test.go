@@ -100,8 +100,13 @@ type keyGround struct {
 }
 
 func newKeyGround(tb testing.TB, logger *slog.Logger) *keyGround {
+	return newKeyGroundWith(tb, logger, nil)
+}
+
+// newKeyGroundWith is newKeyGround with a provider checker (a stand-in's).
+func newKeyGroundWith(tb testing.TB, logger *slog.Logger, checker broker.KeyChecker) *keyGround {
 	tb.Helper()
-	kg := kbtest.NewGround(tb, kbtest.Options{Logger: logger, Pepper: "handlers-test-pepper"})
+	kg := kbtest.NewGround(tb, kbtest.Options{Logger: logger, Pepper: "handlers-test-pepper", Checker: checker})
 	ids := kg.Identities
 	g := &keyGround{st: kg.Store, kv: ids.Root.KV(ids.Mount), keys: kg.Broker, tokens: kg.Tokens, mount: ids.Mount, dbURL: kg.DBURL}
 	tb.Cleanup(func() { assertDumpHoldsNoSecret(tb, g.dbURL) })
@@ -110,8 +115,14 @@ func newKeyGround(tb testing.TB, logger *slog.Logger) *keyGround {
 
 func newAPI(t *testing.T, mode handlers.Mode) *api {
 	t.Helper()
+	return newAPIWith(t, mode, nil)
+}
+
+// newAPIWith is newAPI whose broker asks providers through checker.
+func newAPIWith(t *testing.T, mode handlers.Mode, checker broker.KeyChecker) *api {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	g := newKeyGround(t, logger)
+	g := newKeyGroundWith(t, logger, checker)
 	ctx, tokens := context.Background(), g.tokens
 	router := handlers.NewRouter(handlers.Options{Logger: logger, Keys: g.keys, Tokens: g.tokens, Mode: mode})
 	srv := httptest.NewServer(router)
@@ -127,6 +138,7 @@ func newAPI(t *testing.T, mode handlers.Mode) *api {
 		"resolver":   {Role: auth.RoleResolver},
 		"admin-ws2":  {Role: auth.RoleAdmin, Workspaces: []string{"ws2"}},
 		"org-admin":  {Role: auth.RoleAdmin, Organizations: []string{"acme"}},
+		"resolver2":  {Role: auth.RoleResolver},
 		"org-reader": {Role: auth.RoleReader, Organizations: []string{"acme"}},
 		"revoked":    {Role: auth.RoleOperator},
 		"expired":    {Role: auth.RoleOperator, TTL: time.Millisecond},

@@ -28,7 +28,10 @@ func openaiKey(t *testing.T) string {
 }
 
 func anthropicKey(t *testing.T) string { return remember("sk-ant-api03-" + openaiKey(t)[8:]) }
-func exaKey(t *testing.T) string       { return remember(openaiKey(t)[8:44]) }
+func exaKey(t *testing.T) string {
+	h := openaiKey(t)[8:40] // 32 hexadecimal digits
+	return remember(h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32])
+}
 
 func TestHappyPathOfEveryRoute(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
@@ -67,7 +70,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 		fields = append(fields, k)
 	}
 	sort.Strings(fields)
-	if got := strings.Join(fields, ","); got != "createdAt,createdBy,fingerprint,idle,keyId,maskedKey,models,name,priority,provider,resolves,scope,scopeId,state,updatedAt,updatedBy,version,workspace" {
+	if got := strings.Join(fields, ","); got != "createdAt,createdBy,fingerprint,health,idle,keyId,maskedKey,models,name,priority,provider,resolves,scope,scopeId,state,updatedAt,updatedBy,version,workspace" {
 		t.Fatalf("metadata fields: %s", got)
 	}
 
@@ -264,7 +267,7 @@ func routes(t *testing.T) []route {
 			func(a *api, as string) answer { return a.call(as, "GET", "/v1/audit", nil) }, nil},
 		{"set key", []string{"operator", "admin"},
 			func(a *api, as string) answer {
-				return a.call(as, "PUT", "/v1/workspaces/ws1/keys/mistral", client.SetKeyRequest{APIKey: exaKey(t)[:32]})
+				return a.call(as, "PUT", "/v1/workspaces/ws1/keys/mistral", client.SetKeyRequest{APIKey: remember(openaiKey(t)[8:40])})
 			}, nil},
 		{"rollback", []string{"operator", "admin"},
 			func(a *api, as string) answer {

@@ -26,6 +26,11 @@ func domainError(err error) *Error {
 		e.Status, e.Code, e.Message = http.StatusBadRequest, "unknown_provider", "this provider is not supported (see GET /v1/providers)"
 	case errors.Is(err, broker.ErrInvalidKey):
 		e.Status, e.Code, e.Message = http.StatusUnprocessableEntity, "key_rejected", broker.PublicReason(err)
+	case errors.Is(err, broker.ErrVerificationFailed):
+		e.Status, e.Code, e.Message = http.StatusUnprocessableEntity, "key_verification_failed", broker.PublicReason(err)
+	case errors.Is(err, broker.ErrUnknownResolution):
+		e.Status, e.Code, e.Message = http.StatusNotFound, "unknown_resolution",
+			"no resolution of this token has this id in the last hour (ids are bound to the token that resolved)"
 	case errors.Is(err, broker.ErrInvalidRequest):
 		e.Status, e.Code, e.Message = http.StatusBadRequest, "invalid_request", broker.PublicReason(err)
 	case errors.Is(err, broker.ErrNoKey):

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -98,7 +99,28 @@ func keyMetadata(m broker.KeyMeta) client.KeyMetadata {
 	if out.Models == nil {
 		out.Models = []string{}
 	}
+	out.Health, out.HealthReason = m.Health, m.HealthReason
+	if !m.CooldownUntil.IsZero() {
+		t := m.CooldownUntil.UTC()
+		out.CooldownUntil = &t
+	}
+	if !m.HealthChangedAt.IsZero() {
+		t := m.HealthChangedAt.UTC()
+		out.HealthChangedAt = &t
+	}
 	return out
+}
+
+// boolQuery reads an optional true/false query parameter.
+func (s *server) boolQuery(c *gin.Context, name string) (bool, bool) {
+	switch c.Query(name) {
+	case "", "false":
+		return false, true
+	case "true":
+		return true, true
+	}
+	renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: name + " must be true or false"})
+	return false, false
 }
 
 func (s *server) listProviders(c *gin.Context) {
@@ -192,13 +214,17 @@ func (s *server) addKey(c *gin.Context) {
 	if !s.authorize(c, auth.ActionManageKeys, sc, pool.Provider) {
 		return
 	}
+	verify, ok := s.boolQuery(c, "verify")
+	if !ok {
+		return
+	}
 	var req client.AddKeyRequest
 	if derr := decodeJSON(c, &req); derr != nil {
 		renderError(c, s.log, derr)
 		return
 	}
 	res, err := s.keys.AddKey(c.Request.Context(), broker.AddKeyRequest{Actor: s.actor(c), Pool: pool, KeyID: req.KeyID,
-		APIKey: req.APIKey, Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models})
+		APIKey: req.APIKey, Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models, Verify: verify})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -218,13 +244,17 @@ func (s *server) putKey(c *gin.Context) {
 		renderError(c, s.log, herr)
 		return
 	}
+	verify, ok := s.boolQuery(c, "verify")
+	if !ok {
+		return
+	}
 	var req client.SetKeyRequest
 	if derr := decodeJSON(c, &req); derr != nil {
 		renderError(c, s.log, derr)
 		return
 	}
 	res, err := s.keys.SetKey(c.Request.Context(), broker.SetKeyRequest{
-		Actor: s.actor(c), Ref: ref, APIKey: req.APIKey, ExpectedVersion: expected})
+		Actor: s.actor(c), Ref: ref, APIKey: req.APIKey, ExpectedVersion: expected, Verify: verify})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -273,13 +303,8 @@ func (s *server) deleteKey(c *gin.Context) {
 		renderError(c, s.log, herr)
 		return
 	}
-	destroy := false
-	switch c.Query("destroy") {
-	case "", "false":
-	case "true":
-		destroy = true
-	default:
-		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "destroy must be true or false"})
+	destroy, ok := s.boolQuery(c, "destroy")
+	if !ok {
 		return
 	}
 	if err := s.keys.DeleteKey(c.Request.Context(), broker.DeleteKeyRequest{
@@ -329,6 +354,48 @@ func (s *server) rollback(c *gin.Context) {
 	}
 	c.Header("ETag", etag(res.Meta.Version))
 	c.JSON(http.StatusOK, keyMetadata(res.Meta))
+}
+
+// testKey asks the key's provider whether it accepts the key.
+func (s *server) testKey(c *gin.Context) {
+	ref, ok := s.target(c)
+	if !ok || !s.authorize(c, auth.ActionManageKeys, ref.Owner(), ref.Provider) {
+		return
+	}
+	r, err := s.keys.TestKey(c.Request.Context(), s.actor(c), ref)
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	c.JSON(http.StatusOK, client.KeyTestResult{Result: r.Verdict, Status: r.Status, Detail: r.Detail, Health: r.Health,
+		CheckedAt: r.CheckedAt.UTC()})
+}
+
+// report takes what a provider answered to a call made with a resolved key.
+func (s *server) report(c *gin.Context) {
+	p, _ := principalOf(c)
+	if p.Role != auth.RoleResolver {
+		s.authorize(c, auth.ActionResolve, broker.Scope{}, "")
+		return
+	}
+	if ok, wait := s.reports.AllowReport(p.TokenID); !ok {
+		renderError(c, s.log, rateLimited(wait, "this token is over its rate of reports"))
+		return
+	}
+	var req client.ReportRequest
+	if derr := decodeJSON(c, &req); derr != nil {
+		renderError(c, s.log, derr)
+		return
+	}
+	st := stateOf(c)
+	r, err := s.keys.Report(c.Request.Context(), broker.ReportRequest{Caller: p.TokenID, RemoteAddr: c.ClientIP(), RequestID: st.id,
+		ResolutionID: req.ResolutionID, Outcome: req.Outcome, RetryAfter: time.Duration(req.RetryAfterSeconds) * time.Second})
+	if err != nil {
+		renderError(c, s.log, domainError(err))
+		return
+	}
+	c.JSON(http.StatusOK, client.ReportResult{Scope: string(r.Ref.Scope), ScopeID: r.Ref.ScopeID, Provider: r.Ref.Provider,
+		KeyID: r.Ref.KeyID, Health: r.Health, Changed: r.Changed})
 }
 
 // purge destroys every key of a workspace or organization (operators).
@@ -460,7 +527,9 @@ func (s *server) resolve(c *gin.Context) {
 	if !s.authorize(c, auth.ActionResolve, broker.WorkspaceScope(req.Workspace), req.Provider) {
 		return
 	}
-	r, err := s.keys.Resolve(c.Request.Context(), broker.ResolveRequest{Workspace: req.Workspace, Provider: req.Provider, Model: req.Model})
+	p, _ := principalOf(c)
+	r, err := s.keys.Resolve(c.Request.Context(), broker.ResolveRequest{Workspace: req.Workspace, Provider: req.Provider, Model: req.Model,
+		Caller: p.TokenID})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return

@@ -29,6 +29,8 @@ type KeyService interface {
 	Audit(ctx context.Context, scope broker.Scope, before int64, limit int) ([]broker.AuditEvent, error)
 	AuditAll(ctx context.Context, before int64, limit int) ([]broker.AuditEvent, error)
 	Resolve(ctx context.Context, req broker.ResolveRequest) (broker.Resolution, error)
+	Report(ctx context.Context, req broker.ReportRequest) (broker.ReportResult, error)
+	TestKey(ctx context.Context, actor broker.Actor, ref broker.KeyRef) (broker.TestResult, error)
 	GetSettings(ctx context.Context, workspace string) (broker.Settings, error)
 	PutSettings(ctx context.Context, req broker.SettingsRequest) (broker.Settings, error)
 	Effective(ctx context.Context, workspace string) ([]broker.EffectiveSource, error)
@@ -99,6 +101,9 @@ type server struct {
 	keys    KeyService
 	tokens  Authenticator
 	limiter *auth.Limiter
+	// reports limits each token's reports (the limiter's, or one of its
+	// own when the router has none).
+	reports *auth.Limiter
 }
 
 // NewRouter returns keybroker's HTTP handler.
@@ -121,7 +126,10 @@ func NewRouter(opts Options) *gin.Engine {
 		opts.Logger.Error("ignoring invalid trusted proxies; trusting none", "error", err)
 		_ = r.SetTrustedProxies(nil)
 	}
-	s := &server{log: opts.Logger, keys: opts.Keys, tokens: opts.Tokens, limiter: opts.Limiter}
+	s := &server{log: opts.Logger, keys: opts.Keys, tokens: opts.Tokens, limiter: opts.Limiter, reports: opts.Limiter}
+	if s.reports == nil {
+		s.reports = auth.NewLimiter(auth.RateLimits{PerToken: -1, FailedAuthPerAddr: -1}, nil)
+	}
 	r.Use(requestID(), recoverPanics(opts.Logger), accessLog(opts.Logger, opts.AccessLog == AccessLogErrors))
 
 	health := newHealthHandler(opts.Dependencies, opts.Logger)
@@ -153,6 +161,7 @@ func NewRouter(opts Options) *gin.Engine {
 				v1.DELETE(pool+"/:key", s.deleteKey)
 				v1.GET(pool+"/:key/versions", s.listVersions)
 				v1.POST(pool+"/:key/rollback", s.rollback)
+				v1.POST(pool+"/:key/test", s.testKey)
 				v1.GET(scope+"/audit", s.listAudit)
 			}
 			v1.DELETE("/workspaces/:ws", s.purge)
@@ -165,6 +174,7 @@ func NewRouter(opts Options) *gin.Engine {
 		}
 		if opts.Mode == ModeAll || opts.Mode == ModeResolver {
 			v1.POST("/resolve", s.resolve)
+			v1.POST("/resolve/report", s.report)
 		}
 	}
 

@@ -105,9 +105,9 @@ func TestGlobalTrailIsTheOperators(t *testing.T) {
 		}
 	}
 	// kbtest's ground made an operator and a resolver token, newAPI three
-	// operators ("operator", "revoked", "expired") and a resolver: events
+	// operators ("operator", "revoked", "expired") and two resolvers: events
 	// of no workspace, which only this trail has.
-	if r.status != http.StatusOK || operatorWide != 6 {
+	if r.status != http.StatusOK || operatorWide != 7 {
 		t.Fatalf("global trail: %d, %d operator-wide token events: %s", r.status, operatorWide, r.body)
 	}
 	if r := a.call("admin", "GET", "/v1/audit", nil); r.status != http.StatusForbidden {

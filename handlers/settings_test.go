@@ -111,7 +111,7 @@ func TestEffectiveSaysWhatServesEachProvider(t *testing.T) {
 		return *s.Scope
 	}
 	e := effective("reader")
-	if len(e) != 5 || scope(e["openai"]) != "hosted" || e["openai"].Reason != "no_workspace_key" ||
+	if len(e) != len(broker.DefaultRegistry().All()) || scope(e["openai"]) != "hosted" || e["openai"].Reason != "no_workspace_key" ||
 		scope(e["anthropic"]) != "none" || e["anthropic"].Reason != "no_hosted_key" {
 		t.Fatalf("no workspace keys: %+v", e)
 	}

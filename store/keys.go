@@ -28,6 +28,11 @@ type keyRow struct {
 	Priority    int       `db:"priority"`
 	KeyState    string    `db:"key_state"`
 	Models      []string  `db:"models"`
+	Health      string     `db:"health"`
+	HealthWhy   string     `db:"health_reason"`
+	HealthAt    *time.Time `db:"health_changed_at"`
+	CooldownTil *time.Time `db:"cooldown_until"`
+	Cooldowns   int        `db:"cooldowns"`
 	Version     int       `db:"kv_version"`
 	MaskedKey   string    `db:"masked_key"`
 	Fingerprint string    `db:"fingerprint"`
@@ -49,7 +54,14 @@ func (r keyRow) record() broker.KeyRecord {
 	rec := broker.KeyRecord{
 		Scope: broker.ScopeKind(r.Scope), ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, State: r.State,
 		Name: r.Name, Priority: r.Priority, Disabled: r.KeyState == broker.KeyDisabled, Models: r.Models, Version: r.Version, MaskedKey: r.MaskedKey,
+		Failing: r.Health == broker.HealthFailing, HealthReason: r.HealthWhy, Cooldowns: r.Cooldowns,
 		Fingerprint: r.Fingerprint, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy,
+	}
+	if r.HealthAt != nil {
+		rec.HealthChangedAt = *r.HealthAt
+	}
+	if r.CooldownTil != nil {
+		rec.CooldownUntil = *r.CooldownTil
 	}
 	if r.PendingID != nil {
 		p := &broker.PendingChange{ID: *r.PendingID, Op: deref(r.PendingOp), By: deref(r.PendingBy),
@@ -94,7 +106,8 @@ func collectKey(rows pgx.Rows) (broker.KeyRecord, error) {
 	return r.record(), nil
 }
 
-const keyColumns = `scope, scope_id, provider, key_id, state, name, priority, key_state, models, kv_version, masked_key, fingerprint,
+const keyColumns = `scope, scope_id, provider, key_id, state, name, priority, key_state, models,
+	health, health_reason, health_changed_at, cooldown_until, cooldowns, kv_version, masked_key, fingerprint,
 	created_at, created_by, updated_at, updated_by,
 	pending_id::text AS pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint`
 
@@ -176,9 +189,14 @@ func (s *Store) UpdateMember(ctx context.Context, ref broker.KeyRef, m broker.Me
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `UPDATE provider_keys SET name = $5, priority = $6, key_state = $7, models = $8,
-				updated_at = now(), updated_by = $9
+				updated_at = now(), updated_by = $9,
+				health = CASE WHEN $10 THEN 'healthy' ELSE health END,
+				health_reason = CASE WHEN $10 AND health <> 'healthy' THEN 'set active by an admin' ELSE health_reason END,
+				health_changed_at = CASE WHEN $10 AND health <> 'healthy' THEN now() ELSE health_changed_at END,
+				cooldown_until = CASE WHEN $10 THEN NULL ELSE cooldown_until END,
+				cooldowns = CASE WHEN $10 THEN 0 ELSE cooldowns END
 			WHERE `+keyMatch+` AND kv_version > 0 RETURNING `+keyColumns,
-			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, m.Name, m.Priority, keyState, models, ev.Actor)
+			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, m.Name, m.Priority, keyState, models, ev.Actor, m.ResetHealth)
 		if err != nil {
 			return err
 		}
@@ -413,4 +431,77 @@ func (s *Store) WithLock(ctx context.Context, key int64, fn func(context.Context
 		}
 	}()
 	return fn(ctx)
+}
+
+var _ broker.HealthStore = (*Store)(nil)
+
+// ApplyHealth applies a health change to a key when it changes something —
+// a cooldown only of a key neither cooling down nor failing, a failure only
+// of a key not failing yet, an early end only of a cooldown — and then
+// appends ev and announces the change, in one transaction. It returns the
+// row and whether it changed; ErrNotFound when the key has no row.
+func (s *Store) ApplyHealth(ctx context.Context, ref broker.KeyRef, ch broker.HealthChange, ev broker.AuditEvent) (broker.KeyRecord, bool, error) {
+	var set, when string
+	switch ch.Kind {
+	case broker.HealthCooldown:
+		set = `cooldown_until = now() + make_interval(secs => $5), cooldowns = cooldowns + 1`
+		when = `health = 'healthy' AND (cooldown_until IS NULL OR cooldown_until <= now())`
+	case broker.HealthFail:
+		set = `health = 'failing', health_changed_at = now(), cooldown_until = NULL`
+		when = `health <> 'failing'`
+	case broker.HealthClearCooldown:
+		set = `cooldown_until = NULL, cooldowns = 0`
+		when = `(cooldown_until IS NOT NULL OR cooldowns > 0) AND $5 >= 0`
+	case broker.HealthRestore:
+		set = `health = 'healthy', health_changed_at = now(), cooldown_until = NULL, cooldowns = 0`
+		when = `(health <> 'healthy' OR cooldown_until > now()) AND $5 >= 0`
+	default:
+		return broker.KeyRecord{}, false, fmt.Errorf("health of %s: unknown change %d", ref, ch.Kind)
+	}
+	if ch.Kind == broker.HealthFail {
+		when += ` AND $5 >= 0`
+	}
+	var rec broker.KeyRecord
+	changed := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `UPDATE provider_keys SET `+set+`, health_reason = $6
+			WHERE `+keyMatch+` AND kv_version > 0 AND `+when+` RETURNING `+keyColumns,
+			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, ch.Cooldown.Seconds(), truncate(ch.Reason, 200))
+		if err != nil {
+			return err
+		}
+		rec, err = collectKey(rows)
+		if errors.Is(err, ErrNotFound) {
+			// Nothing to change, or no such key: tell them apart, on this
+			// transaction's connection (another one could wait for a pool
+			// that the transactions hold).
+			rows, err := tx.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys WHERE `+keyMatch+` AND kv_version > 0`,
+				string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID)
+			if err != nil {
+				return err
+			}
+			rec, err = collectKey(rows)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		changed = true
+		if err := notify(ctx, tx, keyChanged(ref, rec.Version)); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+	if err != nil {
+		return broker.KeyRecord{}, false, fmt.Errorf("health of %s: %w", ref, classify(err))
+	}
+	return rec, changed, nil
+}
+
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n])
 }

@@ -145,7 +145,7 @@ data "keybroker_providers" "all" {}
 					resource.TestCheckResourceAttr(res, "version", "1"),
 					resource.TestCheckResourceAttr(res, "masked_key", k1[:6]+"..."+k1[len(k1)-4:]),
 					resource.TestCheckResourceAttr("data.keybroker_workspace_keys.ws1", "keys.0.provider_id", "openai"),
-					resource.TestCheckResourceAttr("data.keybroker_providers.all", "providers.#", "5"),
+					resource.TestCheckResourceAttr("data.keybroker_providers.all", "providers.#", "11"),
 					resolvesTo(s, k1, "byok"),
 				),
 			},

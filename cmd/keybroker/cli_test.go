@@ -125,7 +125,7 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	}
 	out, _ = run(t, api, "", false, "workspaces", "effective", "--workspace", "ws1")
 	// ws1's key was deleted above, and the fallback is now off.
-	if strings.Count(out, "\n") != 5 || !strings.Contains(out, "openai     no key: calls fail (hosted fallback is off)") {
+	if strings.Count(out, "\n") != 11 || !strings.Contains(out, "openai     no key: calls fail (hosted fallback is off)") {
 		t.Fatalf("workspaces effective printed %q", out)
 	}
 	_, msg = run(t, api, "", true, "workspaces", "settings", "--workspace", "ws1", "--organization", "acme")

@@ -18,6 +18,7 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/internal/providercheck"
 	"github.com/keybroker/keybroker/internal/tlsfiles"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
@@ -40,6 +41,7 @@ type App struct {
 	tokens      *auth.Service
 	identities  []*vault.Client // the reader first when held: readiness asks it
 	reconciler  *Reconciler     // nil when the mode holds no writer or ReconcileEvery is 0
+	prober      *Prober         // nil unless HealthProbeEvery is set in mode all
 	handler     http.Handler
 	metrics     http.Handler
 	tls         *tlsfiles.Loader // nil: plain HTTP
@@ -89,7 +91,15 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, StaleIfError: cfg.StaleIfError,
 		MaxEntries: cfg.CacheMaxEntries, MaxNegativeEntries: cfg.CacheMaxNegative, MaxColdReads: cfg.MaxColdReads,
 		Logger: logger, Metrics: broker.NewMetrics(reg), Settings: a.store, Usage: a.store, Pools: a.store,
-		MaxKeysPerPool: cfg.MaxKeysPerPool}
+		MaxKeysPerPool: cfg.MaxKeysPerPool, Health: a.store, Pepper: []byte(cfg.Pepper)}
+	if len(cfg.Pepper) == 0 {
+		logger.Warn("no KEYBROKER_FINGERPRINT_PEPPER: this replica takes reports (POST /v1/resolve/report) only of resolutions it made itself")
+	}
+	checker, err := providercheck.New(providercheck.Config{BaseURLs: cfg.providerBaseURLs(broker.DefaultRegistry()), Timeout: cfg.ProviderCheckTimeout})
+	if err != nil {
+		return err
+	}
+	bcfg.Checker = checker
 	// hold builds one identity's client, with its token metrics.
 	hold := func(who string, id Identity) (*vault.KV, error) {
 		c, err := cfg.vaultClient(who, id, logger, vaultMetrics)
@@ -112,7 +122,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		if err != nil {
 			return err
 		}
-		bcfg.Writer, bcfg.Store, bcfg.Pepper = writer, a.store, []byte(cfg.Pepper)
+		bcfg.Writer, bcfg.Store = writer, a.store
 	}
 	b, err := broker.New(bcfg)
 	if err != nil {
@@ -123,6 +133,13 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	a.tokens = auth.NewService(a.store, auth.Options{TrustWithoutStore: cfg.TokenOutageGrace, Logger: logger})
 	if bcfg.Writer != nil && cfg.ReconcileEvery > 0 {
 		a.reconciler = &Reconciler{Broker: b, Locker: a.store, Every: cfg.ReconcileEvery, Logger: logger}
+	}
+	if cfg.HealthProbeEvery > 0 {
+		if bcfg.Reader == nil || bcfg.Writer == nil {
+			logger.Warn("--health-probe-interval is set, but only --mode=all holds the reader and writer identities a key test needs: no probing here")
+		} else {
+			a.prober = &Prober{Broker: b, Locker: a.store, Every: cfg.HealthProbeEvery, Concurrency: cfg.HealthProbeConcurrency, Logger: logger}
+		}
 	}
 	a.handler = handlers.NewRouter(handlers.Options{
 		Logger:         logger,
@@ -195,6 +212,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	for _, c := range a.identities {
 		c.Start(ctx)
+	}
+	if a.prober != nil {
+		go a.prober.Run(ctx)
 	}
 	if a.reconciler != nil {
 		go a.reconciler.Run(ctx)

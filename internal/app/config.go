@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
 )
 
@@ -107,8 +110,21 @@ type Config struct {
 	// only).
 	VaultToken string
 	// Pepper keys the fingerprints (environment only). Required, 16+
-	// characters, unless Mode is resolver.
+	// characters, unless Mode is resolver; a resolver that has it takes
+	// reports of the other replicas' resolutions too.
 	Pepper string
+
+	// ProviderBaseURLs replaces providers' API base URLs, by provider id
+	// (a stand-in, an egress proxy); KEYBROKER_PROVIDER_<ID>_BASE_URL in
+	// the environment does the same per provider.
+	ProviderBaseURLs map[string]string
+	// ProviderCheckTimeout bounds one key check with a provider.
+	ProviderCheckTimeout time.Duration
+	// HealthProbeEvery re-tests failing keys this often on one replica
+	// (mode all: it reads the keys); 0 is off.
+	HealthProbeEvery time.Duration
+	// HealthProbeConcurrency bounds the keys tested at once by the prober.
+	HealthProbeConcurrency int
 }
 
 // Identity is how one of keybroker's two Vault identities (writer, reader)
@@ -239,4 +255,19 @@ func (c Config) checkListener(addr net.Addr) error {
 	return fmt.Errorf("refusing to serve plain HTTP on %s, which is not a loopback address: resolve answers carry "+
 		"plaintext keys and every request a bearer token. Set --tls-cert-file and --tls-key-file, or "+
 		"--insecure-plaintext when a mesh or proxy terminates TLS in front of keybroker", addr)
+}
+
+// providerBaseURLs merges the base URLs of the flags with
+// KEYBROKER_PROVIDER_<ID>_BASE_URL from the environment (a flag wins).
+func (c Config) providerBaseURLs(reg *broker.Registry) map[string]string {
+	out := make(map[string]string, len(c.ProviderBaseURLs))
+	for _, p := range reg.All() {
+		if v := os.Getenv("KEYBROKER_PROVIDER_" + strings.ToUpper(p.ID) + "_BASE_URL"); v != "" {
+			out[p.ID] = v
+		}
+	}
+	for id, u := range c.ProviderBaseURLs {
+		out[id] = u
+	}
+	return out
 }

@@ -46,9 +46,15 @@ func BootstrapDevVault(ctx context.Context, addr, rootToken, dir, kvMount string
 var devHostedKeys = map[string]string{
 	"openai":    "sk-FAKE-hosted-dev-key-not-real-openai",
 	"anthropic": "sk-ant-FAKE-hosted-dev-key-not-real",
-	"google":    "AIzaFAKE-hosted-dev-key-not-real-google0",
+	"google":    "AIzaFAKE-hosted-dev-key-not-real-google",
+	"xai":       "xai-FAKE-hosted-dev-key-not-real",
+	"zai":       "FAKEhostedDevKeyNotRealZai.notreal0",
+	"moonshot":  "sk-FAKE-hosted-dev-key-not-real-moonshot",
+	"fireworks": "fw_FAKE-hosted-dev-key-not-real",
+	"together":  "FAKE-hosted-dev-key-not-real-together-000",
+	"baseten":   "FAKEbaseten.hostedDevKeyNotReal0",
 	"mistral":   "FAKEhostedDevKeyNotRealMistral00",
-	"exa":       "FAKE-hosted-dev-key-not-real-exa-000",
+	"exa":       "deadbeef-0000-4000-8000-00000000fa4e", // a UUID, as Exa's keys are
 }
 
 // DevHostedKeyID is the key id of the fake hosted keys `keybroker dev`

@@ -71,6 +71,9 @@ type Options struct {
 	// Vault tunes the bootstrap and the identities (its Logger defaults to
 	// Logger).
 	Vault vaulttest.Options
+	// Checker asks providers about keys (a stand-in's checker); nil:
+	// tests and verified writes answer "not available".
+	Checker broker.KeyChecker
 }
 
 // NewGround builds a Ground for the test.
@@ -90,7 +93,7 @@ func NewGround(t testing.TB, opts Options) *Ground {
 	ids := g.Identities
 	var err error
 	g.Broker, err = broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: g.Store, Pools: g.Store,
-		Pepper: []byte(opts.Pepper), Logger: opts.Logger, Settings: g.Store, Usage: g.Store})
+		Pepper: []byte(opts.Pepper), Logger: opts.Logger, Settings: g.Store, Usage: g.Store, Health: g.Store, Checker: opts.Checker})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,388 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Health of a key, as the API shows it.
+const (
+	HealthHealthy     = "healthy"
+	HealthCoolingDown = "cooling_down"
+	HealthFailing     = "failing"
+)
+
+// Outcomes of a call made with a resolved key (POST /v1/resolve/report).
+const (
+	OutcomeOK            = "ok"
+	OutcomeUnauthorized  = "unauthorized"
+	OutcomeForbidden     = "forbidden"
+	OutcomeQuotaExceeded = "quota_exceeded"
+	OutcomeRateLimited   = "rate_limited"
+	OutcomeServerError   = "server_error"
+)
+
+// Audit actions of health changes.
+const (
+	ActionHealth = "key.health"
+	ActionTest   = "key.test"
+)
+
+// Cooldown bounds: a cooldown without Retry-After backs off from
+// CooldownMin, doubling with each consecutive one, to CooldownMax (with
+// ±20 % jitter); a Retry-After is taken up to MaxRetryAfter.
+const (
+	CooldownMin   = 30 * time.Second
+	CooldownMax   = 10 * time.Minute
+	MaxRetryAfter = time.Hour
+)
+
+// HealthChange is what a report or a test does to a key's health.
+type HealthChange struct {
+	// Kind is one of the Health* kinds below.
+	Kind HealthKind
+	// Reason says why, for the admins ("unauthorized: the provider
+	// answered 401").
+	Reason string
+	// Cooldown, for HealthCooldown, is how long (already backed off and
+	// jittered, or the provider's Retry-After).
+	Cooldown time.Duration
+}
+
+// HealthKind names a health change.
+type HealthKind int
+
+const (
+	// HealthCooldown keeps a healthy key out of its pool for a while,
+	// unless it is cooling down or failing already.
+	HealthCooldown HealthKind = iota + 1
+	// HealthFail marks a key failing, unless it is already.
+	HealthFail
+	// HealthClearCooldown ends a cooldown early ("ok").
+	HealthClearCooldown
+	// HealthRestore makes a key healthy (a test passed, an admin set it
+	// active).
+	HealthRestore
+)
+
+// HealthStore is what health needs of PostgreSQL: one conditional update
+// that reports whether it changed anything (so that a storm of reports
+// changes a key once), with its audit event and announcement.
+type HealthStore interface {
+	ApplyHealth(ctx context.Context, ref KeyRef, change HealthChange, ev AuditEvent) (KeyRecord, bool, error)
+}
+
+// healthOf is the health a record's fields mean at now.
+func healthOf(failing bool, cooldownUntil, now time.Time) string {
+	switch {
+	case failing:
+		return HealthFailing
+	case !cooldownUntil.IsZero() && now.Before(cooldownUntil):
+		return HealthCoolingDown
+	}
+	return HealthHealthy
+}
+
+// ReportRequest says what a provider answered to a call made with a
+// resolved key.
+type ReportRequest struct {
+	// Caller is the reporting token's id: it must be the one that got
+	// the resolution.
+	Caller       string
+	RemoteAddr   string
+	RequestID    string
+	ResolutionID string
+	Outcome      string
+	// RetryAfter is the provider's Retry-After, when it sent one (0:
+	// none); for rate_limited and server_error.
+	RetryAfter time.Duration
+}
+
+// ReportResult says what a report did.
+type ReportResult struct {
+	Ref KeyRef
+	// Health is the key's health now; Changed whether this report changed
+	// it (a report that repeats what is known changes nothing).
+	Health  string
+	Changed bool
+}
+
+// Report applies what a provider answered to a call made with a resolved
+// key: rate_limited and server_error put the key in cooldown, unauthorized,
+// forbidden and quota_exceeded mark it failing, ok ends a cooldown early.
+// A report that repeats what this replica knows changes nothing and
+// touches no store.
+func (b *Broker) Report(ctx context.Context, req ReportRequest) (ReportResult, error) {
+	if b.health == nil {
+		return ReportResult{}, fmt.Errorf("report: %w: no health store", ErrNotConfigured)
+	}
+	now := b.now()
+	res, err := b.resolutionIDs.parse(req.ResolutionID, req.Caller, now)
+	if err != nil {
+		return ReportResult{}, fmt.Errorf("report: %w", err)
+	}
+	if req.RetryAfter < 0 || req.RetryAfter > MaxRetryAfter {
+		return ReportResult{}, refuse(ErrInvalidRequest, "retryAfterSeconds must be from 0 to %d", int(MaxRetryAfter.Seconds()))
+	}
+	ref := res.Ref
+	m := b.memberOf(ref)
+	var change HealthChange
+	switch req.Outcome {
+	case OutcomeRateLimited, OutcomeServerError:
+		if m != nil && (m.failing || m.coolingAt(now)) {
+			return ReportResult{Ref: ref, Health: m.health(now)}, nil
+		}
+		d := req.RetryAfter
+		if d == 0 {
+			cooldowns := 0
+			if m != nil {
+				cooldowns = m.cooldowns
+			}
+			d = backoff(cooldowns)
+		}
+		change = HealthChange{Kind: HealthCooldown, Cooldown: d,
+			Reason: fmt.Sprintf("%s reported: cooling down for %s", req.Outcome, d.Round(time.Second))}
+	case OutcomeUnauthorized, OutcomeForbidden, OutcomeQuotaExceeded:
+		if m != nil && m.failing {
+			return ReportResult{Ref: ref, Health: HealthFailing}, nil
+		}
+		change = HealthChange{Kind: HealthFail, Reason: req.Outcome + " reported: the provider refused the key"}
+	case OutcomeOK:
+		if m != nil && !m.coolingAt(now) && m.cooldowns == 0 {
+			return ReportResult{Ref: ref, Health: m.health(now)}, nil
+		}
+		change = HealthChange{Kind: HealthClearCooldown, Reason: "ok reported: cooldown ended"}
+	default:
+		return ReportResult{}, refuse(ErrInvalidRequest, "outcome must be one of ok, unauthorized, forbidden, quota_exceeded, rate_limited, server_error")
+	}
+	b.metrics.reported(ref.Provider, req.Outcome)
+	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionHealth,
+		Actor: "token:" + req.Caller, RemoteAddr: req.RemoteAddr, RequestID: req.RequestID, Outcome: OutcomeSuccess,
+		Version: &res.Version, Detail: change.Reason}
+	return b.applyHealth(ctx, ref, change, ev)
+}
+
+func (b *Broker) applyHealth(ctx context.Context, ref KeyRef, change HealthChange, ev AuditEvent) (ReportResult, error) {
+	rec, changed, err := b.health.ApplyHealth(ctx, ref, change, ev)
+	if errors.Is(err, ErrNotFound) {
+		return ReportResult{}, fmt.Errorf("health of %s: %w: the key is gone", ref, ErrNotFound)
+	}
+	if err != nil {
+		return ReportResult{}, fmt.Errorf("health of %s: %w", ref, fromStore(err))
+	}
+	if changed {
+		b.poolChangedHere(ctx, ref.Pool())
+		health := healthOf(rec.Failing, rec.CooldownUntil, b.now())
+		b.metrics.healthChanged(ref.Provider, health)
+		b.log.InfoContext(ctx, "key health changed", "key", ref.String(), "health", health, "reason", change.Reason)
+		b.events.publish(ev)
+	}
+	return ReportResult{Ref: ref, Health: healthOf(rec.Failing, rec.CooldownUntil, b.now()), Changed: changed}, nil
+}
+
+// backoff is the cooldown after n consecutive ones: 30 s doubling to 10
+// min, ±20 %.
+func backoff(n int) time.Duration {
+	d := CooldownMin
+	for i := 0; i < n && d < CooldownMax; i++ {
+		d *= 2
+	}
+	d = min(d, CooldownMax)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// memberOf is ref's pool member as this replica knows it (nil: unknown).
+func (b *Broker) memberOf(ref KeyRef) *member {
+	p, _ := b.pools.get(ref.Pool())
+	if p == nil {
+		return nil
+	}
+	for i := range p.members {
+		if p.members[i].ref == ref {
+			return &p.members[i]
+		}
+	}
+	return nil
+}
+
+// Verdicts of a provider check.
+const (
+	VerdictAccepted    = "accepted"
+	VerdictRefused     = "refused"
+	VerdictRateLimited = "rate_limited"
+	VerdictUnreachable = "unreachable"
+)
+
+// CheckResult is what a provider said of a key: never the key.
+type CheckResult struct {
+	Verdict string
+	// Status is the provider's HTTP status (0 when it did not answer).
+	Status int
+	// Detail says what happened, in words ("answered 401", "timed out
+	// after 10s", "redirected: not followed").
+	Detail string
+}
+
+// KeyChecker asks a provider whether it accepts a key, with the
+// provider's cheapest authenticated call.
+type KeyChecker interface {
+	Check(ctx context.Context, p *Provider, key string) CheckResult
+}
+
+// ErrVerificationFailed: the provider refused the key of a verified write
+// (nothing was stored).
+var ErrVerificationFailed = errors.New("the provider refused the key")
+
+// verify checks a key before a verified write: refused is
+// ErrVerificationFailed, unreachable ErrUnavailable.
+func (b *Broker) verify(ctx context.Context, p *Provider, key string) error {
+	if b.checker == nil {
+		return fmt.Errorf("verify: %w: no provider checker", ErrNotConfigured)
+	}
+	r := b.check(ctx, p, key)
+	switch r.Verdict {
+	case VerdictAccepted, VerdictRateLimited:
+		return nil
+	case VerdictRefused:
+		return refuse(ErrVerificationFailed, "%s refused the key (%s); nothing was stored", p.DisplayName, r.Detail)
+	}
+	return errors.Join(ErrUnavailable, refuse(ErrUnavailable, "%s could not be asked (%s); nothing was stored", p.DisplayName, r.Detail))
+}
+
+// check runs one provider check within the checker's concurrency bound.
+func (b *Broker) check(ctx context.Context, p *Provider, key string) CheckResult {
+	select {
+	case b.checkerLimit <- struct{}{}:
+		defer func() { <-b.checkerLimit }()
+	case <-ctx.Done():
+		return CheckResult{Verdict: VerdictUnreachable, Detail: "gave up waiting for a check slot"}
+	}
+	r := b.checker.Check(ctx, p, key)
+	b.metrics.checked(p.ID, r.Verdict)
+	return r
+}
+
+// TestResult is the answer of TestKey.
+type TestResult struct {
+	CheckResult
+	// Health is the key's health after the test.
+	Health    string
+	CheckedAt time.Time
+}
+
+// TestKey asks the provider whether it accepts key ref (read with the
+// reader identity): accepted returns a failing or cooling key to its pool,
+// refused marks it failing. Both are audited.
+func (b *Broker) TestKey(ctx context.Context, actor Actor, ref KeyRef) (TestResult, error) {
+	if err := b.canManage(); err != nil {
+		return TestResult{}, err
+	}
+	if b.reader == nil {
+		return TestResult{}, fmt.Errorf("test: %w: it reads the key with the Vault reader identity", ErrNotConfigured)
+	}
+	if b.checker == nil {
+		return TestResult{}, fmt.Errorf("test: %w: no provider checker", ErrNotConfigured)
+	}
+	p, err := b.checkKey(ref)
+	if err != nil {
+		return TestResult{}, err
+	}
+	rec, err := b.store.GetKey(ctx, ref)
+	if errors.Is(err, ErrNotFound) {
+		return TestResult{}, fmt.Errorf("test %s: %w: no such key", ref, ErrNotFound)
+	}
+	if err != nil {
+		return TestResult{}, fmt.Errorf("test %s: %w", ref, fromStore(err))
+	}
+	s, err := b.reader.Get(ctx, ref.VaultPath())
+	if err != nil {
+		return TestResult{}, fmt.Errorf("test %s: %w", ref, fromVault(err))
+	}
+	r := b.check(ctx, p, s.Value)
+	now := b.now()
+	out := TestResult{CheckResult: r, Health: healthOf(rec.Failing, rec.CooldownUntil, now), CheckedAt: now}
+	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
+		Actor: actor.Subject, RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID, ClientRequestID: actor.ClientRequestID,
+		Outcome: r.Verdict, Version: &s.Version, Detail: p.DisplayName + " " + r.Detail}
+	var change HealthChange
+	switch r.Verdict {
+	case VerdictAccepted:
+		change = HealthChange{Kind: HealthRestore, Reason: "test passed: " + r.Detail}
+	case VerdictRefused:
+		change = HealthChange{Kind: HealthFail, Reason: "test refused: " + r.Detail}
+	}
+	if change.Kind != 0 && b.health != nil {
+		res, err := b.applyHealth(ctx, ref, change, ev)
+		if err != nil {
+			return out, err
+		}
+		out.Health = res.Health
+		if res.Changed {
+			return out, nil // audited with the change
+		}
+	}
+	if err := b.store.AppendAudit(ctx, ev); err != nil {
+		b.log.Warn("could not record a key test in the audit trail", "key", ref.String(), "error", err)
+	}
+	return out, nil
+}
+
+// ProbeFailing re-tests every failing key this replica knows, at most
+// concurrency at a time, and returns those that pass to their pools. It
+// returns how many were tested and how many passed.
+func (b *Broker) ProbeFailing(ctx context.Context, concurrency int) (tested, passed int, err error) {
+	var failing []KeyRef
+	b.pools.mu.RLock()
+	for _, p := range b.pools.pools {
+		for _, m := range p.members {
+			if m.failing && !m.disabled {
+				failing = append(failing, m.ref)
+			}
+		}
+	}
+	b.pools.mu.RUnlock()
+	sem := make(chan struct{}, max(concurrency, 1))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var errs []error
+	for _, ref := range failing {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r, err := b.TestKey(ctx, Actor{Subject: "prober"}, ref)
+			mu.Lock()
+			defer mu.Unlock()
+			tested++
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			if r.Health != HealthFailing {
+				passed++
+			}
+		})
+	}
+	wg.Wait()
+	return tested, passed, errors.Join(errs...)
+}
+
+// EventSink receives audit events as they are recorded (health changes,
+// and with an audit-streaming sink every event). Publish must not block.
+type EventSink interface {
+	Publish(ev AuditEvent)
+}
+
+type eventSink struct{ s EventSink }
+
+func (e eventSink) publish(ev AuditEvent) {
+	if e.s != nil {
+		if ev.OccurredAt.IsZero() {
+			ev.OccurredAt = time.Now().UTC()
+		}
+		e.s.Publish(ev)
+	}
+}

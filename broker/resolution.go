@@ -1,0 +1,156 @@
+package broker
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"hash"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A resolution id names one resolve answer, for the platform's usage
+// records and for /v1/resolve/report. It carries what a report needs — the
+// key, its version, when it was issued — and a MAC over that and the
+// caller's token id, so that any replica sharing the secret can act on a
+// report without a lookup, and a token cannot report a resolution it did
+// not get (or one it made up).
+//
+// Layout (base64url, no padding, after "res_"): 1 byte layout version, 4
+// bytes issue time (unix seconds), uvarint counter, 1 byte scope, uvarint
+// key version, scope id, 0, provider, 0, key id, then a 12-byte MAC.
+
+const (
+	resolutionPrefix = "res_"
+	resolutionLayout = 1
+	resolutionMACLen = 12
+	// ResolutionTTL is how long a resolution id may be reported on.
+	ResolutionTTL = time.Hour
+)
+
+// ErrUnknownResolution: the resolution id is malformed, was not issued to
+// this caller, was issued by a replica with another secret, or is older
+// than ResolutionTTL.
+var ErrUnknownResolution = errors.New("unknown resolution")
+
+// resolutionIDs makes and checks resolution ids.
+type resolutionIDs struct {
+	key     []byte
+	counter atomic.Uint64
+	pool    sync.Pool // *resolutionScratch
+}
+
+type resolutionScratch struct {
+	mac hash.Hash
+	buf [512]byte
+	out [700]byte
+}
+
+// newResolutionIDs keys the MAC with secret (derived from the fingerprint
+// pepper, which every replica shares); without one, a random key: reports
+// are then taken only by the replica that resolved.
+func newResolutionIDs(secret []byte) *resolutionIDs {
+	key := make([]byte, 32)
+	if len(secret) > 0 {
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte("keybroker resolution ids v1"))
+		key = m.Sum(nil)
+	} else {
+		_, _ = rand.Read(key)
+	}
+	r := &resolutionIDs{key: key}
+	r.pool.New = func() any { return &resolutionScratch{mac: hmac.New(sha256.New, r.key)} }
+	return r
+}
+
+var scopeByte = map[ScopeKind]byte{ScopeWorkspace: 'w', ScopeOrganization: 'o', ScopeHosted: 'h'}
+
+func scopeOfByte(b byte) ScopeKind {
+	switch b {
+	case 'w':
+		return ScopeWorkspace
+	case 'o':
+		return ScopeOrganization
+	case 'h':
+		return ScopeHosted
+	}
+	return ""
+}
+
+// make builds the id of a resolution of ref at version for caller, in one
+// allocation (the string).
+func (r *resolutionIDs) make(ref *KeyRef, version int, caller string, now time.Time) string {
+	s := r.pool.Get().(*resolutionScratch)
+	defer r.pool.Put(s)
+	b := append(s.buf[:0], resolutionLayout)
+	b = binary.BigEndian.AppendUint32(b, uint32(now.Unix()))
+	b = binary.AppendUvarint(b, r.counter.Add(1))
+	b = append(b, scopeByte[ref.Scope])
+	b = binary.AppendUvarint(b, uint64(version))
+	b = append(b, ref.ScopeID...)
+	b = append(b, 0)
+	b = append(b, ref.Provider...)
+	b = append(b, 0)
+	b = append(b, ref.KeyID...)
+	n := len(b)
+	b = append(b, 0)
+	b = append(b, caller...)
+	s.mac.Reset()
+	s.mac.Write(b)
+	b = s.mac.Sum(b[:n])[:n+resolutionMACLen]
+	out := append(s.out[:0], resolutionPrefix...)
+	out = base64.RawURLEncoding.AppendEncode(out, b)
+	return string(out)
+}
+
+// Resolved is what a resolution id says.
+type Resolved struct {
+	Ref      KeyRef
+	Version  int
+	IssuedAt time.Time
+}
+
+// parse checks id against caller and returns what it names.
+func (r *resolutionIDs) parse(id, caller string, now time.Time) (Resolved, error) {
+	raw, ok := strings.CutPrefix(id, resolutionPrefix)
+	if !ok || len(raw) > 600 {
+		return Resolved{}, ErrUnknownResolution
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(raw)
+	if err != nil || len(b) < 1+4+1+1+1+2+resolutionMACLen || b[0] != resolutionLayout {
+		return Resolved{}, ErrUnknownResolution
+	}
+	payload, mac := b[:len(b)-resolutionMACLen], b[len(b)-resolutionMACLen:]
+	m := hmac.New(sha256.New, r.key)
+	m.Write(payload)
+	m.Write([]byte{0})
+	m.Write([]byte(caller))
+	if !hmac.Equal(m.Sum(nil)[:resolutionMACLen], mac) {
+		return Resolved{}, ErrUnknownResolution
+	}
+	issued := time.Unix(int64(binary.BigEndian.Uint32(payload[1:5])), 0)
+	if now.Sub(issued) > ResolutionTTL || issued.Sub(now) > time.Minute {
+		return Resolved{}, errors.Join(ErrUnknownResolution, errors.New("the resolution is older than an hour"))
+	}
+	rest := payload[5:]
+	_, n := binary.Uvarint(rest)
+	if n <= 0 || len(rest) < n+1 {
+		return Resolved{}, ErrUnknownResolution
+	}
+	rest = rest[n:]
+	scope := scopeOfByte(rest[0])
+	version, n := binary.Uvarint(rest[1:])
+	if scope == "" || n <= 0 {
+		return Resolved{}, ErrUnknownResolution
+	}
+	parts := strings.Split(string(rest[1+n:]), "\x00")
+	if len(parts) != 3 {
+		return Resolved{}, ErrUnknownResolution
+	}
+	return Resolved{Ref: KeyRef{Scope: scope, ScopeID: parts[0], Provider: parts[1], KeyID: parts[2]}, Version: int(version), IssuedAt: issued}, nil
+}
