@@ -211,4 +211,4 @@ func isAlnumOrDot(c byte) bool { return isAlnum(c) || c == '.' }
 func isHexOrDash(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '-'
 }
-func isTokenChar(c byte) bool   { return isAlnum(c) || c == '-' || c == '_' }
+func isTokenChar(c byte) bool { return isAlnum(c) || c == '-' || c == '_' }

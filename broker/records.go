@@ -39,10 +39,10 @@ type KeyRecord struct {
 	// Name, Priority, Disabled and Models are the pool member's settings:
 	// free text; lower priority serves first; a disabled key never
 	// serves; a key with Models serves only those models.
-	Name        string
-	Priority    int
-	Disabled    bool
-	Models      []string
+	Name     string
+	Priority int
+	Disabled bool
+	Models   []string
 	// Failing, HealthReason, HealthChangedAt, CooldownUntil and Cooldowns
 	// are what the providers said of the key (see health.go).
 	Failing         bool
@@ -50,13 +50,13 @@ type KeyRecord struct {
 	HealthChangedAt time.Time
 	CooldownUntil   time.Time
 	Cooldowns       int
-	Version     int
-	MaskedKey   string
-	Fingerprint string
-	CreatedAt   time.Time
-	CreatedBy   string
-	UpdatedAt   time.Time
-	UpdatedBy   string
+	Version         int
+	MaskedKey       string
+	Fingerprint     string
+	CreatedAt       time.Time
+	CreatedBy       string
+	UpdatedAt       time.Time
+	UpdatedBy       string
 	// Pending is the change in flight, nil when the record is active.
 	Pending *PendingChange
 }

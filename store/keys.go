@@ -19,27 +19,27 @@ var _ broker.MetadataStore = (*Store)(nil)
 
 // keyRow is a row of provider_keys.
 type keyRow struct {
-	Scope       string    `db:"scope"`
-	ScopeID     string    `db:"scope_id"`
-	Provider    string    `db:"provider"`
-	KeyID       string    `db:"key_id"`
-	State       string    `db:"state"`
-	Name        string    `db:"name"`
-	Priority    int       `db:"priority"`
-	KeyState    string    `db:"key_state"`
-	Models      []string  `db:"models"`
+	Scope       string     `db:"scope"`
+	ScopeID     string     `db:"scope_id"`
+	Provider    string     `db:"provider"`
+	KeyID       string     `db:"key_id"`
+	State       string     `db:"state"`
+	Name        string     `db:"name"`
+	Priority    int        `db:"priority"`
+	KeyState    string     `db:"key_state"`
+	Models      []string   `db:"models"`
 	Health      string     `db:"health"`
 	HealthWhy   string     `db:"health_reason"`
 	HealthAt    *time.Time `db:"health_changed_at"`
 	CooldownTil *time.Time `db:"cooldown_until"`
 	Cooldowns   int        `db:"cooldowns"`
-	Version     int       `db:"kv_version"`
-	MaskedKey   string    `db:"masked_key"`
-	Fingerprint string    `db:"fingerprint"`
-	CreatedAt   time.Time `db:"created_at"`
-	CreatedBy   string    `db:"created_by"`
-	UpdatedAt   time.Time `db:"updated_at"`
-	UpdatedBy   string    `db:"updated_by"`
+	Version     int        `db:"kv_version"`
+	MaskedKey   string     `db:"masked_key"`
+	Fingerprint string     `db:"fingerprint"`
+	CreatedAt   time.Time  `db:"created_at"`
+	CreatedBy   string     `db:"created_by"`
+	UpdatedAt   time.Time  `db:"updated_at"`
+	UpdatedBy   string     `db:"updated_by"`
 
 	PendingID          *string    `db:"pending_id"`
 	PendingOp          *string    `db:"pending_op"`
