@@ -403,7 +403,17 @@ func (c *Client) Key(ctx context.Context, ref KeyRef) (KeyMetadata, error) {
 // PutKey rotates a key, or creates it with the default settings. With
 // expectedVersion > 0 it is sent as If-Match; created is true on 201.
 func (c *Client) PutKey(ctx context.Context, ref KeyRef, apiKey string, expectedVersion int) (meta KeyMetadata, created bool, err error) {
-	resp, err := c.do(ctx, http.MethodPut, ref.path(), ifMatch(expectedVersion), SetKeyRequest{APIKey: apiKey}, &meta)
+	return c.putKey(ctx, ref.path(), apiKey, expectedVersion)
+}
+
+// PutVerifiedKey is PutKey with ?verify=true: the provider is asked first,
+// and a key it refuses is 422 key_verification_failed, nothing stored.
+func (c *Client) PutVerifiedKey(ctx context.Context, ref KeyRef, apiKey string, expectedVersion int) (meta KeyMetadata, created bool, err error) {
+	return c.putKey(ctx, ref.path()+"?verify=true", apiKey, expectedVersion)
+}
+
+func (c *Client) putKey(ctx context.Context, path, apiKey string, expectedVersion int) (meta KeyMetadata, created bool, err error) {
+	resp, err := c.do(ctx, http.MethodPut, path, ifMatch(expectedVersion), SetKeyRequest{APIKey: apiKey}, &meta)
 	if err != nil {
 		return KeyMetadata{}, false, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/internal/providercheck"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -96,7 +97,12 @@ func pageHolds(t *testing.T, ctx context.Context, s string) bool {
 }
 
 func TestAdminPageInARealBrowser(t *testing.T) {
-	a := newAPI(t, handlers.ModeAll)
+	provider, accept := openAIStandIn(t)
+	checker, err := providercheck.New(providercheck.Config{BaseURLs: map[string]string{"openai": provider.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAPIWith(t, handlers.ModeAll, checker)
 	hosted := openaiKey(t)
 	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), APIKey: hosted}); err != nil {
 		t.Fatal(err)
@@ -186,13 +192,24 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 	waitText(t, ctx, `span[data-masked="openai/default"]`, masked(k1))
 	waitText(t, ctx, `li[data-key="openai/default"]`, "version 3")
 	waitText(t, ctx, "#audit", "key.rollback openai/default")
+	waitText(t, ctx, `span[data-health="openai/default"]`, "healthy")
+
+	// Test key: the provider's verdict, and the badge follows it.
+	run(t, ctx, "test a key the provider refuses", chromedp.Click(chromedp.CSS(`button[data-test="openai/default"]`)))
+	waitText(t, ctx, `[data-test-result="openai/default"]`, "OpenAI refused the key (answered 401); the key is failing")
+	waitText(t, ctx, `span[data-health="openai/default"]`, "failing: refused by the provider at")
+	accept(k1)
+	run(t, ctx, "test it again once the provider accepts it", chromedp.Click(chromedp.CSS(`button[data-test="openai/default"]`)))
+	waitText(t, ctx, `[data-test-result="openai/default"]`, "OpenAI accepted the key (answered 200); the key is healthy")
+	waitText(t, ctx, `span[data-health="openai/default"]`, "healthy")
 	waitText(t, ctx, "#audit", "key.update openai/")
 
+	var png []byte
 	screenshots := filepath.Join("..", "ui-screenshots")
 	if err := os.MkdirAll(screenshots, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}

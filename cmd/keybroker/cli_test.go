@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -49,9 +51,22 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	runtimeURL := testenv.RuntimeURL(t, dbURL)
 	run(t, []string{"DATABASE_URL=" + dbURL}, "", false, "migrate", "--runtime-role", testenv.RuntimeRole(t))
 
+	// OpenAI, as keybroker's key checks reach it: a stand-in that accepts
+	// one key (acceptedKey, set below) with Authorization: Bearer.
+	var acceptedKey atomic.Value
+	acceptedKey.Store("")
+	openai := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/models" || r.Header.Get("Authorization") != "Bearer "+acceptedKey.Load().(string) {
+			http.Error(w, "invalid key", http.StatusUnauthorized)
+			return
+		}
+		_, _ = io.WriteString(w, `{"data":[]}`)
+	}))
+	t.Cleanup(openai.Close)
+
 	addr, metricsAddr := freeAddr(t), freeAddr(t)
 	serve := keybroker("serve")
-	serve.Env = append(serve.Env,
+	serve.Env = append(serve.Env, "KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL,
 		"KEYBROKER_LISTEN_ADDR="+addr, "DATABASE_URL="+runtimeURL, "VAULT_ADDR="+vaultAddr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN="+vaultToken,
 		"KEYBROKER_KV_MOUNT="+mount, "KEYBROKER_FINGERPRINT_PEPPER=cli-test-pepper-0123456789", "KEYBROKER_METRICS_ADDR="+metricsAddr)
 	var serverLog testenv.SyncBuffer
@@ -148,9 +163,19 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	if !strings.Contains(msg, "added organization acme/openai/key-") {
 		t.Fatalf("keys add with a generated id said %q", msg)
 	}
+	acceptedKey.Store(k3)
+	out, _ = run(t, org, "", false, "keys", "test", "--organization", "acme", "--provider", "openai", "--key", "shared")
+	if !strings.Contains(out, "accepted (answered 200); the key is now healthy") || strings.Contains(out, k3) {
+		t.Fatalf("keys test of an accepted key printed %q", out)
+	}
+	_, msg = run(t, org, "sk-proj-cli-refused-"+testenv.RandomID(t)+"\n", true, "keys", "add", "--organization", "acme", "--provider", "openai", "--key", "refused", "--verify")
+	if !strings.Contains(msg, "422") || !strings.Contains(msg, "refused the key") {
+		t.Fatalf("keys add --verify of a refused key said %q", msg)
+	}
 	run(t, org, "", false, "keys", "update", "--organization", "acme", "--provider", "openai", "--key", "shared", "--state", "disabled")
 	out, _ = run(t, org, "", false, "keys", "list", "--organization", "acme")
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || !strings.Contains(lines[1], "shared") || !strings.Contains(lines[1], "disabled") ||
+		!strings.Contains(lines[1], "healthy") ||
 		!strings.Contains(lines[2], "gpt-4o,gpt-4o-mini") || strings.Contains(out, k3) || strings.Contains(out, k4) {
 		t.Fatalf("keys list --organization printed %q", out)
 	}

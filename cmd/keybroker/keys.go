@@ -139,7 +139,7 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 			return json.NewEncoder(w).Encode(metas)
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PROVIDER\tKEY ID\tNAME\tPRIORITY\tSTATE\tMODELS\tKEY\tVERSION\tUPDATED\tBY\tRESOLVES\tLAST USED")
+		fmt.Fprintln(tw, "PROVIDER\tKEY ID\tNAME\tPRIORITY\tSTATE\tHEALTH\tMODELS\tKEY\tVERSION\tUPDATED\tBY\tRESOLVES\tLAST USED")
 		for _, m := range metas {
 			last := "never"
 			if !m.LastUsedAt.IsZero() {
@@ -156,7 +156,7 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 			if name == "" {
 				name = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", m.Provider, m.KeyID, name, m.Priority, m.State, models,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", m.Provider, m.KeyID, name, m.Priority, m.State, healthInWords(m), models,
 				m.MaskedKey, m.Version, m.UpdatedAt.Format(time.RFC3339), m.UpdatedBy, m.Resolves, last)
 		}
 		return tw.Flush()
@@ -216,6 +216,7 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 		c.Flags().StringVar(&member.state, "state", "", "active or disabled (a disabled key never serves)")
 		c.Flags().StringSliceVar(&member.models, "models", nil, "the only models the key serves (comma-separated; none: every model)")
 	}
+	var verify bool
 	add := command("add", "Add a key to a pool, read from stdin or a prompt; --key names it (else an id is generated)", true, func(cmd *cobra.Command, c *client.Client) error {
 		sc, _ := target.scope()
 		key, err := readKey(cmd.InOrStdin(), cmd.ErrOrStderr(), target.provider)
@@ -229,7 +230,11 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 		if cmd.Flags().Changed("priority") {
 			req.Priority = &member.priority
 		}
-		m, err := c.AddKey(cmd.Context(), sc, target.provider, req)
+		add := c.AddKey
+		if verify {
+			add = c.AddVerifiedKey
+		}
+		m, err := add(cmd.Context(), sc, target.provider, req)
 		if err != nil {
 			return err
 		}
@@ -237,6 +242,7 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 		return printMeta(cmd.OutOrStdout(), m)
 	})
 	memberFlags(add)
+	add.Flags().BoolVar(&verify, "verify", false, "ask the provider first; a key it refuses is not stored")
 	var ifVersion int
 	rotate := command("rotate", "Rotate a key (or create it with the default settings), read from stdin or a prompt (never a flag)", true,
 		func(cmd *cobra.Command, c *client.Client) error {
@@ -245,7 +251,11 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 			if err != nil {
 				return err
 			}
-			m, created, err := c.PutKey(cmd.Context(), ref, key, ifVersion)
+			put := c.PutKey
+			if verify {
+				put = c.PutVerifiedKey
+			}
+			m, created, err := put(cmd.Context(), ref, key, ifVersion)
 			if err != nil {
 				return err
 			}
@@ -258,6 +268,22 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 		})
 	rotate.Aliases = []string{"set"}
 	rotate.Flags().IntVar(&ifVersion, "if-version", 0, "write only if this version is current (check-and-set)")
+	rotate.Flags().BoolVar(&verify, "verify", false, "ask the provider first; a key it refuses is not stored")
+	test := command("test", "Ask the key's provider whether it accepts the key (never shows the key)", true, func(cmd *cobra.Command, c *client.Client) error {
+		ref, _ := target.ref()
+		r, err := c.TestKey(cmd.Context(), ref)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(r)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: %s (%s); the key is now %s\n", target.name(ref.KeyID), r.Result, r.Detail, r.Health)
+		if r.Result == "refused" {
+			return fmt.Errorf("%s refused the key", target.provider)
+		}
+		return nil
+	})
 	update := command("update", "Change a key's name, priority, state or models (never the key)", true, func(cmd *cobra.Command, c *client.Client) error {
 		ref, _ := target.ref()
 		var req client.UpdateKeyRequest
@@ -345,8 +371,24 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 		return printMeta(cmd.OutOrStdout(), m)
 	})
 	rollback.Flags().IntVar(&toVersion, "version", 0, "the version to make current again")
-	cmd.AddCommand(list, get, add, rotate, update, del, versions, rollback)
+	cmd.AddCommand(list, get, add, rotate, update, test, del, versions, rollback)
 	return cmd
+}
+
+// healthInWords is a key's health for the table.
+func healthInWords(m client.KeyMetadata) string {
+	switch m.Health {
+	case "cooling_down":
+		if m.CooldownUntil != nil {
+			return "cooling down until " + m.CooldownUntil.Format(time.RFC3339)
+		}
+		return "cooling down"
+	case "failing":
+		return "failing (" + m.HealthReason + ")"
+	case "":
+		return "-"
+	}
+	return m.Health
 }
 
 // readKey reads the key from a terminal prompt with echo off, or from the

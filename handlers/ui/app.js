@@ -194,13 +194,23 @@ function keyItem(p, k, pool, j) {
     : `never used${k.idle ? ' (idle: created over 90 days ago)' : ''}`;
   const item = el('li', { 'data-key': id, class: k.state === 'disabled' ? 'disabled' : '' },
     el('strong', { 'data-name': id, text: k.name || k.keyId }), ' ',
-    el('span', { class: 'masked', 'data-masked': id, text: k.maskedKey }),
+    el('span', { class: 'masked', 'data-masked': id, text: k.maskedKey }), ' ',
+    el('span', { class: 'badge ' + (k.health || 'healthy'), 'data-health': id, text: healthInWords(k) }),
     el('div', { text: `key id ${k.keyId}, priority ${k.priority}, ${k.state}` +
       (k.models.length ? `, only for ${k.models.join(', ')}` : '') }),
     el('div', { text: `version ${k.version}, changed by ${k.updatedBy} at ${when(k.updatedAt)}` }),
     el('div', { 'data-usage': id, text: usage }));
   if (canEdit()) item.append(keyControls(p, k, pool, j));
   return item;
+}
+
+// healthInWords is a key's health badge: healthy, cooling down until ...,
+// failing: refused by the provider at ....
+function healthInWords(k) {
+  if (k.health === 'cooling_down') return `cooling down until ${k.cooldownUntil ? when(k.cooldownUntil) : 'soon'}`;
+  if (k.health === 'failing') return `failing: refused by the provider${k.healthChangedAt ? ' at ' + when(k.healthChangedAt) : ''}` +
+    (k.healthReason ? ` (${k.healthReason})` : '');
+  return 'healthy';
 }
 
 function keyControls(p, k, pool, j) {
@@ -274,7 +284,24 @@ function keyControls(p, k, pool, j) {
   });
   confirmBtn.addEventListener('click', act(() => api('DELETE', keyPath(p.id, k.keyId) + (destroy.checked ? '?destroy=true' : ''))));
   const histBtn = el('button', { type: 'button', 'data-history': id, text: 'Version history', onclick: () => renderHistory(p, k) });
-  box.append(rotate, rename, up, down, toggle, delBtn, histBtn, warn, destroyLabel, confirmBtn, cancelBtn, err);
+  const verdict = el('p', { class: 'result', 'data-test-result': id, role: 'status' });
+  const testBtn = el('button', { type: 'button', 'data-test': id, text: 'Test key' });
+  testBtn.addEventListener('click', async () => {
+    err.textContent = '';
+    verdict.textContent = `Asking ${p.displayName}...`;
+    try {
+      const r = await api('POST', `${keyPath(p.id, k.keyId)}/test`);
+      const words = { accepted: 'accepted the key', refused: 'refused the key', rate_limited: 'knows the key but rate limits it', unreachable: 'could not be asked' };
+      verdict.textContent = `${p.displayName} ${words[r.result] || r.result} (${r.detail}); the key is ${r.health.replace('_', ' ')}.`;
+      await renderKeys();
+      document.querySelector(`[data-test-result="${CSS.escape(id)}"]`)?.replaceWith(verdict);
+      await renderAudit();
+    } catch (e) {
+      verdict.textContent = '';
+      err.textContent = e.message;
+    }
+  });
+  box.append(rotate, rename, up, down, toggle, testBtn, delBtn, histBtn, verdict, warn, destroyLabel, confirmBtn, cancelBtn, err);
   return box;
 }
 
