@@ -113,3 +113,47 @@ func collectAudit(rows pgx.Rows, err error, what string) ([]AuditEvent, error) {
 	}
 	return evs, nil
 }
+
+// AuditAfter returns up to limit events with ids above after, oldest
+// first: the audit stream's next batch.
+func (s *Store) AuditAfter(ctx context.Context, after int64, limit int) ([]AuditEvent, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+auditColumns+`
+		FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	return collectAudit(rows, err, "(stream)")
+}
+
+// LatestAuditID is the id of the newest audit event (0: none).
+func (s *Store) LatestAuditID(ctx context.Context) (int64, error) {
+	var id int64
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM audit_events`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("read the newest audit event: %w", classify(err))
+	}
+	return id, nil
+}
+
+// PruneAudit deletes the audit events older than olderThan and records the
+// prune itself, in one transaction. Only the tables' owner (the role that
+// runs `keybroker migrate`) can: it lifts the append-only trigger for the
+// transaction, which the runtime role may not do.
+func (s *Store) PruneAudit(ctx context.Context, olderThan time.Duration, actor string) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change`); err != nil {
+			return fmt.Errorf("lift the append-only trigger (only the owner role may: use the migration's DATABASE_URL): %w", err)
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM audit_events WHERE occurred_at < now() - $1::interval`, olderThan)
+		if err != nil {
+			return fmt.Errorf("delete old audit events: %w", err)
+		}
+		n = tag.RowsAffected()
+		if _, err := tx.Exec(ctx, `ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change`); err != nil {
+			return fmt.Errorf("restore the append-only trigger: %w", err)
+		}
+		return appendAudit(ctx, tx, AuditEvent{Action: "audit.prune", Actor: actor, Outcome: "success",
+			Detail: fmt.Sprintf("%d events older than %s deleted", n, olderThan)})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune the audit trail: %w", classify(err))
+	}
+	return n, nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keybroker/keybroker/broker"
 
@@ -80,5 +81,40 @@ func TestGrantRefusesTheOwnerAsRuntimeRole(t *testing.T) {
 	defer st.Close()
 	if err := st.Migrate(ctx, "postgres"); err == nil || !strings.Contains(err.Error(), "is the role running the migration") {
 		t.Fatalf("granting the owner itself: %v", err)
+	}
+}
+
+// TestAuditRetentionIsTheOwners: the runtime role cannot prune the trail;
+// the owner can, deleting only what is older than asked and recording the
+// prune.
+func TestAuditRetentionIsTheOwners(t *testing.T) {
+	ctx := context.Background()
+	ownerURL := testenv.DatabaseURL(t)
+	runtime := kbtest.NewStore(t, ownerURL) // connected as the runtime role
+	owner, err := store.Open(ctx, ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	pool := testenv.NewPoolFor(t, ownerURL)
+	if _, err := pool.Exec(ctx, `INSERT INTO audit_events (scope, scope_id, action, actor, outcome, occurred_at)
+		VALUES ('workspace', 'ws1', 'key.create', 'old', 'success', now() - interval '500 days'),
+		       ('workspace', 'ws1', 'key.rotate', 'new', 'success', now() - interval '10 days')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runtime.PruneAudit(ctx, 400*24*time.Hour, "runtime"); err == nil || !strings.Contains(err.Error(), "owner") {
+		t.Fatalf("the runtime role pruned: %v", err)
+	}
+	n, err := owner.PruneAudit(ctx, 400*24*time.Hour, "cli:owner")
+	if err != nil || n != 1 {
+		t.Fatalf("the owner's prune: %d %v", n, err)
+	}
+	evs, err := owner.ListAllAudit(ctx, 0, 10)
+	if err != nil || len(evs) != 2 || evs[0].Action != "audit.prune" || evs[1].Actor != "new" {
+		t.Fatalf("after the prune: %+v %v", evs, err)
+	}
+	// The append-only trigger is back.
+	if _, err := pool.Exec(ctx, `UPDATE audit_events SET actor = 'x'`); err == nil {
+		t.Fatal("the trail can be changed after a prune")
 	}
 }

@@ -57,6 +57,10 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f.Duration(&cfg.ProviderCheckTimeout, "provider-check-timeout", "KEYBROKER_PROVIDER_CHECK_TIMEOUT", 10*time.Second, "deadline of one key check with its provider")
 	f.Duration(&cfg.HealthProbeEvery, "health-probe-interval", "KEYBROKER_HEALTH_PROBE_INTERVAL", 0, "re-test failing keys this often on one replica (mode all); 0 is off")
 	f.Int(&cfg.HealthProbeConcurrency, "health-probe-concurrency", "KEYBROKER_HEALTH_PROBE_CONCURRENCY", 4, "keys the prober tests at once")
+	f.String(&cfg.EventsWebhookURL, "events-webhook-url", "KEYBROKER_EVENTS_WEBHOOK_URL", "",
+		"POST key health changes (JSON, signed with HMAC-SHA256 by KEYBROKER_EVENTS_WEBHOOK_SECRET) to this URL; empty: off")
+	f.Bool(&cfg.EventsWebhookAudit, "events-webhook-audit", "KEYBROKER_EVENTS_WEBHOOK_AUDIT", false,
+		"send every audit event to the webhook as it is written (one replica at a time), not only health changes")
 	f.Strings(&cfg.TrustedProxies, "trusted-proxies", "KEYBROKER_TRUSTED_PROXIES", "proxies (IPs or CIDRs) whose X-Forwarded-For names the client in audit events and logs; none by default")
 }
 
@@ -74,6 +78,7 @@ func identityFlags(f envFlags, id *app.Identity, who string) {
 func secretsFromEnv(cfg *app.Config) {
 	cfg.VaultToken = os.Getenv("VAULT_TOKEN")
 	cfg.Pepper = os.Getenv("KEYBROKER_FINGERPRINT_PEPPER")
+	cfg.EventsWebhookSecret = os.Getenv("KEYBROKER_EVENTS_WEBHOOK_SECRET")
 }
 
 func newServeCommand() *cobra.Command {

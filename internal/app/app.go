@@ -20,6 +20,7 @@ import (
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/providercheck"
 	"github.com/keybroker/keybroker/internal/tlsfiles"
+	"github.com/keybroker/keybroker/internal/webhook"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
@@ -42,6 +43,7 @@ type App struct {
 	identities  []*vault.Client // the reader first when held: readiness asks it
 	reconciler  *Reconciler     // nil when the mode holds no writer or ReconcileEvery is 0
 	prober      *Prober         // nil unless HealthProbeEvery is set in mode all
+	events      *webhook.Sink   // nil without EventsWebhookURL
 	handler     http.Handler
 	metrics     http.Handler
 	tls         *tlsfiles.Loader // nil: plain HTTP
@@ -100,6 +102,15 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		return err
 	}
 	bcfg.Checker = checker
+	if cfg.EventsWebhookURL != "" {
+		if a.events, err = webhook.New(webhook.Config{URL: cfg.EventsWebhookURL, Secret: []byte(cfg.EventsWebhookSecret),
+			Logger: logger, Registerer: reg}); err != nil {
+			return err
+		}
+		if !cfg.EventsWebhookAudit {
+			bcfg.Events = a.events // else the audit stream carries them
+		}
+	}
 	// hold builds one identity's client, with its token metrics.
 	hold := func(who string, id Identity) (*vault.KV, error) {
 		c, err := cfg.vaultClient(who, id, logger, vaultMetrics)
@@ -215,6 +226,12 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	if a.prober != nil {
 		go a.prober.Run(ctx)
+	}
+	if a.events != nil {
+		go a.events.Run(ctx)
+		if a.cfg.EventsWebhookAudit {
+			go a.streamAudit(ctx)
+		}
 	}
 	if a.reconciler != nil {
 		go a.reconciler.Run(ctx)
@@ -350,5 +367,27 @@ func (a *App) listenInvalidations(ctx context.Context) {
 	}, a.log)
 	if err != nil {
 		a.log.Error("invalidation listener stopped; keys are now invalidated by their TTL only", "error", err)
+	}
+}
+
+// AuditStreamLockKey is the advisory lock that makes one replica at a time
+// stream the audit trail to the webhook.
+const AuditStreamLockKey = 0x6b62617564 // "kbaud"
+
+// streamAudit sends every audit event to the webhook while this replica
+// holds the stream's lock, trying to take it every 10 s.
+func (a *App) streamAudit(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := a.store.WithLock(ctx, AuditStreamLockKey, func(ctx context.Context) error {
+			a.log.Info("streaming the audit trail to the webhook")
+			return a.events.StreamAudit(ctx, a.store, time.Second)
+		})
+		if err != nil && !errors.Is(err, store.ErrLocked) && ctx.Err() == nil {
+			a.log.Warn("audit stream stopped; retrying", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+		}
 	}
 }

@@ -125,6 +125,12 @@ type Config struct {
 	HealthProbeEvery time.Duration
 	// HealthProbeConcurrency bounds the keys tested at once by the prober.
 	HealthProbeConcurrency int
+	// EventsWebhookURL receives key health changes (or, with
+	// EventsWebhookAudit, every audit event) signed with
+	// EventsWebhookSecret (environment only).
+	EventsWebhookURL    string
+	EventsWebhookSecret string
+	EventsWebhookAudit  bool
 }
 
 // Identity is how one of keybroker's two Vault identities (writer, reader)

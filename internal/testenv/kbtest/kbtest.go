@@ -74,6 +74,8 @@ type Options struct {
 	// Checker asks providers about keys (a stand-in's checker); nil:
 	// tests and verified writes answer "not available".
 	Checker broker.KeyChecker
+	// Events receives the broker's health changes (a webhook sink).
+	Events broker.EventSink
 }
 
 // NewGround builds a Ground for the test.
@@ -93,7 +95,7 @@ func NewGround(t testing.TB, opts Options) *Ground {
 	ids := g.Identities
 	var err error
 	g.Broker, err = broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: g.Store, Pools: g.Store,
-		Pepper: []byte(opts.Pepper), Logger: opts.Logger, Settings: g.Store, Usage: g.Store, Health: g.Store, Checker: opts.Checker})
+		Pepper: []byte(opts.Pepper), Logger: opts.Logger, Settings: g.Store, Usage: g.Store, Health: g.Store, Checker: opts.Checker, Events: opts.Events})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,245 @@
+// Package webhook delivers keybroker's events — key health changes, or
+// every audit event as it is written — to an HTTP endpoint as JSON, signed
+// with HMAC-SHA256, retried with backoff, from a bounded queue that never
+// blocks the caller. No event carries a key: audit events hold at most a
+// masked preview.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keybroker/keybroker/broker"
+)
+
+// SignatureHeader carries "sha256=<hex HMAC-SHA256 of timestamp.body>";
+// TimestampHeader the unix seconds signed with it.
+const (
+	SignatureHeader = "X-Keybroker-Signature"
+	TimestampHeader = "X-Keybroker-Timestamp"
+)
+
+// Config assembles a Sink.
+type Config struct {
+	URL string
+	// Secret keys the signature (16+ bytes).
+	Secret []byte
+	// Queue bounds the events waiting; past it, new ones are dropped and
+	// counted. Default: 1000.
+	Queue int
+	// Timeout bounds one delivery. Default: 5 s.
+	Timeout time.Duration
+	// Attempts per event before it is dropped. Default: 6 (1 s doubling to
+	// 30 s between them).
+	Attempts int
+	Logger   *slog.Logger
+	// Registerer receives the sink's metrics (optional).
+	Registerer prometheus.Registerer
+	// Transport is the HTTP transport. Default: http.DefaultTransport's clone.
+	Transport http.RoundTripper
+}
+
+// Event is what the endpoint receives.
+type Event struct {
+	ID         int64     `json:"id,omitempty"`
+	OccurredAt time.Time `json:"occurredAt"`
+	Scope      string    `json:"scope,omitempty"`
+	ScopeID    string    `json:"scopeId,omitempty"`
+	Provider   string    `json:"provider,omitempty"`
+	KeyID      string    `json:"keyId,omitempty"`
+	Action     string    `json:"action"`
+	Actor      string    `json:"actor"`
+	Outcome    string    `json:"outcome"`
+	Version    *int      `json:"version,omitempty"`
+	MaskedKey  string    `json:"maskedKey,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+	RequestID  string    `json:"requestId,omitempty"`
+	Count      int       `json:"count"`
+}
+
+func eventOf(ev broker.AuditEvent) Event {
+	out := Event{ID: ev.ID, OccurredAt: ev.OccurredAt.UTC(), Scope: string(ev.Scope), ScopeID: ev.ScopeID, Provider: ev.Provider,
+		KeyID: ev.KeyID, Action: ev.Action, Actor: ev.Actor, Outcome: ev.Outcome, Version: ev.Version, Detail: ev.Detail,
+		RequestID: ev.RequestID, Count: max(ev.Count, 1)}
+	if ev.MaskedKey != nil {
+		out.MaskedKey = *ev.MaskedKey
+	}
+	return out
+}
+
+// Sink delivers events; it implements broker.EventSink.
+type Sink struct {
+	cfg                        Config
+	http                       *http.Client
+	queue                      chan Event
+	delivered, dropped, failed prometheus.Counter
+}
+
+var _ broker.EventSink = (*Sink)(nil)
+
+// New returns a sink; Run delivers.
+func New(cfg Config) (*Sink, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("webhook: the URL must be an http(s) URL")
+	}
+	if len(cfg.Secret) < 16 {
+		return nil, errors.New("webhook: KEYBROKER_EVENTS_WEBHOOK_SECRET must be set to a secret of at least 16 characters (it signs every delivery)")
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 1000
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 6
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	s := &Sink{cfg: cfg, queue: make(chan Event, cfg.Queue),
+		http: &http.Client{Transport: cfg.Transport, Timeout: cfg.Timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "keybroker_webhook_delivered_total", Help: "Events the webhook endpoint accepted (2xx)."}),
+		dropped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "keybroker_webhook_dropped_total", Help: "Events dropped because the webhook queue was full."}),
+		failed:    prometheus.NewCounter(prometheus.CounterOpts{Name: "keybroker_webhook_failed_total", Help: "Events given up on after every delivery attempt failed."}),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(s.delivered, s.dropped, s.failed)
+	}
+	return s, nil
+}
+
+// Publish queues ev without blocking; a full queue drops it (counted).
+func (s *Sink) Publish(ev broker.AuditEvent) {
+	select {
+	case s.queue <- eventOf(ev):
+	default:
+		s.dropped.Inc()
+	}
+}
+
+// Run delivers queued events until ctx is done.
+func (s *Sink) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-s.queue:
+			s.deliver(ctx, ev)
+		}
+	}
+}
+
+func (s *Sink) deliver(ctx context.Context, ev Event) {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		s.failed.Inc()
+		return
+	}
+	wait := time.Second
+	for attempt := 1; ; attempt++ {
+		err := s.post(ctx, body)
+		if err == nil {
+			s.delivered.Inc()
+			return
+		}
+		if attempt >= s.cfg.Attempts || ctx.Err() != nil {
+			s.failed.Inc()
+			s.cfg.Logger.Warn("webhook: giving up on an event", "action", ev.Action, "attempts", attempt, "error", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait/2 + rand.N(wait/2+1)):
+		}
+		wait = min(wait*2, 30*time.Second)
+	}
+}
+
+// Sign is the signature header value of body sent at ts.
+func Sign(secret []byte, ts string, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(ts))
+	m.Write([]byte("."))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+func (s *Sink) post(ctx context.Context, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(TimestampHeader, ts)
+	req.Header.Set(SignatureHeader, Sign(s.cfg.Secret, ts, body))
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook endpoint unreachable: %w", errors.Unwrap(err))
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("webhook endpoint answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// AuditSource is what the audit stream reads: the events after an id.
+type AuditSource interface {
+	AuditAfter(ctx context.Context, after int64, limit int) ([]broker.AuditEvent, error)
+	LatestAuditID(ctx context.Context) (int64, error)
+}
+
+// StreamAudit sends every audit event written from now on to the sink,
+// polling src every interval (each replica runs it under the advisory
+// lock of the caller's choosing; events are sent once per holder).
+func (s *Sink) StreamAudit(ctx context.Context, src AuditSource, every time.Duration) error {
+	last, err := src.LatestAuditID(ctx)
+	if err != nil {
+		return err
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		for {
+			evs, err := src.AuditAfter(ctx, last, 500)
+			if err != nil {
+				s.cfg.Logger.Warn("audit stream: could not read new events; trying again", "error", err)
+				break
+			}
+			for _, ev := range evs {
+				s.Publish(ev)
+				last = ev.ID
+			}
+			if len(evs) < 500 {
+				break
+			}
+		}
+	}
+}
