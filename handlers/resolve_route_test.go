@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -179,5 +180,47 @@ func BenchmarkResolveOverLoopback(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkReportRoute is POST /v1/resolve/report through the handler
+// chain, for a report that repeats a known state (the common case under a
+// provider's outage: the key is already cooling down, nothing is written).
+func BenchmarkReportRoute(b *testing.B) {
+	router, token := newResolveRouter(b, handlers.Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Limiter: auth.NewLimiter(auth.RateLimits{PerToken: 1e9, PerTokenBurst: 1e9, ReportsPerToken: 1e9, ReportsBurst: 1e9}, nil)})
+	do := func(method, path, body string) (int, []byte) {
+		req, _ := http.NewRequest(method, path, strings.NewReader(body))
+		req.RemoteAddr = "127.0.0.1:40000"
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		router.ServeHTTP(w, req)
+		return w.Code, w.Body.Bytes()
+	}
+	status, body := do(http.MethodPost, "/v1/resolve", `{"workspace":"ws-bench","provider":"openai"}`)
+	if status != http.StatusOK {
+		b.Fatalf("resolve: %d", status)
+	}
+	var res struct{ ResolutionID string }
+	if err := json.Unmarshal(body, &res); err != nil {
+		b.Fatal(err)
+	}
+	report := `{"resolutionId":"` + res.ResolutionID + `","outcome":"rate_limited","retryAfterSeconds":3600}`
+	if status, body := do(http.MethodPost, "/v1/resolve/report", report); status != http.StatusOK {
+		b.Fatalf("first report: %d %s", status, body)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		req, _ := http.NewRequest(http.MethodPost, "/v1/resolve/report", strings.NewReader(report))
+		req.RemoteAddr = "127.0.0.1:40000"
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		w := &discardWriter{h: http.Header{}}
+		router.ServeHTTP(w, req)
+		if w.status != 0 && w.status != http.StatusOK {
+			b.Fatalf("status %d", w.status)
+		}
 	}
 }
