@@ -321,3 +321,40 @@ func BenchmarkResolveHitWithCoolingKeys(b *testing.B) {
 		}
 	})
 }
+
+// TestProberReturnsKeysThatPassToTheirPools: failing keys are re-tested,
+// at most the given number at a time; those the provider accepts again
+// serve again, the others stay failing.
+func TestProberReturnsKeysThatPassToTheirPools(t *testing.T) {
+	ctx := context.Background()
+	provider := newOpenAIStandIn(t)
+	e := newEnv(t, func(c *broker.Config) { c.Checker = provider.checker(t) })
+	ws := e.workspc
+	pool := broker.WorkspaceScope(ws).Pool("openai")
+	back, gone := addKey(t, e, pool, "back", 10, ""), addKey(t, e, pool, "gone", 20, "")
+	for _, id := range []string{"back", "gone"} {
+		if tr, err := e.b.TestKey(ctx, alice, pool.Key(id)); err != nil || tr.Health != broker.HealthFailing {
+			t.Fatalf("test %s while the provider refuses it: %+v %v", id, tr, err)
+		}
+	}
+	provider.accept(back, true)
+	before := provider.checks.Load()
+	tested, passed, err := e.b.ProbeFailing(ctx, 2)
+	if err != nil || tested != 2 || passed != 1 || provider.checks.Load()-before != 2 {
+		t.Fatalf("probe: tested %d, passed %d, %v (%d checks)", tested, passed, err, provider.checks.Load()-before)
+	}
+	if r := resolveAs(t, e.b, ws); r.KeyID != "back" || r.APIKey != back {
+		t.Fatalf("after the probe: %v", r)
+	}
+	if meta, err := e.b.GetKey(ctx, pool.Key("gone")); err != nil || meta.Health != broker.HealthFailing {
+		t.Fatalf("the key still refused: %+v %v", meta, err)
+	}
+	// Nothing failing: nothing to test.
+	provider.accept(gone, true)
+	if _, err := e.b.TestKey(ctx, alice, pool.Key("gone")); err != nil {
+		t.Fatal(err)
+	}
+	if tested, _, err := e.b.ProbeFailing(ctx, 2); err != nil || tested != 0 {
+		t.Fatalf("a probe with no failing key tested %d (%v)", tested, err)
+	}
+}

@@ -1,160 +1,211 @@
 package handlers_test
 
 import (
-	"io"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
-	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/providercheck"
+	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/vault"
 )
 
-// openAIStandIn accepts the keys in accepted on GET /v1/models
-// (Authorization: Bearer <key>, as OpenAI requires) and answers 401 to the
-// others.
-func openAIStandIn(t *testing.T) (*httptest.Server, func(key string)) {
-	var mu sync.Mutex
-	accepted := map[string]bool{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		mu.Lock()
-		ok := accepted[key]
-		mu.Unlock()
-		if r.URL.Path != "/v1/models" || !ok {
-			http.Error(w, `{"error":"invalid_api_key"}`, http.StatusUnauthorized)
-			return
-		}
-		_, _ = io.WriteString(w, `{"data":[]}`)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, func(key string) { mu.Lock(); accepted[key] = true; mu.Unlock() }
+func TestMain(m *testing.M) { testenv.Main(m, leakCheck) }
+
+type readyAnswer struct {
+	status     int
+	retryAfter string
+	body       map[string]any
+	raw        string
 }
 
-func TestReportRouteCoolsAKeyDownAndRefusesWhatItShould(t *testing.T) {
-	a := newAPI(t, handlers.ModeAll)
-	pool := "/v1/workspaces/ws1/providers/openai/keys"
-	for _, id := range []string{"first", "second"} {
-		if r := a.call("admin", "POST", pool, client.AddKeyRequest{APIKey: openaiKey(t), KeyID: id, Priority: new(map[string]int{"first": 1, "second": 2}[id])}); r.status != 201 {
-			t.Fatalf("fixture: %d %s", r.status, r.body)
-		}
+func getReady(t *testing.T, h http.Handler) readyAnswer {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	var body map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatalf("readyz answered non-JSON %q: %v", rec.Body.String(), err)
 	}
-	var res client.ResolveResponse
-	a.call("resolver", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "openai"}).decode(t, &res)
-	if res.KeyID != "first" {
-		t.Fatalf("resolve: %+v", res)
-	}
-	before := a.snapshot(t)
-	for _, tc := range []struct {
-		name, as string
-		body     any
-		status   int
-		code     string
-	}{
-		{"an admin token", "admin", client.ReportRequest{ResolutionID: res.ResolutionID, Outcome: "rate_limited"}, 403, "forbidden"},
-		{"another resolver's resolution", "resolver2", client.ReportRequest{ResolutionID: res.ResolutionID, Outcome: "rate_limited"}, 404, "unknown_resolution"},
-		{"a made-up resolution", "resolver", client.ReportRequest{ResolutionID: "res_made-up", Outcome: "rate_limited"}, 404, "unknown_resolution"},
-		{"an unknown outcome", "resolver", client.ReportRequest{ResolutionID: res.ResolutionID, Outcome: "on_fire"}, 400, "invalid_request"},
-		{"a negative Retry-After", "resolver", `{"resolutionId":"` + res.ResolutionID + `","outcome":"rate_limited","retryAfterSeconds":-1}`, 400, "invalid_request"},
-		{"a Retry-After of a day", "resolver", client.ReportRequest{ResolutionID: res.ResolutionID, Outcome: "rate_limited", RetryAfterSeconds: 86400}, 400, "invalid_request"},
-		{"malformed JSON", "resolver", `{"resolutionId":`, 400, "malformed_json"},
-		{"an unknown field", "resolver", `{"resolutionId":"x","outcome":"ok","key":"x"}`, 400, "malformed_json"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if r := a.call(tc.as, "POST", "/v1/resolve/report", tc.body); r.status != tc.status || r.code() != tc.code {
-				t.Fatalf("answered %d %s, want %d %s", r.status, r.body, tc.status, tc.code)
-			}
-		})
-	}
-	if a.snapshot(t) != before {
-		t.Fatal("refused reports changed state")
-	}
-	var rep client.ReportResult
-	r := a.call("resolver", "POST", "/v1/resolve/report", client.ReportRequest{ResolutionID: res.ResolutionID, Outcome: "rate_limited", RetryAfterSeconds: 60})
-	r.decode(t, &rep)
-	if r.status != 200 || !rep.Changed || rep.Health != "cooling_down" || rep.KeyID != "first" {
-		t.Fatalf("report: %d %s", r.status, r.body)
-	}
-	a.call("resolver", "POST", "/v1/resolve/report", client.ReportRequest{ResolutionID: res.ResolutionID, Outcome: "rate_limited"}).decode(t, &rep)
-	if rep.Changed {
-		t.Fatal("a repeated report changed the key again")
-	}
-	var meta client.KeyMetadata
-	a.call("reader", "GET", pool+"/first", nil).decode(t, &meta)
-	if meta.Health != "cooling_down" || meta.CooldownUntil == nil || !strings.Contains(meta.HealthReason, "rate_limited") {
-		t.Fatalf("metadata while cooling down: %+v", meta)
-	}
-	a.call("resolver", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "openai"}).decode(t, &res)
-	if res.KeyID != "second" {
-		t.Fatalf("resolve while the first cools down: %+v", res)
-	}
-	// Reports are rate limited per token (burst 100).
-	limited := 0
-	for range 110 {
-		if r := a.call("resolver", "POST", "/v1/resolve/report", client.ReportRequest{ResolutionID: res.ResolutionID, Outcome: "ok"}); r.status == 429 {
-			limited++
-			if r.header.Get("Retry-After") == "" {
-				t.Fatal("429 without Retry-After")
-			}
-		}
-	}
-	if limited == 0 {
-		t.Fatal("110 reports at once were never rate limited")
-	}
+	return readyAnswer{rec.Code, rec.Header().Get("Retry-After"), body, rec.Body.String()}
 }
 
-func TestTestRouteAndVerifiedWrites(t *testing.T) {
-	srv, accept := openAIStandIn(t)
-	checker, err := providercheck.New(providercheck.Config{BaseURLs: map[string]string{"openai": srv.URL}})
+func errorOf(t *testing.T, a readyAnswer) (code, message string) {
+	t.Helper()
+	e, ok := a.body["error"].(map[string]any)
+	if !ok {
+		t.Fatalf("no error object in %s", a.raw)
+	}
+	code, _ = e["code"].(string)
+	message, _ = e["message"].(string)
+	return code, message
+}
+
+func newStore(t *testing.T, url string) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAPIWith(t, handlers.ModeAll, checker)
-	pool := "/v1/workspaces/ws1/providers/openai/keys"
-	good, bad := openaiKey(t), openaiKey(t)
-	accept(good)
-	r := a.call("admin", "POST", pool+"?verify=true", client.AddKeyRequest{APIKey: bad, KeyID: "bad"})
-	if r.status != 422 || r.code() != "key_verification_failed" || strings.Contains(string(r.body), bad) {
-		t.Fatalf("a refused key: %d %s", r.status, r.body)
+	t.Cleanup(st.Close)
+	return st
+}
+
+func TestReadyzFollowsVault(t *testing.T) {
+	vs := testenv.StartVault(t)
+	vc, err := vault.New(vault.Config{Address: vs.Addr, Token: vs.RootToken})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if r := a.call("admin", "POST", pool+"?verify=maybe", client.AddKeyRequest{APIKey: good}); r.status != 400 {
-		t.Fatalf("verify=maybe: %d", r.status)
+	st := newStore(t, testenv.DatabaseURL(t))
+	router := handlers.NewRouter(handlers.Options{Dependencies: []handlers.Dependency{
+		{Name: "vault", Check: vc.CheckToken},
+		{Name: "postgres", Check: st.Ping},
+	}})
+
+	if a := getReady(t, router); a.status != http.StatusOK || a.body["status"] != "ready" {
+		t.Fatalf("with Vault and Postgres up: %d %s", a.status, a.raw)
 	}
-	if r := a.call("admin", "POST", pool+"?verify=true", client.AddKeyRequest{APIKey: good, KeyID: "good"}); r.status != 201 {
-		t.Fatalf("an accepted key: %d %s", r.status, r.body)
+
+	vs.Kill()
+	// Readiness answers from a result at most a second old: it turns
+	// within a moment, not at once.
+	a := readyWithin(t, router, http.StatusServiceUnavailable, 5*time.Second)
+	code, msg := errorOf(t, a)
+	if code != "dependency_unavailable" || !strings.Contains(msg, "vault") || strings.Contains(msg, "postgres") {
+		t.Fatalf("with Vault killed: code %q message %q", code, msg)
 	}
-	if r := a.call("admin", "POST", pool, client.AddKeyRequest{APIKey: bad, KeyID: "unchecked"}); r.status != 201 {
-		t.Fatalf("a key stored without verification: %d %s", r.status, r.body)
+	if a.retryAfter == "" {
+		t.Fatal("503 without Retry-After")
 	}
-	var tr client.KeyTestResult
-	r = a.call("admin", "POST", pool+"/good/test", nil)
-	r.decode(t, &tr)
-	if r.status != 200 || tr.Result != "accepted" || tr.Status != 200 || tr.Health != "healthy" {
-		t.Fatalf("test of a good key: %d %s", r.status, r.body)
+	// The internal cause (address, dial error) stays out of the answer.
+	if strings.Contains(a.raw, "127.0.0.1") || strings.Contains(a.raw, vs.RootToken) {
+		t.Fatalf("readyz leaks the cause: %s", a.raw)
 	}
-	r = a.call("admin", "POST", pool+"/unchecked/test", nil)
-	r.decode(t, &tr)
-	if r.status != 200 || tr.Result != "refused" || tr.Status != 401 || tr.Health != "failing" {
-		t.Fatalf("test of a refused key: %d %s", r.status, r.body)
+}
+
+func TestReadyzRefusesABadVaultToken(t *testing.T) {
+	addr, _ := testenv.Vault(t)
+	vc, err := vault.New(vault.Config{Address: addr, Token: "hvs.not-a-token"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	var meta client.KeyMetadata
-	a.call("admin", "GET", pool+"/unchecked", nil).decode(t, &meta)
-	if meta.Health != "failing" || meta.HealthChangedAt == nil {
-		t.Fatalf("metadata of a failing key: %+v", meta)
+	router := handlers.NewRouter(handlers.Options{Dependencies: []handlers.Dependency{{Name: "vault", Check: vc.CheckToken}}})
+	a := getReady(t, router)
+	if a.status != http.StatusServiceUnavailable {
+		t.Fatalf("with a bad token: %d %s", a.status, a.raw)
 	}
-	if r := a.call("reader", "POST", pool+"/good/test", nil); r.status != 403 {
-		t.Fatalf("a reader testing a key: %d", r.status)
+	if err := vc.CheckToken(context.Background()); !errors.Is(err, vault.ErrTokenInvalid) {
+		t.Fatalf("CheckToken with a bad token: %v", err)
 	}
-	if r := a.call("admin", "POST", pool+"/nosuch/test", nil); r.status != 404 {
-		t.Fatalf("a test of an unknown key: %d", r.status)
+}
+
+func TestReadyzFollowsPostgres(t *testing.T) {
+	// A port nothing listens on: the real pgx dial fails.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Without a checker (or the reader identity), a test is not available.
-	plain := newAPI(t, handlers.ModeAll)
-	plain.call("admin", "POST", pool, client.AddKeyRequest{APIKey: openaiKey(t), KeyID: "k"})
-	if r := plain.call("admin", "POST", pool+"/k/test", nil); r.status != 501 || r.code() != "not_available_in_mode" {
-		t.Fatalf("a test without a checker: %d %s", r.status, r.body)
+	closedAddr := l.Addr().String()
+	l.Close()
+	st := newStore(t, "postgres://u:secretpw@"+closedAddr+"/db?sslmode=disable&connect_timeout=1")
+	router := handlers.NewRouter(handlers.Options{Dependencies: []handlers.Dependency{{Name: "postgres", Check: st.Ping}}})
+	a := getReady(t, router)
+	if a.status != http.StatusServiceUnavailable {
+		t.Fatalf("with Postgres down: %d %s", a.status, a.raw)
+	}
+	if code, msg := errorOf(t, a); code != "dependency_unavailable" || !strings.Contains(msg, "postgres") {
+		t.Fatalf("with Postgres down: code %q message %q", code, msg)
+	}
+	if err := st.Ping(context.Background()); err == nil || strings.Contains(err.Error(), "secretpw") {
+		t.Fatalf("Ping error must exist and leave the password out: %v", err)
+	}
+}
+
+func TestHealthzAndUnknownRoutes(t *testing.T) {
+	router := handlers.NewRouter(handlers.Options{})
+	rec := httptest.NewRecorder()
+	router.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("healthz: %d", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	router.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/nope", nil))
+	var body struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if rec.Code != http.StatusNotFound || json.Unmarshal(rec.Body.Bytes(), &body) != nil || body.Error.Code != "not_found" {
+		t.Fatalf("unknown route: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	router.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/healthz", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Fatalf("POST /healthz: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// readyWithin polls /readyz until it answers status (a cached result ages
+// out within a second), failing the test after wait.
+func readyWithin(t *testing.T, h http.Handler, status int, wait time.Duration) readyAnswer {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		a := getReady(t, h)
+		if a.status == status {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still answers %d %s after %s, want %d", a.status, a.raw, wait, status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A burst of probes costs one round of dependency checks, and a failing
+// dependency is logged when it starts failing, not once per probe.
+func TestReadyzAnswersABurstFromOneRoundOfChecks(t *testing.T) {
+	var checks atomic.Int32
+	release := make(chan struct{})
+	var logBuf testenv.SyncBuffer
+	router := handlers.NewRouter(handlers.Options{Logger: slog.New(slog.NewTextHandler(&logBuf, nil)),
+		Dependencies: []handlers.Dependency{{Name: "vault", Check: func(ctx context.Context) error {
+			checks.Add(1)
+			<-release
+			return errors.New("sealed")
+		}}}})
+	var wg sync.WaitGroup
+	statuses := make(chan int, 20)
+	for range 20 {
+		wg.Go(func() { statuses <- getReady(t, router).status })
+	}
+	// Let the first check finish only when every probe is waiting on it
+	// or has been answered from it.
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		if s != http.StatusServiceUnavailable {
+			t.Fatalf("a probe answered %d", s)
+		}
+	}
+	for range 20 {
+		getReady(t, router)
+	}
+	if n := checks.Load(); n != 1 {
+		t.Fatalf("40 probes within a second ran %d rounds of checks, want 1", n)
+	}
+	if n := strings.Count(logBuf.String(), "readiness: dependency unavailable"); n != 1 {
+		t.Fatalf("the failing dependency was logged %d times, want 1:\n%s", n, logBuf.String())
 	}
 }
