@@ -76,8 +76,7 @@ func resolveAs(t *testing.T, b *broker.Broker, ws string) broker.Resolution {
 func TestReportsFailOverAcrossReplicasAndRecover(t *testing.T) {
 	ctx := context.Background()
 	provider := newOpenAIStandIn(t)
-	var e *env
-	e = newEnv(t, func(c *broker.Config) { c.Checker = provider.checker(t) })
+	e := newEnv(t, func(c *broker.Config) { c.Checker = provider.checker(t) })
 	ws := e.workspc
 	pool := broker.WorkspaceScope(ws).Pool("openai")
 	first := addKey(t, e, pool, "first", 10, "")

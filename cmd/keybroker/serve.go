@@ -47,6 +47,8 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f.Int(&cfg.RateLimits.PerTokenBurst, "rate-limit-burst", "KEYBROKER_RATE_LIMIT_BURST", 1000, "requests one token may send at once above its rate")
 	f.Float64(&cfg.RateLimits.FailedAuthPerAddr, "rate-limit-failed-auth", "KEYBROKER_RATE_LIMIT_FAILED_AUTH", 5, "sustained failed authentications per second from one client address (negative: off)")
 	f.Int(&cfg.RateLimits.FailedAuthBurst, "rate-limit-failed-auth-burst", "KEYBROKER_RATE_LIMIT_FAILED_AUTH_BURST", 20, "failed authentications one address may make at once above its rate")
+	f.Float64(&cfg.RateLimits.ReportsPerToken, "rate-limit-reports", "KEYBROKER_RATE_LIMIT_REPORTS", 20, "sustained /v1/resolve/report calls per second of one token (negative: off)")
+	f.Int(&cfg.RateLimits.ReportsBurst, "rate-limit-reports-burst", "KEYBROKER_RATE_LIMIT_REPORTS_BURST", 100, "reports one token may send at once above its rate")
 	f.String(&cfg.TLSCertFile, "tls-cert-file", "KEYBROKER_TLS_CERT_FILE", "", "PEM certificate (chain) of the API listener; with --tls-key-file, serve TLS 1.2+ (re-read when the file changes)")
 	f.String(&cfg.TLSKeyFile, "tls-key-file", "KEYBROKER_TLS_KEY_FILE", "", "PEM private key of the API listener")
 	f.String(&cfg.TLSClientCAFile, "tls-client-ca-file", "KEYBROKER_TLS_CLIENT_CA_FILE", "", "PEM CAs; when set, every client must present a certificate they signed (mutual TLS)")
