@@ -42,7 +42,7 @@ func TestLimiterRefusesPastTheBurstAndSaysWhenToRetry(t *testing.T) {
 		t.Fatal("another address was blocked")
 	}
 	want := `
-# HELP keybroker_rate_limited_total Requests refused with 429, by the limit that refused them (token: an authenticated token's rate; failed_auth: a client address's failed authentications).
+# HELP keybroker_rate_limited_total Requests refused with 429, by the limit that refused them (token: an authenticated token's rate; failed_auth: a client address's failed authentications; report: a token's reports).
 # TYPE keybroker_rate_limited_total counter
 keybroker_rate_limited_total{limit="failed_auth"} 1
 keybroker_rate_limited_total{limit="token"} 1
