@@ -94,6 +94,7 @@ const (
 	ActionResolve          // the workspace is the one resolved for
 	ActionGlobalAudit      // the operator-wide trail
 	ActionLinkOrganization // set the organization a workspace belongs to
+	ActionManageTokens     // list, create and revoke API tokens
 )
 
 // Allowed reports whether p may do action on scope (the zero Scope for

@@ -502,3 +502,24 @@ func (c *Client) AddVerifiedKey(ctx context.Context, scope Scope, provider strin
 	_, err := c.do(ctx, http.MethodPost, poolPath(scope, provider)+"?verify=true", nil, req, &out)
 	return out, err
 }
+
+// Tokens lists the API tokens (operators; never a token).
+func (c *Client) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	var out TokenList
+	_, err := c.do(ctx, http.MethodGet, "/v1/tokens", nil, nil, &out)
+	return out.Tokens, err
+}
+
+// CreateToken creates an API token (operators); the answer holds the token
+// this once.
+func (c *Client) CreateToken(ctx context.Context, req CreateTokenRequest) (CreatedToken, error) {
+	var out CreatedToken
+	_, err := c.do(ctx, http.MethodPost, "/v1/tokens", nil, req, &out)
+	return out, err
+}
+
+// RevokeToken revokes token id (operators).
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil, nil)
+	return err
+}

@@ -304,3 +304,47 @@ type KeyTestResult struct {
 	Health    string    `json:"health"`
 	CheckedAt time.Time `json:"checkedAt"`
 }
+
+// TokenInfo describes an API token (GET /v1/tokens): never the token or
+// its hash.
+type TokenInfo struct {
+	ID            string     `json:"id"`
+	Role          string     `json:"role"`
+	Workspaces    []string   `json:"workspaces"`
+	Organizations []string   `json:"organizations"`
+	Description   string     `json:"description"`
+	CreatedBy     string     `json:"createdBy"`
+	CreatedAt     time.Time  `json:"createdAt"`
+	ExpiresAt     *time.Time `json:"expiresAt,omitempty"`
+	RevokedAt     *time.Time `json:"revokedAt,omitempty"`
+	// State is active, expired or revoked.
+	State string `json:"state"`
+}
+
+// TokenList answers GET /v1/tokens, newest first.
+type TokenList struct {
+	Tokens []TokenInfo `json:"tokens"`
+}
+
+// CreateTokenRequest is the body of POST /v1/tokens (operators).
+type CreateTokenRequest struct {
+	Role          string   `json:"role"`
+	Workspaces    []string `json:"workspaces,omitempty"`
+	Organizations []string `json:"organizations,omitempty"`
+	// TTLSeconds is the lifetime (0: 90 days, operators 30 days).
+	TTLSeconds  int    `json:"ttlSeconds,omitempty"`
+	NoExpiry    bool   `json:"noExpiry,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// CreatedToken answers POST /v1/tokens: the token, shown this once.
+type CreatedToken struct {
+	Token string `json:"token"`
+	TokenInfo
+}
+
+// String never shows the token.
+func (c CreatedToken) String() string { return "CreatedToken{ID:" + c.ID + " Token:<redacted>}" }
+
+// GoString never shows the token.
+func (c CreatedToken) GoString() string { return c.String() }

@@ -11,12 +11,17 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/store"
 )
 
 // Authenticator is what the handlers need of package auth.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (auth.Principal, error)
 	RecordDenial(ctx context.Context, p auth.Principal, scope broker.Scope, provider, route, remoteAddr, requestID string) error
+	// The token routes (operators).
+	Create(ctx context.Context, req auth.CreateRequest) (string, store.TokenRecord, error)
+	List(ctx context.Context) ([]store.TokenRecord, error)
+	Revoke(ctx context.Context, id, by, remoteAddr, requestID string) error
 }
 
 var _ Authenticator = (*auth.Service)(nil)
@@ -99,6 +104,8 @@ func (s *server) authorize(c *gin.Context, action auth.Action, scope broker.Scop
 		msg = "this resolver token is limited to other workspaces"
 	case scope.Kind == broker.ScopeHosted:
 		msg = "only an operator manages the platform's hosted keys"
+	case action == auth.ActionManageTokens:
+		msg = "only an operator lists, creates and revokes tokens"
 	case action == auth.ActionLinkOrganization:
 		msg = "only an operator links a workspace to an organization (or changes or removes the link)"
 	}

@@ -171,6 +171,9 @@ func NewRouter(opts Options) *gin.Engine {
 			v1.PUT("/workspaces/:ws/settings", s.putSettings)
 			v1.GET("/workspaces/:ws/effective", s.effective)
 			v1.GET("/audit", s.listGlobalAudit)
+			v1.GET("/tokens", s.listTokens)
+			v1.POST("/tokens", s.createToken)
+			v1.DELETE("/tokens/:id", s.revokeToken)
 		}
 		if opts.Mode == ModeAll || opts.Mode == ModeResolver {
 			v1.POST("/resolve", s.resolve)

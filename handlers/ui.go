@@ -11,7 +11,7 @@ import (
 // no external fonts, no inline script. It talks to the v1 API with the
 // bearer token the admin pastes (kept in sessionStorage only).
 //
-//go:embed ui/index.html ui/app.js ui/style.css
+//go:embed ui/index.html ui/app.js ui/style.css ui/favicon.svg
 var uiFiles embed.FS
 
 // uiHeaders are set on every /ui/ answer.
@@ -34,8 +34,17 @@ func registerUI(r *gin.Engine) {
 		return func(c *gin.Context) { c.Data(http.StatusOK, contentType, b) }
 	}
 	ui := r.Group("/ui", uiHeaders)
-	ui.GET("/", serve("index.html", "text/html; charset=utf-8"))
-	ui.GET("/app.js", serve("app.js", "text/javascript; charset=utf-8"))
-	ui.GET("/style.css", serve("style.css", "text/css; charset=utf-8"))
+	for path, file := range map[string][2]string{
+		"/":            {"index.html", "text/html; charset=utf-8"},
+		"/app.js":      {"app.js", "text/javascript; charset=utf-8"},
+		"/style.css":   {"style.css", "text/css; charset=utf-8"},
+		"/favicon.svg": {"favicon.svg", "image/svg+xml"},
+	} {
+		h := serve(file[0], file[1])
+		ui.GET(path, h)
+		ui.HEAD(path, h) // monitors and link checkers ask with HEAD
+	}
+	// Browsers ask for /favicon.ico whatever the page says.
+	r.GET("/favicon.ico", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/ui/favicon.svg") })
 	r.GET("/ui", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/ui/") })
 }

@@ -313,6 +313,28 @@ func TestAdminPageSecurityHeaders(t *testing.T) {
 	if strings.Contains(b.String(), "<script>") || strings.Contains(b.String(), "onclick=") {
 		t.Fatal("the page has inline script")
 	}
+	// HEAD is answered as GET is, without a body; the icon is served, and
+	// /favicon.ico leads to it.
+	for _, path := range []string{"/ui/", "/ui/app.js", "/ui/favicon.svg"} {
+		req, _ := http.NewRequest(http.MethodHead, a.srv.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(body) != 0 || resp.Header.Get("Content-Security-Policy") == "" || resp.Header.Get("Content-Type") == "" {
+			t.Fatalf("HEAD %s: %d %v (%d bytes)", path, resp.StatusCode, resp.Header, len(body))
+		}
+	}
+	resp, err = http.Get(a.srv.URL + "/favicon.ico")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/svg+xml" {
+		t.Fatalf("/favicon.ico: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
 	// The resolver-only server has no admin page.
 	r := newAPI(t, handlers.ModeResolver)
 	if resp, err := http.Get(r.srv.URL + "/ui/"); err != nil || resp.StatusCode != 404 {

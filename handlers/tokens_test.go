@@ -1,0 +1,88 @@
+package handlers_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/keybroker/keybroker/client"
+	"github.com/keybroker/keybroker/handlers"
+)
+
+func TestTokenRoutesAreTheOperatorsAndShowATokenOnce(t *testing.T) {
+	a := newAPI(t, handlers.ModeAll)
+	var created client.CreatedToken
+	r := a.call("operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "admin", Workspaces: []string{"ws1"}, TTLSeconds: 3600, Description: "page admins"})
+	r.decode(t, &created)
+	remember(created.Token)
+	if r.status != 201 || !strings.HasPrefix(created.Token, "kbt_") || created.Role != "admin" || created.State != "active" ||
+		created.ExpiresAt == nil || r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("create: %d %v", r.status, created)
+	}
+	// The new token works; the list never shows a token (or its hash).
+	if r := a.call(created.Token, "GET", "/v1/workspaces/ws1/keys", nil); r.status != 200 {
+		t.Fatalf("the new token: %d", r.status)
+	}
+	r = a.call("operator", "GET", "/v1/tokens", nil)
+	var list client.TokenList
+	r.decode(t, &list)
+	if r.status != 200 || strings.Contains(string(r.body), created.Token) || strings.Contains(string(r.body), "hash") {
+		t.Fatalf("list: %d %s", r.status, r.body)
+	}
+	found := false
+	for _, tok := range list.Tokens {
+		if tok.ID == created.ID && tok.Description == "page admins" && tok.State == "active" && strings.HasPrefix(tok.CreatedBy, "token:") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the new token is not listed: %+v", list.Tokens)
+	}
+	before := a.snapshot(t)
+	for _, tc := range []struct {
+		name, as, method, path string
+		body                   any
+		status                 int
+		code                   string
+	}{
+		{"an admin lists", "admin", "GET", "/v1/tokens", nil, 403, "forbidden"},
+		{"an admin creates", "admin", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "operator"}, 403, "forbidden"},
+		{"a resolver revokes", "resolver", "DELETE", "/v1/tokens/" + created.ID, nil, 403, "forbidden"},
+		{"an unknown role", "operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "root"}, 400, "invalid_request"},
+		{"an admin of nothing", "operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "admin"}, 400, "invalid_request"},
+		{"a bad workspace id", "operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "reader", Workspaces: []string{"WS 1"}}, 400, "invalid_request"},
+		{"a lifetime of two years", "operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "resolver", TTLSeconds: 2 * 366 * 86400}, 400, "invalid_request"},
+		{"a long operator token", "operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "operator", TTLSeconds: 60 * 86400}, 400, "invalid_request"},
+		{"an unknown field", "operator", "POST", "/v1/tokens", `{"role":"resolver","hash":"x"}`, 400, "malformed_json"},
+		{"an unknown token", "operator", "DELETE", "/v1/tokens/tok_0000000000000000", nil, 404, "not_found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := a.call(tc.as, tc.method, tc.path, tc.body); r.status != tc.status || r.code() != tc.code {
+				t.Fatalf("answered %d %s, want %d %s", r.status, r.body, tc.status, tc.code)
+			}
+		})
+	}
+	if a.snapshot(t) != before {
+		t.Fatal("refused token calls changed keys")
+	}
+	if r := a.call("operator", "DELETE", "/v1/tokens/"+created.ID, nil); r.status != 204 {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	if r := a.call(created.Token, "GET", "/v1/workspaces/ws1/keys", nil); r.status != 401 {
+		t.Fatalf("the revoked token: %d", r.status)
+	}
+	if r := a.call("operator", "DELETE", "/v1/tokens/"+created.ID, nil); r.status != 404 {
+		t.Fatalf("revoking twice: %d", r.status)
+	}
+	// Both are in the workspace's trail, by the operator's token.
+	var page client.AuditPage
+	a.call("admin", "GET", "/v1/workspaces/ws1/audit", nil).decode(t, &page)
+	var actions []string
+	for _, ev := range page.Events {
+		if strings.HasPrefix(ev.Action, "token.") && strings.Contains(ev.Detail, created.ID) {
+			actions = append(actions, ev.Action+" by "+ev.Actor)
+		}
+	}
+	if got := strings.Join(actions, ", "); got != "token.revoke by token:"+a.ids["operator"]+", token.create by token:"+a.ids["operator"] {
+		t.Fatalf("trail: %s", got)
+	}
+}
