@@ -52,6 +52,7 @@ type MetadataStore interface {
 	AppendAudit(ctx context.Context, ev AuditEvent) error
 	ListAudit(ctx context.Context, scope Scope, before int64, limit int) ([]AuditEvent, error)
 	ListAllAudit(ctx context.Context, before int64, limit int) ([]AuditEvent, error)
+	QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
 	ListAllKeys(ctx context.Context) ([]KeyRecord, error)
 }
 

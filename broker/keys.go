@@ -777,3 +777,26 @@ func (b *Broker) refuseEchoedMask(ctx context.Context, ref KeyRef, value string)
 	}
 	return nil
 }
+
+// QueryAudit returns a page of a scope's trail, or of the global one, with
+// the query's filters.
+func (b *Broker) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error) {
+	if err := b.canManage(); err != nil {
+		return nil, err
+	}
+	if q.Scope != nil {
+		if err := q.Scope.Check(); err != nil {
+			return nil, err
+		}
+	}
+	for what, v := range map[string]string{"action": q.Action, "outcome": q.Outcome, "actor": q.Actor} {
+		if len(v) > 128 || strings.ContainsFunc(v, unicode.IsControl) {
+			return nil, refuse(ErrInvalidRequest, "%s must be at most 128 characters, without control characters", what)
+		}
+	}
+	evs, err := b.store.QueryAudit(ctx, q)
+	if err != nil {
+		return nil, fromStore(err)
+	}
+	return evs, nil
+}

@@ -150,3 +150,14 @@ type Invalidation struct {
 	Provider string
 	KeyID    string
 }
+
+// AuditQuery selects a page of a trail: a scope's (Scope set) or the
+// global one (nil), newest first, ids below Before (0: from the newest),
+// at most Limit, and, when set, only events of that Action, Outcome and
+// Actor.
+type AuditQuery struct {
+	Scope                   *Scope
+	Before                  int64
+	Limit                   int
+	Action, Outcome, Actor string
+}

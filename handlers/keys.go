@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -447,9 +446,7 @@ func (s *server) listAudit(c *gin.Context) {
 	if !ok || !s.authorize(c, auth.ActionManageKeys, sc, "") {
 		return
 	}
-	s.auditPage(c, func(ctx context.Context, before int64, limit int) ([]broker.AuditEvent, error) {
-		return s.keys.Audit(ctx, sc, before, limit)
-	})
+	s.auditPage(c, &sc)
 }
 
 // listGlobalAudit is the operator's trail: every event, the operator-wide
@@ -458,10 +455,12 @@ func (s *server) listGlobalAudit(c *gin.Context) {
 	if !s.authorize(c, auth.ActionGlobalAudit, broker.Scope{}, "") {
 		return
 	}
-	s.auditPage(c, s.keys.AuditAll)
+	s.auditPage(c, nil)
 }
 
-func (s *server) auditPage(c *gin.Context, list func(ctx context.Context, before int64, limit int) ([]broker.AuditEvent, error)) {
+// auditPage answers a page of a scope's trail (nil: the global one), with
+// the optional filters action, outcome and actor.
+func (s *server) auditPage(c *gin.Context, scope *broker.Scope) {
 	limit := defaultAuditLimit
 	if l := c.Query("limit"); l != "" {
 		n, err := strconv.Atoi(l)
@@ -480,7 +479,8 @@ func (s *server) auditPage(c *gin.Context, list func(ctx context.Context, before
 		}
 		before = n
 	}
-	evs, err := list(c.Request.Context(), before, limit+1)
+	evs, err := s.keys.QueryAudit(c.Request.Context(), broker.AuditQuery{Scope: scope, Before: before, Limit: limit + 1,
+		Action: c.Query("action"), Outcome: c.Query("outcome"), Actor: c.Query("actor")})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return

@@ -28,6 +28,7 @@ type KeyService interface {
 	LinkedWorkspaces(ctx context.Context, org string) ([]broker.LinkedWorkspace, error)
 	Audit(ctx context.Context, scope broker.Scope, before int64, limit int) ([]broker.AuditEvent, error)
 	AuditAll(ctx context.Context, before int64, limit int) ([]broker.AuditEvent, error)
+	QueryAudit(ctx context.Context, q broker.AuditQuery) ([]broker.AuditEvent, error)
 	Resolve(ctx context.Context, req broker.ResolveRequest) (broker.Resolution, error)
 	Report(ctx context.Context, req broker.ReportRequest) (broker.ReportResult, error)
 	TestKey(ctx context.Context, actor broker.Actor, ref broker.KeyRef) (broker.TestResult, error)

@@ -86,3 +86,40 @@ func TestTokenRoutesAreTheOperatorsAndShowATokenOnce(t *testing.T) {
 		t.Fatalf("trail: %s", got)
 	}
 }
+
+func TestAuditPagesFilterByActionOutcomeAndActor(t *testing.T) {
+	a := newAPI(t, handlers.ModeAll)
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)})
+	a.call("reader", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)}) // denied
+	page := func(as, query string) []client.AuditEvent {
+		t.Helper()
+		var p client.AuditPage
+		r := a.call(as, "GET", "/v1/workspaces/ws1/audit?"+query, nil)
+		if r.status != 200 {
+			t.Fatalf("audit?%s: %d %s", query, r.status, r.body)
+		}
+		r.decode(t, &p)
+		return p.Events
+	}
+	if evs := page("admin", "action=key.rotate"); len(evs) != 1 || evs[0].Action != "key.rotate" {
+		t.Fatalf("action=key.rotate: %+v", evs)
+	}
+	if evs := page("admin", "outcome=forbidden"); len(evs) != 1 || evs[0].Action != "access.denied" {
+		t.Fatalf("outcome=forbidden: %+v", evs)
+	}
+	if evs := page("admin", "actor=token:"+a.ids["admin"]+"&action=key.create"); len(evs) != 1 {
+		t.Fatalf("actor and action: %+v", evs)
+	}
+	if evs := page("admin", "action=nothing.like.this"); len(evs) != 0 {
+		t.Fatalf("an action that never happened: %+v", evs)
+	}
+	var all client.AuditPage
+	a.call("operator", "GET", "/v1/audit?action=key.create&limit=1", nil).decode(t, &all)
+	if len(all.Events) != 1 || all.Events[0].Action != "key.create" {
+		t.Fatalf("global trail, filtered: %+v", all)
+	}
+	if r := a.call("admin", "GET", "/v1/workspaces/ws1/audit?actor="+strings.Repeat("x", 200), nil); r.status != 400 {
+		t.Fatalf("a 200-character actor: %d", r.status)
+	}
+}

@@ -157,3 +157,22 @@ func (s *Store) PruneAudit(ctx context.Context, olderThan time.Duration, actor s
 	}
 	return n, nil
 }
+
+// QueryAudit returns the page of a trail that q selects (see
+// broker.AuditQuery).
+func (s *Store) QueryAudit(ctx context.Context, q broker.AuditQuery) ([]AuditEvent, error) {
+	before := q.Before
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	scope, scopeID, global := "", "", q.Scope == nil
+	if !global {
+		scope, scopeID = string(q.Scope.Kind), q.Scope.ID
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+auditColumns+` FROM audit_events
+		WHERE ($1 OR (scope = $2 AND scope_id = $3)) AND id < $4
+		  AND ($5 = '' OR action = $5) AND ($6 = '' OR outcome = $6) AND ($7 = '' OR actor = $7)
+		ORDER BY id DESC LIMIT $8`,
+		global, scope, scopeID, before, q.Action, q.Outcome, q.Actor, q.Limit)
+	return collectAudit(rows, err, "(query)")
+}
