@@ -156,8 +156,8 @@ type Invalidation struct {
 // at most Limit, and, when set, only events of that Action, Outcome and
 // Actor.
 type AuditQuery struct {
-	Scope                   *Scope
-	Before                  int64
-	Limit                   int
+	Scope                  *Scope
+	Before                 int64
+	Limit                  int
 	Action, Outcome, Actor string
 }
