@@ -37,6 +37,29 @@ type SettingsStore interface {
 	WorkspaceSettings(ctx context.Context, workspace string) (Settings, error)
 	PutWorkspaceSettings(ctx context.Context, workspace string, s Settings, ev AuditEvent) error
 	LinkedWorkspaces(ctx context.Context, org string) ([]LinkedWorkspace, error)
+	// ListScopes lists the workspaces and organizations that have keys or
+	// settings (kind "": both), whose id contains query, after the cursor.
+	ListScopes(ctx context.Context, kind, query string, after Scope, limit int) ([]Scope, error)
+}
+
+// ListScopes returns up to limit workspaces and organizations keybroker
+// knows of (kind ScopeWorkspace, ScopeOrganization, or "" for both) whose
+// id contains query, sorted by kind then id, after the cursor scope.
+func (b *Broker) ListScopes(ctx context.Context, kind ScopeKind, query string, after Scope, limit int) ([]Scope, error) {
+	if b.settingsStore == nil {
+		return nil, fmt.Errorf("list scopes: %w: no settings store", ErrNotConfigured)
+	}
+	if kind != "" && kind != ScopeWorkspace && kind != ScopeOrganization {
+		return nil, refuse(ErrInvalidRequest, "kind must be workspace or organization")
+	}
+	if len(query) > 63 {
+		return nil, refuse(ErrInvalidRequest, "the search must be at most 63 characters")
+	}
+	out, err := b.settingsStore.ListScopes(ctx, string(kind), query, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list scopes: %w", fromStore(err))
+	}
+	return out, nil
 }
 
 // LinkedWorkspace is a workspace linked to an organization, with its

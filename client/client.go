@@ -523,3 +523,24 @@ func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	_, err := c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil, nil)
 	return err
 }
+
+// Scopes lists the workspaces and organizations the caller may open
+// (kind "workspace", "organization" or "" for both; query: part of the id).
+func (c *Client) Scopes(ctx context.Context, kind, query, cursor string, limit int) (ScopeList, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"kind": kind, "q": query, "cursor": cursor} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	path := "/v1/scopes"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out ScopeList
+	_, err := c.do(ctx, http.MethodGet, path, nil, nil, &out)
+	return out, err
+}

@@ -348,3 +348,16 @@ func (c CreatedToken) String() string { return "CreatedToken{ID:" + c.ID + " Tok
 
 // GoString never shows the token.
 func (c CreatedToken) GoString() string { return c.String() }
+
+// ScopeInfo names a workspace or an organization (GET /v1/scopes).
+type ScopeInfo struct {
+	Kind string `json:"kind"`
+	ID   string `json:"id"`
+}
+
+// ScopeList answers GET /v1/scopes: the scopes the caller may open, by
+// kind then id; NextCursor, when set, is the cursor of the next page.
+type ScopeList struct {
+	Scopes     []ScopeInfo `json:"scopes"`
+	NextCursor string      `json:"nextCursor,omitempty"`
+}

@@ -123,3 +123,60 @@ func TestAuditPagesFilterByActionOutcomeAndActor(t *testing.T) {
 		t.Fatalf("a 200-character actor: %d", r.status)
 	}
 }
+
+func TestScopesListWhatTheCallerMayOpen(t *testing.T) {
+	a := newAPI(t, handlers.ModeAll)
+	for _, path := range []string{"/v1/workspaces/ws1/providers/openai/keys", "/v1/workspaces/ws2/providers/openai/keys",
+		"/v1/organizations/acme/providers/openai/keys", "/v1/hosted/providers/openai/keys"} {
+		if r := a.call("operator", "POST", path, client.AddKeyRequest{APIKey: openaiKey(t)}); r.status != 201 {
+			t.Fatalf("fixture %s: %d %s", path, r.status, r.body)
+		}
+	}
+	if r := a.call("operator", "PUT", "/v1/workspaces/ws9/settings", client.SettingsRequest{Organization: new("beta")}); r.status != 200 {
+		t.Fatalf("fixture: %d", r.status)
+	}
+	list := func(as, query string) client.ScopeList {
+		t.Helper()
+		var l client.ScopeList
+		r := a.call(as, "GET", "/v1/scopes?"+query, nil)
+		if r.status != 200 {
+			t.Fatalf("scopes?%s as %s: %d %s", query, as, r.status, r.body)
+		}
+		r.decode(t, &l)
+		return l
+	}
+	names := func(l client.ScopeList) string {
+		var out []string
+		for _, s := range l.Scopes {
+			out = append(out, s.Kind+"/"+s.ID)
+		}
+		return strings.Join(out, " ")
+	}
+	if got := names(list("operator", "")); got != "organization/acme organization/beta workspace/ws1 workspace/ws2 workspace/ws9" {
+		t.Fatalf("an operator's scopes: %s", got)
+	}
+	if got := names(list("operator", "kind=workspace&q=s2")); got != "workspace/ws2" {
+		t.Fatalf("workspaces matching s2: %s", got)
+	}
+	first := list("operator", "limit=2")
+	second := list("operator", "limit=2&cursor="+first.NextCursor)
+	if names(first) != "organization/acme organization/beta" || names(second) != "workspace/ws1 workspace/ws2" || second.NextCursor == "" {
+		t.Fatalf("pages: %q (%s), %q (%s)", names(first), first.NextCursor, names(second), second.NextCursor)
+	}
+	if got := names(list("admin", "")); got != "workspace/ws1" {
+		t.Fatalf("an admin's scopes: %s", got)
+	}
+	if got := names(list("org-reader", "")); got != "organization/acme" {
+		t.Fatalf("an organization reader's scopes: %s", got)
+	}
+	for _, tc := range []struct {
+		as, query string
+		status    int
+	}{
+		{"resolver", "", 403}, {"operator", "kind=team", 400}, {"admin", "kind=team", 400}, {"operator", "limit=0", 400}, {"operator", "cursor=nonsense", 400},
+	} {
+		if r := a.call(tc.as, "GET", "/v1/scopes?"+tc.query, nil); r.status != tc.status {
+			t.Errorf("scopes?%s as %s: %d, want %d", tc.query, tc.as, r.status, tc.status)
+		}
+	}
+}

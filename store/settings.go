@@ -108,3 +108,29 @@ func (s *Store) LinkedWorkspaces(ctx context.Context, org string) ([]broker.Link
 	}
 	return out, nil
 }
+
+// ListScopes returns the workspaces and organizations that have keys or
+// settings (kind "" for both), whose id contains query, sorted by kind and
+// id, after the (kind, id) cursor, at most limit.
+func (s *Store) ListScopes(ctx context.Context, kind, query string, after broker.Scope, limit int) ([]broker.Scope, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH scopes AS (
+			SELECT scope AS kind, scope_id AS id FROM provider_keys WHERE scope <> 'hosted'
+			UNION SELECT 'workspace', workspace FROM workspace_settings
+			UNION SELECT 'organization', organization FROM workspace_settings WHERE organization IS NOT NULL)
+		SELECT kind, id FROM scopes
+		WHERE ($1 = '' OR kind = $1) AND strpos(id, $2) > 0 AND (kind, id) > ($3, $4)
+		ORDER BY kind, id LIMIT $5`, kind, query, string(after.Kind), after.ID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list scopes: %w", classify(err))
+	}
+	var out []broker.Scope
+	var k, id string
+	if _, err := pgx.ForEachRow(rows, []any{&k, &id}, func() error {
+		out = append(out, broker.Scope{Kind: broker.ScopeKind(k), ID: id})
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list scopes: %w", classify(err))
+	}
+	return out, nil
+}
