@@ -285,6 +285,38 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 	if controls != 0 {
 		t.Fatalf("a reader sees %d edit controls", controls)
 	}
+
+	// An operator finds scopes by search; the URL names the open one, so a
+	// reload lands there; an invalid id says so and leaves nothing of the
+	// previous scope on screen.
+	eval[bool](t, ctx, `sessionStorage.clear(), true`)
+	run(t, ctx, "sign in as an operator",
+		chromedp.Navigate(a.srv.URL+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), a.tokens["operator"]),
+		chromedp.Click(chromedp.CSS(`#signin button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("workspaces-section")))
+	waitText(t, ctx, "#workspace-list", "Workspace ws1")
+	waitText(t, ctx, "#workspace-list", "Organization acme")
+	run(t, ctx, "search", chromedp.SendKeys(chromedp.ID("scope-search"), "acm"),
+		chromedp.WaitVisible(chromedp.CSS(`#workspace-list[data-query="acm"] button[data-scope="organization/acme"]`)))
+	if n := eval[int](t, ctx, `document.querySelectorAll('#workspace-list button').length`); n != 1 {
+		t.Fatalf("the search for acm shows %d scopes", n)
+	}
+	run(t, ctx, "open the organization", chromedp.Click(chromedp.CSS(`button[data-scope="organization/acme"]`)))
+	waitText(t, ctx, "#workspace-title", "Organization acme")
+	if h := eval[string](t, ctx, `location.hash`); h != "#/organization/acme" {
+		t.Fatalf("the URL names %q", h)
+	}
+	run(t, ctx, "reload", chromedp.Reload())
+	waitText(t, ctx, "#workspace-title", "Organization acme")
+	run(t, ctx, "open an invalid workspace id",
+		chromedp.SendKeys(chromedp.ID("workspace-id"), "Bad/Id"),
+		chromedp.Click(chromedp.CSS(`#open-workspace button[type=submit]`)))
+	waitText(t, ctx, "#open-error", "is not a workspace id")
+	if visible := eval[bool](t, ctx, `!document.getElementById('workspace-section').hidden`); visible {
+		t.Fatal("the previous scope's controls stay on screen after an invalid id")
+	}
 }
 
 func TestAdminPageSecurityHeaders(t *testing.T) {

@@ -53,22 +53,58 @@ async function signIn(token) {
   $('signout').hidden = false;
   $('signin-section').hidden = true;
   $('workspaces-section').hidden = false;
-  const list = $('workspace-list');
-  list.replaceChildren();
-  for (const ws of me.workspaces) {
-    list.append(el('button', { type: 'button', 'data-workspace': ws, onclick: () => openScope({ kind: 'workspace', id: ws }) }, 'Workspace ' + ws));
-  }
-  for (const org of me.organizations) {
-    list.append(el('button', { type: 'button', 'data-organization': org, onclick: () => openScope({ kind: 'organization', id: org }) }, 'Organization ' + org));
-  }
+  await renderScopes('');
   $('open-workspace').hidden = me.role !== 'operator';
   $('open-organization').hidden = me.role !== 'operator';
-  const last = JSON.parse(store.getItem('keybroker.scope') || 'null');
+  // The URL names the open scope (#/workspace/ws1), so a link or a reload
+  // lands there; else the last one of this tab.
+  const fromURL = scopeOfHash();
+  const last = fromURL || JSON.parse(store.getItem('keybroker.scope') || 'null');
   const reachable = (s) => me.role === 'operator' || (s.kind === 'workspace' ? me.workspaces : me.organizations).includes(s.id);
-  if (last && reachable(last)) await openScope(last);
+  if (last && reachable(last)) await openScope(last).catch(showOpenError);
   else if (me.workspaces.length + me.organizations.length === 1) {
     await openScope(me.workspaces.length ? { kind: 'workspace', id: me.workspaces[0] } : { kind: 'organization', id: me.organizations[0] });
   }
+}
+
+const idRule = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+function scopeOfHash() {
+  const m = location.hash.match(/^#\/(workspace|organization)\/([^/]+)$/);
+  return m && idRule.test(m[2]) ? { kind: m[1], id: m[2] } : null;
+}
+
+// renderScopes lists the scopes the token may open (GET /v1/scopes),
+// matching query; more appends the next page.
+let scopeCursor = '';
+let scopeSeq = 0; // only the latest search's answer is shown
+async function renderScopes(query, more = false) {
+  const seq = ++scopeSeq;
+  const list = $('workspace-list');
+  const params = new URLSearchParams({ limit: '50' });
+  if (query) params.set('q', query);
+  if (more && scopeCursor) params.set('cursor', scopeCursor);
+  const page = await api('GET', '/v1/scopes?' + params);
+  if (seq !== scopeSeq) return;
+  if (!more) list.replaceChildren();
+  for (const sc of page.scopes) {
+    const label = (sc.kind === 'workspace' ? 'Workspace ' : 'Organization ') + sc.id;
+    list.append(el('button', { type: 'button', 'data-scope': `${sc.kind}/${sc.id}`, [`data-${sc.kind}`]: sc.id,
+      onclick: () => openScope({ kind: sc.kind, id: sc.id }).catch(showOpenError) }, label));
+  }
+  if (!list.childElementCount) list.append(el('p', { class: 'hint', text: query ? `Nothing matches "${query}".` : 'No workspace or organization yet.' }));
+  scopeCursor = page.nextCursor || '';
+  $('scope-more').hidden = !scopeCursor;
+  list.dataset.query = query; // what the list shows now
+}
+$('scope-search').addEventListener('input', () => renderScopes($('scope-search').value.trim()).catch(showOpenError));
+$('scope-search-form').addEventListener('submit', (ev) => ev.preventDefault());
+$('scope-more').addEventListener('click', () => renderScopes($('scope-search').value.trim(), true).catch(showOpenError));
+
+function showOpenError(e) {
+  $('workspace-section').hidden = true;
+  current = null;
+  $('open-error').textContent = e.message;
 }
 
 function signOut() {
@@ -77,8 +113,13 @@ function signOut() {
 }
 
 async function openScope(scope) {
+  $('open-error').textContent = '';
+  if (!idRule.test(scope.id)) {
+    throw new Error(`"${scope.id}" is not a ${scope.kind} id: lower-case letters, digits, "-" and "_", starting with a letter or digit`);
+  }
   current = scope;
   store.setItem('keybroker.scope', JSON.stringify(scope));
+  history.replaceState(null, '', `#/${scope.kind}/${scope.id}`);
   const ws = scope.kind === 'workspace';
   $('workspace-title').textContent = (ws ? 'Workspace ' : 'Organization ') + scope.id;
   $('scope-hint').textContent = ws
@@ -391,8 +432,7 @@ for (const [form, input, kind] of [['open-workspace', 'workspace-id', 'workspace
     try {
       await openScope({ kind, id: $(input).value.trim() });
     } catch (e) {
-      $('workspace-section').hidden = true;
-      $('open-error').textContent = e.message;
+      showOpenError(e);
     }
   });
 }
