@@ -286,6 +286,15 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 		t.Fatalf("a reader sees %d edit controls", controls)
 	}
 
+	// A 390 px phone: nothing scrolls sideways.
+	run(t, ctx, "a phone's viewport", chromedp.EmulateViewport(390, 844), chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.ID("workspace-section")))
+	waitText(t, ctx, row, "Calls use organization acme's keys")
+	if w := eval[int](t, ctx, `document.documentElement.scrollWidth`); w > 390 {
+		t.Fatalf("at 390 px the page is %d px wide: it scrolls sideways", w)
+	}
+	run(t, ctx, "back to a desktop viewport", chromedp.EmulateViewport(1200, 900))
+
 	// An operator finds scopes by search; the URL names the open one, so a
 	// reload lands there; an invalid id says so and leaves nothing of the
 	// previous scope on screen.
@@ -310,6 +319,20 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 	}
 	run(t, ctx, "reload", chromedp.Reload())
 	waitText(t, ctx, "#workspace-title", "Organization acme")
+	// The operator's view, with every control, on a phone.
+	run(t, ctx, "a phone's viewport again", chromedp.EmulateViewport(390, 844), chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.CSS(`form[data-form="openai"]`)))
+	if w := eval[int](t, ctx, `document.documentElement.scrollWidth`); w > 390 {
+		t.Fatalf("at 390 px the operator's page is %d px wide: it scrolls sideways", w)
+	}
+	png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(screenshots, "organization-phone.png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, "a desktop viewport", chromedp.EmulateViewport(1200, 900))
 	run(t, ctx, "open an invalid workspace id",
 		chromedp.SendKeys(chromedp.ID("workspace-id"), "Bad/Id"),
 		chromedp.Click(chromedp.CSS(`#open-workspace button[type=submit]`)))
