@@ -63,8 +63,7 @@ func (m KeyMeta) Ref() KeyRef {
 	return KeyRef{Scope: m.Scope, ScopeID: m.ScopeID, Provider: m.Provider, KeyID: m.KeyID}
 }
 
-// withUsage adds the usage of a scope's keys to metas, and their health at
-// this moment.
+// withUsage adds the usage of a scope's keys to metas.
 func (b *Broker) withUsage(ctx context.Context, scope Scope, metas []KeyMeta) []KeyMeta {
 	var usage map[string]Usage
 	if b.usageStore != nil {
@@ -84,15 +83,12 @@ func (b *Broker) withUsage(ctx context.Context, scope Scope, metas []KeyMeta) []
 			since = u.LastUsedAt
 		}
 		m.Idle = !since.IsZero() && now.Sub(since) > IdleAfter
-		m.Health = healthOf(m.Health == HealthFailing, m.CooldownUntil, now)
-		if m.Health == HealthHealthy {
-			m.CooldownUntil = time.Time{}
-		}
 	}
 	return metas
 }
 
-func metaOf(r KeyRecord) KeyMeta {
+// metaOf is what keybroker says of a record at now (its health then).
+func metaOf(r KeyRecord, now time.Time) KeyMeta {
 	state := KeyActive
 	if r.Disabled {
 		state = KeyDisabled
@@ -101,16 +97,16 @@ func metaOf(r KeyRecord) KeyMeta {
 	if models == nil {
 		models = []string{}
 	}
-	health := HealthHealthy // made exact by withUsage, which knows the time
-	if r.Failing {
-		health = HealthFailing
+	health, cooldownUntil := healthOf(r.Failing, r.CooldownUntil, now), r.CooldownUntil
+	if health != HealthCoolingDown {
+		cooldownUntil = time.Time{} // a cooldown over is no longer news
 	}
 	return KeyMeta{
 		Scope: r.Scope, ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, Name: r.Name, Priority: r.Priority,
 		State: state, Models: models, MaskedKey: r.MaskedKey, Version: r.Version,
 		Fingerprint: r.Fingerprint, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy,
 		UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy, Health: health, HealthReason: r.HealthReason,
-		HealthChangedAt: r.HealthChangedAt, CooldownUntil: r.CooldownUntil,
+		HealthChangedAt: r.HealthChangedAt, CooldownUntil: cooldownUntil,
 	}
 }
 
@@ -375,7 +371,7 @@ func (b *Broker) UpdateKey(ctx context.Context, req UpdateKeyRequest) (KeyMeta, 
 	b.poolChangedHere(ctx, req.Ref.Pool())
 	b.metrics.action(ActionUpdate, OutcomeSuccess)
 	b.log.InfoContext(ctx, "key settings changed", "key", req.Ref.String(), "detail", ev.Detail, "actor", req.Actor.Subject)
-	return b.withUsage(ctx, req.Ref.Owner(), []KeyMeta{metaOf(rec)})[0], nil
+	return b.withUsage(ctx, req.Ref.Owner(), []KeyMeta{metaOf(rec, b.now())})[0], nil
 }
 
 // RollbackRequest asks Rollback to make Version of key Ref current again.
@@ -446,7 +442,7 @@ func (b *Broker) write(ctx context.Context, req changeRequest, expectedVersion i
 	if err != nil {
 		return SetResult{}, fmt.Errorf("%s %s: read back metadata: %w", req.Op, req.Ref, fromStore(err))
 	}
-	return SetResult{Meta: b.withUsage(ctx, req.Ref.Owner(), []KeyMeta{metaOf(rec)})[0], Created: prior == 0}, nil
+	return SetResult{Meta: b.withUsage(ctx, req.Ref.Owner(), []KeyMeta{metaOf(rec, b.now())})[0], Created: prior == 0}, nil
 }
 
 // putWithCAS writes value at path with check-and-set. With expected > 0 it
@@ -658,7 +654,7 @@ func (b *Broker) GetKey(ctx context.Context, ref KeyRef) (KeyMeta, error) {
 	if err != nil {
 		return KeyMeta{}, fromStore(err)
 	}
-	return b.withUsage(ctx, ref.Owner(), []KeyMeta{metaOf(rec)})[0], nil
+	return b.withUsage(ctx, ref.Owner(), []KeyMeta{metaOf(rec, b.now())})[0], nil
 }
 
 // ListKeys returns the metadata of every key of a scope, by provider, then
@@ -675,8 +671,9 @@ func (b *Broker) ListKeys(ctx context.Context, scope Scope) ([]KeyMeta, error) {
 		return nil, fromStore(err)
 	}
 	out := make([]KeyMeta, 0, len(recs))
+	now := b.now()
 	for _, r := range recs {
-		out = append(out, metaOf(r))
+		out = append(out, metaOf(r, now))
 	}
 	return b.withUsage(ctx, scope, out), nil
 }

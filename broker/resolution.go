@@ -68,7 +68,15 @@ func newResolutionIDs(secret []byte) *resolutionIDs {
 	return r
 }
 
-var scopeByte = map[ScopeKind]byte{ScopeWorkspace: 'w', ScopeOrganization: 'o', ScopeHosted: 'h'}
+func scopeByte(k ScopeKind) byte {
+	switch k {
+	case ScopeOrganization:
+		return 'o'
+	case ScopeHosted:
+		return 'h'
+	}
+	return 'w'
+}
 
 func scopeOfByte(b byte) ScopeKind {
 	switch b {
@@ -90,7 +98,7 @@ func (r *resolutionIDs) make(ref *KeyRef, version int, caller string, now time.T
 	b := append(s.buf[:0], resolutionLayout)
 	b = binary.BigEndian.AppendUint32(b, uint32(now.Unix()))
 	b = binary.AppendUvarint(b, r.counter.Add(1))
-	b = append(b, scopeByte[ref.Scope])
+	b = append(b, scopeByte(ref.Scope))
 	b = binary.AppendUvarint(b, uint64(version))
 	b = append(b, ref.ScopeID...)
 	b = append(b, 0)

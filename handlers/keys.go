@@ -155,18 +155,25 @@ func (s *server) listKeys(c *gin.Context) {
 	s.renderKeys(c, keys, err)
 }
 
-// listPool lists a pool's keys, by priority.
-func (s *server) listPool(c *gin.Context) {
+// pool reads the pool a route names (a scope and :provider) and checks
+// that the caller may do action on it.
+func (s *server) pool(c *gin.Context, action auth.Action) (broker.PoolRef, bool) {
 	sc, ok := s.scopeOf(c)
 	if !ok {
-		return
+		return broker.PoolRef{}, false
 	}
 	pool := sc.Pool(c.Param("provider"))
 	if !ids.Valid(pool.Provider) {
 		renderError(c, s.log, domainError(broker.ErrInvalidID))
-		return
+		return broker.PoolRef{}, false
 	}
-	if !s.authorize(c, auth.ActionReadKeys, sc, pool.Provider) {
+	return pool, s.authorize(c, action, sc, pool.Provider)
+}
+
+// listPool lists a pool's keys, by priority.
+func (s *server) listPool(c *gin.Context) {
+	pool, ok := s.pool(c, auth.ActionReadKeys)
+	if !ok {
 		return
 	}
 	keys, err := s.keys.ListPool(c.Request.Context(), pool)
@@ -201,16 +208,8 @@ func (s *server) getKey(c *gin.Context) {
 
 // addKey adds a key to a pool (POST .../keys).
 func (s *server) addKey(c *gin.Context) {
-	sc, ok := s.scopeOf(c)
+	pool, ok := s.pool(c, auth.ActionManageKeys)
 	if !ok {
-		return
-	}
-	pool := sc.Pool(c.Param("provider"))
-	if !ids.Valid(pool.Provider) {
-		renderError(c, s.log, domainError(broker.ErrInvalidID))
-		return
-	}
-	if !s.authorize(c, auth.ActionManageKeys, sc, pool.Provider) {
 		return
 	}
 	verify, ok := s.boolQuery(c, "verify")

@@ -96,6 +96,20 @@ func pageHolds(t *testing.T, ctx context.Context, s string) bool {
 	return strings.Contains(dom, s) || strings.Contains(session, s)
 }
 
+// signIn opens the page afresh (sessionStorage cleared), signs in with the
+// named token and waits for the section that follows.
+func signIn(t *testing.T, ctx context.Context, a *api, token, section string) {
+	t.Helper()
+	run(t, ctx, "open the page", chromedp.Navigate(a.srv.URL+"/ui/"))
+	eval[bool](t, ctx, `sessionStorage.clear(), true`)
+	run(t, ctx, "sign in as "+token,
+		chromedp.Navigate(a.srv.URL+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), a.tokens[token]),
+		chromedp.Click(chromedp.CSS(`#signin button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID(section)))
+}
+
 func TestAdminPageInARealBrowser(t *testing.T) {
 	provider, accept := openAIStandIn(t)
 	checker, err := providercheck.New(providercheck.Config{BaseURLs: map[string]string{"openai": provider.URL}})
@@ -112,13 +126,7 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 	masked := func(k string) string { return k[:6] + "..." + k[len(k)-4:] }
 	row := `tr[data-provider="openai"]`
 
-	run(t, ctx, "sign in",
-		chromedp.Navigate(a.srv.URL+"/ui/"),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), a.tokens["admin"]),
-		chromedp.Click(chromedp.CSS(`#signin button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.ID("workspace-section")),
-	)
+	signIn(t, ctx, a, "admin", "workspace-section")
 	waitText(t, ctx, "#who", "role admin")
 	waitText(t, ctx, row+` td[data-status="openai"]`, "Using hosted key")
 	waitText(t, ctx, "#fallback-text", "billed at hosted rates")
@@ -240,13 +248,7 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 	// An organization's admin manages its pools and sees who inherits them;
 	// the workspace's page then says its calls use them.
 	orgKey := openaiKey(t)
-	eval[bool](t, ctx, `sessionStorage.clear(), true`)
-	run(t, ctx, "sign in as an organization's admin",
-		chromedp.Navigate(a.srv.URL+"/ui/"),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), a.tokens["org-admin"]),
-		chromedp.Click(chromedp.CSS(`#signin button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.ID("workspace-section")))
+	signIn(t, ctx, a, "org-admin", "workspace-section")
 	waitText(t, ctx, "#workspace-title", "Organization acme")
 	waitText(t, ctx, "#linked", "No workspace is linked")
 	run(t, ctx, "add an organization key",
@@ -258,13 +260,7 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 	}
 	run(t, ctx, "reload", chromedp.Reload())
 	waitText(t, ctx, `#linked li[data-linked="ws1"]`, "uses these keys")
-	eval[bool](t, ctx, `sessionStorage.clear(), true`)
-	run(t, ctx, "sign in as the workspace's admin",
-		chromedp.Navigate(a.srv.URL+"/ui/"),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), a.tokens["admin"]),
-		chromedp.Click(chromedp.CSS(`#signin button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.ID("workspace-section")))
+	signIn(t, ctx, a, "admin", "workspace-section")
 	waitText(t, ctx, row+` td[data-status="openai"]`, "Calls use organization acme's keys (1 usable key; BYOK, not billed")
 	waitText(t, ctx, "#inherit-text", "use acme's keys")
 	if pageHolds(t, ctx, orgKey) {
@@ -272,13 +268,7 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 	}
 
 	// A reader sees everything but the controls that would change it.
-	eval[bool](t, ctx, `sessionStorage.clear(), true`)
-	run(t, ctx, "sign in as a reader",
-		chromedp.Navigate(a.srv.URL+"/ui/"),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), a.tokens["reader"]),
-		chromedp.Click(chromedp.CSS(`#signin button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.ID("workspace-section")))
+	signIn(t, ctx, a, "reader", "workspace-section")
 	waitText(t, ctx, "#who", "role reader")
 	waitText(t, ctx, row, "Calls use organization acme's keys")
 	controls := eval[int](t, ctx, `document.querySelectorAll('#keys input, #keys button, #keys form').length`)
@@ -298,13 +288,7 @@ func TestAdminPageInARealBrowser(t *testing.T) {
 	// An operator finds scopes by search; the URL names the open one, so a
 	// reload lands there; an invalid id says so and leaves nothing of the
 	// previous scope on screen.
-	eval[bool](t, ctx, `sessionStorage.clear(), true`)
-	run(t, ctx, "sign in as an operator",
-		chromedp.Navigate(a.srv.URL+"/ui/"),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), a.tokens["operator"]),
-		chromedp.Click(chromedp.CSS(`#signin button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.ID("workspaces-section")))
+	signIn(t, ctx, a, "operator", "workspaces-section")
 	waitText(t, ctx, "#workspace-list", "Workspace ws1")
 	waitText(t, ctx, "#workspace-list", "Organization acme")
 	run(t, ctx, "search", chromedp.SendKeys(chromedp.ID("scope-search"), "acm"),

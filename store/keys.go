@@ -441,32 +441,31 @@ var _ broker.HealthStore = (*Store)(nil)
 // appends ev and announces the change, in one transaction. It returns the
 // row and whether it changed; ErrNotFound when the key has no row.
 func (s *Store) ApplyHealth(ctx context.Context, ref broker.KeyRef, ch broker.HealthChange, ev broker.AuditEvent) (broker.KeyRecord, bool, error) {
+	// $5 is the reason; $6, for a cooldown, its length in seconds.
+	args := []any{string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, truncate(ch.Reason, 200)}
 	var set, when string
 	switch ch.Kind {
 	case broker.HealthCooldown:
-		set = `cooldown_until = now() + make_interval(secs => $5), cooldowns = cooldowns + 1`
+		set = `cooldown_until = now() + make_interval(secs => $6), cooldowns = cooldowns + 1`
 		when = `health = 'healthy' AND (cooldown_until IS NULL OR cooldown_until <= now())`
+		args = append(args, ch.Cooldown.Seconds())
 	case broker.HealthFail:
 		set = `health = 'failing', health_changed_at = now(), cooldown_until = NULL`
 		when = `health <> 'failing'`
 	case broker.HealthClearCooldown:
 		set = `cooldown_until = NULL, cooldowns = 0`
-		when = `(cooldown_until IS NOT NULL OR cooldowns > 0) AND $5 >= 0`
+		when = `(cooldown_until IS NOT NULL OR cooldowns > 0)`
 	case broker.HealthRestore:
 		set = `health = 'healthy', health_changed_at = now(), cooldown_until = NULL, cooldowns = 0`
-		when = `(health <> 'healthy' OR cooldown_until > now()) AND $5 >= 0`
+		when = `(health <> 'healthy' OR cooldown_until > now())`
 	default:
 		return broker.KeyRecord{}, false, fmt.Errorf("health of %s: unknown change %d", ref, ch.Kind)
-	}
-	if ch.Kind == broker.HealthFail {
-		when += ` AND $5 >= 0`
 	}
 	var rec broker.KeyRecord
 	changed := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `UPDATE provider_keys SET `+set+`, health_reason = $6
-			WHERE `+keyMatch+` AND kv_version > 0 AND `+when+` RETURNING `+keyColumns,
-			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, ch.Cooldown.Seconds(), truncate(ch.Reason, 200))
+		rows, err := tx.Query(ctx, `UPDATE provider_keys SET `+set+`, health_reason = $5
+			WHERE `+keyMatch+` AND kv_version > 0 AND `+when+` RETURNING `+keyColumns, args...)
 		if err != nil {
 			return err
 		}

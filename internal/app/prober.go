@@ -2,13 +2,10 @@ package app
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	mrand "math/rand/v2"
 	"time"
 
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/store"
 )
 
 // ProbeLockKey is the PostgreSQL advisory lock that makes one replica at a
@@ -28,18 +25,7 @@ type Prober struct {
 
 // Run probes until ctx is done.
 func (p *Prober) Run(ctx context.Context) {
-	for {
-		wait := p.Every/2 + time.Duration(mrand.Int64N(int64(p.Every)))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		err := p.RunOnce(ctx)
-		if err != nil && !errors.Is(err, store.ErrLocked) && ctx.Err() == nil {
-			p.Logger.Warn("health probe run failed", "error", err)
-		}
-	}
+	everyJittered(ctx, p.Every, p.Logger, "health probe", p.RunOnce)
 }
 
 // RunOnce probes once under the lock; store.ErrLocked when another replica

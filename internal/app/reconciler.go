@@ -40,16 +40,22 @@ type Reconciler struct {
 
 // Run reconciles until ctx is done.
 func (r *Reconciler) Run(ctx context.Context) {
+	everyJittered(ctx, r.Every, r.Logger, "reconcile", r.RunOnce)
+}
+
+// everyJittered runs fn every interval (jittered to 50-150 %, so that
+// replicas drift apart) until ctx is done; a run that found the lock
+// taken by another replica is no failure.
+func everyJittered(ctx context.Context, every time.Duration, log *slog.Logger, what string, fn func(context.Context) error) {
 	for {
-		wait := r.Every/2 + time.Duration(mrand.Int64N(int64(r.Every)))
+		wait := every/2 + time.Duration(mrand.Int64N(int64(every)))
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
-		err := r.RunOnce(ctx)
-		if err != nil && !errors.Is(err, store.ErrLocked) && ctx.Err() == nil {
-			r.Logger.Warn("reconcile run failed", "error", err)
+		if err := fn(ctx); err != nil && !errors.Is(err, store.ErrLocked) && ctx.Err() == nil {
+			log.Warn(what+" run failed", "error", err)
 		}
 	}
 }
