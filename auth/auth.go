@@ -138,6 +138,7 @@ type Store interface {
 	ListTokens(ctx context.Context) ([]store.TokenRecord, error)
 	RevokeToken(ctx context.Context, id string, ev store.AuditEvent) error
 	AppendAudits(ctx context.Context, evs []store.AuditEvent) error
+	TokenDescriptions(ctx context.Context, ids []string) (map[string]string, error)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -514,3 +515,25 @@ func (s *Service) RecordDenial(ctx context.Context, p Principal, scope broker.Sc
 
 // FlushDenials writes the denials noted so far (at shutdown; tests).
 func (s *Service) FlushDenials(ctx context.Context) error { return s.denials.flush(ctx) }
+
+// Names maps each actor subject among subjects ("token:tok_…", as
+// Principal.Subject spells it) whose token has a description to that
+// description. Other subjects (the CLI's "operator", "reconciler") are
+// left out.
+func (s *Service) Names(ctx context.Context, subjects []string) (map[string]string, error) {
+	ids := make([]string, 0, len(subjects))
+	for _, sub := range subjects {
+		if id, ok := strings.CutPrefix(sub, "token:"); ok && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	byID, err := s.store.TokenDescriptions(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("name the actors: %w", err)
+	}
+	out := make(map[string]string, len(byID))
+	for id, d := range byID {
+		out["token:"+id] = d
+	}
+	return out, nil
+}

@@ -703,9 +703,13 @@ type VersionInfo struct {
 	DeletedAt time.Time // zero unless soft-deleted
 	Destroyed bool
 	Current   bool
+	// CreatedBy is the actor whose change wrote the version ("" for a
+	// version written around keybroker).
+	CreatedBy string
 }
 
-// Versions returns a key's version history, newest first.
+// Versions returns a key's version history, newest first, each with the
+// actor that wrote it.
 func (b *Broker) Versions(ctx context.Context, ref KeyRef) ([]VersionInfo, error) {
 	if err := b.canManage(); err != nil {
 		return nil, err
@@ -717,12 +721,16 @@ func (b *Broker) Versions(ctx context.Context, ref KeyRef) ([]VersionInfo, error
 	if err != nil {
 		return nil, fmt.Errorf("versions of %s: %w", ref, fromVault(err))
 	}
+	authors, err := b.store.VersionAuthors(ctx, ref)
+	if err != nil {
+		return nil, fromStore(err)
+	}
 	out := make([]VersionInfo, 0, len(md.Versions))
 	for i := len(md.Versions) - 1; i >= 0; i-- {
 		v := md.Versions[i]
 		out = append(out, VersionInfo{
 			Version: v.Version, CreatedAt: v.CreatedTime, DeletedAt: v.DeletionTime,
-			Destroyed: v.Destroyed, Current: v.Version == md.CurrentVersion,
+			Destroyed: v.Destroyed, Current: v.Version == md.CurrentVersion, CreatedBy: authors[v.Version],
 		})
 	}
 	return out, nil

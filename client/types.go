@@ -58,6 +58,9 @@ type KeyMetadata struct {
 	CreatedBy       string     `json:"createdBy"`
 	UpdatedAt       time.Time  `json:"updatedAt"`
 	UpdatedBy       string     `json:"updatedBy"`
+	// UpdatedByName is the description of the token that made the last
+	// change, when it has one (lists and reads only).
+	UpdatedByName string `json:"updatedByName,omitempty"`
 	// Resolves and LastUsedAt are the key's usage (counted by every
 	// replica, written every few seconds); Idle: unused for 90 days.
 	Resolves   int64     `json:"resolves"`
@@ -118,6 +121,11 @@ type KeyVersion struct {
 	DeletedAt *time.Time `json:"deletedAt,omitempty"`
 	Destroyed bool       `json:"destroyed"`
 	Current   bool       `json:"current"`
+	// CreatedBy is the actor whose change wrote the version (from the
+	// audit trail; absent for a version written around keybroker), and
+	// CreatedByName its token's description.
+	CreatedBy     string `json:"createdBy,omitempty"`
+	CreatedByName string `json:"createdByName,omitempty"`
 }
 
 // VersionList answers GET .../versions, newest first.
@@ -144,13 +152,15 @@ type AuditEvent struct {
 	OccurredAt time.Time `json:"occurredAt"`
 	// Scope and ScopeID name the trail ("" for operator-wide events);
 	// Workspace is ScopeID for a workspace's event.
-	Scope      string `json:"scope,omitempty"`
-	ScopeID    string `json:"scopeId,omitempty"`
-	Workspace  string `json:"workspace,omitempty"`
-	Provider   string `json:"provider,omitempty"`
-	KeyID      string `json:"keyId,omitempty"`
-	Action     string `json:"action"`
-	Actor      string `json:"actor"`
+	Scope     string `json:"scope,omitempty"`
+	ScopeID   string `json:"scopeId,omitempty"`
+	Workspace string `json:"workspace,omitempty"`
+	Provider  string `json:"provider,omitempty"`
+	KeyID     string `json:"keyId,omitempty"`
+	Action    string `json:"action"`
+	Actor     string `json:"actor"`
+	// ActorName is the description of the actor's token, when it has one.
+	ActorName  string `json:"actorName,omitempty"`
 	RemoteAddr string `json:"remoteAddr,omitempty"`
 	Outcome    string `json:"outcome"`
 	Version    *int   `json:"version,omitempty"`

@@ -22,6 +22,8 @@ type Authenticator interface {
 	Create(ctx context.Context, req auth.CreateRequest) (string, store.TokenRecord, error)
 	List(ctx context.Context) ([]store.TokenRecord, error)
 	Revoke(ctx context.Context, id, by, remoteAddr, requestID string) error
+	// Names maps actor subjects to their tokens' descriptions.
+	Names(ctx context.Context, subjects []string) (map[string]string, error)
 }
 
 var _ Authenticator = (*auth.Service)(nil)

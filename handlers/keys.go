@@ -186,8 +186,15 @@ func (s *server) renderKeys(c *gin.Context, keys []broker.KeyMeta, err error) {
 		return
 	}
 	out := client.KeyList{Keys: make([]client.KeyMetadata, 0, len(keys))}
+	actors := make([]string, len(keys))
+	for i, k := range keys {
+		actors[i] = k.UpdatedBy
+	}
+	names := s.actorNames(c, actors...)
 	for _, k := range keys {
-		out.Keys = append(out.Keys, keyMetadata(k))
+		m := keyMetadata(k)
+		m.UpdatedByName = names[k.UpdatedBy]
+		out.Keys = append(out.Keys, m)
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -203,7 +210,9 @@ func (s *server) getKey(c *gin.Context) {
 		return
 	}
 	c.Header("ETag", etag(meta.Version))
-	c.JSON(http.StatusOK, keyMetadata(meta))
+	out := keyMetadata(meta)
+	out.UpdatedByName = s.actorNames(c, meta.UpdatedBy)[meta.UpdatedBy]
+	c.JSON(http.StatusOK, out)
 }
 
 // addKey adds a key to a pool (POST .../keys).
@@ -324,8 +333,14 @@ func (s *server) listVersions(c *gin.Context) {
 		return
 	}
 	out := client.VersionList{Versions: make([]client.KeyVersion, 0, len(vs))}
+	authors := make([]string, len(vs))
+	for i, v := range vs {
+		authors[i] = v.CreatedBy
+	}
+	names := s.actorNames(c, authors...)
 	for _, v := range vs {
-		kv := client.KeyVersion{Version: v.Version, CreatedAt: v.CreatedAt.UTC(), Destroyed: v.Destroyed, Current: v.Current}
+		kv := client.KeyVersion{Version: v.Version, CreatedAt: v.CreatedAt.UTC(), Destroyed: v.Destroyed, Current: v.Current,
+			CreatedBy: v.CreatedBy, CreatedByName: names[v.CreatedBy]}
 		if !v.DeletedAt.IsZero() {
 			d := v.DeletedAt.UTC()
 			kv.DeletedAt = &d
@@ -485,12 +500,19 @@ func (s *server) auditPage(c *gin.Context, scope *broker.Scope) {
 		return
 	}
 	page := client.AuditPage{Events: make([]client.AuditEvent, 0, min(len(evs), limit))}
+	actors := make([]string, 0, len(evs))
+	for _, ev := range evs {
+		actors = append(actors, ev.Actor)
+	}
+	names := s.actorNames(c, actors...)
 	for i, ev := range evs {
 		if i == limit {
 			page.NextCursor = strconv.FormatInt(evs[i-1].ID, 10)
 			break
 		}
-		page.Events = append(page.Events, auditEvent(ev))
+		out := auditEvent(ev)
+		out.ActorName = names[ev.Actor]
+		page.Events = append(page.Events, out)
 	}
 	c.JSON(http.StatusOK, page)
 }

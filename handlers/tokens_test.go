@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -178,5 +179,56 @@ func TestScopesListWhatTheCallerMayOpen(t *testing.T) {
 		if r := a.call(tc.as, "GET", "/v1/scopes?"+tc.query, nil); r.status != tc.status {
 			t.Errorf("scopes?%s as %s: %d, want %d", tc.query, tc.as, r.status, tc.status)
 		}
+	}
+}
+
+func TestActorsAreNamedByTheirTokensDescription(t *testing.T) {
+	a := newAPI(t, handlers.ModeAll)
+	var ci client.CreatedToken
+	a.call("operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "admin", Workspaces: []string{"ws1"}, Description: "CI deploy"}).decode(t, &ci)
+	remember(ci.Token)
+	ciActor := "token:" + ci.ID
+	if r := a.call(ci.Token, "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)}); r.status != 201 {
+		t.Fatalf("create as CI: %d %s", r.status, r.body)
+	}
+	// The second version is the admin's (a token without a description).
+	if r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)}); r.status != 200 {
+		t.Fatalf("rotate as admin: %d %s", r.status, r.body)
+	}
+	if r := a.call(ci.Token, "POST", "/v1/workspaces/ws1/keys/openai/rollback", client.RollbackRequest{Version: 1}); r.status != 200 {
+		t.Fatalf("roll back as CI: %d %s", r.status, r.body)
+	}
+
+	var versions client.VersionList
+	a.call("admin", "GET", "/v1/workspaces/ws1/keys/openai/versions", nil).decode(t, &versions)
+	var who []string
+	for _, v := range versions.Versions {
+		who = append(who, fmt.Sprintf("%d:%s/%s", v.Version, strings.TrimPrefix(v.CreatedBy, "token:"), v.CreatedByName))
+	}
+	want := fmt.Sprintf("3:%s/CI deploy, 2:%s/, 1:%s/CI deploy", ci.ID, a.ids["admin"], ci.ID)
+	if got := strings.Join(who, ", "); got != want {
+		t.Fatalf("versions by %s, want %s", got, want)
+	}
+
+	var pool client.KeyList
+	a.call("reader", "GET", "/v1/workspaces/ws1/providers/openai/keys", nil).decode(t, &pool)
+	if len(pool.Keys) != 1 || pool.Keys[0].UpdatedBy != ciActor || pool.Keys[0].UpdatedByName != "CI deploy" {
+		t.Fatalf("pool: %+v", pool.Keys)
+	}
+	var key client.KeyMetadata
+	a.call("reader", "GET", "/v1/workspaces/ws1/keys/openai", nil).decode(t, &key)
+	if key.UpdatedByName != "CI deploy" {
+		t.Fatalf("key: %+v", key)
+	}
+
+	var page client.AuditPage
+	a.call("admin", "GET", "/v1/workspaces/ws1/audit?action=key.rollback", nil).decode(t, &page)
+	if len(page.Events) != 1 || page.Events[0].Actor != ciActor || page.Events[0].ActorName != "CI deploy" {
+		t.Fatalf("audit: %+v", page.Events)
+	}
+	var rotations client.AuditPage
+	a.call("admin", "GET", "/v1/workspaces/ws1/audit?action=key.rotate", nil).decode(t, &rotations)
+	if len(rotations.Events) != 1 || rotations.Events[0].ActorName != "" {
+		t.Fatalf("a token without a description is not named: %+v", rotations.Events)
 	}
 }

@@ -176,3 +176,29 @@ func (s *Store) QueryAudit(ctx context.Context, q broker.AuditQuery) ([]AuditEve
 		global, scope, scopeID, before, q.Action, q.Outcome, q.Actor, q.Limit)
 	return collectAudit(rows, err, "(query)")
 }
+
+// VersionAuthors maps each version of a key to the actor whose change
+// wrote it (a create, a rotation or a roll back, from the audit trail);
+// a version written around keybroker has no author.
+func (s *Store) VersionAuthors(ctx context.Context, ref broker.KeyRef) (map[int]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (kv_version) kv_version, actor FROM audit_events
+		WHERE scope = $1 AND scope_id = $2 AND provider = $3 AND key_id = $4 AND outcome = 'success'
+		  AND action = ANY($5) AND kv_version IS NOT NULL
+		ORDER BY kv_version, id DESC`,
+		string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID,
+		[]string{broker.ActionCreate, broker.ActionRotate, broker.ActionRollback})
+	if err != nil {
+		return nil, fmt.Errorf("authors of %s's versions: %w", ref, err)
+	}
+	out := map[int]string{}
+	var version int
+	var actor string
+	_, err = pgx.ForEachRow(rows, []any{&version, &actor}, func() error {
+		out[version] = actor
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("authors of %s's versions: %w", ref, err)
+	}
+	return out, nil
+}

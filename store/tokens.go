@@ -129,3 +129,25 @@ func TokenScopes(workspaces, organizations []string) []broker.Scope {
 	}
 	return out
 }
+
+// TokenDescriptions maps each of ids that has a description to it: how
+// the audit trail and the page name an actor.
+func (s *Store) TokenDescriptions(ctx context.Context, ids []string) (map[string]string, error) {
+	out := make(map[string]string, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, description FROM api_tokens WHERE id = ANY($1) AND description <> ''`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("describe tokens: %w", err)
+	}
+	var id, description string
+	_, err = pgx.ForEachRow(rows, []any{&id, &description}, func() error {
+		out[id] = description
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("describe tokens: %w", err)
+	}
+	return out, nil
+}
