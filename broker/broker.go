@@ -53,7 +53,7 @@ type MetadataStore interface {
 	ListAudit(ctx context.Context, scope Scope, before int64, limit int) ([]AuditEvent, error)
 	ListAllAudit(ctx context.Context, before int64, limit int) ([]AuditEvent, error)
 	QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
-	VersionAuthors(ctx context.Context, ref KeyRef) (map[int]string, error)
+	VersionOrigins(ctx context.Context, ref KeyRef) (map[int]VersionOrigin, error)
 	ListAllKeys(ctx context.Context) ([]KeyRecord, error)
 }
 

@@ -703,13 +703,19 @@ type VersionInfo struct {
 	DeletedAt time.Time // zero unless soft-deleted
 	Destroyed bool
 	Current   bool
-	// CreatedBy is the actor whose change wrote the version ("" for a
-	// version written around keybroker).
-	CreatedBy string
+	// Origin is the change that wrote the version (zero for a version
+	// written around keybroker).
+	Origin VersionOrigin
+}
+
+// VersionOrigin is who wrote a key's version, and its masked value.
+type VersionOrigin struct {
+	Actor     string
+	MaskedKey string
 }
 
 // Versions returns a key's version history, newest first, each with the
-// actor that wrote it.
+// change that wrote it.
 func (b *Broker) Versions(ctx context.Context, ref KeyRef) ([]VersionInfo, error) {
 	if err := b.canManage(); err != nil {
 		return nil, err
@@ -721,7 +727,7 @@ func (b *Broker) Versions(ctx context.Context, ref KeyRef) ([]VersionInfo, error
 	if err != nil {
 		return nil, fmt.Errorf("versions of %s: %w", ref, fromVault(err))
 	}
-	authors, err := b.store.VersionAuthors(ctx, ref)
+	origins, err := b.store.VersionOrigins(ctx, ref)
 	if err != nil {
 		return nil, fromStore(err)
 	}
@@ -730,7 +736,7 @@ func (b *Broker) Versions(ctx context.Context, ref KeyRef) ([]VersionInfo, error
 		v := md.Versions[i]
 		out = append(out, VersionInfo{
 			Version: v.Version, CreatedAt: v.CreatedTime, DeletedAt: v.DeletionTime,
-			Destroyed: v.Destroyed, Current: v.Version == md.CurrentVersion, CreatedBy: authors[v.Version],
+			Destroyed: v.Destroyed, Current: v.Version == md.CurrentVersion, Origin: origins[v.Version],
 		})
 	}
 	return out, nil

@@ -25,6 +25,8 @@ type WhoAmI struct {
 	Role          string   `json:"role"`
 	Workspaces    []string `json:"workspaces"`
 	Organizations []string `json:"organizations"`
+	// Description is the token's description, when it has one.
+	Description string `json:"description,omitempty"`
 }
 
 // KeyMetadata describes a key of a pool, never the key.
@@ -124,7 +126,9 @@ type KeyVersion struct {
 	// CreatedBy is the actor whose change wrote the version (from the
 	// audit trail; absent for a version written around keybroker), and
 	// CreatedByName its token's description.
-	CreatedBy     string `json:"createdBy,omitempty"`
+	CreatedBy string `json:"createdBy,omitempty"`
+	// MaskedKey is the version's masked value, from the same change.
+	MaskedKey     string `json:"maskedKey,omitempty"`
 	CreatedByName string `json:"createdByName,omitempty"`
 }
 

@@ -142,7 +142,8 @@ func (s *server) whoami(c *gin.Context) {
 	if orgs == nil {
 		orgs = []string{}
 	}
-	c.JSON(http.StatusOK, client.WhoAmI{TokenID: p.TokenID, Role: string(p.Role), Workspaces: ws, Organizations: orgs})
+	c.JSON(http.StatusOK, client.WhoAmI{TokenID: p.TokenID, Role: string(p.Role), Workspaces: ws, Organizations: orgs,
+		Description: s.actorNames(c, p.Subject())[p.Subject()]})
 }
 
 // listKeys lists every key of a workspace (the v1 shorthand's list).
@@ -335,12 +336,12 @@ func (s *server) listVersions(c *gin.Context) {
 	out := client.VersionList{Versions: make([]client.KeyVersion, 0, len(vs))}
 	authors := make([]string, len(vs))
 	for i, v := range vs {
-		authors[i] = v.CreatedBy
+		authors[i] = v.Origin.Actor
 	}
 	names := s.actorNames(c, authors...)
 	for _, v := range vs {
 		kv := client.KeyVersion{Version: v.Version, CreatedAt: v.CreatedAt.UTC(), Destroyed: v.Destroyed, Current: v.Current,
-			CreatedBy: v.CreatedBy, CreatedByName: names[v.CreatedBy]}
+			CreatedBy: v.Origin.Actor, CreatedByName: names[v.Origin.Actor], MaskedKey: v.Origin.MaskedKey}
 		if !v.DeletedAt.IsZero() {
 			d := v.DeletedAt.UTC()
 			kv.DeletedAt = &d

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
 )
@@ -188,7 +189,8 @@ func TestActorsAreNamedByTheirTokensDescription(t *testing.T) {
 	a.call("operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "admin", Workspaces: []string{"ws1"}, Description: "CI deploy"}).decode(t, &ci)
 	remember(ci.Token)
 	ciActor := "token:" + ci.ID
-	if r := a.call(ci.Token, "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)}); r.status != 201 {
+	first := openaiKey(t)
+	if r := a.call(ci.Token, "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: first}); r.status != 201 {
 		t.Fatalf("create as CI: %d %s", r.status, r.body)
 	}
 	// The second version is the admin's (a token without a description).
@@ -208,6 +210,16 @@ func TestActorsAreNamedByTheirTokensDescription(t *testing.T) {
 	want := fmt.Sprintf("3:%s/CI deploy, 2:%s/, 1:%s/CI deploy", ci.ID, a.ids["admin"], ci.ID)
 	if got := strings.Join(who, ", "); got != want {
 		t.Fatalf("versions by %s, want %s", got, want)
+	}
+	// Each version says which value it was (masked): the roll back's is
+	// the first's.
+	if m := broker.MaskKey(first); versions.Versions[0].MaskedKey != m || versions.Versions[2].MaskedKey != m || versions.Versions[1].MaskedKey == m {
+		t.Fatalf("masked values of the versions: %+v", versions.Versions)
+	}
+	var me client.WhoAmI
+	a.call(ci.Token, "GET", "/v1/whoami", nil).decode(t, &me)
+	if me.Description != "CI deploy" {
+		t.Fatalf("whoami: %+v", me)
 	}
 
 	var pool client.KeyList

@@ -12,7 +12,7 @@
 # run, this one (and Go's own build cache) survives on the same machine. A tool
 # is rebuilt only when its binary is missing or reports another version.
 #
-# Usage: scripts/tools.sh [all|vault|terraform|tofu|postgres|chromium|wrk|linters]...   (default: all)
+# Usage: scripts/tools.sh [all|vault|terraform|tofu|postgres|chromium|wrk|axe|linters]...   (default: all)
 # Prints nothing on stdout but the tools folder's bin path when asked with
 # `scripts/tools.sh path`.
 set -euo pipefail
@@ -25,6 +25,7 @@ VAULT_VERSION="1.14.0"     # last Vault release under MPL-2.0
 VAULT_SDK_VERSION="0.9.2"  # nearest published SDK to the one 1.14.0 was cut with
 TERRAFORM_VERSION="1.5.7"  # last Terraform release under MPL-2.0
 TOFU_VERSION="1.12.6"      # OpenTofu (MPL-2.0); has write-only attributes
+AXE_VERSION="4.14.1"       # axe-core (MPL-2.0), the accessibility checks the page's browser tests run
 
 log() { echo "tools: $*" >&2; }
 
@@ -164,6 +165,23 @@ ensure_command() {
 	apt_install "$1"
 }
 
+# install_axe: axe-core from the npm registry, into the tools folder (the
+# browser tests read $TOOLS_DIR/npm/node_modules/axe-core/axe.min.js, or
+# KEYBROKER_AXE_JS).
+install_axe() {
+	local js="$TOOLS_DIR/npm/node_modules/axe-core/axe.min.js" have=""
+	[ -f "$TOOLS_DIR/npm/node_modules/axe-core/package.json" ] &&
+		have=$(sed -n 's/^[[:space:]]*"version": "\(.*\)",$/\1/p' "$TOOLS_DIR/npm/node_modules/axe-core/package.json" | head -1)
+	if [ -f "$js" ] && [ "$have" = "$AXE_VERSION" ]; then
+		log "axe-core $AXE_VERSION present ($js)"
+		return
+	fi
+	command -v npm >/dev/null 2>&1 || apt_install npm
+	log "installing axe-core $AXE_VERSION from the npm registry"
+	mkdir -p "$TOOLS_DIR/npm"
+	npm install --silent --no-audit --no-fund --prefix "$TOOLS_DIR/npm" "axe-core@$AXE_VERSION" >&2
+}
+
 build_linters() {
 	build_gotool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION"
 	build_gotool tfplugindocs github.com/hashicorp/terraform-plugin-docs/cmd/tfplugindocs "$TFPLUGINDOCS_VERSION"
@@ -172,8 +190,9 @@ build_linters() {
 [ $# -gt 0 ] || set -- all
 for what in "$@"; do
 	case "$what" in
-	all) ensure_postgres; ensure_command chromium; ensure_command wrk; build_vault; build_terraform; build_tofu; build_linters ;;
+	all) ensure_postgres; ensure_command chromium; ensure_command wrk; install_axe; build_vault; build_terraform; build_tofu; build_linters ;;
 	linters) build_linters ;;
+	axe) install_axe ;;
 	chromium | wrk) ensure_command "$what" ;;
 	vault) build_vault ;;
 	terraform) build_terraform ;;

@@ -177,11 +177,11 @@ func (s *Store) QueryAudit(ctx context.Context, q broker.AuditQuery) ([]AuditEve
 	return collectAudit(rows, err, "(query)")
 }
 
-// VersionAuthors maps each version of a key to the actor whose change
-// wrote it (a create, a rotation or a roll back, from the audit trail);
-// a version written around keybroker has no author.
-func (s *Store) VersionAuthors(ctx context.Context, ref broker.KeyRef) (map[int]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (kv_version) kv_version, actor FROM audit_events
+// VersionOrigins maps each version of a key to the change that wrote it
+// (a create, a rotation or a roll back, from the audit trail): who, and
+// the masked value. A version written around keybroker has none.
+func (s *Store) VersionOrigins(ctx context.Context, ref broker.KeyRef) (map[int]broker.VersionOrigin, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (kv_version) kv_version, actor, coalesce(masked_key, '') FROM audit_events
 		WHERE scope = $1 AND scope_id = $2 AND provider = $3 AND key_id = $4 AND outcome = 'success'
 		  AND action = ANY($5) AND kv_version IS NOT NULL
 		ORDER BY kv_version, id DESC`,
@@ -190,11 +190,11 @@ func (s *Store) VersionAuthors(ctx context.Context, ref broker.KeyRef) (map[int]
 	if err != nil {
 		return nil, fmt.Errorf("authors of %s's versions: %w", ref, err)
 	}
-	out := map[int]string{}
+	out := map[int]broker.VersionOrigin{}
 	var version int
-	var actor string
-	_, err = pgx.ForEachRow(rows, []any{&version, &actor}, func() error {
-		out[version] = actor
+	var origin broker.VersionOrigin
+	_, err = pgx.ForEachRow(rows, []any{&version, &origin.Actor, &origin.MaskedKey}, func() error {
+		out[version] = origin
 		return nil
 	})
 	if err != nil {
