@@ -19,6 +19,15 @@ type EffectiveSource struct {
 	// Reason says why an earlier scope does not serve, or why none does
 	// (the reasons of Resolve).
 	Reason string
+	// First are the keys that serve first: the active keys of the lowest
+	// priority (more than one take turns), with their names.
+	First []ServingKey
+}
+
+// ServingKey names a key that serves.
+type ServingKey struct {
+	KeyID string
+	Name  string
 }
 
 // Effective answers, per provider, which scope serves the workspace's
@@ -47,14 +56,14 @@ func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSo
 		switch {
 		case n > 0:
 			src.Scope, src.ScopeID, src.UsableKeys = ScopeWorkspace, workspace, n
-			out = append(out, src)
+			out = append(out, b.withFirst(ctx, src, WorkspaceScope(workspace).Pool(p.ID)))
 			continue
 		case settings.Organization != "" && settings.Inherit:
 			org := OrganizationScope(settings.Organization)
 			n, out2 := b.usable(org.Pool(p.ID))
 			if n > 0 {
 				src.Scope, src.ScopeID, src.UsableKeys, src.Reason = ScopeOrganization, org.ID, n, reason
-				out = append(out, src)
+				out = append(out, b.withFirst(ctx, src, org.Pool(p.ID)))
 				continue
 			}
 			reason = ReasonNoOrganizationKey
@@ -71,6 +80,7 @@ func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSo
 		switch {
 		case n > 0:
 			src.Scope, src.UsableKeys, src.Reason = ScopeHosted, n, reason
+			src = b.withFirst(ctx, src, HostedScope().Pool(p.ID))
 		case out3 == poolEmpty:
 			src.Reason = ReasonNoHostedKey
 		default:
@@ -79,6 +89,32 @@ func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSo
 		out = append(out, src)
 	}
 	return out, nil
+}
+
+// withFirst adds the pool's first keys to src, named from PostgreSQL. A
+// name that cannot be read is left out: the id still says which key.
+func (b *Broker) withFirst(ctx context.Context, src EffectiveSource, pr PoolRef) EffectiveSource {
+	p, _ := b.pools.get(pr)
+	if p == nil {
+		return src
+	}
+	best := -1
+	for _, m := range p.members {
+		if !m.disabled && (best < 0 || m.priority < best) {
+			best = m.priority
+		}
+	}
+	for _, m := range p.members {
+		if m.disabled || m.priority != best {
+			continue
+		}
+		k := ServingKey{KeyID: m.ref.KeyID}
+		if rec, err := b.store.GetKey(ctx, m.ref); err == nil {
+			k.Name = rec.Name
+		}
+		src.First = append(src.First, k)
+	}
+	return src
 }
 
 // usable counts the active keys of a pool as this replica knows it.

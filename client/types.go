@@ -246,6 +246,15 @@ type EffectiveSource struct {
 	// Reason says why an earlier scope does not serve, or why none does
 	// (the reasons of resolve).
 	Reason string `json:"reason,omitempty"`
+	// First are the keys that serve first: the active keys of the lowest
+	// priority (several take turns).
+	First []ServingKey `json:"first,omitempty"`
+}
+
+// ServingKey names a key that serves.
+type ServingKey struct {
+	KeyID string `json:"keyId"`
+	Name  string `json:"name,omitempty"`
 }
 
 // EffectiveSources answers GET /v1/workspaces/{ws}/effective.

@@ -79,6 +79,9 @@ func (s *server) effective(c *gin.Context) {
 	out := client.EffectiveSources{Providers: make([]client.EffectiveSource, 0, len(srcs))}
 	for _, src := range srcs {
 		e := client.EffectiveSource{Provider: src.Provider, ScopeID: src.ScopeID, UsableKeys: src.UsableKeys, Reason: src.Reason}
+		for _, k := range src.First {
+			e.First = append(e.First, client.ServingKey{KeyID: k.KeyID, Name: k.Name})
+		}
 		if src.Scope != "" {
 			scope := string(src.Scope)
 			e.Scope = &scope

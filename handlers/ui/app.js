@@ -1,6 +1,7 @@
 // keybroker admin page: a small client of the v1 API. The bearer token is
 // kept in sessionStorage (never a cookie or a URL); key values are read
-// from password inputs, sent once, and cleared from the DOM.
+// from password inputs, sent once, and cleared from the DOM. A token
+// created here is shown once and dropped from the page when dismissed.
 
 const store = window.sessionStorage;
 const $ = (id) => document.getElementById(id);
@@ -11,7 +12,12 @@ let current = null;   // the open scope: { kind: 'workspace'|'organization', id 
 async function api(method, path, body) {
   const headers = { Authorization: 'Bearer ' + store.getItem('keybroker.token') };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let resp;
+  try {
+    resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new Error('keybroker could not be reached; check the connection and try again');
+  }
   if (resp.status === 204) return null;
   const data = await resp.json().catch(() => ({}));
   if (!resp.ok) {
@@ -25,9 +31,10 @@ async function api(method, path, body) {
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
     if (k === 'text') node.textContent = v;
     else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
+    else node.setAttribute(k, v === true ? '' : v);
   }
   for (const c of children) node.append(c);
   return node;
@@ -37,6 +44,62 @@ const canEdit = () => me && (me.role === 'operator' || me.role === 'admin');
 const base = () => (current.kind === 'organization' ? '/v1/organizations/' : '/v1/workspaces/') + encodeURIComponent(current.id);
 const poolPath = (p) => `${base()}/providers/${p}/keys`;
 const keyPath = (p, k) => `${poolPath(p)}/${encodeURIComponent(k)}`;
+const keyName = (k) => `'${k.name || k.keyId}'`;
+
+function when(iso) { return new Date(iso).toISOString().replace('T', ' ').slice(0, 16) + ' UTC'; }
+
+// actorLabel names an actor in words: its token's description when it
+// has one, else the token id; "operator" and the like as they are.
+function actorLabel(subject, name) {
+  const id = (subject || '').replace(/^token:/, '');
+  if (name) return `${name} (${id})`;
+  return subject && subject.startsWith('token:') ? `token ${id}` : (subject || 'someone');
+}
+
+// ---- Toasts and confirmations -------------------------------------------
+
+// toast says what an action did. It stays until dismissed or replaced by
+// the next one (no time limit to read it).
+function toast(message, bad = false) {
+  $('toast-text').textContent = message;
+  $('toast').classList.toggle('bad', bad);
+  $('toast').hidden = false;
+}
+$('toast-close').addEventListener('click', () => { $('toast').hidden = true; });
+
+// confirmAction asks before a change to what resolves (or that cannot be
+// undone). It resolves true when the person confirms; Escape or Cancel
+// resolve false. extra is an optional element shown in the dialog.
+function confirmAction({ title, text, ok, danger = false, extra = null }) {
+  const dialog = $('confirm');
+  const back = document.activeElement;
+  $('confirm-title').textContent = title;
+  $('confirm-text').textContent = text;
+  $('confirm-extra').replaceChildren(...(extra ? [extra] : []));
+  const okBtn = $('confirm-ok');
+  okBtn.textContent = ok;
+  okBtn.className = danger ? 'danger' : '';
+  return new Promise((resolve) => {
+    const done = (answer) => {
+      okBtn.removeEventListener('click', onOK);
+      $('confirm-cancel').removeEventListener('click', onCancel);
+      dialog.removeEventListener('cancel', onEscape);
+      if (dialog.open) dialog.close();
+      if (back && back.isConnected) back.focus();
+      resolve(answer);
+    };
+    const onOK = (ev) => { ev.preventDefault(); done(true); };
+    const onCancel = (ev) => { ev.preventDefault(); done(false); };
+    const onEscape = (ev) => { ev.preventDefault(); done(false); };
+    okBtn.addEventListener('click', onOK);
+    $('confirm-cancel').addEventListener('click', onCancel);
+    dialog.addEventListener('cancel', onEscape);
+    dialog.showModal();
+    $('confirm-cancel').focus();
+  });
+}
+
+// ---- Signing in and navigation -------------------------------------------
 
 async function signIn(token) {
   store.setItem('keybroker.token', token);
@@ -46,33 +109,64 @@ async function signIn(token) {
     store.removeItem('keybroker.token');
     throw e;
   }
+  if (me.role === 'resolver') {
+    store.removeItem('keybroker.token');
+    me = null;
+    throw new Error('This is a resolver token: it resolves keys for the execution path and cannot manage them. Sign in with an operator, admin or reader token.');
+  }
   providers = (await api('GET', '/v1/providers')).providers;
-  const scopes = [...me.workspaces, ...me.organizations.map((o) => 'organization ' + o)];
-  $('who').textContent = `Signed in as ${me.tokenId}, role ${me.role}` + (scopes.length ? `, ${scopes.join(', ')}` : '');
+  const scopes = [...me.workspaces.map((w) => 'workspace ' + w), ...me.organizations.map((o) => 'organization ' + o)];
+  $('who').textContent = `Signed in as ${me.description ? me.description + ' (' + me.tokenId + ')' : me.tokenId}, role ${me.role}` +
+    (scopes.length ? `, ${scopes.join(', ')}` : '');
   $('who').hidden = false;
   $('signout').hidden = false;
   $('signin-section').hidden = true;
-  $('workspaces-section').hidden = false;
-  await renderScopes('');
+  $('views').hidden = false;
+  $('nav-tokens').hidden = me.role !== 'operator';
   $('open-workspace').hidden = me.role !== 'operator';
   $('open-organization').hidden = me.role !== 'operator';
-  // The URL names the open scope (#/workspace/ws1), so a link or a reload
-  // lands there; else the last one of this tab.
-  const fromURL = scopeOfHash();
-  const last = fromURL || JSON.parse(store.getItem('keybroker.scope') || 'null');
-  const reachable = (s) => me.role === 'operator' || (s.kind === 'workspace' ? me.workspaces : me.organizations).includes(s.id);
-  if (last && reachable(last)) await openScope(last).catch(showOpenError);
-  else if (me.workspaces.length + me.organizations.length === 1) {
-    await openScope(me.workspaces.length ? { kind: 'workspace', id: me.workspaces[0] } : { kind: 'organization', id: me.organizations[0] });
+  await renderScopes('');
+  // The URL names the view (#/workspace/ws1, #/tokens), so a link or a
+  // reload lands there; else the last scope of this tab, or the only one.
+  if (!location.hash || location.hash === '#/') {
+    const last = JSON.parse(store.getItem('keybroker.scope') || 'null');
+    if (last && reachable(last)) history.replaceState(null, '', `#/${last.kind}/${last.id}`);
+    else if (me.workspaces.length + me.organizations.length === 1) {
+      const only = me.workspaces.length ? `workspace/${me.workspaces[0]}` : `organization/${me.organizations[0]}`;
+      history.replaceState(null, '', `#/${only}`);
+    }
   }
+  await route();
 }
 
+const reachable = (s) => me.role === 'operator' || (s.kind === 'workspace' ? me.workspaces : me.organizations).includes(s.id);
 const idRule = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
-function scopeOfHash() {
-  const m = location.hash.match(/^#\/(workspace|organization)\/([^/]+)$/);
-  return m && idRule.test(m[2]) ? { kind: m[1], id: m[2] } : null;
+// route shows the view the URL names.
+async function route() {
+  if (!me) return;
+  const m = location.hash.match(/^#\/(workspace|organization)\/(.+)$/);
+  const tokens = location.hash === '#/tokens' && me.role === 'operator';
+  $('tokens-section').hidden = !tokens;
+  $('workspaces-section').hidden = tokens;
+  for (const [link, on] of [['nav-tokens', tokens], ['nav-scopes', !tokens]]) {
+    if (on) $(link).setAttribute('aria-current', 'page');
+    else $(link).removeAttribute('aria-current');
+  }
+  dropCreatedToken();
+  if (tokens) {
+    $('workspace-section').hidden = true;
+    current = null;
+    await renderTokens().catch((e) => { $('token-error').textContent = e.message; });
+    return;
+  }
+  if (m) await openScope({ kind: m[1], id: decodeURIComponent(m[2]) }).catch(showOpenError);
+  else {
+    $('workspace-section').hidden = true;
+    current = null;
+  }
 }
+window.addEventListener('hashchange', () => route());
 
 // renderScopes lists the scopes the token may open (GET /v1/scopes),
 // matching query; more appends the next page.
@@ -90,7 +184,7 @@ async function renderScopes(query, more = false) {
   for (const sc of page.scopes) {
     const label = (sc.kind === 'workspace' ? 'Workspace ' : 'Organization ') + sc.id;
     list.append(el('button', { type: 'button', 'data-scope': `${sc.kind}/${sc.id}`, [`data-${sc.kind}`]: sc.id,
-      onclick: () => openScope({ kind: sc.kind, id: sc.id }).catch(showOpenError) }, label));
+      onclick: () => { location.hash = `#/${sc.kind}/${sc.id}`; } }, label));
   }
   if (!list.childElementCount) list.append(el('p', { class: 'hint', text: query ? `Nothing matches "${query}".` : 'No workspace or organization yet.' }));
   scopeCursor = page.nextCursor || '';
@@ -109,6 +203,7 @@ function showOpenError(e) {
 
 function signOut() {
   store.clear();
+  location.hash = '';
   location.reload();
 }
 
@@ -117,9 +212,10 @@ async function openScope(scope) {
   if (!idRule.test(scope.id)) {
     throw new Error(`"${scope.id}" is not a ${scope.kind} id: lower-case letters, digits, "-" and "_", starting with a letter or digit`);
   }
+  if (!reachable(scope)) throw new Error(`This token does not reach ${scope.kind} ${scope.id}.`);
   current = scope;
   store.setItem('keybroker.scope', JSON.stringify(scope));
-  history.replaceState(null, '', `#/${scope.kind}/${scope.id}`);
+  if (location.hash !== `#/${scope.kind}/${scope.id}`) history.replaceState(null, '', `#/${scope.kind}/${scope.id}`);
   const ws = scope.kind === 'workspace';
   $('workspace-title').textContent = (ws ? 'Workspace ' : 'Organization ') + scope.id;
   $('scope-hint').textContent = ws
@@ -129,11 +225,22 @@ async function openScope(scope) {
   $('history-section').hidden = true;
   $('settings-section').hidden = !ws;
   $('linked-section').hidden = ws;
+  auditFilters = { action: '', outcome: '', actor: '' };
+  $('audit-filters').reset();
   if (ws) await renderSettings();
   else await renderLinked();
   await renderKeys();
-  if (canEdit()) await renderAudit();
+  await renderAudit();
 }
+
+// refresh re-reads what a change may have altered.
+async function refresh() {
+  if (current.kind === 'workspace') await renderSettings();
+  await renderKeys();
+  await renderAudit();
+}
+
+// ---- Settings ---------------------------------------------------------------
 
 // settings of the open workspace: its organization, whether it inherits
 // the organization's keys, and whether a call without a usable key falls
@@ -142,36 +249,45 @@ let settings = { hostedFallback: true, inherit: true, organization: null };
 
 async function renderSettings() {
   settings = await api('GET', `${base()}/settings`);
-  $('org-text').textContent = settings.organization
-    ? `The workspace belongs to the organization ${settings.organization}.`
-    : 'The workspace belongs to no organization.';
-  $('inherit-text').textContent = !settings.organization ? ''
-    : settings.inherit ? `Providers without a usable workspace key use ${settings.organization}'s keys (not billed by the platform).`
-      : `The workspace does not use ${settings.organization}'s keys.`;
+  const org = settings.organization;
+  $('org-text').textContent = org
+    ? `The workspace belongs to the organization ${org}.`
+    : 'The workspace belongs to no organization (an operator links workspaces to organizations).';
+  $('inherit-text').textContent = !org ? ''
+    : settings.inherit ? `Inherit is on: providers without a usable workspace key use ${org}'s keys. Those calls are billed to ${org}'s own provider accounts, not by the platform.`
+      : `Inherit is off: the workspace does not use ${org}'s keys; providers without a usable workspace key go straight to the hosted fallback.`;
   $('fallback-text').textContent = settings.hostedFallback
-    ? "Calls for a provider without a usable key of the workspace (or inherited) use the platform's hosted key, billed at hosted rates."
-    : 'Calls for a provider without a usable key of the workspace (or inherited) fail: the hosted fallback is off, so nothing is billed at hosted rates.';
+    ? "Hosted fallback is on: calls for a provider without a usable key of the workspace (or inherited) use the platform's hosted key, billed at hosted rates."
+    : 'Hosted fallback is off: calls for a provider without a usable key of the workspace (or inherited) fail, so nothing is billed at hosted rates.';
   const toggle = $('fallback-toggle');
   toggle.hidden = !canEdit();
   toggle.textContent = settings.hostedFallback ? 'Turn the hosted fallback off (fail closed)' : 'Turn the hosted fallback on (billed)';
   const inherit = $('inherit-toggle');
-  inherit.hidden = !canEdit() || !settings.organization;
-  inherit.textContent = settings.inherit ? `Stop using ${settings.organization}'s keys` : `Use ${settings.organization}'s keys`;
+  inherit.hidden = !canEdit() || !org;
+  inherit.textContent = settings.inherit ? `Stop using ${org}'s keys` : `Use ${org}'s keys`;
 }
 
-async function changeSettings(change) {
+async function changeSettings(change, question) {
   $('settings-error').textContent = '';
+  if (!await confirmAction(question)) return;
   try {
     await api('PUT', `${base()}/settings`, change);
-    await renderSettings();
-    await renderKeys();
-    await renderAudit();
+    await refresh();
+    toast('Settings saved. ' + $(change.hostedFallback !== undefined ? 'fallback-text' : 'inherit-text').textContent);
   } catch (e) {
     $('settings-error').textContent = e.message;
   }
 }
-$('fallback-toggle').addEventListener('click', () => changeSettings({ hostedFallback: !settings.hostedFallback }));
-$('inherit-toggle').addEventListener('click', () => changeSettings({ inherit: !settings.inherit }));
+$('fallback-toggle').addEventListener('click', () => changeSettings({ hostedFallback: !settings.hostedFallback }, settings.hostedFallback
+  ? { title: 'Turn the hosted fallback off?', ok: 'Turn it off', danger: true,
+    text: "Calls for a provider without a usable key of the workspace (or inherited) will fail instead of using the platform's hosted key. Nothing more is billed at hosted rates." }
+  : { title: 'Turn the hosted fallback on?', ok: 'Turn it on',
+    text: "Calls for a provider without a usable key of the workspace (or inherited) will use the platform's hosted key, billed at hosted rates." }));
+$('inherit-toggle').addEventListener('click', () => changeSettings({ inherit: !settings.inherit }, settings.inherit
+  ? { title: `Stop using ${settings.organization}'s keys?`, ok: 'Stop using them', danger: true,
+    text: `Providers without a usable workspace key will no longer use ${settings.organization}'s keys: they go to the hosted fallback (${settings.hostedFallback ? 'billed at hosted rates' : 'off, so those calls fail'}).` }
+  : { title: `Use ${settings.organization}'s keys?`, ok: 'Use them',
+    text: `Providers without a usable workspace key will use ${settings.organization}'s keys, billed to ${settings.organization}'s provider accounts rather than at hosted rates.` }));
 
 async function renderLinked() {
   const list = $('linked');
@@ -179,8 +295,12 @@ async function renderLinked() {
   try {
     const linked = (await api('GET', `${base()}/workspaces`)).workspaces;
     for (const w of linked) {
-      list.append(el('li', { 'data-linked': w.workspace, text: `${w.workspace}: ` +
-        (w.inherit ? "uses these keys when it has no usable key of its own" : "linked, but does not use these keys") }));
+      const words = w.inherit ? 'uses these keys when it has no usable key of its own' : 'linked, but does not use these keys (inherit is off)';
+      const item = el('li', { 'data-linked': w.workspace });
+      if (reachable({ kind: 'workspace', id: w.workspace })) item.append(el('a', { href: `#/workspace/${w.workspace}`, text: w.workspace }));
+      else item.append(w.workspace);
+      item.append(`: ${words}`);
+      list.append(item);
     }
     if (!linked.length) list.append(el('li', { text: 'No workspace is linked to this organization (an operator links them).' }));
   } catch (e) {
@@ -188,14 +308,18 @@ async function renderLinked() {
   }
 }
 
+// ---- Pools ------------------------------------------------------------------
+
 // servedBy says in plain words what serves a workspace's calls for a
 // provider (from GET .../effective).
 function servedBy(e) {
   if (!e) return '';
   const n = e.usableKeys === 1 ? '1 usable key' : `${e.usableKeys} usable keys`;
+  const first = (e.first || []).map((k) => `'${k.name || k.keyId}'`);
+  const which = first.length === 1 ? `key ${first[0]}` : first.length ? `keys ${first.join(' and ')} (taking turns)` : 'keys';
   switch (e.scope) {
-    case 'workspace': return `Calls use the workspace's own keys (${n}; BYOK, not billed by the platform)`;
-    case 'organization': return `Calls use organization ${e.scopeId}'s keys (${n}; BYOK, not billed by the platform)`;
+    case 'workspace': return `Calls use the workspace's own ${which} (${n}; BYOK, not billed by the platform)`;
+    case 'organization': return `Calls use organization ${e.scopeId}'s ${which} (${n}; BYOK, not billed by the platform)`;
     case 'hosted': return "Using hosted key: calls are billed at the platform's hosted rates";
   }
   if (e.reason === 'hosted_fallback_off') return 'No key: calls fail (hosted fallback is off)';
@@ -203,7 +327,7 @@ function servedBy(e) {
   return 'No key: calls fail (the platform has no hosted key for this provider)';
 }
 
-function when(iso) { return new Date(iso).toISOString().replace('T', ' ').slice(0, 19) + ' UTC'; }
+let pools = {}; // provider id → its keys, as last shown
 
 async function renderKeys() {
   const all = await Promise.all(providers.map((p) => api('GET', poolPath(p.id)).then((r) => r.keys)));
@@ -213,11 +337,13 @@ async function renderKeys() {
   }
   const tbody = $('keys');
   tbody.replaceChildren();
+  pools = {};
   providers.forEach((p, i) => {
     const pool = all[i];
+    pools[p.id] = pool;
     const status = current.kind === 'workspace' ? servedBy(effective[p.id])
       : pool.length ? `${pool.filter((k) => k.state === 'active').length} of ${pool.length} keys active` : 'No key';
-    const list = el('ul', { class: 'pool', 'data-pool': p.id });
+    const list = el('ul', { class: 'pool', 'data-pool': p.id, 'aria-label': `${p.displayName} keys, in the order they serve` });
     pool.forEach((k, j) => list.append(keyItem(p, k, pool, j)));
     const keysCell = el('td', {}, list);
     if (canEdit()) keysCell.append(addForm(p, pool));
@@ -233,13 +359,15 @@ function keyItem(p, k, pool, j) {
   const usage = k.lastUsedAt
     ? `${k.resolves} resolves, last used ${when(k.lastUsedAt)}${k.idle ? ' (idle: unused for 90 days)' : ''}`
     : `never used${k.idle ? ' (idle: created over 90 days ago)' : ''}`;
-  const item = el('li', { 'data-key': id, class: k.state === 'disabled' ? 'disabled' : '' },
+  const item = el('li', { 'data-key': id, class: k.state === 'disabled' ? 'disabled' : undefined });
+  if (canEdit()) item.append(dragHandle(p, k, pool, j, item), ' ');
+  item.append(
     el('strong', { 'data-name': id, text: k.name || k.keyId }), ' ',
     el('span', { class: 'masked', 'data-masked': id, text: k.maskedKey }), ' ',
     el('span', { class: 'badge ' + (k.health || 'healthy'), 'data-health': id, text: healthInWords(k) }),
-    el('div', { text: `key id ${k.keyId}, priority ${k.priority}, ${k.state}` +
-      (k.models.length ? `, only for ${k.models.join(', ')}` : '') }),
-    el('div', { text: `version ${k.version}, changed by ${k.updatedBy} at ${when(k.updatedAt)}` }),
+    el('div', { text: `key id ${k.keyId}, priority ${k.priority}, ` }, el('span', { class: 'state-' + k.state, text: k.state }),
+      k.models.length ? `, only for ${k.models.join(', ')}` : ''),
+    el('div', { 'data-changed': id, text: `version ${k.version}, changed by ${actorLabel(k.updatedBy, k.updatedByName)} at ${when(k.updatedAt)}` }),
     el('div', { 'data-usage': id, text: usage }));
   if (canEdit()) item.append(keyControls(p, k, pool, j));
   return item;
@@ -254,20 +382,123 @@ function healthInWords(k) {
   return 'healthy';
 }
 
+// nextSource says what serves a pool's calls once keys stop serving.
+function nextSource(p, pool, without) {
+  const others = pool.filter((o) => !without.includes(o.keyId) && o.state === 'active');
+  if (others.length) {
+    const first = others.reduce((a, b) => (b.priority < a.priority ? b : a));
+    return `The pool's other active key ${keyName(first)} serves instead` + (others.length > 1 ? ` (${others.length} keys remain active).` : '.');
+  }
+  if (current.kind === 'organization') return "The organization's workspaces will then use the next source their settings allow.";
+  if (settings.organization && settings.inherit) return `Calls will then use ${settings.organization}'s keys, if it has a usable one, else ` +
+    (settings.hostedFallback ? "the platform's hosted key (billed at hosted rates)." : 'fail (the hosted fallback is off).');
+  return settings.hostedFallback ? "Calls will then use the platform's hosted key (billed at hosted rates)." : 'Calls will then fail: the hosted fallback is off.';
+}
+
+// An action on a key: run it, re-read the page, say what happened (a
+// toast) or what went wrong (next to the key, and in the toast).
+function keyAction(errBox, fn, done) {
+  return async () => {
+    errBox.textContent = '';
+    try {
+      const result = await fn();
+      if (result === false) return; // not confirmed
+      await refresh();
+      if (done) toast(typeof done === 'function' ? done(result) : done);
+    } catch (e) {
+      const box = errBox.isConnected ? errBox : document.getElementById(errBox.id) || errBox;
+      box.textContent = e.message;
+      toast(e.message, true);
+    }
+  };
+}
+
+// reorderPatches moves key `from` of a pool (sorted as served) to index
+// `to`, changing as few priorities as it can: the moved key takes a
+// priority between its new neighbours, and when there is no room the
+// keys after it are pushed down by one.
+function reorderPatches(pool, from, to) {
+  const order = pool.slice();
+  const [moved] = order.splice(from, 1);
+  order.splice(to, 0, moved);
+  const lo = to > 0 ? order[to - 1].priority : -1;
+  const hi = to < order.length - 1 ? order[to + 1].priority : 1001;
+  if (hi - lo >= 2) {
+    const p = to === 0 ? hi - 1 : to === order.length - 1 ? lo + 1 : Math.floor((lo + hi) / 2);
+    return p === moved.priority ? [] : [[moved, p]];
+  }
+  const patches = [];
+  let prev = -1;
+  for (const k of order) {
+    const want = k === moved ? prev + 1 : Math.max(k.priority, prev + 1);
+    if (want > 1000) throw new Error('No room to reorder: priorities end at 1000; lower some keys\' priorities first');
+    if (want !== k.priority) patches.push([k, want]);
+    prev = want;
+  }
+  return patches;
+}
+
+async function reorder(p, pool, from, to) {
+  if (from === to) return false;
+  const moved = pool[from];
+  const patches = reorderPatches(pool, from, to);
+  if (!patches.length) return false;
+  const neighbour = pool[to]; // the key moved past, last
+  const where = to < from ? `before ${keyName(neighbour)}` : `after ${keyName(neighbour)}`;
+  const changes = patches.map(([k, pr]) => `${keyName(k)} gets priority ${pr}`).join(', ');
+  const ok = await confirmAction({ title: `Serve ${keyName(moved)} ${where}?`, ok: 'Change the order',
+    text: `${p.displayName} calls will try ${keyName(moved)} ${where}: ${changes}.` });
+  if (!ok) return false;
+  for (const [k, pr] of patches) await api('PATCH', keyPath(p.id, k.keyId), { priority: pr });
+  return `${keyName(moved)} now serves ${where}.`;
+}
+
+// dragHandle reorders a key by pointer (drag it over the others) or by
+// keyboard (arrow keys while the handle has focus).
+function dragHandle(p, k, pool, j, item) {
+  const handle = el('button', { type: 'button', class: 'handle', 'data-handle': `${p.id}/${k.keyId}`,
+    'aria-label': `Move ${keyName(k)} (position ${j + 1} of ${pool.length}): press the up or down arrow key, or drag` }, '⋮⋮');
+  const err = () => document.getElementById(`err-${p.id}-${k.keyId}`) || el('p');
+  const run = (to) => keyAction(err(), () => reorder(p, pool, j, to), (msg) => msg)().then(() => {
+    document.querySelector(`[data-handle="${CSS.escape(p.id + '/' + k.keyId)}"]`)?.focus();
+  });
+  handle.addEventListener('keydown', (ev) => {
+    if (ev.key === 'ArrowUp' && j > 0) { ev.preventDefault(); run(j - 1); }
+    if (ev.key === 'ArrowDown' && j < pool.length - 1) { ev.preventDefault(); run(j + 1); }
+  });
+  let target = -1;
+  const clearMarks = () => item.parentElement?.querySelectorAll('li').forEach((li) => li.classList.remove('drop-before', 'drop-after', 'dragging'));
+  handle.addEventListener('pointerdown', (ev) => {
+    if (ev.button !== 0) return;
+    handle.setPointerCapture(ev.pointerId);
+    item.classList.add('dragging');
+    target = j;
+  });
+  handle.addEventListener('pointermove', (ev) => {
+    if (target < 0) return;
+    // The new place is after every other key whose middle is above the
+    // pointer.
+    const others = [...item.parentElement.children].filter((li) => li !== item);
+    target = others.filter((li) => { const r = li.getBoundingClientRect(); return ev.clientY > r.top + r.height / 2; }).length;
+    others.forEach((li) => li.classList.remove('drop-before', 'drop-after'));
+    if (target < j) others[target].classList.add('drop-before');
+    if (target > j) others[target - 1].classList.add('drop-after');
+  });
+  const end = () => {
+    const to = target;
+    target = -1;
+    clearMarks();
+    if (to >= 0 && to !== j) run(to);
+  };
+  handle.addEventListener('pointerup', end);
+  handle.addEventListener('pointercancel', () => { target = -1; clearMarks(); });
+  return handle;
+}
+
 function keyControls(p, k, pool, j) {
   const id = `${p.id}/${k.keyId}`, slug = `${p.id}-${k.keyId}`;
   const box = el('div', { class: 'edit' });
   const err = el('p', { class: 'error', id: 'err-' + slug, role: 'alert' });
-  const act = (fn) => async () => {
-    err.textContent = '';
-    try {
-      await fn();
-      await renderKeys();
-      await renderAudit();
-    } catch (e) {
-      err.textContent = e.message;
-    }
-  };
   // Rotate: a new value for this key.
   const input = el('input', { id: 'rotate-' + slug, type: 'password', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'err-' + slug });
   const rotate = el('form', { 'data-rotate': id, method: 'post' },
@@ -275,56 +506,52 @@ function keyControls(p, k, pool, j) {
     el('button', { type: 'submit', text: 'Replace key' }));
   rotate.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const value = input.value;
-    input.value = '';           // the key leaves the DOM before the request returns
-    act(() => api('PUT', keyPath(p.id, k.keyId), { apiKey: value }))();
+    keyAction(err, async () => {
+      const serving = k.state === 'active';
+      if (!await confirmAction({ title: `Replace ${p.displayName} key ${keyName(k)}?`, ok: 'Replace the key',
+        text: (serving ? `Calls this key serves use the new value at once. ` : 'The key is disabled: the new value serves once it is enabled. ') +
+          `The current value stays in Vault as version ${k.version}, so it can be rolled back.` })) return false;
+      const value = input.value;
+      input.value = '';           // the key leaves the DOM before the request returns
+      return api('PUT', keyPath(p.id, k.keyId), { apiKey: value });
+    }, (r) => `Replaced ${p.displayName} key ${keyName(k)}: now version ${r.version} (${r.maskedKey}).`)();
   });
-  // Rename.
+  // Rename (changes no resolve: no confirmation).
   const nameInput = el('input', { id: 'name-' + slug, autocomplete: 'off', value: k.name, maxlength: '120' });
   const rename = el('form', { 'data-rename': id, method: 'post' },
     el('label', { for: 'name-' + slug, text: 'Name' }), nameInput, el('button', { type: 'submit', text: 'Rename' }));
   rename.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    act(() => api('PATCH', keyPath(p.id, k.keyId), { name: nameInput.value }))();
+    keyAction(err, () => api('PATCH', keyPath(p.id, k.keyId), { name: nameInput.value }), `Renamed to '${nameInput.value}'.`)();
   });
-  // Reorder: serve before the key above, or after the key below.
-  const move = async (other, earlier) => {
-    if (!earlier) return api('PATCH', keyPath(p.id, k.keyId), { priority: Math.min(1000, other.priority + 1) });
-    if (other.priority === 0) await api('PATCH', keyPath(p.id, other.keyId), { priority: 1 });
-    return api('PATCH', keyPath(p.id, k.keyId), { priority: Math.max(0, other.priority - 1) });
-  };
-  const up = el('button', { type: 'button', 'data-up': id, text: 'Serve earlier', 'aria-label': `Serve ${k.name || k.keyId} earlier` });
-  const down = el('button', { type: 'button', 'data-down': id, text: 'Serve later', 'aria-label': `Serve ${k.name || k.keyId} later` });
-  up.disabled = j === 0;
-  down.disabled = j === pool.length - 1;
-  up.addEventListener('click', act(() => move(pool[j - 1], true)));
-  down.addEventListener('click', act(() => move(pool[j + 1], false)));
-  const toggle = el('button', { type: 'button', 'data-toggle-state': id,
-    text: k.state === 'active' ? 'Disable' : 'Enable',
-    onclick: act(() => api('PATCH', keyPath(p.id, k.keyId), { state: k.state === 'active' ? 'disabled' : 'active' })) });
+  // Reorder by one step, for those who prefer buttons to the handle.
+  const up = el('button', { type: 'button', 'data-up': id, text: 'Serve earlier', 'aria-label': `Serve ${k.name || k.keyId} earlier`, disabled: j === 0 });
+  const down = el('button', { type: 'button', 'data-down': id, text: 'Serve later', 'aria-label': `Serve ${k.name || k.keyId} later`, disabled: j === pool.length - 1 });
+  up.addEventListener('click', keyAction(err, () => reorder(p, pool, j, j - 1), (m) => m));
+  down.addEventListener('click', keyAction(err, () => reorder(p, pool, j, j + 1), (m) => m));
+  const enabling = k.state !== 'active';
+  const toggle = el('button', { type: 'button', 'data-toggle-state': id, text: enabling ? 'Enable' : 'Disable',
+    onclick: keyAction(err, async () => {
+      const q = enabling
+        ? { title: `Enable ${keyName(k)}?`, ok: 'Enable', text: `${keyName(k)} serves ${p.displayName} calls again, at priority ${k.priority}.` }
+        : { title: `Disable ${keyName(k)}?`, ok: 'Disable', danger: true, text: `${keyName(k)} stops serving at once. ${nextSource(p, pool, [k.keyId])}` };
+      if (!await confirmAction(q)) return false;
+      return api('PATCH', keyPath(p.id, k.keyId), { state: enabling ? 'active' : 'disabled' });
+    }, `${enabling ? 'Enabled' : 'Disabled'} ${p.displayName} key ${keyName(k)}.`) });
   // Delete, with a confirmation that says what it leaves behind.
-  const warn = el('p', { class: 'warning', hidden: '' });
-  const confirmBtn = el('button', { type: 'button', hidden: '', 'data-confirm-delete': id, text: 'Yes, delete the key' });
-  const cancelBtn = el('button', { type: 'button', hidden: '', text: 'Cancel' });
-  const destroy = el('input', { type: 'checkbox', id: `destroy-${slug}`, 'data-destroy': id });
-  const destroyLabel = el('label', { for: `destroy-${slug}`, hidden: '', text: ' Also destroy every earlier version in Vault, for good' });
-  destroyLabel.prepend(destroy);
-  const delBtn = el('button', { type: 'button', 'data-delete': id, text: 'Delete key' });
-  delBtn.addEventListener('click', () => {
-    const others = pool.filter((o) => o.keyId !== k.keyId && o.state === 'active').length;
-    const next = others ? `The pool's ${others} other active key(s) serve instead.`
-      : current.kind === 'workspace' ? 'Calls will then use the next source the settings allow: the organization\'s keys, else the platform\'s hosted key (billed), else fail.'
-        : "The organization's workspaces will then use the next source their settings allow.";
-    warn.textContent = `Delete ${k.name || k.keyId} (${p.displayName})? ${next} ` +
-      'A plain delete removes the current version only: the older versions stay in Vault, readable and restorable by its operators.';
-    warn.hidden = false; confirmBtn.hidden = false; cancelBtn.hidden = false; destroyLabel.hidden = false;
-    confirmBtn.focus();
-  });
-  cancelBtn.addEventListener('click', () => {
-    warn.hidden = true; confirmBtn.hidden = true; cancelBtn.hidden = true; destroyLabel.hidden = true; delBtn.focus();
-  });
-  confirmBtn.addEventListener('click', act(() => api('DELETE', keyPath(p.id, k.keyId) + (destroy.checked ? '?destroy=true' : ''))));
-  const histBtn = el('button', { type: 'button', 'data-history': id, text: 'Version history', onclick: () => renderHistory(p, k) });
+  const delBtn = el('button', { type: 'button', 'data-delete': id, text: 'Delete key', class: 'danger',
+    onclick: keyAction(err, async () => {
+      const destroy = el('input', { type: 'checkbox', id: `destroy-${slug}`, 'data-destroy': id });
+      const destroyLabel = el('label', { for: `destroy-${slug}` }, destroy, ' Also destroy every earlier version in Vault, for good');
+      const ok = await confirmAction({ title: `Delete ${p.displayName} key ${keyName(k)}?`, ok: 'Delete the key', danger: true, extra: destroyLabel,
+        text: `${k.state === 'active' ? nextSource(p, pool, [k.keyId]) : 'The key is disabled: nothing serves differently.'} ` +
+          'A plain delete removes the current version only: the older versions stay in Vault, readable and restorable by its operators. Destroy removes them all.' });
+      if (!ok) return false;
+      await api('DELETE', keyPath(p.id, k.keyId) + (destroy.checked ? '?destroy=true' : ''));
+      return destroy.checked;
+    }, (destroyed) => `Deleted ${p.displayName} key ${keyName(k)}${destroyed ? ', every version destroyed' : '; its older versions stay in Vault'}.`) });
+  const histBtn = el('button', { type: 'button', 'data-history': id, text: 'Version history',
+    onclick: () => renderHistory(p, k).catch((e) => { err.textContent = e.message; }) });
   const verdict = el('p', { class: 'result', 'data-test-result': id, role: 'status' });
   const testBtn = el('button', { type: 'button', 'data-test': id, text: 'Test key' });
   testBtn.addEventListener('click', async () => {
@@ -337,16 +564,19 @@ function keyControls(p, k, pool, j) {
       await renderKeys();
       document.querySelector(`[data-test-result="${CSS.escape(id)}"]`)?.replaceWith(verdict);
       await renderAudit();
+      toast(verdict.textContent, r.result !== 'accepted');
     } catch (e) {
       verdict.textContent = '';
       err.textContent = e.message;
     }
   });
-  box.append(rotate, rename, up, down, toggle, testBtn, delBtn, histBtn, verdict, warn, destroyLabel, confirmBtn, cancelBtn, err);
+  box.append(rotate, rename, up, down, toggle, testBtn, delBtn, histBtn, verdict, err);
   return box;
 }
 
-// addForm adds a key to a provider's pool.
+// addForm adds a key to a provider's pool. Adding asks first when the
+// new key would change what serves (it would serve first, or share the
+// first place).
 function addForm(p, pool) {
   const input = el('input', { id: 'key-' + p.id, type: 'password', autocomplete: 'off', spellcheck: 'false',
     'aria-describedby': 'err-' + p.id + ' hint-' + p.id });
@@ -359,58 +589,263 @@ function addForm(p, pool) {
     el('label', { for: 'newname-' + p.id, text: 'Name (optional)' }), name,
     el('label', { for: 'priority-' + p.id, text: 'Priority (lower serves first)' }), priority,
     el('button', { type: 'submit', text: 'Add key' }), err);
-  form.addEventListener('submit', async (ev) => {
+  form.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const value = input.value;
-    input.value = '';           // the key leaves the DOM before the request returns
-    err.textContent = '';
-    const body = { apiKey: value, priority: Number(priority.value) };
-    if (name.value) body.name = name.value;
-    if (!pool.length) body.keyId = 'default'; // the v1 routes' key
-    try {
-      await api('POST', poolPath(p.id), body);
-      await renderKeys();
-      await renderAudit();
-    } catch (e) {
-      err.textContent = e.message;
-    }
+    const pr = Number(priority.value);
+    const label = name.value ? `'${name.value}'` : 'the new key';
+    keyAction(err, async () => {
+      const active = pool.filter((k) => k.state === 'active');
+      const best = active.length ? Math.min(...active.map((k) => k.priority)) : Infinity;
+      if (pr <= best) {
+        const first = active.find((k) => k.priority === best);
+        const text = !active.length ? `${p.displayName} calls will use ${label} from now on` +
+            (current.kind === 'workspace' ? " (the workspace's own key: BYOK, not billed by the platform)." : " (for the organization's inheriting workspaces).")
+          : pr < best ? `${label} will serve ${p.displayName} calls before ${keyName(first)}.`
+            : `${label} will take turns with ${keyName(first)} (same priority ${pr}).`;
+        if (!await confirmAction({ title: `Add ${label} to the ${p.displayName} pool?`, ok: 'Add the key', text })) return false;
+      }
+      const value = input.value;
+      input.value = '';           // the key leaves the DOM before the request returns
+      const body = { apiKey: value, priority: pr };
+      if (name.value) body.name = name.value;
+      if (!pool.length) body.keyId = 'default'; // the v1 routes' key
+      return api('POST', poolPath(p.id), body);
+    }, (r) => `Added ${p.displayName} key '${r.name || r.keyId}' (${r.maskedKey}) at priority ${r.priority}.`)();
   });
   return form;
 }
 
+// ---- History ----------------------------------------------------------------
+
 async function renderHistory(p, k) {
   const versions = (await api('GET', `${keyPath(p.id, k.keyId)}/versions`)).versions;
-  $('history-title').textContent = `${p.displayName} key ${k.name || k.keyId}: versions`;
+  $('history-title').textContent = `${p.displayName} key ${keyName(k)} (key id ${k.keyId}): versions`;
   const list = $('history');
   list.replaceChildren();
   for (const v of versions) {
     const state = v.current ? 'current' : v.destroyed ? 'destroyed' : v.deletedAt ? 'deleted' : 'available';
-    const item = el('li', { text: `version ${v.version}, ${when(v.createdAt)}, ${state} ` });
-    if (!v.current && state === 'available') {
-      item.append(el('button', { type: 'button', 'data-rollback': String(v.version), text: `Roll back to version ${v.version}`,
+    const by = v.createdBy ? `written by ${actorLabel(v.createdBy, v.createdByName)}` : 'written in Vault directly';
+    const item = el('li', { 'data-version': String(v.version) },
+      el('strong', { text: `Version ${v.version}` }), ` (${state}) `,
+      v.maskedKey ? el('span', { class: 'masked', text: v.maskedKey }) : '', ` ${by}, `, el('span', { class: 'when', text: when(v.createdAt) }));
+    if (!v.current && state === 'available' && canEdit()) {
+      item.append(' ', el('button', { type: 'button', 'data-rollback': String(v.version), text: `Roll back to version ${v.version}`,
         onclick: async () => {
-          await api('POST', `${keyPath(p.id, k.keyId)}/rollback`, { version: v.version });
-          await renderKeys();
-          await renderHistory(p, k);
-          await renderAudit();
+          const ok = await confirmAction({ title: `Roll ${keyName(k)} back to version ${v.version}?`, ok: 'Roll back',
+            text: `Calls this key serves use version ${v.version}'s value${v.maskedKey ? ' (' + v.maskedKey + ')' : ''} at once. ` +
+              `The current value (${k.maskedKey}) stays in Vault as version ${k.version}; the roll back is written as a new version.` });
+          if (!ok) return;
+          try {
+            const r = await api('POST', `${keyPath(p.id, k.keyId)}/rollback`, { version: v.version });
+            await refresh();
+            k = pools[p.id].find((o) => o.keyId === k.keyId) || k;
+            await renderHistory(p, k);
+            toast(`Rolled ${keyName(k)} back to version ${v.version}'s value: now version ${r.version}.`);
+          } catch (e) {
+            toast(e.message, true);
+          }
         } }));
     }
     list.append(item);
   }
   $('history-section').hidden = false;
+  $('history-title').scrollIntoView({ block: 'nearest' });
 }
 
-async function renderAudit() {
-  const page = await api('GET', `${base()}/audit?limit=20`);
-  const list = $('audit');
-  list.replaceChildren();
-  for (const e of page.events) {
-    const key = e.provider ? ` ${e.provider}${e.keyId ? '/' + e.keyId : ''}` : '';
-    list.append(el('li', { text: `${when(e.occurredAt)} ${e.action}${key} ${e.outcome} by ${e.actor}` +
-      (e.version ? ` (version ${e.version})` : '') + (e.count > 1 ? ` ×${e.count}` : '') }));
-  }
-  $('audit-section').hidden = false;
+// ---- Audit ------------------------------------------------------------------
+
+let auditFilters = { action: '', outcome: '', actor: '' };
+let auditCursor = '';
+
+function auditQuery(limit, cursor) {
+  const q = new URLSearchParams({ limit: String(limit) });
+  for (const [k, v] of Object.entries(auditFilters)) if (v) q.set(k, v);
+  if (cursor) q.set('cursor', cursor);
+  return `${base()}/audit?${q}`;
 }
+
+const providerName = (id) => (providers.find((p) => p.id === id) || { displayName: id }).displayName;
+
+// auditLine says an event in words: when, who, what, how it ended.
+function auditLine(e) {
+  const key = e.provider ? `${providerName(e.provider)} key ${e.keyId || 'default'}` : '';
+  const v = e.version ? ` version ${e.version}` : '';
+  const masked = e.maskedKey ? ` (${e.maskedKey})` : '';
+  const detail = e.detail ? `: ${e.detail}` : '';
+  const what = {
+    'key.create': () => `added ${key}${masked},${v}`,
+    'key.rotate': () => `replaced ${key}${masked}, now${v}`,
+    'key.rollback': () => `rolled back ${key}${detail}${masked}`,
+    'key.delete': () => `deleted ${key}${detail}`,
+    'key.update': () => `changed ${key}${detail}`,
+    'key.test': () => `tested ${key}${detail}`,
+    'key.health': () => `reported on ${key}${detail}`,
+    'key.migrate_layout': () => `moved ${key} to the pool layout${detail}`,
+    'workspace.settings': () => `changed the settings${detail}`,
+    'workspace.purge': () => `deleted every key of the workspace${detail}`,
+    'organization.purge': () => `deleted every key of the organization${detail}`,
+    'token.create': () => `created a token${detail}`,
+    'token.revoke': () => `revoked a token${detail}`,
+    'access.denied': () => `was refused${key ? ' on ' + key : ''}${detail}`,
+  }[e.action];
+  const text = what ? what().replace(/,$/, '') : `${e.action}${key ? ' ' + key : ''}${detail}`;
+  return `${actorLabel(e.actor, e.actorName)} ${text}` + (e.outcome && e.outcome !== 'success' ? ` — ${e.outcome.replace('_', ' ')}` : '');
+}
+
+async function renderAudit(more = false) {
+  $('audit-error').textContent = '';
+  if (!more) auditCursor = '';
+  let page;
+  try {
+    page = await api('GET', auditQuery(25, more ? auditCursor : ''));
+  } catch (e) {
+    if (e.status === 403) { $('audit-section').hidden = true; return; }
+    $('audit-section').hidden = false;
+    $('audit-error').textContent = e.message;
+    return;
+  }
+  const list = $('audit');
+  if (!more) list.replaceChildren();
+  const actors = new Set([...$('audit-actors').children].map((o) => o.value));
+  for (const e of page.events) {
+    const count = e.count > 1 ? el('span', { class: 'count', 'data-count': String(e.count), text: ` ×${e.count}` }) : '';
+    list.append(el('li', { 'data-action': e.action, 'data-outcome': e.outcome },
+      el('span', { class: 'when', text: when(e.occurredAt) }), ' ', auditLine(e), count,
+      el('span', { class: 'visually-hidden', text: ` (${e.action})` })));
+    if (!actors.has(e.actor)) {
+      actors.add(e.actor);
+      $('audit-actors').append(el('option', { value: e.actor, label: actorLabel(e.actor, e.actorName) }));
+    }
+  }
+  if (!list.childElementCount) list.append(el('li', { class: 'hint', text: 'No event matches.' }));
+  auditCursor = page.nextCursor || '';
+  $('audit-more').hidden = !auditCursor;
+  $('audit-section').hidden = false;
+  list.dataset.filters = JSON.stringify(auditFilters); // what the list shows now
+}
+$('audit-filters').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  auditFilters = { action: $('audit-action').value, outcome: $('audit-outcome').value, actor: $('audit-actor').value.trim() };
+  renderAudit();
+});
+$('audit-more').addEventListener('click', () => renderAudit(true));
+
+// The download is the filtered trail as JSON lines, read page by page
+// (at most 10,000 events), built in the page: no token in a URL.
+$('audit-download').addEventListener('click', async () => {
+  const button = $('audit-download');
+  button.disabled = true;
+  try {
+    const lines = [];
+    let cursor = '';
+    do {
+      const page = await api('GET', auditQuery(200, cursor));
+      for (const e of page.events) lines.push(JSON.stringify(e));
+      cursor = page.nextCursor || '';
+    } while (cursor && lines.length < 10000);
+    const blob = new Blob(lines.map((l) => l + '\n'), { type: 'application/x-ndjson' });
+    const url = URL.createObjectURL(blob);
+    const a = el('a', { href: url, download: `keybroker-audit-${current.kind}-${current.id}.jsonl` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    toast(`Downloaded ${lines.length} audit events${cursor ? ' (the newest 10,000)' : ''}.`);
+  } catch (e) {
+    $('audit-error').textContent = e.message;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// ---- Tokens (operators) -----------------------------------------------------
+
+async function renderTokens() {
+  $('token-error').textContent = '';
+  const list = $('token-list');
+  const tokens = (await api('GET', '/v1/tokens')).tokens;
+  list.replaceChildren();
+  for (const t of tokens) {
+    const reach = [...t.workspaces.map((w) => 'workspace ' + w), ...t.organizations.map((o) => 'organization ' + o)];
+    const item = el('li', { 'data-token': t.id },
+      el('strong', { text: t.description || '(no description)' }), ` ${t.id} `,
+      el('span', { class: 'badge', 'data-token-state': t.id, text: t.state }),
+      el('div', { text: `role ${t.role}${reach.length ? ', ' + reach.join(', ') : ''}` }),
+      el('div', { class: 'hint', text: `created ${when(t.createdAt)} by ${t.createdBy}` +
+        (t.expiresAt ? `, ${t.state === 'expired' ? 'expired' : 'expires'} ${when(t.expiresAt)}` : ', never expires') +
+        (t.revokedAt ? `, revoked ${when(t.revokedAt)}` : '') }));
+    if (t.state === 'active' && t.id !== me.tokenId) {
+      item.append(el('button', { type: 'button', class: 'danger', 'data-revoke': t.id, text: 'Revoke',
+        'aria-label': `Revoke ${t.description || t.id}`,
+        onclick: async () => {
+          const ok = await confirmAction({ title: `Revoke ${t.description ? "'" + t.description + "'" : t.id}?`, ok: 'Revoke the token', danger: true,
+            text: `Every request made with ${t.id} (role ${t.role}) is refused from now on, on every replica. This cannot be undone: a new token would be needed.` });
+          if (!ok) return;
+          try {
+            await api('DELETE', `/v1/tokens/${t.id}`);
+            await renderTokens();
+            toast(`Revoked ${t.description || t.id}.`);
+          } catch (e) {
+            $('token-error').textContent = e.message;
+            toast(e.message, true);
+          }
+        } }));
+    }
+    list.append(item);
+  }
+}
+
+const splitIds = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
+
+$('token-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  $('token-error').textContent = '';
+  const body = { role: $('token-role').value, description: $('token-description').value.trim() };
+  const ws = splitIds($('token-workspaces').value), orgs = splitIds($('token-organizations').value);
+  if (ws.length) body.workspaces = ws;
+  if (orgs.length) body.organizations = orgs;
+  if ($('token-days').value) body.ttlSeconds = Number($('token-days').value) * 86400;
+  try {
+    const created = await api('POST', '/v1/tokens', body);
+    showCreatedToken(created.token);
+    created.token = '';
+    $('token-form').reset();
+    await renderTokens();
+    toast(`Created ${created.description || created.id} (${created.id}). Copy the token now: it is not shown again.`);
+  } catch (e) {
+    $('token-error').textContent = e.message;
+  }
+});
+
+// The created token lives in the panel's text alone until "Done" (or
+// leaving the view) drops it.
+function showCreatedToken(token) {
+  $('new-token').textContent = token;
+  $('token-created').hidden = false;
+  $('copy-token').focus();
+}
+function dropCreatedToken() {
+  $('new-token').textContent = '';
+  $('token-created').hidden = true;
+}
+$('copy-token').addEventListener('click', async () => {
+  try {
+    await navigator.clipboard.writeText($('new-token').textContent);
+    toast('Copied the token to the clipboard.');
+  } catch {
+    const range = document.createRange();
+    range.selectNodeContents($('new-token'));
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    toast('The browser refused the clipboard: the token is selected, press Ctrl+C (⌘C) to copy it.', true);
+  }
+});
+$('token-done').addEventListener('click', () => {
+  dropCreatedToken();
+  $('token-description').focus();
+});
+
+// ---- Start ------------------------------------------------------------------
 
 $('signin').addEventListener('submit', async (ev) => {
   ev.preventDefault();
@@ -429,8 +864,10 @@ for (const [form, input, kind] of [['open-workspace', 'workspace-id', 'workspace
   $(form).addEventListener('submit', async (ev) => {
     ev.preventDefault();
     $('open-error').textContent = '';
+    const id = $(input).value.trim();
     try {
-      await openScope({ kind, id: $(input).value.trim() });
+      if (!idRule.test(id)) throw new Error(`"${id}" is not a ${kind} id: lower-case letters, digits, "-" and "_", starting with a letter or digit`);
+      location.hash = `#/${kind}/${id}`;
     } catch (e) {
       showOpenError(e);
     }
