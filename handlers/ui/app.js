@@ -525,8 +525,8 @@ function keyControls(p, k, pool, j) {
     keyAction(err, () => api('PATCH', keyPath(p.id, k.keyId), { name: nameInput.value }), `Renamed to '${nameInput.value}'.`)();
   });
   // Reorder by one step, for those who prefer buttons to the handle.
-  const up = el('button', { type: 'button', 'data-up': id, text: 'Serve earlier', 'aria-label': `Serve ${k.name || k.keyId} earlier`, disabled: j === 0 });
-  const down = el('button', { type: 'button', 'data-down': id, text: 'Serve later', 'aria-label': `Serve ${k.name || k.keyId} later`, disabled: j === pool.length - 1 });
+  const up = el('button', { type: 'button', 'data-up': id, text: 'Serve earlier', 'aria-label': `Serve earlier: ${k.name || k.keyId}`, disabled: j === 0 });
+  const down = el('button', { type: 'button', 'data-down': id, text: 'Serve later', 'aria-label': `Serve later: ${k.name || k.keyId}`, disabled: j === pool.length - 1 });
   up.addEventListener('click', keyAction(err, () => reorder(p, pool, j, j - 1), (m) => m));
   down.addEventListener('click', keyAction(err, () => reorder(p, pool, j, j + 1), (m) => m));
   const enabling = k.state !== 'active';
@@ -708,9 +708,24 @@ async function renderAudit(more = false) {
   if (!more) list.replaceChildren();
   const actors = new Set([...$('audit-actors').children].map((o) => o.value));
   for (const e of page.events) {
-    const count = e.count > 1 ? el('span', { class: 'count', 'data-count': String(e.count), text: ` ×${e.count}` }) : '';
-    list.append(el('li', { 'data-action': e.action, 'data-outcome': e.outcome },
-      el('span', { class: 'when', text: when(e.occurredAt) }), ' ', auditLine(e), count,
+    // Denials of one token, key and route are one line with their count,
+    // however the server aggregated them (the first at once, the rest per
+    // interval).
+    const group = e.action === 'access.denied'
+      ? JSON.stringify([e.actor, e.provider, e.keyId, (e.detail || '').replace(/ \(\d+ more within .*\)$/, '')]) : '';
+    const last = list.lastElementChild;
+    if (group && last && last.dataset.group === group) {
+      const n = Number(last.dataset.count) + Math.max(e.count, 1);
+      last.dataset.count = String(n);
+      last.querySelector('.count').textContent = ` ×${n}`;
+      last.querySelector('.since').textContent = `, first ${when(e.occurredAt)}`;
+      continue;
+    }
+    const n = Math.max(e.count, 1);
+    const line = group ? auditLine({ ...e, detail: JSON.parse(group)[3] }) : auditLine(e);
+    list.append(el('li', { 'data-action': e.action, 'data-outcome': e.outcome, 'data-group': group || undefined, 'data-count': String(n) },
+      el('span', { class: 'when', text: when(e.occurredAt) }), ' ', line,
+      el('span', { class: 'count', text: n > 1 ? ` ×${n}` : '' }), el('span', { class: 'since hint', text: '' }),
       el('span', { class: 'visually-hidden', text: ` (${e.action})` })));
     if (!actors.has(e.actor)) {
       actors.add(e.actor);
