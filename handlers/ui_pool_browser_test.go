@@ -39,6 +39,17 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	row := `tr[data-provider="openai"]`
 	status := row + ` td[data-status="openai"]`
 	nth := func(n int) string { return `ul[data-pool="openai"] > li:nth-child(` + string(rune('0'+n)) + `)` }
+	// unfold opens a provider's add form, when it is folded.
+	unfold := func(provider string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			sel := `details[data-add="` + provider + `"]`
+			open, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('` + sel + `').open`))
+			if err != nil || open {
+				return err
+			}
+			return chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel+` > summary`)), chromedp.WaitVisible(chromedp.ID("key-"+provider)))
+		})
+	}
 	resolved := func() string {
 		t.Helper()
 		r, err := a.ground.keys.Resolve(ctx0, broker.ResolveRequest{Workspace: "ws1", Provider: "openai"})
@@ -75,7 +86,7 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 
 	// A bad key: the API's message next to the field, nothing saved.
 	run(t, ctx, "add a bad key",
-		chromedp.SendKeys(chromedp.ID("key-openai"), "sk-this has spaces in it"),
+		unfold("openai"), chromedp.SendKeys(chromedp.ID("key-openai"), "sk-this has spaces in it"),
 		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
 	answerConfirm(t, ctx, "OpenAI calls will use the new key from now on", true)
 	waitText(t, ctx, "#err-openai", "whitespace")
@@ -85,7 +96,7 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 
 	// The first key: it changes what serves, so the page asks first.
 	run(t, ctx, "add a key",
-		chromedp.SendKeys(chromedp.ID("key-openai"), k1),
+		unfold("openai"), chromedp.SendKeys(chromedp.ID("key-openai"), k1),
 		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
 	answerConfirm(t, ctx, "BYOK, not billed by the platform", true)
 	waitText(t, ctx, `span[data-masked="openai/default"]`, masked(k1))
@@ -110,7 +121,7 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	backup, spare := openaiKey(t), openaiKey(t)
 	for _, k := range []struct{ value, name, priority string }{{backup, "Backup", "200"}, {spare, "Spare", "300"}} {
 		run(t, ctx, "add "+k.name,
-			chromedp.SendKeys(chromedp.ID("key-openai"), k.value),
+			unfold("openai"), chromedp.SendKeys(chromedp.ID("key-openai"), k.value),
 			chromedp.SendKeys(chromedp.ID("newname-openai"), k.name),
 			chromedp.SetValue(chromedp.ID("priority-openai"), k.priority),
 			chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
@@ -227,7 +238,7 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	waitText(t, ctx, "#workspace-title", "Organization acme")
 	waitText(t, ctx, "#linked", "No workspace is linked")
 	run(t, ctx, "add an organization key",
-		chromedp.SendKeys(chromedp.ID("key-openai"), orgKey),
+		unfold("openai"), chromedp.SendKeys(chromedp.ID("key-openai"), orgKey),
 		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
 	answerConfirm(t, ctx, "for the organization's inheriting workspaces", true)
 	waitText(t, ctx, `span[data-masked="openai/default"]`, masked(orgKey))

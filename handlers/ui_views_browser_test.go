@@ -402,7 +402,7 @@ func TestAdminPageAccessibilityInARealBrowser(t *testing.T) {
 
 	// Keyboard: the first Tab reaches the skip link, and every control
 	// shows where the focus is.
-	run(t, ctx, "tab", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`form[data-form="openai"]`)), chromedp.KeyEvent("\t"))
+	run(t, ctx, "tab", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`details[data-add="openai"]`)), chromedp.KeyEvent("\t"))
 	if got := eval[string](t, ctx, `document.activeElement.className`); got != "skip" {
 		t.Fatalf("the first Tab focuses %q, want the skip link", got)
 	}
@@ -431,8 +431,8 @@ func TestAdminPageAccessibilityInARealBrowser(t *testing.T) {
 	run(t, ctx, "a phone's viewport", chromedp.EmulateViewport(390, 844))
 	for _, view := range []struct{ as, hash, wait string }{
 		{"operator", "#/tokens", `[data-token="` + a.ids["admin"] + `"]`},
-		{"operator", "#/workspace/ws1", `form[data-form="openai"]`},
-		{"operator", "#/organization/acme", `form[data-form="anthropic"]`},
+		{"operator", "#/workspace/ws1", `details[data-add="openai"]`},
+		{"operator", "#/organization/acme", `details[data-add="anthropic"]`},
 		{"reader", "#/workspace/ws1", `span[data-masked="openai/default"]`},
 	} {
 		signIn(t, ctx, a, view.as, "workspaces-section")

@@ -227,6 +227,7 @@ async function openScope(scope) {
   $('linked-section').hidden = ws;
   auditFilters = { action: '', outcome: '', actor: '' };
   $('audit-filters').reset();
+  openAdds.clear();
   if (ws) await renderSettings();
   else await renderLinked();
   await renderKeys();
@@ -328,6 +329,7 @@ function servedBy(e) {
 }
 
 let pools = {}; // provider id → its keys, as last shown
+const openAdds = new Set(); // providers whose add form is unfolded
 
 async function renderKeys() {
   const all = await Promise.all(providers.map((p) => api('GET', poolPath(p.id)).then((r) => r.keys)));
@@ -346,7 +348,14 @@ async function renderKeys() {
     const list = el('ul', { class: 'pool', 'data-pool': p.id, 'aria-label': `${p.displayName} keys, in the order they serve` });
     pool.forEach((k, j) => list.append(keyItem(p, k, pool, j)));
     const keysCell = el('td', {}, list);
-    if (canEdit()) keysCell.append(addForm(p, pool));
+    if (canEdit()) {
+      // The add form folds away (eleven providers' forms would bury the
+      // keys); it stays open across re-renders once opened.
+      const fold = el('details', { 'data-add': p.id, open: openAdds.has(p.id) },
+        el('summary', { text: pool.length ? `Add a key (${pool.length} of 10)` : 'Add a key' }), addForm(p, pool));
+      fold.addEventListener('toggle', () => { if (fold.open) openAdds.add(p.id); else openAdds.delete(p.id); });
+      keysCell.append(fold);
+    }
     tbody.append(el('tr', { 'data-provider': p.id }, el('th', { scope: 'row', text: p.displayName }),
       el('td', { 'data-status': p.id }, el('span', { class: 'hosted', text: status })), keysCell));
   });
@@ -584,7 +593,7 @@ function addForm(p, pool) {
   const priority = el('input', { id: 'priority-' + p.id, type: 'number', min: '0', max: '1000', value: '100' });
   const err = el('p', { class: 'error', id: 'err-' + p.id, role: 'alert' });
   const form = el('form', { 'data-form': p.id, method: 'post' },
-    el('label', { for: 'key-' + p.id, text: `Add a ${p.displayName} key` + (pool.length ? ` (${pool.length} of 10)` : '') }), input,
+    el('label', { for: 'key-' + p.id, text: `New ${p.displayName} key` }), input,
     el('span', { class: 'hint', id: 'hint-' + p.id, text: ' ' + p.formatHint + ' ' }),
     el('label', { for: 'newname-' + p.id, text: 'Name (optional)' }), name,
     el('label', { for: 'priority-' + p.id, text: 'Priority (lower serves first)' }), priority,
