@@ -43,7 +43,7 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	unfold := func(provider string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 			sel := `details[data-add="` + provider + `"]`
-			open, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('` + sel + `').open`))
+			open, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('`+sel+`').open`))
 			if err != nil || open {
 				return err
 			}
