@@ -18,7 +18,7 @@ TFPLUGINDOCS = PATH="$(TOOLS_BIN):$$PATH" $(TOOLS_BIN)/tfplugindocs generate --p
 # Packages whose tests need no server (no Vault, PostgreSQL, CLI or browser).
 UNIT_PKGS = ./ids/ ./policies/ ./internal/app/ ./internal/tlsfiles/ ./client/
 
-.PHONY: all build tools dev test test-unit lint generate fmt bench
+.PHONY: all build tools dev test test-unit lint generate fmt bench screenshots
 
 all: build
 
@@ -51,6 +51,12 @@ generate:
 	scripts/tools.sh terraform linters
 	$(TFPLUGINDOCS) --rendered-website-dir ../../terraform/docs
 	$(GO) run ./cmd/keybroker docs > docs/reference/flags.md
+
+# Refresh the admin page's screenshots in docs/ui (docs/ui.md shows them):
+# the browser tests save them there instead of ui-screenshots/.
+screenshots:
+	scripts/tools.sh postgres vault chromium axe
+	KEYBROKER_SCREENSHOTS=docs/ui $(GO) test -count=1 -run 'TestAdminPage.*InARealBrowser' ./handlers
 
 test-unit:
 	$(GO) test -count=1 $(UNIT_PKGS)

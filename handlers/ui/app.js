@@ -795,7 +795,7 @@ async function renderTokens() {
       el('strong', { text: t.description || '(no description)' }), ` ${t.id} `,
       el('span', { class: 'badge', 'data-token-state': t.id, text: t.state }),
       el('div', { text: `role ${t.role}${reach.length ? ', ' + reach.join(', ') : ''}` }),
-      el('div', { class: 'hint', text: `created ${when(t.createdAt)} by ${t.createdBy}` +
+      el('div', { class: 'hint', text: `created ${when(t.createdAt)} by ${actorLabel(t.createdBy)}` +
         (t.expiresAt ? `, ${t.state === 'expired' ? 'expired' : 'expires'} ${when(t.expiresAt)}` : ', never expires') +
         (t.revokedAt ? `, revoked ${when(t.revokedAt)}` : '') }));
     if (t.state === 'active' && t.id !== me.tokenId) {
