@@ -1,13 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
-)
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+	"github.com/keybroker/keybroker/internal/buildinfo"
+)
 
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
@@ -25,12 +25,20 @@ func newRootCommand() *cobra.Command {
 }
 
 func newVersionCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "version",
-		Short: "Print keybroker's version",
+		Short: "Print keybroker's version, the commit it was built from and that commit's date",
 		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "keybroker", version)
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bi := buildinfo.Get()
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(bi)
+			}
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), "keybroker", bi)
+			return err
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print it as JSON: version, commit, modified, date, goVersion")
+	return cmd
 }

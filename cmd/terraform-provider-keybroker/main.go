@@ -9,16 +9,14 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 
+	"github.com/keybroker/keybroker/internal/buildinfo"
 	"github.com/keybroker/keybroker/terraform"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	debug := flag.Bool("debug", false, "run with support for debuggers such as delve")
 	flag.Parse()
-	err := providerserver.Serve(context.Background(), terraform.New(version), providerserver.ServeOpts{
+	err := providerserver.Serve(context.Background(), terraform.New(buildinfo.Get().Version), providerserver.ServeOpts{
 		Address: "registry.terraform.io/keybroker/keybroker",
 		Debug:   *debug,
 	})

@@ -18,6 +18,7 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/internal/buildinfo"
 	"github.com/keybroker/keybroker/internal/providercheck"
 	"github.com/keybroker/keybroker/internal/tlsfiles"
 	"github.com/keybroker/keybroker/internal/webhook"
@@ -86,7 +87,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 func (a *App) wire(accessLog handlers.AccessLog) error {
 	cfg, logger := a.cfg, a.log
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
 	vaultMetrics := vault.NewMetrics(reg)
 	a.store.RegisterPoolMetrics(reg)
 
@@ -390,4 +391,17 @@ func (a *App) streamAudit(ctx context.Context) {
 		case <-time.After(10 * time.Second):
 		}
 	}
+}
+
+// buildInfoGauge is keybroker_build_info{version,commit,goversion} 1, the
+// Prometheus convention for telling which build a target runs.
+func buildInfoGauge() prometheus.Collector {
+	bi := buildinfo.Get()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "keybroker_build_info",
+		Help:        "Which keybroker build this is: always 1, with the version, commit and Go version as labels.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "goversion": bi.GoVersion},
+	})
+	g.Set(1)
+	return g
 }
