@@ -12,7 +12,7 @@
 # run, this one (and Go's own build cache) survives on the same machine. A tool
 # is rebuilt only when its binary is missing or reports another version.
 #
-# Usage: scripts/tools.sh [all|vault|terraform|tofu|postgres|chromium|wrk|axe|linters]...   (default: all)
+# Usage: scripts/tools.sh [all|vault|terraform|tofu|postgres|chromium|wrk|runc|axe|linters]...   (default: all)
 # Prints nothing on stdout but the tools folder's bin path when asked with
 # `scripts/tools.sh path`.
 set -euo pipefail
@@ -155,7 +155,8 @@ ensure_postgres() {
 
 # ensure_command COMMAND: installs the Debian package of that name when the
 # command is missing. Chromium drives the admin page's browser tests; wrk is
-# the HTTP load generator of `make bench` (and of its test).
+# the HTTP load generator of `make bench` (and of its test); runc (an OCI
+# runtime) runs the container image in its test, without a Docker engine.
 ensure_command() {
 	if command -v "$1" >/dev/null 2>&1; then
 		log "$1 present"
@@ -190,10 +191,10 @@ build_linters() {
 [ $# -gt 0 ] || set -- all
 for what in "$@"; do
 	case "$what" in
-	all) ensure_postgres; ensure_command chromium; ensure_command wrk; install_axe; build_vault; build_terraform; build_tofu; build_linters ;;
+	all) ensure_postgres; ensure_command chromium; ensure_command wrk; ensure_command runc; install_axe; build_vault; build_terraform; build_tofu; build_linters ;;
 	linters) build_linters ;;
 	axe) install_axe ;;
-	chromium | wrk) ensure_command "$what" ;;
+	chromium | wrk | runc) ensure_command "$what" ;;
 	vault) build_vault ;;
 	terraform) build_terraform ;;
 	tofu) build_tofu ;;
