@@ -26,7 +26,7 @@ LDFLAGS = -s -w -buildid= -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).com
 # Packages whose tests need no server (no Vault, PostgreSQL, CLI or browser).
 UNIT_PKGS = ./ids/ ./policies/ ./internal/app/ ./internal/tlsfiles/ ./client/
 
-.PHONY: all build image tools dev test test-unit lint generate fmt bench screenshots
+.PHONY: all build image chart tools dev test test-unit lint generate fmt bench screenshots
 
 all: build
 
@@ -75,6 +75,13 @@ generate:
 screenshots:
 	scripts/tools.sh postgres vault chromium axe
 	KEYBROKER_SCREENSHOTS=docs/ui $(GO) test -count=1 -run 'TestAdminPage.*InARealBrowser' ./handlers
+
+# The Helm chart as bin/keybroker-<version>.tgz, its appVersion stamped
+# with this build's version (the image's tag).
+chart:
+	scripts/tools.sh helm
+	$(TOOLS_BIN)/helm lint --strict deploy/helm/keybroker --set tls.enabled=true --set tls.secretName=keybroker-tls
+	$(TOOLS_BIN)/helm package deploy/helm/keybroker --app-version $(VERSION) --destination bin
 
 test-unit:
 	$(GO) test -count=1 $(UNIT_PKGS)

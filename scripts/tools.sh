@@ -12,7 +12,7 @@
 # run, this one (and Go's own build cache) survives on the same machine. A tool
 # is rebuilt only when its binary is missing or reports another version.
 #
-# Usage: scripts/tools.sh [all|vault|terraform|tofu|postgres|chromium|wrk|runc|axe|linters]...   (default: all)
+# Usage: scripts/tools.sh [all|vault|terraform|tofu|postgres|chromium|wrk|runc|axe|helm|linters]...   (default: all)
 # Prints nothing on stdout but the tools folder's bin path when asked with
 # `scripts/tools.sh path`.
 set -euo pipefail
@@ -25,6 +25,7 @@ VAULT_VERSION="1.14.0"     # last Vault release under MPL-2.0
 VAULT_SDK_VERSION="0.9.2"  # nearest published SDK to the one 1.14.0 was cut with
 TERRAFORM_VERSION="1.5.7"  # last Terraform release under MPL-2.0
 TOFU_VERSION="1.12.6"      # OpenTofu (MPL-2.0); has write-only attributes
+HELM_VERSION="v3.22.0"     # helm (Apache-2.0): lints and renders deploy/helm/keybroker in its tests
 AXE_VERSION="4.14.1"       # axe-core (MPL-2.0), the accessibility checks the page's browser tests run
 
 log() { echo "tools: $*" >&2; }
@@ -183,6 +184,10 @@ install_axe() {
 	npm install --silent --no-audit --no-fund --prefix "$TOOLS_DIR/npm" "axe-core@$AXE_VERSION" >&2
 }
 
+build_helm() {
+	build_gotool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+}
+
 build_linters() {
 	build_gotool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION"
 	build_gotool tfplugindocs github.com/hashicorp/terraform-plugin-docs/cmd/tfplugindocs "$TFPLUGINDOCS_VERSION"
@@ -191,9 +196,10 @@ build_linters() {
 [ $# -gt 0 ] || set -- all
 for what in "$@"; do
 	case "$what" in
-	all) ensure_postgres; ensure_command chromium; ensure_command wrk; ensure_command runc; install_axe; build_vault; build_terraform; build_tofu; build_linters ;;
+	all) ensure_postgres; ensure_command chromium; ensure_command wrk; ensure_command runc; install_axe; build_vault; build_terraform; build_tofu; build_helm; build_linters ;;
 	linters) build_linters ;;
 	axe) install_axe ;;
+	helm) build_helm ;;
 	chromium | wrk | runc) ensure_command "$what" ;;
 	vault) build_vault ;;
 	terraform) build_terraform ;;
