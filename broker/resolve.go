@@ -9,6 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -257,6 +261,11 @@ func (b *Broker) lookup(ctx context.Context, m *member) (*cacheEntry, error) {
 			return nil, fmt.Errorf("wait for a Vault read slot: %w", errors.Join(ErrUnavailable, ctx.Err()))
 		}
 		defer func() { <-b.coldSlots }()
+		// A span for the miss (the read from Vault is its child): which
+		// scope and provider, never the key.
+		ctx, span := tracer.Start(ctx, "keybroker cache miss", trace.WithAttributes(
+			attribute.String("keybroker.scope", string(ref.Scope)), attribute.String("keybroker.provider", ref.Provider)))
+		defer span.End()
 		// The read is shared by every caller waiting on this key, so it
 		// must not die with the first caller's context; the Vault client
 		// bounds it with its own deadline.
@@ -416,3 +425,7 @@ func (b *Broker) FlushCache() {
 // Evict forgets the cached answer for a key (benchmarks measure a miss
 // with it).
 func (b *Broker) Evict(ref KeyRef) { b.evict(ref) }
+
+// tracer is the broker's: the global provider's, a no-op one unless traces
+// are on. Only misses make spans; a cache hit makes none.
+var tracer = otel.Tracer("github.com/keybroker/keybroker/broker")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keybroker/keybroker/auth"
 )
@@ -89,7 +90,7 @@ func requestIDOf(c *gin.Context) string { return stateOf(c).id }
 // path or query), status, duration, request id, client address and token
 // id. Headers and bodies are never logged, so neither a bearer token nor a
 // key can reach the log. With errorsOnly, answers below 400 are not logged.
-func accessLog(log *slog.Logger, errorsOnly bool) gin.HandlerFunc {
+func accessLog(log *slog.Logger, errorsOnly, traced bool) gin.HandlerFunc {
 	h := log.Handler()
 	return func(c *gin.Context) {
 		start := time.Now()
@@ -111,7 +112,7 @@ func accessLog(log *slog.Logger, errorsOnly bool) gin.HandlerFunc {
 		}
 		st := stateOf(c)
 		r := slog.NewRecord(end, slog.LevelInfo, "http request", 0)
-		attrs := [9]slog.Attr{
+		attrs := [10]slog.Attr{
 			slog.String("method", c.Request.Method), slog.String("route", route), slog.Int("status", c.Writer.Status()),
 			slog.Float64("duration_ms", float64(end.Sub(start).Microseconds())/1000),
 			slog.String("request_id", st.id), slog.String("remote_addr", c.ClientIP()),
@@ -124,6 +125,12 @@ func accessLog(log *slog.Logger, errorsOnly bool) gin.HandlerFunc {
 		if st.authenticated {
 			attrs[n], attrs[n+1] = slog.String("token_id", st.principal.TokenID), slog.String("role", string(st.principal.Role))
 			n += 2
+		}
+		if traced {
+			if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+				attrs[n] = slog.String("trace_id", sc.TraceID().String())
+				n++
+			}
 		}
 		r.AddAttrs(attrs[:n]...)
 		_ = h.Handle(ctx, r)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
@@ -90,6 +91,9 @@ type Options struct {
 	Mode Mode
 	// AccessLog selects the requests that are logged. Default: AccessLogAll.
 	AccessLog AccessLog
+	// Tracer, when set, gives every request a span (W3C trace context from
+	// the caller) and the access log its trace id. Nil: no tracing, no cost.
+	Tracer trace.TracerProvider
 	// Limiter, when set, rate-limits tokens and failed authentications.
 	Limiter *auth.Limiter
 	// TrustedProxies may set X-Forwarded-For (CIDRs or IPs). Default: none,
@@ -132,7 +136,11 @@ func NewRouter(opts Options) *gin.Engine {
 	if s.reports == nil {
 		s.reports = auth.NewLimiter(auth.RateLimits{PerToken: -1, FailedAuthPerAddr: -1}, nil)
 	}
-	r.Use(requestID(), recoverPanics(opts.Logger), accessLog(opts.Logger, opts.AccessLog == AccessLogErrors))
+	r.Use(requestID())
+	if opts.Tracer != nil {
+		r.Use(traceRequests(opts.Tracer))
+	}
+	r.Use(recoverPanics(opts.Logger), accessLog(opts.Logger, opts.AccessLog == AccessLogErrors, opts.Tracer != nil))
 
 	health := newHealthHandler(opts.Dependencies, opts.Logger)
 	r.GET("/healthz", health.healthz)

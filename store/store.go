@@ -23,6 +23,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		// pgx's parse errors leave the password out.
 		return nil, fmt.Errorf("parse database URL: %w", err)
 	}
+	cfg.ConnConfig.Tracer = queryTracer{}
 	for _, o := range opts {
 		if err := o(cfg); err != nil {
 			return nil, err

@@ -13,6 +13,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config describes how to reach Vault and log in. Zero values take the
@@ -248,11 +252,23 @@ func (c *Client) CheckToken(ctx context.Context) error {
 // again (one login shared by every caller that saw the same token fail) and
 // retries the call once. The returned error is classified (see errors.go).
 func (c *Client) do(ctx context.Context, op string, call func(context.Context) error) error {
+	// A client span per operation: its name and outcome only (no path,
+	// no value, no token).
+	ctx, span := tracer.Start(ctx, "vault "+op, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("vault.operation", op)))
 	start := time.Now()
 	err := c.doOnce(ctx, call)
 	c.metrics.observe(op, err, time.Since(start))
+	if err != nil {
+		span.SetStatus(codes.Error, outcomeOf(err))
+	}
+	span.End()
 	return err
 }
+
+// tracer is keybroker's Vault client's: the global provider's, a no-op one
+// unless traces are on.
+var tracer = otel.Tracer("github.com/keybroker/keybroker/vault")
 
 func (c *Client) doOnce(ctx context.Context, call func(context.Context) error) error {
 	var gen uint64

@@ -29,19 +29,22 @@ func (m *Metrics) observe(op string, err error, d time.Duration) {
 	if m == nil {
 		return
 	}
-	outcome := "ok"
+	m.requests.WithLabelValues(op, outcomeOf(err)).Observe(d.Seconds())
+}
+
+// outcomeOf names how a Vault call ended, for metrics and spans.
+func outcomeOf(err error) string {
 	switch {
 	case err == nil:
+		return "ok"
 	case errors.Is(err, ErrNotFound):
-		outcome = "not_found"
+		return "not_found"
 	case errors.Is(err, ErrForbidden):
-		outcome = "forbidden"
+		return "forbidden"
 	case errors.Is(err, ErrUnavailable):
-		outcome = "unavailable"
-	default:
-		outcome = "error"
+		return "unavailable"
 	}
-	m.requests.WithLabelValues(op, outcome).Observe(d.Seconds())
+	return "error"
 }
 
 // RegisterTokenMetrics exposes the token life of one identity (writer,

@@ -14,12 +14,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/buildinfo"
 	"github.com/keybroker/keybroker/internal/providercheck"
+	"github.com/keybroker/keybroker/internal/telemetry"
 	"github.com/keybroker/keybroker/internal/tlsfiles"
 	"github.com/keybroker/keybroker/internal/webhook"
 	"github.com/keybroker/keybroker/store"
@@ -49,6 +51,10 @@ type App struct {
 	metrics     http.Handler
 	tls         *tlsfiles.Loader // nil: plain HTTP
 	metricsAddr atomic.Value     // string, once the metrics listener is up
+	// tracer is the OpenTelemetry provider when traces are on (nil: off);
+	// stopTracing flushes it.
+	tracer      trace.TracerProvider
+	stopTracing func(context.Context) error
 }
 
 // New wires a server from cfg. It contacts nothing: PostgreSQL is opened
@@ -70,6 +76,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a := &App{cfg: cfg, mode: mode, log: logger, store: st}
+	if a.tracer, a.stopTracing, err = telemetry.Setup(ctx, string(mode)); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if cfg.TLSCertFile != "" {
 		if a.tls, err = tlsfiles.New(tlsfiles.Config{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile,
 			ClientCAFile: cfg.TLSClientCAFile, Logger: logger}); err != nil {
@@ -162,6 +172,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		Limiter:        auth.NewLimiter(cfg.RateLimits, reg),
 		TrustedProxies: cfg.TrustedProxies,
 		Dependencies:   a.dependencies(),
+		Tracer:         a.tracer,
 	})
 	return nil
 }
@@ -267,7 +278,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	vaultClient := a.identities[0]
 	a.log.Info("keybroker serving", "addr", ln.Addr().String(), "transport", transport, "mode", string(a.mode),
 		"vault", vaultClient.Address(), "vault_transport", vaultClient.Transport(), "vault_auth", a.cfg.VaultAuth,
-		"kv_mount", a.cfg.KVMount, "metrics_addr", a.cfg.MetricsAddr)
+		"kv_mount", a.cfg.KVMount, "metrics_addr", a.cfg.MetricsAddr, "traces", map[bool]string{true: "on (OTLP)", false: "off"}[a.tracer != nil])
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -287,6 +298,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	<-tokensDone
 	<-usageDone
 	a.revokeVaultTokens()
+	if err := telemetry.Shutdown(a.stopTracing, 5*time.Second); err != nil {
+		a.log.Warn("could not flush the last traces", "error", err)
+	}
 	return serveErr
 }
 
