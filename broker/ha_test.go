@@ -17,7 +17,9 @@ import (
 
 // TestVaultHAFailover runs the broker against a standby of a 3-node Raft
 // cluster (standing in for a load balancer) and kills the active node under
-// resolve and write load.
+// resolve and write load: writes come back once a new node is active,
+// cached keys serve throughout (stale-if-error), and no acknowledged write
+// is lost.
 func TestVaultHAFailover(t *testing.T) {
 	ctx := context.Background()
 	cluster, err := testenv.StartVaultCluster(ctx, 3)
@@ -39,8 +41,9 @@ func TestVaultHAFailover(t *testing.T) {
 	}
 	kv := vc.KV("byok")
 	st := openStore(t, testenv.DatabaseURL(t))
-	b, err := broker.New(broker.Config{Reader: kv, Writer: kv, Store: st, Pools: st, Pepper: []byte("ha-test-pepper-0123456789"),
-		CacheTTL: 50 * time.Millisecond, Logger: testLogger})
+	reads := &countingReader{KV: kv}
+	b, err := broker.New(broker.Config{Reader: reads, Writer: kv, Store: st, Pools: st, Pepper: []byte("ha-test-pepper-0123456789"),
+		CacheTTL: 50 * time.Millisecond, StaleIfError: time.Minute, Logger: testLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,12 +59,13 @@ func TestVaultHAFailover(t *testing.T) {
 		key     string
 	}
 	var (
-		mu           sync.Mutex
-		acked        []ack
-		writeErrors  atomic.Int64
-		resolveFails atomic.Int64
-		lastWriteOK  atomic.Int64 // unix nanos
-		lastErr      atomic.Value
+		mu             sync.Mutex
+		acked          []ack
+		writeErrors    atomic.Int64
+		resolveFails   atomic.Int64
+		lastWriteOK    atomic.Int64 // unix nanos
+		lastErr        atomic.Value
+		lastResolveErr atomic.Value
 	)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -97,6 +101,7 @@ func TestVaultHAFailover(t *testing.T) {
 				}
 				if _, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"}); err != nil {
 					resolveFails.Add(1)
+					lastResolveErr.Store(err.Error())
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
@@ -156,6 +161,31 @@ func TestVaultHAFailover(t *testing.T) {
 	if r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"}); err != nil || r.Version < last.version {
 		t.Fatalf("after failover resolve gives version %d, last acknowledged %d (%v)", r.Version, last.version, err)
 	}
-	t.Logf("Vault HA failover: writes and resolves again %v after the active node was killed; %d acknowledged writes all intact; %d failed writes and %d failed resolves during the election; %d checking reads found Vault unavailable and were retried",
-		recovery.Round(time.Millisecond), len(acked), writeErrors.Load(), resolveFails.Load(), unavailableReads)
+	// Cached keys serve throughout (stale-if-error), and no answer of a
+	// node in transition was taken for "no such key".
+	if n := resolveFails.Load(); n != 0 {
+		t.Fatalf("%d resolves failed during the election (last: %v); the cached key should have served", n, lastResolveErr.Load())
+	}
+	if n := reads.notFound.Load(); n != 0 {
+		t.Fatalf("%d reads of a key that exists were answered not found during the election", n)
+	}
+	t.Logf("Vault HA failover: writes and resolves again %v after the active node was killed; %d acknowledged writes all intact; %d failed writes and %d failed resolves during the election (%d Vault reads unavailable, served from the cache); %d checking reads found Vault unavailable and were retried",
+		recovery.Round(time.Millisecond), len(acked), writeErrors.Load(), resolveFails.Load(), reads.unavailable.Load(), unavailableReads)
+}
+
+// countingReader counts how the broker's Vault reads end.
+type countingReader struct {
+	*vault.KV
+	notFound, unavailable atomic.Int64
+}
+
+func (r *countingReader) Get(ctx context.Context, path string) (vault.Secret, error) {
+	s, err := r.KV.Get(ctx, path)
+	switch {
+	case errors.Is(err, vault.ErrNotFound):
+		r.notFound.Add(1)
+	case errors.Is(err, vault.ErrUnavailable):
+		r.unavailable.Add(1)
+	}
+	return s, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -160,6 +161,11 @@ func New(cfg Config) (*Client, error) {
 	}
 	apiCfg.Timeout = cfg.Timeout
 	apiCfg.MaxRetries = 0
+	// A standby that cannot forward a request answers with a redirect to
+	// the active node it knows of, which during an election is the dead
+	// one. keybroker does not follow it: it tries its configured address
+	// again (see once), so that the load balancer picks the new active.
+	apiCfg.DisableRedirects = true
 	if cfg.CACert != "" {
 		if err := apiCfg.ConfigureTLS(&api.TLSConfig{CACert: cfg.CACert}); err != nil {
 			return nil, fmt.Errorf("vault TLS configuration from %s: %w", cfg.CACert, err)
@@ -257,7 +263,7 @@ func (c *Client) do(ctx context.Context, op string, call func(context.Context) e
 	ctx, span := tracer.Start(ctx, "vault "+op, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("vault.operation", op)))
 	start := time.Now()
-	err := c.doOnce(ctx, call)
+	err := c.doOnce(withRetry(ctx, retryPolicyOf(op)), call)
 	c.metrics.observe(op, err, time.Since(start))
 	if err != nil {
 		span.SetStatus(codes.Error, outcomeOf(err))
@@ -292,7 +298,27 @@ func (c *Client) doOnce(ctx context.Context, call func(context.Context) error) e
 func (c *Client) once(ctx context.Context, call func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	return call(ctx)
+	policy, _ := ctx.Value(retryKey{}).(retryPolicy)
+	delay := firstRetryDelay
+	for {
+		err := call(ctx)
+		if err == nil || !policy.retries(err) {
+			return err
+		}
+		// Try the configured address (the load balancer) again, never a
+		// leader a standby named: while an election runs, the next answer
+		// may come from the new active node.
+		wait := delay/2 + rand.N(delay)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+minAttempt {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		delay = min(2*delay, maxRetryDelay)
+	}
 }
 
 // recoverToken decides what a 403 means. If the token of generation seen is

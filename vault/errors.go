@@ -49,6 +49,10 @@ func classify(err error) error {
 		return errors.Join(ErrForbidden, err)
 	case status == http.StatusTooManyRequests || status >= 500:
 		return errors.Join(ErrUnavailable, err)
+	case status >= 300 && status < 400:
+		// A standby's redirect keybroker does not follow: the active node
+		// is elsewhere (or being elected).
+		return errors.Join(ErrUnavailable, err)
 	case status == 0:
 		// No HTTP answer at all: connection refused, reset, deadline.
 		return errors.Join(ErrUnavailable, err)

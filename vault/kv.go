@@ -2,8 +2,10 @@ package vault
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -84,32 +86,76 @@ func (kv *KV) where(path string) string { return kv.mount + "/" + path }
 // Get reads the current version of the secret at path. A missing secret and
 // a deleted or destroyed current version are both ErrNotFound.
 func (kv *KV) Get(ctx context.Context, path string) (Secret, error) {
-	var s *api.KVSecret
-	err := kv.c.do(ctx, "kv_get", func(ctx context.Context) (err error) {
-		s, err = kv.kv.Get(ctx, path)
-		return err
-	})
+	s, err := kv.read(ctx, "kv_get", path, nil)
 	return kv.secret(s, err, "read secret at "+kv.where(path))
 }
 
 // GetVersion reads one version of the secret at path.
 func (kv *KV) GetVersion(ctx context.Context, path string, version int) (Secret, error) {
-	var s *api.KVSecret
-	err := kv.c.do(ctx, "kv_get_version", func(ctx context.Context) (err error) {
-		s, err = kv.kv.GetVersion(ctx, path, version)
-		return err
-	})
+	s, err := kv.read(ctx, "kv_get_version", path, map[string][]string{"version": {strconv.Itoa(version)}})
 	return kv.secret(s, err, fmt.Sprintf("read version %d of secret at %s", version, kv.where(path)))
 }
 
-func (kv *KV) secret(s *api.KVSecret, err error, what string) (Secret, error) {
+// kvData is the body of a KV v2 read.
+type kvData struct {
+	Data *struct {
+		Data     map[string]any `json:"data"`
+		Metadata *struct {
+			Version int `json:"version"`
+		} `json:"metadata"`
+	} `json:"data"`
+	Errors []string `json:"errors"`
+}
+
+// read reads path's data/ endpoint and tells the answers apart that
+// vault/api's KVv2 lumps together as "not found": a secret or version that
+// is not there (a 404 with no error, or with the version's metadata and no
+// data) is ErrNotFound; a 404 that says why ("no handler for route": a node
+// that has just become active and has not mounted the engine yet, or a
+// wrong mount) is ErrUnavailable, so that no key is ever cached as missing
+// because Vault was not ready to say.
+func (kv *KV) read(ctx context.Context, op, path string, params map[string][]string) (*kvData, error) {
+	var out kvData
+	err := kv.c.do(ctx, op, func(ctx context.Context) error {
+		out = kvData{}
+		resp, err := kv.c.api.Logical().ReadRawWithDataWithContext(ctx, kv.mount+"/data/"+path, params)
+		if resp != nil {
+			defer resp.Body.Close()
+		}
+		// vault/api answers a 404 with an error and the body kept, to be
+		// read here; other failures end the attempt.
+		if err != nil && (resp == nil || resp.StatusCode != http.StatusNotFound) {
+			return err
+		}
+		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			return &api.ResponseError{HTTPMethod: http.MethodGet, URL: resp.Request.URL.String(), StatusCode: resp.StatusCode}
+		}
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("vault answered %d with a body that is not JSON: %w", resp.StatusCode, err)
+		}
+		if resp.StatusCode == http.StatusNotFound && len(out.Errors) > 0 {
+			return errors.Join(ErrUnavailable, fmt.Errorf("vault answered 404: %s", strings.Join(out.Errors, "; ")))
+		}
+		return nil
+	})
+	return &out, err
+}
+
+func (kv *KV) secret(d *kvData, err error, what string) (Secret, error) {
 	if err != nil {
 		return Secret{}, fmt.Errorf("%s: %w", what, err)
 	}
 	// A deleted or destroyed version comes back as a 404 with metadata and
-	// no data; vault/api returns it without an error.
-	if s == nil || s.Data == nil {
+	// no data.
+	if d == nil || d.Data == nil || d.Data.Data == nil {
 		return Secret{}, fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	s := struct {
+		Data            map[string]any
+		VersionMetadata *struct{ Version int }
+	}{Data: d.Data.Data}
+	if d.Data.Metadata != nil {
+		s.VersionMetadata = &struct{ Version int }{d.Data.Metadata.Version}
 	}
 	value, ok := s.Data[ValueField].(string)
 	if !ok || value == "" {
