@@ -34,7 +34,7 @@ COPY --from=build /out/ /
 USER 65532:65532
 WORKDIR /home/nonroot
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt HOME=/home/nonroot
-EXPOSE 8080/tcp 9090/tcp
+EXPOSE 8080/tcp 9464/tcp
 STOPSIGNAL SIGTERM
 LABEL org.opencontainers.image.title="keybroker" \
       org.opencontainers.image.description="Vault-backed secrets broker for bring-your-own-key API keys" \

@@ -31,6 +31,16 @@ var ErrToolMissing = errors.New("tool not found")
 // FindTool returns the path of a tool built by scripts/tools.sh (vault,
 // terraform, tofu): first in ToolsDir()/bin, then on $PATH.
 func FindTool(name string) (string, error) {
+	// KEYBROKER_VAULT_BIN picks another Vault build (make test-compat runs
+	// the Vault tests against the newest release this way).
+	if name == "vault" {
+		if p := os.Getenv("KEYBROKER_VAULT_BIN"); p != "" {
+			if !isExecutable(p) {
+				return "", fmt.Errorf("%w: KEYBROKER_VAULT_BIN=%s is not an executable", ErrToolMissing, p)
+			}
+			return p, nil
+		}
+	}
 	p := filepath.Join(ToolsDir(), "bin", name)
 	if isExecutable(p) {
 		return p, nil

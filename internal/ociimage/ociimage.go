@@ -125,7 +125,7 @@ func Build(o Options) (v1.Image, error) {
 		Cmd:          []string{"serve"},
 		WorkingDir:   "/home/nonroot",
 		Env:          []string{"SSL_CERT_FILE=" + CACertPath, "HOME=/home/nonroot"},
-		ExposedPorts: map[string]struct{}{"8080/tcp": {}, "9090/tcp": {}},
+		ExposedPorts: map[string]struct{}{"8080/tcp": {}, "9464/tcp": {}},
 		StopSignal:   "SIGTERM",
 		Labels:       Labels(o),
 	}

@@ -251,7 +251,7 @@ func TestTheDockerfileMatchesTheImageMakeImageBuilds(t *testing.T) {
 	cmd, _ := json.Marshal(c.Cmd)
 	want := []string{
 		"USER " + c.User, "WORKDIR " + c.WorkingDir, "ENTRYPOINT " + strings.ReplaceAll(string(entry), ",", ", "),
-		"CMD " + string(cmd), "EXPOSE 8080/tcp 9090/tcp", "STOPSIGNAL " + c.StopSignal, "ENV " + strings.Join(c.Env, " "),
+		"CMD " + string(cmd), "EXPOSE 8080/tcp 9464/tcp", "STOPSIGNAL " + c.StopSignal, "ENV " + strings.Join(c.Env, " "),
 	}
 	for _, w := range want {
 		if !strings.Contains(final, w+"\n") {
