@@ -59,12 +59,16 @@ func TestVaultHAFailover(t *testing.T) {
 		key     string
 	}
 	var (
-		mu             sync.Mutex
-		acked          []ack
-		writeErrors    atomic.Int64
-		resolveFails   atomic.Int64
-		lastWriteOK    atomic.Int64 // unix nanos
-		lastErr        atomic.Value
+		mu           sync.Mutex
+		acked        []ack
+		writeErrors  atomic.Int64
+		resolveFails atomic.Int64
+		lastWriteOK  atomic.Int64 // unix nanos
+		lastErr      atomic.Value
+		// writing is held by the writer during a write: the kill waits for
+		// no write to be half done, and for the new version to be cached
+		// (a write evicts the cached key; a resolve reads it back).
+		writing        sync.Mutex
 		lastResolveErr atomic.Value
 	)
 	stop := make(chan struct{})
@@ -77,7 +81,9 @@ func TestVaultHAFailover(t *testing.T) {
 			default:
 			}
 			k := newKey(t, "openai")
+			writing.Lock()
 			res, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), APIKey: k})
+			writing.Unlock()
 			if err != nil {
 				lastErr.Store(err.Error())
 				writeErrors.Add(1)
@@ -112,8 +118,13 @@ func TestVaultHAFailover(t *testing.T) {
 	if active < 0 || active == 1 {
 		t.Fatalf("active node %d; the broker must talk to a standby", active)
 	}
+	writing.Lock()
+	if _, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"}); err != nil {
+		t.Fatalf("resolve before the kill: %v", err)
+	}
 	killed := time.Now()
 	cluster.Nodes[active].Kill()
+	writing.Unlock()
 
 	// Recovery: a write acknowledged after the kill, and resolves working.
 	var recovery time.Duration

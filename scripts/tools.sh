@@ -12,7 +12,7 @@
 # run, this one (and Go's own build cache) survives on the same machine. A tool
 # is rebuilt only when its binary is missing or reports another version.
 #
-# Usage: scripts/tools.sh [all|vault|vault-latest|terraform|tofu|postgres|chromium|wrk|runc|axe|helm|linters]...   (default: all)
+# Usage: scripts/tools.sh [all|vault|terraform|tofu|postgres|chromium|wrk|runc|axe|helm|linters]...   (default: all)
 # Prints nothing on stdout but the tools folder's bin path when asked with
 # `scripts/tools.sh path`.
 set -euo pipefail
@@ -23,10 +23,6 @@ BUILD="$TOOLS_DIR/build"
 
 VAULT_VERSION="1.14.0"     # last Vault release under MPL-2.0
 VAULT_SDK_VERSION="0.9.2"  # nearest published SDK to the one 1.14.0 was cut with
-# The newest Vault the Go module proxy serves, for make test-compat
-# (BUSL-1.1: built for the tests only, never shipped). Its go.mod names
-# published api and sdk modules, so no patch is needed.
-VAULT_LATEST_VERSION="1.21.4"
 TERRAFORM_VERSION="1.5.7"  # last Terraform release under MPL-2.0
 TOFU_VERSION="1.12.6"      # OpenTofu (MPL-2.0); has write-only attributes
 HELM_VERSION="v3.22.0"     # helm (Apache-2.0): lints and renders deploy/helm/keybroker in its tests
@@ -93,22 +89,6 @@ build_vault() {
 	mv "$BIN/vault.tmp" "$BIN/vault"
 	rm -rf "$src"
 	"$BIN/vault" version >&2
-}
-
-build_vault_latest() {
-	if has_version "$BIN/vault-$VAULT_LATEST_VERSION" "^Vault v$VAULT_LATEST_VERSION\b"; then
-		log "vault v$VAULT_LATEST_VERSION already built ($BIN/vault-$VAULT_LATEST_VERSION)"
-		return
-	fi
-	log "building vault v$VAULT_LATEST_VERSION from module source (12-15 min cold on 2 cores)"
-	local src="$BUILD/vault-$VAULT_LATEST_VERSION"
-	modcopy "github.com/hashicorp/vault@v$VAULT_LATEST_VERSION" "$src"
-	sed -i -E '/^replace github\.com\/hashicorp\/vault\/[A-Za-z0-9_/-]+ => \.\//d' "$src/go.mod"
-	mkdir -p "$BIN"
-	(cd "$src" && GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$BIN/vault-$VAULT_LATEST_VERSION.tmp" .)
-	mv "$BIN/vault-$VAULT_LATEST_VERSION.tmp" "$BIN/vault-$VAULT_LATEST_VERSION"
-	rm -rf "$src"
-	"$BIN/vault-$VAULT_LATEST_VERSION" version >&2
 }
 
 build_terraform() {
@@ -222,8 +202,6 @@ for what in "$@"; do
 	helm) build_helm ;;
 	chromium | wrk | runc) ensure_command "$what" ;;
 	vault) build_vault ;;
-	vault-latest) build_vault_latest ;;
-	vault-latest-path) echo "$BIN/vault-$VAULT_LATEST_VERSION" ;;
 	terraform) build_terraform ;;
 	tofu) build_tofu ;;
 	postgres) ensure_postgres ;;
