@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/internal/watch"
 )
 
 // KeyService is what the handlers need of the domain (package broker).
@@ -94,6 +96,12 @@ type Options struct {
 	// Tracer, when set, gives every request a span (W3C trace context from
 	// the caller) and the access log its trace id. Nil: no tracing, no cost.
 	Tracer trace.TracerProvider
+	// Watch feeds GET /v1/resolve/watch (resolve modes); nil: a hub that
+	// nothing publishes to (tests of other routes).
+	Watch *watch.Hub
+	// WatchHeartbeat is how often an idle watch stream says it is alive.
+	// Default: 15 s.
+	WatchHeartbeat time.Duration
 	// Limiter, when set, rate-limits tokens and failed authentications.
 	Limiter *auth.Limiter
 	// TrustedProxies may set X-Forwarded-For (CIDRs or IPs). Default: none,
@@ -110,6 +118,9 @@ type server struct {
 	// reports limits each token's reports (the limiter's, or one of its
 	// own when the router has none).
 	reports *auth.Limiter
+	// hub feeds the watch streams; heartbeat paces their keep-alives.
+	hub       *watch.Hub
+	heartbeat time.Duration
 }
 
 // NewRouter returns keybroker's HTTP handler.
@@ -132,7 +143,13 @@ func NewRouter(opts Options) *gin.Engine {
 		opts.Logger.Error("ignoring invalid trusted proxies; trusting none", "error", err)
 		_ = r.SetTrustedProxies(nil)
 	}
-	s := &server{log: opts.Logger, keys: opts.Keys, tokens: opts.Tokens, limiter: opts.Limiter, reports: opts.Limiter}
+	s := &server{log: opts.Logger, keys: opts.Keys, tokens: opts.Tokens, limiter: opts.Limiter, reports: opts.Limiter, hub: opts.Watch, heartbeat: opts.WatchHeartbeat}
+	if s.hub == nil {
+		s.hub = watch.NewHub(0)
+	}
+	if s.heartbeat <= 0 {
+		s.heartbeat = defaultHeartbeat
+	}
 	if s.reports == nil {
 		s.reports = auth.NewLimiter(auth.RateLimits{PerToken: -1, FailedAuthPerAddr: -1}, nil)
 	}
@@ -189,6 +206,7 @@ func NewRouter(opts Options) *gin.Engine {
 		if opts.Mode == ModeAll || opts.Mode == ModeResolver {
 			v1.POST("/resolve", s.resolve)
 			v1.POST("/resolve/report", s.report)
+			v1.GET("/resolve/watch", s.watchResolve)
 		}
 	}
 

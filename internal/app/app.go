@@ -23,6 +23,7 @@ import (
 	"github.com/keybroker/keybroker/internal/providercheck"
 	"github.com/keybroker/keybroker/internal/telemetry"
 	"github.com/keybroker/keybroker/internal/tlsfiles"
+	"github.com/keybroker/keybroker/internal/watch"
 	"github.com/keybroker/keybroker/internal/webhook"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
@@ -53,7 +54,10 @@ type App struct {
 	metricsAddr atomic.Value     // string, once the metrics listener is up
 	// tracer is the OpenTelemetry provider when traces are on (nil: off);
 	// stopTracing flushes it.
-	tracer      trace.TracerProvider
+	tracer trace.TracerProvider
+	// watchers are the replica's GET /v1/resolve/watch streams, fed by
+	// the invalidation listener.
+	watchers    *watch.Hub
 	stopTracing func(context.Context) error
 }
 
@@ -75,7 +79,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, mode: mode, log: logger, store: st}
+	a := &App{cfg: cfg, mode: mode, log: logger, store: st, watchers: watch.NewHub(0)}
 	if a.tracer, a.stopTracing, err = telemetry.Setup(ctx, string(mode)); err != nil {
 		st.Close()
 		return nil, err
@@ -173,6 +177,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		TrustedProxies: cfg.TrustedProxies,
 		Dependencies:   a.dependencies(),
 		Tracer:         a.tracer,
+		Watch:          a.watchers,
 	})
 	return nil
 }
@@ -351,8 +356,12 @@ func (a *App) listenInvalidations(ctx context.Context) {
 		Invalidate: func(inv store.Invalidation) {
 			if inv.TokenID != "" {
 				a.tokens.Forget(inv.TokenID)
+				a.watchers.Revoke(inv.TokenID)
 				return
 			}
+			// Watchers hear of the change after this replica applied it, so
+			// that a client's next resolve here gets the new answer.
+			defer a.publish(inv)
 			if inv.Settings != "" {
 				sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				defer cancel()
@@ -370,6 +379,7 @@ func (a *App) listenInvalidations(ctx context.Context) {
 			}
 		},
 		Listening: func() {
+			defer a.watchers.Publish(watch.Event{Type: watch.TypeFlush})
 			a.broker.FlushCache()
 			a.tokens.ForgetAll()
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -419,3 +429,16 @@ func buildInfoGauge() prometheus.Collector {
 	g.Set(1)
 	return g
 }
+
+// publish tells the watch streams of a change announced on PostgreSQL.
+func (a *App) publish(inv store.Invalidation) {
+	if inv.Settings != "" {
+		a.watchers.Publish(watch.Event{Type: watch.TypeInvalidate, Scope: string(broker.ScopeWorkspace), ScopeID: inv.Settings, Workspace: inv.Settings})
+		return
+	}
+	b := inv.ForBroker()
+	a.watchers.Publish(watch.Event{Type: watch.TypeInvalidate, Scope: string(b.Scope), ScopeID: b.ScopeID, Provider: b.Provider, KeyID: b.KeyID})
+}
+
+// Watchers is the replica's watch hub (tests count the streams).
+func (a *App) Watchers() *watch.Hub { return a.watchers }

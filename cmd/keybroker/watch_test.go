@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/keybroker/keybroker/client"
+	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/vaulttest"
+	"github.com/keybroker/keybroker/internal/watch"
+)
+
+// TestAChangeOnOneReplicaReachesAWatcherOnAnother runs an admin replica and
+// a resolver replica over the real Vault and PostgreSQL: a watcher on the
+// resolver hears of a rotation, a disable and a settings change made
+// through the admin replica (LISTEN/NOTIFY between them), and of its
+// token's revocation, after which it is refused.
+func TestAChangeOnOneReplicaReachesAWatcherOnAnother(t *testing.T) {
+	ctx := context.Background()
+	g := newApproleGround(t, nil)
+	ids := g.ids
+	adminAddr, _ := startServe(t, append(g.env, "KEYBROKER_MODE=admin",
+		"KEYBROKER_WRITER_ROLE_ID="+ids.Result.RoleIDs[ids.WriterRole],
+		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, g.dir, "writer", vaulttest.SecretID(t, ids.AppRoleMount, ids.WriterRole))))
+	resolverAddr, _ := startServe(t, append(g.env, "KEYBROKER_MODE=resolver",
+		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
+		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, g.dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))))
+	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: g.opToken})
+	tok, err := admin.CreateToken(ctx, client.CreateTokenRequest{Role: "resolver", Description: "watcher"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := admin.SetKey(ctx, "ws1", "openai", "sk-proj-watch-"+testenv.RandomID(t)+testenv.RandomID(t), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, "http://"+resolverAddr+"/v1/resolve/watch", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("watch: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	events := make(chan watch.Event, 64)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			var ev watch.Event
+			if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type != watch.TypeHeartbeat {
+				events <- ev
+			}
+		}
+	}()
+	next := func(what string) watch.Event {
+		t.Helper()
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("the stream ended before %s", what)
+			}
+			return ev
+		case <-time.After(15 * time.Second):
+			t.Fatalf("no event for %s within 15 s", what)
+		}
+		return watch.Event{}
+	}
+	if ev := next("the hello"); ev.Type != watch.TypeHello {
+		t.Fatalf("first event %+v", ev)
+	}
+	// wait skips events until one that names ws1's openai pool (a write
+	// announces the key, and the pool).
+	wait := func(what string, match func(watch.Event) bool) {
+		t.Helper()
+		for {
+			if ev := next(what); match(ev) {
+				return
+			}
+		}
+	}
+	start := time.Now()
+	if _, _, err := admin.SetKey(ctx, "ws1", "openai", "sk-proj-watch-"+testenv.RandomID(t)+testenv.RandomID(t), 0); err != nil {
+		t.Fatal(err)
+	}
+	wait("the rotation", func(ev watch.Event) bool {
+		return ev.Type == watch.TypeInvalidate && ev.ScopeID == "ws1" && ev.Provider == "openai" && ev.KeyID == "default"
+	})
+	t.Logf("a rotation on the admin replica reached the resolver replica's watcher in %v", time.Since(start).Round(time.Millisecond))
+	if _, err := admin.UpdateKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, client.UpdateKeyRequest{State: new("disabled")}); err != nil {
+		t.Fatal(err)
+	}
+	wait("the disable", func(ev watch.Event) bool {
+		return ev.Type == watch.TypeInvalidate && ev.ScopeID == "ws1" && ev.Provider == "openai"
+	})
+	if _, err := admin.PutSettings(ctx, "ws1", client.SettingsRequest{HostedFallback: new(false)}); err != nil {
+		t.Fatal(err)
+	}
+	wait("the settings change", func(ev watch.Event) bool { return ev.Type == watch.TypeInvalidate && ev.Workspace == "ws1" })
+
+	if err := admin.RevokeToken(ctx, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	wait("the revocation", func(ev watch.Event) bool { return ev.Type == watch.TypeRevoked })
+	select {
+	case _, ok := <-events:
+		if ok {
+			t.Fatal("the stream goes on after the revocation")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream stays open after the revocation")
+	}
+	again, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Body.Close()
+	if again.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a revoked token's watch: %d", again.StatusCode)
+	}
+}
