@@ -42,6 +42,9 @@ type Config struct {
 	AllowInsecureHTTP bool
 }
 
+// ErrStreamEnded: the server closed a watch stream (reconnect and flush).
+var ErrStreamEnded = errors.New("the server ended the stream")
+
 // ErrRedirect is returned when keybroker (or something in its place)
 // answers with a redirect: it is never followed.
 var ErrRedirect = errors.New("keybroker: the server answered with a redirect, which is never followed (a redirect would re-send the token and any key to another host); check the address")
@@ -175,14 +178,7 @@ func (c *Client) do(ctx context.Context, method, path string, header http.Header
 		return resp, fmt.Errorf("%s %s answered %d: %w", method, path, resp.StatusCode, ErrRedirect)
 	}
 	if resp.StatusCode >= 400 {
-		apiErr := &Error{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
-		var eb ErrorBody
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&eb); err == nil && eb.Error.Code != "" {
-			apiErr.Code, apiErr.Message, apiErr.Reason = eb.Error.Code, eb.Error.Message, eb.Error.Reason
-		} else {
-			apiErr.Code, apiErr.Message = "http_error", http.StatusText(resp.StatusCode)
-		}
-		return resp, apiErr
+		return resp, apiError(resp)
 	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
@@ -543,4 +539,16 @@ func (c *Client) Scopes(ctx context.Context, kind, query, cursor string, limit i
 	var out ScopeList
 	_, err := c.do(ctx, http.MethodGet, path, nil, nil, &out)
 	return out, err
+}
+
+// apiError is the *Error of an answer of 400 or more.
+func apiError(resp *http.Response) *Error {
+	apiErr := &Error{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
+	var eb ErrorBody
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&eb); err == nil && eb.Error.Code != "" {
+		apiErr.Code, apiErr.Message, apiErr.Reason = eb.Error.Code, eb.Error.Message, eb.Error.Reason
+	} else {
+		apiErr.Code, apiErr.Message = "http_error", http.StatusText(resp.StatusCode)
+	}
+	return apiErr
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
@@ -38,25 +36,26 @@ func TestAChangeOnOneReplicaReachesAWatcherOnAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	req, _ := http.NewRequest(http.MethodGet, "http://"+resolverAddr+"/v1/resolve/watch", nil)
-	req.Header.Set("Authorization", "Bearer "+tok.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("watch: %v %v", resp, err)
+	watcher, _ := client.New(client.Config{Address: "http://" + resolverAddr, Token: tok.Token})
+	stream, err := watcher.Watch(ctx)
+	if err != nil {
+		t.Fatalf("watch: %v", err)
 	}
-	defer resp.Body.Close()
-	events := make(chan watch.Event, 64)
+	defer stream.Close()
+	events := make(chan client.WatchEvent, 64)
 	go func() {
 		defer close(events)
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			var ev watch.Event
-			if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type != watch.TypeHeartbeat {
+		for {
+			ev, err := stream.Next()
+			if err != nil {
+				return
+			}
+			if ev.Type != watch.TypeHeartbeat {
 				events <- ev
 			}
 		}
 	}()
-	next := func(what string) watch.Event {
+	next := func(what string) client.WatchEvent {
 		t.Helper()
 		select {
 		case ev, ok := <-events:
@@ -67,14 +66,14 @@ func TestAChangeOnOneReplicaReachesAWatcherOnAnother(t *testing.T) {
 		case <-time.After(15 * time.Second):
 			t.Fatalf("no event for %s within 15 s", what)
 		}
-		return watch.Event{}
+		return client.WatchEvent{}
 	}
 	if ev := next("the hello"); ev.Type != watch.TypeHello {
 		t.Fatalf("first event %+v", ev)
 	}
 	// wait skips events until one that names ws1's openai pool (a write
 	// announces the key, and the pool).
-	wait := func(what string, match func(watch.Event) bool) {
+	wait := func(what string, match func(client.WatchEvent) bool) {
 		t.Helper()
 		for {
 			if ev := next(what); match(ev) {
@@ -86,25 +85,25 @@ func TestAChangeOnOneReplicaReachesAWatcherOnAnother(t *testing.T) {
 	if _, _, err := admin.SetKey(ctx, "ws1", "openai", "sk-proj-watch-"+testenv.RandomID(t)+testenv.RandomID(t), 0); err != nil {
 		t.Fatal(err)
 	}
-	wait("the rotation", func(ev watch.Event) bool {
+	wait("the rotation", func(ev client.WatchEvent) bool {
 		return ev.Type == watch.TypeInvalidate && ev.ScopeID == "ws1" && ev.Provider == "openai" && ev.KeyID == "default"
 	})
 	t.Logf("a rotation on the admin replica reached the resolver replica's watcher in %v", time.Since(start).Round(time.Millisecond))
 	if _, err := admin.UpdateKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, client.UpdateKeyRequest{State: new("disabled")}); err != nil {
 		t.Fatal(err)
 	}
-	wait("the disable", func(ev watch.Event) bool {
+	wait("the disable", func(ev client.WatchEvent) bool {
 		return ev.Type == watch.TypeInvalidate && ev.ScopeID == "ws1" && ev.Provider == "openai"
 	})
 	if _, err := admin.PutSettings(ctx, "ws1", client.SettingsRequest{HostedFallback: new(false)}); err != nil {
 		t.Fatal(err)
 	}
-	wait("the settings change", func(ev watch.Event) bool { return ev.Type == watch.TypeInvalidate && ev.Workspace == "ws1" })
+	wait("the settings change", func(ev client.WatchEvent) bool { return ev.Type == watch.TypeInvalidate && ev.Workspace == "ws1" })
 
 	if err := admin.RevokeToken(ctx, tok.ID); err != nil {
 		t.Fatal(err)
 	}
-	wait("the revocation", func(ev watch.Event) bool { return ev.Type == watch.TypeRevoked })
+	wait("the revocation", func(ev client.WatchEvent) bool { return ev.Type == watch.TypeRevoked })
 	select {
 	case _, ok := <-events:
 		if ok {
@@ -113,12 +112,7 @@ func TestAChangeOnOneReplicaReachesAWatcherOnAnother(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stream stays open after the revocation")
 	}
-	again, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	again.Body.Close()
-	if again.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("a revoked token's watch: %d", again.StatusCode)
+	if _, err := watcher.Watch(ctx); !client.IsStatus(err, http.StatusUnauthorized) {
+		t.Fatalf("a revoked token's watch: %v", err)
 	}
 }

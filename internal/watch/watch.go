@@ -9,6 +9,8 @@ package watch
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/keybroker/keybroker/client"
 )
 
 // Event types.
@@ -31,16 +33,8 @@ const (
 	TypeRevoked = "revoked"
 )
 
-// Event is one line of the stream.
-type Event struct {
-	Type     string `json:"type"`
-	Scope    string `json:"scope,omitempty"`
-	ScopeID  string `json:"scopeId,omitempty"`
-	Provider string `json:"provider,omitempty"`
-	KeyID    string `json:"keyId,omitempty"`
-	// Workspace names a workspace whose settings changed.
-	Workspace string `json:"workspace,omitempty"`
-}
+// Event is one line of the stream, as the Go client reads it.
+type Event = client.WatchEvent
 
 // Watcher is one subscription.
 type Watcher struct {
