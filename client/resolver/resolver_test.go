@@ -1,0 +1,124 @@
+package resolver_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/keybroker/keybroker/client"
+	"github.com/keybroker/keybroker/client/resolver"
+)
+
+// standIn answers as keybroker does the two routes the library uses: a
+// resolve (with a resolver token) and a watch stream that says hello and
+// stays open.
+func standIn(tb testing.TB) *httptest.Server {
+	tb.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer kbt_standin" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		switch r.URL.Path {
+		case "/v1/resolve":
+			var req client.ResolveRequest
+			if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Workspace == "" || req.Provider == "" {
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			_ = json.NewEncoder(w).Encode(client.ResolveResponse{APIKey: "sk-standin-key-0123456789", Source: "byok", IsBYOK: true, Version: 1,
+				Scope: "workspace", KeyID: "default", ResolutionID: "res_1"})
+		case "/v1/resolve/watch":
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			_, _ = w.Write([]byte(`{"type":"hello"}` + "\n"))
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	tb.Cleanup(srv.Close)
+	return srv
+}
+
+func newResolver(tb testing.TB) *resolver.Resolver {
+	tb.Helper()
+	c, err := client.New(client.Config{Address: standIn(tb).URL, Token: "kbt_standin"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r, err := resolver.New(resolver.Config{Client: c})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(r.Close)
+	deadline := time.Now().Add(10 * time.Second)
+	for !r.Connected() {
+		if time.Now().After(deadline) {
+			tb.Fatal("the stream does not connect")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return r
+}
+
+func TestAnAnswerNeverShowsItsKey(t *testing.T) {
+	r := newResolver(t)
+	got, err := r.Resolve(context.Background(), "ws1", "openai", "")
+	if err != nil || got.APIKey != "sk-standin-key-0123456789" {
+		t.Fatalf("resolve: %v", err)
+	}
+	for _, s := range []string{got.String(), fmtV(got)} {
+		if contains(s, got.APIKey) {
+			t.Fatalf("%q shows the key", s)
+		}
+	}
+}
+
+// BenchmarkResolverHit is a cache hit in the caller's memory: what the
+// execution path pays per call once a key is held (side by side with
+// BenchmarkResolveRoute of package handlers and the direct Vault read of
+// make bench).
+func BenchmarkResolverHit(b *testing.B) {
+	r := newResolver(b)
+	ctx := context.Background()
+	if _, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if n := r.Requests(); n != 1 {
+		b.Fatalf("%d requests: the hits did not come from memory", n)
+	}
+}
+
+// BenchmarkResolverHitParallel is BenchmarkResolverHit from every core.
+func BenchmarkResolverHitParallel(b *testing.B) {
+	r := newResolver(b)
+	ctx := context.Background()
+	if _, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func fmtV(v any) string { return fmt.Sprintf("%v %+v", v, v) }
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
