@@ -429,3 +429,7 @@ func (b *Broker) Evict(ref KeyRef) { b.evict(ref) }
 // tracer is the broker's: the global provider's, a no-op one unless traces
 // are on. Only misses make spans; a cache hit makes none.
 var tracer = otel.Tracer("github.com/keybroker/keybroker/broker")
+
+// CacheTTL is how long a resolved key stays cached (before a change evicts
+// it).
+func (b *Broker) CacheTTL() time.Duration { return b.ttl }

@@ -215,6 +215,10 @@ type ResolveResponse struct {
 	// organization_keys_unavailable); absent when the workspace's own key
 	// did.
 	FallbackReason string `json:"fallbackReason,omitempty"`
+	// TTLSeconds is how long the server caches the key: a client that
+	// caches it too keeps it no longer (and drops it sooner when the watch
+	// stream says so).
+	TTLSeconds int `json:"ttlSeconds,omitempty"`
 }
 
 // Settings are a workspace's settings (GET and PUT

@@ -564,5 +564,6 @@ func (s *server) resolve(c *gin.Context) {
 	h["Content-Type"] = []string{"application/json; charset=utf-8"}
 	c.Status(http.StatusOK)
 	_ = json.NewEncoder(c.Writer).Encode(client.ResolveResponse{APIKey: r.APIKey, Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
-		Scope: string(r.Scope), KeyID: r.KeyID, Fingerprint: r.Fingerprint, ResolutionID: r.ResolutionID, FallbackReason: r.FallbackReason})
+		Scope: string(r.Scope), KeyID: r.KeyID, Fingerprint: r.Fingerprint, ResolutionID: r.ResolutionID, FallbackReason: r.FallbackReason,
+		TTLSeconds: s.ttlSeconds})
 }

@@ -34,6 +34,9 @@ type KeyService interface {
 	AuditAll(ctx context.Context, before int64, limit int) ([]broker.AuditEvent, error)
 	QueryAudit(ctx context.Context, q broker.AuditQuery) ([]broker.AuditEvent, error)
 	Resolve(ctx context.Context, req broker.ResolveRequest) (broker.Resolution, error)
+	// CacheTTL is how long the server caches a key: clients that cache
+	// it too keep it no longer.
+	CacheTTL() time.Duration
 	Report(ctx context.Context, req broker.ReportRequest) (broker.ReportResult, error)
 	TestKey(ctx context.Context, actor broker.Actor, ref broker.KeyRef) (broker.TestResult, error)
 	GetSettings(ctx context.Context, workspace string) (broker.Settings, error)
@@ -121,6 +124,8 @@ type server struct {
 	// hub feeds the watch streams; heartbeat paces their keep-alives.
 	hub       *watch.Hub
 	heartbeat time.Duration
+	// ttlSeconds is the server's cache TTL, told to caching clients.
+	ttlSeconds int
 }
 
 // NewRouter returns keybroker's HTTP handler.
@@ -149,6 +154,9 @@ func NewRouter(opts Options) *gin.Engine {
 	}
 	if s.heartbeat <= 0 {
 		s.heartbeat = defaultHeartbeat
+	}
+	if opts.Keys != nil {
+		s.ttlSeconds = max(1, int(opts.Keys.CacheTTL().Seconds()))
 	}
 	if s.reports == nil {
 		s.reports = auth.NewLimiter(auth.RateLimits{PerToken: -1, FailedAuthPerAddr: -1}, nil)

@@ -30,9 +30,9 @@ type Config struct {
 	Client *client.Client
 	// MaxEntries bounds the cache. Default: 10,000.
 	MaxEntries int
-	// MaxAge bounds an entry's age even while the stream is up (the
-	// server's cache TTL; a changed key is evicted by the stream long
-	// before). Default: 30 s.
+	// MaxAge bounds an entry's age even while the stream is up; the
+	// server's cache TTL (ttlSeconds of its answer) when shorter. A changed
+	// key is evicted by the stream long before. Default: 30 s.
 	MaxAge time.Duration
 	// MaxDisconnectedAge: while the stream is down, entries older than
 	// this are not served (they are fetched again). Default: 2 s.
@@ -47,8 +47,9 @@ type Config struct {
 type cacheKey struct{ workspace, provider, model string }
 
 type entry struct {
-	resp client.ResolveResponse
-	at   time.Time
+	resp   client.ResolveResponse
+	at     time.Time
+	maxAge time.Duration
 }
 
 // Resolver is safe for concurrent use.
@@ -124,7 +125,7 @@ func (r *Resolver) Resolve(ctx context.Context, workspace, provider, model strin
 	r.mu.RUnlock()
 	if e != nil {
 		age := time.Since(e.at)
-		if age < r.cfg.MaxAge && (age < r.cfg.MaxDisconnectedAge || r.connected.Load()) {
+		if age < e.maxAge && (age < r.cfg.MaxDisconnectedAge || r.connected.Load()) {
 			return e.resp, nil
 		}
 	}
@@ -146,7 +147,11 @@ func (r *Resolver) Resolve(ctx context.Context, workspace, provider, model strin
 					break
 				}
 			}
-			r.cache[k] = &entry{resp: resp, at: time.Now()}
+			maxAge := r.cfg.MaxAge
+			if ttl := time.Duration(resp.TTLSeconds) * time.Second; ttl > 0 && ttl < maxAge {
+				maxAge = ttl // never longer than the server keeps it
+			}
+			r.cache[k] = &entry{resp: resp, at: time.Now(), maxAge: maxAge}
 		}
 		r.mu.Unlock()
 		return resp, nil

@@ -32,7 +32,7 @@ func standIn(tb testing.TB) *httptest.Server {
 				return
 			}
 			_ = json.NewEncoder(w).Encode(client.ResolveResponse{APIKey: "sk-standin-key-0123456789", Source: "byok", IsBYOK: true, Version: 1,
-				Scope: "workspace", KeyID: "default", ResolutionID: "res_1"})
+				Scope: "workspace", KeyID: "default", ResolutionID: "res_1", TTLSeconds: 1})
 		case "/v1/resolve/watch":
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			_, _ = w.Write([]byte(`{"type":"hello"}` + "\n"))
@@ -77,6 +77,28 @@ func TestAnAnswerNeverShowsItsKey(t *testing.T) {
 		if contains(s, got.APIKey) {
 			t.Fatalf("%q shows the key", s)
 		}
+	}
+}
+
+// An answer is kept no longer than the server's TTL, even with the stream
+// up and nothing changed.
+func TestAnAnswerLivesNoLongerThanTheServersTTL(t *testing.T) {
+	r := newResolver(t)
+	ctx := context.Background()
+	for range 3 {
+		if _, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.Requests(); n != 1 {
+		t.Fatalf("%d requests for three resolves within the TTL", n)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Requests(); n != 2 {
+		t.Fatalf("%d requests: an answer older than the server's 1 s TTL was served", n)
 	}
 }
 
