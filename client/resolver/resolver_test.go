@@ -17,7 +17,7 @@ import (
 // standIn answers as keybroker does the two routes the library uses: a
 // resolve (with a resolver token) and a watch stream that says hello and
 // stays open.
-func standIn(tb testing.TB) *httptest.Server {
+func standIn(tb testing.TB, ttlSeconds int) *httptest.Server {
 	tb.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer kbt_standin" {
@@ -32,7 +32,7 @@ func standIn(tb testing.TB) *httptest.Server {
 				return
 			}
 			_ = json.NewEncoder(w).Encode(client.ResolveResponse{APIKey: "sk-standin-key-0123456789", Source: "byok", IsBYOK: true, Version: 1,
-				Scope: "workspace", KeyID: "default", ResolutionID: "res_1", TTLSeconds: 1})
+				Scope: "workspace", KeyID: "default", ResolutionID: "res_1", TTLSeconds: ttlSeconds})
 		case "/v1/resolve/watch":
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			_, _ = w.Write([]byte(`{"type":"hello"}` + "\n"))
@@ -46,9 +46,9 @@ func standIn(tb testing.TB) *httptest.Server {
 	return srv
 }
 
-func newResolver(tb testing.TB) *resolver.Resolver {
+func newResolver(tb testing.TB, ttlSeconds int) *resolver.Resolver {
 	tb.Helper()
-	c, err := client.New(client.Config{Address: standIn(tb).URL, Token: "kbt_standin"})
+	c, err := client.New(client.Config{Address: standIn(tb, ttlSeconds).URL, Token: "kbt_standin"})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func newResolver(tb testing.TB) *resolver.Resolver {
 }
 
 func TestAnAnswerNeverShowsItsKey(t *testing.T) {
-	r := newResolver(t)
+	r := newResolver(t, 30)
 	got, err := r.Resolve(context.Background(), "ws1", "openai", "")
 	if err != nil || got.APIKey != "sk-standin-key-0123456789" {
 		t.Fatalf("resolve: %v", err)
@@ -83,7 +83,7 @@ func TestAnAnswerNeverShowsItsKey(t *testing.T) {
 // An answer is kept no longer than the server's TTL, even with the stream
 // up and nothing changed.
 func TestAnAnswerLivesNoLongerThanTheServersTTL(t *testing.T) {
-	r := newResolver(t)
+	r := newResolver(t, 1)
 	ctx := context.Background()
 	for range 3 {
 		if _, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil {
@@ -107,7 +107,7 @@ func TestAnAnswerLivesNoLongerThanTheServersTTL(t *testing.T) {
 // BenchmarkResolveRoute of package handlers and the direct Vault read of
 // make bench).
 func BenchmarkResolverHit(b *testing.B) {
-	r := newResolver(b)
+	r := newResolver(b, 3600)
 	ctx := context.Background()
 	if _, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil {
 		b.Fatal(err)
@@ -125,7 +125,7 @@ func BenchmarkResolverHit(b *testing.B) {
 
 // BenchmarkResolverHitParallel is BenchmarkResolverHit from every core.
 func BenchmarkResolverHitParallel(b *testing.B) {
-	r := newResolver(b)
+	r := newResolver(b, 3600)
 	ctx := context.Background()
 	if _, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil {
 		b.Fatal(err)
