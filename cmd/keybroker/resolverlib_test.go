@@ -131,6 +131,9 @@ func TestTheResolverLibraryStaysExactAcrossReplicas(t *testing.T) {
 	}
 	defer r.Close()
 	waitUntil(t, "the stream connects", 10*time.Second, r.Connected)
+	// The resolver replica serves a key once its pool mirror has the
+	// change announced by the admin replica (milliseconds later).
+	servesKey(t, c, first)
 
 	// 1,000 concurrent misses of one key: one request.
 	var wg sync.WaitGroup
@@ -202,9 +205,10 @@ func TestTheResolverLibraryStaysExactAcrossReplicas(t *testing.T) {
 	if _, _, err := admin.SetKey(ctx, "ws1", "openai", first, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil {
-		t.Fatal(err)
-	}
+	waitUntil(t, "the re-added key serves", 10*time.Second, func() bool {
+		got, err := r.Resolve(ctx, "ws1", "openai", "")
+		return err == nil && got.APIKey == first
+	})
 	if err := admin.RevokeToken(ctx, tok.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -212,4 +216,15 @@ func TestTheResolverLibraryStaysExactAcrossReplicas(t *testing.T) {
 	if _, err := r.Resolve(ctx, "ws1", "openai", ""); !errors.Is(err, resolver.ErrRevoked) {
 		t.Fatalf("after the revocation: %v", err)
 	}
+}
+
+// servesKey waits until keybroker (through c) resolves ws1's openai key to
+// want: another replica's change reaches this one's pools milliseconds
+// after it is acknowledged.
+func servesKey(t *testing.T, c *client.Client, want string) {
+	t.Helper()
+	waitUntil(t, "the replica serves the key", 10*time.Second, func() bool {
+		got, err := c.Resolve(context.Background(), "ws1", "openai")
+		return err == nil && got.APIKey == want
+	})
 }

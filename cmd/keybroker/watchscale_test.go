@@ -76,9 +76,7 @@ func TestInvalidationReachesAThousandLibraryClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	api, _ := client.New(client.Config{Address: "http://" + resolverAddr, Token: g.resolverToken})
-	if _, err := api.Resolve(ctx, "ws1", "openai"); err != nil {
-		t.Fatal(err)
-	}
+	servesKey(t, api, first)
 	before := rssKB(t, proc.Pid)
 	quiet := resolvesPerSecond(t, api, 2*time.Second)
 
