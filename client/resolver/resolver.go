@@ -46,6 +46,9 @@ type Config struct {
 
 type cacheKey struct{ workspace, provider, model string }
 
+// fetch is a request in flight for a key.
+type fetch struct{ stale bool }
+
 type entry struct {
 	resp   client.ResolveResponse
 	at     time.Time
@@ -58,9 +61,10 @@ type Resolver struct {
 	mu     sync.RWMutex
 	cache  map[cacheKey]*entry
 	flight singleflight.Group
-	// gen moves at every eviction: an answer fetched across one is
-	// returned but not cached (it may predate the change).
-	gen       atomic.Uint64
+	// inflight are the keys being fetched: an eviction that matches one
+	// marks it stale, and its answer is returned but not cached (it may
+	// predate the change).
+	inflight  map[cacheKey]*fetch
 	connected atomic.Bool
 	revoked   atomic.Bool
 	requests  atomic.Int64
@@ -90,7 +94,7 @@ func New(cfg Config) (*Resolver, error) {
 		cfg.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Resolver{cfg: cfg, cache: map[cacheKey]*entry{}, stop: cancel, done: make(chan struct{})}
+	r := &Resolver{cfg: cfg, cache: map[cacheKey]*entry{}, inflight: map[cacheKey]*fetch{}, stop: cancel, done: make(chan struct{})}
 	go r.watch(ctx)
 	return r, nil
 }
@@ -133,14 +137,20 @@ func (r *Resolver) Resolve(ctx context.Context, workspace, provider, model strin
 		return client.ResolveResponse{}, ErrRevoked
 	}
 	v, err, _ := r.flight.Do(workspace+"\x00"+provider+"\x00"+model, func() (any, error) {
-		gen := r.gen.Load()
+		f := &fetch{}
+		r.mu.Lock()
+		r.inflight[k] = f
+		r.mu.Unlock()
 		r.requests.Add(1)
 		resp, err := r.cfg.Client.ResolveFor(context.WithoutCancel(ctx), client.ResolveRequest{Workspace: workspace, Provider: provider, Model: model})
+		r.mu.Lock()
+		delete(r.inflight, k)
+		r.mu.Unlock()
 		if err != nil {
 			return nil, err
 		}
 		r.mu.Lock()
-		if r.gen.Load() == gen && !r.revoked.Load() {
+		if !f.stale && !r.revoked.Load() {
 			if len(r.cache) >= r.cfg.MaxEntries {
 				for old := range r.cache { // any one: a map's order is random
 					delete(r.cache, old)
@@ -182,8 +192,10 @@ func unavailable(err error) bool {
 // flush drops every answer.
 func (r *Resolver) flush() {
 	r.mu.Lock()
-	r.gen.Add(1)
 	clear(r.cache)
+	for _, f := range r.inflight {
+		f.stale = true
+	}
 	r.mu.Unlock()
 }
 
@@ -193,21 +205,28 @@ func (r *Resolver) flush() {
 func (r *Resolver) evict(ev client.WatchEvent) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.gen.Add(1)
-	for k, e := range r.cache {
-		var hit bool
-		switch {
-		case ev.Workspace != "":
-			hit = k.workspace == ev.Workspace
-		case ev.Scope == "workspace":
-			hit = k.workspace == ev.ScopeID && (ev.Provider == "" || k.provider == ev.Provider)
-		default:
-			hit = ev.Provider == "" || k.provider == ev.Provider || e.resp.Scope == ev.Scope
-		}
-		if hit {
+	for k := range r.cache {
+		if alters(ev, k) {
 			delete(r.cache, k)
 		}
 	}
+	for k, f := range r.inflight {
+		if alters(ev, k) {
+			f.stale = true
+		}
+	}
+}
+
+// alters says whether ev can change the answer for k.
+func alters(ev client.WatchEvent, k cacheKey) bool {
+	switch {
+	case ev.Workspace != "":
+		return k.workspace == ev.Workspace
+	case ev.Scope == "workspace":
+		return k.workspace == ev.ScopeID && (ev.Provider == "" || k.provider == ev.Provider)
+	}
+	// An organization's or the hosted pool may serve any workspace.
+	return ev.Provider == "" || k.provider == ev.Provider
 }
 
 // watch keeps the stream up, reconnecting with jittered backoff, until

@@ -111,7 +111,7 @@ func waitUntil(t *testing.T, what string, within time.Duration, ok func() bool) 
 // request for many concurrent misses, a rotation and a deletion through the
 // admin replica evicted by the stream from the resolver replica, no answer
 // older than the bound while the stream is cut, a flush on reconnection,
-// and a revoked token that empties it.
+// a health report, and a revoked token that empties it.
 func TestTheResolverLibraryStaysExactAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
 	admin, resolverAddr := twoReplicas(t)
@@ -225,6 +225,19 @@ func TestTheResolverLibraryStaysExactAcrossReplicas(t *testing.T) {
 		got, err := r.Resolve(ctx, "ws1", "openai", "")
 		return err == nil && got.APIKey == first
 	})
+	// A health change evicts too: the provider refused the key, the
+	// library reports it, and the pool's change comes back on the stream.
+	res, err := r.Resolve(ctx, "ws1", "openai", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Report(ctx, res.ResolutionID, "unauthorized"); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	waitUntil(t, "the health change reaches the library", 5*time.Second, func() bool { return r.Len() == 0 })
+	if _, err := r.Resolve(ctx, "ws1", "openai", ""); !client.IsStatus(err, 404) {
+		t.Fatalf("with its only key failing, the workspace resolves: %v", err)
+	}
 	if err := admin.RevokeToken(ctx, tok.ID); err != nil {
 		t.Fatal(err)
 	}
