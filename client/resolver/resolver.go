@@ -127,18 +127,21 @@ func (r *Resolver) Resolve(ctx context.Context, workspace, provider, model strin
 	r.mu.RLock()
 	e := r.cache[k]
 	r.mu.RUnlock()
-	if e != nil {
-		age := time.Since(e.at)
-		if age < e.maxAge && (age < r.cfg.MaxDisconnectedAge || r.connected.Load()) {
-			return e.resp, nil
-		}
+	if e != nil && r.fresh(e) {
+		return e.resp, nil
 	}
 	if r.revoked.Load() {
 		return client.ResolveResponse{}, ErrRevoked
 	}
 	v, err, _ := r.flight.Do(workspace+"\x00"+provider+"\x00"+model, func() (any, error) {
-		f := &fetch{}
+		// A caller that missed just before another's fetch stored its
+		// answer finds it here, rather than fetching again.
 		r.mu.Lock()
+		if e := r.cache[k]; e != nil && r.fresh(e) {
+			r.mu.Unlock()
+			return e.resp, nil
+		}
+		f := &fetch{}
 		r.inflight[k] = f
 		r.mu.Unlock()
 		r.requests.Add(1)
@@ -173,6 +176,13 @@ func (r *Resolver) Resolve(ctx context.Context, workspace, provider, model strin
 		return client.ResolveResponse{}, err
 	}
 	return v.(client.ResolveResponse), nil
+}
+
+// fresh says whether e may be served now: younger than its bound, and,
+// while the stream is down, than MaxDisconnectedAge.
+func (r *Resolver) fresh(e *entry) bool {
+	age := time.Since(e.at)
+	return age < e.maxAge && (age < r.cfg.MaxDisconnectedAge || r.connected.Load())
 }
 
 // Report says what the provider answered to a call made with a resolved
