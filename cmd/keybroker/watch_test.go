@@ -8,7 +8,6 @@ import (
 
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/vaulttest"
 	"github.com/keybroker/keybroker/internal/watch"
 )
 
@@ -19,15 +18,7 @@ import (
 // token's revocation, after which it is refused.
 func TestAChangeOnOneReplicaReachesAWatcherOnAnother(t *testing.T) {
 	ctx := context.Background()
-	g := newApproleGround(t, nil)
-	ids := g.ids
-	adminAddr, _ := startServe(t, append(g.env, "KEYBROKER_MODE=admin",
-		"KEYBROKER_WRITER_ROLE_ID="+ids.Result.RoleIDs[ids.WriterRole],
-		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, g.dir, "writer", vaulttest.SecretID(t, ids.AppRoleMount, ids.WriterRole))))
-	resolverAddr, _ := startServe(t, append(g.env, "KEYBROKER_MODE=resolver",
-		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
-		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, g.dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))))
-	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: g.opToken})
+	admin, resolverAddr := twoReplicas(t)
 	tok, err := admin.CreateToken(ctx, client.CreateTokenRequest{Role: "resolver", Description: "watcher"})
 	if err != nil {
 		t.Fatal(err)
