@@ -245,7 +245,7 @@ func (r *Resolver) watch(ctx context.Context) {
 	defer close(r.done)
 	delay := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := r.stream(ctx)
+		connected, err := r.stream(ctx)
 		r.connected.Store(false)
 		if ctx.Err() != nil {
 			return
@@ -255,6 +255,9 @@ func (r *Resolver) watch(ctx context.Context) {
 			r.flush()
 			r.cfg.Logger.Warn("keybroker resolver: the token was revoked or expired; every key dropped", "error", err)
 			return
+		}
+		if connected {
+			delay = 100 * time.Millisecond // it was up: the backoff starts again
 		}
 		r.cfg.Logger.Info("keybroker resolver: watch stream down; reconnecting", "error", err, "in", delay.String())
 		select {
@@ -266,14 +269,15 @@ func (r *Resolver) watch(ctx context.Context) {
 	}
 }
 
-// stream reads one connection of the watch stream; a silence of more than
-// 45 s (three heartbeats) counts as a broken connection.
-func (r *Resolver) stream(ctx context.Context) error {
+// stream reads one connection of the watch stream, and says whether it
+// got as far as its hello; a silence of more than 45 s (three heartbeats)
+// counts as a broken connection.
+func (r *Resolver) stream(ctx context.Context) (connected bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := r.cfg.Client.Watch(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer s.Close()
 	alive := time.AfterFunc(45*time.Second, cancel)
@@ -281,7 +285,7 @@ func (r *Resolver) stream(ctx context.Context) error {
 	for {
 		ev, err := s.Next()
 		if err != nil {
-			return err
+			return connected, err
 		}
 		alive.Reset(45 * time.Second)
 		switch ev.Type {
@@ -289,12 +293,13 @@ func (r *Resolver) stream(ctx context.Context) error {
 			// What was cached may have changed while the stream was down.
 			r.flush()
 			r.connected.Store(true)
+			connected = true
 		case "flush":
 			r.flush()
 		case "invalidate":
 			r.evict(ev)
 		case "revoked":
-			return ErrRevoked
+			return connected, ErrRevoked
 		}
 	}
 }

@@ -70,13 +70,15 @@ type approleGround struct {
 	resolverToken string
 	env           []string
 	dir           string
+	// dbURL is the owner's address of the database (for pg_dump).
+	dbURL string
 }
 
 func newApproleGround(t *testing.T, tune func(*vault.BootstrapConfig)) *approleGround {
 	t.Helper()
 	const pepper = "approle-test-pepper-0123456789"
 	kg := kbtest.NewGround(t, kbtest.Options{Pepper: pepper, Vault: vaulttest.Options{Tune: tune}})
-	g := &approleGround{ids: kg.Identities, st: kg.Store, opToken: kg.OperatorToken, resolverToken: kg.ResolverToken, dir: t.TempDir()}
+	g := &approleGround{ids: kg.Identities, st: kg.Store, opToken: kg.OperatorToken, resolverToken: kg.ResolverToken, dir: t.TempDir(), dbURL: kg.DBURL}
 	vaultAddr, _ := testenv.Vault(t)
 	g.env = []string{"DATABASE_URL=" + testenv.RuntimeURL(t, kg.DBURL), "VAULT_ADDR=" + vaultAddr, "KEYBROKER_KV_MOUNT=" + g.ids.Mount,
 		"KEYBROKER_VAULT_AUTH=approle", "KEYBROKER_APPROLE_MOUNT=" + g.ids.AppRoleMount,

@@ -1,0 +1,10 @@
+/**
+ * keybroker's execution-path library for Node.js 20+: a Resolver that
+ * answers from a cache in the caller's memory, kept exact by keybroker's
+ * watch stream, and the Client beneath it. No runtime dependency beyond
+ * Node's standard library.
+ */
+export { Client, type ClientOptions } from "./client.js";
+export { ClosedError, KeybrokerError, RevokedError, UnavailableError } from "./errors.js";
+export { Resolver, type Logger, type ResolverOptions } from "./resolver.js";
+export { Resolution, type Outcome, type ReportRequest, type ReportResult, type ResolveRequest, type Scope, type WatchEvent } from "./types.js";

@@ -1,0 +1,159 @@
+import { inspect } from "node:util";
+
+/** The body of POST /v1/resolve. */
+export interface ResolveRequest {
+  workspace: string;
+  provider: string;
+  /** The model of the call: keys limited to some models serve only those. */
+  model?: string;
+}
+
+/** Where a key lives. */
+export type Scope = "workspace" | "organization" | "hosted";
+
+/** What a provider answered to a call made with a resolved key. */
+export type Outcome = "ok" | "unauthorized" | "forbidden" | "quota_exceeded" | "rate_limited" | "server_error";
+
+/** The body of POST /v1/resolve/report. */
+export interface ReportRequest {
+  resolutionId: string;
+  outcome: Outcome;
+  /** The provider's Retry-After (0 to 3600), for rate_limited and server_error. */
+  retryAfterSeconds?: number;
+}
+
+/** The answer of POST /v1/resolve/report. */
+export interface ReportResult {
+  scope: Scope;
+  scopeId: string;
+  provider: string;
+  keyId: string;
+  /** The key's health now. */
+  health: string;
+  /** Whether the report changed it (repeating what is known changes nothing). */
+  changed: boolean;
+}
+
+/**
+ * One event of GET /v1/resolve/watch: `hello` (flush what you hold),
+ * `invalidate` (what can resolve for scope/scopeId/provider, one key when
+ * keyId is set, or a workspace's settings, changed), `flush` (drop
+ * everything), `heartbeat`, or `revoked` (the token was revoked: drop
+ * everything; the stream ends).
+ */
+export interface WatchEvent {
+  type: "hello" | "invalidate" | "flush" | "heartbeat" | "revoked" | string;
+  scope?: Scope;
+  scopeId?: string;
+  provider?: string;
+  keyId?: string;
+  workspace?: string;
+}
+
+/** The fields of a resolve answer, as keybroker sends them. */
+interface ResolveAnswer {
+  apiKey: string;
+  source: string;
+  isBYOK: boolean;
+  version: number;
+  scope: Scope;
+  keyId: string;
+  fingerprint?: string;
+  resolutionId: string;
+  fallbackReason?: string;
+  ttlSeconds?: number;
+}
+
+const REDACTED = "<redacted>";
+
+/**
+ * Resolution answers a resolve: the key to call the provider with and
+ * where it came from. The key is read through `apiKey` only: printing,
+ * inspecting, `String()` or `JSON.stringify` of a Resolution shows
+ * `<redacted>`, so it does not end up in a log by accident.
+ */
+export class Resolution {
+  /** Where the key came from, e.g. `workspace`, `organization`, `hosted`. */
+  readonly source: string;
+  /** True when the key is the customer's own (the platform does not bill the call). */
+  readonly isBYOK: boolean;
+  /** The key's version in Vault. */
+  readonly version: number;
+  /** The scope whose pool served. */
+  readonly scope: Scope;
+  /** Which key of that pool served. */
+  readonly keyId: string;
+  /** Identifies the key (an HMAC, never the key). */
+  readonly fingerprint: string | undefined;
+  /** Names this answer in usage records; give it to `report`. */
+  readonly resolutionId: string;
+  /** Why an earlier scope did not serve; absent when the workspace's own key did. */
+  readonly fallbackReason: string | undefined;
+  /** How long keybroker caches the key (the local cache keeps it no longer). */
+  readonly ttlSeconds: number | undefined;
+  readonly #apiKey: string;
+
+  /** @internal */
+  constructor(a: ResolveAnswer) {
+    this.#apiKey = a.apiKey;
+    this.source = a.source;
+    this.isBYOK = a.isBYOK;
+    this.version = a.version;
+    this.scope = a.scope;
+    this.keyId = a.keyId;
+    this.fingerprint = a.fingerprint;
+    this.resolutionId = a.resolutionId;
+    this.fallbackReason = a.fallbackReason;
+    this.ttlSeconds = a.ttlSeconds;
+  }
+
+  /** The provider key. Keep it out of logs. */
+  get apiKey(): string {
+    return this.#apiKey;
+  }
+
+  /** The answer with the key redacted. */
+  toJSON(): Record<string, unknown> {
+    return {
+      apiKey: REDACTED,
+      source: this.source,
+      isBYOK: this.isBYOK,
+      version: this.version,
+      scope: this.scope,
+      keyId: this.keyId,
+      fingerprint: this.fingerprint,
+      resolutionId: this.resolutionId,
+      fallbackReason: this.fallbackReason,
+      ttlSeconds: this.ttlSeconds,
+    };
+  }
+
+  toString(): string {
+    return `Resolution{source:${this.source} scope:${this.scope} keyId:${this.keyId} apiKey:${REDACTED}}`;
+  }
+
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+/** parseResolveAnswer checks that a resolve answer has the fields a Resolution needs. */
+export function parseResolveAnswer(v: unknown): Resolution | undefined {
+  if (typeof v !== "object" || v === null) return undefined;
+  const a = v as Partial<ResolveAnswer>;
+  if (typeof a.apiKey !== "string" || a.apiKey === "" || typeof a.keyId !== "string" || typeof a.resolutionId !== "string") {
+    return undefined;
+  }
+  return new Resolution({
+    apiKey: a.apiKey,
+    source: String(a.source ?? ""),
+    isBYOK: a.isBYOK === true,
+    version: typeof a.version === "number" ? a.version : 0,
+    scope: (a.scope ?? "workspace") as Scope,
+    keyId: a.keyId,
+    resolutionId: a.resolutionId,
+    ...(typeof a.fingerprint === "string" ? { fingerprint: a.fingerprint } : {}),
+    ...(typeof a.fallbackReason === "string" ? { fallbackReason: a.fallbackReason } : {}),
+    ...(typeof a.ttlSeconds === "number" ? { ttlSeconds: a.ttlSeconds } : {}),
+  });
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keybroker/keybroker/internal/devenv"
+	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/testenv/testpki"
+	"github.com/keybroker/keybroker/internal/vaulttest"
+)
+
+// The TypeScript library (clients/typescript) against two real replicas
+// over the real Vault and PostgreSQL (the resolver replica with mutual
+// TLS): this test builds it with its pinned
+// compiler and runs its tests with Node's own test runner, which drive the
+// admin replica to change keys and read them through the resolver
+// replica. The Node tests write every provider key they create to a file;
+// none of them may then appear in a replica's log, the Node output or a
+// dump of the database.
+func TestTheTypeScriptLibraryAgainstRealReplicas(t *testing.T) {
+	node, err := devenv.FindTool("node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	npm, err := devenv.FindTool("npm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := filepath.Abs(filepath.Join("..", "..", "clients", "typescript"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	// npm ci installs the two development packages (the compiler and
+	// Node's types) from package-lock.json; npm's cache is outside the
+	// checkout, so a second run downloads nothing.
+	for _, args := range [][]string{{"ci", "--no-audit", "--no-fund", "--loglevel=error"}, {"run", "build", "--silent"}} {
+		cmd := exec.CommandContext(ctx, npm, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+
+	// The admin replica serves plain HTTP on loopback; the resolver
+	// replica, which the library talks to, requires mutual TLS.
+	g := newApproleGround(t, nil)
+	ids := g.ids
+	adminAddr, adminLogs := startServe(t, append(g.env, "KEYBROKER_MODE=admin",
+		"KEYBROKER_WRITER_ROLE_ID="+ids.Result.RoleIDs[ids.WriterRole],
+		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, g.dir, "writer", vaulttest.SecretID(t, ids.AppRoleMount, ids.WriterRole))))
+	ca := testpki.NewCA(t, "keybroker test CA")
+	resolverAddr, resolverLogs := startServeTLS(t, ca, append(g.env, "KEYBROKER_MODE=resolver",
+		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
+		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, g.dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))))
+	execPath := ca.Client("execution-path")
+	keysFile := filepath.Join(t.TempDir(), "keys")
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-concurrency=1", "--test-reporter=spec", "tests/")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"KEYBROKER_ADMIN_URL=http://"+adminAddr,
+		"KEYBROKER_RESOLVER_URL=https://"+resolverAddr,
+		"KEYBROKER_RESOLVER_CA_FILE="+ca.CertFile,
+		"KEYBROKER_RESOLVER_CERT_FILE="+execPath.CertFile,
+		"KEYBROKER_RESOLVER_KEY_FILE="+execPath.KeyFile,
+		"KEYBROKER_OPERATOR_TOKEN="+g.opToken,
+		"KEYBROKER_TEST_KEYS_FILE="+keysFile,
+		"NO_COLOR=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test: %v\n%s", err, out)
+	}
+	t.Logf("node --test:\n%s", out)
+
+	keys := readLines(t, keysFile)
+	if len(keys) < 5 {
+		t.Fatalf("the Node tests recorded %d keys; they write more than that", len(keys))
+	}
+	for _, key := range keys {
+		for what, text := range map[string]string{"the Node output": string(out), "the admin replica's log": adminLogs.String(), "the resolver replica's log": resolverLogs.String()} {
+			if strings.Contains(text, key) {
+				t.Errorf("a provider key is in %s", what)
+			}
+		}
+	}
+	if strings.Contains(string(out), g.opToken) {
+		t.Error("the operator token is in the Node output")
+	}
+	testenv.AssertDumpLacks(t, g.dbURL, keys)
+}
+
+// startServeTLS is startServe for a replica that requires client
+// certificates issued by ca.
+func startServeTLS(t *testing.T, ca *testpki.CA, env []string) (addr string, logs *testenv.SyncBuffer) {
+	t.Helper()
+	addr = freeAddr(t)
+	server, probe := ca.Server("keybroker"), ca.Client("readiness probe")
+	serve := keybroker("serve")
+	serve.Env = append(serve.Env, append(env, "KEYBROKER_LISTEN_ADDR="+addr,
+		"KEYBROKER_TLS_CERT_FILE="+server.CertFile, "KEYBROKER_TLS_KEY_FILE="+server.KeyFile, "KEYBROKER_TLS_CLIENT_CA_FILE="+ca.CertFile)...)
+	logs = &testenv.SyncBuffer{}
+	serve.Stdout, serve.Stderr = logs, logs
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = serve.Process.Signal(syscall.SIGTERM); _, _ = serve.Process.Wait() })
+	mtls := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: ca.Pool(), Certificates: []tls.Certificate{probe.TLS}}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := devenv.WaitHTTPWith(ctx, mtls, "https://"+addr+"/readyz", nil, nil); err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	return addr, logs
+}
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); line != "" {
+			lines = append(lines, line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return lines
+}
