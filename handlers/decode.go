@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/keybroker/keybroker/client"
 )
 
 // decodeJSON reads exactly one JSON object into v (a pointer to a struct),
@@ -23,7 +25,34 @@ import (
 // request than keybroker. The error is ready to render; it never quotes
 // the body.
 func decodeJSON(c *gin.Context, v any) *Error {
-	body, err := io.ReadAll(c.Request.Body)
+	return withBody(c, func(body []byte) *Error { return decodeBody(body, v, true) })
+}
+
+// decodeResolveRequest is decodeJSON for the resolve route: the body every
+// client sends is parsed by hand (parseResolveRequest), anything else as
+// decodeJSON decodes it.
+func decodeResolveRequest(c *gin.Context, req *client.ResolveRequest) *Error {
+	return withBody(c, func(body []byte) *Error {
+		if parseResolveRequest(body, req) {
+			return nil
+		}
+		*req = client.ResolveRequest{}
+		return decodeBody(body, req, true)
+	})
+}
+
+// withBody reads the request's body into a pooled buffer and gives it to
+// decode; every string decoded from it is a copy, so the buffer can serve
+// the next request.
+func withBody(c *gin.Context, decode func(body []byte) *Error) *Error {
+	buf := bodyBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= maxPooledBody {
+			bodyBuffers.Put(buf)
+		}
+	}()
+	body, err := readBody((*buf)[:0], c.Request.Body)
+	*buf = body[:0]
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return errBodyTooLarge
@@ -31,17 +60,38 @@ func decodeJSON(c *gin.Context, v any) *Error {
 	if err != nil {
 		return &Error{Status: http.StatusBadRequest, Code: "malformed_json", Message: "could not read the request body"}
 	}
-	known := fieldNames(v)
-	msg, decided := quickCheckNames(body, known)
+	return decode(body)
+}
+
+// decodeBody is decodeJSON of a body read; fast allows json.Unmarshal
+// where the names are already checked (decodeJSON always allows it; the
+// tests hold both ways to the same answers).
+func decodeBody(body []byte, v any, fast bool) *Error {
+	info := fieldsOf(v)
+	msg, decided, allKnown := quickCheckNames(body, info.names)
+	if msg != "" {
+		return &Error{Status: http.StatusBadRequest, Code: "malformed_json", Message: msg}
+	}
+	if fast && decided && allKnown && info.flat {
+		// The names are checked (each known exactly, none twice) and the
+		// struct holds no nested object whose names would need checking:
+		// json.Unmarshal decodes the rest, with no decoder to allocate, and
+		// refuses trailing data itself. A body it refuses goes on to the
+		// decoder below, which says why in the same words as always.
+		if json.Unmarshal(body, v) == nil {
+			return nil
+		}
+		reflect.ValueOf(v).Elem().SetZero()
+	}
 	if !decided {
-		msg = checkNames(body, known)
+		msg = checkNames(body, info.names)
 	}
 	if msg != "" {
 		return &Error{Status: http.StatusBadRequest, Code: "malformed_json", Message: msg}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	err = dec.Decode(v)
+	err := dec.Decode(v)
 	if err == nil {
 		if _, terr := dec.Token(); terr != io.EOF {
 			err = errors.New("trailing data after the JSON object")
@@ -50,7 +100,13 @@ func decodeJSON(c *gin.Context, v any) *Error {
 	if err == nil {
 		return nil
 	}
-	msg = "request body must be one JSON object"
+	return decodeError(err)
+}
+
+// decodeError says what is wrong with a body the decoder refused, without
+// quoting it.
+func decodeError(err error) *Error {
+	msg := "request body must be one JSON object"
 	var typeErr *json.UnmarshalTypeError
 	switch {
 	case errors.Is(err, io.EOF):
@@ -61,6 +117,27 @@ func decodeJSON(c *gin.Context, v any) *Error {
 		msg = "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
 	}
 	return &Error{Status: http.StatusBadRequest, Code: "malformed_json", Message: msg}
+}
+
+var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledBody = 16 << 10
+
+// readBody appends r to buf (io.ReadAll into a buffer that is kept).
+func readBody(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // checkNames walks body's tokens: no object may repeat a name, and every
@@ -132,7 +209,9 @@ func checkNames(body []byte, known map[string]bool) string {
 // gets (small objects, names without escapes): the resolve path is hot.
 // decided is false when the body is outside what it handles (escaped
 // names, deep nesting, many names); checkNames then decides.
-func quickCheckNames(body []byte, known map[string]bool) (msg string, decided bool) {
+//
+// allKnown says that every top-level name is one of known exactly.
+func quickCheckNames(body []byte, known map[string]bool) (msg string, decided, allKnown bool) {
 	const maxDepth, maxNames = 8, 16
 	type frame struct {
 		names     [maxNames][]byte
@@ -142,17 +221,18 @@ func quickCheckNames(body []byte, known map[string]bool) (msg string, decided bo
 	}
 	var stack [maxDepth]frame
 	depth := 0
+	allKnown = true
 	for i := 0; i < len(body); i++ {
 		switch c := body[i]; c {
 		case '{', '[':
 			if depth == maxDepth {
-				return "", false
+				return "", false, false
 			}
 			stack[depth] = frame{object: c == '{', expectKey: c == '{'}
 			depth++
 		case '}', ']':
 			if depth == 0 {
-				return "", false
+				return "", false, false
 			}
 			depth--
 		case ',':
@@ -163,12 +243,12 @@ func quickCheckNames(body []byte, known map[string]bool) (msg string, decided bo
 			end := i + 1
 			for end < len(body) && body[end] != '"' {
 				if body[end] == '\\' {
-					return "", false
+					return "", false, false
 				}
 				end++
 			}
 			if end == len(body) {
-				return "", true // unterminated: the decoder says so
+				return "", true, false // unterminated: the decoder says so
 			}
 			s := body[i+1 : end]
 			i = end
@@ -179,38 +259,47 @@ func quickCheckNames(body []byte, known map[string]bool) (msg string, decided bo
 			f.expectKey = false
 			for _, prev := range f.names[:f.n] {
 				if bytes.Equal(prev, s) {
-					return fmt.Sprintf("duplicate field %q", s), true
+					return fmt.Sprintf("duplicate field %q", s), true, false
 				}
 			}
 			if f.n == maxNames {
-				return "", false
+				return "", false, false
 			}
 			f.names[f.n] = s
 			f.n++
 			if depth == 1 && !known[string(s)] {
+				allKnown = false
 				for k := range known {
 					if strings.EqualFold(k, string(s)) {
-						return fmt.Sprintf("unknown field %q (did you mean %q? names are case-sensitive)", s, k), true
+						return fmt.Sprintf("unknown field %q (did you mean %q? names are case-sensitive)", s, k), true, false
 					}
 				}
 			}
 		}
 	}
-	return "", true
+	return "", true, allKnown
 }
 
-var fieldNameCache sync.Map // reflect.Type → map[string]bool
+var fieldCache sync.Map // reflect.Type → *fields
 
-// fieldNames returns the JSON names of the struct v points to.
-func fieldNames(v any) map[string]bool {
+// fields are what decodeJSON knows of a request type: its JSON names, and
+// whether it is flat (fields of strings, numbers, booleans, pointers to
+// them and slices of strings only: no nested object).
+type fields struct {
+	names map[string]bool
+	flat  bool
+}
+
+// fieldsOf returns the fields of the struct v points to.
+func fieldsOf(v any) *fields {
 	t := reflect.TypeOf(v)
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if m, ok := fieldNameCache.Load(t); ok {
-		return m.(map[string]bool)
+	if f, ok := fieldCache.Load(t); ok {
+		return f.(*fields)
 	}
-	m := map[string]bool{}
+	info := &fields{names: map[string]bool{}, flat: t.Kind() == reflect.Struct}
 	if t.Kind() == reflect.Struct {
 		for f := range t.Fields() {
 			if !f.IsExported() {
@@ -223,9 +312,29 @@ func fieldNames(v any) map[string]bool {
 			case "":
 				name = f.Name
 			}
-			m[name] = true
+			info.names[name] = true
+			if f.Anonymous || !scalar(f.Type) {
+				info.flat = false
+			}
 		}
 	}
-	fieldNameCache.Store(t, m)
-	return m
+	fieldCache.Store(t, info)
+	return info
+}
+
+// scalar: a string, number or boolean, a pointer to one, or a slice of
+// strings (not []byte, which json.RawMessage is).
+func scalar(t reflect.Type) bool {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() == reflect.Slice {
+		return t.Elem().Kind() == reflect.String
+	}
+	switch t.Kind() {
+	case reflect.String, reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
 }

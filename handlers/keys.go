@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -534,6 +533,13 @@ func auditEvent(ev broker.AuditEvent) client.AuditEvent {
 	return out
 }
 
+// The resolve answer's header values, shared by every answer: net/http
+// copies a header when it writes it, and nothing appends to these.
+var (
+	noStore         = []string{"no-store"}
+	jsonContentType = []string{"application/json; charset=utf-8"}
+)
+
 func (s *server) resolve(c *gin.Context) {
 	// Only a resolver may resolve; refuse the others before reading the
 	// body, and a resolver limited to workspaces once the body names one.
@@ -542,7 +548,7 @@ func (s *server) resolve(c *gin.Context) {
 		return
 	}
 	var req client.ResolveRequest
-	if derr := decodeJSON(c, &req); derr != nil {
+	if derr := decodeResolveRequest(c, &req); derr != nil {
 		renderError(c, s.log, derr)
 		return
 	}
@@ -556,14 +562,17 @@ func (s *server) resolve(c *gin.Context) {
 		renderError(c, s.log, domainError(err))
 		return
 	}
-	// Encoded with encoding/json's pooled buffer straight into the
-	// connection's writer, not into a new slice per answer: this is the hot
-	// path.
-	h := c.Writer.Header()
-	h["Cache-Control"] = []string{"no-store"}
-	h["Content-Type"] = []string{"application/json; charset=utf-8"}
-	c.Status(http.StatusOK)
-	_ = json.NewEncoder(c.Writer).Encode(client.ResolveResponse{APIKey: r.APIKey, Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
+	// Encoded by hand into a pooled buffer and written once, with its
+	// length: this is the hot path.
+	buf := answerBuffers.Get().(*[]byte)
+	*buf = appendResolveAnswer((*buf)[:0], &client.ResolveResponse{APIKey: r.APIKey, Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
 		Scope: string(r.Scope), KeyID: r.KeyID, Fingerprint: r.Fingerprint, ResolutionID: r.ResolutionID, FallbackReason: r.FallbackReason,
 		TTLSeconds: s.ttlSeconds})
+	h := c.Writer.Header()
+	h["Cache-Control"], h["Content-Type"] = noStore, jsonContentType
+	c.Status(http.StatusOK)
+	_, _ = c.Writer.Write(*buf)
+	// The key is in the buffer: wipe it before the buffer is reused.
+	clear(*buf)
+	answerBuffers.Put(buf)
 }

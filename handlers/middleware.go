@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,9 +20,10 @@ import (
 // MaxBodyBytes is the largest request body keybroker reads (64 KiB).
 const MaxBodyBytes = 64 << 10
 
-// requestState is what the middleware learns about one request, kept as a
-// single pointer in the gin context (one entry instead of one per fact: the
-// resolve path is hot).
+// requestState is what the middleware learns about one request. It
+// travels in the request's response writer (stateWriter), not in gin's
+// context map, which would be allocated anew for every request: the
+// resolve path is hot.
 type requestState struct {
 	id            string // keybroker's own
 	clientID      string // the caller's X-Request-Id, when sane
@@ -31,9 +33,25 @@ type requestState struct {
 
 const ctxState = "keybroker.request"
 
+// stateWriter is gin's response writer for the length of one request,
+// with the request's state beside it; requestID pools them.
+type stateWriter struct {
+	gin.ResponseWriter
+	st requestState
+}
+
+// Unwrap lets http.ResponseController reach the connection (the watch
+// stream sets write deadlines through it).
+func (w *stateWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var stateWriters = sync.Pool{New: func() any { return new(stateWriter) }}
+
 // stateOf returns the request's state; an empty one when the request did
 // not pass through requestID.
 func stateOf(c *gin.Context) *requestState {
+	if w, ok := c.Writer.(*stateWriter); ok {
+		return &w.st
+	}
 	if v, ok := c.Get(ctxState); ok {
 		if st, ok := v.(*requestState); ok {
 			return st
@@ -57,17 +75,24 @@ func requestID() gin.HandlerFunc {
 	prefix := hex.EncodeToString(prefixBytes)
 	var counter atomic.Uint64
 	return func(c *gin.Context) {
-		st := &requestState{id: prefix + strconv.FormatUint(counter.Add(1), 16)}
+		w := stateWriters.Get().(*stateWriter)
+		w.ResponseWriter = c.Writer
+		w.st = requestState{id: prefix + strconv.FormatUint(counter.Add(1), 16)}
 		h := c.Writer.Header()
-		h["X-Request-Id"] = []string{st.id}
+		h["X-Request-Id"] = []string{w.st.id}
 		// A bearer token pasted into the header by mistake is dropped: it
 		// would otherwise be stored in the audit trail.
 		if cid := c.GetHeader("X-Request-Id"); cid != "" && saneRequestID(cid) && !strings.HasPrefix(cid, "kbt_") {
-			st.clientID = cid
+			w.st.clientID = cid
 			h["X-Client-Request-Id"] = []string{cid}
 		}
-		c.Set(ctxState, st)
+		c.Writer = w
 		c.Next()
+		// Every handler has returned, and none keeps the writer: it goes
+		// back to the pool.
+		c.Writer = w.ResponseWriter
+		*w = stateWriter{}
+		stateWriters.Put(w)
 	}
 }
 
@@ -90,7 +115,10 @@ func requestIDOf(c *gin.Context) string { return stateOf(c).id }
 // path or query), status, duration, request id, client address and token
 // id. Headers and bodies are never logged, so neither a bearer token nor a
 // key can reach the log. With errorsOnly, answers below 400 are not logged.
-func accessLog(log *slog.Logger, errorsOnly, traced bool) gin.HandlerFunc {
+//
+// With lines set, the lines are formatted by keybroker (as slog's
+// JSONHandler would) and written there; else they go through log.
+func accessLog(log *slog.Logger, errorsOnly, traced bool, lines *accessLineWriter) gin.HandlerFunc {
 	h := log.Handler()
 	return func(c *gin.Context) {
 		start := time.Now()
@@ -99,7 +127,7 @@ func accessLog(log *slog.Logger, errorsOnly, traced bool) gin.HandlerFunc {
 			return
 		}
 		ctx := c.Request.Context()
-		if !h.Enabled(ctx, slog.LevelInfo) {
+		if lines == nil && !h.Enabled(ctx, slog.LevelInfo) {
 			return
 		}
 		// The record is built here rather than through Logger.Info: typed
@@ -111,7 +139,6 @@ func accessLog(log *slog.Logger, errorsOnly, traced bool) gin.HandlerFunc {
 			route = "(no route)"
 		}
 		st := stateOf(c)
-		r := slog.NewRecord(end, slog.LevelInfo, "http request", 0)
 		attrs := [10]slog.Attr{
 			slog.String("method", c.Request.Method), slog.String("route", route), slog.Int("status", c.Writer.Status()),
 			slog.Float64("duration_ms", float64(end.Sub(start).Microseconds())/1000),
@@ -132,6 +159,11 @@ func accessLog(log *slog.Logger, errorsOnly, traced bool) gin.HandlerFunc {
 				n++
 			}
 		}
+		if lines != nil {
+			lines.write(end, "http request", attrs[:n])
+			return
+		}
+		r := slog.NewRecord(end, slog.LevelInfo, "http request", 0)
 		r.AddAttrs(attrs[:n]...)
 		_ = h.Handle(ctx, r)
 	}
@@ -145,7 +177,12 @@ func limitBody(log *slog.Logger) gin.HandlerFunc {
 			renderError(c, log, errBodyTooLarge)
 			return
 		}
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+		// A body of a declared length within the limit cannot grow past
+		// it (net/http reads no more than Content-Length); only a body of
+		// unknown length (chunked) needs the reader that counts.
+		if c.Request.ContentLength < 0 {
+			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+		}
 		c.Next()
 	}
 }

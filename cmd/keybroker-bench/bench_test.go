@@ -152,3 +152,11 @@ func TestBenchmarkRunsEveryScenario(t *testing.T) {
 		}
 	}
 }
+
+func TestTheFloorAnswersAsManyBytesAsAsked(t *testing.T) {
+	for _, size := range []int{300, 317, 400, 1000} {
+		if got := len(floorAnswer(size)); got != size {
+			t.Errorf("floorAnswer(%d) is %d bytes", size, got)
+		}
+	}
+}

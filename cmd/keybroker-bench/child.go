@@ -131,6 +131,9 @@ const (
 	envAESKey    = "KEYBROKER_BENCH_AES_KEY" // hex; platform only
 	envToken     = "KEYBROKER_BENCH_TOKEN"   // platform only
 	envPoolSize  = "KEYBROKER_BENCH_POOL_SIZE"
+	// envAnswerSize is the size of keybroker's resolve answer, which the
+	// floor answers as many bytes as (floor only).
+	envAnswerSize = "KEYBROKER_BENCH_ANSWER_SIZE"
 )
 
 // serveReference runs a reference server until SIGTERM: scenario 0 (floor)
@@ -141,7 +144,11 @@ func serveReference(kind string) error {
 	var h http.Handler
 	switch kind {
 	case "floor":
-		h = floorHandler()
+		size, err := strconv.Atoi(os.Getenv(envAnswerSize))
+		if err != nil {
+			return fmt.Errorf("%s: %w", envAnswerSize, err)
+		}
+		h = floorHandler(size)
 	case "platform":
 		key, err := hex.DecodeString(os.Getenv(envAESKey))
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -102,15 +103,26 @@ func (p *platformStore) handler(token string) http.Handler {
 }
 
 // floorHandler is scenario 0: net/http answering a constant of the resolve
-// answer's size after reading the request — no lookup, no middleware. Its
-// throughput is the most any HTTP service can reach on this machine with
-// this load generator.
-func floorHandler() http.Handler {
-	body, _ := json.Marshal(client.ResolveResponse{APIKey: keyFor("openai"), Source: "byok", IsBYOK: true, Version: 1})
-	body = append(body, '\n')
+// answer's size (size bytes, newline included) after reading the request —
+// no lookup, no middleware. Its throughput is the most any HTTP service can
+// reach on this machine with this load generator.
+func floorHandler(size int) http.Handler {
+	body := floorAnswer(size)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header()["Content-Type"] = []string{"application/json; charset=utf-8"}
 		_, _ = w.Write(body)
 	})
+}
+
+// floorAnswer is a resolve answer of size bytes: its resolution id is
+// padded (or cut) to make up the length.
+func floorAnswer(size int) []byte {
+	r := client.ResolveResponse{APIKey: keyFor("openai"), Source: "byok", IsBYOK: true, Version: 1, Scope: "workspace", KeyID: "default", ResolutionID: "res_", TTLSeconds: 30}
+	base, _ := json.Marshal(r)
+	if pad := size - len(base) - 1; pad > 0 {
+		r.ResolutionID += strings.Repeat("A", pad)
+	}
+	body, _ := json.Marshal(r)
+	return append(body, '\n')
 }

@@ -30,6 +30,7 @@ type report struct {
 	Duration         string           `json:"duration_per_run"`
 	CacheTTL         string           `json:"cache_ttl"`
 	LoadGenerator    string           `json:"load_generator"`
+	AnswerBytes      int              `json:"answer_bytes"`
 	HitRunMisses     int64            `json:"cache_misses_during_scenario_1"`
 	AccessLog        string           `json:"keybroker_access_log"`
 	KeybrokerEnv     []string         `json:"keybroker_env,omitempty"`
@@ -98,6 +99,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 		{"3b", "platform-style behind an HTTP hop", same(uniform(n)), &platformHop, nil, nil},
 	}
 	useWrk := o.load == "wrk" || (o.load == "auto" && wrkAvailable())
+	rep.AnswerBytes = g.answerBytes
 	rep.LoadGenerator = "Go net/http client, one connection per worker"
 	if useWrk {
 		rep.LoadGenerator = fmt.Sprintf("wrk, %d thread(s)", max(1, min(o.wrkThreads, o.concurrency)))
@@ -334,8 +336,8 @@ func machine() string {
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
 
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "keybroker-bench: %d keys, %d connections, %s per run, medians of the rounds, cache TTL %s, access log %s%s\nmachine: %s\nload generator: %s\n\n",
-		r.Keys, r.Concurrency, r.Duration, r.CacheTTL, r.AccessLog, envNote(r.KeybrokerEnv), r.Machine, r.LoadGenerator)
+	fmt.Fprintf(w, "keybroker-bench: %d keys, %d connections, %s per run, medians of the rounds, cache TTL %s, access log %s%s\nmachine: %s\nload generator: %s\nresolve answer: %d bytes (the floor answers as many)\n\n",
+		r.Keys, r.Concurrency, r.Duration, r.CacheTTL, r.AccessLog, envNote(r.KeybrokerEnv), r.Machine, r.LoadGenerator, r.AnswerBytes)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\t\treq/s\tp50\tp90\tp99\terrors\t")
 	for _, s := range r.Load {

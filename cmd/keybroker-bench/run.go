@@ -71,6 +71,7 @@ type ground struct {
 	keys                                [][2]string // (workspace, provider)
 	platform                            *platformStore
 	platformURL, floorURL               string // scenarios 3b and 0
+	answerBytes                         int    // keybroker's resolve answer, which the floor's matches
 }
 
 // startKeybroker runs `keybroker serve --mode resolver` as production runs
@@ -268,7 +269,6 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 		url   *string
 	}{
 		{func() (*child, error) { return startChild(ctx, dir, "platform", self, reference("platform"), "/ready") }, &g.platformURL},
-		{func() (*child, error) { return startChild(ctx, dir, "floor", self, reference("floor"), "/ready") }, &g.floorURL},
 	}
 	for _, ch := range children {
 		c, err := ch.start()
@@ -316,7 +316,42 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	if err, ok := loadErr.Load().(error); ok {
 		return fail(fmt.Errorf("load keys: %w", err))
 	}
+	// The floor answers as many bytes as keybroker's resolve answer.
+	if g.answerBytes, err = g.resolveAnswerSize(ctx); err != nil {
+		return fail(err)
+	}
+	floorEnv := func(listen string) ([]string, []string) {
+		_, env := reference("floor")(listen)
+		return nil, append(env, envAnswerSize+"="+strconv.Itoa(g.answerBytes))
+	}
+	floor, err := startChild(ctx, dir, "floor", self, floorEnv, "/ready")
+	if err != nil {
+		return fail(err)
+	}
+	cleanups = append(cleanups, floor.stop)
+	g.floorURL = floor.url
 	return g, cleanup, nil
+}
+
+// resolveAnswerSize is the length of keybroker's answer to a resolve of
+// the first key.
+func (g *ground) resolveAnswerSize(ctx context.Context) (int, error) {
+	t := g.resolveTarget(g.url)
+	req, err := http.NewRequestWithContext(ctx, t.method, t.base+t.paths[0], strings.NewReader(t.bodies[0]))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", t.headers["Authorization"])
+	resp, err := httpClient(1).Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("resolve one key: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("resolve one key: %d %v", resp.StatusCode, err)
+	}
+	return len(body), nil
 }
 
 // httpClient keeps one connection per worker alive.

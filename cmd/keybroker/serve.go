@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keybroker/keybroker/internal/app"
+	"github.com/keybroker/keybroker/internal/logbuf"
 )
 
 // serveFlags binds the flags of `keybroker serve` (and of reconcile, which
@@ -86,6 +88,7 @@ func secretsFromEnv(cfg *app.Config) {
 func newServeCommand() *cobra.Command {
 	var cfg app.Config
 	var listenAddr string
+	var logFlush time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve keybroker's HTTP API",
@@ -102,7 +105,16 @@ Secrets are read from the environment only, never from flags:
 				return err
 			}
 			secretsFromEnv(&cfg)
-			logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+			// Log lines (the access log's above all) are written in batches;
+			// warnings and errors at once.
+			var out io.Writer = os.Stderr
+			buffered := logbuf.New(os.Stderr, logFlush)
+			if buffered != nil {
+				defer buffered.Close()
+				out = buffered
+			}
+			logger := slog.New(logbuf.Handler(slog.NewJSONHandler(out, nil), buffered))
+			cfg.AccessLogOutput = out
 			a, err := app.New(cmd.Context(), cfg, logger)
 			if err != nil {
 				return err
@@ -115,6 +127,8 @@ Secrets are read from the environment only, never from flags:
 		},
 	}
 	flagsOf(cmd).String(&listenAddr, "listen-addr", "KEYBROKER_LISTEN_ADDR", "127.0.0.1:8080", "HTTP listen address")
+	flagsOf(cmd).Duration(&logFlush, "log-flush-interval", "KEYBROKER_LOG_FLUSH_INTERVAL", 100*time.Millisecond,
+		"write log lines in batches this often (warnings and errors at once, the rest at shutdown); 0 writes each line at once")
 	serveFlags(cmd, &cfg)
 	return cmd
 }

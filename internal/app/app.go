@@ -168,16 +168,17 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		}
 	}
 	a.handler = handlers.NewRouter(handlers.Options{
-		Logger:         logger,
-		Mode:           a.mode,
-		AccessLog:      accessLog,
-		Keys:           b,
-		Tokens:         a.tokens,
-		Limiter:        auth.NewLimiter(cfg.RateLimits, reg),
-		TrustedProxies: cfg.TrustedProxies,
-		Dependencies:   a.dependencies(),
-		Tracer:         a.tracer,
-		Watch:          a.watchers,
+		Logger:          logger,
+		Mode:            a.mode,
+		AccessLog:       accessLog,
+		AccessLogOutput: cfg.AccessLogOutput,
+		Keys:            b,
+		Tokens:          a.tokens,
+		Limiter:         auth.NewLimiter(cfg.RateLimits, reg),
+		TrustedProxies:  cfg.TrustedProxies,
+		Dependencies:    a.dependencies(),
+		Tracer:          a.tracer,
+		Watch:           a.watchers,
 	})
 	return nil
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -78,6 +79,11 @@ type Config struct {
 	ReconcileEvery time.Duration
 	// AccessLog is all or errors. Default: all.
 	AccessLog string
+	// AccessLogOutput, when set, is where the logger's JSON lines go: the
+	// access log writes its lines there directly, formatted as the
+	// logger's JSONHandler would (handlers.Options.AccessLogOutput). Set
+	// by serve; not a setting.
+	AccessLogOutput io.Writer
 	// PprofAddr, when set, serves Go's profiler on this loopback address.
 	PprofAddr string
 	// TrustedProxies may set X-Forwarded-For (IPs or CIDRs). Default:
