@@ -35,7 +35,7 @@ var errUnauthenticated = &Error{Status: http.StatusUnauthorized, Code: "unauthen
 // With a limiter, a client address that failed authentication too often
 // is refused before any lookup, and each token has a request rate.
 func (s *server) authenticate(c *gin.Context) {
-	addr := c.ClientIP()
+	addr := clientAddr(c)
 	if s.limiter != nil {
 		if blocked, wait := s.limiter.AddrBlocked(addr); blocked {
 			renderError(c, s.log, rateLimited(wait, "too many failed authentications from this address"))
@@ -95,7 +95,7 @@ func (s *server) authorize(c *gin.Context, action auth.Action, scope broker.Scop
 		return true
 	}
 	route := c.Request.Method + " " + c.FullPath()
-	if err := s.tokens.RecordDenial(c.Request.Context(), p, scope, provider, route, c.ClientIP(), requestIDOf(c)); err != nil {
+	if err := s.tokens.RecordDenial(c.Request.Context(), p, scope, provider, route, clientAddr(c), requestIDOf(c)); err != nil {
 		s.log.WarnContext(c.Request.Context(), "could not record a denied request in the audit trail", "error", err, "request_id", requestIDOf(c))
 	}
 	msg := "this token's role (" + string(p.Role) + ") may not do this here"

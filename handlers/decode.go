@@ -53,11 +53,10 @@ func withBody(c *gin.Context, decode func(body []byte) *Error) *Error {
 	}()
 	body, err := readBody((*buf)[:0], c.Request.Body)
 	*buf = body[:0]
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return errBodyTooLarge
-	}
 	if err != nil {
+		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+			return errBodyTooLarge
+		}
 		return &Error{Status: http.StatusBadRequest, Code: "malformed_json", Message: "could not read the request body"}
 	}
 	return decode(body)

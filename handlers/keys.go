@@ -65,7 +65,7 @@ func (s *server) target(c *gin.Context) (broker.KeyRef, bool) {
 func (s *server) actor(c *gin.Context) broker.Actor {
 	p, _ := principalOf(c)
 	st := stateOf(c)
-	return broker.Actor{Subject: p.Subject(), RemoteAddr: c.ClientIP(), RequestID: st.id, ClientRequestID: st.clientID}
+	return broker.Actor{Subject: p.Subject(), RemoteAddr: clientAddr(c), RequestID: st.id, ClientRequestID: st.clientID}
 }
 
 // ifMatch parses an If-Match header holding a KV version ("3" or 3); 0
@@ -401,7 +401,7 @@ func (s *server) report(c *gin.Context) {
 		return
 	}
 	st := stateOf(c)
-	r, err := s.keys.Report(c.Request.Context(), broker.ReportRequest{Caller: p.TokenID, RemoteAddr: c.ClientIP(), RequestID: st.id,
+	r, err := s.keys.Report(c.Request.Context(), broker.ReportRequest{Caller: p.TokenID, RemoteAddr: clientAddr(c), RequestID: st.id,
 		ResolutionID: req.ResolutionID, Outcome: req.Outcome, RetryAfter: time.Duration(req.RetryAfterSeconds) * time.Second})
 	if err != nil {
 		renderError(c, s.log, domainError(err))

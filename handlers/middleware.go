@@ -29,6 +29,17 @@ type requestState struct {
 	clientID      string // the caller's X-Request-Id, when sane
 	principal     auth.Principal
 	authenticated bool
+	clientAddr    string // gin's ClientIP, once computed
+}
+
+// clientAddr is the request's client address as gin's ClientIP gives it
+// (the trusted proxies honoured), computed once per request.
+func clientAddr(c *gin.Context) string {
+	st := stateOf(c)
+	if st.clientAddr == "" {
+		st.clientAddr = c.ClientIP()
+	}
+	return st.clientAddr
 }
 
 const ctxState = "keybroker.request"
@@ -142,7 +153,7 @@ func accessLog(log *slog.Logger, errorsOnly, traced bool, lines *accessLineWrite
 		attrs := [10]slog.Attr{
 			slog.String("method", c.Request.Method), slog.String("route", route), slog.Int("status", c.Writer.Status()),
 			slog.Float64("duration_ms", float64(end.Sub(start).Microseconds())/1000),
-			slog.String("request_id", st.id), slog.String("remote_addr", c.ClientIP()),
+			slog.String("request_id", st.id), slog.String("remote_addr", clientAddr(c)),
 		}
 		n := 6
 		if st.clientID != "" {

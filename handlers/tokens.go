@@ -79,7 +79,7 @@ func (s *server) createToken(c *gin.Context) {
 	p, _ := principalOf(c)
 	token, rec, err := s.tokens.Create(c.Request.Context(), auth.CreateRequest{Role: auth.Role(req.Role), Workspaces: req.Workspaces,
 		Organizations: req.Organizations, TTL: time.Duration(req.TTLSeconds) * time.Second, NoExpiry: req.NoExpiry,
-		Description: req.Description, CreatedBy: p.Subject(), RemoteAddr: c.ClientIP(), RequestID: requestIDOf(c)})
+		Description: req.Description, CreatedBy: p.Subject(), RemoteAddr: clientAddr(c), RequestID: requestIDOf(c)})
 	switch {
 	case errors.Is(err, auth.ErrInvalid):
 		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: err.Error()})
@@ -97,7 +97,7 @@ func (s *server) revokeToken(c *gin.Context) {
 		return
 	}
 	p, _ := principalOf(c)
-	err := s.tokens.Revoke(c.Request.Context(), c.Param("id"), p.Subject(), c.ClientIP(), requestIDOf(c))
+	err := s.tokens.Revoke(c.Request.Context(), c.Param("id"), p.Subject(), clientAddr(c), requestIDOf(c))
 	switch {
 	case errors.Is(err, auth.ErrNotFound):
 		renderError(c, s.log, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such token, or it is revoked already"})

@@ -122,6 +122,9 @@ func TestBenchmarkRunsEveryScenario(t *testing.T) {
 		if s.Median.Requests == 0 || s.Median.Errors != 0 {
 			t.Errorf("scenario %s: %+v; want requests and no error", s.ID, s.Median)
 		}
+		if counted := s.ID == "0" || s.ID == "1a" || s.ID == "1b" || s.ID == "3b"; counted != (s.Median.ServerCPU > 0) {
+			t.Errorf("scenario %s: server CPU per request %v", s.ID, s.Median.ServerCPU)
+		}
 	}
 	if got := strings.Join(ids, ","); got != "0,1a,1b,2,3a,3b" {
 		t.Errorf("scenarios %s", got)
@@ -144,9 +147,15 @@ func TestBenchmarkRunsEveryScenario(t *testing.T) {
 	if rep.HitNs <= 0 || rep.MissNs <= rep.HitNs || rep.WriteP50 <= 0 || rep.MemHeapMB <= 0 {
 		t.Errorf("in-process results: hit %v ns, miss %v ns, write p50 %v, heap %v MB", rep.HitNs, rep.MissNs, rep.WriteP50, rep.MemHeapMB)
 	}
+	if l := rep.Library; l.ResolverHitNs <= 0 || l.HTTPResolveNs <= l.ResolverHitNs || l.VaultReadNs <= l.ResolverHitNs {
+		t.Errorf("library, HTTP and Vault: %+v; the library's hit must be the cheapest", l)
+	}
+	if rep.AnswerBytes < 200 {
+		t.Errorf("keybroker's resolve answer measured %d bytes", rep.AnswerBytes)
+	}
 	var table strings.Builder
 	rep.print(&table)
-	for _, want := range []string{"HTTP floor", "platform-style behind an HTTP hop", "capacity: best throughput", "cold herd"} {
+	for _, want := range []string{"HTTP floor", "platform-style behind an HTTP hop", "capacity: best throughput", "cold herd", "Go library hit", "the floor answers as many"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("the printed table lacks %q", want)
 		}

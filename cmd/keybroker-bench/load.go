@@ -17,6 +17,10 @@ type loadResult struct {
 	P50        time.Duration `json:"p50_ns"`
 	P90        time.Duration `json:"p90_ns"`
 	P99        time.Duration `json:"p99_ns"`
+	// ServerCPU is the CPU time (user and system) the server process spent
+	// per request during the run: 0 when the server is not one of the
+	// benchmark's own processes.
+	ServerCPU time.Duration `json:"server_cpu_per_request_ns,omitempty"`
 }
 
 // keyPicker chooses which (workspace, provider) a request asks for.

@@ -70,7 +70,7 @@ func main() {
 	flag.BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the keybroker process during the first scenario-1a run to this file (go tool pprof FILE)")
 	flag.StringVar(&o.load, "load", "auto", "load generator of the HTTP scenarios: wrk, go (Go's HTTP client), or auto (wrk when it is installed)")
-	flag.IntVar(&o.wrkThreads, "wrk-threads", 1, "wrk's threads")
+	flag.IntVar(&o.wrkThreads, "wrk-threads", 2, "wrk's threads")
 	flag.DurationVar(&o.sweepDuration, "sweep-duration", 3*time.Second, "length of each run of the capacity sweep (concurrency 1, 2, 4, ... up to --concurrency); 0 skips the sweep")
 	flag.DurationVar(&o.p99Goal, "p99-goal", 2*time.Millisecond, "the latency goal of the capacity sweep")
 	flag.StringVar(&o.keybrokerBin, "keybroker-bin", "", "the keybroker binary to benchmark (default: build cmd/keybroker)")

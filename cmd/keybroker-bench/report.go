@@ -45,6 +45,7 @@ type report struct {
 	HitAllocs        int64            `json:"inprocess_hit_allocs_per_op"`
 	MissNs           float64          `json:"inprocess_miss_ns_per_op"`
 	MissAllocs       int64            `json:"inprocess_miss_allocs_per_op"`
+	Library          libraryCosts     `json:"library"`
 	ColdHerdReads    int64            `json:"cold_herd_vault_reads"`
 	VaultReadsPerS   float64          `json:"steady_vault_reads_per_s"`
 	KeysPerTTL       float64          `json:"keys_per_ttl_per_s"`
@@ -73,6 +74,7 @@ func median(rounds []loadResult) loadResult {
 		P50:        time.Duration(pick(func(r loadResult) float64 { return float64(r.P50) })),
 		P90:        time.Duration(pick(func(r loadResult) float64 { return float64(r.P90) })),
 		P99:        time.Duration(pick(func(r loadResult) float64 { return float64(r.P99) })),
+		ServerCPU:  time.Duration(pick(func(r loadResult) float64 { return float64(r.ServerCPU) })),
 	}
 }
 
@@ -91,12 +93,12 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	resolve, vaultKV := g.resolveTarget(g.url), g.vaultTarget()
 	platformHop, floor := g.resolveTarget(g.platformURL), g.resolveTarget(g.floorURL)
 	scenarios := []scenario{
-		{"0", "HTTP floor: net/http answering a constant", same(uniform(n)), &floor, nil, nil},
-		{"1a", "keybroker HTTP resolve, cache hit, uniform", same(uniform(n)), &resolve, nil, g.primary},
-		{"1b", "keybroker HTTP resolve, cache hit, Zipf", func(w int) keyPicker { return zipfPick(uint64(w) + 7) }, &resolve, nil, g.primary},
-		{"2", "direct Vault KV v2 read (reader token)", same(uniform(n)), &vaultKV, nil, nil},
-		{"3a", "platform-style in process: PostgreSQL row + AES-256-GCM", same(uniform(n)), nil, g.platformRead, nil},
-		{"3b", "platform-style behind an HTTP hop", same(uniform(n)), &platformHop, nil, nil},
+		{"0", "HTTP floor: net/http answering a constant", same(uniform(n)), &floor, nil, nil, g.floorChild},
+		{"1a", "keybroker HTTP resolve, cache hit, uniform", same(uniform(n)), &resolve, nil, g.primary, g.primary},
+		{"1b", "keybroker HTTP resolve, cache hit, Zipf", func(w int) keyPicker { return zipfPick(uint64(w) + 7) }, &resolve, nil, g.primary, g.primary},
+		{"2", "direct Vault KV v2 read (reader token)", same(uniform(n)), &vaultKV, nil, nil, nil},
+		{"3a", "platform-style in process: PostgreSQL row + AES-256-GCM", same(uniform(n)), nil, g.platformRead, nil, nil},
+		{"3b", "platform-style behind an HTTP hop", same(uniform(n)), &platformHop, nil, nil, g.platformChild},
 	}
 	useWrk := o.load == "wrk" || (o.load == "auto" && wrkAvailable())
 	rep.AnswerBytes = g.answerBytes
@@ -110,7 +112,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	}
 	defer os.RemoveAll(wrkDir)
 	missMetric := `keybroker_cache_lookups_total{result="miss"}`
-	drive := func(s scenario, concurrency int, d time.Duration) (loadResult, error) {
+	drive := func(s scenario, concurrency int, d time.Duration) (res loadResult, err error) {
 		if s.hitsOn != nil {
 			// Scenario 1 measures cache hits, and the other scenarios run
 			// for longer than the TTL in between: warm every key first, and
@@ -125,6 +127,14 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 			defer func() {
 				if after, err := s.hitsOn.metricSum(missMetric); err == nil {
 					rep.HitRunMisses += int64(after - before)
+				}
+			}()
+		}
+		if s.server != nil {
+			before := s.server.cpuTime()
+			defer func() {
+				if res.Requests > 0 && before > 0 {
+					res.ServerCPU = (s.server.cpuTime() - before) / time.Duration(res.Requests)
 				}
 			}()
 		}
@@ -204,7 +214,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	// TTLs: Vault reads should follow keys/TTL, not the traffic.
 	log.Info("run", "scenario", "6 steady Vault load", "ttl", o.steadyTTL)
 	steady := g.resolveTarget(g.steady.url)
-	steadyScenario := scenario{"6", "steady", same(uniform(n)), &steady, nil, nil}
+	steadyScenario := scenario{"6", "steady", same(uniform(n)), &steady, nil, nil, nil}
 	if err := warmUp(ctx, goRequests(steady, client), n); err != nil {
 		return nil, fmt.Errorf("warm the steady-state server: %w", err)
 	}
@@ -231,6 +241,10 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	hit, miss := g.inProcess(ctx, false), g.inProcess(ctx, true)
 	rep.HitNs, rep.HitAllocs = float64(hit.NsPerOp()), hit.AllocsPerOp()
 	rep.MissNs, rep.MissAllocs = float64(miss.NsPerOp()), miss.AllocsPerOp()
+	log.Info("run", "scenario", "9 the Go library, HTTP and Vault")
+	if rep.Library, err = g.libraryCosts(ctx); err != nil {
+		return nil, err
+	}
 	log.Info("run", "scenario", "5 cold herd")
 	if rep.ColdHerdReads, err = g.coldHerd(ctx); err != nil {
 		return nil, err
@@ -253,6 +267,7 @@ type scenario struct {
 	target   *httpTarget                      // HTTP scenarios: driven by the load generator
 	do       func(context.Context, int) error // in-process scenarios
 	hitsOn   *child                           // scenario 1: the keybroker whose cache must be warm
+	server   *child                           // the server process whose CPU time is counted
 }
 
 // sweepPoint is one load level of the capacity sweep.
@@ -339,15 +354,22 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "keybroker-bench: %d keys, %d connections, %s per run, medians of the rounds, cache TTL %s, access log %s%s\nmachine: %s\nload generator: %s\nresolve answer: %d bytes (the floor answers as many)\n\n",
 		r.Keys, r.Concurrency, r.Duration, r.CacheTTL, r.AccessLog, envNote(r.KeybrokerEnv), r.Machine, r.LoadGenerator, r.AnswerBytes)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\t\treq/s\tp50\tp90\tp99\terrors\t")
+	fmt.Fprintln(tw, "scenario\t\treq/s\tp50\tp90\tp99\terrors\tserver CPU/req\t")
 	for _, s := range r.Load {
 		m := s.Median
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t\n", s.ID, s.Name, m.Throughput, ms(m.P50), ms(m.P90), ms(m.P99), m.Errors)
+		cpu := "-"
+		if m.ServerCPU > 0 {
+			cpu = fmt.Sprintf("%.1f µs", float64(m.ServerCPU)/float64(time.Microsecond))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t%s\t\n", s.ID, s.Name, m.Throughput, ms(m.P50), ms(m.P90), ms(m.P99), m.Errors, cpu)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nratios (throughput, scenario 1a over): direct Vault %.1fx, platform-style in process %.1fx, platform-style behind HTTP %.1fx\n",
 		r.RatioVault, r.RatioPlatform, r.RatioPlatformHop)
 	fmt.Fprintf(w, "ceiling: the HTTP floor (0) is %.1fx the in-process platform lookup (3a)\n", r.RatioFloor)
+	if f := r.throughput("0"); f > 0 {
+		fmt.Fprintf(w, "keybroker against the floor (throughput): 1a %.0f%%, 1b %.0f%%\n", 100*r.throughput("1a")/f, 100*r.throughput("1b")/f)
+	}
 	fmt.Fprintf(w, "cache misses during the scenario-1 runs (after warming every key): %d\n", r.HitRunMisses)
 	if len(r.Capacity) > 0 {
 		fmt.Fprintf(w, "\ncapacity: best throughput with p99 < %s (concurrency 1, 2, 4, ...)\n", ms(r.P99Goal))
@@ -385,4 +407,11 @@ func (r *report) print(w io.Writer) {
 		r.SteadyThroughput, r.SteadyTTL, r.VaultReadsPerS, r.KeysPerTTL, r.VaultReadsPerS/r.KeysPerTTL)
 	fmt.Fprintf(w, "7  memory with 100,000 cached keys: RSS +%.1f MB, live heap +%.1f MB\n", r.MemRSSMB, r.MemHeapMB)
 	fmt.Fprintf(w, "8  admin write (Vault write + PostgreSQL transaction): p50 %s, p99 %s\n", ms(r.WriteP50), ms(r.WriteP99))
+	l := r.Library
+	fmt.Fprintf(w, "9  one caller getting a key: Go library hit %.1f ns/op, %d allocs/op; HTTP resolve (Go client, kept-alive connection) %.0f ns/op, %d allocs/op; direct Vault read %.0f ns/op, %d allocs/op\n",
+		l.ResolverHitNs, l.ResolverHitAllocs, l.HTTPResolveNs, l.HTTPResolveAllocs, l.VaultReadNs, l.VaultReadAllocs)
+	if l.ResolverHitNs > 0 {
+		fmt.Fprintf(w, "   the library's hit is %.0fx cheaper than an HTTP resolve and %.0fx cheaper than a Vault read\n",
+			l.HTTPResolveNs/l.ResolverHitNs, l.VaultReadNs/l.ResolverHitNs)
+	}
 }

@@ -72,6 +72,7 @@ type ground struct {
 	platform                            *platformStore
 	platformURL, floorURL               string // scenarios 3b and 0
 	answerBytes                         int    // keybroker's resolve answer, which the floor's matches
+	floorChild, platformChild           *child // the reference servers' processes
 }
 
 // startKeybroker runs `keybroker serve --mode resolver` as production runs
@@ -264,20 +265,12 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	}
 	cleanups = append(cleanups, g.primary.stop)
 	g.url = g.primary.url
-	children := []struct {
-		start func() (*child, error)
-		url   *string
-	}{
-		{func() (*child, error) { return startChild(ctx, dir, "platform", self, reference("platform"), "/ready") }, &g.platformURL},
+	platform, err := startChild(ctx, dir, "platform", self, reference("platform"), "/ready")
+	if err != nil {
+		return fail(err)
 	}
-	for _, ch := range children {
-		c, err := ch.start()
-		if err != nil {
-			return fail(err)
-		}
-		cleanups = append(cleanups, c.stop)
-		*ch.url = c.url
-	}
+	cleanups = append(cleanups, platform.stop)
+	g.platformChild, g.platformURL = platform, platform.url
 	if g.steady, err = g.startKeybroker(ctx, dir, bin, "keybroker-steady", o.steadyTTL, "", o.accessLog); err != nil {
 		return fail(err)
 	}
@@ -329,7 +322,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 		return fail(err)
 	}
 	cleanups = append(cleanups, floor.stop)
-	g.floorURL = floor.url
+	g.floorChild, g.floorURL = floor, floor.url
 	return g, cleanup, nil
 }
 
