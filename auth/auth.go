@@ -135,6 +135,7 @@ func (p Principal) reaches(scope broker.Scope) bool {
 type Store interface {
 	CreateToken(ctx context.Context, rec store.TokenRecord, evs []store.AuditEvent) error
 	TokenByHash(ctx context.Context, hash []byte) (store.TokenRecord, error)
+	TokenByID(ctx context.Context, id string) (store.TokenRecord, error)
 	ListTokens(ctx context.Context) ([]store.TokenRecord, error)
 	RevokeToken(ctx context.Context, id string, ev store.AuditEvent) error
 	AppendAudits(ctx context.Context, evs []store.AuditEvent) error
@@ -159,8 +160,17 @@ type Service struct {
 	// unknown remembers hashes PostgreSQL did not know, briefly, so that
 	// a caller sending made-up tokens cannot make a query per request.
 	unknown map[[32]byte]time.Time
+	// issuers remembers, by token id, whether the tokens that minted
+	// proxy tokens are still valid (IssuerActive).
+	issuers map[string]issuerCheck
 
 	denials *denialRecorder
+}
+
+type issuerCheck struct {
+	principal Principal
+	active    bool
+	at        time.Time
 }
 
 // Options tune a Service; zero values take the defaults stated.
@@ -225,7 +235,8 @@ func (o Options) withDefaults() Options {
 // NewService returns a token service over st.
 func NewService(st Store, opts Options) *Service {
 	opts = opts.withDefaults()
-	s := &Service{store: st, opts: opts, validated: make(map[[32]byte]validation), unknown: make(map[[32]byte]time.Time)}
+	s := &Service{store: st, opts: opts, validated: make(map[[32]byte]validation), unknown: make(map[[32]byte]time.Time),
+		issuers: make(map[string]issuerCheck)}
 	s.denials = newDenialRecorder(st, opts.DenialInterval, opts.Now)
 	return s
 }
@@ -487,11 +498,55 @@ func (s *Service) Revoke(ctx context.Context, id, by, remoteAddr, requestID stri
 	return nil
 }
 
+// IssuerActive returns the principal of token id when it is still valid
+// (not revoked, not expired): a proxy token minted by it works only as
+// long as it does. Answers are remembered as long as validations are;
+// a revocation on any replica is forgotten at once (Forget).
+func (s *Service) IssuerActive(ctx context.Context, id string) (Principal, error) {
+	now := s.opts.Now()
+	s.mu.Lock()
+	c, ok := s.issuers[id]
+	s.mu.Unlock()
+	if ok && now.Sub(c.at) < s.opts.Fresh {
+		if !c.active {
+			return Principal{}, ErrUnauthenticated
+		}
+		return c.principal, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, s.opts.LookupTimeout)
+	rec, err := s.store.TokenByID(lctx, id)
+	cancel()
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		c = issuerCheck{at: now}
+	case err != nil:
+		if ok && c.active && now.Sub(c.at) < s.opts.TrustWithoutStore {
+			return c.principal, nil
+		}
+		return Principal{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	default:
+		active := rec.RevokedAt == nil && (rec.ExpiresAt == nil || now.Before(*rec.ExpiresAt))
+		c = issuerCheck{principal: Principal{TokenID: rec.ID, Role: Role(rec.Role), Workspaces: rec.Workspaces, Organizations: rec.Organizations},
+			active: active, at: now}
+	}
+	s.mu.Lock()
+	if len(s.issuers) >= s.opts.MaxRemembered {
+		clear(s.issuers)
+	}
+	s.issuers[id] = c
+	s.mu.Unlock()
+	if !c.active {
+		return Principal{}, ErrUnauthenticated
+	}
+	return c.principal, nil
+}
+
 // Forget drops what this replica knows of token id (revoked through
 // another replica).
 func (s *Service) Forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.issuers, id)
 	for h, v := range s.validated {
 		if v.principal.TokenID == id {
 			delete(s.validated, h)
@@ -506,6 +561,7 @@ func (s *Service) ForgetAll() {
 	defer s.mu.Unlock()
 	clear(s.validated)
 	clear(s.unknown)
+	clear(s.issuers)
 }
 
 // RecordDenial notes a call the principal's role did not allow. Denials

@@ -18,6 +18,8 @@ type Provider struct {
 	// Check is the provider's cheapest authenticated call, with which a
 	// key is tested.
 	Check CheckSpec
+	// Proxy says which paths the credential proxy forwards.
+	Proxy ProxySpec
 
 	rule keyRule
 }
@@ -38,6 +40,13 @@ const (
 
 // CheckSpec is a provider's cheapest authenticated call: GET BaseURL+Path
 // with the key sent as Auth says, and Headers.
+// ProxySpec says what the credential proxy may forward to a provider:
+// only paths under these prefixes of its API (the base URL is
+// Check.BaseURL's).
+type ProxySpec struct {
+	Prefixes []string
+}
+
 type CheckSpec struct {
 	// BaseURL is the provider's API (KEYBROKER_PROVIDER_<ID>_BASE_URL
 	// replaces it: a stand-in, an egress proxy).
@@ -65,38 +74,49 @@ type keyRule struct {
 var defaultProviders = []Provider{
 	{ID: "openai", DisplayName: "OpenAI", FormatHint: `starts with "sk-" (not "sk-ant-"), 20 to 256 characters`,
 		Check: CheckSpec{BaseURL: "https://api.openai.com", Path: "/v1/models", Auth: AuthBearer},
+		Proxy: ProxySpec{Prefixes: []string{"/v1/"}},
 		rule:  keyRule{prefixes: []string{"sk-"}, notPrefixes: []string{"sk-ant-"}, minLen: 20, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
 	{ID: "anthropic", DisplayName: "Anthropic", FormatHint: `starts with "sk-ant-", 20 to 256 characters`,
 		Check: CheckSpec{BaseURL: "https://api.anthropic.com", Path: "/v1/models?limit=1", Auth: AuthXAPIKey,
 			Headers: map[string]string{"anthropic-version": "2023-06-01"}},
-		rule: keyRule{prefixes: []string{"sk-ant-"}, minLen: 20, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
+		Proxy: ProxySpec{Prefixes: []string{"/v1/"}},
+		rule:  keyRule{prefixes: []string{"sk-ant-"}, minLen: 20, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
 	{ID: "google", DisplayName: "Google AI (Gemini)", FormatHint: `starts with "AIza", 39 characters`,
 		Check: CheckSpec{BaseURL: "https://generativelanguage.googleapis.com", Path: "/v1beta/models?pageSize=1", Auth: AuthGoogAPIKey},
+		Proxy: ProxySpec{Prefixes: []string{"/v1beta/", "/v1/", "/upload/"}},
 		rule:  keyRule{prefixes: []string{"AIza"}, minLen: 39, maxLen: 39, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
 	{ID: "mistral", DisplayName: "Mistral AI", FormatHint: "32 letters and digits",
 		Check: CheckSpec{BaseURL: "https://api.mistral.ai", Path: "/v1/models", Auth: AuthBearer},
+		Proxy: ProxySpec{Prefixes: []string{"/v1/"}},
 		rule:  keyRule{minLen: 32, maxLen: 32, allowed: isAlnum, allowedText: "letters and digits"}},
 	{ID: "exa", DisplayName: "Exa", FormatHint: "a UUID: 36 characters, hexadecimal digits in groups of 8-4-4-4-12",
 		// Listing websets is authenticated and spends no search credit.
 		Check: CheckSpec{BaseURL: "https://api.exa.ai", Path: "/websets/v0/websets?limit=1", Auth: AuthXAPIKey},
+		Proxy: ProxySpec{Prefixes: []string{"/search", "/contents", "/findSimilar", "/answer", "/research/", "/websets/"}},
 		rule:  keyRule{minLen: 36, maxLen: 36, allowed: isHexOrDash, allowedText: "hexadecimal digits and '-'", shape: uuidShape}},
 	{ID: "xai", DisplayName: "xAI (Grok)", FormatHint: `starts with "xai-", 20 to 256 characters`,
 		Check: CheckSpec{BaseURL: "https://api.x.ai", Path: "/v1/models", Auth: AuthBearer},
+		Proxy: ProxySpec{Prefixes: []string{"/v1/"}},
 		rule:  keyRule{prefixes: []string{"xai-"}, minLen: 20, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
 	{ID: "zai", DisplayName: "Z.ai (GLM)", FormatHint: "letters and digits with one '.' (id.secret), 20 to 128 characters",
 		Check: CheckSpec{BaseURL: "https://api.z.ai", Path: "/api/paas/v4/models", Auth: AuthBearer},
+		Proxy: ProxySpec{Prefixes: []string{"/api/paas/v4/"}},
 		rule:  keyRule{minLen: 20, maxLen: 128, allowed: isAlnumOrDot, allowedText: "letters, digits and '.'", shape: oneDot}},
 	{ID: "moonshot", DisplayName: "Moonshot AI (Kimi)", FormatHint: `starts with "sk-", 20 to 256 characters`,
 		Check: CheckSpec{BaseURL: "https://api.moonshot.ai", Path: "/v1/models", Auth: AuthBearer},
+		Proxy: ProxySpec{Prefixes: []string{"/v1/"}},
 		rule:  keyRule{prefixes: []string{"sk-"}, notPrefixes: []string{"sk-ant-"}, minLen: 20, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
 	{ID: "fireworks", DisplayName: "Fireworks AI", FormatHint: `starts with "fw_", 20 to 256 characters`,
 		Check: CheckSpec{BaseURL: "https://api.fireworks.ai", Path: "/inference/v1/models", Auth: AuthBearer},
+		Proxy: ProxySpec{Prefixes: []string{"/inference/v1/"}},
 		rule:  keyRule{prefixes: []string{"fw_"}, minLen: 20, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
 	{ID: "together", DisplayName: "Together AI", FormatHint: "letters, digits, '-' and '_', 40 to 256 characters",
 		Check: CheckSpec{BaseURL: "https://api.together.xyz", Path: "/v1/models", Auth: AuthBearer},
+		Proxy: ProxySpec{Prefixes: []string{"/v1/"}},
 		rule:  keyRule{minLen: 40, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
 	{ID: "baseten", DisplayName: "Baseten", FormatHint: "letters and digits with one '.' (prefix.secret), 20 to 128 characters",
 		Check: CheckSpec{BaseURL: "https://api.baseten.co", Path: "/v1/models", Auth: AuthAPIKeyScheme},
+		Proxy: ProxySpec{Prefixes: []string{"/v1/"}},
 		rule:  keyRule{minLen: 20, maxLen: 128, allowed: isAlnumOrDot, allowedText: "letters, digits and '.'", shape: oneDot}},
 }
 

@@ -161,3 +161,24 @@ type AuditQuery struct {
 	Limit                  int
 	Action, Outcome, Actor string
 }
+
+// ProxyCall is one call through the credential proxy, for the platform's
+// billing and audits: which key served (scope, key id, version), what the
+// provider answered, how long it took, whether it was BYOK and whether it
+// was retried with another key. Never the key, the token or a body.
+type ProxyCall struct {
+	At         time.Time
+	Workspace  string
+	Provider   string
+	Scope      string
+	KeyID      string
+	KeyVersion int
+	Status     int
+	Duration   time.Duration
+	BYOK       bool
+	Retried    bool
+	BytesOut   int64
+	// Caller is the calling token's id; RequestID keybroker's request id.
+	Caller    string
+	RequestID string
+}

@@ -388,3 +388,32 @@ type ScopeList struct {
 	Scopes     []ScopeInfo `json:"scopes"`
 	NextCursor string      `json:"nextCursor,omitempty"`
 }
+
+// ProxyTokenRequest is the body of POST /v1/proxy-tokens: a
+// per-execution token for the credential proxy, minted by a resolver
+// token, for one workspace and some providers (and, optionally, only some
+// models).
+type ProxyTokenRequest struct {
+	Workspace string   `json:"workspace"`
+	Providers []string `json:"providers"`
+	Models    []string `json:"models,omitempty"`
+	// TTLSeconds is how long it lives: 1 to 3600. Default: 900.
+	TTLSeconds int `json:"ttlSeconds,omitempty"`
+}
+
+// ProxyToken answers POST /v1/proxy-tokens. Token is shown once; ID names
+// it in logs and in the records of proxied calls.
+type ProxyToken struct {
+	Token     string    `json:"token"`
+	ID        string    `json:"id"`
+	Workspace string    `json:"workspace"`
+	Providers []string  `json:"providers"`
+	Models    []string  `json:"models,omitempty"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// String never shows the token.
+func (t ProxyToken) String() string { return "ProxyToken{ID:" + t.ID + " Token:<redacted>}" }
+
+// GoString never shows the token.
+func (t ProxyToken) GoString() string { return t.String() }

@@ -121,10 +121,21 @@ func newAPI(t *testing.T, mode handlers.Mode) *api {
 // newAPIWith is newAPI whose broker asks providers through checker.
 func newAPIWith(t *testing.T, mode handlers.Mode, checker broker.KeyChecker) *api {
 	t.Helper()
+	return newAPIOpts(t, mode, checker, nil)
+}
+
+// newAPIOpts is newAPIWith whose router options tune may change (the
+// credential proxy's tests add the proxy); tune gets the ground.
+func newAPIOpts(t *testing.T, mode handlers.Mode, checker broker.KeyChecker, tune func(*handlers.Options, *keyGround)) *api {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	g := newKeyGroundWith(t, logger, checker)
 	ctx, tokens := context.Background(), g.tokens
-	router := handlers.NewRouter(handlers.Options{Logger: logger, Keys: g.keys, Tokens: g.tokens, Mode: mode})
+	opts := handlers.Options{Logger: logger, Keys: g.keys, Tokens: g.tokens, Mode: mode}
+	if tune != nil {
+		tune(&opts, g)
+	}
+	router := handlers.NewRouter(opts)
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)
 

@@ -17,6 +17,9 @@ import (
 // Authenticator is what the handlers need of package auth.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (auth.Principal, error)
+	// IssuerActive says whether the token that minted a proxy token is
+	// still valid (its principal if so).
+	IssuerActive(ctx context.Context, id string) (auth.Principal, error)
 	RecordDenial(ctx context.Context, p auth.Principal, scope broker.Scope, provider, route, remoteAddr, requestID string) error
 	// The token routes (operators).
 	Create(ctx context.Context, req auth.CreateRequest) (string, store.TokenRecord, error)

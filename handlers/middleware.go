@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/internal/proxytoken"
 )
 
 // MaxBodyBytes is the largest request body keybroker reads (64 KiB).
@@ -30,6 +31,8 @@ type requestState struct {
 	principal     auth.Principal
 	authenticated bool
 	clientAddr    string // gin's ClientIP, once computed
+	// proxyClaims are what a proxy token grants (nil for other tokens).
+	proxyClaims *proxytoken.Claims
 }
 
 // clientAddr is the request's client address as gin's ClientIP gives it
@@ -207,6 +210,9 @@ func recoverPanics(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		defer func() {
 			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r) // a deliberate cut: net/http closes the connection quietly
+				}
 				log.Error("panic while serving a request", "route", c.FullPath(), "request_id", requestIDOf(c))
 				if !c.Writer.Written() {
 					renderError(c, log, &Error{Status: http.StatusInternalServerError, Code: "internal_error", Message: "internal error"})

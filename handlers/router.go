@@ -13,6 +13,8 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/internal/proxy"
+	"github.com/keybroker/keybroker/internal/proxytoken"
 	"github.com/keybroker/keybroker/internal/watch"
 )
 
@@ -57,6 +59,9 @@ const (
 	ModeAdmin Mode = "admin"
 	// ModeResolver serves /v1/resolve (and /v1/providers) only.
 	ModeResolver Mode = "resolver"
+	// ModeProxy serves the credential proxy (/proxy/{provider}/...) and
+	// POST /v1/proxy-tokens.
+	ModeProxy Mode = "proxy"
 )
 
 // AccessLog says which requests get an access-log line.
@@ -103,6 +108,11 @@ type Options struct {
 	// (attributes added to Logger with With do not reach these lines).
 	// Nil: the lines go through Logger.
 	AccessLogOutput io.Writer
+	// Proxy is the credential proxy (modes all and proxy); ProxyTokens
+	// mints and verifies proxy tokens (modes all, resolver and proxy).
+	// Nil: the routes answer that this replica does not serve them.
+	Proxy       *proxy.Proxy
+	ProxyTokens *proxytoken.Signer
 	// Tracer, when set, gives every request a span (W3C trace context from
 	// the caller) and the access log its trace id. Nil: no tracing, no cost.
 	Tracer trace.TracerProvider
@@ -133,6 +143,10 @@ type server struct {
 	heartbeat time.Duration
 	// ttlSeconds is the server's cache TTL, told to caching clients.
 	ttlSeconds int
+	// proxy forwards /proxy/ calls; proxyTokens mints and verifies
+	// their per-execution tokens.
+	proxy       *proxy.Proxy
+	proxyTokens *proxytoken.Signer
 }
 
 // NewRouter returns keybroker's HTTP handler.
@@ -155,7 +169,8 @@ func NewRouter(opts Options) *gin.Engine {
 		opts.Logger.Error("ignoring invalid trusted proxies; trusting none", "error", err)
 		_ = r.SetTrustedProxies(nil)
 	}
-	s := &server{log: opts.Logger, keys: opts.Keys, tokens: opts.Tokens, limiter: opts.Limiter, reports: opts.Limiter, hub: opts.Watch, heartbeat: opts.WatchHeartbeat}
+	s := &server{log: opts.Logger, keys: opts.Keys, tokens: opts.Tokens, limiter: opts.Limiter, reports: opts.Limiter, hub: opts.Watch, heartbeat: opts.WatchHeartbeat,
+		proxy: opts.Proxy, proxyTokens: opts.ProxyTokens}
 	if s.hub == nil {
 		s.hub = watch.NewHub(0)
 	}
@@ -226,6 +241,14 @@ func NewRouter(opts Options) *gin.Engine {
 			v1.POST("/resolve", s.resolve)
 			v1.POST("/resolve/report", s.report)
 			v1.GET("/resolve/watch", s.watchResolve)
+		}
+		if opts.Mode == ModeAll || opts.Mode == ModeResolver || opts.Mode == ModeProxy {
+			v1.POST("/proxy-tokens", s.mintProxyToken)
+		}
+		if (opts.Mode == ModeAll || opts.Mode == ModeProxy) && opts.Proxy != nil {
+			for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+				r.Handle(method, "/proxy/:provider/*path", s.authenticateProxy, s.proxyCall)
+			}
 		}
 	}
 

@@ -83,6 +83,7 @@ func (s *Store) GrantRuntime(ctx context.Context, role string) error {
 		`REVOKE ALL ON ALL TABLES IN SCHEMA ` + currentSchema + ` FROM ` + r,
 		`GRANT SELECT, INSERT, UPDATE, DELETE ON provider_keys, api_tokens, workspace_settings, key_usage TO ` + r,
 		`GRANT SELECT, INSERT ON audit_events TO ` + r,
+		`GRANT SELECT, INSERT ON proxy_calls TO ` + r,
 		`GRANT USAGE ON ALL SEQUENCES IN SCHEMA ` + currentSchema + ` TO ` + r,
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

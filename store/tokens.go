@@ -71,6 +71,23 @@ func (s *Store) TokenByHash(ctx context.Context, hash []byte) (TokenRecord, erro
 	return rec, nil
 }
 
+// TokenByID returns the token record of an id (revoked or expired ones
+// too: the caller decides).
+func (s *Store) TokenByID(ctx context.Context, id string) (TokenRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE id = $1`, id)
+	if err != nil {
+		return TokenRecord{}, fmt.Errorf("look up token %s: %w", id, err)
+	}
+	rec, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[TokenRecord])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return TokenRecord{}, fmt.Errorf("look up token %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return TokenRecord{}, fmt.Errorf("look up token %s: %w", id, err)
+	}
+	return rec, nil
+}
+
 // ListTokens returns every token record, newest first.
 func (s *Store) ListTokens(ctx context.Context) ([]TokenRecord, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM api_tokens ORDER BY created_at DESC, id`)

@@ -68,3 +68,44 @@ func forgetUsage(ctx context.Context, tx pgx.Tx, ref broker.KeyRef) error {
 	}
 	return nil
 }
+
+// AddProxyCalls stores a batch of proxied calls in one statement.
+func (s *Store) AddProxyCalls(ctx context.Context, batch []broker.ProxyCall) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	rows := make([][]any, len(batch))
+	for i, c := range batch {
+		rows[i] = []any{c.At, c.Workspace, c.Provider, c.Scope, c.KeyID, c.KeyVersion, c.Status,
+			float64(c.Duration.Microseconds()) / 1000, c.BYOK, c.Retried, c.BytesOut, c.Caller, c.RequestID}
+	}
+	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{"proxy_calls"},
+		[]string{"at", "workspace", "provider", "scope", "key_id", "key_version", "status", "duration_ms", "byok", "retried", "bytes_out", "caller", "request_id"},
+		pgx.CopyFromRows(rows))
+	if err != nil {
+		return fmt.Errorf("store %d proxied calls: %w", len(batch), classify(err))
+	}
+	return nil
+}
+
+// ProxyCalls returns a workspace's proxied calls, newest first, at most
+// limit.
+func (s *Store) ProxyCalls(ctx context.Context, workspace string, limit int) ([]broker.ProxyCall, error) {
+	rows, err := s.pool.Query(ctx, `SELECT at, workspace, provider, scope, key_id, key_version, status, duration_ms, byok, retried, bytes_out, caller, request_id
+		FROM proxy_calls WHERE workspace = $1 ORDER BY at DESC, id DESC LIMIT $2`, workspace, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list proxied calls of %s: %w", workspace, classify(err))
+	}
+	defer rows.Close()
+	var out []broker.ProxyCall
+	for rows.Next() {
+		var c broker.ProxyCall
+		var ms float64
+		if err := rows.Scan(&c.At, &c.Workspace, &c.Provider, &c.Scope, &c.KeyID, &c.KeyVersion, &c.Status, &ms, &c.BYOK, &c.Retried, &c.BytesOut, &c.Caller, &c.RequestID); err != nil {
+			return nil, fmt.Errorf("list proxied calls of %s: %w", workspace, err)
+		}
+		c.Duration = time.Duration(ms * float64(time.Millisecond))
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

@@ -19,7 +19,7 @@ import (
 // takes the same Vault and database settings) to cfg.
 func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f := flagsOf(cmd)
-	f.String(&cfg.Mode, "mode", "KEYBROKER_MODE", "all", "all, admin (key management, no resolve) or resolver (resolve only)")
+	f.String(&cfg.Mode, "mode", "KEYBROKER_MODE", "all", "all, admin (key management, no resolve), resolver (resolve only) or proxy (the credential proxy)")
 	databaseFlagsInto(f, &cfg.DatabaseURL, &cfg.DatabasePasswordFile)
 	f.String(&cfg.VaultAddr, "vault-addr", "VAULT_ADDR", "", "Vault address")
 	f.String(&cfg.VaultNamespace, "vault-namespace", "VAULT_NAMESPACE", "", "Vault Enterprise namespace")
@@ -36,6 +36,12 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f.String(&cfg.KVMount, "kv-mount", "KEYBROKER_KV_MOUNT", "byok", "KV v2 mount of the keys")
 	f.Duration(&cfg.CacheTTL, "cache-ttl", "KEYBROKER_CACHE_TTL", 30*time.Second, "how long a resolved key is served from memory")
 	f.Duration(&cfg.NegativeCacheTTL, "negative-cache-ttl", "KEYBROKER_NEGATIVE_CACHE_TTL", 5*time.Second, `how long "no key" is remembered`)
+	f.Int(&cfg.ProxyRetryBodyKiB, "proxy-retry-body-kib", "KEYBROKER_PROXY_RETRY_BODY_KIB", 1024,
+		"the credential proxy keeps request bodies up to this size (KiB) to retry a refused call with the next key")
+	f.Int(&cfg.ProxyMaxRequestMiB, "proxy-max-request-mib", "KEYBROKER_PROXY_MAX_REQUEST_MIB", 32, "largest request body the credential proxy forwards (MiB)")
+	f.Int(&cfg.ProxyMaxResponseMiB, "proxy-max-response-mib", "KEYBROKER_PROXY_MAX_RESPONSE_MIB", 256, "largest answer the credential proxy streams back (MiB); a larger one is cut")
+	f.Duration(&cfg.ProxyHeaderTimeout, "proxy-header-timeout", "KEYBROKER_PROXY_HEADER_TIMEOUT", 2*time.Minute, "how long the credential proxy waits for a provider's response headers")
+	f.Duration(&cfg.ProxyTimeout, "proxy-timeout", "KEYBROKER_PROXY_TIMEOUT", 15*time.Minute, "how long one proxied call may take, its streamed answer included")
 	f.Duration(&cfg.StaleIfError, "stale-if-error", "KEYBROKER_STALE_IF_ERROR", 0, "serve a cached key this long past its TTL while Vault is unreachable; 0 is off")
 	f.Int(&cfg.CacheMaxEntries, "cache-max-entries", "KEYBROKER_CACHE_MAX_ENTRIES", 100000, "keys held in memory at most; past it, new keys are served uncached")
 	f.Int(&cfg.CacheMaxNegative, "cache-max-negative", "KEYBROKER_CACHE_MAX_NEGATIVE", 10000, `"no key" answers held at most (least recently used go first)`)

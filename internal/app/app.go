@@ -21,6 +21,8 @@ import (
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/buildinfo"
 	"github.com/keybroker/keybroker/internal/providercheck"
+	"github.com/keybroker/keybroker/internal/proxy"
+	"github.com/keybroker/keybroker/internal/proxytoken"
 	"github.com/keybroker/keybroker/internal/telemetry"
 	"github.com/keybroker/keybroker/internal/tlsfiles"
 	"github.com/keybroker/keybroker/internal/watch"
@@ -47,6 +49,7 @@ type App struct {
 	identities  []*vault.Client // the reader first when held: readiness asks it
 	reconciler  *Reconciler     // nil when the mode holds no writer or ReconcileEvery is 0
 	prober      *Prober         // nil unless HealthProbeEvery is set in mode all
+	proxyCalls  *proxy.Recorder // the records of proxied calls (modes all and proxy)
 	events      *webhook.Sink   // nil without EventsWebhookURL
 	handler     http.Handler
 	metrics     http.Handler
@@ -167,7 +170,25 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 			a.prober = &Prober{Broker: b, Locker: a.store, Every: cfg.HealthProbeEvery, Concurrency: cfg.HealthProbeConcurrency, Logger: logger}
 		}
 	}
+	// Proxy tokens are signed with a key derived from the pepper every
+	// replica shares, so that any replica verifies what another minted.
+	signer, err := proxytoken.NewSigner([]byte(cfg.Pepper), nil)
+	if err != nil {
+		return err
+	}
+	var fwd *proxy.Proxy
+	if a.mode == handlers.ModeAll || a.mode == handlers.ModeProxy {
+		a.proxyCalls = proxy.NewRecorder(a.store, time.Second, logger)
+		if fwd, err = proxy.New(proxy.Config{Keys: b, Providers: b.Providers(), BaseURLs: cfg.providerBaseURLs(b.Providers()),
+			Recorder: a.proxyCalls, RetryBodyLimit: int64(cfg.ProxyRetryBodyKiB) << 10,
+			MaxRequestBytes: int64(cfg.ProxyMaxRequestMiB) << 20, MaxResponseBytes: int64(cfg.ProxyMaxResponseMiB) << 20,
+			HeaderTimeout: cfg.ProxyHeaderTimeout, Timeout: cfg.ProxyTimeout, Logger: logger}); err != nil {
+			return err
+		}
+	}
 	a.handler = handlers.NewRouter(handlers.Options{
+		Proxy:           fwd,
+		ProxyTokens:     signer,
 		Logger:          logger,
 		Mode:            a.mode,
 		AccessLog:       accessLog,
@@ -303,6 +324,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	cancel()
 	<-tokensDone
 	<-usageDone
+	a.proxyCalls.Close() // the last records of proxied calls
 	a.revokeVaultTokens()
 	if err := telemetry.Shutdown(a.stopTracing, 5*time.Second); err != nil {
 		a.log.Warn("could not flush the last traces", "error", err)

@@ -79,6 +79,12 @@ type Config struct {
 	ReconcileEvery time.Duration
 	// AccessLog is all or errors. Default: all.
 	AccessLog string
+	// Proxy tunes the credential proxy (modes all and proxy): bodies up
+	// to ProxyRetryBodyKiB are kept to retry with another key; request
+	// and response bodies are bounded (MiB); ProxyHeaderTimeout bounds the
+	// wait for a provider's headers, ProxyTimeout the whole call.
+	ProxyRetryBodyKiB, ProxyMaxRequestMiB, ProxyMaxResponseMiB int
+	ProxyHeaderTimeout, ProxyTimeout                           time.Duration
 	// AccessLogOutput, when set, is where the logger's JSON lines go: the
 	// access log writes its lines there directly, formatted as the
 	// logger's JSONHandler would (handlers.Options.AccessLogOutput). Set
@@ -183,14 +189,14 @@ func (c Config) withDefaults() Config {
 // mode returns the validated mode.
 func (c Config) mode() (handlers.Mode, error) {
 	switch m := handlers.Mode(c.Mode); m {
-	case handlers.ModeAll, handlers.ModeAdmin, handlers.ModeResolver:
+	case handlers.ModeAll, handlers.ModeAdmin, handlers.ModeResolver, handlers.ModeProxy:
 		return m, nil
 	}
-	return "", fmt.Errorf("unknown --mode %q (all, admin, resolver)", c.Mode)
+	return "", fmt.Errorf("unknown --mode %q (all, admin, resolver, proxy)", c.Mode)
 }
 
 // needsWriter and needsReader say which identities a mode holds.
-func needsWriter(m handlers.Mode) bool { return m != handlers.ModeResolver }
+func needsWriter(m handlers.Mode) bool { return m == handlers.ModeAll || m == handlers.ModeAdmin }
 func needsReader(m handlers.Mode) bool { return m != handlers.ModeAdmin }
 
 // Validate checks what can be checked without contacting anything.

@@ -1,0 +1,227 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/client"
+	"github.com/keybroker/keybroker/ids"
+	"github.com/keybroker/keybroker/internal/proxy"
+	"github.com/keybroker/keybroker/internal/proxytoken"
+)
+
+// defaultProxyTokenTTL is how long a proxy token lives when the request
+// does not say.
+const defaultProxyTokenTTL = 15 * time.Minute
+
+// mintProxyToken is POST /v1/proxy-tokens: a resolver token mints a
+// short-lived token for one sandbox, good for the credential proxy only.
+func (s *server) mintProxyToken(c *gin.Context) {
+	if p, _ := principalOf(c); p.Role != auth.RoleResolver {
+		s.authorize(c, auth.ActionResolve, broker.Scope{}, "")
+		return
+	}
+	var req client.ProxyTokenRequest
+	if derr := decodeJSON(c, &req); derr != nil {
+		renderError(c, s.log, derr)
+		return
+	}
+	if !ids.Regexp.MatchString(req.Workspace) {
+		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_id", Message: "workspace must match " + ids.Rule})
+		return
+	}
+	providers := slices.Compact(slices.Sorted(slices.Values(req.Providers)))
+	if len(providers) == 0 || len(providers) > proxytoken.MaxProviders {
+		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "providers must name 1 to 16 providers"})
+		return
+	}
+	for _, id := range providers {
+		if _, ok := s.keys.Providers().Lookup(id); !ok {
+			renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "unknown_provider", Message: "no such provider: " + quoteID(id)})
+			return
+		}
+	}
+	models := slices.Compact(slices.Sorted(slices.Values(req.Models)))
+	if len(models) > proxytoken.MaxModels {
+		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "models may name at most 32 models"})
+		return
+	}
+	for _, m := range models {
+		if m == "" || len(m) > broker.MaxModelLength {
+			renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "a model name must be 1 to 128 characters"})
+			return
+		}
+	}
+	ttl := defaultProxyTokenTTL
+	if req.TTLSeconds != 0 {
+		if req.TTLSeconds < 1 || req.TTLSeconds > int(proxytoken.MaxTTL/time.Second) {
+			renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "ttlSeconds must be 1 to 3600"})
+			return
+		}
+		ttl = time.Duration(req.TTLSeconds) * time.Second
+	}
+	for _, id := range providers {
+		if !s.authorize(c, auth.ActionResolve, broker.WorkspaceScope(req.Workspace), id) {
+			return
+		}
+	}
+	if s.proxyTokens == nil {
+		renderError(c, s.log, &Error{Status: http.StatusNotImplemented, Code: "not_configured", Message: "this replica mints no proxy tokens"})
+		return
+	}
+	p, _ := principalOf(c)
+	expires := time.Now().Add(ttl).Truncate(time.Second)
+	tok, err := s.proxyTokens.Mint(proxytoken.Claims{Issuer: p.TokenID, Workspace: req.Workspace, Providers: providers, Models: models, Expires: expires})
+	if err != nil {
+		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "could not mint this token"})
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusCreated, client.ProxyToken{Token: tok, ID: proxytoken.ID(tok), Workspace: req.Workspace, Providers: providers, Models: models, ExpiresAt: expires.UTC()})
+}
+
+// quoteID shows an id in an error, cut to the id rule's length.
+func quoteID(id string) string {
+	if len(id) > ids.MaxLen {
+		id = id[:ids.MaxLen] + "…"
+	}
+	return `"` + strings.ToValidUTF8(id, "?") + `"`
+}
+
+// callerToken finds the caller's keybroker token on a proxied call: where
+// the provider's SDK puts its key (Authorization: Bearer, x-api-key,
+// x-goog-api-key), so that an unmodified SDK pointed at the proxy works.
+func callerToken(r *http.Request) string {
+	if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		if t := strings.TrimSpace(tok); strings.HasPrefix(t, "kbt_") || strings.HasPrefix(t, proxytoken.Prefix) {
+			return t
+		}
+	}
+	for _, h := range []string{"X-Api-Key", "X-Goog-Api-Key"} {
+		if t := strings.TrimSpace(r.Header.Get(h)); strings.HasPrefix(t, "kbt_") || strings.HasPrefix(t, proxytoken.Prefix) {
+			return t
+		}
+	}
+	return ""
+}
+
+// authenticateProxy is authenticate for /proxy/: a resolver token, or a
+// proxy token whose issuer is still valid.
+func (s *server) authenticateProxy(c *gin.Context) {
+	addr := clientAddr(c)
+	if s.limiter != nil {
+		if blocked, wait := s.limiter.AddrBlocked(addr); blocked {
+			renderError(c, s.log, rateLimited(wait, "too many failed authentications from this address"))
+			return
+		}
+	}
+	token := callerToken(c.Request)
+	refuse := func() {
+		s.failedAuth(addr)
+		c.Header("WWW-Authenticate", `Bearer realm="keybroker"`)
+		renderError(c, s.log, errUnauthenticated)
+	}
+	st := stateOf(c)
+	switch {
+	case token == "":
+		refuse()
+		return
+	case strings.HasPrefix(token, proxytoken.Prefix):
+		if s.proxyTokens == nil {
+			refuse()
+			return
+		}
+		claims, err := s.proxyTokens.Verify(token)
+		if err != nil {
+			refuse()
+			return
+		}
+		issuer, err := s.tokens.IssuerActive(c.Request.Context(), claims.Issuer)
+		switch {
+		case errors.Is(err, auth.ErrUnauthenticated):
+			refuse() // the resolver token that minted it was revoked
+			return
+		case err != nil:
+			renderError(c, s.log, unavailable(err))
+			return
+		case issuer.Role != auth.RoleResolver || !issuer.Allowed(auth.ActionResolve, broker.WorkspaceScope(claims.Workspace)):
+			refuse()
+			return
+		}
+		st.principal = auth.Principal{TokenID: proxytoken.ID(token), Role: auth.RoleResolver, Workspaces: []string{claims.Workspace}}
+		st.proxyClaims = &claims
+	default:
+		p, err := s.tokens.Authenticate(c.Request.Context(), token)
+		switch {
+		case errors.Is(err, auth.ErrUnauthenticated):
+			refuse()
+			return
+		case err != nil:
+			renderError(c, s.log, unavailable(err))
+			return
+		}
+		st.principal = p
+	}
+	st.authenticated = true
+	if s.limiter != nil {
+		if ok, wait := s.limiter.AllowToken(st.principal.TokenID); !ok {
+			renderError(c, s.log, rateLimited(wait, "this token is over its request rate"))
+			return
+		}
+	}
+	c.Next()
+}
+
+// proxyCall is ANY /proxy/{provider}/{path}.
+func (s *server) proxyCall(c *gin.Context) {
+	provider := c.Param("provider")
+	if _, ok := s.keys.Providers().Lookup(provider); !ok {
+		renderError(c, s.log, &Error{Status: http.StatusNotFound, Code: "unknown_provider", Message: "no such provider"})
+		return
+	}
+	st := stateOf(c)
+	p := st.principal
+	asked := c.GetHeader("X-Keybroker-Workspace")
+	call := proxy.Call{Provider: provider, Caller: p.TokenID, RequestID: st.id, Model: c.GetHeader("X-Keybroker-Model")}
+	if claims := st.proxyClaims; claims != nil {
+		if asked != "" && asked != claims.Workspace {
+			renderError(c, s.log, &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "this proxy token is for another workspace"})
+			return
+		}
+		if !slices.Contains(claims.Providers, provider) {
+			renderError(c, s.log, &Error{Status: http.StatusForbidden, Code: "provider_not_allowed", Message: "this proxy token may not call this provider"})
+			return
+		}
+		call.Workspace, call.Models = claims.Workspace, claims.Models
+	} else {
+		if p.Role != auth.RoleResolver {
+			s.authorize(c, auth.ActionResolve, broker.Scope{}, provider)
+			return
+		}
+		if asked == "" {
+			renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request",
+				Message: "a resolver token names the workspace in X-Keybroker-Workspace (a proxy token carries it)"})
+			return
+		}
+		if !ids.Regexp.MatchString(asked) {
+			renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_id", Message: "X-Keybroker-Workspace must match " + ids.Rule})
+			return
+		}
+		if !s.authorize(c, auth.ActionResolve, broker.WorkspaceScope(asked), provider) {
+			return
+		}
+		call.Workspace = asked
+	}
+	// What follows /proxy/{provider}, as the caller escaped it.
+	call.Path = strings.TrimPrefix(c.Request.URL.EscapedPath(), "/proxy/"+provider)
+	s.proxy.Serve(c.Writer, c.Request, call, func(status int, code, message string) {
+		renderError(c, s.log, &Error{Status: status, Code: code, Message: message})
+	})
+}

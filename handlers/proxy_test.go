@@ -1,0 +1,431 @@
+package handlers_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/client"
+	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/internal/proxy"
+	"github.com/keybroker/keybroker/internal/proxytoken"
+)
+
+// newProxyAPI is newAPI (mode all) with the credential proxy, its calls
+// forwarded to baseURLs (provider id → stand-in) and recorded every 20 ms;
+// tune may change the proxy's settings.
+func newProxyAPI(t *testing.T, baseURLs map[string]string, tune ...func(*proxy.Config)) *api {
+	t.Helper()
+	return newAPIOpts(t, handlers.ModeAll, nil, func(o *handlers.Options, g *keyGround) {
+		signer, err := proxytoken.NewSigner([]byte("handlers-test-pepper"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := proxy.NewRecorder(g.st, 20*time.Millisecond, o.Logger)
+		t.Cleanup(rec.Close)
+		cfg := proxy.Config{Keys: g.keys, Providers: g.keys.Providers(), BaseURLs: baseURLs, Recorder: rec, Logger: o.Logger}
+		for _, f := range tune {
+			f(&cfg)
+		}
+		p, err := proxy.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Proxy, o.ProxyTokens = p, signer
+	})
+}
+
+// standIn is a provider's API as far as the proxy can tell: it checks
+// the key header the provider expects, records the keys it saw and any
+// credential that should never have reached it, and answers by path.
+type standIn struct {
+	t        *testing.T
+	srv      *httptest.Server
+	mu       sync.Mutex
+	seen     []string // keys, in order
+	leaks    []string // headers that must not arrive
+	refuse   map[string]int
+	events   int
+	interval time.Duration
+}
+
+func newStandIn(t *testing.T) *standIn {
+	s := &standIn{t: t, refuse: map[string]int{}, events: 5, interval: 60 * time.Millisecond}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *standIn) serve(w http.ResponseWriter, r *http.Request) {
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	s.seen = append(s.seen, key)
+	for _, h := range []string{"X-Api-Key", "X-Goog-Api-Key", "Cookie", "X-Keybroker-Workspace", "Proxy-Authorization"} {
+		if r.Header.Get(h) != "" {
+			s.leaks = append(s.leaks, h)
+		}
+	}
+	for h, vs := range r.Header {
+		for _, v := range vs {
+			if strings.Contains(v, "kbt_") || strings.Contains(v, "kbp_") {
+				s.leaks = append(s.leaks, h+" carries a keybroker token")
+			}
+		}
+	}
+	if r.URL.Query().Has("key") {
+		s.leaks = append(s.leaks, "?key=")
+	}
+	status := s.refuse[key]
+	s.mu.Unlock()
+	if !ok || key == "" {
+		http.Error(w, `{"error":{"message":"missing key"}}`, http.StatusUnauthorized)
+		return
+	}
+	if status != 0 {
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, `{"error":{"message":"refused"}}`)
+		return
+	}
+	switch r.URL.Path {
+	case "/v1/hang":
+		// The body is read first: only then does net/http notice that the
+		// proxy hung up (and end the request's context).
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-time.After(20 * time.Second):
+		}
+		return
+	case "/v1/reset":
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			if tcp, ok := conn.(*net.TCPConn); ok {
+				_ = tcp.SetLinger(0) // a reset, not a clean close
+			}
+			conn.Close()
+		}
+		return
+	}
+	var body struct {
+		Model  string `json:"model"`
+		Stream bool   `json:"stream"`
+	}
+	_ = json.NewDecoder(r.Body).Decode(&body)
+	if !body.Stream {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"id":"cmpl-1","model":%q,"path":%q,"query":%q}`, body.Model, r.URL.Path, r.URL.RawQuery)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	for i := range s.events {
+		_, _ = fmt.Fprintf(w, "data: {\"chunk\":%d}\n\n", i)
+		w.(http.Flusher).Flush()
+		time.Sleep(s.interval)
+	}
+	_, _ = io.WriteString(w, "data: [DONE]\n\n")
+}
+
+func (s *standIn) keysSeen() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.seen...)
+}
+
+func (s *standIn) leaked() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.leaks...)
+}
+
+// proxyCall sends a call to the proxy with a plain client (the answers
+// are the provider's, not the API's); headers are name, value pairs.
+func (a *api) proxyCall(method, path, body string, headers ...string) (*http.Response, string) {
+	a.t.Helper()
+	req, err := http.NewRequest(method, a.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func (a *api) mintProxyToken(as string, req client.ProxyTokenRequest) client.ProxyToken {
+	a.t.Helper()
+	r := a.call(as, "POST", "/v1/proxy-tokens", req)
+	if r.status != http.StatusCreated {
+		a.t.Fatalf("mint a proxy token: %d %s", r.status, r.body)
+	}
+	var tok client.ProxyToken
+	if err := json.Unmarshal(r.body, &tok); err != nil {
+		a.t.Fatal(err)
+	}
+	remember(tok.Token)
+	return tok
+}
+
+func (a *api) addPoolKey(ws, provider, keyID, key string, priority int) {
+	a.t.Helper()
+	remember(key)
+	if r := a.call("operator", "POST", "/v1/workspaces/"+ws+"/providers/"+provider+"/keys", client.AddKeyRequest{APIKey: key, KeyID: keyID, Priority: &priority}); r.status != http.StatusCreated {
+		a.t.Fatalf("add key %s: %d %s", keyID, r.status, r.body)
+	}
+}
+
+func openaiTestKey(tag string) string { return "sk-proj-proxy-" + tag + strings.Repeat("x", 30) }
+
+// A sandbox's proxy token reaches the provider with the workspace's key
+// in the provider's header and none of its own credentials, and a
+// streamed completion comes back event by event.
+func TestTheProxyInjectsTheKeyAndStreamsTheAnswer(t *testing.T) {
+	provider := newStandIn(t)
+	a := newProxyAPI(t, map[string]string{"openai": provider.srv.URL})
+	key := openaiTestKey("a")
+	a.addPoolKey("ws1", "openai", "a", key, 0)
+	tok := a.mintProxyToken("resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}, TTLSeconds: 60})
+	if tok.Workspace != "ws1" || !strings.HasPrefix(tok.ID, "ptk_") || time.Until(tok.ExpiresAt) > 61*time.Second {
+		t.Fatalf("minted %+v", tok)
+	}
+
+	resp, body := a.proxyCall("POST", "/proxy/openai/v1/chat/completions?key=sk-callers-own-query", `{"model":"gpt-4o"}`,
+		"Authorization", "Bearer "+tok.Token, "X-Api-Key", "sk-callers-own-key", "Cookie", "session=1")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"model":"gpt-4o"`) || !strings.Contains(body, `"path":"/v1/chat/completions"`) {
+		t.Fatalf("proxied call: %d %s", resp.StatusCode, body)
+	}
+	if resp.Header.Get("X-Keybroker-Key-Id") != "a" || resp.Header.Get("X-Keybroker-Scope") != "workspace" || resp.Header.Get("X-Keybroker-Byok") != "true" {
+		t.Errorf("provenance headers %v", resp.Header)
+	}
+	if seen := provider.keysSeen(); len(seen) != 1 || seen[0] != key {
+		t.Fatalf("the provider saw %d keys; want the workspace's one", len(seen))
+	}
+	if leaks := provider.leaked(); len(leaks) != 0 {
+		t.Fatalf("reached the provider: %v", leaks)
+	}
+	if strings.Contains(body, key) || strings.Contains(fmt.Sprint(resp.Header), key) {
+		t.Fatal("the answer carries the key")
+	}
+
+	// A streamed completion: each event arrives when the provider sends
+	// it (60 ms apart), not all at the end.
+	req, _ := http.NewRequest("POST", a.srv.URL+"/proxy/openai/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","stream":true}`))
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	req.Header.Set("Content-Type", "application/json")
+	sresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sresp.Body.Close()
+	var arrivals []time.Time
+	sc := bufio.NewScanner(sresp.Body)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "data: ") {
+			arrivals = append(arrivals, time.Now())
+		}
+	}
+	if len(arrivals) != 6 {
+		t.Fatalf("%d events, want 6", len(arrivals))
+	}
+	for i := 1; i < 5; i++ {
+		if gap := arrivals[i].Sub(arrivals[i-1]); gap < 40*time.Millisecond {
+			t.Fatalf("events %d and %d arrived %v apart; the provider sent them 60 ms apart (buffered?)", i-1, i, gap)
+		}
+	}
+
+	// Every call is recorded for billing: key, scope, version, status, BYOK.
+	var calls []broker.ProxyCall
+	waitFor(t, "the proxied calls are recorded", 5*time.Second, func() bool {
+		calls, err = a.store.ProxyCalls(context.Background(), "ws1", 10)
+		return err == nil && len(calls) == 2
+	})
+	for _, c := range calls {
+		if c.KeyID != "a" || c.Scope != "workspace" || c.KeyVersion != 1 || c.Status != http.StatusOK || !c.BYOK || c.Retried || c.Caller != tok.ID || c.Provider != "openai" {
+			t.Errorf("recorded %+v", c)
+		}
+	}
+}
+
+// A refusal before the first byte is retried once with the next key, and
+// the first cools down (it no longer resolves); a body too large to keep
+// is not retried.
+func TestTheProxyFailsOverOnARefusalBeforeTheFirstByte(t *testing.T) {
+	provider := newStandIn(t)
+	a := newProxyAPI(t, map[string]string{"openai": provider.srv.URL}, func(c *proxy.Config) { c.RetryBodyLimit = 256 })
+	first, second := openaiTestKey("first"), openaiTestKey("second")
+	a.addPoolKey("ws1", "openai", "first", first, 0)
+	a.addPoolKey("ws1", "openai", "second", second, 1)
+	provider.refuse[first] = http.StatusTooManyRequests
+
+	resp, body := a.proxyCall("POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4o"}`,
+		"Authorization", "Bearer "+a.tokens["resolver"], "X-Keybroker-Workspace", "ws1")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Keybroker-Key-Id") != "second" {
+		t.Fatalf("after a 429 on the first key: %d, key %q: %s", resp.StatusCode, resp.Header.Get("X-Keybroker-Key-Id"), body)
+	}
+	if seen := provider.keysSeen(); len(seen) != 2 || seen[0] != first || seen[1] != second {
+		t.Fatalf("the provider saw %d calls; want the first key, then the second", len(seen))
+	}
+	// The first key cools down: a resolve now gives the second.
+	r := a.call("resolver", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "openai"})
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"keyId":"second"`) {
+		t.Fatalf("resolve after the proxy's 429: %d %s", r.status, r.body)
+	}
+	waitFor(t, "the retried call is recorded", 5*time.Second, func() bool {
+		calls, err := a.store.ProxyCalls(context.Background(), "ws1", 10)
+		return err == nil && len(calls) == 1 && calls[0].Retried && calls[0].KeyID == "second"
+	})
+
+	// In another workspace, a body over the retry limit goes through once:
+	// the provider's 429 (and its Retry-After) comes back as it was.
+	only := openaiTestKey("only")
+	a.addPoolKey("ws2", "openai", "only", only, 0)
+	other := openaiTestKey("other")
+	a.addPoolKey("ws2", "openai", "other", other, 1)
+	provider.refuse[only] = http.StatusTooManyRequests
+	big := `{"model":"gpt-4o","pad":"` + strings.Repeat("p", 512) + `"}`
+	resp, _ = a.proxyCall("POST", "/proxy/openai/v1/chat/completions", big, "Authorization", "Bearer "+a.tokens["resolver"], "X-Keybroker-Workspace", "ws2")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "30" || resp.Header.Get("X-Keybroker-Key-Id") != "only" {
+		t.Fatalf("a large body refused: %d, Retry-After %q, key %q; want the provider's 429 as it was", resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("X-Keybroker-Key-Id"))
+	}
+	if n := len(provider.keysSeen()); n != 3 {
+		t.Fatalf("the provider saw %d calls; a body over the limit must not be retried", n)
+	}
+}
+
+// What the proxy must refuse, and the faults of a provider.
+func TestTheProxyRefusesWhatItMustNotForwardAndSurvivesABadProvider(t *testing.T) {
+	provider := newStandIn(t)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	a := newProxyAPI(t, map[string]string{"openai": provider.srv.URL, "mistral": closed.URL}, func(c *proxy.Config) { c.HeaderTimeout = 300 * time.Millisecond })
+	key := openaiTestKey("k")
+	a.addPoolKey("ws1", "openai", "k", key, 0)
+	a.addPoolKey("ws1", "mistral", "m", "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345", 0)
+	tok := a.mintProxyToken("resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai", "mistral"}, Models: []string{"gpt-4o"}})
+	bearer := "Bearer " + tok.Token
+	short := a.mintProxyToken("resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}, TTLSeconds: 1})
+	byRevoked := a.mintProxyToken("resolver2", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}})
+	if r := a.call("operator", "DELETE", "/v1/tokens/"+a.ids["resolver2"], nil); r.status != http.StatusNoContent {
+		t.Fatalf("revoke resolver2: %d", r.status)
+	}
+	time.Sleep(1100 * time.Millisecond) // let the short token expire
+	flipped := []byte(tok.Token)
+	flipped[12] ^= 1
+
+	gpt := `{"model":"gpt-4o"}`
+	for _, tc := range []struct {
+		name, method, path, body string
+		headers                  []string
+		status                   int
+		code                     string
+	}{
+		{"no token", "POST", "/proxy/openai/v1/chat/completions", gpt, nil, 401, "unauthenticated"},
+		{"a tampered token", "POST", "/proxy/openai/v1/chat/completions", gpt, []string{"Authorization", "Bearer " + string(flipped)}, 401, "unauthenticated"},
+		{"an expired proxy token", "POST", "/proxy/openai/v1/chat/completions", gpt, []string{"Authorization", "Bearer " + short.Token}, 401, "unauthenticated"},
+		{"a token whose issuer was revoked", "POST", "/proxy/openai/v1/chat/completions", gpt, []string{"Authorization", "Bearer " + byRevoked.Token}, 401, "unauthenticated"},
+		{"an admin token", "POST", "/proxy/openai/v1/chat/completions", gpt, []string{"Authorization", "Bearer " + a.tokens["admin"], "X-Keybroker-Workspace", "ws1"}, 403, "forbidden"},
+		{"a resolver token without a workspace", "POST", "/proxy/openai/v1/chat/completions", gpt, []string{"Authorization", "Bearer " + a.tokens["resolver"]}, 400, "invalid_request"},
+		{"an unknown provider", "POST", "/proxy/nosuch/v1/chat/completions", gpt, []string{"Authorization", bearer}, 404, "unknown_provider"},
+		{"a provider the token does not allow", "POST", "/proxy/anthropic/v1/messages", gpt, []string{"Authorization", bearer}, 403, "provider_not_allowed"},
+		{"another workspace", "POST", "/proxy/openai/v1/chat/completions", gpt, []string{"Authorization", bearer, "X-Keybroker-Workspace", "ws2"}, 403, "forbidden"},
+		{"a model the token does not allow", "POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4.1"}`, []string{"Authorization", bearer}, 403, "model_not_allowed"},
+		{"a path outside the prefixes", "GET", "/proxy/openai/admin/keys", "", []string{"Authorization", bearer, "X-Keybroker-Model", "gpt-4o"}, 403, "path_not_allowed"},
+		{"an encoded dot segment", "GET", "/proxy/openai/v1/%2e%2e/admin", "", []string{"Authorization", bearer, "X-Keybroker-Model", "gpt-4o"}, 403, "path_not_allowed"},
+		{"a provider that hangs", "POST", "/proxy/openai/v1/hang", gpt, []string{"Authorization", bearer}, 504, "upstream_timeout"},
+		{"a provider that cannot be reached", "POST", "/proxy/mistral/v1/chat/completions", gpt, []string{"Authorization", bearer}, 502, "upstream_unreachable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := a.proxyCall(tc.method, tc.path, tc.body, tc.headers...)
+			if resp.StatusCode != tc.status || !strings.Contains(body, `"code":"`+tc.code+`"`) {
+				t.Fatalf("%d %s; want %d %s", resp.StatusCode, body, tc.status, tc.code)
+			}
+			if strings.Contains(body, key) || strings.Contains(body, tok.Token) {
+				t.Fatal("the error carries a secret")
+			}
+		})
+	}
+	if leaks := provider.leaked(); len(leaks) != 0 {
+		t.Fatalf("reached the provider: %v", leaks)
+	}
+
+	// The keybroker token in x-api-key (where Anthropic's SDK puts its
+	// key) works as well as in Authorization, which is stripped.
+	resp, body := a.proxyCall("POST", "/proxy/openai/v1/chat/completions", gpt, "X-Api-Key", tok.Token, "Authorization", "Bearer sk-callers-own-0123456789")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("token in x-api-key: %d %s", resp.StatusCode, body)
+	}
+	if seen := provider.keysSeen(); seen[len(seen)-1] != key {
+		t.Fatal("the caller's own Authorization reached the provider")
+	}
+
+	// A provider that resets the connection mid-stream: the caller's
+	// answer is cut, never made to look complete.
+	req, _ := http.NewRequest("POST", a.srv.URL+"/proxy/openai/v1/reset", strings.NewReader(gpt))
+	req.Header.Set("Authorization", bearer)
+	req.Header.Set("Content-Type", "application/json")
+	sresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, err := io.ReadAll(sresp.Body)
+	sresp.Body.Close()
+	if err == nil {
+		t.Fatalf("a stream the provider cut came back complete: %d %q", sresp.StatusCode, cut)
+	}
+
+	// Minting: bad input changes nothing and says why.
+	for _, tc := range []struct {
+		as     string
+		body   any
+		status int
+		code   string
+	}{
+		{"resolver", `{"workspace":`, 400, "malformed_json"},
+		{"resolver", client.ProxyTokenRequest{Workspace: "ws1"}, 400, "invalid_request"},
+		{"resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"nosuch"}}, 400, "unknown_provider"},
+		{"resolver", client.ProxyTokenRequest{Workspace: "Bad/Id", Providers: []string{"openai"}}, 400, "invalid_id"},
+		{"resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}, TTLSeconds: 7200}, 400, "invalid_request"},
+		{"resolver", `{"workspace":"ws1","providers":["openai"],"extra":1}`, 400, "malformed_json"},
+		{"resolver", `{"workspace":"ws1","providers":["openai"],"pad":"` + strings.Repeat("x", 70<<10) + `"}`, 413, "body_too_large"},
+		{"admin", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}}, 403, "forbidden"},
+		{"", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}}, 401, "unauthenticated"},
+	} {
+		if r := a.call(tc.as, "POST", "/v1/proxy-tokens", tc.body); r.status != tc.status || !strings.Contains(string(r.body), `"code":"`+tc.code+`"`) {
+			t.Errorf("mint as %q with %v: %d %s; want %d %s", tc.as, tc.body, r.status, r.body, tc.status, tc.code)
+		}
+	}
+}
+
+// waitFor polls ok every 10 ms until it holds, failing after within.
+func waitFor(t *testing.T, what string, within time.Duration, ok func() bool) {
+	t.Helper()
+	for start := time.Now(); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > within {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+	}
+}
