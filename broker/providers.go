@@ -38,8 +38,6 @@ const (
 	AuthAPIKeyScheme AuthStyle = "api-key"
 )
 
-// CheckSpec is a provider's cheapest authenticated call: GET BaseURL+Path
-// with the key sent as Auth says, and Headers.
 // ProxySpec says what the credential proxy may forward to a provider:
 // only paths under these prefixes of its API (the base URL is
 // Check.BaseURL's).
@@ -47,6 +45,8 @@ type ProxySpec struct {
 	Prefixes []string
 }
 
+// CheckSpec is a provider's cheapest authenticated call: GET BaseURL+Path
+// with the key sent as Auth says, and Headers.
 type CheckSpec struct {
 	// BaseURL is the provider's API (KEYBROKER_PROVIDER_<ID>_BASE_URL
 	// replaces it: a stand-in, an egress proxy).
