@@ -63,7 +63,7 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f.Bool(&cfg.InsecurePlaintext, "insecure-plaintext", "KEYBROKER_INSECURE_PLAINTEXT", false, "serve plain HTTP on a non-loopback address: a mesh or proxy in front terminates TLS")
 	f.String(&cfg.MetricsAddr, "metrics-addr", "KEYBROKER_METRICS_ADDR", "127.0.0.1:9464", "listener of /metrics (Prometheus), apart from the API; empty: off")
 	f.fs.StringToStringVar(&cfg.ProviderBaseURLs, "provider-base-url", nil,
-		"replace a provider's API base URL for key checks, id=url, repeatable: a stand-in or an egress proxy (KEYBROKER_PROVIDER_<ID>_BASE_URL per provider)")
+		"replace a provider's API base URL for key checks and the credential proxy, id=url, repeatable: a stand-in or an egress proxy (KEYBROKER_PROVIDER_<ID>_BASE_URL per provider)")
 	f.Duration(&cfg.ProviderCheckTimeout, "provider-check-timeout", "KEYBROKER_PROVIDER_CHECK_TIMEOUT", 10*time.Second, "deadline of one key check with its provider")
 	f.Duration(&cfg.HealthProbeEvery, "health-probe-interval", "KEYBROKER_HEALTH_PROBE_INTERVAL", 0, "re-test failing keys this often on one replica (mode all); 0 is off")
 	f.Int(&cfg.HealthProbeConcurrency, "health-probe-concurrency", "KEYBROKER_HEALTH_PROBE_CONCURRENCY", 4, "keys the prober tests at once")

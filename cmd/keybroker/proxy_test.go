@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/client"
+	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/vaulttest"
+)
+
+// The credential proxy as deployed: an admin, a resolver and a proxy
+// replica over the real Vault and PostgreSQL, and a stand-in for OpenAI
+// that checks the key it gets and refuses the first one with a 429. A
+// proxy token minted on the resolver replica works on the proxy replica;
+// the refused key is retried with the next, and cools down on every
+// replica; revoking the resolver token ends the proxy token at once.
+func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	first := "sk-proj-first-" + testenv.RandomID(t) + testenv.RandomID(t)
+	second := "sk-proj-second-" + testenv.RandomID(t) + testenv.RandomID(t)
+	var mu sync.Mutex
+	var seen []string
+	openai := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		mu.Lock()
+		seen = append(seen, key)
+		mu.Unlock()
+		switch key {
+		case first:
+			w.Header().Set("Retry-After", "60")
+			http.Error(w, `{"error":{"message":"rate limited"}}`, http.StatusTooManyRequests)
+		case second:
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"id":"cmpl-1","choices":[]}`)
+		default:
+			http.Error(w, `{"error":{"message":"invalid key"}}`, http.StatusUnauthorized)
+		}
+	}))
+	defer openai.Close()
+
+	g := newApproleGround(t, nil)
+	ids := g.ids
+	reader := func(name string) []string {
+		return []string{"KEYBROKER_READER_ROLE_ID=" + ids.Result.RoleIDs[ids.ReaderRole],
+			"KEYBROKER_READER_SECRET_ID_FILE=" + writeSecret(t, g.dir, name, vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))}
+	}
+	adminAddr, adminLogs := startServe(t, append(g.env, "KEYBROKER_MODE=admin",
+		"KEYBROKER_WRITER_ROLE_ID="+ids.Result.RoleIDs[ids.WriterRole],
+		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, g.dir, "writer", vaulttest.SecretID(t, ids.AppRoleMount, ids.WriterRole))))
+	resolverAddr, resolverLogs := startServe(t, append(append(g.env, "KEYBROKER_MODE=resolver"), reader("reader-r")...))
+	proxyAddr, proxyLogs := startServe(t, append(append(g.env, "KEYBROKER_MODE=proxy", "KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL), reader("reader-p")...))
+
+	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: g.opToken})
+	tok, err := admin.CreateToken(ctx, client.CreateTokenRequest{Role: "resolver", Description: "sandbox launcher"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, key := range []string{first, second} {
+		prio := i
+		if _, err := admin.AddKey(ctx, client.Workspace("ws1"), "openai", client.AddKeyRequest{KeyID: []string{"first", "second"}[i], APIKey: key, Priority: &prio}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resolver, _ := client.New(client.Config{Address: "http://" + resolverAddr, Token: tok.Token})
+	waitUntil(t, "the resolver replica serves the first key", 10*time.Second, func() bool {
+		r, err := resolver.ResolveFor(ctx, client.ResolveRequest{Workspace: "ws1", Provider: "openai"})
+		return err == nil && r.KeyID == "first"
+	})
+
+	// The sandbox's token, minted on the resolver replica.
+	var minted client.ProxyToken
+	status, body := post(t, "http://"+resolverAddr+"/v1/proxy-tokens", "Bearer "+tok.Token, `{"workspace":"ws1","providers":["openai"],"ttlSeconds":300}`)
+	if status != http.StatusCreated {
+		t.Fatalf("mint: %d %s", status, body)
+	}
+	if err := json.Unmarshal([]byte(body), &minted); err != nil {
+		t.Fatal(err)
+	}
+
+	// Used on the proxy replica: the first key's 429 is retried with the
+	// second.
+	resp, answer := proxied(t, "http://"+proxyAddr+"/proxy/openai/v1/chat/completions", "Bearer "+minted.Token, `{"model":"gpt-4o","messages":[]}`)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Keybroker-Key-Id") != "second" || resp.Header.Get("X-Keybroker-Byok") != "true" {
+		t.Fatalf("through the proxy: %d, key %q: %s", resp.StatusCode, resp.Header.Get("X-Keybroker-Key-Id"), answer)
+	}
+	mu.Lock()
+	if len(seen) != 2 || seen[0] != first || seen[1] != second {
+		t.Fatalf("the provider saw %d calls; want the first key then the second", len(seen))
+	}
+	mu.Unlock()
+	// The first key cools down on the other replicas too.
+	waitUntil(t, "the resolver replica stops serving the rate-limited key", 5*time.Second, func() bool {
+		r, err := resolver.ResolveFor(ctx, client.ResolveRequest{Workspace: "ws1", Provider: "openai"})
+		return err == nil && r.KeyID == "second"
+	})
+
+	// Revoking the resolver token that minted it ends the proxy token.
+	if err := admin.RevokeToken(ctx, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the proxy token stops working", 5*time.Second, func() bool {
+		resp, _ := proxied(t, "http://"+proxyAddr+"/proxy/openai/v1/chat/completions", "Bearer "+minted.Token, `{"model":"gpt-4o"}`)
+		return resp.StatusCode == http.StatusUnauthorized
+	})
+
+	// The calls are recorded in PostgreSQL: the first, retried, and any
+	// made while the revocation was on its way (milliseconds); none by
+	// the first key, which never answered one.
+	recorded := func(calls []broker.ProxyCall) bool {
+		retried := 0
+		for _, c := range calls {
+			if c.KeyID != "second" || c.Status != http.StatusOK || c.Caller != minted.ID || !c.BYOK {
+				return false
+			}
+			if c.Retried {
+				retried++
+			}
+		}
+		return retried == 1
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		calls, err := g.st.ProxyCalls(ctx, "ws1", 10)
+		if err == nil && recorded(calls) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxied call is not recorded as it was: %+v, %v\n%s", calls, err, proxyLogs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, secret := range []string{first, second, minted.Token, tok.Token} {
+		for name, logs := range map[string]*testenv.SyncBuffer{"admin": adminLogs, "resolver": resolverLogs, "proxy": proxyLogs} {
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("a secret is in the %s replica's log", name)
+			}
+		}
+	}
+	testenv.AssertDumpLacks(t, g.dbURL, []string{first, second, minted.Token, tok.Token})
+}
+
+func post(t *testing.T, url, auth, body string) (int, string) {
+	t.Helper()
+	resp, b := proxied(t, url, auth, body)
+	return resp.StatusCode, b
+}
+
+func proxied(t *testing.T, url, auth, body string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", auth)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(fmt.Errorf("POST %s: %w", url, err))
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
