@@ -150,6 +150,8 @@ func serveReference(kind string) error {
 			return fmt.Errorf("%s: %w", envAnswerSize, err)
 		}
 		h = floorHandler(size)
+	case "provider":
+		h = providerHandler()
 	case "platform":
 		key, err := hex.DecodeString(os.Getenv(envAESKey))
 		if err != nil {

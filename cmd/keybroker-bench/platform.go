@@ -126,3 +126,28 @@ func floorAnswer(size int) []byte {
 	body, _ := json.Marshal(r)
 	return append(body, '\n')
 }
+
+// providerHandler is scenario 10's provider: it checks what OpenAI would
+// (a bearer key of OpenAI's shape, a JSON body naming a model) and answers
+// a chat completion of a realistic size.
+func providerHandler() http.Handler {
+	answer := []byte(`{"id":"chatcmpl-bench","object":"chat.completion","created":1764633600,"model":"gpt-4o","choices":[{"index":0,` +
+		`"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],` +
+		`"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}` + "\n")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !strings.HasPrefix(key, "sk-") {
+			http.Error(w, `{"error":{"message":"Incorrect API key provided"}}`, http.StatusUnauthorized)
+			return
+		}
+		var body struct {
+			Model string `json:"model"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&body); err != nil || body.Model == "" {
+			http.Error(w, `{"error":{"message":"you must provide a model parameter"}}`, http.StatusBadRequest)
+			return
+		}
+		w.Header()["Content-Type"] = []string{"application/json"}
+		_, _ = w.Write(answer)
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
@@ -92,6 +93,8 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	zipfPick := zipf(n)
 	resolve, vaultKV := g.resolveTarget(g.url), g.vaultTarget()
 	platformHop, floor := g.resolveTarget(g.platformURL), g.resolveTarget(g.floorURL)
+	providerDirect, providerProxied := g.providerTargets()
+	only := func(*rand.Rand) int { return 0 } // scenario 10 sends one call
 	scenarios := []scenario{
 		{"0", "HTTP floor: net/http answering a constant", same(uniform(n)), &floor, nil, nil, g.floorChild},
 		{"1a", "keybroker HTTP resolve, cache hit, uniform", same(uniform(n)), &resolve, nil, g.primary, g.primary},
@@ -99,6 +102,8 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 		{"2", "direct Vault KV v2 read (reader token)", same(uniform(n)), &vaultKV, nil, nil, nil},
 		{"3a", "platform-style in process: PostgreSQL row + AES-256-GCM", same(uniform(n)), nil, g.platformRead, nil, nil},
 		{"3b", "platform-style behind an HTTP hop", same(uniform(n)), &platformHop, nil, nil, g.platformChild},
+		{"10a", "provider stand-in, called directly with the key", same(only), &providerDirect, nil, nil, g.providerChild},
+		{"10b", "the same call through keybroker's credential proxy", same(only), &providerProxied, nil, nil, g.proxyChild},
 	}
 	useWrk := o.load == "wrk" || (o.load == "auto" && wrkAvailable())
 	rep.AnswerBytes = g.answerBytes
@@ -190,7 +195,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 		rep.P99Goal = o.p99Goal
 		var swept []scenario
 		for _, s := range scenarios {
-			if s.id != "1b" {
+			if s.id != "1b" && s.id != "10a" && s.id != "10b" {
 				swept = append(swept, s)
 			}
 		}
@@ -298,6 +303,15 @@ func capacityOf(id, name string, points []sweepPoint, goal time.Duration) capaci
 	return c
 }
 
+func (r *report) scenario(id string) *scenarioResult {
+	for i := range r.Load {
+		if r.Load[i].ID == id {
+			return &r.Load[i]
+		}
+	}
+	return nil
+}
+
 func (r *report) throughput(id string) float64 {
 	for _, s := range r.Load {
 		if s.ID == id {
@@ -371,6 +385,10 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "keybroker against the floor (throughput): 1a %.0f%%, 1b %.0f%%\n", 100*r.throughput("1a")/f, 100*r.throughput("1b")/f)
 	}
 	fmt.Fprintf(w, "cache misses during the scenario-1 runs (after warming every key): %d\n", r.HitRunMisses)
+	if d, p := r.scenario("10a"), r.scenario("10b"); d != nil && p != nil && d.Median.Throughput > 0 {
+		fmt.Fprintf(w, "credential proxy overhead (10b over 10a): p50 +%s, p99 +%s, throughput %.0f%% of the direct call\n",
+			ms(p.Median.P50-d.Median.P50), ms(p.Median.P99-d.Median.P99), 100*p.Median.Throughput/d.Median.Throughput)
+	}
 	if len(r.Capacity) > 0 {
 		fmt.Fprintf(w, "\ncapacity: best throughput with p99 < %s (concurrency 1, 2, 4, ...)\n", ms(r.P99Goal))
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -73,12 +74,14 @@ type ground struct {
 	platformURL, floorURL               string // scenarios 3b and 0
 	answerBytes                         int    // keybroker's resolve answer, which the floor's matches
 	floorChild, platformChild           *child // the reference servers' processes
+	providerChild, proxyChild           *child // scenario 10: the provider stand-in, keybroker in proxy mode
+	proxyToken                          string
 }
 
 // startKeybroker runs `keybroker serve --mode resolver` as production runs
 // it (JSON log to stderr, metrics, invalidation listener), with the
 // reader's Vault token and cache TTL ttl.
-func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl time.Duration, pprofAddr, accessLog string) (*child, error) {
+func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl time.Duration, pprofAddr, accessLog string, extraEnv ...string) (*child, error) {
 	ml, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -94,7 +97,7 @@ func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl 
 			// The benchmark measures the resolve path; the rate limiter has
 			// its own benchmark (auth).
 			"KEYBROKER_RATE_LIMIT_PER_TOKEN=-1",
-		}, g.keybrokerEnv...)
+		}, append(extraEnv, g.keybrokerEnv...)...)
 	}, "/readyz")
 	if err != nil {
 		return nil, err
@@ -323,7 +326,56 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	}
 	cleanups = append(cleanups, floor.stop)
 	g.floorChild, g.floorURL = floor, floor.url
+
+	// Scenario 10: a provider stand-in, called directly and through a
+	// keybroker in proxy mode.
+	if g.providerChild, err = startChild(ctx, dir, "provider", self, reference("provider"), "/ready"); err != nil {
+		return fail(err)
+	}
+	cleanups = append(cleanups, g.providerChild.stop)
+	if g.proxyChild, err = g.startKeybroker(ctx, dir, bin, "keybroker-proxy", o.ttl, "", o.accessLog, "KEYBROKER_MODE=proxy",
+		"KEYBROKER_PROVIDER_OPENAI_BASE_URL="+g.providerChild.url, "KEYBROKER_FINGERPRINT_PEPPER=bench-pepper-0123456789abcdef"); err != nil {
+		return fail(err)
+	}
+	cleanups = append(cleanups, g.proxyChild.stop)
+	if g.proxyToken, err = g.mintProxyToken(ctx); err != nil {
+		return fail(err)
+	}
 	return g, cleanup, nil
+}
+
+// mintProxyToken mints a proxy token on the proxy keybroker for the first
+// workspace's OpenAI key.
+func (g *ground) mintProxyToken(ctx context.Context) (string, error) {
+	body := `{"workspace":"` + g.keys[0][0] + `","providers":["openai"],"ttlSeconds":3600}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.proxyChild.url+"/v1/proxy-tokens", strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+g.resolverToken)
+	resp, err := httpClient(1).Do(req)
+	if err != nil {
+		return "", fmt.Errorf("mint a proxy token: %w", err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("mint a proxy token: %d %v", resp.StatusCode, err)
+	}
+	return tok.Token, nil
+}
+
+// providerTargets are scenario 10: one completion call, straight to the
+// stand-in with the key, and through the proxy with the proxy token.
+func (g *ground) providerTargets() (direct, proxied httpTarget) {
+	body := []string{`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`}
+	direct = httpTarget{base: g.providerChild.url, method: http.MethodPost, paths: []string{"/v1/chat/completions"}, bodies: body,
+		headers: map[string]string{"Authorization": "Bearer " + keyFor("openai"), "Content-Type": "application/json", "Host": strings.TrimPrefix(g.providerChild.url, "http://")}}
+	proxied = httpTarget{base: g.proxyChild.url, method: http.MethodPost, paths: []string{"/proxy/openai/v1/chat/completions"}, bodies: body,
+		headers: map[string]string{"Authorization": "Bearer " + g.proxyToken, "Content-Type": "application/json", "Host": strings.TrimPrefix(g.proxyChild.url, "http://")}}
+	return direct, proxied
 }
 
 // resolveAnswerSize is the length of keybroker's answer to a resolve of

@@ -212,7 +212,7 @@ func (c Config) Validate() error {
 	if c.DatabaseURL == "" {
 		return errors.New("no database: set DATABASE_URL or --database-url")
 	}
-	if needsWriter(mode) && len(c.Pepper) < 16 {
+	if (needsWriter(mode) || mode == handlers.ModeProxy) && len(c.Pepper) < 16 {
 		return errors.New("KEYBROKER_FINGERPRINT_PEPPER must be set to a secret of at least 16 characters")
 	}
 	switch c.VaultAuth {
