@@ -34,21 +34,22 @@ import (
 )
 
 type options struct {
-	workspaces    int
-	duration      time.Duration
-	concurrency   int
-	rounds        int
-	ttl           time.Duration
-	steadyTTL     time.Duration
-	jsonOut       bool
-	cpuProfile    string
-	load          string
-	wrkThreads    int
-	sweepDuration time.Duration
-	p99Goal       time.Duration
-	keybrokerBin  string
-	accessLog     string
-	keybrokerEnv  []string
+	workspaces      int
+	duration        time.Duration
+	concurrency     int
+	rounds          int
+	ttl             time.Duration
+	steadyTTL       time.Duration
+	jsonOut         bool
+	cpuProfile      string
+	profileScenario string
+	load            string
+	wrkThreads      int
+	sweepDuration   time.Duration
+	p99Goal         time.Duration
+	keybrokerBin    string
+	accessLog       string
+	keybrokerEnv    []string
 }
 
 func main() {
@@ -68,7 +69,8 @@ func main() {
 	flag.DurationVar(&o.ttl, "ttl", 30*time.Second, "keybroker's cache TTL in scenarios 1-3 (production's default)")
 	flag.DurationVar(&o.steadyTTL, "steady-ttl", 2*time.Second, "the cache TTL of scenario 6, which runs for three of them and expects about keys/TTL Vault reads per second")
 	flag.BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the keybroker process during the first scenario-1a run to this file (go tool pprof FILE)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the keybroker process during the first run of --cpuprofile-scenario to this file (go tool pprof FILE)")
+	flag.StringVar(&o.profileScenario, "cpuprofile-scenario", "1a", "the scenario of --cpuprofile: 1a (the resolver) or 10b (the credential proxy)")
 	flag.StringVar(&o.load, "load", "auto", "load generator of the HTTP scenarios: wrk, go (Go's HTTP client), or auto (wrk when it is installed)")
 	flag.IntVar(&o.wrkThreads, "wrk-threads", 2, "wrk's threads")
 	flag.DurationVar(&o.sweepDuration, "sweep-duration", 3*time.Second, "length of each run of the capacity sweep (concurrency 1, 2, 4, ... up to --concurrency); 0 skips the sweep")
@@ -83,6 +85,10 @@ func main() {
 		return nil
 	})
 	flag.Parse()
+	if o.profileScenario != "1a" && o.profileScenario != "10b" {
+		fmt.Fprintln(os.Stderr, "keybroker-bench: --cpuprofile-scenario is 1a or 10b")
+		os.Exit(2)
+	}
 	if o.load != "auto" && o.load != "wrk" && o.load != "go" {
 		fmt.Fprintln(os.Stderr, "keybroker-bench: --load must be auto, wrk or go")
 		os.Exit(2)

@@ -166,7 +166,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 		for i, s := range scenarios {
 			log.Info("run", "round", round+1, "scenario", s.id)
 			profiled := make(chan error, 1)
-			if round == 0 && s.id == "1a" && o.cpuProfile != "" {
+			if round == 0 && s.id == o.profileScenario && o.cpuProfile != "" {
 				go func() { profiled <- g.profile(ctx, o.cpuProfile, o.duration) }()
 			} else {
 				profiled <- nil

@@ -263,7 +263,11 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 				envAESKey + "=" + hex.EncodeToString(aesKey), envToken + "=" + g.resolverToken, envPoolSize + "=" + strconv.Itoa(o.concurrency+4)}
 		}
 	}
-	if g.primary, err = g.startKeybroker(ctx, dir, bin, "keybroker", o.ttl, g.pprofAddr, o.accessLog); err != nil {
+	primaryPprof, proxyPprof := g.pprofAddr, ""
+	if o.profileScenario == "10b" {
+		primaryPprof, proxyPprof = "", g.pprofAddr
+	}
+	if g.primary, err = g.startKeybroker(ctx, dir, bin, "keybroker", o.ttl, primaryPprof, o.accessLog); err != nil {
 		return fail(err)
 	}
 	cleanups = append(cleanups, g.primary.stop)
@@ -333,7 +337,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 		return fail(err)
 	}
 	cleanups = append(cleanups, g.providerChild.stop)
-	if g.proxyChild, err = g.startKeybroker(ctx, dir, bin, "keybroker-proxy", o.ttl, "", o.accessLog, "KEYBROKER_MODE=proxy",
+	if g.proxyChild, err = g.startKeybroker(ctx, dir, bin, "keybroker-proxy", o.ttl, proxyPprof, o.accessLog, "KEYBROKER_MODE=proxy",
 		"KEYBROKER_PROVIDER_OPENAI_BASE_URL="+g.providerChild.url, "KEYBROKER_FINGERPRINT_PEPPER=bench-pepper-0123456789abcdef"); err != nil {
 		return fail(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keybroker/keybroker/broker"
@@ -363,10 +364,18 @@ func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, res broker.Re
 	h.Set("X-Keybroker-Key-Id", res.KeyID)
 	h.Set("X-Keybroker-Scope", string(res.Scope))
 	h.Set("X-Keybroker-Byok", strconv.FormatBool(res.IsBYOK))
+	// A stream (server-sent events, or an answer of unknown length) is
+	// flushed chunk by chunk, its headers at once; an answer of known
+	// length goes out in as few writes as its size allows.
+	streaming := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	rc := http.NewResponseController(w)
 	w.WriteHeader(resp.StatusCode)
-	_ = rc.Flush()
-	buf := make([]byte, 32<<10)
+	if streaming {
+		_ = rc.Flush()
+	}
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
 	var written int64
 	for {
 		n, err := resp.Body.Read(buf)
@@ -379,7 +388,9 @@ func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, res broker.Re
 				return written // the caller went away
 			}
 			written += int64(n)
-			_ = rc.Flush()
+			if streaming {
+				_ = rc.Flush()
+			}
 		}
 		if err == io.EOF {
 			return written
@@ -390,6 +401,9 @@ func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, res broker.Re
 		}
 	}
 }
+
+// copyBuffers hold answers on their way back (32 KiB each).
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // refusal is the report outcome of a status that may be retried with
 // another key; "" for the others.
