@@ -107,6 +107,13 @@ func (s *standIn) serve(w http.ResponseWriter, r *http.Request) {
 		case <-time.After(20 * time.Second):
 		}
 		return
+	case "/v1/redirect":
+		http.Redirect(w, r, "http://127.0.0.1:1/elsewhere", http.StatusFound)
+		return
+	case "/v1/big":
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"pad":"`+strings.Repeat("b", 5000)+`"}`)
+		return
 	case "/v1/reset":
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
@@ -167,7 +174,7 @@ func (a *api) proxyCall(method, path, body string, headers ...string) (*http.Res
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := noRedirects.Do(req)
 	if err != nil {
 		a.t.Fatal(err)
 	}
@@ -175,6 +182,10 @@ func (a *api) proxyCall(method, path, body string, headers ...string) (*http.Res
 	b, _ := io.ReadAll(resp.Body)
 	return resp, string(b)
 }
+
+// noRedirects is the test's client: a redirect the proxy passes back is
+// looked at, not followed.
+var noRedirects = &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 func (a *api) mintProxyToken(as string, req client.ProxyTokenRequest) client.ProxyToken {
 	a.t.Helper()
@@ -321,7 +332,9 @@ func TestTheProxyRefusesWhatItMustNotForwardAndSurvivesABadProvider(t *testing.T
 	provider := newStandIn(t)
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closed.Close()
-	a := newProxyAPI(t, map[string]string{"openai": provider.srv.URL, "mistral": closed.URL}, func(c *proxy.Config) { c.HeaderTimeout = 300 * time.Millisecond })
+	a := newProxyAPI(t, map[string]string{"openai": provider.srv.URL, "mistral": closed.URL}, func(c *proxy.Config) {
+		c.HeaderTimeout, c.MaxResponseBytes, c.MaxRequestBytes = 300*time.Millisecond, 4096, 8192
+	})
 	key := openaiTestKey("k")
 	a.addPoolKey("ws1", "openai", "k", key, 0)
 	a.addPoolKey("ws1", "mistral", "m", "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345", 0)
@@ -357,6 +370,7 @@ func TestTheProxyRefusesWhatItMustNotForwardAndSurvivesABadProvider(t *testing.T
 		{"an encoded dot segment", "GET", "/proxy/openai/v1/%2e%2e/admin", "", []string{"Authorization", bearer, "X-Keybroker-Model", "gpt-4o"}, 403, "path_not_allowed"},
 		{"a provider that hangs", "POST", "/proxy/openai/v1/hang", gpt, []string{"Authorization", bearer}, 504, "upstream_timeout"},
 		{"a provider that cannot be reached", "POST", "/proxy/mistral/v1/chat/completions", gpt, []string{"Authorization", bearer}, 502, "upstream_unreachable"},
+		{"a body over the bound", "POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4o","pad":"` + strings.Repeat("p", 9000) + `"}`, []string{"Authorization", bearer}, 413, "body_too_large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := a.proxyCall(tc.method, tc.path, tc.body, tc.headers...)
@@ -380,6 +394,29 @@ func TestTheProxyRefusesWhatItMustNotForwardAndSurvivesABadProvider(t *testing.T
 	}
 	if seen := provider.keysSeen(); seen[len(seen)-1] != key {
 		t.Fatal("the caller's own Authorization reached the provider")
+	}
+
+	// A redirect is not followed: it goes back to the caller as it came.
+	calls := len(provider.keysSeen())
+	resp, _ = a.proxyCall("POST", "/proxy/openai/v1/redirect", gpt, "Authorization", bearer)
+	if resp.StatusCode != http.StatusFound || len(provider.keysSeen()) != calls+1 {
+		t.Fatalf("a redirect: %d after %d calls; want the 302 back and one call", resp.StatusCode, len(provider.keysSeen())-calls)
+	}
+
+	// An answer over the bound is cut.
+	for _, path := range []string{"/proxy/openai/v1/big", "/proxy/openai/v1/reset"} {
+		req, _ := http.NewRequest("POST", a.srv.URL+path, strings.NewReader(gpt))
+		req.Header.Set("Authorization", bearer)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue // cut before the headers: as good
+		}
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Errorf("%s: the answer came back complete; want it cut", path)
+		}
 	}
 
 	// A provider that resets the connection mid-stream: the caller's
