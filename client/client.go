@@ -514,6 +514,14 @@ func (c *Client) CreateToken(ctx context.Context, req CreateTokenRequest) (Creat
 	return out, err
 }
 
+// MintProxyToken mints a per-execution token for the credential proxy
+// (resolver tokens; POST /v1/proxy-tokens). Give Token to the sandbox.
+func (c *Client) MintProxyToken(ctx context.Context, req ProxyTokenRequest) (ProxyToken, error) {
+	var out ProxyToken
+	_, err := c.do(ctx, http.MethodPost, "/v1/proxy-tokens", nil, req, &out)
+	return out, err
+}
+
 // RevokeToken revokes token id (operators).
 func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	_, err := c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil, nil)

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
@@ -286,7 +289,8 @@ func TestTheProxyInjectsTheKeyAndStreamsTheAnswer(t *testing.T) {
 // is not retried.
 func TestTheProxyFailsOverOnARefusalBeforeTheFirstByte(t *testing.T) {
 	provider := newStandIn(t)
-	a := newProxyAPI(t, map[string]string{"openai": provider.srv.URL}, func(c *proxy.Config) { c.RetryBodyLimit = 256 })
+	reg := prometheus.NewRegistry()
+	a := newProxyAPI(t, map[string]string{"openai": provider.srv.URL}, func(c *proxy.Config) { c.RetryBodyLimit, c.Registerer = 256, reg })
 	first, second := openaiTestKey("first"), openaiTestKey("second")
 	a.addPoolKey("ws1", "openai", "first", first, 0)
 	a.addPoolKey("ws1", "openai", "second", second, 1)
@@ -324,6 +328,73 @@ func TestTheProxyFailsOverOnARefusalBeforeTheFirstByte(t *testing.T) {
 	}
 	if n := len(provider.keysSeen()); n != 3 {
 		t.Fatalf("the provider saw %d calls; a body over the limit must not be retried", n)
+	}
+	// Prometheus counts them: two calls, one retried, by status class.
+	if got := counterValue(t, reg, "keybroker_proxy_retries_total", "provider", "openai"); got != 1 {
+		t.Errorf("keybroker_proxy_retries_total = %v, want 1", got)
+	}
+	if got := counterValue(t, reg, "keybroker_proxy_calls_total", "status_class", "2xx"); got != 1 {
+		t.Errorf("keybroker_proxy_calls_total{status_class=2xx} = %v, want 1", got)
+	}
+	if got := counterValue(t, reg, "keybroker_proxy_calls_total", "status_class", "4xx"); got != 1 {
+		t.Errorf("keybroker_proxy_calls_total{status_class=4xx} = %v, want 1", got)
+	}
+}
+
+// counterValue sums a counter's series whose label has value.
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
+
+// Each proxy token has its own request rate, as every token does.
+func TestAProxyTokenIsRateLimited(t *testing.T) {
+	provider := newStandIn(t)
+	a := newAPIOpts(t, handlers.ModeAll, nil, func(o *handlers.Options, g *keyGround) {
+		signer, err := proxytoken.NewSigner([]byte("handlers-test-pepper"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := proxy.New(proxy.Config{Keys: g.keys, Providers: g.keys.Providers(), BaseURLs: map[string]string{"openai": provider.srv.URL}, Logger: o.Logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Proxy, o.ProxyTokens = p, signer
+		o.Limiter = auth.NewLimiter(auth.RateLimits{PerToken: 0.001, PerTokenBurst: 3}, nil)
+	})
+	a.addPoolKey("ws1", "openai", "k", openaiTestKey("limited"), 0)
+	one := a.mintProxyToken("resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}})
+	other := a.mintProxyToken("resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}})
+	// The resolver token spent two requests of its burst minting; each
+	// proxy token has its own.
+	for i := range 3 {
+		if resp, body := a.proxyCall("POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4o"}`, "Authorization", "Bearer "+one.Token); resp.StatusCode != http.StatusOK {
+			t.Fatalf("call %d within the burst: %d %s", i+1, resp.StatusCode, body)
+		}
+	}
+	resp, body := a.proxyCall("POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4o"}`, "Authorization", "Bearer "+one.Token)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, `"code":"rate_limited"`) {
+		t.Fatalf("past the burst: %d %s (Retry-After %q)", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	if resp, body := a.proxyCall("POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4o"}`, "Authorization", "Bearer "+other.Token); resp.StatusCode != http.StatusOK {
+		t.Fatalf("another proxy token: %d %s", resp.StatusCode, body)
 	}
 }
 

@@ -186,7 +186,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		if fwd, err = proxy.New(proxy.Config{Keys: b, Providers: b.Providers(), BaseURLs: cfg.providerBaseURLs(b.Providers()),
 			Recorder: a.proxyCalls, RetryBodyLimit: int64(cfg.ProxyRetryBodyKiB) << 10,
 			MaxRequestBytes: int64(cfg.ProxyMaxRequestMiB) << 20, MaxResponseBytes: int64(cfg.ProxyMaxResponseMiB) << 20,
-			HeaderTimeout: cfg.ProxyHeaderTimeout, Timeout: cfg.ProxyTimeout, Logger: logger}); err != nil {
+			HeaderTimeout: cfg.ProxyHeaderTimeout, Timeout: cfg.ProxyTimeout, Logger: logger, Registerer: reg}); err != nil {
 			return err
 		}
 	}

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keybroker/keybroker/broker"
 )
 
@@ -56,11 +58,14 @@ type Config struct {
 	// environment's proxy settings (HTTPS_PROXY) and TLS 1.2+.
 	Transport http.RoundTripper
 	Logger    *slog.Logger
+	// Registerer takes the proxy's metrics; nil: not exported.
+	Registerer prometheus.Registerer
 }
 
 // Proxy forwards calls. Safe for concurrent use.
 type Proxy struct {
-	cfg Config
+	cfg     Config
+	metrics *metrics
 }
 
 // New checks cfg and fills its defaults.
@@ -93,7 +98,7 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Proxy{cfg: cfg}, nil
+	return &Proxy{cfg: cfg, metrics: newMetrics(cfg.Registerer)}, nil
 }
 
 // Call is one proxied call, as the handler authorized it.
@@ -175,6 +180,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 	rec := Record{At: start, Workspace: call.Workspace, Provider: call.Provider, Caller: call.Caller, RequestID: call.RequestID}
 	defer func() {
 		rec.Duration = time.Since(start)
+		p.metrics.record(rec)
 		p.cfg.Recorder.Add(rec)
 	}()
 	var first *broker.Resolution

@@ -10,6 +10,7 @@ package proxytoken
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -34,6 +35,7 @@ const (
 	MaxModels      = 32
 	maxFieldLength = 128
 	macLen         = 16
+	nonceLen       = 8
 	version        = 1
 )
 
@@ -102,7 +104,14 @@ func (s *Signer) Mint(c Claims) (string, error) {
 	case len(c.Models) > MaxModels:
 		return "", fmt.Errorf("proxy token: at most %d models", MaxModels)
 	}
+	// A random nonce makes every token its own, even of the same claims in
+	// the same second: each sandbox gets its own id, rate and records.
 	b := []byte{version}
+	nonce := make([]byte, nonceLen)
+	if _, err := rand.Read(nonce); err != nil {
+		return "", fmt.Errorf("proxy token: %w", err)
+	}
+	b = append(b, nonce...)
 	b = binary.BigEndian.AppendUint64(b, uint64(c.Expires.Unix()))
 	var err error
 	for _, f := range []string{c.Issuer, c.Workspace} {
@@ -129,7 +138,7 @@ func (s *Signer) Verify(token string) (Claims, error) {
 		return Claims{}, ErrMalformed
 	}
 	b, err := base64.RawURLEncoding.DecodeString(raw)
-	if err != nil || len(b) < 1+8+macLen {
+	if err != nil || len(b) < 1+nonceLen+8+macLen {
 		return Claims{}, ErrMalformed
 	}
 	payload, mac := b[:len(b)-macLen], b[len(b)-macLen:]
@@ -139,8 +148,8 @@ func (s *Signer) Verify(token string) (Claims, error) {
 	if payload[0] != version {
 		return Claims{}, ErrMalformed
 	}
-	c := Claims{Expires: time.Unix(int64(binary.BigEndian.Uint64(payload[1:9])), 0)}
-	rest := payload[9:]
+	c := Claims{Expires: time.Unix(int64(binary.BigEndian.Uint64(payload[1+nonceLen:1+nonceLen+8])), 0)}
+	rest := payload[1+nonceLen+8:]
 	if c.Issuer, rest, ok = readField(rest); !ok {
 		return Claims{}, ErrMalformed
 	}

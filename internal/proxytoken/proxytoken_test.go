@@ -43,6 +43,13 @@ func TestATokenCarriesItsClaimsAndExpires(t *testing.T) {
 	if !got.Allows("openai", "gpt-4o") || got.Allows("openai", "gpt-4.1") || got.Allows("openai", "") || got.Allows("google", "gpt-4o") {
 		t.Error("Allows does not follow the claims")
 	}
+	again, err := s.Mint(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again == tok || proxytoken.ID(again) == proxytoken.ID(tok) {
+		t.Fatal("two tokens of the same claims in the same second are the same token")
+	}
 	now = now.Add(10 * time.Minute)
 	if _, err := s.Verify(tok); !errors.Is(err, proxytoken.ErrExpired) {
 		t.Fatalf("at its expiry: %v, want ErrExpired", err)
