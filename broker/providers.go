@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 )
@@ -37,6 +38,24 @@ const (
 	// AuthAPIKeyScheme: "Authorization: Api-Key <key>".
 	AuthAPIKeyScheme AuthStyle = "api-key"
 )
+
+// SetKey puts key into h as the style says; false for a style it does
+// not know. Key checks and the credential proxy both send keys this way.
+func (a AuthStyle) SetKey(h http.Header, key string) bool {
+	switch a {
+	case AuthBearer:
+		h.Set("Authorization", "Bearer "+key)
+	case AuthXAPIKey:
+		h.Set("X-Api-Key", key)
+	case AuthGoogAPIKey:
+		h.Set("X-Goog-Api-Key", key)
+	case AuthAPIKeyScheme:
+		h.Set("Authorization", "Api-Key "+key)
+	default:
+		return false
+	}
+	return true
+}
 
 // ProxySpec says what the credential proxy may forward to a provider:
 // only paths under these prefixes of its API (the base URL is

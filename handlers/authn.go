@@ -11,6 +11,7 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/internal/proxytoken"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -38,6 +39,16 @@ var errUnauthenticated = &Error{Status: http.StatusUnauthorized, Code: "unauthen
 // With a limiter, a client address that failed authentication too often
 // is refused before any lookup, and each token has a request rate.
 func (s *server) authenticate(c *gin.Context) {
+	scheme, token, ok := strings.Cut(c.GetHeader("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		token = ""
+	}
+	s.authenticateToken(c, strings.TrimSpace(token), false)
+}
+
+// authenticateToken is authenticate of a token found: a keybroker token,
+// or with proxyTokens a proxy token too (proxyPrincipal).
+func (s *server) authenticateToken(c *gin.Context, token string, proxyTokens bool) {
 	addr := clientAddr(c)
 	if s.limiter != nil {
 		if blocked, wait := s.limiter.AddrBlocked(addr); blocked {
@@ -45,15 +56,19 @@ func (s *server) authenticate(c *gin.Context) {
 			return
 		}
 	}
-	header := c.GetHeader("Authorization")
-	scheme, token, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+	if token == "" {
 		s.failedAuth(addr)
 		c.Header("WWW-Authenticate", `Bearer realm="keybroker"`)
 		renderError(c, s.log, errUnauthenticated)
 		return
 	}
-	p, err := s.tokens.Authenticate(c.Request.Context(), strings.TrimSpace(token))
+	var p auth.Principal
+	var err error
+	if proxyTokens && strings.HasPrefix(token, proxytoken.Prefix) {
+		p, err = s.proxyPrincipal(c, token)
+	} else {
+		p, err = s.tokens.Authenticate(c.Request.Context(), token)
+	}
 	switch {
 	case errors.Is(err, auth.ErrUnauthenticated):
 		s.failedAuth(addr)

@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -113,70 +112,31 @@ func callerToken(r *http.Request) string {
 }
 
 // authenticateProxy is authenticate for /proxy/: a resolver token, or a
-// proxy token whose issuer is still valid.
+// proxy token, found where the provider's SDK puts its key.
 func (s *server) authenticateProxy(c *gin.Context) {
-	addr := clientAddr(c)
-	if s.limiter != nil {
-		if blocked, wait := s.limiter.AddrBlocked(addr); blocked {
-			renderError(c, s.log, rateLimited(wait, "too many failed authentications from this address"))
-			return
-		}
+	s.authenticateToken(c, callerToken(c.Request), true)
+}
+
+// proxyPrincipal verifies a proxy token and checks that the resolver
+// token that minted it is still valid; its claims go into the request's
+// state. Every refusal is auth.ErrUnauthenticated.
+func (s *server) proxyPrincipal(c *gin.Context, token string) (auth.Principal, error) {
+	if s.proxyTokens == nil {
+		return auth.Principal{}, auth.ErrUnauthenticated
 	}
-	token := callerToken(c.Request)
-	refuse := func() {
-		s.failedAuth(addr)
-		c.Header("WWW-Authenticate", `Bearer realm="keybroker"`)
-		renderError(c, s.log, errUnauthenticated)
+	claims, err := s.proxyTokens.Verify(token)
+	if err != nil {
+		return auth.Principal{}, auth.ErrUnauthenticated
 	}
-	st := stateOf(c)
-	switch {
-	case token == "":
-		refuse()
-		return
-	case strings.HasPrefix(token, proxytoken.Prefix):
-		if s.proxyTokens == nil {
-			refuse()
-			return
-		}
-		claims, err := s.proxyTokens.Verify(token)
-		if err != nil {
-			refuse()
-			return
-		}
-		issuer, err := s.tokens.IssuerActive(c.Request.Context(), claims.Issuer)
-		switch {
-		case errors.Is(err, auth.ErrUnauthenticated):
-			refuse() // the resolver token that minted it was revoked
-			return
-		case err != nil:
-			renderError(c, s.log, unavailable(err))
-			return
-		case issuer.Role != auth.RoleResolver || !issuer.Allowed(auth.ActionResolve, broker.WorkspaceScope(claims.Workspace)):
-			refuse()
-			return
-		}
-		st.principal = auth.Principal{TokenID: proxytoken.ID(token), Role: auth.RoleResolver, Workspaces: []string{claims.Workspace}}
-		st.proxyClaims = &claims
-	default:
-		p, err := s.tokens.Authenticate(c.Request.Context(), token)
-		switch {
-		case errors.Is(err, auth.ErrUnauthenticated):
-			refuse()
-			return
-		case err != nil:
-			renderError(c, s.log, unavailable(err))
-			return
-		}
-		st.principal = p
+	issuer, err := s.tokens.IssuerActive(c.Request.Context(), claims.Issuer)
+	if err != nil {
+		return auth.Principal{}, err // revoked (ErrUnauthenticated), or the store is unavailable
 	}
-	st.authenticated = true
-	if s.limiter != nil {
-		if ok, wait := s.limiter.AllowToken(st.principal.TokenID); !ok {
-			renderError(c, s.log, rateLimited(wait, "this token is over its request rate"))
-			return
-		}
+	if issuer.Role != auth.RoleResolver || !issuer.Allowed(auth.ActionResolve, broker.WorkspaceScope(claims.Workspace)) {
+		return auth.Principal{}, auth.ErrUnauthenticated
 	}
-	c.Next()
+	stateOf(c).proxyClaims = &claims
+	return auth.Principal{TokenID: proxytoken.ID(token), Role: auth.RoleResolver, Workspaces: []string{claims.Workspace}}, nil
 }
 
 // proxyCall is ANY /proxy/{provider}/{path}.

@@ -84,16 +84,7 @@ func (c *Checker) Check(ctx context.Context, p *broker.Provider, key string) bro
 	if err != nil {
 		return broker.CheckResult{Verdict: broker.VerdictUnreachable, Detail: "the check URL is invalid"}
 	}
-	switch spec.Auth {
-	case broker.AuthBearer:
-		req.Header.Set("Authorization", "Bearer "+key)
-	case broker.AuthXAPIKey:
-		req.Header.Set("x-api-key", key)
-	case broker.AuthGoogAPIKey:
-		req.Header.Set("x-goog-api-key", key)
-	case broker.AuthAPIKeyScheme:
-		req.Header.Set("Authorization", "Api-Key "+key)
-	default:
+	if !spec.Auth.SetKey(req.Header, key) {
 		return broker.CheckResult{Verdict: broker.VerdictUnreachable, Detail: "the provider's key header is not configured"}
 	}
 	for k, v := range spec.Headers {

@@ -12,7 +12,7 @@ type metrics struct {
 	retries *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, rec *Recorder) *metrics {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keybroker_proxy_calls_total",
@@ -25,6 +25,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.calls, m.retries)
+		if rec != nil {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "keybroker_proxy_records_dropped_total",
+				Help: "Records of proxied calls lost because PostgreSQL could not take them (more than 100,000 waiting).",
+			}, func() float64 { return float64(rec.Dropped()) }))
+		}
 	}
 	return m
 }

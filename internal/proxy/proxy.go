@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,7 +99,7 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Proxy{cfg: cfg, metrics: newMetrics(cfg.Registerer)}, nil
+	return &Proxy{cfg: cfg, metrics: newMetrics(cfg.Registerer, cfg.Recorder)}, nil
 }
 
 // Call is one proxied call, as the handler authorized it.
@@ -128,6 +129,19 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", 
 // Fail renders an error answer (keybroker's error shape); nothing has been
 // written when the proxy calls it.
 type Fail func(status int, code, message string)
+
+// dropHopHeaders removes the hop-by-hop headers, those Connection names
+// included.
+func dropHopHeaders(h http.Header) {
+	for _, v := range h.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			h.Del(strings.TrimSpace(name))
+		}
+	}
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
+}
 
 // Serve forwards r as call; it writes the answer, or fails.
 func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fail) {
@@ -172,7 +186,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 	if model == "" {
 		model = modelOf(call.Provider, call.Path, r.Header.Get("Content-Type"), kept)
 	}
-	if len(call.Models) > 0 && !contains(call.Models, model) {
+	if len(call.Models) > 0 && !slices.Contains(call.Models, model) {
 		fail(http.StatusForbidden, "model_not_allowed", "this token may not call this model (or the call names none)")
 		return
 	}
@@ -199,7 +213,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		}
 		rec.Scope, rec.KeyID, rec.KeyVersion, rec.BYOK, rec.Retried = string(res.Scope), res.KeyID, res.Version, res.IsBYOK, attempt > 0
 		var reqBody io.Reader = body
-		if kept != nil || r.ContentLength == 0 {
+		if kept != nil {
 			reqBody = bytes.NewReader(kept)
 		}
 		out, err := p.outbound(ctx, r, base, call.Path, prov, res.APIKey, reqBody, kept != nil)
@@ -269,15 +283,9 @@ func (p *Proxy) outbound(ctx context.Context, r *http.Request, base *url.URL, es
 	if known {
 		out.ContentLength = r.ContentLength
 	}
-	for k, vs := range r.Header {
-		out.Header[k] = append([]string(nil), vs...)
-	}
-	for _, h := range r.Header.Values("Connection") {
-		for _, name := range strings.Split(h, ",") {
-			out.Header.Del(strings.TrimSpace(name))
-		}
-	}
-	for _, h := range append(hopHeaders, credentialHeaders...) {
+	out.Header = r.Header.Clone()
+	dropHopHeaders(out.Header)
+	for _, h := range credentialHeaders {
 		out.Header.Del(h)
 	}
 	for k := range out.Header {
@@ -286,16 +294,7 @@ func (p *Proxy) outbound(ctx context.Context, r *http.Request, base *url.URL, es
 		}
 	}
 	out.Header.Del("Forwarded")
-	switch prov.Check.Auth {
-	case broker.AuthBearer:
-		out.Header.Set("Authorization", "Bearer "+key)
-	case broker.AuthXAPIKey:
-		out.Header.Set("X-Api-Key", key)
-	case broker.AuthGoogAPIKey:
-		out.Header.Set("X-Goog-Api-Key", key)
-	case broker.AuthAPIKeyScheme:
-		out.Header.Set("Authorization", "Api-Key "+key)
-	default:
+	if !prov.Check.Auth.SetKey(out.Header, key) {
 		return nil, errors.New("the provider's key header is not configured")
 	}
 	for k, v := range prov.Check.Headers { // e.g. anthropic-version, unless the caller chose one
@@ -356,14 +355,9 @@ func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, res broker.Re
 	for k, vs := range resp.Header {
 		h[k] = vs
 	}
-	for _, name := range resp.Header.Values("Connection") {
-		for _, n := range strings.Split(name, ",") {
-			h.Del(strings.TrimSpace(n))
-		}
-	}
-	for _, k := range append(hopHeaders, "Set-Cookie", "Content-Length") {
-		h.Del(k)
-	}
+	dropHopHeaders(h)
+	h.Del("Set-Cookie")
+	h.Del("Content-Length")
 	if resp.ContentLength >= 0 && resp.ContentLength <= p.cfg.MaxResponseBytes {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
@@ -462,15 +456,6 @@ func allowedPath(escaped string, prefixes []string) bool {
 	}
 	for _, pre := range prefixes {
 		if strings.HasPrefix(escaped, pre) || escaped == strings.TrimSuffix(pre, "/") {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
 			return true
 		}
 	}

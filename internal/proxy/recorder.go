@@ -29,7 +29,6 @@ type Recorder struct {
 	batch    int
 	max      int
 	dropped  atomic.Int64
-	written  atomic.Int64
 	kick     chan struct{}
 	stop     chan struct{}
 	done     chan struct{}
@@ -72,11 +71,8 @@ func (r *Recorder) Add(rec Record) {
 }
 
 // Dropped counts the records lost because the database could not keep up
-// (or was down for long); Written those stored.
+// (or was down for long).
 func (r *Recorder) Dropped() int64 { return r.dropped.Load() }
-
-// Written counts the records stored.
-func (r *Recorder) Written() int64 { return r.written.Load() }
 
 func (r *Recorder) loop() {
 	defer close(r.done)
@@ -117,7 +113,6 @@ func (r *Recorder) Flush(ctx context.Context) {
 			r.mu.Unlock()
 			return
 		}
-		r.written.Add(int64(n))
 		batch = batch[n:]
 	}
 }

@@ -3,7 +3,7 @@
 // admin replica and must reach a Resolver connected to the resolver
 // replica through the watch stream.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import { inspect } from "node:util";
 
 import { Client, KeybrokerError, Resolution, Resolver, RevokedError, UnavailableError } from "../dist/index.js";
@@ -303,8 +303,4 @@ describe("Client", () => {
     assert.equal((await other).apiKey, key);
     assert.equal(r.requests, 1);
   });
-});
-
-after(() => {
-  // Nothing is left open: node --test would otherwise wait.
 });
