@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,4 +163,98 @@ func proxied(t *testing.T, url, auth, body string) (*http.Response, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp, string(b)
+}
+
+// A replica told to stop (SIGTERM, as Kubernetes does in a rolling update)
+// lets a proxied stream in flight finish, every event of it, while it ends
+// its watch streams at once (their clients reconnect elsewhere), so that
+// they do not hold the shutdown for the whole grace (here ten minutes).
+func TestAShutdownLetsAProxiedStreamFinishAndEndsWatchStreams(t *testing.T) {
+	ctx := context.Background()
+	const events = 6
+	firstSent := make(chan struct{})
+	openai := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range events {
+			fmt.Fprintf(w, "data: {\"chunk\":%d}\n\n", i)
+			w.(http.Flusher).Flush()
+			if i == 0 {
+				close(firstSent)
+			}
+			time.Sleep(150 * time.Millisecond)
+		}
+		_, _ = io.WriteString(w, "data: [DONE]\n\n")
+	}))
+	defer openai.Close()
+
+	g := newApproleGround(t, nil)
+	addr, logs, proc := startServeProcess(t, append(g.env, "KEYBROKER_MODE=all", "KEYBROKER_SHUTDOWN_GRACE=10m",
+		"KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL,
+		"KEYBROKER_WRITER_ROLE_ID="+g.ids.Result.RoleIDs[g.ids.WriterRole],
+		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, g.dir, "writer", vaulttest.SecretID(t, g.ids.AppRoleMount, g.ids.WriterRole)),
+		"KEYBROKER_READER_ROLE_ID="+g.ids.Result.RoleIDs[g.ids.ReaderRole],
+		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, g.dir, "reader", vaulttest.SecretID(t, g.ids.AppRoleMount, g.ids.ReaderRole))))
+	admin, _ := client.New(client.Config{Address: "http://" + addr, Token: g.opToken})
+	if _, _, err := admin.SetKey(ctx, "ws1", "openai", "sk-proj-stop-"+testenv.RandomID(t)+testenv.RandomID(t), 0); err != nil {
+		t.Fatal(err)
+	}
+	resolver, _ := client.New(client.Config{Address: "http://" + addr, Token: g.resolverToken})
+	stream, err := resolver.Watch(ctx)
+	if err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	defer stream.Close()
+	if ev, err := stream.Next(); err != nil || ev.Type != "hello" {
+		t.Fatalf("the watch stream opened with %+v, %v", ev, err)
+	}
+	watchEnded := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := stream.Next(); err != nil {
+				watchEnded <- err
+				return
+			}
+		}
+	}()
+
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/proxy/openai/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","stream":true}`))
+	req.Header.Set("Authorization", "Bearer "+g.resolverToken)
+	req.Header.Set("X-Keybroker-Workspace", "ws1")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("proxied stream: %d %s", resp.StatusCode, b)
+	}
+	<-firstSent
+	exited := make(chan struct{})
+	if err := proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = proc.Wait(); close(exited) }()
+
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("the stream was cut by the shutdown after %q: %v", body, err)
+	}
+	if got := strings.Count(string(body), "data: {\"chunk\":"); got != events || !strings.HasSuffix(string(body), "data: [DONE]\n\n") {
+		t.Fatalf("the stream lost events at shutdown: %d of %d chunks:\n%s", got, events, body)
+	}
+	select {
+	case <-watchEnded:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watch stream was not ended by the shutdown")
+	}
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the replica still runs 30 s after the stream ended (its grace is 10 minutes: something holds it)\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), `"grace":"10m0s"`) {
+		t.Fatalf("the shutdown did not use the grace set:\n%s", logs.String())
+	}
 }

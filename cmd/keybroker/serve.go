@@ -42,6 +42,8 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f.Int(&cfg.ProxyMaxResponseMiB, "proxy-max-response-mib", "KEYBROKER_PROXY_MAX_RESPONSE_MIB", 256, "largest answer the credential proxy streams back (MiB); a larger one is cut")
 	f.Duration(&cfg.ProxyHeaderTimeout, "proxy-header-timeout", "KEYBROKER_PROXY_HEADER_TIMEOUT", 2*time.Minute, "how long the credential proxy waits for a provider's response headers")
 	f.Duration(&cfg.ProxyTimeout, "proxy-timeout", "KEYBROKER_PROXY_TIMEOUT", 15*time.Minute, "how long one proxied call may take, its streamed answer included")
+	f.Duration(&cfg.ShutdownGrace, "shutdown-grace", "KEYBROKER_SHUTDOWN_GRACE", app.DefaultShutdownGrace,
+		"how long in-flight requests get to finish at shutdown (SIGTERM); a proxied stream longer than it is cut")
 	f.Duration(&cfg.StaleIfError, "stale-if-error", "KEYBROKER_STALE_IF_ERROR", 0, "serve a cached key this long past its TTL while Vault is unreachable; 0 is off")
 	f.Int(&cfg.CacheMaxEntries, "cache-max-entries", "KEYBROKER_CACHE_MAX_ENTRIES", 100000, "keys held in memory at most; past it, new keys are served uncached")
 	f.Int(&cfg.CacheMaxNegative, "cache-max-negative", "KEYBROKER_CACHE_MAX_NEGATIVE", 10000, `"no key" answers held at most (least recently used go first)`)

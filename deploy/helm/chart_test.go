@@ -219,9 +219,11 @@ tls:
 func TestChartRendersTwoIdentitiesSafelyForEveryValueSet(t *testing.T) {
 	for _, tc := range []struct {
 		name, values string
-		check        func(t *testing.T, r rendered)
+		// proxy: the values enable the credential proxy's Deployment.
+		proxy bool
+		check func(t *testing.T, r rendered)
 	}{
-		{"minimal", tlsValues, nil},
+		{"minimal", tlsValues, false, nil},
 		{"kubernetes auth with Vault's CA", tlsValues + `
 vault:
   address: https://vault.example.internal:8200
@@ -231,7 +233,7 @@ vault:
   auth:
     method: kubernetes
     kubernetes: {mount: k8s-prod, writerRole: kb-writer, readerRole: kb-reader, audience: vault, expirationSeconds: 900}
-`, func(t *testing.T, r rendered) {
+`, false, func(t *testing.T, r rendered) {
 			e := env(r.deployments["kb-keybroker-admin"].Spec.Template.Spec.Containers[0])
 			if e["KEYBROKER_WRITER_KUBERNETES_ROLE"].Value != "kb-writer" || e["KEYBROKER_KUBERNETES_MOUNT"].Value != "k8s-prod" ||
 				e["VAULT_NAMESPACE"].Value != "platform" || e["VAULT_CACERT"].Value != "/etc/keybroker/vault-ca/ca.crt" {
@@ -254,7 +256,7 @@ vault:
   auth:
     method: agent
     agent: {image: "registry.example/vault:1.18.3", writerRole: kb-writer, readerRole: kb-reader, mount: kubernetes}
-`, func(t *testing.T, r rendered) {
+`, false, func(t *testing.T, r rendered) {
 			for comp, role := range map[string]string{"admin": "kb-writer", "resolver": "kb-reader"} {
 				spec := r.deployments["kb-keybroker-"+comp].Spec.Template.Spec
 				if len(spec.Containers) != 2 || spec.Containers[1].Name != "vault-agent" || spec.Containers[1].Image != "registry.example/vault:1.18.3" {
@@ -273,7 +275,7 @@ vault:
 		}},
 		{"mutual TLS", tlsValues + `
   clientCA: {secretName: kb-client-ca, key: ca.crt}
-`, func(t *testing.T, r rendered) {
+`, false, func(t *testing.T, r rendered) {
 			spec := r.deployments["kb-keybroker-resolver"].Spec.Template.Spec
 			e := env(spec.Containers[0])
 			if e["KEYBROKER_TLS_CERT_FILE"].Value != "/etc/keybroker/tls/tls.crt" || e["KEYBROKER_TLS_CLIENT_CA_FILE"].Value != "/etc/keybroker/client-ca/ca.crt" {
@@ -300,7 +302,7 @@ networkPolicy:
     - podSelector: {matchLabels: {app: executor}}
   metricsFrom:
     - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}
-`, func(t *testing.T, r rendered) {
+`, false, func(t *testing.T, r rendered) {
 			m := r.monitors["kb-keybroker"]
 			if m == nil || m.Labels["release"] != "prometheus" || m.Spec.Endpoints[0].Port != "metrics" || m.Spec.Endpoints[0].Interval != "15s" {
 				t.Fatalf("ServiceMonitor: %+v", m)
@@ -314,24 +316,101 @@ networkPolicy:
 		{"plain HTTP behind a mesh, pinned by digest", `
 insecurePlaintext: true
 image: {repository: registry.example/keybroker, digest: "sha256:` + strings.Repeat("ab", 32) + `"}
-`, func(t *testing.T, r rendered) {
+`, false, func(t *testing.T, r rendered) {
 			c := r.deployments["kb-keybroker-resolver"].Spec.Template.Spec.Containers[0]
 			if c.Image != "registry.example/keybroker@sha256:"+strings.Repeat("ab", 32) || env(c)["KEYBROKER_INSECURE_PLAINTEXT"].Value != "true" {
 				t.Fatalf("image %s, env %+v", c.Image, env(c))
 			}
 		}},
+		{"the credential proxy, its sandboxes and its egress", tlsValues + `
+vault:
+  address: https://vault.vault.svc:8200
+  kvMount: byok
+  auth:
+    method: agent
+    agent: {image: "registry.example/vault:1.18.3", writerRole: kb-writer, readerRole: kb-reader, mount: kubernetes}
+extraEnv: {KEYBROKER_ACCESS_LOG: errors, KEYBROKER_LOG_LEVEL: info}
+providers:
+  baseURLs: {openai: "https://egress.internal/openai", anthropic: "https://egress.internal/anthropic"}
+proxy:
+  enabled: true
+  replicas: 4
+  shutdownGraceSeconds: 900
+  service: {type: ClusterIP, port: 8443}
+  extraEnv: {KEYBROKER_PROXY_TIMEOUT: 14m, KEYBROKER_LOG_LEVEL: debug}
+networkPolicy:
+  enabled: true
+  proxyFrom:
+    - podSelector: {matchLabels: {app: sandbox}}
+  proxyEgress:
+    - to: [{ipBlock: {cidr: 10.20.0.0/16}}]
+      ports: [{port: 8200, protocol: TCP}, {port: 5432, protocol: TCP}]
+    - to: [{ipBlock: {cidr: 192.0.2.10/32}}]
+      ports: [{port: 443, protocol: TCP}]
+`, true, func(t *testing.T, r rendered) {
+			d := r.deployments["kb-keybroker-proxy"]
+			spec := d.Spec.Template.Spec
+			e := env(spec.Containers[0])
+			if *d.Spec.Replicas != 4 || e["KEYBROKER_SHUTDOWN_GRACE"].Value != "900s" || *spec.TerminationGracePeriodSeconds != 910 {
+				t.Fatalf("proxy: %d replicas, grace %q, pod grace %d", *d.Spec.Replicas, e["KEYBROKER_SHUTDOWN_GRACE"].Value, *spec.TerminationGracePeriodSeconds)
+			}
+			// The proxy's own settings win over the common ones, and stay its own.
+			if e["KEYBROKER_PROXY_TIMEOUT"].Value != "14m" || e["KEYBROKER_LOG_LEVEL"].Value != "debug" || e["KEYBROKER_ACCESS_LOG"].Value != "errors" {
+				t.Fatalf("proxy settings: %+v", e)
+			}
+			names := map[string]int{}
+			for _, v := range spec.Containers[0].Env {
+				names[v.Name]++
+				if names[v.Name] > 1 {
+					t.Fatalf("proxy sets %s twice", v.Name)
+				}
+			}
+			re := env(r.deployments["kb-keybroker-resolver"].Spec.Template.Spec.Containers[0])
+			if re["KEYBROKER_LOG_LEVEL"].Value != "info" || re["KEYBROKER_PROXY_TIMEOUT"].Name != "" || re["KEYBROKER_SHUTDOWN_GRACE"].Value != "20s" {
+				t.Fatalf("the resolver took the proxy's settings: %+v", re)
+			}
+			for _, comp := range []string{"admin", "proxy"} {
+				ce := env(r.deployments["kb-keybroker-"+comp].Spec.Template.Spec.Containers[0])
+				if ce["KEYBROKER_PROVIDER_OPENAI_BASE_URL"].Value != "https://egress.internal/openai" || ce["KEYBROKER_PROVIDER_ANTHROPIC_BASE_URL"].Value != "https://egress.internal/anthropic" {
+					t.Fatalf("%s does not reach the providers through the egress proxy: %+v", comp, ce)
+				}
+			}
+			if hcl := r.configMaps["kb-keybroker-vault-agent"].Data["proxy.hcl"]; !strings.Contains(hcl, `role       = "kb-reader"`) {
+				t.Fatalf("the proxy's agent does not log in as the reader:\n%s", hcl)
+			}
+			if p := r.services["kb-keybroker-proxy"].Spec.Ports[0]; p.Port != 8443 || p.Name != "https" {
+				t.Fatalf("proxy Service port %+v", p)
+			}
+			np := r.netpols["kb-keybroker-proxy"].Spec
+			if np.Ingress[0].From[0].PodSelector.MatchLabels["app"] != "sandbox" || len(np.PolicyTypes) != 2 || np.PolicyTypes[1] != networkingv1.PolicyTypeEgress {
+				t.Fatalf("proxy NetworkPolicy: %+v", np)
+			}
+			if len(np.Egress) != 3 || np.Egress[0].Ports[0].Port.IntValue() != 53 || len(np.Egress[0].To) != 0 ||
+				np.Egress[1].To[0].IPBlock.CIDR != "10.20.0.0/16" || np.Egress[2].Ports[0].Port.IntValue() != 443 {
+				t.Fatalf("proxy egress: %+v", np.Egress)
+			}
+			// Only the proxy's egress is closed.
+			if rp := r.netpols["kb-keybroker-resolver"].Spec; len(rp.PolicyTypes) != 1 || len(rp.Egress) != 0 || rp.Ingress[0].From[0].PodSelector.MatchLabels != nil {
+				t.Fatalf("resolver NetworkPolicy: %+v", rp)
+			}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := render(t, tc.values)
-			if len(r.deployments) != 2 || len(r.services) != 2 || len(r.serviceAccounts) != 2 || len(r.pdbs) != 2 || len(r.netpols) != 2 || len(r.jobs) != 1 {
+			// One identity per mode: its own service account, mode and Vault role.
+			identities := map[string]string{"admin": "WRITER", "resolver": "READER"}
+			if tc.proxy {
+				identities["proxy"] = "READER"
+			}
+			n := len(identities)
+			if len(r.deployments) != n || len(r.services) != n || len(r.serviceAccounts) != n || len(r.pdbs) != n || len(r.netpols) != n || len(r.jobs) != 1 {
 				t.Fatalf("rendered %d deployments, %d services, %d service accounts, %d PDBs, %d network policies, %d jobs",
 					len(r.deployments), len(r.services), len(r.serviceAccounts), len(r.pdbs), len(r.netpols), len(r.jobs))
 			}
 			if (len(r.monitors) == 1) != strings.Contains(tc.values, "serviceMonitor: {enabled: true") {
 				t.Fatalf("%d ServiceMonitors", len(r.monitors))
 			}
-			// One identity per mode: its own service account, mode and Vault role.
-			for comp, id := range map[string]string{"admin": "WRITER", "resolver": "READER"} {
+			for comp, id := range identities {
 				d := r.deployments["kb-keybroker-"+comp]
 				if d == nil {
 					t.Fatalf("no %s Deployment", comp)
@@ -409,6 +488,10 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"a typo in a value", tlsValues + "resolvr: {replicas: 2}", "resolvr"},
 		{"a plain-HTTP Vault address typo", tlsValues + "vault: {address: vault:8200, kvMount: byok, auth: {method: kubernetes}}", "address"},
 		{"a lowercase extra variable", tlsValues + "extraEnv: {keybroker_mode: all}", "keybroker_mode"},
+		{"a proxy with no shutdown grace", tlsValues + "proxy: {enabled: true, replicas: 2, service: {type: ClusterIP, port: 8080}, shutdownGraceSeconds: 0}", "shutdownGraceSeconds"},
+		{"a provider id in capitals", tlsValues + "providers: {baseURLs: {OpenAI: https://egress.internal}}", "OpenAI"},
+		{"a provider base URL without a scheme", tlsValues + "providers: {baseURLs: {openai: egress.internal/openai}}", "baseURLs"},
+		{"a typo in the proxy's values", tlsValues + "proxy: {enabled: true, replicas: 2, service: {type: ClusterIP, port: 8080}, shutdownGrace: 30}", "shutdownGrace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := run(t, tc.values, "template", "kb", chart)

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -31,8 +32,9 @@ import (
 	"github.com/keybroker/keybroker/vault"
 )
 
-// ShutdownGrace is how long in-flight requests get to finish on shutdown.
-const ShutdownGrace = 20 * time.Second
+// DefaultShutdownGrace is how long in-flight requests get to finish on
+// shutdown unless Config.ShutdownGrace says otherwise.
+const DefaultShutdownGrace = 20 * time.Second
 
 // usageFlushEvery is how often each replica writes the resolves it
 // counted per key (one batch statement).
@@ -242,7 +244,8 @@ func (a *App) dependencies() []handlers.Dependency {
 // Run logs the identities in, starts the background work (invalidation
 // listener, reconciler, denial flushing, the metrics listener, pprof) and
 // serves the API on ln until ctx is done; then in-flight requests get
-// ShutdownGrace to finish and the Vault tokens keybroker logged in for are
+// the shutdown grace to finish (watch streams are ended at once: their
+// clients reconnect elsewhere) and the Vault tokens keybroker logged in for are
 // revoked. It closes the PostgreSQL pool when it returns. Plain HTTP on a
 // listener that is not loopback is refused unless the config says TLS ends
 // in front (InsecurePlaintext).
@@ -311,6 +314,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		"vault", vaultClient.Address(), "vault_transport", vaultClient.Transport(), "vault_auth", a.cfg.VaultAuth,
 		"kv_mount", a.cfg.KVMount, "metrics_addr", a.cfg.MetricsAddr, "traces", map[bool]string{true: "on (OTLP)", false: "off"}[a.tracer != nil])
 
+	// Watch streams never end by themselves: at shutdown they are ended
+	// so that they do not hold it for the whole grace.
+	srv.RegisterOnShutdown(a.watchers.EndAll)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	var serveErr error
@@ -318,8 +324,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	case err := <-errc:
 		serveErr = fmt.Errorf("serve HTTP: %w", err)
 	case <-ctx.Done():
-		a.log.Info("keybroker shutting down", "grace", ShutdownGrace.String())
-		shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), ShutdownGrace)
+		grace := cmp.Or(a.cfg.ShutdownGrace, DefaultShutdownGrace)
+		a.log.Info("keybroker shutting down", "grace", grace.String())
+		shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), grace)
 		defer cancelShutdown()
 		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr = fmt.Errorf("shut down HTTP server: %w", err)

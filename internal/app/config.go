@@ -85,6 +85,10 @@ type Config struct {
 	// wait for a provider's headers, ProxyTimeout the whole call.
 	ProxyRetryBodyKiB, ProxyMaxRequestMiB, ProxyMaxResponseMiB int
 	ProxyHeaderTimeout, ProxyTimeout                           time.Duration
+	// ShutdownGrace is how long in-flight requests (a proxied stream
+	// above all) get to finish once a shutdown begins. Default:
+	// DefaultShutdownGrace.
+	ShutdownGrace time.Duration
 	// AccessLogOutput, when set, is where the logger's JSON lines go: the
 	// access log writes its lines there directly, formatted as the
 	// logger's JSONHandler would (handlers.Options.AccessLogOutput). Set
@@ -225,7 +229,7 @@ func (c Config) Validate() error {
 				"(--writer-kubernetes-jwt-path, --reader-kubernetes-jwt-path) whose audiences the two Vault roles require")
 		}
 	}
-	if c.CacheTTL < 0 || c.NegativeCacheTTL < 0 || c.StaleIfError < 0 || c.ReconcileEvery < 0 {
+	if c.CacheTTL < 0 || c.NegativeCacheTTL < 0 || c.StaleIfError < 0 || c.ReconcileEvery < 0 || c.ShutdownGrace < 0 {
 		return errors.New("durations must not be negative")
 	}
 	for _, p := range c.TrustedProxies {

@@ -138,3 +138,17 @@ func (h *Hub) Revoke(tokenID string) {
 		h.Unsubscribe(w)
 	}
 }
+
+// EndAll ends every watcher's stream: the server is shutting down, and
+// the clients reconnect to another replica and flush what they hold
+// (their hello). A stream would otherwise hold the shutdown for its whole
+// grace.
+func (h *Hub) EndAll() {
+	h.mu.Lock()
+	all := h.watchers
+	h.watchers = map[*Watcher]struct{}{}
+	h.mu.Unlock()
+	for w := range all {
+		w.end()
+	}
+}

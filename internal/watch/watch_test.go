@@ -65,3 +65,24 @@ func TestRevokeEndsOnlyThatTokensWatchersWithARevokedEvent(t *testing.T) {
 		t.Fatalf("%d watchers left", h.Len())
 	}
 }
+
+func TestEndAllEndsEveryWatcherAndForgetsThem(t *testing.T) {
+	h := NewHub(0)
+	ws := []*Watcher{h.Subscribe("tok_a"), h.Subscribe("tok_b")}
+	h.EndAll()
+	for _, w := range ws {
+		select {
+		case <-w.Done:
+		default:
+			t.Fatal("a watcher goes on after EndAll")
+		}
+		if w.Overflowed() {
+			t.Fatal("an ended watcher is reported as cut off")
+		}
+		h.Unsubscribe(w) // what the stream's handler does next: harmless
+	}
+	if h.Len() != 0 || h.CutOff() != 0 {
+		t.Fatalf("%d watchers left, %d cut off", h.Len(), h.CutOff())
+	}
+	h.Publish(Event{Type: TypeInvalidate}) // nobody left to block
+}

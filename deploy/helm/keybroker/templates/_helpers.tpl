@@ -35,7 +35,13 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- end -}}
 
-{{/* The Vault identity of a component: admin writes, resolver reads. */}}
+{{/* The Vault identity of a component: admin writes, resolver and proxy read. */}}
 {{- define "keybroker.identity" -}}
 {{- if eq . "admin" -}}writer{{- else -}}reader{{- end -}}
+{{- end -}}
+
+{{/* The Deployments the chart can render, each one identity and one mode:
+use as (include "keybroker.components" . | splitList " "). */}}
+{{- define "keybroker.components" -}}
+admin resolver proxy
 {{- end -}}
