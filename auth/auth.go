@@ -95,6 +95,7 @@ const (
 	ActionGlobalAudit      // the operator-wide trail
 	ActionLinkOrganization // set the organization a workspace belongs to
 	ActionManageTokens     // list, create and revoke API tokens
+	ActionGlobalUsage      // every workspace's proxied calls (the billing export)
 )
 
 // Allowed reports whether p may do action on scope (the zero Scope for

@@ -162,11 +162,24 @@ type AuditQuery struct {
 	Action, Outcome, Actor string
 }
 
+// ProxyCallQuery selects a page of proxied calls, newest first: of one
+// Workspace (empty: every workspace), ids below Before (0: from the
+// newest), at most Limit, and when set only of Provider and with At in
+// [Since, Until).
+type ProxyCallQuery struct {
+	Workspace, Provider string
+	Since, Until        time.Time
+	Before              int64
+	Limit               int
+}
+
 // ProxyCall is one call through the credential proxy, for the platform's
 // billing and audits: which key served (scope, key id, version), what the
 // provider answered, how long it took, whether it was BYOK and whether it
 // was retried with another key. Never the key, the token or a body.
 type ProxyCall struct {
+	// ID is the record's place in PostgreSQL (0 until it is stored).
+	ID         int64
 	At         time.Time
 	Workspace  string
 	Provider   string

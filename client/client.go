@@ -297,6 +297,45 @@ func (c *Client) auditPage(ctx context.Context, path, cursor string, limit int) 
 	return out, err
 }
 
+// ProxyCalls returns one page of a workspace's calls through the
+// credential proxy, newest first (reader or admin of the workspace, or an
+// operator).
+func (c *Client) ProxyCalls(ctx context.Context, workspace string, q ProxyCallQuery) (ProxyCallPage, error) {
+	return c.proxyCallPage(ctx, "/v1/workspaces/"+url.PathEscape(workspace)+"/proxy-calls", q)
+}
+
+// AllProxyCalls returns one page of every workspace's calls through the
+// credential proxy, newest first (operator only): the platform's billing
+// export.
+func (c *Client) AllProxyCalls(ctx context.Context, q ProxyCallQuery) (ProxyCallPage, error) {
+	return c.proxyCallPage(ctx, "/v1/proxy-calls", q)
+}
+
+func (c *Client) proxyCallPage(ctx context.Context, path string, q ProxyCallQuery) (ProxyCallPage, error) {
+	v := url.Values{}
+	if q.Cursor != "" {
+		v.Set("cursor", q.Cursor)
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.Provider != "" {
+		v.Set("provider", q.Provider)
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.Format(time.RFC3339Nano))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.Format(time.RFC3339Nano))
+	}
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var out ProxyCallPage
+	_, err := c.do(ctx, http.MethodGet, path, nil, nil, &out)
+	return out, err
+}
+
 // Resolve returns the key to use for (workspace, provider).
 func (c *Client) Resolve(ctx context.Context, workspace, provider string) (ResolveResponse, error) {
 	return c.ResolveFor(ctx, ResolveRequest{Workspace: workspace, Provider: provider})

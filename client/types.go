@@ -417,3 +417,44 @@ func (t ProxyToken) String() string { return "ProxyToken{ID:" + t.ID + " Token:<
 
 // GoString never shows the token.
 func (t ProxyToken) GoString() string { return t.String() }
+
+// ProxyCall is one call made through the credential proxy, as
+// GET /v1/workspaces/{ws}/proxy-calls lists it: which key served it (scope,
+// key id and version), what the provider answered, how long it took, how
+// many bytes went back, and whether it was BYOK (the platform does not bill
+// it) or retried with another key. Caller is the calling token's id (a
+// proxy token's ptk_ id), RequestID keybroker's request id.
+type ProxyCall struct {
+	ID         string    `json:"id"`
+	At         time.Time `json:"at"`
+	Workspace  string    `json:"workspace"`
+	Provider   string    `json:"provider"`
+	Scope      string    `json:"scope,omitempty"`
+	KeyID      string    `json:"keyId,omitempty"`
+	KeyVersion int       `json:"keyVersion,omitempty"`
+	Status     int       `json:"status"`
+	DurationMs float64   `json:"durationMs"`
+	BytesOut   int64     `json:"bytesOut"`
+	BYOK       bool      `json:"byok"`
+	Retried    bool      `json:"retried"`
+	Caller     string    `json:"caller,omitempty"`
+	RequestID  string    `json:"requestId,omitempty"`
+}
+
+// ProxyCallPage answers the proxied-call listings. NextCursor, when set,
+// is the cursor query parameter of the next (older) page.
+type ProxyCallPage struct {
+	Calls      []ProxyCall `json:"calls"`
+	NextCursor string      `json:"nextCursor,omitempty"`
+}
+
+// ProxyCallQuery filters the proxied-call listings: a page after Cursor
+// (a previous page's NextCursor; "" for the newest), at most Limit (0: the
+// server's default, 100), and when set only calls to Provider with At in
+// [Since, Until).
+type ProxyCallQuery struct {
+	Cursor       string
+	Limit        int
+	Provider     string
+	Since, Until time.Time
+}

@@ -44,7 +44,7 @@ func newProxyAPI(t *testing.T, baseURLs map[string]string, tune ...func(*proxy.C
 		if err != nil {
 			t.Fatal(err)
 		}
-		o.Proxy, o.ProxyTokens = p, signer
+		o.Proxy, o.ProxyTokens, o.ProxyCalls = p, signer, g.st
 	})
 }
 
@@ -274,7 +274,7 @@ func TestTheProxyInjectsTheKeyAndStreamsTheAnswer(t *testing.T) {
 	// Every call is recorded for billing: key, scope, version, status, BYOK.
 	var calls []broker.ProxyCall
 	waitFor(t, "the proxied calls are recorded", 5*time.Second, func() bool {
-		calls, err = a.store.ProxyCalls(context.Background(), "ws1", 10)
+		calls, err = a.store.QueryProxyCalls(context.Background(), broker.ProxyCallQuery{Workspace: "ws1", Limit: 10})
 		return err == nil && len(calls) == 2
 	})
 	for _, c := range calls {
@@ -310,7 +310,7 @@ func TestTheProxyFailsOverOnARefusalBeforeTheFirstByte(t *testing.T) {
 		t.Fatalf("resolve after the proxy's 429: %d %s", r.status, r.body)
 	}
 	waitFor(t, "the retried call is recorded", 5*time.Second, func() bool {
-		calls, err := a.store.ProxyCalls(context.Background(), "ws1", 10)
+		calls, err := a.store.QueryProxyCalls(context.Background(), broker.ProxyCallQuery{Workspace: "ws1", Limit: 10})
 		return err == nil && len(calls) == 1 && calls[0].Retried && calls[0].KeyID == "second"
 	})
 
@@ -376,7 +376,7 @@ func TestAProxyTokenIsRateLimited(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o.Proxy, o.ProxyTokens = p, signer
+		o.Proxy, o.ProxyTokens, o.ProxyCalls = p, signer, g.st
 		o.Limiter = auth.NewLimiter(auth.RateLimits{PerToken: 0.001, PerTokenBurst: 3}, nil)
 	})
 	a.addPoolKey("ws1", "openai", "k", openaiTestKey("limited"), 0)

@@ -113,6 +113,9 @@ type Options struct {
 	// Nil: the routes answer that this replica does not serve them.
 	Proxy       *proxy.Proxy
 	ProxyTokens *proxytoken.Signer
+	// ProxyCalls reads the records of proxied calls (modes all and
+	// admin). Nil: the routes that list them are not served.
+	ProxyCalls ProxyCallStore
 	// Tracer, when set, gives every request a span (W3C trace context from
 	// the caller) and the access log its trace id. Nil: no tracing, no cost.
 	Tracer trace.TracerProvider
@@ -147,6 +150,7 @@ type server struct {
 	// their per-execution tokens.
 	proxy       *proxy.Proxy
 	proxyTokens *proxytoken.Signer
+	proxyCalls  ProxyCallStore
 }
 
 // NewRouter returns keybroker's HTTP handler.
@@ -170,7 +174,7 @@ func NewRouter(opts Options) *gin.Engine {
 		_ = r.SetTrustedProxies(nil)
 	}
 	s := &server{log: opts.Logger, keys: opts.Keys, tokens: opts.Tokens, limiter: opts.Limiter, reports: opts.Limiter, hub: opts.Watch, heartbeat: opts.WatchHeartbeat,
-		proxy: opts.Proxy, proxyTokens: opts.ProxyTokens}
+		proxy: opts.Proxy, proxyTokens: opts.ProxyTokens, proxyCalls: opts.ProxyCalls}
 	if s.hub == nil {
 		s.hub = watch.NewHub(0)
 	}
@@ -232,6 +236,10 @@ func NewRouter(opts Options) *gin.Engine {
 			v1.PUT("/workspaces/:ws/settings", s.putSettings)
 			v1.GET("/workspaces/:ws/effective", s.effective)
 			v1.GET("/audit", s.listGlobalAudit)
+			if opts.ProxyCalls != nil {
+				v1.GET("/workspaces/:ws/proxy-calls", s.listProxyCalls)
+				v1.GET("/proxy-calls", s.listAllProxyCalls)
+			}
 			v1.GET("/scopes", s.listScopes)
 			v1.GET("/tokens", s.listTokens)
 			v1.POST("/tokens", s.createToken)

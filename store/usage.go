@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -88,24 +89,73 @@ func (s *Store) AddProxyCalls(ctx context.Context, batch []broker.ProxyCall) err
 	return nil
 }
 
-// ProxyCalls returns a workspace's proxied calls, newest first, at most
-// limit.
-func (s *Store) ProxyCalls(ctx context.Context, workspace string, limit int) ([]broker.ProxyCall, error) {
-	rows, err := s.pool.Query(ctx, `SELECT at, workspace, provider, scope, key_id, key_version, status, duration_ms, byok, retried, bytes_out, caller, request_id
-		FROM proxy_calls WHERE workspace = $1 ORDER BY at DESC, id DESC LIMIT $2`, workspace, limit)
+// QueryProxyCalls returns the page of proxied calls that q selects (see
+// broker.ProxyCallQuery).
+func (s *Store) QueryProxyCalls(ctx context.Context, q broker.ProxyCallQuery) ([]broker.ProxyCall, error) {
+	before := q.Before
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	// Only the filters set go into the statement, so that each shape gets
+	// a plan on its index ((workspace, id), or the key) rather than a
+	// generic one.
+	where, args := []string{"id < $1"}, []any{before}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if q.Workspace != "" {
+		add("workspace = $%d", q.Workspace)
+	}
+	if q.Provider != "" {
+		add("provider = $%d", q.Provider)
+	}
+	if !q.Since.IsZero() {
+		add("at >= $%d", q.Since)
+	}
+	if !q.Until.IsZero() {
+		add("at < $%d", q.Until)
+	}
+	args = append(args, q.Limit)
+	rows, err := s.pool.Query(ctx, `SELECT id, at, workspace, provider, scope, key_id, key_version, status, duration_ms, byok, retried, bytes_out, caller, request_id
+		FROM proxy_calls WHERE `+strings.Join(where, " AND ")+fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args)), args...)
 	if err != nil {
-		return nil, fmt.Errorf("list proxied calls of %s: %w", workspace, classify(err))
+		return nil, fmt.Errorf("list proxied calls: %w", classify(err))
 	}
 	defer rows.Close()
 	var out []broker.ProxyCall
 	for rows.Next() {
 		var c broker.ProxyCall
 		var ms float64
-		if err := rows.Scan(&c.At, &c.Workspace, &c.Provider, &c.Scope, &c.KeyID, &c.KeyVersion, &c.Status, &ms, &c.BYOK, &c.Retried, &c.BytesOut, &c.Caller, &c.RequestID); err != nil {
-			return nil, fmt.Errorf("list proxied calls of %s: %w", workspace, err)
+		if err := rows.Scan(&c.ID, &c.At, &c.Workspace, &c.Provider, &c.Scope, &c.KeyID, &c.KeyVersion, &c.Status, &ms, &c.BYOK, &c.Retried, &c.BytesOut, &c.Caller, &c.RequestID); err != nil {
+			return nil, fmt.Errorf("list proxied calls: %w", err)
 		}
 		c.Duration = time.Duration(ms * float64(time.Millisecond))
 		out = append(out, c)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list proxied calls: %w", classify(err))
+	}
+	return out, nil
+}
+
+// PruneProxyCalls deletes the records of proxied calls older than
+// olderThan and records the prune in the audit trail. The runtime role
+// may only append them (they are what the platform bills by): the owner
+// role prunes.
+func (s *Store) PruneProxyCalls(ctx context.Context, olderThan time.Duration, actor string) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM proxy_calls WHERE at < now() - $1::interval`, olderThan)
+		if err != nil {
+			return fmt.Errorf("delete old proxied calls (only the owner role may: use the migration's DATABASE_URL): %w", err)
+		}
+		n = tag.RowsAffected()
+		return appendAudit(ctx, tx, AuditEvent{Action: "proxy_calls.prune", Actor: actor, Outcome: "success",
+			Detail: fmt.Sprintf("%d proxied calls older than %s deleted", n, olderThan)})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune the proxied calls: %w", classify(err))
+	}
+	return n, nil
 }

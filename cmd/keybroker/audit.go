@@ -1,27 +1,51 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/keybroker/keybroker/store"
 )
 
 func newAuditCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Manage the audit trail (retention)"}
-	var db databaseSetting
-	var olderThan string
-	prune := &cobra.Command{
-		Use:   "prune",
-		Short: "Delete audit events older than --older-than (as the tables' owner)",
-		Long: `Delete the audit events older than --older-than (e.g. 400d, 9600h), and record
+	cmd.AddCommand(newPruneCommand("Delete audit events older than --older-than (as the tables' owner)",
+		`Delete the audit events older than --older-than (e.g. 400d, 9600h), and record
 the prune itself in the trail. The trail is append-only for keybroker's runtime
 role: only the role that owns the tables (the one that runs keybroker migrate)
 can lift the trigger that guards it, for the prune's own transaction. Run it
 from a scheduled job with the owner's DATABASE_URL; serve never prunes.`,
-		Args: cobra.NoArgs,
+		"audit events", (*store.Store).PruneAudit))
+	return cmd
+}
+
+func newProxyCallsCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "proxy-calls", Short: "Manage the records of calls through the credential proxy (retention)"}
+	cmd.AddCommand(newPruneCommand("Delete records of proxied calls older than --older-than (as the tables' owner)",
+		`Delete the records of calls through the credential proxy older than
+--older-than (e.g. 90d, 2160h), and record the prune in the audit trail. The
+runtime role may only add them (the platform bills by them): only the role that
+owns the tables (the one that runs keybroker migrate) deletes them. Run it from
+a scheduled job with the owner's DATABASE_URL; serve never prunes.`,
+		"proxied calls", (*store.Store).PruneProxyCalls))
+	return cmd
+}
+
+// newPruneCommand is a "prune" command that deletes what prune deletes
+// (named what) older than --older-than, with the owner's connection.
+func newPruneCommand(short, long, what string, prune func(*store.Store, context.Context, time.Duration, string) (int64, error)) *cobra.Command {
+	var db databaseSetting
+	var olderThan string
+	cmd := &cobra.Command{
+		Use:   "prune",
+		Short: short,
+		Long:  long,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			age, err := parseAge(olderThan)
 			if err != nil {
@@ -32,18 +56,17 @@ from a scheduled job with the owner's DATABASE_URL; serve never prunes.`,
 				return err
 			}
 			defer st.Close()
-			n, err := st.PruneAudit(cmd.Context(), age, cliActor())
+			n, err := prune(st, cmd.Context(), age, cliActor())
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d audit events older than %s\n", n, olderThan)
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d %s older than %s\n", n, what, olderThan)
 			return nil
 		},
 	}
-	databaseFlags(flagsOf(prune), &db)
-	prune.Flags().StringVar(&olderThan, "older-than", "", "age of the events to delete: a duration (9600h) or days (400d); at least 1d (required)")
-	_ = prune.MarkFlagRequired("older-than")
-	cmd.AddCommand(prune)
+	databaseFlags(flagsOf(cmd), &db)
+	cmd.Flags().StringVar(&olderThan, "older-than", "", "age of what to delete: a duration (9600h) or days (400d); at least 1d (required)")
+	_ = cmd.MarkFlagRequired("older-than")
 	return cmd
 }
 

@@ -129,7 +129,7 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		calls, err := g.st.ProxyCalls(ctx, "ws1", 10)
+		calls, err := g.st.QueryProxyCalls(ctx, broker.ProxyCallQuery{Workspace: "ws1", Limit: 10})
 		if err == nil && recorded(calls) {
 			break
 		}
@@ -146,6 +146,31 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 		}
 	}
 	testenv.AssertDumpLacks(t, g.dbURL, []string{first, second, minted.Token, tok.Token})
+
+	// The platform reads them back over the admin API; retention is the
+	// owner's (the runtime role may only add them).
+	page, err := admin.ProxyCalls(ctx, "ws1", client.ProxyCallQuery{Provider: "openai"})
+	if err != nil || len(page.Calls) == 0 || page.Calls[0].KeyID != "second" || page.Calls[0].Caller != minted.ID {
+		t.Fatalf("the admin API lists %+v, %v", page, err)
+	}
+	prune := func(dbURL, age string) (string, error) {
+		cmd := keybroker("proxy-calls", "prune", "--older-than", age)
+		cmd.Env = append(cmd.Env, "DATABASE_URL="+dbURL)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := prune(testenv.RuntimeURL(t, g.dbURL), "1d"); err == nil || !strings.Contains(out, "only the owner role may") {
+		t.Fatalf("the runtime role pruned proxied calls (%v): %s", err, out)
+	}
+	if out, err := prune(g.dbURL, "1h"); err == nil || !strings.Contains(out, "at least one day") {
+		t.Fatalf("a prune of the last hour was taken (%v): %s", err, out)
+	}
+	if out, err := prune(g.dbURL, "1d"); err != nil || !strings.Contains(out, "deleted 0 proxied calls older than 1d") {
+		t.Fatalf("the owner's prune (%v): %s", err, out)
+	}
+	if after, err := admin.ProxyCalls(ctx, "ws1", client.ProxyCallQuery{}); err != nil || len(after.Calls) != len(page.Calls) {
+		t.Fatalf("the prune took recent calls: %d before, %+v after (%v)", len(page.Calls), after, err)
+	}
 }
 
 func proxied(t *testing.T, url, auth, body string) (*http.Response, string) {

@@ -195,6 +195,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	a.handler = handlers.NewRouter(handlers.Options{
 		Proxy:           fwd,
 		ProxyTokens:     signer,
+		ProxyCalls:      a.store,
 		Logger:          logger,
 		Mode:            a.mode,
 		AccessLog:       accessLog,
