@@ -3,8 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +28,9 @@ import (
 // TLS): this test builds it with its pinned
 // compiler and runs its tests with Node's own test runner, which drive the
 // admin replica to change keys and read them through the resolver
-// replica. The Node tests write every provider key they create to a file;
+// replica, and mint proxy tokens that call a stand-in provider through a
+// proxy replica. The Node tests write every provider key and token they
+// create to a file;
 // none of them may then appear in a replica's log, the Node output or a
 // dump of the database.
 func TestTheTypeScriptLibraryAgainstRealReplicas(t *testing.T) {
@@ -64,6 +70,32 @@ func TestTheTypeScriptLibraryAgainstRealReplicas(t *testing.T) {
 	resolverAddr, resolverLogs := startServeTLS(t, ca, append(g.env, "KEYBROKER_MODE=resolver",
 		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
 		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, g.dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))))
+	// A proxy replica in front of a stand-in for OpenAI, which answers
+	// the SHA-256 of the key it got (so the Node test can tell it is the
+	// workspace's, without the key going back) and refuses a call that
+	// carries a keybroker token.
+	openai := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		for name, vs := range r.Header {
+			for _, v := range vs {
+				if strings.Contains(v, "kbp_") || strings.Contains(v, "kbt_") {
+					http.Error(w, `{"error":{"message":"a keybroker token reached the provider in `+name+`"}}`, http.StatusBadRequest)
+					return
+				}
+			}
+		}
+		if !ok || !strings.HasPrefix(key, "sk-proj-") || r.URL.Path != "/v1/chat/completions" {
+			http.Error(w, `{"error":{"message":"Incorrect API key provided"}}`, http.StatusUnauthorized)
+			return
+		}
+		sum := sha256.Sum256([]byte(key))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"object":"chat.completion","keySha256":"`+hex.EncodeToString(sum[:])+`"}`)
+	}))
+	defer openai.Close()
+	proxyAddr, proxyLogs := startServe(t, append(g.env, "KEYBROKER_MODE=proxy", "KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL,
+		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
+		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, g.dir, "reader-proxy", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))))
 	execPath := ca.Client("execution-path")
 	keysFile := filepath.Join(t.TempDir(), "keys")
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-concurrency=1", "--test-reporter=spec", "tests/")
@@ -71,6 +103,7 @@ func TestTheTypeScriptLibraryAgainstRealReplicas(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"KEYBROKER_ADMIN_URL=http://"+adminAddr,
 		"KEYBROKER_RESOLVER_URL=https://"+resolverAddr,
+		"KEYBROKER_PROXY_URL=http://"+proxyAddr,
 		"KEYBROKER_RESOLVER_CA_FILE="+ca.CertFile,
 		"KEYBROKER_RESOLVER_CERT_FILE="+execPath.CertFile,
 		"KEYBROKER_RESOLVER_KEY_FILE="+execPath.KeyFile,
@@ -88,7 +121,8 @@ func TestTheTypeScriptLibraryAgainstRealReplicas(t *testing.T) {
 		t.Fatalf("the Node tests recorded %d keys; they write more than that", len(keys))
 	}
 	for _, key := range keys {
-		for what, text := range map[string]string{"the Node output": string(out), "the admin replica's log": adminLogs.String(), "the resolver replica's log": resolverLogs.String()} {
+		for what, text := range map[string]string{"the Node output": string(out), "the admin replica's log": adminLogs.String(),
+			"the resolver replica's log": resolverLogs.String(), "the proxy replica's log": proxyLogs.String()} {
 			if strings.Contains(text, key) {
 				t.Errorf("a provider key is in %s", what)
 			}

@@ -2,7 +2,17 @@ import http from "node:http";
 import https from "node:https";
 
 import { KeybrokerError, UnavailableError } from "./errors.js";
-import { parseResolveAnswer, type ReportRequest, type ReportResult, type ResolveRequest, type Resolution, type WatchEvent } from "./types.js";
+import {
+  parseProxyToken,
+  parseResolveAnswer,
+  type ProxyToken,
+  type ProxyTokenRequest,
+  type ReportRequest,
+  type ReportResult,
+  type ResolveRequest,
+  type Resolution,
+  type WatchEvent,
+} from "./types.js";
 
 /** The settings of a Client. */
 export interface ClientOptions {
@@ -88,6 +98,21 @@ export class Client {
   async report(req: ReportRequest, opts: { signal?: AbortSignal } = {}): Promise<ReportResult> {
     const ans = await this.#call("POST", "/v1/resolve/report", req, opts.signal);
     return json(ans) as ReportResult;
+  }
+
+  /**
+   * Mints a short-lived token for the credential proxy (POST
+   * /v1/proxy-tokens): hand it to a sandbox, which calls
+   * `/proxy/{provider}/...` with it as its provider API key and never
+   * holds a key. Revoking this client's resolver token ends it.
+   */
+  async mintProxyToken(req: ProxyTokenRequest, opts: { signal?: AbortSignal } = {}): Promise<ProxyToken> {
+    const ans = await this.#call("POST", "/v1/proxy-tokens", req, opts.signal);
+    const tok = parseProxyToken(json(ans));
+    if (tok === undefined) {
+      throw new UnavailableError("keybroker: POST /v1/proxy-tokens: the answer is not a proxy token");
+    }
+    return tok;
   }
 
   /**

@@ -157,3 +157,81 @@ export function parseResolveAnswer(v: unknown): Resolution | undefined {
     ...(typeof a.ttlSeconds === "number" ? { ttlSeconds: a.ttlSeconds } : {}),
   });
 }
+
+/** The body of POST /v1/proxy-tokens. */
+export interface ProxyTokenRequest {
+  /** The workspace whose keys the sandbox's calls use. */
+  workspace: string;
+  /** The providers it may call through the proxy (1 to 16). */
+  providers: string[];
+  /** The only models it may ask for (up to 32; none: any). */
+  models?: string[];
+  /** Its lifetime, 1 to 3600 s (default 900). */
+  ttlSeconds?: number;
+}
+
+/**
+ * ProxyToken is a short-lived token for the credential proxy
+ * (`/proxy/{provider}/...`), minted by a resolver token for one sandbox or
+ * execution: it calls the providers named, for the workspace named, and
+ * never sees a key. The token is read through `token` only: printing,
+ * inspecting, `String()` or `JSON.stringify` show `<redacted>`.
+ */
+export class ProxyToken {
+  /** Names the token in the records of proxied calls (`ptk_...`); not a secret. */
+  readonly id: string;
+  readonly workspace: string;
+  readonly providers: readonly string[];
+  readonly models: readonly string[] | undefined;
+  readonly expiresAt: Date;
+  readonly #token: string;
+
+  /** @internal */
+  constructor(token: string, id: string, workspace: string, providers: string[], models: string[] | undefined, expiresAt: Date) {
+    this.#token = token;
+    this.id = id;
+    this.workspace = workspace;
+    this.providers = Object.freeze([...providers]);
+    this.models = models === undefined ? undefined : Object.freeze([...models]);
+    this.expiresAt = expiresAt;
+  }
+
+  /** The token (`kbp_...`): give it to the sandbox as its provider API key. */
+  get token(): string {
+    return this.#token;
+  }
+
+  /** The token's fields with the token redacted. */
+  toJSON(): Record<string, unknown> {
+    return { token: REDACTED, id: this.id, workspace: this.workspace, providers: this.providers, models: this.models, expiresAt: this.expiresAt };
+  }
+
+  toString(): string {
+    return `ProxyToken{id:${this.id} workspace:${this.workspace} providers:${this.providers.join(",")} token:${REDACTED}}`;
+  }
+
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+/** parseProxyToken checks that a mint answer has the fields a ProxyToken needs. */
+export function parseProxyToken(v: unknown): ProxyToken | undefined {
+  if (typeof v !== "object" || v === null) return undefined;
+  const a = v as Record<string, unknown>;
+  const strings = (x: unknown): x is string[] => Array.isArray(x) && x.every((s) => typeof s === "string");
+  const expiresAt = typeof a.expiresAt === "string" ? new Date(a.expiresAt) : undefined;
+  if (
+    typeof a.token !== "string" ||
+    !a.token.startsWith("kbp_") ||
+    typeof a.id !== "string" ||
+    typeof a.workspace !== "string" ||
+    !strings(a.providers) ||
+    (a.models !== undefined && !strings(a.models)) ||
+    expiresAt === undefined ||
+    Number.isNaN(expiresAt.getTime())
+  ) {
+    return undefined;
+  }
+  return new ProxyToken(a.token, a.id, a.workspace, a.providers, a.models as string[] | undefined, expiresAt);
+}

@@ -17,6 +17,8 @@ function env(name) {
 
 export const adminURL = env("KEYBROKER_ADMIN_URL");
 export const resolverURL = env("KEYBROKER_RESOLVER_URL");
+/** The proxy replica (plain HTTP on loopback), in front of a stand-in for OpenAI. */
+export const proxyURL = env("KEYBROKER_PROXY_URL");
 const operatorToken = env("KEYBROKER_OPERATOR_TOKEN");
 const keysFile = env("KEYBROKER_TEST_KEYS_FILE");
 
@@ -42,6 +44,12 @@ export function newKey(provider = "openai") {
   const key = provider === "anthropic" ? "sk-ant-ts" + hex : provider === "mistral" ? hex.slice(0, 32) : "sk-proj-ts" + hex;
   appendFileSync(keysFile, key + "\n");
   return key;
+}
+
+/** Records a secret (a token) for the Go test's leak search. */
+export function recordSecret(secret) {
+  appendFileSync(keysFile, secret + "\n");
+  return secret;
 }
 
 /** An admin call with the operator token; throws on an unexpected status. */
