@@ -149,7 +149,7 @@ func (s *server) proxyCall(c *gin.Context) {
 	st := stateOf(c)
 	p := st.principal
 	asked := c.GetHeader("X-Keybroker-Workspace")
-	call := proxy.Call{Provider: provider, Caller: p.TokenID, RequestID: st.id, Model: c.GetHeader("X-Keybroker-Model")}
+	call := proxy.Call{Provider: provider, Caller: p.TokenID, RequestID: st.id}
 	if claims := st.proxyClaims; claims != nil {
 		if asked != "" && asked != claims.Workspace {
 			renderError(c, s.log, &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "this proxy token is for another workspace"})
@@ -177,7 +177,10 @@ func (s *server) proxyCall(c *gin.Context) {
 		if !s.authorize(c, auth.ActionResolve, broker.WorkspaceScope(asked), provider) {
 			return
 		}
-		call.Workspace = asked
+		// A resolver token could resolve the key itself: its word on the
+		// model is taken when the call does not name one (a multipart
+		// upload, a body too large to keep). A sandbox's is not.
+		call.Workspace, call.ModelHint = asked, c.GetHeader("X-Keybroker-Model")
 	}
 	// What follows /proxy/{provider}, as the caller escaped it.
 	call.Path = strings.TrimPrefix(c.Request.URL.EscapedPath(), "/proxy/"+provider)

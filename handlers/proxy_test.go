@@ -437,6 +437,13 @@ func TestTheProxyRefusesWhatItMustNotForwardAndSurvivesABadProvider(t *testing.T
 		{"a provider the token does not allow", "POST", "/proxy/anthropic/v1/messages", gpt, []string{"Authorization", bearer}, 403, "provider_not_allowed"},
 		{"another workspace", "POST", "/proxy/openai/v1/chat/completions", gpt, []string{"Authorization", bearer, "X-Keybroker-Workspace", "ws2"}, 403, "forbidden"},
 		{"a model the token does not allow", "POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4.1"}`, []string{"Authorization", bearer}, 403, "model_not_allowed"},
+		// The model checked is the one the provider will serve, however
+		// the sandbox words its call.
+		{"an allowed model named in the header, another in the body", "POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4.1"}`, []string{"Authorization", bearer, "X-Keybroker-Model", "gpt-4o"}, 403, "model_not_allowed"},
+		{"an allowed model under another case", "POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4.1","Model":"gpt-4o"}`, []string{"Authorization", bearer}, 403, "model_not_allowed"},
+		{"an allowed model, then another", "POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4o","model":"gpt-4.1"}`, []string{"Authorization", bearer}, 403, "model_not_allowed"},
+		{"a model in a body not declared JSON", "POST", "/proxy/openai/v1/chat/completions", gpt, []string{"Authorization", bearer, "Content-Type", "text/plain"}, 403, "model_not_allowed"},
+		{"a call naming no model, with the header", "GET", "/proxy/openai/v1/models", "", []string{"Authorization", bearer, "X-Keybroker-Model", "gpt-4o"}, 403, "model_not_allowed"},
 		{"a path outside the prefixes", "GET", "/proxy/openai/admin/keys", "", []string{"Authorization", bearer, "X-Keybroker-Model", "gpt-4o"}, 403, "path_not_allowed"},
 		{"an encoded dot segment", "GET", "/proxy/openai/v1/%2e%2e/admin", "", []string{"Authorization", bearer, "X-Keybroker-Model", "gpt-4o"}, 403, "path_not_allowed"},
 		{"a provider that hangs", "POST", "/proxy/openai/v1/hang", gpt, []string{"Authorization", bearer}, 504, "upstream_timeout"},
@@ -535,5 +542,47 @@ func waitFor(t *testing.T, what string, within time.Duration, ok func() bool) {
 		if time.Since(start) > within {
 			t.Fatalf("%s: not within %v", what, within)
 		}
+	}
+}
+
+// The model that picks a key limited to models is the call's own: a
+// resolver token's X-Keybroker-Model counts only when the call names
+// none (a multipart upload), and a sandbox's proxy token is never taken
+// at its word.
+func TestTheModelHeaderIsAHintOfTrustedCallersOnly(t *testing.T) {
+	provider := newStandIn(t)
+	a := newProxyAPI(t, map[string]string{"openai": provider.srv.URL})
+	mini, anyModel := openaiTestKey("mini"), openaiTestKey("any")
+	remember(mini)
+	remember(anyModel)
+	prio0 := 0
+	if r := a.call("operator", "POST", "/v1/workspaces/ws1/providers/openai/keys", client.AddKeyRequest{APIKey: mini, KeyID: "mini", Priority: &prio0, Models: []string{"whisper-1"}}); r.status != http.StatusCreated {
+		t.Fatalf("add mini: %d %s", r.status, r.body)
+	}
+	a.addPoolKey("ws1", "openai", "any", anyModel, 1)
+	sandbox := a.mintProxyToken("resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}})
+	multipart := func(auth string, header ...string) string {
+		t.Helper()
+		resp, body := a.proxyCall("POST", "/proxy/openai/v1/audio/transcriptions", "--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--b--\r\n",
+			append([]string{"Authorization", auth, "Content-Type", "multipart/form-data; boundary=b"}, header...)...)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("transcription: %d %s", resp.StatusCode, body)
+		}
+		return resp.Header.Get("X-Keybroker-Key-Id")
+	}
+	resolver := "Bearer " + a.tokens["resolver"]
+	if got := multipart(resolver, "X-Keybroker-Workspace", "ws1", "X-Keybroker-Model", "whisper-1"); got != "mini" {
+		t.Fatalf("a resolver token's hint on a multipart call: key %q, want mini", got)
+	}
+	if got := multipart(resolver, "X-Keybroker-Workspace", "ws1"); got != "any" {
+		t.Fatalf("no hint: key %q, want any (mini serves only its model)", got)
+	}
+	if got := multipart("Bearer "+sandbox.Token, "X-Keybroker-Model", "whisper-1"); got != "any" {
+		t.Fatalf("a proxy token's hint was taken: key %q, want any", got)
+	}
+	resp, body := a.proxyCall("POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4o"}`,
+		"Authorization", resolver, "X-Keybroker-Workspace", "ws1", "X-Keybroker-Model", "whisper-1")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Keybroker-Key-Id") != "any" || !strings.Contains(body, `"model":"gpt-4o"`) {
+		t.Fatalf("the body's model must win over the hint: %d key %q %s", resp.StatusCode, resp.Header.Get("X-Keybroker-Key-Id"), body)
 	}
 }

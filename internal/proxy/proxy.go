@@ -114,9 +114,11 @@ type Call struct {
 	Caller    string
 	Models    []string
 	RequestID string
-	// Model is the model the caller named in X-Keybroker-Model, if any
-	// (else it is read from the body or the path).
-	Model string
+	// ModelHint is the model a trusted caller (a resolver token) named in
+	// X-Keybroker-Model, used only when the call itself names none: the
+	// body's or the path's model always wins, so that the model checked
+	// is the one the provider serves. Empty for proxy tokens.
+	ModelHint string
 }
 
 // credentialHeaders are never forwarded: the caller's own credentials (a
@@ -182,12 +184,19 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 			return
 		}
 	}
-	model := call.Model
+	model := modelOf(call.Provider, call.Path, r.Header.Get("Content-Type"), kept)
 	if model == "" {
-		model = modelOf(call.Provider, call.Path, r.Header.Get("Content-Type"), kept)
+		model = call.ModelHint
 	}
 	if len(call.Models) > 0 && !slices.Contains(call.Models, model) {
-		fail(http.StatusForbidden, "model_not_allowed", "this token may not call this model (or the call names none)")
+		msg := "this token may not call this model"
+		switch {
+		case model == "" && kept == nil && r.ContentLength != 0:
+			msg = fmt.Sprintf("this token may call only some models, and a body over %d bytes (or of unknown length) is not read for its model", p.cfg.RetryBodyLimit)
+		case model == "":
+			msg = "this token may call only some models, and the call names none (a JSON body's \"model\", or Google's path)"
+		}
+		fail(http.StatusForbidden, "model_not_allowed", msg)
 		return
 	}
 
