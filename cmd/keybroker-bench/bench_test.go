@@ -141,8 +141,11 @@ func TestBenchmarkRunsEveryScenario(t *testing.T) {
 	if rep.VaultReadsPerS <= 0 {
 		t.Errorf("steady state counted %v Vault reads/s; the TTL is 1s, so the keys must have been re-read", rep.VaultReadsPerS)
 	}
-	if len(rep.Capacity) != 5 || len(rep.Capacity[0].Points) != 2 {
-		t.Errorf("capacity sweep %+v; want 5 scenarios at concurrency 1 and 2", rep.Capacity)
+	if len(rep.Capacity) != 7 || len(rep.Capacity[0].Points) != 2 {
+		t.Errorf("capacity sweep %+v; want 7 scenarios at concurrency 1 and 2", rep.Capacity)
+	}
+	if levels := rep.proxyOverhead(); len(levels) != 2 || levels[0].Direct <= 0 || levels[0].Proxied <= 0 || levels[0].AddedP50 <= 0 {
+		t.Errorf("the proxy's overhead by load: %+v; want 2 levels, each call slower through the proxy", levels)
 	}
 	if rep.HitNs <= 0 || rep.MissNs <= rep.HitNs || rep.WriteP50 <= 0 || rep.MemHeapMB <= 0 {
 		t.Errorf("in-process results: hit %v ns, miss %v ns, write p50 %v, heap %v MB", rep.HitNs, rep.MissNs, rep.WriteP50, rep.MemHeapMB)

@@ -195,7 +195,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 		rep.P99Goal = o.p99Goal
 		var swept []scenario
 		for _, s := range scenarios {
-			if s.id != "1b" && s.id != "10a" && s.id != "10b" {
+			if s.id != "1b" {
 				swept = append(swept, s)
 			}
 		}
@@ -207,7 +207,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 				if err != nil {
 					return nil, fmt.Errorf("sweep %s at %d: %w", s.id, c, err)
 				}
-				points[i] = append(points[i], sweepPoint{Concurrency: c, Throughput: r.Throughput, P99: r.P99, Errors: r.Errors})
+				points[i] = append(points[i], sweepPoint{Concurrency: c, Throughput: r.Throughput, P50: r.P50, P99: r.P99, Errors: r.Errors})
 			}
 		}
 		for i, s := range swept {
@@ -279,6 +279,7 @@ type scenario struct {
 type sweepPoint struct {
 	Concurrency int           `json:"concurrency"`
 	Throughput  float64       `json:"throughput_per_s"`
+	P50         time.Duration `json:"p50_ns"`
 	P99         time.Duration `json:"p99_ns"`
 	Errors      int           `json:"errors"`
 }
@@ -319,6 +320,37 @@ func (r *report) throughput(id string) float64 {
 		}
 	}
 	return 0
+}
+
+// proxyLevel is the credential proxy's cost at one load level of the
+// sweep: what it adds to the direct call's latency, side by side.
+type proxyLevel struct {
+	Concurrency        int
+	AddedP50, AddedP99 time.Duration
+	Direct, Proxied    float64
+}
+
+// proxyOverhead compares the sweep's points of 10b with 10a's, level by
+// level.
+func (r *report) proxyOverhead() []proxyLevel {
+	var direct, proxied *capacity
+	for i := range r.Capacity {
+		switch r.Capacity[i].ID {
+		case "10a":
+			direct = &r.Capacity[i]
+		case "10b":
+			proxied = &r.Capacity[i]
+		}
+	}
+	if direct == nil || proxied == nil {
+		return nil
+	}
+	var out []proxyLevel
+	for i := range min(len(direct.Points), len(proxied.Points)) {
+		d, p := direct.Points[i], proxied.Points[i]
+		out = append(out, proxyLevel{Concurrency: d.Concurrency, AddedP50: p.P50 - d.P50, AddedP99: p.P99 - d.P99, Direct: d.Throughput, Proxied: p.Throughput})
+	}
+	return out
 }
 
 func (r *report) capacity(id string) float64 {
@@ -417,6 +449,12 @@ func (r *report) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "ratios (capacity, scenario 1a over): direct Vault %s, platform-style in process %s, platform-style behind HTTP %s\n",
 			ratio("1a", "2"), ratio("1a", "3a"), ratio("1a", "3b"))
+		if levels := r.proxyOverhead(); len(levels) > 0 {
+			fmt.Fprintln(w, "credential proxy overhead by load (10b over 10a at the same connections: added p50, added p99, req/s direct and proxied):")
+			for _, l := range levels {
+				fmt.Fprintf(w, "  %d: p50 +%s, p99 +%s, %.0f and %.0f req/s\n", l.Concurrency, ms(l.AddedP50), ms(l.AddedP99), l.Direct, l.Proxied)
+			}
+		}
 	}
 	fmt.Fprintf(w, "4  in-process Resolve: hit %.0f ns/op, %d allocs/op; miss (a Vault read) %.0f ns/op, %d allocs/op\n",
 		r.HitNs, r.HitAllocs, r.MissNs, r.MissAllocs)
