@@ -357,3 +357,40 @@ func TestProberReturnsKeysThatPassToTheirPools(t *testing.T) {
 		t.Fatalf("a probe with no failing key tested %d (%v)", tested, err)
 	}
 }
+
+// TestANewValueOfAFailingKeyStartsHealthy: an admin rotates a key the
+// provider refused (or rate-limited) to a new value; the new value is
+// another key, so it serves at once on every replica, with no failure or
+// cooldown carried over. Rewriting the version without changing the value
+// (a rollback to the same value) keeps what is known.
+func TestANewValueOfAFailingKeyStartsHealthy(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	ws := e.workspc
+	pool := broker.WorkspaceScope(ws).Pool("openai")
+	addKey(t, e, pool, "first", 10, "")
+	second := addKey(t, e, pool, "second", 20, "")
+	replicaB := e.another(t, nil)
+	listen(t, e, e.b)
+	listen(t, e, replicaB)
+
+	for _, outcome := range []string{broker.OutcomeUnauthorized, broker.OutcomeRateLimited} {
+		r := resolveAs(t, e.b, ws)
+		if r.KeyID != "first" {
+			t.Fatalf("%s: resolved %s before the report", outcome, r.KeyID)
+		}
+		if _, err := e.b.Report(ctx, broker.ReportRequest{Caller: caller, ResolutionID: r.ResolutionID, Outcome: outcome, RetryAfter: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		untilServes(t, replicaB, ws, "openai", second)
+		rotated := newKey(t, "openai")
+		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("first"), APIKey: rotated}); err != nil {
+			t.Fatalf("rotate: %v", err)
+		}
+		meta, err := e.b.GetKey(ctx, pool.Key("first"))
+		if err != nil || meta.Health != broker.HealthHealthy || meta.HealthReason != "" || !meta.CooldownUntil.IsZero() {
+			t.Fatalf("%s, then rotated: %+v %v", outcome, meta, err)
+		}
+		untilServes(t, replicaB, ws, "openai", rotated)
+	}
+}

@@ -217,7 +217,8 @@ func (s *Store) UpdateMember(ctx context.Context, ref broker.KeyRef, m broker.Me
 // CompleteWrite records that change id wrote w to Vault, and appends ev, in
 // one transaction. The metadata moves only forward: a completion that
 // arrives after a newer version was recorded leaves it alone. The row
-// becomes active when id is still its pending change.
+// becomes active when id is still its pending change. A version of
+// another value (another fingerprint) starts healthy, with no cooldown.
 func (s *Store) CompleteWrite(ctx context.Context, ref broker.KeyRef, id string, w broker.Written, ev broker.AuditEvent) error {
 	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
@@ -229,6 +230,15 @@ func (s *Store) CompleteWrite(ctx context.Context, ref broker.KeyRef, id string,
 				fingerprint = CASE WHEN k.kv_version < $4 THEN $6 ELSE k.fingerprint END,
 				updated_at  = CASE WHEN k.kv_version < $4 THEN now() ELSE k.updated_at END,
 				updated_by  = CASE WHEN k.kv_version < $4 THEN $7 ELSE k.updated_by END,
+				-- A new value (a rotation, or a rollback to another value)
+				-- is another key: what the provider said of the old one
+				-- does not hold for it.
+				health            = CASE WHEN k.kv_version < $4 AND k.fingerprint IS DISTINCT FROM $6 THEN 'healthy' ELSE k.health END,
+				health_reason     = CASE WHEN k.kv_version < $4 AND k.fingerprint IS DISTINCT FROM $6 THEN '' ELSE k.health_reason END,
+				health_changed_at = CASE WHEN k.kv_version < $4 AND k.fingerprint IS DISTINCT FROM $6 AND (k.health <> 'healthy' OR k.cooldown_until > now())
+					THEN now() ELSE k.health_changed_at END,
+				cooldown_until    = CASE WHEN k.kv_version < $4 AND k.fingerprint IS DISTINCT FROM $6 THEN NULL ELSE k.cooldown_until END,
+				cooldowns         = CASE WHEN k.kv_version < $4 AND k.fingerprint IS DISTINCT FROM $6 THEN 0 ELSE k.cooldowns END,
 				state = CASE WHEN k.pending_id = $3::uuid OR k.pending_id IS NULL THEN 'active' ELSE k.state END,
 				pending_id          = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_id END,
 				pending_op          = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_op END,
