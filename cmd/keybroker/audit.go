@@ -24,18 +24,6 @@ from a scheduled job with the owner's DATABASE_URL; serve never prunes.`,
 	return cmd
 }
 
-func newProxyCallsCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "proxy-calls", Short: "Manage the records of calls through the credential proxy (retention)"}
-	cmd.AddCommand(newPruneCommand("Delete records of proxied calls older than --older-than (as the tables' owner)",
-		`Delete the records of calls through the credential proxy older than
---older-than (e.g. 90d, 2160h), and record the prune in the audit trail. The
-runtime role may only add them (the platform bills by them): only the role that
-owns the tables (the one that runs keybroker migrate) deletes them. Run it from
-a scheduled job with the owner's DATABASE_URL; serve never prunes.`,
-		"proxied calls", (*store.Store).PruneProxyCalls))
-	return cmd
-}
-
 // newPruneCommand is a "prune" command that deletes what prune deletes
 // (named what) older than --older-than, with the owner's connection.
 func newPruneCommand(short, long, what string, prune func(*store.Store, context.Context, time.Duration, string) (int64, error)) *cobra.Command {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -170,6 +171,37 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 	}
 	if after, err := admin.ProxyCalls(ctx, "ws1", client.ProxyCallQuery{}); err != nil || len(after.Calls) != len(page.Calls) {
 		t.Fatalf("the prune took recent calls: %d before, %+v after (%v)", len(page.Calls), after, err)
+	}
+
+	// The CLI's billing export: every page, one JSON object per call.
+	list := func(token string, args ...string) (string, error) {
+		cmd := keybroker(append([]string{"proxy-calls", "list"}, args...)...)
+		cmd.Env = append(cmd.Env, "KEYBROKER_ADDR=http://"+adminAddr, "KEYBROKER_TOKEN="+token)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := list(g.opToken, "--all", "--json", "--limit", "1", "--since", "1h", "--provider", "openai")
+	if err != nil {
+		t.Fatalf("proxy-calls list: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != len(page.Calls) {
+		t.Fatalf("the export printed %d calls in pages of 1, the API lists %d:\n%s", len(lines), len(page.Calls), out)
+	}
+	for _, line := range lines {
+		var pc client.ProxyCall
+		if err := json.Unmarshal([]byte(line), &pc); err != nil || pc.Workspace != "ws1" || pc.KeyID != "second" {
+			t.Fatalf("an exported line: %s (%v)", line, err)
+		}
+	}
+	if out, err := list(g.opToken, "--workspace", "ws1"); err != nil || !strings.Contains(out, "workspace/second") || !strings.Contains(out, minted.ID) {
+		t.Fatalf("the table (%v):\n%s", err, out)
+	}
+	if out, err := list(g.opToken, "--since", "yesterday"); err == nil || !strings.Contains(out, "RFC 3339") {
+		t.Fatalf("a bad --since was taken (%v): %s", err, out)
+	}
+	if out, err := list(tok.Token); err == nil || strings.Contains(out, tok.Token) || !strings.Contains(out, "401") && !strings.Contains(out, "unauthenticated") {
+		t.Fatalf("a revoked token listed the calls (%v): %s", err, out)
 	}
 }
 
