@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
+	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
 )
@@ -451,5 +452,69 @@ func TestAdminPageAccessibilityInARealBrowser(t *testing.T) {
 			axeCheck(t, ctx, "the workspace view on a phone")
 			screenshot(t, ctx, "workspace-phone")
 		}
+	}
+}
+
+// A workspace's calls through the credential proxy, as its reader sees
+// them: newest first, 25 at a time, which key served each and whether the
+// platform bills it; an organization's view and a replica that does not
+// list them show no such section.
+func TestAdminPageProxyCallsInARealBrowser(t *testing.T) {
+	a := newAPIOpts(t, handlers.ModeAll, nil, func(o *handlers.Options, g *keyGround) { o.ProxyCalls = g.st })
+	now := time.Now().UTC()
+	var batch []broker.ProxyCall
+	for i := range 30 {
+		c := broker.ProxyCall{At: now.Add(time.Duration(i-30) * time.Minute), Workspace: "ws1", Provider: "openai", Scope: "workspace", KeyID: "main",
+			KeyVersion: 2, Status: 200, Duration: time.Duration(400+i) * time.Millisecond, BYOK: true, Caller: "ptk_00000000000000" + fmt.Sprintf("%02d", i)}
+		switch i {
+		case 29:
+			c.Scope, c.KeyID, c.KeyVersion, c.BYOK, c.Provider = "hosted", "billed", 1, false, "anthropic"
+		case 28:
+			c.Status, c.Retried = 429, true
+		}
+		batch = append(batch, c)
+	}
+	if err := a.store.AddProxyCalls(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	ctx := browser(t)
+	signIn(t, ctx, a, "reader", "workspace-section")
+	run(t, ctx, "the calls are listed", chromedp.WaitVisible(chromedp.ID("calls-section")))
+	waitText(t, ctx, "#calls", "ptk_0000000000000029")
+	rows := eval[[]string](t, ctx, `[...document.querySelectorAll('#calls > tr')].map(tr => [...tr.cells].map(td => td.textContent).join(' | '))`)
+	if len(rows) != 25 {
+		t.Fatalf("the first page shows %d calls, want 25", len(rows))
+	}
+	if !strings.Contains(rows[0], "Anthropic") || !strings.Contains(rows[0], "hosted billed v1") || !strings.Contains(rows[0], "yes (hosted key)") {
+		t.Fatalf("the newest call (a hosted key's) reads %q", rows[0])
+	}
+	if !strings.Contains(rows[1], "429 (retried with another key)") || !strings.Contains(rows[2], "main v2") || !strings.Contains(rows[2], "no (BYOK)") ||
+		!strings.Contains(rows[2], "427 ms") {
+		t.Fatalf("the next calls read %q", rows[1:3])
+	}
+	run(t, ctx, "older calls", chromedp.Click(chromedp.ID("calls-more")))
+	waitText(t, ctx, "#calls", "ptk_0000000000000000")
+	if n := eval[int](t, ctx, `document.querySelectorAll('#calls > tr').length`); n != 30 {
+		t.Fatalf("after Older calls the table has %d rows, want 30", n)
+	}
+	if eval[bool](t, ctx, `!document.getElementById('calls-more').hidden`) {
+		t.Fatal("Older calls is offered past the last call")
+	}
+	axeCheck(t, ctx, "the workspace with its proxied calls")
+
+	// An organization has no calls of its own.
+	signIn(t, ctx, a, "org-admin", "workspace-section")
+	waitText(t, ctx, "#workspace-title", "Organization acme")
+	if !eval[bool](t, ctx, `document.getElementById('calls-section').hidden`) {
+		t.Fatal("an organization's view shows proxied calls")
+	}
+
+	// A replica that does not list them (its route answers 404).
+	b := newAPI(t, handlers.ModeAll)
+	signIn(t, ctx, b, "admin", "workspace-section") // an admin's view ends with the audit trail, after the calls
+	waitText(t, ctx, "#workspace-title", "Workspace ws1")
+	run(t, ctx, "the audit trail is shown", chromedp.WaitVisible(chromedp.ID("audit-section")))
+	if !eval[bool](t, ctx, `document.getElementById('calls-section').hidden`) {
+		t.Fatal("a replica without proxied calls shows their section")
 	}
 }

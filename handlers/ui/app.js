@@ -231,6 +231,7 @@ async function openScope(scope) {
   if (ws) await renderSettings();
   else await renderLinked();
   await renderKeys();
+  await renderCalls();
   await renderAudit();
 }
 
@@ -700,6 +701,45 @@ function auditLine(e) {
   const text = what ? what().replace(/,$/, '') : `${e.action}${key ? ' ' + key : ''}${detail}`;
   return `${actorLabel(e.actor, e.actorName)} ${text}` + (e.outcome && e.outcome !== 'success' ? ` — ${e.outcome.replace('_', ' ')}` : '');
 }
+
+// ---- Calls through the credential proxy ---------------------------------------
+
+let callsCursor = '';
+
+// renderCalls lists a workspace's proxied calls, 25 at a time; the section
+// stays hidden for an organization, and where the replica or the token
+// does not reach the records.
+async function renderCalls(more = false) {
+  $('calls-error').textContent = '';
+  if (current.kind !== 'workspace') { $('calls-section').hidden = true; return; }
+  let page;
+  try {
+    const q = new URLSearchParams({ limit: '25' });
+    if (more && callsCursor) q.set('cursor', callsCursor);
+    page = await api('GET', `${base()}/proxy-calls?${q}`);
+  } catch (e) {
+    if (e.status === 403 || e.status === 404) { $('calls-section').hidden = true; return; }
+    $('calls-section').hidden = false;
+    $('calls-error').textContent = e.message;
+    return;
+  }
+  const rows = $('calls');
+  if (!more) rows.replaceChildren();
+  for (const c of page.calls) {
+    const key = c.keyId ? `${c.scope === 'workspace' ? '' : c.scope + ' '}${c.keyId}${c.keyVersion ? ' v' + c.keyVersion : ''}` : 'none';
+    const status = String(c.status || 'cut off') + (c.retried ? ' (retried with another key)' : '');
+    rows.append(el('tr', { 'data-call': c.id },
+      el('td', { text: when(c.at) }), el('td', { text: providerName(c.provider) }), el('td', { text: key }),
+      el('td', { text: status }), el('td', { text: `${Math.round(c.durationMs)} ms` }),
+      el('td', { text: c.byok ? 'no (BYOK)' : (c.keyId ? 'yes (hosted key)' : '-') }),
+      el('td', { text: c.caller || '-' })));
+  }
+  if (!rows.childElementCount) rows.append(el('tr', {}, el('td', { colspan: '7', class: 'hint', text: 'No call went through the proxy yet.' })));
+  callsCursor = page.nextCursor || '';
+  $('calls-more').hidden = !callsCursor;
+  $('calls-section').hidden = false;
+}
+$('calls-more').addEventListener('click', () => renderCalls(true));
 
 async function renderAudit(more = false) {
   $('audit-error').textContent = '';
