@@ -339,6 +339,30 @@ func TestTheProxyFailsOverOnARefusalBeforeTheFirstByte(t *testing.T) {
 	if got := counterValue(t, reg, "keybroker_proxy_calls_total", "status_class", "4xx"); got != 1 {
 		t.Errorf("keybroker_proxy_calls_total{status_class=4xx} = %v, want 1", got)
 	}
+	// Three answers came from the provider (the refused, the retried, the
+	// large body's); no call is in flight any more.
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, f := range families {
+		switch f.GetName() {
+		case "keybroker_proxy_upstream_header_seconds":
+			seen[f.GetName()] = true
+			if h := f.GetMetric()[0].GetHistogram(); h.GetSampleCount() != 3 || h.GetSampleSum() <= 0 {
+				t.Errorf("upstream header times: %d samples, sum %v; want 3", h.GetSampleCount(), h.GetSampleSum())
+			}
+		case "keybroker_proxy_calls_in_flight":
+			seen[f.GetName()] = true
+			if v := f.GetMetric()[0].GetGauge().GetValue(); v != 0 {
+				t.Errorf("%v calls in flight after every call ended", v)
+			}
+		}
+	}
+	if len(seen) != 2 {
+		t.Errorf("metrics exported: %v; want the header histogram and the in-flight gauge", seen)
+	}
 }
 
 // counterValue sums a counter's series whose label has value.

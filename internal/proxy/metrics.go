@@ -10,6 +10,11 @@ import (
 type metrics struct {
 	calls   *prometheus.CounterVec
 	retries *prometheus.CounterVec
+	// inFlight is the calls being forwarded now (what a shutdown waits
+	// for); headers the provider's time to its response headers, per
+	// attempt.
+	inFlight prometheus.Gauge
+	headers  *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer, rec *Recorder) *metrics {
@@ -22,9 +27,18 @@ func newMetrics(reg prometheus.Registerer, rec *Recorder) *metrics {
 			Name: "keybroker_proxy_retries_total",
 			Help: "Calls the credential proxy retried with the next key after a refusal (401, 403, 402, 429).",
 		}, []string{"provider"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keybroker_proxy_calls_in_flight",
+			Help: "Calls the credential proxy is forwarding now, their streamed answers included.",
+		}),
+		headers: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "keybroker_proxy_upstream_header_seconds",
+			Help:    "Time from sending a call to the provider to its response headers, per attempt: the provider's own latency, keybroker's excluded.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"provider"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.calls, m.retries)
+		reg.MustRegister(m.calls, m.retries, m.inFlight, m.headers)
 		if rec != nil {
 			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "keybroker_proxy_records_dropped_total",

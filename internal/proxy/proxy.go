@@ -200,6 +200,8 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		return
 	}
 
+	p.metrics.inFlight.Inc()
+	defer p.metrics.inFlight.Dec()
 	rec := Record{At: start, Workspace: call.Workspace, Provider: call.Provider, Caller: call.Caller, RequestID: call.RequestID}
 	defer func() {
 		rec.Duration = time.Since(start)
@@ -231,7 +233,11 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 			fail(http.StatusBadGateway, "upstream_error", "could not build the request to the provider")
 			return
 		}
+		sent := time.Now()
 		resp, err := p.roundTrip(ctx, out)
+		if err == nil {
+			p.metrics.headers.WithLabelValues(call.Provider).Observe(time.Since(sent).Seconds())
+		}
 		if err != nil {
 			status, code, msg := upstreamError(ctx, err)
 			rec.Status = status
