@@ -223,9 +223,11 @@ func proxied(t *testing.T, url, auth, body string) (*http.Response, string) {
 }
 
 // A replica told to stop (SIGTERM, as Kubernetes does in a rolling update)
-// lets a proxied stream in flight finish, every event of it, while it ends
-// its watch streams at once (their clients reconnect elsewhere), so that
-// they do not hold the shutdown for the whole grace (here ten minutes).
+// first fails its readiness while it goes on serving (the shutdown delay,
+// while load balancers take it out), then lets a proxied stream in flight
+// finish, every event of it, while it ends its watch streams at once
+// (their clients reconnect elsewhere), so that they do not hold the
+// shutdown for the whole grace (here ten minutes).
 func TestAShutdownLetsAProxiedStreamFinishAndEndsWatchStreams(t *testing.T) {
 	ctx := context.Background()
 	const events = 6
@@ -245,7 +247,7 @@ func TestAShutdownLetsAProxiedStreamFinishAndEndsWatchStreams(t *testing.T) {
 	defer openai.Close()
 
 	g := newApproleGround(t, nil)
-	addr, logs, proc := startServeProcess(t, append(g.env, "KEYBROKER_MODE=all", "KEYBROKER_SHUTDOWN_GRACE=10m",
+	addr, logs, proc := startServeProcess(t, append(g.env, "KEYBROKER_MODE=all", "KEYBROKER_SHUTDOWN_GRACE=10m", "KEYBROKER_SHUTDOWN_DELAY=4s",
 		"KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL,
 		"KEYBROKER_WRITER_ROLE_ID="+g.ids.Result.RoleIDs[g.ids.WriterRole],
 		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, g.dir, "writer", vaulttest.SecretID(t, g.ids.AppRoleMount, g.ids.WriterRole)),
@@ -293,6 +295,18 @@ func TestAShutdownLetsAProxiedStreamFinishAndEndsWatchStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _, _ = proc.Wait(); close(exited) }()
+	waitUntil(t, "readiness fails once the stop begins", 3*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(b), "not ready: serving unavailable")
+	})
+	if who, err := resolver.WhoAmI(ctx); err != nil || who.Role != "resolver" {
+		t.Fatalf("the replica stopped serving during its shutdown delay: %+v %v", who, err)
+	}
 
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {

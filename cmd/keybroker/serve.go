@@ -44,6 +44,8 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f.Duration(&cfg.ProxyTimeout, "proxy-timeout", "KEYBROKER_PROXY_TIMEOUT", 15*time.Minute, "how long one proxied call may take, its streamed answer included")
 	f.Duration(&cfg.ShutdownGrace, "shutdown-grace", "KEYBROKER_SHUTDOWN_GRACE", app.DefaultShutdownGrace,
 		"how long in-flight requests get to finish at shutdown (SIGTERM); a proxied stream longer than it is cut")
+	f.Duration(&cfg.ShutdownDelay, "shutdown-delay", "KEYBROKER_SHUTDOWN_DELAY", 0,
+		"at shutdown, keep serving this long with /readyz failing, before the grace: the time load balancers take to stop sending requests")
 	f.Duration(&cfg.StaleIfError, "stale-if-error", "KEYBROKER_STALE_IF_ERROR", 0, "serve a cached key this long past its TTL while Vault is unreachable; 0 is off")
 	f.Int(&cfg.CacheMaxEntries, "cache-max-entries", "KEYBROKER_CACHE_MAX_ENTRIES", 100000, "keys held in memory at most; past it, new keys are served uncached")
 	f.Int(&cfg.CacheMaxNegative, "cache-max-negative", "KEYBROKER_CACHE_MAX_NEGATIVE", 10000, `"no key" answers held at most (least recently used go first)`)

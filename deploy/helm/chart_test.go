@@ -351,7 +351,7 @@ networkPolicy:
 			d := r.deployments["kb-keybroker-proxy"]
 			spec := d.Spec.Template.Spec
 			e := env(spec.Containers[0])
-			if *d.Spec.Replicas != 4 || e["KEYBROKER_SHUTDOWN_GRACE"].Value != "900s" || *spec.TerminationGracePeriodSeconds != 910 {
+			if *d.Spec.Replicas != 4 || e["KEYBROKER_SHUTDOWN_GRACE"].Value != "900s" || *spec.TerminationGracePeriodSeconds != 915 {
 				t.Fatalf("proxy: %d replicas, grace %q, pod grace %d", *d.Spec.Replicas, e["KEYBROKER_SHUTDOWN_GRACE"].Value, *spec.TerminationGracePeriodSeconds)
 			}
 			// The proxy's own settings win over the common ones, and stay its own.
@@ -366,7 +366,8 @@ networkPolicy:
 				}
 			}
 			re := env(r.deployments["kb-keybroker-resolver"].Spec.Template.Spec.Containers[0])
-			if re["KEYBROKER_LOG_LEVEL"].Value != "info" || re["KEYBROKER_PROXY_TIMEOUT"].Name != "" || re["KEYBROKER_SHUTDOWN_GRACE"].Value != "20s" {
+			if re["KEYBROKER_LOG_LEVEL"].Value != "info" || re["KEYBROKER_PROXY_TIMEOUT"].Name != "" || re["KEYBROKER_SHUTDOWN_GRACE"].Value != "20s" ||
+				re["KEYBROKER_SHUTDOWN_DELAY"].Value != "5s" {
 				t.Fatalf("the resolver took the proxy's settings: %+v", re)
 			}
 			for _, comp := range []string{"admin", "proxy"} {

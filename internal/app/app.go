@@ -64,6 +64,9 @@ type App struct {
 	// the invalidation listener.
 	watchers    *watch.Hub
 	stopTracing func(context.Context) error
+	// stopping is set when a shutdown with a delay begins: readiness
+	// fails from then on.
+	stopping atomic.Bool
 }
 
 // New wires a server from cfg. It contacts nothing: PostgreSQL is opened
@@ -232,6 +235,14 @@ func (a *App) dependencies() []handlers.Dependency {
 			}
 			return nil
 		}},
+		// Once a shutdown begins, the load balancers must take the
+		// replica out (it serves until the delay ends).
+		{Name: "serving", Check: func(context.Context) error {
+			if a.stopping.Load() {
+				return errors.New("shutting down")
+			}
+			return nil
+		}},
 		// Until the pools are in memory, no resolve can choose a key.
 		{Name: "pools_loaded", Check: func(context.Context) error {
 			if !a.broker.PoolsLoaded() {
@@ -256,7 +267,11 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// The background work (token renewal, the invalidation listener, ...)
+	// outlives the stop signal: it keeps the replica exact while it
+	// drains, and ends once the HTTP server is down.
+	stop := ctx
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	if a.cfg.PprofAddr != "" {
 		if err := servePprof(ctx, a.cfg.PprofAddr, a.log); err != nil {
@@ -324,7 +339,14 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	select {
 	case err := <-errc:
 		serveErr = fmt.Errorf("serve HTTP: %w", err)
-	case <-ctx.Done():
+	case <-stop.Done():
+		if d := a.cfg.ShutdownDelay; d > 0 {
+			// Readiness fails while the load balancers (Kubernetes'
+			// endpoints) take the replica out; it still serves meanwhile.
+			a.stopping.Store(true)
+			a.log.Info("keybroker stopping: not ready, still serving", "delay", d.String())
+			time.Sleep(d)
+		}
 		grace := cmp.Or(a.cfg.ShutdownGrace, DefaultShutdownGrace)
 		a.log.Info("keybroker shutting down", "grace", grace.String())
 		shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), grace)

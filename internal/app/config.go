@@ -89,6 +89,10 @@ type Config struct {
 	// above all) get to finish once a shutdown begins. Default:
 	// DefaultShutdownGrace.
 	ShutdownGrace time.Duration
+	// ShutdownDelay is how long a replica told to stop keeps serving with
+	// its readiness failing, before the grace begins: the time load
+	// balancers take to stop sending it requests. Default: 0.
+	ShutdownDelay time.Duration
 	// AccessLogOutput, when set, is where the logger's JSON lines go: the
 	// access log writes its lines there directly, formatted as the
 	// logger's JSONHandler would (handlers.Options.AccessLogOutput). Set
@@ -229,7 +233,7 @@ func (c Config) Validate() error {
 				"(--writer-kubernetes-jwt-path, --reader-kubernetes-jwt-path) whose audiences the two Vault roles require")
 		}
 	}
-	if c.CacheTTL < 0 || c.NegativeCacheTTL < 0 || c.StaleIfError < 0 || c.ReconcileEvery < 0 || c.ShutdownGrace < 0 {
+	if c.CacheTTL < 0 || c.NegativeCacheTTL < 0 || c.StaleIfError < 0 || c.ReconcileEvery < 0 || c.ShutdownGrace < 0 || c.ShutdownDelay < 0 {
 		return errors.New("durations must not be negative")
 	}
 	for _, p := range c.TrustedProxies {
