@@ -114,12 +114,12 @@ func runDev(ctx context.Context, listenAddr string) error {
 	fmt.Fprintf(out, "  keybroker      http://%s  (try: curl http://%s/readyz)\n", ln.Addr(), ln.Addr())
 	fmt.Fprintf(out, "  KEYBROKER_ADDR=http://%s\n", ln.Addr())
 	fmt.Fprintf(out, "  KEYBROKER_TOKEN=%s  (operator token: manages keys and tokens, cannot resolve)\n", operatorToken)
-	fmt.Fprintf(out, "  KEYBROKER_RESOLVER_TOKEN=%s  (resolver token: POST /v1/resolve only)\n", resolverToken)
+	fmt.Fprintf(out, "  KEYBROKER_RESOLVER_TOKEN=%s  (resolver token: POST /v1/resolve, and proxy tokens for /proxy/{provider}/...)\n", resolverToken)
 	fmt.Fprintf(out, "  VAULT_ADDR=%s\n", vs.Addr)
 	fmt.Fprintf(out, "  VAULT_TOKEN=%s  (dev root token, for you; keybroker logs in with AppRole)\n", vs.RootToken)
 	fmt.Fprintf(out, "  KV v2 mount    %s (bootstrapped: policies keybroker-writer, keybroker-reader)\n", devKVMount)
 	fmt.Fprintf(out, "  DATABASE_URL=%s  (owner: migrate, token)\n", pg.URL)
-	fmt.Fprintf(out, "  runtime role   %s (keybroker serves as it: INSERT and SELECT only on audit_events)\n", devRuntimeRole)
+	fmt.Fprintf(out, "  runtime role   %s (keybroker serves as it: INSERT and SELECT only on audit_events and proxy_calls)\n", devRuntimeRole)
 	fmt.Fprintf(out, "  reconcile      DATABASE_URL=%s VAULT_ADDR=%s KEYBROKER_VAULT_AUTH=approle KEYBROKER_KV_MOUNT=%s \\\n"+
 		"                   KEYBROKER_WRITER_ROLE_ID=%s KEYBROKER_WRITER_SECRET_ID_FILE=%s \\\n"+
 		"                   KEYBROKER_READER_ROLE_ID=%s KEYBROKER_READER_SECRET_ID_FILE=%s \\\n"+

@@ -28,9 +28,19 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keybroker/keybroker/broker"
 )
+
+// tracer is the global provider's: a no-op unless traces are on. Each
+// attempt to the provider is a client span of the request's trace, from
+// sending the call to the end of the answer; it names the provider, the
+// attempt, the key's id and the status, never a key, a path or a header.
+var tracer = otel.Tracer("github.com/keybroker/keybroker/internal/proxy")
 
 // Keys is what the proxy needs of the broker.
 type Keys interface {
@@ -233,6 +243,10 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 			fail(http.StatusBadGateway, "upstream_error", "could not build the request to the provider")
 			return
 		}
+		_, span := tracer.Start(ctx, "proxy upstream "+call.Provider, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+			attribute.String("keybroker.provider", call.Provider), attribute.Int("keybroker.attempt", attempt+1),
+			attribute.String("keybroker.key_id", res.KeyID), attribute.String("http.request.method", r.Method),
+			attribute.String("server.address", base.Hostname())))
 		sent := time.Now()
 		resp, err := p.roundTrip(ctx, out)
 		if err == nil {
@@ -240,10 +254,13 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		}
 		if err != nil {
 			status, code, msg := upstreamError(ctx, err)
+			span.SetStatus(codes.Error, code)
+			span.End()
 			rec.Status = status
 			fail(status, code, msg)
 			return
 		}
+		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
 		if outcome := refusal(resp.StatusCode); outcome != "" {
 			// Report as the caller would: the pool (on every replica)
 			// stops serving the key, and resolving again gives the next.
@@ -257,6 +274,8 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 			if nerr == nil && (next.KeyID != res.KeyID || next.Scope != res.Scope) {
 				_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 				resp.Body.Close()
+				span.SetStatus(codes.Error, "refused: retried with another key")
+				span.End()
 				r0 := res
 				first = &r0
 				continue
@@ -264,6 +283,11 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		}
 		rec.Status = resp.StatusCode
 		rec.BytesOut = p.stream(w, resp, res)
+		span.SetAttributes(attribute.Int64("keybroker.bytes_out", rec.BytesOut))
+		if resp.StatusCode >= 500 {
+			span.SetStatus(codes.Error, "the provider answered "+strconv.Itoa(resp.StatusCode))
+		}
+		span.End()
 		return
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/internal/proxy"
 	"github.com/keybroker/keybroker/internal/telemetry"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/internal/testenv/kbtest"
@@ -173,6 +175,76 @@ func TestAResolveIsTracedWithoutItsSecrets(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), key) || strings.Contains(logs.String(), g.ResolverToken) {
 		t.Fatal("the access log carries the key or the token")
+	}
+
+	// A proxied call: each attempt to the provider is a client span under
+	// the server span (the first key refused with a 429, the second
+	// serving), and no span carries a key or the token.
+	first, second := "sk-proj-trace-a-"+testenv.RandomID(t)+testenv.RandomID(t), "sk-proj-trace-b-"+testenv.RandomID(t)+testenv.RandomID(t)
+	for i, k := range []string{first, second} {
+		prio := i
+		if _, err := g.Broker.AddKey(ctx, broker.AddKeyRequest{Actor: broker.Actor{Subject: "test"}, Pool: broker.WorkspaceScope("ws2").Pool("openai"),
+			KeyID: []string{"a", "b"}[i], APIKey: k, Priority: &prio}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "Bearer "+first {
+			http.Error(w, `{"error":{"message":"rate limited"}}`, http.StatusTooManyRequests)
+			return
+		}
+		_, _ = io.WriteString(w, `{"id":"cmpl-1"}`)
+	}))
+	defer provider.Close()
+	fwd, err := proxy.New(proxy.Config{Keys: g.Broker, Providers: g.Broker.Providers(), BaseURLs: map[string]string{"openai": provider.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxied := handlers.NewRouter(handlers.Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Keys: g.Broker, Tokens: g.Tokens, Tracer: tp, Proxy: fwd})
+	exp.Reset()
+	const proxyTrace = "7df92f3577b34da6a3ce929d0e0e4739"
+	req := httptest.NewRequest(http.MethodPost, "/proxy/openai/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o"}`))
+	req.Header.Set("Authorization", "Bearer "+g.ResolverToken)
+	req.Header.Set("X-Keybroker-Workspace", "ws2")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", "00-"+proxyTrace+"-"+parent+"-01")
+	w := httptest.NewRecorder()
+	proxied.ServeHTTP(w, req)
+	if w.Code != http.StatusOK || w.Header().Get("X-Keybroker-Key-Id") != "b" {
+		t.Fatalf("proxied call: %d, key %q", w.Code, w.Header().Get("X-Keybroker-Key-Id"))
+	}
+	var proxyServer *tracetest.SpanStub
+	var upstream []tracetest.SpanStub
+	for _, s := range exp.GetSpans() {
+		if text := spanText(s); strings.Contains(text, first) || strings.Contains(text, second) || strings.Contains(text, g.ResolverToken) {
+			t.Fatalf("span %q carries a key or the token", s.Name)
+		}
+		if s.SpanContext.TraceID().String() != proxyTrace {
+			continue
+		}
+		switch {
+		case s.SpanKind == trace.SpanKindServer:
+			proxyServer = &s
+		case s.Name == "proxy upstream openai":
+			upstream = append(upstream, s)
+		}
+	}
+	if proxyServer == nil || len(upstream) != 2 {
+		t.Fatalf("the proxied call's trace: server span %v, %d upstream spans; want 2", proxyServer != nil, len(upstream))
+	}
+	got := map[string]string{}
+	for _, s := range upstream {
+		if s.Parent.SpanID() != proxyServer.SpanContext.SpanID() || s.SpanKind != trace.SpanKindClient {
+			t.Fatalf("upstream span %q is not a client span under the server span", s.Name)
+		}
+		a := map[string]string{}
+		for _, kv := range s.Attributes {
+			a[string(kv.Key)] = kv.Value.String()
+		}
+		got[a["keybroker.attempt"]] = a["keybroker.key_id"] + " " + a["http.response.status_code"]
+	}
+	if got["1"] != "a 429" || got["2"] != "b 200" {
+		t.Fatalf("the upstream attempts: %v; want key a refused (429), then key b (200)", got)
 	}
 
 	// Without a tracer the router logs no trace id, even when the caller
