@@ -282,12 +282,22 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 			}
 		}
 		rec.Status = resp.StatusCode
-		rec.BytesOut = p.stream(w, resp, res)
+		var cut bool
+		rec.BytesOut, cut = p.stream(w, resp, res)
 		span.SetAttributes(attribute.Int64("keybroker.bytes_out", rec.BytesOut))
-		if resp.StatusCode >= 500 {
+		switch {
+		case cut:
+			span.SetStatus(codes.Error, "the answer was cut")
+		case resp.StatusCode >= 500:
 			span.SetStatus(codes.Error, "the provider answered "+strconv.Itoa(resp.StatusCode))
 		}
 		span.End()
+		if cut {
+			// The caller must see a cut answer, not a complete-looking
+			// one: net/http aborts the connection (the record and the
+			// metrics are written on the way out).
+			panic(http.ErrAbortHandler)
+		}
 		return
 	}
 }
@@ -385,10 +395,10 @@ func (c *cancelOnClose) Close() error {
 
 // stream writes the provider's answer back as it arrives: headers, then
 // every chunk flushed at once (server-sent events flow token by token).
-// It returns the bytes written. A broken upstream, or an answer over
-// MaxResponseBytes, aborts the connection, so the caller sees a cut
-// answer rather than a complete-looking one.
-func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, res broker.Resolution) int64 {
+// It returns the bytes written, and cut when the answer must not look
+// complete: the upstream broke off, or the answer grew over
+// MaxResponseBytes (the connection is then to be aborted).
+func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, res broker.Resolution) (written int64, cut bool) {
 	defer resp.Body.Close()
 	h := w.Header()
 	for k, vs := range resp.Header {
@@ -415,16 +425,15 @@ func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, res broker.Re
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
 	buf := *bp
-	var written int64
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			if written+int64(n) > p.cfg.MaxResponseBytes {
 				p.cfg.Logger.Warn("proxy: the provider's answer is larger than the limit; cut", "limit_bytes", p.cfg.MaxResponseBytes)
-				panic(http.ErrAbortHandler)
+				return written, true
 			}
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return written // the caller went away
+				return written, false // the caller went away
 			}
 			written += int64(n)
 			if streaming {
@@ -432,11 +441,11 @@ func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, res broker.Re
 			}
 		}
 		if err == io.EOF {
-			return written
+			return written, false
 		}
 		if err != nil {
 			p.cfg.Logger.Warn("proxy: the provider's answer broke off", "written_bytes", written, "error", redactErr(err))
-			panic(http.ErrAbortHandler)
+			return written, true
 		}
 	}
 }
