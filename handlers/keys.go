@@ -475,23 +475,13 @@ func (s *server) listGlobalAudit(c *gin.Context) {
 // auditPage answers a page of a scope's trail (nil: the global one), with
 // the optional filters action, outcome and actor.
 func (s *server) auditPage(c *gin.Context, scope *broker.Scope) {
-	limit := defaultAuditLimit
-	if l := c.Query("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > maxAuditLimit {
-			renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "limit must be an integer from 1 to 200"})
-			return
-		}
-		limit = n
+	limit, ok := s.pageLimit(c, defaultAuditLimit, maxAuditLimit)
+	if !ok {
+		return
 	}
-	var before int64
-	if cur := c.Query("cursor"); cur != "" {
-		n, err := strconv.ParseInt(cur, 10, 64)
-		if err != nil || n <= 0 {
-			renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "cursor must be a previous page's nextCursor"})
-			return
-		}
-		before = n
+	before, ok := s.idCursor(c)
+	if !ok {
+		return
 	}
 	evs, err := s.keys.QueryAudit(c.Request.Context(), broker.AuditQuery{Scope: scope, Before: before, Limit: limit + 1,
 		Action: c.Query("action"), Outcome: c.Query("outcome"), Actor: c.Query("actor")})

@@ -49,22 +49,13 @@ func (s *server) proxyCallPage(c *gin.Context, workspace string) {
 	bad := func(msg string) {
 		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: msg})
 	}
-	q := broker.ProxyCallQuery{Workspace: workspace, Limit: defaultProxyCallLimit, Provider: c.Query("provider")}
-	if l := c.Query("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > maxProxyCallLimit {
-			bad("limit must be an integer from 1 to " + strconv.Itoa(maxProxyCallLimit))
-			return
-		}
-		q.Limit = n
+	q := broker.ProxyCallQuery{Workspace: workspace, Provider: c.Query("provider")}
+	var ok bool
+	if q.Limit, ok = s.pageLimit(c, defaultProxyCallLimit, maxProxyCallLimit); !ok {
+		return
 	}
-	if cur := c.Query("cursor"); cur != "" {
-		n, err := strconv.ParseInt(cur, 10, 64)
-		if err != nil || n <= 0 {
-			bad("cursor must be a previous page's nextCursor")
-			return
-		}
-		q.Before = n
+	if q.Before, ok = s.idCursor(c); !ok {
+		return
 	}
 	if q.Provider != "" {
 		if _, known := s.keys.Providers().Lookup(q.Provider); !known {

@@ -3,7 +3,6 @@ package handlers
 import (
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -24,14 +23,9 @@ func (s *server) listScopes(c *gin.Context) {
 		return
 	}
 	kind, query := broker.ScopeKind(c.Query("kind")), c.Query("q")
-	limit := 50
-	if l := c.Query("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 200 {
-			renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "limit must be an integer from 1 to 200"})
-			return
-		}
-		limit = n
+	limit, ok := s.pageLimit(c, 50, 200)
+	if !ok {
+		return
 	}
 	var after broker.Scope
 	if cur := c.Query("cursor"); cur != "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -58,21 +59,29 @@ func newPruneCommand(short, long, what string, prune func(*store.Store, context.
 	return cmd
 }
 
-// parseAge reads "400d" or a Go duration; at least a day, so that a typo
-// cannot empty the trail.
-func parseAge(s string) (time.Duration, error) {
-	var d time.Duration
+// parseDaysOrDuration reads whole days ("400d") or a Go duration
+// ("9600h").
+func parseDaysOrDuration(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
 		if err != nil {
-			return 0, fmt.Errorf("--older-than %q: days must be a whole number (400d)", s)
+			return 0, errors.New("days must be a whole number (400d)")
 		}
-		d = time.Duration(n) * 24 * time.Hour
-	} else {
-		var err error
-		if d, err = time.ParseDuration(s); err != nil {
-			return 0, fmt.Errorf("--older-than %q: use days (400d) or a duration (9600h)", s)
-		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, errors.New("use days (400d) or a duration (9600h)")
+	}
+	return d, nil
+}
+
+// parseAge reads "400d" or a Go duration; at least a day, so that a typo
+// cannot empty the trail.
+func parseAge(s string) (time.Duration, error) {
+	d, err := parseDaysOrDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("--older-than %q: %w", s, err)
 	}
 	if d < 24*time.Hour {
 		return 0, fmt.Errorf("--older-than %q: at least one day (1d)", s)

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -63,9 +65,11 @@ func writeSecret(t *testing.T, dir, name, value string) string {
 // bootstrapped Vault identities, a migrated database, an operator token,
 // and the environment that points `keybroker serve` at them with AppRole.
 type approleGround struct {
-	ids     *vaulttest.Identities
-	st      *store.Store
-	opToken string
+	// secretIDs counts the secret id files written (modeEnv).
+	secretIDs atomic.Int32
+	ids       *vaulttest.Identities
+	st        *store.Store
+	opToken   string
 	// resolverToken resolves (an operator token cannot).
 	resolverToken string
 	env           []string
@@ -84,6 +88,26 @@ func newApproleGround(t *testing.T, tune func(*vault.BootstrapConfig)) *approleG
 		"KEYBROKER_VAULT_AUTH=approle", "KEYBROKER_APPROLE_MOUNT=" + g.ids.AppRoleMount,
 		"KEYBROKER_FINGERPRINT_PEPPER=" + pepper}
 	return g
+}
+
+// modeEnv is the environment of a `keybroker serve` in mode on the ground:
+// the ground's settings, the mode, and a fresh AppRole secret id for each
+// identity the mode holds (admin the writer; resolver and proxy the
+// reader; all both), then extra.
+func (g *approleGround) modeEnv(t *testing.T, mode string, extra ...string) []string {
+	t.Helper()
+	env := append(slices.Clone(g.env), "KEYBROKER_MODE="+mode)
+	identity := func(id, role string) {
+		file := writeSecret(t, g.dir, fmt.Sprintf("%s-secret-id-%d", strings.ToLower(id), g.secretIDs.Add(1)), vaulttest.SecretID(t, g.ids.AppRoleMount, role))
+		env = append(env, "KEYBROKER_"+id+"_ROLE_ID="+g.ids.Result.RoleIDs[role], "KEYBROKER_"+id+"_SECRET_ID_FILE="+file)
+	}
+	if mode == "admin" || mode == "all" {
+		identity("WRITER", g.ids.WriterRole)
+	}
+	if mode != "admin" {
+		identity("READER", g.ids.ReaderRole)
+	}
+	return append(env, extra...)
 }
 
 // TestModesHoldOnlyTheirVaultIdentity runs an admin replica on the writer
@@ -168,12 +192,8 @@ func newCrashAfterVaultWrite(t *testing.T, vaultAddr string) *crashAfterVaultWri
 func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 	ctx := context.Background()
 	g := newApproleGround(t, nil)
-	ids, st, opToken, dir := g.ids, g.st, g.opToken, g.dir
-	env := append(g.env,
-		"KEYBROKER_WRITER_ROLE_ID="+ids.Result.RoleIDs[ids.WriterRole],
-		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, dir, "writer", vaulttest.SecretID(t, ids.AppRoleMount, ids.WriterRole)),
-		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
-		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole)))
+	ids, st, opToken := g.ids, g.st, g.opToken
+	env := g.modeEnv(t, "all")
 	vaultAddr, _ := testenv.Vault(t)
 	proxy := newCrashAfterVaultWrite(t, vaultAddr)
 	addr, _, proc := startServeProcess(t, append(env, "VAULT_ADDR="+proxy.URL))

@@ -16,7 +16,6 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/vaulttest"
 )
 
 // The credential proxy as deployed: an admin, a resolver and a proxy
@@ -50,16 +49,9 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 	defer openai.Close()
 
 	g := newApproleGround(t, nil)
-	ids := g.ids
-	reader := func(name string) []string {
-		return []string{"KEYBROKER_READER_ROLE_ID=" + ids.Result.RoleIDs[ids.ReaderRole],
-			"KEYBROKER_READER_SECRET_ID_FILE=" + writeSecret(t, g.dir, name, vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))}
-	}
-	adminAddr, adminLogs := startServe(t, append(g.env, "KEYBROKER_MODE=admin",
-		"KEYBROKER_WRITER_ROLE_ID="+ids.Result.RoleIDs[ids.WriterRole],
-		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, g.dir, "writer", vaulttest.SecretID(t, ids.AppRoleMount, ids.WriterRole))))
-	resolverAddr, resolverLogs := startServe(t, append(append(g.env, "KEYBROKER_MODE=resolver"), reader("reader-r")...))
-	proxyAddr, proxyLogs := startServe(t, append(append(g.env, "KEYBROKER_MODE=proxy", "KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL), reader("reader-p")...))
+	adminAddr, adminLogs := startServe(t, g.modeEnv(t, "admin"))
+	resolverAddr, resolverLogs := startServe(t, g.modeEnv(t, "resolver"))
+	proxyAddr, proxyLogs := startServe(t, g.modeEnv(t, "proxy", "KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL))
 
 	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: g.opToken})
 	tok, err := admin.CreateToken(ctx, client.CreateTokenRequest{Role: "resolver", Description: "sandbox launcher"})
@@ -247,12 +239,8 @@ func TestAShutdownLetsAProxiedStreamFinishAndEndsWatchStreams(t *testing.T) {
 	defer openai.Close()
 
 	g := newApproleGround(t, nil)
-	addr, logs, proc := startServeProcess(t, append(g.env, "KEYBROKER_MODE=all", "KEYBROKER_SHUTDOWN_GRACE=10m", "KEYBROKER_SHUTDOWN_DELAY=4s",
-		"KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL,
-		"KEYBROKER_WRITER_ROLE_ID="+g.ids.Result.RoleIDs[g.ids.WriterRole],
-		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, g.dir, "writer", vaulttest.SecretID(t, g.ids.AppRoleMount, g.ids.WriterRole)),
-		"KEYBROKER_READER_ROLE_ID="+g.ids.Result.RoleIDs[g.ids.ReaderRole],
-		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, g.dir, "reader", vaulttest.SecretID(t, g.ids.AppRoleMount, g.ids.ReaderRole))))
+	addr, logs, proc := startServeProcess(t, g.modeEnv(t, "all", "KEYBROKER_SHUTDOWN_GRACE=10m", "KEYBROKER_SHUTDOWN_DELAY=4s",
+		"KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL))
 	admin, _ := client.New(client.Config{Address: "http://" + addr, Token: g.opToken})
 	if _, _, err := admin.SetKey(ctx, "ws1", "openai", "sk-proj-stop-"+testenv.RandomID(t)+testenv.RandomID(t), 0); err != nil {
 		t.Fatal(err)

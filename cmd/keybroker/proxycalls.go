@@ -117,11 +117,8 @@ func parseWhen(flag, s string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
 	}
-	var age time.Duration
-	var n int
-	if _, err := fmt.Sscanf(s, "%dd", &n); err == nil && fmt.Sprintf("%dd", n) == s {
-		age = time.Duration(n) * 24 * time.Hour
-	} else if age, err = time.ParseDuration(s); err != nil {
+	age, err := parseDaysOrDuration(s)
+	if err != nil {
 		return time.Time{}, fmt.Errorf("%s %q: an RFC 3339 time (2026-12-01T00:00:00Z) or an age (24h, 7d)", flag, s)
 	}
 	if age < 0 {

@@ -12,7 +12,6 @@ import (
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/client/resolver"
 	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/vaulttest"
 )
 
 // twoReplicas starts an admin and a resolver replica over the real Vault
@@ -21,13 +20,8 @@ import (
 func twoReplicas(t *testing.T) (*client.Client, string) {
 	t.Helper()
 	g := newApproleGround(t, nil)
-	ids := g.ids
-	adminAddr, _ := startServe(t, append(g.env, "KEYBROKER_MODE=admin",
-		"KEYBROKER_WRITER_ROLE_ID="+ids.Result.RoleIDs[ids.WriterRole],
-		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, g.dir, "writer", vaulttest.SecretID(t, ids.AppRoleMount, ids.WriterRole))))
-	resolverAddr, _ := startServe(t, append(g.env, "KEYBROKER_MODE=resolver",
-		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
-		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, g.dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))))
+	adminAddr, _ := startServe(t, g.modeEnv(t, "admin"))
+	resolverAddr, _ := startServe(t, g.modeEnv(t, "resolver"))
 	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: g.opToken})
 	return admin, resolverAddr
 }

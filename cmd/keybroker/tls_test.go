@@ -13,7 +13,6 @@ import (
 	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/internal/testenv/testpki"
-	"github.com/keybroker/keybroker/internal/vaulttest"
 )
 
 // TestServeTLSWithClientCertificates runs `keybroker serve` as a resolver
@@ -28,13 +27,9 @@ func TestServeTLSWithClientCertificates(t *testing.T) {
 	server, resolverCert := ca.Server("keybroker"), ca.Client("execution-path")
 	addr, metricsAddr := freeAddr(t), freeAddr(t)
 	serve := keybroker("serve")
-	serve.Env = append(serve.Env, append(g.env, "KEYBROKER_LISTEN_ADDR="+addr, "KEYBROKER_MODE=all",
+	serve.Env = append(serve.Env, g.modeEnv(t, "all", "KEYBROKER_LISTEN_ADDR="+addr,
 		"KEYBROKER_TLS_CERT_FILE="+server.CertFile, "KEYBROKER_TLS_KEY_FILE="+server.KeyFile, "KEYBROKER_TLS_CLIENT_CA_FILE="+ca.CertFile,
-		"KEYBROKER_METRICS_ADDR="+metricsAddr,
-		"KEYBROKER_WRITER_ROLE_ID="+g.ids.Result.RoleIDs[g.ids.WriterRole],
-		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, g.dir, "writer", vaulttest.SecretID(t, g.ids.AppRoleMount, g.ids.WriterRole)),
-		"KEYBROKER_READER_ROLE_ID="+g.ids.Result.RoleIDs[g.ids.ReaderRole],
-		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, g.dir, "reader", vaulttest.SecretID(t, g.ids.AppRoleMount, g.ids.ReaderRole)))...)
+		"KEYBROKER_METRICS_ADDR="+metricsAddr)...)
 	logs := &testenv.SyncBuffer{}
 	serve.Stdout, serve.Stderr = logs, logs
 	if err := serve.Start(); err != nil {

@@ -20,7 +20,6 @@ import (
 	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/internal/testenv/testpki"
-	"github.com/keybroker/keybroker/internal/vaulttest"
 )
 
 // The TypeScript library (clients/typescript) against two real replicas
@@ -62,14 +61,9 @@ func TestTheTypeScriptLibraryAgainstRealReplicas(t *testing.T) {
 	// The admin replica serves plain HTTP on loopback; the resolver
 	// replica, which the library talks to, requires mutual TLS.
 	g := newApproleGround(t, nil)
-	ids := g.ids
-	adminAddr, adminLogs := startServe(t, append(g.env, "KEYBROKER_MODE=admin",
-		"KEYBROKER_WRITER_ROLE_ID="+ids.Result.RoleIDs[ids.WriterRole],
-		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, g.dir, "writer", vaulttest.SecretID(t, ids.AppRoleMount, ids.WriterRole))))
+	adminAddr, adminLogs := startServe(t, g.modeEnv(t, "admin"))
 	ca := testpki.NewCA(t, "keybroker test CA")
-	resolverAddr, resolverLogs := startServeTLS(t, ca, append(g.env, "KEYBROKER_MODE=resolver",
-		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
-		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, g.dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))))
+	resolverAddr, resolverLogs := startServeTLS(t, ca, g.modeEnv(t, "resolver"))
 	// A proxy replica in front of a stand-in for OpenAI, which answers
 	// the SHA-256 of the key it got (so the Node test can tell it is the
 	// workspace's, without the key going back) and refuses a call that
@@ -93,9 +87,7 @@ func TestTheTypeScriptLibraryAgainstRealReplicas(t *testing.T) {
 		_, _ = io.WriteString(w, `{"object":"chat.completion","keySha256":"`+hex.EncodeToString(sum[:])+`"}`)
 	}))
 	defer openai.Close()
-	proxyAddr, proxyLogs := startServe(t, append(g.env, "KEYBROKER_MODE=proxy", "KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL,
-		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
-		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, g.dir, "reader-proxy", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))))
+	proxyAddr, proxyLogs := startServe(t, g.modeEnv(t, "proxy", "KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL))
 	execPath := ca.Client("execution-path")
 	keysFile := filepath.Join(t.TempDir(), "keys")
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-concurrency=1", "--test-reporter=spec", "tests/")

@@ -15,7 +15,6 @@ import (
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/client/resolver"
 	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/vaulttest"
 )
 
 func rssKB(t *testing.T, pid int) int {
@@ -63,13 +62,8 @@ func resolvesPerSecond(t *testing.T, c *client.Client, d time.Duration) float64 
 func TestInvalidationReachesAThousandLibraryClients(t *testing.T) {
 	ctx := context.Background()
 	g := newApproleGround(t, nil)
-	ids := g.ids
-	adminAddr, _ := startServe(t, append(g.env, "KEYBROKER_MODE=admin",
-		"KEYBROKER_WRITER_ROLE_ID="+ids.Result.RoleIDs[ids.WriterRole],
-		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, g.dir, "writer", vaulttest.SecretID(t, ids.AppRoleMount, ids.WriterRole))))
-	resolverAddr, _, proc := startServeProcess(t, append(g.env, "KEYBROKER_MODE=resolver", "KEYBROKER_RATE_LIMIT_PER_TOKEN=1000000", "KEYBROKER_RATE_LIMIT_BURST=1000000",
-		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
-		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, g.dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))))
+	adminAddr, _ := startServe(t, g.modeEnv(t, "admin"))
+	resolverAddr, _, proc := startServeProcess(t, g.modeEnv(t, "resolver", "KEYBROKER_RATE_LIMIT_PER_TOKEN=1000000", "KEYBROKER_RATE_LIMIT_BURST=1000000"))
 	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: g.opToken})
 	first := "sk-proj-scale-" + testenv.RandomID(t) + testenv.RandomID(t)
 	if _, _, err := admin.SetKey(ctx, "ws1", "openai", first, 0); err != nil {

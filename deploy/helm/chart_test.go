@@ -492,7 +492,7 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"a proxy with no shutdown grace", tlsValues + "proxy: {enabled: true, replicas: 2, service: {type: ClusterIP, port: 8080}, shutdownGraceSeconds: 0}", "shutdownGraceSeconds"},
 		{"a provider id in capitals", tlsValues + "providers: {baseURLs: {OpenAI: https://egress.internal}}", "OpenAI"},
 		{"a provider base URL without a scheme", tlsValues + "providers: {baseURLs: {openai: egress.internal/openai}}", "baseURLs"},
-		{"a typo in the proxy's values", tlsValues + "proxy: {enabled: true, replicas: 2, service: {type: ClusterIP, port: 8080}, shutdownGrace: 30}", "shutdownGrace"},
+		{"a typo in the proxy's values", tlsValues + "proxy: {enabled: true, replicas: 2, service: {type: ClusterIP, port: 8080}, shutdownGrace: 30}", "'shutdownGrace' not allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := run(t, tc.values, "template", "kb", chart)
