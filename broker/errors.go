@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // The domain's errors. Callers (the HTTP handlers) map them to statuses with
@@ -74,3 +75,25 @@ var ErrKeyExists = errors.Join(ErrConflict, errors.New("a key with this id alrea
 // ErrLegacyLayout: the key is still stored where keybroker v1 kept it;
 // `keybroker vault migrate-layout` moves it (409).
 var ErrLegacyLayout = errors.Join(ErrConflict, errors.New("the key is still in the v1 layout"))
+
+// ErrKeysCoolingDown: every key that could serve the call is cooling down
+// after a provider's 429 or 5xx (429 keys_cooling_down with Retry-After, as
+// the provider itself would answer; no_key stays for pools where nothing
+// could ever serve). A *CoolingDownError carries when to retry.
+var ErrKeysCoolingDown = errors.New("every key that could serve is cooling down")
+
+// CoolingDownError is ErrKeysCoolingDown with the earliest end of a
+// cooldown among the keys that could serve.
+type CoolingDownError struct {
+	// RetryAfter is how long until the first of those keys serves again
+	// (at least one second).
+	RetryAfter time.Duration
+	// Reason says which scopes were cooling down, for the answer's message.
+	Reason string
+}
+
+func (e *CoolingDownError) Error() string {
+	return fmt.Sprintf("%s (retry after %s): %s", ErrKeysCoolingDown, e.RetryAfter, e.Reason)
+}
+
+func (e *CoolingDownError) Unwrap() error { return ErrKeysCoolingDown }
