@@ -2,9 +2,12 @@
 // bearer tokens a resolver token mints for one sandbox (POST
 // /v1/proxy-tokens), good for the credential proxy only, for one workspace,
 // some providers and optionally some models. They are stateless — a
-// payload and its HMAC-SHA256 under a key every replica derives from the
-// shared pepper — so minting one writes nothing and any replica verifies
-// it. The issuing token's id travels inside: revoking the resolver token
+// payload and its HMAC-SHA256 under the deployment's proxy-token signing
+// key, named in the token by its key id so that the key can be rotated with
+// overlap (package keyring) — so minting one writes nothing and any replica
+// holding the key verifies it. Only the replicas that mint and check proxy
+// tokens (modes resolver, proxy, all) hold that key: an admin replica, or
+// anyone holding only the fingerprint pepper, cannot forge one. The issuing token's id travels inside: revoking the resolver token
 // ends every proxy token it minted (the caller checks it).
 package proxytoken
 
@@ -20,6 +23,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/keybroker/keybroker/internal/keyring"
 )
 
 // Prefix starts every proxy token; resolver and admin tokens start with
@@ -36,7 +41,7 @@ const (
 	maxFieldLength = 128
 	macLen         = 16
 	nonceLen       = 8
-	version        = 1
+	version        = 2
 )
 
 // Claims are what a proxy token grants.
@@ -68,24 +73,38 @@ var (
 	ErrExpired   = errors.New("proxy token: expired")
 )
 
-// Signer mints and verifies proxy tokens with one key.
+// Signer mints and verifies proxy tokens with a ring of keys: the first
+// signs, every one verifies.
 type Signer struct {
-	key []byte
-	now func() time.Time
+	ring *keyring.Ring
+	now  func() time.Time
 }
 
-// NewSigner derives the signing key from the deployment's pepper (the
-// fingerprint pepper every replica shares). now may be nil (time.Now).
-func NewSigner(pepper []byte, now func() time.Time) (*Signer, error) {
-	if len(pepper) < 16 {
-		return nil, errors.New("proxy token: the pepper must be at least 16 bytes")
+// NewRingSigner signs with ring's current key (its subkey for proxy
+// tokens) and verifies with any of its keys. now may be nil (time.Now).
+func NewRingSigner(ring *keyring.Ring, now func() time.Time) (*Signer, error) {
+	if ring.Empty() {
+		return nil, errors.New("proxy token: no signing key")
 	}
-	mac := hmac.New(sha256.New, pepper)
-	mac.Write([]byte("keybroker proxy token signing key v1"))
 	if now == nil {
 		now = time.Now
 	}
-	return &Signer{key: mac.Sum(nil), now: now}, nil
+	return &Signer{ring: ring.Derive("proxy tokens"), now: now}, nil
+}
+
+// NewSigner is a signer of one key derived from secret (16 bytes at
+// least), named "0": tests and single-replica set-ups.
+func NewSigner(secret []byte, now func() time.Time) (*Signer, error) {
+	if len(secret) < 16 {
+		return nil, errors.New("proxy token: the secret must be at least 16 bytes")
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("keybroker proxy token signing key v1"))
+	ring, err := keyring.New("0", mac.Sum(nil))
+	if err != nil {
+		return nil, err
+	}
+	return NewRingSigner(ring, now)
 }
 
 // Mint returns a token for c; c.Expires must be in the future and within
@@ -106,7 +125,8 @@ func (s *Signer) Mint(c Claims) (string, error) {
 	}
 	// A random nonce makes every token its own, even of the same claims in
 	// the same second: each sandbox gets its own id, rate and records.
-	b := []byte{version}
+	kid := s.ring.CurrentID()
+	b := append([]byte{version, byte(len(kid))}, kid...)
 	nonce := make([]byte, nonceLen)
 	if _, err := rand.Read(nonce); err != nil {
 		return "", fmt.Errorf("proxy token: %w", err)
@@ -127,7 +147,11 @@ func (s *Signer) Mint(c Claims) (string, error) {
 			}
 		}
 	}
-	b = append(b, s.sign(b)...)
+	tag, err := s.ring.MAC(kid, b)
+	if err != nil {
+		return "", fmt.Errorf("proxy token: %w", err)
+	}
+	b = append(b, tag[:macLen]...)
 	return Prefix + base64.RawURLEncoding.EncodeToString(b), nil
 }
 
@@ -138,18 +162,17 @@ func (s *Signer) Verify(token string) (Claims, error) {
 		return Claims{}, ErrMalformed
 	}
 	b, err := base64.RawURLEncoding.DecodeString(raw)
-	if err != nil || len(b) < 1+nonceLen+8+macLen {
+	if err != nil || len(b) < 2+nonceLen+8+macLen || b[0] != version || len(b) < 2+int(b[1])+nonceLen+8+macLen {
 		return Claims{}, ErrMalformed
 	}
 	payload, mac := b[:len(b)-macLen], b[len(b)-macLen:]
-	if !hmac.Equal(mac, s.sign(payload)) {
+	kid := string(payload[2 : 2+int(payload[1])])
+	if s.ring.Verify(kid, payload, mac) != nil {
 		return Claims{}, ErrMalformed
 	}
-	if payload[0] != version {
-		return Claims{}, ErrMalformed
-	}
-	c := Claims{Expires: time.Unix(int64(binary.BigEndian.Uint64(payload[1+nonceLen:1+nonceLen+8])), 0)}
-	rest := payload[1+nonceLen+8:]
+	body := payload[2+len(kid):]
+	c := Claims{Expires: time.Unix(int64(binary.BigEndian.Uint64(body[nonceLen:nonceLen+8])), 0)}
+	rest := body[nonceLen+8:]
 	if c.Issuer, rest, ok = readField(rest); !ok {
 		return Claims{}, ErrMalformed
 	}
@@ -184,12 +207,6 @@ func (s *Signer) Verify(token string) (Claims, error) {
 func ID(token string) string {
 	h := sha256.Sum256([]byte(token))
 	return "ptk_" + hex.EncodeToString(h[:8])
-}
-
-func (s *Signer) sign(payload []byte) []byte {
-	mac := hmac.New(sha256.New, s.key)
-	mac.Write(payload)
-	return mac.Sum(nil)[:macLen]
 }
 
 func appendField(b []byte, f string) ([]byte, error) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keybroker/keybroker/internal/keyring"
 	"github.com/keybroker/keybroker/internal/proxytoken"
 )
 
@@ -125,4 +126,39 @@ func FuzzVerifyNeverPanics(f *testing.F) {
 			t.Fatalf("verified claims without a workspace or provider: %+v", c)
 		}
 	})
+}
+
+func TestRotatedSigningKeysOverlapAndThePepperForgesNothing(t *testing.T) {
+	k1 := "k1:" + strings.Repeat("1", 40)
+	k2 := "k2:" + strings.Repeat("2", 40)
+	ring := func(s string) *proxytoken.Signer {
+		t.Helper()
+		r, err := keyring.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sg, err := proxytoken.NewRingSigner(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sg
+	}
+	claims := proxytoken.Claims{Issuer: "tok_0123456789abcdef", Workspace: "ws1", Providers: []string{"openai"}, Expires: time.Now().Add(time.Minute)}
+	old, err := ring(k1).Mint(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ring(k2 + "," + k1).Verify(old); err != nil {
+		t.Fatalf("a token of the old key is refused during the overlap: %v", err)
+	}
+	if _, err := ring(k2).Verify(old); !errors.Is(err, proxytoken.ErrMalformed) {
+		t.Fatalf("a token of a dropped key verified: %v", err)
+	}
+	// Whoever holds only the fingerprint pepper (every replica, the admin
+	// pods too) signs with another key: refused.
+	forger, _ := proxytoken.NewSigner([]byte("the-fingerprint-pepper-0123"), nil)
+	forged, _ := forger.Mint(claims)
+	if _, err := ring(k1).Verify(forged); !errors.Is(err, proxytoken.ErrMalformed) {
+		t.Fatalf("a token signed with the pepper verified: %v", err)
+	}
 }
