@@ -567,10 +567,11 @@ func (s *Service) ForgetAll() {
 
 // RecordDenial notes a call the principal's role did not allow. Denials
 // are aggregated: one audit row per token, scope, provider and action per
-// interval, with a count, so no caller can flood a trail.
+// interval, with a count, so no caller can flood a trail; a denial of a
+// scope the token does not reach goes to the operator-wide trail, never
+// to that scope's (denials.go).
 func (s *Service) RecordDenial(ctx context.Context, p Principal, scope broker.Scope, provider, route, remoteAddr, requestID string) error {
-	return s.denials.record(ctx, denialKey{token: p.TokenID, role: p.Role, scope: scope, provider: provider, route: route},
-		remoteAddr, requestID)
+	return s.recordDenial(ctx, p, scope, provider, route, remoteAddr, requestID)
 }
 
 // FlushDenials writes the denials noted so far (at shutdown; tests).

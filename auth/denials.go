@@ -3,10 +3,12 @@ package auth
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/ids"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -20,12 +22,48 @@ type denialKey struct {
 	scope    broker.Scope
 	provider string
 	route    string
+	// offTrail: the denied scope is one the token does not reach; the
+	// row goes to the operator-wide trail (scope is then zero), and all
+	// such denials of a token and route within an interval are one row
+	// however many scopes they name.
+	offTrail bool
 }
 
 type denialCount struct {
 	count      int
 	remoteAddr string
 	requestID  string
+	target     broker.Scope // offTrail: the latest scope named
+}
+
+// recordDenial notes a denied call of p on scope (Service.RecordDenial).
+// It lands in the trail of scope only when p reaches that trail (see
+// reachesTrail); a denial of a scope p does not reach lands in the
+// operator-wide trail, so that no token can write into the trail of a
+// tenant it is not part of by knocking at its door.
+func (s *Service) recordDenial(ctx context.Context, p Principal, scope broker.Scope, provider, route, remoteAddr, requestID string) error {
+	k := denialKey{token: p.TokenID, role: p.Role, scope: scope, provider: provider, route: route}
+	if scope.Kind != "" && !p.reachesTrail(scope) {
+		k = denialKey{token: p.TokenID, role: p.Role, route: route, offTrail: true}
+	}
+	return s.denials.record(ctx, k, scope, remoteAddr, requestID)
+}
+
+// reachesTrail says whether scope's audit trail is one p's holder belongs
+// to: an operator's every trail; an admin's or a reader's, the workspaces
+// and organizations the token lists; a resolver's, the workspaces it is
+// limited to. A resolver of every workspace, a proxy token or an unknown
+// role reaches no tenant's trail.
+func (p Principal) reachesTrail(scope broker.Scope) bool {
+	switch p.Role {
+	case RoleOperator:
+		return true
+	case RoleAdmin, RoleReader:
+		return p.reaches(scope)
+	case RoleResolver:
+		return scope.Kind == broker.ScopeWorkspace && slices.Contains(p.Workspaces, scope.ID)
+	}
+	return false
 }
 
 // denialRecorder aggregates denied requests. The first denial of a key in
@@ -47,7 +85,9 @@ func newDenialRecorder(st Store, interval time.Duration, now func() time.Time) *
 		seen: make(map[denialKey]bool), pending: make(map[denialKey]*denialCount)}
 }
 
-func (d *denialRecorder) record(ctx context.Context, k denialKey, remoteAddr, requestID string) error {
+// record notes a denial of key k; target is the scope the request named
+// (for the detail of an off-trail row).
+func (d *denialRecorder) record(ctx context.Context, k denialKey, target broker.Scope, remoteAddr, requestID string) error {
 	d.mu.Lock()
 	var due []store.AuditEvent
 	if d.now().Sub(d.started) >= d.interval {
@@ -67,11 +107,11 @@ func (d *denialRecorder) record(ctx context.Context, k denialKey, remoteAddr, re
 			d.pending[k] = c
 		}
 		c.count++
-		c.remoteAddr, c.requestID = remoteAddr, requestID
+		c.remoteAddr, c.requestID, c.target = remoteAddr, requestID, target
 	}
 	d.mu.Unlock()
 	if first {
-		due = append(due, denialEvent(k, 1, remoteAddr, requestID, 0))
+		due = append(due, denialEvent(k, denialCount{count: 1, remoteAddr: remoteAddr, requestID: requestID, target: target}, 0))
 	}
 	if len(due) == 0 {
 		return nil
@@ -83,7 +123,7 @@ func (d *denialRecorder) record(ctx context.Context, k denialKey, remoteAddr, re
 func (d *denialRecorder) takeLocked() []store.AuditEvent {
 	evs := make([]store.AuditEvent, 0, len(d.pending))
 	for k, c := range d.pending {
-		evs = append(evs, denialEvent(k, c.count, c.remoteAddr, c.requestID, d.interval))
+		evs = append(evs, denialEvent(k, *c, d.interval))
 	}
 	d.started = d.now()
 	clear(d.seen)
@@ -101,17 +141,32 @@ func (d *denialRecorder) flush(ctx context.Context) error {
 	return d.store.AppendAudits(ctx, evs)
 }
 
-func denialEvent(k denialKey, count int, remoteAddr, requestID string, interval time.Duration) store.AuditEvent {
+func denialEvent(k denialKey, c denialCount, interval time.Duration) store.AuditEvent {
 	detail := fmt.Sprintf("role %s may not %s", k.role, k.route)
+	if k.offTrail {
+		detail += " on " + scopeName(c.target) + ", which the token does not reach"
+	}
 	if interval > 0 {
-		detail += fmt.Sprintf(" (%d more within %s after the first; the request named is the latest)", count, interval)
+		detail += fmt.Sprintf(" (%d more within %s after the first; the request named is the latest)", c.count, interval)
 	}
 	actor := "token:" + k.token
 	if k.token == "" {
 		actor = "(many)"
 	}
 	return store.AuditEvent{Scope: k.scope.Kind, ScopeID: k.scope.ID, Provider: k.provider, Action: "access.denied", Actor: actor,
-		RemoteAddr: remoteAddr, Outcome: "forbidden", RequestID: requestID, Count: count, Detail: detail}
+		RemoteAddr: c.remoteAddr, Outcome: "forbidden", RequestID: c.requestID, Count: c.count, Detail: detail}
+}
+
+// scopeName names a scope in a detail; an id that breaks the id rule (the
+// handlers refuse those before any authorization) is not repeated.
+func scopeName(s broker.Scope) string {
+	switch {
+	case s.Kind == broker.ScopeHosted:
+		return "the hosted keys"
+	case !ids.Valid(s.ID):
+		return string(s.Kind) + " (an invalid id)"
+	}
+	return string(s.Kind) + " " + s.ID
 }
 
 // Run flushes the aggregated denials every interval until ctx is done, and

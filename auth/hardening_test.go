@@ -126,18 +126,18 @@ func TestDenialsAreAggregated(t *testing.T) {
 	s := auth.NewService(st, auth.Options{DenialInterval: time.Hour})
 	p := auth.Principal{TokenID: "tok_0123456789abcdef", Role: auth.RoleReader, Workspaces: []string{"ws1"}}
 	for range 500 {
-		if err := s.RecordDenial(ctx, p, broker.WorkspaceScope("ws2"), "openai", "PUT /v1/workspaces/:ws/keys/:provider", "192.0.2.1", "r1"); err != nil {
+		if err := s.RecordDenial(ctx, p, broker.WorkspaceScope("ws1"), "openai", "PUT /v1/workspaces/:ws/keys/:provider", "192.0.2.1", "r1"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	evs, err := st.ListAudit(ctx, broker.WorkspaceScope("ws2"), 0, 100)
+	evs, err := st.ListAudit(ctx, broker.WorkspaceScope("ws1"), 0, 100)
 	if err != nil || len(evs) != 1 || max(evs[0].Count, 1) != 1 {
 		t.Fatalf("before the interval ends: %d rows (%v), want the first denial alone", len(evs), err)
 	}
 	if err := s.FlushDenials(ctx); err != nil {
 		t.Fatal(err)
 	}
-	evs, err = st.ListAudit(ctx, broker.WorkspaceScope("ws2"), 0, 100)
+	evs, err = st.ListAudit(ctx, broker.WorkspaceScope("ws1"), 0, 100)
 	if err != nil || len(evs) != 2 || evs[0].Count != 499 || evs[0].Action != "access.denied" || !strings.Contains(evs[0].Detail, "499 more") {
 		t.Fatalf("after the interval: %+v %v; want one row counting the other 499", evs, err)
 	}
