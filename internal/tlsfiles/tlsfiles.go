@@ -19,6 +19,19 @@ import (
 // a TLS listener whose configuration names "h2".
 var nextProtos = []string{"h2", "http/1.1"}
 
+// CipherSuites are the TLS 1.2 suites the listener accepts: ECDHE key
+// exchange (forward secrecy) with an AEAD cipher only — no CBC mode, no
+// SHA-1 MAC, no RSA key exchange. TLS 1.3's suites are all AEAD (Go does
+// not let them be chosen). Every maintained client offers one of these.
+var CipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 // Config names the files.
 type Config struct {
 	// CertFile and KeyFile are the PEM certificate chain and private key.
@@ -76,12 +89,14 @@ func New(cfg Config) (*Loader, error) {
 	return l, nil
 }
 
-// TLSConfig is the listener's configuration: TLS 1.2 at least, and the
-// current material picked per handshake.
+// TLSConfig is the listener's configuration: TLS 1.2 at least (with the
+// AEAD suites of CipherSuites only), and the current material picked per
+// handshake.
 func (l *Loader) TLSConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: nextProtos,
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: CipherSuites,
+		NextProtos:   nextProtos,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return l.Current(), nil
 		},
@@ -144,7 +159,7 @@ func (l *Loader) load() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load TLS certificate %s and key %s: %w", l.cfg.CertFile, l.cfg.KeyFile, err)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: nextProtos}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: CipherSuites, Certificates: []tls.Certificate{cert}, NextProtos: nextProtos}
 	if l.cfg.ClientCAFile != "" {
 		pem, err := os.ReadFile(l.cfg.ClientCAFile)
 		if err != nil {

@@ -136,3 +136,42 @@ func TestMissingOrMismatchedFilesFailAtStart(t *testing.T) {
 		t.Fatalf("a client CA file without certificates: %v", err)
 	}
 }
+
+// TestTLS12AcceptsOnlyAEADSuitesWithForwardSecrecy: a client offering
+// only a CBC suite (SHA-1 or SHA-256 MAC) or RSA key exchange gets no
+// handshake; each AEAD ECDHE suite, and TLS 1.3, does.
+func TestTLS12AcceptsOnlyAEADSuitesWithForwardSecrecy(t *testing.T) {
+	ca := testpki.NewCA(t, "keybroker test CA")
+	pair := ca.Server("keybroker")
+	l, err := tlsfiles.New(tlsfiles.Config{CertFile: pair.CertFile, KeyFile: pair.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, l)
+	tls12 := func(suite uint16) *tls.Config {
+		return &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}}
+	}
+	for _, suite := range []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
+		tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_RSA_WITH_AES_128_CBC_SHA,
+	} {
+		if _, err := handshake(addr, tls12(suite)); err == nil {
+			t.Errorf("a TLS 1.2 client offering only %s completed a request", tls.CipherSuiteName(suite))
+		}
+	}
+	for _, suite := range []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	} {
+		if _, err := handshake(addr, tls12(suite)); err != nil {
+			t.Errorf("a TLS 1.2 client offering %s: %v", tls.CipherSuiteName(suite), err)
+		}
+	}
+	if _, err := handshake(addr, &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS13}); err != nil {
+		t.Errorf("TLS 1.3: %v", err)
+	}
+}
