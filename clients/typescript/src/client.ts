@@ -1,5 +1,6 @@
 import http from "node:http";
 import https from "node:https";
+import { isIPv4, isIPv6 } from "node:net";
 
 import { KeybrokerError, UnavailableError } from "./errors.js";
 import {
@@ -27,6 +28,13 @@ export interface ClientOptions {
   key?: string | Buffer;
   /** Bounds each request (not the watch stream). Default: 10,000 ms. */
   timeoutMs?: number;
+  /**
+   * Allows an `http://` address whose host is not loopback. Without it
+   * such an address is refused, as the Go client refuses it: the token,
+   * and the keys in the answers, would cross the network in clear. Set it
+   * only where a mesh encrypts the connection outside the process.
+   */
+  allowInsecureHTTP?: boolean;
 }
 
 /** The answers are small; a larger one is not keybroker's. */
@@ -62,6 +70,12 @@ export class Client {
     }
     if (base.protocol !== "http:" && base.protocol !== "https:") {
       throw new TypeError("keybroker client: address must be http:// or https://");
+    }
+    if (base.protocol === "http:" && !isLoopback(base.hostname) && opts.allowInsecureHTTP !== true) {
+      throw new TypeError(
+        `keybroker client: ${base.origin} is plain http to a host that is not loopback: the token and keys would cross the network in clear; ` +
+          "use https (or allowInsecureHTTP: true)",
+      );
     }
     if (typeof opts.token !== "string" || opts.token === "") {
       throw new TypeError("keybroker client: token is required");
@@ -211,6 +225,18 @@ export class Client {
       req.end(payload);
     });
   }
+}
+
+/**
+ * Whether a URL's hostname is loopback: localhost, 127.0.0.0/8, ::1 or
+ * an IPv4-mapped 127.x address (as the WHATWG URL parser spells them).
+ */
+function isLoopback(hostname: string): boolean {
+  const host = hostname.startsWith("[") && hostname.endsWith("]") ? hostname.slice(1, -1).toLowerCase() : hostname.toLowerCase();
+  if (host === "localhost") return true;
+  if (isIPv4(host)) return host.startsWith("127.");
+  if (isIPv6(host)) return host === "::1" || /^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(host);
+  return false;
 }
 
 function readAll(res: http.IncomingMessage): Promise<Answer> {
