@@ -101,11 +101,17 @@ type Config struct {
 	// MaxColdReads bounds the Vault reads of cache misses in flight at
 	// once; more misses wait for a slot (or their context). Default: 32.
 	MaxColdReads int
-	// Pepper keys the fingerprints (required for key management) and the
-	// resolution ids' MAC: replicas that share it take each other's
-	// reports. Without it a replica takes only reports of its own
-	// resolutions.
+	// Pepper keys the fingerprints (required for key management), and
+	// nothing else.
 	Pepper []byte
+	// ResolutionKey keys the resolution ids' MAC: replicas that share it
+	// take each other's reports. Without it, a random key of this process:
+	// a replica then takes only reports of its own resolutions.
+	ResolutionKey []byte
+	// PreviousResolutionKeys are still accepted in reports (never used to
+	// make an id), for the overlap of a rotation: resolution ids live an
+	// hour (ResolutionTTL).
+	PreviousResolutionKeys [][]byte
 	// Checker asks providers whether they accept a key (tests, verified
 	// writes, the prober). Without it, tests answer ErrNotConfigured.
 	Checker KeyChecker
@@ -165,6 +171,15 @@ type Broker struct {
 	// keys come due together (after a restart or a cache flush), Vault gets
 	// a steady trickle instead of a burst of goroutines.
 	refreshSlots chan struct{}
+	// fetches are the Vault reads in flight, by cache key: a change
+	// announced meanwhile makes them stale (not cached).
+	fetches fetchGenerations
+	// wsCooldowns are the workspaces' own cooldowns of keys they do not
+	// own (reported by them), on this replica.
+	wsCooldowns *workspaceCooldowns
+	// verifier checks with the provider a shared key a workspace reported
+	// refused, before it fails for everyone.
+	verifier verifier
 }
 
 // maxChecksInFlight bounds the provider checks (tests, verified writes,
@@ -223,7 +238,7 @@ func New(cfg Config) (*Broker, error) {
 		poolStore:     cfg.Pools,
 		maxPool:       cfg.MaxKeysPerPool,
 		usageStore:    cfg.Usage,
-		resolutionIDs: newResolutionIDs(cfg.Pepper),
+		resolutionIDs: newResolutionIDs(cfg.ResolutionKey, cfg.PreviousResolutionKeys),
 		checker:       cfg.Checker,
 		checkerLimit:  make(chan struct{}, maxChecksInFlight),
 		health:        cfg.Health,
@@ -244,6 +259,8 @@ func New(cfg Config) (*Broker, error) {
 		negative:      expirable.NewLRU[string, *cacheEntry](cfg.MaxNegativeEntries, nil, cfg.NegativeCacheTTL),
 		coldSlots:     make(chan struct{}, cfg.MaxColdReads),
 		refreshSlots:  make(chan struct{}, maxBackgroundRefreshes),
+		wsCooldowns:   newWorkspaceCooldowns(maxWorkspaceCooldowns),
+		verifier:      newVerifier(),
 	}
 	if cfg.Settings == nil {
 		b.settings.loaded = true // every workspace has the defaults

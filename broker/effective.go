@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"time"
 )
 
 // EffectiveSource says where a workspace's calls for one provider get
@@ -9,17 +10,23 @@ import (
 type EffectiveSource struct {
 	Provider string
 	// Scope serves the calls: ScopeWorkspace, ScopeOrganization,
-	// ScopeHosted, or "" when no key may serve (the calls fail with
-	// no_key). ScopeID names the organization.
+	// ScopeHosted, or "" when no key may serve now (the calls fail with
+	// no_key, or with keys_cooling_down until CoolingDownUntil). ScopeID
+	// names the organization.
 	Scope   ScopeKind
 	ScopeID string
-	// UsableKeys is how many keys of that scope may serve (active; keys
-	// limited to some models count too).
+	// UsableKeys is how many keys of that scope may serve now (active,
+	// not failing, not cooling down; keys limited to some models count
+	// too).
 	UsableKeys int
 	// Reason says why an earlier scope does not serve, or why none does
-	// (the reasons of Resolve).
+	// (the reasons of Resolve: a NoKeyError's, or a CoolingDownError's).
 	Reason string
-	// First are the keys that serve first: the active keys of the lowest
+	// CoolingDownUntil, when no key serves now but some will once their
+	// cooldown ends, is the earliest end (Reason is then one of the
+	// Reason*KeysCoolingDown).
+	CoolingDownUntil time.Time
+	// First are the keys that serve first: the usable keys of the lowest
 	// priority (more than one take turns), with their names.
 	First []ServingKey
 }
@@ -33,7 +40,9 @@ type ServingKey struct {
 // Effective answers, per provider, which scope serves the workspace's
 // calls now: its own keys, its organization's, the platform's hosted keys
 // (billed), or none. It reads the settings from PostgreSQL and the pools
-// from this replica's memory, as resolve does.
+// (with what is known of the keys' health, the workspace's own cooldowns
+// of shared keys included) from this replica's memory, as resolve does,
+// for a call whose model every key allows.
 func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSource, error) {
 	if err := b.canManage(); err != nil {
 		return nil, err
@@ -45,27 +54,33 @@ func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSo
 	if !b.PoolsLoaded() {
 		return nil, ErrPoolsNotLoaded
 	}
+	now := b.now()
+	cooled := b.wsCooldowns.of(workspace)
 	var out []EffectiveSource
 	for _, p := range b.providers.All() {
 		src := EffectiveSource{Provider: p.ID}
-		n, out1 := b.usable(WorkspaceScope(workspace).Pool(p.ID))
+		var cool coolingScopes
+		ws := WorkspaceScope(workspace).Pool(p.ID)
+		n, out1, until := b.usable(ws, nil, now)
 		reason := ReasonNoWorkspaceKey
 		if out1 != poolEmpty {
 			reason = ReasonWorkspaceKeysUnavailable
 		}
+		cool.add(ScopeWorkspace, until)
 		switch {
 		case n > 0:
 			src.Scope, src.ScopeID, src.UsableKeys = ScopeWorkspace, workspace, n
-			out = append(out, b.withFirst(ctx, src, WorkspaceScope(workspace).Pool(p.ID)))
+			out = append(out, b.withFirst(ctx, src, ws, nil, now))
 			continue
 		case settings.Organization != "" && settings.Inherit:
-			org := OrganizationScope(settings.Organization)
-			n, out2 := b.usable(org.Pool(p.ID))
+			org := OrganizationScope(settings.Organization).Pool(p.ID)
+			n, out2, until := b.usable(org, cooled, now)
 			if n > 0 {
-				src.Scope, src.ScopeID, src.UsableKeys, src.Reason = ScopeOrganization, org.ID, n, reason
-				out = append(out, b.withFirst(ctx, src, org.Pool(p.ID)))
+				src.Scope, src.ScopeID, src.UsableKeys, src.Reason = ScopeOrganization, settings.Organization, n, reason
+				out = append(out, b.withFirst(ctx, src, org, cooled, now))
 				continue
 			}
+			cool.add(ScopeOrganization, until)
 			reason = ReasonNoOrganizationKey
 			if out2 != poolEmpty {
 				reason = ReasonOrganizationKeysUnavailable
@@ -73,39 +88,69 @@ func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSo
 		}
 		if !settings.HostedFallback {
 			src.Reason = ReasonHostedFallbackOff
-			out = append(out, src)
+			out = append(out, withCooling(src, cool))
 			continue
 		}
-		n, out3 := b.usable(HostedScope().Pool(p.ID))
+		hosted := HostedScope().Pool(p.ID)
+		n, out3, until := b.usable(hosted, cooled, now)
+		cool.add(ScopeHosted, until)
 		switch {
 		case n > 0:
 			src.Scope, src.UsableKeys, src.Reason = ScopeHosted, n, reason
-			src = b.withFirst(ctx, src, HostedScope().Pool(p.ID))
+			src = b.withFirst(ctx, src, hosted, cooled, now)
 		case out3 == poolEmpty:
 			src.Reason = ReasonNoHostedKey
 		default:
 			src.Reason = ReasonHostedKeysUnavailable
 		}
-		out = append(out, src)
+		out = append(out, withCooling(src, cool))
 	}
 	return out, nil
 }
 
+// withCooling gives a source that no key serves now the cooldown resolve
+// would answer with, if a key of the chain is cooling down.
+func withCooling(src EffectiveSource, c coolingScopes) EffectiveSource {
+	if src.Scope == "" && c.until != 0 {
+		src.Reason, src.CoolingDownUntil = coolingReason(c.scope), time.Unix(0, c.until).UTC()
+	}
+	return src
+}
+
+// servesNow says whether m may serve now (whatever the model): active,
+// not failing, not cooling down for everyone or for the workspace
+// (cooled). until is when its cooldown ends, if it is cooling down.
+func servesNow(m *member, cooled map[KeyRef]int64, now time.Time) (ok bool, until int64) {
+	if m.disabled || m.failing {
+		return false, 0
+	}
+	until = m.cooldownUntil
+	if cooled != nil {
+		until = max(until, cooled[m.ref])
+	}
+	if until != 0 && now.UnixNano() < until {
+		return false, until
+	}
+	return true, 0
+}
+
 // withFirst adds the pool's first keys to src, named from PostgreSQL. A
 // name that cannot be read is left out: the id still says which key.
-func (b *Broker) withFirst(ctx context.Context, src EffectiveSource, pr PoolRef) EffectiveSource {
+func (b *Broker) withFirst(ctx context.Context, src EffectiveSource, pr PoolRef, cooled map[KeyRef]int64, now time.Time) EffectiveSource {
 	p, _ := b.pools.get(pr)
 	if p == nil {
 		return src
 	}
 	best := -1
-	for _, m := range p.members {
-		if !m.disabled && (best < 0 || m.priority < best) {
+	for i := range p.members {
+		m := &p.members[i]
+		if ok, _ := servesNow(m, cooled, now); ok && (best < 0 || m.priority < best) {
 			best = m.priority
 		}
 	}
-	for _, m := range p.members {
-		if m.disabled || m.priority != best {
+	for i := range p.members {
+		m := &p.members[i]
+		if ok, _ := servesNow(m, cooled, now); !ok || m.priority != best {
 			continue
 		}
 		k := ServingKey{KeyID: m.ref.KeyID}
@@ -117,20 +162,28 @@ func (b *Broker) withFirst(ctx context.Context, src EffectiveSource, pr PoolRef)
 	return src
 }
 
-// usable counts the active keys of a pool as this replica knows it.
-func (b *Broker) usable(pr PoolRef) (int, poolOutcome) {
+// usable counts the keys of a pool that may serve now, as this replica
+// knows it; when none may but some are cooling down, until is the
+// earliest end of their cooldowns.
+func (b *Broker) usable(pr PoolRef, cooled map[KeyRef]int64, now time.Time) (n int, out poolOutcome, until int64) {
 	p, _ := b.pools.get(pr)
 	if p == nil {
-		return 0, poolEmpty
+		return 0, poolEmpty, 0
 	}
-	n := 0
-	for _, m := range p.members {
-		if !m.disabled {
+	for i := range p.members {
+		ok, u := servesNow(&p.members[i], cooled, now)
+		switch {
+		case ok:
 			n++
+		case u != 0 && (until == 0 || u < until):
+			until = u
 		}
 	}
-	if n == 0 {
-		return 0, poolUnavailable
+	switch {
+	case n > 0:
+		return n, poolServed, 0
+	case until != 0:
+		return 0, poolCoolingDown, until
 	}
-	return n, poolServed
+	return 0, poolUnavailable, 0
 }

@@ -110,7 +110,7 @@ func newEnv(t testing.TB, tune func(*broker.Config)) *env {
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{Logger: testLogger, ReaderTransport: reads})
 	cfg := broker.Config{
 		Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: st, Pools: st,
-		Pepper: []byte("test-pepper-0123456789"),
+		Pepper: []byte("test-pepper-0123456789"), ResolutionKey: []byte("test-resolution-key-0123456789ab"),
 		Logger: testLogger, Settings: st, Usage: st, Health: st,
 	}
 	if tune != nil {

@@ -105,17 +105,31 @@ type ReportRequest struct {
 // ReportResult says what a report did.
 type ReportResult struct {
 	Ref KeyRef
-	// Health is the key's health now; Changed whether this report changed
-	// it (a report that repeats what is known changes nothing).
+	// Health is the key's health now, for the reporting workspace;
+	// Changed whether this report changed it (a report that repeats what
+	// is known changes nothing).
 	Health  string
 	Changed bool
+	// WorkspaceOnly: the key is not the reporting workspace's own (its
+	// organization's, or a hosted key), so the report changed it for that
+	// workspace alone, on this replica; Verifying: keybroker is asking the
+	// provider whether it refuses the key, and marks it failing for
+	// everyone if it does.
+	WorkspaceOnly bool
+	Verifying     bool
 }
 
 // Report applies what a provider answered to a call made with a resolved
-// key: rate_limited and server_error put the key in cooldown, unauthorized,
-// forbidden and quota_exceeded mark it failing, ok ends a cooldown early.
-// A report that repeats what this replica knows changes nothing and
-// touches no store.
+// key. About a key of the reporting workspace's own pool: rate_limited and
+// server_error put the key in cooldown, unauthorized, forbidden and
+// quota_exceeded mark it failing, ok ends a cooldown early, for every
+// workspace on every replica. About a key the workspace does not own (its
+// organization's, a hosted key), the report changes the key for that
+// workspace alone, on this replica: a cooldown (a refusal too), or ok
+// ending it; and a refusal makes keybroker check the key with the
+// provider (bounded, deduplicated) before it fails for everyone. A report
+// that repeats what this replica knows changes nothing and touches no
+// store.
 func (b *Broker) Report(ctx context.Context, req ReportRequest) (ReportResult, error) {
 	if b.health == nil {
 		return ReportResult{}, fmt.Errorf("report: %w: no health store", ErrNotConfigured)
@@ -127,6 +141,14 @@ func (b *Broker) Report(ctx context.Context, req ReportRequest) (ReportResult, e
 	}
 	if req.RetryAfter < 0 || req.RetryAfter > MaxRetryAfter {
 		return ReportResult{}, refuse(ErrInvalidRequest, "retryAfterSeconds must be from 0 to %d", int(MaxRetryAfter.Seconds()))
+	}
+	switch req.Outcome {
+	case OutcomeRateLimited, OutcomeServerError, OutcomeUnauthorized, OutcomeForbidden, OutcomeQuotaExceeded, OutcomeOK:
+	default:
+		return ReportResult{}, refuse(ErrInvalidRequest, "outcome must be one of ok, unauthorized, forbidden, quota_exceeded, rate_limited, server_error")
+	}
+	if !res.owned() {
+		return b.reportShared(ctx, res, req, now), nil
 	}
 	ref := res.Ref
 	m := b.memberOf(ref)
@@ -156,14 +178,59 @@ func (b *Broker) Report(ctx context.Context, req ReportRequest) (ReportResult, e
 			return ReportResult{Ref: ref, Health: m.health(now)}, nil
 		}
 		change = HealthChange{Kind: HealthClearCooldown, Reason: "ok reported: cooldown ended"}
-	default:
-		return ReportResult{}, refuse(ErrInvalidRequest, "outcome must be one of ok, unauthorized, forbidden, quota_exceeded, rate_limited, server_error")
 	}
 	b.metrics.reported(ref.Provider, req.Outcome)
 	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionHealth,
 		Actor: "token:" + req.Caller, RemoteAddr: req.RemoteAddr, RequestID: req.RequestID, Outcome: OutcomeSuccess,
 		Version: &res.Version, Detail: change.Reason}
 	return b.applyHealth(ctx, ref, change, ev)
+}
+
+// reportShared applies a report about a key the reporting workspace does
+// not own: for that workspace alone, on this replica; a refusal is checked
+// with the provider before it counts for anyone else. Nothing is audited
+// on the reporter's word (a tenant must not fill another scope's trail);
+// keybroker's own checks are.
+func (b *Broker) reportShared(ctx context.Context, res Resolved, req ReportRequest, now time.Time) ReportResult {
+	ref, ws := res.Ref, res.Workspace
+	out := ReportResult{Ref: ref, WorkspaceOnly: true}
+	m := b.memberOf(ref)
+	known := HealthHealthy
+	if m != nil {
+		known = m.health(now)
+	}
+	b.metrics.reportedShared(ref.Provider, req.Outcome)
+	if m != nil && m.failing {
+		out.Health = HealthFailing // out of every chain already
+		return out
+	}
+	switch req.Outcome {
+	case OutcomeOK:
+		out.Changed = b.wsCooldowns.clear(ws, ref)
+		out.Health = known
+		return out
+	case OutcomeRateLimited, OutcomeServerError:
+		if m != nil && m.coolingAt(now) {
+			out.Health = HealthCoolingDown // cooling down for everyone already
+			return out
+		}
+	}
+	_, out.Changed = b.wsCooldowns.cool(ws, ref, now, func(strikes int) time.Duration {
+		if req.RetryAfter > 0 {
+			return req.RetryAfter
+		}
+		return backoff(strikes)
+	})
+	out.Health = HealthCoolingDown
+	switch req.Outcome {
+	case OutcomeUnauthorized, OutcomeForbidden, OutcomeQuotaExceeded:
+		out.Verifying = b.verifyReported(ctx, res, req)
+	}
+	if out.Changed {
+		b.log.DebugContext(ctx, "a shared key cooled down for one workspace on its report", "key", ref.String(), "workspace", ws,
+			"outcome", req.Outcome, "verifying", out.Verifying)
+	}
+	return out
 }
 
 func (b *Broker) applyHealth(ctx context.Context, ref KeyRef, change HealthChange, ev AuditEvent) (ReportResult, error) {
@@ -333,8 +400,16 @@ func (b *Broker) TestKey(ctx context.Context, actor Actor, ref KeyRef) (TestResu
 
 // ProbeFailing re-tests every failing key this replica knows, at most
 // concurrency at a time, and returns those that pass to their pools. It
-// returns how many were tested and how many passed.
+// returns how many were tested and how many passed. It needs the Vault
+// reader identity, a checker and the health store, not the writer: a
+// resolver replica probes. A test that changes nothing (the key is still
+// refused, or the provider could not be asked) is counted in the checks
+// metric, not audited: the trail would get a row per failing key every
+// interval.
 func (b *Broker) ProbeFailing(ctx context.Context, concurrency int) (tested, passed int, err error) {
+	if b.reader == nil || b.checker == nil || b.health == nil {
+		return 0, 0, fmt.Errorf("probe: %w: it needs the Vault reader identity, a provider checker and the health store", ErrNotConfigured)
+	}
 	var failing []KeyRef
 	b.pools.mu.RLock()
 	for _, p := range b.pools.pools {
@@ -353,7 +428,7 @@ func (b *Broker) ProbeFailing(ctx context.Context, concurrency int) (tested, pas
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			r, err := b.TestKey(ctx, Actor{Subject: "prober"}, ref)
+			health, err := b.probe(ctx, ref)
 			mu.Lock()
 			defer mu.Unlock()
 			tested++
@@ -361,13 +436,38 @@ func (b *Broker) ProbeFailing(ctx context.Context, concurrency int) (tested, pas
 				errs = append(errs, err)
 				return
 			}
-			if r.Health != HealthFailing {
+			if health != HealthFailing {
 				passed++
 			}
 		})
 	}
 	wg.Wait()
 	return tested, passed, errors.Join(errs...)
+}
+
+// probe re-tests one failing key: accepted restores it (audited as the
+// actor "prober"); anything else leaves it failing. It returns the key's
+// health after the test.
+func (b *Broker) probe(ctx context.Context, ref KeyRef) (string, error) {
+	p, err := b.checkKey(ref)
+	if err != nil {
+		return "", err
+	}
+	s, err := b.reader.Get(ctx, ref.VaultPath())
+	if err != nil {
+		return "", fmt.Errorf("probe %s: %w", ref, fromVault(err))
+	}
+	r := b.check(ctx, p, s.Value)
+	if r.Verdict != VerdictAccepted {
+		return HealthFailing, nil
+	}
+	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
+		Actor: "prober", Outcome: r.Verdict, Version: &s.Version, Detail: p.DisplayName + " " + r.Detail}
+	res, err := b.applyHealth(ctx, ref, HealthChange{Kind: HealthRestore, Reason: "test passed: " + r.Detail}, ev)
+	if err != nil {
+		return "", err
+	}
+	return res.Health, nil
 }
 
 // EventSink receives audit events as they are recorded (health changes,

@@ -176,7 +176,7 @@ func TestReportsAreBoundToTheirResolutionAndCaller(t *testing.T) {
 	if err != nil || meta.Health != broker.HealthHealthy {
 		t.Fatalf("refused reports changed the key: %+v %v", meta, err)
 	}
-	// Another replica with the same pepper takes the report.
+	// Another replica with the same resolution key takes the report.
 	other := e.another(t, nil)
 	if res, err := other.Report(ctx, broker.ReportRequest{Caller: caller, ResolutionID: r.ResolutionID, Outcome: broker.OutcomeServerError}); err != nil || !res.Changed {
 		t.Fatalf("a report to another replica: %+v %v", res, err)

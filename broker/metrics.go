@@ -18,6 +18,7 @@ type Metrics struct {
 	cacheFlushes prometheus.Counter
 	cacheFullC   prometheus.Counter
 	reports      *prometheus.CounterVec
+	reportsWS    *prometheus.CounterVec
 	healthC      *prometheus.CounterVec
 	checks       *prometheus.CounterVec
 }
@@ -26,7 +27,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		resolves: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "keybroker_resolve_duration_seconds", Help: "Resolves by source (byok, hosted, none) and outcome (ok, no_key, error).",
+			Name: "keybroker_resolve_duration_seconds", Help: "Resolves by source (byok, hosted, none) and outcome (ok, no_key, keys_cooling_down, error).",
 			Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5},
 		}, []string{"source", "outcome"}),
 		cacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -50,21 +51,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keybroker_key_reports_total", Help: "Reports of what a provider answered to a call made with a resolved key, by provider and outcome (repeats of a known state included).",
 		}, []string{"provider", "outcome"}),
+		reportsWS: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keybroker_key_reports_workspace_only_total", Help: "Reports about a key the reporting workspace does not own (its organization's, a hosted key), applied to that workspace alone, by provider and outcome.",
+		}, []string{"provider", "outcome"}),
 		healthC: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keybroker_key_health_changes_total", Help: "Changes of a key's health (from a report, a test or an admin), by provider and the health reached (healthy, cooling_down, failing).",
 		}, []string{"provider", "health"}),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keybroker_key_checks_total", Help: "Keys checked with their provider (tests, verified writes, the prober), by provider and verdict (accepted, refused, rate_limited, unreachable).",
+			Name: "keybroker_key_checks_total", Help: "Keys checked with their provider (tests, verified writes, the prober, checks after reports about shared keys), by provider and verdict (accepted, refused, rate_limited, unreachable).",
 		}, []string{"provider", "verdict"}),
 	}
 	reg.MustRegister(m.resolves, m.cacheLookups, m.cacheStale, m.cacheEvicted, m.cacheFlushes, m.cacheFullC, m.adminActions,
-		m.reports, m.healthC, m.checks)
+		m.reports, m.reportsWS, m.healthC, m.checks)
 	return m
 }
 
 func (m *Metrics) reported(provider, outcome string) {
 	if m != nil {
 		m.reports.WithLabelValues(provider, outcome).Inc()
+	}
+}
+
+func (m *Metrics) reportedShared(provider, outcome string) {
+	if m != nil {
+		m.reportsWS.WithLabelValues(provider, outcome).Inc()
 	}
 }
 

@@ -219,16 +219,22 @@ const (
 	poolServed poolOutcome = iota
 	// poolEmpty: the pool holds no key (or none that Vault still has).
 	poolEmpty
-	// poolUnavailable: it holds keys, none usable (disabled).
+	// poolUnavailable: it holds keys, none usable (disabled, failing).
 	poolUnavailable
 	// poolModelExcluded: it holds usable keys, none allowing the model.
 	poolModelExcluded
+	// poolCoolingDown: it holds keys that would serve the call, all
+	// cooling down (for everyone, or for this workspace alone).
+	poolCoolingDown
 )
 
 // fromPool picks the key to serve from a pool: the usable keys of the
 // lowest priority take turns; a key the pool lists but Vault no longer
-// has gives way to the pool's other usable keys.
-func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string) (*cacheEntry, *member, poolOutcome, error) {
+// has gives way to the pool's other usable keys. cooled are the
+// workspace's own cooldowns of shared keys (nil: none). When every key
+// that would serve is cooling down, the outcome is poolCoolingDown and
+// coolEnd (unix nanoseconds) the earliest end of their cooldowns.
+func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string, cooled map[KeyRef]int64) (e *cacheEntry, chosen *member, out poolOutcome, coolEnd int64, err error) {
 	var p *pool
 	if b.poolStore == nil {
 		// Without a pool store (a broker on Vault alone: tests,
@@ -239,35 +245,50 @@ func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string) (*cache
 	} else {
 		var loaded bool
 		if p, loaded = b.pools.get(pr); !loaded {
-			return nil, nil, 0, ErrPoolsNotLoaded
+			return nil, nil, 0, 0, ErrPoolsNotLoaded
 		}
 		if p == nil {
-			return nil, nil, poolEmpty, nil
+			return nil, nil, poolEmpty, 0, nil
 		}
 	}
 	// The clock is read only when a member is cooling down: a healthy
 	// pool costs no clock read here.
 	var nowNs int64
-	unusable := func(m *member) bool {
-		if m.disabled || m.failing {
-			return true
+	// coolingUntil is when m's cooldown ends, for everyone or for this
+	// workspace (0: it is not cooling down).
+	coolingUntil := func(m *member) int64 {
+		until := m.cooldownUntil
+		if cooled != nil {
+			until = max(until, cooled[m.ref])
 		}
-		if m.cooldownUntil != 0 {
-			if nowNs == 0 {
-				nowNs = b.now().UnixNano()
-			}
-			return nowNs < m.cooldownUntil
+		if until == 0 {
+			return 0
 		}
-		return false
+		if nowNs == 0 {
+			nowNs = b.now().UnixNano()
+		}
+		if nowNs < until {
+			return until
+		}
+		return 0
+	}
+	usable := func(m *member) bool {
+		return !m.disabled && !m.failing && m.allows(model) && coolingUntil(m) == 0
 	}
 	n, top, excluded := 0, 0, false
 	for i := range p.members {
 		m := &p.members[i]
-		if unusable(m) {
+		if m.disabled || m.failing {
 			continue
 		}
 		if !m.allows(model) {
 			excluded = true
+			continue
+		}
+		if until := coolingUntil(m); until != 0 {
+			if coolEnd == 0 || until < coolEnd {
+				coolEnd = until
+			}
 			continue
 		}
 		if n == 0 {
@@ -278,19 +299,21 @@ func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string) (*cache
 		n++
 	}
 	if n == 0 {
-		if excluded {
-			return nil, nil, poolModelExcluded, nil
+		switch {
+		case coolEnd != 0:
+			return nil, nil, poolCoolingDown, coolEnd, nil
+		case excluded:
+			return nil, nil, poolModelExcluded, 0, nil
 		}
-		return nil, nil, poolUnavailable, nil
+		return nil, nil, poolUnavailable, 0, nil
 	}
 	pick := 0
 	if n > 1 {
 		pick = int(p.turn.Add(1) % uint64(n))
 	}
-	var chosen *member
 	for i := range p.members {
 		m := &p.members[i]
-		if unusable(m) || !m.allows(model) {
+		if !usable(m) {
 			continue
 		}
 		if pick == 0 {
@@ -299,19 +322,19 @@ func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string) (*cache
 		}
 		pick--
 	}
-	e, err := b.lookup(ctx, chosen)
+	e, err = b.lookup(ctx, chosen)
 	if err != nil || e.found {
-		return e, chosen, poolServed, err
+		return e, chosen, poolServed, 0, err
 	}
 	// Listed, but gone from Vault (deleted around keybroker): the others.
 	for i := range p.members {
 		m := &p.members[i]
-		if m == chosen || unusable(m) || !m.allows(model) {
+		if m == chosen || !usable(m) {
 			continue
 		}
 		if e, err = b.lookup(ctx, m); err != nil || e.found {
-			return e, m, poolServed, err
+			return e, m, poolServed, 0, err
 		}
 	}
-	return nil, nil, poolEmpty, nil
+	return nil, nil, poolEmpty, 0, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -104,7 +105,8 @@ type ResolveRequest struct {
 // Resolve returns the key to use for a call: from the workspace's pool;
 // else its organization's (when linked, and the workspace inherits); else
 // the platform's hosted pool (when the workspace allows the fallback);
-// else ErrNoKey (a *NoKeyError with the reason). Within a pool the usable
+// else ErrKeysCoolingDown (a *CoolingDownError) when a key that would
+// serve is cooling down, or ErrNoKey (a *NoKeyError with the reason). Within a pool the usable
 // keys of the lowest priority take turns. Pools and settings come from
 // this replica's memory; keys from the cache, or on a miss from Vault, one
 // read per key at a time however many callers ask.
@@ -116,6 +118,8 @@ func (b *Broker) Resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 		switch {
 		case errors.Is(err, ErrNoKey):
 			source, outcome = "none", "no_key"
+		case errors.Is(err, ErrKeysCoolingDown):
+			source, outcome = "none", "keys_cooling_down"
 		case err != nil:
 			source, outcome = "none", "error"
 		}
@@ -134,13 +138,15 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 	if len(req.Model) > MaxModelLength {
 		return Resolution{}, fmt.Errorf("resolve: %w", refuse(ErrInvalidRequest, "model must be at most %d characters", MaxModelLength))
 	}
-	e, m, out, err := b.fromPool(ctx, PoolRef{Scope: ScopeWorkspace, ScopeID: req.Workspace, Provider: req.Provider}, req.Model)
+	var cool coolingScopes
+	e, m, out, until, err := b.fromPool(ctx, PoolRef{Scope: ScopeWorkspace, ScopeID: req.Workspace, Provider: req.Provider}, req.Model, nil)
 	if err != nil {
 		return Resolution{}, fmt.Errorf("resolve %s/%s: %w", req.Workspace, req.Provider, err)
 	}
 	if out == poolServed {
-		return b.answer(e, m, "", req.Caller), nil
+		return b.answer(req.Workspace, e, m, "", req.Caller), nil
 	}
+	cool.add(ScopeWorkspace, until)
 	excluded := out == poolModelExcluded
 	reason := ReasonNoWorkspaceKey
 	if out != poolEmpty {
@@ -151,14 +157,17 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 		return Resolution{}, fmt.Errorf("resolve %s/%s: the workspace has no usable key; where it may fall back to is unknown: %w",
 			req.Workspace, req.Provider, ErrSettingsNotLoaded)
 	}
+	// The workspace's own cooldowns of keys it does not own (read once).
+	cooled := b.wsCooldowns.of(req.Workspace)
 	if settings.Organization != "" && settings.Inherit {
-		e, m, out, err = b.fromPool(ctx, PoolRef{Scope: ScopeOrganization, ScopeID: settings.Organization, Provider: req.Provider}, req.Model)
+		e, m, out, until, err = b.fromPool(ctx, PoolRef{Scope: ScopeOrganization, ScopeID: settings.Organization, Provider: req.Provider}, req.Model, cooled)
 		if err != nil {
 			return Resolution{}, fmt.Errorf("resolve %s/%s from organization %s: %w", req.Workspace, req.Provider, settings.Organization, err)
 		}
 		if out == poolServed {
-			return b.answer(e, m, reason, req.Caller), nil
+			return b.answer(req.Workspace, e, m, reason, req.Caller), nil
 		}
+		cool.add(ScopeOrganization, until)
 		excluded = excluded || out == poolModelExcluded
 		reason = ReasonNoOrganizationKey
 		if out != poolEmpty {
@@ -166,18 +175,26 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 		}
 	}
 	if !settings.HostedFallback {
+		if err := b.coolingDown(req, cool); err != nil {
+			return Resolution{}, err
+		}
 		if excluded {
 			return Resolution{}, &NoKeyError{Workspace: req.Workspace, Provider: req.Provider, Reason: ReasonNoKeyAllowsModel}
 		}
 		return Resolution{}, &NoKeyError{Workspace: req.Workspace, Provider: req.Provider, Reason: ReasonHostedFallbackOff}
 	}
-	e, m, out, err = b.fromPool(ctx, PoolRef{Scope: ScopeHosted, Provider: req.Provider}, req.Model)
+	e, m, out, until, err = b.fromPool(ctx, PoolRef{Scope: ScopeHosted, Provider: req.Provider}, req.Model, cooled)
 	if err != nil {
 		return Resolution{}, fmt.Errorf("resolve hosted key of %s: %w", req.Provider, err)
 	}
+	if out == poolServed {
+		return b.answer(req.Workspace, e, m, reason, req.Caller), nil
+	}
+	cool.add(ScopeHosted, until)
+	if err := b.coolingDown(req, cool); err != nil {
+		return Resolution{}, err
+	}
 	switch {
-	case out == poolServed:
-		return b.answer(e, m, reason, req.Caller), nil
 	case excluded || out == poolModelExcluded:
 		reason = ReasonNoKeyAllowsModel
 	case out == poolEmpty:
@@ -188,18 +205,60 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 	return Resolution{}, &NoKeyError{Workspace: req.Workspace, Provider: req.Provider, Reason: reason}
 }
 
+// coolingScopes remembers, along the chain, the earliest end of a
+// cooldown among the keys that would have served, and its scope.
+type coolingScopes struct {
+	until int64 // unix nanoseconds; 0: no key of the chain is cooling down
+	scope ScopeKind
+}
+
+func (c *coolingScopes) add(scope ScopeKind, until int64) {
+	if until != 0 && (c.until == 0 || until < c.until) {
+		c.until, c.scope = until, scope
+	}
+}
+
+// coolingDown is the answer when no key serves but some would once their
+// cooldown ends: a *CoolingDownError, to retry after the earliest end (at
+// least a second). nil when no key of the chain is cooling down.
+func (b *Broker) coolingDown(req ResolveRequest, c coolingScopes) error {
+	if c.until == 0 {
+		return nil
+	}
+	wait := time.Unix(0, c.until).Sub(b.now())
+	wait = max(time.Second, (wait+time.Second-1)/time.Second*time.Second) // whole seconds, rounded up
+	return &CoolingDownError{RetryAfter: wait, Reason: coolingReason(c.scope)}
+}
+
+// Reasons of a CoolingDownError: the scope whose key serves again first.
+const (
+	ReasonWorkspaceKeysCoolingDown    = "workspace_keys_cooling_down"
+	ReasonOrganizationKeysCoolingDown = "organization_keys_cooling_down"
+	ReasonHostedKeysCoolingDown       = "hosted_keys_cooling_down"
+)
+
+func coolingReason(scope ScopeKind) string {
+	switch scope {
+	case ScopeOrganization:
+		return ReasonOrganizationKeysCoolingDown
+	case ScopeHosted:
+		return ReasonHostedKeysCoolingDown
+	}
+	return ReasonWorkspaceKeysCoolingDown
+}
+
 // MaxModelLength bounds a model name, in a resolve and in a key's models.
 const MaxModelLength = 128
 
-// answer is the resolution a pool member's cache entry gives.
-func (b *Broker) answer(e *cacheEntry, m *member, fallbackReason, caller string) Resolution {
+// answer is the resolution a pool member's cache entry gives workspace.
+func (b *Broker) answer(workspace string, e *cacheEntry, m *member, fallbackReason, caller string) Resolution {
 	source := SourceBYOK
 	if m.ref.Scope == ScopeHosted {
 		source = SourceHosted
 	}
 	return Resolution{APIKey: e.key, Source: source, IsBYOK: source == SourceBYOK, Version: e.version, Scope: m.ref.Scope,
 		KeyID: m.ref.KeyID, Fingerprint: m.fingerprintOf(e.version), FallbackReason: fallbackReason,
-		ResolutionID: b.resolutionIDs.make(&m.ref, e.version, caller, b.now())}
+		ResolutionID: b.resolutionIDs.make(workspace, &m.ref, e.version, caller, b.now())}
 }
 
 // cacheEntry is what the cache holds: a key, or the fact that there is
@@ -294,7 +353,13 @@ func (b *Broker) lookup(ctx context.Context, m *member) (*cacheEntry, error) {
 // fetch reads the key from Vault and caches the answer. A refusal (403) or an
 // error other than unavailability forgets the entry: those never serve
 // stale.
+//
+// A change announced while the read is in flight (Invalidate, an eviction,
+// a flush) makes the read stale: what it read may predate the change, so
+// it is returned to the callers that were waiting for it but not cached.
 func (b *Broker) fetch(ctx context.Context, key CacheKey, ref KeyRef) (*cacheEntry, error) {
+	gen := b.fetches.begin(key)
+	defer b.fetches.end(key)
 	s, err := b.reader.Get(ctx, string(key))
 	if legacy := ref.LegacyVaultPath(); legacy != "" && b.poolStore != nil && errors.Is(err, vault.ErrNotFound) && !errors.Is(err, vault.ErrNoValueField) {
 		// A pool's key that keybroker v1 kept, not yet moved by `keybroker
@@ -309,12 +374,14 @@ func (b *Broker) fetch(ctx context.Context, key CacheKey, ref KeyRef) (*cacheEnt
 		if b.usageStore != nil {
 			e.usage = b.usage.counter(ref)
 		}
-		b.negative.Remove(string(key))
-		if _, held := b.cache.Get(string(key)); held || b.cache.ItemCount() < b.maxEntries {
-			b.cache.Set(string(key), e, b.ttl+b.staleIfError)
-		} else {
-			b.metrics.cacheFull()
-		}
+		b.fetches.ifCurrent(key, gen, func() {
+			b.negative.Remove(string(key))
+			if _, held := b.cache.Get(string(key)); held || b.cache.ItemCount() < b.maxEntries {
+				b.cache.Set(string(key), e, b.ttl+b.staleIfError)
+			} else {
+				b.metrics.cacheFull()
+			}
+		})
 		return e, nil
 	case errors.Is(err, vault.ErrNotFound):
 		if errors.Is(err, vault.ErrNoValueField) {
@@ -327,14 +394,16 @@ func (b *Broker) fetch(ctx context.Context, key CacheKey, ref KeyRef) (*cacheEnt
 		// "No key" is never served stale: it lives NegativeCacheTTL, in
 		// its own bounded set.
 		e := &cacheEntry{fetchedAt: now, freshUntil: now.Add(b.negTTL)}
-		b.cache.Delete(string(key))
-		b.negative.Add(string(key), e)
+		b.fetches.ifCurrent(key, gen, func() {
+			b.cache.Delete(string(key))
+			b.negative.Add(string(key), e)
+		})
 		return e, nil
 	case errors.Is(err, vault.ErrUnavailable):
 		return nil, fromVault(err)
 	default:
 		// Refused (403 after one re-login) or malformed: fail closed.
-		b.forgetKey(key)
+		b.dropEntry(key)
 		return nil, fromVault(err)
 	}
 }
@@ -347,9 +416,91 @@ func (b *Broker) cached(key CacheKey) (*cacheEntry, bool) {
 	return b.negative.Get(string(key))
 }
 
+// forgetKey forgets what is known of a key after a change: its cached
+// answer, and the reads of it in flight (stale from now on; callers that
+// come next read again instead of waiting for them).
 func (b *Broker) forgetKey(key CacheKey) {
+	b.fetches.invalidate(key)
+	b.flight.Forget(string(key))
+	b.dropEntry(key)
+}
+
+// dropEntry forgets a key's cached answer.
+func (b *Broker) dropEntry(key CacheKey) {
 	b.cache.Delete(string(key))
 	b.negative.Remove(string(key))
+}
+
+// fetchGenerations tells a Vault read whether a change was announced
+// while it was in flight. Each key being read has a generation, bumped by
+// every change of the key (and by a flush, for all); a read caches its
+// answer only if the generation it started with is still current, checked
+// and cached under the lock that the bump takes. Only keys with a read in
+// flight are held: the map is bounded by the reads in flight.
+type fetchGenerations struct {
+	mu sync.Mutex
+	m  map[CacheKey]*fetchGeneration
+}
+
+type fetchGeneration struct {
+	gen   uint64
+	reads int
+}
+
+// begin registers a read of key and returns its generation.
+func (f *fetchGenerations) begin(key CacheKey) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[CacheKey]*fetchGeneration{}
+	}
+	g := f.m[key]
+	if g == nil {
+		g = &fetchGeneration{}
+		f.m[key] = g
+	}
+	g.reads++
+	return g.gen
+}
+
+// end unregisters a read of key.
+func (f *fetchGenerations) end(key CacheKey) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if g := f.m[key]; g != nil {
+		if g.reads--; g.reads <= 0 {
+			delete(f.m, key)
+		}
+	}
+}
+
+// ifCurrent runs store (which caches a read's answer) if no change of key
+// was announced since the read began at gen.
+func (f *fetchGenerations) ifCurrent(key CacheKey, gen uint64, store func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if g := f.m[key]; g != nil && g.gen != gen {
+		return
+	}
+	store()
+}
+
+// invalidate makes the reads of key in flight stale.
+func (f *fetchGenerations) invalidate(key CacheKey) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if g := f.m[key]; g != nil {
+		g.gen++
+	}
+}
+
+// invalidateAll makes every read in flight stale.
+func (f *fetchGenerations) invalidateAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, g := range f.m {
+		g.gen++
+	}
 }
 
 // CacheSize reports the entries held: keys, and "no key" answers.
@@ -417,6 +568,7 @@ func (b *Broker) Invalidate(ctx context.Context, inv Invalidation) error {
 // FlushCache forgets every cached answer: after the invalidation listener
 // reconnects, announcements may have been missed.
 func (b *Broker) FlushCache() {
+	b.fetches.invalidateAll()
 	b.cache.Flush()
 	b.negative.Purge()
 	b.metrics.flushed()

@@ -33,6 +33,23 @@ func domainError(err error) *Error {
 			"no resolution of this token has this id in the last hour (ids are bound to the token that resolved)"
 	case errors.Is(err, broker.ErrInvalidRequest):
 		e.Status, e.Code, e.Message = http.StatusBadRequest, "invalid_request", broker.PublicReason(err)
+	case errors.Is(err, broker.ErrKeysCoolingDown):
+		// As the provider itself would answer: an SDK backs off and
+		// retries a 429 with Retry-After (a 404 it does not retry).
+		e.Status, e.Code, e.RetryAfter = http.StatusTooManyRequests, "keys_cooling_down", time.Second
+		e.Message = "every key that could serve this call is cooling down after the provider rate limited it or failed; retry after Retry-After seconds"
+		var cd *broker.CoolingDownError
+		if errors.As(err, &cd) {
+			e.Reason, e.RetryAfter = cd.Reason, max(cd.RetryAfter, time.Second)
+			switch cd.Reason {
+			case broker.ReasonWorkspaceKeysCoolingDown:
+				e.Message = "the workspace's keys for this provider are cooling down (and nothing else may serve); retry after Retry-After seconds"
+			case broker.ReasonOrganizationKeysCoolingDown:
+				e.Message = "the organization's keys for this provider are cooling down (and nothing else may serve); retry after Retry-After seconds"
+			case broker.ReasonHostedKeysCoolingDown:
+				e.Message = "the platform's hosted keys for this provider are cooling down (and nothing else may serve); retry after Retry-After seconds"
+			}
+		}
 	case errors.Is(err, broker.ErrNoKey):
 		e.Status, e.Code, e.Message = http.StatusNotFound, "no_key", "no key may serve: the workspace (and its organization) have no usable key for this provider and there is no hosted key"
 		var nk *broker.NoKeyError

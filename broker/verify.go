@@ -1,0 +1,192 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/keybroker/keybroker/vault"
+)
+
+// A workspace reporting that the provider refused a key it does not own
+// (unauthorized, forbidden, quota_exceeded about its organization's key or
+// the hosted key) is not believed on its word: keybroker asks the provider
+// itself, with the key check of tests and the prober, and marks the key
+// failing for everyone only if the provider refuses it. Meanwhile (and
+// whatever the check says) the reporting workspace alone stops being
+// served the key, for a cooldown.
+
+// Verification bounds: checks after reports run at most
+// maxVerifications at a time (besides the checker's own bound); one key
+// is checked at most once per verifyEvery on a replica, whoever reports
+// it, and one key and version once at a time.
+const (
+	maxVerifications = 4
+	verifyEvery      = time.Minute
+	// maxVerified bounds the keys whose last check is remembered.
+	maxVerified = 10_000
+)
+
+// ActorVerifier is the audit actor of keybroker's own checks after a
+// report about a shared key.
+const ActorVerifier = "keybroker:verify"
+
+type verifyKey struct {
+	ref     KeyRef
+	version int
+}
+
+// verifier deduplicates, rate-limits and bounds the checks after reports.
+type verifier struct {
+	mu       sync.Mutex
+	inflight map[verifyKey]bool
+	last     map[KeyRef]time.Time
+	slots    chan struct{}
+	wg       sync.WaitGroup
+}
+
+func newVerifier() verifier {
+	return verifier{inflight: map[verifyKey]bool{}, last: map[KeyRef]time.Time{}, slots: make(chan struct{}, maxVerifications)}
+}
+
+// take reserves a check of ref at version at now: false when one is in
+// flight, when ref was checked less than verifyEvery ago, or when every
+// slot is busy. The caller runs the check and calls done.
+func (v *verifier) take(k verifyKey, now time.Time) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.inflight[k] {
+		return false
+	}
+	if at, ok := v.last[k.ref]; ok && now.Sub(at) < verifyEvery {
+		return false
+	}
+	select {
+	case v.slots <- struct{}{}:
+	default:
+		return false
+	}
+	if len(v.last) >= maxVerified {
+		for ref, at := range v.last {
+			if now.Sub(at) >= verifyEvery {
+				delete(v.last, ref)
+			}
+		}
+		if len(v.last) >= maxVerified { // all recent: forget any one
+			for ref := range v.last {
+				delete(v.last, ref)
+				break
+			}
+		}
+	}
+	v.inflight[k], v.last[k.ref] = true, now
+	v.wg.Add(1)
+	return true
+}
+
+func (v *verifier) done(k verifyKey) {
+	v.mu.Lock()
+	delete(v.inflight, k)
+	v.mu.Unlock()
+	<-v.slots
+	v.wg.Done()
+}
+
+// WaitVerifications waits until the provider checks that reports started
+// have finished, or ctx ends (tests; a replica shutting down).
+func (b *Broker) WaitVerifications(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { b.verifier.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the checks after reports: %w", ctx.Err())
+	}
+}
+
+// verifyReported starts, in the background, keybroker's own check of a
+// shared key that res's workspace reported refused (outcome). It says
+// whether a check was started: not when this broker cannot check (no
+// reader identity or checker), nor when the verifier's bounds skip it.
+func (b *Broker) verifyReported(ctx context.Context, res Resolved, req ReportRequest) bool {
+	if b.reader == nil || b.checker == nil || b.health == nil {
+		return false
+	}
+	p, ok := b.providers.Lookup(res.Ref.Provider)
+	if !ok {
+		return false
+	}
+	k := verifyKey{ref: res.Ref, version: res.Version}
+	if !b.verifier.take(k, b.now()) {
+		return false
+	}
+	ctx = context.WithoutCancel(ctx)
+	go func() {
+		defer b.verifier.done(k)
+		if err := b.verify1(ctx, p, res, req); err != nil {
+			b.log.WarnContext(ctx, "could not check a key reported refused", "key", res.Ref.String(), "error", err)
+		}
+	}()
+	return true
+}
+
+// verify1 reads the key, asks the provider, and marks it failing if the
+// provider refuses it; a key since rotated to another version is not
+// checked (its new value starts healthy). Every check is audited in the
+// key's trail, naming who reported it.
+func (b *Broker) verify1(ctx context.Context, p *Provider, res Resolved, req ReportRequest) error {
+	ref := res.Ref
+	s, err := b.reader.Get(ctx, ref.VaultPath())
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil // deleted meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", ref, fromVault(err))
+	}
+	if s.Version != res.Version {
+		return nil
+	}
+	r := b.check(ctx, p, s.Value)
+	detail := fmt.Sprintf("checked after token:%s reported %s for workspace %s: %s %s", req.Caller, req.Outcome, res.Workspace, p.DisplayName, r.Detail)
+	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
+		Actor: ActorVerifier, RequestID: req.RequestID, Outcome: r.Verdict, Version: &s.Version, Detail: detail}
+	if r.Verdict == VerdictRefused {
+		change := HealthChange{Kind: HealthFail, Reason: req.Outcome + " reported, and the provider refused the key when keybroker checked it: " + r.Detail}
+		out, err := b.applyHealth(ctx, ref, change, ev)
+		if err != nil {
+			return err
+		}
+		if out.Changed {
+			return nil // audited with the change
+		}
+	}
+	b.appendAudit(ctx, ev)
+	return nil
+}
+
+// auditAppender is what appendAudit needs: the metadata store of a
+// broker that manages keys, else a health store that can append (the
+// resolver's).
+type auditAppender interface {
+	AppendAudit(ctx context.Context, ev AuditEvent) error
+}
+
+// appendAudit records ev in its scope's trail; a failure is logged.
+func (b *Broker) appendAudit(ctx context.Context, ev AuditEvent) {
+	var a auditAppender
+	if b.store != nil {
+		a = b.store
+	} else if h, ok := b.health.(auditAppender); ok {
+		a = h
+	}
+	if a == nil {
+		return
+	}
+	if err := a.AppendAudit(ctx, ev); err != nil {
+		ref := KeyRef{Scope: ev.Scope, ScopeID: ev.ScopeID, Provider: ev.Provider, KeyID: ev.KeyID}
+		b.log.WarnContext(ctx, "could not record a key check in the audit trail", "key", ref.String(), "error", err)
+	}
+}
