@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/ids"
+	"github.com/keybroker/keybroker/internal/keyring"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -59,6 +61,11 @@ var (
 	ErrInvalid = errors.New("invalid token request")
 	// ErrNotFound: no such token (404).
 	ErrNotFound = errors.New("token not found")
+	// ErrCannotMint: this process may not mint tokens of the asked role:
+	// resolver tokens (which obtain keys) are never minted over the API,
+	// and a process without the signing key of a role mints none of it
+	// (403).
+	ErrCannotMint = errors.New("tokens of this role are not minted here")
 	// ErrUnavailable: the token store cannot be reached and the token was
 	// not validated recently enough to be trusted without it (503).
 	ErrUnavailable = errors.New("token store unavailable")
@@ -139,6 +146,7 @@ type Store interface {
 	TokenByID(ctx context.Context, id string) (store.TokenRecord, error)
 	ListTokens(ctx context.Context) ([]store.TokenRecord, error)
 	RevokeToken(ctx context.Context, id string, ev store.AuditEvent) error
+	SignToken(ctx context.Context, id, keyID string, signature []byte, ev store.AuditEvent) error
 	AppendAudits(ctx context.Context, evs []store.AuditEvent) error
 	TokenDescriptions(ctx context.Context, ids []string) (map[string]string, error)
 }
@@ -166,6 +174,11 @@ type Service struct {
 	issuers map[string]issuerCheck
 
 	denials *denialRecorder
+	// rowRings are Options.Keys by role, derived for token rows.
+	rowRings map[Role]*keyring.Ring
+	// unsigned remembers the ids of unsigned rows already logged, so that
+	// a forged row is reported once, not at every request.
+	unsigned map[string]bool
 }
 
 type issuerCheck struct {
@@ -203,7 +216,110 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives failures of background work. Default: slog.Default().
 	Logger *slog.Logger
+	// Keys sign the token rows this service writes and verify those it
+	// reads: a row keybroker did not sign is refused, whoever inserted it.
+	Keys RowKeys
 }
+
+// RowKeys are the signing keys of token rows, one ring per kind of token:
+// the database never holds them, so a database role alone can make no
+// token. A nil ring neither signs nor accepts that kind.
+type RowKeys struct {
+	// Admin signs and verifies the rows of operator, admin and reader
+	// tokens (KEYBROKER_ADMIN_TOKEN_KEYS): admin replicas and the owner's
+	// CLI hold it.
+	Admin *keyring.Ring
+	// Resolver signs and verifies the rows of resolver tokens, the ones
+	// that obtain keys (KEYBROKER_RESOLVER_KEYS): only the owner's CLI
+	// mints them; resolver and proxy replicas, which read keys anyway,
+	// verify them. No admin replica holds it.
+	Resolver *keyring.Ring
+}
+
+// ring is the ring of role's rows, derived for token rows.
+func (k RowKeys) ring(role Role) *keyring.Ring {
+	if role == RoleResolver {
+		return k.Resolver
+	}
+	return k.Admin
+}
+
+// rowMessage is what a token row's signature covers: everything the row
+// grants.
+func rowMessage(rec store.TokenRecord) []byte {
+	exp := "never"
+	if rec.ExpiresAt != nil {
+		exp = strconv.FormatInt(rec.ExpiresAt.Unix(), 10)
+	}
+	parts := []string{"keybroker token row v1", rec.ID, hex.EncodeToString(rec.Hash), rec.Role,
+		strings.Join(rec.Workspaces, ","), strings.Join(rec.Organizations, ","), exp}
+	return []byte(strings.Join(parts, "\x00"))
+}
+
+// ErrNotSigned: a token row carries no valid signature of this
+// deployment's keys (it was written outside keybroker, or signed with a
+// retired key, or this replica does not hold the key of its kind).
+var ErrNotSigned = errors.New("token row not signed by keybroker")
+
+// signRow signs rec with the ring of its role.
+func (s *Service) signRow(rec *store.TokenRecord) error {
+	r := s.rowRings[Role(rec.Role)]
+	if r.Empty() {
+		return fmt.Errorf("%w: this process holds no signing key for %s tokens", ErrCannotMint, rec.Role)
+	}
+	id, mac, err := r.Sign(rowMessage(*rec))
+	if err != nil {
+		return err
+	}
+	rec.KeyID, rec.Signature = id, mac
+	return nil
+}
+
+// verifyRow checks rec's signature.
+func (s *Service) verifyRow(rec store.TokenRecord) error {
+	r := s.rowRings[Role(rec.Role)]
+	if r.Empty() || rec.KeyID == "" {
+		return ErrNotSigned
+	}
+	if err := r.Verify(rec.KeyID, rowMessage(rec), rec.Signature); err != nil {
+		return ErrNotSigned
+	}
+	return nil
+}
+
+// SignRow signs an existing row anew with the current key of its kind:
+// the owner's `keybroker token sign`, after an upgrade from v2 or a key
+// rotation. by names who asked, in the audit trail.
+func (s *Service) SignRow(ctx context.Context, rec store.TokenRecord, by string) error {
+	if err := s.signRow(&rec); err != nil {
+		return err
+	}
+	ev := store.AuditEvent{Action: "token.sign", Actor: by, Outcome: "success",
+		Detail: fmt.Sprintf("%s role=%s key=%s", rec.ID, rec.Role, rec.KeyID)}
+	if err := s.store.SignToken(ctx, rec.ID, rec.KeyID, rec.Signature, ev); err != nil {
+		return fmt.Errorf("sign token %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// CanVerify says whether this service holds the keys of role's rows.
+func (s *Service) CanVerify(role Role) bool { return !s.rowRings[role].Empty() }
+
+// Get returns token id's record (revoked and expired ones too).
+func (s *Service) Get(ctx context.Context, id string) (store.TokenRecord, error) {
+	rec, err := s.store.TokenByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.TokenRecord{}, fmt.Errorf("token %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return store.TokenRecord{}, errors.Join(ErrUnavailable, err)
+	}
+	return rec, nil
+}
+
+// Signed says whether rec carries a valid signature of this process's
+// keys (`keybroker token list` shows it).
+func (s *Service) Signed(rec store.TokenRecord) bool { return s.verifyRow(rec) == nil }
 
 func (o Options) withDefaults() Options {
 	if o.TrustWithoutStore == 0 {
@@ -239,6 +355,11 @@ func NewService(st Store, opts Options) *Service {
 	s := &Service{store: st, opts: opts, validated: make(map[[32]byte]validation), unknown: make(map[[32]byte]time.Time),
 		issuers: make(map[string]issuerCheck)}
 	s.denials = newDenialRecorder(st, opts.DenialInterval, opts.Now)
+	s.rowRings = make(map[Role]*keyring.Ring, 4)
+	for _, r := range []Role{RoleOperator, RoleAdmin, RoleReader, RoleResolver} {
+		s.rowRings[r] = opts.Keys.ring(r).Derive("token rows")
+	}
+	s.unsigned = make(map[string]bool)
 	return s
 }
 
@@ -275,7 +396,17 @@ type CreateRequest struct {
 	CreatedBy   string
 	RemoteAddr  string
 	RequestID   string
+	// Via says how the token was asked for, in the audit trail: "api"
+	// (POST /v1/tokens) or "cli" (the owner's keybroker token create).
+	// Over the API, resolver tokens and tokens with no expiry are refused.
+	Via string
 }
+
+// How a token was asked for (CreateRequest.Via).
+const (
+	ViaAPI = "api"
+	ViaCLI = "cli"
+)
 
 // Token lifetimes.
 const (
@@ -313,6 +444,18 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (string, store.
 	if err != nil {
 		return "", store.TokenRecord{}, err
 	}
+	if req.Via == "" {
+		req.Via = ViaAPI
+	}
+	if req.Via != ViaCLI {
+		switch {
+		case req.Role == RoleResolver:
+			return "", store.TokenRecord{}, fmt.Errorf("%w: resolver tokens obtain keys, so no API caller mints them, operators included; "+
+				"the database owner mints them out of band with `keybroker token create --role resolver`", ErrCannotMint)
+		case req.NoExpiry:
+			return "", store.TokenRecord{}, fmt.Errorf("%w: a token with no expiry is minted only out of band, with `keybroker token create --no-expiry`", ErrCannotMint)
+		}
+	}
 	token, id, err := NewToken()
 	if err != nil {
 		return "", store.TokenRecord{}, err
@@ -328,13 +471,18 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (string, store.
 	if rec.Organizations == nil {
 		rec.Organizations = []string{}
 	}
+	now := s.opts.Now().UTC().Truncate(time.Microsecond)
+	rec.CreatedAt = now
 	if ttl > 0 {
-		exp := s.opts.Now().Add(ttl).UTC()
+		exp := now.Add(ttl).Truncate(time.Second)
 		rec.ExpiresAt = &exp
+	}
+	if err := s.signRow(&rec); err != nil {
+		return "", store.TokenRecord{}, err
 	}
 	// One event in the trail of each scope the token reaches, so each
 	// scope's admins see it; an operator-wide event for the others.
-	detail := fmt.Sprintf("%s role=%s expires=%s", id, req.Role, expiryText(rec.ExpiresAt))
+	detail := fmt.Sprintf("%s role=%s expires=%s via=%s", id, req.Role, expiryText(rec.ExpiresAt), req.Via)
 	scopes := store.TokenScopes(rec.Workspaces, rec.Organizations)
 	evs := make([]store.AuditEvent, 0, len(scopes))
 	for _, sc := range scopes {
@@ -414,6 +562,12 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 		s.rememberUnknown(hash, now)
 		return Principal{}, ErrUnauthenticated
 	}
+	if err := s.verifyRow(rec); err != nil {
+		s.reportUnsigned(rec)
+		s.forget(hash)
+		s.rememberUnknown(hash, now)
+		return Principal{}, ErrUnauthenticated
+	}
 	p := Principal{TokenID: rec.ID, Role: Role(rec.Role), Workspaces: rec.Workspaces, Organizations: rec.Organizations}
 	s.mu.Lock()
 	if len(s.validated) >= s.opts.MaxRemembered {
@@ -422,6 +576,28 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 	s.validated[hash] = validation{principal: p, expiresAt: rec.ExpiresAt, at: now}
 	s.mu.Unlock()
 	return p, nil
+}
+
+// reportUnsigned logs, once per token id, a row this process holds the key
+// of its kind for but whose signature does not verify: a row written
+// outside keybroker (or signed with a retired key).
+func (s *Service) reportUnsigned(rec store.TokenRecord) {
+	if s.rowRings[Role(rec.Role)].Empty() {
+		return // a kind this replica does not serve: nothing suspicious
+	}
+	s.mu.Lock()
+	seen := s.unsigned[rec.ID]
+	if !seen {
+		if len(s.unsigned) >= s.opts.MaxRemembered {
+			clear(s.unsigned)
+		}
+		s.unsigned[rec.ID] = true
+	}
+	s.mu.Unlock()
+	if !seen {
+		s.opts.Logger.Warn("refused a token whose row keybroker did not sign (written outside keybroker, or signed with a retired key; `keybroker token list` shows it)",
+			"token_id", rec.ID, "role", rec.Role, "key_id", rec.KeyID)
+	}
 }
 
 // rememberUnknown notes a hash PostgreSQL does not know (or knows as
@@ -527,6 +703,10 @@ func (s *Service) IssuerActive(ctx context.Context, id string) (Principal, error
 		return Principal{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	default:
 		active := rec.RevokedAt == nil && (rec.ExpiresAt == nil || now.Before(*rec.ExpiresAt))
+		if active && s.verifyRow(rec) != nil {
+			s.reportUnsigned(rec)
+			active = false
+		}
 		c = issuerCheck{principal: Principal{TokenID: rec.ID, Role: Role(rec.Role), Workspaces: rec.Workspaces, Organizations: rec.Organizations},
 			active: active, at: now}
 	}

@@ -20,22 +20,23 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 func newService(t *testing.T, url string) (*auth.Service, *store.Store) {
 	t.Helper()
-	st := kbtest.NewStore(t, url)
-	return auth.NewService(st, auth.Options{}), st
+	// Connected as the owner, as the CLI that mints resolver tokens is.
+	st := kbtest.NewOwnerStore(t, url)
+	return auth.NewService(st, auth.Options{Keys: kbtest.RowKeys()}), st
 }
 
 func TestTokensAreLongRandomAndStoredHashed(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.DatabaseURL(t)
 	s, st := newService(t, url)
-	tok, rec, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleAdmin, Workspaces: []string{"ws1"}, CreatedBy: "t"})
+	tok, rec, err := s.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleAdmin, Workspaces: []string{"ws1"}, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(tok, "kbt_") || len(tok) != 47 || !strings.HasPrefix(rec.ID, "tok_") {
 		t.Fatalf("token %d chars, id %s", len(tok), rec.ID)
 	}
-	other, _, _ := s.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "t"})
+	other, _, _ := s.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, CreatedBy: "t"})
 	if other == tok {
 		t.Fatal("two tokens are equal")
 	}
@@ -126,12 +127,12 @@ func TestRecentlyValidatedTokensSurviveAPostgresOutage(t *testing.T) {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s := auth.NewService(st, auth.Options{})
-	seen, _, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "t"})
+	s := auth.NewService(st, auth.Options{Keys: kbtest.RowKeys()})
+	seen, _, err := s.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	unseen, _, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "t"})
+	unseen, _, err := s.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestRecentlyValidatedTokensSurviveAPostgresOutage(t *testing.T) {
 func TestRevokedTokenIsRefusedAtOnce(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newService(t, testenv.DatabaseURL(t))
-	tok, rec, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "t"})
+	tok, rec, err := s.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleOperator, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/testenv/kbtest"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -39,11 +40,11 @@ func TestTokensExpireByDefault(t *testing.T) {
 		req  auth.CreateRequest
 		want time.Duration // 0: never
 	}{
-		{auth.CreateRequest{Role: auth.RoleAdmin, Workspaces: []string{"ws1"}}, auth.DefaultTTL},
-		{auth.CreateRequest{Role: auth.RoleResolver}, auth.DefaultTTL},
-		{auth.CreateRequest{Role: auth.RoleOperator}, auth.MaxOperatorTTL},
-		{auth.CreateRequest{Role: auth.RoleOperator, TTL: time.Hour}, time.Hour},
-		{auth.CreateRequest{Role: auth.RoleOperator, NoExpiry: true}, 0},
+		{auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleAdmin, Workspaces: []string{"ws1"}}, auth.DefaultTTL},
+		{auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver}, auth.DefaultTTL},
+		{auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleOperator}, auth.MaxOperatorTTL},
+		{auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleOperator, TTL: time.Hour}, time.Hour},
+		{auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleOperator, NoExpiry: true}, 0},
 	} {
 		before := time.Now()
 		_, rec, err := s.Create(ctx, tc.req)
@@ -62,7 +63,7 @@ func TestTokensExpireByDefault(t *testing.T) {
 func TestUnknownTokensAreRememberedAndLookupsHaveADeadline(t *testing.T) {
 	ctx := context.Background()
 	st := &countingStore{Store: newStoreOnly(t)}
-	s := auth.NewService(st, auth.Options{LookupTimeout: 200 * time.Millisecond, UnknownTTL: time.Hour})
+	s := auth.NewService(st, auth.Options{Keys: kbtest.RowKeys(), LookupTimeout: 200 * time.Millisecond, UnknownTTL: time.Hour})
 	made := "kbt_" + strings.Repeat("A", 43)
 	for range 50 {
 		if _, err := s.Authenticate(ctx, made); !errors.Is(err, auth.ErrUnauthenticated) {
@@ -73,7 +74,7 @@ func TestUnknownTokensAreRememberedAndLookupsHaveADeadline(t *testing.T) {
 		t.Fatalf("50 tries of one unknown token made %d PostgreSQL lookups, want 1", n)
 	}
 	// A real token is not affected by the memory of unknown ones.
-	tok, _, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "t"})
+	tok, _, err := s.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,9 +96,9 @@ func TestOutageGraceIsASetting(t *testing.T) {
 	st := &countingStore{Store: newStoreOnly(t)}
 	now := time.Now()
 	clock := func() time.Time { return now }
-	s := auth.NewService(st, auth.Options{TrustWithoutStore: time.Minute, Fresh: time.Second, LookupTimeout: 50 * time.Millisecond, Now: clock})
-	none := auth.NewService(st, auth.Options{TrustWithoutStore: -1, Fresh: time.Second, LookupTimeout: 50 * time.Millisecond, Now: clock})
-	tok, _, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "t"})
+	s := auth.NewService(st, auth.Options{Keys: kbtest.RowKeys(), TrustWithoutStore: time.Minute, Fresh: time.Second, LookupTimeout: 50 * time.Millisecond, Now: clock})
+	none := auth.NewService(st, auth.Options{Keys: kbtest.RowKeys(), TrustWithoutStore: -1, Fresh: time.Second, LookupTimeout: 50 * time.Millisecond, Now: clock})
+	tok, _, err := s.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func TestOutageGraceIsASetting(t *testing.T) {
 func TestDenialsAreAggregated(t *testing.T) {
 	ctx := context.Background()
 	st := newStoreOnly(t)
-	s := auth.NewService(st, auth.Options{DenialInterval: time.Hour})
+	s := auth.NewService(st, auth.Options{Keys: kbtest.RowKeys(), DenialInterval: time.Hour})
 	p := auth.Principal{TokenID: "tok_0123456789abcdef", Role: auth.RoleReader, Workspaces: []string{"ws1"}}
 	for range 500 {
 		if err := s.RecordDenial(ctx, p, broker.WorkspaceScope("ws1"), "openai", "PUT /v1/workspaces/:ws/keys/:provider", "192.0.2.1", "r1"); err != nil {
@@ -146,8 +147,8 @@ func TestDenialsAreAggregated(t *testing.T) {
 func TestTokenEventsReachEachWorkspaceTrail(t *testing.T) {
 	ctx := context.Background()
 	st := newStoreOnly(t)
-	s := auth.NewService(st, auth.Options{})
-	_, rec, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleAdmin, Workspaces: []string{"ws1", "ws2"}, CreatedBy: "t"})
+	s := auth.NewService(st, auth.Options{Keys: kbtest.RowKeys()})
+	_, rec, err := s.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleAdmin, Workspaces: []string{"ws1", "ws2"}, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestTokenEventsReachEachWorkspaceTrail(t *testing.T) {
 			t.Fatalf("trail of %s: %+v %v", ws, evs, err)
 		}
 	}
-	if _, _, err := s.Create(ctx, auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "t"}); err != nil {
+	if _, _, err := s.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleOperator, CreatedBy: "t"}); err != nil {
 		t.Fatal(err)
 	}
 	all, err := st.ListAllAudit(ctx, 0, 10)

@@ -92,10 +92,13 @@ type api struct {
 // database, a broker, the token service) and a root-token view of the
 // mount to look behind the API's back.
 type keyGround struct {
-	st           *store.Store
-	kv           *vault.KV // root token
-	keys         *broker.Broker
-	tokens       *auth.Service
+	st     *store.Store
+	kv     *vault.KV // root token
+	keys   *broker.Broker
+	tokens *auth.Service
+	// minter mints tokens as the owner's CLI does (resolver tokens are
+	// made only so).
+	minter       *auth.Service
 	mount, dbURL string
 }
 
@@ -108,7 +111,7 @@ func newKeyGroundWith(tb testing.TB, logger *slog.Logger, checker broker.KeyChec
 	tb.Helper()
 	kg := kbtest.NewGround(tb, kbtest.Options{Logger: logger, Pepper: "handlers-test-pepper", Checker: checker})
 	ids := kg.Identities
-	g := &keyGround{st: kg.Store, kv: ids.Root.KV(ids.Mount), keys: kg.Broker, tokens: kg.Tokens, mount: ids.Mount, dbURL: kg.DBURL}
+	g := &keyGround{st: kg.Store, kv: ids.Root.KV(ids.Mount), keys: kg.Broker, tokens: kg.Tokens, minter: kg.Minter, mount: ids.Mount, dbURL: kg.DBURL}
 	tb.Cleanup(func() { assertDumpHoldsNoSecret(tb, g.dbURL) })
 	return g
 }
@@ -130,7 +133,7 @@ func newAPIOpts(t *testing.T, mode handlers.Mode, checker broker.KeyChecker, tun
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	g := newKeyGroundWith(t, logger, checker)
-	ctx, tokens := context.Background(), g.tokens
+	ctx, tokens := context.Background(), g.minter
 	opts := handlers.Options{Logger: logger, Keys: g.keys, Tokens: g.tokens, Mode: mode}
 	if tune != nil {
 		tune(&opts, g)
@@ -142,7 +145,7 @@ func newAPIOpts(t *testing.T, mode handlers.Mode, checker broker.KeyChecker, tun
 	a := &api{t: t, srv: srv, router: router, pool: testenv.NewPoolFor(t, g.dbURL), store: g.st, kv: g.kv, mount: g.mount, dbURL: g.dbURL,
 		tokens: map[string]string{}, ids: map[string]string{}, ground: g}
 	a.http = &http.Client{Transport: newSpecCheck(t, srv.URL, http.DefaultTransport), Timeout: 30 * time.Second}
-	for name, req := range map[string]auth.CreateRequest{
+	for name, req := range map[string]auth.CreateRequest{Via: auth.ViaCLI,
 		"operator":   {Role: auth.RoleOperator},
 		"admin":      {Role: auth.RoleAdmin, Workspaces: []string{"ws1"}},
 		"reader":     {Role: auth.RoleReader, Workspaces: []string{"ws1"}},

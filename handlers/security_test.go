@@ -52,7 +52,7 @@ func TestResolveIsForResolversAndTheirWorkspaces(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	k := openaiKey(t)
 	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: k})
-	tok, _, err := a.tokensService().Create(context.Background(), auth.CreateRequest{Role: auth.RoleResolver, Workspaces: []string{"ws1"}, CreatedBy: "t"})
+	tok, _, err := a.ground.minter.Create(context.Background(), auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, Workspaces: []string{"ws1"}, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestBurstsAreAnswered429WithRetryAfter(t *testing.T) {
 	limiter := auth.NewLimiter(auth.RateLimits{PerToken: 0.01, PerTokenBurst: 3, FailedAuthPerAddr: 0.01, FailedAuthBurst: 5}, nil)
 	srv := httptest.NewServer(handlers.NewRouter(handlers.Options{Keys: g.keys, Tokens: g.tokens, Limiter: limiter, Logger: slog.New(slog.DiscardHandler)}))
 	t.Cleanup(srv.Close)
-	tok, _, err := g.tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleReader, Workspaces: []string{"ws1"}, CreatedBy: "t"})
+	tok, _, err := g.tokens.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleReader, Workspaces: []string{"ws1"}, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,8 +79,11 @@ func (s *server) createToken(c *gin.Context) {
 	p, _ := principalOf(c)
 	token, rec, err := s.tokens.Create(c.Request.Context(), auth.CreateRequest{Role: auth.Role(req.Role), Workspaces: req.Workspaces,
 		Organizations: req.Organizations, TTL: time.Duration(req.TTLSeconds) * time.Second, NoExpiry: req.NoExpiry,
-		Description: req.Description, CreatedBy: p.Subject(), RemoteAddr: clientAddr(c), RequestID: requestIDOf(c)})
+		Description: req.Description, CreatedBy: p.Subject(), RemoteAddr: clientAddr(c), RequestID: requestIDOf(c), Via: auth.ViaAPI})
 	switch {
+	case errors.Is(err, auth.ErrCannotMint):
+		renderError(c, s.log, &Error{Status: http.StatusForbidden, Code: "forbidden", Message: err.Error()})
+		return
 	case errors.Is(err, auth.ErrInvalid):
 		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: err.Error()})
 		return

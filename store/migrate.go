@@ -52,48 +52,75 @@ func (s *Store) Migrate(ctx context.Context, runtimeRole ...string) error {
 	return nil
 }
 
-// GrantRuntime gives role, the role `keybroker serve` connects as, exactly
-// what serving needs: read and write of key metadata and tokens, and only
-// INSERT and SELECT on audit_events. The role owns nothing, so it can
-// neither change nor delete audit rows, nor truncate the table, nor
-// disable its append-only triggers (only an owner may ALTER a table). It is
+// GrantRuntime gives role, the role the admin side of `keybroker serve`
+// (modes admin and all) connects as, exactly what it needs: read and write
+// of key metadata, settings and usage; tokens added and revoked but never
+// deleted (and, by row-level security, never a resolver token's row); only
+// INSERT and SELECT on audit_events and proxy_calls. The role owns
+// nothing, so it can neither change nor delete audit rows, nor truncate the
+// table, nor lift its triggers (only an owner may ALTER a table). It is
 // idempotent, and revokes what an earlier grant gave beyond that.
 func (s *Store) GrantRuntime(ctx context.Context, role string) error {
+	return s.grant(ctx, "runtime", role, []string{
+		`GRANT SELECT, INSERT, UPDATE, DELETE ON provider_keys, workspace_settings, key_usage TO {role}`,
+		`GRANT SELECT, INSERT, UPDATE ON api_tokens TO {role}`,
+		`GRANT SELECT, INSERT ON audit_events TO {role}`,
+		`GRANT SELECT, INSERT ON proxy_calls TO {role}`,
+	})
+}
+
+// GrantResolver gives role, the role the execution side of `keybroker
+// serve` (modes resolver and proxy: the pods that face sandboxes) connects
+// as, what it needs and no more: it reads key metadata, settings and
+// tokens; it writes only a key's health columns (reports, the prober), the
+// usage counters, and appends audit rows and records of proxied calls. It
+// cannot add, change or revoke a token, nor change a key's state, models
+// or priority, nor a workspace's settings.
+func (s *Store) GrantResolver(ctx context.Context, role string) error {
+	return s.grant(ctx, "resolver", role, []string{
+		`GRANT SELECT ON provider_keys, workspace_settings, api_tokens TO {role}`,
+		`GRANT UPDATE (health, health_reason, health_changed_at, cooldown_until, cooldowns) ON provider_keys TO {role}`,
+		`GRANT SELECT, INSERT, UPDATE ON key_usage TO {role}`,
+		`GRANT SELECT, INSERT ON audit_events, proxy_calls TO {role}`,
+	})
+}
+
+// grant replaces what role may do in keybroker's schema with stmts
+// ({role} stands for the role, {schema} for the schema).
+func (s *Store) grant(ctx context.Context, kind, role string, stmts []string) error {
 	if role == "" {
 		return nil
 	}
 	var exists bool
 	err := s.pool.QueryRow(ctx, `SELECT true FROM pg_roles WHERE rolname = $1`, role).Scan(&exists)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("runtime role %q does not exist: create it first (CREATE ROLE %s LOGIN PASSWORD ...)", role, role)
+		return fmt.Errorf("%s role %q does not exist: create it first (CREATE ROLE %s LOGIN PASSWORD ...)", kind, role, role)
 	}
 	if err != nil {
-		return fmt.Errorf("look up runtime role %q: %w", role, err)
+		return fmt.Errorf("look up %s role %q: %w", kind, role, err)
 	}
 	var owner string
 	if err := s.pool.QueryRow(ctx, `SELECT current_user`).Scan(&owner); err != nil {
 		return fmt.Errorf("look up the migrating role: %w", err)
 	}
 	if owner == role {
-		return fmt.Errorf("the runtime role %q is the role running the migration (the tables' owner): serve must run as another role, or it could disable the audit trail's triggers", role)
+		return fmt.Errorf("the %s role %q is the role running the migration (the tables' owner): serve must run as another role, or it could lift the triggers that keep the audit trail append-only and revocations final", kind, role)
 	}
 	r := pgx.Identifier{role}.Sanitize()
-	stmts := []string{
-		`GRANT USAGE ON SCHEMA ` + currentSchema + ` TO ` + r,
-		`REVOKE ALL ON ALL TABLES IN SCHEMA ` + currentSchema + ` FROM ` + r,
-		`GRANT SELECT, INSERT, UPDATE, DELETE ON provider_keys, api_tokens, workspace_settings, key_usage TO ` + r,
-		`GRANT SELECT, INSERT ON audit_events TO ` + r,
-		`GRANT SELECT, INSERT ON proxy_calls TO ` + r,
-		`GRANT USAGE ON ALL SEQUENCES IN SCHEMA ` + currentSchema + ` TO ` + r,
-	}
+	all := append([]string{
+		`GRANT USAGE ON SCHEMA {schema} TO {role}`,
+		`REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {role}`,
+	}, stmts...)
+	all = append(all, `GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}`)
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		schema := schemaOf(ctx, tx)
-		for _, q := range stmts {
-			if _, err := tx.Exec(ctx, strings.ReplaceAll(q, currentSchema, schema)); err != nil {
-				return fmt.Errorf("grant the runtime role %q: %w", role, err)
+		for _, q := range all {
+			q = strings.ReplaceAll(strings.ReplaceAll(q, currentSchema, schema), "{role}", r)
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return fmt.Errorf("grant the %s role %q: %w", kind, role, err)
 			}
 		}
-		slog.InfoContext(ctx, "runtime role granted", "role", role, "audit_events", "INSERT, SELECT")
+		slog.InfoContext(ctx, "database role granted", "kind", kind, "role", role)
 		return nil
 	})
 }

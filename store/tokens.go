@@ -24,9 +24,14 @@ type TokenRecord struct {
 	CreatedAt     time.Time  `db:"created_at"`
 	ExpiresAt     *time.Time `db:"expires_at"`
 	RevokedAt     *time.Time `db:"revoked_at"`
+	// KeyID names the signing key of Signature, keybroker's HMAC over what
+	// the row grants (package auth); a row without one was not written by
+	// keybroker v3 and is refused.
+	KeyID     string `db:"key_id"`
+	Signature []byte `db:"signature"`
 }
 
-const tokenColumns = `id, token_hash, role, workspaces, organizations, description, created_by, created_at, expires_at, revoked_at`
+const tokenColumns = `id, token_hash, role, workspaces, organizations, description, created_by, created_at, expires_at, revoked_at, key_id, signature`
 
 // CreateToken stores a token record and appends evs (one per workspace
 // the token reaches), in one transaction.
@@ -36,9 +41,10 @@ func (s *Store) CreateToken(ctx context.Context, rec TokenRecord, evs []broker.A
 		if orgs == nil {
 			orgs = []string{}
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO api_tokens (id, token_hash, role, workspaces, organizations, description, created_by, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			rec.ID, rec.Hash, rec.Role, rec.Workspaces, orgs, rec.Description, rec.CreatedBy, rec.ExpiresAt)
+		_, err := tx.Exec(ctx, `INSERT INTO api_tokens (id, token_hash, role, workspaces, organizations, description, created_by, created_at,
+				expires_at, key_id, signature)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			rec.ID, rec.Hash, rec.Role, rec.Workspaces, orgs, rec.Description, rec.CreatedBy, rec.CreatedAt, rec.ExpiresAt, rec.KeyID, rec.Signature)
 		if err != nil {
 			return err
 		}
@@ -127,6 +133,25 @@ func (s *Store) RevokeToken(ctx context.Context, id string, ev AuditEvent) error
 			}
 		}
 		return nil
+	})
+}
+
+// SignToken stores a new signature of token id's row (the owner's
+// `keybroker token sign`, for rows of keybroker v2 or of a retired key).
+// The row's grant cannot change: a trigger refuses it.
+func (s *Store) SignToken(ctx context.Context, id, keyID string, signature []byte, ev AuditEvent) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE api_tokens SET key_id = $2, signature = $3 WHERE id = $1`, id, keyID, signature)
+		if err != nil {
+			return fmt.Errorf("sign token %s: %w", id, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("sign token %s: %w", id, ErrNotFound)
+		}
+		if err := notify(ctx, tx, Invalidation{TokenID: id}); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
 	})
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/devenv"
+	"github.com/keybroker/keybroker/internal/keyring"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/policies"
 	"github.com/keybroker/keybroker/store"
@@ -81,6 +82,10 @@ type ground struct {
 // startKeybroker runs `keybroker serve --mode resolver` as production runs
 // it (JSON log to stderr, metrics, invalidation listener), with the
 // reader's Vault token and cache TTL ttl.
+// benchResolverKeys sign the bench's resolver token and the proxy tokens
+// (a throw-away keyring of the bench's own deployment).
+const benchResolverKeys = "bench:bench-resolver-signing-key-0123456789abcdef"
+
 func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl time.Duration, pprofAddr, accessLog string, extraEnv ...string) (*child, error) {
 	ml, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -93,6 +98,7 @@ func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl 
 			"KEYBROKER_LISTEN_ADDR=" + listen, "KEYBROKER_MODE=resolver", "DATABASE_URL=" + g.dbURL,
 			"VAULT_ADDR=" + g.vaultAddr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + g.readerToken,
 			"KEYBROKER_KV_MOUNT=byok", "KEYBROKER_CACHE_TTL=" + ttl.String(), "KEYBROKER_PPROF_ADDR=" + pprofAddr,
+			"KEYBROKER_RESOLVER_KEYS=" + benchResolverKeys,
 			"KEYBROKER_ACCESS_LOG=" + accessLog, "KEYBROKER_METRICS_ADDR=" + metricsAddr,
 			// The benchmark measures the resolve path; the rate limiter has
 			// its own benchmark (auth).
@@ -202,8 +208,12 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 		return fail(err)
 	}
 	g.vaultWriter = writer
-	g.tokens = auth.NewService(g.st, auth.Options{})
-	if g.resolverToken, _, err = g.tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "bench"}); err != nil {
+	resolverKeys, err := keyring.Parse(benchResolverKeys)
+	if err != nil {
+		return fail(err)
+	}
+	g.tokens = auth.NewService(g.st, auth.Options{Keys: auth.RowKeys{Resolver: resolverKeys}})
+	if g.resolverToken, _, err = g.tokens.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, CreatedBy: "bench"}); err != nil {
 		return fail(err)
 	}
 	// The in-process broker loads the keys (Vault write + PostgreSQL

@@ -69,6 +69,7 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	serve.Env = append(serve.Env, "KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL,
 		"KEYBROKER_LISTEN_ADDR="+addr, "DATABASE_URL="+runtimeURL, "VAULT_ADDR="+vaultAddr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN="+vaultToken,
 		"KEYBROKER_KV_MOUNT="+mount, "KEYBROKER_FINGERPRINT_PEPPER=cli-test-pepper-0123456789", "KEYBROKER_METRICS_ADDR="+metricsAddr)
+	serve.Env = append(serve.Env, kbtest.KeysEnv("all")...)
 	var serverLog testenv.SyncBuffer
 	serve.Stdout, serve.Stderr = &serverLog, &serverLog
 	if err := serve.Start(); err != nil {
@@ -204,7 +205,8 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	layoutEnv := []string{"DATABASE_URL=" + runtimeURL, "VAULT_ADDR=" + vaultAddr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + vaultToken,
-		"KEYBROKER_KV_MOUNT=" + mount, "KEYBROKER_FINGERPRINT_PEPPER=cli-test-pepper-0123456789"}
+		"KEYBROKER_KV_MOUNT=" + mount, "KEYBROKER_FINGERPRINT_PEPPER=cli-test-pepper-0123456789",
+		"KEYBROKER_ADMIN_TOKEN_KEYS=" + kbtest.AdminTokenKeys, "KEYBROKER_RESOLVER_KEYS=" + kbtest.ResolverKeys}
 	out, _ = run(t, layoutEnv, "", false, "vault", "migrate-layout")
 	if !strings.Contains(out, "moved 1, skipped 0") || !strings.Contains(out, "moved: workspace ws5/openai/default") || strings.Contains(out, v1Key) {
 		t.Fatalf("vault migrate-layout printed %q", out)

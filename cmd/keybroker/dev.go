@@ -16,6 +16,7 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/internal/app"
 	"github.com/keybroker/keybroker/internal/devenv"
+	"github.com/keybroker/keybroker/internal/keyring"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -70,14 +71,32 @@ func runDev(ctx context.Context, listenAddr string) error {
 	if err != nil {
 		return err
 	}
-	if err := migrate(startCtx, pg.URL, devRuntimeRole); err != nil {
-		return err
-	}
-	operatorToken, err := createToken(startCtx, pg.URL, auth.CreateRequest{Role: auth.RoleOperator, Description: "keybroker dev", CreatedBy: "keybroker dev"})
+	resolverURL, err := devenv.EnsureLoginRole(startCtx, pg.URL, devResolverRole, randomSecret())
 	if err != nil {
 		return err
 	}
-	resolverToken, err := createToken(startCtx, pg.URL, auth.CreateRequest{Role: auth.RoleResolver, Description: "keybroker dev", CreatedBy: "keybroker dev"})
+	if err := migrate(startCtx, pg.URL, devRuntimeRole, devResolverRole); err != nil {
+		return err
+	}
+	// The signing keys of token rows, proxy tokens and resolution ids, as
+	// production has them: the database never holds them.
+	adminKeys, err := keyring.Generate("dev")
+	if err != nil {
+		return err
+	}
+	resolverKeys, err := keyring.Generate("dev")
+	if err != nil {
+		return err
+	}
+	keys, err := rowKeys(adminKeys, resolverKeys)
+	if err != nil {
+		return err
+	}
+	operatorToken, err := createToken(startCtx, pg.URL, keys, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleOperator, Description: "keybroker dev", CreatedBy: "keybroker dev"})
+	if err != nil {
+		return err
+	}
+	resolverToken, err := createToken(startCtx, pg.URL, keys, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, Description: "keybroker dev", CreatedBy: "keybroker dev"})
 	if err != nil {
 		return err
 	}
@@ -119,7 +138,11 @@ func runDev(ctx context.Context, listenAddr string) error {
 	fmt.Fprintf(out, "  VAULT_TOKEN=%s  (dev root token, for you; keybroker logs in with AppRole)\n", vs.RootToken)
 	fmt.Fprintf(out, "  KV v2 mount    %s (bootstrapped: policies keybroker-writer, keybroker-reader)\n", devKVMount)
 	fmt.Fprintf(out, "  DATABASE_URL=%s  (owner: migrate, token)\n", pg.URL)
-	fmt.Fprintf(out, "  runtime role   %s (keybroker serves as it: INSERT and SELECT only on audit_events and proxy_calls)\n", devRuntimeRole)
+	fmt.Fprintf(out, "  runtime role   %s (this mode-all replica serves as it: adds and revokes tokens, never deletes one; INSERT and SELECT only on audit_events and proxy_calls)\n", devRuntimeRole)
+	fmt.Fprintf(out, "  resolver role  %s (for a separate --mode=resolver or proxy replica: reads metadata and tokens, writes only health and usage)\n", devResolverRole)
+	fmt.Fprintf(out, "                 DATABASE_URL=%s\n", resolverURL)
+	fmt.Fprintf(out, "  signing keys   KEYBROKER_ADMIN_TOKEN_KEYS=%s\n", adminKeys)
+	fmt.Fprintf(out, "                 KEYBROKER_RESOLVER_KEYS=%s  (keybroker token create needs them; an admin replica never gets this one)\n", resolverKeys)
 	fmt.Fprintf(out, "  reconcile      DATABASE_URL=%s VAULT_ADDR=%s KEYBROKER_VAULT_AUTH=approle KEYBROKER_KV_MOUNT=%s \\\n"+
 		"                   KEYBROKER_WRITER_ROLE_ID=%s KEYBROKER_WRITER_SECRET_ID_FILE=%s \\\n"+
 		"                   KEYBROKER_READER_ROLE_ID=%s KEYBROKER_READER_SECRET_ID_FILE=%s \\\n"+
@@ -137,6 +160,9 @@ func runDev(ctx context.Context, listenAddr string) error {
 		Reader:      reader,
 		KVMount:     devKVMount,
 		Pepper:      pepper,
+		// Mode all holds both: it is the one replica of a dev run.
+		AdminTokenKeys: adminKeys,
+		ResolverKeys:   resolverKeys,
 	}, logger)
 	if err != nil {
 		return err
@@ -156,14 +182,21 @@ func randomSecret() string {
 	return hex.EncodeToString(b)
 }
 
-// devRuntimeRole is the role `keybroker dev` serves as.
-const devRuntimeRole = "keybroker_runtime"
+// devRuntimeRole is the role `keybroker dev` serves as; devResolverRole
+// the one a resolver or proxy replica beside it would.
+const (
+	devRuntimeRole  = "keybroker_runtime"
+	devResolverRole = "keybroker_resolver"
+)
 
-func migrate(ctx context.Context, databaseURL, runtimeRole string) error {
+func migrate(ctx context.Context, databaseURL, runtimeRole, resolverRole string) error {
 	st, err := store.Open(ctx, databaseURL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	return st.Migrate(ctx, runtimeRole)
+	if err := st.Migrate(ctx, runtimeRole); err != nil {
+		return err
+	}
+	return st.GrantResolver(ctx, resolverRole)
 }

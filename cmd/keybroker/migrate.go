@@ -8,7 +8,7 @@ import (
 
 func newMigrateCommand() *cobra.Command {
 	var db databaseSetting
-	var runtimeRole string
+	var runtimeRole, resolverRole string
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Apply keybroker's database migrations (idempotent)",
@@ -18,9 +18,14 @@ Safe to run on every deploy and from several replicas at once: migrations run
 under a PostgreSQL advisory lock and only the missing ones are applied.
 
 Run it as the owner of keybroker's tables. With --runtime-role it then grants
-the role keybroker serve connects as exactly what serving needs: on the audit
-trail only INSERT and SELECT, so a compromised server can neither change nor
-delete audit rows, nor disable the triggers that keep them append-only.`,
+the role the admin side of keybroker serve (modes admin and all) connects as
+exactly what it needs: on the audit trail only INSERT and SELECT, so a
+compromised server can neither change nor delete audit rows, nor lift the
+triggers that keep them append-only; tokens added and revoked, never deleted,
+and never a resolver token's row. With --resolver-role it grants the role of
+the execution side (modes resolver and proxy, the pods that face sandboxes)
+less again: it reads metadata, settings and tokens and writes only a key's
+health, the usage counters, audit rows and records of proxied calls.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := db.open(cmd.Context(), cmd)
@@ -34,11 +39,15 @@ delete audit rows, nor disable the triggers that keep them append-only.`,
 			if err := st.Migrate(cmd.Context(), runtimeRole); err != nil {
 				return err
 			}
+			if err := st.GrantResolver(cmd.Context(), resolverRole); err != nil {
+				return err
+			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "keybroker: database is up to date")
 			return nil
 		},
 	}
 	databaseFlags(flagsOf(cmd), &db)
-	flagsOf(cmd).String(&runtimeRole, "runtime-role", "KEYBROKER_RUNTIME_ROLE", "", "PostgreSQL role keybroker serve connects as, to grant (it must exist)")
+	flagsOf(cmd).String(&runtimeRole, "runtime-role", "KEYBROKER_RUNTIME_ROLE", "", "PostgreSQL role the admin side (serve --mode=admin or all) connects as, to grant (it must exist)")
+	flagsOf(cmd).String(&resolverRole, "resolver-role", "KEYBROKER_RESOLVER_ROLE", "", "PostgreSQL role the execution side (serve --mode=resolver or proxy) connects as, to grant (it must exist; may not be the runtime role)")
 	return cmd
 }

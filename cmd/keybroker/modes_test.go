@@ -96,7 +96,11 @@ func newApproleGround(t *testing.T, tune func(*vault.BootstrapConfig)) *approleG
 // reader; all both), then extra.
 func (g *approleGround) modeEnv(t *testing.T, mode string, extra ...string) []string {
 	t.Helper()
-	env := append(slices.Clone(g.env), "KEYBROKER_MODE="+mode)
+	env := append(append(slices.Clone(g.env), "KEYBROKER_MODE="+mode), kbtest.KeysEnv(mode)...)
+	if mode == "resolver" || mode == "proxy" {
+		// The execution side connects as its own, narrower database role.
+		env = append(env, "DATABASE_URL="+testenv.ResolverURL(t, g.dbURL))
+	}
 	identity := func(id, role string) {
 		file := writeSecret(t, g.dir, fmt.Sprintf("%s-secret-id-%d", strings.ToLower(id), g.secretIDs.Add(1)), vaulttest.SecretID(t, g.ids.AppRoleMount, role))
 		env = append(env, "KEYBROKER_"+id+"_ROLE_ID="+g.ids.Result.RoleIDs[role], "KEYBROKER_"+id+"_SECRET_ID_FILE="+file)

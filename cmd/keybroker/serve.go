@@ -69,7 +69,7 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f.fs.StringToStringVar(&cfg.ProviderBaseURLs, "provider-base-url", nil,
 		"replace a provider's API base URL for key checks and the credential proxy, id=url, repeatable: a stand-in or an egress proxy (KEYBROKER_PROVIDER_<ID>_BASE_URL per provider)")
 	f.Duration(&cfg.ProviderCheckTimeout, "provider-check-timeout", "KEYBROKER_PROVIDER_CHECK_TIMEOUT", 10*time.Second, "deadline of one key check with its provider")
-	f.Duration(&cfg.HealthProbeEvery, "health-probe-interval", "KEYBROKER_HEALTH_PROBE_INTERVAL", 0, "re-test failing keys this often on one replica (mode all); 0 is off")
+	f.Duration(&cfg.HealthProbeEvery, "health-probe-interval", "KEYBROKER_HEALTH_PROBE_INTERVAL", 10*time.Minute, "re-test failing keys this often on one replica of those that read keys (modes all, resolver, proxy); 0 is off")
 	f.Int(&cfg.HealthProbeConcurrency, "health-probe-concurrency", "KEYBROKER_HEALTH_PROBE_CONCURRENCY", 4, "keys the prober tests at once")
 	f.String(&cfg.EventsWebhookURL, "events-webhook-url", "KEYBROKER_EVENTS_WEBHOOK_URL", "",
 		"POST key health changes (JSON, signed with HMAC-SHA256 by KEYBROKER_EVENTS_WEBHOOK_SECRET) to this URL; empty: off")
@@ -92,6 +92,8 @@ func identityFlags(f envFlags, id *app.Identity, who string) {
 func secretsFromEnv(cfg *app.Config) {
 	cfg.VaultToken = os.Getenv("VAULT_TOKEN")
 	cfg.Pepper = os.Getenv("KEYBROKER_FINGERPRINT_PEPPER")
+	cfg.AdminTokenKeys = os.Getenv("KEYBROKER_ADMIN_TOKEN_KEYS")
+	cfg.ResolverKeys = os.Getenv("KEYBROKER_RESOLVER_KEYS")
 	cfg.EventsWebhookSecret = os.Getenv("KEYBROKER_EVENTS_WEBHOOK_SECRET")
 }
 
@@ -108,7 +110,11 @@ Every flag can also be set by the environment variable named in its help; a
 flag on the command line wins, and a variable that does not parse is an error.
 Secrets are read from the environment only, never from flags:
   VAULT_TOKEN                     static Vault token (with --vault-auth=token, dev only)
-  KEYBROKER_FINGERPRINT_PEPPER    secret for key fingerprints (required, 16+ characters)`,
+  KEYBROKER_FINGERPRINT_PEPPER    secret for key fingerprints (modes admin and all; 16+ characters)
+  KEYBROKER_ADMIN_TOKEN_KEYS      keyring "id:secret,..." signing operator, admin and reader
+                                  token rows (modes admin and all; the first key signs)
+  KEYBROKER_RESOLVER_KEYS         keyring signing resolver token rows, proxy tokens and
+                                  resolution ids (modes resolver, proxy and all; never admin)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkDatabaseURL(cmd, cfg.DatabaseURL); err != nil {

@@ -30,7 +30,7 @@ func TestServeRefusesABadEnvironmentValue(t *testing.T) {
 
 func TestServeRefusesABadTrustedProxy(t *testing.T) {
 	serve := keybroker("serve", "--trusted-proxies", "10.0.0.0/8,not-a-proxy")
-	serve.Env = append(serve.Env, "DATABASE_URL=postgres://127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef", "KEYBROKER_VAULT_AUTH=token")
+	serve.Env = append(serve.Env, "DATABASE_URL=postgres://127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef", "KEYBROKER_VAULT_AUTH=token", "KEYBROKER_ADMIN_TOKEN_KEYS="+kbtest.AdminTokenKeys, "KEYBROKER_RESOLVER_KEYS="+kbtest.ResolverKeys)
 	out, err := serve.CombinedOutput()
 	if err == nil {
 		t.Fatalf("serve started with a bad trusted proxy:\n%s", out)

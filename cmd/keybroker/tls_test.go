@@ -87,7 +87,7 @@ func TestServeTLSWithClientCertificates(t *testing.T) {
 func TestServeRefusesPlainHTTPOffLoopback(t *testing.T) {
 	serve := keybroker("serve")
 	serve.Env = append(serve.Env, "KEYBROKER_LISTEN_ADDR=0.0.0.0:0", "DATABASE_URL=postgres://x@127.0.0.1:1/x",
-		"KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=hvs.dev", "VAULT_ADDR=http://127.0.0.1:1")
+		"KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=hvs.dev", "VAULT_ADDR=http://127.0.0.1:1", "KEYBROKER_ADMIN_TOKEN_KEYS="+kbtest.AdminTokenKeys, "KEYBROKER_RESOLVER_KEYS="+kbtest.ResolverKeys)
 	out, err := serve.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "refusing to serve plain HTTP on") {
 		t.Fatalf("serve on 0.0.0.0 without TLS: %v\n%s", err, out)

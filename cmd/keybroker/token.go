@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/user"
 	"slices"
 	"strings"
@@ -12,11 +13,34 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/internal/keyring"
 	"github.com/keybroker/keybroker/store"
 )
 
-// The token commands talk to PostgreSQL directly (DATABASE_URL): they are
-// how an operator gets the first token, before any caller of the API exists.
+// The token commands talk to PostgreSQL directly (DATABASE_URL, as the
+// owner): they are how an operator gets the first token, before any caller
+// of the API exists, and the only way to mint a resolver token (a token
+// that obtains keys) or one with no expiry. They sign the rows they write
+// with the keyring of the token's kind, from the environment
+// (KEYBROKER_ADMIN_TOKEN_KEYS, KEYBROKER_RESOLVER_KEYS).
+
+// tokenKeysFromEnv reads the signing keyrings the token commands use.
+func tokenKeysFromEnv() (auth.RowKeys, error) {
+	return rowKeys(os.Getenv("KEYBROKER_ADMIN_TOKEN_KEYS"), os.Getenv("KEYBROKER_RESOLVER_KEYS"))
+}
+
+// rowKeys parses the two keyrings.
+func rowKeys(adminKeys, resolverKeys string) (auth.RowKeys, error) {
+	admin, err := keyring.Parse(adminKeys)
+	if err != nil {
+		return auth.RowKeys{}, fmt.Errorf("KEYBROKER_ADMIN_TOKEN_KEYS: %w", err)
+	}
+	resolver, err := keyring.Parse(resolverKeys)
+	if err != nil {
+		return auth.RowKeys{}, fmt.Errorf("KEYBROKER_RESOLVER_KEYS: %w", err)
+	}
+	return auth.RowKeys{Admin: admin, Resolver: resolver}, nil
+}
 
 func newTokenCommand() *cobra.Command {
 	var db databaseSetting
@@ -31,7 +55,11 @@ func newTokenCommand() *cobra.Command {
 			return err
 		}
 		defer st.Close()
-		return fn(auth.NewService(st, auth.Options{TrustWithoutStore: -1}))
+		keys, err := tokenKeysFromEnv()
+		if err != nil {
+			return err
+		}
+		return fn(auth.NewService(st, auth.Options{TrustWithoutStore: -1, Keys: keys}))
 	}
 
 	var role, description string
@@ -49,7 +77,7 @@ func newTokenCommand() *cobra.Command {
 			}
 			return withService(cmd, func(s *auth.Service) error {
 				token, rec, err := s.Create(cmd.Context(), auth.CreateRequest{
-					Role: r, Workspaces: workspaces, Organizations: organizations, TTL: ttl, NoExpiry: noExpiry, Description: description, CreatedBy: cliActor(),
+					Role: r, Workspaces: workspaces, Organizations: organizations, TTL: ttl, NoExpiry: noExpiry, Description: description, CreatedBy: cliActor(), Via: auth.ViaCLI,
 				})
 				if err != nil {
 					return err
@@ -87,7 +115,8 @@ func newTokenCommand() *cobra.Command {
 					return err
 				}
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "ID\tROLE\tSCOPES\tCREATED\tEXPIRES\tSTATE\tDESCRIPTION")
+				fmt.Fprintln(w, "ID\tROLE\tSCOPES\tCREATED\tEXPIRES\tSTATE\tSIGNED\tDESCRIPTION")
+				unsigned := 0
 				now := time.Now()
 				soon := 0
 				for _, r := range recs {
@@ -109,11 +138,20 @@ func newTokenCommand() *cobra.Command {
 					if r.RevokedAt != nil {
 						state = "revoked"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Role, tokenScopes(r),
-						r.CreatedAt.Format(time.RFC3339), expires, state, r.Description)
+					signed := signedText(s, r)
+					if signed == "NO" && r.RevokedAt == nil {
+						unsigned++
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Role, tokenScopes(r),
+						r.CreatedAt.Format(time.RFC3339), expires, state, signed, r.Description)
 				}
 				if err := w.Flush(); err != nil {
 					return err
+				}
+				if unsigned > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%d active token row(s) carry no valid signature: keybroker refuses them. A row keybroker v2 wrote "+
+						"(or one signed with a retired key) may be signed anew with `keybroker token sign ID`; a row nobody here minted was written "+
+						"outside keybroker: revoke it and find out who could.\n", unsigned)
 				}
 				if soon > 0 {
 					fmt.Fprintf(cmd.ErrOrStderr(), "%d token(s) expire within %s: create their successors now.\n", soon, humanDuration(expiresSoon))
@@ -137,7 +175,39 @@ func newTokenCommand() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(create, list, revoke)
+	sign := &cobra.Command{
+		Use:   "sign TOKEN_ID...",
+		Short: "Sign token rows anew with the current key of their kind (after an upgrade from v2 or a key rotation); audited",
+		Long: `Sign token rows anew with the current key of their kind.
+
+keybroker accepts a token only when its row carries a signature of the
+deployment's keys (KEYBROKER_ADMIN_TOKEN_KEYS for operator, admin and reader
+tokens, KEYBROKER_RESOLVER_KEYS for resolver tokens), which the database does
+not hold. Rows written by keybroker v2, or signed with a key since retired,
+are refused until signed again. Sign only rows you know were minted by
+keybroker: "keybroker token list" shows which ones carry no valid signature.
+A row that nobody minted was written outside keybroker.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withService(cmd, func(s *auth.Service) error {
+				for _, id := range args {
+					rec, err := s.Get(cmd.Context(), id)
+					if err != nil {
+						return err
+					}
+					if rec.RevokedAt != nil {
+						return fmt.Errorf("token %s is revoked: nothing to sign", id)
+					}
+					if err := s.SignRow(cmd.Context(), rec, cliActor()); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "signed %s (role %s)\n", id, rec.Role)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.AddCommand(create, list, revoke, sign)
 	return cmd
 }
 
@@ -151,13 +221,13 @@ func cliActor() string {
 
 // createToken creates a token in the database at databaseURL (for
 // `keybroker dev`).
-func createToken(ctx context.Context, databaseURL string, req auth.CreateRequest) (string, error) {
+func createToken(ctx context.Context, databaseURL string, keys auth.RowKeys, req auth.CreateRequest) (string, error) {
 	st, err := store.Open(ctx, databaseURL)
 	if err != nil {
 		return "", err
 	}
 	defer st.Close()
-	token, _, err := auth.NewService(st, auth.Options{TrustWithoutStore: -1}).Create(ctx, req)
+	token, _, err := auth.NewService(st, auth.Options{TrustWithoutStore: -1, Keys: keys}).Create(ctx, req)
 	return token, err
 }
 
@@ -182,4 +252,16 @@ func tokenScopes(r store.TokenRecord) string {
 		return "-"
 	}
 	return strings.Join(scopes, ",")
+}
+
+// signedText says whether a row carries a valid signature of the keys in
+// the environment ("?" when the keyring of its kind is not set here).
+func signedText(s *auth.Service, r store.TokenRecord) string {
+	switch {
+	case s.Signed(r):
+		return "yes"
+	case !s.CanVerify(auth.Role(r.Role)):
+		return "?"
+	}
+	return "NO"
 }

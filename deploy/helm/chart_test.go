@@ -440,8 +440,23 @@ networkPolicy:
 				if c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.StartupProbe == nil {
 					t.Fatalf("%s probes: %+v %+v", comp, c.LivenessProbe, c.ReadinessProbe)
 				}
-				if e["DATABASE_URL"].ValueFrom.SecretKeyRef.Key != "runtime-url" {
-					t.Fatalf("%s connects with %+v", comp, e["DATABASE_URL"].ValueFrom)
+				// Each side its own database role and signing keys: the
+				// admin side never holds what makes a key-reading token,
+				// the execution side never the pepper or the admin keys.
+				wantURL, holds, lacks := "resolver-url", "KEYBROKER_RESOLVER_KEYS", []string{"KEYBROKER_ADMIN_TOKEN_KEYS", "KEYBROKER_FINGERPRINT_PEPPER"}
+				if comp == "admin" {
+					wantURL, holds, lacks = "runtime-url", "KEYBROKER_ADMIN_TOKEN_KEYS", []string{"KEYBROKER_RESOLVER_KEYS"}
+				}
+				if e["DATABASE_URL"].ValueFrom.SecretKeyRef.Key != wantURL {
+					t.Fatalf("%s connects with %+v, want the secret's %s", comp, e["DATABASE_URL"].ValueFrom, wantURL)
+				}
+				if e[holds].ValueFrom == nil || e[holds].ValueFrom.SecretKeyRef == nil || e[holds].ValueFrom.SecretKeyRef.Name != "keybroker-signing-keys" {
+					t.Fatalf("%s lacks %s from the signing keys' Secret: %+v", comp, holds, e[holds])
+				}
+				for _, name := range lacks {
+					if _, ok := e[name]; ok {
+						t.Fatalf("%s holds %s", comp, name)
+					}
 				}
 				if !strings.HasPrefix(c.Image, "registry.example/") && c.Image != "ghcr.io/keybroker/keybroker:"+chartAppVersion(t) {
 					t.Fatalf("%s image %s, want the chart's appVersion", comp, c.Image)
@@ -454,7 +469,8 @@ networkPolicy:
 			job := r.jobs["kb-keybroker-migrate"]
 			checkPod(t, "the migration", job.Spec.Template.Spec)
 			if job.Annotations["helm.sh/hook"] != "pre-install,pre-upgrade" || strings.Join(job.Spec.Template.Spec.Containers[0].Args, " ") != "migrate" ||
-				env(job.Spec.Template.Spec.Containers[0])["DATABASE_URL"].ValueFrom.SecretKeyRef.Key != "owner-url" {
+				env(job.Spec.Template.Spec.Containers[0])["DATABASE_URL"].ValueFrom.SecretKeyRef.Key != "owner-url" ||
+				env(job.Spec.Template.Spec.Containers[0])["KEYBROKER_RESOLVER_ROLE"].Value != "keybroker_resolver" {
 				t.Fatalf("migration job: %+v", job)
 			}
 			if tc.check != nil {

@@ -50,7 +50,7 @@ type App struct {
 	tokens      *auth.Service
 	identities  []*vault.Client // the reader first when held: readiness asks it
 	reconciler  *Reconciler     // nil when the mode holds no writer or ReconcileEvery is 0
-	prober      *Prober         // nil unless HealthProbeEvery is set in mode all
+	prober      *Prober         // nil when HealthProbeEvery is 0 or the mode reads no key (admin)
 	proxyCalls  *proxy.Recorder // the records of proxied calls (modes all and proxy)
 	events      *webhook.Sink   // nil without EventsWebhookURL
 	handler     http.Handler
@@ -113,14 +113,22 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	vaultMetrics := vault.NewMetrics(reg)
 	a.store.RegisterPoolMetrics(reg)
 
+	rowKeys, err := cfg.rowKeys()
+	if err != nil {
+		return err
+	}
+	// Resolution ids are signed with the resolver keys (their own
+	// subkey), not the fingerprint pepper: an admin replica can forge none.
+	resolutionKeys := rowKeys.Resolver.Derive("resolution ids").Secrets()
 	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, StaleIfError: cfg.StaleIfError,
 		MaxEntries: cfg.CacheMaxEntries, MaxNegativeEntries: cfg.CacheMaxNegative, MaxColdReads: cfg.MaxColdReads,
 		Logger: logger, Metrics: broker.NewMetrics(reg), Settings: a.store, Usage: a.store, Pools: a.store,
 		MaxKeysPerPool: cfg.MaxKeysPerPool, Health: a.store, Pepper: []byte(cfg.Pepper)}
-	if len(cfg.Pepper) == 0 {
-		logger.Warn("no KEYBROKER_FINGERPRINT_PEPPER: this replica takes reports (POST /v1/resolve/report) only of resolutions it made itself")
+	if len(resolutionKeys) > 0 {
+		bcfg.ResolutionKey, bcfg.PreviousResolutionKeys = resolutionKeys[0], resolutionKeys[1:]
 	}
-	checker, err := providercheck.New(providercheck.Config{BaseURLs: cfg.providerBaseURLs(broker.DefaultRegistry()), Timeout: cfg.ProviderCheckTimeout})
+	var checker *providercheck.Checker
+	checker, err = providercheck.New(providercheck.Config{BaseURLs: cfg.providerBaseURLs(broker.DefaultRegistry()), Timeout: cfg.ProviderCheckTimeout})
 	if err != nil {
 		return err
 	}
@@ -164,26 +172,23 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	}
 	a.broker = b
 	a.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	a.tokens = auth.NewService(a.store, auth.Options{TrustWithoutStore: cfg.TokenOutageGrace, Logger: logger})
+	a.tokens = auth.NewService(a.store, auth.Options{TrustWithoutStore: cfg.TokenOutageGrace, Logger: logger, Keys: rowKeys})
 	if bcfg.Writer != nil && cfg.ReconcileEvery > 0 {
 		a.reconciler = &Reconciler{Broker: b, Locker: a.store, Every: cfg.ReconcileEvery, Logger: logger}
 	}
-	if cfg.HealthProbeEvery > 0 {
-		if bcfg.Reader == nil || bcfg.Writer == nil {
-			logger.Warn("--health-probe-interval is set, but only --mode=all holds the reader and writer identities a key test needs: no probing here")
-		} else {
-			a.prober = &Prober{Broker: b, Locker: a.store, Every: cfg.HealthProbeEvery, Concurrency: cfg.HealthProbeConcurrency, Logger: logger}
-		}
+	if cfg.HealthProbeEvery > 0 && bcfg.Reader != nil {
+		// Every replica that reads keys (modes all, resolver, proxy) may
+		// probe, one at a time (an advisory lock); an admin replica reads
+		// no key.
+		a.prober = &Prober{Broker: b, Locker: a.store, Every: cfg.HealthProbeEvery, Concurrency: cfg.HealthProbeConcurrency, Logger: logger}
 	}
-	// Proxy tokens are signed with a key derived from the pepper every
-	// replica shares, so that any replica verifies what another minted.
+	// Proxy tokens are signed with the resolver keys, which only the
+	// replicas that mint and check them hold (never an admin replica).
 	var signer *proxytoken.Signer
-	if len(cfg.Pepper) >= 16 {
-		if signer, err = proxytoken.NewSigner([]byte(cfg.Pepper), nil); err != nil {
+	if !rowKeys.Resolver.Empty() {
+		if signer, err = proxytoken.NewRingSigner(rowKeys.Resolver, nil); err != nil {
 			return err
 		}
-	} else if a.mode != handlers.ModeAdmin {
-		logger.Warn("no KEYBROKER_FINGERPRINT_PEPPER: this replica neither mints nor accepts proxy tokens")
 	}
 	var fwd *proxy.Proxy
 	if a.mode == handlers.ModeAll || a.mode == handlers.ModeProxy {

@@ -12,6 +12,7 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/internal/keyring"
 )
 
 // Vault auth methods of Config.VaultAuth.
@@ -133,6 +134,17 @@ type Config struct {
 	// characters, unless Mode is resolver; a resolver that has it takes
 	// reports of the other replicas' resolutions too.
 	Pepper string
+	// AdminTokenKeys sign and verify the rows of operator, admin and
+	// reader tokens (KEYBROKER_ADMIN_TOKEN_KEYS, a keyring: "id:secret,...",
+	// the first signs; environment only). Required in modes admin and
+	// all; optional elsewhere (then only resolver tokens are accepted).
+	AdminTokenKeys string
+	// ResolverKeys sign and verify the rows of resolver tokens, proxy
+	// tokens and resolution ids (KEYBROKER_RESOLVER_KEYS, a keyring;
+	// environment only). Required in modes resolver, proxy and all;
+	// refused in mode admin, which must never hold what makes a
+	// key-reading token.
+	ResolverKeys string
 
 	// ProviderBaseURLs replaces providers' API base URLs, by provider id
 	// (a stand-in, an egress proxy); KEYBROKER_PROVIDER_<ID>_BASE_URL in
@@ -141,7 +153,8 @@ type Config struct {
 	// ProviderCheckTimeout bounds one key check with a provider.
 	ProviderCheckTimeout time.Duration
 	// HealthProbeEvery re-tests failing keys this often on one replica
-	// (mode all: it reads the keys); 0 is off.
+	// of those that read keys (modes all, resolver, proxy); 0 is off
+	// (`serve` defaults to 10 minutes).
 	HealthProbeEvery time.Duration
 	// HealthProbeConcurrency bounds the keys tested at once by the prober.
 	HealthProbeConcurrency int
@@ -220,7 +233,7 @@ func (c Config) Validate() error {
 	if c.DatabaseURL == "" {
 		return errors.New("no database: set DATABASE_URL or --database-url")
 	}
-	if (needsWriter(mode) || mode == handlers.ModeProxy) && len(c.Pepper) < 16 {
+	if needsWriter(mode) && len(c.Pepper) < 16 {
 		return errors.New("KEYBROKER_FINGERPRINT_PEPPER must be set to a secret of at least 16 characters")
 	}
 	switch c.VaultAuth {
@@ -252,7 +265,36 @@ func (c Config) Validate() error {
 			return fmt.Errorf("--pprof-addr %q: %w", c.PprofAddr, err)
 		}
 	}
+	if _, err := c.rowKeys(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// rowKeys parses the signing keyrings and checks that the mode holds the
+// ones it needs, and not the resolver keys in admin mode.
+func (c Config) rowKeys() (auth.RowKeys, error) {
+	mode, err := c.mode()
+	if err != nil {
+		return auth.RowKeys{}, err
+	}
+	admin, err := keyring.Parse(c.AdminTokenKeys)
+	if err != nil {
+		return auth.RowKeys{}, fmt.Errorf("KEYBROKER_ADMIN_TOKEN_KEYS: %w", err)
+	}
+	resolver, err := keyring.Parse(c.ResolverKeys)
+	if err != nil {
+		return auth.RowKeys{}, fmt.Errorf("KEYBROKER_RESOLVER_KEYS: %w", err)
+	}
+	switch {
+	case needsWriter(mode) && admin.Empty():
+		return auth.RowKeys{}, fmt.Errorf("--mode=%s needs KEYBROKER_ADMIN_TOKEN_KEYS (id:secret, a secret of %d+ bytes): the key that signs operator, admin and reader tokens", mode, keyring.MinSecretLen)
+	case mode == handlers.ModeAdmin && !resolver.Empty():
+		return auth.RowKeys{}, errors.New("--mode=admin must not hold KEYBROKER_RESOLVER_KEYS: with it and the admin side's database role, an admin replica could make a token that reads keys. Give it to resolver and proxy replicas only")
+	case needsReader(mode) && resolver.Empty():
+		return auth.RowKeys{}, fmt.Errorf("--mode=%s needs KEYBROKER_RESOLVER_KEYS (id:secret, a secret of %d+ bytes): the key that signs resolver tokens, proxy tokens and resolution ids", mode, keyring.MinSecretLen)
+	}
+	return auth.RowKeys{Admin: admin, Resolver: resolver}, nil
 }
 
 // CheckLoopback accepts host:port addresses on loopback only (localhost or

@@ -149,6 +149,19 @@ func (r *Ring) CurrentSecret() []byte {
 	return append([]byte(nil), r.keys[0].secret...)
 }
 
+// Secrets are every key's secret, the signing one first, for uses that
+// carry no key id and so try each (resolution ids).
+func (r *Ring) Secrets() [][]byte {
+	if r.Empty() {
+		return nil
+	}
+	out := make([][]byte, len(r.keys))
+	for i, k := range r.keys {
+		out[i] = append([]byte(nil), k.secret...)
+	}
+	return out
+}
+
 // Sign returns the id of the signing key and the HMAC-SHA256 of msg under
 // it.
 func (r *Ring) Sign(msg []byte) (id string, mac []byte, err error) {

@@ -251,46 +251,66 @@ func redact(err error, dsn string) error {
 	return err
 }
 
-var (
-	runtimeOnce     sync.Once
-	runtimeRole     string
-	runtimePassword string
-	runtimeMu       sync.Mutex
-	runtimeOnServer = map[string]bool{} // host:port → role created there
-)
-
-// RuntimeRole is the login role of this test process that plays
-// keybroker's runtime role (one per process: test binaries run side by
-// side on one server). Migrate as the owner with it, then serve through
-// RuntimeURL, as production does.
-func RuntimeRole(t testing.TB) string {
-	t.Helper()
-	runtimeOnce.Do(func() {
-		runtimeRole = "kbtest_runtime_" + RandomID(t)
-		runtimePassword = RandomID(t) + RandomID(t)
-	})
-	return runtimeRole
+// loginRole is a login role of this test process (one per process and
+// kind: test binaries run side by side on one server), created on a server
+// the first time its URL is asked for.
+type loginRole struct {
+	kind     string
+	once     sync.Once
+	name     string
+	password string
+	mu       sync.Mutex
+	onServer map[string]bool // host:port → created there
 }
 
-// RuntimeURL is dbURL (an owner's URL) with the runtime role's
-// credentials; the role is created on dbURL's server the first time.
-func RuntimeURL(t testing.TB, dbURL string) string {
+var (
+	runtimeLogin  = &loginRole{kind: "runtime", onServer: map[string]bool{}}
+	resolverLogin = &loginRole{kind: "resolver", onServer: map[string]bool{}}
+)
+
+func (r *loginRole) role(t testing.TB) string {
 	t.Helper()
-	role := RuntimeRole(t)
+	r.once.Do(func() {
+		r.name = "kbtest_" + r.kind + "_" + RandomID(t)
+		r.password = RandomID(t) + RandomID(t)
+	})
+	return r.name
+}
+
+func (r *loginRole) url(t testing.TB, dbURL string) string {
+	t.Helper()
+	role := r.role(t)
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatalf("testenv: parse the database URL: %v", redact(err, dbURL))
 	}
-	runtimeMu.Lock()
-	defer runtimeMu.Unlock()
-	if !runtimeOnServer[u.Host] {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.onServer[u.Host] {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := devenv.EnsureLoginRole(ctx, dbURL, role, runtimePassword); err != nil {
-			t.Fatalf("testenv: runtime role: %v", redact(err, dbURL))
+		if _, err := devenv.EnsureLoginRole(ctx, dbURL, role, r.password); err != nil {
+			t.Fatalf("testenv: %s role: %v", r.kind, redact(err, dbURL))
 		}
-		runtimeOnServer[u.Host] = true
+		r.onServer[u.Host] = true
 	}
-	u.User = url.UserPassword(role, runtimePassword)
+	u.User = url.UserPassword(role, r.password)
 	return u.String()
 }
+
+// RuntimeRole is the login role of this test process that plays
+// keybroker's runtime role (the admin side: modes admin and all). Migrate
+// as the owner with it, then serve through RuntimeURL, as production does.
+func RuntimeRole(t testing.TB) string { t.Helper(); return runtimeLogin.role(t) }
+
+// RuntimeURL is dbURL (an owner's URL) with the runtime role's
+// credentials; the role is created on dbURL's server the first time.
+func RuntimeURL(t testing.TB, dbURL string) string { t.Helper(); return runtimeLogin.url(t, dbURL) }
+
+// ResolverRole is the login role that plays the execution side's role
+// (modes resolver and proxy), granted by store.GrantResolver.
+func ResolverRole(t testing.TB) string { t.Helper(); return resolverLogin.role(t) }
+
+// ResolverURL is dbURL with the resolver role's credentials; the role is
+// created on dbURL's server the first time.
+func ResolverURL(t testing.TB, dbURL string) string { t.Helper(); return resolverLogin.url(t, dbURL) }

@@ -15,19 +15,41 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/internal/keyring"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/internal/vaulttest"
 	"github.com/keybroker/keybroker/store"
 )
 
 // NewStore migrates the database at dbURL as its owner, granting the test
-// process's runtime role, and returns a store connected as that runtime
-// role (as `keybroker serve` runs in production); the store is closed when
-// the test ends.
+// process's runtime and resolver roles, and returns a store connected as
+// the runtime role (as `keybroker serve --mode=admin` runs in production);
+// the store is closed when the test ends.
 func NewStore(tb testing.TB, dbURL string) *store.Store {
 	tb.Helper()
+	return openAs(tb, dbURL, testenv.RuntimeURL(tb, dbURL))
+}
+
+// NewOwnerStore is NewStore connected as the owner: what the owner's
+// `keybroker token create` uses (the only way to store a resolver token's
+// row: row-level security refuses it to the serving roles).
+func NewOwnerStore(tb testing.TB, dbURL string) *store.Store {
+	tb.Helper()
+	return openAs(tb, dbURL, dbURL)
+}
+
+// NewResolverStore is NewStore connected as the resolver role (as `keybroker
+// serve --mode=resolver` and `--mode=proxy` run in production).
+func NewResolverStore(tb testing.TB, dbURL string) *store.Store {
+	tb.Helper()
+	return openAs(tb, dbURL, testenv.ResolverURL(tb, dbURL))
+}
+
+func openAs(tb testing.TB, dbURL, roleURL string) *store.Store {
+	tb.Helper()
 	ctx := context.Background()
-	runtimeURL := testenv.RuntimeURL(tb, dbURL) // creates the role first
+	testenv.RuntimeURL(tb, dbURL) // creates the roles first
+	testenv.ResolverURL(tb, dbURL)
 	owner, err := store.Open(ctx, dbURL)
 	if err != nil {
 		tb.Fatal(err)
@@ -36,7 +58,10 @@ func NewStore(tb testing.TB, dbURL string) *store.Store {
 	if err := owner.Migrate(ctx, testenv.RuntimeRole(tb)); err != nil {
 		tb.Fatal(err)
 	}
-	st, err := store.Open(ctx, runtimeURL)
+	if err := owner.GrantResolver(ctx, testenv.ResolverRole(tb)); err != nil {
+		tb.Fatal(err)
+	}
+	st, err := store.Open(ctx, roleURL)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -55,10 +80,43 @@ type Ground struct {
 	DBURL         string
 	Store         *store.Store
 	Broker        *broker.Broker
-	Tokens        *auth.Service
+	Tokens *auth.Service
+	// Minter mints tokens as the owner's CLI does (connected as the
+	// owner, Via cli): resolver tokens are made only so.
+	Minter        *auth.Service
 	OperatorToken string
 	// ResolverToken resolves (an operator cannot).
 	ResolverToken string
+}
+
+// The test deployment's signing keyrings: fixed, so that the test binary and
+// the keybroker processes it starts sign and verify alike.
+const (
+	AdminTokenKeys = "kbtest-admin:kbtest-admin-token-key-0123456789abcdef"
+	ResolverKeys   = "kbtest-res:kbtest-resolver-key-0123456789abcdef012345"
+)
+
+// RowKeys are AdminTokenKeys and ResolverKeys as auth takes them.
+func RowKeys() auth.RowKeys {
+	admin, err := keyring.Parse(AdminTokenKeys)
+	if err != nil {
+		panic(err)
+	}
+	resolver, err := keyring.Parse(ResolverKeys)
+	if err != nil {
+		panic(err)
+	}
+	return auth.RowKeys{Admin: admin, Resolver: resolver}
+}
+
+// KeysEnv is the environment that gives a keybroker process of mode the
+// test keyrings it may hold: an admin replica never gets the resolver keys.
+func KeysEnv(mode string) []string {
+	env := []string{"KEYBROKER_ADMIN_TOKEN_KEYS=" + AdminTokenKeys}
+	if mode != "admin" {
+		env = append(env, "KEYBROKER_RESOLVER_KEYS="+ResolverKeys)
+	}
+	return env
 }
 
 // Options tune NewGround and Start.
@@ -102,11 +160,12 @@ func NewGround(t testing.TB, opts Options) *Ground {
 	if err := g.Broker.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	g.Tokens = auth.NewService(g.Store, auth.Options{})
-	if g.OperatorToken, _, err = g.Tokens.Create(context.Background(), auth.CreateRequest{Role: auth.RoleOperator, CreatedBy: "kbtest"}); err != nil {
+	g.Tokens = auth.NewService(g.Store, auth.Options{Keys: RowKeys()})
+	g.Minter = auth.NewService(NewOwnerStore(t, g.DBURL), auth.Options{Keys: RowKeys()})
+	if g.OperatorToken, _, err = g.Minter.Create(context.Background(), auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleOperator, CreatedBy: "kbtest"}); err != nil {
 		t.Fatal(err)
 	}
-	if g.ResolverToken, _, err = g.Tokens.Create(context.Background(), auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "kbtest"}); err != nil {
+	if g.ResolverToken, _, err = g.Minter.Create(context.Background(), auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, CreatedBy: "kbtest"}); err != nil {
 		t.Fatal(err)
 	}
 	return g
