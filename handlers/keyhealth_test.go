@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -156,5 +157,58 @@ func TestTestRouteAndVerifiedWrites(t *testing.T) {
 	plain.call("admin", "POST", pool, client.AddKeyRequest{APIKey: openaiKey(t), KeyID: "k"})
 	if r := plain.call("admin", "POST", pool+"/k/test", nil); r.status != 501 || r.code() != "not_available_in_mode" {
 		t.Fatalf("a test without a checker: %d %s", r.status, r.body)
+	}
+}
+
+// TestResolveAnswers429WhileEveryKeyCoolsDown: when every key that could
+// serve a call is cooling down, resolve answers 429 keys_cooling_down
+// with Retry-After (the earliest end of a cooldown) and a reason — what
+// the provider itself would answer, so that an SDK backs off and retries —
+// and /effective says the same; no_key (404) stays for a pool where
+// nothing could ever serve.
+func TestResolveAnswers429WhileEveryKeyCoolsDown(t *testing.T) {
+	a := newAPI(t, handlers.ModeAll)
+	pool := "/v1/workspaces/ws1/providers/openai/keys"
+	if r := a.call("admin", "POST", pool, client.AddKeyRequest{APIKey: openaiKey(t), KeyID: "main"}); r.status != 201 {
+		t.Fatalf("fixture: %d %s", r.status, r.body)
+	}
+	var res client.ResolveResponse
+	a.call("resolver", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "openai"}).decode(t, &res)
+	if r := a.call("resolver", "POST", "/v1/resolve/report", client.ReportRequest{ResolutionID: res.ResolutionID, Outcome: "rate_limited",
+		RetryAfterSeconds: 120}); r.status != 200 {
+		t.Fatalf("report: %d %s", r.status, r.body)
+	}
+	cooling := func(when string) {
+		t.Helper()
+		r := a.call("resolver", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "openai"})
+		retry, err := strconv.Atoi(r.header.Get("Retry-After"))
+		if r.status != 429 || r.code() != "keys_cooling_down" || err != nil || retry < 100 || retry > 120 ||
+			!strings.Contains(string(r.body), `"reason":"workspace_keys_cooling_down"`) {
+			t.Fatalf("%s: %d Retry-After %q %s, want 429 keys_cooling_down after about 120 s", when, r.status, r.header.Get("Retry-After"), r.body)
+		}
+	}
+	cooling("the only key cooling down (there is no hosted key)")
+	if r := a.call("admin", "PUT", "/v1/workspaces/ws1/settings", map[string]any{"hostedFallback": false}); r.status != 200 {
+		t.Fatalf("settings: %d %s", r.status, r.body)
+	}
+	cooling("the only key cooling down, the hosted fallback off")
+	var eff client.EffectiveSources
+	a.call("admin", "GET", "/v1/workspaces/ws1/effective", nil).decode(t, &eff)
+	for _, s := range eff.Providers {
+		if s.Provider == "openai" && (s.Scope != nil || s.Reason != "workspace_keys_cooling_down") {
+			t.Fatalf("effective while the key cools down: %+v", s)
+		}
+	}
+	// An early "ok" ends the cooldown.
+	a.call("resolver", "POST", "/v1/resolve/report", client.ReportRequest{ResolutionID: res.ResolutionID, Outcome: "ok"})
+	if r := a.call("resolver", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "openai"}); r.status != 200 {
+		t.Fatalf("after ok: %d %s", r.status, r.body)
+	}
+	// Disabled: nothing could ever serve: no_key.
+	if r := a.call("admin", "PATCH", pool+"/main", map[string]any{"state": "disabled"}); r.status != 200 {
+		t.Fatalf("disable: %d %s", r.status, r.body)
+	}
+	if r := a.call("resolver", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "openai"}); r.status != 404 || r.code() != "no_key" {
+		t.Fatalf("every key disabled: %d %s, want 404 no_key", r.status, r.body)
 	}
 }
