@@ -1,8 +1,22 @@
 // Package webhook delivers keybroker's events — key health changes, or
 // every audit event as it is written — to an HTTP endpoint as JSON, signed
-// with HMAC-SHA256, retried with backoff, from a bounded queue that never
-// blocks the caller. No event carries a key: audit events hold at most a
-// masked preview.
+// with HMAC-SHA256, retried with backoff. No event carries a key: audit
+// events hold at most a masked preview.
+//
+// What is guaranteed:
+//   - Health changes (Publish) go through a bounded in-memory queue that
+//     never blocks the broker; each is tried Attempts times with
+//     exponential backoff. One is dropped when the queue is full or its
+//     last attempt failed: counted (keybroker_webhook_dropped_total,
+//     keybroker_webhook_failed_total) and logged, never silently. They are
+//     lost at a restart.
+//   - The audit stream (StreamAudit) reads the trail in order and delivers
+//     each event before it reads the next, retrying until the endpoint
+//     takes it (at least once, in order): a slow or down endpoint delays
+//     the stream, it loses nothing, while the replica streaming runs. A
+//     replica that takes the stream over starts at the newest event.
+//
+// The URL must be https, or http to a loopback host, unless AllowPlaintext.
 package webhook
 
 import (
@@ -16,9 +30,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,10 +59,22 @@ type Config struct {
 	Queue int
 	// Timeout bounds one delivery. Default: 5 s.
 	Timeout time.Duration
-	// Attempts per event before it is dropped. Default: 6 (1 s doubling to
-	// 30 s between them).
+	// Attempts per health event before it is dropped. Default: 6 (1 s
+	// doubling to 30 s between them). Audit-stream events are retried
+	// until delivered.
 	Attempts int
-	Logger   *slog.Logger
+	// Backoff is the first wait between two attempts, doubled each time
+	// up to 30 s, with jitter. Default: 1 s.
+	Backoff time.Duration
+	// AllowPlaintext allows an http:// URL whose host is not loopback:
+	// the events (actors, scope ids, masked previews) would cross the
+	// network in clear.
+	AllowPlaintext bool
+	// DropLogEvery bounds the log lines about dropped events: the first
+	// drop is logged at once, the others counted in one line per
+	// interval. Default: 1 min.
+	DropLogEvery time.Duration
+	Logger       *slog.Logger
 	// Registerer receives the sink's metrics (optional).
 	Registerer prometheus.Registerer
 	// Transport is the HTTP transport. Default: http.DefaultTransport's clone.
@@ -87,6 +115,9 @@ type Sink struct {
 	http                       *http.Client
 	queue                      chan Event
 	delivered, dropped, failed prometheus.Counter
+	// unlogged counts the drops not logged yet (the first of a run of
+	// drops is logged at once, then one line per DropLogEvery).
+	unlogged atomic.Int64
 }
 
 var _ broker.EventSink = (*Sink)(nil)
@@ -96,6 +127,10 @@ func New(cfg Config) (*Sink, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("webhook: the URL must be an http(s) URL")
+	}
+	if u.Scheme == "http" && !loopback(u.Hostname()) && !cfg.AllowPlaintext {
+		return nil, fmt.Errorf("webhook: %s is plain http to a host that is not loopback: the events would cross the network in clear; "+
+			"use https (or --events-webhook-allow-plaintext)", u.Redacted())
 	}
 	if len(cfg.Secret) < 16 {
 		return nil, errors.New("webhook: KEYBROKER_EVENTS_WEBHOOK_SECRET must be set to a secret of at least 16 characters (it signs every delivery)")
@@ -109,6 +144,12 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Attempts <= 0 {
 		cfg.Attempts = 6
 	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = time.Second
+	}
+	if cfg.DropLogEvery <= 0 {
+		cfg.DropLogEvery = time.Minute
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -120,7 +161,7 @@ func New(cfg Config) (*Sink, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "keybroker_webhook_delivered_total", Help: "Events the webhook endpoint accepted (2xx)."}),
 		dropped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "keybroker_webhook_dropped_total", Help: "Events dropped because the webhook queue was full."}),
-		failed:    prometheus.NewCounter(prometheus.CounterOpts{Name: "keybroker_webhook_failed_total", Help: "Events given up on after every delivery attempt failed."}),
+		failed:    prometheus.NewCounter(prometheus.CounterOpts{Name: "keybroker_webhook_failed_total", Help: "Health events dropped after every delivery attempt failed."}),
 	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(s.delivered, s.dropped, s.failed)
@@ -128,48 +169,89 @@ func New(cfg Config) (*Sink, error) {
 	return s, nil
 }
 
-// Publish queues ev without blocking; a full queue drops it (counted).
+// loopback says whether host is localhost or a loopback IP.
+func loopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// Publish queues ev without blocking; a full queue drops it (counted and
+// logged).
 func (s *Sink) Publish(ev broker.AuditEvent) {
 	select {
 	case s.queue <- eventOf(ev):
 	default:
 		s.dropped.Inc()
+		s.noteDrop("the queue is full", ev.Action)
+	}
+}
+
+// noteDrop logs the first drop of a run at once; Run logs the count of
+// the others once per DropLogEvery. Only the action is named: an event
+// holds no secret, but the log needs none of it either.
+func (s *Sink) noteDrop(why, action string) {
+	if s.unlogged.Add(1) == 1 {
+		s.cfg.Logger.Warn("webhook: dropped an event; further drops are counted and logged once per interval",
+			"reason", why, "action", action, "interval", s.cfg.DropLogEvery.String())
+	}
+}
+
+// logDrops logs how many events were dropped since the last line, past
+// the one already logged.
+func (s *Sink) logDrops() {
+	if n := s.unlogged.Swap(0); n > 1 {
+		s.cfg.Logger.Warn("webhook: events dropped (the queue was full or every attempt failed)", "count", n-1,
+			"interval", s.cfg.DropLogEvery.String())
 	}
 }
 
 // Run delivers queued events until ctx is done.
 func (s *Sink) Run(ctx context.Context) {
+	t := time.NewTicker(s.cfg.DropLogEvery)
+	defer t.Stop()
+	defer s.logDrops()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-t.C:
+			s.logDrops()
 		case ev := <-s.queue:
-			s.deliver(ctx, ev)
+			s.deliver(ctx, ev, s.cfg.Attempts)
 		}
 	}
 }
 
-func (s *Sink) deliver(ctx context.Context, ev Event) {
+// deliver posts ev, trying up to attempts times (0: until delivered or
+// ctx is done), and says whether it was delivered.
+func (s *Sink) deliver(ctx context.Context, ev Event, attempts int) bool {
 	body, err := json.Marshal(ev)
 	if err != nil {
 		s.failed.Inc()
-		return
+		s.noteDrop("the event could not be encoded", ev.Action)
+		return false
 	}
-	wait := time.Second
+	wait := s.cfg.Backoff
 	for attempt := 1; ; attempt++ {
 		err := s.post(ctx, body)
 		if err == nil {
 			s.delivered.Inc()
-			return
+			return true
 		}
-		if attempt >= s.cfg.Attempts || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		if attempts > 0 && attempt >= attempts {
 			s.failed.Inc()
-			s.cfg.Logger.Warn("webhook: giving up on an event", "action", ev.Action, "attempts", attempt, "error", err)
-			return
+			s.noteDrop(fmt.Sprintf("%d attempts failed, the last: %v", attempt, err), ev.Action)
+			return false
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			s.cfg.Logger.Info("webhook: delivery failed; retrying", "action", ev.Action, "attempt", attempt, "error", err)
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(wait/2 + rand.N(wait/2+1)):
 		}
 		wait = min(wait*2, 30*time.Second)
@@ -211,13 +293,16 @@ type AuditSource interface {
 	LatestAuditID(ctx context.Context) (int64, error)
 }
 
-// StreamAudit sends every audit event written from now on to the sink,
-// polling src every interval (each replica runs it under the advisory
-// lock of the caller's choosing; events are sent once per holder).
+// StreamAudit sends every audit event written from now on to the
+// endpoint, in order, polling src every interval (each replica runs it
+// under the advisory lock of the caller's choosing). Each event is
+// retried until the endpoint takes it before the next is read: a slow or
+// down endpoint delays the stream and drops nothing; the trail holds what
+// waits. It returns when ctx is done.
 func (s *Sink) StreamAudit(ctx context.Context, src AuditSource, every time.Duration) error {
 	last, err := src.LatestAuditID(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("audit stream: where to start: %w", err)
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -234,7 +319,9 @@ func (s *Sink) StreamAudit(ctx context.Context, src AuditSource, every time.Dura
 				break
 			}
 			for _, ev := range evs {
-				s.Publish(ev)
+				if !s.deliver(ctx, eventOf(ev), 0) {
+					return nil // ctx is done
+				}
 				last = ev.ID
 			}
 			if len(evs) < 500 {

@@ -3,7 +3,9 @@ package webhook_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,10 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/internal/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/webhook"
+	"github.com/keybroker/keybroker/store"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -171,4 +176,125 @@ func TestHealthChangesAndTheAuditTrailReachTheEndpoint(t *testing.T) {
 			t.Fatal("a delivery holds the key")
 		}
 	}
+}
+
+func TestPlainHTTPToAHostOffLoopbackIsRefusedUnlessAllowed(t *testing.T) {
+	for _, u := range []string{"http://hooks.example.com/keybroker", "http://10.0.0.7:8080/hook", "http://[2001:db8::1]/hook"} {
+		_, err := webhook.New(webhook.Config{URL: u, Secret: secret})
+		if err == nil || !strings.Contains(err.Error(), "plain http") {
+			t.Errorf("%s: %v, want a refusal", u, err)
+		}
+		if _, err := webhook.New(webhook.Config{URL: u, Secret: secret, AllowPlaintext: true}); err != nil {
+			t.Errorf("%s, explicitly allowed: %v", u, err)
+		}
+	}
+	for _, u := range []string{"https://hooks.example.com/keybroker", "http://127.0.0.1:9/hook", "http://localhost:9/hook", "http://[::1]:9/hook"} {
+		if _, err := webhook.New(webhook.Config{URL: u, Secret: secret}); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}
+
+// TestTheAuditStreamLosesNothingBehindASlowEndpoint: the endpoint is
+// down for its first 12 deliveries, then answers; 40 audit events written
+// meanwhile all reach it, once each and in order, although the queue
+// holds 5 and health events get 2 attempts.
+func TestTheAuditStreamLosesNothingBehindASlowEndpoint(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := kbtest.NewStore(t, testenv.DatabaseURL(t))
+	r := newReceiver(t, 12)
+	reg := prometheus.NewRegistry()
+	sink, err := webhook.New(webhook.Config{URL: r.srv.URL, Secret: secret, Queue: 5, Attempts: 2, Backoff: 5 * time.Millisecond, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sink.Run(ctx)
+	started := make(chan struct{})
+	src := &startSignal{AuditSource: st, started: started}
+	done := make(chan error, 1)
+	go func() { done <- sink.StreamAudit(ctx, src, 10*time.Millisecond) }()
+	<-started
+	const n = 40
+	for i := range n {
+		if err := st.AppendAudits(ctx, []store.AuditEvent{{Scope: broker.ScopeWorkspace, ScopeID: "ws1", Action: "test.event",
+			Actor: "test", Outcome: "success", Detail: fmt.Sprintf("event %d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every audit event delivered", func() bool { return len(r.got()) >= n })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := r.got()
+	if len(got) != n {
+		t.Fatalf("%d deliveries, want %d", len(got), n)
+	}
+	for i, ev := range got {
+		if want := fmt.Sprintf("event %d", i); ev.Detail != want || (i > 0 && ev.ID <= got[i-1].ID) {
+			t.Fatalf("delivery %d is %q (id %d), want %q in order", i, ev.Detail, ev.ID, want)
+		}
+	}
+	if d, f := counter(t, reg, "keybroker_webhook_dropped_total"), counter(t, reg, "keybroker_webhook_failed_total"); d != 0 || f != 0 {
+		t.Fatalf("dropped %v, failed %v: the audit stream must drop nothing", d, f)
+	}
+}
+
+// startSignal says when the stream has read where to start.
+type startSignal struct {
+	webhook.AuditSource
+	started chan struct{}
+}
+
+func (s *startSignal) LatestAuditID(ctx context.Context) (int64, error) {
+	defer close(s.started)
+	return s.AuditSource.LatestAuditID(ctx)
+}
+
+// TestDroppedHealthEventsAreCountedAndLogged: a full queue drops health
+// events without blocking; each drop is counted, the first logged at once
+// and the rest in one line with their count — not one line each.
+func TestDroppedHealthEventsAreCountedAndLogged(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs testenv.SyncBuffer
+	r := newReceiver(t, 0)
+	reg := prometheus.NewRegistry()
+	sink, err := webhook.New(webhook.Config{URL: r.srv.URL, Secret: secret, Queue: 5, DropLogEvery: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		sink.Publish(broker.AuditEvent{Action: broker.ActionHealth, Scope: broker.ScopeWorkspace, ScopeID: "ws1"})
+	}
+	if d := counter(t, reg, "keybroker_webhook_dropped_total"); d != 95 {
+		t.Fatalf("keybroker_webhook_dropped_total %v, want 95", d)
+	}
+	if n := strings.Count(logs.String(), "dropped an event"); n != 1 {
+		t.Fatalf("%d lines for the first drop, want 1:\n%s", n, logs.String())
+	}
+	go sink.Run(ctx)
+	waitFor(t, "the count of the other drops logged", func() bool { return strings.Contains(logs.String(), `"count":94`) })
+	waitFor(t, "the queued events delivered", func() bool { return len(r.got()) == 5 })
+	if lines := strings.Count(logs.String(), "\n"); lines != 2 {
+		t.Fatalf("%d log lines for 95 drops, want 2:\n%s", lines, logs.String())
+	}
+}
+
+// counter reads a counter of the registry.
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
