@@ -65,19 +65,6 @@ func (c *workspaceCooldowns) of(workspace string) map[KeyRef]int64 {
 	return out
 }
 
-// until is when workspace's cooldown of ref ends (0: none at now).
-func (c *workspaceCooldowns) until(workspace string, ref KeyRef, now time.Time) int64 {
-	if c.n.Load() == 0 {
-		return 0
-	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if e := c.byWS[workspace][ref]; e != nil && now.UnixNano() < e.until {
-		return e.until
-	}
-	return 0
-}
-
 // cool puts ref out of workspace's chain for d(strikes) (strikes: the
 // consecutive cooldowns before this one), unless it is out already. It
 // returns when the cooldown ends and whether this call started it.
@@ -159,6 +146,3 @@ func (c *workspaceCooldowns) makeRoom(ns int64) {
 		}
 	}
 }
-
-// len is how many pairs are held (tests).
-func (c *workspaceCooldowns) len() int { return int(c.n.Load()) }
