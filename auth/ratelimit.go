@@ -2,6 +2,7 @@ package auth
 
 import (
 	"math"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -20,9 +21,21 @@ type RateLimits struct {
 	// FailedAuthPerAddr is the sustained rate of failed authentications
 	// from one client address, with FailedAuthBurst on top; past it, every
 	// request from the address that is not yet authenticated is refused
-	// before any lookup. Default: 5/s, burst 20.
+	// before any lookup. Each lookup reserves a failure before it starts
+	// (and gives it back when the token was good), so that concurrent
+	// requests cannot pass the bound. An IPv6 address counts per /64 (one
+	// host's usual allocation). Default: 5/s, burst 20.
 	FailedAuthPerAddr float64
 	FailedAuthBurst   int
+	// PerWorkspace is the sustained rate of proxied calls of one workspace
+	// (whoever's token makes them), with PerWorkspaceBurst on top.
+	// Default: 100/s, burst 200.
+	PerWorkspace      float64
+	PerWorkspaceBurst int
+	// MintsPerToken is the sustained rate at which one resolver token
+	// mints proxy tokens, with MintsBurst on top. Default: 20/s, burst 100.
+	MintsPerToken float64
+	MintsBurst    int
 	// ReportsPerToken is the sustained rate of /v1/resolve/report calls of
 	// one token, with ReportsBurst on top: a report storm cannot turn into
 	// a storm of health writes. Default: 20/s, burst 100.
@@ -52,17 +65,30 @@ func (r RateLimits) withDefaults() RateLimits {
 	if r.ReportsBurst <= 0 {
 		r.ReportsBurst = 100
 	}
+	if r.PerWorkspace == 0 {
+		r.PerWorkspace = 100
+	}
+	if r.PerWorkspaceBurst <= 0 {
+		r.PerWorkspaceBurst = 200
+	}
+	if r.MintsPerToken == 0 {
+		r.MintsPerToken = 20
+	}
+	if r.MintsBurst <= 0 {
+		r.MintsBurst = 100
+	}
 	if r.MaxTracked <= 0 {
 		r.MaxTracked = 100_000
 	}
 	return r
 }
 
-// Limiter enforces RateLimits with one token bucket per token and per
-// client address (golang.org/x/time/rate), in bounded maps.
+// Limiter enforces RateLimits with one token bucket per token, per
+// workspace and per client address, in bounded maps.
 type Limiter struct {
-	tokens, addrs, reports *buckets
-	refused                *prometheus.CounterVec
+	tokens, reports, workspaces, mints *buckets
+	addrs                              *reserveBuckets
+	refused                            *prometheus.CounterVec
 }
 
 // NewLimiter returns the limiter of limits; refusals are counted in
@@ -71,12 +97,14 @@ type Limiter struct {
 func NewLimiter(limits RateLimits, reg prometheus.Registerer) *Limiter {
 	limits = limits.withDefaults()
 	l := &Limiter{
-		tokens:  newBuckets(limits.PerToken, limits.PerTokenBurst, limits.MaxTracked),
-		addrs:   newBuckets(limits.FailedAuthPerAddr, limits.FailedAuthBurst, limits.MaxTracked),
-		reports: newBuckets(limits.ReportsPerToken, limits.ReportsBurst, limits.MaxTracked),
+		tokens:     newBuckets(limits.PerToken, limits.PerTokenBurst, limits.MaxTracked),
+		addrs:      newReserveBuckets(limits.FailedAuthPerAddr, limits.FailedAuthBurst, limits.MaxTracked),
+		reports:    newBuckets(limits.ReportsPerToken, limits.ReportsBurst, limits.MaxTracked),
+		workspaces: newBuckets(limits.PerWorkspace, limits.PerWorkspaceBurst, limits.MaxTracked),
+		mints:      newBuckets(limits.MintsPerToken, limits.MintsBurst, limits.MaxTracked),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keybroker_rate_limited_total",
-			Help: "Requests refused with 429, by the limit that refused them (token: an authenticated token's rate; failed_auth: a client address's failed authentications; report: a token's reports).",
+			Help: "Requests refused with 429, by the limit that refused them (token: an authenticated token's rate; failed_auth: a client address's failed authentications; report: a token's reports; workspace: a workspace's proxied calls; mint: a resolver token's proxy-token mints).",
 		}, []string{"limit"}),
 	}
 	if reg != nil {
@@ -104,10 +132,57 @@ func (l *Limiter) AllowReport(tokenID string) (bool, time.Duration) {
 	return ok, wait
 }
 
+// AllowWorkspace takes one proxied call from the workspace's bucket.
+func (l *Limiter) AllowWorkspace(workspace string) (bool, time.Duration) {
+	ok, wait := l.workspaces.take(workspace)
+	if !ok {
+		l.refused.WithLabelValues("workspace").Inc()
+	}
+	return ok, wait
+}
+
+// AllowMint takes one proxy-token mint from the resolver token's bucket.
+func (l *Limiter) AllowMint(tokenID string) (bool, time.Duration) {
+	ok, wait := l.mints.take(tokenID)
+	if !ok {
+		l.refused.WithLabelValues("mint").Inc()
+	}
+	return ok, wait
+}
+
+// AuthAttempt is a failed authentication reserved for a token lookup
+// before it starts (BeginAuth): the check and the charge are one step, so
+// concurrent lookups from one address cannot pass its bound.
+type AuthAttempt struct {
+	b   *reserveBuckets
+	key string
+}
+
+// Succeeded gives the reserved failure back: the token was good. Call it
+// at most once; a nil attempt (no limiter) is fine.
+func (a *AuthAttempt) Succeeded() {
+	if a != nil && a.b != nil {
+		a.b.giveBack(a.key)
+	}
+}
+
+// BeginAuth reserves one failed authentication of addr before a token
+// lookup; when addr has none left it refuses, saying for how long.
+func (l *Limiter) BeginAuth(addr string) (*AuthAttempt, bool, time.Duration) {
+	key := addrKey(addr)
+	ok, wait := l.addrs.take(key)
+	if !ok {
+		l.refused.WithLabelValues("failed_auth").Inc()
+		return nil, false, wait
+	}
+	return &AuthAttempt{b: l.addrs, key: key}, true, 0
+}
+
 // AddrBlocked reports whether addr has used up its failed
-// authentications, and for how long.
+// authentications, and for how long. It only looks: BeginAuth is the
+// check that also charges.
 func (l *Limiter) AddrBlocked(addr string) (bool, time.Duration) {
-	blocked, wait := l.addrs.empty(addr)
+	blocked, wait := l.addrs.empty(addrKey(addr))
 	if blocked {
 		l.refused.WithLabelValues("failed_auth").Inc()
 	}
@@ -121,8 +196,28 @@ func (l *Limiter) Tracked() int {
 	return len(l.tokens.m)
 }
 
-// FailedAuth counts a failed authentication from addr.
-func (l *Limiter) FailedAuth(addr string) { l.addrs.take(addr) }
+// FailedAuth counts a failed authentication from addr (one that was not
+// reserved with BeginAuth).
+func (l *Limiter) FailedAuth(addr string) { l.addrs.take(addrKey(addr)) }
+
+// addrKey is the key of a client address: an IPv4 address, or an IPv6
+// address's /64 (a host is given a /64, and would otherwise have 2^64
+// addresses' worth of failures).
+func addrKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	ip = ip.Unmap()
+	if ip.Is4() {
+		return ip.String()
+	}
+	p, err := ip.WithZone("").Prefix(64)
+	if err != nil {
+		return addr
+	}
+	return p.String()
+}
 
 type buckets struct {
 	limit rate.Limit
@@ -197,5 +292,112 @@ func (b *buckets) empty(key string) (bool, time.Duration) {
 func (b *buckets) wait(lim *rate.Limiter, now time.Time) time.Duration {
 	missing := 1 - lim.TokensAt(now)
 	secs := math.Ceil(missing / float64(b.limit))
+	return time.Duration(max(secs, 1)) * time.Second
+}
+
+// reserveBuckets are token buckets that can give a token back: a failed
+// authentication is charged before the lookup and returned when the token
+// turns out good. (rate.Limiter cannot return a token it already gave.)
+type reserveBuckets struct {
+	perSecond float64
+	burst     float64
+	max       int
+	off       bool
+
+	mu sync.Mutex
+	m  map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func newReserveBuckets(perSecond float64, burst, max int) *reserveBuckets {
+	return &reserveBuckets{perSecond: perSecond, burst: float64(burst), max: max, off: perSecond < 0, m: make(map[string]*bucket)}
+}
+
+// refill brings b's tokens to now (b.mu held).
+func (r *reserveBuckets) refill(b *bucket, now time.Time) {
+	if now.After(b.at) {
+		b.tokens = math.Min(r.burst, b.tokens+now.Sub(b.at).Seconds()*r.perSecond)
+		b.at = now
+	}
+}
+
+// get returns key's bucket (r.mu held), making room as buckets.get does.
+func (r *reserveBuckets) get(key string, now time.Time) *bucket {
+	if b := r.m[key]; b != nil {
+		r.refill(b, now)
+		return b
+	}
+	if len(r.m) >= r.max {
+		for k, b := range r.m {
+			if r.refill(b, now); b.tokens >= r.burst {
+				delete(r.m, k)
+			}
+		}
+		for k := range r.m {
+			if len(r.m) < r.max {
+				break
+			}
+			delete(r.m, k)
+		}
+	}
+	b := &bucket{tokens: r.burst, at: now}
+	r.m[key] = b
+	return b
+}
+
+// take takes one token atomically, or says how long until one is back.
+func (r *reserveBuckets) take(key string) (bool, time.Duration) {
+	if r.off {
+		return true, 0
+	}
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.get(key, now)
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	return false, r.wait(b)
+}
+
+// giveBack returns a token taken by take.
+func (r *reserveBuckets) giveBack(key string) {
+	if r.off {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b := r.m[key]; b != nil {
+		r.refill(b, time.Now())
+		b.tokens = math.Min(r.burst, b.tokens+1)
+	}
+}
+
+func (r *reserveBuckets) empty(key string) (bool, time.Duration) {
+	if r.off {
+		return false, 0
+	}
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.m[key]
+	if b == nil {
+		return false, 0
+	}
+	if r.refill(b, now); b.tokens >= 1 {
+		return false, 0
+	}
+	return true, r.wait(b)
+}
+
+// wait is the time until b holds one token again, in whole seconds for
+// Retry-After (at least 1).
+func (r *reserveBuckets) wait(b *bucket) time.Duration {
+	secs := math.Ceil((1 - b.tokens) / r.perSecond)
 	return time.Duration(max(secs, 1)) * time.Second
 }

@@ -3,6 +3,8 @@ package auth_test
 import (
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,7 +44,7 @@ func TestLimiterRefusesPastTheBurstAndSaysWhenToRetry(t *testing.T) {
 		t.Fatal("another address was blocked")
 	}
 	want := `
-# HELP keybroker_rate_limited_total Requests refused with 429, by the limit that refused them (token: an authenticated token's rate; failed_auth: a client address's failed authentications; report: a token's reports).
+# HELP keybroker_rate_limited_total Requests refused with 429, by the limit that refused them (token: an authenticated token's rate; failed_auth: a client address's failed authentications; report: a token's reports; workspace: a workspace's proxied calls; mint: a resolver token's proxy-token mints).
 # TYPE keybroker_rate_limited_total counter
 keybroker_rate_limited_total{limit="failed_auth"} 1
 keybroker_rate_limited_total{limit="token"} 1
@@ -72,6 +74,115 @@ func TestLimitsCanBeTurnedOff(t *testing.T) {
 	}
 	if blocked, _ := l.AddrBlocked("192.0.2.1"); blocked {
 		t.Fatal("a turned-off failed-auth limit blocked")
+	}
+}
+
+// A failed authentication is charged before the lookup, in the same step
+// as the check: however many lookups from one address run at once, no
+// more start than the address's failures allow. A good token gives its
+// charge back.
+func TestFailedAuthIsReservedBeforeTheLookup(t *testing.T) {
+	l := auth.NewLimiter(auth.RateLimits{FailedAuthPerAddr: 0.001, FailedAuthBurst: 10}, nil)
+	var started atomic.Int32
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			if _, ok, wait := l.BeginAuth("192.0.2.7"); ok {
+				started.Add(1) // the lookup fails: the charge stays
+			} else if wait < time.Second {
+				t.Errorf("refused with Retry-After %s", wait)
+			}
+		}()
+	}
+	close(gate)
+	wg.Wait()
+	if n := started.Load(); n != 10 {
+		t.Fatalf("%d lookups started from one address; its burst is 10", n)
+	}
+	// Good tokens give their charge back: they never use the address up.
+	l2 := auth.NewLimiter(auth.RateLimits{FailedAuthPerAddr: 0.001, FailedAuthBurst: 2}, nil)
+	for i := range 50 {
+		a, ok, _ := l2.BeginAuth("192.0.2.8")
+		if !ok {
+			t.Fatalf("good authentication %d refused", i+1)
+		}
+		a.Succeeded()
+	}
+	for range 2 {
+		if _, ok, _ := l2.BeginAuth("192.0.2.8"); !ok {
+			t.Fatal("a failure refused within the burst")
+		}
+	}
+	if _, ok, _ := l2.BeginAuth("192.0.2.8"); ok {
+		t.Fatal("a third failure passed a burst of 2")
+	}
+	if blocked, _ := l2.AddrBlocked("192.0.2.8"); !blocked {
+		t.Fatal("AddrBlocked disagrees with BeginAuth")
+	}
+}
+
+// An IPv6 host holds a /64: its failures count together, whatever
+// address of it each comes from; another /64 has its own.
+func TestIPv6AddressesCountPerSlash64(t *testing.T) {
+	l := auth.NewLimiter(auth.RateLimits{FailedAuthPerAddr: 0.001, FailedAuthBurst: 3}, nil)
+	for i := range 3 {
+		if _, ok, _ := l.BeginAuth("2001:db8:1:2::" + strconv.FormatInt(int64(i+1), 16)); !ok {
+			t.Fatalf("failure %d refused within the burst", i+1)
+		}
+	}
+	if _, ok, _ := l.BeginAuth("2001:db8:1:2:ffff:ffff:ffff:ffff"); ok {
+		t.Fatal("another address of the same /64 was not counted with the others")
+	}
+	if _, ok, _ := l.BeginAuth("2001:db8:1:3::1"); !ok {
+		t.Fatal("another /64 was refused")
+	}
+	// IPv4, also written as IPv4-mapped IPv6, is one address.
+	l4 := auth.NewLimiter(auth.RateLimits{FailedAuthPerAddr: 0.001, FailedAuthBurst: 1}, nil)
+	if _, ok, _ := l4.BeginAuth("192.0.2.9"); !ok {
+		t.Fatal("first IPv4 failure refused")
+	}
+	if _, ok, _ := l4.BeginAuth("::ffff:192.0.2.9"); ok {
+		t.Fatal("the IPv4-mapped form of a used-up address passed")
+	}
+	if _, ok, _ := l4.BeginAuth("192.0.2.10"); !ok {
+		t.Fatal("the next IPv4 address was refused")
+	}
+}
+
+// Proxied calls have a bucket per workspace, mints one per resolver token.
+func TestWorkspaceAndMintBuckets(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	l := auth.NewLimiter(auth.RateLimits{PerWorkspace: 0.001, PerWorkspaceBurst: 2, MintsPerToken: 0.001, MintsBurst: 3}, reg)
+	for range 2 {
+		if ok, _ := l.AllowWorkspace("ws1"); !ok {
+			t.Fatal("a workspace refused within its burst")
+		}
+	}
+	if ok, wait := l.AllowWorkspace("ws1"); ok || wait < time.Second {
+		t.Fatalf("past the workspace's burst: %v %s", ok, wait)
+	}
+	if ok, _ := l.AllowWorkspace("ws2"); !ok {
+		t.Fatal("another workspace refused")
+	}
+	for range 3 {
+		if ok, _ := l.AllowMint("tok_r"); !ok {
+			t.Fatal("a mint refused within the burst")
+		}
+	}
+	if ok, _ := l.AllowMint("tok_r"); ok {
+		t.Fatal("past the mints' burst")
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP keybroker_rate_limited_total Requests refused with 429, by the limit that refused them (token: an authenticated token's rate; failed_auth: a client address's failed authentications; report: a token's reports; workspace: a workspace's proxied calls; mint: a resolver token's proxy-token mints).
+# TYPE keybroker_rate_limited_total counter
+keybroker_rate_limited_total{limit="mint"} 1
+keybroker_rate_limited_total{limit="workspace"} 1
+`), "keybroker_rate_limited_total"); err != nil {
+		t.Fatal(err)
 	}
 }
 

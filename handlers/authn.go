@@ -49,15 +49,18 @@ func (s *server) authenticate(c *gin.Context) {
 // authenticateToken is authenticate of a token found: a keybroker token,
 // or with proxyTokens a proxy token too (proxyPrincipal).
 func (s *server) authenticateToken(c *gin.Context, token string, proxyTokens bool) {
-	addr := clientAddr(c)
+	// A lookup reserves a failed authentication before it starts (given
+	// back when the token is good): checked and charged in one step.
+	var attempt *auth.AuthAttempt
 	if s.limiter != nil {
-		if blocked, wait := s.limiter.AddrBlocked(addr); blocked {
+		a, ok, wait := s.limiter.BeginAuth(clientAddr(c))
+		if !ok {
 			renderError(c, s.log, rateLimited(wait, "too many failed authentications from this address"))
 			return
 		}
+		attempt = a
 	}
 	if token == "" {
-		s.failedAuth(addr)
 		c.Header("WWW-Authenticate", `Bearer realm="keybroker"`)
 		renderError(c, s.log, errUnauthenticated)
 		return
@@ -71,14 +74,15 @@ func (s *server) authenticateToken(c *gin.Context, token string, proxyTokens boo
 	}
 	switch {
 	case errors.Is(err, auth.ErrUnauthenticated):
-		s.failedAuth(addr)
 		c.Header("WWW-Authenticate", `Bearer realm="keybroker", error="invalid_token"`)
 		renderError(c, s.log, errUnauthenticated)
 		return
 	case err != nil:
+		attempt.Succeeded() // not a failed authentication
 		renderError(c, s.log, unavailable(err))
 		return
 	}
+	attempt.Succeeded()
 	st := stateOf(c)
 	st.principal, st.authenticated = p, true
 	if s.limiter != nil {
@@ -88,12 +92,6 @@ func (s *server) authenticateToken(c *gin.Context, token string, proxyTokens boo
 		}
 	}
 	c.Next()
-}
-
-func (s *server) failedAuth(addr string) {
-	if s.limiter != nil {
-		s.limiter.FailedAuth(addr)
-	}
 }
 
 func rateLimited(wait time.Duration, why string) *Error {

@@ -76,6 +76,15 @@ func (s *server) mintProxyToken(c *gin.Context) {
 		return
 	}
 	p, _ := principalOf(c)
+	// Mints are bounded per resolver token: each proxy token has a
+	// request rate of its own (its calls are charged to this token too,
+	// see proxyCall), and minting costs a signature.
+	if s.limiter != nil {
+		if ok, wait := s.limiter.AllowMint(p.TokenID); !ok {
+			renderError(c, s.log, rateLimited(wait, "this resolver token mints proxy tokens faster than its rate"))
+			return
+		}
+	}
 	expires := time.Now().Add(ttl).Truncate(time.Second)
 	tok, err := s.proxyTokens.Mint(proxytoken.Claims{Issuer: p.TokenID, Workspace: req.Workspace, Providers: providers, Models: models, Expires: expires})
 	if err != nil {
@@ -159,7 +168,7 @@ func (s *server) proxyCall(c *gin.Context) {
 			renderError(c, s.log, &Error{Status: http.StatusForbidden, Code: "provider_not_allowed", Message: "this proxy token may not call this provider"})
 			return
 		}
-		call.Workspace, call.Models = claims.Workspace, claims.Models
+		call.Workspace, call.Models, call.Issuer = claims.Workspace, claims.Models, claims.Issuer
 	} else {
 		if p.Role != auth.RoleResolver {
 			s.authorize(c, auth.ActionResolve, broker.Scope{}, provider)
@@ -182,9 +191,24 @@ func (s *server) proxyCall(c *gin.Context) {
 		// upload, a body too large to keep). A sandbox's is not.
 		call.Workspace, call.ModelHint = asked, c.GetHeader("X-Keybroker-Model")
 	}
+	// A proxied call is charged to the token that made it (authenticate
+	// did), to the resolver token that minted it, and to its workspace: a
+	// resolver's proxy tokens share its rate, however many it mints.
+	if s.limiter != nil {
+		if call.Issuer != "" {
+			if ok, wait := s.limiter.AllowToken(call.Issuer); !ok {
+				renderError(c, s.log, rateLimited(wait, "the resolver token that minted this proxy token is over its request rate"))
+				return
+			}
+		}
+		if ok, wait := s.limiter.AllowWorkspace(call.Workspace); !ok {
+			renderError(c, s.log, rateLimited(wait, "this workspace's proxied calls are over their rate"))
+			return
+		}
+	}
 	// What follows /proxy/{provider}, as the caller escaped it.
 	call.Path = strings.TrimPrefix(c.Request.URL.EscapedPath(), "/proxy/"+provider)
-	s.proxy.Serve(c.Writer, c.Request, call, func(status int, code, message string) {
-		renderError(c, s.log, &Error{Status: status, Code: code, Message: message})
+	s.proxy.Serve(c.Writer, c.Request, call, func(f proxy.Failure) {
+		renderError(c, s.log, &Error{Status: f.Status, Code: f.Code, Message: f.Message, RetryAfter: f.RetryAfter})
 	})
 }

@@ -15,9 +15,12 @@ type metrics struct {
 	// attempt.
 	inFlight prometheus.Gauge
 	headers  *prometheus.HistogramVec
+	// bounded counts the calls refused by a bound (replica, workspace,
+	// token: calls in flight; retry_buffer: bytes kept for retries).
+	bounded *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, rec *Recorder) *metrics {
+func newMetrics(reg prometheus.Registerer, rec *Recorder, b *bounds) *metrics {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keybroker_proxy_calls_total",
@@ -36,9 +39,17 @@ func newMetrics(reg prometheus.Registerer, rec *Recorder) *metrics {
 			Help:    "Time from sending a call to the provider to its response headers, per attempt: the provider's own latency, keybroker's excluded.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"provider"}),
+		bounded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keybroker_proxy_bounded_total",
+			Help: "Calls the credential proxy refused with 429 because a bound was reached: calls in flight on the replica, of a workspace or of a proxy token, or the retry buffer's bytes.",
+		}, []string{"bound"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.calls, m.retries, m.inFlight, m.headers)
+		reg.MustRegister(m.calls, m.retries, m.inFlight, m.headers, m.bounded)
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keybroker_proxy_retry_buffer_bytes",
+			Help: "Bytes of request bodies the credential proxy holds now to retry a refused call with the next key.",
+		}, func() float64 { return float64(b.keptBytes()) }))
 		if rec != nil {
 			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "keybroker_proxy_records_dropped_total",

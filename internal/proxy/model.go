@@ -1,162 +1,399 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"mime"
 	"strings"
 	"unicode/utf8"
 )
 
-// modelOf reads the model a call names: "model" in a JSON body (OpenAI,
-// Anthropic, Mistral and the OpenAI-compatible APIs), or the path segment
-// after /models/ (Google: /v1beta/models/gemini-2.0-flash:generateContent).
-// "" when it names none, or the body was not kept.
-func modelOf(provider, escapedPath, contentType string, body []byte) string {
-	if provider == "google" {
-		if _, rest, ok := strings.Cut(escapedPath, "/models/"); ok {
-			m, _, _ := strings.Cut(rest, ":")
-			m, _, _ = strings.Cut(m, "/")
-			return m
-		}
-	}
-	if len(body) == 0 {
-		return ""
-	}
-	if mt, _, err := mime.ParseMediaType(contentType); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		return ""
-	}
-	return topLevelString(body, "model")
+// The models a call names, read as the provider will read them. A JSON
+// body is walked once, strictly, as the admin API's decoder reads its
+// bodies: one JSON object and nothing after it, no object at any depth
+// with two members of one name (a provider whose parser keeps the first
+// would serve another model than the last one checked here), and, in the
+// objects that name a model, no member whose name is "model" escaped or in
+// another letter case ("Model", "mod\u0065l": one parser's model is
+// another's unknown field). The walk does not decode what it steps over:
+// a chat body's messages are most of its bytes.
+
+// modelFields are the places of an endpoint's body that name models
+// (broker.Endpoint.Models), compiled for the walk. A place is a path:
+// "" is the top-level object, "tools" its member tools, "tools[]" each
+// element of that array, "tools[].model" the member model of each.
+type modelFields struct {
+	// children[parent][name] is the path of member name of an object at
+	// parent, for the members on the way to a model; elem[path] the path
+	// of the elements of an array at path.
+	children map[string]map[string]string
+	elem     map[string]string
+	// leaves are the paths that name a model; holders the paths of the
+	// objects that hold one, with the member names that do.
+	leaves  map[string]bool
+	holders map[string][]string
 }
 
-// topLevelString is the string value of the member called name of the
-// JSON object in body, read as the providers' own parsers read it: the
-// name matched exactly once unescaped (encoding/json would also take
-// "Model" or "MODEL", which a provider ignores), the last member of that
-// name winning, and "" when that member is not a string or body is not
-// one JSON object. It walks the top level once without decoding what it
-// skips: a chat body's messages are most of its bytes, and decoding
-// them cost a tenth of a proxied call's CPU.
-func topLevelString(body []byte, name string) string {
-	s := scanner{b: body}
-	s.space()
-	if !s.eat('{') {
-		return ""
-	}
-	found := ""
-	s.space()
-	if s.eat('}') {
-		return s.end(found)
-	}
-	for {
-		s.space()
-		isName, ok := s.nameIs(name)
-		if !ok {
-			return ""
-		}
-		s.space()
-		if !s.eat(':') {
-			return ""
-		}
-		s.space()
-		switch {
-		case isName && s.i < len(s.b) && s.b[s.i] == '"':
-			if found, ok = s.str(); !ok {
-				return ""
+func compileModelFields(specs []string) (*modelFields, error) {
+	f := &modelFields{children: map[string]map[string]string{}, elem: map[string]string{}, leaves: map[string]bool{}, holders: map[string][]string{}}
+	for _, spec := range specs {
+		parts := strings.Split(spec, ".")
+		path := ""
+		for i, part := range parts {
+			name, array := strings.CutSuffix(part, "[]")
+			if !isName(name) || (array && i == len(parts)-1) {
+				return nil, fmt.Errorf("the model field %q is not a path of names (tools[].model)", spec)
 			}
-		case isName:
-			found = "" // a model that is not a string names none
-			fallthrough
-		default:
-			if !s.skip() {
-				return ""
+			child := name
+			if path != "" {
+				child = path + "." + name
+			}
+			if f.children[path] == nil {
+				f.children[path] = map[string]string{}
+			}
+			f.children[path][name] = child
+			if i == len(parts)-1 {
+				f.leaves[child] = true
+				f.holders[path] = append(f.holders[path], name)
+				break
+			}
+			path = child
+			if array {
+				f.elem[path] = path + "[]"
+				path += "[]"
 			}
 		}
-		s.space()
-		if s.eat(',') {
-			continue
-		}
-		if s.eat('}') {
-			return s.end(found)
-		}
-		return ""
 	}
+	return f, nil
 }
 
-// scanner walks JSON bytes; every method leaves i past what it read.
-type scanner struct {
-	b []byte
-	i int
+// foundModel is a model a body names: where, and its value ("" and
+// !isString when the member is not a string).
+type foundModel struct {
+	field, value string
+	isString     bool
 }
 
-func (s *scanner) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
+// bodyProblem is why a body is refused: aboutModel when the model it
+// names is ambiguous (403 model_not_allowed), else the body is not one
+// well-formed JSON object (400 malformed_json).
+type bodyProblem struct {
+	msg        string
+	aboutModel bool
+}
+
+// isJSON says whether a Content-Type declares JSON.
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// readModels walks body for the models fields names.
+func readModels(body []byte, fields *modelFields) ([]foundModel, *bodyProblem) {
+	w := walker{b: body, f: fields}
+	w.space()
+	if !w.peek('{') {
+		return nil, &bodyProblem{msg: "the request body must be one JSON object"}
+	}
+	if w.object("", true, 1) {
+		w.space()
+		if w.i != len(w.b) {
+			w.fail("the request body has data after its JSON object", false)
+		}
+	}
+	if w.problem != nil {
+		return nil, w.problem
+	}
+	return w.found, nil
+}
+
+// maxDepth bounds the nesting of a body (encoding/json's own bound is
+// 10,000; no provider's request comes near either).
+const maxDepth = 512
+
+// walker walks JSON bytes; every method leaves i past what it read.
+type walker struct {
+	b     []byte
+	i     int
+	f     *modelFields
+	found []foundModel
+	// names are the member names of the objects open, outermost first.
+	names   [][]byte
+	problem *bodyProblem
+}
+
+var modelName = []byte("model")
+
+func (w *walker) fail(msg string, aboutModel bool) bool {
+	if w.problem == nil {
+		w.problem = &bodyProblem{msg: msg, aboutModel: aboutModel}
+	}
+	return false
+}
+
+func (w *walker) malformed() bool { return w.fail("the request body is not valid JSON", false) }
+
+func (w *walker) space() {
+	for w.i < len(w.b) {
+		switch w.b[w.i] {
 		case ' ', '\t', '\n', '\r':
-			s.i++
+			w.i++
 		default:
 			return
 		}
 	}
 }
 
-func (s *scanner) eat(c byte) bool {
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
+func (w *walker) peek(c byte) bool { return w.i < len(w.b) && w.b[w.i] == c }
+
+func (w *walker) eat(c byte) bool {
+	if w.peek(c) {
+		w.i++
 		return true
 	}
 	return false
 }
 
-// end is found when only whitespace follows the object.
-func (s *scanner) end(found string) string {
-	s.space()
-	if s.i != len(s.b) {
-		return ""
+// value steps over one value at path (tracked: path is on the way to a
+// model).
+func (w *walker) value(path string, tracked bool, depth int) bool {
+	if depth > maxDepth {
+		return w.fail(fmt.Sprintf("the request body is nested deeper than %d", maxDepth), false)
 	}
-	return found
+	w.space()
+	if w.i >= len(w.b) {
+		return w.malformed()
+	}
+	switch w.b[w.i] {
+	case '{':
+		return w.object(path, tracked, depth)
+	case '[':
+		return w.array(path, tracked, depth)
+	case '"':
+		if _, _, ok := w.rawString(); !ok {
+			return w.malformed()
+		}
+		return true
+	case 't':
+		return w.literal("true")
+	case 'f':
+		return w.literal("false")
+	case 'n':
+		return w.literal("null")
+	}
+	return w.number()
+}
+
+func (w *walker) object(path string, tracked bool, depth int) bool {
+	w.i++ // {
+	start := len(w.names)
+	defer func() { w.names = w.names[:start] }()
+	var many map[string]bool // the names, once an object has many
+	var holds []string
+	if tracked {
+		holds = w.f.holders[path]
+	}
+	w.space()
+	if w.eat('}') {
+		return true
+	}
+	for {
+		w.space()
+		raw, escaped, ok := w.rawString()
+		if !ok {
+			return w.malformed()
+		}
+		name := raw[1 : len(raw)-1]
+		if escaped || !utf8.Valid(name) {
+			s, ok := unquote(raw)
+			if !ok {
+				return w.malformed()
+			}
+			name = []byte(s)
+		}
+		// A member of an object that names a model, called like the
+		// model's member but not exactly: refused.
+		for _, h := range holds {
+			if bytes.EqualFold(name, []byte(h)) && (escaped || string(name) != h) {
+				return w.fail(fmt.Sprintf("the body has a member %s: only %q, exactly and unescaped, names the model", quoteShort(string(raw)), h), true)
+			}
+		}
+		if many != nil {
+			if many[string(name)] {
+				return w.duplicate(name, holds)
+			}
+			many[string(name)] = true
+		} else {
+			for _, prev := range w.names[start:] {
+				if bytes.Equal(prev, name) {
+					return w.duplicate(name, holds)
+				}
+			}
+			w.names = append(w.names, name)
+			if len(w.names)-start > 16 {
+				many = make(map[string]bool, 32)
+				for _, n := range w.names[start:] {
+					many[string(n)] = true
+				}
+			}
+		}
+		child, childTracked := "", false
+		if tracked {
+			child, childTracked = w.f.children[path][string(name)]
+		}
+		w.space()
+		if !w.eat(':') {
+			return w.malformed()
+		}
+		w.space()
+		switch {
+		case childTracked && w.f.leaves[child] && w.peek('"'):
+			s, ok := w.str()
+			if !ok {
+				return w.malformed()
+			}
+			w.found = append(w.found, foundModel{field: child, value: s, isString: true})
+		case childTracked && w.f.leaves[child]:
+			w.found = append(w.found, foundModel{field: child})
+			if !w.value("", false, depth+1) {
+				return false
+			}
+		default:
+			if !w.value(child, childTracked, depth+1) {
+				return false
+			}
+		}
+		w.space()
+		if w.eat(',') {
+			continue
+		}
+		if w.eat('}') {
+			return true
+		}
+		return w.malformed()
+	}
+}
+
+func (w *walker) duplicate(name []byte, holds []string) bool {
+	for _, h := range holds {
+		if string(name) == h {
+			return w.fail(fmt.Sprintf("the body names %q twice: a provider may serve either", h), true)
+		}
+	}
+	return w.fail(fmt.Sprintf("the request body has two members named %s in one object", quoteShort(string(name))), false)
+}
+
+func (w *walker) array(path string, tracked bool, depth int) bool {
+	w.i++ // [
+	elem, elemTracked := "", false
+	if tracked {
+		elem, elemTracked = w.f.elem[path]
+	}
+	w.space()
+	if w.eat(']') {
+		return true
+	}
+	for {
+		if !w.value(elem, elemTracked, depth+1) {
+			return false
+		}
+		w.space()
+		if w.eat(',') {
+			continue
+		}
+		if w.eat(']') {
+			return true
+		}
+		return w.malformed()
+	}
+}
+
+func (w *walker) literal(lit string) bool {
+	if !bytes.HasPrefix(w.b[w.i:], []byte(lit)) {
+		return w.malformed()
+	}
+	w.i += len(lit)
+	return true
+}
+
+// number steps over a JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+func (w *walker) number() bool {
+	w.eat('-')
+	switch {
+	case w.eat('0'):
+	case w.i < len(w.b) && w.b[w.i] >= '1' && w.b[w.i] <= '9':
+		w.digits()
+	default:
+		return w.malformed()
+	}
+	if w.eat('.') && !w.digits() {
+		return w.malformed()
+	}
+	if w.eat('e') || w.eat('E') {
+		if !w.eat('+') {
+			w.eat('-')
+		}
+		if !w.digits() {
+			return w.malformed()
+		}
+	}
+	return true
+}
+
+func (w *walker) digits() bool {
+	start := w.i
+	for w.i < len(w.b) && w.b[w.i] >= '0' && w.b[w.i] <= '9' {
+		w.i++
+	}
+	return w.i > start
 }
 
 // rawString reads a string's bytes, quotes included; escaped says whether
-// it holds a backslash. False when there is no well-formed string here.
-func (s *scanner) rawString() (raw []byte, escaped, ok bool) {
-	if !s.eat('"') {
+// it holds an escape. False when there is no well-formed string here.
+func (w *walker) rawString() (raw []byte, escaped, ok bool) {
+	if !w.eat('"') {
 		return nil, false, false
 	}
-	start := s.i - 1
-	for s.i < len(s.b) {
-		switch c := s.b[s.i]; {
+	start := w.i - 1
+	for w.i < len(w.b) {
+		switch c := w.b[w.i]; {
 		case c == '"':
-			s.i++
-			return s.b[start:s.i], escaped, true
+			w.i++
+			return w.b[start:w.i], escaped, true
 		case c == '\\':
 			escaped = true
-			s.i += 2
+			if w.i+1 >= len(w.b) {
+				return nil, false, false
+			}
+			switch w.b[w.i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				w.i += 2
+			case 'u':
+				if w.i+5 >= len(w.b) {
+					return nil, false, false
+				}
+				for _, h := range w.b[w.i+2 : w.i+6] {
+					if hexVal(h) < 0 {
+						return nil, false, false
+					}
+				}
+				w.i += 6
+			default:
+				return nil, false, false
+			}
 		case c < 0x20:
 			return nil, false, false
 		default:
-			s.i++
+			w.i++
 		}
 	}
 	return nil, false, false
 }
 
-// nameIs reads a member's name and says whether it is name, without
-// copying it unless it must be unescaped.
-func (s *scanner) nameIs(name string) (is, ok bool) {
-	raw, escaped, ok := s.rawString()
-	if !ok {
-		return false, false
-	}
-	if !escaped && utf8.Valid(raw) {
-		return string(raw[1:len(raw)-1]) == name, true
-	}
-	v, ok := unquote(raw)
-	return v == name, ok
-}
-
 // str reads a string and unescapes it.
-func (s *scanner) str() (string, bool) {
-	raw, escaped, ok := s.rawString()
+func (w *walker) str() (string, bool) {
+	raw, escaped, ok := w.rawString()
 	if !ok {
 		return "", false
 	}
@@ -175,49 +412,4 @@ func unquote(raw []byte) (string, bool) {
 		return "", false
 	}
 	return v, true
-}
-
-// skip steps over one value: a string, an object or an array (its
-// strings minded, so that a bracket inside one is not counted), or a
-// number or literal (up to the next delimiter; the provider's parser
-// refuses a malformed one, and with it the call).
-func (s *scanner) skip() bool {
-	if s.i >= len(s.b) {
-		return false
-	}
-	switch s.b[s.i] {
-	case '"':
-		_, _, ok := s.rawString()
-		return ok
-	case '{', '[':
-		depth := 0
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case '"':
-				if _, _, ok := s.rawString(); !ok {
-					return false
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					s.i++
-					return true
-				}
-			}
-			s.i++
-		}
-		return false
-	}
-	start := s.i
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return s.i > start
-		}
-		s.i++
-	}
-	return false
 }

@@ -20,62 +20,139 @@ func reference(body []byte, name string) string {
 	return v
 }
 
-func TestTheModelIsReadAsTheProviderReadsIt(t *testing.T) {
-	for _, tc := range []struct{ body, want string }{
-		{`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`, "gpt-4o"},
-		{` {"messages":[{"content":"{\"model\":\"o1\"}"}],"model" : "gpt-4o" } `, "gpt-4o"},
-		{`{"messages":[{"model":"o1"}],"stream":true}`, ""},
-		// The last member of the name wins, as in the providers' parsers.
-		{`{"model":"gpt-4o","model":"o1-pro"}`, "o1-pro"},
-		// Another case is another member: encoding/json would take it.
-		{`{"model":"o1-pro","Model":"gpt-4o"}`, "o1-pro"},
-		{`{"MODEL":"gpt-4o"}`, ""},
-		// Escapes are read as the provider reads them.
-		{`{"mod\u0065l":"gpt\u002d4o"}`, "gpt-4o"},
-		{`{"model":"gpt-4o","mod\u0065l":"o1"}`, "o1"},
-		{`{"model":null}`, ""},
-		{`{"model":["gpt-4o"]}`, ""},
-		{`{"model":"gpt-4o","model":7}`, ""},
-		{`{"a":{"b":[1,2,{"c":"]}"}]},"model":"x"}`, "x"},
-		{`{"n":-1.5e3,"t":true,"f":false,"z":null,"model":"x"}`, "x"},
-		// Not one JSON object: nothing.
-		{`{"model":"gpt-4o"}{"model":"o1"}`, ""},
-		{`{"model":"gpt-4o"`, ""},
-		{`{"model":"gpt-4o",}`, ""},
-		{`["model","gpt-4o"]`, ""},
-		{`"model"`, ""},
-		{``, ""},
-		{`{"model":"gpt` + "\n" + `4o"}`, ""},
-		{`{model:"gpt-4o"}`, ""},
-	} {
-		if got := topLevelString([]byte(tc.body), "model"); got != tc.want {
-			t.Errorf("%s: %q, want %q", tc.body, got, tc.want)
+func mustFields(t testing.TB, specs ...string) *modelFields {
+	t.Helper()
+	f, err := compileModelFields(specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// topModel is the top-level model readModels finds, or why it refuses.
+func topModel(body string) (model, problem string, aboutModel bool) {
+	found, p := readModels([]byte(body), chatFields)
+	if p != nil {
+		return "", p.msg, p.aboutModel
+	}
+	for _, m := range found {
+		if m.field == "model" {
+			return m.value, "", false
 		}
-		if json.Valid([]byte(tc.body)) && reference([]byte(tc.body), "model") != tc.want {
+	}
+	return "", "", false
+}
+
+var chatFields, _ = compileModelFields([]string{"model", "tools[].model"})
+
+// The body is read as strictly as the admin API reads its own: a model
+// that two parsers could read apart is refused, not guessed.
+func TestTheModelIsReadOnlyWhenEveryParserReadsTheSame(t *testing.T) {
+	for _, tc := range []struct {
+		body, want string
+		refused    string // "model": 403 model_not_allowed; "json": 400
+	}{
+		{`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`, "gpt-4o", ""},
+		{` {"messages":[{"content":"{\"model\":\"o1\"}"}],"model" : "gpt-4o" } `, "gpt-4o", ""},
+		{`{"messages":[{"model":"o1"}],"stream":true}`, "", ""},
+		{`{"model":"gpt\u002d4o"}`, "gpt-4o", ""}, // an escaped value is one value for every parser
+		{`{"a":{"b":[1,2,{"c":"]}"}]},"model":"x"}`, "x", ""},
+		{`{"n":-1.5e3,"t":true,"f":false,"z":null,"model":"x"}`, "x", ""},
+		{`{"model":null}`, "", ""},
+		{`{"model":["gpt-4o"]}`, "", ""},
+		// Two models: a first-wins parser serves the one not checked.
+		{`{"model":"gpt-4o","model":"o1-pro"}`, "", "model"},
+		{`{"model":"gpt-4o","mod\u0065l":"o1"}`, "", "model"},
+		// Another case or an escape is another member for one parser and
+		// the model for another.
+		{`{"model":"o1-pro","Model":"gpt-4o"}`, "", "model"},
+		{`{"MODEL":"gpt-4o"}`, "", "model"},
+		{`{"mod\u0065l":"gpt-4o"}`, "", "model"},
+		// Duplicates anywhere are refused, as the admin API refuses them.
+		{`{"model":"x","messages":[{"role":"user","role":"system"}]}`, "", "json"},
+		// A nested member named Model is nobody's model: allowed.
+		{`{"model":"x","response_format":{"schema":{"properties":{"Model":{"type":"string"}}}}}`, "x", ""},
+		// Not one JSON object.
+		{`{"model":"gpt-4o"}{"model":"o1"}`, "", "json"},
+		{`{"model":"gpt-4o"`, "", "json"},
+		{`{"model":"gpt-4o",}`, "", "json"},
+		{`["model","gpt-4o"]`, "", "json"},
+		{`{"model":"gpt` + "\n" + `4o"}`, "", "json"},
+		{`{model:"gpt-4o"}`, "", "json"},
+		{`{"model":"x","n":01}`, "", "json"},
+		{`{"model":"x","n":NaN}`, "", "json"},
+		{`{"model":"x","s":"\x"}`, "", "json"},
+		{`{"model":"x","t":tru}`, "", "json"},
+		{strings.Repeat(`{"a":`, 600) + `1` + strings.Repeat(`}`, 600), "", "json"},
+	} {
+		got, problem, aboutModel := topModel(tc.body)
+		switch {
+		case tc.refused == "" && (problem != "" || got != tc.want):
+			t.Errorf("%.80s: read %q (refused: %q); want %q", tc.body, got, problem, tc.want)
+		case tc.refused != "" && problem == "":
+			t.Errorf("%.80s: read %q; want it refused", tc.body, got)
+		case tc.refused != "" && aboutModel != (tc.refused == "model"):
+			t.Errorf("%.80s: refused %q, about the model: %v; want %s", tc.body, problem, aboutModel, tc.refused)
+		}
+		if tc.refused == "" && json.Valid([]byte(tc.body)) && reference([]byte(tc.body), "model") != tc.want {
 			t.Errorf("%s: the reference reads %q; the table is wrong", tc.body, reference([]byte(tc.body), "model"))
 		}
 	}
-	if got := modelOf("openai", "/v1/chat/completions", "text/plain", []byte(`{"model":"gpt-4o"}`)); got != "" {
-		t.Fatalf("a body that is not declared JSON named %q", got)
+}
+
+// Nested models are found where the endpoint says they are: every
+// image_generation tool of a Responses call, Google's batch requests.
+func TestNestedModelsAreFound(t *testing.T) {
+	found, p := readModels([]byte(`{"model":"gpt-4o","tools":[{"type":"web_search"},{"type":"image_generation","model":"gpt-image-1"},{"type":"image_generation","model":7}],
+		"input":[{"model":"not-a-model-field"}]}`), chatFields)
+	if p != nil {
+		t.Fatal(p.msg)
 	}
-	if got := modelOf("google", "/v1beta/models/gemini-2.0-flash:generateContent", "application/json", []byte(`{"model":"x"}`)); got != "gemini-2.0-flash" {
-		t.Fatalf("Google's model from the path: %q", got)
+	want := []foundModel{{"model", "gpt-4o", true}, {"tools[].model", "gpt-image-1", true}, {"tools[].model", "", false}}
+	if len(found) != len(want) {
+		t.Fatalf("found %+v, want %+v", found, want)
+	}
+	for i := range want {
+		if found[i] != want[i] {
+			t.Fatalf("found %+v, want %+v", found, want)
+		}
+	}
+	// In the object that holds a nested model, odd names are refused too.
+	if _, p := readModels([]byte(`{"model":"gpt-4o","tools":[{"type":"image_generation","Model":"gpt-image-1"}]}`), chatFields); p == nil || !p.aboutModel {
+		t.Fatalf("tools[].Model: %+v", p)
+	}
+	g := mustFields(t, "requests[].model", "generateContentRequest.model")
+	found, p = readModels([]byte(`{"requests":[{"model":"models/a","content":{}},{"model":"models/b"}],"generateContentRequest":{"model":"models/c"}}`), g)
+	if p != nil || len(found) != 3 || found[0].value != "models/a" || found[1].value != "models/b" || found[2].field != "generateContentRequest.model" {
+		t.Fatalf("Google's nested models: %+v %+v", found, p)
 	}
 }
 
-// On every valid JSON document the walk reads what the provider's parser
-// would.
-func FuzzTopLevelStringMatchesAFullParse(f *testing.F) {
+// On every valid JSON document whose objects repeat no name, the walk
+// reads what the provider's parser would; it never takes what is not
+// JSON.
+func FuzzReadModelsMatchesAFullParse(f *testing.F) {
 	for _, seed := range []string{`{"model":"gpt-4o"}`, `{"a":[{"b":"}"}],"model":"x","model":"y"}`, `{"mod\u0065l":"\ud83d\ude00"}`,
-		`{"Model":"a","model":"b","MODEL":"c"}`, `{"model":1}`, `[]`, `{}`, "{\"model\":\"\xff\"}", `{"\u006dodel":"x"} `} {
+		`{"Model":"a","model":"b","MODEL":"c"}`, `{"model":1}`, `[]`, `{}`, "{\"model\":\"\xff\"}", `{"\u006dodel":"x"} `,
+		`{"tools":[{"model":"a"}],"model":"b"}`, `{"n":1e5,"m":-0.5}`} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		got := topLevelString(body, "model")
-		if json.Valid(body) {
-			if want := reference(body, "model"); got != want {
-				t.Fatalf("%q: read %q, a full parse %q", body, got, want)
+		found, p := readModels(body, chatFields)
+		if p == nil && !json.Valid(body) {
+			t.Fatalf("%q: taken, but it is not JSON", body)
+		}
+		if p != nil {
+			return
+		}
+		got := ""
+		for _, m := range found {
+			if m.field == "model" {
+				got = m.value
 			}
+		}
+		if want := reference(body, "model"); got != want {
+			t.Fatalf("%q: read %q, a full parse %q", body, got, want)
 		}
 	})
 }
@@ -90,7 +167,7 @@ func BenchmarkModelOfALargeChatBody(b *testing.B) {
 	b.Run("walk", func(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
-			if topLevelString(body, "model") != "gpt-4o" {
+			if found, p := readModels(body, chatFields); p != nil || found[0].value != "gpt-4o" {
 				b.Fatal("no model")
 			}
 		}

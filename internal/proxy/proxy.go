@@ -20,7 +20,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,6 +64,22 @@ type Config struct {
 	// HeaderTimeout bounds the wait for the provider's response headers;
 	// Timeout the whole call, streaming included. Defaults: 2 min, 15 min.
 	HeaderTimeout, Timeout time.Duration
+	// BodyTimeout bounds the arrival of the request's body, counted from
+	// the call's start (as the server's ReadTimeout would): only a call
+	// whose body has arrived gets Timeout. Default: 30 s.
+	BodyTimeout time.Duration
+	// MaxInFlight bounds the calls forwarded at once by this replica,
+	// MaxInFlightPerWorkspace those of one workspace and
+	// MaxInFlightPerToken those of one proxy token (a 429 past them).
+	// Defaults: 512, 64, 16.
+	MaxInFlight, MaxInFlightPerWorkspace, MaxInFlightPerToken int
+	// RetryBufferBytes bounds the bytes of request bodies kept for a retry
+	// across the calls in flight; a call whose body would pass it is
+	// refused (429). Default: 128 MiB.
+	RetryBufferBytes int64
+	// AllowEndpoints adds endpoints to providers' rule tables, each
+	// "provider=METHOD /path" (--proxy-allow-endpoint).
+	AllowEndpoints []string
 	// Transport reaches the providers. Default: a transport with the
 	// environment's proxy settings (HTTPS_PROXY) and TLS 1.2+.
 	Transport http.RoundTripper
@@ -77,6 +92,8 @@ type Config struct {
 type Proxy struct {
 	cfg     Config
 	metrics *metrics
+	rules   map[string]*providerRules
+	bounds  *bounds
 }
 
 // New checks cfg and fills its defaults.
@@ -99,6 +116,25 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 15 * time.Minute
 	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 30 * time.Second
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 512
+	}
+	if cfg.MaxInFlightPerWorkspace <= 0 {
+		cfg.MaxInFlightPerWorkspace = 64
+	}
+	if cfg.MaxInFlightPerToken <= 0 {
+		cfg.MaxInFlightPerToken = 16
+	}
+	if cfg.RetryBufferBytes <= 0 {
+		cfg.RetryBufferBytes = 128 << 20
+	}
+	rules, err := compileRules(cfg.Providers, cfg.AllowEndpoints)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.TLSClientConfig = nil
@@ -109,7 +145,8 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Proxy{cfg: cfg, metrics: newMetrics(cfg.Registerer, cfg.Recorder)}, nil
+	b := newBounds(cfg)
+	return &Proxy{cfg: cfg, metrics: newMetrics(cfg.Registerer, cfg.Recorder, b), rules: rules, bounds: b}, nil
 }
 
 // Call is one proxied call, as the handler authorized it.
@@ -120,8 +157,11 @@ type Call struct {
 	// escaped as the caller sent it.
 	Path string
 	// Caller is the calling token's id; Models, when set, the only models
-	// it may call.
+	// it may call. Issuer is the id of the resolver token that minted a
+	// proxy token ("" when a resolver token calls itself): a proxy token's
+	// calls in flight are bounded (Config.MaxInFlightPerToken).
 	Caller    string
+	Issuer    string
 	Models    []string
 	RequestID string
 	// ModelHint is the model a trusted caller (a resolver token) named in
@@ -131,16 +171,20 @@ type Call struct {
 	ModelHint string
 }
 
-// credentialHeaders are never forwarded: the caller's own credentials (a
-// keybroker token, or a key of its own), whatever provider they belong to.
-var credentialHeaders = []string{"Authorization", "Proxy-Authorization", "X-Api-Key", "X-Goog-Api-Key", "Api-Key", "Cookie"}
-
 // hopHeaders are the hop-by-hop headers of RFC 9110 (and their kin).
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-// Fail renders an error answer (keybroker's error shape); nothing has been
+// Failure is an answer of keybroker's own: an error's status, code and
+// message, and when to retry (429s).
+type Failure struct {
+	Status        int
+	Code, Message string
+	RetryAfter    time.Duration
+}
+
+// Fail renders a Failure (keybroker's error shape); nothing has been
 // written when the proxy calls it.
-type Fail func(status int, code, message string)
+type Fail func(Failure)
 
 // dropHopHeaders removes the hop-by-hop headers, those Connection names
 // included.
@@ -158,55 +202,86 @@ func dropHopHeaders(h http.Header) {
 // Serve forwards r as call; it writes the answer, or fails.
 func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fail) {
 	start := time.Now()
-	// An upload or a streamed answer may outlast the server's timeouts.
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(start.Add(p.cfg.Timeout))
-	_ = rc.SetWriteDeadline(start.Add(p.cfg.Timeout))
 	prov, ok := p.cfg.Providers.Lookup(call.Provider)
 	if !ok {
-		fail(http.StatusNotFound, "unknown_provider", "no such provider")
+		fail(Failure{Status: http.StatusNotFound, Code: "unknown_provider", Message: "no such provider"})
 		return
 	}
-	if !allowedPath(call.Path, prov.Proxy.Prefixes) {
-		fail(http.StatusForbidden, "path_not_allowed", "the proxy does not forward this path to "+prov.DisplayName)
+	rules := p.rules[prov.ID]
+	segs, why := cleanSegments(call.Path)
+	if why != "" {
+		fail(Failure{Status: http.StatusForbidden, Code: "path_not_allowed", Message: why + "; the proxy forwards clean paths only"})
+		return
+	}
+	rule, pathModel, ok := rules.match(r.Method, segs)
+	if !ok {
+		ep := r.Method + " " + call.Path
+		if len(ep) > 200 {
+			ep = ep[:200] + "…"
+		}
+		fail(Failure{Status: http.StatusForbidden, Code: "endpoint_not_allowed", Message: fmt.Sprintf(
+			"%s is not an inference endpoint of %s; an operator may allow it with --proxy-allow-endpoint '%s=%s'", strings.ToValidUTF8(ep, "?"), prov.ID, prov.ID, strings.ToValidUTF8(ep, "?"))})
+		return
+	}
+	header, why := rules.forwardHeaders(r.Header)
+	if why != "" {
+		fail(Failure{Status: http.StatusForbidden, Code: "header_not_allowed", Message: why})
 		return
 	}
 	base, err := url.Parse(p.baseURL(prov))
 	if err != nil || base.Scheme == "" || base.Host == "" {
-		fail(http.StatusInternalServerError, "internal_error", "the provider's base URL is invalid")
+		fail(Failure{Status: http.StatusInternalServerError, Code: "internal_error", Message: "the provider's base URL is invalid"})
 		return
 	}
 	if r.ContentLength > p.cfg.MaxRequestBytes {
-		fail(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body is larger than %d bytes", p.cfg.MaxRequestBytes))
+		fail(Failure{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: fmt.Sprintf("request body is larger than %d bytes", p.cfg.MaxRequestBytes)})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.Timeout)
+	leave, over, bound := p.bounds.enter(call.Workspace, proxyTokenOf(call))
+	if over != nil {
+		p.metrics.bounded.WithLabelValues(bound).Inc()
+		fail(*over)
+		return
+	}
+	defer leave()
+
+	// The body arrives under the normal deadline; only then does the call
+	// get its whole Timeout (a stream may last minutes). A body that stops
+	// half-way holds its connection for BodyTimeout, not for Timeout.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(start.Add(p.cfg.BodyTimeout))
+	callDeadline := start.Add(p.cfg.Timeout)
+	ctx, cancel := context.WithDeadline(r.Context(), callDeadline)
 	defer cancel()
 
 	// A body known to be small is read whole: it can be sent twice, and
-	// its model can be read. A larger one (or one of unknown length over
-	// the limit) streams through, and the call is not retried.
+	// its model can be read. A larger one (or one of unknown length)
+	// streams through, and the call is not retried.
 	var kept []byte
-	body := http.MaxBytesReader(w, r.Body, p.cfg.MaxRequestBytes)
+	limited := http.MaxBytesReader(w, r.Body, p.cfg.MaxRequestBytes)
+	var streamed *callerBody
 	if r.ContentLength >= 0 && r.ContentLength <= p.cfg.RetryBodyLimit {
-		if kept, err = io.ReadAll(body); err != nil {
-			p.bodyError(fail, err)
+		release, ok := p.bounds.keep(r.ContentLength)
+		if !ok {
+			p.metrics.bounded.WithLabelValues("retry_buffer").Inc()
+			fail(*busy(fmt.Sprintf("this replica holds %d bytes of request bodies for retries, its bound; retry shortly", p.cfg.RetryBufferBytes)))
 			return
 		}
-	}
-	model := modelOf(call.Provider, call.Path, r.Header.Get("Content-Type"), kept)
-	if model == "" {
-		model = call.ModelHint
-	}
-	if len(call.Models) > 0 && !slices.Contains(call.Models, model) {
-		msg := "this token may not call this model"
-		switch {
-		case model == "" && kept == nil && r.ContentLength != 0:
-			msg = fmt.Sprintf("this token may call only some models, and a body over %d bytes (or of unknown length) is not read for its model", p.cfg.RetryBodyLimit)
-		case model == "":
-			msg = "this token may call only some models, and the call names none (a JSON body's \"model\", or Google's path)"
+		defer release()
+		kept = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(limited, kept); err != nil {
+			fail(p.bodyFailure(err))
+			return
 		}
-		fail(http.StatusForbidden, "model_not_allowed", msg)
+		_ = rc.SetReadDeadline(callDeadline)
+	} else {
+		streamed = &callerBody{r: limited, arrived: func() { _ = rc.SetReadDeadline(callDeadline) }}
+	}
+	_ = rc.SetWriteDeadline(callDeadline)
+
+	model, f := p.callModel(r, rule, pathModel, kept, call)
+	if f != nil {
+		fail(*f)
 		return
 	}
 
@@ -218,29 +293,23 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		p.metrics.record(rec)
 		p.cfg.Recorder.Add(rec)
 	}()
-	var first *broker.Resolution
+	res, err := p.cfg.Keys.Resolve(ctx, broker.ResolveRequest{Workspace: call.Workspace, Provider: call.Provider, Model: model, Caller: call.Caller})
+	if err != nil {
+		f := resolveFailure(err)
+		rec.Status = f.Status
+		fail(f)
+		return
+	}
 	for attempt := 0; ; attempt++ {
-		res, err := p.cfg.Keys.Resolve(ctx, broker.ResolveRequest{Workspace: call.Workspace, Provider: call.Provider, Model: model, Caller: call.Caller})
-		if err != nil {
-			if first != nil { // no other key: the first answer was already closed
-				rec.Status = http.StatusBadGateway
-				fail(http.StatusBadGateway, "no_other_key", "the provider refused the key and no other key may serve")
-				return
-			}
-			status, code, msg := resolveError(err)
-			rec.Status = status
-			fail(status, code, msg)
-			return
-		}
 		rec.Scope, rec.KeyID, rec.KeyVersion, rec.BYOK, rec.Retried = string(res.Scope), res.KeyID, res.Version, res.IsBYOK, attempt > 0
-		var reqBody io.Reader = body
+		var reqBody io.Reader = streamed
 		if kept != nil {
 			reqBody = bytes.NewReader(kept)
 		}
-		out, err := p.outbound(ctx, r, base, call.Path, prov, res.APIKey, reqBody, kept != nil)
+		out, err := p.outbound(ctx, r, header, base, call.Path, prov, res.APIKey, reqBody, kept != nil)
 		if err != nil {
 			rec.Status = http.StatusBadGateway
-			fail(http.StatusBadGateway, "upstream_error", "could not build the request to the provider")
+			fail(Failure{Status: http.StatusBadGateway, Code: "upstream_error", Message: "could not build the request to the provider"})
 			return
 		}
 		_, span := tracer.Start(ctx, "proxy upstream "+call.Provider, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
@@ -253,11 +322,14 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 			p.metrics.headers.WithLabelValues(call.Provider).Observe(time.Since(sent).Seconds())
 		}
 		if err != nil {
-			status, code, msg := upstreamError(ctx, err)
-			span.SetStatus(codes.Error, code)
+			f := upstreamFailure(ctx, err)
+			if berr := streamed.failed(); berr != nil {
+				f = p.bodyFailure(berr) // the caller's body broke off, not the provider
+			}
+			span.SetStatus(codes.Error, f.Code)
 			span.End()
-			rec.Status = status
-			fail(status, code, msg)
+			rec.Status = f.Status
+			fail(f)
 			return
 		}
 		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
@@ -266,19 +338,18 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 			// stops serving the key, and resolving again gives the next.
 			if _, rerr := p.cfg.Keys.Report(context.WithoutCancel(ctx), broker.ReportRequest{Caller: call.Caller, RequestID: call.RequestID,
 				ResolutionID: res.ResolutionID, Outcome: outcome, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"))}); rerr != nil {
-				p.cfg.Logger.Warn("proxy: could not report the provider's refusal", "provider", call.Provider, "key_id", res.KeyID, "error", rerr)
+				p.cfg.Logger.WarnContext(ctx, "proxy: could not report the provider's refusal", "provider", call.Provider, "key_id", res.KeyID, "error", rerr)
 			}
-		}
-		if refusal(resp.StatusCode) != "" && attempt == 0 && kept != nil {
-			next, nerr := p.cfg.Keys.Resolve(ctx, broker.ResolveRequest{Workspace: call.Workspace, Provider: call.Provider, Model: model, Caller: call.Caller})
-			if nerr == nil && (next.KeyID != res.KeyID || next.Scope != res.Scope) {
-				_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-				resp.Body.Close()
-				span.SetStatus(codes.Error, "refused: retried with another key")
-				span.End()
-				r0 := res
-				first = &r0
-				continue
+			if attempt == 0 && kept != nil {
+				next, nerr := p.cfg.Keys.Resolve(ctx, broker.ResolveRequest{Workspace: call.Workspace, Provider: call.Provider, Model: model, Caller: call.Caller})
+				if nerr == nil && (next.KeyID != res.KeyID || next.Scope != res.Scope) {
+					_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+					resp.Body.Close()
+					span.SetStatus(codes.Error, "refused: retried with another key")
+					span.End()
+					res = next
+					continue
+				}
 			}
 		}
 		rec.Status = resp.StatusCode
@@ -302,6 +373,94 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 	}
 }
 
+// proxyTokenOf is the id the per-token bound counts: a proxy token's.
+func proxyTokenOf(call Call) string {
+	if call.Issuer == "" {
+		return ""
+	}
+	return call.Caller
+}
+
+// callModel is the model that picks the key: the path's (Google, a model's
+// listing), else the body's first model field, else a resolver token's
+// hint. A proxy token with a model list may call only calls whose every
+// model (nested ones included) is on it.
+func (p *Proxy) callModel(r *http.Request, rule *rule, pathModel string, kept []byte, call Call) (string, *Failure) {
+	var found []foundModel
+	if rule.models != nil && len(kept) > 0 && isJSON(r.Header.Get("Content-Type")) {
+		var problem *bodyProblem
+		if found, problem = readModels(kept, rule.models); problem != nil {
+			if problem.aboutModel {
+				return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: problem.msg}
+			}
+			return "", &Failure{Status: http.StatusBadRequest, Code: "malformed_json", Message: problem.msg}
+		}
+	}
+	model := pathModel
+	if !rule.pathModel {
+		for _, m := range found {
+			if m.field == rule.modelFirst {
+				model = strings.TrimPrefix(m.value, rule.modelPrefix)
+				break
+			}
+		}
+	}
+	if len(call.Models) > 0 {
+		if model == "" {
+			msg := "this token may call only some models, and the call names none (a JSON body's \"model\", or Google's path /models/{model}:...)"
+			if kept == nil && r.ContentLength != 0 {
+				msg = fmt.Sprintf("this token may call only some models, and a body over %d bytes (or of unknown length) is not read for its model", p.cfg.RetryBodyLimit)
+			}
+			return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: msg}
+		}
+		if !slices.Contains(call.Models, model) {
+			return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may not call this model"}
+		}
+		for _, m := range found {
+			if !m.isString || !slices.Contains(call.Models, strings.TrimPrefix(m.value, rule.modelPrefix)) {
+				return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may not call the model named in " + m.field}
+			}
+		}
+	}
+	if model == "" {
+		model = call.ModelHint
+	}
+	return model, nil
+}
+
+// callerBody is a request body that streams through to the provider: it
+// gives the call its whole deadline once the body has arrived, and keeps
+// the error that broke it off.
+type callerBody struct {
+	r       io.Reader
+	arrived func()
+	mu      sync.Mutex
+	err     error
+}
+
+func (b *callerBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	switch {
+	case err == io.EOF:
+		b.arrived()
+	case err != nil:
+		b.mu.Lock()
+		b.err = err
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// failed is the error that broke the body off, if any.
+func (b *callerBody) failed() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
 func (p *Proxy) baseURL(prov *broker.Provider) string {
 	if u, ok := p.cfg.BaseURLs[prov.ID]; ok && u != "" {
 		return strings.TrimRight(u, "/")
@@ -310,9 +469,9 @@ func (p *Proxy) baseURL(prov *broker.Provider) string {
 }
 
 // outbound builds the request to the provider: the caller's method, path,
-// query and headers, minus credentials and hop-by-hop headers, plus the
-// key.
-func (p *Proxy) outbound(ctx context.Context, r *http.Request, base *url.URL, escapedPath string, prov *broker.Provider, key string, body io.Reader, known bool) (*http.Request, error) {
+// query (without a key) and the headers forwardHeaders let through, plus
+// the key.
+func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Header, base *url.URL, escapedPath string, prov *broker.Provider, key string, body io.Reader, known bool) (*http.Request, error) {
 	target := *base
 	target.RawPath = strings.TrimRight(base.EscapedPath(), "/") + escapedPath
 	var err error
@@ -331,18 +490,11 @@ func (p *Proxy) outbound(ctx context.Context, r *http.Request, base *url.URL, es
 	}
 	if known {
 		out.ContentLength = r.ContentLength
+	} else if body != nil {
+		out.ContentLength = -1
 	}
-	out.Header = r.Header.Clone()
+	out.Header = header.Clone()
 	dropHopHeaders(out.Header)
-	for _, h := range credentialHeaders {
-		out.Header.Del(h)
-	}
-	for k := range out.Header {
-		if strings.HasPrefix(strings.ToLower(k), "x-keybroker-") || strings.HasPrefix(strings.ToLower(k), "x-forwarded-") {
-			out.Header.Del(k)
-		}
-	}
-	out.Header.Del("Forwarded")
 	if !prov.Check.Auth.SetKey(out.Header, key) {
 		return nil, errors.New("the provider's key header is not configured")
 	}
@@ -484,61 +636,48 @@ func parseRetryAfter(v string) time.Duration {
 	return max(0, min(d, time.Hour))
 }
 
-// allowedPath: a clean path (no dot segments, no doubled or encoded
-// slashes) under one of the prefixes.
-func allowedPath(escaped string, prefixes []string) bool {
-	if escaped == "" || escaped[0] != '/' || strings.Contains(escaped, "//") || strings.ContainsAny(escaped, "\\") {
-		return false
-	}
-	lower := strings.ToLower(escaped)
-	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%2e") || strings.Contains(lower, "%5c") || strings.Contains(lower, "%00") {
-		return false
-	}
-	for _, seg := range strings.Split(escaped, "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	if c := path.Clean(escaped); c != strings.TrimSuffix(escaped, "/") && c != escaped {
-		return false
-	}
-	for _, pre := range prefixes {
-		if strings.HasPrefix(escaped, pre) || escaped == strings.TrimSuffix(pre, "/") {
-			return true
-		}
-	}
-	return false
-}
-
-func (p *Proxy) bodyError(fail Fail, err error) {
+// bodyFailure says why the caller's body could not be read.
+func (p *Proxy) bodyFailure(err error) Failure {
 	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		fail(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body is larger than %d bytes", p.cfg.MaxRequestBytes))
-		return
-	}
-	fail(http.StatusBadRequest, "bad_request", "could not read the request body")
-}
-
-// resolveError maps the broker's answer to the proxy's error.
-func resolveError(err error) (status int, code, msg string) {
-	var noKey *broker.NoKeyError
+	var netErr net.Error
 	switch {
-	case errors.As(err, &noKey):
-		return http.StatusNotFound, "no_key", "no key may serve this call (" + noKey.Reason + ")"
-	case errors.Is(err, broker.ErrInvalidRequest), errors.Is(err, broker.ErrInvalidID):
-		return http.StatusBadRequest, "invalid_request", "the workspace, provider or model is not valid"
+	case errors.As(err, &tooLarge):
+		return Failure{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: fmt.Sprintf("request body is larger than %d bytes", p.cfg.MaxRequestBytes)}
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return Failure{Status: http.StatusRequestTimeout, Code: "body_timeout", Message: fmt.Sprintf("the request body did not arrive within %s", p.cfg.BodyTimeout)}
 	}
-	return http.StatusServiceUnavailable, "unavailable", "the key could not be read; try again"
+	return Failure{Status: http.StatusBadRequest, Code: "bad_request", Message: "could not read the request body"}
 }
 
-// upstreamError maps a failed round trip.
-func upstreamError(ctx context.Context, err error) (status int, code, msg string) {
+// resolveFailure maps the broker's answer to the proxy's error. When every
+// key that could serve is cooling down, the answer is the provider's own
+// kind: 429 with Retry-After, which SDKs back off from and retry.
+func resolveFailure(err error) Failure {
+	var noKey *broker.NoKeyError
+	var cooling *broker.CoolingDownError
+	switch {
+	case errors.As(err, &cooling):
+		return Failure{Status: http.StatusTooManyRequests, Code: "keys_cooling_down", RetryAfter: max(cooling.RetryAfter, time.Second),
+			Message: "every key that could serve this call is cooling down after the provider's 429 (" + cooling.Reason + "); retry after the time given"}
+	case errors.Is(err, broker.ErrKeysCoolingDown):
+		return Failure{Status: http.StatusTooManyRequests, Code: "keys_cooling_down", RetryAfter: time.Second,
+			Message: "every key that could serve this call is cooling down after the provider's 429"}
+	case errors.As(err, &noKey):
+		return Failure{Status: http.StatusNotFound, Code: "no_key", Message: "no key may serve this call (" + noKey.Reason + ")"}
+	case errors.Is(err, broker.ErrInvalidRequest), errors.Is(err, broker.ErrInvalidID):
+		return Failure{Status: http.StatusBadRequest, Code: "invalid_request", Message: "the workspace, provider or model is not valid"}
+	}
+	return Failure{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the key could not be read; try again"}
+}
+
+// upstreamFailure maps a failed round trip.
+func upstreamFailure(ctx context.Context, err error) Failure {
 	var netErr net.Error
 	switch {
 	case errors.Is(err, errHeaderTimeout), ctx.Err() != nil, errors.As(err, &netErr) && netErr.Timeout():
-		return http.StatusGatewayTimeout, "upstream_timeout", "the provider did not answer in time"
+		return Failure{Status: http.StatusGatewayTimeout, Code: "upstream_timeout", Message: "the provider did not answer in time"}
 	}
-	return http.StatusBadGateway, "upstream_unreachable", "the provider could not be reached"
+	return Failure{Status: http.StatusBadGateway, Code: "upstream_unreachable", Message: "the provider could not be reached"}
 }
 
 // redactErr keeps an upstream error's kind, not its text (which may quote
