@@ -42,6 +42,16 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f.Int(&cfg.ProxyMaxResponseMiB, "proxy-max-response-mib", "KEYBROKER_PROXY_MAX_RESPONSE_MIB", 256, "largest answer the credential proxy streams back (MiB); a larger one is cut")
 	f.Duration(&cfg.ProxyHeaderTimeout, "proxy-header-timeout", "KEYBROKER_PROXY_HEADER_TIMEOUT", 2*time.Minute, "how long the credential proxy waits for a provider's response headers")
 	f.Duration(&cfg.ProxyTimeout, "proxy-timeout", "KEYBROKER_PROXY_TIMEOUT", 15*time.Minute, "how long one proxied call may take, its streamed answer included")
+	f.Strings(&cfg.ProxyAllowEndpoints, "proxy-allow-endpoint", "KEYBROKER_PROXY_ALLOW_ENDPOINTS",
+		"add an endpoint the credential proxy forwards to a provider besides its inference endpoints, provider=METHOD /path, repeatable (e.g. openai=POST /v1/audio/transcriptions)")
+	f.Int(&cfg.ProxyMaxInFlight, "proxy-max-in-flight", "KEYBROKER_PROXY_MAX_IN_FLIGHT", 512, "calls the credential proxy forwards at once on this replica; past it, 429")
+	f.Int(&cfg.ProxyMaxInFlightPerWorkspace, "proxy-max-in-flight-per-workspace", "KEYBROKER_PROXY_MAX_IN_FLIGHT_PER_WORKSPACE", 64, "proxied calls of one workspace in flight at once on this replica; past it, 429")
+	f.Int(&cfg.ProxyMaxInFlightPerToken, "proxy-max-in-flight-per-token", "KEYBROKER_PROXY_MAX_IN_FLIGHT_PER_TOKEN", 16, "proxied calls of one proxy token in flight at once on this replica; past it, 429")
+	f.Int(&cfg.ProxyRetryBufferMiB, "proxy-retry-buffer-mib", "KEYBROKER_PROXY_RETRY_BUFFER_MIB", 128, "request bodies the credential proxy keeps for retries, all calls together (MiB); a call whose body would pass it gets 429")
+	f.Float64(&cfg.RateLimits.PerWorkspace, "rate-limit-per-workspace", "KEYBROKER_RATE_LIMIT_PER_WORKSPACE", 100, "sustained proxied calls per second of one workspace, whatever token makes them (negative: off)")
+	f.Int(&cfg.RateLimits.PerWorkspaceBurst, "rate-limit-workspace-burst", "KEYBROKER_RATE_LIMIT_WORKSPACE_BURST", 200, "proxied calls one workspace may make at once above its rate")
+	f.Float64(&cfg.RateLimits.MintsPerToken, "rate-limit-mints", "KEYBROKER_RATE_LIMIT_MINTS", 20, "sustained proxy-token mints per second of one resolver token (negative: off)")
+	f.Int(&cfg.RateLimits.MintsBurst, "rate-limit-mints-burst", "KEYBROKER_RATE_LIMIT_MINTS_BURST", 100, "proxy tokens one resolver token may mint at once above its rate")
 	f.Duration(&cfg.ShutdownGrace, "shutdown-grace", "KEYBROKER_SHUTDOWN_GRACE", app.DefaultShutdownGrace,
 		"how long in-flight requests get to finish at shutdown (SIGTERM); a proxied stream longer than it is cut")
 	f.Duration(&cfg.ShutdownDelay, "shutdown-delay", "KEYBROKER_SHUTDOWN_DELAY", 0,

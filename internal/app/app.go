@@ -196,7 +196,9 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		if fwd, err = proxy.New(proxy.Config{Keys: b, Providers: b.Providers(), BaseURLs: cfg.providerBaseURLs(b.Providers()),
 			Recorder: a.proxyCalls, RetryBodyLimit: int64(cfg.ProxyRetryBodyKiB) << 10,
 			MaxRequestBytes: int64(cfg.ProxyMaxRequestMiB) << 20, MaxResponseBytes: int64(cfg.ProxyMaxResponseMiB) << 20,
-			HeaderTimeout: cfg.ProxyHeaderTimeout, Timeout: cfg.ProxyTimeout, Logger: logger, Registerer: reg}); err != nil {
+			HeaderTimeout: cfg.ProxyHeaderTimeout, Timeout: cfg.ProxyTimeout, Logger: logger, Registerer: reg,
+			AllowEndpoints: cfg.ProxyAllowEndpoints, MaxInFlight: cfg.ProxyMaxInFlight, MaxInFlightPerWorkspace: cfg.ProxyMaxInFlightPerWorkspace,
+			MaxInFlightPerToken: cfg.ProxyMaxInFlightPerToken, RetryBufferBytes: int64(cfg.ProxyRetryBufferMiB) << 20}); err != nil {
 			return err
 		}
 	}

@@ -86,6 +86,14 @@ type Config struct {
 	// wait for a provider's headers, ProxyTimeout the whole call.
 	ProxyRetryBodyKiB, ProxyMaxRequestMiB, ProxyMaxResponseMiB int
 	ProxyHeaderTimeout, ProxyTimeout                           time.Duration
+	// ProxyAllowEndpoints adds endpoints to providers' rule tables
+	// ("openai=POST /v1/audio/transcriptions"); ProxyMaxInFlight* bound
+	// the calls in flight (replica, workspace, proxy token) and
+	// ProxyRetryBufferMiB the bodies kept for retries (zero: the proxy's
+	// defaults).
+	ProxyAllowEndpoints                                                      []string
+	ProxyMaxInFlight, ProxyMaxInFlightPerWorkspace, ProxyMaxInFlightPerToken int
+	ProxyRetryBufferMiB                                                      int
 	// ShutdownGrace is how long in-flight requests (a proxied stream
 	// above all) get to finish once a shutdown begins. Default:
 	// DefaultShutdownGrace.
