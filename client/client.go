@@ -128,9 +128,14 @@ type Error struct {
 	StatusCode int
 	Code       string
 	Message    string
-	// Reason details some codes (no_key: why no scope could serve).
+	// Reason details some codes (no_key: why no scope could serve;
+	// keys_cooling_down: which scope serves again first).
 	Reason    string
 	RequestID string
+	// RetryAfter is the answer's Retry-After (429 keys_cooling_down: when
+	// the first key that could serve does again; 429 and 503 otherwise:
+	// when to try again); 0 when it sent none.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -591,6 +596,9 @@ func (c *Client) Scopes(ctx context.Context, kind, query, cursor string, limit i
 // apiError is the *Error of an answer of 400 or more.
 func apiError(resp *http.Response) *Error {
 	apiErr := &Error{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
+	if secs, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && secs > 0 {
+		apiErr.RetryAfter = time.Duration(secs) * time.Second
+	}
 	var eb ErrorBody
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&eb); err == nil && eb.Error.Code != "" {
 		apiErr.Code, apiErr.Message, apiErr.Reason = eb.Error.Code, eb.Error.Message, eb.Error.Reason

@@ -186,9 +186,24 @@ func (r *Resolver) fresh(e *entry) bool {
 }
 
 // Report says what the provider answered to a call made with a resolved
-// key (see POST /v1/resolve/report).
+// key (see POST /v1/resolve/report). Unless the outcome is "ok", the
+// answers that carry this resolution are dropped: the next Resolve asks
+// keybroker, which serves the pool's next key. (A report about a key the
+// workspace does not own — its organization's, a hosted key — changes it
+// for that workspace alone, so no change comes back on the stream to
+// evict it.)
 func (r *Resolver) Report(ctx context.Context, resolutionID, outcome string) (client.ReportResult, error) {
-	return r.cfg.Client.Report(ctx, client.ReportRequest{ResolutionID: resolutionID, Outcome: outcome})
+	res, err := r.cfg.Client.Report(ctx, client.ReportRequest{ResolutionID: resolutionID, Outcome: outcome})
+	if err == nil && outcome != "ok" {
+		r.mu.Lock()
+		for k, e := range r.cache {
+			if e.resp.ResolutionID == resolutionID {
+				delete(r.cache, k)
+			}
+		}
+		r.mu.Unlock()
+	}
+	return res, err
 }
 
 func unavailable(err error) bool {
