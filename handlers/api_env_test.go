@@ -145,7 +145,7 @@ func newAPIOpts(t *testing.T, mode handlers.Mode, checker broker.KeyChecker, tun
 	a := &api{t: t, srv: srv, router: router, pool: testenv.NewPoolFor(t, g.dbURL), store: g.st, kv: g.kv, mount: g.mount, dbURL: g.dbURL,
 		tokens: map[string]string{}, ids: map[string]string{}, ground: g}
 	a.http = &http.Client{Transport: newSpecCheck(t, srv.URL, http.DefaultTransport), Timeout: 30 * time.Second}
-	for name, req := range map[string]auth.CreateRequest{Via: auth.ViaCLI,
+	for name, req := range map[string]auth.CreateRequest{
 		"operator":   {Role: auth.RoleOperator},
 		"admin":      {Role: auth.RoleAdmin, Workspaces: []string{"ws1"}},
 		"reader":     {Role: auth.RoleReader, Workspaces: []string{"ws1"}},
@@ -157,7 +157,7 @@ func newAPIOpts(t *testing.T, mode handlers.Mode, checker broker.KeyChecker, tun
 		"revoked":    {Role: auth.RoleOperator},
 		"expired":    {Role: auth.RoleOperator, TTL: time.Millisecond},
 	} {
-		req.CreatedBy = "test"
+		req.CreatedBy, req.Via = "test", auth.ViaCLI
 		tok, rec, err := tokens.Create(ctx, req)
 		if err != nil {
 			t.Fatal(err)
