@@ -16,6 +16,7 @@ import (
 
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/testenv/kbtest"
 )
 
 func freeAddr(t *testing.T) string {
@@ -80,7 +81,7 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	t.Cleanup(func() { _ = serve.Process.Kill() })
 	testenv.WaitReady(t, "http://"+addr+"/readyz", 30*time.Second, serverLog.String)
 
-	db := []string{"DATABASE_URL=" + dbURL}
+	db := append([]string{"DATABASE_URL=" + dbURL}, kbtest.KeysEnv("all")...)
 	token, details := run(t, db, "", false, "token", "create", "--role", "admin", "--workspace", "ws1", "--ttl", "1h")
 	token = strings.TrimSpace(token)
 	if !strings.HasPrefix(token, "kbt_") || strings.Count(token, "\n") != 0 || !strings.Contains(details, "tok_") {
@@ -299,7 +300,14 @@ func TestServeRefusesMissingConfiguration(t *testing.T) {
 		{[]string{"DATABASE_URL="}, "DATABASE_URL"},
 		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=short"}, "KEYBROKER_FINGERPRINT_PEPPER"},
 		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_MODE=both"}, "--mode"},
-		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN="}, "VAULT_TOKEN"},
+		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=",
+			"KEYBROKER_ADMIN_TOKEN_KEYS=" + kbtest.AdminTokenKeys, "KEYBROKER_RESOLVER_KEYS=" + kbtest.ResolverKeys}, "VAULT_TOKEN"},
+		// Each mode its signing keys, and never the resolver keys in an admin replica.
+		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_VAULT_AUTH=token"}, "KEYBROKER_ADMIN_TOKEN_KEYS"},
+		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_MODE=resolver", "KEYBROKER_VAULT_AUTH=token"}, "KEYBROKER_RESOLVER_KEYS"},
+		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_MODE=admin", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_VAULT_AUTH=token",
+			"KEYBROKER_ADMIN_TOKEN_KEYS=" + kbtest.AdminTokenKeys, "KEYBROKER_RESOLVER_KEYS=" + kbtest.ResolverKeys}, "--mode=admin must not hold KEYBROKER_RESOLVER_KEYS"},
+		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_MODE=resolver", "KEYBROKER_VAULT_AUTH=token", "KEYBROKER_RESOLVER_KEYS=k1:short"}, "at least 32 bytes"},
 		// No default Vault auth: the static dev token must be named.
 		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_VAULT_AUTH="}, "no --vault-auth"},
 	} {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -90,6 +91,23 @@ func newApproleGround(t *testing.T, tune func(*vault.BootstrapConfig)) *approleG
 	return g
 }
 
+// mintResolver mints a resolver token the only way one is made: the
+// owner's `keybroker token create --role resolver` (the database owner's
+// URL and the signing keys), never over the API.
+func (g *approleGround) mintResolver(t *testing.T, description string, workspaces ...string) client.CreatedToken {
+	t.Helper()
+	args := []string{"token", "create", "--role", "resolver", "--description", description}
+	for _, ws := range workspaces {
+		args = append(args, "--workspace", ws)
+	}
+	token, details := run(t, append([]string{"DATABASE_URL=" + g.dbURL}, kbtest.KeysEnv("all")...), "", false, args...)
+	id := regexp.MustCompile(`tok_[0-9a-f]{16}`).FindString(details)
+	if id == "" {
+		t.Fatalf("token create said %q", details)
+	}
+	return client.CreatedToken{Token: strings.TrimSpace(token), TokenInfo: client.TokenInfo{ID: id, Role: "resolver"}}
+}
+
 // modeEnv is the environment of a `keybroker serve` in mode on the ground:
 // the ground's settings, the mode, and a fresh AppRole secret id for each
 // identity the mode holds (admin the writer; resolver and proxy the
@@ -122,10 +140,11 @@ func TestModesHoldOnlyTheirVaultIdentity(t *testing.T) {
 	g := newApproleGround(t, func(c *vault.BootstrapConfig) { c.WrapTTL = 10 * time.Minute })
 	ids, opToken, dir, common := g.ids, g.opToken, g.dir, g.env
 
-	adminAddr, _ := startServe(t, append(common, "KEYBROKER_MODE=admin", "KEYBROKER_APPROLE_SECRET_ID_WRAPPED=true",
+	adminAddr, _ := startServe(t, append(append(common, kbtest.KeysEnv("admin")...), "KEYBROKER_MODE=admin", "KEYBROKER_APPROLE_SECRET_ID_WRAPPED=true",
 		"KEYBROKER_WRITER_ROLE_NAME="+ids.WriterRole, "KEYBROKER_WRITER_ROLE_ID="+ids.Result.RoleIDs[ids.WriterRole],
 		"KEYBROKER_WRITER_SECRET_ID_FILE="+writeSecret(t, dir, "writer", ids.Result.WrappedSecretIDs[ids.WriterRole])))
-	resolverAddr, _ := startServe(t, append(common, "KEYBROKER_MODE=resolver",
+	resolverAddr, _ := startServe(t, append(append(common, kbtest.KeysEnv("resolver")...), "KEYBROKER_MODE=resolver",
+		"DATABASE_URL="+testenv.ResolverURL(t, g.dbURL),
 		"KEYBROKER_READER_ROLE_ID="+ids.Result.RoleIDs[ids.ReaderRole],
 		"KEYBROKER_READER_SECRET_ID_FILE="+writeSecret(t, dir, "reader", vaulttest.SecretID(t, ids.AppRoleMount, ids.ReaderRole))))
 

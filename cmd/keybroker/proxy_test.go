@@ -54,10 +54,7 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 	proxyAddr, proxyLogs := startServe(t, g.modeEnv(t, "proxy", "KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL))
 
 	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: g.opToken})
-	tok, err := admin.CreateToken(ctx, client.CreateTokenRequest{Role: "resolver", Description: "sandbox launcher"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := g.mintResolver(t, "sandbox launcher")
 	for i, key := range []string{first, second} {
 		prio := i
 		if _, err := admin.AddKey(ctx, client.Workspace("ws1"), "openai", client.AddKeyRequest{KeyID: []string{"first", "second"}[i], APIKey: key, Priority: &prio}); err != nil {

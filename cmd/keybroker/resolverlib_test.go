@@ -17,13 +17,13 @@ import (
 // twoReplicas starts an admin and a resolver replica over the real Vault
 // and PostgreSQL, and returns a client of the admin (operator token) and
 // the resolver's address.
-func twoReplicas(t *testing.T) (*client.Client, string) {
+func twoReplicas(t *testing.T) (*client.Client, string, *approleGround) {
 	t.Helper()
 	g := newApproleGround(t, nil)
 	adminAddr, _ := startServe(t, g.modeEnv(t, "admin"))
 	resolverAddr, _ := startServe(t, g.modeEnv(t, "resolver"))
 	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: g.opToken})
-	return admin, resolverAddr
+	return admin, resolverAddr, g
 }
 
 // cuttable is a TCP proxy whose connections the test can cut, and which
@@ -108,12 +108,9 @@ func waitUntil(t *testing.T, what string, within time.Duration, ok func() bool) 
 // a health report, and a revoked token that empties it.
 func TestTheResolverLibraryStaysExactAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
-	admin, resolverAddr := twoReplicas(t)
+	admin, resolverAddr, g := twoReplicas(t)
 	proxy := newCuttable(t, resolverAddr)
-	tok, err := admin.CreateToken(ctx, client.CreateTokenRequest{Role: "resolver", Description: "library"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := g.mintResolver(t, "library")
 	first := "sk-proj-lib-" + testenv.RandomID(t) + testenv.RandomID(t)
 	if _, _, err := admin.SetKey(ctx, "ws1", "openai", first, 0); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -92,7 +93,22 @@ func TestTheTypeScriptLibraryAgainstRealReplicas(t *testing.T) {
 	keysFile := filepath.Join(t.TempDir(), "keys")
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-concurrency=1", "--test-reporter=spec", "tests/")
 	cmd.Dir = dir
+	// Resolver tokens come from the owner's CLI, never from the API.
+	type mintedToken struct {
+		ID    string `json:"id"`
+		Token string `json:"token"`
+	}
+	var resolverTokens []mintedToken
+	for range 12 {
+		tok := g.mintResolver(t, "typescript library test")
+		resolverTokens = append(resolverTokens, mintedToken{ID: tok.ID, Token: tok.Token})
+	}
+	resolverJSON, err := json.Marshal(resolverTokens)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd.Env = append(os.Environ(),
+		"KEYBROKER_RESOLVER_TOKENS="+string(resolverJSON),
 		"KEYBROKER_ADMIN_URL=http://"+adminAddr,
 		"KEYBROKER_RESOLVER_URL=https://"+resolverAddr,
 		"KEYBROKER_PROXY_URL=http://"+proxyAddr,

@@ -18,11 +18,8 @@ import (
 // token's revocation, after which it is refused.
 func TestAChangeOnOneReplicaReachesAWatcherOnAnother(t *testing.T) {
 	ctx := context.Background()
-	admin, resolverAddr := twoReplicas(t)
-	tok, err := admin.CreateToken(ctx, client.CreateTokenRequest{Role: "resolver", Description: "watcher"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin, resolverAddr, g := twoReplicas(t)
+	tok := g.mintResolver(t, "watcher")
 	if _, _, err := admin.SetKey(ctx, "ws1", "openai", "sk-proj-watch-"+testenv.RandomID(t)+testenv.RandomID(t), 0); err != nil {
 		t.Fatal(err)
 	}

@@ -81,9 +81,15 @@ export async function servedByResolver(token, ws, provider, apiKey) {
   }
 }
 
-/** A new resolver token: { id, token }. */
-export async function resolverToken(description = "typescript library test") {
-  const t = await admin("POST", "/v1/tokens", { role: "resolver", description });
+/**
+ * A new resolver token: { id, token }. Resolver tokens are never minted over
+ * the API; the Go test minted these with the owner's `keybroker token create
+ * --role resolver` and passes them in KEYBROKER_RESOLVER_TOKENS.
+ */
+const minted = JSON.parse(process.env.KEYBROKER_RESOLVER_TOKENS ?? "[]");
+export async function resolverToken() {
+  const t = minted.shift();
+  if (t === undefined) assert.fail("no minted resolver token left: mint more in cmd/keybroker/typescript_test.go");
   return { id: t.id, token: t.token };
 }
 
