@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -129,6 +130,8 @@ func effectiveInWords(s client.EffectiveSource) string {
 		return "no key: calls fail (hosted fallback is off)"
 	case s.Reason == "hosted_keys_unavailable":
 		return "no key: calls fail (the platform's hosted keys are disabled)"
+	case strings.HasSuffix(s.Reason, "_keys_cooling_down"):
+		return "no key now: every key that could serve is cooling down (calls get 429 with Retry-After)"
 	}
 	return "no key: calls fail (the platform has no hosted key for this provider)"
 }

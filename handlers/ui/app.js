@@ -326,6 +326,7 @@ function servedBy(e) {
   }
   if (e.reason === 'hosted_fallback_off') return 'No key: calls fail (hosted fallback is off)';
   if (e.reason === 'hosted_keys_unavailable') return "No key: calls fail (the platform's hosted keys are disabled)";
+  if ((e.reason || '').endsWith('_keys_cooling_down')) return 'No key now: every key that could serve is cooling down (calls get 429 with Retry-After)';
   return 'No key: calls fail (the platform has no hosted key for this provider)';
 }
 
