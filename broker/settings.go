@@ -154,6 +154,13 @@ func (b *Broker) SettingsLoaded() bool {
 	return b.settings.loaded
 }
 
+// MirroredSettings returns a workspace's settings as this replica's
+// resolves read them (from memory, no query), and false until the
+// settings are loaded.
+func (b *Broker) MirroredSettings(workspace string) (Settings, bool) {
+	return b.settings.get(workspace)
+}
+
 // SettingsChanged re-reads one workspace's settings (a change announced
 // by a replica, this one included).
 func (b *Broker) SettingsChanged(ctx context.Context, workspace string) error {

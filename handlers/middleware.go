@@ -129,15 +129,27 @@ func requestIDOf(c *gin.Context) string { return stateOf(c).id }
 // path or query), status, duration, request id, client address and token
 // id. Headers and bodies are never logged, so neither a bearer token nor a
 // key can reach the log. With errorsOnly, answers below 400 are not logged.
+// 429 answers are aggregated: one line per token or address per interval,
+// then one with the count of the others.
 //
 // With lines set, the lines are formatted by keybroker (as slog's
 // JSONHandler would) and written there; else they go through log.
 func accessLog(log *slog.Logger, errorsOnly, traced bool, lines *accessLineWriter) gin.HandlerFunc {
+	return accessLogWith(log, errorsOnly, traced, lines, newAccessRefusals(lines, log.Handler()))
+}
+
+// accessLogWith is accessLog with the aggregation of 429 lines given
+// (accesslog.go): only the first 429 of a token or address per interval
+// gets a line here.
+func accessLogWith(log *slog.Logger, errorsOnly, traced bool, lines *accessLineWriter, refusals *refusalLog) gin.HandlerFunc {
 	h := log.Handler()
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
 		if errorsOnly && c.Writer.Status() < http.StatusBadRequest {
+			return
+		}
+		if c.Writer.Status() == http.StatusTooManyRequests && !refusals.admit(refusalKeyOf(c), c.FullPath()) {
 			return
 		}
 		ctx := c.Request.Context()

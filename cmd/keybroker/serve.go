@@ -85,6 +85,12 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 		"POST key health changes (JSON, signed with HMAC-SHA256 by KEYBROKER_EVENTS_WEBHOOK_SECRET) to this URL; empty: off")
 	f.Bool(&cfg.EventsWebhookAudit, "events-webhook-audit", "KEYBROKER_EVENTS_WEBHOOK_AUDIT", false,
 		"send every audit event to the webhook as it is written (one replica at a time), not only health changes")
+	f.Bool(&cfg.EventsWebhookAllowPlaintext, "events-webhook-allow-plaintext", "KEYBROKER_EVENTS_WEBHOOK_ALLOW_PLAINTEXT", false,
+		"allow an http:// webhook URL whose host is not loopback (refused otherwise: the events would cross the network in clear)")
+	f.Int(&cfg.WatchStreamsPerToken, "watch-streams-per-token", "KEYBROKER_WATCH_STREAMS_PER_TOKEN", 8,
+		"watch streams (GET /v1/resolve/watch) one token may hold open on this replica; past it, 429 too_many_streams")
+	f.Int(&cfg.WatchStreamsPerReplica, "watch-streams-per-replica", "KEYBROKER_WATCH_STREAMS_PER_REPLICA", 1000,
+		"watch streams this replica holds open at most; past it, 429 too_many_streams")
 	f.Strings(&cfg.TrustedProxies, "trusted-proxies", "KEYBROKER_TRUSTED_PROXIES", "proxies (IPs or CIDRs) whose X-Forwarded-For names the client in audit events and logs; none by default")
 }
 

@@ -87,7 +87,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, mode: mode, log: logger, store: st, watchers: watch.NewHub(0)}
+	a := &App{cfg: cfg, mode: mode, log: logger, store: st}
 	if a.tracer, a.stopTracing, err = telemetry.Setup(ctx, string(mode)); err != nil {
 		st.Close()
 		return nil, err
@@ -135,7 +135,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	bcfg.Checker = checker
 	if cfg.EventsWebhookURL != "" {
 		if a.events, err = webhook.New(webhook.Config{URL: cfg.EventsWebhookURL, Secret: []byte(cfg.EventsWebhookSecret),
-			Logger: logger, Registerer: reg}); err != nil {
+			AllowPlaintext: cfg.EventsWebhookAllowPlaintext, Logger: logger, Registerer: reg}); err != nil {
 			return err
 		}
 		if !cfg.EventsWebhookAudit {
@@ -202,6 +202,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 			return err
 		}
 	}
+	a.watchers = watch.New(watch.Config{PerToken: cfg.WatchStreamsPerToken, PerReplica: cfg.WatchStreamsPerReplica, Registerer: reg})
 	a.handler = handlers.NewRouter(handlers.Options{
 		Proxy:           fwd,
 		ProxyTokens:     signer,

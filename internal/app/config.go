@@ -172,6 +172,14 @@ type Config struct {
 	EventsWebhookURL    string
 	EventsWebhookSecret string
 	EventsWebhookAudit  bool
+	// EventsWebhookAllowPlaintext allows an http:// webhook URL whose
+	// host is not loopback (refused otherwise).
+	EventsWebhookAllowPlaintext bool
+	// WatchStreamsPerToken and WatchStreamsPerReplica cap the watch
+	// streams (GET /v1/resolve/watch) one token may hold open on this
+	// replica, and this replica in all; past either, 429. Zero:
+	// watch.DefaultPerToken (8), watch.DefaultPerReplica (1,000).
+	WatchStreamsPerToken, WatchStreamsPerReplica int
 }
 
 // Identity is how one of keybroker's two Vault identities (writer, reader)
