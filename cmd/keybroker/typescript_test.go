@@ -109,6 +109,7 @@ func TestTheTypeScriptLibraryAgainstRealReplicas(t *testing.T) {
 	}
 	cmd.Env = append(os.Environ(),
 		"KEYBROKER_RESOLVER_TOKENS="+string(resolverJSON),
+		"KEYBROKER_RESOLVER_TOKENS_CLAIMED="+filepath.Join(t.TempDir(), "claimed"),
 		"KEYBROKER_ADMIN_URL=http://"+adminAddr,
 		"KEYBROKER_RESOLVER_URL=https://"+resolverAddr,
 		"KEYBROKER_PROXY_URL=http://"+proxyAddr,

@@ -63,7 +63,10 @@ func TestInvalidationReachesAThousandLibraryClients(t *testing.T) {
 	ctx := context.Background()
 	g := newApproleGround(t, nil)
 	adminAddr, _ := startServe(t, g.modeEnv(t, "admin"))
-	resolverAddr, _, proc := startServeProcess(t, g.modeEnv(t, "resolver", "KEYBROKER_RATE_LIMIT_PER_TOKEN=1000000", "KEYBROKER_RATE_LIMIT_BURST=1000000"))
+	// One token opens all 1,000 streams here: the caps (8 a token, 1,000 a
+	// replica by default) are raised for this measurement.
+	resolverAddr, _, proc := startServeProcess(t, g.modeEnv(t, "resolver", "KEYBROKER_RATE_LIMIT_PER_TOKEN=1000000", "KEYBROKER_RATE_LIMIT_BURST=1000000",
+		"KEYBROKER_WATCH_STREAMS_PER_TOKEN=2000", "KEYBROKER_WATCH_STREAMS_PER_REPLICA=2000"))
 	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: g.opToken})
 	first := "sk-proj-scale-" + testenv.RandomID(t) + testenv.RandomID(t)
 	if _, _, err := admin.SetKey(ctx, "ws1", "openai", first, 0); err != nil {

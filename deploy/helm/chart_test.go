@@ -390,8 +390,11 @@ networkPolicy:
 				np.Egress[1].To[0].IPBlock.CIDR != "10.20.0.0/16" || np.Egress[2].Ports[0].Port.IntValue() != 443 {
 				t.Fatalf("proxy egress: %+v", np.Egress)
 			}
-			// Only the proxy's egress is closed.
-			if rp := r.netpols["kb-keybroker-resolver"].Spec; len(rp.PolicyTypes) != 1 || len(rp.Egress) != 0 || rp.Ingress[0].From[0].PodSelector.MatchLabels != nil {
+			// Only the proxy's egress is closed; the resolver, whose
+			// callers are not named, takes no API call (closed by default):
+			// its one ingress rule is the metrics port's.
+			if rp := r.netpols["kb-keybroker-resolver"].Spec; len(rp.PolicyTypes) != 1 || len(rp.Egress) != 0 || len(rp.Ingress) != 1 ||
+				rp.Ingress[0].Ports[0].Port.String() != "metrics" {
 				t.Fatalf("resolver NetworkPolicy: %+v", rp)
 			}
 		}},
@@ -508,6 +511,7 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"a proxy with no shutdown grace", tlsValues + "proxy: {enabled: true, replicas: 2, service: {type: ClusterIP, port: 8080}, shutdownGraceSeconds: 0}", "shutdownGraceSeconds"},
 		{"a provider id in capitals", tlsValues + "providers: {baseURLs: {OpenAI: https://egress.internal}}", "OpenAI"},
 		{"a provider base URL without a scheme", tlsValues + "providers: {baseURLs: {openai: egress.internal/openai}}", "baseURLs"},
+		{"the proxy with no egress rules", tlsValues + "proxy: {enabled: true}", "name where it may connect in networkPolicy.proxyEgress"},
 		{"a typo in the proxy's values", tlsValues + "proxy: {enabled: true, replicas: 2, service: {type: ClusterIP, port: 8080}, shutdownGrace: 30}", "'shutdownGrace' not allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

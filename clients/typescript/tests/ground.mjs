@@ -86,9 +86,20 @@ export async function servedByResolver(token, ws, provider, apiKey) {
  * the API; the Go test minted these with the owner's `keybroker token create
  * --role resolver` and passes them in KEYBROKER_RESOLVER_TOKENS.
  */
-const minted = JSON.parse(process.env.KEYBROKER_RESOLVER_TOKENS ?? "[]");
+const minted = JSON.parse(env("KEYBROKER_RESOLVER_TOKENS"));
+// Each test file runs in a process of its own (one at a time): the tokens
+// taken so far are counted in a file, so that no two tests share one (a
+// test revokes its own).
+const claimedFile = env("KEYBROKER_RESOLVER_TOKENS_CLAIMED");
 export async function resolverToken() {
-  const t = minted.shift();
+  let taken = 0;
+  try {
+    taken = readFileSync(claimedFile, "utf8").length;
+  } catch {
+    taken = 0;
+  }
+  appendFileSync(claimedFile, "x");
+  const t = minted[taken];
   if (t === undefined) assert.fail("no minted resolver token left: mint more in cmd/keybroker/typescript_test.go");
   return { id: t.id, token: t.token };
 }
