@@ -38,7 +38,7 @@ func newResolveRouterWithKeys(tb testing.TB, opts handlers.Options, n int) (http
 	tb.Helper()
 	ctx := context.Background()
 	g := newKeyGround(tb, slog.New(slog.DiscardHandler))
-	token, _, err := g.tokens.Create(ctx, auth.CreateRequest{Role: auth.RoleResolver, CreatedBy: "bench"})
+	token, _, err := g.minter.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, CreatedBy: "bench"})
 	if err != nil {
 		tb.Fatal(err)
 	}

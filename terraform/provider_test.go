@@ -289,7 +289,7 @@ resource "keybroker_workspace_key" "k" {
 func TestProviderDiagnostics(t *testing.T) {
 	useCLI(t, "terraform")
 	s := startKeybroker(t)
-	reader, _, err := s.tokens.Create(context.Background(), auth.CreateRequest{Role: auth.RoleReader, Workspaces: []string{"ws1"}, CreatedBy: "test"})
+	reader, _, err := s.tokens.Create(context.Background(), auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleReader, Workspaces: []string{"ws1"}, CreatedBy: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,7 +91,7 @@ func TestAcceptanceWorkspaceSettingsOnBothCLIs(t *testing.T) {
 func TestWorkspaceSettingsOrganizationNeedsAnOperator(t *testing.T) {
 	useCLI(t, "tofu")
 	s := startKeybroker(t)
-	admin, _, err := s.tokens.Create(context.Background(), auth.CreateRequest{Role: auth.RoleAdmin, Workspaces: []string{"ws1"}, CreatedBy: "test"})
+	admin, _, err := s.tokens.Create(context.Background(), auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleAdmin, Workspaces: []string{"ws1"}, CreatedBy: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/keybroker/keybroker/internal/testenv/kbtest"
 	"strings"
 	"testing"
 )

@@ -12,6 +12,7 @@ import (
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/internal/devenv"
 	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/testenv/testpki"
 )
 
