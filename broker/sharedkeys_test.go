@@ -10,6 +10,7 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/testenv/kbtest"
 )
 
 // sharedGround is a platform with an organization key and a hosted key
@@ -42,6 +43,17 @@ func newSharedGround(t *testing.T) *sharedGround {
 		}
 	}
 	return g
+}
+
+// resolverReplica is a replica of mode resolver: the reader identity, no
+// writer, and PostgreSQL as the resolver's database role.
+func (e *env) resolverReplica(t *testing.T) *broker.Broker {
+	t.Helper()
+	rs := kbtest.NewResolverStore(t, e.dbURL)
+	return e.another(t, func(c *broker.Config) {
+		c.Writer, c.Store = nil, nil
+		c.Pools, c.Settings, c.Usage, c.Health = rs, rs, rs, rs
+	})
 }
 
 func (g *sharedGround) resolve(t *testing.T, ws string) broker.Resolution {
@@ -162,21 +174,25 @@ func TestARefusalTheProviderConfirmsFailsASharedKeyForEveryone(t *testing.T) {
 	ctx := context.Background()
 	g := newSharedGround(t)
 	g.provider.accept(g.orgKey, false) // revoked at the provider
-	r := g.resolve(t, g.tenantA)
+	// The report reaches a resolver replica: its reader identity and
+	// database role check the key and mark it failing.
+	replica := g.e.resolverReplica(t)
+	r := resolveAs(t, replica, g.tenantA)
 	if r.Scope != broker.ScopeOrganization {
 		t.Fatalf("tenant A: %v", r)
 	}
-	if res := g.report(t, r, broker.OutcomeUnauthorized); !res.WorkspaceOnly || !res.Verifying {
-		t.Fatalf("the report: %+v, want a check with the provider", res)
+	res, err := replica.Report(ctx, broker.ReportRequest{Caller: caller, ResolutionID: r.ResolutionID, Outcome: broker.OutcomeUnauthorized})
+	if err != nil || !res.WorkspaceOnly || !res.Verifying {
+		t.Fatalf("the report: %+v %v, want a check with the provider", res, err)
 	}
-	if err := g.e.b.WaitVerifications(ctx); err != nil {
+	if err := replica.WaitVerifications(ctx); err != nil {
 		t.Fatal(err)
 	}
 	ref := broker.OrganizationScope(g.org).Pool("openai").Key("shared")
 	if h := g.health(t, ref); h != broker.HealthFailing {
 		t.Fatalf("a key the provider refused to keybroker: %s, want failing", h)
 	}
-	if r := g.resolve(t, g.tenantB); r.Scope != broker.ScopeHosted || r.FallbackReason != broker.ReasonOrganizationKeysUnavailable {
+	if r := resolveAs(t, replica, g.tenantB); r.Scope != broker.ScopeHosted || r.FallbackReason != broker.ReasonOrganizationKeysUnavailable {
 		t.Fatalf("tenant B once the organization's key fails: %v", r)
 	}
 	evs, err := g.e.store.ListAudit(ctx, broker.OrganizationScope(g.org), 0, 50)
@@ -279,7 +295,8 @@ func TestResolutionIDsAreKeyedApartFromThePepper(t *testing.T) {
 
 // TestAResolverReplicaProbesFailingKeys: the prober needs the reader
 // identity, a checker and the health store, not the writer: a resolver
-// replica returns a key that passes to its pool.
+// replica (with the resolver's database role) returns a key that passes
+// to its pool.
 func TestAResolverReplicaProbesFailingKeys(t *testing.T) {
 	ctx := context.Background()
 	provider := newOpenAIStandIn(t)
@@ -289,7 +306,7 @@ func TestAResolverReplicaProbesFailingKeys(t *testing.T) {
 	if tr, err := e.b.TestKey(ctx, alice, pool.Key("only")); err != nil || tr.Health != broker.HealthFailing {
 		t.Fatalf("test while the provider refuses the key: %+v %v", tr, err)
 	}
-	resolver := e.another(t, func(c *broker.Config) { c.Writer, c.Store = nil, nil })
+	resolver := e.resolverReplica(t)
 	if tested, passed, err := resolver.ProbeFailing(ctx, 2); err != nil || tested != 1 || passed != 0 {
 		t.Fatalf("a probe while the provider still refuses: tested %d, passed %d, %v", tested, passed, err)
 	}
