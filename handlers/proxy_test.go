@@ -73,7 +73,7 @@ func (s *standIn) serve(w http.ResponseWriter, r *http.Request) {
 	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	s.mu.Lock()
 	s.seen = append(s.seen, key)
-	for _, h := range []string{"X-Api-Key", "X-Goog-Api-Key", "Cookie", "X-Keybroker-Workspace", "Proxy-Authorization"} {
+	for _, h := range []string{"X-Api-Key", "X-Goog-Api-Key", "Cookie", "X-Keybroker-Workspace", "Proxy-Authorization", "Openai-Organization", "Openai-Project"} {
 		if r.Header.Get(h) != "" {
 			s.leaks = append(s.leaks, h)
 		}
@@ -100,8 +100,18 @@ func (s *standIn) serve(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"error":{"message":"refused"}}`)
 		return
 	}
-	switch r.URL.Path {
-	case "/v1/hang":
+	// The call's body says how to misbehave (a real provider's paths are
+	// all the proxy forwards).
+	var body struct {
+		Model    string `json:"model"`
+		Stream   bool   `json:"stream"`
+		Scenario string `json:"scenario"`
+	}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		_ = json.NewDecoder(r.Body).Decode(&body)
+	}
+	switch body.Scenario {
+	case "hang":
 		// The body is read first: only then does net/http notice that the
 		// proxy hung up (and end the request's context).
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -110,14 +120,14 @@ func (s *standIn) serve(w http.ResponseWriter, r *http.Request) {
 		case <-time.After(20 * time.Second):
 		}
 		return
-	case "/v1/redirect":
+	case "redirect":
 		http.Redirect(w, r, "http://127.0.0.1:1/elsewhere", http.StatusFound)
 		return
-	case "/v1/big":
+	case "big":
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"pad":"`+strings.Repeat("b", 5000)+`"}`)
 		return
-	case "/v1/reset":
+	case "reset":
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, "data: one\n\n")
@@ -131,11 +141,6 @@ func (s *standIn) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	var body struct {
-		Model  string `json:"model"`
-		Stream bool   `json:"stream"`
-	}
-	_ = json.NewDecoder(r.Body).Decode(&body)
 	if !body.Stream {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = fmt.Fprintf(w, `{"id":"cmpl-1","model":%q,"path":%q,"query":%q}`, body.Model, r.URL.Path, r.URL.RawQuery)
@@ -388,7 +393,9 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value str
 	return sum
 }
 
-// Each proxy token has its own request rate, as every token does.
+// A proxy token's calls are rate limited: charged to it, as every token's
+// requests are, and to the resolver token that minted it; another
+// resolver's proxy token is unaffected.
 func TestAProxyTokenIsRateLimited(t *testing.T) {
 	provider := newStandIn(t)
 	a := newAPIOpts(t, handlers.ModeAll, nil, func(o *handlers.Options, g *keyGround) {
@@ -401,13 +408,13 @@ func TestAProxyTokenIsRateLimited(t *testing.T) {
 			t.Fatal(err)
 		}
 		o.Proxy, o.ProxyTokens, o.ProxyCalls = p, signer, g.st
-		o.Limiter = auth.NewLimiter(auth.RateLimits{PerToken: 0.001, PerTokenBurst: 3}, nil)
+		o.Limiter = auth.NewLimiter(auth.RateLimits{PerToken: 0.001, PerTokenBurst: 4}, nil)
 	})
 	a.addPoolKey("ws1", "openai", "k", openaiTestKey("limited"), 0)
 	one := a.mintProxyToken("resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}})
-	other := a.mintProxyToken("resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}})
-	// The resolver token spent two requests of its burst minting; each
-	// proxy token has its own.
+	other := a.mintProxyToken("resolver2", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}})
+	// The resolver token spent one request of its burst of 4 minting: its
+	// proxy token's calls use up the rest.
 	for i := range 3 {
 		if resp, body := a.proxyCall("POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4o"}`, "Authorization", "Bearer "+one.Token); resp.StatusCode != http.StatusOK {
 			t.Fatalf("call %d within the burst: %d %s", i+1, resp.StatusCode, body)
@@ -468,9 +475,9 @@ func TestTheProxyRefusesWhatItMustNotForwardAndSurvivesABadProvider(t *testing.T
 		{"an allowed model, then another", "POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4o","model":"gpt-4.1"}`, []string{"Authorization", bearer}, 403, "model_not_allowed"},
 		{"a model in a body not declared JSON", "POST", "/proxy/openai/v1/chat/completions", gpt, []string{"Authorization", bearer, "Content-Type", "text/plain"}, 403, "model_not_allowed"},
 		{"a call naming no model, with the header", "GET", "/proxy/openai/v1/models", "", []string{"Authorization", bearer, "X-Keybroker-Model", "gpt-4o"}, 403, "model_not_allowed"},
-		{"a path outside the prefixes", "GET", "/proxy/openai/admin/keys", "", []string{"Authorization", bearer, "X-Keybroker-Model", "gpt-4o"}, 403, "path_not_allowed"},
+		{"a path that is no inference endpoint", "GET", "/proxy/openai/admin/keys", "", []string{"Authorization", bearer, "X-Keybroker-Model", "gpt-4o"}, 403, "endpoint_not_allowed"},
 		{"an encoded dot segment", "GET", "/proxy/openai/v1/%2e%2e/admin", "", []string{"Authorization", bearer, "X-Keybroker-Model", "gpt-4o"}, 403, "path_not_allowed"},
-		{"a provider that hangs", "POST", "/proxy/openai/v1/hang", gpt, []string{"Authorization", bearer}, 504, "upstream_timeout"},
+		{"a provider that hangs", "POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4o","scenario":"hang"}`, []string{"Authorization", bearer}, 504, "upstream_timeout"},
 		{"a provider that cannot be reached", "POST", "/proxy/mistral/v1/chat/completions", gpt, []string{"Authorization", bearer}, 502, "upstream_unreachable"},
 		{"a body over the bound", "POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4o","pad":"` + strings.Repeat("p", 9000) + `"}`, []string{"Authorization", bearer}, 413, "body_too_large"},
 	} {
@@ -500,14 +507,14 @@ func TestTheProxyRefusesWhatItMustNotForwardAndSurvivesABadProvider(t *testing.T
 
 	// A redirect is not followed: it goes back to the caller as it came.
 	calls := len(provider.keysSeen())
-	resp, _ = a.proxyCall("POST", "/proxy/openai/v1/redirect", gpt, "Authorization", bearer)
+	resp, _ = a.proxyCall("POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4o","scenario":"redirect"}`, "Authorization", bearer)
 	if resp.StatusCode != http.StatusFound || len(provider.keysSeen()) != calls+1 {
 		t.Fatalf("a redirect: %d after %d calls; want the 302 back and one call", resp.StatusCode, len(provider.keysSeen())-calls)
 	}
 
 	// An answer over the bound is cut.
-	for _, path := range []string{"/proxy/openai/v1/big", "/proxy/openai/v1/reset"} {
-		req, _ := http.NewRequest("POST", a.srv.URL+path, strings.NewReader(gpt))
+	for _, scenario := range []string{"big", "reset"} {
+		req, _ := http.NewRequest("POST", a.srv.URL+"/proxy/openai/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","scenario":"`+scenario+`"}`))
 		req.Header.Set("Authorization", bearer)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
@@ -517,13 +524,13 @@ func TestTheProxyRefusesWhatItMustNotForwardAndSurvivesABadProvider(t *testing.T
 		_, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err == nil {
-			t.Errorf("%s: the answer came back complete; want it cut", path)
+			t.Errorf("%s: the answer came back complete; want it cut", scenario)
 		}
 	}
 
 	// A provider that resets the connection mid-stream: the caller's
 	// answer is cut, never made to look complete.
-	req, _ := http.NewRequest("POST", a.srv.URL+"/proxy/openai/v1/reset", strings.NewReader(gpt))
+	req, _ := http.NewRequest("POST", a.srv.URL+"/proxy/openai/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","scenario":"reset"}`))
 	req.Header.Set("Authorization", bearer)
 	req.Header.Set("Content-Type", "application/json")
 	sresp, err := http.DefaultClient.Do(req)
@@ -575,7 +582,9 @@ func waitFor(t *testing.T, what string, within time.Duration, ok func() bool) {
 // at its word.
 func TestTheModelHeaderIsAHintOfTrustedCallersOnly(t *testing.T) {
 	provider := newStandIn(t)
-	a := newProxyAPI(t, map[string]string{"openai": provider.srv.URL})
+	a := newProxyAPI(t, map[string]string{"openai": provider.srv.URL}, func(c *proxy.Config) {
+		c.AllowEndpoints = []string{"openai=POST /v1/audio/transcriptions"} // no inference endpoint by default
+	})
 	mini, anyModel := openaiTestKey("mini"), openaiTestKey("any")
 	remember(mini)
 	remember(anyModel)
