@@ -195,4 +195,3 @@ func TestBurstsAreAnswered429WithRetryAfter(t *testing.T) {
 	}
 }
 
-func (a *api) tokensService() *auth.Service { return a.ground.tokens }

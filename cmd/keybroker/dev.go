@@ -160,6 +160,8 @@ func runDev(ctx context.Context, listenAddr string) error {
 		Reader:      reader,
 		KVMount:     devKVMount,
 		Pepper:      pepper,
+		// Failing keys are re-tested, as serve's default does.
+		HealthProbeEvery: 10 * time.Minute,
 		// Mode all holds both: it is the one replica of a dev run.
 		AdminTokenKeys: adminKeys,
 		ResolverKeys:   resolverKeys,
