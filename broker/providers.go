@@ -80,9 +80,12 @@ type Endpoint struct {
 	Path string
 	// Models are where a JSON body names models: "model" is the
 	// top-level member, "tools[].model" the member of each object of the
-	// top-level array tools, "generateContentRequest.model" a member of a
-	// nested object. Each is checked against a proxy token's models; the
-	// first that is set (after a {model} path segment) picks the key.
+	// top-level array tools, "tools[type=image_generation].model" the same,
+	// required (for a token with a model list) in the objects whose type is
+	// image_generation (the provider's default would serve otherwise),
+	// "generateContentRequest.model" a member of a nested object. Each is
+	// checked against a proxy token's models; the first (after a {model}
+	// path segment) picks the key.
 	Models []string
 	// ModelPrefix is taken off a body model before it is checked
 	// ("models/" for Google, whose bodies name "models/gemini-...").
@@ -169,7 +172,7 @@ var defaultProviders = []Provider{
 	{ID: "openai", DisplayName: "OpenAI", FormatHint: `starts with "sk-" (not "sk-ant-"), 20 to 256 characters`,
 		Check: CheckSpec{BaseURL: "https://api.openai.com", Path: "/v1/models", Auth: AuthBearer},
 		Proxy: ProxySpec{Endpoints: append([]Endpoint{proxyPost("/v1/chat/completions", "model"), proxyPost("/v1/completions", "model"),
-			proxyPost("/v1/responses", "model", "tools[].model"), proxyPost("/v1/embeddings", "model")}, openAIListing("/v1")...),
+			proxyPost("/v1/responses", "model", "tools[type=image_generation].model"), proxyPost("/v1/embeddings", "model")}, openAIListing("/v1")...),
 			Headers: []ProxyHeader{{Name: "X-Client-Request-Id"}}},
 		rule: keyRule{prefixes: []string{"sk-"}, notPrefixes: []string{"sk-ant-"}, minLen: 20, maxLen: 256, allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}},
 	{ID: "anthropic", DisplayName: "Anthropic", FormatHint: `starts with "sk-ant-", 20 to 256 characters`,

@@ -259,6 +259,8 @@ func TestAProxyTokensModelsBoundEveryModelACallNames(t *testing.T) {
 		{"an allowed model", "POST", "/proxy/openai/v1/responses", `{"model":"gpt-4o","input":"hi"}`, 200, ""},
 		{"an allowed nested model", "POST", "/proxy/openai/v1/responses", `{"model":"gpt-4o","tools":[{"type":"image_generation","model":"gpt-image-1"}]}`, 200, ""},
 		{"a nested model not allowed", "POST", "/proxy/openai/v1/responses", `{"model":"gpt-4o","tools":[{"type":"image_generation","model":"dall-e-3"}]}`, 403, "model_not_allowed"},
+		{"an image tool left to the provider's default model", "POST", "/proxy/openai/v1/responses", `{"model":"gpt-4o","tools":[{"type":"image_generation"}]}`, 403, "model_not_allowed"},
+		{"a function tool names no model", "POST", "/proxy/openai/v1/responses", `{"model":"gpt-4o","tools":[{"type":"function","name":"f","parameters":{}}]}`, 200, ""},
 		{"a nested model in another case", "POST", "/proxy/openai/v1/responses", `{"model":"gpt-4o","tools":[{"type":"image_generation","Model":"dall-e-3"}]}`, 403, "model_not_allowed"},
 		{"a nested model twice", "POST", "/proxy/openai/v1/responses", `{"model":"gpt-4o","tools":[{"model":"gpt-image-1","model":"dall-e-3"}]}`, 403, "model_not_allowed"},
 		{"an escaped model member", "POST", "/proxy/openai/v1/chat/completions", `{"model":"gpt-4o","mod\u0065l":"o1-pro"}`, 403, "model_not_allowed"},

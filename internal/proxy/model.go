@@ -33,22 +33,35 @@ type modelFields struct {
 	// objects that hold one, with the member names that do.
 	leaves  map[string]bool
 	holders map[string][]string
+	// required[path]: an object at path whose member when is the string
+	// is must name its model (leaf): without one, the provider picks a
+	// default the token's list may not hold ("tools[type=image_generation].model").
+	required map[string]requirement
 }
 
+type requirement struct{ when, is, leaf string }
+
 func compileModelFields(specs []string) (*modelFields, error) {
-	f := &modelFields{children: map[string]map[string]string{}, elem: map[string]string{}, leaves: map[string]bool{}, holders: map[string][]string{}}
+	f := &modelFields{children: map[string]map[string]string{}, elem: map[string]string{}, leaves: map[string]bool{}, holders: map[string][]string{},
+		required: map[string]requirement{}}
 	for _, spec := range specs {
 		parts := strings.Split(spec, ".")
 		path := ""
 		for i, part := range parts {
+			var cond string
+			if open := strings.IndexByte(part, '['); open >= 0 && strings.HasSuffix(part, "]") && part[open:] != "[]" {
+				cond = part[open+1 : len(part)-1]
+				part = part[:open] + "[]"
+			}
 			name, array := strings.CutSuffix(part, "[]")
-			if !isName(name) || (array && i == len(parts)-1) {
-				return nil, fmt.Errorf("the model field %q is not a path of names (tools[].model)", spec)
+			when, is, _ := strings.Cut(cond, "=")
+			if !isName(name) || (array && i == len(parts)-1) || cond != "" && (i != len(parts)-2 || !isName(when) || is == "") {
+				return nil, fmt.Errorf("the model field %q is not a path of names (tools[].model, tools[type=x].model)", spec)
 			}
-			child := name
-			if path != "" {
-				child = path + "." + name
+			if cond != "" {
+				f.required[path+childSep(path)+name+"[]"] = requirement{when: when, is: is, leaf: parts[len(parts)-1]}
 			}
+			child := path + childSep(path) + name
 			if f.children[path] == nil {
 				f.children[path] = map[string]string{}
 			}
@@ -68,11 +81,20 @@ func compileModelFields(specs []string) (*modelFields, error) {
 	return f, nil
 }
 
+func childSep(path string) string {
+	if path == "" {
+		return ""
+	}
+	return "."
+}
+
 // foundModel is a model a body names: where, and its value ("" and
-// !isString when the member is not a string).
+// !isString when the member is not a string; missing when a required
+// model is not named at all).
 type foundModel struct {
 	field, value string
 	isString     bool
+	missing      bool
 }
 
 // bodyProblem is why a body is refused: aboutModel when the model it
@@ -191,12 +213,23 @@ func (w *walker) object(path string, tracked bool, depth int) bool {
 	defer func() { w.names = w.names[:start] }()
 	var many map[string]bool // the names, once an object has many
 	var holds []string
+	var req requirement
+	var kind string // the value of req.when
+	named := false  // req.leaf is a member
 	if tracked {
 		holds = w.f.holders[path]
+		req = w.f.required[path]
+	}
+	// A required model that is not named is found missing.
+	end := func() bool {
+		if req.leaf != "" && kind == req.is && !named {
+			w.found = append(w.found, foundModel{field: path + "." + req.leaf, missing: true})
+		}
+		return true
 	}
 	w.space()
 	if w.eat('}') {
-		return true
+		return end()
 	}
 	for {
 		w.space()
@@ -247,7 +280,14 @@ func (w *walker) object(path string, tracked bool, depth int) bool {
 			return w.malformed()
 		}
 		w.space()
+		if req.leaf != "" && string(name) == req.leaf {
+			named = true
+		}
 		switch {
+		case req.when != "" && string(name) == req.when && w.peek('"'):
+			if kind, ok = w.str(); !ok {
+				return w.malformed()
+			}
 		case childTracked && w.f.leaves[child] && w.peek('"'):
 			s, ok := w.str()
 			if !ok {
@@ -269,7 +309,7 @@ func (w *walker) object(path string, tracked bool, depth int) bool {
 			continue
 		}
 		if w.eat('}') {
-			return true
+			return end()
 		}
 		return w.malformed()
 	}

@@ -43,7 +43,7 @@ func topModel(body string) (model, problem string, aboutModel bool) {
 	return "", "", false
 }
 
-var chatFields, _ = compileModelFields([]string{"model", "tools[].model"})
+var chatFields, _ = compileModelFields([]string{"model", "tools[type=image_generation].model"})
 
 // The body is read as strictly as the admin API reads its own: a model
 // that two parsers could read apart is refused, not guessed.
@@ -108,13 +108,24 @@ func TestNestedModelsAreFound(t *testing.T) {
 	if p != nil {
 		t.Fatal(p.msg)
 	}
-	want := []foundModel{{"model", "gpt-4o", true}, {"tools[].model", "gpt-image-1", true}, {"tools[].model", "", false}}
+	want := []foundModel{{field: "model", value: "gpt-4o", isString: true}, {field: "tools[].model", value: "gpt-image-1", isString: true}, {field: "tools[].model"}}
 	if len(found) != len(want) {
 		t.Fatalf("found %+v, want %+v", found, want)
 	}
 	for i := range want {
 		if found[i] != want[i] {
 			t.Fatalf("found %+v, want %+v", found, want)
+		}
+	}
+	// An image_generation tool that names no model gets the provider's
+	// default: found missing. Another tool without one is no model.
+	found, p = readModels([]byte(`{"tools":[{"type":"function","name":"f"},{"model":"gpt-image-1","type":"image_generation"},{"type":"image_generation","size":"auto"}],"model":"gpt-4o"}`), chatFields)
+	if p != nil || len(found) != 3 || found[0].missing || !found[1].missing || found[1].field != "tools[].model" || found[2].value != "gpt-4o" {
+		t.Fatalf("a tool without its model: %+v %v", found, p)
+	}
+	for _, bad := range []string{"tools[type].model", "tools[=x].model", "tools[type=x]", "a.tools[type=x].b.model"} {
+		if _, err := compileModelFields([]string{bad}); err == nil {
+			t.Errorf("%q compiled", bad)
 		}
 	}
 	// In the object that holds a nested model, odd names are refused too.

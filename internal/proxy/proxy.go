@@ -417,6 +417,10 @@ func (p *Proxy) callModel(r *http.Request, rule *rule, pathModel string, kept []
 			return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may not call this model"}
 		}
 		for _, m := range found {
+			if m.missing {
+				return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may call only some models, and " + m.field +
+					" is not named: the provider would pick its default model (name one of the token's)"}
+			}
 			if !m.isString || !slices.Contains(call.Models, strings.TrimPrefix(m.value, rule.modelPrefix)) {
 				return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may not call the model named in " + m.field}
 			}
