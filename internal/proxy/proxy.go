@@ -306,7 +306,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		if kept != nil {
 			reqBody = bytes.NewReader(kept)
 		}
-		out, err := p.outbound(ctx, r, header, base, call.Path, prov, res.APIKey, reqBody, kept != nil)
+		out, err := p.outbound(ctx, r, header, base, call.Path, prov, res.APIKey, reqBody)
 		if err != nil {
 			rec.Status = http.StatusBadGateway
 			fail(Failure{Status: http.StatusBadGateway, Code: "upstream_error", Message: "could not build the request to the provider"})
@@ -475,7 +475,7 @@ func (p *Proxy) baseURL(prov *broker.Provider) string {
 // outbound builds the request to the provider: the caller's method, path,
 // query (without a key) and the headers forwardHeaders let through, plus
 // the key.
-func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Header, base *url.URL, escapedPath string, prov *broker.Provider, key string, body io.Reader, known bool) (*http.Request, error) {
+func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Header, base *url.URL, escapedPath string, prov *broker.Provider, key string, body io.Reader) (*http.Request, error) {
 	target := *base
 	target.RawPath = strings.TrimRight(base.EscapedPath(), "/") + escapedPath
 	var err error
@@ -492,11 +492,7 @@ func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Heade
 	if err != nil {
 		return nil, err
 	}
-	if known {
-		out.ContentLength = r.ContentLength
-	} else if body != nil {
-		out.ContentLength = -1
-	}
+	out.ContentLength = r.ContentLength // a body that streams through keeps its length when it has one (-1: chunked)
 	out.Header = header.Clone()
 	dropHopHeaders(out.Header)
 	if !prov.Check.Auth.SetKey(out.Header, key) {

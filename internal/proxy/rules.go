@@ -314,8 +314,16 @@ func (r *rule) matchPath(segs []string) (model string, ok bool) {
 // not hold is refused (the message names it).
 func (pr *providerRules) forwardHeaders(in http.Header) (http.Header, string) {
 	out := make(http.Header, len(in))
+	hop := map[string]bool{} // the hop-by-hop headers Connection names
+	for _, v := range in.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			hop[http.CanonicalHeaderKey(strings.TrimSpace(name))] = true
+		}
+	}
 	for k, vs := range in {
 		switch values, own := pr.headers[k]; {
+		case hop[k]:
+			continue
 		case commonHeaders[k] || strings.HasPrefix(k, "X-Stainless-"):
 		case !own:
 			continue

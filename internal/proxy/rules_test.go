@@ -230,6 +230,10 @@ func TestOnlyAllowedHeadersAreForwarded(t *testing.T) {
 	if why != "" || out.Get("Anthropic-Beta") != "prompt-caching-2024-07-31" || out.Get("Anthropic-Version") == "" || out.Get("X-Client-Request-Id") != "" {
 		t.Fatalf("anthropic: %v %q", out, why)
 	}
+	in.Set("Connection", "X-Stainless-Lang")
+	if out, _ := rules["openai"].forwardHeaders(in); out.Get("X-Stainless-Lang") != "" || out.Get("Connection") != "" {
+		t.Error("a header Connection names (hop-by-hop) was forwarded")
+	}
 	in.Set("Anthropic-Beta", "prompt-caching-2024-07-31, files-api-2025-04-14")
 	if _, why = rules["anthropic"].forwardHeaders(in); !strings.Contains(why, "files-api-2025-04-14") {
 		t.Fatalf("anthropic-beta files-api: %q", why)
