@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -62,8 +63,8 @@ func appendAccessLine(b []byte, t time.Time, msg string, attrs []slog.Attr) []by
 const refusalLogEvery = 10 * time.Second
 
 // maxRefusalKeys bounds the tokens and addresses counted in an interval;
-// past it, the others share one count.
-const maxRefusalKeys = 10_000
+// past it, the others share one count (and get no line of their own).
+const maxRefusalKeys = 1_000
 
 // refusalKey is whose 429s are counted together: a token, or the client
 // address of an unauthenticated request.
@@ -186,7 +187,18 @@ func refusalKeyOf(c *gin.Context) refusalKey {
 	if st := stateOf(c); st.authenticated {
 		return refusalKey{tokenID: st.principal.TokenID, role: string(st.principal.Role)}
 	}
-	return refusalKey{addr: clientAddr(c)}
+	return refusalKey{addr: refusalAddr(clientAddr(c))}
+}
+
+// refusalAddr is the address whose refusals are counted together: an IPv4
+// address, or an IPv6 address's /64 (one host's usual allocation, which
+// it could otherwise spread a flood across).
+func refusalAddr(addr string) string {
+	ip := net.ParseIP(addr)
+	if ip == nil || ip.To4() != nil {
+		return addr
+	}
+	return (&net.IPNet{IP: ip.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}).String()
 }
 
 // refusalLineMsg is the message of the aggregated lines.

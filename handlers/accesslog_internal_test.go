@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -65,14 +66,18 @@ func TestRefusedRequestsAreLoggedOncePerIntervalWithACount(t *testing.T) {
 	for range 3 {
 		call("/ok", "192.0.2.1")
 	}
+	// An IPv6 host spreading its requests over its /64 is one address.
+	for i := range 50 {
+		call("/limited", fmt.Sprintf("[2001:db8:1:2::%x]", i+1))
+	}
 	got := read()
-	if len(got) != 5 {
+	if len(got) != 6 {
 		t.Fatalf("%d lines for 1,300 refusals and 3 answers, want 2 + 3: %+v", len(got), got)
 	}
 	for i, want := range []struct {
 		status int
 		addr   string
-	}{{429, "192.0.2.1"}, {429, "192.0.2.2"}, {200, "192.0.2.1"}, {200, "192.0.2.1"}, {200, "192.0.2.1"}} {
+	}{{429, "192.0.2.1"}, {429, "192.0.2.2"}, {200, "192.0.2.1"}, {200, "192.0.2.1"}, {200, "192.0.2.1"}, {429, "2001:db8:1:2::1"}} {
 		if got[i].Msg != "http request" || got[i].Status != want.status || got[i].RemoteAddr != want.addr {
 			t.Fatalf("line %d: %+v, want %d from %s", i, got[i], want.status, want.addr)
 		}
@@ -85,20 +90,20 @@ func TestRefusedRequestsAreLoggedOncePerIntervalWithACount(t *testing.T) {
 	mu.Unlock()
 	call("/limited", "192.0.2.1")
 	got = read()
-	if len(got) != 3 {
-		t.Fatalf("%d lines after the interval, want the two counts and the new first: %+v", len(got), got)
+	if len(got) != 4 {
+		t.Fatalf("%d lines after the interval, want the three counts and the new first: %+v", len(got), got)
 	}
 	counts := map[string]int{}
-	for _, l := range got[:2] {
+	for _, l := range got[:3] {
 		if l.Msg != refusalLineMsg || l.Status != 429 || l.LastRoute != "/limited" || l.IntervalS != 3600 {
 			t.Fatalf("aggregated line %+v", l)
 		}
 		counts[l.RemoteAddr] = l.Count
 	}
-	if counts["192.0.2.1"] != 999 || counts["192.0.2.2"] != 299 {
-		t.Fatalf("counts %v, want 999 and 299", counts)
+	if counts["192.0.2.1"] != 999 || counts["192.0.2.2"] != 299 || counts["2001:db8:1:2::/64"] != 49 {
+		t.Fatalf("counts %v, want 999, 299 and 49 for the /64", counts)
 	}
-	if got[2].Msg != "http request" || got[2].Status != 429 {
-		t.Fatalf("the new interval's first refusal: %+v", got[2])
+	if got[3].Msg != "http request" || got[3].Status != 429 {
+		t.Fatalf("the new interval's first refusal: %+v", got[3])
 	}
 }
