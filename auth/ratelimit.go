@@ -273,20 +273,6 @@ func (b *buckets) take(key string) (bool, time.Duration) {
 	return false, b.wait(lim, now)
 }
 
-func (b *buckets) empty(key string) (bool, time.Duration) {
-	if b.off {
-		return false, 0
-	}
-	now := time.Now()
-	b.mu.Lock()
-	lim := b.m[key]
-	b.mu.Unlock()
-	if lim == nil || lim.TokensAt(now) >= 1 {
-		return false, 0
-	}
-	return true, b.wait(lim, now)
-}
-
 // wait is the time until the bucket holds one request again, in whole
 // seconds for Retry-After (at least 1).
 func (b *buckets) wait(lim *rate.Limiter, now time.Time) time.Duration {

@@ -145,8 +145,6 @@ type walker struct {
 	problem *bodyProblem
 }
 
-var modelName = []byte("model")
-
 func (w *walker) fail(msg string, aboutModel bool) bool {
 	if w.problem == nil {
 		w.problem = &bodyProblem{msg: msg, aboutModel: aboutModel}
