@@ -173,8 +173,17 @@ export class Resolver {
   }
 
   /** Says what the provider answered to a call made with a resolved key (POST /v1/resolve/report). */
-  report(resolutionId: string, outcome: Outcome, retryAfterSeconds?: number): Promise<ReportResult> {
-    return this.#client.report({ resolutionId, outcome, ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}) });
+  async report(resolutionId: string, outcome: Outcome, retryAfterSeconds?: number): Promise<ReportResult> {
+    const res = await this.#client.report({ resolutionId, outcome, ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}) });
+    // A report about a shared key (an organization's or a hosted one) takes
+    // it out for this workspace alone, and nothing comes on the stream: drop
+    // the cached answer, so that the next resolve asks for the next key.
+    if (outcome !== "ok") {
+      for (const [k, e] of this.#cache) {
+        if (e.res.resolutionId === resolutionId) this.#cache.delete(k);
+      }
+    }
+    return res;
   }
 
   /** Stops the stream and drops every key. */

@@ -95,6 +95,24 @@ describe("Resolver", () => {
     assert.equal(r.requests, before + 1, "the next resolve asked keybroker again");
   });
 
+  test("a report about a shared key drops the answer at once: nothing comes on the stream", async (t) => {
+    const ws = randomId("ts");
+    const org = randomId("org");
+    await admin("POST", `/v1/organizations/${org}/providers/mistral/keys`, { keyId: "shared", apiKey: newKey("mistral") });
+    await admin("PUT", `/v1/workspaces/${ws}/settings`, { organization: org, inherit: true, hostedFallback: false });
+    const r = await open();
+    t.after(() => r.close());
+    await waitUntil("the resolver replica serves the organization's key", 5000, async () =>
+      (await r.resolve(ws, "mistral").catch(() => undefined))?.scope === "organization");
+    const served = await r.resolve(ws, "mistral");
+    const before = r.requests;
+    // The organization's key cools down for this workspace alone: keybroker
+    // announces nothing, so the library must forget the answer itself.
+    await r.report(served.resolutionId, "rate_limited", 60);
+    await assert.rejects(r.resolve(ws, "mistral"), (err) => err instanceof KeybrokerError && err.status === 429);
+    assert.equal(r.requests, before + 1, "the next resolve asked keybroker again");
+  });
+
   test("a settings change reaches the library", async (t) => {
     const ws = randomId("ts");
     const org = randomId("org");
