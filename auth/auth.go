@@ -19,6 +19,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/ids"
 	"github.com/keybroker/keybroker/internal/keyring"
+	"github.com/keybroker/keybroker/internal/proxytoken"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -147,6 +148,8 @@ type Store interface {
 	ListTokens(ctx context.Context) ([]store.TokenRecord, error)
 	RevokeToken(ctx context.Context, id string, ev store.AuditEvent) error
 	SignToken(ctx context.Context, id, keyID string, signature []byte, ev store.AuditEvent) error
+	RevokeProxyToken(ctx context.Context, rev store.ProxyTokenRevocation, ev store.AuditEvent) error
+	ProxyTokenRevocations(ctx context.Context) ([]store.ProxyTokenRevocation, error)
 	AppendAudits(ctx context.Context, evs []store.AuditEvent) error
 	TokenDescriptions(ctx context.Context, ids []string) (map[string]string, error)
 }
@@ -179,6 +182,8 @@ type Service struct {
 	// unsigned remembers the ids of unsigned rows already logged, so that
 	// a forged row is reported once, not at every request.
 	unsigned map[string]bool
+	// proxyRevoked are the proxy tokens ended before their expiry.
+	proxyRevoked *proxytoken.Revocations
 }
 
 type issuerCheck struct {
@@ -360,6 +365,7 @@ func NewService(st Store, opts Options) *Service {
 		s.rowRings[r] = opts.Keys.ring(r).Derive("token rows")
 	}
 	s.unsigned = make(map[string]bool)
+	s.proxyRevoked = proxytoken.NewRevocations(opts.Now)
 	return s
 }
 
@@ -720,6 +726,60 @@ func (s *Service) IssuerActive(ctx context.Context, id string) (Principal, error
 		return Principal{}, ErrUnauthenticated
 	}
 	return c.principal, nil
+}
+
+// ProxyTokenRevocation asks to end one proxy token before its expiry.
+type ProxyTokenRevocation struct {
+	// TokenID is the proxy token's id (proxytoken.ID); Workspace and
+	// Expires come from its claims when the token itself was presented
+	// (else "" and the longest a proxy token lives from now).
+	TokenID   string
+	Workspace string
+	Expires   time.Time
+	By        string
+	// RemoteAddr and RequestID go into the audit event.
+	RemoteAddr, RequestID string
+}
+
+// RevokeProxyToken ends a proxy token on every replica: it is recorded,
+// audited (in its workspace's trail, or the operator-wide one) and
+// announced. ErrNotFound when it was revoked already.
+func (s *Service) RevokeProxyToken(ctx context.Context, req ProxyTokenRevocation) error {
+	ev := store.AuditEvent{Action: "proxy_token.revoke", Actor: req.By, RemoteAddr: req.RemoteAddr, Outcome: "success",
+		RequestID: req.RequestID, Detail: req.TokenID}
+	if req.Workspace != "" {
+		ev.Scope, ev.ScopeID = broker.ScopeWorkspace, req.Workspace
+	}
+	err := s.store.RevokeProxyToken(ctx, store.ProxyTokenRevocation{TokenID: req.TokenID, Workspace: req.Workspace,
+		ExpiresAt: req.Expires, RevokedBy: req.By}, ev)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("revoke %s: %w", req.TokenID, ErrNotFound)
+	case err != nil:
+		return errors.Join(ErrUnavailable, err)
+	}
+	s.proxyRevoked.Add(req.TokenID, req.Expires)
+	return nil
+}
+
+// ProxyTokenRevoked says whether proxy token id was revoked.
+func (s *Service) ProxyTokenRevoked(id string) bool { return s.proxyRevoked.Revoked(id) }
+
+// NoteProxyTokenRevoked records a revocation made through another
+// replica (announced by NOTIFY).
+func (s *Service) NoteProxyTokenRevoked(id string, expires time.Time) { s.proxyRevoked.Add(id, expires) }
+
+// LoadProxyTokenRevocations reads the unexpired revocations (when the
+// invalidation listener connects: announcements may have been missed).
+func (s *Service) LoadProxyTokenRevocations(ctx context.Context) error {
+	revs, err := s.store.ProxyTokenRevocations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range revs {
+		s.proxyRevoked.Add(r.TokenID, r.ExpiresAt)
+	}
+	return nil
 }
 
 // Forget drops what this replica knows of token id (revoked through

@@ -140,6 +140,27 @@ func TestATokenRowsGrantCannotBeChangedAndRevocationIsFinal(t *testing.T) {
 	if _, err := s.Authenticate(ctx, tok); !errors.Is(err, auth.ErrUnauthenticated) {
 		t.Fatalf("a revoked token authenticated: %v", err)
 	}
+
+	// A proxy token's revocation cannot be taken back either.
+	exp := time.Now().Add(time.Hour)
+	if err := s.RevokeProxyToken(ctx, auth.ProxyTokenRevocation{TokenID: "ptk_00000000000000c1", Expires: exp, By: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, conn := range map[string]*pgx.Conn{"runtime": runtime, "resolver": resolver} {
+		for _, q := range []string{
+			`DELETE FROM proxy_token_revocations`,
+			`UPDATE proxy_token_revocations SET expires_at = now()`,
+			`TRUNCATE proxy_token_revocations`,
+		} {
+			if _, err := conn.Exec(ctx, q); err == nil {
+				t.Errorf("the %s role ran %q", name, q)
+			}
+		}
+	}
+	fresh, _ := newService(t, ownerURL)
+	if err := fresh.LoadProxyTokenRevocations(ctx); err != nil || !fresh.ProxyTokenRevoked("ptk_00000000000000c1") {
+		t.Fatalf("the revocation is not loaded by another replica: %v", err)
+	}
 }
 
 // TestTheAPIMintsNoKeyReadingToken: over the API (Via api), even an

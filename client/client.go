@@ -566,6 +566,20 @@ func (c *Client) MintProxyToken(ctx context.Context, req ProxyTokenRequest) (Pro
 	return out, err
 }
 
+// RevokeProxyToken ends a proxy token this resolver token minted, on every
+// replica, before its expiry.
+func (c *Client) RevokeProxyToken(ctx context.Context, token string) error {
+	_, err := c.do(ctx, http.MethodPost, "/v1/proxy-tokens/revoke", nil, RevokeProxyTokenRequest{Token: token}, nil)
+	return err
+}
+
+// RevokeProxyTokenByID ends the proxy token named id (operators), for the
+// longest a proxy token lives.
+func (c *Client) RevokeProxyTokenByID(ctx context.Context, id string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/proxy-tokens/"+url.PathEscape(id), nil, nil, nil)
+	return err
+}
+
 // RevokeToken revokes token id (operators).
 func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	_, err := c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil, nil)

@@ -401,6 +401,18 @@ type ProxyTokenRequest struct {
 	TTLSeconds int `json:"ttlSeconds,omitempty"`
 }
 
+// RevokeProxyTokenRequest is the body of POST /v1/proxy-tokens/revoke: the
+// proxy token to end, presented by the resolver token that minted it.
+type RevokeProxyTokenRequest struct {
+	Token string `json:"token"`
+}
+
+// String never shows the token.
+func (r RevokeProxyTokenRequest) String() string { return "RevokeProxyTokenRequest{Token:<redacted>}" }
+
+// GoString never shows the token.
+func (r RevokeProxyTokenRequest) GoString() string { return r.String() }
+
 // ProxyToken answers POST /v1/proxy-tokens. Token is shown once; ID names
 // it in logs and in the records of proxied calls.
 type ProxyToken struct {

@@ -28,6 +28,9 @@ type Authenticator interface {
 	Revoke(ctx context.Context, id, by, remoteAddr, requestID string) error
 	// Names maps actor subjects to their tokens' descriptions.
 	Names(ctx context.Context, subjects []string) (map[string]string, error)
+	// Proxy tokens ended one by one.
+	RevokeProxyToken(ctx context.Context, req auth.ProxyTokenRevocation) error
+	ProxyTokenRevoked(id string) bool
 }
 
 var _ Authenticator = (*auth.Service)(nil)

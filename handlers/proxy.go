@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -137,6 +138,10 @@ func (s *server) proxyPrincipal(c *gin.Context, token string) (auth.Principal, e
 	if err != nil {
 		return auth.Principal{}, auth.ErrUnauthenticated
 	}
+	id := proxytoken.ID(token)
+	if s.tokens.ProxyTokenRevoked(id) {
+		return auth.Principal{}, auth.ErrUnauthenticated
+	}
 	issuer, err := s.tokens.IssuerActive(c.Request.Context(), claims.Issuer)
 	if err != nil {
 		return auth.Principal{}, err // revoked (ErrUnauthenticated), or the store is unavailable
@@ -145,7 +150,69 @@ func (s *server) proxyPrincipal(c *gin.Context, token string) (auth.Principal, e
 		return auth.Principal{}, auth.ErrUnauthenticated
 	}
 	stateOf(c).proxyClaims = &claims
-	return auth.Principal{TokenID: proxytoken.ID(token), Role: auth.RoleResolver, Workspaces: []string{claims.Workspace}}, nil
+	return auth.Principal{TokenID: id, Role: auth.RoleResolver, Workspaces: []string{claims.Workspace}}, nil
+}
+
+// revokeProxyToken is POST /v1/proxy-tokens/revoke: the resolver token
+// that minted a proxy token ends it before its expiry, on every replica
+// (it presents the token: proxy tokens are not stored, and only the token
+// names its workspace and issuer).
+func (s *server) revokeProxyToken(c *gin.Context) {
+	p, _ := principalOf(c)
+	if p.Role != auth.RoleResolver {
+		s.authorize(c, auth.ActionResolve, broker.Scope{}, "")
+		return
+	}
+	var req client.RevokeProxyTokenRequest
+	if derr := decodeJSON(c, &req); derr != nil {
+		renderError(c, s.log, derr)
+		return
+	}
+	if s.proxyTokens == nil {
+		renderError(c, s.log, &Error{Status: http.StatusNotImplemented, Code: "not_configured", Message: "this replica holds no proxy-token keys"})
+		return
+	}
+	claims, err := s.proxyTokens.Verify(req.Token)
+	if errors.Is(err, proxytoken.ErrExpired) {
+		renderError(c, s.log, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "the proxy token has expired already"})
+		return
+	}
+	// A token this caller did not mint is, to it, no token at all.
+	if err != nil || claims.Issuer != p.TokenID {
+		renderError(c, s.log, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such proxy token minted by this token"})
+		return
+	}
+	s.finishProxyTokenRevocation(c, auth.ProxyTokenRevocation{TokenID: proxytoken.ID(req.Token), Workspace: claims.Workspace, Expires: claims.Expires,
+		By: p.Subject(), RemoteAddr: clientAddr(c), RequestID: requestIDOf(c)})
+}
+
+// revokeProxyTokenByID is DELETE /v1/proxy-tokens/{id}: an operator ends a
+// proxy token named by its id (as the records of proxied calls show it),
+// for the longest a proxy token lives.
+func (s *server) revokeProxyTokenByID(c *gin.Context) {
+	if !s.authorize(c, auth.ActionManageTokens, broker.Scope{}, "") {
+		return
+	}
+	id := c.Param("id")
+	if !proxytoken.ValidID(id) {
+		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_id", Message: "a proxy token's id is ptk_ and 16 hexadecimal digits"})
+		return
+	}
+	p, _ := principalOf(c)
+	s.finishProxyTokenRevocation(c, auth.ProxyTokenRevocation{TokenID: id, Expires: time.Now().Add(proxytoken.MaxTTL + time.Minute),
+		By: p.Subject(), RemoteAddr: clientAddr(c), RequestID: requestIDOf(c)})
+}
+
+func (s *server) finishProxyTokenRevocation(c *gin.Context, req auth.ProxyTokenRevocation) {
+	err := s.tokens.RevokeProxyToken(c.Request.Context(), req)
+	switch {
+	case errors.Is(err, auth.ErrNotFound):
+		renderError(c, s.log, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "the proxy token is revoked already"})
+	case err != nil:
+		renderError(c, s.log, unavailable(err))
+	default:
+		c.Status(http.StatusNoContent)
+	}
 }
 
 // proxyCall is ANY /proxy/{provider}/{path}.

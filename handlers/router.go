@@ -244,6 +244,7 @@ func NewRouter(opts Options) *gin.Engine {
 			v1.GET("/tokens", s.listTokens)
 			v1.POST("/tokens", s.createToken)
 			v1.DELETE("/tokens/:id", s.revokeToken)
+			v1.DELETE("/proxy-tokens/:id", s.revokeProxyTokenByID)
 		}
 		if opts.Mode == ModeAll || opts.Mode == ModeResolver {
 			v1.POST("/resolve", s.resolve)
@@ -252,6 +253,7 @@ func NewRouter(opts Options) *gin.Engine {
 		}
 		if opts.Mode == ModeAll || opts.Mode == ModeResolver || opts.Mode == ModeProxy {
 			v1.POST("/proxy-tokens", s.mintProxyToken)
+			v1.POST("/proxy-tokens/revoke", s.revokeProxyToken)
 		}
 		if (opts.Mode == ModeAll || opts.Mode == ModeProxy) && opts.Proxy != nil {
 			for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {

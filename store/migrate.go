@@ -65,7 +65,7 @@ func (s *Store) GrantRuntime(ctx context.Context, role string) error {
 		`GRANT SELECT, INSERT, UPDATE, DELETE ON provider_keys, workspace_settings, key_usage TO {role}`,
 		`GRANT SELECT, INSERT, UPDATE ON api_tokens TO {role}`,
 		`GRANT SELECT, INSERT ON audit_events TO {role}`,
-		`GRANT SELECT, INSERT ON proxy_calls TO {role}`,
+		`GRANT SELECT, INSERT ON proxy_calls, proxy_token_revocations TO {role}`,
 	})
 }
 
@@ -81,7 +81,7 @@ func (s *Store) GrantResolver(ctx context.Context, role string) error {
 		`GRANT SELECT ON provider_keys, workspace_settings, api_tokens TO {role}`,
 		`GRANT UPDATE (health, health_reason, health_changed_at, cooldown_until, cooldowns) ON provider_keys TO {role}`,
 		`GRANT SELECT, INSERT, UPDATE ON key_usage TO {role}`,
-		`GRANT SELECT, INSERT ON audit_events, proxy_calls TO {role}`,
+		`GRANT SELECT, INSERT ON audit_events, proxy_calls, proxy_token_revocations TO {role}`,
 	})
 }
 

@@ -34,6 +34,10 @@ type Invalidation struct {
 	TokenID   string `json:"t,omitempty"`
 	// Settings names a workspace whose settings changed.
 	Settings string `json:"s,omitempty"`
+	// ProxyTokenID names a revoked proxy token, ProxyTokenExpires (unix
+	// seconds) when it would have expired.
+	ProxyTokenID      string `json:"pt,omitempty"`
+	ProxyTokenExpires int64  `json:"px,omitempty"`
 }
 
 // ForBroker is the key change inv announces, in the broker's words.

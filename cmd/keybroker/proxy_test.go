@@ -93,6 +93,28 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 		return err == nil && r.KeyID == "second"
 	})
 
+	// One proxy token ends by itself: revoked on the resolver replica, the
+	// proxy replica refuses it at once (NOTIFY), while a sibling works.
+	sibling, err := resolver.MintProxyToken(ctx, client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}, TTLSeconds: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resolver.RevokeProxyToken(ctx, sibling.Token); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the revoked proxy token stops working on the proxy replica", 5*time.Second, func() bool {
+		resp, _ := proxied(t, "http://"+proxyAddr+"/proxy/openai/v1/chat/completions", "Bearer "+sibling.Token, `{"model":"gpt-4o"}`)
+		return resp.StatusCode == http.StatusUnauthorized
+	})
+	if resp, answer := proxied(t, "http://"+proxyAddr+"/proxy/openai/v1/chat/completions", "Bearer "+minted.Token, `{"model":"gpt-4o","messages":[]}`); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the first proxy token stopped working with its sibling: %d %s", resp.StatusCode, answer)
+	}
+	// A proxy replica started after the revocation knows it too.
+	lateAddr, _ := startServe(t, g.modeEnv(t, "proxy", "KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL))
+	if resp, _ := proxied(t, "http://"+lateAddr+"/proxy/openai/v1/chat/completions", "Bearer "+sibling.Token, `{"model":"gpt-4o"}`); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a replica started after the revocation accepted the token: %d", resp.StatusCode)
+	}
+
 	// Revoking the resolver token that minted it ends the proxy token.
 	if err := admin.RevokeToken(ctx, tok.ID); err != nil {
 		t.Fatal(err)
@@ -103,12 +125,12 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 	})
 
 	// The calls are recorded in PostgreSQL: the first, retried, and any
-	// made while the revocation was on its way (milliseconds); none by
-	// the first key, which never answered one.
+	// made while a revocation was on its way (milliseconds, the sibling's
+	// among them); none by the first key, which never answered one.
 	recorded := func(calls []broker.ProxyCall) bool {
 		retried := 0
 		for _, c := range calls {
-			if c.KeyID != "second" || c.Status != http.StatusOK || c.Caller != minted.ID || !c.BYOK {
+			if c.KeyID != "second" || c.Status != http.StatusOK || (c.Caller != minted.ID && c.Caller != sibling.ID) || !c.BYOK {
 				return false
 			}
 			if c.Retried {

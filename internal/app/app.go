@@ -424,6 +424,10 @@ func (a *App) listenInvalidations(ctx context.Context) {
 				a.watchers.Revoke(inv.TokenID)
 				return
 			}
+			if inv.ProxyTokenID != "" {
+				a.tokens.NoteProxyTokenRevoked(inv.ProxyTokenID, time.Unix(inv.ProxyTokenExpires, 0))
+				return
+			}
 			// Watchers hear of the change after this replica applied it, so
 			// that a client's next resolve here gets the new answer.
 			defer a.publish(inv)
@@ -449,6 +453,9 @@ func (a *App) listenInvalidations(ctx context.Context) {
 			a.tokens.ForgetAll()
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
+			if err := a.tokens.LoadProxyTokenRevocations(sctx); err != nil {
+				a.log.Warn("could not load the revoked proxy tokens after reconnecting; keeping the last known ones", "error", err)
+			}
 			if err := a.broker.Load(sctx); err != nil {
 				a.log.Warn("could not reload the workspace settings and key pools after reconnecting; keeping the last known ones", "error", err)
 			}

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keybroker/keybroker/internal/keyring"
@@ -202,6 +203,16 @@ func (s *Signer) Verify(token string) (Claims, error) {
 	return c, nil
 }
 
+// ValidID says whether id has ID's form.
+func ValidID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "ptk_")
+	if !ok || len(rest) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(rest)
+	return err == nil && strings.ToLower(rest) == rest
+}
+
 // ID names a token in logs, audit events, rate limits and usage records
 // ("ptk_" and 16 hex digits of its SHA-256): never the token itself.
 func ID(token string) string {
@@ -221,4 +232,47 @@ func readField(b []byte) (string, []byte, bool) {
 		return "", nil, false
 	}
 	return string(b[1 : 1+int(b[0])]), b[1+int(b[0]):], true
+}
+
+// Revocations are the proxy tokens ended before their expiry, by id, each
+// kept until it would have expired anyway (so the set stays small: at most
+// the tokens of the last MaxTTL). Safe for concurrent use.
+type Revocations struct {
+	mu  sync.RWMutex
+	ids map[string]time.Time
+	now func() time.Time
+}
+
+// NewRevocations returns an empty set; now may be nil (time.Now).
+func NewRevocations(now func() time.Time) *Revocations {
+	if now == nil {
+		now = time.Now
+	}
+	return &Revocations{ids: make(map[string]time.Time), now: now}
+}
+
+// Add records that token id (ID's form) is revoked until expires.
+func (r *Revocations) Add(id string, expires time.Time) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, exp := range r.ids {
+		if !now.Before(exp) {
+			delete(r.ids, k)
+		}
+	}
+	if now.Before(expires) {
+		r.ids[id] = expires
+	}
+}
+
+// Revoked says whether token id is revoked.
+func (r *Revocations) Revoked(id string) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.RLock()
+	_, ok := r.ids[id]
+	r.mu.RUnlock()
+	return ok
 }
