@@ -348,7 +348,12 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	}
 	cleanups = append(cleanups, g.providerChild.stop)
 	if g.proxyChild, err = g.startKeybroker(ctx, dir, bin, "keybroker-proxy", o.ttl, proxyPprof, o.accessLog, "KEYBROKER_MODE=proxy",
-		"KEYBROKER_PROVIDER_OPENAI_BASE_URL="+g.providerChild.url, "KEYBROKER_FINGERPRINT_PEPPER=bench-pepper-0123456789abcdef"); err != nil {
+		"KEYBROKER_PROVIDER_OPENAI_BASE_URL="+g.providerChild.url,
+		// The bench measures the forwarding, not the bounds that protect a
+		// replica from one tenant (one workspace and one token make every
+		// call here): they are lifted, as the rate limit is for resolves.
+		"KEYBROKER_RATE_LIMIT_PER_WORKSPACE=-1", "KEYBROKER_PROXY_MAX_IN_FLIGHT=100000",
+		"KEYBROKER_PROXY_MAX_IN_FLIGHT_PER_WORKSPACE=100000", "KEYBROKER_PROXY_MAX_IN_FLIGHT_PER_TOKEN=100000"); err != nil {
 		return fail(err)
 	}
 	cleanups = append(cleanups, g.proxyChild.stop)
