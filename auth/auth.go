@@ -767,7 +767,9 @@ func (s *Service) ProxyTokenRevoked(id string) bool { return s.proxyRevoked.Revo
 
 // NoteProxyTokenRevoked records a revocation made through another
 // replica (announced by NOTIFY).
-func (s *Service) NoteProxyTokenRevoked(id string, expires time.Time) { s.proxyRevoked.Add(id, expires) }
+func (s *Service) NoteProxyTokenRevoked(id string, expires time.Time) {
+	s.proxyRevoked.Add(id, expires)
+}
 
 // LoadProxyTokenRevocations reads the unexpired revocations (when the
 // invalidation listener connects: announcements may have been missed).

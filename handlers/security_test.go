@@ -194,4 +194,3 @@ func TestBurstsAreAnswered429WithRetryAfter(t *testing.T) {
 		t.Fatalf("the 6th failure from one address: %d", resp.StatusCode)
 	}
 }
-

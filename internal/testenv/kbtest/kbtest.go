@@ -76,11 +76,11 @@ func openAs(tb testing.TB, dbURL, roleURL string) *store.Store {
 type Ground struct {
 	// Identities are the bootstrapped Vault identities (Root holds the root
 	// token, to look behind keybroker's back).
-	Identities    *vaulttest.Identities
-	DBURL         string
-	Store         *store.Store
-	Broker        *broker.Broker
-	Tokens *auth.Service
+	Identities *vaulttest.Identities
+	DBURL      string
+	Store      *store.Store
+	Broker     *broker.Broker
+	Tokens     *auth.Service
 	// Minter mints tokens as the owner's CLI does (connected as the
 	// owner, Via cli): resolver tokens are made only so.
 	Minter        *auth.Service
