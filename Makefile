@@ -24,7 +24,7 @@ COMMIT_DATE ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-
 BUILDINFO = github.com/keybroker/keybroker/internal/buildinfo
 LDFLAGS = -s -w -buildid= -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(COMMIT_DATE)
 # Packages whose tests need no server (no Vault, PostgreSQL, CLI or browser).
-UNIT_PKGS = ./ids/ ./policies/ ./internal/app/ ./internal/tlsfiles/ ./client/
+UNIT_PKGS = ./ids/ ./policies/ ./internal/app/ ./internal/tlsfiles/ ./internal/keyring/ ./internal/proxytoken/ ./client/
 
 .PHONY: all build image chart tools dev test test-compat test-unit lint generate fmt bench screenshots
 
