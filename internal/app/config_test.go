@@ -8,9 +8,16 @@ import (
 	"testing"
 )
 
+// Test keyrings: a mode-all replica holds both.
+const (
+	testAdminKeys    = "t1:app-test-admin-token-key-0123456789abcdef"
+	testResolverKeys = "t1:app-test-resolver-key-0123456789abcdef01"
+)
+
 func validConfig() Config {
 	return Config{DatabaseURL: "postgres://keybroker@127.0.0.1:1/keybroker", VaultAddr: "http://127.0.0.1:1",
-		VaultAuth: VaultAuthToken, VaultToken: "hvs.dev", Pepper: "0123456789abcdef0123"}
+		VaultAuth: VaultAuthToken, VaultToken: "hvs.dev", Pepper: "0123456789abcdef0123",
+		AdminTokenKeys: testAdminKeys, ResolverKeys: testResolverKeys}
 }
 
 func TestConfigRefusesWhatWouldWeakenTheSplit(t *testing.T) {
@@ -23,6 +30,13 @@ func TestConfigRefusesWhatWouldWeakenTheSplit(t *testing.T) {
 		{"kubernetes, mode all, one JWT", func(c *Config) { c.VaultAuth = VaultAuthKubernetes }, "one service-account token"},
 		{"cert without key", func(c *Config) { c.TLSCertFile = "/x.crt" }, "go together"},
 		{"client CA without TLS", func(c *Config) { c.TLSClientCAFile = "/ca.pem" }, "needs --tls-cert-file"},
+		// Each mode holds the signing keys it needs, and an admin replica
+		// never the ones that make a key-reading token.
+		{"mode all without the admin keys", func(c *Config) { c.AdminTokenKeys = "" }, "needs KEYBROKER_ADMIN_TOKEN_KEYS"},
+		{"mode all without the resolver keys", func(c *Config) { c.ResolverKeys = "" }, "needs KEYBROKER_RESOLVER_KEYS"},
+		{"an admin replica with the resolver keys", func(c *Config) { c.Mode = "admin" }, "--mode=admin must not hold KEYBROKER_RESOLVER_KEYS"},
+		{"a proxy replica without the resolver keys", func(c *Config) { c.Mode, c.ResolverKeys = "proxy", "" }, "needs KEYBROKER_RESOLVER_KEYS"},
+		{"a short signing key", func(c *Config) { c.AdminTokenKeys = "t1:short" }, "at least 32 bytes"},
 	} {
 		cfg := validConfig()
 		tc.edit(&cfg)
@@ -37,11 +51,14 @@ func TestConfigRefusesWhatWouldWeakenTheSplit(t *testing.T) {
 			c.Writer.KubernetesJWT, c.Reader.KubernetesJWT = "/var/run/secrets/writer/token", "/var/run/secrets/reader/token"
 		},
 		func(c *Config) { c.VaultAuth, c.Mode = VaultAuthKubernetes, "resolver" },
+		func(c *Config) { c.Mode, c.ResolverKeys = "admin", "" },
+		func(c *Config) { c.Mode, c.AdminTokenKeys = "resolver", "" },
+		func(c *Config) { c.Mode, c.AdminTokenKeys = "proxy", "" },
 	} {
 		cfg := validConfig()
 		edit(&cfg)
 		if err := cfg.Validate(); err != nil {
-			t.Errorf("%+v: %v", cfg, err)
+			t.Errorf("mode %q, auth %q: %v", cfg.Mode, cfg.VaultAuth, err)
 		}
 	}
 }
