@@ -43,6 +43,11 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	unfold := func(provider string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 			sel := `details[data-add="` + provider + `"]`
+			// The page renders a scope's pools after its header: wait for
+			// the form to exist before asking whether it is open.
+			if err := chromedp.Do(ctx, chromedp.WaitReady(chromedp.CSS(sel))); err != nil {
+				return err
+			}
 			open, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('`+sel+`').open`))
 			if err != nil || open {
 				return err
