@@ -162,7 +162,10 @@ func (s *Signer) Verify(token string) (Claims, error) {
 	if !ok || len(raw) > 4096 {
 		return Claims{}, ErrMalformed
 	}
-	b, err := base64.RawURLEncoding.DecodeString(raw)
+	// Strict: a token has one spelling only, so that its id (a hash of the
+	// token) names it once — in rate limits, bounds, records and
+	// revocations alike.
+	b, err := base64.RawURLEncoding.Strict().DecodeString(raw)
 	if err != nil || len(b) < 2+nonceLen+8+macLen || b[0] != version || len(b) < 2+int(b[1])+nonceLen+8+macLen {
 		return Claims{}, ErrMalformed
 	}

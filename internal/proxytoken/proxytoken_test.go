@@ -162,3 +162,33 @@ func TestRotatedSigningKeysOverlapAndThePepperForgesNothing(t *testing.T) {
 		t.Fatalf("a token signed with the pepper verified: %v", err)
 	}
 }
+
+// A token has one spelling: another encoding of the same bytes (the last
+// character's unused bits set) would have another id, and so escape its
+// revocation, its rate and its bound.
+func TestATokenHasOneSpelling(t *testing.T) {
+	now := time.Now()
+	s := signer(t, &now)
+	tok, err := s.Mint(proxytoken.Claims{Issuer: "tok_0123456789abcdef", Workspace: "ws1", Providers: []string{"openai"}, Expires: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, tok[len(tok)-1])
+	variants := 0
+	for i := range 64 {
+		if i == last {
+			continue
+		}
+		other := tok[:len(tok)-1] + string(alphabet[i])
+		if _, err := s.Verify(other); err == nil {
+			variants++
+		}
+	}
+	if variants != 0 {
+		t.Fatalf("%d other spellings of one token verify", variants)
+	}
+	if _, err := s.Verify(tok); err != nil {
+		t.Fatalf("the token itself: %v", err)
+	}
+}
