@@ -307,6 +307,26 @@ func (s *Service) SignRow(ctx context.Context, rec store.TokenRecord, by string)
 	return nil
 }
 
+// Active says whether token id's row exists, is neither revoked nor
+// expired, and carries a valid signature (when this service holds the keys
+// of its kind) — asked of PostgreSQL, never of a cache.
+func (s *Service) Active(ctx context.Context, id string) (bool, error) {
+	rec, err := s.store.TokenByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if rec.RevokedAt != nil || (rec.ExpiresAt != nil && !s.opts.Now().Before(*rec.ExpiresAt)) {
+		return false, nil
+	}
+	if s.CanVerify(Role(rec.Role)) && s.verifyRow(rec) != nil {
+		return false, nil
+	}
+	return true, nil
+}
+
 // CanVerify says whether this service holds the keys of role's rows.
 func (s *Service) CanVerify(role Role) bool { return !s.rowRings[role].Empty() }
 

@@ -34,10 +34,9 @@ type Invalidation struct {
 	TokenID   string `json:"t,omitempty"`
 	// Settings names a workspace whose settings changed.
 	Settings string `json:"s,omitempty"`
-	// ProxyTokenID names a revoked proxy token, ProxyTokenExpires (unix
-	// seconds) when it would have expired.
-	ProxyTokenID      string `json:"pt,omitempty"`
-	ProxyTokenExpires int64  `json:"px,omitempty"`
+	// ProxyTokenID names a revoked proxy token (a hint: replicas read the
+	// revocations from PostgreSQL).
+	ProxyTokenID string `json:"pt,omitempty"`
 }
 
 // ForBroker is the key change inv announces, in the broker's words.

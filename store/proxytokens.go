@@ -27,7 +27,7 @@ func (s *Store) RevokeProxyToken(ctx context.Context, rev ProxyTokenRevocation, 
 			rev.TokenID, rev.Workspace, rev.ExpiresAt, rev.RevokedBy); err != nil {
 			return err
 		}
-		if err := notify(ctx, tx, Invalidation{ProxyTokenID: rev.TokenID, ProxyTokenExpires: rev.ExpiresAt.Unix()}); err != nil {
+		if err := notify(ctx, tx, Invalidation{ProxyTokenID: rev.TokenID}); err != nil {
 			return err
 		}
 		return appendAudit(ctx, tx, ev)

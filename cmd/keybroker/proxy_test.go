@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -92,6 +93,17 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 		r, err := resolver.ResolveFor(ctx, client.ResolveRequest{Workspace: "ws1", Provider: "openai"})
 		return err == nil && r.KeyID == "second"
 	})
+
+	// A revocation forged with NOTIFY (any database login may send one)
+	// ends no proxy token: the replicas read the revocations themselves.
+	forger, err := pgx.Connect(ctx, testenv.ResolverURL(t, g.dbURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer forger.Close(ctx)
+	if _, err := forger.Exec(ctx, `SELECT pg_notify('keybroker_keys', $1)`, `{"pt":"`+minted.ID+`"}`); err != nil {
+		t.Fatal(err)
+	}
 
 	// One proxy token ends by itself: revoked on the resolver replica, the
 	// proxy replica refuses it at once (NOTIFY), while a sibling works.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"github.com/jackc/pgx/v5"
 	"net/http"
 	"testing"
 	"time"
@@ -87,6 +89,34 @@ func TestAChangeOnOneReplicaReachesAWatcherOnAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait("the settings change", func(ev client.WatchEvent) bool { return ev.Type == watch.TypeInvalidate && ev.Workspace == "ws1" })
+
+	// Any database login may NOTIFY: a revocation forged with the resolver
+	// role (the sandbox-facing pods') ends nothing, because the replica
+	// asks the token's row first.
+	forger, err := pgx.Connect(ctx, testenv.ResolverURL(t, g.dbURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer forger.Close(ctx)
+	if _, err := forger.Exec(ctx, `SELECT pg_notify('keybroker_keys', $1)`, `{"t":"`+tok.ID+`"}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.PutSettings(ctx, "ws1", client.SettingsRequest{HostedFallback: new(true)}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev := next("the settings change after a forged revocation")
+		if ev.Type == watch.TypeRevoked {
+			t.Fatal("a revocation forged with NOTIFY ended the watch stream")
+		}
+		if ev.Type == watch.TypeInvalidate && ev.Workspace == "ws1" {
+			break
+		}
+	}
+	var apiErr *client.Error
+	if _, err := watcher.ResolveFor(ctx, client.ResolveRequest{Workspace: "ws1", Provider: "openai"}); errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusUnauthorized {
+		t.Fatalf("the token stopped working after a forged revocation: %v", err)
+	}
 
 	if err := admin.RevokeToken(ctx, tok.ID); err != nil {
 		t.Fatal(err)

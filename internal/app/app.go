@@ -419,13 +419,20 @@ func (a *App) MetricsAddr() string {
 func (a *App) listenInvalidations(ctx context.Context) {
 	err := a.store.ListenInvalidations(ctx, store.InvalidationHandler{
 		Invalidate: func(inv store.Invalidation) {
+			// Any database login may NOTIFY: an announcement is a hint to
+			// look, never a fact. A revocation ends watch streams and proxy
+			// tokens only once PostgreSQL's rows say so.
 			if inv.TokenID != "" {
 				a.tokens.Forget(inv.TokenID)
-				a.watchers.Revoke(inv.TokenID)
+				a.revokeWatchersIfRevoked(ctx, inv.TokenID)
 				return
 			}
 			if inv.ProxyTokenID != "" {
-				a.tokens.NoteProxyTokenRevoked(inv.ProxyTokenID, time.Unix(inv.ProxyTokenExpires, 0))
+				lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				if err := a.tokens.LoadProxyTokenRevocations(lctx); err != nil {
+					a.log.Warn("could not read the revoked proxy tokens announced; the next reconnect reads them", "error", err)
+				}
 				return
 			}
 			// Watchers hear of the change after this replica applied it, so
@@ -464,6 +471,22 @@ func (a *App) listenInvalidations(ctx context.Context) {
 	}, a.log)
 	if err != nil {
 		a.log.Error("invalidation listener stopped; keys are now invalidated by their TTL only", "error", err)
+	}
+}
+
+// revokeWatchersIfRevoked ends the watch streams of token id when its row
+// says it is revoked or expired (or is gone): an announcement alone, which
+// any database login can forge, ends nothing.
+func (a *App) revokeWatchersIfRevoked(ctx context.Context, id string) {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	active, err := a.tokens.Active(lctx, id)
+	if err != nil {
+		a.log.Warn("could not check a token announced as revoked; its watch streams stay open", "token_id", id, "error", err)
+		return
+	}
+	if !active {
+		a.watchers.Revoke(id)
 	}
 }
 
