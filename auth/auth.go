@@ -785,12 +785,6 @@ func (s *Service) RevokeProxyToken(ctx context.Context, req ProxyTokenRevocation
 // ProxyTokenRevoked says whether proxy token id was revoked.
 func (s *Service) ProxyTokenRevoked(id string) bool { return s.proxyRevoked.Revoked(id) }
 
-// NoteProxyTokenRevoked records a revocation made through another
-// replica (announced by NOTIFY).
-func (s *Service) NoteProxyTokenRevoked(id string, expires time.Time) {
-	s.proxyRevoked.Add(id, expires)
-}
-
 // LoadProxyTokenRevocations reads the unexpired revocations (when the
 // invalidation listener connects: announcements may have been missed).
 func (s *Service) LoadProxyTokenRevocations(ctx context.Context) error {
