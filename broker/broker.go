@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -70,6 +71,11 @@ type Config struct {
 	// Settings holds the workspaces' settings; without it every workspace
 	// has DefaultSettings.
 	Settings SettingsStore
+	// Links signs the organization links this broker writes and verifies
+	// those it reads: a link without a valid signature (written with a
+	// database role alone) is not followed. Nil: links are followed as
+	// stored (tests, benchmarks).
+	Links LinkSigner
 	// Pools tells which keys each pool holds (loaded at start, re-read
 	// when a change is announced). Without it each pool is its key
 	// "default" and Vault alone says whether it exists (a broker on
@@ -155,6 +161,9 @@ type Broker struct {
 	coldSlots     chan struct{}
 	flight        singleflight.Group
 	settingsStore SettingsStore
+	links         LinkSigner
+	// unsignedLinks remembers the unsigned links already reported.
+	unsignedLinks sync.Map
 	settings      settingsMirror
 	poolStore     PoolStore
 	pools         poolMirror
@@ -235,6 +244,7 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b := &Broker{
 		settingsStore: cfg.Settings,
+		links:         cfg.Links,
 		poolStore:     cfg.Pools,
 		maxPool:       cfg.MaxKeysPerPool,
 		usageStore:    cfg.Usage,

@@ -24,6 +24,18 @@ type Settings struct {
 	HostedFallback bool
 	UpdatedAt      time.Time
 	UpdatedBy      string
+	// LinkKeyID and LinkSignature sign Organization (LinkSigner): stored,
+	// never shown.
+	LinkKeyID     string
+	LinkSignature []byte
+}
+
+// LinkSigner signs and verifies organization links: a link gives the
+// workspace's resolver tokens the organization's keys, so it is a grant,
+// and the key that signs it is one the database does not hold.
+type LinkSigner interface {
+	SignLink(workspace, organization string) (keyID string, signature []byte, err error)
+	VerifyLink(workspace, organization, keyID string, signature []byte) bool
 }
 
 // DefaultSettings are a workspace's settings until someone changes them.
@@ -35,7 +47,10 @@ func DefaultSettings() Settings { return Settings{Inherit: true, HostedFallback:
 type SettingsStore interface {
 	AllWorkspaceSettings(ctx context.Context) (map[string]Settings, error)
 	WorkspaceSettings(ctx context.Context, workspace string) (Settings, error)
-	PutWorkspaceSettings(ctx context.Context, workspace string, s Settings, ev AuditEvent) error
+	// UpdateWorkspaceSettings locks a workspace's settings, lets change
+	// decide the next ones from the current, and stores, audits and
+	// announces them, in one transaction.
+	UpdateWorkspaceSettings(ctx context.Context, workspace string, change func(cur Settings) (Settings, AuditEvent, error)) (Settings, error)
 	LinkedWorkspaces(ctx context.Context, org string) ([]LinkedWorkspace, error)
 	// ListScopes lists the workspaces and organizations that have keys or
 	// settings (kind "": both), whose id contains query, after the cursor.
@@ -78,9 +93,16 @@ func (b *Broker) LinkedWorkspaces(ctx context.Context, org string) ([]LinkedWork
 	if b.settingsStore == nil {
 		return nil, fmt.Errorf("linked workspaces: %w: no settings store", ErrNotConfigured)
 	}
-	out, err := b.settingsStore.LinkedWorkspaces(ctx, org)
+	stored, err := b.settingsStore.LinkedWorkspaces(ctx, org)
 	if err != nil {
 		return nil, fmt.Errorf("workspaces of organization %s: %w", org, fromStore(err))
+	}
+	// Only the links resolves follow (signed by keybroker).
+	out := stored[:0]
+	for _, lw := range stored {
+		if b.trusted(lw.Workspace, lw.Settings).Organization == org {
+			out = append(out, lw)
+		}
 	}
 	return out, nil
 }
@@ -119,6 +141,22 @@ func (m *settingsMirror) set(ws string, s Settings) {
 	m.byWS[ws] = s
 }
 
+// trusted returns s as resolves may follow it: an organization link
+// without a valid signature is dropped (the workspace inherits nothing)
+// and reported once per workspace and organization.
+func (b *Broker) trusted(ws string, s Settings) Settings {
+	if s.Organization == "" || b.links == nil || b.links.VerifyLink(ws, s.Organization, s.LinkKeyID, s.LinkSignature) {
+		return s
+	}
+	key := ws + "\x00" + s.Organization
+	if _, seen := b.unsignedLinks.LoadOrStore(key, true); !seen {
+		b.log.Warn("not following an organization link keybroker did not sign (written outside keybroker, or signed with a retired key): the workspace inherits nothing until an operator links it again",
+			"workspace", ws, "organization", s.Organization)
+	}
+	s.Organization = ""
+	return s
+}
+
 // ErrSettingsNotLoaded: this replica has not read the workspaces'
 // settings yet (PostgreSQL unreachable since start); a resolve that would
 // fall back to a hosted key cannot know whether that is allowed (503).
@@ -138,6 +176,7 @@ func (b *Broker) LoadSettings(ctx context.Context) error {
 	b.settings.mu.Lock()
 	b.settings.byWS = make(map[string]Settings, len(all))
 	for ws, s := range all {
+		s = b.trusted(ws, s)
 		if !(s.Organization == "" && s.Inherit && s.HostedFallback) {
 			b.settings.byWS[ws] = s
 		}
@@ -171,11 +210,12 @@ func (b *Broker) SettingsChanged(ctx context.Context, workspace string) error {
 	if err != nil {
 		return fmt.Errorf("reload the settings of %s: %w", workspace, fromStore(err))
 	}
-	b.settings.set(workspace, s)
+	b.settings.set(workspace, b.trusted(workspace, s))
 	return nil
 }
 
-// GetSettings returns a workspace's settings, from PostgreSQL.
+// GetSettings returns a workspace's settings, from PostgreSQL, as resolves
+// follow them (an organization link keybroker did not sign is not one).
 func (b *Broker) GetSettings(ctx context.Context, workspace string) (Settings, error) {
 	if err := checkWorkspace(workspace); err != nil {
 		return Settings{}, err
@@ -187,7 +227,7 @@ func (b *Broker) GetSettings(ctx context.Context, workspace string) (Settings, e
 	if err != nil {
 		return Settings{}, fmt.Errorf("settings of %s: %w", workspace, fromStore(err))
 	}
-	return s, nil
+	return b.trusted(workspace, s), nil
 }
 
 // SettingsRequest changes a workspace's settings; nil fields stay as they
@@ -212,32 +252,51 @@ const ActionSettings = "workspace.settings"
 // to every replica. Who may change what (the organization link is an
 // operator's) is the caller's decision (package auth).
 func (b *Broker) PutSettings(ctx context.Context, req SettingsRequest) (Settings, error) {
-	cur, err := b.GetSettings(ctx, req.Workspace)
-	if err != nil {
+	if err := checkWorkspace(req.Workspace); err != nil {
 		return Settings{}, err
 	}
-	next := cur
-	if req.Organization != nil {
-		if *req.Organization != "" && !ids.Valid(*req.Organization) {
-			return Settings{}, errors.Join(ErrInvalidID, errors.New(ids.Message("organization")))
+	if b.settingsStore == nil {
+		return Settings{}, fmt.Errorf("settings: %w: no settings store", ErrNotConfigured)
+	}
+	if req.Organization != nil && *req.Organization != "" && !ids.Valid(*req.Organization) {
+		return Settings{}, errors.Join(ErrInvalidID, errors.New(ids.Message("organization")))
+	}
+	// Decided on the current settings under the row's lock: a concurrent
+	// write (an operator's unlink) is never undone by one that read the
+	// settings before it.
+	next, err := b.settingsStore.UpdateWorkspaceSettings(ctx, req.Workspace, func(stored Settings) (Settings, AuditEvent, error) {
+		cur := b.trusted(req.Workspace, stored)
+		next := cur
+		if req.Organization != nil {
+			if *req.Organization != cur.Organization && !req.MayLink {
+				return Settings{}, AuditEvent{}, ErrLinkNotAllowed
+			}
+			next.Organization = *req.Organization
 		}
-		if *req.Organization != cur.Organization && !req.MayLink {
-			return Settings{}, fmt.Errorf("settings of %s: %w", req.Workspace, ErrLinkNotAllowed)
+		if req.Inherit != nil {
+			next.Inherit = *req.Inherit
 		}
-		next.Organization = *req.Organization
+		if req.HostedFallback != nil {
+			next.HostedFallback = *req.HostedFallback
+		}
+		next.UpdatedBy = req.Actor.Subject
+		next.LinkKeyID, next.LinkSignature = "", nil
+		if next.Organization != "" && b.links != nil {
+			var err error
+			if next.LinkKeyID, next.LinkSignature, err = b.links.SignLink(req.Workspace, next.Organization); err != nil {
+				return Settings{}, AuditEvent{}, fmt.Errorf("sign the organization link: %w", err)
+			}
+		}
+		ev := AuditEvent{Scope: ScopeWorkspace, ScopeID: req.Workspace, Action: ActionSettings, Actor: req.Actor.Subject, RemoteAddr: req.Actor.RemoteAddr,
+			RequestID: req.Actor.RequestID, ClientRequestID: req.Actor.ClientRequestID, Outcome: OutcomeSuccess,
+			Detail: fmt.Sprintf("organization=%q inherit=%v hostedFallback=%v (was organization=%q inherit=%v hostedFallback=%v)",
+				next.Organization, next.Inherit, next.HostedFallback, cur.Organization, cur.Inherit, cur.HostedFallback)}
+		return next, ev, nil
+	})
+	if errors.Is(err, ErrLinkNotAllowed) {
+		return Settings{}, fmt.Errorf("settings of %s: %w", req.Workspace, ErrLinkNotAllowed)
 	}
-	if req.Inherit != nil {
-		next.Inherit = *req.Inherit
-	}
-	if req.HostedFallback != nil {
-		next.HostedFallback = *req.HostedFallback
-	}
-	next.UpdatedBy = req.Actor.Subject
-	ev := AuditEvent{Scope: ScopeWorkspace, ScopeID: req.Workspace, Action: ActionSettings, Actor: req.Actor.Subject, RemoteAddr: req.Actor.RemoteAddr,
-		RequestID: req.Actor.RequestID, ClientRequestID: req.Actor.ClientRequestID, Outcome: OutcomeSuccess,
-		Detail: fmt.Sprintf("organization=%q inherit=%v hostedFallback=%v (was organization=%q inherit=%v hostedFallback=%v)",
-			next.Organization, next.Inherit, next.HostedFallback, cur.Organization, cur.Inherit, cur.HostedFallback)}
-	if err := b.settingsStore.PutWorkspaceSettings(ctx, req.Workspace, next, ev); err != nil {
+	if err != nil {
 		return Settings{}, fmt.Errorf("settings of %s: %w", req.Workspace, fromStore(err))
 	}
 	b.settings.set(req.Workspace, next)

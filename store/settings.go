@@ -20,17 +20,20 @@ type settingsRow struct {
 	HostedFallback bool      `db:"hosted_fallback"`
 	UpdatedAt      time.Time `db:"updated_at"`
 	UpdatedBy      string    `db:"updated_by"`
+	LinkKeyID      string    `db:"link_key_id"`
+	LinkSignature  []byte    `db:"link_signature"`
 }
 
 func (r settingsRow) settings() broker.Settings {
-	s := broker.Settings{Inherit: r.Inherit, HostedFallback: r.HostedFallback, UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy}
+	s := broker.Settings{Inherit: r.Inherit, HostedFallback: r.HostedFallback, UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy,
+		LinkKeyID: r.LinkKeyID, LinkSignature: r.LinkSignature}
 	if r.Organization != nil {
 		s.Organization = *r.Organization
 	}
 	return s
 }
 
-const settingsColumns = `workspace, organization, inherit, hosted_fallback, updated_at, updated_by`
+const settingsColumns = `workspace, organization, inherit, hosted_fallback, updated_at, updated_by, link_key_id, link_signature`
 
 // AllWorkspaceSettings returns the settings of every workspace that has a
 // row (the others have broker.DefaultSettings).
@@ -67,28 +70,54 @@ func (s *Store) WorkspaceSettings(ctx context.Context, workspace string) (broker
 	return r.settings(), nil
 }
 
-// PutWorkspaceSettings stores a workspace's settings and appends ev, in one
-// transaction, and announces the change to every replica.
-func (s *Store) PutWorkspaceSettings(ctx context.Context, workspace string, set broker.Settings, ev broker.AuditEvent) error {
-	var org *string
-	if set.Organization != "" {
-		org = &set.Organization
-	}
-	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `
-			INSERT INTO workspace_settings (workspace, organization, inherit, hosted_fallback, updated_by)
-			VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (workspace) DO UPDATE SET organization = EXCLUDED.organization, inherit = EXCLUDED.inherit,
-				hosted_fallback = EXCLUDED.hosted_fallback, updated_at = now(), updated_by = EXCLUDED.updated_by`,
-			workspace, org, set.Inherit, set.HostedFallback, set.UpdatedBy)
+// UpdateWorkspaceSettings changes a workspace's settings in one
+// transaction: the row is locked, change decides the next settings (and
+// the audit event) from the current ones, and the result is stored, audited
+// and announced to every replica. Two writers never both act on the same
+// old settings: the second sees the first's result.
+func (s *Store) UpdateWorkspaceSettings(ctx context.Context, workspace string,
+	change func(cur broker.Settings) (broker.Settings, broker.AuditEvent, error)) (broker.Settings, error) {
+	var next broker.Settings
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// A workspace without a row has the defaults: a default row is
+		// added first, so that there is a row to lock (undone if change
+		// refuses).
+		if _, err := tx.Exec(ctx, `INSERT INTO workspace_settings (workspace, updated_by) VALUES ($1, '') ON CONFLICT (workspace) DO NOTHING`,
+			workspace); err != nil {
+			return fmt.Errorf("lock the settings of %s: %w", workspace, err)
+		}
+		rows, err := tx.Query(ctx, `SELECT `+settingsColumns+` FROM workspace_settings WHERE workspace = $1 FOR UPDATE`, workspace)
 		if err != nil {
+			return fmt.Errorf("read the settings of %s: %w", workspace, err)
+		}
+		cur, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[settingsRow])
+		if err != nil {
+			return fmt.Errorf("read the settings of %s: %w", workspace, err)
+		}
+		var ev broker.AuditEvent
+		if next, ev, err = change(cur.settings()); err != nil {
+			return err
+		}
+		var org *string
+		if next.Organization != "" {
+			org = &next.Organization
+		}
+		if _, err := tx.Exec(ctx, `
+			UPDATE workspace_settings SET organization = $2, inherit = $3, hosted_fallback = $4, updated_at = now(), updated_by = $5,
+				link_key_id = $6, link_signature = $7
+			WHERE workspace = $1`,
+			workspace, org, next.Inherit, next.HostedFallback, next.UpdatedBy, next.LinkKeyID, next.LinkSignature); err != nil {
 			return fmt.Errorf("store the settings of %s: %w", workspace, err)
 		}
 		if err := appendAudit(ctx, tx, ev); err != nil {
 			return err
 		}
 		return notify(ctx, tx, Invalidation{Settings: workspace})
-	}))
+	})
+	if err != nil {
+		return broker.Settings{}, classify(err)
+	}
+	return next, nil
 }
 
 // LinkedWorkspaces returns the settings of every workspace linked to

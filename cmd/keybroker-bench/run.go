@@ -86,6 +86,9 @@ type ground struct {
 // (a throw-away keyring of the bench's own deployment).
 const benchResolverKeys = "bench:bench-resolver-signing-key-0123456789abcdef"
 
+// benchAdminKeys verify organization links (none here; every replica needs them).
+const benchAdminKeys = "bench:bench-admin-signing-key-0123456789abcdef0123"
+
 func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl time.Duration, pprofAddr, accessLog string, extraEnv ...string) (*child, error) {
 	ml, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -98,7 +101,7 @@ func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl 
 			"KEYBROKER_LISTEN_ADDR=" + listen, "KEYBROKER_MODE=resolver", "DATABASE_URL=" + g.dbURL,
 			"VAULT_ADDR=" + g.vaultAddr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + g.readerToken,
 			"KEYBROKER_KV_MOUNT=byok", "KEYBROKER_CACHE_TTL=" + ttl.String(), "KEYBROKER_PPROF_ADDR=" + pprofAddr,
-			"KEYBROKER_RESOLVER_KEYS=" + benchResolverKeys,
+			"KEYBROKER_RESOLVER_KEYS=" + benchResolverKeys, "KEYBROKER_ADMIN_TOKEN_KEYS=" + benchAdminKeys,
 			"KEYBROKER_ACCESS_LOG=" + accessLog, "KEYBROKER_METRICS_ADDR=" + metricsAddr,
 			// The benchmark measures the resolve path; the rate limiter has
 			// its own benchmark (auth).

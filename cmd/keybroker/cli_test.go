@@ -304,10 +304,14 @@ func TestServeRefusesMissingConfiguration(t *testing.T) {
 			"KEYBROKER_ADMIN_TOKEN_KEYS=" + kbtest.AdminTokenKeys, "KEYBROKER_RESOLVER_KEYS=" + kbtest.ResolverKeys}, "VAULT_TOKEN"},
 		// Each mode its signing keys, and never the resolver keys in an admin replica.
 		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_VAULT_AUTH=token"}, "KEYBROKER_ADMIN_TOKEN_KEYS"},
-		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_MODE=resolver", "KEYBROKER_VAULT_AUTH=token"}, "KEYBROKER_RESOLVER_KEYS"},
+		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_MODE=resolver", "KEYBROKER_VAULT_AUTH=token",
+			"KEYBROKER_ADMIN_TOKEN_KEYS=" + kbtest.AdminTokenKeys}, "KEYBROKER_RESOLVER_KEYS"},
+		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_MODE=resolver", "KEYBROKER_VAULT_AUTH=token",
+			"KEYBROKER_RESOLVER_KEYS=" + kbtest.ResolverKeys}, "KEYBROKER_ADMIN_TOKEN_KEYS"},
 		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_MODE=admin", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_VAULT_AUTH=token",
 			"KEYBROKER_ADMIN_TOKEN_KEYS=" + kbtest.AdminTokenKeys, "KEYBROKER_RESOLVER_KEYS=" + kbtest.ResolverKeys}, "--mode=admin must not hold KEYBROKER_RESOLVER_KEYS"},
-		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_MODE=resolver", "KEYBROKER_VAULT_AUTH=token", "KEYBROKER_RESOLVER_KEYS=k1:short"}, "at least 32 bytes"},
+		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_MODE=resolver", "KEYBROKER_VAULT_AUTH=token", "KEYBROKER_RESOLVER_KEYS=k1:short",
+			"KEYBROKER_ADMIN_TOKEN_KEYS=" + kbtest.AdminTokenKeys}, "at least 32 bytes"},
 		// No default Vault auth: the static dev token must be named.
 		{[]string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "KEYBROKER_FINGERPRINT_PEPPER=0123456789abcdef0", "KEYBROKER_VAULT_AUTH="}, "no --vault-auth"},
 	} {

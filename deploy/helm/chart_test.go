@@ -445,10 +445,14 @@ networkPolicy:
 				}
 				// Each side its own database role and signing keys: the
 				// admin side never holds what makes a key-reading token,
-				// the execution side never the pepper or the admin keys.
-				wantURL, holds, lacks := "resolver-url", "KEYBROKER_RESOLVER_KEYS", []string{"KEYBROKER_ADMIN_TOKEN_KEYS", "KEYBROKER_FINGERPRINT_PEPPER"}
+				// the execution side never the pepper.
+				wantURL, holds, lacks := "resolver-url", "KEYBROKER_RESOLVER_KEYS", []string{"KEYBROKER_FINGERPRINT_PEPPER"}
 				if comp == "admin" {
 					wantURL, holds, lacks = "runtime-url", "KEYBROKER_ADMIN_TOKEN_KEYS", []string{"KEYBROKER_RESOLVER_KEYS"}
+				}
+				// Every side verifies organization links with the admin keys.
+				if a := e["KEYBROKER_ADMIN_TOKEN_KEYS"]; a.ValueFrom == nil || a.ValueFrom.SecretKeyRef == nil || a.ValueFrom.SecretKeyRef.Key != "admin-token-keys" {
+					t.Fatalf("%s lacks the admin keys (it verifies organization links): %+v", comp, a)
 				}
 				if e["DATABASE_URL"].ValueFrom.SecretKeyRef.Key != wantURL {
 					t.Fatalf("%s connects with %+v, want the secret's %s", comp, e["DATABASE_URL"].ValueFrom, wantURL)

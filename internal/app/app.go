@@ -124,6 +124,9 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		MaxEntries: cfg.CacheMaxEntries, MaxNegativeEntries: cfg.CacheMaxNegative, MaxColdReads: cfg.MaxColdReads,
 		Logger: logger, Metrics: broker.NewMetrics(reg), Settings: a.store, Usage: a.store, Pools: a.store,
 		MaxKeysPerPool: cfg.MaxKeysPerPool, Health: a.store, Pepper: []byte(cfg.Pepper)}
+	if links := auth.NewLinkSigner(rowKeys.Admin); links != nil {
+		bcfg.Links = links
+	}
 	if len(resolutionKeys) > 0 {
 		bcfg.ResolutionKey, bcfg.PreviousResolutionKeys = resolutionKeys[0], resolutionKeys[1:]
 	}

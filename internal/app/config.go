@@ -143,9 +143,11 @@ type Config struct {
 	// reports of the other replicas' resolutions too.
 	Pepper string
 	// AdminTokenKeys sign and verify the rows of operator, admin and
-	// reader tokens (KEYBROKER_ADMIN_TOKEN_KEYS, a keyring: "id:secret,...",
-	// the first signs; environment only). Required in modes admin and
-	// all; optional elsewhere (then only resolver tokens are accepted).
+	// reader tokens and the organization links of workspaces
+	// (KEYBROKER_ADMIN_TOKEN_KEYS, a keyring: "id:secret,...", the first
+	// signs; environment only). Required in every mode: resolver and proxy
+	// replicas verify the links they follow (their database role can
+	// write neither tokens nor links, so the key gives them nothing more).
 	AdminTokenKeys string
 	// ResolverKeys sign and verify the rows of resolver tokens, proxy
 	// tokens and resolution ids (KEYBROKER_RESOLVER_KEYS, a keyring;
@@ -303,8 +305,8 @@ func (c Config) rowKeys() (auth.RowKeys, error) {
 		return auth.RowKeys{}, fmt.Errorf("KEYBROKER_RESOLVER_KEYS: %w", err)
 	}
 	switch {
-	case needsWriter(mode) && admin.Empty():
-		return auth.RowKeys{}, fmt.Errorf("--mode=%s needs KEYBROKER_ADMIN_TOKEN_KEYS (id:secret, a secret of %d+ bytes): the key that signs operator, admin and reader tokens", mode, keyring.MinSecretLen)
+	case admin.Empty():
+		return auth.RowKeys{}, fmt.Errorf("--mode=%s needs KEYBROKER_ADMIN_TOKEN_KEYS (id:secret, a secret of %d+ bytes): the key that signs operator, admin and reader tokens and organization links (every mode verifies them)", mode, keyring.MinSecretLen)
 	case mode == handlers.ModeAdmin && !resolver.Empty():
 		return auth.RowKeys{}, errors.New("--mode=admin must not hold KEYBROKER_RESOLVER_KEYS: with it and the admin side's database role, an admin replica could make a token that reads keys. Give it to resolver and proxy replicas only")
 	case needsReader(mode) && resolver.Empty():

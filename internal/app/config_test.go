@@ -37,6 +37,7 @@ func TestConfigRefusesWhatWouldWeakenTheSplit(t *testing.T) {
 		{"an admin replica with the resolver keys", func(c *Config) { c.Mode = "admin" }, "--mode=admin must not hold KEYBROKER_RESOLVER_KEYS"},
 		{"a proxy replica without the resolver keys", func(c *Config) { c.Mode, c.ResolverKeys = "proxy", "" }, "needs KEYBROKER_RESOLVER_KEYS"},
 		{"a short signing key", func(c *Config) { c.AdminTokenKeys = "t1:short" }, "at least 32 bytes"},
+		{"a resolver replica without the admin keys (it verifies links)", func(c *Config) { c.Mode, c.AdminTokenKeys = "resolver", "" }, "needs KEYBROKER_ADMIN_TOKEN_KEYS"},
 	} {
 		cfg := validConfig()
 		tc.edit(&cfg)
@@ -52,8 +53,6 @@ func TestConfigRefusesWhatWouldWeakenTheSplit(t *testing.T) {
 		},
 		func(c *Config) { c.VaultAuth, c.Mode = VaultAuthKubernetes, "resolver" },
 		func(c *Config) { c.Mode, c.ResolverKeys = "admin", "" },
-		func(c *Config) { c.Mode, c.AdminTokenKeys = "resolver", "" },
-		func(c *Config) { c.Mode, c.AdminTokenKeys = "proxy", "" },
 	} {
 		cfg := validConfig()
 		edit(&cfg)

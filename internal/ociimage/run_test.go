@@ -148,7 +148,7 @@ func TestTheImageServesResolvesUnderRunc(t *testing.T) {
 	}
 	env := append(cfg.Config.Env, "DATABASE_URL="+testenv.RuntimeURL(t, g.DBURL), "VAULT_ADDR="+vaultAddr,
 		"KEYBROKER_KV_MOUNT="+g.Identities.Mount, "KEYBROKER_VAULT_AUTH=approle", "KEYBROKER_APPROLE_MOUNT="+g.Identities.AppRoleMount,
-		"KEYBROKER_FINGERPRINT_PEPPER="+pepper, "KEYBROKER_RESOLVER_KEYS="+kbtest.ResolverKeys, "KEYBROKER_MODE=resolver", "KEYBROKER_LISTEN_ADDR="+addr, "KEYBROKER_METRICS_ADDR=",
+		"KEYBROKER_FINGERPRINT_PEPPER="+pepper, "KEYBROKER_RESOLVER_KEYS="+kbtest.ResolverKeys, "KEYBROKER_ADMIN_TOKEN_KEYS="+kbtest.AdminTokenKeys, "KEYBROKER_MODE=resolver", "KEYBROKER_LISTEN_ADDR="+addr, "KEYBROKER_METRICS_ADDR=",
 		"KEYBROKER_READER_ROLE_ID="+g.Identities.Result.RoleIDs[g.Identities.ReaderRole],
 		"KEYBROKER_READER_SECRET_ID_FILE=/run/secrets/keybroker/reader-secret-id")
 	var uid, gid int

@@ -110,9 +110,10 @@ func RowKeys() auth.RowKeys {
 }
 
 // KeysEnv is the environment that gives a keybroker process of mode the
-// test keyrings it may hold: an admin replica never gets the resolver keys.
+// test keyrings it may hold: every mode the admin keys (they verify
+// organization links), an admin replica never the resolver keys.
 func KeysEnv(mode string) []string {
-	env := []string{"KEYBROKER_ADMIN_TOKEN_KEYS=" + AdminTokenKeys}
+	env := []string{"KEYBROKER_ADMIN_TOKEN_KEYS=" + AdminTokenKeys} // every mode verifies links
 	if mode != "admin" {
 		env = append(env, "KEYBROKER_RESOLVER_KEYS="+ResolverKeys)
 	}
@@ -153,7 +154,8 @@ func NewGround(t testing.TB, opts Options) *Ground {
 	ids := g.Identities
 	var err error
 	g.Broker, err = broker.New(broker.Config{Reader: ids.Reader.KV(ids.Mount), Writer: ids.Writer.KV(ids.Mount), Store: g.Store, Pools: g.Store,
-		Pepper: []byte(opts.Pepper), Logger: opts.Logger, Settings: g.Store, Usage: g.Store, Health: g.Store, Checker: opts.Checker, Events: opts.Events})
+		Pepper: []byte(opts.Pepper), Logger: opts.Logger, Settings: g.Store, Usage: g.Store, Health: g.Store, Checker: opts.Checker, Events: opts.Events,
+		Links: auth.NewLinkSigner(RowKeys().Admin)})
 	if err != nil {
 		t.Fatal(err)
 	}
