@@ -66,6 +66,7 @@ func (s *Store) GrantRuntime(ctx context.Context, role string) error {
 		`GRANT SELECT, INSERT, UPDATE ON api_tokens TO {role}`,
 		`GRANT SELECT, INSERT ON audit_events TO {role}`,
 		`GRANT SELECT, INSERT ON proxy_calls, proxy_token_revocations TO {role}`,
+		`GRANT SELECT, INSERT, UPDATE ON admin_leases, execution_leases TO {role}`,
 	})
 }
 
@@ -82,6 +83,7 @@ func (s *Store) GrantResolver(ctx context.Context, role string) error {
 		`GRANT UPDATE (health, health_reason, health_changed_at, cooldown_until, cooldowns) ON provider_keys TO {role}`,
 		`GRANT SELECT, INSERT, UPDATE ON key_usage TO {role}`,
 		`GRANT SELECT, INSERT ON audit_events, proxy_calls, proxy_token_revocations TO {role}`,
+		`GRANT SELECT, INSERT, UPDATE ON execution_leases TO {role}`,
 	})
 }
 
