@@ -183,11 +183,13 @@ type Broker struct {
 	// fetches are the Vault reads in flight, by cache key: a change
 	// announced meanwhile makes them stale (not cached).
 	fetches fetchGenerations
-	// wsCooldowns are the workspaces' own cooldowns of keys they do not
-	// own (reported by them), on this replica.
-	wsCooldowns *workspaceCooldowns
-	// verifier checks with the provider a shared key a workspace reported
-	// refused, before it fails for everyone.
+	// cooldowns are this replica's cooldowns of keys for one workspace
+	// (shared keys it reported) or one calling token (keys the proxy saw
+	// refused on its calls).
+	cooldowns *localCooldowns
+	// verifier checks with the provider a key reported refused on a word
+	// keybroker does not take for everyone's (a workspace's about a shared
+	// key, the proxy's about a call), before it fails for everyone.
 	verifier verifier
 }
 
@@ -269,7 +271,7 @@ func New(cfg Config) (*Broker, error) {
 		negative:      expirable.NewLRU[string, *cacheEntry](cfg.MaxNegativeEntries, nil, cfg.NegativeCacheTTL),
 		coldSlots:     make(chan struct{}, cfg.MaxColdReads),
 		refreshSlots:  make(chan struct{}, maxBackgroundRefreshes),
-		wsCooldowns:   newWorkspaceCooldowns(maxWorkspaceCooldowns),
+		cooldowns:     newLocalCooldowns(maxLocalCooldowns),
 		verifier:      newVerifier(),
 	}
 	if cfg.Settings == nil {

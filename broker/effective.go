@@ -55,7 +55,7 @@ func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSo
 		return nil, ErrPoolsNotLoaded
 	}
 	now := b.now()
-	cooled := b.wsCooldowns.of(workspace)
+	cooled := b.cooldowns.of(workspace, "")
 	var out []EffectiveSource
 	for _, p := range b.providers.All() {
 		src := EffectiveSource{Provider: p.ID}

@@ -100,6 +100,13 @@ type ReportRequest struct {
 	// RetryAfter is the provider's Retry-After, when it sent one (0:
 	// none); for rate_limited and server_error.
 	RetryAfter time.Duration
+	// Proxied: keybroker's credential proxy saw the provider's answer to
+	// a call whose endpoint and body the caller chose (a sandbox). A
+	// refusal (unauthorized, forbidden, quota_exceeded) is then the
+	// provider's word about that call, not about the key: it takes the
+	// key out of the caller's chain alone, until keybroker's own check
+	// with the provider confirms it.
+	Proxied bool
 }
 
 // ReportResult says what a report did.
@@ -112,10 +119,13 @@ type ReportResult struct {
 	Changed bool
 	// WorkspaceOnly: the key is not the reporting workspace's own (its
 	// organization's, or a hosted key), so the report changed it for that
-	// workspace alone, on this replica; Verifying: keybroker is asking the
+	// workspace alone, on this replica; CallerOnly: a refusal the proxy
+	// saw, which changed the key for the calling token alone (in that
+	// workspace, on this replica); Verifying: keybroker is asking the
 	// provider whether it refuses the key, and marks it failing for
 	// everyone if it does.
 	WorkspaceOnly bool
+	CallerOnly    bool
 	Verifying     bool
 }
 
@@ -127,9 +137,11 @@ type ReportResult struct {
 // organization's, a hosted key), the report changes the key for that
 // workspace alone, on this replica: a cooldown (a refusal too), or ok
 // ending it; and a refusal makes keybroker check the key with the
-// provider (bounded, deduplicated) before it fails for everyone. A report
-// that repeats what this replica knows changes nothing and touches no
-// store.
+// provider (bounded, deduplicated) before it fails for everyone. A refusal
+// the proxy saw (req.Proxied), about any key, is a cooldown for the
+// calling token alone (in that workspace, on this replica) and the same
+// check: the caller chose the call the provider refused. A report that
+// repeats what this replica knows changes nothing and touches no store.
 func (b *Broker) Report(ctx context.Context, req ReportRequest) (ReportResult, error) {
 	if b.health == nil {
 		return ReportResult{}, fmt.Errorf("report: %w: no health store", ErrNotConfigured)
@@ -146,6 +158,9 @@ func (b *Broker) Report(ctx context.Context, req ReportRequest) (ReportResult, e
 	case OutcomeRateLimited, OutcomeServerError, OutcomeUnauthorized, OutcomeForbidden, OutcomeQuotaExceeded, OutcomeOK:
 	default:
 		return ReportResult{}, refuse(ErrInvalidRequest, "outcome must be one of ok, unauthorized, forbidden, quota_exceeded, rate_limited, server_error")
+	}
+	if req.Proxied && refusal(req.Outcome) {
+		return b.reportRefusedCall(ctx, res, req, now), nil
 	}
 	if !res.owned() {
 		return b.reportShared(ctx, res, req, now), nil
@@ -206,7 +221,7 @@ func (b *Broker) reportShared(ctx context.Context, res Resolved, req ReportReque
 	}
 	switch req.Outcome {
 	case OutcomeOK:
-		out.Changed = b.wsCooldowns.clear(ws, ref)
+		out.Changed = b.cooldowns.clear(coolSubject{workspace: ws}, ref)
 		out.Health = known
 		return out
 	case OutcomeRateLimited, OutcomeServerError:
@@ -215,15 +230,14 @@ func (b *Broker) reportShared(ctx context.Context, res Resolved, req ReportReque
 			return out
 		}
 	}
-	_, out.Changed = b.wsCooldowns.cool(ws, ref, now, func(strikes int) time.Duration {
+	_, out.Changed = b.cooldowns.cool(coolSubject{workspace: ws}, ref, now, func(strikes int) time.Duration {
 		if req.RetryAfter > 0 {
 			return req.RetryAfter
 		}
 		return backoff(strikes)
 	})
 	out.Health = HealthCoolingDown
-	switch req.Outcome {
-	case OutcomeUnauthorized, OutcomeForbidden, OutcomeQuotaExceeded:
+	if refusal(req.Outcome) {
 		out.Verifying = b.verifyReported(ctx, res, req)
 	}
 	if out.Changed {
@@ -231,6 +245,47 @@ func (b *Broker) reportShared(ctx context.Context, res Resolved, req ReportReque
 			"outcome", req.Outcome, "verifying", out.Verifying)
 	}
 	return out
+}
+
+// reportRefusedCall applies a refusal the proxy saw, about any key: the
+// caller chose the endpoint and the body, and a provider refuses a call
+// for reasons of the call (an endpoint outside a restricted key's scopes,
+// an organization header the key is not in), so the key leaves the
+// calling token's chain alone, on this replica — its retry and its next
+// calls are served the next key, everyone else's are not changed — and
+// keybroker checks the key with the provider before it fails for
+// everyone. Nothing is audited on the report (keybroker's check is).
+func (b *Broker) reportRefusedCall(ctx context.Context, res Resolved, req ReportRequest, now time.Time) ReportResult {
+	ref := res.Ref
+	out := ReportResult{Ref: ref, CallerOnly: true}
+	b.metrics.reportedByCall(ref.Provider, req.Outcome)
+	if m := b.memberOf(ref); m != nil && m.failing {
+		out.Health = HealthFailing // out of every chain already
+		return out
+	}
+	_, out.Changed = b.cooldowns.cool(coolSubject{workspace: res.Workspace, caller: req.Caller}, ref, now, func(strikes int) time.Duration {
+		if req.RetryAfter > 0 {
+			return req.RetryAfter
+		}
+		return backoff(strikes)
+	})
+	out.Health = HealthCoolingDown
+	out.Verifying = b.verifyReported(ctx, res, req)
+	if out.Changed {
+		b.log.DebugContext(ctx, "a key cooled down for one caller after the provider refused its proxied call", "key", ref.String(),
+			"workspace", res.Workspace, "caller", req.Caller, "outcome", req.Outcome, "verifying", out.Verifying)
+	}
+	return out
+}
+
+// refusal says whether outcome is the provider refusing the key (401,
+// 403, 402), as opposed to a rate limit, an error or ok.
+func refusal(outcome string) bool {
+	switch outcome {
+	case OutcomeUnauthorized, OutcomeForbidden, OutcomeQuotaExceeded:
+		return true
+	}
+	return false
 }
 
 func (b *Broker) applyHealth(ctx context.Context, ref KeyRef, change HealthChange, ev AuditEvent) (ReportResult, error) {

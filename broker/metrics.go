@@ -19,6 +19,7 @@ type Metrics struct {
 	cacheFullC   prometheus.Counter
 	reports      *prometheus.CounterVec
 	reportsWS    *prometheus.CounterVec
+	reportsCall  *prometheus.CounterVec
 	healthC      *prometheus.CounterVec
 	checks       *prometheus.CounterVec
 }
@@ -54,15 +55,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reportsWS: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keybroker_key_reports_workspace_only_total", Help: "Reports about a key the reporting workspace does not own (its organization's, a hosted key), applied to that workspace alone, by provider and outcome.",
 		}, []string{"provider", "outcome"}),
+		reportsCall: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keybroker_key_reports_caller_only_total", Help: "Refusals the credential proxy saw (about any key), applied to the calling token alone until keybroker's own check confirms them, by provider and outcome.",
+		}, []string{"provider", "outcome"}),
 		healthC: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keybroker_key_health_changes_total", Help: "Changes of a key's health (from a report, a test or an admin), by provider and the health reached (healthy, cooling_down, failing).",
 		}, []string{"provider", "health"}),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keybroker_key_checks_total", Help: "Keys checked with their provider (tests, verified writes, the prober, checks after reports about shared keys), by provider and verdict (accepted, refused, rate_limited, unreachable).",
+			Name: "keybroker_key_checks_total", Help: "Keys checked with their provider (tests, verified writes, the prober, checks after reports about shared keys and refusals the proxy saw), by provider and verdict (accepted, refused, rate_limited, unreachable).",
 		}, []string{"provider", "verdict"}),
 	}
 	reg.MustRegister(m.resolves, m.cacheLookups, m.cacheStale, m.cacheEvicted, m.cacheFlushes, m.cacheFullC, m.adminActions,
-		m.reports, m.reportsWS, m.healthC, m.checks)
+		m.reports, m.reportsWS, m.reportsCall, m.healthC, m.checks)
 	return m
 }
 
@@ -75,6 +79,12 @@ func (m *Metrics) reported(provider, outcome string) {
 func (m *Metrics) reportedShared(provider, outcome string) {
 	if m != nil {
 		m.reportsWS.WithLabelValues(provider, outcome).Inc()
+	}
+}
+
+func (m *Metrics) reportedByCall(provider, outcome string) {
+	if m != nil {
+		m.reportsCall.WithLabelValues(provider, outcome).Inc()
 	}
 }
 

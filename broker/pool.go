@@ -224,14 +224,14 @@ const (
 	// poolModelExcluded: it holds usable keys, none allowing the model.
 	poolModelExcluded
 	// poolCoolingDown: it holds keys that would serve the call, all
-	// cooling down (for everyone, or for this workspace alone).
+	// cooling down (for everyone, or for this workspace or caller alone).
 	poolCoolingDown
 )
 
 // fromPool picks the key to serve from a pool: the usable keys of the
 // lowest priority take turns; a key the pool lists but Vault no longer
-// has gives way to the pool's other usable keys. cooled are the
-// workspace's own cooldowns of shared keys (nil: none). When every key
+// has gives way to the pool's other usable keys. cooled are this
+// replica's cooldowns for the workspace and the caller (nil: none). When every key
 // that would serve is cooling down, the outcome is poolCoolingDown and
 // coolEnd (unix nanoseconds) the earliest end of their cooldowns.
 func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string, cooled map[KeyRef]int64) (e *cacheEntry, chosen *member, out poolOutcome, coolEnd int64, err error) {
@@ -255,7 +255,7 @@ func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string, cooled 
 	// pool costs no clock read here.
 	var nowNs int64
 	// coolingUntil is when m's cooldown ends, for everyone or for this
-	// workspace (0: it is not cooling down).
+	// workspace or caller (0: it is not cooling down).
 	coolingUntil := func(m *member) int64 {
 		until := m.cooldownUntil
 		if cooled != nil {

@@ -139,7 +139,11 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 		return Resolution{}, fmt.Errorf("resolve: %w", refuse(ErrInvalidRequest, "model must be at most %d characters", MaxModelLength))
 	}
 	var cool coolingScopes
-	e, m, out, until, err := b.fromPool(ctx, PoolRef{Scope: ScopeWorkspace, ScopeID: req.Workspace, Provider: req.Provider}, req.Model, nil)
+	// This replica's cooldowns of keys for the workspace (shared keys it
+	// reported) and for the caller (keys refused on its proxied calls),
+	// read once.
+	cooled := b.cooldowns.of(req.Workspace, req.Caller)
+	e, m, out, until, err := b.fromPool(ctx, PoolRef{Scope: ScopeWorkspace, ScopeID: req.Workspace, Provider: req.Provider}, req.Model, cooled)
 	if err != nil {
 		return Resolution{}, fmt.Errorf("resolve %s/%s: %w", req.Workspace, req.Provider, err)
 	}
@@ -157,8 +161,6 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 		return Resolution{}, fmt.Errorf("resolve %s/%s: the workspace has no usable key; where it may fall back to is unknown: %w",
 			req.Workspace, req.Provider, ErrSettingsNotLoaded)
 	}
-	// The workspace's own cooldowns of keys it does not own (read once).
-	cooled := b.wsCooldowns.of(req.Workspace)
 	if settings.Organization != "" && settings.Inherit {
 		e, m, out, until, err = b.fromPool(ctx, PoolRef{Scope: ScopeOrganization, ScopeID: settings.Organization, Provider: req.Provider}, req.Model, cooled)
 		if err != nil {

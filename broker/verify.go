@@ -12,11 +12,13 @@ import (
 
 // A workspace reporting that the provider refused a key it does not own
 // (unauthorized, forbidden, quota_exceeded about its organization's key or
-// the hosted key) is not believed on its word: keybroker asks the provider
+// the hosted key), and the proxy seeing the provider refuse a call whose
+// endpoint and body the caller chose (about any key, the workspace's own
+// included), are not believed on their word: keybroker asks the provider
 // itself, with the key check of tests and the prober, and marks the key
 // failing for everyone only if the provider refuses it. Meanwhile (and
-// whatever the check says) the reporting workspace alone stops being
-// served the key, for a cooldown.
+// whatever the check says) the reporting workspace, or the calling token,
+// alone stops being served the key, for a cooldown.
 
 // Verification bounds: checks after reports run at most
 // maxVerifications at a time (besides the checker's own bound); one key
@@ -30,7 +32,7 @@ const (
 )
 
 // ActorVerifier is the audit actor of keybroker's own checks after a
-// report about a shared key.
+// report about a shared key or a refusal the proxy saw.
 const ActorVerifier = "keybroker:verify"
 
 type verifyKey struct {
@@ -108,7 +110,8 @@ func (b *Broker) WaitVerifications(ctx context.Context) error {
 }
 
 // verifyReported starts, in the background, keybroker's own check of a
-// shared key that res's workspace reported refused (outcome). It says
+// key reported refused (req.Outcome): a shared key by res's workspace, or
+// any key by the proxy about a call of req.Caller. It says
 // whether a check was started: not when this broker cannot check (no
 // reader identity or checker), nor when the verifier's bounds skip it.
 func (b *Broker) verifyReported(ctx context.Context, res Resolved, req ReportRequest) bool {
@@ -151,10 +154,15 @@ func (b *Broker) verify1(ctx context.Context, p *Provider, res Resolved, req Rep
 	}
 	r := b.check(ctx, p, s.Value)
 	detail := fmt.Sprintf("checked after token:%s reported %s for workspace %s: %s %s", req.Caller, req.Outcome, res.Workspace, p.DisplayName, r.Detail)
+	reported := req.Outcome + " reported"
+	if req.Proxied {
+		detail = fmt.Sprintf("checked after the provider refused (%s) a proxied call of token:%s for workspace %s: %s %s", req.Outcome, req.Caller, res.Workspace, p.DisplayName, r.Detail)
+		reported = req.Outcome + " seen by the proxy"
+	}
 	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
 		Actor: ActorVerifier, RequestID: req.RequestID, Outcome: r.Verdict, Version: &s.Version, Detail: detail}
 	if r.Verdict == VerdictRefused {
-		change := HealthChange{Kind: HealthFail, Reason: req.Outcome + " reported, and the provider refused the key when keybroker checked it: " + r.Detail}
+		change := HealthChange{Kind: HealthFail, Reason: reported + ", and the provider refused the key when keybroker checked it: " + r.Detail}
 		out, err := b.applyHealth(ctx, ref, change, ev)
 		if err != nil {
 			return err

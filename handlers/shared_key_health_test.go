@@ -35,10 +35,11 @@ type sharedKeyProvider struct {
 	accepted    map[string]bool
 	refusedUser string
 	served      map[string]int // key → completions answered 200
+	refused     map[string]int // key → completions answered 401
 }
 
 func newSharedKeyProvider(t *testing.T, refusedUser string) *sharedKeyProvider {
-	p := &sharedKeyProvider{accepted: map[string]bool{}, refusedUser: refusedUser, served: map[string]int{}}
+	p := &sharedKeyProvider{accepted: map[string]bool{}, refusedUser: refusedUser, served: map[string]int{}, refused: map[string]int{}}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
 	t.Cleanup(p.srv.Close)
 	return p
@@ -50,10 +51,24 @@ func (p *sharedKeyProvider) accept(key string) {
 	p.mu.Unlock()
 }
 
+// revoke refuses key from now on, as the provider does with a key revoked
+// in its console.
+func (p *sharedKeyProvider) revoke(key string) {
+	p.mu.Lock()
+	p.accepted[key] = false
+	p.mu.Unlock()
+}
+
 func (p *sharedKeyProvider) servedWith(key string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.served[key]
+}
+
+func (p *sharedKeyProvider) refusedWith(key string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refused[key]
 }
 
 func (p *sharedKeyProvider) serve(w http.ResponseWriter, r *http.Request) {
@@ -85,6 +100,9 @@ func (p *sharedKeyProvider) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !good || body.User == p.refusedUser {
+			p.mu.Lock()
+			p.refused[key]++
+			p.mu.Unlock()
 			refuse()
 			return
 		}
@@ -261,9 +279,11 @@ func proxied(t *testing.T, a *api, token, user string) (int, http.Header) {
 // item 2, through the credential proxy. The provider answers 401 to every
 // call of ws-a's sandbox (and only to those): the proxy reports each
 // refusal and retries with the next key, so each call marks two shared
-// keys — for ws-a alone. keybroker's own checks find both keys accepted:
-// ws-b's sandbox is served by the organization's key and ws-c's by the
-// hosted key, and both keys stay healthy.
+// keys — for that sandbox's token alone. keybroker's own checks find both
+// keys accepted: ws-b's sandbox is served by the organization's key and
+// ws-c's by the hosted key, both keys stay healthy, and ws-a's own other
+// callers (its resolver token, another sandbox) are still served the
+// organization's key.
 func TestOneTenantsProxied401sLeaveSharedKeysServingTheOthers(t *testing.T) {
 	provider := newSharedKeyProvider(t, "tenant-a")
 	a, orgKey, hostedKey := newSharedKeyAPI(t, provider)
@@ -301,6 +321,19 @@ func TestOneTenantsProxied401sLeaveSharedKeysServingTheOthers(t *testing.T) {
 	if provider.servedWith(orgKey) != 3 || provider.servedWith(hostedKey) != 3 {
 		t.Fatalf("completions served: %d with the organization's key, %d with the hosted key; want 3 and 3",
 			provider.servedWith(orgKey), provider.servedWith(hostedKey))
+	}
+	// The refusals were the sandbox's calls', not ws-a's: ws-a's other
+	// callers are served the organization's key as before.
+	if _, res := a.resolveAs(t, "ws-a"); res.Scope != "organization" || res.APIKey != orgKey {
+		t.Fatalf("ws-a's resolver after its sandbox's refused calls: %+v, want the organization's key", res)
+	}
+	if status, h := proxied(t, a, token("ws-a"), "tenant-a-other"); status != http.StatusOK || h.Get("X-Keybroker-Scope") != "organization" {
+		t.Fatalf("another sandbox of ws-a after the first's refused calls: %d, scope %q", status, h.Get("X-Keybroker-Scope"))
+	}
+	// The refused sandbox itself is not sent to either key again for the
+	// cooldown: nothing else may serve it.
+	if status, h := proxied(t, a, sandboxA, "tenant-a"); status != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+		t.Fatalf("the refused sandbox's next call: %d, want 429 keys_cooling_down with Retry-After", status)
 	}
 }
 

@@ -9,7 +9,11 @@
 // (model.go). When the provider refuses the key (401, 403, 402, 429) before
 // any byte went back, and the request's body was small enough to keep,
 // the key's health is reported and the call is made once more with the
-// next usable key of the pool. Each call is recorded (Recorder) for the
+// next usable key of the pool. A refusal (401, 403, 402) is reported as
+// the proxy's own observation (broker.ReportRequest.Proxied): the caller
+// chose the endpoint and the body, so it takes the key out of the calling
+// token's chain alone until keybroker's own check with the provider
+// confirms it. Each call is recorded (Recorder) for the
 // platform's billing: which scope and key served, its version, the status,
 // the duration, and whether it was BYOK.
 package proxy
@@ -338,10 +342,16 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		}
 		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
 		if outcome := refusal(resp.StatusCode); outcome != "" {
-			// Report as the caller would: the pool (on every replica)
-			// stops serving the key, and resolving again gives the next.
+			// Report what the provider answered. A 429 cools the key
+			// down as any report would. A refusal is reported as the
+			// proxy's observation of a call the caller chose: the key
+			// leaves this token's chain (this call's retry and its next
+			// calls), not everyone's, until keybroker's own check with
+			// the provider confirms it. Either way, resolving again for
+			// this caller gives the next key.
 			if _, rerr := p.cfg.Keys.Report(context.WithoutCancel(ctx), broker.ReportRequest{Caller: call.Caller, RequestID: call.RequestID,
-				ResolutionID: res.ResolutionID, Outcome: outcome, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"))}); rerr != nil {
+				ResolutionID: res.ResolutionID, Outcome: outcome, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After")),
+				Proxied: true}); rerr != nil {
 				p.cfg.Logger.WarnContext(ctx, "proxy: could not report the provider's refusal", "provider", call.Provider, "key_id", res.KeyID, "error", rerr)
 			}
 			if attempt == 0 && kept != nil {
