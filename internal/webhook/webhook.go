@@ -13,8 +13,12 @@
 //   - The audit stream (StreamAudit) reads the trail in order and delivers
 //     each event before it reads the next, retrying until the endpoint
 //     takes it (at least once, in order): a slow or down endpoint delays
-//     the stream, it loses nothing, while the replica streaming runs. A
-//     replica that takes the stream over starts at the newest event.
+//     the stream, it loses nothing. The id of the last event delivered is
+//     recorded (a Cursor: the stream's lease row in PostgreSQL), so that a
+//     replica that takes the stream over — after a restart, a failover or
+//     a crash — resumes after it: the events written in between are
+//     delivered, in order. Only a stream that never ran starts at the
+//     newest event.
 //
 // The URL must be https, or http to a loopback host, unless AllowPlaintext.
 package webhook
@@ -70,6 +74,10 @@ type Config struct {
 	// the events (actors, scope ids, masked previews) would cross the
 	// network in clear.
 	AllowPlaintext bool
+	// GapWait is how long the audit stream waits for a missing audit id
+	// (a transaction that took it may not have committed yet) before it
+	// skips it as never written. Default: 10 s.
+	GapWait time.Duration
 	// DropLogEvery bounds the log lines about dropped events: the first
 	// drop is logged at once, the others counted in one line per
 	// interval. Default: 1 min.
@@ -115,6 +123,7 @@ type Sink struct {
 	http                       *http.Client
 	queue                      chan Event
 	delivered, dropped, failed prometheus.Counter
+	skipped                    prometheus.Counter
 	// unlogged counts the drops not logged yet (the first of a run of
 	// drops is logged at once, then one line per DropLogEvery).
 	unlogged atomic.Int64
@@ -147,6 +156,9 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = time.Second
 	}
+	if cfg.GapWait <= 0 {
+		cfg.GapWait = 10 * time.Second
+	}
 	if cfg.DropLogEvery <= 0 {
 		cfg.DropLogEvery = time.Minute
 	}
@@ -162,9 +174,11 @@ func New(cfg Config) (*Sink, error) {
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "keybroker_webhook_delivered_total", Help: "Events the webhook endpoint accepted (2xx)."}),
 		dropped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "keybroker_webhook_dropped_total", Help: "Events dropped because the webhook queue was full."}),
 		failed:    prometheus.NewCounter(prometheus.CounterOpts{Name: "keybroker_webhook_failed_total", Help: "Health events dropped after every delivery attempt failed."}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "keybroker_webhook_audit_ids_skipped_total",
+			Help: "Audit ids the audit stream skipped after waiting for them (never written: a rolled-back transaction, or pruned)."}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(s.delivered, s.dropped, s.failed)
+		cfg.Registerer.MustRegister(s.delivered, s.dropped, s.failed, s.skipped)
 	}
 	return s, nil
 }
@@ -293,19 +307,54 @@ type AuditSource interface {
 	LatestAuditID(ctx context.Context) (int64, error)
 }
 
-// StreamAudit sends every audit event written from now on to the
-// endpoint, in order, polling src every interval (each replica runs it
-// under the advisory lock of the caller's choosing). Each event is
-// retried until the endpoint takes it before the next is read: a slow or
+// Cursor keeps the audit stream's place across replicas: the id of the
+// last event delivered (store.LeaseCursor keeps it in the stream's lease).
+type Cursor interface {
+	// Position is the last id delivered; ok is false when the stream never
+	// ran.
+	Position(ctx context.Context) (id int64, ok bool, err error)
+	// Advance records id as the last delivered. An error stops the stream
+	// (the lease was lost, or PostgreSQL failed): what was delivered after
+	// the last recorded id is delivered again by whoever streams next.
+	Advance(ctx context.Context, id int64) error
+}
+
+// StreamAudit sends the audit trail to the endpoint, in order, from the
+// event after cur's position, polling src every interval; the caller holds
+// the stream's lease (one replica at a time). A stream that never ran
+// starts at the newest event. Each event is retried until the endpoint
+// takes it, and its id recorded in cur, before the next is read: a slow or
 // down endpoint delays the stream and drops nothing; the trail holds what
-// waits. It returns when ctx is done.
-func (s *Sink) StreamAudit(ctx context.Context, src AuditSource, every time.Duration) error {
-	last, err := src.LatestAuditID(ctx)
+// waits, and a replica that takes the stream over resumes after the last
+// id recorded (at least once, in order).
+//
+// Ids are given in the order transactions began, not in the order they
+// commit: an id missing between two that exist may belong to a transaction
+// still running. The stream waits for it up to GapWait before it skips it
+// (a rolled-back insert leaves a hole for good); skipped ids are counted
+// (keybroker_webhook_audit_ids_skipped_total) and logged.
+//
+// It returns nil when ctx is done, and the error when cur could not
+// record a delivery.
+func (s *Sink) StreamAudit(ctx context.Context, src AuditSource, cur Cursor, every time.Duration) error {
+	last, ok, err := cur.Position(ctx)
 	if err != nil {
 		return fmt.Errorf("audit stream: where to start: %w", err)
 	}
+	if !ok {
+		if last, err = src.LatestAuditID(ctx); err != nil {
+			return fmt.Errorf("audit stream: where to start: %w", err)
+		}
+		if err := cur.Advance(ctx, last); err != nil {
+			return fmt.Errorf("audit stream: record where it starts: %w", err)
+		}
+		s.cfg.Logger.Info("audit stream: first run; starting after the newest event", "cursor", last)
+	} else {
+		s.cfg.Logger.Info("audit stream: resuming after the last event delivered", "cursor", last)
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var gapSince time.Time // when the stream first waited for the id after last (zero: not waiting)
 	for {
 		select {
 		case <-ctx.Done():
@@ -315,16 +364,39 @@ func (s *Sink) StreamAudit(ctx context.Context, src AuditSource, every time.Dura
 		for {
 			evs, err := src.AuditAfter(ctx, last, 500)
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				s.cfg.Logger.Warn("audit stream: could not read new events; trying again", "error", err)
 				break
 			}
+			n := 0
 			for _, ev := range evs {
+				if ev.ID != last+1 {
+					if gapSince.IsZero() {
+						gapSince = time.Now()
+					}
+					if time.Since(gapSince) < s.cfg.GapWait {
+						break // the missing ids may still commit
+					}
+					s.skipped.Add(float64(ev.ID - last - 1))
+					s.cfg.Logger.Info("audit stream: ids never written (a rolled-back transaction, or pruned); skipping them",
+						"from", last+1, "to", ev.ID-1, "waited", s.cfg.GapWait.String())
+				}
+				gapSince = time.Time{}
 				if !s.deliver(ctx, eventOf(ev), 0) {
 					return nil // ctx is done
 				}
+				if err := cur.Advance(ctx, ev.ID); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return fmt.Errorf("audit stream: record the delivery of event %d: %w", ev.ID, err)
+				}
 				last = ev.ID
+				n++
 			}
-			if len(evs) < 500 {
+			if n < 500 {
 				break
 			}
 		}

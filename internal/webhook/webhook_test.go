@@ -3,11 +3,13 @@ package webhook_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,7 +160,7 @@ func TestHealthChangesAndTheAuditTrailReachTheEndpoint(t *testing.T) {
 
 	streamCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- sink.StreamAudit(streamCtx, g.Store, 50*time.Millisecond) }()
+	go func() { done <- sink.StreamAudit(streamCtx, g.Store, &memCursor{}, 50*time.Millisecond) }()
 	time.Sleep(200 * time.Millisecond) // the stream starts after what exists
 	if _, err := g.Broker.UpdateKey(ctx, broker.UpdateKeyRequest{Actor: broker.Actor{Subject: "alice"}, Ref: broker.WorkspaceKey("ws1", "openai", "k"), Name: new("renamed")}); err != nil {
 		t.Fatal(err)
@@ -213,7 +215,7 @@ func TestTheAuditStreamLosesNothingBehindASlowEndpoint(t *testing.T) {
 	started := make(chan struct{})
 	src := &startSignal{AuditSource: st, started: started}
 	done := make(chan error, 1)
-	go func() { done <- sink.StreamAudit(ctx, src, 10*time.Millisecond) }()
+	go func() { done <- sink.StreamAudit(ctx, src, &memCursor{}, 10*time.Millisecond) }()
 	<-started
 	const n = 40
 	for i := range n {
@@ -250,6 +252,265 @@ type startSignal struct {
 func (s *startSignal) LatestAuditID(ctx context.Context) (int64, error) {
 	defer close(s.started)
 	return s.AuditSource.LatestAuditID(ctx)
+}
+
+// memCursor is a Cursor in memory.
+type memCursor struct {
+	mu  sync.Mutex
+	pos int64
+	set bool
+}
+
+func (c *memCursor) Position(context.Context) (int64, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pos, c.set, nil
+}
+
+func (c *memCursor) Advance(_ context.Context, id int64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pos, c.set = id, true
+	return nil
+}
+
+func (c *memCursor) at() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pos
+}
+
+// TestTheAuditStreamResumesAfterTheLastEventDeliveredOnFailover: replica
+// A streams under the audit stream's lease and is killed (it neither
+// renews nor releases the lease); events are written while nobody
+// streams; replica B takes the lease once it expires and delivers, from
+// A's cursor on, every event written in between, in order, then the new
+// ones. The events from before the stream ever ran are not sent.
+func TestTheAuditStreamResumesAfterTheLastEventDeliveredOnFailover(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testenv.DatabaseURL(t)
+	stA, stB := kbtest.NewStore(t, dbURL), kbtest.NewStore(t, dbURL) // two replicas' pools, as the runtime role
+	r := newReceiver(t, 0)
+	write := func(details ...string) {
+		t.Helper()
+		for _, d := range details {
+			if err := stA.AppendAudit(ctx, store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws1", Action: "test.event",
+				Actor: "test", Outcome: "success", Detail: d}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write("history")
+
+	// Replica A: takes the lease for 3 s and renews it while it runs.
+	const ttl = 3 * time.Second
+	if _, ok, err := stA.TakeLease(ctx, store.LeaseAuditStream, "replica-a", ttl); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	actx, kill := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for actx.Err() == nil {
+			if _, ok, err := stA.TakeLease(actx, store.LeaseAuditStream, "replica-a", ttl); actx.Err() == nil && (err != nil || !ok) {
+				t.Errorf("replica A renews: %v %v", ok, err)
+			}
+			select {
+			case <-actx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+	sinkA, err := webhook.New(webhook.Config{URL: r.srv.URL, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	curA := store.LeaseCursor{Store: stA, Lease: store.LeaseAuditStream, Holder: "replica-a"}
+	wg.Go(func() {
+		if err := sinkA.StreamAudit(actx, stA, curA, 10*time.Millisecond); err != nil {
+			t.Errorf("replica A's stream: %v", err)
+		}
+	})
+	waitFor(t, "replica A's stream recording where it starts", func() bool { _, ok, _ := curA.Position(ctx); return ok })
+	write("before 1", "before 2", "before 3")
+	waitFor(t, "the events before the failover delivered", func() bool { return len(r.got()) == 3 })
+	kill() // replica A dies: no release; its lease runs out
+	wg.Wait()
+	write("during 1", "during 2", "during 3", "during 4", "during 5")
+
+	// Replica B stands by until the lease is free, then streams.
+	sinkB, err := webhook.New(webhook.Config{URL: r.srv.URL, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bctx, stopB := context.WithCancel(ctx)
+	defer stopB()
+	leaseB := &store.Lease{Store: stB, Name: store.LeaseAuditStream, Holder: "replica-b", Continuous: true, TTL: ttl, Logger: slog.New(slog.DiscardHandler)}
+	wg.Go(func() {
+		for bctx.Err() == nil {
+			err := leaseB.Run(bctx, func(ctx context.Context) error {
+				return sinkB.StreamAudit(ctx, stB, store.LeaseCursor{Store: stB, Lease: store.LeaseAuditStream, Holder: "replica-b"}, 10*time.Millisecond)
+			})
+			if err != nil && !errors.Is(err, store.ErrLeaseHeld) && bctx.Err() == nil {
+				t.Errorf("replica B: %v", err)
+			}
+			select {
+			case <-bctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+	waitFor(t, "replica B delivering what was written while nobody streamed", func() bool { return len(r.got()) >= 8 })
+	write("after 1", "after 2")
+	waitFor(t, "the events after the failover delivered", func() bool { return len(r.got()) >= 10 })
+	stopB()
+	wg.Wait()
+
+	var details []string
+	var last int64
+	for _, ev := range r.got() {
+		if ev.ID == last {
+			continue // at least once: a redelivery of the last event is allowed
+		}
+		if ev.ID < last {
+			t.Fatalf("event %d delivered after %d: out of order", ev.ID, last)
+		}
+		details, last = append(details, ev.Detail), ev.ID
+	}
+	want := "before 1,before 2,before 3,during 1,during 2,during 3,during 4,during 5,after 1,after 2"
+	if got := strings.Join(details, ","); got != want {
+		t.Fatalf("delivered %s\nwant      %s", got, want)
+	}
+	if pos, _, err := curA.Position(ctx); err != nil || pos != last {
+		t.Fatalf("the cursor is at %d (%v), want %d", pos, err, last)
+	}
+}
+
+// gappedTrail is an audit source whose ids can have holes: the ids of
+// transactions not committed yet, or rolled back.
+type gappedTrail struct {
+	mu    sync.Mutex
+	evs   []broker.AuditEvent // by id
+	polls atomic.Int32
+}
+
+func (g *gappedTrail) add(ids ...int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, id := range ids {
+		g.evs = append(g.evs, broker.AuditEvent{ID: id, Action: "test.event", Detail: fmt.Sprint(id)})
+	}
+	slices.SortFunc(g.evs, func(a, b broker.AuditEvent) int { return int(a.ID - b.ID) })
+}
+
+func (g *gappedTrail) AuditAfter(_ context.Context, after int64, limit int) ([]broker.AuditEvent, error) {
+	defer g.polls.Add(1)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []broker.AuditEvent
+	for _, ev := range g.evs {
+		if ev.ID > after && len(out) < limit {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+func (g *gappedTrail) LatestAuditID(context.Context) (int64, error) { return 0, nil }
+
+func ids(evs []webhook.Event) []int64 {
+	var out []int64
+	for _, ev := range evs {
+		out = append(out, ev.ID)
+	}
+	return out
+}
+
+// TestTheAuditStreamWaitsForAnIdNotCommittedYet: ids 1, 2 and 4 are in the
+// trail, 3 is being written (its transaction has not committed). The
+// stream delivers 1 and 2, then waits for 3 instead of moving its cursor
+// past it, and delivers 3 and 4 in order once 3 is there.
+func TestTheAuditStreamWaitsForAnIdNotCommittedYet(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := newReceiver(t, 0)
+	sink, err := webhook.New(webhook.Config{URL: r.srv.URL, Secret: secret, GapWait: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trail := &gappedTrail{}
+	trail.add(1, 2, 4)
+	cur := &memCursor{set: true}
+	done := make(chan error, 1)
+	go func() { done <- sink.StreamAudit(ctx, trail, cur, time.Millisecond) }()
+	waitFor(t, "1 and 2 delivered", func() bool { return len(r.got()) >= 2 })
+	// Two more reads: the stream has seen 4 after 2, with 3 missing.
+	polls := trail.polls.Load()
+	waitFor(t, "two more reads of the trail", func() bool { return trail.polls.Load() >= polls+2 })
+	if got := ids(r.got()); !slices.Equal(got, []int64{1, 2}) || cur.at() != 2 {
+		t.Fatalf("delivered %v, cursor %d, while 3 is not committed: want 1, 2 and the cursor at 2", got, cur.at())
+	}
+	trail.add(3)
+	waitFor(t, "3 and 4 delivered", func() bool { return len(r.got()) >= 4 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(r.got()); !slices.Equal(got, []int64{1, 2, 3, 4}) || cur.at() != 4 {
+		t.Fatalf("delivered %v, cursor %d, want 1, 2, 3, 4 and 4", got, cur.at())
+	}
+}
+
+// TestTheAuditStreamSkipsAnIdNeverWritten: an id left out for good (a
+// rolled-back transaction) holds the stream up for GapWait, then is
+// skipped, counted and logged.
+func TestTheAuditStreamSkipsAnIdNeverWritten(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := newReceiver(t, 0)
+	reg := prometheus.NewRegistry()
+	var logs testenv.SyncBuffer
+	sink, err := webhook.New(webhook.Config{URL: r.srv.URL, Secret: secret, GapWait: 20 * time.Millisecond, Registerer: reg,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trail := &gappedTrail{}
+	trail.add(1, 2, 5)
+	done := make(chan error, 1)
+	go func() { done <- sink.StreamAudit(ctx, trail, &memCursor{set: true}, time.Millisecond) }()
+	waitFor(t, "5 delivered past the hole", func() bool { return len(r.got()) >= 3 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(r.got()); !slices.Equal(got, []int64{1, 2, 5}) {
+		t.Fatalf("delivered %v", got)
+	}
+	if n := counter(t, reg, "keybroker_webhook_audit_ids_skipped_total"); n != 2 || !strings.Contains(logs.String(), `"from":3,"to":4`) {
+		t.Fatalf("skipped %v; log:\n%s", n, logs.String())
+	}
+}
+
+// failingCursor refuses to record: the lease was lost.
+type failingCursor struct{ memCursor }
+
+func (c *failingCursor) Advance(context.Context, int64) error { return store.ErrLeaseLost }
+
+// TestTheAuditStreamStopsWhenItCannotRecordADelivery: a replica that lost
+// the lease (its cursor refuses) stops after the event in flight instead
+// of streaming on beside the new holder.
+func TestTheAuditStreamStopsWhenItCannotRecordADelivery(t *testing.T) {
+	r := newReceiver(t, 0)
+	sink, err := webhook.New(webhook.Config{URL: r.srv.URL, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trail := &gappedTrail{}
+	trail.add(1, 2, 3)
+	err = sink.StreamAudit(context.Background(), trail, &failingCursor{memCursor{set: true}}, time.Millisecond)
+	if !errors.Is(err, store.ErrLeaseLost) || len(r.got()) != 1 {
+		t.Fatalf("stream: %v after %d deliveries, want ErrLeaseLost after 1", err, len(r.got()))
+	}
 }
 
 // TestDroppedHealthEventsAreCountedAndLogged: a full queue drops health
