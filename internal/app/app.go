@@ -51,6 +51,7 @@ type App struct {
 	identities  []*vault.Client // the reader first when held: readiness asks it
 	reconciler  *Reconciler     // nil when the mode holds no writer or ReconcileEvery is 0
 	prober      *Prober         // nil when HealthProbeEvery is 0 or the mode reads no key (admin)
+	leases      *leases         // the leases of the work one replica at a time does
 	proxyCalls  *proxy.Recorder // the records of proxied calls (modes all and proxy)
 	events      *webhook.Sink   // nil without EventsWebhookURL
 	handler     http.Handler
@@ -176,14 +177,16 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	a.broker = b
 	a.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	a.tokens = auth.NewService(a.store, auth.Options{TrustWithoutStore: cfg.TokenOutageGrace, Logger: logger, Keys: rowKeys})
+	a.leases = newLeases(a.store, reg, logger)
 	if bcfg.Writer != nil && cfg.ReconcileEvery > 0 {
-		a.reconciler = &Reconciler{Broker: b, Locker: a.store, Every: cfg.ReconcileEvery, Logger: logger}
+		a.reconciler = &Reconciler{Broker: b, Lease: a.leases.lease(store.LeaseReconciler, false), Every: cfg.ReconcileEvery, Logger: logger}
 	}
 	if cfg.HealthProbeEvery > 0 && bcfg.Reader != nil {
 		// Every replica that reads keys (modes all, resolver, proxy) may
-		// probe, one at a time (an advisory lock); an admin replica reads
-		// no key.
-		a.prober = &Prober{Broker: b, Locker: a.store, Every: cfg.HealthProbeEvery, Concurrency: cfg.HealthProbeConcurrency, Logger: logger}
+		// probe, one at a time (the prober's lease); an admin replica
+		// reads no key.
+		a.prober = &Prober{Broker: b, Lease: a.leases.lease(store.LeaseProber, false), Every: cfg.HealthProbeEvery,
+			Concurrency: cfg.HealthProbeConcurrency, Logger: logger}
 	}
 	// Proxy tokens are signed with the resolver keys, which only the
 	// replicas that mint and check them hold (never an admin replica).
@@ -493,24 +496,35 @@ func (a *App) revokeWatchersIfRevoked(ctx context.Context, id string) {
 	}
 }
 
-// AuditStreamLockKey is the advisory lock that makes one replica at a time
-// stream the audit trail to the webhook.
-const AuditStreamLockKey = 0x6b62617564 // "kbaud"
+// auditStreamRetry is how often a replica standing by tries to take the
+// audit stream's lease.
+const auditStreamRetry = 10 * time.Second
 
-// streamAudit sends every audit event to the webhook while this replica
-// holds the stream's lock, trying to take it every 10 s.
+// streamAudit sends the audit trail to the webhook while this replica
+// holds the audit stream's lease (store.LeaseAuditStream), from the event
+// after the last one delivered (the cursor in the lease's row), trying to
+// take the lease every 10 s. Only the admin side's database role may hold
+// it (the resolver role of sandbox-facing pods may not): a resolver or
+// proxy replica does not stream.
 func (a *App) streamAudit(ctx context.Context) {
+	if a.mode != handlers.ModeAll && a.mode != handlers.ModeAdmin {
+		a.log.Warn("--events-webhook-audit: the audit stream runs on admin replicas (modes admin and all), whose database role alone "+
+			"may hold its lease; this replica does not stream", "mode", string(a.mode))
+		return
+	}
+	lease := a.leases.lease(store.LeaseAuditStream, true)
+	cur := store.LeaseCursor{Store: a.store, Lease: store.LeaseAuditStream, Holder: lease.Holder}
 	for ctx.Err() == nil {
-		err := a.store.WithLock(ctx, AuditStreamLockKey, func(ctx context.Context) error {
-			a.log.Info("streaming the audit trail to the webhook")
-			return a.events.StreamAudit(ctx, a.store, time.Second)
+		err := lease.Run(ctx, func(ctx context.Context) error {
+			a.log.Info("streaming the audit trail to the webhook", "holder", lease.Holder)
+			return a.events.StreamAudit(ctx, a.store, cur, time.Second)
 		})
-		if err != nil && !errors.Is(err, store.ErrLocked) && ctx.Err() == nil {
+		if err != nil && !errors.Is(err, store.ErrLease) && ctx.Err() == nil {
 			a.log.Warn("audit stream stopped; retrying", "error", err)
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(10 * time.Second):
+		case <-time.After(auditStreamRetry):
 		}
 	}
 }

@@ -2,10 +2,16 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"os"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
@@ -13,27 +19,50 @@ import (
 	"github.com/keybroker/keybroker/vault"
 )
 
-// ReconcileLockKey is the PostgreSQL advisory lock that makes one replica
-// at a time reconcile.
-const ReconcileLockKey = 0x6b62726563 // "kbrec"
-
 // PendingGrace leaves in-flight writes alone: the periodic reconciler
 // repairs only changes pending for longer than this.
 const PendingGrace = time.Minute
 
-// Locker runs fn while holding an advisory lock; store.ErrLocked when
-// another replica holds it (package store implements it).
-type Locker interface {
-	WithLock(ctx context.Context, key int64, fn func(context.Context) error) error
+// leases makes the leases of one replica (store.Lease): one holder id for
+// the process's replica, the metrics shared. The work one replica at a time
+// does — the audit stream, the reconciler, the prober — takes a lease in a
+// table only keybroker's serving roles may write, where PostgreSQL advisory
+// locks (which any database login may take and hold) were used before.
+type leases struct {
+	store   *store.Store
+	holder  string
+	metrics *store.LeaseMetrics
+	logger  *slog.Logger
 }
 
-var _ Locker = (*store.Store)(nil)
+func newLeases(st *store.Store, reg prometheus.Registerer, logger *slog.Logger) *leases {
+	return &leases{store: st, holder: leaseHolder(), metrics: store.NewLeaseMetrics(reg), logger: logger}
+}
+
+// leaseHolder names this replica in the lease rows: host name, process id
+// and a random part (two replicas of one process stay apart).
+func leaseHolder() string {
+	host, _ := os.Hostname()
+	if len(host) > 120 {
+		host = host[:120]
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// lease is lease name of this replica; continuous for the audit stream,
+// which one replica holds for good while the others stand by.
+func (l *leases) lease(name string, continuous bool) *store.Lease {
+	return &store.Lease{Store: l.store, Name: name, Holder: l.holder, Continuous: continuous, Logger: l.logger, Metrics: l.metrics}
+}
 
 // Reconciler runs the broker's reconciler every Every (jittered to 50-150 %)
-// on whichever replica takes the lock.
+// on whichever replica takes the reconciler's lease (admin replicas: only
+// the runtime role may hold it).
 type Reconciler struct {
 	Broker *broker.Broker
-	Locker Locker
+	Lease  *store.Lease
 	Every  time.Duration
 	Logger *slog.Logger
 }
@@ -44,8 +73,8 @@ func (r *Reconciler) Run(ctx context.Context) {
 }
 
 // everyJittered runs fn every interval (jittered to 50-150 %, so that
-// replicas drift apart) until ctx is done; a run that found the lock
-// taken by another replica is no failure.
+// replicas drift apart) until ctx is done; a run that could not take its
+// lease is no failure here (the lease logs and counts it, rate-limited).
 func everyJittered(ctx context.Context, every time.Duration, log *slog.Logger, what string, fn func(context.Context) error) {
 	for {
 		wait := every/2 + time.Duration(mrand.Int64N(int64(every)))
@@ -54,16 +83,16 @@ func everyJittered(ctx context.Context, every time.Duration, log *slog.Logger, w
 			return
 		case <-time.After(wait):
 		}
-		if err := fn(ctx); err != nil && !errors.Is(err, store.ErrLocked) && ctx.Err() == nil {
+		if err := fn(ctx); err != nil && !errors.Is(err, store.ErrLease) && ctx.Err() == nil {
 			log.Warn(what+" run failed", "error", err)
 		}
 	}
 }
 
-// RunOnce reconciles once under the lock; store.ErrLocked when another
-// replica is at it.
+// RunOnce reconciles once under the lease; an error wrapping
+// store.ErrLease when another replica holds it.
 func (r *Reconciler) RunOnce(ctx context.Context) error {
-	return r.Locker.WithLock(ctx, ReconcileLockKey, func(ctx context.Context) error {
+	return r.Lease.Run(ctx, func(ctx context.Context) error {
 		rep, err := r.Broker.Reconcile(ctx, PendingGrace)
 		r.Logger.Info("reconcile run", "completed", rep.Completed, "aborted", rep.Aborted, "repaired", rep.Repaired,
 			"unrepaired", len(rep.Unrepaired), "failed", rep.Failed)
