@@ -42,7 +42,14 @@ type localCooldowns struct {
 	// and looks no further while it is 0.
 	n         atomic.Int64
 	bySubject map[coolSubject]map[KeyRef]*localCooldown
-	max       int
+	// perWorkspace counts the pairs of each workspace (its own and its
+	// callers'); index holds the workspaces it names, read without the
+	// lock: a resolve for a workspace that holds none takes no lock (every
+	// resolve reads the cooldowns, and a lock shared by all of them would
+	// be contended as soon as any workspace holds one).
+	perWorkspace map[string]int
+	index        sync.Map // workspace → struct{}
+	max          int
 }
 
 type localCooldown struct {
@@ -54,7 +61,7 @@ type localCooldown struct {
 }
 
 func newLocalCooldowns(max int) *localCooldowns {
-	return &localCooldowns{bySubject: map[coolSubject]map[KeyRef]*localCooldown{}, max: max}
+	return &localCooldowns{bySubject: map[coolSubject]map[KeyRef]*localCooldown{}, perWorkspace: map[string]int{}, max: max}
 }
 
 // of returns until when each key out of the chain of workspace, or of
@@ -63,6 +70,9 @@ func newLocalCooldowns(max int) *localCooldowns {
 // none: a copy, taken once per resolve.
 func (c *localCooldowns) of(workspace, caller string) map[KeyRef]int64 {
 	if c.n.Load() == 0 {
+		return nil
+	}
+	if _, ok := c.index.Load(workspace); !ok {
 		return nil
 	}
 	c.mu.RLock()
@@ -111,6 +121,9 @@ func (c *localCooldowns) cool(s coolSubject, ref KeyRef, now time.Time, d func(s
 		e = &localCooldown{}
 		m[ref] = e
 		c.n.Add(1)
+		if c.perWorkspace[s.workspace]++; c.perWorkspace[s.workspace] == 1 {
+			c.index.Store(s.workspace, struct{}{})
+		}
 	}
 	until := now.Add(d(strikes))
 	e.until, e.forgetAt, e.strikes = until.UnixNano(), until.Add(CooldownMax).UnixNano(), strikes+1
@@ -140,6 +153,10 @@ func (c *localCooldowns) remove(s coolSubject, m map[KeyRef]*localCooldown, ref 
 		delete(c.bySubject, s)
 	}
 	c.n.Add(-1)
+	if c.perWorkspace[s.workspace]--; c.perWorkspace[s.workspace] <= 0 {
+		delete(c.perWorkspace, s.workspace)
+		c.index.Delete(s.workspace)
+	}
 }
 
 // makeRoom keeps the pairs under the bound before one is added: the

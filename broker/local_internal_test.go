@@ -31,6 +31,11 @@ func TestLocalCooldownsAreKeptApartAndBounded(t *testing.T) {
 	if got := c.of("ws1", "ptk_1"); got[a] == 0 {
 		t.Fatalf("the caller's own cooldowns: %v", got)
 	}
+	// The workspace's own subject is apart: an ok for it ends nothing of
+	// the caller's.
+	if c.clear(coolSubject{workspace: "ws1"}, a) {
+		t.Fatal("the workspace's ok cleared a caller's cooldown")
+	}
 	// Much later, the same subject cools another key: the bound (1) makes
 	// room by forgetting the first, which empties the subject's map.
 	later := now.Add(CooldownMax + time.Hour)
@@ -41,12 +46,13 @@ func TestLocalCooldownsAreKeptApartAndBounded(t *testing.T) {
 	if len(got) != 1 || got[b] != later.Add(time.Second).UnixNano() {
 		t.Fatalf("after making room: %v, want the second key's cooldown", got)
 	}
-	if n := c.n.Load(); n != 1 {
-		t.Fatalf("%d pairs counted, want 1", n)
+	if n := c.n.Load(); n != 1 || c.perWorkspace["ws1"] != 1 {
+		t.Fatalf("%d pairs counted, %d of ws1, want 1 and 1", n, c.perWorkspace["ws1"])
 	}
-	// The workspace's own subject is apart: ok for it clears nothing of
-	// the caller's.
-	if c.clear(coolSubject{workspace: "ws1"}, b) {
-		t.Fatal("the workspace's ok cleared a caller's cooldown")
+	if !c.clear(sandbox, b) || c.of("ws1", "ptk_1") != nil || len(c.perWorkspace) != 0 {
+		t.Fatalf("after the last pair ended: %v, %v", c.of("ws1", "ptk_1"), c.perWorkspace)
+	}
+	if _, ok := c.index.Load("ws1"); ok {
+		t.Fatal("a workspace with no pair left is still indexed")
 	}
 }
