@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/ids"
 	"github.com/keybroker/keybroker/internal/keyring"
@@ -175,6 +177,9 @@ type Service struct {
 	// issuers remembers, by token id, whether the tokens that minted
 	// proxy tokens are still valid (IssuerActive).
 	issuers map[string]issuerCheck
+	// lookups makes concurrent lookups of one token hash one
+	// (Authenticate).
+	lookups singleflight.Group
 
 	denials *denialRecorder
 	// rowRings are Options.Keys by role, derived for token rows.
@@ -549,25 +554,97 @@ func expiryText(t *time.Time) string {
 
 // Authenticate returns the principal of a presented token, or
 // ErrUnauthenticated. A revoked or expired token is refused at once.
+// Concurrent lookups of one token are one lookup: the others wait for its
+// answer.
 func (s *Service) Authenticate(ctx context.Context, token string) (Principal, error) {
-	if len(token) != tokenLen || !strings.HasPrefix(token, tokenPrefix) {
+	hash, ok := tokenHash(token)
+	if !ok {
 		return Principal{}, ErrUnauthenticated
+	}
+	now := s.opts.Now()
+	switch p, r := s.recall(hash, now); r {
+	case RememberedValid:
+		return p, nil
+	case RememberedRefused:
+		return Principal{}, ErrUnauthenticated
+	}
+	// Not canceled with the first caller's request: the others share it
+	// (the lookup has its own deadline). A caller that arrives once a
+	// lookup has ended finds its answer remembered.
+	res, err, _ := s.lookups.Do(string(hash[:]), func() (any, error) {
+		switch p, r := s.recall(hash, s.opts.Now()); r {
+		case RememberedValid:
+			return p, nil
+		case RememberedRefused:
+			return Principal{}, ErrUnauthenticated
+		}
+		return s.lookup(context.WithoutCancel(ctx), hash, now)
+	})
+	p, _ := res.(Principal)
+	return p, err
+}
+
+// Remembered is what a replica knows of a presented token without asking
+// PostgreSQL (Recall).
+type Remembered int
+
+const (
+	// NotRemembered: never validated here, or forgotten since (a
+	// revocation, a reconnection of the invalidation listener): only a
+	// lookup tells, and it may fail.
+	NotRemembered Remembered = iota
+	// RememberedValid: validated within Options.Fresh; Recall gives its
+	// principal, Authenticate makes no lookup.
+	RememberedValid
+	// RememberedStale: validated here longer ago; Authenticate reads its
+	// row again, but presenting it is no guess (its hash was a token's).
+	RememberedStale
+	// RememberedRefused: malformed, or remembered as unknown, revoked or
+	// expired (for Options.UnknownTTL): refused without a lookup.
+	RememberedRefused
+)
+
+// Recall says what this replica knows of token without a lookup, with
+// its principal when it is RememberedValid. Authenticate decides the same
+// way; the failed-authentication limit is charged only for a token that
+// needs a lookup and may fail (NotRemembered).
+func (s *Service) Recall(token string) (Principal, Remembered) {
+	hash, ok := tokenHash(token)
+	if !ok {
+		return Principal{}, RememberedRefused
+	}
+	return s.recall(hash, s.opts.Now())
+}
+
+// tokenHash is the stored hash of a well-formed token.
+func tokenHash(token string) ([32]byte, bool) {
+	if len(token) != tokenLen || !strings.HasPrefix(token, tokenPrefix) {
+		return [32]byte{}, false
 	}
 	// Hashed from a copy on the stack: Hash's conversion to a slice would
 	// allocate on every request.
 	var buf [tokenLen]byte
-	hash := sha256.Sum256(buf[:copy(buf[:], token)])
-	now := s.opts.Now()
+	return sha256.Sum256(buf[:copy(buf[:], token)]), true
+}
+
+func (s *Service) recall(hash [32]byte, now time.Time) (Principal, Remembered) {
 	s.mu.Lock()
 	v, ok := s.validated[hash]
 	unknownAt, isUnknown := s.unknown[hash]
 	s.mu.Unlock()
-	if ok && now.Sub(v.at) < s.opts.Fresh && (v.expiresAt == nil || now.Before(*v.expiresAt)) {
-		return v.principal, nil
+	switch {
+	case ok && now.Sub(v.at) < s.opts.Fresh && (v.expiresAt == nil || now.Before(*v.expiresAt)):
+		return v.principal, RememberedValid
+	case isUnknown && now.Sub(unknownAt) < s.opts.UnknownTTL:
+		return Principal{}, RememberedRefused
+	case ok:
+		return Principal{}, RememberedStale
 	}
-	if isUnknown && now.Sub(unknownAt) < s.opts.UnknownTTL {
-		return Principal{}, ErrUnauthenticated
-	}
+	return Principal{}, NotRemembered
+}
+
+// lookup reads a token's row by its hash and remembers the answer.
+func (s *Service) lookup(ctx context.Context, hash [32]byte, now time.Time) (Principal, error) {
 	lctx, cancel := context.WithTimeout(ctx, s.opts.LookupTimeout)
 	rec, err := s.store.TokenByHash(lctx, hash[:])
 	cancel()

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"math"
 	"net/netip"
 	"sync"
@@ -19,12 +20,15 @@ type RateLimits struct {
 	PerToken      float64
 	PerTokenBurst int
 	// FailedAuthPerAddr is the sustained rate of failed authentications
-	// from one client address, with FailedAuthBurst on top; past it, every
-	// request from the address that is not yet authenticated is refused
-	// before any lookup. Each lookup reserves a failure before it starts
-	// (and gives it back when the token was good), so that concurrent
-	// requests cannot pass the bound. An IPv6 address counts per /64 (one
-	// host's usual allocation). Default: 5/s, burst 20.
+	// from one client address, with FailedAuthBurst on top. It bounds the
+	// token lookups a guesser makes, not the tokens that work: a token
+	// this replica validated before, and a proxy token (checked by its
+	// signature), need no lookup that could fail and are never refused by
+	// it. A lookup of a token never seen reserves a failure before it
+	// starts and gives it back when the token was good (BeginAuth), so at
+	// most the burst of such lookups run at once per address, and past the
+	// budget none starts. An IPv6 address counts per /64 (one host's usual
+	// allocation). Default: 5/s, burst 20.
 	FailedAuthPerAddr float64
 	FailedAuthBurst   int
 	// PerWorkspace is the sustained rate of proxied calls of one workspace
@@ -152,30 +156,49 @@ func (l *Limiter) AllowMint(tokenID string) (bool, time.Duration) {
 
 // AuthAttempt is a failed authentication reserved for a token lookup
 // before it starts (BeginAuth): the check and the charge are one step, so
-// concurrent lookups from one address cannot pass its bound.
+// concurrent lookups from one address cannot pass its bound. It ends
+// once: Succeeded gives the failure back, Failed keeps it.
 type AuthAttempt struct {
-	b   *reserveBuckets
-	key string
+	r     *reserveBuckets
+	b     *bucket
+	ended bool
 }
 
-// Succeeded gives the reserved failure back: the token was good. Call it
-// at most once; a nil attempt (no limiter) is fine.
-func (a *AuthAttempt) Succeeded() {
-	if a != nil && a.b != nil {
-		a.b.giveBack(a.key)
+// Succeeded gives the reserved failure back: the token was good (or the
+// lookup could not be made: no failed authentication either). A nil
+// attempt (no limiter) and an ended one are fine.
+func (a *AuthAttempt) Succeeded() { a.end(true) }
+
+// Failed keeps the reserved failure: the token was bad. After Succeeded
+// it does nothing, so it may be deferred.
+func (a *AuthAttempt) Failed() { a.end(false) }
+
+func (a *AuthAttempt) end(good bool) {
+	if a == nil || a.b == nil || a.ended {
+		return
 	}
+	a.ended = true
+	a.r.settle(a.b, good)
 }
 
-// BeginAuth reserves one failed authentication of addr before a token
-// lookup; when addr has none left it refuses, saying for how long.
-func (l *Limiter) BeginAuth(addr string) (*AuthAttempt, bool, time.Duration) {
-	key := addrKey(addr)
-	ok, wait := l.addrs.take(key)
+// maxAuthWait bounds how long BeginAuth waits for lookups under way: a
+// lookup has its own deadline (2 s by default), so this is a safety net.
+const maxAuthWait = 10 * time.Second
+
+// BeginAuth reserves one failed authentication of addr before a lookup of
+// a token that may be bad. When addr has none left but lookups of it are
+// under way, it waits for them (as long as ctx lasts, at most 10 s): each
+// good token among them gives its failure back, so valid tokens presented
+// at once are all looked up, at most the burst at a time; once no lookup
+// is under way and none is left, it refuses, saying for how long. Whoever
+// gets an attempt must end it (Succeeded or Failed).
+func (l *Limiter) BeginAuth(ctx context.Context, addr string) (*AuthAttempt, bool, time.Duration) {
+	b, ok, wait := l.addrs.reserve(ctx, addrKey(addr))
 	if !ok {
 		l.refused.WithLabelValues("failed_auth").Inc()
 		return nil, false, wait
 	}
-	return &AuthAttempt{b: l.addrs, key: key}, true, 0
+	return &AuthAttempt{r: l.addrs, b: b}, true, 0
 }
 
 // AddrBlocked reports whether addr has used up its failed
@@ -196,9 +219,18 @@ func (l *Limiter) Tracked() int {
 	return len(l.tokens.m)
 }
 
-// FailedAuth counts a failed authentication from addr (one that was not
-// reserved with BeginAuth).
-func (l *Limiter) FailedAuth(addr string) { l.addrs.take(addrKey(addr)) }
+// FailedAuth charges a failed authentication of addr that needed no
+// lookup (no token, a malformed one, one remembered as unknown, a proxy
+// token whose signature fails). It returns false, and how long to wait,
+// when addr had none left: the request is then refused as over the
+// limit.
+func (l *Limiter) FailedAuth(addr string) (bool, time.Duration) {
+	ok, wait := l.addrs.take(addrKey(addr))
+	if !ok {
+		l.refused.WithLabelValues("failed_auth").Inc()
+	}
+	return ok, wait
+}
 
 // addrKey is the key of a client address: an IPv4 address, or an IPv6
 // address's /64 (a host is given a /64, and would otherwise have 2^64
@@ -284,6 +316,9 @@ func (b *buckets) wait(lim *rate.Limiter, now time.Time) time.Duration {
 // reserveBuckets are token buckets that can give a token back: a failed
 // authentication is charged before the lookup and returned when the token
 // turns out good. (rate.Limiter cannot return a token it already gave.)
+// A bucket counts its reservations under way, so that a request finding
+// it empty can wait for them rather than be refused while good tokens
+// are still being looked up.
 type reserveBuckets struct {
 	perSecond float64
 	burst     float64
@@ -297,6 +332,10 @@ type reserveBuckets struct {
 type bucket struct {
 	tokens float64
 	at     time.Time
+	// pending is the reservations whose lookups have not ended; settled
+	// is closed (and dropped) when one ends, waking the requests waiting.
+	pending int
+	settled chan struct{}
 }
 
 func newReserveBuckets(perSecond float64, burst, max int) *reserveBuckets {
@@ -319,7 +358,7 @@ func (r *reserveBuckets) get(key string, now time.Time) *bucket {
 	}
 	if len(r.m) >= r.max {
 		for k, b := range r.m {
-			if r.refill(b, now); b.tokens >= r.burst {
+			if r.refill(b, now); b.tokens >= r.burst && b.pending == 0 {
 				delete(r.m, k)
 			}
 		}
@@ -351,16 +390,61 @@ func (r *reserveBuckets) take(key string) (bool, time.Duration) {
 	return false, r.wait(b)
 }
 
-// giveBack returns a token taken by take.
-func (r *reserveBuckets) giveBack(key string) {
+// reserve takes one token of key's bucket for a lookup under way (nil
+// when the limit is off). An empty bucket with lookups under way is
+// waited on: each that ends may give its token back.
+func (r *reserveBuckets) reserve(ctx context.Context, key string) (*bucket, bool, time.Duration) {
 	if r.off {
-		return
+		return nil, true, 0
 	}
+	var timeout <-chan time.Time
+	for {
+		now := time.Now()
+		r.mu.Lock()
+		b := r.get(key, now)
+		if b.tokens >= 1 {
+			b.tokens--
+			b.pending++
+			r.mu.Unlock()
+			return b, true, 0
+		}
+		if b.pending == 0 {
+			wait := r.wait(b)
+			r.mu.Unlock()
+			return nil, false, wait
+		}
+		if b.settled == nil {
+			b.settled = make(chan struct{})
+		}
+		settled := b.settled
+		r.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(maxAuthWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			return nil, false, time.Second
+		case <-timeout:
+			return nil, false, time.Second
+		}
+	}
+}
+
+// settle ends a reservation of b: a good token gives its token back.
+func (r *reserveBuckets) settle(b *bucket, good bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if b := r.m[key]; b != nil {
+	b.pending--
+	if good {
 		r.refill(b, time.Now())
 		b.tokens = math.Min(r.burst, b.tokens+1)
+	}
+	if b.settled != nil {
+		close(b.settled)
+		b.settled = nil
 	}
 }
 

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,6 +83,7 @@ func TestLimitsCanBeTurnedOff(t *testing.T) {
 // more start than the address's failures allow. A good token gives its
 // charge back.
 func TestFailedAuthIsReservedBeforeTheLookup(t *testing.T) {
+	ctx := context.Background()
 	l := auth.NewLimiter(auth.RateLimits{FailedAuthPerAddr: 0.001, FailedAuthBurst: 10}, nil)
 	var started atomic.Int32
 	var wg sync.WaitGroup
@@ -91,8 +93,9 @@ func TestFailedAuthIsReservedBeforeTheLookup(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-gate
-			if _, ok, wait := l.BeginAuth("192.0.2.7"); ok {
-				started.Add(1) // the lookup fails: the charge stays
+			if a, ok, wait := l.BeginAuth(ctx, "192.0.2.7"); ok {
+				started.Add(1)
+				a.Failed() // the lookup fails: the charge stays
 			} else if wait < time.Second {
 				t.Errorf("refused with Retry-After %s", wait)
 			}
@@ -106,49 +109,137 @@ func TestFailedAuthIsReservedBeforeTheLookup(t *testing.T) {
 	// Good tokens give their charge back: they never use the address up.
 	l2 := auth.NewLimiter(auth.RateLimits{FailedAuthPerAddr: 0.001, FailedAuthBurst: 2}, nil)
 	for i := range 50 {
-		a, ok, _ := l2.BeginAuth("192.0.2.8")
+		a, ok, _ := l2.BeginAuth(ctx, "192.0.2.8")
 		if !ok {
 			t.Fatalf("good authentication %d refused", i+1)
 		}
 		a.Succeeded()
+		a.Failed() // after Succeeded: nothing (it may be deferred)
 	}
 	for range 2 {
-		if _, ok, _ := l2.BeginAuth("192.0.2.8"); !ok {
+		a, ok, _ := l2.BeginAuth(ctx, "192.0.2.8")
+		if !ok {
 			t.Fatal("a failure refused within the burst")
 		}
+		a.Failed()
 	}
-	if _, ok, _ := l2.BeginAuth("192.0.2.8"); ok {
+	if _, ok, _ := l2.BeginAuth(ctx, "192.0.2.8"); ok {
 		t.Fatal("a third failure passed a burst of 2")
 	}
 	if blocked, _ := l2.AddrBlocked("192.0.2.8"); !blocked {
 		t.Fatal("AddrBlocked disagrees with BeginAuth")
+	}
+	if ok, wait := l2.FailedAuth("192.0.2.8"); ok || wait < time.Second {
+		t.Fatalf("a failure without a lookup from a used-up address: charged=%v, retry after %s", ok, wait)
+	}
+}
+
+// An address whose failures are all reserved by lookups under way is not
+// refused yet: a lookup waits for them, since each good token among them
+// gives its failure back. Valid tokens presented at once are therefore
+// all looked up, never more at a time than the burst; once the lookups
+// under way have failed, the next is refused.
+func TestALookupWaitsForTheLookupsUnderWay(t *testing.T) {
+	ctx := context.Background()
+	l := auth.NewLimiter(auth.RateLimits{FailedAuthPerAddr: 0.001, FailedAuthBurst: 5}, nil)
+	var inside, most, accepted atomic.Int32
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			a, ok, _ := l.BeginAuth(ctx, "192.0.2.20")
+			if !ok {
+				return
+			}
+			n := inside.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			inside.Add(-1)
+			accepted.Add(1)
+			a.Succeeded() // a valid token
+		}()
+	}
+	close(gate)
+	wg.Wait()
+	if n := accepted.Load(); n != 60 {
+		t.Fatalf("%d of 60 valid tokens presented at once were looked up; want all", n)
+	}
+	if m := most.Load(); m > 5 {
+		t.Fatalf("%d lookups of one address at once; its burst is 5", m)
+	}
+
+	// Two lookups hold the whole budget; a third waits for them. When
+	// one succeeds, the third gets its failure.
+	l2 := auth.NewLimiter(auth.RateLimits{FailedAuthPerAddr: 0.001, FailedAuthBurst: 2}, nil)
+	first, _, _ := l2.BeginAuth(ctx, "192.0.2.21")
+	second, _, _ := l2.BeginAuth(ctx, "192.0.2.21")
+	third := make(chan bool, 1)
+	go func() {
+		a, ok, _ := l2.BeginAuth(ctx, "192.0.2.21")
+		third <- ok
+		if ok {
+			a.Failed()
+		}
+	}()
+	first.Succeeded()
+	if !<-third {
+		t.Fatal("a lookup refused while a good token was being looked up")
+	}
+	// Now the budget is spent (the third failed) and one lookup is under
+	// way; when it fails too, a waiting lookup is refused.
+	fourth := make(chan bool, 1)
+	go func() {
+		_, ok, _ := l2.BeginAuth(ctx, "192.0.2.21")
+		fourth <- ok
+	}()
+	second.Failed()
+	if <-fourth {
+		t.Fatal("a lookup started after every failure of the address was spent")
+	}
+	// A waiting lookup ends with its request.
+	l3 := auth.NewLimiter(auth.RateLimits{FailedAuthPerAddr: 0.001, FailedAuthBurst: 1}, nil)
+	held, _, _ := l3.BeginAuth(ctx, "192.0.2.22")
+	defer held.Failed()
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, ok, _ := l3.BeginAuth(cctx, "192.0.2.22"); ok {
+		t.Fatal("a canceled request got a lookup")
 	}
 }
 
 // An IPv6 host holds a /64: its failures count together, whatever
 // address of it each comes from; another /64 has its own.
 func TestIPv6AddressesCountPerSlash64(t *testing.T) {
+	ctx := context.Background()
+	fail := func(l *auth.Limiter, addr string) bool {
+		a, ok, _ := l.BeginAuth(ctx, addr)
+		a.Failed()
+		return ok
+	}
 	l := auth.NewLimiter(auth.RateLimits{FailedAuthPerAddr: 0.001, FailedAuthBurst: 3}, nil)
 	for i := range 3 {
-		if _, ok, _ := l.BeginAuth("2001:db8:1:2::" + strconv.FormatInt(int64(i+1), 16)); !ok {
+		if !fail(l, "2001:db8:1:2::"+strconv.FormatInt(int64(i+1), 16)) {
 			t.Fatalf("failure %d refused within the burst", i+1)
 		}
 	}
-	if _, ok, _ := l.BeginAuth("2001:db8:1:2:ffff:ffff:ffff:ffff"); ok {
+	if fail(l, "2001:db8:1:2:ffff:ffff:ffff:ffff") {
 		t.Fatal("another address of the same /64 was not counted with the others")
 	}
-	if _, ok, _ := l.BeginAuth("2001:db8:1:3::1"); !ok {
+	if !fail(l, "2001:db8:1:3::1") {
 		t.Fatal("another /64 was refused")
 	}
 	// IPv4, also written as IPv4-mapped IPv6, is one address.
 	l4 := auth.NewLimiter(auth.RateLimits{FailedAuthPerAddr: 0.001, FailedAuthBurst: 1}, nil)
-	if _, ok, _ := l4.BeginAuth("192.0.2.9"); !ok {
+	if !fail(l4, "192.0.2.9") {
 		t.Fatal("first IPv4 failure refused")
 	}
-	if _, ok, _ := l4.BeginAuth("::ffff:192.0.2.9"); ok {
+	if fail(l4, "::ffff:192.0.2.9") {
 		t.Fatal("the IPv4-mapped form of a used-up address passed")
 	}
-	if _, ok, _ := l4.BeginAuth("192.0.2.10"); !ok {
+	if !fail(l4, "192.0.2.10") {
 		t.Fatal("the next IPv4 address was refused")
 	}
 }

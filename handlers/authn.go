@@ -18,6 +18,9 @@ import (
 // Authenticator is what the handlers need of package auth.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (auth.Principal, error)
+	// Recall says what the replica knows of a token without a lookup
+	// (its principal when it was validated recently).
+	Recall(token string) (auth.Principal, auth.Remembered)
 	// IssuerActive says whether the token that minted a proxy token is
 	// still valid (its principal if so).
 	IssuerActive(ctx context.Context, id string) (auth.Principal, error)
@@ -39,8 +42,9 @@ var errUnauthenticated = &Error{Status: http.StatusUnauthorized, Code: "unauthen
 	Message: "missing, unknown, revoked or expired bearer token"}
 
 // authenticate requires a valid bearer token and stores its principal.
-// With a limiter, a client address that failed authentication too often
-// is refused before any lookup, and each token has a request rate.
+// With a limiter, failed authentications are bounded per client address
+// (a lookup of a token never seen waits for, or is refused by, the
+// address's budget) and each token has a request rate.
 func (s *server) authenticate(c *gin.Context) {
 	scheme, token, ok := strings.Cut(c.GetHeader("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
@@ -51,41 +55,51 @@ func (s *server) authenticate(c *gin.Context) {
 
 // authenticateToken is authenticate of a token found: a keybroker token,
 // or with proxyTokens a proxy token too (proxyPrincipal).
+//
+// The failed-authentication limit stops guessing, not tokens that work:
+// only a lookup that could fail (a keybroker token this replica never
+// validated) reserves a failure of the address before it starts, and
+// gives it back when the token was good. A token validated before is
+// answered from memory, or looked up again without a reservation (its
+// hash was a token's: no guess), and a proxy token is checked by its
+// signature before anything is read, so neither is ever refused by the
+// limit; the failures they turn out to be are charged after the fact.
 func (s *server) authenticateToken(c *gin.Context, token string, proxyTokens bool) {
-	// A lookup reserves a failed authentication before it starts (given
-	// back when the token is good): checked and charged in one step.
-	var attempt *auth.AuthAttempt
-	if s.limiter != nil {
-		a, ok, wait := s.limiter.BeginAuth(clientAddr(c))
-		if !ok {
-			renderError(c, s.log, rateLimited(wait, "too many failed authentications from this address"))
-			return
-		}
-		attempt = a
-	}
-	if token == "" {
-		c.Header("WWW-Authenticate", `Bearer realm="keybroker"`)
-		renderError(c, s.log, errUnauthenticated)
-		return
-	}
+	addr := clientAddr(c)
 	var p auth.Principal
 	var err error
-	if proxyTokens && strings.HasPrefix(token, proxytoken.Prefix) {
+	charged := false // a reserved failure was kept already
+	switch {
+	case token == "":
+		err = auth.ErrUnauthenticated
+	case proxyTokens && strings.HasPrefix(token, proxytoken.Prefix):
 		p, err = s.proxyPrincipal(c, token)
-	} else {
-		p, err = s.tokens.Authenticate(c.Request.Context(), token)
+	default:
+		var refused *Error
+		if p, charged, refused, err = s.tokenPrincipal(c, addr, token); refused != nil {
+			renderError(c, s.log, refused)
+			return
+		}
 	}
 	switch {
 	case errors.Is(err, auth.ErrUnauthenticated):
-		c.Header("WWW-Authenticate", `Bearer realm="keybroker", error="invalid_token"`)
+		if !charged && s.limiter != nil {
+			if ok, wait := s.limiter.FailedAuth(addr); !ok {
+				renderError(c, s.log, rateLimited(wait, "too many failed authentications from this address"))
+				return
+			}
+		}
+		if token == "" {
+			c.Header("WWW-Authenticate", `Bearer realm="keybroker"`)
+		} else {
+			c.Header("WWW-Authenticate", `Bearer realm="keybroker", error="invalid_token"`)
+		}
 		renderError(c, s.log, errUnauthenticated)
 		return
 	case err != nil:
-		attempt.Succeeded() // not a failed authentication
 		renderError(c, s.log, unavailable(err))
 		return
 	}
-	attempt.Succeeded()
 	st := stateOf(c)
 	st.principal, st.authenticated = p, true
 	if s.limiter != nil {
@@ -95,6 +109,34 @@ func (s *server) authenticateToken(c *gin.Context, token string, proxyTokens boo
 		}
 	}
 	c.Next()
+}
+
+// tokenPrincipal authenticates a keybroker token. charged says that the
+// failure it turned out to be was reserved (and kept) already; refused is
+// the limit's 429 when the address has no failure left for a lookup.
+func (s *server) tokenPrincipal(c *gin.Context, addr, token string) (p auth.Principal, charged bool, refused *Error, err error) {
+	ctx := c.Request.Context()
+	p, known := s.tokens.Recall(token)
+	switch {
+	case known == auth.RememberedValid:
+		return p, false, nil, nil
+	case known == auth.RememberedRefused:
+		return auth.Principal{}, false, nil, auth.ErrUnauthenticated
+	case known == auth.RememberedStale || s.limiter == nil:
+		p, err = s.tokens.Authenticate(ctx, token)
+		return p, false, nil, err
+	}
+	attempt, ok, wait := s.limiter.BeginAuth(ctx, addr)
+	if !ok {
+		return auth.Principal{}, false, rateLimited(wait, "too many failed authentications from this address"), nil
+	}
+	defer attempt.Failed() // unless it succeeded first
+	p, err = s.tokens.Authenticate(ctx, token)
+	if errors.Is(err, auth.ErrUnauthenticated) {
+		return p, true, nil, err
+	}
+	attempt.Succeeded() // a good token, or no answer: not a failed authentication
+	return p, false, nil, err
 }
 
 func rateLimited(wait time.Duration, why string) *Error {

@@ -462,10 +462,15 @@ func TestFailedAuthenticationsAreChargedBeforeTheLookup(t *testing.T) {
 	if unauthenticated.Load() != 10 || limited.Load() != 90 {
 		t.Fatalf("%d answered 401 and %d 429; want 10 and 90", unauthenticated.Load(), limited.Load())
 	}
-	// The address is used up: until its failures refill, even a good
-	// token from it is refused before any lookup.
+	// The address is used up: until its failures refill, a token this
+	// replica never validated is refused before any lookup, good or not
+	// (a token validated before is not: TestAValidTokenIsNotRefusedByTheFailedAuthLimit).
+	before := counting.lookups.Load()
 	if r := a.call("operator", "GET", "/v1/whoami", nil); r.status != http.StatusTooManyRequests {
-		t.Fatalf("a good token from a used-up address: %d", r.status)
+		t.Fatalf("a token never validated here, from a used-up address: %d", r.status)
+	}
+	if n := counting.lookups.Load(); n != before {
+		t.Fatal("a used-up address got a lookup")
 	}
 }
 
