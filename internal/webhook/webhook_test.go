@@ -393,11 +393,14 @@ type gappedTrail struct {
 	polls atomic.Int32
 }
 
-func (g *gappedTrail) add(ids ...int64) {
+func (g *gappedTrail) add(ids ...int64) { g.addAt(time.Now(), ids...) }
+
+// addAt adds events written at t.
+func (g *gappedTrail) addAt(t time.Time, ids ...int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, id := range ids {
-		g.evs = append(g.evs, broker.AuditEvent{ID: id, Action: "test.event", Detail: fmt.Sprint(id)})
+		g.evs = append(g.evs, broker.AuditEvent{ID: id, OccurredAt: t, Action: "test.event", Detail: fmt.Sprint(id)})
 	}
 	slices.SortFunc(g.evs, func(a, b broker.AuditEvent) int { return int(a.ID - b.ID) })
 }
@@ -488,6 +491,31 @@ func TestTheAuditStreamSkipsAnIdNeverWritten(t *testing.T) {
 	}
 	if n := counter(t, reg, "keybroker_webhook_audit_ids_skipped_total"); n != 2 || !strings.Contains(logs.String(), `"from":3,"to":4`) {
 		t.Fatalf("skipped %v; log:\n%s", n, logs.String())
+	}
+}
+
+// TestAStreamCatchingUpDoesNotWaitForOldHoles: holes between events
+// written hours ago (a stream resuming after a long stop) are skipped
+// without waiting GapWait for each.
+func TestAStreamCatchingUpDoesNotWaitForOldHoles(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := newReceiver(t, 0)
+	sink, err := webhook.New(webhook.Config{URL: r.srv.URL, Secret: secret, GapWait: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trail := &gappedTrail{}
+	trail.addAt(time.Now().Add(-2*time.Hour), 1, 3, 5, 8)
+	done := make(chan error, 1)
+	go func() { done <- sink.StreamAudit(ctx, trail, &memCursor{set: true}, time.Millisecond) }()
+	waitFor(t, "the old events delivered past their holes", func() bool { return len(r.got()) >= 4 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(r.got()); !slices.Equal(got, []int64{1, 3, 5, 8}) {
+		t.Fatalf("delivered %v", got)
 	}
 }
 
