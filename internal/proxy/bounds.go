@@ -94,8 +94,12 @@ func (b *bounds) enter(workspace, token string) (leave func(), refused *Failure,
 	case token != "" && b.byToken[token] >= b.maxToken:
 		return nil, busy(fmt.Sprintf("this proxy token has %d calls in flight on this replica, its bound; retry when one ends", b.maxToken)), "token"
 	case b.total >= b.reserveFrom && held >= b.lightCalls:
-		return nil, busy(fmt.Sprintf("this replica is busy: its last %d call slots are kept for workspaces with fewer than %d calls in flight, and this workspace has %d; retry when one ends",
-			b.maxTotal-b.reserveFrom, b.lightCalls, held)), "replica_reserve"
+		light := fmt.Sprintf("fewer than %d calls", b.lightCalls)
+		if b.lightCalls == 1 {
+			light = "no call"
+		}
+		return nil, busy(fmt.Sprintf("this replica is busy: its last %d call slots are kept for workspaces with %s in flight, and this workspace has %d; retry when one ends",
+			b.maxTotal-b.reserveFrom, light, held)), "replica_reserve"
 	}
 	b.total++
 	b.byWorkspace[workspace]++
