@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -300,17 +301,22 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	for _, c := range a.identities {
 		c.Start(ctx)
 	}
+	// The work under a lease ends before the pool closes, so that its
+	// lease is released (another replica takes it at once) rather than
+	// left to expire.
+	var leased sync.WaitGroup
+	defer func() { cancel(); leased.Wait() }()
 	if a.prober != nil {
-		go a.prober.Run(ctx)
+		leased.Go(func() { a.prober.Run(ctx) })
 	}
 	if a.events != nil {
 		go a.events.Run(ctx)
 		if a.cfg.EventsWebhookAudit {
-			go a.streamAudit(ctx)
+			leased.Go(func() { a.streamAudit(ctx) })
 		}
 	}
 	if a.reconciler != nil {
-		go a.reconciler.Run(ctx)
+		leased.Go(func() { a.reconciler.Run(ctx) })
 	}
 	go a.listenInvalidations(ctx)
 	tokensDone, usageDone := make(chan struct{}), make(chan struct{})

@@ -1,15 +1,20 @@
-package app
+package webhook_test
+
+// The review's reproduction (issue 28, M1) against keybroker's own
+// replicas: the audit stream, the prober and the reconciler used
+// PostgreSQL advisory locks, which any database login may take and hold.
+// These tests live beside the audit stream because they need real
+// PostgreSQL and Vault (internal/app's own tests need no server).
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,26 +22,20 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/internal/app"
 	"github.com/keybroker/keybroker/internal/providercheck"
 	"github.com/keybroker/keybroker/internal/testenv"
 	"github.com/keybroker/keybroker/internal/testenv/kbtest"
-	"github.com/keybroker/keybroker/internal/webhook"
 	"github.com/keybroker/keybroker/store"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
-
 // The advisory lock ids keybroker used before its leases ("kbaud",
-// "kbpro", "kbrec"): any database login may take them.
-const (
-	oldAuditStreamLock = 0x6b62617564
-	oldProbeLock       = 0x6b6270726f
-	oldReconcileLock   = 0x6b62726563
-)
+// "kbpro", "kbrec").
+var oldLocks = []int64{0x6b62617564, 0x6b6270726f, 0x6b62726563}
 
 // holdOldLocks takes the old advisory locks on a session of the resolver
 // role (a sandbox-facing pod's credentials) and keeps them until the test
-// ends.
+// ends, as the review's psql session did.
 func holdOldLocks(t *testing.T, dbURL string) *pgx.Conn {
 	t.Helper()
 	ctx := context.Background()
@@ -45,7 +44,7 @@ func holdOldLocks(t *testing.T, dbURL string) *pgx.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	for _, key := range []int64{oldAuditStreamLock, oldProbeLock, oldReconcileLock} {
+	for _, key := range oldLocks {
 		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
 			t.Fatal(err)
 		}
@@ -53,43 +52,49 @@ func holdOldLocks(t *testing.T, dbURL string) *pgx.Conn {
 	return conn
 }
 
-const webhookSecret = "app-test-webhook-secret-0123"
-
-// auditReceiver is the SIEM's webhook endpoint.
-type auditReceiver struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	events []webhook.Event
-}
-
-func newAuditReceiver(t *testing.T) *auditReceiver {
-	r := &auditReceiver{}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		if req.Header.Get(webhook.SignatureHeader) != webhook.Sign([]byte(webhookSecret), req.Header.Get(webhook.TimestampHeader), body) {
-			http.Error(w, "bad signature", http.StatusUnauthorized)
-			return
+// runReplica serves a keybroker replica of mode (admin: the runtime role;
+// resolver: the resolver role) over the database at dbURL, streaming the
+// audit trail to r, until the returned stop is called (a rolling update's
+// stop). Vault is never reached: nothing here needs it.
+func runReplica(t *testing.T, mode, dbURL string, r *receiver, logs io.Writer) (stop func()) {
+	t.Helper()
+	cfg := app.Config{Mode: mode, DatabaseURL: testenv.RuntimeURL(t, dbURL), VaultAddr: "http://127.0.0.1:1",
+		VaultAuth: app.VaultAuthToken, VaultToken: "hvs.unused", Pepper: "webhook-test-pepper-0123456789",
+		AdminTokenKeys: kbtest.AdminTokenKeys, EventsWebhookURL: r.srv.URL, EventsWebhookSecret: string(secret), EventsWebhookAudit: true}
+	if mode != "admin" {
+		cfg.DatabaseURL, cfg.ResolverKeys = testenv.ResolverURL(t, dbURL), kbtest.ResolverKeys
+	}
+	a, err := app.New(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, ln) }()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("replica: %v", err)
+			}
 		}
-		var ev webhook.Event
-		if err := json.Unmarshal(body, &ev); err != nil {
-			t.Errorf("undecodable event: %s", body)
-		}
-		r.mu.Lock()
-		r.events = append(r.events, ev)
-		r.mu.Unlock()
-	}))
-	t.Cleanup(r.srv.Close)
-	return r
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // details are the delivered events' details, in order, a redelivery of
 // the same id (at least once) counted once.
-func (r *auditReceiver) details() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (r *receiver) details() []string {
 	var out []string
 	var last int64
-	for _, ev := range r.events {
+	for _, ev := range r.got() {
 		if ev.ID != last {
 			out, last = append(out, ev.Detail), ev.ID
 		}
@@ -97,42 +102,10 @@ func (r *auditReceiver) details() []string {
 	return out
 }
 
-func waitUntil(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 30 s: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// replica is an App of mode over the database at dbURL (as the role of
-// that mode) that streams the audit trail to r; Vault is never contacted.
-func replica(t *testing.T, mode, dbURL string, r *auditReceiver, logs io.Writer) *App {
-	t.Helper()
-	cfg := validConfig()
-	cfg.Mode = mode
-	cfg.DatabaseURL = testenv.RuntimeURL(t, dbURL)
-	if mode == "admin" {
-		cfg.ResolverKeys = ""
-	} else {
-		cfg.DatabaseURL = testenv.ResolverURL(t, dbURL)
-	}
-	cfg.EventsWebhookURL, cfg.EventsWebhookSecret, cfg.EventsWebhookAudit = r.srv.URL, webhookSecret, true
-	a, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.store.Close)
-	return a
-}
-
 // TestAForeignAdvisoryLockNoLongerKeepsTheAuditTrailFromTheWebhook is the
 // review's reproduction: a session of the resolver role holds the advisory
 // lock the audit stream used; an admin replica streams anyway. It is
-// killed; events are written while no replica streams; the replica that
+// stopped; events are written while no replica streams; the replica that
 // starts next resumes after the last event delivered, so the webhook gets
 // every event, in order. The resolver role cannot take the stream's lease,
 // and a resolver replica does not try.
@@ -150,32 +123,27 @@ func TestAForeignAdvisoryLockNoLongerKeepsTheAuditTrailFromTheWebhook(t *testing
 		}
 	}
 	attacker := holdOldLocks(t, dbURL)
-	r := newAuditReceiver(t)
+	r := newReceiver(t, 0)
 	var logs testenv.SyncBuffer
 
-	first := replica(t, "admin", dbURL, r, &logs)
-	ctx1, kill := context.WithCancel(ctx)
-	stopped := make(chan struct{})
-	go func() { defer close(stopped); first.streamAudit(ctx1) }()
-	waitUntil(t, "the first replica streaming", func() bool {
+	stopFirst := runReplica(t, "admin", dbURL, r, &logs)
+	waitFor(t, "the first replica streaming", func() bool {
 		l, err := st.LeaseState(ctx, store.LeaseAuditStream)
 		return err == nil && l.Positioned && !l.Expired(time.Now())
 	})
 	write("before")
-	waitUntil(t, `"before" delivered`, func() bool { return len(r.details()) == 1 })
-	kill()
-	<-stopped
+	waitFor(t, `"before" delivered`, func() bool { return len(r.details()) == 1 })
+	stopFirst()
+	if l, err := st.LeaseState(ctx, store.LeaseAuditStream); err != nil || !l.Expired(time.Now()) {
+		t.Fatalf("the stopped replica did not release the stream's lease: %+v %v", l, err)
+	}
 
 	write("during 1", "during 2")
-	second := replica(t, "admin", dbURL, r, &logs)
-	ctx2, stop := context.WithCancel(ctx)
-	stopped2 := make(chan struct{})
-	go func() { defer close(stopped2); second.streamAudit(ctx2) }()
-	waitUntil(t, "the events written while no replica streamed delivered", func() bool { return len(r.details()) >= 3 })
+	stopSecond := runReplica(t, "admin", dbURL, r, &logs)
+	waitFor(t, "the events written while no replica streamed delivered", func() bool { return len(r.details()) >= 3 })
 	write("after")
-	waitUntil(t, `"after" delivered`, func() bool { return len(r.details()) >= 4 })
-	stop()
-	<-stopped2
+	waitFor(t, `"after" delivered`, func() bool { return len(r.details()) >= 4 })
+	stopSecond()
 	if got, want := strings.Join(r.details(), ","), "before,during 1,during 2,after"; got != want {
 		t.Fatalf("the webhook got %s, want %s", got, want)
 	}
@@ -186,20 +154,16 @@ func TestAForeignAdvisoryLockNoLongerKeepsTheAuditTrailFromTheWebhook(t *testing
 		ON CONFLICT (name) DO UPDATE SET holder = 'sandbox', expires_at = now() + interval '5 minutes'`); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("the resolver role wrote the audit stream's lease: %v", err)
 	}
-	resolverStore := kbtest.NewResolverStore(t, dbURL)
 	ran := false
-	lease := &store.Lease{Store: resolverStore, Name: store.LeaseAuditStream, Holder: "sandbox", Logger: slog.New(slog.DiscardHandler)}
+	lease := &store.Lease{Store: kbtest.NewResolverStore(t, dbURL), Name: store.LeaseAuditStream, Holder: "sandbox", Logger: slog.New(slog.DiscardHandler)}
 	if err := lease.Run(ctx, func(context.Context) error { ran = true; return nil }); ran || !errors.Is(err, store.ErrLease) || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("the resolver role ran the audit stream's work (%v): %v", ran, err)
 	}
-	res := replica(t, "resolver", dbURL, r, &logs)
-	res.streamAudit(ctx) // returns at once
-	if !strings.Contains(logs.String(), "this replica does not stream") {
-		t.Fatalf("the resolver replica said nothing:\n%s", logs.String())
-	}
+	runReplica(t, "resolver", dbURL, r, &logs)
+	waitFor(t, "the resolver replica saying it does not stream", func() bool { return strings.Contains(logs.String(), "this replica does not stream") })
 }
 
-// openAIStandIn accepts the keys it is told to on GET /v1/models.
+// openAIStandIn accepts the key it is told to on GET /v1/models.
 type openAIStandIn struct {
 	srv      *httptest.Server
 	accepted atomic.Value // string
@@ -222,9 +186,9 @@ func newOpenAIStandIn(t *testing.T) *openAIStandIn {
 
 // TestAForeignAdvisoryLockNoLongerKeepsFailingKeysOrTheReconcilerDown: a
 // session of the resolver role holds the prober's and the reconciler's old
-// advisory locks; the prober (on a resolver replica's role) still returns a
-// key that passes to its pool, and the reconciler still runs. The resolver
-// role cannot take the reconciler's lease.
+// advisory locks; the prober (as a resolver replica's role) still returns
+// a key that passes to its pool, and the reconciler still runs. The
+// resolver role cannot take the reconciler's lease.
 func TestAForeignAdvisoryLockNoLongerKeepsFailingKeysOrTheReconcilerDown(t *testing.T) {
 	ctx := context.Background()
 	provider := newOpenAIStandIn(t)
@@ -246,8 +210,9 @@ func TestAForeignAdvisoryLockNoLongerKeepsFailingKeysOrTheReconcilerDown(t *test
 	provider.accepted.Store(key)
 
 	logger := slog.New(slog.DiscardHandler)
-	leases := newLeases(kbtest.NewResolverStore(t, g.DBURL), nil, logger)
-	p := &Prober{Broker: g.Broker, Lease: leases.lease(store.LeaseProber, false), Every: time.Hour, Concurrency: 2, Logger: logger}
+	resolverStore := kbtest.NewResolverStore(t, g.DBURL)
+	p := &app.Prober{Broker: g.Broker, Lease: &store.Lease{Store: resolverStore, Name: store.LeaseProber, Holder: "resolver-replica", Logger: logger},
+		Every: time.Hour, Concurrency: 2, Logger: logger}
 	if err := p.RunOnce(ctx); err != nil {
 		t.Fatalf("probe while a foreign session holds the old lock: %v", err)
 	}
@@ -255,20 +220,14 @@ func TestAForeignAdvisoryLockNoLongerKeepsFailingKeysOrTheReconcilerDown(t *test
 		t.Fatalf("the key the provider accepts again stays failing: %+v %v", meta, err)
 	}
 
-	admin := newLeases(g.Store, nil, logger)
-	rec := &Reconciler{Broker: g.Broker, Lease: admin.lease(store.LeaseReconciler, false), Every: time.Hour, Logger: logger}
+	rec := &app.Reconciler{Broker: g.Broker, Lease: &store.Lease{Store: g.Store, Name: store.LeaseReconciler, Holder: "admin-replica", Logger: logger},
+		Every: time.Hour, Logger: logger}
 	if err := rec.RunOnce(ctx); err != nil {
 		t.Fatalf("reconcile while a foreign session holds the old lock: %v", err)
 	}
 	ran := false
-	if err := leases.lease(store.LeaseReconciler, false).Run(ctx, func(context.Context) error { ran = true; return nil }); ran || !strings.Contains(fmtErr(err), "permission denied") {
+	err = (&store.Lease{Store: resolverStore, Name: store.LeaseReconciler, Holder: "sandbox", Logger: logger}).Run(ctx, func(context.Context) error { ran = true; return nil })
+	if ran || err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("the resolver role ran the reconciler's work (%v): %v", ran, err)
 	}
-}
-
-func fmtErr(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
