@@ -140,6 +140,9 @@ func (b *Broker) verifyReported(ctx context.Context, res Resolved, req ReportReq
 // provider refuses it; a key since rotated to another version is not
 // checked (its new value starts healthy). Every check is audited in the
 // key's trail, naming who reported it.
+// statusForbidden is HTTP 403 (the broker speaks no HTTP).
+const statusForbidden = 403
+
 func (b *Broker) verify1(ctx context.Context, p *Provider, res Resolved, req ReportRequest) error {
 	ref := res.Ref
 	s, err := b.reader.Get(ctx, ref.VaultPath())
@@ -161,7 +164,11 @@ func (b *Broker) verify1(ctx context.Context, p *Provider, res Resolved, req Rep
 	}
 	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
 		Actor: ActorVerifier, RequestID: req.RequestID, Outcome: r.Verdict, Version: &s.Version, Detail: detail}
-	if r.Verdict == VerdictRefused {
+	// A 403 to keybroker's own check says the key may not call the check's
+	// endpoint (a restricted key: OpenAI's lack the models permission), not
+	// that the key is dead: on a word keybroker does not take, that is no
+	// confirmation, and the key stays for everyone else.
+	if r.Verdict == VerdictRefused && r.Status != statusForbidden {
 		change := HealthChange{Kind: HealthFail, Reason: reported + ", and the provider refused the key when keybroker checked it: " + r.Detail}
 		out, err := b.applyHealth(ctx, ref, change, ev)
 		if err != nil {

@@ -415,34 +415,6 @@ func (s *Store) ListAllKeys(ctx context.Context) ([]broker.KeyRecord, error) {
 	return recs, nil
 }
 
-// ErrLocked: another replica holds the lock.
-var ErrLocked = errors.New("store: lock held elsewhere")
-
-// WithLock runs fn while holding PostgreSQL advisory lock key on one
-// session, so that one replica at a time runs it; ErrLocked when another
-// holds it.
-func (s *Store) WithLock(ctx context.Context, key int64, fn func(context.Context) error) error {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("acquire a connection for lock %d: %w", key, err)
-	}
-	defer conn.Release()
-	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&got); err != nil {
-		return fmt.Errorf("take lock %d: %w", key, err)
-	}
-	if !got {
-		return ErrLocked
-	}
-	defer func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key); err != nil {
-			// The session ends with the connection; the lock with it.
-			conn.Conn().Close(context.Background())
-		}
-	}()
-	return fn(ctx)
-}
-
 var _ broker.HealthStore = (*Store)(nil)
 
 // ApplyHealth applies a health change to a key when it changes something —
