@@ -223,8 +223,9 @@ func (b *bounds) unkeep(workspace string, n int64) {
 }
 
 // keep reserves n bytes of the retry buffer for a body before it is read,
-// against the replica's bound alone (the proxy's former call; keepBody
-// replaces it).
+// against the replica's bound alone: what proxy.go calls until it reads
+// kept bodies with keepBody (which reserves as bytes arrive, within the
+// workspace's share), then to be removed.
 func (b *bounds) keep(n int64) (release func(), ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
