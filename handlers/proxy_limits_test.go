@@ -310,7 +310,6 @@ func TestTheRetryBufferIsBounded(t *testing.T) {
 // A body's bytes are now reserved as they arrive: the 128 hold their first
 // steps (64 KiB each) and a third workspace's small call is served.
 func TestSlowBodiesOfTwoWorkspacesDoNotDenyAThird(t *testing.T) {
-	t.Skip("needs internal/proxy/proxy.go to read kept bodies with bounds.keepBody and release them when the answer starts (the wiring patch handed to the lead removes this line)")
 	provider := newStandIn(t)
 	reg := prometheus.NewRegistry()
 	a := newProxyAPI(t, map[string]string{"openai": provider.srv.URL}, func(c *proxy.Config) { c.Registerer = reg })
@@ -350,7 +349,6 @@ func TestSlowBodiesOfTwoWorkspacesDoNotDenyAThird(t *testing.T) {
 // when the provider's answer starts to go back, not when it ends (a
 // stream may last minutes).
 func TestAKeptBodyIsReleasedWhenTheAnswerStarts(t *testing.T) {
-	t.Skip("needs internal/proxy/proxy.go to read kept bodies with bounds.keepBody and release them when the answer starts (the wiring patch handed to the lead removes this line)")
 	key := openaiTestKey("release")
 	finish := make(chan struct{})
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

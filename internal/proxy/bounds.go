@@ -222,27 +222,6 @@ func (b *bounds) unkeep(workspace string, n int64) {
 	}
 }
 
-// keep reserves n bytes of the retry buffer for a body before it is read,
-// against the replica's bound alone: what proxy.go calls until it reads
-// kept bodies with keepBody (which reserves as bytes arrive, within the
-// workspace's share), then to be removed.
-func (b *bounds) keep(n int64) (release func(), ok bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.kept+n > b.maxKept {
-		return nil, false
-	}
-	b.kept += n
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			b.mu.Lock()
-			b.kept -= n
-			b.mu.Unlock()
-		})
-	}, true
-}
-
 // keptBytes is the retry buffer in use.
 func (b *bounds) keptBytes() int64 {
 	b.mu.Lock()

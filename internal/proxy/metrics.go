@@ -15,8 +15,10 @@ type metrics struct {
 	// attempt.
 	inFlight prometheus.Gauge
 	headers  *prometheus.HistogramVec
-	// bounded counts the calls refused by a bound (replica, workspace,
-	// token: calls in flight; retry_buffer: bytes kept for retries).
+	// bounded counts the calls refused by a bound (replica,
+	// replica_reserve, workspace, token: calls in flight; retry_buffer,
+	// retry_buffer_workspace, retry_buffer_reserve: bytes kept for
+	// retries).
 	bounded *prometheus.CounterVec
 }
 
@@ -41,7 +43,7 @@ func newMetrics(reg prometheus.Registerer, rec *Recorder, b *bounds) *metrics {
 		}, []string{"provider"}),
 		bounded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keybroker_proxy_bounded_total",
-			Help: "Calls the credential proxy refused with 429 because a bound was reached: calls in flight on the replica, of a workspace or of a proxy token, or the retry buffer's bytes.",
+			Help: "Calls the credential proxy refused with 429 because a bound was reached: calls in flight on the replica (replica; replica_reserve: its last quarter, kept for workspaces with few calls), of a workspace or of a proxy token, or the retry buffer's bytes (retry_buffer; retry_buffer_workspace: a workspace's share; retry_buffer_reserve: its last quarter).",
 		}, []string{"bound"}),
 	}
 	if reg != nil {

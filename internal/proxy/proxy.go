@@ -265,22 +265,27 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 	// A body known to be small is read whole: it can be sent twice, and
 	// its model can be read. A larger one (or one of unknown length)
 	// streams through, and the call is not retried.
+	// Its bytes are reserved in the retry buffer as they arrive (within
+	// the replica's bound and the workspace's share), and given back once
+	// no retry can happen (releaseKept).
 	var kept []byte
+	releaseKept := func() {}
 	limited := http.MaxBytesReader(w, r.Body, p.cfg.MaxRequestBytes)
 	var streamed *callerBody
 	if r.ContentLength >= 0 && r.ContentLength <= p.cfg.RetryBodyLimit {
-		release, ok := p.bounds.keep(r.ContentLength)
-		if !ok {
-			p.metrics.bounded.WithLabelValues("retry_buffer").Inc()
-			fail(*busy(fmt.Sprintf("this replica holds %d bytes of request bodies for retries, its bound; retry shortly", p.cfg.RetryBufferBytes)))
+		var err error
+		kept, releaseKept, err = p.bounds.keepBody(limited, r.ContentLength, call.Workspace)
+		var over *keptRefusal
+		switch {
+		case errors.As(err, &over):
+			p.metrics.bounded.WithLabelValues(over.bound).Inc()
+			fail(over.failure)
 			return
-		}
-		defer release()
-		kept = make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(limited, kept); err != nil {
+		case err != nil:
 			fail(p.bodyFailure(err))
 			return
 		}
+		defer releaseKept()
 		_ = rc.SetReadDeadline(callDeadline)
 	} else {
 		streamed = &callerBody{r: limited, arrived: func() { _ = rc.SetReadDeadline(callDeadline) }}
@@ -366,6 +371,10 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 				}
 			}
 		}
+		// No retry can happen any more: the kept body's bytes go back to
+		// the buffer while the answer streams.
+		releaseKept()
+		kept = nil
 		rec.Status = resp.StatusCode
 		var cut bool
 		rec.BytesOut, cut = p.stream(w, resp, res)
