@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
@@ -19,6 +20,10 @@ func TestTokenRoutesAreTheOperatorsAndShowATokenOnce(t *testing.T) {
 	if r.status != 201 || !strings.HasPrefix(created.Token, "kbt_") || created.Role != "admin" || created.State != "active" ||
 		created.ExpiresAt == nil || r.header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("create: %d %v", r.status, created)
+	}
+	// The answer says when it was created (it said year 1 before).
+	if age := time.Since(created.CreatedAt); age < 0 || age > time.Minute {
+		t.Fatalf("created at %v", created.CreatedAt)
 	}
 	// The new token works; the list never shows a token (or its hash).
 	if r := a.call(created.Token, "GET", "/v1/workspaces/ws1/keys", nil); r.status != 200 {
@@ -50,6 +55,12 @@ func TestTokenRoutesAreTheOperatorsAndShowATokenOnce(t *testing.T) {
 		{"an admin creates", "admin", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "operator"}, 403, "forbidden"},
 		{"a resolver revokes", "resolver", "DELETE", "/v1/tokens/" + created.ID, nil, 403, "forbidden"},
 		{"an unknown role", "operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "root"}, 400, "invalid_request"},
+		// Tokens that obtain keys, or never expire, are never minted over
+		// the API: an operator gets no key this way.
+		{"an operator asks for a resolver token", "operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "resolver"}, 403, "forbidden"},
+		{"an operator asks for a limited resolver token", "operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "resolver", Workspaces: []string{"ws1"}}, 403, "forbidden"},
+		{"an operator asks for a token that never expires", "operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "operator", NoExpiry: true}, 403, "forbidden"},
+		{"a resolver asks for a resolver token", "resolver", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "resolver"}, 403, "forbidden"},
 		{"an admin of nothing", "operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "admin"}, 400, "invalid_request"},
 		{"a bad workspace id", "operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "reader", Workspaces: []string{"WS 1"}}, 400, "invalid_request"},
 		{"a lifetime of two years", "operator", "POST", "/v1/tokens", client.CreateTokenRequest{Role: "resolver", TTLSeconds: 2 * 366 * 86400}, 400, "invalid_request"},
@@ -86,6 +97,11 @@ func TestTokenRoutesAreTheOperatorsAndShowATokenOnce(t *testing.T) {
 	}
 	if got := strings.Join(actions, ", "); got != "token.revoke by token:"+a.ids["operator"]+", token.create by token:"+a.ids["operator"] {
 		t.Fatalf("trail: %s", got)
+	}
+	for _, ev := range page.Events {
+		if ev.Action == "token.create" && strings.Contains(ev.Detail, created.ID) && !strings.Contains(ev.Detail, "via=api") {
+			t.Fatalf("the creation does not say how it was asked for: %s", ev.Detail)
+		}
 	}
 }
 
