@@ -141,6 +141,10 @@ func (s *standIn) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	// As OpenAI does: the account behind the key, and a cookie.
+	w.Header().Set("Openai-Organization", "org-keyowner")
+	w.Header().Set("Openai-Project", "proj_keyowner")
+	w.Header().Set("Set-Cookie", "__cf_bm=keyowner; path=/")
 	if !body.Stream {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = fmt.Fprintf(w, `{"id":"cmpl-1","model":%q,"path":%q,"query":%q}`, body.Model, r.URL.Path, r.URL.RawQuery)
@@ -236,6 +240,9 @@ func TestTheProxyInjectsTheKeyAndStreamsTheAnswer(t *testing.T) {
 		"Authorization", "Bearer "+tok.Token, "X-Api-Key", "sk-callers-own-key", "Cookie", "session=1")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"model":"gpt-4o"`) || !strings.Contains(body, `"path":"/v1/chat/completions"`) {
 		t.Fatalf("proxied call: %d %s", resp.StatusCode, body)
+	}
+	if strings.Contains(fmt.Sprint(resp.Header), "keyowner") {
+		t.Errorf("the key owner's account reached the caller: %v", resp.Header)
 	}
 	if resp.Header.Get("X-Keybroker-Key-Id") != "a" || resp.Header.Get("X-Keybroker-Scope") != "workspace" || resp.Header.Get("X-Keybroker-Byok") != "true" {
 		t.Errorf("provenance headers %v", resp.Header)

@@ -568,6 +568,10 @@ func (c *cancelOnClose) Close() error {
 	return err
 }
 
+// ownerHeaders name the account or project that owns the key in a
+// provider's answer; they never go back to the caller.
+var ownerHeaders = []string{"Openai-Organization", "Openai-Project", "Anthropic-Organization-Id", "X-Goog-Project-Id"}
+
 // stream writes the provider's answer back as it arrives: headers, then
 // every chunk flushed at once (server-sent events flow token by token).
 // It returns the bytes written, and cut when the answer must not look
@@ -581,6 +585,12 @@ func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, res broker.Re
 	}
 	dropHopHeaders(h)
 	h.Del("Set-Cookie")
+	// Who owns the key is the key owner's business, not the sandbox's: the
+	// providers name the account behind the key in these (the hosted
+	// key's above all).
+	for _, name := range ownerHeaders {
+		h.Del(name)
+	}
 	h.Del("Content-Length")
 	if resp.ContentLength >= 0 && resp.ContentLength <= p.cfg.MaxResponseBytes {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
