@@ -120,36 +120,30 @@ func NewLimiter(limits RateLimits, reg prometheus.Registerer) *Limiter {
 // AllowToken takes one request from the token's bucket; when it is empty
 // it returns false and how long until the next request would pass.
 func (l *Limiter) AllowToken(tokenID string) (bool, time.Duration) {
-	ok, wait := l.tokens.take(tokenID)
-	if !ok {
-		l.refused.WithLabelValues("token").Inc()
-	}
-	return ok, wait
+	return l.allow(l.tokens, tokenID, "token")
 }
 
 // AllowReport takes one report from the token's report bucket.
 func (l *Limiter) AllowReport(tokenID string) (bool, time.Duration) {
-	ok, wait := l.reports.take(tokenID)
-	if !ok {
-		l.refused.WithLabelValues("report").Inc()
-	}
-	return ok, wait
+	return l.allow(l.reports, tokenID, "report")
 }
 
 // AllowWorkspace takes one proxied call from the workspace's bucket.
 func (l *Limiter) AllowWorkspace(workspace string) (bool, time.Duration) {
-	ok, wait := l.workspaces.take(workspace)
-	if !ok {
-		l.refused.WithLabelValues("workspace").Inc()
-	}
-	return ok, wait
+	return l.allow(l.workspaces, workspace, "workspace")
 }
 
 // AllowMint takes one proxy-token mint from the resolver token's bucket.
 func (l *Limiter) AllowMint(tokenID string) (bool, time.Duration) {
-	ok, wait := l.mints.take(tokenID)
+	return l.allow(l.mints, tokenID, "mint")
+}
+
+// allow takes one from key's bucket of set, counting a refusal under
+// limit.
+func (l *Limiter) allow(set *buckets, key, limit string) (bool, time.Duration) {
+	ok, wait := set.take(key)
 	if !ok {
-		l.refused.WithLabelValues("mint").Inc()
+		l.refused.WithLabelValues(limit).Inc()
 	}
 	return ok, wait
 }
