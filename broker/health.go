@@ -159,7 +159,11 @@ func (b *Broker) Report(ctx context.Context, req ReportRequest) (ReportResult, e
 	default:
 		return ReportResult{}, refuse(ErrInvalidRequest, "outcome must be one of ok, unauthorized, forbidden, quota_exceeded, rate_limited, server_error")
 	}
-	if req.Proxied && refusal(req.Outcome) {
+	// Whatever the proxy saw answered a call the sandbox chose (its
+	// endpoint, body and model): a refusal, a rate limit (a request over a
+	// model's per-minute tokens is a 429) or an error takes the key from
+	// that caller alone, never from the workspace's other callers.
+	if req.Proxied && req.Outcome != OutcomeOK {
 		return b.reportRefusedCall(ctx, res, req, now), nil
 	}
 	if !res.owned() {
@@ -247,7 +251,8 @@ func (b *Broker) reportShared(ctx context.Context, res Resolved, req ReportReque
 	return out
 }
 
-// reportRefusedCall applies a refusal the proxy saw, about any key: the
+// reportRefusedCall applies a refusal (or a rate limit, or an error) the
+// proxy saw, about any key: the
 // caller chose the endpoint and the body, and a provider refuses a call
 // for reasons of the call (an endpoint outside a restricted key's scopes,
 // an organization header the key is not in), so the key leaves the
@@ -270,9 +275,11 @@ func (b *Broker) reportRefusedCall(ctx context.Context, res Resolved, req Report
 		return backoff(strikes)
 	})
 	out.Health = HealthCoolingDown
-	out.Verifying = b.verifyReported(ctx, res, req)
+	if refusal(req.Outcome) {
+		out.Verifying = b.verifyReported(ctx, res, req)
+	}
 	if out.Changed {
-		b.log.DebugContext(ctx, "a key cooled down for one caller after the provider refused its proxied call", "key", ref.String(),
+		b.log.DebugContext(ctx, "a key cooled down for one caller after the provider refused or limited its proxied call", "key", ref.String(),
 			"workspace", res.Workspace, "caller", req.Caller, "outcome", req.Outcome, "verifying", out.Verifying)
 	}
 	return out

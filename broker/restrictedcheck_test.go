@@ -52,3 +52,45 @@ func TestAForbiddenCheckDoesNotConfirmARefusal(t *testing.T) {
 		}
 	}
 }
+
+// A 429 the proxy saw (a sandbox's request over a model's per-minute
+// tokens is one) cools the key down for that sandbox alone: the workspace's
+// other callers keep its own key, and nothing is written for everyone.
+func TestARateLimitTheProxySawCoolsTheKeyForItsCallerAlone(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, func(cfg *broker.Config) { cfg.Checker = fixedChecker{status: 200} })
+	pool := broker.WorkspaceScope(e.workspc).Pool("openai")
+	addKey(t, e, pool, "main", 10, "")
+	addKey(t, e, pool, "backup", 20, "")
+	const sandbox, other = "ptk_sandbox0123456789", "ptk_other0123456789"
+	resolve := func(caller string) string {
+		t.Helper()
+		r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: e.workspc, Provider: "openai", Caller: caller})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.KeyID
+	}
+	r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: e.workspc, Provider: "openai", Caller: sandbox})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.b.Report(ctx, broker.ReportRequest{Caller: sandbox, ResolutionID: r.ResolutionID, Outcome: broker.OutcomeRateLimited,
+		RetryAfter: broker.MaxRetryAfter, Proxied: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.CallerOnly || res.Verifying {
+		t.Fatalf("the proxy's 429: %+v, want a cooldown for its caller alone and no check", res)
+	}
+	if got := resolve(sandbox); got != "backup" {
+		t.Fatalf("the limited sandbox gets %s, want backup", got)
+	}
+	if got := resolve(other); got != "main" {
+		t.Fatalf("another caller of the workspace gets %s, want its own main key", got)
+	}
+	meta, err := e.b.GetKey(ctx, pool.Key("main"))
+	if err != nil || meta.Health != broker.HealthHealthy {
+		t.Fatalf("main is %s (%v) for everyone, want healthy", meta.Health, err)
+	}
+}
