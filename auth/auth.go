@@ -869,9 +869,11 @@ func (s *Service) LoadProxyTokenRevocations(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	all := make(map[string]time.Time, len(revs))
 	for _, r := range revs {
-		s.proxyRevoked.Add(r.TokenID, r.ExpiresAt)
+		all[r.TokenID] = r.ExpiresAt
 	}
+	s.proxyRevoked.AddAll(all)
 	return nil
 }
 

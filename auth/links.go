@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"strconv"
+
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/keyring"
 )
@@ -24,16 +26,17 @@ func NewLinkSigner(ring *keyring.Ring) *LinkSigner {
 	return &LinkSigner{ring: ring.Derive("organization links")}
 }
 
-func linkMessage(workspace, organization string) []byte {
-	return []byte("keybroker organization link v1\x00" + workspace + "\x00" + organization)
+func linkMessage(workspace, organization string, generation int64) []byte {
+	return []byte("keybroker organization link v2\x00" + workspace + "\x00" + organization + "\x00" + strconv.FormatInt(generation, 10))
 }
 
-// SignLink signs the link of workspace to organization with the current key.
-func (l *LinkSigner) SignLink(workspace, organization string) (string, []byte, error) {
-	return l.ring.Sign(linkMessage(workspace, organization))
+// SignLink signs the link of workspace to organization, at the settings
+// row's generation, with the current key.
+func (l *LinkSigner) SignLink(workspace, organization string, generation int64) (string, []byte, error) {
+	return l.ring.Sign(linkMessage(workspace, organization, generation))
 }
 
 // VerifyLink says whether signature, by key keyID, signs that link.
-func (l *LinkSigner) VerifyLink(workspace, organization, keyID string, signature []byte) bool {
-	return keyID != "" && l.ring.Verify(keyID, linkMessage(workspace, organization), signature) == nil
+func (l *LinkSigner) VerifyLink(workspace, organization string, generation int64, keyID string, signature []byte) bool {
+	return keyID != "" && l.ring.Verify(keyID, linkMessage(workspace, organization, generation), signature) == nil
 }

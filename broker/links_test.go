@@ -43,35 +43,71 @@ func TestOrganizationLinksWrittenWithADatabaseRoleAreNotFollowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer runtime.Close(ctx)
-	for name, q := range map[string]string{
-		"unsigned": `INSERT INTO workspace_settings (workspace, organization, updated_by) VALUES ($1, $2, 'x')
-			ON CONFLICT (workspace) DO UPDATE SET organization = $2, link_key_id = '', link_signature = NULL`,
-		"the member's signature": `INSERT INTO workspace_settings (workspace, organization, updated_by, link_key_id, link_signature)
-			SELECT $1, $2, 'x', link_key_id, link_signature FROM workspace_settings WHERE workspace = '` + member + `'
-			ON CONFLICT (workspace) DO UPDATE SET organization = $2, link_key_id = EXCLUDED.link_key_id, link_signature = EXCLUDED.link_signature`,
-	} {
-		if _, err := runtime.Exec(ctx, q, tenant, org); err != nil {
-			t.Fatalf("%s: the runtime role writes settings (the admin side does): %v", name, err)
-		}
+	// The tenant has a settings row of its own (it changed a setting).
+	on := true
+	if _, err := e.b.PutSettings(ctx, broker.SettingsRequest{Actor: broker.Actor{Subject: "admin"}, Workspace: tenant, Inherit: &on}); err != nil {
+		t.Fatal(err)
+	}
+	notFollowed := func(name, ws string) {
+		t.Helper()
 		for _, b := range []*broker.Broker{e.b, e.another(t, nil)} {
-			if err := b.SettingsChanged(ctx, tenant); err != nil {
+			if err := b.SettingsChanged(ctx, ws); err != nil {
 				t.Fatal(err)
 			}
-			r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: tenant, Provider: "openai"})
+			r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
 			if err == nil && r.APIKey == orgKey {
-				t.Fatalf("%s link: the tenant resolved the organization's key", name)
+				t.Fatalf("%s link: %s resolved the organization's key", name, ws)
 			}
 			if err != nil && !errors.Is(err, broker.ErrNoKey) {
 				t.Fatalf("%s link: %v", name, err)
 			}
 		}
-		if s, err := e.b.GetSettings(ctx, tenant); err != nil || s.Organization != "" {
+		if s, err := e.b.GetSettings(ctx, ws); err != nil || s.Organization != "" {
 			t.Fatalf("%s link: the API shows %+v (%v), want it unlinked", name, s, err)
 		}
+	}
+	for name, q := range map[string]string{
+		"unsigned": `UPDATE workspace_settings SET organization = $2, link_key_id = '', link_signature = NULL WHERE workspace = $1`,
+		"the member's signature": `UPDATE workspace_settings SET organization = $2, (link_key_id, link_signature) =
+			(SELECT link_key_id, link_signature FROM workspace_settings WHERE workspace = '` + member + `') WHERE workspace = $1`,
+	} {
+		if _, err := runtime.Exec(ctx, q, tenant, org); err != nil {
+			t.Fatalf("%s: the runtime role writes settings (the admin side does): %v", name, err)
+		}
+		notFollowed(name, tenant)
 		linked, err := e.b.LinkedWorkspaces(ctx, org)
 		if err != nil || len(linked) != 1 || linked[0].Workspace != member {
 			t.Fatalf("%s link: the organization's workspaces are %+v (%v), want only the member", name, linked, err)
 		}
+	}
+	// A row may not even be created linked.
+	if _, err := runtime.Exec(ctx, `INSERT INTO workspace_settings (workspace, organization, updated_by) VALUES ('fresh-ws', $1, 'x')`, org); err == nil {
+		t.Fatal("the runtime role created a linked settings row")
+	}
+
+	// The review's replay: the member's signed link, saved before an
+	// operator unlinked it, put back. Its signature names an older
+	// generation, and the generation never goes back.
+	var keyID string
+	var sig []byte
+	var gen int64
+	if err := runtime.QueryRow(ctx, `SELECT link_key_id, link_signature, link_generation FROM workspace_settings WHERE workspace = $1`, member).Scan(&keyID, &sig, &gen); err != nil {
+		t.Fatal(err)
+	}
+	none := ""
+	if _, err := e.b.PutSettings(ctx, broker.SettingsRequest{Actor: broker.Actor{Subject: "operator"}, Workspace: member, Organization: &none, MayLink: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runtime.Exec(ctx, `UPDATE workspace_settings SET organization = $2, link_key_id = $3, link_signature = $4 WHERE workspace = $1`,
+		member, org, keyID, sig); err != nil {
+		t.Fatal(err)
+	}
+	notFollowed("a replayed", member)
+	if _, err := runtime.Exec(ctx, `UPDATE workspace_settings SET link_generation = $2 WHERE workspace = $1`, member, gen); err == nil {
+		t.Fatal("the runtime role set a link generation back")
+	}
+	if _, err := runtime.Exec(ctx, `DELETE FROM workspace_settings WHERE workspace = $1`, member); err == nil {
+		t.Fatal("the runtime role deleted a settings row (and with it the generation)")
 	}
 }
 

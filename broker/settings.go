@@ -28,14 +28,18 @@ type Settings struct {
 	// never shown.
 	LinkKeyID     string
 	LinkSignature []byte
+	// LinkGeneration counts the row's changes (it only grows): a link is
+	// signed with it, so an old link's signature cannot be replayed after
+	// an unlink.
+	LinkGeneration int64
 }
 
 // LinkSigner signs and verifies organization links: a link gives the
 // workspace's resolver tokens the organization's keys, so it is a grant,
 // and the key that signs it is one the database does not hold.
 type LinkSigner interface {
-	SignLink(workspace, organization string) (keyID string, signature []byte, err error)
-	VerifyLink(workspace, organization, keyID string, signature []byte) bool
+	SignLink(workspace, organization string, generation int64) (keyID string, signature []byte, err error)
+	VerifyLink(workspace, organization string, generation int64, keyID string, signature []byte) bool
 }
 
 // DefaultSettings are a workspace's settings until someone changes them.
@@ -145,7 +149,7 @@ func (m *settingsMirror) set(ws string, s Settings) {
 // without a valid signature is dropped (the workspace inherits nothing)
 // and reported once per workspace and organization.
 func (b *Broker) trusted(ws string, s Settings) Settings {
-	if s.Organization == "" || b.links == nil || b.links.VerifyLink(ws, s.Organization, s.LinkKeyID, s.LinkSignature) {
+	if s.Organization == "" || b.links == nil || b.links.VerifyLink(ws, s.Organization, s.LinkGeneration, s.LinkKeyID, s.LinkSignature) {
 		return s
 	}
 	key := ws + "\x00" + s.Organization
@@ -281,9 +285,10 @@ func (b *Broker) PutSettings(ctx context.Context, req SettingsRequest) (Settings
 		}
 		next.UpdatedBy = req.Actor.Subject
 		next.LinkKeyID, next.LinkSignature = "", nil
+		next.LinkGeneration = stored.LinkGeneration + 1
 		if next.Organization != "" && b.links != nil {
 			var err error
-			if next.LinkKeyID, next.LinkSignature, err = b.links.SignLink(req.Workspace, next.Organization); err != nil {
+			if next.LinkKeyID, next.LinkSignature, err = b.links.SignLink(req.Workspace, next.Organization, next.LinkGeneration); err != nil {
 				return Settings{}, AuditEvent{}, fmt.Errorf("sign the organization link: %w", err)
 			}
 		}

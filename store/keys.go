@@ -315,7 +315,11 @@ func (s *Store) PurgeScope(ctx context.Context, scope broker.Scope, ev broker.Au
 			return err
 		}
 		if scope.Kind == broker.ScopeWorkspace {
-			if _, err := tx.Exec(ctx, `DELETE FROM workspace_settings WHERE workspace = $1`, scope.ID); err != nil {
+			// Reset, never deleted: a row's link generation only grows, so
+			// that an old link's signature can never be replayed.
+			if _, err := tx.Exec(ctx, `UPDATE workspace_settings SET organization = NULL, inherit = true, hosted_fallback = true,
+				link_key_id = '', link_signature = NULL, link_generation = link_generation + 1, updated_at = now()
+				WHERE workspace = $1`, scope.ID); err != nil {
 				return fmt.Errorf("purge the settings of %s: %w", scope, err)
 			}
 			if err := notify(ctx, tx, Invalidation{Settings: scope.ID}); err != nil {

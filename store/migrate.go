@@ -62,7 +62,8 @@ func (s *Store) Migrate(ctx context.Context, runtimeRole ...string) error {
 // idempotent, and revokes what an earlier grant gave beyond that.
 func (s *Store) GrantRuntime(ctx context.Context, role string) error {
 	return s.grant(ctx, "runtime", role, []string{
-		`GRANT SELECT, INSERT, UPDATE, DELETE ON provider_keys, workspace_settings, key_usage TO {role}`,
+		`GRANT SELECT, INSERT, UPDATE, DELETE ON provider_keys, key_usage TO {role}`,
+		`GRANT SELECT, INSERT, UPDATE ON workspace_settings TO {role}`,
 		`GRANT SELECT, INSERT, UPDATE ON api_tokens TO {role}`,
 		`GRANT SELECT, INSERT ON audit_events TO {role}`,
 		`GRANT SELECT, INSERT ON proxy_calls, proxy_token_revocations TO {role}`,

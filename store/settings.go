@@ -22,18 +22,19 @@ type settingsRow struct {
 	UpdatedBy      string    `db:"updated_by"`
 	LinkKeyID      string    `db:"link_key_id"`
 	LinkSignature  []byte    `db:"link_signature"`
+	LinkGeneration int64     `db:"link_generation"`
 }
 
 func (r settingsRow) settings() broker.Settings {
 	s := broker.Settings{Inherit: r.Inherit, HostedFallback: r.HostedFallback, UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy,
-		LinkKeyID: r.LinkKeyID, LinkSignature: r.LinkSignature}
+		LinkKeyID: r.LinkKeyID, LinkSignature: r.LinkSignature, LinkGeneration: r.LinkGeneration}
 	if r.Organization != nil {
 		s.Organization = *r.Organization
 	}
 	return s
 }
 
-const settingsColumns = `workspace, organization, inherit, hosted_fallback, updated_at, updated_by, link_key_id, link_signature`
+const settingsColumns = `workspace, organization, inherit, hosted_fallback, updated_at, updated_by, link_key_id, link_signature, link_generation`
 
 // AllWorkspaceSettings returns the settings of every workspace that has a
 // row (the others have broker.DefaultSettings).
@@ -104,9 +105,9 @@ func (s *Store) UpdateWorkspaceSettings(ctx context.Context, workspace string,
 		}
 		if _, err := tx.Exec(ctx, `
 			UPDATE workspace_settings SET organization = $2, inherit = $3, hosted_fallback = $4, updated_at = now(), updated_by = $5,
-				link_key_id = $6, link_signature = $7
+				link_key_id = $6, link_signature = $7, link_generation = $8
 			WHERE workspace = $1`,
-			workspace, org, next.Inherit, next.HostedFallback, next.UpdatedBy, next.LinkKeyID, next.LinkSignature); err != nil {
+			workspace, org, next.Inherit, next.HostedFallback, next.UpdatedBy, next.LinkKeyID, next.LinkSignature, next.LinkGeneration); err != nil {
 			return fmt.Errorf("store the settings of %s: %w", workspace, err)
 		}
 		if err := appendAudit(ctx, tx, ev); err != nil {

@@ -435,8 +435,7 @@ func (a *App) listenInvalidations(ctx context.Context) {
 			// look, never a fact. A revocation ends watch streams and proxy
 			// tokens only once PostgreSQL's rows say so.
 			if inv.TokenID != "" {
-				a.tokens.Forget(inv.TokenID)
-				a.revokeWatchersIfRevoked(ctx, inv.TokenID)
+				a.revokeIfRevoked(ctx, inv.TokenID)
 				return
 			}
 			if inv.ProxyTokenID != "" {
@@ -486,10 +485,12 @@ func (a *App) listenInvalidations(ctx context.Context) {
 	}
 }
 
-// revokeWatchersIfRevoked ends the watch streams of token id when its row
+// revokeIfRevoked forgets token id and ends its watch streams when its row
 // says it is revoked or expired (or is gone): an announcement alone, which
-// any database login can forge, ends nothing.
-func (a *App) revokeWatchersIfRevoked(ctx context.Context, id string) {
+// any database login can forge, ends nothing — not even what this replica
+// remembers of the token (a forgotten token would meet the failed-auth
+// limiter again).
+func (a *App) revokeIfRevoked(ctx context.Context, id string) {
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	active, err := a.tokens.Active(lctx, id)
@@ -498,6 +499,7 @@ func (a *App) revokeWatchersIfRevoked(ctx context.Context, id string) {
 		return
 	}
 	if !active {
+		a.tokens.Forget(id)
 		a.watchers.Revoke(id)
 	}
 }

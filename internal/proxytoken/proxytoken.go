@@ -269,6 +269,24 @@ func (r *Revocations) Add(id string, expires time.Time) {
 	}
 }
 
+// AddAll records many revocations at once (a load), sweeping the expired
+// ones once rather than at every addition.
+func (r *Revocations) AddAll(ids map[string]time.Time) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, exp := range r.ids {
+		if !now.Before(exp) {
+			delete(r.ids, k)
+		}
+	}
+	for id, exp := range ids {
+		if now.Before(exp) {
+			r.ids[id] = exp
+		}
+	}
+}
+
 // Revoked says whether token id is revoked.
 func (r *Revocations) Revoked(id string) bool {
 	if r == nil {
