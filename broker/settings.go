@@ -268,7 +268,7 @@ func (b *Broker) PutSettings(ctx context.Context, req SettingsRequest) (Settings
 	// Decided on the current settings under the row's lock: a concurrent
 	// write (an operator's unlink) is never undone by one that read the
 	// settings before it.
-	next, err := b.settingsStore.UpdateWorkspaceSettings(ctx, req.Workspace, func(stored Settings) (Settings, AuditEvent, error) {
+	_, err := b.settingsStore.UpdateWorkspaceSettings(ctx, req.Workspace, func(stored Settings) (Settings, AuditEvent, error) {
 		cur := b.trusted(req.Workspace, stored)
 		next := cur
 		if req.Organization != nil {
@@ -304,6 +304,10 @@ func (b *Broker) PutSettings(ctx context.Context, req SettingsRequest) (Settings
 	if err != nil {
 		return Settings{}, fmt.Errorf("settings of %s: %w", req.Workspace, fromStore(err))
 	}
-	b.settings.set(req.Workspace, next)
+	// The mirror takes what PostgreSQL holds now, not next: a later write
+	// (announced and applied already) must not be overwritten by this one.
+	if err := b.SettingsChanged(ctx, req.Workspace); err != nil {
+		b.log.WarnContext(ctx, "could not re-read settings just written; the announcement applies them", "workspace", req.Workspace, "error", err)
+	}
 	return b.GetSettings(ctx, req.Workspace)
 }
