@@ -234,16 +234,7 @@ func (b *Broker) reportShared(ctx context.Context, res Resolved, req ReportReque
 			return out
 		}
 	}
-	_, out.Changed = b.cooldowns.cool(coolSubject{workspace: ws}, ref, now, func(strikes int) time.Duration {
-		if req.RetryAfter > 0 {
-			return req.RetryAfter
-		}
-		return backoff(strikes)
-	})
-	out.Health = HealthCoolingDown
-	if refusal(req.Outcome) {
-		out.Verifying = b.verifyReported(ctx, res, req)
-	}
+	b.coolLocally(ctx, coolSubject{workspace: ws}, res, req, now, &out)
 	if out.Changed {
 		b.log.DebugContext(ctx, "a shared key cooled down for one workspace on its report", "key", ref.String(), "workspace", ws,
 			"outcome", req.Outcome, "verifying", out.Verifying)
@@ -252,8 +243,7 @@ func (b *Broker) reportShared(ctx context.Context, res Resolved, req ReportReque
 }
 
 // reportRefusedCall applies a refusal (or a rate limit, or an error) the
-// proxy saw, about any key: the
-// caller chose the endpoint and the body, and a provider refuses a call
+// proxy saw, about any key: the caller chose the endpoint and the body, and a provider refuses a call
 // for reasons of the call (an endpoint outside a restricted key's scopes,
 // an organization header the key is not in), so the key leaves the
 // calling token's chain alone, on this replica — its retry and its next
@@ -268,7 +258,19 @@ func (b *Broker) reportRefusedCall(ctx context.Context, res Resolved, req Report
 		out.Health = HealthFailing // out of every chain already
 		return out
 	}
-	_, out.Changed = b.cooldowns.cool(coolSubject{workspace: res.Workspace, caller: req.Caller}, ref, now, func(strikes int) time.Duration {
+	b.coolLocally(ctx, coolSubject{workspace: res.Workspace, caller: req.Caller}, res, req, now, &out)
+	if out.Changed {
+		b.log.DebugContext(ctx, "a key cooled down for one caller after the provider refused or limited its proxied call", "key", ref.String(),
+			"workspace", res.Workspace, "caller", req.Caller, "outcome", req.Outcome, "verifying", out.Verifying)
+	}
+	return out
+}
+
+// coolLocally takes the reported key out of subject's chain on this
+// replica (the provider's Retry-After, else the backoff of subject's
+// strikes) and, for a refusal, asks the provider about the key.
+func (b *Broker) coolLocally(ctx context.Context, subject coolSubject, res Resolved, req ReportRequest, now time.Time, out *ReportResult) {
+	_, out.Changed = b.cooldowns.cool(subject, res.Ref, now, func(strikes int) time.Duration {
 		if req.RetryAfter > 0 {
 			return req.RetryAfter
 		}
@@ -278,11 +280,6 @@ func (b *Broker) reportRefusedCall(ctx context.Context, res Resolved, req Report
 	if refusal(req.Outcome) {
 		out.Verifying = b.verifyReported(ctx, res, req)
 	}
-	if out.Changed {
-		b.log.DebugContext(ctx, "a key cooled down for one caller after the provider refused or limited its proxied call", "key", ref.String(),
-			"workspace", res.Workspace, "caller", req.Caller, "outcome", req.Outcome, "verifying", out.Verifying)
-	}
-	return out
 }
 
 // refusal says whether outcome is the provider refusing the key (401,
