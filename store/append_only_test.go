@@ -39,9 +39,19 @@ func TestServingRolesCannotChooseIdsDatesOrUnboundedCooldowns(t *testing.T) {
 	if id >= far || time.Since(at) > time.Minute {
 		t.Fatalf("the resolver role wrote audit row %d dated %v", id, at)
 	}
-	// keybroker's own next event follows it, with no collision.
-	if err := g.Store.AppendAudit(ctx, broker.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws1", Action: "key.create", Actor: "t", Outcome: "success"}); err != nil {
-		t.Fatalf("keybroker's own audit row after the attack: %v", err)
+	// keybroker's own next events follow it, with no collision and no gap
+	// (the audit stream waits at a gap).
+	var before, after int64
+	if err := resolver.QueryRow(ctx, `SELECT max(id) FROM audit_events`).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := g.Store.AppendAudit(ctx, broker.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws1", Action: "key.create", Actor: "t", Outcome: "success"}); err != nil {
+			t.Fatalf("keybroker's own audit row after the attack: %v", err)
+		}
+	}
+	if err := resolver.QueryRow(ctx, `SELECT max(id) FROM audit_events`).Scan(&after); err != nil || after != before+2 {
+		t.Fatalf("two audit rows took ids %d..%d (%v), want the next two", before, after, err)
 	}
 	if err := resolver.QueryRow(ctx, `INSERT INTO proxy_calls (id, at, workspace, provider, scope, key_id, key_version, status, duration_ms,
 		byok, retried, bytes_out, caller, request_id) OVERRIDING SYSTEM VALUE

@@ -16,14 +16,22 @@
 
 -- +goose Up
 -- +goose StatementBegin
-CREATE FUNCTION assign_own_id() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION assign_own_id() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog AS $$
+DECLARE
+    seq regclass := pg_get_serial_sequence(quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), 'id')::regclass;
 BEGIN
     -- The owner (who could lift this trigger anyway) is left alone: its
     -- maintenance, and tests of retention, date rows themselves.
-    IF pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'MEMBER') THEN
+    IF pg_has_role(session_user, (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'MEMBER') THEN
         RETURN NEW;
     END IF;
-    NEW.id := nextval(pg_get_serial_sequence(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, 'id'));
+    -- An id the identity gave is at most the sequence's last value; one
+    -- named by the INSERT past it is replaced (a named id below it is a
+    -- hole of a rolled-back insert, or collides with its row).
+    IF NEW.id > pg_sequence_last_value(seq) OR pg_sequence_last_value(seq) IS NULL THEN
+        NEW.id := nextval(seq);
+    END IF;
     IF TG_TABLE_NAME = 'audit_events' THEN
         NEW.occurred_at := now();
     END IF;
