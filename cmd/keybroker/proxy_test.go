@@ -162,6 +162,26 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// A call made while a revocation was on its way may still be on its
+	// way to PostgreSQL (replicas record in batches, every second): the
+	// listings below compare pages, so wait until the records stop
+	// changing.
+	settled, last := 0, -1
+	for settled < 2 {
+		calls, err := g.st.QueryProxyCalls(ctx, broker.ProxyCallQuery{Workspace: "ws1", Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(calls) == last {
+			settled++
+		} else {
+			settled, last = 0, len(calls)
+		}
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("the records of proxied calls keep changing: %d", len(calls))
+		}
+		time.Sleep(1200 * time.Millisecond)
+	}
 	for _, secret := range []string{first, second, minted.Token, tok.Token} {
 		for name, logs := range map[string]*testenv.SyncBuffer{"admin": adminLogs, "resolver": resolverLogs, "proxy": proxyLogs} {
 			if strings.Contains(logs.String(), secret) {
