@@ -23,7 +23,7 @@ func RegisterSecret(s string) {
 }
 
 // secretPatterns match the secrets the dev servers and the tests handle:
-// keybroker bearer tokens, Vault tokens (the dev root token included: it
+// keybroker bearer and proxy tokens, the signing keyrings, Vault tokens (the dev root token included: it
 // has the "hvs." form too), passwords in connection URLs, and AppRole
 // secret ids where they are named.
 var secretPatterns = []struct {
@@ -31,11 +31,12 @@ var secretPatterns = []struct {
 	with string
 }{
 	{regexp.MustCompile(`kbt_[A-Za-z0-9_-]{8,}`), "kbt_[redacted]"},
+	{regexp.MustCompile(`kbp_[A-Za-z0-9_-]{8,}`), "kbp_[redacted]"},
 	{regexp.MustCompile(`hv[sbr]\.[A-Za-z0-9_.-]{8,}`), "hvs.[redacted]"},
 	{regexp.MustCompile(`(://[^:/@\s]+:)[^@/\s]+@`), "${1}[redacted]@"},
 	{regexp.MustCompile(`(?i)(secret[_-]?id["=: ]+)[0-9a-f-]{36}`), "${1}[redacted]"},
 	{regexp.MustCompile(`(?i)(password["=: ]+)[^\s"&]+`), "${1}[redacted]"},
-	{regexp.MustCompile(`((?:VAULT_TOKEN|KEYBROKER_TOKEN|KEYBROKER_RESOLVER_TOKEN|KEYBROKER_FINGERPRINT_PEPPER)=)\S+`), "${1}[redacted]"},
+	{regexp.MustCompile(`((?:VAULT_TOKEN|KEYBROKER_TOKEN|KEYBROKER_RESOLVER_TOKEN|KEYBROKER_FINGERPRINT_PEPPER|KEYBROKER_ADMIN_TOKEN_KEYS|KEYBROKER_RESOLVER_KEYS)=)\S+`), "${1}[redacted]"},
 }
 
 // Redact replaces every secret it recognises in s.

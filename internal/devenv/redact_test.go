@@ -17,10 +17,13 @@ func TestRedactHidesTheSecretsTestsHandle(t *testing.T) {
 		`{"secret_id":"6f1c2b8e-1d2a-4c3b-9e8f-0a1b2c3d4e5f"}`,
 		"host=db user=kb password=hunter2hunter2 dbname=x",
 		"KEYBROKER_FINGERPRINT_PEPPER=pepper-pepper-pepper",
+		"KEYBROKER_ADMIN_TOKEN_KEYS=dev:adminadminadminadminadminadmin0",
+		"KEYBROKER_RESOLVER_KEYS=dev:resolverresolverresolverresolver",
+		"sandbox token kbp_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcY",
 	}, "\n")
 	out := Redact(in)
 	for _, secret := range []string{"Zm9vYmFy", "abcdefghijklmnop", "CAESIJ1a2b3c", "0123456789abcdef0123456789abcdef",
-		"s3cr3tpassw0rd", "6f1c2b8e-1d2a", "hunter2hunter2", "pepper-pepper"} {
+		"s3cr3tpassw0rd", "6f1c2b8e-1d2a", "hunter2hunter2", "pepper-pepper", "adminadmin", "resolverresolver", "AQIDBAUGBwgJ"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("Redact left %q in:\n%s", secret, out)
 		}
