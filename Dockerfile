@@ -5,7 +5,7 @@
 #     --build-arg COMMIT_DATE=$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ) -t keybroker .
 #
 # `make image` builds the same contents without a Docker engine
-# (internal/ociimage): a static binary, Debian's CA certificates, the
+# (internal/build/ociimage): a static binary, Debian's CA certificates, the
 # non-root user 65532, no shell. A test keeps the two in step.
 ARG GO_VERSION=1.26
 
@@ -18,7 +18,7 @@ ARG VERSION=v2.0.0-dev
 ARG COMMIT=
 ARG COMMIT_DATE=
 RUN CGO_ENABLED=0 go build -trimpath \
-      -ldflags "-s -w -buildid= -X github.com/keybroker/keybroker/internal/buildinfo.version=${VERSION} -X github.com/keybroker/keybroker/internal/buildinfo.commit=${COMMIT} -X github.com/keybroker/keybroker/internal/buildinfo.date=${COMMIT_DATE}" \
+      -ldflags "-s -w -buildid= -X github.com/keybroker/keybroker/internal/runtime/buildinfo.version=${VERSION} -X github.com/keybroker/keybroker/internal/runtime/buildinfo.commit=${COMMIT} -X github.com/keybroker/keybroker/internal/runtime/buildinfo.date=${COMMIT_DATE}" \
       -o /out/usr/local/bin/keybroker ./cmd/keybroker \
  && mkdir -p /out/etc/ssl/certs /out/home/nonroot /out/tmp \
  && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt \

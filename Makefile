@@ -15,16 +15,16 @@ TOOLS_BIN = $(KEYBROKER_TOOLS_DIR)/bin
 TFPLUGINDOCS = PATH="$(TOOLS_BIN):$$PATH" $(TOOLS_BIN)/tfplugindocs generate --provider-name keybroker \
 	--provider-dir cmd/terraform-provider-keybroker --examples-dir ../../terraform/examples \
 	--website-source-dir ../../terraform/templates
-# What a build says about itself (internal/buildinfo): the version from the
+# What a build says about itself (internal/runtime/buildinfo): the version from the
 # newest v* tag (v2.0.0-dev before the first), the commit, and the commit's
 # time, never the clock, so that two builds of a commit are the same bytes.
 VERSION ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || echo v2.0.0-dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
 COMMIT_DATE ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null)
-BUILDINFO = github.com/keybroker/keybroker/internal/buildinfo
+BUILDINFO = github.com/keybroker/keybroker/internal/runtime/buildinfo
 LDFLAGS = -s -w -buildid= -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(COMMIT_DATE)
 # Packages whose tests need no server (no Vault, PostgreSQL, CLI or browser).
-UNIT_PKGS = ./ids/ ./policies/ ./internal/app/ ./internal/tlsfiles/ ./internal/keyring/ ./internal/proxytoken/ ./client/
+UNIT_PKGS = ./ids/ ./policies/ ./internal/app/ ./internal/runtime/tlsfiles/ ./internal/runtime/keyring/ ./internal/runtime/proxytoken/ ./client/
 
 .PHONY: all build image chart tools dev test test-compat test-unit lint generate fmt bench screenshots
 
@@ -87,7 +87,7 @@ chart:
 # OpenBao) binary: make test-compat VAULT_BIN=/path/to/vault. Vault releases
 # after 1.14 cannot be built from the Go module proxy (docs/deploy.md says
 # why), so this machine's CI does not run it.
-COMPAT_PKGS = ./vault/ ./broker/ ./handlers/ ./cmd/keybroker/ ./terraform/ ./internal/testenv/ ./internal/webhook/ ./internal/telemetry/ ./internal/ociimage/
+COMPAT_PKGS = ./vault/ ./broker/ ./handlers/ ./cmd/keybroker/ ./terraform/ ./internal/fixtures/testenv/ ./internal/runtime/webhook/ ./internal/runtime/telemetry/ ./internal/build/ociimage/
 test-compat:
 	@if [ -z "$(VAULT_BIN)" ]; then echo "make test-compat VAULT_BIN=/path/to/vault: the Vault (or OpenBao) binary to test against"; exit 2; fi
 	scripts/tools.sh postgres terraform tofu chromium runc axe

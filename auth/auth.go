@@ -20,8 +20,8 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/ids"
-	"github.com/keybroker/keybroker/internal/keyring"
-	"github.com/keybroker/keybroker/internal/proxytoken"
+	"github.com/keybroker/keybroker/internal/runtime/keyring"
+	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
 	"github.com/keybroker/keybroker/store"
 )
 

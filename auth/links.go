@@ -4,7 +4,7 @@ import (
 	"strconv"
 
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/internal/keyring"
+	"github.com/keybroker/keybroker/internal/runtime/keyring"
 )
 
 // LinkSigner signs organization links with the admin keys (their subkey

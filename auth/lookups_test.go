@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/auth"
-	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/testenv/kbtest"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"github.com/keybroker/keybroker/store"
 )
 

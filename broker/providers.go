@@ -59,7 +59,7 @@ func (a AuthStyle) SetKey(h http.Header, key string) bool {
 
 // ProxySpec says what the credential proxy forwards to a provider (to
 // Check.BaseURL): only its inference endpoints, each one method and one
-// exact path, and only the common request headers (see internal/proxy)
+// exact path, and only the common request headers (see internal/runtime/proxy)
 // and Headers. Everything else is refused; an operator may add endpoints
 // (--proxy-allow-endpoint).
 type ProxySpec struct {

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/testenv/kbtest"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 )
 
 // sharedGround is a platform with an organization key and a hosted key

@@ -10,7 +10,7 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 )
 
 // TestAFloodOfRefusedRequestsWritesAFewAccessLines: over the real

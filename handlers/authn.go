@@ -11,7 +11,7 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/internal/proxytoken"
+	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
 	"github.com/keybroker/keybroker/store"
 )
 

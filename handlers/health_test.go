@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )

@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keybroker/keybroker/auth"
-	"github.com/keybroker/keybroker/internal/proxytoken"
+	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
 )
 
 // MaxBodyBytes is the largest request body keybroker reads (64 KiB).

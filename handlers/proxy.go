@@ -13,8 +13,8 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/ids"
-	"github.com/keybroker/keybroker/internal/proxy"
-	"github.com/keybroker/keybroker/internal/proxytoken"
+	"github.com/keybroker/keybroker/internal/runtime/proxy"
+	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
 )
 
 // defaultProxyTokenTTL is how long a proxy token lives when the request

@@ -21,8 +21,8 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/proxy"
-	"github.com/keybroker/keybroker/internal/proxytoken"
+	"github.com/keybroker/keybroker/internal/runtime/proxy"
+	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
 )
 
 // gateProvider is a provider whose answers wait for the test: each call

@@ -20,8 +20,8 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/proxy"
-	"github.com/keybroker/keybroker/internal/proxytoken"
+	"github.com/keybroker/keybroker/internal/runtime/proxy"
+	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
 )
 
 // newProxyAPI is newAPI (mode all) with the credential proxy, its calls

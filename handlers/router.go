@@ -13,9 +13,9 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/internal/proxy"
-	"github.com/keybroker/keybroker/internal/proxytoken"
-	"github.com/keybroker/keybroker/internal/watch"
+	"github.com/keybroker/keybroker/internal/runtime/proxy"
+	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
+	"github.com/keybroker/keybroker/internal/runtime/watch"
 )
 
 // KeyService is what the handlers need of the domain (package broker).

@@ -18,8 +18,8 @@ import (
 	"github.com/keybroker/keybroker/client/resolver"
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/providercheck"
-	"github.com/keybroker/keybroker/internal/proxy"
-	"github.com/keybroker/keybroker/internal/proxytoken"
+	"github.com/keybroker/keybroker/internal/runtime/proxy"
+	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
 )
 
 // sharedKeyProvider is OpenAI as far as keybroker can tell: the models

@@ -12,7 +12,7 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/internal/watch"
+	"github.com/keybroker/keybroker/internal/runtime/watch"
 )
 
 // defaultHeartbeat is how often an idle watch stream says it is alive.

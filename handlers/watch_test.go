@@ -15,7 +15,7 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/watch"
+	"github.com/keybroker/keybroker/internal/runtime/watch"
 )
 
 // stream is an open GET /v1/resolve/watch.

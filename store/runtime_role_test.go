@@ -10,8 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/testenv/kbtest"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"github.com/keybroker/keybroker/store"
 )
 

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/internal/devenv"
-	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/devenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 )
 
 // goBuild builds a package of this module into dir and returns the binary.

@@ -22,10 +22,10 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/internal/devenv"
-	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/testenv/kbtest"
-	"github.com/keybroker/keybroker/internal/vaulttest"
+	"github.com/keybroker/keybroker/internal/fixtures/devenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
+	"github.com/keybroker/keybroker/internal/fixtures/vaulttest"
 	"github.com/keybroker/keybroker/terraform"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/policies"
 	"github.com/keybroker/keybroker/vault"
 )

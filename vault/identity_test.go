@@ -5,8 +5,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/vaulttest"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/vaulttest"
 	"github.com/keybroker/keybroker/vault"
 )
 

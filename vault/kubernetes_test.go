@@ -18,8 +18,8 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 
-	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/vaulttest"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/vaulttest"
 	"github.com/keybroker/keybroker/vault"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 )
 
 // appRoleFixture sets up, on the shared Vault, a KV v2 mount with one

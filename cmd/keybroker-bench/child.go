@@ -21,7 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keybroker/keybroker/internal/devenv"
+	"github.com/keybroker/keybroker/internal/fixtures/devenv"
 )
 
 // child is a server the benchmark runs as its own process, as production

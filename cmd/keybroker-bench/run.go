@@ -28,9 +28,9 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/internal/devenv"
-	"github.com/keybroker/keybroker/internal/keyring"
-	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/devenv"
+	"github.com/keybroker/keybroker/internal/runtime/keyring"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/policies"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"

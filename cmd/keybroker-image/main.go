@@ -14,7 +14,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/keybroker/keybroker/internal/ociimage"
+	"github.com/keybroker/keybroker/internal/build/ociimage"
 )
 
 func main() {

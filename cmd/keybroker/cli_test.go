@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/testenv/kbtest"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 )
 
 func freeAddr(t *testing.T) string {

@@ -15,8 +15,8 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/internal/app"
-	"github.com/keybroker/keybroker/internal/devenv"
-	"github.com/keybroker/keybroker/internal/keyring"
+	"github.com/keybroker/keybroker/internal/fixtures/devenv"
+	"github.com/keybroker/keybroker/internal/runtime/keyring"
 	"github.com/keybroker/keybroker/store"
 )
 

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 )
 
 // TestMain lets the test binary stand in for the keybroker binary: with

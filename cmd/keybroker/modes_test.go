@@ -20,9 +20,9 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/testenv/kbtest"
-	"github.com/keybroker/keybroker/internal/vaulttest"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
+	"github.com/keybroker/keybroker/internal/fixtures/vaulttest"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )

@@ -16,7 +16,7 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 )
 
 // The credential proxy as deployed: an admin, a resolver and a proxy

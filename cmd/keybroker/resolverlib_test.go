@@ -11,7 +11,7 @@ import (
 
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/client/resolver"
-	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 )
 
 // twoReplicas starts an admin and a resolver replica over the real Vault

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keybroker/keybroker/internal/buildinfo"
+	"github.com/keybroker/keybroker/internal/runtime/buildinfo"
 )
 
 func newRootCommand() *cobra.Command {

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keybroker/keybroker/internal/app"
-	"github.com/keybroker/keybroker/internal/logbuf"
+	"github.com/keybroker/keybroker/internal/runtime/logbuf"
 )
 
 // serveFlags binds the flags of `keybroker serve` (and of reconcile, which

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/keybroker/keybroker/internal/testenv/kbtest"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"strings"
 	"testing"
 )

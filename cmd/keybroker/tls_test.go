@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/internal/devenv"
-	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/testenv/kbtest"
-	"github.com/keybroker/keybroker/internal/testenv/testpki"
+	"github.com/keybroker/keybroker/internal/fixtures/devenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv/testpki"
 )
 
 // TestServeTLSWithClientCertificates runs `keybroker serve` as a resolver

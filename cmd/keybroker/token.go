@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keybroker/keybroker/auth"
-	"github.com/keybroker/keybroker/internal/keyring"
+	"github.com/keybroker/keybroker/internal/runtime/keyring"
 	"github.com/keybroker/keybroker/store"
 )
 

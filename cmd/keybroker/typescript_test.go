@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keybroker/keybroker/internal/devenv"
-	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/testenv/testpki"
+	"github.com/keybroker/keybroker/internal/fixtures/devenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv/testpki"
 )
 
 // The TypeScript library (clients/typescript) against two real replicas

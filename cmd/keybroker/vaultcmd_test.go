@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 )
 
 func TestVaultPoliciesAndBootstrapCommands(t *testing.T) {

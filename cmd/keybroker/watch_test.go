@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/internal/testenv"
-	"github.com/keybroker/keybroker/internal/watch"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/internal/runtime/watch"
 )
 
 // TestAChangeOnOneReplicaReachesAWatcherOnAnother runs an admin replica and

@@ -14,7 +14,7 @@ import (
 
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/client/resolver"
-	"github.com/keybroker/keybroker/internal/testenv"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 )
 
 func rssKB(t *testing.T, pid int) int {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 
-	"github.com/keybroker/keybroker/internal/buildinfo"
+	"github.com/keybroker/keybroker/internal/runtime/buildinfo"
 	"github.com/keybroker/keybroker/terraform"
 )
 

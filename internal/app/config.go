@@ -12,7 +12,7 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/keyring"
+	"github.com/keybroker/keybroker/internal/runtime/keyring"
 )
 
 // Vault auth methods of Config.VaultAuth.
