@@ -10,9 +10,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keybroker/keybroker/auth"
-	"github.com/keybroker/keybroker/internal/runtime/keyring"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
+	"github.com/keybroker/keybroker/internal/runtime/keyring"
 )
 
 // connectAs opens a plain connection with a database URL, as an attacker

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/internal/providercheck"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/internal/providercheck"
 )
 
 // openAIStandIn answers GET /v1/models as OpenAI would: 200 for the keys

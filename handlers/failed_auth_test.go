@@ -12,8 +12,8 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/runtime/proxy"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
+	"github.com/keybroker/keybroker/internal/runtime/proxy"
 )
 
 // The failed-authentication limit stops guessing, not tokens that work:

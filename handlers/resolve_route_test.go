@@ -18,9 +18,9 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/runtime/telemetry"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/testpki"
+	"github.com/keybroker/keybroker/internal/runtime/telemetry"
 )
 
 // newResolveRouter is a router over the real Vault and PostgreSQL with one

@@ -18,8 +18,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/keybroker/keybroker/internal/runtime/buildinfo"
 	"github.com/keybroker/keybroker/internal/build/ociimage"
+	"github.com/keybroker/keybroker/internal/runtime/buildinfo"
 )
 
 // buildKeybroker builds a static keybroker binary stamped as make image

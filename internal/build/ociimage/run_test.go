@@ -23,8 +23,8 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/internal/fixtures/devenv"
 	"github.com/keybroker/keybroker/internal/build/ociimage"
+	"github.com/keybroker/keybroker/internal/fixtures/devenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/fixtures/vaulttest"

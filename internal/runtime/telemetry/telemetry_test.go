@@ -19,10 +19,10 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/runtime/proxy"
-	"github.com/keybroker/keybroker/internal/runtime/telemetry"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
+	"github.com/keybroker/keybroker/internal/runtime/proxy"
+	"github.com/keybroker/keybroker/internal/runtime/telemetry"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

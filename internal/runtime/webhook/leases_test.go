@@ -23,9 +23,9 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/app"
-	"github.com/keybroker/keybroker/internal/providercheck"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
+	"github.com/keybroker/keybroker/internal/providercheck"
 	"github.com/keybroker/keybroker/store"
 )
 
