@@ -151,6 +151,8 @@ type server struct {
 	proxy       *proxy.Proxy
 	proxyTokens *proxytoken.Signer
 	proxyCalls  ProxyCallStore
+	// health answers /healthz and /readyz.
+	health *healthHandler
 }
 
 // NewRouter returns keybroker's HTTP handler.
@@ -197,68 +199,27 @@ func NewRouter(opts Options) *gin.Engine {
 	}
 	r.Use(recoverPanics(opts.Logger), accessLog(opts.Logger, opts.AccessLog == AccessLogErrors, opts.Tracer != nil, lines))
 
-	health := newHealthHandler(opts.Dependencies, opts.Logger)
-	r.GET("/healthz", health.healthz)
-	r.GET("/readyz", health.readyz)
-	r.GET("/v1/openapi.json", serveOpenAPI)
-
+	s.health = newHealthHandler(opts.Dependencies, opts.Logger)
+	var v1 gin.IRoutes
 	if opts.Keys != nil && opts.Tokens != nil {
-		v1 := r.Group("/v1", limitBody(opts.Logger), s.authenticate)
-		v1.GET("/providers", s.listProviders)
-		v1.GET("/whoami", s.whoami)
-		if opts.Mode == ModeAll || opts.Mode == ModeAdmin {
-			registerUI(r)
-			// The v1 shorthand: key "default" of the workspace's pool.
-			v1.GET("/workspaces/:ws/keys", s.listKeys)
-			v1.GET("/workspaces/:ws/keys/:provider", s.getKey)
-			v1.PUT("/workspaces/:ws/keys/:provider", s.putKey)
-			v1.DELETE("/workspaces/:ws/keys/:provider", s.deleteKey)
-			v1.GET("/workspaces/:ws/keys/:provider/versions", s.listVersions)
-			v1.POST("/workspaces/:ws/keys/:provider/rollback", s.rollback)
-			// Pools of every scope.
-			for _, scope := range []string{"/workspaces/:ws", "/organizations/:org", "/hosted"} {
-				pool := scope + "/providers/:provider/keys"
-				v1.GET(pool, s.listPool)
-				v1.POST(pool, s.addKey)
-				v1.GET(pool+"/:key", s.getKey)
-				v1.PUT(pool+"/:key", s.putKey)
-				v1.PATCH(pool+"/:key", s.patchKey)
-				v1.DELETE(pool+"/:key", s.deleteKey)
-				v1.GET(pool+"/:key/versions", s.listVersions)
-				v1.POST(pool+"/:key/rollback", s.rollback)
-				v1.POST(pool+"/:key/test", s.testKey)
-				v1.GET(scope+"/audit", s.listAudit)
-			}
-			v1.DELETE("/workspaces/:ws", s.purge)
-			v1.DELETE("/organizations/:org", s.purge)
-			v1.GET("/organizations/:org/workspaces", s.linkedWorkspaces)
-			v1.GET("/workspaces/:ws/settings", s.getSettings)
-			v1.PUT("/workspaces/:ws/settings", s.putSettings)
-			v1.GET("/workspaces/:ws/effective", s.effective)
-			v1.GET("/audit", s.listGlobalAudit)
-			if opts.ProxyCalls != nil {
-				v1.GET("/workspaces/:ws/proxy-calls", s.listProxyCalls)
-				v1.GET("/proxy-calls", s.listAllProxyCalls)
-			}
-			v1.GET("/scopes", s.listScopes)
-			v1.GET("/tokens", s.listTokens)
-			v1.POST("/tokens", s.createToken)
-			v1.DELETE("/tokens/:id", s.revokeToken)
-			v1.DELETE("/proxy-tokens/:id", s.revokeProxyTokenByID)
+		v1 = r.Group("", limitBody(opts.Logger), s.authenticate)
+	}
+	ui := r.Group("", uiHeaders)
+	for _, rt := range allRoutes() {
+		if !rt.served(opts) {
+			continue
 		}
-		if opts.Mode == ModeAll || opts.Mode == ModeResolver {
-			v1.POST("/resolve", s.resolve)
-			v1.POST("/resolve/report", s.report)
-			v1.GET("/resolve/watch", s.watchResolve)
-		}
-		if opts.Mode == ModeAll || opts.Mode == ModeResolver || opts.Mode == ModeProxy {
-			v1.POST("/proxy-tokens", s.mintProxyToken)
-			v1.POST("/proxy-tokens/revoke", s.revokeProxyToken)
-		}
-		if (opts.Mode == ModeAll || opts.Mode == ModeProxy) && opts.Proxy != nil {
-			for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-				r.Handle(method, "/proxy/:provider/*path", s.authenticateProxy, s.proxyCall)
-			}
+		serve := rt.serve
+		h := func(c *gin.Context) { serve(s, c) }
+		switch rt.group {
+		case groupV1:
+			v1.Handle(rt.Method, rt.Path, h)
+		case groupUI:
+			ui.Handle(rt.Method, rt.Path, h)
+		case groupProxy:
+			r.Handle(rt.Method, rt.Path, s.authenticateProxy, h)
+		default:
+			r.Handle(rt.Method, rt.Path, h)
 		}
 	}
 

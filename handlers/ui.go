@@ -25,26 +25,11 @@ func uiHeaders(c *gin.Context) {
 	c.Next()
 }
 
-func registerUI(r *gin.Engine) {
-	serve := func(name, contentType string) gin.HandlerFunc {
-		b, err := uiFiles.ReadFile("ui/" + name)
-		if err != nil {
-			panic("handlers: embedded UI file missing: " + name)
-		}
-		return func(c *gin.Context) { c.Data(http.StatusOK, contentType, b) }
+// uiFile serves an embedded file of the page (the route table lists them).
+func uiFile(name, contentType string) func(*server, *gin.Context) {
+	b, err := uiFiles.ReadFile("ui/" + name)
+	if err != nil {
+		panic("handlers: embedded UI file missing: " + name)
 	}
-	ui := r.Group("/ui", uiHeaders)
-	for path, file := range map[string][2]string{
-		"/":            {"index.html", "text/html; charset=utf-8"},
-		"/app.js":      {"app.js", "text/javascript; charset=utf-8"},
-		"/style.css":   {"style.css", "text/css; charset=utf-8"},
-		"/favicon.svg": {"favicon.svg", "image/svg+xml"},
-	} {
-		h := serve(file[0], file[1])
-		ui.GET(path, h)
-		ui.HEAD(path, h) // monitors and link checkers ask with HEAD
-	}
-	// Browsers ask for /favicon.ico whatever the page says.
-	r.GET("/favicon.ico", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/ui/favicon.svg") })
-	r.GET("/ui", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/ui/") })
+	return func(_ *server, c *gin.Context) { c.Data(http.StatusOK, contentType, b) }
 }
