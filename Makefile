@@ -51,7 +51,8 @@ dev:
 	$(GO) run ./cmd/keybroker dev
 
 # gofmt, go vet, staticcheck (staticcheck.conf), go.mod tidy, and generated
-# docs not stale (they are regenerated, and must then equal what git has).
+# docs and the OpenAPI document not stale (they are regenerated, and must
+# then equal what git has).
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
@@ -60,15 +61,19 @@ lint:
 	$(GO) mod tidy -diff
 	@$(TFPLUGINDOCS) --rendered-website-dir ../../terraform/docs >/dev/null
 	@$(GO) run ./cmd/keybroker docs > docs/reference/flags.md
-	@if [ -n "$$(git status --porcelain terraform/docs docs/reference)" ]; then git status --short terraform/docs docs/reference; \
+	@$(GO) run ./cmd/keybroker-openapi > handlers/openapi.json
+	@if [ -n "$$(git status --porcelain terraform/docs docs/reference handlers/openapi.json)" ]; then git status --short terraform/docs docs/reference handlers/openapi.json; \
 		echo "generated docs were stale (regenerated now: review and commit them)"; exit 1; fi
 
-# Regenerate what is generated: the Terraform provider's docs and the
-# settings reference (docs/reference/flags.md, from the commands' flags).
+# Regenerate what is generated: the Terraform provider's docs, the
+# settings reference (docs/reference/flags.md, from the commands' flags)
+# and the OpenAPI document (handlers/openapi.json, from the route table and
+# the wire types: docs/openapi.md).
 generate:
 	scripts/tools.sh terraform linters
 	$(TFPLUGINDOCS) --rendered-website-dir ../../terraform/docs
 	$(GO) run ./cmd/keybroker docs > docs/reference/flags.md
+	$(GO) run ./cmd/keybroker-openapi > handlers/openapi.json
 
 # Refresh the admin page's screenshots in docs/ui (docs/ui.md shows them):
 # the browser tests save them there instead of ui-screenshots/.
