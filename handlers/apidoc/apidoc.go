@@ -66,7 +66,7 @@ var standardNames = map[int]string{400: "BadRequest", 401: "Unauthorized", 403: 
 
 // Document builds the OpenAPI document.
 func Document() (*openapi3.T, error) {
-	g := &generator{schemas: openapi3.Schemas{}, used: map[string]bool{}}
+	g := &generator{schemas: openapi3.Schemas{}, used: map[string]bool{}, types: map[string]reflect.Type{}}
 	var err error
 	if g.comments, err = clientComments(); err != nil {
 		return nil, err
@@ -151,6 +151,7 @@ type generator struct {
 	schemas  openapi3.Schemas
 	comments map[string]string // "Type" and "Type.Field" → Go doc comment
 	used     map[string]bool   // fieldDocs keys applied
+	types    map[string]reflect.Type
 }
 
 func (g *generator) operation(r handlers.Route, pathNames []string) (*openapi3.Operation, error) {
@@ -285,7 +286,8 @@ func (g *generator) response(a handlers.Answer) (*openapi3.Response, error) {
 var timeType = reflect.TypeOf(time.Time{})
 
 // schemaOf is the schema of a Go type: a reference to a component for a
-// struct of package client (added on first use), inline otherwise.
+// named struct (of package client, or a type of keybroker's that a client
+// type holds; added on first use), inline otherwise.
 func (g *generator) schemaOf(t reflect.Type) (*openapi3.SchemaRef, error) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -294,13 +296,17 @@ func (g *generator) schemaOf(t reflect.Type) (*openapi3.SchemaRef, error) {
 	case t == timeType:
 		return openapi3.NewSchemaRef("", openapi3.NewDateTimeSchema()), nil
 	case t.Kind() == reflect.Struct:
-		if t.PkgPath() != clientPkg || t.Name() == "" {
-			return nil, fmt.Errorf("%s is not a named wire type of package client", t)
+		if t.Name() == "" || !strings.HasPrefix(t.PkgPath(), "github.com/keybroker/keybroker/") {
+			return nil, fmt.Errorf("%s is not a named wire type of keybroker (package client)", t)
 		}
 		name := t.Name()
 		if n, ok := schemaNames[name]; ok {
 			name = n
 		}
+		if other, ok := g.types[name]; ok && other != t {
+			return nil, fmt.Errorf("two wire types are named %s: %s and %s", name, other, t)
+		}
+		g.types[name] = t
 		if _, done := g.schemas[name]; !done {
 			g.schemas[name] = nil // a cycle refers to it meanwhile
 			s, err := g.object(t, name)
