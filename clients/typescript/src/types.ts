@@ -51,7 +51,7 @@ export interface WatchEvent {
 }
 
 /** The fields of a resolve answer, as keybroker sends them. */
-interface ResolveAnswer {
+export interface ResolveAnswer {
   apiKey: string;
   source: string;
   isBYOK: boolean;
