@@ -7,8 +7,10 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// OpenAPIDocument is the OpenAPI 3 description of the v1 API, served at
-// /v1/openapi.json. A test checks every route and answer against it.
+// OpenAPIDocument is the OpenAPI 3 description of the API, served at
+// /v1/openapi.json. It is generated from the route table (routes.go) and
+// the wire types of package client by package handlers/apidoc (`make
+// generate`); tests check every route and answer against it.
 //
 //go:embed openapi.json
 var OpenAPIDocument []byte
