@@ -144,12 +144,20 @@ func jsonType(e ast.Expr) (typ, ref string) {
 	case *ast.StarExpr:
 		return jsonType(x.X)
 	case *ast.ArrayType:
+		if id, ok := x.Elt.(*ast.Ident); ok && id.Name == "byte" {
+			return "string", "" // base64
+		}
 		return "array", ""
+	case *ast.InterfaceType:
+		return "", ""
 	case *ast.MapType:
 		return "object", ""
 	case *ast.SelectorExpr:
 		if id, ok := x.X.(*ast.Ident); ok && id.Name == "time" && x.Sel.Name == "Time" {
 			return "string", ""
+		}
+		if id, ok := x.X.(*ast.Ident); ok && id.Name == "json" && x.Sel.Name == "RawMessage" {
+			return "", "" // any JSON value
 		}
 		// A type of another keybroker package that a wire type holds.
 		return "object", x.Sel.Name
@@ -163,6 +171,8 @@ func jsonType(e ast.Expr) (typ, ref string) {
 			return "integer", ""
 		case "float32", "float64":
 			return "number", ""
+		case "any":
+			return "", ""
 		}
 		return "object", x.Name
 	}

@@ -54,8 +54,9 @@ type Answer struct {
 	Status      int
 	Description string
 	// Body is the answer's type: a value of a package client type,
-	// AnyObject, Text, NoBody or nil. Nil is the error body (client.ErrorBody)
-	// for a status of 400 and above, and no body below.
+	// AnyObject, Text, NoBody or nil. Nil is the error body
+	// (client.ErrorBody) for a status of 400 and above or the default, and
+	// no body below 400.
 	Body any
 	// ContentType is the body's media type; default application/json.
 	ContentType string

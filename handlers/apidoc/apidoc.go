@@ -283,7 +283,10 @@ func (g *generator) response(a handlers.Answer) (*openapi3.Response, error) {
 	return resp, nil
 }
 
-var timeType = reflect.TypeOf(time.Time{})
+var (
+	timeType    = reflect.TypeOf(time.Time{})
+	rawJSONType = reflect.TypeOf(json.RawMessage{})
+)
 
 // schemaOf is the schema of a Go type: a reference to a component for a
 // named struct (of package client, or a type of keybroker's that a client
@@ -295,6 +298,10 @@ func (g *generator) schemaOf(t reflect.Type) (*openapi3.SchemaRef, error) {
 	switch {
 	case t == timeType:
 		return openapi3.NewSchemaRef("", openapi3.NewDateTimeSchema()), nil
+	case t == rawJSONType:
+		return openapi3.NewSchemaRef("", &openapi3.Schema{}), nil
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+		return openapi3.NewSchemaRef("", openapi3.NewBytesSchema()), nil
 	case t.Kind() == reflect.Struct:
 		if t.Name() == "" || !strings.HasPrefix(t.PkgPath(), "github.com/keybroker/keybroker/") {
 			return nil, fmt.Errorf("%s is not a named wire type of keybroker (package client)", t)
