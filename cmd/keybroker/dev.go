@@ -20,7 +20,8 @@ import (
 	"github.com/keybroker/keybroker/store"
 )
 
-// devKVMount is the KV v2 mount `keybroker dev` enables (DESIGN.md's default).
+// devKVMount is the KV v2 mount `keybroker dev` enables: serve's default
+// --kv-mount (docs/reference/flags.md).
 const devKVMount = "byok"
 
 func newDevCommand() *cobra.Command {
