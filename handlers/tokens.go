@@ -9,13 +9,12 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/store"
 )
 
 // The token routes: operators list, create and revoke API tokens. A new
 // token is in the creation's answer once; nothing else ever shows one.
 
-func tokenInfo(r store.TokenRecord, now time.Time) client.TokenInfo {
+func tokenInfo(r auth.TokenRecord, now time.Time) client.TokenInfo {
 	out := client.TokenInfo{ID: r.ID, Role: r.Role, Workspaces: r.Workspaces, Organizations: r.Organizations,
 		Description: r.Description, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), State: "active"}
 	if out.Workspaces == nil {

@@ -203,3 +203,15 @@ func migrate(ctx context.Context, databaseURL, runtimeRole, resolverRole string)
 	}
 	return st.GrantResolver(ctx, resolverRole)
 }
+
+// createToken creates a token in the database at databaseURL (for
+// `keybroker dev`).
+func createToken(ctx context.Context, databaseURL string, keys auth.RowKeys, req auth.CreateRequest) (string, error) {
+	st, err := store.Open(ctx, databaseURL)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	token, _, err := auth.NewService(st, auth.Options{TrustWithoutStore: -1, Keys: keys}).Create(ctx, req)
+	return token, err
+}
