@@ -55,10 +55,11 @@ func (r scopeRequest) pool() broker.PoolRef { return r.scope.Pool(r.provider) }
 // key is the key a key route names.
 func (r scopeRequest) key() broker.KeyRef { return r.scope.Key(r.provider, r.keyID) }
 
-// open is the opening every handler of a scope, a pool, a key or an
-// operator-wide resource shares: it reads and checks what o asks for and,
-// when something is wrong, answers the error itself (400, 403 with the
-// denial recorded, 412 ...) and returns false, so the handler only returns.
+// open is the opening every handler of a scope, a pool, a key, an
+// operator-wide resource or a resolver route shares: it reads and checks
+// what o asks for and, when something is wrong, answers the error itself
+// (400 with the documented code, 403 with the denial recorded) and returns
+// false, so the handler only returns.
 func (s *server) open(c *gin.Context, o opening) (scopeRequest, bool) {
 	var r scopeRequest
 	r.principal, _ = principalOf(c)
