@@ -39,6 +39,7 @@ STOPSIGNAL SIGTERM
 LABEL org.opencontainers.image.title="keybroker" \
       org.opencontainers.image.description="Vault-backed secrets broker for bring-your-own-key API keys" \
       org.opencontainers.image.source="https://github.com/keybroker/keybroker" \
+      org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${COMMIT}" \
       org.opencontainers.image.created="${COMMIT_DATE}"

@@ -22,7 +22,6 @@ import (
 	"github.com/keybroker/keybroker/ids"
 	"github.com/keybroker/keybroker/internal/runtime/keyring"
 	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
-	"github.com/keybroker/keybroker/store"
 )
 
 // Role is what a token may do.
@@ -142,21 +141,22 @@ func (p Principal) reaches(scope broker.Scope) bool {
 	return false
 }
 
-// Store is what auth needs of PostgreSQL.
+// Store is what auth needs of PostgreSQL, in auth's own records and the
+// broker's audit events (package store implements it). Its errors wrap
+// broker.ErrNotFound for a missing row; any other error means the store
+// could not answer.
 type Store interface {
-	CreateToken(ctx context.Context, rec store.TokenRecord, evs []store.AuditEvent) error
-	TokenByHash(ctx context.Context, hash []byte) (store.TokenRecord, error)
-	TokenByID(ctx context.Context, id string) (store.TokenRecord, error)
-	ListTokens(ctx context.Context) ([]store.TokenRecord, error)
-	RevokeToken(ctx context.Context, id string, ev store.AuditEvent) error
-	SignToken(ctx context.Context, id, keyID string, signature []byte, ev store.AuditEvent) error
-	RevokeProxyToken(ctx context.Context, rev store.ProxyTokenRevocation, ev store.AuditEvent) error
-	ProxyTokenRevocations(ctx context.Context) ([]store.ProxyTokenRevocation, error)
-	AppendAudits(ctx context.Context, evs []store.AuditEvent) error
+	CreateToken(ctx context.Context, rec TokenRecord, evs []broker.AuditEvent) error
+	TokenByHash(ctx context.Context, hash []byte) (TokenRecord, error)
+	TokenByID(ctx context.Context, id string) (TokenRecord, error)
+	ListTokens(ctx context.Context) ([]TokenRecord, error)
+	RevokeToken(ctx context.Context, id string, ev broker.AuditEvent) error
+	SignToken(ctx context.Context, id, keyID string, signature []byte, ev broker.AuditEvent) error
+	RevokeProxyToken(ctx context.Context, rev RevokedProxyToken, ev broker.AuditEvent) error
+	ProxyTokenRevocations(ctx context.Context) ([]RevokedProxyToken, error)
+	AppendAudits(ctx context.Context, evs []broker.AuditEvent) error
 	TokenDescriptions(ctx context.Context, ids []string) (map[string]string, error)
 }
-
-var _ Store = (*store.Store)(nil)
 
 type validation struct {
 	principal Principal
@@ -256,7 +256,7 @@ func (k RowKeys) ring(role Role) *keyring.Ring {
 
 // rowMessage is what a token row's signature covers: everything the row
 // grants.
-func rowMessage(rec store.TokenRecord) []byte {
+func rowMessage(rec TokenRecord) []byte {
 	exp := "never"
 	if rec.ExpiresAt != nil {
 		exp = strconv.FormatInt(rec.ExpiresAt.Unix(), 10)
@@ -272,7 +272,7 @@ func rowMessage(rec store.TokenRecord) []byte {
 var ErrNotSigned = errors.New("token row not signed by keybroker")
 
 // signRow signs rec with the ring of its role.
-func (s *Service) signRow(rec *store.TokenRecord) error {
+func (s *Service) signRow(rec *TokenRecord) error {
 	r := s.rowRings[Role(rec.Role)]
 	if r.Empty() {
 		return fmt.Errorf("%w: this process holds no signing key for %s tokens", ErrCannotMint, rec.Role)
@@ -286,7 +286,7 @@ func (s *Service) signRow(rec *store.TokenRecord) error {
 }
 
 // verifyRow checks rec's signature.
-func (s *Service) verifyRow(rec store.TokenRecord) error {
+func (s *Service) verifyRow(rec TokenRecord) error {
 	r := s.rowRings[Role(rec.Role)]
 	if r.Empty() || rec.KeyID == "" {
 		return ErrNotSigned
@@ -300,11 +300,11 @@ func (s *Service) verifyRow(rec store.TokenRecord) error {
 // SignRow signs an existing row anew with the current key of its kind:
 // the owner's `keybroker token sign`, after an upgrade from v2 or a key
 // rotation. by names who asked, in the audit trail.
-func (s *Service) SignRow(ctx context.Context, rec store.TokenRecord, by string) error {
+func (s *Service) SignRow(ctx context.Context, rec TokenRecord, by string) error {
 	if err := s.signRow(&rec); err != nil {
 		return err
 	}
-	ev := store.AuditEvent{Action: "token.sign", Actor: by, Outcome: "success",
+	ev := broker.AuditEvent{Action: "token.sign", Actor: by, Outcome: "success",
 		Detail: fmt.Sprintf("%s role=%s key=%s", rec.ID, rec.Role, rec.KeyID)}
 	if err := s.store.SignToken(ctx, rec.ID, rec.KeyID, rec.Signature, ev); err != nil {
 		return fmt.Errorf("sign token %s: %w", rec.ID, err)
@@ -317,7 +317,7 @@ func (s *Service) SignRow(ctx context.Context, rec store.TokenRecord, by string)
 // of its kind) — asked of PostgreSQL, never of a cache.
 func (s *Service) Active(ctx context.Context, id string) (bool, error) {
 	rec, err := s.store.TokenByID(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, broker.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
@@ -336,20 +336,20 @@ func (s *Service) Active(ctx context.Context, id string) (bool, error) {
 func (s *Service) CanVerify(role Role) bool { return !s.rowRings[role].Empty() }
 
 // Get returns token id's record (revoked and expired ones too).
-func (s *Service) Get(ctx context.Context, id string) (store.TokenRecord, error) {
+func (s *Service) Get(ctx context.Context, id string) (TokenRecord, error) {
 	rec, err := s.store.TokenByID(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.TokenRecord{}, fmt.Errorf("token %s: %w", id, ErrNotFound)
+	if errors.Is(err, broker.ErrNotFound) {
+		return TokenRecord{}, fmt.Errorf("token %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return store.TokenRecord{}, errors.Join(ErrUnavailable, err)
+		return TokenRecord{}, errors.Join(ErrUnavailable, err)
 	}
 	return rec, nil
 }
 
 // Signed says whether rec carries a valid signature of this process's
 // keys (`keybroker token list` shows it).
-func (s *Service) Signed(rec store.TokenRecord) bool { return s.verifyRow(rec) == nil }
+func (s *Service) Signed(rec TokenRecord) bool { return s.verifyRow(rec) == nil }
 
 func (o Options) withDefaults() Options {
 	if o.TrustWithoutStore == 0 {
@@ -447,33 +447,33 @@ const (
 
 // Create mints and stores a token. The plaintext is returned once and kept
 // nowhere.
-func (s *Service) Create(ctx context.Context, req CreateRequest) (string, store.TokenRecord, error) {
+func (s *Service) Create(ctx context.Context, req CreateRequest) (string, TokenRecord, error) {
 	if _, err := ParseRole(string(req.Role)); err != nil {
-		return "", store.TokenRecord{}, err
+		return "", TokenRecord{}, err
 	}
 	needsScopes := req.Role == RoleAdmin || req.Role == RoleReader
 	if needsScopes && len(req.Workspaces)+len(req.Organizations) == 0 {
-		return "", store.TokenRecord{}, fmt.Errorf("%w: an %s token needs at least one workspace or organization", ErrInvalid, req.Role)
+		return "", TokenRecord{}, fmt.Errorf("%w: an %s token needs at least one workspace or organization", ErrInvalid, req.Role)
 	}
 	if req.Role == RoleOperator && len(req.Workspaces)+len(req.Organizations) > 0 {
-		return "", store.TokenRecord{}, fmt.Errorf("%w: an operator token takes no workspaces or organizations", ErrInvalid)
+		return "", TokenRecord{}, fmt.Errorf("%w: an operator token takes no workspaces or organizations", ErrInvalid)
 	}
 	if req.Role == RoleResolver && len(req.Organizations) > 0 {
-		return "", store.TokenRecord{}, fmt.Errorf("%w: a resolver token may be limited to workspaces, not organizations", ErrInvalid)
+		return "", TokenRecord{}, fmt.Errorf("%w: a resolver token may be limited to workspaces, not organizations", ErrInvalid)
 	}
 	for _, ws := range req.Workspaces {
 		if !ids.Valid(ws) {
-			return "", store.TokenRecord{}, fmt.Errorf("%w: workspace id %q must match %s", ErrInvalid, ws, ids.Rule)
+			return "", TokenRecord{}, fmt.Errorf("%w: workspace id %q must match %s", ErrInvalid, ws, ids.Rule)
 		}
 	}
 	for _, org := range req.Organizations {
 		if !ids.Valid(org) {
-			return "", store.TokenRecord{}, fmt.Errorf("%w: organization id %q must match %s", ErrInvalid, org, ids.Rule)
+			return "", TokenRecord{}, fmt.Errorf("%w: organization id %q must match %s", ErrInvalid, org, ids.Rule)
 		}
 	}
 	ttl, err := tokenTTL(req)
 	if err != nil {
-		return "", store.TokenRecord{}, err
+		return "", TokenRecord{}, err
 	}
 	if req.Via == "" {
 		req.Via = ViaAPI
@@ -481,18 +481,18 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (string, store.
 	if req.Via != ViaCLI {
 		switch {
 		case req.Role == RoleResolver:
-			return "", store.TokenRecord{}, fmt.Errorf("%w: resolver tokens obtain keys, so no API caller mints them, operators included; "+
+			return "", TokenRecord{}, fmt.Errorf("%w: resolver tokens obtain keys, so no API caller mints them, operators included; "+
 				"the database owner mints them out of band with `keybroker token create --role resolver`", ErrCannotMint)
 		case req.NoExpiry:
-			return "", store.TokenRecord{}, fmt.Errorf("%w: a token with no expiry is minted only out of band, with `keybroker token create --no-expiry`", ErrCannotMint)
+			return "", TokenRecord{}, fmt.Errorf("%w: a token with no expiry is minted only out of band, with `keybroker token create --no-expiry`", ErrCannotMint)
 		}
 	}
 	token, id, err := NewToken()
 	if err != nil {
-		return "", store.TokenRecord{}, err
+		return "", TokenRecord{}, err
 	}
 	hash := Hash(token)
-	rec := store.TokenRecord{
+	rec := TokenRecord{
 		ID: id, Hash: hash[:], Role: string(req.Role), Workspaces: slices.Clone(req.Workspaces),
 		Organizations: slices.Clone(req.Organizations), Description: req.Description, CreatedBy: req.CreatedBy,
 	}
@@ -509,19 +509,19 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (string, store.
 		rec.ExpiresAt = &exp
 	}
 	if err := s.signRow(&rec); err != nil {
-		return "", store.TokenRecord{}, err
+		return "", TokenRecord{}, err
 	}
 	// One event in the trail of each scope the token reaches, so each
 	// scope's admins see it; an operator-wide event for the others.
 	detail := fmt.Sprintf("%s role=%s expires=%s via=%s", id, req.Role, expiryText(rec.ExpiresAt), req.Via)
-	scopes := store.TokenScopes(rec.Workspaces, rec.Organizations)
-	evs := make([]store.AuditEvent, 0, len(scopes))
+	scopes := TokenScopes(rec.Workspaces, rec.Organizations)
+	evs := make([]broker.AuditEvent, 0, len(scopes))
 	for _, sc := range scopes {
-		evs = append(evs, store.AuditEvent{Scope: sc.Kind, ScopeID: sc.ID, Action: "token.create", Actor: req.CreatedBy,
+		evs = append(evs, broker.AuditEvent{Scope: sc.Kind, ScopeID: sc.ID, Action: "token.create", Actor: req.CreatedBy,
 			RemoteAddr: req.RemoteAddr, Outcome: "success", RequestID: req.RequestID, Detail: detail})
 	}
 	if err := s.store.CreateToken(ctx, rec, evs); err != nil {
-		return "", store.TokenRecord{}, errors.Join(ErrUnavailable, err)
+		return "", TokenRecord{}, errors.Join(ErrUnavailable, err)
 	}
 	return token, rec, nil
 }
@@ -649,7 +649,7 @@ func (s *Service) lookup(ctx context.Context, hash [32]byte, now time.Time) (Pri
 	rec, err := s.store.TokenByHash(lctx, hash[:])
 	cancel()
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, broker.ErrNotFound):
 		s.rememberUnknown(hash, now)
 		return Principal{}, ErrUnauthenticated
 	case err != nil:
@@ -684,7 +684,7 @@ func (s *Service) lookup(ctx context.Context, hash [32]byte, now time.Time) (Pri
 // reportUnsigned logs, once per token id, a row this process holds the key
 // of its kind for but whose signature does not verify: a row written
 // outside keybroker (or signed with a retired key).
-func (s *Service) reportUnsigned(rec store.TokenRecord) {
+func (s *Service) reportUnsigned(rec TokenRecord) {
 	if s.rowRings[Role(rec.Role)].Empty() {
 		return // a kind this replica does not serve: nothing suspicious
 	}
@@ -755,7 +755,7 @@ func (s *Service) forget(hash [32]byte) {
 }
 
 // List returns every token's record (hashes, never tokens).
-func (s *Service) List(ctx context.Context) ([]store.TokenRecord, error) {
+func (s *Service) List(ctx context.Context) ([]TokenRecord, error) {
 	recs, err := s.store.ListTokens(ctx)
 	if err != nil {
 		return nil, errors.Join(ErrUnavailable, err)
@@ -765,10 +765,10 @@ func (s *Service) List(ctx context.Context) ([]store.TokenRecord, error) {
 
 // Revoke revokes token id; it is refused from the next request on.
 func (s *Service) Revoke(ctx context.Context, id, by, remoteAddr, requestID string) error {
-	ev := store.AuditEvent{Action: "token.revoke", Actor: by, RemoteAddr: remoteAddr, Outcome: "success",
+	ev := broker.AuditEvent{Action: "token.revoke", Actor: by, RemoteAddr: remoteAddr, Outcome: "success",
 		RequestID: requestID, Detail: id}
 	err := s.store.RevokeToken(ctx, id, ev)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, broker.ErrNotFound) {
 		return fmt.Errorf("revoke %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
@@ -797,7 +797,7 @@ func (s *Service) IssuerActive(ctx context.Context, id string) (Principal, error
 	rec, err := s.store.TokenByID(lctx, id)
 	cancel()
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, broker.ErrNotFound):
 		c = issuerCheck{at: now}
 	case err != nil:
 		if ok && c.active && now.Sub(c.at) < s.opts.TrustWithoutStore {
@@ -842,15 +842,15 @@ type ProxyTokenRevocation struct {
 // audited (in its workspace's trail, or the operator-wide one) and
 // announced. ErrNotFound when it was revoked already.
 func (s *Service) RevokeProxyToken(ctx context.Context, req ProxyTokenRevocation) error {
-	ev := store.AuditEvent{Action: "proxy_token.revoke", Actor: req.By, RemoteAddr: req.RemoteAddr, Outcome: "success",
+	ev := broker.AuditEvent{Action: "proxy_token.revoke", Actor: req.By, RemoteAddr: req.RemoteAddr, Outcome: "success",
 		RequestID: req.RequestID, Detail: req.TokenID}
 	if req.Workspace != "" {
 		ev.Scope, ev.ScopeID = broker.ScopeWorkspace, req.Workspace
 	}
-	err := s.store.RevokeProxyToken(ctx, store.ProxyTokenRevocation{TokenID: req.TokenID, Workspace: req.Workspace,
+	err := s.store.RevokeProxyToken(ctx, RevokedProxyToken{TokenID: req.TokenID, Workspace: req.Workspace,
 		ExpiresAt: req.Expires, RevokedBy: req.By}, ev)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, broker.ErrNotFound):
 		return fmt.Errorf("revoke %s: %w", req.TokenID, ErrNotFound)
 	case err != nil:
 		return errors.Join(ErrUnavailable, err)

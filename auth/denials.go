@@ -9,7 +9,6 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/ids"
-	"github.com/keybroker/keybroker/store"
 )
 
 // maxDenialKeys bounds the distinct (token, scope, action) keys held
@@ -89,7 +88,7 @@ func newDenialRecorder(st Store, interval time.Duration, now func() time.Time) *
 // (for the detail of an off-trail row).
 func (d *denialRecorder) record(ctx context.Context, k denialKey, target broker.Scope, remoteAddr, requestID string) error {
 	d.mu.Lock()
-	var due []store.AuditEvent
+	var due []broker.AuditEvent
 	if d.now().Sub(d.started) >= d.interval {
 		due = d.takeLocked()
 	}
@@ -120,8 +119,8 @@ func (d *denialRecorder) record(ctx context.Context, k denialKey, target broker.
 }
 
 // takeLocked ends the interval: the counted denials become events.
-func (d *denialRecorder) takeLocked() []store.AuditEvent {
-	evs := make([]store.AuditEvent, 0, len(d.pending))
+func (d *denialRecorder) takeLocked() []broker.AuditEvent {
+	evs := make([]broker.AuditEvent, 0, len(d.pending))
 	for k, c := range d.pending {
 		evs = append(evs, denialEvent(k, *c, d.interval))
 	}
@@ -141,7 +140,7 @@ func (d *denialRecorder) flush(ctx context.Context) error {
 	return d.store.AppendAudits(ctx, evs)
 }
 
-func denialEvent(k denialKey, c denialCount, interval time.Duration) store.AuditEvent {
+func denialEvent(k denialKey, c denialCount, interval time.Duration) broker.AuditEvent {
 	detail := fmt.Sprintf("role %s may not %s", k.role, k.route)
 	if k.offTrail {
 		detail += " on " + scopeName(c.target) + ", which the token does not reach"
@@ -153,7 +152,7 @@ func denialEvent(k denialKey, c denialCount, interval time.Duration) store.Audit
 	if k.token == "" {
 		actor = "(many)"
 	}
-	return store.AuditEvent{Scope: k.scope.Kind, ScopeID: k.scope.ID, Provider: k.provider, Action: "access.denied", Actor: actor,
+	return broker.AuditEvent{Scope: k.scope.Kind, ScopeID: k.scope.ID, Provider: k.provider, Action: "access.denied", Actor: actor,
 		RemoteAddr: c.remoteAddr, Outcome: "forbidden", RequestID: c.requestID, Count: c.count, Detail: detail}
 }
 

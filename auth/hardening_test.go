@@ -24,11 +24,11 @@ type countingStore struct {
 	stall   atomic.Bool
 }
 
-func (c *countingStore) TokenByHash(ctx context.Context, hash []byte) (store.TokenRecord, error) {
+func (c *countingStore) TokenByHash(ctx context.Context, hash []byte) (auth.TokenRecord, error) {
 	c.lookups.Add(1)
 	if c.stall.Load() {
 		<-ctx.Done()
-		return store.TokenRecord{}, ctx.Err()
+		return auth.TokenRecord{}, ctx.Err()
 	}
 	return c.Store.TokenByHash(ctx, hash)
 }

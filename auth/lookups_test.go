@@ -12,7 +12,6 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
-	"github.com/keybroker/keybroker/store"
 )
 
 // gatedStore counts the token lookups by hash, and holds each until open
@@ -23,7 +22,7 @@ type gatedStore struct {
 	lookups atomic.Int32
 }
 
-func (g *gatedStore) TokenByHash(ctx context.Context, hash []byte) (store.TokenRecord, error) {
+func (g *gatedStore) TokenByHash(ctx context.Context, hash []byte) (auth.TokenRecord, error) {
 	g.lookups.Add(1)
 	<-g.open
 	return g.Store.TokenByHash(ctx, hash)

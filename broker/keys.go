@@ -26,24 +26,12 @@ type Actor struct {
 	RequestID, ClientRequestID string
 }
 
-// KeyMeta is what keybroker says about a key: never the key itself.
+// KeyMeta is what keybroker says about a key (metaOf): never the key
+// itself.
 type KeyMeta struct {
-	Scope    ScopeKind
-	ScopeID  string
-	Provider string
-	KeyID    string
-	Name     string
-	Priority int
+	KeyFacts
 	// State is KeyActive or KeyDisabled.
-	State       string
-	Models      []string
-	MaskedKey   string
-	Version     int
-	Fingerprint string
-	CreatedAt   time.Time
-	CreatedBy   string
-	UpdatedAt   time.Time
-	UpdatedBy   string
+	State string
 	// Resolves and LastUsedAt are the key's usage as flushed by every
 	// replica (up to a flush interval behind); zero when never used.
 	Resolves   int64
@@ -52,15 +40,7 @@ type KeyMeta struct {
 	Idle bool
 	// Health is HealthHealthy, HealthCoolingDown (until CooldownUntil) or
 	// HealthFailing; HealthReason says why, HealthChangedAt since when.
-	Health          string
-	HealthReason    string
-	HealthChangedAt time.Time
-	CooldownUntil   time.Time
-}
-
-// Ref names the key.
-func (m KeyMeta) Ref() KeyRef {
-	return KeyRef{Scope: m.Scope, ScopeID: m.ScopeID, Provider: m.Provider, KeyID: m.KeyID}
+	Health string
 }
 
 // withUsage adds the usage of a scope's keys to metas.
@@ -93,21 +73,14 @@ func metaOf(r KeyRecord, now time.Time) KeyMeta {
 	if r.Disabled {
 		state = KeyDisabled
 	}
-	models := r.Models
-	if models == nil {
-		models = []string{}
+	m := KeyMeta{KeyFacts: r.KeyFacts, State: state, Health: healthOf(r.Failing, r.CooldownUntil, now)}
+	if m.Models == nil {
+		m.Models = []string{}
 	}
-	health, cooldownUntil := healthOf(r.Failing, r.CooldownUntil, now), r.CooldownUntil
-	if health != HealthCoolingDown {
-		cooldownUntil = time.Time{} // a cooldown over is no longer news
+	if m.Health != HealthCoolingDown {
+		m.CooldownUntil = time.Time{} // a cooldown over is no longer news
 	}
-	return KeyMeta{
-		Scope: r.Scope, ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, Name: r.Name, Priority: r.Priority,
-		State: state, Models: models, MaskedKey: r.MaskedKey, Version: r.Version,
-		Fingerprint: r.Fingerprint, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy,
-		UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy, Health: health, HealthReason: r.HealthReason,
-		HealthChangedAt: r.HealthChangedAt, CooldownUntil: cooldownUntil,
-	}
+	return m
 }
 
 // Audit actions and outcomes.

@@ -24,46 +24,59 @@ const (
 	KeyDisabled = "disabled"
 )
 
-// KeyRecord is the metadata of one key. Version 0 means no version has been
-// confirmed yet (a first write is in flight).
-type KeyRecord struct {
+// KeyFacts are what keybroker knows of a key whatever it is asked: the
+// part its record (KeyRecord) and its answer (KeyMeta) share, written once.
+// Never the key itself.
+type KeyFacts struct {
 	// Scope, ScopeID (a workspace id, an organization id, "" for hosted),
 	// Provider and KeyID name the key.
 	Scope    ScopeKind
 	ScopeID  string
 	Provider string
 	KeyID    string
-	// State is the write lifecycle: StatePending while a change is in
-	// flight, else StateActive.
-	State string
-	// Name, Priority, Disabled and Models are the pool member's settings:
-	// free text; lower priority serves first; a disabled key never
-	// serves; a key with Models serves only those models.
+	// Name, Priority and Models are the pool member's settings: free
+	// text; lower priority serves first; a key with Models serves only
+	// those models.
 	Name     string
 	Priority int
-	Disabled bool
 	Models   []string
-	// Failing, HealthReason, HealthChangedAt, CooldownUntil and Cooldowns
-	// are what the providers said of the key (see health.go).
-	Failing         bool
+	// Version is the current KV version, MaskedKey and Fingerprint the
+	// preview and HMAC of its key.
+	Version     int
+	MaskedKey   string
+	Fingerprint string
+	CreatedAt   time.Time
+	CreatedBy   string
+	UpdatedAt   time.Time
+	UpdatedBy   string
+	// HealthReason, HealthChangedAt and CooldownUntil are what the
+	// providers said of the key (see health.go).
 	HealthReason    string
 	HealthChangedAt time.Time
 	CooldownUntil   time.Time
-	Cooldowns       int
-	Version         int
-	MaskedKey       string
-	Fingerprint     string
-	CreatedAt       time.Time
-	CreatedBy       string
-	UpdatedAt       time.Time
-	UpdatedBy       string
-	// Pending is the change in flight, nil when the record is active.
-	Pending *PendingChange
 }
 
-// Ref is the record's key.
-func (r KeyRecord) Ref() KeyRef {
-	return KeyRef{Scope: r.Scope, ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID}
+// Ref names the key.
+func (f KeyFacts) Ref() KeyRef {
+	return KeyRef{Scope: f.Scope, ScopeID: f.ScopeID, Provider: f.Provider, KeyID: f.KeyID}
+}
+
+// KeyRecord is the metadata of one key as the metadata store keeps it.
+// Version 0 means no version has been confirmed yet (a first write is in
+// flight).
+type KeyRecord struct {
+	KeyFacts
+	// State is the write lifecycle: StatePending while a change is in
+	// flight, else StateActive.
+	State string
+	// Disabled: an admin set the key aside; it never serves.
+	Disabled bool
+	// Failing and Cooldowns are what the providers said of the key beside
+	// KeyFacts' health (see health.go).
+	Failing   bool
+	Cooldowns int
+	// Pending is the change in flight, nil when the record is active.
+	Pending *PendingChange
 }
 
 // PendingChange is a change begun and not yet completed or aborted.

@@ -12,7 +12,6 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
-	"github.com/keybroker/keybroker/store"
 )
 
 // Authenticator is what the handlers need of package auth.
@@ -26,8 +25,8 @@ type Authenticator interface {
 	IssuerActive(ctx context.Context, id string) (auth.Principal, error)
 	RecordDenial(ctx context.Context, p auth.Principal, scope broker.Scope, provider, route, remoteAddr, requestID string) error
 	// The token routes (operators).
-	Create(ctx context.Context, req auth.CreateRequest) (string, store.TokenRecord, error)
-	List(ctx context.Context) ([]store.TokenRecord, error)
+	Create(ctx context.Context, req auth.CreateRequest) (string, auth.TokenRecord, error)
+	List(ctx context.Context) ([]auth.TokenRecord, error)
 	Revoke(ctx context.Context, id, by, remoteAddr, requestID string) error
 	// Names maps actor subjects to their tokens' descriptions.
 	Names(ctx context.Context, subjects []string) (map[string]string, error)

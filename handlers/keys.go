@@ -3,7 +3,6 @@ package handlers
 import (
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -11,75 +10,12 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/ids"
 )
-
-// ids reads and checks the :ws and :provider path parameters.
-func (s *server) ids(c *gin.Context) (ws, provider string, ok bool) {
-	ws, provider = c.Param("ws"), c.Param("provider")
-	hasProvider := strings.Contains(c.FullPath(), ":provider")
-	if !ids.Valid(ws) || hasProvider && !ids.Valid(provider) {
-		renderError(c, s.log, domainError(broker.ErrInvalidID))
-		return "", "", false
-	}
-	return ws, provider, true
-}
-
-// scopeOf reads the scope a route names: /v1/workspaces/:ws,
-// /v1/organizations/:org or /v1/hosted.
-func (s *server) scopeOf(c *gin.Context) (broker.Scope, bool) {
-	var sc broker.Scope
-	switch path := c.FullPath(); {
-	case strings.HasPrefix(path, "/v1/hosted"):
-		sc = broker.HostedScope()
-	case strings.HasPrefix(path, "/v1/organizations/"):
-		sc = broker.OrganizationScope(c.Param("org"))
-	default:
-		sc = broker.WorkspaceScope(c.Param("ws"))
-	}
-	if err := sc.Check(); err != nil {
-		renderError(c, s.log, domainError(err))
-		return broker.Scope{}, false
-	}
-	return sc, true
-}
-
-// target reads the key a route names: a scope, :provider, and :key (the v1
-// shorthand routes name key "default").
-func (s *server) target(c *gin.Context) (broker.KeyRef, bool) {
-	sc, ok := s.scopeOf(c)
-	if !ok {
-		return broker.KeyRef{}, false
-	}
-	provider, keyID := c.Param("provider"), broker.DefaultKeyID
-	if strings.Contains(c.FullPath(), ":key") {
-		keyID = c.Param("key")
-	}
-	if !ids.Valid(provider) || !ids.Valid(keyID) {
-		renderError(c, s.log, domainError(broker.ErrInvalidID))
-		return broker.KeyRef{}, false
-	}
-	return sc.Key(provider, keyID), true
-}
 
 func (s *server) actor(c *gin.Context) broker.Actor {
 	p, _ := principalOf(c)
 	st := stateOf(c)
 	return broker.Actor{Subject: p.Subject(), RemoteAddr: clientAddr(c), RequestID: st.id, ClientRequestID: st.clientID}
-}
-
-// ifMatch parses an If-Match header holding a KV version ("3" or 3); 0
-// when absent.
-func ifMatch(c *gin.Context) (int, *Error) {
-	h := strings.TrimSpace(c.GetHeader("If-Match"))
-	if h == "" {
-		return 0, nil
-	}
-	v, err := strconv.Atoi(strings.Trim(h, `"`))
-	if err != nil || v <= 0 {
-		return 0, &Error{Status: http.StatusBadRequest, Code: "invalid_if_match", Message: `If-Match must be a key version, e.g. "3"`}
-	}
-	return v, nil
 }
 
 func etag(version int) string { return `"` + strconv.Itoa(version) + `"` }
@@ -147,36 +83,21 @@ func (s *server) whoami(c *gin.Context) {
 
 // listKeys lists every key of a workspace (the v1 shorthand's list).
 func (s *server) listKeys(c *gin.Context) {
-	sc, ok := s.scopeOf(c)
-	if !ok || !s.authorize(c, auth.ActionReadKeys, sc, "") {
+	r, ok := s.open(c, opening{action: auth.ActionReadKeys})
+	if !ok {
 		return
 	}
-	keys, err := s.keys.ListKeys(c.Request.Context(), sc)
+	keys, err := s.keys.ListKeys(c.Request.Context(), r.scope)
 	s.renderKeys(c, keys, err)
-}
-
-// pool reads the pool a route names (a scope and :provider) and checks
-// that the caller may do action on it.
-func (s *server) pool(c *gin.Context, action auth.Action) (broker.PoolRef, bool) {
-	sc, ok := s.scopeOf(c)
-	if !ok {
-		return broker.PoolRef{}, false
-	}
-	pool := sc.Pool(c.Param("provider"))
-	if !ids.Valid(pool.Provider) {
-		renderError(c, s.log, domainError(broker.ErrInvalidID))
-		return broker.PoolRef{}, false
-	}
-	return pool, s.authorize(c, action, sc, pool.Provider)
 }
 
 // listPool lists a pool's keys, by priority.
 func (s *server) listPool(c *gin.Context) {
-	pool, ok := s.pool(c, auth.ActionReadKeys)
+	r, ok := s.open(c, opening{action: auth.ActionReadKeys})
 	if !ok {
 		return
 	}
-	keys, err := s.keys.ListPool(c.Request.Context(), pool)
+	keys, err := s.keys.ListPool(c.Request.Context(), r.pool())
 	s.renderKeys(c, keys, err)
 }
 
@@ -200,11 +121,11 @@ func (s *server) renderKeys(c *gin.Context, keys []broker.KeyMeta, err error) {
 }
 
 func (s *server) getKey(c *gin.Context) {
-	ref, ok := s.target(c)
-	if !ok || !s.authorize(c, auth.ActionReadKeys, ref.Owner(), ref.Provider) {
+	r, ok := s.open(c, opening{action: auth.ActionReadKeys})
+	if !ok {
 		return
 	}
-	meta, err := s.keys.GetKey(c.Request.Context(), ref)
+	meta, err := s.keys.GetKey(c.Request.Context(), r.key())
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -217,14 +138,11 @@ func (s *server) getKey(c *gin.Context) {
 
 // addKey adds a key to a pool (POST .../keys).
 func (s *server) addKey(c *gin.Context) {
-	pool, ok := s.pool(c, auth.ActionManageKeys)
+	r, ok := s.open(c, opening{action: auth.ActionManageKeys, query: "verify"})
 	if !ok {
 		return
 	}
-	verify, ok := s.boolQuery(c, "verify")
-	if !ok {
-		return
-	}
+	pool, verify := r.pool(), r.flag
 	var req client.AddKeyRequest
 	if derr := decodeJSON(c, &req); derr != nil {
 		renderError(c, s.log, derr)
@@ -242,19 +160,11 @@ func (s *server) addKey(c *gin.Context) {
 }
 
 func (s *server) putKey(c *gin.Context) {
-	ref, ok := s.target(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, ref.Owner(), ref.Provider) {
-		return
-	}
-	expected, herr := ifMatch(c)
-	if herr != nil {
-		renderError(c, s.log, herr)
-		return
-	}
-	verify, ok := s.boolQuery(c, "verify")
+	r, ok := s.open(c, opening{action: auth.ActionManageKeys, ifMatch: true, query: "verify"})
 	if !ok {
 		return
 	}
+	ref, expected, verify := r.key(), r.expected, r.flag
 	var req client.SetKeyRequest
 	if derr := decodeJSON(c, &req); derr != nil {
 		renderError(c, s.log, derr)
@@ -276,13 +186,9 @@ func (s *server) putKey(c *gin.Context) {
 
 // patchKey changes a key's settings in its pool, never the key.
 func (s *server) patchKey(c *gin.Context) {
-	ref, ok := s.target(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, ref.Owner(), ref.Provider) {
-		return
-	}
 	var req client.UpdateKeyRequest
-	if derr := decodeJSON(c, &req); derr != nil {
-		renderError(c, s.log, derr)
+	r, ok := s.open(c, opening{action: auth.ActionManageKeys, body: &req})
+	if !ok {
 		return
 	}
 	if req.Name == nil && req.Priority == nil && req.State == nil && req.Models == nil {
@@ -290,7 +196,7 @@ func (s *server) patchKey(c *gin.Context) {
 			Message: "name, priority, state or models: send at least one"})
 		return
 	}
-	meta, err := s.keys.UpdateKey(c.Request.Context(), broker.UpdateKeyRequest{Actor: s.actor(c), Ref: ref,
+	meta, err := s.keys.UpdateKey(c.Request.Context(), broker.UpdateKeyRequest{Actor: s.actor(c), Ref: r.key(),
 		Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
@@ -301,21 +207,12 @@ func (s *server) patchKey(c *gin.Context) {
 }
 
 func (s *server) deleteKey(c *gin.Context) {
-	ref, ok := s.target(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, ref.Owner(), ref.Provider) {
-		return
-	}
-	expected, herr := ifMatch(c)
-	if herr != nil {
-		renderError(c, s.log, herr)
-		return
-	}
-	destroy, ok := s.boolQuery(c, "destroy")
+	r, ok := s.open(c, opening{action: auth.ActionManageKeys, ifMatch: true, query: "destroy"})
 	if !ok {
 		return
 	}
 	if err := s.keys.DeleteKey(c.Request.Context(), broker.DeleteKeyRequest{
-		Actor: s.actor(c), Ref: ref, ExpectedVersion: expected, Destroy: destroy}); err != nil {
+		Actor: s.actor(c), Ref: r.key(), ExpectedVersion: r.expected, Destroy: r.flag}); err != nil {
 		renderError(c, s.log, domainError(err))
 		return
 	}
@@ -323,11 +220,11 @@ func (s *server) deleteKey(c *gin.Context) {
 }
 
 func (s *server) listVersions(c *gin.Context) {
-	ref, ok := s.target(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, ref.Owner(), ref.Provider) {
+	r, ok := s.open(c, opening{action: auth.ActionManageKeys})
+	if !ok {
 		return
 	}
-	vs, err := s.keys.Versions(c.Request.Context(), ref)
+	vs, err := s.keys.Versions(c.Request.Context(), r.key())
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -351,16 +248,12 @@ func (s *server) listVersions(c *gin.Context) {
 }
 
 func (s *server) rollback(c *gin.Context) {
-	ref, ok := s.target(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, ref.Owner(), ref.Provider) {
-		return
-	}
 	var req client.RollbackRequest
-	if derr := decodeJSON(c, &req); derr != nil {
-		renderError(c, s.log, derr)
+	r, ok := s.open(c, opening{action: auth.ActionManageKeys, body: &req})
+	if !ok {
 		return
 	}
-	res, err := s.keys.Rollback(c.Request.Context(), broker.RollbackRequest{Actor: s.actor(c), Ref: ref, Version: req.Version})
+	res, err := s.keys.Rollback(c.Request.Context(), broker.RollbackRequest{Actor: s.actor(c), Ref: r.key(), Version: req.Version})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -371,26 +264,26 @@ func (s *server) rollback(c *gin.Context) {
 
 // testKey asks the key's provider whether it accepts the key.
 func (s *server) testKey(c *gin.Context) {
-	ref, ok := s.target(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, ref.Owner(), ref.Provider) {
+	r, ok := s.open(c, opening{action: auth.ActionManageKeys})
+	if !ok {
 		return
 	}
-	r, err := s.keys.TestKey(c.Request.Context(), s.actor(c), ref)
+	t, err := s.keys.TestKey(c.Request.Context(), s.actor(c), r.key())
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
 	}
-	c.JSON(http.StatusOK, client.KeyTestResult{Result: r.Verdict, Status: r.Status, Detail: r.Detail, Health: r.Health,
-		CheckedAt: r.CheckedAt.UTC()})
+	c.JSON(http.StatusOK, client.KeyTestResult{Result: t.Verdict, Status: t.Status, Detail: t.Detail, Health: t.Health,
+		CheckedAt: t.CheckedAt.UTC()})
 }
 
 // report takes what a provider answered to a call made with a resolved key.
 func (s *server) report(c *gin.Context) {
-	p, _ := principalOf(c)
-	if p.Role != auth.RoleResolver {
-		s.authorize(c, auth.ActionResolve, broker.Scope{}, "")
+	o, ok := s.open(c, opening{resolver: true})
+	if !ok {
 		return
 	}
+	p := o.principal
 	if ok, wait := s.reports.AllowReport(p.TokenID); !ok {
 		renderError(c, s.log, rateLimited(wait, "this token is over its rate of reports"))
 		return
@@ -413,31 +306,31 @@ func (s *server) report(c *gin.Context) {
 
 // purge destroys every key of a workspace or organization (operators).
 func (s *server) purge(c *gin.Context) {
-	sc, ok := s.scopeOf(c)
-	if !ok || !s.authorize(c, auth.ActionPurgeWorkspace, sc, "") {
+	r, ok := s.open(c, opening{action: auth.ActionPurgeWorkspace})
+	if !ok {
 		return
 	}
-	n, err := s.keys.PurgeScope(c.Request.Context(), s.actor(c), sc)
+	n, err := s.keys.PurgeScope(c.Request.Context(), s.actor(c), r.scope)
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
 	}
 	out := client.PurgeResult{KeysDestroyed: n}
-	if sc.Kind == broker.ScopeOrganization {
-		out.Organization = sc.ID
+	if r.scope.Kind == broker.ScopeOrganization {
+		out.Organization = r.scope.ID
 	} else {
-		out.Workspace = sc.ID
+		out.Workspace = r.scope.ID
 	}
 	c.JSON(http.StatusOK, out)
 }
 
 // linkedWorkspaces lists the workspaces linked to an organization.
 func (s *server) linkedWorkspaces(c *gin.Context) {
-	sc, ok := s.scopeOf(c)
-	if !ok || !s.authorize(c, auth.ActionReadKeys, sc, "") {
+	r, ok := s.open(c, opening{action: auth.ActionReadKeys})
+	if !ok {
 		return
 	}
-	linked, err := s.keys.LinkedWorkspaces(c.Request.Context(), sc.ID)
+	linked, err := s.keys.LinkedWorkspaces(c.Request.Context(), r.scope.ID)
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -456,17 +349,17 @@ const (
 )
 
 func (s *server) listAudit(c *gin.Context) {
-	sc, ok := s.scopeOf(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, sc, "") {
+	r, ok := s.open(c, opening{action: auth.ActionManageKeys})
+	if !ok {
 		return
 	}
-	s.auditPage(c, &sc)
+	s.auditPage(c, &r.scope)
 }
 
 // listGlobalAudit is the operator's trail: every event, the operator-wide
 // ones (tokens of no workspace) included.
 func (s *server) listGlobalAudit(c *gin.Context) {
-	if !s.authorize(c, auth.ActionGlobalAudit, broker.Scope{}, "") {
+	if _, ok := s.open(c, opening{action: auth.ActionGlobalAudit}); !ok {
 		return
 	}
 	s.auditPage(c, nil)
@@ -533,8 +426,8 @@ var (
 func (s *server) resolve(c *gin.Context) {
 	// Only a resolver may resolve; refuse the others before reading the
 	// body, and a resolver limited to workspaces once the body names one.
-	if p, _ := principalOf(c); p.Role != auth.RoleResolver {
-		s.authorize(c, auth.ActionResolve, broker.Scope{}, "")
+	o, ok := s.open(c, opening{resolver: true})
+	if !ok {
 		return
 	}
 	var req client.ResolveRequest
@@ -545,9 +438,8 @@ func (s *server) resolve(c *gin.Context) {
 	if !s.authorize(c, auth.ActionResolve, broker.WorkspaceScope(req.Workspace), req.Provider) {
 		return
 	}
-	p, _ := principalOf(c)
 	r, err := s.keys.Resolve(c.Request.Context(), broker.ResolveRequest{Workspace: req.Workspace, Provider: req.Provider, Model: req.Model,
-		Caller: p.TokenID})
+		Caller: o.principal.TokenID})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return

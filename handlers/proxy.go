@@ -24,13 +24,8 @@ const defaultProxyTokenTTL = 15 * time.Minute
 // mintProxyToken is POST /v1/proxy-tokens: a resolver token mints a
 // short-lived token for one sandbox, good for the credential proxy only.
 func (s *server) mintProxyToken(c *gin.Context) {
-	if p, _ := principalOf(c); p.Role != auth.RoleResolver {
-		s.authorize(c, auth.ActionResolve, broker.Scope{}, "")
-		return
-	}
 	var req client.ProxyTokenRequest
-	if derr := decodeJSON(c, &req); derr != nil {
-		renderError(c, s.log, derr)
+	if _, ok := s.open(c, opening{resolver: true, body: &req}); !ok {
 		return
 	}
 	if !ids.Regexp.MatchString(req.Workspace) {
@@ -158,16 +153,12 @@ func (s *server) proxyPrincipal(c *gin.Context, token string) (auth.Principal, e
 // (it presents the token: proxy tokens are not stored, and only the token
 // names its workspace and issuer).
 func (s *server) revokeProxyToken(c *gin.Context) {
-	p, _ := principalOf(c)
-	if p.Role != auth.RoleResolver {
-		s.authorize(c, auth.ActionResolve, broker.Scope{}, "")
-		return
-	}
 	var req client.RevokeProxyTokenRequest
-	if derr := decodeJSON(c, &req); derr != nil {
-		renderError(c, s.log, derr)
+	r, ok := s.open(c, opening{resolver: true, body: &req})
+	if !ok {
 		return
 	}
+	p := r.principal
 	if s.proxyTokens == nil {
 		renderError(c, s.log, &Error{Status: http.StatusNotImplemented, Code: "not_configured", Message: "this replica holds no proxy-token keys"})
 		return
@@ -190,7 +181,7 @@ func (s *server) revokeProxyToken(c *gin.Context) {
 // proxy token named by its id (as the records of proxied calls show it),
 // for the longest a proxy token lives.
 func (s *server) revokeProxyTokenByID(c *gin.Context) {
-	if !s.authorize(c, auth.ActionManageTokens, broker.Scope{}, "") {
+	if _, ok := s.open(c, opening{action: auth.ActionManageTokens}); !ok {
 		return
 	}
 	id := c.Param("id")

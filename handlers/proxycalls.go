@@ -26,17 +26,17 @@ const (
 // listProxyCalls answers a workspace's proxied calls: its readers and
 // admins see what the proxy did with their keys.
 func (s *server) listProxyCalls(c *gin.Context) {
-	sc, ok := s.scopeOf(c)
-	if !ok || !s.authorize(c, auth.ActionReadKeys, sc, "") {
+	r, ok := s.open(c, opening{action: auth.ActionReadKeys})
+	if !ok {
 		return
 	}
-	s.proxyCallPage(c, sc.ID)
+	s.proxyCallPage(c, r.scope.ID)
 }
 
 // listAllProxyCalls answers every workspace's proxied calls: the
 // operator's billing export.
 func (s *server) listAllProxyCalls(c *gin.Context) {
-	if !s.authorize(c, auth.ActionGlobalUsage, broker.Scope{}, "") {
+	if _, ok := s.open(c, opening{action: auth.ActionGlobalUsage}); !ok {
 		return
 	}
 	s.proxyCallPage(c, "")

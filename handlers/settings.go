@@ -24,11 +24,11 @@ func settingsAnswer(s broker.Settings) client.Settings {
 }
 
 func (s *server) getSettings(c *gin.Context) {
-	ws, _, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionReadKeys, broker.WorkspaceScope(ws), "") {
+	r, ok := s.open(c, opening{action: auth.ActionReadKeys})
+	if !ok {
 		return
 	}
-	set, err := s.keys.GetSettings(c.Request.Context(), ws)
+	set, err := s.keys.GetSettings(c.Request.Context(), r.scope.ID)
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -41,16 +41,12 @@ func (s *server) getSettings(c *gin.Context) {
 // broker decides whether the request changes the link; auth whether the
 // caller may).
 func (s *server) putSettings(c *gin.Context) {
-	ws, _, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionManageKeys, broker.WorkspaceScope(ws), "") {
-		return
-	}
 	var req client.SettingsRequest
-	if derr := decodeJSON(c, &req); derr != nil {
-		renderError(c, s.log, derr)
+	r, ok := s.open(c, opening{action: auth.ActionManageKeys, body: &req})
+	if !ok {
 		return
 	}
-	p, _ := principalOf(c)
+	ws, p := r.scope.ID, r.principal
 	set, err := s.keys.PutSettings(c.Request.Context(), broker.SettingsRequest{Actor: s.actor(c), Workspace: ws,
 		Organization: req.Organization, Inherit: req.Inherit, HostedFallback: req.HostedFallback,
 		MayLink: p.Allowed(auth.ActionLinkOrganization, broker.WorkspaceScope(ws))})
@@ -67,11 +63,11 @@ func (s *server) putSettings(c *gin.Context) {
 
 // effective says per provider which scope serves the workspace's calls now.
 func (s *server) effective(c *gin.Context) {
-	ws, _, ok := s.ids(c)
-	if !ok || !s.authorize(c, auth.ActionReadKeys, broker.WorkspaceScope(ws), "") {
+	r, ok := s.open(c, opening{action: auth.ActionReadKeys})
+	if !ok {
 		return
 	}
-	srcs, err := s.keys.Effective(c.Request.Context(), ws)
+	srcs, err := s.keys.Effective(c.Request.Context(), r.scope.ID)
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return

@@ -8,15 +8,13 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/keybroker/keybroker/auth"
-	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/store"
 )
 
 // The token routes: operators list, create and revoke API tokens. A new
 // token is in the creation's answer once; nothing else ever shows one.
 
-func tokenInfo(r store.TokenRecord, now time.Time) client.TokenInfo {
+func tokenInfo(r auth.TokenRecord, now time.Time) client.TokenInfo {
 	out := client.TokenInfo{ID: r.ID, Role: r.Role, Workspaces: r.Workspaces, Organizations: r.Organizations,
 		Description: r.Description, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), State: "active"}
 	if out.Workspaces == nil {
@@ -40,7 +38,7 @@ func tokenInfo(r store.TokenRecord, now time.Time) client.TokenInfo {
 }
 
 func (s *server) listTokens(c *gin.Context) {
-	if !s.authorize(c, auth.ActionManageTokens, broker.Scope{}, "") {
+	if _, ok := s.open(c, opening{action: auth.ActionManageTokens}); !ok {
 		return
 	}
 	recs, err := s.tokens.List(c.Request.Context())
@@ -60,12 +58,9 @@ func (s *server) listTokens(c *gin.Context) {
 const maxTokenTTL = 366 * 24 * time.Hour
 
 func (s *server) createToken(c *gin.Context) {
-	if !s.authorize(c, auth.ActionManageTokens, broker.Scope{}, "") {
-		return
-	}
 	var req client.CreateTokenRequest
-	if derr := decodeJSON(c, &req); derr != nil {
-		renderError(c, s.log, derr)
+	r, ok := s.open(c, opening{action: auth.ActionManageTokens, body: &req})
+	if !ok {
 		return
 	}
 	if req.TTLSeconds < 0 || time.Duration(req.TTLSeconds)*time.Second > maxTokenTTL {
@@ -76,10 +71,9 @@ func (s *server) createToken(c *gin.Context) {
 		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "description must be at most 200 characters"})
 		return
 	}
-	p, _ := principalOf(c)
 	token, rec, err := s.tokens.Create(c.Request.Context(), auth.CreateRequest{Role: auth.Role(req.Role), Workspaces: req.Workspaces,
 		Organizations: req.Organizations, TTL: time.Duration(req.TTLSeconds) * time.Second, NoExpiry: req.NoExpiry,
-		Description: req.Description, CreatedBy: p.Subject(), RemoteAddr: clientAddr(c), RequestID: requestIDOf(c), Via: auth.ViaAPI})
+		Description: req.Description, CreatedBy: r.principal.Subject(), RemoteAddr: clientAddr(c), RequestID: requestIDOf(c), Via: auth.ViaAPI})
 	switch {
 	case errors.Is(err, auth.ErrCannotMint):
 		renderError(c, s.log, &Error{Status: http.StatusForbidden, Code: "forbidden", Message: err.Error()})
@@ -96,11 +90,11 @@ func (s *server) createToken(c *gin.Context) {
 }
 
 func (s *server) revokeToken(c *gin.Context) {
-	if !s.authorize(c, auth.ActionManageTokens, broker.Scope{}, "") {
+	r, ok := s.open(c, opening{action: auth.ActionManageTokens})
+	if !ok {
 		return
 	}
-	p, _ := principalOf(c)
-	err := s.tokens.Revoke(c.Request.Context(), c.Param("id"), p.Subject(), clientAddr(c), requestIDOf(c))
+	err := s.tokens.Revoke(c.Request.Context(), c.Param("id"), r.principal.Subject(), clientAddr(c), requestIDOf(c))
 	switch {
 	case errors.Is(err, auth.ErrNotFound):
 		renderError(c, s.log, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such token, or it is revoked already"})

@@ -37,11 +37,11 @@ type settingsMirror interface {
 // a bounded number of streams on a replica, and a replica a bounded
 // number in all: past either, 429 too_many_streams with Retry-After.
 func (s *server) watchResolve(c *gin.Context) {
-	p, _ := principalOf(c)
-	if p.Role != auth.RoleResolver {
-		s.authorize(c, auth.ActionResolve, broker.Scope{}, "")
+	r, ok := s.open(c, opening{resolver: true})
+	if !ok {
 		return
 	}
+	p := r.principal
 	w, err := s.hub.Subscribe(p.TokenID)
 	if err != nil {
 		renderError(c, s.log, tooManyStreams(s.hub, err))

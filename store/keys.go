@@ -17,61 +17,40 @@ var ErrNotFound = broker.ErrNotFound
 
 var _ broker.MetadataStore = (*Store)(nil)
 
-// keyRow is a row of provider_keys.
-type keyRow struct {
-	Scope       string     `db:"scope"`
-	ScopeID     string     `db:"scope_id"`
-	Provider    string     `db:"provider"`
-	KeyID       string     `db:"key_id"`
-	State       string     `db:"state"`
-	Name        string     `db:"name"`
-	Priority    int        `db:"priority"`
-	KeyState    string     `db:"key_state"`
-	Models      []string   `db:"models"`
-	Health      string     `db:"health"`
-	HealthWhy   string     `db:"health_reason"`
-	HealthAt    *time.Time `db:"health_changed_at"`
-	CooldownTil *time.Time `db:"cooldown_until"`
-	Cooldowns   int        `db:"cooldowns"`
-	Version     int        `db:"kv_version"`
-	MaskedKey   string     `db:"masked_key"`
-	Fingerprint string     `db:"fingerprint"`
-	CreatedAt   time.Time  `db:"created_at"`
-	CreatedBy   string     `db:"created_by"`
-	UpdatedAt   time.Time  `db:"updated_at"`
-	UpdatedBy   string     `db:"updated_by"`
-
-	PendingID          *string    `db:"pending_id"`
-	PendingOp          *string    `db:"pending_op"`
-	PendingSince       *time.Time `db:"pending_since"`
-	PendingBy          *string    `db:"pending_by"`
-	PendingMaskedKey   *string    `db:"pending_masked_key"`
-	PendingFingerprint *string    `db:"pending_fingerprint"`
-}
-
-// record converts the row into the broker's record.
-func (r keyRow) record() broker.KeyRecord {
-	rec := broker.KeyRecord{
-		Scope: broker.ScopeKind(r.Scope), ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, State: r.State,
-		Name: r.Name, Priority: r.Priority, Disabled: r.KeyState == broker.KeyDisabled, Models: r.Models, Version: r.Version, MaskedKey: r.MaskedKey,
-		Failing: r.Health == broker.HealthFailing, HealthReason: r.HealthWhy, Cooldowns: r.Cooldowns,
-		Fingerprint: r.Fingerprint, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy,
+// scanKey reads a row of keyColumns into the broker's record: the one place
+// a provider_keys row becomes a broker.KeyRecord.
+func scanKey(row pgx.CollectableRow) (broker.KeyRecord, error) {
+	var (
+		rec                                   broker.KeyRecord
+		scope, keyState, health               string
+		healthAt, cooldownUntil, pendingSince *time.Time
+		pendingID, pendingOp, pendingBy       *string
+		pendingMaskedKey, pendingFingerprint  *string
+	)
+	err := row.Scan(&scope, &rec.ScopeID, &rec.Provider, &rec.KeyID, &rec.State, &rec.Name, &rec.Priority, &keyState, &rec.Models,
+		&health, &rec.HealthReason, &healthAt, &cooldownUntil, &rec.Cooldowns, &rec.Version, &rec.MaskedKey, &rec.Fingerprint,
+		&rec.CreatedAt, &rec.CreatedBy, &rec.UpdatedAt, &rec.UpdatedBy,
+		&pendingID, &pendingOp, &pendingSince, &pendingBy, &pendingMaskedKey, &pendingFingerprint)
+	if err != nil {
+		return broker.KeyRecord{}, err
 	}
-	if r.HealthAt != nil {
-		rec.HealthChangedAt = *r.HealthAt
+	rec.Scope = broker.ScopeKind(scope)
+	rec.Disabled, rec.Failing = keyState == broker.KeyDisabled, health == broker.HealthFailing
+	if healthAt != nil {
+		rec.HealthChangedAt = *healthAt
 	}
-	if r.CooldownTil != nil {
-		rec.CooldownUntil = *r.CooldownTil
+	if cooldownUntil != nil {
+		rec.CooldownUntil = *cooldownUntil
 	}
-	if r.PendingID != nil {
-		p := &broker.PendingChange{ID: *r.PendingID, Op: deref(r.PendingOp), By: deref(r.PendingBy),
-			MaskedKey: deref(r.PendingMaskedKey), Fingerprint: deref(r.PendingFingerprint)}
-		if r.PendingSince != nil {
-			p.Since = *r.PendingSince
+	if pendingID != nil {
+		p := &broker.PendingChange{ID: *pendingID, Op: deref(pendingOp), By: deref(pendingBy),
+			MaskedKey: deref(pendingMaskedKey), Fingerprint: deref(pendingFingerprint)}
+		if pendingSince != nil {
+			p.Since = *pendingSince
 		}
 		rec.Pending = p
 	}
-	return rec
+	return rec, nil
 }
 
 func deref(s *string) string {
@@ -83,29 +62,26 @@ func deref(s *string) string {
 
 // collectKeys reads every row of rows.
 func collectKeys(rows pgx.Rows) ([]broker.KeyRecord, error) {
-	krs, err := pgx.CollectRows(rows, pgx.RowToStructByName[keyRow])
+	recs, err := pgx.CollectRows(rows, scanKey)
 	if err != nil {
 		return nil, classify(err)
 	}
-	out := make([]broker.KeyRecord, len(krs))
-	for i, r := range krs {
-		out[i] = r.record()
-	}
-	return out, nil
+	return recs, nil
 }
 
 // collectKey reads the one row of rows; ErrNotFound when there is none.
 func collectKey(rows pgx.Rows) (broker.KeyRecord, error) {
-	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[keyRow])
+	rec, err := pgx.CollectExactlyOneRow(rows, scanKey)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return broker.KeyRecord{}, ErrNotFound
 	}
 	if err != nil {
 		return broker.KeyRecord{}, classify(err)
 	}
-	return r.record(), nil
+	return rec, nil
 }
 
+// keyColumns are the columns of provider_keys scanKey reads, in its order.
 const keyColumns = `scope, scope_id, provider, key_id, state, name, priority, key_state, models,
 	health, health_reason, health_changed_at, cooldown_until, cooldowns, kv_version, masked_key, fingerprint,
 	created_at, created_by, updated_at, updated_by,

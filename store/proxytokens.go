@@ -4,24 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-)
 
-// ProxyTokenRevocation ends one proxy token before its expiry.
-type ProxyTokenRevocation struct {
-	TokenID   string    `db:"token_id"`
-	Workspace string    `db:"workspace"`
-	ExpiresAt time.Time `db:"expires_at"`
-	RevokedBy string    `db:"revoked_by"`
-}
+	"github.com/keybroker/keybroker/auth"
+)
 
 // RevokeProxyToken records rev, appends ev and announces the revocation to
 // every replica, in one transaction. A token revoked already is
 // ErrNotFound (nothing changes).
-func (s *Store) RevokeProxyToken(ctx context.Context, rev ProxyTokenRevocation, ev AuditEvent) error {
+func (s *Store) RevokeProxyToken(ctx context.Context, rev auth.RevokedProxyToken, ev AuditEvent) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO proxy_token_revocations (token_id, workspace, expires_at, revoked_by) VALUES ($1, $2, $3, $4)`,
 			rev.TokenID, rev.Workspace, rev.ExpiresAt, rev.RevokedBy); err != nil {
@@ -44,12 +37,16 @@ func (s *Store) RevokeProxyToken(ctx context.Context, rev ProxyTokenRevocation, 
 
 // ProxyTokenRevocations returns the revocations of proxy tokens that have
 // not expired yet (what every replica keeps in memory).
-func (s *Store) ProxyTokenRevocations(ctx context.Context) ([]ProxyTokenRevocation, error) {
+func (s *Store) ProxyTokenRevocations(ctx context.Context) ([]auth.RevokedProxyToken, error) {
 	rows, err := s.pool.Query(ctx, `SELECT token_id, workspace, expires_at, revoked_by FROM proxy_token_revocations WHERE expires_at > now()`)
 	if err != nil {
 		return nil, fmt.Errorf("list proxy token revocations: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[ProxyTokenRevocation])
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (auth.RevokedProxyToken, error) {
+		var r auth.RevokedProxyToken
+		err := row.Scan(&r.TokenID, &r.Workspace, &r.ExpiresAt, &r.RevokedBy)
+		return r, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list proxy token revocations: %w", err)
 	}

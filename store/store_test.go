@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
@@ -264,7 +265,7 @@ func TestPurgeWorkspaceRemovesOnlyItsRows(t *testing.T) {
 func TestUniqueViolationIsAConflictNotAnOutage(t *testing.T) {
 	st := newStore(t)
 	ctx := context.Background()
-	rec := store.TokenRecord{ID: "tok_0123456789abcdef", Hash: []byte("0123456789abcdef0123456789abcdef"), Role: "operator", Workspaces: []string{}, CreatedBy: "test"}
+	rec := auth.TokenRecord{ID: "tok_0123456789abcdef", Hash: []byte("0123456789abcdef0123456789abcdef"), Role: "operator", Workspaces: []string{}, CreatedBy: "test"}
 	ev := store.AuditEvent{Action: "token.create", Actor: "test", Outcome: "success"}
 	if err := st.CreateToken(ctx, rec, []store.AuditEvent{ev}); err != nil {
 		t.Fatal(err)

@@ -4,38 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 )
 
-// TokenRecord is an API token as stored: its SHA-256 hash, never the token.
-type TokenRecord struct {
-	ID         string   `db:"id"`
-	Hash       []byte   `db:"token_hash"`
-	Role       string   `db:"role"`
-	Workspaces []string `db:"workspaces"`
-	// Organizations an admin or reader token reaches.
-	Organizations []string   `db:"organizations"`
-	Description   string     `db:"description"`
-	CreatedBy     string     `db:"created_by"`
-	CreatedAt     time.Time  `db:"created_at"`
-	ExpiresAt     *time.Time `db:"expires_at"`
-	RevokedAt     *time.Time `db:"revoked_at"`
-	// KeyID names the signing key of Signature, keybroker's HMAC over what
-	// the row grants (package auth); a row without one was not written by
-	// keybroker v3 and is refused.
-	KeyID     string `db:"key_id"`
-	Signature []byte `db:"signature"`
-}
+var _ auth.Store = (*Store)(nil)
 
+// tokenColumns are the columns of api_tokens scanToken reads, in its order.
 const tokenColumns = `id, token_hash, role, workspaces, organizations, description, created_by, created_at, expires_at, revoked_at, key_id, signature`
+
+// scanToken reads a row of tokenColumns into auth's record.
+func scanToken(row pgx.CollectableRow) (auth.TokenRecord, error) {
+	var r auth.TokenRecord
+	err := row.Scan(&r.ID, &r.Hash, &r.Role, &r.Workspaces, &r.Organizations, &r.Description, &r.CreatedBy, &r.CreatedAt,
+		&r.ExpiresAt, &r.RevokedAt, &r.KeyID, &r.Signature)
+	return r, err
+}
 
 // CreateToken stores a token record and appends evs (one per workspace
 // the token reaches), in one transaction.
-func (s *Store) CreateToken(ctx context.Context, rec TokenRecord, evs []broker.AuditEvent) error {
+func (s *Store) CreateToken(ctx context.Context, rec auth.TokenRecord, evs []broker.AuditEvent) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		orgs := rec.Organizations
 		if orgs == nil {
@@ -62,45 +53,45 @@ func (s *Store) CreateToken(ctx context.Context, rec TokenRecord, evs []broker.A
 }
 
 // TokenByHash returns the token whose SHA-256 hash is hash.
-func (s *Store) TokenByHash(ctx context.Context, hash []byte) (TokenRecord, error) {
+func (s *Store) TokenByHash(ctx context.Context, hash []byte) (auth.TokenRecord, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE token_hash = $1`, hash)
 	if err != nil {
-		return TokenRecord{}, fmt.Errorf("look up token: %w", err)
+		return auth.TokenRecord{}, fmt.Errorf("look up token: %w", err)
 	}
-	rec, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[TokenRecord])
+	rec, err := pgx.CollectExactlyOneRow(rows, scanToken)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return TokenRecord{}, fmt.Errorf("look up token: %w", ErrNotFound)
+		return auth.TokenRecord{}, fmt.Errorf("look up token: %w", ErrNotFound)
 	}
 	if err != nil {
-		return TokenRecord{}, fmt.Errorf("look up token: %w", err)
+		return auth.TokenRecord{}, fmt.Errorf("look up token: %w", err)
 	}
 	return rec, nil
 }
 
 // TokenByID returns the token record of an id (revoked or expired ones
 // too: the caller decides).
-func (s *Store) TokenByID(ctx context.Context, id string) (TokenRecord, error) {
+func (s *Store) TokenByID(ctx context.Context, id string) (auth.TokenRecord, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE id = $1`, id)
 	if err != nil {
-		return TokenRecord{}, fmt.Errorf("look up token %s: %w", id, err)
+		return auth.TokenRecord{}, fmt.Errorf("look up token %s: %w", id, err)
 	}
-	rec, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[TokenRecord])
+	rec, err := pgx.CollectExactlyOneRow(rows, scanToken)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return TokenRecord{}, fmt.Errorf("look up token %s: %w", id, ErrNotFound)
+		return auth.TokenRecord{}, fmt.Errorf("look up token %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return TokenRecord{}, fmt.Errorf("look up token %s: %w", id, err)
+		return auth.TokenRecord{}, fmt.Errorf("look up token %s: %w", id, err)
 	}
 	return rec, nil
 }
 
 // ListTokens returns every token record, newest first.
-func (s *Store) ListTokens(ctx context.Context) ([]TokenRecord, error) {
+func (s *Store) ListTokens(ctx context.Context) ([]auth.TokenRecord, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM api_tokens ORDER BY created_at DESC, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
-	recs, err := pgx.CollectRows(rows, pgx.RowToStructByName[TokenRecord])
+	recs, err := pgx.CollectRows(rows, scanToken)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
@@ -126,7 +117,7 @@ func (s *Store) RevokeToken(ctx context.Context, id string, ev AuditEvent) error
 		}
 		// One event in the trail of every scope the token reached (and one
 		// operator-wide event for a token of none).
-		for _, sc := range TokenScopes(workspaces, orgs) {
+		for _, sc := range auth.TokenScopes(workspaces, orgs) {
 			ev.Scope, ev.ScopeID = sc.Kind, sc.ID
 			if err := appendAudit(ctx, tx, ev); err != nil {
 				return err
@@ -153,23 +144,6 @@ func (s *Store) SignToken(ctx context.Context, id, keyID string, signature []byt
 		}
 		return appendAudit(ctx, tx, ev)
 	})
-}
-
-// TokenScopes are the trails a token's events go to: one per workspace and
-// organization it reaches, or the operator-wide trail (empty scope) when
-// it reaches none.
-func TokenScopes(workspaces, organizations []string) []broker.Scope {
-	var out []broker.Scope
-	for _, ws := range workspaces {
-		out = append(out, broker.WorkspaceScope(ws))
-	}
-	for _, org := range organizations {
-		out = append(out, broker.OrganizationScope(org))
-	}
-	if len(out) == 0 {
-		out = []broker.Scope{{}}
-	}
-	return out
 }
 
 // TokenDescriptions maps each of ids that has a description to it: how

@@ -2,7 +2,6 @@ package terraform
 
 import (
 	"context"
-	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
@@ -63,12 +62,7 @@ func (d *workspaceKeysDataSource) Read(ctx context.Context, req datasource.ReadR
 	}
 	m.Keys = make([]keySummaryModel, 0, len(keys))
 	for _, k := range keys {
-		m.Keys = append(m.Keys, keySummaryModel{
-			ProviderID: types.StringValue(k.Provider), KeyID: types.StringValue(k.KeyID), Name: types.StringValue(k.Name),
-			Priority: types.Int64Value(int64(k.Priority)), State: types.StringValue(k.State), MaskedKey: types.StringValue(k.MaskedKey),
-			Version: types.Int64Value(int64(k.Version)), Fingerprint: types.StringValue(k.Fingerprint),
-			UpdatedAt: types.StringValue(k.UpdatedAt.UTC().Format(time.RFC3339)), UpdatedBy: types.StringValue(k.UpdatedBy),
-		})
+		m.Keys = append(m.Keys, keySummaryModel{keyMetadataModel: keyMetadataOf(k), UpdatedBy: types.StringValue(k.UpdatedBy)})
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }

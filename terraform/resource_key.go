@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -371,15 +370,10 @@ func setComputed(ctx context.Context, m scopedModel, meta client.KeyMetadata, di
 	}
 	ref := client.KeyRef{Scope: client.Scope{Kind: meta.Scope, ID: meta.ScopeID}, Provider: meta.Provider, KeyID: meta.KeyID}
 	k.ID = types.StringValue(importIDOf(ref))
-	k.ProviderID, k.KeyID = types.StringValue(meta.Provider), types.StringValue(meta.KeyID)
-	k.Name, k.Priority, k.State = types.StringValue(meta.Name), types.Int64Value(int64(meta.Priority)), types.StringValue(meta.State)
+	k.keyMetadataModel = keyMetadataOf(meta)
 	models, d := types.ListValueFrom(ctx, types.StringType, meta.Models)
 	diags.Append(d...)
 	k.Models = models
-	k.MaskedKey = types.StringValue(meta.MaskedKey)
-	k.Version = types.Int64Value(int64(meta.Version))
-	k.Fingerprint = types.StringValue(meta.Fingerprint)
-	k.UpdatedAt = types.StringValue(meta.UpdatedAt.UTC().Format(time.RFC3339))
 	k.APIKeyWO = types.StringNull()
 }
 

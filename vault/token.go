@@ -14,7 +14,8 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// Backoff bounds for failed logins (DESIGN.md: 1 s → 5 min, with jitter).
+// Backoff bounds for failed logins (docs/architecture.md, package vault:
+// 1 s → 5 min, with jitter).
 const (
 	loginBackoffMin = time.Second
 	loginBackoffMax = 5 * time.Minute

@@ -20,7 +20,8 @@ import (
 	"github.com/keybroker/keybroker/store"
 )
 
-// devKVMount is the KV v2 mount `keybroker dev` enables (DESIGN.md's default).
+// devKVMount is the KV v2 mount `keybroker dev` enables: serve's default
+// --kv-mount (docs/reference/flags.md).
 const devKVMount = "byok"
 
 func newDevCommand() *cobra.Command {
@@ -201,4 +202,16 @@ func migrate(ctx context.Context, databaseURL, runtimeRole, resolverRole string)
 		return err
 	}
 	return st.GrantResolver(ctx, resolverRole)
+}
+
+// createToken creates a token in the database at databaseURL (for
+// `keybroker dev`).
+func createToken(ctx context.Context, databaseURL string, keys auth.RowKeys, req auth.CreateRequest) (string, error) {
+	st, err := store.Open(ctx, databaseURL)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	token, _, err := auth.NewService(st, auth.Options{TrustWithoutStore: -1, Keys: keys}).Create(ctx, req)
+	return token, err
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/user"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/internal/runtime/keyring"
-	"github.com/keybroker/keybroker/store"
 )
 
 // The token commands talk to PostgreSQL directly (DATABASE_URL, as the
@@ -219,18 +217,6 @@ func cliActor() string {
 	return "cli"
 }
 
-// createToken creates a token in the database at databaseURL (for
-// `keybroker dev`).
-func createToken(ctx context.Context, databaseURL string, keys auth.RowKeys, req auth.CreateRequest) (string, error) {
-	st, err := store.Open(ctx, databaseURL)
-	if err != nil {
-		return "", err
-	}
-	defer st.Close()
-	token, _, err := auth.NewService(st, auth.Options{TrustWithoutStore: -1, Keys: keys}).Create(ctx, req)
-	return token, err
-}
-
 // expiresSoon is how far ahead `token list` warns of expiring tokens.
 const expiresSoon = 14 * 24 * time.Hour
 
@@ -243,7 +229,7 @@ func humanDuration(d time.Duration) string {
 }
 
 // tokenScopes names what a token reaches: "ws1,org:acme"; "-" for none.
-func tokenScopes(r store.TokenRecord) string {
+func tokenScopes(r auth.TokenRecord) string {
 	scopes := slices.Clone(r.Workspaces)
 	for _, org := range r.Organizations {
 		scopes = append(scopes, "org:"+org)
@@ -256,7 +242,7 @@ func tokenScopes(r store.TokenRecord) string {
 
 // signedText says whether a row carries a valid signature of the keys in
 // the environment ("?" when the keyring of its kind is not set here).
-func signedText(s *auth.Service, r store.TokenRecord) string {
+func signedText(s *auth.Service, r auth.TokenRecord) string {
 	switch {
 	case s.Signed(r):
 		return "yes"

@@ -1,6 +1,6 @@
 -- Key metadata and the audit trail. No column ever holds a key or a
--- reversible form of it: masked_key is the preview rule of DESIGN.md (at
--- most the first 6 and last 4 characters), fingerprint is an HMAC-SHA256
+-- reversible form of it: masked_key is the preview rule of docs/architecture.md
+-- (at most the first 6 and last 4 characters), fingerprint is an HMAC-SHA256
 -- with a server-side pepper.
 
 -- +goose Up

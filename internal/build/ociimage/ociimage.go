@@ -141,6 +141,7 @@ func Labels(o Options) map[string]string {
 	l := map[string]string{
 		"org.opencontainers.image.title":       "keybroker",
 		"org.opencontainers.image.description": "Vault-backed secrets broker for bring-your-own-key API keys",
+		"org.opencontainers.image.licenses":    "Apache-2.0", // the LICENSE file at the repository's root
 		"org.opencontainers.image.version":     o.Version,
 		"org.opencontainers.image.revision":    o.Revision,
 		"org.opencontainers.image.created":     o.Created.UTC().Format(time.RFC3339),

@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -167,7 +168,8 @@ func TestTheImageIsReproducibleNonRootShellLessAndItsBinaryRuns(t *testing.T) {
 	for k, want := range map[string]string{
 		"org.opencontainers.image.version": "v9.9.9-test", "org.opencontainers.image.revision": commit,
 		"org.opencontainers.image.created": "2026-12-01T10:00:00Z", "org.opencontainers.image.title": "keybroker",
-		"org.opencontainers.image.source": "https://github.com/keybroker/keybroker",
+		"org.opencontainers.image.source":   "https://github.com/keybroker/keybroker",
+		"org.opencontainers.image.licenses": "Apache-2.0",
 	} {
 		if c.Labels[k] != want {
 			t.Fatalf("label %s = %q, want %q", k, c.Labels[k], want)
@@ -258,9 +260,15 @@ func TestTheDockerfileMatchesTheImageMakeImageBuilds(t *testing.T) {
 			t.Fatalf("the Dockerfile's final stage lacks %q", w)
 		}
 	}
-	for k := range ociimage.Labels(ociimage.Options{Source: "x"}) {
+	other := ociimage.Labels(ociimage.Options{Source: "y", Version: "v2", Revision: "r", Created: time.Unix(1, 0)})
+	for k, v := range ociimage.Labels(ociimage.Options{Source: "x"}) {
 		if !strings.Contains(final, k+"=") {
 			t.Fatalf("the Dockerfile lacks the label %s", k)
+		}
+		// A label no option changes (title, description, licenses) has
+		// the same value in both.
+		if v == other[k] && !strings.Contains(final, k+"="+strconv.Quote(v)) {
+			t.Fatalf("the Dockerfile's label %s is not %q", k, v)
 		}
 	}
 	if len(c.ExposedPorts) != 2 {
