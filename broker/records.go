@@ -12,10 +12,12 @@ const (
 	OpRollback = "rollback"
 )
 
-// Key states of a KeyRecord.
+// Write statuses of a KeyRecord (stored as provider_keys.state).
 const (
-	StatePending = "pending"
-	StateActive  = "active"
+	// WritePending: a change is in flight (Vault may or may not have it).
+	WritePending = "pending"
+	// WriteComplete: the row describes what Vault holds.
+	WriteComplete = "active"
 )
 
 // Admin states of a key (KeyRecord.Disabled, the API's "state").
@@ -33,9 +35,10 @@ type KeyRecord struct {
 	ScopeID  string
 	Provider string
 	KeyID    string
-	// State is the write lifecycle: StatePending while a change is in
-	// flight, else StateActive.
-	State string
+	// WriteStatus is the write lifecycle: WritePending while a change is
+	// in flight, else WriteComplete. (A key's state, active or disabled,
+	// is Disabled.)
+	WriteStatus string
 	// Name, Priority, Disabled and Models are the pool member's settings:
 	// free text; lower priority serves first; a disabled key never
 	// serves; a key with Models serves only those models.

@@ -52,7 +52,7 @@ type keyRow struct {
 // record converts the row into the broker's record.
 func (r keyRow) record() broker.KeyRecord {
 	rec := broker.KeyRecord{
-		Scope: broker.ScopeKind(r.Scope), ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, State: r.State,
+		Scope: broker.ScopeKind(r.Scope), ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, WriteStatus: r.State,
 		Name: r.Name, Priority: r.Priority, Disabled: r.KeyState == broker.KeyDisabled, Models: r.Models, Version: r.Version, MaskedKey: r.MaskedKey,
 		Failing: r.Health == broker.HealthFailing, HealthReason: r.HealthWhy, Cooldowns: r.Cooldowns,
 		Fingerprint: r.Fingerprint, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy,

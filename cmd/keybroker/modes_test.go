@@ -240,7 +240,7 @@ func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 		t.Fatalf("reconcile printed %q", out)
 	}
 	rec, err := st.GetKey(ctx, broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID))
-	if err != nil || rec.Version != cur.Version || rec.State != broker.StateActive || rec.MaskedKey != broker.MaskKey(key) {
+	if err != nil || rec.Version != cur.Version || rec.WriteStatus != broker.WriteComplete || rec.MaskedKey != broker.MaskKey(key) {
 		t.Fatalf("after reconcile: %+v %v", rec, err)
 	}
 }
