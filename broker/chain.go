@@ -64,10 +64,10 @@ func walkChain(workspace, provider string, settings func(workspace string) (Sett
 	if !loaded {
 		return chainDecision{}, fmt.Errorf("the workspace has no usable key; where it may fall back to is unknown: %w", ErrSettingsNotLoaded)
 	}
-	if s.Organization != "" && s.Inherit {
-		pr = PoolRef{Scope: ScopeOrganization, ScopeID: s.Organization, Provider: provider}
+	if org := s.InheritsFrom(); org != "" {
+		pr = PoolRef{Scope: ScopeOrganization, ScopeID: org, Provider: provider}
 		if out, until, err = probe(pr); err != nil {
-			return chainDecision{}, fmt.Errorf("from organization %s: %w", s.Organization, err)
+			return chainDecision{}, fmt.Errorf("from organization %s: %w", org, err)
 		}
 		if out == poolServed {
 			return chainDecision{Pool: pr, Reason: reason}, nil
@@ -95,6 +95,16 @@ func walkChain(workspace, provider string, settings func(workspace string) (Sett
 		reason = ReasonNoHostedKey
 	}
 	return noPoolServes(cool, excluded || out == poolModelExcluded, reason), nil
+}
+
+// InheritsFrom names the organization whose pools come next in the
+// workspace's chain: its organization when it is linked and inherits, else
+// "". The hosted pools come last when HostedFallback is on.
+func (s Settings) InheritsFrom() string {
+	if s.Inherit {
+		return s.Organization
+	}
+	return ""
 }
 
 // noPoolServes is the decision when no pool of the chain serves: keys
