@@ -90,10 +90,7 @@ func servesNow(m *member, cooled map[KeyRef]int64, now time.Time) (ok bool, unti
 	if m.disabled || m.failing {
 		return false, 0
 	}
-	until = m.cooldownUntil
-	if cooled != nil {
-		until = max(until, cooled[m.ref])
-	}
+	until = m.cooledUntil(cooled)
 	if until != 0 && now.UnixNano() < until {
 		return false, until
 	}
