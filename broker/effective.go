@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -12,7 +13,7 @@ type EffectiveSource struct {
 	// Scope serves the calls: ScopeWorkspace, ScopeOrganization,
 	// ScopeHosted, or "" when no key may serve now (the calls fail with
 	// no_key, or with keys_cooling_down until CoolingDownUntil). ScopeID
-	// names the organization.
+	// names the workspace or the organization ("" for hosted).
 	Scope   ScopeKind
 	ScopeID string
 	// UsableKeys is how many keys of that scope may serve now (active,
@@ -39,10 +40,11 @@ type ServingKey struct {
 
 // Effective answers, per provider, which scope serves the workspace's
 // calls now: its own keys, its organization's, the platform's hosted keys
-// (billed), or none. It reads the settings from PostgreSQL and the pools
-// (with what is known of the keys' health, the workspace's own cooldowns
-// of shared keys included) from this replica's memory, as resolve does,
-// for a call whose model every key allows.
+// (billed), or none — what a resolve does now (the same walk, walkChain),
+// for a call whose model every key allows and a caller with no cooldown of
+// its own. It reads the settings from PostgreSQL and the pools (with what
+// is known of the keys' health, the workspace's own cooldowns of shared
+// keys included) from this replica's memory, as resolve does.
 func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSource, error) {
 	if err := b.canManage(); err != nil {
 		return nil, err
@@ -56,65 +58,29 @@ func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSo
 	}
 	now := b.now()
 	cooled := b.cooldowns.of(workspace, "")
+	stored := func(string) (Settings, bool) { return settings, true }
 	var out []EffectiveSource
 	for _, p := range b.providers.All() {
-		src := EffectiveSource{Provider: p.ID}
-		var cool coolingScopes
-		ws := WorkspaceScope(workspace).Pool(p.ID)
-		n, out1, until := b.usable(ws, nil, now)
-		reason := ReasonNoWorkspaceKey
-		if out1 != poolEmpty {
-			reason = ReasonWorkspaceKeysUnavailable
+		var usable int // the keys that may serve in the pool asked last
+		d, err := walkChain(workspace, p.ID, stored, func(pr PoolRef) (poolOutcome, int64, error) {
+			n, out, until := b.usable(pr, cooled, now)
+			usable = n
+			return out, until, nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("effective source of %s for %s: %w", workspace, p.ID, err)
 		}
-		cool.add(ScopeWorkspace, until)
-		switch {
-		case n > 0:
-			src.Scope, src.ScopeID, src.UsableKeys = ScopeWorkspace, workspace, n
-			out = append(out, b.withFirst(ctx, src, ws, nil, now))
-			continue
-		case settings.Organization != "" && settings.Inherit:
-			org := OrganizationScope(settings.Organization).Pool(p.ID)
-			n, out2, until := b.usable(org, cooled, now)
-			if n > 0 {
-				src.Scope, src.ScopeID, src.UsableKeys, src.Reason = ScopeOrganization, settings.Organization, n, reason
-				out = append(out, b.withFirst(ctx, src, org, cooled, now))
-				continue
-			}
-			cool.add(ScopeOrganization, until)
-			reason = ReasonNoOrganizationKey
-			if out2 != poolEmpty {
-				reason = ReasonOrganizationKeysUnavailable
-			}
+		src := EffectiveSource{Provider: p.ID, Scope: d.Pool.Scope, ScopeID: d.Pool.ScopeID, Reason: d.Reason}
+		if d.served() {
+			src.UsableKeys = usable
+			src = b.withFirst(ctx, src, d.Pool, cooled, now)
 		}
-		if !settings.HostedFallback {
-			src.Reason = ReasonHostedFallbackOff
-			out = append(out, withCooling(src, cool))
-			continue
+		if d.CoolingUntil != 0 {
+			src.CoolingDownUntil = time.Unix(0, d.CoolingUntil).UTC()
 		}
-		hosted := HostedScope().Pool(p.ID)
-		n, out3, until := b.usable(hosted, cooled, now)
-		cool.add(ScopeHosted, until)
-		switch {
-		case n > 0:
-			src.Scope, src.UsableKeys, src.Reason = ScopeHosted, n, reason
-			src = b.withFirst(ctx, src, hosted, cooled, now)
-		case out3 == poolEmpty:
-			src.Reason = ReasonNoHostedKey
-		default:
-			src.Reason = ReasonHostedKeysUnavailable
-		}
-		out = append(out, withCooling(src, cool))
+		out = append(out, src)
 	}
 	return out, nil
-}
-
-// withCooling gives a source that no key serves now the cooldown resolve
-// would answer with, if a key of the chain is cooling down.
-func withCooling(src EffectiveSource, c coolingScopes) EffectiveSource {
-	if src.Scope == "" && c.until != 0 {
-		src.Reason, src.CoolingDownUntil = coolingReason(c.scope), time.Unix(0, c.until).UTC()
-	}
-	return src
 }
 
 // servesNow says whether m may serve now (whatever the model): active,
@@ -124,10 +90,7 @@ func servesNow(m *member, cooled map[KeyRef]int64, now time.Time) (ok bool, unti
 	if m.disabled || m.failing {
 		return false, 0
 	}
-	until = m.cooldownUntil
-	if cooled != nil {
-		until = max(until, cooled[m.ref])
-	}
+	until = m.cooledUntil(cooled)
 	if until != 0 && now.UnixNano() < until {
 		return false, until
 	}

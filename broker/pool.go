@@ -46,6 +46,17 @@ type member struct {
 	cooldowns     int
 }
 
+// cooledUntil is when m's cooldown ends (unix nanoseconds; 0: it has
+// none) in the chain being walked: for everyone, or in cooled, this
+// replica's cooldowns for the workspace or the caller (nil: none). Resolve
+// and Effective both ask it.
+func (m *member) cooledUntil(cooled map[KeyRef]int64) int64 {
+	if cooled == nil {
+		return m.cooldownUntil
+	}
+	return max(m.cooldownUntil, cooled[m.ref])
+}
+
 // coolingAt says whether the member is cooling down at now.
 func (m *member) coolingAt(now time.Time) bool {
 	return m.cooldownUntil != 0 && now.UnixNano() < m.cooldownUntil
@@ -257,10 +268,7 @@ func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string, cooled 
 	// coolingUntil is when m's cooldown ends, for everyone or for this
 	// workspace or caller (0: it is not cooling down).
 	coolingUntil := func(m *member) int64 {
-		until := m.cooldownUntil
-		if cooled != nil {
-			until = max(until, cooled[m.ref])
-		}
+		until := m.cooledUntil(cooled)
 		if until == 0 {
 			return 0
 		}

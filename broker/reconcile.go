@@ -76,7 +76,7 @@ func (b *Broker) reconcileDrift(ctx context.Context, rep *ReconcileReport) error
 	}
 	rows := make(map[KeyRef]KeyRecord, len(recs))
 	for _, r := range recs {
-		if r.State == StateActive {
+		if r.WriteStatus == WriteComplete {
 			rows[r.Ref()] = r
 		}
 	}
@@ -149,7 +149,7 @@ func (b *Broker) vaultScopes(ctx context.Context, errs *[]error) []Scope {
 }
 
 func (b *Broker) reconcileKey(ctx context.Context, ref KeyRef, rec KeyRecord, hasRow bool, rep *ReconcileReport) error {
-	if hasRow && rec.State != StateActive {
+	if hasRow && rec.WriteStatus != WriteComplete {
 		return nil // pending: handled by reconcileOne
 	}
 	md, err := b.writer.Metadata(ctx, ref.VaultPath())

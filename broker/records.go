@@ -12,10 +12,12 @@ const (
 	OpRollback = "rollback"
 )
 
-// Key states of a KeyRecord.
+// Write statuses of a KeyRecord (stored as provider_keys.state).
 const (
-	StatePending = "pending"
-	StateActive  = "active"
+	// WritePending: a change is in flight (Vault may or may not have it).
+	WritePending = "pending"
+	// WriteComplete: the row describes what Vault holds.
+	WriteComplete = "active"
 )
 
 // Admin states of a key (KeyRecord.Disabled, the API's "state").
@@ -66,9 +68,10 @@ func (f KeyFacts) Ref() KeyRef {
 // flight).
 type KeyRecord struct {
 	KeyFacts
-	// State is the write lifecycle: StatePending while a change is in
-	// flight, else StateActive.
-	State string
+	// WriteStatus is the write lifecycle: WritePending while a change is
+	// in flight, else WriteComplete. (A key's state, active or disabled,
+	// is Disabled.)
+	WriteStatus string
 	// Disabled: an admin set the key aside; it never serves.
 	Disabled bool
 	// Failing and Cooldowns are what the providers said of the key beside

@@ -138,115 +138,27 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 	if len(req.Model) > MaxModelLength {
 		return Resolution{}, fmt.Errorf("resolve: %w", refuse(ErrInvalidRequest, "model must be at most %d characters", MaxModelLength))
 	}
-	var cool coolingScopes
 	// This replica's cooldowns of keys for the workspace (shared keys it
 	// reported) and for the caller (keys refused on its proxied calls),
 	// read once.
 	cooled := b.cooldowns.of(req.Workspace, req.Caller)
-	e, m, out, until, err := b.fromPool(ctx, PoolRef{Scope: ScopeWorkspace, ScopeID: req.Workspace, Provider: req.Provider}, req.Model, cooled)
+	// What the chain's pool that serves gave: its cache entry and member.
+	var e *cacheEntry
+	var m *member
+	d, err := walkChain(req.Workspace, req.Provider, b.settings.get, func(pr PoolRef) (poolOutcome, int64, error) {
+		var out poolOutcome
+		var until int64
+		var err error
+		e, m, out, until, err = b.fromPool(ctx, pr, req.Model, cooled)
+		return out, until, err
+	})
 	if err != nil {
 		return Resolution{}, fmt.Errorf("resolve %s/%s: %w", req.Workspace, req.Provider, err)
 	}
-	if out == poolServed {
-		return b.answer(req.Workspace, e, m, "", req.Caller), nil
+	if !d.served() {
+		return Resolution{}, b.noKeyError(req, d)
 	}
-	cool.add(ScopeWorkspace, until)
-	excluded := out == poolModelExcluded
-	reason := ReasonNoWorkspaceKey
-	if out != poolEmpty {
-		reason = ReasonWorkspaceKeysUnavailable
-	}
-	settings, loaded := b.settings.get(req.Workspace)
-	if !loaded {
-		return Resolution{}, fmt.Errorf("resolve %s/%s: the workspace has no usable key; where it may fall back to is unknown: %w",
-			req.Workspace, req.Provider, ErrSettingsNotLoaded)
-	}
-	if settings.Organization != "" && settings.Inherit {
-		e, m, out, until, err = b.fromPool(ctx, PoolRef{Scope: ScopeOrganization, ScopeID: settings.Organization, Provider: req.Provider}, req.Model, cooled)
-		if err != nil {
-			return Resolution{}, fmt.Errorf("resolve %s/%s from organization %s: %w", req.Workspace, req.Provider, settings.Organization, err)
-		}
-		if out == poolServed {
-			return b.answer(req.Workspace, e, m, reason, req.Caller), nil
-		}
-		cool.add(ScopeOrganization, until)
-		excluded = excluded || out == poolModelExcluded
-		reason = ReasonNoOrganizationKey
-		if out != poolEmpty {
-			reason = ReasonOrganizationKeysUnavailable
-		}
-	}
-	if !settings.HostedFallback {
-		if err := b.coolingDown(req, cool); err != nil {
-			return Resolution{}, err
-		}
-		if excluded {
-			return Resolution{}, &NoKeyError{Workspace: req.Workspace, Provider: req.Provider, Reason: ReasonNoKeyAllowsModel}
-		}
-		return Resolution{}, &NoKeyError{Workspace: req.Workspace, Provider: req.Provider, Reason: ReasonHostedFallbackOff}
-	}
-	e, m, out, until, err = b.fromPool(ctx, PoolRef{Scope: ScopeHosted, Provider: req.Provider}, req.Model, cooled)
-	if err != nil {
-		return Resolution{}, fmt.Errorf("resolve hosted key of %s: %w", req.Provider, err)
-	}
-	if out == poolServed {
-		return b.answer(req.Workspace, e, m, reason, req.Caller), nil
-	}
-	cool.add(ScopeHosted, until)
-	if err := b.coolingDown(req, cool); err != nil {
-		return Resolution{}, err
-	}
-	switch {
-	case excluded || out == poolModelExcluded:
-		reason = ReasonNoKeyAllowsModel
-	case out == poolEmpty:
-		reason = ReasonNoHostedKey
-	default:
-		reason = ReasonHostedKeysUnavailable
-	}
-	return Resolution{}, &NoKeyError{Workspace: req.Workspace, Provider: req.Provider, Reason: reason}
-}
-
-// coolingScopes remembers, along the chain, the earliest end of a
-// cooldown among the keys that would have served, and its scope.
-type coolingScopes struct {
-	until int64 // unix nanoseconds; 0: no key of the chain is cooling down
-	scope ScopeKind
-}
-
-func (c *coolingScopes) add(scope ScopeKind, until int64) {
-	if until != 0 && (c.until == 0 || until < c.until) {
-		c.until, c.scope = until, scope
-	}
-}
-
-// coolingDown is the answer when no key serves but some would once their
-// cooldown ends: a *CoolingDownError, to retry after the earliest end (at
-// least a second). nil when no key of the chain is cooling down.
-func (b *Broker) coolingDown(req ResolveRequest, c coolingScopes) error {
-	if c.until == 0 {
-		return nil
-	}
-	wait := time.Unix(0, c.until).Sub(b.now())
-	wait = max(time.Second, (wait+time.Second-1)/time.Second*time.Second) // whole seconds, rounded up
-	return &CoolingDownError{RetryAfter: wait, Reason: coolingReason(c.scope)}
-}
-
-// Reasons of a CoolingDownError: the scope whose key serves again first.
-const (
-	ReasonWorkspaceKeysCoolingDown    = "workspace_keys_cooling_down"
-	ReasonOrganizationKeysCoolingDown = "organization_keys_cooling_down"
-	ReasonHostedKeysCoolingDown       = "hosted_keys_cooling_down"
-)
-
-func coolingReason(scope ScopeKind) string {
-	switch scope {
-	case ScopeOrganization:
-		return ReasonOrganizationKeysCoolingDown
-	case ScopeHosted:
-		return ReasonHostedKeysCoolingDown
-	}
-	return ReasonWorkspaceKeysCoolingDown
+	return b.answer(req.Workspace, e, m, d.Reason, req.Caller), nil
 }
 
 // MaxModelLength bounds a model name, in a resolve and in a key's models.

@@ -193,10 +193,6 @@ func (c *Client) do(ctx context.Context, method, path string, header http.Header
 	return resp, nil
 }
 
-func keyPath(workspace, provider string) string {
-	return "/v1/workspaces/" + url.PathEscape(workspace) + "/keys/" + url.PathEscape(provider)
-}
-
 func ifMatch(version int) http.Header {
 	if version <= 0 {
 		return nil
@@ -225,65 +221,11 @@ func (c *Client) ListKeys(ctx context.Context, workspace string) ([]KeyMetadata,
 	return out.Keys, err
 }
 
-// GetKey returns one key's metadata.
-func (c *Client) GetKey(ctx context.Context, workspace, provider string) (KeyMetadata, error) {
-	var out KeyMetadata
-	_, err := c.do(ctx, http.MethodGet, keyPath(workspace, provider), nil, nil, &out)
-	return out, err
-}
-
-// SetKey creates or rotates a key. With expectedVersion > 0 it is sent as
-// If-Match. created is true when the key did not exist (201).
-func (c *Client) SetKey(ctx context.Context, workspace, provider, apiKey string, expectedVersion int) (meta KeyMetadata, created bool, err error) {
-	resp, err := c.do(ctx, http.MethodPut, keyPath(workspace, provider), ifMatch(expectedVersion), SetKeyRequest{APIKey: apiKey}, &meta)
-	if err != nil {
-		return KeyMetadata{}, false, err
-	}
-	return meta, resp.StatusCode == http.StatusCreated, nil
-}
-
-// DeleteKey removes a key; with expectedVersion > 0, only if it is current.
-//
-// A plain delete soft-deletes the current version only: the older
-// versions stay in Vault, readable by Vault's operators and restorable by
-// them. DestroyKey removes every version.
-func (c *Client) DeleteKey(ctx context.Context, workspace, provider string, expectedVersion int) error {
-	_, err := c.do(ctx, http.MethodDelete, keyPath(workspace, provider), ifMatch(expectedVersion), nil, nil)
-	return err
-}
-
-// DestroyKey deletes the key and destroys every version of it in Vault,
-// for good (DELETE ...?destroy=true).
-func (c *Client) DestroyKey(ctx context.Context, workspace, provider string, expectedVersion int) error {
-	_, err := c.do(ctx, http.MethodDelete, keyPath(workspace, provider)+"?destroy=true", ifMatch(expectedVersion), nil, nil)
-	return err
-}
-
-// Versions lists a key's versions, newest first.
-func (c *Client) Versions(ctx context.Context, workspace, provider string) ([]KeyVersion, error) {
-	var out VersionList
-	_, err := c.do(ctx, http.MethodGet, keyPath(workspace, provider)+"/versions", nil, nil, &out)
-	return out.Versions, err
-}
-
-// Rollback makes an earlier version current.
-func (c *Client) Rollback(ctx context.Context, workspace, provider string, version int) (KeyMetadata, error) {
-	var out KeyMetadata
-	_, err := c.do(ctx, http.MethodPost, keyPath(workspace, provider)+"/rollback", nil, RollbackRequest{Version: version}, &out)
-	return out, err
-}
-
 // PurgeWorkspace destroys every key of a workspace (operator only).
 func (c *Client) PurgeWorkspace(ctx context.Context, workspace string) (PurgeResult, error) {
 	var out PurgeResult
 	_, err := c.do(ctx, http.MethodDelete, "/v1/workspaces/"+url.PathEscape(workspace), nil, nil, &out)
 	return out, err
-}
-
-// Audit returns one page of a workspace's audit trail, newest first.
-// cursor is "" for the newest page, else a previous page's NextCursor.
-func (c *Client) Audit(ctx context.Context, workspace, cursor string, limit int) (AuditPage, error) {
-	return c.auditPage(ctx, "/v1/workspaces/"+url.PathEscape(workspace)+"/audit", cursor, limit)
 }
 
 func (c *Client) auditPage(ctx context.Context, path, cursor string, limit int) (AuditPage, error) {
@@ -341,7 +283,8 @@ func (c *Client) proxyCallPage(ctx context.Context, path string, q ProxyCallQuer
 	return out, err
 }
 
-// Resolve returns the key to use for (workspace, provider).
+// Resolve returns the key to use for a call of workspace to provider that
+// names no model: ResolveFor without a model.
 func (c *Client) Resolve(ctx context.Context, workspace, provider string) (ResolveResponse, error) {
 	return c.ResolveFor(ctx, ResolveRequest{Workspace: workspace, Provider: provider})
 }
@@ -446,9 +389,10 @@ func (c *Client) PutKey(ctx context.Context, ref KeyRef, apiKey string, expected
 	return c.putKey(ctx, ref.path(), apiKey, expectedVersion)
 }
 
-// PutVerifiedKey is PutKey with ?verify=true: the provider is asked first,
-// and a key it refuses is 422 key_verification_failed, nothing stored.
-func (c *Client) PutVerifiedKey(ctx context.Context, ref KeyRef, apiKey string, expectedVersion int) (meta KeyMetadata, created bool, err error) {
+// PutCheckedKey is PutKey with a check first (?verify=true): the provider
+// is asked, and a key it refuses is 422 key_verification_failed, nothing
+// stored.
+func (c *Client) PutCheckedKey(ctx context.Context, ref KeyRef, apiKey string, expectedVersion int) (meta KeyMetadata, created bool, err error) {
 	return c.putKey(ctx, ref.path()+"?verify=true", apiKey, expectedVersion)
 }
 
@@ -494,6 +438,7 @@ func (c *Client) RollbackKey(ctx context.Context, ref KeyRef, version int) (KeyM
 }
 
 // ScopeAudit returns one page of a scope's audit trail, newest first.
+// cursor is "" for the newest page, else a previous page's NextCursor.
 func (c *Client) ScopeAudit(ctx context.Context, scope Scope, cursor string, limit int) (AuditPage, error) {
 	return c.auditPage(ctx, scope.path()+"/audit", cursor, limit)
 }
@@ -513,7 +458,7 @@ func (c *Client) LinkedWorkspaces(ctx context.Context, org string) ([]LinkedWork
 }
 
 // ResolveFor returns the key to use for a call described by req (with its
-// model, when keys are limited to some models).
+// model, when keys are limited to some models): POST /v1/resolve.
 func (c *Client) ResolveFor(ctx context.Context, req ResolveRequest) (ResolveResponse, error) {
 	var out ResolveResponse
 	_, err := c.do(ctx, http.MethodPost, "/v1/resolve", nil, req, &out)
@@ -528,16 +473,19 @@ func (c *Client) Report(ctx context.Context, req ReportRequest) (ReportResult, e
 	return out, err
 }
 
-// TestKey asks the key's provider whether it accepts the key.
-func (c *Client) TestKey(ctx context.Context, ref KeyRef) (KeyTestResult, error) {
+// CheckKey asks the key's provider whether it accepts the key (POST
+// .../test): the answer says what the provider said and the key's health
+// now, never the key.
+func (c *Client) CheckKey(ctx context.Context, ref KeyRef) (KeyTestResult, error) {
 	var out KeyTestResult
 	_, err := c.do(ctx, http.MethodPost, ref.path()+"/test", nil, nil, &out)
 	return out, err
 }
 
-// AddVerifiedKey is AddKey with ?verify=true: the provider is asked first,
-// and a key it refuses is 422 key_verification_failed, nothing stored.
-func (c *Client) AddVerifiedKey(ctx context.Context, scope Scope, provider string, req AddKeyRequest) (KeyMetadata, error) {
+// AddCheckedKey is AddKey with a check first (?verify=true): the provider
+// is asked, and a key it refuses is 422 key_verification_failed, nothing
+// stored.
+func (c *Client) AddCheckedKey(ctx context.Context, scope Scope, provider string, req AddKeyRequest) (KeyMetadata, error) {
 	var out KeyMetadata
 	_, err := c.do(ctx, http.MethodPost, poolPath(scope, provider)+"?verify=true", nil, req, &out)
 	return out, err
@@ -620,4 +568,87 @@ func apiError(resp *http.Response) *Error {
 		apiErr.Code, apiErr.Message = "http_error", http.StatusText(resp.StatusCode)
 	}
 	return apiErr
+}
+
+// The v1 shorthand: the key "default" of a workspace's pool, and the names
+// the client had before pools. Each is a thin wrapper, kept for one
+// release.
+
+// defaultKey is workspace's key "default" for provider.
+func defaultKey(workspace, provider string) KeyRef {
+	return KeyRef{Scope: Workspace(workspace), Provider: provider, KeyID: "default"}
+}
+
+// GetKey returns the metadata of a workspace's key "default" for provider.
+//
+// Deprecated: use Key.
+func (c *Client) GetKey(ctx context.Context, workspace, provider string) (KeyMetadata, error) {
+	return c.Key(ctx, defaultKey(workspace, provider))
+}
+
+// SetKey creates or rotates a workspace's key "default" for provider.
+//
+// Deprecated: use PutKey.
+func (c *Client) SetKey(ctx context.Context, workspace, provider, apiKey string, expectedVersion int) (meta KeyMetadata, created bool, err error) {
+	return c.PutKey(ctx, defaultKey(workspace, provider), apiKey, expectedVersion)
+}
+
+// DeleteKey deletes a workspace's key "default" for provider; the older
+// versions stay in Vault.
+//
+// Deprecated: use RemoveKey (destroy false).
+func (c *Client) DeleteKey(ctx context.Context, workspace, provider string, expectedVersion int) error {
+	return c.RemoveKey(ctx, defaultKey(workspace, provider), expectedVersion, false)
+}
+
+// DestroyKey deletes a workspace's key "default" for provider and
+// destroys every version of it in Vault.
+//
+// Deprecated: use RemoveKey (destroy true).
+func (c *Client) DestroyKey(ctx context.Context, workspace, provider string, expectedVersion int) error {
+	return c.RemoveKey(ctx, defaultKey(workspace, provider), expectedVersion, true)
+}
+
+// Versions lists the versions of a workspace's key "default" for
+// provider, newest first.
+//
+// Deprecated: use KeyVersions.
+func (c *Client) Versions(ctx context.Context, workspace, provider string) ([]KeyVersion, error) {
+	return c.KeyVersions(ctx, defaultKey(workspace, provider))
+}
+
+// Rollback makes an earlier version of a workspace's key "default" for
+// provider current.
+//
+// Deprecated: use RollbackKey.
+func (c *Client) Rollback(ctx context.Context, workspace, provider string, version int) (KeyMetadata, error) {
+	return c.RollbackKey(ctx, defaultKey(workspace, provider), version)
+}
+
+// Audit returns one page of a workspace's audit trail, newest first.
+//
+// Deprecated: use ScopeAudit with Workspace(workspace).
+func (c *Client) Audit(ctx context.Context, workspace, cursor string, limit int) (AuditPage, error) {
+	return c.ScopeAudit(ctx, Workspace(workspace), cursor, limit)
+}
+
+// TestKey asks the key's provider whether it accepts the key.
+//
+// Deprecated: use CheckKey.
+func (c *Client) TestKey(ctx context.Context, ref KeyRef) (KeyTestResult, error) {
+	return c.CheckKey(ctx, ref)
+}
+
+// AddVerifiedKey adds a key after the provider accepted it.
+//
+// Deprecated: use AddCheckedKey.
+func (c *Client) AddVerifiedKey(ctx context.Context, scope Scope, provider string, req AddKeyRequest) (KeyMetadata, error) {
+	return c.AddCheckedKey(ctx, scope, provider, req)
+}
+
+// PutVerifiedKey puts a key after the provider accepted it.
+//
+// Deprecated: use PutCheckedKey.
+func (c *Client) PutVerifiedKey(ctx context.Context, ref KeyRef, apiKey string, expectedVersion int) (meta KeyMetadata, created bool, err error) {
+	return c.PutCheckedKey(ctx, ref, apiKey, expectedVersion)
 }

@@ -30,7 +30,7 @@ func TestRedirectsAreNeverFollowed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _, err = c.SetKey(context.Background(), "ws1", "openai", "sk-proj-must-not-travel-0000000000", 0)
+		_, _, err = c.PutKey(context.Background(), client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, "sk-proj-must-not-travel-0000000000", 0)
 		redirector.Close()
 		if !errors.Is(err, client.ErrRedirect) {
 			t.Fatalf("a %d: %v, want ErrRedirect", status, err)

@@ -160,8 +160,8 @@ func (r *watchReach) read() {
 		if !loaded {
 			return
 		}
-		if st.Organization != "" && st.Inherit {
-			r.orgs[st.Organization] = true
+		if org := st.InheritsFrom(); org != "" {
+			r.orgs[org] = true
 		}
 		r.hosted = r.hosted || st.HostedFallback
 	}

@@ -27,7 +27,7 @@ func scanKey(row pgx.CollectableRow) (broker.KeyRecord, error) {
 		pendingID, pendingOp, pendingBy       *string
 		pendingMaskedKey, pendingFingerprint  *string
 	)
-	err := row.Scan(&scope, &rec.ScopeID, &rec.Provider, &rec.KeyID, &rec.State, &rec.Name, &rec.Priority, &keyState, &rec.Models,
+	err := row.Scan(&scope, &rec.ScopeID, &rec.Provider, &rec.KeyID, &rec.WriteStatus, &rec.Name, &rec.Priority, &keyState, &rec.Models,
 		&health, &rec.HealthReason, &healthAt, &cooldownUntil, &rec.Cooldowns, &rec.Version, &rec.MaskedKey, &rec.Fingerprint,
 		&rec.CreatedAt, &rec.CreatedBy, &rec.UpdatedAt, &rec.UpdatedBy,
 		&pendingID, &pendingOp, &pendingSince, &pendingBy, &pendingMaskedKey, &pendingFingerprint)

@@ -98,7 +98,7 @@ func TestWriteLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != broker.StatePending || rec.Version != 0 {
+	if rec.WriteStatus != broker.WritePending || rec.Version != 0 {
 		t.Fatalf("pending create: %+v", rec)
 	}
 	// A key with no confirmed version is not listed.
@@ -110,7 +110,7 @@ func TestWriteLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec, err = st.GetKey(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID))
-	if err != nil || rec.State != broker.StateActive || rec.Version != 1 || rec.MaskedKey != "sk-one...1111" || rec.Pending != nil {
+	if err != nil || rec.WriteStatus != broker.WriteComplete || rec.Version != 1 || rec.MaskedKey != "sk-one...1111" || rec.Pending != nil {
 		t.Fatalf("after create: %+v %v", rec, err)
 	}
 
@@ -118,7 +118,7 @@ func TestWriteLifecycle(t *testing.T) {
 	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), rotate); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := st.GetKey(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID)); rec.Version != 1 || rec.State != broker.StatePending {
+	if rec, _ := st.GetKey(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID)); rec.Version != 1 || rec.WriteStatus != broker.WritePending {
 		t.Fatalf("during rotation the last confirmed version stays: %+v", rec)
 	}
 	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), rotate.ID, broker.Written{Version: 3, MaskedKey: "sk-thr...3333", Fingerprint: "f3", By: "bob"}, ev); err != nil {
@@ -130,7 +130,7 @@ func TestWriteLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec, err = st.GetKey(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID))
-	if err != nil || rec.Version != 3 || rec.MaskedKey != "sk-thr...3333" || rec.UpdatedBy != "bob" || rec.CreatedBy != "alice" || rec.State != broker.StateActive {
+	if err != nil || rec.Version != 3 || rec.MaskedKey != "sk-thr...3333" || rec.UpdatedBy != "bob" || rec.CreatedBy != "alice" || rec.WriteStatus != broker.WriteComplete {
 		t.Fatalf("after rotation: %+v %v", rec, err)
 	}
 	evs, err := st.ListAudit(ctx, broker.WorkspaceScope("ws"), 0, 10)
@@ -174,14 +174,14 @@ func TestAbortChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID))
-	if err != nil || rec.State != broker.StatePending || rec.Pending == nil || rec.Pending.ID != b.ID {
+	if err != nil || rec.WriteStatus != broker.WritePending || rec.Pending == nil || rec.Pending.ID != b.ID {
 		t.Fatalf("abort of a replaced change touched the other: %+v %v", rec, err)
 	}
 	if err := st.AbortChange(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID), b.ID); err != nil {
 		t.Fatal(err)
 	}
 	rec, err = st.GetKey(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID))
-	if err != nil || rec.State != broker.StateActive || rec.Version != 1 {
+	if err != nil || rec.WriteStatus != broker.WriteComplete || rec.Version != 1 {
 		t.Fatalf("after aborting a rotation: %+v %v", rec, err)
 	}
 }

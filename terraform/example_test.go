@@ -195,7 +195,7 @@ func runExample(t *testing.T, cli, dir string, writeOnly bool) {
 
 	run(0, "destroy", "-auto-approve", "-no-color")
 	for _, c := range []struct{ ws, provider string }{{"acme", "openai"}, {"globex", "anthropic"}} {
-		if _, err := api.GetKey(ctx, c.ws, c.provider); !client.IsStatus(err, http.StatusNotFound) {
+		if _, err := api.Key(ctx, client.KeyRef{Scope: client.Workspace(c.ws), Provider: c.provider, KeyID: "default"}); !client.IsStatus(err, http.StatusNotFound) {
 			t.Fatalf("%s/%s after destroy: %v", c.ws, c.provider, err)
 		}
 	}

@@ -98,7 +98,7 @@ func resolvesTo(s *server, want, source string) resource.TestCheckFunc {
 // and the workspace resolves to the hosted key.
 func destroyedToHosted(s *server, hosted string) func(*tfstate.State) error {
 	return func(*tfstate.State) error {
-		if _, err := s.api.GetKey(context.Background(), "ws1", "openai"); !client.IsStatus(err, http.StatusNotFound) {
+		if _, err := s.api.Key(context.Background(), client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}); !client.IsStatus(err, http.StatusNotFound) {
 			return fmt.Errorf("key metadata after destroy: %v", err)
 		}
 		if _, err := s.ids.Root.KV(s.ids.Mount).Get(context.Background(), broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID).VaultPath()); err == nil {
@@ -164,7 +164,7 @@ data "keybroker_providers" "all" {}
 			{
 				// Deleted outside Terraform: the plan creates it again.
 				PreConfig: func() {
-					if err := s.api.DeleteKey(context.Background(), "ws1", "openai", 0); err != nil {
+					if err := s.api.RemoveKey(context.Background(), client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, 0, false); err != nil {
 						t.Fatal(err)
 					}
 				},
@@ -175,7 +175,7 @@ data "keybroker_providers" "all" {}
 			{
 				// Rotated outside Terraform: the plan puts the configured key back.
 				PreConfig: func() {
-					if _, _, err := s.api.SetKey(context.Background(), "ws1", "openai", outOfBand, 0); err != nil {
+					if _, _, err := s.api.PutKey(context.Background(), client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, outOfBand, 0); err != nil {
 						t.Fatal(err)
 					}
 				},
@@ -273,7 +273,7 @@ resource "keybroker_workspace_key" "k" {
 				ConfigVariables: vars2, ImportStateVerifyIgnore: []string{"api_key_wo_version"}},
 			{
 				PreConfig: func() {
-					if err := s.api.DeleteKey(context.Background(), "ws1", "openai", 0); err != nil {
+					if err := s.api.RemoveKey(context.Background(), client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, 0, false); err != nil {
 						t.Fatal(err)
 					}
 				},
@@ -311,7 +311,7 @@ func TestProviderDiagnostics(t *testing.T) {
 			{Config: providerBlock(s) + resourceBlock("ws1", `  api_key = "sk-this is not a key at all"`), ExpectError: regexp.MustCompile(`keybroker rejected the key`)},
 		},
 	})
-	if _, err := s.api.GetKey(context.Background(), "ws1", "openai"); !client.IsStatus(err, http.StatusNotFound) {
+	if _, err := s.api.Key(context.Background(), client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}); !client.IsStatus(err, http.StatusNotFound) {
 		t.Fatalf("a refused configuration left a key: %v", err)
 	}
 }

@@ -232,7 +232,7 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 		}
 		add := c.AddKey
 		if verify {
-			add = c.AddVerifiedKey
+			add = c.AddCheckedKey
 		}
 		m, err := add(cmd.Context(), sc, target.provider, req)
 		if err != nil {
@@ -253,7 +253,7 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 			}
 			put := c.PutKey
 			if verify {
-				put = c.PutVerifiedKey
+				put = c.PutCheckedKey
 			}
 			m, created, err := put(cmd.Context(), ref, key, ifVersion)
 			if err != nil {
@@ -271,7 +271,7 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 	rotate.Flags().BoolVar(&verify, "verify", false, "ask the provider first; a key it refuses is not stored")
 	test := command("test", "Ask the key's provider whether it accepts the key (never shows the key)", true, func(cmd *cobra.Command, c *client.Client) error {
 		ref, _ := target.ref()
-		r, err := c.TestKey(cmd.Context(), ref)
+		r, err := c.CheckKey(cmd.Context(), ref)
 		if err != nil {
 			return err
 		}

@@ -151,10 +151,10 @@ func TestModesHoldOnlyTheirVaultIdentity(t *testing.T) {
 	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: opToken})
 	resolver, _ := client.New(client.Config{Address: "http://" + resolverAddr, Token: g.resolverToken})
 	key := "sk-proj-modes-" + testenv.RandomID(t) + testenv.RandomID(t)
-	if _, _, err := admin.SetKey(ctx, "ws1", "openai", key, 0); err != nil {
+	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, key, 0); err != nil {
 		t.Fatalf("set on the admin replica: %v", err)
 	}
-	if _, _, err := admin.SetKey(ctx, "ws1", "openai", key+"x", 0); err != nil {
+	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, key+"x", 0); err != nil {
 		t.Fatalf("rotate on the admin replica: %v", err)
 	}
 	r, err := resolver.Resolve(ctx, "ws1", "openai")
@@ -168,7 +168,7 @@ func TestModesHoldOnlyTheirVaultIdentity(t *testing.T) {
 		t.Fatalf("key list on the resolver replica: %v", err)
 	}
 	// Rollback reads the old key: the writer identity cannot.
-	_, err = admin.Rollback(ctx, "ws1", "openai", 1)
+	_, err = admin.RollbackKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, 1)
 	var apiErr *client.Error
 	if !client.IsStatus(err, http.StatusNotImplemented) || !errors.As(err, &apiErr) || !strings.Contains(apiErr.Message, "--mode=all") {
 		t.Fatalf("rollback on the admin replica: %v", err)
@@ -223,7 +223,7 @@ func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 	proxy.armed.Store(proc)
 	api, _ := client.New(client.Config{Address: "http://" + addr, Token: opToken})
 	key := "sk-proj-crash-" + testenv.RandomID(t) + testenv.RandomID(t)
-	if _, _, err := api.SetKey(ctx, "ws1", "openai", key, 0); err == nil {
+	if _, _, err := api.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, key, 0); err == nil {
 		t.Fatal("the write succeeded although keybroker was killed during it")
 	}
 	cur, err := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID).VaultPath())
@@ -240,7 +240,7 @@ func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 		t.Fatalf("reconcile printed %q", out)
 	}
 	rec, err := st.GetKey(ctx, broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID))
-	if err != nil || rec.Version != cur.Version || rec.State != broker.StateActive || rec.MaskedKey != broker.MaskKey(key) {
+	if err != nil || rec.Version != cur.Version || rec.WriteStatus != broker.WriteComplete || rec.MaskedKey != broker.MaskKey(key) {
 		t.Fatalf("after reconcile: %+v %v", rec, err)
 	}
 }

@@ -305,7 +305,7 @@ func TestAShutdownLetsAProxiedStreamFinishAndEndsWatchStreams(t *testing.T) {
 	addr, logs, proc := startServeProcess(t, g.modeEnv(t, "all", "KEYBROKER_SHUTDOWN_GRACE=10m", "KEYBROKER_SHUTDOWN_DELAY=4s",
 		"KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL))
 	admin, _ := client.New(client.Config{Address: "http://" + addr, Token: g.opToken})
-	if _, _, err := admin.SetKey(ctx, "ws1", "openai", "sk-proj-stop-"+testenv.RandomID(t)+testenv.RandomID(t), 0); err != nil {
+	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, "sk-proj-stop-"+testenv.RandomID(t)+testenv.RandomID(t), 0); err != nil {
 		t.Fatal(err)
 	}
 	resolver, _ := client.New(client.Config{Address: "http://" + addr, Token: g.resolverToken})

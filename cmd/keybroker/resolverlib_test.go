@@ -112,7 +112,7 @@ func TestTheResolverLibraryStaysExactAcrossReplicas(t *testing.T) {
 	proxy := newCuttable(t, resolverAddr)
 	tok := g.mintResolver(t, "library")
 	first := "sk-proj-lib-" + testenv.RandomID(t) + testenv.RandomID(t)
-	if _, _, err := admin.SetKey(ctx, "ws1", "openai", first, 0); err != nil {
+	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, first, 0); err != nil {
 		t.Fatal(err)
 	}
 	c, _ := client.New(client.Config{Address: "http://" + proxy.ln.Addr().String(), Token: tok.Token})
@@ -128,14 +128,14 @@ func TestTheResolverLibraryStaysExactAcrossReplicas(t *testing.T) {
 	// the misses below (an eviction during a fetch makes the library fetch
 	// again: that answer may predate the change).
 	barrier := "sk-proj-lib-" + testenv.RandomID(t) + testenv.RandomID(t)
-	if _, _, err := admin.SetKey(ctx, "ws9", "openai", barrier, 0); err != nil {
+	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws9"), Provider: "openai", KeyID: "default"}, barrier, 0); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "ws9's key serves", 10*time.Second, func() bool {
 		got, err := r.Resolve(ctx, "ws9", "openai", "")
 		return err == nil && got.APIKey == barrier
 	})
-	if _, _, err := admin.SetKey(ctx, "ws9", "openai", barrier+"x", 0); err != nil {
+	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws9"), Provider: "openai", KeyID: "default"}, barrier+"x", 0); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the barrier reaches the library", 10*time.Second, func() bool { return r.Len() == 0 })
@@ -174,7 +174,7 @@ func TestTheResolverLibraryStaysExactAcrossReplicas(t *testing.T) {
 	// key as soon as the resolver replica announces it.
 	second := "sk-proj-lib-" + testenv.RandomID(t) + testenv.RandomID(t)
 	start := time.Now()
-	if _, _, err := admin.SetKey(ctx, "ws1", "openai", second, 0); err != nil {
+	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, second, 0); err != nil {
 		t.Fatal(err)
 	}
 	acked := time.Since(start)
@@ -200,7 +200,7 @@ func TestTheResolverLibraryStaysExactAcrossReplicas(t *testing.T) {
 	}
 
 	// A deletion evicts too.
-	if err := admin.DeleteKey(ctx, "ws1", "openai", 0); err != nil {
+	if err := admin.RemoveKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, 0, false); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the deletion reaches the library", 5*time.Second, func() bool { return r.Len() == 0 })
@@ -209,7 +209,7 @@ func TestTheResolverLibraryStaysExactAcrossReplicas(t *testing.T) {
 	}
 
 	// A revoked token empties the library.
-	if _, _, err := admin.SetKey(ctx, "ws1", "openai", first, 0); err != nil {
+	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, first, 0); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the re-added key serves", 10*time.Second, func() bool {

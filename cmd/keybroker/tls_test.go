@@ -51,7 +51,7 @@ func TestServeTLSWithClientCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := "sk-proj-tls-" + testenv.RandomID(t) + testenv.RandomID(t)
-	if _, _, err := api.SetKey(ctx, "ws1", "openai", key, 0); err != nil {
+	if _, _, err := api.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, key, 0); err != nil {
 		t.Fatalf("set over mTLS: %v", err)
 	}
 	resolver, _ := client.New(client.Config{Address: "https://" + addr, Token: g.resolverToken, CACertFile: ca.CertFile,

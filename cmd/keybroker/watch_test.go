@@ -22,7 +22,7 @@ func TestAChangeOnOneReplicaReachesAWatcherOnAnother(t *testing.T) {
 	ctx := context.Background()
 	admin, resolverAddr, g := twoReplicas(t)
 	tok := g.mintResolver(t, "watcher")
-	if _, _, err := admin.SetKey(ctx, "ws1", "openai", "sk-proj-watch-"+testenv.RandomID(t)+testenv.RandomID(t), 0); err != nil {
+	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, "sk-proj-watch-"+testenv.RandomID(t)+testenv.RandomID(t), 0); err != nil {
 		t.Fatal(err)
 	}
 
@@ -72,7 +72,7 @@ func TestAChangeOnOneReplicaReachesAWatcherOnAnother(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	if _, _, err := admin.SetKey(ctx, "ws1", "openai", "sk-proj-watch-"+testenv.RandomID(t)+testenv.RandomID(t), 0); err != nil {
+	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, "sk-proj-watch-"+testenv.RandomID(t)+testenv.RandomID(t), 0); err != nil {
 		t.Fatal(err)
 	}
 	wait("the rotation", func(ev client.WatchEvent) bool {

@@ -69,7 +69,7 @@ func TestInvalidationReachesAThousandLibraryClients(t *testing.T) {
 		"KEYBROKER_WATCH_STREAMS_PER_TOKEN=2000", "KEYBROKER_WATCH_STREAMS_PER_REPLICA=2000"))
 	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: g.opToken})
 	first := "sk-proj-scale-" + testenv.RandomID(t) + testenv.RandomID(t)
-	if _, _, err := admin.SetKey(ctx, "ws1", "openai", first, 0); err != nil {
+	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, first, 0); err != nil {
 		t.Fatal(err)
 	}
 	api, _ := client.New(client.Config{Address: "http://" + resolverAddr, Token: g.resolverToken})
@@ -102,7 +102,7 @@ func TestInvalidationReachesAThousandLibraryClients(t *testing.T) {
 	second := "sk-proj-scale-" + testenv.RandomID(t) + testenv.RandomID(t)
 	reach := make([]time.Duration, n)
 	start := time.Now()
-	if _, _, err := admin.SetKey(ctx, "ws1", "openai", second, 0); err != nil {
+	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, second, 0); err != nil {
 		t.Fatal(err)
 	}
 	left := n
