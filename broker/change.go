@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/google/uuid"
+
+	"github.com/keybroker/keybroker/providers"
 )
 
 // keyChange is one change of a key as DESIGN's write path has it: the row is
@@ -61,7 +63,7 @@ func actionOf(op string, prior int) string {
 func (b *Broker) beginChange(ctx context.Context, req changeRequest) (*keyChange, int, error) {
 	c := &keyChange{b: b, ref: req.Ref, id: uuid.NewString(), op: req.Op, actor: req.Actor, outcome: OutcomeSuccess, detail: req.Detail}
 	if req.Op != OpDelete {
-		c.masked, c.fp = MaskKey(req.Value), Fingerprint(b.pepper, req.Value)
+		c.masked, c.fp = providers.MaskKey(req.Value), providers.Fingerprint(b.pepper, providers.APIKey(req.Value))
 	}
 	rec, err := b.store.BeginChange(ctx, req.Ref,
 		Change{ID: c.id, Op: req.Op, By: req.Actor.Subject, MaskedKey: c.masked, Fingerprint: c.fp,

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/keybroker/keybroker/providers"
 )
 
 // Health of a key, as the API shows it.
@@ -335,29 +337,13 @@ func (b *Broker) memberOf(ref KeyRef) *member {
 	return nil
 }
 
-// Verdicts of a provider check.
-const (
-	VerdictAccepted    = "accepted"
-	VerdictRefused     = "refused"
-	VerdictRateLimited = "rate_limited"
-	VerdictUnreachable = "unreachable"
-)
-
-// CheckResult is what a provider said of a key: never the key.
-type CheckResult struct {
-	Verdict string
-	// Status is the provider's HTTP status (0 when it did not answer).
-	Status int
-	// Detail says what happened, in words ("answered 401", "timed out
-	// after 10s", "redirected: not followed").
-	Detail string
-}
-
-// KeyChecker asks a provider whether it accepts a key, with the
-// provider's cheapest authenticated call.
+// KeyChecker asks a provider whether it accepts a credential, with the
+// provider's cheapest authenticated call (providers.Checker).
 type KeyChecker interface {
-	Check(ctx context.Context, p *Provider, key string) CheckResult
+	Check(ctx context.Context, p *providers.Provider, c providers.Credential) providers.CheckResult
 }
+
+var _ KeyChecker = (*providers.Checker)(nil)
 
 // ErrVerificationFailed: the provider refused the key of a verified write
 // (nothing was stored).
@@ -365,36 +351,36 @@ var ErrVerificationFailed = errors.New("the provider refused the key")
 
 // verify checks a key before a verified write: refused is
 // ErrVerificationFailed, unreachable ErrUnavailable.
-func (b *Broker) verify(ctx context.Context, p *Provider, key string) error {
+func (b *Broker) verify(ctx context.Context, p *providers.Provider, key string) error {
 	if b.checker == nil {
 		return fmt.Errorf("verify: %w: no provider checker", ErrNotConfigured)
 	}
 	r := b.check(ctx, p, key)
 	switch r.Verdict {
-	case VerdictAccepted, VerdictRateLimited:
+	case providers.VerdictAccepted, providers.VerdictRateLimited:
 		return nil
-	case VerdictRefused:
+	case providers.VerdictRefused:
 		return refuse(ErrVerificationFailed, "%s refused the key (%s); nothing was stored", p.DisplayName, r.Detail)
 	}
 	return errors.Join(ErrUnavailable, refuse(ErrUnavailable, "%s could not be asked (%s); nothing was stored", p.DisplayName, r.Detail))
 }
 
 // check runs one provider check within the checker's concurrency bound.
-func (b *Broker) check(ctx context.Context, p *Provider, key string) CheckResult {
+func (b *Broker) check(ctx context.Context, p *providers.Provider, key string) providers.CheckResult {
 	select {
 	case b.checkerLimit <- struct{}{}:
 		defer func() { <-b.checkerLimit }()
 	case <-ctx.Done():
-		return CheckResult{Verdict: VerdictUnreachable, Detail: "gave up waiting for a check slot"}
+		return providers.CheckResult{Verdict: providers.VerdictUnreachable, Detail: "gave up waiting for a check slot"}
 	}
-	r := b.checker.Check(ctx, p, key)
+	r := b.checker.Check(ctx, p, providers.APIKey(key))
 	b.metrics.checked(p.ID, r.Verdict)
 	return r
 }
 
 // TestResult is the answer of TestKey.
 type TestResult struct {
-	CheckResult
+	providers.CheckResult
 	// Health is the key's health after the test.
 	Health    string
 	CheckedAt time.Time
@@ -436,9 +422,9 @@ func (b *Broker) TestKey(ctx context.Context, actor Actor, ref KeyRef) (TestResu
 		Outcome: r.Verdict, Version: &s.Version, Detail: p.DisplayName + " " + r.Detail}
 	var change HealthChange
 	switch r.Verdict {
-	case VerdictAccepted:
+	case providers.VerdictAccepted:
 		change = HealthChange{Kind: HealthRestore, Reason: "test passed: " + r.Detail}
-	case VerdictRefused:
+	case providers.VerdictRefused:
 		change = HealthChange{Kind: HealthFail, Reason: "test refused: " + r.Detail}
 	}
 	if change.Kind != 0 && b.health != nil {
@@ -517,7 +503,7 @@ func (b *Broker) probe(ctx context.Context, ref KeyRef) (string, error) {
 		return "", fmt.Errorf("probe %s: %w", ref, fromVault(err))
 	}
 	r := b.check(ctx, p, s.Value)
-	if r.Verdict != VerdictAccepted {
+	if r.Verdict != providers.VerdictAccepted {
 		return HealthFailing, nil
 	}
 	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,

@@ -14,7 +14,7 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
-	"github.com/keybroker/keybroker/internal/providercheck"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // openAIStandIn answers GET /v1/models as OpenAI would: 200 for the keys
@@ -51,7 +51,7 @@ func (s *openAIStandIn) accept(key string, yes bool) {
 }
 
 func (s *openAIStandIn) checker(t *testing.T) broker.KeyChecker {
-	c, err := providercheck.New(providercheck.Config{BaseURLs: map[string]string{"openai": s.srv.URL}})
+	c, err := providers.NewChecker(providers.CheckerConfig{BaseURLs: map[string]string{"openai": s.srv.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,12 +118,12 @@ func TestReportsFailOverAcrossReplicasAndRecover(t *testing.T) {
 	}
 	provider.accept(first, false)
 	tr, err := e.b.TestKey(ctx, alice, pool.Key("first"))
-	if err != nil || tr.Verdict != broker.VerdictRefused || tr.Status != 401 || tr.Health != broker.HealthFailing {
+	if err != nil || tr.Verdict != providers.VerdictRefused || tr.Status != 401 || tr.Health != broker.HealthFailing {
 		t.Fatalf("a test the provider refuses: %+v %v", tr, err)
 	}
 	provider.accept(first, true)
 	tr, err = e.b.TestKey(ctx, alice, pool.Key("first"))
-	if err != nil || tr.Verdict != broker.VerdictAccepted || tr.Health != broker.HealthHealthy {
+	if err != nil || tr.Verdict != providers.VerdictAccepted || tr.Health != broker.HealthHealthy {
 		t.Fatalf("a test that passes: %+v %v", tr, err)
 	}
 	untilServes(t, replicaB, ws, "openai", first)

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/keybroker/keybroker/ids"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -178,13 +179,13 @@ func (b *Broker) SetKey(ctx context.Context, req SetKeyRequest) (SetResult, erro
 
 // checkValue refuses a value that is an echoed mask or breaks the
 // provider's key format.
-func (b *Broker) checkValue(ctx context.Context, p *Provider, ref KeyRef, value string) error {
+func (b *Broker) checkValue(ctx context.Context, p *providers.Provider, ref KeyRef, value string) error {
 	// A mask echoed back is named as such before the format rule (which
 	// would only say the length is wrong).
 	if err := b.refuseEchoedMask(ctx, ref, value); err != nil {
 		return err
 	}
-	return p.ValidateKey(value)
+	return p.Validate(providers.APIKey(value))
 }
 
 // AddKeyRequest asks AddKey for a new key of a pool.
@@ -776,7 +777,7 @@ func (b *Broker) AuditAll(ctx context.Context, before int64, limit int) ([]Audit
 // otherwise replace a working key with its preview.
 func (b *Broker) refuseEchoedMask(ctx context.Context, ref KeyRef, value string) error {
 	const why = "the value is a masked preview (%s), not a key: send the full key"
-	if MaskKey(value) == value {
+	if providers.MaskKey(value) == value {
 		return refuse(ErrInvalidKey, why, "its own")
 	}
 	if !strings.Contains(value, "...") {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -29,7 +30,7 @@ func TestSetResolveDeleteFallsBackToHosted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Created || res.Meta.Version != 1 || res.Meta.MaskedKey != broker.MaskKey(own) || res.Meta.CreatedBy != "alice" {
+	if !res.Created || res.Meta.Version != 1 || res.Meta.MaskedKey != providers.MaskKey(own) || res.Meta.CreatedBy != "alice" {
 		t.Fatalf("set result: %+v", res)
 	}
 	r, err = e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
@@ -155,7 +156,7 @@ func assertMetadataMatchesVault(t *testing.T, e *env, ws, provider string) broke
 	if meta.Version != cur.Version {
 		t.Fatalf("metadata version %d, vault version %d", meta.Version, cur.Version)
 	}
-	if meta.Fingerprint != broker.Fingerprint(e.cfg.Pepper, cur.Value) || meta.MaskedKey != broker.MaskKey(cur.Value) {
+	if meta.Fingerprint != providers.Fingerprint(e.cfg.Pepper, providers.APIKey(cur.Value)) || meta.MaskedKey != providers.MaskKey(cur.Value) {
 		t.Fatal("metadata fingerprint or preview is not the current key's")
 	}
 	return meta
@@ -213,7 +214,7 @@ func TestVersionsRollbackAndAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := e.b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Version: 1})
-	if err != nil || res.Meta.Version != 3 || res.Meta.MaskedKey != broker.MaskKey(k1) {
+	if err != nil || res.Meta.Version != 3 || res.Meta.MaskedKey != providers.MaskKey(k1) {
 		t.Fatalf("rollback: %+v %v", res, err)
 	}
 	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil || r.APIKey != k1 || r.Version != 3 {

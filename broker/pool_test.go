@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -297,8 +298,8 @@ func TestV1LayoutIsServedUntilMovedAndKeepsItsVersions(t *testing.T) {
 	if err := e.rootKV.DeleteVersion(ctx, ref.LegacyVaultPath(), 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.CompleteWrite(ctx, ref, uuid.NewString(), broker.Written{Version: 2, MaskedKey: broker.MaskKey(v2),
-		Fingerprint: broker.Fingerprint(e.cfg.Pepper, v2), By: "v1"}, broker.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: ws, Action: "key.rotate", Actor: "v1", Outcome: "success"}); err != nil {
+	if err := e.store.CompleteWrite(ctx, ref, uuid.NewString(), broker.Written{Version: 2, MaskedKey: providers.MaskKey(v2),
+		Fingerprint: providers.Fingerprint(e.cfg.Pepper, providers.APIKey(v2)), By: "v1"}, broker.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: ws, Action: "key.rotate", Actor: "v1", Outcome: "success"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.b.Load(ctx); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/ids"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -186,7 +187,7 @@ func (b *Broker) reconcileKey(ctx context.Context, ref KeyRef, rec KeyRecord, ha
 			return fmt.Errorf("reconcile %s: %w", ref, fromVault(err))
 		}
 		change := b.repairChange(ref, actionOf(OpSet, rec.Version), "adopted a change made in Vault directly: "+reason)
-		change.masked, change.fp = MaskKey(s.Value), Fingerprint(b.pepper, s.Value)
+		change.masked, change.fp = providers.MaskKey(s.Value), providers.Fingerprint(b.pepper, providers.APIKey(s.Value))
 		if err := change.completeWrite(ctx, s.Version); err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/providers"
 )
 
 func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
@@ -19,7 +20,7 @@ func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
 	// with the new key's preview, Vault has version 1.
 	written := newKey(t, "openai")
 	ch := broker.Change{ID: "00000000-0000-4000-8000-000000000001", Op: broker.OpSet, By: "alice",
-		MaskedKey: broker.MaskKey(written), Fingerprint: broker.Fingerprint(e.cfg.Pepper, written)}
+		MaskedKey: providers.MaskKey(written), Fingerprint: providers.Fingerprint(e.cfg.Pepper, providers.APIKey(written))}
 	if _, err := e.store.BeginChange(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), ch); err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
 	// A writer that died before reaching Vault.
 	lost := newKey(t, "anthropic")
 	ch2 := broker.Change{ID: "00000000-0000-4000-8000-000000000002", Op: broker.OpSet, By: "bob",
-		MaskedKey: broker.MaskKey(lost), Fingerprint: broker.Fingerprint(e.cfg.Pepper, lost)}
+		MaskedKey: providers.MaskKey(lost), Fingerprint: providers.Fingerprint(e.cfg.Pepper, providers.APIKey(lost))}
 	if _, err := e.store.BeginChange(ctx, broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), ch2); err != nil {
 		t.Fatal(err)
 	}

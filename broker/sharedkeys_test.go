@@ -11,6 +11,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // sharedGround is a platform with an organization key and a hosted key
@@ -325,7 +326,7 @@ func TestAResolverReplicaProbesFailingKeys(t *testing.T) {
 	for _, ev := range evs {
 		if ev.Actor == "prober" {
 			probes++
-			if ev.Outcome != broker.VerdictAccepted {
+			if ev.Outcome != providers.VerdictAccepted {
 				t.Fatalf("a probe that changed nothing was audited: %+v", ev)
 			}
 		}

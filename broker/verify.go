@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -143,7 +144,7 @@ func (b *Broker) verifyReported(ctx context.Context, res Resolved, req ReportReq
 // statusForbidden is HTTP 403 (the broker speaks no HTTP).
 const statusForbidden = 403
 
-func (b *Broker) verify1(ctx context.Context, p *Provider, res Resolved, req ReportRequest) error {
+func (b *Broker) verify1(ctx context.Context, p *providers.Provider, res Resolved, req ReportRequest) error {
 	ref := res.Ref
 	s, err := b.reader.Get(ctx, ref.VaultPath())
 	if errors.Is(err, vault.ErrNotFound) {
@@ -168,7 +169,7 @@ func (b *Broker) verify1(ctx context.Context, p *Provider, res Resolved, req Rep
 	// endpoint (a restricted key: OpenAI's lack the models permission), not
 	// that the key is dead: on a word keybroker does not take, that is no
 	// confirmation, and the key stays for everyone else.
-	if r.Verdict == VerdictRefused && r.Status != statusForbidden {
+	if r.Verdict == providers.VerdictRefused && r.Status != statusForbidden {
 		change := HealthChange{Kind: HealthFail, Reason: reported + ", and the provider refused the key when keybroker checked it: " + r.Detail}
 		out, err := b.applyHealth(ctx, ref, change, ev)
 		if err != nil {

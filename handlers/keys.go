@@ -125,7 +125,7 @@ func (s *server) listProviders(c *gin.Context) {
 	all := s.keys.Providers().All()
 	out := client.ProviderList{Providers: make([]client.Provider, 0, len(all))}
 	for _, p := range all {
-		out.Providers = append(out.Providers, client.Provider{ID: p.ID, DisplayName: p.DisplayName, FormatHint: p.FormatHint})
+		out.Providers = append(out.Providers, client.Provider{ID: p.ID, DisplayName: p.DisplayName, FormatHint: p.FormatHint()})
 	}
 	c.JSON(http.StatusOK, out)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/providers"
 )
 
 func TestSettingsRolesAndFailClosed(t *testing.T) {
@@ -111,7 +112,7 @@ func TestEffectiveSaysWhatServesEachProvider(t *testing.T) {
 		return *s.Scope
 	}
 	e := effective("reader")
-	if len(e) != len(broker.DefaultRegistry().All()) || scope(e["openai"]) != "hosted" || e["openai"].Reason != "no_workspace_key" ||
+	if len(e) != len(providers.DefaultRegistry().All()) || scope(e["openai"]) != "hosted" || e["openai"].Reason != "no_workspace_key" ||
 		scope(e["anthropic"]) != "none" || e["anthropic"].Reason != "no_hosted_key" {
 		t.Fatalf("no workspace keys: %+v", e)
 	}

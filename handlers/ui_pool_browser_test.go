@@ -12,7 +12,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/providercheck"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -23,7 +23,7 @@ import (
 // version, delete with destroy, and no plaintext key left in the page.
 func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	provider, accept := openAIStandIn(t)
-	checker, err := providercheck.New(providercheck.Config{BaseURLs: map[string]string{"openai": provider.URL}})
+	checker, err := providers.NewChecker(providers.CheckerConfig{BaseURLs: map[string]string{"openai": provider.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	}
 	ctx := browser(t)
 	k1, k2 := openaiKey(t), openaiKey(t)
-	masked := broker.MaskKey
+	masked := providers.MaskKey
 	row := `tr[data-provider="openai"]`
 	status := row + ` td[data-status="openai"]`
 	nth := func(n int) string { return `ul[data-pool="openai"] > li:nth-child(` + string(rune('0'+n)) + `)` }

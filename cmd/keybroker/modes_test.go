@@ -23,6 +23,7 @@ import (
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/fixtures/vaulttest"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
@@ -240,7 +241,7 @@ func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 		t.Fatalf("reconcile printed %q", out)
 	}
 	rec, err := st.GetKey(ctx, broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID))
-	if err != nil || rec.Version != cur.Version || rec.State != broker.StateActive || rec.MaskedKey != broker.MaskKey(key) {
+	if err != nil || rec.Version != cur.Version || rec.State != broker.StateActive || rec.MaskedKey != providers.MaskKey(key) {
 		t.Fatalf("after reconcile: %+v %v", rec, err)
 	}
 }

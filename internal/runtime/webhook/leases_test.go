@@ -25,7 +25,7 @@ import (
 	"github.com/keybroker/keybroker/internal/app"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
-	"github.com/keybroker/keybroker/internal/providercheck"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -192,7 +192,7 @@ func newOpenAIStandIn(t *testing.T) *openAIStandIn {
 func TestAForeignAdvisoryLockNoLongerKeepsFailingKeysOrTheReconcilerDown(t *testing.T) {
 	ctx := context.Background()
 	provider := newOpenAIStandIn(t)
-	checker, err := providercheck.New(providercheck.Config{BaseURLs: map[string]string{"openai": provider.srv.URL}})
+	checker, err := providers.NewChecker(providers.CheckerConfig{BaseURLs: map[string]string{"openai": provider.srv.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
