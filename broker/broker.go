@@ -25,7 +25,7 @@ type KeyReader interface {
 // KeyWriter changes key material and reads metadata, never a key: the
 // writer identity's view of Vault.
 type KeyWriter interface {
-	Put(ctx context.Context, path, value string, cas int) (int, error)
+	Put(ctx context.Context, path string, data map[string]string, cas int) (int, error)
 	Metadata(ctx context.Context, path string) (vault.Metadata, error)
 	DeleteVersion(ctx context.Context, path string, version int) error
 	Destroy(ctx context.Context, path string) error

@@ -351,11 +351,11 @@ var ErrVerificationFailed = errors.New("the provider refused the key")
 
 // verify checks a key before a verified write: refused is
 // ErrVerificationFailed, unreachable ErrUnavailable.
-func (b *Broker) verify(ctx context.Context, p *providers.Provider, key string) error {
+func (b *Broker) verify(ctx context.Context, p *providers.Provider, c providers.Credential) error {
 	if b.checker == nil {
 		return fmt.Errorf("verify: %w: no provider checker", ErrNotConfigured)
 	}
-	r := b.check(ctx, p, key)
+	r := b.check(ctx, p, c)
 	switch r.Verdict {
 	case providers.VerdictAccepted, providers.VerdictRateLimited:
 		return nil
@@ -366,14 +366,14 @@ func (b *Broker) verify(ctx context.Context, p *providers.Provider, key string) 
 }
 
 // check runs one provider check within the checker's concurrency bound.
-func (b *Broker) check(ctx context.Context, p *providers.Provider, key string) providers.CheckResult {
+func (b *Broker) check(ctx context.Context, p *providers.Provider, c providers.Credential) providers.CheckResult {
 	select {
 	case b.checkerLimit <- struct{}{}:
 		defer func() { <-b.checkerLimit }()
 	case <-ctx.Done():
 		return providers.CheckResult{Verdict: providers.VerdictUnreachable, Detail: "gave up waiting for a check slot"}
 	}
-	r := b.checker.Check(ctx, p, providers.APIKey(key))
+	r := b.checker.Check(ctx, p, c)
 	b.metrics.checked(p.ID, r.Verdict)
 	return r
 }
@@ -410,16 +410,16 @@ func (b *Broker) TestKey(ctx context.Context, actor Actor, ref KeyRef) (TestResu
 	if err != nil {
 		return TestResult{}, fmt.Errorf("test %s: %w", ref, fromStore(err))
 	}
-	s, err := b.reader.Get(ctx, ref.VaultPath())
+	cred, version, err := b.readCredential(ctx, ref.Provider, ref.VaultPath(), 0)
 	if err != nil {
 		return TestResult{}, fmt.Errorf("test %s: %w", ref, fromVault(err))
 	}
-	r := b.check(ctx, p, s.Value)
+	r := b.check(ctx, p, cred)
 	now := b.now()
 	out := TestResult{CheckResult: r, Health: healthOf(rec.Failing, rec.CooldownUntil, now), CheckedAt: now}
 	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
 		Actor: actor.Subject, RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID, ClientRequestID: actor.ClientRequestID,
-		Outcome: r.Verdict, Version: &s.Version, Detail: p.DisplayName + " " + r.Detail}
+		Outcome: r.Verdict, Version: &version, Detail: p.DisplayName + " " + r.Detail}
 	var change HealthChange
 	switch r.Verdict {
 	case providers.VerdictAccepted:
@@ -498,16 +498,16 @@ func (b *Broker) probe(ctx context.Context, ref KeyRef) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s, err := b.reader.Get(ctx, ref.VaultPath())
+	cred, version, err := b.readCredential(ctx, ref.Provider, ref.VaultPath(), 0)
 	if err != nil {
 		return "", fmt.Errorf("probe %s: %w", ref, fromVault(err))
 	}
-	r := b.check(ctx, p, s.Value)
+	r := b.check(ctx, p, cred)
 	if r.Verdict != providers.VerdictAccepted {
 		return HealthFailing, nil
 	}
 	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
-		Actor: "prober", Outcome: r.Verdict, Version: &s.Version, Detail: p.DisplayName + " " + r.Detail}
+		Actor: "prober", Outcome: r.Verdict, Version: &version, Detail: p.DisplayName + " " + r.Detail}
 	res, err := b.applyHealth(ctx, ref, HealthChange{Kind: HealthRestore, Reason: "test passed: " + r.Detail}, ev)
 	if err != nil {
 		return "", err

@@ -126,10 +126,10 @@ func TestOneTenantsReportsLeaveSharedKeysServingTheOthers(t *testing.T) {
 		}
 	}
 	for range 5 {
-		if r := g.resolve(t, g.tenantB); r.Scope != broker.ScopeOrganization || r.APIKey != g.orgKey {
+		if r := g.resolve(t, g.tenantB); r.Scope != broker.ScopeOrganization || r.APIKey() != g.orgKey {
 			t.Fatalf("tenant B after tenant A's reports: %v", r)
 		}
-		if r := g.resolve(t, g.solo); r.Scope != broker.ScopeHosted || r.APIKey != g.hostedKey {
+		if r := g.resolve(t, g.solo); r.Scope != broker.ScopeHosted || r.APIKey() != g.hostedKey {
 			t.Fatalf("a workspace of no organization after tenant A's reports: %v", r)
 		}
 	}
@@ -315,7 +315,7 @@ func TestAResolverReplicaProbesFailingKeys(t *testing.T) {
 	if tested, passed, err := resolver.ProbeFailing(ctx, 2); err != nil || tested != 1 || passed != 1 {
 		t.Fatalf("a probe once the provider accepts: tested %d, passed %d, %v", tested, passed, err)
 	}
-	if r := resolveAs(t, resolver, e.workspc); r.APIKey != key {
+	if r := resolveAs(t, resolver, e.workspc); r.APIKey() != key {
 		t.Fatalf("after the probe: %v", r)
 	}
 	evs, err := e.store.ListAudit(ctx, broker.WorkspaceScope(e.workspc), 0, 50)

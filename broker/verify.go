@@ -146,17 +146,17 @@ const statusForbidden = 403
 
 func (b *Broker) verify1(ctx context.Context, p *providers.Provider, res Resolved, req ReportRequest) error {
 	ref := res.Ref
-	s, err := b.reader.Get(ctx, ref.VaultPath())
+	cred, version, err := b.readCredential(ctx, ref.Provider, ref.VaultPath(), 0)
 	if errors.Is(err, vault.ErrNotFound) {
 		return nil // deleted meanwhile
 	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", ref, fromVault(err))
 	}
-	if s.Version != res.Version {
+	if version != res.Version {
 		return nil
 	}
-	r := b.check(ctx, p, s.Value)
+	r := b.check(ctx, p, cred)
 	detail := fmt.Sprintf("checked after token:%s reported %s for workspace %s: %s %s", req.Caller, req.Outcome, res.Workspace, p.DisplayName, r.Detail)
 	reported := req.Outcome + " reported"
 	if req.Proxied {
@@ -164,7 +164,7 @@ func (b *Broker) verify1(ctx context.Context, p *providers.Provider, res Resolve
 		reported = req.Outcome + " seen by the proxy"
 	}
 	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
-		Actor: ActorVerifier, RequestID: req.RequestID, Outcome: r.Verdict, Version: &s.Version, Detail: detail}
+		Actor: ActorVerifier, RequestID: req.RequestID, Outcome: r.Verdict, Version: &version, Detail: detail}
 	// A 403 to keybroker's own check says the key may not call the check's
 	// endpoint (a restricted key: OpenAI's lack the models permission), not
 	// that the key is dead: on a word keybroker does not take, that is no

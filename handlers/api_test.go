@@ -15,6 +15,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -36,7 +37,7 @@ func exaKey(t *testing.T) string {
 func TestHappyPathOfEveryRoute(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	hosted := openaiKey(t)
-	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), APIKey: hosted}); err != nil {
+	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(hosted)}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -84,7 +85,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 	if r.status != 200 || r.header.Get("ETag") != `"2"` || meta.Version != 2 || strings.Contains(string(r.body), k2) {
 		t.Fatalf("get: %d %s", r.status, r.body)
 	}
-	if _, err := a.kv.Put(context.Background(), broker.WorkspaceKey("ws1", "anthropic", broker.DefaultKeyID).VaultPath(), anthropicKey(t), 0); err != nil {
+	if _, err := a.kv.Put(context.Background(), broker.WorkspaceKey("ws1", "anthropic", broker.DefaultKeyID).VaultPath(), map[string]string{"api_key": anthropicKey(t)}, 0); err != nil {
 		t.Fatal(err)
 	}
 	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/exa", client.SetKeyRequest{APIKey: exaKey(t)})

@@ -15,7 +15,7 @@ import (
 func TestSettingsRolesAndFailClosed(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	hosted := openaiKey(t)
-	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), APIKey: hosted}); err != nil {
+	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(hosted)}); err != nil {
 		t.Fatal(err)
 	}
 	var set client.Settings
@@ -88,7 +88,7 @@ func TestSettingsRolesAndFailClosed(t *testing.T) {
 
 func TestEffectiveSaysWhatServesEachProvider(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
-	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), APIKey: openaiKey(t)}); err != nil {
+	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(openaiKey(t))}); err != nil {
 		t.Fatal(err)
 	}
 	effective := func(as string) map[string]client.EffectiveSource {

@@ -228,7 +228,7 @@ func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 		t.Fatal("the write succeeded although keybroker was killed during it")
 	}
 	cur, err := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID).VaultPath())
-	if err != nil || cur.Value != key {
+	if err != nil || cur.Data["api_key"] != key {
 		t.Fatalf("Vault after the crash: %v", err)
 	}
 	pending, err := st.ListPending(ctx, 0)

@@ -320,7 +320,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		if kept != nil {
 			reqBody = bytes.NewReader(kept)
 		}
-		out, err := p.outbound(ctx, r, header, base, call.Path, prov, providers.APIKey(res.APIKey), reqBody)
+		out, err := p.outbound(ctx, r, header, base, call.Path, prov, res.Credential, reqBody)
 		if err != nil {
 			rec.Status = http.StatusBadGateway
 			fail(Failure{Status: http.StatusBadGateway, Code: "upstream_error", Message: "could not build the request to the provider"})

@@ -201,7 +201,7 @@ func TestAForeignAdvisoryLockNoLongerKeepsFailingKeysOrTheReconcilerDown(t *test
 	key := "sk-proj-leases-" + testenv.RandomID(t) + testenv.RandomID(t)
 	ref := broker.WorkspaceKey("ws1", "openai", "k")
 	alice := broker.Actor{Subject: "alice"}
-	if _, err := g.Broker.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: broker.WorkspaceScope("ws1").Pool("openai"), KeyID: "k", APIKey: key}); err != nil {
+	if _, err := g.Broker.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: broker.WorkspaceScope("ws1").Pool("openai"), KeyID: "k", Credential: providers.APIKey(key)}); err != nil {
 		t.Fatal(err)
 	}
 	if tr, err := g.Broker.TestKey(ctx, alice, ref); err != nil || tr.Health != broker.HealthFailing {
