@@ -76,7 +76,7 @@ func (s Schema) validate(what string, c Credential) error {
 		}
 	}
 	for _, f := range s.Fields {
-		v, ok := c.fields[f.Name]
+		v, ok := c.fields()[f.Name]
 		if !ok && !f.Required {
 			continue
 		}
@@ -105,9 +105,9 @@ func (s Schema) names() []string {
 
 // ToVault is c as the data fields of its Vault secret.
 func (s Schema) ToVault(c Credential) map[string]string {
-	out := make(map[string]string, len(c.fields))
+	out := make(map[string]string, len(c.fields()))
 	for _, f := range s.Fields {
-		if v, ok := c.fields[f.Name]; ok {
+		if v, ok := c.fields()[f.Name]; ok {
 			out[f.VaultField] = v
 		}
 	}
@@ -118,17 +118,17 @@ func (s Schema) ToVault(c Credential) map[string]string {
 // A required field that is missing or empty is a *MissingFieldError,
 // which names the fields the secret has (never their values).
 func (s Schema) FromVault(data map[string]string) (Credential, error) {
-	c := Credential{kind: s.Kind, fields: make(map[string]string, len(s.Fields))}
+	fields := make(map[string]string, len(s.Fields))
 	for _, f := range s.Fields {
 		v, ok := data[f.VaultField]
 		if f.Required && v == "" {
 			return Credential{}, &MissingFieldError{Field: f.VaultField, Have: slices.Sorted(maps.Keys(data))}
 		}
 		if ok {
-			c.fields[f.Name] = v
+			fields[f.Name] = v
 		}
 	}
-	return c, nil
+	return Credential{kind: s.Kind, v: &values{m: fields}}, nil
 }
 
 // MissingFieldError says that a Vault secret lacks a field its credential kind
@@ -161,7 +161,7 @@ func (e *MissingFieldError) HaveText() string {
 func (s Schema) Preview(c Credential) string {
 	for _, f := range s.Fields {
 		if f.Secret {
-			return MaskKey(c.fields[f.Name])
+			return MaskKey(c.fields()[f.Name])
 		}
 	}
 	return ""
@@ -171,7 +171,7 @@ func (s Schema) Preview(c Credential) string {
 // preview: a UI or a script echoing the mask back instead of a key.
 func (s Schema) EchoesMask(c Credential) bool {
 	for _, f := range s.Fields {
-		if v, ok := c.fields[f.Name]; ok && f.Secret && MaskKey(v) == v {
+		if v, ok := c.fields()[f.Name]; ok && f.Secret && MaskKey(v) == v {
 			return true
 		}
 	}
@@ -183,62 +183,74 @@ func (s Schema) EchoesMask(c Credential) bool {
 // LogValue and MarshalJSON never show a field's value: only Field,
 // APIKey and Reveal hand one out, explicitly.
 type Credential struct {
-	kind   string
-	fields map[string]string
+	kind string
+	// v is behind a pointer so that even a Credential inside another
+	// value's unexported field, which fmt prints without calling its
+	// methods, shows an address and no value.
+	v *values
+}
+
+type values struct{ m map[string]string }
+
+func (c Credential) fields() map[string]string {
+	if c.v == nil {
+		return nil
+	}
+	return c.v.m
 }
 
 // New is a credential of kind with fields (copied).
 func New(kind string, fields map[string]string) Credential {
-	return Credential{kind: kind, fields: maps.Clone(fields)}
+	return Credential{kind: kind, v: &values{m: maps.Clone(fields)}}
 }
 
 // APIKey is an api_key credential holding key.
 func APIKey(key string) Credential {
-	return Credential{kind: KindAPIKey, fields: map[string]string{FieldAPIKey: key}}
+	return Credential{kind: KindAPIKey, v: &values{m: map[string]string{FieldAPIKey: key}}}
 }
 
 // Kind is the credential's kind ("api_key").
 func (c Credential) Kind() string { return c.kind }
 
 // IsZero reports whether c holds nothing.
-func (c Credential) IsZero() bool { return c.kind == "" && len(c.fields) == 0 }
+func (c Credential) IsZero() bool { return c.kind == "" && len(c.fields()) == 0 }
 
 // Field returns the value of the field called name ("" when absent).
-func (c Credential) Field(name string) string { return c.fields[name] }
+func (c Credential) Field(name string) string { return c.fields()[name] }
 
 // APIKey returns the key of an api_key credential ("" for other kinds).
 func (c Credential) APIKey() string {
 	if c.kind != KindAPIKey {
 		return ""
 	}
-	return c.fields[FieldAPIKey]
+	return c.fields()[FieldAPIKey]
 }
 
 // Reveal returns every field with its value: for the resolve answer, the
 // Vault write and the provider's request, never for a log or an error.
-func (c Credential) Reveal() map[string]string { return maps.Clone(c.fields) }
+func (c Credential) Reveal() map[string]string { return maps.Clone(c.fields()) }
 
 // Equal reports whether c and o are the same credential.
 func (c Credential) Equal(o Credential) bool {
-	return c.kind == o.kind && maps.Equal(c.fields, o.fields)
+	return c.kind == o.kind && maps.Equal(c.fields(), o.fields())
 }
 
-func (c Credential) names() []string { return slices.Sorted(maps.Keys(c.fields)) }
+func (c Credential) names() []string { return slices.Sorted(maps.Keys(c.fields())) }
 
 // canonical is c as one byte string, for the fingerprint: an api_key
 // credential's key itself (fingerprints of keys written by earlier
 // versions stay the same); for other kinds, the kind and each field, in
 // the order of their names, length-prefixed.
 func (c Credential) canonical() []byte {
-	if c.kind == KindAPIKey && len(c.fields) == 1 {
-		return []byte(c.fields[FieldAPIKey])
+	if c.kind == KindAPIKey && len(c.fields()) == 1 {
+		return []byte(c.fields()[FieldAPIKey])
 	}
 	var b []byte
 	put := func(s string) { b = strconv.AppendInt(b, int64(len(s)), 10); b = append(b, ':'); b = append(b, s...) }
 	put(c.kind)
 	for _, n := range c.names() {
 		put(n)
-		put(c.fields[n])
+		put(c.fields()[n])
 	}
 	return b
 }
@@ -276,8 +288,8 @@ func (c Credential) LogValue() slog.Value {
 // credential that reaches a JSON encoder by mistake leaks nothing. The
 // resolve answer writes the fields it must carry from Reveal.
 func (c Credential) MarshalJSON() ([]byte, error) {
-	fields := make(map[string]string, len(c.fields))
-	for n := range c.fields {
+	fields := make(map[string]string, len(c.fields()))
+	for n := range c.fields() {
 		fields[n] = redacted
 	}
 	return json.Marshal(struct {

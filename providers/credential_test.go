@@ -23,7 +23,9 @@ func TestCredentialNeverPrintsItsFields(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		type holder struct{ c providers.Credential } // an unexported field: fmt calls no method of it
 		out := fmt.Sprintf("%v %+v %#v %s %q %x %d", c, c, c, c, c, c, c) + fmt.Sprint(c) + fmt.Sprintf("%+v", struct{ C providers.Credential }{c}) +
+			fmt.Sprintf("%v %+v %#v", holder{c}, holder{c}, &holder{c}) +
 			text.String() + js.String() + string(m)
 		if strings.Contains(out, "never-printed") {
 			t.Fatalf("a secret was printed: %s", out)
