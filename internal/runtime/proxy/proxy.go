@@ -1,12 +1,13 @@
 // Package proxy owns keybroker's credential proxy: a call to
 // /proxy/{provider}/{path} that is one of the provider's inference
 // endpoints (rules.go: method and exact path; an operator may add others)
-// is forwarded to the provider's API with the workspace's resolved key
-// added the way that provider expects, only the request headers of an
+// is forwarded to the provider's API with the workspace's resolved
+// credential added the way that provider expects (its providers.Provider's
+// Authorize), only the request headers of an
 // allow-list, and the answer streamed back as it arrives. Calls in flight
 // and the bodies kept for retries are bounded (bounds.go); a proxy token
-// with a model list may call only calls whose every model is on it
-// (model.go). When the provider refuses the key (401, 403, 402, 429) before
+// with a model list may call only calls whose every model is on it (read
+// by providers.ReadModels, as the provider reads them). When the provider refuses the key (401, 403, 402, 429) before
 // any byte went back, and the request's body was small enough to keep,
 // the key's health is reported and the call is made once more with the
 // next usable key of the pool. A refusal (401, 403, 402) is reported as
