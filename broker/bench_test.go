@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // BenchmarkResolveHit is the execution path's common case: the key is in
@@ -20,7 +21,7 @@ func BenchmarkResolveHit(b *testing.B) {
 			e := newEnv(b, nil)
 			pool := broker.WorkspaceScope(e.workspc).Pool("openai")
 			for i := range n {
-				if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "k" + strconv.Itoa(i), APIKey: newKey(b, "openai")}); err != nil {
+				if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "k" + strconv.Itoa(i), Credential: providers.APIKey(newKey(b, "openai"))}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -47,7 +48,7 @@ func BenchmarkResolveHit(b *testing.B) {
 func BenchmarkResolveMiss(b *testing.B) {
 	ctx := context.Background()
 	e := newEnv(b, nil)
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), APIKey: newKey(b, "openai")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(b, "openai"))}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()

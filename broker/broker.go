@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/keybroker/keybroker/ids"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -24,7 +25,7 @@ type KeyReader interface {
 // KeyWriter changes key material and reads metadata, never a key: the
 // writer identity's view of Vault.
 type KeyWriter interface {
-	Put(ctx context.Context, path, value string, cas int) (int, error)
+	Put(ctx context.Context, path string, data map[string]string, cas int) (int, error)
 	Metadata(ctx context.Context, path string) (vault.Metadata, error)
 	DeleteVersion(ctx context.Context, path string, version int) error
 	Destroy(ctx context.Context, path string) error
@@ -86,8 +87,8 @@ type Config struct {
 	// Usage keeps the resolves per key (flushed in batches, see
 	// RunUsageFlusher); without it usage is not counted.
 	Usage UsageStore
-	// Providers is the registry. Default: DefaultRegistry().
-	Providers *Registry
+	// Providers is the registry. Default: providers.DefaultRegistry().
+	Providers *providers.Registry
 	// CacheTTL is how long a resolved key is served from memory.
 	// Default: 30s.
 	CacheTTL time.Duration
@@ -142,7 +143,7 @@ type Broker struct {
 	reader    KeyReader
 	writer    KeyWriter
 	store     MetadataStore
-	providers *Registry
+	providers *providers.Registry
 	ttl       time.Duration
 	negTTL    time.Duration
 	// staleIfError: see Config.StaleIfError.
@@ -206,7 +207,7 @@ const maxBackgroundRefreshes = 4
 // that Vault or PostgreSQL answer.
 func New(cfg Config) (*Broker, error) {
 	if cfg.Providers == nil {
-		cfg.Providers = DefaultRegistry()
+		cfg.Providers = providers.DefaultRegistry()
 	}
 	if cfg.CacheTTL == 0 {
 		cfg.CacheTTL = 30 * time.Second
@@ -284,7 +285,7 @@ func New(cfg Config) (*Broker, error) {
 }
 
 // Providers is the broker's provider registry.
-func (b *Broker) Providers() *Registry { return b.providers }
+func (b *Broker) Providers() *providers.Registry { return b.providers }
 
 // checkWorkspace validates a workspace id.
 func checkWorkspace(workspace string) error {
@@ -295,7 +296,7 @@ func checkWorkspace(workspace string) error {
 }
 
 // checkIDs validates a workspace and provider id pair.
-func (b *Broker) checkIDs(workspace, provider string) (*Provider, error) {
+func (b *Broker) checkIDs(workspace, provider string) (*providers.Provider, error) {
 	if err := checkWorkspace(workspace); err != nil {
 		return nil, err
 	}
@@ -303,7 +304,7 @@ func (b *Broker) checkIDs(workspace, provider string) (*Provider, error) {
 }
 
 // checkPool validates a pool's scope and provider.
-func (b *Broker) checkPool(pr PoolRef) (*Provider, error) {
+func (b *Broker) checkPool(pr PoolRef) (*providers.Provider, error) {
 	if err := pr.Owner().Check(); err != nil {
 		return nil, err
 	}
@@ -311,7 +312,7 @@ func (b *Broker) checkPool(pr PoolRef) (*Provider, error) {
 }
 
 // checkKey validates a key's scope, provider and key id.
-func (b *Broker) checkKey(ref KeyRef) (*Provider, error) {
+func (b *Broker) checkKey(ref KeyRef) (*providers.Provider, error) {
 	p, err := b.checkPool(ref.Pool())
 	if err != nil {
 		return nil, err
@@ -322,7 +323,7 @@ func (b *Broker) checkKey(ref KeyRef) (*Provider, error) {
 	return p, nil
 }
 
-func (b *Broker) checkProvider(provider string) (*Provider, error) {
+func (b *Broker) checkProvider(provider string) (*providers.Provider, error) {
 	if !ids.Valid(provider) {
 		return nil, errors.Join(ErrInvalidID, errors.New(ids.Message("provider")))
 	}

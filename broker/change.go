@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/google/uuid"
+
+	"github.com/keybroker/keybroker/providers"
 )
 
 // keyChange is one change of a key as DESIGN's write path has it: the row is
@@ -31,11 +33,12 @@ type keyChange struct {
 
 // changeRequest is what beginChange needs to know.
 type changeRequest struct {
-	Ref    KeyRef
-	Actor  Actor
-	Op     string // OpSet, OpRollback, OpDelete
-	Value  string // the key being written (set, rollback)
-	Detail string // added to the audit event
+	Ref   KeyRef
+	Actor Actor
+	Op    string // OpSet, OpRollback, OpDelete
+	// Credential is the credential being written (set, rollback).
+	Credential providers.Credential
+	Detail     string // added to the audit event
 	// Create: the key must be new (ErrKeyExists otherwise).
 	Create bool
 	// Member settles the settings of a key new to its pool.
@@ -61,7 +64,11 @@ func actionOf(op string, prior int) string {
 func (b *Broker) beginChange(ctx context.Context, req changeRequest) (*keyChange, int, error) {
 	c := &keyChange{b: b, ref: req.Ref, id: uuid.NewString(), op: req.Op, actor: req.Actor, outcome: OutcomeSuccess, detail: req.Detail}
 	if req.Op != OpDelete {
-		c.masked, c.fp = MaskKey(req.Value), Fingerprint(b.pepper, req.Value)
+		p, err := b.checkProvider(req.Ref.Provider)
+		if err != nil {
+			return nil, 0, err
+		}
+		c.masked, c.fp = p.Credential.Preview(req.Credential), providers.Fingerprint(b.pepper, req.Credential)
 	}
 	rec, err := b.store.BeginChange(ctx, req.Ref,
 		Change{ID: c.id, Op: req.Op, By: req.Actor.Subject, MaskedKey: c.masked, Fingerprint: c.fp,

@@ -2,9 +2,11 @@
 // provider) with BYOK first and the platform's hosted key as fallback, the
 // in-memory cache in front of Vault with its single-flight reads and
 // invalidation, the key lifecycle (set, rotate, roll back, delete, purge a
-// workspace), and the registry of supported providers with their key format
-// rules.
+// workspace), key health and checks.
 //
-// It talks to Vault through the vault package and to metadata through a store
-// interface; it knows nothing of HTTP.
+// What a provider is (the catalogue, credential kinds, format rules,
+// masking, the key check) is the providers package's; the broker carries
+// credentials as providers.Credential. It talks to Vault through the vault
+// package and to metadata through a store interface; it knows nothing of
+// HTTP.
 package broker

@@ -18,6 +18,7 @@ import (
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/fixtures/vaulttest"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
@@ -150,7 +151,7 @@ func (e *env) another(t testing.TB, tune func(*broker.Config)) *broker.Broker {
 func (e *env) setHosted(t testing.TB, provider, key string) {
 	t.Helper()
 	if _, err := e.b.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"},
-		Ref: broker.HostedKey(provider, broker.DefaultKeyID), APIKey: key}); err != nil {
+		Ref: broker.HostedKey(provider, broker.DefaultKeyID), Credential: providers.APIKey(key)}); err != nil {
 		t.Fatal(err)
 	}
 }

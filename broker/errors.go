@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/keybroker/keybroker/providers"
 )
 
 // The domain's errors. Callers (the HTTP handlers) map them to statuses with
@@ -14,7 +16,8 @@ var (
 	// ErrUnknownProvider: the provider is not in the registry (400).
 	ErrUnknownProvider = errors.New("unknown provider")
 	// ErrInvalidKey: the key breaks the provider's format rule (422).
-	ErrInvalidKey = errors.New("key rejected")
+	// It is the providers package's, which makes the refusals.
+	ErrInvalidKey = providers.ErrInvalidKey
 	// ErrInvalidRequest: the request makes no sense as asked (400).
 	ErrInvalidRequest = errors.New("invalid request")
 	// ErrNotFound: the workspace has no key for the provider, or no such
@@ -62,7 +65,7 @@ func PublicReason(err error) string {
 	if errors.As(err, &pe) {
 		return pe.reason
 	}
-	return ""
+	return providers.PublicReason(err)
 }
 
 // ErrPoolFull: the pool already holds the most keys it may

@@ -12,6 +12,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/fixtures/devenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -50,7 +51,7 @@ func TestVaultHAFailover(t *testing.T) {
 	if err := b.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); err != nil {
+	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatalf("write through the standby: %v", err)
 	}
 
@@ -82,7 +83,7 @@ func TestVaultHAFailover(t *testing.T) {
 			}
 			k := newKey(t, "openai")
 			writing.Lock()
-			res, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), APIKey: k})
+			res, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k)})
 			writing.Unlock()
 			if err != nil {
 				lastErr.Store(err.Error())
@@ -164,7 +165,7 @@ func TestVaultHAFailover(t *testing.T) {
 			}
 			return true
 		})
-		if err != nil || s.Value != a.key {
+		if err != nil || s.Data["api_key"] != a.key {
 			t.Fatalf("acknowledged version %d lost after failover: %v", a.version, err)
 		}
 	}

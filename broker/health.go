@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/keybroker/keybroker/providers"
 )
 
 // Health of a key, as the API shows it.
@@ -335,29 +337,13 @@ func (b *Broker) memberOf(ref KeyRef) *member {
 	return nil
 }
 
-// Verdicts of a provider check.
-const (
-	VerdictAccepted    = "accepted"
-	VerdictRefused     = "refused"
-	VerdictRateLimited = "rate_limited"
-	VerdictUnreachable = "unreachable"
-)
-
-// CheckResult is what a provider said of a key: never the key.
-type CheckResult struct {
-	Verdict string
-	// Status is the provider's HTTP status (0 when it did not answer).
-	Status int
-	// Detail says what happened, in words ("answered 401", "timed out
-	// after 10s", "redirected: not followed").
-	Detail string
-}
-
-// KeyChecker asks a provider whether it accepts a key, with the
-// provider's cheapest authenticated call.
+// KeyChecker asks a provider whether it accepts a credential, with the
+// provider's cheapest authenticated call (providers.Checker).
 type KeyChecker interface {
-	Check(ctx context.Context, p *Provider, key string) CheckResult
+	Check(ctx context.Context, p *providers.Provider, c providers.Credential) providers.CheckResult
 }
+
+var _ KeyChecker = (*providers.Checker)(nil)
 
 // ErrVerificationFailed: the provider refused the key of a verified write
 // (nothing was stored).
@@ -365,36 +351,36 @@ var ErrVerificationFailed = errors.New("the provider refused the key")
 
 // verify checks a key before a verified write: refused is
 // ErrVerificationFailed, unreachable ErrUnavailable.
-func (b *Broker) verify(ctx context.Context, p *Provider, key string) error {
+func (b *Broker) verify(ctx context.Context, p *providers.Provider, c providers.Credential) error {
 	if b.checker == nil {
 		return fmt.Errorf("verify: %w: no provider checker", ErrNotConfigured)
 	}
-	r := b.check(ctx, p, key)
+	r := b.check(ctx, p, c)
 	switch r.Verdict {
-	case VerdictAccepted, VerdictRateLimited:
+	case providers.VerdictAccepted, providers.VerdictRateLimited:
 		return nil
-	case VerdictRefused:
+	case providers.VerdictRefused:
 		return refuse(ErrVerificationFailed, "%s refused the key (%s); nothing was stored", p.DisplayName, r.Detail)
 	}
 	return errors.Join(ErrUnavailable, refuse(ErrUnavailable, "%s could not be asked (%s); nothing was stored", p.DisplayName, r.Detail))
 }
 
 // check runs one provider check within the checker's concurrency bound.
-func (b *Broker) check(ctx context.Context, p *Provider, key string) CheckResult {
+func (b *Broker) check(ctx context.Context, p *providers.Provider, c providers.Credential) providers.CheckResult {
 	select {
 	case b.checkerLimit <- struct{}{}:
 		defer func() { <-b.checkerLimit }()
 	case <-ctx.Done():
-		return CheckResult{Verdict: VerdictUnreachable, Detail: "gave up waiting for a check slot"}
+		return providers.CheckResult{Verdict: providers.VerdictUnreachable, Detail: "gave up waiting for a check slot"}
 	}
-	r := b.checker.Check(ctx, p, key)
+	r := b.checker.Check(ctx, p, c)
 	b.metrics.checked(p.ID, r.Verdict)
 	return r
 }
 
 // TestResult is the answer of TestKey.
 type TestResult struct {
-	CheckResult
+	providers.CheckResult
 	// Health is the key's health after the test.
 	Health    string
 	CheckedAt time.Time
@@ -424,21 +410,21 @@ func (b *Broker) TestKey(ctx context.Context, actor Actor, ref KeyRef) (TestResu
 	if err != nil {
 		return TestResult{}, fmt.Errorf("test %s: %w", ref, fromStore(err))
 	}
-	s, err := b.reader.Get(ctx, ref.VaultPath())
+	cred, version, err := b.readCredential(ctx, ref.Provider, ref.VaultPath(), 0)
 	if err != nil {
 		return TestResult{}, fmt.Errorf("test %s: %w", ref, fromVault(err))
 	}
-	r := b.check(ctx, p, s.Value)
+	r := b.check(ctx, p, cred)
 	now := b.now()
 	out := TestResult{CheckResult: r, Health: healthOf(rec.Failing, rec.CooldownUntil, now), CheckedAt: now}
 	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
 		Actor: actor.Subject, RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID, ClientRequestID: actor.ClientRequestID,
-		Outcome: r.Verdict, Version: &s.Version, Detail: p.DisplayName + " " + r.Detail}
+		Outcome: r.Verdict, Version: &version, Detail: p.DisplayName + " " + r.Detail}
 	var change HealthChange
 	switch r.Verdict {
-	case VerdictAccepted:
+	case providers.VerdictAccepted:
 		change = HealthChange{Kind: HealthRestore, Reason: "test passed: " + r.Detail}
-	case VerdictRefused:
+	case providers.VerdictRefused:
 		change = HealthChange{Kind: HealthFail, Reason: "test refused: " + r.Detail}
 	}
 	if change.Kind != 0 && b.health != nil {
@@ -512,16 +498,16 @@ func (b *Broker) probe(ctx context.Context, ref KeyRef) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s, err := b.reader.Get(ctx, ref.VaultPath())
+	cred, version, err := b.readCredential(ctx, ref.Provider, ref.VaultPath(), 0)
 	if err != nil {
 		return "", fmt.Errorf("probe %s: %w", ref, fromVault(err))
 	}
-	r := b.check(ctx, p, s.Value)
-	if r.Verdict != VerdictAccepted {
+	r := b.check(ctx, p, cred)
+	if r.Verdict != providers.VerdictAccepted {
 		return HealthFailing, nil
 	}
 	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
-		Actor: "prober", Outcome: r.Verdict, Version: &s.Version, Detail: p.DisplayName + " " + r.Detail}
+		Actor: "prober", Outcome: r.Verdict, Version: &version, Detail: p.DisplayName + " " + r.Detail}
 	res, err := b.applyHealth(ctx, ref, HealthChange{Kind: HealthRestore, Reason: "test passed: " + r.Detail}, ev)
 	if err != nil {
 		return "", err

@@ -14,7 +14,7 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
-	"github.com/keybroker/keybroker/internal/providercheck"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // openAIStandIn answers GET /v1/models as OpenAI would: 200 for the keys
@@ -51,7 +51,7 @@ func (s *openAIStandIn) accept(key string, yes bool) {
 }
 
 func (s *openAIStandIn) checker(t *testing.T) broker.KeyChecker {
-	c, err := providercheck.New(providercheck.Config{BaseURLs: map[string]string{"openai": s.srv.URL}})
+	c, err := providers.NewChecker(providers.CheckerConfig{BaseURLs: map[string]string{"openai": s.srv.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestReportsFailOverAcrossReplicasAndRecover(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the first key serves again after its cooldown", func() bool {
 		r, err := replicaB.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
-		return err == nil && r.APIKey == first
+		return err == nil && r.APIKey() == first
 	})
 
 	// Refused by the provider: failing until a test passes.
@@ -118,12 +118,12 @@ func TestReportsFailOverAcrossReplicasAndRecover(t *testing.T) {
 	}
 	provider.accept(first, false)
 	tr, err := e.b.TestKey(ctx, alice, pool.Key("first"))
-	if err != nil || tr.Verdict != broker.VerdictRefused || tr.Status != 401 || tr.Health != broker.HealthFailing {
+	if err != nil || tr.Verdict != providers.VerdictRefused || tr.Status != 401 || tr.Health != broker.HealthFailing {
 		t.Fatalf("a test the provider refuses: %+v %v", tr, err)
 	}
 	provider.accept(first, true)
 	tr, err = e.b.TestKey(ctx, alice, pool.Key("first"))
-	if err != nil || tr.Verdict != broker.VerdictAccepted || tr.Health != broker.HealthHealthy {
+	if err != nil || tr.Verdict != providers.VerdictAccepted || tr.Health != broker.HealthHealthy {
 		t.Fatalf("a test that passes: %+v %v", tr, err)
 	}
 	untilServes(t, replicaB, ws, "openai", first)
@@ -257,21 +257,21 @@ func TestVerifiedWritesAskTheProviderFirst(t *testing.T) {
 	pool := broker.WorkspaceScope(ws).Pool("openai")
 	good, bad := newKey(t, "openai"), newKey(t, "openai")
 	provider.accept(good, true)
-	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "bad", APIKey: bad, Verify: true}); !errors.Is(err, broker.ErrVerificationFailed) ||
+	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "bad", Credential: providers.APIKey(bad), Verify: true}); !errors.Is(err, broker.ErrVerificationFailed) ||
 		strings.Contains(err.Error(), bad) {
 		t.Fatalf("a refused key: %v, want ErrVerificationFailed", err)
 	}
 	if names, err := e.rootKV.List(ctx, pool.KeysDir()); err != nil || len(names) != 0 {
 		t.Fatalf("a refused key reached Vault: %v %v", names, err)
 	}
-	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "good", APIKey: good, Verify: true}); err != nil {
+	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "good", Credential: providers.APIKey(good), Verify: true}); err != nil {
 		t.Fatalf("an accepted key: %v", err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("good"), APIKey: bad, Verify: true}); !errors.Is(err, broker.ErrVerificationFailed) {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("good"), Credential: providers.APIKey(bad), Verify: true}); !errors.Is(err, broker.ErrVerificationFailed) {
 		t.Fatalf("a rotation to a refused key: %v", err)
 	}
 	provider.srv.Close() // the provider is now unreachable
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("good"), APIKey: newKey(t, "openai"), Verify: true}); !errors.Is(err, broker.ErrUnavailable) {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("good"), Credential: providers.APIKey(newKey(t, "openai")), Verify: true}); !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("a verified write with the provider down: %v, want ErrUnavailable", err)
 	}
 	if meta, err := e.b.GetKey(ctx, pool.Key("good")); err != nil || meta.Version != 1 {
@@ -287,7 +287,7 @@ func BenchmarkResolveHitWithCoolingKeys(b *testing.B) {
 	e := newEnv(b, nil)
 	pool := broker.WorkspaceScope(e.workspc).Pool("openai")
 	for i := range 10 {
-		if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "k" + string(rune('0'+i)), APIKey: newKey(b, "openai")}); err != nil {
+		if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "k" + string(rune('0'+i)), Credential: providers.APIKey(newKey(b, "openai"))}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -342,7 +342,7 @@ func TestProberReturnsKeysThatPassToTheirPools(t *testing.T) {
 	if err != nil || tested != 2 || passed != 1 || provider.checks.Load()-before != 2 {
 		t.Fatalf("probe: tested %d, passed %d, %v (%d checks)", tested, passed, err, provider.checks.Load()-before)
 	}
-	if r := resolveAs(t, e.b, ws); r.KeyID != "back" || r.APIKey != back {
+	if r := resolveAs(t, e.b, ws); r.KeyID != "back" || r.APIKey() != back {
 		t.Fatalf("after the probe: %v", r)
 	}
 	if meta, err := e.b.GetKey(ctx, pool.Key("gone")); err != nil || meta.Health != broker.HealthFailing {
@@ -384,7 +384,7 @@ func TestANewValueOfAFailingKeyStartsHealthy(t *testing.T) {
 		}
 		untilServes(t, replicaB, ws, "openai", second)
 		rotated := newKey(t, "openai")
-		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("first"), APIKey: rotated}); err != nil {
+		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("first"), Credential: providers.APIKey(rotated)}); err != nil {
 			t.Fatalf("rotate: %v", err)
 		}
 		meta, err := e.b.GetKey(ctx, pool.Key("first"))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -55,7 +56,7 @@ func untilServes(t *testing.T, b *broker.Broker, ws, provider, want string) time
 	defer resolves.Stop()
 	start := time.Now()
 	for {
-		if r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: provider}); err == nil && r.APIKey == want {
+		if r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: provider}); err == nil && r.APIKey() == want {
 			return time.Since(start)
 		}
 		if time.Since(start) > 5*time.Second {
@@ -74,7 +75,7 @@ func TestChangesOnOneReplicaReachAnotherWithinASecond(t *testing.T) {
 	listen(t, e, replicaB)
 	hosted, k1, k2 := newKey(t, "openai"), newKey(t, "openai"), newKey(t, "openai")
 	e.setHosted(t, "openai", hosted)
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: k1}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
 	if d := untilServes(t, replicaB, ws, "openai", k1); d > time.Second {
@@ -88,11 +89,11 @@ func TestChangesOnOneReplicaReachAnotherWithinASecond(t *testing.T) {
 	deleted := untilServes(t, replicaB, ws, "openai", hosted)
 
 	// A new key on A (B has "no BYOK key" cached), then a rotation.
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: k1}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
 	recreated := untilServes(t, replicaB, ws, "openai", k1)
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: k2}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k2)}); err != nil {
 		t.Fatal(err)
 	}
 	rotated := untilServes(t, replicaB, ws, "openai", k2)
@@ -119,7 +120,7 @@ func TestListenerReconnectsAndFlushesAfterItsConnectionIsKilled(t *testing.T) {
 	replicaB := e.another(t, nil)
 	startedB := listen(t, e, replicaB)
 	k1, k2 := newKey(t, "anthropic"), newKey(t, "anthropic")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), APIKey: k1}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
 	untilServes(t, replicaB, ws, "anthropic", k1)
@@ -136,10 +137,10 @@ func TestListenerReconnectsAndFlushesAfterItsConnectionIsKilled(t *testing.T) {
 		t.Fatal("the listener did not reconnect within 10 s")
 	}
 	// B caches the key again; then invalidation must work again.
-	if r, _ := replicaB.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); r.APIKey != k1 {
+	if r, _ := replicaB.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); r.APIKey() != k1 {
 		t.Fatal("B does not serve the key after the reconnect")
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), APIKey: k2}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(k2)}); err != nil {
 		t.Fatal(err)
 	}
 	if d := untilServes(t, replicaB, ws, "anthropic", k2); d > time.Second {
@@ -160,7 +161,7 @@ func TestPoolChangesReachAnotherReplicaWithinASecond(t *testing.T) {
 	hosted, own, shared := newKey(t, "mistral"), newKey(t, "mistral"), newKey(t, "mistral")
 	e.setHosted(t, "mistral", hosted)
 	pool := broker.WorkspaceScope(ws).Pool("mistral")
-	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "own", APIKey: own}); err != nil {
+	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "own", Credential: providers.APIKey(own)}); err != nil {
 		t.Fatal(err)
 	}
 	added := untilServes(t, replicaB, ws, "mistral", own)
@@ -169,7 +170,7 @@ func TestPoolChangesReachAnotherReplicaWithinASecond(t *testing.T) {
 		t.Fatal(err)
 	}
 	off := untilServes(t, replicaB, ws, "mistral", hosted)
-	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: broker.OrganizationScope(org).Pool("mistral"), KeyID: "shared", APIKey: shared}); err != nil {
+	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: broker.OrganizationScope(org).Pool("mistral"), KeyID: "shared", Credential: providers.APIKey(shared)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.b.PutSettings(ctx, broker.SettingsRequest{Actor: alice, Workspace: ws, Organization: &org, MayLink: true}); err != nil {

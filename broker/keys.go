@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/keybroker/keybroker/ids"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -108,11 +110,11 @@ type SetResult struct {
 	Created bool
 }
 
-// SetKeyRequest asks SetKey to store APIKey as key Ref.
+// SetKeyRequest asks SetKey to store Credential as key Ref.
 type SetKeyRequest struct {
-	Actor  Actor
-	Ref    KeyRef
-	APIKey string
+	Actor      Actor
+	Ref        KeyRef
+	Credential providers.Credential
 	// ExpectedVersion > 0 writes only if that version is current
 	// (ErrPreconditionFailed otherwise); 0 retries a lost race once.
 	ExpectedVersion int
@@ -134,30 +136,30 @@ func (b *Broker) SetKey(ctx context.Context, req SetKeyRequest) (SetResult, erro
 	if err != nil {
 		return SetResult{}, err
 	}
-	if err := b.checkValue(ctx, p, req.Ref, req.APIKey); err != nil {
+	if err := b.checkValue(ctx, p, req.Ref, req.Credential); err != nil {
 		return SetResult{}, err
 	}
 	if req.ExpectedVersion < 0 {
 		return SetResult{}, refuse(ErrInvalidRequest, "expected version must be positive")
 	}
 	if req.Verify {
-		if err := b.verify(ctx, p, req.APIKey); err != nil {
+		if err := b.verify(ctx, p, req.Credential); err != nil {
 			return SetResult{}, err
 		}
 	}
-	return b.write(ctx, changeRequest{Ref: req.Ref, Actor: req.Actor, Op: OpSet, Value: req.APIKey,
+	return b.write(ctx, changeRequest{Ref: req.Ref, Actor: req.Actor, Op: OpSet, Credential: req.Credential,
 		Member: MemberSettings{Priority: DefaultPriority}}, req.ExpectedVersion)
 }
 
-// checkValue refuses a value that is an echoed mask or breaks the
-// provider's key format.
-func (b *Broker) checkValue(ctx context.Context, p *Provider, ref KeyRef, value string) error {
+// checkValue refuses a credential with an echoed mask or one that breaks
+// the provider's schema and format rules.
+func (b *Broker) checkValue(ctx context.Context, p *providers.Provider, ref KeyRef, c providers.Credential) error {
 	// A mask echoed back is named as such before the format rule (which
 	// would only say the length is wrong).
-	if err := b.refuseEchoedMask(ctx, ref, value); err != nil {
+	if err := b.refuseEchoedMask(ctx, p, ref, c); err != nil {
 		return err
 	}
-	return p.ValidateKey(value)
+	return p.Validate(c)
 }
 
 // AddKeyRequest asks AddKey for a new key of a pool.
@@ -165,8 +167,8 @@ type AddKeyRequest struct {
 	Actor Actor
 	Pool  PoolRef
 	// KeyID names the key; generated when "".
-	KeyID  string
-	APIKey string
+	KeyID      string
+	Credential providers.Credential
 	// Name, Priority (nil: DefaultPriority), State ("": active) and Models
 	// (nil: every model) settle the key's place in the pool.
 	Name     string
@@ -206,15 +208,15 @@ func (b *Broker) AddKey(ctx context.Context, req AddKeyRequest) (SetResult, erro
 	if member, err = checkMember(member); err != nil {
 		return SetResult{}, err
 	}
-	if err := b.checkValue(ctx, p, ref, req.APIKey); err != nil {
+	if err := b.checkValue(ctx, p, ref, req.Credential); err != nil {
 		return SetResult{}, err
 	}
 	if req.Verify {
-		if err := b.verify(ctx, p, req.APIKey); err != nil {
+		if err := b.verify(ctx, p, req.Credential); err != nil {
 			return SetResult{}, err
 		}
 	}
-	return b.write(ctx, changeRequest{Ref: ref, Actor: req.Actor, Op: OpSet, Value: req.APIKey, Create: true, Member: member,
+	return b.write(ctx, changeRequest{Ref: ref, Actor: req.Actor, Op: OpSet, Credential: req.Credential, Create: true, Member: member,
 		Detail: memberDetail(member)}, 0)
 }
 
@@ -377,11 +379,11 @@ func (b *Broker) Rollback(ctx context.Context, req RollbackRequest) (SetResult, 
 	if req.Version == md.CurrentVersion {
 		return SetResult{}, refuse(ErrInvalidRequest, "version %d is already current", req.Version)
 	}
-	old, err := b.reader.GetVersion(ctx, ref.VaultPath(), req.Version)
+	old, _, err := b.readCredential(ctx, ref.Provider, ref.VaultPath(), req.Version)
 	if err != nil {
 		return SetResult{}, fmt.Errorf("rollback %s to version %d: %w", ref, req.Version, fromVault(err))
 	}
-	return b.write(ctx, changeRequest{Ref: ref, Actor: req.Actor, Op: OpRollback, Value: old.Value,
+	return b.write(ctx, changeRequest{Ref: ref, Actor: req.Actor, Op: OpRollback, Credential: old,
 		Detail: fmt.Sprintf("to version %d", req.Version)}, md.CurrentVersion)
 }
 
@@ -402,7 +404,11 @@ func (b *Broker) write(ctx context.Context, req changeRequest, expectedVersion i
 	if err != nil {
 		return SetResult{}, err
 	}
-	version, err := b.putWithCAS(ctx, req.Ref, req.Value, expectedVersion)
+	p, err := b.checkProvider(req.Ref.Provider)
+	if err != nil {
+		return SetResult{}, change.abort(ctx, err, 0)
+	}
+	version, err := b.putWithCAS(ctx, req.Ref, p.Credential.ToVault(req.Credential), expectedVersion)
 	if err != nil {
 		return SetResult{}, change.abort(ctx, err, 0)
 	}
@@ -418,14 +424,15 @@ func (b *Broker) write(ctx context.Context, req changeRequest, expectedVersion i
 	return SetResult{Meta: b.withUsage(ctx, req.Ref.Owner(), []KeyMeta{metaOf(rec, b.now())})[0], Created: prior == 0}, nil
 }
 
-// putWithCAS writes value at path with check-and-set. With expected > 0 it
+// putWithCAS writes data (a credential's Vault fields) at path with
+// check-and-set. With expected > 0 it
 // is the caller's version (a mismatch is ErrPreconditionFailed); else the
 // current version is read from Vault's metadata and one lost race is
 // retried.
-func (b *Broker) putWithCAS(ctx context.Context, ref KeyRef, value string, expected int) (int, error) {
+func (b *Broker) putWithCAS(ctx context.Context, ref KeyRef, data map[string]string, expected int) (int, error) {
 	path := ref.VaultPath()
 	if expected > 0 {
-		v, err := b.writer.Put(ctx, path, value, expected)
+		v, err := b.writer.Put(ctx, path, data, expected)
 		if errors.Is(err, vault.ErrCASMismatch) {
 			return 0, errors.Join(ErrPreconditionFailed, err)
 		}
@@ -447,7 +454,7 @@ func (b *Broker) putWithCAS(ctx context.Context, ref KeyRef, value string, expec
 			return 0, fromVault(merr)
 		}
 		var v int
-		v, err = b.writer.Put(ctx, path, value, cas)
+		v, err = b.writer.Put(ctx, path, data, cas)
 		if err == nil {
 			return v, nil
 		}
@@ -744,19 +751,25 @@ func (b *Broker) AuditAll(ctx context.Context, before int64, limit int) ([]Audit
 	return evs, nil
 }
 
-// refuseEchoedMask refuses a value that is a masked preview — its own, or
-// the current key's: a page or script echoing the mask back would
-// otherwise replace a working key with its preview.
-func (b *Broker) refuseEchoedMask(ctx context.Context, ref KeyRef, value string) error {
+// refuseEchoedMask refuses a credential whose secret field is a masked
+// preview — its own, or the current key's: a page or script echoing the
+// mask back would otherwise replace a working key with its preview.
+func (b *Broker) refuseEchoedMask(ctx context.Context, p *providers.Provider, ref KeyRef, c providers.Credential) error {
 	const why = "the value is a masked preview (%s), not a key: send the full key"
-	if MaskKey(value) == value {
+	if p.Credential.EchoesMask(c) {
 		return refuse(ErrInvalidKey, why, "its own")
 	}
-	if !strings.Contains(value, "...") {
+	var masks []string
+	for _, f := range p.Credential.Fields {
+		if v := c.Field(f.Name); f.Secret && strings.Contains(v, "...") {
+			masks = append(masks, v)
+		}
+	}
+	if len(masks) == 0 {
 		return nil
 	}
 	rec, err := b.store.GetKey(ctx, ref)
-	if err == nil && rec.MaskedKey != "" && rec.MaskedKey == value {
+	if err == nil && rec.MaskedKey != "" && slices.Contains(masks, rec.MaskedKey) {
 		return refuse(ErrInvalidKey, why, "the current key's")
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -20,20 +21,20 @@ func TestSetResolveDeleteFallsBackToHosted(t *testing.T) {
 
 	// No BYOK key yet: the hosted key, billed.
 	r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
-	if err != nil || r.APIKey != hosted || r.Source != broker.SourceHosted || r.IsBYOK {
+	if err != nil || r.APIKey() != hosted || r.Source != broker.SourceHosted || r.IsBYOK {
 		t.Fatalf("before set: %v %v", r, err)
 	}
 
 	own := newKey(t, "openai")
-	res, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: own})
+	res, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(own)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Created || res.Meta.Version != 1 || res.Meta.MaskedKey != broker.MaskKey(own) || res.Meta.CreatedBy != "alice" {
+	if !res.Created || res.Meta.Version != 1 || res.Meta.MaskedKey != providers.MaskKey(own) || res.Meta.CreatedBy != "alice" {
 		t.Fatalf("set result: %+v", res)
 	}
 	r, err = e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
-	if err != nil || r.APIKey != own || r.Source != broker.SourceBYOK || !r.IsBYOK || r.Version != 1 {
+	if err != nil || r.APIKey() != own || r.Source != broker.SourceBYOK || !r.IsBYOK || r.Version != 1 {
 		t.Fatalf("after set: %v %v", r, err)
 	}
 
@@ -41,7 +42,7 @@ func TestSetResolveDeleteFallsBackToHosted(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, err = e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
-	if err != nil || r.APIKey != hosted || r.Source != broker.SourceHosted || r.IsBYOK {
+	if err != nil || r.APIKey() != hosted || r.Source != broker.SourceHosted || r.IsBYOK {
 		t.Fatalf("after delete: %v %v", r, err)
 	}
 	if _, err := e.b.GetKey(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID)); !errors.Is(err, broker.ErrNotFound) {
@@ -59,11 +60,11 @@ func TestSetResolveDeleteFallsBackToHosted(t *testing.T) {
 	// Setting a key after a delete is a create again, on top of the
 	// deleted version.
 	again := newKey(t, "openai")
-	res, err = e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: again})
+	res, err = e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(again)})
 	if err != nil || !res.Created || res.Meta.Version != 2 {
 		t.Fatalf("set after delete: %+v %v", res, err)
 	}
-	if r, _ := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); r.APIKey != again {
+	if r, _ := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); r.APIKey() != again {
 		t.Fatal("resolve after re-create does not return the new key")
 	}
 }
@@ -72,7 +73,7 @@ func TestConcurrentRotationsWithTheSameExpectedVersion(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatal(err)
 	}
 	keys := []string{newKey(t, "openai"), newKey(t, "openai")}
@@ -82,7 +83,7 @@ func TestConcurrentRotationsWithTheSameExpectedVersion(t *testing.T) {
 	for i := range keys {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: keys[i], ExpectedVersion: 1})
+			_, errs[i] = e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(keys[i]), ExpectedVersion: 1})
 		})
 	}
 	close(start)
@@ -113,7 +114,7 @@ func TestConcurrentRotationsWithoutExpectedVersionAllLand(t *testing.T) {
 	landed, conflicts := 0, 0
 	for range 8 {
 		wg.Go(func() {
-			_, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "exa", broker.DefaultKeyID), APIKey: newKey(t, "exa")})
+			_, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "exa", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "exa"))})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -155,7 +156,7 @@ func assertMetadataMatchesVault(t *testing.T, e *env, ws, provider string) broke
 	if meta.Version != cur.Version {
 		t.Fatalf("metadata version %d, vault version %d", meta.Version, cur.Version)
 	}
-	if meta.Fingerprint != broker.Fingerprint(e.cfg.Pepper, cur.Value) || meta.MaskedKey != broker.MaskKey(cur.Value) {
+	if meta.Fingerprint != providers.Fingerprint(e.cfg.Pepper, providers.APIKey(cur.Data["api_key"])) || meta.MaskedKey != providers.MaskKey(cur.Data["api_key"]) {
 		t.Fatal("metadata fingerprint or preview is not the current key's")
 	}
 	return meta
@@ -181,7 +182,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(tc.ws, tc.provider, broker.DefaultKeyID), APIKey: tc.key})
+			_, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(tc.ws, tc.provider, broker.DefaultKeyID), Credential: providers.APIKey(tc.key)})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
@@ -206,17 +207,17 @@ func TestVersionsRollbackAndAudit(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	k1, k2 := newKey(t, "openai"), newKey(t, "openai")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: k1}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: k2}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k2)}); err != nil {
 		t.Fatal(err)
 	}
 	res, err := e.b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Version: 1})
-	if err != nil || res.Meta.Version != 3 || res.Meta.MaskedKey != broker.MaskKey(k1) {
+	if err != nil || res.Meta.Version != 3 || res.Meta.MaskedKey != providers.MaskKey(k1) {
 		t.Fatalf("rollback: %+v %v", res, err)
 	}
-	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil || r.APIKey != k1 || r.Version != 3 {
+	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil || r.APIKey() != k1 || r.Version != 3 {
 		t.Fatalf("resolve after rollback: %v %v", r, err)
 	}
 	vs, err := e.b.Versions(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID))
@@ -250,7 +251,7 @@ func TestPurgeWorkspaceDestroysEveryVersion(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	for _, p := range []string{"openai", "anthropic", "exa"} {
-		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), APIKey: newKey(t, p)}); err != nil {
+		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, p))}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -283,7 +284,7 @@ func TestResolverOnlyBrokerCannotWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.SetKey(context.Background(), broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); !errors.Is(err, broker.ErrNotConfigured) {
+	if _, err := b.SetKey(context.Background(), broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); !errors.Is(err, broker.ErrNotConfigured) {
 		t.Fatalf("set on a resolver-only broker: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/keybroker/keybroker/ids"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -88,15 +89,17 @@ func (b *Broker) migrateKey(ctx context.Context, actor Actor, ref KeyRef) (skipp
 		live[v.Version] = v.Alive()
 	}
 	for v := 1; v <= md.CurrentVersion; v++ {
-		value := migrationPlaceholder
+		// v1 kept api_key credentials only; the secret's fields are
+		// copied as they are.
+		data := map[string]string{providers.VaultFieldAPIKey: migrationPlaceholder}
 		if live[v] {
 			s, err := b.reader.GetVersion(ctx, legacy, v)
 			if err != nil {
 				return "", fmt.Errorf("migrate %s: read version %d: %w", ref, v, fromVault(err))
 			}
-			value = s.Value
+			data = s.Data
 		}
-		if _, err := b.writer.Put(ctx, path, value, v-1); err != nil {
+		if _, err := b.writer.Put(ctx, path, data, v-1); err != nil {
 			return "", fmt.Errorf("migrate %s: write version %d: %w", ref, v, fromVault(err))
 		}
 		if !live[v] {

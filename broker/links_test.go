@@ -12,6 +12,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
+	"github.com/keybroker/keybroker/providers"
 )
 
 func withLinks(c *broker.Config) { c.Links = auth.NewLinkSigner(kbtest.RowKeys().Admin) }
@@ -27,14 +28,14 @@ func TestOrganizationLinksWrittenWithADatabaseRoleAreNotFollowed(t *testing.T) {
 	e := newEnv(t, withLinks)
 	org, tenant, member := "victim-"+testenv.RandomID(t), e.workspc, "member-"+testenv.RandomID(t)
 	orgKey := newKey(t, "openai")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.OrganizationKey(org, "openai", broker.DefaultKeyID), APIKey: orgKey}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.OrganizationKey(org, "openai", broker.DefaultKeyID), Credential: providers.APIKey(orgKey)}); err != nil {
 		t.Fatal(err)
 	}
 	// A genuine member, linked by an operator through keybroker.
 	if _, err := e.b.PutSettings(ctx, broker.SettingsRequest{Actor: broker.Actor{Subject: "operator"}, Workspace: member, Organization: &org, MayLink: true}); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: member, Provider: "openai"}); err != nil || r.APIKey != orgKey {
+	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: member, Provider: "openai"}); err != nil || r.APIKey() != orgKey {
 		t.Fatalf("the member does not inherit the organization's key: %v", err)
 	}
 
@@ -55,7 +56,7 @@ func TestOrganizationLinksWrittenWithADatabaseRoleAreNotFollowed(t *testing.T) {
 				t.Fatal(err)
 			}
 			r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
-			if err == nil && r.APIKey == orgKey {
+			if err == nil && r.APIKey() == orgKey {
 				t.Fatalf("%s link: %s resolved the organization's key", name, ws)
 			}
 			if err != nil && !errors.Is(err, broker.ErrNoKey) {

@@ -12,6 +12,7 @@ import (
 	"github.com/keybroker/keybroker/internal/fixtures/devenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/vaulttest"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -42,24 +43,24 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	k1, k2 := newKey(t, "openai"), newKey(t, "openai")
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), APIKey: k1}); err != nil {
+	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"}); err != nil || r.APIKey != k1 {
+	if r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"}); err != nil || r.APIKey() != k1 {
 		t.Fatalf("before the outage: %v", err)
 	}
 	if _, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "mistral"}); !errors.Is(err, broker.ErrNoKey) {
 		t.Fatalf("no mistral key before the outage: %v", err)
 	}
 	// A key of the pool that no resolve has read yet.
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "anthropic", broker.DefaultKeyID), APIKey: newKey(t, "anthropic")}); err != nil {
+	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "anthropic"))}); err != nil {
 		t.Fatal(err)
 	}
 
 	var lastErr atomic.Value
 	resolves := startLoad(4, 2*time.Millisecond, func() error {
 		r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"})
-		if err == nil && r.APIKey != k1 && r.APIKey != k2 {
+		if err == nil && r.APIKey() != k1 && r.APIKey() != k2 {
 			err = errors.New("an unexpected key")
 		}
 		if err != nil {
@@ -85,11 +86,11 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 	restarted := time.Now()
 	// A write behind the broker's back, then: how long until it serves the
 	// new version without a restart of its own?
-	if _, err := vs.Client().KVv2("byok").Put(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID).VaultPath(), map[string]any{vault.ValueField: k2}); err != nil {
+	if _, err := vs.Client().KVv2("byok").Put(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID).VaultPath(), map[string]any{"api_key": k2}); err != nil {
 		t.Fatal(err)
 	}
 	for {
-		if r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"}); err == nil && r.APIKey == k2 {
+		if r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"}); err == nil && r.APIKey() == k2 {
 			break
 		}
 		if time.Since(restarted) > 10*time.Second {
@@ -129,13 +130,13 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 		t.Fatal(err)
 	}
 	k1, k2 := newKey(t, "openai"), newKey(t, "openai")
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), APIKey: k1}); err != nil {
+	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
 
 	resolves := startLoad(4, 2*time.Millisecond, func() error {
 		r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"})
-		if err == nil && r.APIKey != k1 && r.APIKey != k2 {
+		if err == nil && r.APIKey() != k1 && r.APIKey() != k2 {
 			err = errors.New("an unexpected key")
 		}
 		return err
@@ -143,10 +144,10 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 	pg.Halt()
 	time.Sleep(300 * time.Millisecond) // resolves keep going, through Vault
 	servedBefore := resolves.ok.Load()
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), APIKey: k2}); !errors.Is(err, broker.ErrUnavailable) {
+	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k2)}); !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("a write while PostgreSQL is down: %v, want ErrUnavailable", err)
 	}
-	if s, err := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID).VaultPath()); err != nil || s.Value != k1 {
+	if s, err := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID).VaultPath()); err != nil || s.Data["api_key"] != k1 {
 		t.Fatalf("the refused write reached Vault: %v", err)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -159,7 +160,7 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), APIKey: k2})
+		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k2)})
 		if err == nil {
 			break
 		}
@@ -178,7 +179,7 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 	}
 	meta, err := b.GetKey(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID))
 	cur, verr := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID).VaultPath())
-	if err != nil || verr != nil || meta.Version != cur.Version || cur.Value != k2 {
+	if err != nil || verr != nil || meta.Version != cur.Version || cur.Data["api_key"] != k2 {
 		t.Fatalf("after the outage: metadata %+v (%v), vault version %d (%v)", meta, err, cur.Version, verr)
 	}
 	t.Logf("PostgreSQL outage: %d resolves served, 0 failed; the write during the outage was refused and left nothing behind", resolves.ok.Load())
@@ -195,7 +196,7 @@ func TestConcurrentRotationsThroughTwoReplicasLoseNothing(t *testing.T) {
 	var landed atomic.Int64
 	for i := range 100 {
 		wg.Go(func() {
-			_, err := replicas[i%2].SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")})
+			_, err := replicas[i%2].SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))})
 			switch {
 			case err == nil:
 				landed.Add(1)

@@ -19,6 +19,7 @@ import (
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/vaulttest"
 	"github.com/keybroker/keybroker/policies"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -55,18 +56,18 @@ func TestPoliciesGrantExactlyWhatTheCodeUses(t *testing.T) {
 		}
 	}
 	set := func(ws, p string) {
-		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), APIKey: newKey(t, p)})
+		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, p))})
 		must("set "+ws+"/"+p, err)
 	}
 	// Keys keybroker v1 left at the old layout (a workspace's, a hosted
 	// one), for migrate-layout.
 	rootKV := ids.Root.KV(ids.Mount)
 	for _, ref := range []broker.KeyRef{broker.WorkspaceKey("wsold", "openai", broker.DefaultKeyID), broker.HostedKey("anthropic", broker.DefaultKeyID)} {
-		_, err = rootKV.Put(ctx, ref.LegacyVaultPath(), newKey(t, ref.Provider), 0)
+		_, err = rootKV.Put(ctx, ref.LegacyVaultPath(), map[string]string{"api_key": newKey(t, ref.Provider)}, 0)
 		must("v1 key", err)
 	}
 	setRef := func(ref broker.KeyRef) {
-		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: ref, APIKey: newKey(t, ref.Provider)})
+		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: ref, Credential: providers.APIKey(newKey(t, ref.Provider))})
 		must("set "+ref.String(), err)
 	}
 	resolve := func(ws string, want broker.ScopeKind) {

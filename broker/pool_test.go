@@ -11,13 +11,14 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
 func addKey(t *testing.T, e *env, pool broker.PoolRef, keyID string, priority int, state string, models ...string) string {
 	t.Helper()
 	key := newKey(t, pool.Provider)
-	if _, err := e.b.AddKey(context.Background(), broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: keyID, APIKey: key,
+	if _, err := e.b.AddKey(context.Background(), broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: keyID, Credential: providers.APIKey(key),
 		Name: "key " + keyID, Priority: &priority, State: state, Models: models}); err != nil {
 		t.Fatalf("add %s: %v", keyID, err)
 	}
@@ -135,7 +136,7 @@ func TestResolutionChainWorkspaceOrganizationHosted(t *testing.T) {
 	expect("not linked", "claude-sonnet", broker.ScopeHosted, broker.DefaultKeyID, broker.ReasonNoWorkspaceKey)
 	link(broker.SettingsRequest{Organization: &org})
 	expect("linked, inheriting", "claude-sonnet", broker.ScopeOrganization, "shared", broker.ReasonNoWorkspaceKey)
-	if r, _ := resolve("claude-sonnet"); r.APIKey != orgKey || r.Fingerprint == "" {
+	if r, _ := resolve("claude-sonnet"); r.APIKey() != orgKey || r.Fingerprint == "" {
 		t.Fatalf("the organization's key: %v (fingerprint %q)", r, r.Fingerprint)
 	}
 	expect("a model the organization's key does not allow", "claude-opus", broker.ScopeHosted, broker.DefaultKeyID, broker.ReasonOrganizationKeysUnavailable)
@@ -177,17 +178,17 @@ func TestPoolLimitsAndBadInputChangeNothing(t *testing.T) {
 	for i := range 3 {
 		addKey(t, e, pool, fmt.Sprintf("k%d", i), 100, "")
 	}
-	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, APIKey: newKey(t, "openai")}); !errors.Is(err, broker.ErrPoolFull) {
+	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, Credential: providers.APIKey(newKey(t, "openai"))}); !errors.Is(err, broker.ErrPoolFull) {
 		t.Fatalf("a 4th key in a pool of 3: %v, want ErrPoolFull", err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("k9"), APIKey: newKey(t, "openai")}); !errors.Is(err, broker.ErrPoolFull) {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("k9"), Credential: providers.APIKey(newKey(t, "openai"))}); !errors.Is(err, broker.ErrPoolFull) {
 		t.Fatalf("a 4th key by PUT: %v, want ErrPoolFull", err)
 	}
 	// Rotating a key of a full pool is no new key.
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("k0"), APIKey: newKey(t, "openai")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("k0"), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatalf("rotate in a full pool: %v", err)
 	}
-	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: broker.WorkspaceScope(ws).Pool("mistral"), KeyID: "k0", APIKey: newKey(t, "mistral")}); err != nil {
+	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: broker.WorkspaceScope(ws).Pool("mistral"), KeyID: "k0", Credential: providers.APIKey(newKey(t, "mistral"))}); err != nil {
 		t.Fatalf("the same key id in another pool: %v", err)
 	}
 	long := strings.Repeat("n", broker.MaxNameLength+1)
@@ -203,9 +204,9 @@ func TestPoolLimitsAndBadInputChangeNothing(t *testing.T) {
 		"empty model":         {KeyID: "x7", Models: []string{""}},
 		"65 models":           {KeyID: "x8", Models: make([]string, 65)},
 	} {
-		req.Actor, req.Pool, req.APIKey = alice, broker.WorkspaceScope(ws).Pool("anthropic"), newKey(t, "anthropic")
+		req.Actor, req.Pool, req.Credential = alice, broker.WorkspaceScope(ws).Pool("anthropic"), providers.APIKey(newKey(t, "anthropic"))
 		if name == "existing key id" {
-			req.Pool, req.APIKey = pool, newKey(t, "openai")
+			req.Pool, req.Credential = pool, providers.APIKey(newKey(t, "openai"))
 		}
 		_, err := e.b.AddKey(ctx, req)
 		if err == nil || !(errors.Is(err, broker.ErrInvalidRequest) || errors.Is(err, broker.ErrInvalidID) || errors.Is(err, broker.ErrConflict) || errors.Is(err, broker.ErrPoolFull)) {
@@ -213,7 +214,7 @@ func TestPoolLimitsAndBadInputChangeNothing(t *testing.T) {
 		}
 	}
 	for _, what := range []broker.Scope{{Kind: "team", ID: "x"}, {Kind: broker.ScopeHosted, ID: "x"}, {Kind: broker.ScopeOrganization, ID: "Bad"}} {
-		if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: what.Pool("openai"), APIKey: newKey(t, "openai")}); !errors.Is(err, broker.ErrInvalidID) {
+		if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: what.Pool("openai"), Credential: providers.APIKey(newKey(t, "openai"))}); !errors.Is(err, broker.ErrInvalidID) {
 			t.Errorf("scope %+v: %v, want ErrInvalidID", what, err)
 		}
 	}
@@ -261,7 +262,7 @@ func TestColdHerdOnAnInheritedKeyMakesOneVaultRead(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			r, err := cold.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "google"})
-			if err != nil || r.APIKey != key || r.Scope != broker.ScopeOrganization {
+			if err != nil || r.APIKey() != key || r.Scope != broker.ScopeOrganization {
 				failures.Store(i, fmt.Sprint(r, err))
 			}
 		})
@@ -288,26 +289,26 @@ func TestV1LayoutIsServedUntilMovedAndKeepsItsVersions(t *testing.T) {
 	v1, v2 := newKey(t, "openai"), newKey(t, "openai")
 	// As v1 left it: two versions at the old path, the first deleted, and
 	// its metadata row.
-	if _, err := e.rootKV.Put(ctx, ref.LegacyVaultPath(), v1, 0); err != nil {
+	if _, err := e.rootKV.Put(ctx, ref.LegacyVaultPath(), map[string]string{"api_key": v1}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.rootKV.Put(ctx, ref.LegacyVaultPath(), v2, 1); err != nil {
+	if _, err := e.rootKV.Put(ctx, ref.LegacyVaultPath(), map[string]string{"api_key": v2}, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.rootKV.DeleteVersion(ctx, ref.LegacyVaultPath(), 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.CompleteWrite(ctx, ref, uuid.NewString(), broker.Written{Version: 2, MaskedKey: broker.MaskKey(v2),
-		Fingerprint: broker.Fingerprint(e.cfg.Pepper, v2), By: "v1"}, broker.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: ws, Action: "key.rotate", Actor: "v1", Outcome: "success"}); err != nil {
+	if err := e.store.CompleteWrite(ctx, ref, uuid.NewString(), broker.Written{Version: 2, MaskedKey: providers.MaskKey(v2),
+		Fingerprint: providers.Fingerprint(e.cfg.Pepper, providers.APIKey(v2)), By: "v1"}, broker.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: ws, Action: "key.rotate", Actor: "v1", Outcome: "success"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.b.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil || r.APIKey != v2 || r.Version != 2 {
+	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil || r.APIKey() != v2 || r.Version != 2 {
 		t.Fatalf("the v1 key before the move: %v %v", r, err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: ref, APIKey: newKey(t, "openai")}); !errors.Is(err, broker.ErrConflict) ||
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: ref, Credential: providers.APIKey(newKey(t, "openai"))}); !errors.Is(err, broker.ErrConflict) ||
 		!strings.Contains(err.Error(), "migrate-layout") {
 		t.Fatalf("a write of the v1 key before the move: %v, want a conflict naming migrate-layout", err)
 	}
@@ -323,10 +324,10 @@ func TestV1LayoutIsServedUntilMovedAndKeepsItsVersions(t *testing.T) {
 		t.Fatalf("versions after the move: %+v %v, want 2 current and 1 deleted", vs, err)
 	}
 	e.b.Evict(ref)
-	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil || r.APIKey != v2 || r.Version != 2 || r.Fingerprint == "" {
+	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil || r.APIKey() != v2 || r.Version != 2 || r.Fingerprint == "" {
 		t.Fatalf("the key after the move: %v %v", r, err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: ref, APIKey: newKey(t, "openai"), ExpectedVersion: 2}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: ref, Credential: providers.APIKey(newKey(t, "openai")), ExpectedVersion: 2}); err != nil {
 		t.Fatalf("a rotation after the move: %v", err)
 	}
 	if rep, err := e.b.MigrateLayout(ctx, alice); err != nil || len(rep.Moved)+len(rep.Skipped) != 0 {

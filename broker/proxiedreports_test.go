@@ -66,7 +66,7 @@ func TestARefusalTheProxySawCoolsTheKeyForItsCallerAlone(t *testing.T) {
 		t.Fatalf("%d checks with the provider, want 1", n)
 	}
 	for _, caller := range []string{other, caller, ""} {
-		if r := resolve(caller); r.KeyID != "main" || r.APIKey != main {
+		if r := resolve(caller); r.KeyID != "main" || r.APIKey() != main {
 			t.Fatalf("caller %q after another's refused call: %v, want main", caller, r)
 		}
 	}
@@ -142,7 +142,7 @@ func TestARefusalTheProxySawOfASharedKeyCoolsItForItsCallerAlone(t *testing.T) {
 	if r, err := g.e.b.Resolve(ctx, broker.ResolveRequest{Workspace: g.tenantA, Provider: "openai", Caller: sandbox}); err != nil || r.Scope != broker.ScopeHosted {
 		t.Fatalf("the refused caller: %v %v, want the next of the chain", r, err)
 	}
-	if r := g.resolve(t, g.tenantA); r.Scope != broker.ScopeOrganization || r.APIKey != g.orgKey {
+	if r := g.resolve(t, g.tenantA); r.Scope != broker.ScopeOrganization || r.APIKey() != g.orgKey {
 		t.Fatalf("another caller of the same workspace: %v, want the organization's key", r)
 	}
 	if err := g.e.b.WaitVerifications(ctx); err != nil {

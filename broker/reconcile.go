@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keybroker/keybroker/ids"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -174,11 +175,11 @@ func (b *Broker) reconcileKey(ctx context.Context, ref KeyRef, rec KeyRecord, ha
 			rep.Unrepaired = append(rep.Unrepaired, ref.String()+": "+reason)
 			return nil
 		}
-		s, err := b.reader.Get(ctx, ref.VaultPath())
+		cred, version, err := b.readCredential(ctx, ref.Provider, ref.VaultPath(), 0)
 		if errors.Is(err, vault.ErrNoValueField) {
 			// Written around keybroker under another field name: nothing to
 			// serve, and nothing keybroker may guess. An operator fixes it.
-			rep.Unrepaired = append(rep.Unrepaired, ref.String()+": "+reason+", but it has no field "+vault.ValueField+" ("+vault.FieldNames(err)+"); "+
+			rep.Unrepaired = append(rep.Unrepaired, ref.String()+": "+reason+", but it has no field "+missingField(err)+" ("+vault.FieldNames(err)+"); "+
 				"resolve answers no_key until it is rewritten with that field")
 			return nil
 		}
@@ -186,8 +187,12 @@ func (b *Broker) reconcileKey(ctx context.Context, ref KeyRef, rec KeyRecord, ha
 			return fmt.Errorf("reconcile %s: %w", ref, fromVault(err))
 		}
 		change := b.repairChange(ref, actionOf(OpSet, rec.Version), "adopted a change made in Vault directly: "+reason)
-		change.masked, change.fp = MaskKey(s.Value), Fingerprint(b.pepper, s.Value)
-		if err := change.completeWrite(ctx, s.Version); err != nil {
+		p, err := b.checkProvider(ref.Provider)
+		if err != nil {
+			return err
+		}
+		change.masked, change.fp = p.Credential.Preview(cred), providers.Fingerprint(b.pepper, cred)
+		if err := change.completeWrite(ctx, version); err != nil {
 			return err
 		}
 		rep.Repaired++

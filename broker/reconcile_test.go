@@ -8,6 +8,7 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/providers"
 )
 
 func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
@@ -19,17 +20,17 @@ func TestReconcileRepairsHalfDoneWrites(t *testing.T) {
 	// with the new key's preview, Vault has version 1.
 	written := newKey(t, "openai")
 	ch := broker.Change{ID: "00000000-0000-4000-8000-000000000001", Op: broker.OpSet, By: "alice",
-		MaskedKey: broker.MaskKey(written), Fingerprint: broker.Fingerprint(e.cfg.Pepper, written)}
+		MaskedKey: providers.MaskKey(written), Fingerprint: providers.Fingerprint(e.cfg.Pepper, providers.APIKey(written))}
 	if _, err := e.store.BeginChange(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), ch); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID).VaultPath(), written, 0); err != nil {
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID).VaultPath(), map[string]string{"api_key": written}, 0); err != nil {
 		t.Fatal(err)
 	}
 	// A writer that died before reaching Vault.
 	lost := newKey(t, "anthropic")
 	ch2 := broker.Change{ID: "00000000-0000-4000-8000-000000000002", Op: broker.OpSet, By: "bob",
-		MaskedKey: broker.MaskKey(lost), Fingerprint: broker.Fingerprint(e.cfg.Pepper, lost)}
+		MaskedKey: providers.MaskKey(lost), Fingerprint: providers.Fingerprint(e.cfg.Pepper, providers.APIKey(lost))}
 	if _, err := e.store.BeginChange(ctx, broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), ch2); err != nil {
 		t.Fatal(err)
 	}
@@ -55,20 +56,20 @@ func TestReconcileRepairsDriftMadeInVaultDirectly(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	k1, k2, orphan := newKey(t, "openai"), newKey(t, "openai"), newKey(t, "exa")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: k1}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), APIKey: newKey(t, "anthropic")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "anthropic"))}); err != nil {
 		t.Fatal(err)
 	}
 	// Behind keybroker's back: a rotation, a delete, a key with no row.
-	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID).VaultPath(), k2, 1); err != nil {
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID).VaultPath(), map[string]string{"api_key": k2}, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.rootKV.DeleteVersion(ctx, broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID).VaultPath(), 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "exa", broker.DefaultKeyID).VaultPath(), orphan, 0); err != nil {
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "exa", broker.DefaultKeyID).VaultPath(), map[string]string{"api_key": orphan}, 0); err != nil {
 		t.Fatal(err)
 	}
 
@@ -121,7 +122,7 @@ func TestKeyUnderAnotherFieldNameIsReported(t *testing.T) {
 	}
 	// A pool member overwritten in Vault under another field name.
 	member := broker.WorkspaceKey(ws, "openai", "member")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: member, APIKey: newKey(t, "openai")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: member, Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.root.KVv2(e.mount).Put(ctx, member.VaultPath(), map[string]any{"key": value}, vaultapi.WithCheckAndSet(1)); err != nil {

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -28,15 +29,15 @@ const (
 	SourceHosted Source = "hosted"
 )
 
-// Resolution is the key to use for a call. IsBYOK is what the platform
-// checks to skip billing: true exactly when the customer brought the key
-// (a workspace's or its organization's). String and LogValue never show
-// the key.
+// Resolution is the credential to use for a call. IsBYOK is what the
+// platform checks to skip billing: true exactly when the customer brought
+// the key (a workspace's or its organization's). String, LogValue and
+// MarshalJSON never show the credential's secrets (providers.Credential).
 type Resolution struct {
-	APIKey  string
-	Source  Source
-	IsBYOK  bool
-	Version int
+	Credential providers.Credential
+	Source     Source
+	IsBYOK     bool
+	Version    int
 	// Scope is where the key lives (workspace, organization, hosted),
 	// KeyID which key of the scope's pool served.
 	Scope ScopeKind
@@ -79,15 +80,18 @@ func (e *NoKeyError) Error() string {
 // Is makes errors.Is(err, ErrNoKey) hold.
 func (e *NoKeyError) Is(target error) bool { return target == ErrNoKey }
 
+// APIKey is the key of an api_key credential ("" for other kinds).
+func (r Resolution) APIKey() string { return r.Credential.APIKey() }
+
 func (r Resolution) String() string {
-	return fmt.Sprintf("broker.Resolution{Source:%s Scope:%s KeyID:%s Version:%d APIKey:<redacted>}", r.Source, r.Scope, r.KeyID, r.Version)
+	return fmt.Sprintf("broker.Resolution{Source:%s Scope:%s KeyID:%s Version:%d Credential:%s}", r.Source, r.Scope, r.KeyID, r.Version, r.Credential)
 }
 func (r Resolution) GoString() string { return r.String() }
 
 // LogValue implements slog.LogValuer.
 func (r Resolution) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("source", string(r.Source)), slog.String("scope", string(r.Scope)),
-		slog.String("key_id", r.KeyID), slog.Int("version", r.Version))
+		slog.String("key_id", r.KeyID), slog.Int("version", r.Version), slog.String("kind", r.Credential.Kind()))
 }
 
 // ResolveRequest asks for the key of a call.
@@ -170,7 +174,7 @@ func (b *Broker) answer(workspace string, e *cacheEntry, m *member, fallbackReas
 	if m.ref.Scope == ScopeHosted {
 		source = SourceHosted
 	}
-	return Resolution{APIKey: e.key, Source: source, IsBYOK: source == SourceBYOK, Version: e.version, Scope: m.ref.Scope,
+	return Resolution{Credential: e.cred, Source: source, IsBYOK: source == SourceBYOK, Version: e.version, Scope: m.ref.Scope,
 		KeyID: m.ref.KeyID, Fingerprint: m.fingerprintOf(e.version), FallbackReason: fallbackReason,
 		ResolutionID: b.resolutionIDs.make(workspace, &m.ref, e.version, caller, b.now())}
 }
@@ -181,7 +185,7 @@ func (b *Broker) answer(workspace string, e *cacheEntry, m *member, fallbackReas
 // unreachable.
 type cacheEntry struct {
 	found      bool
-	key        string
+	cred       providers.Credential
 	version    int
 	fetchedAt  time.Time
 	freshUntil time.Time
@@ -274,16 +278,16 @@ func (b *Broker) lookup(ctx context.Context, m *member) (*cacheEntry, error) {
 func (b *Broker) fetch(ctx context.Context, key CacheKey, ref KeyRef) (*cacheEntry, error) {
 	gen := b.fetches.begin(key)
 	defer b.fetches.end(key)
-	s, err := b.reader.Get(ctx, string(key))
+	cred, version, err := b.readCredential(ctx, ref.Provider, string(key), 0)
 	if legacy := ref.LegacyVaultPath(); legacy != "" && b.poolStore != nil && errors.Is(err, vault.ErrNotFound) && !errors.Is(err, vault.ErrNoValueField) {
 		// A pool's key that keybroker v1 kept, not yet moved by `keybroker
 		// vault migrate-layout`.
-		s, err = b.reader.Get(ctx, legacy)
+		cred, version, err = b.readCredential(ctx, ref.Provider, legacy, 0)
 	}
 	now := b.now()
 	switch {
 	case err == nil:
-		e := &cacheEntry{found: true, key: s.Value, version: s.Version, fetchedAt: now, freshUntil: now.Add(b.ttl),
+		e := &cacheEntry{found: true, cred: cred, version: version, fetchedAt: now, freshUntil: now.Add(b.ttl),
 			refreshAt: now.Add(b.ttl*6/10 + jitter(b.ttl/4))}
 		if b.usageStore != nil {
 			e.usage = b.usage.counter(ref)
@@ -302,7 +306,7 @@ func (b *Broker) fetch(ctx context.Context, key CacheKey, ref KeyRef) (*cacheEnt
 			// Logged at each read (at most once per NegativeCacheTTL per
 			// key): a silent no_key would hide a key written around
 			// keybroker under another field name.
-			b.log.Warn("a secret in Vault has no "+vault.ValueField+" field; resolve answers no_key for it",
+			b.log.Warn("a secret in Vault has no "+missingField(err)+" field; resolve answers no_key for it",
 				"key", ref.String(), "fields", vault.FieldNames(err))
 		}
 		// "No key" is never served stale: it lives NegativeCacheTTL, in

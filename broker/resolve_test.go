@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -22,29 +23,29 @@ func TestRotationIsSeenAtOnceHereAndWithinTTLElsewhere(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	first, second := newKey(t, "anthropic"), newKey(t, "anthropic")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), APIKey: first}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(first)}); err != nil {
 		t.Fatal(err)
 	}
 	// Another replica, not listening: it knows the pool from its start.
 	other := e.another(t, func(c *broker.Config) { c.CacheTTL = 2 * time.Second })
-	if r, err := other.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); err != nil || r.APIKey != first {
+	if r, err := other.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); err != nil || r.APIKey() != first {
 		t.Fatalf("other replica before rotation: %v %v", r, err)
 	}
-	res, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), APIKey: second, ExpectedVersion: 1})
+	res, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(second), ExpectedVersion: 1})
 	if err != nil || res.Created || res.Meta.Version != 2 {
 		t.Fatalf("rotate: %+v %v", res, err)
 	}
-	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); err != nil || r.APIKey != second || r.Version != 2 {
+	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); err != nil || r.APIKey() != second || r.Version != 2 {
 		t.Fatalf("same replica right after rotation: %v %v", r, err)
 	}
 	// The other replica still serves its cached copy (push invalidation
 	// comes with LISTEN/NOTIFY), then the new key once its TTL is over.
-	if r, _ := other.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); r.APIKey != first {
+	if r, _ := other.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); r.APIKey() != first {
 		t.Fatal("other replica dropped its cache entry before the TTL")
 	}
 	waitFor(t, 5*time.Second, "other replica sees the rotated key", func() bool {
 		r, err := other.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"})
-		return err == nil && r.APIKey == second
+		return err == nil && r.APIKey() == second
 	})
 }
 
@@ -53,7 +54,7 @@ func TestColdHerdMakesOneVaultRead(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	key := newKey(t, "google")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "google", broker.DefaultKeyID), APIKey: key}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "google", broker.DefaultKeyID), Credential: providers.APIKey(key)}); err != nil {
 		t.Fatal(err)
 	}
 	// A fresh replica: nothing cached.
@@ -66,7 +67,7 @@ func TestColdHerdMakesOneVaultRead(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			r, err := cold.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "google"})
-			if err != nil || r.APIKey != key {
+			if err != nil || r.APIKey() != key {
 				failures.Store(i, fmt.Sprint(err))
 			}
 		})
@@ -93,7 +94,7 @@ func TestNegativeAnswerIsCachedBriefly(t *testing.T) {
 	}
 	before := e.reads.Reads()
 	for range 20 {
-		if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "mistral"}); err != nil || r.APIKey != hosted {
+		if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "mistral"}); err != nil || r.APIKey() != hosted {
 			t.Fatalf("%v %v", r, err)
 		}
 	}
@@ -103,12 +104,12 @@ func TestNegativeAnswerIsCachedBriefly(t *testing.T) {
 	// A BYOK key written behind keybroker's back shows once the negative
 	// entry expires.
 	own := newKey(t, "mistral")
-	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "mistral", broker.DefaultKeyID).VaultPath(), own, 0); err != nil {
+	if _, err := e.rootKV.Put(ctx, broker.WorkspaceKey(ws, "mistral", broker.DefaultKeyID).VaultPath(), map[string]string{"api_key": own}, 0); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 3*time.Second, "BYOK key written out of band is resolved", func() bool {
 		r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "mistral"})
-		return err == nil && r.APIKey == own && r.IsBYOK
+		return err == nil && r.APIKey() == own && r.IsBYOK
 	})
 }
 
@@ -122,7 +123,7 @@ func TestRefusalIsNeverServedStale(t *testing.T) {
 		c.StaleIfError = time.Hour
 	})
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil {
@@ -155,7 +156,7 @@ func TestHotKeysAreRefreshedInTheBackground(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, onTestClock(clock, ttl, func(r broker.KeyReader) broker.KeyReader { reader.KeyReader = r; return reader }))
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); err != nil {
+	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatal(err)
 	}
 	resolve := func() broker.Resolution {
@@ -248,7 +249,7 @@ func TestBackgroundRefreshesAreBounded(t *testing.T) {
 	e := newEnv(t, onTestClock(clock, ttl, func(r broker.KeyReader) broker.KeyReader { reader.KeyReader = r; return reader }))
 	ctx := context.WithValue(context.Background(), backgroundMarker{}, true)
 	for i := range keys {
-		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(fmt.Sprintf("%s-%d", e.workspc, i), "openai", broker.DefaultKeyID), APIKey: newKey(t, "openai")}); err != nil {
+		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(fmt.Sprintf("%s-%d", e.workspc, i), "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -324,7 +325,7 @@ func TestKeyWrittenAroundKeybrokerIsNotServedUntilAdopted(t *testing.T) {
 	e.setHosted(t, "mistral", newKey(t, "mistral"))
 	own := newKey(t, "mistral")
 	ref := broker.WorkspaceKey(ws, "mistral", "out-of-band")
-	if _, err := e.rootKV.Put(ctx, ref.VaultPath(), own, 0); err != nil {
+	if _, err := e.rootKV.Put(ctx, ref.VaultPath(), map[string]string{"api_key": own}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "mistral"}); err != nil || r.IsBYOK {
@@ -336,7 +337,7 @@ func TestKeyWrittenAroundKeybrokerIsNotServedUntilAdopted(t *testing.T) {
 	if rep, err := e.b.Reconcile(ctx, 0); err != nil || rep.Repaired != 1 {
 		t.Fatalf("reconcile: %+v %v", rep, err)
 	}
-	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "mistral"}); err != nil || r.APIKey != own || r.KeyID != "out-of-band" {
+	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "mistral"}); err != nil || r.APIKey() != own || r.KeyID != "out-of-band" {
 		t.Fatalf("after adoption: %v %v", r, err)
 	}
 }

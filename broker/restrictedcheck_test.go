@@ -5,17 +5,18 @@ import (
 	"testing"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // fixedChecker answers every check with one status, as a provider would.
 type fixedChecker struct{ status int }
 
-func (c fixedChecker) Check(context.Context, *broker.Provider, string) broker.CheckResult {
-	v := broker.VerdictRefused
+func (c fixedChecker) Check(context.Context, *providers.Provider, providers.Credential) providers.CheckResult {
+	v := providers.VerdictRefused
 	if c.status < 300 {
-		v = broker.VerdictAccepted
+		v = providers.VerdictAccepted
 	}
-	return broker.CheckResult{Verdict: v, Status: c.status, Detail: "stand-in"}
+	return providers.CheckResult{Verdict: v, Status: c.status, Detail: "stand-in"}
 }
 
 // A refusal the proxy saw is confirmed only by the provider refusing the

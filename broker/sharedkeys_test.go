@@ -11,6 +11,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // sharedGround is a platform with an organization key and a hosted key
@@ -125,10 +126,10 @@ func TestOneTenantsReportsLeaveSharedKeysServingTheOthers(t *testing.T) {
 		}
 	}
 	for range 5 {
-		if r := g.resolve(t, g.tenantB); r.Scope != broker.ScopeOrganization || r.APIKey != g.orgKey {
+		if r := g.resolve(t, g.tenantB); r.Scope != broker.ScopeOrganization || r.APIKey() != g.orgKey {
 			t.Fatalf("tenant B after tenant A's reports: %v", r)
 		}
-		if r := g.resolve(t, g.solo); r.Scope != broker.ScopeHosted || r.APIKey != g.hostedKey {
+		if r := g.resolve(t, g.solo); r.Scope != broker.ScopeHosted || r.APIKey() != g.hostedKey {
 			t.Fatalf("a workspace of no organization after tenant A's reports: %v", r)
 		}
 	}
@@ -314,7 +315,7 @@ func TestAResolverReplicaProbesFailingKeys(t *testing.T) {
 	if tested, passed, err := resolver.ProbeFailing(ctx, 2); err != nil || tested != 1 || passed != 1 {
 		t.Fatalf("a probe once the provider accepts: tested %d, passed %d, %v", tested, passed, err)
 	}
-	if r := resolveAs(t, resolver, e.workspc); r.APIKey != key {
+	if r := resolveAs(t, resolver, e.workspc); r.APIKey() != key {
 		t.Fatalf("after the probe: %v", r)
 	}
 	evs, err := e.store.ListAudit(ctx, broker.WorkspaceScope(e.workspc), 0, 50)
@@ -325,7 +326,7 @@ func TestAResolverReplicaProbesFailingKeys(t *testing.T) {
 	for _, ev := range evs {
 		if ev.Actor == "prober" {
 			probes++
-			if ev.Outcome != broker.VerdictAccepted {
+			if ev.Outcome != providers.VerdictAccepted {
 				t.Fatalf("a probe that changed nothing was audited: %+v", ev)
 			}
 		}

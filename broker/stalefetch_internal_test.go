@@ -49,7 +49,7 @@ func (g *gateReader) Get(ctx context.Context, path string) (vault.Secret, error)
 	if value == "" {
 		return vault.Secret{}, vault.ErrNotFound
 	}
-	return vault.Secret{Value: value, Version: version}, nil
+	return vault.Secret{Data: map[string]string{"api_key": value}, Version: version}, nil
 }
 
 func (g *gateReader) GetVersion(ctx context.Context, path string, version int) (vault.Secret, error) {
@@ -86,7 +86,7 @@ func TestAReadInFlightDuringAChangeIsNotCached(t *testing.T) {
 				ch := make(chan answer, 1)
 				go func() {
 					r, err := b.Resolve(ctx, req)
-					ch <- answer{r.APIKey, err}
+					ch <- answer{r.APIKey(), err}
 				}()
 				return ch
 			}
@@ -104,7 +104,7 @@ func TestAReadInFlightDuringAChangeIsNotCached(t *testing.T) {
 				t.Fatalf("a resolve after the change got the key from before it (err %v)", a.err)
 			}
 			r, err := b.Resolve(ctx, req)
-			if err != nil || r.APIKey != tc.new {
+			if err != nil || r.APIKey() != tc.new {
 				t.Fatalf("the cache holds what the stale read returned (err %v)", err)
 			}
 			if n := reader.reads.Load(); n != 2 {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -143,19 +144,19 @@ func (b *Broker) verifyReported(ctx context.Context, res Resolved, req ReportReq
 // statusForbidden is HTTP 403 (the broker speaks no HTTP).
 const statusForbidden = 403
 
-func (b *Broker) verify1(ctx context.Context, p *Provider, res Resolved, req ReportRequest) error {
+func (b *Broker) verify1(ctx context.Context, p *providers.Provider, res Resolved, req ReportRequest) error {
 	ref := res.Ref
-	s, err := b.reader.Get(ctx, ref.VaultPath())
+	cred, version, err := b.readCredential(ctx, ref.Provider, ref.VaultPath(), 0)
 	if errors.Is(err, vault.ErrNotFound) {
 		return nil // deleted meanwhile
 	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", ref, fromVault(err))
 	}
-	if s.Version != res.Version {
+	if version != res.Version {
 		return nil
 	}
-	r := b.check(ctx, p, s.Value)
+	r := b.check(ctx, p, cred)
 	detail := fmt.Sprintf("checked after token:%s reported %s for workspace %s: %s %s", req.Caller, req.Outcome, res.Workspace, p.DisplayName, r.Detail)
 	reported := req.Outcome + " reported"
 	if req.Proxied {
@@ -163,12 +164,12 @@ func (b *Broker) verify1(ctx context.Context, p *Provider, res Resolved, req Rep
 		reported = req.Outcome + " seen by the proxy"
 	}
 	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
-		Actor: ActorVerifier, RequestID: req.RequestID, Outcome: r.Verdict, Version: &s.Version, Detail: detail}
+		Actor: ActorVerifier, RequestID: req.RequestID, Outcome: r.Verdict, Version: &version, Detail: detail}
 	// A 403 to keybroker's own check says the key may not call the check's
 	// endpoint (a restricted key: OpenAI's lack the models permission), not
 	// that the key is dead: on a word keybroker does not take, that is no
 	// confirmation, and the key stays for everyone else.
-	if r.Verdict == VerdictRefused && r.Status != statusForbidden {
+	if r.Verdict == providers.VerdictRefused && r.Status != statusForbidden {
 		change := HealthChange{Kind: HealthFail, Reason: reported + ", and the provider refused the key when keybroker checked it: " + r.Detail}
 		out, err := b.applyHealth(ctx, ref, change, ev)
 		if err != nil {

@@ -11,6 +11,22 @@ type Provider struct {
 	ID          string `json:"id"`
 	DisplayName string `json:"displayName"`
 	FormatHint  string `json:"formatHint"`
+	// Kind is the provider's credential kind ("api_key"); Fields its
+	// fields, from which a form is built.
+	Kind   string            `json:"kind"`
+	Fields []CredentialField `json:"fields"`
+}
+
+// CredentialField is one field of a provider's credential kind.
+type CredentialField struct {
+	// Name is the field's name in "credential" ("apiKey").
+	Name string `json:"name"`
+	// Secret fields are never shown again after a write (only a masked
+	// preview); Required ones must be given.
+	Secret   bool `json:"secret"`
+	Required bool `json:"required"`
+	// Hint says what a value looks like.
+	Hint string `json:"hint"`
 }
 
 // ProviderList answers GET /v1/providers.
@@ -76,21 +92,26 @@ type KeyList struct {
 }
 
 // SetKeyRequest is the body of PUT /v1/workspaces/{ws}/keys/{provider}
-// and PUT /v1/{scope}/providers/{p}/keys/{keyId}.
+// and PUT /v1/{scope}/providers/{p}/keys/{keyId}: the key (APIKey, for
+// providers of kind api_key) or the credential's fields by name
+// (Credential, {"apiKey": "..."} for api_key kinds), not both.
 type SetKeyRequest struct {
-	APIKey string `json:"apiKey"`
+	APIKey     string            `json:"apiKey,omitempty"`
+	Credential map[string]string `json:"credential,omitempty"`
 }
 
 // AddKeyRequest is the body of POST /v1/{scope}/providers/{p}/keys: a new
 // key of the pool. KeyID is generated when absent; Priority defaults to
 // 100, State to "active", Models to none (every model).
+// APIKey or Credential carries the key, as in SetKeyRequest.
 type AddKeyRequest struct {
-	APIKey   string   `json:"apiKey"`
-	KeyID    string   `json:"keyId,omitempty"`
-	Name     string   `json:"name,omitempty"`
-	Priority *int     `json:"priority,omitempty"`
-	State    string   `json:"state,omitempty"`
-	Models   []string `json:"models,omitempty"`
+	APIKey     string            `json:"apiKey,omitempty"`
+	Credential map[string]string `json:"credential,omitempty"`
+	KeyID      string            `json:"keyId,omitempty"`
+	Name       string            `json:"name,omitempty"`
+	Priority   *int              `json:"priority,omitempty"`
+	State      string            `json:"state,omitempty"`
+	Models     []string          `json:"models,omitempty"`
 }
 
 // UpdateKeyRequest is the body of PATCH /v1/{scope}/providers/{p}/keys/{keyId}:
@@ -198,7 +219,9 @@ type ResolveRequest struct {
 // the customer's own, the workspace's or its organization's (the platform
 // does not bill the call).
 type ResolveResponse struct {
-	APIKey  string `json:"apiKey"`
+	APIKey string `json:"apiKey"`
+	// Kind is the credential's kind ("api_key": APIKey is the key).
+	Kind    string `json:"kind,omitempty"`
 	Source  string `json:"source"`
 	IsBYOK  bool   `json:"isBYOK"`
 	Version int    `json:"version"`

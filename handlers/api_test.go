@@ -15,6 +15,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -36,7 +37,7 @@ func exaKey(t *testing.T) string {
 func TestHappyPathOfEveryRoute(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	hosted := openaiKey(t)
-	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), APIKey: hosted}); err != nil {
+	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(hosted)}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -45,6 +46,12 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 	r.decode(t, &providers)
 	if r.status != 200 || len(providers.Providers) < 5 || providers.Providers[0].ID != "anthropic" || providers.Providers[0].DisplayName == "" {
 		t.Fatalf("providers: %d %s", r.status, r.body)
+	}
+	for _, p := range providers.Providers {
+		if want := []client.CredentialField{{Name: "apiKey", Secret: true, Required: true, Hint: p.FormatHint}}; p.Kind != "api_key" || p.FormatHint == "" ||
+			!reflect.DeepEqual(p.Fields, want) {
+			t.Fatalf("provider %s: kind %q, fields %+v", p.ID, p.Kind, p.Fields)
+		}
 	}
 
 	r = a.call("admin", "GET", "/v1/whoami", nil)
@@ -84,7 +91,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 	if r.status != 200 || r.header.Get("ETag") != `"2"` || meta.Version != 2 || strings.Contains(string(r.body), k2) {
 		t.Fatalf("get: %d %s", r.status, r.body)
 	}
-	if _, err := a.kv.Put(context.Background(), broker.WorkspaceKey("ws1", "anthropic", broker.DefaultKeyID).VaultPath(), anthropicKey(t), 0); err != nil {
+	if _, err := a.kv.Put(context.Background(), broker.WorkspaceKey("ws1", "anthropic", broker.DefaultKeyID).VaultPath(), map[string]string{"api_key": anthropicKey(t)}, 0); err != nil {
 		t.Fatal(err)
 	}
 	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/exa", client.SetKeyRequest{APIKey: exaKey(t)})
@@ -98,8 +105,11 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 	r = a.call("resolver", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "openai"})
 	var res client.ResolveResponse
 	r.decode(t, &res)
-	if r.status != 200 || res.APIKey != k2 || res.Source != "byok" || !res.IsBYOK || res.Version != 2 || r.header.Get("Cache-Control") != "no-store" {
+	if r.status != 200 || res.APIKey != k2 || res.Kind != "api_key" || res.Source != "byok" || !res.IsBYOK || res.Version != 2 || r.header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("resolve: %d %v %v", r.status, r.header, res)
+	}
+	if n := strings.Count(string(r.body), k2); n != 1 {
+		t.Fatalf("the resolve answer holds the key %d times", n)
 	}
 
 	r = a.call("admin", "GET", "/v1/workspaces/ws1/keys/openai/versions", nil)
@@ -447,6 +457,13 @@ func TestBadInputGetsTheDocumentedErrorAndChangesNothing(t *testing.T) {
 		{"rollback to the current version", "POST", "/v1/workspaces/ws1/keys/openai/rollback", `{"version":1}`, nil, 400, "invalid_request"},
 		{"rollback to a missing version", "POST", "/v1/workspaces/ws1/keys/openai/rollback", `{"version":9}`, nil, 404, "not_found"},
 		{"rollback with a string", "POST", "/v1/workspaces/ws1/keys/openai/rollback", `{"version":"1"}`, nil, 400, "malformed_json"},
+		{"key and credential both", "PUT", "/v1/workspaces/ws1/keys/openai", `{"apiKey":"` + key + `","credential":{"apiKey":"` + key + `"}}`, nil, 400, "invalid_request"},
+		{"neither key nor credential", "PUT", "/v1/workspaces/ws1/keys/openai", `{}`, nil, 400, "invalid_request"},
+		{"neither key nor credential on add", "POST", "/v1/workspaces/ws1/providers/openai/keys", `{"keyId":"k9"}`, nil, 400, "invalid_request"},
+		{"credential with an unknown field", "PUT", "/v1/workspaces/ws1/keys/openai", `{"credential":{"apiKey":"` + key + `","region":"eu"}}`, nil, 422, "key_rejected"},
+		{"credential without its field", "PUT", "/v1/workspaces/ws1/keys/openai", `{"credential":{}}`, nil, 422, "key_rejected"},
+		{"credential field not a string", "PUT", "/v1/workspaces/ws1/keys/openai", `{"credential":{"apiKey":42}}`, nil, 400, "malformed_json"},
+		{"credential breaking the format", "POST", "/v1/workspaces/ws1/providers/openai/keys", `{"credential":{"apiKey":"sk-ant-` + key[3:] + `"}}`, nil, 422, "key_rejected"},
 		{"audit limit 0", "GET", "/v1/workspaces/ws1/audit?limit=0", nil, nil, 400, "invalid_request"},
 		{"audit bad cursor", "GET", "/v1/workspaces/ws1/audit?cursor=x", nil, nil, 400, "invalid_request"},
 	}
@@ -545,4 +562,38 @@ func keys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// A write takes the key as {"credential": {"apiKey": ...}} as well as
+// {"apiKey": ...}, and the answers are the same.
+func TestWritesTakeTheKeyAsACredential(t *testing.T) {
+	a := newAPI(t, handlers.ModeAll)
+	k1 := openaiKey(t)
+	r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{Credential: map[string]string{"apiKey": k1}})
+	var meta client.KeyMetadata
+	r.decode(t, &meta)
+	if r.status != http.StatusCreated || meta.Version != 1 || meta.MaskedKey != k1[:6]+"..."+k1[len(k1)-4:] || strings.Contains(string(r.body), k1) {
+		t.Fatalf("put a credential: %d %s", r.status, r.body)
+	}
+	ak := anthropicKey(t)
+	r = a.call("admin", "POST", "/v1/workspaces/ws1/providers/anthropic/keys", `{"keyId":"c1","credential":{"apiKey":"`+ak+`"}}`)
+	r.decode(t, &meta)
+	if r.status != http.StatusCreated || meta.KeyID != "c1" || meta.Version != 1 || strings.Contains(string(r.body), ak) {
+		t.Fatalf("add a credential: %d %s", r.status, r.body)
+	}
+	for provider, want := range map[string]string{"openai": k1, "anthropic": ak} {
+		r = a.call("resolver", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: provider})
+		var res client.ResolveResponse
+		r.decode(t, &res)
+		if r.status != 200 || res.APIKey != want || res.Kind != "api_key" {
+			t.Fatalf("resolve %s: %d %v", provider, r.status, res)
+		}
+	}
+	// The Go client's body with an empty apiKey beside the credential is
+	// the credential.
+	k2 := openaiKey(t)
+	r = a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", `{"apiKey":"","credential":{"apiKey":"`+k2+`"}}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("rotate with a credential: %d %s", r.status, r.body)
+	}
 }

@@ -104,11 +104,11 @@ func TestResolveRequestsTakeTheFastDecode(t *testing.T) {
 // FuzzTheResolveAnswerEncodesAsEncodingJSON holds the hand-written encoder
 // to encoding/json's bytes, for any strings and numbers.
 func FuzzTheResolveAnswerEncodesAsEncodingJSON(f *testing.F) {
-	f.Add("sk-proj-abc", "byok", true, 3, "workspace", "default", "fp", "res_1", "", 30)
-	f.Add("a\"b\\c<d>&e\u2028\u2029\x00\x1f\x7f\xff\xfe", "hosted", false, -1, "o", "k\n\t\r\b\f", "", "", "no_workspace_key", 0)
-	f.Add("é😀\xed\xa0\x80", "", false, 0, "", "", "", "", "", -5)
-	f.Fuzz(func(t *testing.T, key, source string, byok bool, version int, scope, keyID, fp, resID, reason string, ttl int) {
-		r := client.ResolveResponse{APIKey: key, Source: source, IsBYOK: byok, Version: version, Scope: scope, KeyID: keyID,
+	f.Add("sk-proj-abc", "api_key", "byok", true, 3, "workspace", "default", "fp", "res_1", "", 30)
+	f.Add("a\"b\\c<d>&e\u2028\u2029\x00\x1f\x7f\xff\xfe", "k<i>nd", "hosted", false, -1, "o", "k\n\t\r\b\f", "", "", "no_workspace_key", 0)
+	f.Add("é😀\xed\xa0\x80", "", "", false, 0, "", "", "", "", "", -5)
+	f.Fuzz(func(t *testing.T, key, kind, source string, byok bool, version int, scope, keyID, fp, resID, reason string, ttl int) {
+		r := client.ResolveResponse{APIKey: key, Kind: kind, Source: source, IsBYOK: byok, Version: version, Scope: scope, KeyID: keyID,
 			Fingerprint: fp, ResolutionID: resID, FallbackReason: reason, TTLSeconds: ttl}
 		var want bytes.Buffer
 		if err := json.NewEncoder(&want).Encode(r); err != nil {

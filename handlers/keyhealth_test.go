@@ -11,7 +11,7 @@ import (
 
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/providercheck"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // openAIStandIn accepts the keys in accepted on GET /v1/models
@@ -109,7 +109,7 @@ func TestReportRouteCoolsAKeyDownAndRefusesWhatItShould(t *testing.T) {
 
 func TestTestRouteAndVerifiedWrites(t *testing.T) {
 	srv, accept := openAIStandIn(t)
-	checker, err := providercheck.New(providercheck.Config{BaseURLs: map[string]string{"openai": srv.URL}})
+	checker, err := providers.NewChecker(providers.CheckerConfig{BaseURLs: map[string]string{"openai": srv.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
+	"github.com/keybroker/keybroker/providers"
 )
 
 func (s *server) actor(c *gin.Context) broker.Actor {
@@ -61,7 +62,12 @@ func (s *server) listProviders(c *gin.Context) {
 	all := s.keys.Providers().All()
 	out := client.ProviderList{Providers: make([]client.Provider, 0, len(all))}
 	for _, p := range all {
-		out.Providers = append(out.Providers, client.Provider{ID: p.ID, DisplayName: p.DisplayName, FormatHint: p.FormatHint})
+		fields := make([]client.CredentialField, len(p.Credential.Fields))
+		for i, f := range p.Credential.Fields {
+			fields[i] = client.CredentialField{Name: f.Name, Secret: f.Secret, Required: f.Required, Hint: f.Hint}
+		}
+		out.Providers = append(out.Providers, client.Provider{ID: p.ID, DisplayName: p.DisplayName, FormatHint: p.FormatHint(),
+			Kind: p.Credential.Kind, Fields: fields})
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -143,13 +149,21 @@ func (s *server) addKey(c *gin.Context) {
 		return
 	}
 	pool, verify := r.pool(), r.flag
-	var req client.AddKeyRequest
+	var req struct {
+		client.AddKeyRequest
+		APIKey *string `json:"apiKey"` // present or not (see keyCredential)
+	}
 	if derr := decodeJSON(c, &req); derr != nil {
 		renderError(c, s.log, derr)
 		return
 	}
+	cred, derr := s.keyCredential(pool.Provider, req.APIKey, req.Credential)
+	if derr != nil {
+		renderError(c, s.log, derr)
+		return
+	}
 	res, err := s.keys.AddKey(c.Request.Context(), broker.AddKeyRequest{Actor: s.actor(c), Pool: pool, KeyID: req.KeyID,
-		APIKey: req.APIKey, Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models, Verify: verify})
+		Credential: cred, Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models, Verify: verify})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -159,19 +173,49 @@ func (s *server) addKey(c *gin.Context) {
 	c.JSON(http.StatusCreated, keyMetadata(res.Meta))
 }
 
+// keyCredential is the credential a write carries: {"apiKey": "..."}
+// (api_key kinds, as ever) or {"credential": {"<field>": "...", ...}} of
+// the provider's kind. Both (with a non-empty apiKey) or neither is 400;
+// the broker checks the fields.
+func (s *server) keyCredential(provider string, apiKey *string, fields map[string]string) (providers.Credential, *Error) {
+	switch {
+	case fields != nil && apiKey != nil && *apiKey != "":
+		return providers.Credential{}, &Error{Status: http.StatusBadRequest, Code: "invalid_request",
+			Message: `send the key as "apiKey" or as "credential", not both`}
+	case fields != nil:
+		kind := providers.KindAPIKey
+		if p, ok := s.keys.Providers().Lookup(provider); ok {
+			kind = p.Credential.Kind
+		}
+		return providers.New(kind, fields), nil
+	case apiKey != nil:
+		return providers.APIKey(*apiKey), nil
+	}
+	return providers.Credential{}, &Error{Status: http.StatusBadRequest, Code: "invalid_request",
+		Message: `the body names no key: send "apiKey" (or "credential" with the provider's fields)`}
+}
+
 func (s *server) putKey(c *gin.Context) {
 	r, ok := s.open(c, opening{action: auth.ActionManageKeys, ifMatch: true, query: "verify"})
 	if !ok {
 		return
 	}
 	ref, expected, verify := r.key(), r.expected, r.flag
-	var req client.SetKeyRequest
+	var req struct {
+		client.SetKeyRequest
+		APIKey *string `json:"apiKey"` // present or not (see keyCredential)
+	}
 	if derr := decodeJSON(c, &req); derr != nil {
 		renderError(c, s.log, derr)
 		return
 	}
+	cred, derr := s.keyCredential(ref.Provider, req.APIKey, req.Credential)
+	if derr != nil {
+		renderError(c, s.log, derr)
+		return
+	}
 	res, err := s.keys.SetKey(c.Request.Context(), broker.SetKeyRequest{
-		Actor: s.actor(c), Ref: ref, APIKey: req.APIKey, ExpectedVersion: expected, Verify: verify})
+		Actor: s.actor(c), Ref: ref, Credential: cred, ExpectedVersion: expected, Verify: verify})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -447,7 +491,7 @@ func (s *server) resolve(c *gin.Context) {
 	// Encoded by hand into a pooled buffer and written once, with its
 	// length: this is the hot path.
 	buf := answerBuffers.Get().(*[]byte)
-	*buf = appendResolveAnswer((*buf)[:0], &client.ResolveResponse{APIKey: r.APIKey, Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
+	*buf = appendResolveAnswer((*buf)[:0], &client.ResolveResponse{APIKey: r.APIKey(), Kind: r.Credential.Kind(), Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
 		Scope: string(r.Scope), KeyID: r.KeyID, Fingerprint: r.Fingerprint, ResolutionID: r.ResolutionID, FallbackReason: r.FallbackReason,
 		TTLSeconds: s.ttlSeconds})
 	h := c.Writer.Header()

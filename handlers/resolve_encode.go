@@ -14,6 +14,10 @@ import (
 func appendResolveAnswer(b []byte, r *client.ResolveResponse) []byte {
 	b = append(b, `{"apiKey":`...)
 	b = appendJSONString(b, r.APIKey)
+	if r.Kind != "" {
+		b = append(b, `,"kind":`...)
+		b = appendJSONString(b, r.Kind)
+	}
 	b = append(b, `,"source":`...)
 	b = appendJSONString(b, r.Source)
 	b = append(b, `,"isBYOK":`...)

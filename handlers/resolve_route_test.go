@@ -21,6 +21,7 @@ import (
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/testpki"
 	"github.com/keybroker/keybroker/internal/runtime/telemetry"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // newResolveRouter is a router over the real Vault and PostgreSQL with one
@@ -42,13 +43,13 @@ func newResolveRouterWithKeys(tb testing.TB, opts handlers.Options, n int) (http
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := g.keys.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey("ws-bench", "openai", broker.DefaultKeyID), APIKey: resolveRouteKey}); err != nil {
+	if _, err := g.keys.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey("ws-bench", "openai", broker.DefaultKeyID), Credential: providers.APIKey(resolveRouteKey)}); err != nil {
 		tb.Fatal(err)
 	}
 	for i := 1; i < n; i++ {
 		key := resolveRouteKey[:len(resolveRouteKey)-2] + strconv.Itoa(10+i)
 		if _, err := g.keys.AddKey(ctx, broker.AddKeyRequest{Actor: broker.Actor{Subject: "bench"}, Pool: broker.WorkspaceScope("ws-bench").Pool("openai"),
-			KeyID: "k" + strconv.Itoa(i), APIKey: remember(key)}); err != nil {
+			KeyID: "k" + strconv.Itoa(i), Credential: providers.APIKey(remember(key))}); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -16,11 +16,12 @@ import (
 	"github.com/keybroker/keybroker/internal/runtime/proxy"
 	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
 	"github.com/keybroker/keybroker/internal/runtime/watch"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // KeyService is what the handlers need of the domain (package broker).
 type KeyService interface {
-	Providers() *broker.Registry
+	Providers() *providers.Registry
 	ListKeys(ctx context.Context, scope broker.Scope) ([]broker.KeyMeta, error)
 	ListPool(ctx context.Context, pool broker.PoolRef) ([]broker.KeyMeta, error)
 	GetKey(ctx context.Context, ref broker.KeyRef) (broker.KeyMeta, error)

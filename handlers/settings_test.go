@@ -9,12 +9,13 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/providers"
 )
 
 func TestSettingsRolesAndFailClosed(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	hosted := openaiKey(t)
-	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), APIKey: hosted}); err != nil {
+	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(hosted)}); err != nil {
 		t.Fatal(err)
 	}
 	var set client.Settings
@@ -87,7 +88,7 @@ func TestSettingsRolesAndFailClosed(t *testing.T) {
 
 func TestEffectiveSaysWhatServesEachProvider(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
-	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), APIKey: openaiKey(t)}); err != nil {
+	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(openaiKey(t))}); err != nil {
 		t.Fatal(err)
 	}
 	effective := func(as string) map[string]client.EffectiveSource {
@@ -111,7 +112,7 @@ func TestEffectiveSaysWhatServesEachProvider(t *testing.T) {
 		return *s.Scope
 	}
 	e := effective("reader")
-	if len(e) != len(broker.DefaultRegistry().All()) || scope(e["openai"]) != "hosted" || e["openai"].Reason != "no_workspace_key" ||
+	if len(e) != len(providers.DefaultRegistry().All()) || scope(e["openai"]) != "hosted" || e["openai"].Reason != "no_workspace_key" ||
 		scope(e["anthropic"]) != "none" || e["anthropic"].Reason != "no_hosted_key" {
 		t.Fatalf("no workspace keys: %+v", e)
 	}

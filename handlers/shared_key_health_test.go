@@ -17,9 +17,9 @@ import (
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/client/resolver"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/providercheck"
 	"github.com/keybroker/keybroker/internal/runtime/proxy"
 	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // sharedKeyProvider is OpenAI as far as keybroker can tell: the models
@@ -123,7 +123,7 @@ func (p *sharedKeyProvider) serve(w http.ResponseWriter, r *http.Request) {
 // to acme, ws-c to no organization. It returns the two keys.
 func newSharedKeyAPI(t *testing.T, provider *sharedKeyProvider) (a *api, orgKey, hostedKey string) {
 	t.Helper()
-	checker, err := providercheck.New(providercheck.Config{BaseURLs: map[string]string{"openai": provider.srv.URL}})
+	checker, err := providers.NewChecker(providers.CheckerConfig{BaseURLs: map[string]string{"openai": provider.srv.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}

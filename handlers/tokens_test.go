@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/providers"
 )
 
 func TestTokenRoutesAreTheOperatorsAndShowATokenOnce(t *testing.T) {
@@ -229,7 +229,7 @@ func TestActorsAreNamedByTheirTokensDescription(t *testing.T) {
 	}
 	// Each version says which value it was (masked): the roll back's is
 	// the first's.
-	if m := broker.MaskKey(first); versions.Versions[0].MaskedKey != m || versions.Versions[2].MaskedKey != m || versions.Versions[1].MaskedKey == m {
+	if m := providers.MaskKey(first); versions.Versions[0].MaskedKey != m || versions.Versions[2].MaskedKey != m || versions.Versions[1].MaskedKey == m {
 		t.Fatalf("masked values of the versions: %+v", versions.Versions)
 	}
 	var me client.WhoAmI

@@ -12,7 +12,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/providercheck"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -23,19 +23,19 @@ import (
 // version, delete with destroy, and no plaintext key left in the page.
 func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	provider, accept := openAIStandIn(t)
-	checker, err := providercheck.New(providercheck.Config{BaseURLs: map[string]string{"openai": provider.URL}})
+	checker, err := providers.NewChecker(providers.CheckerConfig{BaseURLs: map[string]string{"openai": provider.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := newAPIWith(t, handlers.ModeAll, checker)
 	ctx0 := context.Background()
 	hosted := openaiKey(t)
-	if _, err := a.ground.keys.SetKey(ctx0, broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), APIKey: hosted}); err != nil {
+	if _, err := a.ground.keys.SetKey(ctx0, broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(hosted)}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := browser(t)
 	k1, k2 := openaiKey(t), openaiKey(t)
-	masked := broker.MaskKey
+	masked := providers.MaskKey
 	row := `tr[data-provider="openai"]`
 	status := row + ` td[data-status="openai"]`
 	nth := func(n int) string { return `ul[data-pool="openai"] > li:nth-child(` + string(rune('0'+n)) + `)` }

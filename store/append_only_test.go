@@ -10,6 +10,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // The second review's attack with the sandbox-facing pods' database role:
@@ -63,7 +64,7 @@ func TestServingRolesCannotChooseIdsDatesOrUnboundedCooldowns(t *testing.T) {
 	}
 
 	if _, err := g.Broker.AddKey(ctx, broker.AddKeyRequest{Actor: broker.Actor{Subject: "t"}, Pool: broker.HostedScope().Pool("openai"),
-		KeyID: "main", APIKey: "sk-proj-appendonly-" + testenv.RandomID(t) + testenv.RandomID(t)}); err != nil {
+		KeyID: "main", Credential: providers.APIKey("sk-proj-appendonly-" + testenv.RandomID(t) + testenv.RandomID(t))}); err != nil {
 		t.Fatal(err)
 	}
 	var until time.Time

@@ -26,7 +26,7 @@ func TestWrappedSecretIDIsCheckedBeforeUnwrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := vaulttest.Start(t, vault.Config{Address: addr, Auth: method})
-	if _, err := c.KV(ids.Mount).Put(ctx, "workspaces/ws1/providers/openai/keys/default", "sk-wrapped-login-0000000", 0); err != nil {
+	if _, err := c.KV(ids.Mount).Put(ctx, "workspaces/ws1/providers/openai/keys/default", map[string]string{"api_key": "sk-wrapped-login-0000000"}, 0); err != nil {
 		t.Fatalf("put after a wrapped login: %v", err)
 	}
 

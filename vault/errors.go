@@ -26,11 +26,11 @@ var (
 	ErrUnavailable = errors.New("vault: unavailable")
 	// ErrTokenInvalid: Vault answered but does not accept the client's token.
 	ErrTokenInvalid = errors.New("vault token is not valid")
-	// ErrNoValueField: a secret is there but has no string field
-	// ValueField (written around keybroker under another name). It is also
-	// ErrNotFound: there is no key to serve. The error is a
+	// ErrNoValueField: a secret is there but lacks a string field its
+	// credential requires (written around keybroker under another name).
+	// It is also ErrNotFound: there is no key to serve. The error is a
 	// *NoValueFieldError, which names the fields the secret has.
-	ErrNoValueField = errors.New("vault: the secret has no " + ValueField + " field")
+	ErrNoValueField = errors.New("vault: the secret lacks a field of its credential")
 )
 
 // classify adds the matching sentinel to err, keeping err in the chain.
@@ -73,7 +73,8 @@ func statusOf(err error) int {
 // of the fields the secret has, so that a key written under another name
 // can be found and fixed.
 type NoValueFieldError struct {
-	Fields []string // quoted, sorted
+	Field  string   // the field that is missing
+	Fields []string // the fields there are: quoted, sorted
 }
 
 func (e *NoValueFieldError) Error() string {
@@ -81,7 +82,7 @@ func (e *NoValueFieldError) Error() string {
 	if len(e.Fields) > 0 {
 		fields = "fields: " + strings.Join(e.Fields, ", ")
 	}
-	return fmt.Sprintf("field %q is missing or not a string (%s)", ValueField, fields)
+	return fmt.Sprintf("field %q is missing or not a string (%s)", e.Field, fields)
 }
 
 // Is makes errors.Is hold for ErrNoValueField and ErrNotFound.
@@ -89,8 +90,8 @@ func (e *NoValueFieldError) Is(target error) bool {
 	return target == ErrNoValueField || target == ErrNotFound
 }
 
-// FieldNames says which fields a secret without ValueField has ("no
-// fields" when none), or "" when err is not a NoValueFieldError.
+// FieldNames says which fields a secret without its credential's field
+// has ("no fields" when none), or "" when err is not a NoValueFieldError.
 func FieldNames(err error) string {
 	var nf *NoValueFieldError
 	if !errors.As(err, &nf) {

@@ -86,7 +86,7 @@ func TestAnElectionsAnswersAreTriedAgainAtTheConfiguredAddress(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, calls := standIn(t, tc.script...)
 			s, err := clientFor(t, srv.URL).Get(ctx, "ws/key")
-			if err != nil || s.Value != "sk-test-value" || s.Version != 3 {
+			if err != nil || s.Data["api_key"] != "sk-test-value" || s.Version != 3 {
 				t.Fatalf("read: %v %v", s, err)
 			}
 			if calls.Load() != tc.calls {
@@ -119,11 +119,11 @@ func TestAWriteIsRetriedOnlyWhenVaultDidNotApplyIt(t *testing.T) {
 	ctx := context.Background()
 	written := answer(200, `{"data":{"version":4}}`)
 	srv, calls := standIn(t, answer(503, `{"errors":["Vault is sealed"]}`), written)
-	if v, err := clientFor(t, srv.URL).Put(ctx, "ws/key", "sk-new", 3); err != nil || v != 4 || calls.Load() != 2 {
+	if v, err := clientFor(t, srv.URL).Put(ctx, "ws/key", map[string]string{"api_key": "sk-new"}, 3); err != nil || v != 4 || calls.Load() != 2 {
 		t.Fatalf("a write after a sealed answer: version %d, %v, %d requests", v, err, calls.Load())
 	}
 	srv, calls = standIn(t, answer(502, `{"errors":["bad gateway"]}`), written)
-	if _, err := clientFor(t, srv.URL).Put(ctx, "ws/key", "sk-new", 3); !errors.Is(err, vault.ErrUnavailable) || calls.Load() != 1 {
+	if _, err := clientFor(t, srv.URL).Put(ctx, "ws/key", map[string]string{"api_key": "sk-new"}, 3); !errors.Is(err, vault.ErrUnavailable) || calls.Load() != 1 {
 		t.Fatalf("a write after a 502: %v, %d requests (a write that may have landed must not be sent twice)", err, calls.Load())
 	}
 	// A read after the same 502 is retried: reading twice changes nothing.

@@ -17,7 +17,7 @@ func TestLeastPrivilege(t *testing.T) {
 	path := "workspaces/ws1/providers/openai/keys/default"
 
 	// The writer writes, rotates, reads metadata, lists, deletes, destroys.
-	if _, err := writer.Put(ctx, path, "sk-writer-wrote-this-000000", 0); err != nil {
+	if _, err := writer.Put(ctx, path, map[string]string{"api_key": "sk-writer-wrote-this-000000"}, 0); err != nil {
 		t.Fatalf("writer put: %v", err)
 	}
 	if _, err := writer.Metadata(ctx, path); err != nil {
@@ -35,10 +35,10 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 
 	// The reader reads, and does nothing else.
-	if s, err := reader.Get(ctx, path); err != nil || s.Value != "sk-writer-wrote-this-000000" {
+	if s, err := reader.Get(ctx, path); err != nil || s.Data["api_key"] != "sk-writer-wrote-this-000000" {
 		t.Fatalf("reader get: %v", err)
 	}
-	if _, err := root.Put(ctx, "hosted/providers/openai/keys/default", "sk-hosted-000000000000", 0); err != nil {
+	if _, err := root.Put(ctx, "hosted/providers/openai/keys/default", map[string]string{"api_key": "sk-hosted-000000000000"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := reader.Get(ctx, "hosted/providers/openai/keys/default"); err != nil {
@@ -47,30 +47,36 @@ func TestLeastPrivilege(t *testing.T) {
 	// The writer writes the keys of every scope, hosted keys included
 	// (operators manage them through the API).
 	for _, p := range []string{"organizations/acme/providers/openai/keys/shared", "hosted/providers/openai/keys/second"} {
-		if _, err := writer.Put(ctx, p, "sk-writer-wrote-this-000000", 0); err != nil {
+		if _, err := writer.Put(ctx, p, map[string]string{"api_key": "sk-writer-wrote-this-000000"}, 0); err != nil {
 			t.Fatalf("writer put %s: %v", p, err)
 		}
-		if s, err := reader.Get(ctx, p); err != nil || s.Value != "sk-writer-wrote-this-000000" {
+		if s, err := reader.Get(ctx, p); err != nil || s.Data["api_key"] != "sk-writer-wrote-this-000000" {
 			t.Fatalf("reader get %s: %v", p, err)
 		}
 	}
 	for what, err := range map[string]error{
-		"put":      func() error { _, err := reader.Put(ctx, path, "sk-reader-tries-000000", 1); return err }(),
+		"put": func() error {
+			_, err := reader.Put(ctx, path, map[string]string{"api_key": "sk-reader-tries-000000"}, 1)
+			return err
+		}(),
 		"delete":   reader.DeleteVersion(ctx, path, 1),
 		"destroy":  reader.Destroy(ctx, path),
 		"metadata": func() error { _, err := reader.Metadata(ctx, path); return err }(),
 		"list":     func() error { _, err := reader.List(ctx, "workspaces/ws1/providers/openai/keys/"); return err }(),
 		"put at the v1 path": func() error {
-			_, err := writer.Put(ctx, "workspaces/ws1/providers/openai", "sk-x-0000000000000", 0)
+			_, err := writer.Put(ctx, "workspaces/ws1/providers/openai", map[string]string{"api_key": "sk-x-0000000000000"}, 0)
 			return err
 		}(),
-		"extra segment": func() error { _, err := writer.Put(ctx, path+"/extra", "sk-x-0000000000000", 0); return err }(),
+		"extra segment": func() error {
+			_, err := writer.Put(ctx, path+"/extra", map[string]string{"api_key": "sk-x-0000000000000"}, 0)
+			return err
+		}(),
 		"missing one": func() error {
-			_, err := writer.Put(ctx, "workspaces/ws1/providers/openai/keys", "sk-x-0000000000000", 0)
+			_, err := writer.Put(ctx, "workspaces/ws1/providers/openai/keys", map[string]string{"api_key": "sk-x-0000000000000"}, 0)
 			return err
 		}(),
 		"another folder": func() error {
-			_, err := writer.Put(ctx, "teams/t1/providers/openai/keys/default", "sk-x-0000000000000", 0)
+			_, err := writer.Put(ctx, "teams/t1/providers/openai/keys/default", map[string]string{"api_key": "sk-x-0000000000000"}, 0)
 			return err
 		}(),
 		"reader extra":   func() error { _, err := reader.Get(ctx, "hosted/providers/openai/keys/default"+"/x"); return err }(),
@@ -82,14 +88,14 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	// Neither reaches sys/ or another mount.
 	other := testenv.NewKVMount(t)
-	if _, err := root.Put(ctx, "x", "v", 0); err != nil {
+	if _, err := root.Put(ctx, "x", map[string]string{"api_key": "v"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	for name, c := range map[string]*vault.Client{"writer": ids.Writer, "reader": ids.Reader} {
 		if _, err := c.KV(other).Get(ctx, "workspaces/ws1/providers/openai"); !errors.Is(err, vault.ErrForbidden) {
 			t.Errorf("%s read another mount: %v", name, err)
 		}
-		if _, err := c.KV(other).Put(ctx, "workspaces/ws1/providers/openai", "sk-x-0000000000000", 0); !errors.Is(err, vault.ErrForbidden) {
+		if _, err := c.KV(other).Put(ctx, "workspaces/ws1/providers/openai", map[string]string{"api_key": "sk-x-0000000000000"}, 0); !errors.Is(err, vault.ErrForbidden) {
 			t.Errorf("%s wrote another mount: %v", name, err)
 		}
 		if err := c.CheckSys(ctx); !errors.Is(err, vault.ErrForbidden) {

@@ -86,7 +86,7 @@ func serviceAccountJWT(t *testing.T, key *rsa.PrivateKey, serial string) string 
 func TestKubernetesAuthRereadsTheJWTAtEveryLogin(t *testing.T) {
 	ctx := context.Background()
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{})
-	if _, err := ids.Root.KV(ids.Mount).Put(ctx, "hosted/providers/openai/keys/default", "sk-hosted-kubernetes-000", 0); err != nil {
+	if _, err := ids.Root.KV(ids.Mount).Put(ctx, "hosted/providers/openai/keys/default", map[string]string{"api_key": "sk-hosted-kubernetes-000"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,22 +18,52 @@ import (
 	"github.com/hashicorp/vault/api"
 )
 
-// Secret is one version of a key read from KV v2. Its String, GoString and
-// LogValue never show the value, so a Secret printed by mistake leaks
-// nothing.
+// Secret is one version of a secret read from KV v2: its string data
+// fields (which fields a credential has is the caller's business: the
+// package knows only the paths and fields it is given). Its String,
+// GoString, LogValue and MarshalJSON never show a value, so a Secret
+// printed by mistake leaks nothing.
 type Secret struct {
-	Value   string
+	Data    map[string]string
 	Version int
 }
 
+// names are the secret's field names, sorted.
+func (s Secret) names() []string { return slices.Sorted(maps.Keys(s.Data)) }
+
 func (s Secret) String() string {
-	return fmt.Sprintf("vault.Secret{Version:%d Value:<redacted>}", s.Version)
+	var b strings.Builder
+	fmt.Fprintf(&b, "vault.Secret{Version:%d", s.Version)
+	for _, n := range s.names() {
+		b.WriteString(" " + n + ":<redacted>")
+	}
+	b.WriteString("}")
+	return b.String()
 }
 func (s Secret) GoString() string { return s.String() }
 
+// Format makes every verb print String.
+func (s Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
+
 // LogValue implements slog.LogValuer.
 func (s Secret) LogValue() slog.Value {
-	return slog.GroupValue(slog.Int("version", s.Version), slog.String("value", "<redacted>"))
+	attrs := []slog.Attr{slog.Int("version", s.Version)}
+	for _, n := range s.names() {
+		attrs = append(attrs, slog.String(n, "<redacted>"))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// MarshalJSON writes the version and each field as "<redacted>".
+func (s Secret) MarshalJSON() ([]byte, error) {
+	data := make(map[string]string, len(s.Data))
+	for n := range s.Data {
+		data[n] = "<redacted>"
+	}
+	return json.Marshal(struct {
+		Version int               `json:"version"`
+		Data    map[string]string `json:"data"`
+	}{s.Version, data})
 }
 
 // Version describes one version of a secret (metadata only).
@@ -64,8 +96,8 @@ func (m Metadata) Current() (Version, bool) {
 	return Version{}, false
 }
 
-// KV is a KV v2 secrets engine at one mount. Secrets hold one field,
-// ValueField.
+// KV is a KV v2 secrets engine at one mount. A secret's data fields are
+// strings.
 type KV struct {
 	c     *Client
 	mount string
@@ -157,31 +189,32 @@ func (kv *KV) secret(d *kvData, err error, what string) (Secret, error) {
 	if d.Data.Metadata != nil {
 		s.VersionMetadata = &struct{ Version int }{d.Data.Metadata.Version}
 	}
-	value, ok := s.Data[ValueField].(string)
-	if !ok || value == "" {
-		// Name the fields there are (never their values), so that a key
-		// written under another name can be found and fixed.
-		fields := make([]string, 0, len(s.Data))
-		for k := range s.Data {
-			fields = append(fields, strconv.Quote(k))
+	data := make(map[string]string, len(s.Data))
+	for k, v := range s.Data {
+		// Fields that are not strings are no credential's: left out,
+		// and a credential that needs them finds them missing.
+		if str, ok := v.(string); ok {
+			data[k] = str
 		}
-		sort.Strings(fields)
-		return Secret{}, fmt.Errorf("%s: %w", what, &NoValueFieldError{Fields: fields})
 	}
 	version := 0
 	if s.VersionMetadata != nil {
 		version = s.VersionMetadata.Version
 	}
-	return Secret{Value: value, Version: version}, nil
+	return Secret{Data: data, Version: version}, nil
 }
 
-// Put writes value as a new version with check-and-set: cas is the version
+// Put writes data as a new version with check-and-set: cas is the version
 // the caller believes is current (0: the secret must not exist yet). It
 // returns the new version, or ErrCASMismatch when another write won.
-func (kv *KV) Put(ctx context.Context, path, value string, cas int) (int, error) {
+func (kv *KV) Put(ctx context.Context, path string, data map[string]string, cas int) (int, error) {
+	fields := make(map[string]any, len(data))
+	for k, v := range data {
+		fields[k] = v
+	}
 	var s *api.KVSecret
 	err := kv.c.do(ctx, "kv_put", func(ctx context.Context) (err error) {
-		s, err = kv.kv.Put(ctx, path, map[string]any{ValueField: value}, api.WithCheckAndSet(cas))
+		s, err = kv.kv.Put(ctx, path, fields, api.WithCheckAndSet(cas))
 		return err
 	})
 	if err != nil {

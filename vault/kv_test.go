@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,26 +38,26 @@ func TestKVPutGetWithCheckAndSet(t *testing.T) {
 	if _, err := kv.Metadata(ctx, path); !errors.Is(err, vault.ErrNotFound) {
 		t.Fatalf("metadata before any write: %v, want ErrNotFound", err)
 	}
-	v1, err := kv.Put(ctx, path, "sk-first-value-0000000", 0)
+	v1, err := kv.Put(ctx, path, map[string]string{"api_key": "sk-first-value-0000000"}, 0)
 	if err != nil || v1 != 1 {
 		t.Fatalf("create: version %d, %v", v1, err)
 	}
-	if _, err := kv.Put(ctx, path, "sk-other", 0); !errors.Is(err, vault.ErrCASMismatch) {
+	if _, err := kv.Put(ctx, path, map[string]string{"api_key": "sk-other"}, 0); !errors.Is(err, vault.ErrCASMismatch) {
 		t.Fatalf("create over an existing secret: %v, want ErrCASMismatch", err)
 	}
-	v2, err := kv.Put(ctx, path, "sk-second-value-000000", 1)
+	v2, err := kv.Put(ctx, path, map[string]string{"api_key": "sk-second-value-000000"}, 1)
 	if err != nil || v2 != 2 {
 		t.Fatalf("rotate: version %d, %v", v2, err)
 	}
-	if _, err := kv.Put(ctx, path, "sk-stale", 1); !errors.Is(err, vault.ErrCASMismatch) {
+	if _, err := kv.Put(ctx, path, map[string]string{"api_key": "sk-stale"}, 1); !errors.Is(err, vault.ErrCASMismatch) {
 		t.Fatalf("rotate with a stale version: %v, want ErrCASMismatch", err)
 	}
 	s, err := kv.Get(ctx, path)
-	if err != nil || s.Value != "sk-second-value-000000" || s.Version != 2 {
+	if err != nil || s.Data["api_key"] != "sk-second-value-000000" || s.Version != 2 {
 		t.Fatalf("get current: %v %v", s, err)
 	}
 	old, err := kv.GetVersion(ctx, path, 1)
-	if err != nil || old.Value != "sk-first-value-0000000" || old.Version != 1 {
+	if err != nil || old.Data["api_key"] != "sk-first-value-0000000" || old.Version != 1 {
 		t.Fatalf("get version 1: %v %v", old, err)
 	}
 	md, err := kv.Metadata(ctx, path)
@@ -69,10 +70,10 @@ func TestKVSoftDeleteDestroyList(t *testing.T) {
 	ctx := context.Background()
 	kv := rootKV(t)
 	path := "workspaces/ws2/providers/anthropic"
-	if _, err := kv.Put(ctx, path, "sk-ant-value-1", 0); err != nil {
+	if _, err := kv.Put(ctx, path, map[string]string{"api_key": "sk-ant-value-1"}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, "workspaces/ws2/providers/openai", "sk-value-2", 0); err != nil {
+	if _, err := kv.Put(ctx, "workspaces/ws2/providers/openai", map[string]string{"api_key": "sk-value-2"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := kv.DeleteVersion(ctx, path, 1); err != nil {
@@ -90,10 +91,10 @@ func TestKVSoftDeleteDestroyList(t *testing.T) {
 		t.Fatalf("current version after soft delete: %+v alive=%v", cur, cur.Alive())
 	}
 	// Writing after a delete takes the deleted version as the CAS base.
-	if v, err := kv.Put(ctx, path, "sk-ant-value-2", 1); err != nil || v != 2 {
+	if v, err := kv.Put(ctx, path, map[string]string{"api_key": "sk-ant-value-2"}, 1); err != nil || v != 2 {
 		t.Fatalf("write after delete: %d %v", v, err)
 	}
-	if s, err := kv.Get(ctx, path); err != nil || s.Value != "sk-ant-value-2" {
+	if s, err := kv.Get(ctx, path); err != nil || s.Data["api_key"] != "sk-ant-value-2" {
 		t.Fatalf("get after rewrite: %v %v", s, err)
 	}
 	names, err := kv.List(ctx, "workspaces/ws2/providers/")
@@ -112,10 +113,15 @@ func TestKVSoftDeleteDestroyList(t *testing.T) {
 }
 
 func TestSecretNeverPrintsItsValue(t *testing.T) {
-	s := vault.Secret{Value: "sk-super-secret-value", Version: 3}
-	var logged strings.Builder
+	s := vault.Secret{Data: map[string]string{"api_key": "sk-super-secret-value", "clientSecret": "another-super-secret"}, Version: 3}
+	var logged, jsonLogged strings.Builder
 	slog.New(slog.NewTextHandler(&logged, nil)).Info("x", "secret", s)
-	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s", s, s, s, s), logged.String()} {
+	slog.New(slog.NewJSONHandler(&jsonLogged, nil)).Info("x", "secret", s)
+	js, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s %q %x", s, s, s, s, s, s), logged.String(), jsonLogged.String(), string(js)} {
 		if strings.Contains(out, "super-secret") {
 			t.Fatalf("value printed: %s", out)
 		}

@@ -22,7 +22,7 @@ func appRoleFixture(t *testing.T, tokenTTL, tokenMaxTTL string) (*Client, string
 	ctx := context.Background()
 	root := testenv.VaultClient(t)
 	mount := testenv.NewKVMount(t)
-	if _, err := root.KVv2(mount).Put(ctx, "workspaces/ws/providers/openai", map[string]any{ValueField: "sk-approle-test-0000000"}); err != nil {
+	if _, err := root.KVv2(mount).Put(ctx, "workspaces/ws/providers/openai", map[string]any{"api_key": "sk-approle-test-0000000"}); err != nil {
 		t.Fatal(err)
 	}
 	id := testenv.RandomID(t)
@@ -78,7 +78,7 @@ func TestShortLivedTokensKeepReadsWorkingAcrossMaxTTLs(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	reads := 0
 	for time.Now().Before(deadline) {
-		if s, err := kv.Get(ctx, "workspaces/ws/providers/openai"); err != nil || s.Value != "sk-approle-test-0000000" {
+		if s, err := kv.Get(ctx, "workspaces/ws/providers/openai"); err != nil || s.Data["api_key"] != "sk-approle-test-0000000" {
 			t.Fatalf("read %d failed: %v", reads, err)
 		}
 		reads++

@@ -45,7 +45,7 @@ func writeFile(t *testing.T, path, content string) {
 func TestTokenFileRotationWhileServing(t *testing.T) {
 	ctx := context.Background()
 	ids := vaulttest.Bootstrap(t, vaulttest.Options{})
-	if _, err := ids.Root.KV(ids.Mount).Put(ctx, "hosted/providers/openai", "sk-hosted-tokenfile-0000", 0); err != nil {
+	if _, err := ids.Root.KV(ids.Mount).Put(ctx, "hosted/providers/openai", map[string]string{"api_key": "sk-hosted-tokenfile-0000"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	addr, root := testenv.Vault(t)

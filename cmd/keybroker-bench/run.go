@@ -32,6 +32,7 @@ import (
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/runtime/keyring"
 	"github.com/keybroker/keybroker/policies"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
@@ -314,7 +315,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 				}
 				ws, p := g.keys[i][0], g.keys[i][1]
 				k := keyFor(p)
-				if _, err := g.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), APIKey: k}); err != nil {
+				if _, err := g.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), Credential: providers.APIKey(k)}); err != nil {
 					loadErr.Store(err)
 					return
 				}
@@ -541,7 +542,7 @@ func (g *ground) coldHerd(ctx context.Context) (int64, error) {
 type syntheticReader struct{}
 
 func (syntheticReader) Get(_ context.Context, path string) (vault.Secret, error) {
-	return vault.Secret{Value: "sk-proj-" + strings.Repeat("x", 156) + path[len(path)-4:], Version: 1}, nil
+	return vault.Secret{Data: map[string]string{providers.VaultFieldAPIKey: "sk-proj-" + strings.Repeat("x", 156) + path[len(path)-4:]}, Version: 1}, nil
 }
 func (s syntheticReader) GetVersion(ctx context.Context, path string, _ int) (vault.Secret, error) {
 	return s.Get(ctx, path)
@@ -591,7 +592,7 @@ func (g *ground) adminWrites(ctx context.Context, n int) (p50, p99 time.Duration
 	for i := range n {
 		k := g.keys[i%len(g.keys)]
 		t0 := time.Now()
-		if _, err := g.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey(k[0], k[1], broker.DefaultKeyID), APIKey: keyFor(k[1])}); err != nil {
+		if _, err := g.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey(k[0], k[1], broker.DefaultKeyID), Credential: providers.APIKey(keyFor(k[1]))}); err != nil {
 			return 0, 0, err
 		}
 		lat = append(lat, time.Since(t0))

@@ -23,6 +23,7 @@ import (
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/fixtures/vaulttest"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
@@ -227,7 +228,7 @@ func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 		t.Fatal("the write succeeded although keybroker was killed during it")
 	}
 	cur, err := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID).VaultPath())
-	if err != nil || cur.Value != key {
+	if err != nil || cur.Data["api_key"] != key {
 		t.Fatalf("Vault after the crash: %v", err)
 	}
 	pending, err := st.ListPending(ctx, 0)
@@ -240,7 +241,7 @@ func TestCrashBetweenVaultWriteAndMetadataIsRepaired(t *testing.T) {
 		t.Fatalf("reconcile printed %q", out)
 	}
 	rec, err := st.GetKey(ctx, broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID))
-	if err != nil || rec.Version != cur.Version || rec.WriteStatus != broker.WriteComplete || rec.MaskedKey != broker.MaskKey(key) {
+	if err != nil || rec.Version != cur.Version || rec.WriteStatus != broker.WriteComplete || rec.MaskedKey != providers.MaskKey(key) {
 		t.Fatalf("after reconcile: %+v %v", rec, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,6 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
-	"github.com/keybroker/keybroker/internal/providercheck"
 	"github.com/keybroker/keybroker/internal/runtime/buildinfo"
 	"github.com/keybroker/keybroker/internal/runtime/proxy"
 	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
@@ -29,6 +29,7 @@ import (
 	"github.com/keybroker/keybroker/internal/runtime/tlsfiles"
 	"github.com/keybroker/keybroker/internal/runtime/watch"
 	"github.com/keybroker/keybroker/internal/runtime/webhook"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
@@ -132,8 +133,11 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	if len(resolutionKeys) > 0 {
 		bcfg.ResolutionKey, bcfg.PreviousResolutionKeys = resolutionKeys[0], resolutionKeys[1:]
 	}
-	var checker *providercheck.Checker
-	checker, err = providercheck.New(providercheck.Config{BaseURLs: cfg.providerBaseURLs(broker.DefaultRegistry()), Timeout: cfg.ProviderCheckTimeout})
+	// The one base-URL option: --provider-base-url and
+	// KEYBROKER_PROVIDER_<ID>_BASE_URL, for key checks and the proxy alike.
+	baseURLs := providers.BaseURLsFromEnv(providers.DefaultRegistry(), os.Getenv, cfg.ProviderBaseURLs)
+	var checker *providers.Checker
+	checker, err = providers.NewChecker(providers.CheckerConfig{BaseURLs: baseURLs, Timeout: cfg.ProviderCheckTimeout})
 	if err != nil {
 		return err
 	}
@@ -200,7 +204,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	var fwd *proxy.Proxy
 	if a.mode == handlers.ModeAll || a.mode == handlers.ModeProxy {
 		a.proxyCalls = proxy.NewRecorder(a.store, time.Second, logger)
-		if fwd, err = proxy.New(proxy.Config{Keys: b, Providers: b.Providers(), BaseURLs: cfg.providerBaseURLs(b.Providers()),
+		if fwd, err = proxy.New(proxy.Config{Keys: b, Providers: b.Providers(), BaseURLs: baseURLs,
 			Recorder: a.proxyCalls, RetryBodyLimit: int64(cfg.ProxyRetryBodyKiB) << 10,
 			MaxRequestBytes: int64(cfg.ProxyMaxRequestMiB) << 20, MaxResponseBytes: int64(cfg.ProxyMaxResponseMiB) << 20,
 			HeaderTimeout: cfg.ProxyHeaderTimeout, Timeout: cfg.ProxyTimeout, Logger: logger, Registerer: reg,

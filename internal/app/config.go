@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/keybroker/keybroker/auth"
-	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/runtime/keyring"
 )
@@ -341,19 +338,4 @@ func (c Config) checkListener(addr net.Addr) error {
 	return fmt.Errorf("refusing to serve plain HTTP on %s, which is not a loopback address: resolve answers carry "+
 		"plaintext keys and every request a bearer token. Set --tls-cert-file and --tls-key-file, or "+
 		"--insecure-plaintext when a mesh or proxy terminates TLS in front of keybroker", addr)
-}
-
-// providerBaseURLs merges the base URLs of the flags with
-// KEYBROKER_PROVIDER_<ID>_BASE_URL from the environment (a flag wins).
-func (c Config) providerBaseURLs(reg *broker.Registry) map[string]string {
-	out := make(map[string]string, len(c.ProviderBaseURLs))
-	for _, p := range reg.All() {
-		if v := os.Getenv("KEYBROKER_PROVIDER_" + strings.ToUpper(p.ID) + "_BASE_URL"); v != "" {
-			out[p.ID] = v
-		}
-	}
-	for id, u := range c.ProviderBaseURLs {
-		out[id] = u
-	}
-	return out
 }

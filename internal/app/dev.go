@@ -40,28 +40,13 @@ func BootstrapDevVault(ctx context.Context, addr, rootToken, dir, kvMount string
 	return identities[policies.Writer], identities[policies.Reader], nil
 }
 
-// devHostedKeys are the fake hosted keys `keybroker dev` seeds, one per
-// provider of the default registry: they satisfy each provider's format
-// rule, so resolve serves them, and no provider accepts them.
-var devHostedKeys = map[string]string{
-	"openai":    "sk-FAKE-hosted-dev-key-not-real-openai",
-	"anthropic": "sk-ant-FAKE-hosted-dev-key-not-real",
-	"google":    "AIzaFAKE-hosted-dev-key-not-real-google",
-	"xai":       "xai-FAKE-hosted-dev-key-not-real",
-	"zai":       "FAKEhostedDevKeyNotRealZai.notreal0",
-	"moonshot":  "sk-FAKE-hosted-dev-key-not-real-moonshot",
-	"fireworks": "fw_FAKE-hosted-dev-key-not-real",
-	"together":  "FAKE-hosted-dev-key-not-real-together-000",
-	"baseten":   "FAKEbaseten.hostedDevKeyNotReal0",
-	"mistral":   "FAKEhostedDevKeyNotRealMistral00",
-	"exa":       "deadbeef-0000-4000-8000-00000000fa4e", // a UUID, as Exa's keys are
-}
-
 // DevHostedKeyID is the key id of the fake hosted keys `keybroker dev`
 // seeds.
 const DevHostedKeyID = "dev-fake"
 
-// SeedDevHostedKeys adds a fake hosted key for every provider through the
+// SeedDevHostedKeys adds a fake hosted key for every provider (its
+// catalogue entry's Dev credential, which passes the provider's format
+// rule, so resolve serves it, and which no provider accepts) through the
 // API's own path (as an operator would add real ones), so that a
 // newcomer's workspace without a key of its own falls back to something.
 // It returns the providers seeded.
@@ -69,11 +54,10 @@ func (a *App) SeedDevHostedKeys(ctx context.Context) ([]string, error) {
 	var seeded []string
 	actor := broker.Actor{Subject: "keybroker dev"}
 	for _, p := range a.broker.Providers().All() {
-		key, ok := devHostedKeys[p.ID]
-		if !ok {
-			continue
+		if p.Dev.IsZero() {
+			return nil, fmt.Errorf("seed the fake hosted key of %s: its catalogue entry has no dev credential", p.ID)
 		}
-		if _, err := a.broker.SetKey(ctx, broker.SetKeyRequest{Actor: actor, Ref: broker.HostedKey(p.ID, DevHostedKeyID), APIKey: key}); err != nil {
+		if _, err := a.broker.SetKey(ctx, broker.SetKeyRequest{Actor: actor, Ref: broker.HostedKey(p.ID, DevHostedKeyID), Credential: p.Dev}); err != nil {
 			return nil, fmt.Errorf("seed the fake hosted key of %s: %w", p.ID, err)
 		}
 		if _, err := a.broker.UpdateKey(ctx, broker.UpdateKeyRequest{Actor: actor, Ref: broker.HostedKey(p.ID, DevHostedKeyID),

@@ -53,6 +53,8 @@ export interface WatchEvent {
 /** The fields of a resolve answer, as keybroker sends them. */
 export interface ResolveAnswer {
   apiKey: string;
+  /** The credential's kind (`api_key`: apiKey is the key). */
+  kind?: string;
   source: string;
   isBYOK: boolean;
   version: number;
@@ -73,6 +75,8 @@ const REDACTED = "<redacted>";
  * `<redacted>`, so it does not end up in a log by accident.
  */
 export class Resolution {
+  /** The credential's kind: `api_key` (the key is `apiKey`). */
+  readonly kind: string;
   /** Where the key came from, e.g. `workspace`, `organization`, `hosted`. */
   readonly source: string;
   /** True when the key is the customer's own (the platform does not bill the call). */
@@ -96,6 +100,7 @@ export class Resolution {
   /** @internal */
   constructor(a: ResolveAnswer) {
     this.#apiKey = a.apiKey;
+    this.kind = a.kind ?? "api_key";
     this.source = a.source;
     this.isBYOK = a.isBYOK;
     this.version = a.version;
@@ -116,6 +121,7 @@ export class Resolution {
   toJSON(): Record<string, unknown> {
     return {
       apiKey: REDACTED,
+      kind: this.kind,
       source: this.source,
       isBYOK: this.isBYOK,
       version: this.version,
@@ -152,10 +158,37 @@ export function parseResolveAnswer(v: unknown): Resolution | undefined {
     scope: (a.scope ?? "workspace") as Scope,
     keyId: a.keyId,
     resolutionId: a.resolutionId,
+    ...(typeof a.kind === "string" ? { kind: a.kind } : {}),
     ...(typeof a.fingerprint === "string" ? { fingerprint: a.fingerprint } : {}),
     ...(typeof a.fallbackReason === "string" ? { fallbackReason: a.fallbackReason } : {}),
     ...(typeof a.ttlSeconds === "number" ? { ttlSeconds: a.ttlSeconds } : {}),
   });
+}
+
+/** One field of a provider's credential kind (GET /v1/providers). */
+export interface CredentialField {
+  /** The field's name in a write's `credential` (`apiKey`). */
+  name: string;
+  /** Secret fields are never shown again after a write, only a masked preview. */
+  secret: boolean;
+  required: boolean;
+  /** What a value looks like. */
+  hint: string;
+}
+
+/** A provider keybroker holds credentials for (GET /v1/providers). */
+export interface Provider {
+  id: string;
+  displayName: string;
+  formatHint: string;
+  /** The credential kind (`api_key`). */
+  kind: string;
+  fields: CredentialField[];
+}
+
+/** The answer of GET /v1/providers. */
+export interface ProviderList {
+  providers: Provider[];
 }
 
 /** The body of POST /v1/proxy-tokens. */

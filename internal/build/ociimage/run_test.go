@@ -28,6 +28,7 @@ import (
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/fixtures/vaulttest"
+	"github.com/keybroker/keybroker/providers"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -96,7 +97,7 @@ func TestTheImageServesResolvesUnderRunc(t *testing.T) {
 	g := kbtest.NewGround(t, kbtest.Options{Pepper: pepper})
 	ctx := context.Background()
 	key := "sk-proj-image-" + testenv.RandomID(t) + testenv.RandomID(t)
-	if _, err := g.Broker.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "test"}, Ref: broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID), APIKey: key}); err != nil {
+	if _, err := g.Broker.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "test"}, Ref: broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID), Credential: providers.APIKey(key)}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // noKeys is a broker that is never asked: bounds come first.
@@ -26,7 +27,7 @@ func (noKeys) Report(context.Context, broker.ReportRequest) (broker.ReportResult
 // defaultBounds are the bounds of a proxy with the default settings.
 func defaultBounds(t *testing.T) *bounds {
 	t.Helper()
-	p, err := New(Config{Keys: noKeys{}, Providers: broker.DefaultRegistry()})
+	p, err := New(Config{Keys: noKeys{}, Providers: providers.DefaultRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}

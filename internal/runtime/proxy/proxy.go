@@ -1,12 +1,13 @@
 // Package proxy owns keybroker's credential proxy: a call to
 // /proxy/{provider}/{path} that is one of the provider's inference
 // endpoints (rules.go: method and exact path; an operator may add others)
-// is forwarded to the provider's API with the workspace's resolved key
-// added the way that provider expects, only the request headers of an
+// is forwarded to the provider's API with the workspace's resolved
+// credential added the way that provider expects (its providers.Provider's
+// Authorize), only the request headers of an
 // allow-list, and the answer streamed back as it arrives. Calls in flight
 // and the bodies kept for retries are bounded (bounds.go); a proxy token
-// with a model list may call only calls whose every model is on it
-// (model.go). When the provider refuses the key (401, 403, 402, 429) before
+// with a model list may call only calls whose every model is on it (read
+// by providers.ReadModels, as the provider reads them). When the provider refuses the key (401, 403, 402, 429) before
 // any byte went back, and the request's body was small enough to keep,
 // the key's health is reported and the call is made once more with the
 // next usable key of the pool. A refusal (401, 403, 402) is reported as
@@ -41,6 +42,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // tracer is the global provider's: a no-op unless traces are on. Each
@@ -58,10 +60,10 @@ type Keys interface {
 // Config tunes a Proxy; zero values take the defaults stated.
 type Config struct {
 	Keys      Keys
-	Providers *broker.Registry
+	Providers *providers.Registry
 	// BaseURLs replaces providers' base URLs by id (the
 	// --provider-base-url setting, shared with key checks).
-	BaseURLs map[string]string
+	BaseURLs providers.BaseURLs
 	Recorder *Recorder
 	// RetryBodyLimit: a request body up to this size is kept so that the
 	// call can be retried with another key. Default: 1 MiB.
@@ -319,7 +321,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		if kept != nil {
 			reqBody = bytes.NewReader(kept)
 		}
-		out, err := p.outbound(ctx, r, header, base, call.Path, prov, res.APIKey, reqBody)
+		out, err := p.outbound(ctx, r, header, base, call.Path, prov, res.Credential, reqBody)
 		if err != nil {
 			rec.Status = http.StatusBadGateway
 			fail(Failure{Status: http.StatusBadGateway, Code: "upstream_error", Message: "could not build the request to the provider"})
@@ -409,21 +411,21 @@ func proxyTokenOf(call Call) string {
 // hint. A proxy token with a model list may call only calls whose every
 // model (nested ones included) is on it.
 func (p *Proxy) callModel(r *http.Request, rule *rule, pathModel string, kept []byte, call Call) (string, *Failure) {
-	var found []foundModel
-	if rule.models != nil && len(kept) > 0 && isJSON(r.Header.Get("Content-Type")) {
-		var problem *bodyProblem
-		if found, problem = readModels(kept, rule.models); problem != nil {
-			if problem.aboutModel {
-				return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: problem.msg}
+	var found []providers.FoundModel
+	if rule.models != nil && len(kept) > 0 && providers.IsJSON(r.Header.Get("Content-Type")) {
+		var problem *providers.BodyProblem
+		if found, problem = providers.ReadModels(kept, rule.models); problem != nil {
+			if problem.AboutModel {
+				return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: problem.Msg}
 			}
-			return "", &Failure{Status: http.StatusBadRequest, Code: "malformed_json", Message: problem.msg}
+			return "", &Failure{Status: http.StatusBadRequest, Code: "malformed_json", Message: problem.Msg}
 		}
 	}
 	model := pathModel
 	if !rule.pathModel {
 		for _, m := range found {
-			if m.field == rule.modelFirst {
-				model = strings.TrimPrefix(m.value, rule.modelPrefix)
+			if m.Field == rule.modelFirst {
+				model = rule.modelName(m.Value)
 				break
 			}
 		}
@@ -440,12 +442,12 @@ func (p *Proxy) callModel(r *http.Request, rule *rule, pathModel string, kept []
 			return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may not call this model"}
 		}
 		for _, m := range found {
-			if m.missing {
-				return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may call only some models, and " + m.field +
+			if m.Missing {
+				return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may call only some models, and " + m.Field +
 					" is not named: the provider would pick its default model (name one of the token's)"}
 			}
-			if !m.isString || !slices.Contains(call.Models, strings.TrimPrefix(m.value, rule.modelPrefix)) {
-				return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may not call the model named in " + m.field}
+			if !m.IsString || !slices.Contains(call.Models, rule.modelName(m.Value)) {
+				return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may not call the model named in " + m.Field}
 			}
 		}
 	}
@@ -488,17 +490,12 @@ func (b *callerBody) failed() error {
 	return b.err
 }
 
-func (p *Proxy) baseURL(prov *broker.Provider) string {
-	if u, ok := p.cfg.BaseURLs[prov.ID]; ok && u != "" {
-		return strings.TrimRight(u, "/")
-	}
-	return strings.TrimRight(prov.Check.BaseURL, "/")
-}
+func (p *Proxy) baseURL(prov *providers.Provider) string { return p.cfg.BaseURLs.Of(prov) }
 
 // outbound builds the request to the provider: the caller's method, path,
 // query (without a key) and the headers forwardHeaders let through, plus
 // the key.
-func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Header, base *url.URL, escapedPath string, prov *broker.Provider, key string, body io.Reader) (*http.Request, error) {
+func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Header, base *url.URL, escapedPath string, prov *providers.Provider, cred providers.Credential, body io.Reader) (*http.Request, error) {
 	target := *base
 	target.RawPath = strings.TrimRight(base.EscapedPath(), "/") + escapedPath
 	var err error
@@ -518,8 +515,11 @@ func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Heade
 	out.ContentLength = r.ContentLength // a body that streams through keeps its length when it has one (-1: chunked)
 	out.Header = header.Clone()
 	dropHopHeaders(out.Header)
-	if !prov.Check.Auth.SetKey(out.Header, key) {
+	if prov.Authorize == nil {
 		return nil, errors.New("the provider's key header is not configured")
+	}
+	if err := prov.Authorize(out, cred); err != nil {
+		return nil, err
 	}
 	for k, v := range prov.Check.Headers { // e.g. anthropic-version, unless the caller chose one
 		if out.Header.Get(k) == "" {

@@ -6,12 +6,12 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // The rule table: which calls the proxy forwards to each provider. A call
 // passes when its method and its path match one endpoint of the provider
-// (broker.ProxySpec) or one an operator added (Config.AllowEndpoints),
+// (providers.ProxySpec) or one an operator added (Config.AllowEndpoints),
 // segment by segment: no prefix matches, so "/searchAnything" is not
 // "/search" and "/v1/chat/completions/{id}" is not "/v1/chat/completions".
 
@@ -29,11 +29,12 @@ type rule struct {
 	method, pattern string
 	segs            []segment
 	// models are where a JSON body names models (nil: the body is not
-	// read for one); modelPrefix is taken off their values.
-	models      *modelFields
-	modelFirst  string // the body field that picks the key ("" when the path names the model)
-	modelPrefix string
-	pathModel   bool // the path has a {model} segment
+	// read for one); modelName turns their values into the provider's
+	// model ids (providers.Provider.Model: Google's "models/" prefix).
+	models     *providers.ModelFields
+	modelFirst string // the body field that picks the key ("" when the path names the model)
+	modelName  func(string) string
+	pathModel  bool // the path has a {model} segment
 }
 
 // providerRules are a provider's rules and forwarded headers.
@@ -56,12 +57,12 @@ var allowedMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, h
 
 // compileRules builds every provider's rules: the registry's endpoints and
 // the operator's additions, each "provider=METHOD /path".
-func compileRules(reg *broker.Registry, added []string) (map[string]*providerRules, error) {
+func compileRules(reg *providers.Registry, added []string) (map[string]*providerRules, error) {
 	out := map[string]*providerRules{}
 	for _, prov := range reg.All() {
 		pr := &providerRules{headers: map[string][]string{}}
 		for _, ep := range prov.Proxy.Endpoints {
-			r, err := compileRule(ep)
+			r, err := compileRule(ep, &prov)
 			if err != nil {
 				return nil, fmt.Errorf("proxy: %s endpoint %s %s: %w", prov.ID, ep.Method, ep.Path, err)
 			}
@@ -78,12 +79,13 @@ func compileRules(reg *broker.Registry, added []string) (map[string]*providerRul
 			continue
 		}
 		id, ep, err := parseAddedEndpoint(spec)
-		if err == nil && out[id] == nil {
+		prov, known := reg.Lookup(id)
+		if err == nil && !known {
 			err = fmt.Errorf("no provider %q in the registry", id)
 		}
 		var r rule
 		if err == nil {
-			r, err = compileRule(ep)
+			r, err = compileRule(ep, prov)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("proxy: --proxy-allow-endpoint %q: %w (the form is provider=METHOD /path, e.g. openai=POST /v1/audio/transcriptions)", spec, err)
@@ -95,16 +97,16 @@ func compileRules(reg *broker.Registry, added []string) (map[string]*providerRul
 
 // parseAddedEndpoint reads "provider=METHOD /path"; the body of a call to
 // an added endpoint is read for a top-level "model" when it is JSON.
-func parseAddedEndpoint(spec string) (string, broker.Endpoint, error) {
+func parseAddedEndpoint(spec string) (string, providers.Endpoint, error) {
 	id, rest, ok := strings.Cut(spec, "=")
 	method, path, ok2 := strings.Cut(strings.TrimSpace(rest), " ")
 	if !ok || !ok2 || strings.TrimSpace(id) == "" {
-		return "", broker.Endpoint{}, fmt.Errorf("not provider=METHOD /path")
+		return "", providers.Endpoint{}, fmt.Errorf("not provider=METHOD /path")
 	}
-	return strings.TrimSpace(id), broker.Endpoint{Method: method, Path: strings.TrimSpace(path), Models: []string{"model"}}, nil
+	return strings.TrimSpace(id), providers.Endpoint{Method: method, Path: strings.TrimSpace(path), Models: []string{"model"}}, nil
 }
 
-func compileRule(ep broker.Endpoint) (rule, error) {
+func compileRule(ep providers.Endpoint, prov *providers.Provider) (rule, error) {
 	if !slices.Contains(allowedMethods, ep.Method) {
 		return rule{}, fmt.Errorf("method %q is not one of %s", ep.Method, strings.Join(allowedMethods, ", "))
 	}
@@ -112,12 +114,12 @@ func compileRule(ep broker.Endpoint) (rule, error) {
 	if err != nil {
 		return rule{}, err
 	}
-	r := rule{method: ep.Method, pattern: ep.Path, segs: segs, modelPrefix: ep.ModelPrefix}
+	r := rule{method: ep.Method, pattern: ep.Path, segs: segs, modelName: prov.Model}
 	for _, s := range segs {
 		r.pathModel = r.pathModel || s.wild == "model"
 	}
 	if len(ep.Models) > 0 {
-		if r.models, err = compileModelFields(ep.Models); err != nil {
+		if r.models, err = providers.CompileModelFields(ep.Models); err != nil {
 			return rule{}, err
 		}
 		if !r.pathModel {

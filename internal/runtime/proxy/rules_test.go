@@ -5,12 +5,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/providers"
 )
 
 func defaultRules(t *testing.T, added ...string) map[string]*providerRules {
 	t.Helper()
-	rules, err := compileRules(broker.DefaultRegistry(), added)
+	rules, err := compileRules(providers.DefaultRegistry(), added)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func judge(rules map[string]*providerRules, provider, method, path string) strin
 // by method and exact path.
 func TestEveryProviderForwardsItsInferenceEndpointsOnly(t *testing.T) {
 	rules := defaultRules(t)
-	for _, p := range broker.DefaultRegistry().All() {
+	for _, p := range providers.DefaultRegistry().All() {
 		if len(rules[p.ID].rules) == 0 {
 			t.Errorf("%s forwards nothing", p.ID)
 		}
@@ -190,7 +190,7 @@ func TestAnOperatorAddsEndpoints(t *testing.T) {
 		{"openai=POST /v1/{}", "not {name}"},
 		{"openai=POST /v1/{id}x", "not {name}"},
 	} {
-		_, err := compileRules(broker.DefaultRegistry(), []string{tc.spec})
+		_, err := compileRules(providers.DefaultRegistry(), []string{tc.spec})
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--proxy-allow-endpoint") {
 			t.Errorf("%q: %v; want an error saying %q", tc.spec, err, tc.want)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/runtime/proxy"
 	"github.com/keybroker/keybroker/internal/runtime/telemetry"
+	"github.com/keybroker/keybroker/providers"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -80,7 +81,7 @@ func TestAResolveIsTracedWithoutItsSecrets(t *testing.T) {
 	g := kbtest.NewGround(t, kbtest.Options{})
 	ctx := context.Background()
 	key := "sk-proj-trace-" + testenv.RandomID(t) + testenv.RandomID(t)
-	if _, err := g.Broker.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "test"}, Ref: broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID), APIKey: key}); err != nil {
+	if _, err := g.Broker.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "test"}, Ref: broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID), Credential: providers.APIKey(key)}); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
@@ -184,7 +185,7 @@ func TestAResolveIsTracedWithoutItsSecrets(t *testing.T) {
 	for i, k := range []string{first, second} {
 		prio := i
 		if _, err := g.Broker.AddKey(ctx, broker.AddKeyRequest{Actor: broker.Actor{Subject: "test"}, Pool: broker.WorkspaceScope("ws2").Pool("openai"),
-			KeyID: []string{"a", "b"}[i], APIKey: k, Priority: &prio}); err != nil {
+			KeyID: []string{"a", "b"}[i], Credential: providers.APIKey(k), Priority: &prio}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -25,7 +25,7 @@ import (
 	"github.com/keybroker/keybroker/internal/app"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
-	"github.com/keybroker/keybroker/internal/providercheck"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -192,7 +192,7 @@ func newOpenAIStandIn(t *testing.T) *openAIStandIn {
 func TestAForeignAdvisoryLockNoLongerKeepsFailingKeysOrTheReconcilerDown(t *testing.T) {
 	ctx := context.Background()
 	provider := newOpenAIStandIn(t)
-	checker, err := providercheck.New(providercheck.Config{BaseURLs: map[string]string{"openai": provider.srv.URL}})
+	checker, err := providers.NewChecker(providers.CheckerConfig{BaseURLs: map[string]string{"openai": provider.srv.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestAForeignAdvisoryLockNoLongerKeepsFailingKeysOrTheReconcilerDown(t *test
 	key := "sk-proj-leases-" + testenv.RandomID(t) + testenv.RandomID(t)
 	ref := broker.WorkspaceKey("ws1", "openai", "k")
 	alice := broker.Actor{Subject: "alice"}
-	if _, err := g.Broker.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: broker.WorkspaceScope("ws1").Pool("openai"), KeyID: "k", APIKey: key}); err != nil {
+	if _, err := g.Broker.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: broker.WorkspaceScope("ws1").Pool("openai"), KeyID: "k", Credential: providers.APIKey(key)}); err != nil {
 		t.Fatal(err)
 	}
 	if tr, err := g.Broker.TestKey(ctx, alice, ref); err != nil || tr.Health != broker.HealthFailing {

@@ -22,6 +22,7 @@ import (
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/runtime/webhook"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/store"
 )
 
@@ -143,7 +144,7 @@ func TestHealthChangesAndTheAuditTrailReachTheEndpoint(t *testing.T) {
 	go sink.Run(ctx)
 	g := kbtest.NewGround(t, kbtest.Options{Events: sink})
 	key := "sk-proj-webhook-" + testenv.RandomID(t) + testenv.RandomID(t)
-	if _, err := g.Broker.AddKey(ctx, broker.AddKeyRequest{Actor: broker.Actor{Subject: "alice"}, Pool: broker.WorkspaceScope("ws1").Pool("openai"), KeyID: "k", APIKey: key}); err != nil {
+	if _, err := g.Broker.AddKey(ctx, broker.AddKeyRequest{Actor: broker.Actor{Subject: "alice"}, Pool: broker.WorkspaceScope("ws1").Pool("openai"), KeyID: "k", Credential: providers.APIKey(key)}); err != nil {
 		t.Fatal(err)
 	}
 	res, err := g.Broker.Resolve(ctx, broker.ResolveRequest{Workspace: "ws1", Provider: "openai", Caller: "tok_0123456789abcdef"})

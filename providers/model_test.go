@@ -1,4 +1,4 @@
-package proxy
+package providers
 
 import (
 	"encoding/json"
@@ -20,30 +20,30 @@ func reference(body []byte, name string) string {
 	return v
 }
 
-func mustFields(t testing.TB, specs ...string) *modelFields {
+func mustFields(t testing.TB, specs ...string) *ModelFields {
 	t.Helper()
-	f, err := compileModelFields(specs)
+	f, err := CompileModelFields(specs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return f
 }
 
-// topModel is the top-level model readModels finds, or why it refuses.
+// topModel is the top-level model ReadModels finds, or why it refuses.
 func topModel(body string) (model, problem string, aboutModel bool) {
-	found, p := readModels([]byte(body), chatFields)
+	found, p := ReadModels([]byte(body), chatFields)
 	if p != nil {
-		return "", p.msg, p.aboutModel
+		return "", p.Msg, p.AboutModel
 	}
 	for _, m := range found {
-		if m.field == "model" {
-			return m.value, "", false
+		if m.Field == "model" {
+			return m.Value, "", false
 		}
 	}
 	return "", "", false
 }
 
-var chatFields, _ = compileModelFields([]string{"model", "tools[type=image_generation].model"})
+var chatFields, _ = CompileModelFields([]string{"model", "tools[type=image_generation].model"})
 
 // The body is read as strictly as the admin API reads its own: a model
 // that two parsers could read apart is refused, not guessed.
@@ -103,12 +103,12 @@ func TestTheModelIsReadOnlyWhenEveryParserReadsTheSame(t *testing.T) {
 // Nested models are found where the endpoint says they are: every
 // image_generation tool of a Responses call, Google's batch requests.
 func TestNestedModelsAreFound(t *testing.T) {
-	found, p := readModels([]byte(`{"model":"gpt-4o","tools":[{"type":"web_search"},{"type":"image_generation","model":"gpt-image-1"},{"type":"image_generation","model":7}],
+	found, p := ReadModels([]byte(`{"model":"gpt-4o","tools":[{"type":"web_search"},{"type":"image_generation","model":"gpt-image-1"},{"type":"image_generation","model":7}],
 		"input":[{"model":"not-a-model-field"}]}`), chatFields)
 	if p != nil {
-		t.Fatal(p.msg)
+		t.Fatal(p.Msg)
 	}
-	want := []foundModel{{field: "model", value: "gpt-4o", isString: true}, {field: "tools[].model", value: "gpt-image-1", isString: true}, {field: "tools[].model"}}
+	want := []FoundModel{{Field: "model", Value: "gpt-4o", IsString: true}, {Field: "tools[].model", Value: "gpt-image-1", IsString: true}, {Field: "tools[].model"}}
 	if len(found) != len(want) {
 		t.Fatalf("found %+v, want %+v", found, want)
 	}
@@ -119,22 +119,22 @@ func TestNestedModelsAreFound(t *testing.T) {
 	}
 	// An image_generation tool that names no model gets the provider's
 	// default: found missing. Another tool without one is no model.
-	found, p = readModels([]byte(`{"tools":[{"type":"function","name":"f"},{"model":"gpt-image-1","type":"image_generation"},{"type":"image_generation","size":"auto"}],"model":"gpt-4o"}`), chatFields)
-	if p != nil || len(found) != 3 || found[0].missing || !found[1].missing || found[1].field != "tools[].model" || found[2].value != "gpt-4o" {
+	found, p = ReadModels([]byte(`{"tools":[{"type":"function","name":"f"},{"model":"gpt-image-1","type":"image_generation"},{"type":"image_generation","size":"auto"}],"model":"gpt-4o"}`), chatFields)
+	if p != nil || len(found) != 3 || found[0].Missing || !found[1].Missing || found[1].Field != "tools[].model" || found[2].Value != "gpt-4o" {
 		t.Fatalf("a tool without its model: %+v %v", found, p)
 	}
 	for _, bad := range []string{"tools[type].model", "tools[=x].model", "tools[type=x]", "a.tools[type=x].b.model"} {
-		if _, err := compileModelFields([]string{bad}); err == nil {
+		if _, err := CompileModelFields([]string{bad}); err == nil {
 			t.Errorf("%q compiled", bad)
 		}
 	}
 	// In the object that holds a nested model, odd names are refused too.
-	if _, p := readModels([]byte(`{"model":"gpt-4o","tools":[{"type":"image_generation","Model":"gpt-image-1"}]}`), chatFields); p == nil || !p.aboutModel {
+	if _, p := ReadModels([]byte(`{"model":"gpt-4o","tools":[{"type":"image_generation","Model":"gpt-image-1"}]}`), chatFields); p == nil || !p.AboutModel {
 		t.Fatalf("tools[].Model: %+v", p)
 	}
 	g := mustFields(t, "requests[].model", "generateContentRequest.model")
-	found, p = readModels([]byte(`{"requests":[{"model":"models/a","content":{}},{"model":"models/b"}],"generateContentRequest":{"model":"models/c"}}`), g)
-	if p != nil || len(found) != 3 || found[0].value != "models/a" || found[1].value != "models/b" || found[2].field != "generateContentRequest.model" {
+	found, p = ReadModels([]byte(`{"requests":[{"model":"models/a","content":{}},{"model":"models/b"}],"generateContentRequest":{"model":"models/c"}}`), g)
+	if p != nil || len(found) != 3 || found[0].Value != "models/a" || found[1].Value != "models/b" || found[2].Field != "generateContentRequest.model" {
 		t.Fatalf("Google's nested models: %+v %+v", found, p)
 	}
 }
@@ -149,7 +149,7 @@ func FuzzReadModelsMatchesAFullParse(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		found, p := readModels(body, chatFields)
+		found, p := ReadModels(body, chatFields)
 		if p == nil && !json.Valid(body) {
 			t.Fatalf("%q: taken, but it is not JSON", body)
 		}
@@ -158,8 +158,8 @@ func FuzzReadModelsMatchesAFullParse(f *testing.F) {
 		}
 		got := ""
 		for _, m := range found {
-			if m.field == "model" {
-				got = m.value
+			if m.Field == "model" {
+				got = m.Value
 			}
 		}
 		if want := reference(body, "model"); got != want {
@@ -178,7 +178,7 @@ func BenchmarkModelOfALargeChatBody(b *testing.B) {
 	b.Run("walk", func(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
-			if found, p := readModels(body, chatFields); p != nil || found[0].value != "gpt-4o" {
+			if found, p := ReadModels(body, chatFields); p != nil || found[0].Value != "gpt-4o" {
 				b.Fatal("no model")
 			}
 		}

@@ -1,4 +1,4 @@
-package proxy
+package providers
 
 import (
 	"bytes"
@@ -9,7 +9,10 @@ import (
 	"unicode/utf8"
 )
 
-// The models a call names, read as the provider will read them. A JSON
+// The models a request names, read as the provider will read them (the
+// credential proxy checks them against a proxy token's models, and the
+// first picks the key; a provider's ModelName turns each into its model
+// id). A JSON
 // body is walked once, strictly, as the admin API's decoder reads its
 // bodies: one JSON object and nothing after it, no object at any depth
 // with two members of one name (a provider whose parser keeps the first
@@ -19,11 +22,11 @@ import (
 // another's unknown field). The walk does not decode what it steps over:
 // a chat body's messages are most of its bytes.
 
-// modelFields are the places of an endpoint's body that name models
-// (broker.Endpoint.Models), compiled for the walk. A place is a path:
+// ModelFields are the places of an endpoint's body that name models
+// (providers.Endpoint.Models), compiled for the walk. A place is a path:
 // "" is the top-level object, "tools" its member tools, "tools[]" each
 // element of that array, "tools[].model" the member model of each.
-type modelFields struct {
+type ModelFields struct {
 	// children[parent][name] is the path of member name of an object at
 	// parent, for the members on the way to a model; elem[path] the path
 	// of the elements of an array at path.
@@ -41,8 +44,8 @@ type modelFields struct {
 
 type requirement struct{ when, is, leaf string }
 
-func compileModelFields(specs []string) (*modelFields, error) {
-	f := &modelFields{children: map[string]map[string]string{}, elem: map[string]string{}, leaves: map[string]bool{}, holders: map[string][]string{},
+func CompileModelFields(specs []string) (*ModelFields, error) {
+	f := &ModelFields{children: map[string]map[string]string{}, elem: map[string]string{}, leaves: map[string]bool{}, holders: map[string][]string{},
 		required: map[string]requirement{}}
 	for _, spec := range specs {
 		parts := strings.Split(spec, ".")
@@ -88,35 +91,35 @@ func childSep(path string) string {
 	return "."
 }
 
-// foundModel is a model a body names: where, and its value ("" and
+// FoundModel is a model a body names: where, and its value ("" and
 // !isString when the member is not a string; missing when a required
 // model is not named at all).
-type foundModel struct {
-	field, value string
-	isString     bool
-	missing      bool
+type FoundModel struct {
+	Field, Value string
+	IsString     bool
+	Missing      bool
 }
 
-// bodyProblem is why a body is refused: aboutModel when the model it
+// BodyProblem is why a body is refused: AboutModel when the model it
 // names is ambiguous (403 model_not_allowed), else the body is not one
 // well-formed JSON object (400 malformed_json).
-type bodyProblem struct {
-	msg        string
-	aboutModel bool
+type BodyProblem struct {
+	Msg        string
+	AboutModel bool
 }
 
-// isJSON says whether a Content-Type declares JSON.
-func isJSON(contentType string) bool {
+// IsJSON says whether a Content-Type declares JSON.
+func IsJSON(contentType string) bool {
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
 }
 
-// readModels walks body for the models fields names.
-func readModels(body []byte, fields *modelFields) ([]foundModel, *bodyProblem) {
+// ReadModels walks body for the models fields names.
+func ReadModels(body []byte, fields *ModelFields) ([]FoundModel, *BodyProblem) {
 	w := walker{b: body, f: fields}
 	w.space()
 	if !w.peek('{') {
-		return nil, &bodyProblem{msg: "the request body must be one JSON object"}
+		return nil, &BodyProblem{Msg: "the request body must be one JSON object"}
 	}
 	if w.object("", true, 1) {
 		w.space()
@@ -138,16 +141,16 @@ const maxDepth = 512
 type walker struct {
 	b     []byte
 	i     int
-	f     *modelFields
-	found []foundModel
+	f     *ModelFields
+	found []FoundModel
 	// names are the member names of the objects open, outermost first.
 	names   [][]byte
-	problem *bodyProblem
+	problem *BodyProblem
 }
 
 func (w *walker) fail(msg string, aboutModel bool) bool {
 	if w.problem == nil {
-		w.problem = &bodyProblem{msg: msg, aboutModel: aboutModel}
+		w.problem = &BodyProblem{Msg: msg, AboutModel: aboutModel}
 	}
 	return false
 }
@@ -221,7 +224,7 @@ func (w *walker) object(path string, tracked bool, depth int) bool {
 	// A required model that is not named is found missing.
 	end := func() bool {
 		if req.leaf != "" && kind == req.is && !named {
-			w.found = append(w.found, foundModel{field: path + "." + req.leaf, missing: true})
+			w.found = append(w.found, FoundModel{Field: path + "." + req.leaf, Missing: true})
 		}
 		return true
 	}
@@ -291,9 +294,9 @@ func (w *walker) object(path string, tracked bool, depth int) bool {
 			if !ok {
 				return w.malformed()
 			}
-			w.found = append(w.found, foundModel{field: child, value: s, isString: true})
+			w.found = append(w.found, FoundModel{Field: child, Value: s, IsString: true})
 		case childTracked && w.f.leaves[child]:
-			w.found = append(w.found, foundModel{field: child})
+			w.found = append(w.found, FoundModel{Field: child})
 			if !w.value("", false, depth+1) {
 				return false
 			}
@@ -450,4 +453,36 @@ func unquote(raw []byte) (string, bool) {
 		return "", false
 	}
 	return v, true
+}
+
+func isName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func hexVal(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// quoteShort quotes a caller's word in a message, cut to 80 bytes.
+func quoteShort(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "…"
+	}
+	return fmt.Sprintf("%q", strings.ToValidUTF8(s, "?"))
 }

@@ -1,0 +1,122 @@
+package providers_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/keybroker/keybroker/ids"
+	"github.com/keybroker/keybroker/providers"
+)
+
+// TestEveryProviderIsComplete walks the catalogue and fails on an entry
+// that lacks a piece: a forgotten dev credential, check, proxy endpoint,
+// field schema or key header is caught here, not in production.
+func TestEveryProviderIsComplete(t *testing.T) {
+	all := providers.DefaultRegistry().All()
+	if len(all) < 11 {
+		t.Fatalf("the catalogue has %d providers", len(all))
+	}
+	for _, p := range all {
+		t.Run(p.ID, func(t *testing.T) {
+			if !ids.Valid(p.ID) || p.DisplayName == "" {
+				t.Fatalf("id %q, display name %q", p.ID, p.DisplayName)
+			}
+			// The field schema.
+			s := p.Credential
+			if s.Kind == "" || len(s.Fields) == 0 {
+				t.Fatalf("no credential kind or fields: %+v", s)
+			}
+			seen, vaultSeen, secrets := map[string]bool{}, map[string]bool{}, 0
+			for _, f := range s.Fields {
+				if f.Name == "" || f.VaultField == "" || seen[f.Name] || vaultSeen[f.VaultField] {
+					t.Fatalf("field %+v: unnamed or named twice", f)
+				}
+				seen[f.Name], vaultSeen[f.VaultField] = true, true
+				if f.Secret {
+					secrets++
+					if f.Hint == "" {
+						t.Errorf("secret field %s has no format hint", f.Name)
+					}
+				}
+			}
+			if secrets == 0 {
+				t.Error("the credential has no secret field")
+			}
+			if s.Kind == providers.KindAPIKey && (len(s.Fields) != 1 || s.Fields[0].Name != providers.FieldAPIKey ||
+				s.Fields[0].VaultField != providers.VaultFieldAPIKey || !s.Fields[0].Required) {
+				t.Errorf("an api_key credential is one required field apiKey, kept in Vault as api_key: %+v", s.Fields)
+			}
+			if p.FormatHint() == "" {
+				t.Error("no format hint")
+			}
+			// The dev credential passes the format rule, and round-trips
+			// through the Vault fields.
+			dev := p.Dev
+			if dev.IsZero() {
+				t.Fatal("no dev credential (keybroker dev would seed nothing)")
+			}
+			if err := p.Validate(dev); err != nil {
+				t.Fatalf("the dev credential breaks the format rule: %v", err)
+			}
+			if back, err := s.FromVault(s.ToVault(dev)); err != nil || !back.Equal(dev) {
+				t.Fatalf("the dev credential does not round-trip through Vault's fields: %v", err)
+			}
+			secret := dev.Field(s.Fields[0].Name)
+			// Masking and the fingerprint hide it.
+			if pv := s.Preview(dev); pv == "" || strings.Contains(pv, secret) {
+				t.Errorf("preview %q", pv)
+			}
+			if fp := providers.Fingerprint([]byte("pepper-0123456789"), dev); len(fp) != 64 || strings.Contains(fp, secret) {
+				t.Errorf("fingerprint %q", fp)
+			}
+			var logged strings.Builder
+			slog.New(slog.NewJSONHandler(&logged, nil)).Info("x", "c", dev)
+			js, _ := json.Marshal(dev)
+			if out := fmt.Sprintf("%v %+v %#v %s %q %x", dev, dev, dev, dev, dev, dev) + logged.String() + string(js); strings.Contains(out, secret) {
+				t.Errorf("the credential printed its secret: %s", out)
+			}
+			// How the credential goes into a request.
+			if p.Authorize == nil {
+				t.Fatal("no Authorize: the key would go nowhere")
+			}
+			req, _ := http.NewRequest(http.MethodGet, "https://example.invalid/", nil)
+			if err := p.Authorize(req, dev); err != nil {
+				t.Fatalf("authorize: %v", err)
+			}
+			if got, ok := keyAsRead(p.ID, req); !ok || got != secret {
+				t.Errorf("the key is not where %s reads it (the test's realAuth may lack the provider)", p.ID)
+			}
+			// The check.
+			u, err := url.Parse(p.Check.BaseURL)
+			if err != nil || u.Scheme != "https" || u.Host == "" || !strings.HasPrefix(p.Check.Path, "/") {
+				t.Errorf("check %s %s", p.Check.BaseURL, p.Check.Path)
+			}
+			// The proxy's endpoints.
+			if len(p.Proxy.Endpoints) == 0 {
+				t.Fatal("no proxy endpoints")
+			}
+			for _, ep := range p.Proxy.Endpoints {
+				if !slices.Contains([]string{http.MethodGet, http.MethodPost}, ep.Method) || !strings.HasPrefix(ep.Path, "/") {
+					t.Errorf("endpoint %s %s", ep.Method, ep.Path)
+				}
+			}
+		})
+	}
+}
+
+// TestRegistryIDsAreUnique: two entries with one id would shadow each
+// other.
+func TestRegistryIDsAreUnique(t *testing.T) {
+	all := providers.DefaultRegistry().All()
+	for i := 1; i < len(all); i++ {
+		if all[i].ID == all[i-1].ID {
+			t.Fatalf("%s is in the catalogue twice", all[i].ID)
+		}
+	}
+}
