@@ -517,7 +517,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (string, TokenR
 	scopes := TokenScopes(rec.Workspaces, rec.Organizations)
 	evs := make([]broker.AuditEvent, 0, len(scopes))
 	for _, sc := range scopes {
-		evs = append(evs, broker.AuditEvent{Scope: sc.Kind, ScopeID: sc.ID, Action: "token.create", Actor: req.CreatedBy,
+		evs = append(evs, broker.AuditEvent{ScopeKind: sc.Kind, ScopeID: sc.ID, Action: "token.create", Actor: req.CreatedBy,
 			RemoteAddr: req.RemoteAddr, Outcome: "success", RequestID: req.RequestID, Detail: detail})
 	}
 	if err := s.store.CreateToken(ctx, rec, evs); err != nil {
@@ -845,7 +845,7 @@ func (s *Service) RevokeProxyToken(ctx context.Context, req ProxyTokenRevocation
 	ev := broker.AuditEvent{Action: "proxy_token.revoke", Actor: req.By, RemoteAddr: req.RemoteAddr, Outcome: "success",
 		RequestID: req.RequestID, Detail: req.TokenID}
 	if req.Workspace != "" {
-		ev.Scope, ev.ScopeID = broker.ScopeWorkspace, req.Workspace
+		ev.ScopeKind, ev.ScopeID = broker.ScopeWorkspace, req.Workspace
 	}
 	err := s.store.RevokeProxyToken(ctx, RevokedProxyToken{TokenID: req.TokenID, Workspace: req.Workspace,
 		ExpiresAt: req.Expires, RevokedBy: req.By}, ev)

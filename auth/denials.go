@@ -152,7 +152,7 @@ func denialEvent(k denialKey, c denialCount, interval time.Duration) broker.Audi
 	if k.token == "" {
 		actor = "(many)"
 	}
-	return broker.AuditEvent{Scope: k.scope.Kind, ScopeID: k.scope.ID, Provider: k.provider, Action: "access.denied", Actor: actor,
+	return broker.AuditEvent{ScopeKind: k.scope.Kind, ScopeID: k.scope.ID, Provider: k.provider, Action: "access.denied", Actor: actor,
 		RemoteAddr: c.remoteAddr, Outcome: "forbidden", RequestID: c.requestID, Count: c.count, Detail: detail}
 }
 

@@ -48,7 +48,7 @@ func BenchmarkResolveHit(b *testing.B) {
 func BenchmarkResolveMiss(b *testing.B) {
 	ctx := context.Background()
 	e := newEnv(b, nil)
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(b, "openai"))}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(b, "openai"))}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()

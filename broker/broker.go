@@ -311,8 +311,8 @@ func (b *Broker) checkPool(pr PoolRef) (*providers.Provider, error) {
 	return b.checkProvider(pr.Provider)
 }
 
-// checkKey validates a key's scope, provider and key id.
-func (b *Broker) checkKey(ref KeyRef) (*providers.Provider, error) {
+// keyProvider validates a key's scope, provider and key id.
+func (b *Broker) keyProvider(ref KeyRef) (*providers.Provider, error) {
 	p, err := b.checkPool(ref.Pool())
 	if err != nil {
 		return nil, err

@@ -36,7 +36,7 @@ type chainDecision struct {
 }
 
 // served says whether a pool of the chain serves the call.
-func (d chainDecision) served() bool { return d.Pool.Scope != "" }
+func (d chainDecision) served() bool { return d.Pool.ScopeKind != "" }
 
 // walkChain decides which pool of workspace's chain serves a call for
 // provider: it asks probe about the workspace's pool, then, if that
@@ -46,7 +46,7 @@ func (d chainDecision) served() bool { return d.Pool.Scope != "" }
 // probe and settings stay on their stack.
 func walkChain(workspace, provider string, settings func(workspace string) (Settings, bool), probe poolProbe) (chainDecision, error) {
 	var cool coolingScopes
-	pr := PoolRef{Scope: ScopeWorkspace, ScopeID: workspace, Provider: provider}
+	pr := PoolRef{ScopeKind: ScopeWorkspace, ScopeID: workspace, Provider: provider}
 	out, until, err := probe(pr)
 	if err != nil {
 		return chainDecision{}, err
@@ -65,7 +65,7 @@ func walkChain(workspace, provider string, settings func(workspace string) (Sett
 		return chainDecision{}, fmt.Errorf("the workspace has no usable key; where it may fall back to is unknown: %w", ErrSettingsNotLoaded)
 	}
 	if org := s.InheritsFrom(); org != "" {
-		pr = PoolRef{Scope: ScopeOrganization, ScopeID: org, Provider: provider}
+		pr = PoolRef{ScopeKind: ScopeOrganization, ScopeID: org, Provider: provider}
 		if out, until, err = probe(pr); err != nil {
 			return chainDecision{}, fmt.Errorf("from organization %s: %w", org, err)
 		}
@@ -82,7 +82,7 @@ func walkChain(workspace, provider string, settings func(workspace string) (Sett
 	if !s.HostedFallback {
 		return noPoolServes(cool, excluded, ReasonHostedFallbackOff), nil
 	}
-	pr = PoolRef{Scope: ScopeHosted, Provider: provider}
+	pr = PoolRef{ScopeKind: ScopeHosted, Provider: provider}
 	if out, until, err = probe(pr); err != nil {
 		return chainDecision{}, fmt.Errorf("from the hosted keys: %w", err)
 	}

@@ -40,7 +40,7 @@ func TestEffectiveSaysWhatResolveDoes(t *testing.T) {
 		var cd *broker.CoolingDownError
 		switch {
 		case err == nil:
-			got.scope, got.reason = r.Scope, r.FallbackReason
+			got.scope, got.reason = r.ScopeKind, r.FallbackReason
 		case errors.As(err, &nk):
 			got.reason = nk.Reason
 		case errors.As(err, &cd):
@@ -59,7 +59,7 @@ func TestEffectiveSaysWhatResolveDoes(t *testing.T) {
 			if s.Provider != "openai" {
 				continue
 			}
-			if s.Scope != scope || s.Reason != reason || (s.Scope == "") == (s.UsableKeys > 0) {
+			if s.ScopeKind != scope || s.Reason != reason || (s.ScopeKind == "") == (s.UsableKeys > 0) {
 				t.Fatalf("%s: effective says %+v; resolve gives scope %q reason %q", when, s, scope, reason)
 			}
 			// Resolve's Retry-After is the same end, in whole seconds

@@ -103,7 +103,7 @@ func (b *Broker) repairChange(ref KeyRef, action, detail string) *keyChange {
 const reconcilerActor = "reconciler"
 
 func (c *keyChange) audit(outcome string, version int) AuditEvent {
-	ev := AuditEvent{Scope: c.ref.Scope, ScopeID: c.ref.ScopeID, Provider: c.ref.Provider, KeyID: c.ref.KeyID, Action: c.action, Actor: c.actor.Subject,
+	ev := AuditEvent{ScopeKind: c.ref.ScopeKind, ScopeID: c.ref.ScopeID, Provider: c.ref.Provider, KeyID: c.ref.KeyID, Action: c.action, Actor: c.actor.Subject,
 		RemoteAddr: c.actor.RemoteAddr, RequestID: c.actor.RequestID, ClientRequestID: c.actor.ClientRequestID, Outcome: outcome, Detail: c.detail}
 	if version > 0 {
 		ev.Version = &version

@@ -38,7 +38,7 @@ func TestKeyWrittenByThePreviousVersionReadsUnchanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := e.store.CompleteWrite(ctx, ref, ch.ID, broker.Written{Version: 1, MaskedKey: oldMask, Fingerprint: oldFingerprint, By: "previous-version"},
-		broker.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: e.workspc, Provider: "openai", KeyID: broker.DefaultKeyID,
+		broker.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: e.workspc, Provider: "openai", KeyID: broker.DefaultKeyID,
 			Action: broker.ActionCreate, Actor: "previous-version", Outcome: broker.OutcomeSuccess}); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestKeyWrittenByThePreviousVersionReadsUnchanged(t *testing.T) {
 	// A rotation writes the same field, so the previous version could read
 	// it back too.
 	next := newKey(t, "openai")
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: ref, Credential: providers.APIKey(next)}); err != nil {
+	if _, err := b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: ref, Credential: providers.APIKey(next)}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := e.root.KVv2(e.mount).Get(ctx, ref.VaultPath())

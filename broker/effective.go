@@ -10,12 +10,12 @@ import (
 // their key now, and why.
 type EffectiveSource struct {
 	Provider string
-	// Scope serves the calls: ScopeWorkspace, ScopeOrganization,
+	// ScopeKind serves the calls: ScopeWorkspace, ScopeOrganization,
 	// ScopeHosted, or "" when no key may serve now (the calls fail with
 	// no_key, or with keys_cooling_down until CoolingDownUntil). ScopeID
 	// names the workspace or the organization ("" for hosted).
-	Scope   ScopeKind
-	ScopeID string
+	ScopeKind ScopeKind
+	ScopeID   string
 	// UsableKeys is how many keys of that scope may serve now (active,
 	// not failing, not cooling down; keys limited to some models count
 	// too).
@@ -70,7 +70,7 @@ func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSo
 		if err != nil {
 			return nil, fmt.Errorf("effective source of %s for %s: %w", workspace, p.ID, err)
 		}
-		src := EffectiveSource{Provider: p.ID, Scope: d.Pool.Scope, ScopeID: d.Pool.ScopeID, Reason: d.Reason}
+		src := EffectiveSource{Provider: p.ID, ScopeKind: d.Pool.ScopeKind, ScopeID: d.Pool.ScopeID, Reason: d.Reason}
 		if d.served() {
 			src.UsableKeys = usable
 			src = b.withFirst(ctx, src, d.Pool, cooled, now)

@@ -150,7 +150,7 @@ func (e *env) another(t testing.TB, tune func(*broker.Config)) *broker.Broker {
 // would.
 func (e *env) setHosted(t testing.TB, provider, key string) {
 	t.Helper()
-	if _, err := e.b.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"},
+	if _, err := e.b.PutKey(context.Background(), broker.PutKeyRequest{Actor: broker.Actor{Subject: "operator"},
 		Ref: broker.HostedKey(provider, broker.DefaultKeyID), Credential: providers.APIKey(key)}); err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func TestVaultHAFailover(t *testing.T) {
 	if err := b.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
+	if _, err := b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatalf("write through the standby: %v", err)
 	}
 
@@ -83,7 +83,7 @@ func TestVaultHAFailover(t *testing.T) {
 			}
 			k := newKey(t, "openai")
 			writing.Lock()
-			res, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k)})
+			res, err := b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k)})
 			writing.Unlock()
 			if err != nil {
 				lastErr.Store(err.Error())

@@ -201,7 +201,7 @@ func (b *Broker) Report(ctx context.Context, req ReportRequest) (ReportResult, e
 		change = HealthChange{Kind: HealthClearCooldown, Reason: "ok reported: cooldown ended"}
 	}
 	b.metrics.reported(ref.Provider, req.Outcome)
-	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionHealth,
+	ev := AuditEvent{ScopeKind: ref.ScopeKind, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionHealth,
 		Actor: "token:" + req.Caller, RemoteAddr: req.RemoteAddr, RequestID: req.RequestID, Outcome: OutcomeSuccess,
 		Version: &res.Version, Detail: change.Reason}
 	return b.applyHealth(ctx, ref, change, ev)
@@ -378,46 +378,46 @@ func (b *Broker) check(ctx context.Context, p *providers.Provider, c providers.C
 	return r
 }
 
-// TestResult is the answer of TestKey.
-type TestResult struct {
+// KeyCheck is the answer of TestKey.
+type KeyCheck struct {
 	providers.CheckResult
 	// Health is the key's health after the test.
 	Health    string
 	CheckedAt time.Time
 }
 
-// TestKey asks the provider whether it accepts key ref (read with the
+// CheckKey asks the provider whether it accepts key ref (read with the
 // reader identity): accepted returns a failing or cooling key to its pool,
 // refused marks it failing. Both are audited.
-func (b *Broker) TestKey(ctx context.Context, actor Actor, ref KeyRef) (TestResult, error) {
+func (b *Broker) CheckKey(ctx context.Context, actor Actor, ref KeyRef) (KeyCheck, error) {
 	if err := b.canManage(); err != nil {
-		return TestResult{}, err
+		return KeyCheck{}, err
 	}
 	if b.reader == nil {
-		return TestResult{}, fmt.Errorf("test: %w: it reads the key with the Vault reader identity", ErrNotConfigured)
+		return KeyCheck{}, fmt.Errorf("test: %w: it reads the key with the Vault reader identity", ErrNotConfigured)
 	}
 	if b.checker == nil {
-		return TestResult{}, fmt.Errorf("test: %w: no provider checker", ErrNotConfigured)
+		return KeyCheck{}, fmt.Errorf("test: %w: no provider checker", ErrNotConfigured)
 	}
-	p, err := b.checkKey(ref)
+	p, err := b.keyProvider(ref)
 	if err != nil {
-		return TestResult{}, err
+		return KeyCheck{}, err
 	}
 	rec, err := b.store.GetKey(ctx, ref)
 	if errors.Is(err, ErrNotFound) {
-		return TestResult{}, fmt.Errorf("test %s: %w: no such key", ref, ErrNotFound)
+		return KeyCheck{}, fmt.Errorf("test %s: %w: no such key", ref, ErrNotFound)
 	}
 	if err != nil {
-		return TestResult{}, fmt.Errorf("test %s: %w", ref, fromStore(err))
+		return KeyCheck{}, fmt.Errorf("test %s: %w", ref, fromStore(err))
 	}
 	cred, version, err := b.readCredential(ctx, ref.Provider, ref.VaultPath(), 0)
 	if err != nil {
-		return TestResult{}, fmt.Errorf("test %s: %w", ref, fromVault(err))
+		return KeyCheck{}, fmt.Errorf("test %s: %w", ref, fromVault(err))
 	}
 	r := b.check(ctx, p, cred)
 	now := b.now()
-	out := TestResult{CheckResult: r, Health: healthOf(rec.Failing, rec.CooldownUntil, now), CheckedAt: now}
-	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
+	out := KeyCheck{CheckResult: r, Health: healthOf(rec.Failing, rec.CooldownUntil, now), CheckedAt: now}
+	ev := AuditEvent{ScopeKind: ref.ScopeKind, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
 		Actor: actor.Subject, RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID, ClientRequestID: actor.ClientRequestID,
 		Outcome: r.Verdict, Version: &version, Detail: p.DisplayName + " " + r.Detail}
 	var change HealthChange
@@ -494,7 +494,7 @@ func (b *Broker) ProbeFailing(ctx context.Context, concurrency int) (tested, pas
 // actor "prober"); anything else leaves it failing. It returns the key's
 // health after the test.
 func (b *Broker) probe(ctx context.Context, ref KeyRef) (string, error) {
-	p, err := b.checkKey(ref)
+	p, err := b.keyProvider(ref)
 	if err != nil {
 		return "", err
 	}
@@ -506,7 +506,7 @@ func (b *Broker) probe(ctx context.Context, ref KeyRef) (string, error) {
 	if r.Verdict != providers.VerdictAccepted {
 		return HealthFailing, nil
 	}
-	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
+	ev := AuditEvent{ScopeKind: ref.ScopeKind, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
 		Actor: "prober", Outcome: r.Verdict, Version: &version, Detail: p.DisplayName + " " + r.Detail}
 	res, err := b.applyHealth(ctx, ref, HealthChange{Kind: HealthRestore, Reason: "test passed: " + r.Detail}, ev)
 	if err != nil {

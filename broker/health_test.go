@@ -117,12 +117,12 @@ func TestReportsFailOverAcrossReplicasAndRecover(t *testing.T) {
 		t.Fatalf("a failing key served again by itself: %v", r)
 	}
 	provider.accept(first, false)
-	tr, err := e.b.TestKey(ctx, alice, pool.Key("first"))
+	tr, err := e.b.CheckKey(ctx, alice, pool.Key("first"))
 	if err != nil || tr.Verdict != providers.VerdictRefused || tr.Status != 401 || tr.Health != broker.HealthFailing {
 		t.Fatalf("a test the provider refuses: %+v %v", tr, err)
 	}
 	provider.accept(first, true)
-	tr, err = e.b.TestKey(ctx, alice, pool.Key("first"))
+	tr, err = e.b.CheckKey(ctx, alice, pool.Key("first"))
 	if err != nil || tr.Verdict != providers.VerdictAccepted || tr.Health != broker.HealthHealthy {
 		t.Fatalf("a test that passes: %+v %v", tr, err)
 	}
@@ -227,7 +227,7 @@ func TestNoUsableKeyMovesOnAlongTheChainOnlyAsAllowed(t *testing.T) {
 	if _, err := e.b.Report(ctx, broker.ReportRequest{Caller: caller, ResolutionID: r.ResolutionID, Outcome: broker.OutcomeQuotaExceeded}); err != nil {
 		t.Fatal(err)
 	}
-	if r := resolveAs(t, e.b, ws); r.Scope != broker.ScopeHosted || r.FallbackReason != broker.ReasonWorkspaceKeysUnavailable {
+	if r := resolveAs(t, e.b, ws); r.ScopeKind != broker.ScopeHosted || r.FallbackReason != broker.ReasonWorkspaceKeysUnavailable {
 		t.Fatalf("every workspace key failing: %v %q", r, r.FallbackReason)
 	}
 	off := false
@@ -257,21 +257,21 @@ func TestVerifiedWritesAskTheProviderFirst(t *testing.T) {
 	pool := broker.WorkspaceScope(ws).Pool("openai")
 	good, bad := newKey(t, "openai"), newKey(t, "openai")
 	provider.accept(good, true)
-	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "bad", Credential: providers.APIKey(bad), Verify: true}); !errors.Is(err, broker.ErrVerificationFailed) ||
+	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "bad", Credential: providers.APIKey(bad), Check: true}); !errors.Is(err, broker.ErrVerificationFailed) ||
 		strings.Contains(err.Error(), bad) {
 		t.Fatalf("a refused key: %v, want ErrVerificationFailed", err)
 	}
 	if names, err := e.rootKV.List(ctx, pool.KeysDir()); err != nil || len(names) != 0 {
 		t.Fatalf("a refused key reached Vault: %v %v", names, err)
 	}
-	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "good", Credential: providers.APIKey(good), Verify: true}); err != nil {
+	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, KeyID: "good", Credential: providers.APIKey(good), Check: true}); err != nil {
 		t.Fatalf("an accepted key: %v", err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("good"), Credential: providers.APIKey(bad), Verify: true}); !errors.Is(err, broker.ErrVerificationFailed) {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: pool.Key("good"), Credential: providers.APIKey(bad), Check: true}); !errors.Is(err, broker.ErrVerificationFailed) {
 		t.Fatalf("a rotation to a refused key: %v", err)
 	}
 	provider.srv.Close() // the provider is now unreachable
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("good"), Credential: providers.APIKey(newKey(t, "openai")), Verify: true}); !errors.Is(err, broker.ErrUnavailable) {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: pool.Key("good"), Credential: providers.APIKey(newKey(t, "openai")), Check: true}); !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("a verified write with the provider down: %v, want ErrUnavailable", err)
 	}
 	if meta, err := e.b.GetKey(ctx, pool.Key("good")); err != nil || meta.Version != 1 {
@@ -332,7 +332,7 @@ func TestProberReturnsKeysThatPassToTheirPools(t *testing.T) {
 	pool := broker.WorkspaceScope(ws).Pool("openai")
 	back, gone := addKey(t, e, pool, "back", 10, ""), addKey(t, e, pool, "gone", 20, "")
 	for _, id := range []string{"back", "gone"} {
-		if tr, err := e.b.TestKey(ctx, alice, pool.Key(id)); err != nil || tr.Health != broker.HealthFailing {
+		if tr, err := e.b.CheckKey(ctx, alice, pool.Key(id)); err != nil || tr.Health != broker.HealthFailing {
 			t.Fatalf("test %s while the provider refuses it: %+v %v", id, tr, err)
 		}
 	}
@@ -350,7 +350,7 @@ func TestProberReturnsKeysThatPassToTheirPools(t *testing.T) {
 	}
 	// Nothing failing: nothing to test.
 	provider.accept(gone, true)
-	if _, err := e.b.TestKey(ctx, alice, pool.Key("gone")); err != nil {
+	if _, err := e.b.CheckKey(ctx, alice, pool.Key("gone")); err != nil {
 		t.Fatal(err)
 	}
 	if tested, _, err := e.b.ProbeFailing(ctx, 2); err != nil || tested != 0 {
@@ -384,7 +384,7 @@ func TestANewValueOfAFailingKeyStartsHealthy(t *testing.T) {
 		}
 		untilServes(t, replicaB, ws, "openai", second)
 		rotated := newKey(t, "openai")
-		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("first"), Credential: providers.APIKey(rotated)}); err != nil {
+		if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: pool.Key("first"), Credential: providers.APIKey(rotated)}); err != nil {
 			t.Fatalf("rotate: %v", err)
 		}
 		meta, err := e.b.GetKey(ctx, pool.Key("first"))

@@ -75,7 +75,7 @@ func TestChangesOnOneReplicaReachAnotherWithinASecond(t *testing.T) {
 	listen(t, e, replicaB)
 	hosted, k1, k2 := newKey(t, "openai"), newKey(t, "openai"), newKey(t, "openai")
 	e.setHosted(t, "openai", hosted)
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
 	if d := untilServes(t, replicaB, ws, "openai", k1); d > time.Second {
@@ -89,11 +89,11 @@ func TestChangesOnOneReplicaReachAnotherWithinASecond(t *testing.T) {
 	deleted := untilServes(t, replicaB, ws, "openai", hosted)
 
 	// A new key on A (B has "no BYOK key" cached), then a rotation.
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
 	recreated := untilServes(t, replicaB, ws, "openai", k1)
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k2)}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k2)}); err != nil {
 		t.Fatal(err)
 	}
 	rotated := untilServes(t, replicaB, ws, "openai", k2)
@@ -120,7 +120,7 @@ func TestListenerReconnectsAndFlushesAfterItsConnectionIsKilled(t *testing.T) {
 	replicaB := e.another(t, nil)
 	startedB := listen(t, e, replicaB)
 	k1, k2 := newKey(t, "anthropic"), newKey(t, "anthropic")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
 	untilServes(t, replicaB, ws, "anthropic", k1)
@@ -140,7 +140,7 @@ func TestListenerReconnectsAndFlushesAfterItsConnectionIsKilled(t *testing.T) {
 	if r, _ := replicaB.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); r.APIKey() != k1 {
 		t.Fatal("B does not serve the key after the reconnect")
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(k2)}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(k2)}); err != nil {
 		t.Fatal(err)
 	}
 	if d := untilServes(t, replicaB, ws, "anthropic", k2); d > time.Second {

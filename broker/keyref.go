@@ -40,12 +40,12 @@ func HostedScope() Scope { return Scope{Kind: ScopeHosted} }
 
 // Key names key keyID of the scope's pool for provider.
 func (s Scope) Key(provider, keyID string) KeyRef {
-	return KeyRef{Scope: s.Kind, ScopeID: s.ID, Provider: provider, KeyID: keyID}
+	return KeyRef{ScopeKind: s.Kind, ScopeID: s.ID, Provider: provider, KeyID: keyID}
 }
 
 // Pool names the scope's pool for provider.
 func (s Scope) Pool(provider string) PoolRef {
-	return PoolRef{Scope: s.Kind, ScopeID: s.ID, Provider: provider}
+	return PoolRef{ScopeKind: s.Kind, ScopeID: s.ID, Provider: provider}
 }
 
 // BYOK says whether the scope's keys are the customer's own (not billed).
@@ -95,17 +95,17 @@ func (s Scope) ProvidersDir() string { return s.vaultDir() + "providers/" }
 
 // PoolRef names one pool: a scope's keys for one provider.
 type PoolRef struct {
-	Scope    ScopeKind
-	ScopeID  string
-	Provider string
+	ScopeKind ScopeKind
+	ScopeID   string
+	Provider  string
 }
 
 // Owner is the pool's scope.
-func (p PoolRef) Owner() Scope { return Scope{Kind: p.Scope, ID: p.ScopeID} }
+func (p PoolRef) Owner() Scope { return Scope{Kind: p.ScopeKind, ID: p.ScopeID} }
 
 // Key names key keyID of the pool.
 func (p PoolRef) Key(keyID string) KeyRef {
-	return KeyRef{Scope: p.Scope, ScopeID: p.ScopeID, Provider: p.Provider, KeyID: keyID}
+	return KeyRef{ScopeKind: p.ScopeKind, ScopeID: p.ScopeID, Provider: p.Provider, KeyID: keyID}
 }
 
 // KeysDir is the pool's folder in the mount: one secret per key.
@@ -117,7 +117,7 @@ func (p PoolRef) String() string { return p.Owner().String() + "/" + p.Provider 
 // place the layout of keys in Vault is spelled (VaultPath, and the folders
 // above) and the one source of cache keys, so that the two never disagree.
 type KeyRef struct {
-	Scope ScopeKind
+	ScopeKind ScopeKind
 	// ScopeID is the workspace or organization id; empty for hosted.
 	ScopeID  string
 	Provider string
@@ -126,25 +126,25 @@ type KeyRef struct {
 
 // WorkspaceKey is key keyID of a workspace's pool for provider.
 func WorkspaceKey(workspace, provider, keyID string) KeyRef {
-	return KeyRef{Scope: ScopeWorkspace, ScopeID: workspace, Provider: provider, KeyID: keyID}
+	return KeyRef{ScopeKind: ScopeWorkspace, ScopeID: workspace, Provider: provider, KeyID: keyID}
 }
 
 // OrganizationKey is key keyID of an organization's pool for provider.
 func OrganizationKey(org, provider, keyID string) KeyRef {
-	return KeyRef{Scope: ScopeOrganization, ScopeID: org, Provider: provider, KeyID: keyID}
+	return KeyRef{ScopeKind: ScopeOrganization, ScopeID: org, Provider: provider, KeyID: keyID}
 }
 
 // HostedKey is key keyID of the platform's hosted pool for provider.
 func HostedKey(provider, keyID string) KeyRef {
-	return KeyRef{Scope: ScopeHosted, Provider: provider, KeyID: keyID}
+	return KeyRef{ScopeKind: ScopeHosted, Provider: provider, KeyID: keyID}
 }
 
 // Owner is the key's scope.
-func (r KeyRef) Owner() Scope { return Scope{Kind: r.Scope, ID: r.ScopeID} }
+func (r KeyRef) Owner() Scope { return Scope{Kind: r.ScopeKind, ID: r.ScopeID} }
 
 // Pool is the key's pool.
 func (r KeyRef) Pool() PoolRef {
-	return PoolRef{Scope: r.Scope, ScopeID: r.ScopeID, Provider: r.Provider}
+	return PoolRef{ScopeKind: r.ScopeKind, ScopeID: r.ScopeID, Provider: r.Provider}
 }
 
 // CacheKey names a cache entry: the Vault path, which is unique per key.
@@ -169,7 +169,7 @@ func (r KeyRef) VaultPath() string {
 // vault migrate-layout` moves such secrets to VaultPath; until it has,
 // resolve reads them there.
 func (r KeyRef) LegacyVaultPath() string {
-	if r.KeyID != DefaultKeyID || r.Scope == ScopeOrganization {
+	if r.KeyID != DefaultKeyID || r.ScopeKind == ScopeOrganization {
 		return ""
 	}
 	return r.Owner().vaultDir() + "providers/" + r.Provider

@@ -103,36 +103,36 @@ const (
 	OutcomeReconciled         = "reconciled"
 )
 
-// SetResult is the outcome of SetKey and AddKey.
+// SetResult is the outcome of PutKey and AddKey.
 type SetResult struct {
 	Meta KeyMeta
 	// Created is true when the pool had no key of this id.
 	Created bool
 }
 
-// SetKeyRequest asks SetKey to store Credential as key Ref.
-type SetKeyRequest struct {
+// PutKeyRequest asks PutKey to store Credential as key Ref.
+type PutKeyRequest struct {
 	Actor      Actor
 	Ref        KeyRef
 	Credential providers.Credential
 	// ExpectedVersion > 0 writes only if that version is current
 	// (ErrPreconditionFailed otherwise); 0 retries a lost race once.
 	ExpectedVersion int
-	// Verify asks the provider first: a refused key is
+	// Check asks the provider first: a refused key is
 	// ErrVerificationFailed and nothing is stored.
-	Verify bool
+	Check bool
 }
 
-// SetKey stores the key: a new key of its pool (with the default
+// PutKey stores the key: a new key of its pool (with the default
 // settings), or a new KV version of an existing one (rotation). With
 // ExpectedVersion > 0 the write happens only if that version is current
 // (ErrPreconditionFailed otherwise); without, a write that loses a race is
 // retried once against the new current version before ErrConflict.
-func (b *Broker) SetKey(ctx context.Context, req SetKeyRequest) (SetResult, error) {
+func (b *Broker) PutKey(ctx context.Context, req PutKeyRequest) (SetResult, error) {
 	if err := b.canManage(); err != nil {
 		return SetResult{}, err
 	}
-	p, err := b.checkKey(req.Ref)
+	p, err := b.keyProvider(req.Ref)
 	if err != nil {
 		return SetResult{}, err
 	}
@@ -142,7 +142,7 @@ func (b *Broker) SetKey(ctx context.Context, req SetKeyRequest) (SetResult, erro
 	if req.ExpectedVersion < 0 {
 		return SetResult{}, refuse(ErrInvalidRequest, "expected version must be positive")
 	}
-	if req.Verify {
+	if req.Check {
 		if err := b.verify(ctx, p, req.Credential); err != nil {
 			return SetResult{}, err
 		}
@@ -175,8 +175,8 @@ type AddKeyRequest struct {
 	Priority *int
 	State    string
 	Models   []string
-	// Verify asks the provider first (see SetKeyRequest.Verify).
-	Verify bool
+	// Check asks the provider first (see PutKeyRequest.Check).
+	Check bool
 }
 
 // DefaultPriority is a key's priority unless it is given one.
@@ -192,7 +192,7 @@ func (b *Broker) AddKey(ctx context.Context, req AddKeyRequest) (SetResult, erro
 		req.KeyID = newKeyID()
 	}
 	ref := req.Pool.Key(req.KeyID)
-	p, err := b.checkKey(ref)
+	p, err := b.keyProvider(ref)
 	if err != nil {
 		return SetResult{}, err
 	}
@@ -211,7 +211,7 @@ func (b *Broker) AddKey(ctx context.Context, req AddKeyRequest) (SetResult, erro
 	if err := b.checkValue(ctx, p, ref, req.Credential); err != nil {
 		return SetResult{}, err
 	}
-	if req.Verify {
+	if req.Check {
 		if err := b.verify(ctx, p, req.Credential); err != nil {
 			return SetResult{}, err
 		}
@@ -302,7 +302,7 @@ func (b *Broker) UpdateKey(ctx context.Context, req UpdateKeyRequest) (KeyMeta, 
 	if err := b.canManage(); err != nil {
 		return KeyMeta{}, err
 	}
-	if _, err := b.checkKey(req.Ref); err != nil {
+	if _, err := b.keyProvider(req.Ref); err != nil {
 		return KeyMeta{}, err
 	}
 	rec, err := b.store.GetKey(ctx, req.Ref)
@@ -332,7 +332,7 @@ func (b *Broker) UpdateKey(ctx context.Context, req UpdateKeyRequest) (KeyMeta, 
 	if next, err = checkMember(next); err != nil {
 		return KeyMeta{}, err
 	}
-	ev := AuditEvent{Scope: req.Ref.Scope, ScopeID: req.Ref.ScopeID, Provider: req.Ref.Provider, KeyID: req.Ref.KeyID,
+	ev := AuditEvent{ScopeKind: req.Ref.ScopeKind, ScopeID: req.Ref.ScopeID, Provider: req.Ref.Provider, KeyID: req.Ref.KeyID,
 		Action: ActionUpdate, Actor: req.Actor.Subject, RemoteAddr: req.Actor.RemoteAddr, RequestID: req.Actor.RequestID,
 		ClientRequestID: req.Actor.ClientRequestID, Outcome: OutcomeSuccess,
 		Detail: memberDetail(next) + " (was " + memberDetail(cur) + ")"}
@@ -365,7 +365,7 @@ func (b *Broker) Rollback(ctx context.Context, req RollbackRequest) (SetResult, 
 	if b.reader == nil {
 		return SetResult{}, fmt.Errorf("rollback: %w: it reads the old version with the Vault reader identity", ErrNotConfigured)
 	}
-	if _, err := b.checkKey(req.Ref); err != nil {
+	if _, err := b.keyProvider(req.Ref); err != nil {
 		return SetResult{}, err
 	}
 	if req.Version <= 0 {
@@ -509,7 +509,7 @@ func (b *Broker) DeleteKey(ctx context.Context, req DeleteKeyRequest) error {
 	if err := b.canManage(); err != nil {
 		return err
 	}
-	if _, err := b.checkKey(req.Ref); err != nil {
+	if _, err := b.keyProvider(req.Ref); err != nil {
 		return err
 	}
 	ref := req.Ref
@@ -606,14 +606,14 @@ func (b *Broker) PurgeScope(ctx context.Context, actor Actor, scope Scope) (int,
 		action = ActionPurgeOrganization
 	}
 	audit := AuditEvent{
-		Scope: scope.Kind, ScopeID: scope.ID, Action: action, Actor: actor.Subject, RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID,
+		ScopeKind: scope.Kind, ScopeID: scope.ID, Action: action, Actor: actor.Subject, RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID,
 		ClientRequestID: actor.ClientRequestID, Outcome: OutcomeSuccess, Detail: fmt.Sprintf("%d keys destroyed", destroyed),
 	}
 	if _, err := b.store.PurgeScope(ctx, scope, audit); err != nil {
 		return destroyed, fmt.Errorf("purge %s: keys destroyed in Vault, but metadata could not be removed (run the purge again): %w",
 			scope, fromStore(err))
 	}
-	_ = b.Invalidate(ctx, Invalidation{Scope: scope.Kind, ScopeID: scope.ID})
+	_ = b.Invalidate(ctx, Invalidation{ScopeKind: scope.Kind, ScopeID: scope.ID})
 	b.metrics.action(action, OutcomeSuccess)
 	b.log.InfoContext(ctx, "scope purged", "scope", scope.String(), "keys_destroyed", destroyed, "actor", actor.Subject)
 	return destroyed, nil
@@ -624,7 +624,7 @@ func (b *Broker) GetKey(ctx context.Context, ref KeyRef) (KeyMeta, error) {
 	if err := b.canManage(); err != nil {
 		return KeyMeta{}, err
 	}
-	if _, err := b.checkKey(ref); err != nil {
+	if _, err := b.keyProvider(ref); err != nil {
 		return KeyMeta{}, err
 	}
 	rec, err := b.store.GetKey(ctx, ref)
@@ -700,7 +700,7 @@ func (b *Broker) Versions(ctx context.Context, ref KeyRef) ([]VersionInfo, error
 	if err := b.canManage(); err != nil {
 		return nil, err
 	}
-	if _, err := b.checkKey(ref); err != nil {
+	if _, err := b.keyProvider(ref); err != nil {
 		return nil, err
 	}
 	md, err := b.writer.Metadata(ctx, ref.VaultPath())

@@ -26,7 +26,7 @@ func TestSetResolveDeleteFallsBackToHosted(t *testing.T) {
 	}
 
 	own := newKey(t, "openai")
-	res, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(own)})
+	res, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(own)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestSetResolveDeleteFallsBackToHosted(t *testing.T) {
 	// Setting a key after a delete is a create again, on top of the
 	// deleted version.
 	again := newKey(t, "openai")
-	res, err = e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(again)})
+	res, err = e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(again)})
 	if err != nil || !res.Created || res.Meta.Version != 2 {
 		t.Fatalf("set after delete: %+v %v", res, err)
 	}
@@ -73,7 +73,7 @@ func TestConcurrentRotationsWithTheSameExpectedVersion(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, nil)
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatal(err)
 	}
 	keys := []string{newKey(t, "openai"), newKey(t, "openai")}
@@ -83,7 +83,7 @@ func TestConcurrentRotationsWithTheSameExpectedVersion(t *testing.T) {
 	for i := range keys {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(keys[i]), ExpectedVersion: 1})
+			_, errs[i] = e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(keys[i]), ExpectedVersion: 1})
 		})
 	}
 	close(start)
@@ -114,7 +114,7 @@ func TestConcurrentRotationsWithoutExpectedVersionAllLand(t *testing.T) {
 	landed, conflicts := 0, 0
 	for range 8 {
 		wg.Go(func() {
-			_, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "exa", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "exa"))})
+			_, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "exa", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "exa"))})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -182,7 +182,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(tc.ws, tc.provider, broker.DefaultKeyID), Credential: providers.APIKey(tc.key)})
+			_, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(tc.ws, tc.provider, broker.DefaultKeyID), Credential: providers.APIKey(tc.key)})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
@@ -207,10 +207,10 @@ func TestVersionsRollbackAndAudit(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	k1, k2 := newKey(t, "openai"), newKey(t, "openai")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k2)}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k2)}); err != nil {
 		t.Fatal(err)
 	}
 	res, err := e.b.Rollback(ctx, broker.RollbackRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Version: 1})
@@ -251,7 +251,7 @@ func TestPurgeWorkspaceDestroysEveryVersion(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	for _, p := range []string{"openai", "anthropic", "exa"} {
-		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, p))}); err != nil {
+		if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, p))}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -284,7 +284,7 @@ func TestResolverOnlyBrokerCannotWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.SetKey(context.Background(), broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); !errors.Is(err, broker.ErrNotConfigured) {
+	if _, err := b.PutKey(context.Background(), broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); !errors.Is(err, broker.ErrNotConfigured) {
 		t.Fatalf("set on a resolver-only broker: %v", err)
 	}
 }

@@ -112,7 +112,7 @@ func (b *Broker) migrateKey(ctx context.Context, actor Actor, ref KeyRef) (skipp
 		return "", fmt.Errorf("migrate %s: copied, but the v1 secret %s could not be removed (run again): %w", ref, legacy, fromVault(err))
 	}
 	b.evict(ref)
-	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionMigrateLayout,
+	ev := AuditEvent{ScopeKind: ref.ScopeKind, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionMigrateLayout,
 		Actor: actor.Subject, Outcome: OutcomeSuccess, Version: &md.CurrentVersion,
 		Detail: fmt.Sprintf("moved from %s to %s with its %d versions", legacy, path, md.CurrentVersion)}
 	if err := b.store.AppendAudit(ctx, ev); err != nil {

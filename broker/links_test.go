@@ -28,7 +28,7 @@ func TestOrganizationLinksWrittenWithADatabaseRoleAreNotFollowed(t *testing.T) {
 	e := newEnv(t, withLinks)
 	org, tenant, member := "victim-"+testenv.RandomID(t), e.workspc, "member-"+testenv.RandomID(t)
 	orgKey := newKey(t, "openai")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.OrganizationKey(org, "openai", broker.DefaultKeyID), Credential: providers.APIKey(orgKey)}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.OrganizationKey(org, "openai", broker.DefaultKeyID), Credential: providers.APIKey(orgKey)}); err != nil {
 		t.Fatal(err)
 	}
 	// A genuine member, linked by an operator through keybroker.

@@ -43,7 +43,7 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	k1, k2 := newKey(t, "openai"), newKey(t, "openai")
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
+	if _, err := b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: "ws", Provider: "openai"}); err != nil || r.APIKey() != k1 {
@@ -53,7 +53,7 @@ func TestVaultOutageServesStaleThenRecovers(t *testing.T) {
 		t.Fatalf("no mistral key before the outage: %v", err)
 	}
 	// A key of the pool that no resolve has read yet.
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "anthropic"))}); err != nil {
+	if _, err := b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "anthropic"))}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -130,7 +130,7 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 		t.Fatal(err)
 	}
 	k1, k2 := newKey(t, "openai"), newKey(t, "openai")
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
+	if _, err := b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -144,7 +144,7 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 	pg.Halt()
 	time.Sleep(300 * time.Millisecond) // resolves keep going, through Vault
 	servedBefore := resolves.ok.Load()
-	if _, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k2)}); !errors.Is(err, broker.ErrUnavailable) {
+	if _, err := b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k2)}); !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("a write while PostgreSQL is down: %v, want ErrUnavailable", err)
 	}
 	if s, err := ids.Root.KV(ids.Mount).Get(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID).VaultPath()); err != nil || s.Data["api_key"] != k1 {
@@ -160,7 +160,7 @@ func TestPostgresOutageStopsWritesNotResolves(t *testing.T) {
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k2)})
+		_, err := b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), Credential: providers.APIKey(k2)})
 		if err == nil {
 			break
 		}
@@ -196,7 +196,7 @@ func TestConcurrentRotationsThroughTwoReplicasLoseNothing(t *testing.T) {
 	var landed atomic.Int64
 	for i := range 100 {
 		wg.Go(func() {
-			_, err := replicas[i%2].SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))})
+			_, err := replicas[i%2].PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))})
 			switch {
 			case err == nil:
 				landed.Add(1)

@@ -56,7 +56,7 @@ func TestPoliciesGrantExactlyWhatTheCodeUses(t *testing.T) {
 		}
 	}
 	set := func(ws, p string) {
-		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, p))})
+		_, err := b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, p))})
 		must("set "+ws+"/"+p, err)
 	}
 	// Keys keybroker v1 left at the old layout (a workspace's, a hosted
@@ -67,14 +67,14 @@ func TestPoliciesGrantExactlyWhatTheCodeUses(t *testing.T) {
 		must("v1 key", err)
 	}
 	setRef := func(ref broker.KeyRef) {
-		_, err := b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: ref, Credential: providers.APIKey(newKey(t, ref.Provider))})
+		_, err := b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: ref, Credential: providers.APIKey(newKey(t, ref.Provider))})
 		must("set "+ref.String(), err)
 	}
 	resolve := func(ws string, want broker.ScopeKind) {
 		r, err := b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
 		must("resolve "+ws, err)
-		if r.Scope != want {
-			t.Fatalf("resolve %s: served from %s, want %s", ws, r.Scope, want)
+		if r.ScopeKind != want {
+			t.Fatalf("resolve %s: served from %s, want %s", ws, r.ScopeKind, want)
 		}
 	}
 	orgKey, hostedKey := broker.OrganizationKey("acme", "openai", "shared"), broker.HostedKey("openai", broker.DefaultKeyID)

@@ -149,7 +149,7 @@ func (m *poolMirror) dropScope(s Scope) []CacheKey {
 	defer m.mu.Unlock()
 	var keys []CacheKey
 	for ref, p := range m.pools {
-		if ref.Scope == s.Kind && ref.ScopeID == s.ID {
+		if ref.ScopeKind == s.Kind && ref.ScopeID == s.ID {
 			for _, mem := range p.members {
 				keys = append(keys, mem.cacheKey)
 			}

@@ -33,7 +33,7 @@ func resolveIDs(t *testing.T, b *broker.Broker, ws, provider, model string, n in
 		if err != nil {
 			t.Fatalf("resolve %s/%s model %q: %v", ws, provider, model, err)
 		}
-		seen[string(r.Scope)+":"+r.KeyID]++
+		seen[string(r.ScopeKind)+":"+r.KeyID]++
 	}
 	return seen
 }
@@ -121,7 +121,7 @@ func TestResolutionChainWorkspaceOrganizationHosted(t *testing.T) {
 	expect := func(what, model string, scope broker.ScopeKind, keyID, reason string) {
 		t.Helper()
 		r, err := resolve(model)
-		if err != nil || r.Scope != scope || r.KeyID != keyID || r.FallbackReason != reason || r.IsBYOK != (scope != broker.ScopeHosted) {
+		if err != nil || r.ScopeKind != scope || r.KeyID != keyID || r.FallbackReason != reason || r.IsBYOK != (scope != broker.ScopeHosted) {
 			t.Fatalf("%s: %v %v; want %s/%s, fallback reason %q", what, r, err, scope, keyID, reason)
 		}
 	}
@@ -181,11 +181,11 @@ func TestPoolLimitsAndBadInputChangeNothing(t *testing.T) {
 	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: pool, Credential: providers.APIKey(newKey(t, "openai"))}); !errors.Is(err, broker.ErrPoolFull) {
 		t.Fatalf("a 4th key in a pool of 3: %v, want ErrPoolFull", err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("k9"), Credential: providers.APIKey(newKey(t, "openai"))}); !errors.Is(err, broker.ErrPoolFull) {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: pool.Key("k9"), Credential: providers.APIKey(newKey(t, "openai"))}); !errors.Is(err, broker.ErrPoolFull) {
 		t.Fatalf("a 4th key by PUT: %v, want ErrPoolFull", err)
 	}
 	// Rotating a key of a full pool is no new key.
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: pool.Key("k0"), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: pool.Key("k0"), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatalf("rotate in a full pool: %v", err)
 	}
 	if _, err := e.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: broker.WorkspaceScope(ws).Pool("mistral"), KeyID: "k0", Credential: providers.APIKey(newKey(t, "mistral"))}); err != nil {
@@ -262,7 +262,7 @@ func TestColdHerdOnAnInheritedKeyMakesOneVaultRead(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			r, err := cold.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "google"})
-			if err != nil || r.APIKey() != key || r.Scope != broker.ScopeOrganization {
+			if err != nil || r.APIKey() != key || r.ScopeKind != broker.ScopeOrganization {
 				failures.Store(i, fmt.Sprint(r, err))
 			}
 		})
@@ -299,7 +299,7 @@ func TestV1LayoutIsServedUntilMovedAndKeepsItsVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := e.store.CompleteWrite(ctx, ref, uuid.NewString(), broker.Written{Version: 2, MaskedKey: providers.MaskKey(v2),
-		Fingerprint: providers.Fingerprint(e.cfg.Pepper, providers.APIKey(v2)), By: "v1"}, broker.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: ws, Action: "key.rotate", Actor: "v1", Outcome: "success"}); err != nil {
+		Fingerprint: providers.Fingerprint(e.cfg.Pepper, providers.APIKey(v2)), By: "v1"}, broker.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: ws, Action: "key.rotate", Actor: "v1", Outcome: "success"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.b.Load(ctx); err != nil {
@@ -308,7 +308,7 @@ func TestV1LayoutIsServedUntilMovedAndKeepsItsVersions(t *testing.T) {
 	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil || r.APIKey() != v2 || r.Version != 2 {
 		t.Fatalf("the v1 key before the move: %v %v", r, err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: ref, Credential: providers.APIKey(newKey(t, "openai"))}); !errors.Is(err, broker.ErrConflict) ||
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: ref, Credential: providers.APIKey(newKey(t, "openai"))}); !errors.Is(err, broker.ErrConflict) ||
 		!strings.Contains(err.Error(), "migrate-layout") {
 		t.Fatalf("a write of the v1 key before the move: %v, want a conflict naming migrate-layout", err)
 	}
@@ -327,7 +327,7 @@ func TestV1LayoutIsServedUntilMovedAndKeepsItsVersions(t *testing.T) {
 	if r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil || r.APIKey() != v2 || r.Version != 2 || r.Fingerprint == "" {
 		t.Fatalf("the key after the move: %v %v", r, err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: ref, Credential: providers.APIKey(newKey(t, "openai")), ExpectedVersion: 2}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: ref, Credential: providers.APIKey(newKey(t, "openai")), ExpectedVersion: 2}); err != nil {
 		t.Fatalf("a rotation after the move: %v", err)
 	}
 	if rep, err := e.b.MigrateLayout(ctx, alice); err != nil || len(rep.Moved)+len(rep.Skipped) != 0 {

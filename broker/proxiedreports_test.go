@@ -79,7 +79,7 @@ func TestARefusalTheProxySawCoolsTheKeyForItsCallerAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range eff {
-		if s.Provider == "openai" && (s.Scope != broker.ScopeWorkspace || s.UsableKeys != 2) {
+		if s.Provider == "openai" && (s.ScopeKind != broker.ScopeWorkspace || s.UsableKeys != 2) {
 			t.Fatalf("the workspace's view after one caller's refusal: %+v", s)
 		}
 	}
@@ -132,17 +132,17 @@ func TestARefusalTheProxySawOfASharedKeyCoolsItForItsCallerAlone(t *testing.T) {
 	g := newSharedGround(t)
 	const sandbox = "ptk_sandbox0123456789"
 	r, err := g.e.b.Resolve(ctx, broker.ResolveRequest{Workspace: g.tenantA, Provider: "openai", Caller: sandbox})
-	if err != nil || r.Scope != broker.ScopeOrganization {
+	if err != nil || r.ScopeKind != broker.ScopeOrganization {
 		t.Fatalf("before: %v %v", r, err)
 	}
 	res, err := g.e.b.Report(ctx, broker.ReportRequest{Caller: sandbox, ResolutionID: r.ResolutionID, Outcome: broker.OutcomeUnauthorized, Proxied: true})
 	if err != nil || !res.CallerOnly || !res.Changed || !res.Verifying {
 		t.Fatalf("the proxy's report: %+v %v", res, err)
 	}
-	if r, err := g.e.b.Resolve(ctx, broker.ResolveRequest{Workspace: g.tenantA, Provider: "openai", Caller: sandbox}); err != nil || r.Scope != broker.ScopeHosted {
+	if r, err := g.e.b.Resolve(ctx, broker.ResolveRequest{Workspace: g.tenantA, Provider: "openai", Caller: sandbox}); err != nil || r.ScopeKind != broker.ScopeHosted {
 		t.Fatalf("the refused caller: %v %v, want the next of the chain", r, err)
 	}
-	if r := g.resolve(t, g.tenantA); r.Scope != broker.ScopeOrganization || r.APIKey() != g.orgKey {
+	if r := g.resolve(t, g.tenantA); r.ScopeKind != broker.ScopeOrganization || r.APIKey() != g.orgKey {
 		t.Fatalf("another caller of the same workspace: %v, want the organization's key", r)
 	}
 	if err := g.e.b.WaitVerifications(ctx); err != nil {

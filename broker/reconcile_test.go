@@ -56,10 +56,10 @@ func TestReconcileRepairsDriftMadeInVaultDirectly(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	k1, k2, orphan := newKey(t, "openai"), newKey(t, "openai"), newKey(t, "exa")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(k1)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "anthropic"))}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "anthropic"))}); err != nil {
 		t.Fatal(err)
 	}
 	// Behind keybroker's back: a rotation, a delete, a key with no row.
@@ -122,7 +122,7 @@ func TestKeyUnderAnotherFieldNameIsReported(t *testing.T) {
 	}
 	// A pool member overwritten in Vault under another field name.
 	member := broker.WorkspaceKey(ws, "openai", "member")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: member, Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: member, Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.root.KVv2(e.mount).Put(ctx, member.VaultPath(), map[string]any{"key": value}, vaultapi.WithCheckAndSet(1)); err != nil {

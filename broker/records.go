@@ -30,12 +30,12 @@ const (
 // part its record (KeyRecord) and its answer (KeyMeta) share, written once.
 // Never the key itself.
 type KeyFacts struct {
-	// Scope, ScopeID (a workspace id, an organization id, "" for hosted),
+	// ScopeKind, ScopeID (a workspace id, an organization id, "" for hosted),
 	// Provider and KeyID name the key.
-	Scope    ScopeKind
-	ScopeID  string
-	Provider string
-	KeyID    string
+	ScopeKind ScopeKind
+	ScopeID   string
+	Provider  string
+	KeyID     string
 	// Name, Priority and Models are the pool member's settings: free
 	// text; lower priority serves first; a key with Models serves only
 	// those models.
@@ -60,7 +60,7 @@ type KeyFacts struct {
 
 // Ref names the key.
 func (f KeyFacts) Ref() KeyRef {
-	return KeyRef{Scope: f.Scope, ScopeID: f.ScopeID, Provider: f.Provider, KeyID: f.KeyID}
+	return KeyRef{ScopeKind: f.ScopeKind, ScopeID: f.ScopeID, Provider: f.Provider, KeyID: f.KeyID}
 }
 
 // KeyRecord is the metadata of one key as the metadata store keeps it.
@@ -133,9 +133,9 @@ type Written struct {
 type AuditEvent struct {
 	ID         int64
 	OccurredAt time.Time
-	// Scope and ScopeID name whose trail the event is in; both "" for an
+	// ScopeKind and ScopeID name whose trail the event is in; both "" for an
 	// operator-wide event (a token of no workspace).
-	Scope       ScopeKind
+	ScopeKind   ScopeKind
 	ScopeID     string
 	Provider    string
 	KeyID       string
@@ -161,10 +161,10 @@ type AuditEvent struct {
 // some replica: its cached answer is forgotten and its pool re-read. An
 // empty Provider means every pool of the scope (a purge).
 type Invalidation struct {
-	Scope    ScopeKind
-	ScopeID  string
-	Provider string
-	KeyID    string
+	ScopeKind ScopeKind
+	ScopeID   string
+	Provider  string
+	KeyID     string
 }
 
 // AuditQuery selects a page of a trail: a scope's (Scope set) or the

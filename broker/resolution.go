@@ -113,7 +113,7 @@ func (r *resolutionIDs) make(workspace string, ref *KeyRef, version int, caller 
 	b := append(s.buf[:0], resolutionLayout)
 	b = binary.BigEndian.AppendUint32(b, uint32(now.Unix()))
 	b = binary.AppendUvarint(b, r.counter.Add(1))
-	b = append(b, scopeByte(ref.Scope))
+	b = append(b, scopeByte(ref.ScopeKind))
 	b = binary.AppendUvarint(b, uint64(version))
 	b = append(b, workspace...)
 	b = append(b, 0)
@@ -145,7 +145,7 @@ type Resolved struct {
 // owned says whether the resolved key is the reporting workspace's own
 // (its pool's), whose health its reports may change for everyone.
 func (r Resolved) owned() bool {
-	return r.Ref.Scope == ScopeWorkspace && r.Ref.ScopeID == r.Workspace
+	return r.Ref.ScopeKind == ScopeWorkspace && r.Ref.ScopeID == r.Workspace
 }
 
 // parse checks id against caller and returns what it names.
@@ -181,7 +181,7 @@ func (r *resolutionIDs) parse(id, caller string, now time.Time) (Resolved, error
 	if len(parts) != 4 || parts[0] == "" {
 		return Resolved{}, ErrUnknownResolution
 	}
-	return Resolved{Workspace: parts[0], Ref: KeyRef{Scope: scope, ScopeID: parts[1], Provider: parts[2], KeyID: parts[3]},
+	return Resolved{Workspace: parts[0], Ref: KeyRef{ScopeKind: scope, ScopeID: parts[1], Provider: parts[2], KeyID: parts[3]},
 		Version: int(version), IssuedAt: issued}, nil
 }
 

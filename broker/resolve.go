@@ -38,10 +38,10 @@ type Resolution struct {
 	Source     Source
 	IsBYOK     bool
 	Version    int
-	// Scope is where the key lives (workspace, organization, hosted),
+	// ScopeKind is where the key lives (workspace, organization, hosted),
 	// KeyID which key of the scope's pool served.
-	Scope ScopeKind
-	KeyID string
+	ScopeKind ScopeKind
+	KeyID     string
 	// Fingerprint identifies the key (HMAC with the server's pepper) in
 	// the platform's usage records; "" when this replica has no metadata
 	// for it (a broker without a pool store).
@@ -84,13 +84,13 @@ func (e *NoKeyError) Is(target error) bool { return target == ErrNoKey }
 func (r Resolution) APIKey() string { return r.Credential.APIKey() }
 
 func (r Resolution) String() string {
-	return fmt.Sprintf("broker.Resolution{Source:%s Scope:%s KeyID:%s Version:%d Credential:%s}", r.Source, r.Scope, r.KeyID, r.Version, r.Credential)
+	return fmt.Sprintf("broker.Resolution{Source:%s Scope:%s KeyID:%s Version:%d Credential:%s}", r.Source, r.ScopeKind, r.KeyID, r.Version, r.Credential)
 }
 func (r Resolution) GoString() string { return r.String() }
 
 // LogValue implements slog.LogValuer.
 func (r Resolution) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("source", string(r.Source)), slog.String("scope", string(r.Scope)),
+	return slog.GroupValue(slog.String("source", string(r.Source)), slog.String("scope", string(r.ScopeKind)),
 		slog.String("key_id", r.KeyID), slog.Int("version", r.Version), slog.String("kind", r.Credential.Kind()))
 }
 
@@ -171,10 +171,10 @@ const MaxModelLength = 128
 // answer is the resolution a pool member's cache entry gives workspace.
 func (b *Broker) answer(workspace string, e *cacheEntry, m *member, fallbackReason, caller string) Resolution {
 	source := SourceBYOK
-	if m.ref.Scope == ScopeHosted {
+	if m.ref.ScopeKind == ScopeHosted {
 		source = SourceHosted
 	}
-	return Resolution{Credential: e.cred, Source: source, IsBYOK: source == SourceBYOK, Version: e.version, Scope: m.ref.Scope,
+	return Resolution{Credential: e.cred, Source: source, IsBYOK: source == SourceBYOK, Version: e.version, ScopeKind: m.ref.ScopeKind,
 		KeyID: m.ref.KeyID, Fingerprint: m.fingerprintOf(e.version), FallbackReason: fallbackReason,
 		ResolutionID: b.resolutionIDs.make(workspace, &m.ref, e.version, caller, b.now())}
 }
@@ -241,7 +241,7 @@ func (b *Broker) lookup(ctx context.Context, m *member) (*cacheEntry, error) {
 		// A span for the miss (the read from Vault is its child): which
 		// scope and provider, never the key.
 		ctx, span := tracer.Start(ctx, "keybroker cache miss", trace.WithAttributes(
-			attribute.String("keybroker.scope", string(ref.Scope)), attribute.String("keybroker.provider", ref.Provider)))
+			attribute.String("keybroker.scope", string(ref.ScopeKind)), attribute.String("keybroker.provider", ref.Provider)))
 		defer span.End()
 		// The read is shared by every caller waiting on this key, so it
 		// must not die with the first caller's context; the Vault client
@@ -469,7 +469,7 @@ func (b *Broker) evict(ref KeyRef) {
 // key's cached answer is forgotten and its pool re-read; for a purge
 // (no provider), every pool of the scope is forgotten.
 func (b *Broker) Invalidate(ctx context.Context, inv Invalidation) error {
-	scope := Scope{Kind: inv.Scope, ID: inv.ScopeID}
+	scope := Scope{Kind: inv.ScopeKind, ID: inv.ScopeID}
 	if inv.Provider == "" {
 		for _, k := range b.pools.dropScope(scope) {
 			b.forgetKey(k)

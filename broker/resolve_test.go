@@ -23,7 +23,7 @@ func TestRotationIsSeenAtOnceHereAndWithinTTLElsewhere(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	first, second := newKey(t, "anthropic"), newKey(t, "anthropic")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(first)}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(first)}); err != nil {
 		t.Fatal(err)
 	}
 	// Another replica, not listening: it knows the pool from its start.
@@ -31,7 +31,7 @@ func TestRotationIsSeenAtOnceHereAndWithinTTLElsewhere(t *testing.T) {
 	if r, err := other.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "anthropic"}); err != nil || r.APIKey() != first {
 		t.Fatalf("other replica before rotation: %v %v", r, err)
 	}
-	res, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(second), ExpectedVersion: 1})
+	res, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "anthropic", broker.DefaultKeyID), Credential: providers.APIKey(second), ExpectedVersion: 1})
 	if err != nil || res.Created || res.Meta.Version != 2 {
 		t.Fatalf("rotate: %+v %v", res, err)
 	}
@@ -54,7 +54,7 @@ func TestColdHerdMakesOneVaultRead(t *testing.T) {
 	e := newEnv(t, nil)
 	ws := e.workspc
 	key := newKey(t, "google")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "google", broker.DefaultKeyID), Credential: providers.APIKey(key)}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "google", broker.DefaultKeyID), Credential: providers.APIKey(key)}); err != nil {
 		t.Fatal(err)
 	}
 	// A fresh replica: nothing cached.
@@ -123,7 +123,7 @@ func TestRefusalIsNeverServedStale(t *testing.T) {
 		c.StaleIfError = time.Hour
 	})
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"}); err != nil {
@@ -156,7 +156,7 @@ func TestHotKeysAreRefreshedInTheBackground(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, onTestClock(clock, ttl, func(r broker.KeyReader) broker.KeyReader { reader.KeyReader = r; return reader }))
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatal(err)
 	}
 	resolve := func() broker.Resolution {
@@ -249,7 +249,7 @@ func TestBackgroundRefreshesAreBounded(t *testing.T) {
 	e := newEnv(t, onTestClock(clock, ttl, func(r broker.KeyReader) broker.KeyReader { reader.KeyReader = r; return reader }))
 	ctx := context.WithValue(context.Background(), backgroundMarker{}, true)
 	for i := range keys {
-		if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(fmt.Sprintf("%s-%d", e.workspc, i), "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
+		if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(fmt.Sprintf("%s-%d", e.workspc, i), "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 			t.Fatal(err)
 		}
 	}

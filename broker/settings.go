@@ -292,7 +292,7 @@ func (b *Broker) PutSettings(ctx context.Context, req SettingsRequest) (Settings
 				return Settings{}, AuditEvent{}, fmt.Errorf("sign the organization link: %w", err)
 			}
 		}
-		ev := AuditEvent{Scope: ScopeWorkspace, ScopeID: req.Workspace, Action: ActionSettings, Actor: req.Actor.Subject, RemoteAddr: req.Actor.RemoteAddr,
+		ev := AuditEvent{ScopeKind: ScopeWorkspace, ScopeID: req.Workspace, Action: ActionSettings, Actor: req.Actor.Subject, RemoteAddr: req.Actor.RemoteAddr,
 			RequestID: req.Actor.RequestID, ClientRequestID: req.Actor.ClientRequestID, Outcome: OutcomeSuccess,
 			Detail: fmt.Sprintf("organization=%q inherit=%v hostedFallback=%v (was organization=%q inherit=%v hostedFallback=%v)",
 				next.Organization, next.Inherit, next.HostedFallback, cur.Organization, cur.Inherit, cur.HostedFallback)}

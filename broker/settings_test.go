@@ -41,7 +41,7 @@ func TestHostedFallbackOffFailsClosedOnEveryReplica(t *testing.T) {
 	listen(t, e, other)
 
 	r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
-	if err != nil || r.Scope != broker.ScopeHosted || r.IsBYOK || r.FallbackReason != broker.ReasonNoWorkspaceKey || r.ResolutionID == "" {
+	if err != nil || r.ScopeKind != broker.ScopeHosted || r.IsBYOK || r.FallbackReason != broker.ReasonNoWorkspaceKey || r.ResolutionID == "" {
 		t.Fatalf("before: %v %v", r, err)
 	}
 	off := false
@@ -72,11 +72,11 @@ func TestHostedFallbackOffFailsClosedOnEveryReplica(t *testing.T) {
 	}
 	// The workspace's own key is served whatever the fallback says.
 	own := newKey(t, "openai")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(own)}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(own)}); err != nil {
 		t.Fatal(err)
 	}
 	r, err = e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
-	if err != nil || r.APIKey() != own || r.Scope != broker.ScopeWorkspace || r.KeyID != broker.DefaultKeyID || r.FallbackReason != "" {
+	if err != nil || r.APIKey() != own || r.ScopeKind != broker.ScopeWorkspace || r.KeyID != broker.DefaultKeyID || r.FallbackReason != "" {
 		t.Fatalf("with its own key: %v %v", r, err)
 	}
 	r2, _ := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: "openai"})
@@ -112,7 +112,7 @@ func TestUnloadedSettingsNeverFallBackBlindly(t *testing.T) {
 		t.Fatalf("a hosted fallback with the settings unknown: %v, want unavailable", err)
 	}
 	own := newKey(t, "openai")
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), Credential: providers.APIKey(own)}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), Credential: providers.APIKey(own)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.PoolChanged(ctx, broker.WorkspaceScope(e.workspc).Pool("openai")); err != nil { // as the NOTIFY of the write would

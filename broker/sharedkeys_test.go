@@ -90,7 +90,7 @@ func TestOneTenantsReportsLeaveSharedKeysServingTheOthers(t *testing.T) {
 	ctx := context.Background()
 	g := newSharedGround(t)
 	org, hosted := g.resolve(t, g.tenantB), g.resolve(t, g.solo)
-	if org.Scope != broker.ScopeOrganization || hosted.Scope != broker.ScopeHosted {
+	if org.ScopeKind != broker.ScopeOrganization || hosted.ScopeKind != broker.ScopeHosted {
 		t.Fatalf("before any report: %v %v", org, hosted)
 	}
 	orgRef, hostedRef := broker.OrganizationScope(g.org).Pool("openai").Key("shared"), broker.HostedKey("openai", broker.DefaultKeyID)
@@ -101,7 +101,7 @@ func TestOneTenantsReportsLeaveSharedKeysServingTheOthers(t *testing.T) {
 		t.Fatalf("tenant A's rate_limited about the organization's key: %+v", res)
 	}
 	r = g.resolve(t, g.tenantA)
-	if r.Scope != broker.ScopeHosted || r.FallbackReason != broker.ReasonOrganizationKeysUnavailable {
+	if r.ScopeKind != broker.ScopeHosted || r.FallbackReason != broker.ReasonOrganizationKeysUnavailable {
 		t.Fatalf("tenant A after its report: %v %q, want the hosted key", r, r.FallbackReason)
 	}
 	// 50 refusals of the hosted key, at once: one check with the provider.
@@ -126,10 +126,10 @@ func TestOneTenantsReportsLeaveSharedKeysServingTheOthers(t *testing.T) {
 		}
 	}
 	for range 5 {
-		if r := g.resolve(t, g.tenantB); r.Scope != broker.ScopeOrganization || r.APIKey() != g.orgKey {
+		if r := g.resolve(t, g.tenantB); r.ScopeKind != broker.ScopeOrganization || r.APIKey() != g.orgKey {
 			t.Fatalf("tenant B after tenant A's reports: %v", r)
 		}
-		if r := g.resolve(t, g.solo); r.Scope != broker.ScopeHosted || r.APIKey() != g.hostedKey {
+		if r := g.resolve(t, g.solo); r.ScopeKind != broker.ScopeHosted || r.APIKey() != g.hostedKey {
 			t.Fatalf("a workspace of no organization after tenant A's reports: %v", r)
 		}
 	}
@@ -144,7 +144,7 @@ func TestOneTenantsReportsLeaveSharedKeysServingTheOthers(t *testing.T) {
 	if res := g.report(t, r, broker.OutcomeOK); !res.Changed || !res.WorkspaceOnly {
 		t.Fatalf("tenant A's ok: %+v", res)
 	}
-	if r := g.resolve(t, g.tenantA); r.Scope != broker.ScopeHosted {
+	if r := g.resolve(t, g.tenantA); r.ScopeKind != broker.ScopeHosted {
 		t.Fatalf("tenant A after its ok: %v", r)
 	}
 	// Nothing of it reached the shared keys' trails but keybroker's own
@@ -179,7 +179,7 @@ func TestARefusalTheProviderConfirmsFailsASharedKeyForEveryone(t *testing.T) {
 	// database role check the key and mark it failing.
 	replica := g.e.resolverReplica(t)
 	r := resolveAs(t, replica, g.tenantA)
-	if r.Scope != broker.ScopeOrganization {
+	if r.ScopeKind != broker.ScopeOrganization {
 		t.Fatalf("tenant A: %v", r)
 	}
 	res, err := replica.Report(ctx, broker.ReportRequest{Caller: caller, ResolutionID: r.ResolutionID, Outcome: broker.OutcomeUnauthorized})
@@ -193,7 +193,7 @@ func TestARefusalTheProviderConfirmsFailsASharedKeyForEveryone(t *testing.T) {
 	if h := g.health(t, ref); h != broker.HealthFailing {
 		t.Fatalf("a key the provider refused to keybroker: %s, want failing", h)
 	}
-	if r := resolveAs(t, replica, g.tenantB); r.Scope != broker.ScopeHosted || r.FallbackReason != broker.ReasonOrganizationKeysUnavailable {
+	if r := resolveAs(t, replica, g.tenantB); r.ScopeKind != broker.ScopeHosted || r.FallbackReason != broker.ReasonOrganizationKeysUnavailable {
 		t.Fatalf("tenant B once the organization's key fails: %v", r)
 	}
 	evs, err := g.e.store.ListAudit(ctx, broker.OrganizationScope(g.org), 0, 50)
@@ -249,7 +249,7 @@ func TestEveryKeyCoolingDownIs429NotNoKey(t *testing.T) {
 		if s.Provider != "openai" {
 			continue
 		}
-		if s.Scope != "" || s.Reason != broker.ReasonWorkspaceKeysCoolingDown || s.CoolingDownUntil.IsZero() {
+		if s.ScopeKind != "" || s.Reason != broker.ReasonWorkspaceKeysCoolingDown || s.CoolingDownUntil.IsZero() {
 			t.Fatalf("effective while the key cools down: %+v", s)
 		}
 	}
@@ -304,7 +304,7 @@ func TestAResolverReplicaProbesFailingKeys(t *testing.T) {
 	e := newEnv(t, func(c *broker.Config) { c.Checker = provider.checker(t) })
 	pool := broker.WorkspaceScope(e.workspc).Pool("openai")
 	key := addKey(t, e, pool, "only", 100, "")
-	if tr, err := e.b.TestKey(ctx, alice, pool.Key("only")); err != nil || tr.Health != broker.HealthFailing {
+	if tr, err := e.b.CheckKey(ctx, alice, pool.Key("only")); err != nil || tr.Health != broker.HealthFailing {
 		t.Fatalf("test while the provider refuses the key: %+v %v", tr, err)
 	}
 	resolver := e.resolverReplica(t)

@@ -93,7 +93,7 @@ func TestAReadInFlightDuringAChangeIsNotCached(t *testing.T) {
 			first := resolve()
 			<-reader.entered // the read took Vault's old answer and waits
 			reader.set(tc.new)
-			if err := b.Invalidate(ctx, Invalidation{Scope: ScopeWorkspace, ScopeID: "ws1", Provider: "openai", KeyID: DefaultKeyID}); err != nil {
+			if err := b.Invalidate(ctx, Invalidation{ScopeKind: ScopeWorkspace, ScopeID: "ws1", Provider: "openai", KeyID: DefaultKeyID}); err != nil {
 				t.Fatal(err)
 			}
 			// After the announcement: a read of its own, not the stale one.

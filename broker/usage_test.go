@@ -33,7 +33,7 @@ func TestUsageIsCountedInMemoryAndFlushedInBatches(t *testing.T) {
 	var usage *countingUsage
 	e := newEnv(t, func(c *broker.Config) { usage = &countingUsage{Store: c.Store.(*store.Store)}; c.Usage = usage })
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatal(err)
 	}
 	var usage2 *countingUsage
@@ -80,7 +80,7 @@ func TestKeysUnusedFor90DaysAreIdle(t *testing.T) {
 	clock := time.Now()
 	e := newEnv(t, func(c *broker.Config) { c.Now = func() time.Time { return clock } })
 	ws := e.workspc
-	if _, err := e.b.SetKey(ctx, broker.SetKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
 		t.Fatal(err)
 	}
 	if m, err := e.b.GetKey(ctx, broker.WorkspaceKey(ws, "openai", broker.DefaultKeyID)); err != nil || m.Idle || m.Resolves != 0 {

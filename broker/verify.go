@@ -163,7 +163,7 @@ func (b *Broker) verify1(ctx context.Context, p *providers.Provider, res Resolve
 		detail = fmt.Sprintf("checked after the provider refused (%s) a proxied call of token:%s for workspace %s: %s %s", req.Outcome, req.Caller, res.Workspace, p.DisplayName, r.Detail)
 		reported = req.Outcome + " seen by the proxy"
 	}
-	ev := AuditEvent{Scope: ref.Scope, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
+	ev := AuditEvent{ScopeKind: ref.ScopeKind, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionTest,
 		Actor: ActorVerifier, RequestID: req.RequestID, Outcome: r.Verdict, Version: &version, Detail: detail}
 	// A 403 to keybroker's own check says the key may not call the check's
 	// endpoint (a restricted key: OpenAI's lack the models permission), not
@@ -202,7 +202,7 @@ func (b *Broker) appendAudit(ctx context.Context, ev AuditEvent) {
 		return
 	}
 	if err := a.AppendAudit(ctx, ev); err != nil {
-		ref := KeyRef{Scope: ev.Scope, ScopeID: ev.ScopeID, Provider: ev.Provider, KeyID: ev.KeyID}
+		ref := KeyRef{ScopeKind: ev.ScopeKind, ScopeID: ev.ScopeID, Provider: ev.Provider, KeyID: ev.KeyID}
 		b.log.WarnContext(ctx, "could not record a key check in the audit trail", "key", ref.String(), "error", err)
 	}
 }

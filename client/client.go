@@ -397,7 +397,7 @@ func (c *Client) PutCheckedKey(ctx context.Context, ref KeyRef, apiKey string, e
 }
 
 func (c *Client) putKey(ctx context.Context, path, apiKey string, expectedVersion int) (meta KeyMetadata, created bool, err error) {
-	resp, err := c.do(ctx, http.MethodPut, path, ifMatch(expectedVersion), SetKeyRequest{APIKey: apiKey}, &meta)
+	resp, err := c.do(ctx, http.MethodPut, path, ifMatch(expectedVersion), PutKeyRequest{APIKey: apiKey}, &meta)
 	if err != nil {
 		return KeyMetadata{}, false, err
 	}
@@ -476,8 +476,8 @@ func (c *Client) Report(ctx context.Context, req ReportRequest) (ReportResult, e
 // CheckKey asks the key's provider whether it accepts the key (POST
 // .../test): the answer says what the provider said and the key's health
 // now, never the key.
-func (c *Client) CheckKey(ctx context.Context, ref KeyRef) (KeyTestResult, error) {
-	var out KeyTestResult
+func (c *Client) CheckKey(ctx context.Context, ref KeyRef) (KeyCheckResult, error) {
+	var out KeyCheckResult
 	_, err := c.do(ctx, http.MethodPost, ref.path()+"/test", nil, nil, &out)
 	return out, err
 }
@@ -635,7 +635,7 @@ func (c *Client) Audit(ctx context.Context, workspace, cursor string, limit int)
 // TestKey asks the key's provider whether it accepts the key.
 //
 // Deprecated: use CheckKey.
-func (c *Client) TestKey(ctx context.Context, ref KeyRef) (KeyTestResult, error) {
+func (c *Client) TestKey(ctx context.Context, ref KeyRef) (KeyCheckResult, error) {
 	return c.CheckKey(ctx, ref)
 }
 

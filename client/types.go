@@ -91,11 +91,11 @@ type KeyList struct {
 	Keys []KeyMetadata `json:"keys"`
 }
 
-// SetKeyRequest is the body of PUT /v1/workspaces/{ws}/keys/{provider}
+// PutKeyRequest is the body of PUT /v1/workspaces/{ws}/keys/{provider}
 // and PUT /v1/{scope}/providers/{p}/keys/{keyId}: the key (APIKey, for
 // providers of kind api_key) or the credential's fields by name
 // (Credential, {"apiKey": "..."} for api_key kinds), not both.
-type SetKeyRequest struct {
+type PutKeyRequest struct {
 	APIKey     string            `json:"apiKey,omitempty"`
 	Credential map[string]string `json:"credential,omitempty"`
 }
@@ -343,9 +343,9 @@ type ReportResult struct {
 	Changed bool   `json:"changed"`
 }
 
-// KeyTestResult answers POST .../keys/{keyId}/test: what the provider said
+// KeyCheckResult answers POST .../keys/{keyId}/test: what the provider said
 // of the key, never the key.
-type KeyTestResult struct {
+type KeyCheckResult struct {
 	// Result is accepted, refused, rate_limited or unreachable.
 	Result string `json:"result"`
 	// Status is the provider's HTTP status (absent when it did not answer).
@@ -493,3 +493,13 @@ type ProxyCallQuery struct {
 	Provider     string
 	Since, Until time.Time
 }
+
+// KeyTestResult is the old name of KeyCheckResult.
+//
+// Deprecated: use KeyCheckResult.
+type KeyTestResult = KeyCheckResult
+
+// SetKeyRequest is the old name of PutKeyRequest.
+//
+// Deprecated: use PutKeyRequest.
+type SetKeyRequest = PutKeyRequest

@@ -37,7 +37,7 @@ func exaKey(t *testing.T) string {
 func TestHappyPathOfEveryRoute(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	hosted := openaiKey(t)
-	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(hosted)}); err != nil {
+	if _, err := a.ground.keys.PutKey(context.Background(), broker.PutKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(hosted)}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -62,7 +62,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 	}
 
 	k1 := openaiKey(t)
-	r = a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: k1})
+	r = a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: k1})
 	var meta client.KeyMetadata
 	r.decode(t, &meta)
 	if r.status != http.StatusCreated || r.header.Get("ETag") != `"1"` || meta.Version != 1 || meta.MaskedKey != k1[:6]+"..."+k1[len(k1)-4:] ||
@@ -82,7 +82,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 	}
 
 	k2 := openaiKey(t)
-	r = a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: k2}, "If-Match", `"1"`)
+	r = a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: k2}, "If-Match", `"1"`)
 	if r.status != http.StatusOK || r.header.Get("ETag") != `"2"` {
 		t.Fatalf("rotate: %d %s", r.status, r.body)
 	}
@@ -94,7 +94,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 	if _, err := a.kv.Put(context.Background(), broker.WorkspaceKey("ws1", "anthropic", broker.DefaultKeyID).VaultPath(), map[string]string{"api_key": anthropicKey(t)}, 0); err != nil {
 		t.Fatal(err)
 	}
-	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/exa", client.SetKeyRequest{APIKey: exaKey(t)})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/exa", client.PutKeyRequest{APIKey: exaKey(t)})
 	r = a.call("reader", "GET", "/v1/workspaces/ws1/keys", nil)
 	var list client.KeyList
 	r.decode(t, &list)
@@ -283,7 +283,7 @@ func routes(t *testing.T) []route {
 			func(a *api, as string) answer { return a.call(as, "GET", "/v1/audit", nil) }, nil},
 		{"set key", []string{"operator", "admin"},
 			func(a *api, as string) answer {
-				return a.call(as, "PUT", "/v1/workspaces/ws1/keys/mistral", client.SetKeyRequest{APIKey: remember(openaiKey(t)[8:40])})
+				return a.call(as, "PUT", "/v1/workspaces/ws1/keys/mistral", client.PutKeyRequest{APIKey: remember(openaiKey(t)[8:40])})
 			}, nil},
 		{"rollback", []string{"operator", "admin"},
 			func(a *api, as string) answer {
@@ -292,12 +292,12 @@ func routes(t *testing.T) []route {
 		{"delete key", []string{"operator", "admin"},
 			func(a *api, as string) answer { return a.call(as, "DELETE", "/v1/workspaces/ws1/keys/exa", nil) },
 			func(a *api) {
-				a.call("operator", "PUT", "/v1/workspaces/ws1/keys/exa", client.SetKeyRequest{APIKey: exaKey(t)})
+				a.call("operator", "PUT", "/v1/workspaces/ws1/keys/exa", client.PutKeyRequest{APIKey: exaKey(t)})
 			}},
 		{"purge workspace", []string{"operator"},
 			func(a *api, as string) answer { return a.call(as, "DELETE", "/v1/workspaces/ws9", nil) },
 			func(a *api) {
-				a.call("operator", "PUT", "/v1/workspaces/ws9/keys/exa", client.SetKeyRequest{APIKey: exaKey(t)})
+				a.call("operator", "PUT", "/v1/workspaces/ws9/keys/exa", client.PutKeyRequest{APIKey: exaKey(t)})
 			}},
 		// Pools of every scope.
 		{"list pool", []string{"operator", "admin", "reader"},
@@ -339,7 +339,7 @@ func routes(t *testing.T) []route {
 		{"purge organization", []string{"operator"},
 			func(a *api, as string) answer { return a.call(as, "DELETE", "/v1/organizations/beta", nil) },
 			func(a *api) {
-				a.call("operator", "PUT", "/v1/organizations/beta/providers/exa/keys/k", client.SetKeyRequest{APIKey: exaKey(t)})
+				a.call("operator", "PUT", "/v1/organizations/beta/providers/exa/keys/k", client.PutKeyRequest{APIKey: exaKey(t)})
 			}},
 		// Operators manage everything but never read a key.
 		{"resolve", []string{"resolver"},
@@ -352,11 +352,11 @@ func routes(t *testing.T) []route {
 func TestRoleMatrix(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	for _, p := range []string{"openai", "openai", "exa"} {
-		if r := a.call("operator", "PUT", "/v1/workspaces/ws1/keys/"+p, client.SetKeyRequest{APIKey: keyFor(t, p)}); r.status >= 300 {
+		if r := a.call("operator", "PUT", "/v1/workspaces/ws1/keys/"+p, client.PutKeyRequest{APIKey: keyFor(t, p)}); r.status >= 300 {
 			t.Fatalf("fixture: %d %s", r.status, r.body)
 		}
 	}
-	a.call("operator", "PUT", "/v1/workspaces/ws9/keys/exa", client.SetKeyRequest{APIKey: exaKey(t)})
+	a.call("operator", "PUT", "/v1/workspaces/ws9/keys/exa", client.PutKeyRequest{APIKey: exaKey(t)})
 
 	roles := []string{"operator", "admin", "reader", "resolver", "admin-ws2", "org-admin", "org-reader"}
 	for _, rt := range routes(t) {
@@ -421,7 +421,7 @@ func contains(list []string, s string) bool {
 
 func TestBadInputGetsTheDocumentedErrorAndChangesNothing(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
-	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)})
 	before := a.snapshot(t)
 	key := openaiKey(t)
 	cases := []struct {
@@ -438,19 +438,19 @@ func TestBadInputGetsTheDocumentedErrorAndChangesNothing(t *testing.T) {
 		{"unknown field", "PUT", "/v1/workspaces/ws1/keys/openai", `{"apiKey":"` + key + `","owner":"x"}`, nil, 400, "malformed_json"},
 		{"wrong type", "PUT", "/v1/workspaces/ws1/keys/openai", `{"apiKey":42}`, nil, 400, "malformed_json"},
 		{"empty key", "PUT", "/v1/workspaces/ws1/keys/openai", `{"apiKey":""}`, nil, 422, "key_rejected"},
-		{"key with whitespace", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: key + " "}, nil, 422, "key_rejected"},
-		{"key with newline", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: key[:20] + "\n" + key[20:]}, nil, 422, "key_rejected"},
-		{"key over 4 KiB", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: remember("sk-" + strings.Repeat(key[8:], 100))}, nil, 422, "key_rejected"},
-		{"body over 64 KiB", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: remember("sk-" + strings.Repeat(key[8:], 1500))}, nil, 413, "body_too_large"},
-		{"unknown provider", "PUT", "/v1/workspaces/ws1/keys/nosuch", client.SetKeyRequest{APIKey: key}, nil, 400, "unknown_provider"},
-		{"provider upper case", "PUT", "/v1/workspaces/ws1/keys/OpenAI", client.SetKeyRequest{APIKey: key}, nil, 400, "invalid_id"},
-		{"workspace with /", "PUT", "/v1/workspaces/ws1/x/keys/openai", client.SetKeyRequest{APIKey: key}, nil, 404, "not_found"},
-		{"workspace %2F", "PUT", "/v1/workspaces/ws1%2Fx/keys/openai", client.SetKeyRequest{APIKey: key}, nil, 400, "invalid_id"},
-		{"workspace ..", "PUT", "/v1/workspaces/../keys/openai", client.SetKeyRequest{APIKey: key}, nil, 400, "invalid_id"},
-		{"workspace upper case", "PUT", "/v1/workspaces/WS1/keys/openai", client.SetKeyRequest{APIKey: key}, nil, 400, "invalid_id"},
-		{"workspace 200 characters", "PUT", "/v1/workspaces/" + strings.Repeat("w", 200) + "/keys/openai", client.SetKeyRequest{APIKey: key}, nil, 400, "invalid_id"},
-		{"stale If-Match", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: key}, []string{"If-Match", `"7"`}, 412, "precondition_failed"},
-		{"garbage If-Match", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: key}, []string{"If-Match", `"abc"`}, 400, "invalid_if_match"},
+		{"key with whitespace", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: key + " "}, nil, 422, "key_rejected"},
+		{"key with newline", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: key[:20] + "\n" + key[20:]}, nil, 422, "key_rejected"},
+		{"key over 4 KiB", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: remember("sk-" + strings.Repeat(key[8:], 100))}, nil, 422, "key_rejected"},
+		{"body over 64 KiB", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: remember("sk-" + strings.Repeat(key[8:], 1500))}, nil, 413, "body_too_large"},
+		{"unknown provider", "PUT", "/v1/workspaces/ws1/keys/nosuch", client.PutKeyRequest{APIKey: key}, nil, 400, "unknown_provider"},
+		{"provider upper case", "PUT", "/v1/workspaces/ws1/keys/OpenAI", client.PutKeyRequest{APIKey: key}, nil, 400, "invalid_id"},
+		{"workspace with /", "PUT", "/v1/workspaces/ws1/x/keys/openai", client.PutKeyRequest{APIKey: key}, nil, 404, "not_found"},
+		{"workspace %2F", "PUT", "/v1/workspaces/ws1%2Fx/keys/openai", client.PutKeyRequest{APIKey: key}, nil, 400, "invalid_id"},
+		{"workspace ..", "PUT", "/v1/workspaces/../keys/openai", client.PutKeyRequest{APIKey: key}, nil, 400, "invalid_id"},
+		{"workspace upper case", "PUT", "/v1/workspaces/WS1/keys/openai", client.PutKeyRequest{APIKey: key}, nil, 400, "invalid_id"},
+		{"workspace 200 characters", "PUT", "/v1/workspaces/" + strings.Repeat("w", 200) + "/keys/openai", client.PutKeyRequest{APIKey: key}, nil, 400, "invalid_id"},
+		{"stale If-Match", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: key}, []string{"If-Match", `"7"`}, 412, "precondition_failed"},
+		{"garbage If-Match", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: key}, []string{"If-Match", `"abc"`}, 400, "invalid_if_match"},
 		{"stale If-Match on delete", "DELETE", "/v1/workspaces/ws1/keys/openai", nil, []string{"If-Match", `"7"`}, 412, "precondition_failed"},
 		{"delete a missing key", "DELETE", "/v1/workspaces/ws1/keys/mistral", nil, nil, 404, "not_found"},
 		{"rollback to version 0", "POST", "/v1/workspaces/ws1/keys/openai/rollback", `{"version":0}`, nil, 400, "invalid_request"},
@@ -520,7 +520,7 @@ func TestModesServeOnlyTheirRoutes(t *testing.T) {
 	if r := resolver.call("operator", "GET", "/v1/workspaces/ws1/keys", nil); r.status != 404 {
 		t.Fatalf("resolver mode serves key management: %d", r.status)
 	}
-	if r := resolver.call("operator", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)}); r.status != 404 {
+	if r := resolver.call("operator", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)}); r.status != 404 {
 		t.Fatalf("resolver mode serves key management: %d", r.status)
 	}
 }
@@ -569,7 +569,7 @@ func keys(m map[string]bool) []string {
 func TestWritesTakeTheKeyAsACredential(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	k1 := openaiKey(t)
-	r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{Credential: map[string]string{"apiKey": k1}})
+	r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{Credential: map[string]string{"apiKey": k1}})
 	var meta client.KeyMetadata
 	r.decode(t, &meta)
 	if r.status != http.StatusCreated || meta.Version != 1 || meta.MaskedKey != k1[:6]+"..."+k1[len(k1)-4:] || strings.Contains(string(r.body), k1) {

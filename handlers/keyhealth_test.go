@@ -130,7 +130,7 @@ func TestTestRouteAndVerifiedWrites(t *testing.T) {
 	if r := a.call("admin", "POST", pool, client.AddKeyRequest{APIKey: bad, KeyID: "unchecked"}); r.status != 201 {
 		t.Fatalf("a key stored without verification: %d %s", r.status, r.body)
 	}
-	var tr client.KeyTestResult
+	var tr client.KeyCheckResult
 	r = a.call("admin", "POST", pool+"/good/test", nil)
 	r.decode(t, &tr)
 	if r.status != 200 || tr.Result != "accepted" || tr.Status != 200 || tr.Health != "healthy" {

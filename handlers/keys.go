@@ -23,12 +23,12 @@ func etag(version int) string { return `"` + strconv.Itoa(version) + `"` }
 
 func keyMetadata(m broker.KeyMeta) client.KeyMetadata {
 	out := client.KeyMetadata{
-		Scope: string(m.Scope), ScopeID: m.ScopeID, Provider: m.Provider, KeyID: m.KeyID, Name: m.Name,
+		Scope: string(m.ScopeKind), ScopeID: m.ScopeID, Provider: m.Provider, KeyID: m.KeyID, Name: m.Name,
 		Priority: m.Priority, State: m.State, Models: m.Models, MaskedKey: m.MaskedKey, Version: m.Version,
 		Fingerprint: m.Fingerprint, CreatedAt: m.CreatedAt.UTC(), CreatedBy: m.CreatedBy,
 		UpdatedAt: m.UpdatedAt.UTC(), UpdatedBy: m.UpdatedBy, Resolves: m.Resolves, LastUsedAt: m.LastUsedAt.UTC(), Idle: m.Idle,
 	}
-	if m.Scope == broker.ScopeWorkspace {
+	if m.ScopeKind == broker.ScopeWorkspace {
 		out.Workspace = m.ScopeID
 	}
 	if out.Models == nil {
@@ -163,7 +163,7 @@ func (s *server) addKey(c *gin.Context) {
 		return
 	}
 	res, err := s.keys.AddKey(c.Request.Context(), broker.AddKeyRequest{Actor: s.actor(c), Pool: pool, KeyID: req.KeyID,
-		Credential: cred, Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models, Verify: verify})
+		Credential: cred, Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models, Check: verify})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -202,7 +202,7 @@ func (s *server) putKey(c *gin.Context) {
 	}
 	ref, expected, verify := r.key(), r.expected, r.flag
 	var req struct {
-		client.SetKeyRequest
+		client.PutKeyRequest
 		APIKey *string `json:"apiKey"` // present or not (see keyCredential)
 	}
 	if derr := decodeJSON(c, &req); derr != nil {
@@ -214,8 +214,8 @@ func (s *server) putKey(c *gin.Context) {
 		renderError(c, s.log, derr)
 		return
 	}
-	res, err := s.keys.SetKey(c.Request.Context(), broker.SetKeyRequest{
-		Actor: s.actor(c), Ref: ref, Credential: cred, ExpectedVersion: expected, Verify: verify})
+	res, err := s.keys.PutKey(c.Request.Context(), broker.PutKeyRequest{
+		Actor: s.actor(c), Ref: ref, Credential: cred, ExpectedVersion: expected, Check: verify})
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -306,18 +306,18 @@ func (s *server) rollback(c *gin.Context) {
 	c.JSON(http.StatusOK, keyMetadata(res.Meta))
 }
 
-// testKey asks the key's provider whether it accepts the key.
-func (s *server) testKey(c *gin.Context) {
+// checkKey asks the key's provider whether it accepts the key.
+func (s *server) checkKey(c *gin.Context) {
 	r, ok := s.open(c, opening{action: auth.ActionManageKeys})
 	if !ok {
 		return
 	}
-	t, err := s.keys.TestKey(c.Request.Context(), s.actor(c), r.key())
+	t, err := s.keys.CheckKey(c.Request.Context(), s.actor(c), r.key())
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
 	}
-	c.JSON(http.StatusOK, client.KeyTestResult{Result: t.Verdict, Status: t.Status, Detail: t.Detail, Health: t.Health,
+	c.JSON(http.StatusOK, client.KeyCheckResult{Result: t.Verdict, Status: t.Status, Detail: t.Detail, Health: t.Health,
 		CheckedAt: t.CheckedAt.UTC()})
 }
 
@@ -344,7 +344,7 @@ func (s *server) report(c *gin.Context) {
 		renderError(c, s.log, domainError(err))
 		return
 	}
-	c.JSON(http.StatusOK, client.ReportResult{Scope: string(r.Ref.Scope), ScopeID: r.Ref.ScopeID, Provider: r.Ref.Provider,
+	c.JSON(http.StatusOK, client.ReportResult{Scope: string(r.Ref.ScopeKind), ScopeID: r.Ref.ScopeID, Provider: r.Ref.Provider,
 		KeyID: r.Ref.KeyID, Health: r.Health, Changed: r.Changed})
 }
 
@@ -446,12 +446,12 @@ func (s *server) auditPage(c *gin.Context, scope *broker.Scope) {
 
 func auditEvent(ev broker.AuditEvent) client.AuditEvent {
 	out := client.AuditEvent{
-		ID: strconv.FormatInt(ev.ID, 10), OccurredAt: ev.OccurredAt.UTC(), Scope: string(ev.Scope), ScopeID: ev.ScopeID,
+		ID: strconv.FormatInt(ev.ID, 10), OccurredAt: ev.OccurredAt.UTC(), Scope: string(ev.ScopeKind), ScopeID: ev.ScopeID,
 		Provider: ev.Provider, KeyID: ev.KeyID,
 		Action: ev.Action, Actor: ev.Actor, RemoteAddr: ev.RemoteAddr, Outcome: ev.Outcome, Version: ev.Version,
 		RequestID: ev.RequestID, ClientRequestID: ev.ClientRequestID, Detail: ev.Detail, Count: max(ev.Count, 1),
 	}
-	if ev.Scope == broker.ScopeWorkspace {
+	if ev.ScopeKind == broker.ScopeWorkspace {
 		out.Workspace = ev.ScopeID
 	}
 	if ev.MaskedKey != nil {
@@ -492,7 +492,7 @@ func (s *server) resolve(c *gin.Context) {
 	// length: this is the hot path.
 	buf := answerBuffers.Get().(*[]byte)
 	*buf = appendResolveAnswer((*buf)[:0], &client.ResolveResponse{APIKey: r.APIKey(), Kind: r.Credential.Kind(), Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
-		Scope: string(r.Scope), KeyID: r.KeyID, Fingerprint: r.Fingerprint, ResolutionID: r.ResolutionID, FallbackReason: r.FallbackReason,
+		Scope: string(r.ScopeKind), KeyID: r.KeyID, Fingerprint: r.Fingerprint, ResolutionID: r.ResolutionID, FallbackReason: r.FallbackReason,
 		TTLSeconds: s.ttlSeconds})
 	h := c.Writer.Header()
 	h["Cache-Control"], h["Content-Type"] = noStore, jsonContentType

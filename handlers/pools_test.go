@@ -40,7 +40,7 @@ func TestPoolRoutesOfEveryScope(t *testing.T) {
 			if r.status != 200 || m.Name != "Backup" || m.State != "disabled" || m.Version != 1 {
 				t.Fatalf("patch: %d %s", r.status, r.body)
 			}
-			r = a.call(scope.as, "PUT", pool+"/main", client.SetKeyRequest{APIKey: openaiKey(t)}, "If-Match", `"1"`)
+			r = a.call(scope.as, "PUT", pool+"/main", client.PutKeyRequest{APIKey: openaiKey(t)}, "If-Match", `"1"`)
 			if r.status != 200 || r.header.Get("ETag") != `"2"` {
 				t.Fatalf("rotate: %d %s", r.status, r.body)
 			}
@@ -139,7 +139,7 @@ func TestPoolBadInputGetsAClearErrorAndChangesNothing(t *testing.T) {
 		code                   string
 	}{
 		{"an 11th key", "admin", "POST", pool, client.AddKeyRequest{APIKey: openaiKey(t)}, 409, "pool_full"},
-		{"an 11th key by PUT", "admin", "PUT", pool + "/eleventh", client.SetKeyRequest{APIKey: openaiKey(t)}, 409, "pool_full"},
+		{"an 11th key by PUT", "admin", "PUT", pool + "/eleventh", client.PutKeyRequest{APIKey: openaiKey(t)}, 409, "pool_full"},
 		{"an existing keyId", "admin", "POST", other, `{"apiKey":"` + key + `","keyId":"main"}`, 201, ""},
 		{"name over 120", "admin", "POST", other, client.AddKeyRequest{APIKey: key, Name: strings.Repeat("n", 121)}, 400, "invalid_request"},
 		{"priority 1001", "admin", "POST", other, `{"apiKey":"` + key + `","priority":1001}`, 400, "invalid_request"},

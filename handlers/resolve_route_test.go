@@ -43,7 +43,7 @@ func newResolveRouterWithKeys(tb testing.TB, opts handlers.Options, n int) (http
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := g.keys.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey("ws-bench", "openai", broker.DefaultKeyID), Credential: providers.APIKey(resolveRouteKey)}); err != nil {
+	if _, err := g.keys.PutKey(ctx, broker.PutKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey("ws-bench", "openai", broker.DefaultKeyID), Credential: providers.APIKey(resolveRouteKey)}); err != nil {
 		tb.Fatal(err)
 	}
 	for i := 1; i < n; i++ {

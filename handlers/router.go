@@ -26,7 +26,7 @@ type KeyService interface {
 	ListPool(ctx context.Context, pool broker.PoolRef) ([]broker.KeyMeta, error)
 	GetKey(ctx context.Context, ref broker.KeyRef) (broker.KeyMeta, error)
 	AddKey(ctx context.Context, req broker.AddKeyRequest) (broker.SetResult, error)
-	SetKey(ctx context.Context, req broker.SetKeyRequest) (broker.SetResult, error)
+	PutKey(ctx context.Context, req broker.PutKeyRequest) (broker.SetResult, error)
 	UpdateKey(ctx context.Context, req broker.UpdateKeyRequest) (broker.KeyMeta, error)
 	DeleteKey(ctx context.Context, req broker.DeleteKeyRequest) error
 	Versions(ctx context.Context, ref broker.KeyRef) ([]broker.VersionInfo, error)
@@ -42,7 +42,7 @@ type KeyService interface {
 	// it too keep it no longer.
 	CacheTTL() time.Duration
 	Report(ctx context.Context, req broker.ReportRequest) (broker.ReportResult, error)
-	TestKey(ctx context.Context, actor broker.Actor, ref broker.KeyRef) (broker.TestResult, error)
+	CheckKey(ctx context.Context, actor broker.Actor, ref broker.KeyRef) (broker.KeyCheck, error)
 	GetSettings(ctx context.Context, workspace string) (broker.Settings, error)
 	PutSettings(ctx context.Context, req broker.SettingsRequest) (broker.Settings, error)
 	Effective(ctx context.Context, workspace string) ([]broker.EffectiveSource, error)

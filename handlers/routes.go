@@ -179,7 +179,7 @@ var routeTable = []route{
 		{Status: 200, Description: "metadata", Body: client.KeyMetadata{}, Headers: []Header{etagHeader}},
 		noKey,
 	}}, group: groupV1, modes: adminModes, serve: (*server).getKey},
-	{Route: Route{Method: "PUT", Path: "/v1/workspaces/:ws/keys/:provider", ID: "setKey", Summary: "Create (201) or rotate (200) the key (admin)", Params: []Param{ifMatchParam, verify}, Body: client.SetKeyRequest{}, Answers: []Answer{
+	{Route: Route{Method: "PUT", Path: "/v1/workspaces/:ws/keys/:provider", ID: "setKey", Summary: "Create (201) or rotate (200) the key (admin)", Params: []Param{ifMatchParam, verify}, Body: client.PutKeyRequest{}, Answers: []Answer{
 		{Status: 200, Description: "rotated", Body: client.KeyMetadata{}, Headers: []Header{etagHeader}},
 		{Status: 201, Description: "created", Body: client.KeyMetadata{}, Headers: []Header{etagHeader}},
 		conflict, casFailed,
@@ -208,7 +208,7 @@ var routeTable = []route{
 	{Route: Route{Method: "GET", Path: scopePrefix + "/providers/:provider/keys/:key", ID: "getKey", Summary: "One key's metadata (reader or admin; hosted: operator); ETag is the KV version", Answers: []Answer{
 		{Status: 200, Description: "metadata", Body: client.KeyMetadata{}, Headers: []Header{etagHeader}}, noKey,
 	}}, group: groupV1, modes: adminModes, serve: (*server).getKey},
-	{Route: Route{Method: "PUT", Path: scopePrefix + "/providers/:provider/keys/:key", ID: "setKey", Summary: "Create (201) or rotate (200) the key (admin, operator for hosted)", Params: []Param{ifMatchParam, verify}, Body: client.SetKeyRequest{}, Answers: []Answer{
+	{Route: Route{Method: "PUT", Path: scopePrefix + "/providers/:provider/keys/:key", ID: "setKey", Summary: "Create (201) or rotate (200) the key (admin, operator for hosted)", Params: []Param{ifMatchParam, verify}, Body: client.PutKeyRequest{}, Answers: []Answer{
 		{Status: 200, Description: "rotated", Body: client.KeyMetadata{}, Headers: []Header{etagHeader}},
 		{Status: 201, Description: "created", Body: client.KeyMetadata{}, Headers: []Header{etagHeader}},
 		conflict, casFailed,
@@ -228,9 +228,9 @@ var routeTable = []route{
 		{Status: 404, Description: "no such version"}, conflict, rollbackNeedsReader,
 	}}, group: groupV1, modes: adminModes, serve: (*server).rollback},
 	{Route: Route{Method: "POST", Path: scopePrefix + "/providers/:provider/keys/:key/test", ID: "testKey", Summary: "Ask the provider whether it accepts the key (admin, operator for hosted; its cheapest authenticated call): accepted returns a failing key to its pool, refused marks it failing. Needs --mode=all (it reads the key)", Answers: []Answer{
-		{Status: 200, Description: "the provider's verdict", Body: client.KeyTestResult{}}, noKey,
+		{Status: 200, Description: "the provider's verdict", Body: client.KeyCheckResult{}}, noKey,
 		{Status: 501, Description: "this server does not hold the reader identity (mode admin) or has no provider checker"},
-	}}, group: groupV1, modes: adminModes, serve: (*server).testKey},
+	}}, group: groupV1, modes: adminModes, serve: (*server).checkKey},
 	{Route: Route{Method: "GET", Path: scopePrefix + "/audit", ID: "listAudit", Summary: "The scope's audit trail, newest first, paginated (admin of the scope; hosted: operator)", Params: auditQuery, Answers: []Answer{
 		{Status: 200, Description: "events", Body: client.AuditPage{}},
 	}}, group: groupV1, modes: adminModes, serve: (*server).listAudit},

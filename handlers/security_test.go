@@ -20,7 +20,7 @@ import (
 func TestStrictJSONRefusesDuplicateAndMiscasedNames(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	k1, k2 := openaiKey(t), openaiKey(t)
-	if r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: k1}); r.status != http.StatusCreated {
+	if r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: k1}); r.status != http.StatusCreated {
 		t.Fatalf("create: %d %s", r.status, r.body)
 	}
 	before := a.snapshot(t)
@@ -51,7 +51,7 @@ func TestStrictJSONRefusesDuplicateAndMiscasedNames(t *testing.T) {
 func TestResolveIsForResolversAndTheirWorkspaces(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	k := openaiKey(t)
-	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: k})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: k})
 	tok, _, err := a.ground.minter.Create(context.Background(), auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, Workspaces: []string{"ws1"}, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func TestResolveIsForResolversAndTheirWorkspaces(t *testing.T) {
 
 func TestCallerRequestIDIsKeptBesideKeybrokers(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
-	r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)}, "X-Request-Id", "caller-chosen-1")
+	r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)}, "X-Request-Id", "caller-chosen-1")
 	own := r.header.Get("X-Request-Id")
 	if r.status != http.StatusCreated || own == "" || own == "caller-chosen-1" || r.header.Get("X-Client-Request-Id") != "caller-chosen-1" {
 		t.Fatalf("ids: %d X-Request-Id=%q X-Client-Request-Id=%q", r.status, own, r.header.Get("X-Client-Request-Id"))
@@ -82,7 +82,7 @@ func TestCallerRequestIDIsKeptBesideKeybrokers(t *testing.T) {
 		t.Fatalf("audit event: %+v", page.Events)
 	}
 	// A bearer token sent as a request id by mistake is not kept.
-	r = a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)}, "X-Request-Id", a.tokens["admin"])
+	r = a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)}, "X-Request-Id", a.tokens["admin"])
 	if r.status != http.StatusOK || r.header.Get("X-Client-Request-Id") != "" {
 		t.Fatalf("a token as request id: %d, echoed back: %v", r.status, r.header.Get("X-Client-Request-Id") != "")
 	}
@@ -119,8 +119,8 @@ func TestDeleteLeavesOlderVersionsUnlessDestroyed(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	ctx := context.Background()
 	path := broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID).VaultPath()
-	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)})
-	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)})
 	if r := a.call("admin", "DELETE", "/v1/workspaces/ws1/keys/openai?destroy=perhaps", nil); r.status != http.StatusBadRequest {
 		t.Fatalf("destroy=perhaps: %d", r.status)
 	}
@@ -143,8 +143,8 @@ func TestMaskedPreviewIsRefusedAsAKey(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	k := openaiKey(t)
 	var meta client.KeyMetadata
-	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: k}).decode(t, &meta)
-	r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: meta.MaskedKey})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: k}).decode(t, &meta)
+	r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: meta.MaskedKey})
 	if r.status != http.StatusUnprocessableEntity || !strings.Contains(r.message(), "masked preview") {
 		t.Fatalf("writing the mask back: %d %s", r.status, r.body)
 	}

@@ -78,8 +78,8 @@ func (s *server) effective(c *gin.Context) {
 		for _, k := range src.First {
 			e.First = append(e.First, client.ServingKey{KeyID: k.KeyID, Name: k.Name})
 		}
-		if src.Scope != "" {
-			scope := string(src.Scope)
+		if src.ScopeKind != "" {
+			scope := string(src.ScopeKind)
 			e.Scope = &scope
 		}
 		out.Providers = append(out.Providers, e)

@@ -15,7 +15,7 @@ import (
 func TestSettingsRolesAndFailClosed(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	hosted := openaiKey(t)
-	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(hosted)}); err != nil {
+	if _, err := a.ground.keys.PutKey(context.Background(), broker.PutKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(hosted)}); err != nil {
 		t.Fatal(err)
 	}
 	var set client.Settings
@@ -88,7 +88,7 @@ func TestSettingsRolesAndFailClosed(t *testing.T) {
 
 func TestEffectiveSaysWhatServesEachProvider(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
-	if _, err := a.ground.keys.SetKey(context.Background(), broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(openaiKey(t))}); err != nil {
+	if _, err := a.ground.keys.PutKey(context.Background(), broker.PutKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(openaiKey(t))}); err != nil {
 		t.Fatal(err)
 	}
 	effective := func(as string) map[string]client.EffectiveSource {
@@ -116,7 +116,7 @@ func TestEffectiveSaysWhatServesEachProvider(t *testing.T) {
 		scope(e["anthropic"]) != "none" || e["anthropic"].Reason != "no_hosted_key" {
 		t.Fatalf("no workspace keys: %+v", e)
 	}
-	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/anthropic", client.SetKeyRequest{APIKey: anthropicKey(t)})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/anthropic", client.PutKeyRequest{APIKey: anthropicKey(t)})
 	a.call("admin", "PUT", "/v1/workspaces/ws1/settings", `{"hostedFallback":false}`)
 	e = effective("admin")
 	if scope(e["anthropic"]) != "workspace" || e["anthropic"].UsableKeys != 1 || scope(e["openai"]) != "none" || e["openai"].Reason != "hosted_fallback_off" {

@@ -107,9 +107,9 @@ func TestTokenRoutesAreTheOperatorsAndShowATokenOnce(t *testing.T) {
 
 func TestAuditPagesFilterByActionOutcomeAndActor(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
-	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)})
-	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)})
-	a.call("reader", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)}) // denied
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)})
+	a.call("reader", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)}) // denied
 	page := func(as, query string) []client.AuditEvent {
 		t.Helper()
 		var p client.AuditPage
@@ -206,11 +206,11 @@ func TestActorsAreNamedByTheirTokensDescription(t *testing.T) {
 	remember(ci.Token)
 	ciActor := "token:" + ci.ID
 	first := openaiKey(t)
-	if r := a.call(ci.Token, "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: first}); r.status != 201 {
+	if r := a.call(ci.Token, "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: first}); r.status != 201 {
 		t.Fatalf("create as CI: %d %s", r.status, r.body)
 	}
 	// The second version is the admin's (a token without a description).
-	if r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)}); r.status != 200 {
+	if r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)}); r.status != 200 {
 		t.Fatalf("rotate as admin: %d %s", r.status, r.body)
 	}
 	if r := a.call(ci.Token, "POST", "/v1/workspaces/ws1/keys/openai/rollback", client.RollbackRequest{Version: 1}); r.status != 200 {

@@ -30,7 +30,7 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	a := newAPIWith(t, handlers.ModeAll, checker)
 	ctx0 := context.Background()
 	hosted := openaiKey(t)
-	if _, err := a.ground.keys.SetKey(ctx0, broker.SetKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(hosted)}); err != nil {
+	if _, err := a.ground.keys.PutKey(ctx0, broker.PutKeyRequest{Actor: broker.Actor{Subject: "operator"}, Ref: broker.HostedKey("openai", broker.DefaultKeyID), Credential: providers.APIKey(hosted)}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := browser(t)
@@ -61,7 +61,7 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 		if err != nil {
 			return "error: " + err.Error()
 		}
-		return string(r.Scope) + "/" + r.KeyID
+		return string(r.ScopeKind) + "/" + r.KeyID
 	}
 
 	signIn(t, ctx, a, "admin", "workspace-section")

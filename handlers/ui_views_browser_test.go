@@ -156,7 +156,7 @@ func TestAdminPageTokensInARealBrowser(t *testing.T) {
 	waitText(t, ctx, `[data-token="`+created.ID+`"]`, "CI deploy")
 
 	// The new token acts; the workspace's page names it by its description.
-	if r := a.call(token, "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)}); r.status != 201 {
+	if r := a.call(token, "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)}); r.status != 201 {
 		t.Fatalf("the new token adds a key: %d %s", r.status, r.body)
 	}
 	run(t, ctx, "open ws1", chromedp.Navigate(a.srv.URL+"/ui/#/workspace/ws1"), chromedp.WaitVisible(chromedp.ID("workspace-section")))
@@ -198,14 +198,14 @@ func mustTokens(t *testing.T, a *api) []client.TokenInfo {
 // filtered trail.
 func TestAdminPageAuditInARealBrowser(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
-	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)})
 	for i := range 30 {
 		if r := a.call("admin", "PATCH", "/v1/workspaces/ws1/providers/openai/keys/default", client.UpdateKeyRequest{Name: new(fmt.Sprintf("name %d", i))}); r.status != 200 {
 			t.Fatalf("rename: %d %s", r.status, r.body)
 		}
 	}
 	for range 3 {
-		if r := a.call("reader", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)}); r.status != 403 {
+		if r := a.call("reader", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)}); r.status != 403 {
 			t.Fatalf("a reader's write: %d", r.status)
 		}
 	}
@@ -292,8 +292,8 @@ func TestAdminPageAuditInARealBrowser(t *testing.T) {
 func TestAdminPageRolesInARealBrowser(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	key := openaiKey(t)
-	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: key})
-	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: key})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)})
 	ctx := browser(t)
 
 	signIn(t, ctx, a, "reader", "workspace-section")
@@ -373,7 +373,7 @@ func TestAdminPageRolesInARealBrowser(t *testing.T) {
 // a 390 px phone; screenshots of each.
 func TestAdminPageAccessibilityInARealBrowser(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
-	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.SetKeyRequest{APIKey: openaiKey(t)})
+	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)})
 	a.call("admin", "POST", "/v1/workspaces/ws1/providers/openai/keys", client.AddKeyRequest{APIKey: openaiKey(t), Name: "Backup", Priority: new(200)})
 	for _, r := range []answer{
 		a.call("org-admin", "POST", "/v1/organizations/acme/providers/anthropic/keys", client.AddKeyRequest{APIKey: anthropicKey(t), Name: "shared"}),

@@ -47,7 +47,7 @@ func TestServingRolesCannotChooseIdsDatesOrUnboundedCooldowns(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := g.Store.AppendAudit(ctx, broker.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws1", Action: "key.create", Actor: "t", Outcome: "success"}); err != nil {
+		if err := g.Store.AppendAudit(ctx, broker.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: "ws1", Action: "key.create", Actor: "t", Outcome: "success"}); err != nil {
 			t.Fatalf("keybroker's own audit row after the attack: %v", err)
 		}
 	}

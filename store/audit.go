@@ -36,7 +36,7 @@ type auditRow struct {
 }
 
 func (r auditRow) event() AuditEvent {
-	return AuditEvent{ID: r.ID, OccurredAt: r.OccurredAt, Scope: broker.ScopeKind(r.Scope), ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, Action: r.Action,
+	return AuditEvent{ID: r.ID, OccurredAt: r.OccurredAt, ScopeKind: broker.ScopeKind(r.Scope), ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, Action: r.Action,
 		Actor: r.Actor, RemoteAddr: r.RemoteAddr, Outcome: r.Outcome, Version: r.Version, MaskedKey: r.MaskedKey,
 		Fingerprint: r.Fingerprint, Detail: r.Detail, RequestID: r.RequestID,
 		ClientRequestID: r.ClientReqID, Count: r.Count}
@@ -66,9 +66,9 @@ func appendAudit(ctx context.Context, tx pgx.Tx, ev AuditEvent) error {
 		 client_request_id, event_count, scope, key_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		ev.ScopeID, ev.Provider, ev.Action, ev.Actor, ev.RemoteAddr, ev.Outcome, ev.Version, ev.MaskedKey, ev.Fingerprint, ev.Detail, ev.RequestID,
-		ev.ClientRequestID, count, string(ev.Scope), ev.KeyID)
+		ev.ClientRequestID, count, string(ev.ScopeKind), ev.KeyID)
 	if err != nil {
-		return fmt.Errorf("append audit event %s for %s %s/%s: %w", ev.Action, ev.Scope, ev.ScopeID, ev.Provider, err)
+		return fmt.Errorf("append audit event %s for %s %s/%s: %w", ev.Action, ev.ScopeKind, ev.ScopeID, ev.Provider, err)
 	}
 	return nil
 }
@@ -185,7 +185,7 @@ func (s *Store) VersionOrigins(ctx context.Context, ref broker.KeyRef) (map[int]
 		WHERE scope = $1 AND scope_id = $2 AND provider = $3 AND key_id = $4 AND outcome = 'success'
 		  AND action = ANY($5) AND kv_version IS NOT NULL
 		ORDER BY kv_version, id DESC`,
-		string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID,
+		string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID,
 		[]string{broker.ActionCreate, broker.ActionRotate, broker.ActionRollback})
 	if err != nil {
 		return nil, fmt.Errorf("authors of %s's versions: %w", ref, err)

@@ -34,7 +34,7 @@ func scanKey(row pgx.CollectableRow) (broker.KeyRecord, error) {
 	if err != nil {
 		return broker.KeyRecord{}, err
 	}
-	rec.Scope = broker.ScopeKind(scope)
+	rec.ScopeKind = broker.ScopeKind(scope)
 	rec.Disabled, rec.Failing = keyState == broker.KeyDisabled, health == broker.HealthFailing
 	if healthAt != nil {
 		rec.HealthChangedAt = *healthAt
@@ -105,7 +105,7 @@ func (s *Store) BeginChange(ctx context.Context, ref broker.KeyRef, ch broker.Ch
 		var inPool int
 		if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE key_id = $4 AND kv_version > 0) > 0, count(*) FILTER (WHERE key_id <> $4)
 			FROM provider_keys WHERE scope = $1 AND scope_id = $2 AND provider = $3`,
-			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID).Scan(&exists, &inPool); err != nil {
+			string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID).Scan(&exists, &inPool); err != nil {
 			return fmt.Errorf("count the pool: %w", err)
 		}
 		if exists && ch.Create {
@@ -136,7 +136,7 @@ func (s *Store) BeginChange(ctx context.Context, ref broker.KeyRef, ch broker.Ch
 				key_state = CASE WHEN k.kv_version = 0 THEN EXCLUDED.key_state ELSE k.key_state END,
 				models = CASE WHEN k.kv_version = 0 THEN EXCLUDED.models ELSE k.models END
 			RETURNING `+keyColumns,
-			ref.ScopeID, ref.Provider, ch.By, ch.ID, ch.Op, ch.MaskedKey, ch.Fingerprint, string(ref.Scope), ref.KeyID,
+			ref.ScopeID, ref.Provider, ch.By, ch.ID, ch.Op, ch.MaskedKey, ch.Fingerprint, string(ref.ScopeKind), ref.KeyID,
 			ch.Member.Name, ch.Member.Priority, keyState, models)
 		if err != nil {
 			return err
@@ -172,7 +172,7 @@ func (s *Store) UpdateMember(ctx context.Context, ref broker.KeyRef, m broker.Me
 				cooldown_until = CASE WHEN $10 THEN NULL ELSE cooldown_until END,
 				cooldowns = CASE WHEN $10 THEN 0 ELSE cooldowns END
 			WHERE `+keyMatch+` AND kv_version > 0 RETURNING `+keyColumns,
-			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, m.Name, m.Priority, keyState, models, ev.Actor, m.ResetHealth)
+			string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID, m.Name, m.Priority, keyState, models, ev.Actor, m.ResetHealth)
 		if err != nil {
 			return err
 		}
@@ -222,7 +222,7 @@ func (s *Store) CompleteWrite(ctx context.Context, ref broker.KeyRef, id string,
 				pending_by          = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_by END,
 				pending_masked_key  = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_masked_key END,
 				pending_fingerprint = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_fingerprint END`,
-			ref.ScopeID, ref.Provider, id, w.Version, w.MaskedKey, w.Fingerprint, w.By, string(ref.Scope), ref.KeyID)
+			ref.ScopeID, ref.Provider, id, w.Version, w.MaskedKey, w.Fingerprint, w.By, string(ref.ScopeKind), ref.KeyID)
 		if err != nil {
 			return fmt.Errorf("record version %d of %s: %w", w.Version, ref, err)
 		}
@@ -240,13 +240,13 @@ func (s *Store) AbortChange(ctx context.Context, ref broker.KeyRef, id string) e
 	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM provider_keys
 			WHERE `+keyMatch+` AND pending_id = $5::uuid AND kv_version = 0`,
-			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, id); err != nil {
+			string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID, id); err != nil {
 			return fmt.Errorf("abort change of %s: %w", ref, err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE provider_keys SET state = 'active', pending_id = NULL, pending_op = NULL,
 				pending_since = NULL, pending_by = NULL, pending_masked_key = NULL, pending_fingerprint = NULL
 			WHERE `+keyMatch+` AND pending_id = $5::uuid`,
-			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, id); err != nil {
+			string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID, id); err != nil {
 			return fmt.Errorf("abort change of %s: %w", ref, err)
 		}
 		return nil
@@ -260,7 +260,7 @@ func (s *Store) CompleteDelete(ctx context.Context, ref broker.KeyRef, deleted i
 	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM provider_keys
 			WHERE `+keyMatch+` AND kv_version <= $5`,
-			string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, deleted); err != nil {
+			string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID, deleted); err != nil {
 			return fmt.Errorf("remove %s: %w", ref, err)
 		}
 		if err := forgetUsage(ctx, tx, ref); err != nil {
@@ -311,7 +311,7 @@ func (s *Store) PurgeScope(ctx context.Context, scope broker.Scope, ev broker.Au
 // confirmed version.
 func (s *Store) GetKey(ctx context.Context, ref broker.KeyRef) (broker.KeyRecord, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys
-		WHERE `+keyMatch+` AND kv_version > 0`, string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID)
+		WHERE `+keyMatch+` AND kv_version > 0`, string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID)
 	if err != nil {
 		return broker.KeyRecord{}, fmt.Errorf("read %s: %w", ref, classify(err))
 	}
@@ -354,7 +354,7 @@ func (s *Store) AllPoolMembers(ctx context.Context) ([]broker.KeyRecord, error) 
 func (s *Store) PoolMembers(ctx context.Context, pool broker.PoolRef) ([]broker.KeyRecord, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys
 		WHERE scope = $1 AND scope_id = $2 AND provider = $3 AND kv_version > 0`,
-		string(pool.Scope), pool.ScopeID, pool.Provider)
+		string(pool.ScopeKind), pool.ScopeID, pool.Provider)
 	if err != nil {
 		return nil, fmt.Errorf("read pool %s: %w", pool, classify(err))
 	}
@@ -404,7 +404,7 @@ var _ broker.HealthStore = (*Store)(nil)
 // row and whether it changed; ErrNotFound when the key has no row.
 func (s *Store) ApplyHealth(ctx context.Context, ref broker.KeyRef, ch broker.HealthChange, ev broker.AuditEvent) (broker.KeyRecord, bool, error) {
 	// $5 is the reason; $6, for a cooldown, its length in seconds.
-	args := []any{string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID, truncate(ch.Reason, 200)}
+	args := []any{string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID, truncate(ch.Reason, 200)}
 	var set, when string
 	switch ch.Kind {
 	case broker.HealthCooldown:
@@ -437,7 +437,7 @@ func (s *Store) ApplyHealth(ctx context.Context, ref broker.KeyRef, ch broker.He
 			// transaction's connection (another one could wait for a pool
 			// that the transactions hold).
 			rows, err := tx.Query(ctx, `SELECT `+keyColumns+` FROM provider_keys WHERE `+keyMatch+` AND kv_version > 0`,
-				string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID)
+				string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID)
 			if err != nil {
 				return err
 			}

@@ -225,7 +225,7 @@ func TestAStalledAuditStreamIsAlerted(t *testing.T) {
 		t.Fatalf("blocked %v while nothing waits", b)
 	}
 	for range 4 {
-		if err := st.AppendAudit(ctx, store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws1", Action: "test.event", Actor: "t", Outcome: "success"}); err != nil {
+		if err := st.AppendAudit(ctx, store.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: "ws1", Action: "test.event", Actor: "t", Outcome: "success"}); err != nil {
 			t.Fatal(err)
 		}
 	}

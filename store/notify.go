@@ -45,12 +45,12 @@ func (inv Invalidation) ForBroker() broker.Invalidation {
 	if scope == "" {
 		scope = broker.ScopeWorkspace
 	}
-	return broker.Invalidation{Scope: scope, ScopeID: inv.Workspace, Provider: inv.Provider, KeyID: inv.KeyID}
+	return broker.Invalidation{ScopeKind: scope, ScopeID: inv.Workspace, Provider: inv.Provider, KeyID: inv.KeyID}
 }
 
 // keyChanged is the announcement of a change of key ref.
 func keyChanged(ref broker.KeyRef, version int) Invalidation {
-	return Invalidation{Scope: string(ref.Scope), Workspace: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Version: version}
+	return Invalidation{Scope: string(ref.ScopeKind), Workspace: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Version: version}
 }
 
 // notify announces inv when tx commits (PostgreSQL delivers notifications

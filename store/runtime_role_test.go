@@ -22,7 +22,7 @@ func TestRuntimeRoleCannotEraseTheAuditTrail(t *testing.T) {
 	ctx := context.Background()
 	ownerURL := testenv.DatabaseURL(t)
 	st := kbtest.NewStore(t, ownerURL) // migrated as the owner, connected as the runtime role
-	if err := st.AppendAudit(ctx, store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws1", Action: "key.create", Actor: "t", Outcome: "success"}); err != nil {
+	if err := st.AppendAudit(ctx, store.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: "ws1", Action: "key.create", Actor: "t", Outcome: "success"}); err != nil {
 		t.Fatalf("the runtime role appends: %v", err)
 	}
 	if evs, err := st.ListAudit(ctx, broker.WorkspaceScope("ws1"), 0, 10); err != nil || len(evs) != 1 {

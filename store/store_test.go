@@ -67,7 +67,7 @@ func TestAuditTrailIsAppendOnly(t *testing.T) {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.AppendAudit(ctx, store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws", Provider: "openai", Action: "key.create", Actor: "alice", Outcome: "success"}); err != nil {
+	if err := st.AppendAudit(ctx, store.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: "ws", Provider: "openai", Action: "key.create", Actor: "alice", Outcome: "success"}); err != nil {
 		t.Fatal(err)
 	}
 	pool := testenv.NewPoolFor(t, url)
@@ -105,7 +105,7 @@ func TestWriteLifecycle(t *testing.T) {
 	if _, err := st.GetKey(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("get during a pending create: %v", err)
 	}
-	ev := store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws", Provider: "openai", Action: "key.create", Actor: "alice", Outcome: "success"}
+	ev := store.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: "ws", Provider: "openai", Action: "key.create", Actor: "alice", Outcome: "success"}
 	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "openai", broker.DefaultKeyID), create.ID, broker.Written{Version: 1, MaskedKey: "sk-one...1111", Fingerprint: "f1", By: "alice"}, ev); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestAbortChange(t *testing.T) {
 	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID), first); err != nil {
 		t.Fatal(err)
 	}
-	ev := store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws", Provider: "mistral", Action: "key.create", Actor: "a", Outcome: "success"}
+	ev := store.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: "ws", Provider: "mistral", Action: "key.create", Actor: "a", Outcome: "success"}
 	if err := st.CompleteWrite(ctx, broker.WorkspaceKey("ws", "mistral", broker.DefaultKeyID), first.ID, broker.Written{Version: 1, MaskedKey: "m", Fingerprint: "f", By: "a"}, ev); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestAbortChange(t *testing.T) {
 func TestCompleteDeleteKeepsANewerVersion(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	ev := store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws", Provider: "exa", Action: "x", Actor: "a", Outcome: "success"}
+	ev := store.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: "ws", Provider: "exa", Action: "x", Actor: "a", Outcome: "success"}
 	c := change(broker.OpSet)
 	if _, err := st.BeginChange(ctx, broker.WorkspaceKey("ws", "exa", broker.DefaultKeyID), c); err != nil {
 		t.Fatal(err)
@@ -220,9 +220,9 @@ func TestDatabaseRefusesMalformedIDs(t *testing.T) {
 	}
 	// A key id follows the rule too, and a hosted key has no scope id.
 	for _, ref := range []broker.KeyRef{
-		{Scope: broker.ScopeWorkspace, ScopeID: "ws1", Provider: "openai", KeyID: "Bad Key"},
-		{Scope: broker.ScopeHosted, ScopeID: "ws1", Provider: "openai", KeyID: "default"},
-		{Scope: "galaxy", ScopeID: "ws1", Provider: "openai", KeyID: "default"},
+		{ScopeKind: broker.ScopeWorkspace, ScopeID: "ws1", Provider: "openai", KeyID: "Bad Key"},
+		{ScopeKind: broker.ScopeHosted, ScopeID: "ws1", Provider: "openai", KeyID: "default"},
+		{ScopeKind: "galaxy", ScopeID: "ws1", Provider: "openai", KeyID: "default"},
 	} {
 		if _, err := st.BeginChange(context.Background(), ref, change(broker.OpSet)); err == nil {
 			t.Errorf("%+v accepted", ref)
@@ -236,7 +236,7 @@ func TestDatabaseRefusesMalformedIDs(t *testing.T) {
 func TestPurgeWorkspaceRemovesOnlyItsRows(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	ev := store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "x", Action: "x", Actor: "a", Outcome: "success"}
+	ev := store.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: "x", Action: "x", Actor: "a", Outcome: "success"}
 	for _, ws := range []string{"gone", "kept"} {
 		for _, p := range []string{"openai", "exa"} {
 			c := change(broker.OpSet)
@@ -248,7 +248,7 @@ func TestPurgeWorkspaceRemovesOnlyItsRows(t *testing.T) {
 			}
 		}
 	}
-	n, err := st.PurgeScope(ctx, broker.WorkspaceScope("gone"), store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "gone", Action: "workspace.purge", Actor: "op", Outcome: "success"})
+	n, err := st.PurgeScope(ctx, broker.WorkspaceScope("gone"), store.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: "gone", Action: "workspace.purge", Actor: "op", Outcome: "success"})
 	if err != nil || n != 2 {
 		t.Fatalf("purge: %d %v", n, err)
 	}

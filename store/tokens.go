@@ -118,7 +118,7 @@ func (s *Store) RevokeToken(ctx context.Context, id string, ev AuditEvent) error
 		// One event in the trail of every scope the token reached (and one
 		// operator-wide event for a token of none).
 		for _, sc := range auth.TokenScopes(workspaces, orgs) {
-			ev.Scope, ev.ScopeID = sc.Kind, sc.ID
+			ev.ScopeKind, ev.ScopeID = sc.Kind, sc.ID
 			if err := appendAudit(ctx, tx, ev); err != nil {
 				return err
 			}

@@ -22,7 +22,7 @@ func (s *Store) AddUsage(ctx context.Context, batch []broker.Usage) error {
 	scopes, ids, providers, keys := make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch))
 	counts, lasts := make([]int64, len(batch)), make([]time.Time, len(batch))
 	for i, u := range batch {
-		scopes[i], ids[i], providers[i], keys[i] = string(u.Ref.Scope), u.Ref.ScopeID, u.Ref.Provider, u.Ref.KeyID
+		scopes[i], ids[i], providers[i], keys[i] = string(u.Ref.ScopeKind), u.Ref.ScopeID, u.Ref.Provider, u.Ref.KeyID
 		counts[i], lasts[i] = u.Resolves, u.LastUsedAt
 	}
 	_, err := s.pool.Exec(ctx, `
@@ -50,7 +50,7 @@ func (s *Store) UsageOf(ctx context.Context, scope broker.ScopeKind, scopeID str
 	var provider, keyID string
 	var u broker.Usage
 	_, err = pgx.ForEachRow(rows, []any{&provider, &keyID, &u.Resolves, &u.LastUsedAt}, func() error {
-		u.Ref = broker.KeyRef{Scope: scope, ScopeID: scopeID, Provider: provider, KeyID: keyID}
+		u.Ref = broker.KeyRef{ScopeKind: scope, ScopeID: scopeID, Provider: provider, KeyID: keyID}
 		out[provider+"/"+keyID] = u
 		return nil
 	})
@@ -63,7 +63,7 @@ func (s *Store) UsageOf(ctx context.Context, scope broker.ScopeKind, scopeID str
 // forgetUsage removes the usage of a key, inside its delete.
 func forgetUsage(ctx context.Context, tx pgx.Tx, ref broker.KeyRef) error {
 	_, err := tx.Exec(ctx, `DELETE FROM key_usage WHERE scope = $1 AND scope_id = $2 AND provider = $3 AND key_id = $4`,
-		string(ref.Scope), ref.ScopeID, ref.Provider, ref.KeyID)
+		string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID)
 	if err != nil {
 		return fmt.Errorf("forget the usage of %s: %w", ref, err)
 	}

@@ -315,7 +315,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 				}
 				ws, p := g.keys[i][0], g.keys[i][1]
 				k := keyFor(p)
-				if _, err := g.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), Credential: providers.APIKey(k)}); err != nil {
+				if _, err := g.b.PutKey(ctx, broker.PutKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey(ws, p, broker.DefaultKeyID), Credential: providers.APIKey(k)}); err != nil {
 					loadErr.Store(err)
 					return
 				}
@@ -592,7 +592,7 @@ func (g *ground) adminWrites(ctx context.Context, n int) (p50, p99 time.Duration
 	for i := range n {
 		k := g.keys[i%len(g.keys)]
 		t0 := time.Now()
-		if _, err := g.b.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey(k[0], k[1], broker.DefaultKeyID), Credential: providers.APIKey(keyFor(k[1]))}); err != nil {
+		if _, err := g.b.PutKey(ctx, broker.PutKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey(k[0], k[1], broker.DefaultKeyID), Credential: providers.APIKey(keyFor(k[1]))}); err != nil {
 			return 0, 0, err
 		}
 		lat = append(lat, time.Since(t0))

@@ -166,13 +166,20 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 		t.Fatalf("keys add with a generated id said %q", msg)
 	}
 	acceptedKey.Store(k3)
-	out, _ = run(t, org, "", false, "keys", "test", "--organization", "acme", "--provider", "openai", "--key", "shared")
+	out, _ = run(t, org, "", false, "keys", "check", "--organization", "acme", "--provider", "openai", "--key", "shared")
 	if !strings.Contains(out, "accepted (answered 200); the key is now healthy") || strings.Contains(out, k3) {
-		t.Fatalf("keys test of an accepted key printed %q", out)
+		t.Fatalf("keys check of an accepted key printed %q", out)
 	}
-	_, msg = run(t, org, "sk-proj-cli-refused-"+testenv.RandomID(t)+"\n", true, "keys", "add", "--organization", "acme", "--provider", "openai", "--key", "refused", "--verify")
-	if !strings.Contains(msg, "422") || !strings.Contains(msg, "refused the key") {
+	// The command's older name and the flag's still work for one release.
+	if old, _ := run(t, org, "", false, "keys", "test", "--organization", "acme", "--provider", "openai", "--key", "shared"); old != out {
+		t.Fatalf("keys test printed %q, keys check %q", old, out)
+	}
+	if _, msg = run(t, org, "sk-proj-cli-refused-"+testenv.RandomID(t)+"\n", true, "keys", "add", "--organization", "acme", "--provider", "openai", "--key", "refused-old", "--verify"); !strings.Contains(msg, "refused the key") {
 		t.Fatalf("keys add --verify of a refused key said %q", msg)
+	}
+	_, msg = run(t, org, "sk-proj-cli-refused-"+testenv.RandomID(t)+"\n", true, "keys", "add", "--organization", "acme", "--provider", "openai", "--key", "refused", "--check")
+	if !strings.Contains(msg, "422") || !strings.Contains(msg, "refused the key") {
+		t.Fatalf("keys add --check of a refused key said %q", msg)
 	}
 	run(t, org, "", false, "keys", "update", "--organization", "acme", "--provider", "openai", "--key", "shared", "--state", "disabled")
 	out, _ = run(t, org, "", false, "keys", "list", "--organization", "acme")

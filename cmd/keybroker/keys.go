@@ -242,7 +242,7 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 		return printMeta(cmd.OutOrStdout(), m)
 	})
 	memberFlags(add)
-	add.Flags().BoolVar(&verify, "verify", false, "ask the provider first; a key it refuses is not stored")
+	checkFlags(add, &verify)
 	var ifVersion int
 	rotate := command("rotate", "Rotate a key (or create it with the default settings), read from stdin or a prompt (never a flag)", true,
 		func(cmd *cobra.Command, c *client.Client) error {
@@ -268,8 +268,8 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 		})
 	rotate.Aliases = []string{"set"}
 	rotate.Flags().IntVar(&ifVersion, "if-version", 0, "write only if this version is current (check-and-set)")
-	rotate.Flags().BoolVar(&verify, "verify", false, "ask the provider first; a key it refuses is not stored")
-	test := command("test", "Ask the key's provider whether it accepts the key (never shows the key)", true, func(cmd *cobra.Command, c *client.Client) error {
+	checkFlags(rotate, &verify)
+	check := command("check", "Ask the key's provider whether it accepts the key (never shows the key)", true, func(cmd *cobra.Command, c *client.Client) error {
 		ref, _ := target.ref()
 		r, err := c.CheckKey(cmd.Context(), ref)
 		if err != nil {
@@ -371,7 +371,8 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 		return printMeta(cmd.OutOrStdout(), m)
 	})
 	rollback.Flags().IntVar(&toVersion, "version", 0, "the version to make current again")
-	cmd.AddCommand(list, get, add, rotate, update, test, del, versions, rollback)
+	check.Aliases = []string{"test"}
+	cmd.AddCommand(list, get, add, rotate, update, check, del, versions, rollback)
 	return cmd
 }
 
@@ -412,4 +413,12 @@ func readKey(in io.Reader, prompt io.Writer, provider string) (string, error) {
 		return "", errors.New("no key on stdin (pipe it in, or run in a terminal to be prompted)")
 	}
 	return key, nil
+}
+
+// checkFlags gives a write command --check (ask the provider first) and
+// its older name --verify, kept for one release.
+func checkFlags(cmd *cobra.Command, check *bool) {
+	cmd.Flags().BoolVar(check, "check", false, "ask the provider first; a key it refuses is not stored")
+	cmd.Flags().BoolVar(check, "verify", false, "the older name of --check")
+	_ = cmd.Flags().MarkDeprecated("verify", "use --check")
 }

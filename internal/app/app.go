@@ -561,7 +561,7 @@ func (a *App) publish(inv store.Invalidation) {
 		return
 	}
 	b := inv.ForBroker()
-	a.watchers.Publish(watch.Event{Type: watch.TypeInvalidate, Scope: string(b.Scope), ScopeID: b.ScopeID, Provider: b.Provider, KeyID: b.KeyID})
+	a.watchers.Publish(watch.Event{Type: watch.TypeInvalidate, Scope: string(b.ScopeKind), ScopeID: b.ScopeID, Provider: b.Provider, KeyID: b.KeyID})
 }
 
 // Watchers is the replica's watch hub (tests count the streams).

@@ -57,7 +57,7 @@ func (a *App) SeedDevHostedKeys(ctx context.Context) ([]string, error) {
 		if p.Dev.IsZero() {
 			return nil, fmt.Errorf("seed the fake hosted key of %s: its catalogue entry has no dev credential", p.ID)
 		}
-		if _, err := a.broker.SetKey(ctx, broker.SetKeyRequest{Actor: actor, Ref: broker.HostedKey(p.ID, DevHostedKeyID), Credential: p.Dev}); err != nil {
+		if _, err := a.broker.PutKey(ctx, broker.PutKeyRequest{Actor: actor, Ref: broker.HostedKey(p.ID, DevHostedKeyID), Credential: p.Dev}); err != nil {
 			return nil, fmt.Errorf("seed the fake hosted key of %s: %w", p.ID, err)
 		}
 		if _, err := a.broker.UpdateKey(ctx, broker.UpdateKeyRequest{Actor: actor, Ref: broker.HostedKey(p.ID, DevHostedKeyID),

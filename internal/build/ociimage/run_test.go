@@ -97,7 +97,7 @@ func TestTheImageServesResolvesUnderRunc(t *testing.T) {
 	g := kbtest.NewGround(t, kbtest.Options{Pepper: pepper})
 	ctx := context.Background()
 	key := "sk-proj-image-" + testenv.RandomID(t) + testenv.RandomID(t)
-	if _, err := g.Broker.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "test"}, Ref: broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID), Credential: providers.APIKey(key)}); err != nil {
+	if _, err := g.Broker.PutKey(ctx, broker.PutKeyRequest{Actor: broker.Actor{Subject: "test"}, Ref: broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID), Credential: providers.APIKey(key)}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -316,7 +316,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		return
 	}
 	for attempt := 0; ; attempt++ {
-		rec.Scope, rec.KeyID, rec.KeyVersion, rec.BYOK, rec.Retried = string(res.Scope), res.KeyID, res.Version, res.IsBYOK, attempt > 0
+		rec.Scope, rec.KeyID, rec.KeyVersion, rec.BYOK, rec.Retried = string(res.ScopeKind), res.KeyID, res.Version, res.IsBYOK, attempt > 0
 		var reqBody io.Reader = streamed
 		if kept != nil {
 			reqBody = bytes.NewReader(kept)
@@ -363,7 +363,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 			}
 			if attempt == 0 && kept != nil {
 				next, nerr := p.cfg.Keys.Resolve(ctx, broker.ResolveRequest{Workspace: call.Workspace, Provider: call.Provider, Model: model, Caller: call.Caller})
-				if nerr == nil && (next.KeyID != res.KeyID || next.Scope != res.Scope) {
+				if nerr == nil && (next.KeyID != res.KeyID || next.ScopeKind != res.ScopeKind) {
 					_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 					resp.Body.Close()
 					span.SetStatus(codes.Error, "refused: retried with another key")
@@ -596,7 +596,7 @@ func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, res broker.Re
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
 	h.Set("X-Keybroker-Key-Id", res.KeyID)
-	h.Set("X-Keybroker-Scope", string(res.Scope))
+	h.Set("X-Keybroker-Scope", string(res.ScopeKind))
 	h.Set("X-Keybroker-Byok", strconv.FormatBool(res.IsBYOK))
 	// A stream (server-sent events, or an answer of unknown length) is
 	// flushed chunk by chunk, its headers at once; an answer of known

@@ -81,7 +81,7 @@ func TestAResolveIsTracedWithoutItsSecrets(t *testing.T) {
 	g := kbtest.NewGround(t, kbtest.Options{})
 	ctx := context.Background()
 	key := "sk-proj-trace-" + testenv.RandomID(t) + testenv.RandomID(t)
-	if _, err := g.Broker.SetKey(ctx, broker.SetKeyRequest{Actor: broker.Actor{Subject: "test"}, Ref: broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID), Credential: providers.APIKey(key)}); err != nil {
+	if _, err := g.Broker.PutKey(ctx, broker.PutKeyRequest{Actor: broker.Actor{Subject: "test"}, Ref: broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID), Credential: providers.APIKey(key)}); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer

@@ -116,7 +116,7 @@ func TestAForeignAdvisoryLockNoLongerKeepsTheAuditTrailFromTheWebhook(t *testing
 	write := func(details ...string) {
 		t.Helper()
 		for _, d := range details {
-			if err := st.AppendAudit(ctx, store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws1", Action: "test.event",
+			if err := st.AppendAudit(ctx, store.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: "ws1", Action: "test.event",
 				Actor: "test", Outcome: "success", Detail: d}); err != nil {
 				t.Fatal(err)
 			}
@@ -204,7 +204,7 @@ func TestAForeignAdvisoryLockNoLongerKeepsFailingKeysOrTheReconcilerDown(t *test
 	if _, err := g.Broker.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: broker.WorkspaceScope("ws1").Pool("openai"), KeyID: "k", Credential: providers.APIKey(key)}); err != nil {
 		t.Fatal(err)
 	}
-	if tr, err := g.Broker.TestKey(ctx, alice, ref); err != nil || tr.Health != broker.HealthFailing {
+	if tr, err := g.Broker.CheckKey(ctx, alice, ref); err != nil || tr.Health != broker.HealthFailing {
 		t.Fatalf("the key while the provider refuses it: %+v %v", tr, err)
 	}
 	provider.accepted.Store(key)

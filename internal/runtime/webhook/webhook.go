@@ -108,7 +108,7 @@ type Event struct {
 }
 
 func eventOf(ev broker.AuditEvent) Event {
-	out := Event{ID: ev.ID, OccurredAt: ev.OccurredAt.UTC(), Scope: string(ev.Scope), ScopeID: ev.ScopeID, Provider: ev.Provider,
+	out := Event{ID: ev.ID, OccurredAt: ev.OccurredAt.UTC(), Scope: string(ev.ScopeKind), ScopeID: ev.ScopeID, Provider: ev.Provider,
 		KeyID: ev.KeyID, Action: ev.Action, Actor: ev.Actor, Outcome: ev.Outcome, Version: ev.Version, Detail: ev.Detail,
 		RequestID: ev.RequestID, Count: max(ev.Count, 1)}
 	if ev.MaskedKey != nil {

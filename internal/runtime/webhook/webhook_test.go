@@ -92,7 +92,7 @@ func TestDeliveriesAreSignedRetriedAndNeverBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	masked := "sk-pro...cdef"
-	s.Publish(broker.AuditEvent{Action: broker.ActionHealth, Scope: broker.ScopeWorkspace, ScopeID: "ws1", Provider: "openai", KeyID: "k",
+	s.Publish(broker.AuditEvent{Action: broker.ActionHealth, ScopeKind: broker.ScopeWorkspace, ScopeID: "ws1", Provider: "openai", KeyID: "k",
 		Outcome: "success", MaskedKey: &masked, Detail: "rate_limited reported"})
 	// A full queue drops, it does not wait.
 	start := time.Now()
@@ -220,7 +220,7 @@ func TestTheAuditStreamLosesNothingBehindASlowEndpoint(t *testing.T) {
 	<-started
 	const n = 40
 	for i := range n {
-		if err := st.AppendAudits(ctx, []store.AuditEvent{{Scope: broker.ScopeWorkspace, ScopeID: "ws1", Action: "test.event",
+		if err := st.AppendAudits(ctx, []store.AuditEvent{{ScopeKind: broker.ScopeWorkspace, ScopeID: "ws1", Action: "test.event",
 			Actor: "test", Outcome: "success", Detail: fmt.Sprintf("event %d", i)}}); err != nil {
 			t.Fatal(err)
 		}
@@ -295,7 +295,7 @@ func TestTheAuditStreamResumesAfterTheLastEventDeliveredOnFailover(t *testing.T)
 	write := func(details ...string) {
 		t.Helper()
 		for _, d := range details {
-			if err := stA.AppendAudit(ctx, store.AuditEvent{Scope: broker.ScopeWorkspace, ScopeID: "ws1", Action: "test.event",
+			if err := stA.AppendAudit(ctx, store.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: "ws1", Action: "test.event",
 				Actor: "test", Outcome: "success", Detail: d}); err != nil {
 				t.Fatal(err)
 			}
@@ -557,7 +557,7 @@ func TestDroppedHealthEventsAreCountedAndLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 100 {
-		sink.Publish(broker.AuditEvent{Action: broker.ActionHealth, Scope: broker.ScopeWorkspace, ScopeID: "ws1"})
+		sink.Publish(broker.AuditEvent{Action: broker.ActionHealth, ScopeKind: broker.ScopeWorkspace, ScopeID: "ws1"})
 	}
 	if d := counter(t, reg, "keybroker_webhook_dropped_total"); d != 95 {
 		t.Fatalf("keybroker_webhook_dropped_total %v, want 95", d)
