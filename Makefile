@@ -61,18 +61,21 @@ lint:
 	$(GO) mod tidy -diff
 	@$(TFPLUGINDOCS) --rendered-website-dir ../../terraform/docs >/dev/null
 	@$(GO) run ./cmd/keybroker docs > docs/reference/flags.md
+	@$(GO) run ./cmd/keybroker docs providers > docs/reference/providers.md
 	@$(GO) run ./cmd/keybroker-openapi > handlers/openapi.json
 	@if [ -n "$$(git status --porcelain terraform/docs docs/reference handlers/openapi.json)" ]; then git status --short terraform/docs docs/reference handlers/openapi.json; \
 		echo "generated docs were stale (regenerated now: review and commit them)"; exit 1; fi
 
 # Regenerate what is generated: the Terraform provider's docs, the
-# settings reference (docs/reference/flags.md, from the commands' flags)
+# settings reference (docs/reference/flags.md, from the commands' flags), the
+# providers reference (docs/reference/providers.md, from the catalogue)
 # and the OpenAPI document (handlers/openapi.json, from the route table and
 # the wire types: docs/openapi.md).
 generate:
 	scripts/tools.sh terraform linters
 	$(TFPLUGINDOCS) --rendered-website-dir ../../terraform/docs
 	$(GO) run ./cmd/keybroker docs > docs/reference/flags.md
+	$(GO) run ./cmd/keybroker docs providers > docs/reference/providers.md
 	$(GO) run ./cmd/keybroker-openapi > handlers/openapi.json
 
 # Refresh the admin page's screenshots in docs/ui (docs/ui.md shows them):

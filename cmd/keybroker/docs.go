@@ -5,20 +5,26 @@ import (
 	"io"
 	"strings"
 
+	"github.com/keybroker/keybroker/providers"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
-// newDocsCommand prints the reference of every command's settings as
-// Markdown, from the flags themselves: `make generate` writes it to
-// docs/reference/flags.md, and `make lint` fails when that file is stale.
+// newDocsCommand prints a generated reference as Markdown: every command's
+// settings from the flags themselves (docs/reference/flags.md), or the
+// provider catalogue from the registry (docs/reference/providers.md).
+// `make generate` writes both, and `make lint` fails when one is stale.
 func newDocsCommand(root *cobra.Command) *cobra.Command {
 	return &cobra.Command{
-		Use:    "docs",
-		Short:  "Print the settings reference (Markdown) of every command",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:       "docs [flags|providers]",
+		Short:     "Print a generated reference (Markdown): every command's settings, or the provider catalogue",
+		Hidden:    true,
+		Args:      cobra.MatchAll(cobra.MaximumNArgs(1), cobra.OnlyValidArgs),
+		ValidArgs: []string{"flags", "providers"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 && args[0] == "providers" {
+				return writeProviderReference(cmd.OutOrStdout(), providers.DefaultRegistry())
+			}
 			return writeFlagReference(cmd.OutOrStdout(), root)
 		},
 	}
