@@ -63,7 +63,7 @@ func TestTokensExpireByDefault(t *testing.T) {
 func TestUnknownTokensAreRememberedAndLookupsHaveADeadline(t *testing.T) {
 	ctx := context.Background()
 	st := &countingStore{Store: newStoreOnly(t)}
-	s := auth.NewService(st, auth.Options{Keys: kbtest.RowKeys(), LookupTimeout: 200 * time.Millisecond, UnknownTTL: time.Hour})
+	s := auth.NewService(st, auth.Options{Keys: kbtest.RowKeys(), LookupTimeout: 2 * time.Second, UnknownTTL: time.Hour})
 	made := "kbt_" + strings.Repeat("A", 43)
 	for range 50 {
 		if _, err := s.Authenticate(ctx, made); !errors.Is(err, auth.ErrUnauthenticated) {
@@ -82,7 +82,9 @@ func TestUnknownTokensAreRememberedAndLookupsHaveADeadline(t *testing.T) {
 	st.stall.Store(true)
 	start := time.Now()
 	_, err = s.Authenticate(ctx, tok)
-	if !errors.Is(err, auth.ErrUnavailable) || time.Since(start) > 5*time.Second {
+	// The stalled store returns only when the lookup's context ends: an
+	// answer at all shows the deadline; the bound is far above it.
+	if !errors.Is(err, auth.ErrUnavailable) || time.Since(start) > 30*time.Second {
 		t.Fatalf("a lookup against a hung store: %v after %s", err, time.Since(start))
 	}
 	st.stall.Store(false)
@@ -96,8 +98,8 @@ func TestOutageGraceIsASetting(t *testing.T) {
 	st := &countingStore{Store: newStoreOnly(t)}
 	now := time.Now()
 	clock := func() time.Time { return now }
-	s := auth.NewService(st, auth.Options{Keys: kbtest.RowKeys(), TrustWithoutStore: time.Minute, Fresh: time.Second, LookupTimeout: 50 * time.Millisecond, Now: clock})
-	none := auth.NewService(st, auth.Options{Keys: kbtest.RowKeys(), TrustWithoutStore: -1, Fresh: time.Second, LookupTimeout: 50 * time.Millisecond, Now: clock})
+	s := auth.NewService(st, auth.Options{Keys: kbtest.RowKeys(), TrustWithoutStore: time.Minute, Fresh: time.Second, LookupTimeout: time.Second, Now: clock})
+	none := auth.NewService(st, auth.Options{Keys: kbtest.RowKeys(), TrustWithoutStore: -1, Fresh: time.Second, LookupTimeout: time.Second, Now: clock})
 	tok, _, err := s.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, CreatedBy: "t"})
 	if err != nil {
 		t.Fatal(err)

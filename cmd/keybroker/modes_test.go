@@ -158,7 +158,18 @@ func TestModesHoldOnlyTheirVaultIdentity(t *testing.T) {
 	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, key+"x", 0); err != nil {
 		t.Fatalf("rotate on the admin replica: %v", err)
 	}
-	r, err := resolver.Resolve(ctx, "ws1", "openai")
+	// The resolver replica learns of the writes by NOTIFY, on its own
+	// time: wait until it serves the rotated key (a 404 or the first
+	// version meanwhile; any other error fails at once).
+	var r client.ResolveResponse
+	var err error
+	for deadline := time.Now().Add(time.Minute); ; {
+		r, err = resolver.Resolve(ctx, "ws1", "openai")
+		if err == nil && r.APIKey == key+"x" || time.Now().After(deadline) || err != nil && !client.IsStatus(err, http.StatusNotFound) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil || r.APIKey != key+"x" || !r.IsBYOK {
 		t.Fatalf("resolve on the resolver replica: %v %v", r, err)
 	}
