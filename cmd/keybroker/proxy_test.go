@@ -32,8 +32,17 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
 	answered := 0 // calls the stand-in served (200): each is one record of a proxied call
+	probed := 0   // the probes' listings of models, which it answers for either key, apart
 	openai := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if r.Method == http.MethodGet && r.URL.Path == "/v1/models" && (key == first || key == second) {
+			mu.Lock()
+			probed++
+			mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"object":"list","data":[]}`)
+			return
+		}
 		mu.Lock()
 		seen = append(seen, key)
 		if key == second {
@@ -60,16 +69,40 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 
 	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: g.opToken})
 	tok := g.mintResolver(t, "sandbox launcher")
-	for i, key := range []string{first, second} {
-		prio := i
-		if _, err := admin.AddKey(ctx, client.Workspace("ws1"), "openai", client.AddKeyRequest{KeyID: []string{"first", "second"}[i], APIKey: key, Priority: &prio}); err != nil {
+	// The second key (priority 1) goes in before the first (priority 0): a
+	// replica that serves the first has re-read the pool after both were
+	// added, so it holds the second too.
+	for _, k := range []struct {
+		id, key string
+		prio    int
+	}{{"second", second, 1}, {"first", first, 0}} {
+		if _, err := admin.AddKey(ctx, client.Workspace("ws1"), "openai", client.AddKeyRequest{KeyID: k.id, APIKey: k.key, Priority: &k.prio}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	resolver, _ := client.New(client.Config{Address: "http://" + resolverAddr, Token: tok.Token})
-	waitUntil(t, "the resolver replica serves the first key", 10*time.Second, func() bool {
+	waitUntil(t, "the resolver replica serves the first key", 30*time.Second, func() bool {
 		r, err := resolver.ResolveFor(ctx, client.ResolveRequest{Workspace: "ws1", Provider: "openai"})
 		return err == nil && r.KeyID == "first"
+	})
+	// The proxy replica learns of the keys by NOTIFY too, on its own time:
+	// wait until it serves the first key, probing with a token of its own
+	// on the models listing (which the stand-in answers for either key and
+	// counts apart from the calls below).
+	probe, err := resolver.MintProxyToken(ctx, client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}, TTLSeconds: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the proxy replica serves the first key", 30*time.Second, func() bool {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+proxyAddr+"/proxy/openai/v1/models", nil)
+		req.Header.Set("Authorization", "Bearer "+probe.Token)
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && resp.Header.Get("X-Keybroker-Key-Id") == "first"
 	})
 
 	// The sandbox's token, minted on the resolver replica.
@@ -149,6 +182,12 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 	recorded := func(calls []broker.ProxyCall) bool {
 		retried := 0
 		for _, c := range calls {
+			if c.Caller == probe.ID {
+				if c.KeyID != "first" || c.Status != http.StatusOK || !c.BYOK {
+					return false
+				}
+				continue
+			}
 			if c.KeyID != "second" || c.Status != http.StatusOK || (c.Caller != minted.ID && c.Caller != sibling.ID) || !c.BYOK {
 				return false
 			}
@@ -159,7 +198,7 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 		return retried == 1
 	}
 	mu.Lock()
-	served := answered
+	served := answered + probed
 	mu.Unlock()
 	var calls []broker.ProxyCall
 	waitUntil(t, "a record of every call the provider served", 60*time.Second, func() bool {
@@ -232,7 +271,7 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 	}
 	for _, line := range lines {
 		var pc client.ProxyCall
-		if err := json.Unmarshal([]byte(line), &pc); err != nil || pc.Workspace != "ws1" || pc.KeyID != "second" {
+		if err := json.Unmarshal([]byte(line), &pc); err != nil || pc.Workspace != "ws1" || pc.KeyID != map[bool]string{true: "first", false: "second"}[pc.Caller == probe.ID] {
 			t.Fatalf("an exported line: %s (%v)", line, err)
 		}
 	}
