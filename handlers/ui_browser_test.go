@@ -92,17 +92,48 @@ func pageHolds(t *testing.T, ctx context.Context, s string) bool {
 }
 
 // signIn opens the page afresh (sessionStorage cleared), signs in with the
-// named token and waits for the section that follows.
+// named token, waits for the section that follows and for the page to
+// have shown all of it (no region aria-busy).
+//
+// The storage is cleared before the page loads, from the page already
+// open on keybroker's origin: a page loaded with a token signs in by
+// itself, and its history.replaceState would end a navigation's wait
+// early (chromedp takes any same-document navigation for the end of the
+// load), leaving the test acting on the page it meant to leave.
 func signIn(t *testing.T, ctx context.Context, a *api, token, section string) {
 	t.Helper()
-	run(t, ctx, "open the page", chromedp.Navigate(a.srv.URL+"/ui/"))
-	eval[bool](t, ctx, `sessionStorage.clear(), true`)
+	if eval[string](t, ctx, `location.origin`) == a.srv.URL {
+		eval[bool](t, ctx, `sessionStorage.clear(), true`)
+	}
 	run(t, ctx, "sign in as "+token,
 		chromedp.Navigate(a.srv.URL+"/ui/"),
 		chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), a.tokens[token]),
 		chromedp.Click(chromedp.CSS(`#signin button[type=submit]`)),
 		chromedp.WaitVisible(chromedp.ID(section)))
+	waitShown(t, ctx)
+}
+
+// waitShown waits until no region of the page is busy (aria-busy): the
+// page has shown everything its last navigation asked for.
+func waitShown(t *testing.T, ctx context.Context) {
+	t.Helper()
+	waitTrue(t, ctx, "the page to finish showing the scope", `document.querySelector('[aria-busy="true"]') === null`)
+}
+
+// waitTrue waits until the expression is true in the page.
+func waitTrue(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr)); err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 20 s for %s (%s)", what, expr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // answerConfirm waits for the confirmation dialog, checks that it says

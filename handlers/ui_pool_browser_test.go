@@ -39,18 +39,27 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	row := `tr[data-provider="openai"]`
 	status := row + ` td[data-status="openai"]`
 	nth := func(n int) string { return `ul[data-pool="openai"] > li:nth-child(` + string(rune('0'+n)) + `)` }
-	// unfold opens a provider's add form, when it is folded.
+	// unfold opens a provider's add form, when it is folded. The form is
+	// looked up and read in one expression (null while the page has not
+	// rendered the scope's pools), so that nothing the page re-renders in
+	// between can leave the test reading a form that is gone.
 	unfold := func(provider string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 			sel := `details[data-add="` + provider + `"]`
-			// The page renders a scope's pools after its header: wait for
-			// the form to exist before asking whether it is open.
-			if err := chromedp.Do(ctx, chromedp.WaitReady(chromedp.CSS(sel))); err != nil {
-				return err
-			}
-			open, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('`+sel+`').open`))
-			if err != nil || open {
-				return err
+			for {
+				open, err := chromedp.Run(ctx, chromedp.Evaluate[*bool](`(() => { const d = document.querySelector('`+sel+`'); return d ? d.open : null; })()`))
+				if err != nil {
+					return err
+				}
+				if open != nil && *open {
+					return nil
+				}
+				if open != nil {
+					break
+				}
+				if err := chromedp.Do(ctx, chromedp.WaitReady(chromedp.CSS(sel))); err != nil {
+					return err
+				}
 			}
 			return chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel+` > summary`)), chromedp.WaitVisible(chromedp.ID("key-"+provider)))
 		})

@@ -317,8 +317,8 @@ func TestAdminPageRolesInARealBrowser(t *testing.T) {
 		t.Fatal("a scope the reader does not reach is on screen")
 	}
 
-	// A resolver token is refused at sign in and kept nowhere.
-	run(t, ctx, "open the page", chromedp.Navigate(a.srv.URL+"/ui/"))
+	// A resolver token is refused at sign in and kept nowhere. (The storage
+	// is cleared before the page loads, as signIn does.)
 	eval[bool](t, ctx, `sessionStorage.clear(), true`)
 	run(t, ctx, "sign in as a resolver",
 		chromedp.Navigate(a.srv.URL+"/ui/"),

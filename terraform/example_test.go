@@ -31,9 +31,9 @@ func goBuild(t *testing.T, pkg, dir, name string) string {
 }
 
 var (
-	reAddr          = regexp.MustCompile(`^\s+KEYBROKER_ADDR=(\S+)`)
-	reToken         = regexp.MustCompile(`^\s+KEYBROKER_TOKEN=(\S+)`)
-	reResolverToken = regexp.MustCompile(`^\s+KEYBROKER_RESOLVER_TOKEN=(\S+)`)
+	reAddr          = regexp.MustCompile(`^export KEYBROKER_ADDR=(\S+)$`)
+	reToken         = regexp.MustCompile(`^export KEYBROKER_TOKEN=(\S+)$`)
+	reResolverToken = regexp.MustCompile(`^export KEYBROKER_RESOLVER_TOKEN=(\S+)$`)
 )
 
 // startDev runs `keybroker dev` and returns its address and operator token.

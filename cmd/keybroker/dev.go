@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -20,8 +21,8 @@ import (
 	"github.com/keybroker/keybroker/store"
 )
 
-// devKVMount is the KV v2 mount `keybroker dev` enables: serve's default
-// --kv-mount (docs/reference/flags.md).
+// devKVMount is the KV v2 mount `keybroker dev` enables: the default
+// --kv-mount of serve and of `keybroker vault bootstrap` (docs/operations.md).
 const devKVMount = "byok"
 
 func newDevCommand() *cobra.Command {
@@ -129,29 +130,6 @@ func runDev(ctx context.Context, listenAddr string) error {
 		}
 	}()
 
-	out := os.Stdout
-	fmt.Fprintf(out, "keybroker dev: everything runs on loopback; Ctrl-C stops it and removes the data folders.\n\n")
-	fmt.Fprintf(out, "  keybroker      http://%s  (try: curl http://%s/readyz)\n", ln.Addr(), ln.Addr())
-	fmt.Fprintf(out, "  KEYBROKER_ADDR=http://%s\n", ln.Addr())
-	fmt.Fprintf(out, "  KEYBROKER_TOKEN=%s  (operator token: manages keys and tokens, cannot resolve)\n", operatorToken)
-	fmt.Fprintf(out, "  KEYBROKER_RESOLVER_TOKEN=%s  (resolver token: POST /v1/resolve, and proxy tokens for /proxy/{provider}/...)\n", resolverToken)
-	fmt.Fprintf(out, "  VAULT_ADDR=%s\n", vs.Addr)
-	fmt.Fprintf(out, "  VAULT_TOKEN=%s  (dev root token, for you; keybroker logs in with AppRole)\n", vs.RootToken)
-	fmt.Fprintf(out, "  KV v2 mount    %s (bootstrapped: policies keybroker-writer, keybroker-reader)\n", devKVMount)
-	fmt.Fprintf(out, "  DATABASE_URL=%s  (owner: migrate, token)\n", pg.URL)
-	fmt.Fprintf(out, "  runtime role   %s (this mode-all replica serves as it: adds and revokes tokens, never deletes one; INSERT and SELECT only on audit_events and proxy_calls)\n", devRuntimeRole)
-	fmt.Fprintf(out, "  resolver role  %s (for a separate --mode=resolver or proxy replica: reads metadata and tokens, writes only health and usage)\n", devResolverRole)
-	fmt.Fprintf(out, "                 DATABASE_URL=%s\n", resolverURL)
-	fmt.Fprintf(out, "  signing keys   KEYBROKER_ADMIN_TOKEN_KEYS=%s\n", adminKeys)
-	fmt.Fprintf(out, "                 KEYBROKER_RESOLVER_KEYS=%s  (keybroker token create needs them; an admin replica never gets this one)\n", resolverKeys)
-	fmt.Fprintf(out, "  reconcile      DATABASE_URL=%s VAULT_ADDR=%s KEYBROKER_VAULT_AUTH=approle KEYBROKER_KV_MOUNT=%s \\\n"+
-		"                   KEYBROKER_WRITER_ROLE_ID=%s KEYBROKER_WRITER_SECRET_ID_FILE=%s \\\n"+
-		"                   KEYBROKER_READER_ROLE_ID=%s KEYBROKER_READER_SECRET_ID_FILE=%s \\\n"+
-		"                   KEYBROKER_FINGERPRINT_PEPPER=%s keybroker reconcile\n",
-		runtimeURL, vs.Addr, devKVMount, writer.RoleID, writer.SecretIDFile, reader.RoleID, reader.SecretIDFile, pepper)
-	fmt.Fprintf(out, "  vault pid %d, folder %s\n", vs.Pid(), vs.Dir)
-	fmt.Fprintf(out, "  postgres pid %d, folder %s\n", pg.Pid(), pg.Dir)
-
 	a, err := app.New(ctx, app.Config{
 		DatabaseURL: runtimeURL,
 		MetricsAddr: "127.0.0.1:0",
@@ -174,8 +152,14 @@ func runDev(ctx context.Context, listenAddr string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "  hosted keys    FAKE ones (key id %s) for %s: workspaces without a key fall back to them; no provider accepts them\n\n",
-		app.DevHostedKeyID, strings.Join(hosted, ", "))
+	// One write, once everything is up, so that no log line lands inside
+	// the block a person copies.
+	_, _ = io.WriteString(os.Stdout, devBanner(devInfo{
+		Addr: ln.Addr().String(), OperatorToken: operatorToken, ResolverToken: resolverToken,
+		VaultAddr: vs.Addr, VaultToken: vs.RootToken, DatabaseURL: pg.URL, RuntimeURL: runtimeURL, ResolverURL: resolverURL,
+		AdminKeys: adminKeys, ResolverKeys: resolverKeys, Writer: writer, Reader: reader, Pepper: pepper,
+		VaultPid: vs.Pid(), VaultDir: vs.Dir, PostgresPid: pg.Pid(), PostgresDir: pg.Dir, Hosted: hosted,
+	}))
 	return a.Run(ctx, ln)
 }
 
@@ -214,4 +198,76 @@ func createToken(ctx context.Context, databaseURL string, keys auth.RowKeys, req
 	defer st.Close()
 	token, _, err := auth.NewService(st, auth.Options{TrustWithoutStore: -1, Keys: keys}).Create(ctx, req)
 	return token, err
+}
+
+// devInfo is what `keybroker dev` tells the person who started it.
+type devInfo struct {
+	Addr                         string
+	OperatorToken, ResolverToken string
+	VaultAddr, VaultToken        string
+	DatabaseURL                  string // the owner's
+	RuntimeURL, ResolverURL      string
+	AdminKeys, ResolverKeys      string
+	Writer, Reader               app.Identity
+	Pepper                       string
+	VaultPid, PostgresPid        int
+	VaultDir, PostgresDir        string
+	Hosted                       []string
+}
+
+// devBanner is what `keybroker dev` prints on stdout once it is ready: a
+// block of `export NAME=value` lines, one after the other, that pastes into
+// any POSIX shell (or zsh) as it is — what the README's tour, the CLI and
+// `keybroker token create` use — and every explanation a `#` comment
+// around it, so that pasting the whole output sets variables and runs
+// nothing (the reconcile command to copy is commented out too).
+func devBanner(d devInfo) string {
+	var b strings.Builder
+	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	export := func(name, value string) { line("export %s=%s", name, shellQuote(value)) }
+	line("# keybroker dev is ready; everything runs on loopback. Ctrl-C stops it and removes the data folders.")
+	line("# KEYBROKER_TOKEN is an operator token (manages keys and tokens, cannot resolve); KEYBROKER_RESOLVER_TOKEN a resolver token")
+	line("# (POST /v1/resolve, and proxy tokens for /proxy/{provider}/...). VAULT_TOKEN is the Vault dev server's root token, for you:")
+	line("# keybroker logs in with AppRole (KV v2 mount %s, policies keybroker-writer and keybroker-reader). DATABASE_URL is", devKVMount)
+	line("# PostgreSQL's owner: with the signing keys, what keybroker migrate and keybroker token create need (an admin replica")
+	line("# never gets KEYBROKER_RESOLVER_KEYS). Paste the export lines into another shell, then try: curl \"$KEYBROKER_ADDR/readyz\"")
+	export("KEYBROKER_ADDR", "http://"+d.Addr)
+	export("KEYBROKER_TOKEN", d.OperatorToken)
+	export("KEYBROKER_RESOLVER_TOKEN", d.ResolverToken)
+	export("VAULT_ADDR", d.VaultAddr)
+	export("VAULT_TOKEN", d.VaultToken)
+	export("DATABASE_URL", d.DatabaseURL)
+	export("KEYBROKER_ADMIN_TOKEN_KEYS", d.AdminKeys)
+	export("KEYBROKER_RESOLVER_KEYS", d.ResolverKeys)
+	line("#")
+	line("# This replica (mode all) serves as the role %s: it adds and revokes tokens, never deletes one; INSERT and SELECT only on audit_events and proxy_calls.", devRuntimeRole)
+	line("# A separate --mode=resolver or proxy replica would serve as %s (reads metadata and tokens, writes only health and usage):", devResolverRole)
+	line("#   DATABASE_URL=%s", shellQuote(d.ResolverURL))
+	line("# To reconcile Vault and PostgreSQL once, as the runtime role, run this line without its leading '#':")
+	line("#   DATABASE_URL=%s VAULT_ADDR=%s KEYBROKER_VAULT_AUTH=approle KEYBROKER_KV_MOUNT=%s KEYBROKER_WRITER_ROLE_ID=%s KEYBROKER_WRITER_SECRET_ID_FILE=%s KEYBROKER_READER_ROLE_ID=%s KEYBROKER_READER_SECRET_ID_FILE=%s KEYBROKER_FINGERPRINT_PEPPER=%s keybroker reconcile",
+		shellQuote(d.RuntimeURL), shellQuote(d.VaultAddr), devKVMount, shellQuote(d.Writer.RoleID), shellQuote(d.Writer.SecretIDFile),
+		shellQuote(d.Reader.RoleID), shellQuote(d.Reader.SecretIDFile), shellQuote(d.Pepper))
+	line("# Hosted keys: FAKE ones (key id %s) for %s; workspaces without a key fall back to them, and no provider accepts them.",
+		app.DevHostedKeyID, strings.Join(d.Hosted, ", "))
+	line("# Calls to providers (key tests, the credential proxy) go to their real APIs; KEYBROKER_PROVIDER_<ID>_BASE_URL in make dev's environment sends them elsewhere.")
+	line("# vault pid %d, folder %s", d.VaultPid, d.VaultDir)
+	line("# postgres pid %d, folder %s", d.PostgresPid, d.PostgresDir)
+	return b.String()
+}
+
+// shellQuote gives s as one shell word: as it is when every character is
+// plain, else in single quotes (a URL's '?' or '&' would otherwise be a
+// glob or a background job).
+func shellQuote(s string) string {
+	plain := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-.,:/@%+=", r)) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -31,10 +31,23 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 	second := "sk-proj-second-" + testenv.RandomID(t) + testenv.RandomID(t)
 	var mu sync.Mutex
 	var seen []string
+	answered := 0 // calls the stand-in served (200): each is one record of a proxied call
+	probed := 0   // the probes' listings of models it answered (for either key), apart
 	openai := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if r.Method == http.MethodGet && r.URL.Path == "/v1/models" && (key == first || key == second) {
+			mu.Lock()
+			probed++
+			mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"object":"list","data":[]}`)
+			return
+		}
 		mu.Lock()
 		seen = append(seen, key)
+		if key == second {
+			answered++
+		}
 		mu.Unlock()
 		switch key {
 		case first:
@@ -56,16 +69,42 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 
 	admin, _ := client.New(client.Config{Address: "http://" + adminAddr, Token: g.opToken})
 	tok := g.mintResolver(t, "sandbox launcher")
-	for i, key := range []string{first, second} {
-		prio := i
-		if _, err := admin.AddKey(ctx, client.Workspace("ws1"), "openai", client.AddKeyRequest{KeyID: []string{"first", "second"}[i], APIKey: key, Priority: &prio}); err != nil {
+	// The second key (priority 1) goes in before the first (priority 0): a
+	// replica that serves the first has re-read the pool after both were
+	// added, so it holds the second too.
+	for _, k := range []struct {
+		id, key string
+		prio    int
+	}{{"second", second, 1}, {"first", first, 0}} {
+		if _, err := admin.AddKey(ctx, client.Workspace("ws1"), "openai", client.AddKeyRequest{KeyID: k.id, APIKey: k.key, Priority: &k.prio}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	resolver, _ := client.New(client.Config{Address: "http://" + resolverAddr, Token: tok.Token})
-	waitUntil(t, "the resolver replica serves the first key", 10*time.Second, func() bool {
+	waitUntil(t, "the resolver replica serves the first key", 30*time.Second, func() bool {
 		r, err := resolver.ResolveFor(ctx, client.ResolveRequest{Workspace: "ws1", Provider: "openai"})
 		return err == nil && r.KeyID == "first"
+	})
+	// The proxy replica learns of the keys by NOTIFY too, on its own time:
+	// wait until it serves the first key, probing with a token of its own
+	// on the models listing (which the stand-in answers for either key and
+	// counts apart from the calls below).
+	probe, err := resolver.MintProxyToken(ctx, client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"openai"}, TTLSeconds: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probes := 0 // each is recorded: a 404 no_key until the replica has the pool, then a 200
+	waitUntil(t, "the proxy replica serves the first key", 30*time.Second, func() bool {
+		probes++
+		req, _ := http.NewRequest(http.MethodGet, "http://"+proxyAddr+"/proxy/openai/v1/models", nil)
+		req.Header.Set("Authorization", "Bearer "+probe.Token)
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && resp.Header.Get("X-Keybroker-Key-Id") == "first"
 	})
 
 	// The sandbox's token, minted on the resolver replica.
@@ -114,7 +153,7 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 	if err := resolver.RevokeProxyToken(ctx, sibling.Token); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the revoked proxy token stops working on the proxy replica", 5*time.Second, func() bool {
+	waitUntil(t, "the revoked proxy token stops working on the proxy replica", 30*time.Second, func() bool {
 		resp, _ := proxied(t, "http://"+proxyAddr+"/proxy/openai/v1/chat/completions", "Bearer "+sibling.Token, `{"model":"gpt-4o"}`)
 		return resp.StatusCode == http.StatusUnauthorized
 	})
@@ -131,17 +170,26 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 	if err := admin.RevokeToken(ctx, tok.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the proxy token stops working", 5*time.Second, func() bool {
+	waitUntil(t, "the proxy token stops working", 30*time.Second, func() bool {
 		resp, _ := proxied(t, "http://"+proxyAddr+"/proxy/openai/v1/chat/completions", "Bearer "+minted.Token, `{"model":"gpt-4o"}`)
 		return resp.StatusCode == http.StatusUnauthorized
 	})
 
 	// The calls are recorded in PostgreSQL: the first, retried, and any
 	// made while a revocation was on its way (milliseconds, the sibling's
-	// among them); none by the first key, which never answered one.
+	// among them); none by the first key, which never answered one. The
+	// replicas record in batches (every second): wait until there is one
+	// record per call the provider served, the listings below compare
+	// pages.
 	recorded := func(calls []broker.ProxyCall) bool {
 		retried := 0
 		for _, c := range calls {
+			if c.Caller == probe.ID {
+				if !(c.KeyID != "" && c.Status == http.StatusOK && c.BYOK) && !(c.KeyID == "" && c.Status == http.StatusNotFound) {
+					return false
+				}
+				continue
+			}
 			if c.KeyID != "second" || c.Status != http.StatusOK || (c.Caller != minted.ID && c.Caller != sibling.ID) || !c.BYOK {
 				return false
 			}
@@ -151,36 +199,19 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 		}
 		return retried == 1
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		calls, err := g.st.QueryProxyCalls(ctx, broker.ProxyCallQuery{Workspace: "ws1", Limit: 10})
-		if err == nil && recorded(calls) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the proxied call is not recorded as it was: %+v, %v\n%s", calls, err, proxyLogs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	mu.Lock()
+	served := answered + probes // one record per call the provider answered, and per probe
+	if probed == 0 || probed > probes {
+		t.Fatalf("the stand-in answered %d of %d probes", probed, probes)
 	}
-	// A call made while a revocation was on its way may still be on its
-	// way to PostgreSQL (replicas record in batches, every second): the
-	// listings below compare pages, so wait until the records stop
-	// changing.
-	settled, last := 0, -1
-	for settled < 2 {
-		calls, err := g.st.QueryProxyCalls(ctx, broker.ProxyCallQuery{Workspace: "ws1", Limit: 100})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(calls) == last {
-			settled++
-		} else {
-			settled, last = 0, len(calls)
-		}
-		if time.Now().After(deadline.Add(10 * time.Second)) {
-			t.Fatalf("the records of proxied calls keep changing: %d", len(calls))
-		}
-		time.Sleep(1200 * time.Millisecond)
+	mu.Unlock()
+	var calls []broker.ProxyCall
+	waitUntil(t, "a record of every call the provider served", 60*time.Second, func() bool {
+		calls, err = g.st.QueryProxyCalls(ctx, broker.ProxyCallQuery{Workspace: "ws1", Limit: 100})
+		return err == nil && len(calls) >= served
+	})
+	if len(calls) != served || !recorded(calls) {
+		t.Fatalf("the proxied calls are not recorded as they were (%d calls made and probes): %+v\n%s", served, calls, proxyLogs.String())
 	}
 	for _, secret := range []string{first, second, minted.Token, tok.Token} {
 		for name, logs := range map[string]*testenv.SyncBuffer{"admin": adminLogs, "resolver": resolverLogs, "proxy": proxyLogs} {
@@ -245,7 +276,7 @@ func TestTheCredentialProxyAcrossReplicas(t *testing.T) {
 	}
 	for _, line := range lines {
 		var pc client.ProxyCall
-		if err := json.Unmarshal([]byte(line), &pc); err != nil || pc.Workspace != "ws1" || pc.KeyID != "second" {
+		if err := json.Unmarshal([]byte(line), &pc); err != nil || pc.Workspace != "ws1" || (pc.KeyID != "second" && pc.Caller != probe.ID) {
 			t.Fatalf("an exported line: %s (%v)", line, err)
 		}
 	}
@@ -286,7 +317,12 @@ func proxied(t *testing.T, url, auth, body string) (*http.Response, string) {
 func TestAShutdownLetsAProxiedStreamFinishAndEndsWatchStreams(t *testing.T) {
 	ctx := context.Background()
 	const events = 6
-	firstSent := make(chan struct{})
+	// The stand-in sends the first event, then the rest only once the test
+	// releases it: when the shutdown proper has begun, so that the stream is
+	// in flight through it whatever the machine's speed.
+	firstSent, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	releaseStream := func() { releaseOnce.Do(func() { close(release) }) }
 	openai := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		for i := range events {
@@ -294,15 +330,20 @@ func TestAShutdownLetsAProxiedStreamFinishAndEndsWatchStreams(t *testing.T) {
 			w.(http.Flusher).Flush()
 			if i == 0 {
 				close(firstSent)
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					return
+				}
 			}
-			time.Sleep(150 * time.Millisecond)
 		}
 		_, _ = io.WriteString(w, "data: [DONE]\n\n")
 	}))
 	defer openai.Close()
+	defer releaseStream()
 
 	g := newApproleGround(t, nil)
-	addr, logs, proc := startServeProcess(t, g.modeEnv(t, "all", "KEYBROKER_SHUTDOWN_GRACE=10m", "KEYBROKER_SHUTDOWN_DELAY=4s",
+	addr, logs, proc := startServeProcess(t, g.modeEnv(t, "all", "KEYBROKER_SHUTDOWN_GRACE=10m", "KEYBROKER_SHUTDOWN_DELAY=8s",
 		"KEYBROKER_PROVIDER_OPENAI_BASE_URL="+openai.URL))
 	admin, _ := client.New(client.Config{Address: "http://" + addr, Token: g.opToken})
 	if _, _, err := admin.PutKey(ctx, client.KeyRef{Scope: client.Workspace("ws1"), Provider: "openai", KeyID: "default"}, "sk-proj-stop-"+testenv.RandomID(t)+testenv.RandomID(t), 0); err != nil {
@@ -346,7 +387,7 @@ func TestAShutdownLetsAProxiedStreamFinishAndEndsWatchStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _, _ = proc.Wait(); close(exited) }()
-	waitUntil(t, "readiness fails once the stop begins", 3*time.Second, func() bool {
+	waitUntil(t, "readiness fails once the stop begins", 8*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
 			return false
@@ -359,17 +400,20 @@ func TestAShutdownLetsAProxiedStreamFinishAndEndsWatchStreams(t *testing.T) {
 		t.Fatalf("the replica stopped serving during its shutdown delay: %+v %v", who, err)
 	}
 
+	// The shutdown proper ends the watch streams at once; the proxied
+	// stream, still in flight, then goes on to its end.
+	select {
+	case <-watchEnded:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watch stream was not ended by the shutdown")
+	}
+	releaseStream()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("the stream was cut by the shutdown after %q: %v", body, err)
 	}
 	if got := strings.Count(string(body), "data: {\"chunk\":"); got != events || !strings.HasSuffix(string(body), "data: [DONE]\n\n") {
 		t.Fatalf("the stream lost events at shutdown: %d of %d chunks:\n%s", got, events, body)
-	}
-	select {
-	case <-watchEnded:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the watch stream was not ended by the shutdown")
 	}
 	select {
 	case <-exited:

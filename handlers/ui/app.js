@@ -228,11 +228,19 @@ async function openScope(scope) {
   auditFilters = { action: '', outcome: '', actor: '' };
   $('audit-filters').reset();
   openAdds.clear();
-  if (ws) await renderSettings();
-  else await renderLinked();
-  await renderKeys();
-  await renderCalls();
-  await renderAudit();
+  // Busy until every part of the scope is shown: assistive technologies
+  // (and the browser tests) wait for it before reading or acting.
+  const section = $('workspace-section');
+  section.setAttribute('aria-busy', 'true');
+  try {
+    if (ws) await renderSettings();
+    else await renderLinked();
+    await renderKeys();
+    await renderCalls();
+    await renderAudit();
+  } finally {
+    section.removeAttribute('aria-busy');
+  }
 }
 
 // refresh re-reads what a change may have altered.

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,20 +25,86 @@ import (
 	"github.com/keybroker/keybroker/internal/runtime/buildinfo"
 )
 
-// buildKeybroker builds a static keybroker binary stamped as make image
-// stamps it.
-func buildKeybroker(t *testing.T, version, commit, date string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "keybroker")
-	pkg := "github.com/keybroker/keybroker/internal/runtime/buildinfo"
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin,
-		"-ldflags", "-s -w -buildid= -X "+pkg+".version="+version+" -X "+pkg+".commit="+commit+" -X "+pkg+".date="+date,
-		"github.com/keybroker/keybroker/cmd/keybroker")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+// The tests share one static keybroker binary, stamped as make image
+// stamps it, and one image of it: building them is most of what the tests
+// cost (a cold `go build` of keybroker), so it is done once per test
+// binary, by whichever test needs it first.
+var (
+	testCreated = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	testCommit  = "0123456789abcdef0123456789abcdef01234567"
+	testVersion = "v9.9.9-test"
+	// testOptions are the image's inputs but the binary (buildImage sets it).
+	testOptions = ociimage.Options{CACerts: "/etc/ssl/certs/ca-certificates.crt", Version: testVersion, Revision: testCommit,
+		Created: testCreated, Source: "https://github.com/keybroker/keybroker", Architecture: runtime.GOARCH, RefName: "keybroker:" + testVersion}
+
+	buildOnce  sync.Once
+	builtBin   string
+	buildErr   error
+	buildDir   string
+	imageOnce  sync.Once
+	imageBytes []byte
+	imageHash  v1.Hash
+	imageErr   error
+)
+
+// removeSharedBuild removes the shared binary's folder after the run.
+func removeSharedBuild() error {
+	if buildDir == "" {
+		return nil
 	}
-	return bin
+	return os.RemoveAll(buildDir)
+}
+
+// sharedBinary builds the binary the tests share, once.
+func sharedBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "keybroker-ociimage-test-"); buildErr != nil {
+			return
+		}
+		builtBin = filepath.Join(buildDir, "keybroker")
+		pkg := "github.com/keybroker/keybroker/internal/runtime/buildinfo"
+		cmd := exec.Command("go", "build", "-trimpath", "-o", builtBin,
+			"-ldflags", "-s -w -buildid= -X "+pkg+".version="+testVersion+" -X "+pkg+".commit="+testCommit+" -X "+pkg+".date="+testCreated.Format(time.RFC3339),
+			"github.com/keybroker/keybroker/cmd/keybroker")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// buildImage builds the image of the shared binary and writes its layout.
+func buildImage(t *testing.T) ([]byte, v1.Hash, error) {
+	t.Helper()
+	opts := testOptions
+	opts.Binary = sharedBinary(t)
+	img, err := ociimage.Build(opts)
+	if err != nil {
+		return nil, v1.Hash{}, err
+	}
+	var buf bytes.Buffer
+	if err := ociimage.WriteLayout(&buf, img, opts.RefName, opts.Created); err != nil {
+		return nil, v1.Hash{}, err
+	}
+	d, err := img.Digest()
+	return buf.Bytes(), d, err
+}
+
+// sharedImage is the image the tests share (its layout tarball and
+// digest), built once.
+func sharedImage(t *testing.T) ([]byte, v1.Hash) {
+	t.Helper()
+	sharedBinary(t) // fails here, not inside the Once, when it cannot be built
+	imageOnce.Do(func() { imageBytes, imageHash, imageErr = buildImage(t) })
+	if imageErr != nil {
+		t.Fatal(imageErr)
+	}
+	return imageBytes, imageHash
 }
 
 // layout is an OCI layout tarball, read back.
@@ -119,29 +187,12 @@ func extract(t *testing.T, gz []byte, name string) []byte {
 }
 
 func TestTheImageIsReproducibleNonRootShellLessAndItsBinaryRuns(t *testing.T) {
-	created := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	commit := "0123456789abcdef0123456789abcdef01234567"
-	bin := buildKeybroker(t, "v9.9.9-test", commit, created.Format(time.RFC3339))
-	opts := ociimage.Options{Binary: bin, CACerts: "/etc/ssl/certs/ca-certificates.crt", Version: "v9.9.9-test", Revision: commit,
-		Created: created, Source: "https://github.com/keybroker/keybroker", Architecture: runtime.GOARCH, RefName: "keybroker:v9.9.9-test"}
-	write := func() ([]byte, v1.Hash) {
-		t.Helper()
-		img, err := ociimage.Build(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var buf bytes.Buffer
-		if err := ociimage.WriteLayout(&buf, img, opts.RefName, created); err != nil {
-			t.Fatal(err)
-		}
-		d, err := img.Digest()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return buf.Bytes(), d
+	created, commit := testCreated, testCommit
+	first, digest := sharedImage(t)
+	second, again, err := buildImage(t)
+	if err != nil {
+		t.Fatal(err)
 	}
-	first, digest := write()
-	second, again := write()
 	if digest != again || !bytes.Equal(first, second) {
 		t.Fatalf("two builds differ: %s and %s", digest, again)
 	}

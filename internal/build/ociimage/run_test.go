@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
-	"github.com/keybroker/keybroker/internal/build/ociimage"
 	"github.com/keybroker/keybroker/internal/fixtures/devenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
@@ -31,7 +29,7 @@ import (
 	"github.com/keybroker/keybroker/providers"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) { testenv.Main(m, removeSharedBuild) }
 
 // unpack writes an image's layers into dir, as a container runtime does.
 func unpack(t *testing.T, l layout, manifest v1.Manifest, dir string) {
@@ -101,17 +99,8 @@ func TestTheImageServesResolvesUnderRunc(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	created := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	bin := buildKeybroker(t, "v9.9.9-run", "fedcba9876543210fedcba9876543210fedcba98", created.Format(time.RFC3339))
-	img, err := ociimage.Build(ociimage.Options{Binary: bin, CACerts: "/etc/ssl/certs/ca-certificates.crt", Version: "v9.9.9-run", Created: created, Architecture: runtime.GOARCH})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := ociimage.WriteLayout(&buf, img, "keybroker:v9.9.9-run", created); err != nil {
-		t.Fatal(err)
-	}
-	l := readLayout(t, buf.Bytes())
+	layoutBytes, _ := sharedImage(t)
+	l := readLayout(t, layoutBytes)
 	var index v1.IndexManifest
 	if err := json.Unmarshal(l.files["index.json"], &index); err != nil {
 		t.Fatal(err)

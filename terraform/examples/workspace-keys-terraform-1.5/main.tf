@@ -3,6 +3,9 @@
 # Terraform): api_key, which Terraform keeps in state as a sensitive value.
 # Protect the state (an encrypted backend), or use ../workspace-keys with
 # Terraform/OpenTofu >= 1.11, which keeps the keys out of plans and state.
+# With the local backend, terraform.tfstate.backup keeps both keys in
+# plaintext even after `terraform destroy`: delete it, or pass -backup=-
+# (docs/terraform.md).
 #
 #   export KEYBROKER_ADDR=http://127.0.0.1:8080 KEYBROKER_TOKEN=kbt_...   # an operator token, or an admin of both workspaces
 #   export TF_VAR_acme_openai_key=sk-proj-...  TF_VAR_globex_anthropic_key=sk-ant-...
