@@ -52,7 +52,7 @@ dev:
 
 # gofmt, go vet, staticcheck (staticcheck.conf), go.mod tidy, and generated
 # docs and the OpenAPI document not stale (they are regenerated, and must
-# then equal what git has). vet and the generators compile as make build
+# then equal what git has). vet and `keybroker docs` compile as make build
 # and make image do (CGO_ENABLED=0, -trimpath), so that the image tests'
 # static build (internal/build/ociimage) finds the whole tree compiled and
 # only links.
@@ -65,7 +65,7 @@ lint:
 	@$(TFPLUGINDOCS) --rendered-website-dir ../../terraform/docs >/dev/null
 	@CGO_ENABLED=0 $(GO) run -trimpath ./cmd/keybroker docs > docs/reference/flags.md
 	@CGO_ENABLED=0 $(GO) run -trimpath ./cmd/keybroker docs providers > docs/reference/providers.md
-	@CGO_ENABLED=0 $(GO) run -trimpath ./cmd/keybroker-openapi > handlers/openapi.json
+	@CGO_ENABLED=0 $(GO) run ./cmd/keybroker-openapi > handlers/openapi.json
 	@if [ -n "$$(git status --porcelain terraform/docs docs/reference handlers/openapi.json)" ]; then git status --short terraform/docs docs/reference handlers/openapi.json; \
 		echo "generated docs were stale (regenerated now: review and commit them)"; exit 1; fi
 
