@@ -103,7 +103,10 @@ func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 func isAlnumOrDot(c byte) bool { return isAlnum(c) || c == '.' }
+func isHexDigit(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
 func isHexOrDash(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '-'
+	return isHexDigit(c) || c == '-'
 }
 func isTokenChar(c byte) bool { return isAlnum(c) || c == '-' || c == '_' }

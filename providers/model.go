@@ -58,7 +58,7 @@ func CompileModelFields(specs []string) (*ModelFields, error) {
 			}
 			name, array := strings.CutSuffix(part, "[]")
 			when, is, _ := strings.Cut(cond, "=")
-			if !isName(name) || (array && i == len(parts)-1) || cond != "" && (i != len(parts)-2 || !isName(when) || is == "") {
+			if !IsName(name) || (array && i == len(parts)-1) || cond != "" && (i != len(parts)-2 || !IsName(when) || is == "") {
 				return nil, fmt.Errorf("the model field %q is not a path of names (tools[].model, tools[type=x].model)", spec)
 			}
 			if cond != "" {
@@ -415,7 +415,7 @@ func (w *walker) rawString() (raw []byte, escaped, ok bool) {
 					return nil, false, false
 				}
 				for _, h := range w.b[w.i+2 : w.i+6] {
-					if hexVal(h) < 0 {
+					if !isHexDigit(h) {
 						return nil, false, false
 					}
 				}
@@ -455,7 +455,10 @@ func unquote(raw []byte) (string, bool) {
 	return v, true
 }
 
-func isName(s string) bool {
+// IsName reports whether s is a name as the catalogue writes them: of a
+// body member in an Endpoint's Models, of a wildcard in its Path ({model})
+// — a letter or '_', then letters, digits and '_'.
+func IsName(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -465,18 +468,6 @@ func isName(s string) bool {
 		}
 	}
 	return true
-}
-
-func hexVal(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
 }
 
 // quoteShort quotes a caller's word in a message, cut to 80 bytes.

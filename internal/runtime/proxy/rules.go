@@ -145,7 +145,7 @@ func parsePattern(p string) ([]segment, error) {
 			return nil, fmt.Errorf("the path %q has a dot segment", p)
 		case strings.HasPrefix(s, "{"):
 			name, verb, ok := strings.Cut(s[1:], "}")
-			if !ok || !isName(name) || (verb != "" && (verb[0] != ':' || !isLiteral(verb[1:]) || strings.Contains(verb[1:], ":"))) {
+			if !ok || !providers.IsName(name) || (verb != "" && (verb[0] != ':' || !isLiteral(verb[1:]) || strings.Contains(verb[1:], ":"))) {
 				return nil, fmt.Errorf("the segment %q is not {name} or {name}:verb", s)
 			}
 			segs = append(segs, segment{wild: name, verb: verb})
@@ -156,18 +156,6 @@ func parsePattern(p string) ([]segment, error) {
 		}
 	}
 	return segs, nil
-}
-
-func isName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 func isLiteral(s string) bool {
