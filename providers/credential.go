@@ -37,6 +37,9 @@ type Field struct {
 	// Hint tells an admin what a value looks like; the rule checks
 	// exactly that.
 	Hint string
+	// Type is how the API writes the value: a string, or an object of
+	// strings (FieldMap).
+	Type FieldType
 	rule *keyRule
 }
 

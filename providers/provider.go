@@ -27,6 +27,10 @@ type Provider struct {
 	// provider's model id (Google's bodies say "models/gemini-..."); nil
 	// takes it as it is.
 	ModelName func(string) string
+	// Derive, when set, mints the short-lived credential that resolve
+	// hands out and the proxy sends, instead of the long-lived one (which
+	// leaves keybroker only where an operator allows it for the provider).
+	Derive Deriver
 	// Dev is the fake credential `keybroker dev` seeds as the hosted key:
 	// it passes the format rule, so resolve serves it, and the provider
 	// accepts it never.

@@ -1,0 +1,52 @@
+package providers
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// Derived is a short-lived credential minted from a long-lived one: an STS
+// session from an AWS key pair, an Entra access token from a client
+// secret, a Google access token from a service account. Its Credential
+// has the kind of the long-lived one and the fields the caller needs to
+// call the provider (never the long-lived secret); ExpiresAt is when the
+// provider stops taking it.
+type Derived struct {
+	Credential Credential
+	ExpiresAt  time.Time
+}
+
+// MintEnv is what a Deriver may use: the HTTP client to reach the token
+// services, and where they are (Endpoints, by name: "sts", "entra",
+// "google_token"; a missing name means the service's public address).
+type MintEnv struct {
+	HTTP      *http.Client
+	Endpoints map[string]string
+}
+
+// Endpoint is the configured address of the token service name, or def.
+func (e MintEnv) Endpoint(name, def string) string {
+	if u := e.Endpoints[name]; u != "" {
+		return u
+	}
+	return def
+}
+
+// Deriver mints a short-lived credential from c (a credential of the
+// provider's kind, validated). It is called on a cache miss, at most once
+// at a time per key (the broker's singleflight), and its errors never
+// carry a field's value.
+type Deriver func(ctx context.Context, env MintEnv, c Credential) (Derived, error)
+
+// FieldType is how a credential field is written in the API.
+type FieldType string
+
+const (
+	// FieldString is a JSON string (the default).
+	FieldString FieldType = ""
+	// FieldMap is a JSON object of strings (Azure's deployments, model →
+	// deployment name; Bedrock's modelMap). In a Credential and in Vault
+	// its value is that object as canonical JSON (keys sorted, no spaces).
+	FieldMap FieldType = "map"
+)
