@@ -23,6 +23,25 @@ func (b BaseURLs) Of(p *Provider) string {
 	return strings.TrimRight(p.Check.BaseURL, "/")
 }
 
+// CheckURL is where the key check of credential c goes: p's override,
+// else p's address for c (Check.BaseURLFor), else Of.
+func (b BaseURLs) CheckURL(p *Provider, c Credential) string {
+	if u, ok := b[p.ID]; ok && u != "" || p.Check.BaseURLFor == nil {
+		return b.Of(p)
+	}
+	return strings.TrimRight(p.Check.BaseURLFor(c), "/")
+}
+
+// ProxyURL is where the credential proxy forwards a call made with
+// credential c: p's override, else p's address for c
+// (Proxy.BaseURLFor), else Of.
+func (b BaseURLs) ProxyURL(p *Provider, c Credential) string {
+	if u, ok := b[p.ID]; ok && u != "" || p.Proxy.BaseURLFor == nil {
+		return b.Of(p)
+	}
+	return strings.TrimRight(p.Proxy.BaseURLFor(c), "/")
+}
+
 // Validate checks that every override is an http(s) URL with a host.
 func (b BaseURLs) Validate() error {
 	for id, raw := range b {

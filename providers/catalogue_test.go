@@ -67,7 +67,18 @@ func TestEveryProviderIsComplete(t *testing.T) {
 			if back, err := s.FromVault(s.ToVault(dev)); err != nil || !back.Equal(dev) {
 				t.Fatalf("the dev credential does not round-trip through Vault's fields: %v", err)
 			}
-			secret := dev.Field(s.Fields[0].Name)
+			// The secret: the value of the first secret field the dev
+			// credential fills (an api_key's key, Bedrock's access key id).
+			secret := ""
+			for _, f := range s.Fields {
+				if f.Secret && dev.Field(f.Name) != "" {
+					secret = dev.Field(f.Name)
+					break
+				}
+			}
+			if secret == "" {
+				t.Fatal("the dev credential fills no secret field")
+			}
 			// Masking and the fingerprint hide it.
 			if pv := s.Preview(dev); pv == "" || strings.Contains(pv, secret) {
 				t.Errorf("preview %q", pv)

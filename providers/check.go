@@ -83,7 +83,7 @@ func (c *Checker) Check(ctx context.Context, p *Provider, cred Credential) Check
 	if spec.Path == "" {
 		return CheckResult{Verdict: VerdictUnreachable, Detail: "the provider has no check configured"}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL(p)+spec.Path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.BaseURLs.CheckURL(p, cred)+spec.Path, nil)
 	if err != nil {
 		return CheckResult{Verdict: VerdictUnreachable, Detail: "the check URL is invalid"}
 	}

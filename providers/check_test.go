@@ -30,6 +30,17 @@ var realAuth = map[string]func(r *http.Request) (string, bool){
 	"anthropic": func(r *http.Request) (string, bool) { return r.Header.Get("x-api-key"), true },
 	"exa":       func(r *http.Request) (string, bool) { return r.Header.Get("x-api-key"), true },
 	"google":    func(r *http.Request) (string, bool) { return r.Header.Get("x-goog-api-key"), true },
+	// Bedrock: the access key id in the SigV4 Authorization header's
+	// credential scope (the stand-in, internal/fixtures/awsstub, checks
+	// the signature itself); a Bedrock API key as a bearer token.
+	"bedrock": func(r *http.Request) (string, bool) {
+		if key, ok := bearer(r); ok {
+			return key, true
+		}
+		_, cred, ok := strings.Cut(r.Header.Get("Authorization"), "Credential=")
+		id, _, _ := strings.Cut(cred, "/")
+		return id, ok && strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ")
+	},
 }
 
 func bearer(r *http.Request) (string, bool) {

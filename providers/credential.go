@@ -47,6 +47,11 @@ type Field struct {
 type Schema struct {
 	Kind   string
 	Fields []Field
+	// Check, when set, checks what the fields' own rules cannot: which
+	// fields go together (Bedrock's key pair or API key, never both), a
+	// field's value against a list. It runs after every field passed its
+	// rule, and its error names fields, never a value.
+	Check func(c Credential) error
 }
 
 // apiKey is the schema of a provider that takes one API key, whose format
@@ -94,6 +99,9 @@ func (s Schema) validate(what string, c Credential) error {
 		} else if v == "" {
 			return refuse("%s is empty", label)
 		}
+	}
+	if s.Check != nil {
+		return s.Check(c)
 	}
 	return nil
 }

@@ -93,8 +93,12 @@ type CheckSpec struct {
 	// BaseURL is the provider's API (BaseURLs replaces it: a stand-in, an
 	// egress proxy).
 	BaseURL string
-	Path    string
-	Headers map[string]string
+	// BaseURLFor, when set, is the provider's API for credential c, where
+	// it depends on the credential (Bedrock's region); BaseURL is then the
+	// address of the default (a BaseURLs override still wins).
+	BaseURLFor func(c Credential) string
+	Path       string
+	Headers    map[string]string
 }
 
 // ProxySpec says what the credential proxy forwards to a provider (to
@@ -106,6 +110,11 @@ type ProxySpec struct {
 	Endpoints []Endpoint
 	// Headers are the request headers forwarded besides the common set.
 	Headers []ProxyHeader
+	// BaseURLFor, when set, is where the proxy forwards for credential c,
+	// where it depends on the credential (Bedrock's runtime in the
+	// credential's region); else Check.BaseURL (a BaseURLs override wins
+	// over both).
+	BaseURLFor func(c Credential) string
 }
 
 // Endpoint is one endpoint the credential proxy forwards.
