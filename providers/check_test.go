@@ -90,6 +90,22 @@ func standIn(t *testing.T, p *providers.Provider, key string) *httptest.Server {
 	return srv
 }
 
+// credentialOf is a credential of p's kind whose key (as realAuth reads
+// it) is key: an api_key; for Bedrock, a Bedrock API key (its SigV4
+// signatures are checked against the AWS stand-in in bedrock_test.go). A
+// new kind adds its line.
+func credentialOf(t *testing.T, p *providers.Provider, key string) providers.Credential {
+	t.Helper()
+	switch p.Credential.Kind {
+	case providers.KindAPIKey:
+		return providers.APIKey(key)
+	case providers.KindAWSBedrock:
+		return providers.New(p.Credential.Kind, map[string]string{"region": "us-east-1", "bedrockApiKey": key})
+	}
+	t.Fatalf("the test makes no credential of kind %s: add it to credentialOf", p.Credential.Kind)
+	return providers.Credential{}
+}
+
 func TestEveryProviderIsCheckedWithItsOwnHeader(t *testing.T) {
 	ctx := context.Background()
 	for _, p := range providers.DefaultRegistry().All() {
@@ -100,10 +116,10 @@ func TestEveryProviderIsCheckedWithItsOwnHeader(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r := c.Check(ctx, &p, providers.APIKey(key)); r.Verdict != providers.VerdictAccepted || r.Status != 200 {
+			if r := c.Check(ctx, &p, credentialOf(t, &p, key)); r.Verdict != providers.VerdictAccepted || r.Status != 200 {
 				t.Fatalf("the right key: %+v", r)
 			}
-			r := c.Check(ctx, &p, providers.APIKey("a-wrong-key-0123456789"))
+			r := c.Check(ctx, &p, credentialOf(t, &p, "a-wrong-key-0123456789"))
 			if r.Verdict != providers.VerdictRefused || r.Status != 401 || strings.Contains(r.Detail, "wrong-key") {
 				t.Fatalf("a wrong key: %+v", r)
 			}

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -58,7 +59,11 @@ func (r *keyRule) check(what, key string) error {
 			}
 		}
 		if !matched {
-			return reject("must start with %q", strings.Join(r.prefixes, `" or "`))
+			quoted := make([]string, len(r.prefixes))
+			for i, pre := range r.prefixes {
+				quoted[i] = strconv.Quote(pre)
+			}
+			return reject("must start with %s", strings.Join(quoted, " or "))
 		}
 	}
 	for _, not := range r.notPrefixes {
