@@ -105,7 +105,7 @@ var bedrockSchema = Schema{Kind: KindAWSBedrock,
 			rule: &keyRule{prefixes: []string{"AKIA", "ASIA"}, minLen: 20, maxLen: 20, allowed: isUpperAlnum, allowedText: "capital letters and digits"}},
 		{Name: FieldSecretAccessKey, VaultField: "secret_access_key", Secret: true, Hint: "40 characters: letters, digits, '+' and '/'",
 			rule: &keyRule{minLen: 40, maxLen: 40, allowed: isBase64Char, allowedText: "letters, digits, '+', '/' and '='"}},
-		{Name: FieldRoleARN, VaultField: "role_arn", Hint: "arn:aws:iam::<account>:role/<name>, assumed with the key pair"},
+		{Name: FieldRoleARN, VaultField: "role_arn", Hint: "arn:aws:iam::ACCOUNT:role/NAME, assumed with the key pair"},
 		{Name: FieldExternalID, VaultField: "external_id", Hint: "the external id the role's trust policy requires"},
 		{Name: FieldSessionName, VaultField: "session_name", Hint: `the role session's name (default "keybroker")`},
 		{Name: FieldBedrockAPIKey, VaultField: "bedrock_api_key", Secret: true, Hint: `a Bedrock API key: starts with "ABSK" or "bedrock-api-key-"`,
@@ -225,7 +225,7 @@ func init() {
 				{Name: "X-Amzn-Bedrock-PerformanceConfig-Latency"}},
 			BaseURLFor: bedrockHost("bedrock-runtime")},
 		Derive: deriveBedrock,
-		Dev: New(KindAWSBedrock, map[string]string{FieldRegion: "us-east-1",
+		Dev: New(KindAWSBedrock, map[string]string{FieldRegion: "us-west-2",
 			FieldAccessKeyID: "AKIAFAKEHOSTEDDEV000", FieldSecretAccessKey: "FAKEhostedDevSecretNotReal/0000000000000"})})
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -33,7 +34,7 @@ func writeProviderReference(w io.Writer, reg *providers.Registry) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "| %s | `%s` | `%s` | %s | %s | %s |\n", p.DisplayName, p.ID, p.Credential.Kind, fieldList(p.Credential), checkCall(p.Check), sent)
+		fmt.Fprintf(w, "| %s | `%s` | `%s` | %s | %s | %s |\n", p.DisplayName, p.ID, p.Credential.Kind, fieldList(p.Credential), checkCall(p), sent)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "## What the credential proxy forwards")
@@ -50,6 +51,9 @@ func writeProviderReference(w io.Writer, reg *providers.Registry) error {
 				models = "`" + strings.Join(e.Models, "`, `") + "`"
 			}
 			fmt.Fprintf(w, "| `%s` | `%s` | %s |\n", e.Method, e.Path, models)
+		}
+		if p.Proxy.BaseURLFor != nil {
+			fmt.Fprintf(w, "\nForwarded to `%s`, which depends on the credential.\n", p.Proxy.BaseURLFor(placeholders(p)))
 		}
 		if len(p.Proxy.Headers) > 0 {
 			var hs []string
@@ -85,9 +89,25 @@ func fieldList(s providers.Schema) string {
 	return strings.Join(out, "<br>")
 }
 
+// placeholders is a credential of p's kind whose every field holds
+// "<field>": applied to a per-credential base URL, it shows the URL's
+// shape (https://bedrock.<region>.amazonaws.com).
+func placeholders(p *providers.Provider) providers.Credential {
+	fields := map[string]string{}
+	for _, f := range p.Credential.Fields {
+		fields[f.Name] = "<" + f.Name + ">"
+	}
+	return providers.New(p.Credential.Kind, fields)
+}
+
 // checkCall is the key check's request.
-func checkCall(c providers.CheckSpec) string {
-	s := "`GET " + c.BaseURL + c.Path + "`"
+func checkCall(p *providers.Provider) string {
+	c := p.Check
+	base := c.BaseURL
+	if c.BaseURLFor != nil {
+		base = c.BaseURLFor(placeholders(p))
+	}
+	s := "`GET " + base + c.Path + "`"
 	if len(c.Headers) > 0 {
 		names := make([]string, 0, len(c.Headers))
 		for k := range c.Headers {
@@ -100,6 +120,11 @@ func checkCall(c providers.CheckSpec) string {
 	}
 	return s
 }
+
+var (
+	sigV4Date      = regexp.MustCompile(`/[0-9]{8}/`)
+	sigV4Signature = regexp.MustCompile(`Signature=[0-9a-f]{64}`)
+)
 
 // sentAs says how the provider's Authorize sends a credential: the headers
 // it sets, with each secret value written as <field>, found by applying it
@@ -127,6 +152,13 @@ func sentAs(p *providers.Provider) (string, error) {
 				v = strings.ReplaceAll(v, secret, "<"+field+">")
 			}
 		}
+		// A SigV4 signature holds the time of signing: shown as
+		// placeholders, so the reference does not change with the clock.
+		if name == "X-Amz-Date" {
+			v = "<time>"
+		}
+		v = sigV4Date.ReplaceAllString(v, "/<date>/")
+		v = sigV4Signature.ReplaceAllString(v, "Signature=<signature>")
 		out = append(out, fmt.Sprintf("`%s: %s`", name, v))
 	}
 	return strings.Join(out, "<br>"), nil
