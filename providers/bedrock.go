@@ -309,6 +309,12 @@ func (e *BedrockMintError) Error() string {
 	return fmt.Sprintf("bedrock: STS %s refused the credential: %s (HTTP %d)", e.Op, e.Code, e.Status)
 }
 
+// Refused reports whether STS refused the credential itself (a wrong or
+// unknown key, a role it may not assume), as against STS failing.
+func (e *BedrockMintError) Refused() bool {
+	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
+}
+
 // stsError describes a failed STS call by its code and status, or as a
 // transport failure, without the SDK's message (which may quote the
 // role's ARN or the request).

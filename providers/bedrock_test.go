@@ -376,7 +376,8 @@ func TestBedrockCheck(t *testing.T) {
 	if got := (providers.BaseURLs{"bedrock": s.URL + "/"}).ProxyURL(p, c); got != s.URL {
 		t.Errorf("an override does not win: %s", got)
 	}
-	checker, err := providers.NewChecker(providers.CheckerConfig{BaseURLs: providers.BaseURLs{"bedrock": s.URL}, Transport: s.Client().Transport})
+	checker, err := providers.NewChecker(providers.CheckerConfig{BaseURLs: providers.BaseURLs{"bedrock": s.URL}, Transport: s.Client().Transport,
+		Mint: providers.MintEnv{Endpoints: map[string]string{"sts": s.URL}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,8 +397,44 @@ func TestBedrockCheck(t *testing.T) {
 		}
 		noSecrets(t, res.Detail)
 	}
-	if calls := s.Calls(); len(calls) != 2 || calls[0].Operation != "ListFoundationModels" {
-		t.Errorf("calls %+v", calls)
+	if calls := s.Calls(); len(calls) != 2 || calls[0].Operation != "ListFoundationModels" || !calls[0].Session {
+		t.Errorf("calls %+v: the check is not made with a session", calls)
+	}
+}
+
+// TestBedrockCheckUsesTheRole: a key pair that may only assume a role is
+// checked with the role's session, as resolve hands it out; a role it may
+// not assume is refused, an STS that fails is unreachable.
+func TestBedrockCheckUsesTheRole(t *testing.T) {
+	s := stub(t)
+	s.DenyBedrock(testKeyID)
+	p := bedrock(t)
+	checker, err := providers.NewChecker(providers.CheckerConfig{BaseURLs: providers.BaseURLs{"bedrock": s.URL}, Transport: s.Client().Transport,
+		Mint: providers.MintEnv{Endpoints: map[string]string{"sts": s.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		c    providers.Credential
+		want string
+	}{
+		"the role":          {cred(pair("roleArn", testRole, "externalId", testExtID)), providers.VerdictAccepted},
+		"the pair alone":    {cred(pair()), providers.VerdictRefused},
+		"wrong external id": {cred(pair("roleArn", testRole, "externalId", "other-id")), providers.VerdictRefused},
+	} {
+		res := checker.Check(context.Background(), p, tc.c)
+		if res.Verdict != tc.want {
+			t.Errorf("%s: %+v", name, res)
+		}
+		noSecrets(t, res.Detail, testRole)
+	}
+	down, err := providers.NewChecker(providers.CheckerConfig{BaseURLs: providers.BaseURLs{"bedrock": s.URL},
+		Mint: providers.MintEnv{Endpoints: map[string]string{"sts": "http://127.0.0.1:1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := down.Check(context.Background(), p, cred(pair())); res.Verdict != providers.VerdictUnreachable {
+		t.Errorf("STS down: %+v", res)
 	}
 }
 

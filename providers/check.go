@@ -40,6 +40,11 @@ type CheckerConfig struct {
 	// Transport is the HTTP transport. Default: a clone of
 	// http.DefaultTransport, which honours HTTPS_PROXY and NO_PROXY.
 	Transport http.RoundTripper
+	// Mint is where a provider that derives its credentials (Derive)
+	// mints one before its check: the check tests what resolve hands out
+	// (a role's session, not the key pair that assumes it). Its HTTP
+	// client defaults to the checker's.
+	Mint MintEnv
 }
 
 // Checker asks a provider whether it accepts a credential, with the
@@ -82,6 +87,23 @@ func (c *Checker) Check(ctx context.Context, p *Provider, cred Credential) Check
 	spec := p.Check
 	if spec.Path == "" {
 		return CheckResult{Verdict: VerdictUnreachable, Detail: "the provider has no check configured"}
+	}
+	if p.Derive != nil {
+		env := c.cfg.Mint
+		if env.HTTP == nil {
+			env.HTTP = c.http
+		}
+		mctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+		d, err := p.Derive(mctx, env, cred)
+		cancel()
+		var refused interface{ Refused() bool }
+		switch {
+		case errors.As(err, &refused) && refused.Refused():
+			return CheckResult{Verdict: VerdictRefused, Detail: err.Error()}
+		case err != nil:
+			return CheckResult{Verdict: VerdictUnreachable, Detail: "minting a short-lived credential failed: " + err.Error()}
+		}
+		cred = d.Credential
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.BaseURLs.CheckURL(p, cred)+spec.Path, nil)
 	if err != nil {
