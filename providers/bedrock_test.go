@@ -508,6 +508,16 @@ func TestBedrockSDKAgainstTheStandIn(t *testing.T) {
 	}
 }
 
+func TestBedrockPreviewMasksTheSecretItHas(t *testing.T) {
+	s := bedrock(t).Credential
+	if got := s.Preview(cred(map[string]string{"region": testRegion, "bedrockApiKey": testAPIKey})); got != testAPIKey[:6]+"..."+testAPIKey[len(testAPIKey)-4:] {
+		t.Errorf("API key preview %q", got)
+	}
+	if got := s.Preview(cred(pair())); got != testKeyID[:6]+"..."+testKeyID[len(testKeyID)-4:] {
+		t.Errorf("key pair preview %q", got)
+	}
+}
+
 func TestBedrockModelMap(t *testing.T) {
 	c := cred(pair("modelMap", `{"claude":"`+testProfile+`"}`))
 	if got := providers.BedrockModel(c, "claude"); got != testProfile {

@@ -167,11 +167,12 @@ func (e *MissingFieldError) HaveText() string {
 	return "fields: " + strings.Join(q, ", ")
 }
 
-// Preview is the masked preview of c's first secret field, which the
-// metadata keeps (MaskKey).
+// Preview is the masked preview of c's first secret field (that c has:
+// a Bedrock credential has a key pair or an API key), which the metadata
+// keeps (MaskKey).
 func (s Schema) Preview(c Credential) string {
 	for _, f := range s.Fields {
-		if f.Secret {
+		if _, ok := c.fields()[f.Name]; ok && f.Secret {
 			return MaskKey(c.fields()[f.Name])
 		}
 	}
