@@ -7,6 +7,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -552,5 +555,83 @@ func BenchmarkAuthorize(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestBedrockSDKThroughAReSigningProxy: the way the credential proxy will
+// use Authorize. AWS's Go client, with the proxy as its endpoint and
+// credentials of its own (which mean nothing to AWS), calls a reverse
+// proxy that drops them and re-signs each request with keybroker's derived
+// session for the stand-in: Converse, ConverseStream, InvokeModel and
+// InvokeModelWithResponseStream work, the binary event streams pass
+// through unchanged, and the caller's key id never reaches AWS.
+func TestBedrockSDKThroughAReSigningProxy(t *testing.T) {
+	s := stub(t)
+	p := bedrock(t)
+	d, err := p.Derive(context.Background(), mintEnv(s), cred(pair()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := url.Parse(providers.BaseURLs{"bedrock": s.URL}.ProxyURL(p, d.Credential))
+	proxy := httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = "" // the signed host is where the request goes
+			if err := p.Authorize(pr.Out, d.Credential); err != nil {
+				t.Errorf("authorize: %v", err)
+			}
+		},
+		Transport: s.Client().Transport,
+	})
+	t.Cleanup(proxy.Close)
+	client := bedrockruntime.New(bedrockruntime.Options{Region: testRegion, BaseEndpoint: aws.String(proxy.URL), Retryer: aws.NopRetryer{},
+		Credentials: credentials.NewStaticCredentialsProvider("AKIACALLERSOWNKEY000", strings.Repeat("c", 40), "")})
+	ctx := context.Background()
+	msgs := []brtypes.Message{{Role: brtypes.ConversationRoleUser, Content: []brtypes.ContentBlock{&brtypes.ContentBlockMemberText{Value: "via the proxy"}}}}
+	if _, err := client.Converse(ctx, &bedrockruntime.ConverseInput{ModelId: aws.String(testModel), Messages: msgs}); err != nil {
+		t.Fatalf("Converse: %v", err)
+	}
+	stream, err := client.ConverseStream(ctx, &bedrockruntime.ConverseStreamInput{ModelId: aws.String(testModel), Messages: msgs})
+	if err != nil {
+		t.Fatalf("ConverseStream: %v", err)
+	}
+	var text strings.Builder
+	for ev := range stream.GetStream().Events() {
+		if e, ok := ev.(*brtypes.ConverseStreamOutputMemberContentBlockDelta); ok {
+			if d, ok := e.Value.Delta.(*brtypes.ContentBlockDeltaMemberText); ok {
+				text.WriteString(d.Value)
+			}
+		}
+	}
+	if err := stream.GetStream().Err(); err != nil || text.String() != "stand-in reply to: via the proxy" {
+		t.Fatalf("ConverseStream: %q %v", text.String(), err)
+	}
+	inv, err := client.InvokeModel(ctx, &bedrockruntime.InvokeModelInput{ModelId: aws.String(testModel), ContentType: aws.String("application/json"),
+		Body: []byte(`{"anthropic_version":"bedrock-2023-05-31","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`)})
+	if err != nil || !strings.Contains(string(inv.Body), "stand-in reply") {
+		t.Fatalf("InvokeModel: %v", err)
+	}
+	rs, err := client.InvokeModelWithResponseStream(ctx, &bedrockruntime.InvokeModelWithResponseStreamInput{ModelId: aws.String(testModel),
+		ContentType: aws.String("application/json"), Body: []byte(`{"messages":[]}`)})
+	if err != nil {
+		t.Fatalf("InvokeModelWithResponseStream: %v", err)
+	}
+	var chunks []string
+	for ev := range rs.GetStream().Events() {
+		if c, ok := ev.(*brtypes.ResponseStreamMemberChunk); ok {
+			chunks = append(chunks, string(c.Value.Bytes))
+		}
+	}
+	if err := rs.GetStream().Err(); err != nil || len(chunks) != 1 || !strings.Contains(chunks[0], "stand-in reply") {
+		t.Fatalf("InvokeModelWithResponseStream: %q %v", chunks, err)
+	}
+	calls := s.Calls()
+	if len(calls) != 4 {
+		t.Fatalf("calls %+v", calls)
+	}
+	for _, c := range calls {
+		if c.AccessKeyID != d.Credential.Field("accessKeyId") || !c.Session {
+			t.Errorf("%s was not signed with keybroker's session: %+v", c.Operation, c)
+		}
 	}
 }
