@@ -342,7 +342,8 @@ func stsError(op string, err error) error {
 // made with the session (or key pair) of c, over the body of r (read and
 // put back), with X-Amz-Security-Token when c is a session. Whatever
 // Authorization and X-Amz-* headers r came with (a caller's own
-// signature) are dropped first. r's Host (r.Host, else r.URL.Host) must
+// signature) are dropped first. A credential naming a role is refused:
+// it signs with the role's session (Derive). r's Host (r.Host, else r.URL.Host) must
 // be where the request goes: it is signed.
 func authorizeBedrock(r *http.Request, c Credential) error {
 	for name := range r.Header {
@@ -354,6 +355,11 @@ func authorizeBedrock(r *http.Request, c Credential) error {
 	if key := c.Field(FieldBedrockAPIKey); key != "" {
 		r.Header.Set("Authorization", "Bearer "+key)
 		return nil
+	}
+	if c.Field(FieldRoleARN) != "" {
+		// The pair is only the way to the role: its calls are the role
+		// session's, which Derive mints.
+		return errors.New("bedrock: a credential with a roleArn signs with the role's session: derive it first")
 	}
 	id, secret, region := c.Field(FieldAccessKeyID), c.Field(FieldSecretAccessKey), c.Field(FieldRegion)
 	if c.Kind() != KindAWSBedrock || id == "" || secret == "" || region == "" {

@@ -511,6 +511,15 @@ func TestBedrockSDKAgainstTheStandIn(t *testing.T) {
 	}
 }
 
+func TestBedrockAuthorizeRefusesTheKeyPairOfARole(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "https://bedrock-runtime.eu-west-1.amazonaws.com/model/m/converse", strings.NewReader("{}"))
+	err := bedrock(t).Authorize(r, cred(pair("roleArn", testRole)))
+	if err == nil || r.Header.Get("Authorization") != "" {
+		t.Fatalf("signed with the pair that only assumes the role: %v", err)
+	}
+	noSecrets(t, err.Error(), testKeyID, testRole)
+}
+
 func TestBedrockPreviewMasksTheSecretItHas(t *testing.T) {
 	s := bedrock(t).Credential
 	if got := s.Preview(cred(map[string]string{"region": testRegion, "bedrockApiKey": testAPIKey})); got != testAPIKey[:6]+"..."+testAPIKey[len(testAPIKey)-4:] {
