@@ -23,6 +23,19 @@ func (b BaseURLs) Of(p *Provider) string {
 	return strings.TrimRight(p.Check.BaseURL, "/")
 }
 
+// For is where the calls to p with credential c go: its override, else
+// the credential's own address (p.BaseURLFor), else p's base URL, without
+// a trailing '/'.
+func (b BaseURLs) For(p *Provider, c Credential) string {
+	if u, ok := b[p.ID]; ok && u != "" {
+		return strings.TrimRight(u, "/")
+	}
+	if p.BaseURLFor != nil {
+		return strings.TrimRight(p.BaseURLFor(c), "/")
+	}
+	return strings.TrimRight(p.Check.BaseURL, "/")
+}
+
 // Validate checks that every override is an http(s) URL with a host.
 func (b BaseURLs) Validate() error {
 	for id, raw := range b {

@@ -67,7 +67,18 @@ func TestEveryProviderIsComplete(t *testing.T) {
 			if back, err := s.FromVault(s.ToVault(dev)); err != nil || !back.Equal(dev) {
 				t.Fatalf("the dev credential does not round-trip through Vault's fields: %v", err)
 			}
-			secret := dev.Field(s.Fields[0].Name)
+			// The secret: the first secret field the dev credential has
+			// (Azure's is apiKey or clientSecret).
+			var secret string
+			for _, f := range s.Fields {
+				if f.Secret && dev.Field(f.Name) != "" {
+					secret = dev.Field(f.Name)
+					break
+				}
+			}
+			if secret == "" {
+				t.Fatal("the dev credential has no secret field")
+			}
 			// Masking and the fingerprint hide it.
 			if pv := s.Preview(dev); pv == "" || strings.Contains(pv, secret) {
 				t.Errorf("preview %q", pv)
@@ -85,17 +96,39 @@ func TestEveryProviderIsComplete(t *testing.T) {
 			if p.Authorize == nil {
 				t.Fatal("no Authorize: the key would go nowhere")
 			}
+			// A provider whose Authorize takes only a derived credential
+			// (a minted token) documents one in DevDerived, which holds
+			// no long-lived secret; the token goes where the provider
+			// reads it.
+			sent, want := dev, secret
+			if !p.DevDerived.IsZero() {
+				if p.Derive == nil {
+					t.Fatal("DevDerived without Derive")
+				}
+				sent, want = p.DevDerived, p.DevDerived.Field(providers.FieldAccessToken)
+				for n, v := range p.DevDerived.Reveal() {
+					if f, ok := s.Field(n); ok && f.Secret || v == secret {
+						t.Errorf("the derived credential carries the long-lived secret field %s", n)
+					}
+				}
+			}
 			req, _ := http.NewRequest(http.MethodGet, "https://example.invalid/", nil)
-			if err := p.Authorize(req, dev); err != nil {
+			if err := p.Authorize(req, sent); err != nil {
 				t.Fatalf("authorize: %v", err)
 			}
-			if got, ok := keyAsRead(p.ID, req); !ok || got != secret {
+			if got, ok := keyAsRead(p.ID, req); !ok || got != want || want == "" {
 				t.Errorf("the key is not where %s reads it (the test's realAuth may lack the provider)", p.ID)
 			}
-			// The check.
-			u, err := url.Parse(p.Check.BaseURL)
+			// The check, on the provider's base URL or, for a provider
+			// whose address is in the credential, on the dev
+			// credential's.
+			base := p.Check.BaseURL
+			if p.BaseURLFor != nil {
+				base = p.BaseURLFor(dev)
+			}
+			u, err := url.Parse(base)
 			if err != nil || u.Scheme != "https" || u.Host == "" || !strings.HasPrefix(p.Check.Path, "/") {
-				t.Errorf("check %s %s", p.Check.BaseURL, p.Check.Path)
+				t.Errorf("check %s %s", base, p.Check.Path)
 			}
 			// The proxy's endpoints.
 			if len(p.Proxy.Endpoints) == 0 {

@@ -40,6 +40,10 @@ type CheckerConfig struct {
 	// Transport is the HTTP transport. Default: a clone of
 	// http.DefaultTransport, which honours HTTPS_PROXY and NO_PROXY.
 	Transport http.RoundTripper
+	// Mint is where the check of a provider with Derive mints the
+	// short-lived credential it calls with (Mint.HTTP default: the
+	// checker's own client, with its timeout and no redirects).
+	Mint MintEnv
 }
 
 // Checker asks a provider whether it accepts a credential, with the
@@ -65,13 +69,17 @@ func NewChecker(cfg CheckerConfig) (*Checker, error) {
 	if err := cfg.BaseURLs.Validate(); err != nil {
 		return nil, err
 	}
-	return &Checker{cfg: cfg, http: &http.Client{
+	hc := &http.Client{
 		Transport: cfg.Transport,
 		Timeout:   cfg.Timeout,
 		// A provider does not redirect its API: a redirect is a proxy or
 		// a captive portal, and following it would send the key there.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}, nil
+	}
+	if cfg.Mint.HTTP == nil {
+		cfg.Mint.HTTP = hc
+	}
+	return &Checker{cfg: cfg, http: hc}, nil
 }
 
 // BaseURL is where the checks of provider p go.
@@ -83,7 +91,16 @@ func (c *Checker) Check(ctx context.Context, p *Provider, cred Credential) Check
 	if spec.Path == "" {
 		return CheckResult{Verdict: VerdictUnreachable, Detail: "the provider has no check configured"}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL(p)+spec.Path, nil)
+	if p.Derive != nil {
+		// The check calls with what resolve hands out: a token minted
+		// now (a refusal of the token service is the key's refusal).
+		d, err := p.Derive(ctx, c.cfg.Mint, cred)
+		if err != nil {
+			return mintVerdict(err, c.cfg.Timeout)
+		}
+		cred = d.Credential
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.BaseURLs.For(p, cred)+spec.Path, nil)
 	if err != nil {
 		return CheckResult{Verdict: VerdictUnreachable, Detail: "the check URL is invalid"}
 	}
@@ -121,12 +138,35 @@ func (c *Checker) Check(ctx context.Context, p *Provider, cred Credential) Check
 	return r
 }
 
+// mintVerdict is the verdict of a check whose mint failed.
+func mintVerdict(err error, timeout time.Duration) CheckResult {
+	var me *MintError
+	if !errors.As(err, &me) {
+		return CheckResult{Verdict: VerdictUnreachable, Detail: "the short-lived credential could not be minted"}
+	}
+	switch {
+	case me.Refused:
+		return CheckResult{Verdict: VerdictRefused, Status: me.Status,
+			Detail: fmt.Sprintf("the %s token service refused the credential (answered %d %s)", me.Service, me.Status, me.Code)}
+	case me.Status == http.StatusTooManyRequests:
+		return CheckResult{Verdict: VerdictRateLimited, Status: me.Status, Detail: fmt.Sprintf("the %s token service answered 429", me.Service)}
+	case me.Status == 0 && errors.Is(me.Err, context.DeadlineExceeded):
+		return CheckResult{Verdict: VerdictUnreachable, Detail: fmt.Sprintf("the %s token service: %s", me.Service, describe(me.Err, timeout))}
+	case me.Status == 0:
+		return CheckResult{Verdict: VerdictUnreachable, Detail: me.Error()}
+	}
+	return CheckResult{Verdict: VerdictUnreachable, Status: me.Status, Detail: fmt.Sprintf("the %s token service answered %d", me.Service, me.Status)}
+}
+
 // describe names a transport failure without quoting the request.
 func describe(err error, timeout time.Duration) string {
 	var netErr net.Error
 	var dnsErr *net.DNSError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		if timeout <= 0 {
+			return "no answer in time"
+		}
 		return fmt.Sprintf("no answer within %s", timeout)
 	case errors.As(err, &dnsErr):
 		return "the provider's host name does not resolve"

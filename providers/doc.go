@@ -1,6 +1,7 @@
 // Package providers owns what a model or tool provider is to keybroker:
 // the catalogue (one file per provider family: openai.go for OpenAI and
-// the OpenAI-compatible APIs, anthropic.go, google.go, exa.go), each
+// the OpenAI-compatible APIs, anthropic.go, google.go, exa.go, vertex.go,
+// azure.go), each
 // provider's credential kind and field schema, the format rule and hint of
 // each field, masking and fingerprints, how a credential goes into a
 // request, the key check (the provider's cheapest authenticated call),
@@ -13,8 +14,12 @@
 // Field hand one out, for the resolve answer, the Vault write and the
 // request to the provider.
 //
-// The package imports only the standard library; broker and the credential
-// proxy import it. Adding a provider of an existing kind is one entry in
+// The cloud kinds (vertex.go, azure.go) mint their short-lived
+// credentials here too (Provider.Derive, with golang.org/x/oauth2 and its
+// google and clientcredentials packages); the broker caches them.
+//
+// The package imports only the standard library and golang.org/x/oauth2;
+// broker and the credential proxy import it. Adding a provider of an existing kind is one entry in
 // its family's file (docs/providers.md); catalogue_test.go fails when an
 // entry lacks a piece.
 package providers

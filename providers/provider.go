@@ -31,10 +31,22 @@ type Provider struct {
 	// hands out and the proxy sends, instead of the long-lived one (which
 	// leaves keybroker only where an operator allows it for the provider).
 	Derive Deriver
+	// BaseURLFor, when set, is the provider's API for credential c (a
+	// derived one or the long-lived one: both carry the fields it reads),
+	// for the providers whose address is in the credential (Vertex's
+	// location, Azure's endpoint); Check.BaseURL then only documents it.
+	// A BaseURLs override still wins (BaseURLs.For).
+	BaseURLFor func(c Credential) string
 	// Dev is the fake credential `keybroker dev` seeds as the hosted key:
 	// it passes the format rule, so resolve serves it, and the provider
 	// accepts it never.
 	Dev Credential
+	// DevDerived, for a provider whose Authorize takes only a derived
+	// credential (Vertex's access token), is what Derive would make of
+	// Dev, with a fake token: what the generated reference shows as sent
+	// and what the catalogue test authorizes with. Zero when Authorize
+	// takes Dev itself.
+	DevDerived Credential
 }
 
 // FormatHint is the hint of the provider's first secret field: what a key
