@@ -64,9 +64,11 @@ func mintFailure(service string, err error) error {
 	if !isOAuthCode(code) {
 		code = ""
 	}
+	// The token service's 400, 401 and 403 are about the credential (an
+	// assertion it does not verify, a client or tenant it does not know,
+	// a wrong secret): the key is refused. Other answers are its failures.
 	s := re.Response.StatusCode
-	refused := s == http.StatusUnauthorized || s == http.StatusForbidden ||
-		code == "invalid_grant" || code == "invalid_client" || code == "unauthorized_client"
+	refused := s == http.StatusBadRequest || s == http.StatusUnauthorized || s == http.StatusForbidden
 	return &MintError{Service: service, Status: s, Code: code, Refused: refused}
 }
 
