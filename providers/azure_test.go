@@ -267,3 +267,15 @@ func TestAzureCheck(t *testing.T) {
 		t.Errorf("the resource served %d checks", srv.Calls())
 	}
 }
+
+// The preview of an Entra credential is its client secret's, masked (the
+// first secret field it has, not the absent apiKey).
+func TestAzurePreviewOfEntraCredentials(t *testing.T) {
+	p := azureProvider(t)
+	if got, want := p.Credential.Preview(azureEntraCred(azureSecret)), providers.MaskKey(azureSecret); got != want || strings.Contains(got, azureSecret) {
+		t.Fatalf("preview %q, want %q", got, want)
+	}
+	if got := p.Credential.Preview(azureKeyCred()); got != providers.MaskKey(azureKey) {
+		t.Fatalf("preview of a key %q", got)
+	}
+}

@@ -176,12 +176,13 @@ func (e *MissingFieldError) HaveText() string {
 	return "fields: " + strings.Join(q, ", ")
 }
 
-// Preview is the masked preview of c's first secret field, which the
-// metadata keeps (MaskKey).
+// Preview is the masked preview of c's first secret field that c has
+// (Azure's apiKey, or its clientSecret), which the metadata keeps
+// (MaskKey).
 func (s Schema) Preview(c Credential) string {
 	for _, f := range s.Fields {
-		if f.Secret {
-			return MaskKey(c.fields()[f.Name])
+		if v, ok := c.fields()[f.Name]; ok && f.Secret {
+			return MaskKey(v)
 		}
 	}
 	return ""
