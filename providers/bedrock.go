@@ -111,7 +111,7 @@ var bedrockSchema = Schema{Kind: KindAWSBedrock,
 		{Name: FieldBedrockAPIKey, VaultField: "bedrock_api_key", Secret: true, Hint: `a Bedrock API key: starts with "ABSK" or "bedrock-api-key-"`,
 			rule: &keyRule{prefixes: []string{"ABSK", "bedrock-api-key-"}, minLen: 20, maxLen: 8192, allowed: isAPIKeyChar, allowedText: "letters, digits and + / = - _ ."}},
 	},
-	Check: checkBedrock,
+	Validate: checkBedrock,
 }
 
 // checkBedrock checks what the fields' rules cannot: the region, the

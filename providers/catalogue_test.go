@@ -96,17 +96,39 @@ func TestEveryProviderIsComplete(t *testing.T) {
 			if p.Authorize == nil {
 				t.Fatal("no Authorize: the key would go nowhere")
 			}
+			// A provider whose Authorize takes only a derived credential
+			// (a minted token) documents one in DevDerived, which holds
+			// no long-lived secret; the token goes where the provider
+			// reads it.
+			sent, want := dev, secret
+			if !p.DevDerived.IsZero() {
+				if p.Derive == nil {
+					t.Fatal("DevDerived without Derive")
+				}
+				sent, want = p.DevDerived, p.DevDerived.Field(providers.FieldAccessToken)
+				for n, v := range p.DevDerived.Reveal() {
+					if f, ok := s.Field(n); ok && f.Secret || v == secret {
+						t.Errorf("the derived credential carries the long-lived secret field %s", n)
+					}
+				}
+			}
 			req, _ := http.NewRequest(http.MethodGet, "https://example.invalid/", nil)
-			if err := p.Authorize(req, dev); err != nil {
+			if err := p.Authorize(req, sent); err != nil {
 				t.Fatalf("authorize: %v", err)
 			}
-			if got, ok := keyAsRead(p.ID, req); !ok || got != secret {
+			if got, ok := keyAsRead(p.ID, req); !ok || got != want || want == "" {
 				t.Errorf("the key is not where %s reads it (the test's realAuth may lack the provider)", p.ID)
 			}
-			// The check.
-			u, err := url.Parse(p.Check.BaseURL)
+			// The check, on the provider's base URL or, for a provider
+			// whose address is in the credential, on the dev
+			// credential's.
+			base := p.Check.BaseURL
+			if p.Check.BaseURLFor != nil {
+				base = p.Check.BaseURLFor(dev)
+			}
+			u, err := url.Parse(base)
 			if err != nil || u.Scheme != "https" || u.Host == "" || !strings.HasPrefix(p.Check.Path, "/") {
-				t.Errorf("check %s %s", p.Check.BaseURL, p.Check.Path)
+				t.Errorf("check %s %s", base, p.Check.Path)
 			}
 			// The proxy's endpoints.
 			if len(p.Proxy.Endpoints) == 0 {

@@ -40,10 +40,9 @@ type CheckerConfig struct {
 	// Transport is the HTTP transport. Default: a clone of
 	// http.DefaultTransport, which honours HTTPS_PROXY and NO_PROXY.
 	Transport http.RoundTripper
-	// Mint is where a provider that derives its credentials (Derive)
-	// mints one before its check: the check tests what resolve hands out
-	// (a role's session, not the key pair that assumes it). Its HTTP
-	// client defaults to the checker's.
+	// Mint is where the check of a provider with Derive mints the
+	// short-lived credential it calls with (Mint.HTTP default: the
+	// checker's own client, with its timeout and no redirects).
 	Mint MintEnv
 }
 
@@ -70,13 +69,17 @@ func NewChecker(cfg CheckerConfig) (*Checker, error) {
 	if err := cfg.BaseURLs.Validate(); err != nil {
 		return nil, err
 	}
-	return &Checker{cfg: cfg, http: &http.Client{
+	hc := &http.Client{
 		Transport: cfg.Transport,
 		Timeout:   cfg.Timeout,
 		// A provider does not redirect its API: a redirect is a proxy or
 		// a captive portal, and following it would send the key there.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}, nil
+	}
+	if cfg.Mint.HTTP == nil {
+		cfg.Mint.HTTP = hc
+	}
+	return &Checker{cfg: cfg, http: hc}, nil
 }
 
 // BaseURL is where the checks of provider p go.
@@ -89,6 +92,9 @@ func (c *Checker) Check(ctx context.Context, p *Provider, cred Credential) Check
 		return CheckResult{Verdict: VerdictUnreachable, Detail: "the provider has no check configured"}
 	}
 	if p.Derive != nil {
+		// The check calls with what resolve hands out: a credential
+		// minted now (a role's session, not the key pair that assumes it;
+		// a refusal of the token service is the key's refusal).
 		env := c.cfg.Mint
 		if env.HTTP == nil {
 			env.HTTP = c.http
@@ -96,12 +102,8 @@ func (c *Checker) Check(ctx context.Context, p *Provider, cred Credential) Check
 		mctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 		d, err := p.Derive(mctx, env, cred)
 		cancel()
-		var refused interface{ Refused() bool }
-		switch {
-		case errors.As(err, &refused) && refused.Refused():
-			return CheckResult{Verdict: VerdictRefused, Detail: err.Error()}
-		case err != nil:
-			return CheckResult{Verdict: VerdictUnreachable, Detail: "minting a short-lived credential failed: " + err.Error()}
+		if err != nil {
+			return mintVerdict(err, c.cfg.Timeout)
 		}
 		cred = d.Credential
 	}
@@ -143,12 +145,44 @@ func (c *Checker) Check(ctx context.Context, p *Provider, cred Credential) Check
 	return r
 }
 
+// mintVerdict is the verdict of a check whose mint failed.
+func mintVerdict(err error, timeout time.Duration) CheckResult {
+	// A token service's own error type that knows whether it refused the
+	// credential (Bedrock's STS).
+	var refuser interface{ Refused() bool }
+	if errors.As(err, &refuser) {
+		if refuser.Refused() {
+			return CheckResult{Verdict: VerdictRefused, Detail: err.Error()}
+		}
+		return CheckResult{Verdict: VerdictUnreachable, Detail: "minting a short-lived credential failed: " + err.Error()}
+	}
+	var me *MintError
+	if !errors.As(err, &me) {
+		return CheckResult{Verdict: VerdictUnreachable, Detail: "the short-lived credential could not be minted"}
+	}
+	switch {
+	case me.Refused:
+		return CheckResult{Verdict: VerdictRefused, Status: me.Status,
+			Detail: fmt.Sprintf("the %s token service refused the credential (answered %d %s)", me.Service, me.Status, me.Code)}
+	case me.Status == http.StatusTooManyRequests:
+		return CheckResult{Verdict: VerdictRateLimited, Status: me.Status, Detail: fmt.Sprintf("the %s token service answered 429", me.Service)}
+	case me.Status == 0 && errors.Is(me.Err, context.DeadlineExceeded):
+		return CheckResult{Verdict: VerdictUnreachable, Detail: fmt.Sprintf("the %s token service: %s", me.Service, describe(me.Err, timeout))}
+	case me.Status == 0:
+		return CheckResult{Verdict: VerdictUnreachable, Detail: me.Error()}
+	}
+	return CheckResult{Verdict: VerdictUnreachable, Status: me.Status, Detail: fmt.Sprintf("the %s token service answered %d", me.Service, me.Status)}
+}
+
 // describe names a transport failure without quoting the request.
 func describe(err error, timeout time.Duration) string {
 	var netErr net.Error
 	var dnsErr *net.DNSError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		if timeout <= 0 {
+			return "no answer in time"
+		}
 		return fmt.Sprintf("no answer within %s", timeout)
 	case errors.As(err, &dnsErr):
 		return "the provider's host name does not resolve"

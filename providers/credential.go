@@ -41,17 +41,21 @@ type Field struct {
 	// strings (FieldMap).
 	Type FieldType
 	rule *keyRule
+	// valid, when set instead of rule, checks a value that is no token (a
+	// URL, a JSON document, a map): label names the field in messages.
+	valid func(label, v string) error
 }
 
 // Schema is a provider's credential kind and its fields.
 type Schema struct {
 	Kind   string
 	Fields []Field
-	// Check, when set, checks what the fields' own rules cannot: which
-	// fields go together (Bedrock's key pair or API key, never both), a
-	// field's value against a list. It runs after every field passed its
-	// rule, and its error names fields, never a value.
-	Check func(c Credential) error
+	// Validate, when set, checks what the fields' own rules cannot: the
+	// kinds that take one of two ways of authenticating (Azure's apiKey or
+	// Entra client credentials) require exactly one. It runs after every
+	// field passed its rule, and its error (a *RefusalError) names fields,
+	// never values.
+	Validate func(c Credential) error
 }
 
 // apiKey is the schema of a provider that takes one API key, whose format
@@ -92,16 +96,21 @@ func (s Schema) validate(what string, c Credential) error {
 		if s.Kind == KindAPIKey {
 			label = what + " key" // the messages of keybroker v1 and v2
 		}
-		if f.rule != nil {
+		switch {
+		case f.rule != nil:
 			if err := f.rule.check(label, v); err != nil {
 				return err
 			}
-		} else if v == "" {
+		case v == "":
 			return refuse("%s is empty", label)
+		case f.valid != nil:
+			if err := f.valid(label, v); err != nil {
+				return err
+			}
 		}
 	}
-	if s.Check != nil {
-		return s.Check(c)
+	if s.Validate != nil {
+		return s.Validate(c)
 	}
 	return nil
 }
@@ -167,13 +176,13 @@ func (e *MissingFieldError) HaveText() string {
 	return "fields: " + strings.Join(q, ", ")
 }
 
-// Preview is the masked preview of c's first secret field (that c has:
-// a Bedrock credential has a key pair or an API key), which the metadata
-// keeps (MaskKey).
+// Preview is the masked preview of c's first secret field that c has
+// (Azure's apiKey, or its clientSecret), which the metadata keeps
+// (MaskKey).
 func (s Schema) Preview(c Credential) string {
 	for _, f := range s.Fields {
-		if _, ok := c.fields()[f.Name]; ok && f.Secret {
-			return MaskKey(c.fields()[f.Name])
+		if v, ok := c.fields()[f.Name]; ok && f.Secret {
+			return MaskKey(v)
 		}
 	}
 	return ""

@@ -35,6 +35,12 @@ type Provider struct {
 	// it passes the format rule, so resolve serves it, and the provider
 	// accepts it never.
 	Dev Credential
+	// DevDerived, for a provider whose Authorize takes only a derived
+	// credential (Vertex's access token), is what Derive would make of
+	// Dev, with a fake token: what the generated reference shows as sent
+	// and what the catalogue test authorizes with. Zero when Authorize
+	// takes Dev itself.
+	DevDerived Credential
 }
 
 // FormatHint is the hint of the provider's first secret field: what a key

@@ -134,10 +134,23 @@ func sentAs(p *providers.Provider) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := p.Authorize(r, p.Dev); err != nil {
+	// A provider that sends only a derived credential (a minted token)
+	// shows what its DevDerived sends.
+	sent := p.Dev
+	if !p.DevDerived.IsZero() {
+		sent = p.DevDerived
+	}
+	if err := p.Authorize(r, sent); err != nil {
 		return "", fmt.Errorf("provider %s: its dev credential does not authorize a request: %w", p.ID, err)
 	}
-	secrets := p.Dev.Reveal()
+	secrets := sent.Reveal()
+	for n := range secrets {
+		if f, ok := p.Credential.Field(n); !ok || !f.Secret {
+			if n != providers.FieldAccessToken {
+				delete(secrets, n) // only secrets and tokens are written as <field>
+			}
+		}
+	}
 	var out []string
 	for _, name := range slices.Sorted(func(yield func(string) bool) {
 		for k := range r.Header {
