@@ -47,11 +47,30 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 	if r.status != 200 || len(providers.Providers) < 5 || providers.Providers[0].ID != "anthropic" || providers.Providers[0].DisplayName == "" {
 		t.Fatalf("providers: %d %s", r.status, r.body)
 	}
+	// Every provider lists its kind and fields: api_key providers their
+	// one secret field; the cloud kinds several, with at least one secret.
+	cloud := map[string]string{"azure-openai": "azure_openai", "bedrock": "aws_bedrock", "vertex": "gcp_vertex"}
 	for _, p := range providers.Providers {
+		if kind, ok := cloud[p.ID]; ok {
+			secrets := 0
+			for _, f := range p.Fields {
+				if f.Secret {
+					secrets++
+				}
+			}
+			if p.Kind != kind || len(p.Fields) < 3 || secrets == 0 || p.FormatHint == "" {
+				t.Fatalf("provider %s: kind %q, fields %+v", p.ID, p.Kind, p.Fields)
+			}
+			delete(cloud, p.ID)
+			continue
+		}
 		if want := []client.CredentialField{{Name: "apiKey", Secret: true, Required: true, Hint: p.FormatHint}}; p.Kind != "api_key" || p.FormatHint == "" ||
 			!reflect.DeepEqual(p.Fields, want) {
 			t.Fatalf("provider %s: kind %q, fields %+v", p.ID, p.Kind, p.Fields)
 		}
+	}
+	if len(cloud) > 0 {
+		t.Fatalf("GET /v1/providers lacks %v", cloud)
 	}
 
 	r = a.call("admin", "GET", "/v1/whoami", nil)
