@@ -289,3 +289,28 @@ func TestAProxyTokensModelsBoundEveryModelACallNames(t *testing.T) {
 		}
 	}
 }
+
+// The cloud providers (derived credentials, addresses in the credential)
+// are not forwarded yet: a proxy token for them gets 501 with a clear
+// code, before any key is read, and nothing reaches a provider.
+func TestTheProxyRefusesTheCloudProvidersClearly(t *testing.T) {
+	provider := newProvidersStandIn(t)
+	a := newProxyAPI(t, provider.baseURLs())
+	tok := a.mintProxyToken("resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"bedrock", "vertex", "azure-openai"}})
+	bearer := []string{"Authorization", "Bearer " + tok.Token}
+	for _, path := range []string{
+		"/proxy/bedrock/model/anthropic.claude-3-haiku/converse",
+		"/proxy/vertex/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent",
+		"/proxy/azure-openai/openai/deployments/gpt4o/chat/completions",
+	} {
+		resp, body := a.proxyCall("POST", path, `{"messages":[]}`, bearer...)
+		if resp.StatusCode != http.StatusNotImplemented || !strings.Contains(body, `"provider_not_proxied"`) {
+			t.Errorf("%s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	provider.mu.Lock()
+	defer provider.mu.Unlock()
+	if len(provider.calls) != 0 {
+		t.Fatalf("the stand-in got %d calls", len(provider.calls))
+	}
+}

@@ -217,6 +217,11 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		fail(Failure{Status: http.StatusNotFound, Code: "unknown_provider", Message: "no such provider"})
 		return
 	}
+	if !speaks(prov) {
+		fail(Failure{Status: http.StatusNotImplemented, Code: "provider_not_proxied", Message: fmt.Sprintf(
+			"the credential proxy does not speak %s's protocol yet (its calls are signed or carry a minted token); resolve its short-lived credential instead", prov.DisplayName)})
+		return
+	}
 	rules := p.rules[prov.ID]
 	segs, why := cleanSegments(call.Path)
 	if why != "" {
@@ -491,6 +496,14 @@ func (b *callerBody) failed() error {
 }
 
 func (p *Proxy) baseURL(prov *providers.Provider) string { return p.cfg.BaseURLs.Of(prov) }
+
+// speaks reports whether the proxy can forward calls to prov: providers
+// whose credential is derived (an STS session, a minted token) or whose
+// address is in the credential (a region, an endpoint) are not forwarded
+// yet (docs/proxy.md); they answer 501 before anything else happens.
+func speaks(prov *providers.Provider) bool {
+	return prov.Derive == nil && prov.Proxy.BaseURLFor == nil
+}
 
 // outbound builds the request to the provider: the caller's method, path,
 // query (without a key) and the headers forwardHeaders let through, plus
