@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
+	"github.com/keybroker/keybroker/providers"
 )
 
 func freeAddr(t *testing.T) string {
@@ -142,7 +144,8 @@ func TestCLIRoundTripAgainstARunningServer(t *testing.T) {
 	}
 	out, _ = run(t, api, "", false, "workspaces", "effective", "--workspace", "ws1")
 	// ws1's key was deleted above, and the fallback is now off.
-	if strings.Count(out, "\n") != 11 || !strings.Contains(out, "openai     no key: calls fail (hosted fallback is off)") {
+	// One line per provider, the words in one column.
+	if strings.Count(out, "\n") != len(providers.DefaultRegistry().All()) || !regexp.MustCompile(`(?m)^openai {8}no key: calls fail \(hosted fallback is off\)$`).MatchString(out) {
 		t.Fatalf("workspaces effective printed %q", out)
 	}
 	_, msg = run(t, api, "", true, "workspaces", "settings", "--workspace", "ws1", "--organization", "acme")

@@ -101,8 +101,12 @@ links the workspace to an organization (operators only; "" unlinks).`,
 			if effJSON {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(srcs)
 			}
+			width := 0
 			for _, s := range srcs {
-				fmt.Fprintf(cmd.OutOrStdout(), "%-10s %s\n", s.Provider, effectiveInWords(s))
+				width = max(width, len(s.Provider))
+			}
+			for _, s := range srcs {
+				fmt.Fprintf(cmd.OutOrStdout(), "%-*s  %s\n", width, s.Provider, effectiveInWords(s))
 			}
 			return nil
 		},
