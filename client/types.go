@@ -27,6 +27,9 @@ type CredentialField struct {
 	Required bool `json:"required"`
 	// Hint says what a value looks like.
 	Hint string `json:"hint"`
+	// Type is "map" for a field written as an object of strings; absent
+	// for a string.
+	Type string `json:"type,omitempty"`
 }
 
 // ProviderList answers GET /v1/providers.
@@ -95,9 +98,12 @@ type KeyList struct {
 // and PUT /v1/{scope}/providers/{p}/keys/{keyId}: the key (APIKey, for
 // providers of kind api_key) or the credential's fields by name
 // (Credential, {"apiKey": "..."} for api_key kinds), not both.
+//
+// A field of the kind's is a string, or an object of strings for a map
+// field (Azure's deployments, Bedrock's modelMap).
 type PutKeyRequest struct {
-	APIKey     string            `json:"apiKey,omitempty"`
-	Credential map[string]string `json:"credential,omitempty"`
+	APIKey     string         `json:"apiKey,omitempty"`
+	Credential map[string]any `json:"credential,omitempty"`
 }
 
 // AddKeyRequest is the body of POST /v1/{scope}/providers/{p}/keys: a new
@@ -105,13 +111,13 @@ type PutKeyRequest struct {
 // 100, State to "active", Models to none (every model).
 // APIKey or Credential carries the key, as in SetKeyRequest.
 type AddKeyRequest struct {
-	APIKey     string            `json:"apiKey,omitempty"`
-	Credential map[string]string `json:"credential,omitempty"`
-	KeyID      string            `json:"keyId,omitempty"`
-	Name       string            `json:"name,omitempty"`
-	Priority   *int              `json:"priority,omitempty"`
-	State      string            `json:"state,omitempty"`
-	Models     []string          `json:"models,omitempty"`
+	APIKey     string         `json:"apiKey,omitempty"`
+	Credential map[string]any `json:"credential,omitempty"`
+	KeyID      string         `json:"keyId,omitempty"`
+	Name       string         `json:"name,omitempty"`
+	Priority   *int           `json:"priority,omitempty"`
+	State      string         `json:"state,omitempty"`
+	Models     []string       `json:"models,omitempty"`
 }
 
 // UpdateKeyRequest is the body of PATCH /v1/{scope}/providers/{p}/keys/{keyId}:

@@ -64,7 +64,7 @@ func (s *server) listProviders(c *gin.Context) {
 	for _, p := range all {
 		fields := make([]client.CredentialField, len(p.Credential.Fields))
 		for i, f := range p.Credential.Fields {
-			fields[i] = client.CredentialField{Name: f.Name, Secret: f.Secret, Required: f.Required, Hint: f.Hint}
+			fields[i] = client.CredentialField{Name: f.Name, Secret: f.Secret, Required: f.Required, Hint: f.Hint, Type: string(f.Type)}
 		}
 		out.Providers = append(out.Providers, client.Provider{ID: p.ID, DisplayName: p.DisplayName, FormatHint: p.FormatHint(),
 			Kind: p.Credential.Kind, Fields: fields})
@@ -175,19 +175,24 @@ func (s *server) addKey(c *gin.Context) {
 
 // keyCredential is the credential a write carries: {"apiKey": "..."}
 // (api_key kinds, as ever) or {"credential": {"<field>": "...", ...}} of
-// the provider's kind. Both (with a non-empty apiKey) or neither is 400;
-// the broker checks the fields.
-func (s *server) keyCredential(provider string, apiKey *string, fields map[string]string) (providers.Credential, *Error) {
+// the provider's kind (a map field as an object of strings). Both (with a
+// non-empty apiKey) or neither is 400; a field of the wrong JSON type is
+// 422; the broker checks the rest.
+func (s *server) keyCredential(provider string, apiKey *string, fields map[string]any) (providers.Credential, *Error) {
 	switch {
 	case fields != nil && apiKey != nil && *apiKey != "":
 		return providers.Credential{}, &Error{Status: http.StatusBadRequest, Code: "invalid_request",
 			Message: `send the key as "apiKey" or as "credential", not both`}
 	case fields != nil:
-		kind := providers.KindAPIKey
+		schema := providers.Schema{Kind: providers.KindAPIKey}
 		if p, ok := s.keys.Providers().Lookup(provider); ok {
-			kind = p.Credential.Kind
+			schema = p.Credential
 		}
-		return providers.New(kind, fields), nil
+		cred, err := schema.FromWire(fields)
+		if err != nil {
+			return providers.Credential{}, domainError(err)
+		}
+		return cred, nil
 	case apiKey != nil:
 		return providers.APIKey(*apiKey), nil
 	}

@@ -87,7 +87,11 @@ func (s Schema) validate(what string, c Credential) error {
 		if s.Kind == KindAPIKey {
 			label = what + " key" // the messages of keybroker v1 and v2
 		}
-		if f.rule != nil {
+		if f.Type == FieldMap {
+			if err := checkMap(label, v); err != nil {
+				return err
+			}
+		} else if f.rule != nil {
 			if err := f.rule.check(label, v); err != nil {
 				return err
 			}
