@@ -72,13 +72,21 @@ type KeyMetadata struct {
 	HealthReason    string     `json:"healthReason,omitempty"`
 	HealthChangedAt *time.Time `json:"healthChangedAt,omitempty"`
 	CooldownUntil   *time.Time `json:"cooldownUntil,omitempty"`
-	MaskedKey       string     `json:"maskedKey"`
-	Version         int        `json:"version"`
-	Fingerprint     string     `json:"fingerprint"`
-	CreatedAt       time.Time  `json:"createdAt"`
-	CreatedBy       string     `json:"createdBy"`
-	UpdatedAt       time.Time  `json:"updatedAt"`
-	UpdatedBy       string     `json:"updatedBy"`
+	// MaskedKey is the masked preview of the credential's first secret
+	// field (the API key of an api_key credential).
+	MaskedKey string `json:"maskedKey"`
+	// Kind is the credential's kind ("api_key"); Fields its non-secret
+	// fields (a map field as an object of strings); Masked the masked
+	// preview of each secret field, by name.
+	Kind        string            `json:"kind,omitempty"`
+	Fields      map[string]any    `json:"fields,omitempty"`
+	Masked      map[string]string `json:"masked,omitempty"`
+	Version     int               `json:"version"`
+	Fingerprint string            `json:"fingerprint"`
+	CreatedAt   time.Time         `json:"createdAt"`
+	CreatedBy   string            `json:"createdBy"`
+	UpdatedAt   time.Time         `json:"updatedAt"`
+	UpdatedBy   string            `json:"updatedBy"`
 	// UpdatedByName is the description of the token that made the last
 	// change, when it has one (lists and reads only).
 	UpdatedByName string `json:"updatedByName,omitempty"`

@@ -77,7 +77,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 		fields = append(fields, k)
 	}
 	sort.Strings(fields)
-	if got := strings.Join(fields, ","); got != "createdAt,createdBy,fingerprint,health,idle,keyId,maskedKey,models,name,priority,provider,resolves,scope,scopeId,state,updatedAt,updatedBy,version,workspace" {
+	if got := strings.Join(fields, ","); got != "createdAt,createdBy,fingerprint,health,idle,keyId,kind,masked,maskedKey,models,name,priority,provider,resolves,scope,scopeId,state,updatedAt,updatedBy,version,workspace" {
 		t.Fatalf("metadata fields: %s", got)
 	}
 

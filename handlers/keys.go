@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -34,6 +35,7 @@ func keyMetadata(m broker.KeyMeta) client.KeyMetadata {
 	if out.Models == nil {
 		out.Models = []string{}
 	}
+	out.Kind, out.Fields, out.Masked = m.Kind, m.Fields, m.Masked
 	out.Health, out.HealthReason = m.Health, m.HealthReason
 	if !m.CooldownUntil.IsZero() {
 		t := m.CooldownUntil.UTC()
@@ -176,8 +178,8 @@ func (s *server) addKey(c *gin.Context) {
 // keyCredential is the credential a write carries: {"apiKey": "..."}
 // (api_key kinds, as ever) or {"credential": {"<field>": "...", ...}} of
 // the provider's kind (a map field as an object of strings). Both (with a
-// non-empty apiKey) or neither is 400; a field of the wrong JSON type is
-// 422; the broker checks the rest.
+// non-empty apiKey) or neither is 400, and so is a field of the wrong JSON
+// type (malformed_json); the broker checks the rest (422).
 func (s *server) keyCredential(provider string, apiKey *string, fields map[string]any) (providers.Credential, *Error) {
 	switch {
 	case fields != nil && apiKey != nil && *apiKey != "":
@@ -190,6 +192,10 @@ func (s *server) keyCredential(provider string, apiKey *string, fields map[strin
 		}
 		cred, err := schema.FromWire(fields)
 		if err != nil {
+			var we *providers.WireError
+			if errors.As(err, &we) {
+				return providers.Credential{}, &Error{Status: http.StatusBadRequest, Code: "malformed_json", Message: "credential field " + we.Reason}
+			}
 			return providers.Credential{}, domainError(err)
 		}
 		return cred, nil

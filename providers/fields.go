@@ -2,15 +2,16 @@ package providers
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 )
 
 // FromWire builds a credential of the schema's kind from the fields of a
 // write's "credential" object: a string for a string field, an object of
-// strings for a map field (kept as canonical JSON, MapValue). It refuses
-// (ErrInvalidKey, naming the field, never a value) a field of the wrong
-// JSON type; Validate checks the rest.
+// strings for a map field (kept as canonical JSON, MapValue). A field of
+// the wrong JSON type is a *WireError (naming the field, never a value);
+// Validate checks the rest.
 func (s Schema) FromWire(fields map[string]any) (Credential, error) {
 	out := make(map[string]string, len(fields))
 	for name, v := range fields {
@@ -18,30 +19,41 @@ func (s Schema) FromWire(fields map[string]any) (Credential, error) {
 		switch v := v.(type) {
 		case string:
 			if known && f.Type == FieldMap {
-				return Credential{}, refuse("%s must be an object of strings, not a string", name)
+				return Credential{}, wireError("%s must be an object of strings, not a string", name)
 			}
 			out[name] = v
 		case map[string]any:
 			if !known || f.Type != FieldMap {
-				return Credential{}, refuse("%s must be a string", name)
+				return Credential{}, wireError("%s must be a string", name)
 			}
 			m := make(map[string]string, len(v))
 			for k, e := range v {
 				str, ok := e.(string)
 				if !ok {
-					return Credential{}, refuse("%s must be an object of strings: the value of %q is not a string", name, k)
+					return Credential{}, wireError("%s must be an object of strings: the value of %q is not a string", name, k)
 				}
 				m[k] = str
 			}
 			out[name] = MapValue(m)
 		default:
 			if known && f.Type == FieldMap {
-				return Credential{}, refuse("%s must be an object of strings", name)
+				return Credential{}, wireError("%s must be an object of strings", name)
 			}
-			return Credential{}, refuse("%s must be a string", name)
+			return Credential{}, wireError("%s must be a string", name)
 		}
 	}
 	return Credential{kind: s.Kind, v: &values{m: out}}, nil
+}
+
+// WireError says that a field of a write's credential has the wrong JSON
+// type: the body is malformed (400), as a string where a number was
+// expected would be. It names the field, never a value.
+type WireError struct{ Reason string }
+
+func (e *WireError) Error() string { return "credential: " + e.Reason }
+
+func wireError(format string, args ...any) error {
+	return &WireError{Reason: fmt.Sprintf(format, args...)}
 }
 
 // MapValue is m as a map field's value: canonical JSON, keys sorted, no

@@ -54,13 +54,14 @@ func TestMapFieldRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		field any
+		wire  bool // a *WireError (400), else a refusal (422)
 		want  string
 	}{
-		{"a string for a map", `{"a":"b"}`, "modelMap must be an object of strings, not a string"},
-		{"a number in the map", map[string]any{"a": 1.0}, `modelMap must be an object of strings: the value of "a" is not a string`},
-		{"an empty value", map[string]any{"a": ""}, `TestCloud modelMap has an empty value for "a"`},
-		{"an empty name", map[string]any{"": "x"}, "TestCloud modelMap has an empty name"},
-		{"an array", []any{"x"}, "modelMap must be an object of strings"},
+		{"a string for a map", `{"a":"b"}`, true, "modelMap must be an object of strings, not a string"},
+		{"a number in the map", map[string]any{"a": 1.0}, true, `modelMap must be an object of strings: the value of "a" is not a string`},
+		{"an empty value", map[string]any{"a": ""}, false, `TestCloud modelMap has an empty value for "a"`},
+		{"an empty name", map[string]any{"": "x"}, false, "TestCloud modelMap has an empty name"},
+		{"an array", []any{"x"}, true, "modelMap must be an object of strings"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := base()
@@ -69,14 +70,21 @@ func TestMapFieldRefusals(t *testing.T) {
 			if err == nil {
 				err = testCloud.Validate(c)
 			}
-			if !errors.Is(err, ErrInvalidKey) || PublicReason(err) != tc.want {
+			var we *WireError
+			if errors.As(err, &we) {
+				if we.Reason != tc.want || !tc.wire {
+					t.Fatalf("got a wire error %q, want %q (wire %v)", we.Reason, tc.want, tc.wire)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidKey) || PublicReason(err) != tc.want || tc.wire {
 				t.Fatalf("got %v, want a refusal %q", err, tc.want)
 			}
 		})
 	}
 	f := base()
 	f["region"] = map[string]any{"x": "y"}
-	if _, err := testCloud.Credential.FromWire(f); PublicReason(err) != "region must be a string" {
+	if _, err := testCloud.Credential.FromWire(f); err == nil || err.Error() != "credential: region must be a string" {
 		t.Fatalf("an object for a string field: %v", err)
 	}
 	// A credential made in Go with a map value that is not JSON.
