@@ -51,9 +51,9 @@ type KeyFacts struct {
 	// preview of each secret field.
 	CredentialView
 	CreatedAt time.Time
-	CreatedBy   string
-	UpdatedAt   time.Time
-	UpdatedBy   string
+	CreatedBy string
+	UpdatedAt time.Time
+	UpdatedBy string
 	// HealthReason, HealthChangedAt and CooldownUntil are what the
 	// providers said of the key (see health.go).
 	HealthReason    string
