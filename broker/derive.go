@@ -62,7 +62,7 @@ func refreshAt(minted, expires time.Time) time.Time {
 
 // mints is the cache of derived credentials and the mints in flight.
 type mints struct {
-	mu sync.Mutex
+	mu sync.RWMutex // a hit takes the read lock
 	m  map[CacheKey]*mintSlot
 	// flight makes one mint per key at a time; slots bounds the mints in
 	// flight.
@@ -144,11 +144,11 @@ func (m *mints) slot(key CacheKey) *mintSlot {
 func (b *Broker) derive(ctx context.Context, p *providers.Provider, m *member, e *cacheEntry) (providers.Derived, error) {
 	key := m.cacheKey
 	now := b.now()
-	b.mints.mu.Lock()
+	b.mints.mu.RLock()
 	s := b.mints.m[key]
 	if s != nil && s.held && s.version == e.version && now.Before(s.refreshAt) {
 		d := s.derived
-		b.mints.mu.Unlock()
+		b.mints.mu.RUnlock()
 		return d, nil
 	}
 	var old providers.Derived
@@ -156,7 +156,7 @@ func (b *Broker) derive(ctx context.Context, p *providers.Provider, m *member, e
 	if oldValid {
 		old = s.derived
 	}
-	b.mints.mu.Unlock()
+	b.mints.mu.RUnlock()
 	v, err, _ := b.mints.flight.Do(string(key), func() (any, error) {
 		// Another caller may have minted while this one waited.
 		slot := b.mints.slot(key)

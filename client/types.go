@@ -232,13 +232,24 @@ type ResolveRequest struct {
 // ResolveResponse answers POST /v1/resolve. IsBYOK is true when the key is
 // the customer's own, the workspace's or its organization's (the platform
 // does not bill the call).
+//
+// For an api_key credential the key is APIKey and Credential is absent.
+// For the other kinds APIKey is empty and Credential holds the fields to
+// call the provider with (a map field as an object of strings): of a
+// short-lived credential minted from the key, which stops working at
+// ExpiresAt, or, for kinds that mint nothing (or a provider whose
+// long-lived credentials the operator exposes), of the key itself.
 type ResolveResponse struct {
 	APIKey string `json:"apiKey"`
 	// Kind is the credential's kind ("api_key": APIKey is the key).
-	Kind    string `json:"kind,omitempty"`
-	Source  string `json:"source"`
-	IsBYOK  bool   `json:"isBYOK"`
-	Version int    `json:"version"`
+	Kind       string         `json:"kind,omitempty"`
+	Credential map[string]any `json:"credential,omitempty"`
+	// ExpiresAt is when a minted credential stops working (RFC 3339);
+	// absent for a long-lived one. A client refreshes before it.
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+	Source    string    `json:"source"`
+	IsBYOK    bool      `json:"isBYOK"`
+	Version   int       `json:"version"`
 	// Scope is where the key lives ("workspace", "organization",
 	// "hosted"), KeyID which key of that scope's pool served.
 	Scope string `json:"scope"`

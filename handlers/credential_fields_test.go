@@ -1,8 +1,10 @@
 package handlers_test
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
@@ -93,6 +95,21 @@ func TestSeveralSecretFieldsEachMaskedNoneInPostgres(t *testing.T) {
 			t.Fatalf("a refused write left a key: %d", r.status)
 		}
 	}
+	// Resolve hands out the key's fields (a kind that mints nothing): the
+	// map field as an object, no apiKey, no expiry.
+	var res map[string]any
+	r = a.call("resolver", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "testcloud"})
+	if r.status != 200 {
+		t.Fatalf("resolve: %d %s", r.status, r.body)
+	}
+	r.decode(t, &res)
+	cred, _ := res["credential"].(map[string]any)
+	if res["kind"] != "test_cloud" || res["apiKey"] != "" || cred["secretAccessKey"] != secret || cred["region"] != "eu-west-1" || res["expiresAt"] != nil {
+		t.Fatalf("resolve answered kind %v, fields %v, expiresAt %v", res["kind"], keysOf(cred), res["expiresAt"])
+	}
+	if mm, _ := cred["modelMap"].(map[string]any); mm["haiku"] != "anthropic.claude-haiku" {
+		t.Fatalf("the map field resolves as %#v", cred["modelMap"])
+	}
 	// An api_key key says its kind and its one mask.
 	key := openaiKey(t)
 	a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{APIKey: key})
@@ -100,6 +117,33 @@ func TestSeveralSecretFieldsEachMaskedNoneInPostgres(t *testing.T) {
 	a.call("admin", "GET", "/v1/workspaces/ws1/keys/openai", nil).decode(t, &m)
 	if m.Kind != providers.KindAPIKey || m.Masked["apiKey"] != providers.MaskKey(key) || len(m.Fields) != 0 {
 		t.Fatalf("api_key metadata: kind %q masked %v fields %v", m.Kind, m.Masked, m.Fields)
+	}
+}
+
+// TestResolveHandsOutTheMintedCredentialWithItsExpiry: for a provider
+// with a Deriver, the resolve answer carries the minted credential's
+// fields and expiresAt (RFC 3339), never a field of the key.
+func TestResolveHandsOutTheMintedCredentialWithItsExpiry(t *testing.T) {
+	expires := time.Now().Add(time.Hour).Truncate(time.Second)
+	p := testCloud()
+	p.Derive = func(ctx context.Context, env providers.MintEnv, c providers.Credential) (providers.Derived, error) {
+		return providers.Derived{Credential: providers.New(c.Kind(), map[string]string{"accessKeyId": "ASIA-minted", "sessionToken": "session-of-" + c.Field("region")}),
+			ExpiresAt: expires}, nil
+	}
+	a := newCloudAPI(t, p)
+	id, secret := remember("AKIA"+strings.ToUpper(openaiKey(t)[8:24])), remember("s3cr3t/"+openaiKey(t)[8:48])
+	if r := a.call("admin", "PUT", "/v1/workspaces/ws1/providers/testcloud/keys/default", map[string]any{"credential": map[string]any{
+		"region": "us-east-1", "accessKeyId": id, "secretAccessKey": secret}}); r.status != 201 {
+		t.Fatalf("PUT: %d %s", r.status, r.body)
+	}
+	r := a.call("resolver", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "testcloud"})
+	var res client.ResolveResponse
+	r.decode(t, &res)
+	if r.status != 200 || res.Kind != "test_cloud" || res.Credential["sessionToken"] != "session-of-us-east-1" || len(res.Credential) != 2 || !res.ExpiresAt.Equal(expires) {
+		t.Fatalf("resolve: %d kind %q fields %v expiresAt %v", r.status, res.Kind, keysOf(res.Credential), res.ExpiresAt)
+	}
+	if strings.Contains(string(r.body), secret) || strings.Contains(string(r.body), id) || !strings.Contains(string(r.body), `"expiresAt":"`+expires.UTC().Format(time.RFC3339)+`"`) {
+		t.Fatalf("the answer holds a field of the key, or no RFC 3339 expiry: %s", r.body)
 	}
 }
 

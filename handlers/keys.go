@@ -206,6 +206,27 @@ func (s *server) keyCredential(provider string, apiKey *string, fields map[strin
 		Message: `the body names no key: send "apiKey" (or "credential" with the provider's fields)`}
 }
 
+// credentialFields are the fields of a resolve answer's credential (not
+// an api_key one, whose key is apiKey): a map field of the provider's
+// schema as an object of strings, every other as a string.
+func (s *server) credentialFields(provider string, c providers.Credential) map[string]any {
+	fields := c.Reveal()
+	out := make(map[string]any, len(fields))
+	p, _ := s.keys.Providers().Lookup(provider)
+	for name, v := range fields {
+		out[name] = v
+		if p == nil {
+			continue
+		}
+		if f, ok := p.Credential.Field(name); ok && f.Type == providers.FieldMap {
+			if m, ok := providers.ParseMap(v); ok {
+				out[name] = m
+			}
+		}
+	}
+	return out
+}
+
 func (s *server) putKey(c *gin.Context) {
 	r, ok := s.open(c, opening{action: auth.ActionManageKeys, ifMatch: true, query: "verify"})
 	if !ok {
@@ -502,9 +523,16 @@ func (s *server) resolve(c *gin.Context) {
 	// Encoded by hand into a pooled buffer and written once, with its
 	// length: this is the hot path.
 	buf := answerBuffers.Get().(*[]byte)
-	*buf = appendResolveAnswer((*buf)[:0], &client.ResolveResponse{APIKey: r.APIKey(), Kind: r.Credential.Kind(), Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
+	answer := client.ResolveResponse{APIKey: r.APIKey(), Kind: r.Credential.Kind(), Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
 		Scope: string(r.ScopeKind), KeyID: r.KeyID, Fingerprint: r.Fingerprint, ResolutionID: r.ResolutionID, FallbackReason: r.FallbackReason,
-		TTLSeconds: s.ttlSeconds})
+		TTLSeconds: s.ttlSeconds}
+	if answer.Kind != providers.KindAPIKey {
+		answer.Credential = s.credentialFields(req.Provider, r.Credential)
+		if !r.ExpiresAt.IsZero() {
+			answer.ExpiresAt = r.ExpiresAt.UTC()
+		}
+	}
+	*buf = appendResolveAnswer((*buf)[:0], &answer)
 	h := c.Writer.Header()
 	h["Cache-Control"], h["Content-Type"] = noStore, jsonContentType
 	c.Status(http.StatusOK)
