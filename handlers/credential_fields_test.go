@@ -67,6 +67,13 @@ func TestSeveralSecretFieldsEachMaskedNoneInPostgres(t *testing.T) {
 			t.Fatal("a metadata answer holds a secret field")
 		}
 	}
+	// A rotation that echoes the current preview of any secret field (a
+	// page sending the masks back) is refused and changes nothing.
+	echo := map[string]any{"region": "eu-west-1", "accessKeyId": id, "secretAccessKey": providers.MaskKey(secret)}
+	if r := a.call("admin", "PUT", "/v1/workspaces/ws1/providers/testcloud/keys/k1", map[string]any{"credential": echo}); r.status != 422 ||
+		!strings.Contains(r.message(), "masked preview") {
+		t.Fatalf("echoing the second secret field's mask: %d %s", r.status, r.body)
+	}
 	// Vault holds every field, by its Vault name.
 	sec, err := a.kv.Get(t.Context(), broker.WorkspaceKey("ws1", "testcloud", "k1").VaultPath())
 	if err != nil {
