@@ -90,12 +90,12 @@ func onDerivingCloud(clock *testClock, m *minter, tune func(*broker.Config)) fun
 
 // cloudCredential is a fresh credential of the test kind; its secrets are
 // remembered for the leak checks.
-func cloudCredential(t *testing.T) providers.Credential {
+func cloudCredential(t testing.TB) providers.Credential {
 	id := "AKIA" + strings.ToUpper(newKey(t, "testcloud")[:16])
 	return providers.New("test_cloud", map[string]string{"region": "eu-west-1", "accessKeyId": id, "secretAccessKey": newKey(t, "testcloud")})
 }
 
-func (e *env) putCloud(t *testing.T, keyID string, c providers.Credential) {
+func (e *env) putCloud(t testing.TB, keyID string, c providers.Credential) {
 	t.Helper()
 	if _, err := e.b.PutKey(context.Background(), broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "testcloud", keyID), Credential: c}); err != nil {
 		t.Fatal(err)
