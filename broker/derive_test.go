@@ -45,7 +45,7 @@ func (m *minter) derive(ctx context.Context, env providers.MintEnv, c providers.
 		return providers.Derived{}, ctx.Err()
 	}
 	if m.fail.Load() {
-		return providers.Derived{}, errors.New("the token service refused the key (403)")
+		return providers.Derived{}, fmt.Errorf("the token service answered 403: %w", providers.ErrMintRefused)
 	}
 	if env.HTTP == nil || env.Endpoint("sts", "https://sts.example") != "http://127.0.0.1:1/sts" {
 		return providers.Derived{}, fmt.Errorf("the mint environment is not the configured one")
@@ -276,5 +276,51 @@ func TestExposedProvidersHandOutTheLongLivedCredential(t *testing.T) {
 				t.Fatalf("exposed %v: handed out the key %v, %d mints, expiresAt %v", exposed, got, m.calls.Load(), r.ExpiresAt)
 			}
 		})
+	}
+}
+
+// seenChecker accepts every key and remembers the credential it was
+// given.
+type seenChecker struct {
+	mu   sync.Mutex
+	seen []providers.Credential
+}
+
+func (c *seenChecker) Check(ctx context.Context, p *providers.Provider, cred providers.Credential) providers.CheckResult {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen = append(c.seen, cred)
+	return providers.CheckResult{Verdict: providers.VerdictAccepted, Status: 200, Detail: "answered 200"}
+}
+
+// TestAKeyCheckOfADerivingProviderSendsAMintedCredential: the provider's
+// check gets what resolve hands out, a credential freshly minted from the
+// key; a token service that refuses the key is a refused verdict (the key
+// fails), without the provider being asked.
+func TestAKeyCheckOfADerivingProviderSendsAMintedCredential(t *testing.T) {
+	ctx := context.Background()
+	clock := newTestClock()
+	m := newMinter(clock)
+	checker := &seenChecker{}
+	e := newEnv(t, onDerivingCloud(clock, m, func(c *broker.Config) { c.Checker = checker }))
+	long := cloudCredential(t)
+	e.putCloud(t, "default", long)
+	ref := broker.WorkspaceKey(e.workspc, "testcloud", "default")
+	kc, err := e.b.CheckKey(ctx, alice, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checker.mu.Lock()
+	seen := append([]providers.Credential(nil), checker.seen...)
+	checker.mu.Unlock()
+	if kc.Verdict != providers.VerdictAccepted || len(seen) != 1 || seen[0].Field("sessionToken") == "" || seen[0].Field("secretAccessKey") != "" || m.calls.Load() != 1 {
+		t.Fatalf("verdict %s, the checker saw %v, %d mints", kc.Verdict, seen, m.calls.Load())
+	}
+	m.fail.Store(true)
+	if kc, err = e.b.CheckKey(ctx, alice, ref); err != nil {
+		t.Fatal(err)
+	}
+	if kc.Verdict != providers.VerdictRefused || kc.Health != broker.HealthFailing || len(checker.seen) != 1 {
+		t.Fatalf("a refused mint: verdict %s, health %s, the provider asked %d times", kc.Verdict, kc.Health, len(checker.seen))
 	}
 }

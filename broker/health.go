@@ -378,6 +378,20 @@ func (b *Broker) check(ctx context.Context, p *providers.Provider, c providers.C
 	case <-ctx.Done():
 		return providers.CheckResult{Verdict: providers.VerdictUnreachable, Detail: "gave up waiting for a check slot"}
 	}
+	if p.Derive != nil {
+		// The provider takes what resolve hands out: a credential minted
+		// from the key, fresh for the check (never the cached one).
+		d, err := p.Derive(ctx, b.mints.env(p.ID), c)
+		if err != nil {
+			r := providers.CheckResult{Verdict: providers.VerdictUnreachable, Detail: "could not mint a short-lived credential from the key"}
+			if errors.Is(err, providers.ErrMintRefused) {
+				r = providers.CheckResult{Verdict: providers.VerdictRefused, Detail: "the token service refused the key"}
+			}
+			b.metrics.checked(p.ID, r.Verdict)
+			return r
+		}
+		c = d.Credential
+	}
 	r := b.checker.Check(ctx, p, c)
 	b.metrics.checked(p.ID, r.Verdict)
 	return r
