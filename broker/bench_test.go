@@ -113,7 +113,7 @@ func BenchmarkResolveDerivedHit(b *testing.B) {
 		b.Run("kind="+kind, func(b *testing.B) {
 			ctx := context.Background()
 			clock := newTestClock()
-			e := newEnv(b, onDerivingCloud(clock, newMinter(clock), nil))
+			e := newEnv(b, onDerivingCloud(clock, newMinter(b, clock), nil))
 			req := broker.ResolveRequest{Workspace: e.workspc, Provider: "openai"}
 			if kind == "api_key" {
 				if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(e.workspc, "openai", broker.DefaultKeyID), Credential: providers.APIKey(newKey(b, "openai"))}); err != nil {
@@ -145,7 +145,7 @@ func BenchmarkResolveDerivedHit(b *testing.B) {
 func BenchmarkColdHerdOfADerivedKey(b *testing.B) {
 	ctx := context.Background()
 	clock := newTestClock()
-	m := newMinter(clock)
+	m := newMinter(b, clock)
 	e := newEnv(b, onDerivingCloud(clock, m, nil))
 	e.putCloud(b, broker.DefaultKeyID, cloudCredential(b))
 	req := broker.ResolveRequest{Workspace: e.workspc, Provider: "testcloud"}

@@ -18,6 +18,7 @@ import (
 // credential it was given, and, while gate is open, waits for the test to
 // close it. Its credentials live an hour on the test's clock.
 type minter struct {
+	tb      testing.TB
 	clock   *testClock
 	calls   atomic.Int64
 	started chan struct{} // one send per call, when the channel has room
@@ -27,8 +28,8 @@ type minter struct {
 	lastID  string
 }
 
-func newMinter(clock *testClock) *minter {
-	m := &minter{clock: clock, started: make(chan struct{}, 1), gate: make(chan struct{})}
+func newMinter(tb testing.TB, clock *testClock) *minter {
+	m := &minter{tb: tb, clock: clock, started: make(chan struct{}, 1), gate: make(chan struct{})}
 	close(m.gate)
 	return m
 }
@@ -54,9 +55,15 @@ func (m *minter) derive(ctx context.Context, env providers.MintEnv, c providers.
 	m.lastID = c.Field("accessKeyId")
 	m.mu.Unlock()
 	return providers.Derived{
-		Credential: providers.New(c.Kind(), map[string]string{"accessKeyId": "ASIA" + c.Field("accessKeyId")[4:], "sessionToken": fmt.Sprintf("session-%d", n)}),
+		Credential: providers.New(c.Kind(), map[string]string{"accessKeyId": "ASIA" + c.Field("accessKeyId")[4:], "sessionToken": fmt.Sprintf("session-%d-%s", n, newKey(m.tb, "session"))}),
 		ExpiresAt:  m.clock.Now().Add(time.Hour),
 	}, nil
+}
+
+// isSession says whether c is the credential of the minter's nth mint
+// (its session token is random: the leak checks look for it).
+func isSession(c providers.Credential, n int) bool {
+	return strings.HasPrefix(c.Field("sessionToken"), fmt.Sprintf("session-%d-", n))
 }
 
 // hold makes the next mints wait until the returned func is called.
@@ -92,6 +99,9 @@ func onDerivingCloud(clock *testClock, m *minter, tune func(*broker.Config)) fun
 // remembered for the leak checks.
 func cloudCredential(t testing.TB) providers.Credential {
 	id := "AKIA" + strings.ToUpper(newKey(t, "testcloud")[:16])
+	usedKeysMu.Lock()
+	usedKeys = append(usedKeys, id)
+	usedKeysMu.Unlock()
 	return providers.New("test_cloud", map[string]string{"region": "eu-west-1", "accessKeyId": id, "secretAccessKey": newKey(t, "testcloud")})
 }
 
@@ -109,7 +119,7 @@ func (e *env) putCloud(t testing.TB, keyID string, c providers.Credential) {
 func TestDerivedCredentialsAreMintedOncePerKeyAndDroppedOnChange(t *testing.T) {
 	ctx := context.Background()
 	clock := newTestClock()
-	m := newMinter(clock)
+	m := newMinter(t, clock)
 	e := newEnv(t, onDerivingCloud(clock, m, nil))
 	long := cloudCredential(t)
 	e.putCloud(t, "default", long)
@@ -140,7 +150,7 @@ func TestDerivedCredentialsAreMintedOncePerKeyAndDroppedOnChange(t *testing.T) {
 			t.Fatalf("resolve %d: %v", i, errs[i])
 		}
 		r := answers[i]
-		if r.Credential.Field("sessionToken") != "session-1" || r.Credential.Field("secretAccessKey") != "" || r.Credential.Equal(long) {
+		if !isSession(r.Credential, 1) || r.Credential.Field("secretAccessKey") != "" || r.Credential.Equal(long) {
 			t.Fatalf("resolve %d handed out %v, not the minted credential", i, r.Credential)
 		}
 		if !r.ExpiresAt.Equal(answers[0].ExpiresAt) || r.ExpiresAt.IsZero() {
@@ -162,12 +172,12 @@ func TestDerivedCredentialsAreMintedOncePerKeyAndDroppedOnChange(t *testing.T) {
 		return res
 	}
 	clock.Set(47 * time.Minute)
-	if r := resolve("tok-1"); mints() != 1 || r.Credential.Field("sessionToken") != "session-1" {
+	if r := resolve("tok-1"); mints() != 1 || !isSession(r.Credential, 1) {
 		t.Fatalf("a hit before the refresh window minted (%d mints)", mints())
 	}
 	clock.Set(49 * time.Minute)
-	if r := resolve("tok-1"); mints() != 2 || r.Credential.Field("sessionToken") != "session-2" {
-		t.Fatalf("after the refresh window: %d mints, session %q", mints(), r.Credential.Field("sessionToken"))
+	if r := resolve("tok-1"); mints() != 2 || !isSession(r.Credential, 2) {
+		t.Fatalf("after the refresh window: %d mints, the second session %v", mints(), isSession(r.Credential, 2))
 	}
 
 	// A rotation drops the minted credential: the next resolve mints from
@@ -178,7 +188,7 @@ func TestDerivedCredentialsAreMintedOncePerKeyAndDroppedOnChange(t *testing.T) {
 	m.mu.Lock()
 	lastID := m.lastID
 	m.mu.Unlock()
-	if mints() != 3 || lastID != rotated.Field("accessKeyId") || r.Credential.Field("sessionToken") != "session-3" {
+	if mints() != 3 || lastID != rotated.Field("accessKeyId") || !isSession(r.Credential, 3) {
 		t.Fatalf("after a rotation: %d mints, minted from the new key %v", mints(), lastID == rotated.Field("accessKeyId"))
 	}
 	resolve("tok-1")
@@ -191,7 +201,7 @@ func TestDerivedCredentialsAreMintedOncePerKeyAndDroppedOnChange(t *testing.T) {
 	if _, err := e.b.Report(ctx, broker.ReportRequest{Caller: "tok-1", ResolutionID: r.ResolutionID, Outcome: broker.OutcomeRateLimited, Proxied: true}); err != nil {
 		t.Fatal(err)
 	}
-	if r := resolve("tok-2"); mints() != 4 || r.Credential.Field("sessionToken") != "session-4" {
+	if r := resolve("tok-2"); mints() != 4 || !isSession(r.Credential, 4) {
 		t.Fatalf("after a report: %d mints", mints())
 	}
 
@@ -211,7 +221,7 @@ func TestDerivedCredentialsAreMintedOncePerKeyAndDroppedOnChange(t *testing.T) {
 func TestMintFailuresAndTheBoundOfMintsInFlight(t *testing.T) {
 	ctx := context.Background()
 	clock := newTestClock()
-	m := newMinter(clock)
+	m := newMinter(t, clock)
 	e := newEnv(t, onDerivingCloud(clock, m, func(c *broker.Config) { c.MaxMintsInFlight = 1 }))
 	c := cloudCredential(t)
 	e.putCloud(t, "a", c)
@@ -260,7 +270,7 @@ func TestExposedProvidersHandOutTheLongLivedCredential(t *testing.T) {
 	clock := newTestClock()
 	for _, exposed := range []bool{true, false} {
 		t.Run(fmt.Sprintf("exposed=%v", exposed), func(t *testing.T) {
-			m := newMinter(clock)
+			m := newMinter(t, clock)
 			e := newEnv(t, onDerivingCloud(clock, m, func(c *broker.Config) {
 				if exposed {
 					c.ExposeLongLived = []string{"testcloud"}
@@ -300,7 +310,7 @@ func (c *seenChecker) Check(ctx context.Context, p *providers.Provider, cred pro
 func TestAKeyCheckOfADerivingProviderSendsAMintedCredential(t *testing.T) {
 	ctx := context.Background()
 	clock := newTestClock()
-	m := newMinter(clock)
+	m := newMinter(t, clock)
 	checker := &seenChecker{}
 	e := newEnv(t, onDerivingCloud(clock, m, func(c *broker.Config) { c.Checker = checker }))
 	long := cloudCredential(t)
