@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -132,6 +133,20 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics records resolves and cache behaviour. Default: none.
 	Metrics *Metrics
+	// MaxMintsInFlight bounds the short-lived credentials being minted at
+	// once on this replica (docs/credentials.md); a mint beyond is refused
+	// (ErrMintBusy). Default: DefaultMaxMintsInFlight (16).
+	MaxMintsInFlight int
+	// MintHTTP is the HTTP client of the token services (STS, Entra,
+	// Google). Default: a client with a 30 s timeout.
+	MintHTTP *http.Client
+	// MintEndpoints are the token services' addresses, by provider id and
+	// service name (providers.MintEnv.Endpoints); missing: the public ones.
+	MintEndpoints map[string]map[string]string
+	// ExposeLongLived are the providers whose long-lived credential
+	// resolve hands out instead of a minted one
+	// (--expose-long-lived-credentials). Default: none.
+	ExposeLongLived []string
 	// Now tells the time for the cache's freshness and refresh decisions
 	// (tests move it). Default: time.Now. The cache's own eviction, at
 	// CacheTTL plus StaleIfError, runs on the wall clock.
@@ -188,6 +203,9 @@ type Broker struct {
 	// (shared keys it reported) or one calling token (keys the proxy saw
 	// refused on its calls).
 	cooldowns *localCooldowns
+	// mints are the short-lived credentials minted from keys, and the
+	// mints in flight.
+	mints *mints
 	// verifier checks with the provider a key reported refused on a word
 	// keybroker does not take for everyone's (a workspace's about a shared
 	// key, the proxy's about a call), before it fails for everyone.
@@ -274,6 +292,7 @@ func New(cfg Config) (*Broker, error) {
 		refreshSlots:  make(chan struct{}, maxBackgroundRefreshes),
 		cooldowns:     newLocalCooldowns(maxLocalCooldowns),
 		verifier:      newVerifier(),
+		mints:         newMints(cfg.MaxMintsInFlight, cfg.MintHTTP, cfg.MintEndpoints, cfg.ExposeLongLived),
 	}
 	if cfg.Settings == nil {
 		b.settings.loaded = true // every workspace has the defaults

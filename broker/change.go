@@ -29,6 +29,7 @@ type keyChange struct {
 	detail  string
 	masked  string // of the key being written; "" for a delete
 	fp      string
+	view    CredentialView
 }
 
 // changeRequest is what beginChange needs to know.
@@ -43,6 +44,11 @@ type changeRequest struct {
 	Create bool
 	// Member settles the settings of a key new to its pool.
 	Member MemberSettings
+}
+
+// viewOf is the view of c, a credential of p.
+func viewOf(p *providers.Provider, c providers.Credential) CredentialView {
+	return CredentialView{Kind: c.Kind(), Fields: p.Credential.Public(c), Masked: p.Credential.Masks(c)}
 }
 
 // actionOf is the audit action of an operation on a key whose confirmed
@@ -69,9 +75,10 @@ func (b *Broker) beginChange(ctx context.Context, req changeRequest) (*keyChange
 			return nil, 0, err
 		}
 		c.masked, c.fp = p.Credential.Preview(req.Credential), providers.Fingerprint(b.pepper, req.Credential)
+		c.view = viewOf(p, req.Credential)
 	}
 	rec, err := b.store.BeginChange(ctx, req.Ref,
-		Change{ID: c.id, Op: req.Op, By: req.Actor.Subject, MaskedKey: c.masked, Fingerprint: c.fp,
+		Change{ID: c.id, Op: req.Op, By: req.Actor.Subject, MaskedKey: c.masked, Fingerprint: c.fp, View: c.view,
 			Create: req.Create, MaxPool: b.maxPool, Member: req.Member})
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s %s: %w", req.Op, req.Ref, fromStore(err))
@@ -89,7 +96,7 @@ func (b *Broker) resumeChange(rec KeyRecord) *keyChange {
 		by = reconcilerActor
 	}
 	return &keyChange{b: b, ref: rec.Ref(), id: p.ID, op: p.Op, action: actionOf(p.Op, rec.Version), actor: Actor{Subject: by},
-		outcome: OutcomeReconciled, detail: "finished by the reconciler", masked: p.MaskedKey, fp: p.Fingerprint}
+		outcome: OutcomeReconciled, detail: "finished by the reconciler", masked: p.MaskedKey, fp: p.Fingerprint, view: p.View}
 }
 
 // repairChange is the reconciler's record of drift it repairs: a change made
@@ -154,7 +161,7 @@ func (c *keyChange) undo(ctx context.Context) error {
 func (c *keyChange) completeWrite(ctx context.Context, version int) error {
 	b := c.b
 	b.evict(c.ref)
-	w := Written{Version: version, MaskedKey: c.masked, Fingerprint: c.fp, By: c.actor.Subject}
+	w := Written{Version: version, MaskedKey: c.masked, Fingerprint: c.fp, View: c.view, By: c.actor.Subject}
 	if err := b.store.CompleteWrite(ctx, c.ref, c.id, w, c.audit(c.outcome, version)); err != nil {
 		return fmt.Errorf("%s %s: key stored in Vault as version %d, but its metadata could not be recorded (the reconciler will finish it): %w",
 			c.op, c.ref, version, fromStore(err))

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -769,8 +770,17 @@ func (b *Broker) refuseEchoedMask(ctx context.Context, p *providers.Provider, re
 		return nil
 	}
 	rec, err := b.store.GetKey(ctx, ref)
-	if err == nil && rec.MaskedKey != "" && slices.Contains(masks, rec.MaskedKey) {
-		return refuse(ErrInvalidKey, why, "the current key's")
+	if err != nil {
+		return nil
+	}
+	current := slices.Collect(maps.Values(rec.Masked))
+	if rec.MaskedKey != "" {
+		current = append(current, rec.MaskedKey)
+	}
+	for _, m := range masks {
+		if slices.Contains(current, m) {
+			return refuse(ErrInvalidKey, why, "the current key's")
+		}
 	}
 	return nil
 }

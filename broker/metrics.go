@@ -22,6 +22,7 @@ type Metrics struct {
 	reportsCall  *prometheus.CounterVec
 	healthC      *prometheus.CounterVec
 	checks       *prometheus.CounterVec
+	mints        *prometheus.CounterVec
 }
 
 // NewMetrics creates the broker's metrics and registers them with reg.
@@ -64,9 +65,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keybroker_key_checks_total", Help: "Keys checked with their provider (tests, verified writes, the prober, checks after reports about shared keys and refusals the proxy saw), by provider and verdict (accepted, refused, rate_limited, unreachable).",
 		}, []string{"provider", "verdict"}),
+		mints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keybroker_credential_mints_total", Help: "Short-lived credentials minted from keys (docs/credentials.md), by provider and outcome (ok, failed, busy).",
+		}, []string{"provider", "outcome"}),
 	}
 	reg.MustRegister(m.resolves, m.cacheLookups, m.cacheStale, m.cacheEvicted, m.cacheFlushes, m.cacheFullC, m.adminActions,
-		m.reports, m.reportsWS, m.reportsCall, m.healthC, m.checks)
+		m.reports, m.reportsWS, m.reportsCall, m.healthC, m.checks, m.mints)
 	return m
 }
 
@@ -114,6 +118,12 @@ func (m *Metrics) lookup(hit bool) {
 		m.cacheLookups.WithLabelValues("hit").Inc()
 	} else {
 		m.cacheLookups.WithLabelValues("miss").Inc()
+	}
+}
+
+func (m *Metrics) minted(provider, outcome string) {
+	if m != nil {
+		m.mints.WithLabelValues(provider, outcome).Inc()
 	}
 }
 

@@ -192,6 +192,7 @@ func (b *Broker) reconcileKey(ctx context.Context, ref KeyRef, rec KeyRecord, ha
 			return err
 		}
 		change.masked, change.fp = p.Credential.Preview(cred), providers.Fingerprint(b.pepper, cred)
+		change.view = viewOf(p, cred)
 		if err := change.completeWrite(ctx, version); err != nil {
 			return err
 		}

@@ -43,19 +43,31 @@ type KeyFacts struct {
 	Priority int
 	Models   []string
 	// Version is the current KV version, MaskedKey and Fingerprint the
-	// preview and HMAC of its key.
+	// preview (of its first secret field) and HMAC of its key.
 	Version     int
 	MaskedKey   string
 	Fingerprint string
-	CreatedAt   time.Time
-	CreatedBy   string
-	UpdatedAt   time.Time
-	UpdatedBy   string
+	// CredentialView is the credential's kind, non-secret fields and the
+	// preview of each secret field.
+	CredentialView
+	CreatedAt time.Time
+	CreatedBy string
+	UpdatedAt time.Time
+	UpdatedBy string
 	// HealthReason, HealthChangedAt and CooldownUntil are what the
 	// providers said of the key (see health.go).
 	HealthReason    string
 	HealthChangedAt time.Time
 	CooldownUntil   time.Time
+}
+
+// CredentialView is what the metadata keeps of a credential: its kind,
+// its non-secret fields (a map field as an object of strings) and the
+// masked preview of each secret field. Never a secret value.
+type CredentialView struct {
+	Kind   string
+	Fields map[string]any
+	Masked map[string]string
 }
 
 // Ref names the key.
@@ -90,6 +102,7 @@ type PendingChange struct {
 	By          string
 	MaskedKey   string
 	Fingerprint string
+	View        CredentialView
 }
 
 // Change is a write about to be made in Vault.
@@ -99,6 +112,7 @@ type Change struct {
 	By          string // who asked
 	MaskedKey   string // of the key being written (set, rollback)
 	Fingerprint string
+	View        CredentialView // of the key being written (set, rollback)
 	// Create: the key must not exist yet (ErrConflict when it does).
 	Create bool
 	// MaxPool > 0 refuses a key new to its pool when the pool already
@@ -125,6 +139,7 @@ type Written struct {
 	Version     int
 	MaskedKey   string
 	Fingerprint string
+	View        CredentialView
 	By          string
 }
 

@@ -53,6 +53,9 @@ type Resolution struct {
 	// ResolutionID names this answer in the platform's usage records and
 	// in reports about the call.
 	ResolutionID string
+	// ExpiresAt is when a short-lived credential minted from the key
+	// (Credential) stops working; zero for the key itself.
+	ExpiresAt time.Time
 }
 
 // Reasons a resolve found no key (NoKeyError.Reason) or fell back
@@ -136,7 +139,8 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 	if b.reader == nil {
 		return Resolution{}, fmt.Errorf("resolve: %w: no Vault reader identity", ErrNotConfigured)
 	}
-	if _, err := b.checkIDs(req.Workspace, req.Provider); err != nil {
+	p, err := b.checkIDs(req.Workspace, req.Provider)
+	if err != nil {
 		return Resolution{}, fmt.Errorf("resolve: %w", err)
 	}
 	if len(req.Model) > MaxModelLength {
@@ -162,7 +166,16 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 	if !d.served() {
 		return Resolution{}, b.noKeyError(req, d)
 	}
-	return b.answer(req.Workspace, e, m, d.Reason, req.Caller), nil
+	r := b.answer(req.Workspace, e, m, d.Reason, req.Caller)
+	if p.Derive != nil && !b.mints.exposed[p.ID] {
+		// The key stays here: the caller gets a credential minted from it.
+		derived, err := b.derive(ctx, p, m, e)
+		if err != nil {
+			return Resolution{}, fmt.Errorf("resolve %s/%s: %w", req.Workspace, req.Provider, err)
+		}
+		r.Credential, r.ExpiresAt = derived.Credential, derived.ExpiresAt
+	}
+	return r, nil
 }
 
 // MaxModelLength bounds a model name, in a resolve and in a key's models.
@@ -341,6 +354,7 @@ func (b *Broker) forgetKey(key CacheKey) {
 	b.fetches.invalidate(key)
 	b.flight.Forget(string(key))
 	b.dropEntry(key)
+	b.mints.forget(key)
 }
 
 // dropEntry forgets a key's cached answer.
@@ -487,6 +501,7 @@ func (b *Broker) Invalidate(ctx context.Context, inv Invalidation) error {
 // reconnects, announcements may have been missed.
 func (b *Broker) FlushCache() {
 	b.fetches.invalidateAll()
+	b.mints.forgetAll()
 	b.cache.Flush()
 	b.negative.Purge()
 	b.metrics.flushed()

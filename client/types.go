@@ -27,6 +27,9 @@ type CredentialField struct {
 	Required bool `json:"required"`
 	// Hint says what a value looks like.
 	Hint string `json:"hint"`
+	// Type is "map" for a field written as an object of strings; absent
+	// for a string.
+	Type string `json:"type,omitempty"`
 }
 
 // ProviderList answers GET /v1/providers.
@@ -69,13 +72,21 @@ type KeyMetadata struct {
 	HealthReason    string     `json:"healthReason,omitempty"`
 	HealthChangedAt *time.Time `json:"healthChangedAt,omitempty"`
 	CooldownUntil   *time.Time `json:"cooldownUntil,omitempty"`
-	MaskedKey       string     `json:"maskedKey"`
-	Version         int        `json:"version"`
-	Fingerprint     string     `json:"fingerprint"`
-	CreatedAt       time.Time  `json:"createdAt"`
-	CreatedBy       string     `json:"createdBy"`
-	UpdatedAt       time.Time  `json:"updatedAt"`
-	UpdatedBy       string     `json:"updatedBy"`
+	// MaskedKey is the masked preview of the credential's first secret
+	// field (the API key of an api_key credential).
+	MaskedKey string `json:"maskedKey"`
+	// Kind is the credential's kind ("api_key"); Fields its non-secret
+	// fields (a map field as an object of strings); Masked the masked
+	// preview of each secret field, by name.
+	Kind        string            `json:"kind,omitempty"`
+	Fields      map[string]any    `json:"fields,omitempty"`
+	Masked      map[string]string `json:"masked,omitempty"`
+	Version     int               `json:"version"`
+	Fingerprint string            `json:"fingerprint"`
+	CreatedAt   time.Time         `json:"createdAt"`
+	CreatedBy   string            `json:"createdBy"`
+	UpdatedAt   time.Time         `json:"updatedAt"`
+	UpdatedBy   string            `json:"updatedBy"`
 	// UpdatedByName is the description of the token that made the last
 	// change, when it has one (lists and reads only).
 	UpdatedByName string `json:"updatedByName,omitempty"`
@@ -95,9 +106,12 @@ type KeyList struct {
 // and PUT /v1/{scope}/providers/{p}/keys/{keyId}: the key (APIKey, for
 // providers of kind api_key) or the credential's fields by name
 // (Credential, {"apiKey": "..."} for api_key kinds), not both.
+//
+// A field of the kind's is a string, or an object of strings for a map
+// field (Azure's deployments, Bedrock's modelMap).
 type PutKeyRequest struct {
-	APIKey     string            `json:"apiKey,omitempty"`
-	Credential map[string]string `json:"credential,omitempty"`
+	APIKey     string         `json:"apiKey,omitempty"`
+	Credential map[string]any `json:"credential,omitempty"`
 }
 
 // AddKeyRequest is the body of POST /v1/{scope}/providers/{p}/keys: a new
@@ -105,13 +119,13 @@ type PutKeyRequest struct {
 // 100, State to "active", Models to none (every model).
 // APIKey or Credential carries the key, as in SetKeyRequest.
 type AddKeyRequest struct {
-	APIKey     string            `json:"apiKey,omitempty"`
-	Credential map[string]string `json:"credential,omitempty"`
-	KeyID      string            `json:"keyId,omitempty"`
-	Name       string            `json:"name,omitempty"`
-	Priority   *int              `json:"priority,omitempty"`
-	State      string            `json:"state,omitempty"`
-	Models     []string          `json:"models,omitempty"`
+	APIKey     string         `json:"apiKey,omitempty"`
+	Credential map[string]any `json:"credential,omitempty"`
+	KeyID      string         `json:"keyId,omitempty"`
+	Name       string         `json:"name,omitempty"`
+	Priority   *int           `json:"priority,omitempty"`
+	State      string         `json:"state,omitempty"`
+	Models     []string       `json:"models,omitempty"`
 }
 
 // UpdateKeyRequest is the body of PATCH /v1/{scope}/providers/{p}/keys/{keyId}:
@@ -218,13 +232,24 @@ type ResolveRequest struct {
 // ResolveResponse answers POST /v1/resolve. IsBYOK is true when the key is
 // the customer's own, the workspace's or its organization's (the platform
 // does not bill the call).
+//
+// For an api_key credential the key is APIKey and Credential is absent.
+// For the other kinds APIKey is empty and Credential holds the fields to
+// call the provider with (a map field as an object of strings): of a
+// short-lived credential minted from the key, which stops working at
+// ExpiresAt, or, for kinds that mint nothing (or a provider whose
+// long-lived credentials the operator exposes), of the key itself.
 type ResolveResponse struct {
 	APIKey string `json:"apiKey"`
 	// Kind is the credential's kind ("api_key": APIKey is the key).
-	Kind    string `json:"kind,omitempty"`
-	Source  string `json:"source"`
-	IsBYOK  bool   `json:"isBYOK"`
-	Version int    `json:"version"`
+	Kind       string         `json:"kind,omitempty"`
+	Credential map[string]any `json:"credential,omitempty"`
+	// ExpiresAt is when a minted credential stops working (RFC 3339);
+	// absent for a long-lived one. A client refreshes before it.
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+	Source    string    `json:"source"`
+	IsBYOK    bool      `json:"isBYOK"`
+	Version   int       `json:"version"`
 	// Scope is where the key lives ("workspace", "organization",
 	// "hosted"), KeyID which key of that scope's pool served.
 	Scope string `json:"scope"`

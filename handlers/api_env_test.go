@@ -109,7 +109,15 @@ func newKeyGround(tb testing.TB, logger *slog.Logger) *keyGround {
 // newKeyGroundWith is newKeyGround with a provider checker (a stand-in's).
 func newKeyGroundWith(tb testing.TB, logger *slog.Logger, checker broker.KeyChecker) *keyGround {
 	tb.Helper()
-	kg := kbtest.NewGround(tb, kbtest.Options{Logger: logger, Pepper: "handlers-test-pepper", Checker: checker})
+	return newKeyGroundOpts(tb, kbtest.Options{Logger: logger, Checker: checker})
+}
+
+// newKeyGroundOpts is newKeyGround with the harness's options (a test's
+// provider registry: opts.Broker).
+func newKeyGroundOpts(tb testing.TB, opts kbtest.Options) *keyGround {
+	tb.Helper()
+	opts.Pepper = "handlers-test-pepper"
+	kg := kbtest.NewGround(tb, opts)
 	ids := kg.Identities
 	g := &keyGround{st: kg.Store, kv: ids.Root.KV(ids.Mount), keys: kg.Broker, tokens: kg.Tokens, minter: kg.Minter, mount: ids.Mount, dbURL: kg.DBURL}
 	tb.Cleanup(func() { assertDumpHoldsNoSecret(tb, g.dbURL) })
@@ -131,8 +139,16 @@ func newAPIWith(t *testing.T, mode handlers.Mode, checker broker.KeyChecker) *ap
 // credential proxy's tests add the proxy); tune gets the ground.
 func newAPIOpts(t *testing.T, mode handlers.Mode, checker broker.KeyChecker, tune func(*handlers.Options, *keyGround)) *api {
 	t.Helper()
+	return newAPIGround(t, mode, kbtest.Options{Checker: checker}, tune)
+}
+
+// newAPIGround is newAPIOpts with the harness's options (opts.Logger is
+// the tests' log).
+func newAPIGround(t *testing.T, mode handlers.Mode, gopts kbtest.Options, tune func(*handlers.Options, *keyGround)) *api {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	g := newKeyGroundWith(t, logger, checker)
+	gopts.Logger = logger
+	g := newKeyGroundOpts(t, gopts)
 	ctx, tokens := context.Background(), g.minter
 	opts := handlers.Options{Logger: logger, Keys: g.keys, Tokens: g.tokens, Mode: mode}
 	if tune != nil {

@@ -96,7 +96,7 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 		fields = append(fields, k)
 	}
 	sort.Strings(fields)
-	if got := strings.Join(fields, ","); got != "createdAt,createdBy,fingerprint,health,idle,keyId,maskedKey,models,name,priority,provider,resolves,scope,scopeId,state,updatedAt,updatedBy,version,workspace" {
+	if got := strings.Join(fields, ","); got != "createdAt,createdBy,fingerprint,health,idle,keyId,kind,masked,maskedKey,models,name,priority,provider,resolves,scope,scopeId,state,updatedAt,updatedBy,version,workspace" {
 		t.Fatalf("metadata fields: %s", got)
 	}
 
@@ -588,7 +588,7 @@ func keys(m map[string]bool) []string {
 func TestWritesTakeTheKeyAsACredential(t *testing.T) {
 	a := newAPI(t, handlers.ModeAll)
 	k1 := openaiKey(t)
-	r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{Credential: map[string]string{"apiKey": k1}})
+	r := a.call("admin", "PUT", "/v1/workspaces/ws1/keys/openai", client.PutKeyRequest{Credential: map[string]any{"apiKey": k1}})
 	var meta client.KeyMetadata
 	r.decode(t, &meta)
 	if r.status != http.StatusCreated || meta.Version != 1 || meta.MaskedKey != k1[:6]+"..."+k1[len(k1)-4:] || strings.Contains(string(r.body), k1) {

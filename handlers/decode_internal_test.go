@@ -104,12 +104,25 @@ func TestResolveRequestsTakeTheFastDecode(t *testing.T) {
 // FuzzTheResolveAnswerEncodesAsEncodingJSON holds the hand-written encoder
 // to encoding/json's bytes, for any strings and numbers.
 func FuzzTheResolveAnswerEncodesAsEncodingJSON(f *testing.F) {
-	f.Add("sk-proj-abc", "api_key", "byok", true, 3, "workspace", "default", "fp", "res_1", "", 30)
-	f.Add("a\"b\\c<d>&e\u2028\u2029\x00\x1f\x7f\xff\xfe", "k<i>nd", "hosted", false, -1, "o", "k\n\t\r\b\f", "", "", "no_workspace_key", 0)
-	f.Add("é😀\xed\xa0\x80", "", "", false, 0, "", "", "", "", "", -5)
-	f.Fuzz(func(t *testing.T, key, kind, source string, byok bool, version int, scope, keyID, fp, resID, reason string, ttl int) {
+	f.Add("sk-proj-abc", "api_key", "byok", true, 3, "workspace", "default", "fp", "res_1", "", 30, "", "", "", "", int64(0))
+	f.Add("a\"b\\c<d>&e\u2028\u2029\x00\x1f\x7f\xff\xfe", "k<i>nd", "hosted", false, -1, "o", "k\n\t\r\b\f", "", "", "no_workspace_key", 0,
+		"se<s>sion", "t\"o\x00k\xff", "m\u2028ap", "k&v", int64(1764633600123456789))
+	f.Add("é😀\xed\xa0\x80", "", "", false, 0, "", "", "", "", "", -5, "a", "", "a", "b", int64(-1))
+	f.Fuzz(func(t *testing.T, key, kind, source string, byok bool, version int, scope, keyID, fp, resID, reason string, ttl int,
+		field, value, mapField, mapValue string, expiresUnixNano int64) {
 		r := client.ResolveResponse{APIKey: key, Kind: kind, Source: source, IsBYOK: byok, Version: version, Scope: scope, KeyID: keyID,
 			Fingerprint: fp, ResolutionID: resID, FallbackReason: reason, TTLSeconds: ttl}
+		// A credential of string fields and a map field; an expiry, in
+		// UTC as the server sends it.
+		if field != "" {
+			r.Credential = map[string]any{field: value, "z" + field: "2" + value}
+			if mapField != "" {
+				r.Credential[mapField] = map[string]string{mapValue: value, "": mapValue}
+			}
+		}
+		if expiresUnixNano > 0 {
+			r.ExpiresAt = time.Unix(0, expiresUnixNano).UTC()
+		}
 		var want bytes.Buffer
 		if err := json.NewEncoder(&want).Encode(r); err != nil {
 			t.Fatal(err)

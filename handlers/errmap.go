@@ -50,6 +50,12 @@ func domainError(err error) *Error {
 				e.Message = "the platform's hosted keys for this provider are cooling down (and nothing else may serve); retry after Retry-After seconds"
 			}
 		}
+	case errors.Is(err, broker.ErrMintFailed):
+		e.Status, e.Code = http.StatusBadGateway, "credential_mint_failed"
+		e.Message = "the provider's token service did not mint a short-lived credential from the key (the cause is in keybroker's log)"
+	case errors.Is(err, broker.ErrMintBusy):
+		e.Status, e.Code, e.RetryAfter = http.StatusServiceUnavailable, "credential_mint_busy", time.Second
+		e.Message = "this keybroker is minting as many short-lived credentials as it may at once; retry after Retry-After seconds"
 	case errors.Is(err, broker.ErrNoKey):
 		e.Status, e.Code, e.Message = http.StatusNotFound, "no_key", "no key may serve: the workspace (and its organization) have no usable key for this provider and there is no hosted key"
 		var nk *broker.NoKeyError

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -34,6 +35,7 @@ func keyMetadata(m broker.KeyMeta) client.KeyMetadata {
 	if out.Models == nil {
 		out.Models = []string{}
 	}
+	out.Kind, out.Fields, out.Masked = m.Kind, m.Fields, m.Masked
 	out.Health, out.HealthReason = m.Health, m.HealthReason
 	if !m.CooldownUntil.IsZero() {
 		t := m.CooldownUntil.UTC()
@@ -64,7 +66,7 @@ func (s *server) listProviders(c *gin.Context) {
 	for _, p := range all {
 		fields := make([]client.CredentialField, len(p.Credential.Fields))
 		for i, f := range p.Credential.Fields {
-			fields[i] = client.CredentialField{Name: f.Name, Secret: f.Secret, Required: f.Required, Hint: f.Hint}
+			fields[i] = client.CredentialField{Name: f.Name, Secret: f.Secret, Required: f.Required, Hint: f.Hint, Type: string(f.Type)}
 		}
 		out.Providers = append(out.Providers, client.Provider{ID: p.ID, DisplayName: p.DisplayName, FormatHint: p.FormatHint(),
 			Kind: p.Credential.Kind, Fields: fields})
@@ -175,24 +177,54 @@ func (s *server) addKey(c *gin.Context) {
 
 // keyCredential is the credential a write carries: {"apiKey": "..."}
 // (api_key kinds, as ever) or {"credential": {"<field>": "...", ...}} of
-// the provider's kind. Both (with a non-empty apiKey) or neither is 400;
-// the broker checks the fields.
-func (s *server) keyCredential(provider string, apiKey *string, fields map[string]string) (providers.Credential, *Error) {
+// the provider's kind (a map field as an object of strings). Both (with a
+// non-empty apiKey) or neither is 400, and so is a field of the wrong JSON
+// type (malformed_json); the broker checks the rest (422).
+func (s *server) keyCredential(provider string, apiKey *string, fields map[string]any) (providers.Credential, *Error) {
 	switch {
 	case fields != nil && apiKey != nil && *apiKey != "":
 		return providers.Credential{}, &Error{Status: http.StatusBadRequest, Code: "invalid_request",
 			Message: `send the key as "apiKey" or as "credential", not both`}
 	case fields != nil:
-		kind := providers.KindAPIKey
+		schema := providers.Schema{Kind: providers.KindAPIKey}
 		if p, ok := s.keys.Providers().Lookup(provider); ok {
-			kind = p.Credential.Kind
+			schema = p.Credential
 		}
-		return providers.New(kind, fields), nil
+		cred, err := schema.FromWire(fields)
+		if err != nil {
+			var we *providers.WireError
+			if errors.As(err, &we) {
+				return providers.Credential{}, &Error{Status: http.StatusBadRequest, Code: "malformed_json", Message: "credential field " + we.Reason}
+			}
+			return providers.Credential{}, domainError(err)
+		}
+		return cred, nil
 	case apiKey != nil:
 		return providers.APIKey(*apiKey), nil
 	}
 	return providers.Credential{}, &Error{Status: http.StatusBadRequest, Code: "invalid_request",
 		Message: `the body names no key: send "apiKey" (or "credential" with the provider's fields)`}
+}
+
+// credentialFields are the fields of a resolve answer's credential (not
+// an api_key one, whose key is apiKey): a map field of the provider's
+// schema as an object of strings, every other as a string.
+func (s *server) credentialFields(provider string, c providers.Credential) map[string]any {
+	fields := c.Reveal()
+	out := make(map[string]any, len(fields))
+	p, _ := s.keys.Providers().Lookup(provider)
+	for name, v := range fields {
+		out[name] = v
+		if p == nil {
+			continue
+		}
+		if f, ok := p.Credential.Field(name); ok && f.Type == providers.FieldMap {
+			if m, ok := providers.ParseMap(v); ok {
+				out[name] = m
+			}
+		}
+	}
+	return out
 }
 
 func (s *server) putKey(c *gin.Context) {
@@ -491,9 +523,16 @@ func (s *server) resolve(c *gin.Context) {
 	// Encoded by hand into a pooled buffer and written once, with its
 	// length: this is the hot path.
 	buf := answerBuffers.Get().(*[]byte)
-	*buf = appendResolveAnswer((*buf)[:0], &client.ResolveResponse{APIKey: r.APIKey(), Kind: r.Credential.Kind(), Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
+	answer := client.ResolveResponse{APIKey: r.APIKey(), Kind: r.Credential.Kind(), Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
 		Scope: string(r.ScopeKind), KeyID: r.KeyID, Fingerprint: r.Fingerprint, ResolutionID: r.ResolutionID, FallbackReason: r.FallbackReason,
-		TTLSeconds: s.ttlSeconds})
+		TTLSeconds: s.ttlSeconds}
+	if answer.Kind != providers.KindAPIKey {
+		answer.Credential = s.credentialFields(req.Provider, r.Credential)
+		if !r.ExpiresAt.IsZero() {
+			answer.ExpiresAt = r.ExpiresAt.UTC()
+		}
+	}
+	*buf = appendResolveAnswer((*buf)[:0], &answer)
 	h := c.Writer.Header()
 	h["Cache-Control"], h["Content-Type"] = noStore, jsonContentType
 	c.Status(http.StatusOK)

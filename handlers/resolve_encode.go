@@ -1,8 +1,12 @@
 package handlers
 
 import (
+	"encoding/json"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/keybroker/keybroker/client"
@@ -17,6 +21,15 @@ func appendResolveAnswer(b []byte, r *client.ResolveResponse) []byte {
 	if r.Kind != "" {
 		b = append(b, `,"kind":`...)
 		b = appendJSONString(b, r.Kind)
+	}
+	if len(r.Credential) > 0 {
+		b = append(b, `,"credential":`...)
+		b = appendCredential(b, r.Credential)
+	}
+	if !r.ExpiresAt.IsZero() {
+		b = append(b, `,"expiresAt":"`...)
+		b = r.ExpiresAt.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
 	}
 	b = append(b, `,"source":`...)
 	b = appendJSONString(b, r.Source)
@@ -43,6 +56,43 @@ func appendResolveAnswer(b []byte, r *client.ResolveResponse) []byte {
 		b = strconv.AppendInt(b, int64(r.TTLSeconds), 10)
 	}
 	return append(b, "}\n"...)
+}
+
+// appendCredential appends a resolve answer's credential as encoding/json
+// encodes a map: names sorted, each value a string or an object of
+// strings (a map field); anything else, which keybroker never puts
+// there, through encoding/json itself.
+func appendCredential(b []byte, fields map[string]any) []byte {
+	b = append(b, '{')
+	for i, name := range slices.Sorted(maps.Keys(fields)) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, name)
+		b = append(b, ':')
+		switch v := fields[name].(type) {
+		case string:
+			b = appendJSONString(b, v)
+		case map[string]string:
+			b = append(b, '{')
+			for j, k := range slices.Sorted(maps.Keys(v)) {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, k)
+				b = append(b, ':')
+				b = appendJSONString(b, v[k])
+			}
+			b = append(b, '}')
+		default:
+			j, err := json.Marshal(v)
+			if err != nil {
+				j = []byte("null")
+			}
+			b = append(b, j...)
+		}
+	}
+	return append(b, '}')
 }
 
 const hexDigits = "0123456789abcdef"

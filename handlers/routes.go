@@ -296,6 +296,8 @@ var routeTable = []route{
 		notResolverOfWS,
 		{Status: 404, Description: "no_key: no scope has a key that could ever serve (none, all disabled or failing, or the fallback is off)"},
 		{Status: 429, Description: "rate limited: the token is over its request rate, or the address failed authentication too often; or keys_cooling_down: every key that could serve is cooling down after the provider's 429 or 5xx (Retry-After is the earliest end of a cooldown; reason workspace_keys_cooling_down, organization_keys_cooling_down or hosted_keys_cooling_down)", Headers: []Header{retryAfter}},
+		{Status: 502, Description: "credential_mint_failed: the provider's token service did not mint a short-lived credential from the key (the cause is in the server's log)"},
+		{Status: 503, Description: "a dependency is unavailable; or credential_mint_busy: this replica is minting as many short-lived credentials as it may at once", Headers: []Header{retryAfter}},
 	}}, group: groupV1, modes: resolverModes, serve: (*server).resolve},
 	{Route: Route{Method: "POST", Path: "/v1/resolve/report", ID: "reportResolution", Summary: "What the provider answered to a call made with a resolved key (resolver; the resolution must be this token's): rate_limited and server_error cool the key down, unauthorized, forbidden and quota_exceeded mark it failing, ok ends a cooldown early", Body: client.ReportRequest{}, Answers: []Answer{
 		{Status: 200, Description: "the key's health now", Body: client.ReportResult{}},

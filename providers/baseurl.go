@@ -73,3 +73,48 @@ func BaseURLsFromEnv(reg *Registry, getenv func(string) string, flags map[string
 	}
 	return out
 }
+
+// MintEndpointEnvName is the environment variable that sets the address
+// of the token service name (MintEnv.Endpoints) of provider id:
+// KEYBROKER_PROVIDER_<ID>_<NAME>_URL (KEYBROKER_PROVIDER_BEDROCK_STS_URL
+// → "sts" of bedrock).
+func MintEndpointEnvName(id, name string) string {
+	return "KEYBROKER_PROVIDER_" + strings.ToUpper(id) + "_" + strings.ToUpper(name) + "_URL"
+}
+
+// MintEndpointsFromEnv reads the token services' addresses from environ
+// ("NAME=value" lines, as os.Environ gives them): each
+// KEYBROKER_PROVIDER_<ID>_<NAME>_URL of a provider of reg becomes
+// Endpoints[<name>] (lower case) of that provider's MintEnv; the longest
+// provider id that matches wins, and <NAME> BASE is the base URL
+// (BaseURLsFromEnv), not a token service. Each must be an http(s) URL
+// with a host.
+func MintEndpointsFromEnv(reg *Registry, environ []string) (map[string]map[string]string, error) {
+	out := map[string]map[string]string{}
+	for _, kv := range environ {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || value == "" || !strings.HasPrefix(name, "KEYBROKER_PROVIDER_") || !strings.HasSuffix(name, "_URL") {
+			continue
+		}
+		rest := strings.TrimSuffix(strings.TrimPrefix(name, "KEYBROKER_PROVIDER_"), "_URL")
+		var id, service string
+		for _, p := range reg.All() {
+			up := strings.ToUpper(p.ID) + "_"
+			if strings.HasPrefix(rest, up) && len(rest) > len(up) && len(p.ID) > len(id) {
+				id, service = p.ID, strings.ToLower(strings.TrimPrefix(rest, up))
+			}
+		}
+		if id == "" || service == "base" {
+			continue
+		}
+		u, err := url.Parse(value)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("providers: %s must be an http(s) URL with a host", name)
+		}
+		if out[id] == nil {
+			out[id] = map[string]string{}
+		}
+		out[id][service] = strings.TrimRight(value, "/")
+	}
+	return out, nil
+}

@@ -309,6 +309,9 @@ func (e *BedrockMintError) Error() string {
 	return fmt.Sprintf("bedrock: STS %s refused the credential: %s (HTTP %d)", e.Op, e.Code, e.Status)
 }
 
+// Is makes a refusal match ErrMintRefused.
+func (e *BedrockMintError) Is(target error) bool { return target == ErrMintRefused && e.Refused() }
+
 // Refused reports whether STS refused the credential itself (a wrong or
 // unknown key, a role it may not assume), as against STS failing.
 func (e *BedrockMintError) Refused() bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"time"
@@ -44,6 +45,9 @@ type CheckerConfig struct {
 	// short-lived credential it calls with (Mint.HTTP default: the
 	// checker's own client, with its timeout and no redirects).
 	Mint MintEnv
+	// MintEndpoints are the token services' addresses by provider id
+	// (MintEndpointsFromEnv), over Mint's.
+	MintEndpoints map[string]map[string]string
 }
 
 // Checker asks a provider whether it accepts a credential, with the
@@ -99,6 +103,13 @@ func (c *Checker) Check(ctx context.Context, p *Provider, cred Credential) Check
 		if env.HTTP == nil {
 			env.HTTP = c.http
 		}
+		if eps := c.cfg.MintEndpoints[p.ID]; len(eps) > 0 {
+			env.Endpoints = maps.Clone(env.Endpoints)
+			if env.Endpoints == nil {
+				env.Endpoints = map[string]string{}
+			}
+			maps.Copy(env.Endpoints, eps)
+		}
 		mctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 		d, err := p.Derive(mctx, env, cred)
 		cancel()
@@ -149,6 +160,14 @@ func (c *Checker) Check(ctx context.Context, p *Provider, cred Credential) Check
 func mintVerdict(err error, timeout time.Duration) CheckResult {
 	// A token service's own error type that knows whether it refused the
 	// credential (Bedrock's STS).
+	if errors.Is(err, ErrMintRefused) {
+		var me *MintError
+		if errors.As(err, &me) {
+			return CheckResult{Verdict: VerdictRefused, Status: me.Status,
+				Detail: fmt.Sprintf("the %s token service refused the credential (answered %d %s)", me.Service, me.Status, me.Code)}
+		}
+		return CheckResult{Verdict: VerdictRefused, Detail: err.Error()}
+	}
 	var refuser interface{ Refused() bool }
 	if errors.As(err, &refuser) {
 		if refuser.Refused() {

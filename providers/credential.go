@@ -97,6 +97,15 @@ func (s Schema) validate(what string, c Credential) error {
 			label = what + " key" // the messages of keybroker v1 and v2
 		}
 		switch {
+		case f.Type == FieldMap:
+			if err := checkMap(label, v); err != nil {
+				return err
+			}
+			if f.valid != nil {
+				if err := f.valid(label, v); err != nil {
+					return err
+				}
+			}
 		case f.rule != nil:
 			if err := f.rule.check(label, v); err != nil {
 				return err

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 )
@@ -35,9 +36,17 @@ func (e MintEnv) Endpoint(name, def string) string {
 
 // Deriver mints a short-lived credential from c (a credential of the
 // provider's kind, validated). It is called on a cache miss, at most once
-// at a time per key (the broker's singleflight), and its errors never
-// carry a field's value.
+// at a time per key (the broker's singleflight), and by a key check (the
+// check's Authorize then gets the minted credential, as the proxy's
+// does); its errors never carry a field's value. An error that wraps
+// ErrMintRefused says the token service refused the credential (a key
+// check's verdict is then refused); any other, that it could not be asked
+// or answered otherwise (unreachable).
 type Deriver func(ctx context.Context, env MintEnv, c Credential) (Derived, error)
+
+// ErrMintRefused: the token service refused the long-lived credential (a
+// wrong secret, an unknown client, a role it may not assume).
+var ErrMintRefused = errors.New("the token service refused the credential")
 
 // FieldType is how a credential field is written in the API.
 type FieldType string

@@ -39,6 +39,9 @@ func (e *MintError) Error() string {
 
 func (e *MintError) Unwrap() error { return e.Err }
 
+// Is makes a refusal match ErrMintRefused.
+func (e *MintError) Is(target error) bool { return target == ErrMintRefused && e.Refused }
+
 // mintContext is ctx carrying env's HTTP client for golang.org/x/oauth2.
 func mintContext(ctx context.Context, env MintEnv) context.Context {
 	if env.HTTP != nil {

@@ -26,11 +26,16 @@ func scanKey(row pgx.CollectableRow) (broker.KeyRecord, error) {
 		healthAt, cooldownUntil, pendingSince *time.Time
 		pendingID, pendingOp, pendingBy       *string
 		pendingMaskedKey, pendingFingerprint  *string
+		pendingKind                           *string
+		pendingFields                         map[string]any
+		pendingMasked                         map[string]string
 	)
 	err := row.Scan(&scope, &rec.ScopeID, &rec.Provider, &rec.KeyID, &rec.WriteStatus, &rec.Name, &rec.Priority, &keyState, &rec.Models,
 		&health, &rec.HealthReason, &healthAt, &cooldownUntil, &rec.Cooldowns, &rec.Version, &rec.MaskedKey, &rec.Fingerprint,
+		&rec.Kind, &rec.Fields, &rec.Masked,
 		&rec.CreatedAt, &rec.CreatedBy, &rec.UpdatedAt, &rec.UpdatedBy,
-		&pendingID, &pendingOp, &pendingSince, &pendingBy, &pendingMaskedKey, &pendingFingerprint)
+		&pendingID, &pendingOp, &pendingSince, &pendingBy, &pendingMaskedKey, &pendingFingerprint,
+		&pendingKind, &pendingFields, &pendingMasked)
 	if err != nil {
 		return broker.KeyRecord{}, err
 	}
@@ -44,7 +49,8 @@ func scanKey(row pgx.CollectableRow) (broker.KeyRecord, error) {
 	}
 	if pendingID != nil {
 		p := &broker.PendingChange{ID: *pendingID, Op: deref(pendingOp), By: deref(pendingBy),
-			MaskedKey: deref(pendingMaskedKey), Fingerprint: deref(pendingFingerprint)}
+			MaskedKey: deref(pendingMaskedKey), Fingerprint: deref(pendingFingerprint),
+			View: broker.CredentialView{Kind: deref(pendingKind), Fields: pendingFields, Masked: pendingMasked}}
 		if pendingSince != nil {
 			p.Since = *pendingSince
 		}
@@ -84,8 +90,26 @@ func collectKey(rows pgx.Rows) (broker.KeyRecord, error) {
 // keyColumns are the columns of provider_keys scanKey reads, in its order.
 const keyColumns = `scope, scope_id, provider, key_id, state, name, priority, key_state, models,
 	health, health_reason, health_changed_at, cooldown_until, cooldowns, kv_version, masked_key, fingerprint,
+	credential_kind, public_fields, masked_fields,
 	created_at, created_by, updated_at, updated_by,
-	pending_id::text AS pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint`
+	pending_id::text AS pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint,
+	pending_credential_kind, coalesce(pending_public_fields, '{}') AS pending_public_fields, coalesce(pending_masked_fields, '{}') AS pending_masked_fields`
+
+// viewColumns are a credential view's values for its three columns:
+// never a JSON null, always objects.
+func viewColumns(v broker.CredentialView) (kind *string, fields map[string]any, masked map[string]string) {
+	fields, masked = v.Fields, v.Masked
+	if fields == nil {
+		fields = map[string]any{}
+	}
+	if masked == nil {
+		masked = map[string]string{}
+	}
+	if v.Kind != "" {
+		kind = &v.Kind
+	}
+	return kind, fields, masked
+}
 
 // BeginChange marks the key pending with ch, creating the row when the key
 // has none, and returns the row as it now is. A change already pending is
@@ -122,22 +146,29 @@ func (s *Store) BeginChange(ctx context.Context, ref broker.KeyRef, ch broker.Ch
 		if models == nil {
 			models = []string{}
 		}
+		kind, fields, masked := viewColumns(ch.View)
+		var pendingFields, pendingMasked any
+		if kind != nil {
+			pendingFields, pendingMasked = fields, masked
+		}
 		rows, err := tx.Query(ctx, `
 			INSERT INTO provider_keys AS k (scope, scope_id, provider, key_id, state, created_by, updated_by,
 				pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint,
-				name, priority, key_state, models)
-			VALUES ($8, $1, $2, $9, 'pending', $3, $3, $4, $5, now(), $3, $6, $7, $10, $11, $12, $13)
+				name, priority, key_state, models, pending_credential_kind, pending_public_fields, pending_masked_fields)
+			VALUES ($8, $1, $2, $9, 'pending', $3, $3, $4, $5, now(), $3, $6, $7, $10, $11, $12, $13, $14, $15, $16)
 			ON CONFLICT (scope, scope_id, provider, key_id) DO UPDATE SET
 				state = 'pending', pending_id = EXCLUDED.pending_id, pending_op = EXCLUDED.pending_op,
 				pending_since = EXCLUDED.pending_since, pending_by = EXCLUDED.pending_by,
 				pending_masked_key = EXCLUDED.pending_masked_key, pending_fingerprint = EXCLUDED.pending_fingerprint,
+				pending_credential_kind = EXCLUDED.pending_credential_kind, pending_public_fields = EXCLUDED.pending_public_fields,
+				pending_masked_fields = EXCLUDED.pending_masked_fields,
 				name = CASE WHEN k.kv_version = 0 THEN EXCLUDED.name ELSE k.name END,
 				priority = CASE WHEN k.kv_version = 0 THEN EXCLUDED.priority ELSE k.priority END,
 				key_state = CASE WHEN k.kv_version = 0 THEN EXCLUDED.key_state ELSE k.key_state END,
 				models = CASE WHEN k.kv_version = 0 THEN EXCLUDED.models ELSE k.models END
 			RETURNING `+keyColumns,
 			ref.ScopeID, ref.Provider, ch.By, ch.ID, ch.Op, ch.MaskedKey, ch.Fingerprint, string(ref.ScopeKind), ref.KeyID,
-			ch.Member.Name, ch.Member.Priority, keyState, models)
+			ch.Member.Name, ch.Member.Priority, keyState, models, kind, pendingFields, pendingMasked)
 		if err != nil {
 			return err
 		}
@@ -196,13 +227,22 @@ func (s *Store) UpdateMember(ctx context.Context, ref broker.KeyRef, m broker.Me
 // becomes active when id is still its pending change. A version of
 // another value (another fingerprint) starts healthy, with no cooldown.
 func (s *Store) CompleteWrite(ctx context.Context, ref broker.KeyRef, id string, w broker.Written, ev broker.AuditEvent) error {
+	kind, fields, masked := viewColumns(w.View)
+	if kind == nil {
+		k := "api_key" // a change begun by a version before credential views
+		kind = &k
+	}
 	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
-			INSERT INTO provider_keys AS k (scope, scope_id, provider, key_id, state, kv_version, masked_key, fingerprint, created_by, updated_by)
-			VALUES ($8, $1, $2, $9, 'active', $4, $5, $6, $7, $7)
+			INSERT INTO provider_keys AS k (scope, scope_id, provider, key_id, state, kv_version, masked_key, fingerprint, created_by, updated_by,
+				credential_kind, public_fields, masked_fields)
+			VALUES ($8, $1, $2, $9, 'active', $4, $5, $6, $7, $7, $10, $11, $12)
 			ON CONFLICT (scope, scope_id, provider, key_id) DO UPDATE SET
 				kv_version  = GREATEST(k.kv_version, $4),
 				masked_key  = CASE WHEN k.kv_version < $4 THEN $5 ELSE k.masked_key END,
+				credential_kind = CASE WHEN k.kv_version < $4 THEN $10 ELSE k.credential_kind END,
+				public_fields   = CASE WHEN k.kv_version < $4 THEN $11 ELSE k.public_fields END,
+				masked_fields   = CASE WHEN k.kv_version < $4 THEN $12 ELSE k.masked_fields END,
 				fingerprint = CASE WHEN k.kv_version < $4 THEN $6 ELSE k.fingerprint END,
 				updated_at  = CASE WHEN k.kv_version < $4 THEN now() ELSE k.updated_at END,
 				updated_by  = CASE WHEN k.kv_version < $4 THEN $7 ELSE k.updated_by END,
@@ -221,8 +261,11 @@ func (s *Store) CompleteWrite(ctx context.Context, ref broker.KeyRef, id string,
 				pending_since       = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_since END,
 				pending_by          = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_by END,
 				pending_masked_key  = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_masked_key END,
-				pending_fingerprint = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_fingerprint END`,
-			ref.ScopeID, ref.Provider, id, w.Version, w.MaskedKey, w.Fingerprint, w.By, string(ref.ScopeKind), ref.KeyID)
+				pending_fingerprint = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_fingerprint END,
+				pending_credential_kind = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_credential_kind END,
+				pending_public_fields   = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_public_fields END,
+				pending_masked_fields   = CASE WHEN k.pending_id = $3::uuid THEN NULL ELSE k.pending_masked_fields END`,
+			ref.ScopeID, ref.Provider, id, w.Version, w.MaskedKey, w.Fingerprint, w.By, string(ref.ScopeKind), ref.KeyID, *kind, fields, masked)
 		if err != nil {
 			return fmt.Errorf("record version %d of %s: %w", w.Version, ref, err)
 		}
@@ -244,7 +287,8 @@ func (s *Store) AbortChange(ctx context.Context, ref broker.KeyRef, id string) e
 			return fmt.Errorf("abort change of %s: %w", ref, err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE provider_keys SET state = 'active', pending_id = NULL, pending_op = NULL,
-				pending_since = NULL, pending_by = NULL, pending_masked_key = NULL, pending_fingerprint = NULL
+				pending_since = NULL, pending_by = NULL, pending_masked_key = NULL, pending_fingerprint = NULL,
+				pending_credential_kind = NULL, pending_public_fields = NULL, pending_masked_fields = NULL
 			WHERE `+keyMatch+` AND pending_id = $5::uuid`,
 			string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID, id); err != nil {
 			return fmt.Errorf("abort change of %s: %w", ref, err)

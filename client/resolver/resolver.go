@@ -164,6 +164,13 @@ func (r *Resolver) Resolve(ctx context.Context, workspace, provider, model strin
 			if ttl := time.Duration(resp.TTLSeconds) * time.Second; ttl > 0 && ttl < maxAge {
 				maxAge = ttl // never longer than the server keeps it
 			}
+			if !resp.ExpiresAt.IsZero() {
+				// A minted credential is refreshed before it expires: a
+				// minute early, or halfway for one that lives less than
+				// two minutes.
+				left := time.Until(resp.ExpiresAt)
+				maxAge = max(0, min(maxAge, left-min(time.Minute, left/2)))
+			}
 			r.cache[k] = &entry{resp: resp, at: time.Now(), maxAge: maxAge}
 		}
 		r.mu.Unlock()

@@ -18,6 +18,12 @@ import (
 // resolve (with a resolver token) and a watch stream that says hello and
 // stays open.
 func standIn(tb testing.TB, ttlSeconds int) *httptest.Server {
+	return standInExpiring(tb, ttlSeconds, time.Time{})
+}
+
+// standInExpiring is standIn whose answers are minted credentials that
+// expire at expires (zero: long-lived keys).
+func standInExpiring(tb testing.TB, ttlSeconds int, expires time.Time) *httptest.Server {
 	tb.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer kbt_standin" {
@@ -32,7 +38,7 @@ func standIn(tb testing.TB, ttlSeconds int) *httptest.Server {
 				return
 			}
 			_ = json.NewEncoder(w).Encode(client.ResolveResponse{APIKey: "sk-standin-key-0123456789", Source: "byok", IsBYOK: true, Version: 1,
-				Scope: "workspace", KeyID: "default", ResolutionID: "res_1", TTLSeconds: ttlSeconds})
+				Scope: "workspace", KeyID: "default", ResolutionID: "res_1", TTLSeconds: ttlSeconds, ExpiresAt: expires})
 		case "/v1/resolve/watch":
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			_, _ = w.Write([]byte(`{"type":"hello"}` + "\n"))
@@ -47,8 +53,12 @@ func standIn(tb testing.TB, ttlSeconds int) *httptest.Server {
 }
 
 func newResolver(tb testing.TB, ttlSeconds int) *resolver.Resolver {
+	return newResolverOf(tb, standIn(tb, ttlSeconds))
+}
+
+func newResolverOf(tb testing.TB, srv *httptest.Server) *resolver.Resolver {
 	tb.Helper()
-	c, err := client.New(client.Config{Address: standIn(tb, ttlSeconds).URL, Token: "kbt_standin"})
+	c, err := client.New(client.Config{Address: srv.URL, Token: "kbt_standin"})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -99,6 +109,31 @@ func TestAnAnswerLivesNoLongerThanTheServersTTL(t *testing.T) {
 	}
 	if n := r.Requests(); n != 2 {
 		t.Fatalf("%d requests: an answer older than the server's 1 s TTL was served", n)
+	}
+}
+
+// A minted credential is kept no longer than a minute before its
+// expiresAt: one that expires within that is asked for again at every
+// resolve; one that lives an hour is kept as a key is.
+func TestAMintedCredentialIsRefreshedBeforeItExpires(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		expires time.Time
+		want    int64
+	}{
+		{time.Now().Add(-time.Second), 3},
+		{time.Now().Add(time.Hour), 1},
+	} {
+		r := newResolverOf(t, standInExpiring(t, 30, tc.expires))
+		for range 3 {
+			got, err := r.Resolve(ctx, "ws1", "bedrock", "")
+			if err != nil || !got.ExpiresAt.Equal(tc.expires) {
+				t.Fatalf("resolve: %v, expiresAt %v", err, got.ExpiresAt)
+			}
+		}
+		if n := r.Requests(); n != tc.want {
+			t.Fatalf("expiring in %v: %d requests for three resolves, want %d", time.Until(tc.expires).Round(time.Second), n, tc.want)
+		}
 	}
 }
 

@@ -78,6 +78,10 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f.String(&cfg.MetricsAddr, "metrics-addr", "KEYBROKER_METRICS_ADDR", "127.0.0.1:9464", "listener of /metrics (Prometheus), apart from the API; empty: off")
 	f.fs.StringToStringVar(&cfg.ProviderBaseURLs, "provider-base-url", nil,
 		"replace a provider's API base URL for key checks and the credential proxy, id=url, repeatable: a stand-in or an egress proxy (KEYBROKER_PROVIDER_<ID>_BASE_URL per provider)")
+	f.Strings(&cfg.ExposeLongLivedCredentials, "expose-long-lived-credentials", "KEYBROKER_EXPOSE_LONG_LIVED_CREDENTIALS",
+		"providers (ids, comma-separated) whose long-lived credential resolve hands out instead of a short-lived one minted from it; none by default (docs/credentials.md)")
+	f.Int(&cfg.MaxMintsInFlight, "max-mints-in-flight", "KEYBROKER_MAX_MINTS_IN_FLIGHT", 16,
+		"short-lived credentials minted at once on this replica (token services at KEYBROKER_PROVIDER_<ID>_<NAME>_URL); past it, resolve answers 503")
 	f.Duration(&cfg.ProviderCheckTimeout, "provider-check-timeout", "KEYBROKER_PROVIDER_CHECK_TIMEOUT", 10*time.Second, "deadline of one key check with its provider")
 	f.Duration(&cfg.HealthProbeEvery, "health-probe-interval", "KEYBROKER_HEALTH_PROBE_INTERVAL", 10*time.Minute, "re-test failing keys this often on one replica of those that read keys (modes all, resolver, proxy); 0 is off")
 	f.Int(&cfg.HealthProbeConcurrency, "health-probe-concurrency", "KEYBROKER_HEALTH_PROBE_CONCURRENCY", 4, "keys the prober tests at once")

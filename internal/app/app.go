@@ -136,8 +136,14 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	// The one base-URL option: --provider-base-url and
 	// KEYBROKER_PROVIDER_<ID>_BASE_URL, for key checks and the proxy alike.
 	baseURLs := providers.BaseURLsFromEnv(providers.DefaultRegistry(), os.Getenv, cfg.ProviderBaseURLs)
+	// The token services of derived credentials:
+	// KEYBROKER_PROVIDER_<ID>_<NAME>_URL.
+	if bcfg.MintEndpoints, err = providers.MintEndpointsFromEnv(providers.DefaultRegistry(), os.Environ()); err != nil {
+		return err
+	}
+	bcfg.ExposeLongLived, bcfg.MaxMintsInFlight = cfg.ExposeLongLivedCredentials, cfg.MaxMintsInFlight
 	var checker *providers.Checker
-	checker, err = providers.NewChecker(providers.CheckerConfig{BaseURLs: baseURLs, Timeout: cfg.ProviderCheckTimeout})
+	checker, err = providers.NewChecker(providers.CheckerConfig{BaseURLs: baseURLs, Timeout: cfg.ProviderCheckTimeout, MintEndpoints: bcfg.MintEndpoints})
 	if err != nil {
 		return err
 	}

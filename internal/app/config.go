@@ -10,6 +10,7 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/runtime/keyring"
+	"github.com/keybroker/keybroker/providers"
 )
 
 // Vault auth methods of Config.VaultAuth.
@@ -157,6 +158,15 @@ type Config struct {
 	// (a stand-in, an egress proxy); KEYBROKER_PROVIDER_<ID>_BASE_URL in
 	// the environment does the same per provider.
 	ProviderBaseURLs map[string]string
+	// ExposeLongLivedCredentials are the providers (ids) whose long-lived
+	// credential resolve hands out instead of a short-lived one minted
+	// from it (docs/credentials.md). Default: none.
+	ExposeLongLivedCredentials []string
+	// MaxMintsInFlight bounds the short-lived credentials minted at once
+	// on this replica (0: broker.DefaultMaxMintsInFlight); past it,
+	// resolve answers 503 credential_mint_busy. The token services'
+	// addresses come from KEYBROKER_PROVIDER_<ID>_<NAME>_URL.
+	MaxMintsInFlight int
 	// ProviderCheckTimeout bounds one key check with a provider.
 	ProviderCheckTimeout time.Duration
 	// HealthProbeEvery re-tests failing keys this often on one replica
@@ -279,6 +289,14 @@ func (c Config) Validate() error {
 		if err := CheckLoopback(c.PprofAddr); err != nil {
 			return fmt.Errorf("--pprof-addr %q: %w", c.PprofAddr, err)
 		}
+	}
+	for _, id := range c.ExposeLongLivedCredentials {
+		if _, ok := providers.DefaultRegistry().Lookup(id); !ok {
+			return fmt.Errorf("--expose-long-lived-credentials: no provider %q (see GET /v1/providers)", id)
+		}
+	}
+	if c.MaxMintsInFlight < 0 {
+		return errors.New("--max-mints-in-flight must not be negative")
 	}
 	if _, err := c.rowKeys(); err != nil {
 		return err

@@ -101,3 +101,19 @@ func mustAddr(t *testing.T, s string) net.Addr {
 	}
 	return a
 }
+
+func TestExposeLongLivedCredentialsNamesKnownProviders(t *testing.T) {
+	cfg := validConfig()
+	cfg.ExposeLongLivedCredentials = []string{"openai", "nosuch"}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `--expose-long-lived-credentials: no provider "nosuch"`) {
+		t.Fatalf("an unknown provider: %v", err)
+	}
+	cfg.ExposeLongLivedCredentials = []string{"openai"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxMintsInFlight = -1
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--max-mints-in-flight") {
+		t.Fatalf("a negative bound: %v", err)
+	}
+}

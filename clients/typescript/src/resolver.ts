@@ -221,6 +221,12 @@ export class Resolver {
           if (res.ttlSeconds !== undefined && res.ttlSeconds > 0) {
             maxAgeMs = Math.min(maxAgeMs, res.ttlSeconds * 1000); // never longer than the server keeps it
           }
+          if (res.expiresAt !== undefined) {
+            // A minted credential is refreshed before it expires: a minute
+            // early, or halfway for one that lives less than two minutes.
+            const left = res.expiresAt.getTime() - Date.now();
+            maxAgeMs = Math.max(0, Math.min(maxAgeMs, left - Math.min(60_000, left / 2)));
+          }
           this.#cache.delete(k); // re-inserted last: the Map's order is the age order
           this.#cache.set(k, { res, workspace, provider, at: performance.now(), maxAgeMs });
         }

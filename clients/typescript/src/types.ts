@@ -55,6 +55,14 @@ export interface ResolveAnswer {
   apiKey: string;
   /** The credential's kind (`api_key`: apiKey is the key). */
   kind?: string;
+  /**
+   * The fields to call the provider with, for kinds other than `api_key`
+   * (apiKey is then empty): a string, or an object of strings for a map
+   * field.
+   */
+  credential?: Record<string, unknown>;
+  /** When a short-lived credential minted from the key stops working (RFC 3339). */
+  expiresAt?: string;
   source: string;
   isBYOK: boolean;
   version: number;
@@ -75,8 +83,13 @@ const REDACTED = "<redacted>";
  * `<redacted>`, so it does not end up in a log by accident.
  */
 export class Resolution {
-  /** The credential's kind: `api_key` (the key is `apiKey`). */
+  /** The credential's kind: `api_key` (the key is `apiKey`), or another kind (its fields are `credential`). */
   readonly kind: string;
+  /**
+   * When the credential stops working: a short-lived credential minted
+   * from the key (refresh before it); undefined for a long-lived one.
+   */
+  readonly expiresAt: Date | undefined;
   /** Where the key came from, e.g. `workspace`, `organization`, `hosted`. */
   readonly source: string;
   /** True when the key is the customer's own (the platform does not bill the call). */
@@ -96,10 +109,13 @@ export class Resolution {
   /** How long keybroker caches the key (the local cache keeps it no longer). */
   readonly ttlSeconds: number | undefined;
   readonly #apiKey: string;
+  readonly #credential: Readonly<Record<string, CredentialValue>> | undefined;
 
   /** @internal */
   constructor(a: ResolveAnswer) {
     this.#apiKey = a.apiKey;
+    this.#credential = a.credential === undefined ? undefined : credentialOf(a.credential);
+    this.expiresAt = a.expiresAt === undefined ? undefined : new Date(a.expiresAt);
     this.kind = a.kind ?? "api_key";
     this.source = a.source;
     this.isBYOK = a.isBYOK;
@@ -117,11 +133,21 @@ export class Resolution {
     return this.#apiKey;
   }
 
-  /** The answer with the key redacted. */
+  /**
+   * The credential's fields, for kinds other than `api_key`: a string, or
+   * an object of strings for a map field. Keep it out of logs.
+   */
+  get credential(): Readonly<Record<string, CredentialValue>> | undefined {
+    return this.#credential;
+  }
+
+  /** The answer with the key and the credential's fields redacted. */
   toJSON(): Record<string, unknown> {
     return {
       apiKey: REDACTED,
       kind: this.kind,
+      credential: this.#credential === undefined ? undefined : Object.fromEntries(Object.keys(this.#credential).map((n) => [n, REDACTED])),
+      expiresAt: this.expiresAt?.toISOString(),
       source: this.source,
       isBYOK: this.isBYOK,
       version: this.version,
@@ -143,11 +169,31 @@ export class Resolution {
   }
 }
 
+/** A field of a credential: a string, or an object of strings (a map field). */
+export type CredentialValue = string | Readonly<Record<string, string>>;
+
+/** credentialOf keeps the fields of a resolve answer's credential that are a string or an object of strings. */
+function credentialOf(c: Record<string, unknown>): Readonly<Record<string, CredentialValue>> {
+  const out: Record<string, CredentialValue> = {};
+  for (const [name, v] of Object.entries(c)) {
+    if (typeof v === "string") {
+      out[name] = v;
+    } else if (typeof v === "object" && v !== null && Object.values(v).every((e) => typeof e === "string")) {
+      out[name] = Object.freeze({ ...(v as Record<string, string>) });
+    }
+  }
+  return Object.freeze(out);
+}
+
 /** parseResolveAnswer checks that a resolve answer has the fields a Resolution needs. */
 export function parseResolveAnswer(v: unknown): Resolution | undefined {
   if (typeof v !== "object" || v === null) return undefined;
   const a = v as Partial<ResolveAnswer>;
-  if (typeof a.apiKey !== "string" || a.apiKey === "" || typeof a.keyId !== "string" || typeof a.resolutionId !== "string") {
+  const hasCredential = typeof a.credential === "object" && a.credential !== null && !Array.isArray(a.credential);
+  if (typeof a.apiKey !== "string" || (a.apiKey === "" && !hasCredential) || typeof a.keyId !== "string" || typeof a.resolutionId !== "string") {
+    return undefined;
+  }
+  if (a.expiresAt !== undefined && (typeof a.expiresAt !== "string" || Number.isNaN(Date.parse(a.expiresAt)))) {
     return undefined;
   }
   return new Resolution({
@@ -159,6 +205,8 @@ export function parseResolveAnswer(v: unknown): Resolution | undefined {
     keyId: a.keyId,
     resolutionId: a.resolutionId,
     ...(typeof a.kind === "string" ? { kind: a.kind } : {}),
+    ...(hasCredential ? { credential: a.credential as Record<string, unknown> } : {}),
+    ...(typeof a.expiresAt === "string" ? { expiresAt: a.expiresAt } : {}),
     ...(typeof a.fingerprint === "string" ? { fingerprint: a.fingerprint } : {}),
     ...(typeof a.fallbackReason === "string" ? { fallbackReason: a.fallbackReason } : {}),
     ...(typeof a.ttlSeconds === "number" ? { ttlSeconds: a.ttlSeconds } : {}),
