@@ -56,7 +56,7 @@ func (b BaseURLs) Validate() error {
 // EnvName is the environment variable that overrides the base URL of
 // provider id: KEYBROKER_PROVIDER_<ID>_BASE_URL.
 func EnvName(id string) string {
-	return "KEYBROKER_PROVIDER_" + strings.ToUpper(id) + "_BASE_URL"
+	return "KEYBROKER_PROVIDER_" + envID(id) + "_BASE_URL"
 }
 
 // BaseURLsFromEnv merges the overrides of the environment (getenv, for
@@ -79,7 +79,7 @@ func BaseURLsFromEnv(reg *Registry, getenv func(string) string, flags map[string
 // KEYBROKER_PROVIDER_<ID>_<NAME>_URL (KEYBROKER_PROVIDER_BEDROCK_STS_URL
 // → "sts" of bedrock).
 func MintEndpointEnvName(id, name string) string {
-	return "KEYBROKER_PROVIDER_" + strings.ToUpper(id) + "_" + strings.ToUpper(name) + "_URL"
+	return "KEYBROKER_PROVIDER_" + envID(id) + "_" + strings.ToUpper(name) + "_URL"
 }
 
 // MintEndpointsFromEnv reads the token services' addresses from environ
@@ -99,7 +99,7 @@ func MintEndpointsFromEnv(reg *Registry, environ []string) (map[string]map[strin
 		rest := strings.TrimSuffix(strings.TrimPrefix(name, "KEYBROKER_PROVIDER_"), "_URL")
 		var id, service string
 		for _, p := range reg.All() {
-			up := strings.ToUpper(p.ID) + "_"
+			up := envID(p.ID) + "_"
 			if strings.HasPrefix(rest, up) && len(rest) > len(up) && len(p.ID) > len(id) {
 				id, service = p.ID, strings.ToLower(strings.TrimPrefix(rest, up))
 			}
@@ -118,3 +118,8 @@ func MintEndpointsFromEnv(reg *Registry, environ []string) (map[string]map[strin
 	}
 	return out, nil
 }
+
+// envID is provider id as a part of an environment variable's name:
+// upper case, '-' as '_' (a shell takes no '-' in a name: azure-openai is
+// KEYBROKER_PROVIDER_AZURE_OPENAI_...).
+func envID(id string) string { return strings.ToUpper(strings.ReplaceAll(id, "-", "_")) }

@@ -96,3 +96,15 @@ func TestFormatHintsMatchTheRules(t *testing.T) {
 		}
 	}
 }
+
+// A provider id with a '-' names its variables with '_', which a shell can
+// set.
+func TestEnvironmentNamesOfAProviderWithADash(t *testing.T) {
+	if got := EnvName("azure-openai"); got != "KEYBROKER_PROVIDER_AZURE_OPENAI_BASE_URL" {
+		t.Fatalf("EnvName: %s", got)
+	}
+	got, err := MintEndpointsFromEnv(DefaultRegistry(), []string{"KEYBROKER_PROVIDER_AZURE_OPENAI_ENTRA_URL=http://127.0.0.1:9/entra"})
+	if err != nil || got["azure-openai"]["entra"] != "http://127.0.0.1:9/entra" {
+		t.Fatalf("MintEndpointsFromEnv: %v %v", got, err)
+	}
+}
