@@ -26,6 +26,7 @@ import (
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/fixtures/vaulttest"
+	"github.com/keybroker/keybroker/providers"
 	"github.com/keybroker/keybroker/terraform"
 )
 
@@ -145,7 +146,7 @@ data "keybroker_providers" "all" {}
 					resource.TestCheckResourceAttr(res, "version", "1"),
 					resource.TestCheckResourceAttr(res, "masked_key", k1[:6]+"..."+k1[len(k1)-4:]),
 					resource.TestCheckResourceAttr("data.keybroker_workspace_keys.ws1", "keys.0.provider_id", "openai"),
-					resource.TestCheckResourceAttr("data.keybroker_providers.all", "providers.#", "11"),
+					resource.TestCheckResourceAttr("data.keybroker_providers.all", "providers.#", fmt.Sprint(len(providers.DefaultRegistry().All()))),
 					resolvesTo(s, k1, "byok"),
 				),
 			},
