@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,7 +96,10 @@ func newKeysCommand() *cobra.Command {
 --organization ORG, or --hosted for the platform's own keys, operators only)
 and, but for list, a --provider. A pool (one scope's keys for one provider)
 holds up to 10 keys, named by --key (default "default", the key the v1 routes
-manage). Keys are read from stdin or a prompt, never from a flag.`,
+manage). An API key is read from stdin or a prompt, never from a flag; a
+credential of another kind takes its non-secret fields as --field NAME=VALUE
+and each secret field from --secret-file NAME=PATH, --secret-stdin NAME or a
+prompt, never from a flag value.`,
 	}
 	var api apiFlags
 	api.bind(cmd)
@@ -217,13 +221,14 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 		c.Flags().StringSliceVar(&member.models, "models", nil, "the only models the key serves (comma-separated; none: every model)")
 	}
 	var verify bool
+	var creds credFlags
 	add := command("add", "Add a key to a pool, read from stdin or a prompt; --key names it (else an id is generated)", true, func(cmd *cobra.Command, c *client.Client) error {
 		sc, _ := target.scope()
-		key, err := readKey(cmd.InOrStdin(), cmd.ErrOrStderr(), target.provider)
+		key, cred, err := creds.read(cmd, c, target.provider)
 		if err != nil {
 			return err
 		}
-		req := client.AddKeyRequest{APIKey: key, Name: member.name, State: member.state, Models: member.models}
+		req := client.AddKeyRequest{APIKey: key, Credential: cred, Name: member.name, State: member.state, Models: member.models}
 		if cmd.Flags().Changed("key") {
 			req.KeyID = target.keyID
 		}
@@ -238,22 +243,28 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "added %s: %s, version %d, priority %d\n", target.name(m.KeyID), m.MaskedKey, m.Version, m.Priority)
+		fmt.Fprintf(cmd.ErrOrStderr(), "added %s: %s, version %d, priority %d\n", target.name(m.KeyID), shown(m, cred), m.Version, m.Priority)
 		return printMeta(cmd.OutOrStdout(), m)
 	})
 	memberFlags(add)
+	creds.bind(add)
 	checkFlags(add, &verify)
 	var ifVersion int
 	rotate := command("rotate", "Rotate a key (or create it with the default settings), read from stdin or a prompt (never a flag)", true,
 		func(cmd *cobra.Command, c *client.Client) error {
 			ref, _ := target.ref()
-			key, err := readKey(cmd.InOrStdin(), cmd.ErrOrStderr(), target.provider)
+			key, cred, err := creds.read(cmd, c, target.provider)
 			if err != nil {
 				return err
 			}
 			put := c.PutKey
 			if verify {
 				put = c.PutCheckedKey
+			}
+			if cred != nil {
+				put = func(ctx context.Context, ref client.KeyRef, _ string, ifVersion int) (client.KeyMetadata, bool, error) {
+					return c.PutCredential(ctx, ref, cred, ifVersion, verify)
+				}
 			}
 			m, created, err := put(cmd.Context(), ref, key, ifVersion)
 			if err != nil {
@@ -263,12 +274,13 @@ manage). Keys are read from stdin or a prompt, never from a flag.`,
 			if created {
 				verb = "created"
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "%s %s: %s, version %d\n", verb, target.name(ref.KeyID), m.MaskedKey, m.Version)
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s %s: %s, version %d\n", verb, target.name(ref.KeyID), shown(m, cred), m.Version)
 			return printMeta(cmd.OutOrStdout(), m)
 		})
 	rotate.Aliases = []string{"set"}
 	rotate.Flags().IntVar(&ifVersion, "if-version", 0, "write only if this version is current (check-and-set)")
 	checkFlags(rotate, &verify)
+	creds.bind(rotate)
 	check := command("check", "Ask the key's provider whether it accepts the key (never shows the key)", true, func(cmd *cobra.Command, c *client.Client) error {
 		ref, _ := target.ref()
 		r, err := c.CheckKey(cmd.Context(), ref)
