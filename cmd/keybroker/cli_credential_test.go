@@ -69,7 +69,7 @@ func TestCLIWritesCredentialsOfEveryKindWithSecretsNeverAsFlags(t *testing.T) {
 
 	// Bedrock: non-secret fields as flags (a map field both ways), the
 	// access key id from a file, the secret access key from stdin.
-	accessKeyID := "AKIA" + strings.ToUpper(testenv.RandomID(t)+testenv.RandomID(t))[:16]
+	accessKeyID := "AKIA" + strings.ToUpper(testenv.RandomID(t) + testenv.RandomID(t))[:16]
 	secretKey := (testenv.RandomID(t) + testenv.RandomID(t) + testenv.RandomID(t) + testenv.RandomID(t))[:40]
 	idFile := writeSecretFile(t, "access-key-id", accessKeyID)
 	bedrock := []string{"--workspace", ws, "--provider", "bedrock", "--key", "prod"}
