@@ -30,7 +30,7 @@ func (f *credFlags) bind(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringArrayVar(&f.fields, "field", nil, "a non-secret field of the provider's credential, NAME=VALUE (repeatable); a map field as NAME=KEY=VALUE (repeated) or NAME='{\"KEY\":\"VALUE\"}'. Secret fields are refused here")
 	fl.StringArrayVar(&f.secretFiles, "secret-file", nil, "a secret field read from a file, NAME=PATH (repeatable)")
-	fl.StringVar(&f.secretStdin, "secret-stdin", "", "the secret field read from the first line of stdin (or all of it, for a JSON field)")
+	fl.StringVar(&f.secretStdin, "secret-stdin", "", "one secret field read from stdin: its first line, or all of it when it is a JSON object (a service-account file)")
 }
 
 // given is whether any credential flag was given.

@@ -222,7 +222,7 @@ prompt, never from a flag value.`,
 	}
 	var verify bool
 	var creds credFlags
-	add := command("add", "Add a key to a pool, read from stdin or a prompt; --key names it (else an id is generated)", true, func(cmd *cobra.Command, c *client.Client) error {
+	add := command("add", "Add a key to a pool (secrets from stdin, a file or a prompt, never a flag value); --key names it (else an id is generated)", true, func(cmd *cobra.Command, c *client.Client) error {
 		sc, _ := target.scope()
 		key, cred, err := creds.read(cmd, c, target.provider)
 		if err != nil {
@@ -250,7 +250,7 @@ prompt, never from a flag value.`,
 	creds.bind(add)
 	checkFlags(add, &verify)
 	var ifVersion int
-	rotate := command("rotate", "Rotate a key (or create it with the default settings), read from stdin or a prompt (never a flag)", true,
+	rotate := command("rotate", "Rotate a key (or create it with the default settings); secrets from stdin, a file or a prompt, never a flag value", true,
 		func(cmd *cobra.Command, c *client.Client) error {
 			ref, _ := target.ref()
 			key, cred, err := creds.read(cmd, c, target.provider)
