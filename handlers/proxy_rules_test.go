@@ -290,9 +290,10 @@ func TestAProxyTokensModelsBoundEveryModelACallNames(t *testing.T) {
 	}
 }
 
-// The cloud providers (derived credentials, addresses in the credential)
-// are not forwarded yet: a proxy token for them gets 501 with a clear
-// code, before any key is read, and nothing reaches a provider.
+// Azure OpenAI and Vertex AI (a minted token, an address in the
+// credential) are not forwarded yet: a proxy token for them gets 501 with
+// a clear code, before any key is read, and nothing reaches a provider.
+// (Amazon Bedrock is: proxy_bedrock_test.go.)
 func TestTheProxyRefusesTheCloudProvidersClearly(t *testing.T) {
 	provider := newProvidersStandIn(t)
 	a := newProxyAPI(t, provider.baseURLs())
