@@ -13,7 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
+	brtypes "github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
@@ -202,4 +208,77 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// The unmodified aws-sdk-go-v2 bedrockruntime client, its endpoint set to
+// the proxy and its own (dummy) credentials, calls Converse and
+// ConverseStream through it: the proxy token goes in x-api-key (the SDK's
+// Authorization carries its own signature, which the proxy drops), and the
+// stand-in verifies the proxy's signature with the minted session.
+func TestTheAWSSDKCallsBedrockThroughTheProxy(t *testing.T) {
+	const region = "eu-west-1"
+	stub := awsstub.New(t, region)
+	keyID, secret := remember("AKIAPROXYSDKTEST0003"), remember("proxySdkSecret/0123456789abcdefABCDEF+xy")
+	stub.AddKey(keyID, secret)
+	a := newProxyAPIGround(t, kbtest.Options{Broker: func(c *broker.Config) {
+		c.MintHTTP, c.MintEndpoints = stub.Client(), map[string]map[string]string{"bedrock": {"sts": stub.URL}}
+	}}, map[string]string{"bedrock": stub.URL})
+	body := map[string]any{"credential": map[string]any{"region": region, "accessKeyId": keyID, "secretAccessKey": secret}}
+	if r := a.call("admin", "PUT", "/v1/workspaces/ws1/providers/bedrock/keys/main", body); r.status != http.StatusCreated {
+		t.Fatalf("PUT the Bedrock key: %d %s", r.status, r.body)
+	}
+	tok := a.mintProxyToken("resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"bedrock"}})
+	sdk := bedrockruntime.New(bedrockruntime.Options{
+		Region:       region,
+		BaseEndpoint: aws.String(a.srv.URL + "/proxy/bedrock"),
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIADUMMYSDKCALLER00", "dummy/dummy/dummy/dummy/dummy/dummy/dumm", ""),
+		APIOptions:   []func(*middleware.Stack) error{smithyhttp.SetHeaderValue("X-Api-Key", tok.Token)},
+		Retryer:      aws.NopRetryer{},
+	})
+	ctx := t.Context()
+	msgs := []brtypes.Message{{Role: brtypes.ConversationRoleUser, Content: []brtypes.ContentBlock{&brtypes.ContentBlockMemberText{Value: "hello"}}}}
+	out, err := sdk.Converse(ctx, &bedrockruntime.ConverseInput{ModelId: aws.String("anthropic.claude-3-haiku-20240307-v1:0"), Messages: msgs})
+	if err != nil {
+		t.Fatalf("Converse: %v", err)
+	}
+	msg, ok := out.Output.(*brtypes.ConverseOutputMemberMessage)
+	if !ok || len(msg.Value.Content) != 1 {
+		t.Fatalf("Converse answered %#v", out.Output)
+	}
+	if text, ok := msg.Value.Content[0].(*brtypes.ContentBlockMemberText); !ok || text.Value != "stand-in reply to: hello" {
+		t.Fatalf("Converse answered %#v", msg.Value.Content[0])
+	}
+
+	stream, err := sdk.ConverseStream(ctx, &bedrockruntime.ConverseStreamInput{ModelId: aws.String("amazon.nova-micro-v1:0"), Messages: msgs})
+	if err != nil {
+		t.Fatalf("ConverseStream: %v", err)
+	}
+	es := stream.GetStream()
+	var text strings.Builder
+	var stopped bool
+	for ev := range es.Events() {
+		switch v := ev.(type) {
+		case *brtypes.ConverseStreamOutputMemberContentBlockDelta:
+			if d, ok := v.Value.Delta.(*brtypes.ContentBlockDeltaMemberText); ok {
+				text.WriteString(d.Value)
+			}
+		case *brtypes.ConverseStreamOutputMemberMessageStop:
+			stopped = true
+		}
+	}
+	if err := es.Close(); err != nil || es.Err() != nil {
+		t.Fatalf("the stream: %v %v", err, es.Err())
+	}
+	if text.String() != "stand-in reply to: hello" || !stopped {
+		t.Fatalf("streamed %q (stopped %v)", text.String(), stopped)
+	}
+	calls := stub.Calls()
+	if len(calls) != 2 || calls[0].Operation != "Converse" || calls[1].Operation != "ConverseStream" {
+		t.Fatalf("the stand-in answered %+v", calls)
+	}
+	for _, c := range calls {
+		if !c.Session || !stub.IsSession(c.AccessKeyID) {
+			t.Fatalf("a call was not signed with a minted session: %+v", c)
+		}
+	}
 }
