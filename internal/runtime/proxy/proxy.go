@@ -3,8 +3,12 @@
 // endpoints (rules.go: method and exact path; an operator may add others)
 // is forwarded to the provider's API with the workspace's resolved
 // credential added the way that provider expects (its providers.Provider's
-// Authorize), only the request headers of an
-// allow-list, and the answer streamed back as it arrives. Calls in flight
+// Authorize, called last: Amazon Bedrock's SigV4 signs the host and the
+// headers), only the request headers of an allow-list, and the answer
+// streamed back as it arrives. Where a call goes is worked out per
+// attempt from the credential that serves it (a Bedrock key's region),
+// and a deriving provider's credential is the one the broker minted,
+// never the long-lived key. Calls in flight
 // and the bodies kept for retries are bounded (bounds.go); a proxy token
 // with a model list may call only calls whose every model is on it (read
 // by providers.ReadModels, as the provider reads them). When the provider refuses the key (401, 403, 402, 429) before
