@@ -107,6 +107,10 @@ type ResolveRequest struct {
 	// Caller names who asks (the resolver token's id): the resolution id
 	// is bound to it, so that only this caller may report on it.
 	Caller string
+	// Derived asks for the credential minted from the key, even for a
+	// provider whose long-lived credential the operator exposes
+	// (ExposeLongLived): the credential proxy's, which signs with it.
+	Derived bool
 }
 
 // Resolve returns the key to use for a call: from the workspace's pool;
@@ -167,7 +171,7 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 		return Resolution{}, b.noKeyError(req, d)
 	}
 	r := b.answer(req.Workspace, e, m, d.Reason, req.Caller)
-	if p.Derive != nil && !b.mints.exposed[p.ID] {
+	if p.Derive != nil && (req.Derived || !b.mints.exposed[p.ID]) {
 		// The key stays here: the caller gets a credential minted from it.
 		derived, err := b.derive(ctx, p, m, e)
 		if err != nil {

@@ -290,16 +290,16 @@ func TestAProxyTokensModelsBoundEveryModelACallNames(t *testing.T) {
 	}
 }
 
-// The cloud providers (derived credentials, addresses in the credential)
-// are not forwarded yet: a proxy token for them gets 501 with a clear
-// code, before any key is read, and nothing reaches a provider.
+// Azure OpenAI and Vertex AI (a minted token, an address in the
+// credential) are not forwarded yet: a proxy token for them gets 501 with
+// a clear code, before any key is read, and nothing reaches a provider.
+// (Amazon Bedrock is: proxy_bedrock_test.go.)
 func TestTheProxyRefusesTheCloudProvidersClearly(t *testing.T) {
 	provider := newProvidersStandIn(t)
 	a := newProxyAPI(t, provider.baseURLs())
-	tok := a.mintProxyToken("resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"bedrock", "vertex", "azure-openai"}})
+	tok := a.mintProxyToken("resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"vertex", "azure-openai"}})
 	bearer := []string{"Authorization", "Bearer " + tok.Token}
 	for _, path := range []string{
-		"/proxy/bedrock/model/anthropic.claude-3-haiku/converse",
 		"/proxy/vertex/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent",
 		"/proxy/azure-openai/openai/deployments/gpt4o/chat/completions",
 	} {

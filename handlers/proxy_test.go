@@ -20,6 +20,7 @@ import (
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/runtime/proxy"
 	"github.com/keybroker/keybroker/internal/runtime/proxytoken"
 )
@@ -29,7 +30,14 @@ import (
 // tune may change the proxy's settings.
 func newProxyAPI(t *testing.T, baseURLs map[string]string, tune ...func(*proxy.Config)) *api {
 	t.Helper()
-	return newAPIOpts(t, handlers.ModeAll, nil, func(o *handlers.Options, g *keyGround) {
+	return newProxyAPIGround(t, kbtest.Options{}, baseURLs, tune...)
+}
+
+// newProxyAPIGround is newProxyAPI with the harness's options (the
+// broker's token-service addresses: gopts.Broker).
+func newProxyAPIGround(t *testing.T, gopts kbtest.Options, baseURLs map[string]string, tune ...func(*proxy.Config)) *api {
+	t.Helper()
+	return newAPIGround(t, handlers.ModeAll, gopts, func(o *handlers.Options, g *keyGround) {
 		signer, err := proxytoken.NewSigner([]byte("handlers-test-pepper"), nil)
 		if err != nil {
 			t.Fatal(err)

@@ -3,8 +3,12 @@
 // endpoints (rules.go: method and exact path; an operator may add others)
 // is forwarded to the provider's API with the workspace's resolved
 // credential added the way that provider expects (its providers.Provider's
-// Authorize), only the request headers of an
-// allow-list, and the answer streamed back as it arrives. Calls in flight
+// Authorize, called last: Amazon Bedrock's SigV4 signs the host and the
+// headers), only the request headers of an allow-list, and the answer
+// streamed back as it arrives. Where a call goes is worked out per
+// attempt from the credential that serves it (a Bedrock key's region),
+// and a deriving provider's credential is the one the broker minted,
+// never the long-lived key. Calls in flight
 // and the bodies kept for retries are bounded (bounds.go); a proxy token
 // with a model list may call only calls whose every model is on it (read
 // by providers.ReadModels, as the provider reads them). When the provider refuses the key (401, 403, 402, 429) before
@@ -243,11 +247,6 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		fail(Failure{Status: http.StatusForbidden, Code: "header_not_allowed", Message: why})
 		return
 	}
-	base, err := url.Parse(p.baseURL(prov))
-	if err != nil || base.Scheme == "" || base.Host == "" {
-		fail(Failure{Status: http.StatusInternalServerError, Code: "internal_error", Message: "the provider's base URL is invalid"})
-		return
-	}
 	if r.ContentLength > p.cfg.MaxRequestBytes {
 		fail(Failure{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: fmt.Sprintf("request body is larger than %d bytes", p.cfg.MaxRequestBytes)})
 		return
@@ -313,7 +312,10 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		p.metrics.record(rec)
 		p.cfg.Recorder.Add(rec)
 	}()
-	res, err := p.cfg.Keys.Resolve(ctx, broker.ResolveRequest{Workspace: call.Workspace, Provider: call.Provider, Model: model, Caller: call.Caller})
+	// Derived: the proxy signs with the credential minted from the key
+	// (an STS session), never with the long-lived one, even where the
+	// operator lets resolve hand that out.
+	res, err := p.cfg.Keys.Resolve(ctx, broker.ResolveRequest{Workspace: call.Workspace, Provider: call.Provider, Model: model, Caller: call.Caller, Derived: true})
 	if err != nil {
 		f := resolveFailure(err)
 		rec.Status = f.Status
@@ -326,7 +328,15 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		if kept != nil {
 			reqBody = bytes.NewReader(kept)
 		}
-		out, err := p.outbound(ctx, r, header, base, call.Path, prov, res.Credential, reqBody)
+		// Where the call goes depends on the key that serves it (a
+		// Bedrock key's region), so it is worked out per attempt.
+		base, err := url.Parse(p.cfg.BaseURLs.ProxyURL(prov, res.Credential))
+		if err != nil || base.Scheme == "" || base.Host == "" {
+			rec.Status = http.StatusInternalServerError
+			fail(Failure{Status: http.StatusInternalServerError, Code: "internal_error", Message: "the provider's base URL is invalid"})
+			return
+		}
+		out, err := p.outbound(ctx, r, header, base, targetPath(prov, call.Path, segs, rule, pathModel, res.Credential), prov, res.Credential, reqBody)
 		if err != nil {
 			rec.Status = http.StatusBadGateway
 			fail(Failure{Status: http.StatusBadGateway, Code: "upstream_error", Message: "could not build the request to the provider"})
@@ -367,7 +377,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 				p.cfg.Logger.WarnContext(ctx, "proxy: could not report the provider's refusal", "provider", call.Provider, "key_id", res.KeyID, "error", rerr)
 			}
 			if attempt == 0 && kept != nil {
-				next, nerr := p.cfg.Keys.Resolve(ctx, broker.ResolveRequest{Workspace: call.Workspace, Provider: call.Provider, Model: model, Caller: call.Caller})
+				next, nerr := p.cfg.Keys.Resolve(ctx, broker.ResolveRequest{Workspace: call.Workspace, Provider: call.Provider, Model: model, Caller: call.Caller, Derived: true})
 				if nerr == nil && (next.KeyID != res.KeyID || next.ScopeKind != res.ScopeKind) {
 					_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 					resp.Body.Close()
@@ -495,14 +505,45 @@ func (b *callerBody) failed() error {
 	return b.err
 }
 
-func (p *Proxy) baseURL(prov *providers.Provider) string { return p.cfg.BaseURLs.Of(prov) }
-
-// speaks reports whether the proxy can forward calls to prov: providers
-// whose credential is derived (an STS session, a minted token) or whose
-// address is in the credential (a region, an endpoint) are not forwarded
-// yet (docs/proxy.md); they answer 501 before anything else happens.
+// speaks reports whether the proxy can forward calls to prov: Amazon
+// Bedrock (re-signed with SigV4 by the minted session), and the providers
+// whose credential is neither derived (a minted token) nor holds their
+// address (an endpoint, a location). Azure OpenAI and Vertex AI are not
+// forwarded yet (docs/proxy.md); they answer 501 before anything else
+// happens.
 func speaks(prov *providers.Provider) bool {
-	return prov.Derive == nil && prov.Proxy.BaseURLFor == nil
+	return prov.Credential.Kind == providers.KindAWSBedrock || prov.Derive == nil && prov.Proxy.BaseURLFor == nil
+}
+
+// targetPath is the escaped path the call goes to: the caller's, except
+// that a Bedrock path's {model} (/model/{model}/...) becomes the model the
+// key's modelMap maps it to (an inference profile), when it has one.
+func targetPath(prov *providers.Provider, escaped string, segs []string, rule *rule, pathModel string, cred providers.Credential) string {
+	if prov.Credential.Kind != providers.KindAWSBedrock || !rule.pathModel || pathModel == "" || len(segs) < 2 || segs[0] != "model" {
+		return escaped
+	}
+	mapped := providers.BedrockModel(cred, pathModel)
+	if mapped == pathModel {
+		return escaped
+	}
+	out := slices.Clone(segs)
+	out[1] = awsEscape(mapped)
+	return "/" + strings.Join(out, "/")
+}
+
+// awsEscape escapes a path segment as AWS's SDKs do: every byte but
+// letters, digits and - . _ ~ (a model id's ':', an ARN's '/').
+func awsEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
 }
 
 // outbound builds the request to the provider: the caller's method, path,
@@ -527,12 +568,10 @@ func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Heade
 	}
 	out.ContentLength = r.ContentLength // a body that streams through keeps its length when it has one (-1: chunked)
 	out.Header = header.Clone()
+	out.Host = target.Host // signed by SigV4: the host the request goes to
 	dropHopHeaders(out.Header)
 	if prov.Authorize == nil {
 		return nil, errors.New("the provider's key header is not configured")
-	}
-	if err := prov.Authorize(out, cred); err != nil {
-		return nil, err
 	}
 	for k, v := range prov.Check.Headers { // e.g. anthropic-version, unless the caller chose one
 		if out.Header.Get(k) == "" {
@@ -541,6 +580,11 @@ func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Heade
 	}
 	if out.Header.Get("User-Agent") == "" {
 		out.Header.Set("User-Agent", "keybroker-proxy")
+	}
+	// Last: a signature (Bedrock's SigV4) covers the headers and the
+	// host, so nothing changes the request after it.
+	if err := prov.Authorize(out, cred); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -614,7 +658,8 @@ func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, res broker.Re
 	// A stream (server-sent events, or an answer of unknown length) is
 	// flushed chunk by chunk, its headers at once; an answer of known
 	// length goes out in as few writes as its size allows.
-	streaming := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	ct := resp.Header.Get("Content-Type")
+	streaming := resp.ContentLength < 0 || strings.HasPrefix(ct, "text/event-stream") || strings.HasPrefix(ct, "application/vnd.amazon.eventstream")
 	rc := http.NewResponseController(w)
 	w.WriteHeader(resp.StatusCode)
 	if streaming {
@@ -710,6 +755,12 @@ func resolveFailure(err error) Failure {
 			Message: "every key that could serve this call is cooling down after the provider's 429"}
 	case errors.As(err, &noKey):
 		return Failure{Status: http.StatusNotFound, Code: "no_key", Message: "no key may serve this call (" + noKey.Reason + ")"}
+	case errors.Is(err, broker.ErrMintFailed):
+		return Failure{Status: http.StatusBadGateway, Code: "credential_mint_failed",
+			Message: "the provider's token service did not mint a short-lived credential from the key (the cause is in keybroker's log)"}
+	case errors.Is(err, broker.ErrMintBusy):
+		return Failure{Status: http.StatusServiceUnavailable, Code: "credential_mint_busy", RetryAfter: time.Second,
+			Message: "this keybroker is minting as many short-lived credentials as it may at once; retry after the time given"}
 	case errors.Is(err, broker.ErrInvalidRequest), errors.Is(err, broker.ErrInvalidID):
 		return Failure{Status: http.StatusBadRequest, Code: "invalid_request", Message: "the workspace, provider or model is not valid"}
 	}
