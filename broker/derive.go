@@ -51,6 +51,9 @@ const (
 
 // refreshAt is when a credential minted at minted, expiring at expires,
 // is re-minted.
+// never is the refresh time of a credential that does not expire.
+var never = time.Unix(1<<62, 0)
+
 func refreshAt(minted, expires time.Time) time.Time {
 	life := expires.Sub(minted)
 	if life <= 0 {
@@ -185,13 +188,20 @@ func (b *Broker) derive(ctx context.Context, p *providers.Provider, m *member, e
 			b.metrics.minted(m.ref.Provider, "failed")
 			return nil, err
 		}
-		if d.ExpiresAt.IsZero() || !d.ExpiresAt.After(minted) {
-			b.metrics.minted(m.ref.Provider, "failed")
-			return nil, errors.New("the minted credential has no expiry in the future")
+		// A zero ExpiresAt: the Deriver hands the credential out as it
+		// is (an Azure API key, a Bedrock API key), kept until the key
+		// changes; any other expiry must lie ahead.
+		refresh := never
+		if !d.ExpiresAt.IsZero() {
+			if !d.ExpiresAt.After(minted) {
+				b.metrics.minted(m.ref.Provider, "failed")
+				return nil, errors.New("the minted credential has no expiry in the future")
+			}
+			refresh = refreshAt(minted, d.ExpiresAt)
 		}
 		b.mints.mu.Lock()
 		if b.mints.m[key] == slot { // no change of the key since the mint began
-			slot.version, slot.derived, slot.refreshAt, slot.held = e.version, d, refreshAt(minted, d.ExpiresAt), true
+			slot.version, slot.derived, slot.refreshAt, slot.held = e.version, d, refresh, true
 		}
 		b.mints.mu.Unlock()
 		b.metrics.minted(m.ref.Provider, "ok")

@@ -24,6 +24,7 @@ type minter struct {
 	started chan struct{} // one send per call, when the channel has room
 	gate    chan struct{} // closed: mints go through
 	fail    atomic.Bool
+	asIs    atomic.Bool // hand the credential out as it is, without an expiry
 	mu      sync.Mutex
 	lastID  string
 }
@@ -54,6 +55,9 @@ func (m *minter) derive(ctx context.Context, env providers.MintEnv, c providers.
 	m.mu.Lock()
 	m.lastID = c.Field("accessKeyId")
 	m.mu.Unlock()
+	if m.asIs.Load() {
+		return providers.Derived{Credential: c}, nil
+	}
 	return providers.Derived{
 		Credential: providers.New(c.Kind(), map[string]string{"accessKeyId": "ASIA" + c.Field("accessKeyId")[4:], "sessionToken": fmt.Sprintf("session-%d-%s", n, newKey(m.tb, "session"))}),
 		ExpiresAt:  m.clock.Now().Add(time.Hour),
@@ -286,6 +290,29 @@ func TestExposedProvidersHandOutTheLongLivedCredential(t *testing.T) {
 				t.Fatalf("exposed %v: handed out the key %v, %d mints, expiresAt %v", exposed, got, m.calls.Load(), r.ExpiresAt)
 			}
 		})
+	}
+}
+
+// A Deriver that mints nothing (an Azure or Bedrock API key: zero
+// ExpiresAt) has its credential handed out as it is, without expiresAt,
+// asked once until the key changes — not a failed mint.
+func TestADeriverThatMintsNothingHandsTheKeyOutAsItIs(t *testing.T) {
+	ctx := context.Background()
+	clock := newTestClock()
+	m := newMinter(t, clock)
+	m.asIs.Store(true)
+	e := newEnv(t, onDerivingCloud(clock, m, nil))
+	long := cloudCredential(t)
+	e.putCloud(t, "default", long)
+	for i := range 3 {
+		r, err := e.b.Resolve(ctx, broker.ResolveRequest{Workspace: e.workspc, Provider: "testcloud", Caller: "tok-1"})
+		if err != nil || !r.Credential.Equal(long) || !r.ExpiresAt.IsZero() {
+			t.Fatalf("resolve %d: %v, the key handed out %v, expiresAt %v", i, err, err == nil && r.Credential.Equal(long), r.ExpiresAt)
+		}
+		clock.Set(time.Duration(i+1) * 24 * time.Hour)
+	}
+	if n := m.calls.Load(); n != 1 {
+		t.Fatalf("%d calls of the Deriver for one key, want 1", n)
 	}
 }
 

@@ -13,6 +13,10 @@ import (
 // has the kind of the long-lived one and the fields the caller needs to
 // call the provider (never the long-lived secret); ExpiresAt is when the
 // provider stops taking it.
+//
+// A zero ExpiresAt says the Deriver minted nothing: the credential it
+// returns (an Azure or Bedrock API key) is handed out as it is, and kept
+// until the key changes.
 type Derived struct {
 	Credential Credential
 	ExpiresAt  time.Time
