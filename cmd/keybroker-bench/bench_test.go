@@ -126,7 +126,7 @@ func TestBenchmarkRunsEveryScenario(t *testing.T) {
 			t.Errorf("scenario %s: server CPU per request %v", s.ID, s.Median.ServerCPU)
 		}
 	}
-	if got := strings.Join(ids, ","); got != "0,1a,1b,2,3a,3b,10a,10b" {
+	if got := strings.Join(ids, ","); got != "0,1a,1b,2,3a,3b,10a,10b,10c" {
 		t.Errorf("scenarios %s", got)
 	}
 	if !strings.HasPrefix(rep.LoadGenerator, "wrk") {
@@ -141,8 +141,14 @@ func TestBenchmarkRunsEveryScenario(t *testing.T) {
 	if rep.VaultReadsPerS <= 0 {
 		t.Errorf("steady state counted %v Vault reads/s; the TTL is 1s, so the keys must have been re-read", rep.VaultReadsPerS)
 	}
-	if len(rep.Capacity) != 7 || len(rep.Capacity[0].Points) != 2 {
-		t.Errorf("capacity sweep %+v; want 7 scenarios at concurrency 1 and 2", rep.Capacity)
+	if len(rep.Capacity) != 8 || len(rep.Capacity[0].Points) != 2 {
+		t.Errorf("capacity sweep %+v; want 8 scenarios at concurrency 1 and 2", rep.Capacity)
+	}
+	if d := rep.Derived; d.DerivedHitNs <= 0 || d.APIKeyHitNs <= 0 || d.ColdHerdMints != 1 {
+		t.Errorf("derived credentials: %+v; want both hits measured and one STS call for the cold herd", d)
+	}
+	if n := rep.scenario("10c"); n == nil || rep.scenario("10b") == nil || n.Median.ServerCPU <= 0 {
+		t.Errorf("the Bedrock call through the proxy was not measured beside the plain one")
 	}
 	if levels := rep.proxyOverhead(); len(levels) != 2 || levels[0].Direct <= 0 || levels[0].Proxied <= 0 || levels[0].AddedP50 <= 0 {
 		t.Errorf("the proxy's overhead by load: %+v; want 2 levels, each call slower through the proxy", levels)
@@ -158,7 +164,7 @@ func TestBenchmarkRunsEveryScenario(t *testing.T) {
 	}
 	var table strings.Builder
 	rep.print(&table)
-	for _, want := range []string{"HTTP floor", "platform-style behind an HTTP hop", "capacity: best throughput", "cold herd", "Go library hit", "the floor answers as many", "credential proxy overhead"} {
+	for _, want := range []string{"HTTP floor", "platform-style behind an HTTP hop", "capacity: best throughput", "cold herd", "Go library hit", "the floor answers as many", "credential proxy overhead", "SigV4 re-signing", "derived credentials"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("the printed table lacks %q", want)
 		}

@@ -48,6 +48,7 @@ type report struct {
 	MissAllocs       int64            `json:"inprocess_miss_allocs_per_op"`
 	Library          libraryCosts     `json:"library"`
 	ColdHerdReads    int64            `json:"cold_herd_vault_reads"`
+	Derived          derivedCosts     `json:"derived_credentials"`
 	VaultReadsPerS   float64          `json:"steady_vault_reads_per_s"`
 	KeysPerTTL       float64          `json:"keys_per_ttl_per_s"`
 	SteadyTTL        string           `json:"steady_ttl"`
@@ -94,6 +95,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	resolve, vaultKV := g.resolveTarget(g.url), g.vaultTarget()
 	platformHop, floor := g.resolveTarget(g.platformURL), g.resolveTarget(g.floorURL)
 	providerDirect, providerProxied := g.providerTargets()
+	bedrockProxied := g.bedrockTarget()
 	only := func(*rand.Rand) int { return 0 } // scenario 10 sends one call
 	scenarios := []scenario{
 		{"0", "HTTP floor: net/http answering a constant", same(uniform(n)), &floor, nil, nil, g.floorChild},
@@ -104,6 +106,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 		{"3b", "platform-style behind an HTTP hop", same(uniform(n)), &platformHop, nil, nil, g.platformChild},
 		{"10a", "provider stand-in, called directly with the key", same(only), &providerDirect, nil, nil, g.providerChild},
 		{"10b", "the same call through keybroker's credential proxy", same(only), &providerProxied, nil, nil, g.proxyChild},
+		{"10c", "a Bedrock Converse call through the proxy (SigV4 re-signed)", same(only), &bedrockProxied, nil, nil, g.proxyChild},
 	}
 	useWrk := o.load == "wrk" || (o.load == "auto" && wrkAvailable())
 	rep.AnswerBytes = g.answerBytes
@@ -250,6 +253,10 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	if rep.Library, err = g.libraryCosts(ctx); err != nil {
 		return nil, err
 	}
+	log.Info("run", "scenario", "11 derived credentials")
+	if rep.Derived, err = g.derivedCosts(ctx); err != nil {
+		return nil, err
+	}
 	log.Info("run", "scenario", "5 cold herd")
 	if rep.ColdHerdReads, err = g.coldHerd(ctx); err != nil {
 		return nil, err
@@ -394,6 +401,8 @@ func machine() string {
 	return fmt.Sprintf("%s/%s, %d CPUs, %s, host %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), host)
 }
 
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
 
 func (r *report) print(w io.Writer) {
@@ -420,6 +429,10 @@ func (r *report) print(w io.Writer) {
 	if d, p := r.scenario("10a"), r.scenario("10b"); d != nil && p != nil && d.Median.Throughput > 0 {
 		fmt.Fprintf(w, "credential proxy overhead (10b over 10a): p50 +%s, p99 +%s, throughput %.0f%% of the direct call\n",
 			ms(p.Median.P50-d.Median.P50), ms(p.Median.P99-d.Median.P99), 100*p.Median.Throughput/d.Median.Throughput)
+	}
+	if o, b := r.scenario("10b"), r.scenario("10c"); o != nil && b != nil && o.Median.ServerCPU > 0 {
+		fmt.Fprintf(w, "SigV4 re-signing: the proxy's CPU per Bedrock Converse call (10c) %.1f µs against a plain proxied call (10b) %.1f µs: %+.1f µs, %.2fx\n",
+			us(b.Median.ServerCPU), us(o.Median.ServerCPU), us(b.Median.ServerCPU-o.Median.ServerCPU), float64(b.Median.ServerCPU)/float64(o.Median.ServerCPU))
 	}
 	if len(r.Capacity) > 0 {
 		fmt.Fprintf(w, "\ncapacity: best throughput with p99 < %s (concurrency 1, 2, 4, ...)\n", ms(r.P99Goal))
@@ -463,6 +476,9 @@ func (r *report) print(w io.Writer) {
 		r.SteadyThroughput, r.SteadyTTL, r.VaultReadsPerS, r.KeysPerTTL, r.VaultReadsPerS/r.KeysPerTTL)
 	fmt.Fprintf(w, "7  memory with 100,000 cached keys: RSS +%.1f MB, live heap +%.1f MB\n", r.MemRSSMB, r.MemHeapMB)
 	fmt.Fprintf(w, "8  admin write (Vault write + PostgreSQL transaction): p50 %s, p99 %s\n", ms(r.WriteP50), ms(r.WriteP99))
+	d := r.Derived
+	fmt.Fprintf(w, "11 derived credentials (a Bedrock key pair; resolve hands out an STS session): hit %.0f ns/op, %d allocs/op against an api_key hit %.0f ns/op, %d allocs/op in the same run (%.2fx); cold herd: 1000 concurrent resolves of an unresolved Bedrock key -> %d STS call(s)\n",
+		d.DerivedHitNs, d.DerivedHitAllocs, d.APIKeyHitNs, d.APIKeyHitAllocs, d.ratio(), d.ColdHerdMints)
 	l := r.Library
 	fmt.Fprintf(w, "9  one caller getting a key: Go library hit %.1f ns/op, %d allocs/op; HTTP resolve (Go client, kept-alive connection) %.0f ns/op, %d allocs/op; direct Vault read %.0f ns/op, %d allocs/op\n",
 		l.ResolverHitNs, l.ResolverHitAllocs, l.HTTPResolveNs, l.HTTPResolveAllocs, l.VaultReadNs, l.VaultReadAllocs)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/internal/fixtures/awsstub"
 	"github.com/keybroker/keybroker/internal/fixtures/devenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/runtime/keyring"
@@ -78,7 +80,18 @@ type ground struct {
 	floorChild, platformChild           *child // the reference servers' processes
 	providerChild, proxyChild           *child // scenario 10: the provider stand-in, keybroker in proxy mode
 	proxyToken                          string
+	aws                                 *awsstub.Stub // scenarios 10c and 11: STS and Bedrock, verifying SigV4
 }
+
+// The Bedrock key of scenarios 10c and 11: an IAM user's key pair that the
+// AWS stand-in knows, in the first workspace. Resolve and the proxy hand
+// out or sign with STS sessions minted from it.
+const (
+	benchAWSRegion    = "eu-west-1"
+	benchAWSKeyID     = "AKIABENCHKEY00000001"
+	benchAWSSecret    = "benchSecretAccessKey/0123456789abcdefABC"
+	benchBedrockModel = "anthropic.claude-3-haiku-20240307-v1:0"
+)
 
 // startKeybroker runs `keybroker serve --mode resolver` as production runs
 // it (JSON log to stderr, metrics, invalidation listener), with the
@@ -192,6 +205,9 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 		return fail(err)
 	}
 	g := &ground{vaultAddr: vs.Addr, dbURL: pg.URL, keybrokerEnv: o.keybrokerEnv}
+	g.aws = awsstub.Start(benchAWSRegion)
+	cleanups = append(cleanups, g.aws.Close)
+	g.aws.AddKey(benchAWSKeyID, benchAWSSecret)
 	// The broker uses tokens carrying keybroker's policies (as its AppRole
 	// logins would); scenario 2 reads Vault with the reader's.
 	if g.readerToken, err = policyToken(ctx, vs.Client(), policies.Reader); err != nil {
@@ -227,7 +243,8 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 		return fail(err)
 	}
 	if g.b, err = broker.New(broker.Config{Reader: reader.KV("byok"), Writer: writer.KV("byok"), Store: g.st, Pools: g.st,
-		Pepper: []byte("bench-pepper-0123456789abcdef"), CacheTTL: o.ttl, Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		Pepper: []byte("bench-pepper-0123456789abcdef"), CacheTTL: o.ttl, Logger: slog.New(slog.DiscardHandler),
+		MintHTTP: g.aws.Client(), MintEndpoints: g.awsEndpoints()}); err != nil {
 		return fail(err)
 	}
 	if err := g.b.Load(ctx); err != nil {
@@ -330,6 +347,10 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	if err, ok := loadErr.Load().(error); ok {
 		return fail(fmt.Errorf("load keys: %w", err))
 	}
+	bedrockKey := providers.New(providers.KindAWSBedrock, map[string]string{"region": benchAWSRegion, "accessKeyId": benchAWSKeyID, "secretAccessKey": benchAWSSecret})
+	if _, err := g.b.PutKey(ctx, broker.PutKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey(g.keys[0][0], "bedrock", broker.DefaultKeyID), Credential: bedrockKey}); err != nil {
+		return fail(fmt.Errorf("put the Bedrock key: %w", err))
+	}
 	// The floor answers as many bytes as keybroker's resolve answer.
 	if g.answerBytes, err = g.resolveAnswerSize(ctx); err != nil {
 		return fail(err)
@@ -353,6 +374,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	cleanups = append(cleanups, g.providerChild.stop)
 	if g.proxyChild, err = g.startKeybroker(ctx, dir, bin, "keybroker-proxy", o.ttl, proxyPprof, o.accessLog, "KEYBROKER_MODE=proxy",
 		"KEYBROKER_PROVIDER_OPENAI_BASE_URL="+g.providerChild.url,
+		"KEYBROKER_PROVIDER_BEDROCK_BASE_URL="+g.aws.URL, "KEYBROKER_PROVIDER_BEDROCK_STS_URL="+g.aws.URL,
 		// The bench measures the forwarding, not the bounds that protect a
 		// replica from one tenant (one workspace and one token make every
 		// call here): they are lifted, as the rate limit is for resolves.
@@ -367,10 +389,15 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	return g, cleanup, nil
 }
 
+// awsEndpoints point the Bedrock provider's token service at the stand-in.
+func (g *ground) awsEndpoints() map[string]map[string]string {
+	return map[string]map[string]string{"bedrock": {"sts": g.aws.URL}}
+}
+
 // mintProxyToken mints a proxy token on the proxy keybroker for the first
-// workspace's OpenAI key.
+// workspace's OpenAI and Bedrock keys.
 func (g *ground) mintProxyToken(ctx context.Context) (string, error) {
-	body := `{"workspace":"` + g.keys[0][0] + `","providers":["openai"],"ttlSeconds":3600}`
+	body := `{"workspace":"` + g.keys[0][0] + `","providers":["openai","bedrock"],"ttlSeconds":3600}`
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.proxyChild.url+"/v1/proxy-tokens", strings.NewReader(body))
 	if err != nil {
 		return "", err
@@ -388,6 +415,14 @@ func (g *ground) mintProxyToken(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("mint a proxy token: %d %v", resp.StatusCode, err)
 	}
 	return tok.Token, nil
+}
+
+// bedrockTarget is scenario 10c: one Converse call through the proxy,
+// which signs it with SigV4 and an STS session for the AWS stand-in.
+func (g *ground) bedrockTarget() httpTarget {
+	return httpTarget{base: g.proxyChild.url, method: http.MethodPost, paths: []string{"/proxy/bedrock/model/" + url.PathEscape(benchBedrockModel) + "/converse"},
+		bodies:  []string{`{"messages":[{"role":"user","content":[{"text":"hi"}]}]}`},
+		headers: map[string]string{"Authorization": "Bearer " + g.proxyToken, "Content-Type": "application/json", "Host": strings.TrimPrefix(g.proxyChild.url, "http://")}}
 }
 
 // providerTargets are scenario 10: one completion call, straight to the
