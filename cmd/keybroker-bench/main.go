@@ -13,6 +13,12 @@
 //	6   Vault reads per second under scenario 1's load
 //	7   memory with 100,000 cached keys
 //	8   the cost of an admin write
+//	9   one caller getting a key: the Go library, HTTP, Vault
+//	10  a provider call straight to a stand-in (a), through keybroker's
+//	    credential proxy (b), and a Bedrock call through the proxy, which
+//	    re-signs it with SigV4 and an STS session (c)
+//	11  derived credentials: a resolve hit of a Bedrock key beside an
+//	    api_key hit, and a cold herd of a Bedrock key (STS calls)
 //
 // wrk drives the HTTP scenarios (Go's client with --load go). Scenarios 0–3
 // run interleaved for several rounds and the table quotes medians; a sweep
