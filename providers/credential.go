@@ -44,6 +44,21 @@ type Field struct {
 	// valid, when set instead of rule, checks a value that is no token (a
 	// URL, a JSON document, a map): label names the field in messages.
 	valid func(label, v string) error
+	// preview, when set, is the field's masked preview (a document whose
+	// first and last characters say nothing: a service-account file
+	// shows its account); default MaskKey.
+	preview func(v string) string
+}
+
+// Mask is the masked preview of the field's value v that the metadata
+// keeps and the answers show.
+func (f Field) Mask(v string) string {
+	if f.preview != nil {
+		if m := f.preview(v); m != "" {
+			return m
+		}
+	}
+	return MaskKey(v)
 }
 
 // Schema is a provider's credential kind and its fields.
@@ -201,7 +216,7 @@ func (s Schema) Preview(c Credential) string {
 // preview: a UI or a script echoing the mask back instead of a key.
 func (s Schema) EchoesMask(c Credential) bool {
 	for _, f := range s.Fields {
-		if v, ok := c.fields()[f.Name]; ok && f.Secret && MaskKey(v) == v {
+		if v, ok := c.fields()[f.Name]; ok && f.Secret && (MaskKey(v) == v || f.Mask(v) == v) {
 			return true
 		}
 	}

@@ -120,12 +120,12 @@ func (s Schema) PublicJSON(c Credential) string {
 	return string(b)
 }
 
-// Masks is the masked preview of each secret field c has (MaskKey).
+// Masks is the masked preview of each secret field c has (Field.Mask).
 func (s Schema) Masks(c Credential) map[string]string {
 	out := map[string]string{}
 	for _, f := range s.Fields {
 		if v, ok := c.fields()[f.Name]; ok && f.Secret {
-			out[f.Name] = MaskKey(v)
+			out[f.Name] = f.Mask(v)
 		}
 	}
 	return out

@@ -47,7 +47,7 @@ func init() {
 				Hint: `a Google Cloud region such as "us-central1", or "global"`, valid: checkGCPLocation},
 			{Name: FieldServiceAccountJSON, VaultField: "service_account_json", Secret: true, Required: true,
 				Hint:  `a service-account key file (JSON with "type": "service_account", client_email, an RSA private_key and token_uri)`,
-				valid: checkServiceAccount},
+				valid: checkServiceAccount, preview: previewServiceAccount},
 		}},
 		Authorize: vertexBearer,
 		Derive:    vertexDerive,
@@ -182,6 +182,21 @@ const maxServiceAccountJSON = 16 << 10
 // checkServiceAccount checks that v is a service-account key file, naming
 // what is wrong and never quoting it (a JSON syntax error is reported by
 // its offset only).
+// previewServiceAccount shows which account and key a service-account
+// file holds — its client_email and a preview of its private_key_id (an
+// identifier, as the Google Cloud console lists it) — where a preview of
+// the file's first and last characters would say nothing.
+func previewServiceAccount(v string) string {
+	var sa serviceAccount
+	if err := json.Unmarshal([]byte(v), &sa); err != nil || sa.ClientEmail == "" {
+		return ""
+	}
+	if sa.PrivateKeyID == "" {
+		return sa.ClientEmail
+	}
+	return sa.ClientEmail + " (key " + MaskKey(sa.PrivateKeyID) + ")"
+}
+
 func checkServiceAccount(label, v string) error {
 	if len(v) > maxServiceAccountJSON {
 		return refuse("%s is %d bytes long; a service-account key file is at most %d", label, len(v), maxServiceAccountJSON)

@@ -306,3 +306,30 @@ func TestVertexDerivedCredentialIsRedacted(t *testing.T) {
 		t.Fatalf("printed the token: %s", b.String())
 	}
 }
+
+// TestVertexPreviewNamesTheAccount: the masked preview of a
+// service-account file is its client_email and a preview of its key id —
+// which account and which key, where the file's first and last characters
+// would say nothing — and never a line of the private key.
+func TestVertexPreviewNamesTheAccount(t *testing.T) {
+	sa, _ := cloudstub.ServiceAccountFile(t, saEmail, saProject, googleTokenURI)
+	var f map[string]string
+	if err := json.Unmarshal([]byte(sa), &f); err != nil {
+		t.Fatal(err)
+	}
+	c := vertexCred(saProject, "us-central1", sa)
+	schema := vertexProvider(t).Credential
+	want := saEmail + " (key " + providers.MaskKey(f["private_key_id"]) + ")"
+	if got := schema.Masks(c)[providers.FieldServiceAccountJSON]; got != want {
+		t.Fatalf("mask %q, want %q", got, want)
+	}
+	if got := schema.Preview(c); got != providers.MaskKey(sa) {
+		t.Fatalf("the 16-character preview (maskedKey) is %q", got)
+	}
+	assertNoSecret(t, want, f["private_key"], f["private_key_id"])
+	// The preview sent back as the file (a page echoing it) is refused:
+	// it is no key file.
+	if err := vertexProvider(t).Validate(vertexCred(saProject, "us-central1", want)); err == nil || !strings.Contains(err.Error(), "serviceAccountJson is not JSON") {
+		t.Fatalf("the preview sent back as the file: %v", err)
+	}
+}
