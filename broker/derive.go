@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -75,6 +76,18 @@ type mints struct {
 	// exposed are the providers whose long-lived credential resolve hands
 	// out instead of minting.
 	exposed map[string]bool
+	// gen changes on every forget: a cache entry's fast copy of its
+	// minted credential (cacheEntry.minted) is good only while gen is
+	// the one it was taken at.
+	gen atomic.Uint64
+}
+
+// mintedHit is a cache entry's copy of its key's minted credential, read
+// without a lock on a hit.
+type mintedHit struct {
+	derived   providers.Derived
+	refreshAt time.Time
+	gen       uint64
 }
 
 // mintSlot is one key's minted credential. A change of the key replaces
@@ -109,6 +122,7 @@ func (m *mints) forget(key CacheKey) {
 	m.mu.Lock()
 	_, had := m.m[key]
 	delete(m.m, key)
+	m.gen.Add(1)
 	m.mu.Unlock()
 	if had {
 		m.flight.Forget(string(key))
@@ -123,6 +137,7 @@ func (m *mints) forgetAll() {
 		keys = append(keys, k)
 	}
 	clear(m.m)
+	m.gen.Add(1)
 	m.mu.Unlock()
 	for _, k := range keys {
 		m.flight.Forget(string(k))
@@ -147,10 +162,15 @@ func (m *mints) slot(key CacheKey) *mintSlot {
 func (b *Broker) derive(ctx context.Context, p *providers.Provider, m *member, e *cacheEntry) (providers.Derived, error) {
 	key := m.cacheKey
 	now := b.now()
+	gen := b.mints.gen.Load()
+	if h := e.minted.Load(); h != nil && h.gen == gen && now.Before(h.refreshAt) {
+		return h.derived, nil // the hit: no lock, no map
+	}
 	b.mints.mu.RLock()
 	s := b.mints.m[key]
 	if s != nil && s.held && s.version == e.version && now.Before(s.refreshAt) {
 		d := s.derived
+		e.minted.Store(&mintedHit{derived: d, refreshAt: s.refreshAt, gen: gen})
 		b.mints.mu.RUnlock()
 		return d, nil
 	}
@@ -208,7 +228,13 @@ func (b *Broker) derive(ctx context.Context, p *providers.Provider, m *member, e
 		return d, nil
 	})
 	if err == nil {
-		return v.(providers.Derived), nil
+		d := v.(providers.Derived)
+		b.mints.mu.RLock()
+		if s := b.mints.m[key]; s != nil && s.held && s.version == e.version && s.derived.Credential.Equal(d.Credential) {
+			e.minted.Store(&mintedHit{derived: d, refreshAt: s.refreshAt, gen: gen})
+		}
+		b.mints.mu.RUnlock()
+		return d, nil
 	}
 	if errors.Is(err, ErrMintBusy) {
 		if oldValid {

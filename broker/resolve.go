@@ -210,6 +210,9 @@ type cacheEntry struct {
 	refreshing atomic.Bool // one background refresh at a time
 	// usage counts the key's resolves (found entries with a usage store).
 	usage *usageCounter
+	// minted is the short-lived credential minted from this version of
+	// the key (derive.go), for a hit without a lock.
+	minted atomic.Pointer[mintedHit]
 }
 
 // lookup answers from the cache or reads the key from Vault, one read per key
