@@ -248,5 +248,8 @@ func (b *Broker) derive(ctx context.Context, p *providers.Provider, m *member, e
 		// Within the refresh window the old credential still works.
 		return old, nil
 	}
+	if errors.Is(err, providers.ErrMintRefused) {
+		return providers.Derived{}, fmt.Errorf("mint for %s: %w: %w", m.ref, ErrMintFailed, err)
+	}
 	return providers.Derived{}, fmt.Errorf("mint for %s: %w", m.ref, ErrMintFailed)
 }

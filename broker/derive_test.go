@@ -242,9 +242,18 @@ func TestMintFailuresAndTheBoundOfMintsInFlight(t *testing.T) {
 		}
 	}
 	m.fail.Store(false)
+	<-m.started // the failed mint's
+	// The token service refused the key: it fails for everyone
+	// (TestAKeyItsTokenServiceRefusesFailsAndTheNextServes).
+	if meta, err := e.b.GetKey(ctx, broker.WorkspaceKey(e.workspc, "testcloud", "a")); err != nil || meta.Health != broker.HealthFailing {
+		t.Fatalf("the refused key: health %q %v", meta.Health, err)
+	}
 
 	// One mint held in flight; another key's is refused at once.
-	e.b.Evict(broker.WorkspaceKey(e.workspc, "testcloud", "a"))
+	req.Workspace = e.workspc + "-1"
+	if _, err := e.b.PutKey(ctx, broker.PutKeyRequest{Actor: alice, Ref: broker.WorkspaceKey(req.Workspace, "testcloud", "default"), Credential: cloudCredential(t)}); err != nil {
+		t.Fatal(err)
+	}
 	release := m.hold()
 	first := make(chan error, 1)
 	go func() { _, err := e.b.Resolve(ctx, req); first <- err }()

@@ -154,32 +154,73 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 	// reported) and for the caller (keys refused on its proxied calls),
 	// read once.
 	cooled := b.cooldowns.of(req.Workspace, req.Caller)
-	// What the chain's pool that serves gave: its cache entry and member.
-	var e *cacheEntry
-	var m *member
-	d, err := walkChain(req.Workspace, req.Provider, b.settings.get, func(pr PoolRef) (poolOutcome, int64, error) {
-		var out poolOutcome
-		var until int64
-		var err error
-		e, m, out, until, err = b.fromPool(ctx, pr, req.Model, cooled)
-		return out, until, err
-	})
-	if err != nil {
-		return Resolution{}, fmt.Errorf("resolve %s/%s: %w", req.Workspace, req.Provider, err)
-	}
-	if !d.served() {
-		return Resolution{}, b.noKeyError(req, d)
-	}
-	r := b.answer(req.Workspace, e, m, d.Reason, req.Caller)
-	if p.Derive != nil && (req.Derived || !b.mints.exposed[p.ID]) {
-		// The key stays here: the caller gets a credential minted from it.
-		derived, err := b.derive(ctx, p, m, e)
+	var refusedMint error // the last key's mint its token service refused
+	for attempt := 1; ; attempt++ {
+		// What the chain's pool that serves gave: its cache entry and member.
+		var e *cacheEntry
+		var m *member
+		d, err := walkChain(req.Workspace, req.Provider, b.settings.get, func(pr PoolRef) (poolOutcome, int64, error) {
+			var out poolOutcome
+			var until int64
+			var err error
+			e, m, out, until, err = b.fromPool(ctx, pr, req.Model, cooled)
+			return out, until, err
+		})
 		if err != nil {
 			return Resolution{}, fmt.Errorf("resolve %s/%s: %w", req.Workspace, req.Provider, err)
 		}
+		if !d.served() {
+			if refusedMint != nil {
+				// Nothing serves after the refused key: what failed is the mint.
+				return Resolution{}, refusedMint
+			}
+			return Resolution{}, b.noKeyError(req, d)
+		}
+		r := b.answer(req.Workspace, e, m, d.Reason, req.Caller)
+		if p.Derive == nil || (!req.Derived && b.mints.exposed[p.ID]) {
+			return r, nil
+		}
+		// The key stays here: the caller gets a credential minted from it.
+		derived, err := b.derive(ctx, p, m, e)
+		if err != nil {
+			// A token service that refuses the key has said what a
+			// check would: the key fails for everyone, and the next key
+			// of the chain serves (a few times at most per resolve).
+			err = fmt.Errorf("resolve %s/%s: %w", req.Workspace, req.Provider, err)
+			if errors.Is(err, providers.ErrMintRefused) && attempt < maxMintFailovers && b.failRefusedMint(ctx, p, m, e, err) {
+				refusedMint = err
+				continue
+			}
+			return Resolution{}, err
+		}
 		r.Credential, r.ExpiresAt = derived.Credential, derived.ExpiresAt
+		return r, nil
 	}
-	return r, nil
+}
+
+// maxMintFailovers bounds the keys one resolve tries to mint from when
+// token services refuse them.
+const maxMintFailovers = 4
+
+// failRefusedMint marks the key of m failing after its token service
+// refused to mint from it (keybroker's own observation, as a check's
+// refusal is: audited, announced, and probed back by the prober), and
+// reports whether it is out of the chain now.
+func (b *Broker) failRefusedMint(ctx context.Context, p *providers.Provider, m *member, e *cacheEntry, cause error) bool {
+	if b.health == nil {
+		return false
+	}
+	ref := m.ref
+	// The Deriver's errors never carry a field's value (its contract).
+	detail := p.DisplayName + ": " + cause.Error()
+	ev := AuditEvent{ScopeKind: ref.ScopeKind, ScopeID: ref.ScopeID, Provider: ref.Provider, KeyID: ref.KeyID, Action: ActionHealth,
+		Actor: "keybroker", Outcome: providers.VerdictRefused, Version: &e.version, Detail: detail}
+	res, err := b.applyHealth(ctx, ref, HealthChange{Kind: HealthFail, Reason: "the token service refused the key: " + cause.Error()}, ev)
+	if err != nil {
+		b.log.WarnContext(ctx, "could not mark a key failing after its token service refused it", "key", ref.String(), "error", err)
+		return false
+	}
+	return res.Health == HealthFailing
 }
 
 // MaxModelLength bounds a model name, in a resolve and in a key's models.
