@@ -49,6 +49,18 @@ func uuidOf(h string) string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
+// screenshotOf saves the element sel as name.png (screenshotDir).
+func screenshotOf(t *testing.T, ctx context.Context, sel, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(sel)))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(screenshotDir(t), name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // consoleLog records what the page writes to the browser's console.
 type consoleLog struct {
 	mu    sync.Mutex
@@ -238,7 +250,7 @@ func TestAdminPageCloudCredentialFormsInARealBrowser(t *testing.T) {
 	unfold("azure-openai")
 	unfold("vertex")
 	axeCheck(t, ctx, "the cloud credential forms with a field's error")
-	screenshot(t, ctx, "cloud-forms")
+	screenshotOf(t, ctx, `tr[data-provider="bedrock"]`, "cloud-forms")
 
 	// Vertex: the service-account file picked from disk, read in the
 	// browser; the page shows the account it names, never the file.

@@ -142,6 +142,11 @@ async function signIn(token) {
 const reachable = (s) => me.role === 'operator' || (s.kind === 'workspace' ? me.workspaces : me.organizations).includes(s.id);
 const idRule = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
+// openSeq counts the views shown: an opening that another view (or an
+// invalid id) has overtaken says nothing (its renders fail once the scope
+// is gone, and that is no error of the view now shown).
+let openSeq = 0;
+
 // route shows the view the URL names.
 async function route() {
   if (!me) return;
@@ -155,12 +160,14 @@ async function route() {
   }
   dropCreatedToken();
   if (tokens) {
+    ++openSeq;
     $('workspace-section').hidden = true;
     current = null;
     await renderTokens().catch((e) => { $('token-error').textContent = e.message; });
     return;
   }
-  if (m) await openScope({ kind: m[1], id: decodeURIComponent(m[2]) }).catch(showOpenError);
+  const seq = ++openSeq;
+  if (m) await openScope({ kind: m[1], id: decodeURIComponent(m[2]) }).catch((e) => { if (seq === openSeq) showOpenError(e); });
   else {
     $('workspace-section').hidden = true;
     current = null;
@@ -1269,6 +1276,7 @@ for (const [form, input, kind] of [['open-workspace', 'workspace-id', 'workspace
       if (!idRule.test(id)) throw new Error(`"${id}" is not a ${kind} id: lower-case letters, digits, "-" and "_", starting with a letter or digit`);
       location.hash = `#/${kind}/${id}`;
     } catch (e) {
+      ++openSeq;
       showOpenError(e);
     }
   });
