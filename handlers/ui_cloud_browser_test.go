@@ -251,6 +251,12 @@ func TestAdminPageCloudCredentialFormsInARealBrowser(t *testing.T) {
 	unfold("vertex")
 	axeCheck(t, ctx, "the cloud credential forms with a field's error")
 	screenshotOf(t, ctx, `tr[data-provider="bedrock"]`, "cloud-forms")
+	// On a 390 px phone nothing of the forms scrolls sideways.
+	run(t, ctx, "a phone's viewport", chromedp.EmulateViewport(390, 844))
+	if w := eval[int](t, ctx, `document.documentElement.scrollWidth`); w > 390 {
+		t.Fatalf("at 390 px the cloud forms are %d px wide: they scroll sideways", w)
+	}
+	run(t, ctx, "back to a desktop viewport", chromedp.EmulateViewport(1200, 900))
 
 	// Vertex: the service-account file picked from disk, read in the
 	// browser; the page shows the account it names, never the file.
