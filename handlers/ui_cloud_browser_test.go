@@ -274,6 +274,14 @@ func TestAdminPageCloudCredentialFormsInARealBrowser(t *testing.T) {
 	if err := os.WriteFile(saPath, []byte(sa), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A file that is no service-account key file is refused in the page.
+	notSA := filepath.Join(t.TempDir(), "notes.json")
+	if err := os.WriteFile(notSA, []byte(`{"type": "authorized_user"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, "pick a file that is no key file",
+		chromedp.SetUploadFiles(chromedp.ID("add-vertex-serviceAccountJson-file"), []string{notSA}))
+	waitText(t, ctx, "#add-vertex-serviceAccountJson-err", "notes.json is not a service-account key file")
 	run(t, ctx, "pick the service-account file",
 		chromedp.SetValue(chromedp.ID("add-vertex-project"), "my-project-123"),
 		chromedp.SetValue(chromedp.ID("add-vertex-location"), "us-central1"),
@@ -340,6 +348,20 @@ func TestAdminPageCloudCredentialFormsInARealBrowser(t *testing.T) {
 	if got := eval[string](t, ctx, `['region', 'accessKeyId', 'secretAccessKey'].map((n, i) => { const v = document.getElementById('rotate-bedrock-default-' + n).value; return i && v ? 'filled' : v; }).join('|')`); got != "eu-west-1||" {
 		t.Fatalf("the replace form starts with %q (region|key id|secret): the public fields filled in, no secret", got)
 	}
+	// A secret that breaks its rule: the error under that field, the key
+	// unchanged.
+	short := remember("short/secret/value")
+	secrets = append(secrets, short)
+	run(t, ctx, "replace with a short secret access key",
+		chromedp.SetValue(chromedp.ID("rotate-bedrock-default-accessKeyId"), keyID),
+		chromedp.SetValue(chromedp.ID("rotate-bedrock-default-secretAccessKey"), short),
+		chromedp.Click(chromedp.CSS(`form[data-rotate="bedrock/default"] button[type=submit]`)))
+	answerConfirm(t, ctx, "use the new value at once", true)
+	waitText(t, ctx, "#rotate-bedrock-default-secretAccessKey-err", "secretAccessKey is 18 characters long; expected 40 to 40")
+	if m := getKey("bedrock", "default"); m.Version != 1 {
+		t.Fatalf("a refused replacement changed the key: version %d", m.Version)
+	}
+	noLeak("a refused replacement")
 	run(t, ctx, "replace the secret access key",
 		chromedp.SetValue(chromedp.ID("rotate-bedrock-default-accessKeyId"), keyID),
 		chromedp.SetValue(chromedp.ID("rotate-bedrock-default-secretAccessKey"), newSecret),
