@@ -142,6 +142,11 @@ async function signIn(token) {
 const reachable = (s) => me.role === 'operator' || (s.kind === 'workspace' ? me.workspaces : me.organizations).includes(s.id);
 const idRule = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
+// openSeq counts the views shown: an opening that another view (or an
+// invalid id) has overtaken says nothing (its renders fail once the scope
+// is gone, and that is no error of the view now shown).
+let openSeq = 0;
+
 // route shows the view the URL names.
 async function route() {
   if (!me) return;
@@ -155,12 +160,14 @@ async function route() {
   }
   dropCreatedToken();
   if (tokens) {
+    ++openSeq;
     $('workspace-section').hidden = true;
     current = null;
     await renderTokens().catch((e) => { $('token-error').textContent = e.message; });
     return;
   }
-  if (m) await openScope({ kind: m[1], id: decodeURIComponent(m[2]) }).catch(showOpenError);
+  const seq = ++openSeq;
+  if (m) await openScope({ kind: m[1], id: decodeURIComponent(m[2]) }).catch((e) => { if (seq === openSeq) showOpenError(e); });
   else {
     $('workspace-section').hidden = true;
     current = null;
@@ -384,12 +391,32 @@ function keyItem(p, k, pool, j) {
     el('strong', { 'data-name': id, text: k.name || k.keyId }), ' ',
     el('span', { class: 'masked', 'data-masked': id, text: k.maskedKey }), ' ',
     el('span', { class: 'badge ' + (k.health || 'healthy'), 'data-health': id, text: healthInWords(k) }),
+    credentialSummary(p, k, id),
     el('div', { text: `key id ${k.keyId}, priority ${k.priority}, ` }, el('span', { class: 'state-' + k.state, text: k.state }),
       k.models.length ? `, only for ${k.models.join(', ')}` : ''),
     el('div', { 'data-changed': id, text: `version ${k.version}, changed by ${actorLabel(k.updatedBy, k.updatedByName)} at ${when(k.updatedAt)}` }),
     el('div', { 'data-usage': id, text: usage }));
   if (canEdit()) item.append(keyControls(p, k, pool, j));
   return item;
+}
+
+// credentialSummary shows a key of several fields: each public field's
+// value (a map as its pairs) and each secret field's masked preview, in
+// the schema's order. An api_key key has only its masked key.
+function credentialSummary(p, k, id) {
+  if (!k.kind || k.kind === 'api_key') return '';
+  const list = el('dl', { class: 'credential-fields', 'data-credential-of': id });
+  for (const f of p.fields) {
+    if (f.secret && k.masked && k.masked[f.name]) {
+      list.append(el('dt', { text: fieldLabel(f.name) }),
+        el('dd', {}, el('span', { class: 'masked', 'data-mask': `${id}/${f.name}`, text: k.masked[f.name] }), el('span', { class: 'hint', text: ' (secret)' })));
+    } else if (!f.secret && k.fields && k.fields[f.name] !== undefined) {
+      const v = k.fields[f.name];
+      const text = typeof v === 'object' ? Object.entries(v).map(([a, b]) => `${a} → ${b}`).join(', ') : String(v);
+      list.append(el('dt', { text: fieldLabel(f.name) }), el('dd', { 'data-field': `${id}/${f.name}`, text }));
+    }
+  }
+  return list;
 }
 
 // healthInWords is a key's health badge: healthy, cooling down until ...,
@@ -415,8 +442,9 @@ function nextSource(p, pool, without) {
 }
 
 // An action on a key: run it, re-read the page, say what happened (a
-// toast) or what went wrong (next to the key, and in the toast).
-function keyAction(errBox, fn, done) {
+// toast) or what went wrong (next to the key, or next to the field the
+// error names when atField places it there, and in the toast).
+function keyAction(errBox, fn, done, atField) {
   return async () => {
     errBox.textContent = '';
     try {
@@ -425,8 +453,10 @@ function keyAction(errBox, fn, done) {
       await refresh();
       if (done) toast(typeof done === 'function' ? done(result) : done);
     } catch (e) {
-      const box = errBox.isConnected ? errBox : document.getElementById(errBox.id) || errBox;
-      box.textContent = e.message;
+      if (!(atField && atField(e.message))) {
+        const box = errBox.isConnected ? errBox : document.getElementById(errBox.id) || errBox;
+        box.textContent = e.message;
+      }
       toast(e.message, true);
     }
   };
@@ -518,23 +548,46 @@ function keyControls(p, k, pool, j) {
   const id = `${p.id}/${k.keyId}`, slug = `${p.id}-${k.keyId}`;
   const box = el('div', { class: 'edit' });
   const err = el('p', { class: 'error', id: 'err-' + slug, role: 'alert' });
-  // Rotate: a new value for this key.
-  const input = el('input', { id: 'rotate-' + slug, type: 'password', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'err-' + slug });
-  const rotate = el('form', { 'data-rotate': id, method: 'post' },
-    el('label', { for: 'rotate-' + slug, text: `Replace the key ${k.name || k.keyId}` }), input,
-    el('button', { type: 'submit', text: 'Replace key' }));
-  rotate.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    keyAction(err, async () => {
-      const serving = k.state === 'active';
-      if (!await confirmAction({ title: `Replace ${p.displayName} key ${keyName(k)}?`, ok: 'Replace the key',
-        text: (serving ? `Calls this key serves use the new value at once. ` : 'The key is disabled: the new value serves once it is enabled. ') +
-          `The current value stays in Vault as version ${k.version}, so it can be rolled back.` })) return false;
-      const value = input.value;
-      input.value = '';           // the key leaves the DOM before the request returns
-      return api('PUT', keyPath(p.id, k.keyId), { apiKey: value });
-    }, (r) => `Replaced ${p.displayName} key ${keyName(k)}: now version ${r.version} (${r.maskedKey}).`)();
-  });
+  // Rotate: a new value for this key (a whole new credential, for the
+  // kinds of several fields: the public fields filled in, every secret
+  // field of the chosen way asked again).
+  const confirmRotate = () => confirmAction({ title: `Replace ${p.displayName} key ${keyName(k)}?`, ok: 'Replace the key',
+    text: (k.state === 'active' ? `Calls this key serves use the new value at once. ` : 'The key is disabled: the new value serves once it is enabled. ') +
+      `The current value stays in Vault as version ${k.version}, so it can be rolled back.` });
+  const rotated = (r) => `Replaced ${p.displayName} key ${keyName(k)}: now version ${r.version} (${r.maskedKey}).`;
+  let rotate;
+  if (p.kind === 'api_key') {
+    const input = el('input', { id: 'rotate-' + slug, type: 'password', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'err-' + slug });
+    rotate = el('form', { 'data-rotate': id, method: 'post' },
+      el('label', { for: 'rotate-' + slug, text: `Replace the key ${k.name || k.keyId}` }), input,
+      el('button', { type: 'submit', text: 'Replace key' }));
+    rotate.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      keyAction(err, async () => {
+        if (!await confirmRotate()) return false;
+        const value = input.value;
+        input.value = '';           // the key leaves the DOM before the request returns
+        return api('PUT', keyPath(p.id, k.keyId), { apiKey: value });
+      }, rotated)();
+    });
+  } else {
+    const cred = credentialForm(p, 'rotate-' + slug, k);
+    const form = el('form', { 'data-rotate': id, method: 'post' },
+      el('p', { class: 'hint', text: 'A replacement writes the whole credential: the public fields are filled in from the current one; ' +
+        'keybroker never shows a secret field, so each one the chosen way needs is asked again (type the same value to keep it).' }),
+      cred.node, el('button', { type: 'submit', text: 'Replace credential' }));
+    rotate = el('details', { 'data-replace': id }, el('summary', { text: `Replace the credential of ${k.name || k.keyId}` }), form);
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      cred.clearErrors();
+      keyAction(err, async () => {
+        const credential = cred.read();
+        if (!await confirmRotate()) return false;
+        cred.clearSecrets(); // the secrets leave the DOM before the request returns
+        return api('PUT', keyPath(p.id, k.keyId), { credential });
+      }, rotated, (message) => cred.showError(message))();
+    });
+  }
   // Rename (changes no resolve: no confirmation).
   const nameInput = el('input', { id: 'name-' + slug, autocomplete: 'off', value: k.name, maxlength: '120' });
   const rename = el('form', { 'data-rename': id, method: 'post' },
@@ -597,41 +650,322 @@ function keyControls(p, k, pool, j) {
 // new key would change what serves (it would serve first, or share the
 // first place).
 function addForm(p, pool) {
-  const input = el('input', { id: 'key-' + p.id, type: 'password', autocomplete: 'off', spellcheck: 'false',
-    'aria-describedby': 'err-' + p.id + ' hint-' + p.id });
   const name = el('input', { id: 'newname-' + p.id, autocomplete: 'off', maxlength: '120' });
   const priority = el('input', { id: 'priority-' + p.id, type: 'number', min: '0', max: '1000', value: '100' });
   const err = el('p', { class: 'error', id: 'err-' + p.id, role: 'alert' });
-  const form = el('form', { 'data-form': p.id, method: 'post' },
-    el('label', { for: 'key-' + p.id, text: `New ${p.displayName} key` }), input,
-    el('span', { class: 'hint', id: 'hint-' + p.id, text: ' ' + p.formatHint + ' ' }),
-    el('label', { for: 'newname-' + p.id, text: 'Name (optional)' }), name,
+  const settings = [el('label', { for: 'newname-' + p.id, text: 'Name (optional)' }), name,
     el('label', { for: 'priority-' + p.id, text: 'Priority (lower serves first)' }), priority,
-    el('button', { type: 'submit', text: 'Add key' }), err);
+    el('button', { type: 'submit', text: 'Add key' }), err];
+  // An api_key provider takes one password field, as it always has; the
+  // other kinds a form built from their schema (credentialForm).
+  let input = null, cred = null;
+  const form = el('form', { 'data-form': p.id, method: 'post' });
+  if (p.kind === 'api_key') {
+    input = el('input', { id: 'key-' + p.id, type: 'password', autocomplete: 'off', spellcheck: 'false',
+      'aria-describedby': 'err-' + p.id + ' hint-' + p.id });
+    form.append(el('label', { for: 'key-' + p.id, text: `New ${p.displayName} key` }), input,
+      el('span', { class: 'hint', id: 'hint-' + p.id, text: ' ' + p.formatHint + ' ' }), ...settings);
+  } else {
+    cred = credentialForm(p, 'add-' + p.id, null);
+    form.append(cred.node, ...settings);
+  }
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const pr = Number(priority.value);
     const label = name.value ? `'${name.value}'` : 'the new key';
+    if (cred) cred.clearErrors();
     keyAction(err, async () => {
-      const active = pool.filter((k) => k.state === 'active');
-      const best = active.length ? Math.min(...active.map((k) => k.priority)) : Infinity;
-      if (pr <= best) {
-        const first = active.find((k) => k.priority === best);
-        const text = !active.length ? `${p.displayName} calls will use ${label} from now on` +
-            (current.kind === 'workspace' ? " (the workspace's own key: BYOK, not billed by the platform)." : " (for the organization's inheriting workspaces).")
-          : pr < best ? `${label} will serve ${p.displayName} calls before ${keyName(first)}.`
-            : `${label} will take turns with ${keyName(first)} (same priority ${pr}).`;
-        if (!await confirmAction({ title: `Add ${label} to the ${p.displayName} pool?`, ok: 'Add the key', text })) return false;
+      const credential = cred ? cred.read() : null; // a field's own error before anything is asked
+      if (!await confirmAdd(p, pool, pr, label)) return false;
+      const body = { priority: pr };
+      if (cred) {
+        body.credential = credential;
+        cred.clearSecrets(); // the secrets leave the DOM before the request returns
+      } else {
+        body.apiKey = input.value;
+        input.value = '';           // the key leaves the DOM before the request returns
       }
-      const value = input.value;
-      input.value = '';           // the key leaves the DOM before the request returns
-      const body = { apiKey: value, priority: pr };
       if (name.value) body.name = name.value;
       if (!pool.length) body.keyId = 'default'; // the v1 routes' key
       return api('POST', poolPath(p.id), body);
-    }, (r) => `Added ${p.displayName} key '${r.name || r.keyId}' (${r.maskedKey}) at priority ${r.priority}.`)();
+    }, (r) => `Added ${p.displayName} key '${r.name || r.keyId}' (${r.maskedKey}) at priority ${r.priority}.`,
+    cred ? (message) => cred.showError(message) : undefined)();
   });
   return form;
+}
+
+// confirmAdd asks before a new key changes what serves (it would serve
+// first, or share the first place); true when it changes nothing or the
+// person confirms.
+async function confirmAdd(p, pool, pr, label) {
+  const active = pool.filter((k) => k.state === 'active');
+  const best = active.length ? Math.min(...active.map((k) => k.priority)) : Infinity;
+  if (pr > best) return true;
+  const first = active.find((k) => k.priority === best);
+  const text = !active.length ? `${p.displayName} calls will use ${label} from now on` +
+      (current.kind === 'workspace' ? " (the workspace's own key: BYOK, not billed by the platform)." : " (for the organization's inheriting workspaces).")
+    : pr < best ? `${label} will serve ${p.displayName} calls before ${keyName(first)}.`
+      : `${label} will take turns with ${keyName(first)} (same priority ${pr}).`;
+  return confirmAction({ title: `Add ${label} to the ${p.displayName} pool?`, ok: 'Add the key', text });
+}
+
+// ---- Credential forms ---------------------------------------------------------
+
+// GET /v1/providers gives each provider's credential kind and fields (name,
+// secret, required, map or string, a hint); a form is built from them.
+// What the schema does not say, the page adds: a label in words, the
+// words of a map's two columns, which field is a file, and the kinds that
+// take one of two ways of signing in (shown as a choice, only the chosen
+// way's fields on screen). A field the page has no words for is shown by
+// its schema name.
+const fieldLabels = {
+  apiKey: 'API key', endpoint: 'Endpoint', apiVersion: 'API version', deployments: 'Deployments',
+  tenantId: 'Tenant ID', clientId: 'Client ID', clientSecret: 'Client secret',
+  region: 'Region', modelMap: 'Model map', accessKeyId: 'Access key ID', secretAccessKey: 'Secret access key',
+  roleArn: 'Role ARN', externalId: 'External ID', sessionName: 'Session name', bedrockApiKey: 'Bedrock API key',
+  project: 'Project ID', location: 'Location', serviceAccountJson: 'Service-account key file',
+};
+const fieldLabel = (name) => fieldLabels[name] || name.replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/^./, (c) => c.toUpperCase());
+const mapColumns = { deployments: ['Model', 'Deployment'], modelMap: ['Model', 'Inference profile id or ARN'] };
+const fileFields = { serviceAccountJson: true };
+const credentialWays = {
+  azure_openai: { legend: 'How keybroker signs in to Azure OpenAI', ways: [
+    { id: 'apikey', label: "The resource's API key", fields: ['apiKey'], required: ['apiKey'] },
+    { id: 'entra', label: 'Entra ID client credentials (keybroker hands out short-lived tokens)',
+      fields: ['tenantId', 'clientId', 'clientSecret'], required: ['tenantId', 'clientId', 'clientSecret'] }] },
+  aws_bedrock: { legend: 'How keybroker signs in to AWS', ways: [
+    { id: 'keys', label: 'An access key pair, optionally with a role to assume (keybroker hands out short-lived sessions)',
+      fields: ['accessKeyId', 'secretAccessKey', 'roleArn', 'externalId', 'sessionName'], required: ['accessKeyId', 'secretAccessKey'] },
+    { id: 'apikey', label: 'A Bedrock API key', fields: ['bedrockApiKey'], required: ['bedrockApiKey'] }] },
+};
+
+// fieldError is an error of the form's own checks, placed at its field.
+function fieldError(field, message) {
+  const e = new Error(message);
+  e.field = field;
+  return e;
+}
+
+// credentialForm is the fields of p's credential kind, their ids starting
+// with prefix. A key's metadata (key) fills the public fields and picks
+// the way its masks show; a secret field always starts empty and is never
+// filled by the page. read() is the "credential" object of a write (it
+// throws a field's error), clearSecrets() empties every secret field,
+// showError(message) places an error that names exactly one field next to
+// that field.
+function credentialForm(p, prefix, key) {
+  const controls = new Map();
+  const schema = new Map(p.fields.map((f) => [f.name, f]));
+  const spec = credentialWays[p.kind];
+  const ways = spec ? spec.ways.filter((w) => w.fields.every((n) => schema.has(n))) : [];
+  const inWay = new Set(ways.flatMap((w) => w.fields));
+  const node = el('div', { class: 'credential', 'data-credential': prefix });
+  const add = (f, required, parent) => {
+    const value = key && key.fields ? key.fields[f.name] : undefined;
+    const c = f.type === 'map' ? mapControl(f, required, `${prefix}-${f.name}`, value)
+      : fileFields[f.name] && f.secret ? fileControl(f, required, `${prefix}-${f.name}`)
+        : textControl(f, required, `${prefix}-${f.name}`, value);
+    controls.set(f.name, c);
+    parent.append(c.node);
+  };
+  for (const f of p.fields) if (!inWay.has(f.name)) add(f, f.required, node);
+  let chosen = null;
+  if (ways.length) {
+    const had = key && key.masked ? ways.find((w) => w.fields.some((n) => key.masked[n])) : null;
+    chosen = had || ways[0];
+    const group = el('fieldset', { class: 'ways', 'data-ways': prefix }, el('legend', { text: spec.legend }));
+    const boxes = [];
+    for (const w of ways) {
+      const radio = el('input', { type: 'radio', name: `${prefix}-way`, id: `${prefix}-way-${w.id}`, value: w.id, checked: w === chosen });
+      group.append(el('label', { class: 'choice', for: `${prefix}-way-${w.id}` }, radio, ' ' + w.label));
+      const box = el('div', { class: 'way', 'data-way': `${prefix}/${w.id}` });
+      for (const n of w.fields) add(schema.get(n), w.required.includes(n) || schema.get(n).required, box);
+      boxes.push([w, box]);
+      radio.addEventListener('change', () => { if (radio.checked) choose(w); });
+    }
+    const choose = (w) => {
+      chosen = w;
+      for (const [way, box] of boxes) {
+        box.hidden = way !== w;
+        for (const n of way.fields) controls.get(n).setDisabled(way !== w);
+      }
+    };
+    node.append(group, ...boxes.map(([, box]) => box));
+    choose(chosen);
+  }
+  const live = () => p.fields.map((f) => f.name).filter((n) => !inWay.has(n) || chosen.fields.includes(n));
+  return {
+    node,
+    read() {
+      const out = {};
+      for (const n of live()) {
+        const v = controls.get(n).read();
+        if (v !== undefined) out[n] = v;
+      }
+      return out;
+    },
+    clearSecrets() { for (const f of p.fields) if (f.secret) controls.get(f.name).clear(); },
+    clearErrors() { for (const c of controls.values()) c.setError(''); },
+    showError(message) {
+      const named = live().filter((n) => new RegExp(`\\b${n}\\b`).test(message));
+      if (named.length !== 1) return false;
+      const c = controls.get(named[0]);
+      c.setError(message);
+      c.focus();
+      return true;
+    },
+  };
+}
+
+// A field's label: its name in words and whether it must be given.
+const fieldLegend = (f, required) => `${fieldLabel(f.name)} ${required ? '(required)' : '(optional)'}`;
+const fieldHint = (f, id) => el('p', { class: 'hint', id: id + '-hint' }, el('code', { text: f.name }), f.hint ? ': ' + f.hint : '');
+const fieldErr = (id) => el('p', { class: 'error', id: id + '-err' });
+
+// textControl is a string field: a text input, or a password input that
+// the page never fills for a secret one.
+function textControl(f, required, id, value) {
+  const input = el('input', { id, type: f.secret ? 'password' : 'text', autocomplete: 'off', spellcheck: 'false',
+    required, 'data-field-input': f.name, 'aria-describedby': `${id}-hint ${id}-err` });
+  if (!f.secret && typeof value === 'string') input.value = value;
+  const err = fieldErr(id);
+  return {
+    node: el('div', { class: 'field' }, el('label', { for: id, text: fieldLegend(f, required) }), input, fieldHint(f, id), err),
+    read: () => (input.value === '' ? undefined : input.value),
+    clear: () => { input.value = ''; },
+    setError: (text) => setFieldError(input, err, text),
+    focus: () => input.focus(),
+    setDisabled: (off) => { input.disabled = off; },
+  };
+}
+
+function setFieldError(input, err, text) {
+  err.textContent = text;
+  if (text) input.setAttribute('aria-invalid', 'true');
+  else input.removeAttribute('aria-invalid');
+}
+
+// mapControl is a map field (model → deployment): rows of two inputs, a
+// row added or removed by a button.
+function mapControl(f, required, id, value) {
+  const [left, right] = mapColumns[f.name] || ['Name', 'Value'];
+  const what = fieldLabel(f.name);
+  const rows = el('div', { class: 'map-rows', 'data-map': id });
+  const err = fieldErr(id);
+  let n = 0;
+  const renumber = () => [...rows.children].forEach((row, i) => {
+    const [k, v, rm] = row.querySelectorAll('label, button');
+    k.textContent = `${left}, row ${i + 1}`;
+    v.textContent = `${right}, row ${i + 1}`;
+    rm.setAttribute('aria-label', `Remove row ${i + 1} of ${what}`);
+  });
+  const addRow = (k = '', v = '') => {
+    const i = ++n;
+    const kIn = el('input', { id: `${id}-k${i}`, autocomplete: 'off', spellcheck: 'false', 'data-map-key': '', 'aria-describedby': `${id}-hint ${id}-err` });
+    const vIn = el('input', { id: `${id}-v${i}`, autocomplete: 'off', spellcheck: 'false', 'data-map-value': '', 'aria-describedby': `${id}-hint ${id}-err` });
+    kIn.value = k;
+    vIn.value = v;
+    const row = el('div', { class: 'map-row' },
+      el('label', { class: 'visually-hidden', for: kIn.id }), kIn, el('span', { 'aria-hidden': 'true', text: '→' }),
+      el('label', { class: 'visually-hidden', for: vIn.id }), vIn,
+      el('button', { type: 'button', 'data-remove-row': '', text: 'Remove' }));
+    row.querySelector('button').addEventListener('click', () => {
+      const next = row.nextElementSibling || row.previousElementSibling;
+      row.remove();
+      renumber();
+      (next ? next.querySelector('input') : addBtn).focus();
+    });
+    rows.append(row);
+    renumber();
+    return kIn;
+  };
+  const addBtn = el('button', { type: 'button', 'data-add-row': id, text: `Add a row to ${what}` });
+  addBtn.addEventListener('click', () => addRow().focus());
+  const entries = value && typeof value === 'object' ? Object.entries(value) : [];
+  if (entries.length) for (const [k, v] of entries) addRow(k, v);
+  else addRow();
+  const group = el('fieldset', { class: 'map', 'aria-describedby': `${id}-hint ${id}-err` },
+    el('legend', { text: fieldLegend(f, required) }),
+    el('p', { class: 'map-head', 'aria-hidden': 'true', text: `${left} → ${right}` }), rows, addBtn, fieldHint(f, id), err);
+  const inputs = () => [...rows.querySelectorAll('input')];
+  return {
+    node: group,
+    read() {
+      const out = {};
+      for (const row of rows.children) {
+        const [k, v] = row.querySelectorAll('input');
+        if (k.value === '' && v.value === '') continue;
+        if (Object.hasOwn(out, k.value)) throw fieldError(f.name, `${f.name} names ${left.toLowerCase()} "${k.value}" twice`);
+        out[k.value] = v.value;
+      }
+      if (!Object.keys(out).length) {
+        if (required) throw fieldError(f.name, `${f.name} needs at least one row`);
+        return undefined;
+      }
+      return out;
+    },
+    clear() {},
+    setError(text) {
+      err.textContent = text;
+      for (const i of inputs()) { if (text) i.setAttribute('aria-invalid', 'true'); else i.removeAttribute('aria-invalid'); }
+    },
+    focus: () => (inputs()[0] || addBtn).focus(),
+    setDisabled(off) { group.disabled = off; },
+  };
+}
+
+// fileControl is a secret field that is a file (a service-account key
+// file): picked from disk and read in the browser (FileReader), or pasted
+// into a password field. The file's text is kept in this closure only,
+// never in the page; the page shows only the account it names
+// (client_email) to confirm the right file was picked.
+function fileControl(f, required, id) {
+  let fromFile = '';
+  const file = el('input', { id: id + '-file', type: 'file', accept: '.json,application/json', 'data-file-input': f.name,
+    'aria-describedby': `${id}-picked ${id}-hint ${id}-err` });
+  const picked = el('p', { class: 'picked', id: id + '-picked', role: 'status' });
+  const paste = el('input', { id, type: 'password', autocomplete: 'off', spellcheck: 'false', 'data-field-input': f.name,
+    'aria-describedby': `${id}-hint ${id}-err` });
+  const err = fieldErr(id);
+  const forget = () => { fromFile = ''; file.value = ''; picked.textContent = ''; };
+  file.addEventListener('change', () => {
+    const chosen = file.files[0];
+    fromFile = '';
+    picked.textContent = '';
+    setFieldError(file, err, '');
+    if (!chosen) return;
+    const reader = new FileReader();
+    reader.addEventListener('load', () => {
+      let doc = null;
+      try { doc = JSON.parse(reader.result); } catch { doc = null; }
+      if (!doc || doc.type !== 'service_account' || typeof doc.client_email !== 'string') {
+        file.value = '';
+        setFieldError(file, err, `${chosen.name} is not a service-account key file (JSON with "type": "service_account" and a client_email)`);
+        return;
+      }
+      fromFile = reader.result;
+      paste.value = '';
+      picked.textContent = `Read ${chosen.name}: service account ${doc.client_email}.`;
+    });
+    reader.addEventListener('error', () => setFieldError(file, err, `${chosen.name} could not be read`));
+    reader.readAsText(chosen);
+  });
+  paste.addEventListener('input', () => { if (paste.value) { fromFile = ''; file.value = ''; picked.textContent = ''; } });
+  return {
+    node: el('fieldset', { class: 'file', 'aria-describedby': `${id}-hint ${id}-err` },
+      el('legend', { text: fieldLegend(f, required) }),
+      el('label', { for: file.id, text: 'Choose the key file (JSON) from disk' }), file, picked,
+      el('label', { for: id, text: "Or paste the file's JSON (hidden as you paste)" }), paste, fieldHint(f, id), err),
+    read() {
+      const v = fromFile || paste.value;
+      if (!v && required) throw fieldError(f.name, `${f.name}: choose the key file or paste its JSON`);
+      return v || undefined;
+    },
+    clear() { forget(); paste.value = ''; },
+    setError(text) { setFieldError(paste, err, text); setFieldError(file, err, text); },
+    focus: () => file.focus(),
+    setDisabled(off) { file.disabled = off; paste.disabled = off; },
+  };
 }
 
 // ---- History ----------------------------------------------------------------
@@ -942,6 +1276,7 @@ for (const [form, input, kind] of [['open-workspace', 'workspace-id', 'workspace
       if (!idRule.test(id)) throw new Error(`"${id}" is not a ${kind} id: lower-case letters, digits, "-" and "_", starting with a letter or digit`);
       location.hash = `#/${kind}/${id}`;
     } catch (e) {
+      ++openSeq;
       showOpenError(e);
     }
   });
