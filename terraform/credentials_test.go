@@ -201,12 +201,19 @@ type cliRun struct {
 
 func newCLIRun(t *testing.T, cli, addr, token, config string) *cliRun {
 	t.Helper()
+	providerDir := t.TempDir()
+	goBuild(t, "./cmd/terraform-provider-keybroker", providerDir, "terraform-provider-keybroker")
+	return newCLIRunWith(t, cli, providerDir, addr, token, config)
+}
+
+// newCLIRunWith is newCLIRun with the provider already built in
+// providerDir.
+func newCLIRunWith(t *testing.T, cli, providerDir, addr, token, config string) *cliRun {
+	t.Helper()
 	bin, err := devenv.FindTool(cli)
 	if err != nil {
 		t.Fatal(err)
 	}
-	providerDir := t.TempDir()
-	goBuild(t, "./cmd/terraform-provider-keybroker", providerDir, "terraform-provider-keybroker")
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "main.tf"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -619,5 +626,81 @@ func TestCloudCredentialDiagnostics(t *testing.T) {
 		if _, err := s.api.Key(context.Background(), client.KeyRef{Scope: client.Workspace("ws1"), Provider: p, KeyID: "default"}); !client.IsStatus(err, http.StatusNotFound) {
 			t.Errorf("a refused configuration left a %s key: %v", p, err)
 		}
+	}
+}
+
+// TestCloudExamplesOpenTofu runs each cloud's example (terraform/examples/
+// azure-openai-key, bedrock-key, vertex-key) as its comment says, with
+// OpenTofu against keybroker: apply, a plan with no changes, a rotation
+// (key_version bumped), destroy; the keys are of the kind the example
+// says, and no file, plan, output or log holds a secret.
+func TestCloudExamplesOpenTofu(t *testing.T) {
+	s := kbtest.Start(t, kbtest.Options{Pepper: pepper})
+	providerDir := t.TempDir()
+	goBuild(t, "./cmd/terraform-provider-keybroker", providerDir, "terraform-provider-keybroker")
+	first, second := newCloudSecrets(t), newCloudSecrets(t)
+	env := func(c cloudSecrets) []string {
+		return []string{"TF_VAR_azure_openai_api_key=" + c.azureAPIKey, "TF_VAR_entra_client_secret=" + c.entraSecret,
+			"TF_VAR_aws_access_key_id=" + c.accessKeyID, "TF_VAR_aws_secret_access_key=" + c.secretAccessKey,
+			"TF_VAR_bedrock_api_key=" + c.bedrockAPIKey, "TF_VAR_vertex_service_account_json=" + c.serviceAccount}
+	}
+	for _, ex := range []struct {
+		dir, provider, kind string
+		keys                []string
+		vault               func(c cloudSecrets) map[string]map[string]string
+	}{
+		{"azure-openai-key", "azure-openai", "azure_openai", []string{"default", "entra"}, func(c cloudSecrets) map[string]map[string]string {
+			return map[string]map[string]string{"default": {"api_key": c.azureAPIKey}, "entra": {"client_secret": c.entraSecret}}
+		}},
+		{"bedrock-key", "bedrock", "aws_bedrock", []string{"default", "apikey"}, func(c cloudSecrets) map[string]map[string]string {
+			return map[string]map[string]string{"default": {"access_key_id": c.accessKeyID, "secret_access_key": c.secretAccessKey}, "apikey": {"bedrock_api_key": c.bedrockAPIKey}}
+		}},
+		{"vertex-key", "vertex", "gcp_vertex", []string{"default"}, func(c cloudSecrets) map[string]map[string]string {
+			return map[string]map[string]string{"default": {"service_account_json": c.serviceAccount}}
+		}},
+	} {
+		t.Run(ex.dir, func(t *testing.T) {
+			config, err := os.ReadFile(filepath.Join("examples", ex.dir, "main.tf"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cli := newCLIRunWith(t, "tofu", providerDir, s.URL, s.OperatorToken, string(config))
+			check := func(c cloudSecrets, version int) {
+				t.Helper()
+				for _, keyID := range ex.keys {
+					ref := client.KeyRef{Scope: client.Workspace("acme"), Provider: ex.provider, KeyID: keyID}
+					meta, err := s.API.Key(context.Background(), ref)
+					if err != nil || meta.Kind != ex.kind || meta.Version != version {
+						t.Fatalf("acme's %s key %s: %+v, %v; want kind %s version %d", ex.provider, keyID, meta, err, ex.kind, version)
+					}
+					secret, err := s.Identities.Root.KV(s.Identities.Mount).Get(context.Background(), broker.WorkspaceKey("acme", ex.provider, keyID).VaultPath())
+					if err != nil {
+						t.Fatal(err)
+					}
+					for field, v := range ex.vault(c)[keyID] {
+						if secret.Data[field] != v {
+							t.Errorf("Vault's %s of acme's %s key %s is not the example's", field, ex.provider, keyID)
+						}
+					}
+				}
+			}
+			cli.run(0, env(first), "apply", "-auto-approve", "-no-color", "-input=false")
+			check(first, 1)
+			cli.run(0, env(first), "plan", "-detailed-exitcode", "-no-color", "-input=false")
+			cli.run(0, env(second), "apply", "-auto-approve", "-no-color", "-input=false", "-var", "key_version=2")
+			check(second, 2)
+			cli.run(0, env(second), "destroy", "-auto-approve", "-no-color", "-input=false", "-var", "key_version=2")
+			for _, keyID := range ex.keys {
+				if _, err := s.API.Key(context.Background(), client.KeyRef{Scope: client.Workspace("acme"), Provider: ex.provider, KeyID: keyID}); !client.IsStatus(err, http.StatusNotFound) {
+					t.Errorf("acme's %s key %s after destroy: %v", ex.provider, keyID, err)
+				}
+			}
+			searched := cli.files()
+			if len(searched["terraform.tfstate.backup"]) == 0 || !strings.Contains(cli.printed.String(), "masked") {
+				t.Error("no state backup or no output of the masks: the search below would miss them")
+			}
+			searched["printed by the CLI"] = cli.printed.Bytes()
+			noLeak(t, searched, first, second)
+		})
 	}
 }
