@@ -21,7 +21,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hashicorp/terraform-plugin-testing/config"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	tfstate "github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
@@ -96,6 +100,7 @@ resource "keybroker_workspace_key" "entra" {
   workspace_id = "ws1"
   provider_id  = "azure-openai"
   key_id       = "entra"
+  priority     = 200
   azure_openai = {
     endpoint                 = "https://kb-tf-test.cognitiveservices.azure.com"
     api_version              = "2024-10-21"
@@ -409,6 +414,12 @@ func TestCloudCredentialsOpenTofu(t *testing.T) {
 	}
 	vaultHasAll := func(c cloudSecrets, region, location string) {
 		t.Helper()
+		// The execution path gets the Azure key Terraform wrote (its API
+		// key: a kind that mints nothing is handed out as it is).
+		r, err := s.Resolver.ResolveFor(context.Background(), client.ResolveRequest{Workspace: "ws1", Provider: "azure-openai"})
+		if err != nil || r.Kind != "azure_openai" || r.KeyID != "default" || r.Credential["apiKey"] != c.azureAPIKey {
+			t.Errorf("resolve of ws1/azure-openai: kind %q, key %q, the configured API key: %v (%v)", r.Kind, r.KeyID, r.Credential["apiKey"] == c.azureAPIKey, err)
+		}
 		vaultHas(t, s, "azure-openai", "default", map[string]string{"api_key": c.azureAPIKey})
 		vaultHas(t, s, "azure-openai", "entra", map[string]string{"client_secret": c.entraSecret, "tenant_id": "11111111-2222-3333-4444-555555555555"})
 		vaultHas(t, s, "bedrock", "default", map[string]string{"access_key_id": c.accessKeyID, "secret_access_key": c.secretAccessKey, "region": region,
@@ -703,4 +714,150 @@ func TestCloudExamplesOpenTofu(t *testing.T) {
 			noLeak(t, searched, first, second)
 		})
 	}
+}
+
+// TestAcceptanceCloudKeysOfOrganizationAndHosted: the cloud kinds on the
+// other scopes (an organization's Bedrock key, a hosted Vertex key),
+// through terraform-plugin-testing on OpenTofu: create, a change of a
+// non-secret field (an update of that key only), a rotation, and imports
+// that give back the same state (less the versions, which are not
+// imported); every plan and state searched for the secrets.
+func TestAcceptanceCloudKeysOfOrganizationAndHosted(t *testing.T) {
+	useCLI(t, "tofu")
+	s := startKeybroker(t)
+	first, second := newCloudSecrets(t), newCloudSecrets(t)
+	cfg := providerBlock(s) + `
+variable "ak" {
+  type      = string
+  sensitive = true
+  ephemeral = true
+}
+variable "sk" {
+  type      = string
+  sensitive = true
+  ephemeral = true
+}
+variable "sa" {
+  type      = string
+  sensitive = true
+  ephemeral = true
+}
+variable "region" { type = string }
+variable "v" { type = number }
+resource "keybroker_organization_key" "bedrock" {
+  organization_id = "acme"
+  provider_id     = "bedrock"
+  key_id          = "shared"
+  name            = "Acme's Bedrock"
+  bedrock = {
+    region                = var.region
+    access_key_id_wo      = var.ak
+    secret_access_key_wo  = var.sk
+    access_key_wo_version = var.v
+  }
+}
+resource "keybroker_hosted_key" "vertex" {
+  provider_id = "vertex"
+  key_id      = "main"
+  vertex = {
+    project                         = "kb-tf-hosted"
+    location                        = "global"
+    service_account_json_wo         = var.sa
+    service_account_json_wo_version = var.v
+  }
+}
+`
+	vars := func(c cloudSecrets, region string, v int) config.Variables {
+		return config.Variables{"ak": config.StringVariable(c.accessKeyID), "sk": config.StringVariable(c.secretAccessKey),
+			"sa": config.StringVariable(c.serviceAccount), "region": config.StringVariable(region), "v": config.IntegerVariable(v)}
+	}
+	var secrets []string
+	for _, c := range []cloudSecrets{first, second} {
+		secrets = append(secrets, c.accessKeyID, c.secretAccessKey, c.serviceAccount, c.privateKey, c.privateKeyID)
+	}
+	const orgRes, hostedRes = "keybroker_organization_key.bedrock", "keybroker_hosted_key.vertex"
+	plans := func(actions ...plancheck.PlanCheck) resource.ConfigPlanChecks {
+		return resource.ConfigPlanChecks{PreApply: append(actions, planHasNoSecret{secrets}), PostApplyPostRefresh: []plancheck.PlanCheck{planHasNoSecret{secrets}}}
+	}
+	states := []statecheck.StateCheck{stateHasNoSecret{secrets}}
+	bedrockRef := client.KeyRef{Scope: client.Organization("acme"), Provider: "bedrock", KeyID: "shared"}
+	vertexRef := client.KeyRef{Scope: client.Hosted(), Provider: "vertex", KeyID: "main"}
+	vault := func(ref client.KeyRef, want map[string]string) resource.TestCheckFunc {
+		return func(*tfstate.State) error {
+			var key broker.KeyRef
+			if ref.Scope.Kind == "hosted" {
+				key = broker.HostedKey(ref.Provider, ref.KeyID)
+			} else {
+				key = broker.OrganizationKey(ref.Scope.ID, ref.Provider, ref.KeyID)
+			}
+			secret, err := s.ids.Root.KV(s.ids.Mount).Get(context.Background(), key.VaultPath())
+			if err != nil {
+				return err
+			}
+			for field, v := range want {
+				if secret.Data[field] != v {
+					return fmt.Errorf("Vault's %s of %s/%s is not the configured one", field, ref.Scope, ref.KeyID)
+				}
+			}
+			return nil
+		}
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		CheckDestroy: func(*tfstate.State) error {
+			for _, ref := range []client.KeyRef{bedrockRef, vertexRef} {
+				if _, err := s.api.Key(context.Background(), ref); !client.IsStatus(err, http.StatusNotFound) {
+					return fmt.Errorf("%s/%s after destroy: %v", ref.Scope, ref.KeyID, err)
+				}
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{
+				Config: cfg, ConfigVariables: vars(first, "eu-west-1", 1), ConfigPlanChecks: plans(), ConfigStateChecks: states,
+				Check: resource.ComposeTestCheckFunc(
+					resource.TestCheckResourceAttr(orgRes, "id", "organization/acme/bedrock/shared"),
+					resource.TestCheckResourceAttr(orgRes, "kind", "aws_bedrock"),
+					resource.TestCheckResourceAttr(orgRes, "bedrock.region", "eu-west-1"),
+					resource.TestCheckResourceAttr(orgRes, "masked.secretAccessKey", first.secretAccessKey[:6]+"..."+first.secretAccessKey[36:]),
+					resource.TestCheckNoResourceAttr(orgRes, "bedrock.secret_access_key_wo"),
+					resource.TestCheckResourceAttr(orgRes, "version", "1"),
+					resource.TestCheckResourceAttr(hostedRes, "id", "hosted/vertex/main"),
+					resource.TestCheckResourceAttr(hostedRes, "kind", "gcp_vertex"),
+					resource.TestCheckResourceAttr(hostedRes, "vertex.location", "global"),
+					resource.TestCheckResourceAttrSet(hostedRes, "masked.serviceAccountJson"),
+					vault(bedrockRef, map[string]string{"region": "eu-west-1", "secret_access_key": first.secretAccessKey}),
+					vault(vertexRef, map[string]string{"service_account_json": first.serviceAccount}),
+				),
+			},
+			{
+				// Another region: the Bedrock key is updated (written again
+				// with the same pair), the Vertex key is left alone.
+				Config: cfg, ConfigVariables: vars(first, "us-east-1", 1), ConfigStateChecks: states,
+				ConfigPlanChecks: plans(plancheck.ExpectResourceAction(orgRes, plancheck.ResourceActionUpdate),
+					plancheck.ExpectResourceAction(hostedRes, plancheck.ResourceActionNoop)),
+				Check: resource.ComposeTestCheckFunc(
+					resource.TestCheckResourceAttr(orgRes, "version", "2"),
+					resource.TestCheckResourceAttr(hostedRes, "version", "1"),
+					vault(bedrockRef, map[string]string{"region": "us-east-1", "access_key_id": first.accessKeyID, "secret_access_key": first.secretAccessKey}),
+				),
+			},
+			{
+				// Rotation: new secrets, the versions bumped.
+				Config: cfg, ConfigVariables: vars(second, "us-east-1", 2), ConfigStateChecks: states,
+				ConfigPlanChecks: plans(plancheck.ExpectResourceAction(orgRes, plancheck.ResourceActionUpdate),
+					plancheck.ExpectResourceAction(hostedRes, plancheck.ResourceActionUpdate)),
+				Check: resource.ComposeTestCheckFunc(
+					resource.TestCheckResourceAttr(orgRes, "version", "3"),
+					resource.TestCheckResourceAttr(hostedRes, "version", "2"),
+					vault(bedrockRef, map[string]string{"access_key_id": second.accessKeyID, "secret_access_key": second.secretAccessKey}),
+					vault(vertexRef, map[string]string{"service_account_json": second.serviceAccount}),
+				),
+			},
+			{ResourceName: orgRes, ImportState: true, ImportStateId: "organization/acme/bedrock/shared", ImportStateVerify: true,
+				ConfigVariables: vars(second, "us-east-1", 2), ImportStateVerifyIgnore: []string{"bedrock.access_key_wo_version"}},
+			{ResourceName: hostedRes, ImportState: true, ImportStateId: "hosted/vertex/main", ImportStateVerify: true,
+				ConfigVariables: vars(second, "us-east-1", 2), ImportStateVerifyIgnore: []string{"vertex.service_account_json_wo_version"}},
+		},
+	})
 }
