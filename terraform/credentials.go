@@ -192,7 +192,7 @@ func (k credKind) schemaAttribute() schema.SingleNestedAttribute {
 	}
 	for v, what := range k.versions {
 		attrs[v] = schema.Int64Attribute{Optional: true,
-			Description: "Required with " + what + ": write-only values are not stored, so bump it to send them again (rotation)."}
+			Description: "Required with " + what + ": write-only values are not stored, so Terraform cannot see them change; bump it to send " + what + " again (rotation)."}
 	}
 	return schema.SingleNestedAttribute{Optional: true, Attributes: attrs,
 		Description: k.desc + " Exactly one of api_key, api_key_wo, azure_openai, bedrock and vertex; this one only with provider_id \"" + k.provider + "\"."}
