@@ -35,6 +35,8 @@ func (d *workspaceKeysDataSource) Schema(_ context.Context, _ datasource.SchemaR
 					"priority":    schema.Int64Attribute{Computed: true},
 					"state":       schema.StringAttribute{Computed: true},
 					"masked_key":  schema.StringAttribute{Computed: true},
+					"kind":        schema.StringAttribute{Computed: true, Description: "The credential's kind: api_key, azure_openai, aws_bedrock or gcp_vertex."},
+					"masked":      schema.MapAttribute{Computed: true, ElementType: types.StringType, Description: "The masked preview of each secret field, by its name in keybroker's API (apiKey, clientSecret, secretAccessKey, ...)."},
 					"version":     schema.Int64Attribute{Computed: true},
 					"fingerprint": schema.StringAttribute{Computed: true},
 					"updated_at":  schema.StringAttribute{Computed: true},

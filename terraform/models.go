@@ -3,6 +3,7 @@ package terraform
 import (
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
@@ -21,6 +22,8 @@ type keyMetadataModel struct {
 	Priority    types.Int64  `tfsdk:"priority"`
 	State       types.String `tfsdk:"state"`
 	MaskedKey   types.String `tfsdk:"masked_key"`
+	Kind        types.String `tfsdk:"kind"`
+	Masked      types.Map    `tfsdk:"masked"`
 	Version     types.Int64  `tfsdk:"version"`
 	Fingerprint types.String `tfsdk:"fingerprint"`
 	UpdatedAt   types.String `tfsdk:"updated_at"`
@@ -31,9 +34,28 @@ func keyMetadataOf(m client.KeyMetadata) keyMetadataModel {
 	return keyMetadataModel{
 		ProviderID: types.StringValue(m.Provider), KeyID: types.StringValue(m.KeyID), Name: types.StringValue(m.Name),
 		Priority: types.Int64Value(int64(m.Priority)), State: types.StringValue(m.State), MaskedKey: types.StringValue(m.MaskedKey),
+		Kind: types.StringValue(kindOf(m)), Masked: maskedOf(m),
 		Version: types.Int64Value(int64(m.Version)), Fingerprint: types.StringValue(m.Fingerprint),
 		UpdatedAt: types.StringValue(m.UpdatedAt.UTC().Format(time.RFC3339)),
 	}
+}
+
+// kindOf is the key's credential kind ("api_key" when keybroker says
+// none, as before credentials of several fields).
+func kindOf(m client.KeyMetadata) string {
+	if m.Kind == "" {
+		return "api_key"
+	}
+	return m.Kind
+}
+
+// maskedOf is the masked preview of each secret field, by its API name.
+func maskedOf(m client.KeyMetadata) types.Map {
+	elems := map[string]attr.Value{}
+	for name, v := range m.Masked {
+		elems[name] = types.StringValue(v)
+	}
+	return types.MapValueMust(types.StringType, elems)
 }
 
 // keyModel is what every key resource's state has: the key's place in its
@@ -46,6 +68,7 @@ type keyModel struct {
 	APIKey          types.String `tfsdk:"api_key"`
 	APIKeyWO        types.String `tfsdk:"api_key_wo"`
 	APIKeyWOVersion types.Int64  `tfsdk:"api_key_wo_version"`
+	credentialModel
 }
 
 // workspaceKeyModel is keybroker_workspace_key's state.

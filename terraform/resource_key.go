@@ -118,7 +118,7 @@ func (r *keyResource[M, PM]) Schema(_ context.Context, _ resource.SchemaRequest,
 		},
 		"api_key": schema.StringAttribute{
 			Optional: true, Sensitive: true,
-			Description: "The API key, for CLIs without write-only attributes. Stored (sensitive) in state: prefer api_key_wo.",
+			Description: "The API key (providers of one API key), for CLIs without write-only attributes. Stored (sensitive) in state: prefer api_key_wo.",
 		},
 		"api_key_wo": schema.StringAttribute{
 			Optional: true, Sensitive: true, WriteOnly: true,
@@ -128,10 +128,16 @@ func (r *keyResource[M, PM]) Schema(_ context.Context, _ resource.SchemaRequest,
 			Optional:    true,
 			Description: "Bump to send api_key_wo again (rotation). Required with api_key_wo.",
 		},
-		"masked_key":  schema.StringAttribute{Computed: true, Description: "Masked preview of the key, e.g. sk-pro...9f2c."},
+		"masked_key": schema.StringAttribute{Computed: true, Description: "Masked preview of the key (of a credential's first secret field), e.g. sk-pro...9f2c."},
+		"kind":       schema.StringAttribute{Computed: true, Description: "The credential's kind: api_key, azure_openai, aws_bedrock or gcp_vertex."},
+		"masked": schema.MapAttribute{Computed: true, ElementType: types.StringType,
+			Description: "The masked preview of each secret field, by its name in keybroker's API (apiKey, clientSecret, secretAccessKey, ...)."},
 		"version":     schema.Int64Attribute{Computed: true, Description: "KV version of the key in Vault."},
 		"fingerprint": schema.StringAttribute{Computed: true, Description: "HMAC-SHA256 fingerprint of the key (keyed by keybroker's pepper)."},
 		"updated_at":  schema.StringAttribute{Computed: true, Description: "When the key last changed (RFC 3339)."},
+	}
+	for _, k := range credKinds {
+		attrs[k.attr] = k.schemaAttribute()
 	}
 	switch r.kind {
 	case "workspace":
@@ -144,6 +150,9 @@ func (r *keyResource[M, PM]) Schema(_ context.Context, _ resource.SchemaRequest,
 	resp.Schema = schema.Schema{
 		Description: whose + ", stored in Vault by keybroker. Set the key with api_key_wo (Terraform/OpenTofu >= 1.11: never stored " +
 			"in plan or state) and bump api_key_wo_version to rotate, or with api_key (sensitive, but stored in state) on older CLIs. " +
+			"The cloud providers take a credential of several fields instead, in one of azure_openai (provider_id \"azure-openai\"), " +
+			"bedrock (\"bedrock\") or vertex (\"vertex\"): their secret fields are write-only (Terraform/OpenTofu >= 1.11), each with a " +
+			"*_wo_version to bump to send it again; a change of any of their fields writes the whole credential (a new version). " +
 			"name, priority, state and models place it in its pool; changing them never rewrites the key.",
 		Attributes: attrs,
 	}
@@ -160,6 +169,9 @@ func (r *keyResource[M, PM]) ValidateConfig(ctx context.Context, req resource.Va
 		return
 	}
 	cfg := PM(&m).key()
+	if validateCredential(cfg, req.ClientCapabilities.WriteOnlyAttributesAllowed, &resp.Diagnostics) {
+		return
+	}
 	if cfg.APIKey.IsUnknown() || cfg.APIKeyWO.IsUnknown() {
 		return
 	}
@@ -206,8 +218,17 @@ func (r *keyResource[M, PM]) Create(ctx context.Context, req resource.CreateRequ
 		return
 	}
 	priority := int(k.Priority.ValueInt64())
-	meta, err := r.client.AddKey(ctx, ref.Scope, ref.Provider, client.AddKeyRequest{APIKey: keyOf(k, PM(&configM).key()), KeyID: ref.KeyID,
-		Name: k.Name.ValueString(), Priority: &priority, State: k.State.ValueString(), Models: modelsOf(ctx, k.Models, &resp.Diagnostics)})
+	add := client.AddKeyRequest{KeyID: ref.KeyID, Name: k.Name.ValueString(), Priority: &priority, State: k.State.ValueString(),
+		Models: modelsOf(ctx, k.Models, &resp.Diagnostics)}
+	if kind := credentialKindOf(k); kind != nil {
+		add.Credential = credentialOf(ctx, kind, *k.get(kind), *PM(&configM).key().get(kind), &resp.Diagnostics)
+	} else {
+		add.APIKey = keyOf(k, PM(&configM).key())
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	meta, err := r.client.AddKey(ctx, ref.Scope, ref.Provider, add)
 	if err != nil {
 		apiError(&resp.Diagnostics, "create", ref, err)
 		return
@@ -244,6 +265,15 @@ func (r *keyResource[M, PM]) Read(ctx context.Context, req resource.ReadRequest,
 		// sends the configured key again.
 		k.APIKey = types.StringNull()
 		k.APIKeyWOVersion = types.Int64Null()
+		for _, kind := range k.set() {
+			*k.get(kind) = forgetVersions(kind, *k.get(kind), &resp.Diagnostics)
+		}
+	}
+	if kind := credKindOf(func(c credKind) bool { return c.kind == meta.Kind }); kind != nil {
+		// The non-secret fields as keybroker has them (a change outside
+		// Terraform shows in the plan); the secret ones stay unknown to
+		// Terraform.
+		*k.get(kind) = credentialState(kind, meta, *k.get(kind), &resp.Diagnostics)
 	}
 	setComputed(ctx, state, meta, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.State.Set(ctx, state)...)
@@ -261,7 +291,20 @@ func (r *keyResource[M, PM]) Update(ctx context.Context, req resource.UpdateRequ
 	ref, k, was := refOf(plan), plan.key(), prior.key()
 	var meta client.KeyMetadata
 	var err error
-	if !k.APIKey.Equal(was.APIKey) || !k.APIKeyWOVersion.Equal(was.APIKeyWOVersion) {
+	if kind := credentialKindOf(k); kind != nil {
+		// A credential is written whole: a change of any of its fields or
+		// versions sends every field of the configuration.
+		if !k.get(kind).Equal(*was.get(kind)) {
+			cred := credentialOf(ctx, kind, *k.get(kind), *PM(&configM).key().get(kind), &resp.Diagnostics)
+			if resp.Diagnostics.HasError() {
+				return
+			}
+			if meta, _, err = r.client.PutCredential(ctx, ref, cred, 0, false); err != nil {
+				apiError(&resp.Diagnostics, "write the credential of", ref, err)
+				return
+			}
+		}
+	} else if !k.APIKey.Equal(was.APIKey) || !k.APIKeyWOVersion.Equal(was.APIKeyWOVersion) {
 		if meta, _, err = r.client.PutKey(ctx, ref, keyOf(k, PM(&configM).key()), 0); err != nil {
 			apiError(&resp.Diagnostics, "rotate", ref, err)
 			return
@@ -352,6 +395,15 @@ func importIDOf(ref client.KeyRef) string {
 		return "hosted/" + ref.Provider + "/" + ref.KeyID
 	}
 	return ref.Scope.Kind + "/" + ref.Scope.ID + "/" + ref.Provider + "/" + ref.KeyID
+}
+
+// credentialKindOf is the kind of the credential attribute k sets, nil
+// for an API key (validation lets at most one be set).
+func credentialKindOf(k *keyModel) *credKind {
+	if set := k.set(); len(set) > 0 {
+		return set[0]
+	}
+	return nil
 }
 
 // keyOf is the key to send: api_key from the plan, or api_key_wo, which

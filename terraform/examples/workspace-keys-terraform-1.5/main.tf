@@ -36,14 +36,14 @@ variable "globex_anthropic_key" {
 }
 
 resource "keybroker_workspace_key" "acme_openai" {
-  workspace_id       = "acme"
-  provider_id        = "openai"
+  workspace_id = "acme"
+  provider_id  = "openai"
   api_key      = var.acme_openai_key
 }
 
 resource "keybroker_workspace_key" "globex_anthropic" {
-  workspace_id       = "globex"
-  provider_id        = "anthropic"
+  workspace_id = "globex"
+  provider_id  = "anthropic"
   api_key      = var.globex_anthropic_key
 }
 

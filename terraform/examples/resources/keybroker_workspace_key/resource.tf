@@ -26,3 +26,44 @@ resource "keybroker_workspace_key" "globex_anthropic" {
   provider_id  = "anthropic"
   api_key      = var.globex_anthropic_key
 }
+
+# The clouds take a credential of several fields, in the attribute of their
+# kind; secret fields are write-only (Terraform/OpenTofu >= 1.11), each sent
+# again when its *_wo_version is bumped. Complete examples:
+# terraform/examples/azure-openai-key, bedrock-key and vertex-key.
+resource "keybroker_workspace_key" "acme_azure" {
+  workspace_id = "acme"
+  provider_id  = "azure-openai"
+  azure_openai = {
+    endpoint           = "https://acme-prod.openai.azure.com"
+    api_version        = "2024-10-21"
+    deployments        = { "gpt-4o" = "gpt-4o-prod" }
+    api_key_wo         = var.azure_openai_api_key # or tenant_id, client_id, client_secret_wo
+    api_key_wo_version = 1
+  }
+}
+
+resource "keybroker_workspace_key" "acme_bedrock" {
+  workspace_id = "acme"
+  provider_id  = "bedrock"
+  bedrock = {
+    region                = "eu-west-1"
+    model_map             = { "claude-sonnet-4" = "eu.anthropic.claude-sonnet-4-20250514-v1:0" }
+    access_key_id_wo      = var.aws_access_key_id # or api_key_wo, a Bedrock API key
+    secret_access_key_wo  = var.aws_secret_access_key
+    access_key_wo_version = 1
+    role_arn              = "arn:aws:iam::123456789012:role/acme-bedrock-invoke"
+    external_id           = "acme-keybroker"
+  }
+}
+
+resource "keybroker_workspace_key" "acme_vertex" {
+  workspace_id = "acme"
+  provider_id  = "vertex"
+  vertex = {
+    project                         = "acme-vertex-prod"
+    location                        = "europe-west4"
+    service_account_json_wo         = var.vertex_service_account_json
+    service_account_json_wo_version = 1
+  }
+}
