@@ -127,9 +127,12 @@ func TestSDKAzureOpenAIThroughTheProxy(t *testing.T) {
 func TestSDKVertexThroughTheProxy(t *testing.T) {
 	const project, location = "kb-sdk-test", "europe-west4"
 	const email = "broker@kb-sdk-test.iam.gserviceaccount.com"
+	// The key file names Google's token service (the audience of its
+	// assertions); the replica sends them to the stand-in's.
+	const tokenURI = "https://oauth2.googleapis.com/token"
 	google := cloudstub.NewGoogle(t)
-	sa, key := cloudstub.ServiceAccountFile(t, email, project, google.TokenURL())
-	google.AddServiceAccount(email, project, google.TokenURL(), &key.PublicKey)
+	sa, key := cloudstub.ServiceAccountFile(t, email, project, tokenURI)
+	google.AddServiceAccount(email, project, tokenURI, &key.PublicKey)
 	front := newSDKFront(t, google.URL, func(r *http.Request) bool { return r.URL.Path == cloudstub.GoogleTokenPath }, false)
 
 	s := newSDKGround(t)
