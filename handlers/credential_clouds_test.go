@@ -187,12 +187,12 @@ func TestCloudCredentialsNeverLeave(t *testing.T) {
 	for _, s := range spans.Ended() {
 		text := s.Name() + " " + s.Status().Description
 		for _, kv := range s.Attributes() {
-			text += " " + kv.Value.Emit()
+			text += " " + kv.Value.String()
 		}
 		for _, ev := range s.Events() {
 			text += " " + ev.Name
 			for _, kv := range ev.Attributes {
-				text += " " + kv.Value.Emit()
+				text += " " + kv.Value.String()
 			}
 		}
 		if secrets.in(text) {
