@@ -20,7 +20,8 @@ func defaultRules(t *testing.T, added ...string) map[string]*providerRules {
 // judge is what the rule table says of a call: "" when it passes (with
 // the path's model after "="), or the refusal's code.
 func judge(rules map[string]*providerRules, provider, method, path string) string {
-	segs, why := cleanSegments(path)
+	prov, _ := providers.DefaultRegistry().Lookup(provider)
+	segs, why := cleanSegments(path, slashSegment(prov, path))
 	if why != "" {
 		return "path_not_allowed"
 	}
