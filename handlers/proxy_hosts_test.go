@@ -64,7 +64,9 @@ func (h *hostRouter) hosts() []string {
 }
 
 // client is an HTTP client over the router (the token services').
-func (h *hostRouter) client() *http.Client { return &http.Client{Transport: h, Timeout: 30 * time.Second} }
+func (h *hostRouter) client() *http.Client {
+	return &http.Client{Transport: h, Timeout: 30 * time.Second}
+}
 
 // addCredentialKey adds a key of several fields to ws's pool of provider.
 func (a *api) addCredentialKey(ws, provider, keyID string, priority int, cred map[string]any, models ...string) {
