@@ -70,6 +70,8 @@ func TestTheProxyForwardsAzureOpenAICallsToTheKeysDeployments(t *testing.T) {
 			"/openai/deployments/gpt4o-prod/chat/completions", "api-version=2024-10-21", "Hello from gpt4o-prod"},
 		{"OpenAI-style embeddings", "/v1/embeddings", `{"model":"text-embedding-3-small","input":"hi"}`, []string{"Api-Key", tok.Token},
 			"/openai/deployments/embed-prod/embeddings", "api-version=2024-10-21", `"embedding"`},
+		{"OpenAI-style Responses", "/v1/responses", `{"model":"gpt-4o","input":"hi"}`, []string{"Api-Key", tok.Token},
+			"/openai/v1/responses", "", "Hello from gpt4o-prod"},
 		{"Azure's v1 API, a model", "/openai/v1/chat/completions", chat, []string{"Api-Key", tok.Token},
 			"/openai/deployments/gpt4o-prod/chat/completions", "api-version=2024-10-21", "Hello from gpt4o-prod"},
 		{"Azure's v1 API, a deployment", "/openai/v1/chat/completions", `{"model":"mini-prod","messages":[{"role":"user","content":"hi"}]}`, []string{"Api-Key", tok.Token},
@@ -89,6 +91,14 @@ func TestTheProxyForwardsAzureOpenAICallsToTheKeysDeployments(t *testing.T) {
 		if req.Path != tc.wantPath || req.RawQuery != tc.wantQ || req.Host != "kb-proxy-a.openai.azure.com" {
 			t.Fatalf("%s: Azure got %s %s?%s", tc.name, req.Host, req.Path, req.RawQuery)
 		}
+	}
+
+	// OpenAI's models listing is Azure's v1 API's.
+	if resp, answer := a.proxyCall("GET", "/proxy/azure-openai/v1/models", "", "Api-Key", tok.Token); resp.StatusCode != http.StatusOK || !strings.Contains(answer, `"gpt-4o-mini"`) {
+		t.Fatalf("the models listing: %d %s", resp.StatusCode, answer)
+	}
+	if req := res.Requests()[len(res.Requests())-1]; req.Path != "/openai/v1/models" || req.RawQuery != "" {
+		t.Fatalf("the listing went to %s?%s", req.Path, req.RawQuery)
 	}
 
 	// A streamed chat completion comes back event by event.
@@ -156,7 +166,7 @@ func TestTheProxyForwardsAzureOpenAICallsToTheKeysDeployments(t *testing.T) {
 	}
 
 	// The calls are recorded, with the key that served them.
-	calls := a.proxyCallsOf("ws1", 11)
+	calls := a.proxyCallsOf("ws1", 13)
 	ok := 0
 	for _, c := range calls {
 		if c.Provider != "azure-openai" || c.KeyID != "main" || c.Caller != tok.ID {
@@ -166,8 +176,8 @@ func TestTheProxyForwardsAzureOpenAICallsToTheKeysDeployments(t *testing.T) {
 			ok++
 		}
 	}
-	if ok != 7 {
-		t.Fatalf("%d calls listed as served, want 7: %+v", ok, calls)
+	if ok != 9 {
+		t.Fatalf("%d calls listed as served, want 9: %+v", ok, calls)
 	}
 	assertNothingHolds(t, "an answer", append(answers, string(mustJSON(t, calls))), apiKey)
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -53,15 +54,18 @@ func azureDeployment(deps map[string]string, name string) (deployment, model str
 //   - the OpenAI-style /v1/chat/completions, /v1/completions and
 //     /v1/embeddings: the body's model picks the deployment, and the call
 //     goes to /openai/deployments/{deployment}/... (the credential's
-//     api-version added, as on Azure's own paths);
+//     api-version added, as on Azure's own paths); /v1/responses goes to
+//     Azure's v1 API, /openai/v1/responses, the body's model replaced by
+//     the deployment's name (which that API reads there), and
+//     GET /v1/models to /openai/v1/models;
 //   - Azure's v1 API (/openai/v1/...): as it is when the body's model is a
 //     deployment; a model the key deploys under another name goes to that
-//     deployment's path, as above.
+//     deployment's path, as above (Responses: the body's model replaced).
 //
 // A model the key's deployments name nowhere (when it has some) is
 // refused (404 model_not_deployed), and a proxy token's model list judges
 // the model, not the deployment's name.
-func azureRoute(call Call, segs []string, rule *rule, model string, cred providers.Credential) (target, *Failure) {
+func azureRoute(call Call, segs []string, rule *rule, model string, cred providers.Credential, body []byte) (target, *Failure) {
 	idx, onDeployment := rule.wilds["deployment"]
 	name := model
 	if onDeployment {
@@ -69,6 +73,12 @@ func azureRoute(call Call, segs []string, rule *rule, model string, cred provide
 	}
 	openAIStyle := segs[0] == "v1"
 	v1 := len(segs) > 2 && segs[0] == "openai" && segs[1] == "v1"
+	if rule.method == http.MethodGet { // a listing
+		if openAIStyle {
+			return target{path: "/openai" + call.Path}, nil
+		}
+		return target{path: call.Path}, nil
+	}
 	if name == "" {
 		if openAIStyle {
 			return target{}, &Failure{Status: http.StatusBadRequest, Code: "invalid_request", Message: "an OpenAI-style path of Azure OpenAI goes to the deployment of the body's \"model\", " +
@@ -84,17 +94,55 @@ func azureRoute(call Call, segs []string, rule *rule, model string, cred provide
 	if len(call.Models) > 0 && !slices.Contains(call.Models, m) {
 		return target{}, &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may not call this model"}
 	}
+	responses := segs[len(segs)-1] == "responses"
 	switch {
 	case onDeployment:
 		out := slices.Clone(segs)
 		out[idx] = url.PathEscape(dep)
 		return target{path: "/" + strings.Join(out, "/"), model: m}, nil
+	case responses && (openAIStyle || v1):
+		tg := target{path: "/openai/v1/responses", model: m}
+		if dep != name {
+			if body == nil {
+				return target{}, &Failure{Status: http.StatusBadRequest, Code: "invalid_request", Message: fmt.Sprintf(
+					"the body's model goes to Azure as its deployment's name, and a body over the retry limit is not rewritten: name the deployment, %s", quoteShort(dep))}
+			}
+			var err error
+			if tg.body, err = withModel(body, dep); err != nil {
+				return target{}, &Failure{Status: http.StatusBadRequest, Code: "malformed_json", Message: "the request body is not a JSON object"}
+			}
+		}
+		return tg, nil
 	case openAIStyle:
 		return target{path: "/openai/deployments/" + url.PathEscape(dep) + "/" + strings.Join(segs[1:], "/"), model: m}, nil
 	case v1 && dep != name && rule.method == http.MethodPost:
 		return target{path: "/openai/deployments/" + url.PathEscape(dep) + "/" + strings.Join(segs[2:], "/"), model: m}, nil
 	}
 	return target{path: call.Path, model: m}, nil
+}
+
+// withModel is a JSON object body with its top-level "model" set to
+// model (the other members as they were, in the order of their names).
+func withModel(body []byte, model string) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil || m == nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	encode := func(v any) ([]byte, error) { // as the caller wrote it: '<' stays '<'
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			return nil, err
+		}
+		return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	}
+	v, err := encode(model)
+	if err != nil {
+		return nil, err
+	}
+	m["model"] = v
+	return encode(m)
 }
 
 // vertexRoute is where a Vertex AI call goes for cred: the path's

@@ -22,9 +22,12 @@ func routeOf(t *testing.T, provider, method, path, model string, models []string
 	if pathModel != "" {
 		model = pathModel
 	}
-	tg, f := route(prov, Call{Path: path, Models: models}, segs, r, model, cred)
+	tg, f := route(prov, Call{Path: path, Models: models}, segs, r, model, cred, []byte(`{"model":"`+model+`","input":"hi"}`))
 	if f != nil {
 		return f.Code
+	}
+	if tg.body != nil {
+		return tg.path + " " + tg.model + " " + string(tg.body)
 	}
 	return tg.path + " " + tg.model
 }
@@ -52,6 +55,12 @@ func TestAzureCallsGoToTheKeysDeployments(t *testing.T) {
 		{"/openai/v1/chat/completions", "gpt-4o", nil, mapped, "/openai/deployments/gpt4o-prod/chat/completions gpt-4o"},
 		{"/openai/v1/chat/completions", "gpt4o-prod", nil, mapped, "/openai/v1/chat/completions gpt-4o"},
 		{"/openai/v1/chat/completions", "o1", nil, mapped, "/openai/v1/chat/completions o1"},
+		// Responses: Azure's v1 API, which reads the deployment in the
+		// body's model.
+		{"/v1/responses", "gpt-4o", nil, mapped, `/openai/v1/responses gpt-4o {"input":"hi","model":"gpt4o-prod"}`},
+		{"/v1/responses", "o1", nil, mapped, "/openai/v1/responses o1"},
+		{"/openai/v1/responses", "gpt4o-prod", nil, mapped, "/openai/v1/responses gpt-4o"},
+		{"/openai/v1/responses", "gpt-4o", nil, mapped, `/openai/v1/responses gpt-4o {"input":"hi","model":"gpt4o-prod"}`},
 		// A token's model list judges the model, named or deployed.
 		{"/openai/deployments/gpt4o-prod/chat/completions", "", []string{"gpt-4o"}, mapped, "/openai/deployments/gpt4o-prod/chat/completions gpt-4o"},
 		{"/openai/deployments/gpt4o-prod/chat/completions", "", []string{"gpt4o-prod"}, mapped, "model_not_allowed"},
@@ -61,8 +70,16 @@ func TestAzureCallsGoToTheKeysDeployments(t *testing.T) {
 			t.Errorf("%s (model %q, list %v): %s, want %s", tc.path, tc.model, tc.models, got, tc.want)
 		}
 	}
-	if got := routeOf(t, "azure-openai", "GET", "/openai/v1/models", "", nil, mapped); got != "/openai/v1/models " {
-		t.Errorf("the listing: %s", got)
+	for _, path := range []string{"/openai/v1/models", "/v1/models"} {
+		if got := routeOf(t, "azure-openai", "GET", path, "", nil, mapped); got != "/openai/v1/models " {
+			t.Errorf("the listing %s: %s", path, got)
+		}
+	}
+	if _, err := withModel([]byte(`{"model":"a","input":"<b>&"}`), "d<"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := withModel([]byte(`{"model":"a","input":"<b>&"}`), "d<"); string(b) != `{"input":"<b>&","model":"d<"}` {
+		t.Errorf("withModel: %s", b)
 	}
 }
 

@@ -324,10 +324,6 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 	}
 	for attempt := 0; ; attempt++ {
 		rec.Scope, rec.KeyID, rec.KeyVersion, rec.BYOK, rec.Retried = string(res.ScopeKind), res.KeyID, res.Version, res.IsBYOK, attempt > 0
-		var reqBody io.Reader = streamed
-		if kept != nil {
-			reqBody = bytes.NewReader(kept)
-		}
 		// Where the call goes depends on the key that serves it (a
 		// Bedrock key's region), so it is worked out per attempt.
 		base, err := url.Parse(p.cfg.BaseURLs.ProxyURL(prov, res.Credential))
@@ -336,13 +332,21 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 			fail(Failure{Status: http.StatusInternalServerError, Code: "internal_error", Message: "the provider's base URL is invalid"})
 			return
 		}
-		tg, refused := route(prov, call, segs, rule, model, res.Credential)
+		tg, refused := route(prov, call, segs, rule, model, res.Credential, kept)
 		if refused != nil {
 			rec.Status = refused.Status
 			fail(*refused)
 			return
 		}
-		out, err := p.outbound(ctx, r, header, base, tg.path, prov, res.Credential, reqBody)
+		var reqBody io.Reader = streamed
+		length := r.ContentLength
+		switch {
+		case tg.body != nil: // Azure: the body's model became the deployment's name
+			reqBody, length = bytes.NewReader(tg.body), int64(len(tg.body))
+		case kept != nil:
+			reqBody = bytes.NewReader(kept)
+		}
+		out, err := p.outbound(ctx, r, header, base, tg.path, prov, res.Credential, reqBody, length)
 		if err != nil {
 			rec.Status = http.StatusBadGateway
 			fail(Failure{Status: http.StatusBadGateway, Code: "upstream_error", Message: "could not build the request to the provider"})
@@ -387,7 +391,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 				// The next key serves only a call it can route (an Azure
 				// key deploying the model, a Vertex key of the path's
 				// project): else the first answer goes back.
-				if nerr == nil && (next.KeyID != res.KeyID || next.ScopeKind != res.ScopeKind) && routes(prov, call, segs, rule, model, next.Credential) {
+				if nerr == nil && (next.KeyID != res.KeyID || next.ScopeKind != res.ScopeKind) && routes(prov, call, segs, rule, model, next.Credential, kept) {
 					_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 					resp.Body.Close()
 					span.SetStatus(codes.Error, "refused: retried with another key")
@@ -462,13 +466,13 @@ func (p *Proxy) callModel(r *http.Request, rule *rule, pathModel string, kept []
 			}
 			return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: msg}
 		}
-		if listLater {
-			return model, nil
-		}
-		if !slices.Contains(call.Models, model) {
+		if !listLater && !slices.Contains(call.Models, model) {
 			return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may not call this model"}
 		}
 		for _, m := range found {
+			if listLater && m.Field == rule.modelFirst {
+				continue // judged by route, once the key says which model it is
+			}
 			if m.Missing {
 				return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may call only some models, and " + m.Field +
 					" is not named: the provider would pick its default model (name one of the token's)"}
@@ -528,10 +532,13 @@ func slashSegment(prov *providers.Provider, escaped string) int {
 }
 
 // target is where one attempt goes: the escaped path at the provider, and
-// the model the call serves (Azure: the model of the deployment named).
+// the model the call serves (Azure: the model of the deployment named),
+// and the body when it changes (Azure's v1 API reads the deployment's
+// name in the body's model); nil: the caller's.
 type target struct {
 	path  string
 	model string
+	body  []byte
 }
 
 // route works out an attempt's target for the credential that serves it
@@ -539,12 +546,12 @@ type target struct {
 // project and location), or refuses the call for that credential (a model
 // with no deployment, another project): the refusal happens before any
 // byte goes to the provider.
-func route(prov *providers.Provider, call Call, segs []string, rule *rule, model string, cred providers.Credential) (target, *Failure) {
+func route(prov *providers.Provider, call Call, segs []string, rule *rule, model string, cred providers.Credential, body []byte) (target, *Failure) {
 	switch prov.Credential.Kind {
 	case providers.KindAWSBedrock:
 		return target{path: bedrockPath(call.Path, segs, rule, model, cred), model: model}, nil
 	case providers.KindAzureOpenAI:
-		return azureRoute(call, segs, rule, model, cred)
+		return azureRoute(call, segs, rule, model, cred, body)
 	case providers.KindGCPVertex:
 		return vertexRoute(call, segs, rule, model, cred)
 	}
@@ -552,8 +559,8 @@ func route(prov *providers.Provider, call Call, segs []string, rule *rule, model
 }
 
 // routes reports whether cred can serve the call (route refuses nothing).
-func routes(prov *providers.Provider, call Call, segs []string, rule *rule, model string, cred providers.Credential) bool {
-	_, f := route(prov, call, segs, rule, model, cred)
+func routes(prov *providers.Provider, call Call, segs []string, rule *rule, model string, cred providers.Credential, body []byte) bool {
+	_, f := route(prov, call, segs, rule, model, cred, body)
 	return f == nil
 }
 
@@ -591,7 +598,7 @@ func awsEscape(s string) string {
 // outbound builds the request to the provider: the caller's method, path,
 // query (without a key) and the headers forwardHeaders let through, plus
 // the key.
-func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Header, base *url.URL, escapedPath string, prov *providers.Provider, cred providers.Credential, body io.Reader) (*http.Request, error) {
+func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Header, base *url.URL, escapedPath string, prov *providers.Provider, cred providers.Credential, body io.Reader, length int64) (*http.Request, error) {
 	target := *base
 	target.RawPath = strings.TrimRight(base.EscapedPath(), "/") + escapedPath
 	var err error
@@ -610,7 +617,7 @@ func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Heade
 	if err != nil {
 		return nil, err
 	}
-	out.ContentLength = r.ContentLength // a body that streams through keeps its length when it has one (-1: chunked)
+	out.ContentLength = length // a body that streams through keeps its length when it has one (-1: chunked)
 	out.Header = header.Clone()
 	out.Host = target.Host // signed by SigV4: the host the request goes to
 	dropHopHeaders(out.Header)
