@@ -6,9 +6,11 @@
 // Authorize, called last: Amazon Bedrock's SigV4 signs the host and the
 // headers), only the request headers of an allow-list, and the answer
 // streamed back as it arrives. Where a call goes is worked out per
-// attempt from the credential that serves it (a Bedrock key's region),
-// and a deriving provider's credential is the one the broker minted,
-// never the long-lived key. Calls in flight
+// attempt from the credential that serves it (route, clouds.go: a Bedrock
+// key's region and modelMap, an Azure key's resource and deployments, a
+// Vertex key's project and location), and a deriving provider's
+// credential is the one the broker minted (an STS session, an Entra or
+// Google access token), never the long-lived key. Calls in flight
 // and the bodies kept for retries are bounded (bounds.go); a proxy token
 // with a model list may call only calls whose every model is on it (read
 // by providers.ReadModels, as the provider reads them). When the provider refuses the key (401, 403, 402, 429) before
