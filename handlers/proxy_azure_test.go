@@ -70,6 +70,8 @@ func TestTheProxyForwardsAzureOpenAICallsToTheKeysDeployments(t *testing.T) {
 			"/openai/deployments/gpt4o-prod/chat/completions", "api-version=2024-10-21", "Hello from gpt4o-prod"},
 		{"OpenAI-style embeddings", "/v1/embeddings", `{"model":"text-embedding-3-small","input":"hi"}`, []string{"Api-Key", tok.Token},
 			"/openai/deployments/embed-prod/embeddings", "api-version=2024-10-21", `"embedding"`},
+		{"AzureOpenAI's Responses", "/openai/responses?api-version=2025-03-01-preview", `{"model":"gpt-4o","input":"hi"}`, []string{"Api-Key", tok.Token},
+			"/openai/responses", "api-version=2025-03-01-preview", "Hello from gpt4o-prod"},
 		{"OpenAI-style Responses", "/v1/responses", `{"model":"gpt-4o","input":"hi"}`, []string{"Api-Key", tok.Token},
 			"/openai/v1/responses", "", "Hello from gpt4o-prod"},
 		{"Azure's v1 API, a model", "/openai/v1/chat/completions", chat, []string{"Api-Key", tok.Token},
@@ -166,7 +168,7 @@ func TestTheProxyForwardsAzureOpenAICallsToTheKeysDeployments(t *testing.T) {
 	}
 
 	// The calls are recorded, with the key that served them.
-	calls := a.proxyCallsOf("ws1", 13)
+	calls := a.proxyCallsOf("ws1", 14)
 	ok := 0
 	for _, c := range calls {
 		if c.Provider != "azure-openai" || c.KeyID != "main" || c.Caller != tok.ID {
@@ -176,8 +178,8 @@ func TestTheProxyForwardsAzureOpenAICallsToTheKeysDeployments(t *testing.T) {
 			ok++
 		}
 	}
-	if ok != 9 {
-		t.Fatalf("%d calls listed as served, want 9: %+v", ok, calls)
+	if ok != 10 {
+		t.Fatalf("%d calls listed as served, want 10: %+v", ok, calls)
 	}
 	assertNothingHolds(t, "an answer", append(answers, string(mustJSON(t, calls))), apiKey)
 }

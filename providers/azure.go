@@ -68,6 +68,7 @@ func init() {
 		Proxy: ProxySpec{Endpoints: []Endpoint{
 			post("/openai/deployments/{deployment}/chat/completions"), post("/openai/deployments/{deployment}/completions"),
 			post("/openai/deployments/{deployment}/embeddings"),
+			post("/openai/responses", "model", "tools[type=image_generation].model"), get("/openai/models"),
 			post("/v1/chat/completions", "model"), post("/v1/completions", "model"), post("/v1/embeddings", "model"),
 			post("/v1/responses", "model", "tools[type=image_generation].model"), get("/v1/models"),
 			post("/openai/v1/chat/completions", "model"), post("/openai/v1/embeddings", "model"),

@@ -60,7 +60,9 @@ func azureDeployment(deps map[string]string, name string) (deployment, model str
 //     GET /v1/models to /openai/v1/models;
 //   - Azure's v1 API (/openai/v1/...): as it is when the body's model is a
 //     deployment; a model the key deploys under another name goes to that
-//     deployment's path, as above (Responses: the body's model replaced).
+//     deployment's path, as above (Responses: the body's model replaced);
+//   - Azure's Responses API (/openai/responses, where openai's AzureOpenAI
+//     client sends responses.create): the body's model replaced so too.
 //
 // A model the key's deployments name nowhere (when it has some) is
 // refused (404 model_not_deployed), and a proxy token's model list judges
@@ -100,8 +102,11 @@ func azureRoute(call Call, segs []string, rule *rule, model string, cred provide
 		out := slices.Clone(segs)
 		out[idx] = url.PathEscape(dep)
 		return target{path: "/" + strings.Join(out, "/"), model: m}, nil
-	case responses && (openAIStyle || v1):
-		tg := target{path: "/openai/v1/responses", model: m}
+	case responses:
+		tg := target{path: call.Path, model: m}
+		if openAIStyle {
+			tg.path = "/openai/v1/responses"
+		}
 		if dep != name {
 			if body == nil {
 				return target{}, &Failure{Status: http.StatusBadRequest, Code: "invalid_request", Message: fmt.Sprintf(

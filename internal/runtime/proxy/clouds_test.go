@@ -61,6 +61,8 @@ func TestAzureCallsGoToTheKeysDeployments(t *testing.T) {
 		{"/v1/responses", "o1", nil, mapped, "/openai/v1/responses o1"},
 		{"/openai/v1/responses", "gpt4o-prod", nil, mapped, "/openai/v1/responses gpt-4o"},
 		{"/openai/v1/responses", "gpt-4o", nil, mapped, `/openai/v1/responses gpt-4o {"input":"hi","model":"gpt4o-prod"}`},
+		{"/openai/responses", "gpt-4o", nil, mapped, `/openai/responses gpt-4o {"input":"hi","model":"gpt4o-prod"}`},
+		{"/openai/responses", "nope", nil, mapped, "model_not_deployed"},
 		// A token's model list judges the model, named or deployed.
 		{"/openai/deployments/gpt4o-prod/chat/completions", "", []string{"gpt-4o"}, mapped, "/openai/deployments/gpt4o-prod/chat/completions gpt-4o"},
 		{"/openai/deployments/gpt4o-prod/chat/completions", "", []string{"gpt4o-prod"}, mapped, "model_not_allowed"},
