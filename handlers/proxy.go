@@ -101,14 +101,15 @@ func quoteID(id string) string {
 
 // callerToken finds the caller's keybroker token on a proxied call: where
 // the provider's SDK puts its key (Authorization: Bearer, x-api-key,
-// x-goog-api-key), so that an unmodified SDK pointed at the proxy works.
+// x-goog-api-key, Azure's api-key), so that an unmodified SDK pointed at
+// the proxy works.
 func callerToken(r *http.Request) string {
 	if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		if t := strings.TrimSpace(tok); strings.HasPrefix(t, "kbt_") || strings.HasPrefix(t, proxytoken.Prefix) {
 			return t
 		}
 	}
-	for _, h := range []string{"X-Api-Key", "X-Goog-Api-Key"} {
+	for _, h := range []string{"X-Api-Key", "X-Goog-Api-Key", "Api-Key"} {
 		if t := strings.TrimSpace(r.Header.Get(h)); strings.HasPrefix(t, "kbt_") || strings.HasPrefix(t, proxytoken.Prefix) {
 			return t
 		}

@@ -290,22 +290,27 @@ func TestAProxyTokensModelsBoundEveryModelACallNames(t *testing.T) {
 	}
 }
 
-// Azure OpenAI and Vertex AI (a minted token, an address in the
-// credential) are not forwarded yet: a proxy token for them gets 501 with
-// a clear code, before any key is read, and nothing reaches a provider.
-// (Amazon Bedrock is: proxy_bedrock_test.go.)
+// Azure OpenAI and Vertex AI are forwarded (proxy_azure_test.go,
+// proxy_vertex_test.go): a workspace with no key for them gets 404 no_key,
+// a path outside their table 403, and nothing reaches a provider.
 func TestTheProxyRefusesTheCloudProvidersClearly(t *testing.T) {
 	provider := newProvidersStandIn(t)
 	a := newProxyAPI(t, provider.baseURLs())
 	tok := a.mintProxyToken("resolver", client.ProxyTokenRequest{Workspace: "ws1", Providers: []string{"vertex", "azure-openai"}})
 	bearer := []string{"Authorization", "Bearer " + tok.Token}
-	for _, path := range []string{
-		"/proxy/vertex/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent",
-		"/proxy/azure-openai/openai/deployments/gpt4o/chat/completions",
+	for _, tc := range []struct {
+		path   string
+		status int
+		code   string
+	}{
+		{"/proxy/vertex/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent", http.StatusNotFound, "no_key"},
+		{"/proxy/azure-openai/openai/deployments/gpt4o/chat/completions", http.StatusNotFound, "no_key"},
+		{"/proxy/vertex/v1/projects/p/locations/us-central1/endpoints/e1:predict", http.StatusForbidden, "endpoint_not_allowed"},
+		{"/proxy/azure-openai/openai/assistants", http.StatusForbidden, "endpoint_not_allowed"},
 	} {
-		resp, body := a.proxyCall("POST", path, `{"messages":[]}`, bearer...)
-		if resp.StatusCode != http.StatusNotImplemented || !strings.Contains(body, `"provider_not_proxied"`) {
-			t.Errorf("%s: %d %s", path, resp.StatusCode, body)
+		resp, body := a.proxyCall("POST", tc.path, `{"messages":[]}`, bearer...)
+		if resp.StatusCode != tc.status || !strings.Contains(body, `"`+tc.code+`"`) {
+			t.Errorf("%s: %d %s", tc.path, resp.StatusCode, body)
 		}
 	}
 	provider.mu.Lock()

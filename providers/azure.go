@@ -61,10 +61,18 @@ func init() {
 		Authorize: azureAuthorize,
 		Derive:    azureDerive,
 		Check:     CheckSpec{BaseURL: "{endpoint}", BaseURLFor: azureBaseURL, Path: "/openai/models"},
+		// Azure's own paths (the {deployment} a model of the key's
+		// deployments or a deployment), the OpenAI-style paths (the
+		// body's model picks the deployment: the proxy sends them to
+		// Azure's paths) and Azure's v1 API.
 		Proxy: ProxySpec{Endpoints: []Endpoint{
 			post("/openai/deployments/{deployment}/chat/completions"), post("/openai/deployments/{deployment}/completions"),
 			post("/openai/deployments/{deployment}/embeddings"),
-			post("/openai/v1/chat/completions", "model"), post("/openai/v1/embeddings", "model"), get("/openai/v1/models"),
+			post("/openai/responses", "model", "tools[type=image_generation].model"), get("/openai/models"),
+			post("/v1/chat/completions", "model"), post("/v1/completions", "model"), post("/v1/embeddings", "model"),
+			post("/v1/responses", "model", "tools[type=image_generation].model"), get("/v1/models"),
+			post("/openai/v1/chat/completions", "model"), post("/openai/v1/embeddings", "model"),
+			post("/openai/v1/responses", "model", "tools[type=image_generation].model"), get("/openai/v1/models"),
 		}, Headers: []ProxyHeader{{Name: "X-Ms-Client-Request-Id"}}, BaseURLFor: azureBaseURL},
 		Dev: New(KindAzureOpenAI, map[string]string{FieldEndpoint: "https://keybroker-dev-fake.openai.azure.com", FieldAPIVersion: "2024-06-01",
 			FieldDeployments: `{"gpt-4o":"gpt-4o-dev-fake"}`, FieldAPIKey: "FAKEazureDevKeyNotReal0123456789"}),

@@ -6,9 +6,11 @@
 // Authorize, called last: Amazon Bedrock's SigV4 signs the host and the
 // headers), only the request headers of an allow-list, and the answer
 // streamed back as it arrives. Where a call goes is worked out per
-// attempt from the credential that serves it (a Bedrock key's region),
-// and a deriving provider's credential is the one the broker minted,
-// never the long-lived key. Calls in flight
+// attempt from the credential that serves it (route, clouds.go: a Bedrock
+// key's region and modelMap, an Azure key's resource and deployments, a
+// Vertex key's project and location), and a deriving provider's
+// credential is the one the broker minted (an STS session, an Entra or
+// Google access token), never the long-lived key. Calls in flight
 // and the bodies kept for retries are bounded (bounds.go); a proxy token
 // with a model list may call only calls whose every model is on it (read
 // by providers.ReadModels, as the provider reads them). When the provider refuses the key (401, 403, 402, 429) before
@@ -221,13 +223,8 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		fail(Failure{Status: http.StatusNotFound, Code: "unknown_provider", Message: "no such provider"})
 		return
 	}
-	if !speaks(prov) {
-		fail(Failure{Status: http.StatusNotImplemented, Code: "provider_not_proxied", Message: fmt.Sprintf(
-			"the credential proxy does not speak %s's protocol yet (its calls are signed or carry a minted token); resolve its short-lived credential instead", prov.DisplayName)})
-		return
-	}
 	rules := p.rules[prov.ID]
-	segs, why := cleanSegments(call.Path)
+	segs, why := cleanSegments(call.Path, slashSegment(prov, call.Path))
 	if why != "" {
 		fail(Failure{Status: http.StatusForbidden, Code: "path_not_allowed", Message: why + "; the proxy forwards clean paths only"})
 		return
@@ -241,6 +238,9 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		fail(Failure{Status: http.StatusForbidden, Code: "endpoint_not_allowed", Message: fmt.Sprintf(
 			"%s is not an inference endpoint of %s; an operator may allow it with --proxy-allow-endpoint '%s=%s'", strings.ToValidUTF8(ep, "?"), prov.ID, prov.ID, strings.ToValidUTF8(ep, "?"))})
 		return
+	}
+	if i, ok := rule.wilds["deployment"]; ok {
+		pathModel = unescape(segs[i]) // Azure's: a model or its deployment (route tells)
 	}
 	header, why := rules.forwardHeaders(r.Header)
 	if why != "" {
@@ -298,7 +298,9 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 	}
 	_ = rc.SetWriteDeadline(callDeadline)
 
-	model, f := p.callModel(r, rule, pathModel, kept, call)
+	// Azure's model is known only with the key (a deployment's name is
+	// mapped back to its model): route judges the token's model list.
+	model, f := p.callModel(r, rule, pathModel, kept, call, prov.Credential.Kind == providers.KindAzureOpenAI)
 	if f != nil {
 		fail(*f)
 		return
@@ -324,10 +326,6 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 	}
 	for attempt := 0; ; attempt++ {
 		rec.Scope, rec.KeyID, rec.KeyVersion, rec.BYOK, rec.Retried = string(res.ScopeKind), res.KeyID, res.Version, res.IsBYOK, attempt > 0
-		var reqBody io.Reader = streamed
-		if kept != nil {
-			reqBody = bytes.NewReader(kept)
-		}
 		// Where the call goes depends on the key that serves it (a
 		// Bedrock key's region), so it is worked out per attempt.
 		base, err := url.Parse(p.cfg.BaseURLs.ProxyURL(prov, res.Credential))
@@ -336,7 +334,21 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 			fail(Failure{Status: http.StatusInternalServerError, Code: "internal_error", Message: "the provider's base URL is invalid"})
 			return
 		}
-		out, err := p.outbound(ctx, r, header, base, targetPath(prov, call.Path, segs, rule, pathModel, res.Credential), prov, res.Credential, reqBody)
+		tg, refused := route(prov, call, segs, rule, model, res.Credential, kept)
+		if refused != nil {
+			rec.Status = refused.Status
+			fail(*refused)
+			return
+		}
+		var reqBody io.Reader = streamed
+		length := r.ContentLength
+		switch {
+		case tg.body != nil: // Azure: the body's model became the deployment's name
+			reqBody, length = bytes.NewReader(tg.body), int64(len(tg.body))
+		case kept != nil:
+			reqBody = bytes.NewReader(kept)
+		}
+		out, err := p.outbound(ctx, r, header, base, tg.path, prov, res.Credential, reqBody, length)
 		if err != nil {
 			rec.Status = http.StatusBadGateway
 			fail(Failure{Status: http.StatusBadGateway, Code: "upstream_error", Message: "could not build the request to the provider"})
@@ -378,7 +390,10 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 			}
 			if attempt == 0 && kept != nil {
 				next, nerr := p.cfg.Keys.Resolve(ctx, broker.ResolveRequest{Workspace: call.Workspace, Provider: call.Provider, Model: model, Caller: call.Caller, Derived: true})
-				if nerr == nil && (next.KeyID != res.KeyID || next.ScopeKind != res.ScopeKind) {
+				// The next key serves only a call it can route (an Azure
+				// key deploying the model, a Vertex key of the path's
+				// project): else the first answer goes back.
+				if nerr == nil && (next.KeyID != res.KeyID || next.ScopeKind != res.ScopeKind) && routes(prov, call, segs, rule, model, next.Credential, kept) {
 					_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 					resp.Body.Close()
 					span.SetStatus(codes.Error, "refused: retried with another key")
@@ -425,7 +440,7 @@ func proxyTokenOf(call Call) string {
 // listing), else the body's first model field, else a resolver token's
 // hint. A proxy token with a model list may call only calls whose every
 // model (nested ones included) is on it.
-func (p *Proxy) callModel(r *http.Request, rule *rule, pathModel string, kept []byte, call Call) (string, *Failure) {
+func (p *Proxy) callModel(r *http.Request, rule *rule, pathModel string, kept []byte, call Call, listLater bool) (string, *Failure) {
 	var found []providers.FoundModel
 	if rule.models != nil && len(kept) > 0 && providers.IsJSON(r.Header.Get("Content-Type")) {
 		var problem *providers.BodyProblem
@@ -453,10 +468,13 @@ func (p *Proxy) callModel(r *http.Request, rule *rule, pathModel string, kept []
 			}
 			return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: msg}
 		}
-		if !slices.Contains(call.Models, model) {
+		if !listLater && !slices.Contains(call.Models, model) {
 			return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may not call this model"}
 		}
 		for _, m := range found {
+			if listLater && m.Field == rule.modelFirst {
+				continue // judged by route, once the key says which model it is
+			}
 			if m.Missing {
 				return "", &Failure{Status: http.StatusForbidden, Code: "model_not_allowed", Message: "this token may call only some models, and " + m.Field +
 					" is not named: the provider would pick its default model (name one of the token's)"}
@@ -505,21 +523,54 @@ func (b *callerBody) failed() error {
 	return b.err
 }
 
-// speaks reports whether the proxy can forward calls to prov: Amazon
-// Bedrock (re-signed with SigV4 by the minted session), and the providers
-// whose credential is neither derived (a minted token) nor holds their
-// address (an endpoint, a location). Azure OpenAI and Vertex AI are not
-// forwarded yet (docs/proxy.md); they answer 501 before anything else
-// happens.
-func speaks(prov *providers.Provider) bool {
-	return prov.Credential.Kind == providers.KindAWSBedrock || prov.Derive == nil && prov.Proxy.BaseURLFor == nil
+// slashSegment is the index of the segment of a caller's escaped path
+// that may hold an escaped '/': Amazon Bedrock's {model} (/model/{model}/...),
+// which may be an ARN; -1 for every other path.
+func slashSegment(prov *providers.Provider, escaped string) int {
+	if prov != nil && prov.Credential.Kind == providers.KindAWSBedrock && strings.HasPrefix(escaped, "/model/") {
+		return 1
+	}
+	return -1
 }
 
-// targetPath is the escaped path the call goes to: the caller's, except
-// that a Bedrock path's {model} (/model/{model}/...) becomes the model the
+// target is where one attempt goes: the escaped path at the provider, and
+// the model the call serves (Azure: the model of the deployment named),
+// and the body when it changes (Azure's v1 API reads the deployment's
+// name in the body's model); nil: the caller's.
+type target struct {
+	path  string
+	model string
+	body  []byte
+}
+
+// route works out an attempt's target for the credential that serves it
+// (a Bedrock key's modelMap, an Azure key's deployments, a Vertex key's
+// project and location), or refuses the call for that credential (a model
+// with no deployment, another project): the refusal happens before any
+// byte goes to the provider.
+func route(prov *providers.Provider, call Call, segs []string, rule *rule, model string, cred providers.Credential, body []byte) (target, *Failure) {
+	switch prov.Credential.Kind {
+	case providers.KindAWSBedrock:
+		return target{path: bedrockPath(call.Path, segs, rule, model, cred), model: model}, nil
+	case providers.KindAzureOpenAI:
+		return azureRoute(call, segs, rule, model, cred, body)
+	case providers.KindGCPVertex:
+		return vertexRoute(call, segs, rule, model, cred)
+	}
+	return target{path: call.Path, model: model}, nil
+}
+
+// routes reports whether cred can serve the call (route refuses nothing).
+func routes(prov *providers.Provider, call Call, segs []string, rule *rule, model string, cred providers.Credential, body []byte) bool {
+	_, f := route(prov, call, segs, rule, model, cred, body)
+	return f == nil
+}
+
+// bedrockPath is the escaped path of a Bedrock call: the caller's, except
+// that the path's {model} (/model/{model}/...) becomes the model the
 // key's modelMap maps it to (an inference profile), when it has one.
-func targetPath(prov *providers.Provider, escaped string, segs []string, rule *rule, pathModel string, cred providers.Credential) string {
-	if prov.Credential.Kind != providers.KindAWSBedrock || !rule.pathModel || pathModel == "" || len(segs) < 2 || segs[0] != "model" {
+func bedrockPath(escaped string, segs []string, rule *rule, pathModel string, cred providers.Credential) string {
+	if !rule.pathModel || pathModel == "" || len(segs) < 2 || segs[0] != "model" {
 		return escaped
 	}
 	mapped := providers.BedrockModel(cred, pathModel)
@@ -549,7 +600,7 @@ func awsEscape(s string) string {
 // outbound builds the request to the provider: the caller's method, path,
 // query (without a key) and the headers forwardHeaders let through, plus
 // the key.
-func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Header, base *url.URL, escapedPath string, prov *providers.Provider, cred providers.Credential, body io.Reader) (*http.Request, error) {
+func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Header, base *url.URL, escapedPath string, prov *providers.Provider, cred providers.Credential, body io.Reader, length int64) (*http.Request, error) {
 	target := *base
 	target.RawPath = strings.TrimRight(base.EscapedPath(), "/") + escapedPath
 	var err error
@@ -558,6 +609,8 @@ func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Heade
 	}
 	q := r.URL.Query()
 	q.Del("key") // Google's query-string credential
+	q.Del("api-key")
+	q.Del("subscription-key")
 	target.RawQuery = q.Encode()
 	if len(q) == 0 {
 		target.RawQuery = ""
@@ -566,7 +619,7 @@ func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Heade
 	if err != nil {
 		return nil, err
 	}
-	out.ContentLength = r.ContentLength // a body that streams through keeps its length when it has one (-1: chunked)
+	out.ContentLength = length // a body that streams through keeps its length when it has one (-1: chunked)
 	out.Header = header.Clone()
 	out.Host = target.Host // signed by SigV4: the host the request goes to
 	dropHopHeaders(out.Header)

@@ -35,6 +35,9 @@ type rule struct {
 	modelFirst string // the body field that picks the key ("" when the path names the model)
 	modelName  func(string) string
 	pathModel  bool // the path has a {model} segment
+	// wilds are the indexes of the path's wildcard segments, by name
+	// ({deployment}: Azure's; {project}, {location}: Vertex's).
+	wilds map[string]int
 }
 
 // providerRules are a provider's rules and forwarded headers.
@@ -114,9 +117,12 @@ func compileRule(ep providers.Endpoint, prov *providers.Provider) (rule, error) 
 	if err != nil {
 		return rule{}, err
 	}
-	r := rule{method: ep.Method, pattern: ep.Path, segs: segs, modelName: prov.Model}
-	for _, s := range segs {
+	r := rule{method: ep.Method, pattern: ep.Path, segs: segs, modelName: prov.Model, wilds: map[string]int{}}
+	for i, s := range segs {
 		r.pathModel = r.pathModel || s.wild == "model"
+		if s.wild != "" {
+			r.wilds[s.wild] = i
+		}
 	}
 	if len(ep.Models) > 0 {
 		if r.models, err = providers.CompileModelFields(ep.Models); err != nil {
@@ -186,13 +192,17 @@ func escapedPathChar(c byte) bool {
 }
 
 // cleanSegments splits a caller's escaped path into its segments, or says
-// why it is not clean.
-func cleanSegments(escaped string) ([]string, string) {
+// why it is not clean. slashSeg is the index of the one segment that may
+// hold an escaped '/' (%2F), -1 for none: Amazon Bedrock's model id, when
+// it is an ARN (an inference profile's: arn:aws:bedrock:...:inference-profile/...),
+// which AWS's SDKs send so; the segment must then decode to an ARN none
+// of whose '/'-separated parts is empty, "." or "..".
+func cleanSegments(escaped string, slashSeg int) ([]string, string) {
 	if !strings.HasPrefix(escaped, "/") || escaped == "/" {
 		return nil, "the path names no endpoint"
 	}
 	segs := strings.Split(escaped[1:], "/")
-	for _, s := range segs {
+	for n, s := range segs {
 		switch s {
 		case "":
 			return nil, "the path has an empty segment (// or a trailing /)"
@@ -206,7 +216,11 @@ func cleanSegments(escaped string) ([]string, string) {
 				if !ok {
 					return nil, "the path has a malformed percent-escape"
 				}
-				if !escapedPathChar(d) {
+				if d == '/' && n == slashSeg {
+					if !isARNPath(unescape(s)) {
+						return nil, "the path has the percent-escape %2F in a model id that is not an ARN"
+					}
+				} else if !escapedPathChar(d) {
 					return nil, fmt.Sprintf("the path has the percent-escape %s, which is not forwarded", strings.ToUpper(s[i:i+3]))
 				}
 				i += 2
@@ -218,6 +232,21 @@ func cleanSegments(escaped string) ([]string, string) {
 		}
 	}
 	return segs, ""
+}
+
+// isARNPath reports whether a decoded segment holding '/' is an ARN whose
+// resource path has no empty, "." or ".." part (nothing a server decoding
+// it could read as another path).
+func isARNPath(v string) bool {
+	if !strings.HasPrefix(v, "arn:") {
+		return false
+	}
+	for _, part := range strings.Split(v, "/") {
+		if part == "" || part == "." || part == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 func unhex(s string, i int) (byte, bool) {

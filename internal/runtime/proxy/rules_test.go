@@ -20,7 +20,8 @@ func defaultRules(t *testing.T, added ...string) map[string]*providerRules {
 // judge is what the rule table says of a call: "" when it passes (with
 // the path's model after "="), or the refusal's code.
 func judge(rules map[string]*providerRules, provider, method, path string) string {
-	segs, why := cleanSegments(path)
+	prov, _ := providers.DefaultRegistry().Lookup(provider)
+	segs, why := cleanSegments(path, slashSegment(prov, path))
 	if why != "" {
 		return "path_not_allowed"
 	}
@@ -110,6 +111,31 @@ func TestEveryProviderForwardsItsInferenceEndpointsOnly(t *testing.T) {
 		{"anthropic", "POST", "/v1/files", "endpoint_not_allowed"},
 		{"anthropic", "GET", "/v1/organizations/me", "endpoint_not_allowed"},
 
+		// Amazon Bedrock: a model id may be an ARN, its '/' escaped as
+		// AWS's SDKs escape it; nowhere else, and never a dot segment.
+		{"bedrock", "POST", "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse", "=anthropic.claude-3-haiku-20240307-v1:0"},
+		{"bedrock", "POST", "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.m-v1%3A0/invoke",
+			"=arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.m-v1:0"},
+		{"bedrock", "POST", "/model/anthropic%2Fclaude/converse", "path_not_allowed"},
+		{"bedrock", "POST", "/model/arn%3Aaws%2F..%2Fx/converse", "path_not_allowed"},
+		{"bedrock", "POST", "/model/arn%3Aaws%2F%2Fx/converse", "path_not_allowed"},
+		{"bedrock", "POST", "/model/x/converse/arn%3Aa%2Fb", "path_not_allowed"},
+		{"openai", "GET", "/v1/models/arn%3Aaws%2Fx", "path_not_allowed"},
+		// Azure OpenAI: its own paths, the OpenAI-style ones, its v1 API.
+		{"azure-openai", "POST", "/openai/deployments/gpt-4o/chat/completions", ok},
+		{"azure-openai", "POST", "/openai/deployments/gpt4o-prod/embeddings", ok},
+		{"azure-openai", "POST", "/v1/chat/completions", ok},
+		{"azure-openai", "POST", "/v1/completions", ok},
+		{"azure-openai", "POST", "/v1/embeddings", ok},
+		{"azure-openai", "POST", "/openai/v1/chat/completions", ok},
+		{"azure-openai", "GET", "/openai/v1/models", ok},
+		{"azure-openai", "POST", "/openai/assistants", "endpoint_not_allowed"},
+		{"azure-openai", "POST", "/openai/deployments/gpt-4o/files", "endpoint_not_allowed"},
+		// Vertex AI: Gemini and Anthropic's models, the model the path's.
+		{"vertex", "POST", "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent", "=gemini-2.0-flash"},
+		{"vertex", "POST", "/v1/projects/-/locations/-/publishers/anthropic/models/claude-3-5-haiku@20241022:streamRawPredict", "=claude-3-5-haiku@20241022"},
+		{"vertex", "POST", "/v1/projects/p/locations/us-central1/endpoints/e:predict", "endpoint_not_allowed"},
+		{"vertex", "POST", "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:countTokens", "endpoint_not_allowed"},
 		{"google", "POST", "/v1beta/models/gemini-2.0-flash:generateContent", "=gemini-2.0-flash"},
 		{"google", "POST", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", "=gemini-2.0-flash"},
 		{"google", "POST", "/v1beta/models/gemini-2.0-flash:countTokens", "=gemini-2.0-flash"},
