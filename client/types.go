@@ -15,6 +15,26 @@ type Provider struct {
 	// fields, from which a form is built.
 	Kind   string            `json:"kind"`
 	Fields []CredentialField `json:"fields"`
+	// Choices, for a kind with several ways of signing in (Azure's API
+	// key or Entra client credentials), says them: a credential gives
+	// the fields of exactly one (CredentialField.Choice).
+	Choices *CredentialChoices `json:"choices,omitempty"`
+}
+
+// CredentialChoices are a credential kind's ways of signing in.
+type CredentialChoices struct {
+	// Label asks the question ("How keybroker signs in to AWS").
+	Label   string             `json:"label"`
+	Options []CredentialChoice `json:"options"`
+}
+
+// CredentialChoice is one way of signing in.
+type CredentialChoice struct {
+	// ID is what CredentialField.Choice names; Label says it in words.
+	ID    string `json:"id"`
+	Label string `json:"label"`
+	// Required are the fields this way needs.
+	Required []string `json:"required"`
 }
 
 // CredentialField is one field of a provider's credential kind.
@@ -30,6 +50,17 @@ type CredentialField struct {
 	// Type is "map" for a field written as an object of strings; absent
 	// for a string.
 	Type string `json:"type,omitempty"`
+	// Label is the field's name in words, for a form.
+	Label string `json:"label"`
+	// Choice, when set, is the way of signing in (Provider.Choices) the
+	// field belongs to.
+	Choice string `json:"choice,omitempty"`
+	// File says the value is a document picked from disk (a
+	// service-account key file).
+	File bool `json:"file,omitempty"`
+	// MapLabels, for a map field, are the words of its names and its
+	// values ("Model", "Deployment").
+	MapLabels []string `json:"mapLabels,omitempty"`
 }
 
 // ProviderList answers GET /v1/providers.

@@ -61,10 +61,21 @@ func TestHappyPathOfEveryRoute(t *testing.T) {
 			if p.Kind != kind || len(p.Fields) < 3 || secrets == 0 || p.FormatHint == "" {
 				t.Fatalf("provider %s: kind %q, fields %+v", p.ID, p.Kind, p.Fields)
 			}
+			// The ways of signing in, as a form asks them: each field of
+			// a way names it, and each way's required fields are its own.
+			if want := map[string]int{"azure-openai": 2, "bedrock": 2, "vertex": 0}[p.ID]; (p.Choices == nil && want > 0) ||
+				(p.Choices != nil && (len(p.Choices.Options) != want || p.Choices.Label == "")) {
+				t.Fatalf("provider %s: choices %+v", p.ID, p.Choices)
+			}
+			for _, f := range p.Fields {
+				if f.Label == "" || (f.Type == "map") != (len(f.MapLabels) == 2) || f.File != (f.Name == "serviceAccountJson") {
+					t.Fatalf("provider %s: field %+v", p.ID, f)
+				}
+			}
 			delete(cloud, p.ID)
 			continue
 		}
-		if want := []client.CredentialField{{Name: "apiKey", Secret: true, Required: true, Hint: p.FormatHint}}; p.Kind != "api_key" || p.FormatHint == "" ||
+		if want := []client.CredentialField{{Name: "apiKey", Secret: true, Required: true, Hint: p.FormatHint, Label: "API key"}}; p.Kind != "api_key" || p.FormatHint == "" ||
 			!reflect.DeepEqual(p.Fields, want) {
 			t.Fatalf("provider %s: kind %q, fields %+v", p.ID, p.Kind, p.Fields)
 		}

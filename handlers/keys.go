@@ -66,10 +66,21 @@ func (s *server) listProviders(c *gin.Context) {
 	for _, p := range all {
 		fields := make([]client.CredentialField, len(p.Credential.Fields))
 		for i, f := range p.Credential.Fields {
-			fields[i] = client.CredentialField{Name: f.Name, Secret: f.Secret, Required: f.Required, Hint: f.Hint, Type: string(f.Type)}
+			fields[i] = client.CredentialField{Name: f.Name, Secret: f.Secret, Required: f.Required, Hint: f.Hint, Type: string(f.Type),
+				Label: f.Label, Choice: f.Choice, File: f.File}
+			if f.MapLabels != [2]string{} {
+				fields[i].MapLabels = f.MapLabels[:]
+			}
+		}
+		var choices *client.CredentialChoices
+		if len(p.Credential.Choices) > 0 {
+			choices = &client.CredentialChoices{Label: p.Credential.ChoicesLabel}
+			for _, c := range p.Credential.Choices {
+				choices.Options = append(choices.Options, client.CredentialChoice{ID: c.ID, Label: c.Label, Required: c.Required})
+			}
 		}
 		out.Providers = append(out.Providers, client.Provider{ID: p.ID, DisplayName: p.DisplayName, FormatHint: p.FormatHint(),
-			Kind: p.Credential.Kind, Fields: fields})
+			Kind: p.Credential.Kind, Fields: fields, Choices: choices})
 	}
 	c.JSON(http.StatusOK, out)
 }

@@ -183,7 +183,7 @@ func TestAdminPageCloudCredentialFormsInARealBrowser(t *testing.T) {
 	waitText(t, ctx, `label[for="add-bedrock-region"]`, "Region (required)")
 	waitText(t, ctx, `label[for="add-bedrock-roleArn"]`, "Role ARN (optional)")
 	run(t, ctx, "choose the Bedrock API key with the arrow key",
-		chromedp.Focus(chromedp.ID("add-bedrock-way-keys")), chromedp.KeyEvent(kb.ArrowDown))
+		chromedp.Focus(chromedp.ID("add-bedrock-way-keyPair")), chromedp.KeyEvent(kb.ArrowDown))
 	if !visible("add-bedrock-bedrockApiKey") || visible("add-bedrock-accessKeyId") || visible("add-bedrock-roleArn") {
 		t.Fatal("choosing the Bedrock API key does not show its field alone")
 	}
@@ -291,9 +291,15 @@ func TestAdminPageCloudCredentialFormsInARealBrowser(t *testing.T) {
 	run(t, ctx, "add the Vertex key", submit("vertex"))
 	answerConfirm(t, ctx, "Google Vertex AI calls will use the new key from now on", true)
 	waitToast(t, ctx, "Added Google Vertex AI key 'default'")
-	maskShows("vertex/default", "serviceAccountJson", providers.MaskKey(sa))
+	// A service-account file's preview is its account and key id.
+	vertex, _ := providers.DefaultRegistry().Lookup("vertex")
+	saMask := vertex.Credential.Masks(providers.New(providers.KindGCPVertex, map[string]string{providers.FieldServiceAccountJSON: sa}))[providers.FieldServiceAccountJSON]
+	if !strings.HasPrefix(saMask, email+" (key ") {
+		t.Fatalf("the service-account file's preview is %q", saMask)
+	}
+	maskShows("vertex/default", "serviceAccountJson", saMask)
 	waitText(t, ctx, `[data-field="vertex/default/project"]`, "my-project-123")
-	if m := getKey("vertex", "default"); m.Masked["serviceAccountJson"] != providers.MaskKey(sa) || m.Fields["location"] != "us-central1" {
+	if m := getKey("vertex", "default"); m.Masked["serviceAccountJson"] != saMask || m.Fields["location"] != "us-central1" {
 		t.Fatalf("the Vertex key written: fields %v masked %v", m.Fields, m.Masked)
 	}
 	if v, err := a.kv.Get(ctx0, broker.WorkspaceKey("ws1", "vertex", "default").VaultPath()); err != nil || v.Data["service_account_json"] != sa {

@@ -99,19 +99,25 @@ func isAPIKeyChar(c byte) bool { return isBase64Char(c) || c == '-' || c == '_' 
 // bedrockSchema is the aws_bedrock credential kind.
 var bedrockSchema = Schema{Kind: KindAWSBedrock,
 	Fields: []Field{
-		{Name: FieldRegion, VaultField: "region", Required: true, Hint: "an AWS region where Bedrock runs (us-east-1, eu-west-1, ...)"},
-		{Name: FieldModelMap, VaultField: "model_map", Type: FieldMap, Hint: "model → inference profile id or ARN (us.anthropic.claude-...)"},
-		{Name: FieldAccessKeyID, VaultField: "access_key_id", Secret: true, Hint: `starts with "AKIA" (or "ASIA"), then 16 capital letters and digits`,
+		{Name: FieldRegion, VaultField: "region", Required: true, Label: "Region", Hint: "an AWS region where Bedrock runs (us-east-1, eu-west-1, ...)"},
+		{Name: FieldModelMap, VaultField: "model_map", Type: FieldMap, Label: "Model map", MapLabels: [2]string{"Model", "Inference profile id or ARN"}, Hint: "model → inference profile id or ARN (us.anthropic.claude-...)"},
+		{Name: FieldAccessKeyID, VaultField: "access_key_id", Secret: true, Label: "Access key ID", Choice: "keyPair", Hint: `starts with "AKIA" (or "ASIA"), then 16 capital letters and digits`,
 			rule: &keyRule{prefixes: []string{"AKIA", "ASIA"}, minLen: 20, maxLen: 20, allowed: isUpperAlnum, allowedText: "capital letters and digits"}},
-		{Name: FieldSecretAccessKey, VaultField: "secret_access_key", Secret: true, Hint: "40 characters: letters, digits, '+' and '/'",
+		{Name: FieldSecretAccessKey, VaultField: "secret_access_key", Secret: true, Label: "Secret access key", Choice: "keyPair", Hint: "40 characters: letters, digits, '+' and '/'",
 			rule: &keyRule{minLen: 40, maxLen: 40, allowed: isBase64Char, allowedText: "letters, digits, '+', '/' and '='"}},
-		{Name: FieldRoleARN, VaultField: "role_arn", Hint: "arn:aws:iam::ACCOUNT:role/NAME, assumed with the key pair"},
-		{Name: FieldExternalID, VaultField: "external_id", Hint: "the external id the role's trust policy requires"},
-		{Name: FieldSessionName, VaultField: "session_name", Hint: `the role session's name (default "keybroker")`},
-		{Name: FieldBedrockAPIKey, VaultField: "bedrock_api_key", Secret: true, Hint: `a Bedrock API key: starts with "ABSK" or "bedrock-api-key-"`,
+		{Name: FieldRoleARN, VaultField: "role_arn", Label: "Role ARN", Choice: "keyPair", Hint: "arn:aws:iam::ACCOUNT:role/NAME, assumed with the key pair"},
+		{Name: FieldExternalID, VaultField: "external_id", Label: "External ID", Choice: "keyPair", Hint: "the external id the role's trust policy requires"},
+		{Name: FieldSessionName, VaultField: "session_name", Label: "Session name", Choice: "keyPair", Hint: `the role session's name (default "keybroker")`},
+		{Name: FieldBedrockAPIKey, VaultField: "bedrock_api_key", Secret: true, Label: "Bedrock API key", Choice: "bedrockApiKey", Hint: `a Bedrock API key: starts with "ABSK" or "bedrock-api-key-"`,
 			rule: &keyRule{prefixes: []string{"ABSK", "bedrock-api-key-"}, minLen: 20, maxLen: 8192, allowed: isAPIKeyChar, allowedText: "letters, digits and + / = - _ ."}},
 	},
-	Validate: checkBedrock,
+	Validate:     checkBedrock,
+	ChoicesLabel: "How keybroker signs in to AWS",
+	Choices: []Choice{
+		{ID: "keyPair", Label: "An access key pair, optionally with a role to assume (keybroker hands out short-lived sessions)",
+			Required: []string{FieldAccessKeyID, FieldSecretAccessKey}},
+		{ID: "bedrockApiKey", Label: "A Bedrock API key", Required: []string{FieldBedrockAPIKey}},
+	},
 }
 
 // checkBedrock checks what the fields' rules cannot: the region, the

@@ -38,6 +38,18 @@ func TestEveryProviderIsComplete(t *testing.T) {
 					t.Fatalf("field %+v: unnamed or named twice", f)
 				}
 				seen[f.Name], vaultSeen[f.VaultField] = true, true
+				if f.Label == "" {
+					t.Errorf("field %s has no label (forms show it)", f.Name)
+				}
+				if (f.Type == providers.FieldMap) != (f.MapLabels != [2]string{}) {
+					t.Errorf("field %s: map labels %q on a field of type %q", f.Name, f.MapLabels, f.Type)
+				}
+				if f.Choice != "" && !slices.ContainsFunc(s.Choices, func(c providers.Choice) bool { return c.ID == f.Choice }) {
+					t.Errorf("field %s belongs to choice %q, which the kind does not have", f.Name, f.Choice)
+				}
+				if f.Choice != "" && f.Required {
+					t.Errorf("field %s of choice %s is required of every credential: the choice's Required says it", f.Name, f.Choice)
+				}
 				if f.Secret {
 					secrets++
 					if f.Hint == "" {
@@ -47,6 +59,27 @@ func TestEveryProviderIsComplete(t *testing.T) {
 			}
 			if secrets == 0 {
 				t.Error("the credential has no secret field")
+			}
+			// Each way of signing in has a label, fields, and requires
+			// only its own fields.
+			if (len(s.Choices) > 0) != (s.ChoicesLabel != "") || len(s.Choices) == 1 {
+				t.Errorf("choices %+v asked as %q", s.Choices, s.ChoicesLabel)
+			}
+			for _, c := range s.Choices {
+				var own []string
+				for _, f := range s.Fields {
+					if f.Choice == c.ID {
+						own = append(own, f.Name)
+					}
+				}
+				if c.ID == "" || c.Label == "" || len(c.Required) == 0 || len(own) == 0 {
+					t.Errorf("choice %+v (fields %v)", c, own)
+				}
+				for _, r := range c.Required {
+					if !slices.Contains(own, r) {
+						t.Errorf("choice %s requires %s, not one of its fields %v", c.ID, r, own)
+					}
+				}
 			}
 			if s.Kind == providers.KindAPIKey && (len(s.Fields) != 1 || s.Fields[0].Name != providers.FieldAPIKey ||
 				s.Fields[0].VaultField != providers.VaultFieldAPIKey || !s.Fields[0].Required) {

@@ -40,7 +40,19 @@ type Field struct {
 	// Type is how the API writes the value: a string, or an object of
 	// strings (FieldMap).
 	Type FieldType
-	rule *keyRule
+	// Label is the field's name in words, for forms ("Secret access
+	// key").
+	Label string
+	// Choice, when set, is the id of the Schema.Choices entry the field
+	// belongs to: it is given only when that way of signing in is.
+	Choice string
+	// File says the value is a document an admin picks from disk (a
+	// service-account key file) rather than types.
+	File bool
+	// MapLabels are the words of a map field's names and values
+	// ("Model", "Deployment").
+	MapLabels [2]string
+	rule      *keyRule
 	// valid, when set instead of rule, checks a value that is no token (a
 	// URL, a JSON document, a map): label names the field in messages.
 	valid func(label, v string) error
@@ -48,6 +60,15 @@ type Field struct {
 	// first and last characters say nothing: a service-account file
 	// shows its account); default MaskKey.
 	preview func(v string) string
+}
+
+// Choice is one of a kind's ways of signing in.
+type Choice struct {
+	// ID names it in Field.Choice; Label says it in words.
+	ID, Label string
+	// Required are the fields this way needs (of those whose Choice is
+	// ID).
+	Required []string
 }
 
 // Mask is the masked preview of the field's value v that the metadata
@@ -65,6 +86,12 @@ func (f Field) Mask(v string) string {
 type Schema struct {
 	Kind   string
 	Fields []Field
+	// Choices are the kind's ways of signing in when it has several
+	// (Azure's API key or Entra client credentials): a credential uses
+	// exactly one, and gives only the fields whose Choice is its ID.
+	// ChoicesLabel asks the question ("How keybroker signs in to AWS").
+	Choices      []Choice
+	ChoicesLabel string
 	// Validate, when set, checks what the fields' own rules cannot: the
 	// kinds that take one of two ways of authenticating (Azure's apiKey or
 	// Entra client credentials) require exactly one. It runs after every
@@ -76,7 +103,7 @@ type Schema struct {
 // apiKey is the schema of a provider that takes one API key, whose format
 // hint and rule are the provider's.
 func apiKey(hint string, rule keyRule) Schema {
-	return Schema{Kind: KindAPIKey, Fields: []Field{{Name: FieldAPIKey, VaultField: VaultFieldAPIKey, Secret: true, Required: true, Hint: hint, rule: &rule}}}
+	return Schema{Kind: KindAPIKey, Fields: []Field{{Name: FieldAPIKey, VaultField: VaultFieldAPIKey, Secret: true, Required: true, Hint: hint, Label: "API key", rule: &rule}}}
 }
 
 // Field returns the field called name.

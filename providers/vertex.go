@@ -41,11 +41,11 @@ const VertexScope = "https://www.googleapis.com/auth/cloud-platform"
 func init() {
 	register(Provider{ID: "vertex", DisplayName: "Google Vertex AI",
 		Credential: Schema{Kind: KindGCPVertex, Fields: []Field{
-			{Name: FieldProject, VaultField: "project", Required: true,
+			{Name: FieldProject, VaultField: "project", Required: true, Label: "Project ID",
 				Hint: "a Google Cloud project id: 6 to 30 lowercase letters, digits and '-', starting with a letter", valid: checkGCPProject},
-			{Name: FieldLocation, VaultField: "location", Required: true,
+			{Name: FieldLocation, VaultField: "location", Required: true, Label: "Location",
 				Hint: `a Google Cloud region such as "us-central1", or "global"`, valid: checkGCPLocation},
-			{Name: FieldServiceAccountJSON, VaultField: "service_account_json", Secret: true, Required: true,
+			{Name: FieldServiceAccountJSON, VaultField: "service_account_json", Secret: true, Required: true, Label: "Service-account key file", File: true,
 				Hint:  `a service-account key file (JSON with "type": "service_account", client_email, an RSA private_key and token_uri)`,
 				valid: checkServiceAccount, preview: previewServiceAccount},
 		}},

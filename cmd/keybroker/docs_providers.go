@@ -78,13 +78,25 @@ func fieldList(s providers.Schema) string {
 		if f.Secret {
 			name = "**" + name + "** (secret)"
 		}
-		if !f.Required {
+		switch i := slices.IndexFunc(s.Choices, func(c providers.Choice) bool { return c.ID == f.Choice }); {
+		case i >= 0 && slices.Contains(s.Choices[i].Required, f.Name):
+			name += ", with `" + f.Choice + "`"
+		case i >= 0:
+			name += ", optional, with `" + f.Choice + "`"
+		case !f.Required:
 			name += ", optional"
 		}
 		if f.Hint != "" {
 			name += ": " + strings.ReplaceAll(f.Hint, "|", `\|`)
 		}
 		out = append(out, name)
+	}
+	if len(s.Choices) > 0 {
+		ways := make([]string, len(s.Choices))
+		for i, c := range s.Choices {
+			ways[i] = "`" + c.ID + "` (" + strings.ReplaceAll(c.Label, "|", `\|`) + ")"
+		}
+		out = append(out, "exactly one way of signing in: "+strings.Join(ways, " or "))
 	}
 	return strings.Join(out, "<br>")
 }

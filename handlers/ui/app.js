@@ -408,12 +408,12 @@ function credentialSummary(p, k, id) {
   const list = el('dl', { class: 'credential-fields', 'data-credential-of': id });
   for (const f of p.fields) {
     if (f.secret && k.masked && k.masked[f.name]) {
-      list.append(el('dt', { text: fieldLabel(f.name) }),
+      list.append(el('dt', { text: fieldLabel(f) }),
         el('dd', {}, el('span', { class: 'masked', 'data-mask': `${id}/${f.name}`, text: k.masked[f.name] }), el('span', { class: 'hint', text: ' (secret)' })));
     } else if (!f.secret && k.fields && k.fields[f.name] !== undefined) {
       const v = k.fields[f.name];
       const text = typeof v === 'object' ? Object.entries(v).map(([a, b]) => `${a} → ${b}`).join(', ') : String(v);
-      list.append(el('dt', { text: fieldLabel(f.name) }), el('dd', { 'data-field': `${id}/${f.name}`, text }));
+      list.append(el('dt', { text: fieldLabel(f) }), el('dd', { 'data-field': `${id}/${f.name}`, text }));
     }
   }
   return list;
@@ -712,32 +712,12 @@ async function confirmAdd(p, pool, pr, label) {
 // ---- Credential forms ---------------------------------------------------------
 
 // GET /v1/providers gives each provider's credential kind and fields (name,
-// secret, required, map or string, a hint); a form is built from them.
-// What the schema does not say, the page adds: a label in words, the
-// words of a map's two columns, which field is a file, and the kinds that
-// take one of two ways of signing in (shown as a choice, only the chosen
-// way's fields on screen). A field the page has no words for is shown by
-// its schema name.
-const fieldLabels = {
-  apiKey: 'API key', endpoint: 'Endpoint', apiVersion: 'API version', deployments: 'Deployments',
-  tenantId: 'Tenant ID', clientId: 'Client ID', clientSecret: 'Client secret',
-  region: 'Region', modelMap: 'Model map', accessKeyId: 'Access key ID', secretAccessKey: 'Secret access key',
-  roleArn: 'Role ARN', externalId: 'External ID', sessionName: 'Session name', bedrockApiKey: 'Bedrock API key',
-  project: 'Project ID', location: 'Location', serviceAccountJson: 'Service-account key file',
-};
-const fieldLabel = (name) => fieldLabels[name] || name.replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/^./, (c) => c.toUpperCase());
-const mapColumns = { deployments: ['Model', 'Deployment'], modelMap: ['Model', 'Inference profile id or ARN'] };
-const fileFields = { serviceAccountJson: true };
-const credentialWays = {
-  azure_openai: { legend: 'How keybroker signs in to Azure OpenAI', ways: [
-    { id: 'apikey', label: "The resource's API key", fields: ['apiKey'], required: ['apiKey'] },
-    { id: 'entra', label: 'Entra ID client credentials (keybroker hands out short-lived tokens)',
-      fields: ['tenantId', 'clientId', 'clientSecret'], required: ['tenantId', 'clientId', 'clientSecret'] }] },
-  aws_bedrock: { legend: 'How keybroker signs in to AWS', ways: [
-    { id: 'keys', label: 'An access key pair, optionally with a role to assume (keybroker hands out short-lived sessions)',
-      fields: ['accessKeyId', 'secretAccessKey', 'roleArn', 'externalId', 'sessionName'], required: ['accessKeyId', 'secretAccessKey'] },
-    { id: 'apikey', label: 'A Bedrock API key', fields: ['bedrockApiKey'], required: ['bedrockApiKey'] }] },
-};
+// label, secret, required, map or string, a hint, whether it is a file
+// picked from disk, a map's column words) and, for a kind with several ways
+// of signing in, the ways (shown as a choice: only the chosen way's fields
+// on screen). The form is built from that alone: a provider added to the
+// catalogue needs nothing here.
+const fieldLabel = (f) => f.label || f.name.replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/^./, (c) => c.toUpperCase());
 
 // fieldError is an error of the form's own checks, placed at its field.
 function fieldError(field, message) {
@@ -756,14 +736,14 @@ function fieldError(field, message) {
 function credentialForm(p, prefix, key) {
   const controls = new Map();
   const schema = new Map(p.fields.map((f) => [f.name, f]));
-  const spec = credentialWays[p.kind];
-  const ways = spec ? spec.ways.filter((w) => w.fields.every((n) => schema.has(n))) : [];
+  const spec = p.choices;
+  const ways = spec ? spec.options.map((o) => ({ ...o, fields: p.fields.filter((f) => f.choice === o.id).map((f) => f.name) })) : [];
   const inWay = new Set(ways.flatMap((w) => w.fields));
   const node = el('div', { class: 'credential', 'data-credential': prefix });
   const add = (f, required, parent) => {
     const value = key && key.fields ? key.fields[f.name] : undefined;
     const c = f.type === 'map' ? mapControl(f, required, `${prefix}-${f.name}`, value)
-      : fileFields[f.name] && f.secret ? fileControl(f, required, `${prefix}-${f.name}`)
+      : f.file && f.secret ? fileControl(f, required, `${prefix}-${f.name}`)
         : textControl(f, required, `${prefix}-${f.name}`, value);
     controls.set(f.name, c);
     parent.append(c.node);
@@ -773,7 +753,7 @@ function credentialForm(p, prefix, key) {
   if (ways.length) {
     const had = key && key.masked ? ways.find((w) => w.fields.some((n) => key.masked[n])) : null;
     chosen = had || ways[0];
-    const group = el('fieldset', { class: 'ways', 'data-ways': prefix }, el('legend', { text: spec.legend }));
+    const group = el('fieldset', { class: 'ways', 'data-ways': prefix }, el('legend', { text: spec.label }));
     const boxes = [];
     for (const w of ways) {
       const radio = el('input', { type: 'radio', name: `${prefix}-way`, id: `${prefix}-way-${w.id}`, value: w.id, checked: w === chosen });
@@ -818,7 +798,7 @@ function credentialForm(p, prefix, key) {
 }
 
 // A field's label: its name in words and whether it must be given.
-const fieldLegend = (f, required) => `${fieldLabel(f.name)} ${required ? '(required)' : '(optional)'}`;
+const fieldLegend = (f, required) => `${fieldLabel(f)} ${required ? '(required)' : '(optional)'}`;
 const fieldHint = (f, id) => el('p', { class: 'hint', id: id + '-hint' }, el('code', { text: f.name }), f.hint ? ': ' + f.hint : '');
 const fieldErr = (id) => el('p', { class: 'error', id: id + '-err' });
 
@@ -848,8 +828,8 @@ function setFieldError(input, err, text) {
 // mapControl is a map field (model → deployment): rows of two inputs, a
 // row added or removed by a button.
 function mapControl(f, required, id, value) {
-  const [left, right] = mapColumns[f.name] || ['Name', 'Value'];
-  const what = fieldLabel(f.name);
+  const [left, right] = f.mapLabels || ['Name', 'Value'];
+  const what = fieldLabel(f);
   const rows = el('div', { class: 'map-rows', 'data-map': id });
   const err = fieldErr(id);
   let n = 0;

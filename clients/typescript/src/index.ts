@@ -7,4 +7,4 @@
 export { Client, type ClientOptions } from "./client.js";
 export { ClosedError, KeybrokerError, RevokedError, UnavailableError } from "./errors.js";
 export { Resolver, type Logger, type ResolverOptions } from "./resolver.js";
-export { ProxyToken, Resolution, type CredentialField, type CredentialValue, type Outcome, type Provider, type ProviderList, type ProxyTokenRequest, type ReportRequest, type ReportResult, type ResolveRequest, type Scope, type WatchEvent } from "./types.js";
+export { ProxyToken, Resolution, type CredentialChoice, type CredentialField, type CredentialValue, type Outcome, type Provider, type ProviderList, type ProxyTokenRequest, type ReportRequest, type ReportResult, type ResolveRequest, type Scope, type WatchEvent } from "./types.js";

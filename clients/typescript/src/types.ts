@@ -222,6 +222,24 @@ export interface CredentialField {
   required: boolean;
   /** What a value looks like. */
   hint: string;
+  /** `map` for a field written as an object of strings; absent for a string. */
+  type?: "map";
+  /** The field's name in words, for a form. */
+  label: string;
+  /** The way of signing in (`Provider.choices`) the field belongs to, when the kind has several. */
+  choice?: string;
+  /** The value is a document picked from disk (a service-account key file). */
+  file?: boolean;
+  /** For a map field: the words of its names and of its values. */
+  mapLabels?: string[];
+}
+
+/** One of a credential kind's ways of signing in. */
+export interface CredentialChoice {
+  id: string;
+  label: string;
+  /** The fields this way needs. */
+  required: string[];
 }
 
 /** A provider keybroker holds credentials for (GET /v1/providers). */
@@ -232,6 +250,8 @@ export interface Provider {
   /** The credential kind (`api_key`). */
   kind: string;
   fields: CredentialField[];
+  /** For a kind with several ways of signing in: the question and the ways; a credential gives the fields of exactly one. */
+  choices?: { label: string; options: CredentialChoice[] };
 }
 
 /** The answer of GET /v1/providers. */
