@@ -61,20 +61,7 @@ func TestAColdHerdOfABedrockKeyCallsSTSOnce(t *testing.T) {
 
 	const herd = 1000
 	req := broker.ResolveRequest{Workspace: e.workspc, Provider: "bedrock", Caller: "tok-1"}
-	var ready, done sync.WaitGroup
-	ready.Add(herd)
-	answers := make([]broker.Resolution, herd)
-	errs := make([]error, herd)
-	for i := range herd {
-		done.Go(func() {
-			ready.Done()
-			answers[i], errs[i] = e.b.Resolve(ctx, req)
-		})
-	}
-	<-held.arrived
-	ready.Wait()
-	close(held.gate)
-	done.Wait()
+	answers, errs := resolveHerd(e.b, req, herd, held.arrived, func() { close(held.gate) })
 	if n := stub.STSCalls(); n != 1 {
 		t.Fatalf("%d concurrent resolves of a cold Bedrock key made %d STS calls, want 1", herd, n)
 	}
@@ -105,6 +92,27 @@ func TestAColdHerdOfABedrockKeyCallsSTSOnce(t *testing.T) {
 	if n := stub.STSCalls(); n != 1 {
 		t.Fatalf("hits after the herd made %d STS calls in all, want 1", n)
 	}
+}
+
+// resolveHerd resolves req from n goroutines: once the first mint has
+// started (minting) and every goroutine is running, release lets the mint
+// finish.
+func resolveHerd(b *broker.Broker, req broker.ResolveRequest, n int, minting <-chan struct{}, release func()) ([]broker.Resolution, []error) {
+	var ready, done sync.WaitGroup
+	ready.Add(n)
+	answers := make([]broker.Resolution, n)
+	errs := make([]error, n)
+	for i := range n {
+		done.Go(func() {
+			ready.Done()
+			answers[i], errs[i] = b.Resolve(context.Background(), req)
+		})
+	}
+	<-minting
+	ready.Wait()
+	release()
+	done.Wait()
+	return answers, errs
 }
 
 // TestAKeyItsTokenServiceRefusesFailsAndTheNextServes: a pool's first

@@ -130,22 +130,8 @@ func TestDerivedCredentialsAreMintedOncePerKeyAndDroppedOnChange(t *testing.T) {
 	req := broker.ResolveRequest{Workspace: e.workspc, Provider: "testcloud", Caller: "tok-1"}
 
 	// 1,000 concurrent resolves of the cold key: one Vault read, one mint.
-	release := m.hold()
 	const herd = 1000
-	var ready, done sync.WaitGroup
-	ready.Add(herd)
-	answers := make([]broker.Resolution, herd)
-	errs := make([]error, herd)
-	for i := range herd {
-		done.Go(func() {
-			ready.Done()
-			answers[i], errs[i] = e.b.Resolve(ctx, req)
-		})
-	}
-	<-m.started
-	ready.Wait()
-	release()
-	done.Wait()
+	answers, errs := resolveHerd(e.b, req, herd, m.started, m.hold())
 	if n := m.calls.Load(); n != 1 {
 		t.Fatalf("%d resolves of a cold key minted %d times, want 1", herd, n)
 	}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/keybroker/keybroker/broker"
@@ -86,21 +85,8 @@ func (g *ground) derivedCosts(ctx context.Context) (derivedCosts, error) {
 		return derivedCosts{}, err
 	}
 	before := g.aws.STSCalls()
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	var herdFailed atomic.Int64
-	for range 1000 {
-		wg.Go(func() {
-			<-start
-			if _, err := fresh.Resolve(ctx, derived); err != nil {
-				herdFailed.Add(1)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	if n := herdFailed.Load(); n > 0 {
-		return derivedCosts{}, fmt.Errorf("%d cold resolves of the Bedrock key failed", n)
+	if err := herd(ctx, fresh, derived); err != nil {
+		return derivedCosts{}, err
 	}
 	d.ColdHerdMints = g.aws.STSCalls() - before
 	return d, nil

@@ -553,23 +553,31 @@ func (g *ground) coldHerd(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	ws, p := g.keys[len(g.keys)-1][0], g.keys[len(g.keys)-1][1]
+	if err := herd(ctx, fresh, broker.ResolveRequest{Workspace: ws, Provider: p}); err != nil {
+		return 0, err
+	}
+	return counting.Reads(), nil
+}
+
+// herd resolves req from 1,000 goroutines released at once.
+func herd(ctx context.Context, b *broker.Broker, req broker.ResolveRequest) error {
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	for range 1000 {
 		wg.Go(func() {
 			<-start
-			if _, err := fresh.Resolve(ctx, broker.ResolveRequest{Workspace: ws, Provider: p}); err != nil {
+			if _, err := b.Resolve(ctx, req); err != nil {
 				failed.Add(1)
 			}
 		})
 	}
 	close(start)
 	wg.Wait()
-	if failed.Load() > 0 {
-		return 0, fmt.Errorf("%d cold resolves failed", failed.Load())
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("%d of 1000 cold resolves of %s/%s failed", n, req.Workspace, req.Provider)
 	}
-	return counting.Reads(), nil
+	return nil
 }
 
 // syntheticReader answers any path with a key of realistic size, so that
