@@ -158,10 +158,9 @@ func (m *mints) slot(key CacheKey) *mintSlot {
 
 // derive returns the short-lived credential of e, the cache entry of the
 // key m, minted from it by p's Deriver on a miss or past the refresh
-// window.
-func (b *Broker) derive(ctx context.Context, p *providers.Provider, m *member, e *cacheEntry) (providers.Derived, error) {
+// window (at now, the resolve's clock reading).
+func (b *Broker) derive(ctx context.Context, p *providers.Provider, m *member, e *cacheEntry, now time.Time) (providers.Derived, error) {
 	key := m.cacheKey
-	now := b.now()
 	gen := b.mints.gen.Load()
 	if h := e.minted.Load(); h != nil && h.gen == gen && now.Before(h.refreshAt) {
 		return h.derived, nil // the hit: no lock, no map

@@ -176,12 +176,13 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 			}
 			return Resolution{}, b.noKeyError(req, d)
 		}
-		r := b.answer(req.Workspace, e, m, d.Reason, req.Caller)
+		now := b.now()
+		r := b.answer(req.Workspace, e, m, d.Reason, req.Caller, now)
 		if p.Derive == nil || (!req.Derived && b.mints.exposed[p.ID]) {
 			return r, nil
 		}
 		// The key stays here: the caller gets a credential minted from it.
-		derived, err := b.derive(ctx, p, m, e)
+		derived, err := b.derive(ctx, p, m, e, now)
 		if err != nil {
 			// A token service that refuses the key has said what a
 			// check would: the key fails for everyone, and the next key
@@ -227,14 +228,14 @@ func (b *Broker) failRefusedMint(ctx context.Context, p *providers.Provider, m *
 const MaxModelLength = 128
 
 // answer is the resolution a pool member's cache entry gives workspace.
-func (b *Broker) answer(workspace string, e *cacheEntry, m *member, fallbackReason, caller string) Resolution {
+func (b *Broker) answer(workspace string, e *cacheEntry, m *member, fallbackReason, caller string, now time.Time) Resolution {
 	source := SourceBYOK
 	if m.ref.ScopeKind == ScopeHosted {
 		source = SourceHosted
 	}
 	return Resolution{Credential: e.cred, Source: source, IsBYOK: source == SourceBYOK, Version: e.version, ScopeKind: m.ref.ScopeKind,
 		KeyID: m.ref.KeyID, Fingerprint: m.fingerprintOf(e.version), FallbackReason: fallbackReason,
-		ResolutionID: b.resolutionIDs.make(workspace, &m.ref, e.version, caller, b.now())}
+		ResolutionID: b.resolutionIDs.make(workspace, &m.ref, e.version, caller, now)}
 }
 
 // cacheEntry is what the cache holds: a key, or the fact that there is
