@@ -99,6 +99,10 @@ func (f *credentialFields) need(groups ...[]string) {
 	for _, g := range groups {
 		want = append(want, strings.Join(g, "+"))
 	}
+	if len(want) == 1 {
+		f.fail("%w: the %s credential lacks %s", ErrBadCredential, f.kind, want[0])
+		return
+	}
 	f.fail("%w: the %s credential has none of %s", ErrBadCredential, f.kind, strings.Join(want, ", "))
 }
 

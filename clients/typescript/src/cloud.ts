@@ -148,7 +148,8 @@ class Reader {
   /** Throws a TypeError unless one of the groups of fields is all present. */
   need(...groups: string[][]): void {
     if (groups.some((g) => g.every((n) => this.str(n) !== undefined))) return;
-    throw new TypeError(`keybroker: the ${this.kind} credential has none of ${groups.map((g) => g.join("+")).join(", ")}`);
+    const want = groups.map((g) => g.join("+"));
+    throw new TypeError(`keybroker: the ${this.kind} credential ${want.length === 1 ? "lacks" : "has none of"} ${want.join(", ")}`);
   }
 }
 
