@@ -348,3 +348,66 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+// TestTypedViewsOfExposedLongLivedCredentials: where the operator exposes
+// the providers' long-lived credentials, resolve hands the key itself out
+// and the views carry its fields (the role, the Entra client, the key
+// file), still printing none of its secrets.
+func TestTypedViewsOfExposedLongLivedCredentials(t *testing.T) {
+	ctx := context.Background()
+	s := kbtest.Start(t, kbtest.Options{Broker: func(c *broker.Config) {
+		c.ExposeLongLived = []string{"bedrock", "azure-openai", "vertex"}
+	}})
+	const role, extID = "arn:aws:iam::123456789012:role/kb-bedrock", "kb-external-id-0123456789"
+	awsID, awsSecret := "AKIA"+strings.ToUpper(newOpenAIKey(t)[8:24]), "typedViewSecret/"+newOpenAIKey(t)[8:32]
+	const tenant, clientID = "11111111-2222-3333-4444-555555555555", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+	clientSecret := "Q~typed." + newOpenAIKey(t)[8:40]
+	sa, _ := cloudstub.ServiceAccountFile(t, "broker@kb-typed-project.iam.gserviceaccount.com", "kb-typed-project", "https://oauth2.googleapis.com/token")
+	var saFields map[string]string
+	if err := json.Unmarshal([]byte(sa), &saFields); err != nil {
+		t.Fatal(err)
+	}
+	for provider, credential := range map[string]map[string]any{
+		"bedrock": {"region": "eu-west-1", "accessKeyId": awsID, "secretAccessKey": awsSecret, "roleArn": role, "externalId": extID},
+		"azure-openai": {"endpoint": "https://kb-typed.openai.azure.com", "apiVersion": "2024-10-21",
+			"tenantId": tenant, "clientId": clientID, "clientSecret": clientSecret},
+		"vertex": {"project": "kb-typed-project", "location": "global", "serviceAccountJson": sa},
+	} {
+		ref := client.KeyRef{Scope: client.Workspace("ws1"), Provider: provider, KeyID: "main"}
+		if _, _, err := s.API.PutCredential(ctx, ref, credential, 0, false); err != nil {
+			t.Fatalf("put a %s key: %v", provider, err)
+		}
+	}
+	secrets := []string{awsSecret, awsID, clientSecret, saFields["private_key_id"], "PRIVATE KEY"}
+
+	res, err := s.Resolver.Resolve(ctx, "ws1", "bedrock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := res.Bedrock()
+	if err != nil || b.AccessKeyID != awsID || b.SecretAccessKey != awsSecret || b.RoleARN != role || b.ExternalID != extID || b.SessionToken != "" || !b.ExpiresAt.IsZero() {
+		t.Fatalf("the Bedrock view of an exposed key pair: %v, %v", b, err)
+	}
+	noSecret(t, b, secrets...)
+	if s := b.String(); !strings.Contains(s, role) || !strings.Contains(s, extID) {
+		t.Errorf("String() = %s: the role and the external id are no secrets, and are shown", s)
+	}
+
+	if res, err = s.Resolver.Resolve(ctx, "ws1", "azure-openai"); err != nil {
+		t.Fatal(err)
+	}
+	a, err := res.AzureOpenAI()
+	if err != nil || a.TenantID != tenant || a.ClientID != clientID || a.ClientSecret != clientSecret || a.AccessToken != "" || !a.ExpiresAt.IsZero() {
+		t.Fatalf("the Azure view of exposed client credentials: %v, %v", a, err)
+	}
+	noSecret(t, a, secrets...)
+
+	if res, err = s.Resolver.Resolve(ctx, "ws1", "vertex"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := res.Vertex()
+	if err != nil || v.ServiceAccountJSON != sa || v.AccessToken != "" || v.BaseURL() != "https://aiplatform.googleapis.com" {
+		t.Fatalf("the Vertex view of an exposed key file: %v, %v", v, err)
+	}
+	noSecret(t, v, secrets...)
+}
