@@ -1,6 +1,10 @@
 package client
 
-import "time"
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
 
 // The JSON shapes of keybroker's HTTP API (v1), shared by the server
 // (package handlers) and this client. None of them carries a key except
@@ -360,6 +364,18 @@ func (r ResolveResponse) String() string {
 
 // GoString never shows the key.
 func (r ResolveResponse) GoString() string { return r.String() }
+
+// Format makes every verb print String, so that no verb (%d, %x) reaches
+// the key or the credential's fields.
+func (r ResolveResponse) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(r.String())) }
+
+// LogValue implements slog.LogValuer: where the key came from, never the
+// key or a field's value (the typed views, Bedrock, AzureOpenAI and
+// Vertex, log their non-secret fields).
+func (r ResolveResponse) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("kind", r.Kind), slog.String("source", r.Source), slog.String("scope", r.Scope),
+		slog.String("keyId", r.KeyID), slog.Int("version", r.Version), slog.String("resolutionId", r.ResolutionID))
+}
 
 // ErrorBody is the shape of every error answer.
 type ErrorBody struct {

@@ -52,3 +52,22 @@ export class ClosedError extends Error {
     super("keybroker resolver: closed");
   }
 }
+
+/**
+ * CredentialKindError: a typed view of a resolution (`bedrock()`,
+ * `azureOpenAI()`, `vertex()`) was asked of an answer of another kind. A
+ * TypeError: the program asked the wrong question; keybroker answered.
+ */
+export class CredentialKindError extends TypeError {
+  override readonly name = "CredentialKindError";
+  /** The kind the view reads (`aws_bedrock`). */
+  readonly expected: string;
+  /** The kind the resolution holds (`api_key`). */
+  readonly kind: string;
+
+  constructor(expected: string, kind: string) {
+    super(`keybroker: the resolved credential is of kind ${JSON.stringify(kind)}, not ${JSON.stringify(expected)}`);
+    this.expected = expected;
+    this.kind = kind;
+  }
+}

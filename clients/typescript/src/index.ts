@@ -5,6 +5,7 @@
  * Node's standard library.
  */
 export { Client, type ClientOptions } from "./client.js";
-export { ClosedError, KeybrokerError, RevokedError, UnavailableError } from "./errors.js";
+export { KIND_AWS_BEDROCK, KIND_AZURE_OPENAI, KIND_GCP_VERTEX, type AwsCredentials, type AzureOpenAICredential, type BedrockCredential, type VertexCredential } from "./cloud.js";
+export { ClosedError, CredentialKindError, KeybrokerError, RevokedError, UnavailableError } from "./errors.js";
 export { Resolver, type Logger, type ResolverOptions } from "./resolver.js";
 export { ProxyToken, Resolution, type CredentialChoice, type CredentialField, type CredentialValue, type Outcome, type Provider, type ProviderList, type ProxyTokenRequest, type ReportRequest, type ReportResult, type ResolveRequest, type Scope, type WatchEvent } from "./types.js";

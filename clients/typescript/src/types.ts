@@ -1,5 +1,7 @@
 import { inspect } from "node:util";
 
+import { azureOpenAIOf, bedrockOf, vertexOf, type AzureOpenAICredential, type BedrockCredential, type VertexCredential } from "./cloud.js";
+
 /** The body of POST /v1/resolve. */
 export interface ResolveRequest {
   workspace: string;
@@ -139,6 +141,34 @@ export class Resolution {
    */
   get credential(): Readonly<Record<string, CredentialValue>> | undefined {
     return this.#credential;
+  }
+
+  /**
+   * The `aws_bedrock` credential by its fields (a session, or a Bedrock API
+   * key, with the region and the model map). Throws a CredentialKindError
+   * (a TypeError) when the answer is of another kind.
+   */
+  bedrock(): BedrockCredential {
+    return bedrockOf(this.kind, this.#credential, this.expiresAt);
+  }
+
+  /**
+   * The `azure_openai` credential by its fields (an Entra access token, or
+   * the resource's API key, with the endpoint, the api-version and the
+   * deployments). Throws a CredentialKindError when the answer is of
+   * another kind.
+   */
+  azureOpenAI(): AzureOpenAICredential {
+    return azureOpenAIOf(this.kind, this.#credential, this.expiresAt);
+  }
+
+  /**
+   * The `gcp_vertex` credential by its fields (an access token, with the
+   * project and the location). Throws a CredentialKindError when the answer
+   * is of another kind.
+   */
+  vertex(): VertexCredential {
+    return vertexOf(this.kind, this.#credential, this.expiresAt);
   }
 
   /** The answer with the key and the credential's fields redacted. */
