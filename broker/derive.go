@@ -96,8 +96,16 @@ type mintSlot struct {
 	version   int
 	derived   providers.Derived
 	refreshAt time.Time
+	mintedAt  time.Time
 	held      bool
 }
+
+// reportedRemintAfter is how old a minted credential must be for a report
+// of a problem with its key to drop it: a report says the credential may
+// be bad (a revoked session), but whoever sends reports — a tenant of a
+// shared key, a sandbox whose calls the proxy reports — must not make
+// keybroker call the token service more than about twice a minute per key.
+const reportedRemintAfter = 30 * time.Second
 
 func newMints(maxInFlight int, httpClient *http.Client, endpoints map[string]map[string]string, exposed []string) *mints {
 	if maxInFlight <= 0 {
@@ -127,6 +135,21 @@ func (m *mints) forget(key CacheKey) {
 	if had {
 		m.flight.Forget(string(key))
 	}
+}
+
+// forgetReported drops key's minted credential after a report of a
+// problem with the key, unless it was minted less than
+// reportedRemintAfter before now; it reports whether it dropped one.
+func (m *mints) forgetReported(key CacheKey, now time.Time) bool {
+	m.mu.RLock()
+	s := m.m[key]
+	young := s != nil && s.held && now.Sub(s.mintedAt) < reportedRemintAfter
+	m.mu.RUnlock()
+	if s == nil || young {
+		return false
+	}
+	m.forget(key)
+	return true
 }
 
 // forgetAll drops every minted credential (a flush).
@@ -220,7 +243,7 @@ func (b *Broker) derive(ctx context.Context, p *providers.Provider, m *member, e
 		}
 		b.mints.mu.Lock()
 		if b.mints.m[key] == slot { // no change of the key since the mint began
-			slot.version, slot.derived, slot.refreshAt, slot.held = e.version, d, refresh, true
+			slot.version, slot.derived, slot.refreshAt, slot.held, slot.mintedAt = e.version, d, refresh, true, minted
 		}
 		b.mints.mu.Unlock()
 		b.metrics.minted(m.ref.Provider, "ok")

@@ -188,9 +188,21 @@ func TestDerivedCredentialsAreMintedOncePerKeyAndDroppedOnChange(t *testing.T) {
 
 	// A report of a problem with the key drops it (a rate limit the proxy
 	// saw for tok-1 cools the key for tok-1 alone: tok-2 is served it).
-	if _, err := e.b.Report(ctx, broker.ReportRequest{Caller: "tok-1", ResolutionID: r.ResolutionID, Outcome: broker.OutcomeRateLimited, Proxied: true}); err != nil {
-		t.Fatal(err)
+	// A report about a credential minted less than 30 s ago keeps it:
+	// reports (a tenant's, a sandbox's) cannot make keybroker call the
+	// token service more than twice a minute per key.
+	report := func(r broker.Resolution) {
+		t.Helper()
+		if _, err := e.b.Report(ctx, broker.ReportRequest{Caller: "tok-1", ResolutionID: r.ResolutionID, Outcome: broker.OutcomeRateLimited, Proxied: true}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	report(r)
+	if r := resolve("tok-2"); mints() != 3 || !isSession(r.Credential, 3) {
+		t.Fatalf("a report about a credential minted just now: %d mints", mints())
+	}
+	clock.Set(49*time.Minute + 31*time.Second)
+	report(r)
 	if r := resolve("tok-2"); mints() != 4 || !isSession(r.Credential, 4) {
 		t.Fatalf("after a report: %d mints", mints())
 	}

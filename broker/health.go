@@ -162,9 +162,10 @@ func (b *Broker) Report(ctx context.Context, req ReportRequest) (ReportResult, e
 		return ReportResult{}, refuse(ErrInvalidRequest, "outcome must be one of ok, unauthorized, forbidden, quota_exceeded, rate_limited, server_error")
 	}
 	// A problem with a key drops the short-lived credential minted from
-	// it: the next resolve mints another (docs/credentials.md).
+	// it, unless it is younger than reportedRemintAfter: the next resolve
+	// mints another (docs/credentials.md).
 	if req.Outcome != OutcomeOK {
-		b.mints.forget(res.Ref.CacheKey())
+		b.mints.forgetReported(res.Ref.CacheKey(), now)
 	}
 	// Whatever the proxy saw answered a call the sandbox chose (its
 	// endpoint, body and model): a refusal, a rate limit (a request over a
