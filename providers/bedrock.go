@@ -302,6 +302,11 @@ func deriveBedrock(ctx context.Context, env MintEnv, c Credential) (Derived, err
 	return Derived{Credential: New(KindAWSBedrock, keep), ExpiresAt: *creds.Expiration}, nil
 }
 
+// bedrockSigner signs every Bedrock call: one signer, safe for concurrent
+// use, keeps the signing keys it derived (per secret, day, region and
+// service), so a call derives none while its session lasts.
+var bedrockSigner = v4.NewSigner()
+
 // BedrockMintError is STS refusing to mint a session: its error code
 // ("AccessDenied", "InvalidClientTokenId", "SignatureDoesNotMatch") and
 // HTTP status, never its message (which quotes ARNs) nor a field's value.
@@ -387,7 +392,7 @@ func authorizeBedrock(r *http.Request, c Credential) error {
 		r.ContentLength = int64(len(body))
 	}
 	creds := aws.Credentials{AccessKeyID: id, SecretAccessKey: secret, SessionToken: c.Field(FieldSessionToken)}
-	if err := v4.NewSigner().SignHTTP(r.Context(), creds, r, hex.EncodeToString(sum.Sum(nil)), bedrockSigningName, region, time.Now().UTC()); err != nil {
+	if err := bedrockSigner.SignHTTP(r.Context(), creds, r, hex.EncodeToString(sum.Sum(nil)), bedrockSigningName, region, time.Now().UTC()); err != nil {
 		return fmt.Errorf("bedrock: signing the request: %w", err)
 	}
 	return nil
