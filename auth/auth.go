@@ -81,16 +81,29 @@ const tokenPrefix = "kbt_"
 // unpadded base64url (43 characters; a test holds it to the encoding).
 const tokenLen = len(tokenPrefix) + (32*8+5)/6
 
-// Principal is an authenticated caller.
+// Principal is an authenticated caller: a token, or a person
+// (PersonPrincipal).
 type Principal struct {
+	// TokenID is the token's id, or a person's session or assertion id.
 	TokenID       string
 	Role          Role
 	Workspaces    []string
 	Organizations []string
+	// Person is who the caller is when it is a person; nil for a token.
+	Person *Person
+	// Scoped are a person's roles by scope; nil for a token, whose Role
+	// applies to each of its Workspaces and Organizations.
+	Scoped *ScopedRoles
 }
 
-// Subject names the principal in audit events.
-func (p Principal) Subject() string { return "token:" + p.TokenID }
+// Subject names the principal in audit events: "token:ID", or the
+// person (Person.Actor).
+func (p Principal) Subject() string {
+	if p.Person != nil {
+		return p.Person.Actor()
+	}
+	return "token:" + p.TokenID
+}
 
 // Action is something a caller asks to do.
 type Action int
@@ -122,12 +135,27 @@ func (p Principal) Allowed(action Action, scope broker.Scope) bool {
 	case ActionReadKeys:
 		return (p.Role == RoleAdmin || p.Role == RoleReader) && p.reaches(scope)
 	case ActionManageKeys:
+		if p.Scoped != nil {
+			return p.scopedRole(scope) == RoleAdmin
+		}
 		return p.Role == RoleAdmin && p.reaches(scope)
 	case ActionResolve:
-		return p.Role == RoleResolver && scope.Kind == broker.ScopeWorkspace &&
+		// A person never resolves (Role is never RoleResolver for one).
+		return p.Role == RoleResolver && p.Person == nil && scope.Kind == broker.ScopeWorkspace &&
 			(len(p.Workspaces) == 0 || slices.Contains(p.Workspaces, scope.ID))
 	}
 	return false
+}
+
+// scopedRole is a person's role in scope ("" for none).
+func (p Principal) scopedRole(scope broker.Scope) Role {
+	switch scope.Kind {
+	case broker.ScopeWorkspace:
+		return p.Scoped.Workspaces[scope.ID]
+	case broker.ScopeOrganization:
+		return p.Scoped.Organizations[scope.ID]
+	}
+	return ""
 }
 
 // reaches says whether scope is one of the token's listed scopes.
