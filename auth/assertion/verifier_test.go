@@ -464,3 +464,20 @@ func TestAssertionJWKSFileRotation(t *testing.T) {
 		t.Fatalf("the file gone, within MaxStale: %v", err)
 	}
 }
+
+func TestAssertionNameAndEmailAreCleaned(t *testing.T) {
+	f := newFixture(t, jose.ES256, nil)
+	c := goodClaims(f.iss, f.clock.Now())
+	c["name"] = "  Ada\x1b[2J\u202e Lovelace\n"
+	c["email"] = "ada@example.com\r\nX-Forged: 1" + strings.Repeat("e", 300)
+	a, err := f.verify(t, sign(t, f.key, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Name != "Ada[2J Lovelace" {
+		t.Fatalf("name %q", a.Name)
+	}
+	if strings.ContainsAny(a.Email, "\r\n") || len(a.Email) > 254 || !strings.HasPrefix(a.Email, "ada@example.comX-Forged: 1") {
+		t.Fatalf("email %q", a.Email)
+	}
+}
