@@ -42,7 +42,6 @@ type keySource struct {
 	sem         chan struct{}
 	lastAttempt time.Time
 	lastForced  time.Time
-	loads       atomic.Int64 // fetches or reads attempted, for tests
 }
 
 func newKeySource(r Registration, hc *http.Client, b Bounds, now func() time.Time) *keySource {
@@ -86,8 +85,12 @@ func (s *keySource) key(ctx context.Context, kid string) (jose.JSONWebKey, error
 	} else {
 		select {
 		case s.sem <- struct{}{}:
-		case <-ctx.Done():
-			return jose.JSONWebKey{}, fmt.Errorf("%w: %w", ErrKeysUnavailable, ctx.Err())
+		default:
+			select {
+			case s.sem <- struct{}{}:
+			case <-ctx.Done():
+				return jose.JSONWebKey{}, fmt.Errorf("%w: %w", ErrKeysUnavailable, ctx.Err())
+			}
 		}
 	}
 	defer func() { <-s.sem }()
@@ -147,7 +150,11 @@ func (s *keySource) keyLocked(ctx context.Context, kid string, now time.Time) (j
 }
 
 func (s *keySource) fetch(ctx context.Context, now time.Time) error {
-	s.loads.Add(1)
+	// The fetch serves every waiting caller: the one that triggered it
+	// going away must not cut it short (and leave the platform without
+	// keys until the next attempt is allowed).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
@@ -190,7 +197,6 @@ func (s *keySource) readFile(set *keySet, now time.Time, force bool) error {
 	if fi.Size() > s.b.MaxJWKSBytes {
 		return fmt.Errorf("%w: the JWKS file is larger than %d bytes", ErrKeysUnavailable, s.b.MaxJWKSBytes)
 	}
-	s.loads.Add(1)
 	body, err := os.ReadFile(s.file)
 	if err != nil {
 		return fmt.Errorf("%w: the JWKS file: %w", ErrKeysUnavailable, err)
@@ -202,6 +208,9 @@ func (s *keySource) readFile(set *keySet, now time.Time, force bool) error {
 	s.cur.Store(&keySet{keys: keys, loaded: now, checked: now, modTime: fi.ModTime(), size: fi.Size()})
 	return nil
 }
+
+// fetchTimeout bounds a JWKS fetch, whatever the HTTP client's timeout.
+const fetchTimeout = 10 * time.Second
 
 // maxKeys bounds a JWKS: platforms publish a handful.
 const maxKeys = 100

@@ -481,3 +481,20 @@ func TestAssertionNameAndEmailAreCleaned(t *testing.T) {
 		t.Fatalf("email %q", a.Email)
 	}
 }
+
+// TestAssertionFetchOutlivesTheCallerThatTriggeredIt: a caller that goes
+// away during the first JWKS fetch does not leave the platform without keys.
+func TestAssertionFetchOutlivesTheCallerThatTriggeredIt(t *testing.T) {
+	f := newFixture(t, jose.ES256, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := f.v.Verify(ctx, sign(t, f.key, goodClaims(f.iss, f.clock.Now()))); err != nil {
+		t.Fatalf("Verify with a cancelled context: %v", err)
+	}
+	if _, err := f.verify(t, sign(t, f.key, goodClaims(f.iss, f.clock.Now()))); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.srv.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches, want 1", n)
+	}
+}
