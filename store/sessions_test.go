@@ -125,8 +125,14 @@ func TestSessionRowsGrantsCannotChangeAndAnEndIsFinal(t *testing.T) {
 		`UPDATE sessions SET last_seen_at = now(), idle_expires_at = expires_at WHERE id = $1`,
 	} {
 		for name, exec := range map[string]func(context.Context, string, ...any) error{
-			"runtime": func(ctx context.Context, q string, args ...any) error { _, err := runtime.Exec(ctx, q, args...); return err },
-			"owner":   func(ctx context.Context, q string, args ...any) error { _, err := owner.Exec(ctx, q, args...); return err },
+			"runtime": func(ctx context.Context, q string, args ...any) error {
+				_, err := runtime.Exec(ctx, q, args...)
+				return err
+			},
+			"owner": func(ctx context.Context, q string, args ...any) error {
+				_, err := owner.Exec(ctx, q, args...)
+				return err
+			},
 		} {
 			if err := exec(ctx, q, rec.ID); err == nil || !strings.Contains(err.Error(), "an end is final") {
 				t.Errorf("the %s role ran %q on an ended session: %v", name, q, err)
