@@ -332,7 +332,8 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Record, error
 func (s *Service) recall(hash [32]byte, now time.Time) (rec Record, ok, refused bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if k, found := s.known[hash]; found && now.Sub(k.at) < s.opts.Fresh && k.rec.Active(now) {
+	if k, found := s.known[hash]; found && now.Sub(k.at) < s.opts.Fresh && k.rec.EndedAt == nil &&
+		now.Before(k.rec.IdleExpiresAt) && now.Before(k.rec.ExpiresAt) {
 		return k.rec, true, false
 	}
 	if at, found := s.unknown[hash]; found && now.Sub(at) < s.opts.UnknownTTL {
