@@ -613,3 +613,30 @@ func TestSessionSecretsStayOut(t *testing.T) {
 	}
 	testenv.AssertDumpLacks(t, e.url, []string{tok, tok[4:], forged, forged[4:]})
 }
+
+// TestSessionKeysRotateWithOverlap: a session signed with the old admin
+// key keeps working while both keys are in the ring, and is refused once
+// the old key is dropped (sessions are not re-signed: keep the old key for
+// the longest lifetime).
+func TestSessionKeysRotateWithOverlap(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	ring := func(s string) *keyring.Ring {
+		r, err := keyring.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	k1, k2 := "k1:"+strings.Repeat("1", 40), "k2:"+strings.Repeat("2", 40)
+	tok, _, err := e.service(t, session.Options{Keys: ring(k1)}).Create(ctx, alice, wsAdmin, session.ViaPage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.service(t, session.Options{Keys: ring(k2 + "," + k1)}).Authenticate(ctx, tok); err != nil {
+		t.Fatalf("refused during the overlap: %v", err)
+	}
+	if _, err := e.service(t, session.Options{Keys: ring(k2)}).Authenticate(ctx, tok); !errors.Is(err, session.ErrUnauthenticated) {
+		t.Fatalf("accepted after its key was dropped: %v", err)
+	}
+}
