@@ -56,7 +56,8 @@ func (s *Store) Migrate(ctx context.Context, runtimeRole ...string) error {
 // (modes admin and all) connects as, exactly what it needs: read and write
 // of key metadata, settings and usage; tokens added and revoked but never
 // deleted (and, by row-level security, never a resolver token's row); only
-// INSERT and SELECT on audit_events and proxy_calls. The role owns
+// INSERT and SELECT on audit_events and proxy_calls; sessions added, and
+// touched or ended, never changed otherwise nor deleted. The role owns
 // nothing, so it can neither change nor delete audit rows, nor truncate the
 // table, nor lift its triggers (only an owner may ALTER a table). It is
 // idempotent, and revokes what an earlier grant gave beyond that.
@@ -68,6 +69,8 @@ func (s *Store) GrantRuntime(ctx context.Context, role string) error {
 		`GRANT SELECT, INSERT ON audit_events TO {role}`,
 		`GRANT SELECT, INSERT ON proxy_calls, proxy_token_revocations TO {role}`,
 		`GRANT SELECT, INSERT, UPDATE ON admin_leases, execution_leases TO {role}`,
+		`GRANT SELECT, INSERT ON sessions TO {role}`,
+		`GRANT UPDATE (last_seen_at, idle_expires_at, ended_at, ended_reason) ON sessions TO {role}`,
 	})
 }
 
