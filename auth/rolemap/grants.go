@@ -247,6 +247,9 @@ func stronger(a, b Grant) bool {
 	return sourceBefore(a.From, b.From)
 }
 
+// sourceBefore orders sources: the earlier rule, then the smaller value (a
+// rule that matches two values grants two scopes, or the operator role
+// from the same value written twice: the tie is for safety).
 func sourceBefore(a, b Source) bool {
 	if a.Rule != b.Rule {
 		return a.Rule < b.Rule

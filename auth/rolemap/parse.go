@@ -252,15 +252,15 @@ func (p *parser) rule(i int, item any, groupsClaim string) (rule, bool) {
 	where := fmt.Sprintf("rules[%d]", i)
 
 	// What the rule matches.
+	if g, ok := obj["group"].(string); ok && g != "" {
+		where = fmt.Sprintf("rules[%d] (group %q)", i, g)
+	} else if c, ok := obj["claim"].(string); ok && c != "" {
+		where = fmt.Sprintf("rules[%d] (claim %q)", i, c)
+	}
 	group, hasGroup := p.str(i, where, obj, "group")
 	claim, hasClaim := p.str(i, where, obj, "claim")
 	value, hasValue := p.str(i, where, obj, "value")
 	selectorOK := len(p.problems) == before
-	if hasGroup {
-		where = fmt.Sprintf("rules[%d] (group %q)", i, group)
-	} else if hasClaim {
-		where = fmt.Sprintf("rules[%d] (claim %q)", i, claim)
-	}
 	for _, k := range sortedKeys(obj) {
 		if !slices.Contains(ruleKeys, k) {
 			p.add(i, "%s: unknown key %q (%s)", where, k, strings.Join(ruleKeys, ", "))
@@ -397,8 +397,11 @@ func (p *parser) grant(i int, where string, r *rule, key string, v any) {
 		want = placeholderOrganization
 	}
 	if t.placeholder != "" && t.placeholder != want {
-		p.add(i, "%s: %s %q: {%s} captures a %s id; a %s is filled with {%s}", where, field, s, t.placeholder,
-			map[string]string{placeholderWorkspace: "workspace", placeholderOrganization: "organization"}[t.placeholder], r.scope, want)
+		hint := "{ws} captures a workspace id; use {org} for an organization"
+		if t.placeholder == placeholderOrganization {
+			hint = "{org} captures an organization id; use {ws} for a workspace"
+		}
+		p.add(i, "%s: %s %q: %s", where, field, s, hint)
 		return
 	}
 	// A literal id must be valid; a template must be able to make one.

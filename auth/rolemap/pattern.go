@@ -88,7 +88,7 @@ func (p *pattern) match(v string) (capture string, ok bool) {
 // and whether that id is valid.
 func (p *pattern) fill(capture string) (string, bool) {
 	if p.placeholder == "" {
-		return p.prefix, true
+		return p.prefix, ids.Valid(p.prefix)
 	}
 	id := p.prefix + capture + p.suffix
 	return id, ids.Valid(id)
