@@ -49,12 +49,15 @@ func (r *rule) where(i int) string {
 	return fmt.Sprintf("rules[%d] (claim %q)", i, r.claim)
 }
 
-// claimIndex is the rules that read one claim: exact values by value, then
-// patterns in the order of the file.
+// claimIndex is the rules that read one claim: exact values by value, and
+// patterns by their literal prefix, so that a value is compared with the
+// patterns whose prefix it starts with only (a look-up per distinct prefix
+// length, not a comparison per pattern).
 type claimIndex struct {
-	name     string
-	exact    map[string][]int // value -> indexes in Map.rules
-	patterns []int
+	name       string
+	exact      map[string][]int // value -> indexes in Map.rules
+	byPrefix   map[string][]int // a pattern's prefix -> indexes in Map.rules
+	prefixLens []int            // the distinct lengths of the keys of byPrefix, ascending
 }
 
 // index builds m.claims from m.rules.
@@ -64,16 +67,20 @@ func (m *Map) index() {
 		r := &m.rules[ri]
 		c := byName[r.claim]
 		if c == nil {
-			c = &claimIndex{name: r.claim, exact: map[string][]int{}}
+			c = &claimIndex{name: r.claim, exact: map[string][]int{}, byPrefix: map[string][]int{}}
 			byName[r.claim] = c
 		}
 		if r.pat.placeholder == "" {
 			c.exact[r.pat.prefix] = append(c.exact[r.pat.prefix], ri)
 		} else {
-			c.patterns = append(c.patterns, ri)
+			c.byPrefix[r.pat.prefix] = append(c.byPrefix[r.pat.prefix], ri)
+			if !slices.Contains(c.prefixLens, len(r.pat.prefix)) {
+				c.prefixLens = append(c.prefixLens, len(r.pat.prefix))
+			}
 		}
 	}
 	for _, c := range byName {
+		slices.Sort(c.prefixLens)
 		m.claims = append(m.claims, *c)
 	}
 	slices.SortFunc(m.claims, func(a, b claimIndex) int { return strings.Compare(a.name, b.name) })
@@ -190,9 +197,14 @@ func (m *Map) matchValue(g *Grants, c *callClaims, idx *claimIndex, v string) {
 	for _, ri := range idx.exact[v] {
 		m.apply(g, c, ri, "", v)
 	}
-	for _, ri := range idx.patterns {
-		if capture, ok := m.rules[ri].pat.match(v); ok {
-			m.apply(g, c, ri, capture, v)
+	for _, n := range idx.prefixLens {
+		if n >= len(v) {
+			break // a pattern matches a value longer than its prefix only
+		}
+		for _, ri := range idx.byPrefix[v[:n]] {
+			if capture, ok := m.rules[ri].pat.match(v); ok {
+				m.apply(g, c, ri, capture, v)
+			}
 		}
 	}
 }
@@ -247,9 +259,9 @@ func stronger(a, b Grant) bool {
 	return sourceBefore(a.From, b.From)
 }
 
-// sourceBefore orders sources: the earlier rule, then the smaller value (a
-// rule that matches two values grants two scopes, or the operator role
-// from the same value written twice: the tie is for safety).
+// sourceBefore orders sources: the earlier rule, then the smaller matched
+// value (one rule matching two values grants two different scopes, so this
+// tie is for safety).
 func sourceBefore(a, b Source) bool {
 	if a.Rule != b.Rule {
 		return a.Rule < b.Rule
