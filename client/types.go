@@ -81,6 +81,33 @@ type WhoAmI struct {
 	Organizations []string `json:"organizations"`
 	// Description is the token's description, when it has one.
 	Description string `json:"description,omitempty"`
+	// Person is who the caller is when it is a person (a platform's user
+	// acting through a signed assertion); absent for a token. Role is then
+	// the broadest role the person holds, and ScopedRoles says which role
+	// in which scope.
+	Person      *WhoAmIPerson `json:"person,omitempty"`
+	ScopedRoles *ScopedRoles  `json:"scopedRoles,omitempty"`
+}
+
+// WhoAmIPerson names a person: their identity provider's issuer and
+// subject, their name and email when known, and the platform acting for
+// them.
+type WhoAmIPerson struct {
+	Issuer   string `json:"issuer"`
+	Subject  string `json:"subject"`
+	Name     string `json:"name,omitempty"`
+	Email    string `json:"email,omitempty"`
+	Platform string `json:"platform,omitempty"`
+	// Actor is how the audit trail names them.
+	Actor string `json:"actor"`
+}
+
+// ScopedRoles are a person's roles, scope by scope.
+type ScopedRoles struct {
+	Operator bool `json:"operator"`
+	// Workspaces and Organizations map ids to "admin" or "reader".
+	Workspaces    map[string]string `json:"workspaces"`
+	Organizations map[string]string `json:"organizations"`
 }
 
 // KeyMetadata describes a key of a pool, never the key.

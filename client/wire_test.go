@@ -22,7 +22,9 @@ import (
 
 // notOnTheWire are structs of this package that no request or answer
 // carries as JSON.
-var notOnTheWire = map[string]bool{"Client": true, "Error": true, "WatchStream": true, "ProxyCallQuery": true, "Option": true}
+var notOnTheWire = map[string]bool{"Client": true, "Error": true, "WatchStream": true, "ProxyCallQuery": true, "Option": true,
+	// A platform assertion's claims travel in a JWT, not in the API's JSON.
+	"roleClaims": true}
 
 // documentNames are the document's names of types it renames.
 var documentNames = map[string]string{"ErrorBody": "Error"}

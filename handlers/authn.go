@@ -73,6 +73,18 @@ func (s *server) authenticateToken(c *gin.Context, token string, proxyTokens boo
 		err = auth.ErrUnauthenticated
 	case proxyTokens && strings.HasPrefix(token, proxytoken.Prefix):
 		p, err = s.proxyPrincipal(c, token)
+	case !proxyTokens && s.assertions != nil && looksLikeJWT(token):
+		var refused *Error
+		if p, refused = s.assertionPrincipal(c, token); refused != nil {
+			if refused.Status == http.StatusUnauthorized && s.limiter != nil {
+				// A refused assertion counts as a failed authentication.
+				if ok, wait := s.limiter.FailedAuth(addr); !ok {
+					refused = rateLimited(wait, "too many failed authentications from this address")
+				}
+			}
+			renderError(c, s.log, refused)
+			return
+		}
 	default:
 		var refused *Error
 		if p, charged, refused, err = s.tokenPrincipal(c, addr, token); refused != nil {

@@ -96,8 +96,21 @@ func (s *server) whoami(c *gin.Context) {
 	if orgs == nil {
 		orgs = []string{}
 	}
-	c.JSON(http.StatusOK, client.WhoAmI{TokenID: p.TokenID, Role: string(p.Role), Workspaces: ws, Organizations: orgs,
-		Description: s.actorNames(c, p.Subject())[p.Subject()]})
+	out := client.WhoAmI{TokenID: p.TokenID, Role: string(p.Role), Workspaces: ws, Organizations: orgs}
+	if p.Person != nil {
+		out.Person = &client.WhoAmIPerson{Issuer: p.Person.Issuer, Subject: p.Person.Subject, Name: p.Person.Name, Email: p.Person.Email,
+			Platform: p.Person.Platform, Actor: p.Person.Actor()}
+		out.ScopedRoles = &client.ScopedRoles{Operator: p.Scoped.Operator, Workspaces: map[string]string{}, Organizations: map[string]string{}}
+		for id, r := range p.Scoped.Workspaces {
+			out.ScopedRoles.Workspaces[id] = string(r)
+		}
+		for id, r := range p.Scoped.Organizations {
+			out.ScopedRoles.Organizations[id] = string(r)
+		}
+	} else {
+		out.Description = s.actorNames(c, p.Subject())[p.Subject()]
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // listKeys lists every key of a workspace (the v1 shorthand's list).

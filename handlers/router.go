@@ -126,6 +126,11 @@ type Options struct {
 	// WatchHeartbeat is how often an idle watch stream says it is alive.
 	// Default: 15 s.
 	WatchHeartbeat time.Duration
+	// Assertions, when set, verifies platform assertions: a bearer token
+	// that is a JWT (not a keybroker token) is checked by it, and the
+	// call is the platform's user's (docs/platforms.md).
+	// Nil: JWTs are unknown tokens.
+	Assertions AssertionVerifier
 	// Limiter, when set, rate-limits tokens and failed authentications.
 	Limiter *auth.Limiter
 	// TrustedProxies may set X-Forwarded-For (CIDRs or IPs). Default: none,
@@ -139,6 +144,8 @@ type server struct {
 	keys    KeyService
 	tokens  Authenticator
 	limiter *auth.Limiter
+	// assertions verifies platform assertions (nil: none accepted).
+	assertions AssertionVerifier
 	// reports limits each token's reports (the limiter's, or one of its
 	// own when the router has none).
 	reports *auth.Limiter
@@ -176,7 +183,7 @@ func NewRouter(opts Options) *gin.Engine {
 		opts.Logger.Error("ignoring invalid trusted proxies; trusting none", "error", err)
 		_ = r.SetTrustedProxies(nil)
 	}
-	s := &server{log: opts.Logger, keys: opts.Keys, tokens: opts.Tokens, limiter: opts.Limiter, reports: opts.Limiter, hub: opts.Watch, heartbeat: opts.WatchHeartbeat,
+	s := &server{log: opts.Logger, keys: opts.Keys, tokens: opts.Tokens, assertions: opts.Assertions, limiter: opts.Limiter, reports: opts.Limiter, hub: opts.Watch, heartbeat: opts.WatchHeartbeat,
 		proxy: opts.Proxy, proxyTokens: opts.ProxyTokens, proxyCalls: opts.ProxyCalls}
 	if s.hub == nil {
 		s.hub = watch.NewHub(0)

@@ -14,23 +14,23 @@ import (
 // operator configures it; Validate says what is wrong with one.
 type Registration struct {
 	// ID names the platform in the audit trail (an id: ids.Rule).
-	ID string
+	ID string `json:"id"`
 	// Issuer is the `iss` of the platform's assertions, an https URL
 	// (http only to a loopback host). Matched exactly.
-	Issuer string
+	Issuer string `json:"issuer"`
 	// JWKSURL is where the platform publishes its public keys (https, or
 	// http to a loopback host); JWKSFile is a local file of them. Exactly
 	// one of the two.
-	JWKSURL  string
-	JWKSFile string
+	JWKSURL  string `json:"jwksUrl,omitempty"`
+	JWKSFile string `json:"jwksFile,omitempty"`
 	// Workspaces and Organizations are the ids the platform may speak
 	// for: an explicit list ("*" is not accepted). A role of an
 	// assertion outside them is dropped.
-	Workspaces    []string
-	Organizations []string
+	Workspaces    []string `json:"workspaces,omitempty"`
+	Organizations []string `json:"organizations,omitempty"`
 	// MayGrantAdmin allows the platform's assertions to grant "admin";
 	// without it, an assertion that does is refused.
-	MayGrantAdmin bool
+	MayGrantAdmin bool `json:"mayGrantAdmin,omitempty"`
 }
 
 // Validate checks r and says all that is wrong with it.

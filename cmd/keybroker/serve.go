@@ -78,6 +78,9 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f.String(&cfg.MetricsAddr, "metrics-addr", "KEYBROKER_METRICS_ADDR", "127.0.0.1:9464", "listener of /metrics (Prometheus), apart from the API; empty: off")
 	f.fs.StringToStringVar(&cfg.ProviderBaseURLs, "provider-base-url", nil,
 		"replace a provider's API base URL for key checks and the credential proxy, id=url, repeatable: a stand-in or an egress proxy (KEYBROKER_PROVIDER_<ID>_BASE_URL per provider)")
+	f.String(&cfg.PlatformsFile, "platforms-file", "KEYBROKER_PLATFORMS_FILE", "",
+		"YAML file of the platforms that may call the admin API for their users with signed assertions (docs/platforms.md); empty: none")
+	f.String(&cfg.AssertionAudience, "assertion-audience", "KEYBROKER_ASSERTION_AUDIENCE", "keybroker", "the audience (aud) a platform's assertions must name")
 	f.Strings(&cfg.ExposeLongLivedCredentials, "expose-long-lived-credentials", "KEYBROKER_EXPOSE_LONG_LIVED_CREDENTIALS",
 		"providers (ids, comma-separated) whose long-lived credential resolve hands out instead of a short-lived one minted from it; none by default (docs/credentials.md)")
 	f.Int(&cfg.MaxMintsInFlight, "max-mints-in-flight", "KEYBROKER_MAX_MINTS_IN_FLIGHT", 16,

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/auth/assertion"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/runtime/buildinfo"
@@ -220,6 +221,19 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		}
 	}
 	a.watchers = watch.New(watch.Config{PerToken: cfg.WatchStreamsPerToken, PerReplica: cfg.WatchStreamsPerReplica, Registerer: reg})
+	var assertions handlers.AssertionVerifier
+	if cfg.PlatformsFile != "" && (a.mode == handlers.ModeAll || a.mode == handlers.ModeAdmin) {
+		regs, err := assertion.LoadRegistrations(cfg.PlatformsFile)
+		if err != nil {
+			return err
+		}
+		v, err := assertion.New(assertion.Config{Audience: cfg.AssertionAudience, Registrations: regs})
+		if err != nil {
+			return err
+		}
+		assertions = v
+		logger.Info("platform assertions accepted", "platforms", len(regs), "audience", cfg.AssertionAudience)
+	}
 	a.handler = handlers.NewRouter(handlers.Options{
 		Proxy:           fwd,
 		ProxyTokens:     signer,
@@ -230,6 +244,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		AccessLogOutput: cfg.AccessLogOutput,
 		Keys:            b,
 		Tokens:          a.tokens,
+		Assertions:      assertions,
 		Limiter:         auth.NewLimiter(cfg.RateLimits, reg),
 		TrustedProxies:  cfg.TrustedProxies,
 		Dependencies:    a.dependencies(),

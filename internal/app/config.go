@@ -158,6 +158,10 @@ type Config struct {
 	// (a stand-in, an egress proxy); KEYBROKER_PROVIDER_<ID>_BASE_URL in
 	// the environment does the same per provider.
 	ProviderBaseURLs map[string]string
+	// PlatformsFile registers the platforms that may act for their users
+	// with signed assertions (docs/platforms.md); "" accepts none.
+	// AssertionAudience is the audience their assertions must name.
+	PlatformsFile, AssertionAudience string
 	// ExposeLongLivedCredentials are the providers (ids) whose long-lived
 	// credential resolve hands out instead of a short-lived one minted
 	// from it (docs/credentials.md). Default: none.
