@@ -49,6 +49,12 @@ func (s *server) authenticate(c *gin.Context) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		token = ""
 	}
+	if token == "" && c.GetHeader("Authorization") == "" && s.signIn != nil {
+		if ck, err := c.Cookie(s.signIn.sessionCookie); err == nil && ck != "" {
+			s.authenticateSession(c, ck)
+			return
+		}
+	}
 	s.authenticateToken(c, strings.TrimSpace(token), false)
 }
 
@@ -116,6 +122,29 @@ func (s *server) authenticateToken(c *gin.Context, token string, proxyTokens boo
 	if s.limiter != nil {
 		if ok, wait := s.limiter.AllowToken(p.TokenID); !ok {
 			renderError(c, s.log, rateLimited(wait, "this token is over its request rate"))
+			return
+		}
+	}
+	c.Next()
+}
+
+// authenticateSession authenticates a person by their session cookie.
+func (s *server) authenticateSession(c *gin.Context, token string) {
+	p, refused := s.sessionPrincipal(c, token)
+	if refused != nil {
+		if refused.Status == http.StatusUnauthorized && s.limiter != nil {
+			if ok, wait := s.limiter.FailedAuth(clientAddr(c)); !ok {
+				refused = rateLimited(wait, "too many failed authentications from this address")
+			}
+		}
+		renderError(c, s.log, refused)
+		return
+	}
+	st := stateOf(c)
+	st.principal, st.authenticated = p, true
+	if s.limiter != nil {
+		if ok, wait := s.limiter.AllowToken(p.TokenID); !ok {
+			renderError(c, s.log, rateLimited(wait, "this session is over its request rate"))
 			return
 		}
 	}

@@ -126,6 +126,10 @@ type Options struct {
 	// WatchHeartbeat is how often an idle watch stream says it is alive.
 	// Default: 15 s.
 	WatchHeartbeat time.Duration
+	// SignIn, when set, signs people in with their identity provider
+	// (modes all and admin): /auth/login, /auth/callback, /auth/logout,
+	// and the session cookie authenticates the API.
+	SignIn *SignIn
 	// Assertions, when set, verifies platform assertions: a bearer token
 	// that is a JWT (not a keybroker token) is checked by it, and the
 	// call is the platform's user's (docs/platforms.md).
@@ -144,6 +148,8 @@ type server struct {
 	keys    KeyService
 	tokens  Authenticator
 	limiter *auth.Limiter
+	// signIn signs people in (nil: no sign-in).
+	signIn *signInState
 	// assertions verifies platform assertions (nil: none accepted).
 	assertions AssertionVerifier
 	// reports limits each token's reports (the limiter's, or one of its
@@ -229,6 +235,13 @@ func NewRouter(opts Options) *gin.Engine {
 		default:
 			r.Handle(rt.Method, rt.Path, h)
 		}
+	}
+
+	if opts.SignIn != nil && v1 != nil && (opts.Mode == ModeAll || opts.Mode == ModeAdmin || opts.Mode == "") {
+		s.signIn = newSignInState(opts.SignIn)
+		r.GET("/auth/login", uiHeaders, s.signInBegin)
+		r.GET("/auth/callback", uiHeaders, s.signInCallback)
+		r.POST("/auth/logout", limitBody(opts.Logger), s.authenticate, s.signOut)
 	}
 
 	r.NoRoute(func(c *gin.Context) {

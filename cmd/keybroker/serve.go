@@ -78,6 +78,12 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f.String(&cfg.MetricsAddr, "metrics-addr", "KEYBROKER_METRICS_ADDR", "127.0.0.1:9464", "listener of /metrics (Prometheus), apart from the API; empty: off")
 	f.fs.StringToStringVar(&cfg.ProviderBaseURLs, "provider-base-url", nil,
 		"replace a provider's API base URL for key checks and the credential proxy, id=url, repeatable: a stand-in or an egress proxy (KEYBROKER_PROVIDER_<ID>_BASE_URL per provider)")
+	f.String(&cfg.OIDCIssuer, "oidc-issuer", "KEYBROKER_OIDC_ISSUER", "",
+		"sign people in with this OpenID Connect provider (its issuer URL); with --oidc-client-id, --oidc-redirect-url, --oidc-role-map and KEYBROKER_OIDC_CLIENT_SECRET (docs/identity.md)")
+	f.String(&cfg.OIDCClientID, "oidc-client-id", "KEYBROKER_OIDC_CLIENT_ID", "", "keybroker's client id at the OpenID Connect provider")
+	f.String(&cfg.OIDCRedirectURL, "oidc-redirect-url", "KEYBROKER_OIDC_REDIRECT_URL", "",
+		"keybroker's sign-in callback as registered at the provider: https://HOST/auth/callback (http only on loopback)")
+	f.String(&cfg.OIDCRoleMap, "oidc-role-map", "KEYBROKER_OIDC_ROLE_MAP", "", "the role mapping file: which groups or claims give which role (docs/identity.md)")
 	f.String(&cfg.PlatformsFile, "platforms-file", "KEYBROKER_PLATFORMS_FILE", "",
 		"YAML file of the platforms that may call the admin API for their users with signed assertions (docs/platforms.md); empty: none")
 	f.String(&cfg.AssertionAudience, "assertion-audience", "KEYBROKER_ASSERTION_AUDIENCE", "keybroker", "the audience (aud) a platform's assertions must name")
@@ -118,6 +124,7 @@ func secretsFromEnv(cfg *app.Config) {
 	cfg.AdminTokenKeys = os.Getenv("KEYBROKER_ADMIN_TOKEN_KEYS")
 	cfg.ResolverKeys = os.Getenv("KEYBROKER_RESOLVER_KEYS")
 	cfg.EventsWebhookSecret = os.Getenv("KEYBROKER_EVENTS_WEBHOOK_SECRET")
+	cfg.OIDCClientSecret = os.Getenv("KEYBROKER_OIDC_CLIENT_SECRET")
 }
 
 func newServeCommand() *cobra.Command {

@@ -221,6 +221,10 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		}
 	}
 	a.watchers = watch.New(watch.Config{PerToken: cfg.WatchStreamsPerToken, PerReplica: cfg.WatchStreamsPerReplica, Registerer: reg})
+	signIn, err := a.signIn(cfg, rowKeys.Admin)
+	if err != nil {
+		return err
+	}
 	var assertions handlers.AssertionVerifier
 	if cfg.PlatformsFile != "" && (a.mode == handlers.ModeAll || a.mode == handlers.ModeAdmin) {
 		regs, err := assertion.LoadRegistrations(cfg.PlatformsFile)
@@ -245,6 +249,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		Keys:            b,
 		Tokens:          a.tokens,
 		Assertions:      assertions,
+		SignIn:          signIn,
 		Limiter:         auth.NewLimiter(cfg.RateLimits, reg),
 		TrustedProxies:  cfg.TrustedProxies,
 		Dependencies:    a.dependencies(),

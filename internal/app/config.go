@@ -158,6 +158,10 @@ type Config struct {
 	// (a stand-in, an egress proxy); KEYBROKER_PROVIDER_<ID>_BASE_URL in
 	// the environment does the same per provider.
 	ProviderBaseURLs map[string]string
+	// OIDCIssuer, OIDCClientID, OIDCRedirectURL and OIDCRoleMap turn on
+	// people's sign-in with their identity provider (docs/identity.md):
+	// all four, or none. OIDCClientSecret comes from the environment only.
+	OIDCIssuer, OIDCClientID, OIDCClientSecret, OIDCRedirectURL, OIDCRoleMap string
 	// PlatformsFile registers the platforms that may act for their users
 	// with signed assertions (docs/platforms.md); "" accepts none.
 	// AssertionAudience is the audience their assertions must name.
@@ -286,6 +290,9 @@ func (c Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together")
 	}
+	if set := nonEmpty(c.OIDCIssuer, c.OIDCClientID, c.OIDCRedirectURL, c.OIDCRoleMap); set != 0 && set != 4 {
+		return errors.New("--oidc-issuer, --oidc-client-id, --oidc-redirect-url and --oidc-role-map go together")
+	}
 	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
 		return errors.New("--tls-client-ca-file needs --tls-cert-file and --tls-key-file")
 	}
@@ -360,4 +367,15 @@ func (c Config) checkListener(addr net.Addr) error {
 	return fmt.Errorf("refusing to serve plain HTTP on %s, which is not a loopback address: resolve answers carry "+
 		"plaintext keys and every request a bearer token. Set --tls-cert-file and --tls-key-file, or "+
 		"--insecure-plaintext when a mesh or proxy terminates TLS in front of keybroker", addr)
+}
+
+// nonEmpty counts the values that are set.
+func nonEmpty(values ...string) int {
+	n := 0
+	for _, v := range values {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }

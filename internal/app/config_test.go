@@ -117,3 +117,15 @@ func TestExposeLongLivedCredentialsNamesKnownProviders(t *testing.T) {
 		t.Fatalf("a negative bound: %v", err)
 	}
 }
+
+func TestTheSignInSettingsGoTogether(t *testing.T) {
+	cfg := validConfig()
+	cfg.OIDCIssuer, cfg.OIDCClientID = "https://idp.example.com", "keybroker"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "go together") {
+		t.Fatalf("half the sign-in settings: %v", err)
+	}
+	cfg.OIDCRedirectURL, cfg.OIDCRoleMap = "https://keybroker.example.com/auth/callback", "/etc/keybroker/roles.yaml"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,257 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"html/template"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/auth/oidclogin"
+	"github.com/keybroker/keybroker/auth/rolemap"
+	"github.com/keybroker/keybroker/auth/session"
+)
+
+// SignIn is people's sign-in with their identity provider
+// (docs/identity.md): the OpenID Connect relying party, the role mapping,
+// the sessions, and the key that seals a sign-in in flight.
+type SignIn struct {
+	RP       *oidclogin.RP
+	Roles    *rolemap.Map
+	Sessions *session.Service
+	// SealKey (32 bytes) seals the pending sign-in into a cookie; every
+	// admin replica holds it (derived from the admin signing keys).
+	SealKey []byte
+	// RedirectURL is the callback registered at the provider; its origin
+	// is the page's, which unsafe requests must come from, and its scheme
+	// says whether cookies are Secure with the __Host- prefix (https) or
+	// plain (http on loopback: `keybroker dev`).
+	RedirectURL string
+}
+
+// signInState is what the server derives from SignIn once.
+type signInState struct {
+	*SignIn
+	origin                string
+	secure                bool
+	sessionCookie, signin string
+}
+
+func newSignInState(si *SignIn) *signInState {
+	st := &signInState{SignIn: si, sessionCookie: "kb_session", signin: "kb_signin"}
+	if u, err := url.Parse(si.RedirectURL); err == nil {
+		st.origin = u.Scheme + "://" + u.Host
+		st.secure = u.Scheme == "https"
+	}
+	if st.secure {
+		st.sessionCookie = "__Host-kb_session"
+		st.signin = "__Host-kb_signin"
+	}
+	return st
+}
+
+// csrfHeader must be on every unsafe request a session cookie
+// authenticates, with the value "1": a cross-site form cannot set it.
+const csrfHeader = "X-Keybroker-Csrf"
+
+// setCookie writes a cookie of the sign-in: HttpOnly, Secure with the
+// __Host- prefix (Path=/) on https, SameSite as given.
+func (st *signInState) setCookie(c *gin.Context, name, value string, maxAge int, sameSite http.SameSite) {
+	http.SetCookie(c.Writer, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true,
+		Secure: st.secure, SameSite: sameSite})
+}
+
+// signInBegin starts a sign-in: the pending sign-in sealed into a cookie
+// (SameSite=Lax: it must come back on the provider's redirect, a
+// cross-site navigation), and the browser sent to the provider.
+func (s *server) signInBegin(c *gin.Context) {
+	authURL, pending := s.signIn.RP.Begin(safeReturn(c.Query("return")))
+	sealed, err := oidclogin.Seal(s.signIn.SealKey, pending)
+	if err != nil {
+		s.signInPage(c, http.StatusInternalServerError, "The sign-in could not start. Try again.")
+		return
+	}
+	s.signIn.setCookie(c, s.signIn.signin, sealed, 600, http.SameSiteLaxMode)
+	c.Header("Cache-Control", "no-store")
+	c.Redirect(http.StatusFound, authURL)
+}
+
+// signInCallback finishes a sign-in: the provider's answer checked, the
+// person's roles mapped from their claims (none: refused), their earlier
+// sessions that granted other roles ended, a session opened in a
+// SameSite=Strict cookie, and the person sent on by a page of keybroker's
+// own (so that the strict cookie goes with the next request).
+func (s *server) signInCallback(c *gin.Context) {
+	si := s.signIn
+	c.Header("Cache-Control", "no-store")
+	sealed, err := c.Cookie(si.signin)
+	si.setCookie(c, si.signin, "", -1, http.SameSiteLaxMode)
+	if err != nil {
+		s.signInPage(c, http.StatusBadRequest, "This sign-in was not started here, or took too long. Start again.")
+		return
+	}
+	pending, err := oidclogin.Open(si.SealKey, sealed)
+	if err != nil {
+		s.signInPage(c, http.StatusBadRequest, "This sign-in was not started here, or took too long. Start again.")
+		return
+	}
+	ctx := c.Request.Context()
+	id, err := si.RP.Finish(ctx, pending, c.Request.URL.Query())
+	if err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, oidclogin.ErrRefused) {
+			status = http.StatusForbidden
+		}
+		s.log.InfoContext(ctx, "sign-in refused", "request_id", stateOf(c).id, "error", err)
+		s.signInPage(c, status, "The sign-in failed: "+signInReason(err)+". Start again.")
+		return
+	}
+	grants := si.Roles.Grants(id.Claims)
+	if grants.Empty() {
+		s.log.InfoContext(ctx, "sign-in refused: no role", "request_id", stateOf(c).id, "issuer", id.Issuer, "subject", id.Subject)
+		s.signInPage(c, http.StatusForbidden, "You are signed in at your identity provider, but none of your groups gives you a role in keybroker. Ask your administrator.")
+		return
+	}
+	person := session.Person{Issuer: id.Issuer, Subject: id.Subject, Name: id.Name, Email: id.Email}
+	sg := sessionGrants(grants)
+	s.endChangedSessions(ctx, person, sg)
+	token, _, err := si.Sessions.Create(ctx, person, sg, session.ViaPage)
+	if err != nil {
+		s.log.WarnContext(ctx, "could not open a session", "request_id", stateOf(c).id, "error", err)
+		s.signInPage(c, http.StatusServiceUnavailable, "keybroker could not open your session. Try again.")
+		return
+	}
+	si.setCookie(c, si.sessionCookie, token, 0, http.SameSiteStrictMode)
+	c.Header("Content-Type", "text/html; charset=utf-8")
+	c.Status(http.StatusOK)
+	_ = continuePage.Execute(c.Writer, pending.Return)
+}
+
+// endChangedSessions ends the person's other open sessions whose roles
+// differ from the ones this sign-in mapped: a person who lost a role at
+// the provider loses it in every session at their next sign-in.
+func (s *server) endChangedSessions(ctx context.Context, p session.Person, g session.Grants) {
+	recs, err := s.signIn.Sessions.List(ctx, p.Issuer, p.Subject)
+	if err != nil {
+		s.log.WarnContext(ctx, "could not list a person's sessions", "error", err)
+		return
+	}
+	want, _ := g.Canonical()
+	for _, r := range recs {
+		if r.EndedAt != nil {
+			continue
+		}
+		if got, _ := r.Grants.Canonical(); string(got) != string(want) {
+			if err := s.signIn.Sessions.End(ctx, r.ID, "roles changed at a later sign-in"); err != nil {
+				s.log.WarnContext(ctx, "could not end a session whose roles changed", "session", r.ID, "error", err)
+			}
+		}
+	}
+}
+
+// signOut ends the caller's session (a person signed in on the page) and
+// clears its cookie.
+func (s *server) signOut(c *gin.Context) {
+	p, _ := principalOf(c)
+	if p.Person == nil || !strings.HasPrefix(p.TokenID, "ses_") {
+		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "only a session signs out; revoke a token instead"})
+		return
+	}
+	if err := s.signIn.Sessions.End(c.Request.Context(), p.TokenID, "signed out"); err != nil {
+		renderError(c, s.log, unavailable(err))
+		return
+	}
+	s.signIn.setCookie(c, s.signIn.sessionCookie, "", -1, http.SameSiteStrictMode)
+	c.Status(http.StatusNoContent)
+}
+
+// sessionPrincipal authenticates a session cookie; on an unsafe method it
+// also requires the page's Origin and the CSRF header.
+func (s *server) sessionPrincipal(c *gin.Context, token string) (auth.Principal, *Error) {
+	switch c.Request.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		if c.GetHeader("Origin") != s.signIn.origin || c.GetHeader(csrfHeader) != "1" {
+			return auth.Principal{}, &Error{Status: http.StatusForbidden, Code: "csrf",
+				Message: "a request a session cookie authenticates must come from keybroker's page (Origin) with the " + csrfHeader + " header"}
+		}
+	}
+	rec, err := s.signIn.Sessions.Authenticate(c.Request.Context(), token)
+	switch {
+	case errors.Is(err, session.ErrUnauthenticated):
+		s.signIn.setCookie(c, s.signIn.sessionCookie, "", -1, http.SameSiteStrictMode)
+		return auth.Principal{}, errUnauthenticatedSession
+	case err != nil:
+		return auth.Principal{}, unavailable(err)
+	}
+	roles := auth.ScopedRoles{Operator: rec.Grants.Operator, Workspaces: map[string]auth.Role{}, Organizations: map[string]auth.Role{}}
+	for id, g := range rec.Grants.Workspaces {
+		roles.Workspaces[id] = auth.Role(g.Role)
+	}
+	for id, g := range rec.Grants.Organizations {
+		roles.Organizations[id] = auth.Role(g.Role)
+	}
+	return auth.PersonPrincipal(rec.ID, auth.Person{Issuer: rec.Person.Issuer, Subject: rec.Person.Subject, Name: rec.Person.Name, Email: rec.Person.Email}, roles), nil
+}
+
+var errUnauthenticatedSession = &Error{Status: http.StatusUnauthorized, Code: "unauthenticated",
+	Message: "the session has ended or expired: sign in again"}
+
+// sessionGrants are a mapping's grants as a session keeps them.
+func sessionGrants(g rolemap.Grants) session.Grants {
+	out := session.Grants{}
+	if g.Operator != nil {
+		out.Operator, out.OperatorFrom = true, []string{g.Operator.String()}
+	}
+	conv := func(in map[string]rolemap.Grant) map[string]session.Grant {
+		if len(in) == 0 {
+			return nil
+		}
+		m := make(map[string]session.Grant, len(in))
+		for _, id := range slices.Sorted(maps.Keys(in)) {
+			m[id] = session.Grant{Role: session.Role(in[id].Role), From: []string{in[id].From.String()}}
+		}
+		return m
+	}
+	out.Workspaces, out.Organizations = conv(g.Workspaces), conv(g.Organizations)
+	return out
+}
+
+// safeReturn is where a person goes after signing in: a path of
+// keybroker's page, never another site.
+func safeReturn(r string) string {
+	if !strings.HasPrefix(r, "/ui/") || strings.HasPrefix(r, "//") || strings.ContainsAny(r, "\\\r\n") {
+		return "/ui/"
+	}
+	return r
+}
+
+// signInReason is the words of a sign-in error, never a token.
+func signInReason(err error) string {
+	for _, e := range []error{oidclogin.ErrState, oidclogin.ErrExpired, oidclogin.ErrReplayed, oidclogin.ErrRefused, oidclogin.ErrToken} {
+		if errors.Is(err, e) {
+			return strings.TrimPrefix(e.Error(), "oidclogin: ")
+		}
+	}
+	return "the identity provider's answer could not be used"
+}
+
+// signInPage is a page that says why a sign-in did not work.
+func (s *server) signInPage(c *gin.Context, status int, message string) {
+	c.Header("Content-Type", "text/html; charset=utf-8")
+	c.Status(status)
+	_ = messagePage.Execute(c.Writer, message)
+}
+
+var (
+	messagePage = template.Must(template.New("m").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>keybroker sign-in</title></head>` +
+		`<body><main><h1>keybroker sign-in</h1><p role="alert">{{.}}</p><p><a href="/ui/">Back to keybroker</a></p></main></body></html>`))
+	continuePage = template.Must(template.New("c").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed in</title>` +
+		`<meta http-equiv="refresh" content="0;url={{.}}"></head><body><main><p>Signed in. <a href="{{.}}">Continue to keybroker</a>.</p></main></body></html>`))
+)

@@ -1,0 +1,239 @@
+package handlers_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/keybroker/keybroker/auth/oidclogin"
+	"github.com/keybroker/keybroker/auth/rolemap"
+	"github.com/keybroker/keybroker/auth/session"
+	"github.com/keybroker/keybroker/client"
+	"github.com/keybroker/keybroker/handlers"
+	"github.com/keybroker/keybroker/internal/fixtures/oidctest"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
+	"github.com/keybroker/keybroker/internal/runtime/keyring"
+)
+
+// The callback keybroker registers at the provider. Vault matches
+// loopback redirect URIs whatever their port; the test takes the
+// provider's redirect and calls the real server's callback with it.
+const signInCallback = "http://127.0.0.1:1/auth/callback"
+
+const testRoleMap = `
+rules:
+  - group: kb-operators
+    operator: true
+  - group: "kb-ws-{ws}-admin"
+    admin: {workspace: "{ws}"}
+  - group: "kb-ws-{ws}-reader"
+    reader: {workspace: "{ws}"}
+`
+
+type signInGround struct {
+	*api
+	idp    *oidctest.Provider
+	origin string
+	plain  *http.Client // follows no redirect, keeps no cookie
+}
+
+func newSignInGround(t *testing.T) *signInGround {
+	t.Helper()
+	idp := oidctest.StartVaultProvider(t, oidctest.Options{RedirectURIs: []string{"http://127.0.0.1/auth/callback"}})
+	for _, u := range idp.Users() {
+		remember(u.Password)
+	}
+	remember(idp.ClientSecret)
+	rp, err := oidclogin.New(t.Context(), oidclogin.Config{Issuer: idp.Issuer, ClientID: idp.ClientID, ClientSecret: idp.ClientSecret, RedirectURL: signInCallback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles, err := rolemap.Parse([]byte(testRoleMap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := keyring.New("k1", []byte("sign-in test admin signing key 0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAPIGround(t, handlers.ModeAll, kbtest.Options{}, func(o *handlers.Options, g *keyGround) {
+		sessions, err := session.NewService(g.st, session.Options{Keys: ring})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.SignIn = &handlers.SignIn{RP: rp, Roles: roles, Sessions: sessions, SealKey: oidclogin.KeyFrom([]byte("seal")), RedirectURL: signInCallback}
+	})
+	return &signInGround{api: a, idp: idp, origin: "http://127.0.0.1:1",
+		plain: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+// do sends a request with cookies (name=value) and headers.
+func (g *signInGround) do(t *testing.T, method, path, body string, cookies map[string]string, header ...string) *http.Response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, g.srv.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, v := range cookies {
+		req.AddCookie(&http.Cookie{Name: n, Value: v})
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := g.plain.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func cookieOf(resp *http.Response, name string) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func bodyOf(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// signIn plays user through the whole sign-in and returns the session
+// cookie's value and the callback's answer.
+func (g *signInGround) signIn(t *testing.T, user string) (string, *http.Response) {
+	t.Helper()
+	begin := g.do(t, "GET", "/auth/login?return=/ui/workspaces/ws1", "", nil)
+	pending := cookieOf(begin, "kb_signin")
+	if begin.StatusCode != http.StatusFound || pending == nil || !pending.HttpOnly || pending.SameSite != http.SameSiteLaxMode {
+		t.Fatalf("sign-in start: %d, cookie %+v", begin.StatusCode, pending != nil)
+	}
+	redirect, err := g.idp.Authorize(t.Context(), user, begin.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(redirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := g.do(t, "GET", "/auth/callback?"+u.RawQuery, "", map[string]string{"kb_signin": pending.Value})
+	ses := cookieOf(cb, "kb_session")
+	if ses == nil {
+		return "", cb
+	}
+	if !ses.HttpOnly || ses.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("the session cookie is not HttpOnly and SameSite=Strict: %+v", ses.HttpOnly)
+	}
+	remember(ses.Value)
+	return ses.Value, cb
+}
+
+// TestPeopleSignInWithTheirIdentityProvider: the page's sign-in against a
+// real OpenID provider (Vault's): the person's groups give their roles,
+// scope by scope; the session cookie authenticates the API, unsafe
+// requests only from the page's origin with the CSRF header; the trail
+// names the person; sign-out ends the session; a person with no role is
+// refused; a later sign-in that maps other roles ends the earlier
+// sessions; a replayed callback is refused.
+func TestPeopleSignInWithTheirIdentityProvider(t *testing.T) {
+	g := newSignInGround(t)
+	wes, _ := g.idp.User("wes")
+
+	cookie, cb := g.signIn(t, "wes")
+	if cb.StatusCode != http.StatusOK || cookie == "" || !strings.Contains(bodyOf(t, cb), "/ui/workspaces/ws1") {
+		t.Fatalf("callback: %d", cb.StatusCode)
+	}
+	jar := map[string]string{"kb_session": cookie}
+	var who client.WhoAmI
+	r := g.do(t, "GET", "/v1/whoami", "", jar)
+	if err := decodeJSON(r, &who); err != nil || r.StatusCode != http.StatusOK || who.Person == nil || who.Person.Subject != wes.EntityID ||
+		who.Person.Name != "Wes Admin" || who.ScopedRoles == nil || who.ScopedRoles.Workspaces["ws1"] != "admin" || who.Role != "admin" {
+		t.Fatalf("whoami: %d %+v %v", r.StatusCode, who, err)
+	}
+	put := `{"apiKey":"` + openaiKey(t) + `"}`
+	if r := g.do(t, "PUT", "/v1/workspaces/ws1/keys/openai", put, jar); r.StatusCode != http.StatusForbidden || !strings.Contains(bodyOf(t, r), "csrf") {
+		t.Fatalf("an unsafe request without the CSRF header: %d", r.StatusCode)
+	}
+	if r := g.do(t, "PUT", "/v1/workspaces/ws1/keys/openai", put, jar, "X-Keybroker-Csrf", "1", "Origin", "https://evil.example"); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("an unsafe request from another origin: %d", r.StatusCode)
+	}
+	if r := g.do(t, "PUT", "/v1/workspaces/ws1/keys/openai", put, jar, "X-Keybroker-Csrf", "1", "Origin", g.origin, "Content-Type", "application/json"); r.StatusCode != http.StatusCreated {
+		t.Fatalf("the admin of ws1 writes its key from the page: %d %s", r.StatusCode, bodyOf(t, r))
+	}
+	if r := g.do(t, "GET", "/v1/workspaces/ws2/keys", "", jar); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("another workspace: %d", r.StatusCode)
+	}
+	var page client.AuditPage
+	r = g.do(t, "GET", "/v1/workspaces/ws1/audit", "", jar)
+	_ = decodeJSON(r, &page)
+	want := "person:" + g.idp.Issuer + "|" + wes.EntityID + " (Wes Admin <wes@example.com>)"
+	if len(page.Events) == 0 || page.Events[0].Actor != want {
+		t.Fatalf("the trail names %q, want %q", page.Events[0].Actor, want)
+	}
+
+	// A person with no mapped role is refused with a page that says so.
+	if c, cb := g.signIn(t, "nora"); c != "" || cb.StatusCode != http.StatusForbidden || !strings.Contains(bodyOf(t, cb), "none of your groups") {
+		t.Fatalf("a person with no role: %d", cb.StatusCode)
+	}
+
+	// Wes loses the admin group at the provider; his next sign-in maps a
+	// reader, and ends the session that still said admin.
+	if err := g.idp.SetGroups(t.Context(), "wes", "kb-ws-ws1-reader"); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := g.signIn(t, "wes")
+	if r := g.do(t, "GET", "/v1/whoami", "", jar); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the session whose roles changed: %d", r.StatusCode)
+	}
+	jar2 := map[string]string{"kb_session": second}
+	if r := g.do(t, "PUT", "/v1/workspaces/ws1/keys/openai", put, jar2, "X-Keybroker-Csrf", "1", "Origin", g.origin, "Content-Type", "application/json"); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("a reader writes: %d", r.StatusCode)
+	}
+
+	// Sign-out ends the session server-side.
+	if r := g.do(t, "POST", "/auth/logout", "", jar2, "X-Keybroker-Csrf", "1", "Origin", g.origin); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("sign-out: %d %s", r.StatusCode, bodyOf(t, r))
+	}
+	if r := g.do(t, "GET", "/v1/whoami", "", jar2); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after sign-out: %d", r.StatusCode)
+	}
+
+	// A replayed callback, and one without the pending cookie.
+	begin := g.do(t, "GET", "/auth/login", "", nil)
+	pending := cookieOf(begin, "kb_signin")
+	redirect, err := g.idp.Authorize(t.Context(), "wes", begin.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(redirect)
+	if r := g.do(t, "GET", "/auth/callback?"+u.RawQuery, "", nil); r.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a callback without its pending sign-in: %d", r.StatusCode)
+	}
+	if r := g.do(t, "GET", "/auth/callback?"+u.RawQuery, "", map[string]string{"kb_signin": pending.Value}); r.StatusCode != http.StatusOK {
+		t.Fatalf("the callback: %d", r.StatusCode)
+	} else if c := cookieOf(r, "kb_session"); c != nil {
+		remember(c.Value)
+	}
+	if r := g.do(t, "GET", "/auth/callback?"+u.RawQuery, "", map[string]string{"kb_signin": pending.Value}); r.StatusCode != http.StatusBadRequest ||
+		!strings.Contains(bodyOf(t, r), "already used") {
+		t.Fatalf("a replayed callback: %d", r.StatusCode)
+	}
+}
+
+func decodeJSON(resp *http.Response, v any) error {
+	return json.NewDecoder(resp.Body).Decode(v)
+}
