@@ -16,7 +16,10 @@ import (
 const maxDenialKeys = 10_000
 
 type denialKey struct {
-	token    string
+	token string
+	// actor names the caller in the row ("token:ID", or a person's
+	// Subject).
+	actor    string
 	role     Role
 	scope    broker.Scope
 	provider string
@@ -41,9 +44,16 @@ type denialCount struct {
 // operator-wide trail, so that no token can write into the trail of a
 // tenant it is not part of by knocking at its door.
 func (s *Service) recordDenial(ctx context.Context, p Principal, scope broker.Scope, provider, route, remoteAddr, requestID string) error {
-	k := denialKey{token: p.TokenID, role: p.Role, scope: scope, provider: provider, route: route}
+	role := p.Role
+	if p.Scoped != nil {
+		// A person's role where they were refused, not their broadest.
+		if role = p.scopedRole(scope); role == "" {
+			role = "none"
+		}
+	}
+	k := denialKey{token: p.TokenID, actor: p.Subject(), role: role, scope: scope, provider: provider, route: route}
 	if scope.Kind != "" && !p.reachesTrail(scope) {
-		k = denialKey{token: p.TokenID, role: p.Role, route: route, offTrail: true}
+		k = denialKey{token: p.TokenID, actor: p.Subject(), role: role, route: route, offTrail: true}
 	}
 	return s.denials.record(ctx, k, scope, remoteAddr, requestID)
 }
@@ -148,7 +158,10 @@ func denialEvent(k denialKey, c denialCount, interval time.Duration) broker.Audi
 	if interval > 0 {
 		detail += fmt.Sprintf(" (%d more within %s after the first; the request named is the latest)", c.count, interval)
 	}
-	actor := "token:" + k.token
+	actor := k.actor
+	if actor == "" {
+		actor = "token:" + k.token
+	}
 	if k.token == "" {
 		actor = "(many)"
 	}

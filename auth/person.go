@@ -48,15 +48,17 @@ func (p Person) Actor() string {
 	return b.String()
 }
 
-// actorText is s without control characters, '<', '>', '(', ')' and '|'
-// (which delimit an actor's parts), at most maxActorText runes.
+// actorText is s without control, format (bidirectional overrides,
+// zero-width) and line or paragraph separator characters, nor '<', '>',
+// '(', ')' and '|' (which delimit an actor's parts), at most maxActorText
+// runes.
 func actorText(s string) string {
 	out := make([]rune, 0, min(len(s), maxActorText))
 	for _, r := range s {
 		if len(out) == maxActorText {
 			break
 		}
-		if unicode.IsControl(r) || strings.ContainsRune("<>()|", r) {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp) || strings.ContainsRune("<>()|", r) {
 			continue
 		}
 		out = append(out, r)

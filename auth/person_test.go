@@ -69,6 +69,10 @@ func TestTheTrailNamesThePersonAndNoClaimForgesIt(t *testing.T) {
 		// another actor lose those characters.
 		{auth.Person{Issuer: "https://idp.example.com", Subject: "x|y\nperson:evil", Name: "Eve) (Mallory <m@x>", Email: "e@x\r\n"},
 			"person:https://idp.example.com|xyperson:evil (Eve Mallory m@x <e@x>)"},
+		// Line and paragraph separators and bidirectional overrides are
+		// dropped too.
+		{auth.Person{Issuer: "https://idp.example.com", Subject: "s", Name: "Bob\u2028platform:x\u2029\u202enimda\u200b"},
+			"person:https://idp.example.com|s (Bobplatform:xnimda)"},
 	} {
 		if got := tc.person.Actor(); got != tc.want {
 			t.Errorf("Actor() = %q, want %q", got, tc.want)

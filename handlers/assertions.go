@@ -53,9 +53,10 @@ func (s *server) assertionPrincipal(c *gin.Context, raw string) (auth.Principal,
 		return auth.Principal{}, &Error{Status: http.StatusForbidden, Code: "forbidden",
 			Message: "the platform assertion gives no role this platform may grant"}
 	}
-	// The principal's id names the assertion (its jti's hash: the jti is
-	// the platform's, and ids end up in logs).
-	sum := sha256.Sum256([]byte(a.Platform + "\x00" + a.JTI))
+	// The principal's id names the platform's user, the same for each of
+	// their assertions (rate limits and refusals add up per person): a
+	// hash, since ids end up in logs.
+	sum := sha256.Sum256([]byte(a.Platform + "\x00" + a.Issuer + "\x00" + a.Subject))
 	p := auth.PersonPrincipal("pas_"+hex.EncodeToString(sum[:8]),
 		auth.Person{Issuer: a.Issuer, Subject: a.Subject, Name: a.Name, Email: a.Email, Platform: a.Platform}, roles)
 	return p, nil

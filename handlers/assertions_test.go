@@ -81,6 +81,15 @@ func TestAPlatformActsForItsUserWithinItsRegistration(t *testing.T) {
 	if r := g.call("platform", "PUT", "/v1/workspaces/ws2/keys/openai", client.PutKeyRequest{APIKey: openaiKey(t)}); r.status != http.StatusForbidden {
 		t.Fatalf("a reader of ws2 writes its key: %d %s", r.status, r.body)
 	}
+	// The refusal is in ws2's trail under the person's name and their
+	// role there.
+	var denied client.AuditPage
+	g.call("operator", "GET", "/v1/workspaces/ws2/audit", nil).decode(t, &denied)
+	person := "platform:acme-platform/person:" + platformIssuer + "|user-42 (Bob Builder <bob@platform.example>)"
+	if len(denied.Events) == 0 || denied.Events[0].Action != "access.denied" || denied.Events[0].Actor != person ||
+		!strings.Contains(denied.Events[0].Detail, "role reader") {
+		t.Fatalf("the refusal in the trail: %+v", denied.Events)
+	}
 	g.as(t, roles)
 	if r := g.call("platform", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "openai"}); r.status != http.StatusForbidden {
 		t.Fatalf("a person resolves: %d %s", r.status, r.body)

@@ -102,7 +102,25 @@ func (s *server) signInCallback(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
+	// Each finish may call the provider's token endpoint: a failed
+	// sign-in counts against its address's failed authentications (a
+	// failure is reserved first and given back when the sign-in works).
+	var attempt *auth.AuthAttempt
+	if s.limiter != nil {
+		var ok bool
+		if attempt, ok, _ = s.limiter.BeginAuth(ctx, clientAddr(c)); !ok {
+			s.signInPage(c, http.StatusTooManyRequests, "Too many failed sign-ins from your address. Wait a minute and start again.")
+			return
+		}
+	}
 	id, err := si.RP.Finish(ctx, pending, c.Request.URL.Query())
+	if attempt != nil {
+		if err != nil {
+			attempt.Failed()
+		} else {
+			attempt.Succeeded()
+		}
+	}
 	if err != nil {
 		status := http.StatusBadRequest
 		if errors.Is(err, oidclogin.ErrRefused) {
@@ -114,6 +132,10 @@ func (s *server) signInCallback(c *gin.Context) {
 	}
 	grants := si.Roles.Grants(id.Claims)
 	if grants.Empty() {
+		// The person lost every role: their open sessions end too.
+		if _, err := si.Sessions.EndAllFor(ctx, id.Issuer, id.Subject, "no role at a later sign-in"); err != nil {
+			s.log.WarnContext(ctx, "could not end the sessions of a person with no role", "error", err)
+		}
 		s.log.InfoContext(ctx, "sign-in refused: no role", "request_id", stateOf(c).id, "issuer", id.Issuer, "subject", id.Subject)
 		s.signInPage(c, http.StatusForbidden, "You are signed in at your identity provider, but none of your groups gives you a role in keybroker. Ask your administrator.")
 		return
@@ -234,7 +256,7 @@ func safeReturn(r string) string {
 
 // signInReason is the words of a sign-in error, never a token.
 func signInReason(err error) string {
-	for _, e := range []error{oidclogin.ErrState, oidclogin.ErrExpired, oidclogin.ErrReplayed, oidclogin.ErrRefused, oidclogin.ErrToken} {
+	for _, e := range []error{oidclogin.ErrState, oidclogin.ErrExpired, oidclogin.ErrReplayed, oidclogin.ErrBusy, oidclogin.ErrRefused, oidclogin.ErrToken} {
 		if errors.Is(err, e) {
 			return strings.TrimPrefix(e.Error(), "oidclogin: ")
 		}

@@ -212,6 +212,22 @@ func TestPeopleSignInWithTheirIdentityProvider(t *testing.T) {
 		t.Fatalf("after sign-out: %d", r.StatusCode)
 	}
 
+	// Wes loses every group: his next sign-in is refused, and his open
+	// sessions end with it.
+	third, _ := g.signIn(t, "wes")
+	if err := g.idp.SetGroups(t.Context(), "wes"); err != nil {
+		t.Fatal(err)
+	}
+	if c, cb := g.signIn(t, "wes"); c != "" || cb.StatusCode != http.StatusForbidden {
+		t.Fatalf("a person who lost every group signs in: %d", cb.StatusCode)
+	}
+	if r := g.do(t, "GET", "/v1/whoami", "", map[string]string{"kb_session": third}); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the session of a person who lost every group: %d", r.StatusCode)
+	}
+	if err := g.idp.SetGroups(t.Context(), "wes", "kb-ws-ws1-reader"); err != nil {
+		t.Fatal(err)
+	}
+
 	// A replayed callback, and one without the pending cookie.
 	begin := g.do(t, "GET", "/auth/login", "", nil)
 	pending := cookieOf(begin, "kb_signin")

@@ -45,6 +45,9 @@ var (
 	// ErrToken: the code exchange failed or the ID token is not valid for
 	// this client (signature, issuer, audience, expiry, algorithm, nonce).
 	ErrToken = errors.New("oidclogin: the identity provider's answer is not valid")
+	// ErrBusy: more sign-ins finished within MaxPending than the replica
+	// remembers (a flood): try again shortly.
+	ErrBusy = errors.New("oidclogin: too many sign-ins at once; try again shortly")
 	// ErrPending: the pending sign-in could not be read (tampered with, or
 	// sealed with another key).
 	ErrPending = errors.New("oidclogin: the pending sign-in is not valid")
@@ -88,9 +91,14 @@ type RP struct {
 	oauth    oauth2.Config
 	verifier *oidc.IDTokenVerifier
 
-	mu   sync.Mutex
-	used map[string]time.Time // finished states, until they would have expired
+	mu        sync.Mutex
+	used      map[string]time.Time // finished states, until they would have expired
+	lastPrune time.Time
 }
+
+// maxUsed bounds the finished sign-ins remembered (each until its
+// MaxPending has passed).
+const maxUsed = 100_000
 
 // New reads the provider's discovery document and returns the relying
 // party.
@@ -190,8 +198,8 @@ func (rp *RP) Finish(ctx context.Context, p Pending, query url.Values) (Identity
 	if now.Sub(p.Created) > rp.cfg.MaxPending || p.Created.After(now.Add(time.Minute)) {
 		return Identity{}, ErrExpired
 	}
-	if !rp.claim(p.State, p.Created.Add(rp.cfg.MaxPending), now) {
-		return Identity{}, ErrReplayed
+	if err := rp.claim(p.State, p.Created.Add(rp.cfg.MaxPending), now); err != nil {
+		return Identity{}, err
 	}
 	if e := query.Get("error"); e != "" {
 		return Identity{}, fmt.Errorf("%w: %s", ErrRefused, printable(e, 64))
@@ -276,20 +284,28 @@ func verifyReason(err error) string {
 	return "the ID token did not verify"
 }
 
-// claim marks state finished, until expires; false when it was already.
-func (rp *RP) claim(state string, expires, now time.Time) bool {
+// claim marks state finished, until expires: ErrReplayed when it was
+// already, ErrBusy when the replica remembers as many as it may. Expired
+// entries are dropped at most once a minute, or when the set is full.
+func (rp *RP) claim(state string, expires, now time.Time) error {
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
-	for s, exp := range rp.used {
-		if now.After(exp) {
-			delete(rp.used, s)
-		}
-	}
 	if _, done := rp.used[state]; done {
-		return false
+		return ErrReplayed
+	}
+	if now.Sub(rp.lastPrune) > time.Minute || len(rp.used) >= maxUsed {
+		for s, exp := range rp.used {
+			if now.After(exp) {
+				delete(rp.used, s)
+			}
+		}
+		rp.lastPrune = now
+	}
+	if len(rp.used) >= maxUsed {
+		return ErrBusy
 	}
 	rp.used[state] = expires
-	return true
+	return nil
 }
 
 // Seal encrypts p with key (32 bytes: AES-256-GCM) into a cookie-safe
