@@ -239,6 +239,7 @@ func NewRouter(opts Options) *gin.Engine {
 
 	if opts.SignIn != nil && v1 != nil && (opts.Mode == ModeAll || opts.Mode == ModeAdmin || opts.Mode == "") {
 		s.signIn = newSignInState(opts.SignIn)
+		r.GET("/auth/config", s.signInConfig)
 		r.GET("/auth/login", uiHeaders, s.signInBegin)
 		r.GET("/auth/callback", uiHeaders, s.signInCallback)
 		r.POST("/auth/logout", limitBody(opts.Logger), s.authenticate, s.signOut)

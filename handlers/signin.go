@@ -67,6 +67,13 @@ func (st *signInState) setCookie(c *gin.Context, name, value string, maxAge int,
 		Secure: st.secure, SameSite: sameSite})
 }
 
+// signInConfig tells the page that people sign in here with their
+// identity provider (a replica without sign-in answers 404), and where.
+func (s *server) signInConfig(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, gin.H{"oidc": true, "loginUrl": "/auth/login", "logoutUrl": "/auth/logout", "csrfHeader": csrfHeader})
+}
+
 // signInBegin starts a sign-in: the pending sign-in sealed into a cookie
 // (SameSite=Lax: it must come back on the provider's redirect, a
 // cross-site navigation), and the browser sent to the provider.

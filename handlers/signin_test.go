@@ -153,6 +153,9 @@ func TestPeopleSignInWithTheirIdentityProvider(t *testing.T) {
 	g := newSignInGround(t)
 	wes, _ := g.idp.User("wes")
 
+	if r := g.do(t, "GET", "/auth/config", "", nil); r.StatusCode != http.StatusOK || !strings.Contains(bodyOf(t, r), `"loginUrl":"/auth/login"`) {
+		t.Fatalf("the page asks whether people sign in here: %d", r.StatusCode)
+	}
 	cookie, cb := g.signIn(t, "wes")
 	if cb.StatusCode != http.StatusOK || cookie == "" || !strings.Contains(bodyOf(t, cb), "/ui/workspaces/ws1") {
 		t.Fatalf("callback: %d", cb.StatusCode)
