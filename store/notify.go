@@ -37,6 +37,9 @@ type Invalidation struct {
 	// ProxyTokenID names a revoked proxy token (a hint: replicas read the
 	// revocations from PostgreSQL).
 	ProxyTokenID string `json:"pt,omitempty"`
+	// SessionID names an ended session of a person (a hint: replicas
+	// read the session again before they trust it).
+	SessionID string `json:"ses,omitempty"`
 }
 
 // ForBroker is the key change inv announces, in the broker's words.

@@ -89,26 +89,41 @@ func (s *Store) TouchSession(ctx context.Context, hash []byte, seenAt, idleExpir
 
 // EndSession ends session id at at for reason; ErrNotFound when no such
 // session exists or it ended already.
+// The end is announced to every replica, which then reads the session
+// again instead of trusting what it remembers.
 func (s *Store) EndSession(ctx context.Context, id string, at time.Time, reason string) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE sessions SET ended_at = $2, ended_reason = $3 WHERE id = $1 AND ended_at IS NULL`, id, at, reason)
-	if err != nil {
-		return fmt.Errorf("end session %s: %w", id, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("end session %s: %w", id, ErrNotFound)
-	}
-	return nil
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE sessions SET ended_at = $2, ended_reason = $3 WHERE id = $1 AND ended_at IS NULL`, id, at, reason)
+		if err != nil {
+			return fmt.Errorf("end session %s: %w", id, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("end session %s: %w", id, ErrNotFound)
+		}
+		return notify(ctx, tx, Invalidation{SessionID: id})
+	})
 }
 
 // EndSessions ends every session of a person not ended yet and returns
 // their ids.
 func (s *Store) EndSessions(ctx context.Context, issuer, subject string, at time.Time, reason string) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `UPDATE sessions SET ended_at = $3, ended_reason = $4
-		WHERE issuer = $1 AND subject = $2 AND ended_at IS NULL RETURNING id`, issuer, subject, at, reason)
-	if err != nil {
-		return nil, fmt.Errorf("end sessions: %w", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	var ids []string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `UPDATE sessions SET ended_at = $3, ended_reason = $4
+			WHERE issuer = $1 AND subject = $2 AND ended_at IS NULL RETURNING id`, issuer, subject, at, reason)
+		if err != nil {
+			return err
+		}
+		if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := notify(ctx, tx, Invalidation{SessionID: id}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("end sessions: %w", err)
 	}

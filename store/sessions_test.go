@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"github.com/keybroker/keybroker/internal/runtime/keyring"
+	"github.com/keybroker/keybroker/store"
 )
 
 func sessionService(t *testing.T, st session.Store, logs *testenv.SyncBuffer) *session.Service {
@@ -191,5 +193,54 @@ func TestSessionStoreRoundTrip(t *testing.T) {
 	ended, err := st.EndSessions(ctx, p.Issuer, p.Subject, time.Now(), "y")
 	if err != nil || len(ended) != 1 || ended[0] != made[1].ID {
 		t.Fatalf("EndSessions ended %v (%v), want only the one still active", ended, err)
+	}
+}
+
+// TestTheEndOfASessionIsAnnounced: ending a session, or all of a person's,
+// announces each id on the invalidation channel (replicas then read the
+// session again instead of trusting what they remember).
+func TestTheEndOfASessionIsAnnounced(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := kbtest.NewStore(t, testenv.DatabaseURL(t))
+	s := sessionService(t, st, &testenv.SyncBuffer{})
+	heard := make(chan string, 8)
+	listening := make(chan struct{}, 1)
+	go func() {
+		_ = st.ListenInvalidations(ctx, store.InvalidationHandler{
+			Invalidate: func(inv store.Invalidation) {
+				if inv.SessionID != "" {
+					heard <- inv.SessionID
+				}
+			},
+			Listening: func() { listening <- struct{}{} },
+		}, slog.New(slog.DiscardHandler))
+	}()
+	<-listening
+	p := session.Person{Issuer: "https://idp.example.com", Subject: "announced"}
+	g := session.Grants{Workspaces: map[string]session.Grant{"ws1": {Role: session.RoleReader}}}
+	var ids []string
+	for range 3 {
+		_, rec, err := s.Create(ctx, p, g, session.ViaPage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, rec.ID)
+	}
+	if err := s.End(ctx, ids[0], "signed out"); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-heard; got != ids[0] {
+		t.Fatalf("heard %s, want %s", got, ids[0])
+	}
+	if _, err := s.EndAllFor(ctx, p.Issuer, p.Subject, "roles changed"); err != nil {
+		t.Fatal(err)
+	}
+	got := []string{<-heard, <-heard}
+	slices.Sort(got)
+	want := []string{ids[1], ids[2]}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("heard %v, want %v", got, want)
 	}
 }

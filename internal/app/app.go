@@ -21,6 +21,7 @@ import (
 
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/auth/assertion"
+	"github.com/keybroker/keybroker/auth/session"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/runtime/buildinfo"
@@ -51,12 +52,13 @@ type App struct {
 	store       *store.Store
 	broker      *broker.Broker
 	tokens      *auth.Service
-	identities  []*vault.Client // the reader first when held: readiness asks it
-	reconciler  *Reconciler     // nil when the mode holds no writer or ReconcileEvery is 0
-	prober      *Prober         // nil when HealthProbeEvery is 0 or the mode reads no key (admin)
-	leases      *leases         // the leases of the work one replica at a time does
-	proxyCalls  *proxy.Recorder // the records of proxied calls (modes all and proxy)
-	events      *webhook.Sink   // nil without EventsWebhookURL
+	sessions    *session.Service // people's sessions; nil without sign-in
+	identities  []*vault.Client  // the reader first when held: readiness asks it
+	reconciler  *Reconciler      // nil when the mode holds no writer or ReconcileEvery is 0
+	prober      *Prober          // nil when HealthProbeEvery is 0 or the mode reads no key (admin)
+	leases      *leases          // the leases of the work one replica at a time does
+	proxyCalls  *proxy.Recorder  // the records of proxied calls (modes all and proxy)
+	events      *webhook.Sink    // nil without EventsWebhookURL
 	handler     http.Handler
 	metrics     http.Handler
 	tls         *tlsfiles.Loader // nil: plain HTTP
@@ -224,6 +226,9 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	signIn, err := a.signIn(cfg, rowKeys.Admin)
 	if err != nil {
 		return err
+	}
+	if signIn != nil {
+		a.sessions = signIn.Sessions
 	}
 	var assertions handlers.AssertionVerifier
 	if cfg.PlatformsFile != "" && (a.mode == handlers.ModeAll || a.mode == handlers.ModeAdmin) {
@@ -468,6 +473,14 @@ func (a *App) listenInvalidations(ctx context.Context) {
 				a.revokeIfRevoked(ctx, inv.TokenID)
 				return
 			}
+			if inv.SessionID != "" {
+				// The session is read again before it is trusted: an
+				// ended one is refused at once here too.
+				if a.sessions != nil {
+					a.sessions.Forget(inv.SessionID)
+				}
+				return
+			}
 			if inv.ProxyTokenID != "" {
 				lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				defer cancel()
@@ -499,6 +512,9 @@ func (a *App) listenInvalidations(ctx context.Context) {
 			defer a.watchers.Publish(watch.Event{Type: watch.TypeFlush})
 			a.broker.FlushCache()
 			a.tokens.ForgetAll()
+			if a.sessions != nil {
+				a.sessions.ForgetAll()
+			}
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			if err := a.tokens.LoadProxyTokenRevocations(sctx); err != nil {
