@@ -42,3 +42,31 @@ func TestTheDocsExamplesParse(t *testing.T) {
 		t.Fatalf("%d yaml examples", examples)
 	}
 }
+
+// TestTheProviderGuidesMappingsParse holds the mapping of each provider's
+// guide (docs/identity-providers.md) to the parser.
+func TestTheProviderGuidesMappingsParse(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/identity-providers.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	examples := 0
+	for rest := string(doc); ; {
+		_, after, found := strings.Cut(rest, "```yaml\n")
+		if !found {
+			break
+		}
+		body, next, closed := strings.Cut(after, "```\n")
+		if !closed {
+			t.Fatal("an unclosed yaml block")
+		}
+		rest = next
+		examples++
+		if _, err := rolemap.Parse([]byte(body)); err != nil {
+			t.Errorf("example %d:\n%s\n%v", examples, body, err)
+		}
+	}
+	if examples != 5 {
+		t.Fatalf("%d yaml examples, want one per provider (5)", examples)
+	}
+}
