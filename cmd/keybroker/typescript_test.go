@@ -3,10 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/keybroker/keybroker/internal/fixtures/devenv"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv"
@@ -62,7 +69,10 @@ func TestTheTypeScriptLibraryAgainstRealReplicas(t *testing.T) {
 	// The admin replica serves plain HTTP on loopback; the resolver
 	// replica, which the library talks to, requires mutual TLS.
 	g := newApproleGround(t, nil)
-	adminAddr, adminLogs := startServe(t, g.modeEnv(t, "admin"))
+	// A platform registered for one workspace, its public key in a JWKS
+	// file: the Node tests sign assertions with its private key.
+	platform := newTestPlatform(t, "https://platform.typescript.test", "ws-ts-platform")
+	adminAddr, adminLogs := startServe(t, append(g.modeEnv(t, "admin"), "KEYBROKER_PLATFORMS_FILE="+platform.registrations))
 	ca := testpki.NewCA(t, "keybroker test CA")
 	resolverAddr, resolverLogs := startServeTLS(t, ca, g.modeEnv(t, "resolver"))
 	// A proxy replica in front of a stand-in for OpenAI, which answers
@@ -118,6 +128,8 @@ func TestTheTypeScriptLibraryAgainstRealReplicas(t *testing.T) {
 		"KEYBROKER_RESOLVER_KEY_FILE="+execPath.KeyFile,
 		"KEYBROKER_OPERATOR_TOKEN="+g.opToken,
 		"KEYBROKER_TEST_KEYS_FILE="+keysFile,
+		"KEYBROKER_TEST_PLATFORM_KEY_FILE="+platform.privateKey, "KEYBROKER_TEST_PLATFORM_ISSUER="+platform.issuer,
+		"KEYBROKER_TEST_PLATFORM_WORKSPACE="+platform.workspace,
 		"NO_COLOR=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -125,6 +137,11 @@ func TestTheTypeScriptLibraryAgainstRealReplicas(t *testing.T) {
 	}
 	t.Logf("node --test:\n%s", out)
 
+	for what, text := range map[string]string{"the Node output": string(out), "the admin replica's log": adminLogs.String()} {
+		if strings.Contains(text, "PRIVATE KEY") {
+			t.Errorf("a private key is in %s", what)
+		}
+	}
 	keys := readLines(t, keysFile)
 	if len(keys) < 5 {
 		t.Fatalf("the Node tests recorded %d keys; they write more than that", len(keys))
@@ -186,4 +203,40 @@ func readLines(t *testing.T, path string) []string {
 		t.Fatal(err)
 	}
 	return lines
+}
+
+// testPlatform is a platform registered in a platforms file: its ECDSA
+// P-256 private key (PEM) and its public key as a JWKS file.
+type testPlatform struct {
+	issuer, workspace, privateKey, registrations string
+}
+
+func newTestPlatform(t *testing.T, issuer, workspace string) testPlatform {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := testPlatform{issuer: issuer, workspace: workspace, privateKey: filepath.Join(dir, "platform.pem"), registrations: filepath.Join(dir, "platforms.yaml")}
+	if err := os.WriteFile(p.privateKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwksFile := filepath.Join(dir, "jwks.json")
+	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := "platforms:\n  - id: ts-platform\n    issuer: " + issuer + "\n    jwksFile: " + jwksFile + "\n    workspaces: [" + workspace + "]\n    mayGrantAdmin: true\n"
+	if err := os.WriteFile(p.registrations, []byte(reg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

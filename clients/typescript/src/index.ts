@@ -4,6 +4,7 @@
  * watch stream, and the Client beneath it. No runtime dependency beyond
  * Node's standard library.
  */
+export { MAX_ASSERTION_TTL_SECONDS, signAssertion, type AssertionClaims } from "./assertion.js";
 export { Client, type ClientOptions } from "./client.js";
 export { KIND_AWS_BEDROCK, KIND_AZURE_OPENAI, KIND_GCP_VERTEX, type AwsCredentials, type AzureOpenAICredential, type BedrockCredential, type VertexCredential } from "./cloud.js";
 export { ClosedError, CredentialKindError, KeybrokerError, RevokedError, UnavailableError } from "./errors.js";
