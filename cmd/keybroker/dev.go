@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/internal/app"
 	"github.com/keybroker/keybroker/internal/fixtures/devenv"
+	"github.com/keybroker/keybroker/internal/fixtures/oidcdev"
 	"github.com/keybroker/keybroker/internal/runtime/keyring"
 	"github.com/keybroker/keybroker/store"
 )
@@ -114,6 +116,13 @@ func runDev(ctx context.Context, listenAddr string) error {
 	if err != nil {
 		return err
 	}
+	// Vault's own OpenID provider, so that people's sign-in can be tried
+	// at once: two people and a role mapping of their groups.
+	idp, roleMap, people, err := startDevIdentityProvider(startCtx, vs, ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer idp.Close()
 	pepper := randomSecret() // a dev run's fingerprints live as long as its database
 	go func() {
 		select {
@@ -144,6 +153,9 @@ func runDev(ctx context.Context, listenAddr string) error {
 		// Mode all holds both: it is the one replica of a dev run.
 		AdminTokenKeys: adminKeys,
 		ResolverKeys:   resolverKeys,
+		// People sign in with the dev Vault's OpenID provider.
+		OIDCIssuer: idp.Issuer, OIDCClientID: idp.ClientID, OIDCClientSecret: idp.ClientSecret,
+		OIDCRedirectURL: "http://" + ln.Addr().String() + "/auth/callback", OIDCRoleMap: roleMap,
 	}, logger)
 	if err != nil {
 		return err
@@ -158,7 +170,7 @@ func runDev(ctx context.Context, listenAddr string) error {
 		Addr: ln.Addr().String(), OperatorToken: operatorToken, ResolverToken: resolverToken,
 		VaultAddr: vs.Addr, VaultToken: vs.RootToken, DatabaseURL: pg.URL, RuntimeURL: runtimeURL, ResolverURL: resolverURL,
 		AdminKeys: adminKeys, ResolverKeys: resolverKeys, Writer: writer, Reader: reader, Pepper: pepper,
-		VaultPid: vs.Pid(), VaultDir: vs.Dir, PostgresPid: pg.Pid(), PostgresDir: pg.Dir, Hosted: hosted,
+		VaultPid: vs.Pid(), VaultDir: vs.Dir, PostgresPid: pg.Pid(), PostgresDir: pg.Dir, Hosted: hosted, People: people,
 	}))
 	return a.Run(ctx, ln)
 }
@@ -213,6 +225,7 @@ type devInfo struct {
 	VaultPid, PostgresPid        int
 	VaultDir, PostgresDir        string
 	Hosted                       []string
+	People                       []oidcdev.User // who may sign in with the dev OpenID provider
 }
 
 // devBanner is what `keybroker dev` prints on stdout once it is ready: a
@@ -250,6 +263,12 @@ func devBanner(d devInfo) string {
 	line("# Hosted keys: FAKE ones (key id %s) for %s; workspaces without a key fall back to them, and no provider accepts them.",
 		app.DevHostedKeyID, strings.Join(d.Hosted, ", "))
 	line("# Calls to providers (key tests, the credential proxy) go to their real APIs; KEYBROKER_PROVIDER_<ID>_BASE_URL in make dev's environment sends them elsewhere.")
+	if len(d.People) > 0 {
+		line("# Sign in as a person at http://%s/auth/login (Vault's own OpenID provider; the groups map to roles):", d.Addr)
+		for _, p := range d.People {
+			line("#   %s / %s (%s)", p.Name, p.Password, strings.Join(p.Groups, ", "))
+		}
+	}
 	line("# vault pid %d, folder %s", d.VaultPid, d.VaultDir)
 	line("# postgres pid %d, folder %s", d.PostgresPid, d.PostgresDir)
 	return b.String()
@@ -270,4 +289,35 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// devRoleMap maps the dev people's groups to roles.
+const devRoleMap = `rules:
+  - group: kb-operators
+    operator: true
+  - group: "kb-ws-{ws}-admin"
+    admin: {workspace: "{ws}"}
+  - group: "kb-ws-{ws}-reader"
+    reader: {workspace: "{ws}"}
+`
+
+// startDevIdentityProvider configures Vault's OpenID provider on the dev
+// Vault with an operator and a workspace admin, and writes the role
+// mapping into the Vault's folder.
+func startDevIdentityProvider(ctx context.Context, vs *devenv.VaultServer, addr string) (*oidcdev.Provider, string, []oidcdev.User, error) {
+	people := []oidcdev.User{
+		{Name: "dev-operator", DisplayName: "Dev Operator", Email: "operator@keybroker.dev", Groups: []string{"kb-operators"}, Password: randomSecret()[:20]},
+		{Name: "dev-admin", DisplayName: "Dev Admin", Email: "admin@keybroker.dev", Groups: []string{"kb-ws-ws1-admin"}, Password: randomSecret()[:20]},
+	}
+	idp, err := oidcdev.Start(ctx, vs.Addr, vs.RootToken, oidcdev.Options{RedirectURIs: []string{"http://127.0.0.1/auth/callback", "http://" + addr + "/auth/callback"},
+		Users: people, IDTokenTTL: 10 * time.Minute, AccessTokenTTL: 10 * time.Minute})
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("start the OpenID provider: %w", err)
+	}
+	roleMap := filepath.Join(vs.Dir, "keybroker-roles.yaml")
+	if err := os.WriteFile(roleMap, []byte(devRoleMap), 0o600); err != nil {
+		_ = idp.Close()
+		return nil, "", nil, err
+	}
+	return idp, roleMap, people, nil
 }

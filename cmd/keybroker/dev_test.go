@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -283,6 +285,10 @@ func TestDevServesReadinessOfItsOwnVaultAndPostgres(t *testing.T) {
 		t.Fatalf("a call through dev's proxy to KEYBROKER_PROVIDER_OPENAI_BASE_URL: %d %s (the stand-in served %d)", code, answer, served.Load())
 	}
 
+	// A person signs in with the dev Vault's OpenID provider, as dev
+	// printed: the provider's login form, then keybroker's session.
+	devSignIn(t, addr, printed.lines)
+
 	// The reconcile command dev printed runs as is, in the shell the
 	// exports were pasted into.
 	if printed.reconcile == "" {
@@ -429,4 +435,69 @@ func withoutPassword(t *testing.T, dbURL string) string {
 	}
 	u.User = url.User(u.User.Username())
 	return u.String()
+}
+
+var (
+	reDevPerson = regexp.MustCompile(`^#   (dev-admin) / (\S+) \(kb-ws-ws1-admin\)$`)
+	reFormTag   = regexp.MustCompile(`<form method="post" action="([^"]+)"`)
+)
+
+// devSignIn signs the workspace admin dev printed in at dev's /auth/login
+// with a browser's cookie jar, and checks who keybroker says they are.
+func devSignIn(t *testing.T, addr string, lines []string) {
+	t.Helper()
+	var user, password string
+	for _, l := range lines {
+		if m := reDevPerson.FindStringSubmatch(l); m != nil {
+			user, password = m[1], m[2]
+		}
+	}
+	if user == "" {
+		t.Fatal("keybroker dev printed no person to sign in as")
+	}
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	resp, err := browser.Get("http://" + addr + "/auth/login?return=/ui/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := reFormTag.FindSubmatch(page)
+	if resp.StatusCode != http.StatusOK || m == nil {
+		t.Fatalf("the provider's login form: %d", resp.StatusCode)
+	}
+	action, err := resp.Request.URL.Parse(html.UnescapeString(string(m[1])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = browser.PostForm(action.String(), url.Values{"username": {user}, "password": {password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/auth/callback" || !strings.Contains(string(done), "Signed in") {
+		t.Fatalf("the sign-in ended at %s with %d", resp.Request.URL.Path, resp.StatusCode)
+	}
+	resp, err = browser.Get("http://" + addr + "/v1/whoami")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var who struct {
+		Person *struct {
+			Name string `json:"name"`
+		} `json:"person"`
+		ScopedRoles *struct {
+			Workspaces map[string]string `json:"workspaces"`
+		} `json:"scopedRoles"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&who); err != nil || who.Person == nil || who.Person.Name != "Dev Admin" ||
+		who.ScopedRoles == nil || who.ScopedRoles.Workspaces["ws1"] != "admin" {
+		t.Fatalf("whoami after signing in: %d %v", resp.StatusCode, err)
+	}
 }
