@@ -602,3 +602,37 @@ type KeyTestResult = KeyCheckResult
 //
 // Deprecated: use PutKeyRequest.
 type SetKeyRequest = PutKeyRequest
+
+// SessionInfo describes a person's session (GET /v1/sessions), never its
+// token.
+type SessionInfo struct {
+	ID string `json:"id"`
+	// Via is "page" (the page's sign-in) or "cli" (keybroker login).
+	Via           string     `json:"via"`
+	CreatedAt     time.Time  `json:"createdAt"`
+	LastSeenAt    time.Time  `json:"lastSeenAt"`
+	IdleExpiresAt time.Time  `json:"idleExpiresAt"`
+	ExpiresAt     time.Time  `json:"expiresAt"`
+	EndedAt       *time.Time `json:"endedAt,omitempty"`
+	EndedReason   string     `json:"endedReason,omitempty"`
+	// Roles are what the person's sign-in mapped: the operator role, and
+	// workspaces and organizations with "admin" or "reader".
+	Roles ScopedRoles `json:"roles"`
+}
+
+// SessionList answers GET /v1/sessions.
+type SessionList struct {
+	Sessions []SessionInfo `json:"sessions"`
+}
+
+// EndSessionsRequest is the body of POST /v1/sessions/end: the person
+// whose open sessions end (offboarding, a stolen cookie).
+type EndSessionsRequest struct {
+	Issuer  string `json:"issuer"`
+	Subject string `json:"subject"`
+}
+
+// EndSessionsResponse names the sessions that ended.
+type EndSessionsResponse struct {
+	Ended []string `json:"ended"`
+}

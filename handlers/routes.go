@@ -278,6 +278,18 @@ var routeTable = []route{
 		{Status: 201, Description: "the token", Body: client.CreatedToken{}, Headers: []Header{{Name: "Cache-Control", Description: "no-store"}}},
 		{Status: 403, Description: "the token's role may not do this, or the request asks for a resolver token or a token with no expiry (never over the API)"},
 	}}, group: groupV1, modes: adminModes, serve: (*server).createToken},
+	{Route: Route{Method: "GET", Path: "/v1/sessions", ID: "listSessions", Summary: "A person's sessions (operator): when each began, was last used and ends, its roles, how it ended; never a session token. 501 where people do not sign in", Params: []Param{
+		{Name: "issuer", In: "query", Description: "the person's identity provider (the ID token's iss)"},
+		{Name: "subject", In: "query", Description: "the person's subject at it (sub)"}}, Answers: []Answer{
+		{Status: 200, Description: "the sessions, newest first", Body: client.SessionList{}},
+		{Status: 400, Description: "issuer or subject missing or too long"},
+		{Status: 501, Description: "people do not sign in on this replica (no --oidc-issuer)"},
+	}}, group: groupV1, modes: adminModes, serve: (*server).listSessions},
+	{Route: Route{Method: "POST", Path: "/v1/sessions/end", ID: "endSessions", Summary: "End every open session of a person (operator), on every replica at once: for offboarding, or a stolen cookie. Their next sign-in maps their roles anew", Body: client.EndSessionsRequest{}, Answers: []Answer{
+		{Status: 200, Description: "the sessions ended", Body: client.EndSessionsResponse{}},
+		{Status: 400, Description: "issuer or subject missing or too long"},
+		{Status: 501, Description: "people do not sign in on this replica (no --oidc-issuer)"},
+	}}, group: groupV1, modes: adminModes, serve: (*server).endSessions},
 	{Route: Route{Method: "DELETE", Path: "/v1/tokens/:id", ID: "revokeToken", Summary: "Revoke an API token (operator): refused from the next request on, on every replica", Params: []Param{
 		{Name: "id", In: "path", Description: "token id, tok_ and 16 hex digits"}}, Answers: []Answer{
 		{Status: 204, Description: "revoked"},
