@@ -84,6 +84,26 @@ func sessionCookie(t *testing.T, ctx context.Context, a *api) *network.Cookie {
 	return nil
 }
 
+// withCookie sends a request with the session cookie value and headers
+// (name, value, ...), and answers its status.
+func withCookie(t *testing.T, a *api, method, path, value string, header ...string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, a.srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.AddCookie(&http.Cookie{Name: "kb_session", Value: value})
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // A person signs in on the page with their identity provider, end to end
 // in Chromium against a real OpenID provider (Vault's) and a real
 // keybroker, Vault and PostgreSQL: the sign-in view offers the provider
@@ -92,7 +112,8 @@ func sessionCookie(t *testing.T, ctx context.Context, a *api) *network.Cookie {
 // the workspace he was looking at, named in the header with his roles;
 // he adds a key in ws1, where his group makes him admin (the trail names
 // him), and sees ws2, where he is a reader, read-only; the session cookie
-// is HttpOnly and strict, and survives a reload; Sign out ends the session
+// is HttpOnly and strict, and survives a reload; a session ended
+// elsewhere brings the sign-in view back, saying so; Sign out ends the session
 // at keybroker (the cookie no longer authenticates) and shows the sign-in
 // view; the token form still works. No secret (the session cookie, the
 // password, the client secret, the key) is in the DOM, the console or
@@ -224,6 +245,31 @@ func TestUISignInWithTheIdentityProviderInARealBrowser(t *testing.T) {
 	waitShown(t, ctx)
 	noLeak("reloaded")
 
+	// A session ended elsewhere: the page's next call brings the sign-in
+	// view back, saying so; Wes signs in again and lands where he was.
+	if st := withCookie(t, a, "POST", "/auth/logout", ck.Value, "Origin", a.srv.URL, "X-Keybroker-Csrf", "1"); st != http.StatusNoContent {
+		t.Fatalf("end the session elsewhere: %d", st)
+	}
+	run(t, ctx, "open ws2 with an ended session", chromedp.Click(chromedp.CSS(`button[data-scope="workspace/ws2"]`)))
+	waitText(t, ctx, "#signin-ended", "Your session has ended or expired")
+	if !eval[bool](t, ctx, `document.getElementById('who').hidden && document.getElementById('workspace-section').hidden && !document.getElementById('signin-idp').hidden`) {
+		t.Fatal("the page of an ended session still shows the person or a workspace")
+	}
+	run(t, ctx, "sign in again",
+		chromedp.Click(chromedp.ID("signin-idp")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "wes"),
+		chromedp.SendKeys(chromedp.ID("password"), wes.Password),
+		chromedp.Click(chromedp.ID("sign-in")),
+		chromedp.WaitVisible(chromedp.ID("workspace-section")))
+	waitShown(t, ctx)
+	waitText(t, ctx, "#workspace-title", "Workspace ws2")
+	waitText(t, ctx, "#who", "Signed in as Wes Admin")
+	if ck = sessionCookie(t, ctx, a); ck == nil {
+		t.Fatal("no session cookie after signing in again")
+	}
+	secrets = append(secrets, remember(ck.Value))
+
 	// Sign out: the session ends at keybroker, the sign-in view is back.
 	run(t, ctx, "sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("signin-idp")))
 	if !eval[bool](t, ctx, `document.getElementById('who').hidden && document.getElementById('workspace-section').hidden`) {
@@ -232,18 +278,8 @@ func TestUISignInWithTheIdentityProviderInARealBrowser(t *testing.T) {
 	if c := sessionCookie(t, ctx, a); c != nil {
 		t.Fatal("the browser keeps the session cookie after signing out")
 	}
-	req, err := http.NewRequestWithContext(t.Context(), "GET", a.srv.URL+"/v1/whoami", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.AddCookie(&http.Cookie{Name: "kb_session", Value: ck.Value})
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("the signed-out session's cookie still authenticates: %d", resp.StatusCode)
+	if st := withCookie(t, a, "GET", "/v1/whoami", ck.Value); st != http.StatusUnauthorized {
+		t.Fatalf("the signed-out session's cookie still authenticates: %d", st)
 	}
 	noLeak("signed out")
 
