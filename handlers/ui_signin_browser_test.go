@@ -165,6 +165,9 @@ func TestUISignInWithTheIdentityProviderInARealBrowser(t *testing.T) {
 	if href := eval[string](t, ctx, `document.getElementById('signin-idp').getAttribute('href')`); href != "/auth/login?return=%2Fui%2F%23%2Fworkspace%2Fws1" {
 		t.Fatalf("the sign-in link is %q", href)
 	}
+	if eval[bool](t, ctx, `document.getElementById('views').checkVisibility()`) {
+		t.Fatal("the sign-in view shows the views' navigation")
+	}
 	for _, scheme := range []string{"light", "dark"} {
 		colorScheme(t, ctx, scheme)
 		axeCheck(t, ctx, "the sign-in view with the identity provider ("+scheme+")")
