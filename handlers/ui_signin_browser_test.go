@@ -110,8 +110,8 @@ func withCookie(t *testing.T, a *api, method, path, value string, header ...stri
 // first and the token form second (axe-core clean in both colour
 // schemes); Wes types his password at the provider's form and lands on
 // the workspace he was looking at, named in the header with his roles;
-// he adds a key in ws1, where his group makes him admin (the trail names
-// him), and sees ws2, where he is a reader, read-only; the session cookie
+// he adds a key in ws1, where his group makes him admin (the trail, and
+// the page, name him), and sees ws2, where he is a reader, read-only; the session cookie
 // is HttpOnly and strict, and survives a reload; a session ended
 // elsewhere brings the sign-in view back, saying so; Sign out ends the session
 // at keybroker (the cookie no longer authenticates) and shows the sign-in
@@ -223,6 +223,9 @@ func TestUISignInWithTheIdentityProviderInARealBrowser(t *testing.T) {
 		page.Events[0].Action != "key.create" || page.Events[0].Actor != "person:"+idp.Issuer+"|"+wes.EntityID+" (Wes Admin <wes@example.com>)" {
 		t.Fatalf("the trail of ws1: %d %+v", r.status, page.Events)
 	}
+	// The page names him in words: the key's author and the trail.
+	waitText(t, ctx, `[data-changed="openai/default"]`, "changed by Wes Admin <wes@example.com> at")
+	waitText(t, ctx, "#audit", "Wes Admin <wes@example.com> added OpenAI key default")
 	noLeak("added a key")
 
 	// ws2, where Wes is a reader: the keys, no control that changes them.

@@ -69,9 +69,13 @@ const keyName = (k) => `'${k.name || k.keyId}'`;
 
 function when(iso) { return new Date(iso).toISOString().replace('T', ' ').slice(0, 16) + ' UTC'; }
 
-// actorLabel names an actor in words: its token's description when it
-// has one, else the token id; "operator" and the like as they are.
+// actorLabel names an actor in words: a person by their name and email
+// (or issuer and subject), "via" the platform acting for them; a token by
+// its description when it has one, else its id; "operator" and the like
+// as they are.
 function actorLabel(subject, name) {
+  const person = /^(?:platform:([^/]+)\/)?person:(.+?)(?: \(([^()]*)\))?$/.exec(subject || '');
+  if (person) return (person[3] || person[2]) + (person[1] ? ` via platform ${person[1]}` : '');
   const id = (subject || '').replace(/^token:/, '');
   if (name) return `${name} (${id})`;
   return subject && subject.startsWith('token:') ? `token ${id}` : (subject || 'someone');
