@@ -8,8 +8,10 @@ import (
 )
 
 // The admin web page: plain HTML, CSS and one ES module, embedded; no CDN,
-// no external fonts, no inline script. It talks to the v1 API with the
-// bearer token the admin pastes (kept in sessionStorage only).
+// no external fonts, no inline script. It talks to the v1 API as the person
+// signed in with their identity provider (the session cookie, with the
+// CSRF header; /auth/config says whether people sign in here), or with the
+// bearer token an admin pastes (kept in sessionStorage only).
 //
 //go:embed ui/index.html ui/app.js ui/style.css ui/favicon.svg
 var uiFiles embed.FS

@@ -1,4 +1,6 @@
-// keybroker admin page: a small client of the v1 API. The bearer token is
+// keybroker admin page: a small client of the v1 API. A person signs in
+// with their identity provider (a session in an HttpOnly cookie the page
+// never sees; every call carries the CSRF header), or pastes an API token,
 // kept in sessionStorage (never a cookie or a URL); key values are read
 // from password inputs, sent once, and cleared from the DOM. A token
 // created here is shown once and dropped from the page when dismissed.
@@ -6,15 +8,21 @@
 const store = window.sessionStorage;
 const $ = (id) => document.getElementById(id);
 let me = null;        // GET /v1/whoami
+let bySession = false; // signed in by the session cookie, not a token
+let signInConfig = null; // GET /auth/config (null: no sign-in with an identity provider here)
 let providers = [];   // GET /v1/providers
 let current = null;   // the open scope: { kind: 'workspace'|'organization', id }
 
+// api calls keybroker. With a token, it goes in the Authorization header;
+// without one the browser sends the session cookie (same origin), and the
+// CSRF header says the call comes from this page.
 async function api(method, path, body) {
-  const headers = { Authorization: 'Bearer ' + store.getItem('keybroker.token') };
+  const token = store.getItem('keybroker.token');
+  const headers = token ? { Authorization: 'Bearer ' + token } : { [(signInConfig && signInConfig.csrfHeader) || 'X-Keybroker-Csrf']: '1' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let resp;
   try {
-    resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    resp = await fetch(path, { method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body) });
   } catch {
     throw new Error('keybroker could not be reached; check the connection and try again');
   }
@@ -23,6 +31,7 @@ async function api(method, path, body) {
   if (!resp.ok) {
     const e = new Error((data.error && data.error.message) || resp.statusText);
     e.status = resp.status;
+    if (resp.status === 401 && bySession && me) sessionEnded();
     throw e;
   }
   return data;
@@ -40,7 +49,19 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-const canEdit = () => me && (me.role === 'operator' || me.role === 'admin');
+// roleIn is the caller's role in scope: a person's own role there
+// (whoami's scopedRoles: admin of one workspace, reader of another), a
+// token's one role in every scope it reaches; '' for none.
+function roleIn(scope) {
+  if (!me || !scope) return '';
+  if (me.scopedRoles) {
+    if (me.scopedRoles.operator) return 'operator';
+    const roles = (scope.kind === 'workspace' ? me.scopedRoles.workspaces : me.scopedRoles.organizations) || {};
+    return roles[scope.id] || '';
+  }
+  return reachable(scope) ? me.role : '';
+}
+const canEdit = () => ['operator', 'admin'].includes(roleIn(current));
 const base = () => (current.kind === 'organization' ? '/v1/organizations/' : '/v1/workspaces/') + encodeURIComponent(current.id);
 const poolPath = (p) => `${base()}/providers/${p}/keys`;
 const keyPath = (p, k) => `${poolPath(p)}/${encodeURIComponent(k)}`;
@@ -48,9 +69,13 @@ const keyName = (k) => `'${k.name || k.keyId}'`;
 
 function when(iso) { return new Date(iso).toISOString().replace('T', ' ').slice(0, 16) + ' UTC'; }
 
-// actorLabel names an actor in words: its token's description when it
-// has one, else the token id; "operator" and the like as they are.
+// actorLabel names an actor in words: a person by their name and email
+// (or issuer and subject), "via" the platform acting for them; a token by
+// its description when it has one, else its id; "operator" and the like
+// as they are.
 function actorLabel(subject, name) {
+  const person = /^(?:platform:([^/]+)\/)?person:(.+?)(?: \(([^()]*)\))?$/.exec(subject || '');
+  if (person) return (person[3] || person[2]) + (person[1] ? ` via platform ${person[1]}` : '');
   const id = (subject || '').replace(/^token:/, '');
   if (name) return `${name} (${id})`;
   return subject && subject.startsWith('token:') ? `token ${id}` : (subject || 'someone');
@@ -114,10 +139,40 @@ async function signIn(token) {
     me = null;
     throw new Error('This is a resolver token: it resolves keys for the execution path and cannot manage them. Sign in with an operator, admin or reader token.');
   }
-  providers = (await api('GET', '/v1/providers')).providers;
+  await enter();
+}
+
+// signInBySession signs in as the person whose session cookie the browser
+// holds (set when they signed in with their identity provider); a 401
+// means there is none, or it has ended.
+async function signInBySession() {
+  me = await api('GET', '/v1/whoami');
+  bySession = true;
+  await enter();
+}
+
+// whoText says who is signed in: a person by name (or email) and their
+// roles scope by scope; a token by its description and id, its role and
+// scopes.
+function whoText() {
+  if (me.person) {
+    const p = me.person;
+    const name = p.name && p.email ? `${p.name} (${p.email})` : (p.name || p.email || p.subject);
+    const r = me.scopedRoles || {};
+    const roles = r.operator ? ['operator'] : [
+      ...Object.entries(r.workspaces || {}).sort().map(([id, role]) => `${role} of workspace ${id}`),
+      ...Object.entries(r.organizations || {}).sort().map(([id, role]) => `${role} of organization ${id}`)];
+    return `Signed in as ${name}${p.platform ? ' via ' + p.platform : ''}` + (roles.length ? `: ${roles.join(', ')}` : '');
+  }
   const scopes = [...me.workspaces.map((w) => 'workspace ' + w), ...me.organizations.map((o) => 'organization ' + o)];
-  $('who').textContent = `Signed in as ${me.description ? me.description + ' (' + me.tokenId + ')' : me.tokenId}, role ${me.role}` +
+  return `Signed in as ${me.description ? me.description + ' (' + me.tokenId + ')' : me.tokenId}, role ${me.role}` +
     (scopes.length ? `, ${scopes.join(', ')}` : '');
+}
+
+// enter shows the page to whoever signed in (me).
+async function enter() {
+  providers = (await api('GET', '/v1/providers')).providers;
+  $('who').textContent = whoText();
   $('who').hidden = false;
   $('signout').hidden = false;
   $('signin-section').hidden = true;
@@ -137,6 +192,36 @@ async function signIn(token) {
     }
   }
   await route();
+}
+
+// showSignIn shows the sign-in view: the identity provider's sign-in
+// first when keybroker offers it (GET /auth/config), then the token form.
+function showSignIn(message = '') {
+  const people = Boolean(signInConfig && signInConfig.oidc);
+  $('signin-people').hidden = !people;
+  $('signin-token-title').hidden = !people;
+  if (people) updateLoginLink();
+  $('signin-ended').textContent = message;
+  $('signin-section').hidden = false;
+}
+
+// updateLoginLink makes the provider's sign-in come back to the view the
+// URL names now.
+function updateLoginLink() {
+  const back = location.pathname.startsWith('/ui/') ? location.pathname + location.hash : '/ui/';
+  $('signin-idp').href = (signInConfig.loginUrl || '/auth/login') + '?return=' + encodeURIComponent(back);
+}
+
+// sessionEnded leaves the page when keybroker no longer knows the
+// session (signed out elsewhere, idle or too old, or its roles changed).
+function sessionEnded() {
+  me = null;
+  bySession = false;
+  current = null;
+  ++openSeq;
+  for (const id of ['views', 'who', 'signout', 'workspaces-section', 'tokens-section', 'workspace-section']) $(id).hidden = true;
+  dropCreatedToken();
+  showSignIn('Your session has ended or expired. Sign in again.');
 }
 
 const reachable = (s) => me.role === 'operator' || (s.kind === 'workspace' ? me.workspaces : me.organizations).includes(s.id);
@@ -173,7 +258,10 @@ async function route() {
     current = null;
   }
 }
-window.addEventListener('hashchange', () => route());
+window.addEventListener('hashchange', () => {
+  if (signInConfig && signInConfig.oidc && !me) updateLoginLink();
+  route();
+});
 
 // renderScopes lists the scopes the token may open (GET /v1/scopes),
 // matching query; more appends the next page.
@@ -208,7 +296,19 @@ function showOpenError(e) {
   $('open-error').textContent = e.message;
 }
 
-function signOut() {
+// signOut forgets the token, or ends the person's session at keybroker
+// (POST /auth/logout), and goes back to the sign-in view.
+async function signOut() {
+  if (bySession) {
+    try {
+      await api('POST', (signInConfig && signInConfig.logoutUrl) || '/auth/logout');
+    } catch (e) {
+      if (e.status !== 401) { // 401: the session had ended already
+        toast('Could not sign out: ' + e.message, true);
+        return;
+      }
+    }
+  }
   store.clear();
   location.hash = '';
   location.reload();
@@ -219,7 +319,7 @@ async function openScope(scope) {
   if (!idRule.test(scope.id)) {
     throw new Error(`"${scope.id}" is not a ${scope.kind} id: lower-case letters, digits, "-" and "_", starting with a letter or digit`);
   }
-  if (!reachable(scope)) throw new Error(`This token does not reach ${scope.kind} ${scope.id}.`);
+  if (!reachable(scope)) throw new Error(me.person ? `You have no role in ${scope.kind} ${scope.id}.` : `This token does not reach ${scope.kind} ${scope.id}.`);
   current = scope;
   store.setItem('keybroker.scope', JSON.stringify(scope));
   if (location.hash !== `#/${scope.kind}/${scope.id}`) history.replaceState(null, '', `#/${scope.kind}/${scope.id}`);
@@ -228,6 +328,9 @@ async function openScope(scope) {
   $('scope-hint').textContent = ws
     ? "Keys are stored in Vault; this page never shows one. Calls made with the workspace's own keys, or its organization's, are not billed by the platform."
     : "Keys are stored in Vault; this page never shows one. The organization's workspaces use these keys when they have no usable key of their own (and inherit), without being billed by the platform.";
+  if (roleIn(scope) === 'reader') {
+    $('scope-hint').textContent += ` You are a reader of this ${scope.kind}: you see its keys' metadata and cannot change them.`;
+  }
   $('workspace-section').hidden = false;
   $('history-section').hidden = true;
   $('settings-section').hidden = !ws;
@@ -1262,6 +1365,32 @@ for (const [form, input, kind] of [['open-workspace', 'workspace-id', 'workspace
   });
 }
 
-if (store.getItem('keybroker.token')) {
-  signIn(store.getItem('keybroker.token')).catch(() => store.removeItem('keybroker.token'));
+// start signs in with the token of this tab, else with the session
+// cookie when keybroker signs people in, else shows the sign-in view.
+async function start() {
+  const main = $('main');
+  main.setAttribute('aria-busy', 'true');
+  const config = fetch('/auth/config', { credentials: 'same-origin' })
+    .then((r) => (r.ok ? r.json() : null)).catch(() => null);
+  let message = '';
+  try {
+    const token = store.getItem('keybroker.token');
+    if (token) {
+      await signIn(token).catch(() => store.removeItem('keybroker.token'));
+      signInConfig = await config;
+    } else {
+      signInConfig = await config;
+      if (signInConfig && signInConfig.oidc) {
+        await signInBySession().catch((e) => { if (e.status !== 401) message = e.message; });
+      }
+    }
+  } finally {
+    main.removeAttribute('aria-busy');
+  }
+  if (!me || $('views').hidden) {
+    me = null;
+    bySession = false;
+    showSignIn(message);
+  }
 }
+start();
