@@ -243,6 +243,9 @@ func NewRouter(opts Options) *gin.Engine {
 		r.GET("/auth/login", uiHeaders, s.signInBegin)
 		r.GET("/auth/callback", uiHeaders, s.signInCallback)
 		r.POST("/auth/logout", limitBody(opts.Logger), s.authenticate, s.signOut)
+		if opts.SignIn.CLI != nil {
+			r.POST("/auth/cli/session", limitBody(opts.Logger), s.cliSession)
+		}
 	}
 
 	r.NoRoute(func(c *gin.Context) {
