@@ -96,8 +96,8 @@ the server says (GET /auth/config).`,
 			if err != nil {
 				return fmt.Errorf("the identity provider's discovery: %w", err)
 			}
-			flow := &loopbackFlow{provider: provider, clientID: clientID, scopes: append([]string{oidc.ScopeOpenID}, scopes...),
-				out: cmd.ErrOrStderr(), browser: !noBrowser && term.IsTerminal(int(os.Stdout.Fd()))}
+			flow := chooseFlow(provider, clientID, append([]string{oidc.ScopeOpenID}, scopes...), cmd.ErrOrStderr(),
+				!noBrowser && term.IsTerminal(int(os.Stdout.Fd())))
 			nonce := randomString()
 			raw, err := flow.idToken(octx, nonce)
 			if err != nil {
@@ -219,6 +219,14 @@ func newWhoAmICommand() *cobra.Command {
 	api.bind(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// chooseFlow is how the CLI signs in at provider: the loopback redirect.
+// This is where a device flow would be chosen when the provider's
+// discovery names a device_authorization_endpoint
+// (provider.Endpoint().DeviceAuthURL) and the person has no browser here.
+func chooseFlow(provider *oidc.Provider, clientID string, scopes []string, out io.Writer, browser bool) loginFlow {
+	return &loopbackFlow{provider: provider, clientID: clientID, scopes: scopes, out: out, browser: browser}
 }
 
 // loopbackFlow is the authorization code flow with a loopback redirect:
