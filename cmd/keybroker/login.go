@@ -268,7 +268,12 @@ func (f *loopbackFlow) idToken(ctx context.Context, nonce string) (string, error
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	defer func() {
+		// Let the browser have its page before the listener goes.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
 
 	authURL := conf.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier))
 	fmt.Fprintf(f.out, "Sign in to keybroker in your browser:\n\n  %s\n\n", authURL)
