@@ -12,6 +12,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/auth/oidclogin"
 	"github.com/keybroker/keybroker/auth/rolemap"
 	"github.com/keybroker/keybroker/auth/session"
@@ -44,7 +45,7 @@ type signInGround struct {
 	plain  *http.Client // follows no redirect, keeps no cookie
 }
 
-func newSignInGround(t *testing.T) *signInGround {
+func newSignInGround(t *testing.T, tune ...func(*handlers.Options)) *signInGround {
 	t.Helper()
 	idp := oidctest.StartVaultProvider(t, oidctest.Options{RedirectURIs: []string{"http://127.0.0.1/auth/callback"},
 		PublicRedirectURIs: []string{"http://127.0.0.1/callback"}})
@@ -75,6 +76,9 @@ func newSignInGround(t *testing.T) *signInGround {
 		}
 		o.SignIn = &handlers.SignIn{RP: rp, Roles: roles, Sessions: sessions, SealKey: oidclogin.KeyFrom([]byte("seal")), RedirectURL: signInCallback,
 			Issuer: idp.Issuer, CLI: cli, CLIClientID: idp.PublicClientID}
+		for _, f := range tune {
+			f(o)
+		}
 	})
 	return &signInGround{api: a, idp: idp, origin: "http://127.0.0.1:1",
 		plain: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
@@ -404,5 +408,24 @@ func TestTheCLISignsInWithItsIDToken(t *testing.T) {
 	}
 	if r := g.do(t, "GET", "/v1/whoami", "", nil, "Authorization", "Bearer "+opened.Token); r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("the session of a person who lost every group: %d", r.StatusCode)
+	}
+}
+
+// TestRefusedCLISignInsCountAsFailedAuthentications: each refused ID token
+// at POST /auth/cli/session uses one of the address's failed
+// authentications; past them, 429 before any check.
+func TestRefusedCLISignInsCountAsFailedAuthentications(t *testing.T) {
+	g := newSignInGround(t, func(o *handlers.Options) {
+		o.Limiter = auth.NewLimiter(auth.RateLimits{FailedAuthPerAddr: 0.001, FailedAuthBurst: 3}, nil)
+	})
+	for i := range 5 {
+		r := g.do(t, "POST", "/auth/cli/session", `{"idToken":"a.b.c","nonce":"n"}`, nil, "Content-Type", "application/json")
+		want := http.StatusUnauthorized
+		if i >= 3 {
+			want = http.StatusTooManyRequests
+		}
+		if r.StatusCode != want {
+			t.Fatalf("refused ID token %d: %d, want %d", i+1, r.StatusCode, want)
+		}
 	}
 }
