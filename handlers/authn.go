@@ -51,11 +51,16 @@ func (s *server) authenticate(c *gin.Context) {
 	}
 	if token == "" && c.GetHeader("Authorization") == "" && s.signIn != nil {
 		if ck, err := c.Cookie(s.signIn.sessionCookie); err == nil && ck != "" {
-			s.authenticateSession(c, ck)
+			s.authenticateSession(c, ck, true)
 			return
 		}
 	}
-	s.authenticateToken(c, strings.TrimSpace(token), false)
+	token = strings.TrimSpace(token)
+	if s.signIn != nil && strings.HasPrefix(token, sessionTokenPrefix) {
+		s.authenticateSession(c, token, false)
+		return
+	}
+	s.authenticateToken(c, token, false)
 }
 
 // authenticateToken is authenticate of a token found: a keybroker token,
@@ -128,9 +133,10 @@ func (s *server) authenticateToken(c *gin.Context, token string, proxyTokens boo
 	c.Next()
 }
 
-// authenticateSession authenticates a person by their session cookie.
-func (s *server) authenticateSession(c *gin.Context, token string) {
-	p, refused := s.sessionPrincipal(c, token)
+// authenticateSession authenticates a person by their session: the page's
+// cookie, or (cookie false) the bearer token of `keybroker login`.
+func (s *server) authenticateSession(c *gin.Context, token string, cookie bool) {
+	p, refused := s.sessionPrincipal(c, token, cookie)
 	if refused != nil {
 		if refused.Status == http.StatusUnauthorized && s.limiter != nil {
 			if ok, wait := s.limiter.FailedAuth(clientAddr(c)); !ok {

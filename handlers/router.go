@@ -128,7 +128,8 @@ type Options struct {
 	WatchHeartbeat time.Duration
 	// SignIn, when set, signs people in with their identity provider
 	// (modes all and admin): /auth/login, /auth/callback, /auth/logout,
-	// and the session cookie authenticates the API.
+	// /auth/cli/session (with a CLI client), and the session cookie (or a
+	// CLI session's bearer token) authenticates the API.
 	SignIn *SignIn
 	// Assertions, when set, verifies platform assertions: a bearer token
 	// that is a JWT (not a keybroker token) is checked by it, and the
@@ -243,6 +244,9 @@ func NewRouter(opts Options) *gin.Engine {
 		r.GET("/auth/login", uiHeaders, s.signInBegin)
 		r.GET("/auth/callback", uiHeaders, s.signInCallback)
 		r.POST("/auth/logout", limitBody(opts.Logger), s.authenticate, s.signOut)
+		if opts.SignIn.CLI != nil {
+			r.POST("/auth/cli/session", limitBody(opts.Logger), s.cliSession)
+		}
 	}
 
 	r.NoRoute(func(c *gin.Context) {

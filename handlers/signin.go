@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"html/template"
 	"maps"
@@ -9,6 +10,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -33,6 +36,13 @@ type SignIn struct {
 	// says whether cookies are Secure with the __Host- prefix (https) or
 	// plain (http on loopback: `keybroker dev`).
 	RedirectURL string
+	// Issuer is the provider's issuer URL, told to `keybroker login`.
+	Issuer string
+	// CLI verifies the ID tokens of `keybroker login`: a relying party of
+	// the CLI's public client (nil: the CLI does not sign in here), whose
+	// client id is CLIClientID.
+	CLI         *oidclogin.RP
+	CLIClientID string
 }
 
 // signInState is what the server derives from SignIn once.
@@ -41,6 +51,7 @@ type signInState struct {
 	origin                string
 	secure                bool
 	sessionCookie, signin string
+	cliTokens             usedTokens
 }
 
 func newSignInState(si *SignIn) *signInState {
@@ -71,7 +82,14 @@ func (st *signInState) setCookie(c *gin.Context, name, value string, maxAge int,
 // identity provider (a replica without sign-in answers 404), and where.
 func (s *server) signInConfig(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, gin.H{"oidc": true, "loginUrl": "/auth/login", "logoutUrl": "/auth/logout", "csrfHeader": csrfHeader})
+	out := gin.H{"oidc": true, "loginUrl": "/auth/login", "logoutUrl": "/auth/logout", "csrfHeader": csrfHeader}
+	if s.signIn.Issuer != "" {
+		out["issuer"] = s.signIn.Issuer
+	}
+	if s.signIn.CLI != nil {
+		out["cliClientId"], out["cliSessionUrl"] = s.signIn.CLIClientID, "/auth/cli/session"
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // signInBegin starts a sign-in: the pending sign-in sealed into a cookie
@@ -200,25 +218,44 @@ func (s *server) signOut(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-// sessionPrincipal authenticates a session cookie; on an unsafe method it
-// also requires the page's Origin and the CSRF header.
-func (s *server) sessionPrincipal(c *gin.Context, token string) (auth.Principal, *Error) {
+// sessionPrincipal authenticates a session: a cookie of the page's
+// (cookie true), which on an unsafe method also needs the page's Origin
+// and the CSRF header, or a bearer token of `keybroker login`, which is
+// not ambient and needs neither. Each kind of session is used only the
+// way it was opened: a page's session is no bearer token, a CLI session
+// no cookie.
+func (s *server) sessionPrincipal(c *gin.Context, token string, cookie bool) (auth.Principal, *Error) {
 	switch c.Request.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 	default:
-		if c.GetHeader("Origin") != s.signIn.origin || c.GetHeader(csrfHeader) != "1" {
+		if cookie && (c.GetHeader("Origin") != s.signIn.origin || c.GetHeader(csrfHeader) != "1") {
 			return auth.Principal{}, &Error{Status: http.StatusForbidden, Code: "csrf",
 				Message: "a request a session cookie authenticates must come from keybroker's page (Origin) with the " + csrfHeader + " header"}
 		}
 	}
+	want := session.ViaCLI
+	if cookie {
+		want = session.ViaPage
+	}
 	rec, err := s.signIn.Sessions.Authenticate(c.Request.Context(), token)
 	switch {
-	case errors.Is(err, session.ErrUnauthenticated):
-		s.signIn.setCookie(c, s.signIn.sessionCookie, "", -1, http.SameSiteStrictMode)
-		return auth.Principal{}, errUnauthenticatedSession
-	case err != nil:
+	case err == nil && rec.Via != want:
+		err = session.ErrUnauthenticated
+	case err != nil && !errors.Is(err, session.ErrUnauthenticated):
 		return auth.Principal{}, unavailable(err)
 	}
+	if err != nil {
+		if cookie {
+			s.signIn.setCookie(c, s.signIn.sessionCookie, "", -1, http.SameSiteStrictMode)
+		}
+		return auth.Principal{}, errUnauthenticatedSession
+	}
+	return personOfSession(rec), nil
+}
+
+// personOfSession is the principal of a session: the person and the
+// roles their sign-in mapped.
+func personOfSession(rec session.Record) auth.Principal {
 	roles := auth.ScopedRoles{Operator: rec.Grants.Operator, Workspaces: map[string]auth.Role{}, Organizations: map[string]auth.Role{}}
 	for id, g := range rec.Grants.Workspaces {
 		roles.Workspaces[id] = auth.Role(g.Role)
@@ -226,7 +263,7 @@ func (s *server) sessionPrincipal(c *gin.Context, token string) (auth.Principal,
 	for id, g := range rec.Grants.Organizations {
 		roles.Organizations[id] = auth.Role(g.Role)
 	}
-	return auth.PersonPrincipal(rec.ID, auth.Person{Issuer: rec.Person.Issuer, Subject: rec.Person.Subject, Name: rec.Person.Name, Email: rec.Person.Email}, roles), nil
+	return auth.PersonPrincipal(rec.ID, auth.Person{Issuer: rec.Person.Issuer, Subject: rec.Person.Subject, Name: rec.Person.Name, Email: rec.Person.Email}, roles)
 }
 
 var errUnauthenticatedSession = &Error{Status: http.StatusUnauthorized, Code: "unauthenticated",
@@ -284,3 +321,135 @@ var (
 	continuePage = template.Must(template.New("c").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed in</title>` +
 		`<meta http-equiv="refresh" content="0;url={{.}}"></head><body><main><p>Signed in. <a href="{{.}}">Continue to keybroker</a>.</p></main></body></html>`))
 )
+
+// sessionTokenPrefix starts every session token (auth/session): a bearer
+// token with it is a session of `keybroker login`, not an API token.
+const sessionTokenPrefix = "kbs_"
+
+// maxCLISessionBody bounds the body of POST /auth/cli/session (an ID
+// token is a few kilobytes).
+const maxCLISessionBody = 64 << 10
+
+// maxIDTokenAge is how old an ID token POST /auth/cli/session takes: the
+// CLI posts it right after the code exchange.
+const maxIDTokenAge = 10 * time.Minute
+
+type cliSessionRequest struct {
+	IDToken string `json:"idToken"`
+	Nonce   string `json:"nonce"`
+}
+
+// cliSession opens a session for `keybroker login` (docs/identity.md): the
+// CLI's ID token verified for the CLI's client (signature, issuer,
+// audience, times, nonce), issued within maxIDTokenAge and taken once; the
+// person's roles mapped (none: refused, and their sessions ended); their
+// sessions that granted other roles ended; the session's token answered
+// once, never stored.
+func (s *server) cliSession(c *gin.Context) {
+	si := s.signIn
+	c.Header("Cache-Control", "no-store")
+	ctx := c.Request.Context()
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxCLISessionBody)
+	var req cliSessionRequest
+	if e := decodeJSON(c, &req); e != nil {
+		renderError(c, s.log, e)
+		return
+	}
+	if req.IDToken == "" || req.Nonce == "" {
+		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "idToken and nonce are required"})
+		return
+	}
+	// Each try checks a token: a refused one counts against its address's
+	// failed authentications (reserved first, given back when it works).
+	var attempt *auth.AuthAttempt
+	if s.limiter != nil {
+		var ok bool
+		var wait time.Duration
+		if attempt, ok, wait = s.limiter.BeginAuth(ctx, clientAddr(c)); !ok {
+			renderError(c, s.log, rateLimited(wait, "too many failed sign-ins from this address"))
+			return
+		}
+	}
+	id, err := si.CLI.Verify(ctx, req.IDToken, req.Nonce)
+	if err == nil {
+		err = si.cliTokens.take(req.IDToken, id.Claims["iat"], time.Now())
+	}
+	if attempt != nil {
+		if err != nil {
+			attempt.Failed()
+		} else {
+			attempt.Succeeded()
+		}
+	}
+	if err != nil {
+		s.log.InfoContext(ctx, "CLI sign-in refused", "request_id", stateOf(c).id, "error", err)
+		renderError(c, s.log, &Error{Status: http.StatusUnauthorized, Code: "invalid_id_token",
+			Message: "the ID token was refused: " + strings.TrimPrefix(err.Error(), "oidclogin: ") + "; run keybroker login again"})
+		return
+	}
+	grants := si.Roles.Grants(id.Claims)
+	if grants.Empty() {
+		if _, err := si.Sessions.EndAllFor(ctx, id.Issuer, id.Subject, "no role at a later sign-in"); err != nil {
+			s.log.WarnContext(ctx, "could not end the sessions of a person with no role", "error", err)
+		}
+		s.log.InfoContext(ctx, "CLI sign-in refused: no role", "request_id", stateOf(c).id, "issuer", id.Issuer, "subject", id.Subject)
+		renderError(c, s.log, &Error{Status: http.StatusForbidden, Code: "no_role",
+			Message: "you are signed in at your identity provider, but none of your groups gives you a role in keybroker; ask your administrator"})
+		return
+	}
+	person := session.Person{Issuer: id.Issuer, Subject: id.Subject, Name: id.Name, Email: id.Email}
+	sg := sessionGrants(grants)
+	s.endChangedSessions(ctx, person, sg)
+	token, rec, err := si.Sessions.Create(ctx, person, sg, session.ViaCLI)
+	if err != nil {
+		s.log.WarnContext(ctx, "could not open a session", "request_id", stateOf(c).id, "error", err)
+		renderError(c, s.log, unavailable(err))
+		return
+	}
+	c.JSON(http.StatusCreated, gin.H{"token": token, "sessionId": rec.ID, "expiresAt": rec.ExpiresAt})
+}
+
+// usedTokens remembers the CLI's ID tokens taken (by hash) until they are
+// too old to be taken anyway: a copied ID token opens no second session.
+type usedTokens struct {
+	mu        sync.Mutex
+	used      map[[32]byte]time.Time
+	lastPrune time.Time
+}
+
+// maxUsedTokens bounds the ID tokens remembered.
+const maxUsedTokens = 100_000
+
+// take accepts raw, issued at iat (the claim), once.
+func (u *usedTokens) take(raw string, iat any, now time.Time) error {
+	secs, ok := iat.(float64)
+	if !ok {
+		return errors.New("the ID token has no issue time")
+	}
+	issued := time.Unix(int64(secs), 0)
+	if now.Sub(issued) > maxIDTokenAge {
+		return errors.New("the ID token was issued more than 10 minutes ago")
+	}
+	h := sha256.Sum256([]byte(raw))
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.used == nil {
+		u.used = map[[32]byte]time.Time{}
+	}
+	if _, done := u.used[h]; done {
+		return errors.New("this ID token was already used")
+	}
+	if now.Sub(u.lastPrune) > time.Minute || len(u.used) >= maxUsedTokens {
+		for k, exp := range u.used {
+			if now.After(exp) {
+				delete(u.used, k)
+			}
+		}
+		u.lastPrune = now
+	}
+	if len(u.used) >= maxUsedTokens {
+		return errors.New("too many sign-ins at once; try again shortly")
+	}
+	u.used[h] = issued.Add(maxIDTokenAge + 2*time.Minute)
+	return nil
+}

@@ -7,7 +7,12 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/auth/oidclogin"
 	"github.com/keybroker/keybroker/auth/rolemap"
 	"github.com/keybroker/keybroker/auth/session"
@@ -40,14 +45,19 @@ type signInGround struct {
 	plain  *http.Client // follows no redirect, keeps no cookie
 }
 
-func newSignInGround(t *testing.T) *signInGround {
+func newSignInGround(t *testing.T, tune ...func(*handlers.Options)) *signInGround {
 	t.Helper()
-	idp := oidctest.StartVaultProvider(t, oidctest.Options{RedirectURIs: []string{"http://127.0.0.1/auth/callback"}})
+	idp := oidctest.StartVaultProvider(t, oidctest.Options{RedirectURIs: []string{"http://127.0.0.1/auth/callback"},
+		PublicRedirectURIs: []string{"http://127.0.0.1/callback"}})
 	for _, u := range idp.Users() {
 		remember(u.Password)
 	}
 	remember(idp.ClientSecret)
 	rp, err := oidclogin.New(t.Context(), oidclogin.Config{Issuer: idp.Issuer, ClientID: idp.ClientID, ClientSecret: idp.ClientSecret, RedirectURL: signInCallback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := oidclogin.New(t.Context(), oidclogin.Config{Issuer: idp.Issuer, ClientID: idp.PublicClientID, RedirectURL: "http://127.0.0.1/callback"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +74,11 @@ func newSignInGround(t *testing.T) *signInGround {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o.SignIn = &handlers.SignIn{RP: rp, Roles: roles, Sessions: sessions, SealKey: oidclogin.KeyFrom([]byte("seal")), RedirectURL: signInCallback}
+		o.SignIn = &handlers.SignIn{RP: rp, Roles: roles, Sessions: sessions, SealKey: oidclogin.KeyFrom([]byte("seal")), RedirectURL: signInCallback,
+			Issuer: idp.Issuer, CLI: cli, CLIClientID: idp.PublicClientID}
+		for _, f := range tune {
+			f(o)
+		}
 	})
 	return &signInGround{api: a, idp: idp, origin: "http://127.0.0.1:1",
 		plain: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
@@ -255,4 +269,163 @@ func TestPeopleSignInWithTheirIdentityProvider(t *testing.T) {
 
 func decodeJSON(resp *http.Response, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// idToken plays user through the provider for clientID (a secret: the
+// confidential client; none: the CLI's public client, with PKCE) and
+// returns the ID token carrying nonce.
+func (g *signInGround) idToken(t *testing.T, user, clientID, secret, nonce string) string {
+	t.Helper()
+	provider, err := oidc.NewProvider(t.Context(), g.idp.Issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect := "http://127.0.0.1:1/callback"
+	if secret != "" {
+		redirect = signInCallback
+	}
+	conf := oauth2.Config{ClientID: clientID, ClientSecret: secret, Endpoint: provider.Endpoint(), Scopes: g.idp.Scopes, RedirectURL: redirect}
+	verifier := oauth2.GenerateVerifier()
+	back, err := g.idp.Authorize(t.Context(), user, conf.AuthCodeURL("st", oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := conf.Exchange(t.Context(), u.Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		t.Fatal("no ID token")
+	}
+	return remember(raw)
+}
+
+// TestTheCLISignsInWithItsIDToken: POST /auth/cli/session takes an ID
+// token of the CLI's public client from the real provider with its nonce,
+// once, and answers a session token that authenticates as a bearer (no
+// CSRF rule: it is not ambient) and signs out; an ID token of the
+// confidential client (another audience), a wrong nonce, a replayed ID
+// token, a malformed body and a person with no role are refused; a CLI
+// session is no cookie.
+func TestTheCLISignsInWithItsIDToken(t *testing.T) {
+	g := newSignInGround(t)
+	wes, _ := g.idp.User("wes")
+	post := func(body string) *http.Response {
+		return g.do(t, "POST", "/auth/cli/session", body, nil, "Content-Type", "application/json")
+	}
+	var cfg struct{ Issuer, CLIClientID string }
+	if r := g.do(t, "GET", "/auth/config", "", nil); decodeJSON(r, &cfg) != nil || cfg.Issuer != g.idp.Issuer || cfg.CLIClientID != g.idp.PublicClientID {
+		t.Fatalf("/auth/config tells the CLI %+v", cfg)
+	}
+	for body, want := range map[string]string{
+		`{"idToken": "x"`:                       "malformed_json",
+		`{"idToken": "x", "nonce": "n", "a":1}`: "malformed_json",
+		`{"idToken": "x"}`:                      "idToken and nonce are required",
+		`{"idToken": "x", "nonce": "n"}`:        "malformed",
+		`{"idToken": "` + strings.Repeat("a", 70<<10) + `", "nonce": "n"}`: "too_large",
+	} {
+		if r := post(body); r.StatusCode/100 != 4 || !strings.Contains(bodyOf(t, r), want) {
+			t.Fatalf("a bad body (%.20s...): %d, want %q", body, r.StatusCode, want)
+		}
+	}
+
+	nonce := "cli-nonce-" + strings.Repeat("n", 20)
+	raw := g.idToken(t, "wes", g.idp.PublicClientID, "", nonce)
+	r := post(`{"idToken":"` + raw + `","nonce":"wrong-nonce"}`)
+	if b := bodyOf(t, r); r.StatusCode != http.StatusUnauthorized || !strings.Contains(b, "nonce") {
+		t.Fatalf("a wrong nonce: %d %s", r.StatusCode, b)
+	}
+	r = post(`{"idToken":"` + raw + `","nonce":"` + nonce + `"}`)
+	var opened struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expiresAt"`
+	}
+	if err := decodeJSON(r, &opened); err != nil || r.StatusCode != http.StatusCreated || !strings.HasPrefix(opened.Token, "kbs_") ||
+		time.Until(opened.ExpiresAt) < 11*time.Hour || r.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("the CLI's session: %d %v %v", r.StatusCode, err, opened.ExpiresAt)
+	}
+	remember(opened.Token)
+	if r := post(`{"idToken":"` + raw + `","nonce":"` + nonce + `"}`); r.StatusCode != http.StatusUnauthorized || !strings.Contains(bodyOf(t, r), "already used") {
+		t.Fatalf("the same ID token again: %d", r.StatusCode)
+	}
+
+	bearer := []string{"Authorization", "Bearer " + opened.Token}
+	var who client.WhoAmI
+	r = g.do(t, "GET", "/v1/whoami", "", nil, bearer...)
+	if err := decodeJSON(r, &who); err != nil || r.StatusCode != http.StatusOK || who.Person == nil || who.Person.Subject != wes.EntityID ||
+		who.ScopedRoles == nil || who.ScopedRoles.Workspaces["ws1"] != "admin" {
+		t.Fatalf("whoami with the CLI's session: %d %+v %v", r.StatusCode, who, err)
+	}
+	put := `{"apiKey":"` + openaiKey(t) + `"}`
+	if r := g.do(t, "PUT", "/v1/workspaces/ws1/keys/openai", put, nil, append(bearer, "Content-Type", "application/json")...); r.StatusCode != http.StatusCreated {
+		t.Fatalf("the CLI's session writes a key without the page's CSRF header: %d %s", r.StatusCode, bodyOf(t, r))
+	}
+	if r := g.do(t, "GET", "/v1/whoami", "", map[string]string{"kb_session": opened.Token}); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the CLI's session as a cookie: %d", r.StatusCode)
+	}
+	page, _ := g.signIn(t, "wes")
+	if r := g.do(t, "GET", "/v1/whoami", "", nil, "Authorization", "Bearer "+page); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the page's session as a bearer: %d", r.StatusCode)
+	}
+
+	// The confidential client's ID token: another audience.
+	conf := g.idToken(t, "wes", g.idp.ClientID, g.idp.ClientSecret, nonce)
+	if r := post(`{"idToken":"` + conf + `","nonce":"` + nonce + `"}`); r.StatusCode != http.StatusUnauthorized || !strings.Contains(bodyOf(t, r), "another client") {
+		t.Fatalf("the confidential client's ID token: %d", r.StatusCode)
+	}
+
+	// Signing out ends the session server-side.
+	if r := g.do(t, "POST", "/auth/logout", "", nil, bearer...); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("sign-out with the CLI's session: %d %s", r.StatusCode, bodyOf(t, r))
+	}
+	if r := g.do(t, "GET", "/v1/whoami", "", nil, bearer...); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after sign-out: %d", r.StatusCode)
+	}
+
+	// A person with no role is refused, and says so; so is a person who
+	// lost every group, whose open sessions end with it.
+	nora := g.idToken(t, "nora", g.idp.PublicClientID, "", nonce)
+	if r := post(`{"idToken":"` + nora + `","nonce":"` + nonce + `"}`); r.StatusCode != http.StatusForbidden || !strings.Contains(bodyOf(t, r), "none of your groups") {
+		t.Fatalf("a person with no role: %d", r.StatusCode)
+	}
+	second := g.idToken(t, "wes", g.idp.PublicClientID, "", nonce)
+	r = post(`{"idToken":"` + second + `","nonce":"` + nonce + `"}`)
+	if err := decodeJSON(r, &opened); err != nil || r.StatusCode != http.StatusCreated {
+		t.Fatalf("wes again: %d", r.StatusCode)
+	}
+	remember(opened.Token)
+	if err := g.idp.SetGroups(t.Context(), "wes"); err != nil {
+		t.Fatal(err)
+	}
+	third := g.idToken(t, "wes", g.idp.PublicClientID, "", nonce)
+	if r := post(`{"idToken":"` + third + `","nonce":"` + nonce + `"}`); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("wes with no group: %d", r.StatusCode)
+	}
+	if r := g.do(t, "GET", "/v1/whoami", "", nil, "Authorization", "Bearer "+opened.Token); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the session of a person who lost every group: %d", r.StatusCode)
+	}
+}
+
+// TestRefusedCLISignInsCountAsFailedAuthentications: each refused ID token
+// at POST /auth/cli/session uses one of the address's failed
+// authentications; past them, 429 before any check.
+func TestRefusedCLISignInsCountAsFailedAuthentications(t *testing.T) {
+	g := newSignInGround(t, func(o *handlers.Options) {
+		o.Limiter = auth.NewLimiter(auth.RateLimits{FailedAuthPerAddr: 0.001, FailedAuthBurst: 3}, nil)
+	})
+	for i := range 5 {
+		r := g.do(t, "POST", "/auth/cli/session", `{"idToken":"a.b.c","nonce":"n"}`, nil, "Content-Type", "application/json")
+		want := http.StatusUnauthorized
+		if i >= 3 {
+			want = http.StatusTooManyRequests
+		}
+		if r.StatusCode != want {
+			t.Fatalf("refused ID token %d: %d, want %d", i+1, r.StatusCode, want)
+		}
+	}
 }

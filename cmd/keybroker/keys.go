@@ -23,12 +23,15 @@ import (
 // client), configured by KEYBROKER_ADDR and KEYBROKER_TOKEN.
 
 // apiFlags are how the API commands reach keybroker: the address and TLS
-// settings as flags (or variables), the token from KEYBROKER_TOKEN only.
+// settings as flags (or variables), the token from KEYBROKER_TOKEN only,
+// else the session of keybroker login (login_session.go).
 type apiFlags struct {
 	cfg client.Config
+	cmd *cobra.Command
 }
 
 func (a *apiFlags) bind(cmd *cobra.Command) {
+	a.cmd = cmd
 	f := envFlags{cmd.PersistentFlags()}
 	f.String(&a.cfg.Address, "addr", "KEYBROKER_ADDR", "http://127.0.0.1:8080", "keybroker address")
 	f.String(&a.cfg.CACertFile, "cacert", "KEYBROKER_CACERT", "", "PEM file of CAs to trust for keybroker's certificate")
@@ -39,8 +42,21 @@ func (a *apiFlags) bind(cmd *cobra.Command) {
 
 func (a *apiFlags) client() (*client.Client, error) {
 	cfg := a.cfg
-	cfg.Token = os.Getenv("KEYBROKER_TOKEN")
+	var err error
+	if cfg.Token, cfg.Address, err = tokenFor(cfg.Address, a.addressGiven()); err != nil {
+		return nil, err
+	}
 	return client.New(cfg)
+}
+
+// addressGiven says whether --addr or KEYBROKER_ADDR named the address
+// (else the default, or the session's, is used).
+func (a *apiFlags) addressGiven() bool {
+	if _, ok := os.LookupEnv("KEYBROKER_ADDR"); ok {
+		return true
+	}
+	f := a.cmd.PersistentFlags().Lookup("addr")
+	return f != nil && f.Changed
 }
 
 // keyTarget is what the keys commands act on: one scope (--workspace,

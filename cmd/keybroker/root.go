@@ -19,7 +19,7 @@ func newRootCommand() *cobra.Command {
 		// a bad value stops the command before it does anything.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return applyEnv(cmd) },
 	}
-	root.AddCommand(newServeCommand(), newDevCommand(), newMigrateCommand(), newTokenCommand(), newKeysCommand(), newVaultCommand(), newReconcileCommand(), newWorkspacesCommand(), newAuditCommand(), newProxyCallsCommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newDevCommand(), newMigrateCommand(), newTokenCommand(), newKeysCommand(), newVaultCommand(), newReconcileCommand(), newWorkspacesCommand(), newAuditCommand(), newProxyCallsCommand(), newLoginCommand(), newLogoutCommand(), newWhoAmICommand(), newVersionCommand())
 	root.AddCommand(newDocsCommand(root))
 	return root
 }

@@ -162,6 +162,10 @@ type Config struct {
 	// people's sign-in with their identity provider (docs/identity.md):
 	// all four, or none. OIDCClientSecret comes from the environment only.
 	OIDCIssuer, OIDCClientID, OIDCClientSecret, OIDCRedirectURL, OIDCRoleMap string
+	// OIDCCLIClientID is the public client (no secret) of `keybroker
+	// login` at the same provider; "" and the CLI does not sign in. It
+	// needs the four settings above.
+	OIDCCLIClientID string
 	// PlatformsFile registers the platforms that may act for their users
 	// with signed assertions (docs/platforms.md); "" accepts none.
 	// AssertionAudience is the audience their assertions must name.
@@ -292,6 +296,12 @@ func (c Config) Validate() error {
 	}
 	if set := nonEmpty(c.OIDCIssuer, c.OIDCClientID, c.OIDCRedirectURL, c.OIDCRoleMap); set != 0 && set != 4 {
 		return errors.New("--oidc-issuer, --oidc-client-id, --oidc-redirect-url and --oidc-role-map go together")
+	}
+	if c.OIDCCLIClientID != "" && c.OIDCIssuer == "" {
+		return errors.New("--oidc-cli-client-id needs --oidc-issuer, --oidc-client-id, --oidc-redirect-url and --oidc-role-map")
+	}
+	if c.OIDCCLIClientID != "" && c.OIDCCLIClientID == c.OIDCClientID {
+		return errors.New("--oidc-cli-client-id must be another client than --oidc-client-id (a public client, with no secret)")
 	}
 	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
 		return errors.New("--tls-client-ca-file needs --tls-cert-file and --tls-key-file")

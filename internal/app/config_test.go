@@ -128,4 +128,17 @@ func TestTheSignInSettingsGoTogether(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	cfg.OIDCCLIClientID = "keybroker"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "another client") {
+		t.Fatalf("the CLI's client is keybroker's: %v", err)
+	}
+	cfg.OIDCCLIClientID = "keybroker-cli"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	alone := validConfig()
+	alone.OIDCCLIClientID = "keybroker-cli"
+	if err := alone.Validate(); err == nil || !strings.Contains(err.Error(), "--oidc-cli-client-id needs") {
+		t.Fatalf("the CLI's client without the sign-in settings: %v", err)
+	}
 }

@@ -36,10 +36,20 @@ func (a *App) signIn(cfg Config, adminKeys *keyring.Ring) (*handlers.SignIn, err
 	if err != nil {
 		return nil, fmt.Errorf("sign-in: %w", err)
 	}
+	// The CLI's client: the same provider, a public client whose ID tokens
+	// `keybroker login` brings to POST /auth/cli/session (its redirect is
+	// the CLI's loopback listener; keybroker never redirects to it).
+	var cli *oidclogin.RP
+	if cfg.OIDCCLIClientID != "" {
+		if cli, err = oidclogin.New(ctx, oidclogin.Config{Issuer: cfg.OIDCIssuer, ClientID: cfg.OIDCCLIClientID,
+			RedirectURL: "http://127.0.0.1/callback"}); err != nil {
+			return nil, fmt.Errorf("sign-in for the CLI: %w", err)
+		}
+	}
 	sessions, err := session.NewService(a.store, session.Options{Keys: adminKeys, Logger: a.log})
 	if err != nil {
 		return nil, fmt.Errorf("sign-in: %w", err)
 	}
 	return &handlers.SignIn{RP: rp, Roles: roles, Sessions: sessions, SealKey: oidclogin.KeyFrom(adminKeys.Derive("oidc pending sign-ins").CurrentSecret()),
-		RedirectURL: cfg.OIDCRedirectURL}, nil
+		RedirectURL: cfg.OIDCRedirectURL, Issuer: cfg.OIDCIssuer, CLI: cli, CLIClientID: cfg.OIDCCLIClientID}, nil
 }
