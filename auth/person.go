@@ -74,6 +74,10 @@ type ScopedRoles struct {
 	Operator      bool
 	Workspaces    map[string]Role // RoleAdmin or RoleReader
 	Organizations map[string]Role
+	// From says where each role came from, when known (a session's
+	// mapping): "operator", "workspace:ID" or "organization:ID" → the rule
+	// and what it matched ("rules[1]: group kb-ws-ws1-admin").
+	From map[string]string
 }
 
 // Empty says whether the roles grant nothing: such a person is refused.

@@ -108,6 +108,11 @@ type ScopedRoles struct {
 	// Workspaces and Organizations map ids to "admin" or "reader".
 	Workspaces    map[string]string `json:"workspaces"`
 	Organizations map[string]string `json:"organizations"`
+	// From says where each role came from, when keybroker knows (a
+	// person signed in: the role mapping's rule and what it matched):
+	// "operator", "workspace:ID" or "organization:ID" → e.g.
+	// "rules[1]: group kb-ws-ws1-admin".
+	From map[string]string `json:"from,omitempty"`
 }
 
 // KeyMetadata describes a key of a pool, never the key.

@@ -101,6 +101,9 @@ func (s *server) whoami(c *gin.Context) {
 		out.Person = &client.WhoAmIPerson{Issuer: p.Person.Issuer, Subject: p.Person.Subject, Name: p.Person.Name, Email: p.Person.Email,
 			Platform: p.Person.Platform, Actor: p.Person.Actor()}
 		out.ScopedRoles = &client.ScopedRoles{Operator: p.Scoped.Operator, Workspaces: map[string]string{}, Organizations: map[string]string{}}
+		if len(p.Scoped.From) > 0 {
+			out.ScopedRoles.From = p.Scoped.From
+		}
 		for id, r := range p.Scoped.Workspaces {
 			out.ScopedRoles.Workspaces[id] = string(r)
 		}

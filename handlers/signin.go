@@ -256,12 +256,22 @@ func (s *server) sessionPrincipal(c *gin.Context, token string, cookie bool) (au
 // personOfSession is the principal of a session: the person and the
 // roles their sign-in mapped.
 func personOfSession(rec session.Record) auth.Principal {
-	roles := auth.ScopedRoles{Operator: rec.Grants.Operator, Workspaces: map[string]auth.Role{}, Organizations: map[string]auth.Role{}}
+	roles := auth.ScopedRoles{Operator: rec.Grants.Operator, Workspaces: map[string]auth.Role{}, Organizations: map[string]auth.Role{},
+		From: map[string]string{}}
+	if rec.Grants.Operator && len(rec.Grants.OperatorFrom) > 0 {
+		roles.From["operator"] = strings.Join(rec.Grants.OperatorFrom, "; ")
+	}
 	for id, g := range rec.Grants.Workspaces {
 		roles.Workspaces[id] = auth.Role(g.Role)
+		if len(g.From) > 0 {
+			roles.From["workspace:"+id] = strings.Join(g.From, "; ")
+		}
 	}
 	for id, g := range rec.Grants.Organizations {
 		roles.Organizations[id] = auth.Role(g.Role)
+		if len(g.From) > 0 {
+			roles.From["organization:"+id] = strings.Join(g.From, "; ")
+		}
 	}
 	return auth.PersonPrincipal(rec.ID, auth.Person{Issuer: rec.Person.Issuer, Subject: rec.Person.Subject, Name: rec.Person.Name, Email: rec.Person.Email}, roles)
 }

@@ -178,7 +178,8 @@ func TestPeopleSignInWithTheirIdentityProvider(t *testing.T) {
 	var who client.WhoAmI
 	r := g.do(t, "GET", "/v1/whoami", "", jar)
 	if err := decodeJSON(r, &who); err != nil || r.StatusCode != http.StatusOK || who.Person == nil || who.Person.Subject != wes.EntityID ||
-		who.Person.Name != "Wes Admin" || who.ScopedRoles == nil || who.ScopedRoles.Workspaces["ws1"] != "admin" || who.Role != "admin" {
+		who.Person.Name != "Wes Admin" || who.ScopedRoles == nil || who.ScopedRoles.Workspaces["ws1"] != "admin" || who.Role != "admin" ||
+		who.ScopedRoles.From["workspace:ws1"] != "rules[1]: group kb-ws-ws1-admin" {
 		t.Fatalf("whoami: %d %+v %v", r.StatusCode, who, err)
 	}
 	put := `{"apiKey":"` + openaiKey(t) + `"}`

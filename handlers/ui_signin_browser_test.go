@@ -184,7 +184,7 @@ func TestUISignInWithTheIdentityProviderInARealBrowser(t *testing.T) {
 		chromedp.Click(chromedp.ID("sign-in")),
 		chromedp.WaitVisible(chromedp.ID("workspace-section")))
 	waitShown(t, ctx)
-	waitText(t, ctx, "#who", "Signed in as Wes Admin (wes@example.com): admin of workspace ws1, reader of workspace ws2")
+	waitText(t, ctx, "#who", "Signed in as Wes Admin (wes@example.com): admin of workspace ws1 (group kb-ws-ws1-admin), reader of workspace ws2 (group kb-ws-ws2-reader)")
 	waitText(t, ctx, "#workspace-title", "Workspace ws1")
 	if got := eval[string](t, ctx, `location.pathname + location.hash`); got != "/ui/#/workspace/ws1" {
 		t.Fatalf("the person lands on %q, want the view they signed in from", got)

@@ -159,9 +159,12 @@ function whoText() {
     const p = me.person;
     const name = p.name && p.email ? `${p.name} (${p.email})` : (p.name || p.email || p.subject);
     const r = me.scopedRoles || {};
-    const roles = r.operator ? ['operator'] : [
-      ...Object.entries(r.workspaces || {}).sort().map(([id, role]) => `${role} of workspace ${id}`),
-      ...Object.entries(r.organizations || {}).sort().map(([id, role]) => `${role} of organization ${id}`)];
+    // Where a role came from (the role mapping's rule and what it
+    // matched), when keybroker knows.
+    const from = (key) => (r.from && r.from[key] ? ` (${r.from[key].replace(/^rules\[\d+\]: /, '')})` : '');
+    const roles = r.operator ? ['operator' + from('operator')] : [
+      ...Object.entries(r.workspaces || {}).sort().map(([id, role]) => `${role} of workspace ${id}${from('workspace:' + id)}`),
+      ...Object.entries(r.organizations || {}).sort().map(([id, role]) => `${role} of organization ${id}${from('organization:' + id)}`)];
     return `Signed in as ${name}${p.platform ? ' via ' + p.platform : ''}` + (roles.length ? `: ${roles.join(', ')}` : '');
   }
   const scopes = [...me.workspaces.map((w) => 'workspace ' + w), ...me.organizations.map((o) => 'organization ' + o)];
