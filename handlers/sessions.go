@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -72,6 +73,10 @@ func (s *server) endSessions(c *gin.Context) {
 	}
 	if ids == nil {
 		ids = []string{}
+	}
+	if len(ids) > 0 {
+		s.auditSession(c, "session.end", p.Subject(), fmt.Sprintf("ended %d session(s) of %s", len(ids),
+			auth.Person{Issuer: req.Issuer, Subject: req.Subject}.Actor()))
 	}
 	c.JSON(http.StatusOK, client.EndSessionsResponse{Ended: ids})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/auth/oidclogin"
 	"github.com/keybroker/keybroker/auth/rolemap"
 	"github.com/keybroker/keybroker/auth/session"
@@ -31,6 +32,9 @@ type SignIn struct {
 	// SealKey (32 bytes) seals the pending sign-in into a cookie; every
 	// admin replica holds it (derived from the admin signing keys).
 	SealKey []byte
+	// Audit records sign-ins and sign-outs in the operator-wide trail
+	// (PostgreSQL's audit_events); nil records none.
+	Audit func(ctx context.Context, evs []broker.AuditEvent) error
 	// RedirectURL is the callback registered at the provider; its origin
 	// is the page's, which unsafe requests must come from, and its scheme
 	// says whether cookies are Secure with the __Host- prefix (https) or
@@ -168,12 +172,13 @@ func (s *server) signInCallback(c *gin.Context) {
 	person := session.Person{Issuer: id.Issuer, Subject: id.Subject, Name: id.Name, Email: id.Email}
 	sg := sessionGrants(grants)
 	s.endChangedSessions(ctx, person, sg)
-	token, _, err := si.Sessions.Create(ctx, person, sg, session.ViaPage)
+	token, rec, err := si.Sessions.Create(ctx, person, sg, session.ViaPage)
 	if err != nil {
 		s.log.WarnContext(ctx, "could not open a session", "request_id", stateOf(c).id, "error", err)
 		s.signInPage(c, http.StatusServiceUnavailable, "keybroker could not open your session. Try again.")
 		return
 	}
+	s.auditSession(c, "session.create", personOfSession(rec).Subject(), "signed in on the page, session "+rec.ID+": "+rolesText(sg))
 	si.setCookie(c, si.sessionCookie, token, 0, http.SameSiteStrictMode)
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	c.Status(http.StatusOK)
@@ -214,6 +219,7 @@ func (s *server) signOut(c *gin.Context) {
 		renderError(c, s.log, unavailable(err))
 		return
 	}
+	s.auditSession(c, "session.end", p.Subject(), "signed out, session "+p.TokenID)
 	s.signIn.setCookie(c, s.signIn.sessionCookie, "", -1, http.SameSiteStrictMode)
 	c.Status(http.StatusNoContent)
 }
@@ -416,6 +422,7 @@ func (s *server) cliSession(c *gin.Context) {
 		renderError(c, s.log, unavailable(err))
 		return
 	}
+	s.auditSession(c, "session.create", personOfSession(rec).Subject(), "signed in with keybroker login, session "+rec.ID+": "+rolesText(sg))
 	c.JSON(http.StatusCreated, gin.H{"token": token, "sessionId": rec.ID, "expiresAt": rec.ExpiresAt})
 }
 
@@ -462,4 +469,33 @@ func (u *usedTokens) take(raw string, iat any, now time.Time) error {
 	}
 	u.used[h] = issued.Add(maxIDTokenAge + 2*time.Minute)
 	return nil
+}
+
+// auditSession records a sign-in or a sign-out in the operator-wide
+// trail; a failure to record is logged, not the person's problem.
+func (s *server) auditSession(c *gin.Context, action, actor, detail string) {
+	if s.signIn.Audit == nil {
+		return
+	}
+	ev := broker.AuditEvent{Action: action, Actor: actor, Outcome: "success", RemoteAddr: clientAddr(c), RequestID: stateOf(c).id,
+		Detail: detail, OccurredAt: time.Now().UTC()}
+	if err := s.signIn.Audit(c.Request.Context(), []broker.AuditEvent{ev}); err != nil {
+		s.log.WarnContext(c.Request.Context(), "could not record a sign-in or sign-out in the audit trail", "action", action, "error", err)
+	}
+}
+
+// rolesText says a session's roles and where they came from, for the
+// trail.
+func rolesText(g session.Grants) string {
+	var parts []string
+	if g.Operator {
+		parts = append(parts, "operator ("+strings.Join(g.OperatorFrom, "; ")+")")
+	}
+	for _, id := range slices.Sorted(maps.Keys(g.Workspaces)) {
+		parts = append(parts, string(g.Workspaces[id].Role)+" of workspace "+id+" ("+strings.Join(g.Workspaces[id].From, "; ")+")")
+	}
+	for _, id := range slices.Sorted(maps.Keys(g.Organizations)) {
+		parts = append(parts, string(g.Organizations[id].Role)+" of organization "+id+" ("+strings.Join(g.Organizations[id].From, "; ")+")")
+	}
+	return strings.Join(parts, ", ")
 }

@@ -75,7 +75,7 @@ func newSignInGround(t *testing.T, tune ...func(*handlers.Options)) *signInGroun
 			t.Fatal(err)
 		}
 		o.SignIn = &handlers.SignIn{RP: rp, Roles: roles, Sessions: sessions, SealKey: oidclogin.KeyFrom([]byte("seal")), RedirectURL: signInCallback,
-			Issuer: idp.Issuer, CLI: cli, CLIClientID: idp.PublicClientID}
+			Issuer: idp.Issuer, CLI: cli, CLIClientID: idp.PublicClientID, Audit: g.st.AppendAudits}
 		for _, f := range tune {
 			f(o)
 		}
@@ -203,6 +203,15 @@ func TestPeopleSignInWithTheirIdentityProvider(t *testing.T) {
 		t.Fatalf("the trail names %q, want %q", page.Events[0].Actor, want)
 	}
 
+	// The sign-in is in the operator-wide trail, naming the person and
+	// where their roles came from.
+	var global client.AuditPage
+	g.call("operator", "GET", "/v1/audit?action=session.create", nil).decode(t, &global)
+	if len(global.Events) == 0 || global.Events[0].Actor != want ||
+		!strings.Contains(global.Events[0].Detail, "admin of workspace ws1 (rules[1]: group kb-ws-ws1-admin)") {
+		t.Fatalf("the sign-in in the trail: %+v", global.Events)
+	}
+
 	// A person with no mapped role is refused with a page that says so.
 	if c, cb := g.signIn(t, "nora"); c != "" || cb.StatusCode != http.StatusForbidden || !strings.Contains(bodyOf(t, cb), "none of your groups") {
 		t.Fatalf("a person with no role: %d", cb.StatusCode)
@@ -228,6 +237,10 @@ func TestPeopleSignInWithTheirIdentityProvider(t *testing.T) {
 	}
 	if r := g.do(t, "GET", "/v1/whoami", "", jar2); r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("after sign-out: %d", r.StatusCode)
+	}
+	g.call("operator", "GET", "/v1/audit?action=session.end", nil).decode(t, &global)
+	if len(global.Events) == 0 || !strings.Contains(global.Events[0].Detail, "signed out") || !strings.HasPrefix(global.Events[0].Actor, "person:") {
+		t.Fatalf("the sign-out in the trail: %+v", global.Events)
 	}
 
 	// Wes loses every group: his next sign-in is refused, and his open

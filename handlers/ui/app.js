@@ -1125,6 +1125,8 @@ function auditLine(e) {
     'organization.purge': () => `deleted every key of the organization${detail}`,
     'token.create': () => `created a token${detail}`,
     'token.revoke': () => `revoked a token${detail}`,
+    'session.create': () => `signed in${detail}`,
+    'session.end': () => `ended a session${detail}`,
     'access.denied': () => `was refused${key ? ' on ' + key : ''}${detail}`,
   }[e.action];
   const text = what ? what().replace(/,$/, '') : `${e.action}${key ? ' ' + key : ''}${detail}`;
