@@ -16,10 +16,10 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/keybroker/keybroker/auth"
-	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/auth/oidclogin"
 	"github.com/keybroker/keybroker/auth/rolemap"
 	"github.com/keybroker/keybroker/auth/session"
+	"github.com/keybroker/keybroker/broker"
 )
 
 // SignIn is people's sign-in with their identity provider
