@@ -155,7 +155,7 @@ func runDev(ctx context.Context, listenAddr string) error {
 		ResolverKeys:   resolverKeys,
 		// People sign in with the dev Vault's OpenID provider.
 		OIDCIssuer: idp.Issuer, OIDCClientID: idp.ClientID, OIDCClientSecret: idp.ClientSecret,
-		OIDCRedirectURL: "http://" + ln.Addr().String() + "/auth/callback", OIDCRoleMap: roleMap,
+		OIDCRedirectURL: "http://" + ln.Addr().String() + "/auth/callback", OIDCRoleMap: roleMap, OIDCCLIClientID: idp.PublicClientID,
 	}, logger)
 	if err != nil {
 		return err
@@ -264,7 +264,7 @@ func devBanner(d devInfo) string {
 		app.DevHostedKeyID, strings.Join(d.Hosted, ", "))
 	line("# Calls to providers (key tests, the credential proxy) go to their real APIs; KEYBROKER_PROVIDER_<ID>_BASE_URL in make dev's environment sends them elsewhere.")
 	if len(d.People) > 0 {
-		line("# Sign in as a person at http://%s/auth/login (Vault's own OpenID provider; the groups map to roles):", d.Addr)
+		line("# Sign in as a person at http://%s/auth/login, or with KEYBROKER_ADDR=http://%s keybroker login (Vault's own OpenID provider; the groups map to roles):", d.Addr, d.Addr)
 		for _, p := range d.People {
 			line("#   %s / %s (%s)", p.Name, p.Password, strings.Join(p.Groups, ", "))
 		}
@@ -310,6 +310,7 @@ func startDevIdentityProvider(ctx context.Context, vs *devenv.VaultServer, addr 
 		{Name: "dev-admin", DisplayName: "Dev Admin", Email: "admin@keybroker.dev", Groups: []string{"kb-ws-ws1-admin"}, Password: randomSecret()[:20]},
 	}
 	idp, err := oidcdev.Start(ctx, vs.Addr, vs.RootToken, oidcdev.Options{RedirectURIs: []string{"http://127.0.0.1/auth/callback", "http://" + addr + "/auth/callback"},
+		PublicRedirectURIs: []string{"http://127.0.0.1/callback"}, // keybroker login's loopback listener
 		Users: people, IDTokenTTL: 10 * time.Minute, AccessTokenTTL: 10 * time.Minute})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("start the OpenID provider: %w", err)
