@@ -309,9 +309,12 @@ func startDevIdentityProvider(ctx context.Context, vs *devenv.VaultServer, addr 
 		{Name: "dev-operator", DisplayName: "Dev Operator", Email: "operator@keybroker.dev", Groups: []string{"kb-operators"}, Password: randomSecret()[:20]},
 		{Name: "dev-admin", DisplayName: "Dev Admin", Email: "admin@keybroker.dev", Groups: []string{"kb-ws-ws1-admin"}, Password: randomSecret()[:20]},
 	}
-	idp, err := oidcdev.Start(ctx, vs.Addr, vs.RootToken, oidcdev.Options{RedirectURIs: []string{"http://127.0.0.1/auth/callback", "http://" + addr + "/auth/callback"},
-		PublicRedirectURIs: []string{"http://127.0.0.1/callback"}, // keybroker login's loopback listener
-		Users: people, IDTokenTTL: 10 * time.Minute, AccessTokenTTL: 10 * time.Minute})
+	idp, err := oidcdev.Start(ctx, vs.Addr, vs.RootToken, oidcdev.Options{
+		RedirectURIs: []string{"http://127.0.0.1/auth/callback", "http://" + addr + "/auth/callback"},
+		// keybroker login's loopback listener.
+		PublicRedirectURIs: []string{"http://127.0.0.1/callback"},
+		Users:              people, IDTokenTTL: 10 * time.Minute, AccessTokenTTL: 10 * time.Minute,
+	})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("start the OpenID provider: %w", err)
 	}
