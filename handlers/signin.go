@@ -371,8 +371,8 @@ func (s *server) cliSession(c *gin.Context) {
 		renderError(c, s.log, e)
 		return
 	}
-	if req.IDToken == "" || req.Nonce == "" {
-		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "idToken and nonce are required"})
+	if req.IDToken == "" {
+		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "idToken is required (and nonce, but for a device-flow token, which has none)"})
 		return
 	}
 	// Each try checks a token: a refused one counts against its address's

@@ -300,7 +300,11 @@ func (g *signInGround) idToken(t *testing.T, user, clientID, secret, nonce strin
 	}
 	conf := oauth2.Config{ClientID: clientID, ClientSecret: secret, Endpoint: provider.Endpoint(), Scopes: g.idp.Scopes, RedirectURL: redirect}
 	verifier := oauth2.GenerateVerifier()
-	back, err := g.idp.Authorize(t.Context(), user, conf.AuthCodeURL("st", oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)))
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
+	if nonce != "" {
+		opts = append(opts, oidc.Nonce(nonce))
+	}
+	back, err := g.idp.Authorize(t.Context(), user, conf.AuthCodeURL("st", opts...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +343,8 @@ func TestTheCLISignsInWithItsIDToken(t *testing.T) {
 	for body, want := range map[string]string{
 		`{"idToken": "x"`:                       "malformed_json",
 		`{"idToken": "x", "nonce": "n", "a":1}`: "malformed_json",
-		`{"idToken": "x"}`:                      "idToken and nonce are required",
+		`{"nonce": "n"}`:                        "idToken is required",
+		`{"idToken": "x"}`:                      "malformed",
 		`{"idToken": "x", "nonce": "n"}`:        "malformed",
 		`{"idToken": "` + strings.Repeat("a", 70<<10) + `", "nonce": "n"}`: "too_large",
 	} {
@@ -353,6 +358,24 @@ func TestTheCLISignsInWithItsIDToken(t *testing.T) {
 	r := post(`{"idToken":"` + raw + `","nonce":"wrong-nonce"}`)
 	if b := bodyOf(t, r); r.StatusCode != http.StatusUnauthorized || !strings.Contains(b, "nonce") {
 		t.Fatalf("a wrong nonce: %d %s", r.StatusCode, b)
+	}
+	// A token that carries a nonce is refused without it; one that
+	// carries none (as a device grant's) is taken without, and refused
+	// with one.
+	r = post(`{"idToken":"` + raw + `"}`)
+	if b := bodyOf(t, r); r.StatusCode != http.StatusUnauthorized || !strings.Contains(b, "nonce") {
+		t.Fatalf("a token with a nonce sent without it: %d %s", r.StatusCode, b)
+	}
+	bare := g.idToken(t, "wes", g.idp.PublicClientID, "", "")
+	if r := post(`{"idToken":"` + bare + `","nonce":"n"}`); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a token without a nonce sent with one: %d", r.StatusCode)
+	}
+	if r := post(`{"idToken":"` + bare + `"}`); r.StatusCode != http.StatusCreated {
+		t.Fatalf("a token without a nonce, as the device grant gives: %d %s", r.StatusCode, bodyOf(t, r))
+	} else {
+		var o struct{ Token string }
+		_ = decodeJSON(r, &o)
+		remember(o.Token)
 	}
 	r = post(`{"idToken":"` + raw + `","nonce":"` + nonce + `"}`)
 	var opened struct {

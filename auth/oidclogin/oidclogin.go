@@ -236,7 +236,9 @@ func (rp *RP) exchange(ctx context.Context, p Pending, query url.Values) (string
 
 // Verify checks an ID token issued to this client — its signature with the
 // provider's JWKS, its issuer, audience, times and algorithm — and its
-// nonce, and reads the identity.
+// nonce, and reads the identity. nonce "" accepts only a token without one
+// (the device authorization grant has none: its token comes straight from
+// the token endpoint to the client that asked); Finish always has one.
 func (rp *RP) Verify(ctx context.Context, raw, nonce string) (Identity, error) {
 	ctx = oidc.ClientContext(ctx, rp.cfg.HTTP)
 	idt, err := rp.verifier.Verify(ctx, raw)
@@ -249,7 +251,7 @@ func (rp *RP) Verify(ctx context.Context, raw, nonce string) (Identity, error) {
 	if now := rp.cfg.Now(); idt.IssuedAt.After(now.Add(rp.cfg.ClockSkew)) {
 		return Identity{}, fmt.Errorf("%w: the ID token was issued in the future", ErrToken)
 	}
-	if nonce == "" || idt.Nonce != nonce {
+	if idt.Nonce != nonce {
 		return Identity{}, fmt.Errorf("%w: the ID token's nonce is not this sign-in's", ErrToken)
 	}
 	var claims map[string]any
