@@ -53,29 +53,14 @@ func newSignInGround(t *testing.T, tune ...func(*handlers.Options)) *signInGroun
 		remember(u.Password)
 	}
 	remember(idp.ClientSecret)
-	rp, err := oidclogin.New(t.Context(), oidclogin.Config{Issuer: idp.Issuer, ClientID: idp.ClientID, ClientSecret: idp.ClientSecret, RedirectURL: signInCallback})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cli, err := oidclogin.New(t.Context(), oidclogin.Config{Issuer: idp.Issuer, ClientID: idp.PublicClientID, RedirectURL: "http://127.0.0.1/callback"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	roles, err := rolemap.Parse([]byte(testRoleMap))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := keyring.New("k1", []byte("sign-in test admin signing key 0123456789"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	signIn := withSignIn(t, idp, signInCallback)
 	a := newAPIGround(t, handlers.ModeAll, kbtest.Options{}, func(o *handlers.Options, g *keyGround) {
-		sessions, err := session.NewService(g.st, session.Options{Keys: ring})
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.SignIn = &handlers.SignIn{RP: rp, Roles: roles, Sessions: sessions, SealKey: oidclogin.KeyFrom([]byte("seal")), RedirectURL: signInCallback,
-			Issuer: idp.Issuer, CLI: cli, CLIClientID: idp.PublicClientID, Audit: g.st.AppendAudits}
+		signIn(o, g)
+		o.SignIn.Issuer, o.SignIn.CLI, o.SignIn.CLIClientID = idp.Issuer, cli, idp.PublicClientID
 		for _, f := range tune {
 			f(o)
 		}
@@ -464,5 +449,36 @@ func TestRefusedCLISignInsCountAsFailedAuthentications(t *testing.T) {
 		if r.StatusCode != want {
 			t.Fatalf("refused ID token %d: %d, want %d", i+1, r.StatusCode, want)
 		}
+	}
+}
+
+// withSignIn is the tune of newAPIGround that signs people in with idp, the
+// callback at redirectURL: the relying party, the test's role mapping,
+// sessions signed with a test ring, sign-ins audited.
+func withSignIn(t *testing.T, idp *oidctest.Provider, redirectURL string) func(*handlers.Options, *keyGround) {
+	t.Helper()
+	for _, u := range idp.Users() {
+		remember(u.Password)
+	}
+	remember(idp.ClientSecret)
+	rp, err := oidclogin.New(t.Context(), oidclogin.Config{Issuer: idp.Issuer, ClientID: idp.ClientID, ClientSecret: idp.ClientSecret, RedirectURL: redirectURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles, err := rolemap.Parse([]byte(testRoleMap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := keyring.New("k1", []byte("sign-in test admin signing key 0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(o *handlers.Options, g *keyGround) {
+		sessions, err := session.NewService(g.st, session.Options{Keys: ring})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.SignIn = &handlers.SignIn{RP: rp, Roles: roles, Sessions: sessions, SealKey: oidclogin.KeyFrom([]byte("seal")), RedirectURL: redirectURL,
+			Audit: g.st.AppendAudits}
 	}
 }

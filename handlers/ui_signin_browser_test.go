@@ -12,14 +12,10 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/keybroker/keybroker/auth/oidclogin"
-	"github.com/keybroker/keybroker/auth/rolemap"
-	"github.com/keybroker/keybroker/auth/session"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/handlers"
 	"github.com/keybroker/keybroker/internal/fixtures/oidctest"
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
-	"github.com/keybroker/keybroker/internal/runtime/keyring"
 )
 
 // newUISignInAPI is a keybroker server with people's sign-in against a
@@ -30,34 +26,12 @@ import (
 func newUISignInAPI(t *testing.T) (*api, *oidctest.Provider) {
 	t.Helper()
 	idp := oidctest.StartVaultProvider(t, oidctest.Options{RedirectURIs: []string{"http://127.0.0.1/auth/callback"}})
-	for _, u := range idp.Users() {
-		remember(u.Password)
-	}
-	remember(idp.ClientSecret)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	callback := "http://" + ln.Addr().String() + "/auth/callback"
-	rp, err := oidclogin.New(t.Context(), oidclogin.Config{Issuer: idp.Issuer, ClientID: idp.ClientID, ClientSecret: idp.ClientSecret, RedirectURL: callback})
-	if err != nil {
-		t.Fatal(err)
-	}
-	roles, err := rolemap.Parse([]byte(testRoleMap))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := keyring.New("k1", []byte("page sign-in test admin signing key 0123456789"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newAPIGround(t, handlers.ModeAll, kbtest.Options{}, func(o *handlers.Options, g *keyGround) {
-		sessions, err := session.NewService(g.st, session.Options{Keys: ring})
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.SignIn = &handlers.SignIn{RP: rp, Roles: roles, Sessions: sessions, SealKey: oidclogin.KeyFrom([]byte("page seal")), RedirectURL: callback}
-	})
+	a := newAPIGround(t, handlers.ModeAll, kbtest.Options{}, withSignIn(t, idp, callback))
 	srv := httptest.NewUnstartedServer(a.router)
 	srv.Listener.Close()
 	srv.Listener = ln

@@ -8,6 +8,28 @@ import (
 	"github.com/keybroker/keybroker/auth/rolemap"
 )
 
+// parseYAMLBlocks holds every ```yaml block of text to the parser and
+// returns how many there were.
+func parseYAMLBlocks(t *testing.T, text string) int {
+	t.Helper()
+	examples := 0
+	for rest := text; ; {
+		_, after, found := strings.Cut(rest, "```yaml\n")
+		if !found {
+			return examples
+		}
+		body, next, closed := strings.Cut(after, "```\n")
+		if !closed {
+			t.Fatal("an unclosed yaml block")
+		}
+		rest = next
+		examples++
+		if _, err := rolemap.Parse([]byte(body)); err != nil {
+			t.Errorf("example %d:\n%s\n%v", examples, body, err)
+		}
+	}
+}
+
 // TestTheDocsExamplesParse holds every YAML example of the section "The
 // role mapping file" of docs/identity.md to the parser.
 func TestTheDocsExamplesParse(t *testing.T) {
@@ -22,24 +44,8 @@ func TestTheDocsExamplesParse(t *testing.T) {
 	if end := strings.Index(section, "\n## "); end >= 0 {
 		section = section[:end]
 	}
-	examples := 0
-	for rest := section; ; {
-		_, after, found := strings.Cut(rest, "```yaml\n")
-		if !found {
-			break
-		}
-		body, next, closed := strings.Cut(after, "```\n")
-		if !closed {
-			t.Fatal("an unclosed yaml block")
-		}
-		rest = next
-		examples++
-		if _, err := rolemap.Parse([]byte(body)); err != nil {
-			t.Errorf("example %d:\n%s\n%v", examples, body, err)
-		}
-	}
-	if examples < 8 {
-		t.Fatalf("%d yaml examples", examples)
+	if n := parseYAMLBlocks(t, section); n < 8 {
+		t.Fatalf("%d yaml examples", n)
 	}
 }
 
@@ -50,23 +56,7 @@ func TestTheProviderGuidesMappingsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	examples := 0
-	for rest := string(doc); ; {
-		_, after, found := strings.Cut(rest, "```yaml\n")
-		if !found {
-			break
-		}
-		body, next, closed := strings.Cut(after, "```\n")
-		if !closed {
-			t.Fatal("an unclosed yaml block")
-		}
-		rest = next
-		examples++
-		if _, err := rolemap.Parse([]byte(body)); err != nil {
-			t.Errorf("example %d:\n%s\n%v", examples, body, err)
-		}
-	}
-	if examples != 5 {
-		t.Fatalf("%d yaml examples, want one per provider (5)", examples)
+	if n := parseYAMLBlocks(t, string(doc)); n != 5 {
+		t.Fatalf("%d yaml examples, want one per provider (5)", n)
 	}
 }
