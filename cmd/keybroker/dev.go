@@ -311,9 +311,10 @@ func startDevIdentityProvider(ctx context.Context, vs *devenv.VaultServer, addr 
 	}
 	idp, err := oidcdev.Start(ctx, vs.Addr, vs.RootToken, oidcdev.Options{
 		RedirectURIs: []string{"http://127.0.0.1/auth/callback", "http://" + addr + "/auth/callback"},
-		// keybroker login's loopback listener.
-		PublicRedirectURIs: []string{"http://127.0.0.1/callback"},
-		Users:              people, IDTokenTTL: 10 * time.Minute, AccessTokenTTL: 10 * time.Minute,
+		// keybroker login: the device grant (added by the front door)
+		// by default, the loopback listener with --flow loopback.
+		PublicRedirectURIs: []string{"http://127.0.0.1/callback"}, DeviceGrant: true,
+		Users: people, IDTokenTTL: 10 * time.Minute, AccessTokenTTL: 10 * time.Minute,
 	})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("start the OpenID provider: %w", err)

@@ -31,22 +31,20 @@ import (
 	"github.com/keybroker/keybroker/client"
 )
 
-// keybroker login signs a person in from the terminal (docs/identity.md):
-// the authorization code flow of the CLI's public client with a loopback
-// redirect (RFC 8252) and PKCE S256, state and nonce; the ID token is
-// given to keybroker (POST /auth/cli/session), which checks it, maps the
-// person's roles and answers a session token, kept in the user's config
-// folder (login_session.go).
-//
-// The flow is one implementation of loginFlow. A provider whose discovery
-// document advertises device_authorization_endpoint could sign in with the
-// device authorization grant (RFC 8628) as another loginFlow
-// (golang.org/x/oauth2's DeviceAuth and DeviceAccessToken); it is not
-// built, as the provider the tests run (Vault's) has no such grant.
+// keybroker login signs a person in from the terminal (docs/identity.md),
+// with one of two flows of the CLI's public client (loginFlow): the device
+// authorization grant (RFC 8628) when the provider's discovery document
+// names a device_authorization_endpoint, else the authorization code flow
+// with a loopback redirect (RFC 8252), PKCE S256, state and nonce; --flow
+// picks one. The ID token is given to keybroker (POST /auth/cli/session),
+// which checks it (with the nonce the flow sent: the device grant has
+// none), maps the person's roles and answers a session token, kept in the
+// user's config folder (login_session.go).
 
-// loginFlow gets an ID token of the CLI's client for the nonce given.
+// loginFlow gets an ID token of the CLI's client, and the nonce it bound
+// the token to ("" for a flow without one).
 type loginFlow interface {
-	idToken(ctx context.Context, nonce string) (string, error)
+	idToken(ctx context.Context) (raw, nonce string, err error)
 }
 
 // serverConfig is what GET /auth/config tells of people's sign-in.
@@ -60,16 +58,22 @@ func newLoginCommand() *cobra.Command {
 	var issuer, clientID string
 	var scopes []string
 	var noBrowser bool
+	var flowName string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "login",
 		Short: "Sign in with your identity provider and keep the session for the API commands (KEYBROKER_ADDR)",
-		Long: `Sign in to keybroker with your identity provider, in your browser: keybroker
-login prints a URL (and opens it, in a terminal, unless --no-browser), listens
-on 127.0.0.1 for the provider's redirect, and keeps the session keybroker opens
-in your config folder (keybroker/session.json, mode 0600). The API commands use
-it when KEYBROKER_TOKEN is not set. The issuer and the client default to what
-the server says (GET /auth/config).`,
+		Long: `Sign in to keybroker with your identity provider and keep the session keybroker
+opens in your config folder (keybroker/session.json, mode 0600). The API
+commands use it when KEYBROKER_TOKEN is not set. The issuer and the client
+default to what the server says (GET /auth/config).
+
+Where the provider offers the device authorization grant, keybroker login
+prints a URL and a code: open the URL on any device, sign in and enter the
+code (this works over SSH too). Otherwise it prints a URL to open in a
+browser on this machine and listens on 127.0.0.1 for the provider's
+redirect. In a terminal it opens the URL unless --no-browser; --flow device
+or --flow loopback picks the flow.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
@@ -96,10 +100,12 @@ the server says (GET /auth/config).`,
 			if err != nil {
 				return fmt.Errorf("the identity provider's discovery: %w", err)
 			}
-			flow := chooseFlow(provider, clientID, append([]string{oidc.ScopeOpenID}, scopes...), cmd.ErrOrStderr(),
+			flow, err := chooseFlow(flowName, provider, clientID, append([]string{oidc.ScopeOpenID}, scopes...), cmd.ErrOrStderr(),
 				!noBrowser && term.IsTerminal(int(os.Stdout.Fd())))
-			nonce := randomString()
-			raw, err := flow.idToken(octx, nonce)
+			if err != nil {
+				return err
+			}
+			raw, nonce, err := flow.idToken(octx)
 			if err != nil {
 				return err
 			}
@@ -129,6 +135,7 @@ the server says (GET /auth/config).`,
 	f.StringVar(&clientID, "client-id", "", "the CLI's client id at the provider (default: the server's)")
 	f.StringSliceVar(&scopes, "scopes", []string{"email", "profile", "groups"}, "scopes to ask for besides openid")
 	f.BoolVar(&noBrowser, "no-browser", false, "print the URL only; do not open a browser")
+	f.StringVar(&flowName, "flow", "auto", "auto (the device grant where the provider offers it, else loopback), device or loopback")
 	f.DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the sign-in")
 	return cmd
 }
@@ -221,12 +228,91 @@ func newWhoAmICommand() *cobra.Command {
 	return cmd
 }
 
-// chooseFlow is how the CLI signs in at provider: the loopback redirect.
-// This is where a device flow would be chosen when the provider's
-// discovery names a device_authorization_endpoint
-// (provider.Endpoint().DeviceAuthURL) and the person has no browser here.
-func chooseFlow(provider *oidc.Provider, clientID string, scopes []string, out io.Writer, browser bool) loginFlow {
-	return &loopbackFlow{provider: provider, clientID: clientID, scopes: scopes, out: out, browser: browser}
+// chooseFlow picks the flow by name: auto is the device grant when the
+// provider's discovery names its endpoint, else the loopback redirect.
+func chooseFlow(name string, provider *oidc.Provider, clientID string, scopes []string, out io.Writer, browser bool) (loginFlow, error) {
+	offersDevice := provider.Endpoint().DeviceAuthURL != ""
+	switch name {
+	case "auto", "":
+		if offersDevice {
+			return &deviceFlow{provider: provider, clientID: clientID, scopes: scopes, out: out, browser: browser}, nil
+		}
+		return &loopbackFlow{provider: provider, clientID: clientID, scopes: scopes, out: out, browser: browser}, nil
+	case "device":
+		if !offersDevice {
+			return nil, errors.New("the identity provider does not offer the device authorization grant (its discovery document names no device_authorization_endpoint): use --flow loopback")
+		}
+		return &deviceFlow{provider: provider, clientID: clientID, scopes: scopes, out: out, browser: browser}, nil
+	case "loopback":
+		return &loopbackFlow{provider: provider, clientID: clientID, scopes: scopes, out: out, browser: browser}, nil
+	}
+	return nil, fmt.Errorf("--flow %q: want auto, device or loopback", printableASCII(name, 32))
+}
+
+// deviceFlow is the device authorization grant (RFC 8628): the person
+// opens the verification URI anywhere and enters the user code while the
+// CLI polls the token endpoint at the interval the provider asks for.
+type deviceFlow struct {
+	provider *oidc.Provider
+	clientID string
+	scopes   []string
+	out      io.Writer
+	browser  bool
+}
+
+func (f *deviceFlow) idToken(ctx context.Context) (string, string, error) {
+	conf := oauth2.Config{ClientID: f.clientID, Endpoint: publicEndpoint(f.provider), Scopes: f.scopes}
+	da, err := conf.DeviceAuth(ctx)
+	if err != nil {
+		return "", "", providerRefusal("device authorization endpoint", err)
+	}
+	fmt.Fprintf(f.out, "To sign in to keybroker, open\n\n  %s\n\nand enter the code %s", printableASCII(da.VerificationURI, 2048), printableASCII(da.UserCode, 64))
+	if da.VerificationURIComplete != "" {
+		fmt.Fprintf(f.out, ", or open\n\n  %s\n", printableASCII(da.VerificationURIComplete, 2048))
+	}
+	fmt.Fprintln(f.out, "\nWaiting for the sign-in...")
+	if f.browser {
+		openBrowser(or(da.VerificationURIComplete, da.VerificationURI))
+	}
+	tok, err := conf.DeviceAccessToken(ctx, da)
+	if err != nil {
+		var re *oauth2.RetrieveError
+		switch {
+		case errors.As(err, &re) && re.ErrorCode == "access_denied":
+			return "", "", errors.New("the sign-in was denied at the identity provider")
+		case errors.As(err, &re) && re.ErrorCode == "expired_token", errors.Is(err, context.DeadlineExceeded):
+			return "", "", errors.New("the sign-in was not finished in time (the code expired, or --timeout passed): run keybroker login again")
+		}
+		return "", "", providerRefusal("token endpoint", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return "", "", errors.New("the identity provider answered no ID token")
+	}
+	return raw, "", nil
+}
+
+// publicEndpoint is the provider's endpoint for a public client: client_id
+// in the form (RFC 6749 §2.3), never HTTP Basic with an empty secret. (Left
+// to guess, golang.org/x/oauth2 sends a refused request again the other way,
+// and a device code refused once, e.g. access_denied, would be spent by the
+// first try and answered invalid_grant on the second.)
+func publicEndpoint(provider *oidc.Provider) oauth2.Endpoint {
+	e := provider.Endpoint()
+	e.AuthStyle = oauth2.AuthStyleInParams
+	return e
+}
+
+// providerRefusal names an endpoint's OAuth error code, never its body.
+func providerRefusal(endpoint string, err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.ErrorCode != "" {
+		return fmt.Errorf("the identity provider's %s answered %s", endpoint, printableASCII(re.ErrorCode, 64))
+	}
+	if errors.As(err, &re) {
+		return fmt.Errorf("the identity provider's %s answered %d", endpoint, re.Response.StatusCode)
+	}
+	return fmt.Errorf("the identity provider's %s could not be reached", endpoint)
 }
 
 // loopbackFlow is the authorization code flow with a loopback redirect:
@@ -239,12 +325,18 @@ type loopbackFlow struct {
 	browser  bool
 }
 
-func (f *loopbackFlow) idToken(ctx context.Context, nonce string) (string, error) {
+func (f *loopbackFlow) idToken(ctx context.Context) (string, string, error) {
+	nonce := randomString()
+	raw, err := f.codeFlow(ctx, nonce)
+	return raw, nonce, err
+}
+
+func (f *loopbackFlow) codeFlow(ctx context.Context, nonce string) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("listen for the sign-in's redirect: %w", err)
 	}
-	conf := oauth2.Config{ClientID: f.clientID, Endpoint: f.provider.Endpoint(), Scopes: f.scopes,
+	conf := oauth2.Config{ClientID: f.clientID, Endpoint: publicEndpoint(f.provider), Scopes: f.scopes,
 		RedirectURL: "http://" + ln.Addr().String() + "/callback"}
 	state, verifier := randomString(), oauth2.GenerateVerifier()
 	answers := make(chan url.Values, 1)
@@ -294,11 +386,7 @@ func (f *loopbackFlow) idToken(ctx context.Context, nonce string) (string, error
 	}
 	tok, err := conf.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier))
 	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.ErrorCode != "" {
-			return "", fmt.Errorf("the identity provider's token endpoint answered %s", printableASCII(re.ErrorCode, 64))
-		}
-		return "", errors.New("the code exchange with the identity provider failed")
+		return "", providerRefusal("token endpoint", err)
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
