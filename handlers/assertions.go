@@ -38,6 +38,9 @@ func (s *server) assertionPrincipal(c *gin.Context, raw string) (auth.Principal,
 	case errors.Is(err, assertion.ErrKeysUnavailable):
 		return auth.Principal{}, &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: 5 * time.Second,
 			Message: "the platform's keys could not be fetched; retry later"}
+	case errors.Is(err, assertion.ErrUsesUnavailable):
+		return auth.Principal{}, &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: 5 * time.Second,
+			Message: "the use of the platform assertion could not be recorded; retry with a new assertion"}
 	case err != nil:
 		// The sentinel's words say what was wrong, never the token.
 		return auth.Principal{}, &Error{Status: http.StatusUnauthorized, Code: "invalid_assertion", Message: "platform assertion refused: " + assertionReason(err)}

@@ -57,7 +57,8 @@ func (s *Store) Migrate(ctx context.Context, runtimeRole ...string) error {
 // of key metadata, settings and usage; tokens added and revoked but never
 // deleted (and, by row-level security, never a resolver token's row); only
 // INSERT and SELECT on audit_events and proxy_calls; sessions added, and
-// touched or ended, never changed otherwise nor deleted. The role owns
+// touched or ended, never changed otherwise nor deleted; the first uses of
+// platform assertions recorded and, once expired, deleted. The role owns
 // nothing, so it can neither change nor delete audit rows, nor truncate the
 // table, nor lift its triggers (only an owner may ALTER a table). It is
 // idempotent, and revokes what an earlier grant gave beyond that.
@@ -71,6 +72,7 @@ func (s *Store) GrantRuntime(ctx context.Context, role string) error {
 		`GRANT SELECT, INSERT, UPDATE ON admin_leases, execution_leases TO {role}`,
 		`GRANT SELECT, INSERT ON sessions TO {role}`,
 		`GRANT UPDATE (last_seen_at, idle_expires_at, ended_at, ended_reason) ON sessions TO {role}`,
+		`GRANT SELECT, INSERT, DELETE ON assertion_uses TO {role}`,
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -242,5 +243,50 @@ func TestTheEndOfASessionIsAnnounced(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("heard %v, want %v", got, want)
+	}
+}
+
+// TestAssertionUsesAreRecordedOnceAndPruned: the first use of a platform's
+// jti is recorded (its hash only), a second is not the first, the same
+// jti of another platform is; records past their expiry are pruned.
+func TestAssertionUsesAreRecordedOnceAndPruned(t *testing.T) {
+	ctx := context.Background()
+	st := kbtest.NewStore(t, testenv.DatabaseURL(t))
+	now := time.Now()
+	for _, tc := range []struct {
+		platform, jti string
+		until         time.Time
+		first         bool
+	}{
+		{"plat", "jti-1", now.Add(time.Minute), true},
+		{"plat", "jti-1", now.Add(time.Minute), false},
+		{"other", "jti-1", now.Add(time.Minute), true},
+		{"plat", "jti-2", now.Add(-2 * time.Minute), true},
+	} {
+		first, err := st.FirstAssertionUse(ctx, tc.platform, tc.jti, tc.until)
+		if err != nil || first != tc.first {
+			t.Fatalf("%s/%s: first %v %v, want %v", tc.platform, tc.jti, first, err, tc.first)
+		}
+	}
+	if n, err := st.PruneAssertionUses(ctx, now.Add(-time.Minute)); err != nil || n != 1 {
+		t.Fatalf("prune: %d %v", n, err)
+	}
+	if first, err := st.FirstAssertionUse(ctx, "plat", "jti-2", now.Add(time.Minute)); err != nil || !first {
+		t.Fatalf("a pruned jti: %v %v", first, err)
+	}
+}
+
+// BenchmarkFirstAssertionUse is the write an admin replica adds to each
+// platform assertion (the verify itself is auth/assertion's benchmark).
+func BenchmarkFirstAssertionUse(b *testing.B) {
+	ctx := context.Background()
+	st := kbtest.NewStore(b, testenv.DatabaseURL(b))
+	until := time.Now().Add(5 * time.Minute)
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := st.FirstAssertionUse(ctx, "plat", "jti-"+strconv.Itoa(i), until); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

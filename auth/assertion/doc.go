@@ -38,12 +38,15 @@
 //
 // # Replays across replicas
 //
-// The replay cache is in memory, per process. With several replicas of
-// keybroker behind a load balancer, an assertion replayed within its
-// lifetime (at most five minutes) to another replica is accepted there once.
-// A shared record of seen `jti` (e.g. a table keyed by platform and jti with
-// a unique index, rows deleted after their exp) closes that, at the cost of
-// one write per assertion.
+// The replay cache is in memory, per process: a replay to the same
+// replica is refused without I/O. With Config.Uses (keybroker's admin
+// replicas pass the store's assertion_uses table), an assertion that
+// passed it is then recorded where every replica sees it, one INSERT of
+// the platform and the jti's SHA-256 keyed by both, so that a replay to
+// another replica within the assertion's lifetime is refused there too.
+// That is one write per assertion (a platform signs one per call); when
+// it fails the assertion is refused (ErrUsesUnavailable), never accepted
+// unrecorded.
 //
 // Errors are the sentinels of errors.go, wrapped with a reason; no error
 // quotes the token or a claim of it.

@@ -5,8 +5,9 @@ import "errors"
 // The errors of Verify. Each error Verify returns wraps exactly one of
 // them, with a reason that quotes neither the token nor its claims. Every
 // one means the caller is not authenticated (HTTP 401) except
-// ErrKeysUnavailable, which says keybroker could not get the platform's
-// keys (HTTP 503: the assertion may be good).
+// ErrKeysUnavailable and ErrUsesUnavailable, which say keybroker could not
+// get the platform's keys or record the assertion's use (HTTP 503: the
+// assertion may be good).
 var (
 	// ErrMalformed: not a compact JWS of a JWT, too long, or its claims
 	// are not JSON of the expected types.
@@ -33,4 +34,8 @@ var (
 	// ErrKeysUnavailable: the platform's JWKS could not be fetched or
 	// read, and no usable copy is cached.
 	ErrKeysUnavailable = errors.New("platform assertion: the platform's keys are unavailable")
+	// ErrUsesUnavailable: the shared record of assertions' uses could not
+	// be written (Config.Uses failed); the assertion is refused, as its
+	// first use cannot be proved. A retry with a new assertion may pass.
+	ErrUsesUnavailable = errors.New("platform assertion: the record of uses is unavailable")
 )

@@ -127,10 +127,24 @@ type Config struct {
 	Now func() time.Time
 	// Bounds are the limits; zero fields take their defaults.
 	Bounds Bounds
+	// Uses, when set, records each assertion's first use where every
+	// replica sees it (the store's assertion_uses), so that a replay to
+	// another replica is refused too. It is asked only after the
+	// in-memory replay cache passed the jti; its failure refuses the
+	// assertion (ErrUsesUnavailable). Nil: this process's cache only.
+	Uses Uses
+}
+
+// Uses records the first use of an assertion across replicas.
+type Uses interface {
+	// FirstAssertionUse records platform's jti until until and reports
+	// whether no use was recorded before.
+	FirstAssertionUse(ctx context.Context, platform, jti string, until time.Time) (bool, error)
 }
 
 // Verifier verifies platform assertions. It is safe for concurrent use.
 type Verifier struct {
+	uses     Uses
 	audience string
 	b        Bounds
 	now      func() time.Time
@@ -166,7 +180,7 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-	v := &Verifier{audience: cfg.Audience, b: b, now: now, byIssuer: map[string]*platform{}}
+	v := &Verifier{uses: cfg.Uses, audience: cfg.Audience, b: b, now: now, byIssuer: map[string]*platform{}}
 	var errs []error
 	seenID := map[string]bool{}
 	for _, r := range cfg.Registrations {
@@ -240,7 +254,8 @@ const (
 // only); its issuer's registration; its kid in the platform's JWKS
 // (refreshed on an unknown kid, rate-limited); the signature; aud, exp, iat,
 // nbf, sub and jti; the roles, clamped to the registration; then its jti,
-// which is remembered until exp so that a second use is refused.
+// which is remembered until exp so that a second use is refused: in this
+// process's cache, then, with Config.Uses, where every replica sees it.
 //
 // Roles are clamped: a workspace or organization the registration does not
 // list is dropped (Assertion.Dropped names it), since a platform may send
@@ -294,6 +309,15 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Assertion, error) {
 		return Assertion{}, fmt.Errorf("platform %s: %w: this jti was used before", p.reg.ID, ErrReplayed)
 	case full:
 		return Assertion{}, fmt.Errorf("platform %s: %w: too many live assertions to remember (%d); retry later", p.reg.ID, ErrReplayed, v.b.MaxReplayEntries)
+	}
+	if v.uses != nil {
+		first, err := v.uses.FirstAssertionUse(ctx, p.reg.ID, c.ID, until)
+		if err != nil {
+			return Assertion{}, fmt.Errorf("platform %s: %w", p.reg.ID, ErrUsesUnavailable)
+		}
+		if !first {
+			return Assertion{}, fmt.Errorf("platform %s: %w: this jti was used before, at another replica", p.reg.ID, ErrReplayed)
+		}
 	}
 	return a, nil
 }

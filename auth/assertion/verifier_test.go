@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -496,5 +497,70 @@ func TestAssertionFetchOutlivesTheCallerThatTriggeredIt(t *testing.T) {
 	}
 	if n := f.srv.fetches.Load(); n != 1 {
 		t.Fatalf("%d fetches, want 1", n)
+	}
+}
+
+// uses is a Uses of the test: a shared record of first uses, or one that
+// fails.
+type uses struct {
+	mu    sync.Mutex
+	seen  map[string]time.Time
+	calls int
+	fail  bool
+}
+
+func (u *uses) FirstAssertionUse(_ context.Context, platform, jti string, until time.Time) (bool, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.calls++
+	if u.fail {
+		return false, errors.New("connection refused")
+	}
+	if _, ok := u.seen[platform+"/"+jti]; ok {
+		return false, nil
+	}
+	u.seen[platform+"/"+jti] = until
+	return true, nil
+}
+
+// TestAssertionReplayedToAnotherReplica: two verifiers (two replicas)
+// share the record of uses: an assertion verified by one is refused by the
+// other; a replay to the same one is refused from memory without asking
+// the record; a record that cannot be written refuses the assertion.
+func TestAssertionReplayedToAnotherReplica(t *testing.T) {
+	k := newKey(t, "k1", jose.ES256)
+	srv := newJWKSServer(t, k)
+	c := newClock()
+	iss := srv.URL + "/platform"
+	shared := &uses{seen: map[string]time.Time{}}
+	replica := func() *assertion.Verifier {
+		v, err := assertion.New(assertion.Config{Audience: audience, Uses: shared, HTTPClient: srv.Client(), Now: c.Now,
+			Registrations: []assertion.Registration{{ID: "plat", Issuer: iss, JWKSURL: srv.URL + "/jwks.json",
+				Workspaces: []string{"ws1", "ws2"}, Organizations: []string{"acme"}, MayGrantAdmin: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	a, b := replica(), replica()
+	claims := goodClaims(iss, c.Now())
+	raw := sign(t, k, claims)
+	if _, err := a.Verify(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	if until, ok := shared.seen["plat/"+claims["jti"].(string)]; !ok || until.Before(time.Unix(claims["exp"].(int64), 0)) {
+		t.Fatalf("the record of the use: %v %v", until, ok)
+	}
+	if _, err := b.Verify(context.Background(), raw); !errors.Is(err, assertion.ErrReplayed) || !strings.Contains(err.Error(), "another replica") {
+		t.Fatalf("the replay at the other replica: %v", err)
+	}
+	calls := shared.calls
+	if _, err := a.Verify(context.Background(), raw); !errors.Is(err, assertion.ErrReplayed) || shared.calls != calls {
+		t.Fatalf("the replay at the same replica: %v (record asked %d times more)", err, shared.calls-calls)
+	}
+	shared.fail = true
+	claims = goodClaims(iss, c.Now())
+	if _, err := b.Verify(context.Background(), sign(t, k, claims)); !errors.Is(err, assertion.ErrUsesUnavailable) || strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("a record that cannot be written: %v", err)
 	}
 }

@@ -46,23 +46,26 @@ const usageFlushEvery = 10 * time.Second
 
 // App is one keybroker server, wired and ready to Run.
 type App struct {
-	cfg         Config
-	mode        handlers.Mode
-	log         *slog.Logger
-	store       *store.Store
-	broker      *broker.Broker
-	tokens      *auth.Service
-	sessions    *session.Service // people's sessions; nil without sign-in
-	identities  []*vault.Client  // the reader first when held: readiness asks it
-	reconciler  *Reconciler      // nil when the mode holds no writer or ReconcileEvery is 0
-	prober      *Prober          // nil when HealthProbeEvery is 0 or the mode reads no key (admin)
-	leases      *leases          // the leases of the work one replica at a time does
-	proxyCalls  *proxy.Recorder  // the records of proxied calls (modes all and proxy)
-	events      *webhook.Sink    // nil without EventsWebhookURL
-	handler     http.Handler
-	metrics     http.Handler
-	tls         *tlsfiles.Loader // nil: plain HTTP
-	metricsAddr atomic.Value     // string, once the metrics listener is up
+	cfg      Config
+	mode     handlers.Mode
+	log      *slog.Logger
+	store    *store.Store
+	broker   *broker.Broker
+	tokens   *auth.Service
+	sessions *session.Service // people's sessions; nil without sign-in
+	// assertionUses: platform assertions are accepted, their first uses
+	// recorded in Postgres (pruned by pruneAssertionUses).
+	assertionUses bool
+	identities    []*vault.Client // the reader first when held: readiness asks it
+	reconciler    *Reconciler     // nil when the mode holds no writer or ReconcileEvery is 0
+	prober        *Prober         // nil when HealthProbeEvery is 0 or the mode reads no key (admin)
+	leases        *leases         // the leases of the work one replica at a time does
+	proxyCalls    *proxy.Recorder // the records of proxied calls (modes all and proxy)
+	events        *webhook.Sink   // nil without EventsWebhookURL
+	handler       http.Handler
+	metrics       http.Handler
+	tls           *tlsfiles.Loader // nil: plain HTTP
+	metricsAddr   atomic.Value     // string, once the metrics listener is up
 	// tracer is the OpenTelemetry provider when traces are on (nil: off);
 	// stopTracing flushes it.
 	tracer trace.TracerProvider
@@ -236,11 +239,14 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		if err != nil {
 			return err
 		}
-		v, err := assertion.New(assertion.Config{Audience: cfg.AssertionAudience, Registrations: regs})
+		// Every admin replica records each assertion's first use in
+		// Postgres, so that a replay to another replica is refused.
+		v, err := assertion.New(assertion.Config{Audience: cfg.AssertionAudience, Registrations: regs, Uses: a.store})
 		if err != nil {
 			return err
 		}
 		assertions = v
+		a.assertionUses = true
 		logger.Info("platform assertions accepted", "platforms", len(regs), "audience", cfg.AssertionAudience)
 	}
 	a.handler = handlers.NewRouter(handlers.Options{
@@ -354,6 +360,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		leased.Go(func() { a.reconciler.Run(ctx) })
 	}
 	go a.listenInvalidations(ctx)
+	if a.assertionUses {
+		go a.pruneAssertionUses(ctx)
+	}
 	tokensDone, usageDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(tokensDone); a.tokens.Run(ctx) }()
 	go func() { defer close(usageDone); a.broker.RunUsageFlusher(ctx, usageFlushEvery) }()
