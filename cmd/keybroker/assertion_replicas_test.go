@@ -73,7 +73,8 @@ func TestAnAssertionReplayedToAnotherReplicaIsRefused(t *testing.T) {
 		t.Fatalf("a new assertion at replica B: %d %s", status, body)
 	}
 
-	// Postgres holds the hashes of the two jti, not the assertions.
+	// Postgres holds the hashes of the two jti (the replayed one and the
+	// new one at B), not the assertions.
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, g.dbURL)
 	if err != nil {
@@ -84,7 +85,24 @@ func TestAnAssertionReplayedToAnotherReplicaIsRefused(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM assertion_uses WHERE platform = 'ts-platform' AND length(jti_hash) = 32 AND expires_at > now()`).Scan(&n); err != nil || n != 2 {
 		t.Fatalf("assertion_uses rows: %d %v", n, err)
 	}
-	// A pod's role may neither record a use nor read them.
+	// With the admin pods' database role a live use cannot be forgotten
+	// (only expired ones are deleted); a pod's role may neither record a
+	// use nor delete one.
+	admin, err := pgx.Connect(ctx, testenv.RuntimeURL(t, g.dbURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	fresh := sign()
+	if status, body := list(a, fresh); status != http.StatusOK {
+		t.Fatalf("a third assertion at replica A: %d %s", status, body)
+	}
+	if tag, err := admin.Exec(ctx, `DELETE FROM assertion_uses`); err != nil || tag.RowsAffected() != 0 {
+		t.Fatalf("the runtime role deletes live uses: %v %v", tag, err)
+	}
+	if status, body := list(b, fresh); status != http.StatusUnauthorized || !strings.Contains(body, "replayed") {
+		t.Fatalf("its replay at replica B (which never saw it) after the delete: %d %s", status, body)
+	}
 	pod, err := pgx.Connect(ctx, testenv.ResolverURL(t, g.dbURL))
 	if err != nil {
 		t.Fatal(err)
