@@ -126,7 +126,7 @@ func TestBenchmarkRunsEveryScenario(t *testing.T) {
 			t.Errorf("scenario %s: server CPU per request %v", s.ID, s.Median.ServerCPU)
 		}
 	}
-	if got := strings.Join(ids, ","); got != "0,1a,1b,2,3a,3b,10a,10b,10c" {
+	if got := strings.Join(ids, ","); got != "0,1a,1b,2,3a,3b,10a,10b,10c,10d" {
 		t.Errorf("scenarios %s", got)
 	}
 	if !strings.HasPrefix(rep.LoadGenerator, "wrk") {
@@ -141,8 +141,13 @@ func TestBenchmarkRunsEveryScenario(t *testing.T) {
 	if rep.VaultReadsPerS <= 0 {
 		t.Errorf("steady state counted %v Vault reads/s; the TTL is 1s, so the keys must have been re-read", rep.VaultReadsPerS)
 	}
-	if len(rep.Capacity) != 8 || len(rep.Capacity[0].Points) != 2 {
-		t.Errorf("capacity sweep %+v; want 8 scenarios at concurrency 1 and 2", rep.Capacity)
+	if len(rep.Capacity) != 9 || len(rep.Capacity[0].Points) != 2 {
+		t.Errorf("capacity sweep %+v; want 9 scenarios at concurrency 1 and 2", rep.Capacity)
+	}
+	// The proxy is measured against the Go proxy floor, with PostgreSQL's
+	// CPU (the records of proxied calls) counted for the proxy's runs.
+	if m, levels := rep.proxyFloor(); m == nil || m.Throughput <= 0 || m.FloorCPU <= 0 || m.ProxyCPU <= 0 || m.PostgresCPU <= 0 || len(levels) != 2 || levels[1].P99 <= 0 {
+		t.Errorf("the proxy against the Go proxy floor: %+v %+v", m, levels)
 	}
 	if d := rep.Derived; d.DerivedHitNs <= 0 || d.APIKeyHitNs <= 0 || d.ColdHerdMints != 1 {
 		t.Errorf("derived credentials: %+v; want both hits measured and one STS call for the cold herd", d)
@@ -164,7 +169,7 @@ func TestBenchmarkRunsEveryScenario(t *testing.T) {
 	}
 	var table strings.Builder
 	rep.print(&table)
-	for _, want := range []string{"HTTP floor", "platform-style behind an HTTP hop", "capacity: best throughput", "cold herd", "Go library hit", "the floor answers as many", "credential proxy overhead", "SigV4 re-signing", "derived credentials"} {
+	for _, want := range []string{"HTTP floor", "platform-style behind an HTTP hop", "capacity: best throughput", "cold herd", "Go library hit", "the floor answers as many", "credential proxy overhead", "SigV4 re-signing", "derived credentials", "against the Go proxy floor"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("the printed table lacks %q", want)
 		}

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -135,10 +137,15 @@ const (
 	// envAnswerSize is the size of keybroker's resolve answer, which the
 	// floor answers as many bytes as (floor only).
 	envAnswerSize = "KEYBROKER_BENCH_ANSWER_SIZE"
+	// envUpstream and envUpstreamKey are where the Go proxy floor forwards
+	// to and the key it adds (proxyfloor only).
+	envUpstream    = "KEYBROKER_BENCH_UPSTREAM"
+	envUpstreamKey = "KEYBROKER_BENCH_UPSTREAM_KEY"
 )
 
-// serveReference runs a reference server until SIGTERM: scenario 0 (floor)
-// or scenario 3b (platform, with DATABASE_URL).
+// serveReference runs a reference server until SIGTERM: scenario 0
+// (floor), 3b (platform, with DATABASE_URL), 10a's provider stand-in
+// (provider) or 10d's Go proxy floor (proxyfloor).
 func serveReference(kind string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -152,6 +159,12 @@ func serveReference(kind string) error {
 		h = floorHandler(size)
 	case "provider":
 		h = providerHandler()
+	case "proxyfloor":
+		target, err := url.Parse(os.Getenv(envUpstream))
+		if err != nil || target.Host == "" {
+			return fmt.Errorf("%s: %q is not a URL", envUpstream, os.Getenv(envUpstream))
+		}
+		h = proxyFloorHandler(target, os.Getenv(envUpstreamKey))
 	case "platform":
 		key, err := hex.DecodeString(os.Getenv(envAESKey))
 		if err != nil {
@@ -185,32 +198,92 @@ func serveReference(kind string) error {
 	return nil
 }
 
+// proxyFloorHandler is scenario 10d, the floor of any credential proxy
+// written in Go: net/http/httputil's ReverseProxy to target that replaces
+// the caller's Authorization with the provider key, and nothing else (no
+// token check, no lookup, no record). Its transport keeps as many idle
+// connections to the provider as keybroker's proxy may.
+func proxyFloorHandler(target *url.URL, key string) http.Handler {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConns, transport.MaxIdleConnsPerHost = 1024, 1024
+	return &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.Header.Set("Authorization", "Bearer "+key)
+		},
+		Transport: transport,
+	}
+}
+
+// processCPU is the CPU time (user and system) of the process pid so far,
+// with its waited-for children's when children is set; 0 where /proc
+// cannot be read.
+func processCPU(pid int, children bool) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 15 {
+		return 0
+	}
+	var ticks int64
+	last := 12
+	if children {
+		last = 14 // cutime and cstime follow utime and stime
+	}
+	for _, f := range fields[11 : last+1] {
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// postgresCPU is the CPU time PostgreSQL has used so far: its postmaster
+// (pid) with the backends it reaped, and the backends alive now.
+func postgresCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	total := processCPU(pid, true)
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return total
+	}
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		if f := strings.Fields(string(stat[i+1:])); len(f) > 2 && f[1] == strconv.Itoa(pid) {
+			total += processCPU(child, false)
+		}
+	}
+	return total
+}
+
 // cpuTime is the CPU time (user and system) the child has used so far,
 // from /proc; 0 where that cannot be read.
 func (c *child) cpuTime() time.Duration {
 	if c == nil || c.cmd == nil || c.cmd.Process == nil {
 		return 0
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	// The fields after the command's name, which is in parentheses and
-	// may hold spaces: utime and stime are the 12th and 13th of them.
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0
-	}
-	fields := strings.Fields(string(stat[i+1:]))
-	if len(fields) < 13 {
-		return 0
-	}
-	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
-	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0
-	}
-	return time.Duration(utime+stime) * time.Second / clockTicks
+	return processCPU(c.cmd.Process.Pid, false)
 }
 
 // clockTicks is Linux's USER_HZ, the unit of /proc's CPU times (100 on

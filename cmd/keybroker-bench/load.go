@@ -21,6 +21,10 @@ type loadResult struct {
 	// per request during the run: 0 when the server is not one of the
 	// benchmark's own processes.
 	ServerCPU time.Duration `json:"server_cpu_per_request_ns,omitempty"`
+	// PostgresCPU is the CPU time PostgreSQL spent per request during the
+	// run (its postmaster and backends; whatever the run made it do, such
+	// as the records of proxied calls).
+	PostgresCPU time.Duration `json:"postgres_cpu_per_request_ns,omitempty"`
 }
 
 // keyPicker chooses which (workspace, provider) a request asks for.

@@ -16,7 +16,10 @@
 //	9   one caller getting a key: the Go library, HTTP, Vault
 //	10  a provider call straight to a stand-in (a), through keybroker's
 //	    credential proxy (b), and a Bedrock call through the proxy, which
-//	    re-signs it with SigV4 and an STS session (c)
+//	    re-signs it with SigV4 and an STS session (c), and the call of (b)
+//	    through a bare Go httputil.ReverseProxy that adds the key, as its
+//	    own process: the floor of any Go proxy (d), with PostgreSQL's CPU
+//	    per call counted beside keybroker's
 //	11  derived credentials: a resolve hit of a Bedrock key beside an
 //	    api_key hit, and a cold herd of a Bedrock key (STS calls)
 //

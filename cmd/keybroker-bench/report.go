@@ -69,14 +69,15 @@ func median(rounds []loadResult) loadResult {
 		return v[len(v)/2]
 	}
 	return loadResult{
-		Requests:   int(pick(func(r loadResult) float64 { return float64(r.Requests) })),
-		Errors:     int(pick(func(r loadResult) float64 { return float64(r.Errors) })),
-		Seconds:    pick(func(r loadResult) float64 { return r.Seconds }),
-		Throughput: pick(func(r loadResult) float64 { return r.Throughput }),
-		P50:        time.Duration(pick(func(r loadResult) float64 { return float64(r.P50) })),
-		P90:        time.Duration(pick(func(r loadResult) float64 { return float64(r.P90) })),
-		P99:        time.Duration(pick(func(r loadResult) float64 { return float64(r.P99) })),
-		ServerCPU:  time.Duration(pick(func(r loadResult) float64 { return float64(r.ServerCPU) })),
+		Requests:    int(pick(func(r loadResult) float64 { return float64(r.Requests) })),
+		Errors:      int(pick(func(r loadResult) float64 { return float64(r.Errors) })),
+		Seconds:     pick(func(r loadResult) float64 { return r.Seconds }),
+		Throughput:  pick(func(r loadResult) float64 { return r.Throughput }),
+		P50:         time.Duration(pick(func(r loadResult) float64 { return float64(r.P50) })),
+		P90:         time.Duration(pick(func(r loadResult) float64 { return float64(r.P90) })),
+		P99:         time.Duration(pick(func(r loadResult) float64 { return float64(r.P99) })),
+		ServerCPU:   time.Duration(pick(func(r loadResult) float64 { return float64(r.ServerCPU) })),
+		PostgresCPU: time.Duration(pick(func(r loadResult) float64 { return float64(r.PostgresCPU) })),
 	}
 }
 
@@ -95,7 +96,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 	resolve, vaultKV := g.resolveTarget(g.url), g.vaultTarget()
 	platformHop, floor := g.resolveTarget(g.platformURL), g.resolveTarget(g.floorURL)
 	providerDirect, providerProxied := g.providerTargets()
-	bedrockProxied := g.bedrockTarget()
+	bedrockProxied, proxyFloor := g.bedrockTarget(), g.proxyFloorTarget()
 	only := func(*rand.Rand) int { return 0 } // scenario 10 sends one call
 	scenarios := []scenario{
 		{"0", "HTTP floor: net/http answering a constant", same(uniform(n)), &floor, nil, nil, g.floorChild},
@@ -107,6 +108,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 		{"10a", "provider stand-in, called directly with the key", same(only), &providerDirect, nil, nil, g.providerChild},
 		{"10b", "the same call through keybroker's credential proxy", same(only), &providerProxied, nil, nil, g.proxyChild},
 		{"10c", "a Bedrock Converse call through the proxy (SigV4 re-signed)", same(only), &bedrockProxied, nil, nil, g.proxyChild},
+		{"10d", "the call of 10b through a bare Go httputil.ReverseProxy adding the key (the Go proxy floor)", same(only), &proxyFloor, nil, nil, g.proxyFloorChild},
 	}
 	useWrk := o.load == "wrk" || (o.load == "auto" && wrkAvailable())
 	rep.AnswerBytes = g.answerBytes
@@ -135,6 +137,14 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 			defer func() {
 				if after, err := s.hitsOn.metricSum(missMetric); err == nil {
 					rep.HitRunMisses += int64(after - before)
+				}
+			}()
+		}
+		if g.postgresPID != 0 {
+			before := postgresCPU(g.postgresPID)
+			defer func() {
+				if res.Requests > 0 && before > 0 {
+					res.PostgresCPU = (postgresCPU(g.postgresPID) - before) / time.Duration(res.Requests)
 				}
 			}()
 		}
@@ -210,7 +220,8 @@ func run(ctx context.Context, o options, log *slog.Logger) (*report, error) {
 				if err != nil {
 					return nil, fmt.Errorf("sweep %s at %d: %w", s.id, c, err)
 				}
-				points[i] = append(points[i], sweepPoint{Concurrency: c, Throughput: r.Throughput, P50: r.P50, P99: r.P99, Errors: r.Errors})
+				points[i] = append(points[i], sweepPoint{Concurrency: c, Throughput: r.Throughput, P50: r.P50, P99: r.P99, Errors: r.Errors,
+					ServerCPU: r.ServerCPU, PostgresCPU: r.PostgresCPU})
 			}
 		}
 		for i, s := range swept {
@@ -289,6 +300,8 @@ type sweepPoint struct {
 	P50         time.Duration `json:"p50_ns"`
 	P99         time.Duration `json:"p99_ns"`
 	Errors      int           `json:"errors"`
+	ServerCPU   time.Duration `json:"server_cpu_per_request_ns,omitempty"`
+	PostgresCPU time.Duration `json:"postgres_cpu_per_request_ns,omitempty"`
 }
 
 // capacity is a scenario's best throughput with p99 under the goal.
@@ -358,6 +371,57 @@ func (r *report) proxyOverhead() []proxyLevel {
 		out = append(out, proxyLevel{Concurrency: d.Concurrency, AddedP50: p.P50 - d.P50, AddedP99: p.P99 - d.P99, Direct: d.Throughput, Proxied: p.Throughput})
 	}
 	return out
+}
+
+// floorLevel is keybroker's credential proxy (10b) against the Go proxy
+// floor (10d) at one load level: ratios of throughput, p50 and p99, and of
+// CPU per call, keybroker's alone and with PostgreSQL's.
+type floorLevel struct {
+	Concurrency                          int
+	Throughput, P50, P99, CPU, CPUWithDB float64
+	ProxyCPU, FloorCPU, PostgresCPU      time.Duration
+}
+
+// ratios of a against b.
+func floorRatios(c int, a, b loadResult) floorLevel {
+	div := func(x, y float64) float64 {
+		if y == 0 {
+			return 0
+		}
+		return x / y
+	}
+	return floorLevel{Concurrency: c, Throughput: div(a.Throughput, b.Throughput), P50: div(float64(a.P50), float64(b.P50)),
+		P99: div(float64(a.P99), float64(b.P99)), CPU: div(float64(a.ServerCPU), float64(b.ServerCPU)),
+		CPUWithDB: div(float64(a.ServerCPU+a.PostgresCPU), float64(b.ServerCPU)),
+		ProxyCPU:  a.ServerCPU, FloorCPU: b.ServerCPU, PostgresCPU: a.PostgresCPU}
+}
+
+// proxyFloor compares 10b with 10d: the medians of the rounds, then each
+// level of the sweep.
+func (r *report) proxyFloor() (medians *floorLevel, levels []floorLevel) {
+	p, f := r.scenario("10b"), r.scenario("10d")
+	if p == nil || f == nil {
+		return nil, nil
+	}
+	m := floorRatios(r.Concurrency, p.Median, f.Median)
+	var pc, fc *capacity
+	for i := range r.Capacity {
+		switch r.Capacity[i].ID {
+		case "10b":
+			pc = &r.Capacity[i]
+		case "10d":
+			fc = &r.Capacity[i]
+		}
+	}
+	if pc != nil && fc != nil {
+		for i := range min(len(pc.Points), len(fc.Points)) {
+			a, b := pc.Points[i], fc.Points[i]
+			levels = append(levels, floorRatios(a.Concurrency,
+				loadResult{Throughput: a.Throughput, P50: a.P50, P99: a.P99, ServerCPU: a.ServerCPU, PostgresCPU: a.PostgresCPU},
+				loadResult{Throughput: b.Throughput, P50: b.P50, P99: b.P99, ServerCPU: b.ServerCPU}))
+		}
+	}
+	return &m, levels
 }
 
 func (r *report) capacity(id string) float64 {
@@ -434,6 +498,15 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "SigV4 re-signing: the proxy's CPU per Bedrock Converse call (10c) %.1f µs against a plain proxied call (10b) %.1f µs: %+.1f µs, %.2fx\n",
 			us(b.Median.ServerCPU), us(o.Median.ServerCPU), us(b.Median.ServerCPU-o.Median.ServerCPU), float64(b.Median.ServerCPU)/float64(o.Median.ServerCPU))
 	}
+	floorLine := func(l floorLevel) string {
+		return fmt.Sprintf("throughput %.2f, p50 %.2fx, p99 %.2fx, CPU per call %.2fx (%.1f µs against %.1f µs), %.2fx with PostgreSQL's %.1f µs",
+			l.Throughput, l.P50, l.P99, l.CPU, us(l.ProxyCPU), us(l.FloorCPU), l.CPUWithDB, us(l.PostgresCPU))
+	}
+	medians, levels := r.proxyFloor()
+	if medians != nil {
+		fmt.Fprintf(w, "credential proxy against the Go proxy floor (10b over 10d, %d connections; goals: throughput >= 0.90, p99 <= 1.5x, CPU with PostgreSQL's <= 1.1x): %s\n",
+			medians.Concurrency, floorLine(*medians))
+	}
 	if len(r.Capacity) > 0 {
 		fmt.Fprintf(w, "\ncapacity: best throughput with p99 < %s (concurrency 1, 2, 4, ...)\n", ms(r.P99Goal))
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -466,6 +539,12 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintln(w, "credential proxy overhead by load (10b over 10a at the same connections: added p50, added p99, req/s direct and proxied):")
 			for _, l := range levels {
 				fmt.Fprintf(w, "  %d: p50 +%s, p99 +%s, %.0f and %.0f req/s\n", l.Concurrency, ms(l.AddedP50), ms(l.AddedP99), l.Direct, l.Proxied)
+			}
+		}
+		if len(levels) > 0 {
+			fmt.Fprintln(w, "credential proxy against the Go proxy floor by load (10b over 10d at the same connections):")
+			for _, l := range levels {
+				fmt.Fprintf(w, "  %d: %s\n", l.Concurrency, floorLine(l))
 			}
 		}
 	}

@@ -79,6 +79,8 @@ type ground struct {
 	answerBytes                         int    // keybroker's resolve answer, which the floor's matches
 	floorChild, platformChild           *child // the reference servers' processes
 	providerChild, proxyChild           *child // scenario 10: the provider stand-in, keybroker in proxy mode
+	proxyFloorChild                     *child // scenario 10d: a bare Go reverse proxy in front of the stand-in
+	postgresPID                         int    // the postmaster, whose CPU (and its backends') is counted
 	proxyToken                          string
 	aws                                 *awsstub.Stub // scenarios 10c and 11: STS and Bedrock, verifying SigV4
 }
@@ -204,7 +206,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	if _, err := op.Bootstrap(ctx, vault.BootstrapConfig{KVMount: "byok"}); err != nil {
 		return fail(err)
 	}
-	g := &ground{vaultAddr: vs.Addr, dbURL: pg.URL, keybrokerEnv: o.keybrokerEnv}
+	g := &ground{vaultAddr: vs.Addr, dbURL: pg.URL, keybrokerEnv: o.keybrokerEnv, postgresPID: postmasterPID(pg.Dir)}
 	g.aws = awsstub.Start(benchAWSRegion)
 	cleanups = append(cleanups, g.aws.Close)
 	g.aws.AddKey(benchAWSKeyID, benchAWSSecret)
@@ -372,6 +374,14 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 		return fail(err)
 	}
 	cleanups = append(cleanups, g.providerChild.stop)
+	proxyFloorEnv := func(listen string) ([]string, []string) {
+		_, env := reference("proxyfloor")(listen)
+		return nil, append(env, envUpstream+"="+g.providerChild.url, envUpstreamKey+"="+keyFor("openai"))
+	}
+	if g.proxyFloorChild, err = startChild(ctx, dir, "proxyfloor", self, proxyFloorEnv, "/ready"); err != nil {
+		return fail(err)
+	}
+	cleanups = append(cleanups, g.proxyFloorChild.stop)
 	if g.proxyChild, err = g.startKeybroker(ctx, dir, bin, "keybroker-proxy", o.ttl, proxyPprof, o.accessLog, "KEYBROKER_MODE=proxy",
 		"KEYBROKER_PROVIDER_OPENAI_BASE_URL="+g.providerChild.url,
 		"KEYBROKER_PROVIDER_BEDROCK_BASE_URL="+g.aws.URL, "KEYBROKER_PROVIDER_BEDROCK_STS_URL="+g.aws.URL,
@@ -423,6 +433,33 @@ func (g *ground) bedrockTarget() httpTarget {
 	return httpTarget{base: g.proxyChild.url, method: http.MethodPost, paths: []string{"/proxy/bedrock/model/" + url.PathEscape(benchBedrockModel) + "/converse"},
 		bodies:  []string{`{"messages":[{"role":"user","content":[{"text":"hi"}]}]}`},
 		headers: map[string]string{"Authorization": "Bearer " + g.proxyToken, "Content-Type": "application/json", "Host": strings.TrimPrefix(g.proxyChild.url, "http://")}}
+}
+
+// postmasterPID is the PostgreSQL server's pid, from its data folder's
+// postmaster.pid (0 when it cannot be read: PostgreSQL's CPU is then not
+// counted).
+func postmasterPID(dir string) int {
+	for _, path := range []string{filepath.Join(dir, "data", "postmaster.pid"), filepath.Join(dir, "postmaster.pid")} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		first, _, _ := strings.Cut(string(b), "\n")
+		if pid, err := strconv.Atoi(strings.TrimSpace(first)); err == nil {
+			return pid
+		}
+	}
+	return 0
+}
+
+// proxyFloorTarget is scenario 10d: the call of 10b through the bare Go
+// reverse proxy, with the same headers (the proxy token, which the floor
+// replaces by the key without looking at it).
+func (g *ground) proxyFloorTarget() httpTarget {
+	_, proxied := g.providerTargets()
+	proxied.base, proxied.paths = g.proxyFloorChild.url, []string{"/v1/chat/completions"}
+	proxied.headers["Host"] = strings.TrimPrefix(g.proxyFloorChild.url, "http://")
+	return proxied
 }
 
 // providerTargets are scenario 10: one completion call, straight to the
