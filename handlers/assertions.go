@@ -39,6 +39,8 @@ func (s *server) assertionPrincipal(c *gin.Context, raw string) (auth.Principal,
 		return auth.Principal{}, &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: 5 * time.Second,
 			Message: "the platform's keys could not be fetched; retry later"}
 	case errors.Is(err, assertion.ErrUsesUnavailable):
+		// The cause is the database's (no token in it), for the operator.
+		s.log.WarnContext(c.Request.Context(), "could not record the use of a platform assertion", "request_id", stateOf(c).id, "error", err)
 		return auth.Principal{}, &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: 5 * time.Second,
 			Message: "the use of the platform assertion could not be recorded; retry with a new assertion"}
 	case err != nil:

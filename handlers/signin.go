@@ -2,7 +2,7 @@ package handlers
 
 import (
 	"context"
-	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"html/template"
 	"maps"
@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/auth/assertion"
 	"github.com/keybroker/keybroker/auth/oidclogin"
 	"github.com/keybroker/keybroker/auth/rolemap"
 	"github.com/keybroker/keybroker/auth/session"
@@ -47,6 +48,14 @@ type SignIn struct {
 	// client id is CLIClientID.
 	CLI         *oidclogin.RP
 	CLIClientID string
+	// CLIDeviceGrant accepts ID tokens without a nonce, which the device
+	// authorization grant gives (off: only the loopback redirect's, which
+	// carry the nonce the CLI sent).
+	CLIDeviceGrant bool
+	// CLITokenUses records the first use of each CLI ID token where every
+	// replica sees it (the store), so that a copied token opens no second
+	// session at another replica; nil: this replica's memory only.
+	CLITokenUses assertion.Uses
 }
 
 // signInState is what the server derives from SignIn once.
@@ -92,6 +101,7 @@ func (s *server) signInConfig(c *gin.Context) {
 	}
 	if s.signIn.CLI != nil {
 		out["cliClientId"], out["cliSessionUrl"] = s.signIn.CLIClientID, "/auth/cli/session"
+		out["cliDeviceGrant"] = s.signIn.CLIDeviceGrant
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -386,9 +396,30 @@ func (s *server) cliSession(c *gin.Context) {
 			return
 		}
 	}
+	if req.Nonce == "" && !si.CLIDeviceGrant {
+		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request",
+			Message: "nonce is required: this server does not take the device authorization grant's sign-ins (--oidc-cli-device-grant); run keybroker login --flow loopback"})
+		return
+	}
 	id, err := si.CLI.Verify(ctx, req.IDToken, req.Nonce)
+	var until time.Time
 	if err == nil {
-		err = si.cliTokens.take(req.IDToken, id.Claims["iat"], time.Now())
+		until, err = si.cliTokens.take(id.TokenHash, id.Claims["iat"], time.Now())
+	}
+	if err == nil && si.CLITokenUses != nil {
+		first, uerr := si.CLITokenUses.FirstAssertionUse(ctx, cliTokenUses, hex.EncodeToString(id.TokenHash[:]), until)
+		if uerr != nil {
+			s.log.WarnContext(ctx, "could not record the use of a CLI ID token", "request_id", stateOf(c).id, "error", uerr)
+			if attempt != nil {
+				attempt.Succeeded() // not the caller's fault
+			}
+			renderError(c, s.log, &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: 5 * time.Second,
+				Message: "the sign-in could not be recorded; run keybroker login again"})
+			return
+		}
+		if !first {
+			err = errors.New("this ID token was already used")
+		}
 	}
 	if attempt != nil {
 		if err != nil {
@@ -426,8 +457,14 @@ func (s *server) cliSession(c *gin.Context) {
 	c.JSON(http.StatusCreated, gin.H{"token": token, "sessionId": rec.ID, "expiresAt": rec.ExpiresAt})
 }
 
-// usedTokens remembers the CLI's ID tokens taken (by hash) until they are
-// too old to be taken anyway: a copied ID token opens no second session.
+// cliTokenUses is the namespace of CLI ID tokens in the record of first
+// uses shared with platform assertions (a platform's id cannot hold ':').
+const cliTokenUses = "oidc-cli:"
+
+// usedTokens remembers the CLI's ID tokens taken (by the hash of their
+// verified claims, which no re-encoding of the token changes) until they
+// are too old to be taken anyway: a copied ID token opens no second
+// session.
 type usedTokens struct {
 	mu        sync.Mutex
 	used      map[[32]byte]time.Time
@@ -437,24 +474,24 @@ type usedTokens struct {
 // maxUsedTokens bounds the ID tokens remembered.
 const maxUsedTokens = 100_000
 
-// take accepts raw, issued at iat (the claim), once.
-func (u *usedTokens) take(raw string, iat any, now time.Time) error {
+// take accepts the token whose claims hash to h, issued at iat (the
+// claim), once, and says until when it is remembered.
+func (u *usedTokens) take(h [32]byte, iat any, now time.Time) (time.Time, error) {
 	secs, ok := iat.(float64)
 	if !ok {
-		return errors.New("the ID token has no issue time")
+		return time.Time{}, errors.New("the ID token has no issue time")
 	}
 	issued := time.Unix(int64(secs), 0)
 	if now.Sub(issued) > maxIDTokenAge {
-		return errors.New("the ID token was issued more than 10 minutes ago")
+		return time.Time{}, errors.New("the ID token was issued more than 10 minutes ago")
 	}
-	h := sha256.Sum256([]byte(raw))
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.used == nil {
 		u.used = map[[32]byte]time.Time{}
 	}
 	if _, done := u.used[h]; done {
-		return errors.New("this ID token was already used")
+		return time.Time{}, errors.New("this ID token was already used")
 	}
 	if now.Sub(u.lastPrune) > time.Minute || len(u.used) >= maxUsedTokens {
 		for k, exp := range u.used {
@@ -465,10 +502,11 @@ func (u *usedTokens) take(raw string, iat any, now time.Time) error {
 		u.lastPrune = now
 	}
 	if len(u.used) >= maxUsedTokens {
-		return errors.New("too many sign-ins at once; try again shortly")
+		return time.Time{}, errors.New("too many sign-ins at once; try again shortly")
 	}
-	u.used[h] = issued.Add(maxIDTokenAge + 2*time.Minute)
-	return nil
+	until := issued.Add(maxIDTokenAge + 2*time.Minute)
+	u.used[h] = until
+	return until, nil
 }
 
 // auditSession records a sign-in or a sign-out in the operator-wide

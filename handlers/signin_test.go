@@ -40,9 +40,10 @@ rules:
 
 type signInGround struct {
 	*api
-	idp    *oidctest.Provider
-	origin string
-	plain  *http.Client // follows no redirect, keeps no cookie
+	settings *handlers.SignIn
+	idp      *oidctest.Provider
+	origin   string
+	plain    *http.Client // follows no redirect, keeps no cookie
 }
 
 func newSignInGround(t *testing.T, tune ...func(*handlers.Options)) *signInGround {
@@ -58,14 +59,17 @@ func newSignInGround(t *testing.T, tune ...func(*handlers.Options)) *signInGroun
 		t.Fatal(err)
 	}
 	signIn := withSignIn(t, idp, signInCallback)
+	var si *handlers.SignIn
 	a := newAPIGround(t, handlers.ModeAll, kbtest.Options{}, func(o *handlers.Options, g *keyGround) {
 		signIn(o, g)
 		o.SignIn.Issuer, o.SignIn.CLI, o.SignIn.CLIClientID = idp.Issuer, cli, idp.PublicClientID
+		o.SignIn.CLIDeviceGrant, o.SignIn.CLITokenUses = true, g.st
 		for _, f := range tune {
 			f(o)
 		}
+		si = o.SignIn
 	})
-	return &signInGround{api: a, idp: idp, origin: "http://127.0.0.1:1",
+	return &signInGround{api: a, settings: si, idp: idp, origin: "http://127.0.0.1:1",
 		plain: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
@@ -321,8 +325,11 @@ func TestTheCLISignsInWithItsIDToken(t *testing.T) {
 	post := func(body string) *http.Response {
 		return g.do(t, "POST", "/auth/cli/session", body, nil, "Content-Type", "application/json")
 	}
-	var cfg struct{ Issuer, CLIClientID string }
-	if r := g.do(t, "GET", "/auth/config", "", nil); decodeJSON(r, &cfg) != nil || cfg.Issuer != g.idp.Issuer || cfg.CLIClientID != g.idp.PublicClientID {
+	var cfg struct {
+		Issuer, CLIClientID string
+		CLIDeviceGrant      bool
+	}
+	if r := g.do(t, "GET", "/auth/config", "", nil); decodeJSON(r, &cfg) != nil || cfg.Issuer != g.idp.Issuer || cfg.CLIClientID != g.idp.PublicClientID || !cfg.CLIDeviceGrant {
 		t.Fatalf("/auth/config tells the CLI %+v", cfg)
 	}
 	for body, want := range map[string]string{
@@ -355,12 +362,41 @@ func TestTheCLISignsInWithItsIDToken(t *testing.T) {
 	if r := post(`{"idToken":"` + bare + `","nonce":"n"}`); r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a token without a nonce sent with one: %d", r.StatusCode)
 	}
+	// Without --oidc-cli-device-grant a token without a nonce is refused
+	// before it is looked at (and so not spent).
+	g.settings.CLIDeviceGrant = false
+	if r := post(`{"idToken":"` + bare + `"}`); r.StatusCode != http.StatusBadRequest || !strings.Contains(bodyOf(t, r), "oidc-cli-device-grant") {
+		t.Fatalf("a device grant's token where the server takes none: %d", r.StatusCode)
+	}
+	g.settings.CLIDeviceGrant = true
 	if r := post(`{"idToken":"` + bare + `"}`); r.StatusCode != http.StatusCreated {
 		t.Fatalf("a token without a nonce, as the device grant gives: %d %s", r.StatusCode, bodyOf(t, r))
 	} else {
 		var o struct{ Token string }
 		_ = decodeJSON(r, &o)
 		remember(o.Token)
+	}
+	// The same token re-encoded (base64 ignores a line break, and the spare
+	// bits of the signature's last character) is the same token: refused.
+	head, rest, _ := strings.Cut(bare, ".")
+	payload, sig, _ := strings.Cut(rest, ".")
+	last := strings.IndexByte(base64URLAlphabet, sig[len(sig)-1])
+	flipped := sig[:len(sig)-1] + string(base64URLAlphabet[last^1])
+	for _, variant := range []string{head + "." + payload[:10] + `\n` + payload[10:] + "." + sig, head + "." + payload + "." + flipped} {
+		if r := post(`{"idToken":"` + variant + `"}`); r.StatusCode == http.StatusCreated {
+			t.Fatalf("a re-encoded copy of a used ID token opened a session")
+		}
+	}
+	// Another replica (its own memory, the same database) refuses it too.
+	other := newAPIGround(t, handlers.ModeAll, kbtest.Options{}, func(o *handlers.Options, kg *keyGround) {
+		o.SignIn = &handlers.SignIn{RP: g.settings.RP, Roles: g.settings.Roles, Sessions: g.settings.Sessions, SealKey: g.settings.SealKey,
+			RedirectURL: g.settings.RedirectURL, Issuer: g.settings.Issuer, CLI: g.settings.CLI, CLIClientID: g.settings.CLIClientID,
+			CLIDeviceGrant: true, CLITokenUses: g.settings.CLITokenUses}
+	})
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", other.srv.URL+"/auth/cli/session", strings.NewReader(`{"idToken":"`+bare+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != http.StatusUnauthorized || !strings.Contains(bodyOf(t, r), "already used") {
+		t.Fatalf("the same ID token at another replica: %v %v", r, err)
 	}
 	r = post(`{"idToken":"` + raw + `","nonce":"` + nonce + `"}`)
 	var opened struct {
@@ -482,3 +518,6 @@ func withSignIn(t *testing.T, idp *oidctest.Provider, redirectURL string) func(*
 			Audit: g.st.AppendAudits}
 	}
 }
+
+// base64URLAlphabet is RFC 4648's URL-safe alphabet, in order.
+const base64URLAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

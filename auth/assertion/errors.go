@@ -37,5 +37,6 @@ var (
 	// ErrUsesUnavailable: the shared record of assertions' uses could not
 	// be written (Config.Uses failed); the assertion is refused, as its
 	// first use cannot be proved. A retry with a new assertion may pass.
+	// The error wraps Uses' error too (for the log: it quotes no token).
 	ErrUsesUnavailable = errors.New("platform assertion: the record of uses is unavailable")
 )

@@ -313,10 +313,10 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Assertion, error) {
 	if v.uses != nil {
 		first, err := v.uses.FirstAssertionUse(ctx, p.reg.ID, c.ID, until)
 		if err != nil {
-			return Assertion{}, fmt.Errorf("platform %s: %w", p.reg.ID, ErrUsesUnavailable)
+			return Assertion{}, fmt.Errorf("platform %s: %w: %w", p.reg.ID, ErrUsesUnavailable, err)
 		}
 		if !first {
-			return Assertion{}, fmt.Errorf("platform %s: %w: this jti was used before, at another replica", p.reg.ID, ErrReplayed)
+			return Assertion{}, fmt.Errorf("platform %s: %w: this jti was used before at another replica (or has expired by the database's clock)", p.reg.ID, ErrReplayed)
 		}
 	}
 	return a, nil

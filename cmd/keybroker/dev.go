@@ -155,7 +155,7 @@ func runDev(ctx context.Context, listenAddr string) error {
 		ResolverKeys:   resolverKeys,
 		// People sign in with the dev Vault's OpenID provider.
 		OIDCIssuer: idp.Issuer, OIDCClientID: idp.ClientID, OIDCClientSecret: idp.ClientSecret,
-		OIDCRedirectURL: "http://" + ln.Addr().String() + "/auth/callback", OIDCRoleMap: roleMap, OIDCCLIClientID: idp.PublicClientID,
+		OIDCRedirectURL: "http://" + ln.Addr().String() + "/auth/callback", OIDCRoleMap: roleMap, OIDCCLIClientID: idp.PublicClientID, OIDCCLIDeviceGrant: true,
 	}, logger)
 	if err != nil {
 		return err

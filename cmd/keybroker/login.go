@@ -51,6 +51,8 @@ type loginFlow interface {
 type serverConfig struct {
 	Issuer      string `json:"issuer"`
 	CLIClientID string `json:"cliClientId"`
+	// CLIDeviceGrant: the server takes the device grant's sign-ins.
+	CLIDeviceGrant bool `json:"cliDeviceGrant"`
 }
 
 func newLoginCommand() *cobra.Command {
@@ -83,24 +85,23 @@ or --flow loopback picks the flow.`,
 				return err
 			}
 			addr := strings.TrimRight(api.cfg.Address, "/")
-			if issuer == "" || clientID == "" {
-				sc, err := fetchServerConfig(ctx, hc, addr)
-				if err != nil {
-					return err
-				}
-				issuer, clientID = or(issuer, sc.Issuer), or(clientID, sc.CLIClientID)
-				if clientID == "" {
-					return fmt.Errorf("%s does not sign the CLI in (no --oidc-cli-client-id): ask its operator, or use a token (KEYBROKER_TOKEN)", addr)
-				}
+			sc, err := fetchServerConfig(ctx, hc, addr)
+			if err != nil {
+				return err
+			}
+			issuer, clientID = or(issuer, sc.Issuer), or(clientID, sc.CLIClientID)
+			if clientID == "" {
+				return fmt.Errorf("%s does not sign the CLI in (no --oidc-cli-client-id): ask its operator, or use a token (KEYBROKER_TOKEN)", addr)
 			}
 			// The provider's own endpoints are reached with the system's
 			// CAs, not keybroker's.
 			octx := oidc.ClientContext(ctx, &http.Client{Timeout: 30 * time.Second})
 			provider, err := oidc.NewProvider(octx, issuer)
 			if err != nil {
-				return fmt.Errorf("the identity provider's discovery: %w", err)
+				// go-oidc's error may quote the provider's answer.
+				return fmt.Errorf("the identity provider's discovery at %s failed: %s", printableASCII(issuer, 512), printableASCII(err.Error(), 300))
 			}
-			flow, err := chooseFlow(flowName, provider, clientID, append([]string{oidc.ScopeOpenID}, scopes...), cmd.ErrOrStderr(),
+			flow, err := chooseFlow(flowName, sc.CLIDeviceGrant, provider, clientID, append([]string{oidc.ScopeOpenID}, scopes...), cmd.ErrOrStderr(),
 				!noBrowser && term.IsTerminal(int(os.Stdout.Fd())))
 			if err != nil {
 				return err
@@ -229,16 +230,20 @@ func newWhoAmICommand() *cobra.Command {
 }
 
 // chooseFlow picks the flow by name: auto is the device grant when the
-// provider's discovery names its endpoint, else the loopback redirect.
-func chooseFlow(name string, provider *oidc.Provider, clientID string, scopes []string, out io.Writer, browser bool) (loginFlow, error) {
+// server takes it (serverDevice) and the provider's discovery names its
+// endpoint, else the loopback redirect.
+func chooseFlow(name string, serverDevice bool, provider *oidc.Provider, clientID string, scopes []string, out io.Writer, browser bool) (loginFlow, error) {
 	offersDevice := provider.Endpoint().DeviceAuthURL != ""
 	switch name {
 	case "auto", "":
-		if offersDevice {
+		if offersDevice && serverDevice {
 			return &deviceFlow{provider: provider, clientID: clientID, scopes: scopes, out: out, browser: browser}, nil
 		}
 		return &loopbackFlow{provider: provider, clientID: clientID, scopes: scopes, out: out, browser: browser}, nil
 	case "device":
+		if !serverDevice {
+			return nil, errors.New("this keybroker does not take the device authorization grant's sign-ins (its operator has not set --oidc-cli-device-grant): use --flow loopback")
+		}
 		if !offersDevice {
 			return nil, errors.New("the identity provider does not offer the device authorization grant (its discovery document names no device_authorization_endpoint): use --flow loopback")
 		}
@@ -266,13 +271,17 @@ func (f *deviceFlow) idToken(ctx context.Context) (string, string, error) {
 	if err != nil {
 		return "", "", providerRefusal("device authorization endpoint", err)
 	}
-	fmt.Fprintf(f.out, "To sign in to keybroker, open\n\n  %s\n\nand enter the code %s", printableASCII(da.VerificationURI, 2048), printableASCII(da.UserCode, 64))
-	if da.VerificationURIComplete != "" {
-		fmt.Fprintf(f.out, ", or open\n\n  %s\n", printableASCII(da.VerificationURIComplete, 2048))
+	verification, complete := webURL(da.VerificationURI), webURL(da.VerificationURIComplete)
+	if verification == "" || da.UserCode == "" || printableASCII(da.UserCode, 64) != da.UserCode {
+		return "", "", errors.New("the identity provider's device authorization answer has no usable verification URL or user code")
+	}
+	fmt.Fprintf(f.out, "To sign in to keybroker, open\n\n  %s\n\nand enter the code %s", verification, da.UserCode)
+	if complete != "" {
+		fmt.Fprintf(f.out, ", or open\n\n  %s\n", complete)
 	}
 	fmt.Fprintln(f.out, "\nWaiting for the sign-in...")
 	if f.browser {
-		openBrowser(or(da.VerificationURIComplete, da.VerificationURI))
+		openBrowser(or(complete, verification)) // what was printed, nothing else
 	}
 	tok, err := conf.DeviceAccessToken(ctx, da)
 	if err != nil {
@@ -301,6 +310,30 @@ func publicEndpoint(provider *oidc.Provider) oauth2.Endpoint {
 	e := provider.Endpoint()
 	e.AuthStyle = oauth2.AuthStyleInParams
 	return e
+}
+
+// webURL is u when it is an https URL (or http on loopback) of printable
+// ASCII, else "": a provider's URL is printed and opened only then.
+func webURL(u string) string {
+	if u == "" || printableASCII(u, 2048) != u {
+		return ""
+	}
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return ""
+	}
+	if p.Scheme == "https" || (p.Scheme == "http" && isLoopbackHost(p.Hostname())) {
+		return u
+	}
+	return ""
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // providerRefusal names an endpoint's OAuth error code, never its body.
@@ -367,7 +400,10 @@ func (f *loopbackFlow) codeFlow(ctx context.Context, nonce string) (string, erro
 		_ = srv.Shutdown(sctx)
 	}()
 
-	authURL := conf.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier))
+	authURL := webURL(conf.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)))
+	if authURL == "" {
+		return "", errors.New("the identity provider's authorization endpoint is not an https URL (or http on loopback)")
+	}
 	fmt.Fprintf(f.out, "Sign in to keybroker in your browser:\n\n  %s\n\n", authURL)
 	if f.browser {
 		openBrowser(authURL)

@@ -244,7 +244,7 @@ func TestLoginFromTheCLIWithTheDeviceGrant(t *testing.T) {
 		"KEYBROKER_KV_MOUNT=" + testenv.NewKVMount(t), "KEYBROKER_FINGERPRINT_PEPPER=login-test-pepper-0123456789",
 		"KEYBROKER_OIDC_ISSUER=" + idp.Issuer, "KEYBROKER_OIDC_CLIENT_ID=" + idp.ClientID, "KEYBROKER_OIDC_CLIENT_SECRET=" + idp.ClientSecret,
 		"KEYBROKER_OIDC_REDIRECT_URL=http://127.0.0.1:1/auth/callback", "KEYBROKER_OIDC_ROLE_MAP=" + roleMap,
-		"KEYBROKER_OIDC_CLI_CLIENT_ID=" + idp.PublicClientID}, kbtest.KeysEnv("all")...)
+		"KEYBROKER_OIDC_CLI_CLIENT_ID=" + idp.PublicClientID, "KEYBROKER_OIDC_CLI_DEVICE_GRANT=true"}, kbtest.KeysEnv("all")...)
 	addr, logs := startServe(t, env)
 	config := filepath.Join(dir, "config")
 	cli := []string{"HOME=" + filepath.Join(dir, "home"), "XDG_CONFIG_HOME=" + config, "KEYBROKER_ADDR=http://" + addr}
@@ -302,21 +302,26 @@ func TestLoginFromTheCLIWithTheDeviceGrant(t *testing.T) {
 // the device grant when discovery names its endpoint, else the loopback
 // redirect; --flow device without it, and an unknown flow, are refused.
 func TestTheLoginFlowIsTheProvidersDeviceGrantWhereOffered(t *testing.T) {
+	// The server's word comes first: without --oidc-cli-device-grant,
+	// auto takes the loopback redirect and device is refused.
 	with := (&oidc.ProviderConfig{IssuerURL: "https://idp.example", AuthURL: "https://idp.example/auth", TokenURL: "https://idp.example/token",
 		DeviceAuthURL: "https://idp.example/device", JWKSURL: "https://idp.example/jwks"}).NewProvider(t.Context())
 	without := (&oidc.ProviderConfig{IssuerURL: "https://idp.example", AuthURL: "https://idp.example/auth", TokenURL: "https://idp.example/token",
 		JWKSURL: "https://idp.example/jwks"}).NewProvider(t.Context())
 	for _, tc := range []struct {
 		name     string
+		server   bool
 		provider *oidc.Provider
 		want     string
 	}{
-		{"auto", with, "*main.deviceFlow"}, {"", with, "*main.deviceFlow"}, {"auto", without, "*main.loopbackFlow"},
-		{"device", with, "*main.deviceFlow"}, {"loopback", with, "*main.loopbackFlow"},
-		{"device", without, "error: the identity provider does not offer the device authorization grant"},
-		{"browser", with, "error: --flow \"browser\": want auto, device or loopback"},
+		{"auto", true, with, "*main.deviceFlow"}, {"", true, with, "*main.deviceFlow"}, {"auto", true, without, "*main.loopbackFlow"},
+		{"auto", false, with, "*main.loopbackFlow"},
+		{"device", true, with, "*main.deviceFlow"}, {"loopback", true, with, "*main.loopbackFlow"},
+		{"device", true, without, "error: the identity provider does not offer the device authorization grant"},
+		{"device", false, with, "error: this keybroker does not take the device authorization grant"},
+		{"browser", true, with, "error: --flow \"browser\": want auto, device or loopback"},
 	} {
-		f, err := chooseFlow(tc.name, tc.provider, "cli", []string{"openid"}, io.Discard, false)
+		f, err := chooseFlow(tc.name, tc.server, tc.provider, "cli", []string{"openid"}, io.Discard, false)
 		got := fmt.Sprintf("%T", f)
 		if err != nil {
 			got = "error: " + err.Error()

@@ -85,6 +85,8 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 		"keybroker's sign-in callback as registered at the provider: https://HOST/auth/callback (http only on loopback)")
 	f.String(&cfg.OIDCCLIClientID, "oidc-cli-client-id", "KEYBROKER_OIDC_CLI_CLIENT_ID", "",
 		"the public client (no secret, loopback redirect http://127.0.0.1/callback) of keybroker login at the same provider; empty: the CLI does not sign in (docs/identity.md)")
+	f.Bool(&cfg.OIDCCLIDeviceGrant, "oidc-cli-device-grant", "KEYBROKER_OIDC_CLI_DEVICE_GRANT", false,
+		"accept keybroker login's device authorization grant (ID tokens without a nonce) where the provider offers it; off: the loopback redirect only (docs/identity.md)")
 	f.String(&cfg.OIDCRoleMap, "oidc-role-map", "KEYBROKER_OIDC_ROLE_MAP", "", "the role mapping file: which groups or claims give which role (docs/identity.md)")
 	f.String(&cfg.PlatformsFile, "platforms-file", "KEYBROKER_PLATFORMS_FILE", "",
 		"YAML file of the platforms that may call the admin API for their users with signed assertions (docs/platforms.md); empty: none")

@@ -360,7 +360,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		leased.Go(func() { a.reconciler.Run(ctx) })
 	}
 	go a.listenInvalidations(ctx)
-	if a.assertionUses {
+	if a.assertionUses || a.cfg.OIDCCLIClientID != "" {
 		go a.pruneAssertionUses(ctx)
 	}
 	tokensDone, usageDone := make(chan struct{}), make(chan struct{})

@@ -10,9 +10,8 @@ import (
 // another replica deleted is harmless).
 const assertionUsesPruneEvery = time.Minute
 
-// pruneAssertionUses deletes the records of platform assertions past their
-// expiry (plus a minute, more than the verifier's clock skew) until ctx
-// ends.
+// pruneAssertionUses deletes the records of platform assertions and CLI ID
+// tokens five minutes past their expiry until ctx ends.
 func (a *App) pruneAssertionUses(ctx context.Context) {
 	t := time.NewTicker(assertionUsesPruneEvery)
 	defer t.Stop()
@@ -20,8 +19,8 @@ func (a *App) pruneAssertionUses(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			if n, err := a.store.PruneAssertionUses(ctx, now.Add(-time.Minute)); err != nil {
+		case <-t.C:
+			if n, err := a.store.PruneAssertionUses(ctx); err != nil {
 				a.log.WarnContext(ctx, "pruning the uses of platform assertions failed", "err", err)
 			} else if n > 0 {
 				a.log.DebugContext(ctx, "pruned the uses of platform assertions", "rows", n)

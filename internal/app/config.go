@@ -166,6 +166,10 @@ type Config struct {
 	// login` at the same provider; "" and the CLI does not sign in. It
 	// needs the four settings above.
 	OIDCCLIClientID string
+	// OIDCCLIDeviceGrant accepts the CLI's device authorization grant:
+	// ID tokens without a nonce (a device code a person was lured into
+	// entering opens a session for whoever polls it; off by default).
+	OIDCCLIDeviceGrant bool
 	// PlatformsFile registers the platforms that may act for their users
 	// with signed assertions (docs/platforms.md); "" accepts none.
 	// AssertionAudience is the audience their assertions must name.
@@ -299,6 +303,9 @@ func (c Config) Validate() error {
 	}
 	if c.OIDCCLIClientID != "" && c.OIDCIssuer == "" {
 		return errors.New("--oidc-cli-client-id needs --oidc-issuer, --oidc-client-id, --oidc-redirect-url and --oidc-role-map")
+	}
+	if c.OIDCCLIDeviceGrant && c.OIDCCLIClientID == "" {
+		return errors.New("--oidc-cli-device-grant needs --oidc-cli-client-id")
 	}
 	if c.OIDCCLIClientID != "" && c.OIDCCLIClientID == c.OIDCClientID {
 		return errors.New("--oidc-cli-client-id must be another client than --oidc-client-id (a public client, with no secret)")

@@ -51,5 +51,6 @@ func (a *App) signIn(cfg Config, adminKeys *keyring.Ring) (*handlers.SignIn, err
 		return nil, fmt.Errorf("sign-in: %w", err)
 	}
 	return &handlers.SignIn{RP: rp, Roles: roles, Sessions: sessions, SealKey: oidclogin.KeyFrom(adminKeys.Derive("oidc pending sign-ins").CurrentSecret()),
-		RedirectURL: cfg.OIDCRedirectURL, Issuer: cfg.OIDCIssuer, CLI: cli, CLIClientID: cfg.OIDCCLIClientID, Audit: a.store.AppendAudits}, nil
+		RedirectURL: cfg.OIDCRedirectURL, Issuer: cfg.OIDCIssuer, CLI: cli, CLIClientID: cfg.OIDCCLIClientID,
+		CLIDeviceGrant: cfg.OIDCCLIDeviceGrant, CLITokenUses: a.store, Audit: a.store.AppendAudits}, nil
 }
