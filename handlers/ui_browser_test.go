@@ -246,3 +246,88 @@ func TestAdminPageSecurityHeaders(t *testing.T) {
 		t.Fatalf("resolver mode serves the page: %v %v", resp.StatusCode, err)
 	}
 }
+
+// openAddForm opens a provider's add form in the side panel: its Add a
+// key button when the scope's pool has keys, else through Add a provider
+// and the picker. A form already open stays as it is.
+func openAddForm(t *testing.T, ctx context.Context, provider string) {
+	t.Helper()
+	form := `form[data-form="` + provider + `"]`
+	if eval[bool](t, ctx, `(() => { const f = document.querySelector('`+form+`'); return !!f && f.checkVisibility(); })()`) {
+		return
+	}
+	waitShown(t, ctx)
+	showTab(t, ctx, "keys")
+	closePanel(t, ctx)
+	if eval[bool](t, ctx, `!!document.querySelector('button[data-add="`+provider+`"]')`) {
+		run(t, ctx, "open the "+provider+" add form", chromedp.Click(chromedp.CSS(`button[data-add="`+provider+`"]`)),
+			chromedp.WaitVisible(chromedp.CSS(form+` button[type=submit]`)))
+		return
+	}
+	run(t, ctx, "add the provider "+provider,
+		chromedp.Click(chromedp.ID("add-provider")), chromedp.WaitVisible(chromedp.CSS(`button[data-pick="`+provider+`"]`)),
+		chromedp.Click(chromedp.CSS(`button[data-pick="`+provider+`"]`)), chromedp.WaitVisible(chromedp.CSS(form+` button[type=submit]`)))
+}
+
+// closePanel closes the side panel when it is open.
+func closePanel(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if eval[bool](t, ctx, `document.getElementById('panel').open`) {
+		run(t, ctx, "close the side panel", chromedp.Click(chromedp.ID("panel-close")), chromedp.WaitNotVisible(chromedp.ID("panel")))
+	}
+}
+
+// keyMenu opens the actions menu of the key row row (a selector) and
+// picks the item that has the attribute item (data-test, data-delete, ...),
+// closing the side panel first.
+func keyMenu(t *testing.T, ctx context.Context, row, item string) {
+	t.Helper()
+	showTab(t, ctx, "keys")
+	closePanel(t, ctx)
+	entry := row + ` [role=menu] button[` + item + `]`
+	run(t, ctx, "pick "+item+" in the menu of "+row,
+		chromedp.Click(chromedp.CSS(row+` button[data-menu]`)), chromedp.WaitVisible(chromedp.CSS(entry)), chromedp.Click(chromedp.CSS(entry)))
+}
+
+// keyRow is the selector of a key's row (provider/keyId).
+func keyRow(id string) string { return `tr[data-key="` + id + `"]` }
+
+// openSwitcher opens the header's scope switcher (when a scope is on
+// screen; the home view shows the list itself).
+func openSwitcher(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if eval[bool](t, ctx, `document.getElementById('scope-search').checkVisibility()`) {
+		return
+	}
+	run(t, ctx, "open the scope switcher", chromedp.Click(chromedp.ID("scope-switch")), chromedp.WaitVisible(chromedp.ID("scope-search")))
+}
+
+// showTab shows a part of the scope: "keys" (its overview and keys) or
+// "activity" (its calls and audit trail).
+func showTab(t *testing.T, ctx context.Context, tab string) {
+	t.Helper()
+	if eval[string](t, ctx, `document.getElementById('tab-`+tab+`').getAttribute('aria-selected')`) == "true" {
+		return
+	}
+	closePanel(t, ctx)
+	run(t, ctx, "show the "+tab+" tab", chromedp.Click(chromedp.ID("tab-"+tab)), chromedp.WaitVisible(chromedp.ID(tab+"-panel")))
+}
+
+// waitAudit shows the Activity tab, waits until the audit trail says
+// want, and goes back to the keys.
+func waitAudit(t *testing.T, ctx context.Context, want string) {
+	t.Helper()
+	showTab(t, ctx, "activity")
+	waitText(t, ctx, "#audit", want)
+	showTab(t, ctx, "keys")
+}
+
+// showAllSources unfolds the overview's list of the providers that use
+// no key of the scope's own (hosted and billed, or none).
+func showAllSources(t *testing.T, ctx context.Context) {
+	t.Helper()
+	waitShown(t, ctx)
+	if eval[bool](t, ctx, `(b => !!b && b.getAttribute('aria-expanded') === 'false')(document.getElementById('sources-more'))`) {
+		run(t, ctx, "show every provider's source", chromedp.Click(chromedp.ID("sources-more")), chromedp.WaitVisible(chromedp.ID("sources-rest")))
+	}
+}

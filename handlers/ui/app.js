@@ -820,7 +820,7 @@ function providerSection(p, pool) {
     el('h3', { id: 'prov-' + p.id, text: p.displayName }),
     el('span', { class: 'count', text: `${plural(pool.length, 'key')} of 10` }));
   if (edit && pool.length < 10) {
-    head.append(el('button', { type: 'button', class: 'small-btn', 'data-add': p.id, 'aria-label': `Add a ${p.displayName} key`,
+    head.append(el('button', { type: 'button', class: 'small-btn', 'data-add': p.id, 'aria-label': `Add a key to ${p.displayName}`,
       onclick: () => openAddPanel(p, `button[data-add="${p.id}"]`) }, 'Add a key'));
   }
   const headRow = el('tr', {});
@@ -1165,7 +1165,7 @@ function modelsForm(p, k) {
 
 // openAddPanel opens the add form of a provider in the side panel.
 function openAddPanel(p, returnTo) {
-  openPanel(`Add a ${p.displayName} key`, returnTo, addForm(p, pools[p.id] || []));
+  openPanel(`Add a key to ${p.displayName}`, returnTo, addForm(p, pools[p.id] || []));
 }
 
 // openPicker is "Add a provider": the providers without a key of this
