@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -330,4 +331,22 @@ func showAllSources(t *testing.T, ctx context.Context) {
 	if eval[bool](t, ctx, `(b => !!b && b.getAttribute('aria-expanded') === 'false')(document.getElementById('sources-more'))`) {
 		run(t, ctx, "show every provider's source", chromedp.Click(chromedp.ID("sources-more")), chromedp.WaitVisible(chromedp.ID("sources-rest")))
 	}
+}
+
+// viewShots saves the page as it is in four pictures for docs/ui.md:
+// name (a 1280 × 800 desktop, light), name-dark, name-phone (390 px) and
+// name-phone-dark; then it is back to the tests' viewport, light.
+func viewShots(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	for _, shot := range []struct {
+		suffix, scheme string
+		w, h           int64
+	}{{"", "light", 1280, 800}, {"-dark", "dark", 1280, 800}, {"-phone", "light", 390, 844}, {"-phone-dark", "dark", 390, 844}} {
+		run(t, ctx, "a viewport for "+name+shot.suffix, chromedp.EmulateViewport(shot.w, shot.h))
+		colorScheme(t, ctx, shot.scheme)
+		waitTrue(t, ctx, "the layout at the new width", `document.documentElement.clientWidth === `+strconv.FormatInt(shot.w, 10))
+		screenshot(t, ctx, name+shot.suffix)
+	}
+	run(t, ctx, "back to the tests' viewport", chromedp.EmulateViewport(1200, 900))
+	colorScheme(t, ctx, "light")
 }

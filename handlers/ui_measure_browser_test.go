@@ -44,6 +44,7 @@ func TestAdminPageTargetsInARealBrowser(t *testing.T) {
 	}
 	ctx := browser(t)
 	f := measurePage(t, ctx, a)
+	screenshotViews(t, ctx, a)
 	t.Logf("admin page, a workspace with 3 providers and 5 keys: %d px high at 1280 × 800, %d px at 390 px; at most %d controls per key row; "+
 		"first load %d bytes (the page itself %d bytes)", f.DesktopHeight, f.PhoneHeight, f.MaxRowControls, f.FirstLoadBytes, f.StaticBytes)
 	if out := os.Getenv("KEYBROKER_UI_FIGURES"); out != "" {
@@ -100,13 +101,32 @@ func measurePage(t *testing.T, ctx context.Context, a *api) pageFigures {
 	run(t, ctx, "a phone's viewport", chromedp.EmulateViewport(390, 844))
 	waitTrue(t, ctx, "the layout at 390 px", `document.documentElement.clientWidth === 390`)
 	f.PhoneHeight = eval[int](t, ctx, height)
-	screenshot(t, ctx, "workspace-phone")
-	colorScheme(t, ctx, "dark")
-	screenshot(t, ctx, "workspace-phone-dark")
-	run(t, ctx, "a desktop viewport", chromedp.EmulateViewport(1280, 800))
-	screenshot(t, ctx, "workspace-dark")
-	colorScheme(t, ctx, "light")
-	screenshot(t, ctx, "workspace")
 	run(t, ctx, "back to a desktop viewport", chromedp.EmulateViewport(1280, 800))
 	return f
+}
+
+// screenshotViews saves each view of the page, desktop and phone, light
+// and dark, for docs/ui.md (make screenshots): the sign-in, an admin's
+// workspace and its activity, a reader's, an organization's, and an
+// operator's scopes and tokens.
+func screenshotViews(t *testing.T, ctx context.Context, a *api) {
+	t.Helper()
+	if r := a.call("org-admin", "POST", "/v1/organizations/acme/providers/anthropic/keys", client.AddKeyRequest{APIKey: anthropicKey(t), KeyID: "shared", Name: "Shared"}); r.status != 201 {
+		t.Fatalf("an organization key: %d %s", r.status, r.body)
+	}
+	signIn(t, ctx, a, "admin", "workspace-section")
+	viewShots(t, ctx, "workspace")
+	showTab(t, ctx, "activity")
+	viewShots(t, ctx, "activity")
+	signIn(t, ctx, a, "reader", "workspace-section")
+	viewShots(t, ctx, "reader")
+	signIn(t, ctx, a, "org-admin", "workspace-section")
+	viewShots(t, ctx, "organization")
+	signIn(t, ctx, a, "operator", "workspaces-section")
+	viewShots(t, ctx, "scopes")
+	run(t, ctx, "the tokens", chromedp.Click(chromedp.ID("nav-tokens")), chromedp.WaitVisible(chromedp.CSS(`[data-token="`+a.ids["admin"]+`"]`)))
+	viewShots(t, ctx, "tokens")
+	eval[bool](t, ctx, `sessionStorage.clear(), true`)
+	run(t, ctx, "the sign-in view", chromedp.Navigate(a.srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.ID("token")))
+	viewShots(t, ctx, "signin-token")
 }

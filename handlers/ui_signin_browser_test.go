@@ -147,7 +147,7 @@ func TestUISignInWithTheIdentityProviderInARealBrowser(t *testing.T) {
 		axeCheck(t, ctx, "the sign-in view with the identity provider ("+scheme+")")
 	}
 	colorScheme(t, ctx, "light")
-	screenshot(t, ctx, "signin")
+	viewShots(t, ctx, "signin")
 
 	// Wes signs in at the provider's form and comes back to ws1.
 	run(t, ctx, "sign in at the identity provider",

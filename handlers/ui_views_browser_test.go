@@ -135,7 +135,7 @@ func TestAdminPageTokensInARealBrowser(t *testing.T) {
 	// The picture for the docs must not carry a token (secret scanners
 	// know the kbt_ prefix): the panel shows a stand-in while it is taken.
 	eval[bool](t, ctx, `(n => (window.realToken = n.textContent, n.textContent = 'kbt_<the new token, shown this once>', true))(document.getElementById('new-token'))`)
-	screenshot(t, ctx, "tokens")
+	screenshot(t, ctx, "token-created")
 	eval[bool](t, ctx, `(n => (n.textContent = window.realToken, delete window.realToken, true))(document.getElementById('new-token'))`)
 	if !pageHolds(t, ctx, token) {
 		t.Fatal("the panel lost the token before Done")
@@ -430,7 +430,6 @@ func TestAdminPageAccessibilityInARealBrowser(t *testing.T) {
 		axeCheck(t, ctx, "an organization admin's view ("+scheme+")")
 	}
 	colorScheme(t, ctx, "light")
-	screenshot(t, ctx, "organization")
 
 	signIn(t, ctx, a, "operator", "workspaces-section")
 	run(t, ctx, "open the tokens", chromedp.Click(chromedp.ID("nav-tokens")), chromedp.WaitVisible(chromedp.CSS(`[data-token="`+a.ids["admin"]+`"]`)))
