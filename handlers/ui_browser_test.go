@@ -1,6 +1,8 @@
 package handlers_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"io"
 	"net/http"
@@ -241,6 +243,44 @@ func TestAdminPageSecurityHeaders(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/svg+xml" {
 		t.Fatalf("/favicon.ico: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
+	// A browser that accepts gzip gets the files compressed (the first
+	// load's budget, docs/ui.md), the same bytes once inflated; one that
+	// does not, or refuses it, gets them as they are.
+	for _, path := range []string{"/ui/", "/ui/app.js", "/ui/style.css"} {
+		body := func(accept string) ([]byte, string) {
+			req, _ := http.NewRequest(http.MethodGet, a.srv.URL+path, nil)
+			req.Header.Set("Accept-Encoding", accept)
+			resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Vary"), "Accept-Encoding") {
+				t.Fatalf("GET %s (Accept-Encoding %q): %d %v %v", path, accept, resp.StatusCode, resp.Header, err)
+			}
+			return b, resp.Header.Get("Content-Encoding")
+		}
+		plain, enc := body("")
+		if enc != "" {
+			t.Fatalf("%s without Accept-Encoding comes %s", path, enc)
+		}
+		if _, enc := body("gzip;q=0, identity"); enc != "" {
+			t.Fatalf("%s comes %s to a client that refuses gzip", path, enc)
+		}
+		packed, enc := body("br, gzip")
+		if enc != "gzip" || len(packed) >= len(plain) {
+			t.Fatalf("%s to a client that takes gzip: %q, %d bytes for %d", path, enc, len(packed), len(plain))
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(packed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inflated, err := io.ReadAll(zr)
+		if err != nil || !bytes.Equal(inflated, plain) {
+			t.Fatalf("%s inflated is not the file (%v)", path, err)
+		}
+	}
 	// The resolver-only server has no admin page.
 	r := newAPI(t, handlers.ModeResolver)
 	if resp, err := http.Get(r.srv.URL + "/ui/"); err != nil || resp.StatusCode != 404 {
@@ -335,7 +375,8 @@ func showAllSources(t *testing.T, ctx context.Context) {
 
 // viewShots saves the page as it is in four pictures for docs/ui.md:
 // name (a 1280 × 800 desktop, light), name-dark, name-phone (390 px) and
-// name-phone-dark; then it is back to the tests' viewport, light.
+// name-phone-dark, each checked first by axe-core and for sideways
+// scrolling; then it is back to the tests' viewport, light.
 func viewShots(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	for _, shot := range []struct {
@@ -345,6 +386,10 @@ func viewShots(t *testing.T, ctx context.Context, name string) {
 		run(t, ctx, "a viewport for "+name+shot.suffix, chromedp.EmulateViewport(shot.w, shot.h))
 		colorScheme(t, ctx, shot.scheme)
 		waitTrue(t, ctx, "the layout at the new width", `document.documentElement.clientWidth === `+strconv.FormatInt(shot.w, 10))
+		if w := eval[int](t, ctx, `document.documentElement.scrollWidth`); w > int(shot.w) {
+			t.Fatalf("%s%s is %d px wide at %d px: it scrolls sideways", name, shot.suffix, w, shot.w)
+		}
+		axeCheck(t, ctx, name+shot.suffix)
 		screenshot(t, ctx, name+shot.suffix)
 	}
 	run(t, ctx, "back to the tests' viewport", chromedp.EmulateViewport(1200, 900))

@@ -485,6 +485,10 @@ async function renderSettings() {
   toggle.hidden = !canEdit();
   toggle.textContent = settings.hostedFallback ? 'Turn off' : 'Turn on';
   toggle.setAttribute('aria-label', settings.hostedFallback ? 'Turn off the hosted fallback (fail closed)' : 'Turn on the hosted fallback (billed)');
+  const link = $('org-change');
+  link.hidden = roleIn(current) !== 'operator';
+  link.textContent = org ? 'Change…' : 'Link…';
+  link.setAttribute('aria-label', org ? `Change the organization of ${current.id}…` : `Link ${current.id} to an organization…`);
   const inherit = $('inherit-toggle');
   inherit.hidden = !canEdit() || !org;
   inherit.textContent = settings.inherit ? 'Stop' : `Use ${org}'s keys`;
@@ -512,6 +516,45 @@ $('inherit-toggle').addEventListener('click', () => changeSettings({ inherit: !s
     text: `Providers without a usable workspace key will no longer use ${settings.organization}'s keys: they go to the hosted fallback (${settings.hostedFallback ? 'billed at hosted rates' : 'off, so those calls fail'}).` }
   : { title: `Use ${settings.organization}'s keys?`, ok: 'Use them',
     text: `Providers without a usable workspace key will use ${settings.organization}'s keys, billed to ${settings.organization}'s provider accounts rather than at hosted rates.` }));
+
+// orgForm links the workspace to an organization, or unlinks it
+// (operators): the side panel, then a confirmation that says what calls
+// will use.
+function orgForm() {
+  const ws = current.id, org = settings.organization;
+  const input = el('input', { id: 'org-id', autocomplete: 'off', spellcheck: 'false', value: org || '', 'aria-describedby': 'org-hint org-err' });
+  const err = el('p', { class: 'error', id: 'org-err', role: 'alert' });
+  const save = async (next) => {
+    err.textContent = '';
+    if (!next && !org) { err.textContent = 'Type the id of the organization to link the workspace to.'; return; }
+    if (next && !idRule.test(next)) { err.textContent = `"${next}" is not an organization id: lower-case letters, digits, "-" and "_", starting with a letter or digit`; return; }
+    const q = next
+      ? { title: `Link ${ws} to ${next}?`, ok: 'Link', text: settings.inherit
+        ? `Providers without a usable key of ${ws} will use ${next}'s keys (inherit is on), billed to ${next}'s own provider accounts.`
+        : `${ws} will belong to ${next}; it does not use ${next}'s keys while inherit is off.` }
+      : { title: `Unlink ${ws} from ${org}?`, ok: 'Unlink', danger: true,
+        text: `Providers without a usable key of ${ws} will no longer use ${org}'s keys: they go to the hosted fallback (${settings.hostedFallback ? 'billed at hosted rates' : 'off, so those calls fail'}).` };
+    if (!await confirmAction(q)) return;
+    try {
+      await api('PUT', `${base()}/settings`, { organization: next });
+      closePanel();
+      await refresh();
+      toast(next ? `Linked ${ws} to ${next}.` : `Unlinked ${ws} from ${org}.`);
+      $('org-change').focus();
+    } catch (e) {
+      err.textContent = e.message;
+    }
+  };
+  const form = el('form', { id: 'org-form', method: 'post' },
+    el('label', { for: 'org-id', text: 'Organization id' }), input,
+    el('p', { class: 'hint', id: 'org-hint', text: "The workspace uses the organization's keys when it has no usable key of its own and inherit is on." }), err,
+    el('div', { class: 'actions' },
+      org ? el('button', { type: 'button', id: 'org-unlink', class: 'danger', text: `Unlink from ${org}`, onclick: () => save('') }) : '',
+      el('button', { type: 'submit', class: 'primary', text: org ? 'Change' : 'Link' })));
+  form.addEventListener('submit', (ev) => { ev.preventDefault(); save(input.value.trim()); });
+  return form;
+}
+$('org-change').addEventListener('click', () => openPanel(`Organization of ${current.id}`, '#org-change', orgForm()));
 
 async function renderLinked() {
   const list = $('linked');
