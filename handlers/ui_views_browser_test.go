@@ -482,6 +482,13 @@ func TestAdminPageProxyCallsInARealBrowser(t *testing.T) {
 	}
 	ctx := browser(t)
 	signIn(t, ctx, a, "reader", "workspace-section")
+	// The overview's last 7 days count the calls by day.
+	waitText(t, ctx, "[data-usage-chart]", "30 calls through the proxy")
+	if label := eval[string](t, ctx, `document.querySelector('[data-usage-chart] svg').getAttribute('aria-label')`); !strings.HasPrefix(label, "Calls through the proxy by day: ") ||
+		strings.Count(label, ",") != 6 {
+		t.Fatalf("the chart is labelled %q, want the seven days in words", label)
+	}
+	screenshotOf(t, ctx, "#usage-card", "usage-chart")
 	showTab(t, ctx, "activity")
 	run(t, ctx, "the calls are listed", chromedp.WaitVisible(chromedp.ID("calls-section")))
 	waitText(t, ctx, "#calls", "ptk_0000000000000029")
