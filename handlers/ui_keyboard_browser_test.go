@@ -199,4 +199,12 @@ func TestAdminPageKeyboardInARealBrowser(t *testing.T) {
 	if f := focused(t, ctx); f != "scope-switch" || !eval[bool](t, ctx, `document.getElementById('switcher').hidden`) {
 		t.Fatalf("Escape in the switcher leaves the focus on %q (or the switcher open)", f)
 	}
+	// On a phone the open switcher fits the screen.
+	run(t, ctx, "a phone's viewport", chromedp.EmulateViewport(390, 844))
+	press(t, ctx, "open the switcher", kb.Enter)
+	run(t, ctx, "the switcher", chromedp.WaitVisible(chromedp.ID("scope-search")))
+	if w := eval[int](t, ctx, `Math.max(document.documentElement.scrollWidth, Math.ceil(document.getElementById('switcher').getBoundingClientRect().right))`); w > 390 {
+		t.Fatalf("at 390 px the open switcher reaches %d px: it does not fit", w)
+	}
+	axeCheck(t, ctx, "the scope switcher on a phone")
 }
