@@ -85,7 +85,7 @@ generate:
 # the browser tests save them there instead of ui-screenshots/.
 screenshots:
 	scripts/tools.sh postgres vault chromium axe
-	KEYBROKER_SCREENSHOTS=docs/ui $(GO) test -count=1 -run 'TestAdminPage.*InARealBrowser' ./handlers
+	KEYBROKER_SCREENSHOTS=docs/ui $(GO) test -count=1 -run 'TestAdminPage.*InARealBrowser|TestUISignIn.*InARealBrowser' ./handlers
 
 # The Helm chart as bin/keybroker-<version>.tgz, its appVersion stamped
 # with this build's version (the image's tag).

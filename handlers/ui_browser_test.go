@@ -1,12 +1,15 @@
 package handlers_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -240,9 +243,155 @@ func TestAdminPageSecurityHeaders(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/svg+xml" {
 		t.Fatalf("/favicon.ico: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
+	// A browser that accepts gzip gets the files compressed (the first
+	// load's budget, docs/ui.md), the same bytes once inflated; one that
+	// does not, or refuses it, gets them as they are.
+	for _, path := range []string{"/ui/", "/ui/app.js", "/ui/style.css"} {
+		body := func(accept string) ([]byte, string) {
+			req, _ := http.NewRequest(http.MethodGet, a.srv.URL+path, nil)
+			req.Header.Set("Accept-Encoding", accept)
+			resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Vary"), "Accept-Encoding") {
+				t.Fatalf("GET %s (Accept-Encoding %q): %d %v %v", path, accept, resp.StatusCode, resp.Header, err)
+			}
+			return b, resp.Header.Get("Content-Encoding")
+		}
+		plain, enc := body("")
+		if enc != "" {
+			t.Fatalf("%s without Accept-Encoding comes %s", path, enc)
+		}
+		if _, enc := body("gzip;q=0, identity"); enc != "" {
+			t.Fatalf("%s comes %s to a client that refuses gzip", path, enc)
+		}
+		packed, enc := body("br, gzip")
+		if enc != "gzip" || len(packed) >= len(plain) {
+			t.Fatalf("%s to a client that takes gzip: %q, %d bytes for %d", path, enc, len(packed), len(plain))
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(packed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inflated, err := io.ReadAll(zr)
+		if err != nil || !bytes.Equal(inflated, plain) {
+			t.Fatalf("%s inflated is not the file (%v)", path, err)
+		}
+	}
 	// The resolver-only server has no admin page.
 	r := newAPI(t, handlers.ModeResolver)
 	if resp, err := http.Get(r.srv.URL + "/ui/"); err != nil || resp.StatusCode != 404 {
 		t.Fatalf("resolver mode serves the page: %v %v", resp.StatusCode, err)
 	}
+}
+
+// openAddForm opens a provider's add form in the side panel: its Add a
+// key button when the scope's pool has keys, else through Add a provider
+// and the picker. A form already open stays as it is.
+func openAddForm(t *testing.T, ctx context.Context, provider string) {
+	t.Helper()
+	form := `form[data-form="` + provider + `"]`
+	if eval[bool](t, ctx, `(() => { const f = document.querySelector('`+form+`'); return !!f && f.checkVisibility(); })()`) {
+		return
+	}
+	waitShown(t, ctx)
+	showTab(t, ctx, "keys")
+	closePanel(t, ctx)
+	if eval[bool](t, ctx, `!!document.querySelector('button[data-add="`+provider+`"]')`) {
+		run(t, ctx, "open the "+provider+" add form", chromedp.Click(chromedp.CSS(`button[data-add="`+provider+`"]`)),
+			chromedp.WaitVisible(chromedp.CSS(form+` button[type=submit]`)))
+		return
+	}
+	run(t, ctx, "add the provider "+provider,
+		chromedp.Click(chromedp.ID("add-provider")), chromedp.WaitVisible(chromedp.CSS(`button[data-pick="`+provider+`"]`)),
+		chromedp.Click(chromedp.CSS(`button[data-pick="`+provider+`"]`)), chromedp.WaitVisible(chromedp.CSS(form+` button[type=submit]`)))
+}
+
+// closePanel closes the side panel when it is open.
+func closePanel(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if eval[bool](t, ctx, `document.getElementById('panel').open`) {
+		run(t, ctx, "close the side panel", chromedp.Click(chromedp.ID("panel-close")), chromedp.WaitNotVisible(chromedp.ID("panel")))
+	}
+}
+
+// keyMenu opens the actions menu of the key row row (a selector) and
+// picks the item that has the attribute item (data-test, data-delete, ...),
+// closing the side panel first.
+func keyMenu(t *testing.T, ctx context.Context, row, item string) {
+	t.Helper()
+	showTab(t, ctx, "keys")
+	closePanel(t, ctx)
+	entry := row + ` [role=menu] button[` + item + `]`
+	run(t, ctx, "pick "+item+" in the menu of "+row,
+		chromedp.Click(chromedp.CSS(row+` button[data-menu]`)), chromedp.WaitVisible(chromedp.CSS(entry)), chromedp.Click(chromedp.CSS(entry)))
+}
+
+// keyRow is the selector of a key's row (provider/keyId).
+func keyRow(id string) string { return `tr[data-key="` + id + `"]` }
+
+// openSwitcher opens the header's scope switcher (when a scope is on
+// screen; the home view shows the list itself).
+func openSwitcher(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if eval[bool](t, ctx, `document.getElementById('scope-search').checkVisibility()`) {
+		return
+	}
+	run(t, ctx, "open the scope switcher", chromedp.Click(chromedp.ID("scope-switch")), chromedp.WaitVisible(chromedp.ID("scope-search")))
+}
+
+// showTab shows a part of the scope: "keys" (its overview and keys) or
+// "activity" (its calls and audit trail).
+func showTab(t *testing.T, ctx context.Context, tab string) {
+	t.Helper()
+	if eval[string](t, ctx, `document.getElementById('tab-`+tab+`').getAttribute('aria-selected')`) == "true" {
+		return
+	}
+	closePanel(t, ctx)
+	run(t, ctx, "show the "+tab+" tab", chromedp.Click(chromedp.ID("tab-"+tab)), chromedp.WaitVisible(chromedp.ID(tab+"-panel")))
+}
+
+// waitAudit shows the Activity tab, waits until the audit trail says
+// want, and goes back to the keys.
+func waitAudit(t *testing.T, ctx context.Context, want string) {
+	t.Helper()
+	showTab(t, ctx, "activity")
+	waitText(t, ctx, "#audit", want)
+	showTab(t, ctx, "keys")
+}
+
+// showAllSources unfolds the overview's list of the providers that use
+// no key of the scope's own (hosted and billed, or none).
+func showAllSources(t *testing.T, ctx context.Context) {
+	t.Helper()
+	waitShown(t, ctx)
+	if eval[bool](t, ctx, `(b => !!b && b.getAttribute('aria-expanded') === 'false')(document.getElementById('sources-more'))`) {
+		run(t, ctx, "show every provider's source", chromedp.Click(chromedp.ID("sources-more")), chromedp.WaitVisible(chromedp.ID("sources-rest")))
+	}
+}
+
+// viewShots saves the page as it is in four pictures for docs/ui.md:
+// name (a 1280 × 800 desktop, light), name-dark, name-phone (390 px) and
+// name-phone-dark, each checked first by axe-core and for sideways
+// scrolling; then it is back to the tests' viewport, light.
+func viewShots(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	for _, shot := range []struct {
+		suffix, scheme string
+		w, h           int64
+	}{{"", "light", 1280, 800}, {"-dark", "dark", 1280, 800}, {"-phone", "light", 390, 844}, {"-phone-dark", "dark", 390, 844}} {
+		run(t, ctx, "a viewport for "+name+shot.suffix, chromedp.EmulateViewport(shot.w, shot.h))
+		colorScheme(t, ctx, shot.scheme)
+		waitTrue(t, ctx, "the layout at the new width", `document.documentElement.clientWidth === `+strconv.FormatInt(shot.w, 10))
+		if w := eval[int](t, ctx, `document.documentElement.scrollWidth`); w > int(shot.w) {
+			t.Fatalf("%s%s is %d px wide at %d px: it scrolls sideways", name, shot.suffix, w, shot.w)
+		}
+		axeCheck(t, ctx, name+shot.suffix)
+		screenshot(t, ctx, name+shot.suffix)
+	}
+	run(t, ctx, "back to the tests' viewport", chromedp.EmulateViewport(1200, 900))
+	colorScheme(t, ctx, "light")
 }

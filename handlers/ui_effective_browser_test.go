@@ -53,7 +53,7 @@ func TestEffectiveSourceAgreesWithResolveInARealBrowser(t *testing.T) {
 		return *s.Scope
 	}
 	ctx := browser(t)
-	status := `td[data-status="openai"]`
+	status := `[data-status="openai"]`
 
 	own := resolve()
 	if own.Scope != "workspace" || own.KeyID != "main" || own.FallbackReason != "" {

@@ -36,33 +36,9 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	ctx := browser(t)
 	k1, k2 := openaiKey(t), openaiKey(t)
 	masked := providers.MaskKey
-	row := `tr[data-provider="openai"]`
-	status := row + ` td[data-status="openai"]`
-	nth := func(n int) string { return `ul[data-pool="openai"] > li:nth-child(` + string(rune('0'+n)) + `)` }
-	// unfold opens a provider's add form, when it is folded. The form is
-	// looked up and read in one expression (null while the page has not
-	// rendered the scope's pools), so that nothing the page re-renders in
-	// between can leave the test reading a form that is gone.
-	unfold := func(provider string) chromedp.Action[chromedp.Void] {
-		return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-			sel := `details[data-add="` + provider + `"]`
-			for {
-				open, err := chromedp.Run(ctx, chromedp.Evaluate[*bool](`(() => { const d = document.querySelector('`+sel+`'); return d ? d.open : null; })()`))
-				if err != nil {
-					return err
-				}
-				if open != nil && *open {
-					return nil
-				}
-				if open != nil {
-					break
-				}
-				if err := chromedp.Do(ctx, chromedp.WaitReady(chromedp.CSS(sel))); err != nil {
-					return err
-				}
-			}
-			return chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel+` > summary`)), chromedp.WaitVisible(chromedp.ID("key-"+provider)))
-		})
+	status := `[data-status="openai"]`
+	nth := func(n int) string {
+		return `table[data-pool="openai"] tbody > tr:nth-child(` + string(rune('0'+n)) + `)`
 	}
 	resolved := func() string {
 		t.Helper()
@@ -75,9 +51,10 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 
 	signIn(t, ctx, a, "admin", "workspace-section")
 	waitText(t, ctx, "#who", "role admin")
+	showAllSources(t, ctx)
 	waitText(t, ctx, status, "Using hosted key")
 	waitText(t, ctx, "#fallback-text", "billed at hosted rates")
-	waitText(t, ctx, `td[data-status="anthropic"]`, "the platform has no hosted key")
+	waitText(t, ctx, `[data-status="anthropic"]`, "the platform has no hosted key")
 
 	// Fail closed: the confirmation says what it costs; cancelling changes
 	// nothing, confirming does, and a message says so.
@@ -99,8 +76,9 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	waitText(t, ctx, status, "billed at the platform's hosted rates")
 
 	// A bad key: the API's message next to the field, nothing saved.
+	openAddForm(t, ctx, "openai")
 	run(t, ctx, "add a bad key",
-		unfold("openai"), chromedp.SendKeys(chromedp.ID("key-openai"), "sk-this has spaces in it"),
+		chromedp.SendKeys(chromedp.ID("key-openai"), "sk-this has spaces in it"),
 		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
 	answerConfirm(t, ctx, "OpenAI calls will use the new key from now on", true)
 	waitText(t, ctx, "#err-openai", "whitespace")
@@ -109,8 +87,9 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	}
 
 	// The first key: it changes what serves, so the page asks first.
+	openAddForm(t, ctx, "openai")
 	run(t, ctx, "add a key",
-		unfold("openai"), chromedp.SendKeys(chromedp.ID("key-openai"), k1),
+		chromedp.SendKeys(chromedp.ID("key-openai"), k1),
 		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
 	answerConfirm(t, ctx, "BYOK, not billed by the platform", true)
 	waitText(t, ctx, `span[data-masked="openai/default"]`, masked(k1))
@@ -122,20 +101,22 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	run(t, ctx, "reload", chromedp.Reload())
 	waitText(t, ctx, `span[data-masked="openai/default"]`, masked(k1))
 
+	keyMenu(t, ctx, keyRow("openai/default"), "data-replace")
 	run(t, ctx, "rotate",
 		chromedp.SendKeys(chromedp.ID("rotate-openai-default"), k2),
 		chromedp.Click(chromedp.CSS(`form[data-rotate="openai/default"] button[type=submit]`)))
 	answerConfirm(t, ctx, "use the new value at once", true)
 	waitText(t, ctx, `span[data-masked="openai/default"]`, masked(k2))
-	waitText(t, ctx, `li[data-key="openai/default"]`, "version 2")
+	waitText(t, ctx, keyRow("openai/default"), "version 2")
 	waitToast(t, ctx, "now version 2")
 
 	// Backups at priorities 200 and 300 change nothing that serves: no
 	// confirmation.
 	backup, spare := openaiKey(t), openaiKey(t)
 	for _, k := range []struct{ value, name, priority string }{{backup, "Backup", "200"}, {spare, "Spare", "300"}} {
+		openAddForm(t, ctx, "openai")
 		run(t, ctx, "add "+k.name,
-			unfold("openai"), chromedp.SendKeys(chromedp.ID("key-openai"), k.value),
+			chromedp.SendKeys(chromedp.ID("key-openai"), k.value),
 			chromedp.SendKeys(chromedp.ID("newname-openai"), k.name),
 			chromedp.SetValue(chromedp.ID("priority-openai"), k.priority),
 			chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
@@ -167,7 +148,7 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	run(t, ctx, "a tall viewport, so the pool fits", chromedp.EmulateViewport(1200, 2600))
 	drag := func() {
 		run(t, ctx, "drag Spare to the top",
-			chromedp.DragAndDrop(chromedp.CSS(nth(3)+` button.handle`), chromedp.CSS(nth(1)+` strong`)))
+			chromedp.DragAndDrop(chromedp.CSS(nth(3)+` button.handle`), chromedp.CSS(nth(1)+` .kname`)))
 	}
 	drag()
 	answerConfirm(t, ctx, "Serve 'Spare' before 'Backup'?", false)
@@ -180,23 +161,24 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	run(t, ctx, "back to a desktop viewport", chromedp.EmulateViewport(1200, 900))
 
 	// Disable the first: the confirmation names what serves instead.
-	run(t, ctx, "disable Spare", chromedp.Click(chromedp.CSS(nth(1)+` button[data-toggle-state]`)))
+	keyMenu(t, ctx, nth(1), "data-toggle-state")
 	answerConfirm(t, ctx, "The pool's other active key 'Backup' serves instead", true)
 	waitText(t, ctx, nth(1), "disabled")
 	waitText(t, ctx, status, "'Backup' (2 usable keys")
 	waitToast(t, ctx, "Disabled OpenAI key 'Spare'")
 
 	// Rename changes nothing that resolves: no confirmation, a message.
+	keyMenu(t, ctx, keyRow("openai/default"), "data-rename-open")
 	run(t, ctx, "rename the first key",
 		chromedp.SetValue(chromedp.ID("name-openai-default"), "Main"),
 		chromedp.Click(chromedp.CSS(`form[data-rename="openai/default"] button[type=submit]`)))
-	waitText(t, ctx, `strong[data-name="openai/default"]`, "Main")
+	waitText(t, ctx, `[data-name="openai/default"]`, "Main")
 	waitToast(t, ctx, "Renamed to 'Main'")
 	noConfirmOpen(t, ctx, "a rename")
 
 	// History: which value each version was and who wrote it; roll back
 	// asks first, and a cancel changes nothing.
-	run(t, ctx, "open the history", chromedp.Click(chromedp.CSS(`button[data-history="openai/default"]`)))
+	keyMenu(t, ctx, keyRow("openai/default"), "data-history")
 	waitText(t, ctx, `#history li[data-version="2"]`, masked(k2))
 	waitText(t, ctx, `#history li[data-version="2"]`, "written by token "+a.ids["admin"])
 	waitText(t, ctx, `#history li[data-version="1"]`, masked(k1))
@@ -209,32 +191,35 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	run(t, ctx, "roll back", chromedp.Click(chromedp.CSS(`button[data-rollback="1"]`)))
 	answerConfirm(t, ctx, "stays in Vault as version 2", true)
 	waitText(t, ctx, `span[data-masked="openai/default"]`, masked(k1))
-	waitText(t, ctx, `li[data-key="openai/default"]`, "version 3")
+	waitText(t, ctx, keyRow("openai/default"), "version 3")
 	waitToast(t, ctx, "now version 3")
 	waitText(t, ctx, `#history li[data-version="3"]`, "(current) "+masked(k1))
-	waitText(t, ctx, "#audit", "rolled back OpenAI key default: to version 1 ("+masked(k1)+")")
+	waitAudit(t, ctx, "rolled back OpenAI key default: to version 1 ("+masked(k1)+")")
 
 	// Test key: the provider's verdict, and the badge follows it.
-	run(t, ctx, "test a key the provider refuses", chromedp.Click(chromedp.CSS(`button[data-test="openai/default"]`)))
+	keyMenu(t, ctx, keyRow("openai/default"), "data-test")
 	waitText(t, ctx, `[data-test-result="openai/default"]`, "OpenAI refused the key (answered 401); the key is failing")
 	waitText(t, ctx, `span[data-health="openai/default"]`, "failing: refused by the provider at")
 	waitToast(t, ctx, "OpenAI refused the key")
 	accept(k1)
-	run(t, ctx, "test it again once the provider accepts it", chromedp.Click(chromedp.CSS(`button[data-test="openai/default"]`)))
+	keyMenu(t, ctx, keyRow("openai/default"), "data-test")
 	waitText(t, ctx, `[data-test-result="openai/default"]`, "OpenAI accepted the key (answered 200); the key is healthy")
 	waitText(t, ctx, `span[data-health="openai/default"]`, "healthy")
-	screenshot(t, ctx, "workspace")
+	run(t, ctx, "open the key's menu", chromedp.Click(chromedp.CSS(keyRow("openai/default")+` button[data-menu]`)),
+		chromedp.WaitVisible(chromedp.CSS(keyRow("openai/default")+` [role=menu]`)))
+	screenshot(t, ctx, "key-menu")
+	run(t, ctx, "close the menu", chromedp.KeyEvent(kb.Escape), chromedp.WaitNotVisible(chromedp.CSS(keyRow("openai/default")+` [role=menu]`)))
 
 	// Delete: the confirmation says what serves next and what a plain
 	// delete leaves in Vault, and offers destroy.
-	run(t, ctx, "ask to delete Main", chromedp.Click(chromedp.CSS(`button[data-delete="openai/default"]`)))
+	keyMenu(t, ctx, keyRow("openai/default"), "data-delete")
 	waitText(t, ctx, "#confirm-text", "The pool's other active key 'Backup' serves instead")
 	waitText(t, ctx, "#confirm-text", "the older versions stay in Vault")
 	screenshot(t, ctx, "delete-confirmation")
 	run(t, ctx, "tick destroy", chromedp.Click(chromedp.CSS(`#confirm input[data-destroy="openai/default"]`)))
 	answerConfirm(t, ctx, "Destroy removes them all", true)
 	waitToast(t, ctx, "Deleted OpenAI key 'Main', every version destroyed")
-	run(t, ctx, "the key is gone", chromedp.WaitNotPresent(chromedp.CSS(`li[data-key="openai/default"]`)))
+	run(t, ctx, "the key is gone", chromedp.WaitNotPresent(chromedp.CSS(keyRow("openai/default"))))
 	if _, err := a.kv.Metadata(ctx0, broker.WorkspaceKey("ws1", "openai", broker.DefaultKeyID).VaultPath()); !errors.Is(err, vault.ErrNotFound) {
 		t.Fatalf("after a delete with destroy, Vault still holds the key's versions: %v", err)
 	}
@@ -251,8 +236,9 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 	signIn(t, ctx, a, "org-admin", "workspace-section")
 	waitText(t, ctx, "#workspace-title", "Organization acme")
 	waitText(t, ctx, "#linked", "No workspace is linked")
+	openAddForm(t, ctx, "openai")
 	run(t, ctx, "add an organization key",
-		unfold("openai"), chromedp.SendKeys(chromedp.ID("key-openai"), orgKey),
+		chromedp.SendKeys(chromedp.ID("key-openai"), orgKey),
 		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
 	answerConfirm(t, ctx, "for the organization's inheriting workspaces", true)
 	waitText(t, ctx, `span[data-masked="openai/default"]`, masked(orgKey))
@@ -266,7 +252,7 @@ func TestAdminPagePoolActionsInARealBrowser(t *testing.T) {
 		t.Fatalf("an organization admin is offered %d links to workspaces it cannot open", n)
 	}
 	signIn(t, ctx, a, "admin", "workspace-section")
-	run(t, ctx, "disable Backup", chromedp.Click(chromedp.CSS(nth(2)+` button[data-toggle-state]`)))
+	keyMenu(t, ctx, nth(2), "data-toggle-state")
 	answerConfirm(t, ctx, "Calls will then use acme's keys", true)
 	waitText(t, ctx, status, "Calls use organization acme's key 'default' (1 usable key; BYOK, not billed")
 	waitText(t, ctx, "#inherit-text", "use acme's keys")

@@ -147,7 +147,7 @@ func TestUISignInWithTheIdentityProviderInARealBrowser(t *testing.T) {
 		axeCheck(t, ctx, "the sign-in view with the identity provider ("+scheme+")")
 	}
 	colorScheme(t, ctx, "light")
-	screenshot(t, ctx, "signin")
+	viewShots(t, ctx, "signin")
 
 	// Wes signs in at the provider's form and comes back to ws1.
 	run(t, ctx, "sign in at the identity provider",
@@ -182,9 +182,8 @@ func TestUISignInWithTheIdentityProviderInARealBrowser(t *testing.T) {
 	// The admin of ws1 adds a key; the trail names him.
 	key := openaiKey(t)
 	secrets = append(secrets, key)
+	openAddForm(t, ctx, "openai")
 	run(t, ctx, "add a key",
-		chromedp.Click(chromedp.CSS(`details[data-add="openai"] > summary`)),
-		chromedp.WaitVisible(chromedp.ID("key-openai")),
 		chromedp.SendKeys(chromedp.ID("key-openai"), key),
 		chromedp.SendKeys(chromedp.ID("newname-openai"), "Wes's key"),
 		chromedp.Click(chromedp.CSS(`form[data-form="openai"] button[type=submit]`)))
@@ -199,16 +198,17 @@ func TestUISignInWithTheIdentityProviderInARealBrowser(t *testing.T) {
 	}
 	// The page names him in words: the key's author and the trail.
 	waitText(t, ctx, `[data-changed="openai/default"]`, "changed by Wes Admin <wes@example.com> at")
-	waitText(t, ctx, "#audit", "Wes Admin <wes@example.com> added OpenAI key default")
+	waitAudit(t, ctx, "Wes Admin <wes@example.com> added OpenAI key default")
 	noLeak("added a key")
 
 	// ws2, where Wes is a reader: the keys, no control that changes them.
-	run(t, ctx, "open ws2", chromedp.Click(chromedp.CSS(`button[data-scope="workspace/ws2"]`)))
+	openSwitcher(t, ctx)
+	run(t, ctx, "open ws2", chromedp.Click(chromedp.CSS(`#workspace-list button[data-scope="workspace/ws2"]`)))
 	waitText(t, ctx, "#workspace-title", "Workspace ws2")
 	waitShown(t, ctx)
-	waitText(t, ctx, `td[data-status="openai"]`, "Calls use the workspace's own key 'default'")
+	waitText(t, ctx, `[data-status="openai"]`, "Calls use the workspace's own key 'default'")
 	waitText(t, ctx, "#scope-hint", "You are a reader of this workspace")
-	if n := eval[int](t, ctx, `document.querySelectorAll('#keys input, #keys button, #keys form, #fallback-toggle:not([hidden]), #inherit-toggle:not([hidden])').length`); n != 0 {
+	if n := eval[int](t, ctx, `document.querySelectorAll('#keys input, #keys button, #keys form, #fallback-toggle:not([hidden]), #inherit-toggle:not([hidden]), #add-provider:not([hidden])').length`); n != 0 {
 		t.Fatalf("a reader of ws2 sees %d edit controls", n)
 	}
 	if eval[bool](t, ctx, `!document.getElementById('nav-tokens').hidden`) {
@@ -221,7 +221,7 @@ func TestUISignInWithTheIdentityProviderInARealBrowser(t *testing.T) {
 	// A reload keeps him signed in (the cookie), back in ws1 with forms.
 	run(t, ctx, "reload at ws1", chromedp.Navigate(a.srv.URL+"/ui/#/workspace/ws1"), chromedp.Reload())
 	waitText(t, ctx, "#who", "Signed in as Wes Admin")
-	run(t, ctx, "see the forms", chromedp.WaitVisible(chromedp.CSS(`details[data-add="openai"]`)))
+	run(t, ctx, "see the forms", chromedp.WaitVisible(chromedp.CSS(`button[data-add="openai"]`)))
 	waitShown(t, ctx)
 	noLeak("reloaded")
 
@@ -230,7 +230,8 @@ func TestUISignInWithTheIdentityProviderInARealBrowser(t *testing.T) {
 	if st := withCookie(t, a, "POST", "/auth/logout", ck.Value, "Origin", a.srv.URL, "X-Keybroker-Csrf", "1"); st != http.StatusNoContent {
 		t.Fatalf("end the session elsewhere: %d", st)
 	}
-	run(t, ctx, "open ws2 with an ended session", chromedp.Click(chromedp.CSS(`button[data-scope="workspace/ws2"]`)))
+	openSwitcher(t, ctx)
+	run(t, ctx, "open ws2 with an ended session", chromedp.Click(chromedp.CSS(`#workspace-list button[data-scope="workspace/ws2"]`)))
 	waitText(t, ctx, "#signin-ended", "Your session has ended or expired")
 	if !eval[bool](t, ctx, `document.getElementById('who').hidden && document.getElementById('workspace-section').hidden && !document.getElementById('signin-idp').hidden`) {
 		t.Fatal("the page of an ended session still shows the person or a workspace")
@@ -266,6 +267,6 @@ func TestUISignInWithTheIdentityProviderInARealBrowser(t *testing.T) {
 	// The token form still works, next to the provider's sign-in.
 	signIn(t, ctx, a, "admin", "workspace-section")
 	waitText(t, ctx, "#who", "role admin")
-	run(t, ctx, "see the forms", chromedp.WaitVisible(chromedp.CSS(`details[data-add="openai"]`)))
+	run(t, ctx, "see the forms", chromedp.WaitVisible(chromedp.CSS(`button[data-add="openai"]`)))
 	noLeak("signed in with a token")
 }

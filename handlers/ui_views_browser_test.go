@@ -95,6 +95,7 @@ func TestAdminPageTokensInARealBrowser(t *testing.T) {
 
 	// Bad input: the API's message, nothing created.
 	before := len(mustTokens(t, a))
+	run(t, ctx, "open the token form", chromedp.Click(chromedp.ID("token-new")), chromedp.WaitVisible(chromedp.ID("token-description")))
 	run(t, ctx, "create an admin of nothing",
 		chromedp.SendKeys(chromedp.ID("token-description"), "nobody's admin"),
 		chromedp.SetValue(chromedp.ID("token-role"), "admin"),
@@ -134,7 +135,7 @@ func TestAdminPageTokensInARealBrowser(t *testing.T) {
 	// The picture for the docs must not carry a token (secret scanners
 	// know the kbt_ prefix): the panel shows a stand-in while it is taken.
 	eval[bool](t, ctx, `(n => (window.realToken = n.textContent, n.textContent = 'kbt_<the new token, shown this once>', true))(document.getElementById('new-token'))`)
-	screenshot(t, ctx, "tokens")
+	screenshot(t, ctx, "token-created")
 	eval[bool](t, ctx, `(n => (n.textContent = window.realToken, delete window.realToken, true))(document.getElementById('new-token'))`)
 	if !pageHolds(t, ctx, token) {
 		t.Fatal("the panel lost the token before Done")
@@ -161,7 +162,7 @@ func TestAdminPageTokensInARealBrowser(t *testing.T) {
 	}
 	run(t, ctx, "open ws1", chromedp.Navigate(a.srv.URL+"/ui/#/workspace/ws1"), chromedp.WaitVisible(chromedp.ID("workspace-section")))
 	waitText(t, ctx, `[data-changed="openai/default"]`, "changed by CI deploy ("+created.ID+")")
-	waitText(t, ctx, "#audit", "CI deploy ("+created.ID+") added OpenAI key default")
+	waitAudit(t, ctx, "CI deploy ("+created.ID+") added OpenAI key default")
 
 	// Revoke asks first; a cancel keeps the token.
 	run(t, ctx, "back to the tokens", chromedp.Click(chromedp.ID("nav-tokens")), chromedp.WaitVisible(chromedp.CSS(`[data-revoke="`+created.ID+`"]`)))
@@ -214,6 +215,7 @@ func TestAdminPageAuditInARealBrowser(t *testing.T) {
 	}
 	ctx := browser(t)
 	signIn(t, ctx, a, "admin", "workspace-section")
+	showTab(t, ctx, "activity")
 	waitText(t, ctx, "#audit", "changed OpenAI key default")
 	// A page is 25 events (the two rows of the denials are one line).
 	first := eval[int](t, ctx, `document.querySelectorAll('#audit > li').length`)
@@ -298,8 +300,8 @@ func TestAdminPageRolesInARealBrowser(t *testing.T) {
 
 	signIn(t, ctx, a, "reader", "workspace-section")
 	waitText(t, ctx, "#who", "role reader")
-	waitText(t, ctx, `td[data-status="openai"]`, "Calls use the workspace's own key 'default'")
-	if n := eval[int](t, ctx, `document.querySelectorAll('#keys input, #keys button, #keys form, #fallback-toggle:not([hidden]), #inherit-toggle:not([hidden])').length`); n != 0 {
+	waitText(t, ctx, `[data-status="openai"]`, "Calls use the workspace's own key 'default'")
+	if n := eval[int](t, ctx, `document.querySelectorAll('#keys input, #keys button, #keys form, #fallback-toggle:not([hidden]), #inherit-toggle:not([hidden]), #add-provider:not([hidden])').length`); n != 0 {
 		t.Fatalf("a reader sees %d edit controls", n)
 	}
 	if eval[bool](t, ctx, `!document.getElementById('nav-tokens').hidden`) {
@@ -359,6 +361,7 @@ func TestAdminPageRolesInARealBrowser(t *testing.T) {
 	run(t, ctx, "follow the link to ws1", chromedp.Click(chromedp.CSS(`#linked li[data-linked="ws1"] a`)))
 	waitText(t, ctx, "#workspace-title", "Workspace ws1")
 	waitText(t, ctx, "#org-text", "belongs to the organization acme")
+	openSwitcher(t, ctx)
 	run(t, ctx, "open an invalid workspace id",
 		chromedp.SendKeys(chromedp.ID("workspace-id"), "Bad/Id"),
 		chromedp.Click(chromedp.CSS(`#open-workspace button[type=submit]`)))
@@ -392,17 +395,19 @@ func TestAdminPageAccessibilityInARealBrowser(t *testing.T) {
 	}
 	colorScheme(t, ctx, "light")
 	signIn(t, ctx, a, "admin", "workspace-section")
-	waitText(t, ctx, `td[data-status="anthropic"]`, "Calls use organization acme's key 'shared'")
+	waitText(t, ctx, `[data-status="anthropic"]`, "Calls use organization acme's key 'shared'")
 	for _, scheme := range []string{"light", "dark"} {
 		colorScheme(t, ctx, scheme)
 		axeCheck(t, ctx, "a workspace admin's view ("+scheme+")")
-		run(t, ctx, "open the history", chromedp.Click(chromedp.CSS(`button[data-history="openai/default"]`)),
-			chromedp.WaitVisible(chromedp.ID("history-section")))
-		run(t, ctx, "ask to delete", chromedp.Click(chromedp.CSS(`button[data-delete="openai/default"]`)),
-			chromedp.WaitVisible(chromedp.ID("confirm-ok")))
+		keyMenu(t, ctx, keyRow("openai/default"), "data-history")
+		run(t, ctx, "the history", chromedp.WaitVisible(chromedp.ID("history-section")))
+		axeCheck(t, ctx, "the history panel ("+scheme+")")
+		screenshot(t, ctx, "history-"+scheme)
+		keyMenu(t, ctx, keyRow("openai/default"), "data-delete")
+		run(t, ctx, "the confirmation", chromedp.WaitVisible(chromedp.ID("confirm-ok")))
 		axeCheck(t, ctx, "the delete confirmation ("+scheme+")")
 		if scheme == "dark" {
-			screenshot(t, ctx, "workspace-dark")
+			screenshot(t, ctx, "delete-confirmation-dark")
 		}
 		answerConfirm(t, ctx, "Delete OpenAI key 'default'?", false)
 	}
@@ -410,11 +415,11 @@ func TestAdminPageAccessibilityInARealBrowser(t *testing.T) {
 
 	// Keyboard: the first Tab reaches the skip link, and every control
 	// shows where the focus is.
-	run(t, ctx, "tab", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`details[data-add="openai"]`)), chromedp.KeyEvent("\t"))
+	run(t, ctx, "tab", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`button[data-add="openai"]`)), chromedp.KeyEvent("\t"))
 	if got := eval[string](t, ctx, `document.activeElement.className`); got != "skip" {
 		t.Fatalf("the first Tab focuses %q, want the skip link", got)
 	}
-	if outline := eval[string](t, ctx, `(() => { const b = document.querySelector('button[data-test="openai/default"]'); b.focus(); return getComputedStyle(b).outlineStyle; })()`); outline == "none" {
+	if outline := eval[string](t, ctx, `(() => { const b = document.querySelector('button[data-menu="openai/default"]'); b.focus(); return getComputedStyle(b).outlineStyle; })()`); outline == "none" {
 		t.Fatal("a focused button shows no outline")
 	}
 
@@ -425,7 +430,6 @@ func TestAdminPageAccessibilityInARealBrowser(t *testing.T) {
 		axeCheck(t, ctx, "an organization admin's view ("+scheme+")")
 	}
 	colorScheme(t, ctx, "light")
-	screenshot(t, ctx, "organization")
 
 	signIn(t, ctx, a, "operator", "workspaces-section")
 	run(t, ctx, "open the tokens", chromedp.Click(chromedp.ID("nav-tokens")), chromedp.WaitVisible(chromedp.CSS(`[data-token="`+a.ids["admin"]+`"]`)))
@@ -437,20 +441,19 @@ func TestAdminPageAccessibilityInARealBrowser(t *testing.T) {
 
 	// A 390 px phone: nothing scrolls sideways, for each role's view.
 	run(t, ctx, "a phone's viewport", chromedp.EmulateViewport(390, 844))
-	for _, view := range []struct{ as, hash, wait string }{
-		{"operator", "#/tokens", `[data-token="` + a.ids["admin"] + `"]`},
-		{"operator", "#/workspace/ws1", `details[data-add="openai"]`},
-		{"operator", "#/organization/acme", `details[data-add="anthropic"]`},
-		{"reader", "#/workspace/ws1", `span[data-masked="openai/default"]`},
+	for _, view := range []struct{ as, section, hash, wait string }{
+		{"operator", "workspaces-section", "#/tokens", `[data-token="` + a.ids["admin"] + `"]`},
+		{"operator", "workspaces-section", "#/workspace/ws1", `button[data-add="openai"]`},
+		{"operator", "workspaces-section", "#/organization/acme", `button[data-add="anthropic"]`},
+		{"reader", "workspace-section", "#/workspace/ws1", `span[data-masked="openai/default"]`},
 	} {
-		signIn(t, ctx, a, view.as, "workspaces-section")
+		signIn(t, ctx, a, view.as, view.section)
 		run(t, ctx, "open "+view.hash, chromedp.Navigate(a.srv.URL+"/ui/"+view.hash), chromedp.WaitVisible(chromedp.CSS(view.wait)))
 		if w := eval[int](t, ctx, `document.documentElement.scrollWidth`); w > 390 {
 			t.Fatalf("at 390 px %s's %s is %d px wide: it scrolls sideways", view.as, view.hash, w)
 		}
 		if view.hash == "#/workspace/ws1" && view.as == "operator" {
 			axeCheck(t, ctx, "the workspace view on a phone")
-			screenshot(t, ctx, "workspace-phone")
 		}
 	}
 }
@@ -479,6 +482,14 @@ func TestAdminPageProxyCallsInARealBrowser(t *testing.T) {
 	}
 	ctx := browser(t)
 	signIn(t, ctx, a, "reader", "workspace-section")
+	// The overview's last 7 days count the calls by day.
+	waitText(t, ctx, "[data-usage-chart]", "30 calls through the proxy")
+	if label := eval[string](t, ctx, `document.querySelector('[data-usage-chart] svg').getAttribute('aria-label')`); !strings.HasPrefix(label, "Calls through the proxy by day: ") ||
+		strings.Count(label, ",") != 6 {
+		t.Fatalf("the chart is labelled %q, want the seven days in words", label)
+	}
+	screenshotOf(t, ctx, "#usage-card", "usage-chart")
+	showTab(t, ctx, "activity")
 	run(t, ctx, "the calls are listed", chromedp.WaitVisible(chromedp.ID("calls-section")))
 	waitText(t, ctx, "#calls", "ptk_0000000000000029")
 	rows := eval[[]string](t, ctx, `[...document.querySelectorAll('#calls > tr')].map(tr => [...tr.cells].map(td => td.textContent).join(' | '))`)
@@ -513,6 +524,7 @@ func TestAdminPageProxyCallsInARealBrowser(t *testing.T) {
 	b := newAPI(t, handlers.ModeAll)
 	signIn(t, ctx, b, "admin", "workspace-section") // an admin's view ends with the audit trail, after the calls
 	waitText(t, ctx, "#workspace-title", "Workspace ws1")
+	showTab(t, ctx, "activity")
 	run(t, ctx, "the audit trail is shown", chromedp.WaitVisible(chromedp.ID("audit-section")))
 	if !eval[bool](t, ctx, `document.getElementById('calls-section').hidden`) {
 		t.Fatal("a replica without proxied calls shows their section")

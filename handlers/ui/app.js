@@ -173,13 +173,17 @@ function whoText() {
 }
 
 // enter shows the page to whoever signed in (me).
+
+// enter shows the page to whoever signed in (me).
 async function enter() {
   providers = (await api('GET', '/v1/providers')).providers;
   $('who').textContent = whoText();
+  $('who').title = $('who').textContent;
   $('who').hidden = false;
   $('signout').hidden = false;
   $('signin-section').hidden = true;
   $('views').hidden = false;
+  $('switcher-box').hidden = false;
   $('nav-tokens').hidden = me.role !== 'operator';
   $('open-workspace').hidden = me.role !== 'operator';
   $('open-organization').hidden = me.role !== 'operator';
@@ -222,7 +226,10 @@ function sessionEnded() {
   bySession = false;
   current = null;
   ++openSeq;
-  for (const id of ['views', 'who', 'signout', 'workspaces-section', 'tokens-section', 'workspace-section']) $(id).hidden = true;
+  closeSwitcher();
+  closeMenus();
+  for (const d of ['panel', 'token-dialog', 'confirm']) if ($(d).open) $(d).close();
+  for (const id of ['views', 'who', 'signout', 'switcher-box', 'workspaces-section', 'tokens-section', 'workspace-section']) $(id).hidden = true;
   dropCreatedToken();
   showSignIn('Your session has ended or expired. Sign in again.');
 }
@@ -235,30 +242,46 @@ const idRule = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // is gone, and that is no error of the view now shown).
 let openSeq = 0;
 
-// route shows the view the URL names.
-async function route() {
-  if (!me) return;
-  const m = location.hash.match(/^#\/(workspace|organization)\/(.+)$/);
-  const tokens = location.hash === '#/tokens' && me.role === 'operator';
-  $('tokens-section').hidden = !tokens;
-  $('workspaces-section').hidden = tokens;
-  for (const [link, on] of [['nav-tokens', tokens], ['nav-scopes', !tokens]]) {
+// showView shows one of the signed-in views: 'home' (the scopes), 'tokens'
+// or 'scope'. The scope finder sits in the home view, or in the header's
+// switcher when a scope or the tokens are on screen.
+function showView(view) {
+  $('workspaces-section').hidden = view !== 'home';
+  $('tokens-section').hidden = view !== 'tokens';
+  $('workspace-section').hidden = view !== 'scope';
+  const finder = $('scope-finder');
+  if (view === 'home') {
+    closeSwitcher();
+    $('finder-home').append(finder);
+  } else if (finder.parentElement !== $('switcher')) $('switcher').append(finder);
+  for (const [link, on] of [['nav-tokens', view === 'tokens'], ['nav-scopes', view === 'home']]) {
     if (on) $(link).setAttribute('aria-current', 'page');
     else $(link).removeAttribute('aria-current');
   }
+  const kind = view === 'scope' && current ? (current.kind === 'workspace' ? 'Workspace' : 'Organization') : '';
+  $('switch-kind').textContent = kind;
+  $('switch-label').textContent = view === 'scope' && current ? current.id : 'Switch workspace';
+}
+
+// route shows the view the URL names.
+async function route() {
+  if (!me) return;
+  closeMenus();
+  const m = location.hash.match(/^#\/(workspace|organization)\/(.+)$/);
+  const tokens = location.hash === '#/tokens' && me.role === 'operator';
   dropCreatedToken();
   if (tokens) {
     ++openSeq;
-    $('workspace-section').hidden = true;
     current = null;
-    await renderTokens().catch((e) => { $('token-error').textContent = e.message; });
+    showView('tokens');
+    await renderTokens().catch((e) => { $('token-list-error').textContent = e.message; });
     return;
   }
   const seq = ++openSeq;
   if (m) await openScope({ kind: m[1], id: decodeURIComponent(m[2]) }).catch((e) => { if (seq === openSeq) showOpenError(e); });
   else {
-    $('workspace-section').hidden = true;
     current = null;
+    showView('home');
   }
 }
 window.addEventListener('hashchange', () => {
@@ -266,8 +289,10 @@ window.addEventListener('hashchange', () => {
   route();
 });
 
-// renderScopes lists the scopes the token may open (GET /v1/scopes),
-// matching query; more appends the next page.
+// ---- The scope switcher ------------------------------------------------------
+
+// renderScopes lists the scopes the caller may open (GET /v1/scopes),
+// matching query, as you type; more appends the next page.
 let scopeCursor = '';
 let scopeSeq = 0; // only the latest search's answer is shown
 async function renderScopes(query, more = false) {
@@ -279,23 +304,73 @@ async function renderScopes(query, more = false) {
   const page = await api('GET', '/v1/scopes?' + params);
   if (seq !== scopeSeq) return;
   if (!more) list.replaceChildren();
-  for (const sc of page.scopes) {
-    const label = (sc.kind === 'workspace' ? 'Workspace ' : 'Organization ') + sc.id;
-    list.append(el('button', { type: 'button', 'data-scope': `${sc.kind}/${sc.id}`, [`data-${sc.kind}`]: sc.id,
-      onclick: () => { location.hash = `#/${sc.kind}/${sc.id}`; } }, label));
-  }
+  for (const sc of page.scopes) list.append(scopeButton(sc, { [`data-${sc.kind}`]: sc.id }));
   if (!list.childElementCount) list.append(el('p', { class: 'hint', text: query ? `Nothing matches "${query}".` : 'No workspace or organization yet.' }));
   scopeCursor = page.nextCursor || '';
   $('scope-more').hidden = !scopeCursor;
   list.dataset.query = query; // what the list shows now
+  renderRecent();
 }
+
+function scopeButton(sc, attrs = {}) {
+  const label = (sc.kind === 'workspace' ? 'Workspace ' : 'Organization ') + sc.id;
+  return el('button', { type: 'button', 'data-scope': `${sc.kind}/${sc.id}`, ...attrs,
+    onclick: () => { closeSwitcher(); location.hash = `#/${sc.kind}/${sc.id}`; } }, label);
+}
+
+// Recent scopes: the last five opened in this browser (ids only, no key,
+// no token), forgotten at sign-out.
+const recentKey = 'keybroker.recent';
+function recentScopes() {
+  try { return JSON.parse(localStorage.getItem(recentKey) || '[]').filter((s) => s && idRule.test(s.id) && reachable(s)); } catch { return []; }
+}
+function rememberScope(scope) {
+  const list = [scope, ...recentScopes().filter((s) => s.kind !== scope.kind || s.id !== scope.id)].slice(0, 5);
+  try { localStorage.setItem(recentKey, JSON.stringify(list)); } catch { /* storage refused: no recent list */ }
+}
+function renderRecent() {
+  const q = $('scope-search').value.trim();
+  const recent = recentScopes().filter((s) => !q || s.id.includes(q));
+  $('scope-recent').replaceChildren(...recent.map((s) => el('li', {}, scopeButton(s, { 'data-recent': `${s.kind}/${s.id}` }))));
+  $('scope-recent-box').hidden = !recent.length;
+}
+
 $('scope-search').addEventListener('input', () => renderScopes($('scope-search').value.trim()).catch(showOpenError));
 $('scope-search-form').addEventListener('submit', (ev) => ev.preventDefault());
 $('scope-more').addEventListener('click', () => renderScopes($('scope-search').value.trim(), true).catch(showOpenError));
 
+function openSwitcher() {
+  if ($('workspaces-section').hidden === false) { $('scope-search').focus(); return; }
+  $('switcher').hidden = false;
+  $('scope-switch').setAttribute('aria-expanded', 'true');
+  renderRecent();
+  $('scope-search').focus();
+}
+function closeSwitcher(focus = false) {
+  if ($('switcher').hidden) return;
+  $('switcher').hidden = true;
+  $('scope-switch').setAttribute('aria-expanded', 'false');
+  if (focus) $('scope-switch').focus();
+}
+$('scope-switch').addEventListener('click', () => ($('switcher').hidden ? openSwitcher() : closeSwitcher()));
+$('switcher').addEventListener('keydown', (ev) => { if (ev.key === 'Escape') { ev.preventDefault(); closeSwitcher(true); } });
+document.addEventListener('click', (ev) => {
+  if (!$('switcher').hidden && !$('switcher-box').contains(ev.target)) closeSwitcher();
+  if (openMenu && !openMenu.box.contains(ev.target)) closeMenus();
+});
+// Arrow keys move through the switcher's scopes.
+$('switcher').addEventListener('keydown', (ev) => {
+  if (ev.key !== 'ArrowDown' && ev.key !== 'ArrowUp') return;
+  const items = [$('scope-search'), ...$('switcher').querySelectorAll('button[data-scope]')];
+  const i = items.indexOf(document.activeElement);
+  if (i < 0) return;
+  ev.preventDefault();
+  items[Math.max(0, Math.min(items.length - 1, i + (ev.key === 'ArrowDown' ? 1 : -1)))].focus();
+});
+
 function showOpenError(e) {
-  $('workspace-section').hidden = true;
   current = null;
+  showView('home');
   $('open-error').textContent = e.message;
 }
 
@@ -313,8 +388,32 @@ async function signOut() {
     }
   }
   store.clear();
+  try { localStorage.removeItem(recentKey); } catch { /* nothing kept */ }
   location.hash = '';
   location.reload();
+}
+
+// ---- Tabs -------------------------------------------------------------------
+
+// selectTab shows one part of the scope: its overview and keys, or its
+// activity (calls and audit trail). The arrow keys move between tabs.
+function selectTab(id) {
+  for (const tab of document.querySelectorAll('[role=tab]')) {
+    const on = tab.id === id;
+    tab.setAttribute('aria-selected', String(on));
+    tab.tabIndex = on ? 0 : -1;
+    $(tab.getAttribute('aria-controls')).hidden = !on;
+  }
+}
+for (const tab of document.querySelectorAll('[role=tab]')) {
+  tab.addEventListener('click', () => selectTab(tab.id));
+  tab.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'ArrowRight' && ev.key !== 'ArrowLeft') return;
+    const tabs = [...document.querySelectorAll('[role=tab]')];
+    const next = tabs[(tabs.indexOf(tab) + (ev.key === 'ArrowRight' ? 1 : tabs.length - 1)) % tabs.length];
+    selectTab(next.id);
+    next.focus();
+  });
 }
 
 async function openScope(scope) {
@@ -323,8 +422,10 @@ async function openScope(scope) {
     throw new Error(`"${scope.id}" is not a ${scope.kind} id: lower-case letters, digits, "-" and "_", starting with a letter or digit`);
   }
   if (!reachable(scope)) throw new Error(me.person ? `You have no role in ${scope.kind} ${scope.id}.` : `This token does not reach ${scope.kind} ${scope.id}.`);
+  const same = current && current.kind === scope.kind && current.id === scope.id;
   current = scope;
   store.setItem('keybroker.scope', JSON.stringify(scope));
+  rememberScope(scope);
   if (location.hash !== `#/${scope.kind}/${scope.id}`) history.replaceState(null, '', `#/${scope.kind}/${scope.id}`);
   const ws = scope.kind === 'workspace';
   $('workspace-title').textContent = (ws ? 'Workspace ' : 'Organization ') + scope.id;
@@ -334,13 +435,13 @@ async function openScope(scope) {
   if (roleIn(scope) === 'reader') {
     $('scope-hint').textContent += ` You are a reader of this ${scope.kind}: you see its keys' metadata and cannot change them.`;
   }
-  $('workspace-section').hidden = false;
-  $('history-section').hidden = true;
+  showView('scope');
+  if (!same) selectTab('tab-keys');
   $('settings-section').hidden = !ws;
   $('linked-section').hidden = ws;
+  $('add-provider').hidden = !canEdit();
   auditFilters = { action: '', outcome: '', actor: '' };
   $('audit-filters').reset();
-  openAdds.clear();
   // Busy until every part of the scope is shown: assistive technologies
   // (and the browser tests) wait for it before reading or acting.
   const section = $('workspace-section');
@@ -349,8 +450,7 @@ async function openScope(scope) {
     if (ws) await renderSettings();
     else await renderLinked();
     await renderKeys();
-    await renderCalls();
-    await renderAudit();
+    await Promise.all([renderCalls(), renderAudit(), renderUsage()]);
   } finally {
     section.removeAttribute('aria-busy');
   }
@@ -362,7 +462,6 @@ async function refresh() {
   await renderKeys();
   await renderAudit();
 }
-
 // ---- Settings ---------------------------------------------------------------
 
 // settings of the open workspace: its organization, whether it inherits
@@ -377,17 +476,23 @@ async function renderSettings() {
     ? `The workspace belongs to the organization ${org}.`
     : 'The workspace belongs to no organization (an operator links workspaces to organizations).';
   $('inherit-text').textContent = !org ? ''
-    : settings.inherit ? `Inherit is on: providers without a usable workspace key use ${org}'s keys. Those calls are billed to ${org}'s own provider accounts, not by the platform.`
-      : `Inherit is off: the workspace does not use ${org}'s keys; providers without a usable workspace key go straight to the hosted fallback.`;
+    : settings.inherit ? `Inherit is on: providers without a usable workspace key use ${org}'s keys, billed to ${org}'s own provider accounts, not by the platform.`
+      : `Inherit is off: the workspace does not use ${org}'s keys.`;
   $('fallback-text').textContent = settings.hostedFallback
-    ? "Hosted fallback is on: calls for a provider without a usable key of the workspace (or inherited) use the platform's hosted key, billed at hosted rates."
-    : 'Hosted fallback is off: calls for a provider without a usable key of the workspace (or inherited) fail, so nothing is billed at hosted rates.';
+    ? "Hosted fallback is on: providers without a usable key use the platform's hosted key, billed at hosted rates."
+    : 'Hosted fallback is off: providers without a usable key fail, so nothing is billed at hosted rates.';
   const toggle = $('fallback-toggle');
   toggle.hidden = !canEdit();
-  toggle.textContent = settings.hostedFallback ? 'Turn the hosted fallback off (fail closed)' : 'Turn the hosted fallback on (billed)';
+  toggle.textContent = settings.hostedFallback ? 'Turn off' : 'Turn on';
+  toggle.setAttribute('aria-label', settings.hostedFallback ? 'Turn off the hosted fallback (fail closed)' : 'Turn on the hosted fallback (billed)');
+  const link = $('org-change');
+  link.hidden = roleIn(current) !== 'operator';
+  link.textContent = org ? 'Change…' : 'Link…';
+  link.setAttribute('aria-label', org ? `Change the organization of ${current.id}…` : `Link ${current.id} to an organization…`);
   const inherit = $('inherit-toggle');
   inherit.hidden = !canEdit() || !org;
-  inherit.textContent = settings.inherit ? `Stop using ${org}'s keys` : `Use ${org}'s keys`;
+  inherit.textContent = settings.inherit ? 'Stop' : `Use ${org}'s keys`;
+  inherit.setAttribute('aria-label', settings.inherit ? `Stop using ${org}'s keys` : `Use ${org}'s keys`);
 }
 
 async function changeSettings(change, question) {
@@ -411,6 +516,45 @@ $('inherit-toggle').addEventListener('click', () => changeSettings({ inherit: !s
     text: `Providers without a usable workspace key will no longer use ${settings.organization}'s keys: they go to the hosted fallback (${settings.hostedFallback ? 'billed at hosted rates' : 'off, so those calls fail'}).` }
   : { title: `Use ${settings.organization}'s keys?`, ok: 'Use them',
     text: `Providers without a usable workspace key will use ${settings.organization}'s keys, billed to ${settings.organization}'s provider accounts rather than at hosted rates.` }));
+
+// orgForm links the workspace to an organization, or unlinks it
+// (operators): the side panel, then a confirmation that says what calls
+// will use.
+function orgForm() {
+  const ws = current.id, org = settings.organization;
+  const input = el('input', { id: 'org-id', autocomplete: 'off', spellcheck: 'false', value: org || '', 'aria-describedby': 'org-hint org-err' });
+  const err = el('p', { class: 'error', id: 'org-err', role: 'alert' });
+  const save = async (next) => {
+    err.textContent = '';
+    if (!next && !org) { err.textContent = 'Type the id of the organization to link the workspace to.'; return; }
+    if (next && !idRule.test(next)) { err.textContent = `"${next}" is not an organization id: lower-case letters, digits, "-" and "_", starting with a letter or digit`; return; }
+    const q = next
+      ? { title: `Link ${ws} to ${next}?`, ok: 'Link', text: settings.inherit
+        ? `Providers without a usable key of ${ws} will use ${next}'s keys (inherit is on), billed to ${next}'s own provider accounts.`
+        : `${ws} will belong to ${next}; it does not use ${next}'s keys while inherit is off.` }
+      : { title: `Unlink ${ws} from ${org}?`, ok: 'Unlink', danger: true,
+        text: `Providers without a usable key of ${ws} will no longer use ${org}'s keys: they go to the hosted fallback (${settings.hostedFallback ? 'billed at hosted rates' : 'off, so those calls fail'}).` };
+    if (!await confirmAction(q)) return;
+    try {
+      await api('PUT', `${base()}/settings`, { organization: next });
+      closePanel();
+      await refresh();
+      toast(next ? `Linked ${ws} to ${next}.` : `Unlinked ${ws} from ${org}.`);
+      $('org-change').focus();
+    } catch (e) {
+      err.textContent = e.message;
+    }
+  };
+  const form = el('form', { id: 'org-form', method: 'post' },
+    el('label', { for: 'org-id', text: 'Organization id' }), input,
+    el('p', { class: 'hint', id: 'org-hint', text: "The workspace uses the organization's keys when it has no usable key of its own and inherit is on." }), err,
+    el('div', { class: 'actions' },
+      org ? el('button', { type: 'button', id: 'org-unlink', class: 'danger', text: `Unlink from ${org}`, onclick: () => save('') }) : '',
+      el('button', { type: 'submit', class: 'primary', text: org ? 'Change' : 'Link' })));
+  form.addEventListener('submit', (ev) => { ev.preventDefault(); save(input.value.trim()); });
+  return form;
+}
+$('org-change').addEventListener('click', () => openPanel(`Organization of ${current.id}`, '#org-change', orgForm()));
 
 async function renderLinked() {
   const list = $('linked');
@@ -451,59 +595,326 @@ function servedBy(e) {
   return 'No key: calls fail (the platform has no hosted key for this provider)';
 }
 
-let pools = {}; // provider id → its keys, as last shown
-const openAdds = new Set(); // providers whose add form is unfolded
 
-async function renderKeys() {
-  const all = await Promise.all(providers.map((p) => api('GET', poolPath(p.id)).then((r) => r.keys)));
-  let effective = {};
-  if (current.kind === 'workspace') {
-    effective = Object.fromEntries((await api('GET', `${base()}/effective`)).providers.map((e) => [e.provider, e]));
+// ---- The side panel and the row menus -----------------------------------------
+
+// openPanel shows a form (or a key's history) in the side panel, a modal
+// dialog: the focus goes to its first field, Escape or × closes it, and
+// the focus then goes back to what opened it (found again by selector,
+// when a re-render replaced it).
+let panelReturn = '';
+function openPanel(title, returnTo, ...nodes) {
+  $('panel-title').textContent = title;
+  $('panel-body').replaceChildren(...nodes);
+  if (!$('panel').open) {
+    panelReturn = returnTo || '';
+    $('panel').showModal();
   }
-  const tbody = $('keys');
-  tbody.replaceChildren();
-  pools = {};
-  providers.forEach((p, i) => {
-    const pool = all[i];
-    pools[p.id] = pool;
-    const status = current.kind === 'workspace' ? servedBy(effective[p.id])
-      : pool.length ? `${pool.filter((k) => k.state === 'active').length} of ${pool.length} keys active` : 'No key';
-    const list = el('ul', { class: 'pool', 'data-pool': p.id, 'aria-label': `${p.displayName} keys, in the order they serve` });
-    pool.forEach((k, j) => list.append(keyItem(p, k, pool, j)));
-    const keysCell = el('td', {}, list);
-    if (canEdit()) {
-      // The add form folds away (eleven providers' forms would bury the
-      // keys); it stays open across re-renders once opened.
-      const fold = el('details', { 'data-add': p.id, open: openAdds.has(p.id) },
-        el('summary', { text: pool.length ? `Add a key (${pool.length} of 10)` : 'Add a key' }), addForm(p, pool));
-      fold.addEventListener('toggle', () => { if (fold.open) openAdds.add(p.id); else openAdds.delete(p.id); });
-      keysCell.append(fold);
-    }
-    tbody.append(el('tr', { 'data-provider': p.id }, el('th', { scope: 'row', text: p.displayName }),
-      el('td', { 'data-status': p.id }, el('span', { class: 'hosted', text: status })), keysCell));
+  const first = $('panel-body').querySelector('input:not([type=hidden]):not([disabled]), select, button');
+  (first || $('panel-close')).focus();
+}
+function closePanel() {
+  if ($('panel').open) $('panel').close();
+}
+$('panel-close').addEventListener('click', closePanel);
+$('panel').addEventListener('close', () => {
+  // What the panel held (a form with secret fields) leaves the page.
+  $('panel-body').replaceChildren();
+  const back = panelReturn && document.querySelector(panelReturn);
+  panelReturn = '';
+  if (back) back.focus();
+});
+
+// A key row's actions menu: a button that opens a list of actions (a
+// menu: the arrow keys move, Escape closes and returns to the button).
+let openMenu = null; // { box, button, menu }
+function closeMenus(focus = false) {
+  if (!openMenu) return;
+  const { button, menu } = openMenu;
+  openMenu = null;
+  menu.hidden = true;
+  button.setAttribute('aria-expanded', 'false');
+  if (focus) button.focus();
+}
+function actionsMenu(id, label, items) {
+  const menuId = 'menu-' + id.replace(/[^a-z0-9_-]/gi, '-');
+  const button = el('button', { type: 'button', class: 'menu-btn', 'data-menu': id, 'aria-haspopup': 'menu', 'aria-expanded': 'false',
+    'aria-controls': menuId, 'aria-label': `Actions for ${label}` }, el('span', { 'aria-hidden': 'true', text: '⋯' }));
+  const menu = el('div', { class: 'menu', role: 'menu', id: menuId, 'aria-label': `Actions for ${label}`, hidden: true });
+  const box = el('div', { class: 'menu-box' }, button, menu);
+  for (const item of items) {
+    if (item === '-') { menu.append(el('hr', { 'aria-hidden': 'true' })); continue; }
+    const b = el('button', { type: 'button', role: 'menuitem', tabindex: '-1', class: item.danger ? 'danger-item' : undefined,
+      disabled: item.disabled, ...item.attrs }, item.text);
+    b.addEventListener('click', () => { closeMenus(); item.run(); });
+    menu.append(b);
+  }
+  const entries = () => [...menu.querySelectorAll('button:not([disabled])')];
+  button.addEventListener('click', () => {
+    if (openMenu && openMenu.menu === menu) { closeMenus(); return; }
+    closeMenus();
+    menu.hidden = false;
+    button.setAttribute('aria-expanded', 'true');
+    openMenu = { box, button, menu };
+    entries()[0]?.focus();
   });
+  menu.addEventListener('keydown', (ev) => {
+    const list = entries();
+    const i = list.indexOf(document.activeElement);
+    const go = { ArrowDown: i + 1, ArrowUp: i - 1, Home: 0, End: list.length - 1 }[ev.key];
+    if (go !== undefined) {
+      ev.preventDefault();
+      list[(go + list.length) % list.length].focus();
+    } else if (ev.key === 'Escape') {
+      ev.preventDefault();
+      closeMenus(true);
+    } else if (ev.key === 'Tab') closeMenus();
+  });
+  return box;
 }
 
-// keyItem is one key of a pool: what it is, how it serves, and (for
-// admins) what can be done with it.
-function keyItem(p, k, pool, j) {
-  const id = `${p.id}/${k.keyId}`;
+// ---- Overview and pools ---------------------------------------------------------
+
+let pools = {}; // provider id → its keys, as last shown
+let effective = {}; // provider id → GET .../effective's answer (workspaces)
+const plural = (n, one, many = one + 's') => `${n} ${n === 1 ? one : many}`;
+const sortPool = (pool) => pool.slice().sort((a, b) => a.priority - b.priority || String(a.createdAt).localeCompare(String(b.createdAt)));
+const day = 86400000;
+
+// renderKeys reads the scope's keys (a workspace's in one call, an
+// organization's pool by pool) and, for a workspace, what serves each
+// provider; then draws the overview and one table per provider with keys.
+async function renderKeys() {
+  if (current.kind === 'workspace') {
+    const [list, eff] = await Promise.all([api('GET', `${base()}/keys`), api('GET', `${base()}/effective`)]);
+    effective = Object.fromEntries(eff.providers.map((e) => [e.provider, e]));
+    pools = Object.fromEntries(providers.map((p) => [p.id, sortPool(list.keys.filter((k) => k.provider === p.id))]));
+  } else {
+    const all = await Promise.all(providers.map((p) => api('GET', poolPath(p.id)).then((r) => r.keys)));
+    effective = {};
+    pools = Object.fromEntries(providers.map((p, i) => [p.id, all[i]]));
+  }
+  renderSources();
+  renderAttention();
+  renderUsageFigures();
+  const box = $('keys');
+  box.replaceChildren();
+  for (const p of providers) if (pools[p.id].length) box.append(providerSection(p, pools[p.id]));
+  if (!box.childElementCount) {
+    box.append(el('p', { class: 'card empty', text: canEdit()
+      ? `No key yet. Add a provider to bring the ${current.kind}'s own key.`
+      : `The ${current.kind} has no key of its own.` }));
+  }
+}
+
+// statusOf says in words what serves a provider's calls (a workspace) or
+// how its pool stands (an organization).
+function statusOf(p) {
+  const pool = pools[p.id] || [];
+  if (current.kind === 'workspace') return servedBy(effective[p.id]);
+  return pool.length ? `${pool.filter((k) => k.state === 'active').length} of ${plural(pool.length, 'key')} active` : 'No key';
+}
+
+// sourceOf is where a provider's calls get their key: own, organization,
+// hosted (billed), failing (keys, none usable), or none.
+function sourceOf(p) {
+  const pool = pools[p.id] || [];
+  if (current.kind !== 'workspace') {
+    if (!pool.length) return 'none';
+    return pool.some((k) => k.state === 'active' && (k.health || 'healthy') === 'healthy') ? 'own' : 'fails';
+  }
+  const e = effective[p.id];
+  if (!e) return 'none';
+  if (e.scope === 'workspace') return 'own';
+  if (e.scope === 'organization') return 'organization';
+  if (e.scope === 'hosted') return pool.length ? 'fails' : 'hosted';
+  return pool.length || (e.reason || '').endsWith('_keys_cooling_down') ? 'fails' : 'none';
+}
+const sourceWords = { own: 'Own keys', organization: 'Organization', hosted: 'Hosted, billed', fails: 'Failing', none: 'No key' };
+
+function sourceItem(p) {
+  const src = sourceOf(p);
+  const e = effective[p.id];
+  const badge = src === 'organization' && e ? `Organization ${e.scopeId}` : src === 'fails' && e && e.scope === 'hosted' ? 'Falls back, billed' : sourceWords[src];
+  return el('li', { 'data-source': p.id },
+    el('span', { class: 'pname', text: p.displayName }),
+    el('span', {}, el('span', { class: 'badge ' + src, text: badge })),
+    el('span', { class: 'why', 'data-status': p.id, text: statusOf(p) }));
+}
+
+// renderSources: which providers serve and from where. Those with keys,
+// inherited ones and failing ones are listed; the rest (hosted and
+// billed, or no key) behind one button.
+let sourcesOpen = false;
+function renderSources() {
+  const main = [], rest = [];
+  for (const p of providers) (['own', 'organization', 'fails'].includes(sourceOf(p)) ? main : rest).push(p);
+  $('sources').replaceChildren(...main.map(sourceItem));
+  if (!main.length) $('sources').append(el('li', { class: 'hint', text: `No provider uses the ${current.kind}'s own keys yet.` }));
+  const hosted = rest.filter((p) => sourceOf(p) === 'hosted').length;
+  const box = $('sources-none');
+  box.replaceChildren();
+  if (!rest.length) return;
+  const words = [hosted ? `${hosted} hosted and billed` : '', rest.length - hosted ? `${rest.length - hosted} without a key` : ''].filter(Boolean).join(', ');
+  const list = el('ul', { class: 'sources', id: 'sources-rest', hidden: !sourcesOpen }, ...rest.map(sourceItem));
+  const toggle = el('button', { type: 'button', class: 'ghost small-btn', id: 'sources-more', 'aria-expanded': String(sourcesOpen), 'aria-controls': 'sources-rest',
+    text: `${sourcesOpen ? 'Hide' : 'Show'} ${plural(rest.length, 'more provider')} (${words})` });
+  toggle.addEventListener('click', () => { sourcesOpen = !sourcesOpen; renderSources(); $('sources-more').focus(); });
+  box.append(toggle, list);
+}
+
+// attentionOf says why a key needs attention ('' when it does not):
+// failing, cooling down, expired or expiring within 14 days, unused for
+// 30 days.
+function attentionOf(k) {
+  const now = Date.now();
+  if (k.health === 'failing') return ['failing', healthInWords(k)];
+  if (k.health === 'cooling_down') return ['cooling_down', healthInWords(k)];
+  if (k.expiresAt) {
+    const left = Date.parse(k.expiresAt) - now;
+    if (left <= 0) return ['expired', `expired ${when(k.expiresAt)}`];
+    if (left < 14 * day) return ['expiring', `expires in ${plural(Math.ceil(left / day), 'day')}`];
+  }
+  if (k.state === 'active') {
+    if (k.lastUsedAt && now - Date.parse(k.lastUsedAt) > 30 * day) return ['unused', `unused since ${when(k.lastUsedAt)}`];
+    if (!k.lastUsedAt && now - Date.parse(k.createdAt) > 30 * day) return ['unused', 'never used in 30 days'];
+  }
+  return null;
+}
+
+function renderAttention() {
+  const list = $('attention');
+  list.replaceChildren();
+  for (const p of providers) {
+    for (const k of pools[p.id] || []) {
+      const a = attentionOf(k);
+      if (a) list.append(el('li', { 'data-attention': `${p.id}/${k.keyId}` }, el('span', { class: 'badge wrap ' + a[0], text: a[1] }),
+        el('span', { text: `${p.displayName} ${keyName(k)}` })));
+    }
+  }
+  if (!list.childElementCount) list.append(el('li', { class: 'none', text: 'Nothing: every key is healthy, in date and in use.' }));
+}
+
+// Usage: what the page knows of the last 7 days. A workspace's calls
+// through the credential proxy come by day from its records; resolves are
+// counted per key since it was added.
+let usageDays = null; // [{ day, calls }] for the last 7 days, or null
+function renderUsageFigures() {
+  const all = Object.values(pools).flat();
+  const resolves = all.reduce((n, k) => n + (k.resolves || 0), 0);
+  const used = all.filter((k) => k.lastUsedAt && Date.now() - Date.parse(k.lastUsedAt) < 7 * day).length;
+  const figures = el('div', { class: 'figures' },
+    el('div', { 'data-figure': 'resolves' }, el('strong', { text: String(resolves) }), 'served by these keys'),
+    el('div', { 'data-figure': 'used' }, el('strong', { text: `${used} of ${all.length}` }), 'keys used this week'));
+  const box = $('usage');
+  box.replaceChildren(figures);
+  if (usageDays) box.append(usageChart(usageDays));
+  else box.append(el('p', { class: 'hint small', text: current.kind === 'workspace'
+    ? 'Calls by day come from the credential proxy\'s records, which this replica does not keep.'
+    : "An organization's calls by day are its workspaces'." }));
+}
+
+// renderUsage reads the workspace's proxied calls of the last 7 days (one
+// page of up to 1,000) and counts them by day.
+async function renderUsage() {
+  usageDays = null;
+  if (current.kind === 'workspace') {
+    const start = new Date(Date.now() - 6 * day);
+    start.setUTCHours(0, 0, 0, 0);
+    try {
+      const page = await api('GET', `${base()}/proxy-calls?${new URLSearchParams({ limit: '1000', since: start.toISOString().replace(/\.\d+Z$/, 'Z') })}`);
+      usageDays = [...Array(7)].map((_, i) => ({ day: new Date(start.getTime() + i * day), calls: 0, more: Boolean(page.nextCursor) }));
+      for (const c of page.calls) {
+        const i = Math.floor((Date.parse(c.at) - start.getTime()) / day);
+        if (usageDays[i]) usageDays[i].calls++;
+      }
+    } catch (e) {
+      if (e.status !== 403 && e.status !== 404) throw e;
+    }
+  }
+  renderUsageFigures();
+}
+
+// usageChart draws the calls by day as bars (SVG), labelled for screen
+// readers in words.
+function usageChart(days) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = (tag, attrs) => { const n = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); return n; };
+  const max = Math.max(1, ...days.map((d) => d.calls));
+  const names = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const total = days.reduce((n, d) => n + d.calls, 0);
+  const words = days.map((d) => `${names[d.day.getUTCDay()]} ${d.calls}`).join(', ');
+  const chart = svg('svg', { class: 'chart', viewBox: '0 0 280 72', role: 'img', 'aria-label': `Calls through the proxy by day: ${words}` });
+  days.forEach((d, i) => {
+    const h = Math.max(2, Math.round((d.calls / max) * 50));
+    chart.append(svg('rect', { class: d.calls ? 'bar' : 'bar zero', x: String(i * 40 + 6), y: String(56 - h), width: '28', height: String(h), rx: '3' }));
+    const label = svg('text', { x: String(i * 40 + 20), y: '70', 'text-anchor': 'middle' });
+    label.textContent = names[d.day.getUTCDay()];
+    chart.append(label);
+  });
+  return el('div', { 'data-usage-chart': '' }, el('p', { class: 'small hint', text: `${plural(total, 'call')} through the proxy${days[0].more ? ' (at least)' : ''}` }), chart);
+}
+
+// providerSection is one provider's pool: its name, what serves it, its
+// keys as a table in the order they serve, and Add a key.
+function providerSection(p, pool) {
+  const edit = canEdit();
+  const head = el('div', { class: 'provider-head' },
+    el('h3', { id: 'prov-' + p.id, text: p.displayName }),
+    el('span', { class: 'count', text: `${plural(pool.length, 'key')} of 10` }));
+  if (edit && pool.length < 10) {
+    head.append(el('button', { type: 'button', class: 'small-btn', 'data-add': p.id, 'aria-label': `Add a key to ${p.displayName}`,
+      onclick: () => openAddPanel(p, `button[data-add="${p.id}"]`) }, 'Add a key'));
+  }
+  const headRow = el('tr', {});
+  if (edit) headRow.append(el('th', { scope: 'col', class: 'c-handle' }, el('span', { class: 'visually-hidden', text: 'Order' })));
+  for (const [c, text] of [['c-name', 'Name'], ['c-key', 'Key'], ['c-state', 'State'], ['c-prio', 'Priority'], ['c-used', 'Last used'], ['c-exp', 'Expires']]) {
+    headRow.append(el('th', { scope: 'col', class: c, text }));
+  }
+  if (edit) headRow.append(el('th', { scope: 'col', class: 'c-menu' }, el('span', { class: 'visually-hidden', text: 'Actions' })));
+  const body = el('tbody', {});
+  pool.forEach((k, j) => body.append(keyRow(p, k, pool, j)));
+  const table = el('table', { class: 'keys', 'data-pool': p.id },
+    el('caption', { class: 'visually-hidden', text: `${p.displayName} keys, in the order they serve` }), el('thead', {}, headRow), body);
+  return el('section', { class: 'provider', 'data-provider': p.id, 'aria-labelledby': 'prov-' + p.id }, head, table);
+}
+
+// relative says how long ago in words (minutes, hours, days).
+function relative(iso) {
+  const s = (Date.now() - Date.parse(iso)) / 1000;
+  if (s < 90) return 'just now';
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 129600) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+// keyRow is one key of a pool: what it is, how it serves, and (for
+// admins) its drag handle and its actions menu: at most 3 controls.
+function keyRow(p, k, pool, j) {
+  const id = `${p.id}/${k.keyId}`, slug = `${p.id}-${k.keyId}`;
+  const edit = canEdit();
+  const row = el('tr', { 'data-key': id, class: k.state === 'disabled' ? 'disabled' : undefined });
   const usage = k.lastUsedAt
-    ? `${k.resolves} resolves, last used ${when(k.lastUsedAt)}${k.idle ? ' (idle: unused for 90 days)' : ''}`
-    : `never used${k.idle ? ' (idle: created over 90 days ago)' : ''}`;
-  const item = el('li', { 'data-key': id, class: k.state === 'disabled' ? 'disabled' : undefined });
-  if (canEdit()) item.append(dragHandle(p, k, pool, j, item), ' ');
-  item.append(
-    el('strong', { 'data-name': id, text: k.name || k.keyId }), ' ',
-    el('span', { class: 'masked', 'data-masked': id, text: k.maskedKey }), ' ',
-    el('span', { class: 'badge ' + (k.health || 'healthy'), 'data-health': id, text: healthInWords(k) }),
-    credentialSummary(p, k, id),
-    el('div', { text: `key id ${k.keyId}, priority ${k.priority}, ` }, el('span', { class: 'state-' + k.state, text: k.state }),
-      k.models.length ? `, only for ${k.models.join(', ')}` : ''),
-    el('div', { 'data-changed': id, text: `version ${k.version}, changed by ${actorLabel(k.updatedBy, k.updatedByName)} at ${when(k.updatedAt)}` }),
-    el('div', { 'data-usage': id, text: usage }));
-  if (canEdit()) item.append(keyControls(p, k, pool, j));
-  return item;
+    ? `served ${plural(k.resolves, 'time')}, last ${when(k.lastUsedAt)}${k.idle ? ' (idle: unused for 90 days)' : ''}`
+    : `never used${k.idle ? ' (idle: added over 90 days ago)' : ''}`;
+  const exp = k.expiresAt ? attentionOf(k) : null;
+  if (edit) row.append(el('td', { class: 'c-handle' }, dragHandle(p, k, pool, j, row)));
+  row.append(
+    el('td', { class: 'c-name' }, el('span', { class: 'kname', 'data-name': id, text: k.name || k.keyId }),
+      el('span', { class: 'sub', 'data-changed': id, text: `version ${k.version}, changed by ${actorLabel(k.updatedBy, k.updatedByName)} at ${when(k.updatedAt)}` }),
+      el('p', { class: 'error', id: 'err-' + slug, role: 'alert' })),
+    el('td', { class: 'c-key' }, el('span', { class: 'masked', 'data-masked': id, text: k.maskedKey }),
+      el('span', { class: 'sub', text: `key id ${k.keyId}${k.models.length ? ', only for ' + k.models.join(', ') : ''}` }), credentialSummary(p, k, id)),
+    el('td', { class: 'c-state' }, el('span', { class: 'badge ' + k.state, 'data-state': id, text: k.state }), ' ',
+      el('span', { class: 'badge wrap ' + (k.health || 'healthy'), 'data-health': id, text: healthInWords(k) }),
+      el('p', { class: 'result', 'data-test-result': id, role: 'status' })),
+    el('td', { class: 'c-prio' }, el('span', { class: 'cell-label', text: 'priority ' }), String(k.priority)),
+    el('td', { class: 'c-used', 'data-usage': id, title: usage }, el('span', { class: 'cell-label', text: 'last used ' }),
+      k.lastUsedAt ? relative(k.lastUsedAt) : 'never', el('span', { class: 'sub', text: k.lastUsedAt ? `served ${plural(k.resolves, 'time')}` : '' })),
+    el('td', { class: k.expiresAt ? 'c-exp' : 'c-exp none' }, el('span', { class: 'cell-label', text: 'expires ' }),
+      k.expiresAt ? el('span', { class: exp ? 'badge ' + exp[0] : '', 'data-expires': id, text: exp ? exp[1] : when(k.expiresAt) }) : el('span', { class: 'hint', text: 'no expiry' })));
+  if (edit) row.append(el('td', { class: 'c-menu' }, keyActions(p, k, pool, j)));
+  return row;
 }
 
 // credentialSummary shows a key of several fields: each public field's
@@ -556,7 +967,13 @@ function keyAction(errBox, fn, done, atField) {
     try {
       const result = await fn();
       if (result === false) return; // not confirmed
+      // A form in the side panel has done its work: the panel closes, and
+      // the focus goes back to what opened it once the page is redrawn.
+      const back = panelReturn;
+      panelReturn = '';
+      closePanel();
       await refresh();
+      if (back && !$('panel').open) document.querySelector(back)?.focus();
       if (done) toast(typeof done === 'function' ? done(result) : done);
     } catch (e) {
       if (!(atField && atField(e.message))) {
@@ -608,6 +1025,7 @@ async function reorder(p, pool, from, to) {
   return `${keyName(moved)} now serves ${where}.`;
 }
 
+
 // dragHandle reorders a key by pointer (drag it over the others) or by
 // keyboard (arrow keys while the handle has focus).
 function dragHandle(p, k, pool, j, item) {
@@ -622,7 +1040,7 @@ function dragHandle(p, k, pool, j, item) {
     if (ev.key === 'ArrowDown' && j < pool.length - 1) { ev.preventDefault(); run(j + 1); }
   });
   let target = -1;
-  const clearMarks = () => item.parentElement?.querySelectorAll('li').forEach((li) => li.classList.remove('drop-before', 'drop-after', 'dragging'));
+  const clearMarks = () => item.parentElement?.querySelectorAll('tr').forEach((tr) => tr.classList.remove('drop-before', 'drop-after', 'dragging'));
   handle.addEventListener('pointerdown', (ev) => {
     if (ev.button !== 0) return;
     handle.setPointerCapture(ev.pointerId);
@@ -633,9 +1051,9 @@ function dragHandle(p, k, pool, j, item) {
     if (target < 0) return;
     // The new place is after every other key whose middle is above the
     // pointer.
-    const others = [...item.parentElement.children].filter((li) => li !== item);
-    target = others.filter((li) => { const r = li.getBoundingClientRect(); return ev.clientY > r.top + r.height / 2; }).length;
-    others.forEach((li) => li.classList.remove('drop-before', 'drop-after'));
+    const others = [...item.parentElement.children].filter((tr) => tr !== item);
+    target = others.filter((tr) => { const r = tr.getBoundingClientRect(); return ev.clientY > r.top + r.height / 2; }).length;
+    others.forEach((tr) => tr.classList.remove('drop-before', 'drop-after'));
     if (target < j) others[target].classList.add('drop-before');
     if (target > j) others[target - 1].classList.add('drop-after');
   });
@@ -650,118 +1068,188 @@ function dragHandle(p, k, pool, j, item) {
   return handle;
 }
 
-function keyControls(p, k, pool, j) {
+// keyActions is a key's menu: replace, rename, limit models, serve
+// earlier or later, disable or enable, test, history, delete. The forms
+// open in the side panel; what changes what serves asks first.
+function keyActions(p, k, pool, j) {
   const id = `${p.id}/${k.keyId}`, slug = `${p.id}-${k.keyId}`;
-  const box = el('div', { class: 'edit' });
-  const err = el('p', { class: 'error', id: 'err-' + slug, role: 'alert' });
-  // Rotate: a new value for this key (a whole new credential, for the
-  // kinds of several fields: the public fields filled in, every secret
-  // field of the chosen way asked again).
+  const err = () => document.getElementById('err-' + slug) || el('p');
+  const back = `button[data-menu="${CSS.escape(id)}"]`;
+  const enabling = k.state !== 'active';
+  const toggle = keyAction(el('p', { id: 'err-' + slug }), async () => {
+    const q = enabling
+      ? { title: `Enable ${keyName(k)}?`, ok: 'Enable', text: `${keyName(k)} serves ${p.displayName} calls again, at priority ${k.priority}.` }
+      : { title: `Disable ${keyName(k)}?`, ok: 'Disable', danger: true, text: `${keyName(k)} stops serving at once. ${nextSource(p, pool, [k.keyId])}` };
+    if (!await confirmAction(q)) return false;
+    return api('PATCH', keyPath(p.id, k.keyId), { state: enabling ? 'active' : 'disabled' });
+  }, `${enabling ? 'Enabled' : 'Disabled'} ${p.displayName} key ${keyName(k)}.`);
+  // Delete, with a confirmation that says what it leaves behind.
+  const del = keyAction(el('p', { id: 'err-' + slug }), async () => {
+    const destroy = el('input', { type: 'checkbox', id: `destroy-${slug}`, 'data-destroy': id });
+    const destroyLabel = el('label', { for: `destroy-${slug}` }, destroy, ' Also destroy every earlier version in Vault, for good');
+    const ok = await confirmAction({ title: `Delete ${p.displayName} key ${keyName(k)}?`, ok: 'Delete the key', danger: true, extra: destroyLabel,
+      text: `${k.state === 'active' ? nextSource(p, pool, [k.keyId]) : 'The key is disabled: nothing serves differently.'} ` +
+        'A plain delete removes the current version only: the older versions stay in Vault, readable and restorable by its operators. Destroy removes them all.' });
+    if (!ok) return false;
+    await api('DELETE', keyPath(p.id, k.keyId) + (destroy.checked ? '?destroy=true' : ''));
+    return destroy.checked;
+  }, (destroyed) => `Deleted ${p.displayName} key ${keyName(k)}${destroyed ? ', every version destroyed' : '; its older versions stay in Vault'}.`);
+  const test = async () => {
+    const verdict = () => document.querySelector(`[data-test-result="${CSS.escape(id)}"]`);
+    err().textContent = '';
+    verdict().textContent = `Asking ${p.displayName}...`;
+    try {
+      const r = await api('POST', `${keyPath(p.id, k.keyId)}/test`);
+      const words = { accepted: 'accepted the key', refused: 'refused the key', rate_limited: 'knows the key but rate limits it', unreachable: 'could not be asked' };
+      const text = `${p.displayName} ${words[r.result] || r.result} (${r.detail}); the key is ${r.health.replace('_', ' ')}.`;
+      await renderKeys();
+      verdict().textContent = text;
+      await renderAudit();
+      toast(text, r.result !== 'accepted');
+    } catch (e) {
+      if (verdict()) verdict().textContent = '';
+      err().textContent = e.message;
+    }
+  };
+  return actionsMenu(id, keyName(k), [
+    { text: 'Replace the key…', attrs: { 'data-replace': id }, run: () => openPanel(`Replace ${p.displayName} key ${keyName(k)}`, back, rotateForm(p, k)) },
+    { text: 'Rename…', attrs: { 'data-rename-open': id }, run: () => openPanel(`Rename ${p.displayName} key ${keyName(k)}`, back, renameForm(p, k)) },
+    { text: 'Limit to models…', attrs: { 'data-models-open': id }, run: () => openPanel(`Models of ${p.displayName} key ${keyName(k)}`, back, modelsForm(p, k)) },
+    { text: 'Serve earlier', attrs: { 'data-up': id }, disabled: j === 0, run: () => keyAction(err(), () => reorder(p, pool, j, j - 1), (m) => m)() },
+    { text: 'Serve later', attrs: { 'data-down': id }, disabled: j === pool.length - 1, run: () => keyAction(err(), () => reorder(p, pool, j, j + 1), (m) => m)() },
+    { text: enabling ? 'Enable' : 'Disable', attrs: { 'data-toggle-state': id }, run: toggle },
+    { text: 'Test with the provider', attrs: { 'data-test': id }, run: test },
+    { text: 'Version history…', attrs: { 'data-history': id }, run: () => renderHistory(p, k).catch((e) => { err().textContent = e.message; }) },
+    '-',
+    { text: 'Delete…', attrs: { 'data-delete': id }, danger: true, run: del },
+  ]);
+}
+
+// rotateForm writes a new value for a key (a whole new credential, for
+// the kinds of several fields: the public fields filled in, every secret
+// field of the chosen way asked again).
+function rotateForm(p, k) {
+  const id = `${p.id}/${k.keyId}`, slug = `${p.id}-${k.keyId}`;
+  const err = el('p', { class: 'error', id: 'rotate-err-' + slug, role: 'alert' });
   const confirmRotate = () => confirmAction({ title: `Replace ${p.displayName} key ${keyName(k)}?`, ok: 'Replace the key',
-    text: (k.state === 'active' ? `Calls this key serves use the new value at once. ` : 'The key is disabled: the new value serves once it is enabled. ') +
+    text: (k.state === 'active' ? 'Calls this key serves use the new value at once. ' : 'The key is disabled: the new value serves once it is enabled. ') +
       `The current value stays in Vault as version ${k.version}, so it can be rolled back.` });
   const rotated = (r) => `Replaced ${p.displayName} key ${keyName(k)}: now version ${r.version} (${r.maskedKey}).`;
-  let rotate;
+  const form = el('form', { 'data-rotate': id, method: 'post' });
   if (p.kind === 'api_key') {
-    const input = el('input', { id: 'rotate-' + slug, type: 'password', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'err-' + slug });
-    rotate = el('form', { 'data-rotate': id, method: 'post' },
-      el('label', { for: 'rotate-' + slug, text: `Replace the key ${k.name || k.keyId}` }), input,
-      el('button', { type: 'submit', text: 'Replace key' }));
-    rotate.addEventListener('submit', (ev) => {
+    const input = el('input', { id: 'rotate-' + slug, type: 'password', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'rotate-err-' + slug });
+    form.append(el('p', { class: 'hint', text: `Now ${k.maskedKey}, version ${k.version}.` }),
+      el('label', { for: 'rotate-' + slug, text: `New value of ${k.name || k.keyId}` }), input,
+      el('p', { class: 'hint', text: p.formatHint }), err,
+      el('div', { class: 'actions' }, el('button', { type: 'submit', class: 'primary', text: 'Replace key' })));
+    form.addEventListener('submit', (ev) => {
       ev.preventDefault();
       keyAction(err, async () => {
         if (!await confirmRotate()) return false;
         const value = input.value;
-        input.value = '';           // the key leaves the DOM before the request returns
+        input.value = ''; // the key leaves the DOM before the request returns
         return api('PUT', keyPath(p.id, k.keyId), { apiKey: value });
       }, rotated)();
     });
-  } else {
-    const cred = credentialForm(p, 'rotate-' + slug, k);
-    const form = el('form', { 'data-rotate': id, method: 'post' },
-      el('p', { class: 'hint', text: 'A replacement writes the whole credential: the public fields are filled in from the current one; ' +
-        'keybroker never shows a secret field, so each one the chosen way needs is asked again (type the same value to keep it).' }),
-      cred.node, el('button', { type: 'submit', text: 'Replace credential' }));
-    rotate = el('details', { 'data-replace': id }, el('summary', { text: `Replace the credential of ${k.name || k.keyId}` }), form);
-    form.addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      cred.clearErrors();
-      keyAction(err, async () => {
-        const credential = cred.read();
-        if (!await confirmRotate()) return false;
-        cred.clearSecrets(); // the secrets leave the DOM before the request returns
-        return api('PUT', keyPath(p.id, k.keyId), { credential });
-      }, rotated, (message) => cred.showError(message))();
-    });
+    return form;
   }
-  // Rename (changes no resolve: no confirmation).
-  const nameInput = el('input', { id: 'name-' + slug, autocomplete: 'off', value: k.name, maxlength: '120' });
-  const rename = el('form', { 'data-rename': id, method: 'post' },
-    el('label', { for: 'name-' + slug, text: 'Name' }), nameInput, el('button', { type: 'submit', text: 'Rename' }));
-  rename.addEventListener('submit', (ev) => {
+  const cred = credentialForm(p, 'rotate-' + slug, k);
+  form.append(el('p', { class: 'hint', text: 'A replacement writes the whole credential: the public fields are filled in from the current one; ' +
+      'keybroker never shows a secret field, so each one the chosen way needs is asked again (type the same value to keep it).' }),
+  cred.node, err, el('div', { class: 'actions' }, el('button', { type: 'submit', class: 'primary', text: 'Replace credential' })));
+  form.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    keyAction(err, () => api('PATCH', keyPath(p.id, k.keyId), { name: nameInput.value }), `Renamed to '${nameInput.value}'.`)();
+    cred.clearErrors();
+    keyAction(err, async () => {
+      const credential = cred.read();
+      if (!await confirmRotate()) return false;
+      cred.clearSecrets(); // the secrets leave the DOM before the request returns
+      return api('PUT', keyPath(p.id, k.keyId), { credential });
+    }, rotated, (message) => cred.showError(message))();
   });
-  // Reorder by one step, for those who prefer buttons to the handle.
-  const up = el('button', { type: 'button', 'data-up': id, text: 'Serve earlier', 'aria-label': `Serve earlier: ${k.name || k.keyId}`, disabled: j === 0 });
-  const down = el('button', { type: 'button', 'data-down': id, text: 'Serve later', 'aria-label': `Serve later: ${k.name || k.keyId}`, disabled: j === pool.length - 1 });
-  up.addEventListener('click', keyAction(err, () => reorder(p, pool, j, j - 1), (m) => m));
-  down.addEventListener('click', keyAction(err, () => reorder(p, pool, j, j + 1), (m) => m));
-  const enabling = k.state !== 'active';
-  const toggle = el('button', { type: 'button', 'data-toggle-state': id, text: enabling ? 'Enable' : 'Disable',
-    onclick: keyAction(err, async () => {
-      const q = enabling
-        ? { title: `Enable ${keyName(k)}?`, ok: 'Enable', text: `${keyName(k)} serves ${p.displayName} calls again, at priority ${k.priority}.` }
-        : { title: `Disable ${keyName(k)}?`, ok: 'Disable', danger: true, text: `${keyName(k)} stops serving at once. ${nextSource(p, pool, [k.keyId])}` };
-      if (!await confirmAction(q)) return false;
-      return api('PATCH', keyPath(p.id, k.keyId), { state: enabling ? 'active' : 'disabled' });
-    }, `${enabling ? 'Enabled' : 'Disabled'} ${p.displayName} key ${keyName(k)}.`) });
-  // Delete, with a confirmation that says what it leaves behind.
-  const delBtn = el('button', { type: 'button', 'data-delete': id, text: 'Delete key', class: 'danger',
-    onclick: keyAction(err, async () => {
-      const destroy = el('input', { type: 'checkbox', id: `destroy-${slug}`, 'data-destroy': id });
-      const destroyLabel = el('label', { for: `destroy-${slug}` }, destroy, ' Also destroy every earlier version in Vault, for good');
-      const ok = await confirmAction({ title: `Delete ${p.displayName} key ${keyName(k)}?`, ok: 'Delete the key', danger: true, extra: destroyLabel,
-        text: `${k.state === 'active' ? nextSource(p, pool, [k.keyId]) : 'The key is disabled: nothing serves differently.'} ` +
-          'A plain delete removes the current version only: the older versions stay in Vault, readable and restorable by its operators. Destroy removes them all.' });
-      if (!ok) return false;
-      await api('DELETE', keyPath(p.id, k.keyId) + (destroy.checked ? '?destroy=true' : ''));
-      return destroy.checked;
-    }, (destroyed) => `Deleted ${p.displayName} key ${keyName(k)}${destroyed ? ', every version destroyed' : '; its older versions stay in Vault'}.`) });
-  const histBtn = el('button', { type: 'button', 'data-history': id, text: 'Version history',
-    onclick: () => renderHistory(p, k).catch((e) => { err.textContent = e.message; }) });
-  const verdict = el('p', { class: 'result', 'data-test-result': id, role: 'status' });
-  const testBtn = el('button', { type: 'button', 'data-test': id, text: 'Test key' });
-  testBtn.addEventListener('click', async () => {
-    err.textContent = '';
-    verdict.textContent = `Asking ${p.displayName}...`;
-    try {
-      const r = await api('POST', `${keyPath(p.id, k.keyId)}/test`);
-      const words = { accepted: 'accepted the key', refused: 'refused the key', rate_limited: 'knows the key but rate limits it', unreachable: 'could not be asked' };
-      verdict.textContent = `${p.displayName} ${words[r.result] || r.result} (${r.detail}); the key is ${r.health.replace('_', ' ')}.`;
-      await renderKeys();
-      document.querySelector(`[data-test-result="${CSS.escape(id)}"]`)?.replaceWith(verdict);
-      await renderAudit();
-      toast(verdict.textContent, r.result !== 'accepted');
-    } catch (e) {
-      verdict.textContent = '';
-      err.textContent = e.message;
-    }
-  });
-  box.append(rotate, rename, up, down, toggle, testBtn, delBtn, histBtn, verdict, err);
-  return box;
+  return form;
 }
+
+// renameForm changes a key's name (nothing that resolves: no confirmation).
+function renameForm(p, k) {
+  const id = `${p.id}/${k.keyId}`, slug = `${p.id}-${k.keyId}`;
+  const input = el('input', { id: 'name-' + slug, autocomplete: 'off', value: k.name, maxlength: '120', 'aria-describedby': 'rename-err-' + slug });
+  const err = el('p', { class: 'error', id: 'rename-err-' + slug, role: 'alert' });
+  const form = el('form', { 'data-rename': id, method: 'post' }, el('label', { for: 'name-' + slug, text: 'Name' }), input, err,
+    el('div', { class: 'actions' }, el('button', { type: 'submit', class: 'primary', text: 'Rename' })));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    keyAction(err, () => api('PATCH', keyPath(p.id, k.keyId), { name: input.value }), `Renamed to '${input.value}'.`)();
+  });
+  return form;
+}
+
+// modelsForm limits a key to some models (it then serves only those; an
+// empty list: every model). It changes what serves, so it asks first.
+function modelsForm(p, k) {
+  const id = `${p.id}/${k.keyId}`, slug = `${p.id}-${k.keyId}`;
+  const input = el('input', { id: 'models-' + slug, autocomplete: 'off', spellcheck: 'false', value: k.models.join(', '), 'aria-describedby': `models-hint-${slug} models-err-${slug}` });
+  const err = el('p', { class: 'error', id: 'models-err-' + slug, role: 'alert' });
+  const form = el('form', { 'data-models': id, method: 'post' }, el('label', { for: 'models-' + slug, text: 'Models (comma separated)' }), input,
+    el('p', { class: 'hint', id: 'models-hint-' + slug, text: 'The key serves only calls for these models; empty: every model.' }), err,
+    el('div', { class: 'actions' }, el('button', { type: 'submit', class: 'primary', text: 'Save' })));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const models = splitIds(input.value);
+    keyAction(err, async () => {
+      const ok = await confirmAction({ title: `Limit ${keyName(k)} to ${models.length ? plural(models.length, 'model') : 'no model'}?`, ok: 'Save',
+        text: models.length ? `${keyName(k)} serves only ${models.join(', ')} from now on; calls for other models use the pool's next key.` : `${keyName(k)} serves every model again.` });
+      if (!ok) return false;
+      return api('PATCH', keyPath(p.id, k.keyId), { models });
+    }, models.length ? `${keyName(k)} now serves only ${models.join(', ')}.` : `${keyName(k)} now serves every model.`)();
+  });
+  return form;
+}
+
+// openAddPanel opens the add form of a provider in the side panel.
+function openAddPanel(p, returnTo) {
+  openPanel(`Add a key to ${p.displayName}`, returnTo, addForm(p, pools[p.id] || []));
+}
+
+// openPicker is "Add a provider": the providers without a key of this
+// scope, searched by name, each with the credential it takes and what
+// serves its calls now; choosing one opens its form.
+function openPicker() {
+  const search = el('input', { id: 'provider-search', type: 'search', autocomplete: 'off', spellcheck: 'false', placeholder: 'Type a name' });
+  const list = el('ul', { class: 'picker', id: 'provider-picker', 'aria-label': 'Providers' });
+  const takes = (p) => (p.kind === 'api_key' ? 'an API key' : p.choices ? p.choices.options.map((o) => o.label.toLowerCase()).join(' or ')
+    : p.fields.filter((f) => f.required).map((f) => fieldLabel(f).toLowerCase()).join(', '));
+  const draw = () => {
+    const q = search.value.trim().toLowerCase();
+    list.replaceChildren();
+    for (const p of providers) {
+      if ((pools[p.id] || []).length) continue;
+      if (q && !p.displayName.toLowerCase().includes(q) && !p.id.includes(q)) continue;
+      list.append(el('li', {}, el('button', { type: 'button', 'data-pick': p.id, onclick: () => openAddPanel(p, '#add-provider') },
+        el('span', { text: p.displayName }), el('span', { class: 'sub', text: `Takes ${takes(p)}.` }),
+        el('span', { class: 'sub', 'data-pick-status': p.id, text: statusOf(p) }))));
+    }
+    if (!list.childElementCount) list.append(el('li', { class: 'hint', text: q ? `No provider matches "${search.value.trim()}".` : 'Every provider has a key.' }));
+  };
+  search.addEventListener('input', draw);
+  draw();
+  openPanel('Add a provider', '#add-provider', el('label', { for: 'provider-search', text: 'Search providers' }), search, list);
+}
+$('add-provider').addEventListener('click', openPicker);
 
 // addForm adds a key to a provider's pool. Adding asks first when the
 // new key would change what serves (it would serve first, or share the
 // first place).
 function addForm(p, pool) {
+  const last = pool.length ? Math.max(...pool.map((k) => k.priority)) : 0;
   const name = el('input', { id: 'newname-' + p.id, autocomplete: 'off', maxlength: '120' });
-  const priority = el('input', { id: 'priority-' + p.id, type: 'number', min: '0', max: '1000', value: '100' });
+  const priority = el('input', { id: 'priority-' + p.id, type: 'number', min: '0', max: '1000', value: String(pool.length ? Math.min(1000, last + 100) : 100),
+    'aria-describedby': 'priority-hint-' + p.id });
   const err = el('p', { class: 'error', id: 'err-' + p.id, role: 'alert' });
   const settings = [el('label', { for: 'newname-' + p.id, text: 'Name (optional)' }), name,
-    el('label', { for: 'priority-' + p.id, text: 'Priority (lower serves first)' }), priority,
-    el('button', { type: 'submit', text: 'Add key' }), err];
+    el('label', { for: 'priority-' + p.id, text: 'Priority' }), priority,
+    el('p', { class: 'hint', id: 'priority-hint-' + p.id, text: pool.length ? `Lower serves first; the pool's keys are at ${pool.map((k) => k.priority).join(', ')}.` : 'Lower serves first.' }),
+    err, el('div', { class: 'actions' }, el('button', { type: 'submit', class: 'primary', text: 'Add key' }))];
   // An api_key provider takes one password field, as it always has; the
   // other kinds a form built from their schema (credentialForm).
   let input = null, cred = null;
@@ -770,10 +1258,13 @@ function addForm(p, pool) {
     input = el('input', { id: 'key-' + p.id, type: 'password', autocomplete: 'off', spellcheck: 'false',
       'aria-describedby': 'err-' + p.id + ' hint-' + p.id });
     form.append(el('label', { for: 'key-' + p.id, text: `New ${p.displayName} key` }), input,
-      el('span', { class: 'hint', id: 'hint-' + p.id, text: ' ' + p.formatHint + ' ' }), ...settings);
+      el('p', { class: 'hint', id: 'hint-' + p.id, text: p.formatHint }), ...settings);
   } else {
     cred = credentialForm(p, 'add-' + p.id, null);
     form.append(cred.node, ...settings);
+  }
+  if (current.kind === 'workspace' && !pool.length) {
+    form.prepend(el('p', { class: 'hint', text: `Now: ${statusOf(p)}.` }));
   }
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -789,7 +1280,7 @@ function addForm(p, pool) {
         cred.clearSecrets(); // the secrets leave the DOM before the request returns
       } else {
         body.apiKey = input.value;
-        input.value = '';           // the key leaves the DOM before the request returns
+        input.value = ''; // the key leaves the DOM before the request returns
       }
       if (name.value) body.name = name.value;
       if (!pool.length) body.keyId = 'default'; // the v1 routes' key
@@ -1056,11 +1547,21 @@ function fileControl(f, required, id) {
 
 // ---- History ----------------------------------------------------------------
 
+// renderHistory shows a key's versions in the side panel: which value
+// each was (its mask), who wrote it and when; an admin rolls back to one.
+// The panel also says the key's details that the row keeps short.
 async function renderHistory(p, k) {
   const versions = (await api('GET', `${keyPath(p.id, k.keyId)}/versions`)).versions;
-  $('history-title').textContent = `${p.displayName} key ${keyName(k)} (key id ${k.keyId}): versions`;
-  const list = $('history');
-  list.replaceChildren();
+  const id = `${p.id}/${k.keyId}`;
+  const details = el('dl', { class: 'kv' },
+    el('dt', { text: 'Key id' }), el('dd', { text: k.keyId }),
+    el('dt', { text: 'Priority' }), el('dd', { text: String(k.priority) }),
+    el('dt', { text: 'Models' }), el('dd', { text: k.models.length ? k.models.join(', ') : 'every model' }),
+    el('dt', { text: 'Usage' }), el('dd', { text: k.lastUsedAt ? `served ${plural(k.resolves, 'time')}, last ${when(k.lastUsedAt)}` : 'never used' }),
+    el('dt', { text: 'Added' }), el('dd', { text: `${when(k.createdAt)} by ${actorLabel(k.createdBy, k.createdByName)}` }),
+    el('dt', { text: 'Expires' }), el('dd', { text: k.expiresAt ? when(k.expiresAt) : 'no expiry set' }));
+  const title = el('h3', { id: 'history-title', text: `${p.displayName} key ${keyName(k)} (key id ${k.keyId}): versions` });
+  const list = el('ol', { id: 'history' });
   for (const v of versions) {
     const state = v.current ? 'current' : v.destroyed ? 'destroyed' : v.deletedAt ? 'deleted' : 'available';
     const by = v.createdBy ? `written by ${actorLabel(v.createdBy, v.createdByName)}` : 'written in Vault directly';
@@ -1068,7 +1569,7 @@ async function renderHistory(p, k) {
       el('strong', { text: `Version ${v.version}` }), ` (${state}) `,
       v.maskedKey ? el('span', { class: 'masked', text: v.maskedKey }) : '', ` ${by}, `, el('span', { class: 'when', text: when(v.createdAt) }));
     if (!v.current && state === 'available' && canEdit()) {
-      item.append(' ', el('button', { type: 'button', 'data-rollback': String(v.version), text: `Roll back to version ${v.version}`,
+      item.append(' ', el('button', { type: 'button', class: 'small-btn', 'data-rollback': String(v.version), text: `Roll back to version ${v.version}`,
         onclick: async () => {
           const ok = await confirmAction({ title: `Roll ${keyName(k)} back to version ${v.version}?`, ok: 'Roll back',
             text: `Calls this key serves use version ${v.version}'s value${v.maskedKey ? ' (' + v.maskedKey + ')' : ''} at once. ` +
@@ -1087,8 +1588,8 @@ async function renderHistory(p, k) {
     }
     list.append(item);
   }
-  $('history-section').hidden = false;
-  $('history-title').scrollIntoView({ block: 'nearest' });
+  openPanel(`${p.displayName} key ${keyName(k)}`, `button[data-menu="${CSS.escape(id)}"]`,
+    el('section', { id: 'history-section', 'aria-labelledby': 'history-title' }, details, title, list));
 }
 
 // ---- Audit ------------------------------------------------------------------
@@ -1256,21 +1757,21 @@ $('audit-download').addEventListener('click', async () => {
 // ---- Tokens (operators) -----------------------------------------------------
 
 async function renderTokens() {
-  $('token-error').textContent = '';
+  $('token-list-error').textContent = '';
   const list = $('token-list');
   const tokens = (await api('GET', '/v1/tokens')).tokens;
   list.replaceChildren();
   for (const t of tokens) {
     const reach = [...t.workspaces.map((w) => 'workspace ' + w), ...t.organizations.map((o) => 'organization ' + o)];
     const item = el('li', { 'data-token': t.id },
-      el('strong', { text: t.description || '(no description)' }), ` ${t.id} `,
-      el('span', { class: 'badge', 'data-token-state': t.id, text: t.state }),
-      el('div', { text: `role ${t.role}${reach.length ? ', ' + reach.join(', ') : ''}` }),
-      el('div', { class: 'hint', text: `created ${when(t.createdAt)} by ${actorLabel(t.createdBy)}` +
+      el('div', {}, el('strong', { text: t.description || '(no description)' }), ' ', el('code', { class: 'small', text: t.id }), ' ',
+        el('span', { class: 'badge ' + (t.state === 'active' ? 'active' : t.state === 'revoked' ? 'failing' : 'disabled'), 'data-token-state': t.id, text: t.state })),
+      el('div', { class: 'meta', text: `role ${t.role}${reach.length ? ', ' + reach.join(', ') : ''}` }),
+      el('div', { class: 'meta', text: `created ${when(t.createdAt)} by ${actorLabel(t.createdBy)}` +
         (t.expiresAt ? `, ${t.state === 'expired' ? 'expired' : 'expires'} ${when(t.expiresAt)}` : ', never expires') +
         (t.revokedAt ? `, revoked ${when(t.revokedAt)}` : '') }));
     if (t.state === 'active' && t.id !== me.tokenId) {
-      item.append(el('button', { type: 'button', class: 'danger', 'data-revoke': t.id, text: 'Revoke',
+      item.append(el('button', { type: 'button', class: 'danger small-btn', 'data-revoke': t.id, text: 'Revoke',
         'aria-label': `Revoke ${t.description || t.id}`,
         onclick: async () => {
           const ok = await confirmAction({ title: `Revoke ${t.description ? "'" + t.description + "'" : t.id}?`, ok: 'Revoke the token', danger: true,
@@ -1281,7 +1782,7 @@ async function renderTokens() {
             await renderTokens();
             toast(`Revoked ${t.description || t.id}.`);
           } catch (e) {
-            $('token-error').textContent = e.message;
+            $('token-list-error').textContent = e.message;
             toast(e.message, true);
           }
         } }));
@@ -1302,9 +1803,10 @@ $('token-form').addEventListener('submit', async (ev) => {
   if ($('token-days').value) body.ttlSeconds = Number($('token-days').value) * 86400;
   try {
     const created = await api('POST', '/v1/tokens', body);
+    $('token-form').reset();
+    $('token-dialog').close();
     showCreatedToken(created.token);
     created.token = '';
-    $('token-form').reset();
     await renderTokens();
     toast(`Created ${created.description || created.id} (${created.id}). Copy the token now: it is not shown again.`);
   } catch (e) {
@@ -1337,8 +1839,14 @@ $('copy-token').addEventListener('click', async () => {
 });
 $('token-done').addEventListener('click', () => {
   dropCreatedToken();
+  $('token-new').focus();
+});
+$('token-new').addEventListener('click', () => {
+  $('token-error').textContent = '';
+  $('token-dialog').showModal();
   $('token-description').focus();
 });
+$('token-dialog-close').addEventListener('click', () => $('token-dialog').close());
 
 // ---- Start ------------------------------------------------------------------
 
