@@ -147,6 +147,9 @@ type Config struct {
 	// resolve hands out instead of a minted one
 	// (--expose-long-lived-credentials). Default: none.
 	ExposeLongLived []string
+	// ExpiryWarning is the window before a key's expiresAt in which it is
+	// "expiring". Default: DefaultExpiryWarning (14 days).
+	ExpiryWarning time.Duration
 	// Now tells the time for the cache's freshness and refresh decisions
 	// (tests move it). Default: time.Now. The cache's own eviction, at
 	// CacheTTL plus StaleIfError, runs on the wall clock.
@@ -167,6 +170,8 @@ type Broker struct {
 	metrics      *Metrics
 	log          *slog.Logger
 	now          func() time.Time
+	// expiryWarning: see Config.ExpiryWarning.
+	expiryWarning time.Duration
 
 	cache      *gocache.Cache
 	maxEntries int
@@ -254,6 +259,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.ExpiryWarning <= 0 {
+		cfg.ExpiryWarning = DefaultExpiryWarning
+	}
 	if (cfg.Writer == nil) != (cfg.Store == nil) {
 		return nil, errors.New("broker: key management needs both a Vault writer and a metadata store")
 	}
@@ -285,6 +293,7 @@ func New(cfg Config) (*Broker, error) {
 		pepper:        cfg.Pepper,
 		log:           cfg.Logger,
 		now:           cfg.Now,
+		expiryWarning: cfg.ExpiryWarning,
 		cache:         gocache.New(cfg.CacheTTL, time.Minute),
 		maxEntries:    cfg.MaxEntries,
 		negative:      expirable.NewLRU[string, *cacheEntry](cfg.MaxNegativeEntries, nil, cfg.NegativeCacheTTL),

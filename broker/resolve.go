@@ -69,6 +69,9 @@ const (
 	ReasonNoHostedKey                 = "no_hosted_key"
 	ReasonHostedKeysUnavailable       = "hosted_keys_unavailable"
 	ReasonNoKeyAllowsModel            = "no_key_allows_model"
+	// ReasonExpired: the keys of the scope that would have served have
+	// all passed their expiresAt (docs/lifecycle.md).
+	ReasonExpired = "expired"
 )
 
 // NoKeyError is ErrNoKey with the reason no scope could serve.

@@ -162,6 +162,16 @@ type KeyMetadata struct {
 	Resolves   int64     `json:"resolves"`
 	LastUsedAt time.Time `json:"lastUsedAt,omitzero"`
 	Idle       bool      `json:"idle"`
+	// ExpiresAt is when the key stops working (absent: not known); past
+	// it the key is not served. Expiry is "valid", "expiring" (within the
+	// warning window, 14 days by default) or "expired"; absent without
+	// ExpiresAt (docs/lifecycle.md).
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Expiry    string     `json:"expiry,omitempty"`
+	// ProviderKeyID names the key at its provider (an OpenAI service
+	// account id, an Anthropic API key id), for rotation and revocation
+	// there.
+	ProviderKeyID string `json:"providerKeyId,omitempty"`
 }
 
 // KeyList answers GET /v1/workspaces/{ws}/keys.
@@ -193,6 +203,10 @@ type AddKeyRequest struct {
 	Priority   *int           `json:"priority,omitempty"`
 	State      string         `json:"state,omitempty"`
 	Models     []string       `json:"models,omitempty"`
+	// ExpiresAt: when the key stops working (RFC 3339); ProviderKeyID:
+	// its id at the provider (docs/lifecycle.md).
+	ExpiresAt     *time.Time `json:"expiresAt,omitempty"`
+	ProviderKeyID string     `json:"providerKeyId,omitempty"`
 }
 
 // UpdateKeyRequest is the body of PATCH /v1/{scope}/providers/{p}/keys/{keyId}:
@@ -202,6 +216,10 @@ type UpdateKeyRequest struct {
 	Priority *int      `json:"priority,omitempty"`
 	State    *string   `json:"state,omitempty"`
 	Models   *[]string `json:"models,omitempty"`
+	// ExpiresAt is an RFC 3339 time, or "" to remove the expiry;
+	// ProviderKeyID the key's id at its provider, or "" to forget it.
+	ExpiresAt     *string `json:"expiresAt,omitempty"`
+	ProviderKeyID *string `json:"providerKeyId,omitempty"`
 }
 
 // WorkspaceList answers GET /v1/organizations/{org}/workspaces: the

@@ -45,6 +45,11 @@ func keyMetadata(m broker.KeyMeta) client.KeyMetadata {
 		t := m.HealthChangedAt.UTC()
 		out.HealthChangedAt = &t
 	}
+	if !m.ExpiresAt.IsZero() {
+		t := m.ExpiresAt.UTC()
+		out.ExpiresAt = &t
+	}
+	out.Expiry, out.ProviderKeyID = m.Expiry, m.ProviderKeyID
 	return out
 }
 
@@ -191,8 +196,13 @@ func (s *server) addKey(c *gin.Context) {
 		renderError(c, s.log, derr)
 		return
 	}
-	res, err := s.keys.AddKey(c.Request.Context(), broker.AddKeyRequest{Actor: s.actor(c), Pool: pool, KeyID: req.KeyID,
-		Credential: cred, Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models, Check: verify})
+	add := broker.AddKeyRequest{Actor: s.actor(c), Pool: pool, KeyID: req.KeyID,
+		Credential: cred, Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models, Check: verify,
+		ProviderKeyID: req.ProviderKeyID}
+	if req.ExpiresAt != nil {
+		add.ExpiresAt = *req.ExpiresAt
+	}
+	res, err := s.keys.AddKey(c.Request.Context(), add)
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -294,13 +304,26 @@ func (s *server) patchKey(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if req.Name == nil && req.Priority == nil && req.State == nil && req.Models == nil {
+	if req.Name == nil && req.Priority == nil && req.State == nil && req.Models == nil && req.ExpiresAt == nil && req.ProviderKeyID == nil {
 		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request",
-			Message: "name, priority, state or models: send at least one"})
+			Message: "name, priority, state, models, expiresAt or providerKeyId: send at least one"})
 		return
 	}
-	meta, err := s.keys.UpdateKey(c.Request.Context(), broker.UpdateKeyRequest{Actor: s.actor(c), Ref: r.key(),
-		Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models})
+	upd := broker.UpdateKeyRequest{Actor: s.actor(c), Ref: r.key(),
+		Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models, ProviderKeyID: req.ProviderKeyID}
+	if req.ExpiresAt != nil {
+		var t time.Time
+		if *req.ExpiresAt != "" {
+			var err error
+			if t, err = time.Parse(time.RFC3339, *req.ExpiresAt); err != nil {
+				renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request",
+					Message: `expiresAt must be an RFC 3339 time (e.g. "2027-01-31T00:00:00Z"), or "" to remove the expiry`})
+				return
+			}
+		}
+		upd.ExpiresAt = &t
+	}
+	meta, err := s.keys.UpdateKey(c.Request.Context(), upd)
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return

@@ -71,6 +71,8 @@ func (s *Store) GrantRuntime(ctx context.Context, role string) error {
 		`GRANT SELECT, INSERT, UPDATE ON admin_leases, execution_leases TO {role}`,
 		`GRANT SELECT, INSERT ON sessions TO {role}`,
 		`GRANT UPDATE (last_seen_at, idle_expires_at, ended_at, ended_reason) ON sessions TO {role}`,
+		`GRANT SELECT, INSERT ON key_expiry_warnings TO {role}`,
+		`GRANT SELECT, INSERT, UPDATE ON scope_lifecycle, key_rotations, provider_revocations TO {role}`,
 	})
 }
 
