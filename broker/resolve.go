@@ -150,6 +150,12 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 	if err != nil {
 		return Resolution{}, fmt.Errorf("resolve: %w", err)
 	}
+	if p.IsAdmin() {
+		// An admin credential manages keys at the provider: it never
+		// leaves keybroker (docs/lifecycle.md).
+		return Resolution{}, fmt.Errorf("resolve: %w", refuse(ErrInvalidRequest,
+			"%s holds admin credentials, which keybroker never resolves nor proxies", p.ID))
+	}
 	if len(req.Model) > MaxModelLength {
 		return Resolution{}, fmt.Errorf("resolve: %w", refuse(ErrInvalidRequest, "model must be at most %d characters", MaxModelLength))
 	}

@@ -23,6 +23,16 @@ type Provider struct {
 	// key or Entra client credentials), says them: a credential gives
 	// the fields of exactly one (CredentialField.Choice).
 	Choices *CredentialChoices `json:"choices,omitempty"`
+	// AdminOf, on an admin provider, is the provider whose keys it
+	// manages.
+	AdminOf string `json:"adminOf,omitempty"`
+	// Rotation and Revocation say what keybroker can do with the
+	// provider's keys through its admin API (docs/lifecycle.md): Rotation
+	// "admin_api" (created, verified, swapped in, the old deleted) or
+	// absent (expiry warnings only); Revocation "delete",
+	// "deactivate" or absent.
+	Rotation   string `json:"rotation,omitempty"`
+	Revocation string `json:"revocation,omitempty"`
 }
 
 // CredentialChoices are a credential kind's ways of signing in.
@@ -70,6 +80,11 @@ type CredentialField struct {
 // ProviderList answers GET /v1/providers.
 type ProviderList struct {
 	Providers []Provider `json:"providers"`
+	// AdminProviders are the admin APIs whose credentials a scope may
+	// hold to rotate and revoke keys at a provider (docs/lifecycle.md):
+	// written like keys (their pools), never resolved nor proxied.
+	// AdminOf names the provider whose keys each manages.
+	AdminProviders []Provider `json:"adminProviders,omitempty"`
 }
 
 // WhoAmI answers GET /v1/whoami: the caller's token id, role and

@@ -68,7 +68,7 @@ func (s *server) boolQuery(c *gin.Context, name string) (bool, bool) {
 func (s *server) listProviders(c *gin.Context) {
 	all := s.keys.Providers().All()
 	out := client.ProviderList{Providers: make([]client.Provider, 0, len(all))}
-	for _, p := range all {
+	for _, p := range append(all, s.keys.Providers().Admins()...) {
 		fields := make([]client.CredentialField, len(p.Credential.Fields))
 		for i, f := range p.Credential.Fields {
 			fields[i] = client.CredentialField{Name: f.Name, Secret: f.Secret, Required: f.Required, Hint: f.Hint, Type: string(f.Type),
@@ -84,8 +84,21 @@ func (s *server) listProviders(c *gin.Context) {
 				choices.Options = append(choices.Options, client.CredentialChoice{ID: c.ID, Label: c.Label, Required: c.Required})
 			}
 		}
-		out.Providers = append(out.Providers, client.Provider{ID: p.ID, DisplayName: p.DisplayName, FormatHint: p.FormatHint(),
-			Kind: p.Credential.Kind, Fields: fields, Choices: choices})
+		entry := client.Provider{ID: p.ID, DisplayName: p.DisplayName, FormatHint: p.FormatHint(),
+			Kind: p.Credential.Kind, Fields: fields, Choices: choices, AdminOf: p.AdminOf}
+		if ka := p.KeyAdmin; ka != nil {
+			if ka.Create != nil {
+				entry.Rotation = "admin_api"
+			}
+			if ka.Revoke != nil {
+				entry.Revocation = ka.Revokes
+			}
+		}
+		if p.IsAdmin() {
+			out.AdminProviders = append(out.AdminProviders, entry)
+			continue
+		}
+		out.Providers = append(out.Providers, entry)
 	}
 	c.JSON(http.StatusOK, out)
 }
