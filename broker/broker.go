@@ -147,6 +147,18 @@ type Config struct {
 	// resolve hands out instead of a minted one
 	// (--expose-long-lived-credentials). Default: none.
 	ExposeLongLived []string
+	// RotationGrace is how long an old key lives at the provider after a
+	// rotation put its successor in the pool. Default:
+	// DefaultRotationGrace (1 hour).
+	RotationGrace time.Duration
+	// Admin gives the admin APIs' addresses and HTTP client (rotation and
+	// revocation at the provider). Default: Checker, when it gives them
+	// (providers.Checker does).
+	Admin AdminEnvs
+	// RotationHook, for tests only, is asked at each point of a
+	// rotation ("before:<step>" once the step is recorded, "after:<step>"
+	// once it is taken); true stops the rotation there, as a crash would.
+	RotationHook func(point string) bool
 	// ExpiryWarning is the window before a key's expiresAt in which it is
 	// "expiring". Default: DefaultExpiryWarning (14 days).
 	ExpiryWarning time.Duration
@@ -172,6 +184,10 @@ type Broker struct {
 	now          func() time.Time
 	// expiryWarning: see Config.ExpiryWarning.
 	expiryWarning time.Duration
+	// rotationGrace, adminEnv, rotationHook: see Config.
+	rotationGrace time.Duration
+	adminEnv      AdminEnvs
+	rotationHook  func(point string) bool
 
 	cache      *gocache.Cache
 	maxEntries int
@@ -262,6 +278,12 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.ExpiryWarning <= 0 {
 		cfg.ExpiryWarning = DefaultExpiryWarning
 	}
+	if cfg.RotationGrace <= 0 {
+		cfg.RotationGrace = DefaultRotationGrace
+	}
+	if cfg.Admin == nil {
+		cfg.Admin, _ = cfg.Checker.(AdminEnvs)
+	}
 	if (cfg.Writer == nil) != (cfg.Store == nil) {
 		return nil, errors.New("broker: key management needs both a Vault writer and a metadata store")
 	}
@@ -294,6 +316,9 @@ func New(cfg Config) (*Broker, error) {
 		log:           cfg.Logger,
 		now:           cfg.Now,
 		expiryWarning: cfg.ExpiryWarning,
+		rotationGrace: cfg.RotationGrace,
+		adminEnv:      cfg.Admin,
+		rotationHook:  cfg.RotationHook,
 		cache:         gocache.New(cfg.CacheTTL, time.Minute),
 		maxEntries:    cfg.MaxEntries,
 		negative:      expirable.NewLRU[string, *cacheEntry](cfg.MaxNegativeEntries, nil, cfg.NegativeCacheTTL),

@@ -35,3 +35,114 @@ func (s *Store) RecordExpiryWarning(ctx context.Context, ref broker.KeyRef, expi
 	}
 	return won, nil
 }
+
+var _ broker.RotationStore = (*Store)(nil)
+
+// rotationColumns are the columns of key_rotations scanRotation reads, in
+// its order.
+const rotationColumns = `id::text, scope, scope_id, provider, key_id, new_key_id, admin_key_id, trigger, step, state, account_name,
+	coalesce(new_provider_key_id, ''), coalesce(old_provider_key_id, ''), grace_seconds, delete_after, claimed_until, error,
+	started_by, started_at, updated_at`
+
+func scanRotation(row pgx.CollectableRow) (broker.Rotation, error) {
+	var (
+		r                         broker.Rotation
+		scope                     string
+		grace                     int64
+		deleteAfter, claimedUntil *time.Time
+	)
+	err := row.Scan(&r.ID, &scope, &r.Ref.ScopeID, &r.Ref.Provider, &r.Ref.KeyID, &r.NewKeyID, &r.AdminKeyID, &r.Trigger, &r.Step, &r.State,
+		&r.AccountName, &r.NewProviderKeyID, &r.OldProviderKeyID, &grace, &deleteAfter, &claimedUntil, &r.Error,
+		&r.StartedBy, &r.StartedAt, &r.UpdatedAt)
+	if err != nil {
+		return broker.Rotation{}, err
+	}
+	r.Ref.ScopeKind = broker.ScopeKind(scope)
+	r.Grace = time.Duration(grace) * time.Second
+	if deleteAfter != nil {
+		r.DeleteAfter = *deleteAfter
+	}
+	if claimedUntil != nil {
+		r.ClaimedUntil = *claimedUntil
+	}
+	return r, nil
+}
+
+// StartRotation records a new rotation and appends ev, in one
+// transaction; broker.ErrConflict when the key has one running.
+func (s *Store) StartRotation(ctx context.Context, r broker.Rotation, ev broker.AuditEvent) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO key_rotations (id, scope, scope_id, provider, key_id, new_key_id, admin_key_id, trigger,
+				step, state, account_name, old_provider_key_id, grace_seconds, claimed_until, started_by, started_at, updated_at)
+			VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)`,
+			r.ID, string(r.Ref.ScopeKind), r.Ref.ScopeID, r.Ref.Provider, r.Ref.KeyID, r.NewKeyID, r.AdminKeyID, r.Trigger,
+			r.Step, r.State, r.AccountName, nullString(r.OldProviderKeyID), int64(r.Grace/time.Second), nullTime(r.ClaimedUntil),
+			r.StartedBy, r.StartedAt); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+	if err != nil {
+		return fmt.Errorf("start rotation of %s: %w", r.Ref, classify(err))
+	}
+	return nil
+}
+
+// RecordRotation stores r's step, state and fields, and appends ev, in
+// one transaction.
+func (s *Store) RecordRotation(ctx context.Context, r broker.Rotation, ev broker.AuditEvent) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE key_rotations SET step = $2, state = $3, new_provider_key_id = $4, delete_after = $5,
+				claimed_until = $6, error = $7, updated_at = $8
+			WHERE id = $1::uuid`,
+			r.ID, r.Step, r.State, nullString(r.NewProviderKeyID), nullTime(r.DeleteAfter), nullTime(r.ClaimedUntil), truncate(r.Error, 500), r.UpdatedAt)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return ErrNotFound
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+	if err != nil {
+		return fmt.Errorf("record rotation %s: %w", r.ID, classify(err))
+	}
+	return nil
+}
+
+// GetRotation returns one rotation; ErrNotFound when there is none.
+func (s *Store) GetRotation(ctx context.Context, id string) (broker.Rotation, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+rotationColumns+` FROM key_rotations WHERE id = $1::uuid`, id)
+	if err != nil {
+		return broker.Rotation{}, classify(err)
+	}
+	r, err := pgx.CollectExactlyOneRow(rows, scanRotation)
+	if err != nil {
+		if err == pgx.ErrNoRows {
+			return broker.Rotation{}, ErrNotFound
+		}
+		return broker.Rotation{}, classify(err)
+	}
+	return r, nil
+}
+
+// ListRotations returns the rotations of a key, newest first.
+func (s *Store) ListRotations(ctx context.Context, ref broker.KeyRef, limit int) ([]broker.Rotation, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+rotationColumns+` FROM key_rotations WHERE `+keyMatch+`
+		ORDER BY started_at DESC, id LIMIT $5`, string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID, limit)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, scanRotation)
+	return out, classify(err)
+}
+
+// RunningRotations returns every running rotation, oldest first.
+func (s *Store) RunningRotations(ctx context.Context) ([]broker.Rotation, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+rotationColumns+` FROM key_rotations WHERE state = 'running' ORDER BY started_at`)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, scanRotation)
+	return out, classify(err)
+}
