@@ -173,4 +173,6 @@ func fieldHeader(field, header, prefix string) Authorizer {
 
 // AdminEnv is where the calls of admin provider p's API go, with the
 // checker's HTTP client (its deadline; no redirects followed).
-func (c *Checker) AdminEnv(p *Provider) AdminEnv { return AdminEnv{HTTP: c.http, BaseURL: c.cfg.BaseURLs.Of(p)} }
+func (c *Checker) AdminEnv(p *Provider) AdminEnv {
+	return AdminEnv{HTTP: c.http, BaseURL: c.cfg.BaseURLs.Of(p)}
+}
