@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -118,7 +119,7 @@ func (s *Store) GetRotation(ctx context.Context, id string) (broker.Rotation, er
 	}
 	r, err := pgx.CollectExactlyOneRow(rows, scanRotation)
 	if err != nil {
-		if err == pgx.ErrNoRows {
+		if errors.Is(err, pgx.ErrNoRows) {
 			return broker.Rotation{}, ErrNotFound
 		}
 		return broker.Rotation{}, classify(err)
@@ -145,4 +146,133 @@ func (s *Store) RunningRotations(ctx context.Context) ([]broker.Rotation, error)
 	}
 	out, err := pgx.CollectRows(rows, scanRotation)
 	return out, classify(err)
+}
+
+var (
+	_ broker.RevocationStore        = (*Store)(nil)
+	_ broker.LifecycleSettingsStore = (*Store)(nil)
+)
+
+const revocationColumns = `id::text, scope, scope_id, provider, key_id, provider_key_id, admin_key_id, state, attempts, last_error,
+	next_attempt_at, requested_by, created_at, updated_at`
+
+func scanRevocation(row pgx.CollectableRow) (broker.Revocation, error) {
+	var rv broker.Revocation
+	var scope string
+	err := row.Scan(&rv.ID, &scope, &rv.Ref.ScopeID, &rv.Ref.Provider, &rv.Ref.KeyID, &rv.ProviderKeyID, &rv.AdminKeyID, &rv.State,
+		&rv.Attempts, &rv.LastError, &rv.NextAttempt, &rv.RequestedBy, &rv.CreatedAt, &rv.UpdatedAt)
+	rv.Ref.ScopeKind = broker.ScopeKind(scope)
+	return rv, err
+}
+
+// StartRevocation records a pending revocation and appends ev, in one
+// transaction.
+func (s *Store) StartRevocation(ctx context.Context, rv broker.Revocation, ev broker.AuditEvent) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO provider_revocations (id, scope, scope_id, provider, key_id, provider_key_id, admin_key_id,
+				state, next_attempt_at, requested_by, created_at, updated_at)
+			VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)`,
+			rv.ID, string(rv.Ref.ScopeKind), rv.Ref.ScopeID, rv.Ref.Provider, rv.Ref.KeyID, rv.ProviderKeyID, rv.AdminKeyID, rv.State,
+			rv.NextAttempt, rv.RequestedBy, rv.CreatedAt); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+	if err != nil {
+		return fmt.Errorf("record the revocation of %s: %w", rv.Ref, classify(err))
+	}
+	return nil
+}
+
+// RecordRevocation stores an attempt's outcome and appends ev, in one
+// transaction.
+func (s *Store) RecordRevocation(ctx context.Context, rv broker.Revocation, ev broker.AuditEvent) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE provider_revocations SET state = $2, attempts = $3, last_error = $4, next_attempt_at = $5,
+				updated_at = $6 WHERE id = $1::uuid`,
+			rv.ID, rv.State, rv.Attempts, truncate(rv.LastError, 500), rv.NextAttempt, rv.UpdatedAt); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+	if err != nil {
+		return fmt.Errorf("record revocation %s: %w", rv.ID, classify(err))
+	}
+	return nil
+}
+
+// DueRevocations returns the revocations not done whose next attempt is
+// due at now, oldest first.
+func (s *Store) DueRevocations(ctx context.Context, now time.Time) ([]broker.Revocation, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+revocationColumns+` FROM provider_revocations
+		WHERE state <> 'done' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT 100`, now)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, scanRevocation)
+	return out, classify(err)
+}
+
+// GetLifecycleSettings returns a scope's lifecycle settings (zero when it
+// has none).
+func (s *Store) GetLifecycleSettings(ctx context.Context, scope broker.Scope) (broker.LifecycleSettings, error) {
+	var out broker.LifecycleSettings
+	var secs *int64
+	err := s.pool.QueryRow(ctx, `SELECT rotate_after_seconds, updated_at, updated_by FROM scope_lifecycle WHERE scope = $1 AND scope_id = $2`,
+		string(scope.Kind), scope.ID).Scan(&secs, &out.UpdatedAt, &out.UpdatedBy)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return broker.LifecycleSettings{}, nil
+	}
+	if err != nil {
+		return broker.LifecycleSettings{}, fmt.Errorf("read the lifecycle settings of %s: %w", scope, classify(err))
+	}
+	if secs != nil {
+		out.RotateAfter = time.Duration(*secs) * time.Second
+	}
+	return out, nil
+}
+
+// PutLifecycleSettings stores a scope's lifecycle settings and appends ev,
+// in one transaction.
+func (s *Store) PutLifecycleSettings(ctx context.Context, scope broker.Scope, ls broker.LifecycleSettings, ev broker.AuditEvent) error {
+	var secs *int64
+	if ls.RotateAfter > 0 {
+		v := int64(ls.RotateAfter / time.Second)
+		secs = &v
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO scope_lifecycle (scope, scope_id, rotate_after_seconds, updated_at, updated_by)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, scope_id) DO UPDATE SET
+				rotate_after_seconds = EXCLUDED.rotate_after_seconds, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by`,
+			string(scope.Kind), scope.ID, secs, ls.UpdatedAt, ls.UpdatedBy); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+	if err != nil {
+		return fmt.Errorf("store the lifecycle settings of %s: %w", scope, classify(err))
+	}
+	return nil
+}
+
+// ScheduledScopes returns every scope with a rotateAfter.
+func (s *Store) ScheduledScopes(ctx context.Context) (map[broker.Scope]broker.LifecycleSettings, error) {
+	rows, err := s.pool.Query(ctx, `SELECT scope, scope_id, rotate_after_seconds, updated_at, updated_by FROM scope_lifecycle
+		WHERE rotate_after_seconds IS NOT NULL`)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	out := map[broker.Scope]broker.LifecycleSettings{}
+	for rows.Next() {
+		var kind, id string
+		var secs int64
+		var ls broker.LifecycleSettings
+		if err := rows.Scan(&kind, &id, &secs, &ls.UpdatedAt, &ls.UpdatedBy); err != nil {
+			return nil, classify(err)
+		}
+		ls.RotateAfter = time.Duration(secs) * time.Second
+		out[broker.Scope{Kind: broker.ScopeKind(kind), ID: id}] = ls
+	}
+	return out, classify(rows.Err())
 }
