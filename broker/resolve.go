@@ -187,6 +187,9 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 		}
 		now := b.now()
 		r := b.answer(req.Workspace, e, m, d.Reason, req.Caller, now)
+		if e.usage != nil && req.Caller != "" {
+			e.usage.recordCaller(e.version, req.Caller)
+		}
 		if p.Derive == nil || (!req.Derived && b.mints.exposed[p.ID]) {
 			return r, nil
 		}

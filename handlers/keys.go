@@ -350,6 +350,14 @@ func (s *server) deleteKey(c *gin.Context) {
 	if !ok {
 		return
 	}
+	revoke, ok := s.boolQuery(c, "revokeAtProvider")
+	if !ok {
+		return
+	}
+	if revoke {
+		s.revokeKey(c, r)
+		return
+	}
 	if err := s.keys.DeleteKey(c.Request.Context(), broker.DeleteKeyRequest{
 		Actor: s.actor(c), Ref: r.key(), ExpectedVersion: r.expected, Destroy: r.flag}); err != nil {
 		renderError(c, s.log, domainError(err))

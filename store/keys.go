@@ -359,6 +359,9 @@ func (s *Store) PurgeScope(ctx context.Context, scope broker.Scope, ev broker.Au
 		if _, err := tx.Exec(ctx, `DELETE FROM key_usage WHERE scope = $1 AND scope_id = $2`, string(scope.Kind), scope.ID); err != nil {
 			return fmt.Errorf("purge the usage of %s: %w", scope, err)
 		}
+		if _, err := tx.Exec(ctx, `DELETE FROM key_usage_daily WHERE scope = $1 AND scope_id = $2`, string(scope.Kind), scope.ID); err != nil {
+			return fmt.Errorf("purge the usage of %s: %w", scope, err)
+		}
 		if err := notify(ctx, tx, Invalidation{Scope: string(scope.Kind), Workspace: scope.ID}); err != nil {
 			return err
 		}

@@ -15,6 +15,9 @@
 --                                  restart resumes or rolls it back
 --   provider_revocations           a revocation at the provider, retried
 --                                  until the provider confirms it
+--   key_usage_daily                resolves per key version, day and
+--                                  resolver token, added in the batches
+--                                  key_usage is (never a write per resolve)
 --
 -- The rotation runner's lease (one replica at a time resumes rotations and
 -- retries revocations) joins admin_leases.
@@ -86,6 +89,18 @@ CREATE TABLE provider_revocations (
 );
 CREATE INDEX provider_revocations_pending ON provider_revocations (next_attempt_at) WHERE state = 'pending';
 
+CREATE TABLE key_usage_daily (
+    scope     text NOT NULL CHECK (scope IN ('workspace', 'organization', 'hosted')),
+    scope_id  text NOT NULL,
+    provider  text NOT NULL,
+    key_id    text NOT NULL,
+    version   integer NOT NULL CHECK (version >= 0),
+    day       date NOT NULL,
+    caller    text NOT NULL CHECK (char_length(caller) <= 64),
+    resolves  bigint NOT NULL CHECK (resolves >= 0),
+    PRIMARY KEY (scope, scope_id, provider, key_id, version, day, caller)
+);
+
 ALTER TABLE admin_leases DROP CONSTRAINT admin_leases_name_check;
 ALTER TABLE admin_leases ADD CONSTRAINT admin_leases_name_check CHECK (name IN ('audit-stream', 'reconciler', 'lifecycle'));
 
@@ -93,6 +108,7 @@ ALTER TABLE admin_leases ADD CONSTRAINT admin_leases_name_check CHECK (name IN (
 DELETE FROM admin_leases WHERE name = 'lifecycle';
 ALTER TABLE admin_leases DROP CONSTRAINT admin_leases_name_check;
 ALTER TABLE admin_leases ADD CONSTRAINT admin_leases_name_check CHECK (name IN ('audit-stream', 'reconciler'));
+DROP TABLE key_usage_daily;
 DROP TABLE provider_revocations;
 DROP TABLE key_rotations;
 DROP TABLE scope_lifecycle;
