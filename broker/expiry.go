@@ -142,20 +142,3 @@ func roundLeft(d time.Duration) string {
 	}
 	return fmt.Sprintf("%d hours", int(d/time.Hour))
 }
-
-// RunExpiryWarnings runs WarnExpiring every interval until ctx ends,
-// logging what fails (the next pass tries again).
-func (b *Broker) RunExpiryWarnings(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if _, err := b.WarnExpiring(ctx); err != nil && ctx.Err() == nil {
-			b.log.WarnContext(ctx, "expiry warnings failed; the next pass tries again", "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}

@@ -199,27 +199,13 @@ func (b *Broker) RetryRevocations(ctx context.Context) (int, error) {
 	return done, nil
 }
 
-// RunLifecycle runs, every interval until ctx ends, what the key
-// lifecycle does in the background on one replica (its lease): rotations
+// LifecyclePass is one pass of what the key lifecycle does in the
+// background, on one replica at a time (the lifecycle lease): rotations
 // resumed after a crash or past their grace period, revocations at the
 // providers retried, and rotations on schedule (rotateAfter).
-func (b *Broker) RunLifecycle(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if _, err := b.ResumeRotations(ctx); err != nil && ctx.Err() == nil {
-			b.log.WarnContext(ctx, "resuming rotations failed; the next pass tries again", "error", err)
-		}
-		if _, err := b.RetryRevocations(ctx); err != nil && ctx.Err() == nil {
-			b.log.WarnContext(ctx, "retrying revocations failed; the next pass tries again", "error", err)
-		}
-		if _, err := b.RotateDue(ctx); err != nil && ctx.Err() == nil {
-			b.log.WarnContext(ctx, "scheduled rotations failed; the next pass tries again", "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+func (b *Broker) LifecyclePass(ctx context.Context) error {
+	_, rerr := b.ResumeRotations(ctx)
+	_, verr := b.RetryRevocations(ctx)
+	_, serr := b.RotateDue(ctx)
+	return errors.Join(rerr, verr, serr)
 }
