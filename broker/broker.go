@@ -151,6 +151,10 @@ type Config struct {
 	// rotation put its successor in the pool. Default:
 	// DefaultRotationGrace (1 hour).
 	RotationGrace time.Duration
+	// RotationClaim is how long a replica holds a running rotation
+	// between two steps; after a crash another replica resumes it that
+	// much later. Default: DefaultRotationClaim (2 minutes).
+	RotationClaim time.Duration
 	// Admin gives the admin APIs' addresses and HTTP client (rotation and
 	// revocation at the provider). Default: Checker, when it gives them
 	// (providers.Checker does).
@@ -186,6 +190,7 @@ type Broker struct {
 	expiryWarning time.Duration
 	// rotationGrace, adminEnv, rotationHook: see Config.
 	rotationGrace time.Duration
+	rotationClaim time.Duration
 	adminEnv      AdminEnvs
 	rotationHook  func(point string) bool
 
@@ -281,6 +286,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.RotationGrace <= 0 {
 		cfg.RotationGrace = DefaultRotationGrace
 	}
+	if cfg.RotationClaim <= 0 {
+		cfg.RotationClaim = DefaultRotationClaim
+	}
 	if cfg.Admin == nil {
 		cfg.Admin, _ = cfg.Checker.(AdminEnvs)
 	}
@@ -317,6 +325,7 @@ func New(cfg Config) (*Broker, error) {
 		now:           cfg.Now,
 		expiryWarning: cfg.ExpiryWarning,
 		rotationGrace: cfg.RotationGrace,
+		rotationClaim: cfg.RotationClaim,
 		adminEnv:      cfg.Admin,
 		rotationHook:  cfg.RotationHook,
 		cache:         gocache.New(cfg.CacheTTL, time.Minute),

@@ -61,10 +61,10 @@ const (
 // after the new one serves.
 const DefaultRotationGrace = time.Hour
 
-// rotationClaim is how long a replica holds a running rotation between
-// two steps: a rotation not advanced for that long is resumed by the
-// lifecycle runner (its replica died).
-const rotationClaim = 2 * time.Minute
+// DefaultRotationClaim is how long a replica holds a running rotation
+// between two steps: a rotation not advanced for that long is resumed by
+// the lifecycle runner (its replica died).
+const DefaultRotationClaim = 2 * time.Minute
 
 // Rotation is a rotation at the provider as PostgreSQL records it.
 type Rotation struct {
@@ -168,7 +168,7 @@ func (b *Broker) Rotate(ctx context.Context, req RotateRequest) (Rotation, error
 	id := newUUID()
 	r := Rotation{ID: id, Ref: req.Ref, NewKeyID: rotatedKeyID(req.Ref.KeyID, id), AdminKeyID: adminRef.KeyID, Trigger: req.Trigger,
 		Step: StepCreate, State: RotationRunning, AccountName: "keybroker-" + id[:8] + "-" + req.Ref.KeyID,
-		OldProviderKeyID: old.ProviderKeyID, Grace: req.Grace, ClaimedUntil: now.Add(rotationClaim), StartedBy: req.Actor.Subject,
+		OldProviderKeyID: old.ProviderKeyID, Grace: req.Grace, ClaimedUntil: now.Add(b.rotationClaim), StartedBy: req.Actor.Subject,
 		StartedAt: now, UpdatedAt: now}
 	if len(r.AccountName) > 100 {
 		r.AccountName = r.AccountName[:100]
@@ -289,7 +289,7 @@ func (b *Broker) rotationEvent(r Rotation, actor Actor, detail string) AuditEven
 // record moves r to step (recorded and audited before it is taken).
 func (b *Broker) record(ctx context.Context, rs RotationStore, r *Rotation, actor Actor, step, detail string) error {
 	now := b.now()
-	r.Step, r.UpdatedAt, r.ClaimedUntil = step, now, now.Add(rotationClaim)
+	r.Step, r.UpdatedAt, r.ClaimedUntil = step, now, now.Add(b.rotationClaim)
 	ev := b.rotationEvent(*r, actor, "step "+step+": "+detail)
 	if r.State != RotationRunning {
 		ev.Outcome = r.State

@@ -100,6 +100,8 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 		"a key is \"expiring\" this long before its expiresAt (docs/lifecycle.md); the key.expiring events go out 14, 7 and 1 days before")
 	f.Duration(&cfg.RotationGrace, "rotation-grace", "KEYBROKER_ROTATION_GRACE", time.Hour,
 		"how long a rotated key lives at its provider after its successor serves (calls in flight finish), unless the rotation says otherwise")
+	f.Duration(&cfg.RotationClaim, "rotation-claim", "KEYBROKER_ROTATION_CLAIM", 2*time.Minute,
+		"how long a replica holds a running rotation between two steps: after a crash, another replica of mode all resumes it that much later")
 	f.Duration(&cfg.LifecycleEvery, "lifecycle-interval", "KEYBROKER_LIFECYCLE_INTERVAL", time.Minute,
 		"how often expiry warnings are sent (admin replicas) and rotations resumed, revocations at the providers retried and rotateAfter schedules run (one replica of mode all at a time); 0 is never")
 	f.String(&cfg.EventsWebhookURL, "events-webhook-url", "KEYBROKER_EVENTS_WEBHOOK_URL", "",

@@ -131,7 +131,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		MaxEntries: cfg.CacheMaxEntries, MaxNegativeEntries: cfg.CacheMaxNegative, MaxColdReads: cfg.MaxColdReads,
 		Logger: logger, Metrics: broker.NewMetrics(reg), Settings: a.store, Usage: a.store, Pools: a.store,
 		MaxKeysPerPool: cfg.MaxKeysPerPool, Health: a.store, Pepper: []byte(cfg.Pepper),
-		ExpiryWarning: cfg.ExpiryWarning, RotationGrace: cfg.RotationGrace}
+		ExpiryWarning: cfg.ExpiryWarning, RotationGrace: cfg.RotationGrace, RotationClaim: cfg.RotationClaim}
 	if links := auth.NewLinkSigner(rowKeys.Admin); links != nil {
 		bcfg.Links = links
 	}
