@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/internal/fixtures/cloudstub"
@@ -96,4 +99,113 @@ func TestKeysLifecycleCommands(t *testing.T) {
 		}
 	}
 	testenv.AssertDumpLacks(t, dbURL, secrets)
+}
+
+// TestRotationSurvivesAKilledServe kills a real `keybroker serve` (SIGKILL)
+// in the middle of a rotation's provider call — the stand-in takes the
+// call (an account created or deleted there) and never answers while the
+// process lives — at create, at verify, and at the deletion of the old key
+// after the grace period; then starts another `keybroker serve` on the
+// same Vault and PostgreSQL, whose lifecycle runner resumes the rotation.
+// Each ends done, with exactly one service account at the provider: the
+// one keybroker serves.
+func TestRotationSurvivesAKilledServe(t *testing.T) {
+	stub := cloudstub.NewOpenAI(t)
+	vaultAddr, vaultToken := testenv.Vault(t)
+	mount := testenv.NewKVMount(t)
+	dbURL := testenv.DatabaseURL(t)
+	runtimeURL := testenv.RuntimeURL(t, dbURL)
+	run(t, []string{"DATABASE_URL=" + dbURL}, "", false, "migrate", "--runtime-role", testenv.RuntimeRole(t))
+	env := append([]string{"KEYBROKER_PROVIDER_OPENAI_BASE_URL=" + stub.URL, "KEYBROKER_PROVIDER_OPENAI_ADMIN_BASE_URL=" + stub.URL,
+		"DATABASE_URL=" + runtimeURL, "VAULT_ADDR=" + vaultAddr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + vaultToken,
+		"KEYBROKER_KV_MOUNT=" + mount, "KEYBROKER_FINGERPRINT_PEPPER=cli-test-pepper-0123456789",
+		"KEYBROKER_ROTATION_CLAIM=1s", "KEYBROKER_LIFECYCLE_INTERVAL=300ms"}, kbtest.KeysEnv("all")...)
+	db := append([]string{"DATABASE_URL=" + dbURL}, kbtest.KeysEnv("all")...)
+	token, _ := run(t, db, "", false, "token", "create", "--role", "operator", "--ttl", "1h")
+	adminKey := "sk-admin-kill-" + testenv.RandomID(t) + testenv.RandomID(t)
+	var secrets []string
+	for i, tc := range []struct{ point, method, path string }{
+		{"create", "POST", "/service_accounts"},
+		{"verify", "GET", "/v1/models"},
+		{"delete_old", "DELETE", "/service_accounts/"},
+	} {
+		t.Run(tc.point, func(t *testing.T) {
+			ctx := context.Background()
+			ws, project := fmt.Sprintf("ws-kill-%d", i), fmt.Sprintf("proj_kill%d", i)
+			stub.AddAdminKey(adminKey, "org", project)
+			oldKey := "sk-proj-kill-" + testenv.RandomID(t) + testenv.RandomID(t)
+			oldAccount := stub.AddServiceAccount(project, "original", oldKey)
+			secrets = append(secrets, oldKey)
+			addrA, _, procA := startServeProcess(t, env)
+			a := apiClient(t, addrA, token)
+			ref := client.KeyRef{Scope: client.Workspace(ws), Provider: "openai", KeyID: "primary"}
+			if _, err := a.AddKey(ctx, client.Workspace(ws), "openai-admin", client.AddKeyRequest{KeyID: "admin",
+				Credential: map[string]any{"adminKey": adminKey, "projectId": project}}); err != nil {
+				t.Fatal(err)
+			}
+			prio := 4
+			if _, err := a.AddKey(ctx, client.Workspace(ws), "openai", client.AddKeyRequest{KeyID: "primary", APIKey: oldKey, Priority: &prio,
+				ProviderKeyID: oldAccount}); err != nil {
+				t.Fatal(err)
+			}
+			path := tc.path
+			if strings.HasSuffix(path, "service_accounts") || strings.HasSuffix(path, "service_accounts/") {
+				path = "/v1/organization/projects/" + project + path
+			}
+			held := stub.Hold(tc.method, path)
+			grace := time.Second
+			rotated := make(chan error, 1)
+			go func() { _, err := a.RotateKey(ctx, ref, &grace); rotated <- err }()
+			select {
+			case <-held:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("no %s %s reached the stand-in", tc.method, path)
+			}
+			if err := procA.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			_, _ = procA.Wait()
+			stub.Release()
+			if err := <-rotated; tc.point != "delete_old" && err == nil {
+				t.Fatal("the rotation answered although its server was killed")
+			}
+			addrB, _ := startServe(t, env)
+			b := apiClient(t, addrB, token)
+			var rot client.Rotation
+			deadline := time.Now().Add(90 * time.Second)
+			for {
+				rots, err := b.Rotations(ctx, ref)
+				if err == nil && len(rots) == 1 && rots[0].State != "running" {
+					rot = rots[0]
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the rotation was not resumed: %+v %v", rots, err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			accounts := stub.ServiceAccounts(project)
+			if rot.State != "done" || len(accounts) != 1 || accounts[0].ID != rot.NewProviderKeyID {
+				t.Fatalf("after the restart: rotation %+v; the project holds %+v", rot, accounts)
+			}
+			m, err := b.Key(ctx, client.KeyRef{Scope: ref.Scope, Provider: "openai", KeyID: rot.NewKeyID})
+			if err != nil || m.Priority != 4 || m.State != "active" {
+				t.Fatalf("the new key %+v %v", m, err)
+			}
+			if _, err := b.Key(ctx, ref); err == nil {
+				t.Fatal("the old key is still in the pool")
+			}
+		})
+	}
+	testenv.AssertDumpLacks(t, dbURL, append(append(secrets, adminKey), stub.Keys()...))
+}
+
+// apiClient is a client of the server at addr holding token.
+func apiClient(t *testing.T, addr, token string) *client.Client {
+	t.Helper()
+	c, err := client.New(client.Config{Address: "http://" + addr, Token: strings.TrimSpace(token)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
