@@ -2,8 +2,11 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/keybroker/keybroker/providers"
 )
 
 // Expiry: a key may carry ExpiresAt (an admin's word, or its provider's).
@@ -141,4 +144,65 @@ func roundLeft(d time.Duration) string {
 		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
 	}
 	return fmt.Sprintf("%d hours", int(d/time.Hour))
+}
+
+// LearnExpiries asks the providers whose admin API says when a key
+// expires (Anthropic) about each key with a providerKeyId whose scope
+// holds the admin credential, and records an expiry the provider states
+// that the key's record lacks or has otherwise (audited, announced: every
+// replica stops serving it then). An admin's own expiresAt is kept where
+// the provider states none. It returns how many keys it changed.
+func (b *Broker) LearnExpiries(ctx context.Context) (int, error) {
+	if _, err := b.rotationStore(); err != nil {
+		return 0, err
+	}
+	recs, err := b.store.ListAllKeys(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("learn expiries: %w", fromStore(err))
+	}
+	type adminOf struct {
+		scope    Scope
+		provider string
+	}
+	admins := map[adminOf]*providers.Credential{}
+	changed := 0
+	var errs []error
+	for _, r := range recs {
+		p, ok := b.providers.Lookup(r.Provider)
+		if !ok || p.KeyAdmin == nil || p.KeyAdmin.Describe == nil || r.ProviderKeyID == "" {
+			continue
+		}
+		k := adminOf{r.Ref().Owner(), p.KeyAdmin.Provider}
+		admin, seen := admins[k]
+		if !seen {
+			if _, c, err := b.adminCredential(ctx, k.scope, p); err == nil {
+				admin = &c
+			}
+			admins[k] = admin
+		}
+		if admin == nil {
+			continue // the scope holds no admin credential
+		}
+		ap, _ := b.providers.Lookup(p.KeyAdmin.Provider)
+		info, err := p.KeyAdmin.Describe(ctx, b.adminEnv.AdminEnv(ap), *admin, r.ProviderKeyID)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("learn the expiry of %s: %w", r.Ref(), err))
+			continue
+		}
+		if info.ExpiresAt.IsZero() || info.ExpiresAt.Equal(r.ExpiresAt) {
+			continue
+		}
+		m := MemberSettings{Name: r.Name, Priority: r.Priority, Disabled: r.Disabled, Models: r.Models, ExpiresAt: info.ExpiresAt,
+			ProviderKeyID: r.ProviderKeyID}
+		ev := AuditEvent{ScopeKind: r.ScopeKind, ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, Action: ActionUpdate,
+			Actor: "keybroker:provider", Outcome: OutcomeSuccess,
+			Detail: fmt.Sprintf("expiresAt=%s learned from %s (key %s)", info.ExpiresAt.UTC().Format(time.RFC3339), p.DisplayName, r.ProviderKeyID)}
+		if _, err := b.store.UpdateMember(ctx, r.Ref(), m, ev); err != nil {
+			errs = append(errs, fmt.Errorf("record the expiry of %s: %w", r.Ref(), fromStore(err)))
+			continue
+		}
+		b.poolChangedHere(ctx, r.Ref().Pool())
+		changed++
+	}
+	return changed, errors.Join(errs...)
 }

@@ -202,10 +202,12 @@ func (b *Broker) RetryRevocations(ctx context.Context) (int, error) {
 // LifecyclePass is one pass of what the key lifecycle does in the
 // background, on one replica at a time (the lifecycle lease): rotations
 // resumed after a crash or past their grace period, revocations at the
-// providers retried, and rotations on schedule (rotateAfter).
+// providers retried, rotations on schedule (rotateAfter), and the
+// expiries the providers state learned.
 func (b *Broker) LifecyclePass(ctx context.Context) error {
 	_, rerr := b.ResumeRotations(ctx)
 	_, verr := b.RetryRevocations(ctx)
 	_, serr := b.RotateDue(ctx)
-	return errors.Join(rerr, verr, serr)
+	_, lerr := b.LearnExpiries(ctx)
+	return errors.Join(rerr, verr, serr, lerr)
 }

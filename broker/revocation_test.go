@@ -135,3 +135,48 @@ func TestScheduledRotation(t *testing.T) {
 		t.Fatalf("rotations %+v %v", rots, err)
 	}
 }
+
+// TestExpiryLearnedFromTheProvider: Anthropic's Admin API says when a key
+// expires; keybroker records it (the key turns expiring, then is not
+// served and the hosted key serves with fallbackReason "expired").
+func TestExpiryLearnedFromTheProvider(t *testing.T) {
+	ctx := context.Background()
+	g := newLifecycleGround(t)
+	scope := broker.WorkspaceScope(g.workspc)
+	adminKey := "sk-ant-admin01-" + newKey(t, "")[:32]
+	usedKeysMu.Lock()
+	usedKeys = append(usedKeys, adminKey)
+	usedKeysMu.Unlock()
+	g.anthropic.AddAdminKey(adminKey)
+	key := newKey(t, "anthropic")
+	g.anthropic.AddKey("apikey_02xyz", "prod", key)
+	if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("anthropic"), KeyID: "claude", Credential: providers.APIKey(key),
+		ProviderKeyID: "apikey_02xyz"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("anthropic-admin"), KeyID: "admin",
+		Credential: providers.New(providers.KindAnthropicAdmin, map[string]string{providers.FieldAdminKey: adminKey})}); err != nil {
+		t.Fatal(err)
+	}
+	g.setHosted(t, "anthropic", newKey(t, "anthropic"))
+	if n, err := g.b.LearnExpiries(ctx); err != nil || n != 0 {
+		t.Fatalf("a key without an expiry at the provider: %d %v", n, err)
+	}
+	expires := g.clock.Now().Add(3 * 24 * time.Hour).Truncate(time.Second)
+	g.anthropic.SetExpiry("apikey_02xyz", expires)
+	if n, err := g.b.LearnExpiries(ctx); err != nil || n != 1 {
+		t.Fatalf("learn: %d %v", n, err)
+	}
+	if n, _ := g.b.LearnExpiries(ctx); n != 0 {
+		t.Fatal("the same expiry was recorded twice")
+	}
+	m, err := g.b.GetKey(ctx, scope.Key("anthropic", "claude"))
+	if err != nil || !m.ExpiresAt.Equal(expires) || m.Expiry != broker.ExpiryExpiring {
+		t.Fatalf("after learning: %v %q (%v)", m.ExpiresAt, m.Expiry, err)
+	}
+	g.clock.Set(expires.Add(time.Second))
+	r, err := g.b.Resolve(ctx, broker.ResolveRequest{Workspace: g.workspc, Provider: "anthropic"})
+	if err != nil || r.ScopeKind != broker.ScopeHosted || r.FallbackReason != broker.ReasonExpired {
+		t.Fatalf("past the learned expiry: %+v %v", r, err)
+	}
+}

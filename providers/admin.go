@@ -37,6 +37,17 @@ type KeyAdmin struct {
 	Revoke func(ctx context.Context, env AdminEnv, admin Credential, id string) (Revoked, error)
 	// Revokes says how Revoke ends a key: "delete" or "deactivate".
 	Revokes string
+	// Describe reads what the provider says of the key of id (its
+	// status, its expiry), where its admin API says (nil: it does not).
+	Describe func(ctx context.Context, env AdminEnv, admin Credential, id string) (KeyInfo, error)
+}
+
+// KeyInfo is what a provider's admin API says of one of its keys.
+type KeyInfo struct {
+	// Status is the provider's word ("active", "inactive", "archived").
+	Status string
+	// ExpiresAt is when the provider ends the key; zero: never.
+	ExpiresAt time.Time
 }
 
 // AdminEnv is where an admin API's calls go: the admin provider's base

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // Anthropic's Admin API: an organization's admin key (sk-ant-admin...).
@@ -28,13 +29,34 @@ func init() {
 }
 
 // anthropicKeyAdmin revokes Anthropic keys (it cannot create them).
-var anthropicKeyAdmin = &KeyAdmin{Provider: "anthropic-admin", Revoke: anthropicRevoke, Revokes: "deactivate"}
+var anthropicKeyAdmin = &KeyAdmin{Provider: "anthropic-admin", Revoke: anthropicRevoke, Revokes: "deactivate", Describe: anthropicDescribe}
 
-func anthropicRevoke(ctx context.Context, env AdminEnv, admin Credential, id string) (Revoked, error) {
-	auth := func(r *http.Request) {
+func anthropicAuth(admin Credential) func(*http.Request) {
+	return func(r *http.Request) {
 		r.Header.Set("X-Api-Key", admin.Field(FieldAdminKey))
 		r.Header.Set("Anthropic-Version", "2023-06-01")
 	}
+}
+
+// anthropicDescribe reads a key's status and expiry (expires_at: an RFC
+// 3339 time, or null for a key that does not expire).
+func anthropicDescribe(ctx context.Context, env AdminEnv, admin Credential, id string) (KeyInfo, error) {
+	var k struct {
+		Status    string     `json:"status"`
+		ExpiresAt *time.Time `json:"expires_at"`
+	}
+	if err := adminCall(ctx, env, "read the API key", http.MethodGet, "/v1/organizations/api_keys/"+url.PathEscape(id), nil, anthropicAuth(admin), &k); err != nil {
+		return KeyInfo{}, err
+	}
+	out := KeyInfo{Status: k.Status}
+	if k.ExpiresAt != nil {
+		out.ExpiresAt = k.ExpiresAt.UTC()
+	}
+	return out, nil
+}
+
+func anthropicRevoke(ctx context.Context, env AdminEnv, admin Credential, id string) (Revoked, error) {
+	auth := anthropicAuth(admin)
 	path := "/v1/organizations/api_keys/" + url.PathEscape(id)
 	var cur struct {
 		Status string `json:"status"`
