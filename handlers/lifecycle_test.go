@@ -8,6 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
 	"github.com/keybroker/keybroker/internal/fixtures/cloudstub"
@@ -19,8 +25,8 @@ import (
 // OpenAI stand-in: an admin credential added like a key and never
 // resolved nor proxied; a key with expiresAt; a rotation; the key's
 // rotations and usage; the scope's rotateAfter; a revocation at the
-// provider. No answer carries the admin key (the package's leak checks
-// cover the logs and the database).
+// provider. No answer, span or metric carries the admin key or a key the
+// rotation made (the package's leak checks cover the logs).
 func TestKeyLifecycleRoutes(t *testing.T) {
 	stub := cloudstub.NewOpenAI(t)
 	b := make([]byte, 20)
@@ -33,7 +39,15 @@ func TestKeyLifecycleRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newProxyAPIGround(t, kbtest.Options{Checker: checker}, map[string]string{"openai": stub.URL, "openai-admin": stub.URL})
+	// Spans of the server and the broker go to a recorder; metrics to a
+	// registry of the test's own: both are searched for the keys below.
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()) })
+	reg := prometheus.NewRegistry()
+	a := newProxyAPIGround(t, kbtest.Options{Checker: checker, Broker: func(c *broker.Config) { c.Metrics = broker.NewMetrics(reg) }},
+		map[string]string{"openai": stub.URL, "openai-admin": stub.URL})
 	var bodies []string
 	call := func(as, method, path string, body any, want int) answer {
 		t.Helper()
@@ -184,9 +198,34 @@ func TestKeyLifecycleRoutes(t *testing.T) {
 	call("admin", "DELETE", "/v1/workspaces/ws1/providers/mistral/keys/m?revokeAtProvider=true", nil, 400)
 	call("admin", "GET", "/v1/workspaces/ws1/providers/mistral/keys/m", nil, 200)
 
+	if _, err := a.ground.keys.WarnExpiring(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(spans.Ended()) == 0 {
+		t.Fatal("no span was recorded: the search of the spans would prove nothing")
+	}
+	for _, sp := range spans.Ended() {
+		text := sp.Name() + " " + sp.Status().Description
+		for _, kv := range sp.Attributes() {
+			text += " " + kv.Value.String()
+		}
+		for _, ev := range sp.Events() {
+			for _, kv := range ev.Attributes {
+				text += " " + kv.Value.String()
+			}
+		}
+		bodies = append(bodies, text)
+	}
+	families, err := reg.Gather()
+	if err != nil || len(families) == 0 {
+		t.Fatalf("metrics: %d families (%v)", len(families), err)
+	}
+	for _, f := range families {
+		bodies = append(bodies, f.String())
+	}
 	for _, body := range bodies {
 		if strings.Contains(body, adminKey) || strings.Contains(body, res.APIKey) {
-			t.Fatalf("an answer carries a key: %s", body)
+			t.Fatalf("an answer, span or metric carries a key: %s", body)
 		}
 	}
 	for _, k := range stub.Keys() {
