@@ -321,140 +321,198 @@ func (b *Broker) advance(ctx context.Context, rs RotationStore, r Rotation, acto
 	if err != nil {
 		return r, fmt.Errorf("rotation %s: %w", r.ID, err)
 	}
-	ka := p.KeyAdmin
-	newRef := r.Ref.Owner().Key(r.Ref.Provider, r.NewKeyID)
-	var created providers.Credential // the new key: in memory only, from create to store
+	run := &rotationRun{b: b, rs: rs, r: &r, actor: actor, p: p, ka: p.KeyAdmin, env: env, admin: admin,
+		newRef: r.Ref.Owner().Key(r.Ref.Provider, r.NewKeyID)}
 	for {
+		var wait bool
 		switch r.Step {
 		case StepCreate:
-			// A key this rotation created before a crash has no record:
-			// found by its name, it is deleted before another is made.
-			found, err := ka.Find(ctx, env, admin, r.AccountName)
-			if err != nil {
-				return r, b.stepFailed(ctx, rs, &r, actor, err)
-			}
-			for _, id := range found {
-				if _, err := ka.Revoke(ctx, env, admin, id); err != nil {
-					return r, b.stepFailed(ctx, rs, &r, actor, err)
-				}
-				b.log.InfoContext(ctx, "rotation: deleted a key created before a crash", "rotation", r.ID, "provider_key_id", id)
-			}
-			ck, err := ka.Create(ctx, env, admin, r.AccountName)
-			if err != nil {
-				return r, b.stepFailed(ctx, rs, &r, actor, err)
-			}
-			if err := b.hook("after:" + StepCreate); err != nil {
-				return r, err
-			}
-			created, r.NewProviderKeyID = ck.Credential, ck.ID
-			if err := b.record(ctx, rs, &r, actor, StepVerify, fmt.Sprintf("created %s at the provider", ck.ID)); err != nil {
-				return r, err
-			}
+			err = run.create(ctx)
 		case StepVerify, StepStore:
-			if created.IsZero() {
-				// A crash lost the new key before it was stored: unless it
-				// was stored, it is deleted at the provider and made again.
-				if r.Step == StepStore {
-					if stored, err := b.ensureStored(ctx, newRef); err != nil {
-						return r, err
-					} else if stored {
-						if err := b.record(ctx, rs, &r, actor, StepDisableOld, "the new key was stored before the restart"); err != nil {
-							return r, err
-						}
-						continue
-					}
-				}
-				if err := b.revokeCreated(ctx, ka, env, admin, r.NewProviderKeyID); err != nil {
-					return r, b.stepFailed(ctx, rs, &r, actor, err)
-				}
-				r.NewProviderKeyID = ""
-				if err := b.record(ctx, rs, &r, actor, StepCreate, "the new key was lost before it was stored (a restart): deleted at the provider, made again"); err != nil {
-					return r, err
-				}
-				continue
-			}
-			if r.Step == StepVerify {
-				res := b.check(ctx, p, created)
-				if err := b.hook("after:" + StepVerify); err != nil {
-					return r, err
-				}
-				if res.Verdict != providers.VerdictAccepted {
-					return r, b.rollback(ctx, rs, &r, actor, ka, env, admin, "the provider did not accept the new key: "+res.Detail)
-				}
-				if err := b.record(ctx, rs, &r, actor, StepStore, "the provider accepted the new key"); err != nil {
-					return r, err
-				}
-				continue
-			}
-			old, err := b.store.GetKey(ctx, r.Ref)
-			if err != nil {
-				return r, b.rollback(ctx, rs, &r, actor, ka, env, admin, "the old key's settings could not be read: "+err.Error())
-			}
-			_, err = b.AddKey(ctx, AddKeyRequest{Actor: actor, Pool: r.Ref.Pool(), KeyID: r.NewKeyID, Credential: created, Name: old.Name,
-				Priority: &old.Priority, Models: old.Models, ProviderKeyID: r.NewProviderKeyID})
-			if err != nil && !errors.Is(err, ErrKeyExists) {
-				return r, b.rollback(ctx, rs, &r, actor, ka, env, admin, "the new key could not be stored: "+err.Error())
-			}
-			created = providers.Credential{}
-			if err := b.hook("after:" + StepStore); err != nil {
-				return r, err
-			}
-			if err := b.record(ctx, rs, &r, actor, StepDisableOld, fmt.Sprintf("%s serves at priority %d", r.NewKeyID, old.Priority)); err != nil {
-				return r, err
+			switch {
+			case run.created.IsZero():
+				err = run.lost(ctx)
+			case r.Step == StepVerify:
+				err = run.verify(ctx)
+			default:
+				err = run.store(ctx)
 			}
 		case StepDisableOld:
-			disabled := KeyDisabled
-			if _, err := b.UpdateKey(ctx, UpdateKeyRequest{Actor: actor, Ref: r.Ref, State: &disabled}); err != nil && !errors.Is(err, ErrNotFound) {
-				return r, b.stepFailed(ctx, rs, &r, actor, err)
-			}
-			if err := b.hook("after:" + StepDisableOld); err != nil {
-				return r, err
-			}
-			r.DeleteAfter = b.now().Add(r.Grace)
-			if err := b.record(ctx, rs, &r, actor, StepGrace, "the old key is disabled; deleted at the provider after "+r.DeleteAfter.UTC().Format(time.RFC3339)); err != nil {
-				return r, err
-			}
+			err = run.disableOld(ctx)
 		case StepGrace:
-			if b.now().Before(r.DeleteAfter) {
-				return r, nil // the lifecycle runner takes it from here
-			}
-			if err := b.record(ctx, rs, &r, actor, StepDeleteOld, "the grace period is over"); err != nil {
-				return r, err
-			}
+			wait, err = run.grace(ctx)
 		case StepDeleteOld:
-			note := ""
-			if r.OldProviderKeyID != "" {
-				rv, err := ka.Revoke(ctx, env, admin, r.OldProviderKeyID)
-				if err != nil {
-					return r, b.stepFailed(ctx, rs, &r, actor, err)
-				}
-				note = fmt.Sprintf("the old key %s at the provider", rv.Action)
-			} else {
-				note = "the old key's id at the provider is unknown: delete it there by hand"
-				r.Error = note
-			}
-			if err := b.hook("after:" + StepDeleteOld + ":provider"); err != nil {
-				return r, err
-			}
-			if err := b.DeleteKey(ctx, DeleteKeyRequest{Actor: actor, Ref: r.Ref}); err != nil && !errors.Is(err, ErrNotFound) {
-				return r, b.stepFailed(ctx, rs, &r, actor, err)
-			}
-			if err := b.hook("after:" + StepDeleteOld); err != nil {
-				return r, err
-			}
-			r.State = RotationDone
-			if err := b.record(ctx, rs, &r, actor, StepDone, note+"; the old key removed from the pool"); err != nil {
-				return r, err
-			}
-			b.metrics.rotated(r.Ref.Provider, RotationDone)
-			b.log.InfoContext(ctx, "rotation done", "key", r.Ref.String(), "rotation", r.ID, "new_key", r.NewKeyID)
-			return r, nil
+			err = run.deleteOld(ctx)
 		case StepRollback:
-			return r, b.rollback(ctx, rs, &r, actor, ka, env, admin, r.Error)
-		default:
+			return r, run.rollback(ctx, r.Error)
+		default: // done
 			return r, nil
 		}
+		if err != nil || wait {
+			return r, err
+		}
 	}
+}
+
+// rotationRun is one replica's run of a rotation's steps.
+type rotationRun struct {
+	b      *Broker
+	rs     RotationStore
+	r      *Rotation
+	actor  Actor
+	p      *providers.Provider
+	ka     *providers.KeyAdmin
+	env    providers.AdminEnv
+	admin  providers.Credential
+	newRef KeyRef
+	// created is the new key: in memory only, from create to store.
+	created providers.Credential
+}
+
+func (run *rotationRun) next(ctx context.Context, step, detail string) error {
+	return run.b.record(ctx, run.rs, run.r, run.actor, step, detail)
+}
+
+func (run *rotationRun) failed(ctx context.Context, cause error) error {
+	return run.b.stepFailed(ctx, run.rs, run.r, run.actor, cause)
+}
+
+func (run *rotationRun) rollback(ctx context.Context, why string) error {
+	return run.b.rollback(ctx, run.rs, run.r, run.actor, run.ka, run.env, run.admin, why)
+}
+
+// create deletes any key a crash left under the rotation's name (it has
+// no record), then creates the new key at the provider.
+func (run *rotationRun) create(ctx context.Context) error {
+	r := run.r
+	found, err := run.ka.Find(ctx, run.env, run.admin, r.AccountName)
+	if err != nil {
+		return run.failed(ctx, err)
+	}
+	for _, id := range found {
+		if _, err := run.ka.Revoke(ctx, run.env, run.admin, id); err != nil {
+			return run.failed(ctx, err)
+		}
+		run.b.log.InfoContext(ctx, "rotation: deleted a key created before a crash", "rotation", r.ID, "provider_key_id", id)
+	}
+	ck, err := run.ka.Create(ctx, run.env, run.admin, r.AccountName)
+	if err != nil {
+		return run.failed(ctx, err)
+	}
+	if err := run.b.hook("after:" + StepCreate); err != nil {
+		return err
+	}
+	run.created, r.NewProviderKeyID = ck.Credential, ck.ID
+	return run.next(ctx, StepVerify, fmt.Sprintf("created %s at the provider", ck.ID))
+}
+
+// lost handles a run resumed at verify or store, whose new key a crash
+// took from memory: stored already, the rotation goes on; else the key is
+// deleted at the provider and made again.
+func (run *rotationRun) lost(ctx context.Context) error {
+	r := run.r
+	if r.Step == StepStore {
+		stored, err := run.b.ensureStored(ctx, run.newRef)
+		if err != nil {
+			return err
+		}
+		if stored {
+			return run.next(ctx, StepDisableOld, "the new key was stored before the restart")
+		}
+	}
+	if err := run.b.revokeCreated(ctx, run.ka, run.env, run.admin, r.NewProviderKeyID); err != nil {
+		return run.failed(ctx, err)
+	}
+	r.NewProviderKeyID = ""
+	return run.next(ctx, StepCreate, "the new key was lost before it was stored (a restart): deleted at the provider, made again")
+}
+
+// verify asks the provider whether it accepts the new key; a refusal
+// rolls the rotation back.
+func (run *rotationRun) verify(ctx context.Context) error {
+	res := run.b.check(ctx, run.p, run.created)
+	if err := run.b.hook("after:" + StepVerify); err != nil {
+		return err
+	}
+	if res.Verdict != providers.VerdictAccepted {
+		return run.rollback(ctx, "the provider did not accept the new key: "+res.Detail)
+	}
+	return run.next(ctx, StepStore, "the provider accepted the new key")
+}
+
+// store puts the new key in the pool at the old key's priority, with its
+// name and models.
+func (run *rotationRun) store(ctx context.Context) error {
+	r := run.r
+	old, err := run.b.store.GetKey(ctx, r.Ref)
+	if err != nil {
+		return run.rollback(ctx, "the old key's settings could not be read: "+err.Error())
+	}
+	_, err = run.b.AddKey(ctx, AddKeyRequest{Actor: run.actor, Pool: r.Ref.Pool(), KeyID: r.NewKeyID, Credential: run.created, Name: old.Name,
+		Priority: &old.Priority, Models: old.Models, ProviderKeyID: r.NewProviderKeyID})
+	if err != nil && !errors.Is(err, ErrKeyExists) {
+		return run.rollback(ctx, "the new key could not be stored: "+err.Error())
+	}
+	run.created = providers.Credential{}
+	if err := run.b.hook("after:" + StepStore); err != nil {
+		return err
+	}
+	return run.next(ctx, StepDisableOld, fmt.Sprintf("%s serves at priority %d", r.NewKeyID, old.Priority))
+}
+
+// disableOld sets the old key aside and starts the grace period.
+func (run *rotationRun) disableOld(ctx context.Context) error {
+	r := run.r
+	disabled := KeyDisabled
+	if _, err := run.b.UpdateKey(ctx, UpdateKeyRequest{Actor: run.actor, Ref: r.Ref, State: &disabled}); err != nil && !errors.Is(err, ErrNotFound) {
+		return run.failed(ctx, err)
+	}
+	if err := run.b.hook("after:" + StepDisableOld); err != nil {
+		return err
+	}
+	r.DeleteAfter = run.b.now().Add(r.Grace)
+	return run.next(ctx, StepGrace, "the old key is disabled; deleted at the provider after "+r.DeleteAfter.UTC().Format(time.RFC3339))
+}
+
+// grace says whether the grace period still runs (the lifecycle runner
+// takes the rotation up then), else moves on.
+func (run *rotationRun) grace(ctx context.Context) (wait bool, err error) {
+	if run.b.now().Before(run.r.DeleteAfter) {
+		return true, nil
+	}
+	return false, run.next(ctx, StepDeleteOld, "the grace period is over")
+}
+
+// deleteOld deletes the old key at the provider (when its id there is
+// known), then from the pool, and ends the rotation.
+func (run *rotationRun) deleteOld(ctx context.Context) error {
+	r := run.r
+	note := "the old key's id at the provider is unknown: delete it there by hand"
+	if r.OldProviderKeyID != "" {
+		rv, err := run.ka.Revoke(ctx, run.env, run.admin, r.OldProviderKeyID)
+		if err != nil {
+			return run.failed(ctx, err)
+		}
+		note = fmt.Sprintf("the old key %s at the provider", rv.Action)
+	} else {
+		r.Error = note
+	}
+	if err := run.b.hook("after:" + StepDeleteOld + ":provider"); err != nil {
+		return err
+	}
+	if err := run.b.DeleteKey(ctx, DeleteKeyRequest{Actor: run.actor, Ref: r.Ref}); err != nil && !errors.Is(err, ErrNotFound) {
+		return run.failed(ctx, err)
+	}
+	if err := run.b.hook("after:" + StepDeleteOld); err != nil {
+		return err
+	}
+	r.State = RotationDone
+	if err := run.next(ctx, StepDone, note+"; the old key removed from the pool"); err != nil {
+		return err
+	}
+	run.b.metrics.rotated(r.Ref.Provider, RotationDone)
+	run.b.log.InfoContext(ctx, "rotation done", "key", r.Ref.String(), "rotation", r.ID, "new_key", r.NewKeyID)
+	return nil
 }
 
 // revokeCreated deletes the key a rotation created at the provider
