@@ -2,7 +2,11 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/internal/runtime/webhook"
 	"github.com/keybroker/keybroker/providers"
 )
 
@@ -129,15 +134,50 @@ func TestExpiredKeyIsNotServedAndTheNextServes(t *testing.T) {
 	}
 }
 
+// teeSink records what a replica publishes and hands it to its webhook.
+type teeSink struct {
+	recordingSink
+	next broker.EventSink
+}
+
+func (s *teeSink) Publish(ev broker.AuditEvent) {
+	s.recordingSink.Publish(ev)
+	s.next.Publish(ev)
+}
+
 // TestExpiryWarningsSentOnceAcrossReplicas moves a clock past each
 // warning step (14, 7, 1 days before expiry) with two replicas sweeping
-// at every step: each step's key.expiring event is sent once in all, by
-// whichever replica recorded it first; the gauges count the key by
-// provider.
+// at every step, each with its own events webhook posting to one
+// endpoint: each step's key.expiring event is published once in all, by
+// whichever replica recorded it first, and the endpoint receives the
+// three; the gauges count the key by provider.
 func TestExpiryWarningsSentOnceAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
 	clock := newMovingClock(time.Date(2027, 5, 1, 0, 0, 0, 0, time.UTC))
-	sinkA, sinkB := &recordingSink{}, &recordingSink{}
+	var mu sync.Mutex
+	var received []webhook.Event
+	endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev webhook.Event
+		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+			http.Error(w, "bad event", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		received = append(received, ev)
+		mu.Unlock()
+	}))
+	t.Cleanup(endpoint.Close)
+	runCtx, stop := context.WithCancel(ctx)
+	t.Cleanup(stop)
+	hook := func() broker.EventSink {
+		s, err := webhook.New(webhook.Config{URL: endpoint.URL, Secret: []byte("expiry-test-webhook-secret"), Logger: testLogger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Run(runCtx)
+		return s
+	}
+	sinkA, sinkB := &teeSink{next: hook()}, &teeSink{next: hook()}
 	regA := prometheus.NewRegistry()
 	metricsA := broker.NewMetrics(regA)
 	e := newEnv(t, func(c *broker.Config) { c.Now = clock.Now; c.Events = sinkA; c.Metrics = metricsA })
@@ -193,5 +233,23 @@ func TestExpiryWarningsSentOnceAcrossReplicas(t *testing.T) {
 	sweep()
 	if total() != 3 {
 		t.Fatal("an expired key was warned again")
+	}
+	// The endpoint gets the three (published once, so delivered once).
+	waitFor(t, 10*time.Second, "the webhook delivered the three warnings", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(received) >= 3
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	steps := map[string]bool{}
+	for _, ev := range received {
+		if ev.Action != broker.ActionExpiring || ev.KeyID != "k" {
+			t.Fatalf("the endpoint received %+v", ev)
+		}
+		steps[ev.Detail[strings.Index(ev.Detail, "the "):]] = true
+	}
+	if len(received) != 3 || len(steps) != 3 {
+		t.Fatalf("the endpoint received %d events, %d steps: %+v", len(received), len(steps), received)
 	}
 }
