@@ -92,6 +92,9 @@ func (b *Broker) RevokeKey(ctx context.Context, req DeleteKeyRequest) (Revocatio
 	if err != nil {
 		return Revocation{}, fmt.Errorf("revoke %s: %w", req.Ref, fromStore(err))
 	}
+	if req.ExpectedVersion > 0 && rec.Version != req.ExpectedVersion {
+		return Revocation{}, fmt.Errorf("revoke %s: current version is %d, not %d: %w", req.Ref, rec.Version, req.ExpectedVersion, ErrPreconditionFailed)
+	}
 	if rec.ProviderKeyID == "" {
 		return Revocation{}, refuse(ErrInvalidRequest, "the key's id at %s is unknown: set providerKeyId (PATCH) first; nothing was deleted", p.DisplayName)
 	}
@@ -107,9 +110,11 @@ func (b *Broker) RevokeKey(ctx context.Context, req DeleteKeyRequest) (Revocatio
 	if err := rvs.StartRevocation(ctx, rv, ev); err != nil {
 		return Revocation{}, fmt.Errorf("revoke %s: %w", req.Ref, fromStore(err))
 	}
-	// The key stops serving first, whatever the provider answers.
+	// The key stops serving first, whatever the provider answers. A
+	// delete that fails here (Vault down) leaves the revocation pending:
+	// it was asked for, and the lifecycle runner carries it out.
 	if err := b.DeleteKey(ctx, req); err != nil && !errors.Is(err, ErrNotFound) {
-		return rv, err
+		return rv, fmt.Errorf("revoke %s: the key could not be deleted from keybroker (the revocation at the provider is recorded and will be carried out; delete the key again): %w", req.Ref, err)
 	}
 	return b.attemptRevocation(ctx, rvs, rv, req.Actor), nil
 }

@@ -47,6 +47,21 @@ func TestRevokeAtProvider(t *testing.T) {
 		t.Fatalf("the service account %s is still at the provider: %+v", oldAccount, accounts)
 	}
 
+	// A stale If-Match version: refused, nothing recorded or deleted.
+	if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("openai"), KeyID: "second", Credential: providers.APIKey(newKey(t, "openai")),
+		ProviderKeyID: "svc_acct_unknown"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.b.RevokeKey(ctx, broker.DeleteKeyRequest{Actor: alice, Ref: scope.Key("openai", "second"), ExpectedVersion: 7}); !errors.Is(err, broker.ErrPreconditionFailed) {
+		t.Fatalf("a stale version: %v", err)
+	}
+	if _, err := g.b.GetKey(ctx, scope.Key("openai", "second")); err != nil {
+		t.Fatalf("a refused revocation deleted the key: %v", err)
+	}
+	if n, err := g.b.RetryRevocations(ctx); err != nil || n != 0 {
+		t.Fatalf("a refused revocation was recorded: %d %v", n, err)
+	}
+
 	// Anthropic: set inactive with the Admin API.
 	adminKey := "sk-ant-admin01-" + newKey(t, "")[:32]
 	usedKeysMu.Lock()
