@@ -57,6 +57,9 @@ const (
 	ActionRotation = "key.rotation"
 )
 
+// ErrRotationRunning: the key has a rotation running (one at a time).
+var ErrRotationRunning = errors.Join(ErrConflict, errors.New("a rotation of this key is running"))
+
 // DefaultRotationGrace is how long the old key lives at the provider
 // after the new one serves.
 const DefaultRotationGrace = time.Hour
@@ -174,7 +177,9 @@ func (b *Broker) Rotate(ctx context.Context, req RotateRequest) (Rotation, error
 		r.AccountName = r.AccountName[:100]
 	}
 	ev := b.rotationEvent(r, req.Actor, fmt.Sprintf("started (%s): the new key will be %s; grace period %s", r.Trigger, r.NewKeyID, r.Grace))
-	if err := rs.StartRotation(ctx, r, ev); err != nil {
+	if err := rs.StartRotation(ctx, r, ev); errors.Is(err, ErrConflict) {
+		return Rotation{}, fmt.Errorf("rotate %s: %w", req.Ref, ErrRotationRunning)
+	} else if err != nil {
 		return Rotation{}, fmt.Errorf("rotate %s: %w", req.Ref, fromStore(err))
 	}
 	b.log.InfoContext(ctx, "rotation started", "key", req.Ref.String(), "rotation", r.ID, "actor", req.Actor.Subject)

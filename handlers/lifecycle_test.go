@@ -152,7 +152,9 @@ func TestKeyLifecycleRoutes(t *testing.T) {
 	if rot.State != broker.RotationRunning || rot.Step != broker.StepGrace || rot.GraceSeconds != 60 || rot.NewProviderKeyID == "" {
 		t.Fatalf("rotation %+v", rot)
 	}
-	call("admin", "POST", "/v1/workspaces/ws1/providers/openai/keys/primary/rotate", nil, 409)
+	if r := call("admin", "POST", "/v1/workspaces/ws1/providers/openai/keys/primary/rotate", nil, 409); r.code() != "rotation_running" {
+		t.Fatalf("a second rotation: %s", r.body)
+	}
 	var rots client.RotationList
 	call("reader", "GET", "/v1/workspaces/ws1/providers/openai/keys/primary/rotations", nil, 200).decode(t, &rots)
 	if len(rots.Rotations) != 1 || rots.Rotations[0].ID != rot.ID {

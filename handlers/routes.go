@@ -227,7 +227,7 @@ var routeTable = []route{
 		{Status: 200, Description: "the rotation, in its grace step (or done with a grace of 0)", Body: client.Rotation{}},
 		{Status: 400, Description: "the provider's admin API cannot create keys (expiry warnings only), or the scope holds no admin credential for it"},
 		noKey,
-		{Status: 409, Description: "a rotation of the key is running"},
+		{Status: 409, Description: "rotation_running: a rotation of the key is running"},
 		{Status: 422, Description: "key_verification_failed: the provider did not accept the new key; the rotation rolled back (the new key deleted there)"},
 		{Status: 501, Description: "this server does not hold the reader identity (mode admin)"},
 		{Status: 503, Description: "the provider's admin API failed: the rotation stays running and is taken up again", Headers: []Header{retryAfter}},
