@@ -56,6 +56,9 @@ type Resolution struct {
 	// ExpiresAt is when a short-lived credential minted from the key
 	// (Credential) stops working; zero for the key itself.
 	ExpiresAt time.Time
+	// KeyExpiresAt is the key's own expiresAt (zero: none): a client that
+	// caches the answer keeps it no longer (docs/lifecycle.md).
+	KeyExpiresAt time.Time
 }
 
 // Reasons a resolve found no key (NoKeyError.Reason) or fell back
@@ -245,9 +248,13 @@ func (b *Broker) answer(workspace string, e *cacheEntry, m *member, fallbackReas
 	if m.ref.ScopeKind == ScopeHosted {
 		source = SourceHosted
 	}
-	return Resolution{Credential: e.cred, Source: source, IsBYOK: source == SourceBYOK, Version: e.version, ScopeKind: m.ref.ScopeKind,
+	r := Resolution{Credential: e.cred, Source: source, IsBYOK: source == SourceBYOK, Version: e.version, ScopeKind: m.ref.ScopeKind,
 		KeyID: m.ref.KeyID, Fingerprint: m.fingerprintOf(e.version), FallbackReason: fallbackReason,
 		ResolutionID: b.resolutionIDs.make(workspace, &m.ref, e.version, caller, now)}
+	if m.expiresAt != 0 {
+		r.KeyExpiresAt = time.Unix(0, m.expiresAt)
+	}
+	return r
 }
 
 // cacheEntry is what the cache holds: a key, or the fact that there is

@@ -597,6 +597,11 @@ func (s *server) resolve(c *gin.Context) {
 	answer := client.ResolveResponse{APIKey: r.APIKey(), Kind: r.Credential.Kind(), Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
 		Scope: string(r.ScopeKind), KeyID: r.KeyID, Fingerprint: r.Fingerprint, ResolutionID: r.ResolutionID, FallbackReason: r.FallbackReason,
 		TTLSeconds: s.ttlSeconds}
+	if !r.KeyExpiresAt.IsZero() && answer.TTLSeconds > 0 {
+		// A caching client keeps the answer no later than the key's expiry.
+		left := int(time.Until(r.KeyExpiresAt) / time.Second)
+		answer.TTLSeconds = max(1, min(answer.TTLSeconds, left))
+	}
 	if answer.Kind != providers.KindAPIKey {
 		answer.Credential = s.credentialFields(req.Provider, r.Credential)
 		if !r.ExpiresAt.IsZero() {

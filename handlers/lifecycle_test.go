@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
@@ -97,6 +98,14 @@ func TestKeyLifecycleRoutes(t *testing.T) {
 		`{"keyId":"primary","priority":7,"apiKey":"`+old+`","expiresAt":"2099-01-01T00:00:00Z","providerKeyId":"`+oldAccount+`"}`, 201).decode(t, &meta)
 	if meta.Expiry != "valid" || meta.ExpiresAt == nil || meta.ProviderKeyID != oldAccount {
 		t.Fatalf("key with an expiry: %+v", meta)
+	}
+	// An answer is cached no longer than the key lives.
+	soon := time.Now().Add(10 * time.Second).UTC().Format(time.RFC3339)
+	call("admin", "PATCH", "/v1/workspaces/ws1/providers/openai/keys/primary", `{"expiresAt":"`+soon+`"}`, 200)
+	var early client.ResolveResponse
+	call("resolver", "POST", "/v1/resolve", client.ResolveRequest{Workspace: "ws1", Provider: "openai"}, 200).decode(t, &early)
+	if early.KeyID != "primary" || early.TTLSeconds < 1 || early.TTLSeconds > 10 {
+		t.Fatalf("a key expiring in 10 s is cached for %d s", early.TTLSeconds)
 	}
 	call("admin", "PATCH", "/v1/workspaces/ws1/providers/openai/keys/primary", `{"expiresAt":"not a date"}`, 400)
 	call("admin", "PATCH", "/v1/workspaces/ws1/providers/openai/keys/primary", `{"expiresAt":""}`, 200).decode(t, func() *client.KeyMetadata { meta = client.KeyMetadata{}; return &meta }())
