@@ -114,7 +114,7 @@ type RotationStore interface {
 	RunningRotations(ctx context.Context) ([]Rotation, error)
 }
 
-// errCrash marks an error of the test hook (a simulated crash): the
+// crashError is the error of the test hook (a simulated crash): the
 // rotation stops where it is, as a killed process would.
 type crashError struct{ point string }
 
