@@ -155,6 +155,10 @@ func (b *Broker) RotateDue(ctx context.Context) (int, error) {
 				started++
 			case errors.Is(err, ErrConflict):
 				// A rotation of the key runs already.
+			case errors.Is(err, ErrInvalidRequest):
+				// No admin credential in the scope: the key gets the
+				// expiry warnings only (said at debug level, every pass).
+				b.log.DebugContext(ctx, "a key is due for rotation but cannot be rotated", "key", r.Ref().String(), "why", err)
 			default:
 				errs = append(errs, fmt.Errorf("scheduled rotation of %s: %w", r.Ref(), err))
 			}
