@@ -147,6 +147,25 @@ type Config struct {
 	// resolve hands out instead of a minted one
 	// (--expose-long-lived-credentials). Default: none.
 	ExposeLongLived []string
+	// RotationGrace is how long an old key lives at the provider after a
+	// rotation put its successor in the pool. Default:
+	// DefaultRotationGrace (1 hour).
+	RotationGrace time.Duration
+	// RotationClaim is how long a replica holds a running rotation
+	// between two steps; after a crash another replica resumes it that
+	// much later. Default: DefaultRotationClaim (2 minutes).
+	RotationClaim time.Duration
+	// Admin gives the admin APIs' addresses and HTTP client (rotation and
+	// revocation at the provider). Default: Checker, when it gives them
+	// (providers.Checker does).
+	Admin AdminEnvs
+	// RotationHook, for tests only, is asked at each point of a
+	// rotation ("before:<step>" once the step is recorded, "after:<step>"
+	// once it is taken); true stops the rotation there, as a crash would.
+	RotationHook func(point string) bool
+	// ExpiryWarning is the window before a key's expiresAt in which it is
+	// "expiring". Default: DefaultExpiryWarning (14 days).
+	ExpiryWarning time.Duration
 	// Now tells the time for the cache's freshness and refresh decisions
 	// (tests move it). Default: time.Now. The cache's own eviction, at
 	// CacheTTL plus StaleIfError, runs on the wall clock.
@@ -167,6 +186,13 @@ type Broker struct {
 	metrics      *Metrics
 	log          *slog.Logger
 	now          func() time.Time
+	// expiryWarning: see Config.ExpiryWarning.
+	expiryWarning time.Duration
+	// rotationGrace, adminEnv, rotationHook: see Config.
+	rotationGrace time.Duration
+	rotationClaim time.Duration
+	adminEnv      AdminEnvs
+	rotationHook  func(point string) bool
 
 	cache      *gocache.Cache
 	maxEntries int
@@ -254,6 +280,18 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.ExpiryWarning <= 0 {
+		cfg.ExpiryWarning = DefaultExpiryWarning
+	}
+	if cfg.RotationGrace <= 0 {
+		cfg.RotationGrace = DefaultRotationGrace
+	}
+	if cfg.RotationClaim <= 0 {
+		cfg.RotationClaim = DefaultRotationClaim
+	}
+	if cfg.Admin == nil {
+		cfg.Admin, _ = cfg.Checker.(AdminEnvs)
+	}
 	if (cfg.Writer == nil) != (cfg.Store == nil) {
 		return nil, errors.New("broker: key management needs both a Vault writer and a metadata store")
 	}
@@ -285,6 +323,11 @@ func New(cfg Config) (*Broker, error) {
 		pepper:        cfg.Pepper,
 		log:           cfg.Logger,
 		now:           cfg.Now,
+		expiryWarning: cfg.ExpiryWarning,
+		rotationGrace: cfg.RotationGrace,
+		rotationClaim: cfg.RotationClaim,
+		adminEnv:      cfg.Admin,
+		rotationHook:  cfg.RotationHook,
 		cache:         gocache.New(cfg.CacheTTL, time.Minute),
 		maxEntries:    cfg.MaxEntries,
 		negative:      expirable.NewLRU[string, *cacheEntry](cfg.MaxNegativeEntries, nil, cfg.NegativeCacheTTL),

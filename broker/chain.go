@@ -57,7 +57,11 @@ func walkChain(workspace, provider string, settings func(workspace string) (Sett
 	cool.add(ScopeWorkspace, until)
 	excluded := out == poolModelExcluded
 	reason := ReasonNoWorkspaceKey
-	if out != poolEmpty {
+	switch out {
+	case poolEmpty:
+	case poolExpired:
+		reason = ReasonExpired
+	default:
 		reason = ReasonWorkspaceKeysUnavailable
 	}
 	s, loaded := settings(workspace)
@@ -74,8 +78,11 @@ func walkChain(workspace, provider string, settings func(workspace string) (Sett
 		}
 		cool.add(ScopeOrganization, until)
 		excluded = excluded || out == poolModelExcluded
-		reason = ReasonNoOrganizationKey
-		if out != poolEmpty {
+		switch reason = ReasonNoOrganizationKey; out {
+		case poolEmpty:
+		case poolExpired:
+			reason = ReasonExpired
+		default:
 			reason = ReasonOrganizationKeysUnavailable
 		}
 	}
@@ -90,9 +97,11 @@ func walkChain(workspace, provider string, settings func(workspace string) (Sett
 		return chainDecision{Pool: pr, Reason: reason}, nil
 	}
 	cool.add(ScopeHosted, until)
-	reason = ReasonHostedKeysUnavailable
-	if out == poolEmpty {
+	switch reason = ReasonHostedKeysUnavailable; out {
+	case poolEmpty:
 		reason = ReasonNoHostedKey
+	case poolExpired:
+		reason = ReasonExpired
 	}
 	return noPoolServes(cool, excluded || out == poolModelExcluded, reason), nil
 }

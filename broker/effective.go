@@ -87,7 +87,7 @@ func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSo
 // not failing, not cooling down for everyone or for the workspace
 // (cooled). until is when its cooldown ends, if it is cooling down.
 func servesNow(m *member, cooled map[KeyRef]int64, now time.Time) (ok bool, until int64) {
-	if m.disabled || m.failing {
+	if m.disabled || m.failing || m.expiredAt(now.UnixNano()) {
 		return false, 0
 	}
 	until = m.cooledUntil(cooled)
@@ -133,8 +133,11 @@ func (b *Broker) usable(pr PoolRef, cooled map[KeyRef]int64, now time.Time) (n i
 	if p == nil {
 		return 0, poolEmpty, 0
 	}
+	expired := false
 	for i := range p.members {
-		ok, u := servesNow(&p.members[i], cooled, now)
+		m := &p.members[i]
+		ok, u := servesNow(m, cooled, now)
+		expired = expired || !m.disabled && !m.failing && m.expiredAt(now.UnixNano())
 		switch {
 		case ok:
 			n++
@@ -147,6 +150,8 @@ func (b *Broker) usable(pr PoolRef, cooled map[KeyRef]int64, now time.Time) (n i
 		return n, poolServed, 0
 	case until != 0:
 		return 0, poolCoolingDown, until
+	case expired:
+		return 0, poolExpired, 0
 	}
 	return 0, poolUnavailable, 0
 }

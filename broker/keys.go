@@ -44,6 +44,9 @@ type KeyMeta struct {
 	// Health is HealthHealthy, HealthCoolingDown (until CooldownUntil) or
 	// HealthFailing; HealthReason says why, HealthChangedAt since when.
 	Health string
+	// Expiry is ExpiryNone, ExpiryValid, ExpiryExpiring or ExpiryExpired
+	// (of ExpiresAt, at the time of the answer).
+	Expiry string
 }
 
 // withUsage adds the usage of a scope's keys to metas.
@@ -66,6 +69,7 @@ func (b *Broker) withUsage(ctx context.Context, scope Scope, metas []KeyMeta) []
 			since = u.LastUsedAt
 		}
 		m.Idle = !since.IsZero() && now.Sub(since) > IdleAfter
+		m.Expiry = expiryOf(m.ExpiresAt, now, b.expiryWarning)
 	}
 	return metas
 }
@@ -176,6 +180,10 @@ type AddKeyRequest struct {
 	Priority *int
 	State    string
 	Models   []string
+	// ExpiresAt (zero: none) and ProviderKeyID ("": unknown): see
+	// KeyFacts.
+	ExpiresAt     time.Time
+	ProviderKeyID string
 	// Check asks the provider first (see PutKeyRequest.Check).
 	Check bool
 }
@@ -197,7 +205,7 @@ func (b *Broker) AddKey(ctx context.Context, req AddKeyRequest) (SetResult, erro
 	if err != nil {
 		return SetResult{}, err
 	}
-	member := MemberSettings{Name: req.Name, Priority: DefaultPriority, Models: req.Models}
+	member := MemberSettings{Name: req.Name, Priority: DefaultPriority, Models: req.Models, ExpiresAt: req.ExpiresAt, ProviderKeyID: req.ProviderKeyID}
 	if req.Priority != nil {
 		member.Priority = *req.Priority
 	}
@@ -273,7 +281,26 @@ func checkMember(m MemberSettings) (MemberSettings, error) {
 		}
 	}
 	m.Models = out
+	if m.ProviderKeyID != "" && !validProviderKeyID(m.ProviderKeyID) {
+		return m, refuse(ErrInvalidRequest, "providerKeyId must be 1 to 200 letters, digits, '-', '_', '.' or ':' (the key's id at its provider, never the key)")
+	}
+	if !m.ExpiresAt.IsZero() && (m.ExpiresAt.Year() < 2000 || m.ExpiresAt.Year() > 9999) {
+		return m, refuse(ErrInvalidRequest, "expiresAt must be a date between the years 2000 and 9999")
+	}
 	return m, nil
+}
+
+// validProviderKeyID says whether id may name a key at its provider.
+func validProviderKeyID(id string) bool {
+	if len(id) > 200 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:", r)) {
+			return false
+		}
+	}
+	return id != ""
 }
 
 // memberDetail describes a member's settings for the audit trail.
@@ -282,7 +309,14 @@ func memberDetail(m MemberSettings) string {
 	if m.Disabled {
 		state = KeyDisabled
 	}
-	return fmt.Sprintf("name=%q priority=%d state=%s models=%q", m.Name, m.Priority, state, m.Models)
+	d := fmt.Sprintf("name=%q priority=%d state=%s models=%q", m.Name, m.Priority, state, m.Models)
+	if !m.ExpiresAt.IsZero() {
+		d += " expiresAt=" + m.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	if m.ProviderKeyID != "" {
+		d += fmt.Sprintf(" providerKeyId=%q", m.ProviderKeyID)
+	}
+	return d
 }
 
 // UpdateKeyRequest changes a key's settings in its pool; nil fields stay.
@@ -294,6 +328,10 @@ type UpdateKeyRequest struct {
 	State    *string
 	// Models: a pointer to an empty list lets the key serve every model.
 	Models *[]string
+	// ExpiresAt: a pointer to the zero time removes the expiry;
+	// ProviderKeyID: a pointer to "" forgets the provider's id.
+	ExpiresAt     *time.Time
+	ProviderKeyID *string
 }
 
 // UpdateKey changes a key's name, priority, state or models (never the
@@ -313,7 +351,8 @@ func (b *Broker) UpdateKey(ctx context.Context, req UpdateKeyRequest) (KeyMeta, 
 	if err != nil {
 		return KeyMeta{}, fmt.Errorf("update %s: %w", req.Ref, fromStore(err))
 	}
-	cur := MemberSettings{Name: rec.Name, Priority: rec.Priority, Disabled: rec.Disabled, Models: rec.Models}
+	cur := MemberSettings{Name: rec.Name, Priority: rec.Priority, Disabled: rec.Disabled, Models: rec.Models,
+		ExpiresAt: rec.ExpiresAt, ProviderKeyID: rec.ProviderKeyID}
 	next := cur
 	if req.Name != nil {
 		next.Name = *req.Name
@@ -329,6 +368,12 @@ func (b *Broker) UpdateKey(ctx context.Context, req UpdateKeyRequest) (KeyMeta, 
 	}
 	if req.Models != nil {
 		next.Models = *req.Models
+	}
+	if req.ExpiresAt != nil {
+		next.ExpiresAt = *req.ExpiresAt
+	}
+	if req.ProviderKeyID != nil {
+		next.ProviderKeyID = *req.ProviderKeyID
 	}
 	if next, err = checkMember(next); err != nil {
 		return KeyMeta{}, err

@@ -23,6 +23,9 @@ type Metrics struct {
 	healthC      *prometheus.CounterVec
 	checks       *prometheus.CounterVec
 	mints        *prometheus.CounterVec
+	expiring     *prometheus.GaugeVec
+	expired      *prometheus.GaugeVec
+	rotations    *prometheus.CounterVec
 }
 
 // NewMetrics creates the broker's metrics and registers them with reg.
@@ -68,9 +71,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		mints: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keybroker_credential_mints_total", Help: "Short-lived credentials minted from keys (docs/credentials.md), by provider and outcome (ok, failed, busy).",
 		}, []string{"provider", "outcome"}),
+		expiring: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "keybroker_keys_expiring", Help: "Keys within the warning window before their expiresAt (docs/lifecycle.md), by provider, as the last expiry pass found them.",
+		}, []string{"provider"}),
+		expired: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "keybroker_keys_expired", Help: "Keys past their expiresAt (never served), by provider, as the last expiry pass found them.",
+		}, []string{"provider"}),
+		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keybroker_key_rotations_total", Help: "Rotations at the provider (docs/lifecycle.md), by provider and outcome (done, failed, rolled_back).",
+		}, []string{"provider", "outcome"}),
 	}
 	reg.MustRegister(m.resolves, m.cacheLookups, m.cacheStale, m.cacheEvicted, m.cacheFlushes, m.cacheFullC, m.adminActions,
-		m.reports, m.reportsWS, m.reportsCall, m.healthC, m.checks, m.mints)
+		m.reports, m.reportsWS, m.reportsCall, m.healthC, m.checks, m.mints, m.expiring, m.expired, m.rotations)
 	return m
 }
 
@@ -125,6 +137,33 @@ func (m *Metrics) minted(provider, outcome string) {
 	if m != nil {
 		m.mints.WithLabelValues(provider, outcome).Inc()
 	}
+}
+
+// expiry sets the expiry gauges to what a pass found, by provider.
+func (m *Metrics) expiry(expiring, expired map[string]int) {
+	if m == nil {
+		return
+	}
+	m.expiring.Reset()
+	m.expired.Reset()
+	for p, n := range expiring {
+		m.expiring.WithLabelValues(p).Set(float64(n))
+	}
+	for p, n := range expired {
+		m.expired.WithLabelValues(p).Set(float64(n))
+	}
+}
+
+func (m *Metrics) rotated(provider, outcome string) {
+	if m != nil {
+		m.rotations.WithLabelValues(provider, outcome).Inc()
+	}
+}
+
+// KeysExpiring is the gauge of expiring keys of provider (tests,
+// dashboards in-process).
+func (m *Metrics) KeysExpiring(provider string) prometheus.Gauge {
+	return m.expiring.WithLabelValues(provider)
 }
 
 func (m *Metrics) staleServed() {

@@ -44,6 +44,15 @@ type member struct {
 	failing       bool
 	cooldownUntil int64
 	cooldowns     int
+	// expiresAt (unix nanoseconds, 0: none): from then on the key is
+	// not served.
+	expiresAt int64
+}
+
+// expiredAt says whether the member's key has expired at nowNs (unix
+// nanoseconds).
+func (m *member) expiredAt(nowNs int64) bool {
+	return m.expiresAt != 0 && nowNs >= m.expiresAt
 }
 
 // cooledUntil is when m's cooldown ends (unix nanoseconds; 0: it has
@@ -106,6 +115,9 @@ func newPool(recs []KeyRecord) *pool {
 			failing: r.Failing, cooldowns: r.Cooldowns}
 		if !r.CooldownUntil.IsZero() {
 			m.cooldownUntil = r.CooldownUntil.UnixNano()
+		}
+		if !r.ExpiresAt.IsZero() {
+			m.expiresAt = r.ExpiresAt.UnixNano()
 		}
 		p.members = append(p.members, m)
 	}
@@ -237,6 +249,8 @@ const (
 	// poolCoolingDown: it holds keys that would serve the call, all
 	// cooling down (for everyone, or for this workspace or caller alone).
 	poolCoolingDown
+	// poolExpired: the keys that would serve the call have all expired.
+	poolExpired
 )
 
 // fromPool picks the key to serve from a pool: the usable keys of the
@@ -262,9 +276,16 @@ func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string, cooled 
 			return nil, nil, poolEmpty, 0, nil
 		}
 	}
-	// The clock is read only when a member is cooling down: a healthy
-	// pool costs no clock read here.
+	// The clock is read only when a member is cooling down or has an
+	// expiry: a healthy pool without one costs no clock read here.
 	var nowNs int64
+	clock := func() int64 {
+		if nowNs == 0 {
+			nowNs = b.now().UnixNano()
+		}
+		return nowNs
+	}
+	expired := func(m *member) bool { return m.expiresAt != 0 && m.expiredAt(clock()) }
 	// coolingUntil is when m's cooldown ends, for everyone or for this
 	// workspace or caller (0: it is not cooling down).
 	coolingUntil := func(m *member) int64 {
@@ -272,18 +293,15 @@ func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string, cooled 
 		if until == 0 {
 			return 0
 		}
-		if nowNs == 0 {
-			nowNs = b.now().UnixNano()
-		}
-		if nowNs < until {
+		if clock() < until {
 			return until
 		}
 		return 0
 	}
 	usable := func(m *member) bool {
-		return !m.disabled && !m.failing && m.allows(model) && coolingUntil(m) == 0
+		return !m.disabled && !m.failing && m.allows(model) && !expired(m) && coolingUntil(m) == 0
 	}
-	n, top, excluded := 0, 0, false
+	n, top, excluded, anyExpired := 0, 0, false, false
 	for i := range p.members {
 		m := &p.members[i]
 		if m.disabled || m.failing {
@@ -291,6 +309,10 @@ func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string, cooled 
 		}
 		if !m.allows(model) {
 			excluded = true
+			continue
+		}
+		if expired(m) {
+			anyExpired = true
 			continue
 		}
 		if until := coolingUntil(m); until != 0 {
@@ -312,6 +334,8 @@ func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string, cooled 
 			return nil, nil, poolCoolingDown, coolEnd, nil
 		case excluded:
 			return nil, nil, poolModelExcluded, 0, nil
+		case anyExpired:
+			return nil, nil, poolExpired, 0, nil
 		}
 		return nil, nil, poolUnavailable, 0, nil
 	}

@@ -59,6 +59,12 @@ type KeyFacts struct {
 	HealthReason    string
 	HealthChangedAt time.Time
 	CooldownUntil   time.Time
+	// ExpiresAt is when the key stops working (zero: not known); past it
+	// the key is not served (lifecycle.go). ProviderKeyID names the key at
+	// its provider (an OpenAI service account id, an Anthropic API key
+	// id), for rotation and revocation there; "" when unknown.
+	ExpiresAt     time.Time
+	ProviderKeyID string
 }
 
 // CredentialView is what the metadata keeps of a credential: its kind,
@@ -132,6 +138,10 @@ type MemberSettings struct {
 	// ResetHealth (an update only): an admin set the key active, which
 	// returns a failing or cooling key to its pool.
 	ResetHealth bool
+	// ExpiresAt (zero: none) and ProviderKeyID ("": unknown): see
+	// KeyFacts.
+	ExpiresAt     time.Time
+	ProviderKeyID string
 }
 
 // Written is a version that Vault confirmed.

@@ -56,6 +56,9 @@ type Resolution struct {
 	// ExpiresAt is when a short-lived credential minted from the key
 	// (Credential) stops working; zero for the key itself.
 	ExpiresAt time.Time
+	// KeyExpiresAt is the key's own expiresAt (zero: none): a client that
+	// caches the answer keeps it no longer (docs/lifecycle.md).
+	KeyExpiresAt time.Time
 }
 
 // Reasons a resolve found no key (NoKeyError.Reason) or fell back
@@ -69,6 +72,9 @@ const (
 	ReasonNoHostedKey                 = "no_hosted_key"
 	ReasonHostedKeysUnavailable       = "hosted_keys_unavailable"
 	ReasonNoKeyAllowsModel            = "no_key_allows_model"
+	// ReasonExpired: the keys of the scope that would have served have
+	// all passed their expiresAt (docs/lifecycle.md).
+	ReasonExpired = "expired"
 )
 
 // NoKeyError is ErrNoKey with the reason no scope could serve.
@@ -147,6 +153,12 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 	if err != nil {
 		return Resolution{}, fmt.Errorf("resolve: %w", err)
 	}
+	if p.IsAdmin() {
+		// An admin credential manages keys at the provider: it never
+		// leaves keybroker (docs/lifecycle.md).
+		return Resolution{}, fmt.Errorf("resolve: %w", refuse(ErrInvalidRequest,
+			"%s holds admin credentials, which keybroker never resolves nor proxies", p.ID))
+	}
 	if len(req.Model) > MaxModelLength {
 		return Resolution{}, fmt.Errorf("resolve: %w", refuse(ErrInvalidRequest, "model must be at most %d characters", MaxModelLength))
 	}
@@ -178,6 +190,9 @@ func (b *Broker) resolve(ctx context.Context, req ResolveRequest) (Resolution, e
 		}
 		now := b.now()
 		r := b.answer(req.Workspace, e, m, d.Reason, req.Caller, now)
+		if e.usage != nil && req.Caller != "" {
+			e.usage.recordCaller(e.version, req.Caller)
+		}
 		if p.Derive == nil || (!req.Derived && b.mints.exposed[p.ID]) {
 			return r, nil
 		}
@@ -233,9 +248,13 @@ func (b *Broker) answer(workspace string, e *cacheEntry, m *member, fallbackReas
 	if m.ref.ScopeKind == ScopeHosted {
 		source = SourceHosted
 	}
-	return Resolution{Credential: e.cred, Source: source, IsBYOK: source == SourceBYOK, Version: e.version, ScopeKind: m.ref.ScopeKind,
+	r := Resolution{Credential: e.cred, Source: source, IsBYOK: source == SourceBYOK, Version: e.version, ScopeKind: m.ref.ScopeKind,
 		KeyID: m.ref.KeyID, Fingerprint: m.fingerprintOf(e.version), FallbackReason: fallbackReason,
 		ResolutionID: b.resolutionIDs.make(workspace, &m.ref, e.version, caller, now)}
+	if m.expiresAt != 0 {
+		r.KeyExpiresAt = time.Unix(0, m.expiresAt)
+	}
+	return r
 }
 
 // cacheEntry is what the cache holds: a key, or the fact that there is

@@ -214,6 +214,14 @@ func (c *Client) Providers(ctx context.Context) ([]Provider, error) {
 	return out.Providers, err
 }
 
+// ProviderCatalogue lists the supported providers and the admin APIs
+// whose credentials a scope may hold (docs/lifecycle.md).
+func (c *Client) ProviderCatalogue(ctx context.Context) (ProviderList, error) {
+	var out ProviderList
+	_, err := c.do(ctx, http.MethodGet, "/v1/providers", nil, nil, &out)
+	return out, err
+}
+
 // ListKeys lists the metadata of a workspace's keys.
 func (c *Client) ListKeys(ctx context.Context, workspace string) ([]KeyMetadata, error) {
 	var out KeyList

@@ -23,6 +23,16 @@ type Provider struct {
 	// key or Entra client credentials), says them: a credential gives
 	// the fields of exactly one (CredentialField.Choice).
 	Choices *CredentialChoices `json:"choices,omitempty"`
+	// AdminOf, on an admin provider, is the provider whose keys it
+	// manages.
+	AdminOf string `json:"adminOf,omitempty"`
+	// Rotation and Revocation say what keybroker can do with the
+	// provider's keys through its admin API (docs/lifecycle.md): Rotation
+	// "admin_api" (created, verified, swapped in, the old deleted) or
+	// absent (expiry warnings only); Revocation "delete",
+	// "deactivate" or absent.
+	Rotation   string `json:"rotation,omitempty"`
+	Revocation string `json:"revocation,omitempty"`
 }
 
 // CredentialChoices are a credential kind's ways of signing in.
@@ -70,6 +80,11 @@ type CredentialField struct {
 // ProviderList answers GET /v1/providers.
 type ProviderList struct {
 	Providers []Provider `json:"providers"`
+	// AdminProviders are the admin APIs whose credentials a scope may
+	// hold to rotate and revoke keys at a provider (docs/lifecycle.md):
+	// written like keys (their pools), never resolved nor proxied.
+	// AdminOf names the provider whose keys each manages.
+	AdminProviders []Provider `json:"adminProviders,omitempty"`
 }
 
 // WhoAmI answers GET /v1/whoami: the caller's token id, role and
@@ -162,6 +177,16 @@ type KeyMetadata struct {
 	Resolves   int64     `json:"resolves"`
 	LastUsedAt time.Time `json:"lastUsedAt,omitzero"`
 	Idle       bool      `json:"idle"`
+	// ExpiresAt is when the key stops working (absent: not known); past
+	// it the key is not served. Expiry is "valid", "expiring" (within the
+	// warning window, 14 days by default) or "expired"; absent without
+	// ExpiresAt (docs/lifecycle.md).
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Expiry    string     `json:"expiry,omitempty"`
+	// ProviderKeyID names the key at its provider (an OpenAI service
+	// account id, an Anthropic API key id), for rotation and revocation
+	// there.
+	ProviderKeyID string `json:"providerKeyId,omitempty"`
 }
 
 // KeyList answers GET /v1/workspaces/{ws}/keys.
@@ -193,6 +218,10 @@ type AddKeyRequest struct {
 	Priority   *int           `json:"priority,omitempty"`
 	State      string         `json:"state,omitempty"`
 	Models     []string       `json:"models,omitempty"`
+	// ExpiresAt: when the key stops working (RFC 3339); ProviderKeyID:
+	// its id at the provider (docs/lifecycle.md).
+	ExpiresAt     *time.Time `json:"expiresAt,omitempty"`
+	ProviderKeyID string     `json:"providerKeyId,omitempty"`
 }
 
 // UpdateKeyRequest is the body of PATCH /v1/{scope}/providers/{p}/keys/{keyId}:
@@ -202,6 +231,10 @@ type UpdateKeyRequest struct {
 	Priority *int      `json:"priority,omitempty"`
 	State    *string   `json:"state,omitempty"`
 	Models   *[]string `json:"models,omitempty"`
+	// ExpiresAt is an RFC 3339 time, or "" to remove the expiry;
+	// ProviderKeyID the key's id at its provider, or "" to forget it.
+	ExpiresAt     *string `json:"expiresAt,omitempty"`
+	ProviderKeyID *string `json:"providerKeyId,omitempty"`
 }
 
 // WorkspaceList answers GET /v1/organizations/{org}/workspaces: the
@@ -640,4 +673,110 @@ type EndSessionsRequest struct {
 // EndSessionsResponse names the sessions that ended.
 type EndSessionsResponse struct {
 	Ended []string `json:"ended"`
+}
+
+// RotateRequest is the optional body of POST
+// /v1/{scope}/providers/{p}/keys/{keyId}/rotate.
+type RotateRequest struct {
+	// GraceSeconds is how long the old key lives at the provider after
+	// the new one serves: 0 to 604800; absent: the server's default
+	// (3600).
+	GraceSeconds *int `json:"graceSeconds,omitempty"`
+}
+
+// Rotation is a rotation at the provider (docs/lifecycle.md): the step
+// it is at (create, verify, store, disable_old, grace, delete_old,
+// rollback, done) and its state (running, done, failed, rolled_back).
+type Rotation struct {
+	ID       string `json:"id"`
+	Scope    string `json:"scope"`
+	ScopeID  string `json:"scopeId"`
+	Provider string `json:"provider"`
+	KeyID    string `json:"keyId"`
+	// NewKeyID is the key that replaces KeyID in the pool.
+	NewKeyID string `json:"newKeyId"`
+	// AdminKeyID names the admin credential used (in the pool of the
+	// provider's admin provider).
+	AdminKeyID string `json:"adminKeyId"`
+	// Trigger is "manual" or "schedule".
+	Trigger string `json:"trigger"`
+	Step    string `json:"step"`
+	State   string `json:"state"`
+	// NewProviderKeyID and OldProviderKeyID are the keys' ids at the
+	// provider (service accounts at OpenAI).
+	NewProviderKeyID string `json:"newProviderKeyId,omitempty"`
+	OldProviderKeyID string `json:"oldProviderKeyId,omitempty"`
+	GraceSeconds     int64  `json:"graceSeconds"`
+	// DeleteAfter is when the old key is deleted at the provider.
+	DeleteAfter *time.Time `json:"deleteAfter,omitempty"`
+	// Error says why it failed or rolled back, or what it could not do
+	// at the provider.
+	Error     string    `json:"error,omitempty"`
+	StartedBy string    `json:"startedBy"`
+	StartedAt time.Time `json:"startedAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// RotationList answers GET /v1/{scope}/providers/{p}/keys/{keyId}/rotations.
+type RotationList struct {
+	Rotations []Rotation `json:"rotations"`
+}
+
+// Revocation answers DELETE /v1/{scope}/providers/{p}/keys/{keyId}?revokeAtProvider=true:
+// the key left its pool; State says what the provider did: "done"
+// (Action "deleted" or "deactivated"; AlreadyGone when it no longer had
+// the key), "pending" (it failed: LastError; asked again after
+// NextAttemptAt) or "failed" (it refused the admin credential; asked
+// again, less often, until an admin fixes the credential).
+type Revocation struct {
+	ID            string    `json:"id"`
+	Scope         string    `json:"scope"`
+	ScopeID       string    `json:"scopeId"`
+	Provider      string    `json:"provider"`
+	KeyID         string    `json:"keyId"`
+	ProviderKeyID string    `json:"providerKeyId"`
+	AdminKeyID    string    `json:"adminKeyId"`
+	State         string    `json:"state"`
+	Action        string    `json:"action,omitempty"`
+	AlreadyGone   bool      `json:"alreadyGone,omitempty"`
+	Attempts      int       `json:"attempts"`
+	LastError     string    `json:"lastError,omitempty"`
+	NextAttemptAt time.Time `json:"nextAttemptAt,omitzero"`
+}
+
+// LifecycleSettings is a scope's key lifecycle settings (GET and PUT
+// /v1/{scope}/lifecycle): RotateAfter, "<n>d" or "<n>h" (1 hour to 3650
+// days), is the longest a key lives before keybroker rotates it where
+// the provider's admin API can ("" or absent: no schedule).
+type LifecycleSettings struct {
+	RotateAfter string     `json:"rotateAfter"`
+	UpdatedAt   *time.Time `json:"updatedAt,omitempty"`
+	UpdatedBy   string     `json:"updatedBy,omitempty"`
+}
+
+// KeyUsage answers GET /v1/{scope}/providers/{p}/keys/{keyId}/usage: per
+// version (newest first), the resolves and the proxied calls since Since
+// (default: the last 30 days), by day (UTC, newest first) and by caller
+// (the resolver token, or the proxy token's id): what a rotation or a
+// revocation of the key will touch. Resolves are flushed from every
+// replica's counters every few seconds.
+type KeyUsage struct {
+	Since    time.Time      `json:"since"`
+	Versions []VersionUsage `json:"versions"`
+}
+
+// VersionUsage is one version's usage.
+type VersionUsage struct {
+	Version      int        `json:"version"`
+	Resolves     int64      `json:"resolves"`
+	ProxiedCalls int64      `json:"proxiedCalls"`
+	Days         []DayUsage `json:"days"`
+}
+
+// DayUsage is one caller's use of a version on one day.
+type DayUsage struct {
+	Day          string `json:"day"`
+	Caller       string `json:"caller"`
+	Resolves     int64  `json:"resolves"`
+	ProxiedCalls int64  `json:"proxiedCalls"`
 }

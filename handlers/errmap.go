@@ -81,11 +81,13 @@ func domainError(err error) *Error {
 		e.Status, e.Code, e.Message = http.StatusNotFound, "not_found", "no such key or version"
 	case errors.Is(err, broker.ErrPreconditionFailed):
 		e.Status, e.Code, e.Message = http.StatusPreconditionFailed, "precondition_failed", "the key's current version is not the one in If-Match"
+	case errors.Is(err, broker.ErrRotationRunning):
+		e.Status, e.Code, e.Message = http.StatusConflict, "rotation_running", "a rotation of this key at its provider is running (GET .../rotations)"
 	case errors.Is(err, broker.ErrConflict):
 		e.Status, e.Code, e.Message = http.StatusConflict, "conflict", "a concurrent write to this key won; read it and try again"
 	case errors.Is(err, broker.ErrNotConfigured):
 		e.Status, e.Code, e.Message = http.StatusNotImplemented, "not_available_in_mode",
-			"this keybroker does not hold the Vault identity this needs (rollback reads the old version with the reader identity: use --mode=all)"
+			"this keybroker does not hold the Vault identity this needs (rollback, and rotation and revocation at the provider, read with the reader identity: use --mode=all)"
 	case errors.Is(err, broker.ErrUnavailable), errors.Is(err, broker.ErrForbidden):
 		return unavailable(err)
 	default:

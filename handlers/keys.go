@@ -45,6 +45,11 @@ func keyMetadata(m broker.KeyMeta) client.KeyMetadata {
 		t := m.HealthChangedAt.UTC()
 		out.HealthChangedAt = &t
 	}
+	if !m.ExpiresAt.IsZero() {
+		t := m.ExpiresAt.UTC()
+		out.ExpiresAt = &t
+	}
+	out.Expiry, out.ProviderKeyID = m.Expiry, m.ProviderKeyID
 	return out
 }
 
@@ -63,7 +68,7 @@ func (s *server) boolQuery(c *gin.Context, name string) (bool, bool) {
 func (s *server) listProviders(c *gin.Context) {
 	all := s.keys.Providers().All()
 	out := client.ProviderList{Providers: make([]client.Provider, 0, len(all))}
-	for _, p := range all {
+	for _, p := range append(all, s.keys.Providers().Admins()...) {
 		fields := make([]client.CredentialField, len(p.Credential.Fields))
 		for i, f := range p.Credential.Fields {
 			fields[i] = client.CredentialField{Name: f.Name, Secret: f.Secret, Required: f.Required, Hint: f.Hint, Type: string(f.Type),
@@ -79,8 +84,21 @@ func (s *server) listProviders(c *gin.Context) {
 				choices.Options = append(choices.Options, client.CredentialChoice{ID: c.ID, Label: c.Label, Required: c.Required})
 			}
 		}
-		out.Providers = append(out.Providers, client.Provider{ID: p.ID, DisplayName: p.DisplayName, FormatHint: p.FormatHint(),
-			Kind: p.Credential.Kind, Fields: fields, Choices: choices})
+		entry := client.Provider{ID: p.ID, DisplayName: p.DisplayName, FormatHint: p.FormatHint(),
+			Kind: p.Credential.Kind, Fields: fields, Choices: choices, AdminOf: p.AdminOf}
+		if ka := p.KeyAdmin; ka != nil {
+			if ka.Create != nil {
+				entry.Rotation = "admin_api"
+			}
+			if ka.Revoke != nil {
+				entry.Revocation = ka.Revokes
+			}
+		}
+		if p.IsAdmin() {
+			out.AdminProviders = append(out.AdminProviders, entry)
+			continue
+		}
+		out.Providers = append(out.Providers, entry)
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -191,8 +209,13 @@ func (s *server) addKey(c *gin.Context) {
 		renderError(c, s.log, derr)
 		return
 	}
-	res, err := s.keys.AddKey(c.Request.Context(), broker.AddKeyRequest{Actor: s.actor(c), Pool: pool, KeyID: req.KeyID,
-		Credential: cred, Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models, Check: verify})
+	add := broker.AddKeyRequest{Actor: s.actor(c), Pool: pool, KeyID: req.KeyID,
+		Credential: cred, Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models, Check: verify,
+		ProviderKeyID: req.ProviderKeyID}
+	if req.ExpiresAt != nil {
+		add.ExpiresAt = *req.ExpiresAt
+	}
+	res, err := s.keys.AddKey(c.Request.Context(), add)
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -294,13 +317,26 @@ func (s *server) patchKey(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if req.Name == nil && req.Priority == nil && req.State == nil && req.Models == nil {
+	if req.Name == nil && req.Priority == nil && req.State == nil && req.Models == nil && req.ExpiresAt == nil && req.ProviderKeyID == nil {
 		renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request",
-			Message: "name, priority, state or models: send at least one"})
+			Message: "name, priority, state, models, expiresAt or providerKeyId: send at least one"})
 		return
 	}
-	meta, err := s.keys.UpdateKey(c.Request.Context(), broker.UpdateKeyRequest{Actor: s.actor(c), Ref: r.key(),
-		Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models})
+	upd := broker.UpdateKeyRequest{Actor: s.actor(c), Ref: r.key(),
+		Name: req.Name, Priority: req.Priority, State: req.State, Models: req.Models, ProviderKeyID: req.ProviderKeyID}
+	if req.ExpiresAt != nil {
+		var t time.Time
+		if *req.ExpiresAt != "" {
+			var err error
+			if t, err = time.Parse(time.RFC3339, *req.ExpiresAt); err != nil {
+				renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "invalid_request",
+					Message: `expiresAt must be an RFC 3339 time (e.g. "2027-01-31T00:00:00Z"), or "" to remove the expiry`})
+				return
+			}
+		}
+		upd.ExpiresAt = &t
+	}
+	meta, err := s.keys.UpdateKey(c.Request.Context(), upd)
 	if err != nil {
 		renderError(c, s.log, domainError(err))
 		return
@@ -312,6 +348,14 @@ func (s *server) patchKey(c *gin.Context) {
 func (s *server) deleteKey(c *gin.Context) {
 	r, ok := s.open(c, opening{action: auth.ActionManageKeys, ifMatch: true, query: "destroy"})
 	if !ok {
+		return
+	}
+	revoke, ok := s.boolQuery(c, "revokeAtProvider")
+	if !ok {
+		return
+	}
+	if revoke {
+		s.revokeKey(c, r)
 		return
 	}
 	if err := s.keys.DeleteKey(c.Request.Context(), broker.DeleteKeyRequest{
@@ -553,6 +597,11 @@ func (s *server) resolve(c *gin.Context) {
 	answer := client.ResolveResponse{APIKey: r.APIKey(), Kind: r.Credential.Kind(), Source: string(r.Source), IsBYOK: r.IsBYOK, Version: r.Version,
 		Scope: string(r.ScopeKind), KeyID: r.KeyID, Fingerprint: r.Fingerprint, ResolutionID: r.ResolutionID, FallbackReason: r.FallbackReason,
 		TTLSeconds: s.ttlSeconds}
+	if !r.KeyExpiresAt.IsZero() && answer.TTLSeconds > 0 {
+		// A caching client keeps the answer no later than the key's expiry.
+		left := int(time.Until(r.KeyExpiresAt) / time.Second)
+		answer.TTLSeconds = max(1, min(answer.TTLSeconds, left))
+	}
 	if answer.Kind != providers.KindAPIKey {
 		answer.Credential = s.credentialFields(req.Provider, r.Credential)
 		if !r.ExpiresAt.IsZero() {

@@ -38,7 +38,8 @@ func (s *server) mintProxyToken(c *gin.Context) {
 		return
 	}
 	for _, id := range providers {
-		if _, ok := s.keys.Providers().Lookup(id); !ok {
+		if p, ok := s.keys.Providers().Lookup(id); !ok || p.IsAdmin() {
+			// An admin credential is never proxied (docs/lifecycle.md).
 			renderError(c, s.log, &Error{Status: http.StatusBadRequest, Code: "unknown_provider", Message: "no such provider: " + quoteID(id)})
 			return
 		}
@@ -210,7 +211,8 @@ func (s *server) finishProxyTokenRevocation(c *gin.Context, req auth.ProxyTokenR
 // proxyCall is ANY /proxy/{provider}/{path}.
 func (s *server) proxyCall(c *gin.Context) {
 	provider := c.Param("provider")
-	if _, ok := s.keys.Providers().Lookup(provider); !ok {
+	if p, ok := s.keys.Providers().Lookup(provider); !ok || p.IsAdmin() {
+		// An admin credential is never proxied (docs/lifecycle.md).
 		renderError(c, s.log, &Error{Status: http.StatusNotFound, Code: "unknown_provider", Message: "no such provider"})
 		return
 	}

@@ -214,12 +214,37 @@ var routeTable = []route{
 		conflict, casFailed,
 		{Status: 422, Description: "key_rejected: the key breaks the provider's format rule; key_verification_failed: the provider refused it (with ?verify=true)"},
 	}}, group: groupV1, modes: adminModes, serve: (*server).putKey},
-	{Route: Route{Method: "PATCH", Path: scopePrefix + "/providers/:provider/keys/:key", ID: "updateKey", Summary: "Change the key's name, priority, state or models, never the key (admin, operator for hosted)", Body: client.UpdateKeyRequest{}, Answers: []Answer{
+	{Route: Route{Method: "PATCH", Path: scopePrefix + "/providers/:provider/keys/:key", ID: "updateKey", Summary: "Change the key's name, priority, state, models, expiresAt or providerKeyId, never the key (admin, operator for hosted)", Body: client.UpdateKeyRequest{}, Answers: []Answer{
 		{Status: 200, Description: "the key as it now is", Body: client.KeyMetadata{}, Headers: []Header{etagHeader}}, noKey,
 	}}, group: groupV1, modes: adminModes, serve: (*server).patchKey},
-	{Route: Route{Method: "DELETE", Path: scopePrefix + "/providers/:provider/keys/:key", ID: "deleteKey", Summary: "Remove the key from the pool (admin, operator for hosted)", Description: deleteDescription, Params: []Param{ifMatchParam, destroy}, Answers: []Answer{
+	{Route: Route{Method: "DELETE", Path: scopePrefix + "/providers/:provider/keys/:key", ID: "deleteKey", Summary: "Remove the key from the pool (admin, operator for hosted); with revokeAtProvider=true also revoke it at the provider", Description: deleteDescription + " " + revokeDescription, Params: []Param{ifMatchParam, destroy, revokeAtProvider}, Answers: []Answer{
+		{Status: 200, Description: "deleted, and (revokeAtProvider=true) what the provider did: done, or pending and retried", Body: client.Revocation{}},
 		{Status: 204, Description: "deleted"}, noKey, casFailed,
+		{Status: 400, Description: "revokeAtProvider=true for a provider keybroker cannot revoke keys of, a key whose providerKeyId is unknown, or a scope without the admin credential: nothing was deleted"},
+		{Status: 501, Description: "revokeAtProvider=true on a server without the reader identity (mode admin): it reads the admin credential"},
 	}}, group: groupV1, modes: adminModes, serve: (*server).deleteKey},
+	{Route: Route{Method: "POST", Path: scopePrefix + "/providers/:provider/keys/:key/rotate", ID: "rotateKey", Summary: "Rotate the key at its provider with the scope's admin credential (admin, operator for hosted): a new key is created there, verified, put in the pool at this key's priority, this key disabled; it is deleted at the provider and from the pool after the grace period. Answers once the new key serves. Needs --mode=all (it reads the admin credential)", Body: client.RotateRequest{}, Answers: []Answer{
+		{Status: 200, Description: "the rotation, in its grace step (or done with a grace of 0)", Body: client.Rotation{}},
+		{Status: 400, Description: "the provider's admin API cannot create keys (expiry warnings only), or the scope holds no admin credential for it"},
+		noKey,
+		{Status: 409, Description: "rotation_running: a rotation of the key is running"},
+		{Status: 422, Description: "key_verification_failed: the provider did not accept the new key; the rotation rolled back (the new key deleted there)"},
+		{Status: 501, Description: "this server does not hold the reader identity (mode admin)"},
+		{Status: 503, Description: "the provider's admin API failed: the rotation stays running and is taken up again", Headers: []Header{retryAfter}},
+	}}, group: groupV1, modes: adminModes, serve: (*server).rotateKey},
+	{Route: Route{Method: "GET", Path: scopePrefix + "/providers/:provider/keys/:key/rotations", ID: "listRotations", Summary: "The key's rotations at the provider, newest first: step, state, the new key (reader or admin; hosted: operator)", Answers: []Answer{
+		{Status: 200, Description: "rotations", Body: client.RotationList{}},
+	}}, group: groupV1, modes: adminModes, serve: (*server).listRotations},
+	{Route: Route{Method: "GET", Path: scopePrefix + "/providers/:provider/keys/:key/usage", ID: "getKeyUsage", Summary: "Where the key is used: per version, resolves and proxied calls by day and by resolver token or proxy caller (reader or admin; hosted: operator), from the counters keybroker keeps", Params: []Param{
+		{Name: "since", In: "query", Description: "from this day (RFC 3339 time or date); default: 30 days ago"}}, Answers: []Answer{
+		{Status: 200, Description: "usage", Body: client.KeyUsage{}},
+	}}, group: groupV1, modes: adminModes, serve: (*server).keyUsage},
+	{Route: Route{Method: "GET", Path: scopePrefix + "/lifecycle", ID: "getLifecycle", Summary: "The scope's key lifecycle settings: rotateAfter (reader or admin; hosted: operator)", Answers: []Answer{
+		{Status: 200, Description: "settings", Body: client.LifecycleSettings{}},
+	}}, group: groupV1, modes: adminModes, serve: (*server).getLifecycle},
+	{Route: Route{Method: "PUT", Path: scopePrefix + "/lifecycle", ID: "putLifecycle", Summary: "Set the scope's rotateAfter (\"90d\", \"36h\"; \"\" for no schedule): keys older than it are rotated at the provider where its admin API can (admin; hosted: operator)", Body: client.LifecycleSettings{}, Answers: []Answer{
+		{Status: 200, Description: "the settings now", Body: client.LifecycleSettings{}},
+	}}, group: groupV1, modes: adminModes, serve: (*server).putLifecycle},
 	{Route: Route{Method: "GET", Path: scopePrefix + "/providers/:provider/keys/:key/versions", ID: "listVersions", Summary: "Version history, newest first (admin, operator for hosted)", Answers: []Answer{
 		{Status: 200, Description: "versions", Body: client.VersionList{}}, noKey,
 	}}, group: groupV1, modes: adminModes, serve: (*server).listVersions},
@@ -335,6 +360,10 @@ var routeTable = []route{
 		{Status: 501, Description: "this replica holds no proxy-token keys"},
 	}}, group: groupV1, modes: tokenModes, serve: (*server).revokeProxyToken},
 }
+
+const revokeDescription = "With revokeAtProvider=true the key is also revoked at its provider through the scope's admin credential (OpenAI: its service account deleted; Anthropic: set inactive; docs/lifecycle.md): the revocation is recorded first, the key leaves its pool whatever the provider answers, and a provider that fails is asked again until it confirms; the 200 answer says which."
+
+var revokeAtProvider = Param{Name: "revokeAtProvider", In: "query", Description: "true: also revoke the key at its provider (docs/lifecycle.md)", Enum: []string{"true", "false"}}
 
 const deleteDescription = "A plain delete soft-deletes the current version in Vault: the older versions stay there (readable by Vault's operators and restorable by them). With destroy=true every version and the key's metadata are destroyed for good."
 

@@ -11,7 +11,8 @@ func init() {
 			Headers: map[string]string{"anthropic-version": "2023-06-01"}},
 		Proxy: ProxySpec{Endpoints: append([]Endpoint{post("/v1/messages", "model"), post("/v1/messages/count_tokens", "model")}, openAIListing("/v1")...),
 			Headers: []ProxyHeader{{Name: "Anthropic-Version"}, {Name: "Anthropic-Beta", Values: anthropicBetas}}},
-		Dev: APIKey("sk-ant-FAKE-hosted-dev-key-not-real")})
+		KeyAdmin: anthropicKeyAdmin,
+		Dev:      APIKey("sk-ant-FAKE-hosted-dev-key-not-real")})
 }
 
 // anthropicBetas are the anthropic-beta features a sandbox may turn on:

@@ -63,7 +63,7 @@ func EnvName(id string) string {
 // each provider of reg) with those of flags; a flag wins.
 func BaseURLsFromEnv(reg *Registry, getenv func(string) string, flags map[string]string) BaseURLs {
 	out := make(BaseURLs, len(flags))
-	for _, p := range reg.All() {
+	for _, p := range append(reg.All(), reg.Admins()...) {
 		if v := getenv(EnvName(p.ID)); v != "" {
 			out[p.ID] = v
 		}
@@ -98,7 +98,7 @@ func MintEndpointsFromEnv(reg *Registry, environ []string) (map[string]map[strin
 		}
 		rest := strings.TrimSuffix(strings.TrimPrefix(name, "KEYBROKER_PROVIDER_"), "_URL")
 		var id, service string
-		for _, p := range reg.All() {
+		for _, p := range append(reg.All(), reg.Admins()...) {
 			up := envID(p.ID) + "_"
 			if strings.HasPrefix(rest, up) && len(rest) > len(up) && len(p.ID) > len(id) {
 				id, service = p.ID, strings.ToLower(strings.TrimPrefix(rest, up))

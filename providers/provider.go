@@ -41,7 +41,19 @@ type Provider struct {
 	// and what the catalogue test authorizes with. Zero when Authorize
 	// takes Dev itself.
 	DevDerived Credential
+	// AdminOf, on an admin provider (openai-admin), names the provider
+	// whose keys its credential manages: such a credential is never
+	// resolved nor served by the proxy (admin.go).
+	AdminOf string
+	// KeyAdmin, on a provider whose keys an admin API manages, is what it
+	// can do (rotate, revoke) and which admin provider's credential it
+	// takes; nil: expiry warnings only.
+	KeyAdmin *KeyAdmin
 }
+
+// IsAdmin says whether p is an admin provider: its credentials manage
+// another provider's keys and are never resolved.
+func (p *Provider) IsAdmin() bool { return p.AdminOf != "" }
 
 // FormatHint is the hint of the provider's first secret field: what a key
 // looks like.
@@ -163,10 +175,12 @@ var builtin []Provider
 
 func register(ps ...Provider) { builtin = append(builtin, ps...) }
 
-// Registry is a set of providers.
+// Registry is a set of providers: those keys are resolved for (All) and
+// the admin providers (Admins).
 type Registry struct {
-	byID map[string]*Provider
-	list []Provider
+	byID   map[string]*Provider
+	list   []Provider
+	admins []Provider
 }
 
 // DefaultRegistry returns the built-in providers.
@@ -175,13 +189,26 @@ func DefaultRegistry() *Registry { return NewRegistry(builtin...) }
 // NewRegistry builds a registry of the given providers.
 func NewRegistry(providers ...Provider) *Registry {
 	r := &Registry{byID: make(map[string]*Provider, len(providers))}
-	r.list = append(r.list, providers...)
+	for _, p := range providers {
+		if p.IsAdmin() {
+			r.admins = append(r.admins, p)
+		} else {
+			r.list = append(r.list, p)
+		}
+	}
 	sort.Slice(r.list, func(i, j int) bool { return r.list[i].ID < r.list[j].ID })
+	sort.Slice(r.admins, func(i, j int) bool { return r.admins[i].ID < r.admins[j].ID })
 	for i := range r.list {
 		r.byID[r.list[i].ID] = &r.list[i]
 	}
+	for i := range r.admins {
+		r.byID[r.admins[i].ID] = &r.admins[i]
+	}
 	return r
 }
+
+// Admins returns the admin providers, sorted by id.
+func (r *Registry) Admins() []Provider { return append([]Provider(nil), r.admins...) }
 
 // Lookup returns the provider with id.
 func (r *Registry) Lookup(id string) (*Provider, bool) {
@@ -189,5 +216,6 @@ func (r *Registry) Lookup(id string) (*Provider, bool) {
 	return p, ok
 }
 
-// All returns every provider, sorted by id.
+// All returns every provider keys are resolved for (not the admin
+// providers), sorted by id.
 func (r *Registry) All() []Provider { return append([]Provider(nil), r.list...) }

@@ -1,5 +1,8 @@
 // Package store owns keybroker's PostgreSQL data: key metadata (never the
-// key itself), the append-only audit trail and API token hashes; the SQL
+// key itself), the append-only audit trail and API token hashes, the key
+// lifecycle's records (expiry warnings sent, rotations step by step,
+// revocations at the providers, lifecycle settings, usage by version and
+// caller: lifecycle.go, usage.go); the SQL
 // migrations that create them, embedded in the binary; and the
 // LISTEN/NOTIFY channel replicas use to evict cached keys.
 //

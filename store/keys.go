@@ -29,16 +29,22 @@ func scanKey(row pgx.CollectableRow) (broker.KeyRecord, error) {
 		pendingKind                           *string
 		pendingFields                         map[string]any
 		pendingMasked                         map[string]string
+		expiresAt                             *time.Time
+		providerKeyID                         *string
 	)
 	err := row.Scan(&scope, &rec.ScopeID, &rec.Provider, &rec.KeyID, &rec.WriteStatus, &rec.Name, &rec.Priority, &keyState, &rec.Models,
 		&health, &rec.HealthReason, &healthAt, &cooldownUntil, &rec.Cooldowns, &rec.Version, &rec.MaskedKey, &rec.Fingerprint,
 		&rec.Kind, &rec.Fields, &rec.Masked,
 		&rec.CreatedAt, &rec.CreatedBy, &rec.UpdatedAt, &rec.UpdatedBy,
 		&pendingID, &pendingOp, &pendingSince, &pendingBy, &pendingMaskedKey, &pendingFingerprint,
-		&pendingKind, &pendingFields, &pendingMasked)
+		&pendingKind, &pendingFields, &pendingMasked, &expiresAt, &providerKeyID)
 	if err != nil {
 		return broker.KeyRecord{}, err
 	}
+	if expiresAt != nil {
+		rec.ExpiresAt = *expiresAt
+	}
+	rec.ProviderKeyID = deref(providerKeyID)
 	rec.ScopeKind = broker.ScopeKind(scope)
 	rec.Disabled, rec.Failing = keyState == broker.KeyDisabled, health == broker.HealthFailing
 	if healthAt != nil {
@@ -57,6 +63,22 @@ func scanKey(row pgx.CollectableRow) (broker.KeyRecord, error) {
 		rec.Pending = p
 	}
 	return rec, nil
+}
+
+// nullTime is t for a nullable column: NULL when zero.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// nullString is s for a nullable column: NULL when empty.
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func deref(s *string) string {
@@ -93,7 +115,8 @@ const keyColumns = `scope, scope_id, provider, key_id, state, name, priority, ke
 	credential_kind, public_fields, masked_fields,
 	created_at, created_by, updated_at, updated_by,
 	pending_id::text AS pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint,
-	pending_credential_kind, coalesce(pending_public_fields, '{}') AS pending_public_fields, coalesce(pending_masked_fields, '{}') AS pending_masked_fields`
+	pending_credential_kind, coalesce(pending_public_fields, '{}') AS pending_public_fields, coalesce(pending_masked_fields, '{}') AS pending_masked_fields,
+	expires_at, provider_key_id`
 
 // viewColumns are a credential view's values for its three columns:
 // never a JSON null, always objects.
@@ -154,8 +177,9 @@ func (s *Store) BeginChange(ctx context.Context, ref broker.KeyRef, ch broker.Ch
 		rows, err := tx.Query(ctx, `
 			INSERT INTO provider_keys AS k (scope, scope_id, provider, key_id, state, created_by, updated_by,
 				pending_id, pending_op, pending_since, pending_by, pending_masked_key, pending_fingerprint,
-				name, priority, key_state, models, pending_credential_kind, pending_public_fields, pending_masked_fields)
-			VALUES ($8, $1, $2, $9, 'pending', $3, $3, $4, $5, now(), $3, $6, $7, $10, $11, $12, $13, $14, $15, $16)
+				name, priority, key_state, models, pending_credential_kind, pending_public_fields, pending_masked_fields,
+				expires_at, provider_key_id)
+			VALUES ($8, $1, $2, $9, 'pending', $3, $3, $4, $5, now(), $3, $6, $7, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 			ON CONFLICT (scope, scope_id, provider, key_id) DO UPDATE SET
 				state = 'pending', pending_id = EXCLUDED.pending_id, pending_op = EXCLUDED.pending_op,
 				pending_since = EXCLUDED.pending_since, pending_by = EXCLUDED.pending_by,
@@ -165,10 +189,13 @@ func (s *Store) BeginChange(ctx context.Context, ref broker.KeyRef, ch broker.Ch
 				name = CASE WHEN k.kv_version = 0 THEN EXCLUDED.name ELSE k.name END,
 				priority = CASE WHEN k.kv_version = 0 THEN EXCLUDED.priority ELSE k.priority END,
 				key_state = CASE WHEN k.kv_version = 0 THEN EXCLUDED.key_state ELSE k.key_state END,
-				models = CASE WHEN k.kv_version = 0 THEN EXCLUDED.models ELSE k.models END
+				models = CASE WHEN k.kv_version = 0 THEN EXCLUDED.models ELSE k.models END,
+				expires_at = CASE WHEN k.kv_version = 0 THEN EXCLUDED.expires_at ELSE k.expires_at END,
+				provider_key_id = CASE WHEN k.kv_version = 0 THEN EXCLUDED.provider_key_id ELSE k.provider_key_id END
 			RETURNING `+keyColumns,
 			ref.ScopeID, ref.Provider, ch.By, ch.ID, ch.Op, ch.MaskedKey, ch.Fingerprint, string(ref.ScopeKind), ref.KeyID,
-			ch.Member.Name, ch.Member.Priority, keyState, models, kind, pendingFields, pendingMasked)
+			ch.Member.Name, ch.Member.Priority, keyState, models, kind, pendingFields, pendingMasked,
+			nullTime(ch.Member.ExpiresAt), nullString(ch.Member.ProviderKeyID))
 		if err != nil {
 			return err
 		}
@@ -196,14 +223,15 @@ func (s *Store) UpdateMember(ctx context.Context, ref broker.KeyRef, m broker.Me
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `UPDATE provider_keys SET name = $5, priority = $6, key_state = $7, models = $8,
-				updated_at = now(), updated_by = $9,
+				updated_at = now(), updated_by = $9, expires_at = $11, provider_key_id = $12,
 				health = CASE WHEN $10 THEN 'healthy' ELSE health END,
 				health_reason = CASE WHEN $10 AND health <> 'healthy' THEN 'set active by an admin' ELSE health_reason END,
 				health_changed_at = CASE WHEN $10 AND health <> 'healthy' THEN now() ELSE health_changed_at END,
 				cooldown_until = CASE WHEN $10 THEN NULL ELSE cooldown_until END,
 				cooldowns = CASE WHEN $10 THEN 0 ELSE cooldowns END
 			WHERE `+keyMatch+` AND kv_version > 0 RETURNING `+keyColumns,
-			string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID, m.Name, m.Priority, keyState, models, ev.Actor, m.ResetHealth)
+			string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID, m.Name, m.Priority, keyState, models, ev.Actor, m.ResetHealth,
+			nullTime(m.ExpiresAt), nullString(m.ProviderKeyID))
 		if err != nil {
 			return err
 		}
@@ -329,6 +357,9 @@ func (s *Store) PurgeScope(ctx context.Context, scope broker.Scope, ev broker.Au
 		}
 		n = tag.RowsAffected()
 		if _, err := tx.Exec(ctx, `DELETE FROM key_usage WHERE scope = $1 AND scope_id = $2`, string(scope.Kind), scope.ID); err != nil {
+			return fmt.Errorf("purge the usage of %s: %w", scope, err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM key_usage_daily WHERE scope = $1 AND scope_id = $2`, string(scope.Kind), scope.ID); err != nil {
 			return fmt.Errorf("purge the usage of %s: %w", scope, err)
 		}
 		if err := notify(ctx, tx, Invalidation{Scope: string(scope.Kind), Workspace: scope.ID}); err != nil {

@@ -20,12 +20,15 @@ const (
 	LeaseAuditStream = "audit-stream"
 	LeaseReconciler  = "reconciler"
 	LeaseProber      = "prober"
+	// LeaseLifecycle: the rotations to resume, the revocations at the
+	// providers to retry (migration 00018).
+	LeaseLifecycle = "lifecycle"
 )
 
 // leaseTable is the table of a lease; "" for no lease of keybroker's.
 func leaseTable(name string) string {
 	switch name {
-	case LeaseAuditStream, LeaseReconciler:
+	case LeaseAuditStream, LeaseReconciler, LeaseLifecycle:
 		return "admin_leases"
 	case LeaseProber:
 		return "execution_leases"

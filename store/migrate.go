@@ -64,7 +64,7 @@ func (s *Store) Migrate(ctx context.Context, runtimeRole ...string) error {
 // idempotent, and revokes what an earlier grant gave beyond that.
 func (s *Store) GrantRuntime(ctx context.Context, role string) error {
 	return s.grant(ctx, "runtime", role, []string{
-		`GRANT SELECT, INSERT, UPDATE, DELETE ON provider_keys, key_usage TO {role}`,
+		`GRANT SELECT, INSERT, UPDATE, DELETE ON provider_keys, key_usage, key_usage_daily TO {role}`,
 		`GRANT SELECT, INSERT, UPDATE ON workspace_settings TO {role}`,
 		`GRANT SELECT, INSERT, UPDATE ON api_tokens TO {role}`,
 		`GRANT SELECT, INSERT ON audit_events TO {role}`,
@@ -73,6 +73,8 @@ func (s *Store) GrantRuntime(ctx context.Context, role string) error {
 		`GRANT SELECT, INSERT ON sessions TO {role}`,
 		`GRANT UPDATE (last_seen_at, idle_expires_at, ended_at, ended_reason) ON sessions TO {role}`,
 		`GRANT SELECT, INSERT, DELETE ON assertion_uses TO {role}`,
+		`GRANT SELECT, INSERT ON key_expiry_warnings TO {role}`,
+		`GRANT SELECT, INSERT, UPDATE ON scope_lifecycle, key_rotations, provider_revocations TO {role}`,
 	})
 }
 
@@ -87,7 +89,7 @@ func (s *Store) GrantResolver(ctx context.Context, role string) error {
 	return s.grant(ctx, "resolver", role, []string{
 		`GRANT SELECT ON provider_keys, workspace_settings, api_tokens TO {role}`,
 		`GRANT UPDATE (health, health_reason, health_changed_at, cooldown_until, cooldowns) ON provider_keys TO {role}`,
-		`GRANT SELECT, INSERT, UPDATE ON key_usage TO {role}`,
+		`GRANT SELECT, INSERT, UPDATE ON key_usage, key_usage_daily TO {role}`,
 		`GRANT SELECT, INSERT ON audit_events, proxy_calls, proxy_token_revocations TO {role}`,
 		`GRANT SELECT, INSERT, UPDATE ON execution_leases TO {role}`,
 	})

@@ -25,13 +25,41 @@ func (s *Store) AddUsage(ctx context.Context, batch []broker.Usage) error {
 		scopes[i], ids[i], providers[i], keys[i] = string(u.Ref.ScopeKind), u.Ref.ScopeID, u.Ref.Provider, u.Ref.KeyID
 		counts[i], lasts[i] = u.Resolves, u.LastUsedAt
 	}
-	_, err := s.pool.Exec(ctx, `
+	// The resolves by version, day and resolver token, in the same
+	// transaction (a batch is added once or not at all).
+	var dScopes, dIDs, dProviders, dKeys, dCallers []string
+	var dVersions []int32
+	var dDays []time.Time
+	var dCounts []int64
+	for _, u := range batch {
+		for _, c := range u.ByCaller {
+			dScopes, dIDs, dProviders, dKeys = append(dScopes, string(u.Ref.ScopeKind)), append(dIDs, u.Ref.ScopeID),
+				append(dProviders, u.Ref.Provider), append(dKeys, u.Ref.KeyID)
+			dVersions, dDays = append(dVersions, int32(c.Version)), append(dDays, u.LastUsedAt.UTC().Truncate(24*time.Hour))
+			dCallers, dCounts = append(dCallers, truncate(c.Caller, 64)), append(dCounts, c.Resolves)
+		}
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
 		INSERT INTO key_usage AS u (scope, scope_id, provider, key_id, resolves, last_used_at)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])
 		ON CONFLICT (scope, scope_id, provider, key_id) DO UPDATE SET
 			resolves = u.resolves + EXCLUDED.resolves,
 			last_used_at = greatest(u.last_used_at, EXCLUDED.last_used_at)`,
-		scopes, ids, providers, keys, counts, lasts)
+			scopes, ids, providers, keys, counts, lasts); err != nil {
+			return err
+		}
+		if len(dScopes) == 0 {
+			return nil
+		}
+		_, err := tx.Exec(ctx, `
+		INSERT INTO key_usage_daily AS d (scope, scope_id, provider, key_id, version, day, caller, resolves)
+		SELECT s, i, p, k, v, dd::date, c, n FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::text[], $8::bigint[])
+			AS t(s, i, p, k, v, dd, c, n)
+		ON CONFLICT (scope, scope_id, provider, key_id, version, day, caller) DO UPDATE SET resolves = d.resolves + EXCLUDED.resolves`,
+			dScopes, dIDs, dProviders, dKeys, dVersions, dDays, dCallers, dCounts)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("add the usage of %d keys: %w", len(batch), classify(err))
 	}
@@ -67,7 +95,58 @@ func forgetUsage(ctx context.Context, tx pgx.Tx, ref broker.KeyRef) error {
 	if err != nil {
 		return fmt.Errorf("forget the usage of %s: %w", ref, err)
 	}
+	if _, err := tx.Exec(ctx, `DELETE FROM key_usage_daily WHERE scope = $1 AND scope_id = $2 AND provider = $3 AND key_id = $4`,
+		string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID); err != nil {
+		return fmt.Errorf("forget the usage of %s: %w", ref, err)
+	}
 	return nil
+}
+
+var _ broker.KeyUsageStore = (*Store)(nil)
+
+// collectUsage reads (version, day, caller, count) rows.
+func collectUsage(rows pgx.Rows) ([]broker.UsageRow, error) {
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (broker.UsageRow, error) {
+		var r broker.UsageRow
+		err := row.Scan(&r.Version, &r.Day, &r.Caller, &r.Count)
+		return r, err
+	})
+	return out, classify(err)
+}
+
+// ResolvesOf returns a key's resolves by version, day and resolver token
+// since since.
+func (s *Store) ResolvesOf(ctx context.Context, ref broker.KeyRef, since time.Time) ([]broker.UsageRow, error) {
+	rows, err := s.pool.Query(ctx, `SELECT version, (day::timestamp AT TIME ZONE 'UTC'), caller, resolves FROM key_usage_daily
+		WHERE `+keyMatch+` AND day >= $5::date ORDER BY version DESC, day DESC, caller`,
+		string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID, since)
+	if err != nil {
+		return nil, fmt.Errorf("read the resolves of %s: %w", ref, classify(err))
+	}
+	return collectUsage(rows)
+}
+
+// ProxiedCallsOf returns the calls the credential proxy made with a key,
+// by version, day and caller, since since: a workspace's key in that
+// workspace's calls; an organization's in the calls of the workspaces
+// linked to it; a hosted key in every workspace's.
+func (s *Store) ProxiedCallsOf(ctx context.Context, ref broker.KeyRef, since time.Time) ([]broker.UsageRow, error) {
+	where := `scope = $1 AND provider = $2 AND key_id = $3 AND at >= $4`
+	args := []any{string(ref.ScopeKind), ref.Provider, ref.KeyID, since}
+	switch ref.ScopeKind {
+	case broker.ScopeWorkspace:
+		where += ` AND workspace = $5`
+		args = append(args, ref.ScopeID)
+	case broker.ScopeOrganization:
+		where += ` AND workspace IN (SELECT workspace FROM workspace_settings WHERE organization = $5)`
+		args = append(args, ref.ScopeID)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT key_version, date_trunc('day', at, 'UTC'), caller, count(*) FROM proxy_calls
+		WHERE `+where+` GROUP BY 1, 2, 3 ORDER BY 1 DESC, 2 DESC, 3`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read the proxied calls of %s: %w", ref, classify(err))
+	}
+	return collectUsage(rows)
 }
 
 // AddProxyCalls stores a batch of proxied calls in one statement.

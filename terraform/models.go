@@ -65,6 +65,7 @@ type keyModel struct {
 	ID types.String `tfsdk:"id"`
 	keyMetadataModel
 	Models          types.List   `tfsdk:"models"`
+	ExpiresAt       types.String `tfsdk:"expires_at"`
 	APIKey          types.String `tfsdk:"api_key"`
 	APIKeyWO        types.String `tfsdk:"api_key_wo"`
 	APIKeyWOVersion types.Int64  `tfsdk:"api_key_wo_version"`

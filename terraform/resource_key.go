@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -116,6 +117,11 @@ func (r *keyResource[M, PM]) Schema(_ context.Context, _ resource.SchemaRequest,
 			Default:     listdefault.StaticValue(types.ListValueMust(types.StringType, []attr.Value{})),
 			Description: "The only models the key serves (a resolve naming another model skips it). Empty: every model.",
 		},
+		"expires_at": schema.StringAttribute{
+			Optional: true, Computed: true,
+			Validators:  []validator.String{expiryValidator{}},
+			Description: `When the key stops working, in RFC 3339 UTC ("2027-01-31T00:00:00Z"): past it keybroker does not serve it (the next key or scope serves), and within the warning window (14 days) it is "expiring" and key.expiring events go out. Unset: keybroker's value (none, or what the provider's admin API says).`,
+		},
 		"api_key": schema.StringAttribute{
 			Optional: true, Sensitive: true,
 			Description: "The API key (providers of one API key), for CLIs without write-only attributes. Stored (sensitive) in state: prefer api_key_wo.",
@@ -220,6 +226,11 @@ func (r *keyResource[M, PM]) Create(ctx context.Context, req resource.CreateRequ
 	priority := int(k.Priority.ValueInt64())
 	add := client.AddKeyRequest{KeyID: ref.KeyID, Name: k.Name.ValueString(), Priority: &priority, State: k.State.ValueString(),
 		Models: modelsOf(ctx, k.Models, &resp.Diagnostics)}
+	if v := k.ExpiresAt; !v.IsNull() && !v.IsUnknown() {
+		if t, err := time.Parse(time.RFC3339, v.ValueString()); err == nil {
+			add.ExpiresAt = &t
+		}
+	}
 	if kind := credentialKindOf(k); kind != nil {
 		add.Credential = credentialOf(ctx, kind, *k.get(kind), *PM(&configM).key().get(kind), &resp.Diagnostics)
 	} else {
@@ -323,7 +334,10 @@ func (r *keyResource[M, PM]) Update(ctx context.Context, req resource.UpdateRequ
 	if !k.Models.Equal(was.Models) {
 		change.Models = new(modelsOf(ctx, k.Models, &resp.Diagnostics))
 	}
-	if change.Name != nil || change.Priority != nil || change.State != nil || change.Models != nil {
+	if v := k.ExpiresAt; !v.IsUnknown() && !v.Equal(was.ExpiresAt) {
+		change.ExpiresAt = new(v.ValueString()) // null: "" removes the expiry
+	}
+	if change.Name != nil || change.Priority != nil || change.State != nil || change.Models != nil || change.ExpiresAt != nil {
 		if meta, err = r.client.UpdateKey(ctx, ref, change); err != nil {
 			apiError(&resp.Diagnostics, "update", ref, err)
 			return
@@ -427,6 +441,10 @@ func setComputed(ctx context.Context, m scopedModel, meta client.KeyMetadata, di
 	diags.Append(d...)
 	k.Models = models
 	k.APIKeyWO = types.StringNull()
+	k.ExpiresAt = types.StringNull()
+	if meta.ExpiresAt != nil {
+		k.ExpiresAt = types.StringValue(meta.ExpiresAt.UTC().Format(time.RFC3339))
+	}
 }
 
 // apiError turns an API error into a diagnostic that says what to do.
@@ -475,6 +493,22 @@ func (v nameValidator) MarkdownDescription(ctx context.Context) string { return 
 func (nameValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
 	if !req.ConfigValue.IsNull() && !req.ConfigValue.IsUnknown() && len([]rune(req.ConfigValue.ValueString())) > 120 {
 		resp.Diagnostics.AddAttributeError(req.Path, "Name too long", "keybroker takes names of at most 120 characters.")
+	}
+}
+
+type expiryValidator struct{}
+
+func (expiryValidator) Description(context.Context) string {
+	return `an RFC 3339 time in UTC, whole seconds ("2027-01-31T00:00:00Z")`
+}
+func (v expiryValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+func (expiryValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	v := req.ConfigValue
+	if v.IsNull() || v.IsUnknown() {
+		return
+	}
+	if t, err := time.Parse(time.RFC3339, v.ValueString()); err != nil || t.UTC().Format(time.RFC3339) != v.ValueString() {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid expiry", `expires_at must be an RFC 3339 time in UTC with whole seconds, e.g. "2027-01-31T00:00:00Z".`)
 	}
 }
 

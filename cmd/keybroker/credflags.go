@@ -208,11 +208,11 @@ func readSecretFile(path string) (string, error) {
 
 // providerSchema fetches provider id's kind and fields.
 func providerSchema(cmd *cobra.Command, c *client.Client, id string) (client.Provider, error) {
-	ps, err := c.Providers(cmd.Context())
+	cat, err := c.ProviderCatalogue(cmd.Context())
 	if err != nil {
 		return client.Provider{}, fmt.Errorf("read the providers' fields: %w", err)
 	}
-	for _, p := range ps {
+	for _, p := range append(cat.Providers, cat.AdminProviders...) {
 		if p.ID == id {
 			return p, nil
 		}

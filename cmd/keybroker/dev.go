@@ -150,6 +150,8 @@ func runDev(ctx context.Context, listenAddr string) error {
 		Pepper:      pepper,
 		// Failing keys are re-tested, as serve's default does.
 		HealthProbeEvery: 10 * time.Minute,
+		// Expiry warnings, rotations and revocations, as serve's default.
+		LifecycleEvery: time.Minute,
 		// Mode all holds both: it is the one replica of a dev run.
 		AdminTokenKeys: adminKeys,
 		ResolverKeys:   resolverKeys,

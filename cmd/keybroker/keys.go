@@ -159,7 +159,7 @@ prompt, never from a flag value.`,
 			return json.NewEncoder(w).Encode(metas)
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PROVIDER\tKEY ID\tNAME\tPRIORITY\tSTATE\tHEALTH\tMODELS\tKEY\tVERSION\tUPDATED\tBY\tRESOLVES\tLAST USED")
+		fmt.Fprintln(tw, "PROVIDER\tKEY ID\tNAME\tPRIORITY\tSTATE\tHEALTH\tEXPIRES\tMODELS\tKEY\tVERSION\tUPDATED\tBY\tRESOLVES\tLAST USED")
 		for _, m := range metas {
 			last := "never"
 			if !m.LastUsedAt.IsZero() {
@@ -176,7 +176,7 @@ prompt, never from a flag value.`,
 			if name == "" {
 				name = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", m.Provider, m.KeyID, name, m.Priority, m.State, healthInWords(m), models,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", m.Provider, m.KeyID, name, m.Priority, m.State, healthInWords(m), expiryInWords(m), models,
 				m.MaskedKey, m.Version, m.UpdatedAt.Format(time.RFC3339), m.UpdatedBy, m.Resolves, last)
 		}
 		return tw.Flush()
@@ -226,11 +226,14 @@ prompt, never from a flag value.`,
 	})
 
 	var member struct {
-		name, state string
-		priority    int
-		models      []string
+		name, state          string
+		priority             int
+		models               []string
+		expiresAt, accountID string
 	}
 	memberFlags := func(c *cobra.Command) {
+		c.Flags().StringVar(&member.expiresAt, "expires-at", "", `when the key stops working (RFC 3339, e.g. 2027-01-31T00:00:00Z; "" removes it on update): not served after, "expiring" within the warning window`)
+		c.Flags().StringVar(&member.accountID, "provider-key-id", "", "the key's id at its provider (an OpenAI service account id, an Anthropic API key id), for rotation and revocation there")
 		c.Flags().StringVar(&member.name, "name", "", "a name people recognise (at most 120 characters)")
 		c.Flags().IntVar(&member.priority, "priority", broker.DefaultPriority, "lower serves first; equal priorities take turns (0-1000)")
 		c.Flags().StringVar(&member.state, "state", "", "active or disabled (a disabled key never serves)")
@@ -244,7 +247,15 @@ prompt, never from a flag value.`,
 		if err != nil {
 			return err
 		}
-		req := client.AddKeyRequest{APIKey: key, Credential: cred, Name: member.name, State: member.state, Models: member.models}
+		req := client.AddKeyRequest{APIKey: key, Credential: cred, Name: member.name, State: member.state, Models: member.models,
+			ProviderKeyID: member.accountID}
+		if member.expiresAt != "" {
+			t, err := time.Parse(time.RFC3339, member.expiresAt)
+			if err != nil {
+				return errors.New("--expires-at must be an RFC 3339 time, e.g. 2027-01-31T00:00:00Z")
+			}
+			req.ExpiresAt = &t
+		}
 		if cmd.Flags().Changed("key") {
 			req.KeyID = target.keyID
 		}
@@ -266,9 +277,14 @@ prompt, never from a flag value.`,
 	creds.bind(add)
 	checkFlags(add, &verify)
 	var ifVersion int
-	rotate := command("rotate", "Rotate a key (or create it with the default settings); secrets from stdin, a file or a prompt, never a flag value", true,
+	var atProvider bool
+	var grace time.Duration
+	rotate := command("rotate", "Rotate a key (or create it with the default settings); secrets from stdin, a file or a prompt, never a flag value. With --at-provider, keybroker makes the new key at the provider itself", true,
 		func(cmd *cobra.Command, c *client.Client) error {
 			ref, _ := target.ref()
+			if atProvider {
+				return rotateAtProvider(cmd, c, ref, target.name(ref.KeyID), grace, asJSON)
+			}
 			key, cred, err := creds.read(cmd, c, target.provider)
 			if err != nil {
 				return err
@@ -295,6 +311,8 @@ prompt, never from a flag value.`,
 		})
 	rotate.Aliases = []string{"set"}
 	rotate.Flags().IntVar(&ifVersion, "if-version", 0, "write only if this version is current (check-and-set)")
+	rotate.Flags().BoolVar(&atProvider, "at-provider", false, "create the new key at the provider with the scope's admin credential, verify it, swap it in and delete the old one after --grace (docs/lifecycle.md); no secret is read")
+	rotate.Flags().DurationVar(&grace, "grace", 0, "with --at-provider: how long the old key lives at the provider after the new one serves (default: the server's, 1h)")
 	checkFlags(rotate, &verify)
 	creds.bind(rotate)
 	check := command("check", "Ask the key's provider whether it accepts the key (never shows the key)", true, func(cmd *cobra.Command, c *client.Client) error {
@@ -312,7 +330,7 @@ prompt, never from a flag value.`,
 		}
 		return nil
 	})
-	update := command("update", "Change a key's name, priority, state or models (never the key)", true, func(cmd *cobra.Command, c *client.Client) error {
+	update := command("update", "Change a key's name, priority, state, models, expiry or id at the provider (never the key)", true, func(cmd *cobra.Command, c *client.Client) error {
 		ref, _ := target.ref()
 		var req client.UpdateKeyRequest
 		if cmd.Flags().Changed("name") {
@@ -327,8 +345,14 @@ prompt, never from a flag value.`,
 		if cmd.Flags().Changed("models") {
 			req.Models = &member.models
 		}
-		if req.Name == nil && req.Priority == nil && req.State == nil && req.Models == nil {
-			return errors.New("nothing to change: give --name, --priority, --state or --models (--models '' lets the key serve every model)")
+		if cmd.Flags().Changed("expires-at") {
+			req.ExpiresAt = &member.expiresAt
+		}
+		if cmd.Flags().Changed("provider-key-id") {
+			req.ProviderKeyID = &member.accountID
+		}
+		if req.Name == nil && req.Priority == nil && req.State == nil && req.Models == nil && req.ExpiresAt == nil && req.ProviderKeyID == nil {
+			return errors.New("nothing to change: give --name, --priority, --state, --models (--models '' lets the key serve every model), --expires-at or --provider-key-id")
 		}
 		m, err := c.UpdateKey(cmd.Context(), ref, req)
 		if err != nil {
@@ -337,13 +361,24 @@ prompt, never from a flag value.`,
 		return printMeta(cmd.OutOrStdout(), m)
 	})
 	memberFlags(update)
-	var destroy bool
+	var destroy, revokeAtProvider bool
 	del := command("delete", "Delete a key from its pool", true, func(cmd *cobra.Command, c *client.Client) error {
 		ref, _ := target.ref()
 		// What serves next depends on the pool's other keys and the
 		// workspace's settings: say where to look rather than guess.
 		const after = "the pool no longer serves it: calls use the pool's other usable keys, else the next scope the workspace's settings allow " +
 			"(`keybroker workspaces effective` shows which)"
+		if revokeAtProvider {
+			rv, err := c.RevokeKey(cmd.Context(), ref, ifVersion, destroy)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(rv)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "deleted %s; %s\n", target.name(ref.KeyID), after)
+			return revocationInWords(cmd.OutOrStdout(), rv)
+		}
 		if err := c.RemoveKey(cmd.Context(), ref, ifVersion, destroy); err != nil {
 			return err
 		}
@@ -358,6 +393,7 @@ prompt, never from a flag value.`,
 	del.Long = "Delete a key. A plain delete soft-deletes the current version in Vault; the older versions stay there. --destroy destroys every version, for good."
 	del.Flags().IntVar(&ifVersion, "if-version", 0, "delete only if this version is current")
 	del.Flags().BoolVar(&destroy, "destroy", false, "destroy every version in Vault, not only the current one")
+	del.Flags().BoolVar(&revokeAtProvider, "revoke-at-provider", false, "also revoke the key at its provider with the scope's admin credential (OpenAI: delete; Anthropic: set inactive; docs/lifecycle.md)")
 	versions := command("versions", "List a key's versions", true, func(cmd *cobra.Command, c *client.Client) error {
 		ref, _ := target.ref()
 		vs, err := c.KeyVersions(cmd.Context(), ref)
@@ -400,8 +436,130 @@ prompt, never from a flag value.`,
 	})
 	rollback.Flags().IntVar(&toVersion, "version", 0, "the version to make current again")
 	check.Aliases = []string{"test"}
-	cmd.AddCommand(list, get, add, rotate, update, check, del, versions, rollback)
+	var since string
+	usage := command("usage", "Where a key is used: per version, resolves and proxied calls by day and by resolver token or proxy caller", true,
+		func(cmd *cobra.Command, c *client.Client) error {
+			ref, _ := target.ref()
+			var from time.Time
+			if since != "" {
+				var err error
+				if from, err = time.Parse(time.DateOnly, since); err != nil {
+					return errors.New("--since must be a date, e.g. 2027-01-31")
+				}
+			}
+			u, err := c.KeyUsage(cmd.Context(), ref, from)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(u)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "VERSION\tDAY\tCALLER\tRESOLVES\tPROXIED CALLS")
+			for _, v := range u.Versions {
+				for _, d := range v.Days {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\n", v.Version, d.Day, d.Caller, d.Resolves, d.ProxiedCalls)
+				}
+			}
+			return tw.Flush()
+		})
+	usage.Flags().StringVar(&since, "since", "", "from this day (default: 30 days ago)")
+	rotations := command("rotations", "A key's rotations at the provider, newest first", true, func(cmd *cobra.Command, c *client.Client) error {
+		ref, _ := target.ref()
+		rs, err := c.Rotations(cmd.Context(), ref)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(rs)
+		}
+		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ROTATION\tSTARTED\tTRIGGER\tSTEP\tSTATE\tNEW KEY\tERROR")
+		for _, r := range rs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.StartedAt.Format(time.RFC3339), r.Trigger, r.Step, r.State, r.NewKeyID, r.Error)
+		}
+		return tw.Flush()
+	})
+	var rotateAfter string
+	lifecycle := command("lifecycle", "Show a scope's key lifecycle settings, or set its rotateAfter with --rotate-after (90d, 36h; '' for no schedule)", false,
+		func(cmd *cobra.Command, c *client.Client) error {
+			sc, _ := target.scope()
+			var ls client.LifecycleSettings
+			var err error
+			if cmd.Flags().Changed("rotate-after") {
+				ls, err = c.PutLifecycle(cmd.Context(), sc, rotateAfter)
+			} else {
+				ls, err = c.Lifecycle(cmd.Context(), sc)
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(ls)
+			}
+			if ls.RotateAfter == "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: no rotation schedule\n", sc)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: keys are rotated at their provider after %s (where its admin API can; the others get expiry warnings only)\n", sc, ls.RotateAfter)
+			return nil
+		})
+	lifecycle.Flags().StringVar(&rotateAfter, "rotate-after", "", "the longest a key of the scope lives: 90d, 36h; '' removes the schedule")
+	cmd.AddCommand(list, get, add, rotate, update, check, del, versions, rollback, usage, rotations, lifecycle)
 	return cmd
+}
+
+// rotateAtProvider is keys rotate --at-provider.
+func rotateAtProvider(cmd *cobra.Command, c *client.Client, ref client.KeyRef, name string, grace time.Duration, asJSON bool) error {
+	var g *time.Duration
+	if cmd.Flags().Changed("grace") {
+		g = &grace
+	}
+	r, err := c.RotateKey(cmd.Context(), ref, g)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(cmd.OutOrStdout()).Encode(r)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "rotated %s at the provider: %s serves now (its id there: %s)", name, r.NewKeyID, r.NewProviderKeyID)
+	if r.DeleteAfter != nil {
+		fmt.Fprintf(cmd.OutOrStdout(), "; the old key is disabled and is deleted at the provider after %s", r.DeleteAfter.Format(time.RFC3339))
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), " (rotation %s)\n", r.ID)
+	return nil
+}
+
+// revocationInWords says what a revocation at the provider did.
+func revocationInWords(w io.Writer, rv client.Revocation) error {
+	switch rv.State {
+	case "done":
+		if rv.AlreadyGone {
+			_, err := fmt.Fprintf(w, "at the provider: %s was already gone\n", rv.ProviderKeyID)
+			return err
+		}
+		_, err := fmt.Fprintf(w, "at the provider: %s %s\n", rv.ProviderKeyID, rv.Action)
+		return err
+	case "failed":
+		fmt.Fprintf(w, "at the provider: NOT revoked: it refused the admin credential (%s); keybroker asks again after %s — fix the admin credential\n",
+			rv.LastError, rv.NextAttemptAt.Format(time.RFC3339))
+	default:
+		fmt.Fprintf(w, "at the provider: NOT revoked yet (%s); keybroker asks again after %s until it confirms (revocation %s)\n",
+			rv.LastError, rv.NextAttemptAt.Format(time.RFC3339), rv.ID)
+	}
+	return errors.New("the key is deleted from keybroker but not yet revoked at the provider")
+}
+
+// expiryInWords is a key's expiry for the table.
+func expiryInWords(m client.KeyMetadata) string {
+	if m.ExpiresAt == nil {
+		return "-"
+	}
+	s := m.ExpiresAt.Format(time.RFC3339)
+	if m.Expiry == "expiring" || m.Expiry == "expired" {
+		s += " (" + m.Expiry + ")"
+	}
+	return s
 }
 
 // healthInWords is a key's health for the table.

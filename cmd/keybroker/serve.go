@@ -98,6 +98,14 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f.Duration(&cfg.ProviderCheckTimeout, "provider-check-timeout", "KEYBROKER_PROVIDER_CHECK_TIMEOUT", 10*time.Second, "deadline of one key check with its provider")
 	f.Duration(&cfg.HealthProbeEvery, "health-probe-interval", "KEYBROKER_HEALTH_PROBE_INTERVAL", 10*time.Minute, "re-test failing keys this often on one replica of those that read keys (modes all, resolver, proxy); 0 is off")
 	f.Int(&cfg.HealthProbeConcurrency, "health-probe-concurrency", "KEYBROKER_HEALTH_PROBE_CONCURRENCY", 4, "keys the prober tests at once")
+	f.Duration(&cfg.ExpiryWarning, "expiry-warning", "KEYBROKER_EXPIRY_WARNING", 14*24*time.Hour,
+		"a key is \"expiring\" this long before its expiresAt (docs/lifecycle.md); the key.expiring events go out 14, 7 and 1 days before")
+	f.Duration(&cfg.RotationGrace, "rotation-grace", "KEYBROKER_ROTATION_GRACE", time.Hour,
+		"how long a rotated key lives at its provider after its successor serves (calls in flight finish), unless the rotation says otherwise")
+	f.Duration(&cfg.RotationClaim, "rotation-claim", "KEYBROKER_ROTATION_CLAIM", 2*time.Minute,
+		"how long a replica holds a running rotation between two steps: after a crash, another replica of mode all resumes it that much later")
+	f.Duration(&cfg.LifecycleEvery, "lifecycle-interval", "KEYBROKER_LIFECYCLE_INTERVAL", time.Minute,
+		"how often expiry warnings are sent (admin replicas) and rotations resumed, revocations at the providers retried and rotateAfter schedules run (one replica of mode all at a time); 0 is never")
 	f.String(&cfg.EventsWebhookURL, "events-webhook-url", "KEYBROKER_EVENTS_WEBHOOK_URL", "",
 		"POST key health changes (JSON, signed with HMAC-SHA256 by KEYBROKER_EVENTS_WEBHOOK_SECRET) to this URL; empty: off")
 	f.Bool(&cfg.EventsWebhookAudit, "events-webhook-audit", "KEYBROKER_EVENTS_WEBHOOK_AUDIT", false,

@@ -60,6 +60,7 @@ type App struct {
 	reconciler    *Reconciler     // nil when the mode holds no writer or ReconcileEvery is 0
 	prober        *Prober         // nil when HealthProbeEvery is 0 or the mode reads no key (admin)
 	leases        *leases         // the leases of the work one replica at a time does
+	lifecycle     *Lifecycle      // nil without a writer identity or with --lifecycle-interval=0
 	proxyCalls    *proxy.Recorder // the records of proxied calls (modes all and proxy)
 	events        *webhook.Sink   // nil without EventsWebhookURL
 	handler       http.Handler
@@ -132,7 +133,8 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, StaleIfError: cfg.StaleIfError,
 		MaxEntries: cfg.CacheMaxEntries, MaxNegativeEntries: cfg.CacheMaxNegative, MaxColdReads: cfg.MaxColdReads,
 		Logger: logger, Metrics: broker.NewMetrics(reg), Settings: a.store, Usage: a.store, Pools: a.store,
-		MaxKeysPerPool: cfg.MaxKeysPerPool, Health: a.store, Pepper: []byte(cfg.Pepper)}
+		MaxKeysPerPool: cfg.MaxKeysPerPool, Health: a.store, Pepper: []byte(cfg.Pepper),
+		ExpiryWarning: cfg.ExpiryWarning, RotationGrace: cfg.RotationGrace, RotationClaim: cfg.RotationClaim}
 	if links := auth.NewLinkSigner(rowKeys.Admin); links != nil {
 		bcfg.Links = links
 	}
@@ -197,6 +199,10 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	a.leases = newLeases(a.store, reg, logger)
 	if bcfg.Writer != nil && cfg.ReconcileEvery > 0 {
 		a.reconciler = &Reconciler{Broker: b, Lease: a.leases.lease(store.LeaseReconciler, false), Every: cfg.ReconcileEvery, Logger: logger}
+	}
+	if bcfg.Writer != nil && cfg.LifecycleEvery > 0 {
+		a.lifecycle = &Lifecycle{Broker: b, Lease: a.leases.lease(store.LeaseLifecycle, false), Every: cfg.LifecycleEvery,
+			Rotations: bcfg.Reader != nil, Logger: logger}
 	}
 	if cfg.HealthProbeEvery > 0 && bcfg.Reader != nil {
 		// Every replica that reads keys (modes all, resolver, proxy) may
@@ -358,6 +364,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	if a.reconciler != nil {
 		leased.Go(func() { a.reconciler.Run(ctx) })
+	}
+	if a.lifecycle != nil {
+		leased.Go(func() { a.lifecycle.Run(ctx) })
 	}
 	go a.listenInvalidations(ctx)
 	if a.assertionUses || a.cfg.OIDCCLIClientID != "" {

@@ -191,6 +191,19 @@ type Config struct {
 	HealthProbeEvery time.Duration
 	// HealthProbeConcurrency bounds the keys tested at once by the prober.
 	HealthProbeConcurrency int
+	// ExpiryWarning is the window before a key's expiresAt in which it is
+	// "expiring" (docs/lifecycle.md); RotationGrace how long an old key
+	// lives at the provider after a rotation; LifecycleEvery how often
+	// the expiry warnings are sent (every admin replica) and rotations
+	// resumed, revocations retried and schedules run (one replica of mode
+	// all at a time); 0 is never.
+	ExpiryWarning  time.Duration
+	RotationGrace  time.Duration
+	LifecycleEvery time.Duration
+	// RotationClaim is how long a replica holds a running rotation
+	// between two steps: after a crash, another replica resumes it that
+	// much later.
+	RotationClaim time.Duration
 	// EventsWebhookURL receives key health changes (or, with
 	// EventsWebhookAudit, every audit event) signed with
 	// EventsWebhookSecret (environment only).
@@ -287,7 +300,7 @@ func (c Config) Validate() error {
 				"(--writer-kubernetes-jwt-path, --reader-kubernetes-jwt-path) whose audiences the two Vault roles require")
 		}
 	}
-	if c.CacheTTL < 0 || c.NegativeCacheTTL < 0 || c.StaleIfError < 0 || c.ReconcileEvery < 0 || c.ShutdownGrace < 0 || c.ShutdownDelay < 0 {
+	if c.CacheTTL < 0 || c.NegativeCacheTTL < 0 || c.StaleIfError < 0 || c.ReconcileEvery < 0 || c.ExpiryWarning < 0 || c.RotationGrace < 0 || c.LifecycleEvery < 0 || c.RotationClaim < 0 || c.ShutdownGrace < 0 || c.ShutdownDelay < 0 {
 		return errors.New("durations must not be negative")
 	}
 	for _, p := range c.TrustedProxies {

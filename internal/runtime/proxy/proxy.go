@@ -219,7 +219,7 @@ func dropHopHeaders(h http.Header) {
 func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fail) {
 	start := time.Now()
 	prov, ok := p.cfg.Providers.Lookup(call.Provider)
-	if !ok {
+	if !ok || prov.IsAdmin() { // an admin credential is never proxied
 		fail(Failure{Status: http.StatusNotFound, Code: "unknown_provider", Message: "no such provider"})
 		return
 	}

@@ -1,0 +1,208 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keybroker/keybroker/providers"
+)
+
+// Expiry: a key may carry ExpiresAt (an admin's word, or its provider's).
+// From then on it is not served: the pool's next usable key serves, or the
+// next scope of the chain, whose answer says fallbackReason "expired"
+// (pool.go, chain.go). Within the warning window before it (Config.
+// ExpiryWarning, default 14 days) the key is "expiring": the API and the
+// metrics say so, and one key.expiring event goes out per window step
+// (14, 7 and 1 days before), once across every replica (WarnExpiring).
+
+// Expiry states of a key (KeyMeta.Expiry).
+const (
+	// ExpiryNone: the key has no expiry date.
+	ExpiryNone = ""
+	// ExpiryValid: it has one, outside the warning window.
+	ExpiryValid = "valid"
+	// ExpiryExpiring: it expires within the warning window.
+	ExpiryExpiring = "expiring"
+	// ExpiryExpired: it has expired; it is not served.
+	ExpiryExpired = "expired"
+)
+
+// DefaultExpiryWarning is the warning window before a key's expiry.
+const DefaultExpiryWarning = 14 * 24 * time.Hour
+
+// ActionExpiring is the audit action (and webhook event) of a key
+// entering a warning step.
+const ActionExpiring = "key.expiring"
+
+// expirySteps are the days before expiry at which key.expiring is sent,
+// largest first.
+var expirySteps = []int{14, 7, 1}
+
+// expiryOf is the expiry state of a key expiring at exp, at now.
+func expiryOf(exp, now time.Time, window time.Duration) string {
+	switch {
+	case exp.IsZero():
+		return ExpiryNone
+	case !now.Before(exp):
+		return ExpiryExpired
+	case exp.Sub(now) <= window:
+		return ExpiryExpiring
+	}
+	return ExpiryValid
+}
+
+// expiryStep is the warning step a key expiring in left is in: the
+// smallest of expirySteps (in days) that left is within; 0 for none.
+func expiryStep(left time.Duration) int {
+	step := 0
+	for _, d := range expirySteps {
+		if left <= time.Duration(d)*24*time.Hour {
+			step = d
+		}
+	}
+	return step
+}
+
+// ExpiryStore records the key.expiring events sent.
+type ExpiryStore interface {
+	// RecordExpiryWarning records that the warning of step (days) was
+	// sent for the key expiring at expiresAt, and appends ev, in one
+	// transaction, unless it was recorded already (by any replica): it
+	// says whether this call recorded it.
+	RecordExpiryWarning(ctx context.Context, ref KeyRef, expiresAt time.Time, stepDays int, ev AuditEvent) (bool, error)
+}
+
+// ExpirySweep is what one pass of WarnExpiring found.
+type ExpirySweep struct {
+	// Expiring and Expired count the keys in each state, by provider.
+	Expiring, Expired map[string]int
+	// Sent are the key.expiring events this pass sent (another replica's
+	// pass sent the others).
+	Sent []AuditEvent
+}
+
+// WarnExpiring reads every key's expiry, sends key.expiring for each key
+// that entered a warning step (14, 7 or 1 days before its expiry) and
+// whose warning of that step no replica has sent yet, and sets the
+// keybroker_keys_expiring and keybroker_keys_expired gauges (by
+// provider). Every admin replica runs it (RunExpiryWarnings); the store
+// makes each warning go out once.
+func (b *Broker) WarnExpiring(ctx context.Context) (ExpirySweep, error) {
+	out := ExpirySweep{Expiring: map[string]int{}, Expired: map[string]int{}}
+	if err := b.canManage(); err != nil {
+		return out, err
+	}
+	es, ok := b.store.(ExpiryStore)
+	if !ok {
+		return out, fmt.Errorf("expiry warnings: %w: the metadata store keeps no warnings", ErrNotConfigured)
+	}
+	recs, err := b.store.ListAllKeys(ctx)
+	if err != nil {
+		return out, fmt.Errorf("expiry warnings: %w", fromStore(err))
+	}
+	now := b.now()
+	for _, r := range recs {
+		switch expiryOf(r.ExpiresAt, now, b.expiryWarning) {
+		case ExpiryExpired:
+			out.Expired[r.Provider]++
+			continue
+		case ExpiryExpiring:
+			out.Expiring[r.Provider]++
+		default:
+			continue
+		}
+		left := r.ExpiresAt.Sub(now)
+		step := expiryStep(left)
+		if step == 0 {
+			continue
+		}
+		version := r.Version
+		masked := r.MaskedKey
+		ev := AuditEvent{ScopeKind: r.ScopeKind, ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, Action: ActionExpiring,
+			Actor: "keybroker", Outcome: OutcomeSuccess, Version: &version, MaskedKey: &masked,
+			Detail: fmt.Sprintf("expires at %s (in %s; the %d-day warning)", r.ExpiresAt.UTC().Format(time.RFC3339), roundLeft(left), step)}
+		sent, err := es.RecordExpiryWarning(ctx, r.Ref(), r.ExpiresAt, step, ev)
+		if err != nil {
+			return out, fmt.Errorf("expiry warning of %s: %w", r.Ref(), fromStore(err))
+		}
+		if sent {
+			ev.OccurredAt = now.UTC()
+			b.events.publish(ev)
+			out.Sent = append(out.Sent, ev)
+			b.log.InfoContext(ctx, "key expiring", "key", r.Ref().String(), "expires_at", r.ExpiresAt.UTC(), "step_days", step)
+		}
+	}
+	b.metrics.expiry(out.Expiring, out.Expired)
+	return out, nil
+}
+
+// roundLeft says how long is left, in whole hours (days past two days).
+func roundLeft(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	return fmt.Sprintf("%d hours", int(d/time.Hour))
+}
+
+// LearnExpiries asks the providers whose admin API says when a key
+// expires (Anthropic) about each key with a providerKeyId whose scope
+// holds the admin credential, and records an expiry the provider states
+// that the key's record lacks or has otherwise (audited, announced: every
+// replica stops serving it then). An admin's own expiresAt is kept where
+// the provider states none. It returns how many keys it changed.
+func (b *Broker) LearnExpiries(ctx context.Context) (int, error) {
+	if _, err := b.rotationStore(); err != nil {
+		return 0, err
+	}
+	recs, err := b.store.ListAllKeys(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("learn expiries: %w", fromStore(err))
+	}
+	type adminOf struct {
+		scope    Scope
+		provider string
+	}
+	admins := map[adminOf]*providers.Credential{}
+	changed := 0
+	var errs []error
+	for _, r := range recs {
+		p, ok := b.providers.Lookup(r.Provider)
+		if !ok || p.KeyAdmin == nil || p.KeyAdmin.Describe == nil || r.ProviderKeyID == "" {
+			continue
+		}
+		k := adminOf{r.Ref().Owner(), p.KeyAdmin.Provider}
+		admin, seen := admins[k]
+		if !seen {
+			if _, c, err := b.adminCredential(ctx, k.scope, p); err == nil {
+				admin = &c
+			}
+			admins[k] = admin
+		}
+		if admin == nil {
+			continue // the scope holds no admin credential
+		}
+		ap, _ := b.providers.Lookup(p.KeyAdmin.Provider)
+		info, err := p.KeyAdmin.Describe(ctx, b.adminEnv.AdminEnv(ap), *admin, r.ProviderKeyID)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("learn the expiry of %s: %w", r.Ref(), err))
+			continue
+		}
+		if info.ExpiresAt.IsZero() || info.ExpiresAt.Equal(r.ExpiresAt) {
+			continue
+		}
+		m := MemberSettings{Name: r.Name, Priority: r.Priority, Disabled: r.Disabled, Models: r.Models, ExpiresAt: info.ExpiresAt,
+			ProviderKeyID: r.ProviderKeyID}
+		ev := AuditEvent{ScopeKind: r.ScopeKind, ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, Action: ActionUpdate,
+			Actor: "keybroker:provider", Outcome: OutcomeSuccess,
+			Detail: fmt.Sprintf("expiresAt=%s learned from %s (key %s)", info.ExpiresAt.UTC().Format(time.RFC3339), p.DisplayName, r.ProviderKeyID)}
+		if _, err := b.store.UpdateMember(ctx, r.Ref(), m, ev); err != nil {
+			errs = append(errs, fmt.Errorf("record the expiry of %s: %w", r.Ref(), fromStore(err)))
+			continue
+		}
+		b.poolChangedHere(ctx, r.Ref().Pool())
+		changed++
+	}
+	return changed, errors.Join(errs...)
+}

@@ -1,0 +1,218 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keybroker/keybroker/providers"
+)
+
+// Revocation at the provider (docs/lifecycle.md): a key deleted with
+// RevokeAtProvider is also ended at its provider through the admin API the
+// scope holds a credential of (OpenAI: its service account deleted;
+// Anthropic: set inactive). The revocation is recorded before anything is
+// done; the key leaves its pool at once whatever the provider answers; a
+// provider that fails is asked again (RetryRevocations) until it confirms,
+// and the record says so meanwhile: never dropped.
+
+// Revocation states.
+const (
+	RevocationPending = "pending"
+	RevocationDone    = "done"
+	RevocationFailed  = "failed"
+
+	// ActionRevokeAtProvider is the audit action of a revocation at the
+	// provider (each attempt).
+	ActionRevokeAtProvider = "key.revoke_at_provider"
+)
+
+// maxRevocationBackoff bounds the wait between two attempts.
+const maxRevocationBackoff = 30 * time.Minute
+
+// Revocation is a revocation at the provider as PostgreSQL records it.
+type Revocation struct {
+	ID            string
+	Ref           KeyRef
+	ProviderKeyID string
+	AdminKeyID    string
+	// State is pending (to be tried, or tried again), done or failed (the
+	// provider refused the admin credential: an admin must act; it is
+	// still listed).
+	State string
+	// Action is what the provider did ("deleted", "deactivated") once
+	// done; AlreadyGone when it no longer had the key.
+	Action      string
+	AlreadyGone bool
+	Attempts    int
+	LastError   string
+	NextAttempt time.Time
+	RequestedBy string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// RevocationStore keeps the revocations at the providers.
+type RevocationStore interface {
+	// StartRevocation records a pending revocation and appends ev, in one
+	// transaction.
+	StartRevocation(ctx context.Context, rv Revocation, ev AuditEvent) error
+	// RecordRevocation stores rv's state, attempts and error and appends
+	// ev, in one transaction.
+	RecordRevocation(ctx context.Context, rv Revocation, ev AuditEvent) error
+	// DueRevocations returns the pending revocations due at now.
+	DueRevocations(ctx context.Context, now time.Time) ([]Revocation, error)
+}
+
+// RevokeKey deletes a key from its pool (as DeleteKey) and revokes it at
+// its provider. It refuses, changing nothing, when the provider's admin
+// API cannot revoke keys, the key's id at the provider is unknown, or the
+// scope holds no admin credential for it. The answer says what the
+// provider did, or that it will be asked again.
+func (b *Broker) RevokeKey(ctx context.Context, req DeleteKeyRequest) (Revocation, error) {
+	if _, err := b.rotationStore(); err != nil {
+		return Revocation{}, err
+	}
+	rvs, ok := b.store.(RevocationStore)
+	if !ok {
+		return Revocation{}, fmt.Errorf("%w: the metadata store keeps no revocations", ErrNotConfigured)
+	}
+	p, err := b.keyProvider(req.Ref)
+	if err != nil {
+		return Revocation{}, err
+	}
+	if p.KeyAdmin == nil || p.KeyAdmin.Revoke == nil {
+		return Revocation{}, refuse(ErrInvalidRequest, "%s keys cannot be revoked at the provider by keybroker (no admin API it uses): delete the key without revokeAtProvider, and revoke it in the provider's console", p.DisplayName)
+	}
+	rec, err := b.store.GetKey(ctx, req.Ref)
+	if errors.Is(err, ErrNotFound) {
+		return Revocation{}, fmt.Errorf("revoke %s: %w: no such key", req.Ref, ErrNotFound)
+	}
+	if err != nil {
+		return Revocation{}, fmt.Errorf("revoke %s: %w", req.Ref, fromStore(err))
+	}
+	if req.ExpectedVersion > 0 && rec.Version != req.ExpectedVersion {
+		return Revocation{}, fmt.Errorf("revoke %s: current version is %d, not %d: %w", req.Ref, rec.Version, req.ExpectedVersion, ErrPreconditionFailed)
+	}
+	if rec.ProviderKeyID == "" {
+		return Revocation{}, refuse(ErrInvalidRequest, "the key's id at %s is unknown: set providerKeyId (PATCH) first; nothing was deleted", p.DisplayName)
+	}
+	adminRef, _, err := b.adminCredential(ctx, req.Ref.Owner(), p)
+	if err != nil {
+		return Revocation{}, fmt.Errorf("revoke %s: %w", req.Ref, err)
+	}
+	now := b.now()
+	rv := Revocation{ID: newUUID(), Ref: req.Ref, ProviderKeyID: rec.ProviderKeyID, AdminKeyID: adminRef.KeyID, State: RevocationPending,
+		NextAttempt: now, RequestedBy: req.Actor.Subject, CreatedAt: now, UpdatedAt: now}
+	ev := b.revocationEvent(rv, req.Actor, OutcomeSuccess, fmt.Sprintf("requested: %s %s at the provider, then every attempt until it confirms",
+		p.KeyAdmin.Revokes, rv.ProviderKeyID))
+	if err := rvs.StartRevocation(ctx, rv, ev); err != nil {
+		return Revocation{}, fmt.Errorf("revoke %s: %w", req.Ref, fromStore(err))
+	}
+	// The key stops serving first, whatever the provider answers. A
+	// delete that fails here (Vault down) leaves the revocation pending:
+	// it was asked for, and the lifecycle runner carries it out.
+	if err := b.DeleteKey(ctx, req); err != nil && !errors.Is(err, ErrNotFound) {
+		return rv, fmt.Errorf("revoke %s: the key could not be deleted from keybroker (the revocation at the provider is recorded and will be carried out; delete the key again): %w", req.Ref, err)
+	}
+	return b.attemptRevocation(ctx, rvs, rv, req.Actor), nil
+}
+
+func (b *Broker) revocationEvent(rv Revocation, actor Actor, outcome, detail string) AuditEvent {
+	return AuditEvent{ScopeKind: rv.Ref.ScopeKind, ScopeID: rv.Ref.ScopeID, Provider: rv.Ref.Provider, KeyID: rv.Ref.KeyID,
+		Action: ActionRevokeAtProvider, Actor: actor.Subject, RemoteAddr: actor.RemoteAddr, RequestID: actor.RequestID,
+		ClientRequestID: actor.ClientRequestID, Outcome: outcome, Detail: "revocation " + rv.ID + ": " + detail}
+}
+
+// attemptRevocation asks the provider once and records what it said: done,
+// pending with the next attempt after a backoff, or failed when the
+// provider refused the admin credential (still retried, less often: an
+// admin may fix the credential).
+func (b *Broker) attemptRevocation(ctx context.Context, rvs RevocationStore, rv Revocation, actor Actor) Revocation {
+	rv.Attempts++
+	res, err := b.revokeOnce(ctx, rv)
+	now := b.now()
+	rv.UpdatedAt = now
+	outcome, detail := OutcomeSuccess, ""
+	switch {
+	case err == nil:
+		rv.State, rv.Action, rv.AlreadyGone, rv.LastError = RevocationDone, res.Action, res.AlreadyGone, ""
+		detail = fmt.Sprintf("%s at the provider (%s)", res.Action, rv.ProviderKeyID)
+		if res.AlreadyGone {
+			detail = "the provider no longer had the key (" + rv.ProviderKeyID + "): revoked already"
+		}
+	default:
+		rv.LastError = truncateText(err.Error(), 400)
+		backoff := min(maxRevocationBackoff, time.Duration(1<<min(rv.Attempts, 10))*15*time.Second)
+		rv.NextAttempt = now.Add(backoff)
+		rv.State, outcome = RevocationPending, OutcomeError
+		var ae *providers.AdminError
+		if errors.As(err, &ae) && ae.Refused() {
+			rv.State = RevocationFailed
+			rv.NextAttempt = now.Add(maxRevocationBackoff)
+		}
+		detail = fmt.Sprintf("attempt %d failed (%s); next attempt after %s", rv.Attempts, rv.LastError, rv.NextAttempt.UTC().Format(time.RFC3339))
+		b.log.WarnContext(ctx, "revocation at the provider failed; it will be tried again", "key", rv.Ref.String(), "revocation", rv.ID,
+			"attempt", rv.Attempts, "error", rv.LastError)
+	}
+	if err := rvs.RecordRevocation(ctx, rv, b.revocationEvent(rv, actor, outcome, detail)); err != nil {
+		// The row stays as it was (pending): the runner tries again.
+		b.log.WarnContext(ctx, "could not record a revocation attempt", "revocation", rv.ID, "error", err)
+	}
+	return rv
+}
+
+// revokeOnce asks the provider's admin API to revoke the key.
+func (b *Broker) revokeOnce(ctx context.Context, rv Revocation) (providers.Revoked, error) {
+	p, ok := b.providers.Lookup(rv.Ref.Provider)
+	if !ok || p.KeyAdmin == nil || p.KeyAdmin.Revoke == nil {
+		return providers.Revoked{}, fmt.Errorf("%w: %s cannot revoke keys", ErrUnknownProvider, rv.Ref.Provider)
+	}
+	ap, ok := b.providers.Lookup(p.KeyAdmin.Provider)
+	if !ok {
+		return providers.Revoked{}, fmt.Errorf("%w: %s", ErrUnknownProvider, p.KeyAdmin.Provider)
+	}
+	ref := rv.Ref.Owner().Key(ap.ID, rv.AdminKeyID)
+	admin, _, err := b.readCredential(ctx, ap.ID, ref.VaultPath(), 0)
+	if err != nil {
+		return providers.Revoked{}, fmt.Errorf("read the admin credential %s: %w", ref, fromVault(err))
+	}
+	return p.KeyAdmin.Revoke(ctx, b.adminEnv.AdminEnv(ap), admin, rv.ProviderKeyID)
+}
+
+// RetryRevocations asks the providers again about every revocation due
+// (pending or failed, its backoff over); it returns how many are done.
+func (b *Broker) RetryRevocations(ctx context.Context) (int, error) {
+	if _, err := b.rotationStore(); err != nil {
+		return 0, err
+	}
+	rvs, ok := b.store.(RevocationStore)
+	if !ok {
+		return 0, fmt.Errorf("%w: the metadata store keeps no revocations", ErrNotConfigured)
+	}
+	due, err := rvs.DueRevocations(ctx, b.now())
+	if err != nil {
+		return 0, fromStore(err)
+	}
+	done := 0
+	for _, rv := range due {
+		if out := b.attemptRevocation(ctx, rvs, rv, Actor{Subject: "keybroker:revocation"}); out.State == RevocationDone {
+			done++
+		}
+	}
+	return done, nil
+}
+
+// LifecyclePass is one pass of what the key lifecycle does in the
+// background, on one replica at a time (the lifecycle lease): rotations
+// resumed after a crash or past their grace period, revocations at the
+// providers retried, rotations on schedule (rotateAfter), and the
+// expiries the providers state learned.
+func (b *Broker) LifecyclePass(ctx context.Context) error {
+	_, rerr := b.ResumeRotations(ctx)
+	_, verr := b.RetryRevocations(ctx)
+	_, serr := b.RotateDue(ctx)
+	_, lerr := b.LearnExpiries(ctx)
+	return errors.Join(rerr, verr, serr, lerr)
+}
