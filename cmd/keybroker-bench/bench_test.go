@@ -183,3 +183,37 @@ func TestTheFloorAnswersAsManyBytesAsAsked(t *testing.T) {
 		}
 	}
 }
+
+// TestTheScaleScenarioRuns runs the platform-scale scenario in its short
+// form (2,000 workspaces of 5 keys, 20 organizations of 3): both replicas
+// start, resolve without an error, answer the admin routes, and the report
+// counts the keys and pools the database holds.
+func TestTheScaleScenarioRuns(t *testing.T) {
+	o := options{duration: time.Second, concurrency: 4, rounds: 1, load: "go", accessLog: "all"}
+	so := scaleOptions{workspaces: 2000, organizations: 20, keysPerWorkspace: 5, resolvable: 50}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	rep, err := runScale(ctx, o, so, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The resolvable keys: 50 (one pool each); the rest: 1,990 workspaces
+	// of 5 keys in 3 pools, and 20 organizations of 3 keys in 3 pools.
+	if rep.Small.Keys != 50 || rep.Small.Pools != 50 || rep.Large.Keys != 50+1990*5+20*3 || rep.Large.Pools != 50+1990*3+20*3 {
+		t.Errorf("keys and pools: small %d/%d, large %d/%d", rep.Small.Keys, rep.Small.Pools, rep.Large.Keys, rep.Large.Pools)
+	}
+	for name, s := range map[string]scaleSide{"small": rep.Small, "large": rep.Large} {
+		if s.ReadySeconds <= 0 || s.RSSMB <= 0 || s.HeapMB <= 0 || s.Resolve.Requests == 0 || s.Resolve.Errors != 0 ||
+			s.Effective <= 0 || s.ListKeys <= 0 || s.ListScopes <= 0 {
+			t.Errorf("%s replica: %+v", name, s)
+		}
+	}
+	if rep.HeapPerKey <= 0 || rep.ResolveRatio <= 0 {
+		t.Errorf("heap per key %v, resolve ratio %v", rep.HeapPerKey, rep.ResolveRatio)
+	}
+	var table strings.Builder
+	rep.print(&table)
+	if !strings.Contains(table.String(), "live heap per key") {
+		t.Errorf("the printed report: %s", table.String())
+	}
+}

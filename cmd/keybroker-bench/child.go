@@ -34,8 +34,11 @@ type child struct {
 	// metricsURL is where the child serves /metrics (keybroker: its own
 	// metrics listener); empty: on url.
 	metricsURL string
-	cmd        *exec.Cmd
-	done       chan struct{}
+	// pprofURL is where the child serves /debug/pprof (keybroker with
+	// --pprof-addr); empty: nowhere.
+	pprofURL string
+	cmd      *exec.Cmd
+	done     chan struct{}
 }
 
 // startChild runs bin with args and env (both given the listen address it

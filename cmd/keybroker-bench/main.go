@@ -93,6 +93,13 @@ func main() {
 		o.keybrokerEnv = append(o.keybrokerEnv, v)
 		return nil
 	})
+	var so scaleOptions
+	var scale bool
+	flag.BoolVar(&scale, "scale", false, "run the platform-scale scenario instead (docs/benchmarks.md): a replica over --scale-workspaces workspaces of keys beside one over the resolved keys alone")
+	flag.IntVar(&so.workspaces, "scale-workspaces", 200_000, "workspaces of the scale scenario")
+	flag.IntVar(&so.keysPerWorkspace, "scale-keys-per-workspace", 5, "keys per workspace of the scale scenario")
+	flag.IntVar(&so.organizations, "scale-organizations", 1000, "organizations of the scale scenario (three keys each)")
+	flag.IntVar(&so.resolvable, "scale-resolved-keys", 1000, "keys the scale scenario resolves (the only ones with secrets in Vault)")
 	flag.Parse()
 	if o.profileScenario != "1a" && o.profileScenario != "10b" {
 		fmt.Fprintln(os.Stderr, "keybroker-bench: --cpuprofile-scenario is 1a or 10b")
@@ -106,6 +113,21 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if scale {
+		rep, err := runScale(ctx, o, so, log)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "keybroker-bench:", err)
+			os.Exit(1)
+		}
+		if o.jsonOut {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(rep)
+			return
+		}
+		rep.print(os.Stdout)
+		return
+	}
 	rep, err := run(ctx, o, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "keybroker-bench:", err)

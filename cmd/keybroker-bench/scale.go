@@ -1,0 +1,436 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keybroker/keybroker/auth"
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/internal/fixtures/devenv"
+	"github.com/keybroker/keybroker/internal/runtime/keyring"
+	"github.com/keybroker/keybroker/policies"
+	"github.com/keybroker/keybroker/providers"
+	"github.com/keybroker/keybroker/store"
+	"github.com/keybroker/keybroker/vault"
+)
+
+// The platform-scale scenario (--scale, docs/benchmarks.md): one replica
+// over a database of platform size (workspaces × keysPerWorkspace keys in
+// pools, plus organizations' keys) beside one over the same resolvable keys
+// alone, in the same run. The key rows are metadata: only the keys the run
+// resolves have secrets in Vault (written through keybroker, the real
+// path); the rest are written straight into PostgreSQL by SQL, as the
+// metadata of keys whose secrets the run never reads, so that the run fits
+// one machine.
+
+// scaleOptions size the scenario.
+type scaleOptions struct {
+	workspaces, organizations, keysPerWorkspace, resolvable int
+}
+
+// scaleSide is one replica of the scenario and what was measured of it.
+type scaleSide struct {
+	Keys         int           `json:"keys"`
+	Pools        int           `json:"pools"`
+	ReadySeconds float64       `json:"start_to_ready_s"`
+	RSSMB        float64       `json:"rss_mb"`
+	HeapMB       float64       `json:"live_heap_mb"`
+	Resolve      loadResult    `json:"resolve"`
+	Effective    time.Duration `json:"effective_p50_ns"`
+	ListKeys     time.Duration `json:"list_workspace_keys_p50_ns"`
+	ListScopes   time.Duration `json:"list_scopes_p50_ns"`
+}
+
+// scaleReport is the scenario's result: the large replica against the
+// small one.
+type scaleReport struct {
+	Machine     string    `json:"machine"`
+	Workspaces  int       `json:"workspaces"`
+	Orgs        int       `json:"organizations"`
+	FillSeconds float64   `json:"metadata_fill_s"`
+	Large       scaleSide `json:"large"`
+	Small       scaleSide `json:"small"`
+	// HeapPerKey is the live heap the large replica holds beyond the small
+	// one, per key beyond the small one's.
+	HeapPerKey float64 `json:"heap_bytes_per_key"`
+	// ResolveRatio is the large replica's resolve throughput over the
+	// small one's.
+	ResolveRatio float64 `json:"resolve_throughput_ratio"`
+}
+
+// runScale runs the platform-scale scenario.
+func runScale(ctx context.Context, o options, so scaleOptions, log *slog.Logger) (*scaleReport, error) {
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}()
+	log.Info("starting PostgreSQL and Vault")
+	pg, err := devenv.StartPostgres(ctx, devenv.PostgresOptions{})
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, pg.Stop)
+	vs, err := devenv.StartVault(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, vs.Stop)
+	op, err := vault.New(vault.Config{Address: vs.Addr, Token: vs.RootToken})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := op.Bootstrap(ctx, vault.BootstrapConfig{KVMount: "byok"}); err != nil {
+		return nil, err
+	}
+	writerToken, err := policyToken(ctx, vs.Client(), policies.Writer)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "keybroker-scale-")
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+	bin := o.keybrokerBin
+	if bin == "" {
+		log.Info("building keybroker")
+		if bin, err = buildKeybroker(ctx, dir); err != nil {
+			return nil, err
+		}
+	}
+
+	// Two databases on one server: the small one holds the resolvable keys
+	// alone, the large one the same keys and the platform's metadata.
+	smallURL, err := createDatabase(ctx, pg.URL, "kb_small")
+	if err != nil {
+		return nil, err
+	}
+	largeURL, err := createDatabase(ctx, pg.URL, "kb_large")
+	if err != nil {
+		return nil, err
+	}
+	rep := &scaleReport{Machine: machine(), Workspaces: so.workspaces, Orgs: so.organizations}
+	var keys [][2]string
+	for i := range so.resolvable {
+		keys = append(keys, [2]string{fmt.Sprintf("ws-%06d", i/len(providerIDs)), providerIDs[i%len(providerIDs)]})
+	}
+	tokens := map[string]string{}
+	for _, db := range []struct{ name, url string }{{"small", smallURL}, {"large", largeURL}} {
+		st, err := store.Open(ctx, db.url)
+		if err != nil {
+			return nil, err
+		}
+		cleanups = append(cleanups, st.Close)
+		if err := st.Migrate(ctx); err != nil {
+			return nil, err
+		}
+		writer, err := vault.New(vault.Config{Address: vs.Addr, Token: writerToken})
+		if err != nil {
+			return nil, err
+		}
+		b, err := broker.New(broker.Config{Writer: writer.KV("byok"), Store: st, Pools: st, Pepper: []byte("bench-pepper-0123456789abcdef"),
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return nil, err
+		}
+		log.Info("writing the resolvable keys", "database", db.name, "keys", len(keys))
+		for _, k := range keys {
+			if _, err := b.PutKey(ctx, broker.PutKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey(k[0], k[1], broker.DefaultKeyID),
+				Credential: providers.APIKey(keyFor(k[1]))}); err != nil {
+				return nil, fmt.Errorf("put a resolvable key: %w", err)
+			}
+		}
+		resolverKeys, err := keyring.Parse(benchResolverKeys)
+		if err != nil {
+			return nil, err
+		}
+		adminKeys, err := keyring.Parse(benchAdminKeys)
+		if err != nil {
+			return nil, err
+		}
+		svc := auth.NewService(st, auth.Options{Keys: auth.RowKeys{Resolver: resolverKeys, Admin: adminKeys}})
+		if tokens[db.name+"/resolver"], _, err = svc.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, CreatedBy: "bench"}); err != nil {
+			return nil, err
+		}
+		if tokens[db.name+"/operator"], _, err = svc.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleOperator, CreatedBy: "bench"}); err != nil {
+			return nil, err
+		}
+	}
+	log.Info("filling the large database", "workspaces", so.workspaces, "keys per workspace", so.keysPerWorkspace, "organizations", so.organizations)
+	t0 := time.Now()
+	if err := fillPlatform(ctx, largeURL, so, len(keys)); err != nil {
+		return nil, err
+	}
+	rep.FillSeconds = time.Since(t0).Seconds()
+
+	start := func(name, dbURL string) (*child, float64, error) {
+		ml, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, 0, err
+		}
+		metricsAddr := ml.Addr().String()
+		ml.Close()
+		pl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, 0, err
+		}
+		pprofAddr := pl.Addr().String()
+		pl.Close()
+		t := time.Now()
+		c, err := startChild(ctx, dir, name, bin, func(listen string) ([]string, []string) {
+			return []string{"serve"}, append([]string{
+				"KEYBROKER_LISTEN_ADDR=" + listen, "KEYBROKER_MODE=all", "DATABASE_URL=" + dbURL,
+				"VAULT_ADDR=" + vs.Addr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + vs.RootToken,
+				"KEYBROKER_KV_MOUNT=byok", "KEYBROKER_PPROF_ADDR=" + pprofAddr, "KEYBROKER_FINGERPRINT_PEPPER=bench-pepper-0123456789abcdef",
+				"KEYBROKER_RESOLVER_KEYS=" + benchResolverKeys, "KEYBROKER_ADMIN_TOKEN_KEYS=" + benchAdminKeys,
+				"KEYBROKER_ACCESS_LOG=" + o.accessLog, "KEYBROKER_RATE_LIMIT_PER_TOKEN=-1", "KEYBROKER_RECONCILE_INTERVAL=0",
+				"KEYBROKER_HEALTH_PROBE_INTERVAL=0", "KEYBROKER_METRICS_ADDR=" + metricsAddr,
+			}, o.keybrokerEnv...)
+		}, "/readyz")
+		if err != nil {
+			return nil, 0, err
+		}
+		c.metricsURL, c.pprofURL = "http://"+metricsAddr, "http://"+pprofAddr
+		return c, time.Since(t).Seconds(), nil
+	}
+	sides := map[string]*scaleSide{"small": &rep.Small, "large": &rep.Large}
+	children := map[string]*child{}
+	for _, name := range []string{"small", "large"} {
+		dbURL := map[string]string{"small": smallURL, "large": largeURL}[name]
+		log.Info("starting a replica", "database", name)
+		c, ready, err := start("keybroker-"+name, dbURL)
+		if err != nil {
+			return nil, err
+		}
+		cleanups = append(cleanups, c.stop)
+		children[name] = c
+		s := sides[name]
+		s.ReadySeconds = ready
+		if s.Keys, s.Pools, err = countKeys(ctx, dbURL); err != nil {
+			return nil, err
+		}
+	}
+
+	client := httpClient(o.concurrency)
+	resolveOf := func(name string) httpTarget {
+		g := &ground{keys: keys, resolverToken: tokens[name+"/resolver"]}
+		return g.resolveTarget(children[name].url)
+	}
+	// Interleaved rounds of the resolve load, medians quoted.
+	rounds := map[string][]loadResult{}
+	for _, name := range []string{"small", "large"} {
+		if err := warmUp(ctx, goRequests(resolveOf(name), client), len(keys)); err != nil {
+			return nil, fmt.Errorf("warm the %s replica: %w", name, err)
+		}
+	}
+	for round := range o.rounds {
+		for _, name := range []string{"small", "large"} {
+			log.Info("resolve load", "round", round+1, "replica", name)
+			t := resolveOf(name)
+			before := children[name].cpuTime()
+			r := runLoad(ctx, o.concurrency, o.duration, func(int) keyPicker { return uniform(len(keys)) }, goRequests(t, client))
+			if r.Requests > 0 {
+				r.ServerCPU = (children[name].cpuTime() - before) / time.Duration(r.Requests)
+			}
+			rounds[name] = append(rounds[name], r)
+		}
+	}
+	for _, name := range []string{"small", "large"} {
+		s := sides[name]
+		s.Resolve = median(rounds[name])
+		op := tokens[name+"/operator"]
+		base := children[name].url
+		ws := keys[0][0]
+		if s.Effective, err = p50Of(ctx, client, base+"/v1/workspaces/"+ws+"/effective", op); err != nil {
+			return nil, err
+		}
+		if s.ListKeys, err = p50Of(ctx, client, base+"/v1/workspaces/"+ws+"/keys", op); err != nil {
+			return nil, err
+		}
+		if s.ListScopes, err = p50Of(ctx, client, base+"/v1/scopes", op); err != nil {
+			return nil, err
+		}
+		if s.HeapMB, s.RSSMB, err = memoryOf(ctx, children[name]); err != nil {
+			return nil, err
+		}
+	}
+	if d := rep.Large.Keys - rep.Small.Keys; d > 0 {
+		rep.HeapPerKey = (rep.Large.HeapMB - rep.Small.HeapMB) * (1 << 20) / float64(d)
+	}
+	if rep.Small.Resolve.Throughput > 0 {
+		rep.ResolveRatio = rep.Large.Resolve.Throughput / rep.Small.Resolve.Throughput
+	}
+	return rep, nil
+}
+
+// createDatabase creates database name on the server of adminURL and
+// returns its URL.
+func createDatabase(ctx context.Context, adminURL, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+// fillPlatform writes the platform's metadata into the large database:
+// keysPerWorkspace keys in each workspace beyond the resolvable ones (two
+// keys in a pool for the first providers, one in the last), and three keys
+// in each organization; then ANALYZE.
+func fillPlatform(ctx context.Context, dbURL string, so scaleOptions, resolvable int) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	firstWS := (resolvable + len(providerIDs) - 1) / len(providerIDs)
+	insert := `INSERT INTO provider_keys (scope, scope_id, provider, key_id, state, kv_version, masked_key, fingerprint,
+		masked_fields, name, priority, created_by, updated_by)
+	SELECT $1::text, s.id, p.provider, p.key_id, 'active', 1, 'sk-...0000', md5(s.id || p.provider || p.key_id) || md5(p.key_id || s.id),
+		jsonb_build_object('apiKey', 'sk-...0000'), 'Key ' || p.key_id, p.priority, 'bench', 'bench'
+	FROM (SELECT $2::text || lpad(n::text, 6, '0') AS id FROM generate_series($3::int, $4::int - 1) n) s
+	CROSS JOIN (SELECT * FROM unnest($5::text[], $6::text[], $7::int[]) AS t(provider, key_id, priority)) p`
+	var provs, ids []string
+	var prios []int
+	for i := range so.keysPerWorkspace {
+		provs = append(provs, providerIDs[(i/2)%len(providerIDs)])
+		ids = append(ids, "k"+strconv.Itoa(i%2))
+		prios = append(prios, 100+100*(i%2))
+	}
+	// In batches, so that one statement's memory stays small.
+	for from := firstWS; from < so.workspaces; from += 20_000 {
+		to := min(so.workspaces, from+20_000)
+		if _, err := conn.Exec(ctx, insert, "workspace", "ws-", from, to, provs, ids, prios); err != nil {
+			return fmt.Errorf("fill workspaces %d-%d: %w", from, to, err)
+		}
+	}
+	if so.organizations > 0 {
+		if _, err := conn.Exec(ctx, insert, "organization", "org-", 0, so.organizations,
+			[]string{"openai", "anthropic", "google"}, []string{"k0", "k0", "k0"}, []int{100, 100, 100}); err != nil {
+			return fmt.Errorf("fill organizations: %w", err)
+		}
+	}
+	_, err = conn.Exec(ctx, "ANALYZE")
+	return err
+}
+
+// countKeys counts the key rows and pools of a database.
+func countKeys(ctx context.Context, dbURL string) (keys, pools int, err error) {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close(ctx)
+	err = conn.QueryRow(ctx, `SELECT count(*), count(DISTINCT (scope, scope_id, provider)) FROM provider_keys WHERE kv_version > 0`).Scan(&keys, &pools)
+	return keys, pools, err
+}
+
+// p50Of is the median of 50 GETs of u with the bearer token.
+func p50Of(ctx context.Context, c *http.Client, u, token string) (time.Duration, error) {
+	var ds []time.Duration
+	for range 50 {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		t := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("GET %s: %d", u, resp.StatusCode)
+		}
+		ds = append(ds, time.Since(t))
+	}
+	return median(func() []loadResult {
+		out := make([]loadResult, len(ds))
+		for i, d := range ds {
+			out[i] = loadResult{P50: d}
+		}
+		return out
+	}()).P50, nil
+}
+
+// memoryOf is the child's live heap after a garbage collection (its
+// pprof listener's heap profile with gc=1 collects first, and its text
+// form ends with the runtime's MemStats) and its resident set.
+func memoryOf(ctx context.Context, c *child) (heapMB, rssMB float64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.pprofURL+"/debug/pprof/heap?gc=1&debug=1", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, fmt.Errorf("the replica's heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	heap := -1.0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "# HeapAlloc = "); ok {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				heap = f
+			}
+		}
+	}
+	if heap < 0 {
+		return 0, 0, errors.New("no HeapAlloc in the replica's heap profile")
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if kb, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				if v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kb), "kB")), 64); err == nil {
+					rssMB = v / 1024
+				}
+			}
+		}
+	}
+	return heap / (1 << 20), rssMB, nil
+}
+
+func (r *scaleReport) print(w io.Writer) {
+	fmt.Fprintf(w, "keybroker-bench --scale: %d workspaces, %d organizations; metadata filled by SQL in %.1f s (secrets in Vault only for the %d keys resolved)\nmachine: %s\n\n",
+		r.Workspaces, r.Orgs, r.FillSeconds, r.Small.Keys, r.Machine)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "replica\tkeys\tpools\tstart to ready\tRSS\tlive heap\tresolve req/s\tp99\tCPU/resolve\t/effective p50\tkeys list p50\tscopes list p50\t")
+	for _, s := range []struct {
+		name string
+		s    scaleSide
+	}{{"small", r.Small}, {"large", r.Large}} {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f s\t%.0f MB\t%.0f MB\t%.0f\t%s\t%.1f µs\t%s\t%s\t%s\t\n", s.name, s.s.Keys, s.s.Pools, s.s.ReadySeconds, s.s.RSSMB, s.s.HeapMB,
+			s.s.Resolve.Throughput, ms(s.s.Resolve.P99), us(s.s.Resolve.ServerCPU), ms(s.s.Effective), ms(s.s.ListKeys), ms(s.s.ListScopes))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nlive heap per key (large beyond small): %.0f bytes (goal <= 300); start to ready at scale: %.2f s (goal <= 10 s); resolve throughput at scale: %.2f of the small replica's (goal >= 0.90)\n",
+		r.HeapPerKey, r.Large.ReadySeconds, r.ResolveRatio)
+}
