@@ -150,8 +150,11 @@ func TestScopesListWhatTheCallerMayOpen(t *testing.T) {
 			t.Fatalf("fixture %s: %d %s", path, r.status, r.body)
 		}
 	}
-	if r := a.call("operator", "PUT", "/v1/workspaces/ws9/settings", client.SettingsRequest{Organization: new("beta")}); r.status != 200 {
-		t.Fatalf("fixture: %d", r.status)
+	// A scope with keys and settings (ws1, acme) is listed once.
+	for ws, org := range map[string]string{"ws9": "beta", "ws1": "acme"} {
+		if r := a.call("operator", "PUT", "/v1/workspaces/"+ws+"/settings", client.SettingsRequest{Organization: new(org)}); r.status != 200 {
+			t.Fatalf("fixture: %d", r.status)
+		}
 	}
 	list := func(as, query string) client.ScopeList {
 		t.Helper()
@@ -175,6 +178,12 @@ func TestScopesListWhatTheCallerMayOpen(t *testing.T) {
 	}
 	if got := names(list("operator", "kind=workspace&q=s2")); got != "workspace/ws2" {
 		t.Fatalf("workspaces matching s2: %s", got)
+	}
+	if got := names(list("operator", "kind=organization")); got != "organization/acme organization/beta" {
+		t.Fatalf("organizations: %s", got)
+	}
+	if got := names(list("operator", "limit=1&cursor="+list("operator", "limit=3").NextCursor)); got != "workspace/ws2" {
+		t.Fatalf("the page after ws1: %s", got)
 	}
 	first := list("operator", "limit=2")
 	second := list("operator", "limit=2&cursor="+first.NextCursor)

@@ -143,13 +143,24 @@ func (s *Store) LinkedWorkspaces(ctx context.Context, org string) ([]broker.Link
 // settings (kind "" for both), whose id contains query, sorted by kind and
 // id, after the (kind, id) cursor, at most limit.
 func (s *Store) ListScopes(ctx context.Context, kind, query string, after broker.Scope, limit int) ([]broker.Scope, error) {
+	// Each source is read in order from its index up to the page's
+	// length (a platform's million keys are not sorted for a page of 50),
+	// then the three are merged.
 	rows, err := s.pool.Query(ctx, `
 		WITH scopes AS (
-			SELECT scope AS kind, scope_id AS id FROM provider_keys WHERE scope <> 'hosted'
-			UNION SELECT 'workspace', workspace FROM workspace_settings
-			UNION SELECT 'organization', organization FROM workspace_settings WHERE organization IS NOT NULL)
+			(SELECT DISTINCT scope AS kind, scope_id AS id FROM provider_keys
+				WHERE scope <> 'hosted' AND ($1 = '' OR scope = $1) AND strpos(scope_id, $2) > 0 AND (scope, scope_id) > ($3, $4)
+				ORDER BY scope, scope_id LIMIT $5)
+			UNION
+			(SELECT 'workspace', workspace FROM workspace_settings
+				WHERE $1 IN ('', 'workspace') AND strpos(workspace, $2) > 0 AND ('workspace', workspace) > ($3, $4)
+				ORDER BY workspace LIMIT $5)
+			UNION
+			(SELECT DISTINCT 'organization', organization FROM workspace_settings
+				WHERE organization IS NOT NULL AND $1 IN ('', 'organization') AND strpos(organization, $2) > 0
+					AND ('organization', organization) > ($3, $4)
+				ORDER BY 2 LIMIT $5))
 		SELECT kind, id FROM scopes
-		WHERE ($1 = '' OR kind = $1) AND strpos(id, $2) > 0 AND (kind, id) > ($3, $4)
 		ORDER BY kind, id LIMIT $5`, kind, query, string(after.Kind), after.ID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list scopes: %w", classify(err))
