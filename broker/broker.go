@@ -85,6 +85,10 @@ type Config struct {
 	Pools PoolStore
 	// MaxKeysPerPool bounds a pool. Default: DefaultMaxKeysPerPool (10).
 	MaxKeysPerPool int
+	// PoolCacheSize bounds the pools a replica holds in memory (read from
+	// Pools when first needed, the least recently used forgotten beyond
+	// it). Default: DefaultPoolCacheSize.
+	PoolCacheSize int
 	// Usage keeps the resolves per key (flushed in batches, see
 	// RunUsageFlusher); without it usage is not counted.
 	Usage UsageStore
@@ -208,7 +212,7 @@ type Broker struct {
 	unsignedLinks sync.Map
 	settings      settingsMirror
 	poolStore     PoolStore
-	pools         poolMirror
+	pools         *poolCache // nil without a pool store
 	maxPool       int
 	usageStore    UsageStore
 	usage         usageBook
@@ -340,8 +344,8 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Settings == nil {
 		b.settings.loaded = true // every workspace has the defaults
 	}
-	if cfg.Pools == nil {
-		b.pools.loaded = true // each pool is its key "default"
+	if cfg.Pools != nil {
+		b.pools = newPoolCache(cfg.Pools, cfg.PoolCacheSize, b.forgetKey)
 	}
 	return b, nil
 }

@@ -63,9 +63,9 @@ func (b *Broker) Effective(ctx context.Context, workspace string) ([]EffectiveSo
 	for _, p := range b.providers.All() {
 		var usable int // the keys that may serve in the pool asked last
 		d, err := walkChain(workspace, p.ID, stored, func(pr PoolRef) (poolOutcome, int64, error) {
-			n, out, until := b.usable(pr, cooled, now)
+			n, out, until, err := b.usable(ctx, pr, cooled, now)
 			usable = n
-			return out, until, nil
+			return out, until, err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("effective source of %s for %s: %w", workspace, p.ID, err)
@@ -100,8 +100,8 @@ func servesNow(m *member, cooled map[KeyRef]int64, now time.Time) (ok bool, unti
 // withFirst adds the pool's first keys to src, named from PostgreSQL. A
 // name that cannot be read is left out: the id still says which key.
 func (b *Broker) withFirst(ctx context.Context, src EffectiveSource, pr PoolRef, cooled map[KeyRef]int64, now time.Time) EffectiveSource {
-	p, _ := b.pools.get(pr)
-	if p == nil {
+	p, err := b.poolOf(ctx, pr)
+	if err != nil || p == nil {
 		return src
 	}
 	best := -1
@@ -128,10 +128,13 @@ func (b *Broker) withFirst(ctx context.Context, src EffectiveSource, pr PoolRef,
 // usable counts the keys of a pool that may serve now, as this replica
 // knows it; when none may but some are cooling down, until is the
 // earliest end of their cooldowns.
-func (b *Broker) usable(pr PoolRef, cooled map[KeyRef]int64, now time.Time) (n int, out poolOutcome, until int64) {
-	p, _ := b.pools.get(pr)
+func (b *Broker) usable(ctx context.Context, pr PoolRef, cooled map[KeyRef]int64, now time.Time) (n int, out poolOutcome, until int64, err error) {
+	p, err := b.poolOf(ctx, pr)
+	if err != nil {
+		return 0, 0, 0, err
+	}
 	if p == nil {
-		return 0, poolEmpty, 0
+		return 0, poolEmpty, 0, nil
 	}
 	expired := false
 	for i := range p.members {
@@ -147,11 +150,20 @@ func (b *Broker) usable(pr PoolRef, cooled map[KeyRef]int64, now time.Time) (n i
 	}
 	switch {
 	case n > 0:
-		return n, poolServed, 0
+		return n, poolServed, 0, nil
 	case until != 0:
-		return 0, poolCoolingDown, until
+		return 0, poolCoolingDown, until, nil
 	case expired:
-		return 0, poolExpired, 0
+		return 0, poolExpired, 0, nil
 	}
-	return 0, poolUnavailable, 0
+	return 0, poolUnavailable, 0, nil
+}
+
+// poolOf is pr's pool (nil: it holds no key), read when this replica does
+// not hold it.
+func (b *Broker) poolOf(ctx context.Context, pr PoolRef) (*pool, error) {
+	if b.pools == nil {
+		return nil, nil
+	}
+	return b.pools.get(ctx, pr)
 }

@@ -331,7 +331,10 @@ func backoff(n int) time.Duration {
 
 // memberOf is ref's pool member as this replica knows it (nil: unknown).
 func (b *Broker) memberOf(ref KeyRef) *member {
-	p, _ := b.pools.get(ref.Pool())
+	if b.pools == nil {
+		return nil
+	}
+	p, _ := b.pools.peek(ref.Pool())
 	if p == nil {
 		return nil
 	}
@@ -461,16 +464,13 @@ func (b *Broker) ProbeFailing(ctx context.Context, concurrency int) (tested, pas
 	if b.reader == nil || b.checker == nil || b.health == nil {
 		return 0, 0, fmt.Errorf("probe: %w: it needs the Vault reader identity, a provider checker and the health store", ErrNotConfigured)
 	}
-	var failing []KeyRef
-	b.pools.mu.RLock()
-	for _, p := range b.pools.pools {
-		for _, m := range p.members {
-			if m.failing && !m.disabled {
-				failing = append(failing, m.ref)
-			}
-		}
+	if b.poolStore == nil {
+		return 0, 0, fmt.Errorf("probe: %w: it needs the pool store", ErrNotConfigured)
 	}
-	b.pools.mu.RUnlock()
+	failing, err := b.poolStore.FailingKeys(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("probe: list the failing keys: %w", fromStore(err))
+	}
 	sem := make(chan struct{}, max(concurrency, 1))
 	var mu sync.Mutex
 	var wg sync.WaitGroup

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
+
 	"sync/atomic"
 	"time"
 )
@@ -15,14 +15,17 @@ import (
 // Config.MaxKeysPerPool says otherwise.
 const DefaultMaxKeysPerPool = 10
 
-// PoolStore is what the broker needs to know every pool's members: all of
-// them at start (and after the invalidation listener reconnects), one pool
-// when a change is announced. Resolve never queries it.
+// PoolStore is what the broker needs to know a pool's members: one pool
+// the first time a resolve needs it and when a change is announced
+// (poolcache.go); a resolve of a cached pool never queries it.
 type PoolStore interface {
-	// AllPoolMembers returns every key with a confirmed version.
-	AllPoolMembers(ctx context.Context) ([]KeyRecord, error)
+	// Ping says whether the store answers (a replica is ready once it did).
+	Ping(ctx context.Context) error
 	// PoolMembers returns the keys of one pool with a confirmed version.
 	PoolMembers(ctx context.Context, pool PoolRef) ([]KeyRecord, error)
+	// FailingKeys names every active key a provider refused (the prober
+	// re-tests them).
+	FailingKeys(ctx context.Context) ([]KeyRef, error)
 }
 
 // member is a key as resolve sees it: enough to choose, and its cache key
@@ -127,110 +130,67 @@ func newPool(recs []KeyRecord) *pool {
 	return p
 }
 
-// poolMirror is this replica's copy of every pool's membership.
-type poolMirror struct {
-	mu     sync.RWMutex
-	loaded bool
-	pools  map[PoolRef]*pool
-}
-
-func (m *poolMirror) get(ref PoolRef) (*pool, bool) {
-	m.mu.RLock()
-	p, loaded := m.pools[ref], m.loaded
-	m.mu.RUnlock()
-	return p, loaded
-}
-
-func (m *poolMirror) set(ref PoolRef, recs []KeyRecord) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.pools == nil {
-		m.pools = make(map[PoolRef]*pool)
-	}
-	if len(recs) == 0 {
-		delete(m.pools, ref)
-		return
-	}
-	m.pools[ref] = newPool(recs)
-}
-
-// dropScope forgets every pool of a scope (a purge), returning their
-// members' cache keys.
-func (m *poolMirror) dropScope(s Scope) []CacheKey {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var keys []CacheKey
-	for ref, p := range m.pools {
-		if ref.ScopeKind == s.Kind && ref.ScopeID == s.ID {
-			for _, mem := range p.members {
-				keys = append(keys, mem.cacheKey)
-			}
-			delete(m.pools, ref)
-		}
-	}
-	return keys
-}
-
 // ErrPoolsNotLoaded: this replica has not read the pools yet (PostgreSQL
 // unreachable since start), so it cannot know which keys may serve (503).
 var ErrPoolsNotLoaded = errors.Join(ErrUnavailable, errors.New("key pools not loaded yet"))
 
-// Load reads every workspace's settings and every pool's members into this
-// replica's memory: at start, and after the invalidation listener
-// reconnected (a change may have been missed).
+// Load reads every workspace's settings into this replica's memory and
+// forgets the pools it holds (each is read again when next needed): at
+// start, and after the invalidation listener reconnected (a change may
+// have been missed).
 func (b *Broker) Load(ctx context.Context) error {
 	return errors.Join(b.LoadSettings(ctx), b.LoadPools(ctx))
 }
 
-// LoadPools reads every pool's members into this replica's memory.
+// LoadPools forgets the pools this replica holds, with their members'
+// cached answers, once PostgreSQL answers: from then on a pool is read
+// when a resolve first needs it.
 func (b *Broker) LoadPools(ctx context.Context) error {
-	if b.poolStore == nil {
+	if b.pools == nil {
 		return nil
 	}
-	recs, err := b.poolStore.AllPoolMembers(ctx)
-	if err != nil {
+	if err := b.poolStore.Ping(ctx); err != nil {
 		return fmt.Errorf("load key pools: %w", fromStore(err))
 	}
-	byPool := make(map[PoolRef][]KeyRecord)
-	for _, r := range recs {
-		byPool[r.Ref().Pool()] = append(byPool[r.Ref().Pool()], r)
-	}
-	pools := make(map[PoolRef]*pool, len(byPool))
-	for ref, rs := range byPool {
-		pools[ref] = newPool(rs)
-	}
-	b.pools.mu.Lock()
-	b.pools.pools, b.pools.loaded = pools, true
-	b.pools.mu.Unlock()
+	b.pools.reset(true)
 	return nil
 }
 
-// PoolsLoaded reports whether this replica knows every pool.
+// PoolsLoaded reports whether this replica can read pools (PostgreSQL
+// answered since start).
 func (b *Broker) PoolsLoaded() bool {
-	b.pools.mu.RLock()
-	defer b.pools.mu.RUnlock()
-	return b.pools.loaded
+	return b.pools == nil || b.pools.isReady()
 }
 
-// PoolChanged re-reads one pool (a change announced by a replica, this one
-// included).
+// PoolChanged reads one pool again if this replica holds it (a change
+// announced by a replica, this one included); a pool it does not hold is
+// read when next needed.
 func (b *Broker) PoolChanged(ctx context.Context, ref PoolRef) error {
-	if b.poolStore == nil {
+	if b.pools == nil {
 		return nil
 	}
-	recs, err := b.poolStore.PoolMembers(ctx, ref)
-	if err != nil {
-		return fmt.Errorf("reload pool %s: %w", ref, fromStore(err))
-	}
-	b.pools.set(ref, recs)
-	return nil
+	return b.pools.refresh(ctx, ref)
 }
 
-// poolChangedHere re-reads a pool this replica just changed, so that its
-// next resolve sees the change before the announcement comes back. A
-// failure is logged: the announcement, or the next reconnect, repairs it.
+// PoolCacheStats are the pool cache's figures: pools held, reads from
+// PostgreSQL and evictions since start.
+func (b *Broker) PoolCacheStats() (held int, reads, evictions int64) {
+	if b.pools == nil {
+		return 0, 0, 0
+	}
+	return b.pools.size(), b.pools.reads.Load(), b.pools.evictions.Load()
+}
+
+// poolChangedHere reads a pool this replica just changed, so that its
+// next resolve sees the change before the announcement comes back (and a
+// pool written here is held, as a replica in mode all resolves what it
+// writes). A failure is logged: the announcement, or the next reconnect,
+// repairs it.
 func (b *Broker) poolChangedHere(ctx context.Context, ref PoolRef) {
-	if err := b.PoolChanged(context.WithoutCancel(ctx), ref); err != nil {
+	if b.pools == nil {
+		return
+	}
+	if _, err := b.pools.fresh(context.WithoutCancel(ctx), ref); err != nil {
 		b.log.Warn("could not re-read a pool after changing it; the announcement will", "pool", ref.String(), "error", err)
 	}
 }
@@ -268,9 +228,8 @@ func (b *Broker) fromPool(ctx context.Context, pr PoolRef, model string, cooled 
 		ref := pr.Key(DefaultKeyID)
 		p = &pool{members: []member{{ref: ref, cacheKey: ref.CacheKey(), priority: 100}}}
 	} else {
-		var loaded bool
-		if p, loaded = b.pools.get(pr); !loaded {
-			return nil, nil, 0, 0, ErrPoolsNotLoaded
+		if p, err = b.pools.get(ctx, pr); err != nil {
+			return nil, nil, 0, 0, err
 		}
 		if p == nil {
 			return nil, nil, poolEmpty, 0, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -553,9 +554,19 @@ func (b *Broker) evict(ref KeyRef) {
 func (b *Broker) Invalidate(ctx context.Context, inv Invalidation) error {
 	scope := Scope{Kind: inv.ScopeKind, ID: inv.ScopeID}
 	if inv.Provider == "" {
-		for _, k := range b.pools.dropScope(scope) {
-			b.forgetKey(k)
-			b.metrics.evicted()
+		if b.pools != nil {
+			for _, k := range b.pools.dropScope(scope) {
+				b.forgetKey(k)
+				b.metrics.evicted()
+			}
+		}
+		// An answer cached while its pool was being forgotten is the
+		// scope's too: none of the scope's answers stays.
+		prefix := scope.vaultDir()
+		for k := range b.cache.Items() {
+			if strings.HasPrefix(k, prefix) {
+				b.forgetKey(CacheKey(k))
+			}
 		}
 		return nil
 	}

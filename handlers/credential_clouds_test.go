@@ -9,9 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"go.opentelemetry.io/otel"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/handlers"
@@ -91,10 +88,7 @@ func TestCloudCredentialsNeverLeave(t *testing.T) {
 
 	// Spans of the server and the broker go to a recorder; metrics to a
 	// registry of the test's own.
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()) })
+	ended := recordSpans()
 	reg := prometheus.NewRegistry()
 	mintEndpoints := map[string]map[string]string{"bedrock": {"sts": aws.URL}, "azure-openai": {"entra": entra.URL + "/"}, "vertex": {"google_token": google.TokenURL()}}
 	checker, err := providers.NewChecker(providers.CheckerConfig{
@@ -106,7 +100,7 @@ func TestCloudCredentialsNeverLeave(t *testing.T) {
 	}
 	a := newAPIGround(t, handlers.ModeAll, kbtest.Options{Checker: checker, Broker: func(c *broker.Config) {
 		c.MintHTTP, c.MintEndpoints, c.Metrics = http.DefaultClient, mintEndpoints, broker.NewMetrics(reg)
-	}}, func(o *handlers.Options, _ *keyGround) { o.Tracer = tp })
+	}}, func(o *handlers.Options, _ *keyGround) { o.Tracer = otel.GetTracerProvider() })
 
 	keys := []struct {
 		provider   string
@@ -181,10 +175,10 @@ func TestCloudCredentialsNeverLeave(t *testing.T) {
 			t.Errorf("admin answer %d holds a secret field or a minted token", i)
 		}
 	}
-	if len(spans.Ended()) == 0 {
+	if len(ended()) == 0 {
 		t.Fatal("no span was recorded: the search of the spans would prove nothing")
 	}
-	for _, s := range spans.Ended() {
+	for _, s := range ended() {
 		text := s.Name() + " " + s.Status().Description
 		for _, kv := range s.Attributes() {
 			text += " " + kv.Value.String()

@@ -10,10 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/client"
@@ -42,10 +38,7 @@ func TestKeyLifecycleRoutes(t *testing.T) {
 	}
 	// Spans of the server and the broker go to a recorder; metrics to a
 	// registry of the test's own: both are searched for the keys below.
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()) })
+	ended := recordSpans()
 	reg := prometheus.NewRegistry()
 	a := newProxyAPIGround(t, kbtest.Options{Checker: checker, Broker: func(c *broker.Config) { c.Metrics = broker.NewMetrics(reg) }},
 		map[string]string{"openai": stub.URL, "openai-admin": stub.URL})
@@ -212,10 +205,10 @@ func TestKeyLifecycleRoutes(t *testing.T) {
 	if _, err := a.ground.keys.WarnExpiring(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(spans.Ended()) == 0 {
+	if len(ended()) == 0 {
 		t.Fatal("no span was recorded: the search of the spans would prove nothing")
 	}
-	for _, sp := range spans.Ended() {
+	for _, sp := range ended() {
 		text := sp.Name() + " " + sp.Status().Description
 		for _, kv := range sp.Attributes() {
 			text += " " + kv.Value.String()

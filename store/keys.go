@@ -419,10 +419,23 @@ func (s *Store) ListKeys(ctx context.Context, scope broker.Scope) ([]broker.KeyR
 
 var _ broker.PoolStore = (*Store)(nil)
 
-// AllPoolMembers returns every key with a confirmed version (each
-// replica's pools, at start).
-func (s *Store) AllPoolMembers(ctx context.Context) ([]broker.KeyRecord, error) {
-	return s.ListAllKeys(ctx)
+// FailingKeys names every active key with a confirmed version that a
+// provider refused (the prober re-tests them).
+func (s *Store) FailingKeys(ctx context.Context) ([]broker.KeyRef, error) {
+	rows, err := s.pool.Query(ctx, `SELECT scope, scope_id, provider, key_id FROM provider_keys
+		WHERE health = 'failing' AND key_state = 'active' AND kv_version > 0 ORDER BY scope, scope_id, provider, key_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list failing keys: %w", classify(err))
+	}
+	var out []broker.KeyRef
+	var kind, id, provider, keyID string
+	if _, err := pgx.ForEachRow(rows, []any{&kind, &id, &provider, &keyID}, func() error {
+		out = append(out, broker.KeyRef{ScopeKind: broker.ScopeKind(kind), ScopeID: id, Provider: provider, KeyID: keyID})
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list failing keys: %w", classify(err))
+	}
+	return out, nil
 }
 
 // PoolMembers returns the keys of one pool with a confirmed version.

@@ -41,6 +41,10 @@ type child struct {
 	done     chan struct{}
 }
 
+// readyTimeout is how long startChild waits for a child to be ready (the
+// scale scenario's replica over a platform's keys takes longer).
+var readyTimeout = 60 * time.Second
+
 // startChild runs bin with args and env (both given the listen address it
 // is to use) and waits until GET readyPath answers 200.
 func startChild(ctx context.Context, dir, name, bin string, setup func(listen string) (args, env []string), readyPath string) (*child, error) {
@@ -67,7 +71,7 @@ func startChild(ctx context.Context, dir, name, bin string, setup func(listen st
 	}
 	go func() { _ = c.cmd.Wait(); logFile.Close(); close(c.done) }()
 
-	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	waitCtx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	if err := devenv.WaitHTTP(waitCtx, c.url+readyPath, nil, c.done); err != nil {
 		c.stop()

@@ -179,6 +179,7 @@ func runScale(ctx context.Context, o options, so scaleOptions, log *slog.Logger)
 	}
 	rep.FillSeconds = time.Since(t0).Seconds()
 
+	readyTimeout = 15 * time.Minute
 	start := func(name, dbURL string) (*child, float64, error) {
 		ml, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

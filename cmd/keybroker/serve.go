@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/app"
 	"github.com/keybroker/keybroker/internal/runtime/logbuf"
 )
@@ -61,6 +62,8 @@ func serveFlags(cmd *cobra.Command, cfg *app.Config) {
 	f.Int(&cfg.CacheMaxNegative, "cache-max-negative", "KEYBROKER_CACHE_MAX_NEGATIVE", 10000, `"no key" answers held at most (least recently used go first)`)
 	f.Int(&cfg.MaxColdReads, "max-cold-reads", "KEYBROKER_MAX_COLD_READS", 32, "Vault reads of cache misses in flight at once")
 	f.Int(&cfg.MaxKeysPerPool, "max-keys-per-pool", "KEYBROKER_MAX_KEYS_PER_POOL", 10, "keys a pool (one scope's keys for one provider) may hold")
+	f.Int(&cfg.PoolCacheSize, "pool-cache-size", "KEYBROKER_POOL_CACHE_SIZE", broker.DefaultPoolCacheSize,
+		"pools a replica holds in memory: each is read from PostgreSQL when first needed, kept exact by push invalidation, and the least recently used beyond this forgotten (docs/benchmarks.md)")
 	f.Duration(&cfg.ReconcileEvery, "reconcile-interval", "KEYBROKER_RECONCILE_INTERVAL", 5*time.Minute, "how often one replica reconciles Vault and PostgreSQL; 0 is never")
 	f.String(&cfg.AccessLog, "access-log", "KEYBROKER_ACCESS_LOG", "all", "which requests get an access-log line: all, or errors (answers of 400 and above)")
 	f.String(&cfg.PprofAddr, "pprof-addr", "KEYBROKER_PPROF_ADDR", "", "serve Go's profiler (/debug/pprof/) on this loopback address; off when empty")

@@ -133,7 +133,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	bcfg := broker.Config{CacheTTL: cfg.CacheTTL, NegativeCacheTTL: cfg.NegativeCacheTTL, StaleIfError: cfg.StaleIfError,
 		MaxEntries: cfg.CacheMaxEntries, MaxNegativeEntries: cfg.CacheMaxNegative, MaxColdReads: cfg.MaxColdReads,
 		Logger: logger, Metrics: broker.NewMetrics(reg), Settings: a.store, Usage: a.store, Pools: a.store,
-		MaxKeysPerPool: cfg.MaxKeysPerPool, Health: a.store, Pepper: []byte(cfg.Pepper),
+		MaxKeysPerPool: cfg.MaxKeysPerPool, PoolCacheSize: cfg.PoolCacheSize, Health: a.store, Pepper: []byte(cfg.Pepper),
 		ExpiryWarning: cfg.ExpiryWarning, RotationGrace: cfg.RotationGrace, RotationClaim: cfg.RotationClaim}
 	if links := auth.NewLinkSigner(rowKeys.Admin); links != nil {
 		bcfg.Links = links
@@ -194,6 +194,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 		return err
 	}
 	a.broker = b
+	registerPoolCacheMetrics(reg, b)
 	a.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	a.tokens = auth.NewService(a.store, auth.Options{TrustWithoutStore: cfg.TokenOutageGrace, Logger: logger, Keys: rowKeys})
 	a.leases = newLeases(a.store, reg, logger)

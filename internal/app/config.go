@@ -73,6 +73,9 @@ type Config struct {
 	CacheMaxEntries, CacheMaxNegative, MaxColdReads int
 	// MaxKeysPerPool bounds each pool (0: broker.DefaultMaxKeysPerPool).
 	MaxKeysPerPool int
+	// PoolCacheSize bounds the pools a replica holds in memory (0:
+	// broker.DefaultPoolCacheSize).
+	PoolCacheSize int
 	// ReconcileEvery is how often one replica reconciles Vault and
 	// PostgreSQL. 0: never.
 	ReconcileEvery time.Duration
