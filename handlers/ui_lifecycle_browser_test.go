@@ -273,7 +273,7 @@ func TestAdminPageKeyLifecycleInARealBrowser(t *testing.T) {
 
 	// 6. The rotation schedule, in the settings card: a bad value refused
 	// next to its field, then 90 days.
-	waitText(t, ctx, "#lifecycle-text", "Rotation: no schedule")
+	waitText(t, ctx, "#lifecycle-text", "Rotation: no schedule.")
 	run(t, ctx, "change the schedule", chromedp.Click(chromedp.ID("lifecycle-change")), chromedp.WaitVisible(chromedp.ID("rotate-after")),
 		chromedp.SendKeys(chromedp.ID("rotate-after"), "90x"), chromedp.Click(chromedp.CSS(`#lifecycle-form button[type=submit]`)))
 	answerConfirm(t, ctx, "Rotate keys older than 90x", true)

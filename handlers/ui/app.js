@@ -542,7 +542,7 @@ async function renderLifecycle() {
   if (!lifecycle) return;
   $('lifecycle-text').textContent = lifecycle.rotateAfter
     ? `Rotation: keys older than ${durationWords(lifecycle.rotateAfter)} are rotated at the provider where it can (${rotating}).`
-    : 'Rotation: no schedule; keys live until replaced or expired.';
+    : 'Rotation: no schedule.';
   const button = $('lifecycle-change');
   button.hidden = !canEdit();
   button.setAttribute('aria-label', 'Change the rotation schedule…');
@@ -899,7 +899,10 @@ function renderUsageFigures() {
     el('div', { 'data-figure': 'used' }, el('strong', { text: `${used} of ${all.length}` }), 'keys used this week'));
   const box = $('usage');
   box.replaceChildren(figures);
-  if (usageDays) box.append(usageChart(usageDays));
+  if (usageDays && usageDays.some((d) => d.resolves || d.calls)) box.append(usageChart(usageDays));
+  else if (usageDays) {
+    box.append(el('p', { class: 'small', 'data-usage-chart': '', text: `No resolution${usageDays[0].withCalls ? ' and no call through the proxy' : ''} in the last 7 days.` }));
+  }
   if (usageNote) box.append(el('p', { class: 'hint small', text: usageNote }));
 }
 
