@@ -150,6 +150,7 @@ func TestAdminPageKeyLifecycleInARealBrowser(t *testing.T) {
 	run(t, ctx, "open the picker", chromedp.Click(chromedp.ID("add-provider")), chromedp.WaitVisible(chromedp.CSS(`#admin-picker button[data-pick="openai-admin"]`)))
 	waitText(t, ctx, ".admin-picker", "never resolved and never served to calls")
 	axeBoth(t, ctx, "the picker with the admin credentials")
+	eval[bool](t, ctx, `(document.querySelector('.admin-picker').scrollIntoView(), true)`)
 	screenshotOf(t, ctx, "#panel", "add-admin-credential")
 	run(t, ctx, "pick the OpenAI admin credential", chromedp.Click(chromedp.CSS(`#admin-picker button[data-pick="openai-admin"]`)),
 		chromedp.WaitVisible(chromedp.ID("add-openai-admin-adminKey")),
@@ -311,4 +312,23 @@ func TestAdminPageKeyLifecycleInARealBrowser(t *testing.T) {
 			t.Fatal("a key is in the reader's page")
 		}
 	}
+
+	// An organization: the schedule is in its card of linked workspaces;
+	// its chart counts its keys' resolutions.
+	if r := a.call("org-admin", "POST", "/v1/organizations/acme/providers/openai/keys", client.AddKeyRequest{APIKey: openaiKey(t), KeyID: "shared", Name: "Shared"}); r.status != 201 {
+		t.Fatalf("an organization key: %d %s", r.status, r.body)
+	}
+	signIn(t, ctx, a, "org-admin", "workspace-section")
+	waitText(t, ctx, "#linked-section #lifecycle-text", "Rotation: no schedule.")
+	waitText(t, ctx, "#usage", "No resolution in the last 7 days.")
+	run(t, ctx, "the organization's schedule", chromedp.Click(chromedp.ID("lifecycle-change")), chromedp.WaitVisible(chromedp.ID("rotate-after")),
+		chromedp.SendKeys(chromedp.ID("rotate-after"), "36h"), chromedp.Click(chromedp.CSS(`#lifecycle-form button[type=submit]`)))
+	answerConfirm(t, ctx, "Rotate keys older than 36 hours", true)
+	waitText(t, ctx, "#lifecycle-text", "keys older than 36 hours")
+	a.call("org-admin", "GET", "/v1/organizations/acme/lifecycle", nil).decode(t, &ls)
+	if ls.RotateAfter != "36h" {
+		t.Fatalf("the organization's schedule after the page's change: %+v", ls)
+	}
+	keyMenu(t, ctx, keyRow("openai/shared"), "data-rotate-open")
+	waitText(t, ctx, `[data-rotate-why="openai/shared"]`, "keybroker rotates OpenAI keys with the organization's OpenAI admin API credential")
 }
