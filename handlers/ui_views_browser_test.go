@@ -484,7 +484,7 @@ func TestAdminPageProxyCallsInARealBrowser(t *testing.T) {
 	signIn(t, ctx, a, "reader", "workspace-section")
 	// The overview's last 7 days count the calls by day.
 	waitText(t, ctx, "[data-usage-chart]", "30 calls through the proxy")
-	if label := eval[string](t, ctx, `document.querySelector('[data-usage-chart] svg').getAttribute('aria-label')`); !strings.HasPrefix(label, "Calls through the proxy by day: ") ||
+	if label := eval[string](t, ctx, `document.querySelector('[data-usage-chart] svg').getAttribute('aria-label')`); !strings.HasPrefix(label, "Resolutions and calls through the proxy by day: ") ||
 		strings.Count(label, ",") != 6 {
 		t.Fatalf("the chart is labelled %q, want the seven days in words", label)
 	}

@@ -11,6 +11,7 @@ let me = null;        // GET /v1/whoami
 let bySession = false; // signed in by the session cookie, not a token
 let signInConfig = null; // GET /auth/config (null: no sign-in with an identity provider here)
 let providers = [];   // GET /v1/providers
+let adminProviders = []; // GET /v1/providers' adminProviders: the admin APIs (rotation, revocation)
 let current = null;   // the open scope: { kind: 'workspace'|'organization', id }
 
 // api calls keybroker. With a token, it goes in the Authorization header;
@@ -176,7 +177,9 @@ function whoText() {
 
 // enter shows the page to whoever signed in (me).
 async function enter() {
-  providers = (await api('GET', '/v1/providers')).providers;
+  const catalogue = await api('GET', '/v1/providers');
+  providers = catalogue.providers;
+  adminProviders = catalogue.adminProviders || [];
   $('who').textContent = whoText();
   $('who').title = $('who').textContent;
   $('who').hidden = false;
@@ -447,8 +450,12 @@ async function openScope(scope) {
   const section = $('workspace-section');
   section.setAttribute('aria-busy', 'true');
   try {
+    // The rotation schedule is in the scope's settings card.
+    const life = $('lifecycle-setting');
+    (ws ? $('settings-section') : $('linked-section')).insertBefore(life, ws ? $('settings-error') : null);
     if (ws) await renderSettings();
     else await renderLinked();
+    await renderLifecycle();
     await renderKeys();
     await Promise.all([renderCalls(), renderAudit(), renderUsage()]);
   } finally {
@@ -516,6 +523,69 @@ $('inherit-toggle').addEventListener('click', () => changeSettings({ inherit: !s
     text: `Providers without a usable workspace key will no longer use ${settings.organization}'s keys: they go to the hosted fallback (${settings.hostedFallback ? 'billed at hosted rates' : 'off, so those calls fail'}).` }
   : { title: `Use ${settings.organization}'s keys?`, ok: 'Use them',
     text: `Providers without a usable workspace key will use ${settings.organization}'s keys, billed to ${settings.organization}'s provider accounts rather than at hosted rates.` }));
+
+// ---- The rotation schedule (rotateAfter) ------------------------------------
+
+// lifecycle of the open scope: GET .../lifecycle (null where this server
+// does not keep it).
+let lifecycle = null;
+
+async function renderLifecycle() {
+  lifecycle = null;
+  try {
+    lifecycle = await api('GET', `${base()}/lifecycle`);
+  } catch (e) {
+    if (e.status !== 501 && e.status !== 403 && e.status !== 404) throw e;
+  }
+  const rotating = providers.filter((p) => p.rotation).map((p) => p.displayName).join(', ') || 'none';
+  $('lifecycle-setting').hidden = !lifecycle;
+  if (!lifecycle) return;
+  $('lifecycle-text').textContent = lifecycle.rotateAfter
+    ? `Rotation: keys older than ${durationWords(lifecycle.rotateAfter)} are rotated at the provider where it can (${rotating}).`
+    : 'Rotation: no schedule.';
+  const button = $('lifecycle-change');
+  button.hidden = !canEdit();
+  button.setAttribute('aria-label', 'Change the rotation schedule…');
+}
+
+// lifecycleForm sets the scope's rotateAfter ("90d", "36h"; empty: no
+// schedule). A schedule rotates keys older than it on the next pass, so
+// it asks first.
+function lifecycleForm() {
+  const input = el('input', { id: 'rotate-after', autocomplete: 'off', spellcheck: 'false', value: lifecycle.rotateAfter || '', placeholder: '90d',
+    'aria-describedby': 'rotate-after-hint rotate-after-err' });
+  const err = el('p', { class: 'error', id: 'rotate-after-err', role: 'alert' });
+  const form = el('form', { id: 'lifecycle-form', method: 'post' },
+    el('label', { for: 'rotate-after', text: 'Rotate keys older than' }), input,
+    el('p', { class: 'hint', id: 'rotate-after-hint', text: 'Days (90d) or hours (36h), from 1 hour to 3650 days; empty: no schedule. ' +
+      `Rotation at the provider needs its admin API (${providers.filter((p) => p.rotation).map((p) => p.displayName).join(', ') || 'none here'}) ` +
+      `and the ${current.kind}'s admin credential.` }),
+    err, el('div', { class: 'actions' }, el('button', { type: 'submit', class: 'primary', text: 'Save' })));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    err.textContent = '';
+    input.removeAttribute('aria-invalid');
+    const value = input.value.trim();
+    if (value && !await confirmAction({ title: `Rotate keys older than ${durationWords(value)}?`, ok: 'Save the schedule',
+      text: `keybroker rotates the ${current.kind}'s keys older than ${durationWords(value)} at their provider, where it can, within minutes: ` +
+        'each gets a new key that serves at once, and the old one is deleted there after the grace period.' })) return;
+    try {
+      await api('PUT', `${base()}/lifecycle`, { rotateAfter: value });
+      closePanel();
+      await renderLifecycle();
+      await renderAudit();
+      $('lifecycle-change').focus();
+      toast('Saved. ' + $('lifecycle-text').textContent);
+    } catch (e) {
+      err.textContent = e.message;
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
+      toast(e.message, true);
+    }
+  });
+  return form;
+}
+$('lifecycle-change').addEventListener('click', () => openPanel('Rotation schedule', '#lifecycle-change', lifecycleForm()));
 
 // orgForm links the workspace to an organization, or unlinks it
 // (operators): the side panel, then a confirmation that says what calls
@@ -586,9 +656,10 @@ function servedBy(e) {
   const which = first.length === 1 ? `key ${first[0]}` : first.length ? `keys ${first.join(' and ')} (taking turns)` : 'keys';
   switch (e.scope) {
     case 'workspace': return `Calls use the workspace's own ${which} (${n}; BYOK, not billed by the platform)`;
-    case 'organization': return `Calls use organization ${e.scopeId}'s ${which} (${n}; BYOK, not billed by the platform)`;
-    case 'hosted': return "Using hosted key: calls are billed at the platform's hosted rates";
+    case 'organization': return `Calls use organization ${e.scopeId}'s ${which} (${n}; BYOK, not billed by the platform)${e.reason === 'expired' ? "; the workspace's keys are past their expiry" : ''}`;
+    case 'hosted': return "Using hosted key: calls are billed at the platform's hosted rates" + (e.reason === 'expired' ? " (the keys that would serve are past their expiry)" : '');
   }
+  if (e.reason === 'expired') return "No key: calls fail (the keys that would serve are past their expiry)";
   if (e.reason === 'hosted_fallback_off') return 'No key: calls fail (hosted fallback is off)';
   if (e.reason === 'hosted_keys_unavailable') return "No key: calls fail (the platform's hosted keys are disabled)";
   if ((e.reason || '').endsWith('_keys_cooling_down')) return 'No key now: every key that could serve is cooling down (calls get 429 with Retry-After)';
@@ -676,6 +747,7 @@ function actionsMenu(id, label, items) {
 // ---- Overview and pools ---------------------------------------------------------
 
 let pools = {}; // provider id → its keys, as last shown
+let adminPools = {}; // admin provider id → its admin credentials, as last shown
 let effective = {}; // provider id → GET .../effective's answer (workspaces)
 const plural = (n, one, many = one + 's') => `${n} ${n === 1 ? one : many}`;
 const sortPool = (pool) => pool.slice().sort((a, b) => a.priority - b.priority || String(a.createdAt).localeCompare(String(b.createdAt)));
@@ -689,10 +761,12 @@ async function renderKeys() {
     const [list, eff] = await Promise.all([api('GET', `${base()}/keys`), api('GET', `${base()}/effective`)]);
     effective = Object.fromEntries(eff.providers.map((e) => [e.provider, e]));
     pools = Object.fromEntries(providers.map((p) => [p.id, sortPool(list.keys.filter((k) => k.provider === p.id))]));
+    adminPools = Object.fromEntries(adminProviders.map((p) => [p.id, sortPool(list.keys.filter((k) => k.provider === p.id))]));
   } else {
-    const all = await Promise.all(providers.map((p) => api('GET', poolPath(p.id)).then((r) => r.keys)));
+    const all = await Promise.all([...providers, ...adminProviders].map((p) => api('GET', poolPath(p.id)).then((r) => r.keys)));
     effective = {};
     pools = Object.fromEntries(providers.map((p, i) => [p.id, all[i]]));
+    adminPools = Object.fromEntries(adminProviders.map((p, i) => [p.id, all[providers.length + i]]));
   }
   renderSources();
   renderAttention();
@@ -700,6 +774,8 @@ async function renderKeys() {
   const box = $('keys');
   box.replaceChildren();
   for (const p of providers) if (pools[p.id].length) box.append(providerSection(p, pools[p.id]));
+  const admins = adminProviders.filter((p) => adminPools[p.id].length);
+  if (admins.length) box.append(adminSection(admins));
   if (!box.childElementCount) {
     box.append(el('p', { class: 'card empty', text: canEdit()
       ? `No key yet. Add a provider to bring the ${current.kind}'s own key.`
@@ -711,7 +787,10 @@ async function renderKeys() {
 // how its pool stands (an organization).
 function statusOf(p) {
   const pool = pools[p.id] || [];
-  if (current.kind === 'workspace') return servedBy(effective[p.id]);
+  if (current.kind === 'workspace') {
+    const expired = pool.length && pool.some((k) => k.expiry === 'expired') && !pool.some((k) => k.state === 'active' && k.expiry !== 'expired');
+    return servedBy(effective[p.id]) + (expired && effective[p.id]?.scope !== 'workspace' ? ". The workspace's keys are past their expiry" : '');
+  }
   return pool.length ? `${pool.filter((k) => k.state === 'active').length} of ${plural(pool.length, 'key')} active` : 'No key';
 }
 
@@ -763,6 +842,17 @@ function renderSources() {
   box.append(toggle, list);
 }
 
+// expiryBadge is a key's expiry as the API says it (expiry: expiring
+// within the warning window, or expired), as a badge's class and words;
+// null when it is valid or has none.
+function expiryBadge(k) {
+  if (!k.expiresAt) return null;
+  if (k.expiry === 'expired') return ['expired', `expired ${when(k.expiresAt).slice(0, 10)}`];
+  if (k.expiry !== 'expiring') return null;
+  const left = Date.parse(k.expiresAt) - Date.now();
+  return ['expiring', left < day ? 'expires within a day' : `expires in ${plural(Math.ceil(left / day), 'day')}`];
+}
+
 // attentionOf says why a key needs attention ('' when it does not):
 // failing, cooling down, expired or expiring within 14 days, unused for
 // 30 days.
@@ -770,11 +860,8 @@ function attentionOf(k) {
   const now = Date.now();
   if (k.health === 'failing') return ['failing', healthInWords(k)];
   if (k.health === 'cooling_down') return ['cooling_down', healthInWords(k)];
-  if (k.expiresAt) {
-    const left = Date.parse(k.expiresAt) - now;
-    if (left <= 0) return ['expired', `expired ${when(k.expiresAt)}`];
-    if (left < 14 * day) return ['expiring', `expires in ${plural(Math.ceil(left / day), 'day')}`];
-  }
+  const exp = expiryBadge(k);
+  if (exp) return exp;
   if (k.state === 'active') {
     if (k.lastUsedAt && now - Date.parse(k.lastUsedAt) > 30 * day) return ['unused', `unused since ${when(k.lastUsedAt)}`];
     if (!k.lastUsedAt && now - Date.parse(k.createdAt) > 30 * day) return ['unused', 'never used in 30 days'];
@@ -785,20 +872,24 @@ function attentionOf(k) {
 function renderAttention() {
   const list = $('attention');
   list.replaceChildren();
-  for (const p of providers) {
-    for (const k of pools[p.id] || []) {
+  for (const p of [...providers, ...adminProviders]) {
+    for (const k of pools[p.id] || adminPools[p.id] || []) {
       const a = attentionOf(k);
       if (a) list.append(el('li', { 'data-attention': `${p.id}/${k.keyId}` }, el('span', { class: 'badge wrap ' + a[0], text: a[1] }),
         el('span', { text: `${p.displayName} ${keyName(k)}` })));
     }
   }
-  if (!list.childElementCount) list.append(el('li', { class: 'none', text: 'Nothing: every key is healthy, in date and in use.' }));
+  const n = list.childElementCount;
+  $('attention-title').textContent = n ? `Needs attention (${n})` : 'Needs attention';
+  if (!n) list.append(el('li', { class: 'none', text: 'Nothing: every key is healthy, in date and in use.' }));
 }
 
-// Usage: what the page knows of the last 7 days. A workspace's calls
-// through the credential proxy come by day from its records; resolves are
-// counted per key since it was added.
-let usageDays = null; // [{ day, calls }] for the last 7 days, or null
+// Usage: what the page knows of the last 7 days, by day: the
+// resolutions of the scope's keys (GET .../usage of each key, from the
+// counters every replica keeps) and, for a workspace, its calls through
+// the credential proxy (from its records).
+let usageDays = null; // [{ day, resolves, calls }] for the last 7 days, or null
+let usageNote = ''; // what the chart cannot show
 function renderUsageFigures() {
   const all = Object.values(pools).flat();
   const resolves = all.reduce((n, k) => n + (k.resolves || 0), 0);
@@ -808,51 +899,83 @@ function renderUsageFigures() {
     el('div', { 'data-figure': 'used' }, el('strong', { text: `${used} of ${all.length}` }), 'keys used this week'));
   const box = $('usage');
   box.replaceChildren(figures);
-  if (usageDays) box.append(usageChart(usageDays));
-  else box.append(el('p', { class: 'hint small', text: current.kind === 'workspace'
-    ? 'Calls by day come from the credential proxy\'s records, which this replica does not keep.'
-    : "An organization's calls by day are its workspaces'." }));
+  if (usageDays && usageDays.some((d) => d.resolves || d.calls)) box.append(usageChart(usageDays));
+  else if (usageDays) {
+    box.append(el('p', { class: 'small', 'data-usage-chart': '', text: `No resolution${usageDays[0].withCalls ? ' and no call through the proxy' : ''} in the last 7 days.` }));
+  }
+  if (usageNote) box.append(el('p', { class: 'hint small', text: usageNote }));
 }
 
-// renderUsage reads the workspace's proxied calls of the last 7 days (one
-// page of up to 1,000) and counts them by day.
+// sevenDays is the first day (00:00 UTC) of the last 7.
+function sevenDays() {
+  const start = new Date(Date.now() - 6 * day);
+  start.setUTCHours(0, 0, 0, 0);
+  return start;
+}
+
+// renderUsage reads the resolutions of every key of the scope and the
+// workspace's proxied calls (one page of up to 1,000) of the last 7 days,
+// and counts them by day.
 async function renderUsage() {
   usageDays = null;
+  usageNote = '';
+  const start = sevenDays();
+  const days = [...Array(7)].map((_, i) => ({ day: new Date(start.getTime() + i * day), resolves: 0, calls: 0, more: false }));
+  const at = (iso) => days[Math.floor((Date.parse(iso) - start.getTime()) / day)];
+  const keys = [];
+  for (const p of providers) for (const k of pools[p.id] || []) keys.push([p, k]);
+  const since = start.toISOString().slice(0, 10);
+  const counted = await Promise.all(keys.map(([p, k]) => api('GET', `${keyPath(p.id, k.keyId)}/usage?since=${since}`).catch(() => null)));
+  let known = keys.length === 0 || counted.some(Boolean);
+  for (const u of counted.filter(Boolean)) {
+    for (const v of u.versions) for (const d of v.days) { const slot = at(d.day + 'T00:00:00Z'); if (slot) slot.resolves += d.resolves; }
+  }
+  let calls = false;
   if (current.kind === 'workspace') {
-    const start = new Date(Date.now() - 6 * day);
-    start.setUTCHours(0, 0, 0, 0);
     try {
       const page = await api('GET', `${base()}/proxy-calls?${new URLSearchParams({ limit: '1000', since: start.toISOString().replace(/\.\d+Z$/, 'Z') })}`);
-      usageDays = [...Array(7)].map((_, i) => ({ day: new Date(start.getTime() + i * day), calls: 0, more: Boolean(page.nextCursor) }));
-      for (const c of page.calls) {
-        const i = Math.floor((Date.parse(c.at) - start.getTime()) / day);
-        if (usageDays[i]) usageDays[i].calls++;
-      }
+      for (const c of page.calls) { const slot = at(c.at); if (slot) slot.calls++; }
+      days.forEach((d) => { d.more = Boolean(page.nextCursor); });
+      calls = true;
     } catch (e) {
       if (e.status !== 403 && e.status !== 404) throw e;
+      usageNote = "Calls through the proxy come from the credential proxy's records, which this replica does not keep.";
     }
+  } else {
+    usageNote = "The organization's keys' resolutions; calls through the proxy are its workspaces'.";
   }
+  if (!known) usageNote = 'Resolutions by day are not available here.';
+  known = known || calls;
+  if (known) usageDays = days.map((d) => ({ ...d, withCalls: calls }));
   renderUsageFigures();
 }
 
-// usageChart draws the calls by day as bars (SVG), labelled for screen
-// readers in words.
+// usageChart draws the resolutions and the proxied calls by day as
+// stacked bars (SVG), labelled for screen readers in words.
 function usageChart(days) {
   const ns = 'http://www.w3.org/2000/svg';
   const svg = (tag, attrs) => { const n = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); return n; };
-  const max = Math.max(1, ...days.map((d) => d.calls));
+  const max = Math.max(1, ...days.map((d) => d.resolves + d.calls));
   const names = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-  const total = days.reduce((n, d) => n + d.calls, 0);
-  const words = days.map((d) => `${names[d.day.getUTCDay()]} ${d.calls}`).join(', ');
-  const chart = svg('svg', { class: 'chart', viewBox: '0 0 280 72', role: 'img', 'aria-label': `Calls through the proxy by day: ${words}` });
+  const resolves = days.reduce((n, d) => n + d.resolves, 0), calls = days.reduce((n, d) => n + d.calls, 0);
+  const withCalls = days[0].withCalls;
+  const words = days.map((d) => `${names[d.day.getUTCDay()]} ${d.resolves}${withCalls ? ' and ' + d.calls : ''}`).join(', ');
+  const chart = svg('svg', { class: 'chart', viewBox: '0 0 280 72', role: 'img',
+    'aria-label': `${withCalls ? 'Resolutions and calls through the proxy' : 'Resolutions'} by day: ${words}` });
   days.forEach((d, i) => {
-    const h = Math.max(2, Math.round((d.calls / max) * 50));
-    chart.append(svg('rect', { class: d.calls ? 'bar' : 'bar zero', x: String(i * 40 + 6), y: String(56 - h), width: '28', height: String(h), rx: '3' }));
+    const total = d.resolves + d.calls;
+    const h = Math.max(2, Math.round((total / max) * 50));
+    const hc = total ? Math.round((d.calls / total) * h) : 0;
+    if (!total) chart.append(svg('rect', { class: 'bar zero', x: String(i * 40 + 6), y: String(56 - h), width: '28', height: String(h), rx: '3' }));
+    if (h - hc > 0 && total) chart.append(svg('rect', { class: 'bar res', x: String(i * 40 + 6), y: String(56 - h), width: '28', height: String(h - hc), rx: '3' }));
+    if (hc > 0) chart.append(svg('rect', { class: 'bar', x: String(i * 40 + 6), y: String(56 - hc), width: '28', height: String(hc), rx: '3' }));
     const label = svg('text', { x: String(i * 40 + 20), y: '70', 'text-anchor': 'middle' });
     label.textContent = names[d.day.getUTCDay()];
     chart.append(label);
   });
-  return el('div', { 'data-usage-chart': '' }, el('p', { class: 'small hint', text: `${plural(total, 'call')} through the proxy${days[0].more ? ' (at least)' : ''}` }), chart);
+  const legend = el('p', { class: 'small hint legend' }, el('span', { class: 'swatch res', 'aria-hidden': 'true' }), `${plural(resolves, 'resolution')}`);
+  if (withCalls) legend.append(' ', el('span', { class: 'swatch', 'aria-hidden': 'true' }), `${plural(calls, 'call')} through the proxy${days[0].more ? ' (at least)' : ''}`);
+  return el('div', { 'data-usage-chart': '' }, legend, chart);
 }
 
 // providerSection is one provider's pool: its name, what serves it, its
@@ -879,6 +1002,79 @@ function providerSection(p, pool) {
   return el('section', { class: 'provider', 'data-provider': p.id, 'aria-labelledby': 'prov-' + p.id }, head, table);
 }
 
+// adminSection lists the scope's admin credentials (rotation and
+// revocation at the provider): never resolved nor served, so no order, no
+// test, no rotation; each row has its menu only.
+function adminSection(admins) {
+  const edit = canEdit();
+  const headRow = el('tr', {});
+  for (const [c, text] of [['c-name', 'Name'], ['c-key', 'Credential'], ['c-state', 'State'], ['c-used', 'Manages'], ['c-exp', 'Expires']]) {
+    headRow.append(el('th', { scope: 'col', class: c, text }));
+  }
+  if (edit) headRow.append(el('th', { scope: 'col', class: 'c-menu' }, el('span', { class: 'visually-hidden', text: 'Actions' })));
+  const body = el('tbody', {});
+  for (const a of admins) for (const k of adminPools[a.id]) body.append(adminRow(a, k));
+  return el('section', { class: 'provider', 'data-admin-credentials': '', 'aria-labelledby': 'admin-creds-title' },
+    el('div', { class: 'provider-head' }, el('h3', { id: 'admin-creds-title', text: 'Admin credentials for rotation' }),
+      el('span', { class: 'count', text: 'never resolved, never served to calls' })),
+    el('table', { class: 'keys' }, el('caption', { class: 'visually-hidden', text: 'Admin credentials' }), el('thead', {}, headRow), body));
+}
+
+function adminRow(a, k) {
+  const id = `${a.id}/${k.keyId}`, slug = `${a.id}-${k.keyId}`;
+  const exp = expiryBadge(k);
+  const of = providerName(a.adminOf);
+  const row = el('tr', { 'data-key': id, 'data-admin-key': id, class: k.state === 'disabled' ? 'disabled' : undefined },
+    el('td', { class: 'c-name' }, el('span', { class: 'kname', 'data-name': id, text: k.name || k.keyId }),
+      el('span', { class: 'sub', text: `${a.displayName}, version ${k.version}, changed by ${actorLabel(k.updatedBy, k.updatedByName)} at ${when(k.updatedAt)}` }),
+      el('p', { class: 'error', id: 'err-' + slug, role: 'alert' })),
+    el('td', { class: 'c-key' }, credentialSummary(a, k, id)),
+    el('td', { class: 'c-state' }, el('span', { class: 'badge ' + k.state, 'data-state': id, text: k.state })),
+    el('td', { class: 'c-used' }, el('span', { class: 'cell-label', text: 'manages ' }), `${of} keys`),
+    el('td', { class: k.expiresAt ? 'c-exp' : 'c-exp none' }, el('span', { class: 'cell-label', text: 'expires ' }),
+      k.expiresAt ? el('span', { class: exp ? 'badge ' + exp[0] : '', 'data-expires': id, title: when(k.expiresAt), text: exp ? exp[1] : when(k.expiresAt).slice(0, 10) })
+        : el('span', { class: 'hint', 'data-expires': id, text: 'no expiry' })));
+  if (canEdit()) row.append(el('td', { class: 'c-menu' }, adminActions(a, k)));
+  return row;
+}
+
+// adminActions is an admin credential's menu: replace, rename, expiry,
+// disable or enable, history, delete; nothing that resolves.
+function adminActions(a, k) {
+  const id = `${a.id}/${k.keyId}`, slug = `${a.id}-${k.keyId}`;
+  const err = () => document.getElementById('err-' + slug) || el('p');
+  const back = `button[data-menu="${CSS.escape(id)}"]`;
+  const of = providerName(a.adminOf);
+  const enabling = k.state !== 'active';
+  const toggle = keyAction(el('p', { id: 'err-' + slug }), async () => {
+    const ok = await confirmAction(enabling
+      ? { title: `Enable ${keyName(k)}?`, ok: 'Enable', text: `keybroker can use ${keyName(k)} again to rotate and revoke ${of} keys at ${of}.` }
+      : { title: `Disable ${keyName(k)}?`, ok: 'Disable', danger: true, text: `keybroker stops using ${keyName(k)}: rotations and revocations at ${of} ` +
+        'use another active admin credential of the pool, or wait (a revocation is retried) until there is one.' });
+    if (!ok) return false;
+    return api('PATCH', keyPath(a.id, k.keyId), { state: enabling ? 'active' : 'disabled' });
+  }, `${enabling ? 'Enabled' : 'Disabled'} ${a.displayName} credential ${keyName(k)}.`);
+  const del = keyAction(el('p', { id: 'err-' + slug }), async () => {
+    const destroy = el('input', { type: 'checkbox', id: `destroy-${slug}`, 'data-destroy': id });
+    const ok = await confirmAction({ title: `Delete ${a.displayName} credential ${keyName(k)}?`, ok: 'Delete the credential', danger: true,
+      extra: el('label', { for: `destroy-${slug}` }, destroy, ' Also destroy every earlier version in Vault, for good'),
+      text: `Nothing that resolves changes. Without an admin credential keybroker cannot rotate or revoke ${of} keys at ${of}; ` +
+        'a revocation waiting for it is retried until one is added. The credential stays valid at the provider: revoke it there if it leaked.' });
+    if (!ok) return false;
+    await api('DELETE', keyPath(a.id, k.keyId) + (destroy.checked ? '?destroy=true' : ''));
+    return true;
+  }, `Deleted ${a.displayName} credential ${keyName(k)}.`);
+  return actionsMenu(id, keyName(k), [
+    { text: 'Replace the credential…', attrs: { 'data-replace': id }, run: () => openPanel(`Replace ${a.displayName} credential ${keyName(k)}`, back, rotateForm(a, k)) },
+    { text: 'Rename…', attrs: { 'data-rename-open': id }, run: () => openPanel(`Rename ${a.displayName} credential ${keyName(k)}`, back, renameForm(a, k)) },
+    { text: 'Expiry…', attrs: { 'data-expiry-open': id }, run: () => openPanel(`Expiry of ${a.displayName} credential ${keyName(k)}`, back, expiryForm(a, k)) },
+    { text: enabling ? 'Enable' : 'Disable', attrs: { 'data-toggle-state': id }, run: toggle },
+    { text: 'Version history…', attrs: { 'data-history': id }, run: () => renderHistory(a, k).catch((e) => { err().textContent = e.message; }) },
+    '-',
+    { text: 'Delete…', attrs: { 'data-delete': id }, danger: true, run: del },
+  ]);
+}
+
 // relative says how long ago in words (minutes, hours, days).
 function relative(iso) {
   const s = (Date.now() - Date.parse(iso)) / 1000;
@@ -897,7 +1093,7 @@ function keyRow(p, k, pool, j) {
   const usage = k.lastUsedAt
     ? `served ${plural(k.resolves, 'time')}, last ${when(k.lastUsedAt)}${k.idle ? ' (idle: unused for 90 days)' : ''}`
     : `never used${k.idle ? ' (idle: added over 90 days ago)' : ''}`;
-  const exp = k.expiresAt ? attentionOf(k) : null;
+  const exp = expiryBadge(k);
   if (edit) row.append(el('td', { class: 'c-handle' }, dragHandle(p, k, pool, j, row)));
   row.append(
     el('td', { class: 'c-name' }, el('span', { class: 'kname', 'data-name': id, text: k.name || k.keyId }),
@@ -912,7 +1108,9 @@ function keyRow(p, k, pool, j) {
     el('td', { class: 'c-used', 'data-usage': id, title: usage }, el('span', { class: 'cell-label', text: 'last used ' }),
       k.lastUsedAt ? relative(k.lastUsedAt) : 'never', el('span', { class: 'sub', text: k.lastUsedAt ? `served ${plural(k.resolves, 'time')}` : '' })),
     el('td', { class: k.expiresAt ? 'c-exp' : 'c-exp none' }, el('span', { class: 'cell-label', text: 'expires ' }),
-      k.expiresAt ? el('span', { class: exp ? 'badge ' + exp[0] : '', 'data-expires': id, text: exp ? exp[1] : when(k.expiresAt) }) : el('span', { class: 'hint', text: 'no expiry' })));
+      k.expiresAt ? el('span', { class: exp ? 'badge ' + exp[0] : '', 'data-expires': id, 'data-expiry': k.expiry || undefined, title: when(k.expiresAt),
+        text: exp ? exp[1] : when(k.expiresAt).slice(0, 10) })
+        : el('span', { class: 'hint', 'data-expires': id, text: 'no expiry' })));
   if (edit) row.append(el('td', { class: 'c-menu' }, keyActions(p, k, pool, j)));
   return row;
 }
@@ -1084,16 +1282,32 @@ function keyActions(p, k, pool, j) {
     return api('PATCH', keyPath(p.id, k.keyId), { state: enabling ? 'active' : 'disabled' });
   }, `${enabling ? 'Enabled' : 'Disabled'} ${p.displayName} key ${keyName(k)}.`);
   // Delete, with a confirmation that says what it leaves behind.
+  // Delete, with a confirmation that says where the key was used, what it
+  // leaves behind, and (where keybroker can) offers to revoke it at the
+  // provider too.
   const del = keyAction(el('p', { id: 'err-' + slug }), async () => {
     const destroy = el('input', { type: 'checkbox', id: `destroy-${slug}`, 'data-destroy': id });
-    const destroyLabel = el('label', { for: `destroy-${slug}` }, destroy, ' Also destroy every earlier version in Vault, for good');
-    const ok = await confirmAction({ title: `Delete ${p.displayName} key ${keyName(k)}?`, ok: 'Delete the key', danger: true, extra: destroyLabel,
+    const extra = el('div', { class: 'confirm-extra' }, await usageBlock(p, k),
+      el('label', { for: `destroy-${slug}` }, destroy, ' Also destroy every earlier version in Vault, for good'));
+    const why = revocationBlocked(p, k);
+    const revoke = why ? null : el('input', { type: 'checkbox', id: `revoke-${slug}`, 'data-revoke': id });
+    if (revoke) {
+      extra.append(el('label', { for: `revoke-${slug}` }, revoke, ` Revoke everywhere: also ${p.revocation === 'deactivate' ? 'deactivate' : 'delete'} the key at ` +
+        `${p.displayName} (id ${k.providerKeyId}), so no copy of it works anywhere`));
+    } else {
+      extra.append(el('p', { class: 'hint small', 'data-revoke-why': id, text: why }));
+    }
+    const ok = await confirmAction({ title: `Delete ${p.displayName} key ${keyName(k)}?`, ok: 'Delete the key', danger: true, extra,
       text: `${k.state === 'active' ? nextSource(p, pool, [k.keyId]) : 'The key is disabled: nothing serves differently.'} ` +
         'A plain delete removes the current version only: the older versions stay in Vault, readable and restorable by its operators. Destroy removes them all.' });
     if (!ok) return false;
-    await api('DELETE', keyPath(p.id, k.keyId) + (destroy.checked ? '?destroy=true' : ''));
-    return destroy.checked;
-  }, (destroyed) => `Deleted ${p.displayName} key ${keyName(k)}${destroyed ? ', every version destroyed' : '; its older versions stay in Vault'}.`);
+    const q = new URLSearchParams();
+    if (destroy.checked) q.set('destroy', 'true');
+    if (revoke && revoke.checked) q.set('revokeAtProvider', 'true');
+    const r = await api('DELETE', keyPath(p.id, k.keyId) + (q.size ? '?' + q : ''));
+    return { destroyed: destroy.checked, revocation: r };
+  }, ({ destroyed, revocation }) => `Deleted ${p.displayName} key ${keyName(k)}${destroyed ? ', every version destroyed' : '; its older versions stay in Vault'}.` +
+    (revocation ? ' ' + revocationWords(p, revocation) : ''));
   const test = async () => {
     const verdict = () => document.querySelector(`[data-test-result="${CSS.escape(id)}"]`);
     err().textContent = '';
@@ -1118,6 +1332,8 @@ function keyActions(p, k, pool, j) {
     { text: 'Serve earlier', attrs: { 'data-up': id }, disabled: j === 0, run: () => keyAction(err(), () => reorder(p, pool, j, j - 1), (m) => m)() },
     { text: 'Serve later', attrs: { 'data-down': id }, disabled: j === pool.length - 1, run: () => keyAction(err(), () => reorder(p, pool, j, j + 1), (m) => m)() },
     { text: enabling ? 'Enable' : 'Disable', attrs: { 'data-toggle-state': id }, run: toggle },
+    { text: 'Expiry and provider id…', attrs: { 'data-expiry-open': id }, run: () => openPanel(`Expiry of ${p.displayName} key ${keyName(k)}`, back, expiryForm(p, k)) },
+    { text: 'Rotate at the provider…', attrs: { 'data-rotate-open': id }, run: () => openRotation(p, k).catch((e) => { err().textContent = e.message; }) },
     { text: 'Test with the provider', attrs: { 'data-test': id }, run: test },
     { text: 'Version history…', attrs: { 'data-history': id }, run: () => renderHistory(p, k).catch((e) => { err().textContent = e.message; }) },
     '-',
@@ -1132,7 +1348,8 @@ function rotateForm(p, k) {
   const id = `${p.id}/${k.keyId}`, slug = `${p.id}-${k.keyId}`;
   const err = el('p', { class: 'error', id: 'rotate-err-' + slug, role: 'alert' });
   const confirmRotate = () => confirmAction({ title: `Replace ${p.displayName} key ${keyName(k)}?`, ok: 'Replace the key',
-    text: (k.state === 'active' ? 'Calls this key serves use the new value at once. ' : 'The key is disabled: the new value serves once it is enabled. ') +
+    text: (p.adminOf ? `keybroker uses the new value to manage ${providerName(p.adminOf)} keys from now on. `
+      : k.state === 'active' ? 'Calls this key serves use the new value at once. ' : 'The key is disabled: the new value serves once it is enabled. ') +
       `The current value stays in Vault as version ${k.version}, so it can be rolled back.` });
   const rotated = (r) => `Replaced ${p.displayName} key ${keyName(k)}: now version ${r.version} (${r.maskedKey}).`;
   const form = el('form', { 'data-rotate': id, method: 'post' });
@@ -1206,9 +1423,222 @@ function modelsForm(p, k) {
   return form;
 }
 
+// ---- The key lifecycle: expiry, usage, rotation and revocation at the provider --
+
+// adminOf is the admin provider (GET /v1/providers' adminProviders) that
+// manages p's keys at the provider, and the scope's credential of it that
+// keybroker would use (the first active one in date), if any.
+function adminOf(p) {
+  const a = adminProviders.find((x) => x.adminOf === p.id);
+  const cred = a && (adminPools[a.id] || []).find((k) => k.state === 'active' && k.expiry !== 'expired');
+  return { admin: a || null, cred: cred || null };
+}
+
+// rotationBlocked says why keybroker cannot rotate p's keys at the
+// provider here ('' when it can).
+function rotationBlocked(p) {
+  if (p.rotation !== 'admin_api') {
+    return `${p.displayName}'s API cannot create keys, so keybroker cannot rotate its keys at the provider. Replace the key by hand ` +
+      '(Replace the key…) and give it an expiry to be warned before it ends.' +
+      (p.revocation ? ` keybroker can revoke ${p.displayName} keys there (Delete…, Revoke everywhere).` : '');
+  }
+  const { admin, cred } = adminOf(p);
+  if (!cred) {
+    return `keybroker rotates ${p.displayName} keys with the ${current.kind}'s ${admin ? admin.displayName : p.displayName + ' admin'} credential, ` +
+      `and this ${current.kind} holds no usable one. Add it under Add a provider, Admin credentials for rotation.`;
+  }
+  return '';
+}
+
+// revocationBlocked says why a key cannot be revoked at its provider
+// ('' when it can).
+function revocationBlocked(p, k) {
+  if (!p.revocation) return `keybroker cannot revoke ${p.displayName} keys at the provider: revoke it in ${p.displayName}'s console too.`;
+  const { admin, cred } = adminOf(p);
+  if (!cred) return `Revoking it at ${p.displayName} needs the ${current.kind}'s ${admin ? admin.displayName : ''} credential (Add a provider, Admin credentials for rotation).`;
+  if (!k.providerKeyId) return `Revoking it at ${p.displayName} needs the key's id there, which keybroker does not know (Expiry and provider id…).`;
+  return '';
+}
+
+const durationWords = (v) => { const m = /^(\d+)([dh])$/.exec(v || ''); return m ? plural(Number(m[1]), m[2] === 'd' ? 'day' : 'hour') : v; };
+
+// usageBlock reads where a key was used in the last 7 days (GET
+// .../usage): resolutions and proxied calls by version and caller, as a
+// small table; what a rotation or a revocation will touch.
+async function usageBlock(p, k) {
+  const id = `${p.id}/${k.keyId}`;
+  const box = el('div', { class: 'key-usage', 'data-key-usage': id });
+  let u;
+  try {
+    u = await api('GET', `${keyPath(p.id, k.keyId)}/usage?since=${sevenDays().toISOString().slice(0, 10)}`);
+  } catch (e) {
+    box.append(el('p', { class: 'hint small', text: `Where the key is used could not be read: ${e.message}` }));
+    return box;
+  }
+  const rows = new Map(); // version/caller → totals
+  for (const v of u.versions) {
+    for (const d of v.days) {
+      const key = `${v.version}\u0000${d.caller}`;
+      const r = rows.get(key) || { version: v.version, caller: d.caller, resolves: 0, calls: 0 };
+      r.resolves += d.resolves;
+      r.calls += d.proxiedCalls;
+      rows.set(key, r);
+    }
+  }
+  const list = [...rows.values()].filter((r) => r.resolves || r.calls);
+  const resolves = list.reduce((n, r) => n + r.resolves, 0), calls = list.reduce((n, r) => n + r.calls, 0);
+  const callers = new Set(list.map((r) => r.caller)).size;
+  if (!list.length) {
+    box.append(el('p', { class: 'small', text: 'Last 7 days: not used (no resolution, no call through the proxy).' }));
+    return box;
+  }
+  box.append(el('p', { class: 'small', text: `Last 7 days: ${plural(resolves, 'resolution')} and ${plural(calls, 'call')} through the proxy, ` +
+    `by ${plural(callers, 'caller')}. They will need the key that serves next.` }));
+  const body = el('tbody', {});
+  for (const r of list) {
+    body.append(el('tr', {}, el('td', { text: String(r.version) }), el('td', { class: 'caller', text: r.caller || '-' }),
+      el('td', { text: String(r.resolves) }), el('td', { text: String(r.calls) })));
+  }
+  box.append(el('div', { class: 'scroll' }, el('table', { class: 'data mini' },
+    el('caption', { class: 'visually-hidden', text: `Where ${keyName(k)} was used in the last 7 days, by version and caller` }),
+    el('thead', {}, el('tr', {}, ...['Version', 'Caller', 'Resolutions', 'Proxied calls'].map((h) => el('th', { scope: 'col', text: h })))), body)));
+  return box;
+}
+
+// expiryForm sets or removes a key's expiry (expiresAt: a day, from 00:00
+// UTC) and its id at the provider (providerKeyId: rotation and revocation
+// there need it), with PATCH. An expiry in the past stops the key at
+// once, so it asks first.
+function expiryForm(p, k) {
+  const id = `${p.id}/${k.keyId}`, slug = `${p.id}-${k.keyId}`;
+  const date = el('input', { id: 'expires-' + slug, type: 'date', value: k.expiresAt ? k.expiresAt.slice(0, 10) : '',
+    'aria-describedby': `expires-hint-${slug} expiry-err-${slug}` });
+  const err = el('p', { class: 'error', id: 'expiry-err-' + slug, role: 'alert' });
+  const badge = expiryBadge(k);
+  const form = el('form', { 'data-expiry': id, method: 'post' },
+    el('p', { class: 'hint', 'data-expiry-now': id, text: k.expiresAt ? `Now: ${badge ? badge[1] : 'expires ' + when(k.expiresAt)}.` : 'Now: no expiry.' }),
+    el('label', { for: 'expires-' + slug, text: 'Expires on (from 00:00 UTC)' }), date,
+    el('p', { class: 'hint', id: 'expires-hint-' + slug, text: "From then the key is not served (the pool's next key serves); " +
+      'in the days before, it shows as expiring and keybroker sends warnings. Empty: no expiry.' }));
+  let pid = null;
+  if (!p.adminOf) {
+    pid = el('input', { id: 'pkid-' + slug, autocomplete: 'off', spellcheck: 'false', value: k.providerKeyId || '', maxlength: '200', 'aria-describedby': 'pkid-hint-' + slug });
+    form.append(el('label', { for: 'pkid-' + slug, text: `Id of the key at ${p.displayName} (optional)` }), pid,
+      el('p', { class: 'hint', id: 'pkid-hint-' + slug, text: p.revocation
+        ? `Revoking the key at ${p.displayName}, and deleting it there after a rotation, need it (an OpenAI service account id, an Anthropic API key id).`
+        : `keybroker does not rotate or revoke ${p.displayName} keys at the provider; the id is kept for your records.` }));
+  }
+  const clear = el('button', { type: 'button', 'data-expiry-clear': id, hidden: !k.expiresAt, text: 'Remove the expiry' });
+  form.append(err, el('div', { class: 'actions' }, clear, el('button', { type: 'submit', class: 'primary', text: 'Save' })));
+  const write = (expiresAt) => keyAction(err, async () => {
+    const body = {};
+    if (expiresAt !== (k.expiresAt ? k.expiresAt.slice(0, 10) : '')) body.expiresAt = expiresAt ? expiresAt + 'T00:00:00Z' : '';
+    if (pid && pid.value.trim() !== (k.providerKeyId || '')) body.providerKeyId = pid.value.trim();
+    if (!Object.keys(body).length) throw new Error('Nothing changed.');
+    if (body.expiresAt && Date.parse(body.expiresAt) <= Date.now() && k.state === 'active') {
+      const ok = await confirmAction({ title: `Let ${keyName(k)} expire on ${expiresAt}?`, ok: 'Set the expiry', danger: true,
+        text: `The date is past: ${keyName(k)} stops serving at once. ${p.adminOf ? '' : nextSource(p, pools[p.id] || [], [k.keyId])}` });
+      if (!ok) return false;
+    }
+    return api('PATCH', keyPath(p.id, k.keyId), body);
+  }, (r) => `${p.displayName} key ${keyName(k)}: ` + (r.expiresAt ? `expires ${when(r.expiresAt)}` : 'no expiry') +
+    (r.providerKeyId ? `, id at ${p.displayName} ${r.providerKeyId}.` : '.'))();
+  form.addEventListener('submit', (ev) => { ev.preventDefault(); write(date.value); });
+  clear.addEventListener('click', () => write(''));
+  return form;
+}
+
+// openRotation is "Rotate at the provider": where keybroker can (the
+// provider's admin API creates keys and the scope holds its admin
+// credential), the key's usage of the last 7 days, a grace period and the
+// rotation; else why not.
+async function openRotation(p, k) {
+  const id = `${p.id}/${k.keyId}`, slug = `${p.id}-${k.keyId}`;
+  const back = `button[data-menu="${CSS.escape(id)}"]`;
+  const title = `Rotate ${p.displayName} key ${keyName(k)} at the provider`;
+  const why = rotationBlocked(p);
+  if (why) {
+    const nodes = [el('p', { 'data-rotate-why': id, text: why })];
+    const { admin } = adminOf(p);
+    if (admin && p.rotation === 'admin_api' && canEdit()) {
+      nodes.push(el('div', { class: 'actions' }, el('button', { type: 'button', class: 'primary', 'data-add-admin': admin.id,
+        onclick: () => openAddPanel(admin, back), text: `Add the ${admin.displayName} credential…` })));
+    }
+    openPanel(title, back, ...nodes);
+    return;
+  }
+  const { cred } = adminOf(p);
+  const usage = await usageBlock(p, k);
+  const grace = el('input', { id: 'grace-' + slug, type: 'number', min: '0', max: '10080', inputmode: 'numeric', placeholder: '60',
+    'aria-describedby': 'grace-hint-' + slug });
+  const err = el('p', { class: 'error', id: 'rotation-err-' + slug, role: 'alert' });
+  const form = el('form', { 'data-rotation': id, method: 'post' },
+    el('p', { class: 'small', text: `keybroker creates a new key at ${p.displayName} with the admin credential ${keyName(cred)}, checks that ` +
+      `${p.displayName} accepts it, puts it in the pool at priority ${k.priority}, disables ${keyName(k)}, and deletes ${keyName(k)} at ` +
+      `${p.displayName} and from the pool after the grace period. If ${p.displayName} does not accept the new key, nothing changes.` }),
+    k.providerKeyId ? '' : el('p', { class: 'warning small', 'data-rotate-warning': id, text: `keybroker does not know this key's id at ${p.displayName}: ` +
+      'the old key cannot be deleted there after the grace period (set it first: Expiry and provider id…).' }),
+    el('h3', { class: 'panel-sub', text: 'Where the key is used' }), usage,
+    el('label', { for: 'grace-' + slug, text: 'Grace period, in minutes' }), grace,
+    el('p', { class: 'hint', id: 'grace-hint-' + slug, text: 'How long the old key keeps working at the provider once the new one serves, ' +
+      "so calls in flight finish. Empty: keybroker's default (1 hour unless its operators set another); 0: delete it at once." }),
+    err, el('div', { class: 'actions' }, el('button', { type: 'submit', class: 'primary', text: 'Rotate the key' })));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    keyAction(err, async () => {
+      const body = {};
+      if (grace.value !== '') {
+        const m = Number(grace.value);
+        if (!Number.isInteger(m) || m < 0 || m > 10080) throw new Error('The grace period is a whole number of minutes, from 0 to 10080 (7 days).');
+        body.graceSeconds = m * 60;
+      }
+      const ok = await confirmAction({ title: `Rotate ${keyName(k)} at ${p.displayName}?`, ok: 'Rotate', danger: true,
+        text: `A new key serves ${p.displayName} calls in place of ${keyName(k)}, which stops serving at once and is deleted at ${p.displayName} ` +
+          (body.graceSeconds === 0 ? 'right away.' : body.graceSeconds ? `after ${plural(body.graceSeconds / 60, 'minute')}.` : 'after the grace period.') });
+      if (!ok) return false;
+      try {
+        return await api('POST', `${keyPath(p.id, k.keyId)}/rotate`, body);
+      } catch (e) {
+        if (e.status === 422) throw new Error(`The rotation rolled back: ${e.message}. ${keyName(k)} serves as before; no new key is left at ${p.displayName}.`);
+        throw e;
+      }
+    }, (r) => rotationWords(p, k, r))();
+  });
+  openPanel(title, back, form);
+}
+
+// rotationWords says what a rotation did.
+function rotationWords(p, k, r) {
+  const later = r.state === 'done' ? `was deleted at ${p.displayName}` : r.deleteAfter
+    ? `is deleted at ${p.displayName} and from the pool after ${when(r.deleteAfter)}` : `is deleted at ${p.displayName} after the grace period`;
+  return `Rotated ${p.displayName} key ${keyName(k)}: the new key '${r.newKeyId}' serves now; ${keyName(k)} is disabled and ${later}.` +
+    (r.error ? ` Note: ${r.error}` : '');
+}
+
+// rotationItem is one rotation of a key's history.
+function rotationItem(p, r) {
+  const state = { running: 'running', done: 'done', failed: 'failed', rolled_back: 'rolled back' }[r.state] || r.state;
+  const step = { create: 'creating the new key', verify: 'checking the new key', store: 'storing the new key', disable_old: 'disabling the old key',
+    grace: 'in its grace period', delete_old: 'deleting the old key', rollback: 'rolling back', done: 'done' }[r.step] || r.step;
+  return el('li', { 'data-rotation': r.id },
+    el('strong', { text: `Rotation ${r.id}` }), ` (${r.trigger === 'schedule' ? 'on schedule' : 'on demand'}, ${state}${r.state === 'running' ? ': ' + step : ''}) `,
+    `by ${actorLabel(r.startedBy)}, `, el('span', { class: 'when', text: when(r.startedAt) }),
+    el('span', { class: 'sub', text: `new key ${r.newKeyId}${r.newProviderKeyId ? ' (' + r.newProviderKeyId + ' at ' + p.displayName + ')' : ''}` +
+      (r.deleteAfter && r.state === 'running' ? `; the old key is deleted after ${when(r.deleteAfter)}` : '') + (r.error ? `; ${r.error}` : '') }));
+}
+
+// revocationWords says what happened at the provider after a revoke
+// everywhere: done, or pending or failed (the error, the next attempt).
+function revocationWords(p, r) {
+  const next = r.nextAttemptAt ? `; keybroker asks again at ${when(r.nextAttemptAt)}` : '';
+  if (r.state === 'done') return `At ${p.displayName}: ${r.alreadyGone ? 'it was gone already' : r.action === 'deactivated' ? 'deactivated' : 'deleted'}.`;
+  if (r.state === 'failed') return `At ${p.displayName}: refused (${r.lastError || 'the admin credential was refused'})${next}, until the admin credential is fixed.`;
+  return `At ${p.displayName}: not yet (${r.lastError || 'the provider failed'})${next}.`;
+}
+
 // openAddPanel opens the add form of a provider in the side panel.
 function openAddPanel(p, returnTo) {
-  openPanel(`Add a key to ${p.displayName}`, returnTo, addForm(p, pools[p.id] || []));
+  openPanel(p.adminOf ? `Add ${p.displayName} credential` : `Add a key to ${p.displayName}`, returnTo, addForm(p, pools[p.id] || adminPools[p.id] || []));
 }
 
 // openPicker is "Add a provider": the providers without a key of this
@@ -1230,10 +1660,24 @@ function openPicker() {
         el('span', { class: 'sub', 'data-pick-status': p.id, text: statusOf(p) }))));
     }
     if (!list.childElementCount) list.append(el('li', { class: 'hint', text: q ? `No provider matches "${search.value.trim()}".` : 'Every provider has a key.' }));
+    admins.replaceChildren();
+    for (const a of adminProviders) {
+      if ((adminPools[a.id] || []).length) continue;
+      if (q && !a.displayName.toLowerCase().includes(q) && !a.id.includes(q)) continue;
+      const of = providers.find((x) => x.id === a.adminOf) || { displayName: a.adminOf };
+      const can = [of.rotation ? 'rotate' : '', of.revocation ? 'revoke' : ''].filter(Boolean).join(' and ');
+      admins.append(el('li', {}, el('button', { type: 'button', 'data-pick': a.id, onclick: () => openAddPanel(a, '#add-provider') },
+        el('span', { text: a.displayName }), el('span', { class: 'sub', text: `Takes ${takes(a)}.` }),
+        el('span', { class: 'sub', text: `Lets keybroker ${can || 'manage'} ${of.displayName} keys at ${of.displayName}.` }))));
+    }
+    adminBox.hidden = !admins.childElementCount;
   };
+  const admins = el('ul', { class: 'picker', id: 'admin-picker', 'aria-labelledby': 'admin-picker-title' });
+  const adminBox = el('div', { class: 'admin-picker' }, el('h3', { class: 'panel-sub', id: 'admin-picker-title', text: 'Admin credentials for rotation' }),
+    el('p', { class: 'hint', text: 'An admin credential lets keybroker rotate and revoke keys at the provider. It is never resolved and never served to calls.' }), admins);
   search.addEventListener('input', draw);
   draw();
-  openPanel('Add a provider', '#add-provider', el('label', { for: 'provider-search', text: 'Search providers' }), search, list);
+  openPanel('Add a provider', '#add-provider', el('label', { for: 'provider-search', text: 'Search providers' }), search, list, adminBox);
 }
 $('add-provider').addEventListener('click', openPicker);
 
@@ -1263,7 +1707,10 @@ function addForm(p, pool) {
     cred = credentialForm(p, 'add-' + p.id, null);
     form.append(cred.node, ...settings);
   }
-  if (current.kind === 'workspace' && !pool.length) {
+  if (p.adminOf) {
+    form.prepend(el('p', { class: 'hint', text: `Never resolved, never served to calls: keybroker uses it only to rotate and revoke ${providerName(p.adminOf)} keys ` +
+      `of this ${current.kind} at ${providerName(p.adminOf)}.` }));
+  } else if (current.kind === 'workspace' && !pool.length) {
     form.prepend(el('p', { class: 'hint', text: `Now: ${statusOf(p)}.` }));
   }
   form.addEventListener('submit', (ev) => {
@@ -1273,7 +1720,7 @@ function addForm(p, pool) {
     if (cred) cred.clearErrors();
     keyAction(err, async () => {
       const credential = cred ? cred.read() : null; // a field's own error before anything is asked
-      if (!await confirmAdd(p, pool, pr, label)) return false;
+      if (!p.adminOf && !await confirmAdd(p, pool, pr, label)) return false;
       const body = { priority: pr };
       if (cred) {
         body.credential = credential;
@@ -1283,9 +1730,10 @@ function addForm(p, pool) {
         input.value = ''; // the key leaves the DOM before the request returns
       }
       if (name.value) body.name = name.value;
-      if (!pool.length) body.keyId = 'default'; // the v1 routes' key
+      if (!pool.length) body.keyId = p.adminOf ? 'admin' : 'default'; // the v1 routes' key
       return api('POST', poolPath(p.id), body);
-    }, (r) => `Added ${p.displayName} key '${r.name || r.keyId}' (${r.maskedKey}) at priority ${r.priority}.`,
+    }, (r) => p.adminOf ? `Added ${p.displayName} credential '${r.name || r.keyId}': keybroker can now manage ${providerName(p.adminOf)} keys at the provider.`
+      : `Added ${p.displayName} key '${r.name || r.keyId}' (${r.maskedKey}) at priority ${r.priority}.`,
     cred ? (message) => cred.showError(message) : undefined)();
   });
   return form;
@@ -1559,7 +2007,8 @@ async function renderHistory(p, k) {
     el('dt', { text: 'Models' }), el('dd', { text: k.models.length ? k.models.join(', ') : 'every model' }),
     el('dt', { text: 'Usage' }), el('dd', { text: k.lastUsedAt ? `served ${plural(k.resolves, 'time')}, last ${when(k.lastUsedAt)}` : 'never used' }),
     el('dt', { text: 'Added' }), el('dd', { text: `${when(k.createdAt)} by ${actorLabel(k.createdBy, k.createdByName)}` }),
-    el('dt', { text: 'Expires' }), el('dd', { text: k.expiresAt ? when(k.expiresAt) : 'no expiry set' }));
+    el('dt', { text: 'Expires' }), el('dd', { text: k.expiresAt ? when(k.expiresAt) + (k.expiry && k.expiry !== 'valid' ? ` (${k.expiry})` : '') : 'no expiry set' }),
+    el('dt', { text: 'Id at the provider' }), el('dd', { text: k.providerKeyId || 'not known' }));
   const title = el('h3', { id: 'history-title', text: `${p.displayName} key ${keyName(k)} (key id ${k.keyId}): versions` });
   const list = el('ol', { id: 'history' });
   for (const v of versions) {
@@ -1588,8 +2037,20 @@ async function renderHistory(p, k) {
     }
     list.append(item);
   }
-  openPanel(`${p.displayName} key ${keyName(k)}`, `button[data-menu="${CSS.escape(id)}"]`,
-    el('section', { id: 'history-section', 'aria-labelledby': 'history-title' }, details, title, list));
+  const section = el('section', { id: 'history-section', 'aria-labelledby': 'history-title' }, details, title, list);
+  if (p.rotation) {
+    // The key's rotations at the provider, newest first.
+    const rotations = el('ol', { id: 'rotations', class: 'history' });
+    try {
+      const rs = (await api('GET', `${keyPath(p.id, k.keyId)}/rotations`)).rotations;
+      for (const r of rs) rotations.append(rotationItem(p, r));
+      if (!rs.length) rotations.append(el('li', { class: 'hint', text: 'Never rotated at the provider.' }));
+    } catch (e) {
+      rotations.append(el('li', { class: 'error', text: e.message }));
+    }
+    section.append(el('h3', { id: 'rotations-title', class: 'panel-sub', text: `Rotations at ${p.displayName}` }), rotations);
+  }
+  openPanel(`${p.displayName} key ${keyName(k)}`, `button[data-menu="${CSS.escape(id)}"]`, section);
 }
 
 // ---- Audit ------------------------------------------------------------------
@@ -1621,6 +2082,10 @@ function auditLine(e) {
     'key.test': () => `tested ${key}${detail}`,
     'key.health': () => `reported on ${key}${detail}`,
     'key.migrate_layout': () => `moved ${key} to the pool layout${detail}`,
+    'key.expiring': () => `warned that ${key} is expiring${detail}`,
+    'key.rotation': () => `rotated ${key} at the provider${detail}`,
+    'key.revoke_at_provider': () => `revoked ${key} at the provider${detail}`,
+    'lifecycle.settings': () => `changed the rotation schedule${detail}`,
     'workspace.settings': () => `changed the settings${detail}`,
     'workspace.purge': () => `deleted every key of the workspace${detail}`,
     'organization.purge': () => `deleted every key of the organization${detail}`,
