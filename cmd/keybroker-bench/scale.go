@@ -13,6 +13,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -40,6 +42,9 @@ import (
 // scaleOptions size the scenario.
 type scaleOptions struct {
 	workspaces, organizations, keysPerWorkspace, resolvable int
+	// warm is how many workspaces' pools the large replica is then made
+	// to hold (GET .../effective of each), to measure a held pool's cost.
+	warm int
 }
 
 // scaleSide is one replica of the scenario and what was measured of it.
@@ -70,6 +75,16 @@ type scaleReport struct {
 	// ResolveRatio is the large replica's resolve throughput over the
 	// small one's.
 	ResolveRatio float64 `json:"resolve_throughput_ratio"`
+	// Held: the large replica after GET .../effective of Warm workspaces
+	// (every provider's pool of each, read and held): the pools and keys
+	// it then holds, its live heap, the heap per held key beyond its cold
+	// heap, and how long the warming took.
+	Warm           int     `json:"warmed_workspaces"`
+	HeldPools      float64 `json:"held_pools"`
+	HeldKeys       int     `json:"held_keys"`
+	HeldHeapMB     float64 `json:"held_live_heap_mb"`
+	HeapPerHeldKey float64 `json:"heap_bytes_per_held_key"`
+	WarmSeconds    float64 `json:"warm_s"`
 }
 
 // runScale runs the platform-scale scenario.
@@ -271,6 +286,58 @@ func runScale(ctx context.Context, o options, so scaleOptions, log *slog.Logger)
 			return nil, err
 		}
 	}
+	if so.warm > 0 {
+		log.Info("warming the large replica", "workspaces", so.warm)
+		large := children["large"]
+		op := tokens["large/operator"]
+		var next atomic.Int64
+		var failed atomic.Int64
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for range o.concurrency {
+			wg.Go(func() {
+				for i := int(next.Add(1) - 1); i < so.warm; i = int(next.Add(1) - 1) {
+					u := fmt.Sprintf("%s/v1/workspaces/ws-%06d/effective", large.url, so.workspaces-1-i)
+					req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+					req.Header.Set("Authorization", "Bearer "+op)
+					resp, err := client.Do(req)
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						failed.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if n := failed.Load(); n > 0 {
+			return nil, fmt.Errorf("warming: %d GET .../effective failed", n)
+		}
+		rep.Warm, rep.WarmSeconds = so.warm, time.Since(t0).Seconds()
+		if rep.HeldPools, err = large.metricSum("keybroker_pool_cache_pools"); err != nil {
+			return nil, err
+		}
+		if rep.HeldHeapMB, _, err = memoryOf(ctx, large); err != nil {
+			return nil, err
+		}
+		conn, err := pgx.Connect(ctx, largeURL)
+		if err != nil {
+			return nil, err
+		}
+		err = conn.QueryRow(ctx, `SELECT count(*) FROM provider_keys WHERE scope = 'workspace' AND scope_id >= $1 AND kv_version > 0`,
+			fmt.Sprintf("ws-%06d", so.workspaces-so.warm)).Scan(&rep.HeldKeys)
+		conn.Close(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if rep.HeldKeys > 0 {
+			rep.HeapPerHeldKey = (rep.HeldHeapMB - rep.Large.HeapMB) * (1 << 20) / float64(rep.HeldKeys)
+		}
+	}
 	if d := rep.Large.Keys - rep.Small.Keys; d > 0 {
 		rep.HeapPerKey = (rep.Large.HeapMB - rep.Small.HeapMB) * (1 << 20) / float64(d)
 	}
@@ -433,5 +500,9 @@ func (r *scaleReport) print(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nlive heap per key (large beyond small): %.0f bytes (goal <= 300); start to ready at scale: %.2f s (goal <= 10 s); resolve throughput at scale: %.2f of the small replica's (goal >= 0.90)\n",
-		r.HeapPerKey, r.Large.ReadySeconds, r.ResolveRatio)
+		max(r.HeapPerKey, 0), r.Large.ReadySeconds, r.ResolveRatio)
+	if r.Warm > 0 {
+		fmt.Fprintf(w, "held pools: after GET .../effective of %d workspaces (%.1f s), the large replica holds %.0f pools of %d keys in %.0f MB of live heap: %.0f bytes per held key\n",
+			r.Warm, r.WarmSeconds, r.HeldPools, r.HeldKeys, r.HeldHeapMB, r.HeapPerHeldKey)
+	}
 }
