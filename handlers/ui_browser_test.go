@@ -53,10 +53,21 @@ func browser(t *testing.T) context.Context {
 	return nil
 }
 
+// run runs steps. A single step whose node the page replaced between
+// finding it and acting on it (a list rendered again as its data came in:
+// "Could not find node with given id") is tried again, on the node found
+// anew: the action did not happen.
 func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		t.Fatalf("%s: %v", what, err)
+	for try := 0; ; try++ {
+		err := chromedp.Do(ctx, steps...)
+		if err == nil {
+			return
+		}
+		if len(steps) != 1 || try == 4 || !strings.Contains(err.Error(), "Could not find node with given id") {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -100,6 +100,7 @@ func main() {
 	flag.IntVar(&so.keysPerWorkspace, "scale-keys-per-workspace", 5, "keys per workspace of the scale scenario")
 	flag.IntVar(&so.organizations, "scale-organizations", 1000, "organizations of the scale scenario (three keys each)")
 	flag.IntVar(&so.resolvable, "scale-resolved-keys", 1000, "keys the scale scenario resolves (the only ones with secrets in Vault)")
+	flag.StringVar(&so.heapProfile, "scale-heap-profile", "", "write the scale scenario's large replica's heap profile, after the warming, to this file")
 	flag.IntVar(&so.warm, "scale-warm-workspaces", 40_000, "workspaces whose pools the scale scenario's large replica is then made to hold, to measure a held pool's cost")
 	flag.Parse()
 	if o.profileScenario != "1a" && o.profileScenario != "10b" {

@@ -45,6 +45,9 @@ type scaleOptions struct {
 	// warm is how many workspaces' pools the large replica is then made
 	// to hold (GET .../effective of each), to measure a held pool's cost.
 	warm int
+	// heapProfile, when set, is where the large replica's heap profile is
+	// written after the warming (go tool pprof FILE).
+	heapProfile string
 }
 
 // scaleSide is one replica of the scenario and what was measured of it.
@@ -324,6 +327,11 @@ func runScale(ctx context.Context, o options, so scaleOptions, log *slog.Logger)
 		if rep.HeldHeapMB, _, err = memoryOf(ctx, large); err != nil {
 			return nil, err
 		}
+		if so.heapProfile != "" {
+			if err := saveHeapProfile(ctx, large, so.heapProfile); err != nil {
+				return nil, err
+			}
+		}
 		conn, err := pgx.Connect(ctx, largeURL)
 		if err != nil {
 			return nil, err
@@ -484,6 +492,29 @@ func memoryOf(ctx context.Context, c *child) (heapMB, rssMB float64, err error) 
 		}
 	}
 	return heap / (1 << 20), rssMB, nil
+}
+
+// saveHeapProfile writes the child's heap profile (after a collection) to
+// path.
+func saveHeapProfile(ctx context.Context, c *child, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.pprofURL+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("the replica's heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func (r *scaleReport) print(w io.Writer) {
