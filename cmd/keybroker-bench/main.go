@@ -34,6 +34,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -115,22 +116,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var rep interface{ print(io.Writer) }
+	var err error
 	if scale {
-		rep, err := runScale(ctx, o, so, log)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "keybroker-bench:", err)
-			os.Exit(1)
-		}
-		if o.jsonOut {
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(rep)
-			return
-		}
-		rep.print(os.Stdout)
-		return
+		rep, err = runScale(ctx, o, so, log)
+	} else {
+		rep, err = run(ctx, o, log)
 	}
-	rep, err := run(ctx, o, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "keybroker-bench:", err)
 		os.Exit(1)

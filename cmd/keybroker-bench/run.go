@@ -136,8 +136,12 @@ func (g *ground) profile(ctx context.Context, path string, d time.Duration) erro
 	if g.pprofAddr == "" {
 		return errors.New("keybroker was started without --pprof-addr")
 	}
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", g.pprofAddr, max(1, int(d.Seconds())))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	return saveURL(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", g.pprofAddr, max(1, int(d.Seconds()))), path)
+}
+
+// saveURL writes the answer of a GET of u (a pprof profile) to path.
+func saveURL(ctx context.Context, u, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}

@@ -497,24 +497,10 @@ func memoryOf(ctx context.Context, c *child) (heapMB, rssMB float64, err error) 
 // saveHeapProfile writes the child's heap profile (after a collection) to
 // path.
 func saveHeapProfile(ctx context.Context, c *child, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.pprofURL+"/debug/pprof/heap?gc=1", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	if err := saveURL(ctx, c.pprofURL+"/debug/pprof/heap?gc=1", path); err != nil {
 		return fmt.Errorf("the replica's heap profile: %w", err)
 	}
-	defer resp.Body.Close()
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return nil
 }
 
 func (r *scaleReport) print(w io.Writer) {

@@ -26,6 +26,31 @@ import (
 // command printed and whether it succeeded.
 func loginAs(t *testing.T, idp *oidctest.Provider, env []string, user string, args ...string) (string, bool) {
 	t.Helper()
+	return runLogin(t, env, args, idp.Origin+"/", func(u string) {
+		redirect, err := idp.Authorize(t.Context(), user, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(redirect, "http://127.0.0.1:") {
+			t.Fatalf("the provider redirects to %q, not the CLI's loopback listener", redirect)
+		}
+		resp, err := http.Get(redirect)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("the CLI's listener answered %d", resp.StatusCode)
+		}
+	})
+}
+
+// runLogin runs `keybroker login --no-browser` with env and args, and
+// calls act with the first line it prints that starts with prefix (the
+// URL the person is to open). It returns what the command printed and
+// whether it succeeded.
+func runLogin(t *testing.T, env, args []string, prefix string, act func(url string)) (string, bool) {
+	t.Helper()
 	cmd := keybroker(append([]string{"login", "--no-browser", "--timeout", "2m"}, args...)...)
 	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
@@ -43,31 +68,19 @@ func loginAs(t *testing.T, idp *oidctest.Provider, env []string, user string, ar
 	go func() {
 		defer close(done)
 		sc := bufio.NewScanner(stderr)
+		sent := false
 		for sc.Scan() {
 			line := sc.Text()
 			_, _ = out.Write([]byte(line + "\n"))
-			if u := strings.TrimSpace(line); strings.HasPrefix(u, idp.Origin+"/") {
+			if u := strings.TrimSpace(line); !sent && strings.HasPrefix(u, prefix) {
 				urls <- u
+				sent = true
 			}
 		}
 	}()
 	select {
 	case u := <-urls:
-		redirect, err := idp.Authorize(t.Context(), user, u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.HasPrefix(redirect, "http://127.0.0.1:") {
-			t.Fatalf("the provider redirects to %q, not the CLI's loopback listener", redirect)
-		}
-		resp, err := http.Get(redirect)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("the CLI's listener answered %d", resp.StatusCode)
-		}
+		act(u)
 	case <-done:
 	}
 	<-done
@@ -189,41 +202,11 @@ func TestLoginFromTheCLI(t *testing.T) {
 // whether it succeeded.
 func loginWithDevice(t *testing.T, idp *oidctest.Provider, env []string, user string, allow bool) (string, bool) {
 	t.Helper()
-	cmd := keybroker("login", "--no-browser", "--timeout", "2m")
-	cmd.Env = append(cmd.Env, env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out testenv.SyncBuffer
-	cmd.Stdout = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	urls := make(chan string, 2)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			_, _ = out.Write([]byte(line + "\n"))
-			if u := strings.TrimSpace(line); strings.HasPrefix(u, idp.VerificationURI+"?user_code=") {
-				urls <- u
-			}
-		}
-	}()
-	select {
-	case u := <-urls:
+	return runLogin(t, env, nil, idp.VerificationURI+"?user_code=", func(u string) {
 		if _, err := idp.AnswerDevice(t.Context(), user, u, "", allow); err != nil {
 			t.Fatal(err)
 		}
-	case <-done:
-	}
-	<-done
-	err = cmd.Wait()
-	return out.String(), err == nil
+	})
 }
 
 // TestLoginFromTheCLIWithTheDeviceGrant: where the provider offers the
