@@ -97,6 +97,10 @@ type Rotation struct {
 	StartedBy string
 	StartedAt time.Time
 	UpdatedAt time.Time
+	// SigKeyID and Signature sign the ids the rotation acts on
+	// (LifecycleSigner): a row without a valid signature is not acted on.
+	SigKeyID  string
+	Signature []byte
 }
 
 // RotationStore keeps the rotations.
@@ -163,9 +167,19 @@ func (b *Broker) Rotate(ctx context.Context, req RotateRequest) (Rotation, error
 	if err != nil {
 		return Rotation{}, fmt.Errorf("rotate %s: %w", req.Ref, fromStore(err))
 	}
-	adminRef, _, err := b.adminCredential(ctx, req.Ref.Owner(), p)
+	adminRef, admin, err := b.adminCredential(ctx, req.Ref.Owner(), p)
 	if err != nil {
 		return Rotation{}, fmt.Errorf("rotate %s: %w", req.Ref, err)
+	}
+	// The old key's id must be one the admin credential governs: its
+	// deletion after the grace period takes a 404 for "gone".
+	if old.ProviderKeyID != "" {
+		if _, err := b.locate(ctx, p, admin, old.ProviderKeyID); errors.Is(err, errNotGoverned) {
+			return Rotation{}, refuse(ErrInvalidRequest, "%s does not know the key %s with the scope's %s credential (a key of another project or organization?): correct providerKeyId or the admin credential; nothing was done",
+				p.DisplayName, old.ProviderKeyID, p.KeyAdmin.Provider)
+		} else if err != nil {
+			return Rotation{}, fmt.Errorf("rotate %s: %w", req.Ref, errors.Join(ErrUnavailable, err))
+		}
 	}
 	now := b.now()
 	id := newUUID()
@@ -177,6 +191,9 @@ func (b *Broker) Rotate(ctx context.Context, req RotateRequest) (Rotation, error
 		r.AccountName = r.AccountName[:100]
 	}
 	ev := b.rotationEvent(r, req.Actor, fmt.Sprintf("started (%s): the new key will be %s; grace period %s", r.Trigger, r.NewKeyID, r.Grace))
+	if err := b.signRotation(&r); err != nil {
+		return Rotation{}, fmt.Errorf("rotate %s: %w", req.Ref, err)
+	}
 	if err := rs.StartRotation(ctx, r, ev); errors.Is(err, ErrConflict) {
 		return Rotation{}, fmt.Errorf("rotate %s: %w", req.Ref, ErrRotationRunning)
 	} else if err != nil {
@@ -299,6 +316,9 @@ func (b *Broker) record(ctx context.Context, rs RotationStore, r *Rotation, acto
 	if r.State != RotationRunning {
 		ev.Outcome = r.State
 	}
+	if err := b.signRotation(r); err != nil {
+		return err
+	}
 	if err := rs.RecordRotation(ctx, *r, ev); err != nil {
 		return fmt.Errorf("record step %s of rotation %s: %w", step, r.ID, fromStore(err))
 	}
@@ -322,6 +342,9 @@ func IsSimulatedCrash(err error) bool { return errors.As(err, new(crashError)) }
 // advance takes r's steps from its current one until it is done, failed,
 // rolled back, or waiting for its grace period.
 func (b *Broker) advance(ctx context.Context, rs RotationStore, r Rotation, actor Actor) (Rotation, error) {
+	if !b.rotationTrusted(ctx, r) {
+		return r, fmt.Errorf("rotation %s: %w: its row has no valid signature (written outside keybroker): not acted on", r.ID, ErrPreconditionFailed)
+	}
 	p, env, admin, err := b.adminOf(ctx, r)
 	if err != nil {
 		return r, fmt.Errorf("rotation %s: %w", r.ID, err)
@@ -560,7 +583,9 @@ func (b *Broker) stepFailed(ctx context.Context, rs RotationStore, r *Rotation, 
 	r.Error = truncateText(cause.Error(), 400)
 	ev := b.rotationEvent(*r, actor, "step "+r.Step+" failed (tried again later): "+r.Error)
 	ev.Outcome = OutcomeError
-	if err := rs.RecordRotation(ctx, *r, ev); err != nil {
+	if err := b.signRotation(r); err != nil {
+		b.log.WarnContext(ctx, "could not sign a rotation step's failure", "rotation", r.ID, "error", err)
+	} else if err := rs.RecordRotation(ctx, *r, ev); err != nil {
 		b.log.WarnContext(ctx, "could not record a rotation step's failure", "rotation", r.ID, "error", err)
 	}
 	return fmt.Errorf("rotation %s, step %s: %w", r.ID, r.Step, errors.Join(ErrUnavailable, cause))

@@ -138,6 +138,9 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	if links := auth.NewLinkSigner(rowKeys.Admin); links != nil {
 		bcfg.Links = links
 	}
+	if rows := auth.NewLifecycleSigner(rowKeys.Admin); rows != nil {
+		bcfg.LifecycleRows = rows
+	}
 	if len(resolutionKeys) > 0 {
 		bcfg.ResolutionKey, bcfg.PreviousResolutionKeys = resolutionKeys[0], resolutionKeys[1:]
 	}

@@ -1,0 +1,219 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keybroker/keybroker/broker"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv"
+	"github.com/keybroker/keybroker/providers"
+)
+
+// The review revoked a leaked key of project B with the admin credential
+// of project A (same organization, and another organization's): OpenAI
+// answers 404 for an account of another project, which keybroker read as
+// "deleted already". Now keybroker asks whether the admin credential
+// governs the key before anything is recorded: refused, nothing deleted,
+// the account lives; a 404 is "gone" only for a key located before. The
+// same with Anthropic: a key of another organization.
+func TestRevocationOfAKeyOfAnotherProjectIsNotReportedDone(t *testing.T) {
+	ctx := context.Background()
+	g := newLifecycleGround(t)
+	ws := g.workspc
+	scope := broker.WorkspaceScope(ws)
+	g.scopeWithOpenAI(t, ws) // the admin credential of project A
+	projectB := "proj_b_" + strings.ReplaceAll(ws, "-", "_")
+	otherOrgProject := "proj_x_" + strings.ReplaceAll(ws, "-", "_")
+	g.openai.AddAdminKey(g.adminKey, "org-test", projectB)
+	g.openai.AddAdminKey("sk-admin-other-organization-"+testenv.RandomID(t), "org-other", otherOrgProject)
+	for _, project := range []string{projectB, otherOrgProject} {
+		leaked := newKey(t, "openai")
+		account := g.openai.AddServiceAccount(project, "leaked", leaked)
+		keyID := "leaked-" + project[5:6]
+		if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("openai"), KeyID: keyID, Credential: providers.APIKey(leaked),
+			ProviderKeyID: account}); err != nil {
+			t.Fatal(err)
+		}
+		rv, err := g.b.RevokeKey(ctx, broker.DeleteKeyRequest{Actor: alice, Ref: scope.Key("openai", keyID)})
+		if !errors.Is(err, broker.ErrInvalidRequest) {
+			t.Fatalf("a key of %s revoked with project A's admin credential: %+v %v", project, rv, err)
+		}
+		if !g.openai.Accepts(leaked) {
+			t.Fatalf("the key of %s no longer works", project)
+		}
+		if _, err := g.b.GetKey(ctx, scope.Key("openai", keyID)); err != nil {
+			t.Fatalf("a refused revocation deleted the key: %v", err)
+		}
+		if _, err := g.b.Rotate(ctx, broker.RotateRequest{Actor: alice, Ref: scope.Key("openai", keyID)}); !errors.Is(err, broker.ErrInvalidRequest) {
+			t.Fatalf("a rotation of a key of %s: %v", project, err)
+		}
+	}
+
+	// A located key whose account is then deleted by hand: 404 is gone.
+	key := newKey(t, "openai")
+	project := "proj_" + strings.ReplaceAll(ws, "-", "_")
+	account := g.openai.AddServiceAccount(project, "second", key)
+	if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("openai"), KeyID: "second", Credential: providers.APIKey(key),
+		ProviderKeyID: account}); err != nil {
+		t.Fatal(err)
+	}
+	g.openai.FailAdmin("DELETE", "/v1/organization/projects/", 503)
+	rv, err := g.b.RevokeKey(ctx, broker.DeleteKeyRequest{Actor: alice, Ref: scope.Key("openai", "second")})
+	if err != nil || rv.State != broker.RevocationPending || !rv.Located {
+		t.Fatalf("with the provider failing: %+v %v", rv, err)
+	}
+	g.openai.FailAdmin("", "", 0)
+
+	// Anthropic: a key of another organization.
+	adminKey := "sk-ant-admin01-" + newKey(t, "")[:32]
+	usedKeysMu.Lock()
+	usedKeys = append(usedKeys, adminKey)
+	usedKeysMu.Unlock()
+	g.anthropic.AddAdminKeyOf("org-a", adminKey)
+	foreign := newKey(t, "anthropic")
+	g.anthropic.AddKeyOf("org-b", "apikey_01foreign", "prod", foreign)
+	if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("anthropic"), KeyID: "claude", Credential: providers.APIKey(foreign),
+		ProviderKeyID: "apikey_01foreign"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("anthropic-admin"), KeyID: "admin",
+		Credential: providers.New(providers.KindAnthropicAdmin, map[string]string{providers.FieldAdminKey: adminKey})}); err != nil {
+		t.Fatal(err)
+	}
+	if rv, err := g.b.RevokeKey(ctx, broker.DeleteKeyRequest{Actor: alice, Ref: scope.Key("anthropic", "claude")}); !errors.Is(err, broker.ErrInvalidRequest) {
+		t.Fatalf("an Anthropic key of another organization: %+v %v", rv, err)
+	}
+	if st := g.anthropic.Status("apikey_01foreign"); st != "active" {
+		t.Fatalf("the key is %q", st)
+	}
+}
+
+// TestOpenAIRevokeTellsAWrongProjectFromAGoneAccount: at the provider
+// level, a 404 on the delete is "gone" only when the admin credential's
+// project is its organization's.
+func TestOpenAIRevokeTellsAWrongProjectFromAGoneAccount(t *testing.T) {
+	ctx := context.Background()
+	g := newLifecycleGround(t)
+	project, _ := g.scopeWithOpenAI(t, g.workspc)
+	p, _ := providers.DefaultRegistry().Lookup("openai")
+	env := providers.AdminEnv{BaseURL: g.openai.URL}
+	wrong := providers.New(providers.KindOpenAIAdmin, map[string]string{providers.FieldAdminKey: g.adminKey, providers.FieldProjectID: "proj_notmine"})
+	_, err := p.KeyAdmin.Revoke(ctx, env, wrong, "svc_acct_999")
+	var ae *providers.AdminError
+	if !errors.As(err, &ae) || !ae.Refused() || ae.Code != providers.CodeProjectNotFound {
+		t.Fatalf("a project of no organization of the admin key: %v", err)
+	}
+	right := providers.New(providers.KindOpenAIAdmin, map[string]string{providers.FieldAdminKey: g.adminKey, providers.FieldProjectID: project})
+	if rv, err := p.KeyAdmin.Revoke(ctx, env, right, "svc_acct_999"); err != nil || !rv.AlreadyGone {
+		t.Fatalf("an account gone from the right project: %+v %v", rv, err)
+	}
+}
+
+// The review wrote rotation and revocation rows with the admin pods'
+// database role (the runtime role) to make keybroker delete a victim's
+// service account: an inserted revocation, an inserted rotation at
+// delete_old, a signed revocation's signature copied onto a forged row,
+// and a running rotation pointed at the victim. None is acted on; the
+// triggers refuse changing the ids of a signed row; the victim's account
+// lives.
+func TestLifecycleRowsWrittenWithADatabaseRoleAreNotActedOn(t *testing.T) {
+	ctx := context.Background()
+	g := newLifecycleGround(t)
+	ws := g.workspc
+	scope := broker.WorkspaceScope(ws)
+	project, _ := g.scopeWithOpenAI(t, ws)
+	victim := g.openai.AddServiceAccount(project, "victim", newKey(t, "openai"))
+	alive := func(when string) {
+		t.Helper()
+		for _, sa := range g.openai.ServiceAccounts(project) {
+			if sa.ID == victim {
+				return
+			}
+		}
+		t.Fatalf("%s: the victim's service account %s was deleted", when, victim)
+	}
+	runtime, err := pgx.Connect(ctx, testenv.RuntimeURL(t, g.dbURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runtime.Close(ctx)
+	exec := func(sql string, args ...any) error {
+		_, err := runtime.Exec(ctx, sql, args...)
+		return err
+	}
+
+	// 1. An inserted revocation naming the victim.
+	if err := exec(`INSERT INTO provider_revocations (id, scope, scope_id, provider, key_id, provider_key_id, admin_key_id, state,
+		next_attempt_at, requested_by, located) VALUES (gen_random_uuid(), 'workspace', $1, 'openai', 'primary', $2, 'admin', 'pending',
+		now() - interval '1 day', 'attacker', true)`, ws, victim); err != nil {
+		t.Fatalf("the runtime role could not insert (the attack needs it): %v", err)
+	}
+	g.clock.Add(48 * time.Hour)
+	if _, err := g.b.RetryRevocations(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alive("an inserted revocation")
+
+	// 2. A genuine revocation's signature copied onto a forged row.
+	key := newKey(t, "openai")
+	account := g.openai.AddServiceAccount(project, "genuine", key)
+	if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("openai"), KeyID: "genuine", Credential: providers.APIKey(key),
+		ProviderKeyID: account}); err != nil {
+		t.Fatal(err)
+	}
+	g.openai.FailAdmin("DELETE", "/v1/organization/projects/", 503)
+	rv, err := g.b.RevokeKey(ctx, broker.DeleteKeyRequest{Actor: alice, Ref: scope.Key("openai", "genuine")})
+	if err != nil || rv.State != broker.RevocationPending {
+		t.Fatalf("a genuine revocation: %+v %v", rv, err)
+	}
+	g.openai.FailAdmin("", "", 0)
+	if err := exec(`INSERT INTO provider_revocations (id, scope, scope_id, provider, key_id, provider_key_id, admin_key_id, state,
+		next_attempt_at, requested_by, located, sig_key_id, signature)
+		SELECT gen_random_uuid(), scope, scope_id, provider, key_id, $2, admin_key_id, 'pending', next_attempt_at, requested_by, located,
+			sig_key_id, signature FROM provider_revocations WHERE id = $1::uuid`, rv.ID, victim); err != nil {
+		t.Fatal(err)
+	}
+	// Changing the genuine row's ids: refused by the trigger.
+	if err := exec(`UPDATE provider_revocations SET provider_key_id = $2 WHERE id = $1::uuid`, rv.ID, victim); err == nil {
+		t.Fatal("the runtime role changed the provider_key_id of a revocation")
+	}
+	g.clock.Add(48 * time.Hour)
+	if n, err := g.b.RetryRevocations(ctx); err != nil || n != 1 {
+		t.Fatalf("the genuine revocation: %d %v", n, err)
+	}
+	alive("a forged revocation with a copied signature")
+
+	// 3. A running rotation pointed at the victim: the ids are frozen, and
+	// a rotation row inserted at delete_old is not acted on.
+	r, err := g.b.Rotate(ctx, broker.RotateRequest{Actor: alice, Ref: scope.Key("openai", "primary")})
+	if err != nil || r.Step != broker.StepGrace {
+		t.Fatalf("rotate: %+v %v", r, err)
+	}
+	for _, col := range []string{"old_provider_key_id", "account_name"} {
+		if err := exec(`UPDATE key_rotations SET `+col+` = $2 WHERE id = $1::uuid`, r.ID, victim); err == nil {
+			t.Fatalf("the runtime role changed %s of a running rotation", col)
+		}
+	}
+	// new_provider_key_id may change (the create step records it): the
+	// signature covers it.
+	if err := exec(`UPDATE key_rotations SET new_provider_key_id = $2, step = 'rollback' WHERE id = $1::uuid`, r.ID, victim); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec(`INSERT INTO key_rotations (id, scope, scope_id, provider, key_id, new_key_id, admin_key_id, trigger, step, state,
+		account_name, old_provider_key_id, grace_seconds, delete_after, started_by, started_at, updated_at)
+		VALUES (gen_random_uuid(), 'workspace', $1, 'openai', 'nosuch', 'nosuch-r000000', 'admin', 'manual', 'delete_old', 'running',
+		'victim', $2, 0, now() - interval '1 day', 'attacker', now() - interval '1 day', now() - interval '1 day')`, ws, victim); err != nil {
+		t.Fatal(err)
+	}
+	g.clock.Add(48 * time.Hour)
+	_, _ = g.restart(t).ResumeRotations(ctx)
+	alive("rotation rows written with the runtime role")
+	if _, err := g.b.GetKey(ctx, scope.Key("openai", r.NewKeyID)); err != nil {
+		t.Fatalf("the forged rollback removed the rotation's new key: %v", err)
+	}
+}
