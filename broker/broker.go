@@ -213,6 +213,9 @@ type Broker struct {
 	// unsignedLifecycle remembers the unsigned rows already reported.
 	lifecycleSigner   LifecycleSigner
 	unsignedLifecycle sync.Map
+	// expiryLearned is when LearnExpiries last asked the provider about
+	// a key (by key and provider id).
+	expiryLearned sync.Map
 	// unsignedLinks remembers the unsigned links already reported.
 	unsignedLinks sync.Map
 	settings      settingsMirror

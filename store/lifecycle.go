@@ -37,6 +37,36 @@ func (s *Store) RecordExpiryWarning(ctx context.Context, ref broker.KeyRef, expi
 	return won, nil
 }
 
+// LearnExpiry sets the key's expires_at to expiresAt unless it has an
+// earlier one, and appends ev, in one transaction: only expires_at (and
+// who changed the row, when) is written, so an admin's concurrent change
+// of the key's name, priority or state stays, and the condition is
+// checked on the row as it is, not as it was read.
+func (s *Store) LearnExpiry(ctx context.Context, ref broker.KeyRef, expiresAt time.Time, ev broker.AuditEvent) (bool, error) {
+	changed := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var version int
+		err := tx.QueryRow(ctx, `UPDATE provider_keys SET expires_at = $5, updated_at = now(), updated_by = $6
+			WHERE `+keyMatch+` AND kv_version > 0 AND (expires_at IS NULL OR expires_at > $5) RETURNING kv_version`,
+			string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID, expiresAt, ev.Actor).Scan(&version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		changed = true
+		if err := notify(ctx, tx, keyChanged(ref, version)); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+	if err != nil {
+		return false, fmt.Errorf("learn the expiry of %s: %w", ref, classify(err))
+	}
+	return changed, nil
+}
+
 var _ broker.RotationStore = (*Store)(nil)
 
 // rotationColumns are the columns of key_rotations scanRotation reads, in
