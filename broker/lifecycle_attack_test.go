@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +216,90 @@ func TestLifecycleRowsWrittenWithADatabaseRoleAreNotActedOn(t *testing.T) {
 	alive("rotation rows written with the runtime role")
 	if _, err := g.b.GetKey(ctx, scope.Key("openai", r.NewKeyID)); err != nil {
 		t.Fatalf("the forged rollback removed the rotation's new key: %v", err)
+	}
+}
+
+// The review made one tenant slow the single lifecycle runner for every
+// other: a rotation whose admin credential the provider refuses was tried
+// every pass forever, a rolled-back scheduled rotation started again every
+// pass, and a scope's many due keys were all rotated in one pass. Now a
+// failing step backs off (doubling) and the rotation ends failed after
+// the last attempt; the schedule does not rotate a key again after its
+// scheduled rotation rolled back until an admin acts; a pass does at most
+// 3 rotations per scope.
+func TestOneTenantCannotHoldTheLifecycleRunner(t *testing.T) {
+	ctx := context.Background()
+	g := newLifecycleGround(t)
+	ws := g.workspc
+	scope := broker.WorkspaceScope(ws)
+	g.scopeWithOpenAI(t, ws)
+
+	// 1. The admin credential refused at create: backoff, then failed.
+	g.openai.FailAdmin("POST", "/v1/organization/projects/", 401)
+	if _, err := g.b.Rotate(ctx, broker.RotateRequest{Actor: alice, Ref: scope.Key("openai", "primary")}); err == nil {
+		t.Fatal("a rotation with a refused admin credential went through")
+	}
+	last := func() broker.Rotation {
+		t.Helper()
+		rots, err := g.b.Rotations(ctx, scope.Key("openai", "primary"))
+		if err != nil || len(rots) == 0 {
+			t.Fatalf("rotations %v %v", rots, err)
+		}
+		return rots[0]
+	}
+	if r := last(); r.Attempts != 1 || r.State != broker.RotationRunning {
+		t.Fatalf("after the first failure: %+v", r)
+	}
+	g.clock.Add(broker.DefaultRotationClaim + time.Second)
+	_, _ = g.b.ResumeRotations(ctx)
+	if r := last(); r.Attempts != 2 {
+		t.Fatalf("the claim over, the step was not tried again: %+v", r)
+	}
+	g.clock.Add(broker.DefaultRotationClaim + time.Second) // less than the doubled wait
+	_, _ = g.b.ResumeRotations(ctx)
+	if r := last(); r.Attempts != 2 {
+		t.Fatalf("tried again before its backoff was over: attempt %d", r.Attempts)
+	}
+	for range 20 {
+		g.clock.Add(time.Hour)
+		_, _ = g.b.ResumeRotations(ctx)
+	}
+	if r := last(); r.State != broker.RotationFailed || r.Attempts != 8 || !strings.Contains(r.Error, "failed 8 times") {
+		t.Fatalf("after many failures: %+v", r)
+	}
+	g.openai.FailAdmin("", "", 0)
+
+	// 2. A scheduled rotation the provider's check rolls back is not
+	// started again by the schedule.
+	if _, err := g.b.SetLifecycleSettings(ctx, alice, scope, 90*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	g.clock.Add(91 * 24 * time.Hour) // the keys' creation is on PostgreSQL's clock, before the test's
+	g.openai.FailAdmin("GET", "/v1/models", 401)
+	if n, err := g.b.RotateDue(ctx); n != 0 {
+		t.Fatalf("a rotation the provider refused counted as started: %d (%v)", n, err)
+	}
+	if r := last(); r.Trigger != broker.TriggerSchedule || r.State != broker.RotationRolledBack {
+		t.Fatalf("the scheduled rotation: %+v", r)
+	}
+	g.openai.FailAdmin("", "", 0)
+	g.clock.Add(time.Hour)
+	if _, err := g.b.RotateDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := last(); r.State != broker.RotationRolledBack {
+		t.Fatalf("the schedule rotated the key again after a rollback: %+v", r)
+	}
+
+	// 3. At most 3 scheduled rotations per scope and pass.
+	for i := range 4 {
+		if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("openai"), KeyID: "many-" + strconv.Itoa(i),
+			Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.clock.Add(time.Hour)
+	if n, err := g.b.RotateDue(ctx); err != nil || n != 3 {
+		t.Fatalf("one pass started %d rotations in one scope (%v)", n, err)
 	}
 }

@@ -249,8 +249,12 @@ func (b *Broker) RetryRevocations(ctx context.Context) (int, error) {
 		return 0, fromStore(err)
 	}
 	done := 0
+	perScope := map[Scope]int{}
 	for _, rv := range due {
 		if !b.revocationTrusted(ctx, rv) {
+			continue
+		}
+		if perScope[rv.Ref.Owner()]++; perScope[rv.Ref.Owner()] > maxLifecycleWorkPerScope {
 			continue
 		}
 		if out := b.attemptRevocation(ctx, rvs, rv, Actor{Subject: "keybroker:revocation"}); out.State == RevocationDone {

@@ -93,7 +93,11 @@ type Rotation struct {
 	ClaimedUntil                       time.Time
 	// Error says why a rotation failed or rolled back, or what it could
 	// not do at the provider (never a key).
-	Error     string
+	Error string
+	// Attempts counts the failed attempts of the current step: each
+	// pushes the next back (ClaimedUntil); maxRotationAttempts end the
+	// rotation failed.
+	Attempts  int
 	StartedBy string
 	StartedAt time.Time
 	UpdatedAt time.Time
@@ -311,7 +315,7 @@ func (b *Broker) rotationEvent(r Rotation, actor Actor, detail string) AuditEven
 // record moves r to step (recorded and audited before it is taken).
 func (b *Broker) record(ctx context.Context, rs RotationStore, r *Rotation, actor Actor, step, detail string) error {
 	now := b.now()
-	r.Step, r.UpdatedAt, r.ClaimedUntil = step, now, now.Add(b.rotationClaim)
+	r.Step, r.UpdatedAt, r.ClaimedUntil, r.Attempts = step, now, now.Add(b.rotationClaim), 0
 	ev := b.rotationEvent(*r, actor, "step "+step+": "+detail)
 	if r.State != RotationRunning {
 		ev.Outcome = r.State
@@ -577,11 +581,39 @@ func (b *Broker) ensureStored(ctx context.Context, ref KeyRef) (bool, error) {
 	return err == nil, fromStore(err)
 }
 
-// stepFailed records a step's failure (the rotation stays running: the
-// lifecycle runner tries the step again) and returns it.
+// maxRotationAttempts is how many times a step is tried before its
+// rotation ends failed (an admin acts: fixes the admin credential, starts
+// another rotation); maxRotationBackoff bounds the wait between two.
+const (
+	// maxLifecycleWorkPerScope bounds what one pass of the lifecycle
+	// runner does for one scope (rotations resumed, scheduled rotations
+	// started, revocations retried, each): one tenant cannot slow the
+	// runner for every other.
+	maxLifecycleWorkPerScope = 3
+
+	maxRotationAttempts = 8
+	maxRotationBackoff  = 30 * time.Minute
+)
+
+// stepFailed records a step's failure and returns it: the rotation stays
+// running, tried again by the lifecycle runner after a backoff (the
+// claim, doubling from --rotation-claim to 30 minutes), until the step
+// has failed maxRotationAttempts times: then it ends failed, saying what
+// it leaves behind.
 func (b *Broker) stepFailed(ctx context.Context, rs RotationStore, r *Rotation, actor Actor, cause error) error {
 	r.Error = truncateText(cause.Error(), 400)
-	ev := b.rotationEvent(*r, actor, "step "+r.Step+" failed (tried again later): "+r.Error)
+	r.Attempts++
+	now := b.now()
+	r.UpdatedAt = now
+	r.ClaimedUntil = now.Add(min(maxRotationBackoff, b.rotationClaim<<min(r.Attempts-1, 10)))
+	ev := b.rotationEvent(*r, actor, fmt.Sprintf("step %s failed (attempt %d of %d; tried again after %s): %s", r.Step, r.Attempts,
+		maxRotationAttempts, r.ClaimedUntil.UTC().Format(time.RFC3339), r.Error))
+	if r.Attempts >= maxRotationAttempts {
+		r.State = RotationFailed
+		r.Error = truncateText(fmt.Sprintf("failed %d times at step %s (%s): %s", r.Attempts, r.Step, leftBehind(r), r.Error), 400)
+		ev = b.rotationEvent(*r, actor, "failed: "+r.Error)
+		b.metrics.rotated(r.Ref.Provider, RotationFailed)
+	}
 	ev.Outcome = OutcomeError
 	if err := b.signRotation(r); err != nil {
 		b.log.WarnContext(ctx, "could not sign a rotation step's failure", "rotation", r.ID, "error", err)
@@ -589,6 +621,21 @@ func (b *Broker) stepFailed(ctx context.Context, rs RotationStore, r *Rotation, 
 		b.log.WarnContext(ctx, "could not record a rotation step's failure", "rotation", r.ID, "error", err)
 	}
 	return fmt.Errorf("rotation %s, step %s: %w", r.ID, r.Step, errors.Join(ErrUnavailable, cause))
+}
+
+// leftBehind says what a rotation that fails at its step leaves for an
+// admin to finish.
+func leftBehind(r *Rotation) string {
+	switch r.Step {
+	case StepCreate, StepVerify, StepStore:
+		return fmt.Sprintf("the old key serves; an account named %q may be left at the provider", r.AccountName)
+	case StepRollback:
+		return fmt.Sprintf("the old key serves; the new account %s may be left at the provider", r.NewProviderKeyID)
+	case StepDisableOld:
+		return "both keys are in the pool"
+	default:
+		return fmt.Sprintf("the new key serves; the old key %s is still at the provider and in the pool, disabled", r.OldProviderKeyID)
+	}
 }
 
 // rollback deletes the new key at the provider (and from the pool) and
@@ -637,8 +684,14 @@ func (b *Broker) ResumeRotations(ctx context.Context) (int, error) {
 	}
 	now, done := b.now(), 0
 	var errs []error
+	perScope := map[Scope]int{}
 	for _, r := range running {
 		if r.Step == StepGrace && now.Before(r.DeleteAfter) || r.Step != StepGrace && now.Before(r.ClaimedUntil) {
+			continue
+		}
+		// One scope's rotations cannot take the whole pass: the rest wait
+		// for the next one.
+		if perScope[r.Ref.Owner()]++; perScope[r.Ref.Owner()] > maxLifecycleWorkPerScope {
 			continue
 		}
 		actor := Actor{Subject: "keybroker:rotation"}

@@ -73,7 +73,7 @@ var _ broker.RotationStore = (*Store)(nil)
 // its order.
 const rotationColumns = `id::text, scope, scope_id, provider, key_id, new_key_id, admin_key_id, trigger, step, state, account_name,
 	coalesce(new_provider_key_id, ''), coalesce(old_provider_key_id, ''), grace_seconds, delete_after, claimed_until, error,
-	started_by, started_at, updated_at, sig_key_id, signature`
+	started_by, started_at, updated_at, sig_key_id, signature, attempts`
 
 func scanRotation(row pgx.CollectableRow) (broker.Rotation, error) {
 	var (
@@ -84,7 +84,7 @@ func scanRotation(row pgx.CollectableRow) (broker.Rotation, error) {
 	)
 	err := row.Scan(&r.ID, &scope, &r.Ref.ScopeID, &r.Ref.Provider, &r.Ref.KeyID, &r.NewKeyID, &r.AdminKeyID, &r.Trigger, &r.Step, &r.State,
 		&r.AccountName, &r.NewProviderKeyID, &r.OldProviderKeyID, &grace, &deleteAfter, &claimedUntil, &r.Error,
-		&r.StartedBy, &r.StartedAt, &r.UpdatedAt, &r.SigKeyID, &r.Signature)
+		&r.StartedBy, &r.StartedAt, &r.UpdatedAt, &r.SigKeyID, &r.Signature, &r.Attempts)
 	if err != nil {
 		return broker.Rotation{}, err
 	}
@@ -125,10 +125,10 @@ func (s *Store) StartRotation(ctx context.Context, r broker.Rotation, ev broker.
 func (s *Store) RecordRotation(ctx context.Context, r broker.Rotation, ev broker.AuditEvent) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE key_rotations SET step = $2, state = $3, new_provider_key_id = $4, delete_after = $5,
-				claimed_until = $6, error = $7, updated_at = $8, sig_key_id = $9, signature = $10
+				claimed_until = $6, error = $7, updated_at = $8, sig_key_id = $9, signature = $10, attempts = $11
 			WHERE id = $1::uuid`,
 			r.ID, r.Step, r.State, nullString(r.NewProviderKeyID), nullTime(r.DeleteAfter), nullTime(r.ClaimedUntil), truncate(r.Error, 500), r.UpdatedAt,
-			r.SigKeyID, r.Signature)
+			r.SigKeyID, r.Signature, r.Attempts)
 		if err != nil {
 			return err
 		}

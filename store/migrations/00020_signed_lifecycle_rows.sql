@@ -11,6 +11,10 @@
 -- recorded at a rotation's create step, changes, and is signed again), so
 -- even a row keybroker signed cannot be pointed at another key.
 --
+-- key_rotations.attempts: the failed attempts of the rotation's current
+-- step; each pushes the next one back (claimed_until), and a rotation
+-- failing that many times ends failed (docs/lifecycle.md).
+--
 -- provider_revocations.located: the provider confirmed, with the admin
 -- credential, that it governs the key (a service account of its project, a
 -- key of its organization). A 404 on deleting the key is "gone" only then:
@@ -22,6 +26,7 @@ ALTER TABLE key_rotations ADD COLUMN signature bytea CHECK (signature IS NULL OR
 ALTER TABLE provider_revocations ADD COLUMN sig_key_id text NOT NULL DEFAULT '' CHECK (char_length(sig_key_id) <= 16);
 ALTER TABLE provider_revocations ADD COLUMN signature bytea CHECK (signature IS NULL OR length(signature) = 32);
 ALTER TABLE provider_revocations ADD COLUMN located boolean NOT NULL DEFAULT false;
+ALTER TABLE key_rotations ADD COLUMN attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0);
 
 -- +goose StatementBegin
 CREATE FUNCTION key_rotations_frozen_ids() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -63,6 +68,7 @@ DROP TRIGGER provider_revocations_frozen_ids ON provider_revocations;
 DROP FUNCTION provider_revocations_frozen_ids();
 DROP TRIGGER key_rotations_frozen_ids ON key_rotations;
 DROP FUNCTION key_rotations_frozen_ids();
+ALTER TABLE key_rotations DROP COLUMN attempts;
 ALTER TABLE provider_revocations DROP COLUMN located;
 ALTER TABLE provider_revocations DROP COLUMN signature;
 ALTER TABLE provider_revocations DROP COLUMN sig_key_id;
