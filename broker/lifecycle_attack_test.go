@@ -303,3 +303,58 @@ func TestOneTenantCannotHoldTheLifecycleRunner(t *testing.T) {
 		t.Fatalf("one pass started %d rotations in one scope (%v)", n, err)
 	}
 }
+
+// The review read every admin credential with the execution pods' Vault
+// identity (the reader): the admin providers' keys were under the paths
+// its policy grants. Against the real Vault and the shipped policies: the
+// reader is denied every admin provider's keys in every scope (and still
+// reads a provider key); the writer reads the admin credentials and no
+// other key; and a replica without the reader identity (mode admin)
+// rotates and revokes at the provider.
+func TestReaderIdentityCannotReadAdminCredentials(t *testing.T) {
+	ctx := context.Background()
+	g := newLifecycleGround(t)
+	ws := g.workspc
+	project, _ := g.scopeWithOpenAI(t, ws)
+	writer, ok := g.cfg.Writer.(broker.KeyReader)
+	if !ok {
+		t.Fatal("the writer identity's KV reads nothing")
+	}
+	for _, ap := range providers.DefaultRegistry().Admins() {
+		for _, scope := range []broker.Scope{broker.WorkspaceScope(ws), broker.OrganizationScope("org-" + testenv.RandomID(t)), broker.HostedScope()} {
+			path := scope.Key(ap.ID, "admin-"+testenv.RandomID(t)).VaultPath()
+			if _, err := g.rootKV.Put(ctx, path, map[string]string{"admin_key": "placeholder-not-a-key", "project_id": "proj_x"}, 0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := g.cfg.Reader.Get(ctx, path); err == nil {
+				t.Fatalf("the reader identity read %s", path)
+			}
+			if _, err := writer.Get(ctx, path); err != nil {
+				t.Fatalf("the writer identity cannot read %s: %v", path, err)
+			}
+		}
+	}
+	keyPath := broker.WorkspaceScope(ws).Key("openai", "primary").VaultPath()
+	if _, err := g.cfg.Reader.Get(ctx, keyPath); err != nil {
+		t.Fatalf("the reader no longer reads a provider key: %v", err)
+	}
+	if _, err := writer.Get(ctx, keyPath); err == nil {
+		t.Fatal("the writer identity read a provider key")
+	}
+
+	// A replica of mode admin (no reader identity) rotates and revokes.
+	admin := g.another(t, func(c *broker.Config) { c.Reader, c.RotationHook = nil, nil })
+	r, err := admin.Rotate(ctx, broker.RotateRequest{Actor: alice, Ref: broker.WorkspaceScope(ws).Key("openai", "primary")})
+	if err != nil || r.Step != broker.StepGrace {
+		t.Fatalf("a rotation on a replica of mode admin: %+v %v", r, err)
+	}
+	rv, err := admin.RevokeKey(ctx, broker.DeleteKeyRequest{Actor: alice, Ref: broker.WorkspaceScope(ws).Key("openai", r.NewKeyID)})
+	if err != nil || rv.State != broker.RevocationDone || rv.AlreadyGone {
+		t.Fatalf("a revocation on a replica of mode admin: %+v %v", rv, err)
+	}
+	for _, sa := range g.openai.ServiceAccounts(project) {
+		if sa.ID == r.NewProviderKeyID {
+			t.Fatalf("the revoked account %s is still at the provider", sa.ID)
+		}
+	}
+}

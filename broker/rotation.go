@@ -141,7 +141,7 @@ type RotateRequest struct {
 // Rotate rotates a key at its provider, up to the grace period: the new
 // key serves when it returns; the lifecycle runner (RunLifecycle)
 // deletes the old key once the grace period is over. It needs the
-// reader identity (it reads the admin credential) and the scope's admin
+// writer identity (it reads the admin credential) and the scope's admin
 // credential for the provider.
 func (b *Broker) Rotate(ctx context.Context, req RotateRequest) (Rotation, error) {
 	rs, err := b.rotationStore()
@@ -244,8 +244,8 @@ func (b *Broker) rotationStore() (RotationStore, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: the metadata store keeps no rotations", ErrNotConfigured)
 	}
-	if b.reader == nil {
-		return nil, fmt.Errorf("%w: rotation and revocation at the provider read the admin credential with the Vault reader identity (--mode=all)", ErrNotConfigured)
+	if b.adminReader() == nil {
+		return nil, fmt.Errorf("%w: rotation and revocation at the provider read the admin credential with the Vault writer identity (--mode=admin or all)", ErrNotConfigured)
 	}
 	if b.adminEnv == nil {
 		return nil, fmt.Errorf("%w: no provider checker, whose HTTP client calls the admin APIs", ErrNotConfigured)

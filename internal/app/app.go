@@ -205,7 +205,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	}
 	if bcfg.Writer != nil && cfg.LifecycleEvery > 0 {
 		a.lifecycle = &Lifecycle{Broker: b, Lease: a.leases.lease(store.LeaseLifecycle, false), Every: cfg.LifecycleEvery,
-			Rotations: bcfg.Reader != nil, Logger: logger}
+			Rotations: true, Logger: logger}
 	}
 	if cfg.HealthProbeEvery > 0 && bcfg.Reader != nil {
 		// Every replica that reads keys (modes all, resolver, proxy) may
