@@ -358,3 +358,59 @@ func TestReaderIdentityCannotReadAdminCredentials(t *testing.T) {
 		}
 	}
 }
+
+// The review's orphaned key: a rotation stalled before its store step
+// shows its new key's id; a scope admin adds a key of that id, and the
+// store step took "the key exists" for its own: the admin's key served in
+// the rotated key's place and the account the rotation made was left at
+// the provider with no key of keybroker's. Now the store step rolls back:
+// the account is deleted, the other key is left as it is, the old key
+// serves. And a replica recording over a rotation another replica
+// advanced meanwhile is refused (ErrConflict).
+func TestRotationStoreStepRefusesAKeyThatIsNotItsOwn(t *testing.T) {
+	ctx := context.Background()
+	g := newLifecycleGround(t)
+	ws := g.workspc
+	scope := broker.WorkspaceScope(ws)
+	project, oldAccount := g.scopeWithOpenAI(t, ws)
+	g.openai.FailAdmin("POST", "/v1/organization/projects/", 503)
+	if _, err := g.b.Rotate(ctx, broker.RotateRequest{Actor: alice, Ref: scope.Key("openai", "primary")}); err == nil {
+		t.Fatal("the rotation went through with the provider failing")
+	}
+	rots, err := g.b.Rotations(ctx, scope.Key("openai", "primary"))
+	if err != nil || len(rots) != 1 {
+		t.Fatalf("rotations %+v %v", rots, err)
+	}
+	r := rots[0]
+	// Another replica's stale view of the rotation is refused.
+	ev := broker.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: ws, Provider: "openai", KeyID: "primary", Action: broker.ActionRotation,
+		Actor: "stale", Outcome: broker.OutcomeSuccess, Detail: "stale"}
+	if err := g.store.RecordRotation(ctx, r, broker.RotationFrom{Step: broker.StepVerify, ClaimedUntil: r.ClaimedUntil}, ev); !errors.Is(err, broker.ErrConflict) {
+		t.Fatalf("a record over another step: %v", err)
+	}
+	if err := g.store.RecordRotation(ctx, r, broker.RotationFrom{Step: r.Step, ClaimedUntil: r.ClaimedUntil.Add(-time.Minute)}, ev); !errors.Is(err, broker.ErrConflict) {
+		t.Fatalf("a record over another claim: %v", err)
+	}
+
+	squatter := newKey(t, "openai")
+	if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("openai"), KeyID: r.NewKeyID, Credential: providers.APIKey(squatter),
+		Priority: ptr(1)}); err != nil {
+		t.Fatal(err)
+	}
+	g.openai.FailAdmin("", "", 0)
+	g.clock.Add(time.Hour)
+	_, _ = g.restart(t).ResumeRotations(ctx)
+	rots, err = g.b.Rotations(ctx, scope.Key("openai", "primary"))
+	if err != nil || rots[0].State != broker.RotationRolledBack {
+		t.Fatalf("the rotation over another key of its new key's id: %+v %v", rots, err)
+	}
+	if accounts := g.openai.ServiceAccounts(project); len(accounts) != 1 || accounts[0].ID != oldAccount {
+		t.Fatalf("the project holds %+v: an orphaned account, or the old one deleted", accounts)
+	}
+	if m, err := g.b.GetKey(ctx, scope.Key("openai", "primary")); err != nil || m.State != broker.KeyActive {
+		t.Fatalf("the old key: %+v %v", m, err)
+	}
+	if m, err := g.b.GetKey(ctx, scope.Key("openai", r.NewKeyID)); err != nil || m.ProviderKeyID != "" {
+		t.Fatalf("the other key of that id was changed or removed: %+v %v", m, err)
+	}
+}

@@ -114,12 +114,22 @@ type RotationStore interface {
 	StartRotation(ctx context.Context, r Rotation, ev AuditEvent) error
 	// RecordRotation stores r's step, state and fields and appends ev,
 	// in one transaction.
-	RecordRotation(ctx context.Context, r Rotation, ev AuditEvent) error
+	// It records only over the row as from says it was (its step and
+	// claim when this replica read or last wrote it): ErrConflict when
+	// another replica advanced the rotation meanwhile.
+	RecordRotation(ctx context.Context, r Rotation, from RotationFrom, ev AuditEvent) error
 	GetRotation(ctx context.Context, id string) (Rotation, error)
 	// ListRotations returns the key's rotations, newest first.
 	ListRotations(ctx context.Context, ref KeyRef, limit int) ([]Rotation, error)
 	// RunningRotations returns every running rotation.
 	RunningRotations(ctx context.Context) ([]Rotation, error)
+}
+
+// RotationFrom is a rotation's step and claim as a replica last saw them:
+// RecordRotation writes over that row only.
+type RotationFrom struct {
+	Step         string
+	ClaimedUntil time.Time
 }
 
 // crashError is the error of the test hook (a simulated crash): the
@@ -314,6 +324,7 @@ func (b *Broker) rotationEvent(r Rotation, actor Actor, detail string) AuditEven
 
 // record moves r to step (recorded and audited before it is taken).
 func (b *Broker) record(ctx context.Context, rs RotationStore, r *Rotation, actor Actor, step, detail string) error {
+	from := RotationFrom{Step: r.Step, ClaimedUntil: r.ClaimedUntil}
 	now := b.now()
 	r.Step, r.UpdatedAt, r.ClaimedUntil, r.Attempts = step, now, now.Add(b.rotationClaim), 0
 	ev := b.rotationEvent(*r, actor, "step "+step+": "+detail)
@@ -323,7 +334,8 @@ func (b *Broker) record(ctx context.Context, rs RotationStore, r *Rotation, acto
 	if err := b.signRotation(r); err != nil {
 		return err
 	}
-	if err := rs.RecordRotation(ctx, *r, ev); err != nil {
+	if err := rs.RecordRotation(ctx, *r, from, ev); err != nil {
+		r.Step, r.ClaimedUntil = from.Step, from.ClaimedUntil
 		return fmt.Errorf("record step %s of rotation %s: %w", step, r.ID, fromStore(err))
 	}
 	return b.hook("before:" + step)
@@ -482,7 +494,17 @@ func (run *rotationRun) store(ctx context.Context) error {
 	}
 	_, err = run.b.AddKey(ctx, AddKeyRequest{Actor: run.actor, Pool: r.Ref.Pool(), KeyID: r.NewKeyID, Credential: run.created, Name: old.Name,
 		Priority: &old.Priority, Models: old.Models, ProviderKeyID: r.NewProviderKeyID})
-	if err != nil && !errors.Is(err, ErrKeyExists) {
+	if errors.Is(err, ErrKeyExists) {
+		// Stored already by this rotation (a write a crash interrupted)
+		// only if it names the account this rotation created: another
+		// key of that id is not the new key, and the new account would
+		// be left at the provider with no key of keybroker's holding it.
+		if have, gerr := run.b.store.GetKey(ctx, run.newRef); gerr != nil || have.ProviderKeyID != r.NewProviderKeyID {
+			return run.rollback(ctx, "the pool holds another key of id "+r.NewKeyID+": the new key was not stored")
+		}
+		err = nil
+	}
+	if err != nil {
 		return run.rollback(ctx, "the new key could not be stored: "+err.Error())
 	}
 	run.created = providers.Credential{}
@@ -601,6 +623,7 @@ const (
 // has failed maxRotationAttempts times: then it ends failed, saying what
 // it leaves behind.
 func (b *Broker) stepFailed(ctx context.Context, rs RotationStore, r *Rotation, actor Actor, cause error) error {
+	from := RotationFrom{Step: r.Step, ClaimedUntil: r.ClaimedUntil}
 	r.Error = truncateText(cause.Error(), 400)
 	r.Attempts++
 	now := b.now()
@@ -617,7 +640,7 @@ func (b *Broker) stepFailed(ctx context.Context, rs RotationStore, r *Rotation, 
 	ev.Outcome = OutcomeError
 	if err := b.signRotation(r); err != nil {
 		b.log.WarnContext(ctx, "could not sign a rotation step's failure", "rotation", r.ID, "error", err)
-	} else if err := rs.RecordRotation(ctx, *r, ev); err != nil {
+	} else if err := rs.RecordRotation(ctx, *r, from, ev); err != nil {
 		b.log.WarnContext(ctx, "could not record a rotation step's failure", "rotation", r.ID, "error", err)
 	}
 	return fmt.Errorf("rotation %s, step %s: %w", r.ID, r.Step, errors.Join(ErrUnavailable, cause))
@@ -651,8 +674,13 @@ func (b *Broker) rollback(ctx context.Context, rs RotationStore, r *Rotation, ac
 	if err := b.revokeCreated(ctx, ka, env, admin, r.NewProviderKeyID); err != nil {
 		return b.stepFailed(ctx, rs, r, actor, err)
 	}
+	// The new key is removed from the pool only if it is this rotation's
+	// (it names the account made): a key of that id someone else added
+	// stays.
 	newRef := r.Ref.Owner().Key(r.Ref.Provider, r.NewKeyID)
-	if err := b.DeleteKey(ctx, DeleteKeyRequest{Actor: actor, Ref: newRef, Destroy: true}); err != nil && !errors.Is(err, ErrNotFound) {
+	if have, err := b.store.GetKey(ctx, newRef); err == nil && have.ProviderKeyID != r.NewProviderKeyID {
+		b.log.WarnContext(ctx, "rotation rollback: the pool holds another key of the new key's id; left alone", "rotation", r.ID, "key", newRef.String())
+	} else if err := b.DeleteKey(ctx, DeleteKeyRequest{Actor: actor, Ref: newRef, Destroy: true}); err != nil && !errors.Is(err, ErrNotFound) {
 		return b.stepFailed(ctx, rs, r, actor, err)
 	}
 	r.State = RotationRolledBack

@@ -121,19 +121,24 @@ func (s *Store) StartRotation(ctx context.Context, r broker.Rotation, ev broker.
 }
 
 // RecordRotation stores r's step, state and fields, and appends ev, in
-// one transaction.
-func (s *Store) RecordRotation(ctx context.Context, r broker.Rotation, ev broker.AuditEvent) error {
+// one transaction, over the row as from says it was (its step and claim):
+// broker.ErrConflict when another replica advanced it meanwhile.
+func (s *Store) RecordRotation(ctx context.Context, r broker.Rotation, from broker.RotationFrom, ev broker.AuditEvent) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE key_rotations SET step = $2, state = $3, new_provider_key_id = $4, delete_after = $5,
 				claimed_until = $6, error = $7, updated_at = $8, sig_key_id = $9, signature = $10, attempts = $11
-			WHERE id = $1::uuid`,
+			WHERE id = $1::uuid AND step = $12 AND claimed_until IS NOT DISTINCT FROM $13`,
 			r.ID, r.Step, r.State, nullString(r.NewProviderKeyID), nullTime(r.DeleteAfter), nullTime(r.ClaimedUntil), truncate(r.Error, 500), r.UpdatedAt,
-			r.SigKeyID, r.Signature, r.Attempts)
+			r.SigKeyID, r.Signature, r.Attempts, from.Step, nullTime(from.ClaimedUntil))
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() != 1 {
-			return ErrNotFound
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT true FROM key_rotations WHERE id = $1::uuid`, r.ID).Scan(&exists); errors.Is(err, pgx.ErrNoRows) {
+				return ErrNotFound
+			}
+			return fmt.Errorf("%w: the rotation was advanced by another replica since this one read it", broker.ErrConflict)
 		}
 		return appendAudit(ctx, tx, ev)
 	})
