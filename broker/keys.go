@@ -217,6 +217,9 @@ func (b *Broker) AddKey(ctx context.Context, req AddKeyRequest) (SetResult, erro
 	if member, err = checkMember(member); err != nil {
 		return SetResult{}, err
 	}
+	if err := checkProviderKeyID(p, member.ProviderKeyID); err != nil {
+		return SetResult{}, err
+	}
 	if err := b.checkValue(ctx, p, ref, req.Credential); err != nil {
 		return SetResult{}, err
 	}
@@ -300,7 +303,9 @@ func validProviderKeyID(id string) bool {
 			return false
 		}
 	}
-	return id != ""
+	// "." and ".." are path segments, not ids: in the admin API's URL
+	// they would name the project or the listing.
+	return id != "" && id != "." && id != ".."
 }
 
 // memberDetail describes a member's settings for the audit trail.
@@ -341,7 +346,8 @@ func (b *Broker) UpdateKey(ctx context.Context, req UpdateKeyRequest) (KeyMeta, 
 	if err := b.canManage(); err != nil {
 		return KeyMeta{}, err
 	}
-	if _, err := b.keyProvider(req.Ref); err != nil {
+	p, err := b.keyProvider(req.Ref)
+	if err != nil {
 		return KeyMeta{}, err
 	}
 	rec, err := b.store.GetKey(ctx, req.Ref)
@@ -377,6 +383,11 @@ func (b *Broker) UpdateKey(ctx context.Context, req UpdateKeyRequest) (KeyMeta, 
 	}
 	if next, err = checkMember(next); err != nil {
 		return KeyMeta{}, err
+	}
+	if req.ProviderKeyID != nil {
+		if err := checkProviderKeyID(p, next.ProviderKeyID); err != nil {
+			return KeyMeta{}, err
+		}
 	}
 	ev := AuditEvent{ScopeKind: req.Ref.ScopeKind, ScopeID: req.Ref.ScopeID, Provider: req.Ref.Provider, KeyID: req.Ref.KeyID,
 		Action: ActionUpdate, Actor: req.Actor.Subject, RemoteAddr: req.Actor.RemoteAddr, RequestID: req.Actor.RequestID,

@@ -414,3 +414,55 @@ func TestRotationStoreStepRefusesAKeyThatIsNotItsOwn(t *testing.T) {
 		t.Fatalf("the other key of that id was changed or removed: %+v %v", m, err)
 	}
 }
+
+// The review's providerKeyId named no particular key: "." and ".." are
+// path segments in the admin API's URL (they would name the project),
+// and an id of another kind or another key was taken as is. Now they are
+// refused at once, changing nothing; and where the provider shows a
+// redacted form of the key (Anthropic's partial_key_hint), a revocation
+// of a key whose form differs from the stored key's mask is refused.
+func TestProviderKeyIDMustNameTheStoredKey(t *testing.T) {
+	ctx := context.Background()
+	g := newLifecycleGround(t)
+	scope := broker.WorkspaceScope(g.workspc)
+	for _, c := range []struct{ provider, id string }{{"openai", "."}, {"openai", ".."}, {"openai", "a/b"}, {"openai", "key_abc"},
+		{"openai", "apikey_01abc"}, {"anthropic", "svc_acct_1"}, {"anthropic", ".."}} {
+		if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool(c.provider), KeyID: "k", Credential: providers.APIKey(newKey(t, c.provider)),
+			ProviderKeyID: c.id}); !errors.Is(err, broker.ErrInvalidRequest) {
+			t.Fatalf("a %s key with providerKeyId %q: %v", c.provider, c.id, err)
+		}
+		if _, err := g.b.GetKey(ctx, scope.Key(c.provider, "k")); !errors.Is(err, broker.ErrNotFound) {
+			t.Fatalf("a refused key was stored: %v", err)
+		}
+	}
+	if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("openai"), KeyID: "k", Credential: providers.APIKey(newKey(t, "openai"))}); err != nil {
+		t.Fatal(err)
+	}
+	bad := ".."
+	if _, err := g.b.UpdateKey(ctx, broker.UpdateKeyRequest{Actor: alice, Ref: scope.Key("openai", "k"), ProviderKeyID: &bad}); !errors.Is(err, broker.ErrInvalidRequest) {
+		t.Fatalf("an update to providerKeyId %q: %v", bad, err)
+	}
+
+	// Anthropic: the id names another key of the organization.
+	adminKey := "sk-ant-admin01-" + newKey(t, "")[:32]
+	usedKeysMu.Lock()
+	usedKeys = append(usedKeys, adminKey)
+	usedKeysMu.Unlock()
+	g.anthropic.AddAdminKey(adminKey)
+	other := newKey(t, "anthropic")
+	g.anthropic.AddKey("apikey_01other", "someone else's", other)
+	if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("anthropic"), KeyID: "claude", Credential: providers.APIKey(newKey(t, "anthropic")),
+		ProviderKeyID: "apikey_01other"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("anthropic-admin"), KeyID: "admin",
+		Credential: providers.New(providers.KindAnthropicAdmin, map[string]string{providers.FieldAdminKey: adminKey})}); err != nil {
+		t.Fatal(err)
+	}
+	if rv, err := g.b.RevokeKey(ctx, broker.DeleteKeyRequest{Actor: alice, Ref: scope.Key("anthropic", "claude")}); !errors.Is(err, broker.ErrInvalidRequest) {
+		t.Fatalf("revoking another key than the stored one: %+v %v", rv, err)
+	}
+	if st := g.anthropic.Status("apikey_01other"); st != "active" {
+		t.Fatalf("the other key is %q", st)
+	}
+}

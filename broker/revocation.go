@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/keybroker/keybroker/providers"
@@ -114,10 +115,17 @@ func (b *Broker) RevokeKey(ctx context.Context, req DeleteKeyRequest) (Revocatio
 	// another project or organization is refused here, changing nothing
 	// (its later 404 would read as "gone"). A provider that fails leaves
 	// the key to be located at the next attempt.
-	located, err := b.locate(ctx, p, admin, rec.ProviderKeyID)
+	if err := checkProviderKeyID(p, rec.ProviderKeyID); err != nil {
+		return Revocation{}, err
+	}
+	located, hint, err := b.locateHint(ctx, p, admin, rec.ProviderKeyID)
 	if errors.Is(err, errNotGoverned) {
 		return Revocation{}, refuse(ErrInvalidRequest, "%s does not know the key %s with the scope's %s credential (a key of another project or organization, or revoked there already): nothing was deleted",
 			p.DisplayName, rec.ProviderKeyID, p.KeyAdmin.Provider)
+	}
+	if located && !hintMatches(rec.MaskedKey, hint) {
+		return Revocation{}, refuse(ErrInvalidRequest, "the key %s at %s is not the stored key (its last characters differ): providerKeyId names another key; nothing was deleted",
+			rec.ProviderKeyID, p.DisplayName)
 	}
 	now := b.now()
 	rv := Revocation{ID: newUUID(), Ref: req.Ref, ProviderKeyID: rec.ProviderKeyID, AdminKeyID: adminRef.KeyID, State: RevocationPending,
@@ -194,18 +202,45 @@ var errNotGoverned = errors.New("the provider does not know the key with the sco
 // of id: true when it does; errNotGoverned when the provider answers
 // 404; false and the provider's error when it fails.
 func (b *Broker) locate(ctx context.Context, p *providers.Provider, admin providers.Credential, id string) (bool, error) {
+	located, _, err := b.locateHint(ctx, p, admin, id)
+	return located, err
+}
+
+// locateHint is locate, with the provider's redacted form of the key
+// ("" when it gives none).
+func (b *Broker) locateHint(ctx context.Context, p *providers.Provider, admin providers.Credential, id string) (bool, string, error) {
 	if p.KeyAdmin.Locate == nil {
-		return false, nil
+		return false, "", nil
 	}
 	ap, ok := b.providers.Lookup(p.KeyAdmin.Provider)
 	if !ok {
-		return false, fmt.Errorf("%w: %s", ErrUnknownProvider, p.KeyAdmin.Provider)
+		return false, "", fmt.Errorf("%w: %s", ErrUnknownProvider, p.KeyAdmin.Provider)
 	}
-	err := p.KeyAdmin.Locate(ctx, b.adminEnv.AdminEnv(ap), admin, id)
+	hint, err := p.KeyAdmin.Locate(ctx, b.adminEnv.AdminEnv(ap), admin, id)
 	if providers.IsAdminNotFound(err) {
-		return false, errNotGoverned
+		return false, "", errNotGoverned
 	}
-	return err == nil, err
+	return err == nil, hint, err
+}
+
+// hintMatches says whether the provider's redacted form of a key and the
+// stored key's mask end alike (both show the key's last 4 characters); a
+// form without them compares equal.
+func hintMatches(mask, hint string) bool {
+	i, j := strings.LastIndex(mask, "..."), strings.LastIndex(hint, "...")
+	if i < 0 || j < 0 || len(mask)-i-3 < 4 || len(hint)-j-3 < 4 {
+		return true
+	}
+	return mask[len(mask)-4:] == hint[len(hint)-4:]
+}
+
+// checkProviderKeyID refuses a providerKeyId that cannot name a key the
+// provider's admin API revokes (its id prefix).
+func checkProviderKeyID(p *providers.Provider, id string) error {
+	if id == "" || p.KeyAdmin == nil || p.KeyAdmin.KeyIDPrefix == "" || strings.HasPrefix(id, p.KeyAdmin.KeyIDPrefix) {
+		return nil
+	}
+	return refuse(ErrInvalidRequest, "providerKeyId of a %s key is its id at the provider, which starts with %q", p.DisplayName, p.KeyAdmin.KeyIDPrefix)
 }
 
 // revokeOnce asks the provider's admin API to revoke the key: a key not

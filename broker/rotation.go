@@ -187,6 +187,9 @@ func (b *Broker) Rotate(ctx context.Context, req RotateRequest) (Rotation, error
 	}
 	// The old key's id must be one the admin credential governs: its
 	// deletion after the grace period takes a 404 for "gone".
+	if err := checkProviderKeyID(p, old.ProviderKeyID); err != nil {
+		return Rotation{}, err
+	}
 	if old.ProviderKeyID != "" {
 		if _, err := b.locate(ctx, p, admin, old.ProviderKeyID); errors.Is(err, errNotGoverned) {
 			return Rotation{}, refuse(ErrInvalidRequest, "%s does not know the key %s with the scope's %s credential (a key of another project or organization?): correct providerKeyId or the admin credential; nothing was done",

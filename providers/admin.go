@@ -42,8 +42,13 @@ type KeyAdmin struct {
 	// Anthropic: a key of its organization): nil when it is, an
 	// *AdminError of status 404 (IsAdminNotFound) when it is not. A 404
 	// of Revoke is "gone" only for a key located before: a key of
-	// another project or organization is 404 too.
-	Locate func(ctx context.Context, env AdminEnv, admin Credential, id string) error
+	// another project or organization is 404 too. Hint is the provider's
+	// redacted form of the key ("sk-ant-api03-...abcd"; "" when it gives
+	// none), compared with the stored key's mask.
+	Locate func(ctx context.Context, env AdminEnv, admin Credential, id string) (hint string, err error)
+	// KeyIDPrefix is how the provider's ids of the keys it revokes begin
+	// ("svc_acct_", "apikey_"): a providerKeyId otherwise is refused.
+	KeyIDPrefix string
 	// Describe reads what the provider says of the key of id (its
 	// status, its expiry), where its admin API says (nil: it does not).
 	Describe func(ctx context.Context, env AdminEnv, admin Credential, id string) (KeyInfo, error)

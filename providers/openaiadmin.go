@@ -46,7 +46,8 @@ func isAlnumOrUnderscore(c byte) bool { return isAlnum(c) || c == '_' }
 
 // openAIKeyAdmin rotates and revokes OpenAI keys that are project
 // service-account keys.
-var openAIKeyAdmin = &KeyAdmin{Provider: "openai-admin", Create: openAICreate, Find: openAIFind, Revoke: openAIRevoke, Revokes: "delete", Locate: openAILocate}
+var openAIKeyAdmin = &KeyAdmin{Provider: "openai-admin", Create: openAICreate, Find: openAIFind, Revoke: openAIRevoke, Revokes: "delete", Locate: openAILocate,
+	KeyIDPrefix: "svc_acct_"}
 
 func openAIAuth(admin Credential) func(*http.Request) {
 	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+admin.Field(FieldAdminKey)) }
@@ -108,8 +109,8 @@ func openAIFind(ctx context.Context, env AdminEnv, admin Credential, name string
 // openAILocate reads the service account of id in the admin
 // credential's project: 404 for an account of another project (or
 // organization), or a project the admin key's organization does not own.
-func openAILocate(ctx context.Context, env AdminEnv, admin Credential, id string) error {
-	return adminCall(ctx, env, "read a service account", http.MethodGet, serviceAccounts(admin)+"/"+url.PathEscape(id), nil, openAIAuth(admin), nil)
+func openAILocate(ctx context.Context, env AdminEnv, admin Credential, id string) (string, error) {
+	return "", adminCall(ctx, env, "read a service account", http.MethodGet, serviceAccounts(admin)+"/"+url.PathEscape(id), nil, openAIAuth(admin), nil)
 }
 
 // openAIRevoke deletes the service account of id. OpenAI answers 404 both
