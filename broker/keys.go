@@ -164,7 +164,37 @@ func (b *Broker) checkValue(ctx context.Context, p *providers.Provider, ref KeyR
 	if err := b.refuseEchoedMask(ctx, p, ref, c); err != nil {
 		return err
 	}
-	return p.Validate(c)
+	if err := p.Validate(c); err != nil {
+		return err
+	}
+	return b.checkAdminCredential(ctx, p, c)
+}
+
+// checkAdminCredential asks the provider, for an admin credential, whether
+// it can act where it says (OpenAI: the project is its organization's):
+// refused, it is refused here, changing nothing. A provider that cannot
+// be reached does not block the write (rotation and revocation ask the
+// provider again about each key).
+func (b *Broker) checkAdminCredential(ctx context.Context, p *providers.Provider, c providers.Credential) error {
+	if !p.IsAdmin() || b.adminEnv == nil {
+		return nil
+	}
+	of, ok := b.providers.Lookup(p.AdminOf)
+	if !ok || of.KeyAdmin == nil || of.KeyAdmin.CheckAdmin == nil {
+		return nil
+	}
+	err := of.KeyAdmin.CheckAdmin(ctx, b.adminEnv.AdminEnv(p), c)
+	var ae *providers.AdminError
+	if errors.As(err, &ae) && ae.Refused() {
+		if ae.Code == providers.CodeProjectNotFound {
+			return refuse(ErrInvalidRequest, "%s does not know the project with this admin key (a project of another organization?): nothing was stored", of.DisplayName)
+		}
+		return refuse(ErrInvalidRequest, "%s refused the admin key (%d): nothing was stored", of.DisplayName, ae.Status)
+	}
+	if err != nil {
+		b.log.WarnContext(ctx, "the admin credential could not be checked with its provider; stored unchecked", "provider", p.ID, "error", err)
+	}
+	return nil
 }
 
 // AddKeyRequest asks AddKey for a new key of a pool.

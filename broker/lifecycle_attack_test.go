@@ -55,6 +55,21 @@ func TestRevocationOfAKeyOfAnotherProjectIsNotReportedDone(t *testing.T) {
 		}
 	}
 
+	// An admin credential naming a project of another organization, or
+	// an admin key the provider refuses, is refused when it is added.
+	for name, cred := range map[string]map[string]string{
+		"another organization's project": {providers.FieldAdminKey: g.adminKey, providers.FieldProjectID: otherOrgProject},
+		"an unknown admin key":           {providers.FieldAdminKey: "sk-admin-unknown-" + testenv.RandomID(t), providers.FieldProjectID: projectB},
+	} {
+		if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("openai-admin"), KeyID: "wrong",
+			Credential: providers.New(providers.KindOpenAIAdmin, cred)}); !errors.Is(err, broker.ErrInvalidRequest) {
+			t.Fatalf("an admin credential of %s: %v", name, err)
+		}
+		if _, err := g.b.GetKey(ctx, scope.Key("openai-admin", "wrong")); !errors.Is(err, broker.ErrNotFound) {
+			t.Fatalf("a refused admin credential was stored: %v", err)
+		}
+	}
+
 	// A located key whose account is then deleted by hand: 404 is gone.
 	key := newKey(t, "openai")
 	project := "proj_" + strings.ReplaceAll(ws, "-", "_")

@@ -46,6 +46,11 @@ type KeyAdmin struct {
 	// redacted form of the key ("sk-ant-api03-...abcd"; "" when it gives
 	// none), compared with the stored key's mask.
 	Locate func(ctx context.Context, env AdminEnv, admin Credential, id string) (hint string, err error)
+	// CheckAdmin, when set, asks the provider whether an admin
+	// credential can act where it says (OpenAI: its project is one its
+	// admin key's organization owns): an *AdminError that is Refused
+	// when it cannot. Run when the credential is added.
+	CheckAdmin func(ctx context.Context, env AdminEnv, admin Credential) error
 	// KeyIDPrefix is how the provider's ids of the keys it revokes begin
 	// ("svc_acct_", "apikey_"): a providerKeyId otherwise is refused.
 	KeyIDPrefix string

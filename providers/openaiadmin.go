@@ -47,6 +47,7 @@ func isAlnumOrUnderscore(c byte) bool { return isAlnum(c) || c == '_' }
 // openAIKeyAdmin rotates and revokes OpenAI keys that are project
 // service-account keys.
 var openAIKeyAdmin = &KeyAdmin{Provider: "openai-admin", Create: openAICreate, Find: openAIFind, Revoke: openAIRevoke, Revokes: "delete", Locate: openAILocate,
+	CheckAdmin: openAICheckAdmin,
 	KeyIDPrefix: "svc_acct_"}
 
 func openAIAuth(admin Credential) func(*http.Request) {
@@ -104,6 +105,18 @@ func openAIFind(ctx context.Context, env AdminEnv, admin Credential, name string
 		after = page.LastID
 	}
 	return ids, nil
+}
+
+// openAICheckAdmin reads the admin credential's project with its admin
+// key: a project of another organization (or none) is 404, which OpenAI
+// would later answer to every call about its service accounts.
+func openAICheckAdmin(ctx context.Context, env AdminEnv, admin Credential) error {
+	err := adminCall(ctx, env, "read the project", http.MethodGet, "/v1/organization/projects/"+url.PathEscape(admin.Field(FieldProjectID)),
+		nil, openAIAuth(admin), nil)
+	if isAdminNotFound(err) {
+		return &AdminError{Op: "read the project", Status: http.StatusNotFound, Code: CodeProjectNotFound}
+	}
+	return err
 }
 
 // openAILocate reads the service account of id in the admin
