@@ -47,7 +47,7 @@ func isAlnumOrUnderscore(c byte) bool { return isAlnum(c) || c == '_' }
 // openAIKeyAdmin rotates and revokes OpenAI keys that are project
 // service-account keys.
 var openAIKeyAdmin = &KeyAdmin{Provider: "openai-admin", Create: openAICreate, Find: openAIFind, Revoke: openAIRevoke, Revokes: "delete", Locate: openAILocate,
-	CheckAdmin: openAICheckAdmin,
+	CheckAdmin:  openAICheckAdmin,
 	KeyIDPrefix: "svc_acct_"}
 
 func openAIAuth(admin Credential) func(*http.Request) {
