@@ -107,6 +107,9 @@ func TestKeyLifecycleRoutes(t *testing.T) {
 	if early.KeyID != "primary" || early.TTLSeconds < 1 || early.TTLSeconds > 10 {
 		t.Fatalf("a key expiring in 10 s is cached for %d s", early.TTLSeconds)
 	}
+	if got := early.KeyExpiresAt.Format(time.RFC3339); got != soon {
+		t.Fatalf("the answer says the key expires at %q, not %s", got, soon)
+	}
 	call("admin", "PATCH", "/v1/workspaces/ws1/providers/openai/keys/primary", `{"expiresAt":"not a date"}`, 400)
 	call("admin", "PATCH", "/v1/workspaces/ws1/providers/openai/keys/primary", `{"expiresAt":""}`, 200).decode(t, func() *client.KeyMetadata { meta = client.KeyMetadata{}; return &meta }())
 	if meta.Expiry != "" || meta.ExpiresAt != nil {
