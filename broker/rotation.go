@@ -720,6 +720,9 @@ func (b *Broker) ResumeRotations(ctx context.Context) (int, error) {
 		if r.Step == StepGrace && now.Before(r.DeleteAfter) || r.Step != StepGrace && now.Before(r.ClaimedUntil) {
 			continue
 		}
+		if !b.rotationTrusted(ctx, r) {
+			continue // reported once; never acted on
+		}
 		// One scope's rotations cannot take the whole pass: the rest wait
 		// for the next one.
 		if perScope[r.Ref.Owner()]++; perScope[r.Ref.Owner()] > maxLifecycleWorkPerScope {
