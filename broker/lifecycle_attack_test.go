@@ -229,6 +229,20 @@ func TestLifecycleRowsWrittenWithADatabaseRoleAreNotActedOn(t *testing.T) {
 	g.clock.Add(48 * time.Hour)
 	_, _ = g.restart(t).ResumeRotations(ctx)
 	alive("rotation rows written with the runtime role")
+	// Each refused row is in the scope's audit trail.
+	evs, err := g.store.ListAudit(ctx, scope, 0, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, ev := range evs {
+		if ev.Outcome == broker.OutcomeError && strings.Contains(ev.Detail, "no valid signature") {
+			refused++
+		}
+	}
+	if refused < 3 {
+		t.Fatalf("%d refusals of unsigned rows audited, want one per forged row (3 at least)", refused)
+	}
 	if _, err := g.b.GetKey(ctx, scope.Key("openai", r.NewKeyID)); err != nil {
 		t.Fatalf("the forged rollback removed the rotation's new key: %v", err)
 	}
