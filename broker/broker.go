@@ -78,6 +78,11 @@ type Config struct {
 	// database role alone) is not followed. Nil: links are followed as
 	// stored (tests, benchmarks).
 	Links LinkSigner
+	// LifecycleRows signs the rows of the rotations and revocations at
+	// the provider this broker writes, and verifies those it acts on: a
+	// row without its signature (written with a database role alone) is
+	// not acted on. Nil: rows are acted on unsigned.
+	LifecycleRows LifecycleSigner
 	// Pools tells which keys each pool holds (loaded at start, re-read
 	// when a change is announced). Without it each pool is its key
 	// "default" and Vault alone says whether it exists (a broker on
@@ -208,6 +213,13 @@ type Broker struct {
 	flight        singleflight.Group
 	settingsStore SettingsStore
 	links         LinkSigner
+	// lifecycleSigner signs rotation and revocation rows;
+	// unsignedLifecycle remembers the unsigned rows already reported.
+	lifecycleSigner   LifecycleSigner
+	unsignedLifecycle sync.Map
+	// expiryLearned is when LearnExpiries last asked the provider about
+	// a key (by key and provider id).
+	expiryLearned sync.Map
 	// unsignedLinks remembers the unsigned links already reported.
 	unsignedLinks sync.Map
 	settings      settingsMirror
@@ -306,40 +318,41 @@ func New(cfg Config) (*Broker, error) {
 		return nil, errors.New("broker: needs a Vault reader, a writer, or both")
 	}
 	b := &Broker{
-		settingsStore: cfg.Settings,
-		links:         cfg.Links,
-		poolStore:     cfg.Pools,
-		maxPool:       cfg.MaxKeysPerPool,
-		usageStore:    cfg.Usage,
-		resolutionIDs: newResolutionIDs(cfg.ResolutionKey, cfg.PreviousResolutionKeys),
-		checker:       cfg.Checker,
-		checkerLimit:  make(chan struct{}, maxChecksInFlight),
-		health:        cfg.Health,
-		events:        eventSink{cfg.Events},
-		reader:        cfg.Reader,
-		writer:        cfg.Writer,
-		store:         cfg.Store,
-		providers:     cfg.Providers,
-		ttl:           cfg.CacheTTL,
-		negTTL:        cfg.NegativeCacheTTL,
-		staleIfError:  cfg.StaleIfError,
-		metrics:       cfg.Metrics,
-		pepper:        cfg.Pepper,
-		log:           cfg.Logger,
-		now:           cfg.Now,
-		expiryWarning: cfg.ExpiryWarning,
-		rotationGrace: cfg.RotationGrace,
-		rotationClaim: cfg.RotationClaim,
-		adminEnv:      cfg.Admin,
-		rotationHook:  cfg.RotationHook,
-		cache:         gocache.New(cfg.CacheTTL, time.Minute),
-		maxEntries:    cfg.MaxEntries,
-		negative:      expirable.NewLRU[string, *cacheEntry](cfg.MaxNegativeEntries, nil, cfg.NegativeCacheTTL),
-		coldSlots:     make(chan struct{}, cfg.MaxColdReads),
-		refreshSlots:  make(chan struct{}, maxBackgroundRefreshes),
-		cooldowns:     newLocalCooldowns(maxLocalCooldowns),
-		verifier:      newVerifier(),
-		mints:         newMints(cfg.MaxMintsInFlight, cfg.MintHTTP, cfg.MintEndpoints, cfg.ExposeLongLived),
+		settingsStore:   cfg.Settings,
+		links:           cfg.Links,
+		lifecycleSigner: cfg.LifecycleRows,
+		poolStore:       cfg.Pools,
+		maxPool:         cfg.MaxKeysPerPool,
+		usageStore:      cfg.Usage,
+		resolutionIDs:   newResolutionIDs(cfg.ResolutionKey, cfg.PreviousResolutionKeys),
+		checker:         cfg.Checker,
+		checkerLimit:    make(chan struct{}, maxChecksInFlight),
+		health:          cfg.Health,
+		events:          eventSink{cfg.Events},
+		reader:          cfg.Reader,
+		writer:          cfg.Writer,
+		store:           cfg.Store,
+		providers:       cfg.Providers,
+		ttl:             cfg.CacheTTL,
+		negTTL:          cfg.NegativeCacheTTL,
+		staleIfError:    cfg.StaleIfError,
+		metrics:         cfg.Metrics,
+		pepper:          cfg.Pepper,
+		log:             cfg.Logger,
+		now:             cfg.Now,
+		expiryWarning:   cfg.ExpiryWarning,
+		rotationGrace:   cfg.RotationGrace,
+		rotationClaim:   cfg.RotationClaim,
+		adminEnv:        cfg.Admin,
+		rotationHook:    cfg.RotationHook,
+		cache:           gocache.New(cfg.CacheTTL, time.Minute),
+		maxEntries:      cfg.MaxEntries,
+		negative:        expirable.NewLRU[string, *cacheEntry](cfg.MaxNegativeEntries, nil, cfg.NegativeCacheTTL),
+		coldSlots:       make(chan struct{}, cfg.MaxColdReads),
+		refreshSlots:    make(chan struct{}, maxBackgroundRefreshes),
+		cooldowns:       newLocalCooldowns(maxLocalCooldowns),
+		verifier:        newVerifier(),
+		mints:           newMints(cfg.MaxMintsInFlight, cfg.MintHTTP, cfg.MintEndpoints, cfg.ExposeLongLived),
 	}
 	if cfg.Settings == nil {
 		b.settings.loaded = true // every workspace has the defaults

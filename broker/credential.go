@@ -16,19 +16,29 @@ import (
 // *vault.NoValueFieldError (also vault.ErrNotFound: there is nothing to
 // serve).
 func (b *Broker) readCredential(ctx context.Context, provider, path string, version int) (providers.Credential, int, error) {
-	var s vault.Secret
-	var err error
-	if version > 0 {
-		s, err = b.reader.GetVersion(ctx, path, version)
-	} else {
-		s, err = b.reader.Get(ctx, path)
-	}
-	if err != nil {
-		return providers.Credential{}, 0, err
-	}
 	p, ok := b.providers.Lookup(provider)
 	if !ok {
 		return providers.Credential{}, 0, fmt.Errorf("read %s: %w %q", path, ErrUnknownProvider, provider)
+	}
+	// An admin credential (openai-admin, ...) is read with the writer
+	// identity, the only one whose policy may: the reader's (execution
+	// pods) denies the admin providers' paths (docs/security.md).
+	kv := b.reader
+	if p.AdminOf != "" {
+		kv = b.adminReader()
+	}
+	if kv == nil {
+		return providers.Credential{}, 0, fmt.Errorf("read %s: %w: no Vault identity of this replica may read it", path, ErrNotConfigured)
+	}
+	var s vault.Secret
+	var err error
+	if version > 0 {
+		s, err = kv.GetVersion(ctx, path, version)
+	} else {
+		s, err = kv.Get(ctx, path)
+	}
+	if err != nil {
+		return providers.Credential{}, 0, err
 	}
 	c, err := p.Credential.FromVault(s.Data)
 	var mf *providers.MissingFieldError
@@ -53,4 +63,11 @@ func missingField(err error) string {
 		return nf.Field
 	}
 	return ""
+}
+
+// adminReader reads admin credentials: the writer identity (its policy
+// grants read of the admin providers' keys alone); nil without one.
+func (b *Broker) adminReader() KeyReader {
+	r, _ := b.writer.(KeyReader)
+	return r
 }

@@ -72,7 +72,16 @@ type ExpiryStore interface {
 	// transaction, unless it was recorded already (by any replica): it
 	// says whether this call recorded it.
 	RecordExpiryWarning(ctx context.Context, ref KeyRef, expiresAt time.Time, stepDays int, ev AuditEvent) (bool, error)
+	// LearnExpiry sets the key's expiresAt to expiresAt unless it has an
+	// earlier one already (an admin's date, or one learned before), and
+	// appends ev, in one transaction; it changes nothing else of the key
+	// (a concurrent admin's change stays). It says whether it changed it.
+	LearnExpiry(ctx context.Context, ref KeyRef, expiresAt time.Time, ev AuditEvent) (bool, error)
 }
+
+// learnExpiryEvery is how often the expiry of one key is asked of its
+// provider: a key's expiry at the provider is set when it is made.
+const learnExpiryEvery = 24 * time.Hour
 
 // ExpirySweep is what one pass of WarnExpiring found.
 type ExpirySweep struct {
@@ -156,6 +165,11 @@ func (b *Broker) LearnExpiries(ctx context.Context) (int, error) {
 	if _, err := b.rotationStore(); err != nil {
 		return 0, err
 	}
+	es, ok := b.store.(ExpiryStore)
+	if !ok {
+		return 0, fmt.Errorf("%w: the metadata store records no expiries", ErrNotConfigured)
+	}
+	now := b.now()
 	recs, err := b.store.ListAllKeys(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("learn expiries: %w", fromStore(err))
@@ -183,22 +197,33 @@ func (b *Broker) LearnExpiries(ctx context.Context) (int, error) {
 		if admin == nil {
 			continue // the scope holds no admin credential
 		}
+		// At most daily per key (per runner): one tenant's many keys do
+		// not make every pass call the provider for each.
+		learnKey := r.Ref().String() + "\x00" + r.ProviderKeyID
+		if last, ok := b.expiryLearned.Load(learnKey); ok && now.Sub(last.(time.Time)) < learnExpiryEvery {
+			continue
+		}
+		b.expiryLearned.Store(learnKey, now)
 		ap, _ := b.providers.Lookup(p.KeyAdmin.Provider)
 		info, err := p.KeyAdmin.Describe(ctx, b.adminEnv.AdminEnv(ap), *admin, r.ProviderKeyID)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("learn the expiry of %s: %w", r.Ref(), err))
 			continue
 		}
-		if info.ExpiresAt.IsZero() || info.ExpiresAt.Equal(r.ExpiresAt) {
+		// The earlier date wins: a provider's later date never undoes an
+		// admin's expiry.
+		if info.ExpiresAt.IsZero() || !r.ExpiresAt.IsZero() && !info.ExpiresAt.Before(r.ExpiresAt) {
 			continue
 		}
-		m := MemberSettings{Name: r.Name, Priority: r.Priority, Disabled: r.Disabled, Models: r.Models, ExpiresAt: info.ExpiresAt,
-			ProviderKeyID: r.ProviderKeyID}
 		ev := AuditEvent{ScopeKind: r.ScopeKind, ScopeID: r.ScopeID, Provider: r.Provider, KeyID: r.KeyID, Action: ActionUpdate,
 			Actor: "keybroker:provider", Outcome: OutcomeSuccess,
 			Detail: fmt.Sprintf("expiresAt=%s learned from %s (key %s)", info.ExpiresAt.UTC().Format(time.RFC3339), p.DisplayName, r.ProviderKeyID)}
-		if _, err := b.store.UpdateMember(ctx, r.Ref(), m, ev); err != nil {
+		learned, err := es.LearnExpiry(ctx, r.Ref(), info.ExpiresAt, ev)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("record the expiry of %s: %w", r.Ref(), fromStore(err)))
+			continue
+		}
+		if !learned {
 			continue
 		}
 		b.poolChangedHere(ctx, r.Ref().Pool())

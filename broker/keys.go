@@ -164,7 +164,37 @@ func (b *Broker) checkValue(ctx context.Context, p *providers.Provider, ref KeyR
 	if err := b.refuseEchoedMask(ctx, p, ref, c); err != nil {
 		return err
 	}
-	return p.Validate(c)
+	if err := p.Validate(c); err != nil {
+		return err
+	}
+	return b.checkAdminCredential(ctx, p, c)
+}
+
+// checkAdminCredential asks the provider, for an admin credential, whether
+// it can act where it says (OpenAI: the project is its organization's):
+// refused, it is refused here, changing nothing. A provider that cannot
+// be reached does not block the write (rotation and revocation ask the
+// provider again about each key).
+func (b *Broker) checkAdminCredential(ctx context.Context, p *providers.Provider, c providers.Credential) error {
+	if !p.IsAdmin() || b.adminEnv == nil {
+		return nil
+	}
+	of, ok := b.providers.Lookup(p.AdminOf)
+	if !ok || of.KeyAdmin == nil || of.KeyAdmin.CheckAdmin == nil {
+		return nil
+	}
+	err := of.KeyAdmin.CheckAdmin(ctx, b.adminEnv.AdminEnv(p), c)
+	var ae *providers.AdminError
+	if errors.As(err, &ae) && ae.Refused() {
+		if ae.Code == providers.CodeProjectNotFound {
+			return refuse(ErrInvalidRequest, "%s does not know the project with this admin key (a project of another organization?): nothing was stored", of.DisplayName)
+		}
+		return refuse(ErrInvalidRequest, "%s refused the admin key (%d): nothing was stored", of.DisplayName, ae.Status)
+	}
+	if err != nil {
+		b.log.WarnContext(ctx, "the admin credential could not be checked with its provider; stored unchecked", "provider", p.ID, "error", err)
+	}
+	return nil
 }
 
 // AddKeyRequest asks AddKey for a new key of a pool.
@@ -215,6 +245,9 @@ func (b *Broker) AddKey(ctx context.Context, req AddKeyRequest) (SetResult, erro
 		}
 	}
 	if member, err = checkMember(member); err != nil {
+		return SetResult{}, err
+	}
+	if err := checkProviderKeyID(p, member.ProviderKeyID); err != nil {
 		return SetResult{}, err
 	}
 	if err := b.checkValue(ctx, p, ref, req.Credential); err != nil {
@@ -300,7 +333,9 @@ func validProviderKeyID(id string) bool {
 			return false
 		}
 	}
-	return id != ""
+	// "." and ".." are path segments, not ids: in the admin API's URL
+	// they would name the project or the listing.
+	return id != "" && id != "." && id != ".."
 }
 
 // memberDetail describes a member's settings for the audit trail.
@@ -341,7 +376,8 @@ func (b *Broker) UpdateKey(ctx context.Context, req UpdateKeyRequest) (KeyMeta, 
 	if err := b.canManage(); err != nil {
 		return KeyMeta{}, err
 	}
-	if _, err := b.keyProvider(req.Ref); err != nil {
+	p, err := b.keyProvider(req.Ref)
+	if err != nil {
 		return KeyMeta{}, err
 	}
 	rec, err := b.store.GetKey(ctx, req.Ref)
@@ -377,6 +413,11 @@ func (b *Broker) UpdateKey(ctx context.Context, req UpdateKeyRequest) (KeyMeta, 
 	}
 	if next, err = checkMember(next); err != nil {
 		return KeyMeta{}, err
+	}
+	if req.ProviderKeyID != nil {
+		if err := checkProviderKeyID(p, next.ProviderKeyID); err != nil {
+			return KeyMeta{}, err
+		}
 	}
 	ev := AuditEvent{ScopeKind: req.Ref.ScopeKind, ScopeID: req.Ref.ScopeID, Provider: req.Ref.Provider, KeyID: req.Ref.KeyID,
 		Action: ActionUpdate, Actor: req.Actor.Subject, RemoteAddr: req.Actor.RemoteAddr, RequestID: req.Actor.RequestID,

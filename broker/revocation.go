@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/keybroker/keybroker/providers"
@@ -51,6 +52,14 @@ type Revocation struct {
 	RequestedBy string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	// Located: the provider confirmed, with the admin credential, that it
+	// governs the key (its project's, its organization's). Only then is a
+	// 404 on revoking it "gone".
+	Located bool
+	// SigKeyID and Signature sign the ids the revocation acts on
+	// (LifecycleSigner): a row without a valid signature is not acted on.
+	SigKeyID  string
+	Signature []byte
 }
 
 // RevocationStore keeps the revocations at the providers.
@@ -98,15 +107,34 @@ func (b *Broker) RevokeKey(ctx context.Context, req DeleteKeyRequest) (Revocatio
 	if rec.ProviderKeyID == "" {
 		return Revocation{}, refuse(ErrInvalidRequest, "the key's id at %s is unknown: set providerKeyId (PATCH) first; nothing was deleted", p.DisplayName)
 	}
-	adminRef, _, err := b.adminCredential(ctx, req.Ref.Owner(), p)
+	adminRef, admin, err := b.adminCredential(ctx, req.Ref.Owner(), p)
 	if err != nil {
 		return Revocation{}, fmt.Errorf("revoke %s: %w", req.Ref, err)
 	}
+	// The provider must know the key with this admin credential: a key of
+	// another project or organization is refused here, changing nothing
+	// (its later 404 would read as "gone"). A provider that fails leaves
+	// the key to be located at the next attempt.
+	if err := checkProviderKeyID(p, rec.ProviderKeyID); err != nil {
+		return Revocation{}, err
+	}
+	located, hint, err := b.locateHint(ctx, p, admin, rec.ProviderKeyID)
+	if errors.Is(err, errNotGoverned) {
+		return Revocation{}, refuse(ErrInvalidRequest, "%s does not know the key %s with the scope's %s credential (a key of another project or organization, or revoked there already): nothing was deleted",
+			p.DisplayName, rec.ProviderKeyID, p.KeyAdmin.Provider)
+	}
+	if located && !hintMatches(rec.MaskedKey, hint) {
+		return Revocation{}, refuse(ErrInvalidRequest, "the key %s at %s is not the stored key (its last characters differ): providerKeyId names another key; nothing was deleted",
+			rec.ProviderKeyID, p.DisplayName)
+	}
 	now := b.now()
 	rv := Revocation{ID: newUUID(), Ref: req.Ref, ProviderKeyID: rec.ProviderKeyID, AdminKeyID: adminRef.KeyID, State: RevocationPending,
-		NextAttempt: now, RequestedBy: req.Actor.Subject, CreatedAt: now, UpdatedAt: now}
+		NextAttempt: now, RequestedBy: req.Actor.Subject, CreatedAt: now, UpdatedAt: now, Located: located}
 	ev := b.revocationEvent(rv, req.Actor, OutcomeSuccess, fmt.Sprintf("requested: %s %s at the provider, then every attempt until it confirms",
 		p.KeyAdmin.Revokes, rv.ProviderKeyID))
+	if err := b.signRevocation(&rv); err != nil {
+		return Revocation{}, fmt.Errorf("revoke %s: %w", req.Ref, err)
+	}
 	if err := rvs.StartRevocation(ctx, rv, ev); err != nil {
 		return Revocation{}, fmt.Errorf("revoke %s: %w", req.Ref, fromStore(err))
 	}
@@ -131,7 +159,7 @@ func (b *Broker) revocationEvent(rv Revocation, actor Actor, outcome, detail str
 // admin may fix the credential).
 func (b *Broker) attemptRevocation(ctx context.Context, rvs RevocationStore, rv Revocation, actor Actor) Revocation {
 	rv.Attempts++
-	res, err := b.revokeOnce(ctx, rv)
+	res, err := b.revokeOnce(ctx, &rv)
 	now := b.now()
 	rv.UpdatedAt = now
 	outcome, detail := OutcomeSuccess, ""
@@ -148,7 +176,7 @@ func (b *Broker) attemptRevocation(ctx context.Context, rvs RevocationStore, rv 
 		rv.NextAttempt = now.Add(backoff)
 		rv.State, outcome = RevocationPending, OutcomeError
 		var ae *providers.AdminError
-		if errors.As(err, &ae) && ae.Refused() {
+		if errors.As(err, &ae) && ae.Refused() || errors.Is(err, errNotGoverned) {
 			rv.State = RevocationFailed
 			rv.NextAttempt = now.Add(maxRevocationBackoff)
 		}
@@ -156,15 +184,69 @@ func (b *Broker) attemptRevocation(ctx context.Context, rvs RevocationStore, rv 
 		b.log.WarnContext(ctx, "revocation at the provider failed; it will be tried again", "key", rv.Ref.String(), "revocation", rv.ID,
 			"attempt", rv.Attempts, "error", rv.LastError)
 	}
-	if err := rvs.RecordRevocation(ctx, rv, b.revocationEvent(rv, actor, outcome, detail)); err != nil {
+	if err := b.signRevocation(&rv); err != nil {
+		b.log.WarnContext(ctx, "could not sign a revocation attempt", "revocation", rv.ID, "error", err)
+	} else if err := rvs.RecordRevocation(ctx, rv, b.revocationEvent(rv, actor, outcome, detail)); err != nil {
 		// The row stays as it was (pending): the runner tries again.
 		b.log.WarnContext(ctx, "could not record a revocation attempt", "revocation", rv.ID, "error", err)
 	}
 	return rv
 }
 
-// revokeOnce asks the provider's admin API to revoke the key.
-func (b *Broker) revokeOnce(ctx context.Context, rv Revocation) (providers.Revoked, error) {
+// errNotGoverned: the provider does not know the key with the admin
+// credential (404): a key of another project or organization, or one
+// revoked already — which of them cannot be told, so nothing is revoked.
+var errNotGoverned = errors.New("the provider does not know the key with the scope's admin credential (a key of another project or organization?): not revoked; correct providerKeyId or the admin credential")
+
+// locate asks the provider whether the admin credential governs the key
+// of id: true when it does; errNotGoverned when the provider answers
+// 404; false and the provider's error when it fails.
+func (b *Broker) locate(ctx context.Context, p *providers.Provider, admin providers.Credential, id string) (bool, error) {
+	located, _, err := b.locateHint(ctx, p, admin, id)
+	return located, err
+}
+
+// locateHint is locate, with the provider's redacted form of the key
+// ("" when it gives none).
+func (b *Broker) locateHint(ctx context.Context, p *providers.Provider, admin providers.Credential, id string) (bool, string, error) {
+	if p.KeyAdmin.Locate == nil {
+		return false, "", nil
+	}
+	ap, ok := b.providers.Lookup(p.KeyAdmin.Provider)
+	if !ok {
+		return false, "", fmt.Errorf("%w: %s", ErrUnknownProvider, p.KeyAdmin.Provider)
+	}
+	hint, err := p.KeyAdmin.Locate(ctx, b.adminEnv.AdminEnv(ap), admin, id)
+	if providers.IsAdminNotFound(err) {
+		return false, "", errNotGoverned
+	}
+	return err == nil, hint, err
+}
+
+// hintMatches says whether the provider's redacted form of a key and the
+// stored key's mask end alike (both show the key's last 4 characters); a
+// form without them compares equal.
+func hintMatches(mask, hint string) bool {
+	i, j := strings.LastIndex(mask, "..."), strings.LastIndex(hint, "...")
+	if i < 0 || j < 0 || len(mask)-i-3 < 4 || len(hint)-j-3 < 4 {
+		return true
+	}
+	return mask[len(mask)-4:] == hint[len(hint)-4:]
+}
+
+// checkProviderKeyID refuses a providerKeyId that cannot name a key the
+// provider's admin API revokes (its id prefix).
+func checkProviderKeyID(p *providers.Provider, id string) error {
+	if id == "" || p.KeyAdmin == nil || p.KeyAdmin.KeyIDPrefix == "" || strings.HasPrefix(id, p.KeyAdmin.KeyIDPrefix) {
+		return nil
+	}
+	return refuse(ErrInvalidRequest, "providerKeyId of a %s key is its id at the provider, which starts with %q", p.DisplayName, p.KeyAdmin.KeyIDPrefix)
+}
+
+// revokeOnce asks the provider's admin API to revoke the key: a key not
+// located yet is located first, and the provider's "already gone" (404)
+// is believed only of a located key.
+func (b *Broker) revokeOnce(ctx context.Context, rv *Revocation) (providers.Revoked, error) {
 	p, ok := b.providers.Lookup(rv.Ref.Provider)
 	if !ok || p.KeyAdmin == nil || p.KeyAdmin.Revoke == nil {
 		return providers.Revoked{}, fmt.Errorf("%w: %s cannot revoke keys", ErrUnknownProvider, rv.Ref.Provider)
@@ -177,6 +259,12 @@ func (b *Broker) revokeOnce(ctx context.Context, rv Revocation) (providers.Revok
 	admin, _, err := b.readCredential(ctx, ap.ID, ref.VaultPath(), 0)
 	if err != nil {
 		return providers.Revoked{}, fmt.Errorf("read the admin credential %s: %w", ref, fromVault(err))
+	}
+	if !rv.Located && p.KeyAdmin.Locate != nil {
+		if _, err := b.locate(ctx, p, admin, rv.ProviderKeyID); err != nil {
+			return providers.Revoked{}, err
+		}
+		rv.Located = true
 	}
 	return p.KeyAdmin.Revoke(ctx, b.adminEnv.AdminEnv(ap), admin, rv.ProviderKeyID)
 }
@@ -196,7 +284,14 @@ func (b *Broker) RetryRevocations(ctx context.Context) (int, error) {
 		return 0, fromStore(err)
 	}
 	done := 0
+	perScope := map[Scope]int{}
 	for _, rv := range due {
+		if !b.revocationTrusted(ctx, rv) {
+			continue
+		}
+		if perScope[rv.Ref.Owner()]++; perScope[rv.Ref.Owner()] > maxLifecycleWorkPerScope {
+			continue
+		}
 		if out := b.attemptRevocation(ctx, rvs, rv, Actor{Subject: "keybroker:revocation"}); out.State == RevocationDone {
 			done++
 		}

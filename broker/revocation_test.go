@@ -177,11 +177,13 @@ func TestExpiryLearnedFromTheProvider(t *testing.T) {
 	if n, err := g.b.LearnExpiries(ctx); err != nil || n != 0 {
 		t.Fatalf("a key without an expiry at the provider: %d %v", n, err)
 	}
+	g.clock.Add(25 * time.Hour) // a key's expiry is asked at most daily
 	expires := g.clock.Now().Add(3 * 24 * time.Hour).Truncate(time.Second)
 	g.anthropic.SetExpiry("apikey_02xyz", expires)
 	if n, err := g.b.LearnExpiries(ctx); err != nil || n != 1 {
 		t.Fatalf("learn: %d %v", n, err)
 	}
+	g.clock.Add(25 * time.Hour)
 	if n, _ := g.b.LearnExpiries(ctx); n != 0 {
 		t.Fatal("the same expiry was recorded twice")
 	}
@@ -193,5 +195,66 @@ func TestExpiryLearnedFromTheProvider(t *testing.T) {
 	r, err := g.b.Resolve(ctx, broker.ResolveRequest{Workspace: g.workspc, Provider: "anthropic"})
 	if err != nil || r.ScopeKind != broker.ScopeHosted || r.FallbackReason != broker.ReasonExpired {
 		t.Fatalf("past the learned expiry: %+v %v", r, err)
+	}
+}
+
+// The review's lifecycle pass undid an admin's changes: a provider's later
+// expiry replaced the admin's earlier one, and a key the admin disabled
+// while the pass ran was enabled again (the pass wrote every setting from
+// its stale read). Now the earlier date wins and only expiresAt is
+// written; the provider is asked at most daily per key.
+func TestLearnedExpiryKeepsTheAdminsEarlierDateAndChanges(t *testing.T) {
+	ctx := context.Background()
+	g := newLifecycleGround(t)
+	scope := broker.WorkspaceScope(g.workspc)
+	adminKey := "sk-ant-admin01-" + newKey(t, "")[:32]
+	usedKeysMu.Lock()
+	usedKeys = append(usedKeys, adminKey)
+	usedKeysMu.Unlock()
+	g.anthropic.AddAdminKey(adminKey)
+	key := newKey(t, "anthropic")
+	g.anthropic.AddKey("apikey_03abc", "prod", key)
+	adminDate := g.clock.Now().Add(2 * 24 * time.Hour).Truncate(time.Second)
+	if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("anthropic"), KeyID: "claude", Credential: providers.APIKey(key),
+		ProviderKeyID: "apikey_03abc", ExpiresAt: adminDate}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.b.AddKey(ctx, broker.AddKeyRequest{Actor: alice, Pool: scope.Pool("anthropic-admin"), KeyID: "admin",
+		Credential: providers.New(providers.KindAnthropicAdmin, map[string]string{providers.FieldAdminKey: adminKey})}); err != nil {
+		t.Fatal(err)
+	}
+	// The provider's date is later than the admin's: kept the admin's.
+	g.anthropic.SetExpiry("apikey_03abc", adminDate.Add(30*24*time.Hour))
+	if n, err := g.b.LearnExpiries(ctx); err != nil || n != 0 {
+		t.Fatalf("a later provider date: %d %v", n, err)
+	}
+	if m, err := g.b.GetKey(ctx, scope.Key("anthropic", "claude")); err != nil || !m.ExpiresAt.Equal(adminDate) {
+		t.Fatalf("the admin's expiry became %v (%v)", m.ExpiresAt, err)
+	}
+	// An earlier provider date is learned; a key the admin disabled in
+	// the meantime stays disabled (the store writes expires_at alone).
+	earlier := adminDate.Add(-24 * time.Hour)
+	g.anthropic.SetExpiry("apikey_03abc", earlier)
+	disabled := broker.KeyDisabled
+	if _, err := g.b.UpdateKey(ctx, broker.UpdateKeyRequest{Actor: alice, Ref: scope.Key("anthropic", "claude"), State: &disabled}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := g.b.LearnExpiries(ctx); err != nil || n != 0 {
+		t.Fatalf("asked again within a day: %d %v", n, err)
+	}
+	g.clock.Add(25 * time.Hour)
+	if n, err := g.b.LearnExpiries(ctx); err != nil || n != 1 {
+		t.Fatalf("an earlier provider date: %d %v", n, err)
+	}
+	m, err := g.b.GetKey(ctx, scope.Key("anthropic", "claude"))
+	if err != nil || !m.ExpiresAt.Equal(earlier) || m.State != broker.KeyDisabled {
+		t.Fatalf("after learning: expires %v, state %s (%v)", m.ExpiresAt, m.State, err)
+	}
+	// A stale read cannot re-enable it: the store's write is conditioned
+	// on the row as it is.
+	st := g.store
+	if changed, err := st.LearnExpiry(ctx, scope.Key("anthropic", "claude"), earlier.Add(time.Hour), broker.AuditEvent{Actor: "keybroker:provider",
+		ScopeKind: broker.ScopeWorkspace, ScopeID: g.workspc, Provider: "anthropic", KeyID: "claude", Action: broker.ActionUpdate, Outcome: broker.OutcomeSuccess}); err != nil || changed {
+		t.Fatalf("a later date through the store: %v %v", changed, err)
 	}
 }

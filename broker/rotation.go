@@ -93,10 +93,18 @@ type Rotation struct {
 	ClaimedUntil                       time.Time
 	// Error says why a rotation failed or rolled back, or what it could
 	// not do at the provider (never a key).
-	Error     string
+	Error string
+	// Attempts counts the failed attempts of the current step: each
+	// pushes the next back (ClaimedUntil); maxRotationAttempts end the
+	// rotation failed.
+	Attempts  int
 	StartedBy string
 	StartedAt time.Time
 	UpdatedAt time.Time
+	// SigKeyID and Signature sign the ids the rotation acts on
+	// (LifecycleSigner): a row without a valid signature is not acted on.
+	SigKeyID  string
+	Signature []byte
 }
 
 // RotationStore keeps the rotations.
@@ -106,12 +114,22 @@ type RotationStore interface {
 	StartRotation(ctx context.Context, r Rotation, ev AuditEvent) error
 	// RecordRotation stores r's step, state and fields and appends ev,
 	// in one transaction.
-	RecordRotation(ctx context.Context, r Rotation, ev AuditEvent) error
+	// It records only over the row as from says it was (its step and
+	// claim when this replica read or last wrote it): ErrConflict when
+	// another replica advanced the rotation meanwhile.
+	RecordRotation(ctx context.Context, r Rotation, from RotationFrom, ev AuditEvent) error
 	GetRotation(ctx context.Context, id string) (Rotation, error)
 	// ListRotations returns the key's rotations, newest first.
 	ListRotations(ctx context.Context, ref KeyRef, limit int) ([]Rotation, error)
 	// RunningRotations returns every running rotation.
 	RunningRotations(ctx context.Context) ([]Rotation, error)
+}
+
+// RotationFrom is a rotation's step and claim as a replica last saw them:
+// RecordRotation writes over that row only.
+type RotationFrom struct {
+	Step         string
+	ClaimedUntil time.Time
 }
 
 // crashError is the error of the test hook (a simulated crash): the
@@ -133,7 +151,7 @@ type RotateRequest struct {
 // Rotate rotates a key at its provider, up to the grace period: the new
 // key serves when it returns; the lifecycle runner (RunLifecycle)
 // deletes the old key once the grace period is over. It needs the
-// reader identity (it reads the admin credential) and the scope's admin
+// writer identity (it reads the admin credential) and the scope's admin
 // credential for the provider.
 func (b *Broker) Rotate(ctx context.Context, req RotateRequest) (Rotation, error) {
 	rs, err := b.rotationStore()
@@ -163,9 +181,22 @@ func (b *Broker) Rotate(ctx context.Context, req RotateRequest) (Rotation, error
 	if err != nil {
 		return Rotation{}, fmt.Errorf("rotate %s: %w", req.Ref, fromStore(err))
 	}
-	adminRef, _, err := b.adminCredential(ctx, req.Ref.Owner(), p)
+	adminRef, admin, err := b.adminCredential(ctx, req.Ref.Owner(), p)
 	if err != nil {
 		return Rotation{}, fmt.Errorf("rotate %s: %w", req.Ref, err)
+	}
+	// The old key's id must be one the admin credential governs: its
+	// deletion after the grace period takes a 404 for "gone".
+	if err := checkProviderKeyID(p, old.ProviderKeyID); err != nil {
+		return Rotation{}, err
+	}
+	if old.ProviderKeyID != "" {
+		if _, err := b.locate(ctx, p, admin, old.ProviderKeyID); errors.Is(err, errNotGoverned) {
+			return Rotation{}, refuse(ErrInvalidRequest, "%s does not know the key %s with the scope's %s credential (a key of another project or organization?): correct providerKeyId or the admin credential; nothing was done",
+				p.DisplayName, old.ProviderKeyID, p.KeyAdmin.Provider)
+		} else if err != nil {
+			return Rotation{}, fmt.Errorf("rotate %s: %w", req.Ref, errors.Join(ErrUnavailable, err))
+		}
 	}
 	now := b.now()
 	id := newUUID()
@@ -177,6 +208,9 @@ func (b *Broker) Rotate(ctx context.Context, req RotateRequest) (Rotation, error
 		r.AccountName = r.AccountName[:100]
 	}
 	ev := b.rotationEvent(r, req.Actor, fmt.Sprintf("started (%s): the new key will be %s; grace period %s", r.Trigger, r.NewKeyID, r.Grace))
+	if err := b.signRotation(&r); err != nil {
+		return Rotation{}, fmt.Errorf("rotate %s: %w", req.Ref, err)
+	}
 	if err := rs.StartRotation(ctx, r, ev); errors.Is(err, ErrConflict) {
 		return Rotation{}, fmt.Errorf("rotate %s: %w", req.Ref, ErrRotationRunning)
 	} else if err != nil {
@@ -223,8 +257,8 @@ func (b *Broker) rotationStore() (RotationStore, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: the metadata store keeps no rotations", ErrNotConfigured)
 	}
-	if b.reader == nil {
-		return nil, fmt.Errorf("%w: rotation and revocation at the provider read the admin credential with the Vault reader identity (--mode=all)", ErrNotConfigured)
+	if b.adminReader() == nil {
+		return nil, fmt.Errorf("%w: rotation and revocation at the provider read the admin credential with the Vault writer identity (--mode=admin or all)", ErrNotConfigured)
 	}
 	if b.adminEnv == nil {
 		return nil, fmt.Errorf("%w: no provider checker, whose HTTP client calls the admin APIs", ErrNotConfigured)
@@ -293,13 +327,18 @@ func (b *Broker) rotationEvent(r Rotation, actor Actor, detail string) AuditEven
 
 // record moves r to step (recorded and audited before it is taken).
 func (b *Broker) record(ctx context.Context, rs RotationStore, r *Rotation, actor Actor, step, detail string) error {
+	from := RotationFrom{Step: r.Step, ClaimedUntil: r.ClaimedUntil}
 	now := b.now()
-	r.Step, r.UpdatedAt, r.ClaimedUntil = step, now, now.Add(b.rotationClaim)
+	r.Step, r.UpdatedAt, r.ClaimedUntil, r.Attempts = step, now, now.Add(b.rotationClaim), 0
 	ev := b.rotationEvent(*r, actor, "step "+step+": "+detail)
 	if r.State != RotationRunning {
 		ev.Outcome = r.State
 	}
-	if err := rs.RecordRotation(ctx, *r, ev); err != nil {
+	if err := b.signRotation(r); err != nil {
+		return err
+	}
+	if err := rs.RecordRotation(ctx, *r, from, ev); err != nil {
+		r.Step, r.ClaimedUntil = from.Step, from.ClaimedUntil
 		return fmt.Errorf("record step %s of rotation %s: %w", step, r.ID, fromStore(err))
 	}
 	return b.hook("before:" + step)
@@ -322,6 +361,9 @@ func IsSimulatedCrash(err error) bool { return errors.As(err, new(crashError)) }
 // advance takes r's steps from its current one until it is done, failed,
 // rolled back, or waiting for its grace period.
 func (b *Broker) advance(ctx context.Context, rs RotationStore, r Rotation, actor Actor) (Rotation, error) {
+	if !b.rotationTrusted(ctx, r) {
+		return r, fmt.Errorf("rotation %s: %w: its row has no valid signature (written outside keybroker): not acted on", r.ID, ErrPreconditionFailed)
+	}
 	p, env, admin, err := b.adminOf(ctx, r)
 	if err != nil {
 		return r, fmt.Errorf("rotation %s: %w", r.ID, err)
@@ -455,7 +497,17 @@ func (run *rotationRun) store(ctx context.Context) error {
 	}
 	_, err = run.b.AddKey(ctx, AddKeyRequest{Actor: run.actor, Pool: r.Ref.Pool(), KeyID: r.NewKeyID, Credential: run.created, Name: old.Name,
 		Priority: &old.Priority, Models: old.Models, ProviderKeyID: r.NewProviderKeyID})
-	if err != nil && !errors.Is(err, ErrKeyExists) {
+	if errors.Is(err, ErrKeyExists) {
+		// Stored already by this rotation (a write a crash interrupted)
+		// only if it names the account this rotation created: another
+		// key of that id is not the new key, and the new account would
+		// be left at the provider with no key of keybroker's holding it.
+		if have, gerr := run.b.store.GetKey(ctx, run.newRef); gerr != nil || have.ProviderKeyID != r.NewProviderKeyID {
+			return run.rollback(ctx, "the pool holds another key of id "+r.NewKeyID+": the new key was not stored")
+		}
+		err = nil
+	}
+	if err != nil {
 		return run.rollback(ctx, "the new key could not be stored: "+err.Error())
 	}
 	run.created = providers.Credential{}
@@ -554,16 +606,62 @@ func (b *Broker) ensureStored(ctx context.Context, ref KeyRef) (bool, error) {
 	return err == nil, fromStore(err)
 }
 
-// stepFailed records a step's failure (the rotation stays running: the
-// lifecycle runner tries the step again) and returns it.
+// maxRotationAttempts is how many times a step is tried before its
+// rotation ends failed (an admin acts: fixes the admin credential, starts
+// another rotation); maxRotationBackoff bounds the wait between two.
+const (
+	// maxLifecycleWorkPerScope bounds what one pass of the lifecycle
+	// runner does for one scope (rotations resumed, scheduled rotations
+	// started, revocations retried, each): one tenant cannot slow the
+	// runner for every other.
+	maxLifecycleWorkPerScope = 3
+
+	maxRotationAttempts = 8
+	maxRotationBackoff  = 30 * time.Minute
+)
+
+// stepFailed records a step's failure and returns it: the rotation stays
+// running, tried again by the lifecycle runner after a backoff (the
+// claim, doubling from --rotation-claim to 30 minutes), until the step
+// has failed maxRotationAttempts times: then it ends failed, saying what
+// it leaves behind.
 func (b *Broker) stepFailed(ctx context.Context, rs RotationStore, r *Rotation, actor Actor, cause error) error {
+	from := RotationFrom{Step: r.Step, ClaimedUntil: r.ClaimedUntil}
 	r.Error = truncateText(cause.Error(), 400)
-	ev := b.rotationEvent(*r, actor, "step "+r.Step+" failed (tried again later): "+r.Error)
+	r.Attempts++
+	now := b.now()
+	r.UpdatedAt = now
+	r.ClaimedUntil = now.Add(min(maxRotationBackoff, b.rotationClaim<<min(r.Attempts-1, 10)))
+	ev := b.rotationEvent(*r, actor, fmt.Sprintf("step %s failed (attempt %d of %d; tried again after %s): %s", r.Step, r.Attempts,
+		maxRotationAttempts, r.ClaimedUntil.UTC().Format(time.RFC3339), r.Error))
+	if r.Attempts >= maxRotationAttempts {
+		r.State = RotationFailed
+		r.Error = truncateText(fmt.Sprintf("failed %d times at step %s (%s): %s", r.Attempts, r.Step, leftBehind(r), r.Error), 400)
+		ev = b.rotationEvent(*r, actor, "failed: "+r.Error)
+		b.metrics.rotated(r.Ref.Provider, RotationFailed)
+	}
 	ev.Outcome = OutcomeError
-	if err := rs.RecordRotation(ctx, *r, ev); err != nil {
+	if err := b.signRotation(r); err != nil {
+		b.log.WarnContext(ctx, "could not sign a rotation step's failure", "rotation", r.ID, "error", err)
+	} else if err := rs.RecordRotation(ctx, *r, from, ev); err != nil {
 		b.log.WarnContext(ctx, "could not record a rotation step's failure", "rotation", r.ID, "error", err)
 	}
 	return fmt.Errorf("rotation %s, step %s: %w", r.ID, r.Step, errors.Join(ErrUnavailable, cause))
+}
+
+// leftBehind says what a rotation that fails at its step leaves for an
+// admin to finish.
+func leftBehind(r *Rotation) string {
+	switch r.Step {
+	case StepCreate, StepVerify, StepStore:
+		return fmt.Sprintf("the old key serves; an account named %q may be left at the provider", r.AccountName)
+	case StepRollback:
+		return fmt.Sprintf("the old key serves; the new account %s may be left at the provider", r.NewProviderKeyID)
+	case StepDisableOld:
+		return "both keys are in the pool"
+	default:
+		return fmt.Sprintf("the new key serves; the old key %s is still at the provider and in the pool, disabled", r.OldProviderKeyID)
+	}
 }
 
 // rollback deletes the new key at the provider (and from the pool) and
@@ -579,8 +677,13 @@ func (b *Broker) rollback(ctx context.Context, rs RotationStore, r *Rotation, ac
 	if err := b.revokeCreated(ctx, ka, env, admin, r.NewProviderKeyID); err != nil {
 		return b.stepFailed(ctx, rs, r, actor, err)
 	}
+	// The new key is removed from the pool only if it is this rotation's
+	// (it names the account made): a key of that id someone else added
+	// stays.
 	newRef := r.Ref.Owner().Key(r.Ref.Provider, r.NewKeyID)
-	if err := b.DeleteKey(ctx, DeleteKeyRequest{Actor: actor, Ref: newRef, Destroy: true}); err != nil && !errors.Is(err, ErrNotFound) {
+	if have, err := b.store.GetKey(ctx, newRef); err == nil && have.ProviderKeyID != r.NewProviderKeyID {
+		b.log.WarnContext(ctx, "rotation rollback: the pool holds another key of the new key's id; left alone", "rotation", r.ID, "key", newRef.String())
+	} else if err := b.DeleteKey(ctx, DeleteKeyRequest{Actor: actor, Ref: newRef, Destroy: true}); err != nil && !errors.Is(err, ErrNotFound) {
 		return b.stepFailed(ctx, rs, r, actor, err)
 	}
 	r.State = RotationRolledBack
@@ -612,8 +715,17 @@ func (b *Broker) ResumeRotations(ctx context.Context) (int, error) {
 	}
 	now, done := b.now(), 0
 	var errs []error
+	perScope := map[Scope]int{}
 	for _, r := range running {
 		if r.Step == StepGrace && now.Before(r.DeleteAfter) || r.Step != StepGrace && now.Before(r.ClaimedUntil) {
+			continue
+		}
+		if !b.rotationTrusted(ctx, r) {
+			continue // reported once; never acted on
+		}
+		// One scope's rotations cannot take the whole pass: the rest wait
+		// for the next one.
+		if perScope[r.Ref.Owner()]++; perScope[r.Ref.Owner()] > maxLifecycleWorkPerScope {
 			continue
 		}
 		actor := Actor{Subject: "keybroker:rotation"}

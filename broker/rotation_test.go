@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
 	"github.com/keybroker/keybroker/internal/fixtures/cloudstub"
+	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 	"github.com/keybroker/keybroker/providers"
 )
 
@@ -41,6 +43,7 @@ func newLifecycleGround(t testing.TB) *lifecycleGround {
 	}
 	g.env = newEnv(t, func(c *broker.Config) {
 		c.Checker, c.Now = checker, g.clock.Now
+		c.LifecycleRows = auth.NewLifecycleSigner(kbtest.RowKeys().Admin)
 		c.RotationHook = func(point string) bool {
 			if p := g.crashAt.Load(); p != nil && *p == point {
 				g.crashAt.Store(nil) // a crash happens once

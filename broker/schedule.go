@@ -119,6 +119,20 @@ func ParseRotateAfter(s string) (time.Duration, error) {
 	return time.Duration(n) * time.Hour, nil
 }
 
+// lastRotation is the key's newest rotation (false: none, or the store
+// failed).
+func (b *Broker) lastRotation(ctx context.Context, ref KeyRef) (Rotation, bool) {
+	rs, ok := b.store.(RotationStore)
+	if !ok {
+		return Rotation{}, false
+	}
+	rots, err := rs.ListRotations(ctx, ref, 1)
+	if err != nil || len(rots) == 0 {
+		return Rotation{}, false
+	}
+	return rots[0], true
+}
+
 // RotateDue starts the rotation of every key older than its scope's
 // rotateAfter that keybroker can rotate at its provider; it returns how
 // many it started. A key whose scope holds no admin credential is logged
@@ -144,11 +158,24 @@ func (b *Broker) RotateDue(ctx context.Context) (int, error) {
 			errs = append(errs, fromStore(err))
 			continue
 		}
+		startedHere := 0
 		for _, r := range recs {
 			p, ok := b.providers.Lookup(r.Provider)
 			if !ok || p.KeyAdmin == nil || p.KeyAdmin.Create == nil || r.Disabled || now.Sub(r.CreatedAt) < s.RotateAfter {
 				continue
 			}
+			if startedHere >= maxLifecycleWorkPerScope {
+				break // the rest at the next pass
+			}
+			if last, ok := b.lastRotation(ctx, r.Ref()); ok && last.Trigger == TriggerSchedule &&
+				(last.State == RotationRolledBack || last.State == RotationFailed) && !r.UpdatedAt.After(last.UpdatedAt) {
+				// The schedule's last rotation of the key did not go
+				// through: not again until an admin acts (changes the
+				// key, rotates it by hand).
+				b.log.DebugContext(ctx, "a key is due for rotation, but its last scheduled rotation ended "+last.State, "key", r.Ref().String(), "rotation", last.ID)
+				continue
+			}
+			startedHere++
 			_, err := b.Rotate(ctx, RotateRequest{Actor: Actor{Subject: "keybroker:schedule"}, Ref: r.Ref(), Trigger: TriggerSchedule})
 			switch {
 			case err == nil:

@@ -367,6 +367,9 @@ type ResolveResponse struct {
 	// caches it too keeps it no longer (and drops it sooner when the watch
 	// stream says so).
 	TTLSeconds int `json:"ttlSeconds,omitempty"`
+	// KeyExpiresAt is the key's own expiresAt (docs/lifecycle.md), when
+	// it has one: past it, keybroker no longer serves the key.
+	KeyExpiresAt time.Time `json:"keyExpiresAt,omitzero"`
 }
 
 // Settings are a workspace's settings (GET and PUT

@@ -122,6 +122,7 @@ func FuzzTheResolveAnswerEncodesAsEncodingJSON(f *testing.F) {
 		}
 		if expiresUnixNano > 0 {
 			r.ExpiresAt = time.Unix(0, expiresUnixNano).UTC()
+			r.KeyExpiresAt = time.Unix(0, expiresUnixNano/2).UTC()
 		}
 		var want bytes.Buffer
 		if err := json.NewEncoder(&want).Encode(r); err != nil {

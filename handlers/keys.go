@@ -602,6 +602,9 @@ func (s *server) resolve(c *gin.Context) {
 		left := int(time.Until(r.KeyExpiresAt) / time.Second)
 		answer.TTLSeconds = max(1, min(answer.TTLSeconds, left))
 	}
+	if !r.KeyExpiresAt.IsZero() {
+		answer.KeyExpiresAt = r.KeyExpiresAt.UTC()
+	}
 	if answer.Kind != providers.KindAPIKey {
 		answer.Credential = s.credentialFields(req.Provider, r.Credential)
 		if !r.ExpiresAt.IsZero() {

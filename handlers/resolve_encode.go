@@ -55,6 +55,11 @@ func appendResolveAnswer(b []byte, r *client.ResolveResponse) []byte {
 		b = append(b, `,"ttlSeconds":`...)
 		b = strconv.AppendInt(b, int64(r.TTLSeconds), 10)
 	}
+	if !r.KeyExpiresAt.IsZero() {
+		b = append(b, `,"keyExpiresAt":"`...)
+		b = r.KeyExpiresAt.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
 	return append(b, "}\n"...)
 }
 

@@ -18,6 +18,29 @@ path "{{mount}}/data/hosted/providers/+/keys/+" {
   capabilities = ["create", "update"]
 }
 
+# Read the admin credentials (openai-admin, anthropic-admin), and no other
+# key: the key lifecycle (rotation and revocation at the provider) runs on
+# the admin replicas and calls the provider's admin API with them. They
+# are never resolved; the reader's policy denies them.
+path "{{mount}}/data/workspaces/+/providers/openai-admin/keys/+" {
+  capabilities = ["create", "update", "read"]
+}
+path "{{mount}}/data/organizations/+/providers/openai-admin/keys/+" {
+  capabilities = ["create", "update", "read"]
+}
+path "{{mount}}/data/hosted/providers/openai-admin/keys/+" {
+  capabilities = ["create", "update", "read"]
+}
+path "{{mount}}/data/workspaces/+/providers/anthropic-admin/keys/+" {
+  capabilities = ["create", "update", "read"]
+}
+path "{{mount}}/data/organizations/+/providers/anthropic-admin/keys/+" {
+  capabilities = ["create", "update", "read"]
+}
+path "{{mount}}/data/hosted/providers/anthropic-admin/keys/+" {
+  capabilities = ["create", "update", "read"]
+}
+
 # Read a key's version history (never its value): the current version for
 # check-and-set, the versions list. Delete it with every version and its
 # metadata (destroy, purge).

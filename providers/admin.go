@@ -37,6 +37,23 @@ type KeyAdmin struct {
 	Revoke func(ctx context.Context, env AdminEnv, admin Credential, id string) (Revoked, error)
 	// Revokes says how Revoke ends a key: "delete" or "deactivate".
 	Revokes string
+	// Locate asks the provider whether the key of id is one the admin
+	// credential governs (OpenAI: a service account of its project;
+	// Anthropic: a key of its organization): nil when it is, an
+	// *AdminError of status 404 (IsAdminNotFound) when it is not. A 404
+	// of Revoke is "gone" only for a key located before: a key of
+	// another project or organization is 404 too. Hint is the provider's
+	// redacted form of the key ("sk-ant-api03-...abcd"; "" when it gives
+	// none), compared with the stored key's mask.
+	Locate func(ctx context.Context, env AdminEnv, admin Credential, id string) (hint string, err error)
+	// CheckAdmin, when set, asks the provider whether an admin
+	// credential can act where it says (OpenAI: its project is one its
+	// admin key's organization owns): an *AdminError that is Refused
+	// when it cannot. Run when the credential is added.
+	CheckAdmin func(ctx context.Context, env AdminEnv, admin Credential) error
+	// KeyIDPrefix is how the provider's ids of the keys it revokes begin
+	// ("svc_acct_", "apikey_"): a providerKeyId otherwise is refused.
+	KeyIDPrefix string
 	// Describe reads what the provider says of the key of id (its
 	// status, its expiry), where its admin API says (nil: it does not).
 	Describe func(ctx context.Context, env AdminEnv, admin Credential, id string) (KeyInfo, error)
@@ -93,9 +110,10 @@ func (e *AdminError) Error() string {
 }
 
 // Refused says whether the provider refused the admin credential (401,
-// 403): retrying does not help until an admin fixes it.
+// 403, or a project its organization does not own): retrying does not
+// help until an admin fixes it.
 func (e *AdminError) Refused() bool {
-	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
+	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden || e.Code == CodeProjectNotFound
 }
 
 // ErrAdminUnsupported: the provider's admin API cannot do that.
@@ -163,6 +181,9 @@ func adminCall(ctx context.Context, env AdminEnv, op, method, path string, body 
 	}
 	return nil
 }
+
+// IsAdminNotFound says whether err is the admin API's 404.
+func IsAdminNotFound(err error) bool { return isAdminNotFound(err) }
 
 // isAdminNotFound says whether err is the admin API's 404.
 func isAdminNotFound(err error) bool {

@@ -29,7 +29,8 @@ func init() {
 }
 
 // anthropicKeyAdmin revokes Anthropic keys (it cannot create them).
-var anthropicKeyAdmin = &KeyAdmin{Provider: "anthropic-admin", Revoke: anthropicRevoke, Revokes: "deactivate", Describe: anthropicDescribe}
+var anthropicKeyAdmin = &KeyAdmin{Provider: "anthropic-admin", Revoke: anthropicRevoke, Revokes: "deactivate", Describe: anthropicDescribe, Locate: anthropicLocate,
+	KeyIDPrefix: "apikey_"}
 
 func anthropicAuth(admin Credential) func(*http.Request) {
 	return func(r *http.Request) {
@@ -53,6 +54,16 @@ func anthropicDescribe(ctx context.Context, env AdminEnv, admin Credential, id s
 		out.ExpiresAt = k.ExpiresAt.UTC()
 	}
 	return out, nil
+}
+
+// anthropicLocate reads the key of id with the admin key (404 for a key
+// of another organization) and its partial_key_hint.
+func anthropicLocate(ctx context.Context, env AdminEnv, admin Credential, id string) (string, error) {
+	var k struct {
+		Hint string `json:"partial_key_hint"`
+	}
+	err := adminCall(ctx, env, "read the API key", http.MethodGet, "/v1/organizations/api_keys/"+url.PathEscape(id), nil, anthropicAuth(admin), &k)
+	return k.Hint, err
 }
 
 func anthropicRevoke(ctx context.Context, env AdminEnv, admin Credential, id string) (Revoked, error) {

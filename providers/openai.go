@@ -8,7 +8,7 @@ package providers
 func init() {
 	register(
 		Provider{ID: "openai", DisplayName: "OpenAI",
-			Credential: apiKey(`starts with "sk-" (not "sk-ant-"), 20 to 256 characters`, skRule),
+			Credential: apiKey(`starts with "sk-" (not "sk-ant-", nor an admin key's "sk-admin-"), 20 to 256 characters`, openAIKeyRule),
 			Authorize:  bearerKey,
 			Check:      CheckSpec{BaseURL: "https://api.openai.com", Path: "/v1/models"},
 			Proxy: ProxySpec{Endpoints: append([]Endpoint{post("/v1/chat/completions", "model"), post("/v1/completions", "model"),
@@ -69,6 +69,12 @@ func init() {
 // not Anthropic's "sk-ant-".
 var skRule = keyRule{prefixes: []string{"sk-"}, notPrefixes: []string{"sk-ant-"}, minLen: 20, maxLen: 256, allowed: isTokenChar,
 	allowedText: "letters, digits, '-' and '_'"}
+
+// openAIKeyRule is skRule without OpenAI's admin keys ("sk-admin-"): an
+// admin key in the openai pool would be resolved and served to sandboxes;
+// it belongs in the openai-admin pool, which is never resolved.
+var openAIKeyRule = keyRule{prefixes: []string{"sk-"}, notPrefixes: []string{"sk-ant-", "sk-admin-"}, minLen: 20, maxLen: 256,
+	allowed: isTokenChar, allowedText: "letters, digits, '-' and '_'"}
 
 // idDotSecret is the format of keys made of an id and a secret joined by
 // one '.'.

@@ -36,13 +36,19 @@ func init() {
 	})
 }
 
+// CodeProjectNotFound is the code of an *AdminError saying the admin
+// credential's project is not one its admin key's organization owns.
+const CodeProjectNotFound = "project_not_found"
+
 func ptrRule(r keyRule) *keyRule { return &r }
 
 func isAlnumOrUnderscore(c byte) bool { return isAlnum(c) || c == '_' }
 
 // openAIKeyAdmin rotates and revokes OpenAI keys that are project
 // service-account keys.
-var openAIKeyAdmin = &KeyAdmin{Provider: "openai-admin", Create: openAICreate, Find: openAIFind, Revoke: openAIRevoke, Revokes: "delete"}
+var openAIKeyAdmin = &KeyAdmin{Provider: "openai-admin", Create: openAICreate, Find: openAIFind, Revoke: openAIRevoke, Revokes: "delete", Locate: openAILocate,
+	CheckAdmin:  openAICheckAdmin,
+	KeyIDPrefix: "svc_acct_"}
 
 func openAIAuth(admin Credential) func(*http.Request) {
 	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+admin.Field(FieldAdminKey)) }
@@ -101,9 +107,41 @@ func openAIFind(ctx context.Context, env AdminEnv, admin Credential, name string
 	return ids, nil
 }
 
+// openAICheckAdmin reads the admin credential's project with its admin
+// key: a project of another organization (or none) is 404, which OpenAI
+// would later answer to every call about its service accounts.
+func openAICheckAdmin(ctx context.Context, env AdminEnv, admin Credential) error {
+	err := adminCall(ctx, env, "read the project", http.MethodGet, "/v1/organization/projects/"+url.PathEscape(admin.Field(FieldProjectID)),
+		nil, openAIAuth(admin), nil)
+	if isAdminNotFound(err) {
+		return &AdminError{Op: "read the project", Status: http.StatusNotFound, Code: CodeProjectNotFound}
+	}
+	return err
+}
+
+// openAILocate reads the service account of id in the admin
+// credential's project: 404 for an account of another project (or
+// organization), or a project the admin key's organization does not own.
+func openAILocate(ctx context.Context, env AdminEnv, admin Credential, id string) (string, error) {
+	return "", adminCall(ctx, env, "read a service account", http.MethodGet, serviceAccounts(admin)+"/"+url.PathEscape(id), nil, openAIAuth(admin), nil)
+}
+
+// openAIRevoke deletes the service account of id. OpenAI answers 404 both
+// for an account deleted already and for a project the admin key cannot
+// see: a 404 is "gone" only when the project is the admin key's
+// organization's (read back); else it is the admin credential's fault
+// (project_not_found), never a revocation.
 func openAIRevoke(ctx context.Context, env AdminEnv, admin Credential, id string) (Revoked, error) {
 	err := adminCall(ctx, env, "delete a service account", http.MethodDelete, serviceAccounts(admin)+"/"+url.PathEscape(id), nil, openAIAuth(admin), nil)
 	if isAdminNotFound(err) {
+		perr := adminCall(ctx, env, "read the project", http.MethodGet, "/v1/organization/projects/"+url.PathEscape(admin.Field(FieldProjectID)),
+			nil, openAIAuth(admin), nil)
+		if isAdminNotFound(perr) {
+			return Revoked{}, &AdminError{Op: "delete a service account", Status: http.StatusNotFound, Code: CodeProjectNotFound}
+		}
+		if perr != nil {
+			return Revoked{}, perr
+		}
 		return Revoked{Action: "deleted", AlreadyGone: true}, nil
 	}
 	if err != nil {

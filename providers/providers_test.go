@@ -79,6 +79,7 @@ func TestFormatHintsMatchTheRules(t *testing.T) {
 		{"exa", "3f2b6c1e8a4d-4f7b-9c2e-5d1a0b9e8f7c-", "dashes in the wrong places"},
 		{"openai", "sk-ant-api03-" + strings.Repeat("a", 40), "an Anthropic key"},
 		{"moonshot", "sk-ant-api03-" + strings.Repeat("a", 40), "an Anthropic key"},
+		{"openai", "sk-admin-" + strings.Repeat("a", 40), "an OpenAI admin key (it belongs in openai-admin, never resolved)"},
 		{"google", "AIza" + strings.Repeat("x", 36), "40 characters, the hint says 39"},
 		{"zai", "0123456789abcdef.0123.456789", "two dots"},
 		{"baseten", ".0123456789abcdef0123456789", "a dot first"},

@@ -37,13 +37,43 @@ func (s *Store) RecordExpiryWarning(ctx context.Context, ref broker.KeyRef, expi
 	return won, nil
 }
 
+// LearnExpiry sets the key's expires_at to expiresAt unless it has an
+// earlier one, and appends ev, in one transaction: only expires_at (and
+// who changed the row, when) is written, so an admin's concurrent change
+// of the key's name, priority or state stays, and the condition is
+// checked on the row as it is, not as it was read.
+func (s *Store) LearnExpiry(ctx context.Context, ref broker.KeyRef, expiresAt time.Time, ev broker.AuditEvent) (bool, error) {
+	changed := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var version int
+		err := tx.QueryRow(ctx, `UPDATE provider_keys SET expires_at = $5, updated_at = now(), updated_by = $6
+			WHERE `+keyMatch+` AND kv_version > 0 AND (expires_at IS NULL OR expires_at > $5) RETURNING kv_version`,
+			string(ref.ScopeKind), ref.ScopeID, ref.Provider, ref.KeyID, expiresAt, ev.Actor).Scan(&version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		changed = true
+		if err := notify(ctx, tx, keyChanged(ref, version)); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+	if err != nil {
+		return false, fmt.Errorf("learn the expiry of %s: %w", ref, classify(err))
+	}
+	return changed, nil
+}
+
 var _ broker.RotationStore = (*Store)(nil)
 
 // rotationColumns are the columns of key_rotations scanRotation reads, in
 // its order.
 const rotationColumns = `id::text, scope, scope_id, provider, key_id, new_key_id, admin_key_id, trigger, step, state, account_name,
 	coalesce(new_provider_key_id, ''), coalesce(old_provider_key_id, ''), grace_seconds, delete_after, claimed_until, error,
-	started_by, started_at, updated_at`
+	started_by, started_at, updated_at, sig_key_id, signature, attempts`
 
 func scanRotation(row pgx.CollectableRow) (broker.Rotation, error) {
 	var (
@@ -54,7 +84,7 @@ func scanRotation(row pgx.CollectableRow) (broker.Rotation, error) {
 	)
 	err := row.Scan(&r.ID, &scope, &r.Ref.ScopeID, &r.Ref.Provider, &r.Ref.KeyID, &r.NewKeyID, &r.AdminKeyID, &r.Trigger, &r.Step, &r.State,
 		&r.AccountName, &r.NewProviderKeyID, &r.OldProviderKeyID, &grace, &deleteAfter, &claimedUntil, &r.Error,
-		&r.StartedBy, &r.StartedAt, &r.UpdatedAt)
+		&r.StartedBy, &r.StartedAt, &r.UpdatedAt, &r.SigKeyID, &r.Signature, &r.Attempts)
 	if err != nil {
 		return broker.Rotation{}, err
 	}
@@ -74,11 +104,12 @@ func scanRotation(row pgx.CollectableRow) (broker.Rotation, error) {
 func (s *Store) StartRotation(ctx context.Context, r broker.Rotation, ev broker.AuditEvent) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO key_rotations (id, scope, scope_id, provider, key_id, new_key_id, admin_key_id, trigger,
-				step, state, account_name, old_provider_key_id, grace_seconds, claimed_until, started_by, started_at, updated_at)
-			VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)`,
+				step, state, account_name, old_provider_key_id, grace_seconds, claimed_until, started_by, started_at, updated_at,
+				sig_key_id, signature)
+			VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18)`,
 			r.ID, string(r.Ref.ScopeKind), r.Ref.ScopeID, r.Ref.Provider, r.Ref.KeyID, r.NewKeyID, r.AdminKeyID, r.Trigger,
 			r.Step, r.State, r.AccountName, nullString(r.OldProviderKeyID), int64(r.Grace/time.Second), nullTime(r.ClaimedUntil),
-			r.StartedBy, r.StartedAt); err != nil {
+			r.StartedBy, r.StartedAt, r.SigKeyID, r.Signature); err != nil {
 			return err
 		}
 		return appendAudit(ctx, tx, ev)
@@ -90,18 +121,24 @@ func (s *Store) StartRotation(ctx context.Context, r broker.Rotation, ev broker.
 }
 
 // RecordRotation stores r's step, state and fields, and appends ev, in
-// one transaction.
-func (s *Store) RecordRotation(ctx context.Context, r broker.Rotation, ev broker.AuditEvent) error {
+// one transaction, over the row as from says it was (its step and claim):
+// broker.ErrConflict when another replica advanced it meanwhile.
+func (s *Store) RecordRotation(ctx context.Context, r broker.Rotation, from broker.RotationFrom, ev broker.AuditEvent) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE key_rotations SET step = $2, state = $3, new_provider_key_id = $4, delete_after = $5,
-				claimed_until = $6, error = $7, updated_at = $8
-			WHERE id = $1::uuid`,
-			r.ID, r.Step, r.State, nullString(r.NewProviderKeyID), nullTime(r.DeleteAfter), nullTime(r.ClaimedUntil), truncate(r.Error, 500), r.UpdatedAt)
+				claimed_until = $6, error = $7, updated_at = $8, sig_key_id = $9, signature = $10, attempts = $11
+			WHERE id = $1::uuid AND step = $12 AND claimed_until IS NOT DISTINCT FROM $13`,
+			r.ID, r.Step, r.State, nullString(r.NewProviderKeyID), nullTime(r.DeleteAfter), nullTime(r.ClaimedUntil), truncate(r.Error, 500), r.UpdatedAt,
+			r.SigKeyID, r.Signature, r.Attempts, from.Step, nullTime(from.ClaimedUntil))
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() != 1 {
-			return ErrNotFound
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT true FROM key_rotations WHERE id = $1::uuid`, r.ID).Scan(&exists); errors.Is(err, pgx.ErrNoRows) {
+				return ErrNotFound
+			}
+			return fmt.Errorf("%w: the rotation was advanced by another replica since this one read it", broker.ErrConflict)
 		}
 		return appendAudit(ctx, tx, ev)
 	})
@@ -154,13 +191,13 @@ var (
 )
 
 const revocationColumns = `id::text, scope, scope_id, provider, key_id, provider_key_id, admin_key_id, state, attempts, last_error,
-	next_attempt_at, requested_by, created_at, updated_at`
+	next_attempt_at, requested_by, created_at, updated_at, located, sig_key_id, signature`
 
 func scanRevocation(row pgx.CollectableRow) (broker.Revocation, error) {
 	var rv broker.Revocation
 	var scope string
 	err := row.Scan(&rv.ID, &scope, &rv.Ref.ScopeID, &rv.Ref.Provider, &rv.Ref.KeyID, &rv.ProviderKeyID, &rv.AdminKeyID, &rv.State,
-		&rv.Attempts, &rv.LastError, &rv.NextAttempt, &rv.RequestedBy, &rv.CreatedAt, &rv.UpdatedAt)
+		&rv.Attempts, &rv.LastError, &rv.NextAttempt, &rv.RequestedBy, &rv.CreatedAt, &rv.UpdatedAt, &rv.Located, &rv.SigKeyID, &rv.Signature)
 	rv.Ref.ScopeKind = broker.ScopeKind(scope)
 	return rv, err
 }
@@ -170,10 +207,10 @@ func scanRevocation(row pgx.CollectableRow) (broker.Revocation, error) {
 func (s *Store) StartRevocation(ctx context.Context, rv broker.Revocation, ev broker.AuditEvent) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO provider_revocations (id, scope, scope_id, provider, key_id, provider_key_id, admin_key_id,
-				state, next_attempt_at, requested_by, created_at, updated_at)
-			VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)`,
+				state, next_attempt_at, requested_by, created_at, updated_at, located, sig_key_id, signature)
+			VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)`,
 			rv.ID, string(rv.Ref.ScopeKind), rv.Ref.ScopeID, rv.Ref.Provider, rv.Ref.KeyID, rv.ProviderKeyID, rv.AdminKeyID, rv.State,
-			rv.NextAttempt, rv.RequestedBy, rv.CreatedAt); err != nil {
+			rv.NextAttempt, rv.RequestedBy, rv.CreatedAt, rv.Located, rv.SigKeyID, rv.Signature); err != nil {
 			return err
 		}
 		return appendAudit(ctx, tx, ev)
@@ -189,8 +226,8 @@ func (s *Store) StartRevocation(ctx context.Context, rv broker.Revocation, ev br
 func (s *Store) RecordRevocation(ctx context.Context, rv broker.Revocation, ev broker.AuditEvent) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE provider_revocations SET state = $2, attempts = $3, last_error = $4, next_attempt_at = $5,
-				updated_at = $6 WHERE id = $1::uuid`,
-			rv.ID, rv.State, rv.Attempts, truncate(rv.LastError, 500), rv.NextAttempt, rv.UpdatedAt); err != nil {
+				updated_at = $6, located = $7, sig_key_id = $8, signature = $9 WHERE id = $1::uuid`,
+			rv.ID, rv.State, rv.Attempts, truncate(rv.LastError, 500), rv.NextAttempt, rv.UpdatedAt, rv.Located, rv.SigKeyID, rv.Signature); err != nil {
 			return err
 		}
 		return appendAudit(ctx, tx, ev)

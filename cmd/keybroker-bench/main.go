@@ -101,6 +101,13 @@ func main() {
 	flag.IntVar(&so.keysPerWorkspace, "scale-keys-per-workspace", 5, "keys per workspace of the scale scenario")
 	flag.IntVar(&so.organizations, "scale-organizations", 1000, "organizations of the scale scenario (three keys each)")
 	flag.IntVar(&so.resolvable, "scale-resolved-keys", 1000, "keys the scale scenario resolves (the only ones with secrets in Vault)")
+	var bo burstOptions
+	var burst bool
+	flag.BoolVar(&burst, "burst", false, "run the burst scenario instead (docs/benchmarks.md): --burst-writes key writes through one admin replica while --burst-replicas serve resolves")
+	flag.IntVar(&bo.writes, "burst-writes", 50_000, "key writes of the burst scenario")
+	flag.IntVar(&bo.tracked, "burst-tracked", 1000, "writes of the burst that replace a key every serving replica holds, whose lag is measured")
+	flag.IntVar(&bo.replicas, "burst-replicas", 3, "replicas serving resolves during the burst")
+	flag.IntVar(&bo.writers, "burst-writers", 16, "concurrent writers of the burst")
 	flag.StringVar(&so.heapProfile, "scale-heap-profile", "", "write the scale scenario's large replica's heap profile, after the warming, to this file")
 	flag.IntVar(&so.warm, "scale-warm-workspaces", 40_000, "workspaces whose pools the scale scenario's large replica is then made to hold, to measure a held pool's cost")
 	flag.Parse()
@@ -118,9 +125,12 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var rep interface{ print(io.Writer) }
 	var err error
-	if scale {
+	switch {
+	case burst:
+		rep, err = runBurst(ctx, o, bo, log)
+	case scale:
 		rep, err = runScale(ctx, o, so, log)
-	} else {
+	default:
 		rep, err = run(ctx, o, log)
 	}
 	if err != nil {

@@ -138,6 +138,9 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	if links := auth.NewLinkSigner(rowKeys.Admin); links != nil {
 		bcfg.Links = links
 	}
+	if rows := auth.NewLifecycleSigner(rowKeys.Admin); rows != nil {
+		bcfg.LifecycleRows = rows
+	}
 	if len(resolutionKeys) > 0 {
 		bcfg.ResolutionKey, bcfg.PreviousResolutionKeys = resolutionKeys[0], resolutionKeys[1:]
 	}
@@ -203,7 +206,7 @@ func (a *App) wire(accessLog handlers.AccessLog) error {
 	}
 	if bcfg.Writer != nil && cfg.LifecycleEvery > 0 {
 		a.lifecycle = &Lifecycle{Broker: b, Lease: a.leases.lease(store.LeaseLifecycle, false), Every: cfg.LifecycleEvery,
-			Rotations: bcfg.Reader != nil, Logger: logger}
+			Rotations: true, Logger: logger}
 	}
 	if cfg.HealthProbeEvery > 0 && bcfg.Reader != nil {
 		// Every replica that reads keys (modes all, resolver, proxy) may

@@ -11,11 +11,12 @@ import (
 
 // Lifecycle runs the key lifecycle's background work (docs/lifecycle.md):
 // on every admin replica, the expiry warnings (each sent once across the
-// replicas: PostgreSQL records it); on one replica of mode all at a time
-// (the lifecycle lease), rotations resumed after a crash or past their
-// grace period, revocations at the providers retried, and rotateAfter
-// schedules. Rotation and revocation read admin credentials: a replica
-// without the reader identity (mode admin) sends warnings only.
+// replicas: PostgreSQL records it); on one admin replica at a time (the
+// lifecycle lease), rotations resumed after a crash or past their grace
+// period, revocations at the providers retried, and rotateAfter
+// schedules. Rotation and revocation read admin credentials with the
+// writer identity (the reader's policy denies them). Rotations false:
+// warnings only.
 type Lifecycle struct {
 	Broker    *broker.Broker
 	Lease     *store.Lease
