@@ -222,3 +222,33 @@ func TestTheScaleScenarioRuns(t *testing.T) {
 		t.Errorf("the printed report: %s", table.String())
 	}
 }
+
+// TestTheBurstScenarioRuns runs the burst scenario in its short form (300
+// writes, 30 of them replacing keys two serving replicas hold): every
+// tracked write is served by both replicas (the lag is measured), the
+// resolves during the burst answer without an error, and no replica serves
+// a replaced key after it.
+func TestTheBurstScenarioRuns(t *testing.T) {
+	o := options{duration: time.Second, accessLog: "all"}
+	bo := burstOptions{writes: 300, tracked: 30, replicas: 2, writers: 4}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	rep, err := runBurst(ctx, o, bo, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LagP50 <= 0 || rep.LagMax < rep.LagP99 || rep.WritesPerS <= 0 {
+		t.Errorf("lag p50 %v p99 %v max %v, %v writes/s", rep.LagP50, rep.LagP99, rep.LagMax, rep.WritesPerS)
+	}
+	if rep.ResolveBefore.Requests == 0 || rep.ResolveDuring.Requests == 0 || rep.ResolveBefore.Errors+rep.ResolveDuring.Errors != 0 {
+		t.Errorf("resolves before %+v, during %+v", rep.ResolveBefore, rep.ResolveDuring)
+	}
+	if rep.StaleAfter != 0 {
+		t.Errorf("%d stale serves after the burst", rep.StaleAfter)
+	}
+	var table strings.Builder
+	rep.print(&table)
+	if !strings.Contains(table.String(), "lag from a write's acknowledgement") {
+		t.Errorf("the printed report: %s", table.String())
+	}
+}

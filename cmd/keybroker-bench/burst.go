@@ -138,10 +138,10 @@ func runBurst(ctx context.Context, o options, bo burstOptions, log *slog.Logger)
 				"KEYBROKER_LISTEN_ADDR=" + listen, "KEYBROKER_MODE=" + mode, "DATABASE_URL=" + dbURL,
 				"VAULT_ADDR=" + vs.Addr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + vs.RootToken,
 				"KEYBROKER_KV_MOUNT=byok", "KEYBROKER_FINGERPRINT_PEPPER=bench-pepper-0123456789abcdef",
-				"KEYBROKER_RESOLVER_KEYS=" + benchResolverKeys, "KEYBROKER_ADMIN_TOKEN_KEYS=" + benchAdminKeys,
+				"KEYBROKER_ADMIN_TOKEN_KEYS=" + benchAdminKeys,
 				"KEYBROKER_ACCESS_LOG=" + o.accessLog, "KEYBROKER_RATE_LIMIT_PER_TOKEN=-1", "KEYBROKER_RECONCILE_INTERVAL=0",
 				"KEYBROKER_HEALTH_PROBE_INTERVAL=0", "KEYBROKER_METRICS_ADDR=" + metricsAddr,
-			}, o.keybrokerEnv...)
+			}, append(modeKeys(mode), o.keybrokerEnv...)...)
 		}, "/readyz")
 		if err != nil {
 			return nil, err
@@ -301,6 +301,15 @@ func runBurst(ctx context.Context, o options, bo burstOptions, log *slog.Logger)
 		}
 	}
 	return rep, nil
+}
+
+// modeKeys are the signing keys a replica of mode holds: the resolver keys
+// (resolver tokens) on the execution side only.
+func modeKeys(mode string) []string {
+	if mode == "admin" {
+		return nil
+	}
+	return []string{"KEYBROKER_RESOLVER_KEYS=" + benchResolverKeys}
 }
 
 // putKey writes ws's OpenAI key through the admin API.
