@@ -111,6 +111,12 @@ func (c *poolCache) fresh(ctx context.Context, ref PoolRef) (*pool, error) {
 // may be older than a change, so it reads again.
 func (c *poolCache) read(ctx context.Context, ref PoolRef, onlyCached, changed bool) (*pool, error) {
 	c.mu.Lock()
+	// A read that finished since the caller looked is as good as a new
+	// one, unless a change came after it.
+	if e, ok := c.pools[ref]; ok && !changed {
+		c.mu.Unlock()
+		return e.p, nil
+	}
 	if l, ok := c.loads[ref]; ok {
 		if changed {
 			l.dirty = true
