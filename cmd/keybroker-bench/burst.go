@@ -7,21 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
-
-	"github.com/keybroker/keybroker/auth"
-	"github.com/keybroker/keybroker/internal/fixtures/devenv"
-	"github.com/keybroker/keybroker/internal/runtime/keyring"
-	"github.com/keybroker/keybroker/store"
-	"github.com/keybroker/keybroker/vault"
 )
 
 // The burst scenario (--burst, docs/benchmarks.md): writes through one
@@ -60,94 +52,18 @@ type burstReport struct {
 
 // runBurst runs the burst scenario.
 func runBurst(ctx context.Context, o options, bo burstOptions, log *slog.Logger) (*burstReport, error) {
-	var cleanups []func()
-	defer func() {
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i]()
-		}
-	}()
-	log.Info("starting PostgreSQL and Vault")
-	pg, err := devenv.StartPostgres(ctx, devenv.PostgresOptions{})
+	srv, err := startServers(ctx, o, "burst", log)
 	if err != nil {
 		return nil, err
 	}
-	cleanups = append(cleanups, pg.Stop)
-	vs, err := devenv.StartVault(ctx)
+	defer srv.close()
+	dbURL, _, resolverToken, operatorToken, err := srv.database(ctx, "kb_burst")
 	if err != nil {
 		return nil, err
 	}
-	cleanups = append(cleanups, vs.Stop)
-	op, err := vault.New(vault.Config{Address: vs.Addr, Token: vs.RootToken})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := op.Bootstrap(ctx, vault.BootstrapConfig{KVMount: "byok"}); err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "keybroker-burst-")
-	if err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
-	bin := o.keybrokerBin
-	if bin == "" {
-		log.Info("building keybroker")
-		if bin, err = buildKeybroker(ctx, dir); err != nil {
-			return nil, err
-		}
-	}
-	dbURL, err := createDatabase(ctx, pg.URL, "kb_burst")
-	if err != nil {
-		return nil, err
-	}
-	st, err := store.Open(ctx, dbURL)
-	if err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		return nil, err
-	}
-	resolverKeys, err := keyring.Parse(benchResolverKeys)
-	if err != nil {
-		return nil, err
-	}
-	adminKeys, err := keyring.Parse(benchAdminKeys)
-	if err != nil {
-		return nil, err
-	}
-	svc := auth.NewService(st, auth.Options{Keys: auth.RowKeys{Resolver: resolverKeys, Admin: adminKeys}})
-	resolverToken, _, err := svc.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, CreatedBy: "bench"})
-	if err != nil {
-		return nil, err
-	}
-	operatorToken, _, err := svc.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleOperator, CreatedBy: "bench"})
-	if err != nil {
-		return nil, err
-	}
-
 	start := func(name, mode string) (*child, error) {
-		ml, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		metricsAddr := ml.Addr().String()
-		ml.Close()
-		c, err := startChild(ctx, dir, name, bin, func(listen string) ([]string, []string) {
-			return []string{"serve"}, append([]string{
-				"KEYBROKER_LISTEN_ADDR=" + listen, "KEYBROKER_MODE=" + mode, "DATABASE_URL=" + dbURL,
-				"VAULT_ADDR=" + vs.Addr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + vs.RootToken,
-				"KEYBROKER_KV_MOUNT=byok", "KEYBROKER_FINGERPRINT_PEPPER=bench-pepper-0123456789abcdef",
-				"KEYBROKER_ADMIN_TOKEN_KEYS=" + benchAdminKeys,
-				"KEYBROKER_ACCESS_LOG=" + o.accessLog, "KEYBROKER_RATE_LIMIT_PER_TOKEN=-1", "KEYBROKER_RECONCILE_INTERVAL=0",
-				"KEYBROKER_HEALTH_PROBE_INTERVAL=0", "KEYBROKER_METRICS_ADDR=" + metricsAddr,
-			}, append(modeKeys(mode), o.keybrokerEnv...)...)
-		}, "/readyz")
-		if err != nil {
-			return nil, err
-		}
-		cleanups = append(cleanups, c.stop)
-		return c, nil
+		c, _, err := srv.serve(ctx, o, name, mode, dbURL)
+		return c, err
 	}
 	admin, err := start("keybroker-admin", "admin")
 	if err != nil {
@@ -301,15 +217,6 @@ func runBurst(ctx context.Context, o options, bo burstOptions, log *slog.Logger)
 		}
 	}
 	return rep, nil
-}
-
-// modeKeys are the signing keys a replica of mode holds: the resolver keys
-// (resolver tokens) on the execution side only.
-func modeKeys(mode string) []string {
-	if mode == "admin" {
-		return nil
-	}
-	return []string{"KEYBROKER_RESOLVER_KEYS=" + benchResolverKeys}
 }
 
 // putKey writes ws's OpenAI key through the admin API.

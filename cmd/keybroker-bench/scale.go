@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,13 +19,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keybroker/keybroker/auth"
 	"github.com/keybroker/keybroker/broker"
-	"github.com/keybroker/keybroker/internal/fixtures/devenv"
-	"github.com/keybroker/keybroker/internal/runtime/keyring"
 	"github.com/keybroker/keybroker/policies"
 	"github.com/keybroker/keybroker/providers"
-	"github.com/keybroker/keybroker/store"
 	"github.com/keybroker/keybroker/vault"
 )
 
@@ -92,54 +87,12 @@ type scaleReport struct {
 
 // runScale runs the platform-scale scenario.
 func runScale(ctx context.Context, o options, so scaleOptions, log *slog.Logger) (*scaleReport, error) {
-	var cleanups []func()
-	defer func() {
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i]()
-		}
-	}()
-	log.Info("starting PostgreSQL and Vault")
-	pg, err := devenv.StartPostgres(ctx, devenv.PostgresOptions{})
+	srv, err := startServers(ctx, o, "scale", log)
 	if err != nil {
 		return nil, err
 	}
-	cleanups = append(cleanups, pg.Stop)
-	vs, err := devenv.StartVault(ctx)
-	if err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, vs.Stop)
-	op, err := vault.New(vault.Config{Address: vs.Addr, Token: vs.RootToken})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := op.Bootstrap(ctx, vault.BootstrapConfig{KVMount: "byok"}); err != nil {
-		return nil, err
-	}
-	writerToken, err := policyToken(ctx, vs.Client(), policies.Writer)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "keybroker-scale-")
-	if err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
-	bin := o.keybrokerBin
-	if bin == "" {
-		log.Info("building keybroker")
-		if bin, err = buildKeybroker(ctx, dir); err != nil {
-			return nil, err
-		}
-	}
-
-	// Two databases on one server: the small one holds the resolvable keys
-	// alone, the large one the same keys and the platform's metadata.
-	smallURL, err := createDatabase(ctx, pg.URL, "kb_small")
-	if err != nil {
-		return nil, err
-	}
-	largeURL, err := createDatabase(ctx, pg.URL, "kb_large")
+	defer srv.close()
+	writerToken, err := policyToken(ctx, srv.vs.Client(), policies.Writer)
 	if err != nil {
 		return nil, err
 	}
@@ -148,17 +101,16 @@ func runScale(ctx context.Context, o options, so scaleOptions, log *slog.Logger)
 	for i := range so.resolvable {
 		keys = append(keys, [2]string{fmt.Sprintf("ws-%06d", i/len(providerIDs)), providerIDs[i%len(providerIDs)]})
 	}
-	tokens := map[string]string{}
-	for _, db := range []struct{ name, url string }{{"small", smallURL}, {"large", largeURL}} {
-		st, err := store.Open(ctx, db.url)
+	// Two databases on one server: the small one holds the resolvable keys
+	// alone, the large one the same keys and the platform's metadata.
+	tokens, urls := map[string]string{}, map[string]string{}
+	for _, name := range []string{"small", "large"} {
+		dbURL, st, resolverToken, operatorToken, err := srv.database(ctx, "kb_"+name)
 		if err != nil {
 			return nil, err
 		}
-		cleanups = append(cleanups, st.Close)
-		if err := st.Migrate(ctx); err != nil {
-			return nil, err
-		}
-		writer, err := vault.New(vault.Config{Address: vs.Addr, Token: writerToken})
+		urls[name], tokens[name+"/resolver"], tokens[name+"/operator"] = dbURL, resolverToken, operatorToken
+		writer, err := vault.New(vault.Config{Address: srv.vs.Addr, Token: writerToken})
 		if err != nil {
 			return nil, err
 		}
@@ -167,29 +119,15 @@ func runScale(ctx context.Context, o options, so scaleOptions, log *slog.Logger)
 		if err != nil {
 			return nil, err
 		}
-		log.Info("writing the resolvable keys", "database", db.name, "keys", len(keys))
+		log.Info("writing the resolvable keys", "database", name, "keys", len(keys))
 		for _, k := range keys {
 			if _, err := b.PutKey(ctx, broker.PutKeyRequest{Actor: broker.Actor{Subject: "bench"}, Ref: broker.WorkspaceKey(k[0], k[1], broker.DefaultKeyID),
 				Credential: providers.APIKey(keyFor(k[1]))}); err != nil {
 				return nil, fmt.Errorf("put a resolvable key: %w", err)
 			}
 		}
-		resolverKeys, err := keyring.Parse(benchResolverKeys)
-		if err != nil {
-			return nil, err
-		}
-		adminKeys, err := keyring.Parse(benchAdminKeys)
-		if err != nil {
-			return nil, err
-		}
-		svc := auth.NewService(st, auth.Options{Keys: auth.RowKeys{Resolver: resolverKeys, Admin: adminKeys}})
-		if tokens[db.name+"/resolver"], _, err = svc.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleResolver, CreatedBy: "bench"}); err != nil {
-			return nil, err
-		}
-		if tokens[db.name+"/operator"], _, err = svc.Create(ctx, auth.CreateRequest{Via: auth.ViaCLI, Role: auth.RoleOperator, CreatedBy: "bench"}); err != nil {
-			return nil, err
-		}
 	}
+	smallURL, largeURL := urls["small"], urls["large"]
 	log.Info("filling the large database", "workspaces", so.workspaces, "keys per workspace", so.keysPerWorkspace, "organizations", so.organizations)
 	t0 := time.Now()
 	if err := fillPlatform(ctx, largeURL, so, len(keys)); err != nil {
@@ -198,49 +136,18 @@ func runScale(ctx context.Context, o options, so scaleOptions, log *slog.Logger)
 	rep.FillSeconds = time.Since(t0).Seconds()
 
 	readyTimeout = 15 * time.Minute
-	start := func(name, dbURL string) (*child, float64, error) {
-		ml, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, 0, err
-		}
-		metricsAddr := ml.Addr().String()
-		ml.Close()
-		pl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, 0, err
-		}
-		pprofAddr := pl.Addr().String()
-		pl.Close()
-		t := time.Now()
-		c, err := startChild(ctx, dir, name, bin, func(listen string) ([]string, []string) {
-			return []string{"serve"}, append([]string{
-				"KEYBROKER_LISTEN_ADDR=" + listen, "KEYBROKER_MODE=all", "DATABASE_URL=" + dbURL,
-				"VAULT_ADDR=" + vs.Addr, "KEYBROKER_VAULT_AUTH=token", "VAULT_TOKEN=" + vs.RootToken,
-				"KEYBROKER_KV_MOUNT=byok", "KEYBROKER_PPROF_ADDR=" + pprofAddr, "KEYBROKER_FINGERPRINT_PEPPER=bench-pepper-0123456789abcdef",
-				"KEYBROKER_RESOLVER_KEYS=" + benchResolverKeys, "KEYBROKER_ADMIN_TOKEN_KEYS=" + benchAdminKeys,
-				"KEYBROKER_ACCESS_LOG=" + o.accessLog, "KEYBROKER_RATE_LIMIT_PER_TOKEN=-1", "KEYBROKER_RECONCILE_INTERVAL=0",
-				"KEYBROKER_HEALTH_PROBE_INTERVAL=0", "KEYBROKER_METRICS_ADDR=" + metricsAddr,
-			}, o.keybrokerEnv...)
-		}, "/readyz")
-		if err != nil {
-			return nil, 0, err
-		}
-		c.metricsURL, c.pprofURL = "http://"+metricsAddr, "http://"+pprofAddr
-		return c, time.Since(t).Seconds(), nil
-	}
 	sides := map[string]*scaleSide{"small": &rep.Small, "large": &rep.Large}
 	children := map[string]*child{}
 	for _, name := range []string{"small", "large"} {
 		dbURL := map[string]string{"small": smallURL, "large": largeURL}[name]
 		log.Info("starting a replica", "database", name)
-		c, ready, err := start("keybroker-"+name, dbURL)
+		c, ready, err := srv.serve(ctx, o, "keybroker-"+name, "all", dbURL)
 		if err != nil {
 			return nil, err
 		}
-		cleanups = append(cleanups, c.stop)
 		children[name] = c
 		s := sides[name]
-		s.ReadySeconds = ready
+		s.ReadySeconds = ready.Seconds()
 		if s.Keys, s.Pools, err = countKeys(ctx, dbURL); err != nil {
 			return nil, err
 		}
