@@ -53,17 +53,28 @@ describe("Resolver", () => {
     t.after(() => r.close());
     assert.equal((await r.resolve(ws, "openai")).apiKey, first);
 
+    // The library serves the new key once the stream evicted the old one
+    // (well within the answer's 30 s TTL). An eviction may come first for
+    // an earlier announcement (the creation's, heard late), and the replica
+    // answers what it knows until it hears of the write: the library is
+    // asked until it serves the new key.
     const second = newKey();
     const start = performance.now();
     await admin("PUT", keyPath(ws, "openai"), { apiKey: second });
-    await waitUntil("the rotation evicts the answer", 5000, () => r.size === 0);
+    await waitUntil("the rotation reaches the library", 5000, async () => (await r.resolve(ws, "openai")).apiKey === second);
     const reach = performance.now() - start;
-    assert.equal((await r.resolve(ws, "openai")).apiKey, second);
-    t.diagnostic(`a rotation, from the write sent to the eviction: ${reach.toFixed(1)} ms`);
+    t.diagnostic(`a rotation, from the write sent to the library serving it: ${reach.toFixed(1)} ms`);
 
     await admin("DELETE", keyPath(ws, "openai"));
-    await waitUntil("the deletion evicts the answer", 5000, () => r.size === 0);
-    await assert.rejects(r.resolve(ws, "openai"), (err) => err instanceof KeybrokerError && err.status === 404 && err.code === "no_key");
+    await waitUntil("the deletion reaches the library", 5000, async () => {
+      try {
+        await r.resolve(ws, "openai");
+        return false;
+      } catch (err) {
+        assert.ok(err instanceof KeybrokerError && err.status === 404 && err.code === "no_key", `the deletion: ${err}`);
+        return true;
+      }
+    });
   });
 
   test("a pool change and a health report reach the library", async (t) => {
