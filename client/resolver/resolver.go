@@ -171,13 +171,18 @@ func (r *Resolver) Resolve(ctx context.Context, workspace, provider, model strin
 				left := time.Until(resp.ExpiresAt)
 				maxAge = max(0, min(maxAge, left-min(time.Minute, left/2)))
 			}
+			if !resp.KeyExpiresAt.IsZero() {
+				// Never kept past the provider key's own expiry.
+				maxAge = max(0, min(maxAge, time.Until(resp.KeyExpiresAt)))
+			}
 			r.cache[k] = &entry{resp: resp, at: time.Now(), maxAge: maxAge}
 		}
 		r.mu.Unlock()
 		return resp, nil
 	})
 	if err != nil {
-		if e != nil && r.cfg.StaleIfError > 0 && time.Since(e.at) < r.cfg.StaleIfError && unavailable(err) && !r.revoked.Load() {
+		if e != nil && r.cfg.StaleIfError > 0 && time.Since(e.at) < r.cfg.StaleIfError && unavailable(err) && !r.revoked.Load() &&
+			(e.resp.KeyExpiresAt.IsZero() || time.Now().Before(e.resp.KeyExpiresAt)) {
 			return e.resp, nil
 		}
 		return client.ResolveResponse{}, err

@@ -161,6 +161,7 @@ export class Resolver {
       if (
         e !== undefined &&
         this.#staleIfErrorMs > 0 &&
+        (e.res.keyExpiresAt === undefined || e.res.keyExpiresAt.getTime() > Date.now()) &&
         performance.now() - e.at < this.#staleIfErrorMs &&
         unavailable(err) &&
         !this.#revoked &&
@@ -226,6 +227,10 @@ export class Resolver {
             // early, or halfway for one that lives less than two minutes.
             const left = res.expiresAt.getTime() - Date.now();
             maxAgeMs = Math.max(0, Math.min(maxAgeMs, left - Math.min(60_000, left / 2)));
+          }
+          if (res.keyExpiresAt !== undefined) {
+            // Never kept past the provider key's own expiry.
+            maxAgeMs = Math.max(0, Math.min(maxAgeMs, res.keyExpiresAt.getTime() - Date.now()));
           }
           this.#cache.delete(k); // re-inserted last: the Map's order is the age order
           this.#cache.set(k, { res, workspace, provider, at: performance.now(), maxAgeMs });

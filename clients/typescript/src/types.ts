@@ -74,6 +74,8 @@ export interface ResolveAnswer {
   resolutionId: string;
   fallbackReason?: string;
   ttlSeconds?: number;
+  /** When the provider key itself expires (RFC 3339): past it keybroker serves it no more. */
+  keyExpiresAt?: string;
 }
 
 const REDACTED = "<redacted>";
@@ -110,6 +112,11 @@ export class Resolution {
   readonly fallbackReason: string | undefined;
   /** How long keybroker caches the key (the local cache keeps it no longer). */
   readonly ttlSeconds: number | undefined;
+  /**
+   * When the provider key itself expires (its `expiresAt`): past it
+   * keybroker serves it no more, and neither does the library's cache.
+   */
+  readonly keyExpiresAt: Date | undefined;
   readonly #apiKey: string;
   readonly #credential: Readonly<Record<string, CredentialValue>> | undefined;
 
@@ -128,6 +135,7 @@ export class Resolution {
     this.resolutionId = a.resolutionId;
     this.fallbackReason = a.fallbackReason;
     this.ttlSeconds = a.ttlSeconds;
+    this.keyExpiresAt = a.keyExpiresAt === undefined ? undefined : new Date(a.keyExpiresAt);
   }
 
   /** The provider key. Keep it out of logs. */
@@ -187,6 +195,7 @@ export class Resolution {
       resolutionId: this.resolutionId,
       fallbackReason: this.fallbackReason,
       ttlSeconds: this.ttlSeconds,
+      keyExpiresAt: this.keyExpiresAt?.toISOString(),
     };
   }
 
