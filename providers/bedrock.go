@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -302,10 +303,37 @@ func deriveBedrock(ctx context.Context, env MintEnv, c Credential) (Derived, err
 	return Derived{Credential: New(KindAWSBedrock, keep), ExpiresAt: *creds.Expiration}, nil
 }
 
-// bedrockSigner signs every Bedrock call: one signer, safe for concurrent
-// use, keeps the signing keys it derived (per secret, day, region and
-// service), so a call derives none while its session lasts.
-var bedrockSigner = v4.NewSigner()
+// bedrockSigners are the signers of Bedrock calls, one per secret access
+// key. A signer keeps the signing key it derived for a region and service
+// and reuses it for any credential of the same access key id that day,
+// whatever its secret (the SDK's cache compares the id, not the secret):
+// one signer shared by every credential would sign a call made with
+// another tenant's access key id and a wrong secret with the key derived
+// from the right one. Per secret, a call derives none while its session
+// lasts, and a secret signs only with its own key. At most
+// maxBedrockSigners are kept (all forgotten past it: a derivation each).
+var bedrockSigners = struct {
+	sync.Mutex
+	m map[[sha256.Size]byte]*v4.Signer
+}{m: map[[sha256.Size]byte]*v4.Signer{}}
+
+const maxBedrockSigners = 4096
+
+// bedrockSignerFor is the signer of the credentials whose secret is secret.
+func bedrockSignerFor(secret string) *v4.Signer {
+	h := sha256.Sum256([]byte(secret))
+	bedrockSigners.Lock()
+	defer bedrockSigners.Unlock()
+	s, ok := bedrockSigners.m[h]
+	if !ok {
+		if len(bedrockSigners.m) >= maxBedrockSigners {
+			clear(bedrockSigners.m)
+		}
+		s = v4.NewSigner()
+		bedrockSigners.m[h] = s
+	}
+	return s
+}
 
 // BedrockMintError is STS refusing to mint a session: its error code
 // ("AccessDenied", "InvalidClientTokenId", "SignatureDoesNotMatch") and
@@ -392,7 +420,7 @@ func authorizeBedrock(r *http.Request, c Credential) error {
 		r.ContentLength = int64(len(body))
 	}
 	creds := aws.Credentials{AccessKeyID: id, SecretAccessKey: secret, SessionToken: c.Field(FieldSessionToken)}
-	if err := bedrockSigner.SignHTTP(r.Context(), creds, r, hex.EncodeToString(sum.Sum(nil)), bedrockSigningName, region, time.Now().UTC()); err != nil {
+	if err := bedrockSignerFor(secret).SignHTTP(r.Context(), creds, r, hex.EncodeToString(sum.Sum(nil)), bedrockSigningName, region, time.Now().UTC()); err != nil {
 		return fmt.Errorf("bedrock: signing the request: %w", err)
 	}
 	return nil

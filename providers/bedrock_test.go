@@ -657,3 +657,34 @@ func TestBedrockSDKThroughAReSigningProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestBedrockSignsEachSecretWithItsOwnKey: a call made with the real key
+// pair, then one with the same access key id and another secret (a tenant
+// who knows an access key id, which is no secret): the second is refused
+// by AWS's check, however soon after the first, the same day, region and
+// service (a signer shared by every credential signed it with the first's
+// derived key).
+func TestBedrockSignsEachSecretWithItsOwnKey(t *testing.T) {
+	s := stub(t)
+	p := bedrock(t)
+	for i, tc := range []struct {
+		c    providers.Credential
+		want int
+	}{
+		{cred(pair()), http.StatusOK},
+		{cred(pair("secretAccessKey", strings.Repeat("B", 40))), http.StatusForbidden},
+		{cred(pair()), http.StatusOK},
+		{cred(pair("secretAccessKey", strings.Repeat("C", 40))), http.StatusForbidden},
+	} {
+		r := converse(t, s, converseBody)
+		if err := p.Authorize(r, tc.c); err != nil {
+			t.Fatal(err)
+		}
+		if st, body := send(t, s, r); st != tc.want {
+			t.Fatalf("call %d: %d %s, want %d", i, st, body, tc.want)
+		}
+	}
+	if n := len(s.Calls()); n != 2 {
+		t.Fatalf("%d calls reached the model, want the 2 with the real secret", n)
+	}
+}
