@@ -27,6 +27,17 @@ type LifecycleService interface {
 var _ LifecycleService = (*broker.Broker)(nil)
 
 // lifecycle is the key service's lifecycle side, when it has one.
+// openLifecycle opens a lifecycle request: the caller and scope checked as
+// open does, then the lifecycle service (501 when this server has none).
+func (s *server) openLifecycle(c *gin.Context, o opening) (scopeRequest, LifecycleService, bool) {
+	r, ok := s.open(c, o)
+	if !ok {
+		return scopeRequest{}, nil, false
+	}
+	l, ok := s.lifecycle(c)
+	return r, l, ok
+}
+
 func (s *server) lifecycle(c *gin.Context) (LifecycleService, bool) {
 	l, ok := s.keys.(LifecycleService)
 	if !ok {
@@ -85,11 +96,7 @@ func (s *server) rotateKey(c *gin.Context) {
 
 // listRotations lists a key's rotations, newest first.
 func (s *server) listRotations(c *gin.Context) {
-	r, ok := s.open(c, opening{action: auth.ActionReadKeys})
-	if !ok {
-		return
-	}
-	l, ok := s.lifecycle(c)
+	r, l, ok := s.openLifecycle(c, opening{action: auth.ActionReadKeys})
 	if !ok {
 		return
 	}
@@ -140,11 +147,7 @@ func lifecycleJSON(ls broker.LifecycleSettings) client.LifecycleSettings {
 
 // getLifecycle answers a scope's lifecycle settings.
 func (s *server) getLifecycle(c *gin.Context) {
-	r, ok := s.open(c, opening{action: auth.ActionReadKeys})
-	if !ok {
-		return
-	}
-	l, ok := s.lifecycle(c)
+	r, l, ok := s.openLifecycle(c, opening{action: auth.ActionReadKeys})
 	if !ok {
 		return
 	}
@@ -161,11 +164,7 @@ func (s *server) putLifecycle(c *gin.Context) {
 	var req struct {
 		RotateAfter *string `json:"rotateAfter"`
 	}
-	r, ok := s.open(c, opening{action: auth.ActionManageKeys, body: &req})
-	if !ok {
-		return
-	}
-	l, ok := s.lifecycle(c)
+	r, l, ok := s.openLifecycle(c, opening{action: auth.ActionManageKeys, body: &req})
 	if !ok {
 		return
 	}
@@ -187,11 +186,7 @@ func (s *server) putLifecycle(c *gin.Context) {
 
 // keyUsage answers where a key is used (GET .../usage?since=).
 func (s *server) keyUsage(c *gin.Context) {
-	r, ok := s.open(c, opening{action: auth.ActionReadKeys})
-	if !ok {
-		return
-	}
-	l, ok := s.lifecycle(c)
+	r, l, ok := s.openLifecycle(c, opening{action: auth.ActionReadKeys})
 	if !ok {
 		return
 	}
