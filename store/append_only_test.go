@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,13 +55,12 @@ func TestServingRolesCannotChooseIdsDatesOrUnboundedCooldowns(t *testing.T) {
 	if err := resolver.QueryRow(ctx, `SELECT max(id) FROM audit_events`).Scan(&after); err != nil || after != before+2 {
 		t.Fatalf("two audit rows took ids %d..%d (%v), want the next two", before, after, err)
 	}
+	// A proxied call's id is not even a column the role may name.
 	if err := resolver.QueryRow(ctx, `INSERT INTO proxy_calls (id, at, workspace, provider, scope, key_id, key_version, status, duration_ms,
 		byok, retried, bytes_out, caller, request_id) OVERRIDING SYSTEM VALUE
-		VALUES ($1, now(), 'ws1', 'openai', 'workspace', 'k', 1, 200, 1, true, false, 0, 'x', 'r') RETURNING id`, far).Scan(&id); err != nil {
-		t.Fatal(err)
-	}
-	if id >= far {
-		t.Fatalf("the resolver role wrote proxied call %d", id)
+		VALUES ($1, now(), 'ws1', 'openai', 'workspace', 'k', 1, 200, 1, true, false, 0, 'x', 'r') RETURNING id`, far).Scan(&id); err == nil ||
+		!strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("the resolver role wrote proxied call %d (%v)", id, err)
 	}
 
 	if _, err := g.Broker.AddKey(ctx, broker.AddKeyRequest{Actor: broker.Actor{Subject: "t"}, Pool: broker.HostedScope().Pool("openai"),

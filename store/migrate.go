@@ -68,7 +68,8 @@ func (s *Store) GrantRuntime(ctx context.Context, role string) error {
 		`GRANT SELECT, INSERT, UPDATE ON workspace_settings TO {role}`,
 		`GRANT SELECT, INSERT, UPDATE ON api_tokens TO {role}`,
 		`GRANT SELECT, INSERT ON audit_events TO {role}`,
-		`GRANT SELECT, INSERT ON proxy_calls, proxy_token_revocations TO {role}`,
+		`GRANT SELECT, INSERT ON proxy_token_revocations TO {role}`,
+		`GRANT SELECT, INSERT (` + proxyCallColumns + `) ON proxy_calls TO {role}`,
 		`GRANT SELECT, INSERT, UPDATE ON admin_leases, execution_leases TO {role}`,
 		`GRANT SELECT, INSERT ON sessions TO {role}`,
 		`GRANT UPDATE (last_seen_at, idle_expires_at, ended_at, ended_reason) ON sessions TO {role}`,
@@ -90,10 +91,16 @@ func (s *Store) GrantResolver(ctx context.Context, role string) error {
 		`GRANT SELECT ON provider_keys, workspace_settings, api_tokens TO {role}`,
 		`GRANT UPDATE (health, health_reason, health_changed_at, cooldown_until, cooldowns) ON provider_keys TO {role}`,
 		`GRANT SELECT, INSERT, UPDATE ON key_usage, key_usage_daily TO {role}`,
-		`GRANT SELECT, INSERT ON audit_events, proxy_calls, proxy_token_revocations TO {role}`,
+		`GRANT SELECT, INSERT ON audit_events, proxy_token_revocations TO {role}`,
+		`GRANT SELECT, INSERT (` + proxyCallColumns + `) ON proxy_calls TO {role}`,
 		`GRANT SELECT, INSERT, UPDATE ON execution_leases TO {role}`,
 	})
 }
+
+// proxyCallColumns are the columns of proxy_calls a serving role may
+// insert: every one but the id, which only the identity gives (so that no
+// role can jump the ids or place a row out of order).
+const proxyCallColumns = "at, workspace, provider, scope, key_id, key_version, status, duration_ms, byok, retried, bytes_out, caller, request_id"
 
 // grant replaces what role may do in keybroker's schema with stmts
 // ({role} stands for the role, {schema} for the schema).

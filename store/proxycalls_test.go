@@ -94,3 +94,24 @@ func TestProxyCallsArePagedFilteredAndPrunedByTheOwner(t *testing.T) {
 		t.Fatalf("the prune's audit event: %+v %v", evs, err)
 	}
 }
+
+// BenchmarkAddProxyCalls is what the credential proxy's records cost
+// PostgreSQL: batches of 1,000 calls written as the execution pods' role
+// writes them (one COPY each), per call.
+func BenchmarkAddProxyCalls(b *testing.B) {
+	ctx := context.Background()
+	resolver := kbtest.NewResolverStore(b, testenv.DatabaseURL(b))
+	now := time.Now().UTC()
+	batch := make([]broker.ProxyCall, 1000)
+	for i := range batch {
+		batch[i] = broker.ProxyCall{At: now, Workspace: fmt.Sprintf("ws%d", i%100), Provider: "openai", Scope: "workspace",
+			KeyID: "main", KeyVersion: 1, Status: 200, Duration: 1500 * time.Microsecond, BYOK: true, BytesOut: 300,
+			Caller: "ptk_0123456789abcdef", RequestID: "req-0123456789abcdef0123456789"}
+	}
+	for b.Loop() {
+		if err := resolver.AddProxyCalls(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/call")
+}

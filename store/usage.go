@@ -160,7 +160,7 @@ func (s *Store) AddProxyCalls(ctx context.Context, batch []broker.ProxyCall) err
 			float64(c.Duration.Microseconds()) / 1000, c.BYOK, c.Retried, c.BytesOut, c.Caller, c.RequestID}
 	}
 	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{"proxy_calls"},
-		[]string{"at", "workspace", "provider", "scope", "key_id", "key_version", "status", "duration_ms", "byok", "retried", "bytes_out", "caller", "request_id"},
+		strings.Split(proxyCallColumns, ", "),
 		pgx.CopyFromRows(rows))
 	if err != nil {
 		return fmt.Errorf("store %d proxied calls: %w", len(batch), classify(err))
