@@ -39,6 +39,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -110,6 +111,7 @@ type Proxy struct {
 	metrics *metrics
 	rules   map[string]*providerRules
 	bounds  *bounds
+	bases   baseURLCache
 }
 
 // New checks cfg and fills its defaults.
@@ -328,7 +330,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, call Call, fail Fa
 		rec.Scope, rec.KeyID, rec.KeyVersion, rec.BYOK, rec.Retried = string(res.ScopeKind), res.KeyID, res.Version, res.IsBYOK, attempt > 0
 		// Where the call goes depends on the key that serves it (a
 		// Bedrock key's region), so it is worked out per attempt.
-		base, err := url.Parse(p.cfg.BaseURLs.ProxyURL(prov, res.Credential))
+		base, err := p.bases.parse(p.cfg.BaseURLs.ProxyURL(prov, res.Credential))
 		if err != nil || base.Scheme == "" || base.Host == "" {
 			rec.Status = http.StatusInternalServerError
 			fail(Failure{Status: http.StatusInternalServerError, Code: "internal_error", Message: "the provider's base URL is invalid"})
@@ -607,18 +609,21 @@ func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Heade
 	if target.Path, err = url.PathUnescape(target.RawPath); err != nil {
 		return nil, err
 	}
-	q := r.URL.Query()
-	q.Del("key") // Google's query-string credential
-	q.Del("api-key")
-	q.Del("subscription-key")
-	target.RawQuery = q.Encode()
-	if len(q) == 0 {
-		target.RawQuery = ""
+	target.RawQuery = ""
+	if r.URL.RawQuery != "" {
+		q := r.URL.Query()
+		q.Del("key") // Google's query-string credential
+		q.Del("api-key")
+		q.Del("subscription-key")
+		target.RawQuery = q.Encode()
 	}
-	out, err := http.NewRequestWithContext(ctx, r.Method, target.String(), body)
+	// The request is made for target itself: its string parsed again
+	// would be the same URL, for a microsecond a call.
+	out, err := http.NewRequestWithContext(ctx, r.Method, "/", body)
 	if err != nil {
 		return nil, err
 	}
+	out.URL = &target
 	out.ContentLength = length // a body that streams through keeps its length when it has one (-1: chunked)
 	out.Header = header.Clone()
 	out.Host = target.Host // signed by SigV4: the host the request goes to
@@ -640,6 +645,33 @@ func (p *Proxy) outbound(ctx context.Context, r *http.Request, header http.Heade
 		return nil, err
 	}
 	return out, nil
+}
+
+// baseURLCache holds the providers' base URLs parsed (a few per provider:
+// one per Bedrock region, Azure resource or Vertex location in use), so
+// that a call does not parse its base URL again. Past maxBaseURLs
+// distinct URLs a URL is parsed per call.
+type baseURLCache struct {
+	parsed sync.Map // string → *url.URL, never changed once stored
+	count  atomic.Int64
+}
+
+const maxBaseURLs = 4096
+
+func (c *baseURLCache) parse(raw string) (*url.URL, error) {
+	if u, ok := c.parsed.Load(raw); ok {
+		return u.(*url.URL), nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if c.count.Load() < maxBaseURLs {
+		if _, loaded := c.parsed.LoadOrStore(raw, u); !loaded {
+			c.count.Add(1)
+		}
+	}
+	return u, nil
 }
 
 // roundTrip sends out, waiting at most HeaderTimeout for the answer's
