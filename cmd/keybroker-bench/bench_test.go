@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 func TestMain(m *testing.M) {
@@ -250,5 +252,32 @@ func TestTheBurstScenarioRuns(t *testing.T) {
 	rep.print(&table)
 	if !strings.Contains(table.String(), "lag from a write's acknowledgement") {
 		t.Errorf("the printed report: %s", table.String())
+	}
+}
+
+// The bench runs keybroker's collector as the Helm chart runs every
+// replica, unless told otherwise.
+func TestTheBenchRunsTheChartsCollectorSettings(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/helm/keybroker/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values struct {
+		GoRuntime struct {
+			GCPercent   string `json:"gcPercent"`
+			MemoryLimit string `json:"memoryLimit"`
+		} `json:"goRuntime"`
+	}
+	if err := yaml.Unmarshal(b, &values); err != nil {
+		t.Fatal(err)
+	}
+	if want := "GOGC=" + values.GoRuntime.GCPercent + " GOMEMLIMIT=" + values.GoRuntime.MemoryLimit; productionGC != want {
+		t.Fatalf("the bench runs keybroker with %q, the chart with %q", productionGC, want)
+	}
+	if got := strings.Join(withProductionGC(nil), " "); got != productionGC {
+		t.Fatalf("by default: %q", got)
+	}
+	if got := strings.Join(withProductionGC([]string{"GOGC=100", "X=1"}), " "); got != "GOMEMLIMIT=450MiB GOGC=100 X=1" {
+		t.Fatalf("with GOGC named: %q", got)
 	}
 }

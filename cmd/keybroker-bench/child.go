@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/exec"
@@ -148,6 +149,9 @@ const (
 	// to and the key it adds (proxyfloor only).
 	envUpstream    = "KEYBROKER_BENCH_UPSTREAM"
 	envUpstreamKey = "KEYBROKER_BENCH_UPSTREAM_KEY"
+	// envPprof is where a floor serves /debug/pprof when its scenario is
+	// profiled (--cpuprofile-scenario 0 or 10d); empty: nowhere.
+	envPprof = "KEYBROKER_BENCH_PPROF_ADDR"
 )
 
 // serveReference runs a reference server until SIGTERM: scenario 0
@@ -189,6 +193,13 @@ func serveReference(kind string) error {
 		h = p.handler(os.Getenv(envToken))
 	default:
 		return fmt.Errorf("unknown reference %q", kind)
+	}
+	if addr := os.Getenv(envPprof); addr != "" {
+		// On its own listener, as keybroker's: the profiled server's
+		// routes stay what they are.
+		profiles := http.NewServeMux()
+		profiles.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		go func() { _ = http.ListenAndServe(addr, profiles) }()
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", h)

@@ -38,10 +38,28 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 )
+
+// productionGC is how the Helm chart runs every replica (goRuntime in
+// deploy/helm/keybroker/values.yaml): keybroker is measured as production
+// runs it, unless --keybroker-env names GOGC or GOMEMLIMIT.
+const productionGC = "GOGC=400 GOMEMLIMIT=450MiB"
+
+// withProductionGC adds productionGC's variables that env does not name.
+func withProductionGC(env []string) []string {
+	var out []string
+	for _, v := range strings.Fields(productionGC) {
+		name, _, _ := strings.Cut(v, "=")
+		if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, name+"=") }) {
+			out = append(out, v)
+		}
+	}
+	return append(out, env...)
+}
 
 type options struct {
 	workspaces      int
@@ -79,15 +97,15 @@ func main() {
 	flag.DurationVar(&o.ttl, "ttl", 30*time.Second, "keybroker's cache TTL in scenarios 1-3 (production's default)")
 	flag.DurationVar(&o.steadyTTL, "steady-ttl", 2*time.Second, "the cache TTL of scenario 6, which runs for three of them and expects about keys/TTL Vault reads per second")
 	flag.BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the keybroker process during the first run of --cpuprofile-scenario to this file (go tool pprof FILE)")
-	flag.StringVar(&o.profileScenario, "cpuprofile-scenario", "1a", "the scenario of --cpuprofile: 1a (the resolver) or 10b (the credential proxy)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the server process of --cpuprofile-scenario during its first run to this file (go tool pprof FILE)")
+	flag.StringVar(&o.profileScenario, "cpuprofile-scenario", "1a", "the scenario of --cpuprofile: 1a (the resolver), 10b (the credential proxy), or their floors 0 and 10d")
 	flag.StringVar(&o.load, "load", "auto", "load generator of the HTTP scenarios: wrk, go (Go's HTTP client), or auto (wrk when it is installed)")
 	flag.IntVar(&o.wrkThreads, "wrk-threads", 2, "wrk's threads")
 	flag.DurationVar(&o.sweepDuration, "sweep-duration", 3*time.Second, "length of each run of the capacity sweep (concurrency 1, 2, 4, ... up to --concurrency); 0 skips the sweep")
 	flag.DurationVar(&o.p99Goal, "p99-goal", 2*time.Millisecond, "the latency goal of the capacity sweep")
 	flag.StringVar(&o.keybrokerBin, "keybroker-bin", "", "the keybroker binary to benchmark (default: build cmd/keybroker)")
 	flag.StringVar(&o.accessLog, "access-log", "all", "keybroker's --access-log: all (production's default) or errors")
-	flag.Func("keybroker-env", "NAME=VALUE added to keybroker's environment, e.g. GOGC=400 (repeatable)", func(v string) error {
+	flag.Func("keybroker-env", "NAME=VALUE added to keybroker's environment, e.g. GOGC=100 for Go's default collector (repeatable; GOGC and GOMEMLIMIT default to the Helm chart's "+productionGC+")", func(v string) error {
 		if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
 			return fmt.Errorf("want NAME=VALUE, got %q", v)
 		}
@@ -111,8 +129,9 @@ func main() {
 	flag.StringVar(&so.heapProfile, "scale-heap-profile", "", "write the scale scenario's large replica's heap profile, after the warming, to this file")
 	flag.IntVar(&so.warm, "scale-warm-workspaces", 40_000, "workspaces whose pools the scale scenario's large replica is then made to hold, to measure a held pool's cost")
 	flag.Parse()
-	if o.profileScenario != "1a" && o.profileScenario != "10b" {
-		fmt.Fprintln(os.Stderr, "keybroker-bench: --cpuprofile-scenario is 1a or 10b")
+	o.keybrokerEnv = withProductionGC(o.keybrokerEnv)
+	if !slices.Contains([]string{"0", "1a", "10b", "10d"}, o.profileScenario) {
+		fmt.Fprintln(os.Stderr, "keybroker-bench: --cpuprofile-scenario is 0 (the HTTP floor), 1a (the resolver), 10b (the credential proxy) or 10d (the Go proxy floor)")
 		os.Exit(2)
 	}
 	if o.load != "auto" && o.load != "wrk" && o.load != "go" {

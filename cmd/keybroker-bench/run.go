@@ -119,9 +119,10 @@ func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl 
 			"KEYBROKER_KV_MOUNT=byok", "KEYBROKER_CACHE_TTL=" + ttl.String(), "KEYBROKER_PPROF_ADDR=" + pprofAddr,
 			"KEYBROKER_RESOLVER_KEYS=" + benchResolverKeys, "KEYBROKER_ADMIN_TOKEN_KEYS=" + benchAdminKeys,
 			"KEYBROKER_ACCESS_LOG=" + accessLog, "KEYBROKER_METRICS_ADDR=" + metricsAddr,
-			// The benchmark measures the resolve path; the rate limiter has
-			// its own benchmark (auth).
-			"KEYBROKER_RATE_LIMIT_PER_TOKEN=-1",
+			// The rate limiter is on, as in production, with limits no run
+			// reaches (one token sends every request): its cost per
+			// request is counted, and nothing is refused.
+			"KEYBROKER_RATE_LIMIT_PER_TOKEN=1000000000", "KEYBROKER_RATE_LIMIT_BURST=1000000000",
 		}, append(extraEnv, g.keybrokerEnv...)...)
 	}, "/readyz")
 	if err != nil {
@@ -131,10 +132,11 @@ func (g *ground) startKeybroker(ctx context.Context, dir, bin, name string, ttl 
 	return c, nil
 }
 
-// profile writes a CPU profile of the keybroker process over d to path.
+// profile writes a CPU profile of the profiled server process over d to
+// path.
 func (g *ground) profile(ctx context.Context, path string, d time.Duration) error {
 	if g.pprofAddr == "" {
-		return errors.New("keybroker was started without --pprof-addr")
+		return errors.New("no server was started with a pprof listener")
 	}
 	return saveURL(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", g.pprofAddr, max(1, int(d.Seconds()))), path)
 }
@@ -300,9 +302,18 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 				envAESKey + "=" + hex.EncodeToString(aesKey), envToken + "=" + g.resolverToken, envPoolSize + "=" + strconv.Itoa(o.concurrency+4)}
 		}
 	}
-	primaryPprof, proxyPprof := g.pprofAddr, ""
-	if o.profileScenario == "10b" {
-		primaryPprof, proxyPprof = "", g.pprofAddr
+	// The profiled server serves /debug/pprof on g.pprofAddr: keybroker
+	// with --pprof-addr, a floor with envPprof.
+	var primaryPprof, proxyPprof, floorPprof, proxyFloorPprof string
+	switch o.profileScenario {
+	case "0":
+		floorPprof = g.pprofAddr
+	case "10b":
+		proxyPprof = g.pprofAddr
+	case "10d":
+		proxyFloorPprof = g.pprofAddr
+	default:
+		primaryPprof = g.pprofAddr
 	}
 	if g.primary, err = g.startKeybroker(ctx, dir, bin, "keybroker", o.ttl, primaryPprof, o.accessLog); err != nil {
 		return fail(err)
@@ -363,7 +374,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	}
 	floorEnv := func(listen string) ([]string, []string) {
 		_, env := reference("floor")(listen)
-		return nil, append(env, envAnswerSize+"="+strconv.Itoa(g.answerBytes))
+		return nil, append(env, envAnswerSize+"="+strconv.Itoa(g.answerBytes), envPprof+"="+floorPprof)
 	}
 	floor, err := startChild(ctx, dir, "floor", self, floorEnv, "/ready")
 	if err != nil {
@@ -380,7 +391,7 @@ func setUp(ctx context.Context, o options, log *slog.Logger) (*ground, func(), e
 	cleanups = append(cleanups, g.providerChild.stop)
 	proxyFloorEnv := func(listen string) ([]string, []string) {
 		_, env := reference("proxyfloor")(listen)
-		return nil, append(env, envUpstream+"="+g.providerChild.url, envUpstreamKey+"="+keyFor("openai"))
+		return nil, append(env, envUpstream+"="+g.providerChild.url, envUpstreamKey+"="+keyFor("openai"), envPprof+"="+proxyFloorPprof)
 	}
 	if g.proxyFloorChild, err = startChild(ctx, dir, "proxyfloor", self, proxyFloorEnv, "/ready"); err != nil {
 		return fail(err)

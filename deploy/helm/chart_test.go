@@ -224,6 +224,8 @@ func TestChartRendersTwoIdentitiesSafelyForEveryValueSet(t *testing.T) {
 		check func(t *testing.T, r rendered)
 	}{
 		{"minimal", tlsValues, false, nil},
+		{"Go's own collector settings", tlsValues + `goRuntime: {gcPercent: "", memoryLimit: ""}`, false, nil},
+		{"the collector set by extraEnv", tlsValues + `extraEnv: {GOGC: "200", GOMEMLIMIT: 900MiB}`, false, nil},
 		{"kubernetes auth with Vault's CA", tlsValues + `
 vault:
   address: https://vault.example.internal:8200
@@ -439,7 +441,26 @@ networkPolicy:
 				if !hasOwn {
 					t.Fatalf("%s has no setting of its %s identity", comp, strings.ToLower(id))
 				}
+				// The Go runtime's defaults (goRuntime), unless the values
+				// name their own.
+				wantGC, wantLimit := "400", "450MiB"
+				switch {
+				case strings.Contains(tc.values, "goRuntime: {gcPercent: \"\", memoryLimit: \"\"}"):
+					wantGC, wantLimit = "", ""
+				case strings.Contains(tc.values, "GOGC: \"200\""):
+					wantGC, wantLimit = "200", "900MiB"
+				}
+				if e["GOGC"].Value != wantGC || e["GOMEMLIMIT"].Value != wantLimit {
+					t.Fatalf("%s runs with GOGC %q and GOMEMLIMIT %q, want %q and %q", comp, e["GOGC"].Value, e["GOMEMLIMIT"].Value, wantGC, wantLimit)
+				}
 				c := spec.Containers[0]
+				seen := map[string]bool{}
+				for _, v := range c.Env {
+					if seen[v.Name] {
+						t.Fatalf("%s sets %s twice", comp, v.Name)
+					}
+					seen[v.Name] = true
+				}
 				if c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.StartupProbe == nil {
 					t.Fatalf("%s probes: %+v %+v", comp, c.LivenessProbe, c.ReadinessProbe)
 				}
@@ -511,6 +532,8 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"an unknown auth method", tlsValues + "vault: {address: https://v:8200, kvMount: byok, auth: {method: approle}}", "method"},
 		{"a typo in a value", tlsValues + "resolvr: {replicas: 2}", "resolvr"},
 		{"a plain-HTTP Vault address typo", tlsValues + "vault: {address: vault:8200, kvMount: byok, auth: {method: kubernetes}}", "address"},
+		{"a memory limit in megabytes", tlsValues + "goRuntime: {memoryLimit: 450MB}", "memoryLimit"},
+		{"a collector percentage in words", tlsValues + "goRuntime: {gcPercent: four hundred}", "gcPercent"},
 		{"a lowercase extra variable", tlsValues + "extraEnv: {keybroker_mode: all}", "keybroker_mode"},
 		{"a proxy with no shutdown grace", tlsValues + "proxy: {enabled: true, replicas: 2, service: {type: ClusterIP, port: 8080}, shutdownGraceSeconds: 0}", "shutdownGraceSeconds"},
 		{"a provider id in capitals", tlsValues + "providers: {baseURLs: {OpenAI: https://egress.internal}}", "OpenAI"},
