@@ -14,8 +14,9 @@ import (
 	"github.com/keybroker/keybroker/internal/fixtures/testenv/kbtest"
 )
 
-// The checks on the identifiers of proxied calls were regular expressions
-// (7 µs a row); they are ltrim and octet_length now (1 µs). Whatever the
+// Neither serving role may name a proxied call's id. The checks on the
+// identifiers of proxied calls were regular expressions (7 µs a row); they
+// are ltrim and octet_length now (1 µs). Whatever the
 // serving roles insert, the database accepts exactly the identifiers the
 // id rule accepts: edge cases and a few hundred random strings over an
 // alphabet of valid and invalid characters, each inserted by both roles'
@@ -33,6 +34,16 @@ func TestProxyCallIdentifiersFollowTheIDRule(t *testing.T) {
 		}
 		t.Cleanup(func() { c.Close(context.Background()) })
 		conns = append(conns, c)
+	}
+
+	// Neither serving role may name a row's id (only the identity gives it).
+	for i, conn := range conns {
+		_, err := conn.Exec(ctx, `INSERT INTO proxy_calls (id, at, workspace, provider, scope, key_id, key_version, status, duration_ms,
+			byok, retried, bytes_out, caller, request_id) OVERRIDING SYSTEM VALUE
+			VALUES (1000000000000, now(), 'ws1', 'openai', 'workspace', 'k', 1, 200, 1, true, false, 0, 'x', 'r')`)
+		if err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Fatalf("serving role %d named a proxied call's id: %v", i, err)
+		}
 	}
 
 	rule := regexp.MustCompile(ids.Pattern)
