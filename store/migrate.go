@@ -123,12 +123,26 @@ func (s *Store) grant(ctx context.Context, kind, role string, stmts []string) er
 	if owner == role {
 		return fmt.Errorf("the %s role %q is the role running the migration (the tables' owner): serve must run as another role, or it could lift the triggers that keep the audit trail append-only and revocations final", kind, role)
 	}
+	// A role that can write every table, or pass row-level security, or
+	// anything at all, would make these grants meaningless.
+	var super, bypassRLS, writesAll bool
+	if err := s.pool.QueryRow(ctx, `SELECT rolsuper, rolbypassrls,
+		CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pg_write_all_data') THEN pg_has_role($1, 'pg_write_all_data', 'MEMBER') ELSE false END
+		FROM pg_roles WHERE rolname = $1`, role).Scan(&super, &bypassRLS, &writesAll); err != nil {
+		return fmt.Errorf("look up %s role %q: %w", kind, role, err)
+	}
+	if super || bypassRLS || writesAll {
+		return fmt.Errorf("the %s role %q is a superuser, bypasses row-level security or is a member of pg_write_all_data: serve must run as a role that holds only what keybroker grants it", kind, role)
+	}
 	r := pgx.Identifier{role}.Sanitize()
+	// No sequence: the ids are identities, which need no privilege, and a
+	// role that could call nextval could skip ids (the audit stream waits
+	// at a gap).
 	all := append([]string{
 		`GRANT USAGE ON SCHEMA {schema} TO {role}`,
 		`REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {role}`,
+		`REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM {role}`,
 	}, stmts...)
-	all = append(all, `GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}`)
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		schema := schemaOf(ctx, tx)
 		for _, q := range all {

@@ -18,8 +18,8 @@ import (
 // the id instead. A database upgraded by it alone, before `keybroker
 // migrate` grants the roles again, must not open a window: a role that
 // held INSERT on the whole table holds it on those columns only, and
-// naming an id is refused. Down gives the table's INSERT and the trigger
-// back.
+// naming an id is refused; PUBLIC, which none should have given INSERT,
+// loses it. Down gives the table's INSERT and the trigger back.
 func TestTheRecordsMigrationLeavesNoRoleAnIDToName(t *testing.T) {
 	ctx := context.Background()
 	dbURL := testenv.DatabaseURL(t)
@@ -44,7 +44,7 @@ func TestTheRecordsMigrationLeavesNoRoleAnIDToName(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := pgx.Identifier{role}.Sanitize()
-	for _, q := range []string{`GRANT USAGE ON SCHEMA public TO ` + r, `GRANT SELECT, INSERT ON proxy_calls TO ` + r} {
+	for _, q := range []string{`GRANT USAGE ON SCHEMA public TO ` + r, `GRANT SELECT, INSERT ON proxy_calls TO ` + r, `GRANT INSERT ON proxy_calls TO PUBLIC`} {
 		if _, err := s.pool.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}
@@ -69,6 +69,11 @@ func TestTheRecordsMigrationLeavesNoRoleAnIDToName(t *testing.T) {
 	}
 	if err := insertWithID(); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("after 00022 alone a role that held INSERT names an id: %v", err)
+	}
+	var public int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_class c, aclexplode(c.relacl) g
+		WHERE c.oid = 'proxy_calls'::regclass AND g.grantee = 0 AND g.privilege_type = 'INSERT'`).Scan(&public); err != nil || public != 0 {
+		t.Fatalf("after 00022 PUBLIC still inserts into proxy_calls: %d %v", public, err)
 	}
 	var columns bool
 	if err := s.pool.QueryRow(ctx, `SELECT has_column_privilege($1, 'proxy_calls', 'request_id', 'INSERT')

@@ -18,7 +18,8 @@ import (
 // identifiers of proxied calls were regular expressions (7 µs a row); they
 // are ltrim and octet_length now (1 µs). Whatever the
 // serving roles insert, the database accepts exactly the identifiers the
-// id rule accepts: edge cases and a few hundred random strings over an
+// id rule accepts: edge cases, every ASCII character alone and after a
+// letter, and a few hundred random strings over an
 // alphabet of valid and invalid characters, each inserted by both roles'
 // connections in turn as workspace, provider and key id.
 func TestProxyCallIdentifiersFollowTheIDRule(t *testing.T) {
@@ -50,6 +51,9 @@ func TestProxyCallIdentifiersFollowTheIDRule(t *testing.T) {
 	corpus := []string{"", "a", "0", "-", "_", "a-", "a_", "-a", "_a", "A", "aB", "a b", "a.b", "a\n", "\na", "é", "aé",
 		"a\x00b", strings.Repeat("a", 63), strings.Repeat("a", 64), "a" + strings.Repeat("-", 62), "ws-1_x", "0123456789",
 		"abcdefghijklmnopqrstuvwxyz", "a$", "^a", "a\t", "ａ"}
+	for c := rune(1); c < 128; c++ { // every ASCII character, alone and after a letter
+		corpus = append(corpus, string(c), "a"+string(c))
+	}
 	alphabet := []rune("az09_-A.Z é/\n")
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 300 {

@@ -118,3 +118,67 @@ func TestAuditRetentionIsTheOwners(t *testing.T) {
 		t.Fatal("the trail can be changed after a prune")
 	}
 }
+
+// A serving role that is a superuser, passes row-level security or writes
+// every table would hold more than keybroker grants: the grant refuses it.
+func TestGrantRefusesRolesThatHoldMoreThanItGrants(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testenv.DatabaseURL(t)
+	st, err := store.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	owner, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close(ctx)
+	for _, attr := range []string{"SUPERUSER", "BYPASSRLS", "IN ROLE pg_write_all_data"} {
+		role := "kbtest_wide_" + testenv.RandomID(t)
+		if _, err := owner.Exec(ctx, "CREATE ROLE "+role+" "+attr); err != nil {
+			t.Fatal(err)
+		}
+		for name, grant := range map[string]func(context.Context, string) error{"runtime": st.GrantRuntime, "resolver": st.GrantResolver} {
+			if err := grant(ctx, role); err == nil || !strings.Contains(err.Error(), "holds only what keybroker grants it") {
+				t.Errorf("%s role %s: %v", name, attr, err)
+			}
+		}
+		if _, err := owner.Exec(ctx, "DROP ROLE "+role); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The ids are identities, which need no privilege on their sequences: the
+// serving roles hold none, so neither can skip ids with nextval (the audit
+// stream waits at a gap), and both still add their rows.
+func TestServingRolesHoldNoSequence(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testenv.DatabaseURL(t)
+	runtime := kbtest.NewStore(t, dbURL)
+	kbtest.NewResolverStore(t, dbURL)
+	for _, url := range []string{testenv.RuntimeURL(t, dbURL), testenv.ResolverURL(t, dbURL)} {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, table := range []string{"audit_events", "proxy_calls"} {
+			var id int64
+			if err := conn.QueryRow(ctx, `SELECT nextval(pg_get_serial_sequence($1, 'id'))`, table).Scan(&id); err == nil ||
+				!strings.Contains(err.Error(), "permission denied") {
+				t.Errorf("a serving role advanced %s's ids to %d (%v)", table, id, err)
+			}
+		}
+		conn.Close(ctx)
+	}
+	if err := runtime.AppendAudit(ctx, broker.AuditEvent{ScopeKind: broker.ScopeWorkspace, ScopeID: "ws1", Action: "key.create", Actor: "t", Outcome: "success"}); err != nil {
+		t.Fatalf("the runtime role's audit row: %v", err)
+	}
+	if err := runtime.AddProxyCalls(ctx, []broker.ProxyCall{{At: time.Now(), Workspace: "ws1", Provider: "openai"}}); err != nil {
+		t.Fatalf("the runtime role's record: %v", err)
+	}
+}

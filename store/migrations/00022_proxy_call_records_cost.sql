@@ -7,7 +7,8 @@
 --   the per-row trigger of 00015 enforced (a plpgsql call, two catalog
 --   lookups and two sequence reads per row: about 11 µs). The grants are
 --   changed here for every role that could insert, so that no window opens
---   between this migration and `keybroker migrate`'s grants.
+--   between this migration and `keybroker migrate`'s grants (and PUBLIC's
+--   INSERT, which no role should have had, is revoked).
 -- * The identifier checks say what the regular expressions said with
 --   ltrim and octet_length (about 1 µs per row against 7 µs for three
 --   regular expressions): 1 to 63 bytes of [a-z0-9_-], the first [a-z0-9].
@@ -29,6 +30,9 @@ BEGIN
         EXECUTE format('REVOKE INSERT ON proxy_calls FROM %s', grantee);
         EXECUTE format('GRANT INSERT (at, workspace, provider, scope, key_id, key_version, status, duration_ms, byok, retried, bytes_out, caller, request_id) ON proxy_calls TO %s', grantee);
     END LOOP;
+    -- Nobody is meant to hold it through PUBLIC; whoever did could now
+    -- name ids.
+    REVOKE INSERT ON proxy_calls FROM PUBLIC;
 END;
 $$;
 -- +goose StatementEnd
