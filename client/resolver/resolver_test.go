@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,12 @@ func standIn(tb testing.TB, ttlSeconds int) *httptest.Server {
 // standInExpiring is standIn whose answers are minted credentials that
 // expire at expires (zero: long-lived keys).
 func standInExpiring(tb testing.TB, ttlSeconds int, expires time.Time) *httptest.Server {
+	return standInAnswering(tb, func(a *client.ResolveResponse) { a.TTLSeconds, a.ExpiresAt = ttlSeconds, expires }, nil)
+}
+
+// standInAnswering is standIn whose answers answer sets; while down says
+// so, it answers resolves with 503.
+func standInAnswering(tb testing.TB, answer func(*client.ResolveResponse), down *atomic.Bool) *httptest.Server {
 	tb.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer kbt_standin" {
@@ -37,8 +44,14 @@ func standInExpiring(tb testing.TB, ttlSeconds int, expires time.Time) *httptest
 				w.WriteHeader(http.StatusBadRequest)
 				return
 			}
-			_ = json.NewEncoder(w).Encode(client.ResolveResponse{APIKey: "sk-standin-key-0123456789", Source: "byok", IsBYOK: true, Version: 1,
-				Scope: "workspace", KeyID: "default", ResolutionID: "res_1", TTLSeconds: ttlSeconds, ExpiresAt: expires})
+			if down != nil && down.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			a := client.ResolveResponse{APIKey: "sk-standin-key-0123456789", Source: "byok", IsBYOK: true, Version: 1,
+				Scope: "workspace", KeyID: "default", ResolutionID: "res_1"}
+			answer(&a)
+			_ = json.NewEncoder(w).Encode(a)
 		case "/v1/resolve/watch":
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			_, _ = w.Write([]byte(`{"type":"hello"}` + "\n"))
@@ -134,6 +147,67 @@ func TestAMintedCredentialIsRefreshedBeforeItExpires(t *testing.T) {
 		if n := r.Requests(); n != tc.want {
 			t.Fatalf("expiring in %v: %d requests for three resolves, want %d", time.Until(tc.expires).Round(time.Second), n, tc.want)
 		}
+	}
+}
+
+// An answer is kept no longer than its key's own expiry (keyExpiresAt),
+// whatever the server's TTL, and never served stale past it when
+// keybroker cannot answer: before the expiry a stale answer still serves
+// (StaleIfError), after it the error comes back.
+func TestAnAnswerIsNotKeptPastItsKeysExpiry(t *testing.T) {
+	ctx := context.Background()
+	resolverOf := func(srv *httptest.Server) *resolver.Resolver {
+		c, err := client.New(client.Config{Address: srv.URL, Token: "kbt_standin"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := resolver.New(resolver.Config{Client: c, StaleIfError: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(r.Close)
+		for deadline := time.Now().Add(10 * time.Second); !r.Connected(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the stream does not connect")
+			}
+		}
+		return r
+	}
+
+	// In memory: a TTL of an hour, a key that expires in 2 s.
+	keyExpires := time.Now().Add(2 * time.Second)
+	r := resolverOf(standInAnswering(t, func(a *client.ResolveResponse) { a.TTLSeconds, a.KeyExpiresAt = 3600, keyExpires }, nil))
+	for range 2 {
+		if got, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil || !got.KeyExpiresAt.Equal(keyExpires) {
+			t.Fatalf("resolve: %v, keyExpiresAt %v", err, got.KeyExpiresAt)
+		}
+	}
+	if n := r.Requests(); n != 1 {
+		t.Fatalf("%d requests for two resolves before the key's expiry", n)
+	}
+	time.Sleep(time.Until(keyExpires) + 100*time.Millisecond)
+	if _, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Requests(); n != 2 {
+		t.Fatalf("%d requests: an answer was served from memory past its key's expiry", n)
+	}
+
+	// Stale: a TTL of 1 s, a key that expires in 3 s, then keybroker down.
+	keyExpires = time.Now().Add(3 * time.Second)
+	var down atomic.Bool
+	r = resolverOf(standInAnswering(t, func(a *client.ResolveResponse) { a.TTLSeconds, a.KeyExpiresAt = 1, keyExpires }, &down))
+	if _, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	down.Store(true)
+	if got, err := r.Resolve(ctx, "ws1", "openai", ""); err != nil || !got.KeyExpiresAt.Equal(keyExpires) {
+		t.Fatalf("before the key's expiry, with keybroker down, the held answer is not served stale: %v", err)
+	}
+	time.Sleep(time.Until(keyExpires) + 100*time.Millisecond)
+	if got, err := r.Resolve(ctx, "ws1", "openai", ""); err == nil {
+		t.Fatalf("an answer whose key expired at %v was served stale: %v", keyExpires, got.KeyExpiresAt)
 	}
 }
 
