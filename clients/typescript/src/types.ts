@@ -235,6 +235,9 @@ export function parseResolveAnswer(v: unknown): Resolution | undefined {
   if (a.expiresAt !== undefined && (typeof a.expiresAt !== "string" || Number.isNaN(Date.parse(a.expiresAt)))) {
     return undefined;
   }
+  if (a.keyExpiresAt !== undefined && (typeof a.keyExpiresAt !== "string" || Number.isNaN(Date.parse(a.keyExpiresAt)))) {
+    return undefined;
+  }
   return new Resolution({
     apiKey: a.apiKey,
     source: String(a.source ?? ""),
@@ -249,6 +252,7 @@ export function parseResolveAnswer(v: unknown): Resolution | undefined {
     ...(typeof a.fingerprint === "string" ? { fingerprint: a.fingerprint } : {}),
     ...(typeof a.fallbackReason === "string" ? { fallbackReason: a.fallbackReason } : {}),
     ...(typeof a.ttlSeconds === "number" ? { ttlSeconds: a.ttlSeconds } : {}),
+    ...(typeof a.keyExpiresAt === "string" ? { keyExpiresAt: a.keyExpiresAt } : {}),
   });
 }
 

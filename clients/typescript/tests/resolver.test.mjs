@@ -203,6 +203,44 @@ describe("Resolver", () => {
     assert.equal(r.requests, before + 1, "it tried keybroker first");
   });
 
+  test("an answer is kept no longer than its key's expiry, in memory or stale", async (t) => {
+    const ws = randomId("ts");
+    const key = newKey();
+    await admin("PUT", keyPath(ws, "openai"), { apiKey: key });
+    const expires = new Date(Date.now() + 4000);
+    await admin("PATCH", `${poolPath(ws, "openai")}/default`, { expiresAt: expires.toISOString() });
+    const c = new Client(resolverOptions(token.token));
+    try {
+      let last;
+      await waitUntil("the resolver replica answers the key's expiry", 3000, async () => {
+        const res = await c.resolve({ workspace: ws, provider: "openai" }).catch((e) => e);
+        last = res;
+        return res.apiKey === key && res.keyExpiresAt?.getTime() === expires.getTime();
+      }).catch((e) => { throw new Error(`${e.message}; last answer ${inspect(last)} ${last?.keyExpiresAt}`); });
+    } finally {
+      c.close();
+    }
+    const proxy = await cuttable(resolverURL);
+    t.after(() => proxy.close());
+    // Neither the stream being down (an hour allowed) nor the server's TTL
+    // (30 s) would drop the answer before the key's expiry.
+    const r = new Resolver({
+      client: resolverOptions(token.token, proxy.url, { timeoutMs: 2000 }),
+      maxDisconnectedAgeMs: 3_600_000,
+      staleIfErrorMs: 3_600_000,
+    });
+    t.after(() => r.close());
+    await r.ready();
+    const held = await r.resolve(ws, "openai");
+    assert.equal(held.apiKey, key);
+    assert.equal(held.keyExpiresAt.getTime(), expires.getTime());
+    proxy.cut(true);
+    assert.equal((await r.resolve(ws, "openai")).apiKey, key, "before the expiry the answer is held");
+    await new Promise((res) => setTimeout(res, expires.getTime() - Date.now() + 100));
+    await assert.rejects(r.resolve(ws, "openai"), (err) => err instanceof UnavailableError,
+      "past the key's expiry the answer is neither served from memory nor served stale");
+  });
+
   test("a revoked token empties the library for good", async (t) => {
     const own = await resolverToken("revoked in the test");
     const ws = randomId("ts");
