@@ -108,8 +108,13 @@ func (s *Store) grant(ctx context.Context, kind, role string, stmts []string) er
 	if role == "" {
 		return nil
 	}
-	var exists bool
-	err := s.pool.QueryRow(ctx, `SELECT true FROM pg_roles WHERE rolname = $1`, role).Scan(&exists)
+	// What the role is: a role that can write every table, or pass
+	// row-level security, or anything at all, would make these grants
+	// meaningless (refused below, once the owner is told apart).
+	var super, bypassRLS, writesAll bool
+	err := s.pool.QueryRow(ctx, `SELECT rolsuper, rolbypassrls,
+		CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pg_write_all_data') THEN pg_has_role($1, 'pg_write_all_data', 'MEMBER') ELSE false END
+		FROM pg_roles WHERE rolname = $1`, role).Scan(&super, &bypassRLS, &writesAll)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%s role %q does not exist: create it first (CREATE ROLE %s LOGIN PASSWORD ...)", kind, role, role)
 	}
@@ -122,14 +127,6 @@ func (s *Store) grant(ctx context.Context, kind, role string, stmts []string) er
 	}
 	if owner == role {
 		return fmt.Errorf("the %s role %q is the role running the migration (the tables' owner): serve must run as another role, or it could lift the triggers that keep the audit trail append-only and revocations final", kind, role)
-	}
-	// A role that can write every table, or pass row-level security, or
-	// anything at all, would make these grants meaningless.
-	var super, bypassRLS, writesAll bool
-	if err := s.pool.QueryRow(ctx, `SELECT rolsuper, rolbypassrls,
-		CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pg_write_all_data') THEN pg_has_role($1, 'pg_write_all_data', 'MEMBER') ELSE false END
-		FROM pg_roles WHERE rolname = $1`, role).Scan(&super, &bypassRLS, &writesAll); err != nil {
-		return fmt.Errorf("look up %s role %q: %w", kind, role, err)
 	}
 	if super || bypassRLS || writesAll {
 		return fmt.Errorf("the %s role %q is a superuser, bypasses row-level security or is a member of pg_write_all_data: serve must run as a role that holds only what keybroker grants it", kind, role)
